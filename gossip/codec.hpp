@@ -1,0 +1,74 @@
+// Wire codec of the gossip protocol: core structs <-> protobuf (proto/gossip.proto) bytes.
+// An edge adapter: never trusts its input, never throws, never aborts.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <caf/expected.hpp>
+
+#include "gossip/types.hpp"
+
+namespace starling::gossip {
+
+/// First byte of every gossip datagram.
+enum class frame_type : std::uint8_t {
+  plain = 0x01,  ///< a Packet follows, unencrypted
+  sealed = 0x02, ///< reserved: AES-256-GCM sealed Packet (identity issue)
+};
+
+/// Limits applied when decoding untrusted bytes. A message breaking one is refused.
+struct codec_limits {
+  std::size_t max_datagram = 1400;        ///< bytes, frame byte included
+  std::size_t max_frame = 16u << 20;      ///< bytes of one TCP frame (length prefix excluded)
+  std::size_t max_name = 128;             ///< bytes of a member name
+  std::size_t max_address = 256;          ///< bytes of "host:port"
+  std::size_t max_tags = 64;              ///< tags per member
+  std::size_t max_tag_bytes = 512;        ///< bytes of one tag key or value
+  std::size_t max_updates = 4096;         ///< updates in a packet, or members in a push-pull
+                                          ///< (push-pull state is bounded by reaping)
+};
+
+/// Encodes `p` as one datagram: the frame byte `plain`, then the Packet.
+[[nodiscard]] std::string encode_datagram(const packet& p);
+
+/// Decodes one datagram. Errors: truncated (empty), unknown_frame, malformed,
+/// unsupported_version, invalid_field (empty sender, unknown kind or state, limits),
+/// oversized.
+[[nodiscard]] caf::expected<packet> decode_datagram(std::string_view bytes,
+                                                    const codec_limits& limits = {});
+
+/// Encodes a push-pull as one TCP frame: 4-byte big-endian length, then a Frame message.
+[[nodiscard]] std::string encode_frame(const push_pull& pp);
+
+/// Encodes an error answer as one TCP frame (the peer refused the request).
+[[nodiscard]] std::string encode_error_frame(std::string_view reason);
+
+/// Decodes the body of one TCP frame (length prefix already removed) as a push-pull.
+/// An error frame from the peer yields errc::peer_refused with its reason.
+[[nodiscard]] caf::expected<push_pull> decode_frame(std::string_view body,
+                                                    const codec_limits& limits = {});
+
+/// Splits a TCP byte stream into frame bodies. Feed bytes as they arrive; pull complete
+/// bodies with next(). A length over `max_frame` puts the reader in a failed state.
+class frame_reader {
+public:
+  explicit frame_reader(std::size_t max_frame = codec_limits{}.max_frame);
+
+  /// Appends received bytes.
+  void feed(std::string_view bytes);
+
+  /// The next complete frame body, if one is buffered; an error once the stream is bad
+  /// (oversized length). Returns std::nullopt while more bytes are needed.
+  [[nodiscard]] std::optional<caf::expected<std::string>> next();
+
+private:
+  std::size_t max_frame_;
+  std::string buffer_;
+  bool failed_ = false;
+};
+
+} // namespace starling::gossip

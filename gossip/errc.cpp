@@ -1,0 +1,49 @@
+#include "gossip/errc.hpp"
+
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
+
+namespace starling::gossip {
+
+const char* to_string(errc x) noexcept {
+  switch (x) {
+    case errc::malformed: return "malformed";
+    case errc::truncated: return "truncated";
+    case errc::oversized: return "oversized";
+    case errc::unsupported_version: return "unsupported_version";
+    case errc::unknown_frame: return "unknown_frame";
+    case errc::invalid_field: return "invalid_field";
+    case errc::peer_refused: return "peer_refused";
+    case errc::io_failure: return "io_failure";
+    case errc::timeout: return "timeout";
+    case errc::join_failed: return "join_failed";
+  }
+  return "unknown";
+}
+
+caf::error make_error(errc x, std::string context) {
+  return caf::error{static_cast<std::uint8_t>(x), errc_category,
+                    caf::make_message(std::move(context))};
+}
+
+std::string render(const caf::error& err) {
+  if (!err)
+    return "no error";
+  std::string out;
+  if (err.category() == errc_category) {
+    out = "gossip.";
+    out += to_string(static_cast<errc>(err.code()));
+  } else {
+    out = caf::to_string(err.category());
+    out += '.';
+    out += std::to_string(err.code());
+  }
+  const auto& ctx = err.context();
+  if (ctx.match_elements<std::string>()) {
+    out += ": ";
+    out += ctx.get_as<std::string>(0);
+  }
+  return out;
+}
+
+} // namespace starling::gossip

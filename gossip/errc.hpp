@@ -1,0 +1,38 @@
+// Errors of the gossip module.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+
+namespace starling::gossip {
+
+/// Why a gossip operation or an input was refused.
+enum class errc : std::uint8_t {
+  malformed = 1,       ///< bytes that do not parse as the expected message
+  truncated,           ///< a frame shorter than its header or length prefix says
+  oversized,           ///< a datagram or frame over the configured limit
+  unsupported_version, ///< a protocol version this node does not speak
+  unknown_frame,       ///< a frame type byte this node does not know
+  invalid_field,       ///< parses, but a field is missing or out of range
+  peer_refused,        ///< the peer answered with an error frame
+  io_failure,          ///< connect, read or write failed
+  timeout,             ///< no answer in time
+  join_failed,         ///< no seed answered within the join bound
+};
+
+/// The CAF error category of this module.
+constexpr caf::atom_value errc_category = caf::atom("gossip");
+
+/// Human-readable name of `x` ("malformed", ...).
+const char* to_string(errc x) noexcept;
+
+/// Makes a caf::error of category "gossip" carrying `context` (what, and which input).
+caf::error make_error(errc x, std::string context = {});
+
+/// Renders a gossip error for logs: "gossip.malformed: <context>". Works for any error.
+std::string render(const caf::error& err);
+
+} // namespace starling::gossip

@@ -1,0 +1,166 @@
+// SWIM membership with Lifeguard, as a pure state machine. No I/O, clock reads or threads:
+// every input carries `now`, every output is a returned value, randomness comes from a
+// seeded generator. The membership actor (actors/) and the simulator (tests/sim/) drive it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gossip/types.hpp"
+
+namespace starling::gossip {
+
+using namespace std::chrono_literals;
+
+/// Tunables of the protocol. Defaults are chosen for a LAN (see docs/membership.md).
+struct swim_config {
+  /// Time between two probes of this node (before Lifeguard scaling).
+  duration probe_interval = 1s;
+  /// How long a direct ping waits for an ack before indirect probes start.
+  duration probe_timeout = 400ms;
+  /// Time between two gossip rounds (broadcasts sent to `gossip_fanout` random members).
+  duration gossip_interval = 200ms;
+  /// Members a gossip round sends to.
+  unsigned gossip_fanout = 3;
+  /// Dead members still gossiped to for this long (so a wrongly killed node can refute).
+  duration gossip_to_dead = 30s;
+  /// Members asked to probe indirectly (k of SWIM).
+  unsigned indirect_checks = 3;
+  /// An update is retransmitted retransmit_mult * ceil(log10(n + 1)) times.
+  unsigned retransmit_mult = 4;
+  /// Minimum suspicion timeout = suspicion_mult * max(1, log10(n)) * probe_interval.
+  unsigned suspicion_mult = 4;
+  /// Maximum suspicion timeout = suspicion_max_mult * minimum (Lifeguard dogpile).
+  unsigned suspicion_max_mult = 6;
+  /// Lifeguard local health awareness ceiling: intervals scale by (1 + score), score <= max.
+  unsigned awareness_max = 8;
+  /// Enables Lifeguard (local health awareness, nacks, dogpile suspicion, buddy system).
+  /// Off gives plain SWIM with a fixed suspicion timeout (the minimum above), for comparison.
+  bool lifeguard = true;
+  /// Time between two periodic push-pull exchanges with a random member (0 = never).
+  /// Scaled up for big meshes like memberlist: interval * max(1, ceil(log2(n / 32)) + 1).
+  duration push_pull_interval = 30s;
+  /// Dead and left members are removed from the table this long after the transition.
+  duration reap_after = 15min;
+  /// A reaped member's last incarnation is remembered this long, so that a stale
+  /// full-state sync from a third party cannot revive it.
+  duration reaped_memory = 6h;
+  /// Upper bound on the number of remembered reaped members (oldest forgotten first).
+  std::size_t reaped_memory_max = 10000;
+  /// Datagrams are packed to at most this many bytes (encoded size bound, frame included).
+  std::size_t max_datagram = 1400;
+};
+
+/// Counters the core keeps; exported as metrics by the actor.
+struct membership_stats {
+  std::uint64_t probes = 0;          ///< direct pings sent as prober
+  std::uint64_t probe_failures = 0;  ///< probes that ended with no ack at all
+  std::uint64_t indirect_probes = 0; ///< ping_req sent
+  std::uint64_t nacks_received = 0;
+  std::uint64_t suspicions = 0;      ///< suspect states this node raised itself
+  std::uint64_t refutations = 0;     ///< times this node refuted a suspicion of itself
+  std::uint64_t updates_applied = 0; ///< gossip updates that changed the table
+  std::uint64_t updates_ignored = 0; ///< stale or invalid updates
+  std::uint64_t packets_sent = 0;
+  std::uint64_t packets_received = 0;
+  std::uint64_t push_pulls = 0;      ///< full-state merges (both directions)
+};
+
+/// Everything an input produced: datagrams to send, push-pull exchanges to start,
+/// and member events to report. Returned by every input.
+struct effects {
+  std::vector<outgoing> packets;
+  /// Addresses to start a push-pull exchange with (answer goes to on_push_pull_response).
+  std::vector<std::string> push_pull_to;
+  std::vector<member_event> events;
+
+  /// Appends `other` to this.
+  void append(effects&& other);
+};
+
+/// Answer to a peer-initiated push-pull: our state, plus what merging theirs produced.
+struct push_pull_reply {
+  push_pull state;
+  effects fx;
+};
+
+/// SWIM membership of one node. Pure: no I/O, clock reads or threads. Not thread-safe:
+/// one owner (the membership actor, or the simulator) calls it.
+class membership {
+public:
+  /// Creates the local node `name`, reachable at `address` ("host:port"), alive with
+  /// incarnation `incarnation`. `seed` seeds the RNG (probe order, targets, jitter).
+  membership(std::string name, std::string address, tag_map tags, swim_config cfg,
+             std::uint64_t seed, time_point now, std::uint64_t incarnation = 0);
+  ~membership();
+  membership(membership&&) noexcept;
+  membership& operator=(membership&&) noexcept;
+
+  // -- inputs ------------------------------------------------------------------------------
+
+  /// Runs every timer due at `now`: probe rounds, probe and indirect timeouts, suspicion
+  /// timeouts, gossip rounds, periodic push-pull, reaping.
+  [[nodiscard]] effects on_tick(time_point now);
+
+  /// Handles one decoded datagram.
+  [[nodiscard]] effects on_packet(const packet& msg, time_point now);
+
+  /// A peer started a push-pull with us: merge its state and return ours.
+  [[nodiscard]] push_pull_reply on_push_pull_request(const push_pull& remote, time_point now);
+
+  /// Our push-pull (join or periodic) was answered: merge the peer's state.
+  [[nodiscard]] effects on_push_pull_response(const push_pull& remote, time_point now);
+
+  /// Our full state, to open a push-pull exchange (`join` marks the first one).
+  [[nodiscard]] push_pull make_push_pull(bool join) const;
+
+  /// Graceful leave: marks this node left and queues the news for every member.
+  /// The caller keeps feeding ticks for a short propagation delay, then stops.
+  [[nodiscard]] effects leave(time_point now);
+
+  /// Publishes new tags for this node (alive with a higher incarnation).
+  [[nodiscard]] effects set_tags(tag_map tags, time_point now);
+
+  // -- views -------------------------------------------------------------------------------
+
+  /// The earliest time at which on_tick has work to do.
+  [[nodiscard]] time_point next_deadline() const;
+
+  /// Every known member, this node included, sorted by name.
+  [[nodiscard]] std::vector<member> members() const;
+
+  /// The member `name`, if known.
+  [[nodiscard]] std::optional<member> find(const std::string& name) const;
+
+  /// Number of members in `s` (this node included when it matches).
+  [[nodiscard]] std::size_t count(member_state s) const;
+
+  /// This node's view of itself.
+  [[nodiscard]] const member& self() const;
+
+  /// Lifeguard local health score: 0 is healthy, up to awareness_max.
+  [[nodiscard]] unsigned health_score() const;
+
+  /// Updates still queued for piggybacking.
+  [[nodiscard]] std::size_t pending_broadcasts() const;
+
+  [[nodiscard]] const membership_stats& stats() const;
+  [[nodiscard]] const swim_config& config() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Upper bound of the encoded size of `u` inside a Packet (protobuf field overhead
+/// included). The core packs datagrams with it; the codec test checks it is a bound.
+[[nodiscard]] std::size_t encoded_size_bound(const member_update& u) noexcept;
+
+/// Upper bound of the encoded size of `p` without its updates (frame byte included).
+[[nodiscard]] std::size_t encoded_header_bound(const packet& p) noexcept;
+
+} // namespace starling::gossip

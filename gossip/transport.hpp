@@ -1,0 +1,120 @@
+// The gossip transport: one UDP socket (probes and piggybacked gossip) and one TCP
+// listener (push-pull full-state exchanges) on the same port, served by its own Asio
+// I/O thread. No CAF actors here: the agent wires the callbacks to the membership actor.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <caf/expected.hpp>
+
+#include "gossip/codec.hpp"
+#include "gossip/types.hpp"
+
+namespace starling::gossip {
+
+/// Seals and opens gossip datagrams. The seam for the keyring of the identity issue
+/// (AES-256-GCM); the default passes bytes through. Called on the transport thread only.
+class datagram_sealer {
+public:
+  virtual ~datagram_sealer() = default;
+  /// Wraps an encoded datagram for the wire.
+  [[nodiscard]] virtual std::string seal(std::string plain) = 0;
+  /// Unwraps a received datagram; an error drops it (counted).
+  [[nodiscard]] virtual caf::expected<std::string> open(std::string_view wire) = 0;
+};
+
+/// Where and how the transport listens.
+struct transport_config {
+  /// Address to bind UDP and TCP to ("0.0.0.0", "127.0.0.1", "::").
+  std::string bind_host = "0.0.0.0";
+  /// Port for both UDP and TCP; 0 picks a free port usable by both.
+  std::uint16_t port = 7946;
+  /// Host other members use to reach us. Empty: bind_host if it is a specific address,
+  /// else the first non-loopback IPv4 address of this machine (127.0.0.1 if none).
+  std::string advertise_host;
+  /// Limits for decoding what arrives.
+  codec_limits limits;
+  /// Bound on a whole push-pull exchange (connect, write, read), both directions.
+  std::chrono::milliseconds tcp_timeout{10000};
+  /// Optional datagram sealer; null means plain datagrams.
+  std::shared_ptr<datagram_sealer> sealer;
+};
+
+/// Counters of the transport; read from any thread.
+struct transport_stats {
+  std::atomic<std::uint64_t> datagrams_in{0};
+  std::atomic<std::uint64_t> datagrams_out{0};
+  std::atomic<std::uint64_t> bytes_in{0};
+  std::atomic<std::uint64_t> bytes_out{0};
+  std::atomic<std::uint64_t> dropped_malformed{0}; ///< undecodable or unsealable datagrams
+  std::atomic<std::uint64_t> dropped_oversized{0}; ///< datagrams over max_datagram
+  std::atomic<std::uint64_t> send_errors{0};
+  std::atomic<std::uint64_t> push_pulls_in{0};     ///< exchanges a peer started
+  std::atomic<std::uint64_t> push_pulls_out{0};    ///< exchanges we started that succeeded
+  std::atomic<std::uint64_t> push_pull_errors{0};  ///< failed exchanges, either direction
+};
+
+/// Replies to a peer's push-pull: call once with our state, or an error to refuse.
+/// May be called from any thread.
+using push_pull_responder = std::function<void(caf::expected<push_pull>)>;
+
+/// Callbacks into the owner. All are invoked on the transport's I/O thread and must not
+/// block (post to an actor instead).
+struct transport_callbacks {
+  /// A datagram decoded; `from` is the UDP source "host:port".
+  std::function<void(packet msg, std::string from)> on_packet;
+  /// A peer opened a push-pull and sent its state; answer through `reply`.
+  std::function<void(push_pull remote, push_pull_responder reply)> on_push_pull;
+  /// Optional: something untrusted was dropped (for debug logging); counted regardless.
+  std::function<void(const caf::error& why, const std::string& from)> on_drop;
+};
+
+/// The gossip transport. Thread-safe public methods; callbacks run on its own thread.
+class transport {
+public:
+  /// Binds UDP and TCP and starts the I/O thread. Fails with errc::io_failure naming the
+  /// address when binding fails.
+  [[nodiscard]] static caf::expected<std::unique_ptr<transport>>
+  start(transport_config cfg, transport_callbacks cbs);
+
+  /// Stops the I/O thread and closes sockets (idempotent); pending completions are dropped.
+  ~transport();
+
+  /// The address members use to reach us: advertise host and the bound port.
+  [[nodiscard]] std::string advertise_address() const;
+
+  /// The actual bound port (useful with port 0).
+  [[nodiscard]] std::uint16_t port() const;
+
+  /// Encodes and sends one datagram to "host:port". Never blocks; errors are counted.
+  void send(const std::string& address, const packet& msg);
+
+  /// Opens a push-pull with "host:port": sends `local`, reads the answer. `done` runs
+  /// once on the I/O thread with the peer's state or an error (io_failure, timeout,
+  /// peer_refused, malformed...).
+  void push_pull_with(const std::string& address, push_pull local,
+                      std::function<void(caf::expected<push_pull>)> done);
+
+  /// Stops the I/O thread and closes the sockets. Idempotent.
+  void stop();
+
+  [[nodiscard]] const transport_stats& stats() const;
+
+  class impl;
+
+private:
+  explicit transport(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+/// Splits "host:port" (IPv6 as "[::1]:7946"). Errors: invalid_field naming the input.
+[[nodiscard]] caf::expected<std::pair<std::string, std::uint16_t>>
+split_host_port(std::string_view address);
+
+} // namespace starling::gossip
