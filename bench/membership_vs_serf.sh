@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Membership benchmark: Starling and Debian's serf (memberlist) side by side, in one run, on
+# loopback. For each size n, several rounds alternate the two systems; medians are reported as
+# ratios Starling / Serf (lower is better for times and RSS).
+#
+#   convergence  from the first agent's start until every agent has a join event for every
+#                other agent (each system's own event stream: serf's event handler, Starling's
+#                --event-log), as in shared/BENCH-NOTES.md
+#   detection    from `kill -9` of one agent until the last survivor has a failed event for it
+#   rss          mean resident set size per agent once converged (KiB)
+#
+# Usage: bench/membership_vs_serf.sh [--sizes "20 50"] [--rounds 3] [--serf-profile lan]
+#                                    [--starling-config FILE] [--out DIR]
+#                                    [--systems "serf starling"]
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+sizes="20 50"
+systems="serf starling"
+rounds=3
+serf_profile=lan
+starling_config=""
+out=""
+starling=${STARLING_BIN:-$top/build/bin/starling}
+deadline_s=120
+
+while (($#)); do
+  case "$1" in
+    --sizes) sizes=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --systems) systems=$2; shift 2 ;;
+    --serf-profile) serf_profile=$2; shift 2 ;;
+    --starling-config) starling_config=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+command -v serf >/dev/null || { echo "serf is not installed (scripts/install-deps.sh --bench)" >&2; exit 2; }
+[[ $systems != *starling* || -x $starling ]] || { echo "starling binary not found at $starling (make build)" >&2; exit 2; }
+
+# Agents' logs and event files go to --out (kept) or a temporary directory (removed).
+if [[ -n $out ]]; then
+  mkdir -p "$out"; work=$(cd "$out" && pwd); keep=1
+else
+  work=$(mktemp -d /tmp/starling-bench.XXXXXX); keep=0
+fi
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ((keep)) || rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+now() { date +%s.%N; }
+
+# A free TCP+UDP port on 127.0.0.1 from a random high range (serf needs explicit ports).
+used_ports=" "
+free_port() {
+  local p i
+  for ((i = 0; i < 1000; i++)); do
+    p=$((20000 + RANDOM % 30000))
+    [[ $used_ports == *" $p "* ]] && continue
+    if ! ss -Htanu "( sport = :$p )" | grep -q .; then
+      used_ports+="$p "
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# Latest time at which every agent (one file per agent, lines "<ts> <member>") has seen all
+# n-1 others; empty if some agent has not.
+converged_at() {
+  local n=$1; shift
+  local f latest="" t
+  for f in "$@"; do
+    t=$(awk -v need=$((n - 1)) -v self="$(basename "$f" .joins)" \
+      '$2 != self && !seen[$2]++ { c++; if (c == need) { print $1; exit } }' "$f" 2>/dev/null)
+    [[ -n $t ]] || { echo ""; return; }
+    if [[ -z $latest ]] || awk -v a="$t" -v b="$latest" 'BEGIN { exit !(a > b) }'; then latest=$t; fi
+  done
+  echo "$latest"
+}
+
+# Latest time at which every survivor file has a line for `victim`; empty if not all have.
+detected_at() {
+  local victim=$1; shift
+  local f latest="" t
+  for f in "$@"; do
+    t=$(awk -v v="$victim" '$2 == v { print $1; exit }' "$f" 2>/dev/null)
+    [[ -n $t ]] || { echo ""; return; }
+    if [[ -z $latest ]] || awk -v a="$t" -v b="$latest" 'BEGIN { exit !(a > b) }'; then latest=$t; fi
+  done
+  echo "$latest"
+}
+
+wait_for() { # wait_for <deadline seconds> <command...>: polls until the command prints something
+  local limit=$1; shift
+  local end=$(($(date +%s) + limit)) r
+  while (($(date +%s) < end)); do
+    r=$("$@")
+    if [[ -n $r ]]; then echo "$r"; return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+
+mean_rss() { # mean_rss pid... -> KiB
+  local total=0 p r
+  for p in "$@"; do r=$(ps -o rss= -p "$p" 2>/dev/null || echo 0); total=$((total + ${r:-0})); done
+  echo $((total / $#))
+}
+
+run_serf() { # run_serf n round -> "convergence detection rss"
+  local n=$1 round=$2
+  local dir="$work/serf-$n-$round"
+  mkdir -p "$dir"
+  cat >"$dir/handler.sh" <<'H'
+#!/bin/sh
+# One line per member: "<unix time> <member name>", into joins or failed file of this agent.
+dir=$(dirname "$0")
+case "$SERF_EVENT" in
+  member-join) f="$dir/$SERF_SELF_NAME.joins" ;;
+  member-failed) f="$dir/$SERF_SELF_NAME.failed" ;;
+  *) exit 0 ;;
+esac
+while read -r name rest; do echo "$(date +%s.%N) $name" >> "$f"; done
+H
+  chmod +x "$dir/handler.sh"
+  local seed_port; seed_port=$(free_port)
+  local agent_pids=() i port rpc start
+  start=$(now)
+  for ((i = 0; i < n; i++)); do
+    if ((i == 0)); then port=$seed_port; else port=$(free_port); fi
+    rpc=$(free_port)
+    serf agent -node "n$i" -bind "127.0.0.1:$port" -rpc-addr "127.0.0.1:$rpc" \
+      -profile "$serf_profile" -retry-join "127.0.0.1:$seed_port" -retry-interval 1s \
+      -event-handler "member-join,member-failed=$dir/handler.sh" -log-level warn \
+      >"$dir/n$i.log" 2>&1 &
+    agent_pids+=($!); pids+=($!)
+  done
+  local files=() t_conv
+  for ((i = 0; i < n; i++)); do files+=("$dir/n$i.joins"); done
+  t_conv=$(wait_for $deadline_s converged_at "$n" "${files[@]}") || { echo "serf n=$n did not converge" >&2; return 1; }
+  local rss; rss=$(mean_rss "${agent_pids[@]}")
+  local victim=$((n - 1)) t_kill
+  t_kill=$(now); kill -9 "${agent_pids[$victim]}"
+  local survivors=()
+  for ((i = 0; i < n - 1; i++)); do survivors+=("$dir/n$i.failed"); done
+  local t_det
+  t_det=$(wait_for $deadline_s detected_at "n$victim" "${survivors[@]}") || { echo "serf n=$n did not detect" >&2; return 1; }
+  for p in "${agent_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait "${agent_pids[@]}" 2>/dev/null || true
+  awk -v s="$start" -v c="$t_conv" -v k="$t_kill" -v d="$t_det" -v r="$rss" \
+    'BEGIN { printf "%.3f %.3f %d\n", c - s, d - k, r }'
+}
+
+run_starling() { # run_starling n round -> "convergence detection rss"
+  local n=$1 round=$2
+  local dir="$work/starling-$n-$round"
+  mkdir -p "$dir"
+  local seed_port; seed_port=$(free_port)
+  local agent_pids=() i gossip start cfg=()
+  [[ -n $starling_config ]] && cfg=(--config "$starling_config")
+  start=$(now)
+  for ((i = 0; i < n; i++)); do
+    if ((i == 0)); then gossip="127.0.0.1:$seed_port"; else gossip="127.0.0.1:0"; fi
+    "$starling" agent "${cfg[@]}" --name "n$i" --data-dir "$dir/data-n$i" --gossip "$gossip" \
+      --admin 127.0.0.1:0 --join "127.0.0.1:$seed_port" --event-log "$dir/n$i.events" \
+      --log-level warn >"$dir/n$i.log" 2>&1 &
+    agent_pids+=($!); pids+=($!)
+  done
+  # Split each agent's JSON event log into the same "<ts> <member>" files serf's handler writes.
+  split_events() {
+    local f
+    for ((i = 0; i < n; i++)); do
+      f="$dir/n$i.events"
+      [[ -f $f ]] || continue
+      sed -nE 's/.*"ts": *([0-9.]+).*"event": *"joined".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.joins"
+      sed -nE 's/.*"ts": *([0-9.]+).*"event": *"failed".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.failed"
+    done
+  }
+  conv_check() { split_events; converged_at "$n" "${files[@]}"; }
+  det_check() { split_events; detected_at "n$victim" "${survivors[@]}"; }
+  local files=() t_conv
+  for ((i = 0; i < n; i++)); do files+=("$dir/n$i.joins"); done
+  t_conv=$(wait_for $deadline_s conv_check) || { echo "starling n=$n did not converge" >&2; return 1; }
+  local rss; rss=$(mean_rss "${agent_pids[@]}")
+  local victim=$((n - 1)) t_kill
+  t_kill=$(now); kill -9 "${agent_pids[$victim]}"
+  local survivors=()
+  for ((i = 0; i < n - 1; i++)); do survivors+=("$dir/n$i.failed"); done
+  local t_det
+  t_det=$(wait_for $deadline_s det_check) || { echo "starling n=$n did not detect" >&2; return 1; }
+  for p in "${agent_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait "${agent_pids[@]}" 2>/dev/null || true
+  awk -v s="$start" -v c="$t_conv" -v k="$t_kill" -v d="$t_det" -v r="$rss" \
+    'BEGIN { printf "%.3f %.3f %d\n", c - s, d - k, r }'
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+echo "# Membership: Starling vs serf $(serf version | head -1) (profile $serf_profile), $(nproc) cores, $(date -u +%FT%TZ)"
+echo "starling config: ${starling_config:-defaults}; rounds: $rounds; work dir: $work"
+echo
+printf '| n | system | convergence s (median) | detection s (median) | RSS KiB/agent |\n|---|---|---|---|---|\n'
+for n in $sizes; do
+  : >"$work/serf-$n.txt"; : >"$work/starling-$n.txt"
+  for ((r = 1; r <= rounds; r++)); do
+    for sys in $systems; do "run_$sys" "$n" "$r" >>"$work/$sys-$n.txt"; done
+  done
+  for sys in $systems; do
+    c=$(awk '{ print $1 }' "$work/$sys-$n.txt" | median)
+    d=$(awk '{ print $2 }' "$work/$sys-$n.txt" | median)
+    m=$(awk '{ print $3 }' "$work/$sys-$n.txt" | median)
+    printf '| %d | %s | %s | %s | %s |\n' "$n" "$sys" "$c" "$d" "$m"
+    eval "${sys}_c=$c ${sys}_d=$d ${sys}_m=$m"
+  done
+  [[ $systems == *serf* && $systems == *starling* ]] || continue
+  # shellcheck disable=SC2154
+  awk -v n="$n" -v sc="$serf_c" -v sd="$serf_d" -v sm="$serf_m" \
+      -v tc="$starling_c" -v td="$starling_d" -v tm="$starling_m" \
+    'BEGIN { printf "| %d | **ratio starling/serf** | %.2fx | %.2fx | %.2fx |\n", n, tc / sc, td / sd, tm / sm }'
+done
