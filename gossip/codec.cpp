@@ -1,0 +1,290 @@
+// Wire codec of the gossip protocol (see codec.hpp). Decoding treats every byte as hostile:
+// no exceptions, no aborts, every limit of codec_limits checked before a struct is built.
+#include "gossip/codec.hpp"
+
+#include <limits>
+#include <utility>
+
+#include <google/protobuf/stubs/logging.h>
+
+#include "gossip.pb.h"
+#include "gossip/errc.hpp"
+
+namespace starling::gossip {
+
+namespace {
+
+/// Protocol version written in and required of every Packet.
+constexpr std::uint32_t protocol_version = 1;
+
+/// Bytes of the TCP length prefix.
+constexpr std::size_t length_prefix = 4;
+
+/// Longest peer error reason kept in an error (the rest is cut).
+constexpr std::size_t max_reason = 256;
+
+v1::MemberState to_proto(member_state s) {
+  switch (s) {
+    case member_state::alive: return v1::MEMBER_STATE_ALIVE;
+    case member_state::suspect: return v1::MEMBER_STATE_SUSPECT;
+    case member_state::dead: return v1::MEMBER_STATE_DEAD;
+    case member_state::left: return v1::MEMBER_STATE_LEFT;
+  }
+  return v1::MEMBER_STATE_UNSPECIFIED;
+}
+
+v1::Packet_Kind to_proto(packet_kind k) {
+  switch (k) {
+    case packet_kind::ping: return v1::Packet_Kind_KIND_PING;
+    case packet_kind::ping_req: return v1::Packet_Kind_KIND_PING_REQ;
+    case packet_kind::ack: return v1::Packet_Kind_KIND_ACK;
+    case packet_kind::nack: return v1::Packet_Kind_KIND_NACK;
+  }
+  return v1::Packet_Kind_KIND_UNSPECIFIED;
+}
+
+void to_proto(const member_update& u, v1::MemberUpdate& out) {
+  out.set_state(to_proto(u.state));
+  out.set_name(u.name);
+  out.set_address(u.address);
+  out.set_incarnation(u.incarnation);
+  auto& tags = *out.mutable_tags();
+  for (const auto& [k, v] : u.tags)
+    tags[k] = v;
+  out.set_from(u.from);
+}
+
+/// Parses `bytes` into `msg`. Protobuf logs invalid UTF-8 in string fields at ERROR level;
+/// for untrusted input that would let any sender flood stderr, so logging is silenced
+/// while parsing (the failure is reported as an error value instead).
+template <class Message>
+bool parse(Message& msg, std::string_view bytes) {
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    return false;
+  google::protobuf::LogSilencer silence;
+  return msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+}
+
+caf::error too_long(const char* what, std::size_t size, std::size_t limit) {
+  return make_error(errc::invalid_field, std::string{what} + " of " + std::to_string(size) +
+                                           " bytes exceeds " + std::to_string(limit));
+}
+
+/// Converts one MemberUpdate, checking every field against `limits`.
+caf::expected<member_update> from_proto(const v1::MemberUpdate& in, const codec_limits& limits) {
+  const int state = static_cast<int>(in.state());
+  if (state == v1::MEMBER_STATE_UNSPECIFIED || !v1::MemberState_IsValid(state))
+    return make_error(errc::invalid_field, "member state " + std::to_string(state));
+  if (in.name().empty())
+    return make_error(errc::invalid_field, "member update without a name");
+  if (in.name().size() > limits.max_name)
+    return too_long("member name", in.name().size(), limits.max_name);
+  if (in.address().size() > limits.max_address)
+    return too_long("member address", in.address().size(), limits.max_address);
+  if (in.from().size() > limits.max_name)
+    return too_long("member 'from'", in.from().size(), limits.max_name);
+  if (in.tags_size() < 0 || static_cast<std::size_t>(in.tags_size()) > limits.max_tags)
+    return make_error(errc::invalid_field, "member " + in.name() + " has " +
+                                             std::to_string(in.tags_size()) + " tags, over " +
+                                             std::to_string(limits.max_tags));
+  member_update out;
+  out.state = static_cast<member_state>(state);
+  out.name = in.name();
+  out.address = in.address();
+  out.incarnation = in.incarnation();
+  out.from = in.from();
+  for (const auto& [k, v] : in.tags()) {
+    if (k.size() > limits.max_tag_bytes)
+      return too_long("tag key", k.size(), limits.max_tag_bytes);
+    if (v.size() > limits.max_tag_bytes)
+      return too_long("tag value", v.size(), limits.max_tag_bytes);
+    out.tags.emplace(k, v);
+  }
+  return out;
+}
+
+template <class Repeated>
+caf::error convert_updates(const Repeated& in, const codec_limits& limits,
+                           std::vector<member_update>& out) {
+  if (in.size() < 0 || static_cast<std::size_t>(in.size()) > limits.max_updates)
+    return make_error(errc::invalid_field, std::to_string(in.size()) + " member updates, over " +
+                                             std::to_string(limits.max_updates));
+  out.reserve(static_cast<std::size_t>(in.size()));
+  for (const auto& u : in) {
+    auto converted = from_proto(u, limits);
+    if (!converted)
+      return std::move(converted.error());
+    out.push_back(std::move(*converted));
+  }
+  return {};
+}
+
+/// Serializes `frame` behind a 4-byte big-endian length.
+std::string frame_bytes(const v1::Frame& frame) {
+  const std::size_t size = frame.ByteSizeLong();
+  std::string out(length_prefix + size, '\0');
+  out[0] = static_cast<char>((size >> 24) & 0xff);
+  out[1] = static_cast<char>((size >> 16) & 0xff);
+  out[2] = static_cast<char>((size >> 8) & 0xff);
+  out[3] = static_cast<char>(size & 0xff);
+  if (size > 0)
+    frame.SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(out.data()) +
+                                          length_prefix);
+  return out;
+}
+
+std::uint32_t read_length(const std::string& buf) {
+  const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
+} // namespace
+
+std::string encode_datagram(const packet& p) {
+  v1::Packet msg;
+  msg.set_version(protocol_version);
+  msg.set_kind(to_proto(p.kind));
+  msg.set_seq(p.seq);
+  msg.set_sender(p.sender);
+  msg.set_sender_address(p.sender_address);
+  msg.set_target(p.target);
+  msg.set_target_address(p.target_address);
+  msg.mutable_updates()->Reserve(static_cast<int>(p.updates.size()));
+  for (const auto& u : p.updates)
+    to_proto(u, *msg.add_updates());
+  std::string out(1, static_cast<char>(frame_type::plain));
+  msg.AppendToString(&out);
+  return out;
+}
+
+caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits& limits) {
+  if (bytes.empty())
+    return make_error(errc::truncated, "empty datagram");
+  if (bytes.size() > limits.max_datagram)
+    return make_error(errc::oversized, "datagram of " + std::to_string(bytes.size()) +
+                                         " bytes exceeds " + std::to_string(limits.max_datagram));
+  const auto type = static_cast<std::uint8_t>(bytes.front());
+  // A sealed datagram must be opened by the sealer before it reaches the codec.
+  if (type != static_cast<std::uint8_t>(frame_type::plain))
+    return make_error(errc::unknown_frame, "datagram frame byte " + std::to_string(type));
+  v1::Packet msg;
+  if (!parse(msg, bytes.substr(1)))
+    return make_error(errc::malformed, "datagram does not parse as a Packet");
+  if (msg.version() != protocol_version)
+    return make_error(errc::unsupported_version,
+                      "packet version " + std::to_string(msg.version()));
+  const int kind = static_cast<int>(msg.kind());
+  if (kind == v1::Packet_Kind_KIND_UNSPECIFIED || !v1::Packet_Kind_IsValid(kind))
+    return make_error(errc::invalid_field, "packet kind " + std::to_string(kind));
+  if (msg.sender().empty())
+    return make_error(errc::invalid_field, "packet without a sender");
+  if (msg.sender().size() > limits.max_name)
+    return too_long("packet sender", msg.sender().size(), limits.max_name);
+  if (msg.sender_address().size() > limits.max_address)
+    return too_long("packet sender address", msg.sender_address().size(), limits.max_address);
+  if (msg.target().size() > limits.max_name)
+    return too_long("packet target", msg.target().size(), limits.max_name);
+  if (msg.target_address().size() > limits.max_address)
+    return too_long("packet target address", msg.target_address().size(), limits.max_address);
+  packet out;
+  out.kind = static_cast<packet_kind>(kind);
+  out.seq = msg.seq();
+  if (auto err = convert_updates(msg.updates(), limits, out.updates))
+    return err;
+  out.sender = std::move(*msg.mutable_sender());
+  out.sender_address = std::move(*msg.mutable_sender_address());
+  out.target = std::move(*msg.mutable_target());
+  out.target_address = std::move(*msg.mutable_target_address());
+  return out;
+}
+
+std::string encode_frame(const push_pull& pp) {
+  v1::Frame frame;
+  auto& msg = *frame.mutable_push_pull();
+  msg.set_sender(pp.sender);
+  msg.set_sender_address(pp.sender_address);
+  msg.set_join(pp.join);
+  msg.mutable_members()->Reserve(static_cast<int>(pp.members.size()));
+  for (const auto& u : pp.members)
+    to_proto(u, *msg.add_members());
+  return frame_bytes(frame);
+}
+
+std::string encode_error_frame(std::string_view reason) {
+  v1::Frame frame;
+  frame.set_error(std::string{reason});
+  return frame_bytes(frame);
+}
+
+caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits& limits) {
+  if (body.size() > limits.max_frame)
+    return make_error(errc::oversized, "frame of " + std::to_string(body.size()) +
+                                         " bytes exceeds " + std::to_string(limits.max_frame));
+  v1::Frame frame;
+  if (!parse(frame, body))
+    return make_error(errc::malformed, "frame does not parse as a Frame");
+  switch (frame.body_case()) {
+    case v1::Frame::kPushPull: break;
+    case v1::Frame::kError: {
+      auto reason = frame.error();
+      if (reason.size() > max_reason)
+        reason.resize(max_reason);
+      return make_error(errc::peer_refused, std::move(reason));
+    }
+    case v1::Frame::BODY_NOT_SET:
+    default: return make_error(errc::invalid_field, "frame without a body");
+  }
+  auto& msg = *frame.mutable_push_pull();
+  if (msg.sender().empty())
+    return make_error(errc::invalid_field, "push-pull without a sender");
+  if (msg.sender().size() > limits.max_name)
+    return too_long("push-pull sender", msg.sender().size(), limits.max_name);
+  if (msg.sender_address().size() > limits.max_address)
+    return too_long("push-pull sender address", msg.sender_address().size(), limits.max_address);
+  push_pull out;
+  out.join = msg.join();
+  if (auto err = convert_updates(msg.members(), limits, out.members))
+    return err;
+  out.sender = std::move(*msg.mutable_sender());
+  out.sender_address = std::move(*msg.mutable_sender_address());
+  return out;
+}
+
+frame_reader::frame_reader(std::size_t max_frame) : max_frame_(max_frame) {
+  // Nothing else: the buffer grows as bytes arrive.
+}
+
+void frame_reader::feed(std::string_view bytes) {
+  // Once failed, the stream is garbage: keep nothing more (the bad header stays buffered).
+  if (failed_)
+    return;
+  buffer_.append(bytes.data(), bytes.size());
+}
+
+std::optional<caf::expected<std::string>> frame_reader::next() {
+  if (buffer_.size() < length_prefix)
+    return std::nullopt;
+  const std::uint32_t length = read_length(buffer_);
+  // In the failed state buffer_ holds exactly the offending length prefix, so the error is
+  // derived from it again on every later call.
+  if (length == 0) {
+    failed_ = true;
+    buffer_.resize(length_prefix);
+    return caf::expected<std::string>{make_error(errc::malformed, "frame of length 0")};
+  }
+  if (length > max_frame_) {
+    failed_ = true;
+    buffer_.resize(length_prefix);
+    return caf::expected<std::string>{make_error(
+      errc::oversized,
+      "frame of " + std::to_string(length) + " bytes exceeds " + std::to_string(max_frame_))};
+  }
+  if (buffer_.size() - length_prefix < length)
+    return std::nullopt;
+  std::string body = buffer_.substr(length_prefix, length);
+  buffer_.erase(0, length_prefix + length);
+  return caf::expected<std::string>{std::move(body)};
+}
+
+} // namespace starling::gossip
