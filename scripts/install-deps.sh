@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential make cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git
   libcaf-dev libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libasio-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libssl-dev procps iproute2
