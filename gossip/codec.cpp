@@ -25,20 +25,28 @@ constexpr std::size_t max_reason = 256;
 
 v1::MemberState to_proto(member_state s) {
   switch (s) {
-    case member_state::alive: return v1::MEMBER_STATE_ALIVE;
-    case member_state::suspect: return v1::MEMBER_STATE_SUSPECT;
-    case member_state::dead: return v1::MEMBER_STATE_DEAD;
-    case member_state::left: return v1::MEMBER_STATE_LEFT;
+  case member_state::alive:
+    return v1::MEMBER_STATE_ALIVE;
+  case member_state::suspect:
+    return v1::MEMBER_STATE_SUSPECT;
+  case member_state::dead:
+    return v1::MEMBER_STATE_DEAD;
+  case member_state::left:
+    return v1::MEMBER_STATE_LEFT;
   }
   return v1::MEMBER_STATE_UNSPECIFIED;
 }
 
 v1::Packet_Kind to_proto(packet_kind k) {
   switch (k) {
-    case packet_kind::ping: return v1::Packet_Kind_KIND_PING;
-    case packet_kind::ping_req: return v1::Packet_Kind_KIND_PING_REQ;
-    case packet_kind::ack: return v1::Packet_Kind_KIND_ACK;
-    case packet_kind::nack: return v1::Packet_Kind_KIND_NACK;
+  case packet_kind::ping:
+    return v1::Packet_Kind_KIND_PING;
+  case packet_kind::ping_req:
+    return v1::Packet_Kind_KIND_PING_REQ;
+  case packet_kind::ack:
+    return v1::Packet_Kind_KIND_ACK;
+  case packet_kind::nack:
+    return v1::Packet_Kind_KIND_NACK;
   }
   return v1::Packet_Kind_KIND_UNSPECIFIED;
 }
@@ -57,8 +65,7 @@ void to_proto(const member_update& u, v1::MemberUpdate& out) {
 /// Parses `bytes` into `msg`. Protobuf logs invalid UTF-8 in string fields at ERROR level;
 /// for untrusted input that would let any sender flood stderr, so logging is silenced
 /// while parsing (the failure is reported as an error value instead).
-template <class Message>
-bool parse(Message& msg, std::string_view bytes) {
+template <class Message> bool parse(Message& msg, std::string_view bytes) {
   if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
     return false;
   google::protobuf::LogSilencer silence;
@@ -67,7 +74,7 @@ bool parse(Message& msg, std::string_view bytes) {
 
 caf::error too_long(const char* what, std::size_t size, std::size_t limit) {
   return make_error(errc::invalid_field, std::string{what} + " of " + std::to_string(size) +
-                                           " bytes exceeds " + std::to_string(limit));
+                                             " bytes exceeds " + std::to_string(limit));
 }
 
 /// Converts one MemberUpdate, checking every field against `limits`.
@@ -85,8 +92,8 @@ caf::expected<member_update> from_proto(const v1::MemberUpdate& in, const codec_
     return too_long("member 'from'", in.from().size(), limits.max_name);
   if (in.tags_size() < 0 || static_cast<std::size_t>(in.tags_size()) > limits.max_tags)
     return make_error(errc::invalid_field, "member " + in.name() + " has " +
-                                             std::to_string(in.tags_size()) + " tags, over " +
-                                             std::to_string(limits.max_tags));
+                                               std::to_string(in.tags_size()) + " tags, over " +
+                                               std::to_string(limits.max_tags));
   member_update out;
   out.state = static_cast<member_state>(state);
   out.name = in.name();
@@ -108,7 +115,7 @@ caf::error convert_updates(const Repeated& in, const codec_limits& limits,
                            std::vector<member_update>& out) {
   if (in.size() < 0 || static_cast<std::size_t>(in.size()) > limits.max_updates)
     return make_error(errc::invalid_field, std::to_string(in.size()) + " member updates, over " +
-                                             std::to_string(limits.max_updates));
+                                               std::to_string(limits.max_updates));
   out.reserve(static_cast<std::size_t>(in.size()));
   for (const auto& u : in) {
     auto converted = from_proto(u, limits);
@@ -163,7 +170,7 @@ caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits
     return make_error(errc::truncated, "empty datagram");
   if (bytes.size() > limits.max_datagram)
     return make_error(errc::oversized, "datagram of " + std::to_string(bytes.size()) +
-                                         " bytes exceeds " + std::to_string(limits.max_datagram));
+                                           " bytes exceeds " + std::to_string(limits.max_datagram));
   const auto type = static_cast<std::uint8_t>(bytes.front());
   // A sealed datagram must be opened by the sealer before it reaches the codec.
   if (type != static_cast<std::uint8_t>(frame_type::plain))
@@ -172,8 +179,7 @@ caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits
   if (!parse(msg, bytes.substr(1)))
     return make_error(errc::malformed, "datagram does not parse as a Packet");
   if (msg.version() != protocol_version)
-    return make_error(errc::unsupported_version,
-                      "packet version " + std::to_string(msg.version()));
+    return make_error(errc::unsupported_version, "packet version " + std::to_string(msg.version()));
   const int kind = static_cast<int>(msg.kind());
   if (kind == v1::Packet_Kind_KIND_UNSPECIFIED || !v1::Packet_Kind_IsValid(kind))
     return make_error(errc::invalid_field, "packet kind " + std::to_string(kind));
@@ -220,20 +226,22 @@ std::string encode_error_frame(std::string_view reason) {
 caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits& limits) {
   if (body.size() > limits.max_frame)
     return make_error(errc::oversized, "frame of " + std::to_string(body.size()) +
-                                         " bytes exceeds " + std::to_string(limits.max_frame));
+                                           " bytes exceeds " + std::to_string(limits.max_frame));
   v1::Frame frame;
   if (!parse(frame, body))
     return make_error(errc::malformed, "frame does not parse as a Frame");
   switch (frame.body_case()) {
-    case v1::Frame::kPushPull: break;
-    case v1::Frame::kError: {
-      auto reason = frame.error();
-      if (reason.size() > max_reason)
-        reason.resize(max_reason);
-      return make_error(errc::peer_refused, std::move(reason));
-    }
-    case v1::Frame::BODY_NOT_SET:
-    default: return make_error(errc::invalid_field, "frame without a body");
+  case v1::Frame::kPushPull:
+    break;
+  case v1::Frame::kError: {
+    auto reason = frame.error();
+    if (reason.size() > max_reason)
+      reason.resize(max_reason);
+    return make_error(errc::peer_refused, std::move(reason));
+  }
+  case v1::Frame::BODY_NOT_SET:
+  default:
+    return make_error(errc::invalid_field, "frame without a body");
   }
   auto& msg = *frame.mutable_push_pull();
   if (msg.sender().empty())
@@ -276,9 +284,9 @@ std::optional<caf::expected<std::string>> frame_reader::next() {
   if (length > max_frame_) {
     failed_ = true;
     buffer_.resize(length_prefix);
-    return caf::expected<std::string>{make_error(
-      errc::oversized,
-      "frame of " + std::to_string(length) + " bytes exceeds " + std::to_string(max_frame_))};
+    return caf::expected<std::string>{
+        make_error(errc::oversized, "frame of " + std::to_string(length) + " bytes exceeds " +
+                                        std::to_string(max_frame_))};
   }
   if (buffer_.size() - length_prefix < length)
     return std::nullopt;
