@@ -1,0 +1,1272 @@
+// SWIM + Lifeguard membership core (memberlist/Serf semantics). Pure: no I/O, no clock
+// reads, no threads. See gossip/membership.hpp for the contract.
+//
+// Decisions worth knowing when reading the code:
+// - The core reports no member_event about this node itself (leave, set_tags, refutations):
+//   the owner caused or can read those through self() and stats().
+// - Gossip rounds send an `ack` with seq 0 that only carries updates. Every packet kind's
+//   updates are applied; an ack with seq 0 is not a probe answer.
+// - Suspicion confirmations count distinct `from`s other than the starter and this node. So
+//   that our own independent evidence still reaches the others, a failed probe of a member
+//   somebody else already suspects re-broadcasts the suspicion with from = this node.
+// - A member that talks to us directly while we hold it dead, or after we reaped it, is
+//   sent its own death (dead, with the incarnation we know) first in what we send to it, so
+//   that it refutes with a higher incarnation that every member accepts.
+//
+// Additions to memberlist, each found necessary in simulation (tests/sim/):
+// - Lifeguard only: a suspicion whose timer runs out with no confirmation, raised by
+//   someone else and never checked by us, is not enough to kill: we probe the member
+//   ourselves first (buddy suspicion first in the ping). Hearsay from one lossy or sick
+//   member must not kill a healthy node that our view merely missed the refutation of.
+// - A packet accusing us at an incarnation we already outbid gets our current alive back
+//   (first in the ack, or one gossip packet): the refutation missed its sender.
+// - Lifeguard only: a probe or suspicion timer of ours firing late (we were stalled) reads
+//   its input first instead of blaming the member for our stall.
+// - Recently dead members hear of their death even when nothing else is queued, and the
+//   periodic push-pull also tries a dead member with probability dead/alive (Serf's
+//   reconnect): a partition that heals, even after gossip_to_dead, merges back.
+// - A push-pull request is answered with our state after the merge (memberlist: before),
+//   so a peer that said we were dead gets our refutation in the reply.
+// - Push-pull dead/suspect entries become suspicions from the remote sender (memberlist:
+//   from this node), so they count as its confirmation.
+#include "gossip/membership.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
+#include <utility>
+
+#include "gossip/awareness.hpp"
+#include "gossip/broadcast_queue.hpp"
+#include "gossip/suspicion.hpp"
+
+namespace starling::gossip {
+
+void effects::append(effects&& other) {
+  packets.insert(packets.end(), std::make_move_iterator(other.packets.begin()),
+                 std::make_move_iterator(other.packets.end()));
+  push_pull_to.insert(push_pull_to.end(), std::make_move_iterator(other.push_pull_to.begin()),
+                      std::make_move_iterator(other.push_pull_to.end()));
+  events.insert(events.end(), std::make_move_iterator(other.events.begin()),
+                std::make_move_iterator(other.events.end()));
+  other = effects{};
+}
+
+// -- encoded size bounds ------------------------------------------------------------------
+
+namespace {
+
+/// Bytes of `v` as a protobuf varint.
+constexpr std::size_t varint_size(std::uint64_t v) noexcept {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+/// A length-delimited field: tag, length varint, payload. Field numbers are all < 16, so
+/// every tag is one byte.
+constexpr std::size_t delimited_size(std::size_t len) noexcept {
+  return 1 + varint_size(len) + len;
+}
+
+/// A varint field: tag plus value. Default values (omitted by proto3) are counted anyway.
+constexpr std::size_t varint_field_size(std::uint64_t v) noexcept {
+  return 1 + varint_size(v);
+}
+
+} // namespace
+
+std::size_t encoded_size_bound(const member_update& u) noexcept {
+  std::size_t body = varint_field_size(static_cast<std::uint64_t>(u.state)) +
+                     delimited_size(u.name.size()) + delimited_size(u.address.size()) +
+                     varint_field_size(u.incarnation) + delimited_size(u.from.size());
+  // A map field is a repeated nested message {key = 1, value = 2}.
+  for (const auto& [key, value] : u.tags)
+    body += delimited_size(delimited_size(key.size()) + delimited_size(value.size()));
+  // The element of `repeated MemberUpdate updates = 8` inside Packet.
+  return delimited_size(body);
+}
+
+std::size_t encoded_header_bound(const packet& p) noexcept {
+  constexpr std::size_t frame_byte = 1;
+  constexpr std::uint64_t version = 1;
+  return frame_byte + varint_field_size(version) +
+         varint_field_size(static_cast<std::uint64_t>(p.kind)) + varint_field_size(p.seq) +
+         delimited_size(p.sender.size()) + delimited_size(p.sender_address.size()) +
+         delimited_size(p.target.size()) + delimited_size(p.target_address.size());
+}
+
+// -- implementation -----------------------------------------------------------------------
+
+namespace {
+
+constexpr time_point never = time_point::max();
+
+bool is_live(member_state s) noexcept {
+  return s == member_state::alive || s == member_state::suspect;
+}
+
+bool is_gone(member_state s) noexcept {
+  return s == member_state::dead || s == member_state::left;
+}
+
+bool is_valid_state(member_state s) noexcept {
+  return s == member_state::alive || s == member_state::suspect ||
+         s == member_state::dead || s == member_state::left;
+}
+
+bool is_valid_kind(packet_kind k) noexcept {
+  return k == packet_kind::ping || k == packet_kind::ping_req || k == packet_kind::ack ||
+         k == packet_kind::nack;
+}
+
+/// One row of the member table.
+struct node_state {
+  member info;
+  /// Who declared the current suspect/dead/left state (empty while alive).
+  std::string declared_by;
+  /// Running while info.state == suspect (never for this node itself).
+  std::optional<suspicion> timer;
+  /// Suspect only: our own probe failed on it (we hold evidence, not just hearsay).
+  bool checked_by_us = false;
+  /// Suspect only: its timer fired unconfirmed; our own probe of it decides (Lifeguard).
+  bool verifying = false;
+  /// Suspect only: the timer does not fire before this (grace after a stall of ours).
+  time_point not_before{};
+
+  /// When the suspicion timer fires.
+  time_point suspicion_deadline() const {
+    return std::max(timer->deadline(), not_before);
+  }
+};
+
+/// The probe this node is running as prober (at most one at a time).
+struct probe_state {
+  bool active = false;
+  std::string target;
+  std::uint32_t seq = 0;
+  /// When ping_req go out if no ack came.
+  time_point indirect_at{};
+  /// End of the probe interval: with no ack by then the target is suspected.
+  time_point end{};
+  bool indirect_sent = false;
+  bool acked = false;
+  unsigned expected_nacks = 0;
+  unsigned nacks = 0;
+  /// The verdict was postponed once because our own tick came late.
+  bool grace = false;
+};
+
+/// A probe this node runs on behalf of a ping_req requester.
+struct helper_state {
+  std::string requester;
+  std::string requester_address;
+  std::uint32_t requester_seq = 0;
+  /// Lifeguard: when to tell the requester the target did not answer.
+  time_point nack_at{};
+  /// When an answer is no longer forwarded.
+  time_point expire_at{};
+  bool nack_sent = false;
+};
+
+/// What we remember of a reaped member.
+struct reaped_state {
+  std::uint64_t incarnation = 0;
+  time_point at{};
+};
+
+} // namespace
+
+struct membership::impl {
+  impl(std::string name, std::string address, tag_map tags, swim_config config,
+       std::uint64_t seed, time_point now, std::uint64_t incarnation)
+    : cfg(config), self_name(name), rng(seed), health(config.awareness_max), last_now(now) {
+    node_state me;
+    me.info = member{std::move(name), std::move(address), member_state::alive, incarnation,
+                     std::move(tags), now};
+    auto [it, inserted] = nodes.emplace(me.info.name, std::move(me));
+    self_node = &it->second;
+    counts[static_cast<std::size_t>(member_state::alive)] = 1;
+    // Our own alive is the first thing we gossip, as memberlist does on start.
+    queue.push(self_update(member_state::alive));
+    next_probe = now + cfg.probe_interval;
+    next_gossip = now + cfg.gossip_interval;
+    next_push_pull = cfg.push_pull_interval > duration::zero()
+                       ? now + push_pull_period()
+                       : never;
+  }
+
+  swim_config cfg;
+  std::string self_name;
+  std::mt19937_64 rng;
+  membership_stats stats;
+  awareness health;
+  /// Every known member by name, this node included. Reaped members are erased.
+  std::map<std::string, node_state> nodes;
+  /// Points into `nodes` (std::map nodes are stable; this node is never erased).
+  node_state* self_node = nullptr;
+  /// Member count per state (index = member_state value), this node included.
+  std::array<std::size_t, 5> counts{};
+  broadcast_queue queue;
+  /// True once leave() ran: no probing, no push-pull, no refutation any more.
+  bool has_left = false;
+
+  /// Randomized round-robin probe order. May hold stale names (dead, reaped, duplicates):
+  /// they are skipped when met and dropped when the pass ends and the list is rebuilt.
+  std::vector<std::string> probe_order;
+  std::size_t probe_index = 0;
+  probe_state probe;
+  std::uint32_t last_seq = 0;
+  /// Probes we run for others, by our own seq.
+  std::map<std::uint32_t, helper_state> helping;
+  /// Members in suspect state (their suspicion timers are the ones to watch).
+  std::set<std::string> suspects;
+  /// Dead or left members not reaped yet (may hold names that came back: checked on use).
+  std::vector<std::string> departed;
+  /// Reaped members' last incarnation, and their order of reaping (for the size bound).
+  std::map<std::string, reaped_state> reaped;
+  std::deque<std::pair<time_point, std::string>> reaped_order;
+  /// Members that rejoined below the incarnation we knew for them: each packet we send
+  /// them carries dead{name, this incarnation} so they refute above it.
+  std::map<std::string, std::uint64_t> nudge;
+
+  time_point next_probe;
+  time_point next_gossip;
+  time_point next_push_pull;
+  /// Latest `now` seen: next_deadline() never returns anything earlier.
+  time_point last_now;
+
+  // -- small helpers ----------------------------------------------------------------------
+
+  member& me() { return self_node->info; }
+
+  std::size_t count_of(member_state s) const {
+    auto i = static_cast<std::size_t>(s);
+    return i < counts.size() ? counts[i] : 0;
+  }
+
+  std::size_t live_count() const {
+    return count_of(member_state::alive) + count_of(member_state::suspect);
+  }
+
+  void set_state(node_state& n, member_state s, time_point now) {
+    --counts[static_cast<std::size_t>(n.info.state)];
+    ++counts[static_cast<std::size_t>(s)];
+    n.info.state = s;
+    n.info.since = now;
+    if (s == member_state::suspect)
+      suspects.insert(n.info.name);
+    else
+      suspects.erase(n.info.name);
+    if (s != member_state::suspect) {
+      n.timer.reset();
+      n.checked_by_us = false;
+      n.verifying = false;
+      n.not_before = time_point{};
+    }
+    if (is_gone(s) && &n != self_node)
+      departed.push_back(n.info.name);
+  }
+
+  duration scaled(duration d) const { return cfg.lifeguard ? health.scale(d) : d; }
+
+  void health_delta(int delta) {
+    if (cfg.lifeguard)
+      health.apply(delta);
+  }
+
+  std::uint32_t fresh_seq() {
+    // 0 is reserved for gossip-only packets.
+    if (++last_seq == 0)
+      last_seq = 1;
+    return last_seq;
+  }
+
+  unsigned retransmit_limit() const {
+    auto n = static_cast<double>(live_count());
+    auto scale = static_cast<unsigned>(std::ceil(std::log10(n + 1.0)));
+    return std::max(1u, cfg.retransmit_mult * std::max(1u, scale));
+  }
+
+  duration push_pull_period() const {
+    auto n = static_cast<double>(live_count());
+    if (n <= 32)
+      return cfg.push_pull_interval;
+    auto mult = std::ceil(std::log2(n) - std::log2(32.0)) + 1.0;
+    return cfg.push_pull_interval * static_cast<std::int64_t>(mult);
+  }
+
+  member_update self_update(member_state s) {
+    const auto& m = me();
+    return member_update{s, m.name, m.address, m.incarnation, m.tags,
+                         s == member_state::alive ? std::string{} : m.name};
+  }
+
+  member_update update_of(const node_state& n) const {
+    member_update u{n.info.state, n.info.name, n.info.address, n.info.incarnation, n.info.tags,
+                    n.declared_by};
+    if (u.state == member_state::left)
+      u.from = u.name;
+    return u;
+  }
+
+  void emit(effects& fx, member_event_kind kind, const member& subject) {
+    fx.events.push_back(member_event{kind, subject});
+  }
+
+  std::size_t random_index(std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>{0, n - 1}(rng);
+  }
+
+  void add_to_probe_order(const std::string& name) {
+    // memberlist: append, then swap with a random slot, so joiners get a random position.
+    probe_order.push_back(name);
+    std::swap(probe_order[random_index(probe_order.size())], probe_order.back());
+  }
+
+  /// Up to `k` distinct names taken at random among `get(0)`..`get(size - 1)` that
+  /// satisfy `ok`. The pool is read in place: no copy of big member lists per round.
+  template <class Get, class Pred>
+  std::vector<std::string> sample(std::size_t size, Get get, std::size_t k, Pred ok) {
+    std::vector<std::string> out;
+    if (k == 0 || size == 0)
+      return out;
+    auto taken = [&](const std::string& n) {
+      return std::find(out.begin(), out.end(), n) != out.end();
+    };
+    if (size <= 64) {
+      // Small pools: exhaustive, so a valid member is never missed by bad luck.
+      for (std::size_t i = 0; i < size; ++i)
+        if (const std::string& n = get(i); ok(n) && !taken(n))
+          out.push_back(n);
+      std::shuffle(out.begin(), out.end(), rng);
+      if (out.size() > k)
+        out.resize(k);
+      return out;
+    }
+    // Big pools: bounded rejection sampling (memberlist's kRandomNodes).
+    for (std::size_t i = 0; i < 3 * size && out.size() < k; ++i)
+      if (const std::string& n = get(random_index(size)); ok(n) && !taken(n))
+        out.push_back(n);
+    return out;
+  }
+
+  /// sample() over the probe order (every live member, plus stale names `ok` rejects).
+  template <class Pred>
+  std::vector<std::string> sample_live(std::size_t k, Pred ok) {
+    return sample(
+      probe_order.size(), [&](std::size_t i) -> const std::string& { return probe_order[i]; },
+      k, ok);
+  }
+
+  bool is_state(const std::string& name, bool (*pred)(member_state)) const {
+    auto it = nodes.find(name);
+    return it != nodes.end() && name != self_name && pred(it->second.info.state);
+  }
+
+  std::optional<reaped_state> remembered(const std::string& name, time_point now) {
+    auto it = reaped.find(name);
+    if (it == reaped.end())
+      return std::nullopt;
+    if (now - it->second.at >= cfg.reaped_memory) {
+      reaped.erase(it);
+      return std::nullopt;
+    }
+    return it->second;
+  }
+
+  // -- sending ----------------------------------------------------------------------------
+
+  /// The update that must travel first in a packet to member `to`, if any: the buddy
+  /// system's suspicion, or the death of a member that should refute it.
+  std::optional<member_update> hint_for(const std::string& to) const {
+    if (to.empty() || to == self_name)
+      return std::nullopt;
+    if (to == stale_peer)
+      return member_update{member_state::alive, self_name, self_node->info.address,
+                           self_node->info.incarnation, self_node->info.tags, {}};
+    if (auto it = nudge.find(to); it != nudge.end())
+      return member_update{member_state::dead, to, {}, it->second, {}, self_name};
+    auto it = nodes.find(to);
+    if (it == nodes.end())
+      return std::nullopt;
+    const auto& n = it->second;
+    if (n.info.state == member_state::suspect && cfg.lifeguard)
+      return member_update{member_state::suspect, to, {}, n.info.incarnation, {}, self_name};
+    if (n.info.state == member_state::dead)
+      return member_update{member_state::dead, to, {}, n.info.incarnation, {},
+                           n.declared_by.empty() ? self_name : n.declared_by};
+    return std::nullopt;
+  }
+
+  /// Fills `p`'s piggyback (hint for `to` first, then the queue) within max_datagram and
+  /// emits it to `address`. Gossip-only packets with nothing to carry are not sent.
+  void send(effects& fx, const std::string& address, packet p, const std::string& to,
+            bool gossip_only = false) {
+    auto header = encoded_header_bound(p);
+    auto budget = header < cfg.max_datagram ? cfg.max_datagram - header : 0;
+    std::string skip;
+    if (auto h = hint_for(to)) {
+      auto c = encoded_size_bound(*h);
+      if (c <= budget) {
+        budget -= c;
+        skip = h->name;
+        p.updates.push_back(std::move(*h));
+      }
+    }
+    auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
+    p.updates.insert(p.updates.end(), std::make_move_iterator(more.begin()),
+                     std::make_move_iterator(more.end()));
+    if (gossip_only && p.updates.empty())
+      return;
+    ++stats.packets_sent;
+    fx.packets.push_back(outgoing{address, std::move(p)});
+  }
+
+  packet make_packet(packet_kind kind, std::uint32_t seq) {
+    packet p;
+    p.kind = kind;
+    p.seq = seq;
+    p.sender = self_name;
+    p.sender_address = me().address;
+    return p;
+  }
+
+  // -- refutation ---------------------------------------------------------------------------
+
+  /// Someone says we are not what we are at incarnation `theirs`: outbid it.
+  void refute(std::uint64_t theirs) {
+    auto& m = me();
+    m.incarnation = std::max(m.incarnation, theirs) + 1;
+    queue.push(self_update(member_state::alive));
+    ++stats.refutations;
+    health_delta(+1);
+  }
+
+  // -- applying updates ---------------------------------------------------------------------
+
+  /// Applies one update. `direct` is true when it comes straight from its subject (the
+  /// subject sent the packet, or the join push-pull).
+  void apply(const member_update& u, time_point now, effects& fx, bool direct) {
+    if (u.name.empty() || !is_valid_state(u.state)) {
+      ++stats.updates_ignored;
+      return;
+    }
+    switch (u.state) {
+      case member_state::alive:
+        apply_alive(u, now, fx, direct);
+        break;
+      case member_state::suspect:
+        apply_suspect(u, now, fx);
+        break;
+      case member_state::dead:
+      case member_state::left:
+        apply_dead(u, now, fx);
+        break;
+    }
+  }
+
+  void apply_alive(const member_update& u, time_point now, effects& fx, bool direct) {
+    if (u.address.empty()) {
+      ++stats.updates_ignored;
+      return;
+    }
+    if (u.name == self_name) {
+      auto& m = me();
+      if (has_left || u.incarnation < m.incarnation) {
+        ++stats.updates_ignored;
+        return;
+      }
+      if (u.incarnation == m.incarnation && u.address == m.address && u.tags == m.tags)
+        return; // our own news coming back
+      // A higher incarnation (a previous life of ours) or different data at ours.
+      refute(u.incarnation);
+      return;
+    }
+    auto it = nodes.find(u.name);
+    if (it == nodes.end()) {
+      if (auto r = remembered(u.name, now)) {
+        if (u.incarnation <= r->incarnation) {
+          if (!direct) {
+            // A stale full-state sync must not revive a reaped member.
+            ++stats.updates_ignored;
+            return;
+          }
+          // It restarted and talks to us: take it, and make it outbid its old life.
+          nudge[u.name] = r->incarnation;
+        }
+        reaped.erase(u.name);
+      }
+      node_state n;
+      n.info = member{u.name, u.address, member_state::alive, u.incarnation, u.tags, now};
+      it = nodes.emplace(u.name, std::move(n)).first;
+      ++counts[static_cast<std::size_t>(member_state::alive)];
+      add_to_probe_order(u.name);
+      queue.push(u);
+      ++stats.updates_applied;
+      emit(fx, member_event_kind::joined, it->second.info);
+      return;
+    }
+    auto& n = it->second;
+    if (u.incarnation <= n.info.incarnation) {
+      bool same = u.incarnation == n.info.incarnation && n.info.state == member_state::alive &&
+                  u.address == n.info.address && u.tags == n.info.tags;
+      if (!same)
+        ++stats.updates_ignored;
+      return;
+    }
+    auto prev = n.info.state;
+    bool changed = u.address != n.info.address || u.tags != n.info.tags;
+    n.info.incarnation = u.incarnation;
+    n.info.address = u.address;
+    n.info.tags = u.tags;
+    n.declared_by.clear();
+    if (auto nd = nudge.find(u.name); nd != nudge.end() && u.incarnation > nd->second)
+      nudge.erase(nd);
+    queue.push(u);
+    ++stats.updates_applied;
+    if (prev == member_state::suspect) {
+      set_state(n, member_state::alive, now);
+      emit(fx, member_event_kind::recovered, n.info);
+    } else if (is_gone(prev)) {
+      set_state(n, member_state::alive, now);
+      add_to_probe_order(u.name);
+      emit(fx, member_event_kind::joined, n.info);
+    } else if (changed) {
+      emit(fx, member_event_kind::updated, n.info);
+    }
+  }
+
+  void start_suspicion(node_state& n, const std::string& from, time_point now) {
+    n.checked_by_us = false;
+    n.verifying = false;
+    n.not_before = time_point{};
+    auto live = live_count();
+    auto min = suspicion_min_timeout(cfg.suspicion_mult, live, cfg.probe_interval);
+    if (cfg.lifeguard) {
+      auto k = suspicion_expected_confirmations(cfg.suspicion_mult, live);
+      n.timer.emplace(from, k, min, min * cfg.suspicion_max_mult, now);
+    } else {
+      n.timer.emplace(from, 0, min, min, now);
+    }
+  }
+
+  void apply_suspect(const member_update& u, time_point now, effects& fx) {
+    if (u.from.empty()) {
+      ++stats.updates_ignored;
+      return;
+    }
+    if (u.name == self_name) {
+      if (has_left || u.incarnation < me().incarnation) {
+        stale_accusation |= !has_left;
+        ++stats.updates_ignored;
+        return;
+      }
+      refute(u.incarnation);
+      return;
+    }
+    auto it = nodes.find(u.name);
+    if (it == nodes.end() || is_gone(it->second.info.state) ||
+        u.incarnation < it->second.info.incarnation) {
+      ++stats.updates_ignored;
+      return;
+    }
+    auto& n = it->second;
+    if (n.info.state == member_state::suspect) {
+      if (u.incarnation == n.info.incarnation) {
+        // Lifeguard: an independent confirmation shortens the timeout; spread it on.
+        if (u.from != self_name && n.timer && n.timer->confirm(u.from)) {
+          queue.push(u);
+          ++stats.updates_applied;
+          // Its timer already ran out; it only waited for evidence beyond hearsay.
+          if (n.verifying)
+            declare_dead(n, now, fx);
+        }
+        return;
+      }
+      // It refuted (elsewhere) and was suspected again: a new suspicion.
+      n.info.incarnation = u.incarnation;
+      n.declared_by = u.from;
+      start_suspicion(n, u.from, now);
+      queue.push(u);
+      ++stats.updates_applied;
+      return;
+    }
+    n.info.incarnation = u.incarnation;
+    n.declared_by = u.from;
+    set_state(n, member_state::suspect, now);
+    start_suspicion(n, u.from, now);
+    queue.push(u);
+    ++stats.updates_applied;
+    emit(fx, member_event_kind::suspected, n.info);
+  }
+
+  void apply_dead(const member_update& u, time_point now, effects& fx) {
+    bool graceful = u.state == member_state::left || u.from == u.name;
+    if (!graceful && u.from.empty()) {
+      ++stats.updates_ignored;
+      return;
+    }
+    if (u.name == self_name) {
+      if (has_left)
+        return; // we are gone already; nothing to defend
+      if (u.incarnation < me().incarnation) {
+        stale_accusation = true;
+        ++stats.updates_ignored;
+        return;
+      }
+      refute(u.incarnation);
+      return;
+    }
+    auto it = nodes.find(u.name);
+    if (it == nodes.end()) {
+      ++stats.updates_ignored;
+      return;
+    }
+    auto& n = it->second;
+    auto next = graceful ? member_state::left : member_state::dead;
+    if (is_gone(n.info.state) || u.incarnation < n.info.incarnation) {
+      bool same = n.info.state == next && u.incarnation == n.info.incarnation;
+      if (!same)
+        ++stats.updates_ignored;
+      return;
+    }
+    member_update norm = u;
+    norm.state = next;
+    norm.from = graceful ? u.name : u.from;
+    n.info.incarnation = u.incarnation;
+    n.declared_by = norm.from;
+    set_state(n, next, now);
+    queue.push(std::move(norm));
+    ++stats.updates_applied;
+    emit(fx, graceful ? member_event_kind::left : member_event_kind::failed, n.info);
+  }
+
+  /// Merges a peer's full state. `direct_name` is the peer when it is joining (its entry
+  /// about itself then counts as coming straight from it).
+  void merge(const push_pull& remote, time_point now, effects& fx,
+             const std::string& direct_name) {
+    stale_accusation = false;
+    for (const auto& r : remote.members) {
+      if (r.name.empty()) {
+        ++stats.updates_ignored;
+        continue;
+      }
+      member_update u = r;
+      switch (r.state) {
+        case member_state::alive:
+          apply_alive(u, now, fx, !direct_name.empty() && r.name == direct_name);
+          break;
+        case member_state::left:
+          u.from = u.name;
+          apply_dead(u, now, fx);
+          break;
+        case member_state::dead:
+        case member_state::suspect:
+          // memberlist: a remote death is only a suspicion here, so a stale one can be
+          // refuted by the member instead of killing it outright. It is the remote's
+          // claim (memberlist says ours): so it confirms a suspicion, and an unconfirmed
+          // one gets our own probe before we condemn the member.
+          u.state = member_state::suspect;
+          u.from = remote.sender;
+          apply_suspect(u, now, fx);
+          break;
+        default:
+          ++stats.updates_ignored;
+          break;
+      }
+    }
+    ++stats.push_pulls;
+  }
+
+  // -- probing ------------------------------------------------------------------------------
+
+  std::optional<std::string> next_probe_target() {
+    while (!verify_queue.empty()) {
+      auto name = std::move(verify_queue.front());
+      verify_queue.pop_front();
+      auto it = nodes.find(name);
+      if (it != nodes.end() && it->second.verifying &&
+          it->second.info.state == member_state::suspect)
+        return name;
+    }
+    bool rebuilt = false;
+    for (;;) {
+      if (probe_index >= probe_order.size()) {
+        if (rebuilt)
+          return std::nullopt;
+        probe_order.clear();
+        for (const auto& [name, n] : nodes)
+          if (name != self_name && is_live(n.info.state))
+            probe_order.push_back(name);
+        std::shuffle(probe_order.begin(), probe_order.end(), rng);
+        probe_index = 0;
+        rebuilt = true;
+        if (probe_order.empty())
+          return std::nullopt;
+      }
+      const auto& name = probe_order[probe_index++];
+      if (is_state(name, is_live))
+        return name;
+    }
+  }
+
+  void start_probe(time_point now, effects& fx) {
+    next_probe = now + scaled(cfg.probe_interval);
+    auto target = next_probe_target();
+    if (!target)
+      return;
+    const auto& n = nodes.at(*target);
+    probe = probe_state{};
+    probe.active = true;
+    probe.target = *target;
+    probe.seq = fresh_seq();
+    probe.indirect_at = now + scaled(cfg.probe_timeout);
+    probe.end = next_probe;
+    ++stats.probes;
+    auto p = make_packet(packet_kind::ping, probe.seq);
+    p.target = *target;
+    send(fx, n.info.address, std::move(p), *target);
+  }
+
+  void send_indirect(effects& fx) {
+    probe.indirect_sent = true;
+    auto it = nodes.find(probe.target);
+    if (it == nodes.end())
+      return;
+    auto target_address = it->second.info.address;
+    auto helpers = sample_live(cfg.indirect_checks, [&](const std::string& name) {
+      return name != probe.target && is_state(name, [](member_state s) {
+               return s == member_state::alive;
+             });
+    });
+    for (const auto& h : helpers) {
+      auto p = make_packet(packet_kind::ping_req, probe.seq);
+      p.target = probe.target;
+      p.target_address = target_address;
+      send(fx, nodes.at(h).info.address, std::move(p), h);
+    }
+    stats.indirect_probes += helpers.size();
+    probe.expected_nacks = cfg.lifeguard ? static_cast<unsigned>(helpers.size()) : 0;
+  }
+
+  void finish_probe(time_point now, effects& fx) {
+    if (!probe.active)
+      return;
+    probe.active = false;
+    if (probe.acked)
+      return;
+    ++stats.probe_failures;
+    // Lifeguard: missing nacks mean the helpers could not reach us either: we are the
+    // likely culprit, so slow down. With no helpers, any failure counts against us.
+    if (probe.expected_nacks > 0) {
+      if (probe.nacks < probe.expected_nacks)
+        health_delta(static_cast<int>(probe.expected_nacks - probe.nacks));
+    } else {
+      health_delta(+1);
+    }
+    auto it = nodes.find(probe.target);
+    if (it == nodes.end())
+      return;
+    auto& n = it->second;
+    member_update u{member_state::suspect, n.info.name, {}, n.info.incarnation, {}, self_name};
+    if (n.info.state == member_state::alive) {
+      ++stats.suspicions;
+      apply_suspect(u, now, fx);
+    } else if (n.info.state == member_state::suspect && n.verifying) {
+      // The suspicion ran out unconfirmed and now our own probe failed too.
+      declare_dead(n, now, fx);
+    } else if (n.info.state == member_state::suspect && n.timer &&
+               n.timer->from() != self_name && !n.checked_by_us) {
+      // Our failed probe is independent evidence: let the others count it.
+      n.checked_by_us = true;
+      queue.push(std::move(u));
+    }
+  }
+
+  /// The probe of a suspect whose timer ran out unconfirmed was answered: it is up, but
+  /// has not refuted (yet): give it a fresh suspicion period rather than condemn it.
+  void verified_alive() {
+    auto it = nodes.find(probe.target);
+    if (it == nodes.end() || !it->second.verifying)
+      return;
+    auto& n = it->second;
+    auto from = n.timer->from(); // copied: start_suspicion replaces the timer
+    start_suspicion(n, from, last_now);
+  }
+
+  void declare_dead(node_state& n, time_point now, effects& fx) {
+    apply_dead(member_update{member_state::dead, n.info.name, {}, n.info.incarnation, {},
+                             self_name},
+               now, fx);
+  }
+
+  void on_ack(const packet& p) {
+    if (probe.active && !probe.acked && p.seq == probe.seq) {
+      probe.acked = true;
+      health_delta(-1);
+      verified_alive();
+      return;
+    }
+    if (auto it = helping.find(p.seq); it != helping.end()) {
+      auto h = std::move(it->second);
+      helping.erase(it);
+      pending_forward.push_back(std::move(h));
+      return;
+    }
+    ++stats.updates_ignored;
+  }
+
+  /// Acks to forward to ping_req requesters, filled by on_ack, sent by on_packet.
+  std::vector<helper_state> pending_forward;
+  /// Set while applying a packet's updates: it accused us at an incarnation we already
+  /// outbid. Its sender then gets our current alive first (see on_packet).
+  bool stale_accusation = false;
+  /// Sender of the packet being handled when stale_accusation is set.
+  std::string stale_peer;
+  /// Suspects whose unconfirmed timer fired, waiting for our own probe (Lifeguard).
+  std::deque<std::string> verify_queue;
+
+  /// A timer of ours firing this much after its time means we were stalled.
+  duration late_slack() const { return cfg.probe_timeout / 2; }
+
+  // -- timers -------------------------------------------------------------------------------
+
+  void run_helpers(time_point now, effects& fx) {
+    for (auto it = helping.begin(); it != helping.end();) {
+      auto& h = it->second;
+      if (cfg.lifeguard && !h.nack_sent && now >= h.nack_at) {
+        h.nack_sent = true;
+        send(fx, h.requester_address, make_packet(packet_kind::nack, h.requester_seq),
+             h.requester);
+      }
+      if (now >= h.expire_at)
+        it = helping.erase(it);
+      else
+        ++it;
+    }
+  }
+
+  void run_suspicions(time_point now, effects& fx) {
+    std::vector<std::string> due;
+    for (const auto& name : suspects) {
+      const auto& n = nodes.at(name);
+      if (n.timer && !n.verifying && n.suspicion_deadline() <= now)
+        due.push_back(name);
+    }
+    for (const auto& name : due) {
+      auto& n = nodes.at(name);
+      if (cfg.lifeguard && now - n.suspicion_deadline() > late_slack() &&
+          n.not_before == time_point{}) {
+        // We were stalled: a refutation may be waiting in our input. Read it first.
+        n.not_before = now + cfg.probe_timeout;
+        continue;
+      }
+      if (cfg.lifeguard && n.timer->confirmations() == 0 && !n.checked_by_us &&
+          n.timer->from() != self_name) {
+        // Nobody confirmed and we never checked ourselves: hearsay from one member (maybe
+        // a sick one) must not kill a healthy node. Our own probe decides.
+        n.verifying = true;
+        verify_queue.push_back(name);
+        continue;
+      }
+      declare_dead(n, now, fx);
+    }
+  }
+
+  bool recently_dead(const node_state& n, time_point now) const {
+    return n.info.state == member_state::dead && now - n.info.since < cfg.gossip_to_dead;
+  }
+
+  void run_gossip(time_point now, effects& fx) {
+    next_gossip = now + cfg.gossip_interval;
+    if (queue.empty()) {
+      // Nothing to spread, but a recently dead member still hears of its death (the hint
+      // in send()): if it was wrongly killed (say, behind a partition that healed) it
+      // refutes. One such member per round keeps this cheap.
+      auto target = sample(
+        departed.size(), [&](std::size_t i) -> const std::string& { return departed[i]; }, 1,
+        [&](const std::string& name) {
+          auto it = nodes.find(name);
+          return it != nodes.end() && recently_dead(it->second, now);
+        });
+      for (const auto& t : target)
+        send(fx, nodes.at(t).info.address, make_packet(packet_kind::ack, 0), t, true);
+      return;
+    }
+    // Pool: the probe order followed by the departed, read in place.
+    auto live = probe_order.size();
+    auto get = [&](std::size_t i) -> const std::string& {
+      return i < live ? probe_order[i] : departed[i - live];
+    };
+    auto targets = sample(live + departed.size(), get, cfg.gossip_fanout,
+                          [&](const std::string& name) {
+      auto it = nodes.find(name);
+      if (it == nodes.end() || name == self_name)
+        return false;
+      // The recently dead still hear gossip, so a wrongly killed member can refute.
+      return is_live(it->second.info.state) || recently_dead(it->second, now);
+    });
+    for (const auto& t : targets)
+      send(fx, nodes.at(t).info.address, make_packet(packet_kind::ack, 0), t, true);
+  }
+
+  void run_push_pull(time_point now, effects& fx) {
+    next_push_pull = now + push_pull_period();
+    auto peer = sample_live(1, [&](const std::string& name) {
+      return is_state(name, [](member_state s) { return s == member_state::alive; });
+    });
+    if (!peer.empty())
+      fx.push_pull_to.push_back(nodes.at(peer.front()).info.address);
+    // Reconnect (as Serf does): with probability dead / alive, also try one dead member,
+    // so a partition that healed after gossip_to_dead still merges. Cluster-wide that is
+    // about one attempt per dead member per interval. A really dead one just fails.
+    auto dead = count_of(member_state::dead);
+    auto alive = std::max<std::size_t>(1, count_of(member_state::alive));
+    if (dead == 0 ||
+        std::uniform_real_distribution<double>{0, 1}(rng) >=
+          static_cast<double>(dead) / static_cast<double>(alive))
+      return;
+    auto gone = sample(
+      departed.size(), [&](std::size_t i) -> const std::string& { return departed[i]; }, 1,
+      [&](const std::string& name) { return is_state(name, [](member_state s) {
+                                       return s == member_state::dead;
+                                     }); });
+    if (!gone.empty())
+      fx.push_pull_to.push_back(nodes.at(gone.front()).info.address);
+  }
+
+  void remember_reaped(const std::string& name, std::uint64_t incarnation, time_point now) {
+    reaped[name] = reaped_state{incarnation, now};
+    reaped_order.emplace_back(now, name);
+    prune_reaped(now);
+  }
+
+  void prune_reaped(time_point now) {
+    auto drop_front = [&] {
+      auto [at, name] = reaped_order.front();
+      reaped_order.pop_front();
+      // A name reaped again later has a newer entry: keep that one.
+      if (auto it = reaped.find(name); it != reaped.end() && it->second.at == at)
+        reaped.erase(it);
+    };
+    while (!reaped_order.empty() &&
+           (reaped.size() > cfg.reaped_memory_max ||
+            now - reaped_order.front().first >= cfg.reaped_memory))
+      drop_front();
+  }
+
+  void run_reaper(time_point now, effects& fx) {
+    std::vector<std::string> keep;
+    std::set<std::string> seen;
+    for (const auto& name : departed) {
+      if (!seen.insert(name).second)
+        continue;
+      auto it = nodes.find(name);
+      if (it == nodes.end() || !is_gone(it->second.info.state))
+        continue;
+      if (now - it->second.info.since < cfg.reap_after) {
+        keep.push_back(name);
+        continue;
+      }
+      auto info = it->second.info;
+      --counts[static_cast<std::size_t>(info.state)];
+      nodes.erase(it);
+      nudge.erase(name);
+      remember_reaped(name, info.incarnation, now);
+      emit(fx, member_event_kind::reaped, info);
+    }
+    departed = std::move(keep);
+    prune_reaped(now);
+  }
+
+  time_point earliest_reap() const {
+    auto t = never;
+    for (const auto& name : departed) {
+      auto it = nodes.find(name);
+      if (it != nodes.end() && is_gone(it->second.info.state))
+        t = std::min(t, it->second.info.since + cfg.reap_after);
+    }
+    return t;
+  }
+};
+
+// -- membership ---------------------------------------------------------------------------
+
+membership::membership(std::string name, std::string address, tag_map tags, swim_config cfg,
+                       std::uint64_t seed, time_point now, std::uint64_t incarnation)
+  : impl_(std::make_unique<impl>(std::move(name), std::move(address), std::move(tags), cfg,
+                                 seed, now, incarnation)) {
+}
+
+membership::~membership() = default;
+membership::membership(membership&&) noexcept = default;
+membership& membership::operator=(membership&&) noexcept = default;
+
+effects membership::on_tick(time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  effects fx;
+  d.run_helpers(now, fx);
+  if (d.probe.active && !d.probe.acked && !d.probe.indirect_sent && now >= d.probe.indirect_at &&
+      now < d.probe.end)
+    d.send_indirect(fx);
+  if (!d.has_left && now >= d.next_probe) {
+    if (d.cfg.lifeguard && d.probe.active && !d.probe.acked && !d.probe.grace &&
+        now - d.next_probe > d.late_slack()) {
+      // Our own tick is late: we were stalled, and the answer may be waiting in our
+      // input. Do not blame the target for our stall: finish the indirect step (if it
+      // never went out) and give the probe one more timeout. Lifeguard: a sign of
+      // local trouble, like a missed nack.
+      if (!d.probe.indirect_sent)
+        d.send_indirect(fx);
+      d.probe.grace = true;
+      d.health_delta(+1);
+      d.next_probe = now + d.scaled(d.cfg.probe_timeout);
+      d.probe.end = d.next_probe;
+    } else {
+      d.finish_probe(now, fx);
+      d.start_probe(now, fx);
+    }
+  }
+  d.run_suspicions(now, fx);
+  if (now >= d.next_gossip)
+    d.run_gossip(now, fx);
+  if (!d.has_left && now >= d.next_push_pull)
+    d.run_push_pull(now, fx);
+  d.run_reaper(now, fx);
+  return fx;
+}
+
+effects membership::on_packet(const packet& msg, time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  ++d.stats.packets_received;
+  effects fx;
+  if (msg.sender.empty() || msg.sender == d.self_name || !is_valid_kind(msg.kind) ||
+      (msg.kind == packet_kind::ping && !msg.target.empty() && msg.target != d.self_name)) {
+    // Malformed, looped back, or meant for whoever used this address before us.
+    ++d.stats.updates_ignored;
+    return fx;
+  }
+  d.stale_accusation = false;
+  for (const auto& u : msg.updates)
+    d.apply(u, now, fx, u.name == msg.sender);
+  if (d.stale_accusation) {
+    // The sender still accuses us at an incarnation we outbid: our refutation missed it.
+    // Whatever we send it now carries our alive first.
+    d.stale_peer = msg.sender;
+    if (msg.kind != packet_kind::ping && !msg.sender_address.empty())
+      d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, 0), msg.sender, true);
+  }
+  switch (msg.kind) {
+    case packet_kind::ping: {
+      if (msg.sender_address.empty()) {
+        ++d.stats.updates_ignored;
+        break;
+      }
+      d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
+      break;
+    }
+    case packet_kind::ping_req: {
+      if (msg.target.empty() || msg.target_address.empty() || msg.sender_address.empty()) {
+        ++d.stats.updates_ignored;
+        break;
+      }
+      if (msg.target == d.self_name) {
+        // Asked to probe ourselves: we are evidently up; answer for the target.
+        d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
+        break;
+      }
+      if (!d.nodes.contains(msg.target)) {
+        ++d.stats.updates_ignored;
+        break;
+      }
+      auto seq = d.fresh_seq();
+      helper_state h;
+      h.requester = msg.sender;
+      h.requester_address = msg.sender_address;
+      h.requester_seq = msg.seq;
+      // Lifeguard: nack before the requester's own timeout so it can count it.
+      h.nack_at = now + d.cfg.probe_timeout * 4 / 5;
+      h.expire_at = now + d.cfg.probe_timeout;
+      d.helping.emplace(seq, std::move(h));
+      auto p = d.make_packet(packet_kind::ping, seq);
+      p.target = msg.target;
+      d.send(fx, msg.target_address, std::move(p), msg.target);
+      break;
+    }
+    case packet_kind::ack: {
+      if (msg.seq == 0)
+        break; // gossip only
+      d.on_ack(msg);
+      for (auto& h : d.pending_forward)
+        d.send(fx, h.requester_address, d.make_packet(packet_kind::ack, h.requester_seq),
+               h.requester);
+      d.pending_forward.clear();
+      break;
+    }
+    case packet_kind::nack: {
+      if (d.probe.active && !d.probe.acked && msg.seq == d.probe.seq && d.probe.indirect_sent) {
+        ++d.probe.nacks;
+        ++d.stats.nacks_received;
+      } else {
+        ++d.stats.updates_ignored;
+      }
+      break;
+    }
+  }
+  d.stale_peer.clear();
+  d.stale_accusation = false;
+  return fx;
+}
+
+push_pull_reply membership::on_push_pull_request(const push_pull& remote, time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  push_pull_reply reply;
+  if (remote.sender.empty() || remote.sender == d.self_name) {
+    ++d.stats.updates_ignored;
+    reply.state = make_push_pull(false);
+    return reply;
+  }
+  d.merge(remote, now, reply.fx, remote.join ? remote.sender : std::string{});
+  // Our state after the merge (memberlist answers with the state before it): if the peer
+  // said we are dead, our refutation travels back at once. A joiner we hold dead sees its
+  // death in it; a joiner we had reaped (taken back below its old incarnation) is told
+  // that old incarnation as a death, so it refutes above it.
+  reply.state = make_push_pull(false);
+  if (auto it = d.nudge.find(remote.sender); it != d.nudge.end()) {
+    auto entry = std::find_if(reply.state.members.begin(), reply.state.members.end(),
+                              [&](const member_update& u) { return u.name == remote.sender; });
+    auto told = member_update{member_state::dead, remote.sender, {}, it->second, {}, d.self_name};
+    if (entry != reply.state.members.end())
+      *entry = std::move(told);
+    else
+      reply.state.members.push_back(std::move(told));
+  }
+  return reply;
+}
+
+effects membership::on_push_pull_response(const push_pull& remote, time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  effects fx;
+  if (remote.sender.empty() || remote.sender == d.self_name) {
+    ++d.stats.updates_ignored;
+    return fx;
+  }
+  d.merge(remote, now, fx, {});
+  return fx;
+}
+
+push_pull membership::make_push_pull(bool join) const {
+  const auto& d = *impl_;
+  push_pull pp;
+  pp.sender = d.self_name;
+  pp.sender_address = d.self_node->info.address;
+  pp.join = join;
+  pp.members.reserve(d.nodes.size());
+  for (const auto& [name, n] : d.nodes)
+    pp.members.push_back(d.update_of(n));
+  return pp;
+}
+
+effects membership::leave(time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  if (d.has_left)
+    return {};
+  d.has_left = true;
+  d.probe.active = false;
+  auto& m = d.me();
+  ++m.incarnation;
+  d.self_node->declared_by = m.name;
+  d.set_state(*d.self_node, member_state::left, now);
+  // Newest and never sent: the queue picks it first.
+  d.queue.push(d.self_update(member_state::left));
+  return {};
+}
+
+effects membership::set_tags(tag_map tags, time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  if (d.has_left)
+    return {};
+  auto& m = d.me();
+  m.tags = std::move(tags);
+  ++m.incarnation;
+  d.queue.push(d.self_update(member_state::alive));
+  return {};
+}
+
+time_point membership::next_deadline() const {
+  const auto& d = *impl_;
+  auto t = d.next_gossip;
+  if (!d.has_left) {
+    t = std::min(t, d.next_probe);
+    t = std::min(t, d.next_push_pull);
+  }
+  if (d.probe.active && !d.probe.acked && !d.probe.indirect_sent &&
+      d.probe.indirect_at < d.probe.end)
+    t = std::min(t, d.probe.indirect_at);
+  for (const auto& [seq, h] : d.helping)
+    t = std::min(t, d.cfg.lifeguard && !h.nack_sent ? h.nack_at : h.expire_at);
+  for (const auto& name : d.suspects) {
+    const auto& n = d.nodes.at(name);
+    if (n.timer && !n.verifying)
+      t = std::min(t, n.suspicion_deadline());
+  }
+  t = std::min(t, d.earliest_reap());
+  // A deadline already passed (a suspicion shortened by confirmations) is due now.
+  return std::max(t, d.last_now);
+}
+
+std::vector<member> membership::members() const {
+  std::vector<member> out;
+  out.reserve(impl_->nodes.size());
+  for (const auto& [name, n] : impl_->nodes)
+    out.push_back(n.info);
+  return out;
+}
+
+std::optional<member> membership::find(const std::string& name) const {
+  auto it = impl_->nodes.find(name);
+  if (it == impl_->nodes.end())
+    return std::nullopt;
+  return it->second.info;
+}
+
+std::size_t membership::count(member_state s) const {
+  return impl_->count_of(s);
+}
+
+const member& membership::self() const {
+  return impl_->self_node->info;
+}
+
+unsigned membership::health_score() const {
+  return impl_->health.score();
+}
+
+std::size_t membership::pending_broadcasts() const {
+  return impl_->queue.size();
+}
+
+const membership_stats& membership::stats() const {
+  return impl_->stats;
+}
+
+const swim_config& membership::config() const {
+  return impl_->cfg;
+}
+
+} // namespace starling::gossip

@@ -1,0 +1,109 @@
+// Unit tests of the dissemination queue (gossip/broadcast_queue.hpp).
+#include <gtest/gtest.h>
+
+#include "gossip/broadcast_queue.hpp"
+#include "gossip/membership.hpp"
+
+namespace starling::gossip {
+namespace {
+
+member_update alive(std::string name, std::uint64_t inc) {
+  return member_update{member_state::alive, name, name + ":7946", inc, {}, {}};
+}
+
+/// Every update costs the same: budget counts updates.
+std::size_t unit_cost(const member_update&) {
+  return 1;
+}
+
+TEST(broadcast_queue, sends_each_update_exactly_limit_times_then_drops_it) {
+  broadcast_queue q;
+  q.push(alive("a", 1));
+  for (unsigned i = 0; i < 5; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_EQ(q.size(), 1u);
+    auto got = q.take(100, 5, unit_cost);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got.front(), alive("a", 1));
+  }
+  EXPECT_TRUE(q.empty());
+  EXPECT_TRUE(q.take(100, 5, unit_cost).empty());
+}
+
+TEST(broadcast_queue, newer_update_about_a_member_replaces_the_older) {
+  broadcast_queue q;
+  q.push(alive("a", 1));
+  (void) q.take(100, 5, unit_cost);
+  ASSERT_EQ(q.find("a")->second, 1u);
+  auto suspect = member_update{member_state::suspect, "a", {}, 1, {}, "b"};
+  q.push(suspect);
+  EXPECT_EQ(q.size(), 1u);
+  auto found = q.find("a");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->first, suspect);
+  EXPECT_EQ(found->second, 0u) << "a replacement starts a fresh transmission count";
+}
+
+TEST(broadcast_queue, picks_least_sent_first_then_newest) {
+  broadcast_queue q;
+  q.push(alive("old", 1));
+  (void) q.take(1, 10, unit_cost); // "old" now sent once
+  q.push(alive("mid", 1));
+  q.push(alive("new", 1));
+  auto got = q.take(3, 10, unit_cost);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].name, "new");
+  EXPECT_EQ(got[1].name, "mid");
+  EXPECT_EQ(got[2].name, "old");
+  // With room for one only, the least-sent newest wins.
+  q.push(alive("fresh", 1));
+  auto one = q.take(1, 10, unit_cost);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0].name, "fresh");
+}
+
+TEST(broadcast_queue, skips_what_does_not_fit_and_keeps_filling) {
+  broadcast_queue q;
+  auto big = alive("big", 1);
+  big.tags["blob"] = std::string(500, 'x');
+  q.push(alive("small1", 1));
+  q.push(big);
+  q.push(alive("small2", 1));
+  auto budget = encoded_size_bound(alive("small1", 1)) * 2 + 10;
+  auto got = q.take(budget, 10, encoded_size_bound);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].name, "small2");
+  EXPECT_EQ(got[1].name, "small1");
+  EXPECT_EQ(q.find("big")->second, 0u) << "not sent, not counted";
+}
+
+TEST(broadcast_queue, skip_name_leaves_that_member_queued) {
+  broadcast_queue q;
+  q.push(alive("a", 1));
+  q.push(alive("b", 1));
+  auto got = q.take(10, 10, unit_cost, "a");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].name, "b");
+  EXPECT_EQ(q.find("a")->second, 0u);
+  q.erase("a");
+  EXPECT_FALSE(q.find("a"));
+  EXPECT_EQ(q.size(), 1u);
+}
+
+TEST(broadcast_queue, many_entries_keep_the_index_consistent) {
+  broadcast_queue q;
+  for (int round = 0; round < 3; ++round)
+    for (int i = 0; i < 50; ++i)
+      q.push(alive("m" + std::to_string(i), static_cast<std::uint64_t>(round)));
+  EXPECT_EQ(q.size(), 50u);
+  std::size_t sent = 0;
+  while (!q.empty()) {
+    auto got = q.take(7, 3, unit_cost);
+    ASSERT_FALSE(got.empty());
+    sent += got.size();
+  }
+  EXPECT_EQ(sent, 150u);
+}
+
+} // namespace
+} // namespace starling::gossip
