@@ -1,0 +1,270 @@
+// starling-sim: runs the membership scenarios on simulated clusters and prints markdown
+// tables (virtual times, counters, and the wall time of each run).
+//
+//   starling-sim --sizes 100,1000 --seed 1 [--scenarios convergence,detection,loss,pauses,
+//                slow,partition,memory] [--window 120] [--no-swim]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tests/sim/scenarios.hpp"
+
+namespace {
+
+using namespace starling::sim;
+using namespace std::chrono_literals;
+
+struct args {
+  std::vector<std::size_t> sizes{100};
+  std::uint64_t seed = 1;
+  std::vector<std::string> scenarios{"convergence", "detection", "loss", "pauses", "slow",
+                                     "partition", "memory"};
+  double window_s = 120;
+  bool swim_too = true; // false-positive scenarios also with lifeguard off
+};
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty())
+      out.push_back(item);
+  return out;
+}
+
+[[noreturn]] void usage(const char* msg) {
+  std::fprintf(stderr,
+               "starling-sim: %s\nusage: starling-sim [--sizes N,N...] [--seed S] "
+               "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
+               "[--window SECONDS] [--no-swim]\n",
+               msg);
+  std::exit(2);
+}
+
+args parse(int argc, char** argv) {
+  args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc)
+        usage(("missing value for " + k).c_str());
+      return argv[++i];
+    };
+    try {
+      if (k == "--sizes") {
+        a.sizes.clear();
+        for (auto& s : split(value()))
+          a.sizes.push_back(std::stoul(s));
+      } else if (k == "--seed") {
+        a.seed = std::stoull(value());
+      } else if (k == "--scenarios") {
+        a.scenarios = split(value());
+      } else if (k == "--window") {
+        a.window_s = std::stod(value());
+      } else if (k == "--no-swim") {
+        a.swim_too = false;
+      } else if (k == "--help" || k == "-h") {
+        usage("help");
+      } else {
+        usage(("unknown option " + k).c_str());
+      }
+    } catch (const std::exception&) {
+      usage(("bad value for " + k).c_str());
+    }
+  }
+  if (a.sizes.empty())
+    usage("--sizes is empty");
+  return a;
+}
+
+bool wants(const args& a, const std::string& s) {
+  for (auto& x : a.scenarios)
+    if (x == s)
+      return true;
+  return false;
+}
+
+double mib(std::uint64_t bytes) { return static_cast<double>(bytes) / (1024.0 * 1024.0); }
+
+std::string yes(bool b) { return b ? "yes" : "**no**"; }
+
+} // namespace
+
+double ms(starling::gossip::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+void print_config(const scenario_options& o) {
+  const auto& c = o.swim;
+  std::printf("swim_config (defaults): probe_interval %.0f ms, probe_timeout %.0f ms, "
+              "gossip_interval %.0f ms, gossip_fanout %u, indirect_checks %u, retransmit_mult "
+              "%u, suspicion_mult %u, suspicion_max_mult %u, awareness_max %u, "
+              "push_pull_interval %.0f s, gossip_to_dead %.0f s, max_datagram %zu.\n",
+              ms(c.probe_interval), ms(c.probe_timeout), ms(c.gossip_interval), c.gossip_fanout,
+              c.indirect_checks, c.retransmit_mult, c.suspicion_mult, c.suspicion_max_mult,
+              c.awareness_max, ms(c.push_pull_interval) / 1000, ms(c.gossip_to_dead) / 1000,
+              c.max_datagram);
+  std::printf("network: one-way latency %.1f ms + uniform [0, %.1f] ms; %zu seeds; starts "
+              "staggered over %.0f s; condition checks every %.0f ms.\n\n",
+              ms(o.latency_base), ms(o.latency_jitter), o.seeds, ms(o.stagger) / 1000,
+              ms(o.check_every));
+}
+
+int main(int argc, char** argv) {
+  const auto a = parse(argc, argv);
+  std::printf("# starling-sim\n\ncommand:");
+  for (int i = 0; i < argc; ++i)
+    std::printf(" %s", argv[i]);
+  std::printf("\nseed: %llu\n", static_cast<unsigned long long>(a.seed));
+  scenario_options base;
+  base.seed = a.seed;
+  print_config(base);
+  std::fflush(stdout);
+
+  if (wants(a, "convergence")) {
+    std::printf("## Convergence (n nodes start, join via seeds; until all see n alive)\n\n"
+                "| n | converged | 99%% of nodes s | s after last start | rounds | s from first "
+                "start | datagrams | MiB | push-pulls | push-pull MiB | false deaths | wall s |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+    for (auto n : a.sizes) {
+      auto o = base;
+      o.n = n;
+      const auto r = run_convergence(o);
+      std::printf("| %zu | %s | %.2f | %.2f | %.1f | %.2f | %llu | %.1f | %llu | %.1f | %llu | "
+                  "%.1f |\n",
+                  n, yes(r.converged).c_str(), r.p99_seconds_after_last_start,
+                  r.seconds_after_last_start, r.rounds,
+                  r.seconds_after_first_start, static_cast<unsigned long long>(r.cost.packets),
+                  mib(r.cost.bytes), static_cast<unsigned long long>(r.cost.push_pulls),
+                  mib(r.cost.push_pull_bytes), static_cast<unsigned long long>(r.false_deaths),
+                  r.cost.wall_seconds);
+      std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+
+  if (wants(a, "detection")) {
+    std::printf("## Detection (one node of a converged cluster killed)\n\n"
+                "| n | detected | first suspicion s | first dead s | all dead s | rounds | "
+                "false deaths | datagrams | wall s |\n"
+                "|---|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+    for (auto n : a.sizes) {
+      auto o = base;
+      o.n = n;
+      const auto w0 = std::chrono::steady_clock::now();
+      const auto r = run_detection(o);
+      const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+      std::printf("| %zu | %s | %.2f | %.2f | %.2f | %.1f | %llu | %llu | %.1f |\n", n,
+                  yes(r.converged && r.detected).c_str(), r.first_suspect_seconds,
+                  r.first_dead_seconds, r.all_dead_seconds, r.rounds,
+                  static_cast<unsigned long long>(r.false_deaths),
+                  static_cast<unsigned long long>(r.cost.packets), wall);
+      std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+
+  for (const char* kind : {"loss", "pauses", "slow"}) {
+    if (!wants(a, kind))
+      continue;
+    false_positive_options fp;
+    const std::string k = kind;
+    fp.kind = k == "loss" ? disturbance::loss
+                          : (k == "pauses" ? disturbance::pauses : disturbance::slow);
+    fp.window = std::chrono::duration_cast<starling::gossip::duration>(
+      std::chrono::duration<double>(a.window_s));
+    if (fp.kind == disturbance::loss)
+      std::printf("## False positives: %.0f%% uniform datagram loss for %.0f s\n\n",
+                  fp.loss * 100, a.window_s);
+    else if (fp.kind == disturbance::slow)
+      std::printf("## False positives: %.0f%% of nodes handle input %.0f ms late for %.0f s "
+                  "episodes (gaps uniform %.0f-%.0f s; timers on time) for %.0f s\n\n",
+                  fp.paused_fraction * 100, ms(fp.slow_extra), ms(fp.slow_episode) / 1000,
+                  ms(fp.gap_min) / 1000, ms(fp.gap_max) / 1000, a.window_s);
+    else
+      std::printf("## False positives: %.0f%% of nodes stall %.0f s at a time (gaps uniform "
+                  "%.0f-%.0f s) for %.0f s\n\n",
+                  fp.paused_fraction * 100, ms(fp.pause) / 1000, ms(fp.gap_min) / 1000,
+                  ms(fp.gap_max) / 1000, a.window_s);
+    std::printf("| n | lifeguard | episodes | suspicions raised (by disturbed nodes) | suspect "
+                "events | healthy suspect events | members suspected (healthy) | refutations | "
+                "false deaths (events / members) | settled s | datagrams | wall s |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+    for (auto n : a.sizes) {
+      for (bool lg : {true, false}) {
+        if (!lg && !a.swim_too)
+          continue;
+        auto o = base;
+        o.n = n;
+        o.swim.lifeguard = lg;
+        const auto w0 = std::chrono::steady_clock::now();
+        const auto r = run_false_positives(o, fp);
+        const double wall =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+        std::printf("| %zu | %s | %llu | %llu (%llu) | %llu | %llu | %zu (%zu) | %llu | %llu / "
+                    "%zu | %s | %llu | %.1f |\n",
+                    n, lg ? "on" : "off", static_cast<unsigned long long>(r.pauses),
+                    static_cast<unsigned long long>(r.suspicions_raised),
+                    static_cast<unsigned long long>(r.raised_by_sick),
+                    static_cast<unsigned long long>(r.suspect_events),
+                    static_cast<unsigned long long>(r.healthy_suspect_events),
+                    r.suspected_members, r.healthy_suspected,
+                    static_cast<unsigned long long>(r.refutations),
+                    static_cast<unsigned long long>(r.false_death_events), r.falsely_dead,
+                    r.settled ? std::to_string(r.settle_seconds).substr(0, 5).c_str()
+                              : "**never**",
+                    static_cast<unsigned long long>(r.cost.packets), wall);
+        std::fflush(stdout);
+      }
+    }
+    std::printf("\n");
+  }
+
+  if (wants(a, "partition")) {
+    std::printf("## Partition heal (two halves cut for 30 s, then healed)\n\n"
+                "| n | cross pairs dead / suspect / all at heal | deaths during split | healed | "
+                "s to equal views | rounds | view mismatches | wall s |\n"
+                "|---|---|---|---|---|---|---|---|\n");
+    std::fflush(stdout);
+    for (auto n : a.sizes) {
+      auto o = base;
+      o.n = n;
+      const auto w0 = std::chrono::steady_clock::now();
+      const auto r = run_partition(o, 30s);
+      const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+      std::printf("| %zu | %zu / %zu / %zu | %llu | %s | %.2f | %.1f | %zu | %.1f |\n", n,
+                  r.cross_dead, r.cross_suspect, r.cross_pairs,
+                  static_cast<unsigned long long>(r.deaths_during_split),
+                  yes(r.healed).c_str(), r.heal_seconds, r.rounds, r.view_mismatches, wall);
+      std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+
+  if (wants(a, "memory")) {
+    std::printf("## Memory of one core's member table\n\n"
+                "| members | heap bytes after join | heap bytes, queue drained | bytes per member "
+                "| projected full views at this n (n x n members) |\n"
+                "|---|---|---|---|---|\n");
+    for (auto n : a.sizes) {
+      const auto p = measure_core_memory(n);
+      const double projected = p.bytes_per_member * static_cast<double>(n) *
+                               static_cast<double>(n);
+      std::printf("| %zu | %zu | %zu | %.0f | %.2f GiB |\n", n, p.bytes_after_join,
+                  p.bytes_total, p.bytes_per_member,
+                  projected / (1024.0 * 1024.0 * 1024.0));
+      std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
