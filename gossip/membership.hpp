@@ -19,9 +19,9 @@ using namespace std::chrono_literals;
 /// Tunables of the protocol. Defaults are chosen for a LAN (see docs/membership.md).
 struct swim_config {
   /// Time between two probes of this node (before Lifeguard scaling).
-  duration probe_interval = 1s;
+  duration probe_interval = 500ms;
   /// How long a direct ping waits for an ack before indirect probes start.
-  duration probe_timeout = 400ms;
+  duration probe_timeout = 250ms;
   /// Time between two gossip rounds (broadcasts sent to `gossip_fanout` random members).
   duration gossip_interval = 200ms;
   /// Members a gossip round sends to.

@@ -105,5 +105,56 @@ TEST(broadcast_queue, many_entries_keep_the_index_consistent) {
   EXPECT_EQ(sent, 150u);
 }
 
+TEST(broadcast_queue, a_full_packet_stops_the_scan_but_small_updates_still_fill_gaps) {
+  broadcast_queue q;
+  // Newest first: one small update, then many large ones, then (oldest) small ones.
+  for (int i = 0; i < 100; ++i) {
+    member_update u;
+    u.name = "small-" + std::to_string(i);
+    q.push(u);
+  }
+  for (int i = 0; i < 100; ++i) {
+    member_update u;
+    u.name = "large-" + std::to_string(i);
+    u.address = std::string(200, 'x');
+    q.push(u);
+  }
+  auto cost = [](const member_update& u) { return u.name.size() + u.address.size(); };
+  // Budget fits a few large updates; the many that no longer fit end the scan, so the old
+  // small updates behind them wait for the next packet instead of costing a full walk.
+  auto out = q.take(1000, 10, cost);
+  ASSERT_EQ(out.size(), 4u);
+  for (const auto& u : out)
+    EXPECT_EQ(u.name.rfind("large-", 0), 0u);
+  // Misses count only once something fits: updates too large for any packet at the head
+  // of the queue do not starve the small ones behind them.
+  broadcast_queue h;
+  for (int i = 0; i < 3; ++i) {
+    member_update u;
+    u.name = "tiny" + std::to_string(i);
+    h.push(u);
+  }
+  for (int i = 0; i < 50; ++i) {
+    member_update u;
+    u.name = "huge-" + std::to_string(i);
+    u.address = std::string(5000, 'x');
+    h.push(u);
+  }
+  EXPECT_EQ(h.take(100, 10, cost).size(), 3u);
+  // Misses are counted only in a row: a small update right after a few misses still fits.
+  broadcast_queue r;
+  for (int i = 0; i < 3; ++i) {
+    member_update u;
+    u.name = "s" + std::to_string(i);
+    r.push(u);
+  }
+  member_update big;
+  big.name = "big";
+  big.address = std::string(5000, 'x');
+  r.push(big);
+  auto got = r.take(100, 10, cost);
+  EXPECT_EQ(got.size(), 3u);
+}
+
 } // namespace
 } // namespace starling::gossip

@@ -60,9 +60,18 @@ packet make(packet_kind kind, std::uint32_t seq, const std::string& sender,
   return p;
 }
 
+/// The timing every expectation below is computed from, pinned here so that a change of
+/// the library's defaults does not silently change what the tests check.
+swim_config base_config() {
+  swim_config cfg;
+  cfg.probe_interval = 1s;
+  cfg.probe_timeout = 400ms;
+  return cfg;
+}
+
 /// Config where only probing runs on its own (gossip rounds and push-pull out of the way).
 swim_config quiet_config() {
-  swim_config cfg;
+  swim_config cfg = base_config();
   cfg.gossip_interval = 24h;
   cfg.push_pull_interval = duration::zero();
   return cfg;
@@ -797,7 +806,7 @@ TEST(membership, malformed_and_stale_inputs_are_ignored_and_counted) {
 // -- dissemination ------------------------------------------------------------------------------
 
 TEST(membership, an_update_is_sent_exactly_the_retransmit_limit_then_dropped) {
-  swim_config cfg;
+  swim_config cfg = base_config();
   cfg.probe_interval = 24h; // only gossip rounds send
   cfg.push_pull_interval = duration::zero();
   auto m = make_core("a", cfg);
@@ -840,7 +849,7 @@ TEST(membership, newer_update_replaces_the_queued_older_one) {
 }
 
 TEST(membership, gossip_goes_to_live_and_recently_dead_members_only) {
-  swim_config cfg;
+  swim_config cfg = base_config();
   cfg.probe_interval = 24h;
   cfg.push_pull_interval = duration::zero();
   cfg.gossip_fanout = 10;
@@ -993,7 +1002,7 @@ TEST(membership, push_pull_about_ourselves_triggers_refutation) {
 }
 
 TEST(membership, periodic_push_pull_picks_an_alive_member_but_not_at_start) {
-  swim_config cfg;
+  swim_config cfg = base_config();
   cfg.push_pull_interval = 30s;
   auto m = make_core("a", cfg);
   add_members(m, {"b"});
@@ -1257,7 +1266,7 @@ TEST(membership, late_tick_reads_input_before_a_suspicion_fires) {
 }
 
 TEST(membership, recently_dead_hear_of_their_death_even_when_nothing_is_queued) {
-  swim_config cfg;
+  swim_config cfg = base_config();
   cfg.probe_interval = 24h;
   cfg.push_pull_interval = duration::zero();
   cfg.gossip_to_dead = 10s;
@@ -1277,7 +1286,7 @@ TEST(membership, recently_dead_hear_of_their_death_even_when_nothing_is_queued) 
 }
 
 TEST(membership, periodic_push_pull_also_reconnects_to_dead_members) {
-  swim_config cfg;
+  swim_config cfg = base_config();
   cfg.push_pull_interval = 30s;
   cfg.gossip_interval = 24h;
   cfg.probe_interval = 24h;
@@ -1309,7 +1318,7 @@ TEST(membership, push_pull_reply_carries_our_refutation) {
 TEST(membership, next_deadline_is_never_in_the_past_after_a_tick) {
   for (std::uint64_t seed : {1u, 2u, 3u}) {
     SCOPED_TRACE(seed);
-    swim_config cfg;
+    swim_config cfg = base_config();
     cfg.reap_after = 20s;
     auto m = make_core("a", cfg, seed);
     add_members(m, {"b", "c", "d"});
@@ -1343,7 +1352,7 @@ TEST(membership, move_keeps_the_core_usable) {
 // -- small clusters --------------------------------------------------------------------------
 
 swim_config cluster_config() {
-  swim_config cfg;
+  swim_config cfg = base_config();
   cfg.reap_after = 60s;
   cfg.reaped_memory = 1h;
   return cfg;
