@@ -1,0 +1,31 @@
+// Atoms of the agent's actors. At most 10 characters (CAF 0.17). Atoms with equal text are
+// the same type, so `leave_atom` here is caf::leave_atom; that is fine.
+//
+// Admin protocol (crosses the network: atoms and std::string only, see
+// docs/decisions/0002): (members_atom) -> std::string JSON, (events_atom) -> std::string
+// JSON, (leave_atom) -> std::string "ok", (ping_atom) -> std::string "pong".
+#pragma once
+
+#include <caf/atom.hpp>
+
+namespace starling::actors {
+
+using members_atom = caf::atom_constant<caf::atom("members")>;
+using events_atom = caf::atom_constant<caf::atom("events")>;
+using leave_atom = caf::atom_constant<caf::atom("leave")>;
+using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using stop_atom = caf::atom_constant<caf::atom("stop")>;
+
+// Membership actor <-> supervisor (local only).
+using bound_atom = caf::atom_constant<caf::atom("bound")>;
+using failed_atom = caf::atom_constant<caf::atom("failed")>;
+using joined_atom = caf::atom_constant<caf::atom("joined")>;
+using peers_atom = caf::atom_constant<caf::atom("peers")>;
+using left_atom = caf::atom_constant<caf::atom("left")>;
+
+// Membership actor timers (local only).
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using retry_atom = caf::atom_constant<caf::atom("jretry")>;
+using deadline_atom = caf::atom_constant<caf::atom("jdeadline")>;
+
+} // namespace starling::actors

@@ -1,0 +1,668 @@
+#include "actors/config.hpp"
+
+#include <unistd.h>
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include "actors/errc.hpp"
+
+namespace starling::actors {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+caf::error bad(std::string_view key, std::string_view what) {
+  std::string msg{key};
+  msg += ": ";
+  msg += what;
+  return make_error(errc::invalid_config, std::move(msg));
+}
+
+/// `text` in double quotes, with control characters and quotes escaped.
+std::string quote_text(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += '?';
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+/// A short rendering of a TOML value for "got ..." in messages.
+std::string describe(const toml::node& n) {
+  if (auto s = n.value_exact<std::string>())
+    return quote_text(*s);
+  if (auto i = n.value_exact<std::int64_t>())
+    return std::to_string(*i);
+  if (auto b = n.value_exact<bool>())
+    return *b ? "true" : "false";
+  if (auto d = n.value_exact<double>()) {
+    std::ostringstream os;
+    os << *d;
+    return os.str();
+  }
+  if (n.is_table())
+    return "a table";
+  if (n.is_array())
+    return "an array";
+  return "a value of another type";
+}
+
+bool is_valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 64)
+    return false;
+  auto ok = [](char c, bool first) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+      return true;
+    return !first && (c == '.' || c == '_' || c == '-');
+  };
+  for (std::size_t i = 0; i < name.size(); ++i)
+    if (!ok(name[i], i == 0))
+      return false;
+  return true;
+}
+
+bool is_valid_host(std::string_view host) {
+  if (host.empty() || host.size() > 253)
+    return false;
+  for (char c : host)
+    if (c <= ' ' || c == '/' || c == '[' || c == ']' || c == '"' || c == '\'' || c == '\\')
+      return false;
+  return true;
+}
+
+caf::expected<std::string> validate_name(std::string_view name, std::string_view key) {
+  if (!is_valid_name(name))
+    return bad(key, "expected a member name of letters, digits, '.', '_' or '-' (at most 64, "
+                    "starting with a letter or digit), got " +
+                        quote_text(name));
+  return std::string{name};
+}
+
+caf::expected<log_level> parse_level(std::string_view text, std::string_view key) {
+  static constexpr std::array<std::string_view, 6> names{"trace", "debug", "info",
+                                                         "warn",  "error", "off"};
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (text == names[i])
+      return static_cast<log_level>(i);
+  return bad(key, "expected one of trace, debug, info, warn, error, off, got " + quote_text(text));
+}
+
+caf::expected<log_format> parse_format(std::string_view text, std::string_view key) {
+  if (text == "text")
+    return log_format::text;
+  if (text == "json")
+    return log_format::json;
+  return bad(key, "expected text or json, got " + quote_text(text));
+}
+
+caf::expected<std::string> parse_seed(std::string_view text, std::string_view key) {
+  auto hp = parse_host_port(text, key);
+  if (!hp)
+    return hp.error();
+  if (hp->port == 0)
+    return bad(key, "a seed needs a port other than 0, got " + quote_text(text));
+  return hp->to_string();
+}
+
+caf::error parse_tag(std::string_view kv, std::string_view key, gossip::tag_map& tags) {
+  auto eq = kv.find('=');
+  if (eq == std::string_view::npos || eq == 0)
+    return bad(key, "expected key=value, got " + quote_text(kv));
+  auto k = kv.substr(0, eq);
+  auto v = kv.substr(eq + 1);
+  if (k.size() > 128 || v.size() > 512)
+    return bad(key, "tag too long (key at most 128 bytes, value at most 512)");
+  tags[std::string{k}] = std::string{v};
+  return {};
+}
+
+std::string hostname_or_empty() {
+  std::array<char, 256> buf{};
+  if (::gethostname(buf.data(), buf.size() - 1) != 0)
+    return {};
+  std::string name{buf.data()};
+  // A fully qualified hostname: keep the first label, as member names are short.
+  if (auto dot = name.find('.'); dot != std::string::npos)
+    name.resize(dot);
+  return name;
+}
+
+// -- the TOML file ------------------------------------------------------------------------
+
+struct file_state {
+  agent_config& cfg;
+  std::optional<std::string> name;
+  std::optional<std::string> data_dir;
+};
+
+caf::expected<std::string> get_string(const toml::node& n, std::string_view key,
+                                      std::string_view what) {
+  if (auto s = n.value_exact<std::string>())
+    return *s;
+  return bad(key, std::string{"expected "} + std::string{what} + ", got " + describe(n));
+}
+
+caf::error read_duration(const toml::node& n, std::string_view key, gossip::duration& out,
+                         bool allow_zero) {
+  auto s = n.value_exact<std::string>();
+  if (!s)
+    return bad(key, "expected a duration like \"500ms\", got " + describe(n));
+  auto d = parse_duration(*s, key);
+  if (!d)
+    return d.error();
+  if (!allow_zero && *d <= gossip::duration::zero())
+    return bad(key, "must be greater than 0, got " + quote_text(*s));
+  out = *d;
+  return {};
+}
+
+template <class Int>
+caf::error read_int(const toml::node& n, std::string_view key, Int& out, std::int64_t lo,
+                    std::int64_t hi) {
+  auto v = n.value_exact<std::int64_t>();
+  if (!v || *v < lo || *v > hi)
+    return bad(key, "expected an integer from " + std::to_string(lo) + " to " +
+                        std::to_string(hi) + ", got " + describe(n));
+  out = static_cast<Int>(*v);
+  return {};
+}
+
+caf::error read_bool(const toml::node& n, std::string_view key, bool& out) {
+  auto v = n.value_exact<bool>();
+  if (!v)
+    return bad(key, "expected true or false, got " + describe(n));
+  out = *v;
+  return {};
+}
+
+caf::error read_gossip_table(const toml::table& tbl, file_state& st) {
+  auto& sw = st.cfg.swim;
+  struct dur_key {
+    std::string_view name;
+    gossip::duration gossip::swim_config::*member;
+    bool allow_zero;
+  };
+  static const std::array<dur_key, 7> durations{{
+    {"probe_interval", &gossip::swim_config::probe_interval, false},
+    {"probe_timeout", &gossip::swim_config::probe_timeout, false},
+    {"gossip_interval", &gossip::swim_config::gossip_interval, false},
+    {"gossip_to_dead", &gossip::swim_config::gossip_to_dead, true},
+    {"push_pull_interval", &gossip::swim_config::push_pull_interval, true},
+    {"reap_after", &gossip::swim_config::reap_after, true},
+    {"reaped_memory", &gossip::swim_config::reaped_memory, true},
+  }};
+  struct uint_key {
+    std::string_view name;
+    unsigned gossip::swim_config::*member;
+    std::int64_t lo, hi;
+  };
+  static const std::array<uint_key, 6> uints{{
+    {"gossip_fanout", &gossip::swim_config::gossip_fanout, 1, 64},
+    {"indirect_checks", &gossip::swim_config::indirect_checks, 0, 64},
+    {"retransmit_mult", &gossip::swim_config::retransmit_mult, 1, 100},
+    {"suspicion_mult", &gossip::swim_config::suspicion_mult, 1, 100},
+    {"suspicion_max_mult", &gossip::swim_config::suspicion_max_mult, 1, 100},
+    {"awareness_max", &gossip::swim_config::awareness_max, 0, 100},
+  }};
+  for (auto&& [k, node] : tbl) {
+    const std::string_view name = k.str();
+    const std::string key = "gossip." + std::string{name};
+    bool done = false;
+    for (const auto& d : durations) {
+      if (d.name == name) {
+        if (auto err = read_duration(node, key, sw.*(d.member), d.allow_zero))
+          return err;
+        done = true;
+      }
+    }
+    for (const auto& u : uints) {
+      if (u.name == name) {
+        if (auto err = read_int(node, key, sw.*(u.member), u.lo, u.hi))
+          return err;
+        done = true;
+      }
+    }
+    if (done)
+      continue;
+    if (name == "address") {
+      auto s = get_string(node, key, "HOST:PORT");
+      if (!s)
+        return s.error();
+      auto hp = parse_host_port(*s, key);
+      if (!hp)
+        return hp.error();
+      st.cfg.gossip = *hp;
+    } else if (name == "lifeguard") {
+      if (auto err = read_bool(node, key, sw.lifeguard))
+        return err;
+    } else if (name == "reaped_memory_max") {
+      if (auto err = read_int(node, key, sw.reaped_memory_max, 0, 10'000'000))
+        return err;
+    } else if (name == "max_datagram") {
+      if (auto err = read_int(node, key, sw.max_datagram, 512, 65'000))
+        return err;
+    } else if (name == "tcp_timeout") {
+      gossip::duration d{};
+      if (auto err = read_duration(node, key, d, false))
+        return err;
+      st.cfg.tcp_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(d);
+    } else {
+      return bad(key, "unknown key (docs/operations.md lists the keys)");
+    }
+  }
+  return {};
+}
+
+caf::error read_file_table(const toml::table& root, file_state& st) {
+  auto& cfg = st.cfg;
+  for (auto&& [k, node] : root) {
+    const std::string key{k.str()};
+    if (key == "name") {
+      auto s = get_string(node, key, "a string");
+      if (!s)
+        return s.error();
+      auto n = validate_name(*s, key);
+      if (!n)
+        return n.error();
+      st.name = *n;
+    } else if (key == "data_dir") {
+      auto s = get_string(node, key, "a path");
+      if (!s)
+        return s.error();
+      if (s->empty())
+        return bad(key, "must not be empty");
+      st.data_dir = *s;
+    } else if (key == "gossip") {
+      if (const auto* tbl = node.as_table()) {
+        if (auto err = read_gossip_table(*tbl, st))
+          return err;
+      } else {
+        auto s = get_string(node, key, "HOST:PORT or a [gossip] table");
+        if (!s)
+          return s.error();
+        auto hp = parse_host_port(*s, key);
+        if (!hp)
+          return hp.error();
+        cfg.gossip = *hp;
+      }
+    } else if (key == "advertise") {
+      auto s = get_string(node, key, "a host name or address");
+      if (!s)
+        return s.error();
+      if (!is_valid_host(*s))
+        return bad(key, "expected a host name or address (no port), got " + quote_text(*s));
+      cfg.advertise = *s;
+    } else if (key == "admin") {
+      auto s = get_string(node, key, "HOST:PORT");
+      if (!s)
+        return s.error();
+      auto hp = parse_host_port(*s, key);
+      if (!hp)
+        return hp.error();
+      cfg.admin = *hp;
+    } else if (key == "admin_allow_remote") {
+      if (auto err = read_bool(node, key, cfg.admin_allow_remote))
+        return err;
+    } else if (key == "join") {
+      const auto* arr = node.as_array();
+      if (!arr)
+        return bad(key, "expected an array of \"HOST:PORT\" strings, got " + describe(node));
+      cfg.join.clear();
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const std::string ikey = key + "[" + std::to_string(i) + "]";
+        auto s = get_string(*arr->get(i), ikey, "\"HOST:PORT\"");
+        if (!s)
+          return s.error();
+        auto seed = parse_seed(*s, ikey);
+        if (!seed)
+          return seed.error();
+        cfg.join.push_back(*seed);
+      }
+    } else if (key == "join_timeout") {
+      gossip::duration d{};
+      if (auto err = read_duration(node, key, d, false))
+        return err;
+      cfg.join_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(d);
+    } else if (key == "log_level") {
+      auto s = get_string(node, key, "a log level");
+      if (!s)
+        return s.error();
+      auto l = parse_level(*s, key);
+      if (!l)
+        return l.error();
+      cfg.level = *l;
+    } else if (key == "log_format") {
+      auto s = get_string(node, key, "text or json");
+      if (!s)
+        return s.error();
+      auto f = parse_format(*s, key);
+      if (!f)
+        return f.error();
+      cfg.format = *f;
+    } else if (key == "event_log") {
+      auto s = get_string(node, key, "a path");
+      if (!s)
+        return s.error();
+      cfg.event_log = *s;
+    } else if (key == "tags") {
+      const auto* tbl = node.as_table();
+      if (!tbl)
+        return bad(key, "expected a table of strings, got " + describe(node));
+      for (auto&& [tk, tv] : *tbl) {
+        const std::string tkey = "tags." + std::string{tk.str()};
+        auto s = get_string(tv, tkey, "a string");
+        if (!s)
+          return s.error();
+        if (auto err = parse_tag(std::string{tk.str()} + "=" + *s, tkey, cfg.tags))
+          return err;
+      }
+    } else {
+      return bad(key, "unknown key (docs/operations.md lists the keys)");
+    }
+  }
+  return {};
+}
+
+} // namespace
+
+// -- public -------------------------------------------------------------------------------
+
+std::string host_port::to_string() const {
+  std::string out;
+  if (host.find(':') != std::string::npos)
+    out = "[" + host + "]";
+  else
+    out = host;
+  out += ':';
+  out += std::to_string(port);
+  return out;
+}
+
+std::string_view to_string(log_level l) noexcept {
+  switch (l) {
+    case log_level::trace: return "trace";
+    case log_level::debug: return "debug";
+    case log_level::info: return "info";
+    case log_level::warn: return "warn";
+    case log_level::error: return "error";
+    case log_level::off: return "off";
+  }
+  return "info";
+}
+
+std::string_view to_string(log_format f) noexcept {
+  return f == log_format::json ? "json" : "text";
+}
+
+caf::expected<gossip::duration> parse_duration(std::string_view text, std::string_view key) {
+  auto fail = [&] {
+    return bad(key, "expected a duration like \"500ms\", got " + quote_text(text));
+  };
+  if (text == "0")
+    return gossip::duration::zero();
+  if (text.empty())
+    return fail();
+  long double total_ns = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    // number: digits with an optional fraction
+    std::size_t start = i;
+    while (i < text.size() && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.'))
+      ++i;
+    if (i == start)
+      return fail();
+    auto num_text = std::string{text.substr(start, i - start)};
+    if (std::count(num_text.begin(), num_text.end(), '.') > 1 || num_text.front() == '.' ||
+        num_text.back() == '.')
+      return fail();
+    long double num = std::strtold(num_text.c_str(), nullptr);
+    std::size_t ustart = i;
+    while (i < text.size() && ((text[i] >= 'a' && text[i] <= 'z')))
+      ++i;
+    auto unit = text.substr(ustart, i - ustart);
+    long double scale = 0;
+    if (unit == "ns")
+      scale = 1;
+    else if (unit == "us")
+      scale = 1e3L;
+    else if (unit == "ms")
+      scale = 1e6L;
+    else if (unit == "s")
+      scale = 1e9L;
+    else if (unit == "m")
+      scale = 60e9L;
+    else if (unit == "h")
+      scale = 3600e9L;
+    else
+      return fail();
+    total_ns += num * scale;
+  }
+  // Bound: 100 years, far beyond any sensible setting and within int64 nanoseconds.
+  if (total_ns > 100.0L * 365 * 24 * 3600e9L)
+    return bad(key, "duration too large: " + quote_text(text));
+  return gossip::duration{static_cast<gossip::duration::rep>(std::llround(total_ns))};
+}
+
+std::string format_duration(gossip::duration d) {
+  using namespace std::chrono;
+  auto ns = duration_cast<nanoseconds>(d).count();
+  if (ns == 0)
+    return "0s";
+  std::string out;
+  if (ns % 1'000'000'000 != 0) {
+    if (ns % 1'000'000 == 0)
+      return std::to_string(ns / 1'000'000) + "ms";
+    if (ns % 1'000 == 0)
+      return std::to_string(ns / 1'000) + "us";
+    return std::to_string(ns) + "ns";
+  }
+  auto s = ns / 1'000'000'000;
+  if (s >= 3600) {
+    out += std::to_string(s / 3600) + "h";
+    s %= 3600;
+  }
+  if (s >= 60) {
+    out += std::to_string(s / 60) + "m";
+    s %= 60;
+  }
+  if (s > 0)
+    out += std::to_string(s) + "s";
+  return out;
+}
+
+caf::expected<host_port> parse_host_port(std::string_view text, std::string_view key) {
+  auto fail = [&] { return bad(key, "expected HOST:PORT, got " + quote_text(text)); };
+  host_port out;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return fail();
+    out.host = std::string{text.substr(1, close - 1)};
+    port_text = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return fail();
+    out.host = std::string{text.substr(0, colon)};
+    if (out.host.find(':') != std::string::npos) // bare IPv6 needs brackets
+      return fail();
+    port_text = text.substr(colon + 1);
+  }
+  if (!is_valid_host(out.host) || port_text.empty() || port_text.size() > 5)
+    return fail();
+  unsigned port = 0;
+  auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc{} || ptr != port_text.data() + port_text.size() || port > 65535)
+    return bad(key, "expected HOST:PORT with a port from 0 to 65535, got " + quote_text(text));
+  out.port = static_cast<std::uint16_t>(port);
+  return out;
+}
+
+bool is_loopback_host(std::string_view host) {
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+void add_agent_flags(CLI::App& app, agent_flags& f) {
+  auto str = [&app](const char* name, std::optional<std::string>& slot, const char* desc) {
+    app.add_option_function<std::string>(
+         name, [&slot](const std::string& v) { slot = v; }, desc)
+      ->type_name("");
+  };
+  str("--config", f.config_file, "TOML config file (keys mirror these flags)");
+  str("--name", f.name, "member name (default: the hostname)");
+  str("--data-dir", f.data_dir, "state directory (default: ./starling-data/<name>)");
+  str("--gossip", f.gossip, "gossip bind HOST:PORT, UDP+TCP (default 0.0.0.0:7946)");
+  str("--advertise", f.advertise, "host other members use to reach this node");
+  str("--admin", f.admin, "admin HOST:PORT (default 127.0.0.1:7947)");
+  app.add_option("--join", f.join, "seed HOST:PORT to join through (repeatable)")->type_name("");
+  str("--join-timeout", f.join_timeout, "give up joining after this long (default 60s)");
+  app.add_option("--tag", f.tags, "tag k=v published with this node (repeatable)")
+    ->type_name("");
+  str("--log-level", f.log_level, "trace|debug|info|warn|error|off (default info)");
+  str("--log-format", f.log_format, "text|json (default text)");
+  str("--event-log", f.event_log, "append member events as JSON lines to FILE");
+}
+
+caf::expected<agent_config> make_agent_config(std::string_view toml_text,
+                                              std::string_view source,
+                                              const agent_flags& flags) {
+  agent_config cfg;
+  file_state st{cfg, std::nullopt, std::nullopt};
+  if (!toml_text.empty()) {
+    toml::table root;
+    try {
+      root = toml::parse(toml_text, source);
+    } catch (const toml::parse_error& e) {
+      const auto& where = e.source().begin;
+      return make_error(errc::invalid_config,
+                        std::string{source} + ":" + std::to_string(where.line) + ":" +
+                          std::to_string(where.column) + ": " + std::string{e.description()});
+    }
+    if (auto err = read_file_table(root, st))
+      return err;
+  }
+  // Flags override the file.
+  if (flags.name) {
+    auto n = validate_name(*flags.name, "--name");
+    if (!n)
+      return n.error();
+    st.name = *n;
+  }
+  if (flags.data_dir) {
+    if (flags.data_dir->empty())
+      return bad("--data-dir", "must not be empty");
+    st.data_dir = *flags.data_dir;
+  }
+  if (flags.gossip) {
+    auto hp = parse_host_port(*flags.gossip, "--gossip");
+    if (!hp)
+      return hp.error();
+    cfg.gossip = *hp;
+  }
+  if (flags.advertise) {
+    if (!is_valid_host(*flags.advertise))
+      return bad("--advertise",
+                 "expected a host name or address (no port), got " + quote_text(*flags.advertise));
+    cfg.advertise = *flags.advertise;
+  }
+  if (flags.admin) {
+    auto hp = parse_host_port(*flags.admin, "--admin");
+    if (!hp)
+      return hp.error();
+    cfg.admin = *hp;
+  }
+  if (!flags.join.empty()) {
+    cfg.join.clear();
+    for (const auto& j : flags.join) {
+      auto seed = parse_seed(j, "--join");
+      if (!seed)
+        return seed.error();
+      cfg.join.push_back(*seed);
+    }
+  }
+  if (flags.join_timeout) {
+    auto d = parse_duration(*flags.join_timeout, "--join-timeout");
+    if (!d)
+      return d.error();
+    if (*d <= gossip::duration::zero())
+      return bad("--join-timeout", "must be greater than 0, got " + quote_text(*flags.join_timeout));
+    cfg.join_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  for (const auto& t : flags.tags)
+    if (auto err = parse_tag(t, "--tag", cfg.tags))
+      return err;
+  if (flags.log_level) {
+    auto l = parse_level(*flags.log_level, "--log-level");
+    if (!l)
+      return l.error();
+    cfg.level = *l;
+  }
+  if (flags.log_format) {
+    auto f = parse_format(*flags.log_format, "--log-format");
+    if (!f)
+      return f.error();
+    cfg.format = *f;
+  }
+  if (flags.event_log)
+    cfg.event_log = *flags.event_log;
+  // Defaults that depend on other values.
+  if (st.name) {
+    cfg.name = *st.name;
+  } else {
+    auto host = hostname_or_empty();
+    auto n = validate_name(host, "name");
+    if (!n)
+      return bad("name", "the hostname " + quote_text(host) +
+                           " is not a valid member name: set name or --name");
+    cfg.name = *n;
+  }
+  cfg.data_dir = st.data_dir ? std::filesystem::path{*st.data_dir}
+                             : std::filesystem::path{"starling-data"} / cfg.name;
+  // Cross-key checks.
+  if (cfg.swim.probe_timeout > cfg.swim.probe_interval)
+    return bad("gossip.probe_timeout", "must not exceed gossip.probe_interval (" +
+                                         format_duration(cfg.swim.probe_interval) + "), got " +
+                                         format_duration(cfg.swim.probe_timeout));
+  if (cfg.swim.suspicion_max_mult < 1)
+    return bad("gossip.suspicion_max_mult", "must be at least 1");
+  if (!is_loopback_host(cfg.admin.host) && !cfg.admin_allow_remote)
+    return bad("admin", cfg.admin.to_string() +
+                          " is not a loopback address and the admin port has no "
+                          "authentication yet; set admin_allow_remote = true to allow it");
+  return cfg;
+}
+
+caf::expected<agent_config> load_agent_config(const agent_flags& flags) {
+  std::string text;
+  std::string source = "(no config file)";
+  if (flags.config_file) {
+    source = *flags.config_file;
+    std::ifstream in{*flags.config_file, std::ios::binary};
+    if (!in)
+      return bad("--config", "cannot read " + quote_text(*flags.config_file));
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    text = buf.str();
+  }
+  return make_agent_config(text, source, flags);
+}
+
+} // namespace starling::actors

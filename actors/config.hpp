@@ -1,0 +1,122 @@
+// Configuration of `starling agent`: a TOML file whose keys mirror the command-line flags,
+// flags overriding the file. Loading is plain C++ (toml++, CLI11): no CAF actor headers,
+// so it is cheap to compile and to unit-test. docs/operations.md lists every key.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "gossip/membership.hpp"
+#include "gossip/types.hpp"
+
+namespace CLI {
+class App;
+} // namespace CLI
+
+namespace starling::actors {
+
+/// A "host:port" pair. IPv6 hosts are kept without brackets.
+struct host_port {
+  std::string host;
+  std::uint16_t port = 0;
+
+  /// "host:port", with brackets around an IPv6 host.
+  [[nodiscard]] std::string to_string() const;
+
+  friend bool operator==(const host_port&, const host_port&) = default;
+};
+
+/// Output format of the agent's log (always on stderr).
+enum class log_format : std::uint8_t { text = 1, json = 2 };
+
+/// Log levels, in spdlog's order.
+enum class log_level : std::uint8_t { trace = 0, debug, info, warn, error, off };
+
+/// Everything `starling agent` needs, validated. Defaults are the documented ones.
+struct agent_config {
+  /// This node's member name: [A-Za-z0-9][A-Za-z0-9._-]*, at most 64 bytes. Default: hostname.
+  std::string name;
+  /// Where agent.json, the lock and the persisted incarnation live.
+  /// Default: ./starling-data/<name> (relative to the working directory).
+  std::filesystem::path data_dir;
+  /// UDP + TCP gossip bind address; port 0 picks a free one.
+  host_port gossip{"0.0.0.0", 7946};
+  /// Host advertised to other members; empty lets the transport choose.
+  std::string advertise;
+  /// Admin actor address; loopback unless admin_allow_remote.
+  host_port admin{"127.0.0.1", 7947};
+  /// Allows a non-loopback admin address (the admin port has no authentication yet).
+  bool admin_allow_remote = false;
+  /// Seeds ("host:port", port != 0). Empty: start a new mesh alone.
+  std::vector<std::string> join;
+  /// Give up (exit 1) when no seed answered within this bound.
+  std::chrono::milliseconds join_timeout{std::chrono::seconds{60}};
+  /// Tags this node publishes.
+  gossip::tag_map tags;
+  log_level level = log_level::info;
+  log_format format = log_format::text;
+  /// JSON-lines file receiving member events; empty disables it.
+  std::filesystem::path event_log;
+  /// SWIM tunables ([gossip] table).
+  gossip::swim_config swim;
+  /// Bound on one push-pull exchange (gossip.tcp_timeout).
+  std::chrono::milliseconds tcp_timeout{std::chrono::seconds{10}};
+};
+
+/// Flag values as given on the command line; unset ones leave the file's value alone.
+struct agent_flags {
+  std::optional<std::string> config_file;
+  std::optional<std::string> name;
+  std::optional<std::string> data_dir;
+  std::optional<std::string> gossip;
+  std::optional<std::string> advertise;
+  std::optional<std::string> admin;
+  std::vector<std::string> join;       ///< replaces the file's list when not empty
+  std::optional<std::string> join_timeout;
+  std::vector<std::string> tags;       ///< "k=v", merged over the file's [tags]
+  std::optional<std::string> log_level;
+  std::optional<std::string> log_format;
+  std::optional<std::string> event_log;
+};
+
+/// Declares the `starling agent` flags on `app`, storing into `flags` (which must outlive
+/// parsing).
+void add_agent_flags(CLI::App& app, agent_flags& flags);
+
+/// Reads flags.config_file (if set), applies the flags, fills defaults and validates.
+/// Errors: invalid_config with a message naming the key or flag, e.g.
+/// `gossip.probe_interval: expected a duration like "500ms", got "fast"`.
+[[nodiscard]] caf::expected<agent_config> load_agent_config(const agent_flags& flags);
+
+/// As load_agent_config, but with the TOML text given (`source` names it in messages).
+/// flags.config_file is ignored.
+[[nodiscard]] caf::expected<agent_config>
+make_agent_config(std::string_view toml_text, std::string_view source, const agent_flags& flags);
+
+/// Parses a duration: one or more <number><unit> with unit ns|us|ms|s|m|h ("200ms",
+/// "1.5s", "1m30s"), or "0". Errors: invalid_config naming `key`.
+[[nodiscard]] caf::expected<gossip::duration> parse_duration(std::string_view text,
+                                                              std::string_view key);
+
+/// Renders a duration the way parse_duration reads it ("1m30s", "250ms", "0s").
+[[nodiscard]] std::string format_duration(gossip::duration d);
+
+/// Parses "host:port" ("[::1]:7946" for IPv6). Errors: invalid_config naming `key`.
+[[nodiscard]] caf::expected<host_port> parse_host_port(std::string_view text,
+                                                       std::string_view key);
+
+/// True for 127.0.0.0/8, ::1 and "localhost".
+[[nodiscard]] bool is_loopback_host(std::string_view host);
+
+/// Name of a log level ("info") and of a format ("json").
+[[nodiscard]] std::string_view to_string(log_level l) noexcept;
+[[nodiscard]] std::string_view to_string(log_format f) noexcept;
+
+} // namespace starling::actors

@@ -1,0 +1,303 @@
+// `starling demo`: a local 3-node mesh that shows what a user sees. It runs real agents
+// (this same binary, `starling agent`) on 127.0.0.1 with ports picked by the kernel, and
+// reads them through the real one-shot command (`starling members --json`), so everything
+// it prints is what an operator would get.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/commands.hpp"
+#include "actors/node_files.hpp"
+#include "actors/views.hpp"
+
+namespace starling::actors {
+
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+/// Set by SIGINT/SIGTERM: the demo tears down at the next step.
+std::atomic<bool> stop_requested{false};
+
+extern "C" void on_stop_signal(int) {
+  stop_requested.store(true);
+}
+
+/// Path of this binary: the demo starts agents and runs queries with it.
+std::string self_exe() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string{"starling"} : p.string();
+}
+
+/// One agent child process of the demo.
+struct demo_node {
+  std::string name;
+  fs::path data_dir;
+  pid_t pid = -1;
+  agent_info info; ///< valid once started
+};
+
+/// Starts `starling agent` for `node` (output to <dir>/<name>.log); waits for its
+/// agent.json. Returns an error message, or nothing on success.
+std::optional<std::string> start_agent(demo_node& node, const fs::path& dir,
+                                       const std::vector<std::string>& extra) {
+  std::vector<std::string> args{self_exe(),   "agent",
+                                "--name",     node.name,
+                                "--data-dir", node.data_dir.string(),
+                                "--gossip",   "127.0.0.1:0",
+                                "--admin",    "127.0.0.1:0",
+                                "--event-log", (dir / (node.name + ".events")).string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto log = dir / (node.name + ".log");
+  pid_t pid = fork();
+  if (pid < 0)
+    return std::string{"fork failed"};
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      close(fd);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  node.pid = pid;
+  auto deadline = steady_clock::now() + 15s;
+  while (steady_clock::now() < deadline && !stop_requested) {
+    if (auto info = read_agent_json(node.data_dir); info && info->pid == pid) {
+      node.info = *info;
+      return std::nullopt;
+    }
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      node.pid = -1;
+      return node.name + " exited during start-up; see " + log.string();
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return node.name + " did not become ready within 15 s; see " + log.string();
+}
+
+/// Runs `starling members --json` against `node`; the parsed view, or nullopt.
+std::optional<nlohmann::json> members_of(const demo_node& node) {
+  auto cmd = self_exe() + " members --json --admin " + node.info.admin + " 2>/dev/null";
+  std::unique_ptr<FILE, decltype(&pclose)> pipe{popen(cmd.c_str(), "r"), pclose};
+  if (!pipe)
+    return std::nullopt;
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (auto n = fread(buf.data(), 1, buf.size(), pipe.get()))
+    out.append(buf.data(), n);
+  auto doc = nlohmann::json::parse(out, nullptr, false);
+  if (doc.is_discarded() || !doc.contains("members"))
+    return std::nullopt;
+  return doc;
+}
+
+/// State of `member` in `view`, or "" if absent.
+std::string state_in(const nlohmann::json& view, const std::string& member) {
+  for (const auto& m : view["members"])
+    if (m.value("name", "") == member)
+      return m.value("state", "");
+  return "";
+}
+
+/// Incarnation of `member` in `view` (0 if absent).
+std::uint64_t incarnation_in(const nlohmann::json& view, const std::string& member) {
+  for (const auto& m : view["members"])
+    if (m.value("name", "") == member)
+      return m.value("incarnation", std::uint64_t{0});
+  return 0;
+}
+
+/// Polls `observer`'s view until `pred(view)` holds or `limit` passes; returns the seconds
+/// it took, or nullopt on timeout or stop.
+template <class Pred>
+std::optional<double> wait_view(const demo_node& observer, Pred pred,
+                                std::chrono::seconds limit) {
+  auto start = steady_clock::now();
+  while (steady_clock::now() - start < limit && !stop_requested) {
+    if (auto view = members_of(observer); view && pred(*view))
+      return std::chrono::duration<double>(steady_clock::now() - start).count();
+    std::this_thread::sleep_for(100ms);
+  }
+  return std::nullopt;
+}
+
+/// Prints the member table as `observer` sees it.
+void print_table(const demo_node& observer) {
+  auto view = members_of(observer);
+  if (!view) {
+    std::cout << "  (" << observer.name << " did not answer)\n";
+    return;
+  }
+  auto table = members_table(view->dump());
+  std::cout << "\n$ starling members --admin " << observer.info.admin << "    # as "
+            << observer.name << " sees the mesh\n"
+            << (table ? *table : std::string{"(unreadable view)\n"}) << '\n'
+            << std::flush;
+}
+
+/// Stops every agent: SIGTERM (graceful leave), then SIGKILL after 5 s.
+void stop_all(std::vector<demo_node>& nodes) {
+  for (auto& n : nodes)
+    if (n.pid > 0)
+      kill(n.pid, SIGTERM);
+  auto deadline = steady_clock::now() + 5s;
+  for (auto& n : nodes) {
+    while (n.pid > 0) {
+      int status = 0;
+      if (waitpid(n.pid, &status, WNOHANG) == n.pid) {
+        n.pid = -1;
+        break;
+      }
+      if (steady_clock::now() > deadline) {
+        kill(n.pid, SIGKILL);
+        waitpid(n.pid, &status, 0);
+        n.pid = -1;
+        break;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+}
+
+void say(const std::string& line) {
+  std::cout << "==> " << line << '\n' << std::flush;
+}
+
+/// The story of the demo; returns the exit code. Agents are stopped by the caller.
+int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_options& opts) {
+  auto& a = nodes[0];
+  auto& b = nodes[1];
+  auto& c = nodes[2];
+  say("starting node-a, the first node of a new mesh");
+  if (auto err = start_agent(a, dir, {})) {
+    std::cerr << "demo: " << *err << '\n';
+    return exit_failed;
+  }
+  say("node-a ready: gossip " + a.info.gossip + ", admin " + a.info.admin);
+  say("starting node-b and node-c, each pointed at node-a as its seed");
+  for (auto* n : {&b, &c}) {
+    if (auto err = start_agent(*n, dir, {"--join", a.info.gossip})) {
+      std::cerr << "demo: " << *err << '\n';
+      return exit_failed;
+    }
+  }
+  auto all_alive = [&](const nlohmann::json& v) {
+    for (auto* n : {&a, &b, &c})
+      if (state_in(v, n->name) != "alive")
+        return false;
+    return true;
+  };
+  auto t = wait_view(c, all_alive, 20s);
+  if (!t) {
+    std::cerr << "demo: the mesh did not form within 20 s; logs in " << dir << '\n';
+    return exit_failed;
+  }
+  say("mesh formed: node-c sees all three alive after " + std::to_string(*t).substr(0, 4) +
+      " s");
+  print_table(c);
+
+  say("kill -9 node-c: the others detect the failure (SWIM probes, Lifeguard suspicion)");
+  kill(c.pid, SIGKILL);
+  int status = 0;
+  waitpid(c.pid, &status, 0);
+  c.pid = -1;
+  auto c_dead = [&](const nlohmann::json& v) { return state_in(v, "node-c") == "dead"; };
+  t = wait_view(a, c_dead, 30s);
+  if (!t) {
+    std::cerr << "demo: node-c was not declared dead within 30 s; logs in " << dir << '\n';
+    return exit_failed;
+  }
+  say("node-a declared node-c dead " + std::to_string(*t).substr(0, 4) + " s after the kill");
+  print_table(a);
+
+  say("restarting node-c from its data dir: it rejoins with a higher incarnation");
+  auto old_inc = incarnation_in(*members_of(a), "node-c");
+  if (auto err = start_agent(c, dir, {"--join", a.info.gossip})) {
+    std::cerr << "demo: " << *err << '\n';
+    return exit_failed;
+  }
+  auto c_back = [&](const nlohmann::json& v) {
+    return state_in(v, "node-c") == "alive" && incarnation_in(v, "node-c") > old_inc;
+  };
+  t = wait_view(b, c_back, 30s);
+  if (!t) {
+    std::cerr << "demo: node-c did not rejoin within 30 s; logs in " << dir << '\n';
+    return exit_failed;
+  }
+  say("node-c is back: node-b sees it alive after " + std::to_string(*t).substr(0, 4) + " s");
+  print_table(b);
+
+  if (opts.duration.count() == 0)
+    say("live view every 2 s; Ctrl-C stops the mesh (every node leaves gracefully)");
+  auto end = steady_clock::now() + opts.duration;
+  auto next = steady_clock::now() + 2s;
+  while (!stop_requested && (opts.duration.count() == 0 || steady_clock::now() < end)) {
+    if (steady_clock::now() >= next) {
+      print_table(a);
+      next += 2s;
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  return exit_ok;
+}
+
+} // namespace
+
+int run_demo(const demo_options& opts) {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  std::string tmpl = (fs::temp_directory_path() / "starling-demo-XXXXXX").string();
+  if (mkdtemp(tmpl.data()) == nullptr) {
+    std::cerr << "demo: cannot create a temporary directory\n";
+    return exit_failed;
+  }
+  fs::path dir{tmpl};
+  say("a local 3-node Starling mesh in " + dir.string() +
+      " (agents' logs and event logs there)");
+  std::vector<demo_node> nodes;
+  for (const char* name : {"node-a", "node-b", "node-c"})
+    nodes.push_back(demo_node{name, dir / name, -1, {}});
+  auto rc = tell_story(nodes, dir, opts);
+  say("stopping: every node leaves the mesh gracefully");
+  stop_all(nodes);
+  if (opts.keep || rc != exit_ok) {
+    say("kept " + dir.string());
+  } else {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  return rc;
+}
+
+} // namespace starling::actors

@@ -1,0 +1,66 @@
+// The membership actor: a thin shell around gossip::membership (the pure SWIM core) and
+// the gossip network (gossip_io, the Asio transport in the agent). It feeds the core with
+// packets, push-pull exchanges and ticks, sends what the core returns, reports events
+// (log, event-log file, admin), joins through seeds and leaves gracefully.
+//
+// Protocol (all local to the process):
+//   handles (members_atom) -> std::string   members JSON view (docs/operations.md)
+//           (events_atom) -> std::string    recent events JSON
+//           (leave_atom) -> left_atom        once the leave news has spread (or ~2 s)
+//   sends to `parent`:
+//           (bound_atom, std::string advertise_address, uint16_t port)  once, at start
+//           (failed_atom, std::string message)    start failed; the actor then exits
+//           (joined_atom, bool ok, std::string message)  join outcome when it had seeds
+//           (peers_atom, std::vector<std::string> alive_addresses, uint64_t incarnation)
+//                                                  after membership changes (restart seeds)
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+
+#include "actors/gossip_io.hpp"
+#include "gossip/membership.hpp"
+#include "gossip/types.hpp"
+
+namespace starling::actors {
+
+/// Everything a membership actor starts from.
+struct membership_params {
+  /// Member name of this node.
+  std::string name;
+  gossip::tag_map tags;
+  gossip::swim_config swim;
+  /// Seeds to join through ("host:port"); empty starts a new mesh alone.
+  std::vector<std::string> seeds;
+  /// True: failing to join within join_timeout is reported as (joined_atom, false, msg).
+  /// False (rejoin after a restart): the node gives up quietly and stays alone.
+  bool join_required = false;
+  /// Bound on joining.
+  std::chrono::milliseconds join_timeout{std::chrono::seconds{60}};
+  /// First retry delay of the join backoff (doubling, with jitter, up to join_backoff_max).
+  std::chrono::milliseconds join_backoff{200};
+  std::chrono::milliseconds join_backoff_max{5000};
+  /// Bound on a graceful leave: stop waiting for the news to drain after this long.
+  std::chrono::milliseconds leave_timeout{2000};
+  /// Starting incarnation of this node.
+  std::uint64_t incarnation = 0;
+  /// Event log file (JSON lines, appended); empty disables it.
+  std::filesystem::path event_log;
+  /// Data directory where the incarnation is persisted; empty disables persistence.
+  std::filesystem::path data_dir;
+  /// Seeds the core's RNG and the join jitter.
+  std::uint64_t rng_seed = 0;
+  /// Starts the network side. Required.
+  gossip_io_factory make_io;
+};
+
+/// Spawns a membership actor reporting to `parent` (may be invalid in tests).
+[[nodiscard]] caf::actor spawn_membership_actor(caf::actor_system& sys, caf::actor parent,
+                                                membership_params params);
+
+} // namespace starling::actors

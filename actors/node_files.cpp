@@ -1,0 +1,145 @@
+#include "actors/node_files.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/errc.hpp"
+
+namespace starling::actors {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+caf::error io_error(std::string what, const fs::path& file, int err) {
+  return make_error(errc::io_failure,
+                    what + " " + file.string() + ": " + std::string{std::strerror(err)});
+}
+
+} // namespace
+
+caf::error write_file_atomic(const fs::path& file, std::string_view content) {
+  auto tmp = file;
+  tmp += ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return io_error("cannot create", tmp, errno);
+  std::size_t off = 0;
+  while (off < content.size()) {
+    auto n = ::write(fd, content.data() + off, content.size() - off);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return io_error("cannot write", tmp, err);
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return io_error("cannot write", tmp, err);
+  }
+  if (::rename(tmp.c_str(), file.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return io_error("cannot rename to", file, err);
+  }
+  return {};
+}
+
+caf::error write_agent_json(const fs::path& data_dir, const agent_info& info) {
+  nlohmann::ordered_json doc{{"name", info.name},
+                             {"pid", info.pid},
+                             {"gossip", info.gossip},
+                             {"admin", info.admin}};
+  return write_file_atomic(data_dir / "agent.json", doc.dump() + "\n");
+}
+
+caf::expected<agent_info> read_agent_json(const fs::path& data_dir) {
+  auto file = data_dir / "agent.json";
+  std::ifstream in{file};
+  if (!in)
+    return make_error(errc::io_failure, "cannot read " + file.string());
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto doc = nlohmann::json::parse(buf.str(), nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("name") ||
+      !doc.contains("pid") || !doc.contains("gossip") || !doc.contains("admin") ||
+      !doc["name"].is_string() || !doc["pid"].is_number_integer() ||
+      !doc["gossip"].is_string() || !doc["admin"].is_string())
+    return make_error(errc::invalid_config, file.string() + ": not an agent.json");
+  return agent_info{doc["name"].get<std::string>(), doc["pid"].get<long>(),
+                    doc["gossip"].get<std::string>(), doc["admin"].get<std::string>()};
+}
+
+std::optional<std::uint64_t> read_incarnation(const fs::path& data_dir) {
+  std::ifstream in{data_dir / "state.json"};
+  if (!in)
+    return std::nullopt;
+  std::stringstream buf;
+  buf << in.rdbuf();
+  auto doc = nlohmann::json::parse(buf.str(), nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("incarnation") ||
+      !doc["incarnation"].is_number_unsigned())
+    return std::nullopt;
+  return doc["incarnation"].get<std::uint64_t>();
+}
+
+caf::error write_incarnation(const fs::path& data_dir, std::uint64_t incarnation) {
+  nlohmann::json doc{{"incarnation", incarnation}};
+  return write_file_atomic(data_dir / "state.json", doc.dump() + "\n");
+}
+
+caf::expected<data_dir_lock> data_dir_lock::acquire(const fs::path& data_dir) {
+  std::error_code ec;
+  fs::create_directories(data_dir, ec);
+  if (ec)
+    return make_error(errc::io_failure,
+                      "cannot create data dir " + data_dir.string() + ": " + ec.message());
+  auto file = data_dir / "lock";
+  int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return io_error("cannot open", file, errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    ::close(fd);
+    if (err == EWOULDBLOCK)
+      return make_error(errc::io_failure, "data dir " + data_dir.string() +
+                                            " is in use by another agent (lock held on " +
+                                            file.string() + ")");
+    return io_error("cannot lock", file, err);
+  }
+  return data_dir_lock{fd};
+}
+
+data_dir_lock::data_dir_lock(data_dir_lock&& other) noexcept : fd_(other.fd_) {
+  other.fd_ = -1;
+}
+
+data_dir_lock& data_dir_lock::operator=(data_dir_lock&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+data_dir_lock::~data_dir_lock() {
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+} // namespace starling::actors

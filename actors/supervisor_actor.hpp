@@ -1,0 +1,42 @@
+// The node supervisor: spawns, monitors and restarts the agent's child actors (membership,
+// admin; later identity, routing, proxy controller), publishes the admin actor, announces
+// readiness (agent.json + the ready line), and runs the graceful leave and shutdown.
+//
+// Protocol:
+//   (leave_atom)          leave the mesh gracefully, then shut down with exit code 0
+//   (stop_atom)           shut down now (second signal)
+//   (members_atom) / (events_atom) -> std::string   delegated to the membership actor
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include <caf/fwd.hpp>
+
+#include "actors/config.hpp"
+
+namespace starling::actors {
+
+/// What the supervisor leaves behind for run_agent: the process exit code.
+struct agent_outcome {
+  /// exit_ok unless something failed; set once, before the supervisor quits.
+  std::atomic<int> exit_code{0};
+};
+
+/// Everything the supervisor starts from.
+struct supervisor_params {
+  agent_config cfg;
+  /// Incarnation the membership actor starts with.
+  std::uint64_t incarnation = 0;
+  /// Shared with run_agent, which reads it after the supervisor is down. Never null.
+  std::shared_ptr<agent_outcome> outcome;
+};
+
+/// Spawns the supervisor, which immediately spawns its children.
+[[nodiscard]] caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_params params);
+
+/// Spawns an admin actor that serves the admin protocol (atoms.hpp) for `supervisor`.
+[[nodiscard]] caf::actor spawn_admin_actor(caf::actor_system& sys, caf::actor supervisor);
+
+} // namespace starling::actors

@@ -1,0 +1,53 @@
+// JSON and text views of membership: the `members` JSON view (a stable contract, see
+// docs/operations.md), the table of `starling members`, and event-log lines. Pure: no
+// clock reads (times are passed in), no CAF actor headers.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "gossip/types.hpp"
+
+namespace starling::actors {
+
+using wall_clock = std::chrono::system_clock;
+
+/// "2024-05-01T12:00:03.250Z" (UTC, milliseconds).
+[[nodiscard]] std::string iso8601_utc(wall_clock::time_point t);
+
+/// Converts a core (steady) time to wall time, given both clocks' "now".
+[[nodiscard]] wall_clock::time_point to_wall(gossip::time_point t, gossip::time_point now,
+                                             wall_clock::time_point wall_now);
+
+/// The members JSON view, one line:
+/// {"members":[{"name","address","state","incarnation","tags":{..},"last_change"}..]}.
+[[nodiscard]] std::string members_json(const std::vector<gossip::member>& members,
+                                       gossip::time_point now, wall_clock::time_point wall_now);
+
+/// The table printed by `starling members` from the JSON view: columns NAME ADDRESS STATE
+/// INCARNATION TAGS. Errors: request_failed when `json` is not a members view.
+[[nodiscard]] caf::expected<std::string> members_table(std::string_view json);
+
+/// One member event as recorded for the event log and the admin.
+struct event_record {
+  wall_clock::time_point ts;
+  gossip::member_event_kind kind;
+  std::string member;
+  std::string address;
+  std::uint64_t incarnation = 0;
+};
+
+/// One event-log line (no newline): {"ts": 1714564803.25, "event": "joined", "member": "b"}.
+[[nodiscard]] std::string event_log_line(const event_record& ev);
+
+/// The events JSON view: {"events":[{"ts","event","member","address","incarnation"}..]}.
+[[nodiscard]] std::string events_json(const std::vector<event_record>& events);
+
+/// The log line of an event: "member node-b joined (127.0.0.1:4001)".
+[[nodiscard]] std::string describe(const event_record& ev);
+
+} // namespace starling::actors

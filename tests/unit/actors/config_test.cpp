@@ -1,0 +1,307 @@
+// Config loading: TOML keys, flag precedence, durations, and one clear message per error.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "actors/config.hpp"
+#include "actors/errc.hpp"
+
+namespace sa = starling::actors;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// The message of a failed load, or "" when it succeeded.
+std::string error_of(std::string_view toml, const sa::agent_flags& flags = {}) {
+  auto cfg = sa::make_agent_config(toml, "test.toml", flags);
+  return cfg ? std::string{} : sa::message_of(cfg.error());
+}
+
+sa::agent_config load(std::string_view toml, const sa::agent_flags& flags = {}) {
+  auto cfg = sa::make_agent_config(toml, "test.toml", flags);
+  EXPECT_TRUE(cfg) << (cfg ? "" : sa::message_of(cfg.error()));
+  return cfg ? *cfg : sa::agent_config{};
+}
+
+} // namespace
+
+TEST(config, defaults) {
+  sa::agent_flags flags;
+  flags.name = "node-a";
+  auto cfg = load("", flags);
+  EXPECT_EQ(cfg.name, "node-a");
+  EXPECT_EQ(cfg.data_dir, std::filesystem::path{"starling-data/node-a"});
+  EXPECT_EQ(cfg.gossip, (sa::host_port{"0.0.0.0", 7946}));
+  EXPECT_EQ(cfg.admin, (sa::host_port{"127.0.0.1", 7947}));
+  EXPECT_TRUE(cfg.join.empty());
+  EXPECT_EQ(cfg.join_timeout, 60s);
+  EXPECT_EQ(cfg.level, sa::log_level::info);
+  EXPECT_EQ(cfg.format, sa::log_format::text);
+  EXPECT_TRUE(cfg.event_log.empty());
+  EXPECT_EQ(cfg.swim.probe_interval, starling::gossip::swim_config{}.probe_interval);
+}
+
+TEST(config, default_name_is_a_valid_hostname_label) {
+  auto cfg = sa::make_agent_config("", "x", {});
+  // The build machine's hostname is normally a valid name; if not, the message names `name`.
+  if (cfg)
+    EXPECT_FALSE(cfg->name.empty());
+  else
+    EXPECT_EQ(sa::message_of(cfg.error()).rfind("name:", 0), 0u);
+}
+
+TEST(config, reads_every_key) {
+  auto cfg = load(R"(
+name = "edge-1"
+data_dir = "/var/lib/starling"
+advertise = "10.0.0.5"
+admin = "127.0.0.1:9000"
+join = ["10.0.0.1:7946", "[fe80::1]:7946"]
+join_timeout = "30s"
+log_level = "debug"
+log_format = "json"
+event_log = "/tmp/events.jsonl"
+
+[tags]
+role = "edge"
+zone = "eu-1"
+
+[gossip]
+address = "0.0.0.0:8000"
+probe_interval = "200ms"
+probe_timeout = "100ms"
+gossip_interval = "50ms"
+gossip_fanout = 4
+gossip_to_dead = "1m30s"
+indirect_checks = 2
+retransmit_mult = 3
+suspicion_mult = 5
+suspicion_max_mult = 4
+awareness_max = 6
+lifeguard = false
+push_pull_interval = "0"
+reap_after = "1h"
+reaped_memory = "2h"
+reaped_memory_max = 100
+max_datagram = 1200
+tcp_timeout = "2s"
+)");
+  EXPECT_EQ(cfg.name, "edge-1");
+  EXPECT_EQ(cfg.data_dir, std::filesystem::path{"/var/lib/starling"});
+  EXPECT_EQ(cfg.advertise, "10.0.0.5");
+  EXPECT_EQ(cfg.admin, (sa::host_port{"127.0.0.1", 9000}));
+  EXPECT_EQ(cfg.join, (std::vector<std::string>{"10.0.0.1:7946", "[fe80::1]:7946"}));
+  EXPECT_EQ(cfg.join_timeout, 30s);
+  EXPECT_EQ(cfg.level, sa::log_level::debug);
+  EXPECT_EQ(cfg.format, sa::log_format::json);
+  EXPECT_EQ(cfg.event_log, std::filesystem::path{"/tmp/events.jsonl"});
+  EXPECT_EQ(cfg.tags.at("role"), "edge");
+  EXPECT_EQ(cfg.tags.at("zone"), "eu-1");
+  EXPECT_EQ(cfg.gossip, (sa::host_port{"0.0.0.0", 8000}));
+  EXPECT_EQ(cfg.swim.probe_interval, 200ms);
+  EXPECT_EQ(cfg.swim.probe_timeout, 100ms);
+  EXPECT_EQ(cfg.swim.gossip_interval, 50ms);
+  EXPECT_EQ(cfg.swim.gossip_fanout, 4u);
+  EXPECT_EQ(cfg.swim.gossip_to_dead, 90s);
+  EXPECT_EQ(cfg.swim.indirect_checks, 2u);
+  EXPECT_EQ(cfg.swim.retransmit_mult, 3u);
+  EXPECT_EQ(cfg.swim.suspicion_mult, 5u);
+  EXPECT_EQ(cfg.swim.suspicion_max_mult, 4u);
+  EXPECT_EQ(cfg.swim.awareness_max, 6u);
+  EXPECT_FALSE(cfg.swim.lifeguard);
+  EXPECT_EQ(cfg.swim.push_pull_interval, 0s);
+  EXPECT_EQ(cfg.swim.reap_after, 1h);
+  EXPECT_EQ(cfg.swim.reaped_memory, 2h);
+  EXPECT_EQ(cfg.swim.reaped_memory_max, 100u);
+  EXPECT_EQ(cfg.swim.max_datagram, 1200u);
+  EXPECT_EQ(cfg.tcp_timeout, 2s);
+}
+
+TEST(config, gossip_address_as_top_level_string) {
+  auto cfg = load("name = \"a\"\ngossip = \"127.0.0.1:0\"\n");
+  EXPECT_EQ(cfg.gossip, (sa::host_port{"127.0.0.1", 0}));
+}
+
+TEST(config, flags_override_the_file) {
+  sa::agent_flags flags;
+  flags.name = "from-flag";
+  flags.gossip = "127.0.0.1:0";
+  flags.admin = "127.0.0.1:0";
+  flags.join = {"127.0.0.1:9999"};
+  flags.join_timeout = "1s";
+  flags.tags = {"zone=b", "extra=1"};
+  flags.log_level = "warn";
+  flags.log_format = "json";
+  flags.data_dir = "/tmp/x";
+  flags.event_log = "/tmp/ev";
+  flags.advertise = "127.0.0.2";
+  auto cfg = load(R"(
+name = "from-file"
+gossip = "0.0.0.0:7000"
+admin = "127.0.0.1:7001"
+join = ["10.0.0.1:1", "10.0.0.2:2"]
+join_timeout = "9s"
+log_level = "debug"
+log_format = "text"
+data_dir = "/elsewhere"
+event_log = "/elsewhere/ev"
+advertise = "10.1.1.1"
+[tags]
+zone = "a"
+role = "db"
+)",
+                  flags);
+  EXPECT_EQ(cfg.name, "from-flag");
+  EXPECT_EQ(cfg.gossip, (sa::host_port{"127.0.0.1", 0}));
+  EXPECT_EQ(cfg.admin, (sa::host_port{"127.0.0.1", 0}));
+  EXPECT_EQ(cfg.join, (std::vector<std::string>{"127.0.0.1:9999"}));
+  EXPECT_EQ(cfg.join_timeout, 1s);
+  // Tags merge per key, flags winning.
+  EXPECT_EQ(cfg.tags, (starling::gossip::tag_map{{"zone", "b"}, {"role", "db"}, {"extra", "1"}}));
+  EXPECT_EQ(cfg.level, sa::log_level::warn);
+  EXPECT_EQ(cfg.format, sa::log_format::json);
+  EXPECT_EQ(cfg.data_dir, std::filesystem::path{"/tmp/x"});
+  EXPECT_EQ(cfg.event_log, std::filesystem::path{"/tmp/ev"});
+  EXPECT_EQ(cfg.advertise, "127.0.0.2");
+}
+
+TEST(config, file_values_survive_when_flags_are_absent) {
+  auto cfg = load("name = \"f\"\njoin = [\"10.0.0.1:7946\"]\n");
+  EXPECT_EQ(cfg.join, (std::vector<std::string>{"10.0.0.1:7946"}));
+  EXPECT_EQ(cfg.data_dir, std::filesystem::path{"starling-data/f"});
+}
+
+TEST(config, durations) {
+  auto ok = [](std::string_view text, starling::gossip::duration want) {
+    auto d = sa::parse_duration(text, "k");
+    ASSERT_TRUE(d) << text;
+    EXPECT_EQ(*d, want) << text;
+  };
+  ok("0", 0s);
+  ok("0s", 0s);
+  ok("200ms", 200ms);
+  ok("1s", 1s);
+  ok("1.5s", 1500ms);
+  ok("15m", 15min);
+  ok("2h", 2h);
+  ok("1m30s", 90s);
+  ok("250us", 250us);
+  ok("10ns", 10ns);
+  for (auto bad : {"", "fast", "10", "1x", "s", "-1s", "1.2.3s", ".5s", "1 s", "1S", "5s."}) {
+    auto d = sa::parse_duration(bad, "gossip.probe_interval");
+    ASSERT_FALSE(d) << bad;
+    EXPECT_EQ(sa::message_of(d.error()).rfind("gossip.probe_interval: expected a duration", 0),
+              0u)
+      << sa::message_of(d.error());
+  }
+  EXPECT_EQ(sa::format_duration(90s), "1m30s");
+  EXPECT_EQ(sa::format_duration(250ms), "250ms");
+  EXPECT_EQ(sa::format_duration(0s), "0s");
+  EXPECT_EQ(sa::format_duration(2h), "2h");
+}
+
+TEST(config, host_port) {
+  auto hp = sa::parse_host_port("[::1]:7946", "k");
+  ASSERT_TRUE(hp);
+  EXPECT_EQ(hp->host, "::1");
+  EXPECT_EQ(hp->port, 7946);
+  EXPECT_EQ(hp->to_string(), "[::1]:7946");
+  for (auto bad : {"", "host", ":7946", "host:", "host:65536", "host:x", "::1:7946", "a b:1"})
+    EXPECT_FALSE(sa::parse_host_port(bad, "k")) << bad;
+}
+
+TEST(config, the_example_message) {
+  EXPECT_EQ(error_of("name = \"a\"\n[gossip]\nprobe_interval = \"fast\"\n"),
+            "gossip.probe_interval: expected a duration like \"500ms\", got \"fast\"");
+}
+
+TEST(config, each_error_names_its_key) {
+  struct error_case {
+    const char* toml;
+    const char* key;
+  };
+  const error_case cases[] = {
+    {"name = 42", "name:"},
+    {"name = \"bad name!\"", "name:"},
+    {"data_dir = \"\"", "data_dir:"},
+    {"gossip = \"nope\"", "gossip:"},
+    {"gossip = 7946", "gossip:"},
+    {"advertise = \"a:b c\"", "advertise:"},
+    {"admin = \"127.0.0.1\"", "admin:"},
+    {"admin = \"0.0.0.0:7947\"", "admin:"},
+    {"admin_allow_remote = \"yes\"", "admin_allow_remote:"},
+    {"join = \"10.0.0.1:1\"", "join:"},
+    {"join = [\"10.0.0.1:1\", 5]", "join[1]:"},
+    {"join = [\"10.0.0.1:0\"]", "join[0]:"},
+    {"join_timeout = \"0s\"", "join_timeout:"},
+    {"join_timeout = 60", "join_timeout:"},
+    {"log_level = \"loud\"", "log_level:"},
+    {"log_format = \"xml\"", "log_format:"},
+    {"event_log = 1", "event_log:"},
+    {"tags = \"a=b\"", "tags:"},
+    {"[tags]\nrole = 1", "tags.role:"},
+    {"[gossip]\naddress = \"x\"", "gossip.address:"},
+    {"[gossip]\nprobe_timeout = \"fast\"", "gossip.probe_timeout:"},
+    {"[gossip]\nprobe_interval = \"0s\"", "gossip.probe_interval:"},
+    {"[gossip]\ngossip_fanout = 0", "gossip.gossip_fanout:"},
+    {"[gossip]\ngossip_fanout = \"3\"", "gossip.gossip_fanout:"},
+    {"[gossip]\nsuspicion_mult = 1000", "gossip.suspicion_mult:"},
+    {"[gossip]\nlifeguard = 1", "gossip.lifeguard:"},
+    {"[gossip]\nmax_datagram = 10", "gossip.max_datagram:"},
+    {"[gossip]\nreaped_memory_max = -1", "gossip.reaped_memory_max:"},
+    {"[gossip]\ntcp_timeout = \"soon\"", "gossip.tcp_timeout:"},
+    {"[gossip]\nprobe_interval = \"100ms\"\nprobe_timeout = \"200ms\"", "gossip.probe_timeout:"},
+  };
+  for (const auto& c : cases) {
+    auto msg = error_of(std::string{"name = \"n\"\n"}.append(c.toml).c_str());
+    // `name = 42` etc. redefine name: TOML refuses duplicate keys, so test those alone.
+    if (std::string_view{c.key} == "name:")
+      msg = error_of(c.toml);
+    EXPECT_EQ(msg.rfind(c.key, 0), 0u) << c.toml << " -> " << msg;
+  }
+}
+
+TEST(config, unknown_keys_are_refused) {
+  EXPECT_EQ(error_of("name = \"a\"\nprobe_interval = \"1s\"\n"),
+            "probe_interval: unknown key (docs/operations.md lists the keys)");
+  EXPECT_EQ(error_of("name = \"a\"\n[gossip]\nprobe_intervall = \"1s\"\n"),
+            "gossip.probe_intervall: unknown key (docs/operations.md lists the keys)");
+  EXPECT_EQ(error_of("name = \"a\"\n[extra]\nx = 1\n").rfind("extra: unknown key", 0), 0u);
+}
+
+TEST(config, toml_syntax_error_names_the_place) {
+  auto msg = error_of("name = \"a\"\nthis is not toml\n");
+  EXPECT_EQ(msg.rfind("test.toml:2:", 0), 0u) << msg;
+}
+
+TEST(config, flag_errors_name_the_flag) {
+  auto with = [](auto set) {
+    sa::agent_flags f;
+    f.name = "n";
+    set(f);
+    return error_of("", f);
+  };
+  EXPECT_EQ(with([](auto& f) { f.name = "no way"; }).rfind("--name:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.gossip = "x"; }).rfind("--gossip:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.admin = "x"; }).rfind("--admin:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.join = {"x"}; }).rfind("--join:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.join_timeout = "soon"; }).rfind("--join-timeout:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.tags = {"novalue"}; }).rfind("--tag:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.log_level = "x"; }).rfind("--log-level:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.log_format = "x"; }).rfind("--log-format:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.advertise = "a b"; }).rfind("--advertise:", 0), 0u);
+}
+
+TEST(config, remote_admin_needs_opt_in) {
+  EXPECT_EQ(error_of("name = \"a\"\nadmin = \"0.0.0.0:7947\"\n").rfind("admin:", 0), 0u);
+  auto cfg = load("name = \"a\"\nadmin = \"0.0.0.0:7947\"\nadmin_allow_remote = true\n");
+  EXPECT_EQ(cfg.admin, (sa::host_port{"0.0.0.0", 7947}));
+}
+
+TEST(config, missing_config_file_names_the_flag) {
+  sa::agent_flags f;
+  f.config_file = "/nonexistent/starling.toml";
+  auto cfg = sa::load_agent_config(f);
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(sa::message_of(cfg.error()).rfind("--config:", 0), 0u);
+}
