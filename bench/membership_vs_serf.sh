@@ -117,6 +117,41 @@ mean_rss() { # mean_rss pid... -> KiB
   echo $((total / $#))
 }
 
+# Starling's JSON event logs -> the same "<ts> <member>" joins/failed files serf's handler
+# writes. split_events <dir> <n>
+split_events() {
+  local dir=$1 n=$2 i f
+  for ((i = 0; i < n; i++)); do
+    f="$dir/n$i.events"
+    [[ -f $f ]] || continue
+    sed -nE 's/.*"ts": *([0-9.]+).*"event": *"joined".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.joins"
+    sed -nE 's/.*"ts": *([0-9.]+).*"event": *"failed".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.failed"
+  done
+}
+
+# measure_round <system> <n> <dir> <start> <refresh command> <pid...>: waits until every
+# agent saw every other join, records RSS, kills the last agent, waits until every survivor
+# saw it fail, stops the rest; prints "convergence detection rss". <refresh> runs before
+# each check (it turns event logs into the joins/failed files).
+measure_round() {
+  local sys=$1 n=$2 dir=$3 start=$4 refresh=$5; shift 5
+  local agent_pids=("$@") files=() survivors=() i p
+  local victim=$((n - 1))
+  for ((i = 0; i < n; i++)); do files+=("$dir/n$i.joins"); done
+  for ((i = 0; i < n - 1; i++)); do survivors+=("$dir/n$i.failed"); done
+  conv_check() { $refresh; converged_at "$n" "${files[@]}"; }
+  det_check() { $refresh; detected_at "n$victim" "${survivors[@]}"; }
+  local t_conv t_kill t_det rss
+  t_conv=$(wait_for $deadline_s conv_check) || { echo "$sys n=$n did not converge" >&2; return 1; }
+  rss=$(mean_rss "${agent_pids[@]}")
+  t_kill=$(now); kill -9 "${agent_pids[$victim]}"
+  t_det=$(wait_for $deadline_s det_check) || { echo "$sys n=$n did not detect" >&2; return 1; }
+  for p in "${agent_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait "${agent_pids[@]}" 2>/dev/null || true
+  awk -v s="$start" -v c="$t_conv" -v k="$t_kill" -v d="$t_det" -v r="$rss" \
+    'BEGIN { printf "%.3f %.3f %d\n", c - s, d - k, r }'
+}
+
 run_serf() { # run_serf n round -> "convergence detection rss"
   local n=$1 round=$2
   local dir="$work/serf-$n-$round"
@@ -145,20 +180,7 @@ H
       >"$dir/n$i.log" 2>&1 &
     agent_pids+=($!); pids+=($!)
   done
-  local files=() t_conv
-  for ((i = 0; i < n; i++)); do files+=("$dir/n$i.joins"); done
-  t_conv=$(wait_for $deadline_s converged_at "$n" "${files[@]}") || { echo "serf n=$n did not converge" >&2; return 1; }
-  local rss; rss=$(mean_rss "${agent_pids[@]}")
-  local victim=$((n - 1)) t_kill
-  t_kill=$(now); kill -9 "${agent_pids[$victim]}"
-  local survivors=()
-  for ((i = 0; i < n - 1; i++)); do survivors+=("$dir/n$i.failed"); done
-  local t_det
-  t_det=$(wait_for $deadline_s detected_at "n$victim" "${survivors[@]}") || { echo "serf n=$n did not detect" >&2; return 1; }
-  for p in "${agent_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait "${agent_pids[@]}" 2>/dev/null || true
-  awk -v s="$start" -v c="$t_conv" -v k="$t_kill" -v d="$t_det" -v r="$rss" \
-    'BEGIN { printf "%.3f %.3f %d\n", c - s, d - k, r }'
+  measure_round serf "$n" "$dir" "$start" true "${agent_pids[@]}"
 }
 
 run_starling() { # run_starling n round -> "convergence detection rss"
@@ -176,32 +198,7 @@ run_starling() { # run_starling n round -> "convergence detection rss"
       --log-level warn >"$dir/n$i.log" 2>&1 &
     agent_pids+=($!); pids+=($!)
   done
-  # Split each agent's JSON event log into the same "<ts> <member>" files serf's handler writes.
-  split_events() {
-    local f
-    for ((i = 0; i < n; i++)); do
-      f="$dir/n$i.events"
-      [[ -f $f ]] || continue
-      sed -nE 's/.*"ts": *([0-9.]+).*"event": *"joined".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.joins"
-      sed -nE 's/.*"ts": *([0-9.]+).*"event": *"failed".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.failed"
-    done
-  }
-  conv_check() { split_events; converged_at "$n" "${files[@]}"; }
-  det_check() { split_events; detected_at "n$victim" "${survivors[@]}"; }
-  local files=() t_conv
-  for ((i = 0; i < n; i++)); do files+=("$dir/n$i.joins"); done
-  t_conv=$(wait_for $deadline_s conv_check) || { echo "starling n=$n did not converge" >&2; return 1; }
-  local rss; rss=$(mean_rss "${agent_pids[@]}")
-  local victim=$((n - 1)) t_kill
-  t_kill=$(now); kill -9 "${agent_pids[$victim]}"
-  local survivors=()
-  for ((i = 0; i < n - 1; i++)); do survivors+=("$dir/n$i.failed"); done
-  local t_det
-  t_det=$(wait_for $deadline_s det_check) || { echo "starling n=$n did not detect" >&2; return 1; }
-  for p in "${agent_pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait "${agent_pids[@]}" 2>/dev/null || true
-  awk -v s="$start" -v c="$t_conv" -v k="$t_kill" -v d="$t_det" -v r="$rss" \
-    'BEGIN { printf "%.3f %.3f %d\n", c - s, d - k, r }'
+  measure_round starling "$n" "$dir" "$start" "split_events $dir $n" "${agent_pids[@]}"
 }
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
