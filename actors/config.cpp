@@ -159,6 +159,16 @@ caf::expected<std::string> get_string(const toml::node& n, std::string_view key,
   return bad(key, std::string{"expected "} + std::string{what} + ", got " + describe(n));
 }
 
+/// Reads `n` as a string and parses it with `parse`, whose errors name `key`.
+template <class Parse>
+auto read_parsed(const toml::node& n, std::string_view key, std::string_view what, Parse parse)
+  -> decltype(parse(std::string_view{}, key)) {
+  auto s = get_string(n, key, what);
+  if (!s)
+    return s.error();
+  return parse(*s, key);
+}
+
 caf::error read_duration(const toml::node& n, std::string_view key, gossip::duration& out,
                          bool allow_zero) {
   auto s = n.value_exact<std::string>();
@@ -242,10 +252,7 @@ caf::error read_gossip_table(const toml::table& tbl, file_state& st) {
     if (done)
       continue;
     if (name == "address") {
-      auto s = get_string(node, key, "HOST:PORT");
-      if (!s)
-        return s.error();
-      auto hp = parse_host_port(*s, key);
+      auto hp = read_parsed(node, key, "HOST:PORT", parse_host_port);
       if (!hp)
         return hp.error();
       st.cfg.gossip = *hp;
@@ -294,10 +301,7 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
         if (auto err = read_gossip_table(*tbl, st))
           return err;
       } else {
-        auto s = get_string(node, key, "HOST:PORT or a [gossip] table");
-        if (!s)
-          return s.error();
-        auto hp = parse_host_port(*s, key);
+        auto hp = read_parsed(node, key, "HOST:PORT or a [gossip] table", parse_host_port);
         if (!hp)
           return hp.error();
         cfg.gossip = *hp;
@@ -310,10 +314,7 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
         return bad(key, "expected a host name or address (no port), got " + quote_text(*s));
       cfg.advertise = *s;
     } else if (key == "admin") {
-      auto s = get_string(node, key, "HOST:PORT");
-      if (!s)
-        return s.error();
-      auto hp = parse_host_port(*s, key);
+      auto hp = read_parsed(node, key, "HOST:PORT", parse_host_port);
       if (!hp)
         return hp.error();
       cfg.admin = *hp;
@@ -327,10 +328,7 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
       cfg.join.clear();
       for (std::size_t i = 0; i < arr->size(); ++i) {
         const std::string ikey = key + "[" + std::to_string(i) + "]";
-        auto s = get_string(*arr->get(i), ikey, "\"HOST:PORT\"");
-        if (!s)
-          return s.error();
-        auto seed = parse_seed(*s, ikey);
+        auto seed = read_parsed(*arr->get(i), ikey, "\"HOST:PORT\"", parse_seed);
         if (!seed)
           return seed.error();
         cfg.join.push_back(*seed);
@@ -341,18 +339,12 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
         return err;
       cfg.join_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(d);
     } else if (key == "log_level") {
-      auto s = get_string(node, key, "a log level");
-      if (!s)
-        return s.error();
-      auto l = parse_level(*s, key);
+      auto l = read_parsed(node, key, "a log level", parse_level);
       if (!l)
         return l.error();
       cfg.level = *l;
     } else if (key == "log_format") {
-      auto s = get_string(node, key, "text or json");
-      if (!s)
-        return s.error();
-      auto f = parse_format(*s, key);
+      auto f = read_parsed(node, key, "text or json", parse_format);
       if (!f)
         return f.error();
       cfg.format = *f;
