@@ -1,0 +1,79 @@
+#include "identity/errc.hpp"
+
+#include <openssl/err.h>
+
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
+
+namespace starling::identity {
+
+const char* to_string(errc x) noexcept {
+  switch (x) {
+    case errc::no_certificate: return "no_certificate";
+    case errc::untrusted_chain: return "untrusted_chain";
+    case errc::foreign_mesh: return "foreign_mesh";
+    case errc::expired: return "expired";
+    case errc::not_yet_valid: return "not_yet_valid";
+    case errc::revoked: return "revoked";
+    case errc::name_mismatch: return "name_mismatch";
+    case errc::bad_certificate: return "bad_certificate";
+    case errc::name_constraint: return "name_constraint";
+    case errc::bad_request: return "bad_request";
+    case errc::token_malformed: return "token_malformed";
+    case errc::token_unknown: return "token_unknown";
+    case errc::token_forged: return "token_forged";
+    case errc::token_expired: return "token_expired";
+    case errc::token_exhausted: return "token_exhausted";
+    case errc::token_wrong_mesh: return "token_wrong_mesh";
+    case errc::unknown_key: return "unknown_key";
+    case errc::tampered: return "tampered";
+    case errc::replayed: return "replayed";
+    case errc::keyring_refused: return "keyring_refused";
+    case errc::crypto_failure: return "crypto_failure";
+    case errc::io_failure: return "io_failure";
+    case errc::already_exists: return "already_exists";
+    case errc::invalid_argument: return "invalid_argument";
+  }
+  return "unknown";
+}
+
+caf::error make_error(errc x, std::string context) {
+  return caf::error{static_cast<std::uint8_t>(x), errc_category,
+                    caf::make_message(std::move(context))};
+}
+
+caf::error make_openssl_error(errc x, std::string context) {
+  char buf[256];
+  while (auto code = ERR_get_error()) {
+    ERR_error_string_n(code, buf, sizeof(buf));
+    context += context.empty() ? "" : "; ";
+    context += buf;
+  }
+  return make_error(x, std::move(context));
+}
+
+bool is(const caf::error& err, errc x) noexcept {
+  return err && err.category() == errc_category && err.code() == static_cast<std::uint8_t>(x);
+}
+
+std::string render(const caf::error& err) {
+  if (!err)
+    return "no error";
+  std::string out;
+  if (err.category() == errc_category) {
+    out = "identity.";
+    out += to_string(static_cast<errc>(err.code()));
+  } else {
+    out = caf::to_string(err.category());
+    out += '.';
+    out += std::to_string(err.code());
+  }
+  const auto& ctx = err.context();
+  if (ctx.match_elements<std::string>()) {
+    out += ": ";
+    out += ctx.get_as<std::string>(0);
+  }
+  return out;
+}
+
+} // namespace starling::identity
