@@ -33,6 +33,7 @@ const char* to_string(errc x) noexcept {
     case errc::io_failure: return "io_failure";
     case errc::already_exists: return "already_exists";
     case errc::invalid_argument: return "invalid_argument";
+    case errc::sealed_malformed: return "sealed_malformed";
   }
   return "unknown";
 }

@@ -40,6 +40,8 @@ enum class errc : std::uint8_t {
   io_failure,     ///< reading or writing a file failed
   already_exists, ///< refusing to overwrite a key or certificate file
   invalid_argument, ///< a bad name, duration or option given by the operator
+  // -- gossip keyring, continued ----------------------------------------------------------
+  sealed_malformed, ///< not a sealed datagram of a known version (garbage, truncated)
 };
 
 /// The CAF error category of this module.

@@ -1,0 +1,154 @@
+// TLS 1.3 between nodes, with OpenSSL directly (DESIGN.md "Wire", CAF-NOTES.md "TLS"):
+// both sides present a node certificate, both chains are checked by verify_peer against the
+// trust bundle and the revocations of the moment, and the peer's SPIFFE name is bound to the
+// member it claims to be. This module makes SSL objects; the caller drives them over its
+// sockets (Asio's ssl::stream takes an SSL*), so identity/ stays free of I/O.
+//
+// Hot swap: a tls_context is immutable. Renewal builds a new one and stores it in a
+// tls_context_holder; sessions already made keep the context they were made from (each
+// SSL holds a reference to its SSL_CTX and to our context), so open connections are not
+// dropped, and new handshakes present the new certificate.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include <openssl/ssl.h>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "identity/pki.hpp"
+#include "identity/trust.hpp"
+
+namespace starling::identity {
+
+/// An owned SSL session.
+using ssl_ptr = std::unique_ptr<SSL, openssl_deleter<SSL, SSL_free>>;
+/// An owned SSL_CTX.
+using ssl_ctx_ptr = std::unique_ptr<SSL_CTX, openssl_deleter<SSL_CTX, SSL_CTX_free>>;
+
+/// The trust inputs every handshake reads: the bundle and the revoked keys. Thread-safe;
+/// updates apply to the next handshake (open connections are the owner's to re-check).
+class trust_state {
+public:
+  /// What one handshake checks against. Immutable.
+  struct snapshot {
+    trust_bundle bundle;
+    revocation_set revoked;
+  };
+
+  explicit trust_state(trust_bundle bundle, revocation_set revoked = {});
+
+  /// The current inputs.
+  [[nodiscard]] std::shared_ptr<const snapshot> current() const;
+
+  /// Replaces the bundle (root rotation).
+  void set_bundle(trust_bundle bundle);
+
+  /// Adds revoked keys (grow-only); returns how many were new.
+  std::size_t revoke(const revocation_set& keys);
+
+private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const snapshot> current_;
+};
+
+/// Which side of a handshake a session plays.
+enum class tls_role : std::uint8_t { client, server };
+
+/// How a tls_context is made.
+struct tls_options {
+  /// This node's key and chain (leaf first, then its issuers). Empty for a joiner that has
+  /// no certificate yet (client role only, with `pinned_root`).
+  private_key key;
+  chain certs;
+  /// The trust inputs. Required unless `pinned_root` is set.
+  std::shared_ptr<trust_state> trust;
+  /// Joiner mode (admission): trust the presented chain if it ends at a self-signed root
+  /// whose SPKI SHA-256 is this pin (the join token's), as kubeadm's discovery does.
+  std::optional<sha256_digest> pinned_root;
+  /// Server only: let clients without a certificate finish the handshake (admission). Such
+  /// sessions have no peer_identity; the caller must restrict them to admission requests.
+  bool accept_anonymous_clients = false;
+  /// The clock certificates are checked against (tests pass a fake one).
+  std::function<time_point()> clock = [] { return std::chrono::system_clock::now(); };
+};
+
+/// What the verify callback learned about a session's peer.
+struct tls_peer {
+  /// Set once the peer's chain verified.
+  std::optional<peer_identity> identity;
+  /// Why the peer was refused; empty while nothing was refused.
+  caf::error refusal;
+};
+
+/// A TLS 1.3-only context for one node, in both roles. Immutable after make().
+class tls_context : public std::enable_shared_from_this<tls_context> {
+public:
+  /// Builds the context. Errors: invalid_argument (neither trust nor pinned_root; a key
+  /// without certificates or the reverse; anonymous clients with a pinned root),
+  /// bad_certificate (the key does not match the leaf), crypto_failure.
+  [[nodiscard]] static caf::expected<std::shared_ptr<const tls_context>> make(tls_options opts);
+
+  ~tls_context();
+  tls_context(const tls_context&) = delete;
+  tls_context& operator=(const tls_context&) = delete;
+
+  /// A new session in `role`. A client names the member it expects to reach
+  /// (`expected_peer`): a server presenting another node's certificate is refused with
+  /// name_mismatch. A server passes std::nullopt (it learns the client's name from the
+  /// certificate; the caller binds it to the member the client claims in its messages).
+  [[nodiscard]] caf::expected<ssl_ptr>
+  new_session(tls_role role, std::optional<std::string> expected_peer = std::nullopt) const;
+
+  /// What is known about the peer of a session made by any tls_context (null if `ssl` was
+  /// not made by one).
+  [[nodiscard]] static const tls_peer* peer_of(const SSL* ssl);
+
+  /// Why the handshake of `ssl` failed as far as identity goes: the verify callback's
+  /// refusal, else no_certificate if the peer sent none, else an empty error (a failure of
+  /// TLS itself, e.g. no common protocol version: see OpenSSL's error queue).
+  [[nodiscard]] static caf::error refusal_of(const SSL* ssl);
+
+  /// This node's leaf certificate (empty in joiner mode).
+  [[nodiscard]] const certificate& leaf() const noexcept {
+    return leaf_;
+  }
+
+  /// The OpenSSL context (owned by this object), for tests and diagnostics.
+  [[nodiscard]] SSL_CTX* native() const noexcept {
+    return ctx_.get();
+  }
+
+  struct session_state;
+
+private:
+  explicit tls_context(tls_options opts);
+  static int verify_callback(X509_STORE_CTX* store, void* arg);
+
+  tls_options opts_;
+  certificate leaf_;
+  ssl_ctx_ptr ctx_;
+};
+
+/// The current context of a node, swapped on renewal. Thread-safe.
+class tls_context_holder {
+public:
+  explicit tls_context_holder(std::shared_ptr<const tls_context> initial);
+
+  /// The context new sessions are made from.
+  [[nodiscard]] std::shared_ptr<const tls_context> current() const;
+
+  /// Makes `next` current; sessions made from the old one keep working.
+  void replace(std::shared_ptr<const tls_context> next);
+
+private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const tls_context> current_;
+};
+
+} // namespace starling::identity
