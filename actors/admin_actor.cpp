@@ -22,6 +22,9 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
       return "ok";
     },
     [=](ping_atom) -> std::string { return "pong"; },
+    [=](keyring_atom a, std::string& op, std::string& arg) {
+      return self->delegate(supervisor, a, std::move(op), std::move(arg));
+    },
   };
 }
 

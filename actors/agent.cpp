@@ -19,9 +19,11 @@
 #include "actors/atoms.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
+#include "actors/keyring_sealer.hpp"
 #include "actors/logging.hpp"
 #include "actors/node_files.hpp"
 #include "actors/supervisor_actor.hpp"
+#include "identity/errc.hpp"
 
 namespace starling::actors {
 
@@ -94,6 +96,34 @@ int run_agent(const agent_config& cfg) {
   std::uint64_t incarnation = 0;
   if (auto last = read_incarnation(cfg.data_dir))
     incarnation = *last + 1;
+  // The gossip keyring: the persisted one (it carries rotations) wins over the config.
+  std::shared_ptr<keyring_sealer> sealer;
+  {
+    auto start = load_startup_keyring(cfg);
+    if (!start) {
+      spdlog::error("gossip keyring: {}", message_of(start.error()));
+      return exit_failed;
+    }
+    if (start->ring.empty()) {
+      spdlog::warn("gossip is not encrypted: no gossip_key or keyring configured "
+                   "(docs/operations.md, Gossip encryption)");
+    } else {
+      const auto primary = identity::to_hex(*start->ring.primary_id());
+      const auto keys = start->ring.size();
+      auto made = keyring_sealer::make(std::move(start->ring), keyring_path(cfg.data_dir));
+      if (!made) {
+        spdlog::error("gossip keyring: {}", identity::render(made.error()));
+        return exit_failed;
+      }
+      sealer = std::move(*made);
+      if (auto err = sealer->persist()) {
+        spdlog::error("gossip keyring: {}", message_of(err));
+        return exit_failed;
+      }
+      spdlog::info("gossip encryption on: {} key(s), primary {} (from the {} keyring)", keys,
+                   primary, start->source);
+    }
+  }
   // Block the termination signals before any thread starts; the signal thread takes them.
   sigset_t set;
   sigemptyset(&set);
@@ -119,7 +149,7 @@ int run_agent(const agent_config& cfg) {
     caf::actor_system sys{sys_cfg};
     spdlog::info("starling agent {} starting (data dir {}, incarnation {})", cfg.name,
                  cfg.data_dir.string(), incarnation);
-    auto sup = spawn_supervisor(sys, supervisor_params{cfg, incarnation, outcome});
+    auto sup = spawn_supervisor(sys, supervisor_params{cfg, incarnation, outcome, sealer});
     {
       signal_thread signals{sup};
       caf::scoped_actor self{sys};

@@ -3,7 +3,8 @@
 //
 // Admin protocol (crosses the network: atoms and std::string only, see
 // docs/decisions/0002): (members_atom) -> std::string JSON, (events_atom) -> std::string
-// JSON, (leave_atom) -> std::string "ok", (ping_atom) -> std::string "pong".
+// JSON, (leave_atom) -> std::string "ok", (ping_atom) -> std::string "pong",
+// (keyring_atom, std::string op, std::string arg) -> std::string (actors/keyring_sealer.hpp).
 #pragma once
 
 #include <caf/atom.hpp>
@@ -14,6 +15,7 @@ using members_atom = caf::atom_constant<caf::atom("members")>;
 using events_atom = caf::atom_constant<caf::atom("events")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
+using keyring_atom = caf::atom_constant<caf::atom("keyring")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 
 // Membership actor <-> supervisor (local only).

@@ -15,7 +15,10 @@
 #include "actors/atoms.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
+#include "actors/keyring_sealer.hpp"
 #include "actors/views.hpp"
+#include "identity/errc.hpp"
+#include "identity/keyring.hpp"
 
 namespace starling::actors {
 
@@ -34,8 +37,8 @@ std::string reason(const caf::error& err, std::chrono::milliseconds timeout) {
 
 /// Connects to the admin actor at `opts.admin` and sends `request`; returns the string
 /// answer, or prints a message on stderr and returns the exit code.
-template <class Atom>
-std::variant<std::string, int> ask(const client_options& opts, Atom request) {
+template <class... Ts>
+std::variant<std::string, int> ask(const client_options& opts, Ts... request) {
   auto hp = parse_host_port(opts.admin, "--admin");
   if (!hp) {
     std::cerr << "starling: " << message_of(hp.error()) << '\n';
@@ -70,7 +73,7 @@ std::variant<std::string, int> ask(const client_options& opts, Atom request) {
     return exit_failed;
   }
   std::optional<std::string> answer;
-  self->request(admin, opts.timeout, request)
+  self->request(admin, opts.timeout, std::move(request)...)
     .receive([&](std::string& s) { answer = std::move(s); },
              [&](caf::error& err) { failure = reason(err, opts.timeout); });
   if (!answer) {
@@ -111,6 +114,51 @@ int run_leave(const client_options& opts) {
     return exit_failed;
   }
   std::cout << "leave requested: the agent leaves the mesh and exits" << std::endl;
+  return exit_ok;
+}
+
+int run_keyring(const client_options& opts, const std::string& op, const std::string& arg) {
+  auto res = ask(opts, keyring_atom::value, op, arg);
+  if (auto* code = std::get_if<int>(&res))
+    return *code;
+  const auto& answer = std::get<std::string>(res);
+  if (op == "list") {
+    if (opts.json) {
+      std::cout << answer << std::endl;
+      return exit_ok;
+    }
+    auto table = keyring_table(answer);
+    if (!table) {
+      std::cerr << "starling: " << message_of(table.error()) << '\n';
+      return exit_failed;
+    }
+    std::cout << *table << std::flush;
+    return exit_ok;
+  }
+  if (answer.rfind("ok ", 0) != 0) {
+    auto why = answer.rfind("error: ", 0) == 0 ? answer.substr(7) : answer;
+    std::cerr << "starling: keyring " << op << " refused: " << why << '\n';
+    return exit_failed;
+  }
+  const auto id = answer.substr(3);
+  if (op == "install")
+    std::cout << "installed key " << id << " (run `starling keyring use " << id
+              << "` once every node has it)" << std::endl;
+  else if (op == "use")
+    std::cout << "key " << id << " is now the primary key (it seals this node's gossip)"
+              << std::endl;
+  else
+    std::cout << "removed key " << id << std::endl;
+  return exit_ok;
+}
+
+int run_keyring_generate() {
+  auto key = identity::generate_gossip_key();
+  if (!key) {
+    std::cerr << "starling: " << identity::render(key.error()) << '\n';
+    return exit_failed;
+  }
+  std::cout << identity::to_base64(*key) << std::endl;
   return exit_ok;
 }
 

@@ -36,6 +36,41 @@ int run_members(const client_options& opts);
 /// `starling leave`: asks the agent to leave the mesh gracefully and exit.
 int run_leave(const client_options& opts);
 
+/// `starling keyring list|install|use|remove`: one keyring request to the agent at
+/// opts.admin. `op` is "list" (prints the table, or the JSON view with opts.json),
+/// "install" (arg: base64 key), "use" or "remove" (arg: base64 key or key id). Exit 1 when
+/// the agent refuses (e.g. removing the primary key) or is unreachable.
+int run_keyring(const client_options& opts, const std::string& op, const std::string& arg);
+
+/// `starling keyring generate`: prints a fresh random base64 gossip key. Local only.
+int run_keyring_generate();
+
+/// Options of `starling ca init`.
+struct ca_init_options {
+  /// Mesh name (identity::is_valid_mesh_name).
+  std::string mesh;
+  /// Directory receiving root.key (0600) and root.crt; created 0700 if missing.
+  std::string out;
+};
+
+/// `starling ca init`: creates the mesh root offline and prints the mesh, the root's expiry
+/// and its pin (sha256:<hex>). Never overwrites: exit 1 if a file exists, 2 on a bad name.
+int run_ca_init(const ca_init_options& opts);
+
+/// Options of `starling ca issuer`.
+struct ca_issuer_options {
+  /// Directory of root.key and root.crt (and bundle.crt during a root rotation).
+  std::string ca;
+  /// Node name of the issuer (identity::is_valid_node_name).
+  std::string name;
+  /// Directory receiving issuer.key (0600), issuer.crt and bundle.crt (the roots).
+  std::string out;
+};
+
+/// `starling ca issuer`: signs an issuer certificate for node `name` with the root.
+/// Never overwrites: exit 1 if a file exists or the CA is unusable, 2 on a bad name.
+int run_ca_issuer(const ca_issuer_options& opts);
+
 /// Options of `starling demo`.
 struct demo_options {
   /// How long the live view runs after the scripted part; 0 = until Ctrl-C.

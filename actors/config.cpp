@@ -10,9 +10,13 @@
 #include <sstream>
 
 #include <CLI/CLI.hpp>
+#include <caf/message.hpp>
 #include <toml++/toml.h>
 
 #include "actors/errc.hpp"
+#include "identity/errc.hpp"
+#include "identity/keyring.hpp"
+#include "identity/names.hpp"
 
 namespace starling::actors {
 
@@ -64,20 +68,6 @@ std::string describe(const toml::node& n) {
   return "a value of another type";
 }
 
-bool is_valid_name(std::string_view name) {
-  if (name.empty() || name.size() > 64)
-    return false;
-  auto ok = [](char c, bool first) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-      return true;
-    return !first && (c == '.' || c == '_' || c == '-');
-  };
-  for (std::size_t i = 0; i < name.size(); ++i)
-    if (!ok(name[i], i == 0))
-      return false;
-  return true;
-}
-
 bool is_valid_host(std::string_view host) {
   if (host.empty() || host.size() > 253)
     return false;
@@ -88,7 +78,7 @@ bool is_valid_host(std::string_view host) {
 }
 
 caf::expected<std::string> validate_name(std::string_view name, std::string_view key) {
-  if (!is_valid_name(name))
+  if (!identity::is_valid_node_name(name)) // one rule for members and certificates
     return bad(key, "expected a member name of letters, digits, '.', '_' or '-' (at most 64, "
                     "starting with a letter or digit), got " +
                         quote_text(name));
@@ -142,6 +132,35 @@ std::string hostname_or_empty() {
   if (auto dot = name.find('.'); dot != std::string::npos)
     name.resize(dot);
   return name;
+}
+
+/// Checks a gossip key without echoing it (a secret).
+caf::error validate_gossip_key(std::string_view text, std::string_view key) {
+  auto k = identity::parse_gossip_key(text);
+  if (!k) {
+    const auto& ctx = k.error().context();
+    std::string why = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)
+                                                         : std::string{"not a gossip key"};
+    return bad(key, why);
+  }
+  return {};
+}
+
+/// Checks that a keyring file exists and parses (the agent reads it again at start).
+caf::error validate_keyring_file(const std::string& path, std::string_view key) {
+  if (path.empty())
+    return bad(key, "must not be empty");
+  std::ifstream in{path, std::ios::binary};
+  if (!in)
+    return bad(key, "cannot read " + quote_text(path));
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  auto ring = identity::keyring::from_text(buf.str());
+  if (!ring)
+    return bad(key, quote_text(path) + ": " + identity::render(ring.error()));
+  if (ring->empty())
+    return bad(key, quote_text(path) + " holds no key");
+  return {};
 }
 
 // -- the TOML file ------------------------------------------------------------------------
@@ -353,6 +372,20 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
       if (!s)
         return s.error();
       cfg.event_log = *s;
+    } else if (key == "gossip_key") {
+      auto s = get_string(node, key, "a base64 key");
+      if (!s)
+        return s.error();
+      if (auto err = validate_gossip_key(*s, key))
+        return err;
+      cfg.gossip_key = *s;
+    } else if (key == "keyring_file") {
+      auto s = get_string(node, key, "a path");
+      if (!s)
+        return s.error();
+      if (auto err = validate_keyring_file(*s, key))
+        return err;
+      cfg.keyring_file = *s;
     } else if (key == "tags") {
       const auto* tbl = node.as_table();
       if (!tbl)
@@ -531,6 +564,9 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
   str("--log-level", f.log_level, "trace|debug|info|warn|error|off (default info)");
   str("--log-format", f.log_format, "text|json (default text)");
   str("--event-log", f.event_log, "append member events as JSON lines to FILE");
+  str("--gossip-key", f.gossip_key,
+      "initial gossip encryption key, base64 (`starling keyring generate`)");
+  str("--keyring-file", f.keyring_file, "initial gossip keyring file");
 }
 
 caf::expected<agent_config> make_agent_config(std::string_view toml_text,
@@ -615,6 +651,16 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
   }
   if (flags.event_log)
     cfg.event_log = *flags.event_log;
+  if (flags.gossip_key) {
+    if (auto err = validate_gossip_key(*flags.gossip_key, "--gossip-key"))
+      return err;
+    cfg.gossip_key = *flags.gossip_key;
+  }
+  if (flags.keyring_file) {
+    if (auto err = validate_keyring_file(*flags.keyring_file, "--keyring-file"))
+      return err;
+    cfg.keyring_file = *flags.keyring_file;
+  }
   // Defaults that depend on other values.
   if (st.name) {
     cfg.name = *st.name;

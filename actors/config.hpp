@@ -68,6 +68,10 @@ struct agent_config {
   gossip::swim_config swim;
   /// Bound on one push-pull exchange (gossip.tcp_timeout).
   std::chrono::milliseconds tcp_timeout{std::chrono::seconds{10}};
+  /// Initial gossip key, base64 of 32 bytes (validated); empty: none. Secret.
+  std::string gossip_key;
+  /// Initial keyring file (the <data-dir>/keyring text form; validated at load); empty: none.
+  std::filesystem::path keyring_file;
 };
 
 /// Flag values as given on the command line; unset ones leave the file's value alone.
@@ -84,6 +88,8 @@ struct agent_flags {
   std::optional<std::string> log_level;
   std::optional<std::string> log_format;
   std::optional<std::string> event_log;
+  std::optional<std::string> gossip_key;
+  std::optional<std::string> keyring_file;
 };
 
 /// Declares the `starling agent` flags on `app`, storing into `flags` (which must outlive

@@ -40,6 +40,47 @@ int main(int argc, char** argv) {
   auto* leave = app.add_subcommand("leave", "make the agent leave the mesh and exit");
   add_client_flags(*leave, leave_opts, false);
 
+  sa::client_options keyring_opts;
+  std::string keyring_arg;
+  auto* keyring = app.add_subcommand("keyring", "list and rotate the gossip encryption keyring");
+  keyring->require_subcommand(1);
+  auto* keyring_list = keyring->add_subcommand("list", "key ids, the primary, and counters");
+  add_client_flags(*keyring_list, keyring_opts, true);
+  auto* keyring_install = keyring->add_subcommand("install", "add a key (it opens, not seals)");
+  keyring_install->add_option("KEY", keyring_arg, "base64 key")->required();
+  add_client_flags(*keyring_install, keyring_opts, false);
+  auto* keyring_use = keyring->add_subcommand("use", "make an installed key the primary");
+  keyring_use->add_option("KEY_OR_ID", keyring_arg, "base64 key or key id")->required();
+  add_client_flags(*keyring_use, keyring_opts, false);
+  auto* keyring_remove = keyring->add_subcommand("remove", "remove a key that is not primary");
+  keyring_remove->add_option("KEY_OR_ID", keyring_arg, "base64 key or key id")->required();
+  add_client_flags(*keyring_remove, keyring_opts, false);
+  auto* keyring_generate =
+    keyring->add_subcommand("generate", "print a fresh random key (local, no agent needed)");
+
+  sa::ca_init_options ca_init_opts;
+  sa::ca_issuer_options ca_issuer_opts;
+  auto* ca = app.add_subcommand("ca", "offline mesh root and issuer certificates");
+  ca->require_subcommand(1);
+  auto* ca_init = ca->add_subcommand("init", "create the mesh root (key + certificate)");
+  ca_init->add_option("--mesh", ca_init_opts.mesh, "mesh name (a-z, 0-9, '.', '-')")
+    ->required()
+    ->type_name("");
+  ca_init->add_option("--out", ca_init_opts.out, "directory for root.key and root.crt")
+    ->required()
+    ->type_name("");
+  auto* ca_issuer = ca->add_subcommand("issuer", "create an issuer certificate for a node");
+  ca_issuer->add_option("--ca", ca_issuer_opts.ca, "directory of root.key and root.crt")
+    ->required()
+    ->type_name("");
+  ca_issuer->add_option("--name", ca_issuer_opts.name, "node name of the issuer")
+    ->required()
+    ->type_name("");
+  ca_issuer->add_option("--out", ca_issuer_opts.out,
+                        "directory for issuer.key, issuer.crt and bundle.crt")
+    ->required()
+    ->type_name("");
+
   sa::demo_options demo_opts;
   unsigned demo_seconds = 0;
   auto* demo = app.add_subcommand("demo", "run a local 3-node mesh and show it working");
@@ -72,6 +113,17 @@ int main(int argc, char** argv) {
     return sa::run_members(members_opts);
   if (leave->parsed())
     return sa::run_leave(leave_opts);
+  if (keyring->parsed()) {
+    if (keyring_generate->parsed())
+      return sa::run_keyring_generate();
+    for (auto* cmd : {keyring_list, keyring_install, keyring_use, keyring_remove})
+      if (cmd->parsed())
+        return sa::run_keyring(keyring_opts, cmd->get_name(), keyring_arg);
+  }
+  if (ca_init->parsed())
+    return sa::run_ca_init(ca_init_opts);
+  if (ca_issuer->parsed())
+    return sa::run_ca_issuer(ca_issuer_opts);
   if (demo->parsed()) {
     demo_opts.duration = std::chrono::seconds{demo_seconds};
     return sa::run_demo(demo_opts);

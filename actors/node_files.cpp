@@ -26,10 +26,13 @@ caf::error io_error(std::string what, const fs::path& file, int err) {
 
 } // namespace
 
-caf::error write_file_atomic(const fs::path& file, std::string_view content) {
+caf::error write_file_atomic(const fs::path& file, std::string_view content, unsigned mode) {
   auto tmp = file;
   tmp += ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // A stale temporary file keeps its old mode under O_CREAT: remove it first.
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                  static_cast<mode_t>(mode));
   if (fd < 0)
     return io_error("cannot create", tmp, errno);
   std::size_t off = 0;

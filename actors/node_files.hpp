@@ -13,10 +13,10 @@
 
 namespace starling::actors {
 
-/// Writes `content` to `file` atomically: a temporary file in the same directory, fsync,
-/// rename. Errors: io_failure naming the file.
+/// Writes `content` to `file` atomically: a temporary file in the same directory (created
+/// with `mode`, e.g. 0600 for secrets), fsync, rename. Errors: io_failure naming the file.
 [[nodiscard]] caf::error write_file_atomic(const std::filesystem::path& file,
-                                           std::string_view content);
+                                           std::string_view content, unsigned mode = 0644);
 
 /// What agent.json holds.
 struct agent_info {

@@ -17,6 +17,7 @@
 #include "actors/atoms.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
+#include "actors/keyring_sealer.hpp"
 #include "actors/membership_actor.hpp"
 #include "actors/node_files.hpp"
 
@@ -157,6 +158,11 @@ caf::actor start_membership(supervisor_t* self) {
   tc.advertise_host = cfg.advertise;
   tc.limits.max_datagram = cfg.swim.max_datagram;
   tc.tcp_timeout = cfg.tcp_timeout;
+  if (st.params.sealer) {
+    tc.sealer = st.params.sealer;
+    // The wire limit stays max_datagram: the core packs less, leaving room for sealing.
+    p.swim.max_datagram = cfg.swim.max_datagram - identity::sealed_overhead;
+  }
   if (st.membership_starts++ == 0) {
     p.seeds = cfg.join;
     p.join_required = !cfg.join.empty();
@@ -283,6 +289,9 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
     },
     [=](events_atom a) {
       return self->delegate(self->state.children[self->state.membership_slot].handle, a);
+    },
+    [=](keyring_atom, const std::string& op, const std::string& arg) -> std::string {
+      return answer_keyring_request(self->state.params.sealer.get(), op, arg);
     },
     [=](leave_atom) { leave(self); },
     [=](stop_atom) {

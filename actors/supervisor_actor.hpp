@@ -6,6 +6,7 @@
 //   (leave_atom)          leave the mesh gracefully, then shut down with exit code 0
 //   (stop_atom)           shut down now (second signal)
 //   (members_atom) / (events_atom) -> std::string   delegated to the membership actor
+//   (keyring_atom, std::string op, std::string arg) -> std::string   the gossip keyring
 #pragma once
 
 #include <atomic>
@@ -17,6 +18,8 @@
 #include "actors/config.hpp"
 
 namespace starling::actors {
+
+class keyring_sealer;
 
 /// What the supervisor leaves behind for run_agent: the process exit code.
 struct agent_outcome {
@@ -31,6 +34,9 @@ struct supervisor_params {
   std::uint64_t incarnation = 0;
   /// Shared with run_agent, which reads it after the supervisor is down. Never null.
   std::shared_ptr<agent_outcome> outcome;
+  /// The gossip keyring, shared with every gossip transport this agent starts (also after
+  /// a membership restart); null: plain gossip.
+  std::shared_ptr<keyring_sealer> sealer;
 };
 
 /// Spawns the supervisor, which immediately spawns its children.

@@ -122,6 +122,56 @@ caf::error io_error(std::string what, const asio::error_code& ec) {
   return make_error(errc::io_failure, std::move(what) + ": " + ec.message());
 }
 
+/// Calls sealer.seal; an exception becomes an error (never propagated into Asio).
+caf::expected<std::string> seal_with(datagram_sealer& sealer, std::string plain) noexcept {
+  try {
+    return sealer.seal(std::move(plain));
+  } catch (...) {
+    return make_error(errc::malformed, "sealer threw while sealing");
+  }
+}
+
+/// Calls sealer.open; an exception becomes a malformed error.
+caf::expected<std::string> open_with(datagram_sealer& sealer, std::string_view wire) noexcept {
+  try {
+    return sealer.open(wire);
+  } catch (...) {
+    return make_error(errc::malformed, "sealer threw while opening");
+  }
+}
+
+/// True when a sealer refusal means unauthenticated input rather than malformed bytes
+/// (see datagram_sealer).
+bool is_refusal(const caf::error& err) {
+  return err.category() != errc_category;
+}
+
+/// Prefixes `body` with its 4-byte big-endian length (a TCP frame).
+std::string frame_of(std::string_view body) {
+  std::string out;
+  out.reserve(4 + body.size());
+  const auto n = static_cast<std::uint32_t>(body.size());
+  out += static_cast<char>((n >> 24) & 0xff);
+  out += static_cast<char>((n >> 16) & 0xff);
+  out += static_cast<char>((n >> 8) & 0xff);
+  out += static_cast<char>(n & 0xff);
+  out.append(body);
+  return out;
+}
+
+/// Seals the body of an encoded TCP frame (length prefix + body) when a sealer is set.
+caf::expected<std::string> seal_frame(const std::shared_ptr<datagram_sealer>& sealer,
+                                      std::string frame) {
+  if (!sealer)
+    return frame;
+  if (frame.size() < 4)
+    return make_error(errc::malformed, "frame shorter than its length prefix");
+  auto sealed = seal_with(*sealer, frame.substr(4));
+  if (!sealed)
+    return sealed.error();
+  return frame_of(*sealed);
+}
+
 } // namespace
 
 /// Lets push-pull responders reach the transport from any thread until stop() cuts them off.
@@ -273,9 +323,16 @@ public:
 
   void push_pull_with(const std::string& address, push_pull local,
                       std::function<void(caf::expected<push_pull>)> done) {
-    // Encoding is pure: do it on the caller's thread.
-    auto bytes = encode_frame(local);
-    asio::post(io_, [this, address, bytes = std::move(bytes), done = std::move(done)]() mutable {
+    // Encoding and sealing need no I/O state: do them on the caller's thread.
+    auto bytes = seal_frame(cfg_.sealer, encode_frame(local));
+    if (!bytes) {
+      asio::post(io_, [this, err = bytes.error(), done = std::move(done)]() mutable {
+        stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+        invoke_callback("push_pull done", done, caf::expected<push_pull>{std::move(err)});
+      });
+      return;
+    }
+    asio::post(io_, [this, address, bytes = std::move(*bytes), done = std::move(done)]() mutable {
       start_outbound(address, std::move(bytes), std::move(done));
     });
   }
@@ -374,14 +431,12 @@ private:
     }
     std::string opened;
     if (cfg_.sealer) {
-      caf::expected<std::string> plain{make_error(errc::malformed, "sealer threw")};
-      try {
-        plain = cfg_.sealer->open(wire);
-      } catch (...) {
-        // Keep the "sealer threw" error.
-      }
+      auto plain = open_with(*cfg_.sealer, wire);
       if (!plain) {
-        stats_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
+        if (is_refusal(plain.error()))
+          stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
+        else
+          stats_.dropped_malformed.fetch_add(1, std::memory_order_relaxed);
         drop(plain.error(), from);
         return;
       }
@@ -405,19 +460,21 @@ private:
       return;
     }
     auto bytes = encode_datagram(msg);
+    if (cfg_.sealer) {
+      auto sealed = seal_with(*cfg_.sealer, std::move(bytes));
+      if (!sealed) {
+        stats_.send_errors.fetch_add(1, std::memory_order_relaxed);
+        spdlog::debug("gossip transport: cannot seal a datagram to {}: {}", address,
+                      render(sealed.error()));
+        return;
+      }
+      bytes = std::move(*sealed);
+    }
     if (bytes.size() > cfg_.limits.max_datagram) {
       stats_.send_errors.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("gossip transport: not sending a {} byte datagram to {}", bytes.size(),
                     address);
       return;
-    }
-    if (cfg_.sealer) {
-      try {
-        bytes = cfg_.sealer->seal(std::move(bytes));
-      } catch (...) {
-        stats_.send_errors.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
     }
     auto buf = std::make_shared<std::string>(std::move(bytes));
     const auto port = hp->second;
@@ -537,8 +594,35 @@ private:
                                      fail_inbound(conn, body->error(), true);
                                      return;
                                    }
-                                   on_request(conn, decode_frame(**body, cfg_.limits));
+                                   on_body(conn, std::move(**body));
                                  });
+  }
+
+  /// Opens (when sealing) and decodes the request body of an inbound exchange.
+  void on_body(const inbound_ptr& conn, std::string body) {
+    if (cfg_.sealer) {
+      auto plain = open_with(*cfg_.sealer, body);
+      if (!plain) {
+        if (is_refusal(plain.error())) {
+          stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
+        } else if (decode_frame(body, cfg_.limits)) {
+          // A well-formed plain push-pull: unauthenticated rather than malformed. Say so,
+          // so that the operator of a node without the key learns why.
+          stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
+          fail_inbound(conn,
+                       make_error(errc::peer_refused,
+                                  "unsealed push-pull, but gossip encryption is on here: the "
+                                  "sender has no gossip key"),
+                       true);
+          return;
+        }
+        // Answered with a plain error frame: the peer cannot open anything we seal.
+        fail_inbound(conn, plain.error(), true);
+        return;
+      }
+      body = std::move(*plain);
+    }
+    on_request(conn, decode_frame(body, cfg_.limits));
   }
 
   void on_request(const inbound_ptr& conn, caf::expected<push_pull> request) {
@@ -555,10 +639,19 @@ private:
       write_and_close(conn, encode_error_frame("push-pull not served"), false);
       return;
     }
-    push_pull_responder reply = [gate = gate_, id = conn->id](caf::expected<push_pull> answer) {
-      const bool refused = !answer;
-      // Encoding is pure: do it on the replier's thread.
-      auto bytes = refused ? encode_error_frame(render(answer.error())) : encode_frame(*answer);
+    push_pull_responder reply = [gate = gate_, id = conn->id,
+                                 sealer = cfg_.sealer](caf::expected<push_pull> answer) {
+      bool refused = !answer;
+      // Encoding and sealing are pure: do them on the replier's thread.
+      auto framed = seal_frame(sealer, refused ? encode_error_frame(render(answer.error()))
+                                               : encode_frame(*answer));
+      std::string bytes;
+      if (framed) {
+        bytes = std::move(*framed);
+      } else {
+        refused = true;
+        bytes = encode_error_frame("cannot seal the answer");
+      }
       std::lock_guard guard{gate->mutex};
       if (auto* owner = gate->owner) {
         asio::post(owner->io_, [owner, id, refused, bytes = std::move(bytes)]() mutable {
@@ -704,8 +797,27 @@ private:
                                    finish(op, body->error());
                                    return;
                                  }
-                                 finish(op, decode_frame(**body, cfg_.limits));
+                                 finish(op, open_answer(op, **body));
                                });
+  }
+
+  /// Opens (when sealing) and decodes the answer of an exchange we started. A plain error
+  /// frame is accepted unsealed: a peer that could not open our request cannot seal its
+  /// refusal for us, and its reason is what the operator needs to see.
+  caf::expected<push_pull> open_answer(const outbound_ptr& op, const std::string& body) {
+    if (!cfg_.sealer)
+      return decode_frame(body, cfg_.limits);
+    auto plain = open_with(*cfg_.sealer, body);
+    if (plain)
+      return decode_frame(*plain, cfg_.limits);
+    auto as_plain = decode_frame(body, cfg_.limits);
+    if (!as_plain && as_plain.error().category() == errc_category &&
+        as_plain.error().code() == static_cast<std::uint8_t>(errc::peer_refused))
+      return as_plain.error();
+    if (is_refusal(plain.error()))
+      stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
+    drop(plain.error(), op->address);
+    return plain.error();
   }
 
   void finish(const outbound_ptr& op, caf::expected<push_pull> result) {

@@ -18,14 +18,21 @@
 
 namespace starling::gossip {
 
-/// Seals and opens gossip datagrams. The seam for the keyring of the identity issue
-/// (AES-256-GCM); the default passes bytes through. Called on the transport thread only.
+/// Seals and opens gossip datagrams and push-pull frame bodies (the agent's implementation
+/// is the AES-256-GCM keyring of docs/decisions/0005). Called from the transport's I/O
+/// thread and from the threads that start or answer push-pulls: implementations must be
+/// thread-safe and must not block for long.
+///
+/// How the transport counts an open() error: an error of the gossip category (malformed,
+/// truncated, ...) counts as malformed input; any other error (the keyring's tampered,
+/// replayed, unknown_key...) counts as refused, unauthenticated input.
 class datagram_sealer {
 public:
   virtual ~datagram_sealer() = default;
-  /// Wraps an encoded datagram for the wire.
-  [[nodiscard]] virtual std::string seal(std::string plain) = 0;
-  /// Unwraps a received datagram; an error drops it (counted).
+  /// Wraps an encoded datagram or frame body for the wire. An error drops the message
+  /// (counted as a send error, or a failed push-pull).
+  [[nodiscard]] virtual caf::expected<std::string> seal(std::string plain) = 0;
+  /// Unwraps a received datagram or frame body; an error drops it (counted, see above).
   [[nodiscard]] virtual caf::expected<std::string> open(std::string_view wire) = 0;
 };
 
@@ -42,7 +49,11 @@ struct transport_config {
   codec_limits limits;
   /// Bound on a whole push-pull exchange (connect, write, read), both directions.
   std::chrono::milliseconds tcp_timeout{10000};
-  /// Optional datagram sealer; null means plain datagrams.
+  /// Optional sealer; null means plain datagrams and frames. When set, every UDP datagram
+  /// and every TCP push-pull frame body is sealed, and anything that does not open is
+  /// refused (a node with another key can neither probe nor join by push-pull). The sealed
+  /// datagram must fit `limits.max_datagram`: the owner leaves room for the sealing overhead
+  /// in what it asks to send. A refusal is answered on TCP with a plain error frame.
   std::shared_ptr<datagram_sealer> sealer;
 };
 
@@ -52,7 +63,10 @@ struct transport_stats {
   std::atomic<std::uint64_t> datagrams_out{0};
   std::atomic<std::uint64_t> bytes_in{0};
   std::atomic<std::uint64_t> bytes_out{0};
-  std::atomic<std::uint64_t> dropped_malformed{0}; ///< undecodable or unsealable datagrams
+  std::atomic<std::uint64_t> dropped_malformed{0}; ///< undecodable datagrams
+  /// Datagrams and push-pull frames the sealer refused as unauthenticated (tampered,
+  /// replayed, unknown key, unsealed). TCP refusals also count in push_pull_errors.
+  std::atomic<std::uint64_t> dropped_refused{0};
   std::atomic<std::uint64_t> dropped_oversized{0}; ///< datagrams over max_datagram
   std::atomic<std::uint64_t> send_errors{0};
   std::atomic<std::uint64_t> push_pulls_in{0};     ///< exchanges a peer started

@@ -1,6 +1,10 @@
 // Config loading: TOML keys, flag precedence, durations, and one clear message per error.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <string>
 
 #include "actors/config.hpp"
@@ -304,4 +308,53 @@ TEST(config, missing_config_file_names_the_flag) {
   auto cfg = sa::load_agent_config(f);
   ASSERT_FALSE(cfg);
   EXPECT_EQ(sa::message_of(cfg.error()).rfind("--config:", 0), 0u);
+}
+
+// -- gossip encryption ----------------------------------------------------------------------
+
+TEST(config, gossip_key_from_file_or_flag_flag_wins) {
+  const std::string k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  const std::string k2 = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+  auto cfg = load("name = \"a\"\ngossip_key = \"" + k1 + "\"\n");
+  EXPECT_EQ(cfg.gossip_key, k1);
+  sa::agent_flags f;
+  f.gossip_key = k2;
+  cfg = load("name = \"a\"\ngossip_key = \"" + k1 + "\"\n", f);
+  EXPECT_EQ(cfg.gossip_key, k2);
+  EXPECT_TRUE(load("name = \"a\"\n").gossip_key.empty());
+}
+
+TEST(config, bad_gossip_key_names_the_key_and_hides_the_value) {
+  auto msg = error_of("name = \"a\"\ngossip_key = \"c2VjcmV0LXRvby1zaG9ydA==\"\n");
+  EXPECT_EQ(msg.rfind("gossip_key: expected a base64 key of 32 bytes", 0), 0u) << msg;
+  EXPECT_EQ(msg.find("c2VjcmV0"), std::string::npos) << msg;
+  EXPECT_EQ(error_of("name = \"a\"\ngossip_key = 5\n").rfind("gossip_key:", 0), 0u);
+  sa::agent_flags f;
+  f.name = "a";
+  f.gossip_key = "nope";
+  EXPECT_EQ(error_of("", f).rfind("--gossip-key:", 0), 0u);
+}
+
+TEST(config, keyring_file_is_checked_at_load) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("starling-config-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto good = dir / "good.keyring";
+  const auto bad_file = dir / "bad.keyring";
+  {
+    std::ofstream{good} << "primary AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
+    std::ofstream{bad_file} << "primary nope\n";
+  }
+  auto cfg = load("name = \"a\"\nkeyring_file = \"" + good.string() + "\"\n");
+  EXPECT_EQ(cfg.keyring_file, good);
+  auto msg = error_of("name = \"a\"\nkeyring_file = \"" + bad_file.string() + "\"\n");
+  EXPECT_EQ(msg.rfind("keyring_file:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("line 1"), std::string::npos) << msg;
+  msg = error_of("name = \"a\"\nkeyring_file = \"" + (dir / "missing").string() + "\"\n");
+  EXPECT_EQ(msg.rfind("keyring_file: cannot read", 0), 0u) << msg;
+  sa::agent_flags f;
+  f.name = "a";
+  f.keyring_file = bad_file.string();
+  EXPECT_EQ(error_of("", f).rfind("--keyring-file:", 0), 0u);
+  std::filesystem::remove_all(dir);
 }

@@ -302,7 +302,7 @@ TEST(transport, does_not_send_oversized_datagrams) {
 /// A toy sealer: prefixes a marker. Enough to check the transport calls it both ways.
 class marker_sealer : public datagram_sealer {
 public:
-  std::string seal(std::string plain) override { return "SEAL" + plain; }
+  caf::expected<std::string> seal(std::string plain) override { return "SEAL" + plain; }
   caf::expected<std::string> open(std::string_view wire) override {
     if (wire.substr(0, 4) != "SEAL")
       return make_error(errc::malformed, "not sealed");
@@ -324,8 +324,116 @@ TEST(transport, seals_and_opens_datagrams) {
   a->send(local(c->port()), ping_from("a", 3)); // sealed: unknown frame at c
   EXPECT_TRUE(eventually([&] { return b->stats().dropped_malformed == 1; }));
   EXPECT_TRUE(eventually([&] { return c->stats().dropped_malformed == 1; }));
+  EXPECT_EQ(b->stats().dropped_refused, 0u); // a gossip-category error counts as malformed
   std::lock_guard guard{rb.mutex};
   EXPECT_EQ(rb.packets.size(), 1u);
+}
+
+/// A sealer that refuses with a non-gossip error (as the keyring does): counted as refused.
+/// Seals by prefixing "K" + a key letter; opens only its own letter.
+class letter_sealer : public datagram_sealer {
+public:
+  explicit letter_sealer(char letter) : letter_(letter) {}
+  caf::expected<std::string> seal(std::string plain) override {
+    return std::string{'K', letter_} + plain;
+  }
+  caf::expected<std::string> open(std::string_view wire) override {
+    if (wire.size() < 2 || wire[0] != 'K')
+      return make_error(errc::malformed, "not sealed");
+    if (wire[1] != letter_)
+      return caf::error{std::uint8_t{1}, caf::atom("other")}; // another category: refused
+    return std::string{wire.substr(2)};
+  }
+
+private:
+  char letter_;
+};
+
+TEST(transport, sealed_datagrams_must_fit_max_datagram_after_sealing) {
+  recorder ra, rb;
+  auto cfg = local_config();
+  cfg.sealer = std::make_shared<letter_sealer>('a');
+  auto a = start_local(ra, cfg);
+  auto b = start_local(rb, cfg);
+  ASSERT_TRUE(a && b);
+  auto p = ping_from("a", 1);
+  const auto plain_size = encode_datagram(p).size();
+  auto tight = local_config();
+  tight.sealer = std::make_shared<letter_sealer>('a');
+  tight.limits.max_datagram = plain_size + 1; // the plain datagram fits, the sealed one not
+  auto c = start_local(ra, tight);
+  ASSERT_TRUE(c);
+  c->send(local(b->port()), p);
+  EXPECT_TRUE(eventually([&] { return c->stats().send_errors == 1; }));
+  a->send(local(b->port()), p);
+  ASSERT_TRUE(rb.wait([&] { return rb.packets.size() == 1; }));
+}
+
+TEST(transport, counts_refused_input_apart_from_malformed) {
+  recorder ra, rb, rc;
+  auto cfg = local_config();
+  cfg.sealer = std::make_shared<letter_sealer>('a');
+  auto a = start_local(ra, cfg);
+  auto b = start_local(rb, cfg);
+  cfg.sealer = std::make_shared<letter_sealer>('z'); // another key
+  auto c = start_local(rc, cfg);
+  ASSERT_TRUE(a && b && c);
+  c->send(local(b->port()), ping_from("c", 1));
+  EXPECT_TRUE(eventually([&] { return b->stats().dropped_refused == 1; }));
+  EXPECT_EQ(b->stats().dropped_malformed, 0u);
+  a->send(local(b->port()), ping_from("a", 2));
+  ASSERT_TRUE(rb.wait([&] { return rb.packets.size() == 1; }));
+  EXPECT_EQ(rb.packets[0].first.seq, 2u);
+}
+
+TEST(transport, sealed_push_pull_round_trip_and_refusal_of_another_key) {
+  recorder ra, rb, rc;
+  rb.responder = [](push_pull, push_pull_responder reply) { reply(state_of("b")); };
+  auto cfg = local_config();
+  cfg.sealer = std::make_shared<letter_sealer>('a');
+  auto a = start_local(ra, cfg);
+  auto b = start_local(rb, cfg);
+  cfg.sealer = std::make_shared<letter_sealer>('z');
+  auto c = start_local(rc, cfg);
+  auto d = start_local(rc); // no sealer at all
+  ASSERT_TRUE(a && b && c && d);
+  outcome ok;
+  a->push_pull_with(local(b->port()), state_of("a", true), ok.callback());
+  ASSERT_TRUE(ok.wait());
+  ASSERT_TRUE(*ok.result) << render(ok.result->error());
+  EXPECT_EQ(**ok.result, state_of("b"));
+  // Another key: b refuses (counted), c learns why from b's plain error frame.
+  outcome refused;
+  c->push_pull_with(local(b->port()), state_of("c", true), refused.callback());
+  ASSERT_TRUE(refused.wait());
+  ASSERT_FALSE(*refused.result);
+  EXPECT_EQ(code_of(refused.result->error()), code(errc::peer_refused));
+  EXPECT_TRUE(eventually([&] { return b->stats().dropped_refused == 1; }));
+  // No sealer: a well-formed plain push-pull is refused as unauthenticated, not served.
+  outcome plain;
+  d->push_pull_with(local(b->port()), state_of("d", true), plain.callback());
+  ASSERT_TRUE(plain.wait());
+  ASSERT_FALSE(*plain.result);
+  EXPECT_EQ(code_of(plain.result->error()), code(errc::peer_refused));
+  EXPECT_NE(render(plain.result->error()).find("gossip encryption is on"), std::string::npos);
+  EXPECT_TRUE(eventually([&] { return b->stats().dropped_refused == 2; }));
+  std::lock_guard guard{rb.mutex};
+  EXPECT_EQ(rb.push_pulls.size(), 1u); // only a's exchange reached b's owner
+}
+
+TEST(transport, sealed_node_refuses_a_plain_answer) {
+  recorder ra, rb;
+  rb.responder = [](push_pull, push_pull_responder reply) { reply(state_of("b")); };
+  auto cfg = local_config();
+  cfg.sealer = std::make_shared<marker_sealer>(); // b answers "SEAL..." bodies
+  auto b = start_local(rb, cfg);
+  cfg.sealer = std::make_shared<letter_sealer>('a'); // a expects "Ka..." bodies
+  auto a = start_local(ra, cfg);
+  ASSERT_TRUE(a && b);
+  outcome out;
+  a->push_pull_with(local(b->port()), state_of("a", true), out.callback());
+  ASSERT_TRUE(out.wait());
+  ASSERT_FALSE(*out.result); // b refuses a's body (malformed for the marker sealer)
 }
 
 // -- TCP push-pull ---------------------------------------------------------------------------
