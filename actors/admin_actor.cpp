@@ -1,29 +1,67 @@
-// The admin actor: the object operators' tools talk to (through caf::io::publish on the
-// admin address). Thin: answers from the supervisor's children. Only atoms and strings
-// cross the network (docs/decisions/0002).
+// The admin actor: what operators' tools talk to. The admin port (admin_server.hpp,
+// docs/decisions/0007) hands each request to the supervisor as (admin_atom, args), which
+// delegates it here. Thin: parses the command line and answers from the supervisor's
+// children.
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/make_message.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/atoms.hpp"
+#include "actors/errc.hpp"
 #include "actors/supervisor_actor.hpp"
 
 namespace starling::actors {
 
 namespace {
 
+/// A usage error for the admin client (exit code 2).
+caf::error usage(std::string why) {
+  return make_error(errc::bad_request, std::move(why));
+}
+
+/// Refuses arguments after a command that takes none.
+caf::error no_arguments(const std::vector<std::string>& args) {
+  if (args.size() > 1)
+    return usage("'" + args[0] + "' takes no arguments, got '" + args[1] + "'");
+  return {};
+}
+
 caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
   return {
-    [=](members_atom a) { return self->delegate(supervisor, a); },
-    [=](events_atom a) { return self->delegate(supervisor, a); },
-    [=](leave_atom a) -> std::string {
-      spdlog::info("leave requested through the admin actor");
-      self->send(supervisor, a);
-      return "ok";
-    },
-    [=](ping_atom) -> std::string { return "pong"; },
-    [=](keyring_atom a, std::string& op, std::string& arg) {
-      return self->delegate(supervisor, a, std::move(op), std::move(arg));
+    // Answers are caf::message so that delegation (an untyped `delegated<message>`) and
+    // direct answers share one result type.
+    [=](admin_atom, const std::vector<std::string>& args) -> caf::result<caf::message> {
+      if (args.empty())
+        return usage("empty admin request");
+      const auto& cmd = args[0];
+      if (cmd == "members" || cmd == "events" || cmd == "leave" || cmd == "ping")
+        if (auto err = no_arguments(args))
+          return err;
+      if (cmd == "members")
+        return self->delegate(supervisor, members_atom::value);
+      if (cmd == "events")
+        return self->delegate(supervisor, events_atom::value);
+      if (cmd == "leave") {
+        spdlog::info("leave requested through the admin port");
+        self->send(supervisor, leave_atom::value);
+        return caf::make_message(std::string{"ok"});
+      }
+      if (cmd == "ping")
+        return caf::make_message(std::string{"pong"});
+      if (cmd == "keyring") {
+        // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID
+        const auto op = args.size() > 1 ? args[1] : std::string{};
+        const bool takes_arg = op == "install" || op == "use" || op == "remove";
+        if (op != "list" && !takes_arg)
+          return usage("keyring: expected list, install, use or remove, got '" + op + "'");
+        if (args.size() != (takes_arg ? 3u : 2u))
+          return usage(takes_arg ? "keyring " + op + " needs one key or key id"
+                                 : "keyring list takes no arguments");
+        return self->delegate(supervisor, keyring_atom::value, op,
+                              takes_arg ? args[2] : std::string{});
+      }
+      return usage("unknown admin command '" + cmd + "'");
     },
   };
 }

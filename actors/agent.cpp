@@ -11,7 +11,6 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
-#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 #include <spdlog/spdlog.h>
@@ -134,7 +133,6 @@ int run_agent(const agent_config& cfg) {
   auto outcome = std::make_shared<agent_outcome>();
   {
     caf::actor_system_config sys_cfg;
-    sys_cfg.load<caf::io::middleman>();
     // No caf-application.ini: an empty stream (CAF-NOTES.md).
     std::istringstream no_ini;
     if (auto err = sys_cfg.parse(caf::actor_system_config::string_list{}, no_ini)) {

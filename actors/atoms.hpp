@@ -1,16 +1,20 @@
 // Atoms of the agent's actors. At most 10 characters (CAF 0.17). Atoms with equal text are
 // the same type, so `leave_atom` here is caf::leave_atom; that is fine.
 //
-// Admin protocol (crosses the network: atoms and std::string only, see
-// docs/decisions/0002): (members_atom) -> std::string JSON, (events_atom) -> std::string
-// JSON, (leave_atom) -> std::string "ok", (ping_atom) -> std::string "pong",
-// (keyring_atom, std::string op, std::string arg) -> std::string (actors/keyring_sealer.hpp).
+// Admin protocol (local only: the admin port speaks proto/admin.proto, docs/decisions/0007,
+// and the supervisor hands each request in as (admin_atom, args)): (admin_atom,
+// std::vector<std::string>) -> std::string, or an actors::errc error (bad_request for usage
+// errors). The admin actor dispatches the command to (members_atom) -> std::string JSON,
+// (events_atom) -> std::string JSON, (leave_atom) -> std::string "ok",
+// (ping_atom) -> std::string "pong", (keyring_atom, std::string op, std::string arg) ->
+// std::string (actors/keyring_sealer.hpp).
 #pragma once
 
 #include <caf/atom.hpp>
 
 namespace starling::actors {
 
+using admin_atom = caf::atom_constant<caf::atom("admin")>;
 using members_atom = caf::atom_constant<caf::atom("members")>;
 using events_atom = caf::atom_constant<caf::atom("events")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;

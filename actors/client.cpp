@@ -1,18 +1,10 @@
-// The one-shot commands that talk to an agent's admin actor: `starling members`,
-// `starling leave`. Client side of docs/decisions/0002: connect with CAF's middleman
-// (bounded), send an atom, print the string answer.
+// The one-shot commands that talk to an agent's admin port: `starling members`,
+// `starling leave`. Client side of docs/decisions/0007: send the command line, print the
+// answer, map its status to the exit code.
 #include <iostream>
-#include <optional>
 #include <variant>
-#include <set>
-#include <sstream>
 
-#include <caf/actor_system.hpp>
-#include <caf/actor_system_config.hpp>
-#include <caf/io/middleman.hpp>
-#include <caf/scoped_actor.hpp>
-
-#include "actors/atoms.hpp"
+#include "actors/admin_server.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
@@ -24,70 +16,40 @@ namespace starling::actors {
 
 namespace {
 
-/// A short reason for a failed connect or request.
-std::string reason(const caf::error& err, std::chrono::milliseconds timeout) {
-  if (err == caf::sec::cannot_connect_to_node)
-    return "connection failed";
-  if (err == caf::sec::request_timeout)
-    return "no answer within " + std::to_string(timeout.count()) + "ms";
-  if (err == caf::sec::request_receiver_down)
-    return "the agent is shutting down";
-  return caf::to_string(err);
-}
-
-/// Connects to the admin actor at `opts.admin` and sends `request`; returns the string
-/// answer, or prints a message on stderr and returns the exit code.
-template <class... Ts>
-std::variant<std::string, int> ask(const client_options& opts, Ts... request) {
+/// Sends `args` to the admin port at `opts.admin`; returns the answer's body, or prints
+/// a message on stderr and returns the exit code.
+std::variant<std::string, int> ask(const client_options& opts,
+                                   const std::vector<std::string>& args) {
   auto hp = parse_host_port(opts.admin, "--admin");
   if (!hp) {
     std::cerr << "starling: " << message_of(hp.error()) << '\n';
     return exit_usage;
   }
-  caf::actor_system_config cfg;
-  cfg.load<caf::io::middleman>();
-  std::istringstream no_ini;
-  if (auto err = cfg.parse(caf::actor_system_config::string_list{}, no_ini)) {
-    std::cerr << "starling: " << caf::to_string(err) << '\n';
+  auto reply = call_admin(hp->host, hp->port, args, opts.timeout);
+  if (!reply) {
+    std::cerr << "starling: cannot reach the agent's admin port at " << hp->to_string() << ": "
+              << message_of(reply.error())
+              << "; is the agent running? (--admin sets the address)\n";
     return exit_failed;
   }
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  caf::actor admin;
-  std::string failure;
-  // remote_actor() waits forever on some failures: ask the middleman with a timeout.
-  self
-    ->request(sys.middleman().actor_handle(), opts.timeout, caf::connect_atom::value, hp->host,
-              hp->port)
-    .receive(
-      [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
-        if (ptr)
-          admin = caf::actor_cast<caf::actor>(ptr);
-        else
-          failure = "no actor published there";
-      },
-      [&](caf::error& err) { failure = reason(err, opts.timeout); });
-  if (!admin) {
-    std::cerr << "starling: cannot reach the agent's admin actor at " << hp->to_string() << ": "
-              << failure << "; is the agent running? (--admin sets the address)\n";
-    return exit_failed;
+  switch (reply->code) {
+    case admin_reply::status::ok:
+      return std::move(reply->body);
+    case admin_reply::status::usage:
+      std::cerr << "starling: " << reply->error << '\n';
+      return exit_usage;
+    case admin_reply::status::failed:
+      break;
   }
-  std::optional<std::string> answer;
-  self->request(admin, opts.timeout, std::move(request)...)
-    .receive([&](std::string& s) { answer = std::move(s); },
-             [&](caf::error& err) { failure = reason(err, opts.timeout); });
-  if (!answer) {
-    std::cerr << "starling: the agent at " << hp->to_string()
-              << " did not answer: " << failure << '\n';
-    return exit_failed;
-  }
-  return std::move(*answer);
+  std::cerr << "starling: the agent at " << hp->to_string() << " refused: " << reply->error
+            << '\n';
+  return exit_failed;
 }
 
 } // namespace
 
 int run_members(const client_options& opts) {
-  auto res = ask(opts, members_atom::value);
+  auto res = ask(opts, {"members"});
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& json = std::get<std::string>(res);
@@ -105,7 +67,7 @@ int run_members(const client_options& opts) {
 }
 
 int run_leave(const client_options& opts) {
-  auto res = ask(opts, leave_atom::value);
+  auto res = ask(opts, {"leave"});
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& answer = std::get<std::string>(res);
@@ -118,7 +80,10 @@ int run_leave(const client_options& opts) {
 }
 
 int run_keyring(const client_options& opts, const std::string& op, const std::string& arg) {
-  auto res = ask(opts, keyring_atom::value, op, arg);
+  std::vector<std::string> args{"keyring", op};
+  if (!arg.empty())
+    args.push_back(arg);
+  auto res = ask(opts, args);
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& answer = std::get<std::string>(res);

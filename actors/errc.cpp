@@ -15,6 +15,7 @@ const char* to_string(errc x) noexcept {
     case errc::join_failed: return "join_failed";
     case errc::unreachable: return "unreachable";
     case errc::request_failed: return "request_failed";
+    case errc::bad_request: return "bad_request";
   }
   return "unknown";
 }

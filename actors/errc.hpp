@@ -17,6 +17,7 @@ enum class errc : std::uint8_t {
   join_failed,        ///< no seed answered within join_timeout
   unreachable,        ///< the admin actor could not be reached
   request_failed,     ///< the admin actor answered with an error, or not in time
+  bad_request,        ///< an admin request with an unknown command or bad arguments
 };
 
 /// The CAF error category of this module.

@@ -10,10 +10,10 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/io/middleman.hpp>
 #include <caf/stateful_actor.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/admin_server.hpp"
 #include "actors/atoms.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
@@ -31,10 +31,8 @@ using steady = std::chrono::steady_clock;
 constexpr std::size_t max_restarts = 5;
 constexpr auto restart_window = std::chrono::seconds{60};
 
-/// Publishing the admin actor again after a restart: attempts and pause (the old
-/// listener may still be closing).
-constexpr int republish_attempts = 20;
-constexpr auto republish_pause = std::chrono::milliseconds{250};
+/// Bound on the admin actor's answer to one admin request.
+constexpr auto admin_request_timeout = std::chrono::seconds{20};
 
 /// One supervised child. Adding a child = adding a slot with its start function.
 struct child_slot {
@@ -42,7 +40,7 @@ struct child_slot {
   std::string name;
   /// The running instance; held here, since an actor nobody holds exits as unreachable.
   caf::actor handle;
-  /// Spawns a fresh instance (and wires it: publish, ...). Called at start and on restart.
+  /// Spawns a fresh instance (and wires it). Called at start and on restart.
   std::function<caf::actor()> start;
   /// Times of recent restarts, oldest first, within restart_window.
   std::deque<steady::time_point> restarts;
@@ -59,7 +57,10 @@ struct supervisor_state {
   /// Advertised gossip address and bound port, once the membership actor reported them.
   std::string gossip_address;
   std::uint16_t gossip_port = 0;
-  /// Actual admin port once published; 0 before.
+  /// The admin port's listener (started once gossip is bound; outlives admin actor
+  /// restarts, since it hands requests to the supervisor). Null before and after.
+  std::shared_ptr<admin_server> admin;
+  /// Actual admin port once listening; 0 before.
   std::uint16_t admin_port = 0;
   /// Alive peers and own incarnation last reported: the seeds of a restarted membership.
   std::vector<std::string> last_peers;
@@ -81,9 +82,8 @@ void shutdown(supervisor_t* self, int code) {
   st.shutting_down = true;
   st.params.outcome->exit_code = code;
   spdlog::info("shutting down (exit code {})", code);
-  if (st.admin_port != 0)
-    self->send(self->home_system().middleman().actor_handle(), caf::close_atom::value,
-               st.admin_port);
+  // Stops the listener (joins its thread); responders still in flight do nothing.
+  st.admin.reset();
   for (auto& child : st.children)
     if (child.handle)
       self->send_exit(child.handle, caf::exit_reason::user_shutdown);
@@ -110,36 +110,46 @@ void announce_ready(supervisor_t* self) {
                cfg.data_dir.string());
 }
 
-void publish_admin(supervisor_t* self, caf::actor admin, int attempts_left) {
+/// Hands one admin request to the supervisor (hence the current admin actor) through a
+/// short-lived actor, and answers through `reply` (any thread may call it).
+void forward_admin_request(caf::actor_system& sys, const caf::actor& supervisor,
+                           std::vector<std::string> args, admin_responder reply) {
+  sys.spawn([supervisor, args = std::move(args),
+             reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
+    tmp->request(supervisor, admin_request_timeout, admin_atom::value, std::move(args))
+      .then([reply](std::string& body) { reply(admin_reply::ok(std::move(body))); },
+            [reply](caf::error& err) {
+              if (err.category() == errc_category &&
+                  err.code() == static_cast<std::uint8_t>(errc::bad_request))
+                reply(admin_reply::usage(message_of(err)));
+              else
+                reply(admin_reply::failed(message_of(err)));
+            });
+  });
+}
+
+/// Starts listening on the admin address; false (after shutting down) if binding failed.
+bool start_admin_server(supervisor_t* self) {
   auto& st = self->state;
   const auto& cfg = st.params.cfg;
-  auto port = st.admin_port != 0 ? st.admin_port : cfg.admin.port;
-  auto mm = self->home_system().middleman().actor_handle();
-  self
-    ->request(mm, std::chrono::seconds{10}, caf::publish_atom::value, port,
-              caf::actor_cast<caf::strong_actor_ptr>(admin), std::set<std::string>{},
-              cfg.admin.host, true)
-    .then(
-      [=](std::uint16_t actual) {
-        auto& st = self->state;
-        st.admin_port = actual;
-        spdlog::debug("admin actor published on {}:{}", cfg.admin.host, actual);
-        announce_ready(self);
-      },
-      [=](caf::error& err) {
-        auto& st = self->state;
-        if (st.shutting_down)
-          return;
-        if (st.admin_port != 0 && attempts_left > 0) {
-          spdlog::debug("publishing the admin actor again failed ({}); retrying",
-                        message_of(err));
-          self->delayed_send(self, republish_pause, caf::publish_atom::value, attempts_left);
-          return;
-        }
-        spdlog::error("cannot listen on admin address {}: {}", cfg.admin.to_string(),
-                      message_of(err));
-        shutdown(self, exit_failed);
-      });
+  admin_server_config ac;
+  ac.host = cfg.admin.host;
+  ac.port = cfg.admin.port;
+  auto* sys = &self->home_system();
+  auto sup = caf::actor_cast<caf::actor>(self);
+  auto server = admin_server::start(ac, [sys, sup](std::vector<std::string> args,
+                                                   admin_responder reply) {
+    forward_admin_request(*sys, sup, std::move(args), std::move(reply));
+  });
+  if (!server) {
+    spdlog::error("{}", message_of(server.error()));
+    shutdown(self, exit_failed);
+    return false;
+  }
+  st.admin = std::move(*server);
+  st.admin_port = st.admin->port();
+  spdlog::debug("admin port listening on {}:{}", cfg.admin.host, st.admin_port);
+  return true;
 }
 
 caf::actor start_membership(supervisor_t* self) {
@@ -184,15 +194,7 @@ caf::actor start_membership(supervisor_t* self) {
 }
 
 caf::actor start_admin(supervisor_t* self) {
-  auto admin = spawn_admin_actor(self->home_system(), caf::actor_cast<caf::actor>(self));
-  // At first start, wait for the gossip address before publishing (announce_ready needs
-  // both); on a restart publish right away on the same port.
-  if (self->state.admin_port != 0) {
-    self->send(self->home_system().middleman().actor_handle(), caf::close_atom::value,
-               self->state.admin_port);
-    publish_admin(self, admin, republish_attempts);
-  }
-  return admin;
+  return spawn_admin_actor(self->home_system(), caf::actor_cast<caf::actor>(self));
 }
 
 std::size_t add_child(supervisor_t* self, std::string name, std::function<caf::actor()> start) {
@@ -260,8 +262,9 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
       auto& st = self->state;
       st.gossip_address = address;
       st.gossip_port = port;
-      if (st.admin_port == 0 && !st.ready)
-        publish_admin(self, st.children[st.admin_slot].handle, 0);
+      // The admin port opens once gossip is bound (announce_ready needs both).
+      if (!st.admin && !st.ready && !st.shutting_down && start_admin_server(self))
+        announce_ready(self);
     },
     [=](failed_atom, const std::string& msg) {
       spdlog::error("{}", msg);
@@ -279,10 +282,9 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
         st.last_peers = std::move(peers);
       st.last_incarnation = incarnation;
     },
-    [=](caf::publish_atom, int attempts_left) {
-      auto& st = self->state;
-      if (auto& admin = st.children[st.admin_slot].handle; admin && !st.shutting_down)
-        publish_admin(self, admin, attempts_left - 1);
+    [=](admin_atom a, std::vector<std::string>& args) {
+      return self->delegate(self->state.children[self->state.admin_slot].handle, a,
+                            std::move(args));
     },
     [=](members_atom a) {
       return self->delegate(self->state.children[self->state.membership_slot].handle, a);

@@ -1,5 +1,5 @@
 // The node supervisor: spawns, monitors and restarts the agent's child actors (membership,
-// admin; later identity, routing, proxy controller), publishes the admin actor, announces
+// admin; later identity, routing, proxy controller), runs the admin port, announces
 // readiness (agent.json + the ready line), and runs the graceful leave and shutdown.
 //
 // Protocol:
@@ -7,6 +7,7 @@
 //   (stop_atom)           shut down now (second signal)
 //   (members_atom) / (events_atom) -> std::string   delegated to the membership actor
 //   (keyring_atom, std::string op, std::string arg) -> std::string   the gossip keyring
+//   (admin_atom, std::vector<std::string>) -> std::string   delegated to the admin actor
 #pragma once
 
 #include <atomic>
@@ -42,7 +43,7 @@ struct supervisor_params {
 /// Spawns the supervisor, which immediately spawns its children.
 [[nodiscard]] caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_params params);
 
-/// Spawns an admin actor that serves the admin protocol (atoms.hpp) for `supervisor`.
+/// Spawns an admin actor that serves admin requests (atoms.hpp) for `supervisor`.
 [[nodiscard]] caf::actor spawn_admin_actor(caf::actor_system& sys, caf::actor supervisor);
 
 } // namespace starling::actors

@@ -526,6 +526,8 @@ private:
     std::string remote;
     /// The answer being written; kept alive until the write completes.
     std::string out;
+    /// A whole request frame arrived (the exchange is under way, not merely connected).
+    bool requested = false;
     /// An answer was queued (replies after the first are ignored).
     bool answered = false;
     /// Closed and removed from inbound_.
@@ -554,6 +556,20 @@ private:
     asio::error_code ep_ec;
     const auto ep = socket.remote_endpoint(ep_ec);
     const auto remote = ep_ec ? std::string{"?"} : render_endpoint(ep.address(), ep.port());
+    // Full: make room by closing the oldest connection that has not sent a whole request
+    // yet. Real push-pulls send theirs within a round trip, so a peer holding connections
+    // open half-way (slowloris) only ever evicts its own.
+    if (inbound_.size() >= max_inbound_connections) {
+      for (const auto& entry : inbound_) {
+        if (!entry.second->requested) {
+          auto old = entry.second; // a copy: closing erases the map entry
+          fail_inbound(old, make_error(errc::io_failure, "evicted: connection limit reached "
+                                                         "before a whole request arrived"),
+                       false);
+          break;
+        }
+      }
+    }
     if (inbound_.size() >= max_inbound_connections) {
       stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
       asio::error_code ignored;
@@ -626,6 +642,7 @@ private:
   }
 
   void on_request(const inbound_ptr& conn, caf::expected<push_pull> request) {
+    conn->requested = true;
     if (!request) {
       // A peer that sends us an error frame as a request gets no answer.
       const bool answer = request.error().code() != static_cast<std::uint8_t>(errc::peer_refused);

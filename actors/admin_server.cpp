@@ -1,0 +1,385 @@
+// The admin protocol over Asio: server (one I/O thread) and blocking client. See
+// admin_server.hpp and docs/decisions/0007.
+//
+// Lifetime: the destructor detaches the reply gate, stops the io_context and joins the
+// thread. A responder holds the gate, not the server, so a late answer is dropped.
+#include "actors/admin_server.hpp"
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <asio/connect.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/errc.hpp"
+#include "admin.pb.h"
+#include "gossip/codec.hpp"
+
+namespace starling::actors {
+
+namespace {
+
+using asio::ip::tcp;
+
+constexpr std::uint32_t protocol_version = 1;
+/// Bounds on a request's command line.
+constexpr std::size_t max_args = 64;
+constexpr std::size_t read_chunk = 16 * 1024;
+/// The client refuses answers above this.
+constexpr std::size_t max_reply = 64u << 20;
+
+/// `body` behind its 4-byte big-endian length.
+std::string framed(const std::string& body) {
+  const auto n = static_cast<std::uint32_t>(body.size());
+  std::string out{static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                  static_cast<char>(n >> 8), static_cast<char>(n)};
+  return out + body;
+}
+
+std::string encode_reply(const admin_reply& r) {
+  v1::AdminResponse msg;
+  msg.set_status(static_cast<v1::AdminResponse::Status>(r.code));
+  msg.set_body(r.body);
+  msg.set_error(r.error);
+  return framed(msg.SerializeAsString());
+}
+
+/// Decodes a request body; an error names what is wrong with it.
+caf::expected<std::vector<std::string>> decode_request(const std::string& body) {
+  v1::AdminRequest msg;
+  if (!msg.ParseFromString(body))
+    return make_error(errc::request_failed, "malformed admin request");
+  if (msg.version() != protocol_version)
+    return make_error(errc::request_failed,
+                      "unsupported admin protocol version " + std::to_string(msg.version()));
+  if (msg.args_size() == 0 || static_cast<std::size_t>(msg.args_size()) > max_args)
+    return make_error(errc::request_failed, "an admin request needs 1 to 64 arguments");
+  return std::vector<std::string>(msg.args().begin(), msg.args().end());
+}
+
+/// Lets responders reach the server while it runs.
+struct reply_gate {
+  std::mutex mutex;
+  admin_server::impl* owner = nullptr;
+};
+
+} // namespace
+
+class admin_server::impl {
+public:
+  impl(admin_server_config cfg, admin_handler handler)
+    : cfg_(std::move(cfg)), handler_(std::move(handler)), acceptor_(io_),
+      gate_(std::make_shared<reply_gate>()) {
+    // Fields only; open() binds.
+  }
+
+  caf::expected<void> open() {
+    asio::error_code ec;
+    auto addr = asio::ip::make_address(cfg_.host, ec);
+    if (ec)
+      return make_error(errc::bind_failed, "admin address " + cfg_.host + ": " + ec.message());
+    tcp::endpoint ep{addr, cfg_.port};
+    auto where = [&] { return cfg_.host + ":" + std::to_string(cfg_.port); };
+    if (acceptor_.open(ep.protocol(), ec); ec)
+      return make_error(errc::bind_failed, "cannot listen on admin " + where() + ": " + ec.message());
+    acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (acceptor_.bind(ep, ec); ec)
+      return make_error(errc::bind_failed, "cannot listen on admin " + where() + ": " + ec.message());
+    if (acceptor_.listen(asio::socket_base::max_listen_connections, ec); ec)
+      return make_error(errc::bind_failed, "cannot listen on admin " + where() + ": " + ec.message());
+    port_ = acceptor_.local_endpoint(ec).port();
+    {
+      std::lock_guard guard{gate_->mutex};
+      gate_->owner = this;
+    }
+    arm_accept();
+    thread_ = std::thread{[this] { io_.run(); }};
+    return caf::unit;
+  }
+
+  void stop() {
+    {
+      std::lock_guard guard{gate_->mutex};
+      gate_->owner = nullptr;
+    }
+    asio::post(io_, [this] {
+      asio::error_code ignored;
+      acceptor_.close(ignored);
+      for (auto& [id, c] : conns_)
+        close(c);
+      conns_.clear();
+    });
+    io_.stop();
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+  std::uint16_t port() const noexcept {
+    return port_;
+  }
+
+  const admin_server_stats& stats() const noexcept {
+    return stats_;
+  }
+
+private:
+  struct conn {
+    conn(std::uint64_t id, tcp::socket s, std::size_t max_request)
+      : id(id), socket(std::move(s)), timer(socket.get_executor()), reader(max_request),
+        buffer(read_chunk) {
+      // Fields only.
+    }
+    std::uint64_t id;
+    tcp::socket socket;
+    /// Idle timeout while reading, request timeout while the handler works.
+    asio::steady_timer timer;
+    gossip::frame_reader reader;
+    std::vector<char> buffer;
+    /// The reply being written.
+    std::string out;
+    /// Sequence number of the request in flight; a responder answers only its own.
+    std::uint64_t request = 0;
+    bool waiting = false;
+    bool closed = false;
+  };
+  using conn_ptr = std::shared_ptr<conn>;
+
+  void arm_accept() {
+    acceptor_.async_accept([this](const asio::error_code& ec, tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open())
+        return;
+      if (!ec)
+        on_accept(std::move(socket));
+      arm_accept();
+    });
+  }
+
+  void on_accept(tcp::socket socket) {
+    if (conns_.size() >= cfg_.max_connections) {
+      stats_.refused_connections.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("admin: refusing a connection: {} open", conns_.size());
+      asio::error_code ignored;
+      socket.close(ignored);
+      return;
+    }
+    stats_.connections.fetch_add(1, std::memory_order_relaxed);
+    auto c = std::make_shared<conn>(next_id_++, std::move(socket), cfg_.max_request);
+    conns_.emplace(c->id, c);
+    arm_timer(c, cfg_.idle_timeout);
+    read(c);
+  }
+
+  void arm_timer(const conn_ptr& c, std::chrono::milliseconds after) {
+    c->timer.expires_after(after);
+    c->timer.async_wait([this, c, seq = c->request](const asio::error_code& ec) {
+      if (ec || c->closed || c->request != seq)
+        return;
+      stats_.timeouts.fetch_add(1, std::memory_order_relaxed);
+      if (c->waiting)
+        answer(c, seq, admin_reply::failed("the agent did not answer in time"));
+      else
+        close(c);
+    });
+  }
+
+  void read(const conn_ptr& c) {
+    // A request may already be buffered behind the previous one.
+    if (auto body = c->reader.next()) {
+      on_frame(c, std::move(*body));
+      return;
+    }
+    c->socket.async_read_some(asio::buffer(c->buffer),
+                              [this, c](const asio::error_code& ec, std::size_t n) {
+                                if (c->closed)
+                                  return;
+                                if (ec) {
+                                  close(c);
+                                  return;
+                                }
+                                c->reader.feed(std::string_view{c->buffer.data(), n});
+                                read(c);
+                              });
+  }
+
+  void on_frame(const conn_ptr& c, caf::expected<std::string> body) {
+    if (!body) {
+      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("admin: closing a connection: request over {} bytes", cfg_.max_request);
+      close(c);
+      return;
+    }
+    auto args = decode_request(*body);
+    ++c->request;
+    c->waiting = true;
+    const auto seq = c->request;
+    if (!args) {
+      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      answer(c, seq, admin_reply::usage(message_of(args.error())));
+      return;
+    }
+    stats_.requests.fetch_add(1, std::memory_order_relaxed);
+    arm_timer(c, cfg_.request_timeout);
+    admin_responder reply = [gate = gate_, weak = std::weak_ptr<conn>{c},
+                             seq](admin_reply r) mutable {
+      std::lock_guard guard{gate->mutex};
+      if (auto* owner = gate->owner)
+        asio::post(owner->io_, [owner, weak, seq, r = std::move(r)]() mutable {
+          if (auto c = weak.lock())
+            owner->answer(c, seq, std::move(r));
+        });
+    };
+    try {
+      handler_(std::move(*args), std::move(reply));
+    } catch (const std::exception& e) {
+      answer(c, seq, admin_reply::failed(std::string{"internal error: "} + e.what()));
+    }
+  }
+
+  /// Writes the answer to request `seq` (if it is still the one in flight), then reads on.
+  void answer(const conn_ptr& c, std::uint64_t seq, admin_reply r) {
+    if (c->closed || !c->waiting || c->request != seq)
+      return;
+    c->waiting = false;
+    c->out = encode_reply(r);
+    asio::async_write(c->socket, asio::buffer(c->out),
+                      [this, c](const asio::error_code& ec, std::size_t) {
+                        if (c->closed)
+                          return;
+                        if (ec) {
+                          close(c);
+                          return;
+                        }
+                        arm_timer(c, cfg_.idle_timeout);
+                        read(c);
+                      });
+  }
+
+  void close(const conn_ptr& c) {
+    if (c->closed)
+      return;
+    c->closed = true;
+    asio::error_code ignored;
+    c->timer.cancel();
+    c->socket.close(ignored);
+    conns_.erase(c->id);
+  }
+
+  admin_server_config cfg_;
+  admin_handler handler_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::shared_ptr<reply_gate> gate_;
+  std::map<std::uint64_t, conn_ptr> conns_;
+  std::uint64_t next_id_ = 1;
+  std::uint16_t port_ = 0;
+  admin_server_stats stats_;
+  std::thread thread_;
+};
+
+admin_server::admin_server(std::shared_ptr<impl> ptr) : impl_(std::move(ptr)) {
+  // nop
+}
+
+admin_server::~admin_server() {
+  impl_->stop();
+}
+
+caf::expected<std::unique_ptr<admin_server>> admin_server::start(admin_server_config cfg,
+                                                                 admin_handler handler) {
+  auto ptr = std::make_shared<impl>(std::move(cfg), std::move(handler));
+  if (auto ok = ptr->open(); !ok)
+    return std::move(ok.error());
+  return std::unique_ptr<admin_server>{new admin_server{std::move(ptr)}};
+}
+
+std::uint16_t admin_server::port() const noexcept {
+  return impl_->port();
+}
+
+const admin_server_stats& admin_server::stats() const noexcept {
+  return impl_->stats();
+}
+
+// -- client -------------------------------------------------------------------------------
+
+caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t port,
+                                      const std::vector<std::string>& args,
+                                      std::chrono::milliseconds timeout) {
+  v1::AdminRequest req;
+  req.set_version(protocol_version);
+  for (const auto& a : args)
+    req.add_args(a);
+  const auto request = framed(req.SerializeAsString());
+  const auto where = host + ":" + std::to_string(port);
+
+  asio::io_context io;
+  tcp::socket socket{io};
+  tcp::resolver resolver{io};
+  gossip::frame_reader reader{max_reply};
+  std::vector<char> buffer(read_chunk);
+  std::optional<caf::expected<admin_reply>> result;
+  auto fail = [&](errc code, std::string why) {
+    if (!result)
+      result = make_error(code, std::move(why));
+    io.stop();
+  };
+
+  std::function<void()> read_reply = [&] {
+    socket.async_read_some(asio::buffer(buffer), [&](const asio::error_code& ec, std::size_t n) {
+      if (ec) {
+        fail(errc::request_failed, "connection closed before the answer: " + ec.message());
+        return;
+      }
+      reader.feed(std::string_view{buffer.data(), n});
+      auto body = reader.next();
+      if (!body) {
+        read_reply();
+        return;
+      }
+      v1::AdminResponse msg;
+      if (!*body || !msg.ParseFromString(**body) || msg.status() > v1::AdminResponse::STATUS_USAGE) {
+        fail(errc::request_failed, "malformed answer from " + where);
+        return;
+      }
+      result = admin_reply{static_cast<admin_reply::status>(msg.status()), msg.body(),
+                           msg.error()};
+      io.stop();
+    });
+  };
+  resolver.async_resolve(host, std::to_string(port),
+                         [&](const asio::error_code& ec, tcp::resolver::results_type eps) {
+                           if (ec) {
+                             fail(errc::unreachable, "cannot resolve " + host + ": " + ec.message());
+                             return;
+                           }
+                           asio::async_connect(
+                             socket, eps, [&](const asio::error_code& cec, const tcp::endpoint&) {
+                               if (cec) {
+                                 fail(errc::unreachable, "connection failed: " + cec.message());
+                                 return;
+                               }
+                               asio::async_write(socket, asio::buffer(request),
+                                                 [&](const asio::error_code& wec, std::size_t) {
+                                                   if (wec)
+                                                     fail(errc::unreachable,
+                                                          "sending failed: " + wec.message());
+                                                   else
+                                                     read_reply();
+                                                 });
+                             });
+                         });
+  io.run_for(timeout);
+  if (!result)
+    return make_error(errc::unreachable,
+                      "no answer within " + std::to_string(timeout.count()) + "ms");
+  return std::move(*result);
+}
+
+} // namespace starling::actors

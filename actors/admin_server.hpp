@@ -1,0 +1,108 @@
+// The admin port: the agent's own request/response protocol (proto/admin.proto,
+// docs/decisions/0007) on an Asio TCP listener, and the blocking client the one-shot
+// commands use. No CAF actors here: the agent hands each decoded request to a handler
+// that talks to the admin actor and answers through a responder.
+//
+// Why not CAF's middleman (decision 0002, superseded): CAF 0.17's BASP trusts the length
+// in its frame header. One 16-byte header claiming a 4 GiB payload made an agent allocate
+// 4 GiB and stop answering its admin port (tests/integration/garbage_test.cpp).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+namespace starling::actors {
+
+/// The answer to one admin request.
+struct admin_reply {
+  /// Maps to the client's exit code (DESIGN.md: 0 ok, 1 failed, 2 usage).
+  enum class status : std::uint8_t { ok = 0, failed = 1, usage = 2 };
+  status code = status::ok;
+  /// The answer: a JSON document or a short text.
+  std::string body;
+  /// Why, when code is not ok: one line for the operator.
+  std::string error;
+
+  [[nodiscard]] static admin_reply ok(std::string body) {
+    return {status::ok, std::move(body), {}};
+  }
+  [[nodiscard]] static admin_reply failed(std::string why) {
+    return {status::failed, {}, std::move(why)};
+  }
+  [[nodiscard]] static admin_reply usage(std::string why) {
+    return {status::usage, {}, std::move(why)};
+  }
+};
+
+/// Answers one request. Call exactly once, from any thread; later calls are ignored, and a
+/// call after the server stopped does nothing.
+using admin_responder = std::function<void(admin_reply)>;
+
+/// Handles one request: `args` is the command line without program name and client flags
+/// (["members"], ["keyring", "list"], ...). Runs on the server's I/O thread: must not
+/// block; answer through `reply`, now or later.
+using admin_handler = std::function<void(std::vector<std::string> args, admin_responder reply)>;
+
+/// Where and how the admin server listens.
+struct admin_server_config {
+  std::string host = "127.0.0.1";
+  /// 0 picks a free port (see admin_server::port()).
+  std::uint16_t port = 7947;
+  /// Connections beyond this are closed at once.
+  std::size_t max_connections = 32;
+  /// Bytes of one request (length prefix excluded); a longer one closes the connection.
+  std::size_t max_request = 1u << 20;
+  /// A connection that sends no complete request for this long is closed.
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds{60}};
+  /// A request the handler has not answered by then gets a `failed` reply.
+  std::chrono::milliseconds request_timeout{std::chrono::seconds{30}};
+};
+
+/// Counters of the admin server; read from any thread.
+struct admin_server_stats {
+  std::atomic<std::uint64_t> connections{0};       ///< accepted
+  std::atomic<std::uint64_t> refused_connections{0}; ///< over max_connections
+  std::atomic<std::uint64_t> requests{0};          ///< decoded and handed to the handler
+  std::atomic<std::uint64_t> malformed{0};         ///< unparsable, oversized or bad version
+  std::atomic<std::uint64_t> timeouts{0};          ///< idle or unanswered in time
+};
+
+/// The admin listener with its own I/O thread. Stops (closing every connection) on
+/// destruction; responders that run later do nothing.
+class admin_server {
+public:
+  /// Binds `cfg.host:cfg.port` and starts serving with `handler`. Errors: the bind failed
+  /// (the message names the address).
+  [[nodiscard]] static caf::expected<std::unique_ptr<admin_server>>
+  start(admin_server_config cfg, admin_handler handler);
+
+  ~admin_server();
+  admin_server(const admin_server&) = delete;
+  admin_server& operator=(const admin_server&) = delete;
+
+  /// The port actually bound.
+  [[nodiscard]] std::uint16_t port() const noexcept;
+
+  [[nodiscard]] const admin_server_stats& stats() const noexcept;
+
+  class impl;
+
+private:
+  explicit admin_server(std::shared_ptr<impl> ptr);
+  std::shared_ptr<impl> impl_;
+};
+
+/// Sends `args` to the admin server at `host:port` and waits for the answer, all within
+/// `timeout`. Errors (category "actors"): connect failed, timeout, malformed answer.
+[[nodiscard]] caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t port,
+                                                    const std::vector<std::string>& args,
+                                                    std::chrono::milliseconds timeout);
+
+} // namespace starling::actors

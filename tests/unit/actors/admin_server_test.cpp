@@ -1,0 +1,217 @@
+// The admin protocol on loopback: answers, errors, hostile input, limits and lifetime.
+#include "actors/admin_server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <future>
+#include <mutex>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "actors/errc.hpp"
+#include "tests/support/process.hpp"
+
+namespace starling::actors {
+namespace {
+
+using namespace std::chrono_literals;
+namespace st = starling::testing;
+
+/// Echoes the arguments joined by spaces; "fail" fails, "usage" is a usage error, "hold"
+/// keeps the responder without answering.
+struct echo_handler {
+  std::mutex mutex;
+  std::vector<admin_responder> held;
+
+  admin_handler handler() {
+    return [this](std::vector<std::string> args, admin_responder reply) {
+      if (args[0] == "fail")
+        return reply(admin_reply::failed("it failed"));
+      if (args[0] == "usage")
+        return reply(admin_reply::usage("unknown command"));
+      if (args[0] == "hold") {
+        std::lock_guard guard{mutex};
+        held.push_back(std::move(reply));
+        return;
+      }
+      std::string out;
+      for (const auto& a : args)
+        out += (out.empty() ? "" : " ") + a;
+      reply(admin_reply::ok(out));
+    };
+  }
+};
+
+std::unique_ptr<admin_server> start(echo_handler& h, admin_server_config cfg = {}) {
+  cfg.host = "127.0.0.1";
+  cfg.port = 0;
+  auto server = admin_server::start(cfg, h.handler());
+  EXPECT_TRUE(server) << (server ? "" : caf::to_string(server.error()));
+  return server ? std::move(*server) : nullptr;
+}
+
+/// A raw TCP connection to the server; -1 on failure.
+int connect_raw(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/// True once the peer has closed `fd` (read returns 0 or an error), polled with a deadline.
+bool closed_by_peer(int fd) {
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  char buf[256];
+  for (;;) {
+    auto n = ::recv(fd, buf, sizeof(buf), 0);
+    if (n == 0)
+      return true;
+    if (n < 0)
+      return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+}
+
+TEST(admin_server, answers_requests_with_status_body_and_error) {
+  echo_handler h;
+  auto server = start(h);
+  ASSERT_TRUE(server);
+  auto r = call_admin("127.0.0.1", server->port(), {"members", "--x"}, 5s);
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_EQ(r->code, admin_reply::status::ok);
+  EXPECT_EQ(r->body, "members --x");
+  r = call_admin("127.0.0.1", server->port(), {"fail"}, 5s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->code, admin_reply::status::failed);
+  EXPECT_EQ(r->error, "it failed");
+  r = call_admin("127.0.0.1", server->port(), {"usage"}, 5s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->code, admin_reply::status::usage);
+  EXPECT_EQ(server->stats().requests.load(), 3u);
+}
+
+TEST(admin_server, an_empty_command_line_is_a_usage_error) {
+  echo_handler h;
+  auto server = start(h);
+  ASSERT_TRUE(server);
+  auto r = call_admin("127.0.0.1", server->port(), {}, 5s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->code, admin_reply::status::usage);
+  EXPECT_NE(r->error.find("1 to 64 arguments"), std::string::npos) << r->error;
+  EXPECT_EQ(server->stats().malformed.load(), 1u);
+}
+
+TEST(admin_server, garbage_and_oversized_requests_close_only_their_connection) {
+  echo_handler h;
+  admin_server_config cfg;
+  cfg.max_request = 4096;
+  auto server = start(h, cfg);
+  ASSERT_TRUE(server);
+  std::mt19937_64 rng{7};
+  // A length prefix claiming 4 GiB: closed at once, nothing allocated.
+  int fd = connect_raw(server->port());
+  ASSERT_GE(fd, 0);
+  const char huge[] = {'\xff', '\xff', '\xff', '\xff', 'x'};
+  ASSERT_EQ(::send(fd, huge, sizeof(huge), MSG_NOSIGNAL), static_cast<ssize_t>(sizeof(huge)));
+  EXPECT_TRUE(closed_by_peer(fd));
+  ::close(fd);
+  // Random bodies of every small length behind a correct length prefix: each gets a usage
+  // answer or a close, never a crash.
+  for (std::uint32_t len = 1; len <= 64; ++len) {
+    int g = connect_raw(server->port());
+    ASSERT_GE(g, 0);
+    std::string msg{0, 0, 0, static_cast<char>(len)};
+    for (std::uint32_t i = 0; i < len; ++i)
+      msg += static_cast<char>(rng() & 0xff);
+    (void) ::send(g, msg.data(), msg.size(), MSG_NOSIGNAL);
+    ::shutdown(g, SHUT_WR);
+    EXPECT_TRUE(closed_by_peer(g));
+    ::close(g);
+  }
+  EXPECT_GE(server->stats().malformed.load(), 1u);
+  auto r = call_admin("127.0.0.1", server->port(), {"still", "here"}, 5s);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "still here");
+}
+
+TEST(admin_server, connections_over_the_limit_are_refused_and_counted) {
+  echo_handler h;
+  admin_server_config cfg;
+  cfg.max_connections = 2;
+  auto server = start(h, cfg);
+  ASSERT_TRUE(server);
+  int a = connect_raw(server->port());
+  int b = connect_raw(server->port());
+  ASSERT_TRUE(st::poll_until(5s, [&] { return server->stats().connections.load() == 2; }));
+  int c = connect_raw(server->port());
+  ASSERT_GE(c, 0);
+  EXPECT_TRUE(closed_by_peer(c));
+  EXPECT_EQ(server->stats().refused_connections.load(), 1u);
+  ::close(a);
+  ::close(b);
+  ::close(c);
+  // Closed connections free their slots.
+  EXPECT_TRUE(st::poll_until(5s, [&] {
+    auto r = call_admin("127.0.0.1", server->port(), {"ok"}, 1s);
+    return r && r->body == "ok";
+  }));
+}
+
+TEST(admin_server, unanswered_request_times_out_and_late_answers_are_dropped) {
+  echo_handler h;
+  admin_server_config cfg;
+  cfg.request_timeout = 100ms;
+  auto server = start(h, cfg);
+  ASSERT_TRUE(server);
+  auto r = call_admin("127.0.0.1", server->port(), {"hold"}, 10s);
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_EQ(r->code, admin_reply::status::failed);
+  EXPECT_EQ(server->stats().timeouts.load(), 1u);
+  // The handler answers late, then after the server is gone: both are ignored.
+  {
+    std::lock_guard guard{h.mutex};
+    ASSERT_EQ(h.held.size(), 1u);
+    h.held[0](admin_reply::ok("late"));
+  }
+  server.reset();
+  std::lock_guard guard{h.mutex};
+  h.held[0](admin_reply::ok("later"));
+}
+
+TEST(admin_server, several_requests_on_one_connection_and_a_closed_port) {
+  echo_handler h;
+  auto server = start(h);
+  ASSERT_TRUE(server);
+  for (int i = 0; i < 20; ++i) {
+    auto r = call_admin("127.0.0.1", server->port(), {"n", std::to_string(i)}, 5s);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "n " + std::to_string(i));
+  }
+  auto port = st::closed_port();
+  auto r = call_admin("127.0.0.1", port, {"members"}, 2s);
+  ASSERT_FALSE(r);
+  EXPECT_NE(message_of(r.error()).find("connection failed"), std::string::npos)
+    << message_of(r.error());
+}
+
+TEST(admin_server, binding_a_bad_address_fails_with_the_address) {
+  echo_handler h;
+  admin_server_config cfg;
+  cfg.host = "not-an-address";
+  auto server = admin_server::start(cfg, h.handler());
+  ASSERT_FALSE(server);
+  EXPECT_NE(message_of(server.error()).find("not-an-address"), std::string::npos);
+}
+
+} // namespace
+} // namespace starling::actors
