@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs every Debian package that building, testing and benchmarking Starling needs.
-# Idempotent: does nothing when everything is present. Called by `make` targets, so a fresh
+# Idempotent: does nothing when everything is present. Called by `./run`, so a fresh
 # Debian 12 machine needs nothing else. Usage: scripts/install-deps.sh [--bench]
 set -euo pipefail
 
@@ -11,7 +11,7 @@ packages=(
   libssl-dev procps iproute2
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(serf haproxy nginx wrk)
+  packages+=(serf haproxy nginx wrk testssl.sh)
 fi
 
 missing=()
