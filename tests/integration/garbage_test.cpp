@@ -14,7 +14,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "tests/support/process.hpp"
+#include "tests/support/agents.hpp"
 
 namespace st = starling::testing;
 namespace fs = std::filesystem;
@@ -85,45 +85,21 @@ std::string length_prefix(std::uint32_t n) {
 
 class garbage_test : public ::testing::Test {
 protected:
-  struct node {
-    fs::path data_dir;
-    st::child_process* proc = nullptr;
-    st::agent_json info;
-  };
+  using node = st::agent_node;
 
   node start(const std::string& name, const std::vector<std::string>& seeds) {
-    node n;
-    n.data_dir = tmp_.path() / name;
-    std::vector<std::string> argv{st::starling_bin(), "agent",  "--config", config_.string(),
-                                  "--name",           name,     "--data-dir",
-                                  n.data_dir.string(), "--gossip", "127.0.0.1:0",
-                                  "--admin",          "127.0.0.1:0"};
-    for (const auto& s : seeds) {
-      argv.push_back("--join");
-      argv.push_back(s);
-    }
-    n.proc = &procs_.spawn(argv, name);
-    auto pid = n.proc->pid();
-    EXPECT_TRUE(st::poll_until(10s, [&] {
-      auto info = st::read_agent_json(n.data_dir);
-      if (!info || info->pid != pid)
-        return false;
-      n.info = *info;
-      return n.proc->stdout_text().find(" ready: gossip ") != std::string::npos;
-    })) << name << " did not become ready";
-    return n;
+    const auto data_dir = tmp_.path() / name;
+    return st::start_agent(procs_, st::agent_argv(config_, name, data_dir, seeds), name,
+                           data_dir, 10s);
   }
 
   /// Number of alive members `n` lists, or -1 if `starling members` failed.
   static int alive_seen_by(const node& n) {
-    auto res = st::run_cli({"members", "--json", "--admin", n.info.admin}, 10s);
-    if (res.exit_code != 0)
-      return -1;
-    auto doc = nlohmann::json::parse(res.out, nullptr, false);
-    if (doc.is_discarded())
+    auto doc = st::members_view(n.info.admin);
+    if (!doc)
       return -1;
     int alive = 0;
-    for (const auto& m : doc.at("members"))
+    for (const auto& m : doc->at("members"))
       alive += m.at("state") == "alive";
     return alive;
   }

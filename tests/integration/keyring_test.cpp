@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "identity/keyring.hpp"
-#include "tests/support/process.hpp"
+#include "tests/support/agents.hpp"
 
 namespace st = starling::testing;
 namespace si = starling::identity;
@@ -53,12 +53,7 @@ std::string id_of(const std::string& key) {
 
 class keyring_test : public ::testing::Test {
 protected:
-  struct node {
-    std::string name;
-    fs::path data_dir;
-    st::child_process* proc = nullptr;
-    st::agent_json info;
-  };
+  using node = st::agent_node;
 
   void SetUp() override {
     config_ = tmp_.path() / "agent.toml";
@@ -68,40 +63,17 @@ protected:
   std::vector<std::string> agent_argv(const std::string& name, const fs::path& data_dir,
                                       const std::string& key,
                                       const std::vector<std::string>& seeds) {
-    std::vector<std::string> argv{st::starling_bin(), "agent",       "--config",
-                                  config_.string(),   "--name",      name,
-                                  "--data-dir",       data_dir.string(), "--gossip",
-                                  "127.0.0.1:0",      "--admin",     "127.0.0.1:0",
-                                  "--event-log",      (data_dir / "events.jsonl").string()};
-    if (!key.empty()) {
-      argv.push_back("--gossip-key");
-      argv.push_back(key);
-    }
-    for (const auto& s : seeds) {
-      argv.push_back("--join");
-      argv.push_back(s);
-    }
-    return argv;
+    std::vector<std::string> extra;
+    if (!key.empty())
+      extra = {"--gossip-key", key};
+    return st::agent_argv(config_, name, data_dir, seeds, extra);
   }
 
   /// Starts agent `name` with `key`, joining through `seeds`, and waits for its agent.json.
   node& start(const std::string& name, const std::string& key,
               const std::vector<std::string>& seeds) {
-    node n;
-    n.name = name;
-    n.data_dir = tmp_.path() / "data" / name;
-    n.proc = &procs_.spawn(agent_argv(name, n.data_dir, key, seeds), name);
-    const auto pid = n.proc->pid();
-    bool ready = st::poll_until(15s, [&] {
-      auto info = st::read_agent_json(n.data_dir);
-      if (!info || info->pid != pid)
-        return false;
-      n.info = *info;
-      return n.proc->stdout_text().find("starling agent " + name + " ready: gossip ") !=
-             std::string::npos;
-    });
-    EXPECT_TRUE(ready) << name << " did not become ready";
-    nodes_[name] = n;
+    const auto data_dir = tmp_.path() / "data" / name;
+    nodes_[name] = st::start_agent(procs_, agent_argv(name, data_dir, key, seeds), name, data_dir);
     return nodes_[name];
   }
 
@@ -112,13 +84,7 @@ protected:
   }
 
   static std::optional<nlohmann::json> json_of(const std::vector<std::string>& args) {
-    auto res = st::run_cli(args, 10s);
-    if (res.exit_code != 0)
-      return std::nullopt;
-    auto doc = nlohmann::json::parse(res.out, nullptr, false);
-    if (doc.is_discarded())
-      return std::nullopt;
-    return doc;
+    return st::cli_json(args);
   }
 
   static std::optional<nlohmann::json> keyring_of(const node& n) {

@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "tests/support/process.hpp"
+#include "tests/support/agents.hpp"
 
 namespace st = starling::testing;
 namespace fs = std::filesystem;
@@ -34,12 +34,7 @@ reap_after = "10m"
 
 class membership_test : public ::testing::Test {
 protected:
-  struct node {
-    std::string name;
-    fs::path data_dir;
-    st::child_process* proc = nullptr;
-    st::agent_json info;
-  };
+  using node = st::agent_node;
 
   void SetUp() override {
     config_ = tmp_.path() / "agent.toml";
@@ -48,33 +43,9 @@ protected:
 
   /// Starts agent `name` (joining through `seeds`) and waits for its agent.json.
   node& start(const std::string& name, const std::vector<std::string>& seeds) {
-    node n;
-    n.name = name;
-    n.data_dir = tmp_.path() / "data" / name;
-    std::vector<std::string> argv{st::starling_bin(), "agent",
-                                  "--config",         config_.string(),
-                                  "--name",           name,
-                                  "--data-dir",       n.data_dir.string(),
-                                  "--gossip",         "127.0.0.1:0",
-                                  "--admin",          "127.0.0.1:0",
-                                  "--event-log",      (n.data_dir / "events.jsonl").string(),
-                                  "--tag",            "role=test"};
-    for (const auto& s : seeds) {
-      argv.push_back("--join");
-      argv.push_back(s);
-    }
-    n.proc = &procs_.spawn(argv, name);
-    const auto pid = n.proc->pid();
-    bool ready = st::poll_until(10s, [&] {
-      auto info = st::read_agent_json(n.data_dir);
-      if (!info || info->pid != pid)
-        return false;
-      n.info = *info;
-      return n.proc->stdout_text().find("starling agent " + name + " ready: gossip ") !=
-             std::string::npos;
-    });
-    EXPECT_TRUE(ready) << name << " did not become ready";
-    nodes_[name] = n;
+    const auto data_dir = tmp_.path() / "data" / name;
+    auto argv = st::agent_argv(config_, name, data_dir, seeds, {"--tag", "role=test"});
+    nodes_[name] = st::start_agent(procs_, argv, name, data_dir);
     return nodes_[name];
   }
 
@@ -87,13 +58,7 @@ protected:
 
   /// `starling members --json` against `n`; std::nullopt if the command failed.
   static std::optional<nlohmann::json> view_of(const node& n) {
-    auto res = st::run_cli({"members", "--json", "--admin", n.info.admin}, 10s);
-    if (res.exit_code != 0)
-      return std::nullopt;
-    auto doc = nlohmann::json::parse(res.out, nullptr, false);
-    if (doc.is_discarded())
-      return std::nullopt;
-    return doc;
+    return st::members_view(n.info.admin);
   }
 
   /// The entry for `name` in a members view, if present.

@@ -1,0 +1,58 @@
+#include "tests/support/agents.hpp"
+
+#include <gtest/gtest.h>
+
+namespace starling::testing {
+
+std::vector<std::string> agent_argv(const std::filesystem::path& config, const std::string& name,
+                                    const std::filesystem::path& data_dir,
+                                    const std::vector<std::string>& seeds,
+                                    const std::vector<std::string>& extra) {
+  std::vector<std::string> argv{starling_bin(), "agent",          "--config",
+                                config.string(), "--name",        name,
+                                "--data-dir",   data_dir.string(), "--gossip",
+                                "127.0.0.1:0",  "--admin",        "127.0.0.1:0",
+                                "--event-log",  (data_dir / "events.jsonl").string()};
+  for (const auto& s : seeds) {
+    argv.push_back("--join");
+    argv.push_back(s);
+  }
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+agent_node start_agent(process_group& procs, const std::vector<std::string>& argv,
+                       const std::string& name, const std::filesystem::path& data_dir,
+                       test_clock::duration timeout) {
+  agent_node n;
+  n.name = name;
+  n.data_dir = data_dir;
+  n.proc = &procs.spawn(argv, name);
+  const auto pid = n.proc->pid();
+  bool ready = poll_until(timeout, [&] {
+    auto info = read_agent_json(data_dir);
+    if (!info || info->pid != pid)
+      return false;
+    n.info = *info;
+    return n.proc->stdout_text().find("starling agent " + name + " ready: gossip ") !=
+           std::string::npos;
+  });
+  EXPECT_TRUE(ready) << name << " did not become ready";
+  return n;
+}
+
+std::optional<nlohmann::json> cli_json(const std::vector<std::string>& args) {
+  auto res = run_cli(args, 10s);
+  if (res.exit_code != 0)
+    return std::nullopt;
+  auto doc = nlohmann::json::parse(res.out, nullptr, false);
+  if (doc.is_discarded())
+    return std::nullopt;
+  return doc;
+}
+
+std::optional<nlohmann::json> members_view(const std::string& admin) {
+  return cli_json({"members", "--json", "--admin", admin});
+}
+
+} // namespace starling::testing

@@ -1,0 +1,49 @@
+// Real `starling agent` processes for integration tests: the command line on 127.0.0.1 with
+// port 0, spawning and waiting until ready, and the CLI's JSON views. Every wait polls with
+// a deadline.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/process.hpp"
+
+namespace starling::testing {
+
+/// One started agent.
+struct agent_node {
+  std::string name;
+  std::filesystem::path data_dir;
+  /// Owned by the process_group that spawned it.
+  child_process* proc = nullptr;
+  /// What its agent.json said once it was ready.
+  agent_json info;
+};
+
+/// The command line of `starling agent` named `name`: `config`, `data_dir`, gossip and
+/// admin on 127.0.0.1 port 0, an event log in the data dir, `--join` for each seed, then
+/// `extra` arguments.
+[[nodiscard]] std::vector<std::string>
+agent_argv(const std::filesystem::path& config, const std::string& name,
+           const std::filesystem::path& data_dir, const std::vector<std::string>& seeds,
+           const std::vector<std::string>& extra = {});
+
+/// Spawns `argv` (an agent command line for `name` using `data_dir`) in `procs` and waits
+/// until its agent.json carries its pid and it printed its ready line. Records a test
+/// failure if that takes longer than `timeout` (the node is returned either way).
+agent_node start_agent(process_group& procs, const std::vector<std::string>& argv,
+                       const std::string& name, const std::filesystem::path& data_dir,
+                       test_clock::duration timeout = 15s);
+
+/// Runs `starling <args>` and parses its output as JSON; std::nullopt if the command failed
+/// or printed something else.
+[[nodiscard]] std::optional<nlohmann::json> cli_json(const std::vector<std::string>& args);
+
+/// `starling members --json` against the agent at admin address `admin`.
+[[nodiscard]] std::optional<nlohmann::json> members_view(const std::string& admin);
+
+} // namespace starling::testing
