@@ -1,5 +1,7 @@
 #include "gossip/broadcast_queue.hpp"
 
+#include <algorithm>
+
 namespace starling::gossip {
 
 namespace {
@@ -13,65 +15,143 @@ constexpr unsigned max_consecutive_misses = 16;
 
 } // namespace
 
-void broadcast_queue::push(member_update u) {
-  erase(u.name);
-  entry e{std::move(u), 0, next_id_++};
-  order_.emplace(key_of(e), e.update.name);
-  auto name = e.update.name;
-  entries_.emplace(std::move(name), std::move(e));
+void broadcast_queue::push(const member_update& u) {
+  push(member_card::intern(u.name, u.address, u.tags), u.state, u.incarnation,
+       member_card::intern(u.from, {}, {}));
+}
+
+void broadcast_queue::push(member_card card, member_state state, std::uint64_t incarnation,
+                           member_card from) {
+  erase(card.name());
+  std::uint32_t slot;
+  if (!free_.empty()) {
+    slot = free_.back();
+    free_.pop_back();
+  } else {
+    slot = static_cast<std::uint32_t>(entries_.size());
+    entries_.emplace_back();
+  }
+  auto& e = entries_[slot];
+  e.card = std::move(card);
+  e.from = std::move(from);
+  e.incarnation = incarnation;
+  e.id = next_id_++;
+  e.transmits = 0;
+  e.state = state;
+  index_.insert(slot, [this](std::uint32_t s) { return entries_[s].card.name(); });
+  heap_push(heap_item{e.id, 0, slot});
 }
 
 std::vector<member_update> broadcast_queue::take(std::size_t budget, unsigned limit,
                                                  const cost_fn& cost,
                                                  std::string_view skip_name) {
   std::vector<member_update> out;
-  std::vector<std::string> taken;
+  // Popped but not taken: pushed back unchanged. Taken: pushed back one send older.
+  auto& passed = passed_;
+  auto& taken = taken_;
+  passed.clear();
+  taken.clear();
   std::size_t used = 0;
   unsigned misses = 0;
-  for (const auto& [key, name] : order_) {
-    if (misses >= max_consecutive_misses)
-      break;
-    if (!skip_name.empty() && name == skip_name)
+  while (!heap_.empty() && misses < max_consecutive_misses) {
+    std::pop_heap(heap_.begin(), heap_.end());
+    const auto h = heap_.back();
+    heap_.pop_back();
+    if (!is_current(h)) {
+      --stale_;
       continue;
-    const auto& e = entries_.find(name)->second;
-    auto c = cost(e.update);
+    }
+    const auto& e = entries_[h.slot];
+    if (!skip_name.empty() && e.card.name() == skip_name) {
+      passed.push_back(h);
+      continue;
+    }
+    auto u = materialize(e);
+    auto c = cost(u);
     // Skip what does not fit but keep looking: a smaller update may still fit.
     if (used + c > budget) {
       if (!out.empty())
         ++misses;
+      passed.push_back(h);
       continue;
     }
     misses = 0;
     used += c;
-    out.push_back(e.update);
-    taken.push_back(name);
+    out.push_back(std::move(u));
+    taken.push_back(h.slot);
   }
-  for (const auto& name : taken) {
-    auto it = entries_.find(name);
-    order_.erase(key_of(it->second));
-    if (++it->second.transmits >= limit) {
-      entries_.erase(it);
+  for (const auto& h : passed)
+    heap_push(h);
+  for (auto slot : taken) {
+    auto& e = entries_[slot];
+    if (++e.transmits >= limit) {
+      index_.erase(e.card.name(), [this](std::uint32_t s) { return entries_[s].card.name(); });
+      free_slot(slot);
       continue;
     }
-    order_.emplace(key_of(it->second), name);
+    heap_push(heap_item{e.id, e.transmits, slot});
   }
+  compact();
   return out;
 }
 
-void broadcast_queue::erase(const std::string& name) {
-  auto it = entries_.find(name);
-  if (it == entries_.end())
+void broadcast_queue::erase(std::string_view name) {
+  auto name_of = [this](std::uint32_t s) { return entries_[s].card.name(); };
+  auto slot = index_.find(name, name_of);
+  if (slot == name_index::npos)
     return;
-  order_.erase(key_of(it->second));
-  entries_.erase(it);
+  index_.erase(name, name_of);
+  free_slot(slot);
+  ++stale_; // its heap item
+  compact();
 }
 
 std::optional<std::pair<member_update, unsigned>>
-broadcast_queue::find(const std::string& name) const {
-  auto it = entries_.find(name);
-  if (it == entries_.end())
+broadcast_queue::find(std::string_view name) const {
+  auto slot = index_.find(name, [this](std::uint32_t s) { return entries_[s].card.name(); });
+  if (slot == name_index::npos)
     return std::nullopt;
-  return std::pair{it->second.update, it->second.transmits};
+  const auto& e = entries_[slot];
+  return std::pair{materialize(e), e.transmits};
+}
+
+member_update broadcast_queue::materialize(const entry& e) const {
+  return member_update{e.state,
+                       std::string(e.card.name()),
+                       std::string(e.card.address()),
+                       e.incarnation,
+                       e.card.tags(),
+                       std::string(e.from.name())};
+}
+
+void broadcast_queue::heap_push(heap_item h) {
+  heap_.push_back(h);
+  std::push_heap(heap_.begin(), heap_.end());
+}
+
+void broadcast_queue::free_slot(std::uint32_t slot) {
+  auto& e = entries_[slot];
+  e.card = {};
+  e.from = {};
+  e.id = 0;
+  free_.push_back(slot);
+}
+
+void broadcast_queue::compact() {
+  if (index_.size() == 0) {
+    // Drained (the usual steady state): give the bootstrap-sized storage back.
+    std::deque<entry>{}.swap(entries_);
+    std::vector<std::uint32_t>{}.swap(free_);
+    std::vector<heap_item>{}.swap(heap_);
+    index_ = name_index{};
+    stale_ = 0;
+    return;
+  }
+  if (stale_ <= heap_.size() / 2 + 64)
+    return;
+  std::erase_if(heap_, [this](const heap_item& h) { return !is_current(h); });
+  std::make_heap(heap_.begin(), heap_.end());
+  stale_ = 0;
 }
 
 } // namespace starling::gossip

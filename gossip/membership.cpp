@@ -29,6 +29,15 @@
 //   so a peer that said we were dead gets our refutation in the reply.
 // - Push-pull dead/suspect entries become suspicions from the remote sender (memberlist:
 //   from this node), so they count as its confirmation.
+//
+// The member table is compact because a simulated mesh of n nodes holds n * n rows (10^8 at
+// n = 10,000; docs/membership.md has the measurements): a row is 40 bytes in a deque of slots,
+// names, addresses and tags are interned once per process (member_card), a hash index maps
+// names to slots, and what only suspects and the departed need lives in a side allocation.
+// Every list that used to hold names (probe order, departed) holds slots; a reaped member's
+// slot stays reserved for its name (a "ghost") until the probe order is rebuilt, so a list
+// entry means exactly what the name meant before. Iteration in name order (push-pull,
+// members(), the probe-order rebuild) is kept, because it decides event, queue and RNG order.
 #include "gossip/membership.hpp"
 
 #include <algorithm>
@@ -43,6 +52,8 @@
 
 #include "gossip/awareness.hpp"
 #include "gossip/broadcast_queue.hpp"
+#include "gossip/member_card.hpp"
+#include "gossip/name_index.hpp"
 #include "gossip/suspicion.hpp"
 
 namespace starling::gossip {
@@ -128,13 +139,14 @@ bool is_valid_kind(packet_kind k) noexcept {
          k == packet_kind::nack;
 }
 
-/// One row of the member table.
-struct node_state {
-  member info;
-  /// Who declared the current suspect/dead/left state (empty while alive).
+/// What a row holds only while its member is not alive: who declared that, and the
+/// suspicion timer. Kept out of the row so that the common row (alive) stays small.
+struct row_extra {
+  /// Who declared the current suspect/dead/left state (never empty in those states,
+  /// except after a malformed update; empty while alive).
   std::string declared_by;
-  /// Running while info.state == suspect (never for this node itself).
-  std::optional<suspicion> timer;
+  /// Running while the row is suspect (never for this node itself).
+  std::unique_ptr<suspicion> timer;
   /// Suspect only: our own probe failed on it (we hold evidence, not just hearsay).
   bool checked_by_us = false;
   /// Suspect only: its timer fired unconfirmed; our own probe of it decides (Lifeguard).
@@ -143,9 +155,26 @@ struct node_state {
   time_point not_before{};
 
   /// When the suspicion timer fires.
-  time_point suspicion_deadline() const {
-    return std::max(timer->deadline(), not_before);
-  }
+  time_point suspicion_deadline() const { return std::max(timer->deadline(), not_before); }
+};
+
+/// One row of the member table: 32 bytes (name, address and tags are an interned card).
+struct row {
+  /// The member's name, address and tags. Null: a free slot.
+  member_card card;
+  std::uint64_t incarnation = 0;
+  /// When this node last saw the state change.
+  time_point since{};
+  /// Index of the row's row_extra in impl::extras, or 0 (none). Non-zero only while not
+  /// alive (taken by the first non-alive transition, given back when alive again). An
+  /// index rather than a pointer keeps the row at 32 bytes.
+  std::uint32_t extra = 0;
+  member_state state = member_state::alive;
+  /// False for a ghost: a reaped member whose slot (and name) is kept until the probe
+  /// order is rebuilt, because the probe order and the departed list may still refer to
+  /// the slot, and a name that returns meanwhile must get the same slot back (the lists
+  /// held names before the table was compacted, and a returning name matched them).
+  bool present = false;
 };
 
 /// The probe this node is running as prober (at most one at a time).
@@ -189,11 +218,9 @@ struct membership::impl {
   impl(std::string name, std::string address, tag_map tags, swim_config config,
        std::uint64_t seed, time_point now, std::uint64_t incarnation)
     : cfg(config), self_name(name), rng(seed), health(config.awareness_max), last_now(now) {
-    node_state me;
-    me.info = member{std::move(name), std::move(address), member_state::alive, incarnation,
-                     std::move(tags), now};
-    auto [it, inserted] = nodes.emplace(me.info.name, std::move(me));
-    self_node = &it->second;
+    auto& me = rows[new_slot(member_card::intern(name, address, tags))];
+    me.incarnation = incarnation;
+    me.since = now;
     counts[static_cast<std::size_t>(member_state::alive)] = 1;
     // Our own alive is the first thing we gossip, as memberlist does on start.
     queue.push(self_update(member_state::alive));
@@ -204,33 +231,54 @@ struct membership::impl {
                        : never;
   }
 
+  using slot_t = std::uint32_t;
+  static constexpr slot_t no_slot = name_index::npos;
+  /// This node's own row: the first slot, never reaped.
+  static constexpr slot_t self_slot = 0;
+
   swim_config cfg;
   std::string self_name;
   std::mt19937_64 rng;
   membership_stats stats;
   awareness health;
-  /// Every known member by name, this node included. Reaped members are erased.
-  std::map<std::string, node_state> nodes;
-  /// Points into `nodes` (std::map nodes are stable; this node is never erased).
-  node_state* self_node = nullptr;
+
+  // The member table. Memory matters here: a simulated mesh of n nodes holds n * n rows,
+  // so a row is 40 bytes and names live once per process in member_card.
+  /// Rows by slot (a deque: no 2x over-allocation when growing). Present rows are the
+  /// known members, this node included (slot 0); ghosts are reaped members whose slot is
+  /// still referenced (see row::present); free slots have a null card.
+  std::deque<row> rows;
+  std::vector<slot_t> free_slots;
+  /// Name -> slot, for every present row and ghost.
+  name_index index;
+  /// Every present row and ghost, sorted by name up to `sorted_prefix`, then in insertion
+  /// order: iteration in name order (push-pull, members(), probe-order rebuild; the order
+  /// the std::map table had) sorts the tail and merges it in lazily.
+  mutable std::vector<slot_t> by_name;
+  mutable std::size_t sorted_prefix = 0;
+  /// Extra parts of the rows not alive, by row::extra (index 0 unused); free indices.
+  std::vector<std::unique_ptr<row_extra>> extras = std::vector<std::unique_ptr<row_extra>>(1);
+  std::vector<std::uint32_t> free_extras;
+  /// Ghost slots, freed at the next probe-order rebuild.
+  std::vector<slot_t> ghosts;
   /// Member count per state (index = member_state value), this node included.
   std::array<std::size_t, 5> counts{};
   broadcast_queue queue;
   /// True once leave() ran: no probing, no push-pull, no refutation any more.
   bool has_left = false;
 
-  /// Randomized round-robin probe order. May hold stale names (dead, reaped, duplicates):
+  /// Randomized round-robin probe order. May hold stale slots (dead, ghosts, duplicates):
   /// they are skipped when met and dropped when the pass ends and the list is rebuilt.
-  std::vector<std::string> probe_order;
+  std::vector<slot_t> probe_order;
   std::size_t probe_index = 0;
   probe_state probe;
   std::uint32_t last_seq = 0;
   /// Probes we run for others, by our own seq.
   std::map<std::uint32_t, helper_state> helping;
   /// Members in suspect state (their suspicion timers are the ones to watch).
-  std::set<std::string> suspects;
-  /// Dead or left members not reaped yet (may hold names that came back: checked on use).
-  std::vector<std::string> departed;
+  std::set<std::string, std::less<>> suspects;
+  /// Dead or left members not reaped yet (may hold slots that came back: checked on use).
+  std::vector<slot_t> departed;
   /// Reaped members' last incarnation, and their order of reaping (for the size bound).
   std::map<std::string, reaped_state> reaped;
   std::deque<std::pair<time_point, std::string>> reaped_order;
@@ -243,10 +291,149 @@ struct membership::impl {
   time_point next_push_pull;
   /// Latest `now` seen: next_deadline() never returns anything earlier.
   time_point last_now;
+  /// What self() returns a reference to; refreshed by every self() call.
+  mutable member self_view;
+
+  // -- the table --------------------------------------------------------------------------
+
+  std::string_view name_at(slot_t s) const { return rows[s].card.name(); }
+
+  auto name_of() const {
+    return [this](slot_t s) { return name_at(s); };
+  }
+
+  /// The slot of `name`, present or ghost, or no_slot.
+  slot_t find_slot(std::string_view name) const { return index.find(name, name_of()); }
+
+  /// The row of a known (present) member, or nullptr.
+  row* find_row(std::string_view name) {
+    auto s = find_slot(name);
+    return s != no_slot && rows[s].present ? &rows[s] : nullptr;
+  }
+  const row* find_row(std::string_view name) const {
+    return const_cast<impl*>(this)->find_row(name);
+  }
+  row& row_of(std::string_view name) { return *find_row(name); }
+
+  /// A present row for `card`'s name, which has no slot yet.
+  slot_t new_slot(member_card card) {
+    slot_t s;
+    if (!free_slots.empty()) {
+      s = free_slots.back();
+      free_slots.pop_back();
+    } else {
+      s = static_cast<slot_t>(rows.size());
+      rows.emplace_back();
+    }
+    rows[s].card = std::move(card);
+    rows[s].present = true;
+    index.insert(s, name_of());
+    by_name.push_back(s);
+    return s;
+  }
+
+  slot_t slot_of(const row& r) const {
+    // Rows are only ever reached through the table: recover the slot by name.
+    return find_slot(r.card.name());
+  }
+
+  /// Present rows and ghosts in name order.
+  const std::vector<slot_t>& ordered() const {
+    if (sorted_prefix < by_name.size()) {
+      auto less = [this](slot_t a, slot_t b) { return name_at(a) < name_at(b); };
+      auto mid = by_name.begin() + static_cast<std::ptrdiff_t>(sorted_prefix);
+      std::sort(mid, by_name.end(), less);
+      std::inplace_merge(by_name.begin(), mid, by_name.end(), less);
+      sorted_prefix = by_name.size();
+    }
+    return by_name;
+  }
+
+  /// Frees every ghost: called when nothing refers to their slots any more.
+  void free_ghosts() {
+    if (ghosts.empty())
+      return;
+    for (auto s : ghosts) {
+      auto& r = rows[s];
+      if (r.present || r.card.is_null())
+        continue; // came back meanwhile, or listed twice
+      index.erase(r.card.name(), name_of());
+      r = row{};
+      free_slots.push_back(s);
+    }
+    ghosts.clear();
+    // Rare (once per probe pass, only after reaping): re-sort everything rather than track
+    // how much of the sorted prefix survived.
+    std::erase_if(by_name, [this](slot_t s) { return rows[s].card.is_null(); });
+    sorted_prefix = 0;
+  }
+
+  /// The member as the public API shows it.
+  static member to_member(const row& r) {
+    return member{std::string(r.card.name()), std::string(r.card.address()), r.state,
+                  r.incarnation, r.card.tags(), r.since};
+  }
+
+  row& me() { return rows[self_slot]; }
+  const row& me() const { return rows[self_slot]; }
+
+  /// The extra part of `r`, or nullptr.
+  row_extra* extra(const row& r) const { return r.extra ? extras[r.extra].get() : nullptr; }
+
+  /// The extra part of `r`, created if missing.
+  row_extra& extra_of(row& r) {
+    if (!r.extra) {
+      if (free_extras.empty()) {
+        free_extras.push_back(static_cast<std::uint32_t>(extras.size()));
+        extras.emplace_back();
+      }
+      r.extra = free_extras.back();
+      free_extras.pop_back();
+      extras[r.extra] = std::make_unique<row_extra>();
+    }
+    return *extras[r.extra];
+  }
+
+  void release_extra(row& r) {
+    if (!r.extra)
+      return;
+    extras[r.extra].reset();
+    free_extras.push_back(r.extra);
+    r.extra = 0;
+  }
+
+  const std::string& declared_by(const row& r) const {
+    static const std::string none;
+    auto* e = extra(r);
+    return e ? e->declared_by : none;
+  }
+
+  void set_declared_by(row& r, const std::string& who) {
+    if (!who.empty() || r.extra)
+      extra_of(r).declared_by = who;
+  }
+
+  bool is_verifying(const row& r) const {
+    auto* e = extra(r);
+    return e && e->verifying;
+  }
+
+  bool has_timer(const row& r) const {
+    auto* e = extra(r);
+    return e && e->timer;
+  }
+
+  /// Queues `u` about the member of row `r`, reusing the row's card when `u` carries the
+  /// same name, address and tags (almost always), so no string is built or interned.
+  void enqueue(const member_update& u, const row& r) {
+    const auto& c = r.card;
+    auto card = u.name == c.name() && u.address == c.address() && u.tags == c.tags()
+                  ? c
+                  : member_card::intern(u.name, u.address, u.tags);
+    queue.push(std::move(card), u.state, u.incarnation, member_card::intern(u.from, {}, {}));
+  }
 
   // -- small helpers ----------------------------------------------------------------------
-
-  member& me() { return self_node->info; }
 
   std::size_t count_of(member_state s) const {
     auto i = static_cast<std::size_t>(s);
@@ -257,23 +444,26 @@ struct membership::impl {
     return count_of(member_state::alive) + count_of(member_state::suspect);
   }
 
-  void set_state(node_state& n, member_state s, time_point now) {
-    --counts[static_cast<std::size_t>(n.info.state)];
+  void set_state(row& n, member_state s, time_point now) {
+    --counts[static_cast<std::size_t>(n.state)];
     ++counts[static_cast<std::size_t>(s)];
-    n.info.state = s;
-    n.info.since = now;
+    n.state = s;
+    n.since = now;
     if (s == member_state::suspect)
-      suspects.insert(n.info.name);
-    else
-      suspects.erase(n.info.name);
-    if (s != member_state::suspect) {
-      n.timer.reset();
-      n.checked_by_us = false;
-      n.verifying = false;
-      n.not_before = time_point{};
+      suspects.emplace(n.card.name());
+    else if (auto it = suspects.find(n.card.name()); it != suspects.end())
+      suspects.erase(it);
+    if (auto* e = extra(n); e && s != member_state::suspect) {
+      e->timer.reset();
+      e->checked_by_us = false;
+      e->verifying = false;
+      e->not_before = time_point{};
     }
-    if (is_gone(s) && &n != self_node)
-      departed.push_back(n.info.name);
+    // Alive again: declared_by was cleared by the caller; the extra part goes.
+    if (auto* e = extra(n); e && s == member_state::alive && e->declared_by.empty())
+      release_extra(n);
+    if (is_gone(s) && &n != &me())
+      departed.push_back(slot_of(n));
   }
 
   duration scaled(duration d) const { return cfg.lifeguard ? health.scale(d) : d; }
@@ -304,48 +494,46 @@ struct membership::impl {
     return cfg.push_pull_interval * static_cast<std::int64_t>(mult);
   }
 
-  member_update self_update(member_state s) {
+  member_update self_update(member_state s) const {
     const auto& m = me();
-    return member_update{s, m.name, m.address, m.incarnation, m.tags,
-                         s == member_state::alive ? std::string{} : m.name};
+    return member_update{s, self_name, std::string(m.card.address()), m.incarnation,
+                         m.card.tags(), s == member_state::alive ? std::string{} : self_name};
   }
 
-  member_update update_of(const node_state& n) const {
-    member_update u{n.info.state, n.info.name, n.info.address, n.info.incarnation, n.info.tags,
-                    n.declared_by};
+  member_update update_of(const row& n) const {
+    member_update u{n.state, std::string(n.card.name()), std::string(n.card.address()),
+                    n.incarnation, n.card.tags(), declared_by(n)};
     if (u.state == member_state::left)
       u.from = u.name;
     return u;
   }
 
-  void emit(effects& fx, member_event_kind kind, const member& subject) {
-    fx.events.push_back(member_event{kind, subject});
+  void emit(effects& fx, member_event_kind kind, const row& subject) {
+    fx.events.push_back(member_event{kind, to_member(subject)});
   }
 
   std::size_t random_index(std::size_t n) {
     return std::uniform_int_distribution<std::size_t>{0, n - 1}(rng);
   }
 
-  void add_to_probe_order(const std::string& name) {
+  void add_to_probe_order(slot_t s) {
     // memberlist: append, then swap with a random slot, so joiners get a random position.
-    probe_order.push_back(name);
+    probe_order.push_back(s);
     std::swap(probe_order[random_index(probe_order.size())], probe_order.back());
   }
 
-  /// Up to `k` distinct names taken at random among `get(0)`..`get(size - 1)` that
+  /// Up to `k` distinct slots taken at random among `get(0)`..`get(size - 1)` that
   /// satisfy `ok`. The pool is read in place: no copy of big member lists per round.
   template <class Get, class Pred>
-  std::vector<std::string> sample(std::size_t size, Get get, std::size_t k, Pred ok) {
-    std::vector<std::string> out;
+  std::vector<slot_t> sample(std::size_t size, Get get, std::size_t k, Pred ok) {
+    std::vector<slot_t> out;
     if (k == 0 || size == 0)
       return out;
-    auto taken = [&](const std::string& n) {
-      return std::find(out.begin(), out.end(), n) != out.end();
-    };
+    auto taken = [&](slot_t n) { return std::find(out.begin(), out.end(), n) != out.end(); };
     if (size <= 64) {
       // Small pools: exhaustive, so a valid member is never missed by bad luck.
       for (std::size_t i = 0; i < size; ++i)
-        if (const std::string& n = get(i); ok(n) && !taken(n))
+        if (slot_t n = get(i); ok(n) && !taken(n))
           out.push_back(n);
       std::shuffle(out.begin(), out.end(), rng);
       if (out.size() > k)
@@ -354,22 +542,21 @@ struct membership::impl {
     }
     // Big pools: bounded rejection sampling (memberlist's kRandomNodes).
     for (std::size_t i = 0; i < 3 * size && out.size() < k; ++i)
-      if (const std::string& n = get(random_index(size)); ok(n) && !taken(n))
+      if (slot_t n = get(random_index(size)); ok(n) && !taken(n))
         out.push_back(n);
     return out;
   }
 
-  /// sample() over the probe order (every live member, plus stale names `ok` rejects).
+  /// sample() over the probe order (every live member, plus stale slots `ok` rejects).
   template <class Pred>
-  std::vector<std::string> sample_live(std::size_t k, Pred ok) {
-    return sample(
-      probe_order.size(), [&](std::size_t i) -> const std::string& { return probe_order[i]; },
-      k, ok);
+  std::vector<slot_t> sample_live(std::size_t k, Pred ok) {
+    return sample(probe_order.size(), [&](std::size_t i) { return probe_order[i]; }, k, ok);
   }
 
-  bool is_state(const std::string& name, bool (*pred)(member_state)) const {
-    auto it = nodes.find(name);
-    return it != nodes.end() && name != self_name && pred(it->second.info.state);
+  /// True when slot `s` holds a present member other than this node whose state satisfies
+  /// `pred`.
+  bool is_state(slot_t s, bool (*pred)(member_state)) const {
+    return s != self_slot && rows[s].present && pred(rows[s].state);
   }
 
   std::optional<reaped_state> remembered(const std::string& name, time_point now) {
@@ -391,19 +578,18 @@ struct membership::impl {
     if (to.empty() || to == self_name)
       return std::nullopt;
     if (to == stale_peer)
-      return member_update{member_state::alive, self_name, self_node->info.address,
-                           self_node->info.incarnation, self_node->info.tags, {}};
+      return self_update(member_state::alive);
     if (auto it = nudge.find(to); it != nudge.end())
       return member_update{member_state::dead, to, {}, it->second, {}, self_name};
-    auto it = nodes.find(to);
-    if (it == nodes.end())
+    const auto* r = find_row(to);
+    if (!r)
       return std::nullopt;
-    const auto& n = it->second;
-    if (n.info.state == member_state::suspect && cfg.lifeguard)
-      return member_update{member_state::suspect, to, {}, n.info.incarnation, {}, self_name};
-    if (n.info.state == member_state::dead)
-      return member_update{member_state::dead, to, {}, n.info.incarnation, {},
-                           n.declared_by.empty() ? self_name : n.declared_by};
+    const auto& n = *r;
+    if (n.state == member_state::suspect && cfg.lifeguard)
+      return member_update{member_state::suspect, to, {}, n.incarnation, {}, self_name};
+    if (n.state == member_state::dead)
+      return member_update{member_state::dead, to, {}, n.incarnation, {},
+                           declared_by(n).empty() ? self_name : declared_by(n)};
     return std::nullopt;
   }
 
@@ -436,7 +622,7 @@ struct membership::impl {
     p.kind = kind;
     p.seq = seq;
     p.sender = self_name;
-    p.sender_address = me().address;
+    p.sender_address = me().card.address();
     return p;
   }
 
@@ -485,14 +671,15 @@ struct membership::impl {
         ++stats.updates_ignored;
         return;
       }
-      if (u.incarnation == m.incarnation && u.address == m.address && u.tags == m.tags)
+      if (u.incarnation == m.incarnation && u.address == m.card.address() &&
+          u.tags == m.card.tags())
         return; // our own news coming back
       // A higher incarnation (a previous life of ours) or different data at ours.
       refute(u.incarnation);
       return;
     }
-    auto it = nodes.find(u.name);
-    if (it == nodes.end()) {
+    auto* found = find_row(u.name);
+    if (!found) {
       if (auto r = remembered(u.name, now)) {
         if (u.incarnation <= r->incarnation) {
           if (!direct) {
@@ -505,47 +692,58 @@ struct membership::impl {
         }
         reaped.erase(u.name);
       }
-      node_state n;
-      n.info = member{u.name, u.address, member_state::alive, u.incarnation, u.tags, now};
-      it = nodes.emplace(u.name, std::move(n)).first;
+      // A ghost (reaped, slot still referenced) gets its slot back; see row::present.
+      auto card = member_card::intern(u.name, u.address, u.tags);
+      auto s = find_slot(u.name);
+      if (s == no_slot) {
+        s = new_slot(std::move(card));
+      } else {
+        rows[s].card = std::move(card);
+        rows[s].present = true;
+      }
+      auto& n = rows[s];
+      n.state = member_state::alive;
+      n.incarnation = u.incarnation;
+      n.since = now;
       ++counts[static_cast<std::size_t>(member_state::alive)];
-      add_to_probe_order(u.name);
-      queue.push(u);
+      add_to_probe_order(s);
+      enqueue(u, n);
       ++stats.updates_applied;
-      emit(fx, member_event_kind::joined, it->second.info);
+      emit(fx, member_event_kind::joined, n);
       return;
     }
-    auto& n = it->second;
-    if (u.incarnation <= n.info.incarnation) {
-      bool same = u.incarnation == n.info.incarnation && n.info.state == member_state::alive &&
-                  u.address == n.info.address && u.tags == n.info.tags;
+    auto& n = *found;
+    if (u.incarnation <= n.incarnation) {
+      bool same = u.incarnation == n.incarnation && n.state == member_state::alive &&
+                  u.address == n.card.address() && u.tags == n.card.tags();
       if (!same)
         ++stats.updates_ignored;
       return;
     }
-    auto prev = n.info.state;
-    bool changed = u.address != n.info.address || u.tags != n.info.tags;
-    n.info.incarnation = u.incarnation;
-    n.info.address = u.address;
-    n.info.tags = u.tags;
-    n.declared_by.clear();
+    auto prev = n.state;
+    bool changed = u.address != n.card.address() || u.tags != n.card.tags();
+    n.incarnation = u.incarnation;
+    if (changed)
+      n.card = member_card::intern(u.name, u.address, u.tags);
+    set_declared_by(n, {});
     if (auto nd = nudge.find(u.name); nd != nudge.end() && u.incarnation > nd->second)
       nudge.erase(nd);
-    queue.push(u);
+    enqueue(u, n);
     ++stats.updates_applied;
     if (prev == member_state::suspect) {
       set_state(n, member_state::alive, now);
-      emit(fx, member_event_kind::recovered, n.info);
+      emit(fx, member_event_kind::recovered, n);
     } else if (is_gone(prev)) {
       set_state(n, member_state::alive, now);
-      add_to_probe_order(u.name);
-      emit(fx, member_event_kind::joined, n.info);
+      add_to_probe_order(slot_of(n));
+      emit(fx, member_event_kind::joined, n);
     } else if (changed) {
-      emit(fx, member_event_kind::updated, n.info);
+      emit(fx, member_event_kind::updated, n);
     }
   }
 
-  void start_suspicion(node_state& n, const std::string& from, time_point now) {
+  void start_suspicion(row& r, const std::string& from, time_point now) {
+    auto& n = extra_of(r);
     n.checked_by_us = false;
     n.verifying = false;
     n.not_before = time_point{};
@@ -553,9 +751,9 @@ struct membership::impl {
     auto min = suspicion_min_timeout(cfg.suspicion_mult, live, cfg.probe_interval);
     if (cfg.lifeguard) {
       auto k = suspicion_expected_confirmations(cfg.suspicion_mult, live);
-      n.timer.emplace(from, k, min, min * cfg.suspicion_max_mult, now);
+      n.timer = std::make_unique<suspicion>(from, k, min, min * cfg.suspicion_max_mult, now);
     } else {
-      n.timer.emplace(from, 0, min, min, now);
+      n.timer = std::make_unique<suspicion>(from, 0, min, min, now);
     }
   }
 
@@ -573,40 +771,39 @@ struct membership::impl {
       refute(u.incarnation);
       return;
     }
-    auto it = nodes.find(u.name);
-    if (it == nodes.end() || is_gone(it->second.info.state) ||
-        u.incarnation < it->second.info.incarnation) {
+    auto* found = find_row(u.name);
+    if (!found || is_gone(found->state) || u.incarnation < found->incarnation) {
       ++stats.updates_ignored;
       return;
     }
-    auto& n = it->second;
-    if (n.info.state == member_state::suspect) {
-      if (u.incarnation == n.info.incarnation) {
+    auto& n = *found;
+    if (n.state == member_state::suspect) {
+      if (u.incarnation == n.incarnation) {
         // Lifeguard: an independent confirmation shortens the timeout; spread it on.
-        if (u.from != self_name && n.timer && n.timer->confirm(u.from)) {
-          queue.push(u);
+        if (u.from != self_name && has_timer(n) && extra(n)->timer->confirm(u.from)) {
+          enqueue(u, n);
           ++stats.updates_applied;
           // Its timer already ran out; it only waited for evidence beyond hearsay.
-          if (n.verifying)
+          if (is_verifying(n))
             declare_dead(n, now, fx);
         }
         return;
       }
       // It refuted (elsewhere) and was suspected again: a new suspicion.
-      n.info.incarnation = u.incarnation;
-      n.declared_by = u.from;
+      n.incarnation = u.incarnation;
+      set_declared_by(n, u.from);
       start_suspicion(n, u.from, now);
-      queue.push(u);
+      enqueue(u, n);
       ++stats.updates_applied;
       return;
     }
-    n.info.incarnation = u.incarnation;
-    n.declared_by = u.from;
+    n.incarnation = u.incarnation;
+    set_declared_by(n, u.from);
     set_state(n, member_state::suspect, now);
     start_suspicion(n, u.from, now);
-    queue.push(u);
+    enqueue(u, n);
     ++stats.updates_applied;
-    emit(fx, member_event_kind::suspected, n.info);
+    emit(fx, member_event_kind::suspected, n);
   }
 
   void apply_dead(const member_update& u, time_point now, effects& fx) {
@@ -626,28 +823,30 @@ struct membership::impl {
       refute(u.incarnation);
       return;
     }
-    auto it = nodes.find(u.name);
-    if (it == nodes.end()) {
+    auto* found = find_row(u.name);
+    if (!found) {
       ++stats.updates_ignored;
       return;
     }
-    auto& n = it->second;
+    auto& n = *found;
     auto next = graceful ? member_state::left : member_state::dead;
-    if (is_gone(n.info.state) || u.incarnation < n.info.incarnation) {
-      bool same = n.info.state == next && u.incarnation == n.info.incarnation;
+    if (is_gone(n.state) || u.incarnation < n.incarnation) {
+      bool same = n.state == next && u.incarnation == n.incarnation;
       if (!same)
         ++stats.updates_ignored;
       return;
     }
-    member_update norm = u;
-    norm.state = next;
-    norm.from = graceful ? u.name : u.from;
-    n.info.incarnation = u.incarnation;
-    n.declared_by = norm.from;
+    const auto& from = graceful ? u.name : u.from;
+    n.incarnation = u.incarnation;
+    set_declared_by(n, from);
     set_state(n, next, now);
-    queue.push(std::move(norm));
+    const auto& c = n.card;
+    auto card = u.name == c.name() && u.address == c.address() && u.tags == c.tags()
+                  ? c
+                  : member_card::intern(u.name, u.address, u.tags);
+    queue.push(std::move(card), next, u.incarnation, member_card::intern(from, {}, {}));
     ++stats.updates_applied;
-    emit(fx, graceful ? member_event_kind::left : member_event_kind::failed, n.info);
+    emit(fx, graceful ? member_event_kind::left : member_event_kind::failed, n);
   }
 
   /// Merges a peer's full state. `direct_name` is the peer when it is joining (its entry
@@ -689,14 +888,14 @@ struct membership::impl {
 
   // -- probing ------------------------------------------------------------------------------
 
-  std::optional<std::string> next_probe_target() {
+  std::optional<slot_t> next_probe_target() {
     while (!verify_queue.empty()) {
       auto name = std::move(verify_queue.front());
       verify_queue.pop_front();
-      auto it = nodes.find(name);
-      if (it != nodes.end() && it->second.verifying &&
-          it->second.info.state == member_state::suspect)
-        return name;
+      auto s = find_slot(name);
+      if (s != no_slot && rows[s].present && is_verifying(rows[s]) &&
+          rows[s].state == member_state::suspect)
+        return s;
     }
     bool rebuilt = false;
     for (;;) {
@@ -704,18 +903,21 @@ struct membership::impl {
         if (rebuilt)
           return std::nullopt;
         probe_order.clear();
-        for (const auto& [name, n] : nodes)
-          if (name != self_name && is_live(n.info.state))
-            probe_order.push_back(name);
+        // Nothing refers to ghost slots any more (the departed list drops them when
+        // reaping): their slots can be reused now.
+        free_ghosts();
+        for (auto s : ordered())
+          if (s != self_slot && rows[s].present && is_live(rows[s].state))
+            probe_order.push_back(s);
         std::shuffle(probe_order.begin(), probe_order.end(), rng);
         probe_index = 0;
         rebuilt = true;
         if (probe_order.empty())
           return std::nullopt;
       }
-      const auto& name = probe_order[probe_index++];
-      if (is_state(name, is_live))
-        return name;
+      const auto s = probe_order[probe_index++];
+      if (is_state(s, is_live))
+        return s;
     }
   }
 
@@ -724,35 +926,35 @@ struct membership::impl {
     auto target = next_probe_target();
     if (!target)
       return;
-    const auto& n = nodes.at(*target);
+    const auto& n = rows[*target];
     probe = probe_state{};
     probe.active = true;
-    probe.target = *target;
+    probe.target = n.card.name();
     probe.seq = fresh_seq();
     probe.indirect_at = now + scaled(cfg.probe_timeout);
     probe.end = next_probe;
     ++stats.probes;
     auto p = make_packet(packet_kind::ping, probe.seq);
-    p.target = *target;
-    send(fx, n.info.address, std::move(p), *target);
+    p.target = probe.target;
+    send(fx, std::string(n.card.address()), std::move(p), probe.target);
   }
 
   void send_indirect(effects& fx) {
     probe.indirect_sent = true;
-    auto it = nodes.find(probe.target);
-    if (it == nodes.end())
+    const auto target = find_slot(probe.target);
+    if (target == no_slot || !rows[target].present)
       return;
-    auto target_address = it->second.info.address;
-    auto helpers = sample_live(cfg.indirect_checks, [&](const std::string& name) {
-      return name != probe.target && is_state(name, [](member_state s) {
-               return s == member_state::alive;
+    auto target_address = std::string(rows[target].card.address());
+    auto helpers = sample_live(cfg.indirect_checks, [&](slot_t s) {
+      return s != target && is_state(s, [](member_state st) {
+               return st == member_state::alive;
              });
     });
-    for (const auto& h : helpers) {
+    for (auto h : helpers) {
       auto p = make_packet(packet_kind::ping_req, probe.seq);
       p.target = probe.target;
       p.target_address = target_address;
-      send(fx, nodes.at(h).info.address, std::move(p), h);
+      send(fx, std::string(rows[h].card.address()), std::move(p), std::string(name_at(h)));
     }
     stats.indirect_probes += helpers.size();
     probe.expected_nacks = cfg.lifeguard ? static_cast<unsigned>(helpers.size()) : 0;
@@ -773,39 +975,39 @@ struct membership::impl {
     } else {
       health_delta(+1);
     }
-    auto it = nodes.find(probe.target);
-    if (it == nodes.end())
+    auto* found = find_row(probe.target);
+    if (!found)
       return;
-    auto& n = it->second;
-    member_update u{member_state::suspect, n.info.name, {}, n.info.incarnation, {}, self_name};
-    if (n.info.state == member_state::alive) {
+    auto& n = *found;
+    member_update u{member_state::suspect, probe.target, {}, n.incarnation, {}, self_name};
+    if (n.state == member_state::alive) {
       ++stats.suspicions;
       apply_suspect(u, now, fx);
-    } else if (n.info.state == member_state::suspect && n.verifying) {
+    } else if (n.state == member_state::suspect && is_verifying(n)) {
       // The suspicion ran out unconfirmed and now our own probe failed too.
       declare_dead(n, now, fx);
-    } else if (n.info.state == member_state::suspect && n.timer &&
-               n.timer->from() != self_name && !n.checked_by_us) {
+    } else if (n.state == member_state::suspect && has_timer(n) &&
+               extra(n)->timer->from() != self_name && !extra(n)->checked_by_us) {
       // Our failed probe is independent evidence: let the others count it.
-      n.checked_by_us = true;
-      queue.push(std::move(u));
+      extra(n)->checked_by_us = true;
+      enqueue(u, n);
     }
   }
 
   /// The probe of a suspect whose timer ran out unconfirmed was answered: it is up, but
   /// has not refuted (yet): give it a fresh suspicion period rather than condemn it.
   void verified_alive() {
-    auto it = nodes.find(probe.target);
-    if (it == nodes.end() || !it->second.verifying)
+    auto* found = find_row(probe.target);
+    if (!found || !is_verifying(*found))
       return;
-    auto& n = it->second;
-    auto from = n.timer->from(); // copied: start_suspicion replaces the timer
+    auto& n = *found;
+    auto from = extra(n)->timer->from(); // copied: start_suspicion replaces the timer
     start_suspicion(n, from, last_now);
   }
 
-  void declare_dead(node_state& n, time_point now, effects& fx) {
-    apply_dead(member_update{member_state::dead, n.info.name, {}, n.info.incarnation, {},
-                             self_name},
+  void declare_dead(row& n, time_point now, effects& fx) {
+    apply_dead(member_update{member_state::dead, std::string(n.card.name()), {}, n.incarnation,
+                             {}, self_name},
                now, fx);
   }
 
@@ -858,12 +1060,13 @@ struct membership::impl {
   void run_suspicions(time_point now, effects& fx) {
     std::vector<std::string> due;
     for (const auto& name : suspects) {
-      const auto& n = nodes.at(name);
-      if (n.timer && !n.verifying && n.suspicion_deadline() <= now)
+      const auto& r = row_of(name);
+      if (has_timer(r) && !extra(r)->verifying && extra(r)->suspicion_deadline() <= now)
         due.push_back(name);
     }
     for (const auto& name : due) {
-      auto& n = nodes.at(name);
+      auto& r = row_of(name);
+      auto& n = *extra(r);
       if (cfg.lifeguard && now - n.suspicion_deadline() > late_slack() &&
           n.not_before == time_point{}) {
         // We were stalled: a refutation may be waiting in our input. Read it first.
@@ -878,12 +1081,18 @@ struct membership::impl {
         verify_queue.push_back(name);
         continue;
       }
-      declare_dead(n, now, fx);
+      declare_dead(r, now, fx);
     }
   }
 
-  bool recently_dead(const node_state& n, time_point now) const {
-    return n.info.state == member_state::dead && now - n.info.since < cfg.gossip_to_dead;
+  bool recently_dead(const row& n, time_point now) const {
+    return n.state == member_state::dead && now - n.since < cfg.gossip_to_dead;
+  }
+
+  /// Sends a gossip-only packet to the member in slot `s`.
+  void gossip_to(effects& fx, slot_t s) {
+    send(fx, std::string(rows[s].card.address()), make_packet(packet_kind::ack, 0),
+         std::string(name_at(s)), true);
   }
 
   void run_gossip(time_point now, effects& fx) {
@@ -893,39 +1102,32 @@ struct membership::impl {
       // in send()): if it was wrongly killed (say, behind a partition that healed) it
       // refutes. One such member per round keeps this cheap.
       auto target = sample(
-        departed.size(), [&](std::size_t i) -> const std::string& { return departed[i]; }, 1,
-        [&](const std::string& name) {
-          auto it = nodes.find(name);
-          return it != nodes.end() && recently_dead(it->second, now);
-        });
-      for (const auto& t : target)
-        send(fx, nodes.at(t).info.address, make_packet(packet_kind::ack, 0), t, true);
+        departed.size(), [&](std::size_t i) { return departed[i]; }, 1,
+        [&](slot_t s) { return rows[s].present && recently_dead(rows[s], now); });
+      for (auto t : target)
+        gossip_to(fx, t);
       return;
     }
     // Pool: the probe order followed by the departed, read in place.
     auto live = probe_order.size();
-    auto get = [&](std::size_t i) -> const std::string& {
-      return i < live ? probe_order[i] : departed[i - live];
-    };
-    auto targets = sample(live + departed.size(), get, cfg.gossip_fanout,
-                          [&](const std::string& name) {
-      auto it = nodes.find(name);
-      if (it == nodes.end() || name == self_name)
+    auto get = [&](std::size_t i) { return i < live ? probe_order[i] : departed[i - live]; };
+    auto targets = sample(live + departed.size(), get, cfg.gossip_fanout, [&](slot_t s) {
+      if (!rows[s].present || s == self_slot)
         return false;
       // The recently dead still hear gossip, so a wrongly killed member can refute.
-      return is_live(it->second.info.state) || recently_dead(it->second, now);
+      return is_live(rows[s].state) || recently_dead(rows[s], now);
     });
-    for (const auto& t : targets)
-      send(fx, nodes.at(t).info.address, make_packet(packet_kind::ack, 0), t, true);
+    for (auto t : targets)
+      gossip_to(fx, t);
   }
 
   void run_push_pull(time_point now, effects& fx) {
     next_push_pull = now + push_pull_period();
-    auto peer = sample_live(1, [&](const std::string& name) {
-      return is_state(name, [](member_state s) { return s == member_state::alive; });
+    auto peer = sample_live(1, [&](slot_t s) {
+      return is_state(s, [](member_state st) { return st == member_state::alive; });
     });
     if (!peer.empty())
-      fx.push_pull_to.push_back(nodes.at(peer.front()).info.address);
+      fx.push_pull_to.emplace_back(rows[peer.front()].card.address());
     // Reconnect (as Serf does): with probability dead / alive, also try one dead member,
     // so a partition that healed after gossip_to_dead still merges. Cluster-wide that is
     // about one attempt per dead member per interval. A really dead one just fails.
@@ -936,12 +1138,11 @@ struct membership::impl {
           static_cast<double>(dead) / static_cast<double>(alive))
       return;
     auto gone = sample(
-      departed.size(), [&](std::size_t i) -> const std::string& { return departed[i]; }, 1,
-      [&](const std::string& name) { return is_state(name, [](member_state s) {
-                                       return s == member_state::dead;
-                                     }); });
+      departed.size(), [&](std::size_t i) { return departed[i]; }, 1, [&](slot_t s) {
+        return is_state(s, [](member_state st) { return st == member_state::dead; });
+      });
     if (!gone.empty())
-      fx.push_pull_to.push_back(nodes.at(gone.front()).info.address);
+      fx.push_pull_to.emplace_back(rows[gone.front()].card.address());
   }
 
   void remember_reaped(const std::string& name, std::uint64_t incarnation, time_point now) {
@@ -965,24 +1166,32 @@ struct membership::impl {
   }
 
   void run_reaper(time_point now, effects& fx) {
-    std::vector<std::string> keep;
-    std::set<std::string> seen;
-    for (const auto& name : departed) {
-      if (!seen.insert(name).second)
+    if (departed.empty()) {
+      prune_reaped(now);
+      return;
+    }
+    std::vector<slot_t> keep;
+    std::vector<bool> seen(rows.size(), false);
+    for (auto s : departed) {
+      if (seen[s])
         continue;
-      auto it = nodes.find(name);
-      if (it == nodes.end() || !is_gone(it->second.info.state))
+      seen[s] = true;
+      auto& r = rows[s];
+      if (!r.present || !is_gone(r.state))
         continue;
-      if (now - it->second.info.since < cfg.reap_after) {
-        keep.push_back(name);
+      if (now - r.since < cfg.reap_after) {
+        keep.push_back(s);
         continue;
       }
-      auto info = it->second.info;
-      --counts[static_cast<std::size_t>(info.state)];
-      nodes.erase(it);
+      --counts[static_cast<std::size_t>(r.state)];
+      auto name = std::string(r.card.name());
       nudge.erase(name);
-      remember_reaped(name, info.incarnation, now);
-      emit(fx, member_event_kind::reaped, info);
+      remember_reaped(name, r.incarnation, now);
+      emit(fx, member_event_kind::reaped, r);
+      // Becomes a ghost: the probe order may still hold its slot (see row::present).
+      r.present = false;
+      release_extra(r);
+      ghosts.push_back(s);
     }
     departed = std::move(keep);
     prune_reaped(now);
@@ -990,10 +1199,10 @@ struct membership::impl {
 
   time_point earliest_reap() const {
     auto t = never;
-    for (const auto& name : departed) {
-      auto it = nodes.find(name);
-      if (it != nodes.end() && is_gone(it->second.info.state))
-        t = std::min(t, it->second.info.since + cfg.reap_after);
+    for (auto s : departed) {
+      const auto& r = rows[s];
+      if (r.present && is_gone(r.state))
+        t = std::min(t, r.since + cfg.reap_after);
     }
     return t;
   }
@@ -1086,7 +1295,7 @@ effects membership::on_packet(const packet& msg, time_point now) {
         d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
         break;
       }
-      if (!d.nodes.contains(msg.target)) {
+      if (!d.find_row(msg.target)) {
         ++d.stats.updates_ignored;
         break;
       }
@@ -1172,11 +1381,13 @@ push_pull membership::make_push_pull(bool join) const {
   const auto& d = *impl_;
   push_pull pp;
   pp.sender = d.self_name;
-  pp.sender_address = d.self_node->info.address;
+  pp.sender_address = d.me().card.address();
   pp.join = join;
-  pp.members.reserve(d.nodes.size());
-  for (const auto& [name, n] : d.nodes)
-    pp.members.push_back(d.update_of(n));
+  const auto& order = d.ordered();
+  pp.members.reserve(order.size());
+  for (auto s : order)
+    if (d.rows[s].present)
+      pp.members.push_back(d.update_of(d.rows[s]));
   return pp;
 }
 
@@ -1189,8 +1400,8 @@ effects membership::leave(time_point now) {
   d.probe.active = false;
   auto& m = d.me();
   ++m.incarnation;
-  d.self_node->declared_by = m.name;
-  d.set_state(*d.self_node, member_state::left, now);
+  d.set_declared_by(m, d.self_name);
+  d.set_state(m, member_state::left, now);
   // Newest and never sent: the queue picks it first.
   d.queue.push(d.self_update(member_state::left));
   return {};
@@ -1202,7 +1413,7 @@ effects membership::set_tags(tag_map tags, time_point now) {
   if (d.has_left)
     return {};
   auto& m = d.me();
-  m.tags = std::move(tags);
+  m.card = member_card::intern(d.self_name, m.card.address(), tags);
   ++m.incarnation;
   d.queue.push(d.self_update(member_state::alive));
   return {};
@@ -1221,9 +1432,9 @@ time_point membership::next_deadline() const {
   for (const auto& [seq, h] : d.helping)
     t = std::min(t, d.cfg.lifeguard && !h.nack_sent ? h.nack_at : h.expire_at);
   for (const auto& name : d.suspects) {
-    const auto& n = d.nodes.at(name);
-    if (n.timer && !n.verifying)
-      t = std::min(t, n.suspicion_deadline());
+    const auto& n = *d.find_row(name);
+    if (d.has_timer(n) && !d.extra(n)->verifying)
+      t = std::min(t, d.extra(n)->suspicion_deadline());
   }
   t = std::min(t, d.earliest_reap());
   // A deadline already passed (a suspicion shortened by confirmations) is due now.
@@ -1231,18 +1442,21 @@ time_point membership::next_deadline() const {
 }
 
 std::vector<member> membership::members() const {
+  const auto& d = *impl_;
   std::vector<member> out;
-  out.reserve(impl_->nodes.size());
-  for (const auto& [name, n] : impl_->nodes)
-    out.push_back(n.info);
+  const auto& order = d.ordered();
+  out.reserve(order.size());
+  for (auto s : order)
+    if (d.rows[s].present)
+      out.push_back(impl::to_member(d.rows[s]));
   return out;
 }
 
 std::optional<member> membership::find(const std::string& name) const {
-  auto it = impl_->nodes.find(name);
-  if (it == impl_->nodes.end())
+  const auto* r = impl_->find_row(name);
+  if (!r)
     return std::nullopt;
-  return it->second.info;
+  return impl::to_member(*r);
 }
 
 std::size_t membership::count(member_state s) const {
@@ -1250,7 +1464,8 @@ std::size_t membership::count(member_state s) const {
 }
 
 const member& membership::self() const {
-  return impl_->self_node->info;
+  impl_->self_view = impl::to_member(impl_->me());
+  return impl_->self_view;
 }
 
 unsigned membership::health_score() const {

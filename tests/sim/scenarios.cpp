@@ -8,6 +8,8 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace starling::sim {
@@ -140,6 +142,7 @@ detection_result run_detection(const scenario_options& opt) {
   detection_result r;
   simulator sim(make_sim_config(opt));
   const auto boot = bootstrap(sim, opt);
+  r.bootstrap = boot;
   r.converged = boot.converged;
   if (!boot.converged)
     return r;
@@ -375,41 +378,57 @@ std::size_t heap_in_use() {
   return mi.uordblks + mi.hblkhd;
 }
 
+namespace {
+
+/// Heap growth of a core built, joined to `members` members and drained: (after join, after
+/// drain). The core is handed to `keep` (so that the caller decides when it dies).
+std::pair<std::size_t, std::size_t>
+measure_one_core(std::size_t members, const gossip::swim_config& swim, std::uint64_t seed,
+                 std::unique_ptr<gossip::membership>& keep) {
+  const auto now = time_point{} + std::chrono::hours(24);
+  const auto before = heap_in_use();
+  auto core = std::make_unique<gossip::membership>(node_name(0), node_address(0),
+                                                   gossip::tag_map{}, swim, seed, now);
+  {
+    gossip::push_pull pp;
+    pp.sender = node_name(1);
+    pp.sender_address = node_address(1);
+    pp.members.reserve(members);
+    for (std::size_t i = 1; i <= members; ++i) {
+      gossip::member_update u;
+      u.state = member_state::alive;
+      u.name = node_name(static_cast<node_id>(i));
+      u.address = node_address(static_cast<node_id>(i));
+      pp.members.push_back(std::move(u));
+    }
+    auto fx = core->on_push_pull_response(pp, now);
+  }
+  const auto joined = heap_in_use();
+  // Gossip rounds drain the queue (the datagrams are dropped: there is no network).
+  auto t = now;
+  for (int i = 0; i < 100000 && core->pending_broadcasts() > 0; ++i) {
+    t = std::max(core->next_deadline(), t + 1ms);
+    auto fx = core->on_tick(t);
+  }
+  const auto after = heap_in_use();
+  keep = std::move(core);
+  return {joined > before ? joined - before : 0, after > before ? after - before : 0};
+}
+
+} // namespace
+
 memory_probe measure_core_memory(std::size_t members, const gossip::swim_config& swim) {
   memory_probe p;
   p.members = members;
-  const auto now = time_point{} + std::chrono::hours(24);
-  const auto before = heap_in_use();
-  {
-    auto core = std::make_unique<gossip::membership>("n0", "10.0.0.1:7946", gossip::tag_map{},
-                                                     swim, 1, now);
-    {
-      gossip::push_pull pp;
-      pp.sender = "n1";
-      pp.sender_address = "10.0.0.2:7946";
-      pp.members.reserve(members);
-      for (std::size_t i = 1; i <= members; ++i) {
-        gossip::member_update u;
-        u.state = member_state::alive;
-        u.name = node_name(static_cast<node_id>(i));
-        u.address = node_address(static_cast<node_id>(i));
-        pp.members.push_back(std::move(u));
-      }
-      auto fx = core->on_push_pull_response(pp, now);
-    }
-    const auto joined = heap_in_use();
-    p.bytes_after_join = joined > before ? joined - before : 0;
-    // Gossip rounds drain the queue (the datagrams are dropped: there is no network).
-    auto t = now;
-    for (int i = 0; i < 100000 && core->pending_broadcasts() > 0; ++i) {
-      t = std::max(core->next_deadline(), t + 1ms);
-      auto fx = core->on_tick(t);
-    }
-    const auto after = heap_in_use();
-    p.bytes_total = after > before ? after - before : 0;
-  }
-  p.bytes_per_member = members ? static_cast<double>(p.bytes_total) / static_cast<double>(members)
-                               : 0.0;
+  std::unique_ptr<gossip::membership> first, second;
+  std::tie(p.bytes_after_join, p.bytes_total) = measure_one_core(members, swim, 1, first);
+  std::tie(p.next_bytes_after_join, p.next_bytes_total) =
+    measure_one_core(members, swim, 2, second);
+  const auto per = [members](std::size_t bytes) {
+    return members ? static_cast<double>(bytes) / static_cast<double>(members) : 0.0;
+  };
+  p.bytes_per_member = per(p.bytes_total);
+  p.next_bytes_per_member = per(p.next_bytes_total);
   return p;
 }
 

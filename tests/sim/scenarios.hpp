@@ -88,6 +88,10 @@ struct detection_result {
   /// Failed events about live nodes after the kill (0 expected).
   std::uint64_t false_deaths = 0;
   run_cost cost; ///< of the detection phase only
+  /// The bootstrap phase before the kill: the same as run_convergence() with the same
+  /// options (minus view_mismatches, not checked here), so a report can print both from one
+  /// run. Bootstrapping 10,000 nodes takes a quarter of an hour.
+  convergence_result bootstrap;
 };
 
 detection_result run_detection(const scenario_options& opt);
@@ -165,18 +169,28 @@ struct partition_result {
 partition_result run_partition(const scenario_options& opt, duration split_for = 30s);
 
 /// Memory held by one core's member table, measured with the allocator's in-use bytes.
+/// Names, addresses and tags are interned once per process (gossip/member_card.hpp), so the
+/// first core of a process pays for them and every further core only for its own table:
+/// both are measured, the second with a second core holding the same members.
 struct memory_probe {
   std::size_t members = 0;
-  /// Heap growth of one core right after a join merge of `members` members (the broadcast
-  /// queue then holds an update per member).
+  /// Heap growth of the first core right after a join merge of `members` members (the
+  /// broadcast queue then holds an update per member). Interned names included.
   std::size_t bytes_after_join = 0;
-  /// Heap growth once the broadcast queue drained (steady state): the table itself.
+  /// Heap growth of the first core once the broadcast queue drained (steady state): the
+  /// table itself plus the interned names.
   std::size_t bytes_total = 0;
   double bytes_per_member = 0; ///< bytes_total / members
+  /// The same for a second core with the same members, while the first one lives (the
+  /// interned names are shared): what each further core of a simulated mesh costs.
+  std::size_t next_bytes_after_join = 0;
+  std::size_t next_bytes_total = 0;
+  double next_bytes_per_member = 0; ///< next_bytes_total / members
 };
 
 /// Builds one core, merges a push-pull with `members` alive members into it, then ticks it
-/// (its datagrams go nowhere) until its broadcast queue is empty.
+/// (its datagrams go nowhere) until its broadcast queue is empty; then a second core the
+/// same way while the first is kept.
 memory_probe measure_core_memory(std::size_t members, const gossip::swim_config& swim = {});
 
 /// Heap bytes in use right now (glibc mallinfo2).

@@ -76,7 +76,59 @@ const std::string& simulator::name(node_id id) const { return nodes_.at(id).name
 
 const std::string& simulator::address(node_id id) const { return nodes_.at(id).address; }
 
+namespace {
+
+/// The id node_name() or node_address() would have encoded in `s`, if `s` has that shape
+/// (the caller checks that the node's name or address really is `s`). Hashing the string
+/// was 8% of a 10,000-node run: every member event and datagram is looked up.
+std::optional<node_id> parse_name(const std::string& s) {
+  if (s.size() < 2 || s.size() > 11 || s[0] != 'n')
+    return std::nullopt;
+  std::uint64_t v = 0;
+  for (std::size_t i = 1; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9')
+      return std::nullopt;
+    v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+  }
+  if (v > std::numeric_limits<node_id>::max())
+    return std::nullopt;
+  return static_cast<node_id>(v);
+}
+
+std::optional<node_id> parse_address(const std::string& s) {
+  // "10.a.b.c:7946" with v = (a << 16 | b << 8 | c) = id + 1.
+  if (s.size() < 12 || s.compare(0, 3, "10.") != 0)
+    return std::nullopt;
+  std::uint32_t v = 0;
+  std::uint32_t part = 0;
+  int parts = 0;
+  for (std::size_t i = 3; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c >= '0' && c <= '9') {
+      part = part * 10 + static_cast<std::uint32_t>(c - '0');
+      if (part > 255)
+        return std::nullopt;
+    } else if (c == '.' || c == ':') {
+      v = v << 8 | part;
+      part = 0;
+      if (++parts > 3)
+        return std::nullopt;
+      if (c == ':')
+        break;
+    } else {
+      return std::nullopt;
+    }
+  }
+  if (parts != 3 || v == 0)
+    return std::nullopt;
+  return static_cast<node_id>(v - 1);
+}
+
+} // namespace
+
 std::optional<node_id> simulator::find_name(const std::string& name) const {
+  if (auto id = parse_name(name); id && *id < nodes_.size() && nodes_[*id].name == name)
+    return id;
   auto i = by_name_.find(name);
   if (i == by_name_.end())
     return std::nullopt;
@@ -84,6 +136,9 @@ std::optional<node_id> simulator::find_name(const std::string& name) const {
 }
 
 std::optional<node_id> simulator::find_address(const std::string& address) const {
+  if (auto id = parse_address(address);
+      id && *id < nodes_.size() && nodes_[*id].address == address)
+    return id;
   auto i = by_address_.find(address);
   if (i == by_address_.end())
     return std::nullopt;
