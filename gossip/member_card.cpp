@@ -42,8 +42,11 @@ rep* make_rep(std::string_view name, std::string_view address, const tag_map& ta
   r->hash = h;
   if (!tags.empty())
     r->tags = std::make_unique<const tag_map>(tags);
-  std::memcpy(r->text(), name.data(), name.size());
-  std::memcpy(r->text() + name.size(), address.data(), address.size());
+  // An empty string_view may have a null data(), which memcpy must never see.
+  if (!name.empty())
+    std::memcpy(r->text(), name.data(), name.size());
+  if (!address.empty())
+    std::memcpy(r->text() + name.size(), address.data(), address.size());
   return r;
 }
 
