@@ -2,6 +2,8 @@
 // docs/decisions/0007) hands each request to the supervisor as (admin_atom, args), which
 // delegates it here. Thin: parses the command line and answers from the supervisor's
 // children.
+#include <charconv>
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/make_message.hpp>
@@ -9,7 +11,9 @@
 
 #include "actors/atoms.hpp"
 #include "actors/errc.hpp"
+#include "actors/config.hpp"
 #include "actors/supervisor_actor.hpp"
+#include "identity/token.hpp"
 
 namespace starling::actors {
 
@@ -27,6 +31,40 @@ caf::error no_arguments(const std::vector<std::string>& args) {
   return {};
 }
 
+/// token create [--ttl DURATION] [--uses N] -> (ttl seconds, uses).
+caf::expected<std::pair<std::int64_t, std::int64_t>>
+parse_token_create(const std::vector<std::string>& args) {
+  if (args.size() < 2 || args[1] != "create")
+    return usage("token: expected 'token create [--ttl 1h] [--uses 1]'");
+  std::int64_t ttl = std::chrono::duration_cast<std::chrono::seconds>(
+                       identity::default_token_ttl)
+                       .count();
+  std::int64_t uses = identity::default_token_uses;
+  for (std::size_t i = 2; i < args.size(); i += 2) {
+    if (i + 1 >= args.size())
+      return usage("token create: " + args[i] + " needs a value");
+    const auto& flag = args[i];
+    const auto& value = args[i + 1];
+    if (flag == "--ttl") {
+      auto d = parse_duration(value, "--ttl");
+      if (!d)
+        return usage(message_of(d.error()));
+      ttl = std::chrono::duration_cast<std::chrono::seconds>(*d).count();
+      if (ttl <= 0)
+        return usage("--ttl must be at least 1s, got " + value);
+    } else if (flag == "--uses") {
+      std::int64_t n = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+      if (ec != std::errc{} || ptr != value.data() + value.size())
+        return usage("--uses: expected a number, got '" + value + "'");
+      uses = n;
+    } else {
+      return usage("token create: unknown option '" + flag + "'");
+    }
+  }
+  return std::make_pair(ttl, uses);
+}
+
 caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
   return {
     // Answers are caf::message so that delegation (an untyped `delegated<message>`) and
@@ -35,7 +73,8 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
       if (args.empty())
         return usage("empty admin request");
       const auto& cmd = args[0];
-      if (cmd == "members" || cmd == "events" || cmd == "leave" || cmd == "ping")
+      if (cmd == "members" || cmd == "events" || cmd == "leave" || cmd == "ping" ||
+          cmd == "certs")
         if (auto err = no_arguments(args))
           return err;
       if (cmd == "members")
@@ -49,6 +88,14 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
       }
       if (cmd == "ping")
         return caf::make_message(std::string{"pong"});
+      if (cmd == "certs")
+        return self->delegate(supervisor, certs_atom::value);
+      if (cmd == "token") {
+        auto parsed = parse_token_create(args);
+        if (!parsed)
+          return parsed.error();
+        return self->delegate(supervisor, token_atom::value, parsed->first, parsed->second);
+      }
       if (cmd == "keyring") {
         // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID
         const auto op = args.size() > 1 ? args[1] : std::string{};

@@ -21,6 +21,8 @@
 #include "actors/keyring_sealer.hpp"
 #include "actors/logging.hpp"
 #include "actors/node_files.hpp"
+#include "actors/node_identity.hpp"
+#include "actors/views.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "identity/errc.hpp"
 
@@ -95,6 +97,26 @@ int run_agent(const agent_config& cfg) {
   std::uint64_t incarnation = 0;
   if (auto last = read_incarnation(cfg.data_dir))
     incarnation = *last + 1;
+  // The node's certificate first: an admission also brings the mesh's gossip keyring.
+  std::shared_ptr<const node_identity> id;
+  {
+    auto prepared = prepare_node_identity(cfg, std::chrono::system_clock::now());
+    if (!prepared) {
+      spdlog::error("{}", message_of(prepared.error()));
+      return exit_failed;
+    }
+    if (*prepared) {
+      const auto& leaf = (*prepared)->creds.certs.front();
+      auto until = identity::not_after(leaf);
+      spdlog::info("node certificate {} ({}), valid until {}; TCP between nodes is mutual TLS",
+                   identity::spiffe_id_of(leaf) ? identity::spiffe_id_of(leaf)->to_uri() : "?",
+                   (*prepared)->source, until ? iso8601_utc(*until) : "?");
+      id = std::make_shared<const node_identity>(std::move(**prepared));
+    } else {
+      spdlog::warn("no node certificate (no --issuer, --token or stored certificate): TCP "
+                   "between nodes is not authenticated (docs/operations.md, Certificates)");
+    }
+  }
   // The gossip keyring: the persisted one (it carries rotations) wins over the config.
   std::shared_ptr<keyring_sealer> sealer;
   {
@@ -147,7 +169,7 @@ int run_agent(const agent_config& cfg) {
     caf::actor_system sys{sys_cfg};
     spdlog::info("starling agent {} starting (data dir {}, incarnation {})", cfg.name,
                  cfg.data_dir.string(), incarnation);
-    auto sup = spawn_supervisor(sys, supervisor_params{cfg, incarnation, outcome, sealer});
+    auto sup = spawn_supervisor(sys, supervisor_params{cfg, incarnation, outcome, sealer, id});
     {
       signal_thread signals{sup};
       caf::scoped_actor self{sys};

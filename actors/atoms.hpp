@@ -7,7 +7,9 @@
 // errors). The admin actor dispatches the command to (members_atom) -> std::string JSON,
 // (events_atom) -> std::string JSON, (leave_atom) -> std::string "ok",
 // (ping_atom) -> std::string "pong", (keyring_atom, std::string op, std::string arg) ->
-// std::string (actors/keyring_sealer.hpp).
+// std::string (actors/keyring_sealer.hpp), (token_atom, std::int64_t ttl_seconds,
+// std::int64_t uses) -> std::string token, (certs_atom) -> std::string JSON
+// (actors/identity_actor.hpp).
 #pragma once
 
 #include <caf/atom.hpp>
@@ -21,6 +23,8 @@ using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;
 using keyring_atom = caf::atom_constant<caf::atom("keyring")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+using token_atom = caf::atom_constant<caf::atom("token")>;
+using certs_atom = caf::atom_constant<caf::atom("certs")>;
 
 // Membership actor <-> supervisor (local only).
 using bound_atom = caf::atom_constant<caf::atom("bound")>;

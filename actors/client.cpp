@@ -5,6 +5,7 @@
 #include <variant>
 
 #include "actors/admin_server.hpp"
+#include "actors/certs_view.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
@@ -46,10 +47,10 @@ std::variant<std::string, int> ask(const client_options& opts,
   return exit_failed;
 }
 
-} // namespace
-
-int run_members(const client_options& opts) {
-  auto res = ask(opts, {"members"});
+/// Asks for a JSON view and prints it as is (--json) or rendered by `render`.
+int print_view(const client_options& opts, const std::vector<std::string>& args,
+               caf::expected<std::string> (*render)(std::string_view)) {
+  auto res = ask(opts, args);
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& json = std::get<std::string>(res);
@@ -57,13 +58,19 @@ int run_members(const client_options& opts) {
     std::cout << json << std::endl;
     return exit_ok;
   }
-  auto table = members_table(json);
-  if (!table) {
-    std::cerr << "starling: " << message_of(table.error()) << '\n';
+  auto text = render(json);
+  if (!text) {
+    std::cerr << "starling: " << message_of(text.error()) << '\n';
     return exit_failed;
   }
-  std::cout << *table << std::flush;
+  std::cout << *text << std::flush;
   return exit_ok;
+}
+
+} // namespace
+
+int run_members(const client_options& opts) {
+  return print_view(opts, {"members"}, members_table);
 }
 
 int run_leave(const client_options& opts) {
@@ -114,6 +121,26 @@ int run_keyring(const client_options& opts, const std::string& op, const std::st
               << std::endl;
   else
     std::cout << "removed key " << id << std::endl;
+  return exit_ok;
+}
+
+int run_certs(const client_options& opts) {
+  return print_view(opts, {"certs"}, certs_text);
+}
+
+int run_token_create(const client_options& opts, const std::string& ttl,
+                     const std::string& uses) {
+  std::vector<std::string> args{"token", "create"};
+  if (!ttl.empty())
+    args.insert(args.end(), {"--ttl", ttl});
+  if (!uses.empty())
+    args.insert(args.end(), {"--uses", uses});
+  auto res = ask(opts, args);
+  if (auto* code = std::get_if<int>(&res))
+    return *code;
+  std::cerr << "join token (a secret until spent or expired; join with "
+               "`starling agent --join SEED --token TOKEN`):\n";
+  std::cout << std::get<std::string>(res) << std::endl;
   return exit_ok;
 }
 

@@ -45,6 +45,14 @@ int run_keyring(const client_options& opts, const std::string& op, const std::st
 /// `starling keyring generate`: prints a fresh random base64 gossip key. Local only.
 int run_keyring_generate();
 
+/// `starling certs [--json]`: the node's certificate, issuers, roots, revocations, keyring.
+int run_certs(const client_options& opts);
+
+/// `starling token create [--ttl 1h] [--uses 1]` on an issuer node: prints the token as the
+/// last line.
+int run_token_create(const client_options& opts, const std::string& ttl,
+                     const std::string& uses);
+
 /// Options of `starling ca init`.
 struct ca_init_options {
   /// Mesh name (identity::is_valid_mesh_name).

@@ -17,6 +17,7 @@
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
 #include "identity/names.hpp"
+#include "identity/token.hpp"
 
 namespace starling::actors {
 
@@ -143,6 +144,25 @@ caf::error validate_gossip_key(std::string_view text, std::string_view key) {
                                                          : std::string{"not a gossip key"};
     return bad(key, why);
   }
+  return {};
+}
+
+/// Checks that an issuer directory holds the files of `starling ca issuer` (their content is
+/// checked when the agent loads them).
+caf::error validate_issuer_dir(const std::string& path, std::string_view key) {
+  if (path.empty())
+    return bad(key, "must not be empty");
+  for (const char* file : {"issuer.key", "issuer.crt", "bundle.crt"})
+    if (!std::filesystem::exists(std::filesystem::path{path} / file))
+      return bad(key, quote_text(path) + " has no " + file + " (made by `starling ca issuer`)");
+  return {};
+}
+
+/// Checks that a join token decodes, without echoing it (a secret).
+caf::error validate_token(std::string_view text, std::string_view key) {
+  auto t = identity::decode(text);
+  if (!t)
+    return bad(key, "not a join token: " + identity::render(t.error()));
   return {};
 }
 
@@ -386,6 +406,20 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
       if (auto err = validate_keyring_file(*s, key))
         return err;
       cfg.keyring_file = *s;
+    } else if (key == "issuer") {
+      auto s = get_string(node, key, "a directory");
+      if (!s)
+        return s.error();
+      if (auto err = validate_issuer_dir(*s, key))
+        return err;
+      cfg.issuer_dir = *s;
+    } else if (key == "token") {
+      auto s = get_string(node, key, "a join token");
+      if (!s)
+        return s.error();
+      if (auto err = validate_token(*s, key))
+        return err;
+      cfg.token = *s;
     } else if (key == "tags") {
       const auto* tbl = node.as_table();
       if (!tbl)
@@ -567,6 +601,8 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
   str("--gossip-key", f.gossip_key,
       "initial gossip encryption key, base64 (`starling keyring generate`)");
   str("--keyring-file", f.keyring_file, "initial gossip keyring file");
+  str("--issuer", f.issuer_dir, "issuer DIR (`starling ca issuer`): this node admits others");
+  str("--token", f.token, "join token from `starling token create` (first start only)");
 }
 
 caf::expected<agent_config> make_agent_config(std::string_view toml_text,
@@ -661,6 +697,16 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
       return err;
     cfg.keyring_file = *flags.keyring_file;
   }
+  if (flags.issuer_dir) {
+    if (auto err = validate_issuer_dir(*flags.issuer_dir, "--issuer"))
+      return err;
+    cfg.issuer_dir = *flags.issuer_dir;
+  }
+  if (flags.token) {
+    if (auto err = validate_token(*flags.token, "--token"))
+      return err;
+    cfg.token = *flags.token;
+  }
   // Defaults that depend on other values.
   if (st.name) {
     cfg.name = *st.name;
@@ -681,6 +727,8 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
                                          format_duration(cfg.swim.probe_timeout));
   if (cfg.swim.suspicion_max_mult < 1)
     return bad("gossip.suspicion_max_mult", "must be at least 1");
+  if (!cfg.token.empty() && cfg.join.empty())
+    return bad("token", "a join token needs a seed to present it to: set join or --join");
   if (!is_loopback_host(cfg.admin.host) && !cfg.admin_allow_remote)
     return bad("admin", cfg.admin.to_string() +
                           " is not a loopback address and the admin port has no "

@@ -72,6 +72,12 @@ struct agent_config {
   std::string gossip_key;
   /// Initial keyring file (the <data-dir>/keyring text form; validated at load); empty: none.
   std::filesystem::path keyring_file;
+  /// Directory of `starling ca issuer`'s output: this node is an issuer (signs its own node
+  /// certificate and admits others). Empty: not an issuer.
+  std::filesystem::path issuer_dir;
+  /// Join token (`starling token create` on an issuer); used once, when the data dir holds
+  /// no node certificate yet. Needs `join`. Secret: never logged.
+  std::string token;
 };
 
 /// Flag values as given on the command line; unset ones leave the file's value alone.
@@ -90,6 +96,8 @@ struct agent_flags {
   std::optional<std::string> event_log;
   std::optional<std::string> gossip_key;
   std::optional<std::string> keyring_file;
+  std::optional<std::string> issuer_dir;
+  std::optional<std::string> token;
 };
 
 /// Declares the `starling agent` flags on `app`, storing into `flags` (which must outlive

@@ -1,5 +1,7 @@
 #include "actors/gossip_io.hpp"
 
+#include "gossip/errc.hpp"
+
 namespace starling::actors {
 
 namespace {
@@ -31,12 +33,24 @@ public:
     transport_->push_pull_with(address, std::move(local), std::move(done));
   }
 
+  void admission_with(const std::string& address, std::string request,
+                      std::string expected_peer,
+                      std::function<void(caf::expected<std::string>)> done) override {
+    transport_->admission_with(address, std::move(request), std::move(expected_peer),
+                               std::move(done));
+  }
+
 private:
   /// Never null.
   std::unique_ptr<gossip::transport> transport_;
 };
 
 } // namespace
+
+void gossip_io::admission_with(const std::string&, std::string, std::string,
+                               std::function<void(caf::expected<std::string>)> done) {
+  done(gossip::make_error(gossip::errc::invalid_field, "this network does not forward admissions"));
+}
 
 gossip_io_factory make_transport_io(gossip::transport_config cfg) {
   return [cfg = std::move(cfg)](gossip::transport_callbacks cbs)

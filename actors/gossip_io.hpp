@@ -28,6 +28,11 @@ public:
   /// Starts a push-pull with `address`; `done` runs once, on any thread.
   virtual void push_pull_with(const std::string& address, gossip::push_pull local,
                               std::function<void(caf::expected<gossip::push_pull>)> done) = 0;
+  /// Sends an admission request to the member `expected_peer` at `address` over TLS;
+  /// `done` runs once, on any thread. The default refuses (no TLS in this network).
+  virtual void admission_with(const std::string& address, std::string request,
+                              std::string expected_peer,
+                              std::function<void(caf::expected<std::string>)> done);
 };
 
 /// Starts the network side, wiring `callbacks` (which may run on any thread). The actor

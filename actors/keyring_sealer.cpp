@@ -137,6 +137,11 @@ caf::error keyring_sealer::persist() const {
   return write_keyring_file(file_, core_.ring());
 }
 
+std::string keyring_sealer::ring_text() const {
+  std::lock_guard<std::mutex> guard{mutex_};
+  return core_.ring().to_text();
+}
+
 // -- files ------------------------------------------------------------------------------
 
 fs::path keyring_path(const fs::path& data_dir) {

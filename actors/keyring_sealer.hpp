@@ -69,6 +69,9 @@ public:
   /// A snapshot of the keyring and the counters.
   [[nodiscard]] keyring_view view() const;
 
+  /// The keyring in its file form (what an issuer hands a node it admits). A secret.
+  [[nodiscard]] std::string ring_text() const;
+
   /// Writes the current keyring to the persistence file (no-op without one).
   [[nodiscard]] caf::error persist() const;
 

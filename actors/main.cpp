@@ -58,6 +58,22 @@ int main(int argc, char** argv) {
   auto* keyring_generate =
     keyring->add_subcommand("generate", "print a fresh random key (local, no agent needed)");
 
+  sa::client_options certs_opts;
+  auto* certs = app.add_subcommand("certs", "this node's certificate, issuers, roots, keyring");
+  add_client_flags(*certs, certs_opts, true);
+
+  sa::client_options token_opts;
+  std::string token_ttl;
+  std::string token_uses;
+  auto* token = app.add_subcommand("token", "join tokens (on an issuer node)");
+  token->require_subcommand(1);
+  auto* token_create = token->add_subcommand("create", "print a new join token");
+  token_create->add_option("--ttl", token_ttl, "how long it is valid (default 1h, at most 7 days)")
+    ->type_name("");
+  token_create->add_option("--uses", token_uses, "how many nodes may join with it (default 1)")
+    ->type_name("");
+  add_client_flags(*token_create, token_opts, false);
+
   sa::ca_init_options ca_init_opts;
   sa::ca_issuer_options ca_issuer_opts;
   auto* ca = app.add_subcommand("ca", "offline mesh root and issuer certificates");
@@ -120,6 +136,10 @@ int main(int argc, char** argv) {
       if (cmd->parsed())
         return sa::run_keyring(keyring_opts, cmd->get_name(), keyring_arg);
   }
+  if (certs->parsed())
+    return sa::run_certs(certs_opts);
+  if (token_create->parsed())
+    return sa::run_token_create(token_opts, token_ttl, token_uses);
   if (ca_init->parsed())
     return sa::run_ca_init(ca_init_opts);
   if (ca_issuer->parsed())

@@ -285,6 +285,12 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
     else
       reply(gossip::make_error(gossip::errc::peer_refused, "node is shutting down"));
   };
+  if (st.params.on_admission)
+    cbs.on_admission = [handler = st.params.on_admission](std::string request,
+                                                          std::optional<std::string> peer,
+                                                          gossip::admission_responder reply) {
+      handler(admission_msg{std::move(request), std::move(peer), std::move(reply)});
+    };
   cbs.on_drop = [](const caf::error& why, const std::string& from) {
     spdlog::debug("dropped gossip input from {}: {}", from, gossip::render(why));
   };
@@ -347,6 +353,18 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
       apply(self, std::move(reply.fx));
     },
     [=](pp_result_msg& msg) { on_push_pull_result(self, msg); },
+    [=](forward_admission_msg& msg) {
+      auto& st = self->state;
+      auto m = st.core ? st.core->find(msg.issuer) : std::nullopt;
+      if (!m || (m->state != gossip::member_state::alive &&
+                 m->state != gossip::member_state::suspect)) {
+        msg.done(make_error(errc::unreachable, "issuer " + msg.issuer +
+                                                 " is not an alive member of this mesh"));
+        return;
+      }
+      st.io->admission_with(m->address, std::move(msg.request), msg.issuer,
+                            std::move(msg.done));
+    },
     [=](retry_atom) {
       if (self->state.joining)
         start_join_round(self);

@@ -6,6 +6,7 @@
 // Protocol (all local to the process):
 //   handles (members_atom) -> std::string   members JSON view (docs/operations.md)
 //           (events_atom) -> std::string    recent events JSON
+//           (forward_admission_msg)          forwards to the named alive member over TLS
 //           (leave_atom) -> left_atom        once the leave news has spread (or ~2 s)
 //   sends to `parent`:
 //           (bound_atom, std::string advertise_address, uint16_t port)  once, at start
@@ -23,6 +24,7 @@
 
 #include <caf/fwd.hpp>
 
+#include "actors/admission_msgs.hpp"
 #include "actors/gossip_io.hpp"
 #include "gossip/membership.hpp"
 #include "gossip/types.hpp"
@@ -55,6 +57,9 @@ struct membership_params {
   std::filesystem::path data_dir;
   /// Seeds the core's RNG and the join jitter.
   std::uint64_t rng_seed = 0;
+  /// Admission requests arriving on the gossip port go here (the supervisor routes them
+  /// to the identity actor); unset: refused.
+  admission_handler on_admission;
   /// Starts the network side. Required.
   gossip_io_factory make_io;
 };

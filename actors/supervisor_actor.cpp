@@ -14,12 +14,16 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/admin_server.hpp"
+#include "actors/admission_msgs.hpp"
+#include "actors/identity_actor.hpp"
 #include "actors/atoms.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/membership_actor.hpp"
 #include "actors/node_files.hpp"
+#include "actors/node_identity.hpp"
+#include "actors/tls_security.hpp"
 
 namespace starling::actors {
 
@@ -52,6 +56,7 @@ struct supervisor_state {
   /// Index of the membership and admin slots in `children`.
   std::size_t membership_slot = 0;
   std::size_t admin_slot = 0;
+  std::size_t identity_slot = 0;
   /// Membership actor starts so far (0 before the first).
   unsigned membership_starts = 0;
   /// Advertised gossip address and bound port, once the membership actor reported them.
@@ -173,6 +178,15 @@ caf::actor start_membership(supervisor_t* self) {
     // The wire limit stays max_datagram: the core packs less, leaving room for sealing.
     p.swim.max_datagram = cfg.swim.max_datagram - identity::sealed_overhead;
   }
+  if (st.params.id)
+    tc.security = std::make_shared<tls_security>(st.params.id->tls);
+  caf::weak_actor_ptr weak{self->ctrl()};
+  p.on_admission = [weak](admission_msg msg) {
+    if (auto hdl = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(hdl), std::move(msg));
+    else
+      msg.reply(make_error(errc::unreachable, "node is shutting down"));
+  };
   if (st.membership_starts++ == 0) {
     p.seeds = cfg.join;
     p.join_required = !cfg.join.empty();
@@ -191,6 +205,16 @@ caf::actor start_membership(supervisor_t* self) {
   p.make_io = make_transport_io(std::move(tc));
   return spawn_membership_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                                 std::move(p));
+}
+
+caf::actor start_identity(supervisor_t* self) {
+  auto& st = self->state;
+  identity_params p;
+  p.id = st.params.id;
+  p.sealer = st.params.sealer;
+  p.tokens_file = st.params.cfg.data_dir / "tokens";
+  return spawn_identity_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
+                              std::move(p));
 }
 
 caf::actor start_admin(supervisor_t* self) {
@@ -255,6 +279,7 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
   auto& st = self->state;
   st.params = std::move(params);
   self->set_down_handler([=](caf::down_msg& dm) { on_child_down(self, dm); });
+  st.identity_slot = add_child(self, "identity", [=] { return start_identity(self); });
   st.membership_slot = add_child(self, "membership", [=] { return start_membership(self); });
   st.admin_slot = add_child(self, "admin", [=] { return start_admin(self); });
   return {
@@ -294,6 +319,29 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
     },
     [=](keyring_atom, const std::string& op, const std::string& arg) -> std::string {
       return answer_keyring_request(self->state.params.sealer.get(), op, arg);
+    },
+    [=](token_atom a, std::int64_t ttl, std::int64_t uses) {
+      return self->delegate(self->state.children[self->state.identity_slot].handle, a, ttl,
+                            uses);
+    },
+    [=](certs_atom a) {
+      return self->delegate(self->state.children[self->state.identity_slot].handle, a);
+    },
+    [=](admission_msg& msg) {
+      const auto& identity = self->state.children[self->state.identity_slot].handle;
+      if (!identity) {
+        msg.reply(make_error(errc::unreachable, "the identity actor is restarting"));
+        return;
+      }
+      self->send(identity, std::move(msg));
+    },
+    [=](forward_admission_msg& msg) {
+      const auto& membership = self->state.children[self->state.membership_slot].handle;
+      if (!membership) {
+        msg.done(make_error(errc::unreachable, "the membership actor is restarting"));
+        return;
+      }
+      self->send(membership, std::move(msg));
     },
     [=](leave_atom) { leave(self); },
     [=](stop_atom) {

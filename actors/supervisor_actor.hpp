@@ -1,5 +1,5 @@
 // The node supervisor: spawns, monitors and restarts the agent's child actors (membership,
-// admin; later identity, routing, proxy controller), runs the admin port, announces
+// identity, admin; later routing, proxy controller), runs the admin port, announces
 // readiness (agent.json + the ready line), and runs the graceful leave and shutdown.
 //
 // Protocol:
@@ -8,6 +8,8 @@
 //   (members_atom) / (events_atom) -> std::string   delegated to the membership actor
 //   (keyring_atom, std::string op, std::string arg) -> std::string   the gossip keyring
 //   (admin_atom, std::vector<std::string>) -> std::string   delegated to the admin actor
+//   (token_atom, ...) / (certs_atom) / (admission_msg)   delegated to the identity actor
+//   (forward_admission_msg)   delegated to the membership actor
 #pragma once
 
 #include <atomic>
@@ -21,6 +23,7 @@
 namespace starling::actors {
 
 class keyring_sealer;
+struct node_identity;
 
 /// What the supervisor leaves behind for run_agent: the process exit code.
 struct agent_outcome {
@@ -38,6 +41,8 @@ struct supervisor_params {
   /// The gossip keyring, shared with every gossip transport this agent starts (also after
   /// a membership restart); null: plain gossip.
   std::shared_ptr<keyring_sealer> sealer;
+  /// The node's certificate and trust; null: no identity (plain TCP between nodes).
+  std::shared_ptr<const node_identity> id;
 };
 
 /// Spawns the supervisor, which immediately spawns its children.

@@ -223,7 +223,13 @@ std::string encode_error_frame(std::string_view reason) {
   return frame_bytes(frame);
 }
 
-caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits& limits) {
+std::string encode_admission_frame(std::string_view body) {
+  v1::Frame frame;
+  frame.set_admission(std::string{body});
+  return frame_bytes(frame);
+}
+
+caf::expected<frame_body> decode_any_frame(std::string_view body, const codec_limits& limits) {
   if (body.size() > limits.max_frame)
     return make_error(errc::oversized, "frame of " + std::to_string(body.size()) +
                                            " bytes exceeds " + std::to_string(limits.max_frame));
@@ -233,6 +239,8 @@ caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits&
   switch (frame.body_case()) {
   case v1::Frame::kPushPull:
     break;
+  case v1::Frame::kAdmission:
+    return frame_body{admission_payload{std::move(*frame.mutable_admission())}};
   case v1::Frame::kError: {
     auto reason = frame.error();
     if (reason.size() > max_reason)
@@ -256,7 +264,16 @@ caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits&
     return err;
   out.sender = std::move(*msg.mutable_sender());
   out.sender_address = std::move(*msg.mutable_sender_address());
-  return out;
+  return frame_body{std::move(out)};
+}
+
+caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits& limits) {
+  auto decoded = decode_any_frame(body, limits);
+  if (!decoded)
+    return std::move(decoded.error());
+  if (auto* pp = std::get_if<push_pull>(&*decoded))
+    return std::move(*pp);
+  return make_error(errc::invalid_field, "an admission frame where a push-pull was expected");
 }
 
 frame_reader::frame_reader(std::size_t max_frame) : max_frame_(max_frame) {

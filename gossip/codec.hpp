@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 
 #include <caf/expected.hpp>
 
@@ -22,14 +23,14 @@ enum class frame_type : std::uint8_t {
 
 /// Limits applied when decoding untrusted bytes. A message breaking one is refused.
 struct codec_limits {
-  std::size_t max_datagram = 1400;        ///< bytes, frame byte included
-  std::size_t max_frame = 16u << 20;      ///< bytes of one TCP frame (length prefix excluded)
-  std::size_t max_name = 128;             ///< bytes of a member name
-  std::size_t max_address = 256;          ///< bytes of "host:port"
-  std::size_t max_tags = 64;              ///< tags per member
-  std::size_t max_tag_bytes = 512;        ///< bytes of one tag key or value
-  std::size_t max_updates = 4096;         ///< updates in a packet, or members in a push-pull
-                                          ///< (push-pull state is bounded by reaping)
+  std::size_t max_datagram = 1400;   ///< bytes, frame byte included
+  std::size_t max_frame = 16u << 20; ///< bytes of one TCP frame (length prefix excluded)
+  std::size_t max_name = 128;        ///< bytes of a member name
+  std::size_t max_address = 256;     ///< bytes of "host:port"
+  std::size_t max_tags = 64;         ///< tags per member
+  std::size_t max_tag_bytes = 512;   ///< bytes of one tag key or value
+  std::size_t max_updates = 4096;    ///< updates in a packet, or members in a push-pull
+                                     ///< (push-pull state is bounded by reaping)
 };
 
 /// Encodes `p` as one datagram: the frame byte `plain`, then the Packet.
@@ -47,10 +48,32 @@ struct codec_limits {
 /// Encodes an error answer as one TCP frame (the peer refused the request).
 [[nodiscard]] std::string encode_error_frame(std::string_view reason);
 
+/// Encodes admission bytes (an encoded AdmissionRequest or AdmissionResponse of
+/// proto/admission.proto, opaque here) as one TCP frame: length prefix, then a Frame.
+[[nodiscard]] std::string encode_admission_frame(std::string_view body);
+
 /// Decodes the body of one TCP frame (length prefix already removed) as a push-pull.
-/// An error frame from the peer yields errc::peer_refused with its reason.
+/// An error frame from the peer yields errc::peer_refused with its reason; an admission
+/// frame is refused with invalid_field.
 [[nodiscard]] caf::expected<push_pull> decode_frame(std::string_view body,
                                                     const codec_limits& limits = {});
+
+/// The bytes an admission frame carries: an encoded AdmissionRequest or AdmissionResponse,
+/// not parsed by the gossip codec.
+struct admission_payload {
+  std::string bytes;
+
+  friend bool operator==(const admission_payload&, const admission_payload&) = default;
+};
+
+/// What one TCP frame carries: a push-pull or admission bytes.
+using frame_body = std::variant<push_pull, admission_payload>;
+
+/// Decodes the body of one TCP frame (length prefix already removed), whatever it carries.
+/// Errors as decode_frame: an error frame yields errc::peer_refused with its reason;
+/// oversized, malformed, invalid_field (no body, push-pull fields breaking `limits`).
+[[nodiscard]] caf::expected<frame_body> decode_any_frame(std::string_view body,
+                                                         const codec_limits& limits = {});
 
 /// Splits a TCP byte stream into frame bodies. Feed bytes as they arrive; pull complete
 /// bodies with next(). A length over `max_frame` puts the reader in a failed state.

@@ -46,4 +46,11 @@ std::string render(const caf::error& err) {
   return out;
 }
 
+std::string refusal_reason(const caf::error& err) {
+  if (err.category() == errc_category && err.code() == static_cast<std::uint8_t>(errc::peer_refused) &&
+      err.context().match_elements<std::string>())
+    return err.context().get_as<std::string>(0);
+  return render(err);
+}
+
 } // namespace starling::gossip

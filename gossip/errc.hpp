@@ -35,4 +35,9 @@ caf::error make_error(errc x, std::string context = {});
 /// Renders a gossip error for logs: "gossip.malformed: <context>". Works for any error.
 std::string render(const caf::error& err);
 
+/// The reason to put in an error frame for the peer: the context of a peer_refused error
+/// verbatim (a refusal decided, or relayed, by the owner: "identity.token_expired: ..."),
+/// else render(err).
+std::string refusal_reason(const caf::error& err);
+
 } // namespace starling::gossip

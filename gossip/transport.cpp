@@ -5,6 +5,11 @@
 // Lifetime: stop() detaches the reply gate, stops the io_context and joins the thread; after
 // that no handler runs again, and pending handlers (which own the connection objects) are
 // destroyed with the io_context.
+//
+// TCP exchanges are one request frame and one answer frame, over plain TCP or (with
+// `security`) TLS: `channel` hides which, so the inbound and outbound paths are written once.
+// Outbound exchanges (push-pull, admission, and the joiner's blocking admission_exchange) are
+// one `client_exchange`, run on whichever io_context the caller gives it.
 #include "gossip/transport.hpp"
 
 #include <array>
@@ -14,6 +19,7 @@
 #include <thread>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -22,6 +28,8 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
 #include <asio/post.hpp>
+#include <asio/ssl/error.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <ifaddrs.h>
@@ -142,9 +150,7 @@ caf::expected<std::string> open_with(datagram_sealer& sealer, std::string_view w
 
 /// True when a sealer refusal means unauthenticated input rather than malformed bytes
 /// (see datagram_sealer).
-bool is_refusal(const caf::error& err) {
-  return err.category() != errc_category;
-}
+bool is_refusal(const caf::error& err) { return err.category() != errc_category; }
 
 /// Prefixes `body` with its 4-byte big-endian length (a TCP frame).
 std::string frame_of(std::string_view body) {
@@ -172,6 +178,310 @@ caf::expected<std::string> seal_frame(const std::shared_ptr<datagram_sealer>& se
   return frame_of(*sealed);
 }
 
+/// Receives a resolved host (or why it did not resolve); called once.
+using resolve_handler = std::function<void(caf::expected<asio::ip::address>)>;
+
+/// Resolves a host name on the io_context of the exchange that asks.
+using resolve_fn = std::function<void(const std::string& host, resolve_handler)>;
+
+/// Resolves `host` with `resolver` (numeric addresses at once, no cache): for the joiner's
+/// one-shot exchange. The transport has its own cached resolve().
+void resolve_with(asio::ip::tcp::resolver& resolver, const std::string& host, resolve_handler k) {
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (!ec) {
+    k(addr);
+    return;
+  }
+  resolver.async_resolve(
+      host, "0",
+      [host, k = std::move(k)](const asio::error_code& e,
+                               const tcp::resolver::results_type& results) {
+        if (e || results.empty())
+          k(make_error(errc::io_failure, "cannot resolve " + host + ": " + e.message()));
+        else
+          k(results.begin()->endpoint().address());
+      });
+}
+
+/// Calls security.new_session; an exception becomes an error (never propagated into Asio).
+caf::expected<SSL*> session_with(stream_security& security, bool server,
+                                 std::optional<std::string> expected_peer) noexcept {
+  try {
+    return security.new_session(server, std::move(expected_peer));
+  } catch (...) {
+    return make_error(errc::io_failure, "stream security threw while making a TLS session");
+  }
+}
+
+/// Why the TLS handshake of `ssl` failed: the identity refusal (untrusted chain, expired,
+/// revoked, name mismatch...) when there is one, else the TLS error itself.
+caf::error tls_failure(stream_security& security, const SSL* ssl, std::string what,
+                       const asio::error_code& ec) {
+  if (auto why = security.refusal(ssl))
+    return why;
+  return io_error(std::move(what), ec);
+}
+
+/// Checks that a push-pull's `sender` is the node the TLS peer's certificate names (`peer`;
+/// std::nullopt for an anonymous client). `what` names the message for the error.
+caf::error check_binding(const std::optional<std::string>& peer, const std::string& sender,
+                         const std::string& what) {
+  if (!peer)
+    return make_error(errc::invalid_field,
+                      what + ": a client without a certificate may only ask for admission");
+  if (*peer != sender)
+    return make_error(errc::invalid_field, what + " claims sender \"" + sender +
+                                               "\" but the peer certificate names \"" + *peer +
+                                               "\"");
+  return {};
+}
+
+/// Decodes the answer to an admission request: the admission bytes, peer_refused with the
+/// server's reason for an error frame, malformed for anything else.
+caf::expected<std::string> admission_answer(std::string_view body, const codec_limits& limits) {
+  auto frame = decode_any_frame(body, limits);
+  if (!frame)
+    return std::move(frame.error());
+  if (auto* answer = std::get_if<admission_payload>(&*frame))
+    return std::move(answer->bytes);
+  return make_error(errc::malformed, "a push-pull frame where an admission answer was expected");
+}
+
+/// One TCP connection, plain or (after start_tls) TLS: what exchanges connect, read, write
+/// and close, whichever it is. I/O thread only.
+class channel {
+public:
+  /// An accepted connection.
+  explicit channel(tcp::socket socket) : plain_(std::move(socket)) {
+    // TLS starts, if at all, once accepted.
+  }
+
+  /// A connection to be opened on `io`.
+  explicit channel(asio::io_context& io) : plain_(io) {
+    // TLS starts, if at all, once connected.
+  }
+
+  /// The TCP socket (inside the TLS stream once TLS started).
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : plain_; }
+
+  /// Wraps the socket in TLS with `session`, which the stream owns (and frees) from now on.
+  void start_tls(SSL* session) { tls_.emplace(std::move(plain_), session); }
+
+  /// The TLS session; null for plain TCP.
+  [[nodiscard]] SSL* session() { return tls_ ? tls_->native_handle() : nullptr; }
+
+  /// Runs the TLS handshake (start_tls first) as the server or the client.
+  template <class Handler> void async_handshake(bool server, Handler&& handler) {
+    tls_->async_handshake(server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+                          std::forward<Handler>(handler));
+  }
+
+  /// Reads what has arrived (decrypted with TLS) into `buf`.
+  template <class Handler> void async_read_some(asio::mutable_buffer buf, Handler&& handler) {
+    if (tls_)
+      tls_->async_read_some(buf, std::forward<Handler>(handler));
+    else
+      plain_.async_read_some(buf, std::forward<Handler>(handler));
+  }
+
+  /// Writes all of `buf`. With TLS, completion means every TLS record has been handed to
+  /// the socket (Asio's SSL write op flushes the engine's output before completing), so a
+  /// close() after completion cannot cut the answer short: the kernel sends the queued
+  /// bytes before the FIN.
+  template <class Handler> void async_write(asio::const_buffer buf, Handler&& handler) {
+    if (tls_)
+      asio::async_write(*tls_, buf, std::forward<Handler>(handler));
+    else
+      asio::async_write(plain_, buf, std::forward<Handler>(handler));
+  }
+
+  /// Closes the TCP connection at once. With TLS, no close_notify is sent or awaited: each
+  /// exchange is one frame each way, whose length tells the reader when it is whole, and a
+  /// peer gone silent must not hold the connection.
+  void close() {
+    asio::error_code ignored;
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+  }
+
+private:
+  /// The socket until start_tls (then moved into tls_).
+  tcp::socket plain_;
+  std::optional<asio::ssl::stream<tcp::socket>> tls_;
+};
+
+/// What one client exchange does.
+struct exchange_spec {
+  /// "host:port" of the peer.
+  std::string address;
+  /// "push-pull" or "admission", for errors and logs.
+  std::string what;
+  /// Where TLS sessions come from; null for plain TCP. Must outlive the exchange.
+  stream_security* security = nullptr;
+  /// TLS only: the member the server must be; std::nullopt for any member of the mesh.
+  std::optional<std::string> expected_peer;
+  /// The request frame (length prefix included), built once connected (after the TLS
+  /// handshake, from the session: the joiner reads the seed's verified chain). An error
+  /// ends the exchange with it.
+  std::function<caf::expected<std::string>(const SSL* session)> request;
+  /// Bound on the whole exchange: resolve, connect, handshake, write, read.
+  std::chrono::milliseconds timeout{10000};
+  /// Longest answer frame accepted.
+  std::size_t max_frame = codec_limits{}.max_frame;
+};
+
+/// One request-answer exchange over a TCP connection we open: resolve, connect, TLS handshake
+/// (when the spec has security), write the request frame, read one answer frame, all within
+/// one deadline. Runs on the thread of its io_context; owned by its pending handlers.
+class client_exchange : public std::enable_shared_from_this<client_exchange> {
+public:
+  /// Runs once with the answer frame's body or why there is none. The connection is closed
+  /// by then; the session can still be read (for the peer's verified name).
+  using completion = std::function<void(client_exchange&, caf::expected<std::string>)>;
+
+  client_exchange(asio::io_context& io, exchange_spec spec, completion done)
+      : spec_(std::move(spec)), channel_(io), deadline_(io), reader_(spec_.max_frame),
+        buffer_(tcp_read_chunk), done_(std::move(done)) {
+    // start() arms the deadline.
+  }
+
+  /// Starts the exchange; `resolve` turns the host of the address into an IP address.
+  void start(const resolve_fn& resolve) {
+    auto hp = split_host_port(spec_.address);
+    if (!hp) {
+      finish(hp.error());
+      return;
+    }
+    auto self = shared_from_this();
+    deadline_.expires_after(spec_.timeout);
+    deadline_.async_wait([self](const asio::error_code& ec) {
+      if (!ec)
+        self->finish(make_error(errc::timeout,
+                                self->spec_.what + " with " + self->spec_.address + " timed out"));
+    });
+    const auto port = hp->second;
+    resolve(hp->first, [self, port](caf::expected<asio::ip::address> addr) {
+      if (self->finished_)
+        return;
+      if (!addr) {
+        self->finish(addr.error());
+        return;
+      }
+      self->channel_.socket().async_connect(
+          tcp::endpoint{*addr, port}, [self](const asio::error_code& ec) {
+            if (self->finished_)
+              return;
+            if (ec)
+              self->finish(io_error("connect to " + self->spec_.address, ec));
+            else
+              self->on_connected();
+          });
+    });
+  }
+
+  /// The peer's "host:port".
+  [[nodiscard]] const std::string& address() const { return spec_.address; }
+
+  /// The TLS session; null for plain TCP.
+  [[nodiscard]] SSL* session() { return channel_.session(); }
+
+  /// True when the exchange failed at TLS: the handshake, or a TLS alert where the answer
+  /// should be (in TLS 1.3 a server refuses the client's certificate after the client's
+  /// side of the handshake is done).
+  [[nodiscard]] bool tls_refused() const { return tls_refused_; }
+
+private:
+  void on_connected() {
+    if (spec_.security == nullptr) {
+      send();
+      return;
+    }
+    auto ssl = session_with(*spec_.security, false, spec_.expected_peer);
+    if (!ssl) {
+      finish(ssl.error());
+      return;
+    }
+    channel_.start_tls(*ssl);
+    channel_.async_handshake(false, [self = shared_from_this()](const asio::error_code& ec) {
+      if (self->finished_)
+        return;
+      if (ec) {
+        self->tls_refused_ = true;
+        self->finish(tls_failure(*self->spec_.security, self->session(),
+                                 "TLS handshake with " + self->spec_.address, ec));
+        return;
+      }
+      self->send();
+    });
+  }
+
+  void send() {
+    auto frame = spec_.request(session());
+    if (!frame) {
+      finish(frame.error());
+      return;
+    }
+    out_ = std::move(*frame);
+    channel_.async_write(asio::buffer(out_),
+                         [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                           if (self->finished_)
+                             return;
+                           if (ec)
+                             self->fail_io("write to ", ec);
+                           else
+                             self->read();
+                         });
+  }
+
+  void read() {
+    channel_.async_read_some(asio::buffer(buffer_), [self = shared_from_this()](
+                                                        const asio::error_code& ec, std::size_t n) {
+      if (self->finished_)
+        return;
+      if (ec) {
+        self->fail_io("read from ", ec);
+        return;
+      }
+      self->reader_.feed(std::string_view{self->buffer_.data(), n});
+      auto body = self->reader_.next();
+      if (!body)
+        self->read();
+      else
+        self->finish(std::move(*body));
+    });
+  }
+
+  /// Ends with an I/O error; a TLS error (an alert, a bad record) counts as refused TLS.
+  void fail_io(const char* what, const asio::error_code& ec) {
+    if (ec.category() == asio::error::get_ssl_category())
+      tls_refused_ = true;
+    finish(io_error(what + spec_.address, ec));
+  }
+
+  void finish(caf::expected<std::string> result) {
+    if (finished_)
+      return;
+    finished_ = true;
+    deadline_.cancel();
+    channel_.close();
+    auto done = std::move(done_);
+    invoke_callback("exchange done", done, *this, std::move(result));
+  }
+
+  exchange_spec spec_;
+  channel channel_;
+  asio::steady_timer deadline_;
+  frame_reader reader_;
+  std::vector<char> buffer_;
+  /// The request frame; kept alive until the write completes.
+  std::string out_;
+  completion done_;
+  /// `done_` ran (it runs exactly once); every handler checks this first.
+  bool finished_ = false;
+  bool tls_refused_ = false;
+};
+
 } // namespace
 
 /// Lets push-pull responders reach the transport from any thread until stop() cuts them off.
@@ -184,8 +494,9 @@ struct reply_gate {
 class transport::impl {
 public:
   impl(transport_config cfg, transport_callbacks cbs)
-      : cfg_(std::move(cfg)), cbs_(std::move(cbs)), work_(asio::make_work_guard(io_)), udp_(io_),
-        acceptor_(io_), accept_retry_(io_), udp_retry_(io_), resolver_(io_),
+      : cfg_(std::move(cfg)), cbs_(std::move(cbs)),
+        tcp_sealer_(cfg_.security ? nullptr : cfg_.sealer), work_(asio::make_work_guard(io_)),
+        udp_(io_), acceptor_(io_), accept_retry_(io_), udp_retry_(io_), resolver_(io_),
         udp_buffer_(udp_buffer_size), gate_(std::make_shared<reply_gate>()) {
     // Sockets are bound by bind(), the thread started by run().
   }
@@ -307,7 +618,7 @@ public:
     resolver_.cancel();
     for (auto& [id, conn] : inbound_) {
       conn->closed = true;
-      conn->socket.close(ignored);
+      conn->stream.close();
       conn->deadline.cancel();
     }
     inbound_.clear();
@@ -324,7 +635,7 @@ public:
   void push_pull_with(const std::string& address, push_pull local,
                       std::function<void(caf::expected<push_pull>)> done) {
     // Encoding and sealing need no I/O state: do them on the caller's thread.
-    auto bytes = seal_frame(cfg_.sealer, encode_frame(local));
+    auto bytes = seal_frame(tcp_sealer_, encode_frame(local));
     if (!bytes) {
       asio::post(io_, [this, err = bytes.error(), done = std::move(done)]() mutable {
         stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
@@ -333,14 +644,41 @@ public:
       return;
     }
     asio::post(io_, [this, address, bytes = std::move(*bytes), done = std::move(done)]() mutable {
-      start_outbound(address, std::move(bytes), std::move(done));
+      start_push_pull(address, std::move(bytes), std::move(done));
+    });
+  }
+
+  void admission_with(const std::string& address, std::string request,
+                      std::optional<std::string> expected_peer,
+                      std::function<void(caf::expected<std::string>)> done) {
+    if (!cfg_.security) {
+      asio::post(io_, [done = std::move(done)] {
+        invoke_callback(
+            "admission done", done,
+            caf::expected<std::string>{make_error(errc::invalid_field, "admission needs TLS")});
+      });
+      return;
+    }
+    asio::post(io_, [this, address, expected_peer = std::move(expected_peer),
+                     frame = encode_admission_frame(request), done = std::move(done)]() mutable {
+      start_exchange(
+          address, "admission", std::move(expected_peer), std::move(frame),
+          [this, done = std::move(done)](client_exchange& ex, caf::expected<std::string> body) {
+            if (!body)
+              note_failure(ex, body.error());
+            auto result = body ? admission_answer(*body, cfg_.limits) : std::move(body);
+            if (result)
+              stats_.admissions_out.fetch_add(1, std::memory_order_relaxed);
+            else
+              spdlog::debug("gossip transport: admission with {}: {}", ex.address(),
+                            render(result.error()));
+            invoke_callback("admission done", done, std::move(result));
+          });
     });
   }
 
 private:
   // -- name resolution (I/O thread) ------------------------------------------------------
-
-  using resolve_handler = std::function<void(caf::expected<asio::ip::address>)>;
 
   struct cache_entry {
     asio::ip::address address;
@@ -510,15 +848,16 @@ private:
 
   // -- TCP inbound (I/O thread) ----------------------------------------------------------
 
-  /// One peer-initiated push-pull exchange.
+  /// One peer-initiated exchange (push-pull or admission).
   struct inbound_conn {
     inbound_conn(std::uint64_t id, tcp::socket s, std::size_t max_frame)
-        : id(id), socket(std::move(s)), deadline(socket.get_executor()), reader(max_frame),
+        : id(id), stream(std::move(s)), deadline(stream.socket().get_executor()), reader(max_frame),
           buffer(tcp_read_chunk) {
       // Fields only.
     }
     std::uint64_t id;
-    tcp::socket socket;
+    /// Plain TCP, or TLS once the handshake started (with `security`).
+    channel stream;
     /// Closes the connection when the whole exchange took longer than tcp_timeout.
     asio::steady_timer deadline;
     frame_reader reader;
@@ -526,8 +865,14 @@ private:
     std::string remote;
     /// The answer being written; kept alive until the write completes.
     std::string out;
-    /// A whole request frame arrived (the exchange is under way, not merely connected).
+    /// With TLS, after the handshake: the client's verified node name; std::nullopt for an
+    /// anonymous client (a joiner) or plain TCP.
+    std::optional<std::string> peer;
+    /// A whole request frame arrived (the exchange is under way, not merely connected or
+    /// mid-handshake).
     bool requested = false;
+    /// The request was an admission (its answer touches no push-pull counter).
+    bool admission = false;
     /// An answer was queued (replies after the first are ignored).
     bool answered = false;
     /// Closed and removed from inbound_.
@@ -563,8 +908,9 @@ private:
       for (const auto& entry : inbound_) {
         if (!entry.second->requested) {
           auto old = entry.second; // a copy: closing erases the map entry
-          fail_inbound(old, make_error(errc::io_failure, "evicted: connection limit reached "
-                                                         "before a whole request arrived"),
+          fail_inbound(old,
+                       make_error(errc::io_failure, "evicted: connection limit reached "
+                                                    "before a whole request arrived"),
                        false);
           break;
         }
@@ -586,13 +932,38 @@ private:
           return;
         fail_inbound(conn, make_error(errc::timeout, "push-pull not completed in time"), false);
       });
-      read_inbound(conn);
+      if (cfg_.security)
+        handshake_inbound(conn);
+      else
+        read_inbound(conn);
     }
     arm_accept();
   }
 
+  /// TLS server handshake, inside the connection's deadline; then reads the request.
+  void handshake_inbound(const inbound_ptr& conn) {
+    auto ssl = session_with(*cfg_.security, true, std::nullopt);
+    if (!ssl) {
+      fail_inbound(conn, ssl.error(), false);
+      return;
+    }
+    conn->stream.start_tls(*ssl);
+    conn->stream.async_handshake(true, [this, conn](const asio::error_code& ec) {
+      if (conn->closed)
+        return;
+      if (ec) {
+        stats_.tls_refused.fetch_add(1, std::memory_order_relaxed);
+        fail_inbound(conn, tls_failure(*cfg_.security, conn->stream.session(), "TLS handshake", ec),
+                     false);
+        return;
+      }
+      conn->peer = cfg_.security->peer_name(conn->stream.session());
+      read_inbound(conn);
+    });
+  }
+
   void read_inbound(const inbound_ptr& conn) {
-    conn->socket.async_read_some(asio::buffer(conn->buffer),
+    conn->stream.async_read_some(asio::buffer(conn->buffer),
                                  [this, conn](const asio::error_code& ec, std::size_t n) {
                                    if (conn->closed)
                                      return;
@@ -616,8 +987,8 @@ private:
 
   /// Opens (when sealing) and decodes the request body of an inbound exchange.
   void on_body(const inbound_ptr& conn, std::string body) {
-    if (cfg_.sealer) {
-      auto plain = open_with(*cfg_.sealer, body);
+    if (tcp_sealer_) {
+      auto plain = open_with(*tcp_sealer_, body);
       if (!plain) {
         if (is_refusal(plain.error())) {
           stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
@@ -638,10 +1009,10 @@ private:
       }
       body = std::move(*plain);
     }
-    on_request(conn, decode_frame(body, cfg_.limits));
+    on_request(conn, decode_any_frame(body, cfg_.limits));
   }
 
-  void on_request(const inbound_ptr& conn, caf::expected<push_pull> request) {
+  void on_request(const inbound_ptr& conn, caf::expected<frame_body> request) {
     conn->requested = true;
     if (!request) {
       // A peer that sends us an error frame as a request gets no answer.
@@ -649,18 +1020,28 @@ private:
       fail_inbound(conn, request.error(), answer);
       return;
     }
+    if (auto* admission = std::get_if<admission_payload>(&*request)) {
+      on_admission_request(conn, std::move(admission->bytes));
+      return;
+    }
+    auto& remote = std::get<push_pull>(*request);
+    if (cfg_.security) {
+      if (auto err = check_binding(conn->peer, remote.sender, "push-pull from " + conn->remote)) {
+        stats_.binding_refused.fetch_add(1, std::memory_order_relaxed);
+        fail_inbound(conn, err, true);
+        return;
+      }
+    }
     stats_.push_pulls_in.fetch_add(1, std::memory_order_relaxed);
     if (!cbs_.on_push_pull) {
-      conn->answered = true;
-      stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-      write_and_close(conn, encode_error_frame("push-pull not served"), false);
+      refuse_unserved(conn, "push-pull not served");
       return;
     }
     push_pull_responder reply = [gate = gate_, id = conn->id,
-                                 sealer = cfg_.sealer](caf::expected<push_pull> answer) {
+                                 sealer = tcp_sealer_](caf::expected<push_pull> answer) {
       bool refused = !answer;
       // Encoding and sealing are pure: do them on the replier's thread.
-      auto framed = seal_frame(sealer, refused ? encode_error_frame(render(answer.error()))
+      auto framed = seal_frame(sealer, refused ? encode_error_frame(refusal_reason(answer.error()))
                                                : encode_frame(*answer));
       std::string bytes;
       if (framed) {
@@ -669,14 +1050,47 @@ private:
         refused = true;
         bytes = encode_error_frame("cannot seal the answer");
       }
-      std::lock_guard guard{gate->mutex};
-      if (auto* owner = gate->owner) {
-        asio::post(owner->io_, [owner, id, refused, bytes = std::move(bytes)]() mutable {
-          owner->on_reply(id, std::move(bytes), refused);
-        });
-      }
+      post_reply(*gate, id, std::move(bytes), refused);
     };
-    invoke_callback("on_push_pull", cbs_.on_push_pull, std::move(*request), std::move(reply));
+    invoke_callback("on_push_pull", cbs_.on_push_pull, std::move(remote), std::move(reply));
+  }
+
+  /// An admission request: served (with `security` and on_admission) whoever the client is;
+  /// the owner decides from `peer` what an anonymous joiner or a member may ask.
+  void on_admission_request(const inbound_ptr& conn, std::string request) {
+    conn->admission = true;
+    if (!cfg_.security || !cbs_.on_admission) {
+      refuse_unserved(conn, "admission not served");
+      return;
+    }
+    stats_.admissions_in.fetch_add(1, std::memory_order_relaxed);
+    admission_responder reply = [gate = gate_, id = conn->id](caf::expected<std::string> answer) {
+      // Encoding is pure: do it on the replier's thread.
+      if (answer)
+        post_reply(*gate, id, encode_admission_frame(*answer), false);
+      else
+        post_reply(*gate, id, encode_error_frame(refusal_reason(answer.error())), true);
+    };
+    invoke_callback("on_admission", cbs_.on_admission, std::move(request), conn->peer,
+                    std::move(reply));
+  }
+
+  /// Hands an encoded answer to the live transport's I/O thread (from any thread); dropped
+  /// once the transport is stopping.
+  static void post_reply(reply_gate& gate, std::uint64_t id, std::string bytes, bool refused) {
+    std::lock_guard guard{gate.mutex};
+    if (auto* owner = gate.owner) {
+      asio::post(owner->io_, [owner, id, refused, bytes = std::move(bytes)]() mutable {
+        owner->on_reply(id, std::move(bytes), refused);
+      });
+    }
+  }
+
+  /// Answers a request nobody here serves with an error frame (counted), then closes.
+  void refuse_unserved(const inbound_ptr& conn, std::string_view reason) {
+    conn->answered = true;
+    stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+    write_and_close(conn, encode_error_frame(reason), false);
   }
 
   void on_reply(std::uint64_t id, std::string bytes, bool refused) {
@@ -687,9 +1101,10 @@ private:
     if (conn->answered || conn->closed)
       return;
     conn->answered = true;
-    if (refused)
+    // A refused push-pull is a failed exchange; a refused admission is an answer.
+    if (refused && !conn->admission)
       stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-    write_and_close(conn, std::move(bytes), !refused);
+    write_and_close(conn, std::move(bytes), !refused && !conn->admission);
   }
 
   /// Counts a failed inbound exchange, answers an error frame if `answer`, then closes.
@@ -706,16 +1121,17 @@ private:
 
   void write_and_close(const inbound_ptr& conn, std::string bytes, bool count_failure) {
     conn->out = std::move(bytes);
-    asio::async_write(conn->socket, asio::buffer(conn->out),
-                      [this, conn, count_failure](const asio::error_code& ec, std::size_t) {
-                        if (conn->closed)
-                          return;
-                        if (ec && count_failure) {
-                          stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-                          drop(io_error("push-pull answer write", ec), conn->remote);
-                        }
-                        close_inbound(conn);
-                      });
+    conn->stream.async_write(asio::buffer(conn->out),
+                             [this, conn, count_failure](const asio::error_code& ec, std::size_t) {
+                               if (conn->closed)
+                                 return;
+                               if (ec && count_failure) {
+                                 stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+                                 drop(io_error("push-pull answer write", ec), conn->remote);
+                               }
+                               // The answer is with the kernel: closing now cuts nothing.
+                               close_inbound(conn);
+                             });
   }
 
   void close_inbound(const inbound_ptr& conn) {
@@ -723,108 +1139,74 @@ private:
       return;
     conn->closed = true;
     conn->deadline.cancel();
-    asio::error_code ignored;
-    conn->socket.shutdown(tcp::socket::shutdown_both, ignored);
-    conn->socket.close(ignored);
+    conn->stream.close();
     inbound_.erase(conn->id);
   }
 
   // -- TCP outbound (I/O thread) ---------------------------------------------------------
 
-  /// One push-pull exchange we started.
-  struct outbound_op {
-    outbound_op(asio::io_context& io, std::string address, std::string out,
-                std::function<void(caf::expected<push_pull>)> done, std::size_t max_frame)
-        : socket(io), deadline(io), reader(max_frame), buffer(tcp_read_chunk),
-          address(std::move(address)), out(std::move(out)), done(std::move(done)) {
-      // Fields only.
-    }
-    tcp::socket socket;
-    asio::steady_timer deadline;
-    frame_reader reader;
-    std::vector<char> buffer;
-    std::string address;
-    /// Our encoded frame; kept alive until the write completes.
-    std::string out;
-    std::function<void(caf::expected<push_pull>)> done;
-    /// `done` ran (it runs exactly once).
-    bool finished = false;
-  };
-  using outbound_ptr = std::shared_ptr<outbound_op>;
-
-  void start_outbound(const std::string& address, std::string bytes,
-                      std::function<void(caf::expected<push_pull>)> done) {
-    auto op = std::make_shared<outbound_op>(io_, address, std::move(bytes), std::move(done),
-                                            cfg_.limits.max_frame);
-    auto hp = split_host_port(address);
-    if (!hp) {
-      finish(op, hp.error());
-      return;
-    }
-    op->deadline.expires_after(cfg_.tcp_timeout);
-    op->deadline.async_wait([this, op](const asio::error_code& ec) {
-      if (!ec)
-        finish(op, make_error(errc::timeout, "push-pull with " + op->address + " timed out"));
-    });
-    const auto port = hp->second;
-    resolve(hp->first, [this, op, port](caf::expected<asio::ip::address> addr) {
-      if (op->finished)
-        return;
-      if (!addr) {
-        finish(op, addr.error());
-        return;
-      }
-      op->socket.async_connect(tcp::endpoint{*addr, port}, [this, op](const asio::error_code& ec) {
-        if (op->finished)
-          return;
-        if (ec) {
-          finish(op, io_error("connect to " + op->address, ec));
-          return;
-        }
-        asio::async_write(op->socket, asio::buffer(op->out),
-                          [this, op](const asio::error_code& e, std::size_t) {
-                            if (op->finished)
-                              return;
-                            if (e) {
-                              finish(op, io_error("write to " + op->address, e));
-                              return;
-                            }
-                            read_outbound(op);
-                          });
-      });
-    });
+  /// Starts a client exchange sending `frame` to `address` on this transport's thread.
+  void start_exchange(std::string address, const char* what,
+                      std::optional<std::string> expected_peer, std::string frame,
+                      client_exchange::completion done) {
+    exchange_spec spec;
+    spec.address = std::move(address);
+    spec.what = what;
+    spec.security = cfg_.security.get();
+    spec.expected_peer = std::move(expected_peer);
+    spec.request = [frame = std::move(frame)](const SSL*) -> caf::expected<std::string> {
+      return frame;
+    };
+    spec.timeout = cfg_.tcp_timeout;
+    spec.max_frame = cfg_.limits.max_frame;
+    auto ex = std::make_shared<client_exchange>(io_, std::move(spec), std::move(done));
+    ex->start([this](const std::string& host, resolve_handler k) { resolve(host, std::move(k)); });
   }
 
-  void read_outbound(const outbound_ptr& op) {
-    op->socket.async_read_some(asio::buffer(op->buffer),
-                               [this, op](const asio::error_code& ec, std::size_t n) {
-                                 if (op->finished)
-                                   return;
-                                 if (ec) {
-                                   finish(op, io_error("read from " + op->address, ec));
-                                   return;
-                                 }
-                                 op->reader.feed(std::string_view{op->buffer.data(), n});
-                                 auto body = op->reader.next();
-                                 if (!body) {
-                                   read_outbound(op);
-                                   return;
-                                 }
-                                 if (!*body) {
-                                   finish(op, body->error());
-                                   return;
-                                 }
-                                 finish(op, open_answer(op, **body));
-                               });
+  /// A push-pull we start: the peer is any member (the membership core knows addresses
+  /// only); its answer must come from the member its certificate names.
+  void start_push_pull(const std::string& address, std::string bytes,
+                       std::function<void(caf::expected<push_pull>)> done) {
+    start_exchange(
+        address, "push-pull", std::nullopt, std::move(bytes),
+        [this, done = std::move(done)](client_exchange& ex, caf::expected<std::string> body) {
+          if (!body)
+            note_failure(ex, body.error());
+          auto result = body ? push_pull_answer(ex, *body)
+                             : caf::expected<push_pull>{std::move(body.error())};
+          if (result) {
+            stats_.push_pulls_out.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+            spdlog::debug("gossip transport: push-pull with {}: {}", ex.address(),
+                          render(result.error()));
+          }
+          invoke_callback("push_pull done", done, std::move(result));
+        });
+  }
+
+  /// Opens and decodes a push-pull answer and, with TLS, binds its sender to the server's
+  /// certificate.
+  caf::expected<push_pull> push_pull_answer(client_exchange& ex, const std::string& body) {
+    auto answer = open_answer(ex.address(), body);
+    if (!answer || !cfg_.security)
+      return answer;
+    if (auto err = check_binding(cfg_.security->peer_name(ex.session()), answer->sender,
+                                 "the push-pull answer of " + ex.address())) {
+      stats_.binding_refused.fetch_add(1, std::memory_order_relaxed);
+      drop(err, ex.address());
+      return err;
+    }
+    return answer;
   }
 
   /// Opens (when sealing) and decodes the answer of an exchange we started. A plain error
   /// frame is accepted unsealed: a peer that could not open our request cannot seal its
   /// refusal for us, and its reason is what the operator needs to see.
-  caf::expected<push_pull> open_answer(const outbound_ptr& op, const std::string& body) {
-    if (!cfg_.sealer)
+  caf::expected<push_pull> open_answer(const std::string& address, const std::string& body) {
+    if (!tcp_sealer_)
       return decode_frame(body, cfg_.limits);
-    auto plain = open_with(*cfg_.sealer, body);
+    auto plain = open_with(*tcp_sealer_, body);
     if (plain)
       return decode_frame(*plain, cfg_.limits);
     auto as_plain = decode_frame(body, cfg_.limits);
@@ -833,25 +1215,17 @@ private:
       return as_plain.error();
     if (is_refusal(plain.error()))
       stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
-    drop(plain.error(), op->address);
+    drop(plain.error(), address);
     return plain.error();
   }
 
-  void finish(const outbound_ptr& op, caf::expected<push_pull> result) {
-    if (op->finished)
+  /// Counts and reports an outbound exchange that failed at TLS (`why`: the identity
+  /// refusal or the TLS error).
+  void note_failure(const client_exchange& ex, const caf::error& why) {
+    if (!ex.tls_refused())
       return;
-    op->finished = true;
-    op->deadline.cancel();
-    asio::error_code ignored;
-    op->socket.close(ignored);
-    if (result) {
-      stats_.push_pulls_out.fetch_add(1, std::memory_order_relaxed);
-    } else {
-      stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-      spdlog::debug("gossip transport: push-pull with {}: {}", op->address, render(result.error()));
-    }
-    auto done = std::move(op->done);
-    invoke_callback("push_pull done", done, std::move(result));
+    stats_.tls_refused.fetch_add(1, std::memory_order_relaxed);
+    drop(why, ex.address());
   }
 
   // -- helpers ---------------------------------------------------------------------------
@@ -864,6 +1238,8 @@ private:
   /// Immutable after start().
   transport_config cfg_;
   transport_callbacks cbs_;
+  /// Seals TCP frame bodies: the sealer without TLS, null with TLS (TLS protects them).
+  std::shared_ptr<datagram_sealer> tcp_sealer_;
   transport_stats stats_;
   /// Declared before every I/O object so that it is destroyed after them.
   asio::io_context io_;
@@ -927,7 +1303,52 @@ void transport::push_pull_with(const std::string& address, push_pull local,
   impl_->push_pull_with(address, std::move(local), std::move(done));
 }
 
+void transport::admission_with(const std::string& address, std::string request,
+                               std::optional<std::string> expected_peer,
+                               std::function<void(caf::expected<std::string>)> done) {
+  impl_->admission_with(address, std::move(request), std::move(expected_peer), std::move(done));
+}
+
 void transport::stop() { impl_->stop(); }
+
+caf::expected<std::string> admission_exchange(const std::string& address, stream_security& security,
+                                              const admission_request_builder& build,
+                                              std::chrono::milliseconds timeout,
+                                              const codec_limits& limits) {
+  try {
+    asio::io_context io;
+    tcp::resolver resolver{io};
+    std::optional<caf::expected<std::string>> result;
+    exchange_spec spec;
+    spec.address = address;
+    spec.what = "admission";
+    spec.security = &security;
+    spec.request = [&build](const SSL* session) -> caf::expected<std::string> {
+      auto body = build(session);
+      if (!body)
+        return std::move(body.error());
+      return encode_admission_frame(*body);
+    };
+    spec.timeout = timeout;
+    spec.max_frame = limits.max_frame;
+    auto ex = std::make_shared<client_exchange>(
+        io, std::move(spec), [&result, &limits](client_exchange&, caf::expected<std::string> body) {
+          result = body ? admission_answer(*body, limits) : std::move(body);
+        });
+    ex->start([&resolver](const std::string& host, resolve_handler k) {
+      resolve_with(resolver, host, std::move(k));
+    });
+    // The exchange's deadline bounds this loop. Leftover handlers (aborted operations) are
+    // destroyed, never run, with the io_context.
+    while (!result && io.run_one() > 0) {
+    }
+    if (!result)
+      return make_error(errc::io_failure, "admission with " + address + " ended without an answer");
+    return std::move(*result);
+  } catch (const std::exception& e) {
+    return make_error(errc::io_failure, "admission with " + address + ": " + e.what());
+  }
+}
 
 const transport_stats& transport::stats() const { return impl_->stats(); }
 

@@ -8,8 +8,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include <openssl/types.h>
 
 #include <caf/expected.hpp>
 
@@ -36,6 +39,26 @@ public:
   [[nodiscard]] virtual caf::expected<std::string> open(std::string_view wire) = 0;
 };
 
+/// TLS for every TCP exchange (push-pull, admission): the agent's implementation
+/// (actors/tls_security) makes sessions from the node's current identity::tls_context, so a
+/// renewed certificate applies to the next connection. Called from the transport's I/O
+/// thread and from the joiner's admission exchange: implementations must be thread-safe.
+class stream_security {
+public:
+  virtual ~stream_security() = default;
+  /// A new OpenSSL session for one connection, in the server or the client role. The
+  /// caller owns it (the transport hands it to asio::ssl::stream, which frees it). Clients
+  /// name the member they expect when they know it (std::nullopt: any member of the mesh).
+  [[nodiscard]] virtual caf::expected<SSL*>
+  new_session(bool server, std::optional<std::string> expected_peer) = 0;
+  /// After a completed handshake: the peer's verified node name, or std::nullopt for a
+  /// client that presented no certificate (a joiner; only admission is served to it).
+  [[nodiscard]] virtual std::optional<std::string> peer_name(const SSL* ssl) = 0;
+  /// Why a handshake failed as far as identity goes (untrusted chain, expired, revoked...);
+  /// an empty error for a failure of TLS itself. For counting and logs.
+  [[nodiscard]] virtual caf::error refusal(const SSL* ssl) = 0;
+};
+
 /// Where and how the transport listens.
 struct transport_config {
   /// Address to bind UDP and TCP to ("0.0.0.0", "127.0.0.1", "::").
@@ -47,7 +70,8 @@ struct transport_config {
   std::string advertise_host;
   /// Limits for decoding what arrives.
   codec_limits limits;
-  /// Bound on a whole push-pull exchange (connect, write, read), both directions.
+  /// Bound on a whole TCP exchange (push-pull or admission: connect, TLS handshake, write,
+  /// read), both directions.
   std::chrono::milliseconds tcp_timeout{10000};
   /// Optional sealer; null means plain datagrams and frames. When set, every UDP datagram
   /// and every TCP push-pull frame body is sealed, and anything that does not open is
@@ -55,6 +79,13 @@ struct transport_config {
   /// datagram must fit `limits.max_datagram`: the owner leaves room for the sealing overhead
   /// in what it asks to send. A refusal is answered on TCP with a plain error frame.
   std::shared_ptr<datagram_sealer> sealer;
+  /// Optional TLS; null means plain TCP (a node without a certificate: development only).
+  /// When set, every TCP exchange is TLS 1.3 with both certificates checked (an anonymous
+  /// client may only send admission requests), push-pull frames are not sealed (TLS
+  /// protects them; the sealer still seals UDP), and a push-pull whose `sender` is not the
+  /// peer certificate's node name is refused in both directions (counted in
+  /// binding_refused).
+  std::shared_ptr<stream_security> security;
 };
 
 /// Counters of the transport; read from any thread.
@@ -72,11 +103,22 @@ struct transport_stats {
   std::atomic<std::uint64_t> push_pulls_in{0};     ///< exchanges a peer started
   std::atomic<std::uint64_t> push_pulls_out{0};    ///< exchanges we started that succeeded
   std::atomic<std::uint64_t> push_pull_errors{0};  ///< failed exchanges, either direction
+  /// TLS handshakes that failed, either direction (untrusted, expired, revoked, no TLS...).
+  std::atomic<std::uint64_t> tls_refused{0};
+  /// Push-pulls whose sender was not the member the peer's certificate names, or sent by
+  /// an anonymous client.
+  std::atomic<std::uint64_t> binding_refused{0};
+  std::atomic<std::uint64_t> admissions_in{0};  ///< admission requests served (any answer)
+  std::atomic<std::uint64_t> admissions_out{0}; ///< admission requests forwarded, answered
 };
 
 /// Replies to a peer's push-pull: call once with our state, or an error to refuse.
 /// May be called from any thread.
 using push_pull_responder = std::function<void(caf::expected<push_pull>)>;
+
+/// Replies to an admission request: call once with the encoded AdmissionResponse
+/// (proto/admission.proto), or an error to refuse. May be called from any thread.
+using admission_responder = std::function<void(caf::expected<std::string>)>;
 
 /// Callbacks into the owner. All are invoked on the transport's I/O thread and must not
 /// block (post to an actor instead).
@@ -87,6 +129,14 @@ struct transport_callbacks {
   std::function<void(push_pull remote, push_pull_responder reply)> on_push_pull;
   /// Optional: something untrusted was dropped (for debug logging); counted regardless.
   std::function<void(const caf::error& why, const std::string& from)> on_drop;
+  /// Optional: an admission request arrived over TLS (`request` is an encoded
+  /// AdmissionRequest, opaque to the transport). `peer` is the client's verified node name
+  /// (a member forwarding a joiner's request), or std::nullopt for a client without a
+  /// certificate (the joiner itself). Unset, or without `security`: refused with an error
+  /// frame.
+  std::function<void(std::string request, std::optional<std::string> peer,
+                     admission_responder reply)>
+      on_admission;
 };
 
 /// The gossip transport. Thread-safe public methods; callbacks run on its own thread.
@@ -115,6 +165,15 @@ public:
   void push_pull_with(const std::string& address, push_pull local,
                       std::function<void(caf::expected<push_pull>)> done);
 
+  /// Sends an admission request (encoded AdmissionRequest) to the member at "host:port"
+  /// over TLS, expecting the peer `expected_peer`, and reads the answer: a seed forwarding
+  /// a joiner's request to the token's issuer. `done` runs once on the I/O thread with the
+  /// encoded AdmissionResponse or an error (no security configured: invalid_field;
+  /// io_failure, timeout, peer_refused, tls refusal...).
+  void admission_with(const std::string& address, std::string request,
+                      std::optional<std::string> expected_peer,
+                      std::function<void(caf::expected<std::string>)> done);
+
   /// Stops the I/O thread and closes the sockets. Idempotent.
   void stop();
 
@@ -126,6 +185,22 @@ private:
   explicit transport(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
 };
+
+/// Builds the admission request once the TLS handshake is done, from the session (a joiner
+/// learns the mesh name from the seed's verified chain: identity::tls_context::peer_of).
+/// An error aborts the exchange and is returned as is.
+using admission_request_builder = std::function<caf::expected<std::string>(const SSL* session)>;
+
+/// One admission exchange by a node that is not a member yet (it has no transport): TLS
+/// with a client session from `security` (a joiner's pinned-root context), then one request
+/// frame (from `build`), one answer frame, all within `timeout`. Blocks the calling thread
+/// (own I/O context). Returns the encoded AdmissionResponse, or an error: io_failure or
+/// timeout naming the address, peer_refused with the server's reason, the TLS refusal
+/// (e.g. the seed's chain does not end at the pinned root), or build's error.
+[[nodiscard]] caf::expected<std::string>
+admission_exchange(const std::string& address, stream_security& security,
+                   const admission_request_builder& build, std::chrono::milliseconds timeout,
+                   const codec_limits& limits = {});
 
 /// Splits "host:port" (IPv6 as "[::1]:7946"). Errors: invalid_field naming the input.
 [[nodiscard]] caf::expected<std::pair<std::string, std::uint16_t>>

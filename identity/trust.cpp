@@ -170,15 +170,13 @@ std::size_t revocation_set::merge(const revocation_set& other) {
 
 // -- verification ----------------------------------------------------------------------------
 
-caf::expected<peer_identity> verify_peer(const chain& presented, const trust_bundle& bundle,
-                                         const revocation_set& revoked, time_point now,
-                                         std::optional<std::string_view> expected_node) {
+caf::expected<chain> verify_path(const chain& presented, const trust_bundle& bundle,
+                                 time_point now) {
   if (presented.empty() || !presented.front())
     return make_error(errc::no_certificate, "the peer presented no certificate");
   if (presented.size() > max_pem_certificates)
     return make_error(errc::bad_certificate,
                       "the peer presented " + std::to_string(presented.size()) + " certificates");
-  // Path validation by OpenSSL, against the bundle's roots only, at `now`.
   x509_store_ptr store{X509_STORE_new()};
   x509_stack_ptr untrusted{sk_X509_new_null()};
   x509_store_ctx_ptr ctx{X509_STORE_CTX_new()};
@@ -195,8 +193,7 @@ caf::expected<peer_identity> verify_peer(const chain& presented, const trust_bun
       return make_openssl_error(errc::crypto_failure, "building the presented chain");
     ref.release(); // owned by `untrusted` now
   }
-  X509* leaf = presented.front().native();
-  if (X509_STORE_CTX_init(ctx.get(), store.get(), leaf, untrusted.get()) != 1)
+  if (X509_STORE_CTX_init(ctx.get(), store.get(), presented.front().native(), untrusted.get()) != 1)
     return make_openssl_error(errc::crypto_failure, "X509_STORE_CTX_init");
   X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx.get());
   X509_VERIFY_PARAM_set_time(
@@ -221,6 +218,19 @@ caf::expected<peer_identity> verify_peer(const chain& presented, const trust_bun
   chain path;
   for (int i = 0; i < depth; ++i)
     path.emplace_back(share(sk_X509_value(built.get(), i)));
+  return path;
+}
+
+caf::expected<peer_identity> verify_peer(const chain& presented, const trust_bundle& bundle,
+                                         const revocation_set& revoked, time_point now,
+                                         std::optional<std::string_view> expected_node) {
+  // Path validation by OpenSSL, against the bundle's roots only, at `now`.
+  auto verified = verify_path(presented, bundle, now);
+  if (!verified)
+    return verified.error();
+  const chain& path = *verified;
+  const int depth = static_cast<int>(path.size());
+  X509* leaf = path.front().native();
   // Revocation: by public key, for every member of the verified chain.
   for (int i = 0; i < depth; ++i) {
     auto spki = spki_sha256(path[static_cast<std::size_t>(i)]);

@@ -112,6 +112,16 @@ struct peer_identity {
   sha256_digest root_pin{};
 };
 
+/// The path validation verify_peer starts with, alone: builds the path from `presented`
+/// (leaf first, then intermediates) to a root of `bundle` and checks it at `now`, with
+/// OpenSSL's X.509 strict rules and no partial chains. Returns the verified path, leaf
+/// first and the bundle's root last. Checks nothing of the leaf's profile, so it also
+/// serves to check an issuer's own (CA) certificate (load_issuer). Refusals: no_certificate,
+/// bad_certificate (too many certificates), then OpenSSL's as listed on verify_peer
+/// (expired, not_yet_valid, name_constraint, untrusted_chain).
+[[nodiscard]] caf::expected<chain> verify_path(const chain& presented, const trust_bundle& bundle,
+                                               time_point now);
+
 /// Checks the chain a peer presented and says who it is. `presented` is leaf first, then
 /// intermediates (a root in it is ignored in favour of the bundle's). Checked at `now`, with
 /// OpenSSL's X.509 strict rules and no partial chains. `expected_node`, when given, is the

@@ -24,19 +24,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr const char* fast_config = R"(
-log_level = "debug"
-join_timeout = "10s"
-
-[gossip]
-probe_interval = "200ms"
-probe_timeout = "100ms"
-gossip_interval = "50ms"
-suspicion_mult = 3
-push_pull_interval = "1s"
-reap_after = "10m"
-)";
-
 /// A fresh key from `starling keyring generate` (the CLI path, no agent needed).
 std::string generate_key() {
   auto res = st::run_cli({"keyring", "generate"});
@@ -57,7 +44,7 @@ protected:
 
   void SetUp() override {
     config_ = tmp_.path() / "agent.toml";
-    st::write_text(config_, fast_config);
+    st::write_text(config_, st::fast_agent_config("1s"));
   }
 
   std::vector<std::string> agent_argv(const std::string& name, const fs::path& data_dir,
@@ -92,16 +79,8 @@ protected:
   }
 
   /// Every running node sees exactly `count` members, all alive.
-  bool all_alive(std::size_t count) {
-    for (const auto& [name, n] : nodes_) {
-      auto view = json_of({"members", "--json", "--admin", n.info.admin});
-      if (!view || view->at("members").size() != count)
-        return false;
-      for (const auto& m : view->at("members"))
-        if (m.at("state") != "alive")
-          return false;
-    }
-    return true;
+  bool all_alive(std::size_t count) const {
+    return st::all_alive(nodes_, count);
   }
 
   /// `starling keyring <op> <arg>` on every node, each must succeed.

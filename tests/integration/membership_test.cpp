@@ -18,27 +18,13 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// Fast failure detection for tests; reaping far away so dead/left stay visible.
-constexpr const char* fast_config = R"(
-log_level = "debug"
-join_timeout = "10s"
-
-[gossip]
-probe_interval = "200ms"
-probe_timeout = "100ms"
-gossip_interval = "50ms"
-suspicion_mult = 3
-push_pull_interval = "2s"
-reap_after = "10m"
-)";
-
 class membership_test : public ::testing::Test {
 protected:
   using node = st::agent_node;
 
   void SetUp() override {
     config_ = tmp_.path() / "agent.toml";
-    st::write_text(config_, fast_config);
+    st::write_text(config_, st::fast_agent_config("2s"));
   }
 
   /// Starts agent `name` (joining through `seeds`) and waits for its agent.json.

@@ -55,4 +55,30 @@ std::optional<nlohmann::json> members_view(const std::string& admin) {
   return cli_json({"members", "--json", "--admin", admin});
 }
 
+std::string fast_agent_config(const std::string& push_pull_interval) {
+  return "log_level = \"debug\"\n"
+         "join_timeout = \"10s\"\n\n"
+         "[gossip]\n"
+         "probe_interval = \"200ms\"\n"
+         "probe_timeout = \"100ms\"\n"
+         "gossip_interval = \"50ms\"\n"
+         "suspicion_mult = 3\n"
+         "push_pull_interval = \"" +
+         push_pull_interval +
+         "\"\n"
+         "reap_after = \"10m\"\n";
+}
+
+bool all_alive(const std::map<std::string, agent_node>& nodes, std::size_t count) {
+  for (const auto& [name, n] : nodes) {
+    auto view = members_view(n.info.admin);
+    if (!view || view->at("members").size() != count)
+      return false;
+    for (const auto& m : view->at("members"))
+      if (m.at("state") != "alive")
+        return false;
+  }
+  return true;
+}
+
 } // namespace starling::testing

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,5 +46,13 @@ agent_node start_agent(process_group& procs, const std::vector<std::string>& arg
 
 /// `starling members --json` against the agent at admin address `admin`.
 [[nodiscard]] std::optional<nlohmann::json> members_view(const std::string& admin);
+
+/// An agent config for tests: debug log, 10 s join timeout, fast failure detection
+/// (probes every 200 ms, suspicion_mult 3), push-pull every `push_pull_interval`, reaping
+/// after 10 minutes so that dead and left members stay visible.
+[[nodiscard]] std::string fast_agent_config(const std::string& push_pull_interval = "1s");
+
+/// Every node of `nodes` sees exactly `count` members, all alive.
+[[nodiscard]] bool all_alive(const std::map<std::string, agent_node>& nodes, std::size_t count);
 
 } // namespace starling::testing

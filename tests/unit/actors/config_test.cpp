@@ -9,6 +9,7 @@
 
 #include "actors/config.hpp"
 #include "actors/errc.hpp"
+#include "identity/token.hpp"
 
 namespace sa = starling::actors;
 using namespace std::chrono_literals;
@@ -357,4 +358,45 @@ TEST(config, keyring_file_is_checked_at_load) {
   f.keyring_file = bad_file.string();
   EXPECT_EQ(error_of("", f).rfind("--keyring-file:", 0), 0u);
   std::filesystem::remove_all(dir);
+}
+
+TEST(config, issuer_dir_needs_the_files_of_ca_issuer) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("starling-config-issuer-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto msg = error_of("name = \"a\"\nissuer = \"" + dir.string() + "\"\n");
+  EXPECT_EQ(msg.rfind("issuer:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("issuer.key"), std::string::npos) << msg;
+  for (const char* f : {"issuer.key", "issuer.crt", "bundle.crt"})
+    std::ofstream{dir / f} << "x\n";
+  EXPECT_EQ(load("name = \"a\"\nissuer = \"" + dir.string() + "\"\n").issuer_dir, dir);
+  sa::agent_flags f;
+  f.name = "a";
+  f.issuer_dir = (dir / "missing").string();
+  EXPECT_EQ(error_of("", f).rfind("--issuer:", 0), 0u);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(config, token_must_decode_hides_its_value_and_needs_a_seed) {
+  const std::string garbage = "stl1.c2VjcmV0LXRvby1zaG9ydA";
+  auto msg = error_of("name = \"a\"\njoin = [\"127.0.0.1:1\"]\ntoken = \"" + garbage + "\"\n");
+  EXPECT_EQ(msg.rfind("token: not a join token", 0), 0u) << msg;
+  EXPECT_EQ(msg.find("c2VjcmV0"), std::string::npos) << msg;
+  sa::agent_flags f;
+  f.name = "a";
+  f.token = "nope";
+  EXPECT_EQ(error_of("", f).rfind("--token:", 0), 0u);
+  // A well-formed token is checked by the issuer, not here; without a seed it has nowhere
+  // to go.
+  starling::identity::join_token t;
+  t.expiry = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) + 1h;
+  t.uses = 1;
+  t.issuer = "issuer-1";
+  auto text = starling::identity::encode(t);
+  ASSERT_TRUE(text);
+  f.token = *text;
+  msg = error_of("", f);
+  EXPECT_EQ(msg.rfind("token: a join token needs a seed", 0), 0u) << msg;
+  f.join = {"127.0.0.1:7946"};
+  EXPECT_EQ(load("", f).token, *text);
 }

@@ -4,6 +4,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <google/protobuf/stubs/logging.h>
@@ -138,6 +139,60 @@ TEST(codec, error_frame_is_peer_refused_with_reason) {
   ASSERT_FALSE(decoded);
   EXPECT_EQ(code_of(decoded), code(errc::peer_refused));
   EXPECT_NE(render(decoded.error()).find("not an issuer"), std::string::npos);
+}
+
+// -- admission frames and decode_any_frame -------------------------------------------------
+
+TEST(codec, admission_frame_round_trip) {
+  // Opaque bytes, binary included; empty bytes are a (set) admission frame too.
+  const std::string binary{"\x0a\x00\xff"
+                           "csr",
+                           6};
+  for (const std::string& bytes : {binary, std::string{}}) {
+    auto frame = encode_admission_frame(bytes);
+    ASSERT_GE(frame.size(), 4u);
+    auto decoded = decode_any_frame(body_of(frame));
+    ASSERT_TRUE(decoded) << render(decoded.error());
+    ASSERT_TRUE(std::holds_alternative<admission_payload>(*decoded));
+    EXPECT_EQ(std::get<admission_payload>(*decoded).bytes, bytes);
+  }
+}
+
+TEST(codec, decode_any_frame_tells_push_pull_and_error_apart) {
+  auto pp = decode_any_frame(body_of(encode_frame(sample_push_pull())));
+  ASSERT_TRUE(pp) << render(pp.error());
+  ASSERT_TRUE(std::holds_alternative<push_pull>(*pp));
+  EXPECT_EQ(std::get<push_pull>(*pp), sample_push_pull());
+  auto refused = decode_any_frame(body_of(encode_error_frame("token spent")));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(code_of(refused.error()), code(errc::peer_refused));
+  EXPECT_NE(render(refused.error()).find("token spent"), std::string::npos);
+}
+
+TEST(codec, decode_any_frame_refuses_garbage) {
+  EXPECT_EQ(code_of(decode_any_frame("")), code(errc::invalid_field)); // no body
+  EXPECT_EQ(code_of(decode_any_frame(std::string{"\xff\xff\xff", 3})), code(errc::malformed));
+  codec_limits limits;
+  const auto body = body_of(encode_admission_frame(std::string(100, 'x')));
+  limits.max_frame = body.size() - 1;
+  EXPECT_EQ(code_of(decode_any_frame(body, limits)), code(errc::oversized));
+  // Garbage never crashes; a refusal always carries a gossip code.
+  std::mt19937 rng{7};
+  std::uniform_int_distribution<int> byte{0, 255};
+  for (int i = 0; i < 2000; ++i) {
+    std::string junk(static_cast<std::size_t>(i % 64), '\0');
+    for (auto& c : junk)
+      c = static_cast<char>(byte(rng));
+    auto any = decode_any_frame(junk);
+    EXPECT_TRUE(any || code_of(any) != 0);
+  }
+}
+
+TEST(codec, admission_frame_is_not_a_push_pull) {
+  auto decoded = decode_frame(body_of(encode_admission_frame("csr")));
+  ASSERT_FALSE(decoded);
+  EXPECT_EQ(code_of(decoded), code(errc::invalid_field));
+  EXPECT_NE(render(decoded.error()).find("admission frame"), std::string::npos);
 }
 
 // -- datagram refusals -----------------------------------------------------------------------

@@ -9,30 +9,17 @@
 
 #include "identity/errc.hpp"
 #include "identity/token.hpp"
+#include "tests/support/seeded_random.hpp"
 
 namespace starling::identity {
 namespace {
 
 using namespace std::chrono_literals;
+using testing::seeded_random;
 
 // -- fixtures: fake time, seeded randomness ---------------------------------------------------
 
 const unix_time t0{std::chrono::seconds{1'700'000'000}};
-
-/// Deterministic bytes from a seed (a test never depends on real randomness).
-class seeded_random final : public random_source {
-public:
-  explicit seeded_random(std::uint64_t seed) : gen_(seed) {}
-
-  caf::expected<void> fill(std::span<std::uint8_t> out) override {
-    for (auto& b : out)
-      b = static_cast<std::uint8_t>(gen_());
-    return caf::unit;
-  }
-
-private:
-  std::mt19937_64 gen_;
-};
 
 /// Always fails, as RAND_bytes would without entropy.
 class broken_random final : public random_source {
@@ -324,7 +311,7 @@ TEST(token_store, never_accepts_a_token_with_a_flipped_bit) {
     for (int bit = 0; bit < 8; ++bit) {
       auto flipped = text;
       flipped[i] = static_cast<char>(flipped[i] ^ (1 << bit));
-      SCOPED_TRACE(testing::Message() << "position " << i << " bit " << bit);
+      SCOPED_TRACE(::testing::Message() << "position " << i << " bit " << bit);
       auto r = store.redeem(flipped, t0, pin_a);
       ASSERT_FALSE(r) << flipped;
       // An altered id is unknown, an altered pin another mesh, any other field forged.

@@ -1,0 +1,153 @@
+#include "actors/certs_view.hpp"
+
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "actors/errc.hpp"
+#include "actors/views.hpp"
+#include "identity/pki.hpp"
+
+namespace starling::actors {
+
+namespace {
+
+using nlohmann::ordered_json;
+
+std::int64_t seconds_between(identity::time_point from, identity::time_point to) {
+  return std::chrono::duration_cast<std::chrono::seconds>(to - from).count();
+}
+
+/// Validity and key of one certificate.
+ordered_json describe_cert(const identity::certificate& cert, identity::time_point now) {
+  ordered_json out = ordered_json::object();
+  if (auto uri = identity::spiffe_id_of(cert))
+    out["uri"] = uri->to_uri();
+  if (auto from = identity::not_before(cert))
+    out["not_before"] = iso8601_utc(*from);
+  if (auto to = identity::not_after(cert)) {
+    out["not_after"] = iso8601_utc(*to);
+    out["expires_in_seconds"] = seconds_between(now, *to);
+  }
+  if (auto spki = identity::spki_sha256(cert))
+    out["spki_sha256"] = identity::to_hex(*spki);
+  return out;
+}
+
+std::string human_duration(std::int64_t secs) {
+  if (secs <= 0)
+    return "EXPIRED";
+  std::ostringstream out;
+  if (secs >= 86400 * 2)
+    out << secs / 86400 << " days";
+  else if (secs >= 3600)
+    out << secs / 3600 << "h" << (secs % 3600) / 60 << "m";
+  else
+    out << secs / 60 << "m" << secs % 60 << "s";
+  return out.str();
+}
+
+} // namespace
+
+std::string certs_json(const node_identity* id, const keyring_view* keyring,
+                       const issuer_summary* issuer, identity::time_point now) {
+  ordered_json doc = ordered_json::object();
+  doc["identity"] = id != nullptr;
+  if (id != nullptr) {
+    doc["mesh"] = id->creds.bundle.mesh();
+    doc["source"] = id->source;
+    if (!id->creds.certs.empty())
+      doc["certificate"] = describe_cert(id->creds.certs.front(), now);
+    auto chain_issuers = ordered_json::array();
+    for (std::size_t i = 1; i < id->creds.certs.size(); ++i)
+      chain_issuers.push_back(describe_cert(id->creds.certs[i], now));
+    doc["issuers"] = std::move(chain_issuers);
+    doc["is_issuer"] = id->issuer.has_value();
+    if (id->issuer) {
+      auto own = describe_cert(id->issuer->cert, now);
+      if (issuer != nullptr) {
+        own["active_tokens"] = issuer->active_tokens;
+        own["known_tokens"] = issuer->known_tokens;
+        own["admitted"] = issuer->admitted;
+        own["refused"] = issuer->refused;
+      }
+      doc["issuer"] = std::move(own);
+    }
+    auto roots = ordered_json::array();
+    for (const auto& root : id->creds.bundle.roots())
+      roots.push_back(describe_cert(root, now));
+    doc["roots"] = std::move(roots);
+    auto revoked = ordered_json::array();
+    if (id->trust)
+      for (const auto& key : id->trust->current()->revoked)
+        revoked.push_back(identity::to_hex(key));
+    doc["revocations"] = std::move(revoked);
+  }
+  ordered_json ring = ordered_json::object();
+  ring["enabled"] = keyring != nullptr && keyring->enabled;
+  ring["primary"] = keyring != nullptr ? keyring->primary : std::string{};
+  ring["ids"] = keyring != nullptr ? keyring->ids : std::vector<std::string>{};
+  doc["keyring"] = std::move(ring);
+  return doc.dump();
+}
+
+caf::expected<std::string> certs_text(std::string_view json) {
+  auto doc = nlohmann::json::parse(json, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("identity") ||
+      !doc.contains("keyring"))
+    return make_error(errc::request_failed, "the agent's answer is not a certs view");
+  std::ostringstream out;
+  auto str = [](const nlohmann::json& obj, const char* key) {
+    return obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>()
+                                                     : std::string{"-"};
+  };
+  auto expiry = [&](const nlohmann::json& c) {
+    std::string s = str(c, "not_after");
+    if (c.contains("expires_in_seconds") && c["expires_in_seconds"].is_number_integer())
+      s += " (" + human_duration(c["expires_in_seconds"].get<std::int64_t>()) + ")";
+    return s;
+  };
+  if (!doc["identity"].get<bool>()) {
+    out << "no node certificate: TCP between nodes is not authenticated (start with "
+           "--issuer or --token; docs/operations.md, Certificates)\n";
+  } else {
+    const auto& cert = doc.contains("certificate") ? doc["certificate"] : nlohmann::json{};
+    out << "mesh         " << str(doc, "mesh") << '\n';
+    out << "node         " << str(cert, "uri") << '\n';
+    out << "expires      " << expiry(cert) << '\n';
+    out << "key          sha256:" << str(cert, "spki_sha256") << '\n';
+    out << "obtained     " << str(doc, "source") << '\n';
+    if (doc.contains("issuers") && doc["issuers"].is_array())
+      for (const auto& i : doc["issuers"])
+        out << "issued by    " << str(i, "uri") << ", expires " << expiry(i) << '\n';
+    if (doc.value("is_issuer", false) && doc.contains("issuer")) {
+      const auto& own = doc["issuer"];
+      out << "issuer       yes, expires " << expiry(own);
+      if (own.contains("active_tokens"))
+        out << "; " << own["active_tokens"].get<std::size_t>() << " active token(s), "
+            << own["admitted"].get<std::uint64_t>() << " admitted, "
+            << own["refused"].get<std::uint64_t>() << " refused";
+      out << '\n';
+    }
+    if (doc.contains("roots") && doc["roots"].is_array())
+      for (const auto& r : doc["roots"])
+        out << "root         sha256:" << str(r, "spki_sha256") << ", expires " << expiry(r)
+            << '\n';
+    auto n = doc.contains("revocations") && doc["revocations"].is_array()
+               ? doc["revocations"].size()
+               : 0;
+    out << "revocations  " << n << '\n';
+  }
+  const auto& ring = doc["keyring"];
+  if (ring.value("enabled", false)) {
+    out << "keyring      primary " << str(ring, "primary");
+    if (ring.contains("ids") && ring["ids"].is_array() && ring["ids"].size() > 1)
+      out << " (+" << ring["ids"].size() - 1 << " more)";
+    out << '\n';
+  } else {
+    out << "keyring      none (gossip is not encrypted)\n";
+  }
+  return out.str();
+}
+
+} // namespace starling::actors

@@ -1,0 +1,239 @@
+#include "actors/node_identity.hpp"
+
+#include <random>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "actors/config.hpp"
+#include "actors/errc.hpp"
+#include "actors/keyring_sealer.hpp"
+#include "actors/tls_security.hpp"
+#include "gossip/errc.hpp"
+#include "gossip/transport.hpp"
+#include "identity/errc.hpp"
+#include "identity/keyring.hpp"
+
+namespace starling::actors {
+
+namespace {
+
+using identity::time_point;
+
+caf::error failed(std::string what) {
+  return make_error(errc::io_failure, std::move(what));
+}
+
+/// "what: reason" for any error of the identity or gossip modules.
+std::string why(const caf::error& err) {
+  if (err.category() == gossip::errc_category)
+    return gossip::render(err);
+  return identity::render(err);
+}
+
+/// Checks stored credentials for this node at `now`: the chain verifies against the stored
+/// bundle and names `name`.
+caf::expected<identity::peer_identity> check_stored(const identity::node_credentials& creds,
+                                                    const std::string& name, time_point now) {
+  return identity::verify_peer(creds.certs, creds.bundle, {}, now, name);
+}
+
+caf::expected<identity::node_credentials>
+issue_for_self(const identity::issuer_material& issuer, const std::string& name,
+               const std::optional<identity::node_credentials>& stored, time_point now) {
+  if (stored && !stored->certs.empty() && stored->bundle.mesh() == issuer.mesh &&
+      check_stored(*stored, name, now) && !needs_renewal(stored->certs.front(), now))
+    return *stored;
+  // Keep the node's key across renewals (its revocation key stays the same).
+  identity::private_key key;
+  if (stored) {
+    key = stored->key;
+  } else {
+    auto made = identity::generate_key();
+    if (!made)
+      return made.error();
+    key = std::move(*made);
+  }
+  return identity::self_issue(issuer, name, key, now);
+}
+
+/// One admission attempt through `seed`.
+caf::expected<identity::node_credentials>
+admit_through(const std::string& seed, const agent_config& cfg, const identity::join_token& token,
+              const identity::private_key& key, time_point now,
+              std::string& keyring_text) {
+  identity::tls_options opts;
+  opts.pinned_root = token.pin;
+  auto ctx = identity::tls_context::make(std::move(opts));
+  if (!ctx)
+    return ctx.error();
+  tls_security security{std::make_shared<identity::tls_context_holder>(*ctx)};
+  auto build = [&](const SSL* ssl) -> caf::expected<std::string> {
+    const auto* peer = identity::tls_context::peer_of(ssl);
+    if (peer == nullptr || !peer->identity)
+      return make_error(errc::io_failure, "the seed presented no verified identity");
+    auto csr = identity::make_csr(key, peer->identity->mesh, cfg.name);
+    if (!csr)
+      return csr.error();
+    return identity::encode(identity::admission_request{cfg.name, std::move(*csr), {cfg.token}});
+  };
+  auto answer = gossip::admission_exchange(seed, security, build, cfg.tcp_timeout);
+  if (!answer)
+    return answer.error();
+  auto grant = identity::decode_admission_grant(*answer);
+  if (!grant)
+    return grant.error();
+  auto creds = identity::accept_grant(*grant, key, cfg.name, token.pin, now);
+  if (!creds)
+    return creds.error();
+  keyring_text = std::move(grant->keyring);
+  spdlog::info("admitted by issuer {} through seed {}", grant->issuer, seed);
+  return creds;
+}
+
+/// Stores the keyring an issuer granted, unless the node already keeps one.
+caf::error store_granted_keyring(const agent_config& cfg, const std::string& text) {
+  if (text.empty())
+    return {};
+  auto ring = identity::keyring::from_text(text);
+  if (!ring)
+    return failed("the issuer sent a keyring that does not parse: " + why(ring.error()));
+  const auto file = keyring_path(cfg.data_dir);
+  auto existing = read_keyring_file(file);
+  if (existing && *existing) {
+    spdlog::info("keeping the gossip keyring already in {}", file.string());
+    return {};
+  }
+  return write_keyring_file(file, *ring);
+}
+
+/// Case 3: admission through the seeds, retried with backoff until join_timeout.
+caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_point now) {
+  auto token = identity::decode(cfg.token);
+  if (!token)
+    return failed("--token: " + why(token.error()));
+  auto key = identity::generate_key();
+  if (!key)
+    return key.error();
+  spdlog::info("no node certificate yet: asking for admission with token {} (issuer {})",
+               token->id_hex(), token->issuer);
+  const auto deadline = std::chrono::steady_clock::now() + cfg.join_timeout;
+  std::minstd_rand rng{std::random_device{}()};
+  auto backoff = std::chrono::milliseconds{200};
+  std::string last;
+  for (unsigned round = 0;; ++round) {
+    bool refused_everywhere = true;
+    for (const auto& seed : cfg.join) {
+      std::string keyring_text;
+      auto creds = admit_through(seed, cfg, *token, *key, now, keyring_text);
+      if (creds) {
+        if (auto err = store_granted_keyring(cfg, keyring_text))
+          return err;
+        return creds;
+      }
+      last = seed + ": " + why(creds.error());
+      spdlog::warn("admission through {} failed: {}", seed, why(creds.error()));
+      // A refusal by the mesh (bad token, CSR) will not change by retrying; an unreachable
+      // seed or an issuer that is not reachable yet may.
+      const bool refusal = creds.error().category() == gossip::errc_category &&
+                           creds.error().code() ==
+                             static_cast<std::uint8_t>(gossip::errc::peer_refused) &&
+                           message_of(creds.error()).find("token_") != std::string::npos;
+      if (!refusal)
+        refused_everywhere = false;
+    }
+    if (refused_everywhere)
+      return failed("admission refused: " + last);
+    auto now_steady = std::chrono::steady_clock::now();
+    if (now_steady >= deadline)
+      return failed("no seed admitted this node within " + format_duration(cfg.join_timeout) +
+                    "; last error: " + last);
+    std::uniform_real_distribution<double> jitter{0.5, 1.0};
+    auto pause = std::chrono::milliseconds{
+      static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng))};
+    pause = std::min(pause, std::chrono::duration_cast<std::chrono::milliseconds>(
+                              deadline - now_steady));
+    std::this_thread::sleep_for(pause);
+    backoff = std::min(backoff * 2, std::chrono::milliseconds{5000});
+    now = std::chrono::system_clock::now();
+  }
+}
+
+} // namespace
+
+bool needs_renewal(const identity::certificate& leaf, time_point now) {
+  auto from = identity::not_before(leaf);
+  auto to = identity::not_after(leaf);
+  if (!from || !to || *to <= *from)
+    return true;
+  return now >= *from + (*to - *from) * 2 / 3;
+}
+
+caf::expected<std::shared_ptr<const identity::tls_context>>
+make_node_tls(const identity::node_credentials& creds,
+              const std::shared_ptr<identity::trust_state>& trust) {
+  identity::tls_options opts;
+  opts.key = creds.key;
+  opts.certs = creds.certs;
+  // The roots too: a joiner checks our chain against its token's pin, and it has no bundle
+  // yet (peers that have one ignore a root in the presented chain).
+  for (const auto& root : creds.bundle.roots())
+    opts.certs.push_back(root);
+  opts.trust = trust;
+  opts.accept_anonymous_clients = true;
+  return identity::tls_context::make(std::move(opts));
+}
+
+caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_config& cfg,
+                                                                  time_point now) {
+  auto stored = identity::load_node_credentials(cfg.data_dir);
+  if (!stored)
+    return failed("node credentials in " + cfg.data_dir.string() + ": " + why(stored.error()));
+  std::optional<identity::node_credentials> creds;
+  std::optional<identity::issuer_material> issuer;
+  std::string source;
+  if (!cfg.issuer_dir.empty()) {
+    auto loaded = identity::load_issuer(cfg.issuer_dir, now);
+    if (!loaded)
+      return failed("issuer " + cfg.issuer_dir.string() + ": " + why(loaded.error()));
+    if (loaded->node != cfg.name)
+      return failed("issuer " + cfg.issuer_dir.string() + " is for node '" + loaded->node +
+                    "', but this node is '" + cfg.name + "'");
+    auto issued = issue_for_self(*loaded, cfg.name, *stored, now);
+    if (!issued)
+      return failed("cannot issue this node's certificate: " + why(issued.error()));
+    source = "self-issued by " + loaded->node;
+    creds = std::move(*issued);
+    issuer = std::move(*loaded);
+  } else if (*stored && check_stored(**stored, cfg.name, now)) {
+    creds = std::move(**stored);
+    source = "stored";
+  } else if (!cfg.token.empty()) {
+    if (*stored)
+      spdlog::warn("stored node certificate is not usable ({}); asking for a new one",
+                   why(check_stored(**stored, cfg.name, now).error()));
+    auto admitted = admit(cfg, now);
+    if (!admitted)
+      return admitted.error();
+    creds = std::move(*admitted);
+    source = "admitted";
+  } else if (*stored) {
+    return failed("the node certificate in " + cfg.data_dir.string() + " is not usable: " +
+                  why(check_stored(**stored, cfg.name, now).error()) +
+                  "; start with --token to be admitted again");
+  } else {
+    return std::optional<node_identity>{};
+  }
+  if (source != "stored")
+    if (auto err = identity::store_node_credentials(cfg.data_dir, *creds))
+      return failed("cannot store node credentials: " + why(err));
+  auto trust = std::make_shared<identity::trust_state>(creds->bundle);
+  auto ctx = make_node_tls(*creds, trust);
+  if (!ctx)
+    return failed("cannot build the TLS context: " + why(ctx.error()));
+  node_identity id{std::move(*creds), std::move(issuer), std::move(trust),
+                   std::make_shared<identity::tls_context_holder>(*ctx), std::move(source)};
+  return std::optional<node_identity>{std::move(id)};
+}
+
+} // namespace starling::actors

@@ -1,0 +1,58 @@
+// The node's identity at start (docs/identity.md, "In the agent"): which certificate it
+// presents, which roots it trusts, and whether it is an issuer. Four cases, in order:
+//   1. --issuer DIR: the node signs its own node certificate with the issuer key (reusing
+//      the stored one while it has more than a third of its life left);
+//   2. a certificate stored in the data dir (a restart, or a node admitted earlier);
+//   3. --token T with --join: admission through the seeds (the node's key is made here, the
+//      seed's chain is checked against the token's root pin, the certificate, the trust
+//      bundle and the gossip keyring come back and are stored);
+//   4. none of these: no identity, TCP between nodes in plain text (development only).
+// Plain C++ (no CAF actor headers): run before the actor system starts.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include <caf/expected.hpp>
+
+#include "identity/admission.hpp"
+#include "identity/tls.hpp"
+
+namespace starling::actors {
+
+struct agent_config;
+
+/// A node's identity while it runs.
+struct node_identity {
+  identity::node_credentials creds;
+  /// Set on issuer nodes.
+  std::optional<identity::issuer_material> issuer;
+  /// Bundle and revocations every handshake checks against.
+  std::shared_ptr<identity::trust_state> trust;
+  /// The TLS context of the moment (swapped on renewal).
+  std::shared_ptr<identity::tls_context_holder> tls;
+  /// How the credentials were obtained, for the log and `starling certs`: "self-issued",
+  /// "stored", "admitted through <seed>".
+  std::string source;
+};
+
+/// Settles the node's identity as the header comment says. std::nullopt in case 4. Writes
+/// new credentials (and, after an admission, the granted keyring as <data-dir>/keyring)
+/// before returning. Errors name what failed: an unreadable or mismatched issuer
+/// directory, stored credentials that are corrupt, expired (with no token to renew them)
+/// or for another node name, every seed refusing or unreachable within join_timeout.
+[[nodiscard]] caf::expected<std::optional<node_identity>>
+prepare_node_identity(const agent_config& cfg, identity::time_point now);
+
+/// Builds the TLS context of `creds` (mutual TLS 1.3, anonymous clients allowed for
+/// admission only) over `trust`. Errors: as identity::tls_context::make.
+[[nodiscard]] caf::expected<std::shared_ptr<const identity::tls_context>>
+make_node_tls(const identity::node_credentials& creds,
+              const std::shared_ptr<identity::trust_state>& trust);
+
+/// True when `leaf` is past 2/3 of its life at `now` (time to renew), or unreadable.
+[[nodiscard]] bool needs_renewal(const identity::certificate& leaf, identity::time_point now);
+
+} // namespace starling::actors

@@ -1,0 +1,369 @@
+// Admission (identity/admission.hpp): the issuer's material, a node's credential files, the
+// wire form of admission messages and the issuer's desk. Decoding treats every byte as
+// hostile: sizes are bounded before parsing, every refusal is bad_request with its reason.
+#include "identity/admission.hpp"
+
+#include <array>
+#include <system_error>
+#include <utility>
+
+#include <google/protobuf/stubs/logging.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+
+#include "admission.pb.h"
+#include "identity/errc.hpp"
+#include "identity/files.hpp"
+
+namespace starling::identity {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Version written in and required of every admission message.
+constexpr std::uint32_t admission_version = 1;
+
+/// File names of an issuer directory (`starling ca issuer --out`).
+constexpr std::string_view issuer_key_file = "issuer.key";
+constexpr std::string_view issuer_cert_file = "issuer.crt";
+constexpr std::string_view issuer_bundle_file = "bundle.crt";
+
+/// Bound on the persisted token store: far above default_read_limit, because the ledger
+/// grows with every token of every issuer until pruned, and an agent refuses to start
+/// rather than forget spends.
+constexpr std::size_t max_tokens_file_bytes = std::size_t{64} << 20;
+
+unix_time unix_seconds(time_point t) { return std::chrono::floor<std::chrono::seconds>(t); }
+
+caf::error bad_request(std::string reason) {
+  return make_error(errc::bad_request, std::move(reason));
+}
+
+/// Reads `file` and parses its text with `parse`. Errors: io_failure (read_file's), or
+/// invalid_argument naming the file when `parse` refuses the text. The text is wiped
+/// afterwards (it may be a private key).
+template <class Parse>
+auto load(const fs::path& file, Parse parse, std::size_t limit = default_read_limit)
+    -> decltype(parse(std::string_view{})) {
+  auto text = read_file(file, limit);
+  if (!text)
+    return text.error();
+  auto value = parse(std::string_view{*text});
+  OPENSSL_cleanse(text->data(), text->size());
+  if (!value)
+    return make_error(errc::invalid_argument, file.string() + ": " + render(value.error()));
+  return value;
+}
+
+/// invalid_argument unless `key` is the private key of `cert`.
+caf::error check_key_matches(const private_key& key, const certificate& cert,
+                             const fs::path& key_file, const fs::path& cert_file) {
+  if (X509_check_private_key(cert.native(), key.native()) != 1)
+    return make_openssl_error(errc::invalid_argument, key_file.string() +
+                                                          " is not the key of the certificate in " +
+                                                          cert_file.string());
+  return {};
+}
+
+/// Whether `file` exists. Errors: io_failure when that cannot be told (permissions).
+caf::expected<bool> file_exists(const fs::path& file) {
+  std::error_code ec;
+  bool found = fs::exists(file, ec);
+  if (ec)
+    return make_error(errc::io_failure, "cannot stat " + file.string() + ": " + ec.message());
+  return found;
+}
+
+/// Parses an untrusted admission message of type `Message`: bounded, silent (protobuf logs
+/// invalid UTF-8 at ERROR level, which any sender could use to flood stderr), versioned.
+template <class Message>
+caf::expected<Message> parse_message(std::string_view bytes, const char* what) {
+  if (bytes.size() > max_admission_bytes)
+    return bad_request(std::string{what} + " of " + std::to_string(bytes.size()) +
+                       " bytes exceeds " + std::to_string(max_admission_bytes));
+  Message msg;
+  google::protobuf::LogSilencer silence;
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return bad_request(std::string{what} + " does not parse");
+  if (msg.version() != admission_version)
+    return bad_request(std::string{what} + " of version " + std::to_string(msg.version()) +
+                       ", expected " + std::to_string(admission_version));
+  return msg;
+}
+
+/// Makes `next` the live token store once it is persisted; if `persist` fails, `live` stays
+/// as it was, so that memory never holds a spend or a token the file lacks.
+template <class Persist> caf::error commit(token_store& live, token_store next, Persist persist) {
+  std::swap(live, next);
+  if (auto err = persist()) {
+    std::swap(live, next);
+    return err;
+  }
+  return {};
+}
+
+} // namespace
+
+// -- an issuer node's material ----------------------------------------------------------------
+
+caf::expected<issuer_material> load_issuer(const fs::path& dir, time_point now) {
+  const auto key_file = dir / issuer_key_file;
+  const auto cert_file = dir / issuer_cert_file;
+  const auto bundle_file = dir / issuer_bundle_file;
+  auto key = load(key_file, private_key_from_pem);
+  if (!key)
+    return key.error();
+  auto cert = load(cert_file, certificate_from_pem);
+  if (!cert)
+    return cert.error();
+  auto bundle = load(bundle_file, trust_bundle::from_pem);
+  if (!bundle)
+    return bundle.error();
+  if (auto err = check_key_matches(*key, *cert, key_file, cert_file))
+    return err;
+  if (X509_check_ca(cert->native()) == 0)
+    return make_error(errc::invalid_argument,
+                      cert_file.string() + " is not an issuer certificate (not a CA)");
+  auto path = verify_path({*cert}, *bundle, now);
+  if (!path) {
+    const auto& err = path.error();
+    if (is(err, errc::expired) || is(err, errc::not_yet_valid) || is(err, errc::crypto_failure))
+      return make_error(static_cast<errc>(err.code()), cert_file.string() + ": " + render(err));
+    return make_error(errc::invalid_argument, cert_file.string() + " is not signed by a root of " +
+                                                  bundle_file.string() + " (" + render(err) + ")");
+  }
+  auto id = spiffe_id_of(*cert);
+  if (!id || id->kind != spiffe_id::kind_t::node || id->mesh != bundle->mesh())
+    return make_error(errc::invalid_argument,
+                      cert_file.string() + " does not name a node of mesh " + bundle->mesh());
+  auto pin = spki_sha256(path->back());
+  if (!pin)
+    return pin.error();
+  std::string mesh = bundle->mesh();
+  return issuer_material{std::move(*key), std::move(*cert),    std::move(*bundle),
+                         std::move(mesh), std::move(id->name), *pin};
+}
+
+// -- a node's own credentials ----------------------------------------------------------------
+
+caf::expected<std::optional<node_credentials>> load_node_credentials(const fs::path& data_dir) {
+  const std::array<fs::path, 3> files{data_dir / node_key_file, data_dir / node_chain_file,
+                                      data_dir / node_bundle_file};
+  std::string missing;
+  std::size_t absent = 0;
+  for (const auto& file : files) {
+    auto found = file_exists(file);
+    if (!found)
+      return found.error();
+    if (!*found)
+      missing += (absent++ == 0 ? "" : ", ") + file.filename().string();
+  }
+  if (absent == files.size())
+    return std::optional<node_credentials>{}; // none stored
+  if (absent > 0)
+    return make_error(errc::invalid_argument, "incomplete node credentials in " +
+                                                  data_dir.string() + ": missing " + missing);
+  auto key = load(files[0], private_key_from_pem);
+  if (!key)
+    return key.error();
+  auto certs = load(files[1], certificates_from_pem);
+  if (!certs)
+    return certs.error();
+  auto bundle = load(files[2], trust_bundle::from_pem);
+  if (!bundle)
+    return bundle.error();
+  if (certs->empty())
+    return make_error(errc::invalid_argument, files[1].string() + " holds no certificate");
+  if (auto err = check_key_matches(*key, certs->front(), files[0], files[1]))
+    return err;
+  return std::optional<node_credentials>{
+      node_credentials{std::move(*key), std::move(*certs), std::move(*bundle)}};
+}
+
+caf::error store_node_credentials(const fs::path& data_dir, const node_credentials& creds) {
+  if (!creds.key || creds.certs.empty())
+    return make_error(errc::invalid_argument, "no key or no certificate to store");
+  auto key_pem = to_pem(creds.key);
+  if (!key_pem)
+    return key_pem.error();
+  auto chain_pem = to_pem(creds.certs);
+  if (!chain_pem)
+    return chain_pem.error();
+  auto bundle_pem = creds.bundle.to_pem();
+  if (!bundle_pem)
+    return bundle_pem.error();
+  if (auto err = create_private_directories(data_dir))
+    return err;
+  // Each file is replaced atomically, the set is not: a crash in between leaves a key and a
+  // chain that do not match, which load_node_credentials refuses (the node rejoins).
+  auto err = replace_file(data_dir / node_bundle_file, *bundle_pem, public_file_mode);
+  if (!err)
+    err = replace_file(data_dir / node_chain_file, *chain_pem, public_file_mode);
+  if (!err)
+    err = replace_file(data_dir / node_key_file, *key_pem, private_file_mode);
+  OPENSSL_cleanse(key_pem->data(), key_pem->size());
+  return err;
+}
+
+caf::expected<node_credentials> self_issue(const issuer_material& issuer, std::string_view node,
+                                           const private_key& key, time_point now,
+                                           std::chrono::seconds validity) {
+  auto csr = make_csr(key, issuer.mesh, node);
+  if (!csr)
+    return csr.error();
+  auto certs = sign_node(*csr, issuer.key, issuer.cert, {}, issuer.mesh, node, now, validity);
+  if (!certs)
+    return certs.error();
+  return node_credentials{key, std::move(*certs), issuer.bundle};
+}
+
+// -- the wire ----------------------------------------------------------------------------------
+
+caf::expected<std::string> encode(const admission_request& req) {
+  auto der = to_der(req.csr);
+  if (!der)
+    return der.error();
+  v1::AdmissionRequest msg;
+  msg.set_version(admission_version);
+  msg.set_name(req.name);
+  msg.set_csr(der->data(), der->size());
+  for (const auto& token : req.tokens)
+    msg.add_tokens(token);
+  return msg.SerializeAsString();
+}
+
+caf::expected<admission_request> decode_admission_request(std::string_view bytes) {
+  auto msg = parse_message<v1::AdmissionRequest>(bytes, "an admission request");
+  if (!msg)
+    return msg.error();
+  if (!is_valid_node_name(msg->name()))
+    return bad_request("an admission request for an invalid node name (" +
+                       std::to_string(msg->name().size()) + " bytes): use " +
+                       std::string{node_name_rule});
+  const auto tokens = static_cast<std::size_t>(msg->tokens_size());
+  if (tokens == 0 || tokens > max_admission_tokens)
+    return bad_request("an admission request with " + std::to_string(tokens) +
+                       " join tokens, expected 1 to " + std::to_string(max_admission_tokens));
+  const auto& der = msg->csr();
+  auto csr =
+      certificate_request_from_der({reinterpret_cast<const std::uint8_t*>(der.data()), der.size()});
+  if (!csr)
+    return csr.error(); // bad_request
+  return admission_request{msg->name(), std::move(*csr),
+                           std::vector<std::string>(msg->tokens().begin(), msg->tokens().end())};
+}
+
+caf::expected<std::string> encode(const admission_grant& grant) {
+  auto chain_pem = to_pem(grant.certs);
+  if (!chain_pem)
+    return chain_pem.error();
+  auto bundle_pem = grant.bundle.to_pem();
+  if (!bundle_pem)
+    return bundle_pem.error();
+  v1::AdmissionResponse msg;
+  msg.set_version(admission_version);
+  msg.set_chain(std::move(*chain_pem));
+  msg.set_bundle(std::move(*bundle_pem));
+  msg.set_keyring(grant.keyring);
+  msg.set_issuer(grant.issuer);
+  return msg.SerializeAsString();
+}
+
+caf::expected<admission_grant> decode_admission_grant(std::string_view bytes) {
+  auto msg = parse_message<v1::AdmissionResponse>(bytes, "an admission response");
+  if (!msg)
+    return msg.error();
+  auto certs = certificates_from_pem(msg->chain());
+  if (!certs)
+    return bad_request("the admission response's chain: " + render(certs.error()));
+  auto bundle = trust_bundle::from_pem(msg->bundle());
+  if (!bundle)
+    return bad_request("the admission response's bundle: " + render(bundle.error()));
+  if (!is_valid_node_name(msg->issuer()))
+    return bad_request("the admission response names an invalid issuer");
+  return admission_grant{std::move(*certs), std::move(*bundle), std::move(*msg->mutable_keyring()),
+                         msg->issuer()};
+}
+
+caf::expected<node_credentials> accept_grant(const admission_grant& grant, const private_key& key,
+                                             std::string_view name, const sha256_digest& pin,
+                                             time_point now) {
+  if (!grant.bundle.contains_pin(pin))
+    return bad_request("the granted bundle does not hold the pinned root " + format_pin(pin));
+  auto peer = verify_peer(grant.certs, grant.bundle, {}, now, name);
+  if (!peer)
+    return peer.error();
+  if (peer->root_pin != pin)
+    return make_error(errc::untrusted_chain, "the granted chain ends at root " +
+                                                 format_pin(peer->root_pin) +
+                                                 ", not at the pinned " + format_pin(pin));
+  auto own = spki_sha256(key);
+  if (!own)
+    return own.error();
+  if (peer->spki_sha256 != *own)
+    return bad_request("the granted certificate certifies another key (" +
+                       format_pin(peer->spki_sha256) + ")");
+  return node_credentials{key, grant.certs, grant.bundle};
+}
+
+// -- the issuer's side -----------------------------------------------------------------------
+
+issuer_desk::issuer_desk(issuer_material issuer, fs::path tokens_file, token_store store)
+    : issuer_(std::move(issuer)), tokens_file_(std::move(tokens_file)), store_(std::move(store)) {}
+
+caf::expected<issuer_desk> issuer_desk::open(issuer_material issuer, fs::path tokens_file) {
+  auto found = file_exists(tokens_file);
+  if (!found)
+    return found.error();
+  auto restore = [&](std::string_view text) { return token_store::deserialize(text, issuer.node); };
+  auto store =
+      *found ? load(tokens_file, restore, max_tokens_file_bytes) : token_store::make(issuer.node);
+  if (!store)
+    return store.error();
+  return issuer_desk{std::move(issuer), std::move(tokens_file), std::move(*store)};
+}
+
+caf::expected<std::string> issuer_desk::create_token(time_point now, std::chrono::seconds ttl,
+                                                     std::uint16_t uses, random_source& rng) {
+  auto next = store_;
+  auto token = next.create(unix_seconds(now), ttl, uses, rng, issuer_.pin);
+  if (!token)
+    return token.error();
+  if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
+    return err;
+  return encode(*token);
+}
+
+caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, time_point now,
+                                                  std::chrono::seconds validity) {
+  if (req.tokens.empty())
+    return bad_request("an admission request without a join token");
+  // Redeemed on a copy: a CSR refused below must not burn the token. The certificate is
+  // signed in memory and goes out only once the spend is on disk.
+  auto next = store_;
+  auto spend = next.redeem(req.tokens.front(), unix_seconds(now), issuer_.pin);
+  if (!spend)
+    return spend.error();
+  auto certs =
+      sign_node(req.csr, issuer_.key, issuer_.cert, {}, issuer_.mesh, req.name, now, validity);
+  if (!certs)
+    return certs.error();
+  if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
+    return err;
+  return admission_grant{std::move(*certs), issuer_.bundle, {}, issuer_.node};
+}
+
+caf::error issuer_desk::merge_ledger(const token_ledger& remote, time_point now) {
+  auto next = store_;
+  next.merge_spent(remote, unix_seconds(now));
+  return commit(store_, std::move(next), [this] { return persist(); });
+}
+
+caf::error issuer_desk::persist() const {
+  if (auto err = create_private_directories(tokens_file_.parent_path()))
+    return err;
+  return replace_file(tokens_file_, store_.serialize(), private_file_mode);
+}
+
+} // namespace starling::identity

@@ -1,0 +1,180 @@
+// Admission (DESIGN.md "Trust model", steps 2-3; docs/decisions/0008): what an issuer node
+// holds, a node's own credentials in its data dir, the issuer's side of an admission
+// (redeem the token, sign the CSR) and the joiner's check of what it receives. Pure and
+// I/O-free except for the files named here; the actors carry the bytes over TLS.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "identity/pki.hpp"
+#include "identity/token.hpp"
+#include "identity/trust.hpp"
+
+namespace starling::identity {
+
+// -- an issuer node's material ----------------------------------------------------------------
+
+/// What `starling agent --issuer DIR` loads: the output of `starling ca issuer`.
+struct issuer_material {
+  private_key key;
+  certificate cert;
+  /// The roots the issuer trusts (bundle.crt); `cert` chains to one of them.
+  trust_bundle bundle;
+  /// The mesh (the bundle's).
+  std::string mesh;
+  /// The node name the issuer certificate names (spiffe://<mesh>/node/<node>).
+  std::string node;
+  /// Pin of the root `cert` chains to (what this issuer's tokens carry).
+  sha256_digest pin{};
+};
+
+/// Loads <dir>/issuer.key, <dir>/issuer.crt and <dir>/bundle.crt and checks them at `now`:
+/// the key matches the certificate, the certificate is a CA signed by a root of the bundle
+/// and valid at `now`, and names a node of the bundle's mesh. Errors name the file:
+/// io_failure (missing, unreadable), invalid_argument (not PEM, a key that does not match,
+/// not an issuer certificate, a certificate of no root of the bundle), expired /
+/// not_yet_valid.
+[[nodiscard]] caf::expected<issuer_material> load_issuer(const std::filesystem::path& dir,
+                                                         time_point now);
+
+// -- a node's own credentials ----------------------------------------------------------------
+
+/// A node's key, the chain it presents, and the roots it trusts.
+struct node_credentials {
+  private_key key;
+  /// Leaf first, then its issuer.
+  chain certs;
+  trust_bundle bundle;
+};
+
+/// File names in the data dir.
+inline constexpr std::string_view node_key_file = "node.key";       // 0600
+inline constexpr std::string_view node_chain_file = "node.crt";     // leaf, then issuer
+inline constexpr std::string_view node_bundle_file = "bundle.crt";  // roots
+
+/// Loads the credentials stored in `data_dir`. std::nullopt when none are stored (no
+/// node.key, no node.crt and no bundle.crt). Errors name the file: io_failure, or
+/// invalid_argument for a partial set (some files missing), unparsable PEM, a key that
+/// does not match the leaf, an empty chain. Expiry is not checked here (the caller decides
+/// whether to renew).
+[[nodiscard]] caf::expected<std::optional<node_credentials>>
+load_node_credentials(const std::filesystem::path& data_dir);
+
+/// Stores `creds` in `data_dir` (created 0700 if missing), each file replaced atomically,
+/// the key 0600. Errors: io_failure naming the file, crypto_failure (encoding).
+[[nodiscard]] caf::error store_node_credentials(const std::filesystem::path& data_dir,
+                                                const node_credentials& creds);
+
+/// An issuer node's own node certificate: a CSR for `key` naming `node`, signed by the
+/// issuer (sign_node), with the issuer's bundle. Errors: as make_csr and sign_node.
+[[nodiscard]] caf::expected<node_credentials>
+self_issue(const issuer_material& issuer, std::string_view node, const private_key& key,
+           time_point now, std::chrono::seconds validity = node_validity);
+
+// -- the wire (proto/admission.proto) --------------------------------------------------------
+
+/// Bounds on what an admission message may carry (untrusted input).
+inline constexpr std::size_t max_admission_bytes = 64 * 1024;
+inline constexpr std::size_t max_admission_tokens = 16;
+
+/// What a joiner asks for.
+struct admission_request {
+  /// The node name asked for.
+  std::string name;
+  /// CSR for the joiner's key: make_csr(key, mesh, name).
+  certificate_request csr;
+  /// Join tokens (their text), one per issuer asked to endorse; at least one.
+  std::vector<std::string> tokens;
+};
+
+/// What an issuer answers.
+struct admission_grant {
+  /// The new node certificate, then its issuer.
+  chain certs;
+  /// The mesh's roots.
+  trust_bundle bundle;
+  /// The gossip keyring in the <data-dir>/keyring text form; empty if the mesh has none.
+  /// A secret: never logged.
+  std::string keyring;
+  /// Node name of the issuer that signed.
+  std::string issuer;
+};
+
+/// Encodes an AdmissionRequest. Errors: crypto_failure (CSR encoding).
+[[nodiscard]] caf::expected<std::string> encode(const admission_request& req);
+
+/// Decodes an untrusted AdmissionRequest: bad_request for more than max_admission_bytes,
+/// unparsable protobuf, a version other than 1, an invalid node name, no token or more
+/// than max_admission_tokens, an unparsable CSR.
+[[nodiscard]] caf::expected<admission_request> decode_admission_request(std::string_view bytes);
+
+/// Encodes an AdmissionResponse. Errors: crypto_failure (PEM encoding).
+[[nodiscard]] caf::expected<std::string> encode(const admission_grant& grant);
+
+/// Decodes an untrusted AdmissionResponse: bad_request for the same kinds of fault (size,
+/// protobuf, version, PEM that does not parse, an empty chain or bundle).
+[[nodiscard]] caf::expected<admission_grant> decode_admission_grant(std::string_view bytes);
+
+/// The joiner's check of a grant before storing it: the bundle holds the root pinned by
+/// its token (`pin`), the chain verifies against that bundle at `now` and names `name`,
+/// and the leaf certifies `key` (not someone else's). Returns the credentials to store.
+/// Errors: bad_request (bundle without the pinned root, a leaf for another key), and the
+/// verify_peer refusals (untrusted_chain, name_mismatch, expired...).
+[[nodiscard]] caf::expected<node_credentials>
+accept_grant(const admission_grant& grant, const private_key& key, std::string_view name,
+             const sha256_digest& pin, time_point now);
+
+// -- the issuer's side -----------------------------------------------------------------------
+
+/// The issuer's side of admission: tokens created here, redemptions, signing. Not
+/// thread-safe: owned by the node's identity actor. Every change to the token store is
+/// persisted (tokens_file, atomic replace) before the call returns its result, so a spend
+/// is never lost to a crash after a certificate went out.
+class issuer_desk {
+public:
+  /// Opens the desk of `issuer`, restoring the token store from `tokens_file` if it exists
+  /// (a corrupt file is an error, never silently reset: invalid_argument naming it).
+  [[nodiscard]] static caf::expected<issuer_desk> open(issuer_material issuer,
+                                                      std::filesystem::path tokens_file);
+
+  /// `starling token create`: a token for `uses` joins valid for `ttl`, pinned to this
+  /// issuer's root. Returns its text. Errors: as token_store::create, io_failure.
+  [[nodiscard]] caf::expected<std::string> create_token(time_point now, std::chrono::seconds ttl,
+                                                        std::uint16_t uses, random_source& rng);
+
+  /// Admits `req` with its first token, which must be redeemable here (created here, or
+  /// known from the gossiped ledger): redeems it, then signs the CSR for req.name (valid
+  /// for `validity`, capped at the issuer's expiry). The grant's keyring is left empty (the
+  /// caller adds it). Errors: the redemption refusals (token_malformed, token_wrong_mesh,
+  /// token_unknown, token_forged, token_expired, token_exhausted), bad_request (CSR), and
+  /// io_failure if the spend cannot be persisted (then no certificate is issued).
+  [[nodiscard]] caf::expected<admission_grant>
+  admit(const admission_request& req, time_point now,
+        std::chrono::seconds validity = node_validity);
+
+  /// Merges the ledger of another issuer (only from a peer authenticated as an issuer) and
+  /// persists. Errors: io_failure.
+  [[nodiscard]] caf::error merge_ledger(const token_ledger& remote, time_point now);
+
+  [[nodiscard]] const token_store& tokens() const noexcept { return store_; }
+  [[nodiscard]] const issuer_material& material() const noexcept { return issuer_; }
+
+private:
+  issuer_desk(issuer_material issuer, std::filesystem::path tokens_file, token_store store);
+  [[nodiscard]] caf::error persist() const;
+
+  issuer_material issuer_;
+  std::filesystem::path tokens_file_;
+  token_store store_;
+};
+
+} // namespace starling::identity

@@ -1,0 +1,229 @@
+// Admission with real processes on 127.0.0.1 (port 0): an offline root and issuer made by
+// `starling ca`, an issuer node, `starling token create`, nodes joining with tokens through
+// the issuer and through a seed that is not an issuer (which forwards), the certificate,
+// bundle and keyring stored in each data dir (a restart needs no token), `starling certs`;
+// and the refusals: a token reused past its count, a forged token, a node of another mesh,
+// a node without a certificate. Every wait polls with a deadline.
+#include <signal.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "identity/token.hpp"
+#include "tests/support/agents.hpp"
+
+namespace st = starling::testing;
+namespace si = starling::identity;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+class admission_test : public ::testing::Test {
+protected:
+  using node = st::agent_node;
+
+  void SetUp() override {
+    config_ = tmp_.path() / "agent.toml";
+    st::write_text(config_, st::fast_agent_config("1s"));
+    key_ = cli_line({"keyring", "generate"});
+  }
+
+  /// The first line `starling <args>` prints; records a failure if it fails.
+  static std::string cli_line(const std::vector<std::string>& args) {
+    auto res = st::run_cli(args);
+    EXPECT_EQ(res.exit_code, 0) << res.err;
+    return res.out.substr(0, res.out.find('\n'));
+  }
+
+  /// `starling ca init` for `mesh` into <tmp>/<dir>; returns the directory.
+  fs::path make_root(const std::string& mesh, const std::string& dir) {
+    auto out = tmp_.path() / dir;
+    auto res = st::run_cli({"ca", "init", "--mesh", mesh, "--out", out.string()});
+    EXPECT_EQ(res.exit_code, 0) << res.err;
+    return out;
+  }
+
+  /// `starling ca issuer` for node `name` from the root in `ca`.
+  fs::path make_issuer(const fs::path& ca, const std::string& name) {
+    auto out = tmp_.path() / ("issuer-" + name);
+    auto res = st::run_cli(
+      {"ca", "issuer", "--ca", ca.string(), "--name", name, "--out", out.string()});
+    EXPECT_EQ(res.exit_code, 0) << res.err;
+    return out;
+  }
+
+  std::vector<std::string> argv_of(const std::string& name, const std::vector<std::string>& seeds,
+                                   std::vector<std::string> extra) {
+    return st::agent_argv(config_, name, data_dir(name), seeds, extra);
+  }
+
+  fs::path data_dir(const std::string& name) const {
+    return tmp_.path() / "data" / name;
+  }
+
+  node& start(const std::string& name, const std::vector<std::string>& seeds,
+              std::vector<std::string> extra) {
+    nodes_[name] = st::start_agent(procs_, argv_of(name, seeds, std::move(extra)), name,
+                                   data_dir(name), 20s);
+    return nodes_[name];
+  }
+
+  /// `starling token create` on `issuer`: the token is the last line printed.
+  std::string token_of(const node& issuer, const std::string& uses, const std::string& ttl = "") {
+    std::vector<std::string> args{"token", "create", "--uses", uses, "--admin",
+                                  issuer.info.admin};
+    if (!ttl.empty())
+      args.insert(args.end(), {"--ttl", ttl});
+    auto res = st::run_cli(args);
+    EXPECT_EQ(res.exit_code, 0) << res.err;
+    auto out = res.out;
+    while (!out.empty() && out.back() == '\n')
+      out.pop_back();
+    auto token = out.substr(out.rfind('\n') + 1);
+    EXPECT_TRUE(si::decode(token)) << "not a token: " << res.out;
+    return token;
+  }
+
+  /// Every running node sees exactly `count` members, all alive.
+  bool all_alive(std::size_t count) const {
+    return st::all_alive(nodes_, count);
+  }
+
+  static std::optional<nlohmann::json> certs_of(const node& n) {
+    return st::cli_json({"certs", "--json", "--admin", n.info.admin});
+  }
+
+  /// Runs an agent that must fail to start (exit 1); returns its stderr.
+  std::string expect_refused(const std::string& name, const std::vector<std::string>& seeds,
+                             std::vector<std::string> extra) {
+    auto argv = argv_of(name, seeds, std::move(extra));
+    argv.erase(argv.begin()); // run_cli adds the binary
+    argv.insert(argv.end(), {"--join-timeout", "3s"});
+    auto res = st::run_cli(argv, 30s);
+    EXPECT_EQ(res.exit_code, 1) << name << " was admitted although it should not: " << res.err;
+    return res.err;
+  }
+
+  st::temp_dir tmp_{"starling-it-admission"};
+  st::process_group procs_{tmp_.path() / "logs"};
+  fs::path config_;
+  std::string key_;
+  std::map<std::string, node> nodes_;
+};
+
+TEST_F(admission_test, five_nodes_join_with_tokens_through_an_issuer_and_a_forwarding_seed) {
+  const auto ca = make_root("it.mesh", "ca");
+  const auto issuer_dir = make_issuer(ca, "issuer-1");
+  auto& issuer = start("issuer-1", {}, {"--issuer", issuer_dir.string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  auto certs = certs_of(issuer);
+  ASSERT_TRUE(certs);
+  EXPECT_EQ(certs->at("identity"), true);
+  EXPECT_EQ(certs->at("is_issuer"), true);
+  EXPECT_EQ(certs->at("certificate").at("uri"), "spiffe://it.mesh/node/issuer-1");
+
+  // Two nodes through the issuer itself, with one two-use token.
+  const auto token = token_of(issuer, "2");
+  start("node-1", {issuer.info.gossip}, {"--token", token});
+  start("node-2", {issuer.info.gossip}, {"--token", token});
+  ASSERT_FALSE(HasFailure());
+  // Two more through node-1, which is no issuer: it forwards to issuer-1.
+  const auto token2 = token_of(issuer, "2", "10m");
+  const auto via = nodes_.at("node-1").info.gossip;
+  start("node-3", {via}, {"--token", token2});
+  start("node-4", {via}, {"--token", token2});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(st::poll_until(30s, [&] { return all_alive(5); })) << "5 nodes did not converge";
+
+  for (const auto* name : {"node-1", "node-3"}) {
+    const auto& n = nodes_.at(name);
+    auto c = certs_of(n);
+    ASSERT_TRUE(c) << name;
+    EXPECT_EQ(c->at("identity"), true);
+    EXPECT_EQ(c->at("mesh"), "it.mesh");
+    EXPECT_EQ(c->at("is_issuer"), false);
+    EXPECT_EQ(c->at("certificate").at("uri"), std::string{"spiffe://it.mesh/node/"} + name);
+    EXPECT_EQ(c->at("issuers").at(0).at("uri"), "spiffe://it.mesh/node/issuer-1");
+    EXPECT_GT(c->at("certificate").at("expires_in_seconds").get<long>(), 23 * 3600);
+    // The keyring came with the certificate.
+    EXPECT_EQ(c->at("keyring").at("enabled"), true);
+    EXPECT_EQ(c->at("keyring").at("primary"), certs->at("keyring").at("primary"));
+    EXPECT_EQ(fs::status(n.data_dir / "node.key").permissions() & fs::perms::all,
+              fs::perms::owner_read | fs::perms::owner_write);
+  }
+  auto issued = certs_of(issuer);
+  ASSERT_TRUE(issued);
+  EXPECT_EQ(issued->at("issuer").at("admitted"), 4) << issued->dump();
+  auto text = st::run_cli({"certs", "--admin", nodes_.at("node-3").info.admin});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("spiffe://it.mesh/node/node-3"), std::string::npos) << text.out;
+
+  // A spent token is refused, with the reason, and nothing changes in the mesh.
+  auto err = expect_refused("node-5", {issuer.info.gossip}, {"--token", token});
+  EXPECT_NE(err.find("token_exhausted"), std::string::npos) << err;
+  // A restart needs no token: the stored certificate is used.
+  auto& n2 = nodes_.at("node-2");
+  n2.proc->kill(SIGTERM);
+  ASSERT_TRUE(n2.proc->wait(15s));
+  procs_.remove(*n2.proc);
+  nodes_.erase("node-2");
+  auto& again = start("node-2", {issuer.info.gossip}, {});
+  ASSERT_FALSE(HasFailure());
+  auto c2 = certs_of(again);
+  ASSERT_TRUE(c2);
+  EXPECT_EQ(c2->at("source"), "stored");
+  EXPECT_TRUE(st::poll_until(30s, [&] { return all_alive(5); })) << "node-2 did not rejoin";
+}
+
+TEST_F(admission_test, forged_tokens_foreign_certificates_and_plain_nodes_are_refused) {
+  const auto ca = make_root("it.mesh", "ca");
+  auto& issuer =
+    start("issuer-1", {}, {"--issuer", make_issuer(ca, "issuer-1").string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  const auto token = token_of(issuer, "1");
+  start("node-1", {issuer.info.gossip}, {"--token", token});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(2); }));
+
+  // A forged token: the same token with another secret (flip a bit of the secret bytes,
+  // re-encode): the issuer refuses it as forged.
+  auto decoded = si::decode(token);
+  ASSERT_TRUE(decoded);
+  decoded->secret[0] ^= 0x01;
+  auto forged = si::encode(*decoded);
+  ASSERT_TRUE(forged);
+  auto err = expect_refused("forger", {issuer.info.gossip}, {"--token", *forged});
+  EXPECT_NE(err.find("token_forged"), std::string::npos) << err;
+
+  // A node of another mesh (its own root, same mesh name): its chain leads to no root we
+  // hold, so it cannot even push-pull with the issuer.
+  const auto other_ca = make_root("it.mesh", "other-ca");
+  err = expect_refused("foreign",
+                       {issuer.info.gossip},
+                       {"--issuer", make_issuer(other_ca, "foreign").string(), "--gossip-key", key_});
+  EXPECT_NE(err.find("could not join"), std::string::npos) << err;
+  // A token pinning another root: the joiner refuses the seed (its chain does not end at
+  // the pinned root) before sending its request.
+  auto other_pin = si::decode(token_of(issuer, "1"));
+  ASSERT_TRUE(other_pin);
+  other_pin->pin[0] ^= 0x01;
+  err = expect_refused("mispinned", {issuer.info.gossip}, {"--token", *si::encode(*other_pin)});
+  EXPECT_NE(err.find("admission"), std::string::npos) << err;
+  // A node without a certificate (gossip key only): refused by TLS.
+  err = expect_refused("plain", {issuer.info.gossip}, {"--gossip-key", key_});
+  EXPECT_NE(err.find("could not join"), std::string::npos) << err;
+
+  // The mesh is intact and still admits.
+  EXPECT_TRUE(all_alive(2));
+  start("node-2", {issuer.info.gossip}, {"--token", token_of(issuer, "1")});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
+}
+
+} // namespace
