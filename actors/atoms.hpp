@@ -25,6 +25,15 @@ using keyring_atom = caf::atom_constant<caf::atom("keyring")>;
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
 using certs_atom = caf::atom_constant<caf::atom("certs")>;
+using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
+
+// Identity actor <-> membership actor, through the supervisor (local only).
+/// (alive_atom) -> (std::vector<std::string> names, std::vector<std::string> addresses,
+///                  std::vector<std::string> issuers): alive members other than this node,
+///                  and the names of those tagged as issuers (tag starling.issuer=true).
+using alive_atom = caf::atom_constant<caf::atom("alive")>;
+/// (ban_atom, std::string name): a member whose certificate was revoked.
+using ban_atom = caf::atom_constant<caf::atom("ban")>;
 
 // Membership actor <-> supervisor (local only).
 using bound_atom = caf::atom_constant<caf::atom("bound")>;

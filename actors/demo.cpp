@@ -1,7 +1,8 @@
 // `starling demo`: a local 3-node mesh that shows what a user sees. It runs real agents
-// (this same binary, `starling agent`) on 127.0.0.1 with ports picked by the kernel, and
-// reads them through the real one-shot command (`starling members --json`), so everything
-// it prints is what an operator would get.
+// (this same binary, `starling agent`) on 127.0.0.1 with ports picked by the kernel, creates
+// the mesh's root, an issuer and a join token with the real commands, and reads the agents
+// through the real one-shot commands (`starling members --json`, `starling certs`), so
+// everything it prints is what an operator would get.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -102,9 +103,9 @@ std::optional<std::string> start_agent(demo_node& node, const fs::path& dir,
   return node.name + " did not become ready within 15 s; see " + log.string();
 }
 
-/// Runs `starling members --json` against `node`; the parsed view, or nullopt.
-std::optional<nlohmann::json> members_of(const demo_node& node) {
-  auto cmd = self_exe() + " members --json --admin " + node.info.admin + " 2>/dev/null";
+/// Runs `starling <args>` (this binary) and returns its stdout; std::nullopt if it failed.
+std::optional<std::string> run_self(const std::string& args) {
+  auto cmd = self_exe() + " " + args + " 2>/dev/null";
   std::unique_ptr<FILE, decltype(&pclose)> pipe{popen(cmd.c_str(), "r"), pclose};
   if (!pipe)
     return std::nullopt;
@@ -112,10 +113,39 @@ std::optional<nlohmann::json> members_of(const demo_node& node) {
   std::array<char, 4096> buf{};
   while (auto n = fread(buf.data(), 1, buf.size(), pipe.get()))
     out.append(buf.data(), n);
-  auto doc = nlohmann::json::parse(out, nullptr, false);
+  if (pclose(pipe.release()) != 0)
+    return std::nullopt;
+  return out;
+}
+
+/// Runs `starling members --json` against `node`; the parsed view, or nullopt.
+std::optional<nlohmann::json> members_of(const demo_node& node) {
+  auto out = run_self("members --json --admin " + node.info.admin);
+  if (!out)
+    return std::nullopt;
+  auto doc = nlohmann::json::parse(*out, nullptr, false);
   if (doc.is_discarded() || !doc.contains("members"))
     return std::nullopt;
   return doc;
+}
+
+/// Runs `starling <args>`, echoing the command and its output the way a shell would.
+std::optional<std::string> show(const std::string& args) {
+  std::cout << "\n$ starling " << args << '\n' << std::flush;
+  auto out = run_self(args);
+  if (out)
+    std::cout << *out << std::flush;
+  return out;
+}
+
+/// The last non-empty line of `text`.
+std::string last_line(const std::string& text) {
+  auto end = text.find_last_not_of('\n');
+  if (end == std::string::npos)
+    return {};
+  auto start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
 
 /// State of `member` in `view`, or "" if absent.
@@ -195,15 +225,37 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   auto& a = nodes[0];
   auto& b = nodes[1];
   auto& c = nodes[2];
-  say("starting node-a, the first node of a new mesh");
-  if (auto err = start_agent(a, dir, {})) {
+  const auto ca = dir / "ca";
+  const auto issuer = dir / "issuer-a";
+  say("creating the mesh's root offline, and an issuer certificate for node-a");
+  if (!show("ca init --mesh demo.local --out " + ca.string()) ||
+      !show("ca issuer --ca " + ca.string() + " --name node-a --out " + issuer.string())) {
+    std::cerr << "demo: starling ca failed\n";
+    return exit_failed;
+  }
+  auto key = run_self("keyring generate");
+  if (!key) {
+    std::cerr << "demo: starling keyring generate failed\n";
+    return exit_failed;
+  }
+  say("starting node-a, the first node of a new mesh: an issuer, with a gossip key");
+  if (auto err = start_agent(a, dir, {"--issuer", issuer.string(), "--gossip-key",
+                                      last_line(*key)})) {
     std::cerr << "demo: " << *err << '\n';
     return exit_failed;
   }
   say("node-a ready: gossip " + a.info.gossip + ", admin " + a.info.admin);
-  say("starting node-b and node-c, each pointed at node-a as its seed");
+  auto created = show("token create --uses 2 --ttl 10m --admin " + a.info.admin);
+  if (!created) {
+    std::cerr << "demo: starling token create failed; see " << (dir / "node-a.log") << '\n';
+    return exit_failed;
+  }
+  const auto token = last_line(*created);
+  say("starting node-b and node-c with that token, each pointed at node-a as its seed: "
+      "they check node-a against the root pinned in the token, send a CSR, and get their "
+      "certificate and the gossip keyring back");
   for (auto* n : {&b, &c}) {
-    if (auto err = start_agent(*n, dir, {"--join", a.info.gossip})) {
+    if (auto err = start_agent(*n, dir, {"--join", a.info.gossip, "--token", token})) {
       std::cerr << "demo: " << *err << '\n';
       return exit_failed;
     }
@@ -220,8 +272,9 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
     return exit_failed;
   }
   say("mesh formed: node-c sees all three alive after " + std::to_string(*t).substr(0, 4) +
-      " s");
+      " s; every TCP exchange between them is mutual TLS 1.3");
   print_table(c);
+  show("certs --admin " + c.info.admin);
 
   say("kill -9 node-c: the others detect the failure (SWIM probes, Lifeguard suspicion)");
   kill(c.pid, SIGKILL);
@@ -237,7 +290,8 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   say("node-a declared node-c dead " + std::to_string(*t).substr(0, 4) + " s after the kill");
   print_table(a);
 
-  say("restarting node-c from its data dir: it rejoins with a higher incarnation");
+  say("restarting node-c from its data dir (its certificate is stored there: no token "
+      "needed): it rejoins with a higher incarnation");
   auto old_inc = incarnation_in(*members_of(a), "node-c");
   if (auto err = start_agent(c, dir, {"--join", a.info.gossip})) {
     std::cerr << "demo: " << *err << '\n';

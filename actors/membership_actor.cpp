@@ -10,6 +10,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/make_message.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <spdlog/spdlog.h>
@@ -353,6 +354,22 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
       apply(self, std::move(reply.fx));
     },
     [=](pp_result_msg& msg) { on_push_pull_result(self, msg); },
+    [=](alive_atom) {
+      auto& st = self->state;
+      std::vector<std::string> names;
+      std::vector<std::string> addresses;
+      std::vector<std::string> issuers;
+      if (st.core)
+        for (const auto& m : st.core->members()) {
+          if (m.name == st.params.name || m.state != gossip::member_state::alive)
+            continue;
+          names.push_back(m.name);
+          addresses.push_back(m.address);
+          if (auto it = m.tags.find(std::string{issuer_tag}); it != m.tags.end() && it->second == "true")
+            issuers.push_back(m.name);
+        }
+      return caf::make_message(std::move(names), std::move(addresses), std::move(issuers));
+    },
     [=](forward_admission_msg& msg) {
       auto& st = self->state;
       auto m = st.core ? st.core->find(msg.issuer) : std::nullopt;

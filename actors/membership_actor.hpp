@@ -7,6 +7,7 @@
 //   handles (members_atom) -> std::string   members JSON view (docs/operations.md)
 //           (events_atom) -> std::string    recent events JSON
 //           (forward_admission_msg)          forwards to the named alive member over TLS
+//           (alive_atom) -> (names, addresses, issuers)   alive members (atoms.hpp)
 //           (leave_atom) -> left_atom        once the leave news has spread (or ~2 s)
 //   sends to `parent`:
 //           (bound_atom, std::string advertise_address, uint16_t port)  once, at start
@@ -30,6 +31,11 @@
 #include "gossip/types.hpp"
 
 namespace starling::actors {
+
+/// The tag issuer nodes publish (value "true"): where the identity actor finds the issuers
+/// to exchange the token ledger with. Only a hint: a peer's certificate says whether it is
+/// an issuer.
+inline constexpr std::string_view issuer_tag = "starling.issuer";
 
 /// Everything a membership actor starts from.
 struct membership_params {

@@ -180,6 +180,8 @@ caf::actor start_membership(supervisor_t* self) {
   }
   if (st.params.id)
     tc.security = std::make_shared<tls_security>(st.params.id->tls);
+  if (st.params.id && st.params.id->issuer)
+    p.tags[std::string{issuer_tag}] = "true";
   caf::weak_actor_ptr weak{self->ctrl()};
   p.on_admission = [weak](admission_msg msg) {
     if (auto hdl = weak.lock())
@@ -323,6 +325,16 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
     [=](token_atom a, std::int64_t ttl, std::int64_t uses) {
       return self->delegate(self->state.children[self->state.identity_slot].handle, a, ttl,
                             uses);
+    },
+    [=](revoke_atom a, const std::string& node) {
+      return self->delegate(self->state.children[self->state.identity_slot].handle, a, node);
+    },
+    [=](alive_atom a) {
+      return self->delegate(self->state.children[self->state.membership_slot].handle, a);
+    },
+    [=](ban_atom a, const std::string& name) {
+      if (const auto& membership = self->state.children[self->state.membership_slot].handle)
+        self->send(membership, a, name);
     },
     [=](certs_atom a) {
       return self->delegate(self->state.children[self->state.identity_slot].handle, a);
