@@ -65,6 +65,29 @@ parse_token_create(const std::vector<std::string>& args) {
   return std::make_pair(ttl, uses);
 }
 
+/// revoke NODE [--key sha256:HEX] -> (node, key; empty: every key issued to NODE here).
+caf::expected<std::pair<std::string, std::string>>
+parse_revoke(const std::vector<std::string>& args) {
+  std::string node;
+  std::string key;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--key") {
+      if (i + 1 >= args.size())
+        return usage("revoke: --key needs a value (sha256:<64 hex digits>)");
+      key = args[++i];
+    } else if (args[i].starts_with("--")) {
+      return usage("revoke: unknown option '" + args[i] + "'");
+    } else if (node.empty()) {
+      node = args[i];
+    } else {
+      return usage("revoke: one node at a time, got '" + node + "' and '" + args[i] + "'");
+    }
+  }
+  if (node.empty())
+    return usage("revoke: expected 'revoke NODE [--key sha256:HEX]'");
+  return std::make_pair(std::move(node), std::move(key));
+}
+
 caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
   return {
     // Answers are caf::message so that delegation (an untyped `delegated<message>`) and
@@ -95,6 +118,13 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
         if (!parsed)
           return parsed.error();
         return self->delegate(supervisor, token_atom::value, parsed->first, parsed->second);
+      }
+      if (cmd == "revoke") {
+        auto parsed = parse_revoke(args);
+        if (!parsed)
+          return parsed.error();
+        spdlog::info("revoke '{}' requested through the admin port", parsed->first);
+        return self->delegate(supervisor, revoke_atom::value, parsed->first, parsed->second);
       }
       if (cmd == "keyring") {
         // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID

@@ -1,8 +1,9 @@
-// Local messages of admission (never serialized: they carry callbacks). The gossip
-// transport's TLS server hands an admission request to the membership actor's callback,
-// which the supervisor routes to the identity actor (admission_msg); the identity actor asks
-// the membership actor, through the supervisor, to forward a request to the token's issuer
-// (forward_admission_msg).
+// Local messages of the identity channel (never serialized: they carry callbacks). The
+// gossip transport's TLS server hands a request (admission or sync, proto/admission.proto)
+// to the membership actor's callback, which the supervisor routes to the identity actor
+// (admission_msg); the identity actor asks the membership actor, through the supervisor, to
+// send a request to a member by name (forward_admission_msg): an admission forwarded to the
+// token's issuer, or a sync request.
 #pragma once
 
 #include <functional>
@@ -16,9 +17,9 @@
 
 namespace starling::actors {
 
-/// An admission request that arrived on the gossip port.
+/// A request that arrived on the identity channel of the gossip port.
 struct admission_msg {
-  /// Encoded AdmissionRequest (proto/admission.proto).
+  /// Encoded IdentityRequest (proto/admission.proto): admission or sync.
   std::string request;
   /// The client's verified node name (a member forwarding), or std::nullopt (the joiner).
   std::optional<std::string> peer;
@@ -26,11 +27,14 @@ struct admission_msg {
   gossip::admission_responder reply;
 };
 
-/// Forward `request` to the member named `issuer` and hand its answer to `done`.
+/// Send `request` to the member named `issuer` over TLS (expecting that member's
+/// certificate) and hand its answer to `done`.
 struct forward_admission_msg {
+  /// The member's name: the token's issuer, or a sync peer.
   std::string issuer;
+  /// Encoded IdentityRequest.
   std::string request;
-  /// Runs once, on any thread: the issuer's encoded AdmissionResponse, or an error
+  /// Runs once, on any thread: the member's encoded IdentityResponse, or an error
   /// (actors::errc::unreachable when `issuer` is not an alive member).
   std::function<void(caf::expected<std::string>)> done;
 };

@@ -8,7 +8,8 @@
 // (events_atom) -> std::string JSON, (leave_atom) -> std::string "ok",
 // (ping_atom) -> std::string "pong", (keyring_atom, std::string op, std::string arg) ->
 // std::string (actors/keyring_sealer.hpp), (token_atom, std::int64_t ttl_seconds,
-// std::int64_t uses) -> std::string token, (certs_atom) -> std::string JSON
+// std::int64_t uses) -> std::string token, (certs_atom) -> std::string JSON,
+// (revoke_atom, std::string node, std::string key) -> std::string revoked key ids
 // (actors/identity_actor.hpp).
 #pragma once
 
@@ -34,6 +35,10 @@ using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
 using alive_atom = caf::atom_constant<caf::atom("alive")>;
 /// (ban_atom, std::string name): a member whose certificate was revoked.
 using ban_atom = caf::atom_constant<caf::atom("ban")>;
+
+// Identity actor timers (local only).
+/// (sync_atom): time for one anti-entropy exchange on the identity channel.
+using sync_atom = caf::atom_constant<caf::atom("idsync")>;
 
 // Membership actor <-> supervisor (local only).
 using bound_atom = caf::atom_constant<caf::atom("bound")>;

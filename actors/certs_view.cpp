@@ -50,7 +50,8 @@ std::string human_duration(std::int64_t secs) {
 } // namespace
 
 std::string certs_json(const node_identity* id, const keyring_view* keyring,
-                       const issuer_summary* issuer, identity::time_point now) {
+                       const issuer_summary* issuer, const std::vector<revocation_row>* revocations,
+                       const sync_summary* sync, identity::time_point now) {
   ordered_json doc = ordered_json::object();
   doc["identity"] = id != nullptr;
   if (id != nullptr) {
@@ -78,10 +79,25 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
       roots.push_back(describe_cert(root, now));
     doc["roots"] = std::move(roots);
     auto revoked = ordered_json::array();
-    if (id->trust)
-      for (const auto& key : id->trust->current()->revoked)
-        revoked.push_back(identity::to_hex(key));
+    if (revocations != nullptr)
+      for (const auto& row : *revocations) {
+        ordered_json r = ordered_json::object();
+        r["node"] = row.node;
+        r["key"] = identity::format_pin(row.key);
+        r["issuer"] = row.issuer;
+        r["revoked_at"] = iso8601_utc(row.revoked_at);
+        revoked.push_back(std::move(r));
+      }
     doc["revocations"] = std::move(revoked);
+    const sync_summary counters = sync != nullptr ? *sync : sync_summary{};
+    ordered_json s = ordered_json::object();
+    s["exchanges"] = counters.exchanges;
+    s["failures"] = counters.failures;
+    s["statements_learned"] = counters.statements_learned;
+    s["statements_refused"] = counters.statements_refused;
+    s["ledgers_merged"] = counters.ledgers_merged;
+    s["ledgers_refused"] = counters.ledgers_refused;
+    doc["sync"] = std::move(s);
   }
   ordered_json ring = ordered_json::object();
   ring["enabled"] = keyring != nullptr && keyring->enabled;
@@ -136,7 +152,17 @@ caf::expected<std::string> certs_text(std::string_view json) {
     auto n = doc.contains("revocations") && doc["revocations"].is_array()
                ? doc["revocations"].size()
                : 0;
-    out << "revocations  " << n << '\n';
+    out << "revocations  " << n;
+    if (doc.contains("sync") && doc["sync"].is_object() &&
+        doc["sync"].value("statements_refused", std::uint64_t{0}) > 0)
+      out << " (" << doc["sync"]["statements_refused"].get<std::uint64_t>()
+          << " statement(s) refused)";
+    out << '\n';
+    if (n > 0)
+      for (const auto& r : doc["revocations"])
+        if (r.is_object())
+          out << "  revoked    " << str(r, "node") << " key " << str(r, "key") << " by "
+              << str(r, "issuer") << " at " << str(r, "revoked_at") << '\n';
   }
   const auto& ring = doc["keyring"];
   if (ring.value("enabled", false)) {

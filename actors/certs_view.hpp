@@ -1,12 +1,14 @@
 // The `certs` view (DESIGN.md "JSON views"): the node's own certificate with its spiffe://
 // URI and expiry, the issuers above it, whether the node is an issuer (and its issuer
-// certificate's expiry), the roots it trusts, the revoked keys it knows, and the gossip
-// keyring ids. Pure: `now` is passed in; no CAF actor headers.
+// certificate's expiry), the roots it trusts, the revocations it knows (node, key, issuer,
+// when) with the identity sync's counters, and the gossip keyring ids. Pure: `now` is
+// passed in; no CAF actor headers.
 #pragma once
 
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -26,10 +28,41 @@ struct issuer_summary {
   std::uint64_t refused = 0;
 };
 
+/// One revocation statement as the view shows it.
+struct revocation_row {
+  /// The node the key was issued to.
+  std::string node;
+  /// SHA-256 of the revoked key's SubjectPublicKeyInfo.
+  identity::sha256_digest key{};
+  /// Node name of the issuer that signed the statement.
+  std::string issuer;
+  /// When the issuer revoked it.
+  identity::time_point revoked_at;
+};
+
+/// Counters of the identity channel's anti-entropy, since start.
+struct sync_summary {
+  /// Exchanges completed, started here or by a peer.
+  std::uint64_t exchanges = 0;
+  /// Exchanges started here that failed (unreachable peer, refusal, bad answer).
+  std::uint64_t failures = 0;
+  /// Revocation statements received and refused (bad signature, unknown issuer,
+  /// malformed...), and statements learned.
+  std::uint64_t statements_refused = 0;
+  std::uint64_t statements_learned = 0;
+  /// Token ledgers merged from authenticated issuers, and ledgers refused (the sender
+  /// could not be authenticated as an issuer).
+  std::uint64_t ledgers_merged = 0;
+  std::uint64_t ledgers_refused = 0;
+};
+
 /// The certs JSON view, one line. `id` null: the node runs without an identity
-/// ({"identity":false,...}). `keyring` null: plain gossip.
+/// ({"identity":false,...}). `keyring` null: plain gossip. `issuer` null: not an issuer.
+/// `revocations` and `sync` are shown with an identity (null: none, zero counters).
 [[nodiscard]] std::string certs_json(const node_identity* id, const keyring_view* keyring,
-                                     const issuer_summary* issuer, identity::time_point now);
+                                     const issuer_summary* issuer,
+                                     const std::vector<revocation_row>* revocations,
+                                     const sync_summary* sync, identity::time_point now);
 
 /// The text printed by `starling certs` from the JSON view. Errors: request_failed when
 /// `json` is not a certs view.

@@ -144,6 +144,18 @@ int run_token_create(const client_options& opts, const std::string& ttl,
   return exit_ok;
 }
 
+int run_revoke(const client_options& opts, const std::string& node, const std::string& key) {
+  std::vector<std::string> args{"revoke", node};
+  if (!key.empty())
+    args.insert(args.end(), {"--key", key});
+  auto res = ask(opts, args);
+  if (auto* code = std::get_if<int>(&res))
+    return *code;
+  std::cout << std::get<std::string>(res) << std::flush;
+  std::cerr << "the revocation spreads to every member; `starling certs` lists it\n";
+  return exit_ok;
+}
+
 int run_keyring_generate() {
   auto key = identity::generate_gossip_key();
   if (!key) {

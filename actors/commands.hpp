@@ -53,6 +53,12 @@ int run_certs(const client_options& opts);
 int run_token_create(const client_options& opts, const std::string& ttl,
                      const std::string& uses);
 
+/// `starling revoke NODE [--key sha256:HEX]` on an issuer node: revokes every unexpired key
+/// that issuer issued to NODE (or the key given), spreads the signed statement to every
+/// member, and prints the revoked key ids. Exit 1 when the agent refuses (not an issuer, no
+/// certificate issued to NODE, NODE is the agent itself), 2 on usage errors.
+int run_revoke(const client_options& opts, const std::string& node, const std::string& key);
+
 /// Options of `starling ca init`.
 struct ca_init_options {
   /// Mesh name (identity::is_valid_mesh_name).

@@ -1,5 +1,9 @@
 #include "actors/identity_actor.hpp"
 
+#include <algorithm>
+#include <random>
+#include <set>
+
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
@@ -11,6 +15,7 @@
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "gossip/errc.hpp"
+#include "identity/channel.hpp"
 #include "identity/errc.hpp"
 
 namespace starling::actors {
@@ -23,31 +28,69 @@ struct admit_locally_msg {
   gossip::admission_responder reply;
 };
 
+/// The answer to a sync request this node sent to `peer` (local message).
+struct sync_result_msg {
+  std::string peer;
+  caf::expected<std::string> answer;
+  /// The periodic exchange (clears the in-flight flag), not a push after a revocation.
+  bool periodic = false;
+  /// Keys withheld from handshakes until this push to their node was done (see revoke).
+  std::vector<identity::sha256_digest> release;
+};
+
 } // namespace starling::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::admit_locally_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::sync_result_msg)
 
 namespace starling::actors {
 
 namespace {
+
+using identity::sha256_digest;
 
 struct identity_state {
   identity_params params;
   caf::actor supervisor;
   /// Set on issuer nodes.
   std::optional<identity::issuer_desk> desk;
+  /// DER of the issuer certificate (issuer nodes): sent with the ledger.
+  std::vector<std::uint8_t> issuer_der;
   identity::openssl_random rng;
+  /// Picks sync peers.
+  std::mt19937_64 pick;
+  /// Mirrors params.revocations_file (a failed write is logged; memory still enforces).
+  identity::revocation_log revocations;
+  /// Revoked keys not applied to handshakes yet: an issuer's fresh revocation, until the
+  /// push to the revoked node itself is done (else its TLS client would refuse that node
+  /// before telling it). Never longer than one exchange (the transport's tcp_timeout).
+  std::multiset<sha256_digest> withheld;
+  /// Keys of CA certificates this node knows (the roots are in the bundle): its own issuer,
+  /// the issuers of its chain, signers of verified statements, authenticated sync senders.
+  /// A statement revoking one of them is refused.
+  std::set<sha256_digest> ca_keys;
+  /// SHA-256 of this node's own key (with an identity).
+  std::optional<sha256_digest> own_key;
+  /// A periodic exchange is under way.
+  bool sync_in_flight = false;
+  /// Periodic exchanges started: on issuers, every other one goes to an issuer (the ledger
+  /// travels between issuers only).
+  std::uint64_t ticks = 0;
+  /// Bans of the statements loaded at start were sent (at the first tick: the membership
+  /// actor starts after this one).
+  bool bans_sent = false;
+  /// This node's own key was found revoked and reported to the supervisor.
+  bool own_key_revoked = false;
   std::uint64_t admitted = 0;
   std::uint64_t refused = 0;
+  sync_summary sync;
 
   static inline const char* name = "identity";
 };
 
 using identity_actor_t = caf::stateful_actor<identity_state>;
 
-identity::time_point wall_now() {
-  return std::chrono::system_clock::now();
-}
+identity::time_point wall_now() { return std::chrono::system_clock::now(); }
 
 issuer_summary summarize(const identity_state& st, identity::time_point now) {
   issuer_summary out;
@@ -64,16 +107,32 @@ issuer_summary summarize(const identity_state& st, identity::time_point now) {
   return out;
 }
 
+std::vector<revocation_row> revocation_rows(const identity_state& st) {
+  std::vector<revocation_row> rows;
+  for (const auto& [k, e] : st.revocations.entries())
+    rows.push_back({e.statement.node, e.statement.key, e.issuer.node, e.statement.revoked_at});
+  return rows;
+}
+
 /// An error as the refusal the client reads: "identity.token_expired: ..." (a refusal
 /// relayed from the token's issuer is passed on as it came).
 caf::error as_refusal(const caf::error& err) {
   if (err.category() == gossip::errc_category)
     return err.code() == static_cast<std::uint8_t>(gossip::errc::peer_refused)
-             ? err
-             : gossip::make_error(gossip::errc::peer_refused, gossip::render(err));
+               ? err
+               : gossip::make_error(gossip::errc::peer_refused, gossip::render(err));
   if (err.category() == errc_category)
     return gossip::make_error(gossip::errc::peer_refused, message_of(err));
   return gossip::make_error(gossip::errc::peer_refused, identity::render(err));
+}
+
+/// "what: reason" for an error of any module the identity channel meets.
+std::string why(const caf::error& err) {
+  if (err.category() == gossip::errc_category)
+    return gossip::render(err);
+  if (err.category() == errc_category)
+    return message_of(err);
+  return identity::render(err);
 }
 
 void refuse(identity_actor_t* self, const gossip::admission_responder& reply,
@@ -84,11 +143,328 @@ void refuse(identity_actor_t* self, const gossip::admission_responder& reply,
   reply(std::move(refusal));
 }
 
+// -- revocations ------------------------------------------------------------------------------
+
+/// Makes handshakes refuse every revoked key but the withheld ones.
+void apply_to_trust(identity_state& st) {
+  identity::revocation_set keys;
+  for (const auto& [k, e] : st.revocations.entries())
+    if (!st.withheld.contains(k.first))
+      keys.insert(k.first);
+  st.params.id->trust->revoke(keys);
+}
+
+/// Reports that this node's own key is revoked: it can no longer talk to anyone.
+void on_own_key_revoked(identity_actor_t* self, const identity::revocation_log::entry& e) {
+  auto& st = self->state;
+  if (st.own_key_revoked)
+    return;
+  st.own_key_revoked = true;
+  auto msg = "this node's key " + identity::format_pin(e.statement.key) +
+             " was revoked by issuer '" + e.issuer.node + "': every peer refuses it now; " +
+             "stopping (admit the node again with a new token)";
+  spdlog::error("{}", msg);
+  self->send(st.supervisor, failed_atom::value, std::move(msg));
+}
+
+/// Consequences of statements just added to the log: handshakes, bans, own key.
+void on_learned(identity_actor_t* self, const std::vector<identity::revocation_log::entry>& fresh) {
+  auto& st = self->state;
+  apply_to_trust(st);
+  for (const auto& e : fresh) {
+    spdlog::warn("revocation: key {} of node '{}' revoked by issuer '{}'",
+                 identity::format_pin(e.statement.key), e.statement.node, e.issuer.node);
+    if (st.own_key && *st.own_key == e.statement.key) {
+      on_own_key_revoked(self, e);
+      continue;
+    }
+    if (e.statement.node != st.params.name && !st.withheld.contains(e.statement.key))
+      self->send(st.supervisor, ban_atom::value, e.statement.node);
+  }
+}
+
+/// Persists `next` and makes it the log. A failed write is logged, not fatal: the
+/// revocations are enforced in memory anyway, and the next change writes the file again.
+void commit_log(identity_state& st, identity::revocation_log next) {
+  if (auto err = next.save(st.params.revocations_file))
+    spdlog::error("cannot persist revocations in {}: {}", st.params.revocations_file.string(),
+                  identity::render(err));
+  st.revocations = std::move(next);
+}
+
+/// Verifies and merges what a peer sent: statements from anyone (each verified), the token
+/// ledger only from an authenticated issuer and only on an issuer. Returns true when the
+/// peer authenticated as an issuer.
+bool absorb(identity_actor_t* self, const std::string& peer, const identity::sync_message& msg) {
+  auto& st = self->state;
+  const auto now = wall_now();
+  const auto& bundle = st.params.id->creds.bundle;
+  st.sync.statements_refused += msg.malformed;
+  std::optional<identity::revocation_log> next;
+  std::vector<identity::revocation_log::entry> fresh;
+  for (const auto& stmt : msg.revocations) {
+    if (st.revocations.contains(stmt))
+      continue; // known: not verified again every few seconds
+    auto who = identity::verify_revocation(stmt, bundle, now, st.ca_keys);
+    if (!who) {
+      ++st.sync.statements_refused;
+      spdlog::debug("dropped a revocation statement from {}: {}", peer,
+                    identity::render(who.error()));
+      continue;
+    }
+    st.ca_keys.insert(who->key);
+    if (!next)
+      next = st.revocations;
+    identity::revocation_log::entry e{stmt, std::move(*who)};
+    if (next->insert(e)) {
+      ++st.sync.statements_learned;
+      fresh.push_back(std::move(e));
+    }
+  }
+  if (next) {
+    commit_log(st, std::move(*next));
+    on_learned(self, fresh);
+  }
+  if (!msg.ledger)
+    return false;
+  if (!st.desk) {
+    spdlog::debug("ignored a token ledger from {}: this node is no issuer", peer);
+    return false;
+  }
+  auto issuer = identity::authenticate_issuer(msg.issuer, peer, bundle, now);
+  if (!issuer) {
+    ++st.sync.ledgers_refused;
+    spdlog::warn("refused the token ledger of {}: {}", peer, identity::render(issuer.error()));
+    return false;
+  }
+  st.ca_keys.insert(issuer->key);
+  if (auto err = st.desk->merge_ledger(*msg.ledger, now))
+    spdlog::error("cannot persist the token ledger merged from {}: {}", peer,
+                  identity::render(err));
+  else
+    ++st.sync.ledgers_merged;
+  return true;
+}
+
+/// What this node sends in a sync: every statement, and (issuers, to an issuer) the
+/// ledger with the issuer certificate.
+identity::sync_message outgoing(identity_state& st, bool with_ledger) {
+  st.revocations.prune(wall_now()); // statements of expired issuers: nobody needs them
+  identity::sync_message msg;
+  msg.revocations.reserve(st.revocations.size());
+  for (const auto& [k, e] : st.revocations.entries())
+    msg.revocations.push_back(e.statement);
+  if (st.desk && with_ledger) {
+    msg.ledger = st.desk->tokens().ledger();
+    msg.issuer = st.issuer_der;
+  }
+  return msg;
+}
+
+/// Sends one sync request to member `peer` through the membership actor.
+void start_sync(identity_actor_t* self, const std::string& peer, bool peer_is_issuer, bool periodic,
+                std::vector<sha256_digest> release = {}) {
+  auto& st = self->state;
+  auto bytes = identity::encode_sync_request(outgoing(st, peer_is_issuer));
+  caf::weak_actor_ptr weak{self->ctrl()};
+  auto done = [weak, peer, periodic, release](caf::expected<std::string> answer) mutable {
+    if (auto hdl = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(hdl),
+                     sync_result_msg{peer, std::move(answer), periodic, std::move(release)});
+  };
+  if (!bytes) {
+    spdlog::error("cannot encode a sync request: {}", identity::render(bytes.error()));
+    done(bytes.error());
+    return;
+  }
+  forward_admission_msg fwd;
+  fwd.issuer = peer;
+  fwd.request = std::move(*bytes);
+  fwd.done = std::move(done);
+  self->send(st.supervisor, std::move(fwd));
+}
+
+/// Applies the withheld keys of a finished push and bans their nodes.
+void release_withheld(identity_actor_t* self, const std::vector<sha256_digest>& keys) {
+  auto& st = self->state;
+  if (keys.empty())
+    return;
+  std::set<std::string> nodes;
+  for (const auto& key : keys) {
+    if (auto it = st.withheld.find(key); it != st.withheld.end())
+      st.withheld.erase(it);
+    for (const auto& [k, e] : st.revocations.entries())
+      if (k.first == key)
+        nodes.insert(e.statement.node);
+  }
+  apply_to_trust(st);
+  for (const auto& node : nodes)
+    self->send(st.supervisor, ban_atom::value, node);
+}
+
+void on_sync_result(identity_actor_t* self, sync_result_msg& msg) {
+  auto& st = self->state;
+  if (msg.periodic)
+    st.sync_in_flight = false;
+  release_withheld(self, msg.release);
+  if (!msg.answer) {
+    ++st.sync.failures;
+    spdlog::debug("identity sync with {} failed: {}", msg.peer, why(msg.answer.error()));
+    return;
+  }
+  auto answer = identity::decode_sync_response(*msg.answer);
+  if (!answer) {
+    ++st.sync.failures;
+    spdlog::debug("identity sync with {}: {}", msg.peer, identity::render(answer.error()));
+    return;
+  }
+  ++st.sync.exchanges;
+  absorb(self, msg.peer, *answer);
+}
+
+/// The periodic exchange: one random alive member.
+void on_sync_tick(identity_actor_t* self) {
+  auto& st = self->state;
+  self->delayed_send(self, st.params.sync_interval, sync_atom::value);
+  if (!st.bans_sent) {
+    st.bans_sent = true;
+    for (const auto& [k, e] : st.revocations.entries())
+      if (e.statement.node != st.params.name)
+        self->send(st.supervisor, ban_atom::value, e.statement.node);
+  }
+  if (st.sync_in_flight || st.own_key_revoked)
+    return;
+  st.sync_in_flight = true;
+  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+      .then(
+          [=](std::vector<std::string>& names, std::vector<std::string>&,
+              std::vector<std::string>& issuers) {
+            auto& st = self->state;
+            if (names.empty()) {
+              st.sync_in_flight = false;
+              return;
+            }
+            const auto& pool = st.desk && !issuers.empty() && st.ticks++ % 2 == 1 ? issuers : names;
+            std::uniform_int_distribution<std::size_t> any{0, pool.size() - 1};
+            const auto peer = pool[any(st.pick)];
+            const bool is_issuer = std::find(issuers.begin(), issuers.end(), peer) != issuers.end();
+            start_sync(self, peer, is_issuer, true);
+          },
+          [=](caf::error& err) {
+            self->state.sync_in_flight = false;
+            spdlog::debug("identity sync: no member list: {}", why(err));
+          });
+}
+
+/// Spreads fresh statements at once: one sync with every alive member. The keys in
+/// `withheld` are applied when the push to their node is done (or at once if it is not
+/// alive).
+void push_revocations(identity_actor_t* self, const std::string& node,
+                      std::vector<sha256_digest> withheld) {
+  auto& st = self->state;
+  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+      .then(
+          [=](std::vector<std::string>& names, std::vector<std::string>&,
+              std::vector<std::string>& issuers) {
+            bool target_alive = false;
+            for (const auto& peer : names) {
+              const bool is_issuer =
+                  std::find(issuers.begin(), issuers.end(), peer) != issuers.end();
+              if (peer == node) {
+                target_alive = true;
+                start_sync(self, peer, is_issuer, false, withheld);
+              } else {
+                start_sync(self, peer, is_issuer, false);
+              }
+            }
+            spdlog::info("revocation of '{}' pushed to {} member(s)", node, names.size());
+            if (!target_alive)
+              release_withheld(self, withheld);
+          },
+          [=](caf::error& err) {
+            spdlog::warn("cannot push the revocation of '{}' at once ({}); anti-entropy spreads it",
+                         node, why(err));
+            release_withheld(self, withheld);
+          });
+}
+
+/// `starling revoke NODE [--key sha256:HEX]` on an issuer.
+caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& node,
+                                   const std::string& key_text) {
+  auto& st = self->state;
+  if (!st.desk)
+    return make_error(
+        errc::request_failed,
+        "this node is not an issuer: only issuers revoke (start one with --issuer DIR)");
+  if (!identity::is_valid_node_name(node))
+    return make_error(errc::bad_request, "revoke: invalid node name '" + node + "'");
+  if (node == st.params.name)
+    return make_error(errc::request_failed, "refusing to revoke this node itself ('" + node +
+                                                "'): run `starling revoke` on another issuer");
+  const auto now = wall_now();
+  std::vector<sha256_digest> keys;
+  if (!key_text.empty()) {
+    auto key = identity::parse_pin(key_text);
+    if (!key)
+      return make_error(errc::bad_request,
+                        "--key: expected sha256:<64 hex digits>, got '" + key_text + "'");
+    keys.push_back(*key);
+  } else {
+    keys = st.desk->keys_issued_to(node, now);
+    if (keys.empty())
+      return make_error(errc::request_failed,
+                        "this issuer has not issued a certificate to " + node +
+                            " that is still valid; to revoke a key another issuer signed, give "
+                            "it: starling revoke " +
+                            node + " --key sha256:<hex> (`starling certs` on that node shows it)");
+  }
+  auto next = st.revocations;
+  std::vector<identity::revocation_log::entry> fresh;
+  std::string answer;
+  for (const auto& key : keys) {
+    if (st.own_key && key == *st.own_key)
+      return make_error(errc::request_failed, "refusing to revoke this node's own key");
+    if (st.ca_keys.contains(key))
+      return make_error(errc::request_failed, identity::format_pin(key) +
+                                                  " is the key of an issuer: issuers revoke node "
+                                                  "keys only (issuers are removed offline)");
+    auto stmt = identity::make_revocation(*st.params.id->issuer, key, node, now);
+    if (!stmt)
+      return make_error(errc::request_failed, identity::render(stmt.error()));
+    auto who = identity::verify_revocation(*stmt, st.params.id->creds.bundle, now, st.ca_keys);
+    if (!who)
+      return make_error(errc::request_failed, identity::render(who.error()));
+    identity::revocation_log::entry e{std::move(*stmt), std::move(*who)};
+    const bool known = next.revokes(key);
+    if (next.insert(e))
+      fresh.push_back(e);
+    answer += "revoked " + identity::format_pin(key) + " (node " + node + ")" +
+              (known ? ", already revoked before" : "") + "\n";
+  }
+  if (fresh.empty())
+    return answer;
+  if (auto err = next.save(st.params.revocations_file))
+    return make_error(errc::request_failed, "cannot persist the revocation in " +
+                                                st.params.revocations_file.string() + ": " +
+                                                identity::render(err));
+  st.revocations = std::move(next);
+  std::vector<sha256_digest> withheld;
+  for (const auto& e : fresh) {
+    st.withheld.insert(e.statement.key);
+    withheld.push_back(e.statement.key);
+  }
+  on_learned(self, fresh); // logs, trust (minus the withheld keys)
+  push_revocations(self, node, std::move(withheld));
+  return answer;
+}
+
+// -- the identity channel ----------------------------------------------------------------------
+
 /// Redeems and signs here.
 void admit_here(identity_actor_t* self, const identity::admission_request& req,
                 const std::string& token_id, const gossip::admission_responder& reply) {
   auto& st = self->state;
-  auto grant = st.desk->admit(req, wall_now());
+  auto grant = st.desk->admit(req, wall_now(), st.params.id->trust->current()->revoked);
   if (!grant) {
     refuse(self, reply, "'" + req.name + "' (token " + token_id + ")", grant.error());
     return;
@@ -105,43 +481,31 @@ void admit_here(identity_actor_t* self, const identity::admission_request& req,
   reply(std::move(*bytes));
 }
 
-void on_admission(identity_actor_t* self, admission_msg& msg) {
+void on_admission(identity_actor_t* self, identity::admission_request& req, admission_msg& msg) {
   auto& st = self->state;
-  const std::string from = msg.peer ? "member " + *msg.peer : std::string{"a joiner"};
-  if (!st.params.id) {
-    refuse(self, msg.reply, "a node",
-           identity::make_error(identity::errc::bad_request,
-                                "this node has no identity and cannot admit"));
-    return;
-  }
-  auto req = identity::decode_admission_request(msg.request);
-  if (!req) {
-    refuse(self, msg.reply, "a request from " + from, req.error());
-    return;
-  }
-  auto token = identity::decode(req->tokens.front());
+  auto token = identity::decode(req.tokens.front());
   if (!token) {
-    refuse(self, msg.reply, "'" + req->name + "'", token.error());
+    refuse(self, msg.reply, "'" + req.name + "'", token.error());
     return;
   }
   const auto token_id = token->id_hex();
   if (st.desk && token->issuer == st.desk->material().node) {
-    admit_here(self, *req, token_id, msg.reply);
+    admit_here(self, req, token_id, msg.reply);
     return;
   }
   if (msg.peer) {
     // Forwarded to us, but the token is not ours: never forward twice (no loops).
     if (st.desk && st.desk->tokens().ledger().find(token->id) != nullptr) {
-      admit_here(self, *req, token_id, msg.reply);
+      admit_here(self, req, token_id, msg.reply);
       return;
     }
-    refuse(self, msg.reply, "'" + req->name + "' forwarded by " + *msg.peer,
+    refuse(self, msg.reply, "'" + req.name + "' forwarded by " + *msg.peer,
            identity::make_error(identity::errc::token_unknown,
                                 "token " + token_id + " was not made by this issuer"));
     return;
   }
   // A joiner's request for another issuer: forward it there.
-  spdlog::info("forwarding the admission of '{}' (token {}) to issuer {}", req->name, token_id,
+  spdlog::info("forwarding the admission of '{}' (token {}) to issuer {}", req.name, token_id,
                token->issuer);
   caf::weak_actor_ptr weak{self->ctrl()};
   auto reply = msg.reply;
@@ -149,9 +513,8 @@ void on_admission(identity_actor_t* self, admission_msg& msg) {
   forward_admission_msg fwd;
   fwd.issuer = token->issuer;
   fwd.request = std::move(msg.request);
-  auto shared_req = std::make_shared<const identity::admission_request>(std::move(*req));
-  fwd.done = [weak, reply, local, shared_req,
-              token_id](caf::expected<std::string> answer) mutable {
+  auto shared_req = std::make_shared<const identity::admission_request>(std::move(req));
+  fwd.done = [weak, reply, local, shared_req, token_id](caf::expected<std::string> answer) mutable {
     if (answer) {
       reply(std::move(answer));
       return;
@@ -170,59 +533,159 @@ void on_admission(identity_actor_t* self, admission_msg& msg) {
   self->send(st.supervisor, std::move(fwd));
 }
 
+/// A peer's sync request: absorb, then answer with what we hold.
+void on_sync_request(identity_actor_t* self, const identity::sync_message& req,
+                     const std::string& peer, const gossip::admission_responder& reply) {
+  auto& st = self->state;
+  const bool peer_is_issuer = absorb(self, peer, req);
+  auto bytes = identity::encode_sync_response(outgoing(st, peer_is_issuer));
+  if (!bytes) {
+    spdlog::error("cannot encode a sync response: {}", identity::render(bytes.error()));
+    reply(as_refusal(bytes.error()));
+    return;
+  }
+  ++st.sync.exchanges;
+  reply(std::move(*bytes));
+}
+
+/// Any request on the identity channel.
+void on_request(identity_actor_t* self, admission_msg& msg) {
+  auto& st = self->state;
+  const std::string from = msg.peer ? "member " + *msg.peer : std::string{"a joiner"};
+  if (!st.params.id) {
+    refuse(self, msg.reply, "a node",
+           identity::make_error(identity::errc::bad_request,
+                                "this node has no identity and cannot admit"));
+    return;
+  }
+  // A client without a certificate may only ask for admission: bound it as one before
+  // parsing anything.
+  if (!msg.peer && msg.request.size() > identity::max_admission_bytes) {
+    refuse(self, msg.reply, "a request from " + from,
+           identity::make_error(identity::errc::bad_request,
+                                "an admission request of " + std::to_string(msg.request.size()) +
+                                    " bytes exceeds " +
+                                    std::to_string(identity::max_admission_bytes)));
+    return;
+  }
+  auto req = identity::decode_identity_request(msg.request);
+  if (!req) {
+    refuse(self, msg.reply, "a request from " + from, req.error());
+    return;
+  }
+  if (auto* admission = std::get_if<identity::admission_request>(&*req)) {
+    on_admission(self, *admission, msg);
+    return;
+  }
+  if (!msg.peer) {
+    ++st.sync.failures;
+    spdlog::debug("refused a sync request from a client without a certificate");
+    msg.reply(gossip::make_error(gossip::errc::peer_refused,
+                                 "a client without a certificate may only ask for admission"));
+    return;
+  }
+  on_sync_request(self, std::get<identity::sync_message>(*req), *msg.peer, msg.reply);
+}
+
+// -- start ---------------------------------------------------------------------------------------
+
+/// Opens the stores; an error message naming what failed, or empty.
+std::string open_stores(identity_state& st) {
+  auto log = identity::revocation_log::load(st.params.revocations_file);
+  if (!log)
+    return "cannot open the revocation log: " + identity::render(log.error());
+  st.revocations = std::move(*log);
+  const auto& id = *st.params.id;
+  if (!id.creds.certs.empty())
+    if (auto own = identity::spki_sha256(id.creds.certs.front()))
+      st.own_key = *own;
+  for (std::size_t i = 1; i < id.creds.certs.size(); ++i)
+    if (auto key = identity::spki_sha256(id.creds.certs[i]))
+      st.ca_keys.insert(*key);
+  for (const auto& [k, e] : st.revocations.entries())
+    st.ca_keys.insert(e.issuer.key);
+  if (id.issuer) {
+    if (auto key = identity::spki_sha256(id.issuer->cert))
+      st.ca_keys.insert(*key);
+    auto der = identity::to_der(id.issuer->cert);
+    if (!der)
+      return "cannot encode the issuer certificate: " + identity::render(der.error());
+    st.issuer_der = std::move(*der);
+    auto desk =
+        identity::issuer_desk::open(*id.issuer, st.params.tokens_file, st.params.issued_file);
+    if (!desk)
+      return "cannot open the issuer's token store " + st.params.tokens_file.string() +
+             " or issued list " + st.params.issued_file.string() + ": " +
+             identity::render(desk.error());
+    st.desk.emplace(std::move(*desk));
+  }
+  return {};
+}
+
 caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
                              identity_params params) {
   auto& st = self->state;
   st.params = std::move(params);
   st.supervisor = std::move(supervisor);
-  if (st.params.id && st.params.id->issuer) {
-    auto desk = identity::issuer_desk::open(*st.params.id->issuer, st.params.tokens_file);
-    if (!desk) {
-      auto msg = "cannot open the issuer's token store " + st.params.tokens_file.string() +
-                 ": " + identity::render(desk.error());
+  st.pick.seed(st.params.rng_seed);
+  if (st.params.id) {
+    if (auto msg = open_stores(st); !msg.empty()) {
       self->send(st.supervisor, failed_atom::value, msg);
-      self->quit(desk.error());
+      self->quit(make_error(errc::io_failure, msg));
       return {};
     }
-    st.desk.emplace(std::move(*desk));
+    apply_to_trust(st);
+    for (const auto& [k, e] : st.revocations.entries())
+      if (st.own_key && k.first == *st.own_key) {
+        on_own_key_revoked(self, e);
+        self->quit(make_error(errc::request_failed, "this node's key is revoked"));
+        return {};
+      }
+    if (st.params.sync_interval > caf::timespan::zero())
+      self->delayed_send(self, st.params.sync_interval, sync_atom::value);
   }
   return {
-    [=](token_atom, std::int64_t ttl_seconds, std::int64_t uses) -> caf::result<std::string> {
-      auto& st = self->state;
-      if (!st.desk)
-        return make_error(errc::request_failed,
-                          "this node is not an issuer (start it with --issuer DIR)");
-      if (uses < 1 || uses > identity::max_token_uses)
-        return make_error(errc::bad_request, "--uses must be between 1 and " +
-                                               std::to_string(identity::max_token_uses));
-      auto token = st.desk->create_token(wall_now(), std::chrono::seconds{ttl_seconds},
-                                         static_cast<std::uint16_t>(uses), st.rng);
-      if (!token) {
-        const bool usage = token.error().category() == identity::errc_category &&
-                           token.error().code() ==
-                             static_cast<std::uint8_t>(identity::errc::invalid_argument);
-        return make_error(usage ? errc::bad_request : errc::request_failed,
-                          identity::render(token.error()));
-      }
-      spdlog::info("created a join token for {} use(s), valid {}s", uses, ttl_seconds);
-      return std::move(*token);
-    },
-    [=](certs_atom) -> std::string {
-      auto& st = self->state;
-      const auto now = wall_now();
-      std::optional<keyring_view> ring;
-      if (st.params.sealer)
-        ring = st.params.sealer->view();
-      auto summary = summarize(st, now);
-      return certs_json(st.params.id.get(), ring ? &*ring : nullptr,
-                        st.desk ? &summary : nullptr, now);
-    },
-    [=](admission_msg& msg) { on_admission(self, msg); },
-    [=](admit_locally_msg& msg) {
-      spdlog::info("the token's issuer is not reachable: redeeming token {} here",
-                   msg.token_id);
-      admit_here(self, *msg.req, msg.token_id, msg.reply);
-    },
+      [=](token_atom, std::int64_t ttl_seconds, std::int64_t uses) -> caf::result<std::string> {
+        auto& st = self->state;
+        if (!st.desk)
+          return make_error(errc::request_failed,
+                            "this node is not an issuer (start it with --issuer DIR)");
+        if (uses < 1 || uses > identity::max_token_uses)
+          return make_error(errc::bad_request, "--uses must be between 1 and " +
+                                                   std::to_string(identity::max_token_uses));
+        auto token = st.desk->create_token(wall_now(), std::chrono::seconds{ttl_seconds},
+                                           static_cast<std::uint16_t>(uses), st.rng);
+        if (!token) {
+          const bool usage =
+              token.error().category() == identity::errc_category &&
+              token.error().code() == static_cast<std::uint8_t>(identity::errc::invalid_argument);
+          return make_error(usage ? errc::bad_request : errc::request_failed,
+                            identity::render(token.error()));
+        }
+        spdlog::info("created a join token for {} use(s), valid {}s", uses, ttl_seconds);
+        return std::move(*token);
+      },
+      [=](revoke_atom, const std::string& node, const std::string& key) {
+        return on_revoke(self, node, key);
+      },
+      [=](certs_atom) -> std::string {
+        auto& st = self->state;
+        const auto now = wall_now();
+        std::optional<keyring_view> ring;
+        if (st.params.sealer)
+          ring = st.params.sealer->view();
+        auto summary = summarize(st, now);
+        auto rows = revocation_rows(st);
+        return certs_json(st.params.id.get(), ring ? &*ring : nullptr, st.desk ? &summary : nullptr,
+                          &rows, &st.sync, now);
+      },
+      [=](admission_msg& msg) { on_request(self, msg); },
+      [=](admit_locally_msg& msg) {
+        spdlog::info("the token's issuer is not reachable: redeeming token {} here", msg.token_id);
+        admit_here(self, *msg.req, msg.token_id, msg.reply);
+      },
+      [=](sync_atom) { on_sync_tick(self); },
+      [=](sync_result_msg& msg) { on_sync_result(self, msg); },
   };
 }
 

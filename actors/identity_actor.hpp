@@ -1,20 +1,33 @@
-// The identity actor: the node's certificate and trust (for `starling certs`), and on issuer
-// nodes the issuer desk (`starling token create`, admissions). Serves the admission requests
-// that arrive on the gossip port: an issuer admits with its own tokens; any other node
-// forwards the request to the token's issuer through the membership actor (docs/identity.md,
-// "Admission").
+// The identity actor: the node's certificate and trust (for `starling certs`), the
+// revocations it knows, and on issuer nodes the issuer desk (`starling token create`,
+// `starling revoke`, admissions). It serves the node's identity channel on the gossip port
+// (docs/decisions/0008): an issuer admits with its own tokens, any other node forwards an
+// admission to the token's issuer; every node answers sync requests and starts one with a
+// random alive member every sync interval (revocation statements to everyone, the token
+// ledger among issuers).
 //
 // Protocol (local):
 //   (token_atom, std::int64_t ttl_seconds, std::int64_t uses) -> std::string   the token
+//   (revoke_atom, std::string node, std::string key) -> std::string   the revoked key ids;
+//       `key` empty: every unexpired key this issuer issued to `node`, else "sha256:<hex>"
 //   (certs_atom) -> std::string   the certs JSON view (actors/certs_view.hpp)
-//   (admission_msg)               answers through the message's responder
-//   sends (forward_admission_msg) to `supervisor`, which hands it to the membership actor.
+//   (admission_msg)               a request on the identity channel (admission or sync),
+//                                 answered through the message's responder
+//   (sync_atom)                   timer: one anti-entropy exchange
+//   sends to `supervisor`: (forward_admission_msg) (to the membership actor: a forwarded
+//       admission, or a sync request to a member), (alive_atom) requests, (ban_atom, node)
+//       for each newly revoked member, (failed_atom, message) when this node's own key is
+//       revoked or its stores cannot be opened.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <string>
 
 #include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
 
 #include "actors/node_identity.hpp"
 
@@ -23,16 +36,30 @@ namespace starling::actors {
 class keyring_sealer;
 
 struct identity_params {
-  /// Null: the node runs without an identity (certs shows that; admissions are refused).
+  /// This node's member name.
+  std::string name;
+  /// Null: the node runs without an identity (certs shows that; admissions and syncs are
+  /// refused, no sync is started).
   std::shared_ptr<const node_identity> id;
   /// The gossip keyring handed to admitted nodes; null: none.
   std::shared_ptr<keyring_sealer> sealer;
   /// Where the issuer's token store lives: <data-dir>/tokens.
   std::filesystem::path tokens_file;
+  /// Where the issuer's list of signed certificates lives: <data-dir>/issued.
+  std::filesystem::path issued_file;
+  /// Where the revocation log lives: <data-dir>/revocations (every node).
+  std::filesystem::path revocations_file;
+  /// Period of the anti-entropy exchange with one random alive member. Zero: none (tests).
+  caf::timespan sync_interval = std::chrono::seconds{2};
+  /// Bound on asking the membership actor for the alive members.
+  caf::timespan alive_timeout = std::chrono::seconds{5};
+  /// Seeds the choice of sync peers.
+  std::uint64_t rng_seed = 0;
 };
 
-/// Spawns the identity actor. An issuer whose token store cannot be opened makes the actor
-/// exit with the error (the supervisor restarts it, then gives up).
+/// Spawns the identity actor. A token store, issued list or revocation log that cannot be
+/// opened, or a revocation of this node's own key found at start, makes the actor report
+/// (failed_atom, message) to the supervisor and exit.
 [[nodiscard]] caf::actor spawn_identity_actor(caf::actor_system& sys, caf::actor supervisor,
                                               identity_params params);
 

@@ -74,6 +74,17 @@ int main(int argc, char** argv) {
     ->type_name("");
   add_client_flags(*token_create, token_opts, false);
 
+  sa::client_options revoke_opts;
+  std::string revoke_node;
+  std::string revoke_key;
+  auto* revoke = app.add_subcommand("revoke", "revoke a node's key (on an issuer node)");
+  revoke->add_option("NODE", revoke_node, "the node whose certificates this issuer signed")
+    ->required();
+  revoke->add_option("--key", revoke_key,
+                     "revoke this key (sha256:HEX, see `starling certs` on the node) instead")
+    ->type_name("");
+  add_client_flags(*revoke, revoke_opts, false);
+
   sa::ca_init_options ca_init_opts;
   sa::ca_issuer_options ca_issuer_opts;
   auto* ca = app.add_subcommand("ca", "offline mesh root and issuer certificates");
@@ -140,6 +151,8 @@ int main(int argc, char** argv) {
     return sa::run_certs(certs_opts);
   if (token_create->parsed())
     return sa::run_token_create(token_opts, token_ttl, token_uses);
+  if (revoke->parsed())
+    return sa::run_revoke(revoke_opts, revoke_node, revoke_key);
   if (ca_init->parsed())
     return sa::run_ca_init(ca_init_opts);
   if (ca_issuer->parsed())

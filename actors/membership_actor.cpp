@@ -349,9 +349,33 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
     },
     [=](pp_request_msg& msg) {
       auto& st = self->state;
+      const auto& sender = msg.remote.sender;
+      if (st.params.authenticated_push_pull && st.core->banned(sender)) {
+        // Under TLS the push-pull got here only with a valid, unrevoked certificate
+        // naming its sender: the node was admitted again (membership_params).
+        spdlog::warn("member {} unbanned: it holds a valid certificate again", sender);
+        st.core->unban(sender);
+      }
       auto reply = st.core->on_push_pull_request(msg.remote, now_of(self));
-      msg.reply(std::move(reply.state));
+      if (reply.refusal) {
+        spdlog::debug("push-pull from {} refused: {}", sender, gossip::render(reply.refusal));
+        msg.reply(std::move(reply.refusal));
+      } else {
+        msg.reply(std::move(reply.state));
+      }
       apply(self, std::move(reply.fx));
+    },
+    [=](ban_atom, const std::string& name) {
+      auto& st = self->state;
+      if (name.empty())
+        return;
+      if (name == st.params.name) {
+        spdlog::warn("not banning this node itself: its own certificate was revoked");
+        return;
+      }
+      if (!st.core->banned(name))
+        spdlog::warn("member {} banned: its certificate was revoked", name);
+      apply(self, st.core->ban(name, now_of(self)));
     },
     [=](pp_result_msg& msg) { on_push_pull_result(self, msg); },
     [=](alive_atom) {

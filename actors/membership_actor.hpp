@@ -9,6 +9,8 @@
 //           (forward_admission_msg)          forwards to the named alive member over TLS
 //           (alive_atom) -> (names, addresses, issuers)   alive members (atoms.hpp)
 //           (leave_atom) -> left_atom        once the leave news has spread (or ~2 s)
+//           (ban_atom, std::string name)     a member whose certificate was revoked (from
+//                                            the identity actor): gossip::membership::ban
 //   sends to `parent`:
 //           (bound_atom, std::string advertise_address, uint16_t port)  once, at start
 //           (failed_atom, std::string message)    start failed; the actor then exits
@@ -63,6 +65,13 @@ struct membership_params {
   std::filesystem::path data_dir;
   /// Seeds the core's RNG and the join jitter.
   std::uint64_t rng_seed = 0;
+  /// True when the transport authenticates push-pulls (TLS: it checks the peer's
+  /// certificate against the current revocations and binds the push-pull sender to the
+  /// certificate's node name). Then a push-pull from a banned member proves it was
+  /// admitted again with a new, unrevoked certificate, and lifts its ban. False (plain
+  /// mode, the default): no such proof exists, and a banned member's push-pull is refused.
+  /// Set by the supervisor when it configures TLS.
+  bool authenticated_push_pull = false;
   /// Admission requests arriving on the gossip port go here (the supervisor routes them
   /// to the identity actor); unset: refused.
   admission_handler on_admission;

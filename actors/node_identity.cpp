@@ -57,40 +57,6 @@ issue_for_self(const identity::issuer_material& issuer, const std::string& name,
   return identity::self_issue(issuer, name, key, now);
 }
 
-/// One admission attempt through `seed`.
-caf::expected<identity::node_credentials>
-admit_through(const std::string& seed, const agent_config& cfg, const identity::join_token& token,
-              const identity::private_key& key, time_point now,
-              std::string& keyring_text) {
-  identity::tls_options opts;
-  opts.pinned_root = token.pin;
-  auto ctx = identity::tls_context::make(std::move(opts));
-  if (!ctx)
-    return ctx.error();
-  tls_security security{std::make_shared<identity::tls_context_holder>(*ctx)};
-  auto build = [&](const SSL* ssl) -> caf::expected<std::string> {
-    const auto* peer = identity::tls_context::peer_of(ssl);
-    if (peer == nullptr || !peer->identity)
-      return make_error(errc::io_failure, "the seed presented no verified identity");
-    auto csr = identity::make_csr(key, peer->identity->mesh, cfg.name);
-    if (!csr)
-      return csr.error();
-    return identity::encode(identity::admission_request{cfg.name, std::move(*csr), {cfg.token}});
-  };
-  auto answer = gossip::admission_exchange(seed, security, build, cfg.tcp_timeout);
-  if (!answer)
-    return answer.error();
-  auto grant = identity::decode_admission_grant(*answer);
-  if (!grant)
-    return grant.error();
-  auto creds = identity::accept_grant(*grant, key, cfg.name, token.pin, now);
-  if (!creds)
-    return creds.error();
-  keyring_text = std::move(grant->keyring);
-  spdlog::info("admitted by issuer {} through seed {}", grant->issuer, seed);
-  return creds;
-}
-
 /// Stores the keyring an issuer granted, unless the node already keeps one.
 caf::error store_granted_keyring(const agent_config& cfg, const std::string& text) {
   if (text.empty())
@@ -124,12 +90,12 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
   for (unsigned round = 0;; ++round) {
     bool refused_everywhere = true;
     for (const auto& seed : cfg.join) {
-      std::string keyring_text;
-      auto creds = admit_through(seed, cfg, *token, *key, now, keyring_text);
+      auto creds = request_admission(seed, cfg.name, cfg.token, *token, *key, cfg.tcp_timeout, now);
       if (creds) {
-        if (auto err = store_granted_keyring(cfg, keyring_text))
+        spdlog::info("admitted by issuer {} through seed {}", creds->issuer, seed);
+        if (auto err = store_granted_keyring(cfg, creds->keyring))
           return err;
-        return creds;
+        return std::move(creds->creds);
       }
       last = seed + ": " + why(creds.error());
       spdlog::warn("admission through {} failed: {}", seed, why(creds.error()));
@@ -160,6 +126,37 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
 }
 
 } // namespace
+
+caf::expected<admission_outcome>
+request_admission(const std::string& seed, const std::string& name, const std::string& token_text,
+                  const identity::join_token& token, const identity::private_key& key,
+                  std::chrono::milliseconds timeout, time_point now) {
+  identity::tls_options opts;
+  opts.pinned_root = token.pin;
+  auto ctx = identity::tls_context::make(std::move(opts));
+  if (!ctx)
+    return ctx.error();
+  tls_security security{std::make_shared<identity::tls_context_holder>(*ctx)};
+  auto build = [&](const SSL* ssl) -> caf::expected<std::string> {
+    const auto* peer = identity::tls_context::peer_of(ssl);
+    if (peer == nullptr || !peer->identity)
+      return make_error(errc::io_failure, "the seed presented no verified identity");
+    auto csr = identity::make_csr(key, peer->identity->mesh, name);
+    if (!csr)
+      return csr.error();
+    return identity::encode(identity::admission_request{name, std::move(*csr), {token_text}});
+  };
+  auto answer = gossip::admission_exchange(seed, security, build, timeout);
+  if (!answer)
+    return answer.error();
+  auto grant = identity::decode_admission_grant(*answer);
+  if (!grant)
+    return grant.error();
+  auto creds = identity::accept_grant(*grant, key, name, token.pin, now);
+  if (!creds)
+    return creds.error();
+  return admission_outcome{std::move(*creds), std::move(grant->keyring), std::move(grant->issuer)};
+}
 
 bool needs_renewal(const identity::certificate& leaf, time_point now) {
   auto from = identity::not_before(leaf);

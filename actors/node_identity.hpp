@@ -46,6 +46,25 @@ struct node_identity {
 [[nodiscard]] caf::expected<std::optional<node_identity>>
 prepare_node_identity(const agent_config& cfg, identity::time_point now);
 
+/// What one successful admission brings back.
+struct admission_outcome {
+  identity::node_credentials creds;
+  /// The gossip keyring, text form; empty if the mesh has none. A secret.
+  std::string keyring;
+  /// The issuer that signed.
+  std::string issuer;
+};
+
+/// One admission of node `name` through `seed` ("host:port"): a pinned-root TLS connection
+/// (the token's pin), a CSR for `key` naming the mesh the seed's chain names, the token
+/// `token_text`; the grant is checked (identity::accept_grant) before it is returned.
+/// Nothing is stored. Errors: the transport's (io_failure, timeout, the TLS refusal,
+/// peer_refused with the issuer's reason), the grant check's.
+[[nodiscard]] caf::expected<admission_outcome>
+request_admission(const std::string& seed, const std::string& name, const std::string& token_text,
+                  const identity::join_token& token, const identity::private_key& key,
+                  std::chrono::milliseconds timeout, identity::time_point now);
+
 /// Builds the TLS context of `creds` (mutual TLS 1.3, anonymous clients allowed for
 /// admission only) over `trust`. Errors: as identity::tls_context::make.
 [[nodiscard]] caf::expected<std::shared_ptr<const identity::tls_context>>

@@ -178,8 +178,11 @@ caf::actor start_membership(supervisor_t* self) {
     // The wire limit stays max_datagram: the core packs less, leaving room for sealing.
     p.swim.max_datagram = cfg.swim.max_datagram - identity::sealed_overhead;
   }
-  if (st.params.id)
+  if (st.params.id) {
     tc.security = std::make_shared<tls_security>(st.params.id->tls);
+    // A push-pull that arrives under TLS passed the revocation check of the handshake.
+    p.authenticated_push_pull = true;
+  }
   if (st.params.id && st.params.id->issuer)
     p.tags[std::string{issuer_tag}] = "true";
   caf::weak_actor_ptr weak{self->ctrl()};
@@ -212,9 +215,13 @@ caf::actor start_membership(supervisor_t* self) {
 caf::actor start_identity(supervisor_t* self) {
   auto& st = self->state;
   identity_params p;
+  p.name = st.params.cfg.name;
   p.id = st.params.id;
   p.sealer = st.params.sealer;
   p.tokens_file = st.params.cfg.data_dir / "tokens";
+  p.issued_file = st.params.cfg.data_dir / "issued";
+  p.revocations_file = st.params.cfg.data_dir / "revocations";
+  p.rng_seed = std::random_device{}();
   return spawn_identity_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                               std::move(p));
 }
@@ -326,8 +333,9 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
       return self->delegate(self->state.children[self->state.identity_slot].handle, a, ttl,
                             uses);
     },
-    [=](revoke_atom a, const std::string& node) {
-      return self->delegate(self->state.children[self->state.identity_slot].handle, a, node);
+    [=](revoke_atom a, const std::string& node, const std::string& key) {
+      return self->delegate(self->state.children[self->state.identity_slot].handle, a, node,
+                            key);
     },
     [=](alive_atom a) {
       return self->delegate(self->state.children[self->state.membership_slot].handle, a);

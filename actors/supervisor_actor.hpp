@@ -8,8 +8,9 @@
 //   (members_atom) / (events_atom) -> std::string   delegated to the membership actor
 //   (keyring_atom, std::string op, std::string arg) -> std::string   the gossip keyring
 //   (admin_atom, std::vector<std::string>) -> std::string   delegated to the admin actor
-//   (token_atom, ...) / (certs_atom) / (admission_msg)   delegated to the identity actor
-//   (forward_admission_msg)   delegated to the membership actor
+//   (token_atom, ...) / (revoke_atom, ...) / (certs_atom) / (admission_msg)   delegated to
+//                         the identity actor
+//   (forward_admission_msg) / (alive_atom) / (ban_atom, name)   to the membership actor
 #pragma once
 
 #include <atomic>

@@ -48,7 +48,7 @@ struct codec_limits {
 /// Encodes an error answer as one TCP frame (the peer refused the request).
 [[nodiscard]] std::string encode_error_frame(std::string_view reason);
 
-/// Encodes admission bytes (an encoded AdmissionRequest or AdmissionResponse of
+/// Encodes admission bytes (an encoded IdentityRequest or IdentityResponse of
 /// proto/admission.proto, opaque here) as one TCP frame: length prefix, then a Frame.
 [[nodiscard]] std::string encode_admission_frame(std::string_view body);
 
@@ -58,7 +58,7 @@ struct codec_limits {
 [[nodiscard]] caf::expected<push_pull> decode_frame(std::string_view body,
                                                     const codec_limits& limits = {});
 
-/// The bytes an admission frame carries: an encoded AdmissionRequest or AdmissionResponse,
+/// The bytes an admission frame carries: an encoded IdentityRequest or IdentityResponse,
 /// not parsed by the gossip codec.
 struct admission_payload {
   std::string bytes;

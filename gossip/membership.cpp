@@ -29,6 +29,10 @@
 //   so a peer that said we were dead gets our refutation in the reply.
 // - Push-pull dead/suspect entries become suspicions from the remote sender (memberlist:
 //   from this node), so they count as its confirmation.
+// - Bans (a revoked certificate, see ban()): a banned name is a gate at the inputs (its
+//   datagrams, its push-pulls, and alive updates about it) and a filter where we choose
+//   whom to talk to. The rest of the core never meets a banned member alive, so it
+//   needs no other change; with nobody banned every check is one empty() test.
 //
 // The member table is compact because a simulated mesh of n nodes holds n * n rows (10^8 at
 // n = 10,000; docs/membership.md has the measurements): a row is 40 bytes in a deque of slots,
@@ -52,6 +56,7 @@
 
 #include "gossip/awareness.hpp"
 #include "gossip/broadcast_queue.hpp"
+#include "gossip/errc.hpp"
 #include "gossip/member_card.hpp"
 #include "gossip/name_index.hpp"
 #include "gossip/suspicion.hpp"
@@ -285,6 +290,12 @@ struct membership::impl {
   /// Members that rejoined below the incarnation we knew for them: each packet we send
   /// them carries dead{name, this incarnation} so they refute above it.
   std::map<std::string, std::uint64_t> nudge;
+  /// Banned names (see membership::ban), apart from the rows: a few names at most, and a
+  /// banned name may have no row at all. Never sent. `ban_order` lists the same entries,
+  /// oldest ban first (set iterators stay valid while other names come and go), for the
+  /// banned_max bound.
+  std::set<std::string, std::less<>> bans;
+  std::deque<std::set<std::string, std::less<>>::const_iterator> ban_order;
 
   time_point next_probe;
   time_point next_gossip;
@@ -559,6 +570,37 @@ struct membership::impl {
     return s != self_slot && rows[s].present && pred(rows[s].state);
   }
 
+  /// True while `name` is banned; one empty() test when nobody is.
+  bool is_banned(std::string_view name) const { return !bans.empty() && bans.contains(name); }
+
+  /// Slot `s`'s member is dead, recently enough to still hear gossip, and not banned (a
+  /// banned member cannot refute, so it is told nothing).
+  bool hears_of_its_death(slot_t s, time_point now) const {
+    return recently_dead(rows[s], now) && !is_banned(name_at(s));
+  }
+
+  /// Bans `name` (no-op if banned), lifting the oldest bans beyond cfg.banned_max.
+  void add_ban(const std::string& name) {
+    auto [it, added] = bans.insert(name);
+    if (!added)
+      return;
+    ban_order.push_back(it);
+    while (bans.size() > cfg.banned_max) {
+      bans.erase(ban_order.front());
+      ban_order.pop_front();
+    }
+  }
+
+  /// Lifts the ban of `name`, if any.
+  void remove_ban(const std::string& name) {
+    auto it = bans.find(name);
+    if (it == bans.end())
+      return;
+    // Linear, but rare: a ban is lifted only when its node is admitted again.
+    ban_order.erase(std::find(ban_order.begin(), ban_order.end(), it));
+    bans.erase(it);
+  }
+
   std::optional<reaped_state> remembered(const std::string& name, time_point now) {
     auto it = reaped.find(name);
     if (it == reaped.end())
@@ -661,7 +703,10 @@ struct membership::impl {
   }
 
   void apply_alive(const member_update& u, time_point now, effects& fx, bool direct) {
-    if (u.address.empty()) {
+    // A banned member cannot come back, at any incarnation (this node is never banned).
+    // This gate is enough: a banned member is never live, and only a live member can be
+    // suspected.
+    if (u.address.empty() || is_banned(u.name)) {
       ++stats.updates_ignored;
       return;
     }
@@ -1103,7 +1148,7 @@ struct membership::impl {
       // refutes. One such member per round keeps this cheap.
       auto target = sample(
         departed.size(), [&](std::size_t i) { return departed[i]; }, 1,
-        [&](slot_t s) { return rows[s].present && recently_dead(rows[s], now); });
+        [&](slot_t s) { return rows[s].present && hears_of_its_death(s, now); });
       for (auto t : target)
         gossip_to(fx, t);
       return;
@@ -1115,7 +1160,7 @@ struct membership::impl {
       if (!rows[s].present || s == self_slot)
         return false;
       // The recently dead still hear gossip, so a wrongly killed member can refute.
-      return is_live(rows[s].state) || recently_dead(rows[s], now);
+      return is_live(rows[s].state) || hears_of_its_death(s, now);
     });
     for (auto t : targets)
       gossip_to(fx, t);
@@ -1139,7 +1184,8 @@ struct membership::impl {
       return;
     auto gone = sample(
       departed.size(), [&](std::size_t i) { return departed[i]; }, 1, [&](slot_t s) {
-        return is_state(s, [](member_state st) { return st == member_state::dead; });
+        return is_state(s, [](member_state st) { return st == member_state::dead; }) &&
+               !is_banned(name_at(s));
       });
     if (!gone.empty())
       fx.push_pull_to.emplace_back(rows[gone.front()].card.address());
@@ -1266,6 +1312,11 @@ effects membership::on_packet(const packet& msg, time_point now) {
     ++d.stats.updates_ignored;
     return fx;
   }
+  if (d.is_banned(msg.sender)) {
+    // No ack, nack or forwarded probe, and none of its news: it must not look alive.
+    ++d.stats.banned_refused;
+    return fx;
+  }
   d.stale_accusation = false;
   for (const auto& u : msg.updates)
     d.apply(u, now, fx, u.name == msg.sender);
@@ -1295,7 +1346,8 @@ effects membership::on_packet(const packet& msg, time_point now) {
         d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
         break;
       }
-      if (!d.find_row(msg.target)) {
+      const bool banned_target = d.is_banned(msg.target);
+      if (!banned_target && !d.find_row(msg.target)) {
         ++d.stats.updates_ignored;
         break;
       }
@@ -1308,6 +1360,10 @@ effects membership::on_packet(const packet& msg, time_point now) {
       h.nack_at = now + d.cfg.probe_timeout * 4 / 5;
       h.expire_at = now + d.cfg.probe_timeout;
       d.helping.emplace(seq, std::move(h));
+      // A banned member is never probed; the requester (which has not heard of the ban
+      // yet) still gets our nack in time, so Lifeguard does not count it against itself.
+      if (banned_target)
+        break;
       auto p = d.make_packet(packet_kind::ping, seq);
       p.target = msg.target;
       d.send(fx, msg.target_address, std::move(p), msg.target);
@@ -1347,6 +1403,15 @@ push_pull_reply membership::on_push_pull_request(const push_pull& remote, time_p
     reply.state = make_push_pull(false);
     return reply;
   }
+  if (d.is_banned(remote.sender)) {
+    // Refused rather than ignored: a push-pull is a connection that expects an answer, and
+    // an error frame tells the peer (and its operator) why, where silence would only look
+    // like a timeout.
+    ++d.stats.banned_refused;
+    reply.refusal = make_error(errc::peer_refused,
+                               "member " + remote.sender + " is banned (certificate revoked)");
+    return reply;
+  }
   d.merge(remote, now, reply.fx, remote.join ? remote.sender : std::string{});
   // Our state after the merge (memberlist answers with the state before it): if the peer
   // said we are dead, our refutation travels back at once. A joiner we hold dead sees its
@@ -1371,6 +1436,11 @@ effects membership::on_push_pull_response(const push_pull& remote, time_point no
   effects fx;
   if (remote.sender.empty() || remote.sender == d.self_name) {
     ++d.stats.updates_ignored;
+    return fx;
+  }
+  if (d.is_banned(remote.sender)) {
+    // We never pick a banned partner, but a join seed's address may lead to one.
+    ++d.stats.banned_refused;
     return fx;
   }
   d.merge(remote, now, fx, {});
@@ -1417,6 +1487,34 @@ effects membership::set_tags(tag_map tags, time_point now) {
   ++m.incarnation;
   d.queue.push(d.self_update(member_state::alive));
   return {};
+}
+
+effects membership::ban(const std::string& name, time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  effects fx;
+  if (name.empty() || name == d.self_name)
+    return fx;
+  d.add_ban(name);
+  d.nudge.erase(name);
+  auto* r = d.find_row(name);
+  if (!r || !is_live(r->state))
+    return fx;
+  if (d.probe.active && d.probe.target == name)
+    d.probe.active = false; // no verdict (and no health penalty) on a member we silenced
+  // Dead at the incarnation we know, declared by us: queued as the newest update, so it
+  // leads the next packets. Every other node bans it too (revocations spread on their
+  // own), so a higher incarnation elsewhere cannot bring it back.
+  d.declare_dead(*r, now, fx);
+  return fx;
+}
+
+void membership::unban(const std::string& name) {
+  impl_->remove_ban(name);
+}
+
+bool membership::banned(const std::string& name) const {
+  return impl_->is_banned(name);
 }
 
 time_point membership::next_deadline() const {

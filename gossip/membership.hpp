@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <caf/error.hpp>
+
 #include "gossip/types.hpp"
 
 namespace starling::gossip {
@@ -51,6 +53,8 @@ struct swim_config {
   duration reaped_memory = 6h;
   /// Upper bound on the number of remembered reaped members (oldest forgotten first).
   std::size_t reaped_memory_max = 10000;
+  /// Upper bound on the number of banned names (oldest ban lifted first). See ban().
+  std::size_t banned_max = 65536;
   /// Datagrams are packed to at most this many bytes (encoded size bound, frame included).
   std::size_t max_datagram = 1400;
 };
@@ -68,6 +72,8 @@ struct membership_stats {
   std::uint64_t packets_sent = 0;
   std::uint64_t packets_received = 0;
   std::uint64_t push_pulls = 0;      ///< full-state merges (both directions)
+  /// Datagrams dropped and push-pulls refused or ignored because their sender is banned.
+  std::uint64_t banned_refused = 0;
 };
 
 /// Everything an input produced: datagrams to send, push-pull exchanges to start,
@@ -86,6 +92,10 @@ struct effects {
 struct push_pull_reply {
   push_pull state;
   effects fx;
+  /// Set when the request is refused (its sender is banned): nothing was merged, `state`
+  /// is empty, and the owner answers the peer with this error (gossip.peer_refused, whose
+  /// context becomes the error frame's reason) instead of `state`.
+  caf::error refusal;
 };
 
 /// SWIM membership of one node. Pure: no I/O, clock reads or threads. Not thread-safe:
@@ -125,6 +135,27 @@ public:
   /// Publishes new tags for this node (alive with a higher incarnation).
   [[nodiscard]] effects set_tags(tag_map tags, time_point now);
 
+  /// Bans the member `name` (its certificate was revoked; the membership actor calls this
+  /// for the identity actor). A live member is declared dead now by this node: a `failed`
+  /// event, and the dead update queued first for every member. From then on nothing it
+  /// sends is heard and nobody can make it alive or suspect here again, at any incarnation:
+  /// its datagrams are dropped unanswered, its push-pulls refused (push_pull_reply::refusal)
+  /// and their answers ignored, updates making it alive ignored; it is never probed (not
+  /// even for a ping_req), gossiped to, asked to probe or picked for push-pull. It is
+  /// reaped like any dead member and stays banned. An unknown name is banned too, so it
+  /// can never join; a dead or left member keeps its state. Idempotent.
+  /// Banning this node itself is refused (no effects): a node learns of its own revocation
+  /// from the identity side (its certificate, refused handshakes), not from its member
+  /// table, where its own row is never dead (it refutes its death; leave() is the way out).
+  /// The ban list is local (never sent) and holds at most swim_config::banned_max names,
+  /// the oldest dropped first.
+  [[nodiscard]] effects ban(const std::string& name, time_point now);
+
+  /// Lifts the ban of `name`, if any (the node was admitted again with a new certificate).
+  /// Changes no state: the member rejoins as any dead member does, with an alive above the
+  /// incarnation it died at (once reaped, also by talking to us directly).
+  void unban(const std::string& name);
+
   // -- views -------------------------------------------------------------------------------
 
   /// The earliest time at which on_tick has work to do.
@@ -135,6 +166,9 @@ public:
 
   /// The member `name`, if known.
   [[nodiscard]] std::optional<member> find(const std::string& name) const;
+
+  /// True while `name` is banned (see ban()).
+  [[nodiscard]] bool banned(const std::string& name) const;
 
   /// Number of members in `s` (this node included when it matches).
   [[nodiscard]] std::size_t count(member_state s) const;

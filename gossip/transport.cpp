@@ -372,10 +372,15 @@ public:
           tcp::endpoint{*addr, port}, [self](const asio::error_code& ec) {
             if (self->finished_)
               return;
-            if (ec)
+            if (ec) {
               self->finish(io_error("connect to " + self->spec_.address, ec));
-            else
+            } else {
+              // One request, one answer: no Nagle delay on small frames and TLS records
+              // (measured: 40 ms per admission, the delayed-ACK stall, without it).
+              asio::error_code ignored;
+              self->channel_.socket().set_option(tcp::no_delay{true}, ignored);
               self->on_connected();
+            }
           });
     });
   }
@@ -899,6 +904,7 @@ private:
       return;
     }
     asio::error_code ep_ec;
+    socket.set_option(tcp::no_delay{true}, ep_ec); // see the client side
     const auto ep = socket.remote_endpoint(ep_ec);
     const auto remote = ep_ec ? std::string{"?"} : render_endpoint(ep.address(), ep.port());
     // Full: make room by closing the oldest connection that has not sent a whole request

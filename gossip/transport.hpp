@@ -116,7 +116,7 @@ struct transport_stats {
 /// May be called from any thread.
 using push_pull_responder = std::function<void(caf::expected<push_pull>)>;
 
-/// Replies to an admission request: call once with the encoded AdmissionResponse
+/// Replies to an admission request: call once with the encoded IdentityResponse
 /// (proto/admission.proto), or an error to refuse. May be called from any thread.
 using admission_responder = std::function<void(caf::expected<std::string>)>;
 
@@ -129,11 +129,11 @@ struct transport_callbacks {
   std::function<void(push_pull remote, push_pull_responder reply)> on_push_pull;
   /// Optional: something untrusted was dropped (for debug logging); counted regardless.
   std::function<void(const caf::error& why, const std::string& from)> on_drop;
-  /// Optional: an admission request arrived over TLS (`request` is an encoded
-  /// AdmissionRequest, opaque to the transport). `peer` is the client's verified node name
-  /// (a member forwarding a joiner's request), or std::nullopt for a client without a
-  /// certificate (the joiner itself). Unset, or without `security`: refused with an error
-  /// frame.
+  /// Optional: a request of the identity channel arrived over TLS (`request` is an encoded
+  /// IdentityRequest, admission or sync, opaque to the transport). `peer` is the client's
+  /// verified node name (a member), or std::nullopt for a client without a certificate (a
+  /// joiner: the owner serves it admission only). Unset, or without `security`: refused
+  /// with an error frame.
   std::function<void(std::string request, std::optional<std::string> peer,
                      admission_responder reply)>
       on_admission;
@@ -165,10 +165,10 @@ public:
   void push_pull_with(const std::string& address, push_pull local,
                       std::function<void(caf::expected<push_pull>)> done);
 
-  /// Sends an admission request (encoded AdmissionRequest) to the member at "host:port"
+  /// Sends an admission request (encoded IdentityRequest) to the member at "host:port"
   /// over TLS, expecting the peer `expected_peer`, and reads the answer: a seed forwarding
   /// a joiner's request to the token's issuer. `done` runs once on the I/O thread with the
-  /// encoded AdmissionResponse or an error (no security configured: invalid_field;
+  /// encoded IdentityResponse or an error (no security configured: invalid_field;
   /// io_failure, timeout, peer_refused, tls refusal...).
   void admission_with(const std::string& address, std::string request,
                       std::optional<std::string> expected_peer,
@@ -194,7 +194,7 @@ using admission_request_builder = std::function<caf::expected<std::string>(const
 /// One admission exchange by a node that is not a member yet (it has no transport): TLS
 /// with a client session from `security` (a joiner's pinned-root context), then one request
 /// frame (from `build`), one answer frame, all within `timeout`. Blocks the calling thread
-/// (own I/O context). Returns the encoded AdmissionResponse, or an error: io_failure or
+/// (own I/O context). Returns the encoded IdentityResponse, or an error: io_failure or
 /// timeout naming the address, peer_refused with the server's reason, the TLS refusal
 /// (e.g. the seed's chain does not end at the pinned root), or build's error.
 [[nodiscard]] caf::expected<std::string>

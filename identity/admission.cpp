@@ -1,17 +1,17 @@
 // Admission (identity/admission.hpp): the issuer's material, a node's credential files, the
-// wire form of admission messages and the issuer's desk. Decoding treats every byte as
-// hostile: sizes are bounded before parsing, every refusal is bad_request with its reason.
+// joiner's check of a grant and the issuer's desk (tokens, signing, the issued list). The
+// wire form of admission messages is in identity/channel.cpp.
 #include "identity/admission.hpp"
 
+#include <algorithm>
 #include <array>
+#include <charconv>
 #include <system_error>
 #include <utility>
 
-#include <google/protobuf/stubs/logging.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 
-#include "admission.pb.h"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
 
@@ -20,9 +20,6 @@ namespace starling::identity {
 namespace {
 
 namespace fs = std::filesystem;
-
-/// Version written in and required of every admission message.
-constexpr std::uint32_t admission_version = 1;
 
 /// File names of an issuer directory (`starling ca issuer --out`).
 constexpr std::string_view issuer_key_file = "issuer.key";
@@ -73,23 +70,6 @@ caf::expected<bool> file_exists(const fs::path& file) {
   if (ec)
     return make_error(errc::io_failure, "cannot stat " + file.string() + ": " + ec.message());
   return found;
-}
-
-/// Parses an untrusted admission message of type `Message`: bounded, silent (protobuf logs
-/// invalid UTF-8 at ERROR level, which any sender could use to flood stderr), versioned.
-template <class Message>
-caf::expected<Message> parse_message(std::string_view bytes, const char* what) {
-  if (bytes.size() > max_admission_bytes)
-    return bad_request(std::string{what} + " of " + std::to_string(bytes.size()) +
-                       " bytes exceeds " + std::to_string(max_admission_bytes));
-  Message msg;
-  google::protobuf::LogSilencer silence;
-  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
-    return bad_request(std::string{what} + " does not parse");
-  if (msg.version() != admission_version)
-    return bad_request(std::string{what} + " of version " + std::to_string(msg.version()) +
-                       ", expected " + std::to_string(admission_version));
-  return msg;
 }
 
 /// Makes `next` the live token store once it is persisted; if `persist` fails, `live` stays
@@ -218,73 +198,7 @@ caf::expected<node_credentials> self_issue(const issuer_material& issuer, std::s
   return node_credentials{key, std::move(*certs), issuer.bundle};
 }
 
-// -- the wire ----------------------------------------------------------------------------------
-
-caf::expected<std::string> encode(const admission_request& req) {
-  auto der = to_der(req.csr);
-  if (!der)
-    return der.error();
-  v1::AdmissionRequest msg;
-  msg.set_version(admission_version);
-  msg.set_name(req.name);
-  msg.set_csr(der->data(), der->size());
-  for (const auto& token : req.tokens)
-    msg.add_tokens(token);
-  return msg.SerializeAsString();
-}
-
-caf::expected<admission_request> decode_admission_request(std::string_view bytes) {
-  auto msg = parse_message<v1::AdmissionRequest>(bytes, "an admission request");
-  if (!msg)
-    return msg.error();
-  if (!is_valid_node_name(msg->name()))
-    return bad_request("an admission request for an invalid node name (" +
-                       std::to_string(msg->name().size()) + " bytes): use " +
-                       std::string{node_name_rule});
-  const auto tokens = static_cast<std::size_t>(msg->tokens_size());
-  if (tokens == 0 || tokens > max_admission_tokens)
-    return bad_request("an admission request with " + std::to_string(tokens) +
-                       " join tokens, expected 1 to " + std::to_string(max_admission_tokens));
-  const auto& der = msg->csr();
-  auto csr =
-      certificate_request_from_der({reinterpret_cast<const std::uint8_t*>(der.data()), der.size()});
-  if (!csr)
-    return csr.error(); // bad_request
-  return admission_request{msg->name(), std::move(*csr),
-                           std::vector<std::string>(msg->tokens().begin(), msg->tokens().end())};
-}
-
-caf::expected<std::string> encode(const admission_grant& grant) {
-  auto chain_pem = to_pem(grant.certs);
-  if (!chain_pem)
-    return chain_pem.error();
-  auto bundle_pem = grant.bundle.to_pem();
-  if (!bundle_pem)
-    return bundle_pem.error();
-  v1::AdmissionResponse msg;
-  msg.set_version(admission_version);
-  msg.set_chain(std::move(*chain_pem));
-  msg.set_bundle(std::move(*bundle_pem));
-  msg.set_keyring(grant.keyring);
-  msg.set_issuer(grant.issuer);
-  return msg.SerializeAsString();
-}
-
-caf::expected<admission_grant> decode_admission_grant(std::string_view bytes) {
-  auto msg = parse_message<v1::AdmissionResponse>(bytes, "an admission response");
-  if (!msg)
-    return msg.error();
-  auto certs = certificates_from_pem(msg->chain());
-  if (!certs)
-    return bad_request("the admission response's chain: " + render(certs.error()));
-  auto bundle = trust_bundle::from_pem(msg->bundle());
-  if (!bundle)
-    return bad_request("the admission response's bundle: " + render(bundle.error()));
-  if (!is_valid_node_name(msg->issuer()))
-    return bad_request("the admission response names an invalid issuer");
-  return admission_grant{std::move(*certs), std::move(*bundle), std::move(*msg->mutable_keyring()),
-                         msg->issuer()};
-}
+// -- the joiner's check -----------------------------------------------------------------------
 
 caf::expected<node_credentials> accept_grant(const admission_grant& grant, const private_key& key,
                                              std::string_view name, const sha256_digest& pin,
@@ -309,10 +223,13 @@ caf::expected<node_credentials> accept_grant(const admission_grant& grant, const
 
 // -- the issuer's side -----------------------------------------------------------------------
 
-issuer_desk::issuer_desk(issuer_material issuer, fs::path tokens_file, token_store store)
-    : issuer_(std::move(issuer)), tokens_file_(std::move(tokens_file)), store_(std::move(store)) {}
+issuer_desk::issuer_desk(issuer_material issuer, fs::path tokens_file, fs::path issued_file,
+                         token_store store, std::vector<issued_certificate> issued)
+    : issuer_(std::move(issuer)), tokens_file_(std::move(tokens_file)),
+      issued_file_(std::move(issued_file)), store_(std::move(store)), issued_(std::move(issued)) {}
 
-caf::expected<issuer_desk> issuer_desk::open(issuer_material issuer, fs::path tokens_file) {
+caf::expected<issuer_desk> issuer_desk::open(issuer_material issuer, fs::path tokens_file,
+                                             fs::path issued_file) {
   auto found = file_exists(tokens_file);
   if (!found)
     return found.error();
@@ -321,7 +238,15 @@ caf::expected<issuer_desk> issuer_desk::open(issuer_material issuer, fs::path to
       *found ? load(tokens_file, restore, max_tokens_file_bytes) : token_store::make(issuer.node);
   if (!store)
     return store.error();
-  return issuer_desk{std::move(issuer), std::move(tokens_file), std::move(*store)};
+  found = file_exists(issued_file);
+  if (!found)
+    return found.error();
+  auto issued = *found ? load(issued_file, deserialize_issued, max_tokens_file_bytes)
+                       : std::vector<issued_certificate>{};
+  if (!issued)
+    return issued.error();
+  return issuer_desk{std::move(issuer), std::move(tokens_file), std::move(issued_file),
+                     std::move(*store), std::move(*issued)};
 }
 
 caf::expected<std::string> issuer_desk::create_token(time_point now, std::chrono::seconds ttl,
@@ -336,9 +261,18 @@ caf::expected<std::string> issuer_desk::create_token(time_point now, std::chrono
 }
 
 caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, time_point now,
+                                                  const revocation_set& revoked,
                                                   std::chrono::seconds validity) {
   if (req.tokens.empty())
     return bad_request("an admission request without a join token");
+  if (!req.csr)
+    return bad_request("an admission request without a CSR");
+  // A revoked key is refused before the token is looked at: it must not burn a use.
+  auto asked = spki_sha256(private_key{share(X509_REQ_get0_pubkey(req.csr.native()))});
+  if (!asked)
+    return bad_request("the CSR's key: " + render(asked.error()));
+  if (revoked.contains(*asked))
+    return make_error(errc::revoked, "the CSR's key " + format_pin(*asked) + " is revoked");
   // Redeemed on a copy: a CSR refused below must not burn the token. The certificate is
   // signed in memory and goes out only once the spend is on disk.
   auto next = store_;
@@ -349,9 +283,33 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
       sign_node(req.csr, issuer_.key, issuer_.cert, {}, issuer_.mesh, req.name, now, validity);
   if (!certs)
     return certs.error();
+  auto until = not_after(certs->front());
+  if (!until)
+    return until.error();
+  // The issued list first: a record of a certificate that never went out (the spend fails to
+  // persist below) is harmless; a certificate out without a record could not be revoked by
+  // name.
+  auto issued = issued_;
+  std::erase_if(issued, [&](const auto& c) { return c.not_after <= unix_seconds(now); });
+  issued.push_back({req.name, *asked, unix_seconds(*until)});
+  if (auto err = create_private_directories(issued_file_.parent_path()))
+    return err;
+  if (auto err = replace_file(issued_file_, serialize_issued(issued), private_file_mode))
+    return err;
+  issued_ = std::move(issued);
   if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
     return err;
   return admission_grant{std::move(*certs), issuer_.bundle, {}, issuer_.node};
+}
+
+std::vector<sha256_digest> issuer_desk::keys_issued_to(std::string_view node,
+                                                       time_point now) const {
+  std::vector<sha256_digest> out;
+  for (const auto& c : issued_)
+    if (c.node == node && c.not_after > unix_seconds(now) &&
+        std::find(out.begin(), out.end(), c.key) == out.end())
+      out.push_back(c.key);
+  return out;
 }
 
 caf::error issuer_desk::merge_ledger(const token_ledger& remote, time_point now) {
@@ -364,6 +322,69 @@ caf::error issuer_desk::persist() const {
   if (auto err = create_private_directories(tokens_file_.parent_path()))
     return err;
   return replace_file(tokens_file_, store_.serialize(), private_file_mode);
+}
+
+// -- the issued list's text form ------------------------------------------------------------
+
+namespace {
+
+constexpr std::string_view issued_header = "starling-issued 1";
+
+caf::error bad_issued_line(std::size_t line_no, std::string_view reason) {
+  return bad_record_line("issued list", line_no, reason);
+}
+
+/// One "issued <node> <key hex64> <not_after>" line.
+caf::expected<issued_certificate> parse_issued_line(std::string_view line, std::size_t line_no) {
+  std::vector<std::string_view> f;
+  for (std::size_t pos = 0; pos <= line.size();) {
+    auto sp = std::min(line.find(' ', pos), line.size());
+    f.push_back(line.substr(pos, sp - pos));
+    pos = sp + 1;
+  }
+  if (f.size() != 4 || f[0] != "issued")
+    return bad_issued_line(line_no, "expected 'issued <node> <key> <not_after>'");
+  issued_certificate c;
+  c.node = std::string{f[1]};
+  if (!is_valid_node_name(c.node))
+    return bad_issued_line(line_no, "bad node name");
+  auto key = parse_pin("sha256:" + std::string{f[2]});
+  if (!key || to_hex(*key) != f[2])
+    return bad_issued_line(line_no, "bad key");
+  c.key = *key;
+  std::int64_t secs = 0;
+  auto [ptr, ec] = std::from_chars(f[3].data(), f[3].data() + f[3].size(), secs);
+  if (f[3].empty() || ec != std::errc{} || ptr != f[3].data() + f[3].size() || secs < 0)
+    return bad_issued_line(line_no, "bad not_after");
+  c.not_after = unix_time{std::chrono::seconds{secs}};
+  return c;
+}
+
+} // namespace
+
+std::string serialize_issued(const std::vector<issued_certificate>& issued) {
+  std::string out{issued_header};
+  out += '\n';
+  for (const auto& c : issued)
+    out += "issued " + c.node + ' ' + to_hex(c.key) + ' ' +
+           std::to_string(c.not_after.time_since_epoch().count()) + '\n';
+  out += "end " + std::to_string(issued.size()) + '\n';
+  return out;
+}
+
+caf::expected<std::vector<issued_certificate>> deserialize_issued(std::string_view text) {
+  std::vector<issued_certificate> out;
+  auto err = read_record_lines(text, issued_header, "issued list",
+                               [&](std::string_view line, std::size_t line_no) -> caf::error {
+                                 auto c = parse_issued_line(line, line_no);
+                                 if (!c)
+                                   return c.error();
+                                 out.push_back(std::move(*c));
+                                 return {};
+                               });
+  if (err)
+    return err;
+  return out;
 }
 
 } // namespace starling::identity

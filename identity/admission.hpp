@@ -81,6 +81,10 @@ self_issue(const issuer_material& issuer, std::string_view node, const private_k
            time_point now, std::chrono::seconds validity = node_validity);
 
 // -- the wire (proto/admission.proto) --------------------------------------------------------
+// Admission is one kind of request of the node's identity channel: these messages travel
+// inside IdentityRequest / IdentityResponse. Their encoders and decoders are defined in
+// identity/channel.cpp with the rest of the channel's wire (channel.hpp also decodes a
+// request of any kind).
 
 /// Bounds on what an admission message may carry (untrusted input).
 inline constexpr std::size_t max_admission_bytes = 64 * 1024;
@@ -109,19 +113,23 @@ struct admission_grant {
   std::string issuer;
 };
 
-/// Encodes an AdmissionRequest. Errors: crypto_failure (CSR encoding).
+/// Encodes an IdentityRequest carrying an AdmissionRequest. Errors: crypto_failure (CSR
+/// encoding).
 [[nodiscard]] caf::expected<std::string> encode(const admission_request& req);
 
-/// Decodes an untrusted AdmissionRequest: bad_request for more than max_admission_bytes,
-/// unparsable protobuf, a version other than 1, an invalid node name, no token or more
-/// than max_admission_tokens, an unparsable CSR.
+/// Decodes an untrusted IdentityRequest that must carry an AdmissionRequest: bad_request for
+/// more than max_admission_bytes, unparsable protobuf, a version other than 1, another kind
+/// of request, an invalid node name, no token or more than max_admission_tokens, an
+/// unparsable CSR.
 [[nodiscard]] caf::expected<admission_request> decode_admission_request(std::string_view bytes);
 
-/// Encodes an AdmissionResponse. Errors: crypto_failure (PEM encoding).
+/// Encodes an IdentityResponse carrying an AdmissionResponse. Errors: crypto_failure (PEM
+/// encoding).
 [[nodiscard]] caf::expected<std::string> encode(const admission_grant& grant);
 
-/// Decodes an untrusted AdmissionResponse: bad_request for the same kinds of fault (size,
-/// protobuf, version, PEM that does not parse, an empty chain or bundle).
+/// Decodes an untrusted IdentityResponse that must carry an AdmissionResponse: bad_request
+/// for the same kinds of fault (size, protobuf, version, another kind, PEM that does not
+/// parse, an empty chain or bundle).
 [[nodiscard]] caf::expected<admission_grant> decode_admission_grant(std::string_view bytes);
 
 /// The joiner's check of a grant before storing it: the bundle holds the root pinned by
@@ -135,16 +143,32 @@ accept_grant(const admission_grant& grant, const private_key& key, std::string_v
 
 // -- the issuer's side -----------------------------------------------------------------------
 
-/// The issuer's side of admission: tokens created here, redemptions, signing. Not
-/// thread-safe: owned by the node's identity actor. Every change to the token store is
-/// persisted (tokens_file, atomic replace) before the call returns its result, so a spend
-/// is never lost to a crash after a certificate went out.
+/// A node certificate an issuer signed: what `starling revoke NODE` revokes.
+struct issued_certificate {
+  /// The node it names.
+  std::string node;
+  /// SHA-256 of its SubjectPublicKeyInfo (the revocation key).
+  sha256_digest key{};
+  /// Its notAfter; the record is dropped once it has passed.
+  unix_time not_after{};
+
+  friend bool operator==(const issued_certificate&, const issued_certificate&) = default;
+};
+
+/// The issuer's side of admission: tokens created here, redemptions, signing, and the list
+/// of the certificates it signed. Not thread-safe: owned by the node's identity actor.
+/// Every change to the token store is persisted (tokens_file, atomic replace) before the
+/// call returns its result, so a spend is never lost to a crash after a certificate went
+/// out; so is the issued list (issued_file), so that a restarted issuer can still revoke
+/// what it signed.
 class issuer_desk {
 public:
-  /// Opens the desk of `issuer`, restoring the token store from `tokens_file` if it exists
-  /// (a corrupt file is an error, never silently reset: invalid_argument naming it).
+  /// Opens the desk of `issuer`, restoring the token store from `tokens_file` and the issued
+  /// list from `issued_file` when they exist (a corrupt file is an error, never silently
+  /// reset: invalid_argument naming it).
   [[nodiscard]] static caf::expected<issuer_desk> open(issuer_material issuer,
-                                                      std::filesystem::path tokens_file);
+                                                      std::filesystem::path tokens_file,
+                                                      std::filesystem::path issued_file);
 
   /// `starling token create`: a token for `uses` joins valid for `ttl`, pinned to this
   /// issuer's root. Returns its text. Errors: as token_store::create, io_failure.
@@ -153,13 +177,25 @@ public:
 
   /// Admits `req` with its first token, which must be redeemable here (created here, or
   /// known from the gossiped ledger): redeems it, then signs the CSR for req.name (valid
-  /// for `validity`, capped at the issuer's expiry). The grant's keyring is left empty (the
-  /// caller adds it). Errors: the redemption refusals (token_malformed, token_wrong_mesh,
-  /// token_unknown, token_forged, token_expired, token_exhausted), bad_request (CSR), and
-  /// io_failure if the spend cannot be persisted (then no certificate is issued).
+  /// for `validity`, capped at the issuer's expiry) and records the certificate in the
+  /// issued list. The grant's keyring is left empty (the caller adds it). Errors: revoked
+  /// (the CSR's key is in `revoked`; the token is not spent), the redemption refusals
+  /// (token_malformed, token_wrong_mesh, token_unknown, token_forged, token_expired,
+  /// token_exhausted), bad_request (CSR), and io_failure if the spend or the issued list
+  /// cannot be persisted (then no certificate is issued).
   [[nodiscard]] caf::expected<admission_grant>
-  admit(const admission_request& req, time_point now,
+  admit(const admission_request& req, time_point now, const revocation_set& revoked = {},
         std::chrono::seconds validity = node_validity);
+
+  /// The keys of the certificates this issuer signed for `node` that have not expired at
+  /// `now`, oldest first.
+  [[nodiscard]] std::vector<sha256_digest> keys_issued_to(std::string_view node,
+                                                          time_point now) const;
+
+  /// Every certificate signed here and not yet pruned (expired ones go at the next write).
+  [[nodiscard]] const std::vector<issued_certificate>& issued() const noexcept {
+    return issued_;
+  }
 
   /// Merges the ledger of another issuer (only from a peer authenticated as an issuer) and
   /// persists. Errors: io_failure.
@@ -169,12 +205,28 @@ public:
   [[nodiscard]] const issuer_material& material() const noexcept { return issuer_; }
 
 private:
-  issuer_desk(issuer_material issuer, std::filesystem::path tokens_file, token_store store);
+  issuer_desk(issuer_material issuer, std::filesystem::path tokens_file,
+              std::filesystem::path issued_file, token_store store,
+              std::vector<issued_certificate> issued);
   [[nodiscard]] caf::error persist() const;
 
   issuer_material issuer_;
   std::filesystem::path tokens_file_;
+  std::filesystem::path issued_file_;
+  /// Mirrors tokens_file_ (memory never holds a spend the file lacks).
   token_store store_;
+  /// Mirrors issued_file_, in signing order.
+  std::vector<issued_certificate> issued_;
 };
+
+/// The issued list's text form (versioned, line based):
+///   starling-issued 1
+///   issued <node> <key hex64> <not_after unix seconds>
+///   end <number of issued lines>
+[[nodiscard]] std::string serialize_issued(const std::vector<issued_certificate>& issued);
+
+/// Reads serialize_issued's output. All or nothing: invalid_argument naming the line.
+[[nodiscard]] caf::expected<std::vector<issued_certificate>>
+deserialize_issued(std::string_view text);
 
 } // namespace starling::identity

@@ -34,6 +34,9 @@ const char* to_string(errc x) noexcept {
     case errc::already_exists: return "already_exists";
     case errc::invalid_argument: return "invalid_argument";
     case errc::sealed_malformed: return "sealed_malformed";
+    case errc::bad_signature: return "bad_signature";
+    case errc::not_an_issuer: return "not_an_issuer";
+    case errc::revokes_ca_key: return "revokes_ca_key";
   }
   return "unknown";
 }

@@ -42,6 +42,10 @@ enum class errc : std::uint8_t {
   invalid_argument, ///< a bad name, duration or option given by the operator
   // -- gossip keyring, continued ----------------------------------------------------------
   sealed_malformed, ///< not a sealed datagram of a known version (garbage, truncated)
+  // -- signed statements (revocations) and issuer authentication ---------------------------
+  bad_signature,  ///< a signed statement whose signature does not verify
+  not_an_issuer,  ///< a certificate that is not a CA of the mesh speaks for an issuer
+  revokes_ca_key, ///< a revocation of a root's or an issuer's key (issuers revoke node keys)
 };
 
 /// The CAF error category of this module.

@@ -160,4 +160,42 @@ caf::error create_private_directories(const fs::path& dir) {
   return {};
 }
 
+caf::error bad_record_line(std::string_view what, std::size_t line_no, std::string_view reason) {
+  return make_error(errc::invalid_argument, std::string{what} + " line " +
+                                                std::to_string(line_no) + ": " +
+                                                std::string{reason});
+}
+
+caf::error read_record_lines(
+    std::string_view text, std::string_view header, std::string_view what,
+    const std::function<caf::error(std::string_view line, std::size_t line_no)>& record) {
+  std::size_t line_no = 0;
+  std::size_t records = 0;
+  for (;;) {
+    auto nl = text.find('\n');
+    if (nl == std::string_view::npos) // every line, the last one too, ends with '\n'
+      return bad_record_line(what, line_no + 1,
+                             line_no == 0 ? "expected '" + std::string{header} + "'"
+                                          : std::string{"truncated: no 'end' line"});
+    auto line = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+    if (++line_no == 1) {
+      if (line != header)
+        return bad_record_line(what, 1, "expected '" + std::string{header} + "'");
+      continue;
+    }
+    if (line.starts_with("end ")) {
+      if (line != "end " + std::to_string(records))
+        return bad_record_line(what, line_no, "the 'end' count disagrees with the " +
+                                                  std::to_string(records) + " record lines");
+      if (!text.empty())
+        return bad_record_line(what, line_no + 1, "text after the 'end' line");
+      return {};
+    }
+    ++records;
+    if (auto err = record(line, line_no))
+      return err;
+  }
+}
+
 } // namespace starling::identity

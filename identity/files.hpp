@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -43,6 +44,21 @@ inline constexpr std::size_t default_read_limit = 1 << 20;
 /// Errors: io_failure naming the file (missing, unreadable, not a regular file, too large).
 [[nodiscard]] caf::expected<std::string> read_file(const std::filesystem::path& file,
                                                    std::size_t limit = default_read_limit);
+
+/// The error of line `line_no` of a persisted store named `what` ("token store"...):
+/// invalid_argument "<what> line <line_no>: <reason>".
+[[nodiscard]] caf::error bad_record_line(std::string_view what, std::size_t line_no,
+                                         std::string_view reason);
+
+/// Reads the versioned text form every store of this module persists: the line `header`,
+/// one line per record, then "end <number of records>", every line ending in '\n'. Calls
+/// `record` with each record line (without its '\n') and its 1-based number. All or
+/// nothing: a bad header, a missing 'end' line (truncated), a count that disagrees, text
+/// after 'end' are bad_record_line errors; the first error `record` returns is returned as
+/// is.
+[[nodiscard]] caf::error
+read_record_lines(std::string_view text, std::string_view header, std::string_view what,
+                  const std::function<caf::error(std::string_view line, std::size_t line_no)>& record);
 
 /// Creates `dir` and missing parents; the directories it creates get mode 0700, existing
 /// ones are left as they are. Errors: io_failure naming the directory.

@@ -12,6 +12,7 @@
 #include <openssl/rand.h>
 
 #include "identity/errc.hpp"
+#include "identity/files.hpp"
 #include "identity/names.hpp"
 #include "identity/pki.hpp"
 
@@ -196,8 +197,7 @@ template <class Int> bool parse_int(std::string_view text, Int& x) {
 
 /// The error of line `line_no` of a persisted store.
 caf::error bad_line(std::size_t line_no, std::string_view reason) {
-  return make_error(errc::invalid_argument,
-                    "token store line " + std::to_string(line_no) + ": " + std::string{reason});
+  return bad_record_line("token store", line_no, reason);
 }
 
 /// Parses "token <id> <issuer> <created> <expiry> <uses> <hash> [<redeemer>:<count>...]".
@@ -458,37 +458,19 @@ caf::expected<token_store> token_store::deserialize(std::string_view text, std::
   auto store = make(std::move(self));
   if (!store)
     return store.error();
-  std::size_t line_no = 0;
-  auto next_line = [&]() -> std::optional<std::string_view> {
-    auto nl = text.find('\n');
-    if (nl == std::string_view::npos)
-      return std::nullopt; // every line, the last one too, ends with '\n'
-    auto line = text.substr(0, nl);
-    text.remove_prefix(nl + 1);
-    ++line_no;
-    return line;
-  };
-  auto header = next_line();
-  if (!header || *header != persist_header)
-    return bad_line(1, "expected \"starling-tokens 1\"");
-  while (true) {
-    auto line = next_line();
-    if (!line)
-      return bad_line(line_no + 1, "truncated: no 'end' line");
-    if (line->starts_with("end ")) {
-      std::size_t count = 0;
-      if (!parse_int(line->substr(4), count) || count != store->ledger_.entries().size())
-        return bad_line(line_no, "'end' count disagrees with the tokens");
-      if (!text.empty())
-        return bad_line(line_no + 1, "text after 'end'");
-      return store;
-    }
-    auto parsed = parse_token_line(*line, line_no);
-    if (!parsed)
-      return parsed.error();
-    if (!store->ledger_.insert(parsed->first, std::move(parsed->second)))
-      return bad_line(line_no, "token id appears twice");
-  }
+  auto err = read_record_lines(text, persist_header, "token store",
+                               [&](std::string_view line, std::size_t line_no) -> caf::error {
+                                 auto parsed = parse_token_line(line, line_no);
+                                 if (!parsed)
+                                   return parsed.error();
+                                 if (!store->ledger_.insert(parsed->first,
+                                                            std::move(parsed->second)))
+                                   return bad_line(line_no, "token id appears twice");
+                                 return {};
+                               });
+  if (err)
+    return err;
+  return store;
 }
 
 } // namespace starling::identity

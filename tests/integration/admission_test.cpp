@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "identity/token.hpp"
-#include "tests/support/agents.hpp"
+#include "tests/support/mesh_test.hpp"
 
 namespace st = starling::testing;
 namespace si = starling::identity;
@@ -24,97 +24,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class admission_test : public ::testing::Test {
+class admission_test : public st::mesh_test {
 protected:
-  using node = st::agent_node;
-
-  void SetUp() override {
-    config_ = tmp_.path() / "agent.toml";
-    st::write_text(config_, st::fast_agent_config("1s"));
-    key_ = cli_line({"keyring", "generate"});
-  }
-
-  /// The first line `starling <args>` prints; records a failure if it fails.
-  static std::string cli_line(const std::vector<std::string>& args) {
-    auto res = st::run_cli(args);
-    EXPECT_EQ(res.exit_code, 0) << res.err;
-    return res.out.substr(0, res.out.find('\n'));
-  }
-
-  /// `starling ca init` for `mesh` into <tmp>/<dir>; returns the directory.
-  fs::path make_root(const std::string& mesh, const std::string& dir) {
-    auto out = tmp_.path() / dir;
-    auto res = st::run_cli({"ca", "init", "--mesh", mesh, "--out", out.string()});
-    EXPECT_EQ(res.exit_code, 0) << res.err;
-    return out;
-  }
-
-  /// `starling ca issuer` for node `name` from the root in `ca`.
-  fs::path make_issuer(const fs::path& ca, const std::string& name) {
-    auto out = tmp_.path() / ("issuer-" + name);
-    auto res = st::run_cli(
-      {"ca", "issuer", "--ca", ca.string(), "--name", name, "--out", out.string()});
-    EXPECT_EQ(res.exit_code, 0) << res.err;
-    return out;
-  }
-
-  std::vector<std::string> argv_of(const std::string& name, const std::vector<std::string>& seeds,
-                                   std::vector<std::string> extra) {
-    return st::agent_argv(config_, name, data_dir(name), seeds, extra);
-  }
-
-  fs::path data_dir(const std::string& name) const {
-    return tmp_.path() / "data" / name;
-  }
-
-  node& start(const std::string& name, const std::vector<std::string>& seeds,
-              std::vector<std::string> extra) {
-    nodes_[name] = st::start_agent(procs_, argv_of(name, seeds, std::move(extra)), name,
-                                   data_dir(name), 20s);
-    return nodes_[name];
-  }
-
-  /// `starling token create` on `issuer`: the token is the last line printed.
-  std::string token_of(const node& issuer, const std::string& uses, const std::string& ttl = "") {
-    std::vector<std::string> args{"token", "create", "--uses", uses, "--admin",
-                                  issuer.info.admin};
-    if (!ttl.empty())
-      args.insert(args.end(), {"--ttl", ttl});
-    auto res = st::run_cli(args);
-    EXPECT_EQ(res.exit_code, 0) << res.err;
-    auto out = res.out;
-    while (!out.empty() && out.back() == '\n')
-      out.pop_back();
-    auto token = out.substr(out.rfind('\n') + 1);
-    EXPECT_TRUE(si::decode(token)) << "not a token: " << res.out;
-    return token;
-  }
-
-  /// Every running node sees exactly `count` members, all alive.
-  bool all_alive(std::size_t count) const {
-    return st::all_alive(nodes_, count);
-  }
-
-  static std::optional<nlohmann::json> certs_of(const node& n) {
-    return st::cli_json({"certs", "--json", "--admin", n.info.admin});
-  }
-
-  /// Runs an agent that must fail to start (exit 1); returns its stderr.
-  std::string expect_refused(const std::string& name, const std::vector<std::string>& seeds,
-                             std::vector<std::string> extra) {
-    auto argv = argv_of(name, seeds, std::move(extra));
-    argv.erase(argv.begin()); // run_cli adds the binary
-    argv.insert(argv.end(), {"--join-timeout", "3s"});
-    auto res = st::run_cli(argv, 30s);
-    EXPECT_EQ(res.exit_code, 1) << name << " was admitted although it should not: " << res.err;
-    return res.err;
-  }
-
-  st::temp_dir tmp_{"starling-it-admission"};
-  st::process_group procs_{tmp_.path() / "logs"};
-  fs::path config_;
-  std::string key_;
-  std::map<std::string, node> nodes_;
+  admission_test() : mesh_test("starling-it-admission") {}
 };
 
 TEST_F(admission_test, five_nodes_join_with_tokens_through_an_issuer_and_a_forwarding_seed) {
@@ -168,11 +80,7 @@ TEST_F(admission_test, five_nodes_join_with_tokens_through_an_issuer_and_a_forwa
   auto err = expect_refused("node-5", {issuer.info.gossip}, {"--token", token});
   EXPECT_NE(err.find("token_exhausted"), std::string::npos) << err;
   // A restart needs no token: the stored certificate is used.
-  auto& n2 = nodes_.at("node-2");
-  n2.proc->kill(SIGTERM);
-  ASSERT_TRUE(n2.proc->wait(15s));
-  procs_.remove(*n2.proc);
-  nodes_.erase("node-2");
+  ASSERT_TRUE(stop("node-2", SIGTERM));
   auto& again = start("node-2", {issuer.info.gossip}, {});
   ASSERT_FALSE(HasFailure());
   auto c2 = certs_of(again);

@@ -1,6 +1,7 @@
 // The membership actor under CAF's deterministic test coordinator, with a fake network:
 // start-up, join (success, backoff, give-up), answering packets and push-pulls, probing,
-// and leaving. Virtual time only: nothing here sleeps.
+// bans (and their lifting by an authenticated push-pull), and leaving. Virtual time only:
+// nothing here sleeps.
 #define CAF_TEST_NO_MAIN
 #include "tests/support/caf_test.hpp"
 
@@ -102,6 +103,17 @@ sg::push_pull seed_state() {
   return pp;
 }
 
+/// A ping from the seed to us.
+sg::packet ping_from_seed(std::uint32_t seq) {
+  sg::packet ping;
+  ping.kind = sg::packet_kind::ping;
+  ping.seq = seq;
+  ping.sender = "seed";
+  ping.sender_address = seed_address;
+  ping.target = "self";
+  return ping;
+}
+
 class membership_actor_test : public ::testing::Test,
                               public test_coordinator_fixture<caf::actor_system_config> {
 protected:
@@ -182,6 +194,33 @@ protected:
     sched.run();
   }
 
+  /// The seed opens a push-pull with us, alive at `incarnation`; returns our answer.
+  std::optional<caf::expected<sg::push_pull>> push_pull_from_seed(std::uint64_t incarnation) {
+    auto state = seed_state();
+    state.members[0].incarnation = incarnation;
+    std::optional<caf::expected<sg::push_pull>> answer;
+    net_->callbacks.on_push_pull(state, [&](caf::expected<sg::push_pull> r) {
+      answer = std::move(r);
+    });
+    sched.run();
+    return answer;
+  }
+
+  /// Something was sent to the seed since the log was last cleared.
+  bool sent_to_seed() const {
+    return std::any_of(net_->sent.begin(), net_->sent.end(),
+                       [](const auto& s) { return s.first == seed_address; });
+  }
+
+  /// Joins through the seed, then bans it as the identity actor does.
+  void join_then_ban_seed(sa::membership_params p) {
+    p.seeds = {seed_address};
+    start(std::move(p));
+    answer_push_pulls(seed_state());
+    self->send(actor_, sa::ban_atom::value, std::string{"seed"});
+    sched.run();
+  }
+
   std::shared_ptr<fake_net> net_ = std::make_shared<fake_net>();
   std::shared_ptr<parent_log> log_ = std::make_shared<parent_log>();
   caf::actor parent_;
@@ -256,13 +295,7 @@ TEST_F(membership_actor_test, join_retries_with_backoff_then_gives_up) {
 
 TEST_F(membership_actor_test, answers_pings_and_push_pulls) {
   start(params());
-  sg::packet ping;
-  ping.kind = sg::packet_kind::ping;
-  ping.seq = 7;
-  ping.sender = "seed";
-  ping.sender_address = seed_address;
-  ping.target = "self";
-  net_->callbacks.on_packet(ping, seed_address);
+  net_->callbacks.on_packet(ping_from_seed(7), seed_address);
   sched.run();
   auto acked = std::any_of(net_->sent.begin(), net_->sent.end(), [](const auto& s) {
     return s.first == seed_address && s.second.kind == sg::packet_kind::ack &&
@@ -291,6 +324,48 @@ TEST_F(membership_actor_test, probes_members_and_suspects_a_silent_one) {
   EXPECT_TRUE(pinged);
   // Nobody acks: the seed is suspected, then declared dead.
   EXPECT_FALSE(member_has("seed", "\"state\":\"alive\""));
+}
+
+TEST_F(membership_actor_test, ban_kills_a_member_and_its_pings_go_unanswered) {
+  join_then_ban_seed(params());
+  EXPECT_TRUE(member_has("seed", "\"state\":\"dead\""));
+  EXPECT_NE(ask(sa::events_atom::value).find("\"event\":\"failed\""), std::string::npos);
+  ASSERT_FALSE(log_->peers.empty());
+  EXPECT_TRUE(log_->peers.back().empty()) << "the seed is no restart peer any more";
+  net_->sent.clear();
+  auto ping = ping_from_seed(7);
+  ping.updates = {alive("seed", seed_address, 5)};
+  net_->callbacks.on_packet(ping, seed_address);
+  sched.run();
+  advance(3s);
+  EXPECT_FALSE(sent_to_seed()) << "no ack, no probe, no gossip";
+  EXPECT_TRUE(member_has("seed", "\"state\":\"dead\""));
+}
+
+TEST_F(membership_actor_test, authenticated_push_pull_lifts_a_ban) {
+  auto p = params();
+  p.authenticated_push_pull = true;
+  join_then_ban_seed(std::move(p));
+  ASSERT_TRUE(member_has("seed", "\"state\":\"dead\""));
+  // Under TLS the seed got through with a valid certificate: it was admitted again.
+  auto answer = push_pull_from_seed(1);
+  ASSERT_TRUE(answer);
+  ASSERT_TRUE(*answer) << sg::render(answer->error());
+  EXPECT_EQ((*answer)->sender, "self");
+  EXPECT_TRUE(member_has("seed", "\"state\":\"alive\""));
+}
+
+TEST_F(membership_actor_test, unauthenticated_push_pull_keeps_the_ban) {
+  join_then_ban_seed(params());
+  auto answer = push_pull_from_seed(1);
+  ASSERT_TRUE(answer);
+  ASSERT_FALSE(*answer);
+  EXPECT_EQ(answer->error().code(), static_cast<std::uint8_t>(sg::errc::peer_refused));
+  EXPECT_NE(sg::refusal_reason(answer->error()).find("banned"), std::string::npos);
+  EXPECT_TRUE(member_has("seed", "\"state\":\"dead\""));
+  net_->sent.clear();
+  advance(2s);
+  EXPECT_FALSE(sent_to_seed());
 }
 
 TEST_F(membership_actor_test, leave_alone_answers_at_once) {

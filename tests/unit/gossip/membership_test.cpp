@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "gossip/errc.hpp"
 #include "gossip/membership.hpp"
 #include "tests/support/core_harness.hpp"
 
@@ -1349,6 +1350,260 @@ TEST(membership, move_keeps_the_core_usable) {
   EXPECT_EQ(moved.stats().probes, 1u);
 }
 
+// -- bans (revoked certificates) -------------------------------------------------------------
+
+/// A push-pull from `sender` whose state is `members`.
+push_pull push_pull_from(const std::string& sender, std::vector<member_update> members,
+                         bool join = false) {
+  push_pull pp;
+  pp.sender = sender;
+  pp.sender_address = addr(sender);
+  pp.join = join;
+  pp.members = std::move(members);
+  return pp;
+}
+
+TEST(membership_ban, kills_a_live_member_once_and_spreads_its_death) {
+  auto m = make_core();
+  add_members(m, {"b", "c"});
+  (void) m.on_packet(gossip_from("c", {suspect("b", 2, "c")}), t0);
+  ASSERT_EQ(m.find("b")->state, member_state::suspect);
+
+  auto fx = m.ban("b", t0 + 1s);
+  ASSERT_EQ(kinds(fx), std::vector{member_event_kind::failed});
+  EXPECT_EQ(fx.events[0].subject.name, "b");
+  EXPECT_EQ(fx.events[0].subject.state, member_state::dead);
+  EXPECT_TRUE(fx.packets.empty()) << "the death is queued, not sent on its own";
+  EXPECT_TRUE(m.banned("b"));
+  EXPECT_FALSE(m.banned("c"));
+  EXPECT_EQ(m.find("b")->state, member_state::dead);
+  EXPECT_EQ(m.find("b")->since, t0 + 1s);
+  EXPECT_EQ(m.count(member_state::suspect), 0u) << "its suspicion timer is gone";
+  // Declared by us, at the incarnation we knew: it leads the next packet to anyone.
+  auto ack = m.on_packet(make(packet_kind::ping, 5, "c", "a"), t0 + 1s);
+  ASSERT_EQ(ack.packets.size(), 1u);
+  EXPECT_EQ(ack.packets[0].message.updates.front(), dead("b", 2, "a"));
+
+  // Idempotent.
+  fx = m.ban("b", t0 + 2s);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_TRUE(fx.packets.empty());
+  EXPECT_EQ(m.find("b")->since, t0 + 1s);
+  EXPECT_TRUE(m.banned("b"));
+
+  // Dead or left members keep their state (no second death), but are banned all the same.
+  (void) m.on_packet(gossip_from("c", {left("c", 0)}), t0 + 2s);
+  fx = m.ban("c", t0 + 3s);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_EQ(m.find("c")->state, member_state::left);
+  EXPECT_TRUE(m.banned("c"));
+}
+
+TEST(membership_ban, of_itself_is_refused) {
+  auto m = make_core();
+  add_members(m, {"b"});
+  auto before = m.self();
+  auto fx = m.ban("a", t0 + 1s);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_TRUE(fx.packets.empty());
+  EXPECT_FALSE(m.banned("a"));
+  EXPECT_EQ(m.self(), before);
+  EXPECT_TRUE(m.ban("", t0 + 1s).events.empty());
+  EXPECT_FALSE(m.banned(""));
+}
+
+TEST(membership_ban, banned_sender_gets_no_answer_and_is_not_heard) {
+  auto m = make_core();
+  add_members(m, {"b", "c"});
+  (void) m.ban("b", t0);
+  const auto members = m.members();
+  const auto ignored = m.stats().updates_ignored;
+
+  auto ping = make(packet_kind::ping, 7, "b", "a");
+  ping.updates = {alive("b", 9), alive("x", 0), dead("c", 0, "b")};
+  for (const auto& p : {ping, make(packet_kind::ping_req, 8, "b", "c", addr("c")),
+                        gossip_from("b", {alive("b", 9)}), make(packet_kind::ack, 0, "b"),
+                        make(packet_kind::nack, 8, "b")}) {
+    auto fx = m.on_packet(p, t0 + 1s);
+    EXPECT_TRUE(fx.packets.empty());
+    EXPECT_TRUE(fx.events.empty());
+  }
+  EXPECT_EQ(m.stats().banned_refused, 5u);
+  EXPECT_EQ(m.members(), members) << "none of its news was applied";
+  EXPECT_EQ(m.next_deadline(), t0 + 1s) << "no probe on its behalf";
+
+  // Nobody else can make it alive or suspect, at any incarnation.
+  auto fx = m.on_packet(gossip_from("c", {alive("b", 99), suspect("b", 99, "c")}), t0 + 1s);
+  EXPECT_TRUE(fx.events.empty());
+  fx = m.on_push_pull_response(push_pull_from("c", {alive("b", 100), dead("b", 100, "c")}),
+                               t0 + 1s);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_EQ(m.stats().updates_ignored, ignored + 4);
+  EXPECT_EQ(m.members(), members);
+}
+
+TEST(membership_ban, banned_push_pull_is_refused_and_its_answer_ignored) {
+  auto m = make_core();
+  add_members(m, {"b", "c"});
+  (void) m.ban("b", t0);
+  const auto members = m.members();
+  auto reply = m.on_push_pull_request(push_pull_from("b", {alive("b", 5), alive("x", 0)}, true),
+                                      t0 + 1s);
+  ASSERT_TRUE(reply.refusal);
+  EXPECT_EQ(reply.refusal.category(), errc_category);
+  EXPECT_EQ(reply.refusal.code(), static_cast<std::uint8_t>(errc::peer_refused));
+  EXPECT_NE(refusal_reason(reply.refusal).find("b is banned"), std::string::npos)
+    << render(reply.refusal);
+  EXPECT_TRUE(reply.state.members.empty()) << "nothing of ours goes to it";
+  EXPECT_TRUE(reply.fx.events.empty());
+  // A join seed's address may lead to a banned node: its answer is not merged either.
+  auto fx = m.on_push_pull_response(push_pull_from("b", {alive("b", 5), alive("x", 0)}),
+                                    t0 + 1s);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_EQ(m.members(), members);
+  EXPECT_EQ(m.stats().banned_refused, 2u);
+  EXPECT_EQ(m.stats().push_pulls, 0u);
+  // Anybody else's push-pull is answered as always.
+  reply = m.on_push_pull_request(push_pull_from("c", {alive("c", 0)}), t0 + 1s);
+  EXPECT_FALSE(reply.refusal);
+  EXPECT_EQ(reply.state.sender, "a");
+}
+
+TEST(membership_ban, banned_member_is_never_probed_gossiped_to_or_picked) {
+  swim_config cfg = base_config();
+  cfg.push_pull_interval = 30s;
+  cfg.gossip_to_dead = 60s;
+  cfg.reap_after = 10min;
+  auto m = make_core("a", cfg);
+  add_members(m, {"b", "c", "d"});
+  (void) m.ban("b", t0);
+  // d is dead too (not banned): it still hears of its death and is tried for push-pull,
+  // so the loop below shows that only the ban keeps b out.
+  (void) m.on_packet(gossip_from("c", {dead("d", 0, "c")}), t0);
+  std::set<std::string> to;
+  for (auto now = t0; now <= t0 + 5min; now = m.next_deadline()) {
+    auto fx = m.on_tick(now);
+    for (const auto& o : fx.packets) {
+      to.insert(o.address);
+      if (o.message.kind == packet_kind::ping)
+        (void) m.on_packet(make(packet_kind::ack, o.message.seq, o.message.target), now);
+    }
+    to.insert(fx.push_pull_to.begin(), fx.push_pull_to.end());
+  }
+  EXPECT_TRUE(to.contains(addr("c")));
+  EXPECT_TRUE(to.contains(addr("d")));
+  EXPECT_FALSE(to.contains(addr("b")));
+}
+
+TEST(membership_ban, ping_req_for_a_banned_member_is_nacked_without_probing_it) {
+  auto m = make_core();
+  add_members(m, {"b", "c"});
+  (void) m.ban("b", t0);
+  // c has not heard of the ban yet and asks us to probe b.
+  auto fx = m.on_packet(make(packet_kind::ping_req, 9, "c", "b", addr("b")), t0 + 1s);
+  EXPECT_TRUE(packets_of(fx, packet_kind::ping).empty());
+  fx = m.on_tick(t0 + 1s + 320ms);
+  auto nacks = packets_of(fx, packet_kind::nack);
+  ASSERT_EQ(nacks.size(), 1u);
+  EXPECT_EQ(nacks[0].address, addr("c"));
+  EXPECT_EQ(nacks[0].message.seq, 9u);
+}
+
+TEST(membership_ban, probe_in_flight_ends_without_a_verdict) {
+  auto m = make_core();
+  add_members(m, {"b"});
+  auto ping = start_probe(m, t0 + 1s);
+  ASSERT_EQ(ping.message.target, "b");
+  (void) m.ban("b", t0 + 1s + 100ms);
+  auto fx = m.on_tick(t0 + 1s + 400ms);
+  EXPECT_TRUE(packets_of(fx, packet_kind::ping_req).empty());
+  fx = m.on_tick(t0 + 2s);
+  EXPECT_TRUE(fx.packets.empty()) << "nobody left to probe";
+  EXPECT_EQ(m.stats().probe_failures, 0u);
+  EXPECT_EQ(m.health_score(), 0u);
+}
+
+TEST(membership_ban, unknown_name_can_never_join_until_unbanned) {
+  auto m = make_core();
+  add_members(m, {"c"});
+  auto fx = m.ban("z", t0);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_TRUE(m.banned("z"));
+  fx = m.on_packet(gossip_from("c", {alive("z", 0)}), t0 + 1s);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_FALSE(m.find("z"));
+  EXPECT_TRUE(m.on_push_pull_request(push_pull_from("z", {alive("z", 0)}, true), t0 + 1s)
+                .refusal);
+  EXPECT_FALSE(m.find("z"));
+  // The ban list is never on the wire.
+  for (const auto& u : m.make_push_pull(false).members)
+    EXPECT_NE(u.name, "z");
+
+  m.unban("z");
+  EXPECT_FALSE(m.banned("z"));
+  m.unban("z"); // no-op
+  auto reply = m.on_push_pull_request(push_pull_from("z", {alive("z", 0)}, true), t0 + 2s);
+  EXPECT_FALSE(reply.refusal);
+  EXPECT_EQ(kinds(reply.fx), std::vector{member_event_kind::joined});
+}
+
+TEST(membership_ban, banned_member_is_reaped_and_stays_banned) {
+  auto m = make_core("a", reap_config());
+  add_members(m, {"b", "c"});
+  (void) m.ban("b", t0);
+  auto fx = m.on_tick(t0 + 60s);
+  EXPECT_EQ(kinds(fx), std::vector{member_event_kind::reaped});
+  EXPECT_FALSE(m.find("b"));
+  EXPECT_TRUE(m.banned("b"));
+  // Neither a direct rejoin nor a newer incarnation from a third party brings it back.
+  auto ping = make(packet_kind::ping, 1, "b", "a");
+  ping.updates = {alive("b", 0)};
+  fx = m.on_packet(ping, t0 + 61s);
+  EXPECT_TRUE(fx.packets.empty());
+  fx = m.on_packet(gossip_from("c", {alive("b", 7)}), t0 + 61s);
+  EXPECT_TRUE(fx.events.empty());
+  EXPECT_FALSE(m.find("b"));
+}
+
+TEST(membership_ban, unbanned_member_rejoins_with_a_higher_incarnation) {
+  auto m = make_core();
+  (void) m.on_packet(gossip_from("c", {alive("c", 0), alive("b", 2)}), t0);
+  (void) m.ban("b", t0);
+  m.unban("b");
+  EXPECT_FALSE(m.banned("b"));
+  EXPECT_EQ(m.find("b")->state, member_state::dead) << "unban changes no state";
+  auto fx = m.on_packet(gossip_from("c", {alive("b", 2)}), t0 + 1s);
+  EXPECT_TRUE(fx.events.empty()) << "the incarnation it died at is stale";
+  fx = m.on_packet(gossip_from("b", {alive("b", 3)}), t0 + 1s);
+  EXPECT_EQ(kinds(fx), std::vector{member_event_kind::joined});
+  EXPECT_EQ(m.find("b")->state, member_state::alive);
+  // And it is heard and answered again.
+  fx = m.on_packet(make(packet_kind::ping, 4, "b", "a"), t0 + 2s);
+  EXPECT_EQ(packets_of(fx, packet_kind::ack).size(), 1u);
+}
+
+TEST(membership_ban, list_is_bounded_oldest_first) {
+  auto cfg = quiet_config();
+  cfg.banned_max = 2;
+  auto m = make_core("a", cfg);
+  (void) m.ban("x", t0);
+  (void) m.ban("y", t0);
+  (void) m.ban("x", t0); // already banned: still the oldest
+  (void) m.ban("z", t0);
+  EXPECT_FALSE(m.banned("x"));
+  EXPECT_TRUE(m.banned("y"));
+  EXPECT_TRUE(m.banned("z"));
+  // A lifted ban leaves room: nothing else is dropped.
+  m.unban("y");
+  (void) m.ban("w", t0);
+  EXPECT_TRUE(m.banned("z"));
+  EXPECT_TRUE(m.banned("w"));
+  (void) m.ban("v", t0);
+  EXPECT_FALSE(m.banned("z"));
+  EXPECT_TRUE(m.banned("w"));
+  EXPECT_TRUE(m.banned("v"));
+}
+
 // -- small clusters --------------------------------------------------------------------------
 
 swim_config cluster_config() {
@@ -1563,6 +1818,35 @@ TEST(membership_cluster, survives_packet_loss_without_false_deaths) {
     EXPECT_EQ(net.core(n).count(member_state::dead), 0u);
     EXPECT_EQ(net.core(n).count(member_state::alive) + net.core(n).count(member_state::suspect),
               5u);
+  }
+}
+
+TEST(membership_cluster, banned_node_is_cut_off_although_it_keeps_running) {
+  for (std::uint64_t seed : {91u, 92u}) {
+    SCOPED_TRACE(seed);
+    auto net = make_cluster({"a", "b", "c", "d"}, seed);
+    net.run_for(5s);
+    // The revocation reaches a first, the others a little later (its own channel).
+    net.feed("a", net.core("a").ban("c", net.now()));
+    net.run_for(300ms);
+    for (const auto& n : {"b", "d"})
+      net.feed(n, net.core(n).ban("c", net.now()));
+    net.run_for(1s);
+    const auto heard = net.core("c").stats().packets_received;
+    net.run_for(40s);
+    // c keeps probing and refuting, but nobody answers it or believes it.
+    expect_everyone_sees(net, "c", member_state::dead);
+    EXPECT_EQ(net.core("c").stats().packets_received, heard) << "nothing is sent to c";
+    for (const auto& n : {"a", "b", "d"}) {
+      SCOPED_TRACE(n);
+      EXPECT_EQ(net.core(n).count(member_state::alive), 3u) << "no collateral deaths";
+      EXPECT_GT(net.core(n).stats().banned_refused, 0u);
+    }
+    net.run_for(30s);
+    for (const auto& n : {"a", "b", "d"}) {
+      EXPECT_FALSE(net.core(n).find("c")) << "reaped at " << n;
+      EXPECT_TRUE(net.core(n).banned("c")) << n;
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
 #include "tests/support/process.hpp"
+#include "tests/support/refused_with.hpp"
 #include "tests/support/seeded_random.hpp"
 #include "tests/support/test_pki.hpp"
 
@@ -23,25 +24,12 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using testing::must;
+using testing::refused_with;
 using testing::read_text;
 using testing::seeded_random;
 using testing::temp_dir;
 using testing::test_pki;
 using testing::write_text;
-
-/// Asserts that `result` failed with `code` and that its message mentions `needle`.
-template <class T>
-::testing::AssertionResult refused_with(const caf::expected<T>& result, errc code,
-                                        std::string_view needle = {}) {
-  if (result)
-    return ::testing::AssertionFailure() << "accepted, expected " << to_string(code);
-  const auto text = render(result.error());
-  if (!is(result.error(), code))
-    return ::testing::AssertionFailure() << "got " << text << ", expected " << to_string(code);
-  if (text.find(needle) == std::string::npos)
-    return ::testing::AssertionFailure() << text << " does not mention " << needle;
-  return ::testing::AssertionSuccess();
-}
 
 ::mode_t mode_of(const fs::path& p) {
   struct ::stat st {};
@@ -85,7 +73,9 @@ protected:
 
   /// A desk for `material` with its tokens file under dir/<sub>.
   issuer_desk desk_of(issuer_material material, const std::string& sub = "desk") {
-    return must(issuer_desk::open(std::move(material), dir.path() / sub / "tokens"), "desk");
+    return must(issuer_desk::open(std::move(material), dir.path() / sub / "tokens",
+                                  dir.path() / sub / "issued"),
+                "desk");
   }
 
   /// A request of a new node `name` with `tokens`; its key goes to `key`.
@@ -271,12 +261,13 @@ TEST_F(identity_admission, untrusted_requests_are_bad_requests) {
   const auto csr_der = must(to_der(valid.csr), "CSR DER");
   auto encoded = [&](std::uint32_t version, const std::string& name, std::size_t tokens,
                      std::string csr) {
-    v1::AdmissionRequest msg;
+    v1::IdentityRequest msg;
     msg.set_version(version);
-    msg.set_name(name);
-    msg.set_csr(std::move(csr));
+    auto* body = msg.mutable_admission();
+    body->set_name(name);
+    body->set_csr(std::move(csr));
     for (std::size_t i = 0; i < tokens; ++i)
-      msg.add_tokens("stl1.x");
+      body->add_tokens("stl1.x");
     return msg.SerializeAsString();
   };
   const std::string good_csr(csr_der.begin(), csr_der.end());
@@ -318,11 +309,12 @@ TEST_F(identity_admission, untrusted_grants_are_bad_requests) {
   const auto bundle_pem = must(pki.bundle().to_pem(), "bundle");
   auto encoded = [&](std::uint32_t version, std::string certs, std::string bundle,
                      std::string issuer) {
-    v1::AdmissionResponse msg;
+    v1::IdentityResponse msg;
     msg.set_version(version);
-    msg.set_chain(std::move(certs));
-    msg.set_bundle(std::move(bundle));
-    msg.set_issuer(std::move(issuer));
+    auto* body = msg.mutable_admission();
+    body->set_chain(std::move(certs));
+    body->set_bundle(std::move(bundle));
+    body->set_issuer(std::move(issuer));
     return msg.SerializeAsString();
   };
   ASSERT_TRUE(decode_admission_grant(encoded(1, chain_pem, bundle_pem, "issuer-1")));
@@ -495,8 +487,70 @@ TEST_F(identity_admission, a_corrupt_tokens_file_fails_open) {
   for (const auto& corrupt : {std::string{"garbage\n"}, text.substr(0, text.size() - 4)}) {
     write_text(file, corrupt);
     EXPECT_TRUE(
-        refused_with(issuer_desk::open(material, file), errc::invalid_argument, file.string()));
+        refused_with(issuer_desk::open(material, file, file.parent_path() / "issued"),
+                     errc::invalid_argument, file.string()));
   }
+}
+
+TEST_F(identity_admission, records_every_certificate_it_signs) {
+  const auto material = issuer_of(pki, "issuer");
+  auto desk = desk_of(material);
+  auto text = must(desk.create_token(now, 1h, 3, rng), "token");
+  private_key k1, k2, k3;
+  ASSERT_TRUE(desk.admit(request("n1", {text}, k1), now));
+  ASSERT_TRUE(desk.admit(request("n1", {text}, k2), now + 30min, {}, 2h));
+  ASSERT_TRUE(desk.admit(request("n2", {text}, k3), now));
+  const auto key1 = must(spki_sha256(k1), "spki 1");
+  const auto key2 = must(spki_sha256(k2), "spki 2");
+  ASSERT_EQ(desk.issued().size(), 3u);
+  EXPECT_EQ(desk.issued()[0],
+            (issued_certificate{"n1", key1, std::chrono::floor<std::chrono::seconds>(now + 24h)}));
+  EXPECT_EQ(desk.keys_issued_to("n1", now), (std::vector<sha256_digest>{key1, key2}));
+  // Expired certificates do not count; the list survives a restart.
+  EXPECT_EQ(desk.keys_issued_to("n1", now + 3h), (std::vector<sha256_digest>{key1}));
+  EXPECT_TRUE(desk.keys_issued_to("n3", now).empty());
+  const auto file = dir.path() / "desk" / "issued";
+  EXPECT_EQ(mode_of(file), 0600u);
+  auto reopened = desk_of(material);
+  EXPECT_EQ(reopened.issued(), desk.issued());
+  // Expired records are dropped at the next write.
+  auto later = must(desk.create_token(now + 25h, 1h, 1, rng), "later token");
+  private_key k4;
+  ASSERT_TRUE(desk.admit(request("n4", {later}, k4), now + 25h));
+  ASSERT_EQ(desk.issued().size(), 1u);
+  EXPECT_EQ(desk.issued()[0].node, "n4");
+}
+
+TEST_F(identity_admission, refuses_a_revoked_key_without_spending_the_token) {
+  auto desk = desk_of(issuer_of(pki, "issuer"));
+  auto text = must(desk.create_token(now, 1h, 1, rng), "token");
+  private_key key;
+  auto req = request("n1", {text}, key);
+  revocation_set revoked;
+  revoked.insert(must(spki_sha256(key), "spki"));
+  EXPECT_TRUE(refused_with(desk.admit(req, now, revoked), errc::revoked, "revoked"));
+  EXPECT_TRUE(desk.issued().empty());
+  EXPECT_TRUE(desk.admit(request("n1", {text}, key), now)) << "the token was not spent";
+}
+
+TEST_F(identity_admission, a_corrupt_issued_file_fails_open) {
+  auto material = issuer_of(pki, "issuer");
+  auto desk = desk_of(material);
+  auto text = must(desk.create_token(now, 1h, 1, rng), "token");
+  private_key key;
+  ASSERT_TRUE(desk.admit(request("n1", {text}, key), now));
+  const auto file = dir.path() / "desk" / "issued";
+  const auto good = read_text(file);
+  auto bad_key = good;
+  bad_key[good.find("issued n1 ") + 10] = 'X';
+  for (const auto& corrupt : {std::string{"garbage\n"}, good.substr(0, good.size() - 4),
+                              good + "issued n2 00 1\n", bad_key, std::string{}}) {
+    write_text(file, corrupt);
+    EXPECT_TRUE(refused_with(issuer_desk::open(material, dir.path() / "desk" / "tokens", file),
+                             errc::invalid_argument, file.string()))
+        << corrupt;
+  }
+  EXPECT_EQ(must(deserialize_issued(serialize_issued(desk.issued())), "round trip"), desk.issued());
 }
 
 // -- accept_grant -----------------------------------------------------------------------------

@@ -1,0 +1,311 @@
+// The identity channel's wire (identity/channel.hpp, and the admission codecs declared in
+// identity/admission.hpp). Decoding treats every byte as hostile: sizes are bounded before
+// parsing, protobuf's logging is silenced (invalid UTF-8 would flood stderr), every refusal
+// is bad_request with its reason.
+#include "identity/channel.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include <google/protobuf/stubs/logging.h>
+
+#include "admission.pb.h"
+#include "identity/errc.hpp"
+
+namespace starling::identity {
+
+namespace {
+
+/// Version written in and required of every envelope.
+constexpr std::uint32_t channel_version = 1;
+
+caf::error bad_request(std::string reason) {
+  return make_error(errc::bad_request, std::move(reason));
+}
+
+std::span<const std::uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+/// Parses an untrusted envelope (IdentityRequest or IdentityResponse): bounded by `limit`,
+/// silent, versioned.
+template <class Envelope>
+caf::expected<Envelope> parse_envelope(std::string_view bytes, std::size_t limit,
+                                       const char* what) {
+  if (bytes.size() > limit)
+    return bad_request(std::string{what} + " of " + std::to_string(bytes.size()) +
+                       " bytes exceeds " + std::to_string(limit));
+  Envelope msg;
+  google::protobuf::LogSilencer silence;
+  if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size())))
+    return bad_request(std::string{what} + " does not parse");
+  if (msg.version() != channel_version)
+    return bad_request(std::string{what} + " of version " + std::to_string(msg.version()) +
+                       ", expected " + std::to_string(channel_version));
+  return msg;
+}
+
+// -- admission -------------------------------------------------------------------------------
+
+caf::expected<admission_request> from_proto(const v1::AdmissionRequest& msg) {
+  if (!is_valid_node_name(msg.name()))
+    return bad_request("an admission request for an invalid node name (" +
+                       std::to_string(msg.name().size()) + " bytes): use " +
+                       std::string{node_name_rule});
+  const auto tokens = static_cast<std::size_t>(msg.tokens_size());
+  if (tokens == 0 || tokens > max_admission_tokens)
+    return bad_request("an admission request with " + std::to_string(tokens) +
+                       " join tokens, expected 1 to " + std::to_string(max_admission_tokens));
+  auto csr = certificate_request_from_der(bytes_of(msg.csr()));
+  if (!csr)
+    return csr.error(); // bad_request
+  return admission_request{msg.name(), std::move(*csr),
+                           std::vector<std::string>(msg.tokens().begin(), msg.tokens().end())};
+}
+
+// -- sync ------------------------------------------------------------------------------------
+
+/// A statement as it travels; std::nullopt if it cannot be represented (verification
+/// refuses everything else).
+std::optional<revocation> from_proto(const v1::Revocation& msg) {
+  revocation out;
+  if (msg.key().size() != out.key.size() || msg.issuer().size() > max_revocation_issuer_bytes ||
+      msg.signature().size() > max_revocation_signature_bytes)
+    return std::nullopt;
+  std::copy(msg.key().begin(), msg.key().end(), out.key.begin());
+  out.node = msg.node();
+  out.revoked_at = unix_time{std::chrono::seconds{msg.revoked_at()}};
+  out.issuer.assign(msg.issuer().begin(), msg.issuer().end());
+  out.signature.assign(msg.signature().begin(), msg.signature().end());
+  return out;
+}
+
+void to_proto(const revocation& stmt, v1::Revocation& msg) {
+  msg.set_key(stmt.key.data(), stmt.key.size());
+  msg.set_node(stmt.node);
+  msg.set_revoked_at(stmt.revoked_at.time_since_epoch().count());
+  msg.set_issuer(stmt.issuer.data(), stmt.issuer.size());
+  msg.set_signature(stmt.signature.data(), stmt.signature.size());
+}
+
+/// A ledger entry as it travels; std::nullopt if it cannot be represented. Entries no
+/// issuer could have made (zero spends, uses out of range, bad names) are dropped later by
+/// token_store::merge_spent.
+std::optional<std::pair<token_id, token_entry>> from_proto(const v1::TokenRecord& msg) {
+  token_id id{};
+  token_entry e;
+  if (msg.id().size() != id.size() || msg.secret_hash().size() != e.secret_hash.size() ||
+      msg.uses() > 0xffff)
+    return std::nullopt;
+  std::copy(msg.id().begin(), msg.id().end(), id.begin());
+  std::copy(msg.secret_hash().begin(), msg.secret_hash().end(), e.secret_hash.begin());
+  e.issuer = msg.issuer();
+  e.created = unix_time{std::chrono::seconds{msg.created()}};
+  e.expiry = unix_time{std::chrono::seconds{msg.expiry()}};
+  e.uses = static_cast<std::uint16_t>(msg.uses());
+  e.spends.insert(msg.spends().begin(), msg.spends().end());
+  return std::pair{id, std::move(e)};
+}
+
+void to_proto(const token_id& id, const token_entry& e, v1::TokenRecord& msg) {
+  msg.set_id(id.data(), id.size());
+  msg.set_issuer(e.issuer);
+  msg.set_secret_hash(e.secret_hash.data(), e.secret_hash.size());
+  msg.set_created(e.created.time_since_epoch().count());
+  msg.set_expiry(e.expiry.time_since_epoch().count());
+  msg.set_uses(e.uses);
+  for (const auto& [redeemer, count] : e.spends)
+    (*msg.mutable_spends())[redeemer] = count;
+}
+
+/// SyncRequest or SyncResponse (the same fields) to a sync_message.
+template <class Sync> caf::expected<sync_message> from_proto_sync(const Sync& msg) {
+  if (static_cast<std::size_t>(msg.revocations_size()) > max_revocations)
+    return bad_request("a sync with " + std::to_string(msg.revocations_size()) +
+                       " revocations, at most " + std::to_string(max_revocations));
+  if (static_cast<std::size_t>(msg.ledger().tokens_size()) > max_sync_tokens)
+    return bad_request("a sync with " + std::to_string(msg.ledger().tokens_size()) +
+                       " tokens, at most " + std::to_string(max_sync_tokens));
+  sync_message out;
+  for (const auto& r : msg.revocations()) {
+    if (auto stmt = from_proto(r))
+      out.revocations.push_back(std::move(*stmt));
+    else
+      ++out.malformed;
+  }
+  if (msg.has_ledger()) {
+    token_ledger ledger;
+    for (const auto& t : msg.ledger().tokens()) {
+      auto entry = from_proto(t);
+      if (!entry || !ledger.insert(entry->first, std::move(entry->second)))
+        ++out.malformed; // unrepresentable, or a second record under one id
+    }
+    out.ledger = std::move(ledger);
+  }
+  out.issuer.assign(msg.issuer().begin(), msg.issuer().end());
+  return out;
+}
+
+template <class Sync> caf::error to_proto_sync(const sync_message& in, Sync& msg) {
+  if (in.revocations.size() > max_revocations)
+    return make_error(errc::invalid_argument,
+                      "more than " + std::to_string(max_revocations) + " revocations to send");
+  for (const auto& stmt : in.revocations)
+    to_proto(stmt, *msg.add_revocations());
+  if (in.ledger) {
+    if (in.ledger->entries().size() > max_sync_tokens)
+      return make_error(errc::invalid_argument,
+                        "a ledger of " + std::to_string(in.ledger->entries().size()) +
+                            " tokens exceeds " + std::to_string(max_sync_tokens));
+    auto* ledger = msg.mutable_ledger();
+    for (const auto& [id, e] : in.ledger->entries())
+      to_proto(id, e, *ledger->add_tokens());
+  }
+  msg.set_issuer(in.issuer.data(), in.issuer.size());
+  return {};
+}
+
+/// Encodes `sync` in an envelope (IdentityRequest or IdentityResponse), refusing more than
+/// max_sync_bytes.
+template <class Envelope> caf::expected<std::string> encode_sync(const sync_message& sync) {
+  Envelope msg;
+  msg.set_version(channel_version);
+  if (auto err = to_proto_sync(sync, *msg.mutable_sync()))
+    return err;
+  auto out = msg.SerializeAsString();
+  if (out.size() > max_sync_bytes)
+    return make_error(errc::invalid_argument, "a sync message of " + std::to_string(out.size()) +
+                                                  " bytes exceeds " +
+                                                  std::to_string(max_sync_bytes));
+  return out;
+}
+
+} // namespace
+
+// -- admission (declared in identity/admission.hpp) -------------------------------------------
+
+caf::expected<std::string> encode(const admission_request& req) {
+  auto der = to_der(req.csr);
+  if (!der)
+    return der.error();
+  v1::IdentityRequest msg;
+  msg.set_version(channel_version);
+  auto* body = msg.mutable_admission();
+  body->set_name(req.name);
+  body->set_csr(der->data(), der->size());
+  for (const auto& token : req.tokens)
+    body->add_tokens(token);
+  return msg.SerializeAsString();
+}
+
+caf::expected<admission_request> decode_admission_request(std::string_view bytes) {
+  auto msg =
+      parse_envelope<v1::IdentityRequest>(bytes, max_admission_bytes, "an admission request");
+  if (!msg)
+    return msg.error();
+  if (!msg->has_admission())
+    return bad_request("an identity request that is not an admission request");
+  return from_proto(msg->admission());
+}
+
+caf::expected<std::string> encode(const admission_grant& grant) {
+  auto chain_pem = to_pem(grant.certs);
+  if (!chain_pem)
+    return chain_pem.error();
+  auto bundle_pem = grant.bundle.to_pem();
+  if (!bundle_pem)
+    return bundle_pem.error();
+  v1::IdentityResponse msg;
+  msg.set_version(channel_version);
+  auto* body = msg.mutable_admission();
+  body->set_chain(std::move(*chain_pem));
+  body->set_bundle(std::move(*bundle_pem));
+  body->set_keyring(grant.keyring);
+  body->set_issuer(grant.issuer);
+  return msg.SerializeAsString();
+}
+
+caf::expected<admission_grant> decode_admission_grant(std::string_view bytes) {
+  auto msg =
+      parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "an admission response");
+  if (!msg)
+    return msg.error();
+  if (!msg->has_admission())
+    return bad_request("an identity response that is not an admission response");
+  auto* body = msg->mutable_admission();
+  auto certs = certificates_from_pem(body->chain());
+  if (!certs)
+    return bad_request("the admission response's chain: " + render(certs.error()));
+  auto bundle = trust_bundle::from_pem(body->bundle());
+  if (!bundle)
+    return bad_request("the admission response's bundle: " + render(bundle.error()));
+  if (!is_valid_node_name(body->issuer()))
+    return bad_request("the admission response names an invalid issuer");
+  return admission_grant{std::move(*certs), std::move(*bundle), std::move(*body->mutable_keyring()),
+                         body->issuer()};
+}
+
+// -- any request, and sync ---------------------------------------------------------------------
+
+caf::expected<identity_request> decode_identity_request(std::string_view bytes) {
+  auto msg = parse_envelope<v1::IdentityRequest>(bytes, max_sync_bytes, "an identity request");
+  if (!msg)
+    return msg.error();
+  switch (msg->body_case()) {
+  case v1::IdentityRequest::kAdmission: {
+    if (bytes.size() > max_admission_bytes)
+      return bad_request("an admission request of " + std::to_string(bytes.size()) +
+                         " bytes exceeds " + std::to_string(max_admission_bytes));
+    auto req = from_proto(msg->admission());
+    if (!req)
+      return req.error();
+    return identity_request{std::move(*req)};
+  }
+  case v1::IdentityRequest::kSync: {
+    auto sync = from_proto_sync(msg->sync());
+    if (!sync)
+      return sync.error();
+    return identity_request{std::move(*sync)};
+  }
+  default:
+    return bad_request("an identity request of no kind this node knows");
+  }
+}
+
+caf::expected<std::string> encode_sync_request(const sync_message& sync) {
+  return encode_sync<v1::IdentityRequest>(sync);
+}
+
+caf::expected<std::string> encode_sync_response(const sync_message& sync) {
+  return encode_sync<v1::IdentityResponse>(sync);
+}
+
+caf::expected<sync_message> decode_sync_response(std::string_view bytes) {
+  auto msg = parse_envelope<v1::IdentityResponse>(bytes, max_sync_bytes, "a sync response");
+  if (!msg)
+    return msg.error();
+  if (!msg->has_sync())
+    return bad_request("an identity response that is not a sync response");
+  return from_proto_sync(msg->sync());
+}
+
+caf::expected<issuer_identity> authenticate_issuer(std::span<const std::uint8_t> issuer_der,
+                                                   std::string_view peer,
+                                                   const trust_bundle& bundle, time_point now) {
+  const auto who = "'" + std::string{peer} + "'";
+  if (issuer_der.empty())
+    return make_error(errc::not_an_issuer, who + " sent a ledger without an issuer certificate");
+  auto issuer = verify_issuer(issuer_der, bundle, now);
+  if (!issuer) {
+    const auto code = is(issuer.error(), errc::bad_certificate)
+                          ? errc::not_an_issuer
+                          : static_cast<errc>(issuer.error().code());
+    return make_error(code, who + " sent a ledger with " + render(issuer.error()));
+  }
+  if (issuer->node != peer)
+    return make_error(errc::name_mismatch,
+                      who + " sent a ledger with the issuer certificate of '" + issuer->node + "'");
+  return issuer;
+}
+
+} // namespace starling::identity

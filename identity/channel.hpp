@@ -1,0 +1,83 @@
+// The node's identity channel (proto/admission.proto, docs/decisions/0008): requests and
+// answers that travel over TLS on the gossip TCP port, opaque to the transport. Two kinds
+// today: admission (identity/admission.hpp has its encoders and decoders; they are defined
+// in channel.cpp with the rest of the wire) and sync, the anti-entropy of revocation
+// statements among all members and of the token ledger among issuers. Pure: bytes in,
+// values out; no I/O, no clock reads.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "identity/admission.hpp"
+#include "identity/revocation.hpp"
+#include "identity/token.hpp"
+#include "identity/trust.hpp"
+
+namespace starling::identity {
+
+/// Bound on an encoded sync request or response: under the gossip transport's 16 MiB frame
+/// (gossip::codec_limits::max_frame), with room for max_revocations statements (about
+/// 0.8 KiB each with their issuer certificate) and max_sync_tokens ledger entries (about
+/// 0.1 KiB each).
+inline constexpr std::size_t max_sync_bytes = std::size_t{15} << 20;
+/// Bound on the ledger entries of one sync message.
+inline constexpr std::size_t max_sync_tokens = 50'000;
+
+/// What each side of a sync sends: the same content in both directions.
+struct sync_message {
+  /// Every revocation statement the sender holds (at most max_revocations), unverified
+  /// until the receiver checks each one.
+  std::vector<revocation> revocations;
+  /// The sender's token ledger: issuers only, sent to a peer they believe is an issuer.
+  std::optional<token_ledger> ledger;
+  /// DER of the sender's issuer certificate; set with `ledger`. The receiver merges the
+  /// ledger only once authenticate_issuer accepted it.
+  std::vector<std::uint8_t> issuer;
+  /// Decoding only: statements and ledger entries dropped because they could not even be
+  /// represented (a key of the wrong size...). Counted by the receiver with the refusals.
+  std::size_t malformed = 0;
+};
+
+/// What a client asked on the identity channel.
+using identity_request = std::variant<admission_request, sync_message>;
+
+/// Decodes an untrusted IdentityRequest of any kind. bad_request for more than
+/// max_sync_bytes (or an admission request over max_admission_bytes), unparsable protobuf,
+/// a version other than 1, no body or a kind this node does not know (a later version's
+/// request), and for an admission request the refusals of decode_admission_request. A sync
+/// request with more than max_revocations statements or max_sync_tokens tokens is refused
+/// whole; single statements or entries that cannot be represented are dropped and counted
+/// in `malformed`.
+[[nodiscard]] caf::expected<identity_request> decode_identity_request(std::string_view bytes);
+
+/// Encodes an IdentityRequest carrying a SyncRequest. Errors: invalid_argument (more than
+/// max_revocations statements, max_sync_tokens tokens, or max_sync_bytes in all).
+[[nodiscard]] caf::expected<std::string> encode_sync_request(const sync_message& msg);
+
+/// Encodes an IdentityResponse carrying a SyncResponse. Errors: as encode_sync_request.
+[[nodiscard]] caf::expected<std::string> encode_sync_response(const sync_message& msg);
+
+/// Decodes an untrusted IdentityResponse that must carry a SyncResponse; refusals as for
+/// decode_identity_request.
+[[nodiscard]] caf::expected<sync_message> decode_sync_response(std::string_view bytes);
+
+/// Checks that the peer of a sync, whose TLS-verified node name is `peer`, is an issuer:
+/// `issuer_der` is a CA certificate that chains to a root of `bundle` at `now` and names
+/// node `peer` of the bundle's mesh. Only then may its token ledger be merged (decision
+/// 0006: a ledger record admits whoever knows its secret). Refusals: not_an_issuer (no
+/// certificate, unparsable, not a CA), verify_path's (untrusted_chain, expired...),
+/// foreign_mesh, name_mismatch (the certificate names another node than the peer).
+[[nodiscard]] caf::expected<issuer_identity>
+authenticate_issuer(std::span<const std::uint8_t> issuer_der, std::string_view peer,
+                    const trust_bundle& bundle, time_point now);
+
+} // namespace starling::identity

@@ -1,0 +1,380 @@
+// Revocation statements and their log (identity/revocation.hpp). Every input is hostile
+// until verify_revocation accepted it: sizes are bounded before any parsing, and OpenSSL's
+// error queue is drained into each error.
+#include "identity/revocation.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include "identity/admission.hpp"
+#include "identity/errc.hpp"
+#include "identity/files.hpp"
+
+namespace starling::identity {
+
+namespace {
+
+/// Domain separation: these bytes start every signed encoding, so a signature made for a
+/// statement can never be taken for a signature over anything else an issuer key signs.
+constexpr std::string_view signing_context = "starling-revocation-1";
+
+/// First line of the persisted log.
+constexpr std::string_view persist_header = "starling-revocations 1";
+
+/// Bound on the persisted log: max_revocations lines of at most ~8.5 KiB each would be far
+/// more; in practice a line is about 1.3 KiB.
+constexpr std::size_t max_file_bytes = std::size_t{96} << 20;
+
+unix_time unix_seconds(time_point t) { return std::chrono::floor<std::chrono::seconds>(t); }
+
+/// The canonical bytes an issuer signs: the context, a 0 byte, the revoked key (32 bytes),
+/// the node name's length (1 byte) and bytes, revoked_at (8 bytes, big-endian two's
+/// complement), and the SHA-256 of the issuer certificate's DER (binds the statement to
+/// the certificate that travels with it).
+std::vector<std::uint8_t> signed_bytes(const revocation& stmt) {
+  std::vector<std::uint8_t> out(signing_context.begin(), signing_context.end());
+  out.push_back(0);
+  out.insert(out.end(), stmt.key.begin(), stmt.key.end());
+  out.push_back(static_cast<std::uint8_t>(stmt.node.size()));
+  out.insert(out.end(), stmt.node.begin(), stmt.node.end());
+  const auto at = static_cast<std::uint64_t>(stmt.revoked_at.time_since_epoch().count());
+  for (int shift = 56; shift >= 0; shift -= 8)
+    out.push_back(static_cast<std::uint8_t>(at >> shift));
+  std::array<std::uint8_t, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(stmt.issuer.data(), stmt.issuer.size(), digest.data());
+  out.insert(out.end(), digest.begin(), digest.end());
+  return out;
+}
+
+caf::expected<std::vector<std::uint8_t>> sign(const private_key& key,
+                                              const std::vector<std::uint8_t>& bytes) {
+  md_ctx_ptr ctx{EVP_MD_CTX_new()};
+  std::size_t len = 0;
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.native()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &len, bytes.data(), bytes.size()) != 1)
+    return make_openssl_error(errc::crypto_failure, "signing a revocation");
+  std::vector<std::uint8_t> sig(len);
+  if (EVP_DigestSign(ctx.get(), sig.data(), &len, bytes.data(), bytes.size()) != 1)
+    return make_openssl_error(errc::crypto_failure, "signing a revocation");
+  sig.resize(len);
+  return sig;
+}
+
+/// True if `sig` is `cert`'s key's signature over `bytes`.
+bool signature_verifies(const certificate& cert, const std::vector<std::uint8_t>& bytes,
+                        const std::vector<std::uint8_t>& sig) {
+  EVP_PKEY* pub = X509_get0_pubkey(cert.native());
+  md_ctx_ptr ctx{EVP_MD_CTX_new()};
+  bool ok = pub != nullptr && ctx &&
+            EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pub) == 1 &&
+            EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), bytes.data(), bytes.size()) == 1;
+  ERR_clear_error(); // a bad signature leaves an entry; it is not an OpenSSL failure
+  return ok;
+}
+
+caf::error bad_request(std::string reason) {
+  return make_error(errc::bad_request, std::move(reason));
+}
+
+/// The statement's fields other than the certificate and the signature's validity.
+caf::error check_shape(const revocation& stmt) {
+  if (!is_valid_node_name(stmt.node))
+    return bad_request("a revocation for an invalid node name (" +
+                       std::to_string(stmt.node.size()) + " bytes)");
+  if (stmt.issuer.empty() || stmt.issuer.size() > max_revocation_issuer_bytes)
+    return bad_request("a revocation with an issuer certificate of " +
+                       std::to_string(stmt.issuer.size()) + " bytes (1 to " +
+                       std::to_string(max_revocation_issuer_bytes) + ")");
+  if (stmt.signature.empty() || stmt.signature.size() > max_revocation_signature_bytes)
+    return bad_request("a revocation with a signature of " + std::to_string(stmt.signature.size()) +
+                       " bytes (1 to " + std::to_string(max_revocation_signature_bytes) + ")");
+  if (stmt.revoked_at.time_since_epoch().count() < 0)
+    return bad_request("a revocation dated before 1970");
+  return {};
+}
+
+// -- the text form ------------------------------------------------------------------------------
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1; // lower case only: one spelling per file
+}
+
+/// Lower-case hex to bytes; std::nullopt for odd length or another character.
+std::optional<std::vector<std::uint8_t>> unhex(std::string_view text) {
+  if (text.size() % 2 != 0)
+    return std::nullopt;
+  std::vector<std::uint8_t> out(text.size() / 2);
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    int hi = hex_value(text[2 * i]);
+    int lo = hex_value(text[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return std::nullopt;
+    out[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+  }
+  return out;
+}
+
+std::vector<std::string_view> fields(std::string_view line) {
+  std::vector<std::string_view> out;
+  std::size_t pos = 0;
+  while (pos <= line.size()) {
+    auto sp = line.find(' ', pos);
+    if (sp == std::string_view::npos)
+      sp = line.size();
+    out.push_back(line.substr(pos, sp - pos));
+    pos = sp + 1;
+  }
+  return out;
+}
+
+caf::error bad_line(std::size_t line_no, std::string_view reason) {
+  return bad_record_line("revocation log", line_no, reason);
+}
+
+caf::expected<revocation_log::entry> parse_line(std::string_view line, std::size_t line_no) {
+  auto f = fields(line);
+  if (f.size() != 6 || f[0] != "revocation")
+    return bad_line(line_no, "expected 'revocation <key> <node> <revoked_at> <issuer> <sig>'");
+  revocation stmt;
+  auto key = unhex(f[1]);
+  if (!key || key->size() != stmt.key.size())
+    return bad_line(line_no, "bad key");
+  std::copy(key->begin(), key->end(), stmt.key.begin());
+  stmt.node = std::string{f[2]};
+  std::int64_t at = 0;
+  auto [ptr, ec] = std::from_chars(f[3].data(), f[3].data() + f[3].size(), at);
+  if (ec != std::errc{} || ptr != f[3].data() + f[3].size() || f[3].empty())
+    return bad_line(line_no, "bad revoked_at");
+  stmt.revoked_at = unix_time{std::chrono::seconds{at}};
+  auto issuer = unhex(f[4]);
+  auto sig = unhex(f[5]);
+  if (!issuer || !sig)
+    return bad_line(line_no, "bad hex");
+  stmt.issuer = std::move(*issuer);
+  stmt.signature = std::move(*sig);
+  if (auto err = check_shape(stmt))
+    return bad_line(line_no, render(err));
+  auto who = describe_issuer(stmt.issuer);
+  if (!who)
+    return bad_line(line_no, render(who.error()));
+  return revocation_log::entry{std::move(stmt), std::move(*who)};
+}
+
+} // namespace
+
+// -- statements ----------------------------------------------------------------------------------
+
+caf::expected<issuer_identity> describe_issuer(std::span<const std::uint8_t> issuer_der) {
+  auto cert = certificate_from_der(issuer_der);
+  if (!cert)
+    return cert.error();
+  auto id = spiffe_id_of(*cert);
+  if (!id || id->kind != spiffe_id::kind_t::node)
+    return make_error(errc::bad_certificate,
+                      "a revocation's issuer certificate names no node of a mesh");
+  auto key = spki_sha256(*cert);
+  if (!key)
+    return key.error();
+  auto until = not_after(*cert);
+  if (!until)
+    return until.error();
+  return issuer_identity{std::move(id->name), *key, *until};
+}
+
+caf::expected<revocation> make_revocation(const issuer_material& issuer, const sha256_digest& key,
+                                          std::string_view node, time_point now) {
+  if (!is_valid_node_name(node))
+    return make_error(errc::invalid_argument, "cannot revoke a key of an invalid node name: use " +
+                                                  std::string{node_name_rule});
+  auto own = spki_sha256(issuer.cert);
+  if (!own)
+    return own.error();
+  const auto& pins = issuer.bundle.pins();
+  if (key == *own || std::find(pins.begin(), pins.end(), key) != pins.end())
+    return make_error(errc::revokes_ca_key, format_pin(key) +
+                                                " is the key of a root or of this issuer: an "
+                                                "issuer revokes node keys only");
+  auto der = to_der(issuer.cert);
+  if (!der)
+    return der.error();
+  revocation stmt{key, std::string{node}, unix_seconds(now), std::move(*der), {}};
+  auto sig = sign(issuer.key, signed_bytes(stmt));
+  if (!sig)
+    return sig.error();
+  stmt.signature = std::move(*sig);
+  return stmt;
+}
+
+caf::expected<issuer_identity> verify_issuer(std::span<const std::uint8_t> issuer_der,
+                                             const trust_bundle& bundle, time_point now) {
+  auto cert = certificate_from_der(issuer_der);
+  if (!cert)
+    return cert.error();
+  auto who = describe_issuer(issuer_der);
+  if (!who)
+    return who.error();
+  const auto what = "the certificate of '" + who->node + "'";
+  if (X509_check_ca(cert->native()) == 0)
+    return make_error(errc::not_an_issuer, what + " is not a CA");
+  auto path = verify_path({*cert}, bundle, now);
+  if (!path)
+    return make_error(static_cast<errc>(path.error().code()), what + ": " + render(path.error()));
+  auto id = spiffe_id_of(*cert);
+  if (!id || id->mesh != bundle.mesh())
+    return make_error(errc::foreign_mesh, what + " is not of mesh " + bundle.mesh());
+  return who;
+}
+
+caf::expected<issuer_identity> verify_revocation(const revocation& stmt, const trust_bundle& bundle,
+                                                 time_point now,
+                                                 const std::set<sha256_digest>& known_ca_keys) {
+  if (auto err = check_shape(stmt))
+    return err;
+  const auto what = "the revocation of " + format_pin(stmt.key) + " (node " + stmt.node + ")";
+  auto who = verify_issuer(stmt.issuer, bundle, now);
+  if (!who)
+    return make_error(static_cast<errc>(who.error().code()), what + ": " + render(who.error()));
+  auto cert = certificate_from_der(stmt.issuer);
+  if (!cert)
+    return cert.error();
+  if (!signature_verifies(*cert, signed_bytes(stmt), stmt.signature))
+    return make_error(errc::bad_signature,
+                      what + " by '" + who->node + "': the signature does not verify");
+  if (stmt.revoked_at > unix_seconds(now) + clock_skew_allowance)
+    return bad_request(what + " by '" + who->node + "' is dated in the future");
+  const auto& pins = bundle.pins();
+  if (stmt.key == who->key || known_ca_keys.contains(stmt.key) ||
+      std::find(pins.begin(), pins.end(), stmt.key) != pins.end())
+    return make_error(errc::revokes_ca_key, what + " by '" + who->node +
+                                                "' names the key of a root or an issuer "
+                                                "(issuers revoke node keys only)");
+  return who;
+}
+
+// -- the log -------------------------------------------------------------------------------------
+
+caf::expected<bool> revocation_log::add(const revocation& stmt, const trust_bundle& bundle,
+                                        time_point now,
+                                        const std::set<sha256_digest>& known_ca_keys) {
+  auto who = verify_revocation(stmt, bundle, now, known_ca_keys);
+  if (!who)
+    return who.error();
+  return insert(entry{stmt, std::move(*who)});
+}
+
+bool revocation_log::insert(entry e) {
+  entry_key k{e.statement.key, e.issuer.key};
+  auto it = entries_.find(k);
+  if (it != entries_.end()) {
+    if (!(e.statement < it->second.statement))
+      return false;
+    it->second = std::move(e);
+    return true;
+  }
+  entries_.emplace(k, std::move(e));
+  trim();
+  return entries_.contains(k);
+}
+
+std::size_t revocation_log::merge(const revocation_log& other) {
+  std::size_t changed = 0;
+  for (const auto& [k, e] : other.entries_)
+    if (insert(e))
+      ++changed;
+  return changed;
+}
+
+std::size_t revocation_log::prune(time_point now) {
+  return std::erase_if(entries_,
+                       [now](const auto& kv) { return kv.second.issuer.not_after <= now; });
+}
+
+void revocation_log::trim() {
+  while (entries_.size() > max_revocations)
+    entries_.erase(std::prev(entries_.end()));
+}
+
+revocation_set revocation_log::revoked() const {
+  revocation_set out;
+  for (const auto& [k, e] : entries_)
+    out.insert(k.first);
+  return out;
+}
+
+bool revocation_log::revokes(const sha256_digest& key) const {
+  auto it = entries_.lower_bound(entry_key{key, sha256_digest{}});
+  return it != entries_.end() && it->first.first == key;
+}
+
+bool revocation_log::contains(const revocation& stmt) const {
+  for (auto it = entries_.lower_bound(entry_key{stmt.key, sha256_digest{}});
+       it != entries_.end() && it->first.first == stmt.key; ++it)
+    if (it->second.statement == stmt)
+      return true;
+  return false;
+}
+
+std::string revocation_log::serialize() const {
+  std::string out{persist_header};
+  out += '\n';
+  for (const auto& [k, e] : entries_) {
+    const auto& s = e.statement;
+    out += "revocation " + to_hex(s.key) + ' ' + s.node + ' ' +
+           std::to_string(s.revoked_at.time_since_epoch().count()) + ' ' + to_hex(s.issuer) + ' ' +
+           to_hex(s.signature) + '\n';
+  }
+  out += "end " + std::to_string(entries_.size()) + '\n';
+  return out;
+}
+
+caf::expected<revocation_log> revocation_log::deserialize(std::string_view text) {
+  revocation_log log;
+  auto err = read_record_lines(
+      text, persist_header, "revocation log",
+      [&](std::string_view line, std::size_t line_no) -> caf::error {
+        if (log.entries_.size() >= max_revocations)
+          return bad_line(line_no, "more than " + std::to_string(max_revocations) + " revocations");
+        auto e = parse_line(line, line_no);
+        if (!e)
+          return e.error();
+        entry_key k{e->statement.key, e->issuer.key};
+        if (!log.entries_.emplace(k, std::move(*e)).second)
+          return bad_line(line_no, "a second revocation of one key by one issuer");
+        return {};
+      });
+  if (err)
+    return err;
+  return log;
+}
+
+caf::expected<revocation_log> revocation_log::load(const std::filesystem::path& file) {
+  std::error_code ec;
+  const bool found = std::filesystem::exists(file, ec);
+  if (ec)
+    return make_error(errc::io_failure, "cannot stat " + file.string() + ": " + ec.message());
+  if (!found)
+    return revocation_log{};
+  auto text = read_file(file, max_file_bytes);
+  if (!text)
+    return text.error();
+  auto log = deserialize(*text);
+  if (!log)
+    return make_error(errc::invalid_argument, file.string() + ": " + render(log.error()));
+  return log;
+}
+
+caf::error revocation_log::save(const std::filesystem::path& file) const {
+  if (auto err = create_private_directories(file.parent_path()))
+    return err;
+  return replace_file(file, serialize(), private_file_mode);
+}
+
+} // namespace starling::identity

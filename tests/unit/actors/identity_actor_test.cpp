@@ -1,0 +1,313 @@
+// The identity actor's side of the identity channel under CAF's deterministic test
+// coordinator, with a recording supervisor and the run-time test PKI: sync requests
+// (statements verified, applied to handshakes, bans; the own key; ledgers only from
+// authenticated issuers; anonymous clients refused), the periodic exchange, and
+// `revoke` (signed, pushed, withheld from handshakes until the revoked node was told).
+// Virtual time only: nothing here sleeps.
+#define CAF_TEST_NO_MAIN
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/test/unit_test_impl.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/admission_msgs.hpp"
+#include "actors/atoms.hpp"
+#include "actors/identity_actor.hpp"
+#include "gossip/errc.hpp"
+#include "identity/channel.hpp"
+#include "tests/support/caf_test.hpp"
+#include "tests/support/process.hpp"
+#include "tests/support/seeded_random.hpp"
+#include "tests/support/test_pki.hpp"
+
+namespace sa = starling::actors;
+namespace si = starling::identity;
+namespace st = starling::testing;
+using namespace std::chrono_literals;
+using st::must;
+
+namespace {
+
+/// What the identity actor sent its supervisor.
+struct supervisor_log {
+  std::vector<std::string> bans;
+  std::vector<std::string> failed;
+  std::vector<sa::forward_admission_msg> forwards;
+  /// What (alive_atom) answers: names, and which of them are issuers.
+  std::vector<std::string> alive;
+  std::vector<std::string> issuers;
+};
+
+caf::behavior fake_supervisor(caf::event_based_actor*, std::shared_ptr<supervisor_log> log) {
+  return {
+      [log](sa::ban_atom, const std::string& name) { log->bans.push_back(name); },
+      [log](sa::failed_atom, const std::string& msg) { log->failed.push_back(msg); },
+      [log](sa::forward_admission_msg& msg) { log->forwards.push_back(std::move(msg)); },
+      [log](sa::alive_atom) {
+        std::vector<std::string> addresses(log->alive.size(), "10.0.0.9:7946");
+        return caf::make_message(log->alive, std::move(addresses), log->issuers);
+      },
+  };
+}
+
+si::sha256_digest key_of(const si::certificate& cert) {
+  return must(si::spki_sha256(cert), "spki");
+}
+
+class identity_actor_test : public ::testing::Test,
+                            public test_coordinator_fixture<caf::actor_system_config> {
+protected:
+  identity_actor_test() {
+    spdlog::set_level(spdlog::level::off);
+    supervisor_ = sys.spawn(fake_supervisor, log_);
+  }
+
+  ~identity_actor_test() override {
+    if (actor_)
+      self->send_exit(actor_, caf::exit_reason::kill);
+    self->send_exit(supervisor_, caf::exit_reason::kill);
+    sched.run();
+    spdlog::set_level(spdlog::level::info);
+  }
+
+  si::issuer_material material(const si::credentials& issuer, const std::string& name) const {
+    return {issuer.key, issuer.cert, pki.bundle(), pki.mesh(), name, key_of(pki.root().cert)};
+  }
+
+  /// The identity of node `name`: an issuer's own node certificate if `issuer` is set.
+  std::shared_ptr<sa::node_identity> identity_of(const std::string& name,
+                                                 const si::credentials* issuer = nullptr) {
+    std::optional<si::issuer_material> own;
+    std::optional<si::node_credentials> creds;
+    if (issuer != nullptr) {
+      own = material(*issuer, name);
+      auto key = must(si::generate_key(), "key");
+      creds = must(si::self_issue(*own, name, key, now), "self_issue");
+    } else {
+      auto node = pki.node(name, pki.issuer(), now);
+      creds = si::node_credentials{node.key, node.chain, pki.bundle()};
+    }
+    return std::make_shared<sa::node_identity>(
+        sa::node_identity{std::move(*creds), std::move(own),
+                          std::make_shared<si::trust_state>(pki.bundle()), nullptr, "test"});
+  }
+
+  /// Starts the identity actor of `id` (sync every `interval`; zero: none).
+  void start(std::shared_ptr<sa::node_identity> id, caf::timespan interval = caf::timespan{0}) {
+    id_ = id;
+    sa::identity_params p;
+    p.name =
+        id->issuer ? id->issuer->node : must(si::spiffe_id_of(id->creds.certs.front()), "id").name;
+    p.id = std::move(id);
+    p.tokens_file = dir_.path() / "tokens";
+    p.issued_file = dir_.path() / "issued";
+    p.revocations_file = dir_.path() / "revocations";
+    p.sync_interval = interval;
+    p.rng_seed = 7;
+    actor_ = sa::spawn_identity_actor(sys, supervisor_, std::move(p));
+    sched.run();
+  }
+
+  /// Sends `request` on the identity channel from `peer`; returns the answer.
+  caf::expected<std::string> ask_channel(std::string request, std::optional<std::string> peer) {
+    auto answer = std::make_shared<std::optional<caf::expected<std::string>>>();
+    self->send(actor_, sa::admission_msg{
+                           std::move(request), std::move(peer),
+                           [answer](caf::expected<std::string> a) { *answer = std::move(a); }});
+    sched.run();
+    if (!*answer)
+      return caf::make_error(caf::sec::request_timeout, "no answer");
+    return std::move(**answer);
+  }
+
+  /// A sync from `peer` carrying `msg`; returns the decoded answer.
+  caf::expected<si::sync_message> sync_from(const std::string& peer, const si::sync_message& msg) {
+    auto answer = ask_channel(must(si::encode_sync_request(msg), "encode"), peer);
+    if (!answer)
+      return answer.error();
+    return si::decode_sync_response(*answer);
+  }
+
+  /// Asks the actor for `what`; the string answer or the error's text.
+  template <class... Ts> std::string ask(Ts... what) {
+    std::string out;
+    auto rh = self->request(actor_, caf::infinite, what...);
+    sched.run();
+    rh.receive([&](std::string& s) { out = std::move(s); },
+               [&](caf::error& err) { out = "error: " + caf::to_string(err); });
+    return out;
+  }
+
+  nlohmann::json certs() { return nlohmann::json::parse(ask(sa::certs_atom::value)); }
+
+  si::revocation revoke(const si::credentials& by, const std::string& by_name,
+                        const si::sha256_digest& key, const std::string& node) {
+    return must(si::make_revocation(material(by, by_name), key, node, now), "statement");
+  }
+
+  st::test_pki pki{std::chrono::system_clock::now()};
+  si::time_point now = pki.now();
+  st::temp_dir dir_{"starling-identity-actor"};
+  std::shared_ptr<supervisor_log> log_ = std::make_shared<supervisor_log>();
+  caf::actor supervisor_;
+  caf::actor actor_;
+  std::shared_ptr<sa::node_identity> id_;
+};
+
+TEST_F(identity_actor_test, a_client_without_a_certificate_may_only_ask_for_admission) {
+  start(identity_of("node-1"));
+  auto answer = ask_channel(must(si::encode_sync_request({}), "encode"), std::nullopt);
+  ASSERT_FALSE(answer);
+  EXPECT_NE(caf::to_string(answer.error()).find("may only ask for admission"), std::string::npos)
+      << caf::to_string(answer.error());
+  // Anything larger than an admission request is refused before it is parsed.
+  answer = ask_channel(std::string(si::max_admission_bytes + 1, 'x'), std::nullopt);
+  ASSERT_FALSE(answer);
+  EXPECT_NE(caf::to_string(answer.error()).find("exceeds"), std::string::npos);
+}
+
+TEST_F(identity_actor_test, statements_are_verified_then_enforced_and_banned) {
+  start(identity_of("node-1"));
+  const auto key3 = key_of(pki.node("node-3").leaf());
+  si::sync_message msg;
+  msg.revocations.push_back(revoke(pki.issuer(), "issuer-1", key3, "node-3"));
+  auto forged = revoke(pki.issuer(), "issuer-1", key_of(pki.node("node-4").leaf()), "node-4");
+  forged.signature[3] ^= 1;
+  msg.revocations.push_back(forged);
+  auto answer = must(sync_from("node-2", msg), "sync");
+  // The answer carries what this node holds now: the good statement only, and no ledger.
+  ASSERT_EQ(answer.revocations.size(), 1u);
+  EXPECT_EQ(answer.revocations[0], msg.revocations[0]);
+  EXPECT_FALSE(answer.ledger);
+  EXPECT_TRUE(id_->trust->current()->revoked.contains(key3));
+  EXPECT_EQ(log_->bans, (std::vector<std::string>{"node-3"}));
+  EXPECT_TRUE(log_->failed.empty());
+  auto view = certs();
+  ASSERT_EQ(view.at("revocations").size(), 1u) << view.dump();
+  EXPECT_EQ(view.at("revocations")[0].at("node"), "node-3");
+  EXPECT_EQ(view.at("revocations")[0].at("key"), si::format_pin(key3));
+  EXPECT_EQ(view.at("revocations")[0].at("issuer"), "issuer-1");
+  EXPECT_EQ(view.at("sync").at("statements_learned"), 1);
+  EXPECT_EQ(view.at("sync").at("statements_refused"), 1);
+  // Persisted; a statement already held is neither verified nor applied again.
+  auto stored = must(si::revocation_log::load(dir_.path() / "revocations"), "load");
+  EXPECT_EQ(stored.size(), 1u);
+  ASSERT_TRUE(sync_from("node-2", msg));
+  EXPECT_EQ(log_->bans.size(), 1u);
+  EXPECT_EQ(certs().at("sync").at("statements_refused"), 2);
+}
+
+TEST_F(identity_actor_test, a_revocation_of_the_own_key_stops_the_node) {
+  auto id = identity_of("node-1");
+  const auto own = key_of(id->creds.certs.front());
+  start(id);
+  si::sync_message msg;
+  msg.revocations.push_back(revoke(pki.issuer(), "issuer-1", own, "node-1"));
+  ASSERT_TRUE(sync_from("node-2", msg));
+  ASSERT_EQ(log_->failed.size(), 1u);
+  EXPECT_NE(log_->failed[0].find("revoked by issuer 'issuer-1'"), std::string::npos)
+      << log_->failed[0];
+  EXPECT_TRUE(log_->bans.empty()) << "a node does not ban itself";
+  // Restarted with the persisted log: it stops at once.
+  self->send_exit(actor_, caf::exit_reason::kill);
+  sched.run();
+  log_->failed.clear();
+  start(id);
+  EXPECT_EQ(log_->failed.size(), 1u);
+}
+
+TEST_F(identity_actor_test, ledgers_are_merged_only_from_authenticated_issuers) {
+  start(identity_of("issuer-1", &pki.issuer()));
+  const auto second = pki.make_issuer("issuer-2", now - 1h);
+  auto store = must(si::token_store::make("issuer-2"), "store");
+  st::seeded_random rng{3};
+  must(store.create(std::chrono::floor<std::chrono::seconds>(now), 1h, 1, rng,
+                    key_of(pki.root().cert)),
+       "token");
+  si::sync_message msg;
+  msg.ledger = store.ledger();
+  msg.issuer = must(si::to_der(second.cert), "DER");
+  // From a member that is not the node the issuer certificate names: refused, and nothing
+  // of ours goes back.
+  auto answer = must(sync_from("node-2", msg), "sync");
+  EXPECT_FALSE(answer.ledger);
+  auto view = certs();
+  EXPECT_EQ(view.at("sync").at("ledgers_refused"), 1);
+  EXPECT_EQ(view.at("issuer").at("known_tokens"), 0);
+  // From issuer-2 itself: merged, and our ledger and certificate come back.
+  answer = must(sync_from("issuer-2", msg), "sync");
+  ASSERT_TRUE(answer.ledger);
+  EXPECT_EQ(answer.ledger->entries().size(), 1u);
+  EXPECT_EQ(answer.issuer, must(si::to_der(pki.issuer().cert), "DER"));
+  view = certs();
+  EXPECT_EQ(view.at("sync").at("ledgers_merged"), 1);
+  EXPECT_EQ(view.at("issuer").at("known_tokens"), 1);
+  // A statement revoking issuer-2's key is refused from now on: it is a known CA key.
+  si::sync_message bad;
+  bad.revocations.push_back(revoke(pki.issuer(), "issuer-1", key_of(second.cert), "issuer-2"));
+  ASSERT_TRUE(sync_from("node-2", bad));
+  EXPECT_EQ(certs().at("sync").at("statements_refused"), 1);
+}
+
+TEST_F(identity_actor_test, every_interval_it_syncs_with_an_alive_member) {
+  start(identity_of("node-1"), 2s);
+  log_->alive = {"node-2"};
+  advance_time(2s);
+  sched.run();
+  ASSERT_EQ(log_->forwards.size(), 1u);
+  auto& fwd = log_->forwards[0];
+  EXPECT_EQ(fwd.issuer, "node-2");
+  auto req = must(si::decode_identity_request(fwd.request), "request");
+  ASSERT_TRUE(std::holds_alternative<si::sync_message>(req));
+  EXPECT_FALSE(std::get<si::sync_message>(req).ledger) << "no ledger from a non-issuer";
+  // The peer answers with a statement: learned.
+  si::sync_message back;
+  const auto key3 = key_of(pki.node("node-3").leaf());
+  back.revocations.push_back(revoke(pki.issuer(), "issuer-1", key3, "node-3"));
+  fwd.done(must(si::encode_sync_response(back), "encode"));
+  sched.run();
+  EXPECT_TRUE(id_->trust->current()->revoked.contains(key3));
+  EXPECT_EQ(log_->bans, (std::vector<std::string>{"node-3"}));
+  EXPECT_EQ(certs().at("sync").at("exchanges"), 1);
+  // The next interval, the next exchange (a failed one is counted).
+  advance_time(2s);
+  sched.run();
+  ASSERT_EQ(log_->forwards.size(), 2u);
+  log_->forwards[1].done(caf::make_error(caf::sec::request_timeout, "unreachable"));
+  sched.run();
+  EXPECT_EQ(certs().at("sync").at("failures"), 1);
+}
+
+TEST_F(identity_actor_test, revoke_signs_pushes_and_withholds_until_the_node_was_told) {
+  start(identity_of("issuer-1", &pki.issuer()));
+  log_->alive = {"node-2", "node-3"};
+  const auto key3 = key_of(pki.node("node-3").leaf());
+  // Nothing issued to node-3 here: a key is needed.
+  auto answer = ask(sa::revoke_atom::value, std::string{"node-3"}, std::string{});
+  EXPECT_NE(answer.find("has not issued a certificate to node-3"), std::string::npos) << answer;
+  answer = ask(sa::revoke_atom::value, std::string{"issuer-1"}, std::string{});
+  EXPECT_NE(answer.find("itself"), std::string::npos) << answer;
+  answer = ask(sa::revoke_atom::value, std::string{"node-3"}, si::format_pin(key3));
+  EXPECT_EQ(answer, "revoked " + si::format_pin(key3) + " (node node-3)\n");
+  // Pushed to both members at once; node-3 is still let in until it heard of it.
+  ASSERT_EQ(log_->forwards.size(), 2u);
+  EXPECT_FALSE(id_->trust->current()->revoked.contains(key3));
+  EXPECT_TRUE(log_->bans.empty());
+  for (auto& fwd : log_->forwards) {
+    auto req = must(si::decode_identity_request(fwd.request), "push");
+    ASSERT_EQ(std::get<si::sync_message>(req).revocations.size(), 1u);
+  }
+  auto& to3 = log_->forwards[0].issuer == "node-3" ? log_->forwards[0] : log_->forwards[1];
+  to3.done(caf::make_error(caf::sec::request_timeout, "node-3 went away"));
+  sched.run();
+  EXPECT_TRUE(id_->trust->current()->revoked.contains(key3));
+  EXPECT_EQ(log_->bans, (std::vector<std::string>{"node-3"}));
+  EXPECT_EQ(certs().at("revocations").size(), 1u);
+}
+
+} // namespace

@@ -1,0 +1,198 @@
+// The identity channel's wire (identity/channel.hpp): requests of either kind, sync messages
+// both ways, their bounds, hostile bytes, and the check that a sync's sender is an issuer.
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <google/protobuf/stubs/logging.h>
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+
+#include "admission.pb.h"
+#include "identity/channel.hpp"
+#include "identity/errc.hpp"
+#include "tests/support/refused_with.hpp"
+#include "tests/support/seeded_random.hpp"
+#include "tests/support/test_pki.hpp"
+
+namespace starling::identity {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::must;
+using testing::refused_with;
+using testing::seeded_random;
+using testing::test_pki;
+
+std::vector<std::uint8_t> der_of(const certificate& cert) { return must(to_der(cert), "DER"); }
+
+class identity_channel : public ::testing::Test {
+protected:
+  identity_channel() {
+    auto store = must(token_store::make("issuer-1"), "store");
+    seeded_random rng{7};
+    const auto at = std::chrono::floor<std::chrono::seconds>(now);
+    for (int i = 0; i < 3; ++i)
+      must(store.create(at, 1h, 2, rng, issuer.pin), "token");
+    ledger = store.ledger();
+  }
+
+  sync_message full_sync() {
+    sync_message msg;
+    for (const auto* name : {"node-3", "node-4"}) {
+      auto key = must(spki_sha256(pki.node(name).leaf()), "spki");
+      msg.revocations.push_back(must(make_revocation(issuer, key, name, now), "statement"));
+    }
+    msg.ledger = ledger;
+    msg.issuer = der_of(pki.issuer().cert);
+    return msg;
+  }
+
+  test_pki pki;
+  time_point now = pki.now();
+  issuer_material issuer{pki.issuer().key, pki.issuer().cert,
+                         pki.bundle(),     pki.mesh(),
+                         "issuer-1",       must(spki_sha256(pki.root().cert), "pin")};
+  token_ledger ledger;
+};
+
+TEST_F(identity_channel, a_sync_request_round_trips) {
+  const auto sent = full_sync();
+  auto req = must(decode_identity_request(must(encode_sync_request(sent), "encode")), "decode");
+  ASSERT_TRUE(std::holds_alternative<sync_message>(req));
+  const auto& got = std::get<sync_message>(req);
+  EXPECT_EQ(got.revocations, sent.revocations);
+  ASSERT_TRUE(got.ledger);
+  EXPECT_EQ(*got.ledger, ledger);
+  EXPECT_EQ(got.issuer, sent.issuer);
+  EXPECT_EQ(got.malformed, 0u);
+  // A member's sync carries no ledger: none comes out, not an empty one.
+  sync_message plain;
+  plain.revocations = sent.revocations;
+  auto back = must(decode_identity_request(must(encode_sync_request(plain), "encode")), "decode");
+  EXPECT_FALSE(std::get<sync_message>(back).ledger);
+  EXPECT_TRUE(std::get<sync_message>(back).issuer.empty());
+}
+
+TEST_F(identity_channel, a_sync_response_round_trips_and_kinds_do_not_mix) {
+  const auto sent = full_sync();
+  const auto bytes = must(encode_sync_response(sent), "encode");
+  auto got = must(decode_sync_response(bytes), "decode");
+  EXPECT_EQ(got.revocations, sent.revocations);
+  EXPECT_EQ(*got.ledger, ledger);
+  // A sync response is no admission response, and the reverse.
+  EXPECT_TRUE(refused_with(decode_admission_grant(bytes), errc::bad_request, "not an admission"));
+  auto grant =
+      must(encode(admission_grant{pki.node("n1").chain, pki.bundle(), "", "issuer-1"}), "grant");
+  EXPECT_TRUE(refused_with(decode_sync_response(grant), errc::bad_request, "not a sync"));
+  // A sync request is no admission request.
+  const auto req = must(encode_sync_request(sent), "request");
+  EXPECT_TRUE(refused_with(decode_admission_request(req), errc::bad_request));
+}
+
+TEST_F(identity_channel, an_admission_request_is_told_apart) {
+  auto key = must(generate_key(), "key");
+  admission_request sent{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), {"stl1.x"}};
+  auto req = must(decode_identity_request(must(encode(sent), "encode")), "decode");
+  ASSERT_TRUE(std::holds_alternative<admission_request>(req));
+  EXPECT_EQ(std::get<admission_request>(req).name, "n1");
+  // The admission bound holds whatever the decoder.
+  v1::IdentityRequest big;
+  big.set_version(1);
+  big.mutable_admission()->set_name("n1");
+  big.mutable_admission()->add_tokens(std::string(max_admission_bytes, 'x'));
+  EXPECT_TRUE(
+      refused_with(decode_identity_request(big.SerializeAsString()), errc::bad_request, "exceeds"));
+}
+
+TEST_F(identity_channel, untrusted_requests_are_bad_requests) {
+  v1::IdentityRequest none;
+  none.set_version(1);
+  EXPECT_TRUE(
+      refused_with(decode_identity_request(none.SerializeAsString()), errc::bad_request, "kind"));
+  auto v2 = none;
+  v2.set_version(2);
+  v2.mutable_sync();
+  EXPECT_TRUE(
+      refused_with(decode_identity_request(v2.SerializeAsString()), errc::bad_request, "version"));
+  EXPECT_TRUE(refused_with(decode_identity_request(std::string(max_sync_bytes + 1, '\0')),
+                           errc::bad_request, "exceeds"));
+  EXPECT_TRUE(refused_with(decode_identity_request("\x1a\x05"
+                                                   "ab"),
+                           errc::bad_request, "parse"));
+  // Too many statements: refused whole.
+  v1::IdentityRequest many;
+  many.set_version(1);
+  for (std::size_t i = 0; i <= max_revocations; ++i)
+    many.mutable_sync()->add_revocations();
+  EXPECT_TRUE(refused_with(decode_identity_request(many.SerializeAsString()), errc::bad_request,
+                           "revocations"));
+  // A statement or ledger entry that cannot be represented is dropped and counted.
+  v1::IdentityRequest odd;
+  odd.set_version(1);
+  odd.mutable_sync()->add_revocations()->set_key("short");
+  auto* token = odd.mutable_sync()->mutable_ledger()->add_tokens();
+  token->set_id("12345678");
+  token->set_secret_hash("too short");
+  auto got = must(decode_identity_request(odd.SerializeAsString()), "odd");
+  const auto& sync = std::get<sync_message>(got);
+  EXPECT_TRUE(sync.revocations.empty());
+  EXPECT_TRUE(sync.ledger && sync.ledger->entries().empty());
+  EXPECT_EQ(sync.malformed, 2u);
+}
+
+TEST_F(identity_channel, the_sender_bounds_what_it_sends) {
+  sync_message msg;
+  msg.revocations.resize(max_revocations + 1);
+  EXPECT_TRUE(refused_with(encode_sync_request(msg), errc::invalid_argument));
+  EXPECT_TRUE(refused_with(encode_sync_response(msg), errc::invalid_argument));
+}
+
+TEST_F(identity_channel, flipped_or_truncated_bytes_never_crash_a_decoder) {
+  const auto bytes = must(encode_sync_request(full_sync()), "request");
+  auto check = [](const auto& result) {
+    EXPECT_TRUE(result || is(result.error(), errc::bad_request)) << render(result.error());
+  };
+  google::protobuf::LogSilencer silence;
+  for (std::size_t i = 0; i < bytes.size(); i += 7) {
+    auto flipped = bytes;
+    flipped[i] = static_cast<char>(flipped[i] ^ (1 << (i % 8)));
+    check(decode_identity_request(flipped));
+    check(decode_sync_response(flipped));
+    check(decode_identity_request(bytes.substr(0, i)));
+  }
+  ERR_clear_error();
+}
+
+// -- issuer authentication ----------------------------------------------------------------------
+
+TEST_F(identity_channel, an_issuer_is_a_ca_of_the_mesh_named_like_the_peer) {
+  const auto der = der_of(pki.issuer().cert);
+  auto who = must(authenticate_issuer(der, "issuer-1", pki.bundle(), now), "issuer-1");
+  EXPECT_EQ(who.node, "issuer-1");
+  EXPECT_EQ(who.key, must(spki_sha256(pki.issuer().cert), "spki"));
+  // Someone else's issuer certificate (public, anyone may hold a copy).
+  EXPECT_TRUE(
+      refused_with(authenticate_issuer(der, "node-3", pki.bundle(), now), errc::name_mismatch));
+  // A node certificate, nothing, garbage.
+  EXPECT_TRUE(refused_with(
+      authenticate_issuer(der_of(pki.node("node-3").leaf()), "node-3", pki.bundle(), now),
+      errc::not_an_issuer));
+  EXPECT_TRUE(
+      refused_with(authenticate_issuer({}, "node-3", pki.bundle(), now), errc::not_an_issuer));
+  const std::vector<std::uint8_t> garbage{0x30, 0x03, 0x01, 0x02, 0x03};
+  EXPECT_TRUE(
+      refused_with(authenticate_issuer(garbage, "node-3", pki.bundle(), now), errc::not_an_issuer));
+  // An issuer of another mesh, and an expired one.
+  test_pki other{now, "other.mesh"};
+  EXPECT_TRUE(
+      refused_with(authenticate_issuer(der_of(other.issuer().cert), "issuer-1", pki.bundle(), now),
+                   errc::untrusted_chain));
+  auto old = pki.make_issuer("issuer-0", now - 400 * 24h, 365 * 24h);
+  EXPECT_TRUE(refused_with(authenticate_issuer(der_of(old.cert), "issuer-0", pki.bundle(), now),
+                           errc::expired));
+  EXPECT_EQ(ERR_peek_error(), 0u) << "the error queue is drained";
+}
+
+} // namespace
+} // namespace starling::identity
