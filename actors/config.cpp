@@ -166,6 +166,17 @@ caf::error validate_token(std::string_view text, std::string_view key) {
   return {};
 }
 
+/// Parses cert_ttl: a duration from min_cert_ttl to max_cert_ttl, in whole seconds.
+caf::expected<std::chrono::seconds> parse_cert_ttl(std::string_view text, std::string_view key) {
+  auto d = parse_duration(text, key);
+  if (!d)
+    return d.error();
+  if (*d < min_cert_ttl || *d > max_cert_ttl || *d % std::chrono::seconds{1} != d->zero())
+    return bad(key, "expected whole seconds from " + format_duration(min_cert_ttl) + " to " +
+                        format_duration(max_cert_ttl) + " (30 days), got " + quote_text(text));
+  return std::chrono::duration_cast<std::chrono::seconds>(*d);
+}
+
 /// Checks that a keyring file exists and parses (the agent reads it again at start).
 caf::error validate_keyring_file(const std::string& path, std::string_view key) {
   if (path.empty())
@@ -413,6 +424,11 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
       if (auto err = validate_issuer_dir(*s, key))
         return err;
       cfg.issuer_dir = *s;
+    } else if (key == "cert_ttl") {
+      auto ttl = read_parsed(node, key, "a duration like \"24h\"", parse_cert_ttl);
+      if (!ttl)
+        return ttl.error();
+      cfg.cert_ttl = *ttl;
     } else if (key == "token") {
       auto s = get_string(node, key, "a join token");
       if (!s)
@@ -603,6 +619,8 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
   str("--keyring-file", f.keyring_file, "initial gossip keyring file");
   str("--issuer", f.issuer_dir, "issuer DIR (`starling ca issuer`): this node admits others");
   str("--token", f.token, "join token from `starling token create` (first start only)");
+  str("--cert-ttl", f.cert_ttl,
+      "validity of the node certificates this issuer signs, 30s to 720h (default 24h)");
 }
 
 caf::expected<agent_config> make_agent_config(std::string_view toml_text,
@@ -706,6 +724,12 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
     if (auto err = validate_token(*flags.token, "--token"))
       return err;
     cfg.token = *flags.token;
+  }
+  if (flags.cert_ttl) {
+    auto ttl = parse_cert_ttl(*flags.cert_ttl, "--cert-ttl");
+    if (!ttl)
+      return ttl.error();
+    cfg.cert_ttl = *ttl;
   }
   // Defaults that depend on other values.
   if (st.name) {

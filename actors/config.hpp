@@ -78,7 +78,17 @@ struct agent_config {
   /// Join token (`starling token create` on an issuer); used once, when the data dir holds
   /// no node certificate yet. Needs `join`. Secret: never logged.
   std::string token;
+  /// Validity of the node certificates this node signs as an issuer (admissions, renewals,
+  /// its own): from min_cert_ttl to max_cert_ttl, capped at the issuer certificate's
+  /// expiry. Ignored on a node that is not an issuer.
+  std::chrono::seconds cert_ttl{std::chrono::hours{24}};
 };
+
+/// Bounds of agent_config::cert_ttl. Under 30 s a certificate would be due for renewal
+/// (at 2/3 of its life) faster than a renewal round trip is sure to complete; over 30 days
+/// a stolen key is usable too long after it is revoked on a node that missed the statement.
+inline constexpr std::chrono::seconds min_cert_ttl{30};
+inline constexpr std::chrono::seconds max_cert_ttl{std::chrono::hours{24 * 30}};
 
 /// Flag values as given on the command line; unset ones leave the file's value alone.
 struct agent_flags {
@@ -98,6 +108,7 @@ struct agent_flags {
   std::optional<std::string> keyring_file;
   std::optional<std::string> issuer_dir;
   std::optional<std::string> token;
+  std::optional<std::string> cert_ttl;
 };
 
 /// Declares the `starling agent` flags on `app`, storing into `flags` (which must outlive

@@ -14,6 +14,7 @@
 #include "actors/certs_view.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
+#include "actors/views.hpp"
 #include "gossip/errc.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
@@ -38,10 +39,19 @@ struct sync_result_msg {
   std::vector<identity::sha256_digest> release;
 };
 
+/// The answer of issuer `issuer` to this node's renewal request (local message).
+struct renewal_result_msg {
+  std::string issuer;
+  caf::expected<std::string> answer;
+  /// The alive issuers not asked yet, in the order they will be.
+  std::vector<std::string> rest;
+};
+
 } // namespace starling::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::admit_locally_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::sync_result_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::renewal_result_msg)
 
 namespace starling::actors {
 
@@ -49,9 +59,17 @@ namespace {
 
 using identity::sha256_digest;
 
+/// Timer of the renewal check (private to this actor).
+using renew_atom = caf::atom_constant<caf::atom("renew")>;
+
 struct identity_state {
   identity_params params;
   caf::actor supervisor;
+  /// This node's identity of the moment (with an identity): params.id's, with the
+  /// credentials of the last renewal. Its `tls` holder is the transport's.
+  std::optional<node_identity> current;
+  /// A renewal is under way (issuers are being asked one after the other).
+  bool renewal_in_flight = false;
   /// Set on issuer nodes.
   std::optional<identity::issuer_desk> desk;
   /// DER of the issuer certificate (issuer nodes): sent with the ledger.
@@ -89,8 +107,6 @@ struct identity_state {
 };
 
 using identity_actor_t = caf::stateful_actor<identity_state>;
-
-identity::time_point wall_now() { return std::chrono::system_clock::now(); }
 
 issuer_summary summarize(const identity_state& st, identity::time_point now) {
   issuer_summary out;
@@ -197,8 +213,8 @@ void commit_log(identity_state& st, identity::revocation_log next) {
 /// peer authenticated as an issuer.
 bool absorb(identity_actor_t* self, const std::string& peer, const identity::sync_message& msg) {
   auto& st = self->state;
-  const auto now = wall_now();
-  const auto& bundle = st.params.id->creds.bundle;
+  const auto now = st.params.clock();
+  const auto& bundle = st.current->creds.bundle;
   st.sync.statements_refused += msg.malformed;
   std::optional<identity::revocation_log> next;
   std::vector<identity::revocation_log::entry> fresh;
@@ -249,7 +265,7 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
 /// What this node sends in a sync: every statement, and (issuers, to an issuer) the
 /// ledger with the issuer certificate.
 identity::sync_message outgoing(identity_state& st, bool with_ledger) {
-  st.revocations.prune(wall_now()); // statements of expired issuers: nobody needs them
+  st.revocations.prune(st.params.clock()); // statements of expired issuers: nobody needs them
   identity::sync_message msg;
   msg.revocations.reserve(st.revocations.size());
   for (const auto& [k, e] : st.revocations.entries())
@@ -401,7 +417,7 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
   if (node == st.params.name)
     return make_error(errc::request_failed, "refusing to revoke this node itself ('" + node +
                                                 "'): run `starling revoke` on another issuer");
-  const auto now = wall_now();
+  const auto now = st.params.clock();
   std::vector<sha256_digest> keys;
   if (!key_text.empty()) {
     auto key = identity::parse_pin(key_text);
@@ -431,7 +447,7 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
     auto stmt = identity::make_revocation(*st.params.id->issuer, key, node, now);
     if (!stmt)
       return make_error(errc::request_failed, identity::render(stmt.error()));
-    auto who = identity::verify_revocation(*stmt, st.params.id->creds.bundle, now, st.ca_keys);
+    auto who = identity::verify_revocation(*stmt, st.current->creds.bundle, now, st.ca_keys);
     if (!who)
       return make_error(errc::request_failed, identity::render(who.error()));
     identity::revocation_log::entry e{std::move(*stmt), std::move(*who)};
@@ -458,13 +474,180 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
   return answer;
 }
 
+// -- renewal -------------------------------------------------------------------------------------
+
+/// "2031-05-06T07:08:09.000Z".
+std::string at(identity::time_point t) { return iso8601_utc(t); }
+
+/// The notAfter of this node's certificate (epoch if unreadable).
+identity::time_point expiry_of(const identity_state& st) {
+  auto to = identity::not_after(st.current->creds.certs.front());
+  return to ? *to : identity::time_point{};
+}
+
+/// A renewal attempt failed: logged, retried at the next check.
+void on_renewal_failed(identity_actor_t* self, const std::string& reason) {
+  auto& st = self->state;
+  st.renewal_in_flight = false;
+  const auto now = st.params.clock();
+  const auto until = expiry_of(st);
+  if (now >= until) {
+    spdlog::error("node certificate expired at {}: peers refuse this node; it cannot renew any "
+                  "more: restart it with a new join token (--token) ({})",
+                  at(until), reason);
+    return;
+  }
+  spdlog::warn("cannot renew the node certificate: {}; retrying; it expires at {} ({}s left)",
+               reason, at(until),
+               std::chrono::duration_cast<std::chrono::seconds>(until - now).count());
+}
+
+/// Makes `creds` (signed by `issuer`) this node's certificate, unless it would be due for
+/// renewal at once without lasting longer than the current one (its issuer's certificate
+/// expires first: the notAfter is capped there), which would renew in a loop.
+void on_renewed(identity_actor_t* self, identity::node_credentials creds,
+                const std::string& issuer) {
+  auto& st = self->state;
+  const auto& leaf = creds.certs.front();
+  auto until = identity::not_after(leaf);
+  if (!until || (*until <= expiry_of(st) && needs_renewal(leaf, st.params.clock()))) {
+    on_renewal_failed(self, "the certificate from " + issuer + " would expire at " +
+                                (until ? at(*until) : std::string{"?"}) +
+                                ", no later than this one: its issuer certificate expires first");
+    return;
+  }
+  if (auto err = install_renewed(*st.current, std::move(creds), st.params.data_dir)) {
+    on_renewal_failed(self, "cannot install the certificate from " + issuer + ": " +
+                                identity::render(err));
+    return;
+  }
+  st.renewal_in_flight = false;
+  st.current->source = "renewed by " + issuer;
+  for (std::size_t i = 1; i < st.current->creds.certs.size(); ++i) // its issuer may be new
+    if (auto key = identity::spki_sha256(st.current->creds.certs[i]))
+      st.ca_keys.insert(*key);
+  spdlog::info("renewed node certificate from {}, valid until {}", issuer, at(*until));
+}
+
+/// Sends a renewal request to the first of `issuers`; the others are asked if it fails.
+void ask_issuer(identity_actor_t* self, std::vector<std::string> issuers) {
+  auto& st = self->state;
+  const auto& creds = st.current->creds;
+  auto issuer = std::move(issuers.front());
+  issuers.erase(issuers.begin());
+  auto csr = identity::make_csr(creds.key, creds.bundle.mesh(), st.params.name);
+  auto bytes = csr ? identity::encode(
+                         identity::renewal_request{st.params.name, std::move(*csr), creds.certs})
+                   : caf::expected<std::string>{csr.error()};
+  if (!bytes) {
+    on_renewal_failed(self, "cannot make the request: " + identity::render(bytes.error()));
+    return;
+  }
+  caf::weak_actor_ptr weak{self->ctrl()};
+  forward_admission_msg fwd;
+  fwd.issuer = issuer;
+  fwd.request = std::move(*bytes);
+  fwd.done = [weak, issuer, rest = std::move(issuers)](caf::expected<std::string> answer) mutable {
+    if (auto hdl = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(hdl),
+                     renewal_result_msg{issuer, std::move(answer), std::move(rest)});
+  };
+  self->send(st.supervisor, std::move(fwd));
+}
+
+void on_renewal_result(identity_actor_t* self, renewal_result_msg& msg) {
+  auto& st = self->state;
+  auto checked = [&]() -> caf::expected<identity::node_credentials> {
+    if (!msg.answer)
+      return msg.answer.error();
+    auto grant = identity::decode_renewal_grant(*msg.answer);
+    if (!grant)
+      return grant.error();
+    return identity::accept_renewal(*grant, st.current->creds, st.params.name, st.params.clock(),
+                                    st.params.id->trust->current()->revoked);
+  }();
+  if (checked) {
+    on_renewed(self, std::move(*checked), msg.issuer);
+    return;
+  }
+  const auto reason = msg.issuer + ": " + why(checked.error());
+  if (msg.rest.empty()) {
+    on_renewal_failed(self, reason);
+    return;
+  }
+  spdlog::debug("renewal by {}; asking {}", reason, msg.rest.front());
+  ask_issuer(self, std::move(msg.rest));
+}
+
+/// The renewal check: when the node certificate is past 2/3 of its life, an issuer signs
+/// its own, any other node asks the alive issuers in a random order.
+void on_renew_tick(identity_actor_t* self) {
+  auto& st = self->state;
+  const auto& leaf = st.current->creds.certs.front();
+  self->delayed_send(self, renewal_check_period(leaf, st.params.renewal_interval),
+                     renew_atom::value);
+  const auto now = st.params.clock();
+  if (st.renewal_in_flight || st.own_key_revoked || !needs_renewal(leaf, now))
+    return;
+  st.renewal_in_flight = true;
+  if (const auto& issuer = st.current->issuer) {
+    auto creds = identity::self_issue(*issuer, st.params.name, st.current->creds.key, now,
+                                      st.params.cert_ttl);
+    if (creds)
+      on_renewed(self, std::move(*creds), issuer->node + " (self-issued)");
+    else
+      on_renewal_failed(self, "cannot self-issue: " + identity::render(creds.error()));
+    return;
+  }
+  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+      .then(
+          [=](std::vector<std::string>&, std::vector<std::string>&,
+              std::vector<std::string>& issuers) {
+            auto& st = self->state;
+            std::erase(issuers, st.params.name);
+            if (issuers.empty()) {
+              on_renewal_failed(self, "no issuer is alive");
+              return;
+            }
+            std::shuffle(issuers.begin(), issuers.end(), st.pick);
+            ask_issuer(self, std::move(issuers));
+          },
+          [=](caf::error& err) { on_renewal_failed(self, "no member list: " + why(err)); });
+}
+
+/// An issuer's side: member `peer` asks to renew its certificate.
+void on_renewal_request(identity_actor_t* self, const identity::renewal_request& req,
+                        const std::string& peer, const gossip::admission_responder& reply) {
+  auto& st = self->state;
+  auto grant = [&]() -> caf::expected<std::string> {
+    if (!st.desk)
+      return identity::make_error(identity::errc::bad_request,
+                                  "this node is not an issuer and cannot renew certificates");
+    auto signed_ = st.desk->renew(req, peer, st.params.clock(),
+                                  st.params.id->trust->current()->revoked, st.params.cert_ttl);
+    if (!signed_)
+      return signed_.error();
+    return identity::encode(*signed_);
+  }();
+  if (!grant) {
+    ++st.refused;
+    auto refusal = as_refusal(grant.error());
+    spdlog::warn("renewal for member {} refused: {}", peer, gossip::refusal_reason(refusal));
+    reply(std::move(refusal));
+    return;
+  }
+  spdlog::info("renewed the certificate of member '{}'", peer);
+  reply(std::move(*grant));
+}
+
 // -- the identity channel ----------------------------------------------------------------------
 
 /// Redeems and signs here.
 void admit_here(identity_actor_t* self, const identity::admission_request& req,
                 const std::string& token_id, const gossip::admission_responder& reply) {
   auto& st = self->state;
-  auto grant = st.desk->admit(req, wall_now(), st.params.id->trust->current()->revoked);
+  auto grant = st.desk->admit(req, st.params.clock(), st.params.id->trust->current()->revoked,
+                              st.params.cert_ttl);
   if (!grant) {
     refuse(self, reply, "'" + req.name + "' (token " + token_id + ")", grant.error());
     return;
@@ -579,9 +762,13 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
   }
   if (!msg.peer) {
     ++st.sync.failures;
-    spdlog::debug("refused a sync request from a client without a certificate");
+    spdlog::debug("refused a sync or renewal request from a client without a certificate");
     msg.reply(gossip::make_error(gossip::errc::peer_refused,
                                  "a client without a certificate may only ask for admission"));
+    return;
+  }
+  if (auto* renewal = std::get_if<identity::renewal_request>(&*req)) {
+    on_renewal_request(self, *renewal, *msg.peer, msg.reply);
     return;
   }
   on_sync_request(self, std::get<identity::sync_message>(*req), *msg.peer, msg.reply);
@@ -589,13 +776,35 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
 
 // -- start ---------------------------------------------------------------------------------------
 
+/// The credentials in the data dir if a previous run of this actor renewed the node's
+/// certificate (same key, a later notAfter than the node started with): a restarted actor
+/// goes on with the certificate its TLS context presents.
+std::optional<identity::node_credentials> renewed_since_start(const identity_state& st) {
+  const auto& start = st.params.id->creds;
+  if (st.params.data_dir.empty() || start.certs.empty())
+    return std::nullopt;
+  auto stored = identity::load_node_credentials(st.params.data_dir);
+  if (!stored || !*stored)
+    return std::nullopt;
+  auto key = identity::spki_sha256((*stored)->key);
+  auto own = identity::spki_sha256(start.key);
+  auto until = identity::not_after((*stored)->certs.front());
+  auto started = identity::not_after(start.certs.front());
+  if (!key || !own || *key != *own || !until || !started || *until <= *started)
+    return std::nullopt;
+  return std::move(**stored);
+}
+
 /// Opens the stores; an error message naming what failed, or empty.
 std::string open_stores(identity_state& st) {
   auto log = identity::revocation_log::load(st.params.revocations_file);
   if (!log)
     return "cannot open the revocation log: " + identity::render(log.error());
   st.revocations = std::move(*log);
-  const auto& id = *st.params.id;
+  st.current = *st.params.id;
+  if (auto stored = renewed_since_start(st))
+    st.current->creds = std::move(*stored);
+  const auto& id = *st.current;
   if (!id.creds.certs.empty())
     if (auto own = identity::spki_sha256(id.creds.certs.front()))
       st.own_key = *own;
@@ -641,6 +850,8 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
         self->quit(make_error(errc::request_failed, "this node's key is revoked"));
         return {};
       }
+    if (st.params.renewal_interval > caf::timespan::zero() && !st.current->creds.certs.empty())
+      self->send(self, renew_atom::value);
     if (st.params.sync_interval > caf::timespan::zero())
       self->delayed_send(self, st.params.sync_interval, sync_atom::value);
   }
@@ -653,7 +864,7 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
         if (uses < 1 || uses > identity::max_token_uses)
           return make_error(errc::bad_request, "--uses must be between 1 and " +
                                                    std::to_string(identity::max_token_uses));
-        auto token = st.desk->create_token(wall_now(), std::chrono::seconds{ttl_seconds},
+        auto token = st.desk->create_token(st.params.clock(), std::chrono::seconds{ttl_seconds},
                                            static_cast<std::uint16_t>(uses), st.rng);
         if (!token) {
           const bool usage =
@@ -670,14 +881,14 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
       },
       [=](certs_atom) -> std::string {
         auto& st = self->state;
-        const auto now = wall_now();
+        const auto now = st.params.clock();
         std::optional<keyring_view> ring;
         if (st.params.sealer)
           ring = st.params.sealer->view();
         auto summary = summarize(st, now);
         auto rows = revocation_rows(st);
-        return certs_json(st.params.id.get(), ring ? &*ring : nullptr, st.desk ? &summary : nullptr,
-                          &rows, &st.sync, now);
+        return certs_json(st.current ? &*st.current : nullptr, ring ? &*ring : nullptr,
+                          st.desk ? &summary : nullptr, &rows, &st.sync, now);
       },
       [=](admission_msg& msg) { on_request(self, msg); },
       [=](admit_locally_msg& msg) {
@@ -686,6 +897,8 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
       },
       [=](sync_atom) { on_sync_tick(self); },
       [=](sync_result_msg& msg) { on_sync_result(self, msg); },
+      [=](renew_atom) { on_renew_tick(self); },
+      [=](renewal_result_msg& msg) { on_renewal_result(self, msg); },
   };
 }
 

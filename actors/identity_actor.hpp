@@ -4,7 +4,10 @@
 // (docs/decisions/0008): an issuer admits with its own tokens, any other node forwards an
 // admission to the token's issuer; every node answers sync requests and starts one with a
 // random alive member every sync interval (revocation statements to everyone, the token
-// ledger among issuers).
+// ledger among issuers). It renews the node's certificate at 2/3 of its life (decision
+// 0008, "Renewal"): an issuer signs its own, any other node asks the alive issuers one
+// after the other; the new certificate is stored and hot-swapped into the TLS context, and
+// an issuer answers the renewal requests of members.
 //
 // Protocol (local):
 //   (token_atom, std::int64_t ttl_seconds, std::int64_t uses) -> std::string   the token
@@ -14,8 +17,10 @@
 //   (admission_msg)               a request on the identity channel (admission or sync),
 //                                 answered through the message's responder
 //   (sync_atom)                   timer: one anti-entropy exchange
+//   (renew_atom, private)         timer: renew the node certificate if it is due
 //   sends to `supervisor`: (forward_admission_msg) (to the membership actor: a forwarded
-//       admission, or a sync request to a member), (alive_atom) requests, (ban_atom, node)
+//       admission, a sync request to a member, or a renewal request to an issuer),
+//       (alive_atom) requests, (ban_atom, node)
 //       for each newly revoked member, (failed_atom, message) when this node's own key is
 //       revoked or its stores cannot be opened.
 #pragma once
@@ -23,6 +28,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -55,6 +61,18 @@ struct identity_params {
   caf::timespan alive_timeout = std::chrono::seconds{5};
   /// Seeds the choice of sync peers.
   std::uint64_t rng_seed = 0;
+  /// Where renewed credentials are stored (node.key, node.crt, bundle.crt): the data dir.
+  /// Empty: not stored (tests).
+  std::filesystem::path data_dir;
+  /// Validity of the certificates this node signs as an issuer (config cert_ttl): renewals
+  /// of members and its own.
+  std::chrono::seconds cert_ttl = identity::node_validity;
+  /// How often the node certificate is checked for renewal (at most: a tenth of the
+  /// certificate's life if shorter, see renewal_check_period); also once at start. Zero:
+  /// never (tests).
+  caf::timespan renewal_interval = std::chrono::seconds{30};
+  /// The clock certificates are checked and signed against (tests pass a fake one).
+  std::function<identity::time_point()> clock = [] { return std::chrono::system_clock::now(); };
 };
 
 /// Spawns the identity actor. A token store, issued list or revocation log that cannot be

@@ -1,7 +1,9 @@
 #include "actors/node_identity.hpp"
 
+#include <algorithm>
 #include <random>
 #include <thread>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -40,7 +42,8 @@ caf::expected<identity::peer_identity> check_stored(const identity::node_credent
 
 caf::expected<identity::node_credentials>
 issue_for_self(const identity::issuer_material& issuer, const std::string& name,
-               const std::optional<identity::node_credentials>& stored, time_point now) {
+               const std::optional<identity::node_credentials>& stored, time_point now,
+               std::chrono::seconds validity) {
   if (stored && !stored->certs.empty() && stored->bundle.mesh() == issuer.mesh &&
       check_stored(*stored, name, now) && !needs_renewal(stored->certs.front(), now))
     return *stored;
@@ -54,7 +57,7 @@ issue_for_self(const identity::issuer_material& issuer, const std::string& name,
       return made.error();
     key = std::move(*made);
   }
-  return identity::self_issue(issuer, name, key, now);
+  return identity::self_issue(issuer, name, key, now, validity);
 }
 
 /// Stores the keyring an issuer granted, unless the node already keeps one.
@@ -158,12 +161,49 @@ request_admission(const std::string& seed, const std::string& name, const std::s
   return admission_outcome{std::move(*creds), std::move(grant->keyring), std::move(grant->issuer)};
 }
 
-bool needs_renewal(const identity::certificate& leaf, time_point now) {
+namespace {
+
+/// When `leaf` was signed (notBefore + the skew allowance, decision 0004) and when it
+/// expires; std::nullopt if unreadable or empty.
+std::optional<std::pair<time_point, time_point>> life_of(const identity::certificate& leaf) {
   auto from = identity::not_before(leaf);
   auto to = identity::not_after(leaf);
   if (!from || !to || *to <= *from)
+    return std::nullopt;
+  auto issued = *from + identity::clock_skew_allowance;
+  return std::pair{issued < *to ? issued : *from, *to};
+}
+
+} // namespace
+
+bool needs_renewal(const identity::certificate& leaf, time_point now) {
+  auto life = life_of(leaf);
+  if (!life)
     return true;
-  return now >= *from + (*to - *from) * 2 / 3;
+  return now >= life->first + (life->second - life->first) * 2 / 3;
+}
+
+std::chrono::nanoseconds renewal_check_period(const identity::certificate& leaf,
+                                              std::chrono::nanoseconds every) {
+  using std::chrono::nanoseconds;
+  auto out = every;
+  if (auto life = life_of(leaf))
+    out = std::min(out, std::chrono::duration_cast<nanoseconds>(life->second - life->first) / 10);
+  return std::max(out, nanoseconds{std::chrono::seconds{1}});
+}
+
+caf::error install_renewed(node_identity& id, identity::node_credentials creds,
+                           const std::filesystem::path& data_dir) {
+  auto ctx = make_node_tls(creds, id.trust);
+  if (!ctx)
+    return ctx.error();
+  if (!data_dir.empty())
+    if (auto err = identity::store_node_credentials(data_dir, creds))
+      return err;
+  if (id.tls)
+    id.tls->replace(std::move(*ctx));
+  id.creds = std::move(creds);
+  return {};
 }
 
 caf::expected<std::shared_ptr<const identity::tls_context>>
@@ -196,7 +236,7 @@ caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_co
     if (loaded->node != cfg.name)
       return failed("issuer " + cfg.issuer_dir.string() + " is for node '" + loaded->node +
                     "', but this node is '" + cfg.name + "'");
-    auto issued = issue_for_self(*loaded, cfg.name, *stored, now);
+    auto issued = issue_for_self(*loaded, cfg.name, *stored, now, cfg.cert_ttl);
     if (!issued)
       return failed("cannot issue this node's certificate: " + why(issued.error()));
     source = "self-issued by " + loaded->node;

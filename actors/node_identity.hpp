@@ -1,7 +1,7 @@
 // The node's identity at start (docs/identity.md, "In the agent"): which certificate it
 // presents, which roots it trusts, and whether it is an issuer. Four cases, in order:
-//   1. --issuer DIR: the node signs its own node certificate with the issuer key (reusing
-//      the stored one while it has more than a third of its life left);
+//   1. --issuer DIR: the node signs its own node certificate with the issuer key, valid for
+//      cert_ttl (reusing the stored one while it has more than a third of its life left);
 //   2. a certificate stored in the data dir (a restart, or a node admitted earlier);
 //   3. --token T with --join: admission through the seeds (the node's key is made here, the
 //      seed's chain is checked against the token's root pin, the certificate, the trust
@@ -11,10 +11,12 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include <caf/error.hpp>
 #include <caf/expected.hpp>
 
 #include "identity/admission.hpp"
@@ -71,7 +73,23 @@ request_admission(const std::string& seed, const std::string& name, const std::s
 make_node_tls(const identity::node_credentials& creds,
               const std::shared_ptr<identity::trust_state>& trust);
 
-/// True when `leaf` is past 2/3 of its life at `now` (time to renew), or unreadable.
+/// True when `leaf` is past 2/3 of its life at `now` (time to renew), or unreadable. The
+/// life counts from the issue time, notBefore + identity::clock_skew_allowance (notBefore is
+/// backdated, decision 0004): a 45 s certificate is due 30 s after it was signed.
 [[nodiscard]] bool needs_renewal(const identity::certificate& leaf, identity::time_point now);
+
+/// How often to check `leaf` for renewal: `every`, or a tenth of the certificate's life if
+/// that is shorter (so that a short-lived certificate is renewed well before it expires),
+/// and at least a second.
+[[nodiscard]] std::chrono::nanoseconds renewal_check_period(const identity::certificate& leaf,
+                                                            std::chrono::nanoseconds every);
+
+/// Makes `creds`, renewed credentials of `id` (same key), current: builds their TLS context
+/// over id.trust, stores them in `data_dir` (skipped if empty), swaps the context into
+/// id.tls (if any: new handshakes present the new certificate, open sessions keep theirs)
+/// and sets id.creds. Errors: make_node_tls's, store_node_credentials's; then `id` and the
+/// current context are unchanged.
+[[nodiscard]] caf::error install_renewed(node_identity& id, identity::node_credentials creds,
+                                         const std::filesystem::path& data_dir);
 
 } // namespace starling::actors

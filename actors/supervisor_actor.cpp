@@ -221,6 +221,8 @@ caf::actor start_identity(supervisor_t* self) {
   p.tokens_file = st.params.cfg.data_dir / "tokens";
   p.issued_file = st.params.cfg.data_dir / "issued";
   p.revocations_file = st.params.cfg.data_dir / "revocations";
+  p.data_dir = st.params.cfg.data_dir;
+  p.cert_ttl = st.params.cfg.cert_ttl;
   p.rng_seed = std::random_device{}();
   return spawn_identity_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                               std::move(p));

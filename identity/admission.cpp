@@ -72,6 +72,18 @@ caf::expected<bool> file_exists(const fs::path& file) {
   return found;
 }
 
+/// SHA-256 of the SubjectPublicKeyInfo of `csr`'s key. Errors: bad_request (unreadable),
+/// revoked (the key is in `revoked`).
+caf::expected<sha256_digest> unrevoked_key_of(const certificate_request& csr,
+                                              const revocation_set& revoked) {
+  auto key = spki_sha256(private_key{share(X509_REQ_get0_pubkey(csr.native()))});
+  if (!key)
+    return bad_request("the CSR's key: " + render(key.error()));
+  if (revoked.contains(*key))
+    return make_error(errc::revoked, "the CSR's key " + format_pin(*key) + " is revoked");
+  return key;
+}
+
 /// Makes `next` the live token store once it is persisted; if `persist` fails, `live` stays
 /// as it was, so that memory never holds a spend or a token the file lacks.
 template <class Persist> caf::error commit(token_store& live, token_store next, Persist persist) {
@@ -200,25 +212,47 @@ caf::expected<node_credentials> self_issue(const issuer_material& issuer, std::s
 
 // -- the joiner's check -----------------------------------------------------------------------
 
+caf::expected<peer_identity> check_chain_for(const chain& certs, const trust_bundle& bundle,
+                                             const revocation_set& revoked, time_point now,
+                                             std::string_view name, const sha256_digest& key) {
+  auto peer = verify_peer(certs, bundle, revoked, now, name);
+  if (!peer)
+    return peer.error();
+  if (peer->spki_sha256 != key)
+    return bad_request("the certificate for '" + std::string{name} + "' certifies another key (" +
+                       format_pin(peer->spki_sha256) + ", not " + format_pin(key) + ")");
+  return peer;
+}
+
 caf::expected<node_credentials> accept_grant(const admission_grant& grant, const private_key& key,
                                              std::string_view name, const sha256_digest& pin,
                                              time_point now) {
   if (!grant.bundle.contains_pin(pin))
     return bad_request("the granted bundle does not hold the pinned root " + format_pin(pin));
-  auto peer = verify_peer(grant.certs, grant.bundle, {}, now, name);
+  auto own = spki_sha256(key);
+  if (!own)
+    return own.error();
+  auto peer = check_chain_for(grant.certs, grant.bundle, {}, now, name, *own);
   if (!peer)
     return peer.error();
   if (peer->root_pin != pin)
     return make_error(errc::untrusted_chain, "the granted chain ends at root " +
                                                  format_pin(peer->root_pin) +
                                                  ", not at the pinned " + format_pin(pin));
-  auto own = spki_sha256(key);
+  return node_credentials{key, grant.certs, grant.bundle};
+}
+
+caf::expected<node_credentials> accept_renewal(const renewal_grant& grant,
+                                               const node_credentials& current,
+                                               std::string_view name, time_point now,
+                                               const revocation_set& revoked) {
+  auto own = spki_sha256(current.key);
   if (!own)
     return own.error();
-  if (peer->spki_sha256 != *own)
-    return bad_request("the granted certificate certifies another key (" +
-                       format_pin(peer->spki_sha256) + ")");
-  return node_credentials{key, grant.certs, grant.bundle};
+  auto peer = check_chain_for(grant.certs, current.bundle, revoked, now, name, *own);
+  if (!peer)
+    return peer.error();
+  return node_credentials{current.key, grant.certs, current.bundle};
 }
 
 // -- the issuer's side -----------------------------------------------------------------------
@@ -268,38 +302,67 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
   if (!req.csr)
     return bad_request("an admission request without a CSR");
   // A revoked key is refused before the token is looked at: it must not burn a use.
-  auto asked = spki_sha256(private_key{share(X509_REQ_get0_pubkey(req.csr.native()))});
+  auto asked = unrevoked_key_of(req.csr, revoked);
   if (!asked)
-    return bad_request("the CSR's key: " + render(asked.error()));
-  if (revoked.contains(*asked))
-    return make_error(errc::revoked, "the CSR's key " + format_pin(*asked) + " is revoked");
+    return asked.error();
   // Redeemed on a copy: a CSR refused below must not burn the token. The certificate is
   // signed in memory and goes out only once the spend is on disk.
   auto next = store_;
   auto spend = next.redeem(req.tokens.front(), unix_seconds(now), issuer_.pin);
   if (!spend)
     return spend.error();
-  auto certs =
-      sign_node(req.csr, issuer_.key, issuer_.cert, {}, issuer_.mesh, req.name, now, validity);
+  // The issued list first: a record of a certificate that never went out (the spend fails to
+  // persist below) is harmless; a certificate out without a record could not be revoked by
+  // name.
+  auto certs = sign_and_record(req.csr, req.name, *asked, now, validity);
+  if (!certs)
+    return certs.error();
+  if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
+    return err;
+  return admission_grant{std::move(*certs), issuer_.bundle, {}, issuer_.node};
+}
+
+caf::expected<renewal_grant> issuer_desk::renew(const renewal_request& req, std::string_view peer,
+                                                time_point now, const revocation_set& revoked,
+                                                std::chrono::seconds validity) {
+  if (req.name != peer)
+    return make_error(errc::name_mismatch, "member '" + std::string{peer} +
+                                               "' asked to renew the certificate of '" + req.name +
+                                               "'");
+  if (!req.csr || req.current.empty())
+    return bad_request("a renewal request without a CSR or without the current chain");
+  auto asked = unrevoked_key_of(req.csr, revoked);
+  if (!asked)
+    return asked.error();
+  // The key must be one the mesh certified for this node, in a certificate still valid:
+  // a renewal never changes the key (revocation is keyed by it).
+  auto current = check_chain_for(req.current, issuer_.bundle, revoked, now, req.name, *asked);
+  if (!current)
+    return current.error();
+  auto certs = sign_and_record(req.csr, req.name, *asked, now, validity);
+  if (!certs)
+    return certs.error();
+  return renewal_grant{std::move(*certs), issuer_.node};
+}
+
+caf::expected<chain> issuer_desk::sign_and_record(const certificate_request& csr,
+                                                  const std::string& node, const sha256_digest& key,
+                                                  time_point now, std::chrono::seconds validity) {
+  auto certs = sign_node(csr, issuer_.key, issuer_.cert, {}, issuer_.mesh, node, now, validity);
   if (!certs)
     return certs.error();
   auto until = not_after(certs->front());
   if (!until)
     return until.error();
-  // The issued list first: a record of a certificate that never went out (the spend fails to
-  // persist below) is harmless; a certificate out without a record could not be revoked by
-  // name.
   auto issued = issued_;
   std::erase_if(issued, [&](const auto& c) { return c.not_after <= unix_seconds(now); });
-  issued.push_back({req.name, *asked, unix_seconds(*until)});
+  issued.push_back({node, key, unix_seconds(*until)});
   if (auto err = create_private_directories(issued_file_.parent_path()))
     return err;
   if (auto err = replace_file(issued_file_, serialize_issued(issued), private_file_mode))
     return err;
   issued_ = std::move(issued);
-  if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
-    return err;
-  return admission_grant{std::move(*certs), issuer_.bundle, {}, issuer_.node};
+  return certs;
 }
 
 std::vector<sha256_digest> issuer_desk::keys_issued_to(std::string_view node,

@@ -141,6 +141,54 @@ struct admission_grant {
 accept_grant(const admission_grant& grant, const private_key& key, std::string_view name,
              const sha256_digest& pin, time_point now);
 
+// -- renewal ---------------------------------------------------------------------------------
+
+/// What a member asks an issuer for when its certificate is past 2/3 of its life: a new
+/// certificate for the same key (docs/decisions/0008, "Renewal").
+struct renewal_request {
+  /// The asking node; the issuer requires it to be the TLS-verified peer.
+  std::string name;
+  /// CSR for the node's current key: make_csr(key, mesh, name).
+  certificate_request csr;
+  /// The node's current chain (leaf first): proves that the mesh certified the CSR's key
+  /// for `name` and that the certificate is still valid and not revoked.
+  chain current;
+};
+
+/// What an issuer answers to a renewal.
+struct renewal_grant {
+  /// The new node certificate, then its issuer.
+  chain certs;
+  /// Node name of the issuer that signed.
+  std::string issuer;
+};
+
+/// Encodes an IdentityRequest carrying a RenewalRequest. Errors: crypto_failure (encoding).
+[[nodiscard]] caf::expected<std::string> encode(const renewal_request& req);
+
+/// Encodes an IdentityResponse carrying a RenewalResponse. Errors: crypto_failure.
+[[nodiscard]] caf::expected<std::string> encode(const renewal_grant& grant);
+
+/// Decodes an untrusted IdentityResponse that must carry a RenewalResponse: bad_request for
+/// more than max_admission_bytes, unparsable protobuf, a version other than 1, another
+/// kind, a chain that does not parse or is empty, an invalid issuer name.
+[[nodiscard]] caf::expected<renewal_grant> decode_renewal_grant(std::string_view bytes);
+
+/// The check shared by both ends of admission and renewal: `certs` verifies against
+/// `bundle` and `revoked` at `now`, names node `name`, and its leaf certifies the key whose
+/// SubjectPublicKeyInfo hashes to `key`. Errors: the verify_peer refusals (untrusted_chain,
+/// name_mismatch, expired, revoked...), bad_request (a leaf for another key).
+[[nodiscard]] caf::expected<peer_identity>
+check_chain_for(const chain& certs, const trust_bundle& bundle, const revocation_set& revoked,
+                time_point now, std::string_view name, const sha256_digest& key);
+
+/// The renewing node's check of a grant before storing it: check_chain_for against the
+/// node's own bundle, name and key. Returns the credentials to store: `current`'s key and
+/// bundle with the new chain. Errors: as check_chain_for.
+[[nodiscard]] caf::expected<node_credentials>
+accept_renewal(const renewal_grant& grant, const node_credentials& current, std::string_view name,
+               time_point now, const revocation_set& revoked = {});
+
 // -- the issuer's side -----------------------------------------------------------------------
 
 /// A node certificate an issuer signed: what `starling revoke NODE` revokes.
@@ -187,6 +235,17 @@ public:
   admit(const admission_request& req, time_point now, const revocation_set& revoked = {},
         std::chrono::seconds validity = node_validity);
 
+  /// Renews the certificate of member `peer` (its TLS-verified name): signs req.csr for
+  /// req.name (valid for `validity`, capped at the issuer's expiry) and records it in the
+  /// issued list. No token is involved. Refusals, in this order: name_mismatch (req.name is
+  /// not `peer`), bad_request (no CSR, no chain), revoked (the CSR's key is in `revoked`),
+  /// check_chain_for's (req.current must be a valid chain of the mesh for req.name that
+  /// certifies the CSR's key: the key is never changed by a renewal), sign_node's, and
+  /// io_failure if the issued list cannot be persisted (then no certificate goes out).
+  [[nodiscard]] caf::expected<renewal_grant>
+  renew(const renewal_request& req, std::string_view peer, time_point now,
+        const revocation_set& revoked = {}, std::chrono::seconds validity = node_validity);
+
   /// The keys of the certificates this issuer signed for `node` that have not expired at
   /// `now`, oldest first.
   [[nodiscard]] std::vector<sha256_digest> keys_issued_to(std::string_view node,
@@ -209,6 +268,13 @@ private:
               std::filesystem::path issued_file, token_store store,
               std::vector<issued_certificate> issued);
   [[nodiscard]] caf::error persist() const;
+  /// Signs `csr` (whose key is `key`) for `node`, then appends the certificate to the
+  /// issued list, dropping records expired at `now`, and persists the list before the
+  /// chain is returned. Errors: sign_node's, io_failure (then the list is unchanged).
+  [[nodiscard]] caf::expected<chain> sign_and_record(const certificate_request& csr,
+                                                     const std::string& node,
+                                                     const sha256_digest& key, time_point now,
+                                                     std::chrono::seconds validity);
 
   issuer_material issuer_;
   std::filesystem::path tokens_file_;

@@ -63,6 +63,29 @@ caf::expected<admission_request> from_proto(const v1::AdmissionRequest& msg) {
                            std::vector<std::string>(msg.tokens().begin(), msg.tokens().end())};
 }
 
+// -- renewal -----------------------------------------------------------------------------------
+
+caf::expected<renewal_request> from_proto(const v1::RenewalRequest& msg) {
+  if (!is_valid_node_name(msg.name()))
+    return bad_request("a renewal request for an invalid node name (" +
+                       std::to_string(msg.name().size()) + " bytes)");
+  auto csr = certificate_request_from_der(bytes_of(msg.csr()));
+  if (!csr)
+    return csr.error(); // bad_request
+  auto current = certificates_from_pem(msg.chain());
+  if (!current || current->empty())
+    return bad_request("a renewal request without a readable current chain");
+  return renewal_request{msg.name(), std::move(*csr), std::move(*current)};
+}
+
+/// Refuses an admission or renewal request over max_admission_bytes.
+caf::error check_admission_size(std::string_view bytes, const char* what) {
+  if (bytes.size() > max_admission_bytes)
+    return bad_request(std::string{what} + " of " + std::to_string(bytes.size()) +
+                       " bytes exceeds " + std::to_string(max_admission_bytes));
+  return {};
+}
+
 // -- sync ------------------------------------------------------------------------------------
 
 /// A statement as it travels; std::nullopt if it cannot be represented (verification
@@ -245,6 +268,50 @@ caf::expected<admission_grant> decode_admission_grant(std::string_view bytes) {
                          body->issuer()};
 }
 
+// -- renewal (declared in identity/admission.hpp) ----------------------------------------------
+
+caf::expected<std::string> encode(const renewal_request& req) {
+  auto der = to_der(req.csr);
+  if (!der)
+    return der.error();
+  auto chain_pem = to_pem(req.current);
+  if (!chain_pem)
+    return chain_pem.error();
+  v1::IdentityRequest msg;
+  msg.set_version(channel_version);
+  auto* body = msg.mutable_renewal();
+  body->set_name(req.name);
+  body->set_csr(der->data(), der->size());
+  body->set_chain(std::move(*chain_pem));
+  return msg.SerializeAsString();
+}
+
+caf::expected<std::string> encode(const renewal_grant& grant) {
+  auto chain_pem = to_pem(grant.certs);
+  if (!chain_pem)
+    return chain_pem.error();
+  v1::IdentityResponse msg;
+  msg.set_version(channel_version);
+  auto* body = msg.mutable_renewal();
+  body->set_chain(std::move(*chain_pem));
+  body->set_issuer(grant.issuer);
+  return msg.SerializeAsString();
+}
+
+caf::expected<renewal_grant> decode_renewal_grant(std::string_view bytes) {
+  auto msg = parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "a renewal response");
+  if (!msg)
+    return msg.error();
+  if (!msg->has_renewal())
+    return bad_request("an identity response that is not a renewal response");
+  auto certs = certificates_from_pem(msg->renewal().chain());
+  if (!certs || certs->empty())
+    return bad_request("the renewal response's chain does not parse or is empty");
+  if (!is_valid_node_name(msg->renewal().issuer()))
+    return bad_request("the renewal response names an invalid issuer");
+  return renewal_grant{std::move(*certs), msg->renewal().issuer()};
+}
+
 // -- any request, and sync ---------------------------------------------------------------------
 
 caf::expected<identity_request> decode_identity_request(std::string_view bytes) {
@@ -253,10 +320,17 @@ caf::expected<identity_request> decode_identity_request(std::string_view bytes) 
     return msg.error();
   switch (msg->body_case()) {
   case v1::IdentityRequest::kAdmission: {
-    if (bytes.size() > max_admission_bytes)
-      return bad_request("an admission request of " + std::to_string(bytes.size()) +
-                         " bytes exceeds " + std::to_string(max_admission_bytes));
+    if (auto err = check_admission_size(bytes, "an admission request"))
+      return err;
     auto req = from_proto(msg->admission());
+    if (!req)
+      return req.error();
+    return identity_request{std::move(*req)};
+  }
+  case v1::IdentityRequest::kRenewal: {
+    if (auto err = check_admission_size(bytes, "a renewal request"))
+      return err;
+    auto req = from_proto(msg->renewal());
     if (!req)
       return req.error();
     return identity_request{std::move(*req)};

@@ -255,6 +255,9 @@ TEST(config, each_error_names_its_key) {
     {"[gossip]\nmax_datagram = 10", "gossip.max_datagram:"},
     {"[gossip]\nreaped_memory_max = -1", "gossip.reaped_memory_max:"},
     {"[gossip]\ntcp_timeout = \"soon\"", "gossip.tcp_timeout:"},
+    {"cert_ttl = \"29s\"", "cert_ttl:"},
+    {"cert_ttl = \"721h\"", "cert_ttl:"},
+    {"cert_ttl = 3600", "cert_ttl:"},
     {"[gossip]\nprobe_interval = \"100ms\"\nprobe_timeout = \"200ms\"", "gossip.probe_timeout:"},
   };
   for (const auto& c : cases) {
@@ -295,6 +298,23 @@ TEST(config, flag_errors_name_the_flag) {
   EXPECT_EQ(with([](auto& f) { f.log_level = "x"; }).rfind("--log-level:", 0), 0u);
   EXPECT_EQ(with([](auto& f) { f.log_format = "x"; }).rfind("--log-format:", 0), 0u);
   EXPECT_EQ(with([](auto& f) { f.advertise = "a b"; }).rfind("--advertise:", 0), 0u);
+  EXPECT_EQ(with([](auto& f) { f.cert_ttl = "1m30.5s"; }).rfind("--cert-ttl:", 0), 0u);
+}
+
+TEST(config, cert_ttl_is_bounded_and_the_flag_wins) {
+  sa::agent_flags flags;
+  flags.name = "n";
+  EXPECT_EQ(load("", flags).cert_ttl, 24h);
+  EXPECT_EQ(load("cert_ttl = \"30s\"", flags).cert_ttl, 30s);
+  EXPECT_EQ(load("cert_ttl = \"720h\"", flags).cert_ttl, 720h);
+  EXPECT_EQ(load("cert_ttl = \"1h30m\"", flags).cert_ttl, 90min);
+  flags.cert_ttl = "45s";
+  EXPECT_EQ(load("cert_ttl = \"2h\"", flags).cert_ttl, 45s);
+  flags.cert_ttl = "721h";
+  auto msg = error_of("", flags);
+  EXPECT_EQ(msg.rfind("--cert-ttl:", 0), 0u) << msg;
+  EXPECT_NE(msg.find("from 30s to 720h"), std::string::npos) << msg;
+  EXPECT_EQ(error_of("name = \"n\"\ncert_ttl = \"10s\"").rfind("cert_ttl: expected whole", 0), 0u);
 }
 
 TEST(config, remote_admin_needs_opt_in) {

@@ -20,6 +20,7 @@
 #include "actors/identity_actor.hpp"
 #include "gossip/errc.hpp"
 #include "identity/channel.hpp"
+#include "identity/errc.hpp"
 #include "tests/support/caf_test.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/seeded_random.hpp"
@@ -53,6 +54,11 @@ caf::behavior fake_supervisor(caf::event_based_actor*, std::shared_ptr<superviso
         return caf::make_message(log->alive, std::move(addresses), log->issuers);
       },
   };
+}
+
+/// A refusal as the transport relays it from a peer.
+caf::error gossip_refusal(const std::string& reason) {
+  return starling::gossip::make_error(starling::gossip::errc::peer_refused, reason);
 }
 
 si::sha256_digest key_of(const si::certificate& cert) {
@@ -92,12 +98,15 @@ protected:
       auto node = pki.node(name, pki.issuer(), now);
       creds = si::node_credentials{node.key, node.chain, pki.bundle()};
     }
-    return std::make_shared<sa::node_identity>(
-        sa::node_identity{std::move(*creds), std::move(own),
-                          std::make_shared<si::trust_state>(pki.bundle()), nullptr, "test"});
+    auto trust = std::make_shared<si::trust_state>(pki.bundle());
+    auto tls =
+        std::make_shared<si::tls_context_holder>(must(sa::make_node_tls(*creds, trust), "TLS"));
+    return std::make_shared<sa::node_identity>(sa::node_identity{
+        std::move(*creds), std::move(own), std::move(trust), std::move(tls), "test"});
   }
 
-  /// Starts the identity actor of `id` (sync every `interval`; zero: none).
+  /// Starts the identity actor of `id` (sync every `interval`; zero: none), on the fake
+  /// clock `clock_`, checking for renewal every 30 s of virtual time.
   void start(std::shared_ptr<sa::node_identity> id, caf::timespan interval = caf::timespan{0}) {
     id_ = id;
     sa::identity_params p;
@@ -109,6 +118,9 @@ protected:
     p.revocations_file = dir_.path() / "revocations";
     p.sync_interval = interval;
     p.rng_seed = 7;
+    p.data_dir = dir_.path() / "data";
+    p.cert_ttl = cert_ttl_;
+    p.clock = [clock = clock_] { return *clock; };
     actor_ = sa::spawn_identity_actor(sys, supervisor_, std::move(p));
     sched.run();
   }
@@ -150,13 +162,18 @@ protected:
     return must(si::make_revocation(material(by, by_name), key, node, now), "statement");
   }
 
-  st::test_pki pki{std::chrono::system_clock::now()};
+  /// Whole seconds, as certificates store them.
+  st::test_pki pki{std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now())};
   si::time_point now = pki.now();
   st::temp_dir dir_{"starling-identity-actor"};
   std::shared_ptr<supervisor_log> log_ = std::make_shared<supervisor_log>();
   caf::actor supervisor_;
   caf::actor actor_;
   std::shared_ptr<sa::node_identity> id_;
+  /// The identity actor's clock (certificates are checked and signed against it).
+  std::shared_ptr<si::time_point> clock_ = std::make_shared<si::time_point>(now);
+  /// What the actor signs with as an issuer.
+  std::chrono::seconds cert_ttl_ = 2h;
 };
 
 TEST_F(identity_actor_test, a_client_without_a_certificate_may_only_ask_for_admission) {
@@ -308,6 +325,152 @@ TEST_F(identity_actor_test, revoke_signs_pushes_and_withholds_until_the_node_was
   EXPECT_TRUE(id_->trust->current()->revoked.contains(key3));
   EXPECT_EQ(log_->bans, (std::vector<std::string>{"node-3"}));
   EXPECT_EQ(certs().at("revocations").size(), 1u);
+}
+
+// -- renewal -------------------------------------------------------------------------------------
+
+/// Seconds from the fake clock to the notAfter the certs view shows.
+long expires_in(const nlohmann::json& view) {
+  return view.at("certificate").at("expires_in_seconds").get<long>();
+}
+
+class renewal_test : public identity_actor_test {
+protected:
+  /// The notAfter of the certificate new handshakes present.
+  si::time_point presented_until() const {
+    return must(si::not_after(id_->tls->current()->leaf()), "notAfter");
+  }
+
+  /// Moves the fake clock to `at` and lets one renewal check run.
+  void tick_at(si::time_point at) {
+    *clock_ = at;
+    advance_time(30s);
+    sched.run();
+  }
+
+  /// What issuer-1's desk answers to the renewal request of `fwd`.
+  std::string grant_for(const sa::forward_admission_msg& fwd) {
+    auto desk = must(si::issuer_desk::open(material(pki.issuer(), "issuer-1"),
+                                           dir_.path() / "desk" / "tokens",
+                                           dir_.path() / "desk" / "issued"),
+                     "desk");
+    auto req = must(si::decode_identity_request(fwd.request), "request");
+    auto grant = must(desk.renew(std::get<si::renewal_request>(req), "node-1", *clock_), "renew");
+    return must(si::encode(grant), "encode");
+  }
+};
+
+TEST_F(renewal_test, a_node_renews_at_two_thirds_of_its_life_through_an_alive_issuer) {
+  start(identity_of("node-1"));
+  const auto key = key_of(id_->creds.certs.front());
+  const auto first_until = presented_until();
+  log_->alive = {"issuer-1", "node-2"};
+  log_->issuers = {"issuer-1"};
+  // Not before 2/3 of its 24 h.
+  tick_at(now + 16h - 1min);
+  EXPECT_TRUE(log_->forwards.empty());
+  tick_at(now + 16h);
+  ASSERT_EQ(log_->forwards.size(), 1u);
+  auto& fwd = log_->forwards[0];
+  EXPECT_EQ(fwd.issuer, "issuer-1");
+  auto req = must(si::decode_identity_request(fwd.request), "request");
+  ASSERT_TRUE(std::holds_alternative<si::renewal_request>(req));
+  EXPECT_EQ(std::get<si::renewal_request>(req).name, "node-1");
+  // While the request is under way, no second one.
+  advance_time(30s);
+  sched.run();
+  EXPECT_EQ(log_->forwards.size(), 1u);
+  fwd.done(grant_for(fwd));
+  sched.run();
+  // The new certificate: same key, 24 h from the renewal; presented by new handshakes,
+  // shown by the certs view, stored.
+  EXPECT_EQ(presented_until(), *clock_ + si::node_validity);
+  EXPECT_GT(presented_until(), first_until);
+  auto view = certs();
+  EXPECT_EQ(expires_in(view), 24 * 3600) << view.dump();
+  EXPECT_EQ(view.at("certificate").at("spki_sha256"), si::to_hex(key));
+  EXPECT_EQ(view.at("source"), "renewed by issuer-1");
+  auto stored = must(si::load_node_credentials(dir_.path() / "data"), "stored");
+  ASSERT_TRUE(stored);
+  EXPECT_EQ(must(si::not_after(stored->certs.front()), "stored notAfter"), presented_until());
+  // Not due again.
+  tick_at(*clock_ + 1h);
+  EXPECT_EQ(log_->forwards.size(), 1u);
+  // A restarted actor goes on with the renewed certificate.
+  self->send_exit(actor_, caf::exit_reason::kill);
+  sched.run();
+  start(id_);
+  EXPECT_EQ(expires_in(certs()), 23 * 3600);
+}
+
+TEST_F(renewal_test, a_refusal_keeps_the_old_certificate_and_the_next_issuer_is_asked) {
+  start(identity_of("node-1"));
+  const auto first_until = presented_until();
+  // No issuer alive: nothing to ask, retried at the next check.
+  log_->alive = {"node-2"};
+  tick_at(now + 17h);
+  EXPECT_TRUE(log_->forwards.empty());
+  log_->alive = {"issuer-1", "issuer-2"};
+  log_->issuers = {"issuer-1", "issuer-2"};
+  tick_at(now + 17h + 30s);
+  ASSERT_EQ(log_->forwards.size(), 1u);
+  log_->forwards[0].done(gossip_refusal("identity.revoked: no"));
+  sched.run();
+  ASSERT_EQ(log_->forwards.size(), 2u) << "the other issuer is asked";
+  EXPECT_NE(log_->forwards[0].issuer, log_->forwards[1].issuer);
+  // A grant that certifies another key is refused too.
+  auto other = pki.node("node-1", pki.issuer(), *clock_);
+  log_->forwards[1].done(
+      must(si::encode(si::renewal_grant{other.chain, log_->forwards[1].issuer}), "grant"));
+  sched.run();
+  EXPECT_EQ(presented_until(), first_until);
+  EXPECT_EQ(expires_in(certs()), 7 * 3600 - 30);
+  EXPECT_FALSE(must(si::load_node_credentials(dir_.path() / "data"), "stored"));
+  // Retried at the next check.
+  tick_at(*clock_ + 30s);
+  EXPECT_EQ(log_->forwards.size(), 3u);
+}
+
+TEST_F(renewal_test, an_issuer_renews_its_own_certificate) {
+  cert_ttl_ = 2h;
+  start(identity_of("issuer-1", &pki.issuer()));
+  tick_at(now + 16h);
+  EXPECT_TRUE(log_->forwards.empty()) << "an issuer asks nobody";
+  EXPECT_EQ(presented_until(), now + 16h + 2h);
+  auto view = certs();
+  EXPECT_EQ(expires_in(view), 2 * 3600);
+  EXPECT_EQ(view.at("source"), "renewed by issuer-1 (self-issued)");
+  // Due again at 2/3 of the 2 h.
+  tick_at(now + 16h + 80min - 1s);
+  EXPECT_EQ(presented_until(), now + 16h + 2h);
+  tick_at(now + 16h + 80min);
+  EXPECT_EQ(presented_until(), now + 16h + 80min + 2h);
+}
+
+TEST_F(renewal_test, an_issuer_renews_authenticated_members_only_for_their_own_key) {
+  start(identity_of("issuer-1", &pki.issuer()));
+  auto node = pki.node("node-2", pki.issuer(), now - 20h);
+  auto request = [&](const std::string& name) {
+    return must(si::encode(si::renewal_request{
+                    name, must(si::make_csr(node.key, pki.mesh(), name), "CSR"), node.chain}),
+                "encode");
+  };
+  auto answer = ask_channel(request("node-2"), std::nullopt);
+  ASSERT_FALSE(answer);
+  EXPECT_NE(caf::to_string(answer.error()).find("may only ask for admission"), std::string::npos);
+  answer = ask_channel(request("node-2"), std::string{"node-3"});
+  ASSERT_FALSE(answer);
+  EXPECT_NE(caf::to_string(answer.error()).find("name_mismatch"), std::string::npos)
+      << caf::to_string(answer.error());
+  answer = ask_channel(request("node-2"), std::string{"node-2"});
+  ASSERT_TRUE(answer) << caf::to_string(answer.error());
+  auto grant = must(si::decode_renewal_grant(*answer), "grant");
+  EXPECT_EQ(grant.issuer, "issuer-1");
+  EXPECT_EQ(must(si::not_after(grant.certs.front()), "notAfter"), now + cert_ttl_);
+  auto creds = must(si::accept_renewal(grant, {node.key, node.chain, pki.bundle()}, "node-2", now),
+                    "accept");
+  EXPECT_EQ(key_of(creds.certs.front()), key_of(node.leaf()));
+  EXPECT_EQ(certs().at("issuer").at("refused"), 1) << "the name mismatch";
 }
 
 } // namespace

@@ -11,6 +11,7 @@
 
 #include "admission.pb.h"
 #include "identity/admission.hpp"
+#include "identity/channel.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
 #include "tests/support/process.hpp"
@@ -28,6 +29,7 @@ using testing::refused_with;
 using testing::read_text;
 using testing::seeded_random;
 using testing::temp_dir;
+using testing::test_node;
 using testing::test_pki;
 using testing::write_text;
 
@@ -551,6 +553,77 @@ TEST_F(identity_admission, a_corrupt_issued_file_fails_open) {
         << corrupt;
   }
   EXPECT_EQ(must(deserialize_issued(serialize_issued(desk.issued())), "round trip"), desk.issued());
+}
+
+// -- renewal -----------------------------------------------------------------------------------
+
+class identity_renewal : public identity_admission {
+protected:
+  /// A renewal request of `node` for its own key, through the wire.
+  renewal_request renewal_of(const std::string& name, const test_node& node) {
+    renewal_request req{name, must(make_csr(node.key, pki.mesh(), name), "CSR"), node.chain};
+    auto decoded = must(decode_identity_request(must(encode(req), "encode")), "decode");
+    return std::get<renewal_request>(std::move(decoded));
+  }
+
+  /// `node`'s credentials as it holds them.
+  node_credentials creds_of(const test_node& node) { return {node.key, node.chain, pki.bundle()}; }
+
+  /// Admitted by another issuer of the mesh a while ago: renewal works with any issuer.
+  credentials other = pki.make_issuer("issuer-2", now - 48h);
+  test_node n1 = pki.node("n1", other, now - 16h);
+};
+
+TEST_F(identity_renewal, renews_a_member_for_its_own_key_without_a_token) {
+  auto desk = desk_of(issuer_of(pki, "issuer"));
+  auto grant = must(desk.renew(renewal_of("n1", n1), "n1", now, {}, 2h), "renew");
+  EXPECT_EQ(grant.issuer, "issuer-1");
+  grant = must(decode_renewal_grant(must(encode(grant), "encode grant")), "decode grant");
+  auto creds = must(accept_renewal(grant, creds_of(n1), "n1", now), "accept_renewal");
+  EXPECT_EQ(must(spki_sha256(creds.key), "key"), must(spki_sha256(n1.key), "old key"));
+  EXPECT_EQ(must(not_after(creds.certs.front()), "notAfter"), now + 2h);
+  EXPECT_TRUE(same(creds.certs[1], pki.issuer().cert)) << "signed by this issuer";
+  // Recorded (revocable by name), and no token was involved.
+  EXPECT_EQ(desk.keys_issued_to("n1", now),
+            (std::vector<sha256_digest>{must(spki_sha256(n1.key), "spki")}));
+  EXPECT_TRUE(desk.tokens().ledger().entries().empty());
+}
+
+TEST_F(identity_renewal, refuses_what_is_not_the_peers_own_valid_key) {
+  auto desk = desk_of(issuer_of(pki, "issuer"));
+  // Asked by another member than the one named.
+  EXPECT_TRUE(refused_with(desk.renew(renewal_of("n1", n1), "n2", now), errc::name_mismatch, "n2"));
+  // A CSR for a new key, with the old chain: the key never changes by renewal.
+  auto rekeyed = renewal_of("n1", n1);
+  auto fresh = must(generate_key(), "new key");
+  rekeyed.csr = must(make_csr(fresh, pki.mesh(), "n1"), "CSR");
+  EXPECT_TRUE(refused_with(desk.renew(rekeyed, "n1", now), errc::bad_request, "another key"));
+  // The chain of another node (with its key), asked under our name.
+  auto n2 = pki.node("n2");
+  EXPECT_TRUE(refused_with(desk.renew(renewal_of("n1", n2), "n1", now), errc::name_mismatch));
+  // A revoked key, an expired chain, a chain of another mesh's root.
+  EXPECT_TRUE(refused_with(
+      desk.renew(renewal_of("n1", n1), "n1", now, test_pki::revoking(n1.leaf())), errc::revoked));
+  EXPECT_TRUE(refused_with(desk.renew(renewal_of("n1", n1), "n1", now + 9h), errc::expired));
+  test_pki foreign{now, "test.mesh"};
+  EXPECT_TRUE(refused_with(desk.renew(renewal_of("n1", foreign.node("n1")), "n1", now),
+                           errc::untrusted_chain));
+  EXPECT_TRUE(desk.issued().empty()) << "nothing was signed";
+}
+
+TEST_F(identity_renewal, the_node_checks_the_grant) {
+  auto desk = desk_of(issuer_of(pki, "issuer"));
+  auto grant = must(desk.renew(renewal_of("n1", n1), "n1", now), "renew");
+  // A grant for another node's key, another name, or expired at the node's clock.
+  auto n2 = pki.node("n1");
+  EXPECT_TRUE(refused_with(accept_renewal(grant, creds_of(n2), "n1", now), errc::bad_request,
+                           "another key"));
+  EXPECT_TRUE(refused_with(accept_renewal(grant, creds_of(n1), "n2", now), errc::name_mismatch));
+  EXPECT_TRUE(refused_with(accept_renewal(grant, creds_of(n1), "n1", now + node_validity + 1s),
+                           errc::expired));
+  EXPECT_TRUE(
+      refused_with(accept_renewal(grant, creds_of(n1), "n1", now, test_pki::revoking(n1.leaf())),
+                   errc::revoked));
 }
 
 // -- accept_grant -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-// The identity channel's wire (identity/channel.hpp): requests of either kind, sync messages
-// both ways, their bounds, hostile bytes, and the check that a sync's sender is an issuer.
+// The identity channel's wire (identity/channel.hpp): requests of every kind, sync and
+// renewal messages both ways, their bounds, hostile bytes, and the check that a sync's
+// sender is an issuer.
 #include <string>
 #include <variant>
 #include <vector>
@@ -161,6 +162,47 @@ TEST_F(identity_channel, flipped_or_truncated_bytes_never_crash_a_decoder) {
     check(decode_sync_response(flipped));
     check(decode_identity_request(bytes.substr(0, i)));
   }
+  ERR_clear_error();
+}
+
+// -- renewal -------------------------------------------------------------------------------------
+
+TEST_F(identity_channel, renewal_messages_round_trip_and_hostile_ones_are_refused) {
+  auto node = pki.node("node-1");
+  renewal_request sent{"node-1", must(make_csr(node.key, pki.mesh(), "node-1"), "CSR"), node.chain};
+  auto got = must(decode_identity_request(must(encode(sent), "encode")), "decode");
+  ASSERT_TRUE(std::holds_alternative<renewal_request>(got));
+  const auto& req = std::get<renewal_request>(got);
+  EXPECT_EQ(req.name, "node-1");
+  EXPECT_EQ(req.current.size(), node.chain.size());
+  EXPECT_EQ(must(to_der(req.csr), "CSR"), must(to_der(sent.csr), "CSR"));
+  auto grant = must(
+      decode_renewal_grant(must(encode(renewal_grant{node.chain, "issuer-1"}), "encode grant")),
+      "decode grant");
+  EXPECT_EQ(grant.issuer, "issuer-1");
+  EXPECT_EQ(grant.certs.size(), node.chain.size());
+  // Hostile requests: a bad name, no chain, a CSR that does not parse, too large.
+  google::protobuf::LogSilencer silence;
+  v1::IdentityRequest msg;
+  ASSERT_TRUE(msg.ParseFromString(must(encode(sent), "encode")));
+  auto edited = [&](auto edit) {
+    auto copy = msg;
+    edit(*copy.mutable_renewal());
+    return decode_identity_request(copy.SerializeAsString());
+  };
+  EXPECT_TRUE(refused_with(edited([](auto& r) { r.set_name("bad name"); }), errc::bad_request,
+                           "invalid node name"));
+  EXPECT_TRUE(refused_with(edited([](auto& r) { r.clear_chain(); }), errc::bad_request, "chain"));
+  EXPECT_TRUE(refused_with(edited([](auto& r) { r.set_csr("x"); }), errc::bad_request));
+  EXPECT_TRUE(
+      refused_with(edited([](auto& r) { r.set_chain(std::string(max_admission_bytes, 'x')); }),
+                   errc::bad_request, "exceeds"));
+  // A response of another kind, or naming no valid issuer.
+  EXPECT_TRUE(refused_with(decode_renewal_grant(must(encode_sync_response({}), "sync")),
+                           errc::bad_request, "not a renewal response"));
+  EXPECT_TRUE(refused_with(
+      decode_renewal_grant(must(encode(renewal_grant{node.chain, "bad name"}), "encode")),
+      errc::bad_request, "issuer"));
   ERR_clear_error();
 }
 
