@@ -24,7 +24,7 @@ struct issuer_summary {
   /// Tokens known (created here or learned), and admissions this issuer made.
   std::size_t known_tokens = 0;
   std::uint64_t admitted = 0;
-  /// Admission requests refused (any reason) since start.
+  /// Admission and renewal requests refused (any reason) since start.
   std::uint64_t refused = 0;
 };
 
