@@ -22,8 +22,8 @@
 #include "actors/logging.hpp"
 #include "actors/node_files.hpp"
 #include "actors/node_identity.hpp"
-#include "actors/views.hpp"
 #include "actors/supervisor_actor.hpp"
+#include "actors/views.hpp"
 #include "identity/errc.hpp"
 
 namespace starling::actors {

@@ -15,10 +15,10 @@
 
 #include "actors/admin_server.hpp"
 #include "actors/admission_msgs.hpp"
-#include "actors/identity_actor.hpp"
 #include "actors/atoms.hpp"
 #include "actors/commands.hpp"
 #include "actors/errc.hpp"
+#include "actors/identity_actor.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/membership_actor.hpp"
 #include "actors/node_files.hpp"
