@@ -22,8 +22,30 @@ void broadcast_queue::push(const member_update& u) {
 
 void broadcast_queue::push(member_card card, member_state state, std::uint64_t incarnation,
                            member_card from) {
-  erase(card.name());
-  std::uint32_t slot;
+  auto name_of = [this](std::uint32_t s) { return entries_[s].card.name(); };
+  std::uint32_t slot = index_.find(card.name(), name_of);
+  if (slot != name_index::npos && index_.size() > 1) {
+    // Replace in place: what erase() then a fresh slot would do (the freed slot is the one
+    // reused), without touching the index. A sole entry takes the erase path, which gives
+    // the drained queue's storage back first.
+    auto& e = entries_[slot];
+    e.card = std::move(card);
+    e.from = std::move(from);
+    e.incarnation = incarnation;
+    e.id = next_id_++;
+    e.transmits = 0;
+    e.state = state;
+    ++stale_; // the old heap item
+    compact();
+    heap_push(heap_item{e.id, 0, slot});
+    return;
+  }
+  if (slot != name_index::npos) {
+    index_.erase_slot(card.name(), slot);
+    free_slot(slot);
+    ++stale_;
+    compact();
+  }
   if (!free_.empty()) {
     slot = free_.back();
     free_.pop_back();
@@ -38,7 +60,7 @@ void broadcast_queue::push(member_card card, member_state state, std::uint64_t i
   e.id = next_id_++;
   e.transmits = 0;
   e.state = state;
-  index_.insert(slot, [this](std::uint32_t s) { return entries_[s].card.name(); });
+  index_.insert(slot, name_of);
   heap_push(heap_item{e.id, 0, slot});
 }
 
@@ -85,7 +107,7 @@ std::vector<member_update> broadcast_queue::take(std::size_t budget, unsigned li
   for (auto slot : taken) {
     auto& e = entries_[slot];
     if (++e.transmits >= limit) {
-      index_.erase(e.card.name(), [this](std::uint32_t s) { return entries_[s].card.name(); });
+      index_.erase_slot(e.card.name(), slot);
       free_slot(slot);
       continue;
     }
@@ -100,7 +122,7 @@ void broadcast_queue::erase(std::string_view name) {
   auto slot = index_.find(name, name_of);
   if (slot == name_index::npos)
     return;
-  index_.erase(name, name_of);
+  index_.erase_slot(name, slot);
   free_slot(slot);
   ++stale_; // its heap item
   compact();

@@ -94,9 +94,7 @@ constexpr std::size_t delimited_size(std::size_t len) noexcept {
 }
 
 /// A varint field: tag plus value. Default values (omitted by proto3) are counted anyway.
-constexpr std::size_t varint_field_size(std::uint64_t v) noexcept {
-  return 1 + varint_size(v);
-}
+constexpr std::size_t varint_field_size(std::uint64_t v) noexcept { return 1 + varint_size(v); }
 
 } // namespace
 
@@ -130,13 +128,11 @@ bool is_live(member_state s) noexcept {
   return s == member_state::alive || s == member_state::suspect;
 }
 
-bool is_gone(member_state s) noexcept {
-  return s == member_state::dead || s == member_state::left;
-}
+bool is_gone(member_state s) noexcept { return s == member_state::dead || s == member_state::left; }
 
 bool is_valid_state(member_state s) noexcept {
-  return s == member_state::alive || s == member_state::suspect ||
-         s == member_state::dead || s == member_state::left;
+  return s == member_state::alive || s == member_state::suspect || s == member_state::dead ||
+         s == member_state::left;
 }
 
 bool is_valid_kind(packet_kind k) noexcept {
@@ -220,9 +216,9 @@ struct reaped_state {
 } // namespace
 
 struct membership::impl {
-  impl(std::string name, std::string address, tag_map tags, swim_config config,
-       std::uint64_t seed, time_point now, std::uint64_t incarnation)
-    : cfg(config), self_name(name), rng(seed), health(config.awareness_max), last_now(now) {
+  impl(std::string name, std::string address, tag_map tags, swim_config config, std::uint64_t seed,
+       time_point now, std::uint64_t incarnation)
+      : cfg(config), self_name(name), rng(seed), health(config.awareness_max), last_now(now) {
     auto& me = rows[new_slot(member_card::intern(name, address, tags))];
     me.incarnation = incarnation;
     me.since = now;
@@ -231,9 +227,7 @@ struct membership::impl {
     queue.push(self_update(member_state::alive));
     next_probe = now + cfg.probe_interval;
     next_gossip = now + cfg.gossip_interval;
-    next_push_pull = cfg.push_pull_interval > duration::zero()
-                       ? now + push_pull_period()
-                       : never;
+    next_push_pull = cfg.push_pull_interval > duration::zero() ? now + push_pull_period() : never;
   }
 
   using slot_t = std::uint32_t;
@@ -316,6 +310,12 @@ struct membership::impl {
   /// The slot of `name`, present or ghost, or no_slot.
   slot_t find_slot(std::string_view name) const { return index.find(name, name_of()); }
 
+  /// Starts loading the row `name` probably has (a hint before a find_row of it).
+  void prefetch_row(std::string_view name) const {
+    if (auto s = index.guess(name); s != no_slot)
+      __builtin_prefetch(&rows[s]);
+  }
+
   /// The row of a known (present) member, or nullptr.
   row* find_row(std::string_view name) {
     auto s = find_slot(name);
@@ -381,8 +381,12 @@ struct membership::impl {
 
   /// The member as the public API shows it.
   static member to_member(const row& r) {
-    return member{std::string(r.card.name()), std::string(r.card.address()), r.state,
-                  r.incarnation, r.card.tags(), r.since};
+    return member{std::string(r.card.name()),
+                  std::string(r.card.address()),
+                  r.state,
+                  r.incarnation,
+                  r.card.tags(),
+                  r.since};
   }
 
   row& me() { return rows[self_slot]; }
@@ -439,8 +443,8 @@ struct membership::impl {
   void enqueue(const member_update& u, const row& r) {
     const auto& c = r.card;
     auto card = u.name == c.name() && u.address == c.address() && u.tags == c.tags()
-                  ? c
-                  : member_card::intern(u.name, u.address, u.tags);
+                    ? c
+                    : member_card::intern(u.name, u.address, u.tags);
     queue.push(std::move(card), u.state, u.incarnation, member_card::intern(u.from, {}, {}));
   }
 
@@ -507,13 +511,21 @@ struct membership::impl {
 
   member_update self_update(member_state s) const {
     const auto& m = me();
-    return member_update{s, self_name, std::string(m.card.address()), m.incarnation,
-                         m.card.tags(), s == member_state::alive ? std::string{} : self_name};
+    return member_update{s,
+                         self_name,
+                         std::string(m.card.address()),
+                         m.incarnation,
+                         m.card.tags(),
+                         s == member_state::alive ? std::string{} : self_name};
   }
 
   member_update update_of(const row& n) const {
-    member_update u{n.state, std::string(n.card.name()), std::string(n.card.address()),
-                    n.incarnation, n.card.tags(), declared_by(n)};
+    member_update u{n.state,
+                    std::string(n.card.name()),
+                    std::string(n.card.address()),
+                    n.incarnation,
+                    n.card.tags(),
+                    declared_by(n)};
     if (u.state == member_state::left)
       u.from = u.name;
     return u;
@@ -559,9 +571,9 @@ struct membership::impl {
   }
 
   /// sample() over the probe order (every live member, plus stale slots `ok` rejects).
-  template <class Pred>
-  std::vector<slot_t> sample_live(std::size_t k, Pred ok) {
-    return sample(probe_order.size(), [&](std::size_t i) { return probe_order[i]; }, k, ok);
+  template <class Pred> std::vector<slot_t> sample_live(std::size_t k, Pred ok) {
+    return sample(
+        probe_order.size(), [&](std::size_t i) { return probe_order[i]; }, k, ok);
   }
 
   /// True when slot `s` holds a present member other than this node whose state satisfies
@@ -630,8 +642,9 @@ struct membership::impl {
     if (n.state == member_state::suspect && cfg.lifeguard)
       return member_update{member_state::suspect, to, {}, n.incarnation, {}, self_name};
     if (n.state == member_state::dead)
-      return member_update{member_state::dead, to, {}, n.incarnation, {},
-                           declared_by(n).empty() ? self_name : declared_by(n)};
+      return member_update{
+          member_state::dead, to, {},
+          n.incarnation,      {}, declared_by(n).empty() ? self_name : declared_by(n)};
     return std::nullopt;
   }
 
@@ -689,16 +702,16 @@ struct membership::impl {
       return;
     }
     switch (u.state) {
-      case member_state::alive:
-        apply_alive(u, now, fx, direct);
-        break;
-      case member_state::suspect:
-        apply_suspect(u, now, fx);
-        break;
-      case member_state::dead:
-      case member_state::left:
-        apply_dead(u, now, fx);
-        break;
+    case member_state::alive:
+      apply_alive(u, now, fx, direct);
+      break;
+    case member_state::suspect:
+      apply_suspect(u, now, fx);
+      break;
+    case member_state::dead:
+    case member_state::left:
+      apply_dead(u, now, fx);
+      break;
     }
   }
 
@@ -887,8 +900,8 @@ struct membership::impl {
     set_state(n, next, now);
     const auto& c = n.card;
     auto card = u.name == c.name() && u.address == c.address() && u.tags == c.tags()
-                  ? c
-                  : member_card::intern(u.name, u.address, u.tags);
+                    ? c
+                    : member_card::intern(u.name, u.address, u.tags);
     queue.push(std::move(card), next, u.incarnation, member_card::intern(from, {}, {}));
     ++stats.updates_applied;
     emit(fx, graceful ? member_event_kind::left : member_event_kind::failed, n);
@@ -896,36 +909,36 @@ struct membership::impl {
 
   /// Merges a peer's full state. `direct_name` is the peer when it is joining (its entry
   /// about itself then counts as coming straight from it).
-  void merge(const push_pull& remote, time_point now, effects& fx,
-             const std::string& direct_name) {
+  void merge(const push_pull& remote, time_point now, effects& fx, const std::string& direct_name) {
     stale_accusation = false;
     for (const auto& r : remote.members) {
       if (r.name.empty()) {
         ++stats.updates_ignored;
         continue;
       }
-      member_update u = r;
       switch (r.state) {
-        case member_state::alive:
-          apply_alive(u, now, fx, !direct_name.empty() && r.name == direct_name);
-          break;
-        case member_state::left:
-          u.from = u.name;
-          apply_dead(u, now, fx);
-          break;
-        case member_state::dead:
-        case member_state::suspect:
-          // memberlist: a remote death is only a suspicion here, so a stale one can be
-          // refuted by the member instead of killing it outright. It is the remote's
-          // claim (memberlist says ours): so it confirms a suspicion, and an unconfirmed
-          // one gets our own probe before we condemn the member.
-          u.state = member_state::suspect;
-          u.from = remote.sender;
-          apply_suspect(u, now, fx);
-          break;
-        default:
-          ++stats.updates_ignored;
-          break;
+      case member_state::alive:
+        apply_alive(r, now, fx, !direct_name.empty() && r.name == direct_name);
+        break;
+      case member_state::left:
+        // apply_dead takes a left update as from its subject whatever its `from` says.
+        apply_dead(r, now, fx);
+        break;
+      case member_state::dead:
+      case member_state::suspect: {
+        // memberlist: a remote death is only a suspicion here, so a stale one can be
+        // refuted by the member instead of killing it outright. It is the remote's
+        // claim (memberlist says ours): so it confirms a suspicion, and an unconfirmed
+        // one gets our own probe before we condemn the member.
+        member_update u = r;
+        u.state = member_state::suspect;
+        u.from = remote.sender;
+        apply_suspect(u, now, fx);
+        break;
+      }
+      default:
+        ++stats.updates_ignored;
+        break;
       }
     }
     ++stats.push_pulls;
@@ -991,9 +1004,7 @@ struct membership::impl {
       return;
     auto target_address = std::string(rows[target].card.address());
     auto helpers = sample_live(cfg.indirect_checks, [&](slot_t s) {
-      return s != target && is_state(s, [](member_state st) {
-               return st == member_state::alive;
-             });
+      return s != target && is_state(s, [](member_state st) { return st == member_state::alive; });
     });
     for (auto h : helpers) {
       auto p = make_packet(packet_kind::ping_req, probe.seq);
@@ -1051,9 +1062,10 @@ struct membership::impl {
   }
 
   void declare_dead(row& n, time_point now, effects& fx) {
-    apply_dead(member_update{member_state::dead, std::string(n.card.name()), {}, n.incarnation,
-                             {}, self_name},
-               now, fx);
+    apply_dead(
+        member_update{
+            member_state::dead, std::string(n.card.name()), {}, n.incarnation, {}, self_name},
+        now, fx);
   }
 
   void on_ack(const packet& p) {
@@ -1092,8 +1104,7 @@ struct membership::impl {
       auto& h = it->second;
       if (cfg.lifeguard && !h.nack_sent && now >= h.nack_at) {
         h.nack_sent = true;
-        send(fx, h.requester_address, make_packet(packet_kind::nack, h.requester_seq),
-             h.requester);
+        send(fx, h.requester_address, make_packet(packet_kind::nack, h.requester_seq), h.requester);
       }
       if (now >= h.expire_at)
         it = helping.erase(it);
@@ -1147,8 +1158,8 @@ struct membership::impl {
       // in send()): if it was wrongly killed (say, behind a partition that healed) it
       // refutes. One such member per round keeps this cheap.
       auto target = sample(
-        departed.size(), [&](std::size_t i) { return departed[i]; }, 1,
-        [&](slot_t s) { return rows[s].present && hears_of_its_death(s, now); });
+          departed.size(), [&](std::size_t i) { return departed[i]; }, 1,
+          [&](slot_t s) { return rows[s].present && hears_of_its_death(s, now); });
       for (auto t : target)
         gossip_to(fx, t);
       return;
@@ -1178,15 +1189,15 @@ struct membership::impl {
     // about one attempt per dead member per interval. A really dead one just fails.
     auto dead = count_of(member_state::dead);
     auto alive = std::max<std::size_t>(1, count_of(member_state::alive));
-    if (dead == 0 ||
-        std::uniform_real_distribution<double>{0, 1}(rng) >=
-          static_cast<double>(dead) / static_cast<double>(alive))
+    if (dead == 0 || std::uniform_real_distribution<double>{0, 1}(rng) >=
+                         static_cast<double>(dead) / static_cast<double>(alive))
       return;
     auto gone = sample(
-      departed.size(), [&](std::size_t i) { return departed[i]; }, 1, [&](slot_t s) {
-        return is_state(s, [](member_state st) { return st == member_state::dead; }) &&
-               !is_banned(name_at(s));
-      });
+        departed.size(), [&](std::size_t i) { return departed[i]; }, 1,
+        [&](slot_t s) {
+          return is_state(s, [](member_state st) { return st == member_state::dead; }) &&
+                 !is_banned(name_at(s));
+        });
     if (!gone.empty())
       fx.push_pull_to.emplace_back(rows[gone.front()].card.address());
   }
@@ -1205,9 +1216,8 @@ struct membership::impl {
       if (auto it = reaped.find(name); it != reaped.end() && it->second.at == at)
         reaped.erase(it);
     };
-    while (!reaped_order.empty() &&
-           (reaped.size() > cfg.reaped_memory_max ||
-            now - reaped_order.front().first >= cfg.reaped_memory))
+    while (!reaped_order.empty() && (reaped.size() > cfg.reaped_memory_max ||
+                                     now - reaped_order.front().first >= cfg.reaped_memory))
       drop_front();
   }
 
@@ -1258,9 +1268,8 @@ struct membership::impl {
 
 membership::membership(std::string name, std::string address, tag_map tags, swim_config cfg,
                        std::uint64_t seed, time_point now, std::uint64_t incarnation)
-  : impl_(std::make_unique<impl>(std::move(name), std::move(address), std::move(tags), cfg,
-                                 seed, now, incarnation)) {
-}
+    : impl_(std::make_unique<impl>(std::move(name), std::move(address), std::move(tags), cfg, seed,
+                                   now, incarnation)) {}
 
 membership::~membership() = default;
 membership::membership(membership&&) noexcept = default;
@@ -1318,8 +1327,19 @@ effects membership::on_packet(const packet& msg, time_point now) {
     return fx;
   }
   d.stale_accusation = false;
-  for (const auto& u : msg.updates)
-    d.apply(u, now, fx, u.name == msg.sender);
+  // Each update's lookup is two cache misses (index bucket, then row) on a big table:
+  // prefetch the buckets a few updates ahead and the rows of the next ones, so they overlap.
+  const auto& ups = msg.updates;
+  constexpr std::size_t bucket_ahead = 6, row_ahead = 3;
+  for (std::size_t i = 0; i < std::min(bucket_ahead, ups.size()); ++i)
+    d.index.prefetch(ups[i].name);
+  for (std::size_t i = 0; i < ups.size(); ++i) {
+    if (i + bucket_ahead < ups.size())
+      d.index.prefetch(ups[i + bucket_ahead].name);
+    if (i + row_ahead < ups.size())
+      d.prefetch_row(ups[i + row_ahead].name);
+    d.apply(ups[i], now, fx, ups[i].name == msg.sender);
+  }
   if (d.stale_accusation) {
     // The sender still accuses us at an incarnation we outbid: our refutation missed it.
     // Whatever we send it now carries our alive first.
@@ -1328,66 +1348,66 @@ effects membership::on_packet(const packet& msg, time_point now) {
       d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, 0), msg.sender, true);
   }
   switch (msg.kind) {
-    case packet_kind::ping: {
-      if (msg.sender_address.empty()) {
-        ++d.stats.updates_ignored;
-        break;
-      }
+  case packet_kind::ping: {
+    if (msg.sender_address.empty()) {
+      ++d.stats.updates_ignored;
+      break;
+    }
+    d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
+    break;
+  }
+  case packet_kind::ping_req: {
+    if (msg.target.empty() || msg.target_address.empty() || msg.sender_address.empty()) {
+      ++d.stats.updates_ignored;
+      break;
+    }
+    if (msg.target == d.self_name) {
+      // Asked to probe ourselves: we are evidently up; answer for the target.
       d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
       break;
     }
-    case packet_kind::ping_req: {
-      if (msg.target.empty() || msg.target_address.empty() || msg.sender_address.empty()) {
-        ++d.stats.updates_ignored;
-        break;
-      }
-      if (msg.target == d.self_name) {
-        // Asked to probe ourselves: we are evidently up; answer for the target.
-        d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
-        break;
-      }
-      const bool banned_target = d.is_banned(msg.target);
-      if (!banned_target && !d.find_row(msg.target)) {
-        ++d.stats.updates_ignored;
-        break;
-      }
-      auto seq = d.fresh_seq();
-      helper_state h;
-      h.requester = msg.sender;
-      h.requester_address = msg.sender_address;
-      h.requester_seq = msg.seq;
-      // Lifeguard: nack before the requester's own timeout so it can count it.
-      h.nack_at = now + d.cfg.probe_timeout * 4 / 5;
-      h.expire_at = now + d.cfg.probe_timeout;
-      d.helping.emplace(seq, std::move(h));
-      // A banned member is never probed; the requester (which has not heard of the ban
-      // yet) still gets our nack in time, so Lifeguard does not count it against itself.
-      if (banned_target)
-        break;
-      auto p = d.make_packet(packet_kind::ping, seq);
-      p.target = msg.target;
-      d.send(fx, msg.target_address, std::move(p), msg.target);
+    const bool banned_target = d.is_banned(msg.target);
+    if (!banned_target && !d.find_row(msg.target)) {
+      ++d.stats.updates_ignored;
       break;
     }
-    case packet_kind::ack: {
-      if (msg.seq == 0)
-        break; // gossip only
-      d.on_ack(msg);
-      for (auto& h : d.pending_forward)
-        d.send(fx, h.requester_address, d.make_packet(packet_kind::ack, h.requester_seq),
-               h.requester);
-      d.pending_forward.clear();
+    auto seq = d.fresh_seq();
+    helper_state h;
+    h.requester = msg.sender;
+    h.requester_address = msg.sender_address;
+    h.requester_seq = msg.seq;
+    // Lifeguard: nack before the requester's own timeout so it can count it.
+    h.nack_at = now + d.cfg.probe_timeout * 4 / 5;
+    h.expire_at = now + d.cfg.probe_timeout;
+    d.helping.emplace(seq, std::move(h));
+    // A banned member is never probed; the requester (which has not heard of the ban
+    // yet) still gets our nack in time, so Lifeguard does not count it against itself.
+    if (banned_target)
       break;
+    auto p = d.make_packet(packet_kind::ping, seq);
+    p.target = msg.target;
+    d.send(fx, msg.target_address, std::move(p), msg.target);
+    break;
+  }
+  case packet_kind::ack: {
+    if (msg.seq == 0)
+      break; // gossip only
+    d.on_ack(msg);
+    for (auto& h : d.pending_forward)
+      d.send(fx, h.requester_address, d.make_packet(packet_kind::ack, h.requester_seq),
+             h.requester);
+    d.pending_forward.clear();
+    break;
+  }
+  case packet_kind::nack: {
+    if (d.probe.active && !d.probe.acked && msg.seq == d.probe.seq && d.probe.indirect_sent) {
+      ++d.probe.nacks;
+      ++d.stats.nacks_received;
+    } else {
+      ++d.stats.updates_ignored;
     }
-    case packet_kind::nack: {
-      if (d.probe.active && !d.probe.acked && msg.seq == d.probe.seq && d.probe.indirect_sent) {
-        ++d.probe.nacks;
-        ++d.stats.nacks_received;
-      } else {
-        ++d.stats.updates_ignored;
-      }
-      break;
-    }
+    break;
+  }
   }
   d.stale_peer.clear();
   d.stale_accusation = false;
@@ -1509,13 +1529,9 @@ effects membership::ban(const std::string& name, time_point now) {
   return fx;
 }
 
-void membership::unban(const std::string& name) {
-  impl_->remove_ban(name);
-}
+void membership::unban(const std::string& name) { impl_->remove_ban(name); }
 
-bool membership::banned(const std::string& name) const {
-  return impl_->is_banned(name);
-}
+bool membership::banned(const std::string& name) const { return impl_->is_banned(name); }
 
 time_point membership::next_deadline() const {
   const auto& d = *impl_;
@@ -1557,29 +1573,19 @@ std::optional<member> membership::find(const std::string& name) const {
   return impl::to_member(*r);
 }
 
-std::size_t membership::count(member_state s) const {
-  return impl_->count_of(s);
-}
+std::size_t membership::count(member_state s) const { return impl_->count_of(s); }
 
 const member& membership::self() const {
   impl_->self_view = impl::to_member(impl_->me());
   return impl_->self_view;
 }
 
-unsigned membership::health_score() const {
-  return impl_->health.score();
-}
+unsigned membership::health_score() const { return impl_->health.score(); }
 
-std::size_t membership::pending_broadcasts() const {
-  return impl_->queue.size();
-}
+std::size_t membership::pending_broadcasts() const { return impl_->queue.size(); }
 
-const membership_stats& membership::stats() const {
-  return impl_->stats;
-}
+const membership_stats& membership::stats() const { return impl_->stats; }
 
-const swim_config& membership::config() const {
-  return impl_->cfg;
-}
+const swim_config& membership::config() const { return impl_->cfg; }
 
 } // namespace starling::gossip

@@ -23,9 +23,8 @@ public:
   [[nodiscard]] std::uint32_t find(std::string_view name, const NameOf& name_of) const {
     if (buckets_.empty())
       return npos;
-    const auto h = hash(name);
-    const auto frag = fragment(h);
-    for (auto i = h & mask(); ; i = (i + 1) & mask()) {
+    const auto frag = fragment(hash(name));
+    for (auto i = frag & mask();; i = (i + 1) & mask()) {
       const auto& b = buckets_[i];
       if (b.slot == npos)
         return npos;
@@ -38,8 +37,8 @@ public:
   template <class NameOf>
   void insert(std::uint32_t slot, const NameOf& name_of) {
     if ((size_ + 1) * 4 > buckets_.size() * 3)
-      grow(name_of);
-    place(slot, hash(name_of(slot)));
+      grow();
+    place(slot, fragment(hash(name_of(slot))));
     ++size_;
   }
 
@@ -48,22 +47,85 @@ public:
   void erase(std::string_view name, const NameOf& name_of) {
     if (buckets_.empty())
       return;
-    const auto h = hash(name);
-    const auto frag = fragment(h);
-    std::size_t i = h & mask();
-    for (;; i = (i + 1) & mask()) {
+    const auto frag = fragment(hash(name));
+    for (auto i = frag & mask();; i = (i + 1) & mask()) {
       const auto& b = buckets_[i];
       if (b.slot == npos)
         return;
       if (b.frag == frag && name_of(b.slot) == name)
-        break;
+        return erase_at(i);
     }
-    // Shift later members of the probe run back over the hole when their home allows.
+  }
+
+  /// Removes `slot`, which must be indexed under `name`. Reads no other name.
+  void erase_slot(std::string_view name, std::uint32_t slot) {
+    const auto frag = fragment(hash(name));
+    auto i = frag & mask();
+    while (buckets_[i].slot != slot)
+      i = (i + 1) & mask();
+    erase_at(i);
+  }
+
+  /// Starts loading the bucket where a lookup of `name` begins: a hint, for callers that
+  /// know which names they will look up next (the misses then overlap).
+  void prefetch(std::string_view name) const noexcept {
+    if (!buckets_.empty())
+      __builtin_prefetch(&buckets_[fragment(hash(name)) & mask()]);
+  }
+
+  /// The first slot whose hash fragment matches `name`'s, or npos: a guess (the name is not
+  /// compared) for prefetching the slot's data.
+  [[nodiscard]] std::uint32_t guess(std::string_view name) const noexcept {
+    if (buckets_.empty())
+      return npos;
+    const auto frag = fragment(hash(name));
+    for (auto i = frag & mask();; i = (i + 1) & mask()) {
+      const auto& b = buckets_[i];
+      if (b.slot == npos || b.frag == frag)
+        return b.slot;
+    }
+  }
+
+  /// Number of indexed slots.
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+
+private:
+  struct bucket {
+    std::uint32_t slot = npos;
+    /// Low 32 bits of the name's hash: the home bucket, and most mismatches are rejected
+    /// without reading the name.
+    std::uint32_t frag = 0;
+  };
+
+  static std::size_t hash(std::string_view s) noexcept { return std::hash<std::string_view>{}(s); }
+  /// The low bits of the hash: they give the home bucket (the table has at most 2^32
+  /// buckets), so growing and erasing never hash a name again.
+  static std::uint32_t fragment(std::size_t h) noexcept { return static_cast<std::uint32_t>(h); }
+  std::size_t mask() const noexcept { return buckets_.size() - 1; }
+
+  void place(std::uint32_t slot, std::uint32_t frag) {
+    auto i = frag & mask();
+    while (buckets_[i].slot != npos)
+      i = (i + 1) & mask();
+    buckets_[i] = bucket{slot, frag};
+  }
+
+  void grow() {
+    auto old = std::move(buckets_);
+    buckets_.assign(old.empty() ? 16 : old.size() * 2, bucket{});
+    for (const auto& b : old)
+      if (b.slot != npos)
+        place(b.slot, b.frag);
+  }
+
+  /// Empties bucket `i`, shifting later members of its probe run back over the hole when
+  /// their home allows.
+  void erase_at(std::size_t i) {
     for (std::size_t j = (i + 1) & mask();; j = (j + 1) & mask()) {
       auto& b = buckets_[j];
       if (b.slot == npos)
         break;
-      const auto home = hash(name_of(b.slot)) & mask();
+      const std::size_t home = b.frag & mask();
       // Move b into the hole at i unless its home lies cyclically in (i, j].
       const bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
       if (!stays) {
@@ -73,38 +135,6 @@ public:
     }
     buckets_[i] = bucket{};
     --size_;
-  }
-
-  /// Number of indexed slots.
-  [[nodiscard]] std::size_t size() const noexcept { return size_; }
-
-private:
-  struct bucket {
-    std::uint32_t slot = npos;
-    /// High bits of the name's hash: most mismatches are rejected without reading the name.
-    std::uint32_t frag = 0;
-  };
-
-  static std::size_t hash(std::string_view s) noexcept { return std::hash<std::string_view>{}(s); }
-  static std::uint32_t fragment(std::size_t h) noexcept {
-    return static_cast<std::uint32_t>(h >> 32);
-  }
-  std::size_t mask() const noexcept { return buckets_.size() - 1; }
-
-  void place(std::uint32_t slot, std::size_t h) {
-    auto i = h & mask();
-    while (buckets_[i].slot != npos)
-      i = (i + 1) & mask();
-    buckets_[i] = bucket{slot, fragment(h)};
-  }
-
-  template <class NameOf>
-  void grow(const NameOf& name_of) {
-    auto old = std::move(buckets_);
-    buckets_.assign(old.empty() ? 16 : old.size() * 2, bucket{});
-    for (const auto& b : old)
-      if (b.slot != npos)
-        place(b.slot, hash(name_of(b.slot)));
   }
 
   /// Size is a power of two (or 0). Invariant: every indexed slot sits in the probe run
