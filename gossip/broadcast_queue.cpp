@@ -24,17 +24,21 @@ void broadcast_queue::push(member_card card, member_state state, std::uint64_t i
                            member_card from) {
   auto name_of = [this](std::uint32_t s) { return entries_[s].card.name(); };
   std::uint32_t slot = index_.find(card.name(), name_of);
-  if (slot != name_index::npos && index_.size() > 1) {
-    // Replace in place: what erase() then a fresh slot would do (the freed slot is the one
-    // reused), without touching the index. A sole entry takes the erase path, which gives
-    // the drained queue's storage back first.
-    auto& e = entries_[slot];
+  // A fresh entry for this news, under a new id (the newest is sent first).
+  auto fill = [&](entry& e) {
     e.card = std::move(card);
     e.from = std::move(from);
     e.incarnation = incarnation;
     e.id = next_id_++;
     e.transmits = 0;
     e.state = state;
+  };
+  if (slot != name_index::npos && index_.size() > 1) {
+    // Replace in place: what erase() then a fresh slot would do (the freed slot is the one
+    // reused), without touching the index. A sole entry takes the erase path, which gives
+    // the drained queue's storage back first.
+    auto& e = entries_[slot];
+    fill(e);
     ++stale_; // the old heap item
     compact();
     heap_push(heap_item{e.id, 0, slot});
@@ -54,12 +58,7 @@ void broadcast_queue::push(member_card card, member_state state, std::uint64_t i
     entries_.emplace_back();
   }
   auto& e = entries_[slot];
-  e.card = std::move(card);
-  e.from = std::move(from);
-  e.incarnation = incarnation;
-  e.id = next_id_++;
-  e.transmits = 0;
-  e.state = state;
+  fill(e);
   index_.insert(slot, name_of);
   heap_push(heap_item{e.id, 0, slot});
 }
