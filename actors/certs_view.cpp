@@ -6,6 +6,7 @@
 
 #include "actors/errc.hpp"
 #include "actors/views.hpp"
+#include "identity/endorsement.hpp"
 #include "identity/pki.hpp"
 
 namespace starling::actors {
@@ -57,8 +58,19 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
   if (id != nullptr) {
     doc["mesh"] = id->creds.bundle.mesh();
     doc["source"] = id->source;
-    if (!id->creds.certs.empty())
-      doc["certificate"] = describe_cert(id->creds.certs.front(), now);
+    doc["admission_quorum"] = id->trust ? id->trust->current()->quorum : std::size_t{1};
+    if (!id->creds.certs.empty()) {
+      auto leaf = describe_cert(id->creds.certs.front(), now);
+      // Who endorsed this node's key (admission quorum); checked when the node started.
+      auto endorsements = identity::endorsements_of(id->creds.certs.front());
+      auto endorsers = ordered_json::array();
+      if (endorsements)
+        for (const auto& e : *endorsements)
+          if (auto who = identity::describe_issuer(e.issuer))
+            endorsers.push_back(who->node);
+      leaf["endorsed_by"] = std::move(endorsers);
+      doc["certificate"] = std::move(leaf);
+    }
     auto chain_issuers = ordered_json::array();
     for (std::size_t i = 1; i < id->creds.certs.size(); ++i)
       chain_issuers.push_back(describe_cert(id->creds.certs[i], now));
@@ -71,6 +83,7 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
         own["known_tokens"] = issuer->known_tokens;
         own["admitted"] = issuer->admitted;
         own["refused"] = issuer->refused;
+        own["endorsed"] = issuer->endorsed;
       }
       doc["issuer"] = std::move(own);
     }
@@ -133,6 +146,21 @@ caf::expected<std::string> certs_text(std::string_view json) {
     out << "expires      " << expiry(cert) << '\n';
     out << "key          sha256:" << str(cert, "spki_sha256") << '\n';
     out << "obtained     " << str(doc, "source") << '\n';
+    if (cert.contains("endorsed_by") && cert["endorsed_by"].is_array() &&
+        !cert["endorsed_by"].empty()) {
+      out << "endorsed by ";
+      const char* sep = " ";
+      for (const auto& e : cert["endorsed_by"])
+        if (e.is_string()) {
+          out << sep << e.get<std::string>();
+          sep = ", ";
+        }
+      out << '\n';
+    }
+    if (doc.contains("admission_quorum") && doc["admission_quorum"].is_number_unsigned() &&
+        doc["admission_quorum"].get<std::size_t>() > 1)
+      out << "quorum       " << doc["admission_quorum"].get<std::size_t>()
+          << " issuers must vouch for every node\n";
     if (doc.contains("issuers") && doc["issuers"].is_array())
       for (const auto& i : doc["issuers"])
         out << "issued by    " << str(i, "uri") << ", expires " << expiry(i) << '\n';
@@ -143,6 +171,8 @@ caf::expected<std::string> certs_text(std::string_view json) {
         out << "; " << own["active_tokens"].get<std::size_t>() << " active token(s), "
             << own["admitted"].get<std::uint64_t>() << " admitted, "
             << own["refused"].get<std::uint64_t>() << " refused";
+      if (own.value("endorsed", std::uint64_t{0}) > 0)
+        out << ", " << own["endorsed"].get<std::uint64_t>() << " endorsed";
       out << '\n';
     }
     if (doc.contains("roots") && doc["roots"].is_array())

@@ -26,6 +26,8 @@ struct issuer_summary {
   std::uint64_t admitted = 0;
   /// Admission and renewal requests refused (any reason) since start.
   std::uint64_t refused = 0;
+  /// Endorsements of joiners' keys this issuer gave (admission quorum) since start.
+  std::uint64_t endorsed = 0;
 };
 
 /// One revocation statement as the view shows it.

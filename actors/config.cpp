@@ -7,6 +7,8 @@
 #include <cmath>
 #include <fstream>
 #include <limits>
+#include <optional>
+#include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +16,7 @@
 #include <toml++/toml.h>
 
 #include "actors/errc.hpp"
+#include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
 #include "identity/names.hpp"
@@ -163,6 +166,36 @@ caf::error validate_token(std::string_view text, std::string_view key) {
   auto t = identity::decode(text);
   if (!t)
     return bad(key, "not a join token: " + identity::render(t.error()));
+  return {};
+}
+
+/// Cross-checks of the join tokens (already decoded one by one): at most
+/// max_admission_quorum, all pinning the same mesh root, and, with admission_quorum = k, at
+/// least k made by distinct issuers (fewer would be refused by the mesh anyway: say so
+/// before a token is spent).
+caf::error check_tokens(const std::vector<std::string>& tokens, std::size_t quorum) {
+  if (tokens.empty())
+    return {};
+  if (tokens.size() > identity::max_admission_quorum)
+    return bad("token", "at most " + std::to_string(identity::max_admission_quorum) +
+                            " join tokens, got " + std::to_string(tokens.size()));
+  std::set<std::string> issuers;
+  std::optional<identity::sha256_digest> pin;
+  for (const auto& text : tokens) {
+    auto t = identity::decode(text);
+    if (!t)
+      return bad("token", "not a join token: " + identity::render(t.error()));
+    if (pin && t->pin != *pin)
+      return bad("token", "the join tokens pin different mesh roots: they must all come from "
+                          "issuers of one mesh");
+    pin = t->pin;
+    issuers.insert(t->issuer);
+  }
+  if (issuers.size() < quorum)
+    return bad("token", "admission_quorum is " + std::to_string(quorum) + ": give " +
+                            std::to_string(quorum) + " join tokens made by distinct issuers (got " +
+                            std::to_string(tokens.size()) + " from " +
+                            std::to_string(issuers.size()) + ")");
   return {};
 }
 
@@ -430,12 +463,30 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
         return ttl.error();
       cfg.cert_ttl = *ttl;
     } else if (key == "token") {
-      auto s = get_string(node, key, "a join token");
-      if (!s)
-        return s.error();
-      if (auto err = validate_token(*s, key))
+      // One token, or an array of them (admission quorum).
+      cfg.tokens.clear();
+      if (const auto* arr = node.as_array()) {
+        for (std::size_t i = 0; i < arr->size(); ++i) {
+          const std::string ikey = key + "[" + std::to_string(i) + "]";
+          auto s = get_string(*arr->get(i), ikey, "a join token");
+          if (!s)
+            return s.error();
+          if (auto err = validate_token(*s, ikey))
+            return err;
+          cfg.tokens.push_back(*s);
+        }
+      } else {
+        auto s = get_string(node, key, "a join token or an array of them");
+        if (!s)
+          return s.error();
+        if (auto err = validate_token(*s, key))
+          return err;
+        cfg.tokens.push_back(*s);
+      }
+    } else if (key == "admission_quorum") {
+      if (auto err = read_int(node, key, cfg.admission_quorum, 1,
+                              static_cast<std::int64_t>(identity::max_admission_quorum)))
         return err;
-      cfg.token = *s;
     } else if (key == "tags") {
       const auto* tbl = node.as_table();
       if (!tbl)
@@ -618,7 +669,12 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
       "initial gossip encryption key, base64 (`starling keyring generate`)");
   str("--keyring-file", f.keyring_file, "initial gossip keyring file");
   str("--issuer", f.issuer_dir, "issuer DIR (`starling ca issuer`): this node admits others");
-  str("--token", f.token, "join token from `starling token create` (first start only)");
+  app.add_option("--token", f.tokens,
+                 "join token from `starling token create` (first start only; repeatable: one "
+                 "per issuer when admission_quorum > 1)")
+    ->type_name("");
+  str("--admission-quorum", f.admission_quorum,
+      "distinct issuers that must vouch for every node certificate, 1 to 16 (default 1)");
   str("--cert-ttl", f.cert_ttl,
       "validity of the node certificates this issuer signs, 30s to 720h (default 24h)");
 }
@@ -720,10 +776,24 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
       return err;
     cfg.issuer_dir = *flags.issuer_dir;
   }
-  if (flags.token) {
-    if (auto err = validate_token(*flags.token, "--token"))
-      return err;
-    cfg.token = *flags.token;
+  if (!flags.tokens.empty()) {
+    cfg.tokens.clear();
+    for (const auto& t : flags.tokens) {
+      if (auto err = validate_token(t, "--token"))
+        return err;
+      cfg.tokens.push_back(t);
+    }
+  }
+  if (flags.admission_quorum) {
+    const auto& text = *flags.admission_quorum;
+    std::size_t q = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), q);
+    if (ec != std::errc{} || ptr != text.data() + text.size() || q < 1 ||
+        q > identity::max_admission_quorum)
+      return bad("--admission-quorum", "expected an integer from 1 to " +
+                                           std::to_string(identity::max_admission_quorum) +
+                                           ", got " + quote_text(text));
+    cfg.admission_quorum = q;
   }
   if (flags.cert_ttl) {
     auto ttl = parse_cert_ttl(*flags.cert_ttl, "--cert-ttl");
@@ -751,8 +821,10 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
                                          format_duration(cfg.swim.probe_timeout));
   if (cfg.swim.suspicion_max_mult < 1)
     return bad("gossip.suspicion_max_mult", "must be at least 1");
-  if (!cfg.token.empty() && cfg.join.empty())
+  if (!cfg.tokens.empty() && cfg.join.empty())
     return bad("token", "a join token needs a seed to present it to: set join or --join");
+  if (auto err = check_tokens(cfg.tokens, cfg.admission_quorum))
+    return err;
   if (!is_loopback_host(cfg.admin.host) && !cfg.admin_allow_remote)
     return bad("admin", cfg.admin.to_string() +
                           " is not a loopback address and the admin port has no "

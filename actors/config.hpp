@@ -75,9 +75,14 @@ struct agent_config {
   /// Directory of `starling ca issuer`'s output: this node is an issuer (signs its own node
   /// certificate and admits others). Empty: not an issuer.
   std::filesystem::path issuer_dir;
-  /// Join token (`starling token create` on an issuer); used once, when the data dir holds
-  /// no node certificate yet. Needs `join`. Secret: never logged.
-  std::string token;
+  /// Join tokens (`starling token create` on issuers); used once, when the data dir holds
+  /// no node certificate yet. Needs `join`. With admission_quorum = k, k tokens made by k
+  /// distinct issuers of one mesh. Secret: never logged.
+  std::vector<std::string> tokens;
+  /// How many distinct issuers must vouch for a node certificate (docs/decisions/0009):
+  /// peers with fewer are refused at every handshake, issuers admit with no fewer. The same
+  /// value on every node of a mesh; 1 to identity::max_admission_quorum.
+  std::size_t admission_quorum = 1;
   /// Validity of the node certificates this node signs as an issuer (admissions, renewals,
   /// its own): from min_cert_ttl to max_cert_ttl, capped at the issuer certificate's
   /// expiry. Ignored on a node that is not an issuer.
@@ -107,7 +112,8 @@ struct agent_flags {
   std::optional<std::string> gossip_key;
   std::optional<std::string> keyring_file;
   std::optional<std::string> issuer_dir;
-  std::optional<std::string> token;
+  std::vector<std::string> tokens;     ///< replaces the file's tokens when not empty
+  std::optional<std::string> admission_quorum;
   std::optional<std::string> cert_ttl;
 };
 

@@ -1,6 +1,7 @@
 #include "actors/identity_actor.hpp"
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <set>
 
@@ -29,6 +30,15 @@ struct admit_locally_msg {
   gossip::admission_responder reply;
 };
 
+/// The answer of the issuer of a joiner's further token to an endorse request (local
+/// message): `index` in the collection `collection`.
+struct endorsement_result_msg {
+  std::uint64_t collection = 0;
+  std::size_t index = 0;
+  std::string issuer;
+  caf::expected<identity::endorsement> result;
+};
+
 /// The answer to a sync request this node sent to `peer` (local message).
 struct sync_result_msg {
   std::string peer;
@@ -50,6 +60,7 @@ struct renewal_result_msg {
 } // namespace starling::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::admit_locally_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::endorsement_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::sync_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::renewal_result_msg)
 
@@ -61,6 +72,18 @@ using identity::sha256_digest;
 
 /// Timer of the renewal check (private to this actor).
 using renew_atom = caf::atom_constant<caf::atom("renew")>;
+
+/// A joiner's admission whose further tokens are being turned into endorsements by their
+/// issuers (admission quorum) before it goes on with its first token.
+struct endorsement_collection {
+  identity::admission_request req;
+  gossip::admission_responder reply;
+  /// One slot per further token (tokens[1..]).
+  std::vector<std::optional<identity::endorsement>> got;
+  std::size_t pending = 0;
+  /// The first refusal, "issuer X: reason"; the admission is refused once all answered.
+  std::optional<caf::error> failure;
+};
 
 struct identity_state {
   identity_params params;
@@ -99,8 +122,12 @@ struct identity_state {
   bool bans_sent = false;
   /// This node's own key was found revoked and reported to the supervisor.
   bool own_key_revoked = false;
+  /// Admissions waiting for endorsements, by id.
+  std::map<std::uint64_t, endorsement_collection> collections;
+  std::uint64_t next_collection = 0;
   std::uint64_t admitted = 0;
   std::uint64_t refused = 0;
+  std::uint64_t endorsed = 0;
   sync_summary sync;
 
   static inline const char* name = "identity";
@@ -112,6 +139,7 @@ issuer_summary summarize(const identity_state& st, identity::time_point now) {
   issuer_summary out;
   out.admitted = st.admitted;
   out.refused = st.refused;
+  out.endorsed = st.endorsed;
   if (!st.desk)
     return out;
   const auto secs = std::chrono::floor<std::chrono::seconds>(now);
@@ -564,7 +592,8 @@ void on_renewal_result(identity_actor_t* self, renewal_result_msg& msg) {
     if (!grant)
       return grant.error();
     return identity::accept_renewal(*grant, st.current->creds, st.params.name, st.params.clock(),
-                                    st.params.id->trust->current()->revoked);
+                                    st.params.id->trust->current()->revoked,
+                                    st.params.admission_quorum);
   }();
   if (checked) {
     on_renewed(self, std::move(*checked), msg.issuer);
@@ -624,7 +653,8 @@ void on_renewal_request(identity_actor_t* self, const identity::renewal_request&
       return identity::make_error(identity::errc::bad_request,
                                   "this node is not an issuer and cannot renew certificates");
     auto signed_ = st.desk->renew(req, peer, st.params.clock(),
-                                  st.params.id->trust->current()->revoked, st.params.cert_ttl);
+                                  st.params.id->trust->current()->revoked, st.params.cert_ttl,
+                                  st.params.admission_quorum);
     if (!signed_)
       return signed_.error();
     return identity::encode(*signed_);
@@ -647,7 +677,7 @@ void admit_here(identity_actor_t* self, const identity::admission_request& req,
                 const std::string& token_id, const gossip::admission_responder& reply) {
   auto& st = self->state;
   auto grant = st.desk->admit(req, st.params.clock(), st.params.id->trust->current()->revoked,
-                              st.params.cert_ttl);
+                              st.params.cert_ttl, st.params.admission_quorum);
   if (!grant) {
     refuse(self, reply, "'" + req.name + "' (token " + token_id + ")", grant.error());
     return;
@@ -660,12 +690,30 @@ void admit_here(identity_actor_t* self, const identity::admission_request& req,
     return;
   }
   ++st.admitted;
-  spdlog::info("admitted node '{}' with token {}", req.name, token_id);
+  if (req.endorsements.empty())
+    spdlog::info("admitted node '{}' with token {}", req.name, token_id);
+  else
+    spdlog::info("admitted node '{}' with token {} and {} endorsement(s)", req.name, token_id,
+                 req.endorsements.size());
   reply(std::move(*bytes));
 }
 
+void collect_endorsements(identity_actor_t* self, identity::admission_request req,
+                          const gossip::admission_responder& reply);
+
 void on_admission(identity_actor_t* self, identity::admission_request& req, admission_msg& msg) {
   auto& st = self->state;
+  if (req.tokens.size() > 1) {
+    if (msg.peer) {
+      refuse(self, msg.reply, "'" + req.name + "' forwarded by " + *msg.peer,
+             identity::make_error(identity::errc::bad_request,
+                                  "a forwarded admission carries one token (the seed collects "
+                                  "the endorsements of the others)"));
+      return;
+    }
+    collect_endorsements(self, std::move(req), msg.reply);
+    return;
+  }
   auto token = identity::decode(req.tokens.front());
   if (!token) {
     refuse(self, msg.reply, "'" + req.name + "'", token.error());
@@ -714,6 +762,162 @@ void on_admission(identity_actor_t* self, identity::admission_request& req, admi
     reply(as_refusal(answer.error()));
   };
   self->send(st.supervisor, std::move(fwd));
+}
+
+// -- admission quorum: endorsements ---------------------------------------------------------------
+
+/// A copy of a CSR (certificate_request is move-only).
+caf::expected<identity::certificate_request> copy_of(const identity::certificate_request& csr) {
+  identity::x509_req_ptr dup{X509_REQ_dup(csr.native())};
+  if (!dup)
+    return identity::make_openssl_error(identity::errc::crypto_failure, "copying a CSR");
+  return identity::certificate_request{std::move(dup)};
+}
+
+/// Endorses here: `token` must be redeemable by this issuer.
+caf::expected<identity::endorsement> endorse_here(identity_state& st,
+                                                  const identity::endorse_request& req) {
+  if (!st.desk)
+    return identity::make_error(identity::errc::bad_request,
+                                "this node is not an issuer and cannot endorse");
+  return st.desk->endorse(req, st.params.clock(), st.params.id->trust->current()->revoked,
+                          st.params.cert_ttl);
+}
+
+/// The collection `id` is complete: refuse the joiner, or go on with the first token only
+/// and the endorsements the other tokens' issuers gave.
+void finish_collection(identity_actor_t* self, std::uint64_t id) {
+  auto& st = self->state;
+  auto it = st.collections.find(id);
+  if (it == st.collections.end() || it->second.pending > 0)
+    return;
+  auto c = std::move(it->second);
+  st.collections.erase(it);
+  if (c.failure) {
+    refuse(self, c.reply, "'" + c.req.name + "'", *c.failure);
+    return;
+  }
+  c.req.tokens.resize(1);
+  for (auto& e : c.got)
+    c.req.endorsements.push_back(std::move(*e));
+  auto bytes = identity::encode(c.req);
+  if (!bytes) {
+    refuse(self, c.reply, "'" + c.req.name + "'", bytes.error());
+    return;
+  }
+  admission_msg next{std::move(*bytes), std::nullopt, std::move(c.reply)};
+  on_admission(self, c.req, next);
+}
+
+void on_endorsement_result(identity_actor_t* self, endorsement_result_msg& msg) {
+  auto& st = self->state;
+  auto it = st.collections.find(msg.collection);
+  if (it == st.collections.end())
+    return;
+  auto& c = it->second;
+  --c.pending;
+  if (msg.result) {
+    c.got[msg.index] = std::move(*msg.result);
+  } else if (!c.failure) {
+    const auto reason = why(msg.result.error());
+    c.failure = gossip::make_error(gossip::errc::peer_refused,
+                                   "endorsement by issuer " + msg.issuer + ": " +
+                                       gossip::refusal_reason(as_refusal(msg.result.error())));
+    spdlog::debug("endorsement of '{}' by {} failed: {}", c.req.name, msg.issuer, reason);
+  }
+  finish_collection(self, msg.collection);
+}
+
+/// A joiner sent several tokens (admission quorum): the issuer of each token but the first
+/// is asked to endorse the joiner's key (this node itself when it made the token), then the
+/// request goes on with the first token and the endorsements.
+void collect_endorsements(identity_actor_t* self, identity::admission_request req,
+                          const gossip::admission_responder& reply) {
+  auto& st = self->state;
+  if (req.tokens.size() > identity::max_admission_quorum) {
+    refuse(self, reply, "'" + req.name + "'",
+           identity::make_error(identity::errc::bad_request,
+                                "more than " + std::to_string(identity::max_admission_quorum) +
+                                    " tokens"));
+    return;
+  }
+  std::vector<identity::join_token> tokens;
+  for (const auto& text : req.tokens) {
+    auto t = identity::decode(text);
+    if (!t) {
+      refuse(self, reply, "'" + req.name + "'", t.error());
+      return;
+    }
+    tokens.push_back(std::move(*t));
+  }
+  const auto id = ++st.next_collection;
+  auto& c = st.collections[id];
+  const auto further = req.tokens.size() - 1;
+  c.got.resize(further);
+  c.pending = further;
+  c.reply = reply;
+  c.req = std::move(req);
+  spdlog::info("admission of '{}' with {} tokens: asking {} issuer(s) to endorse it", c.req.name,
+               c.req.tokens.size(), further);
+  caf::weak_actor_ptr weak{self->ctrl()};
+  for (std::size_t i = 0; i < further; ++i) {
+    const auto& token = tokens[i + 1];
+    auto csr = copy_of(c.req.csr);
+    if (!csr) {
+      self->send(self, endorsement_result_msg{id, i, token.issuer, csr.error()});
+      continue;
+    }
+    identity::endorse_request er{c.req.name, std::move(*csr), c.req.tokens[i + 1]};
+    if (st.desk && token.issuer == st.desk->material().node) {
+      self->send(self, endorsement_result_msg{id, i, token.issuer, endorse_here(st, er)});
+      continue;
+    }
+    auto bytes = identity::encode(er);
+    if (!bytes) {
+      self->send(self, endorsement_result_msg{id, i, token.issuer, bytes.error()});
+      continue;
+    }
+    forward_admission_msg fwd;
+    fwd.issuer = token.issuer;
+    fwd.request = std::move(*bytes);
+    fwd.done = [weak, id, i, issuer = token.issuer](caf::expected<std::string> answer) {
+      caf::expected<identity::endorsement> result = caf::error{};
+      if (answer)
+        result = identity::decode_endorse_response(*answer);
+      else
+        result = std::move(answer.error());
+      if (auto hdl = weak.lock())
+        caf::anon_send(caf::actor_cast<caf::actor>(hdl),
+                       endorsement_result_msg{id, i, issuer, std::move(result)});
+    };
+    self->send(st.supervisor, std::move(fwd));
+  }
+}
+
+/// A seed asks this issuer to endorse a joiner's key with one of this issuer's tokens.
+void on_endorse_request(identity_actor_t* self, const identity::endorse_request& req,
+                        const std::string& peer, const gossip::admission_responder& reply) {
+  auto& st = self->state;
+  auto answer = [&]() -> caf::expected<std::string> {
+    auto token = identity::decode(req.token);
+    if (!token)
+      return token.error();
+    if (st.desk && token->issuer != st.desk->material().node &&
+        st.desk->tokens().ledger().find(token->id) == nullptr)
+      return identity::make_error(identity::errc::token_unknown,
+                                  "token " + token->id_hex() + " was not made by this issuer");
+    auto e = endorse_here(st, req);
+    if (!e)
+      return e.error();
+    return identity::encode(*e);
+  }();
+  if (!answer) {
+    refuse(self, reply, "the endorsement of '" + req.name + "' asked by " + peer, answer.error());
+    return;
+  }
+  ++st.endorsed;
+  spdlog::info("endorsed node '{}' for member {}", req.name, peer);
+  reply(std::move(*answer));
 }
 
 /// A peer's sync request: absorb, then answer with what we hold.
@@ -769,6 +973,10 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
   }
   if (auto* renewal = std::get_if<identity::renewal_request>(&*req)) {
     on_renewal_request(self, *renewal, *msg.peer, msg.reply);
+    return;
+  }
+  if (auto* endorse = std::get_if<identity::endorse_request>(&*req)) {
+    on_endorse_request(self, *endorse, *msg.peer, msg.reply);
     return;
   }
   on_sync_request(self, std::get<identity::sync_message>(*req), *msg.peer, msg.reply);
@@ -895,6 +1103,7 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
         spdlog::info("the token's issuer is not reachable: redeeming token {} here", msg.token_id);
         admit_here(self, *msg.req, msg.token_id, msg.reply);
       },
+      [=](endorsement_result_msg& msg) { on_endorsement_result(self, msg); },
       [=](sync_atom) { on_sync_tick(self); },
       [=](sync_result_msg& msg) { on_sync_result(self, msg); },
       [=](renew_atom) { on_renew_tick(self); },

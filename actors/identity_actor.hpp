@@ -2,7 +2,8 @@
 // revocations it knows, and on issuer nodes the issuer desk (`starling token create`,
 // `starling revoke`, admissions). It serves the node's identity channel on the gossip port
 // (docs/decisions/0008): an issuer admits with its own tokens, any other node forwards an
-// admission to the token's issuer; every node answers sync requests and starts one with a
+// admission to the token's issuer; a joiner's further tokens (admission quorum, decision
+// 0009) are first turned into endorsements by their issuers, asked by the seed; every node answers sync requests and starts one with a
 // random alive member every sync interval (revocation statements to everyone, the token
 // ledger among issuers). It renews the node's certificate at 2/3 of its life (decision
 // 0008, "Renewal"): an issuer signs its own, any other node asks the alive issuers one
@@ -67,6 +68,9 @@ struct identity_params {
   /// Validity of the certificates this node signs as an issuer (config cert_ttl): renewals
   /// of members and its own.
   std::chrono::seconds cert_ttl = identity::node_validity;
+  /// Distinct issuers that must vouch for a node certificate (config admission_quorum): an
+  /// issuer admits and renews with no fewer (docs/decisions/0009).
+  std::size_t admission_quorum = 1;
   /// How often the node certificate is checked for renewal (at most: a tenth of the
   /// certificate's life if shorter, see renewal_check_period); also once at start. Zero:
   /// never (tests).

@@ -34,10 +34,18 @@ std::string why(const caf::error& err) {
 }
 
 /// Checks stored credentials for this node at `now`: the chain verifies against the stored
-/// bundle and names `name`.
+/// bundle, names `name`, and is vouched for by `quorum` issuers.
 caf::expected<identity::peer_identity> check_stored(const identity::node_credentials& creds,
-                                                    const std::string& name, time_point now) {
-  return identity::verify_peer(creds.certs, creds.bundle, {}, now, name);
+                                                    const std::string& name, time_point now,
+                                                    std::size_t quorum) {
+  auto id = identity::verify_peer(creds.certs, creds.bundle, {}, now, name);
+  if (!id)
+    return id;
+  if (auto vouchers = identity::check_quorum(creds.certs.front(), *id, creds.bundle, {}, now,
+                                             quorum);
+      !vouchers)
+    return vouchers.error();
+  return id;
 }
 
 caf::expected<identity::node_credentials>
@@ -45,7 +53,7 @@ issue_for_self(const identity::issuer_material& issuer, const std::string& name,
                const std::optional<identity::node_credentials>& stored, time_point now,
                std::chrono::seconds validity) {
   if (stored && !stored->certs.empty() && stored->bundle.mesh() == issuer.mesh &&
-      check_stored(*stored, name, now) && !needs_renewal(stored->certs.front(), now))
+      check_stored(*stored, name, now, 1) && !needs_renewal(stored->certs.front(), now))
     return *stored;
   // Keep the node's key across renewals (its revocation key stays the same).
   identity::private_key key;
@@ -78,14 +86,19 @@ caf::error store_granted_keyring(const agent_config& cfg, const std::string& tex
 
 /// Case 3: admission through the seeds, retried with backoff until join_timeout.
 caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_point now) {
-  auto token = identity::decode(cfg.token);
+  // The first token's pin is every token's (config checks it); its issuer signs.
+  auto token = identity::decode(cfg.tokens.front());
   if (!token)
     return failed("--token: " + why(token.error()));
   auto key = identity::generate_key();
   if (!key)
     return key.error();
-  spdlog::info("no node certificate yet: asking for admission with token {} (issuer {})",
-               token->id_hex(), token->issuer);
+  std::string which;
+  for (const auto& text : cfg.tokens)
+    if (auto t = identity::decode(text))
+      which += (which.empty() ? "" : ", ") + t->id_hex() + " (issuer " + t->issuer + ")";
+  spdlog::info("no node certificate yet: asking for admission with token{} {}",
+               cfg.tokens.size() > 1 ? "s" : "", which);
   const auto deadline = std::chrono::steady_clock::now() + cfg.join_timeout;
   std::minstd_rand rng{std::random_device{}()};
   auto backoff = std::chrono::milliseconds{200};
@@ -93,7 +106,8 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
   for (unsigned round = 0;; ++round) {
     bool refused_everywhere = true;
     for (const auto& seed : cfg.join) {
-      auto creds = request_admission(seed, cfg.name, cfg.token, *token, *key, cfg.tcp_timeout, now);
+      auto creds = request_admission(seed, cfg.name, cfg.tokens, *token, *key, cfg.tcp_timeout,
+                                     now, cfg.admission_quorum);
       if (creds) {
         spdlog::info("admitted by issuer {} through seed {}", creds->issuer, seed);
         if (auto err = store_granted_keyring(cfg, creds->keyring))
@@ -102,12 +116,14 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
       }
       last = seed + ": " + why(creds.error());
       spdlog::warn("admission through {} failed: {}", seed, why(creds.error()));
-      // A refusal by the mesh (bad token, CSR) will not change by retrying; an unreachable
-      // seed or an issuer that is not reachable yet may.
+      // A refusal by the mesh (bad token, too few endorsements) will not change by
+      // retrying; an unreachable seed or an issuer that is not reachable yet may.
+      const auto reason = message_of(creds.error());
       const bool refusal = creds.error().category() == gossip::errc_category &&
                            creds.error().code() ==
                              static_cast<std::uint8_t>(gossip::errc::peer_refused) &&
-                           message_of(creds.error()).find("token_") != std::string::npos;
+                           (reason.find("token_") != std::string::npos ||
+                            reason.find("quorum_not_met") != std::string::npos);
       if (!refusal)
         refused_everywhere = false;
     }
@@ -131,9 +147,10 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
 } // namespace
 
 caf::expected<admission_outcome>
-request_admission(const std::string& seed, const std::string& name, const std::string& token_text,
-                  const identity::join_token& token, const identity::private_key& key,
-                  std::chrono::milliseconds timeout, time_point now) {
+request_admission(const std::string& seed, const std::string& name,
+                  const std::vector<std::string>& tokens, const identity::join_token& token,
+                  const identity::private_key& key, std::chrono::milliseconds timeout,
+                  time_point now, std::size_t quorum) {
   identity::tls_options opts;
   opts.pinned_root = token.pin;
   auto ctx = identity::tls_context::make(std::move(opts));
@@ -147,7 +164,7 @@ request_admission(const std::string& seed, const std::string& name, const std::s
     auto csr = identity::make_csr(key, peer->identity->mesh, name);
     if (!csr)
       return csr.error();
-    return identity::encode(identity::admission_request{name, std::move(*csr), {token_text}});
+    return identity::encode(identity::admission_request{name, std::move(*csr), tokens, {}});
   };
   auto answer = gossip::admission_exchange(seed, security, build, timeout);
   if (!answer)
@@ -155,7 +172,7 @@ request_admission(const std::string& seed, const std::string& name, const std::s
   auto grant = identity::decode_admission_grant(*answer);
   if (!grant)
     return grant.error();
-  auto creds = identity::accept_grant(*grant, key, name, token.pin, now);
+  auto creds = identity::accept_grant(*grant, key, name, token.pin, now, quorum);
   if (!creds)
     return creds.error();
   return admission_outcome{std::move(*creds), std::move(grant->keyring), std::move(grant->issuer)};
@@ -242,13 +259,13 @@ caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_co
     source = "self-issued by " + loaded->node;
     creds = std::move(*issued);
     issuer = std::move(*loaded);
-  } else if (*stored && check_stored(**stored, cfg.name, now)) {
+  } else if (*stored && check_stored(**stored, cfg.name, now, cfg.admission_quorum)) {
     creds = std::move(**stored);
     source = "stored";
-  } else if (!cfg.token.empty()) {
+  } else if (!cfg.tokens.empty()) {
     if (*stored)
       spdlog::warn("stored node certificate is not usable ({}); asking for a new one",
-                   why(check_stored(**stored, cfg.name, now).error()));
+                   why(check_stored(**stored, cfg.name, now, cfg.admission_quorum).error()));
     auto admitted = admit(cfg, now);
     if (!admitted)
       return admitted.error();
@@ -256,7 +273,7 @@ caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_co
     source = "admitted";
   } else if (*stored) {
     return failed("the node certificate in " + cfg.data_dir.string() + " is not usable: " +
-                  why(check_stored(**stored, cfg.name, now).error()) +
+                  why(check_stored(**stored, cfg.name, now, cfg.admission_quorum).error()) +
                   "; start with --token to be admitted again");
   } else {
     return std::optional<node_identity>{};
@@ -264,7 +281,8 @@ caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_co
   if (source != "stored")
     if (auto err = identity::store_node_credentials(cfg.data_dir, *creds))
       return failed("cannot store node credentials: " + why(err));
-  auto trust = std::make_shared<identity::trust_state>(creds->bundle);
+  auto trust = std::make_shared<identity::trust_state>(creds->bundle, identity::revocation_set{},
+                                                       cfg.admission_quorum);
   auto ctx = make_node_tls(*creds, trust);
   if (!ctx)
     return failed("cannot build the TLS context: " + why(ctx.error()));

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -58,14 +59,16 @@ struct admission_outcome {
 };
 
 /// One admission of node `name` through `seed` ("host:port"): a pinned-root TLS connection
-/// (the token's pin), a CSR for `key` naming the mesh the seed's chain names, the token
-/// `token_text`; the grant is checked (identity::accept_grant) before it is returned.
+/// (`token`'s pin: the first of `tokens`, decoded), a CSR for `key` naming the mesh the
+/// seed's chain names, the tokens' text; the grant is checked (identity::accept_grant, with
+/// `quorum`) before it is returned.
 /// Nothing is stored. Errors: the transport's (io_failure, timeout, the TLS refusal,
 /// peer_refused with the issuer's reason), the grant check's.
 [[nodiscard]] caf::expected<admission_outcome>
-request_admission(const std::string& seed, const std::string& name, const std::string& token_text,
-                  const identity::join_token& token, const identity::private_key& key,
-                  std::chrono::milliseconds timeout, identity::time_point now);
+request_admission(const std::string& seed, const std::string& name,
+                  const std::vector<std::string>& tokens, const identity::join_token& token,
+                  const identity::private_key& key, std::chrono::milliseconds timeout,
+                  identity::time_point now, std::size_t quorum = 1);
 
 /// Builds the TLS context of `creds` (mutual TLS 1.3, anonymous clients allowed for
 /// admission only) over `trust`. Errors: as identity::tls_context::make.

@@ -223,6 +223,7 @@ caf::actor start_identity(supervisor_t* self) {
   p.revocations_file = st.params.cfg.data_dir / "revocations";
   p.data_dir = st.params.cfg.data_dir;
   p.cert_ttl = st.params.cfg.cert_ttl;
+  p.admission_quorum = st.params.cfg.admission_quorum;
   p.rng_seed = std::random_device{}();
   return spawn_identity_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                               std::move(p));

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
       auto key = id::generate_key();
       caf::expected<sa::admission_outcome> out = key.error();
       if (key)
-        out = sa::request_admission(seed, name, token_text, *token, *key,
+        out = sa::request_admission(seed, name, {token_text}, *token, *key,
                                     std::chrono::seconds{10}, std::chrono::system_clock::now());
       const double ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
       std::lock_guard guard{mutex};

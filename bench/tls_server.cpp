@@ -1,11 +1,15 @@
 // starling-tls-bench: the TLS half of bench/tls_vs_openssl.sh.
 //
 //   starling-tls-bench pki DIR        writes a fresh test mesh as PEM files into DIR (root,
-//                                     issuer, a server and a client node) for both servers
-//                                     and for openssl s_time
-//   starling-tls-bench serve DIR PORT serves mutual TLS 1.3 on 127.0.0.1:PORT with Starling's
+//                                     two issuers, a server and a client node) for both
+//                                     servers and for openssl s_time. The client's
+//                                     certificate carries the endorsements of both issuers
+//                                     (admission quorum, docs/decisions/0009).
+//   starling-tls-bench serve DIR PORT [QUORUM]
+//                                     serves mutual TLS 1.3 on 127.0.0.1:PORT with Starling's
 //                                     tls_context (identity/tls.hpp): full handshake with
-//                                     both chains verified, then close; one thread, like
+//                                     both chains verified (and, with QUORUM 2, the client's
+//                                     endorsements counted), then close; one thread, like
 //                                     `openssl s_server`. Prints counts on SIGTERM.
 //
 // The same client (openssl s_time -new) drives both servers, so the ratio compares the
@@ -23,7 +27,10 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <vector>
 
+#include "identity/admission.hpp"
+#include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
 #include "identity/pki.hpp"
@@ -66,12 +73,31 @@ int make_pki(const fs::path& dir) {
   write(dir / "issuer.crt", must(id::to_pem(issuer.cert), "pem"), false);
   // The server's certificate comes from the issuer (the usual chain). The client's is
   // signed by the root itself: openssl s_time can present one certificate only, no chain.
+  // It carries the endorsements of two issuers, which a server with quorum 2 checks (and
+  // the others ignore: the extension is not critical).
+  auto bundle = must(id::trust_bundle::make({root.cert}), "bundle");
+  auto pin = must(id::spki_sha256(root.cert), "pin");
+  auto issuer2 = must(id::create_issuer(root.key, root.cert, "issuer-2", now), "issuer 2");
+  std::vector<id::issuer_material> endorsers{
+      {issuer.key, issuer.cert, bundle, "bench.mesh", "issuer-1", pin},
+      {issuer2.key, issuer2.cert, bundle, "bench.mesh", "issuer-2", pin}};
   for (const char* name : {"server", "client"}) {
     const bool client = std::string{name} == "client";
     const auto& by = client ? root : issuer;
     auto key = must(id::generate_key(), "key");
     auto csr = must(id::make_csr(key, "bench.mesh", name), "csr");
-    auto chain = must(id::sign_node(csr, by.key, by.cert, {}, "bench.mesh", name, now), "sign");
+    std::vector<id::raw_extension> extra;
+    if (client) {
+      auto spki = must(id::spki_sha256(key), "spki");
+      std::vector<id::endorsement> set;
+      for (const auto& e : endorsers)
+        set.push_back(must(id::make_endorsement(e, spki, name, now), "endorsement"));
+      extra.push_back({std::string{id::endorsements_oid},
+                       must(id::encode_endorsement_extension(set), "extension")});
+    }
+    auto chain = must(id::sign_node(csr, by.key, by.cert, {}, "bench.mesh", name, now,
+                                    id::node_validity, extra),
+                      "sign");
     write(dir / (std::string{name} + ".key"), must(id::to_pem(key), "pem"), true);
     write(dir / (std::string{name} + ".crt"), must(id::to_pem(chain.front()), "pem"), false);
     write(dir / (std::string{name} + "-chain.crt"), must(id::to_pem(chain), "pem"), false);
@@ -79,13 +105,13 @@ int make_pki(const fs::path& dir) {
   return 0;
 }
 
-int serve(const fs::path& dir, int port) {
+int serve(const fs::path& dir, int port, std::size_t quorum) {
   auto read = [&](const char* f) { return must(id::read_file(dir / f), f); };
   id::tls_options o;
   o.key = must(id::private_key_from_pem(read("server.key")), "server key");
   o.certs = must(id::certificates_from_pem(read("server-chain.crt")), "server chain");
   auto bundle = must(id::trust_bundle::from_pem(read("root.crt")), "bundle");
-  o.trust = std::make_shared<id::trust_state>(std::move(bundle));
+  o.trust = std::make_shared<id::trust_state>(std::move(bundle), id::revocation_set{}, quorum);
   auto ctx = must(id::tls_context::make(std::move(o)), "tls context");
 
   int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -130,8 +156,8 @@ int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "pki" && argc == 3)
     return make_pki(argv[2]);
-  if (mode == "serve" && argc == 4)
-    return serve(argv[2], std::stoi(argv[3]));
-  std::cerr << "usage: starling-tls-bench pki DIR | serve DIR PORT\n";
+  if (mode == "serve" && (argc == 4 || argc == 5))
+    return serve(argv[2], std::stoi(argv[3]), argc == 5 ? std::stoul(argv[4]) : 1);
+  std::cerr << "usage: starling-tls-bench pki DIR | serve DIR PORT [QUORUM]\n";
   return 2;
 }

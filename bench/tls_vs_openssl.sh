@@ -5,7 +5,8 @@
 # loopback. One client drives both: `openssl s_time -new` (a full handshake per connection,
 # no resumption), so the ratio compares the server side. Rounds alternate the two servers;
 # the median of connections per real second is reported, and the ratio Starling / OpenSSL
-# (higher is better).
+# (higher is better). Starling runs twice per round: with admission quorum 1, and with
+# quorum 2 (the client's two endorsements verified at every handshake, decision 0009).
 #
 # Usage: bench/tls_vs_openssl.sh [--rounds 3] [--seconds 5] [--out DIR]
 set -euo pipefail
@@ -65,10 +66,10 @@ s_time_rate() {
   awk -v t0="$t0" -v t1="$t1" '{ printf "%.1f\n", $1 / (t1 - t0) }' <<<"$line"
 }
 
-run_starling() {
+run_starling() { # run_starling ROUND QUORUM
   local port pid rate
   port=$(free_port)
-  "$bench_bin" serve "$dir" "$port" >"$dir/starling-$1.out" 2>&1 &
+  "$bench_bin" serve "$dir" "$port" "$2" >"$dir/starling-$1.out" 2>&1 &
   pid=$!; servers+=("$pid")
   # Wait for its ready line (a probe connection would count as a refused handshake).
   for _ in $(seq 50); do grep -q '^ready' "$dir/starling-$1.out" && break; sleep 0.1; done
@@ -96,14 +97,19 @@ run_openssl() {
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
-s_rates=(); o_rates=()
+s_rates=(); q_rates=(); o_rates=()
 for r in $(seq "$rounds"); do
-  s_rates+=("$(run_starling "$r")")
+  s_rates+=("$(run_starling "$r" 1)")
+  q_rates+=("$(run_starling "$r-q2" 2)")
   o_rates+=("$(run_openssl "$r")")
-  echo "round $r: starling ${s_rates[-1]}/s, openssl s_server ${o_rates[-1]}/s" >&2
+  echo "round $r: starling ${s_rates[-1]}/s, starling quorum 2 ${q_rates[-1]}/s, openssl s_server ${o_rates[-1]}/s" >&2
 done
 s_med=$(printf '%s\n' "${s_rates[@]}" | median)
+q_med=$(printf '%s\n' "${q_rates[@]}" | median)
 o_med=$(printf '%s\n' "${o_rates[@]}" | median)
 printf '| server | handshakes/s (median of %d x %ds) |\n|---|---|\n' "$rounds" "$seconds"
-printf '| starling (identity/tls) | %s |\n| openssl s_server | %s |\n' "$s_med" "$o_med"
+printf '| starling (identity/tls) | %s |\n| starling, admission quorum 2 | %s |\n| openssl s_server | %s |\n' \
+  "$s_med" "$q_med" "$o_med"
 awk -v s="$s_med" -v o="$o_med" 'BEGIN { printf "ratio starling / openssl: %.2fx\n", s / o }'
+awk -v q="$q_med" -v o="$o_med" -v s="$s_med" \
+  'BEGIN { printf "ratio starling quorum 2 / openssl: %.2fx (quorum 2 / quorum 1: %.2fx)\n", q / o, q / s }'

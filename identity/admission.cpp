@@ -14,6 +14,7 @@
 
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
+#include "identity/statement.hpp"
 
 namespace starling::identity {
 
@@ -30,8 +31,6 @@ constexpr std::string_view issuer_bundle_file = "bundle.crt";
 /// grows with every token of every issuer until pruned, and an agent refuses to start
 /// rather than forget spends.
 constexpr std::size_t max_tokens_file_bytes = std::size_t{64} << 20;
-
-unix_time unix_seconds(time_point t) { return std::chrono::floor<std::chrono::seconds>(t); }
 
 caf::error bad_request(std::string reason) {
   return make_error(errc::bad_request, std::move(reason));
@@ -226,7 +225,7 @@ caf::expected<peer_identity> check_chain_for(const chain& certs, const trust_bun
 
 caf::expected<node_credentials> accept_grant(const admission_grant& grant, const private_key& key,
                                              std::string_view name, const sha256_digest& pin,
-                                             time_point now) {
+                                             time_point now, std::size_t quorum) {
   if (!grant.bundle.contains_pin(pin))
     return bad_request("the granted bundle does not hold the pinned root " + format_pin(pin));
   auto own = spki_sha256(key);
@@ -239,19 +238,26 @@ caf::expected<node_credentials> accept_grant(const admission_grant& grant, const
     return make_error(errc::untrusted_chain, "the granted chain ends at root " +
                                                  format_pin(peer->root_pin) +
                                                  ", not at the pinned " + format_pin(pin));
+  auto vouchers = check_quorum(grant.certs.front(), *peer, grant.bundle, {}, now, quorum);
+  if (!vouchers)
+    return vouchers.error();
   return node_credentials{key, grant.certs, grant.bundle};
 }
 
 caf::expected<node_credentials> accept_renewal(const renewal_grant& grant,
                                                const node_credentials& current,
                                                std::string_view name, time_point now,
-                                               const revocation_set& revoked) {
+                                               const revocation_set& revoked, std::size_t quorum) {
   auto own = spki_sha256(current.key);
   if (!own)
     return own.error();
   auto peer = check_chain_for(grant.certs, current.bundle, revoked, now, name, *own);
   if (!peer)
     return peer.error();
+  // A renewal that lost endorsements would be refused by every peer: keep the old one.
+  auto vouchers = check_quorum(grant.certs.front(), *peer, current.bundle, revoked, now, quorum);
+  if (!vouchers)
+    return vouchers.error();
   return node_credentials{current.key, grant.certs, current.bundle};
 }
 
@@ -296,7 +302,8 @@ caf::expected<std::string> issuer_desk::create_token(time_point now, std::chrono
 
 caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, time_point now,
                                                   const revocation_set& revoked,
-                                                  std::chrono::seconds validity) {
+                                                  std::chrono::seconds validity,
+                                                  std::size_t quorum) {
   if (req.tokens.empty())
     return bad_request("an admission request without a join token");
   if (!req.csr)
@@ -305,6 +312,20 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
   auto asked = unrevoked_key_of(req.csr, revoked);
   if (!asked)
     return asked.error();
+  // So is a request without its quorum: endorsements that do not pass are dropped, this
+  // issuer counts once (its own endorsement, if sent, is replaced by a fresh one).
+  std::vector<std::string> vouchers{issuer_.node};
+  std::vector<endorsement> endorsed;
+  for (auto& v : vouching_endorsements(req.endorsements, *asked, req.name, issuer_.bundle, revoked,
+                                       now, issuer_.node)) {
+    vouchers.push_back(std::move(v.issuer.node));
+    endorsed.push_back(std::move(v.statement));
+  }
+  if (auto err = check_vouchers(req.name, vouchers, quorum))
+    return err;
+  auto extra = endorsements_extension(std::move(endorsed), *asked, req.name, now);
+  if (!extra)
+    return extra.error();
   // Redeemed on a copy: a CSR refused below must not burn the token. The certificate is
   // signed in memory and goes out only once the spend is on disk.
   auto next = store_;
@@ -314,7 +335,7 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
   // The issued list first: a record of a certificate that never went out (the spend fails to
   // persist below) is harmless; a certificate out without a record could not be revoked by
   // name.
-  auto certs = sign_and_record(req.csr, req.name, *asked, now, validity);
+  auto certs = sign_and_record(req.csr, req.name, *asked, now, validity, *extra);
   if (!certs)
     return certs.error();
   if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
@@ -322,9 +343,36 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
   return admission_grant{std::move(*certs), issuer_.bundle, {}, issuer_.node};
 }
 
+caf::expected<endorsement> issuer_desk::endorse(const endorse_request& req, time_point now,
+                                                const revocation_set& revoked,
+                                                std::chrono::seconds validity) {
+  if (auto err = check_csr(req.csr, issuer_.mesh, req.name))
+    return err;
+  auto asked = unrevoked_key_of(req.csr, revoked);
+  if (!asked)
+    return asked.error();
+  auto endorsed = make_endorsement(issuer_, *asked, req.name, now);
+  if (!endorsed)
+    return endorsed.error();
+  auto issuer_end = not_after(issuer_.cert);
+  if (!issuer_end)
+    return issuer_end.error();
+  // As for admit: redeemed on a copy, recorded (revocable by name here), then the spend is
+  // persisted before the endorsement goes out.
+  auto next = store_;
+  auto spend = next.redeem(req.token, unix_seconds(now), issuer_.pin);
+  if (!spend)
+    return spend.error();
+  if (auto err = record_issued(req.name, *asked, std::min(now + validity, *issuer_end), now))
+    return err;
+  if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
+    return err;
+  return endorsed;
+}
+
 caf::expected<renewal_grant> issuer_desk::renew(const renewal_request& req, std::string_view peer,
                                                 time_point now, const revocation_set& revoked,
-                                                std::chrono::seconds validity) {
+                                                std::chrono::seconds validity, std::size_t quorum) {
   if (req.name != peer)
     return make_error(errc::name_mismatch, "member '" + std::string{peer} +
                                                "' asked to renew the certificate of '" + req.name +
@@ -336,33 +384,74 @@ caf::expected<renewal_grant> issuer_desk::renew(const renewal_request& req, std:
     return asked.error();
   // The key must be one the mesh certified for this node, in a certificate still valid:
   // a renewal never changes the key (revocation is keyed by it).
+  const auto& leaf = req.current.front();
   auto current = check_chain_for(req.current, issuer_.bundle, revoked, now, req.name, *asked);
   if (!current)
     return current.error();
-  auto certs = sign_and_record(req.csr, req.name, *asked, now, validity);
+  auto vouchers = check_quorum(leaf, *current, issuer_.bundle, revoked, now, quorum);
+  if (!vouchers)
+    return vouchers.error();
+  // The endorsements endorse the key, which the new certificate keeps.
+  auto carried = endorsements_of(leaf);
+  if (!carried)
+    return carried.error();
+  std::vector<raw_extension> extra;
+  if (!carried->empty()) {
+    auto value = encode_endorsement_extension(*carried);
+    if (!value)
+      return value.error();
+    extra.push_back({std::string{endorsements_oid}, std::move(*value)});
+  }
+  auto certs = sign_and_record(req.csr, req.name, *asked, now, validity, extra);
   if (!certs)
     return certs.error();
   return renewal_grant{std::move(*certs), issuer_.node};
 }
 
+caf::expected<std::vector<raw_extension>>
+issuer_desk::endorsements_extension(std::vector<endorsement> endorsed, const sha256_digest& key,
+                                    const std::string& node, time_point now) const {
+  if (endorsed.empty())
+    return std::vector<raw_extension>{};
+  auto own = make_endorsement(issuer_, key, node, now);
+  if (!own)
+    return own.error();
+  if (endorsed.size() >= max_admission_quorum)
+    endorsed.resize(max_admission_quorum - 1);
+  endorsed.push_back(std::move(*own));
+  auto value = encode_endorsement_extension(endorsed);
+  if (!value)
+    return value.error();
+  return std::vector<raw_extension>{{std::string{endorsements_oid}, std::move(*value)}};
+}
+
 caf::expected<chain> issuer_desk::sign_and_record(const certificate_request& csr,
                                                   const std::string& node, const sha256_digest& key,
-                                                  time_point now, std::chrono::seconds validity) {
-  auto certs = sign_node(csr, issuer_.key, issuer_.cert, {}, issuer_.mesh, node, now, validity);
+                                                  time_point now, std::chrono::seconds validity,
+                                                  const std::vector<raw_extension>& extra) {
+  auto certs =
+      sign_node(csr, issuer_.key, issuer_.cert, {}, issuer_.mesh, node, now, validity, extra);
   if (!certs)
     return certs.error();
   auto until = not_after(certs->front());
   if (!until)
     return until.error();
+  if (auto err = record_issued(node, key, *until, now))
+    return err;
+  return certs;
+}
+
+caf::error issuer_desk::record_issued(const std::string& node, const sha256_digest& key,
+                                      time_point until, time_point now) {
   auto issued = issued_;
   std::erase_if(issued, [&](const auto& c) { return c.not_after <= unix_seconds(now); });
-  issued.push_back({node, key, unix_seconds(*until)});
+  issued.push_back({node, key, unix_seconds(until)});
   if (auto err = create_private_directories(issued_file_.parent_path()))
     return err;
   if (auto err = replace_file(issued_file_, serialize_issued(issued), private_file_mode))
     return err;
   issued_ = std::move(issued);
-  return certs;
+  return {};
 }
 
 std::vector<sha256_digest> issuer_desk::keys_issued_to(std::string_view node,

@@ -15,6 +15,7 @@
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
+#include "identity/endorsement.hpp"
 #include "identity/pki.hpp"
 #include "identity/token.hpp"
 #include "identity/trust.hpp"
@@ -96,8 +97,24 @@ struct admission_request {
   std::string name;
   /// CSR for the joiner's key: make_csr(key, mesh, name).
   certificate_request csr;
-  /// Join tokens (their text), one per issuer asked to endorse; at least one.
+  /// Join tokens (their text), one per issuer asked to endorse; at least one. The issuer
+  /// of the first signs; a seed turns the others into `endorsements` before it forwards the
+  /// request (then only the first token travels on).
   std::vector<std::string> tokens;
+  /// Endorsements of the CSR's key for `name` by the issuers of the other tokens (admission
+  /// quorum, identity/endorsement.hpp), collected by the seed; at most max_admission_quorum.
+  std::vector<endorsement> endorsements{};
+};
+
+/// What a seed asks the issuer of one of a joiner's further tokens (admission quorum): redeem
+/// `token` and endorse the CSR's key for `name`. Sent over mutual TLS by a member only.
+struct endorse_request {
+  /// The node name asked for.
+  std::string name;
+  /// The joiner's CSR (its key is what is endorsed; its names must ask for `name`).
+  certificate_request csr;
+  /// The join token (its text) made by the endorsing issuer.
+  std::string token;
 };
 
 /// What an issuer answers.
@@ -120,7 +137,9 @@ struct admission_grant {
 /// Decodes an untrusted IdentityRequest that must carry an AdmissionRequest: bad_request for
 /// more than max_admission_bytes, unparsable protobuf, a version other than 1, another kind
 /// of request, an invalid node name, no token or more than max_admission_tokens, an
-/// unparsable CSR.
+/// unparsable CSR, more than max_admission_quorum endorsements or one that cannot be
+/// represented (a key that is not 32 bytes, an oversized issuer or signature). The
+/// endorsements are not verified here.
 [[nodiscard]] caf::expected<admission_request> decode_admission_request(std::string_view bytes);
 
 /// Encodes an IdentityResponse carrying an AdmissionResponse. Errors: crypto_failure (PEM
@@ -132,14 +151,27 @@ struct admission_grant {
 /// parse, an empty chain or bundle).
 [[nodiscard]] caf::expected<admission_grant> decode_admission_grant(std::string_view bytes);
 
+/// Encodes an IdentityRequest carrying an EndorseRequest. Errors: crypto_failure (CSR).
+[[nodiscard]] caf::expected<std::string> encode(const endorse_request& req);
+
+/// Encodes an IdentityResponse carrying an EndorseResponse. Errors: invalid_argument (a
+/// malformed endorsement).
+[[nodiscard]] caf::expected<std::string> encode(const endorsement& e);
+
+/// Decodes an untrusted IdentityResponse that must carry an EndorseResponse: bad_request for
+/// more than max_admission_bytes, unparsable protobuf, a version other than 1, another
+/// kind, no endorsement, a key of the wrong size. The endorsement is not verified here.
+[[nodiscard]] caf::expected<endorsement> decode_endorse_response(std::string_view bytes);
+
 /// The joiner's check of a grant before storing it: the bundle holds the root pinned by
 /// its token (`pin`), the chain verifies against that bundle at `now` and names `name`,
-/// and the leaf certifies `key` (not someone else's). Returns the credentials to store.
-/// Errors: bad_request (bundle without the pinned root, a leaf for another key), and the
-/// verify_peer refusals (untrusted_chain, name_mismatch, expired...).
+/// the leaf certifies `key` (not someone else's), and it is vouched for by at least `quorum`
+/// issuers (check_quorum). Returns the credentials to store. Errors: bad_request (bundle
+/// without the pinned root, a leaf for another key), the verify_peer refusals
+/// (untrusted_chain, name_mismatch, expired...), quorum_not_met.
 [[nodiscard]] caf::expected<node_credentials>
 accept_grant(const admission_grant& grant, const private_key& key, std::string_view name,
-             const sha256_digest& pin, time_point now);
+             const sha256_digest& pin, time_point now, std::size_t quorum = 1);
 
 // -- renewal ---------------------------------------------------------------------------------
 
@@ -183,11 +215,12 @@ check_chain_for(const chain& certs, const trust_bundle& bundle, const revocation
                 time_point now, std::string_view name, const sha256_digest& key);
 
 /// The renewing node's check of a grant before storing it: check_chain_for against the
-/// node's own bundle, name and key. Returns the credentials to store: `current`'s key and
-/// bundle with the new chain. Errors: as check_chain_for.
+/// node's own bundle, name and key, and check_quorum with `quorum`. Returns the credentials
+/// to store: `current`'s key and bundle with the new chain. Errors: as check_chain_for,
+/// quorum_not_met.
 [[nodiscard]] caf::expected<node_credentials>
 accept_renewal(const renewal_grant& grant, const node_credentials& current, std::string_view name,
-               time_point now, const revocation_set& revoked = {});
+               time_point now, const revocation_set& revoked = {}, std::size_t quorum = 1);
 
 // -- the issuer's side -----------------------------------------------------------------------
 
@@ -226,25 +259,46 @@ public:
   /// Admits `req` with its first token, which must be redeemable here (created here, or
   /// known from the gossiped ledger): redeems it, then signs the CSR for req.name (valid
   /// for `validity`, capped at the issuer's expiry) and records the certificate in the
-  /// issued list. The grant's keyring is left empty (the caller adds it). Errors: revoked
-  /// (the CSR's key is in `revoked`; the token is not spent), the redemption refusals
-  /// (token_malformed, token_wrong_mesh, token_unknown, token_forged, token_expired,
-  /// token_exhausted), bad_request (CSR), and io_failure if the spend or the issued list
-  /// cannot be persisted (then no certificate is issued).
+  /// issued list. The grant's keyring is left empty (the caller adds it).
+  ///
+  /// Quorum: every endorsement of req.endorsements is checked (verify_endorsement, for the
+  /// CSR's key and req.name, issuer key not revoked); this issuer and the distinct issuers
+  /// of the endorsements that pass must number at least `quorum`, else quorum_not_met and
+  /// the token is not spent. When req carries endorsements, the leaf carries them all in
+  /// the endorsements extension, with this issuer's own endorsement added (so that a
+  /// renewal by any issuer keeps the count).
+  ///
+  /// Errors: revoked (the CSR's key is in `revoked`; the token is not spent),
+  /// quorum_not_met, the redemption refusals (token_malformed, token_wrong_mesh,
+  /// token_unknown, token_forged, token_expired, token_exhausted), bad_request (CSR), and
+  /// io_failure if the spend or the issued list cannot be persisted (then no certificate is
+  /// issued).
   [[nodiscard]] caf::expected<admission_grant>
   admit(const admission_request& req, time_point now, const revocation_set& revoked = {},
-        std::chrono::seconds validity = node_validity);
+        std::chrono::seconds validity = node_validity, std::size_t quorum = 1);
+
+  /// Endorses the CSR's key for req.name with req.token, which must be redeemable here:
+  /// checks the CSR (check_csr for this issuer's mesh and req.name), redeems the token, and
+  /// records the key in the issued list (as a certificate valid for `validity`, so that
+  /// `starling revoke NODE` here finds it). Errors: revoked (the token is not spent),
+  /// bad_request (CSR), the redemption refusals, io_failure (then nothing goes out).
+  [[nodiscard]] caf::expected<endorsement>
+  endorse(const endorse_request& req, time_point now, const revocation_set& revoked = {},
+          std::chrono::seconds validity = node_validity);
 
   /// Renews the certificate of member `peer` (its TLS-verified name): signs req.csr for
   /// req.name (valid for `validity`, capped at the issuer's expiry) and records it in the
-  /// issued list. No token is involved. Refusals, in this order: name_mismatch (req.name is
-  /// not `peer`), bad_request (no CSR, no chain), revoked (the CSR's key is in `revoked`),
-  /// check_chain_for's (req.current must be a valid chain of the mesh for req.name that
-  /// certifies the CSR's key: the key is never changed by a renewal), sign_node's, and
-  /// io_failure if the issued list cannot be persisted (then no certificate goes out).
+  /// issued list. No token is involved. The endorsements of the current leaf are copied
+  /// into the new one (they endorse the key, which a renewal keeps). Refusals, in this
+  /// order: name_mismatch (req.name is not `peer`), bad_request (no CSR, no chain), revoked
+  /// (the CSR's key is in `revoked`), check_chain_for's (req.current must be a valid chain
+  /// of the mesh for req.name that certifies the CSR's key: the key is never changed by a
+  /// renewal), check_quorum's for req.current with `quorum`, sign_node's, and io_failure
+  /// if the issued list cannot be persisted (then no certificate goes out).
   [[nodiscard]] caf::expected<renewal_grant>
   renew(const renewal_request& req, std::string_view peer, time_point now,
-        const revocation_set& revoked = {}, std::chrono::seconds validity = node_validity);
+        const revocation_set& revoked = {}, std::chrono::seconds validity = node_validity,
+        std::size_t quorum = 1);
 
   /// The keys of the certificates this issuer signed for `node` that have not expired at
   /// `now`, oldest first.
@@ -268,13 +322,23 @@ private:
               std::filesystem::path issued_file, token_store store,
               std::vector<issued_certificate> issued);
   [[nodiscard]] caf::error persist() const;
-  /// Signs `csr` (whose key is `key`) for `node`, then appends the certificate to the
-  /// issued list, dropping records expired at `now`, and persists the list before the
-  /// chain is returned. Errors: sign_node's, io_failure (then the list is unchanged).
-  [[nodiscard]] caf::expected<chain> sign_and_record(const certificate_request& csr,
-                                                     const std::string& node,
-                                                     const sha256_digest& key, time_point now,
-                                                     std::chrono::seconds validity);
+  /// Signs `csr` (whose key is `key`) for `node` with the `extra` extensions, then records
+  /// the certificate (record_issued) before the chain is returned. Errors: sign_node's,
+  /// io_failure (then the list is unchanged).
+  [[nodiscard]] caf::expected<chain>
+  sign_and_record(const certificate_request& csr, const std::string& node,
+                  const sha256_digest& key, time_point now, std::chrono::seconds validity,
+                  const std::vector<raw_extension>& extra = {});
+  /// Appends (node, key, until) to the issued list, dropping records expired at `now`, and
+  /// persists the list. Errors: io_failure (then the list is unchanged).
+  [[nodiscard]] caf::error record_issued(const std::string& node, const sha256_digest& key,
+                                         time_point until, time_point now);
+  /// The endorsements extension a leaf for `key` of `node` carries: `endorsed` (verified,
+  /// one per issuer, not this one's) and this issuer's own endorsement, at most
+  /// max_admission_quorum; none when `endorsed` is empty. Errors: crypto_failure.
+  [[nodiscard]] caf::expected<std::vector<raw_extension>>
+  endorsements_extension(std::vector<endorsement> endorsed, const sha256_digest& key,
+                         const std::string& node, time_point now) const;
 
   issuer_material issuer_;
   std::filesystem::path tokens_file_;

@@ -11,6 +11,7 @@
 
 #include "admission.pb.h"
 #include "identity/errc.hpp"
+#include "identity/statement.hpp"
 
 namespace starling::identity {
 
@@ -45,40 +46,75 @@ caf::expected<Envelope> parse_envelope(std::string_view bytes, std::size_t limit
   return msg;
 }
 
-// -- admission -------------------------------------------------------------------------------
+// -- requests that name a node and carry its CSR (admission, endorsement, renewal) -------------
 
-caf::expected<admission_request> from_proto(const v1::AdmissionRequest& msg) {
+/// The CSR of an AdmissionRequest, EndorseRequest or RenewalRequest, once its node name is
+/// checked; `what` names the request in messages. Errors: bad_request.
+template <class Body>
+caf::expected<certificate_request> named_csr_of(const Body& msg, const char* what) {
   if (!is_valid_node_name(msg.name()))
-    return bad_request("an admission request for an invalid node name (" +
+    return bad_request(std::string{what} + " for an invalid node name (" +
                        std::to_string(msg.name().size()) + " bytes): use " +
                        std::string{node_name_rule});
+  return certificate_request_from_der(bytes_of(msg.csr()));
+}
+
+/// Sets the node name and the CSR (DER) of an AdmissionRequest, EndorseRequest or
+/// RenewalRequest. Errors: crypto_failure.
+template <class Body>
+caf::error set_named_csr(Body& msg, const std::string& name, const certificate_request& csr) {
+  auto der = to_der(csr);
+  if (!der)
+    return der.error();
+  msg.set_name(name);
+  msg.set_csr(der->data(), der->size());
+  return {};
+}
+
+caf::expected<admission_request> from_proto(const v1::AdmissionRequest& msg) {
+  auto csr = named_csr_of(msg, "an admission request");
+  if (!csr)
+    return csr.error();
   const auto tokens = static_cast<std::size_t>(msg.tokens_size());
   if (tokens == 0 || tokens > max_admission_tokens)
     return bad_request("an admission request with " + std::to_string(tokens) +
                        " join tokens, expected 1 to " + std::to_string(max_admission_tokens));
-  auto csr = certificate_request_from_der(bytes_of(msg.csr()));
-  if (!csr)
-    return csr.error(); // bad_request
-  return admission_request{msg.name(), std::move(*csr),
-                           std::vector<std::string>(msg.tokens().begin(), msg.tokens().end())};
+  const auto endorsements = static_cast<std::size_t>(msg.endorsements_size());
+  if (endorsements > max_admission_quorum)
+    return bad_request("an admission request with " + std::to_string(endorsements) +
+                       " endorsements, at most " + std::to_string(max_admission_quorum));
+  std::vector<std::string> tokens_of(msg.tokens().begin(), msg.tokens().end());
+  admission_request out{msg.name(), std::move(*csr), std::move(tokens_of), {}};
+  for (const auto& e : msg.endorsements()) {
+    auto got = endorsement_from_proto(e);
+    if (!got)
+      return bad_request("an admission request with a malformed endorsement (a key of " +
+                         std::to_string(e.key().size()) + " bytes, or oversized)");
+    out.endorsements.push_back(std::move(*got));
+  }
+  return out;
 }
 
-// -- renewal -----------------------------------------------------------------------------------
+caf::expected<endorse_request> from_proto(const v1::EndorseRequest& msg) {
+  auto csr = named_csr_of(msg, "an endorse request");
+  if (!csr)
+    return csr.error();
+  if (msg.token().empty())
+    return bad_request("an endorse request without a join token");
+  return endorse_request{msg.name(), std::move(*csr), msg.token()};
+}
 
 caf::expected<renewal_request> from_proto(const v1::RenewalRequest& msg) {
-  if (!is_valid_node_name(msg.name()))
-    return bad_request("a renewal request for an invalid node name (" +
-                       std::to_string(msg.name().size()) + " bytes)");
-  auto csr = certificate_request_from_der(bytes_of(msg.csr()));
+  auto csr = named_csr_of(msg, "a renewal request");
   if (!csr)
-    return csr.error(); // bad_request
+    return csr.error();
   auto current = certificates_from_pem(msg.chain());
   if (!current || current->empty())
     return bad_request("a renewal request without a readable current chain");
   return renewal_request{msg.name(), std::move(*csr), std::move(*current)};
 }
 
-/// Refuses an admission or renewal request over max_admission_bytes.
+/// Refuses an admission, endorse or renewal request over max_admission_bytes.
 caf::error check_admission_size(std::string_view bytes, const char* what) {
   if (bytes.size() > max_admission_bytes)
     return bad_request(std::string{what} + " of " + std::to_string(bytes.size()) +
@@ -91,24 +127,12 @@ caf::error check_admission_size(std::string_view bytes, const char* what) {
 /// A statement as it travels; std::nullopt if it cannot be represented (verification
 /// refuses everything else).
 std::optional<revocation> from_proto(const v1::Revocation& msg) {
-  revocation out;
-  if (msg.key().size() != out.key.size() || msg.issuer().size() > max_revocation_issuer_bytes ||
-      msg.signature().size() > max_revocation_signature_bytes)
-    return std::nullopt;
-  std::copy(msg.key().begin(), msg.key().end(), out.key.begin());
-  out.node = msg.node();
-  out.revoked_at = unix_time{std::chrono::seconds{msg.revoked_at()}};
-  out.issuer.assign(msg.issuer().begin(), msg.issuer().end());
-  out.signature.assign(msg.signature().begin(), msg.signature().end());
-  return out;
+  return statement_from_proto(msg, msg.revoked_at(), &revocation::revoked_at);
 }
 
 void to_proto(const revocation& stmt, v1::Revocation& msg) {
-  msg.set_key(stmt.key.data(), stmt.key.size());
-  msg.set_node(stmt.node);
+  statement_to_proto(stmt, msg);
   msg.set_revoked_at(stmt.revoked_at.time_since_epoch().count());
-  msg.set_issuer(stmt.issuer.data(), stmt.issuer.size());
-  msg.set_signature(stmt.signature.data(), stmt.signature.size());
 }
 
 /// A ledger entry as it travels; std::nullopt if it cannot be represented. Entries no
@@ -208,16 +232,15 @@ template <class Envelope> caf::expected<std::string> encode_sync(const sync_mess
 // -- admission (declared in identity/admission.hpp) -------------------------------------------
 
 caf::expected<std::string> encode(const admission_request& req) {
-  auto der = to_der(req.csr);
-  if (!der)
-    return der.error();
   v1::IdentityRequest msg;
   msg.set_version(channel_version);
   auto* body = msg.mutable_admission();
-  body->set_name(req.name);
-  body->set_csr(der->data(), der->size());
+  if (auto err = set_named_csr(*body, req.name, req.csr))
+    return err;
   for (const auto& token : req.tokens)
     body->add_tokens(token);
+  for (const auto& e : req.endorsements)
+    endorsement_to_proto(e, *body->add_endorsements());
   return msg.SerializeAsString();
 }
 
@@ -271,17 +294,14 @@ caf::expected<admission_grant> decode_admission_grant(std::string_view bytes) {
 // -- renewal (declared in identity/admission.hpp) ----------------------------------------------
 
 caf::expected<std::string> encode(const renewal_request& req) {
-  auto der = to_der(req.csr);
-  if (!der)
-    return der.error();
   auto chain_pem = to_pem(req.current);
   if (!chain_pem)
     return chain_pem.error();
   v1::IdentityRequest msg;
   msg.set_version(channel_version);
   auto* body = msg.mutable_renewal();
-  body->set_name(req.name);
-  body->set_csr(der->data(), der->size());
+  if (auto err = set_named_csr(*body, req.name, req.csr))
+    return err;
   body->set_chain(std::move(*chain_pem));
   return msg.SerializeAsString();
 }
@@ -312,29 +332,66 @@ caf::expected<renewal_grant> decode_renewal_grant(std::string_view bytes) {
   return renewal_grant{std::move(*certs), msg->renewal().issuer()};
 }
 
+// -- endorsement (declared in identity/admission.hpp) -------------------------------------------
+
+caf::expected<std::string> encode(const endorse_request& req) {
+  v1::IdentityRequest msg;
+  msg.set_version(channel_version);
+  auto* body = msg.mutable_endorse();
+  if (auto err = set_named_csr(*body, req.name, req.csr))
+    return err;
+  body->set_token(req.token);
+  return msg.SerializeAsString();
+}
+
+caf::expected<std::string> encode(const endorsement& e) {
+  if (auto err = check_statement_shape(view_of(e)))
+    return make_error(errc::invalid_argument, "not sending " + render(err));
+  v1::IdentityResponse msg;
+  msg.set_version(channel_version);
+  endorsement_to_proto(e, *msg.mutable_endorse()->mutable_endorsement());
+  return msg.SerializeAsString();
+}
+
+caf::expected<endorsement> decode_endorse_response(std::string_view bytes) {
+  auto msg =
+      parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "an endorse response");
+  if (!msg)
+    return msg.error();
+  if (!msg->has_endorse())
+    return bad_request("an identity response that is not an endorse response");
+  if (!msg->endorse().has_endorsement())
+    return bad_request("an endorse response without an endorsement");
+  auto e = endorsement_from_proto(msg->endorse().endorsement());
+  if (!e)
+    return bad_request("an endorse response with a malformed endorsement (a key of " +
+                       std::to_string(msg->endorse().endorsement().key().size()) +
+                       " bytes, or oversized)");
+  return std::move(*e);
+}
+
 // -- any request, and sync ---------------------------------------------------------------------
 
 caf::expected<identity_request> decode_identity_request(std::string_view bytes) {
   auto msg = parse_envelope<v1::IdentityRequest>(bytes, max_sync_bytes, "an identity request");
   if (!msg)
     return msg.error();
+  // Admission, endorsement and renewal requests: bounded tighter than a sync.
+  auto bounded = [&](const auto& body, const char* what) -> caf::expected<identity_request> {
+    if (auto err = check_admission_size(bytes, what))
+      return err;
+    auto req = from_proto(body);
+    if (!req)
+      return req.error();
+    return identity_request{std::move(*req)};
+  };
   switch (msg->body_case()) {
-  case v1::IdentityRequest::kAdmission: {
-    if (auto err = check_admission_size(bytes, "an admission request"))
-      return err;
-    auto req = from_proto(msg->admission());
-    if (!req)
-      return req.error();
-    return identity_request{std::move(*req)};
-  }
-  case v1::IdentityRequest::kRenewal: {
-    if (auto err = check_admission_size(bytes, "a renewal request"))
-      return err;
-    auto req = from_proto(msg->renewal());
-    if (!req)
-      return req.error();
-    return identity_request{std::move(*req)};
-  }
+  case v1::IdentityRequest::kAdmission:
+    return bounded(msg->admission(), "an admission request");
+  case v1::IdentityRequest::kRenewal:
+    return bounded(msg->renewal(), "a renewal request");
+  case v1::IdentityRequest::kEndorse:
+    return bounded(msg->endorse(), "an endorse request");
   case v1::IdentityRequest::kSync: {
     auto sync = from_proto_sync(msg->sync());
     if (!sync)

@@ -48,13 +48,16 @@ struct sync_message {
 };
 
 /// What a client asked on the identity channel.
-using identity_request = std::variant<admission_request, sync_message, renewal_request>;
+using identity_request =
+    std::variant<admission_request, sync_message, renewal_request, endorse_request>;
 
 /// Decodes an untrusted IdentityRequest of any kind. bad_request for more than
 /// max_sync_bytes (or an admission or renewal request over max_admission_bytes), unparsable
 /// protobuf, a version other than 1, no body or a kind this node does not know (a later
 /// version's request), for an admission request the refusals of decode_admission_request,
-/// for a renewal request an invalid node name, a CSR or chain that does not parse. A sync
+/// for a renewal request an invalid node name, a CSR or chain that does not parse, for an
+/// endorse request (at most max_admission_bytes) an invalid node name, a CSR that does not
+/// parse, no token. A sync
 /// request with more than max_revocations statements or max_sync_tokens tokens is refused
 /// whole; single statements or entries that cannot be represented are dropped and counted
 /// in `malformed`.

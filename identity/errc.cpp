@@ -37,6 +37,7 @@ const char* to_string(errc x) noexcept {
     case errc::bad_signature: return "bad_signature";
     case errc::not_an_issuer: return "not_an_issuer";
     case errc::revokes_ca_key: return "revokes_ca_key";
+    case errc::quorum_not_met: return "quorum_not_met";
   }
   return "unknown";
 }

@@ -46,6 +46,8 @@ enum class errc : std::uint8_t {
   bad_signature,  ///< a signed statement whose signature does not verify
   not_an_issuer,  ///< a certificate that is not a CA of the mesh speaks for an issuer
   revokes_ca_key, ///< a revocation of a root's or an issuer's key (issuers revoke node keys)
+  // -- admission quorum ---------------------------------------------------------------------
+  quorum_not_met, ///< a node certificate endorsed by fewer issuers than admission_quorum
 };
 
 /// The CAF error category of this module.

@@ -19,6 +19,11 @@ using std::chrono::seconds;
 /// Bound on PEM and DER input: far above any certificate, key or CSR of ours.
 constexpr std::size_t max_encoded_bytes = 1 << 20;
 
+using asn1_object_ptr =
+    std::unique_ptr<ASN1_OBJECT, openssl_deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
+using asn1_octet_string_ptr =
+    std::unique_ptr<ASN1_OCTET_STRING, openssl_deleter<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>>;
+
 /// Serial numbers are 16 random bytes (top bit clear: positive, at most 16 octets).
 constexpr std::size_t serial_bytes = 16;
 
@@ -130,6 +135,20 @@ caf::error add_conf_ext(X509* cert, X509V3_CTX& ctx, int nid, const std::string&
   if (!ext || X509_add_ext(cert, ext.get(), -1) != 1)
     return make_openssl_error(errc::crypto_failure,
                               std::string{"adding extension "} + OBJ_nid2sn(nid));
+  return {};
+}
+
+/// Adds `ext` to `cert`, non-critical: extnValue holds `ext.value` as given.
+caf::error add_raw_ext(X509* cert, const raw_extension& ext) {
+  const auto what = "adding extension " + ext.oid.substr(0, 80);
+  asn1_object_ptr oid{OBJ_txt2obj(ext.oid.c_str(), 1)};
+  asn1_octet_string_ptr value{ASN1_OCTET_STRING_new()};
+  if (!oid || !value ||
+      ASN1_OCTET_STRING_set(value.get(), ext.value.data(), static_cast<int>(ext.value.size())) != 1)
+    return make_openssl_error(errc::crypto_failure, what);
+  x509_extension_ptr x{X509_EXTENSION_create_by_OBJ(nullptr, oid.get(), 0, value.get())};
+  if (!x || X509_add_ext(cert, x.get(), -1) != 1)
+    return make_openssl_error(errc::crypto_failure, what);
   return {};
 }
 
@@ -513,6 +532,9 @@ caf::expected<certificate> issue_certificate(const certificate_spec& spec, EVP_P
         1)
       return make_openssl_error(errc::crypto_failure, "adding subjectAltName");
   }
+  for (const auto& ext : spec.extra_extensions)
+    if (auto err = add_raw_ext(cert.get(), ext))
+      return err;
   if (X509_sign(cert.get(), signer_key.native(), EVP_sha256()) <= 0)
     return make_openssl_error(errc::crypto_failure, "signing a certificate");
   return certificate{std::move(cert)};
@@ -612,14 +634,10 @@ caf::expected<certificate_request> make_csr(const private_key& key, std::string_
   return certificate_request{std::move(req)};
 }
 
-caf::expected<chain> sign_node(const certificate_request& csr, const private_key& issuer_key,
-                               const certificate& issuer_cert, const chain& chain_above,
-                               std::string_view mesh, std::string_view node_name, time_point now,
-                               std::chrono::seconds validity) {
+caf::error check_csr(const certificate_request& csr, std::string_view mesh,
+                     std::string_view node_name) {
   if (!is_valid_mesh_name(mesh))
     return make_error(errc::invalid_argument, "invalid mesh name");
-  if (auto err = check_validity(validity))
-    return err;
   if (!is_valid_node_name(node_name))
     return make_error(errc::bad_request,
                       "invalid node name \"" + std::string{node_name.substr(0, 80)} + "\"");
@@ -630,8 +648,17 @@ caf::expected<chain> sign_node(const certificate_request& csr, const private_key
     return make_openssl_error(errc::bad_request, "the CSR's signature does not verify");
   if (!is_p256(subject_key))
     return make_error(errc::bad_request, "the CSR's key is not an ECDSA P-256 key");
-  const auto uri = node_uri(mesh, node_name);
-  if (auto err = check_csr_names(csr.native(), node_name, uri))
+  return check_csr_names(csr.native(), node_name, node_uri(mesh, node_name));
+}
+
+caf::expected<chain> sign_node(const certificate_request& csr, const private_key& issuer_key,
+                               const certificate& issuer_cert, const chain& chain_above,
+                               std::string_view mesh, std::string_view node_name, time_point now,
+                               std::chrono::seconds validity,
+                               const std::vector<raw_extension>& extra) {
+  if (auto err = check_validity(validity))
+    return err;
+  if (auto err = check_csr(csr, mesh, node_name))
     return err;
   auto issuer_id = spiffe_id_of(issuer_cert);
   if (!issuer_id || issuer_id->mesh != mesh)
@@ -644,10 +671,12 @@ caf::expected<chain> sign_node(const certificate_request& csr, const private_key
     return issuer_end.error();
   certificate_spec spec;
   spec.common_name = std::string{node_name};
-  spec.uri = uri;
+  spec.uri = node_uri(mesh, node_name);
   spec.not_before = now - clock_skew_allowance;
   spec.not_after = std::min(now + validity, *issuer_end);
-  auto leaf = issue_certificate(spec, *subject_key, issuer_key, &issuer_cert);
+  spec.extra_extensions = extra;
+  auto leaf =
+      issue_certificate(spec, *X509_REQ_get0_pubkey(csr.native()), issuer_key, &issuer_cert);
   if (!leaf)
     return leaf.error();
   chain out;

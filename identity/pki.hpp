@@ -186,11 +186,24 @@ create_issuer(const private_key& root_key, const certificate& root_cert, std::st
 [[nodiscard]] caf::expected<certificate_request>
 make_csr(const private_key& key, std::string_view mesh, std::string_view node_name);
 
-/// Signs the node certificate that `csr` asks for, after checking the request: its signature
-/// verifies, its key is P-256, and its names ask for exactly `node_name` (CN, if any, equal
-/// to it; exactly one SAN, the URI spiffe://<mesh>/node/<node_name>). The certificate is the
-/// node profile of docs/decisions/0004, valid from now - clock_skew_allowance to
-/// min(now + validity, the issuer's notAfter). Returns the chain to present: the new leaf,
+/// A non-critical extension given by OID (dotted text) and its DER value (the content of
+/// extnValue): what sign_node adds for the admission quorum's endorsements.
+struct raw_extension {
+  std::string oid;
+  std::vector<std::uint8_t> value;
+};
+
+/// The checks sign_node makes of a CSR, alone: its signature verifies, its key is P-256,
+/// and its names ask for exactly `node_name` of `mesh` (CN, if any, equal to it; exactly
+/// one SAN, the URI spiffe://<mesh>/node/<node_name>). Errors: bad_request (the CSR or
+/// `node_name`), invalid_argument (mesh name).
+[[nodiscard]] caf::error check_csr(const certificate_request& csr, std::string_view mesh,
+                                   std::string_view node_name);
+
+/// Signs the node certificate that `csr` asks for, after checking the request (check_csr).
+/// The certificate is the node profile of docs/decisions/0004, valid from
+/// now - clock_skew_allowance to min(now + validity, the issuer's notAfter), with `extra`
+/// extensions added (non-critical). Returns the chain to present: the new leaf,
 /// `issuer_cert`, then `chain_above` (intermediates above the issuer, if any).
 /// Errors: bad_request (the CSR, or `node_name` — both come from the joining node),
 /// invalid_argument (mesh name, validity, an issuer certificate that is not a CA of `mesh`
@@ -201,7 +214,8 @@ make_csr(const private_key& key, std::string_view mesh, std::string_view node_na
                                              const certificate& issuer_cert,
                                              const chain& chain_above, std::string_view mesh,
                                              std::string_view node_name, time_point now,
-                                             std::chrono::seconds validity = node_validity);
+                                             std::chrono::seconds validity = node_validity,
+                                             const std::vector<raw_extension>& extra = {});
 
 /// What issue_certificate puts in a certificate. The profiles (root, issuer, node) are
 /// built from it by the functions above; tests use it to forge certificates that break
@@ -221,6 +235,8 @@ struct certificate_spec {
   /// Validity, in whole seconds (fractions are truncated).
   time_point not_before;
   time_point not_after;
+  /// Further non-critical extensions, added last.
+  std::vector<raw_extension> extra_extensions{};
 };
 
 /// Low-level: issues a certificate for `subject_key` (its public part is used) as `spec`

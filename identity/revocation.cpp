@@ -6,21 +6,14 @@
 #include <algorithm>
 #include <charconv>
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
-
 #include "identity/admission.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
+#include "identity/statement.hpp"
 
 namespace starling::identity {
 
 namespace {
-
-/// Domain separation: these bytes start every signed encoding, so a signature made for a
-/// statement can never be taken for a signature over anything else an issuer key signs.
-constexpr std::string_view signing_context = "starling-revocation-1";
 
 /// First line of the persisted log.
 constexpr std::string_view persist_header = "starling-revocations 1";
@@ -29,73 +22,10 @@ constexpr std::string_view persist_header = "starling-revocations 1";
 /// more; in practice a line is about 1.3 KiB.
 constexpr std::size_t max_file_bytes = std::size_t{96} << 20;
 
-unix_time unix_seconds(time_point t) { return std::chrono::floor<std::chrono::seconds>(t); }
-
-/// The canonical bytes an issuer signs: the context, a 0 byte, the revoked key (32 bytes),
-/// the node name's length (1 byte) and bytes, revoked_at (8 bytes, big-endian two's
-/// complement), and the SHA-256 of the issuer certificate's DER (binds the statement to
-/// the certificate that travels with it).
-std::vector<std::uint8_t> signed_bytes(const revocation& stmt) {
-  std::vector<std::uint8_t> out(signing_context.begin(), signing_context.end());
-  out.push_back(0);
-  out.insert(out.end(), stmt.key.begin(), stmt.key.end());
-  out.push_back(static_cast<std::uint8_t>(stmt.node.size()));
-  out.insert(out.end(), stmt.node.begin(), stmt.node.end());
-  const auto at = static_cast<std::uint64_t>(stmt.revoked_at.time_since_epoch().count());
-  for (int shift = 56; shift >= 0; shift -= 8)
-    out.push_back(static_cast<std::uint8_t>(at >> shift));
-  std::array<std::uint8_t, SHA256_DIGEST_LENGTH> digest{};
-  SHA256(stmt.issuer.data(), stmt.issuer.size(), digest.data());
-  out.insert(out.end(), digest.begin(), digest.end());
-  return out;
-}
-
-caf::expected<std::vector<std::uint8_t>> sign(const private_key& key,
-                                              const std::vector<std::uint8_t>& bytes) {
-  md_ctx_ptr ctx{EVP_MD_CTX_new()};
-  std::size_t len = 0;
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.native()) != 1 ||
-      EVP_DigestSign(ctx.get(), nullptr, &len, bytes.data(), bytes.size()) != 1)
-    return make_openssl_error(errc::crypto_failure, "signing a revocation");
-  std::vector<std::uint8_t> sig(len);
-  if (EVP_DigestSign(ctx.get(), sig.data(), &len, bytes.data(), bytes.size()) != 1)
-    return make_openssl_error(errc::crypto_failure, "signing a revocation");
-  sig.resize(len);
-  return sig;
-}
-
-/// True if `sig` is `cert`'s key's signature over `bytes`.
-bool signature_verifies(const certificate& cert, const std::vector<std::uint8_t>& bytes,
-                        const std::vector<std::uint8_t>& sig) {
-  EVP_PKEY* pub = X509_get0_pubkey(cert.native());
-  md_ctx_ptr ctx{EVP_MD_CTX_new()};
-  bool ok = pub != nullptr && ctx &&
-            EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, pub) == 1 &&
-            EVP_DigestVerify(ctx.get(), sig.data(), sig.size(), bytes.data(), bytes.size()) == 1;
-  ERR_clear_error(); // a bad signature leaves an entry; it is not an OpenSSL failure
-  return ok;
-}
-
-caf::error bad_request(std::string reason) {
-  return make_error(errc::bad_request, std::move(reason));
-}
-
-/// The statement's fields other than the certificate and the signature's validity.
-caf::error check_shape(const revocation& stmt) {
-  if (!is_valid_node_name(stmt.node))
-    return bad_request("a revocation for an invalid node name (" +
-                       std::to_string(stmt.node.size()) + " bytes)");
-  if (stmt.issuer.empty() || stmt.issuer.size() > max_revocation_issuer_bytes)
-    return bad_request("a revocation with an issuer certificate of " +
-                       std::to_string(stmt.issuer.size()) + " bytes (1 to " +
-                       std::to_string(max_revocation_issuer_bytes) + ")");
-  if (stmt.signature.empty() || stmt.signature.size() > max_revocation_signature_bytes)
-    return bad_request("a revocation with a signature of " + std::to_string(stmt.signature.size()) +
-                       " bytes (1 to " + std::to_string(max_revocation_signature_bytes) + ")");
-  if (stmt.revoked_at.time_since_epoch().count() < 0)
-    return bad_request("a revocation dated before 1970");
-  return {};
-}
+/// Domain separation: this context starts every signed encoding of a revocation
+/// (statement.hpp, signed_bytes), so a signature made for one can never be taken for a
+/// signature over anything else an issuer key signs.
+constexpr statement_kind revocation_kind{"starling-revocation-1", "a revocation"};
 
 // -- the text form ------------------------------------------------------------------------------
 
@@ -160,7 +90,7 @@ caf::expected<revocation_log::entry> parse_line(std::string_view line, std::size
     return bad_line(line_no, "bad hex");
   stmt.issuer = std::move(*issuer);
   stmt.signature = std::move(*sig);
-  if (auto err = check_shape(stmt))
+  if (auto err = check_statement_shape(view_of(stmt)))
     return bad_line(line_no, render(err));
   auto who = describe_issuer(stmt.issuer);
   if (!who)
@@ -169,6 +99,10 @@ caf::expected<revocation_log::entry> parse_line(std::string_view line, std::size
 }
 
 } // namespace
+
+statement_view view_of(const revocation& stmt) {
+  return {revocation_kind, stmt.key, stmt.node, stmt.revoked_at, stmt.issuer, stmt.signature};
+}
 
 // -- statements ----------------------------------------------------------------------------------
 
@@ -179,7 +113,7 @@ caf::expected<issuer_identity> describe_issuer(std::span<const std::uint8_t> iss
   auto id = spiffe_id_of(*cert);
   if (!id || id->kind != spiffe_id::kind_t::node)
     return make_error(errc::bad_certificate,
-                      "a revocation's issuer certificate names no node of a mesh");
+                      "the issuer certificate of a statement names no node of a mesh");
   auto key = spki_sha256(*cert);
   if (!key)
     return key.error();
@@ -202,15 +136,7 @@ caf::expected<revocation> make_revocation(const issuer_material& issuer, const s
     return make_error(errc::revokes_ca_key, format_pin(key) +
                                                 " is the key of a root or of this issuer: an "
                                                 "issuer revokes node keys only");
-  auto der = to_der(issuer.cert);
-  if (!der)
-    return der.error();
-  revocation stmt{key, std::string{node}, unix_seconds(now), std::move(*der), {}};
-  auto sig = sign(issuer.key, signed_bytes(stmt));
-  if (!sig)
-    return sig.error();
-  stmt.signature = std::move(*sig);
-  return stmt;
+  return sealed(issuer, revocation{key, std::string{node}, unix_seconds(now), {}, {}});
 }
 
 caf::expected<issuer_identity> verify_issuer(std::span<const std::uint8_t> issuer_der,
@@ -236,24 +162,14 @@ caf::expected<issuer_identity> verify_issuer(std::span<const std::uint8_t> issue
 caf::expected<issuer_identity> verify_revocation(const revocation& stmt, const trust_bundle& bundle,
                                                  time_point now,
                                                  const std::set<sha256_digest>& known_ca_keys) {
-  if (auto err = check_shape(stmt))
-    return err;
-  const auto what = "the revocation of " + format_pin(stmt.key) + " (node " + stmt.node + ")";
-  auto who = verify_issuer(stmt.issuer, bundle, now);
+  auto who = verify_statement(view_of(stmt), bundle, now);
   if (!who)
-    return make_error(static_cast<errc>(who.error().code()), what + ": " + render(who.error()));
-  auto cert = certificate_from_der(stmt.issuer);
-  if (!cert)
-    return cert.error();
-  if (!signature_verifies(*cert, signed_bytes(stmt), stmt.signature))
-    return make_error(errc::bad_signature,
-                      what + " by '" + who->node + "': the signature does not verify");
-  if (stmt.revoked_at > unix_seconds(now) + clock_skew_allowance)
-    return bad_request(what + " by '" + who->node + "' is dated in the future");
+    return who.error();
   const auto& pins = bundle.pins();
   if (stmt.key == who->key || known_ca_keys.contains(stmt.key) ||
       std::find(pins.begin(), pins.end(), stmt.key) != pins.end())
-    return make_error(errc::revokes_ca_key, what + " by '" + who->node +
+    return make_error(errc::revokes_ca_key, describe_statement(view_of(stmt)) + " by '" +
+                                                who->node +
                                                 "' names the key of a root or an issuer "
                                                 "(issuers revoke node keys only)");
   return who;

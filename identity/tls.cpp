@@ -1,15 +1,19 @@
 #include "identity/tls.hpp"
 
+#include <algorithm>
+
 #include <openssl/err.h>
 
+#include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
 
 namespace starling::identity {
 
 // -- trust_state ------------------------------------------------------------------------------
 
-trust_state::trust_state(trust_bundle bundle, revocation_set revoked)
-  : current_(std::make_shared<const snapshot>(snapshot{std::move(bundle), std::move(revoked)})) {
+trust_state::trust_state(trust_bundle bundle, revocation_set revoked, std::size_t quorum)
+  : current_(std::make_shared<const snapshot>(
+        snapshot{std::move(bundle), std::move(revoked), std::max<std::size_t>(quorum, 1)})) {
   // nop
 }
 
@@ -20,7 +24,8 @@ std::shared_ptr<const trust_state::snapshot> trust_state::current() const {
 
 void trust_state::set_bundle(trust_bundle bundle) {
   std::lock_guard guard{mutex_};
-  current_ = std::make_shared<const snapshot>(snapshot{std::move(bundle), current_->revoked});
+  current_ = std::make_shared<const snapshot>(
+      snapshot{std::move(bundle), current_->revoked, current_->quorum});
 }
 
 std::size_t trust_state::revoke(const revocation_set& keys) {
@@ -28,7 +33,8 @@ std::size_t trust_state::revoke(const revocation_set& keys) {
   auto revoked = current_->revoked;
   auto added = revoked.merge(keys);
   if (added > 0)
-    current_ = std::make_shared<const snapshot>(snapshot{current_->bundle, std::move(revoked)});
+    current_ = std::make_shared<const snapshot>(
+        snapshot{current_->bundle, std::move(revoked), current_->quorum});
   return added;
 }
 
@@ -105,6 +111,16 @@ int tls_context::verify_callback(X509_STORE_CTX* store, void* arg) {
   } else {
     auto snap = self->opts_.trust->current();
     id = verify_peer(*store, snap->bundle, snap->revoked, now, expected);
+    if (id && snap->quorum > 1) {
+      // The admission quorum: a leaf one issuer signed alone is refused like a bad chain.
+      certificate leaf{share(X509_STORE_CTX_get0_cert(store))};
+      auto vouchers =
+          check_quorum(leaf, *id, snap->bundle, snap->revoked, now, snap->quorum);
+      if (!vouchers) {
+        X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+        id = std::move(vouchers.error());
+      }
+    }
   }
   if (!id) {
     st->peer.refusal = std::move(id.error());

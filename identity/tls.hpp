@@ -31,17 +31,21 @@ using ssl_ptr = std::unique_ptr<SSL, openssl_deleter<SSL, SSL_free>>;
 /// An owned SSL_CTX.
 using ssl_ctx_ptr = std::unique_ptr<SSL_CTX, openssl_deleter<SSL_CTX, SSL_CTX_free>>;
 
-/// The trust inputs every handshake reads: the bundle and the revoked keys. Thread-safe;
-/// updates apply to the next handshake (open connections are the owner's to re-check).
+/// The trust inputs every handshake reads: the bundle, the revoked keys and the admission
+/// quorum. Thread-safe; updates apply to the next handshake (open connections are the
+/// owner's to re-check).
 class trust_state {
 public:
   /// What one handshake checks against. Immutable.
   struct snapshot {
     trust_bundle bundle;
     revocation_set revoked;
+    /// How many distinct issuers must vouch for a peer's leaf (check_quorum); 1 checks no
+    /// endorsement.
+    std::size_t quorum = 1;
   };
 
-  explicit trust_state(trust_bundle bundle, revocation_set revoked = {});
+  explicit trust_state(trust_bundle bundle, revocation_set revoked = {}, std::size_t quorum = 1);
 
   /// The current inputs.
   [[nodiscard]] std::shared_ptr<const snapshot> current() const;

@@ -30,6 +30,13 @@ identity::credentials test_pki::make_issuer(std::string_view name, time_point is
               "test issuer");
 }
 
+identity::issuer_material test_pki::material(const identity::credentials& issuer) const {
+  identity::issuer_material out{issuer.key, issuer.cert, bundle_, mesh_, {}, {}};
+  out.node = must(identity::spiffe_id_of(issuer.cert), "the issuer's SPIFFE ID").name;
+  out.pin = must(identity::spki_sha256(root_.cert), "root pin");
+  return out;
+}
+
 test_node test_pki::node(std::string_view name) const { return node(name, issuer_, now_); }
 
 test_node test_pki::node(std::string_view name, const identity::credentials& by,

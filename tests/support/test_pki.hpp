@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "identity/admission.hpp"
 #include "identity/pki.hpp"
 #include "identity/trust.hpp"
 
@@ -67,6 +68,11 @@ public:
   [[nodiscard]] identity::credentials
   make_issuer(std::string_view name, identity::time_point issued_at,
               std::chrono::seconds validity = identity::issuer_validity) const;
+
+  /// The material of `issuer` (issuer() or another issuer of this mesh, e.g. from
+  /// make_issuer), as load_issuer makes it: the bundle, the mesh, the node the certificate
+  /// names and the root's pin.
+  [[nodiscard]] identity::issuer_material material(const identity::credentials& issuer) const;
 
   /// A node certificate for `name` from issuer(), issued at now() with the default validity.
   [[nodiscard]] test_node node(std::string_view name) const;

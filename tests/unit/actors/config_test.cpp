@@ -404,7 +404,7 @@ TEST(config, token_must_decode_hides_its_value_and_needs_a_seed) {
   EXPECT_EQ(msg.find("c2VjcmV0"), std::string::npos) << msg;
   sa::agent_flags f;
   f.name = "a";
-  f.token = "nope";
+  f.tokens = {"nope"};
   EXPECT_EQ(error_of("", f).rfind("--token:", 0), 0u);
   // A well-formed token is checked by the issuer, not here; without a seed it has nowhere
   // to go.
@@ -414,9 +414,56 @@ TEST(config, token_must_decode_hides_its_value_and_needs_a_seed) {
   t.issuer = "issuer-1";
   auto text = starling::identity::encode(t);
   ASSERT_TRUE(text);
-  f.token = *text;
+  f.tokens = {*text};
   msg = error_of("", f);
   EXPECT_EQ(msg.rfind("token: a join token needs a seed", 0), 0u) << msg;
   f.join = {"127.0.0.1:7946"};
-  EXPECT_EQ(load("", f).token, *text);
+  EXPECT_EQ(load("", f).tokens, std::vector<std::string>{*text});
+}
+
+TEST(config, admission_quorum_needs_tokens_from_as_many_issuers_of_one_mesh) {
+  auto token_of = [](std::string issuer, std::uint8_t pin_byte) {
+    starling::identity::join_token t;
+    t.expiry = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) + 1h;
+    t.uses = 1;
+    t.issuer = std::move(issuer);
+    t.pin.fill(pin_byte);
+    auto text = starling::identity::encode(t);
+    EXPECT_TRUE(text);
+    return text ? *text : std::string{};
+  };
+  const auto a = token_of("issuer-1", 1);
+  const auto b = token_of("issuer-2", 1);
+  const auto a2 = token_of("issuer-1", 1);
+  const auto foreign = token_of("issuer-3", 2);
+  const std::string head = "name = \"n\"\njoin = [\"127.0.0.1:1\"]\n";
+  // Defaults: quorum 1.
+  EXPECT_EQ(load(head).admission_quorum, 1u);
+  // An array of tokens from two issuers meets a quorum of 2.
+  auto cfg = load(head + "admission_quorum = 2\ntoken = [\"" + a + "\", \"" + b + "\"]\n");
+  EXPECT_EQ(cfg.admission_quorum, 2u);
+  EXPECT_EQ(cfg.tokens, (std::vector<std::string>{a, b}));
+  // Two tokens of one issuer do not.
+  auto msg = error_of(head + "admission_quorum = 2\ntoken = [\"" + a + "\", \"" + a2 + "\"]\n");
+  EXPECT_EQ(msg.rfind("token: admission_quorum is 2: give 2 join tokens made by distinct issuers",
+                      0),
+            0u)
+      << msg;
+  // Tokens of two meshes never mix.
+  msg = error_of(head + "token = [\"" + a + "\", \"" + foreign + "\"]\n");
+  EXPECT_EQ(msg.rfind("token: the join tokens pin different mesh roots", 0), 0u) << msg;
+  // Bounds, in the file and on the command line; flags win.
+  msg = error_of(head + "admission_quorum = 0\n");
+  EXPECT_EQ(msg.rfind("admission_quorum: expected an integer from 1 to 16", 0), 0u) << msg;
+  msg = error_of(head + "token = [\"" + a + "\", 3]\n");
+  EXPECT_EQ(msg.rfind("token[1]:", 0), 0u) << msg;
+  sa::agent_flags f;
+  f.admission_quorum = "17";
+  msg = error_of(head, f);
+  EXPECT_EQ(msg.rfind("--admission-quorum: expected an integer from 1 to 16", 0), 0u) << msg;
+  f.admission_quorum = "2";
+  f.tokens = {b, a};
+  cfg = load(head + "token = \"" + a + "\"\n", f);
+  EXPECT_EQ(cfg.admission_quorum, 2u);
+  EXPECT_EQ(cfg.tokens, (std::vector<std::string>{b, a}));
 }

@@ -84,7 +84,7 @@ protected:
   admission_request request(const std::string& name, std::vector<std::string> tokens,
                             private_key& key, const std::string& mesh = "test.mesh") {
     key = must(generate_key(), "joiner key");
-    return {name, must(make_csr(key, mesh, name), "CSR"), std::move(tokens)};
+    return {name, must(make_csr(key, mesh, name), "CSR"), std::move(tokens), {}};
   }
 
   test_pki pki;
@@ -407,7 +407,8 @@ TEST_F(identity_admission, refuses_tokens_it_cannot_redeem) {
   EXPECT_TRUE(refused_with(admit(text, now), errc::token_exhausted));
   // Malformed.
   EXPECT_TRUE(refused_with(admit("stl1.garbage", now), errc::token_malformed));
-  EXPECT_TRUE(refused_with(desk.admit(admission_request{"n1", {}, {}}, now), errc::bad_request));
+  EXPECT_TRUE(
+      refused_with(desk.admit(admission_request{"n1", {}, {}, {}}, now), errc::bad_request));
 }
 
 TEST_F(identity_admission, refuses_a_token_of_another_mesh) {
@@ -626,6 +627,174 @@ TEST_F(identity_renewal, the_node_checks_the_grant) {
                    errc::revoked));
 }
 
+// -- admission quorum --------------------------------------------------------------------------
+
+class identity_quorum : public identity_admission {
+protected:
+  /// The key of `key`.
+  static sha256_digest key_of(const private_key& key) { return must(spki_sha256(key), "spki"); }
+
+  /// What a seed asks issuer-2 for the joiner of `key` and `name`, through the wire.
+  endorse_request endorse_request_for(const private_key& key, const std::string& name,
+                                      const std::string& token) {
+    endorse_request req{name, must(make_csr(key, pki.mesh(), name), "CSR"), token};
+    auto decoded = must(decode_identity_request(must(encode(req), "encode")), "decode");
+    return std::get<endorse_request>(std::move(decoded));
+  }
+
+  /// issuer-2's endorsement of `key` for `name`, with a new token of issuer-2, through the
+  /// wire both ways.
+  endorsement endorsed_by_second(const private_key& key, const std::string& name) {
+    auto token = must(desk2.create_token(now, 1h, 1, rng), "token of issuer-2");
+    auto e = must(desk2.endorse(endorse_request_for(key, name, token), now), "endorse");
+    return must(decode_endorse_response(must(encode(e), "encode")), "decode");
+  }
+
+  /// `req` after a trip through the wire.
+  static admission_request wired(const admission_request& req) {
+    return must(decode_admission_request(must(encode(req), "encode")), "decode");
+  }
+
+  /// check_quorum of `certs` as a peer runs it.
+  caf::expected<std::vector<std::string>> quorum_of(const chain& certs, std::size_t quorum) {
+    auto id = must(verify_peer(certs, pki.bundle(), {}, now), "verify_peer");
+    return check_quorum(certs.front(), id, pki.bundle(), {}, now, quorum);
+  }
+
+  credentials second = pki.make_issuer("issuer-2", now - 1h);
+  issuer_desk desk1 = desk_of(issuer_of(pki, "issuer"));
+  issuer_desk desk2 = desk_of(
+      must(load_issuer(write_issuer_dir(second, pki.bundle(), "i2"), now), "issuer-2"), "desk-2");
+};
+
+TEST_F(identity_quorum, admits_with_the_endorsements_of_a_quorum) {
+  auto text = must(desk1.create_token(now, 1h, 1, rng), "token");
+  const auto pin = must(decode(text), "decode").pin;
+  private_key key;
+  auto req = request("n1", {text}, key);
+  const auto e = endorsed_by_second(key, "n1");
+  EXPECT_EQ(must(verify_endorsement(e, pki.bundle(), now), "verify").node, "issuer-2");
+  req.endorsements = {e, e}; // one per issuer is kept
+  auto grant = must(desk1.admit(wired(req), now, {}, node_validity, 2), "admit");
+  // The leaf carries issuer-2's endorsement and issuer-1's own.
+  auto carried = must(endorsements_of(grant.certs.front()), "endorsements_of");
+  ASSERT_EQ(carried.size(), 2u);
+  EXPECT_EQ(carried[0], e);
+  EXPECT_EQ(must(verify_endorsement(carried[1], pki.bundle(), now), "own").node, "issuer-1");
+  EXPECT_EQ(carried[1].key, key_of(key));
+  EXPECT_EQ(must(quorum_of(grant.certs, 2), "quorum"),
+            (std::vector<std::string>{"issuer-1", "issuer-2"}));
+  grant = must(decode_admission_grant(must(encode(grant), "encode grant")), "decode grant");
+  EXPECT_TRUE(accept_grant(grant, key, "n1", pin, now, 2));
+  EXPECT_TRUE(refused_with(accept_grant(grant, key, "n1", pin, now, 3), errc::quorum_not_met,
+                           "2 issuers (issuer-1, issuer-2) of the 3"));
+}
+
+TEST_F(identity_quorum, a_request_under_the_quorum_does_not_spend_the_token) {
+  auto text = must(desk1.create_token(now, 1h, 1, rng), "token");
+  const auto id = must(decode(text), "decode").id;
+  private_key key;
+  auto req = request("n1", {text}, key);
+  EXPECT_TRUE(refused_with(desk1.admit(req, now, {}, node_validity, 2), errc::quorum_not_met,
+                           "node 'n1' is vouched for by 1 issuer (issuer-1) of the 2"));
+  // Endorsements that do not count: of another key, for another node, by the signer itself,
+  // forged.
+  const auto other = must(generate_key(), "another key");
+  auto forged = endorsed_by_second(key, "n1");
+  forged.signature.back() ^= 0x01;
+  req.endorsements = {endorsed_by_second(other, "n1"), endorsed_by_second(key, "n2"),
+                      must(make_endorsement(desk1.material(), key_of(key), "n1", now), "own"),
+                      forged};
+  EXPECT_TRUE(refused_with(desk1.admit(wired(req), now, {}, node_validity, 2), errc::quorum_not_met,
+                           "1 issuer (issuer-1)"));
+  ASSERT_NE(desk1.tokens().ledger().find(id), nullptr);
+  EXPECT_EQ(desk1.tokens().ledger().find(id)->spent(), 0u);
+  EXPECT_TRUE(desk1.issued().empty());
+  // With a quorum of 1 the token admits; the endorsements that did not pass are dropped,
+  // and with none left the leaf carries no extension.
+  auto grant = must(desk1.admit(wired(req), now), "admit");
+  EXPECT_TRUE(must(endorsements_of(grant.certs.front()), "endorsements_of").empty());
+  EXPECT_EQ(desk1.tokens().ledger().find(id)->spent(), 1u);
+}
+
+TEST_F(identity_quorum, endorse_spends_the_token_and_records_the_key) {
+  auto text = must(desk2.create_token(now, 1h, 1, rng), "token");
+  const auto id = must(decode(text), "decode").id;
+  private_key key = must(generate_key(), "key");
+  // Refused without spending the token: a revoked key, a CSR for another name or mesh.
+  revocation_set revoked;
+  revoked.insert(key_of(key));
+  EXPECT_TRUE(refused_with(desk2.endorse(endorse_request_for(key, "n1", text), now, revoked),
+                           errc::revoked));
+  auto renamed = endorse_request_for(key, "n1", text);
+  renamed.name = "n2";
+  EXPECT_TRUE(refused_with(desk2.endorse(renamed, now), errc::bad_request));
+  endorse_request foreign{"n1", must(make_csr(key, "other.mesh", "n1"), "CSR"), text};
+  EXPECT_TRUE(refused_with(desk2.endorse(foreign, now), errc::bad_request));
+  EXPECT_TRUE(refused_with(desk2.endorse(endorse_request{"n1", {}, text}, now), errc::bad_request));
+  EXPECT_EQ(desk2.tokens().ledger().find(id)->spent(), 0u);
+  // Endorsed: the token is spent (and persisted), the key recorded for `starling revoke`.
+  auto e = must(desk2.endorse(endorse_request_for(key, "n1", text), now), "endorse");
+  EXPECT_EQ(e.key, key_of(key));
+  EXPECT_EQ(e.node, "n1");
+  EXPECT_EQ(must(verify_endorsement(e, pki.bundle(), now), "verify").node, "issuer-2");
+  EXPECT_EQ(desk2.tokens().ledger().find(id)->spent(), 1u);
+  EXPECT_EQ(desk2.keys_issued_to("n1", now), (std::vector<sha256_digest>{key_of(key)}));
+  EXPECT_EQ(desk2.issued().front().not_after,
+            std::chrono::floor<std::chrono::seconds>(now + node_validity));
+  EXPECT_TRUE(refused_with(desk2.endorse(endorse_request_for(key, "n1", text), now),
+                           errc::token_exhausted));
+  auto reopened = desk_of(must(load_issuer(dir.path() / "i2", now), "issuer-2"), "desk-2");
+  EXPECT_EQ(reopened.tokens().ledger().find(id)->spent(), 1u);
+  EXPECT_EQ(reopened.issued(), desk2.issued());
+  // A token another issuer made is redeemable once its ledger is merged, as for admit.
+  auto of_first = must(desk1.create_token(now, 1h, 1, rng), "token of issuer-1");
+  EXPECT_TRUE(refused_with(desk2.endorse(endorse_request_for(key, "n1", of_first), now),
+                           errc::token_unknown));
+  ASSERT_FALSE(desk2.merge_ledger(desk1.tokens().ledger(), now));
+  EXPECT_TRUE(desk2.endorse(endorse_request_for(key, "n1", of_first), now));
+}
+
+TEST_F(identity_quorum, a_renewal_by_another_issuer_keeps_the_quorum) {
+  auto text = must(desk1.create_token(now, 1h, 1, rng), "token");
+  private_key key;
+  auto req = request("n1", {text}, key);
+  req.endorsements = {endorsed_by_second(key, "n1")};
+  auto grant = must(desk1.admit(wired(req), now, {}, node_validity, 2), "admit");
+  // Renewed by issuer-2, which signs alone: the endorsements travel on.
+  renewal_request renewal{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), grant.certs};
+  auto wired_renewal = std::get<renewal_request>(
+      must(decode_identity_request(must(encode(renewal), "encode")), "decode"));
+  auto renewed = must(desk2.renew(wired_renewal, "n1", now, {}, node_validity, 2), "renew");
+  EXPECT_EQ(renewed.issuer, "issuer-2");
+  EXPECT_TRUE(same(renewed.certs[1], second.cert));
+  EXPECT_EQ(must(endorsements_of(renewed.certs.front()), "new"),
+            must(endorsements_of(grant.certs.front()), "old"));
+  EXPECT_EQ(must(quorum_of(renewed.certs, 2), "quorum"),
+            (std::vector<std::string>{"issuer-2", "issuer-1"}));
+  EXPECT_TRUE(accept_renewal(renewed, {key, grant.certs, pki.bundle()}, "n1", now, {}, 2));
+  // A renewal that lost the endorsements is refused by the renewing node itself (every peer
+  // would refuse it): here, issuer-2 signing the same key alone.
+  auto bare = must(sign_node(must(make_csr(key, pki.mesh(), "n1"), "CSR"), second.key,
+                             second.cert, {}, pki.mesh(), "n1", now),
+                   "sign");
+  EXPECT_TRUE(refused_with(accept_renewal(renewal_grant{bare, "issuer-2"},
+                                          {key, grant.certs, pki.bundle()}, "n1", now, {}, 2),
+                           errc::quorum_not_met));
+  EXPECT_TRUE(accept_renewal(renewal_grant{bare, "issuer-2"}, {key, grant.certs, pki.bundle()},
+                             "n1", now, {}, 1));
+  // A member admitted by one issuer alone is not renewed under a quorum of 2.
+  auto lone = pki.node("n2");
+  renewal_request alone{"n2", must(make_csr(lone.key, pki.mesh(), "n2"), "CSR"), lone.chain};
+  EXPECT_TRUE(refused_with(desk2.renew(alone, "n2", now, {}, node_validity, 2),
+                           errc::quorum_not_met, "node 'n2'"));
+  EXPECT_TRUE(desk2.keys_issued_to("n2", now).empty()) << "nothing was signed";
+  // Nor when an endorsing issuer's key has been revoked since.
+  EXPECT_TRUE(refused_with(
+      desk2.renew(wired_renewal, "n1", now, test_pki::revoking(second.cert), node_validity, 2),
+      errc::quorum_not_met));
+}
+
 // -- accept_grant -----------------------------------------------------------------------------
 
 class identity_accept_grant : public identity_admission {
@@ -663,6 +832,11 @@ TEST_F(identity_accept_grant, refuses_a_chain_to_another_root_of_the_bundle) {
   auto node = other.node("n1");
   forged.certs = node.chain;
   EXPECT_TRUE(refused_with(accept_grant(forged, node.key, "n1", pin, now), errc::untrusted_chain));
+}
+
+TEST_F(identity_accept_grant, refuses_a_grant_without_the_quorum) {
+  EXPECT_TRUE(refused_with(accept_grant(*grant, key, "n1", pin, now, 2), errc::quorum_not_met,
+                           "1 issuer (issuer-1) of the 2"));
 }
 
 TEST_F(identity_accept_grant, refuses_a_chain_for_another_name) {

@@ -11,6 +11,7 @@
 
 #include "admission.pb.h"
 #include "identity/channel.hpp"
+#include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
 #include "tests/support/refused_with.hpp"
 #include "tests/support/seeded_random.hpp"
@@ -47,6 +48,17 @@ protected:
     msg.ledger = ledger;
     msg.issuer = der_of(pki.issuer().cert);
     return msg;
+  }
+
+  /// `request` (an encoded IdentityRequest) decoded again after `edit` changed the body
+  /// that `body` (e.g. &v1::IdentityRequest::mutable_renewal) returns.
+  template <class Body, class Edit>
+  static caf::expected<identity_request>
+  decode_edited(const std::string& request, Body* (v1::IdentityRequest::*body)(), Edit edit) {
+    v1::IdentityRequest msg;
+    EXPECT_TRUE(msg.ParseFromString(request));
+    edit(*(msg.*body)());
+    return decode_identity_request(msg.SerializeAsString());
   }
 
   test_pki pki;
@@ -93,7 +105,7 @@ TEST_F(identity_channel, a_sync_response_round_trips_and_kinds_do_not_mix) {
 
 TEST_F(identity_channel, an_admission_request_is_told_apart) {
   auto key = must(generate_key(), "key");
-  admission_request sent{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), {"stl1.x"}};
+  admission_request sent{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), {"stl1.x"}, {}};
   auto req = must(decode_identity_request(must(encode(sent), "encode")), "decode");
   ASSERT_TRUE(std::holds_alternative<admission_request>(req));
   EXPECT_EQ(std::get<admission_request>(req).name, "n1");
@@ -183,12 +195,9 @@ TEST_F(identity_channel, renewal_messages_round_trip_and_hostile_ones_are_refuse
   EXPECT_EQ(grant.certs.size(), node.chain.size());
   // Hostile requests: a bad name, no chain, a CSR that does not parse, too large.
   google::protobuf::LogSilencer silence;
-  v1::IdentityRequest msg;
-  ASSERT_TRUE(msg.ParseFromString(must(encode(sent), "encode")));
+  const auto bytes = must(encode(sent), "encode");
   auto edited = [&](auto edit) {
-    auto copy = msg;
-    edit(*copy.mutable_renewal());
-    return decode_identity_request(copy.SerializeAsString());
+    return decode_edited(bytes, &v1::IdentityRequest::mutable_renewal, edit);
   };
   EXPECT_TRUE(refused_with(edited([](auto& r) { r.set_name("bad name"); }), errc::bad_request,
                            "invalid node name"));
@@ -203,6 +212,128 @@ TEST_F(identity_channel, renewal_messages_round_trip_and_hostile_ones_are_refuse
   EXPECT_TRUE(refused_with(
       decode_renewal_grant(must(encode(renewal_grant{node.chain, "bad name"}), "encode")),
       errc::bad_request, "issuer"));
+  ERR_clear_error();
+}
+
+// -- endorsement ---------------------------------------------------------------------------------
+
+TEST_F(identity_channel, endorse_messages_and_endorsements_round_trip) {
+  auto key = must(generate_key(), "key");
+  endorse_request sent{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), "stl1.x"};
+  const auto bytes = must(encode(sent), "encode");
+  auto got = must(decode_identity_request(bytes), "decode");
+  ASSERT_TRUE(std::holds_alternative<endorse_request>(got));
+  const auto& req = std::get<endorse_request>(got);
+  EXPECT_EQ(req.name, "n1");
+  EXPECT_EQ(req.token, "stl1.x");
+  EXPECT_EQ(must(to_der(req.csr), "CSR"), must(to_der(sent.csr), "CSR"));
+  EXPECT_TRUE(refused_with(decode_admission_request(bytes), errc::bad_request, "not an admission"));
+  // The answer.
+  const auto spki = must(spki_sha256(key), "spki");
+  auto e = must(make_endorsement(issuer, spki, "n1", now), "endorse");
+  const auto answer = must(encode(e), "encode endorsement");
+  EXPECT_EQ(must(decode_endorse_response(answer), "decode endorsement"), e);
+  EXPECT_TRUE(refused_with(decode_admission_grant(answer), errc::bad_request));
+  // An admission request carries the endorsements a seed collected, in order.
+  auto second = pki.make_issuer("issuer-2", now - 1h);
+  auto e2 = must(make_endorsement(pki.material(second), spki, "n1", now), "endorse 2");
+  admission_request adm{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), {"stl1.x"}, {e2, e}};
+  auto back = must(decode_identity_request(must(encode(adm), "encode")), "decode");
+  EXPECT_EQ(std::get<admission_request>(back).endorsements, adm.endorsements);
+  EXPECT_EQ(must(decode_admission_request(must(encode(adm), "encode")), "decode").endorsements,
+            adm.endorsements);
+}
+
+TEST_F(identity_channel, hostile_endorse_messages_are_bad_requests) {
+  auto key = must(generate_key(), "key");
+  endorse_request sent{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), "stl1.x"};
+  google::protobuf::LogSilencer silence;
+  const auto bytes = must(encode(sent), "encode");
+  auto edited = [&](auto edit) {
+    return decode_edited(bytes, &v1::IdentityRequest::mutable_endorse, edit);
+  };
+  EXPECT_TRUE(refused_with(edited([](auto& r) { r.set_name("bad name"); }), errc::bad_request,
+                           "invalid node name"));
+  EXPECT_TRUE(refused_with(edited([](auto& r) { r.clear_token(); }), errc::bad_request, "token"));
+  EXPECT_TRUE(refused_with(edited([](auto& r) { r.set_csr("x"); }), errc::bad_request));
+  EXPECT_TRUE(refused_with(edited([](auto& r) { r.clear_csr(); }), errc::bad_request));
+  EXPECT_TRUE(
+      refused_with(edited([](auto& r) { r.set_token(std::string(max_admission_bytes, 'x')); }),
+                   errc::bad_request, "exceeds"));
+  // Admission requests: at most max_admission_quorum endorsements, each representable.
+  const auto e = must(make_endorsement(issuer, must(spki_sha256(key), "spki"), "n1", now), "e");
+  admission_request adm{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), {"stl1.x"}, {}};
+  adm.endorsements.assign(max_admission_quorum, e);
+  ASSERT_TRUE(decode_admission_request(must(encode(adm), "encode")));
+  adm.endorsements.push_back(e);
+  EXPECT_TRUE(refused_with(decode_admission_request(must(encode(adm), "encode")), errc::bad_request,
+                           "endorsements"));
+  EXPECT_TRUE(refused_with(decode_identity_request(must(encode(adm), "encode")), errc::bad_request,
+                           "endorsements"));
+  v1::IdentityRequest with_one;
+  adm.endorsements = {e};
+  ASSERT_TRUE(with_one.ParseFromString(must(encode(adm), "encode")));
+  auto bad_endorsement = [&](auto edit) {
+    auto copy = with_one;
+    edit(*copy.mutable_admission()->mutable_endorsements(0));
+    return decode_admission_request(copy.SerializeAsString());
+  };
+  EXPECT_TRUE(refused_with(bad_endorsement([](auto& m) { m.set_key(std::string(31, 'k')); }),
+                           errc::bad_request, "malformed endorsement"));
+  EXPECT_TRUE(refused_with(bad_endorsement([](auto& m) {
+                             m.set_signature(std::string(max_revocation_signature_bytes + 1, 's'));
+                           }),
+                           errc::bad_request, "malformed endorsement"));
+  // Endorse responses.
+  v1::IdentityResponse answer;
+  ASSERT_TRUE(answer.ParseFromString(must(encode(e), "encode")));
+  auto edited_answer = [&](auto edit) {
+    auto copy = answer;
+    edit(copy);
+    return decode_endorse_response(copy.SerializeAsString());
+  };
+  EXPECT_TRUE(
+      refused_with(edited_answer([](auto& r) { r.set_version(2); }), errc::bad_request, "version"));
+  EXPECT_TRUE(refused_with(edited_answer([](auto& r) { r.mutable_endorse()->clear_endorsement(); }),
+                           errc::bad_request, "without an endorsement"));
+  EXPECT_TRUE(refused_with(
+      edited_answer([](auto& r) { r.mutable_endorse()->mutable_endorsement()->set_key("k"); }),
+      errc::bad_request, "malformed"));
+  EXPECT_TRUE(refused_with(edited_answer([](auto& r) { r.mutable_sync(); }), errc::bad_request,
+                           "not an endorse response"));
+  EXPECT_TRUE(refused_with(decode_endorse_response(std::string(max_admission_bytes + 1, 'x')),
+                           errc::bad_request, "exceeds"));
+  // The sender does not send what no receiver could accept.
+  auto unsigned_e = e;
+  unsigned_e.signature.clear();
+  EXPECT_TRUE(refused_with(encode(unsigned_e), errc::invalid_argument, "signature"));
+  ERR_clear_error();
+}
+
+TEST_F(identity_channel, flipped_or_truncated_endorse_bytes_never_crash_a_decoder) {
+  auto key = must(generate_key(), "key");
+  const auto spki = must(spki_sha256(key), "spki");
+  const auto e = must(make_endorsement(issuer, spki, "n1", now), "e");
+  const auto req = must(
+      encode(endorse_request{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), "stl1.x"}), "req");
+  const auto adm = must(
+      encode(admission_request{"n1", must(make_csr(key, pki.mesh(), "n1"), "CSR"), {"t"}, {e}}),
+      "admission");
+  const auto answer = must(encode(e), "answer");
+  auto check = [](const auto& result) {
+    EXPECT_TRUE(result || is(result.error(), errc::bad_request)) << render(result.error());
+  };
+  google::protobuf::LogSilencer silence;
+  for (const auto* bytes : {&req, &adm, &answer}) {
+    for (std::size_t i = 0; i < bytes->size(); i += 3) {
+      auto flipped = *bytes;
+      flipped[i] = static_cast<char>(flipped[i] ^ (1 << (i % 8)));
+      check(decode_identity_request(flipped));
+      check(decode_endorse_response(flipped));
+      check(decode_identity_request(bytes->substr(0, i)));
+      check(decode_endorse_response(bytes->substr(0, i)));
+    }
+  }
   ERR_clear_error();
 }
 
