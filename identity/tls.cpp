@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include <openssl/err.h>
+#include <openssl/sha.h>
 
 #include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
@@ -36,6 +37,44 @@ std::size_t trust_state::revoke(const revocation_set& keys) {
     current_ = std::make_shared<const snapshot>(
         snapshot{current_->bundle, std::move(revoked), current_->quorum});
   return added;
+}
+
+caf::error trust_state::check_quorum_of(const std::shared_ptr<const snapshot>& snap,
+                                        const certificate& leaf, const peer_identity& id,
+                                        time_point now) const {
+  if (snap->quorum <= 1)
+    return {};
+  auto der = to_der(leaf);
+  if (!der)
+    return der.error();
+  sha256_digest digest{};
+  SHA256(der->data(), der->size(), digest.data());
+  {
+    std::lock_guard guard{cache_mutex_};
+    if (cache_of_.lock() != snap) { // revocations or the bundle changed: forget everything
+      cache_.clear();
+      cache_of_ = snap;
+    }
+    if (auto it = cache_.find(digest); it != cache_.end() && now < it->second)
+      return {};
+  }
+  auto vouchers = check_quorum(leaf, id, snap->bundle, snap->revoked, now, snap->quorum);
+  if (!vouchers)
+    return std::move(vouchers.error());
+  // Valid until the first endorsing issuer certificate expires (the leaf's own expiry is
+  // checked by verify_peer at every handshake).
+  auto until = time_point::max();
+  if (auto set = endorsements_of(leaf))
+    for (const auto& e : *set)
+      if (auto who = describe_issuer(e.issuer))
+        until = std::min(until, who->not_after);
+  std::lock_guard guard{cache_mutex_};
+  if (cache_of_.lock() == snap) {
+    if (cache_.size() >= max_quorum_cache)
+      cache_.clear();
+    cache_[digest] = until;
+  }
+  return {};
 }
 
 // -- sessions ---------------------------------------------------------------------------------
@@ -114,11 +153,9 @@ int tls_context::verify_callback(X509_STORE_CTX* store, void* arg) {
     if (id && snap->quorum > 1) {
       // The admission quorum: a leaf one issuer signed alone is refused like a bad chain.
       certificate leaf{share(X509_STORE_CTX_get0_cert(store))};
-      auto vouchers =
-          check_quorum(leaf, *id, snap->bundle, snap->revoked, now, snap->quorum);
-      if (!vouchers) {
+      if (auto err = self->opts_.trust->check_quorum_of(snap, leaf, *id, now)) {
         X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
-        id = std::move(vouchers.error());
+        id = std::move(err);
       }
     }
   }

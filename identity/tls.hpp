@@ -11,6 +11,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -56,9 +57,26 @@ public:
   /// Adds revoked keys (grow-only); returns how many were new.
   std::size_t revoke(const revocation_set& keys);
 
+  /// The admission quorum at a handshake: check_quorum of `leaf` (verified as `id`)
+  /// against `snap`, remembered per leaf (by the SHA-256 of its DER) while `snap` is current
+  /// and until the first of its endorsing issuers' certificates expires, so that a peer met
+  /// again costs a hash, not the endorsements' chain and signature checks (measured in
+  /// bench/tls_vs_openssl.sh). Only successes are remembered; at most max_quorum_cache
+  /// leaves. Errors: check_quorum's.
+  [[nodiscard]] caf::error check_quorum_of(const std::shared_ptr<const snapshot>& snap,
+                                           const certificate& leaf, const peer_identity& id,
+                                           time_point now) const;
+
+  /// Bound on the leaves check_quorum_of remembers (the cache is emptied when full).
+  static constexpr std::size_t max_quorum_cache = 4096;
+
 private:
   mutable std::mutex mutex_;
   std::shared_ptr<const snapshot> current_;
+  /// check_quorum_of's memory: for which snapshot, and leaf digest -> valid until.
+  mutable std::mutex cache_mutex_;
+  mutable std::weak_ptr<const snapshot> cache_of_;
+  mutable std::map<sha256_digest, time_point> cache_;
 };
 
 /// Which side of a handshake a session plays.

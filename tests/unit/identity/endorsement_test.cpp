@@ -17,6 +17,7 @@
 #include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
 #include "identity/revocation.hpp"
+#include "identity/tls.hpp"
 #include "tests/support/refused_with.hpp"
 #include "tests/support/test_pki.hpp"
 
@@ -391,6 +392,48 @@ TEST_F(identity_endorsement, a_quorum_of_one_is_met_by_the_signer) {
   EXPECT_TRUE(refused_with(quorum_of(web3, 2), errc::quorum_not_met,
                            "node 'web-3' is vouched for by 1 issuer (issuer-1) of the 2 "
                            "admission_quorum requires"));
+}
+
+// -- at handshakes: trust_state::check_quorum_of ------------------------------------------------
+
+TEST_F(identity_endorsement, handshakes_remember_a_met_quorum_until_the_trust_inputs_change) {
+  // check_quorum_of's refusal as an expected, for refused_with.
+  auto checked = [](caf::error err) -> caf::expected<bool> {
+    if (err)
+      return err;
+    return true;
+  };
+  auto trust = std::make_shared<trust_state>(pki.bundle(), revocation_set{}, 2);
+  auto node = endorsed_by({&issuer2});
+  auto id = must(verify_peer(node.chain, pki.bundle(), {}, now), "verify_peer");
+  auto snap = trust->current();
+  EXPECT_FALSE(trust->check_quorum_of(snap, node.leaf(), id, now));
+  EXPECT_FALSE(trust->check_quorum_of(snap, node.leaf(), id, now)) << "remembered";
+  // A refusal is never remembered as a success, and a leaf without endorsements is refused
+  // every time.
+  auto lone = pki.node("web-3");
+  auto lone_id = must(verify_peer(lone.chain, pki.bundle(), {}, now), "verify_peer");
+  for (int i = 0; i < 2; ++i)
+    EXPECT_TRUE(refused_with(checked(trust->check_quorum_of(snap, lone.leaf(), lone_id, now)),
+                             errc::quorum_not_met));
+  // Revoking the endorsing issuer's key makes a new snapshot: the memory is dropped.
+  trust->revoke(test_pki::revoking(second.cert));
+  EXPECT_TRUE(refused_with(checked(trust->check_quorum_of(trust->current(), node.leaf(), id, now)),
+                           errc::quorum_not_met, "1 issuer (issuer-1)"));
+  // Remembered only until the first endorsing issuer certificate expires.
+  auto fresh = std::make_shared<trust_state>(pki.bundle(), revocation_set{}, 2);
+  auto short_lived = pki.make_issuer("issuer-4", now - 1h, std::chrono::hours{2});
+  auto issuer4 = pki.material(short_lived);
+  auto node4 = endorsed_by({&issuer4});
+  auto id4 = must(verify_peer(node4.chain, pki.bundle(), {}, now), "verify_peer");
+  EXPECT_FALSE(fresh->check_quorum_of(fresh->current(), node4.leaf(), id4, now));
+  const auto later = now + std::chrono::hours{2};
+  EXPECT_TRUE(
+      refused_with(checked(fresh->check_quorum_of(fresh->current(), node4.leaf(), id4, later)),
+                   errc::quorum_not_met));
+  // A quorum of 1 checks nothing.
+  auto one = std::make_shared<trust_state>(pki.bundle());
+  EXPECT_FALSE(one->check_quorum_of(one->current(), lone.leaf(), lone_id, now));
 }
 
 } // namespace
