@@ -127,14 +127,20 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
         return self->delegate(supervisor, revoke_atom::value, parsed->first, parsed->second);
       }
       if (cmd == "keyring") {
-        // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID
+        // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID, the last three
+        // with --mesh: pushed to every alive member by the identity actor (an issuer's).
         const auto op = args.size() > 1 ? args[1] : std::string{};
         const bool takes_arg = op == "install" || op == "use" || op == "remove";
         if (op != "list" && !takes_arg)
           return usage("keyring: expected list, install, use or remove, got '" + op + "'");
-        if (args.size() != (takes_arg ? 3u : 2u))
+        const bool mesh = takes_arg && args.size() == 4 && args[3] == "--mesh";
+        if (args.size() != (takes_arg ? 3u : 2u) && !mesh)
           return usage(takes_arg ? "keyring " + op + " needs one key or key id"
                                  : "keyring list takes no arguments");
+        if (mesh) {
+          spdlog::info("keyring {} for the whole mesh requested through the admin port", op);
+          return self->delegate(supervisor, keyring_atom::value, op, args[2], mesh_atom::value);
+        }
         return self->delegate(supervisor, keyring_atom::value, op,
                               takes_arg ? args[2] : std::string{});
       }

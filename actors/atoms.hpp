@@ -7,7 +7,8 @@
 // errors). The admin actor dispatches the command to (members_atom) -> std::string JSON,
 // (events_atom) -> std::string JSON, (leave_atom) -> std::string "ok",
 // (ping_atom) -> std::string "pong", (keyring_atom, std::string op, std::string arg) ->
-// std::string (actors/keyring_sealer.hpp), (token_atom, std::int64_t ttl_seconds,
+// std::string (actors/keyring_sealer.hpp), (keyring_atom, op, arg, mesh_atom) -> std::string
+// JSON report of the change pushed to every alive member (actors/identity_actor.hpp), (token_atom, std::int64_t ttl_seconds,
 // std::int64_t uses) -> std::string token, (certs_atom) -> std::string JSON,
 // (revoke_atom, std::string node, std::string key) -> std::string revoked key ids
 // (actors/identity_actor.hpp).
@@ -27,6 +28,7 @@ using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using token_atom = caf::atom_constant<caf::atom("token")>;
 using certs_atom = caf::atom_constant<caf::atom("certs")>;
 using revoke_atom = caf::atom_constant<caf::atom("revoke")>;
+using mesh_atom = caf::atom_constant<caf::atom("mesh")>;
 
 // Identity actor <-> membership actor, through the supervisor (local only).
 /// (alive_atom) -> (std::vector<std::string> names, std::vector<std::string> addresses,

@@ -1,8 +1,11 @@
 // The one-shot commands that talk to an agent's admin port: `starling members`,
 // `starling leave`. Client side of docs/decisions/0007: send the command line, print the
 // answer, map its status to the exit code.
+#include <algorithm>
 #include <iostream>
 #include <variant>
+
+#include <nlohmann/json.hpp>
 
 #include "actors/admin_server.hpp"
 #include "actors/certs_view.hpp"
@@ -86,11 +89,56 @@ int run_leave(const client_options& opts) {
   return exit_ok;
 }
 
-int run_keyring(const client_options& opts, const std::string& op, const std::string& arg) {
+namespace {
+
+/// Prints the outcome of a keyring change pushed to the whole mesh (the agent's JSON
+/// report: {"op","id","members":[{"node","ok","error"}...]}).
+int print_mesh_keyring(const std::string& op, const std::string& answer) {
+  auto doc = nlohmann::json::parse(answer, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("members") ||
+      !doc["members"].is_array() || !doc.contains("id") || !doc["id"].is_string()) {
+    std::cerr << "starling: the agent's answer is not a keyring report\n";
+    return exit_failed;
+  }
+  std::size_t done = 0;
+  for (const auto& m : doc["members"]) {
+    if (m.value("ok", false)) {
+      ++done;
+      continue;
+    }
+    std::cerr << "starling: keyring " << op << " on " << m.value("node", std::string{"?"})
+              << " refused: " << m.value("error", std::string{}) << '\n';
+  }
+  const auto id = doc["id"].get<std::string>();
+  const char* verb = op == "install" ? "installed key " : op == "use" ? "made key " : "removed key ";
+  std::cout << verb << id << (op == "use" ? " primary" : "") << " on " << done << " of "
+            << doc["members"].size() << " alive members" << std::endl;
+  if (done == doc["members"].size() && op == "install")
+    std::cout << "next: `starling keyring use " << id << "` (every member can open it now)"
+              << std::endl;
+  return done == doc["members"].size() ? exit_ok : exit_failed;
+}
+
+} // namespace
+
+int run_keyring(const client_options& opts, const std::string& op, const std::string& arg,
+                bool local) {
   std::vector<std::string> args{"keyring", op};
   if (!arg.empty())
     args.push_back(arg);
-  auto res = ask(opts, args);
+  const bool mesh = op != "list" && !local;
+  auto mesh_opts = opts;
+  if (mesh) {
+    args.emplace_back("--mesh");
+    // One exchange per member, in parallel, each bounded by the agent's TCP timeout.
+    mesh_opts.timeout = std::max(opts.timeout, std::chrono::milliseconds{std::chrono::seconds{30}});
+  }
+  auto res = ask(mesh_opts, args);
+  if (mesh) {
+    if (auto* code = std::get_if<int>(&res))
+      return *code;
+    return print_mesh_keyring(op, std::get<std::string>(res));
+  }
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& answer = std::get<std::string>(res);

@@ -39,8 +39,13 @@ int run_leave(const client_options& opts);
 /// `starling keyring list|install|use|remove`: one keyring request to the agent at
 /// opts.admin. `op` is "list" (prints the table, or the JSON view with opts.json),
 /// "install" (arg: base64 key), "use" or "remove" (arg: base64 key or key id). Exit 1 when
-/// the agent refuses (e.g. removing the primary key) or is unreachable.
-int run_keyring(const client_options& opts, const std::string& op, const std::string& arg);
+/// the agent refuses (e.g. removing the primary key) or is unreachable. install, use and
+/// remove act on every alive member of the mesh, pushed by the agent (an issuer) over the
+/// identity channel (docs/decisions/0010), unless `local`: then on that agent alone. A mesh
+/// change prints one summary line and, on stderr, each member that refused; exit 1 if any
+/// did.
+int run_keyring(const client_options& opts, const std::string& op, const std::string& arg,
+                bool local = false);
 
 /// `starling keyring generate`: prints a fresh random base64 gossip key. Local only.
 int run_keyring_generate();

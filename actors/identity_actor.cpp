@@ -8,6 +8,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/admission_msgs.hpp"
@@ -39,6 +40,13 @@ struct endorsement_result_msg {
   caf::expected<identity::endorsement> result;
 };
 
+/// The answer of member `node` to a keyring change pushed by this issuer (local message).
+struct keyring_result_msg {
+  std::uint64_t push = 0;
+  std::string node;
+  caf::expected<std::string> answer;
+};
+
 /// The answer to a sync request this node sent to `peer` (local message).
 struct sync_result_msg {
   std::string peer;
@@ -61,6 +69,7 @@ struct renewal_result_msg {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::admit_locally_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::endorsement_result_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::keyring_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::sync_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::renewal_result_msg)
 
@@ -83,6 +92,17 @@ struct endorsement_collection {
   std::size_t pending = 0;
   /// The first refusal, "issuer X: reason"; the admission is refused once all answered.
   std::optional<caf::error> failure;
+};
+
+/// A keyring change this issuer pushes to every alive member, until all have answered.
+struct keyring_push {
+  caf::response_promise promise;
+  std::string op;
+  /// The key id the change names.
+  std::string id;
+  /// Per member, in order: this node first. std::nullopt: no answer yet.
+  std::vector<std::pair<std::string, std::optional<std::string>>> members;
+  std::size_t pending = 0;
 };
 
 struct identity_state {
@@ -125,6 +145,9 @@ struct identity_state {
   /// Admissions waiting for endorsements, by id.
   std::map<std::uint64_t, endorsement_collection> collections;
   std::uint64_t next_collection = 0;
+  /// Keyring changes being pushed to the members, by id.
+  std::map<std::uint64_t, keyring_push> keyring_pushes;
+  std::uint64_t next_keyring_push = 0;
   std::uint64_t admitted = 0;
   std::uint64_t refused = 0;
   std::uint64_t endorsed = 0;
@@ -920,6 +943,141 @@ void on_endorse_request(identity_actor_t* self, const identity::endorse_request&
   reply(std::move(*answer));
 }
 
+// -- the gossip keyring, mesh-wide ------------------------------------------------------------
+
+/// Answers the admin once every member of push `id` answered: a JSON report.
+void finish_keyring_push(identity_actor_t* self, std::uint64_t id) {
+  auto& st = self->state;
+  auto it = st.keyring_pushes.find(id);
+  if (it == st.keyring_pushes.end() || it->second.pending > 0)
+    return;
+  auto push = std::move(it->second);
+  st.keyring_pushes.erase(it);
+  nlohmann::ordered_json members = nlohmann::ordered_json::array();
+  std::size_t done = 0;
+  for (const auto& [node, error] : push.members) {
+    const bool ok = error && error->empty();
+    done += ok ? 1 : 0;
+    members.push_back({{"node", node}, {"ok", ok}, {"error", error ? *error : "no answer"}});
+  }
+  spdlog::info("keyring {} of key {}: {} of {} alive members", push.op, push.id, done,
+               push.members.size());
+  nlohmann::ordered_json doc{{"op", push.op}, {"id", push.id}, {"members", std::move(members)}};
+  push.promise.deliver(doc.dump());
+}
+
+void on_keyring_result(identity_actor_t* self, keyring_result_msg& msg) {
+  auto& st = self->state;
+  auto it = st.keyring_pushes.find(msg.push);
+  if (it == st.keyring_pushes.end())
+    return;
+  auto& push = it->second;
+  for (auto& [node, error] : push.members) {
+    if (node != msg.node || error)
+      continue;
+    if (!msg.answer) {
+      error = gossip::refusal_reason(as_refusal(msg.answer.error()));
+    } else if (auto id = identity::decode_keyring_answer(*msg.answer); !id) {
+      error = identity::render(id.error());
+    } else if (*id != push.id) {
+      error = "answered for key " + *id + ", not " + push.id;
+    } else {
+      error = std::string{};
+    }
+    --push.pending;
+    break;
+  }
+  finish_keyring_push(self, msg.push);
+}
+
+/// `starling keyring install|use|remove` for the whole mesh, on an issuer: applied here
+/// first, then pushed to every alive member over the identity channel, in parallel.
+caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::string& op,
+                                         const std::string& arg) {
+  auto& st = self->state;
+  if (!st.desk)
+    return make_error(errc::request_failed,
+                      "only an issuer changes the keyring of the whole mesh, and this node is "
+                      "not one: run the command on an issuer, or add --local to change this "
+                      "node's keyring alone");
+  auto here = answer_keyring_request(st.params.sealer.get(), op, arg);
+  if (here.rfind("ok ", 0) != 0)
+    return make_error(errc::request_failed,
+                      here.rfind("error: ", 0) == 0 ? here.substr(7) : here);
+  const auto push_id = ++st.next_keyring_push;
+  auto& push = st.keyring_pushes[push_id];
+  push.promise = self->make_response_promise();
+  push.op = op;
+  push.id = here.substr(3);
+  push.members.emplace_back(st.params.name, std::string{});
+  auto promise = push.promise;
+  identity::keyring_change change{op, arg, st.issuer_der};
+  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+      .then(
+          [=](std::vector<std::string>& names, std::vector<std::string>&,
+              std::vector<std::string>&) {
+            auto& st = self->state;
+            auto it = st.keyring_pushes.find(push_id);
+            if (it == st.keyring_pushes.end())
+              return;
+            auto bytes = identity::encode(change);
+            caf::weak_actor_ptr weak{self->ctrl()};
+            for (const auto& node : names) {
+              if (node == st.params.name)
+                continue;
+              it->second.members.emplace_back(node, std::nullopt);
+              ++it->second.pending;
+              forward_admission_msg fwd;
+              fwd.issuer = node;
+              fwd.request = bytes ? *bytes : std::string{};
+              fwd.done = [weak, push_id, node](caf::expected<std::string> answer) {
+                if (auto hdl = weak.lock())
+                  caf::anon_send(caf::actor_cast<caf::actor>(hdl),
+                                 keyring_result_msg{push_id, node, std::move(answer)});
+              };
+              self->send(st.supervisor, std::move(fwd));
+            }
+            finish_keyring_push(self, push_id);
+          },
+          [=](caf::error& err) {
+            auto& st = self->state;
+            auto it = st.keyring_pushes.find(push_id);
+            if (it == st.keyring_pushes.end())
+              return;
+            spdlog::warn("keyring {}: no member list ({}); changed on this node only", op,
+                         why(err));
+            finish_keyring_push(self, push_id);
+          });
+  return promise;
+}
+
+/// An issuer pushes a keyring change to this member.
+void on_keyring_change(identity_actor_t* self, const identity::keyring_change& change,
+                       const std::string& peer, const gossip::admission_responder& reply) {
+  auto& st = self->state;
+  auto answer = [&]() -> caf::expected<std::string> {
+    auto issuer =
+        identity::authenticate_issuer(change.issuer, peer, st.current->creds.bundle,
+                                      st.params.clock());
+    if (!issuer)
+      return issuer.error();
+    auto done = answer_keyring_request(st.params.sealer.get(), change.op, change.key);
+    if (done.rfind("ok ", 0) != 0)
+      return identity::make_error(identity::errc::keyring_refused,
+                                  done.rfind("error: ", 0) == 0 ? done.substr(7) : done);
+    return done.substr(3);
+  }();
+  if (!answer) {
+    auto refusal = as_refusal(answer.error());
+    spdlog::warn("keyring {} from member {} refused: {}", change.op, peer,
+                 gossip::refusal_reason(refusal));
+    reply(std::move(refusal));
+    return;
+  }
+  spdlog::info("keyring {} of key {} by issuer {}", change.op, *answer, peer);
+  reply(identity::encode_keyring_answer(*answer));
+}
+
 /// A peer's sync request: absorb, then answer with what we hold.
 void on_sync_request(identity_actor_t* self, const identity::sync_message& req,
                      const std::string& peer, const gossip::admission_responder& reply) {
@@ -977,6 +1135,10 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
   }
   if (auto* endorse = std::get_if<identity::endorse_request>(&*req)) {
     on_endorse_request(self, *endorse, *msg.peer, msg.reply);
+    return;
+  }
+  if (auto* change = std::get_if<identity::keyring_change>(&*req)) {
+    on_keyring_change(self, *change, *msg.peer, msg.reply);
     return;
   }
   on_sync_request(self, std::get<identity::sync_message>(*req), *msg.peer, msg.reply);
@@ -1104,6 +1266,10 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
         admit_here(self, *msg.req, msg.token_id, msg.reply);
       },
       [=](endorsement_result_msg& msg) { on_endorsement_result(self, msg); },
+      [=](keyring_atom, const std::string& op, const std::string& arg, mesh_atom) {
+        return on_mesh_keyring(self, op, arg);
+      },
+      [=](keyring_result_msg& msg) { on_keyring_result(self, msg); },
       [=](sync_atom) { on_sync_tick(self); },
       [=](sync_result_msg& msg) { on_sync_result(self, msg); },
       [=](renew_atom) { on_renew_tick(self); },

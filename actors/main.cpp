@@ -42,18 +42,22 @@ int main(int argc, char** argv) {
 
   sa::client_options keyring_opts;
   std::string keyring_arg;
+  bool keyring_local = false;
   auto* keyring = app.add_subcommand("keyring", "list and rotate the gossip encryption keyring");
   keyring->require_subcommand(1);
   auto* keyring_list = keyring->add_subcommand("list", "key ids, the primary, and counters");
   add_client_flags(*keyring_list, keyring_opts, true);
   auto* keyring_install = keyring->add_subcommand("install", "add a key (it opens, not seals)");
   keyring_install->add_option("KEY", keyring_arg, "base64 key")->required();
+  keyring_install->add_flag("--local", keyring_local, "on this agent only, not the whole mesh");
   add_client_flags(*keyring_install, keyring_opts, false);
   auto* keyring_use = keyring->add_subcommand("use", "make an installed key the primary");
   keyring_use->add_option("KEY_OR_ID", keyring_arg, "base64 key or key id")->required();
+  keyring_use->add_flag("--local", keyring_local, "on this agent only, not the whole mesh");
   add_client_flags(*keyring_use, keyring_opts, false);
   auto* keyring_remove = keyring->add_subcommand("remove", "remove a key that is not primary");
   keyring_remove->add_option("KEY_OR_ID", keyring_arg, "base64 key or key id")->required();
+  keyring_remove->add_flag("--local", keyring_local, "on this agent only, not the whole mesh");
   add_client_flags(*keyring_remove, keyring_opts, false);
   auto* keyring_generate =
     keyring->add_subcommand("generate", "print a fresh random key (local, no agent needed)");
@@ -145,7 +149,7 @@ int main(int argc, char** argv) {
       return sa::run_keyring_generate();
     for (auto* cmd : {keyring_list, keyring_install, keyring_use, keyring_remove})
       if (cmd->parsed())
-        return sa::run_keyring(keyring_opts, cmd->get_name(), keyring_arg);
+        return sa::run_keyring(keyring_opts, cmd->get_name(), keyring_arg, keyring_local);
   }
   if (certs->parsed())
     return sa::run_certs(certs_opts);

@@ -332,6 +332,10 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
     [=](keyring_atom, const std::string& op, const std::string& arg) -> std::string {
       return answer_keyring_request(self->state.params.sealer.get(), op, arg);
     },
+    [=](keyring_atom a, const std::string& op, const std::string& arg, mesh_atom m) {
+      return self->delegate(self->state.children[self->state.identity_slot].handle, a, op, arg,
+                            m);
+    },
     [=](token_atom a, std::int64_t ttl, std::int64_t uses) {
       return self->delegate(self->state.children[self->state.identity_slot].handle, a, ttl,
                             uses);

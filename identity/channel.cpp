@@ -122,6 +122,25 @@ caf::error check_admission_size(std::string_view bytes, const char* what) {
   return {};
 }
 
+/// True for the keyring operations a keyring change may carry.
+bool is_keyring_op(std::string_view op) {
+  return op == "install" || op == "use" || op == "remove";
+}
+
+caf::expected<keyring_change> from_proto(const v1::KeyringRequest& msg) {
+  if (!is_keyring_op(msg.op()))
+    return bad_request("a keyring change with an unknown operation (" +
+                       std::to_string(msg.op().size()) + " bytes)");
+  if (msg.key().empty() || msg.key().size() > max_keyring_key_bytes)
+    return bad_request("a keyring change with a key of " + std::to_string(msg.key().size()) +
+                       " bytes (1 to " + std::to_string(max_keyring_key_bytes) + ")");
+  if (msg.issuer().size() > max_revocation_issuer_bytes)
+    return bad_request("a keyring change with an issuer certificate of " +
+                       std::to_string(msg.issuer().size()) + " bytes");
+  return keyring_change{msg.op(), msg.key(),
+                        std::vector<std::uint8_t>(msg.issuer().begin(), msg.issuer().end())};
+}
+
 // -- sync ------------------------------------------------------------------------------------
 
 /// A statement as it travels; std::nullopt if it cannot be represented (verification
@@ -392,6 +411,8 @@ caf::expected<identity_request> decode_identity_request(std::string_view bytes) 
     return bounded(msg->renewal(), "a renewal request");
   case v1::IdentityRequest::kEndorse:
     return bounded(msg->endorse(), "an endorse request");
+  case v1::IdentityRequest::kKeyring:
+    return bounded(msg->keyring(), "a keyring change");
   case v1::IdentityRequest::kSync: {
     auto sync = from_proto_sync(msg->sync());
     if (!sync)
@@ -420,22 +441,56 @@ caf::expected<sync_message> decode_sync_response(std::string_view bytes) {
   return from_proto_sync(msg->sync());
 }
 
+caf::expected<std::string> encode(const keyring_change& change) {
+  if (!is_keyring_op(change.op))
+    return make_error(errc::invalid_argument, "unknown keyring operation '" + change.op + "'");
+  v1::IdentityRequest msg;
+  msg.set_version(channel_version);
+  auto* body = msg.mutable_keyring();
+  body->set_op(change.op);
+  body->set_key(change.key);
+  body->set_issuer(change.issuer.data(), change.issuer.size());
+  return msg.SerializeAsString();
+}
+
+std::string encode_keyring_answer(std::string_view id) {
+  v1::IdentityResponse msg;
+  msg.set_version(channel_version);
+  msg.mutable_keyring()->set_id(std::string{id});
+  return msg.SerializeAsString();
+}
+
+caf::expected<std::string> decode_keyring_answer(std::string_view bytes) {
+  auto msg = parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "a keyring answer");
+  if (!msg)
+    return msg.error();
+  if (!msg->has_keyring())
+    return bad_request("an identity response that is not a keyring answer");
+  const auto& id = msg->keyring().id();
+  if (id.size() != 16 ||
+      !std::all_of(id.begin(), id.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      }))
+    return bad_request("a keyring answer whose key id is not 16 hex digits");
+  return id;
+}
+
 caf::expected<issuer_identity> authenticate_issuer(std::span<const std::uint8_t> issuer_der,
                                                    std::string_view peer,
                                                    const trust_bundle& bundle, time_point now) {
   const auto who = "'" + std::string{peer} + "'";
   if (issuer_der.empty())
-    return make_error(errc::not_an_issuer, who + " sent a ledger without an issuer certificate");
+    return make_error(errc::not_an_issuer, who + " sent no issuer certificate");
   auto issuer = verify_issuer(issuer_der, bundle, now);
   if (!issuer) {
     const auto code = is(issuer.error(), errc::bad_certificate)
                           ? errc::not_an_issuer
                           : static_cast<errc>(issuer.error().code());
-    return make_error(code, who + " sent a ledger with " + render(issuer.error()));
+    return make_error(code, who + " sent " + render(issuer.error()));
   }
   if (issuer->node != peer)
     return make_error(errc::name_mismatch,
-                      who + " sent a ledger with the issuer certificate of '" + issuer->node + "'");
+                      who + " sent the issuer certificate of '" + issuer->node + "'");
   return issuer;
 }
 

@@ -47,9 +47,24 @@ struct sync_message {
   std::size_t malformed = 0;
 };
 
+/// A change of the gossip keyring that an issuer pushes to every member (`starling keyring
+/// install|use|remove` for the mesh, docs/decisions/0010).
+struct keyring_change {
+  /// "install", "use" or "remove".
+  std::string op;
+  /// install: the base64 key (a secret: never logged); use, remove: a key or a key id.
+  std::string key;
+  /// DER of the sender's issuer certificate: a member applies the change only once
+  /// authenticate_issuer accepted it for the TLS-verified sender.
+  std::vector<std::uint8_t> issuer;
+};
+
+/// Bound on keyring_change::key (a base64 key is 44 bytes, an id 16).
+inline constexpr std::size_t max_keyring_key_bytes = 256;
+
 /// What a client asked on the identity channel.
-using identity_request =
-    std::variant<admission_request, sync_message, renewal_request, endorse_request>;
+using identity_request = std::variant<admission_request, sync_message, renewal_request,
+                                      endorse_request, keyring_change>;
 
 /// Decodes an untrusted IdentityRequest of any kind. bad_request for more than
 /// max_sync_bytes (or an admission or renewal request over max_admission_bytes), unparsable
@@ -57,7 +72,9 @@ using identity_request =
 /// version's request), for an admission request the refusals of decode_admission_request,
 /// for a renewal request an invalid node name, a CSR or chain that does not parse, for an
 /// endorse request (at most max_admission_bytes) an invalid node name, a CSR that does not
-/// parse, no token. A sync
+/// parse, no token, for a keyring change (at most max_admission_bytes) an op other than
+/// install, use or remove, an empty key or one over max_keyring_key_bytes, an issuer
+/// certificate over max_revocation_issuer_bytes. A sync
 /// request with more than max_revocations statements or max_sync_tokens tokens is refused
 /// whole; single statements or entries that cannot be represented are dropped and counted
 /// in `malformed`.
@@ -74,12 +91,25 @@ using identity_request =
 /// decode_identity_request.
 [[nodiscard]] caf::expected<sync_message> decode_sync_response(std::string_view bytes);
 
+/// Encodes an IdentityRequest carrying a KeyringRequest. Errors: invalid_argument (an op
+/// other than install, use or remove).
+[[nodiscard]] caf::expected<std::string> encode(const keyring_change& change);
+
+/// Encodes an IdentityResponse carrying a KeyringResponse for key id `id`.
+[[nodiscard]] std::string encode_keyring_answer(std::string_view id);
+
+/// Decodes an untrusted IdentityResponse that must carry a KeyringResponse: its key id.
+/// bad_request for more than max_admission_bytes, unparsable protobuf, a version other
+/// than 1, another kind, an id that is not 16 hex digits.
+[[nodiscard]] caf::expected<std::string> decode_keyring_answer(std::string_view bytes);
+
 /// Checks that the peer of a sync, whose TLS-verified node name is `peer`, is an issuer:
 /// `issuer_der` is a CA certificate that chains to a root of `bundle` at `now` and names
 /// node `peer` of the bundle's mesh. Only then may its token ledger be merged (decision
-/// 0006: a ledger record admits whoever knows its secret). Refusals: not_an_issuer (no
-/// certificate, unparsable, not a CA), verify_path's (untrusted_chain, expired...),
-/// foreign_mesh, name_mismatch (the certificate names another node than the peer).
+/// 0006: a ledger record admits whoever knows its secret) or its keyring change applied.
+/// Refusals: not_an_issuer (no certificate, unparsable, not a CA), verify_path's
+/// (untrusted_chain, expired...), foreign_mesh, name_mismatch (the certificate names another
+/// node than the peer).
 [[nodiscard]] caf::expected<issuer_identity>
 authenticate_issuer(std::span<const std::uint8_t> issuer_der, std::string_view peer,
                     const trust_bundle& bundle, time_point now);

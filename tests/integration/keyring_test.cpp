@@ -84,9 +84,11 @@ protected:
   }
 
   /// `starling keyring <op> <arg>` on every node, each must succeed.
+  /// `starling keyring OP ARG --local` on each node (a mesh without certificates has no
+  /// issuer to push a change to every member, decision 0010).
   void on_every_node(const std::string& op, const std::string& arg) {
     for (const auto& [name, n] : nodes_) {
-      auto res = st::run_cli({"keyring", op, arg, "--admin", n.info.admin});
+      auto res = st::run_cli({"keyring", op, arg, "--local", "--admin", n.info.admin});
       EXPECT_EQ(res.exit_code, 0) << name << ": keyring " << op << ": " << res.err;
     }
   }
@@ -171,12 +173,17 @@ TEST_F(keyring_test, rotation_keeps_everyone_alive_and_persisted_keyring_wins_on
 
   // Refusals on one node: removing the primary, using a key not installed.
   auto& n1 = nodes_.at("node-1");
-  auto res = st::run_cli({"keyring", "remove", id_of(old_key), "--admin", n1.info.admin});
+  auto res =
+      st::run_cli({"keyring", "remove", id_of(old_key), "--local", "--admin", n1.info.admin});
   EXPECT_EQ(res.exit_code, 1);
   EXPECT_NE(res.err.find("primary"), std::string::npos) << res.err;
-  res = st::run_cli({"keyring", "use", new_key, "--admin", n1.info.admin});
+  res = st::run_cli({"keyring", "use", new_key, "--local", "--admin", n1.info.admin});
   EXPECT_EQ(res.exit_code, 1);
   EXPECT_NE(res.err.find("not installed"), std::string::npos) << res.err;
+  // Without --local the change is for the whole mesh, which only an issuer pushes.
+  res = st::run_cli({"keyring", "install", new_key, "--admin", n1.info.admin});
+  EXPECT_EQ(res.exit_code, 1);
+  EXPECT_NE(res.err.find("only an issuer"), std::string::npos) << res.err;
 
   // The rotation, step by step, with the mesh checked after each.
   on_every_node("install", new_key);

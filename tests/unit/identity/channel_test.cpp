@@ -339,6 +339,57 @@ TEST_F(identity_channel, flipped_or_truncated_endorse_bytes_never_crash_a_decode
 
 // -- issuer authentication ----------------------------------------------------------------------
 
+// -- keyring changes -------------------------------------------------------------------------------
+
+TEST_F(identity_channel, keyring_changes_round_trip_and_hostile_ones_are_refused) {
+  const keyring_change change{"install", "qvZ3iD8x3nb2M7sdrRPu+8Y3dTHtH9gkn0wXm0oc5Dk=",
+                              der_of(pki.issuer().cert)};
+  auto decoded = must(decode_identity_request(must(encode(change), "encode")), "decode");
+  ASSERT_TRUE(std::holds_alternative<keyring_change>(decoded));
+  const auto& got = std::get<keyring_change>(decoded);
+  EXPECT_EQ(got.op, change.op);
+  EXPECT_EQ(got.key, change.key);
+  EXPECT_EQ(got.issuer, change.issuer);
+  EXPECT_EQ(must(decode_keyring_answer(encode_keyring_answer("0123456789abcdef")), "answer"),
+            "0123456789abcdef");
+  // The sender refuses an unknown operation.
+  EXPECT_TRUE(refused_with(encode(keyring_change{"drop", "k", {}}), errc::invalid_argument));
+  // A receiver refuses every malformed change as a bad request.
+  auto edited = [&](auto edit) {
+    v1::IdentityRequest msg;
+    msg.set_version(1);
+    msg.mutable_keyring()->set_op("use");
+    msg.mutable_keyring()->set_key("0123456789abcdef");
+    edit(*msg.mutable_keyring());
+    return decode_identity_request(msg.SerializeAsString());
+  };
+  EXPECT_TRUE(edited([](auto&) {}));
+  EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_op("wipe"); }), errc::bad_request));
+  EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_key(""); }), errc::bad_request));
+  EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_key(std::string(257, 'k')); }),
+                           errc::bad_request));
+  EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_issuer(std::string(5000, 'x')); }),
+                           errc::bad_request));
+  EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_key(std::string(70'000, 'k')); }),
+                           errc::bad_request, "exceeds"));
+  // Answers: another kind, an id that is not 16 hex digits.
+  EXPECT_TRUE(refused_with(decode_keyring_answer(encode_keyring_answer("0123")),
+                           errc::bad_request));
+  EXPECT_TRUE(refused_with(decode_keyring_answer(encode_keyring_answer("0123456789ABCDEF")),
+                           errc::bad_request));
+  EXPECT_TRUE(refused_with(decode_keyring_answer(must(encode_sync_response({}), "sync")),
+                           errc::bad_request));
+  google::protobuf::LogSilencer silence;
+  const auto bytes = must(encode(change), "encode");
+  for (std::size_t i = 0; i < bytes.size(); i += 5) {
+    auto flipped = bytes;
+    flipped[i] = static_cast<char>(flipped[i] ^ (1 << (i % 8)));
+    auto result = decode_identity_request(flipped);
+    EXPECT_TRUE(result || is(result.error(), errc::bad_request)) << render(result.error());
+  }
+  ERR_clear_error();
+}
+
 TEST_F(identity_channel, an_issuer_is_a_ca_of_the_mesh_named_like_the_peer) {
   const auto der = der_of(pki.issuer().cert);
   auto who = must(authenticate_issuer(der, "issuer-1", pki.bundle(), now), "issuer-1");
