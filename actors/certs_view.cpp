@@ -59,6 +59,12 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
     doc["mesh"] = id->creds.bundle.mesh();
     doc["source"] = id->source;
     doc["admission_quorum"] = id->trust ? id->trust->current()->quorum : std::size_t{1};
+    // Peers this node refused at TLS handshakes since start, by reason.
+    auto refused = ordered_json::object();
+    if (id->trust)
+      for (const auto& [reason, n] : id->trust->refusals())
+        refused[reason] = n;
+    doc["handshake_refusals"] = std::move(refused);
     if (!id->creds.certs.empty()) {
       auto leaf = describe_cert(id->creds.certs.front(), now);
       // Who endorsed this node's key (admission quorum); checked when the node started.
@@ -179,6 +185,17 @@ caf::expected<std::string> certs_text(std::string_view json) {
       for (const auto& r : doc["roots"])
         out << "root         sha256:" << str(r, "spki_sha256") << ", expires " << expiry(r)
             << '\n';
+    if (doc.contains("handshake_refusals") && doc["handshake_refusals"].is_object() &&
+        !doc["handshake_refusals"].empty()) {
+      out << "refused     ";
+      const char* sep = " ";
+      for (const auto& [reason, n] : doc["handshake_refusals"].items())
+        if (n.is_number_unsigned()) {
+          out << sep << n.get<std::uint64_t>() << " " << reason;
+          sep = ", ";
+        }
+      out << " (peers refused at TLS handshakes since start)\n";
+    }
     auto n = doc.contains("revocations") && doc["revocations"].is_array()
                ? doc["revocations"].size()
                : 0;

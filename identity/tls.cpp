@@ -77,6 +77,25 @@ caf::error trust_state::check_quorum_of(const std::shared_ptr<const snapshot>& s
   return {};
 }
 
+void trust_state::count_refusal(const caf::error& why) noexcept {
+  std::size_t slot = refusals_.size() - 1;
+  if (why.category() == errc_category && why.code() < refusals_.size() - 1)
+    slot = why.code();
+  refusals_[slot].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::map<std::string, std::uint64_t> trust_state::refusals() const {
+  std::map<std::string, std::uint64_t> out;
+  for (std::size_t i = 0; i < refusals_.size(); ++i) {
+    const auto n = refusals_[i].load(std::memory_order_relaxed);
+    if (n == 0)
+      continue;
+    out[i + 1 == refusals_.size() ? std::string{"other"}
+                                  : std::string{to_string(static_cast<errc>(i))}] += n;
+  }
+  return out;
+}
+
 // -- sessions ---------------------------------------------------------------------------------
 
 /// Hangs off every SSL a tls_context makes (SSL ex_data), freed with the SSL.
@@ -160,6 +179,8 @@ int tls_context::verify_callback(X509_STORE_CTX* store, void* arg) {
     }
   }
   if (!id) {
+    if (self->opts_.trust)
+      self->opts_.trust->count_refusal(id.error());
     st->peer.refusal = std::move(id.error());
     return 0;
   }

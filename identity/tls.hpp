@@ -10,6 +10,9 @@
 // dropped, and new handshakes present the new certificate.
 #pragma once
 
+#include <array>
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -70,6 +73,14 @@ public:
   /// Bound on the leaves check_quorum_of remembers (the cache is emptied when full).
   static constexpr std::size_t max_quorum_cache = 4096;
 
+  /// Counts a peer refused at a handshake, by the reason's identity::errc ("other" for an
+  /// error of another module). Thread-safe; called by every tls_context over this state.
+  void count_refusal(const caf::error& why) noexcept;
+
+  /// Handshakes refused since start, by reason name ("revoked", "quorum_not_met", ...);
+  /// reasons never met are left out.
+  [[nodiscard]] std::map<std::string, std::uint64_t> refusals() const;
+
 private:
   mutable std::mutex mutex_;
   std::shared_ptr<const snapshot> current_;
@@ -77,6 +88,8 @@ private:
   mutable std::mutex cache_mutex_;
   mutable std::weak_ptr<const snapshot> cache_of_;
   mutable std::map<sha256_digest, time_point> cache_;
+  /// count_refusal's counters: by identity::errc code, the last slot for anything else.
+  std::array<std::atomic<std::uint64_t>, 64> refusals_{};
 };
 
 /// Which side of a handshake a session plays.

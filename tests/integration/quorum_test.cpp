@@ -114,6 +114,10 @@ TEST_F(quorum_test, two_issuers_must_vouch_and_one_issuer_alone_admits_nobody) {
   err = expect_refused("rogue", {issuer1.info.gossip, via}, {"--gossip-key", key_});
   EXPECT_NE(err.find("could not join"), std::string::npos) << err;
   EXPECT_TRUE(all_alive(5)) << "the rogue node became a member";
+  // Counted by reason where it knocked.
+  auto seen = certs_of(issuer1);
+  ASSERT_TRUE(seen);
+  EXPECT_GE(seen->at("handshake_refusals").value("quorum_not_met", 0), 1) << seen->dump();
 
   // A restart needs no token: node-1's stored certificate still meets the quorum.
   ASSERT_TRUE(stop("node-1", SIGTERM));

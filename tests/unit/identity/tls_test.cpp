@@ -3,6 +3,9 @@
 // that refuses, and the hot swap keeps an open session working.
 #include "identity/tls.hpp"
 
+#include <map>
+#include <string>
+
 #include <openssl/err.h>
 
 #include <gtest/gtest.h>
@@ -225,6 +228,21 @@ TEST_F(tls_test, revocation_applies_to_the_next_handshake) {
   EXPECT_FALSE(handshake(c2.get(), s2.get()).server_ok);
   EXPECT_TRUE(is(tls_context::refusal_of(s2.get()), errc::revoked))
     << render(tls_context::refusal_of(s2.get()));
+  // Counted by reason, for `starling certs`: the server refused node-a's revoked key.
+  EXPECT_EQ(trust_->refusals().at("revoked"), 1u);
+  EXPECT_EQ(trust_->refusals().size(), 1u);
+}
+
+TEST(tls_trust_state, counts_refusals_by_reason) {
+  trust_state trust{test_pki{}.bundle()};
+  EXPECT_TRUE(trust.refusals().empty());
+  trust.count_refusal(make_error(errc::expired));
+  trust.count_refusal(make_error(errc::expired));
+  trust.count_refusal(make_error(errc::quorum_not_met));
+  trust.count_refusal(caf::error{std::uint8_t{1}, caf::atom("other")});
+  const std::map<std::string, std::uint64_t> want{
+      {"expired", 2}, {"quorum_not_met", 1}, {"other", 1}};
+  EXPECT_EQ(trust.refusals(), want);
 }
 
 TEST_F(tls_test, hot_swap_keeps_open_sessions_and_presents_the_new_certificate) {
