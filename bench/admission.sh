@@ -14,20 +14,25 @@
 #     certificate signed, the grant (chain, bundle, keyring) checked by the joiner.
 # Reports medians and the ratios admissions/s : handshakes/s.
 #
-# Usage: bench/admission.sh [--rounds N] [--count N] [--seconds S] [--threads T]
+# With --quorum 2 (docs/decisions/0009) a second issuer, issuer-2, joins; every agent runs
+# with admission_quorum 2, and each admission carries a token of each issuer: the seed
+# (issuer-1, or node-1) asks issuer-2 to endorse the joiner's key, then issuer-1 signs.
+#
+# Usage: bench/admission.sh [--rounds N] [--count N] [--seconds S] [--threads T] [--quorum 1|2]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 starling=${STARLING_BIN:-$top/build/bin/starling}
 bench=${STARLING_ADMISSION_BENCH:-$top/build/bin/starling-admission-bench}
-rounds=3 count=200 seconds=5 threads=1
+rounds=3 count=200 seconds=5 threads=1 quorum=1
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rounds) rounds=$2; shift 2 ;;
     --count) count=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    *) echo "usage: $0 [--rounds N] [--count N] [--seconds S] [--threads T]" >&2; exit 2 ;;
+    --quorum) quorum=$2; shift 2 ;;
+    *) echo "usage: $0 [--rounds N] [--count N] [--seconds S] [--threads T] [--quorum 1|2]" >&2; exit 2 ;;
   esac
 done
 [[ -x $starling && -x $bench ]] || { echo "missing binaries in build/bin: run ./run build first" >&2; exit 1; }
@@ -48,18 +53,37 @@ start_agent() { # start_agent NAME ARGS... -> sets $gossip and $admin
   admin=$(sed -n 's/.* ready: gossip .*, admin \([0-9.:]*\)$/\1/p' "$dir/$name.out")
   [[ -n $gossip ]] || { echo "$name did not start:" >&2; cat "$dir/$name.err" >&2; exit 1; }
 }
-token() { "$starling" token create --uses "$1" --ttl 1h --admin "$issuer_admin" 2>/dev/null | tail -1; }
+[[ $quorum == 1 || $quorum == 2 ]] || { echo "--quorum: 1 or 2" >&2; exit 2; }
+token_on() { "$starling" token create --uses "$2" --ttl 1h --admin "$1" 2>/dev/null | tail -1; }
+# token USES: what one admission presents (a token of each issuer under a quorum of 2).
+token() {
+  if [[ $quorum == 2 ]]; then
+    echo "$(token_on "$issuer_admin" "$1"),$(token_on "$issuer2_admin" "$1")"
+  else
+    token_on "$issuer_admin" "$1"
+  fi
+}
 
 "$starling" ca init --mesh bench.local --out "$dir/ca" >/dev/null
 "$starling" ca issuer --ca "$dir/ca" --name issuer-1 --out "$dir/issuer" >/dev/null
-start_agent issuer-1 --issuer "$dir/issuer" --gossip-key "$("$starling" keyring generate)"
+key=$("$starling" keyring generate)
+start_agent issuer-1 --issuer "$dir/issuer" --gossip-key "$key" --admission-quorum "$quorum"
 issuer_gossip=$gossip issuer_admin=$admin
-start_agent node-1 --join "$issuer_gossip" --token "$(token 1)"
+if [[ $quorum == 2 ]]; then
+  "$starling" ca issuer --ca "$dir/ca" --name issuer-2 --out "$dir/issuer-2" >/dev/null
+  start_agent issuer-2 --issuer "$dir/issuer-2" --gossip-key "$key" --admission-quorum 2 \
+    --join "$issuer_gossip"
+  issuer2_admin=$admin
+fi
+node1_tokens=()
+IFS=, read -r -a parts <<<"$(token 1)"
+for t in "${parts[@]}"; do node1_tokens+=(--token "$t"); done
+start_agent node-1 --join "$issuer_gossip" --admission-quorum "$quorum" "${node1_tokens[@]}"
 seed_gossip=$gossip
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 hs=() direct=() forwarded=()
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $rounds rounds, $count admissions, $threads client thread(s)"
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $rounds rounds, $count admissions, $threads client thread(s), admission quorum $quorum"
 for r in $(seq "$rounds"); do
   # Handshakes: s_time prints "N connections in T real seconds"; count / T.
   line=$(openssl s_time -connect "$issuer_gossip" -new -time "$seconds" -tls1_3 2>/dev/null |

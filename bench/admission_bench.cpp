@@ -1,11 +1,13 @@
 // starling-admission-bench: the client half of bench/admission.sh.
 //
-//   starling-admission-bench SEED TOKEN COUNT [THREADS]
+//   starling-admission-bench SEED TOKEN[,TOKEN...] COUNT [THREADS]
 //
 // Admits COUNT new nodes (bench-<pid>-<i>) through the seed at SEED ("host:port") with the
 // join token TOKEN (which needs COUNT uses), exactly as `starling agent --join SEED --token
 // TOKEN` does on first start: a fresh P-256 key, TLS pinned to the token's root, a CSR, the
-// issuer's grant checked (actors::request_admission). THREADS clients run at once (default
+// issuer's grant checked (actors::request_admission). Several comma-separated tokens (one
+// per issuer) make an admission under a quorum of that many issuers (docs/decisions/0009):
+// the seed collects the endorsements, and the grant is checked for them. THREADS clients run at once (default
 // 1). Prints one line: count, failures, seconds, admissions/s, p50 and p99 latency in ms.
 // Exits 1 if any admission failed (after printing the first error).
 #include <unistd.h>
@@ -35,7 +37,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string seed = argv[1];
-  const std::string token_text = argv[2];
+  std::vector<std::string> tokens;
+  for (std::string rest = argv[2]; !rest.empty();) {
+    const auto comma = rest.find(',');
+    tokens.push_back(rest.substr(0, comma));
+    rest = comma == std::string::npos ? std::string{} : rest.substr(comma + 1);
+  }
+  const std::string token_text = tokens.empty() ? std::string{} : tokens.front();
   const int count = std::atoi(argv[3]);
   const int threads = argc > 4 ? std::max(1, std::atoi(argv[4])) : 1;
   auto token = id::decode(token_text);
@@ -56,8 +64,8 @@ int main(int argc, char** argv) {
       auto key = id::generate_key();
       caf::expected<sa::admission_outcome> out = key.error();
       if (key)
-        out = sa::request_admission(seed, name, {token_text}, *token, *key,
-                                    std::chrono::seconds{10}, std::chrono::system_clock::now());
+        out = sa::request_admission(seed, name, tokens, *token, *key, std::chrono::seconds{10},
+                                    std::chrono::system_clock::now(), tokens.size());
       const double ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
       std::lock_guard guard{mutex};
       if (!out) {
