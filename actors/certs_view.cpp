@@ -116,6 +116,8 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
     s["statements_refused"] = counters.statements_refused;
     s["ledgers_merged"] = counters.ledgers_merged;
     s["ledgers_refused"] = counters.ledgers_refused;
+    s["in_step"] = counters.in_step;
+    s["pushes"] = counters.pushes;
     doc["sync"] = std::move(s);
   }
   ordered_json ring = ordered_json::object();

@@ -56,6 +56,10 @@ struct sync_summary {
   /// could not be authenticated as an issuer).
   std::uint64_t ledgers_merged = 0;
   std::uint64_t ledgers_refused = 0;
+  /// Periodic exchanges started here in which both sides held the same statements (only
+  /// digests travelled), and pushes of every statement to a peer found to lack some.
+  std::uint64_t in_step = 0;
+  std::uint64_t pushes = 0;
 };
 
 /// The certs JSON view, one line. `id` null: the node runs without an identity

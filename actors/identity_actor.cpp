@@ -313,14 +313,18 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
   return true;
 }
 
-/// What this node sends in a sync: every statement, and (issuers, to an issuer) the
-/// ledger with the issuer certificate.
-identity::sync_message outgoing(identity_state& st, bool with_ledger) {
+/// What this node sends in a sync: the digest of its statements, the statements themselves
+/// when `statements` (a push, or an answer to a peer whose digest differs), and (issuers, to
+/// an issuer) the ledger with the issuer certificate.
+identity::sync_message outgoing(identity_state& st, bool with_ledger, bool statements) {
   st.revocations.prune(st.params.clock()); // statements of expired issuers: nobody needs them
   identity::sync_message msg;
-  msg.revocations.reserve(st.revocations.size());
-  for (const auto& [k, e] : st.revocations.entries())
-    msg.revocations.push_back(e.statement);
+  msg.digest = st.revocations.digest();
+  if (statements) {
+    msg.revocations.reserve(st.revocations.size());
+    for (const auto& [k, e] : st.revocations.entries())
+      msg.revocations.push_back(e.statement);
+  }
   if (st.desk && with_ledger) {
     msg.ledger = st.desk->tokens().ledger();
     msg.issuer = st.issuer_der;
@@ -328,11 +332,13 @@ identity::sync_message outgoing(identity_state& st, bool with_ledger) {
   return msg;
 }
 
-/// Sends one sync request to member `peer` through the membership actor.
+/// Sends one sync request to member `peer` through the membership actor. A periodic one
+/// carries only the digest of this node's statements (the peer answers with its own
+/// statements if they differ); any other (a push) carries them all.
 void start_sync(identity_actor_t* self, const std::string& peer, bool peer_is_issuer, bool periodic,
                 std::vector<sha256_digest> release = {}) {
   auto& st = self->state;
-  auto bytes = identity::encode_sync_request(outgoing(st, peer_is_issuer));
+  auto bytes = identity::encode_sync_request(outgoing(st, peer_is_issuer, !periodic));
   caf::weak_actor_ptr weak{self->ctrl()};
   auto done = [weak, peer, periodic, release](caf::expected<std::string> answer) mutable {
     if (auto hdl = weak.lock())
@@ -386,7 +392,16 @@ void on_sync_result(identity_actor_t* self, sync_result_msg& msg) {
     return;
   }
   ++st.sync.exchanges;
-  absorb(self, msg.peer, *answer);
+  const bool peer_is_issuer = absorb(self, msg.peer, *answer);
+  if (msg.periodic && answer->revocations.empty() && answer->digest &&
+      *answer->digest == st.revocations.digest())
+    ++st.sync.in_step;
+  // The peer's statements differ from ours even after taking theirs: it lacks some of
+  // ours. Push them (once: a push is not periodic, so its answer never pushes again).
+  if (msg.periodic && answer->digest && *answer->digest != st.revocations.digest()) {
+    ++st.sync.pushes;
+    start_sync(self, msg.peer, peer_is_issuer, false);
+  }
 }
 
 /// The periodic exchange: one random alive member.
@@ -1083,7 +1098,9 @@ void on_sync_request(identity_actor_t* self, const identity::sync_message& req,
                      const std::string& peer, const gossip::admission_responder& reply) {
   auto& st = self->state;
   const bool peer_is_issuer = absorb(self, peer, req);
-  auto bytes = identity::encode_sync_response(outgoing(st, peer_is_issuer));
+  // Statements only to a peer that lacks some (or did not say what it holds).
+  const bool differ = !req.digest || *req.digest != st.revocations.digest();
+  auto bytes = identity::encode_sync_response(outgoing(st, peer_is_issuer, differ));
   if (!bytes) {
     spdlog::error("cannot encode a sync response: {}", identity::render(bytes.error()));
     reply(as_refusal(bytes.error()));

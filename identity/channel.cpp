@@ -209,6 +209,13 @@ template <class Sync> caf::expected<sync_message> from_proto_sync(const Sync& ms
     out.ledger = std::move(ledger);
   }
   out.issuer.assign(msg.issuer().begin(), msg.issuer().end());
+  if (msg.digest().size() == sha256_digest{}.size()) {
+    sha256_digest d{};
+    std::copy(msg.digest().begin(), msg.digest().end(), d.begin());
+    out.digest = d;
+  } else if (!msg.digest().empty()) {
+    ++out.malformed;
+  }
   return out;
 }
 
@@ -228,6 +235,8 @@ template <class Sync> caf::error to_proto_sync(const sync_message& in, Sync& msg
       to_proto(id, e, *ledger->add_tokens());
   }
   msg.set_issuer(in.issuer.data(), in.issuer.size());
+  if (in.digest)
+    msg.set_digest(in.digest->data(), in.digest->size());
   return {};
 }
 

@@ -42,6 +42,11 @@ struct sync_message {
   /// DER of the sender's issuer certificate; set with `ledger`. The receiver merges the
   /// ledger only once authenticate_issuer accepted it.
   std::vector<std::uint8_t> issuer;
+  /// revocation_log::digest of the sender's statements (whether it sends them or not). A
+  /// server answers a request whose digest equals its own without statements. Decoding: a
+  /// digest of another size than 32 bytes is ignored (std::nullopt) and counted in
+  /// `malformed`.
+  std::optional<sha256_digest> digest;
   /// Decoding only: statements and ledger entries dropped because they could not even be
   /// represented (a key of the wrong size...). Counted by the receiver with the refusals.
   std::size_t malformed = 0;

@@ -4,7 +4,11 @@
 #include "identity/revocation.hpp"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
+#include <vector>
+
+#include <openssl/sha.h>
 
 #include "identity/admission.hpp"
 #include "identity/errc.hpp"
@@ -236,6 +240,22 @@ bool revocation_log::contains(const revocation& stmt) const {
     if (it->second.statement == stmt)
       return true;
   return false;
+}
+
+sha256_digest revocation_log::digest() const {
+  // The entries' fixed-size parts, hashed in one pass (no OpenSSL context to fail).
+  std::vector<std::uint8_t> bytes;
+  bytes.reserve(entries_.size() * 3 * SHA256_DIGEST_LENGTH);
+  for (const auto& [k, e] : entries_) {
+    std::array<std::uint8_t, SHA256_DIGEST_LENGTH> sig{};
+    SHA256(e.statement.signature.data(), e.statement.signature.size(), sig.data());
+    bytes.insert(bytes.end(), k.first.begin(), k.first.end());
+    bytes.insert(bytes.end(), k.second.begin(), k.second.end());
+    bytes.insert(bytes.end(), sig.begin(), sig.end());
+  }
+  sha256_digest out{};
+  SHA256(bytes.data(), bytes.size(), out.data());
+  return out;
 }
 
 std::string revocation_log::serialize() const {

@@ -141,6 +141,12 @@ public:
   /// True if the log holds exactly `stmt` (a receiver skips verifying what it already has).
   [[nodiscard]] bool contains(const revocation& stmt) const;
 
+  /// SHA-256 over the entries in key order (each: revoked key, issuer key, SHA-256 of the
+  /// statement's signature): two logs with the same statements have the same digest, so a
+  /// sync can skip sending them (proto/admission.proto, SyncRequest.digest). The empty log
+  /// has the digest of no bytes.
+  [[nodiscard]] sha256_digest digest() const;
+
   /// Entries in key order.
   [[nodiscard]] const std::map<entry_key, entry>& entries() const noexcept { return entries_; }
   [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }

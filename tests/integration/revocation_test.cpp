@@ -108,11 +108,17 @@ TEST_F(revocation_test, a_revocation_reaches_every_node_and_survives_a_restart) 
   for (const auto* name : {"issuer-1", "node-1", "node-2"})
     EXPECT_TRUE(st::poll_until(20s, [&] { return state_of(nodes_.at(name), "node-3") != "alive"; }))
         << name << " still sees node-3 alive";
-  // Statements travel through everyone; none was refused.
+  // Statements travel through everyone; none was refused. Once all hold the same
+  // statements, periodic syncs carry only digests.
   for (const auto& [name, n] : nodes_) {
     auto c = certs_of(n);
     ASSERT_TRUE(c) << name;
     EXPECT_EQ(c->at("sync").at("statements_refused"), 0) << name << ": " << c->dump();
+    const auto before = c->at("sync").at("in_step").get<long>();
+    EXPECT_TRUE(st::poll_until(20s, [&] {
+      auto now = certs_of(n);
+      return now && now->at("sync").at("in_step").get<long>() > before;
+    })) << name << ": no periodic sync found the peer in step";
   }
   // Revoking again is no error.
   res = st::run_cli({"revoke", "node-3", "--admin", issuer.info.admin});

@@ -85,6 +85,26 @@ TEST_F(identity_channel, a_sync_request_round_trips) {
   auto back = must(decode_identity_request(must(encode_sync_request(plain), "encode")), "decode");
   EXPECT_FALSE(std::get<sync_message>(back).ledger);
   EXPECT_TRUE(std::get<sync_message>(back).issuer.empty());
+  EXPECT_FALSE(std::get<sync_message>(back).digest);
+  // A periodic sync: the digest alone.
+  sync_message digest_only;
+  digest_only.digest = sha256_digest{};
+  digest_only.digest->fill(0xab);
+  auto d = must(decode_identity_request(must(encode_sync_request(digest_only), "encode")),
+                "decode");
+  EXPECT_EQ(std::get<sync_message>(d).digest, digest_only.digest);
+  EXPECT_TRUE(std::get<sync_message>(d).revocations.empty());
+  EXPECT_EQ(must(decode_sync_response(must(encode_sync_response(digest_only), "encode")),
+                 "response")
+                .digest,
+            digest_only.digest);
+  // A digest of the wrong size is dropped and counted, the rest is kept.
+  v1::IdentityRequest msg;
+  msg.set_version(1);
+  msg.mutable_sync()->set_digest("short");
+  auto odd = must(decode_identity_request(msg.SerializeAsString()), "decode");
+  EXPECT_FALSE(std::get<sync_message>(odd).digest);
+  EXPECT_EQ(std::get<sync_message>(odd).malformed, 1u);
 }
 
 TEST_F(identity_channel, a_sync_response_round_trips_and_kinds_do_not_mix) {

@@ -227,12 +227,32 @@ TEST_F(identity_revocation, merge_is_commutative_associative_and_idempotent) {
     EXPECT_EQ(merged(a, b), merged(b, a));
     EXPECT_EQ(merged(merged(a, b), c), merged(a, merged(b, c)));
     EXPECT_EQ(merged(a, a), a);
+    // The digest a sync compares: equal for equal logs, whatever the order of merging,
+    // and different as soon as one log holds a statement the other lacks.
+    EXPECT_EQ(merged(a, b).digest(), merged(b, a).digest());
+    EXPECT_EQ(merged(a, b).digest() == a.digest(), merged(a, b) == a);
     EXPECT_EQ(merged(a, b).revoked(), [&] {
       auto s = a.revoked();
       s.merge(b.revoked());
       return s;
     }());
   }
+}
+
+TEST_F(identity_revocation, the_digest_names_the_statements_held) {
+  revocation_log empty, one, other;
+  sha256_digest key{};
+  key[0] = 7;
+  auto first = revoke(issuer1, key, "node-7", now);
+  ASSERT_TRUE(must(one.add(first, pki.bundle(), now), "add"));
+  EXPECT_NE(one.digest(), empty.digest());
+  // The same key revoked by the same issuer at another time is another statement (the log
+  // keeps the smaller, so replicas agree; the digest tells them apart before that).
+  ASSERT_TRUE(must(other.add(revoke(issuer1, key, "node-7", now + 1s), pki.bundle(), now + 1s),
+                   "add"));
+  EXPECT_NE(one.digest(), other.digest());
+  other.merge(one);
+  EXPECT_EQ(other.digest(), one.digest());
 }
 
 TEST_F(identity_revocation, the_log_is_bounded_deterministically) {
