@@ -21,11 +21,6 @@ namespace {
 /// Domain separation from revocations and anything else an issuer key signs.
 constexpr statement_kind endorsement_kind{"starling-endorsement-1", "an endorsement"};
 
-using asn1_object_ptr =
-    std::unique_ptr<ASN1_OBJECT, openssl_deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
-using asn1_octet_string_ptr =
-    std::unique_ptr<ASN1_OCTET_STRING, openssl_deleter<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>>;
-
 caf::error bad_extension(std::string reason) {
   ERR_clear_error();
   return make_error(errc::bad_certificate, "the endorsements extension " + std::move(reason));

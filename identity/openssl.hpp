@@ -69,6 +69,12 @@ using x509_name_ptr = std::unique_ptr<X509_NAME, openssl_deleter<X509_NAME, X509
 using bio_ptr = std::unique_ptr<BIO, openssl_deleter<BIO, BIO_free_all>>;
 /// An owned message-digest context.
 using md_ctx_ptr = std::unique_ptr<EVP_MD_CTX, openssl_deleter<EVP_MD_CTX, EVP_MD_CTX_free>>;
+/// An owned object identifier (an extension's OID).
+using asn1_object_ptr =
+    std::unique_ptr<ASN1_OBJECT, openssl_deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
+/// An owned ASN.1 OCTET STRING (an extension's value).
+using asn1_octet_string_ptr =
+    std::unique_ptr<ASN1_OCTET_STRING, openssl_deleter<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>>;
 /// An owned ASN.1 INTEGER (serial numbers).
 using asn1_integer_ptr =
     std::unique_ptr<ASN1_INTEGER, openssl_deleter<ASN1_INTEGER, ASN1_INTEGER_free>>;

@@ -19,11 +19,6 @@ using std::chrono::seconds;
 /// Bound on PEM and DER input: far above any certificate, key or CSR of ours.
 constexpr std::size_t max_encoded_bytes = 1 << 20;
 
-using asn1_object_ptr =
-    std::unique_ptr<ASN1_OBJECT, openssl_deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
-using asn1_octet_string_ptr =
-    std::unique_ptr<ASN1_OCTET_STRING, openssl_deleter<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>>;
-
 /// Serial numbers are 16 random bytes (top bit clear: positive, at most 16 octets).
 constexpr std::size_t serial_bytes = 16;
 

@@ -62,11 +62,6 @@ std::string set_bytes(const std::vector<endorsement>& set) {
   return msg.SerializeAsString();
 }
 
-using asn1_object_ptr =
-    std::unique_ptr<ASN1_OBJECT, openssl_deleter<ASN1_OBJECT, ASN1_OBJECT_free>>;
-using asn1_octet_string_ptr =
-    std::unique_ptr<ASN1_OCTET_STRING, openssl_deleter<ASN1_OCTET_STRING, ASN1_OCTET_STRING_free>>;
-
 /// A copy of `cert` with one more endorsements extension of `value`, `critical` or not,
 /// signed again by `signer` (issue_certificate only adds non-critical ones).
 certificate with_extension(const certificate& cert, const std::vector<std::uint8_t>& value,
