@@ -465,23 +465,22 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
     } else if (key == "token") {
       // One token, or an array of them (admission quorum).
       cfg.tokens.clear();
-      if (const auto* arr = node.as_array()) {
-        for (std::size_t i = 0; i < arr->size(); ++i) {
-          const std::string ikey = key + "[" + std::to_string(i) + "]";
-          auto s = get_string(*arr->get(i), ikey, "a join token");
-          if (!s)
-            return s.error();
-          if (auto err = validate_token(*s, ikey))
-            return err;
-          cfg.tokens.push_back(*s);
-        }
-      } else {
-        auto s = get_string(node, key, "a join token or an array of them");
+      auto add = [&cfg](const toml::node& n, const std::string& k,
+                        std::string_view expected) -> caf::error {
+        auto s = get_string(n, k, expected);
         if (!s)
           return s.error();
-        if (auto err = validate_token(*s, key))
+        if (auto err = validate_token(*s, k))
           return err;
         cfg.tokens.push_back(*s);
+        return {};
+      };
+      if (const auto* arr = node.as_array()) {
+        for (std::size_t i = 0; i < arr->size(); ++i)
+          if (auto err = add(*arr->get(i), key + "[" + std::to_string(i) + "]", "a join token"))
+            return err;
+      } else if (auto err = add(node, key, "a join token or an array of them")) {
+        return err;
       }
     } else if (key == "admission_quorum") {
       if (auto err = read_int(node, key, cfg.admission_quorum, 1,
