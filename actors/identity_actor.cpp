@@ -313,13 +313,20 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
   return true;
 }
 
-/// What this node sends in a sync: the digest of its statements, the statements themselves
-/// when `statements` (a push, or an answer to a peer whose digest differs), and (issuers, to
-/// an issuer) the ledger with the issuer certificate.
-identity::sync_message outgoing(identity_state& st, bool with_ledger, bool statements) {
-  st.revocations.prune(st.params.clock()); // statements of expired issuers: nobody needs them
+/// Drops the statements of expired issuers (nobody needs them), then the digest of the rest:
+/// what a sync compares.
+sha256_digest pruned_digest(identity_state& st) {
+  st.revocations.prune(st.params.clock());
+  return st.revocations.digest();
+}
+
+/// What this node sends in a sync: `own` (pruned_digest's), the statements themselves when
+/// `statements` (a push, or an answer to a peer whose digest differs), and (issuers, to an
+/// issuer) the ledger with the issuer certificate.
+identity::sync_message outgoing(identity_state& st, const sha256_digest& own, bool with_ledger,
+                                bool statements) {
   identity::sync_message msg;
-  msg.digest = st.revocations.digest();
+  msg.digest = own;
   if (statements) {
     msg.revocations.reserve(st.revocations.size());
     for (const auto& [k, e] : st.revocations.entries())
@@ -332,29 +339,39 @@ identity::sync_message outgoing(identity_state& st, bool with_ledger, bool state
   return msg;
 }
 
+/// Sends `request` (an encoded IdentityRequest) to member `node` through the supervisor and
+/// the membership actor. The answer comes back to this actor as the local message that
+/// `to_msg(answer)` makes (run on the transport's thread, so it must only build a value).
+template <class ToMsg>
+void ask_member(identity_actor_t* self, std::string node, std::string request, ToMsg to_msg) {
+  caf::weak_actor_ptr weak{self->ctrl()};
+  forward_admission_msg fwd;
+  fwd.issuer = std::move(node);
+  fwd.request = std::move(request);
+  fwd.done = [weak, to_msg = std::move(to_msg)](caf::expected<std::string> answer) mutable {
+    if (auto hdl = weak.lock())
+      caf::anon_send(caf::actor_cast<caf::actor>(hdl), to_msg(std::move(answer)));
+  };
+  self->send(self->state.supervisor, std::move(fwd));
+}
+
 /// Sends one sync request to member `peer` through the membership actor. A periodic one
 /// carries only the digest of this node's statements (the peer answers with its own
 /// statements if they differ); any other (a push) carries them all.
 void start_sync(identity_actor_t* self, const std::string& peer, bool peer_is_issuer, bool periodic,
                 std::vector<sha256_digest> release = {}) {
   auto& st = self->state;
-  auto bytes = identity::encode_sync_request(outgoing(st, peer_is_issuer, !periodic));
-  caf::weak_actor_ptr weak{self->ctrl()};
-  auto done = [weak, peer, periodic, release](caf::expected<std::string> answer) mutable {
-    if (auto hdl = weak.lock())
-      caf::anon_send(caf::actor_cast<caf::actor>(hdl),
-                     sync_result_msg{peer, std::move(answer), periodic, std::move(release)});
-  };
+  auto bytes =
+      identity::encode_sync_request(outgoing(st, pruned_digest(st), peer_is_issuer, !periodic));
   if (!bytes) {
     spdlog::error("cannot encode a sync request: {}", identity::render(bytes.error()));
-    done(bytes.error());
+    self->send(self, sync_result_msg{peer, bytes.error(), periodic, std::move(release)});
     return;
   }
-  forward_admission_msg fwd;
-  fwd.issuer = peer;
-  fwd.request = std::move(*bytes);
-  fwd.done = std::move(done);
-  self->send(st.supervisor, std::move(fwd));
+  ask_member(self, peer, std::move(*bytes),
+             [peer, periodic, release = std::move(release)](caf::expected<std::string> answer) {
+               return sync_result_msg{peer, std::move(answer), periodic, release};
+             });
 }
 
 /// Applies the withheld keys of a finished push and bans their nodes.
@@ -393,15 +410,17 @@ void on_sync_result(identity_actor_t* self, sync_result_msg& msg) {
   }
   ++st.sync.exchanges;
   const bool peer_is_issuer = absorb(self, msg.peer, *answer);
-  if (msg.periodic && answer->revocations.empty() && answer->digest &&
-      *answer->digest == st.revocations.digest())
-    ++st.sync.in_step;
+  if (!msg.periodic || !answer->digest)
+    return;
+  if (*answer->digest == st.revocations.digest()) {
+    if (answer->revocations.empty())
+      ++st.sync.in_step;
+    return;
+  }
   // The peer's statements differ from ours even after taking theirs: it lacks some of
   // ours. Push them (once: a push is not periodic, so its answer never pushes again).
-  if (msg.periodic && answer->digest && *answer->digest != st.revocations.digest()) {
-    ++st.sync.pushes;
-    start_sync(self, msg.peer, peer_is_issuer, false);
-  }
+  ++st.sync.pushes;
+  start_sync(self, msg.peer, peer_is_issuer, false);
 }
 
 /// The periodic exchange: one random alive member.
@@ -609,16 +628,10 @@ void ask_issuer(identity_actor_t* self, std::vector<std::string> issuers) {
     on_renewal_failed(self, "cannot make the request: " + identity::render(bytes.error()));
     return;
   }
-  caf::weak_actor_ptr weak{self->ctrl()};
-  forward_admission_msg fwd;
-  fwd.issuer = issuer;
-  fwd.request = std::move(*bytes);
-  fwd.done = [weak, issuer, rest = std::move(issuers)](caf::expected<std::string> answer) mutable {
-    if (auto hdl = weak.lock())
-      caf::anon_send(caf::actor_cast<caf::actor>(hdl),
-                     renewal_result_msg{issuer, std::move(answer), std::move(rest)});
-  };
-  self->send(st.supervisor, std::move(fwd));
+  ask_member(self, issuer, std::move(*bytes),
+             [issuer, rest = std::move(issuers)](caf::expected<std::string> answer) {
+               return renewal_result_msg{issuer, std::move(answer), rest};
+             });
 }
 
 void on_renewal_result(identity_actor_t* self, renewal_result_msg& msg) {
@@ -897,7 +910,6 @@ void collect_endorsements(identity_actor_t* self, identity::admission_request re
   c.req = std::move(req);
   spdlog::info("admission of '{}' with {} tokens: asking {} issuer(s) to endorse it", c.req.name,
                c.req.tokens.size(), further);
-  caf::weak_actor_ptr weak{self->ctrl()};
   for (std::size_t i = 0; i < further; ++i) {
     const auto& token = tokens[i + 1];
     auto csr = copy_of(c.req.csr);
@@ -915,20 +927,13 @@ void collect_endorsements(identity_actor_t* self, identity::admission_request re
       self->send(self, endorsement_result_msg{id, i, token.issuer, bytes.error()});
       continue;
     }
-    forward_admission_msg fwd;
-    fwd.issuer = token.issuer;
-    fwd.request = std::move(*bytes);
-    fwd.done = [weak, id, i, issuer = token.issuer](caf::expected<std::string> answer) {
-      caf::expected<identity::endorsement> result = caf::error{};
-      if (answer)
-        result = identity::decode_endorse_response(*answer);
-      else
-        result = std::move(answer.error());
-      if (auto hdl = weak.lock())
-        caf::anon_send(caf::actor_cast<caf::actor>(hdl),
-                       endorsement_result_msg{id, i, issuer, std::move(result)});
-    };
-    self->send(st.supervisor, std::move(fwd));
+    ask_member(self, token.issuer, std::move(*bytes),
+               [id, i, issuer = token.issuer](caf::expected<std::string> answer) {
+                 caf::expected<identity::endorsement> result =
+                     answer ? identity::decode_endorse_response(*answer)
+                            : caf::expected<identity::endorsement>{answer.error()};
+                 return endorsement_result_msg{id, i, issuer, std::move(result)};
+               });
   }
 }
 
@@ -1015,6 +1020,10 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
                       "only an issuer changes the keyring of the whole mesh, and this node is "
                       "not one: run the command on an issuer, or add --local to change this "
                       "node's keyring alone");
+  // Encoded first: a change the wire cannot carry is refused before this node applies it.
+  auto bytes = identity::encode(identity::keyring_change{op, arg, st.issuer_der});
+  if (!bytes)
+    return make_error(errc::bad_request, identity::render(bytes.error()));
   auto here = answer_keyring_request(st.params.sealer.get(), op, arg);
   if (here.rfind("ok ", 0) != 0)
     return make_error(errc::request_failed,
@@ -1026,7 +1035,6 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
   push.id = here.substr(3);
   push.members.emplace_back(st.params.name, std::string{});
   auto promise = push.promise;
-  identity::keyring_change change{op, arg, st.issuer_der};
   self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
       .then(
           [=](std::vector<std::string>& names, std::vector<std::string>&,
@@ -1035,22 +1043,15 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
             auto it = st.keyring_pushes.find(push_id);
             if (it == st.keyring_pushes.end())
               return;
-            auto bytes = identity::encode(change);
-            caf::weak_actor_ptr weak{self->ctrl()};
+            const auto& request = *bytes;
             for (const auto& node : names) {
               if (node == st.params.name)
                 continue;
               it->second.members.emplace_back(node, std::nullopt);
               ++it->second.pending;
-              forward_admission_msg fwd;
-              fwd.issuer = node;
-              fwd.request = bytes ? *bytes : std::string{};
-              fwd.done = [weak, push_id, node](caf::expected<std::string> answer) {
-                if (auto hdl = weak.lock())
-                  caf::anon_send(caf::actor_cast<caf::actor>(hdl),
-                                 keyring_result_msg{push_id, node, std::move(answer)});
-              };
-              self->send(st.supervisor, std::move(fwd));
+              ask_member(self, node, request, [push_id, node](caf::expected<std::string> answer) {
+                return keyring_result_msg{push_id, node, std::move(answer)};
+              });
             }
             finish_keyring_push(self, push_id);
           },
@@ -1099,8 +1100,9 @@ void on_sync_request(identity_actor_t* self, const identity::sync_message& req,
   auto& st = self->state;
   const bool peer_is_issuer = absorb(self, peer, req);
   // Statements only to a peer that lacks some (or did not say what it holds).
-  const bool differ = !req.digest || *req.digest != st.revocations.digest();
-  auto bytes = identity::encode_sync_response(outgoing(st, peer_is_issuer, differ));
+  const auto own = pruned_digest(st);
+  const bool differ = !req.digest || *req.digest != own;
+  auto bytes = identity::encode_sync_response(outgoing(st, own, peer_is_issuer, differ));
   if (!bytes) {
     spdlog::error("cannot encode a sync response: {}", identity::render(bytes.error()));
     reply(as_refusal(bytes.error()));
