@@ -825,14 +825,21 @@ caf::expected<identity::certificate_request> copy_of(const identity::certificate
   return identity::certificate_request{std::move(dup)};
 }
 
-/// Endorses here: `token` must be redeemable by this issuer.
+/// Endorses here, for the seed `asker` (this node or a member): `token` must be redeemable
+/// by this issuer. Counted and logged when it succeeds.
 caf::expected<identity::endorsement> endorse_here(identity_state& st,
-                                                  const identity::endorse_request& req) {
+                                                  const identity::endorse_request& req,
+                                                  const std::string& asker) {
   if (!st.desk)
     return identity::make_error(identity::errc::bad_request,
                                 "this node is not an issuer and cannot endorse");
-  return st.desk->endorse(req, st.params.clock(), st.params.id->trust->current()->revoked,
-                          st.params.cert_ttl);
+  auto e = st.desk->endorse(req, st.params.clock(), st.params.id->trust->current()->revoked,
+                            st.params.cert_ttl);
+  if (e) {
+    ++st.endorsed;
+    spdlog::info("endorsed node '{}' for {}", req.name, asker);
+  }
+  return e;
 }
 
 /// The collection `id` is complete: refuse the joiner, or go on with the first token only
@@ -919,7 +926,8 @@ void collect_endorsements(identity_actor_t* self, identity::admission_request re
     }
     identity::endorse_request er{c.req.name, std::move(*csr), c.req.tokens[i + 1]};
     if (st.desk && token.issuer == st.desk->material().node) {
-      self->send(self, endorsement_result_msg{id, i, token.issuer, endorse_here(st, er)});
+      self->send(self, endorsement_result_msg{id, i, token.issuer,
+                                                 endorse_here(st, er, "this node, the seed")});
       continue;
     }
     auto bytes = identity::encode(er);
@@ -949,7 +957,7 @@ void on_endorse_request(identity_actor_t* self, const identity::endorse_request&
         st.desk->tokens().ledger().find(token->id) == nullptr)
       return identity::make_error(identity::errc::token_unknown,
                                   "token " + token->id_hex() + " was not made by this issuer");
-    auto e = endorse_here(st, req);
+    auto e = endorse_here(st, req, "member " + peer);
     if (!e)
       return e.error();
     return identity::encode(*e);
@@ -958,8 +966,6 @@ void on_endorse_request(identity_actor_t* self, const identity::endorse_request&
     refuse(self, reply, "the endorsement of '" + req.name + "' asked by " + peer, answer.error());
     return;
   }
-  ++st.endorsed;
-  spdlog::info("endorsed node '{}' for member {}", req.name, peer);
   reply(std::move(*answer));
 }
 

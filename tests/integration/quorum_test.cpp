@@ -89,6 +89,8 @@ TEST_F(quorum_test, two_issuers_must_vouch_and_one_issuer_alone_admits_nobody) {
   EXPECT_EQ(c2->at("issuers").at(0).at("uri"), "spiffe://q.mesh/node/issuer-2");
   auto text = st::run_cli({"certs", "--admin", nodes_.at("node-2").info.admin});
   EXPECT_NE(text.out.find("endorsed by  issuer-1, issuer-2"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("quorum       2 issuers must vouch for every node"), std::string::npos)
+      << text.out;
   const auto first_cert = not_before_of(nodes_.at("node-2"));
 
   // One token is not enough: the issuer refuses before spending it (the joiner's own
@@ -100,6 +102,10 @@ TEST_F(quorum_test, two_issuers_must_vouch_and_one_issuer_alone_admits_nobody) {
   start("node-3", {issuer2.info.gossip}, with_quorum({"--token", lone, "--token", token_of(issuer2, "1")}));
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(st::poll_until(30s, [&] { return all_alive(5); }));
+  // Endorsements given, counted on each issuer: issuer-2 for node-1 (asked by issuer-1) and
+  // for node-3 (as the seed itself), issuer-1 for node-2 (asked by node-1).
+  EXPECT_EQ(certs_of(issuer1)->at("issuer").at("endorsed"), 1);
+  EXPECT_EQ(certs_of(issuer2)->at("issuer").at("endorsed"), 2);
 
   // What a compromised issuer could make on its own: a certificate for a new node signed by
   // issuer-1 alone (with issuer-1's offline material), stored in a data dir. The node holds
