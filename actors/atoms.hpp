@@ -35,6 +35,10 @@ using mesh_atom = caf::atom_constant<caf::atom("mesh")>;
 ///                  std::vector<std::string> issuers): alive members other than this node,
 ///                  and the names of those tagged as issuers (tag starling.issuer=true).
 using alive_atom = caf::atom_constant<caf::atom("alive")>;
+/// (live_atom) -> (std::vector<std::string> live, std::vector<std::string> issuers): members
+///                 alive or suspect other than this node (names a joiner may not take), and
+///                 the alive ones tagged as issuers.
+using live_atom = caf::atom_constant<caf::atom("live")>;
 /// (ban_atom, std::string name): a member whose certificate was revoked.
 using ban_atom = caf::atom_constant<caf::atom("ban")>;
 

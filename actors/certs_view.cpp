@@ -89,6 +89,7 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
         own["known_tokens"] = issuer->known_tokens;
         own["admitted"] = issuer->admitted;
         own["refused"] = issuer->refused;
+        own["names_refused"] = issuer->names_refused;
         own["endorsed"] = issuer->endorsed;
       }
       doc["issuer"] = std::move(own);
@@ -116,6 +117,8 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
     s["statements_refused"] = counters.statements_refused;
     s["ledgers_merged"] = counters.ledgers_merged;
     s["ledgers_refused"] = counters.ledgers_refused;
+    s["records_refused"] = counters.records_refused;
+    s["keyring_refused"] = counters.keyring_refused;
     s["in_step"] = counters.in_step;
     s["pushes"] = counters.pushes;
     doc["sync"] = std::move(s);

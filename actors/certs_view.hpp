@@ -28,6 +28,9 @@ struct issuer_summary {
   std::uint64_t refused = 0;
   /// Endorsements of joiners' keys this issuer gave (admission quorum) since start.
   std::uint64_t endorsed = 0;
+  /// Admissions and endorsements refused because the name was taken (an issuer's, a live
+  /// member's, or certified for another key) since start; counted in `refused` too.
+  std::uint64_t names_refused = 0;
 };
 
 /// One revocation statement as the view shows it.
@@ -52,10 +55,15 @@ struct sync_summary {
   /// malformed...), and statements learned.
   std::uint64_t statements_refused = 0;
   std::uint64_t statements_learned = 0;
-  /// Token ledgers merged from authenticated issuers, and ledgers refused (the sender
-  /// could not be authenticated as an issuer).
+  /// Token ledgers merged from authenticated issuers, and ledgers refused (no valid issuer
+  /// signature for this node over the ledger: identity::verify_ledger).
   std::uint64_t ledgers_merged = 0;
   std::uint64_t ledgers_refused = 0;
+  /// Records of merged ledgers dropped: not signed by the issuer that created them.
+  std::uint64_t records_refused = 0;
+  /// Keyring changes refused (no valid issuer signature for this node, stale, or the
+  /// change itself refused by the keyring).
+  std::uint64_t keyring_refused = 0;
   /// Periodic exchanges started here in which both sides held the same statements (only
   /// digests travelled), and pushes of every statement to a peer found to lack some.
   std::uint64_t in_step = 0;

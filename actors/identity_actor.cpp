@@ -18,6 +18,7 @@
 #include "actors/keyring_sealer.hpp"
 #include "actors/views.hpp"
 #include "gossip/errc.hpp"
+#include "identity/authority.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
 
@@ -115,8 +116,6 @@ struct identity_state {
   bool renewal_in_flight = false;
   /// Set on issuer nodes.
   std::optional<identity::issuer_desk> desk;
-  /// DER of the issuer certificate (issuer nodes): sent with the ledger.
-  std::vector<std::uint8_t> issuer_der;
   identity::openssl_random rng;
   /// Picks sync peers.
   std::mt19937_64 pick;
@@ -151,7 +150,14 @@ struct identity_state {
   std::uint64_t admitted = 0;
   std::uint64_t refused = 0;
   std::uint64_t endorsed = 0;
+  std::uint64_t names_refused = 0;
   sync_summary sync;
+  /// Node names of issuers this node learned from signatures it verified (statements,
+  /// ledgers, token records): names no joiner may take.
+  std::set<std::string> issuer_names;
+  /// Who holds which names, refreshed from the membership before every admission and
+  /// endorsement request is handled (issue 13, finding 1).
+  identity::name_holders holders;
 
   static inline const char* name = "identity";
 };
@@ -163,6 +169,7 @@ issuer_summary summarize(const identity_state& st, identity::time_point now) {
   out.admitted = st.admitted;
   out.refused = st.refused;
   out.endorsed = st.endorsed;
+  out.names_refused = st.names_refused;
   if (!st.desk)
     return out;
   const auto secs = std::chrono::floor<std::chrono::seconds>(now);
@@ -205,6 +212,8 @@ std::string why(const caf::error& err) {
 void refuse(identity_actor_t* self, const gossip::admission_responder& reply,
             const std::string& who, const caf::error& err) {
   ++self->state.refused;
+  if (identity::is(err, identity::errc::name_taken))
+    ++self->state.names_refused;
   auto refusal = as_refusal(err);
   spdlog::warn("admission of {} refused: {}", who, gossip::refusal_reason(refusal));
   reply(std::move(refusal));
@@ -280,6 +289,7 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
       continue;
     }
     st.ca_keys.insert(who->key);
+    st.issuer_names.insert(who->node);
     if (!next)
       next = st.revocations;
     identity::revocation_log::entry e{stmt, std::move(*who)};
@@ -298,18 +308,31 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
     spdlog::debug("ignored a token ledger from {}: this node is no issuer", peer);
     return false;
   }
-  auto issuer = identity::authenticate_issuer(msg.issuer, peer, bundle, now);
+  // The ledger counts only with an issuer's signature over it for this node: a peer that
+  // merely has an issuer's name (or sends an issuer certificate, which is public) is no
+  // issuer (issue 13, finding 1).
+  auto issuer = identity::verify_ledger(*msg.ledger, msg.ledger_seal, st.params.name, bundle, now);
   if (!issuer) {
     ++st.sync.ledgers_refused;
     spdlog::warn("refused the token ledger of {}: {}", peer, identity::render(issuer.error()));
     return false;
   }
   st.ca_keys.insert(issuer->key);
-  if (auto err = st.desk->merge_ledger(*msg.ledger, now))
+  st.issuer_names.insert(issuer->node);
+  auto dropped = st.desk->merge_ledger(*msg.ledger, now);
+  if (!dropped) {
     spdlog::error("cannot persist the token ledger merged from {}: {}", peer,
-                  identity::render(err));
-  else
-    ++st.sync.ledgers_merged;
+                  identity::render(dropped.error()));
+    return true;
+  }
+  ++st.sync.ledgers_merged;
+  if (*dropped > 0) {
+    st.sync.records_refused += *dropped;
+    spdlog::warn("dropped {} token record(s) from {}'s ledger: not signed by their issuer",
+                 *dropped, peer);
+  }
+  for (const auto& [id, entry] : st.desk->tokens().ledger().entries())
+    st.issuer_names.insert(entry.issuer);
   return true;
 }
 
@@ -324,7 +347,7 @@ sha256_digest pruned_digest(identity_state& st) {
 /// `statements` (a push, or an answer to a peer whose digest differs), and (issuers, to an
 /// issuer) the ledger with the issuer certificate.
 identity::sync_message outgoing(identity_state& st, const sha256_digest& own, bool with_ledger,
-                                bool statements) {
+                                bool statements, const std::string& peer) {
   identity::sync_message msg;
   msg.digest = own;
   if (statements) {
@@ -333,8 +356,16 @@ identity::sync_message outgoing(identity_state& st, const sha256_digest& own, bo
       msg.revocations.push_back(e.statement);
   }
   if (st.desk && with_ledger) {
-    msg.ledger = st.desk->tokens().ledger();
-    msg.issuer = st.issuer_der;
+    // Signed for `peer`: what proves to it that an issuer sends this ledger.
+    auto seal = identity::sign_ledger(st.desk->material(), st.desk->tokens().ledger(), peer,
+                                      st.params.clock());
+    if (seal) {
+      msg.ledger = st.desk->tokens().ledger();
+      msg.ledger_seal = std::move(*seal);
+    } else {
+      spdlog::error("cannot sign the token ledger for {}: {}", peer,
+                    identity::render(seal.error()));
+    }
   }
   return msg;
 }
@@ -362,7 +393,7 @@ void start_sync(identity_actor_t* self, const std::string& peer, bool peer_is_is
                 std::vector<sha256_digest> release = {}) {
   auto& st = self->state;
   auto bytes =
-      identity::encode_sync_request(outgoing(st, pruned_digest(st), peer_is_issuer, !periodic));
+      identity::encode_sync_request(outgoing(st, pruned_digest(st), peer_is_issuer, !periodic, peer));
   if (!bytes) {
     spdlog::error("cannot encode a sync request: {}", identity::render(bytes.error()));
     self->send(self, sync_result_msg{peer, bytes.error(), periodic, std::move(release)});
@@ -728,7 +759,7 @@ void admit_here(identity_actor_t* self, const identity::admission_request& req,
                 const std::string& token_id, const gossip::admission_responder& reply) {
   auto& st = self->state;
   auto grant = st.desk->admit(req, st.params.clock(), st.params.id->trust->current()->revoked,
-                              st.params.cert_ttl, st.params.admission_quorum);
+                              st.params.cert_ttl, st.params.admission_quorum, st.holders);
   if (!grant) {
     refuse(self, reply, "'" + req.name + "' (token " + token_id + ")", grant.error());
     return;
@@ -834,7 +865,7 @@ caf::expected<identity::endorsement> endorse_here(identity_state& st,
     return identity::make_error(identity::errc::bad_request,
                                 "this node is not an issuer and cannot endorse");
   auto e = st.desk->endorse(req, st.params.clock(), st.params.id->trust->current()->revoked,
-                            st.params.cert_ttl);
+                            st.params.cert_ttl, st.holders);
   if (e) {
     ++st.endorsed;
     spdlog::info("endorsed node '{}' for {}", req.name, asker);
@@ -1027,7 +1058,8 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
                       "not one: run the command on an issuer, or add --local to change this "
                       "node's keyring alone");
   // Encoded first: a change the wire cannot carry is refused before this node applies it.
-  auto bytes = identity::encode(identity::keyring_change{op, arg, st.issuer_der});
+  // Each member gets the change signed for it (below); this one only checks the encoding.
+  auto bytes = identity::encode(identity::keyring_change{op, arg, {}});
   if (!bytes)
     return make_error(errc::bad_request, identity::render(bytes.error()));
   auto here = answer_keyring_request(st.params.sealer.get(), op, arg);
@@ -1049,15 +1081,25 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
             auto it = st.keyring_pushes.find(push_id);
             if (it == st.keyring_pushes.end())
               return;
-            const auto& request = *bytes;
             for (const auto& node : names) {
               if (node == st.params.name)
                 continue;
+              // Signed by this issuer's key for this member: no member can pass it on to
+              // another, and no name alone makes a change (issue 13, finding 1).
+              auto seal = identity::sign_keyring_change(st.desk->material(), op, arg, node,
+                                                        st.params.clock());
+              auto request = seal ? identity::encode(identity::keyring_change{op, arg, *seal})
+                                  : caf::expected<std::string>{seal.error()};
+              if (!request) {
+                it->second.members.emplace_back(node, identity::render(request.error()));
+                continue;
+              }
               it->second.members.emplace_back(node, std::nullopt);
               ++it->second.pending;
-              ask_member(self, node, request, [push_id, node](caf::expected<std::string> answer) {
-                return keyring_result_msg{push_id, node, std::move(answer)};
-              });
+              ask_member(self, node, std::move(*request),
+                         [push_id, node](caf::expected<std::string> answer) {
+                           return keyring_result_msg{push_id, node, std::move(answer)};
+                         });
             }
             finish_keyring_push(self, push_id);
           },
@@ -1078,11 +1120,14 @@ void on_keyring_change(identity_actor_t* self, const identity::keyring_change& c
                        const std::string& peer, const gossip::admission_responder& reply) {
   auto& st = self->state;
   auto answer = [&]() -> caf::expected<std::string> {
-    auto issuer =
-        identity::authenticate_issuer(change.issuer, peer, st.current->creds.bundle,
-                                      st.params.clock());
+    // Only an issuer's signature for this very member makes a change, never the name or
+    // the certificate the sender presents (both public).
+    auto issuer = identity::verify_keyring_change(change.op, change.key, change.seal,
+                                                  st.params.name, st.current->creds.bundle,
+                                                  st.params.clock());
     if (!issuer)
       return issuer.error();
+    st.issuer_names.insert(issuer->node);
     auto done = answer_keyring_request(st.params.sealer.get(), change.op, change.key);
     if (done.rfind("ok ", 0) != 0)
       return identity::make_error(identity::errc::keyring_refused,
@@ -1090,6 +1135,7 @@ void on_keyring_change(identity_actor_t* self, const identity::keyring_change& c
     return done.substr(3);
   }();
   if (!answer) {
+    ++st.sync.keyring_refused;
     auto refusal = as_refusal(answer.error());
     spdlog::warn("keyring {} from member {} refused: {}", change.op, peer,
                  gossip::refusal_reason(refusal));
@@ -1108,7 +1154,7 @@ void on_sync_request(identity_actor_t* self, const identity::sync_message& req,
   // Statements only to a peer that lacks some (or did not say what it holds).
   const auto own = pruned_digest(st);
   const bool differ = !req.digest || *req.digest != own;
-  auto bytes = identity::encode_sync_response(outgoing(st, own, peer_is_issuer, differ));
+  auto bytes = identity::encode_sync_response(outgoing(st, own, peer_is_issuer, differ, peer));
   if (!bytes) {
     spdlog::error("cannot encode a sync response: {}", identity::render(bytes.error()));
     reply(as_refusal(bytes.error()));
@@ -1143,8 +1189,30 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
     refuse(self, msg.reply, "a request from " + from, req.error());
     return;
   }
-  if (auto* admission = std::get_if<identity::admission_request>(&*req)) {
-    on_admission(self, *admission, msg);
+  if (std::holds_alternative<identity::admission_request>(*req) ||
+      (msg.peer && std::holds_alternative<identity::endorse_request>(*req))) {
+    // Who holds which names decides what may be admitted: asked fresh for every request.
+    auto shared_req = std::make_shared<identity::identity_request>(std::move(*req));
+    auto shared_msg = std::make_shared<admission_msg>(std::move(msg));
+    self->request(st.supervisor, st.params.alive_timeout, live_atom::value)
+        .then(
+            [=](std::vector<std::string>& live, std::vector<std::string>& issuers) {
+              auto& st = self->state;
+              st.holders.live = {live.begin(), live.end()};
+              st.holders.issuers = st.issuer_names;
+              st.holders.issuers.insert(issuers.begin(), issuers.end());
+              if (auto* admission = std::get_if<identity::admission_request>(shared_req.get()))
+                on_admission(self, *admission, *shared_msg);
+              else
+                on_endorse_request(self, std::get<identity::endorse_request>(*shared_req),
+                                   shared_msg->peer.value_or(""), shared_msg->reply);
+            },
+            [=](caf::error& err) {
+              refuse(self, shared_msg->reply, "a request from " + from,
+                     make_error(errc::unreachable,
+                                "cannot tell which node names are taken: no member list (" +
+                                    why(err) + ")"));
+            });
     return;
   }
   if (!msg.peer) {
@@ -1156,10 +1224,6 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
   }
   if (auto* renewal = std::get_if<identity::renewal_request>(&*req)) {
     on_renewal_request(self, *renewal, *msg.peer, msg.reply);
-    return;
-  }
-  if (auto* endorse = std::get_if<identity::endorse_request>(&*req)) {
-    on_endorse_request(self, *endorse, *msg.peer, msg.reply);
     return;
   }
   if (auto* change = std::get_if<identity::keyring_change>(&*req)) {
@@ -1203,18 +1267,20 @@ std::string open_stores(identity_state& st) {
   if (!id.creds.certs.empty())
     if (auto own = identity::spki_sha256(id.creds.certs.front()))
       st.own_key = *own;
-  for (std::size_t i = 1; i < id.creds.certs.size(); ++i)
+  for (std::size_t i = 1; i < id.creds.certs.size(); ++i) {
     if (auto key = identity::spki_sha256(id.creds.certs[i]))
       st.ca_keys.insert(*key);
-  for (const auto& [k, e] : st.revocations.entries())
+    if (auto name = identity::spiffe_id_of(id.creds.certs[i]))
+      st.issuer_names.insert(name->name);
+  }
+  for (const auto& [k, e] : st.revocations.entries()) {
     st.ca_keys.insert(e.issuer.key);
+    st.issuer_names.insert(e.issuer.node);
+  }
   if (id.issuer) {
+    st.issuer_names.insert(id.issuer->node);
     if (auto key = identity::spki_sha256(id.issuer->cert))
       st.ca_keys.insert(*key);
-    auto der = identity::to_der(id.issuer->cert);
-    if (!der)
-      return "cannot encode the issuer certificate: " + identity::render(der.error());
-    st.issuer_der = std::move(*der);
     auto desk =
         identity::issuer_desk::open(*id.issuer, st.params.tokens_file, st.params.issued_file);
     if (!desk)
@@ -1222,6 +1288,8 @@ std::string open_stores(identity_state& st) {
              " or issued list " + st.params.issued_file.string() + ": " +
              identity::render(desk.error());
     st.desk.emplace(std::move(*desk));
+    for (const auto& [token, entry] : st.desk->tokens().ledger().entries())
+      st.issuer_names.insert(entry.issuer);
   }
   return {};
 }

@@ -394,6 +394,21 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
         }
       return caf::make_message(std::move(names), std::move(addresses), std::move(issuers));
     },
+    [=](live_atom) {
+      auto& st = self->state;
+      std::vector<std::string> live;
+      std::vector<std::string> issuers;
+      if (st.core)
+        for (const auto& m : st.core->members()) {
+          if (m.name == st.params.name || (m.state != gossip::member_state::alive &&
+                                           m.state != gossip::member_state::suspect))
+            continue;
+          live.push_back(m.name);
+          if (auto it = m.tags.find(std::string{issuer_tag}); it != m.tags.end() && it->second == "true")
+            issuers.push_back(m.name);
+        }
+      return caf::make_message(std::move(live), std::move(issuers));
+    },
     [=](forward_admission_msg& msg) {
       auto& st = self->state;
       auto m = st.core ? st.core->find(msg.issuer) : std::nullopt;

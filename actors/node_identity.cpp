@@ -48,24 +48,25 @@ caf::expected<identity::peer_identity> check_stored(const identity::node_credent
   return id;
 }
 
+/// An issuer node's own credentials: a node certificate for its issuer key (what makes a
+/// peer that issuer is the key the root certified, never the name: identity::
+/// is_issuer_own_leaf). Stored ones are kept while they certify that key, verify and are
+/// not due for renewal.
 caf::expected<identity::node_credentials>
 issue_for_self(const identity::issuer_material& issuer, const std::string& name,
                const std::optional<identity::node_credentials>& stored, time_point now,
                std::chrono::seconds validity) {
-  if (stored && !stored->certs.empty() && stored->bundle.mesh() == issuer.mesh &&
-      check_stored(*stored, name, now, 1) && !needs_renewal(stored->certs.front(), now))
+  auto own = identity::spki_sha256(issuer.key);
+  if (!own)
+    return own.error();
+  std::optional<identity::sha256_digest> kept;
+  if (stored)
+    if (auto key = identity::spki_sha256(stored->key))
+      kept = *key;
+  if (stored && !stored->certs.empty() && stored->bundle.mesh() == issuer.mesh && kept &&
+      *kept == *own && check_stored(*stored, name, now, 1) && !needs_renewal(stored->certs.front(), now))
     return *stored;
-  // Keep the node's key across renewals (its revocation key stays the same).
-  identity::private_key key;
-  if (stored) {
-    key = stored->key;
-  } else {
-    auto made = identity::generate_key();
-    if (!made)
-      return made.error();
-    key = std::move(*made);
-  }
-  return identity::self_issue(issuer, name, key, now, validity);
+  return identity::self_issue(issuer, name, issuer.key, now, validity);
 }
 
 /// Stores the keyring an issuer granted, unless the node already keeps one.

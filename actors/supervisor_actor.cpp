@@ -347,6 +347,9 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
     [=](alive_atom a) {
       return self->delegate(self->state.children[self->state.membership_slot].handle, a);
     },
+    [=](live_atom a) {
+      return self->delegate(self->state.children[self->state.membership_slot].handle, a);
+    },
     [=](ban_atom a, const std::string& name) {
       if (const auto& membership = self->state.children[self->state.membership_slot].handle)
         self->send(membership, a, name);

@@ -11,7 +11,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 
+#include "identity/authority.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
 #include "identity/statement.hpp"
@@ -81,6 +83,18 @@ caf::expected<sha256_digest> unrevoked_key_of(const certificate_request& csr,
   if (revoked.contains(*key))
     return make_error(errc::revoked, "the CSR's key " + format_pin(*key) + " is revoked");
   return key;
+}
+
+/// What a spend of a token records (token_spend::use): SHA-256 of the admitted key's SPKI
+/// digest and the node name, so that the same node asking again (its grant was lost) is not
+/// a second use, and the same key under another name is.
+sha256_digest spend_key(const sha256_digest& key, std::string_view node) {
+  std::vector<std::uint8_t> in(key.begin(), key.end());
+  in.insert(in.end(), node.begin(), node.end());
+  sha256_digest out{};
+  unsigned int size = 0;
+  EVP_Digest(in.data(), in.size(), out.data(), &size, EVP_sha256(), nullptr);
+  return out;
 }
 
 /// Makes `next` the live token store once it is persisted; if `persist` fails, `live` stays
@@ -285,8 +299,24 @@ caf::expected<issuer_desk> issuer_desk::open(issuer_material issuer, fs::path to
                        : std::vector<issued_certificate>{};
   if (!issued)
     return issued.error();
-  return issuer_desk{std::move(issuer), std::move(tokens_file), std::move(issued_file),
-                     std::move(*store), std::move(*issued)};
+  // Records of a version-1 store carry no seal: seal this issuer's own again (other
+  // issuers' come back sealed with their next ledger).
+  bool resealed = false;
+  for (const auto& [id, entry] : store->ledger().entries()) {
+    if (entry.issuer != issuer.node || !entry.seal_signature.empty())
+      continue;
+    auto copy = entry;
+    if (auto err = seal_token_record(issuer, id, copy))
+      return err;
+    store->seal(id, std::move(copy.seal_issuer), std::move(copy.seal_signature));
+    resealed = true;
+  }
+  issuer_desk desk{std::move(issuer), std::move(tokens_file), std::move(issued_file),
+                   std::move(*store), std::move(*issued)};
+  if (resealed)
+    if (auto err = desk.persist())
+      return err;
+  return desk;
 }
 
 caf::expected<std::string> issuer_desk::create_token(time_point now, std::chrono::seconds ttl,
@@ -295,15 +325,46 @@ caf::expected<std::string> issuer_desk::create_token(time_point now, std::chrono
   auto token = next.create(unix_seconds(now), ttl, uses, rng, issuer_.pin);
   if (!token)
     return token.error();
+  // Signed, so that other issuers accept the record only from this issuer's key.
+  auto entry = *next.ledger().find(token->id);
+  if (auto err = seal_token_record(issuer_, token->id, entry))
+    return err;
+  next.seal(token->id, std::move(entry.seal_issuer), std::move(entry.seal_signature));
   if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
     return err;
   return encode(*token);
 }
 
+caf::error issuer_desk::check_name(std::string_view name, const sha256_digest& key,
+                                   time_point now, const revocation_set& revoked,
+                                   const name_holders& holders) const {
+  const std::string who{name};
+  if (name == issuer_.node || holders.issuers.contains(who))
+    return make_error(errc::name_taken, "node name '" + who +
+                                            "' belongs to an issuer of the mesh: choose another");
+  auto issued = keys_issued_to(name, now);
+  std::erase_if(issued, [&](const auto& k) { return revoked.contains(k); });
+  const bool same_key = std::find(issued.begin(), issued.end(), key) != issued.end();
+  if (holders.live.contains(who) && !same_key)
+    return make_error(errc::name_taken,
+                      "node name '" + who +
+                          "' is held by a live member (alive or suspect) with another key: "
+                          "choose another name, or stop that node first");
+  std::erase(issued, key);
+  if (!issued.empty())
+    return make_error(errc::name_taken,
+                      "node name '" + who + "' has a certificate for another key (" +
+                          format_pin(issued.front()) +
+                          ") that is still valid: revoke it first (starling revoke " + who +
+                          ") or wait until it expires");
+  return {};
+}
+
 caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, time_point now,
                                                   const revocation_set& revoked,
                                                   std::chrono::seconds validity,
-                                                  std::size_t quorum) {
+                                                  std::size_t quorum,
+                                                  const name_holders& holders) {
   if (req.tokens.empty())
     return bad_request("an admission request without a join token");
   if (!req.csr)
@@ -312,6 +373,9 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
   auto asked = unrevoked_key_of(req.csr, revoked);
   if (!asked)
     return asked.error();
+  // So is a name someone else holds (issue 13, finding 1).
+  if (auto err = check_name(req.name, *asked, now, revoked, holders))
+    return err;
   // So is a request without its quorum: endorsements that do not pass are dropped, this
   // issuer counts once (its own endorsement, if sent, is replaced by a fresh one).
   std::vector<std::string> vouchers{issuer_.node};
@@ -329,7 +393,8 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
   // Redeemed on a copy: a CSR refused below must not burn the token. The certificate is
   // signed in memory and goes out only once the spend is on disk.
   auto next = store_;
-  auto spend = next.redeem(req.tokens.front(), unix_seconds(now), issuer_.pin);
+  auto spend =
+      next.redeem(req.tokens.front(), unix_seconds(now), issuer_.pin, spend_key(*asked, req.name));
   if (!spend)
     return spend.error();
   // The issued list first: a record of a certificate that never went out (the spend fails to
@@ -345,12 +410,15 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
 
 caf::expected<endorsement> issuer_desk::endorse(const endorse_request& req, time_point now,
                                                 const revocation_set& revoked,
-                                                std::chrono::seconds validity) {
+                                                std::chrono::seconds validity,
+                                                const name_holders& holders) {
   if (auto err = check_csr(req.csr, issuer_.mesh, req.name))
     return err;
   auto asked = unrevoked_key_of(req.csr, revoked);
   if (!asked)
     return asked.error();
+  if (auto err = check_name(req.name, *asked, now, revoked, holders))
+    return err;
   auto endorsed = make_endorsement(issuer_, *asked, req.name, now);
   if (!endorsed)
     return endorsed.error();
@@ -360,7 +428,7 @@ caf::expected<endorsement> issuer_desk::endorse(const endorse_request& req, time
   // As for admit: redeemed on a copy, recorded (revocable by name here), then the spend is
   // persisted before the endorsement goes out.
   auto next = store_;
-  auto spend = next.redeem(req.token, unix_seconds(now), issuer_.pin);
+  auto spend = next.redeem(req.token, unix_seconds(now), issuer_.pin, spend_key(*asked, req.name));
   if (!spend)
     return spend.error();
   if (auto err = record_issued(req.name, *asked, std::min(now + validity, *issuer_end), now))
@@ -464,10 +532,27 @@ std::vector<sha256_digest> issuer_desk::keys_issued_to(std::string_view node,
   return out;
 }
 
-caf::error issuer_desk::merge_ledger(const token_ledger& remote, time_point now) {
+caf::expected<std::size_t> issuer_desk::merge_ledger(const token_ledger& remote,
+                                                      time_point now) {
+  token_ledger sealed;
+  std::size_t dropped = 0;
+  for (const auto& [id, theirs] : remote.entries()) {
+    const auto* mine = store_.ledger().find(id);
+    // Known with this very seal: checked when it came first (spends need no seal).
+    const bool known = mine != nullptr && mine->same_record(theirs) &&
+                       mine->seal_signature == theirs.seal_signature &&
+                       mine->seal_issuer == theirs.seal_issuer;
+    if (!known && !verify_token_record(id, theirs, issuer_.bundle, now)) {
+      ++dropped;
+      continue;
+    }
+    sealed.insert(id, theirs);
+  }
   auto next = store_;
-  next.merge_spent(remote, unix_seconds(now));
-  return commit(store_, std::move(next), [this] { return persist(); });
+  next.merge_spent(sealed, unix_seconds(now));
+  if (auto err = commit(store_, std::move(next), [this] { return persist(); }))
+    return err;
+  return dropped;
 }
 
 caf::error issuer_desk::persist() const {

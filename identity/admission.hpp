@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -236,6 +237,17 @@ struct issued_certificate {
   friend bool operator==(const issued_certificate&, const issued_certificate&) = default;
 };
 
+/// Who holds which node names, as an issuer knows at an admission (issue 13, finding 1): a
+/// joiner may not take a name an issuer or a live member holds.
+struct name_holders {
+  /// Node names of the mesh's issuers this node knows of (signers of verified statements,
+  /// ledger records and endorsements; members that say they are issuers). The desk's own
+  /// name is always taken.
+  std::set<std::string> issuers;
+  /// Members alive or suspect in this node's view of the membership.
+  std::set<std::string> live;
+};
+
 /// The issuer's side of admission: tokens created here, redemptions, signing, and the list
 /// of the certificates it signed. Not thread-safe: owned by the node's identity actor.
 /// Every change to the token store is persisted (tokens_file, atomic replace) before the
@@ -268,23 +280,37 @@ public:
   /// the endorsements extension, with this issuer's own endorsement added (so that a
   /// renewal by any issuer keeps the count).
   ///
-  /// Errors: revoked (the CSR's key is in `revoked`; the token is not spent),
+  /// Names: req.name must be free (check_name: name_taken otherwise, before the token is
+  /// looked at).
+  ///
+  /// Errors: revoked (the CSR's key is in `revoked`; the token is not spent), name_taken,
   /// quorum_not_met, the redemption refusals (token_malformed, token_wrong_mesh,
   /// token_unknown, token_forged, token_expired, token_exhausted), bad_request (CSR), and
   /// io_failure if the spend or the issued list cannot be persisted (then no certificate is
   /// issued).
   [[nodiscard]] caf::expected<admission_grant>
   admit(const admission_request& req, time_point now, const revocation_set& revoked = {},
-        std::chrono::seconds validity = node_validity, std::size_t quorum = 1);
+        std::chrono::seconds validity = node_validity, std::size_t quorum = 1,
+        const name_holders& holders = {});
+
+  /// name_taken unless node name `name` is free for the key `key` at `now`: it is not this
+  /// issuer's or another issuer's of `holders`, no member holds it alive or suspect (unless
+  /// this issuer certified `key` for it: the same node again), and this issuer signed no
+  /// certificate for it that is still valid for another key and not in `revoked`. A name
+  /// whose old key is revoked or expired is free again.
+  [[nodiscard]] caf::error check_name(std::string_view name, const sha256_digest& key,
+                                      time_point now, const revocation_set& revoked,
+                                      const name_holders& holders) const;
 
   /// Endorses the CSR's key for req.name with req.token, which must be redeemable here:
   /// checks the CSR (check_csr for this issuer's mesh and req.name), redeems the token, and
   /// records the key in the issued list (as a certificate valid for `validity`, so that
   /// `starling revoke NODE` here finds it). Errors: revoked (the token is not spent),
-  /// bad_request (CSR), the redemption refusals, io_failure (then nothing goes out).
+  /// bad_request (CSR), name_taken (check_name), the redemption refusals, io_failure (then
+  /// nothing goes out).
   [[nodiscard]] caf::expected<endorsement>
   endorse(const endorse_request& req, time_point now, const revocation_set& revoked = {},
-          std::chrono::seconds validity = node_validity);
+          std::chrono::seconds validity = node_validity, const name_holders& holders = {});
 
   /// Renews the certificate of member `peer` (its TLS-verified name): signs req.csr for
   /// req.name (valid for `validity`, capped at the issuer's expiry) and records it in the
@@ -310,9 +336,12 @@ public:
     return issued_;
   }
 
-  /// Merges the ledger of another issuer (only from a peer authenticated as an issuer) and
-  /// persists. Errors: io_failure.
-  [[nodiscard]] caf::error merge_ledger(const token_ledger& remote, time_point now);
+  /// Merges the ledger another issuer sent (its seal checked by the caller: verify_ledger)
+  /// and persists. Each record not known here with the same seal must carry the seal of
+  /// the issuer that created it (verify_token_record); the others are dropped. Returns how
+  /// many records were dropped. Errors: io_failure.
+  [[nodiscard]] caf::expected<std::size_t> merge_ledger(const token_ledger& remote,
+                                                        time_point now);
 
   [[nodiscard]] const token_store& tokens() const noexcept { return store_; }
   [[nodiscard]] const issuer_material& material() const noexcept { return issuer_; }

@@ -134,11 +134,16 @@ caf::expected<keyring_change> from_proto(const v1::KeyringRequest& msg) {
   if (msg.key().empty() || msg.key().size() > max_keyring_key_bytes)
     return bad_request("a keyring change with a key of " + std::to_string(msg.key().size()) +
                        " bytes (1 to " + std::to_string(max_keyring_key_bytes) + ")");
-  if (msg.issuer().size() > max_revocation_issuer_bytes)
+  if (msg.issuer().size() > max_revocation_issuer_bytes ||
+      msg.signature().size() > max_revocation_signature_bytes)
     return bad_request("a keyring change with an issuer certificate of " +
-                       std::to_string(msg.issuer().size()) + " bytes");
-  return keyring_change{msg.op(), msg.key(),
-                        std::vector<std::uint8_t>(msg.issuer().begin(), msg.issuer().end())};
+                       std::to_string(msg.issuer().size()) + " bytes or a signature of " +
+                       std::to_string(msg.signature().size()) + " bytes");
+  return keyring_change{
+      msg.op(), msg.key(),
+      issuer_seal{unix_time{std::chrono::seconds{msg.at()}},
+                  std::vector<std::uint8_t>(msg.issuer().begin(), msg.issuer().end()),
+                  std::vector<std::uint8_t>(msg.signature().begin(), msg.signature().end())}};
 }
 
 // -- sync ------------------------------------------------------------------------------------
@@ -155,13 +160,16 @@ void to_proto(const revocation& stmt, v1::Revocation& msg) {
 }
 
 /// A ledger entry as it travels; std::nullopt if it cannot be represented. Entries no
-/// issuer could have made (zero spends, uses out of range, bad names) are dropped later by
-/// token_store::merge_spent.
+/// issuer could have made (uses out of range, bad names) are dropped later by
+/// token_store::merge_spent, records without their creator's seal by
+/// issuer_desk::merge_ledger.
 std::optional<std::pair<token_id, token_entry>> from_proto(const v1::TokenRecord& msg) {
   token_id id{};
   token_entry e;
   if (msg.id().size() != id.size() || msg.secret_hash().size() != e.secret_hash.size() ||
-      msg.uses() > 0xffff)
+      msg.uses() > 0xffff || msg.seal_issuer().size() > max_revocation_issuer_bytes ||
+      msg.seal_signature().size() > max_revocation_signature_bytes ||
+      static_cast<std::size_t>(msg.spend_set_size()) > max_spends_per_token)
     return std::nullopt;
   std::copy(msg.id().begin(), msg.id().end(), id.begin());
   std::copy(msg.secret_hash().begin(), msg.secret_hash().end(), e.secret_hash.begin());
@@ -169,7 +177,15 @@ std::optional<std::pair<token_id, token_entry>> from_proto(const v1::TokenRecord
   e.created = unix_time{std::chrono::seconds{msg.created()}};
   e.expiry = unix_time{std::chrono::seconds{msg.expiry()}};
   e.uses = static_cast<std::uint16_t>(msg.uses());
-  e.spends.insert(msg.spends().begin(), msg.spends().end());
+  e.seal_issuer.assign(msg.seal_issuer().begin(), msg.seal_issuer().end());
+  e.seal_signature.assign(msg.seal_signature().begin(), msg.seal_signature().end());
+  for (const auto& spend : msg.spend_set()) {
+    token_spend out{spend.redeemer(), {}};
+    if (spend.use().size() != out.use.size())
+      return std::nullopt;
+    std::copy(spend.use().begin(), spend.use().end(), out.use.begin());
+    e.spends.insert(std::move(out));
+  }
   return std::pair{id, std::move(e)};
 }
 
@@ -180,8 +196,13 @@ void to_proto(const token_id& id, const token_entry& e, v1::TokenRecord& msg) {
   msg.set_created(e.created.time_since_epoch().count());
   msg.set_expiry(e.expiry.time_since_epoch().count());
   msg.set_uses(e.uses);
-  for (const auto& [redeemer, count] : e.spends)
-    (*msg.mutable_spends())[redeemer] = count;
+  msg.set_seal_issuer(e.seal_issuer.data(), e.seal_issuer.size());
+  msg.set_seal_signature(e.seal_signature.data(), e.seal_signature.size());
+  for (const auto& spend : e.spends) {
+    auto* out = msg.add_spend_set();
+    out->set_redeemer(spend.redeemer);
+    out->set_use(spend.use.data(), spend.use.size());
+  }
 }
 
 /// SyncRequest or SyncResponse (the same fields) to a sync_message.
@@ -208,7 +229,15 @@ template <class Sync> caf::expected<sync_message> from_proto_sync(const Sync& ms
     }
     out.ledger = std::move(ledger);
   }
-  out.issuer.assign(msg.issuer().begin(), msg.issuer().end());
+  if (msg.issuer().size() <= max_revocation_issuer_bytes &&
+      msg.ledger_signature().size() <= max_revocation_signature_bytes) {
+    out.ledger_seal.at = unix_time{std::chrono::seconds{msg.ledger_at()}};
+    out.ledger_seal.issuer.assign(msg.issuer().begin(), msg.issuer().end());
+    out.ledger_seal.signature.assign(msg.ledger_signature().begin(),
+                                     msg.ledger_signature().end());
+  } else {
+    ++out.malformed;
+  }
   if (msg.digest().size() == sha256_digest{}.size()) {
     sha256_digest d{};
     std::copy(msg.digest().begin(), msg.digest().end(), d.begin());
@@ -234,7 +263,11 @@ template <class Sync> caf::error to_proto_sync(const sync_message& in, Sync& msg
     for (const auto& [id, e] : in.ledger->entries())
       to_proto(id, e, *ledger->add_tokens());
   }
-  msg.set_issuer(in.issuer.data(), in.issuer.size());
+  if (in.ledger) {
+    msg.set_issuer(in.ledger_seal.issuer.data(), in.ledger_seal.issuer.size());
+    msg.set_ledger_at(in.ledger_seal.at.time_since_epoch().count());
+    msg.set_ledger_signature(in.ledger_seal.signature.data(), in.ledger_seal.signature.size());
+  }
   if (in.digest)
     msg.set_digest(in.digest->data(), in.digest->size());
   return {};
@@ -458,7 +491,9 @@ caf::expected<std::string> encode(const keyring_change& change) {
   auto* body = msg.mutable_keyring();
   body->set_op(change.op);
   body->set_key(change.key);
-  body->set_issuer(change.issuer.data(), change.issuer.size());
+  body->set_issuer(change.seal.issuer.data(), change.seal.issuer.size());
+  body->set_at(change.seal.at.time_since_epoch().count());
+  body->set_signature(change.seal.signature.data(), change.seal.signature.size());
   return msg.SerializeAsString();
 }
 
@@ -482,25 +517,6 @@ caf::expected<std::string> decode_keyring_answer(std::string_view bytes) {
       }))
     return bad_request("a keyring answer whose key id is not 16 hex digits");
   return id;
-}
-
-caf::expected<issuer_identity> authenticate_issuer(std::span<const std::uint8_t> issuer_der,
-                                                   std::string_view peer,
-                                                   const trust_bundle& bundle, time_point now) {
-  const auto who = "'" + std::string{peer} + "'";
-  if (issuer_der.empty())
-    return make_error(errc::not_an_issuer, who + " sent no issuer certificate");
-  auto issuer = verify_issuer(issuer_der, bundle, now);
-  if (!issuer) {
-    const auto code = is(issuer.error(), errc::bad_certificate)
-                          ? errc::not_an_issuer
-                          : static_cast<errc>(issuer.error().code());
-    return make_error(code, who + " sent " + render(issuer.error()));
-  }
-  if (issuer->node != peer)
-    return make_error(errc::name_mismatch,
-                      who + " sent the issuer certificate of '" + issuer->node + "'");
-  return issuer;
 }
 
 } // namespace starling::identity

@@ -18,6 +18,7 @@
 #include <caf/expected.hpp>
 
 #include "identity/admission.hpp"
+#include "identity/authority.hpp"
 #include "identity/revocation.hpp"
 #include "identity/token.hpp"
 #include "identity/trust.hpp"
@@ -27,10 +28,10 @@ namespace starling::identity {
 /// Bound on an encoded sync request or response: under the gossip transport's 16 MiB frame
 /// (gossip::codec_limits::max_frame), with room for max_revocations statements (about
 /// 0.8 KiB each with their issuer certificate) and max_sync_tokens ledger entries (about
-/// 0.1 KiB each).
+/// 0.8 KiB each with their creator's seal; a token's spends add 0.05 KiB each).
 inline constexpr std::size_t max_sync_bytes = std::size_t{15} << 20;
 /// Bound on the ledger entries of one sync message.
-inline constexpr std::size_t max_sync_tokens = 50'000;
+inline constexpr std::size_t max_sync_tokens = 16'000;
 
 /// What each side of a sync sends: the same content in both directions.
 struct sync_message {
@@ -39,9 +40,10 @@ struct sync_message {
   std::vector<revocation> revocations;
   /// The sender's token ledger: issuers only, sent to a peer they believe is an issuer.
   std::optional<token_ledger> ledger;
-  /// DER of the sender's issuer certificate; set with `ledger`. The receiver merges the
-  /// ledger only once authenticate_issuer accepted it.
-  std::vector<std::uint8_t> issuer;
+  /// The sender's issuer seal over `ledger` for the receiver (sign_ledger): its issuer
+  /// certificate, time and signature. The receiver merges the ledger only once
+  /// verify_ledger accepted it, and each record only with its creator's seal.
+  issuer_seal ledger_seal;
   /// revocation_log::digest of the sender's statements (whether it sends them or not). A
   /// server answers a request whose digest equals its own without statements. Decoding: a
   /// digest of another size than 32 bytes is ignored (std::nullopt) and counted in
@@ -59,9 +61,9 @@ struct keyring_change {
   std::string op;
   /// install: the base64 key (a secret: never logged); use, remove: a key or a key id.
   std::string key;
-  /// DER of the sender's issuer certificate: a member applies the change only once
-  /// authenticate_issuer accepted it for the TLS-verified sender.
-  std::vector<std::uint8_t> issuer;
+  /// The sending issuer's seal over op, key and the receiving member (sign_keyring_change):
+  /// a member applies the change only once verify_keyring_change accepted it.
+  issuer_seal seal;
 };
 
 /// Bound on keyring_change::key (a base64 key is 44 bytes, an id 16).
@@ -107,16 +109,5 @@ using identity_request = std::variant<admission_request, sync_message, renewal_r
 /// bad_request for more than max_admission_bytes, unparsable protobuf, a version other
 /// than 1, another kind, an id that is not 16 hex digits.
 [[nodiscard]] caf::expected<std::string> decode_keyring_answer(std::string_view bytes);
-
-/// Checks that the peer of a sync, whose TLS-verified node name is `peer`, is an issuer:
-/// `issuer_der` is a CA certificate that chains to a root of `bundle` at `now` and names
-/// node `peer` of the bundle's mesh. Only then may its token ledger be merged (decision
-/// 0006: a ledger record admits whoever knows its secret) or its keyring change applied.
-/// Refusals: not_an_issuer (no certificate, unparsable, not a CA), verify_path's
-/// (untrusted_chain, expired...), foreign_mesh, name_mismatch (the certificate names another
-/// node than the peer).
-[[nodiscard]] caf::expected<issuer_identity>
-authenticate_issuer(std::span<const std::uint8_t> issuer_der, std::string_view peer,
-                    const trust_bundle& bundle, time_point now);
 
 } // namespace starling::identity

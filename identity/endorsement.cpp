@@ -150,15 +150,22 @@ caf::error check_vouchers(std::string_view node, const std::vector<std::string>&
                         " of the " + std::to_string(quorum) + " admission_quorum requires");
 }
 
+bool is_issuer_own_leaf(const peer_identity& id) noexcept {
+  return !id.issuers.empty() && id.issuers.front() == id.node && !id.issuer_keys.empty() &&
+         id.issuer_keys.front() == id.spki_sha256;
+}
+
 caf::expected<std::vector<std::string>>
 check_quorum(const certificate& leaf, const peer_identity& id, const trust_bundle& bundle,
              const revocation_set& revoked, time_point now, std::size_t quorum) {
   std::vector<std::string> vouchers;
   if (!id.issuers.empty()) {
     vouchers.push_back(id.issuers.front());
-    // An issuer node's own certificate: the root admitted that name when it signed the
-    // issuer. With a quorum of 1 the signer suffices: no need to read the extension.
-    if (id.issuers.front() == id.node || quorum <= 1)
+    // An issuer node's own certificate (the root admitted that node when it signed the
+    // issuer) meets any quorum, but only when it certifies the issuer's own key: a leaf
+    // that merely carries the issuer's name proves nothing (issue 13, finding 1). With a
+    // quorum of 1 the signer suffices: no need to read the extension.
+    if (quorum <= 1 || is_issuer_own_leaf(id))
       return vouchers;
   }
   auto set = endorsements_of(leaf);

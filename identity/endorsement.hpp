@@ -79,10 +79,15 @@ encode_endorsement_extension(std::span<const endorsement> set);
 /// parse, or holds more than max_admission_quorum endorsements).
 [[nodiscard]] caf::expected<std::vector<endorsement>> endorsements_of(const certificate& cert);
 
+/// True if `id` (from verify_peer) is an issuer node's own certificate: a leaf that names
+/// its signing issuer's node AND certifies that issuer's key. The name alone is never
+/// enough (a name is what a joiner asks for; the key is what the root vouched for).
+[[nodiscard]] bool is_issuer_own_leaf(const peer_identity& id) noexcept;
+
 /// The quorum check of a verified peer (`leaf` and `id` from verify_peer or
-/// check_chain_for): who vouches for it. A leaf that names its own signing issuer (an issuer
-/// node's self-issued certificate: the root admitted that name when it signed the issuer)
-/// meets any quorum. Otherwise the vouchers are the signing issuer (id.issuers.front()) and
+/// check_chain_for): who vouches for it. An issuer node's own certificate
+/// (is_issuer_own_leaf: the root admitted that node when it signed the issuer) meets any
+/// quorum. Otherwise the vouchers are the signing issuer (id.issuers.front()) and
 /// the issuer of every endorsement in the leaf that verifies at `now`, endorses this leaf's
 /// key (id.spki_sha256) for this node (id.node), and whose issuer key is not in `revoked`;
 /// each issuer counts once, whatever number of endorsements it signed. Endorsements that do

@@ -48,6 +48,8 @@ enum class errc : std::uint8_t {
   revokes_ca_key, ///< a revocation of a root's or an issuer's key (issuers revoke node keys)
   // -- admission quorum ---------------------------------------------------------------------
   quorum_not_met, ///< a node certificate endorsed by fewer issuers than admission_quorum
+  name_taken,     ///< admission for a name an issuer, a live member or another valid key holds
+  stale_statement, ///< a signed issuer action too old or for another member (replayed)
 };
 
 /// The CAF error category of this module.

@@ -31,7 +31,9 @@ constexpr std::size_t max_text_size = token_text_prefix.size() + (max_binary_siz
 /// Latest second `create` accepts as `now`: 9999-12-31T23:59:59Z.
 constexpr std::int64_t max_create_time = 253402300799;
 
-constexpr std::string_view persist_header = "starling-tokens 1";
+constexpr std::string_view persist_header = "starling-tokens 2";
+/// The previous text form: spends as counts per redeemer, no seals (read, never written).
+constexpr std::string_view persist_header_v1 = "starling-tokens 1";
 
 // -- hex and base64url (to_hex is pki.hpp's)
 // ------------------------------------------------------------------------
@@ -150,8 +152,10 @@ const char* entry_defect(const token_entry& entry) {
     return "time before the epoch";
   if (!is_valid_uses(entry.uses))
     return "uses out of range";
-  for (const auto& [redeemer, count] : entry.spends)
-    if (!is_valid_node_name(redeemer) || count == 0)
+  if (entry.spends.size() > max_spends_per_token)
+    return "too many spends";
+  for (const auto& spend : entry.spends)
+    if (!is_valid_node_name(spend.redeemer))
       return "invalid spend";
   return nullptr;
 }
@@ -200,12 +204,39 @@ caf::error bad_line(std::size_t line_no, std::string_view reason) {
   return bad_record_line("token store", line_no, reason);
 }
 
-/// Parses "token <id> <issuer> <created> <expiry> <uses> <hash> [<redeemer>:<count>...]".
-caf::expected<std::pair<token_id, token_entry>> parse_token_line(std::string_view line,
-                                                                 std::size_t line_no) {
+/// Parses a whole run of hex digits (lowercase, even length) into bytes.
+bool unhex_bytes(std::string_view text, std::vector<std::uint8_t>& out) {
+  if (text.size() % 2 != 0)
+    return false;
+  out.resize(text.size() / 2);
+  return unhex(text, out);
+}
+
+/// The use key of the `i`-th spend counted by `redeemer` in a version-1 store: derived, so
+/// that every issuer converting the same counts gets the same spends (as the old maximum per
+/// slot did).
+sha256_digest legacy_use(const token_id& id, std::string_view redeemer, std::uint32_t i) {
+  std::vector<std::uint8_t> in{'v', '1', 0};
+  in.insert(in.end(), id.begin(), id.end());
+  in.insert(in.end(), redeemer.begin(), redeemer.end());
+  in.push_back(0);
+  put_uint(in, i, 4);
+  sha256_digest out{};
+  unsigned int size = 0;
+  EVP_Digest(in.data(), in.size(), out.data(), &size, EVP_sha256(), nullptr);
+  return out;
+}
+
+/// Parses a token line. Version 2: "token <id> <issuer> <created> <expiry> <uses> <hash>
+/// <seal issuer hex|-> <seal signature hex|-> [<redeemer>:<use hex64>...]". Version 1:
+/// "token <id> <issuer> <created> <expiry> <uses> <hash> [<redeemer>:<count>...]".
+caf::expected<std::pair<token_id, token_entry>>
+parse_token_line(std::string_view line, std::size_t line_no, int version) {
   auto f = fields(line);
-  if (f.size() < 7 || f[0] != "token")
-    return bad_line(line_no, "expected 'token' and six fields, or 'end'");
+  const std::size_t fixed = version == 1 ? 7 : 9;
+  if (f.size() < fixed || f[0] != "token")
+    return bad_line(line_no, "expected 'token' and " + std::to_string(fixed - 1) +
+                                 " fields, or 'end'");
   std::pair<token_id, token_entry> out;
   auto& [id, e] = out;
   std::int64_t created = 0;
@@ -221,13 +252,30 @@ caf::expected<std::pair<token_id, token_entry>> parse_token_line(std::string_vie
     return bad_line(line_no, "uses is not a number");
   if (!unhex(f[6], e.secret_hash))
     return bad_line(line_no, "secret hash is not 64 hex digits");
-  for (std::size_t i = 7; i < f.size(); ++i) {
+  if (version >= 2) {
+    if ((f[7] != "-" && !unhex_bytes(f[7], e.seal_issuer)) ||
+        (f[8] != "-" && !unhex_bytes(f[8], e.seal_signature)))
+      return bad_line(line_no, "seal is not hex or '-'");
+  }
+  for (std::size_t i = fixed; i < f.size(); ++i) {
     auto colon = f[i].find(':');
-    std::uint32_t count = 0;
-    if (colon == std::string_view::npos || !parse_int(f[i].substr(colon + 1), count))
-      return bad_line(line_no, "spend is not <issuer>:<count>");
-    if (!e.spends.emplace(std::string{f[i].substr(0, colon)}, count).second)
-      return bad_line(line_no, "one issuer spends twice");
+    if (colon == std::string_view::npos)
+      return bad_line(line_no, "spend is not <issuer>:<value>");
+    std::string redeemer{f[i].substr(0, colon)};
+    auto value = f[i].substr(colon + 1);
+    if (version == 1) {
+      std::uint32_t count = 0;
+      if (!parse_int(value, count) || count == 0 || count > max_spends_per_token)
+        return bad_line(line_no, "spend count out of range");
+      for (std::uint32_t n = 0; n < count; ++n)
+        e.spends.insert({redeemer, legacy_use(id, redeemer, n)});
+    } else {
+      token_spend spend{std::move(redeemer), {}};
+      if (!unhex(value, spend.use))
+        return bad_line(line_no, "spend key is not 64 hex digits");
+      if (!e.spends.insert(std::move(spend)).second)
+        return bad_line(line_no, "one spend appears twice");
+    }
   }
   if (auto defect = entry_defect(e))
     return bad_line(line_no, defect);
@@ -305,47 +353,101 @@ caf::expected<void> openssl_random::fill(std::span<std::uint8_t> out) {
 
 // -- ledger -----------------------------------------------------------------------------------
 
-std::uint32_t token_entry::spent() const noexcept {
-  std::uint64_t sum = 0;
-  for (const auto& [redeemer, count] : spends)
-    sum += count;
-  return static_cast<std::uint32_t>(
-      std::min<std::uint64_t>(sum, std::numeric_limits<std::uint32_t>::max()));
+bool token_entry::spent_for(const sha256_digest& use) const noexcept {
+  return std::any_of(spends.begin(), spends.end(), [&](const auto& s) { return s.use == use; });
 }
 
 bool token_entry::same_record(const token_entry& other) const noexcept {
   return record_key(*this) == record_key(other);
 }
 
+std::vector<std::uint8_t> record_bytes(const token_id& id, const token_entry& e) {
+  std::vector<std::uint8_t> out;
+  out.insert(out.end(), id.begin(), id.end());
+  put_uint(out, e.issuer.size(), 1);
+  out.insert(out.end(), e.issuer.begin(), e.issuer.end());
+  out.insert(out.end(), e.secret_hash.begin(), e.secret_hash.end());
+  put_uint(out, static_cast<std::uint64_t>(e.created.time_since_epoch().count()), 8);
+  put_uint(out, static_cast<std::uint64_t>(e.expiry.time_since_epoch().count()), 8);
+  put_uint(out, e.uses, 2);
+  return out;
+}
+
 bool token_ledger::insert(const token_id& id, token_entry entry) {
   return entries_.emplace(id, std::move(entry)).second;
 }
 
-std::uint32_t token_ledger::spend(const token_id& id, const std::string& redeemer) {
+std::uint32_t token_ledger::spend(const token_id& id, const std::string& redeemer,
+                                  const sha256_digest& use) {
   auto i = entries_.find(id);
   if (i == entries_.end())
     return 0;
-  auto& slot = i->second.spends[redeemer];
-  if (slot < std::numeric_limits<std::uint32_t>::max())
-    ++slot;
+  auto& spends = i->second.spends;
+  spends.insert({redeemer, use});
+  while (spends.size() > max_spends_per_token)
+    spends.erase(std::prev(spends.end()));
   return i->second.spent();
 }
 
-void token_ledger::merge(const token_ledger& remote) {
+bool token_ledger::seal(const token_id& id, std::vector<std::uint8_t> issuer,
+                        std::vector<std::uint8_t> signature) {
+  auto i = entries_.find(id);
+  if (i == entries_.end())
+    return false;
+  i->second.seal_issuer = std::move(issuer);
+  i->second.seal_signature = std::move(signature);
+  return true;
+}
+
+void token_ledger::merge(const token_ledger& remote, std::string_view self) {
   for (const auto& [id, theirs] : remote.entries_) {
     auto [i, added] = entries_.try_emplace(id, theirs);
     if (added)
       continue;
     auto& mine = i->second;
-    if (mine.same_record(theirs)) {
-      for (const auto& [redeemer, count] : theirs.spends) {
-        auto& slot = mine.spends[redeemer];
-        slot = std::max(slot, count);
-      }
-    } else if (record_key(theirs) < record_key(mine)) {
+    auto spends = std::move(mine.spends);
+    spends.insert(theirs.spends.begin(), theirs.spends.end());
+    while (spends.size() > max_spends_per_token)
+      spends.erase(std::prev(spends.end()));
+    // Another record under the same id: ours stays if we made it; else the smaller one,
+    // so that every replica picks the same. The same record: the smaller seal (an empty
+    // seal, from a version-1 store, last).
+    auto rank = [](const token_entry& e) {
+      using bytes = const std::vector<std::uint8_t>&;
+      return std::tuple<bool, bytes, bytes>{e.seal_signature.empty(), e.seal_issuer,
+                                            e.seal_signature};
+    };
+    const bool take_theirs =
+        mine.same_record(theirs)
+            ? rank(theirs) < rank(mine)
+            : (self.empty() || mine.issuer != self) &&
+                  std::tuple_cat(record_key(theirs), rank(theirs)) <
+                      std::tuple_cat(record_key(mine), rank(mine));
+    if (take_theirs)
       mine = theirs;
+    mine.spends = std::move(spends);
+  }
+}
+
+std::vector<std::uint8_t> token_ledger::canonical_bytes() const {
+  std::vector<std::uint8_t> out;
+  put_uint(out, entries_.size(), 8);
+  for (const auto& [id, e] : entries_) {
+    auto record = record_bytes(id, e);
+    put_uint(out, record.size(), 4);
+    out.insert(out.end(), record.begin(), record.end());
+    put_uint(out, e.seal_issuer.size(), 4);
+    out.insert(out.end(), e.seal_issuer.begin(), e.seal_issuer.end());
+    put_uint(out, e.seal_signature.size(), 4);
+    out.insert(out.end(), e.seal_signature.begin(), e.seal_signature.end());
+    put_uint(out, e.spends.size(), 4);
+    for (const auto& spend : e.spends) {
+      put_uint(out, spend.redeemer.size(), 1);
+      out.insert(out.end(), spend.redeemer.begin(), spend.redeemer.end());
+      out.insert(out.end(), spend.use.begin(), spend.use.end());
     }
   }
+  return out;
 }
 
 std::size_t token_ledger::prune(unix_time now, std::chrono::seconds grace) {
@@ -391,14 +493,14 @@ caf::expected<join_token> token_store::create(unix_time now, std::chrono::second
   auto hash = sha256(token.secret);
   if (!hash)
     return hash.error();
-  token_entry entry{self_, *hash, now, token.expiry, uses, {}};
+  token_entry entry{self_, *hash, now, token.expiry, uses, {}, {}, {}};
   if (!ledger_.insert(token.id, std::move(entry)))
     return make_error(errc::crypto_failure, "random source repeated token id " + token.id_hex());
   return token;
 }
 
 caf::expected<redemption> token_store::redeem(std::string_view text, unix_time now,
-                                              const sha256_digest& pin) {
+                                              const sha256_digest& pin, const sha256_digest& use) {
   auto token = decode(text);
   if (!token)
     return token.error();
@@ -419,11 +521,13 @@ caf::expected<redemption> token_store::redeem(std::string_view text, unix_time n
     return make_error(errc::token_expired,
                       "token " + id + " expired at " +
                           std::to_string(entry->expiry.time_since_epoch().count()));
+  if (entry->spent_for(use)) // the same key again (its grant was lost): not a second use
+    return redemption{token->id, entry->spent(), token->issuer};
   if (entry->spent() >= entry->uses)
     return make_error(errc::token_exhausted,
                       "token " + id + " has no use left of " + std::to_string(entry->uses));
-  auto use = ledger_.spend(token->id, self_);
-  return redemption{token->id, use, token->issuer};
+  auto count = ledger_.spend(token->id, self_, use);
+  return redemption{token->id, count, token->issuer};
 }
 
 void token_store::merge_spent(const token_ledger& remote, unix_time now) {
@@ -432,7 +536,7 @@ void token_store::merge_spent(const token_ledger& remote, unix_time now) {
   for (const auto& [id, entry] : remote.entries())
     if (entry_defect(entry) == nullptr)
       valid.insert(id, entry);
-  ledger_.merge(valid);
+  ledger_.merge(valid, self_);
   prune(now);
 }
 
@@ -446,8 +550,10 @@ std::string token_store::serialize() const {
            std::to_string(e.created.time_since_epoch().count()) + ' ' +
            std::to_string(e.expiry.time_since_epoch().count()) + ' ' + std::to_string(e.uses) +
            ' ' + to_hex(e.secret_hash);
-    for (const auto& [redeemer, count] : e.spends)
-      out += ' ' + redeemer + ':' + std::to_string(count);
+    out += ' ' + (e.seal_issuer.empty() ? std::string{"-"} : to_hex(e.seal_issuer));
+    out += ' ' + (e.seal_signature.empty() ? std::string{"-"} : to_hex(e.seal_signature));
+    for (const auto& spend : e.spends)
+      out += ' ' + spend.redeemer + ':' + to_hex(spend.use);
     out += '\n';
   }
   out += "end " + std::to_string(ledger_.entries().size()) + '\n';
@@ -458,9 +564,11 @@ caf::expected<token_store> token_store::deserialize(std::string_view text, std::
   auto store = make(std::move(self));
   if (!store)
     return store.error();
-  auto err = read_record_lines(text, persist_header, "token store",
+  const int version = text.starts_with(std::string{persist_header_v1} + '\n') ? 1 : 2;
+  auto err = read_record_lines(text, version == 1 ? persist_header_v1 : persist_header,
+                               "token store",
                                [&](std::string_view line, std::size_t line_no) -> caf::error {
-                                 auto parsed = parse_token_line(line, line_no);
+                                 auto parsed = parse_token_line(line, line_no, version);
                                  if (!parsed)
                                    return parsed.error();
                                  if (!store->ledger_.insert(parsed->first,

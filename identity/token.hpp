@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
+#include <vector>
 #include <span>
 #include <string>
 #include <string_view>
@@ -111,7 +113,26 @@ public:
 
 // -- the ledger (gossiped among issuers) ------------------------------------------------------
 
-/// What issuers know of one token: its record (immutable once created) and its spends.
+/// One redemption of a token: by issuer `redeemer`, for one node (its key and name, hashed
+/// into `use` by the issuer desk). A spend names what it admitted so that the same
+/// redemption seen through two issuers counts once, and a retry by the same node (a grant
+/// lost on the way) is not a second use.
+struct token_spend {
+  /// Node name of the redeeming issuer.
+  std::string redeemer;
+  /// What was admitted: SHA-256 of the key's SPKI digest and the node name.
+  sha256_digest use{};
+
+  friend auto operator<=>(const token_spend&, const token_spend&) = default;
+  friend bool operator==(const token_spend&, const token_spend&) = default;
+};
+
+/// Most spends one ledger entry keeps (the smallest, so that replicas agree): above any
+/// token's uses, so a token at its bound is exhausted everywhere.
+constexpr std::size_t max_spends_per_token = 2 * std::size_t{max_token_uses};
+
+/// What issuers know of one token: its record (immutable once created, signed by its
+/// creator) and its spends.
 struct token_entry {
   /// Node name of the creating issuer.
   std::string issuer;
@@ -123,35 +144,59 @@ struct token_entry {
   unix_time expiry{};
   /// As in the token: how many joins it admits.
   std::uint16_t uses = 0;
-  /// Redemptions per redeeming issuer (a G-counter): only that issuer increments its slot,
-  /// merge takes the maximum per slot. Invariant: no slot holds 0.
-  std::map<std::string, std::uint32_t> spends;
+  /// DER of the creating issuer's certificate, and that issuer key's signature over the
+  /// record (identity/authority.hpp: seal_token_record, verify_token_record). Another
+  /// issuer accepts a record only when it verifies (issue 13, finding 2). Empty only for a
+  /// record read from a version-1 store and not sealed again yet.
+  std::vector<std::uint8_t> seal_issuer;
+  std::vector<std::uint8_t> seal_signature;
+  /// Redemptions: a grow-only set merged by union (never fewer after a merge), at most
+  /// max_spends_per_token (the smallest ones).
+  std::set<token_spend> spends;
 
-  /// Total redemptions seen, over all issuers (saturates at 2^32 - 1).
-  [[nodiscard]] std::uint32_t spent() const noexcept;
+  /// Redemptions seen, over all issuers.
+  [[nodiscard]] std::uint32_t spent() const noexcept {
+    return static_cast<std::uint32_t>(spends.size());
+  }
 
-  /// True if both entries describe the same token (every field but `spends` is equal).
+  /// True if some issuer already redeemed the token for `use` (token_spend::use).
+  [[nodiscard]] bool spent_for(const sha256_digest& use) const noexcept;
+
+  /// True if both entries describe the same token (every record field is equal; the seal
+  /// and the spends are not compared).
   [[nodiscard]] bool same_record(const token_entry& other) const noexcept;
 
   friend bool operator==(const token_entry&, const token_entry&) = default;
 };
 
+/// Canonical bytes of a record (id and every record field, fixed layout): what the creating
+/// issuer signs (identity/authority.hpp hashes them).
+[[nodiscard]] std::vector<std::uint8_t> record_bytes(const token_id& id, const token_entry& e);
+
 /// Every known token and its spends: a state-based CRDT (merge is commutative, associative
-/// and idempotent), kept bounded by pruning entries past their expiry and a grace period.
-/// Issuers exchange it so that a token spent at one is refused at every other. Not
-/// thread-safe; owned by one actor.
+/// and idempotent, and never lowers a spend count), kept bounded by pruning entries past
+/// their expiry and a grace period. Issuers exchange it so that a token spent at one is
+/// refused at every other. Not thread-safe; owned by one actor.
 class token_ledger {
 public:
   /// Adds a new token's entry; false (and no change) if `id` is already known.
   bool insert(const token_id& id, token_entry entry);
 
-  /// Counts one redemption of `id` by `redeemer`; returns the new total, 0 if `id` is unknown.
-  std::uint32_t spend(const token_id& id, const std::string& redeemer);
+  /// Counts one redemption of `id` by `redeemer` for key `use`; returns the new total, 0 if
+  /// `id` is unknown. A spend already recorded changes nothing.
+  std::uint32_t spend(const token_id& id, const std::string& redeemer, const sha256_digest& use);
 
-  /// Joins `remote` into this ledger. Per id: the same record merges its spends slot by slot
-  /// (maximum); two different records under one id (only a broken or hostile issuer makes
-  /// them) resolve deterministically to the smaller record, so all replicas converge.
-  void merge(const token_ledger& remote);
+  /// Sets the creator's seal of the record `id`; false if `id` is unknown.
+  bool seal(const token_id& id, std::vector<std::uint8_t> issuer,
+            std::vector<std::uint8_t> signature);
+
+  /// Joins `remote` into this ledger. Per id: spends merge by union (bounded as
+  /// max_spends_per_token says); the same record keeps this ledger's seal; two different
+  /// records under one id (only a broken or hostile creator makes them, as records are
+  /// signed) resolve to this ledger's when `self` created it (a record an issuer created is
+  /// never replaced by another's copy), else deterministically to the smaller record, so
+  /// that replicas converge.
+  void merge(const token_ledger& remote, std::string_view self = {});
 
   /// Drops the entries whose expiry lies `grace` or more before `now`; returns how many.
   std::size_t prune(unix_time now, std::chrono::seconds grace);
@@ -161,6 +206,10 @@ public:
 
   /// Every entry, ordered by id.
   [[nodiscard]] const std::map<token_id, token_entry>& entries() const noexcept { return entries_; }
+
+  /// Canonical bytes of the whole ledger (every entry, seal and spend, in order): what an
+  /// issuer signs when it sends its ledger (identity/authority.hpp, sign_ledger).
+  [[nodiscard]] std::vector<std::uint8_t> canonical_bytes() const;
 
   friend bool operator==(const token_ledger&, const token_ledger&) = default;
 
@@ -197,15 +246,25 @@ public:
                                                  std::uint16_t uses, random_source& rng,
                                                  const sha256_digest& pin);
 
-  /// Redeems the token in `text` for one join, given this mesh's root pin `pin`. Checks, in
-  /// order: token_malformed, token_wrong_mesh, token_unknown, token_forged (secret hash or any
-  /// field disagreeing with the record), token_expired (`now` >= expiry), token_exhausted.
-  /// On success counts the spend in this issuer's slot of the ledger.
+  /// Redeems the token in `text` for one join of `use` (token_spend::use), given
+  /// this mesh's root pin `pin`. Checks, in order: token_malformed, token_wrong_mesh,
+  /// token_unknown, token_forged (secret hash or any field disagreeing with the record),
+  /// token_expired (`now` >= expiry), token_exhausted (unless the token was already spent
+  /// for `use`: a retry of the same node is not a second use). On success records the spend.
   [[nodiscard]] caf::expected<redemption> redeem(std::string_view text, unix_time now,
-                                                 const sha256_digest& pin);
+                                                 const sha256_digest& pin,
+                                                 const sha256_digest& use);
 
-  /// Merges another issuer's ledger, then prunes at `now`. Only pass a ledger received from a
-  /// peer authenticated as an issuer: a record admits whoever knows its secret.
+  /// Sets the creator's seal of this issuer's record `id` (issuer_desk signs it). False if
+  /// `id` is unknown.
+  bool seal(const token_id& id, std::vector<std::uint8_t> issuer,
+            std::vector<std::uint8_t> signature) {
+    return ledger_.seal(id, std::move(issuer), std::move(signature));
+  }
+
+  /// Merges another issuer's ledger, then prunes at `now`. Only pass records whose seal
+  /// verified (issuer_desk::merge_ledger checks them): a record admits whoever knows its
+  /// secret. A record this issuer created is never replaced.
   void merge_spent(const token_ledger& remote, unix_time now);
 
   /// Drops records expired for token_prune_grace or longer; returns how many.
@@ -217,11 +276,14 @@ public:
   /// This issuer's node name.
   [[nodiscard]] const std::string& self() const noexcept { return self_; }
 
-  /// The persisted text form (versioned, line based, no secrets): every record and spend.
+  /// The persisted text form (version 2, line based, no secrets): every record with its
+  /// seal, and every spend.
   [[nodiscard]] std::string serialize() const;
 
-  /// Restores a store of issuer `self` from serialize()'s output. All or nothing: any
-  /// malformed, truncated or out-of-range line fails with invalid_argument naming the line.
+  /// Restores a store of issuer `self` from serialize()'s output, or from a version-1 store
+  /// (spend counts per redeemer become that many spends under derived keys; records come
+  /// unsealed: issuer_desk::open seals its own again). All or nothing: any malformed,
+  /// truncated or out-of-range line fails with invalid_argument naming the line.
   [[nodiscard]] static caf::expected<token_store> deserialize(std::string_view text,
                                                               std::string self);
 

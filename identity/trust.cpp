@@ -255,6 +255,10 @@ caf::expected<peer_identity> verify_peer(const chain& presented, const trust_bun
     if (!issuer)
       return issuer.error();
     id.issuers.push_back(std::move(*issuer));
+    auto key = spki_sha256(path[static_cast<std::size_t>(i)]);
+    if (!key)
+      return key.error();
+    id.issuer_keys.push_back(*key);
   }
   if (expected_node && *expected_node != id.node)
     return make_error(errc::name_mismatch, "the peer's certificate names node " + id.node +

@@ -108,6 +108,10 @@ struct peer_identity {
   time_point not_after;
   /// Node names of the issuers between the peer and the root, nearest first.
   std::vector<std::string> issuers;
+  /// SPKI SHA-256 of the issuers' keys, in the order of `issuers`. An issuer node's own
+  /// certificate certifies its issuer key (spki_sha256 == issuer_keys.front()): that, not
+  /// the name, is what makes a peer that issuer (check_quorum, authenticate_issuer).
+  std::vector<sha256_digest> issuer_keys;
   /// Pin of the root the chain ends at.
   sha256_digest root_pin{};
 };

@@ -19,6 +19,7 @@
 #include "actors/atoms.hpp"
 #include "actors/identity_actor.hpp"
 #include "gossip/errc.hpp"
+#include "identity/authority.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
 #include "tests/support/caf_test.hpp"
@@ -49,6 +50,7 @@ caf::behavior fake_supervisor(caf::event_based_actor*, std::shared_ptr<superviso
       [log](sa::ban_atom, const std::string& name) { log->bans.push_back(name); },
       [log](sa::failed_atom, const std::string& msg) { log->failed.push_back(msg); },
       [log](sa::forward_admission_msg& msg) { log->forwards.push_back(std::move(msg)); },
+      [log](sa::live_atom) { return caf::make_message(log->alive, log->issuers); },
       [log](sa::alive_atom) {
         std::vector<std::string> addresses(log->alive.size(), "10.0.0.9:7946");
         return caf::make_message(log->alive, std::move(addresses), log->issuers);
@@ -92,8 +94,7 @@ protected:
     std::optional<si::node_credentials> creds;
     if (issuer != nullptr) {
       own = material(*issuer, name);
-      auto key = must(si::generate_key(), "key");
-      creds = must(si::self_issue(*own, name, key, now), "self_issue");
+      creds = must(si::self_issue(*own, name, own->key, now), "self_issue"); // its issuer key
     } else {
       auto node = pki.node(name, pki.issuer(), now);
       creds = si::node_credentials{node.key, node.chain, pki.bundle()};
@@ -246,21 +247,36 @@ TEST_F(identity_actor_test, ledgers_are_merged_only_from_authenticated_issuers) 
   must(store.create(std::chrono::floor<std::chrono::seconds>(now), 1h, 1, rng,
                     key_of(pki.root().cert)),
        "token");
+  // Records count only with their creator's seal; the ledger only with the sender's.
+  const auto material2 = material(second, "issuer-2");
+  for (const auto& [id, entry] : store.ledger().entries()) {
+    auto sealed = entry;
+    ASSERT_FALSE(si::seal_token_record(material2, id, sealed));
+    store.seal(id, sealed.seal_issuer, sealed.seal_signature);
+  }
   si::sync_message msg;
   msg.ledger = store.ledger();
-  msg.issuer = must(si::to_der(second.cert), "DER");
-  // From a member that is not the node the issuer certificate names: refused, and nothing
-  // of ours goes back.
-  auto answer = must(sync_from("node-2", msg), "sync");
+  // Issue 13, finding 1: a member named like issuer-2 that sends issuer-2's (public)
+  // certificate, signing with its own key: refused, and nothing of ours goes back.
+  auto rogue = pki.node("issuer-2", pki.issuer(), now);
+  auto forged = material2;
+  forged.key = rogue.key;
+  msg.ledger_seal = must(si::sign_ledger(forged, *msg.ledger, "issuer-1", now), "seal");
+  auto answer = must(sync_from("issuer-2", msg), "sync");
   EXPECT_FALSE(answer.ledger);
   auto view = certs();
   EXPECT_EQ(view.at("sync").at("ledgers_refused"), 1);
   EXPECT_EQ(view.at("issuer").at("known_tokens"), 0);
-  // From issuer-2 itself: merged, and our ledger and certificate come back.
+  // Signed by issuer-2 for another receiver: refused too.
+  msg.ledger_seal = must(si::sign_ledger(material2, *msg.ledger, "issuer-3", now), "seal");
+  EXPECT_FALSE(must(sync_from("issuer-2", msg), "sync").ledger);
+  EXPECT_EQ(certs().at("sync").at("ledgers_refused"), 2);
+  // Signed by issuer-2 for us: merged, and our ledger comes back signed for issuer-2.
+  msg.ledger_seal = must(si::sign_ledger(material2, *msg.ledger, "issuer-1", now), "seal");
   answer = must(sync_from("issuer-2", msg), "sync");
   ASSERT_TRUE(answer.ledger);
   EXPECT_EQ(answer.ledger->entries().size(), 1u);
-  EXPECT_EQ(answer.issuer, must(si::to_der(pki.issuer().cert), "DER"));
+  EXPECT_TRUE(si::verify_ledger(*answer.ledger, answer.ledger_seal, "issuer-2", pki.bundle(), now));
   view = certs();
   EXPECT_EQ(view.at("sync").at("ledgers_merged"), 1);
   EXPECT_EQ(view.at("issuer").at("known_tokens"), 1);

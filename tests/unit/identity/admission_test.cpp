@@ -404,9 +404,10 @@ TEST_F(identity_admission, refuses_tokens_it_cannot_redeem) {
   EXPECT_TRUE(refused_with(admit(text, now + 1h), errc::token_expired));
   // Exhausted on the second use of a one-use token.
   ASSERT_TRUE(admit(text, now));
-  EXPECT_TRUE(refused_with(admit(text, now), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(desk.admit(request("n2", {text}, key), now), errc::token_exhausted));
   // Malformed.
-  EXPECT_TRUE(refused_with(admit("stl1.garbage", now), errc::token_malformed));
+  EXPECT_TRUE(
+      refused_with(desk.admit(request("n2", {"stl1.garbage"}, key), now), errc::token_malformed));
   EXPECT_TRUE(
       refused_with(desk.admit(admission_request{"n1", {}, {}, {}}, now), errc::bad_request));
 }
@@ -427,7 +428,7 @@ TEST_F(identity_admission, redeems_a_token_of_another_issuer_once_its_ledger_is_
   auto text = must(second.create_token(now, 1h, 1, rng), "token of issuer-2");
   private_key key;
   EXPECT_TRUE(refused_with(desk.admit(request("n1", {text}, key), now), errc::token_unknown));
-  ASSERT_FALSE(desk.merge_ledger(second.tokens().ledger(), now));
+  EXPECT_EQ(must(desk.merge_ledger(second.tokens().ledger(), now), "merge"), 0u);
   auto grant = must(desk.admit(request("n1", {text}, key), now), "admit after merge");
   EXPECT_EQ(grant.issuer, "issuer-1");
   // The merge was persisted with the spend.
@@ -501,9 +502,11 @@ TEST_F(identity_admission, records_every_certificate_it_signs) {
   auto text = must(desk.create_token(now, 1h, 3, rng), "token");
   private_key k1, k2, k3;
   ASSERT_TRUE(desk.admit(request("n1", {text}, k1), now));
-  ASSERT_TRUE(desk.admit(request("n1", {text}, k2), now + 30min, {}, 2h));
-  ASSERT_TRUE(desk.admit(request("n2", {text}, k3), now));
   const auto key1 = must(spki_sha256(k1), "spki 1");
+  revocation_set first_revoked; // n1 again, with a new key: only once the old one is revoked
+  first_revoked.insert(key1);
+  ASSERT_TRUE(desk.admit(request("n1", {text}, k2), now + 30min, first_revoked, 2h));
+  ASSERT_TRUE(desk.admit(request("n2", {text}, k3), now));
   const auto key2 = must(spki_sha256(k2), "spki 2");
   ASSERT_EQ(desk.issued().size(), 3u);
   EXPECT_EQ(desk.issued()[0],
@@ -522,6 +525,44 @@ TEST_F(identity_admission, records_every_certificate_it_signs) {
   ASSERT_TRUE(desk.admit(request("n4", {later}, k4), now + 25h));
   ASSERT_EQ(desk.issued().size(), 1u);
   EXPECT_EQ(desk.issued()[0].node, "n4");
+}
+
+TEST_F(identity_admission, refuses_a_name_that_is_taken_without_spending_the_token) {
+  // Issue 13, finding 1: a joiner with one valid token was admitted under the issuer's own
+  // name, and under names of live members.
+  auto desk = desk_of(issuer_of(pki, "issuer"));
+  auto text = must(desk.create_token(now, 1h, 3, rng), "token");
+  const auto id = must(decode(text), "decode").id;
+  const auto k1 = must(generate_key(), "k1");
+  const auto k2 = must(generate_key(), "k2");
+  const auto k3 = must(generate_key(), "k3");
+  name_holders holders;
+  holders.issuers = {"issuer-2"};
+  holders.live = {"web-1"};
+  const auto admit = [&](const std::string& name, const std::string& token, const private_key& key,
+                         time_point at, const revocation_set& revoked = {}) {
+    admission_request req{name, must(make_csr(key, "test.mesh", name), "CSR"), {token}, {}};
+    return desk.admit(req, at, revoked, node_validity, 1, holders);
+  };
+  EXPECT_TRUE(refused_with(admit("issuer-1", text, k1, now), errc::name_taken)); // its own name
+  EXPECT_TRUE(refused_with(admit("issuer-2", text, k1, now), errc::name_taken)); // an issuer's
+  EXPECT_TRUE(refused_with(admit("web-1", text, k1, now), errc::name_taken));    // a live member's
+  EXPECT_EQ(desk.tokens().ledger().find(id)->spent(), 0u) << "no refusal spent the token";
+  EXPECT_TRUE(desk.issued().empty());
+  // A name with a valid certificate for another key: refused until that key is revoked or
+  // the certificate expired. The same node asking again (same key, same name: its grant
+  // was lost) is no new use.
+  ASSERT_TRUE(admit("n1", text, k1, now));
+  ASSERT_TRUE(admit("n1", text, k1, now));
+  EXPECT_EQ(desk.tokens().ledger().find(id)->spent(), 1u);
+  EXPECT_TRUE(refused_with(admit("n1", text, k2, now + 1min), errc::name_taken, "revoke it first"));
+  revocation_set revoked;
+  revoked.insert(must(spki_sha256(k1), "spki"));
+  EXPECT_TRUE(admit("n1", text, k2, now + 1min, revoked));
+  EXPECT_EQ(desk.tokens().ledger().find(id)->spent(), 2u);
+  auto later = must(desk.create_token(now + 24h, 2h, 1, rng), "later token");
+  EXPECT_TRUE(refused_with(admit("n1", later, k3, now + 24h), errc::name_taken)); // k2's is valid
+  EXPECT_TRUE(admit("n1", later, k3, now + 24h + 2min)); // both earlier certificates expired
 }
 
 TEST_F(identity_admission, refuses_a_revoked_key_without_spending_the_token) {
@@ -702,7 +743,10 @@ TEST_F(identity_quorum, a_request_under_the_quorum_does_not_spend_the_token) {
   const auto other = must(generate_key(), "another key");
   auto forged = endorsed_by_second(key, "n1");
   forged.signature.back() ^= 0x01;
-  req.endorsements = {endorsed_by_second(other, "n1"), endorsed_by_second(key, "n2"),
+  // (Signed by issuer-2 directly: its desk would not endorse another key for n1 now.)
+  const auto second = desk2.material();
+  req.endorsements = {must(make_endorsement(second, key_of(other), "n1", now), "other key"),
+                      must(make_endorsement(second, key_of(key), "n2", now), "other node"),
                       must(make_endorsement(desk1.material(), key_of(key), "n1", now), "own"),
                       forged};
   EXPECT_TRUE(refused_with(desk1.admit(wired(req), now, {}, node_validity, 2), errc::quorum_not_met,
@@ -742,7 +786,11 @@ TEST_F(identity_quorum, endorse_spends_the_token_and_records_the_key) {
   EXPECT_EQ(desk2.keys_issued_to("n1", now), (std::vector<sha256_digest>{key_of(key)}));
   EXPECT_EQ(desk2.issued().front().not_after,
             std::chrono::floor<std::chrono::seconds>(now + node_validity));
-  EXPECT_TRUE(refused_with(desk2.endorse(endorse_request_for(key, "n1", text), now),
+  // The same node asking again (its answer was lost) is not a second use; another is.
+  EXPECT_TRUE(desk2.endorse(endorse_request_for(key, "n1", text), now));
+  EXPECT_EQ(desk2.tokens().ledger().find(id)->spent(), 1u);
+  auto another = must(generate_key(), "another key");
+  EXPECT_TRUE(refused_with(desk2.endorse(endorse_request_for(another, "n7", text), now),
                            errc::token_exhausted));
   auto reopened = desk_of(must(load_issuer(dir.path() / "i2", now), "issuer-2"), "desk-2");
   EXPECT_EQ(reopened.tokens().ledger().find(id)->spent(), 1u);
@@ -751,7 +799,7 @@ TEST_F(identity_quorum, endorse_spends_the_token_and_records_the_key) {
   auto of_first = must(desk1.create_token(now, 1h, 1, rng), "token of issuer-1");
   EXPECT_TRUE(refused_with(desk2.endorse(endorse_request_for(key, "n1", of_first), now),
                            errc::token_unknown));
-  ASSERT_FALSE(desk2.merge_ledger(desk1.tokens().ledger(), now));
+  EXPECT_EQ(must(desk2.merge_ledger(desk1.tokens().ledger(), now), "merge"), 0u);
   EXPECT_TRUE(desk2.endorse(endorse_request_for(key, "n1", of_first), now));
 }
 

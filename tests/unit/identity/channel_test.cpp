@@ -1,6 +1,5 @@
 // The identity channel's wire (identity/channel.hpp): requests of every kind, sync and
-// renewal messages both ways, their bounds, hostile bytes, and the check that a sync's
-// sender is an issuer.
+// renewal messages both ways, their bounds and hostile bytes.
 #include <string>
 #include <variant>
 #include <vector>
@@ -26,8 +25,6 @@ using testing::refused_with;
 using testing::seeded_random;
 using testing::test_pki;
 
-std::vector<std::uint8_t> der_of(const certificate& cert) { return must(to_der(cert), "DER"); }
-
 class identity_channel : public ::testing::Test {
 protected:
   identity_channel() {
@@ -46,7 +43,7 @@ protected:
       msg.revocations.push_back(must(make_revocation(issuer, key, name, now), "statement"));
     }
     msg.ledger = ledger;
-    msg.issuer = der_of(pki.issuer().cert);
+    msg.ledger_seal = must(sign_ledger(issuer, ledger, "issuer-2", now), "seal");
     return msg;
   }
 
@@ -77,14 +74,17 @@ TEST_F(identity_channel, a_sync_request_round_trips) {
   EXPECT_EQ(got.revocations, sent.revocations);
   ASSERT_TRUE(got.ledger);
   EXPECT_EQ(*got.ledger, ledger);
-  EXPECT_EQ(got.issuer, sent.issuer);
+  EXPECT_EQ(got.ledger_seal.issuer, sent.ledger_seal.issuer);
+  EXPECT_EQ(got.ledger_seal.signature, sent.ledger_seal.signature);
+  EXPECT_EQ(got.ledger_seal.at, sent.ledger_seal.at);
+  EXPECT_TRUE(verify_ledger(*got.ledger, got.ledger_seal, "issuer-2", pki.bundle(), now));
   EXPECT_EQ(got.malformed, 0u);
   // A member's sync carries no ledger: none comes out, not an empty one.
   sync_message plain;
   plain.revocations = sent.revocations;
   auto back = must(decode_identity_request(must(encode_sync_request(plain), "encode")), "decode");
   EXPECT_FALSE(std::get<sync_message>(back).ledger);
-  EXPECT_TRUE(std::get<sync_message>(back).issuer.empty());
+  EXPECT_TRUE(std::get<sync_message>(back).ledger_seal.issuer.empty());
   EXPECT_FALSE(std::get<sync_message>(back).digest);
   // A periodic sync: the digest alone.
   sync_message digest_only;
@@ -357,19 +357,22 @@ TEST_F(identity_channel, flipped_or_truncated_endorse_bytes_never_crash_a_decode
   ERR_clear_error();
 }
 
-// -- issuer authentication ----------------------------------------------------------------------
-
 // -- keyring changes -------------------------------------------------------------------------------
 
 TEST_F(identity_channel, keyring_changes_round_trip_and_hostile_ones_are_refused) {
-  const keyring_change change{"install", "qvZ3iD8x3nb2M7sdrRPu+8Y3dTHtH9gkn0wXm0oc5Dk=",
-                              der_of(pki.issuer().cert)};
+  const std::string key = "qvZ3iD8x3nb2M7sdrRPu+8Y3dTHtH9gkn0wXm0oc5Dk=";
+  const keyring_change change{"install", key,
+                              must(sign_keyring_change(issuer, "install", key, "node-3", now),
+                                   "seal")};
   auto decoded = must(decode_identity_request(must(encode(change), "encode")), "decode");
   ASSERT_TRUE(std::holds_alternative<keyring_change>(decoded));
   const auto& got = std::get<keyring_change>(decoded);
   EXPECT_EQ(got.op, change.op);
   EXPECT_EQ(got.key, change.key);
-  EXPECT_EQ(got.issuer, change.issuer);
+  EXPECT_EQ(got.seal.issuer, change.seal.issuer);
+  EXPECT_EQ(got.seal.signature, change.seal.signature);
+  EXPECT_EQ(got.seal.at, change.seal.at);
+  EXPECT_TRUE(verify_keyring_change(got.op, got.key, got.seal, "node-3", pki.bundle(), now));
   EXPECT_EQ(must(decode_keyring_answer(encode_keyring_answer("0123456789abcdef")), "answer"),
             "0123456789abcdef");
   // The sender refuses an unknown operation.
@@ -408,34 +411,6 @@ TEST_F(identity_channel, keyring_changes_round_trip_and_hostile_ones_are_refused
     EXPECT_TRUE(result || is(result.error(), errc::bad_request)) << render(result.error());
   }
   ERR_clear_error();
-}
-
-TEST_F(identity_channel, an_issuer_is_a_ca_of_the_mesh_named_like_the_peer) {
-  const auto der = der_of(pki.issuer().cert);
-  auto who = must(authenticate_issuer(der, "issuer-1", pki.bundle(), now), "issuer-1");
-  EXPECT_EQ(who.node, "issuer-1");
-  EXPECT_EQ(who.key, must(spki_sha256(pki.issuer().cert), "spki"));
-  // Someone else's issuer certificate (public, anyone may hold a copy).
-  EXPECT_TRUE(
-      refused_with(authenticate_issuer(der, "node-3", pki.bundle(), now), errc::name_mismatch));
-  // A node certificate, nothing, garbage.
-  EXPECT_TRUE(refused_with(
-      authenticate_issuer(der_of(pki.node("node-3").leaf()), "node-3", pki.bundle(), now),
-      errc::not_an_issuer));
-  EXPECT_TRUE(
-      refused_with(authenticate_issuer({}, "node-3", pki.bundle(), now), errc::not_an_issuer));
-  const std::vector<std::uint8_t> garbage{0x30, 0x03, 0x01, 0x02, 0x03};
-  EXPECT_TRUE(
-      refused_with(authenticate_issuer(garbage, "node-3", pki.bundle(), now), errc::not_an_issuer));
-  // An issuer of another mesh, and an expired one.
-  test_pki other{now, "other.mesh"};
-  EXPECT_TRUE(
-      refused_with(authenticate_issuer(der_of(other.issuer().cert), "issuer-1", pki.bundle(), now),
-                   errc::untrusted_chain));
-  auto old = pki.make_issuer("issuer-0", now - 400 * 24h, 365 * 24h);
-  EXPECT_TRUE(refused_with(authenticate_issuer(der_of(old.cert), "issuer-0", pki.bundle(), now),
-                           errc::expired));
-  EXPECT_EQ(ERR_peek_error(), 0u) << "the error queue is drained";
 }
 
 } // namespace

@@ -372,13 +372,27 @@ TEST_F(identity_endorsement, a_revoked_issuer_key_does_not_vouch) {
 }
 
 TEST_F(identity_endorsement, an_issuers_own_node_certificate_meets_any_quorum) {
-  auto key = must(generate_key(), "key");
-  auto creds = must(self_issue(issuer1, "issuer-1", key, now), "self_issue");
-  test_node node{key, creds.certs};
+  // An issuer node presents a certificate for its issuer key.
+  auto creds = must(self_issue(issuer1, "issuer-1", issuer1.key, now), "self_issue");
+  test_node node{issuer1.key, creds.certs};
   EXPECT_EQ(must(quorum_of(node, 3), "quorum 3"), (std::vector<std::string>{"issuer-1"}));
   // Not so for another issuer's node certificate of that name.
   auto by_other = pki.node("issuer-1", second, now);
   EXPECT_TRUE(refused_with(quorum_of(by_other, 2), errc::quorum_not_met, "1 issuer (issuer-2)"));
+}
+
+TEST_F(identity_endorsement, a_leaf_with_an_issuers_name_but_another_key_is_no_issuer) {
+  // Issue 13, finding 1: a joiner admitted under the issuer's name got a leaf that names
+  // issuer-1 and is signed by issuer-1; it met any quorum although the root never vouched
+  // for its key.
+  auto key = must(generate_key(), "key");
+  auto creds = must(self_issue(issuer1, "issuer-1", key, now), "self_issue");
+  test_node node{key, creds.certs};
+  EXPECT_TRUE(refused_with(quorum_of(node, 2), errc::quorum_not_met, "1 issuer (issuer-1)"));
+  auto id = must(verify_peer(node.chain, pki.bundle(), {}, now), "verify");
+  EXPECT_FALSE(is_issuer_own_leaf(id));
+  auto own = must(self_issue(issuer1, "issuer-1", issuer1.key, now), "self_issue");
+  EXPECT_TRUE(is_issuer_own_leaf(must(verify_peer(own.certs, pki.bundle(), {}, now), "verify")));
 }
 
 TEST_F(identity_endorsement, a_quorum_of_one_is_met_by_the_signer) {

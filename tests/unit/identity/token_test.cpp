@@ -17,6 +17,16 @@ namespace {
 using namespace std::chrono_literals;
 using testing::seeded_random;
 
+/// A fresh key digest at each call: a redemption for a key no redemption used before.
+sha256_digest next_use() {
+  static std::uint32_t n = 0;
+  sha256_digest out{};
+  ++n;
+  for (int i = 0; i < 4; ++i)
+    out[i] = static_cast<std::uint8_t>(n >> (8 * i));
+  return out;
+}
+
 // -- fixtures: fake time, seeded randomness ---------------------------------------------------
 
 const unix_time t0{std::chrono::seconds{1'700'000'000}};
@@ -207,13 +217,13 @@ TEST(token_store, redeems_a_token_once_per_use) {
   auto token = must_create(store, rng, 3);
   auto text = must_encode(token);
   for (std::uint32_t use = 1; use <= 3; ++use) {
-    auto r = store.redeem(text, t0 + 1s, pin_a);
+    auto r = store.redeem(text, t0 + 1s, pin_a, next_use());
     ASSERT_TRUE(r) << render(r.error());
     EXPECT_EQ(r->id, token.id);
     EXPECT_EQ(r->use, use);
     EXPECT_EQ(r->issuer, "issuer-a");
   }
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 2s, pin_a), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 2s, pin_a, next_use()), errc::token_exhausted));
   EXPECT_EQ(store.ledger().find(token.id)->spent(), 3u);
 }
 
@@ -221,9 +231,9 @@ TEST(token_store, refuses_a_replayed_one_use_token) {
   seeded_random rng{5};
   auto store = make_store("issuer-a");
   auto text = must_encode(must_create(store, rng));
-  ASSERT_TRUE(store.redeem(text, t0, pin_a));
-  EXPECT_TRUE(refused_with(store.redeem(text, t0, pin_a), errc::token_exhausted));
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10s, pin_a), errc::token_exhausted));
+  ASSERT_TRUE(store.redeem(text, t0, pin_a, next_use()));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0, pin_a, next_use()), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10s, pin_a, next_use()), errc::token_exhausted));
 }
 
 TEST(token_store, refuses_a_forged_secret) {
@@ -233,10 +243,10 @@ TEST(token_store, refuses_a_forged_secret) {
   for (std::size_t i = 0; i < token.secret.size(); ++i) {
     auto forged = token;
     forged.secret[i] ^= 0x01;
-    EXPECT_TRUE(refused_with(store.redeem(must_encode(forged), t0, pin_a), errc::token_forged));
+    EXPECT_TRUE(refused_with(store.redeem(must_encode(forged), t0, pin_a, next_use()), errc::token_forged));
   }
   EXPECT_EQ(store.ledger().find(token.id)->spent(), 0u);
-  EXPECT_TRUE(store.redeem(must_encode(token), t0, pin_a));
+  EXPECT_TRUE(store.redeem(must_encode(token), t0, pin_a, next_use()));
 }
 
 TEST(token_store, refuses_a_token_whose_fields_disagree_with_the_record) {
@@ -250,22 +260,22 @@ TEST(token_store, refuses_a_token_whose_fields_disagree_with_the_record) {
   auto renamed = token;
   renamed.issuer = "issuer-b";
   for (const auto& forged : {longer, more, renamed})
-    EXPECT_TRUE(refused_with(store.redeem(must_encode(forged), t0, pin_a), errc::token_forged));
+    EXPECT_TRUE(refused_with(store.redeem(must_encode(forged), t0, pin_a, next_use()), errc::token_forged));
   // An expired token refreshed by hand is forged, not merely expired.
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(longer), t0 + 2h, pin_a), errc::token_forged));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(longer), t0 + 2h, pin_a, next_use()), errc::token_forged));
 }
 
 TEST(token_store, refuses_a_token_of_another_mesh) {
   seeded_random rng{8};
   auto store = make_store("issuer-a");
   auto token = must_create(store, rng);
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(token), t0, pin_b), errc::token_wrong_mesh));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(token), t0, pin_b, next_use()), errc::token_wrong_mesh));
   auto repinned = token;
   repinned.pin = pin_b;
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a), errc::token_wrong_mesh));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a, next_use()), errc::token_wrong_mesh));
   // The mesh check comes before the lookup: an unknown token of another mesh is wrong_mesh.
   repinned.id[0] ^= 0xff;
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a), errc::token_wrong_mesh));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a, next_use()), errc::token_wrong_mesh));
 }
 
 TEST(token_store, refuses_an_unknown_token) {
@@ -273,7 +283,7 @@ TEST(token_store, refuses_an_unknown_token) {
   auto a = make_store("issuer-a");
   auto b = make_store("issuer-b");
   auto text = must_encode(must_create(a, rng));
-  auto r = b.redeem(text, t0, pin_a);
+  auto r = b.redeem(text, t0, pin_a, next_use());
   EXPECT_TRUE(refused_with(r, errc::token_unknown));
   // The error names the id, never the secret.
   auto token = *decode(text);
@@ -286,18 +296,18 @@ TEST(token_store, refuses_a_token_at_and_after_its_expiry) {
   seeded_random rng{10};
   auto store = make_store("issuer-a");
   auto text = must_encode(must_create(store, rng, 5, 10min));
-  EXPECT_TRUE(store.redeem(text, t0 + 10min - 1s, pin_a));
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10min, pin_a), errc::token_expired));
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10min + 1s, pin_a), errc::token_expired));
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 30h, pin_a), errc::token_expired));
+  EXPECT_TRUE(store.redeem(text, t0 + 10min - 1s, pin_a, next_use()));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10min, pin_a, next_use()), errc::token_expired));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10min + 1s, pin_a, next_use()), errc::token_expired));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 30h, pin_a, next_use()), errc::token_expired));
 }
 
 TEST(token_store, checks_expiry_before_exhaustion) {
   seeded_random rng{11};
   auto store = make_store("issuer-a");
   auto text = must_encode(must_create(store, rng, 1, 1min));
-  ASSERT_TRUE(store.redeem(text, t0, pin_a));
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 1min, pin_a), errc::token_expired));
+  ASSERT_TRUE(store.redeem(text, t0, pin_a, next_use()));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 1min, pin_a, next_use()), errc::token_expired));
 }
 
 TEST(token_store, never_accepts_a_token_with_a_flipped_bit) {
@@ -312,7 +322,7 @@ TEST(token_store, never_accepts_a_token_with_a_flipped_bit) {
       auto flipped = text;
       flipped[i] = static_cast<char>(flipped[i] ^ (1 << bit));
       SCOPED_TRACE(::testing::Message() << "position " << i << " bit " << bit);
-      auto r = store.redeem(flipped, t0, pin_a);
+      auto r = store.redeem(flipped, t0, pin_a, next_use());
       ASSERT_FALSE(r) << flipped;
       // An altered id is unknown, an altered pin another mesh, any other field forged.
       EXPECT_TRUE(is(r.error(), errc::token_malformed) || is(r.error(), errc::token_forged) ||
@@ -328,7 +338,7 @@ TEST(token_store, never_accepts_a_token_with_a_flipped_bit) {
        {errc::token_malformed, errc::token_forged, errc::token_unknown, errc::token_wrong_mesh})
     EXPECT_GT(seen[code], 0u) << to_string(code);
   EXPECT_EQ(store.ledger().find(token.id)->spent(), 0u);
-  EXPECT_TRUE(store.redeem(text, t0, pin_a));
+  EXPECT_TRUE(store.redeem(text, t0, pin_a, next_use()));
 }
 
 // -- create: argument validation and randomness -----------------------------------------------
@@ -396,8 +406,11 @@ token_ledger random_ledger(std::uint64_t seed) {
     e.expiry = t0 + std::chrono::hours{id[0] + 1};
     e.uses = static_cast<std::uint16_t>(1 + id[0]);
     for (const auto& n : names)
-      if (auto count = gen() % 4; count > 0)
-        e.spends[n] = static_cast<std::uint32_t>(count);
+      for (auto count = gen() % 4; count > 0; --count) {
+        sha256_digest use{};
+        use[0] = static_cast<std::uint8_t>(gen() % 5); // overlapping spends across replicas
+        e.spends.insert({n, use});
+      }
     out.insert(id, std::move(e));
   }
   return out;
@@ -419,17 +432,17 @@ TEST(token_ledger, merge_is_commutative_associative_and_idempotent) {
     EXPECT_EQ(merged(a, a), a);
     EXPECT_EQ(merged(merged(a, b), c), merged(a, merged(b, c)));
     EXPECT_EQ(merged(merged(a, b), b), merged(a, b));
-    // The merge only grows spends of a surviving record.
+    // The merge never lowers a spend count, whichever record survives (issue 13,
+    // finding 2: a conflicting record used to erase the spends).
     auto ab = merged(a, b);
-    for (const auto& [id, e] : a.entries()) {
-      auto* m = ab.find(id);
-      ASSERT_NE(m, nullptr);
-      if (m->same_record(e)) {
+    for (const auto* side : {&a, &b})
+      for (const auto& [id, e] : side->entries()) {
+        auto* m = ab.find(id);
+        ASSERT_NE(m, nullptr);
         EXPECT_GE(m->spent(), e.spent());
-      } else {
-        ++conflicts;
+        if (!m->same_record(e))
+          ++conflicts;
       }
-    }
   }
   EXPECT_GT(conflicts, 0u); // the generator does make conflicting records
 }
@@ -462,9 +475,9 @@ TEST(token_store, a_token_spent_at_one_issuer_is_refused_at_another) {
   auto text = must_encode(token);
   b.merge_spent(a.ledger(), t0); // b learns the record (issuer gossip)
   ASSERT_NE(b.ledger().find(token.id), nullptr);
-  ASSERT_TRUE(a.redeem(text, t0, pin_a));
+  ASSERT_TRUE(a.redeem(text, t0, pin_a, next_use()));
   b.merge_spent(a.ledger(), t0); // ... and then the spend
-  EXPECT_TRUE(refused_with(b.redeem(text, t0, pin_a), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(b.redeem(text, t0, pin_a, next_use()), errc::token_exhausted));
 }
 
 TEST(token_store, a_token_created_elsewhere_is_redeemable_once_its_issuer_is_gone) {
@@ -476,15 +489,15 @@ TEST(token_store, a_token_created_elsewhere_is_redeemable_once_its_issuer_is_gon
   b.merge_spent(a.ledger(), t0);
   c.merge_spent(a.ledger(), t0);
   // issuer-a is gone: b redeems, c learns it, c redeems the last use, b learns that.
-  auto r1 = b.redeem(text, t0, pin_a);
+  auto r1 = b.redeem(text, t0, pin_a, next_use());
   ASSERT_TRUE(r1);
   EXPECT_EQ(r1->issuer, "issuer-a");
   c.merge_spent(b.ledger(), t0);
-  auto r2 = c.redeem(text, t0, pin_a);
+  auto r2 = c.redeem(text, t0, pin_a, next_use());
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->use, 2u);
   b.merge_spent(c.ledger(), t0);
-  EXPECT_TRUE(refused_with(b.redeem(text, t0, pin_a), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(b.redeem(text, t0, pin_a, next_use()), errc::token_exhausted));
   EXPECT_EQ(b.ledger(), c.ledger());
 }
 
@@ -496,13 +509,13 @@ TEST(token_store, concurrent_spends_before_gossip_are_all_counted) {
   auto b = make_store("issuer-b");
   auto text = must_encode(must_create(a, rng, 1));
   b.merge_spent(a.ledger(), t0);
-  ASSERT_TRUE(a.redeem(text, t0, pin_a));
-  ASSERT_TRUE(b.redeem(text, t0, pin_a));
+  ASSERT_TRUE(a.redeem(text, t0, pin_a, next_use()));
+  ASSERT_TRUE(b.redeem(text, t0, pin_a, next_use()));
   a.merge_spent(b.ledger(), t0);
   b.merge_spent(a.ledger(), t0);
   EXPECT_EQ(a.ledger(), b.ledger());
   EXPECT_EQ(a.ledger().entries().begin()->second.spent(), 2u);
-  EXPECT_TRUE(refused_with(a.redeem(text, t0, pin_a), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(a.redeem(text, t0, pin_a, next_use()), errc::token_exhausted));
 }
 
 TEST(token_store, merge_skips_entries_no_issuer_could_make_and_prunes) {
@@ -528,9 +541,9 @@ TEST(token_store, prune_keeps_expired_records_for_a_grace_period) {
   auto store = make_store("issuer-a");
   auto text = must_encode(must_create(store, rng, 1, 1h));
   EXPECT_EQ(store.prune(t0 + 1h + token_prune_grace - 1s), 0u);
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 2h, pin_a), errc::token_expired));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 2h, pin_a, next_use()), errc::token_expired));
   EXPECT_EQ(store.prune(t0 + 1h + token_prune_grace), 1u);
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 2h, pin_a), errc::token_unknown));
+  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 2h, pin_a, next_use()), errc::token_unknown));
 }
 
 // -- persistence ------------------------------------------------------------------------------
@@ -543,9 +556,9 @@ TEST(token_store, persists_records_and_spends_but_no_secret) {
   auto three = must_create(a, rng, 3, 3h);
   auto unused = must_create(a, rng, 5, 5h);
   b.merge_spent(a.ledger(), t0);
-  ASSERT_TRUE(a.redeem(must_encode(one), t0, pin_a));
-  ASSERT_TRUE(b.redeem(must_encode(three), t0, pin_a));
-  ASSERT_TRUE(a.redeem(must_encode(three), t0, pin_a));
+  ASSERT_TRUE(a.redeem(must_encode(one), t0, pin_a, next_use()));
+  ASSERT_TRUE(b.redeem(must_encode(three), t0, pin_a, next_use()));
+  ASSERT_TRUE(a.redeem(must_encode(three), t0, pin_a, next_use()));
   a.merge_spent(b.ledger(), t0);
   auto text = a.serialize();
   for (const auto& t : {one, three, unused}) {
@@ -560,16 +573,61 @@ TEST(token_store, persists_records_and_spends_but_no_secret) {
   EXPECT_EQ(restored->self(), "issuer-a");
   EXPECT_EQ(restored->serialize(), text);
   // After the restart: the spent token stays spent, the others keep their remaining uses.
-  EXPECT_TRUE(refused_with(restored->redeem(must_encode(one), t0, pin_a), errc::token_exhausted));
-  auto r = restored->redeem(must_encode(three), t0, pin_a);
+  EXPECT_TRUE(refused_with(restored->redeem(must_encode(one), t0, pin_a, next_use()), errc::token_exhausted));
+  auto r = restored->redeem(must_encode(three), t0, pin_a, next_use());
   ASSERT_TRUE(r);
   EXPECT_EQ(r->use, 3u);
-  EXPECT_TRUE(restored->redeem(must_encode(unused), t0, pin_a));
+  EXPECT_TRUE(restored->redeem(must_encode(unused), t0, pin_a, next_use()));
+}
+
+TEST(token_store, a_conflicting_record_never_erases_spends_or_replaces_the_creators) {
+  // Issue 13, finding 2: a re-sent record with an older `created` replaced the whole entry,
+  // spends included, and a one-use token admitted twice.
+  seeded_random rng{30};
+  auto a = make_store("issuer-a");
+  auto b = make_store("issuer-b");
+  auto token = must_create(a, rng, 1);
+  const auto text = must_encode(token);
+  ASSERT_TRUE(a.redeem(text, t0, pin_a, next_use()));
+  b.merge_spent(a.ledger(), t0);
+  token_ledger hostile;
+  auto copy = *a.ledger().find(token.id);
+  copy.created = copy.created - 1h; // sorts first
+  copy.spends.clear();
+  hostile.insert(token.id, copy);
+  a.merge_spent(hostile, t0);
+  b.merge_spent(hostile, t0);
+  EXPECT_EQ(a.ledger().find(token.id)->created, t0) << "the creator keeps its own record";
+  EXPECT_EQ(a.ledger().find(token.id)->spent(), 1u);
+  EXPECT_EQ(b.ledger().find(token.id)->spent(), 1u) << "the spend survives the conflict";
+  EXPECT_TRUE(refused_with(a.redeem(text, t0, pin_a, next_use()), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(b.redeem(text, t0, pin_a, next_use()), errc::token_exhausted));
+}
+
+TEST(token_store, reads_a_version_1_store_with_every_spend) {
+  const std::string hash(64, 'a');
+  const std::string v1 = "starling-tokens 1\n"
+                         "token 0011223344556677 issuer-a 1700000000 1700003600 3 " + hash +
+                         " issuer-a:2 issuer-b:1\n"
+                         "end 1\n";
+  auto restored = token_store::deserialize(v1, "issuer-a");
+  ASSERT_TRUE(restored) << render(restored.error());
+  const auto& entry = restored->ledger().entries().begin()->second;
+  EXPECT_EQ(entry.spent(), 3u);
+  EXPECT_TRUE(entry.seal_signature.empty());
+  // Written back as version 2; two issuers converting the same counts agree.
+  auto again = token_store::deserialize(restored->serialize(), "issuer-a");
+  ASSERT_TRUE(again) << render(again.error());
+  EXPECT_EQ(again->ledger(), restored->ledger());
+  auto other = token_store::deserialize(v1, "issuer-b");
+  ASSERT_TRUE(other) << render(other.error());
+  other->merge_spent(restored->ledger(), unix_time{std::chrono::seconds{1700000000}});
+  EXPECT_EQ(other->ledger().entries().begin()->second.spent(), 3u);
 }
 
 TEST(token_store, persists_an_empty_store) {
   auto store = make_store("issuer-a");
-  EXPECT_EQ(store.serialize(), "starling-tokens 1\nend 0\n");
+  EXPECT_EQ(store.serialize(), "starling-tokens 2\nend 0\n");
   auto restored = token_store::deserialize(store.serialize(), "issuer-a");
   ASSERT_TRUE(restored) << render(restored.error());
   EXPECT_TRUE(restored->ledger().entries().empty());
@@ -579,7 +637,7 @@ TEST(token_store, refuses_malformed_persisted_text) {
   seeded_random rng{20};
   auto a = make_store("issuer-a");
   auto text_a = must_encode(must_create(a, rng, 2));
-  ASSERT_TRUE(a.redeem(text_a, t0, pin_a));
+  ASSERT_TRUE(a.redeem(text_a, t0, pin_a, next_use()));
   must_create(a, rng, 1);
   auto good = a.serialize();
   // Every truncation fails: nothing is silently lost.
@@ -588,6 +646,9 @@ TEST(token_store, refuses_malformed_persisted_text) {
     EXPECT_TRUE(refused_with(token_store::deserialize(good.substr(0, k), "issuer-a"),
                              errc::invalid_argument));
   }
+  const auto spend_at = good.find(" issuer-a:");
+  ASSERT_NE(spend_at, std::string::npos);
+  const auto spend = good.substr(spend_at, 10 + 64);
   auto first_token = good.find("token ");
   auto line = good.substr(first_token, good.find('\n', first_token) - first_token);
   auto replace = [&](std::string_view from, std::string_view to) {
@@ -599,7 +660,7 @@ TEST(token_store, refuses_malformed_persisted_text) {
   const std::vector<std::string> bad{
       "",
       "garbage\n",
-      replace("starling-tokens 1", "starling-tokens 2"),
+      replace("starling-tokens 2", "starling-tokens 3"),
       replace("end 2", "end 3"),
       replace("end 2", "end x"),
       good + "token\n",
@@ -607,17 +668,21 @@ TEST(token_store, refuses_malformed_persisted_text) {
       replace(line, line + "\n" + line), // duplicate id
       replace(line, line.substr(0, 30)), // too few fields
       replace(" issuer-a ", " bad/name "),
-      replace(" issuer-a:1", " issuer-a:0"),
-      replace(" issuer-a:1", " issuer-a:1 issuer-a:1"),
-      replace(" issuer-a:1", " issuer-a:-1"),
-      replace(" issuer-a:1", " issuer-a"),
+      replace(spend, " issuer-a:00"),                    // a spend key that is not 64 hex
+      replace(spend, spend + spend),                     // one spend twice
+      replace(spend, " issuer-a:" + std::string(64, 'G')),
+      replace(spend, " issuer-a"),
+      replace(spend, " bad/name" + spend.substr(9)),
+      replace(" - ", " zz "),                            // a seal that is not hex
       replace(" 2 ", " 0 "), // uses out of range
       replace(" 2 ", " 1001 "),
       replace(" 2 ", " 70000 "),
       replace(" 1700000000 ", " -5 "),
       replace(" 1700000000 ", " 99999999999999999999999 "),
       replace("token ", "token zz"),
-      std::string{"starling-tokens 1\r\nend 0\r\n"},
+      std::string{"starling-tokens 2\r\nend 0\r\n"},
+      std::string{"starling-tokens 1\ntoken 0011223344556677 issuer-a 1700000000 1700003600 "
+                  "2 " + std::string(64, 'a') + " issuer-a:0\nend 1\n"}, // v1: a zero count
   };
   for (const auto& in : bad) {
     SCOPED_TRACE(in);
