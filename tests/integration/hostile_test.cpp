@@ -1,0 +1,229 @@
+// Hostile tests of the trust layer with real agents on 127.0.0.1 (port 0), issue 13. The
+// attacker is test code that speaks the wire (the identity channel over TLS on the gossip
+// port), holding what a real attacker would: one valid join token, then the node
+// certificate it got with it, or a leaf that carries an issuer's name (what a joiner was
+// given before names were checked). Each attack below succeeded against the code before
+// the fix. Every wait polls with a deadline.
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+
+#include "gossip/errc.hpp"
+#include "gossip/transport.hpp"
+#include "identity/admission.hpp"
+#include "identity/authority.hpp"
+#include "identity/channel.hpp"
+#include "identity/errc.hpp"
+#include "identity/tls.hpp"
+#include "identity/token.hpp"
+#include "tests/support/mesh_test.hpp"
+
+namespace st = starling::testing;
+namespace si = starling::identity;
+namespace sg = starling::gossip;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// The attacker's TLS: one context, client role only.
+class attacker_tls final : public sg::stream_security {
+public:
+  explicit attacker_tls(std::shared_ptr<const si::tls_context> ctx) : ctx_(std::move(ctx)) {}
+
+  caf::expected<SSL*> new_session(bool, std::optional<std::string> expected) override {
+    auto ssl = ctx_->new_session(si::tls_role::client, std::move(expected));
+    if (!ssl)
+      return std::move(ssl.error());
+    return ssl->release();
+  }
+  std::optional<std::string> peer_name(const SSL* ssl) override {
+    const auto* peer = si::tls_context::peer_of(ssl);
+    if (peer == nullptr || !peer->identity)
+      return std::nullopt;
+    return peer->identity->node;
+  }
+  caf::error refusal(const SSL* ssl) override { return si::tls_context::refusal_of(ssl); }
+
+private:
+  std::shared_ptr<const si::tls_context> ctx_;
+};
+
+/// The text of an error as the attacker reads it.
+std::string text_of(const caf::error& err) {
+  return err.category() == sg::errc_category ? sg::render(err) : si::render(err);
+}
+
+class hostile_test : public st::mesh_test {
+protected:
+  hostile_test() : mesh_test("starling-it-hostile") {}
+
+  /// Asks `seed` for admission as `name` with `tokens`, as a joiner (pinned root, no
+  /// certificate). The node credentials on success.
+  caf::expected<si::node_credentials> join_as(const std::string& seed, const std::string& name,
+                                              const std::vector<std::string>& tokens) {
+    auto token = si::decode(tokens.front());
+    if (!token)
+      return token.error();
+    si::tls_options opts;
+    opts.pinned_root = token->pin;
+    auto ctx = si::tls_context::make(std::move(opts));
+    if (!ctx)
+      return ctx.error();
+    auto key = si::generate_key();
+    if (!key)
+      return key.error();
+    attacker_tls tls{*ctx};
+    auto answer = sg::admission_exchange(
+        seed, tls,
+        [&](const SSL* ssl) -> caf::expected<std::string> {
+          const auto* peer = si::tls_context::peer_of(ssl);
+          if (peer == nullptr || !peer->identity)
+            return si::make_error(si::errc::no_certificate, "the seed is unverified");
+          auto csr = si::make_csr(*key, peer->identity->mesh, name);
+          if (!csr)
+            return csr.error();
+          return si::encode(si::admission_request{name, std::move(*csr), tokens, {}});
+        },
+        5s);
+    if (!answer)
+      return answer.error();
+    auto grant = si::decode_admission_grant(*answer);
+    if (!grant)
+      return grant.error();
+    return si::accept_grant(*grant, *key, name, token->pin, std::chrono::system_clock::now());
+  }
+
+  /// Sends `request` (an encoded IdentityRequest) to member `target` at `address` over mutual
+  /// TLS as the holder of `creds`; the encoded answer.
+  static caf::expected<std::string> send_as(const si::node_credentials& creds,
+                                            const std::string& address, const std::string& target,
+                                            const std::string& request) {
+    si::tls_options opts;
+    opts.key = creds.key;
+    opts.certs = creds.certs;
+    opts.trust = std::make_shared<si::trust_state>(creds.bundle);
+    auto ctx = si::tls_context::make(std::move(opts));
+    if (!ctx)
+      return ctx.error();
+    attacker_tls tls{*ctx};
+    (void)target; // the server is checked against the bundle; any member name is accepted
+    return sg::admission_exchange(
+        address, tls, [&](const SSL*) -> caf::expected<std::string> { return request; }, 5s);
+  }
+};
+
+TEST_F(hostile_test, one_token_buys_no_issuer_name_and_no_issuer_authority) {
+  const auto ca = make_root("h.mesh", "ca");
+  const auto dir_a = make_issuer(ca, "node-a");
+  auto& a = start("node-a", {}, {"--issuer", dir_a.string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  auto& b = start("node-b", {a.info.gossip}, {"--token", token_of(a, "1")});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(2); })) << "the mesh did not form";
+
+  // Finding 1: one valid token, and the attacker asks for the issuer's name, then for a
+  // live member's. Both refused before the token is spent: it still admits a fresh name.
+  const auto token = token_of(a, "1");
+  auto as_issuer = join_as(a.info.gossip, "node-a", {token});
+  ASSERT_FALSE(as_issuer) << "admitted under the issuer's own name";
+  EXPECT_NE(text_of(as_issuer.error()).find("name_taken"), std::string::npos)
+      << text_of(as_issuer.error());
+  auto as_member = join_as(a.info.gossip, "node-b", {token});
+  ASSERT_FALSE(as_member) << "admitted under a live member's name";
+  EXPECT_NE(text_of(as_member.error()).find("name_taken"), std::string::npos)
+      << text_of(as_member.error());
+  // Through a seed that is no issuer: it forwards, the issuer refuses.
+  auto via_b = join_as(b.info.gossip, "node-a", {token});
+  ASSERT_FALSE(via_b);
+  EXPECT_NE(text_of(via_b.error()).find("name_taken"), std::string::npos)
+      << text_of(via_b.error());
+  auto mallory = join_as(a.info.gossip, "mallory", {token});
+  ASSERT_TRUE(mallory) << text_of(mallory.error());
+  auto view = certs_of(a);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->at("issuer").at("names_refused"), 3) << view->dump();
+
+  // A leaf that names the issuer but certifies another key: what the hostile test got
+  // before names were checked (made here with the issuer's offline material). It passes
+  // the TLS handshake as "node-a"; it must not pass for the issuer anywhere.
+  auto material = si::load_issuer(dir_a, std::chrono::system_clock::now());
+  ASSERT_TRUE(material) << si::render(material.error());
+  auto rogue_key = si::generate_key();
+  ASSERT_TRUE(rogue_key);
+  auto rogue = si::self_issue(*material, "node-a", *rogue_key, std::chrono::system_clock::now());
+  ASSERT_TRUE(rogue) << si::render(rogue.error());
+  // The issuer's certificate is public (every chain carries it): sign with the rogue key
+  // under it.
+  auto forged = *material;
+  forged.key = *rogue_key;
+  const auto now = std::chrono::system_clock::now();
+
+  // Install and use its own gossip key on node-b: refused, counted, keyring unchanged.
+  const auto keys_of = [](const st::agent_node& n) {
+    auto ring = st::cli_json({"keyring", "list", "--admin", n.info.admin, "--json"});
+    return ring ? ring->at("keys") : nlohmann::json{};
+  };
+  const auto keys_before = keys_of(b);
+  ASSERT_EQ(keys_before.size(), 1u);
+  const auto new_key = cli_line({"keyring", "generate"});
+  auto seal = si::sign_keyring_change(forged, "install", new_key, "node-b", now);
+  ASSERT_TRUE(seal);
+  auto change = si::encode(si::keyring_change{"install", new_key, *seal});
+  ASSERT_TRUE(change);
+  auto answer = send_as(*rogue, b.info.gossip, "node-b", *change);
+  ASSERT_FALSE(answer) << "a rogue 'node-a' installed a gossip key on node-b";
+  EXPECT_NE(text_of(answer.error()).find("bad_signature"), std::string::npos)
+      << text_of(answer.error());
+  auto b_view = certs_of(b);
+  ASSERT_TRUE(b_view);
+  EXPECT_EQ(b_view->at("sync").at("keyring_refused"), 1) << b_view->dump();
+  EXPECT_EQ(keys_of(b), keys_before);
+
+  // Plant a self-minted token in the issuer's ledger, then use it: refused, the token
+  // unknown. The record claims node-a made it; the ledger is signed with the rogue key.
+  si::join_token minted;
+  minted.id = {0xba, 0xd0, 0x70, 0x4e, 0x11, 0x22, 0x33, 0x44};
+  minted.secret.fill(0x5a);
+  minted.expiry = std::chrono::floor<std::chrono::seconds>(now + 1h);
+  minted.uses = 3;
+  minted.pin = material->pin;
+  minted.issuer = "node-a";
+  auto minted_text = si::encode(minted);
+  ASSERT_TRUE(minted_text);
+  si::token_entry record;
+  record.issuer = "node-a";
+  ASSERT_EQ(EVP_Digest(minted.secret.data(), minted.secret.size(), record.secret_hash.data(),
+                       nullptr, EVP_sha256(), nullptr),
+            1);
+  record.created = std::chrono::floor<std::chrono::seconds>(now);
+  record.expiry = minted.expiry;
+  record.uses = minted.uses;
+  ASSERT_FALSE(si::seal_token_record(forged, minted.id, record)); // signed, by the wrong key
+  si::token_ledger planted;
+  planted.insert(minted.id, record);
+  si::sync_message sync;
+  sync.ledger = planted;
+  auto ledger_seal = si::sign_ledger(forged, planted, "node-a", now);
+  ASSERT_TRUE(ledger_seal);
+  sync.ledger_seal = *ledger_seal;
+  auto sync_bytes = si::encode_sync_request(sync);
+  ASSERT_TRUE(sync_bytes);
+  ASSERT_TRUE(send_as(*rogue, a.info.gossip, "node-a", *sync_bytes)); // answered, not merged
+  view = certs_of(a);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->at("sync").at("ledgers_refused"), 1) << view->dump();
+  auto ghost = join_as(a.info.gossip, "ghost", {*minted_text});
+  ASSERT_FALSE(ghost) << "a self-minted token admitted a node";
+  EXPECT_NE(text_of(ghost.error()).find("token_unknown"), std::string::npos)
+      << text_of(ghost.error());
+
+  // The mesh is whole: the attacks changed nothing for its members.
+  EXPECT_TRUE(all_alive(2));
+}
+
+} // namespace
