@@ -90,6 +90,7 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
         own["admitted"] = issuer->admitted;
         own["refused"] = issuer->refused;
         own["names_refused"] = issuer->names_refused;
+        own["keyring_rotations"] = issuer->keyring_rotations;
         own["endorsed"] = issuer->endorsed;
       }
       doc["issuer"] = std::move(own);

@@ -31,6 +31,8 @@ struct issuer_summary {
   /// Admissions and endorsements refused because the name was taken (an issuer's, a live
   /// member's, or certified for another key) since start; counted in `refused` too.
   std::uint64_t names_refused = 0;
+  /// Gossip keyring rotations this issuer completed after a revocation since start.
+  std::uint64_t keyring_rotations = 0;
 };
 
 /// One revocation statement as the view shows it.

@@ -21,6 +21,7 @@
 #include "identity/authority.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
+#include "identity/keyring.hpp"
 
 namespace starling::actors {
 
@@ -97,7 +98,11 @@ struct endorsement_collection {
 
 /// A keyring change this issuer pushes to every alive member, until all have answered.
 struct keyring_push {
-  caf::response_promise promise;
+  /// Called once every member answered, with the JSON report, the members that applied
+  /// the change and the members asked (this node counts in both).
+  std::function<void(std::string report, std::size_t done, std::size_t total)> finished;
+  /// Members not to tell (a node being revoked).
+  std::set<std::string> exclude;
   std::string op;
   /// The key id the change names.
   std::string id;
@@ -147,6 +152,12 @@ struct identity_state {
   /// Keyring changes being pushed to the members, by id.
   std::map<std::uint64_t, keyring_push> keyring_pushes;
   std::uint64_t next_keyring_push = 0;
+  /// A keyring rotation after a revocation is under way (install, use, remove), and
+  /// another was asked for meanwhile (run once this one is done).
+  bool rotation_in_flight = false;
+  std::set<std::string> rotation_again;
+  /// Rotations completed since start.
+  std::uint64_t rotations = 0;
   std::uint64_t admitted = 0;
   std::uint64_t refused = 0;
   std::uint64_t endorsed = 0;
@@ -170,6 +181,7 @@ issuer_summary summarize(const identity_state& st, identity::time_point now) {
   out.refused = st.refused;
   out.endorsed = st.endorsed;
   out.names_refused = st.names_refused;
+  out.keyring_rotations = st.rotations;
   if (!st.desk)
     return out;
   const auto secs = std::chrono::floor<std::chrono::seconds>(now);
@@ -520,6 +532,8 @@ void push_revocations(identity_actor_t* self, const std::string& node,
           });
 }
 
+void rotate_keyring(identity_actor_t* self, std::set<std::string> revoked_nodes);
+
 /// `starling revoke NODE [--key sha256:HEX]` on an issuer.
 caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& node,
                                    const std::string& key_text) {
@@ -587,6 +601,7 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
   }
   on_learned(self, fresh); // logs, trust (minus the withheld keys)
   push_revocations(self, node, std::move(withheld));
+  rotate_keyring(self, {node});
   return answer;
 }
 
@@ -1020,7 +1035,8 @@ void finish_keyring_push(identity_actor_t* self, std::uint64_t id) {
   spdlog::info("keyring {} of key {}: {} of {} alive members", push.op, push.id, done,
                push.members.size());
   nlohmann::ordered_json doc{{"op", push.op}, {"id", push.id}, {"members", std::move(members)}};
-  push.promise.deliver(doc.dump());
+  if (push.finished)
+    push.finished(doc.dump(), done, push.members.size());
 }
 
 void on_keyring_result(identity_actor_t* self, keyring_result_msg& msg) {
@@ -1047,16 +1063,14 @@ void on_keyring_result(identity_actor_t* self, keyring_result_msg& msg) {
   finish_keyring_push(self, msg.push);
 }
 
-/// `starling keyring install|use|remove` for the whole mesh, on an issuer: applied here
-/// first, then pushed to every alive member over the identity channel, in parallel.
-caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::string& op,
-                                         const std::string& arg) {
+/// Applies keyring change `op` of `arg` here, then pushes it to every alive member but
+/// `exclude` over the identity channel, in parallel, each signed for its receiver.
+/// `finished` runs once all answered. Returns the key id, or why this node refused.
+caf::expected<std::string>
+start_keyring_push(identity_actor_t* self, const std::string& op, const std::string& arg,
+                   std::set<std::string> exclude,
+                   std::function<void(std::string, std::size_t, std::size_t)> finished) {
   auto& st = self->state;
-  if (!st.desk)
-    return make_error(errc::request_failed,
-                      "only an issuer changes the keyring of the whole mesh, and this node is "
-                      "not one: run the command on an issuer, or add --local to change this "
-                      "node's keyring alone");
   // Encoded first: a change the wire cannot carry is refused before this node applies it.
   // Each member gets the change signed for it (below); this one only checks the encoding.
   auto bytes = identity::encode(identity::keyring_change{op, arg, {}});
@@ -1068,11 +1082,11 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
                       here.rfind("error: ", 0) == 0 ? here.substr(7) : here);
   const auto push_id = ++st.next_keyring_push;
   auto& push = st.keyring_pushes[push_id];
-  push.promise = self->make_response_promise();
+  push.finished = std::move(finished);
+  push.exclude = std::move(exclude);
   push.op = op;
   push.id = here.substr(3);
   push.members.emplace_back(st.params.name, std::string{});
-  auto promise = push.promise;
   self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
       .then(
           [=](std::vector<std::string>& names, std::vector<std::string>&,
@@ -1082,7 +1096,7 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
             if (it == st.keyring_pushes.end())
               return;
             for (const auto& node : names) {
-              if (node == st.params.name)
+              if (node == st.params.name || it->second.exclude.contains(node))
                 continue;
               // Signed by this issuer's key for this member: no member can pass it on to
               // another, and no name alone makes a change (issue 13, finding 1).
@@ -1112,7 +1126,91 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
                          why(err));
             finish_keyring_push(self, push_id);
           });
+  return push.id;
+}
+
+/// `starling keyring install|use|remove` for the whole mesh, on an issuer: applied here
+/// first, then pushed to every alive member; the admin gets the report.
+caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::string& op,
+                                         const std::string& arg) {
+  auto& st = self->state;
+  if (!st.desk)
+    return make_error(errc::request_failed,
+                      "only an issuer changes the keyring of the whole mesh, and this node is "
+                      "not one: run the command on an issuer, or add --local to change this "
+                      "node's keyring alone");
+  auto promise = self->make_response_promise<std::string>();
+  auto started = start_keyring_push(self, op, arg, {},
+                                    [promise](std::string report, std::size_t, std::size_t) mutable {
+                                      promise.deliver(std::move(report));
+                                    });
+  if (!started)
+    return started.error();
   return promise;
+}
+
+// -- keyring rotation after a revocation (issue 13, finding 5) ----------------------------------
+
+/// One step of a rotation is done: go on with `next`, or finish.
+void rotation_step(identity_actor_t* self, const std::string& op, const std::string& arg,
+                   const std::set<std::string>& exclude, std::function<void()> next) {
+  auto started = start_keyring_push(
+      self, op, arg, exclude,
+      [self, op, next = std::move(next)](std::string, std::size_t done, std::size_t total) {
+        if (done < total)
+          spdlog::warn("keyring rotation: {} reached {} of {} alive members; the others must "
+                       "be given the keyring again (starling keyring install|use on an issuer)",
+                       op, done, total);
+        next();
+      });
+  if (!started) {
+    auto& st = self->state;
+    st.rotation_in_flight = false;
+    spdlog::error("keyring rotation after a revocation stopped at '{}': {}", op,
+                  message_of(started.error()));
+  }
+}
+
+/// The rotation is over: run the one asked for meanwhile, if any.
+void rotation_done(identity_actor_t* self, const std::string& new_id, const std::string& old_id) {
+  auto& st = self->state;
+  st.rotation_in_flight = false;
+  ++st.rotations;
+  spdlog::info("keyring rotated after a revocation: key {} in use, {} removed on every member "
+               "told",
+               new_id, old_id);
+  if (!st.rotation_again.empty())
+    rotate_keyring(self, std::exchange(st.rotation_again, {}));
+}
+
+/// A revoked node holds the gossip keyring: a new key is installed on every alive member
+/// but the revoked ones, then used, then the old key removed, each step once the one
+/// before reached every member (a member that missed a step keeps working on the old key
+/// until the removal). Issuers with a keyring only.
+void rotate_keyring(identity_actor_t* self, std::set<std::string> revoked_nodes) {
+  auto& st = self->state;
+  if (!st.desk || !st.params.sealer)
+    return;
+  if (st.rotation_in_flight) {
+    st.rotation_again.insert(revoked_nodes.begin(), revoked_nodes.end());
+    return;
+  }
+  const auto old_id = st.params.sealer->view().primary;
+  auto key = identity::generate_gossip_key();
+  if (!key) {
+    spdlog::error("keyring rotation after a revocation: {}", identity::render(key.error()));
+    return;
+  }
+  st.rotation_in_flight = true;
+  const auto text = identity::to_base64(*key);
+  const auto new_id = identity::to_hex(identity::id_of(*key));
+  spdlog::info("rotating the gossip keyring: the revoked node(s) hold key {}", old_id);
+  rotation_step(self, "install", text, revoked_nodes, [=] {
+    rotation_step(self, "use", new_id, revoked_nodes, [=] {
+      rotation_step(self, "remove", old_id, revoked_nodes,
+                    [=] { rotation_done(self, new_id, old_id); });
+    });
+  });
 }
 
 /// An issuer pushes a keyring change to this member.

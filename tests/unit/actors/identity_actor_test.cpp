@@ -18,10 +18,12 @@
 #include "actors/admission_msgs.hpp"
 #include "actors/atoms.hpp"
 #include "actors/identity_actor.hpp"
+#include "actors/keyring_sealer.hpp"
 #include "gossip/errc.hpp"
 #include "identity/authority.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
+#include "identity/keyring.hpp"
 #include "tests/support/caf_test.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/seeded_random.hpp"
@@ -122,6 +124,7 @@ protected:
     p.data_dir = dir_.path() / "data";
     p.cert_ttl = cert_ttl_;
     p.clock = [clock = clock_] { return *clock; };
+    p.sealer = sealer_;
     actor_ = sa::spawn_identity_actor(sys, supervisor_, std::move(p));
     sched.run();
   }
@@ -169,6 +172,8 @@ protected:
   st::temp_dir dir_{"starling-identity-actor"};
   std::shared_ptr<supervisor_log> log_ = std::make_shared<supervisor_log>();
   caf::actor supervisor_;
+  /// The gossip keyring start() hands the actor (null: none).
+  std::shared_ptr<sa::keyring_sealer> sealer_;
   caf::actor actor_;
   std::shared_ptr<sa::node_identity> id_;
   /// The identity actor's clock (certificates are checked and signed against it).
@@ -341,6 +346,46 @@ TEST_F(identity_actor_test, revoke_signs_pushes_and_withholds_until_the_node_was
   EXPECT_TRUE(id_->trust->current()->revoked.contains(key3));
   EXPECT_EQ(log_->bans, (std::vector<std::string>{"node-3"}));
   EXPECT_EQ(certs().at("revocations").size(), 1u);
+}
+
+TEST_F(identity_actor_test, a_revocation_rotates_the_gossip_keyring_on_the_other_members) {
+  // Issue 13, finding 5: a revoked node kept the keyring and went on injecting gossip.
+  const auto first = must(si::generate_gossip_key(), "key");
+  sealer_ = must(sa::keyring_sealer::make(si::keyring{first}, {}), "sealer");
+  const auto old_id = sealer_->view().primary;
+  start(identity_of("issuer-1", &pki.issuer()));
+  log_->alive = {"node-2", "node-3"};
+  const auto key3 = key_of(pki.node("node-3").leaf());
+  ASSERT_EQ(ask(sa::revoke_atom::value, std::string{"node-3"}, si::format_pin(key3)),
+            "revoked " + si::format_pin(key3) + " (node node-3)\n");
+  // Each step goes to node-2 only (never to the revoked node), signed for it; the next
+  // step starts once node-2 answered.
+  std::vector<std::string> steps;
+  std::size_t seen = 0;
+  for (int round = 0; round < 3; ++round) {
+    sched.run();
+    std::optional<std::size_t> step;
+    std::string id;
+    for (; seen < log_->forwards.size(); ++seen) {
+      auto req = must(si::decode_identity_request(log_->forwards[seen].request), "request");
+      if (auto* change = std::get_if<si::keyring_change>(&req)) {
+        EXPECT_EQ(log_->forwards[seen].issuer, "node-2");
+        EXPECT_TRUE(si::verify_keyring_change(change->op, change->key, change->seal, "node-2",
+                                              pki.bundle(), now));
+        steps.push_back(change->op);
+        step = seen;
+        id = si::to_hex(must(si::keyring::resolve(change->key), "id"));
+      }
+    }
+    ASSERT_TRUE(step) << "no keyring step " << round;
+    log_->forwards[*step].done(si::encode_keyring_answer(id));
+  }
+  sched.run();
+  EXPECT_EQ(steps, (std::vector<std::string>{"install", "use", "remove"}));
+  const auto ring = sealer_->view();
+  EXPECT_NE(ring.primary, old_id);
+  EXPECT_EQ(ring.ids, (std::vector<std::string>{ring.primary})) << "the old key is gone";
+  EXPECT_EQ(certs().at("issuer").at("keyring_rotations"), 1);
 }
 
 // -- renewal -------------------------------------------------------------------------------------
