@@ -918,19 +918,34 @@ private:
     const auto ep = socket.remote_endpoint(ep_ec);
     const auto remote = ep_ec ? std::string{"?"} : render_endpoint(ep.address(), ep.port());
     const auto source = ep_ec ? std::string{} : render_source(ep.address());
-    // One source may hold only so many: many connections from one address cannot starve
-    // the others (nor, with the budget, make us buffer for all of them).
+    // One source may hold only so many: connections from one address cannot take all the
+    // slots (nor much of the budget). When its share is full, its oldest connection without
+    // a whole request yet makes room, as below; with every one of them served, the newcomer
+    // is closed. (Members on one host, or behind one NAT, share a source.)
     if (!source.empty() && per_source_count(source) >= cfg_.max_connections_per_source) {
       stats_.source_refused.fetch_add(1, std::memory_order_relaxed);
-      stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-      asio::error_code ignored;
-      socket.close(ignored);
-      drop(make_error(errc::io_failure,
-                      "too many connections from " + source + " (max_connections_per_source " +
-                          std::to_string(cfg_.max_connections_per_source) + ")"),
-           remote);
-      arm_accept();
-      return;
+      const auto why = "max_connections_per_source (" +
+                       std::to_string(cfg_.max_connections_per_source) + ") reached from " + source;
+      inbound_ptr victim;
+      for (const auto& entry : inbound_) {
+        if (entry.second->source == source && !entry.second->requested) {
+          victim = entry.second; // a copy: closing erases the map entry
+          break;
+        }
+      }
+      if (victim) {
+        fail_inbound(victim,
+                     make_error(errc::io_failure,
+                                "evicted: " + why + " before a whole request arrived"),
+                     false);
+      } else {
+        stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+        asio::error_code ignored;
+        socket.close(ignored);
+        drop(make_error(errc::io_failure, "closed at accept: " + why), remote);
+        arm_accept();
+        return;
+      }
     }
     // Full: make room by closing the oldest connection that has not sent a whole request
     // yet. Real push-pulls send theirs within a round trip, so a peer holding connections
@@ -1031,12 +1046,13 @@ private:
   /// body is buffered, beyond the one read chunk that brought the prefix): refuses a frame
   /// over max_anonymous_frame from a client without a certificate, and one that does not
   /// fit what is left of the inbound budget; else reserves its length from the budget. An
-  /// error means: answer it and close. A length over limits.max_frame is left to the reader.
+  /// error means: answer it and close. A member's length over limits.max_frame (or of 0) is
+  /// left to the reader, which refuses it.
   caf::error admit_frame(inbound_conn& conn) {
     if (conn.reserved > 0)
       return {};
     const auto length = conn.reader.announced();
-    if (!length || *length == 0 || *length > cfg_.limits.max_frame)
+    if (!length || *length == 0)
       return {};
     if (cfg_.security && !conn.peer && *length > cfg_.max_anonymous_frame) {
       stats_.anonymous_refused.fetch_add(1, std::memory_order_relaxed);
@@ -1045,6 +1061,8 @@ private:
                             std::to_string(*length) + " bytes; at most " +
                             std::to_string(cfg_.max_anonymous_frame) + " (admission only)");
     }
+    if (*length > cfg_.limits.max_frame)
+      return {};
     if (*length > cfg_.inbound_budget - inbound_buffered_) {
       stats_.budget_refused.fetch_add(1, std::memory_order_relaxed);
       return make_error(errc::oversized,
@@ -1235,9 +1253,10 @@ private:
       return;
     conn->closed = true;
     conn->deadline.cancel();
-    conn->stream.close();
+    // Accounting first: once the peer sees the close, its source has room again.
     release_frame(*conn);
     release_source(*conn);
+    conn->stream.close();
     // The reader may hold up to a frame: free it now, not when the last handler lets go.
     conn->reader = frame_reader{};
     inbound_.erase(conn->id);

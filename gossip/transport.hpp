@@ -85,8 +85,10 @@ struct transport_config {
   /// before anything is buffered (counted in budget_refused). At least limits.max_frame, so
   /// that one full-size push-pull always fits.
   std::size_t inbound_budget = 32u << 20;
-  /// Inbound TCP connections open at once from one source address (any port); more are
-  /// closed at accept (counted in source_refused). At least 1.
+  /// Inbound TCP connections open at once from one source address (any port). A newcomer
+  /// beyond it evicts that source's oldest connection without a whole request yet (so a
+  /// slowloris only evicts its own), else is closed at accept; either counts in
+  /// source_refused. At least 1.
   std::size_t max_connections_per_source = 16;
   /// Inbound TCP connections open at once in all. When full, the oldest one without a whole
   /// request yet is evicted for a newcomer, else the newcomer is closed. At least 1.
@@ -135,8 +137,8 @@ struct transport_stats {
   /// Inbound frames refused at their length prefix: more than what was left of
   /// inbound_budget.
   std::atomic<std::uint64_t> budget_refused{0};
-  /// Inbound connections closed at accept: their source address already had
-  /// max_connections_per_source open.
+  /// Inbound connections closed because their source address had max_connections_per_source
+  /// open: its oldest one without a whole request evicted, or the newcomer closed at accept.
   std::atomic<std::uint64_t> source_refused{0};
   /// Inbound connections closed at accept or evicted: max_inbound_connections were open.
   std::atomic<std::uint64_t> connections_refused{0};

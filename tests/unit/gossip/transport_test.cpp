@@ -1,5 +1,6 @@
 // Tests of the Asio gossip transport on 127.0.0.1 with port 0. Nothing sleeps to hope:
 // every wait is a condition (or a counter) polled with a 5 s bound.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -719,6 +720,18 @@ struct raw_connection {
     asio::write(socket, asio::buffer(bytes), ec);
     EXPECT_FALSE(ec) << ec.message();
   }
+
+  /// Reads until the transport closes (bounded by its deadline); returns what was read.
+  std::string read_all() {
+    std::string got;
+    std::array<char, 4096> buf{};
+    asio::error_code ec;
+    while (!ec) {
+      const auto n = socket.read_some(asio::buffer(buf), ec);
+      got.append(buf.data(), n);
+    }
+    return got;
+  }
 };
 
 TEST(transport_limits, a_frame_beyond_the_budget_is_refused_at_its_prefix_until_budget_returns) {
@@ -771,33 +784,71 @@ TEST(transport_limits, a_consumed_frame_gives_its_budget_back_before_the_answer)
   EXPECT_TRUE(*out.result);
 }
 
-TEST(transport_limits, connections_per_source_are_capped_at_accept) {
+TEST(transport_limits, a_source_over_its_cap_evicts_its_own_idle_connections) {
   recorder rb;
   auto cfg = local_config();
   cfg.tcp_timeout = 30s;
   cfg.max_connections_per_source = 3;
   auto b = start_local(rb, cfg);
   ASSERT_TRUE(b);
+  // Three connections hold frames half-way (prefix only), then two more come from the same
+  // address: each evicts the oldest of the source that has no whole request yet.
   std::vector<std::unique_ptr<raw_connection>> conns;
-  for (int i = 0; i < 5; ++i)
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(std::make_unique<raw_connection>(b->port()));
+    conns.back()->write(prefix_of(100));
+    ASSERT_TRUE(eventually([&] { return b->stats().inbound_buffered == 100u * (i + 1); }));
+  }
+  for (int i = 0; i < 2; ++i)
     conns.push_back(std::make_unique<raw_connection>(b->port()));
   ASSERT_TRUE(eventually([&] { return b->stats().source_refused == 2; }))
       << b->stats().source_refused;
   EXPECT_TRUE(eventually([&] { return b->stats().push_pull_errors == 2; }));
+  EXPECT_TRUE(eventually([&] { return b->stats().inbound_buffered == 100; }))
+      << "the evicted connections gave their budget back";
   EXPECT_EQ(b->stats().connections_refused, 0u);
+  std::lock_guard guard{rb.mutex};
+  ASSERT_EQ(rb.drops.size(), 2u);
+  EXPECT_NE(render(rb.drops[0]).find("max_connections_per_source"), std::string::npos);
+}
+
+TEST(transport_limits, a_source_whose_connections_are_all_served_gets_no_more) {
+  recorder rb;
+  auto cfg = local_config();
+  cfg.tcp_timeout = 30s;
+  cfg.max_connections_per_source = 3;
+  auto b = start_local(rb, cfg);
+  ASSERT_TRUE(b);
+  // Three whole push-pull requests wait for the owner's answer: none can be evicted.
+  std::vector<std::unique_ptr<raw_connection>> conns;
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(std::make_unique<raw_connection>(b->port()));
+    conns.back()->write(encode_frame(state_of("a")));
+  }
+  ASSERT_TRUE(rb.wait([&] { return rb.replies.size() == 3; }));
+  for (int i = 0; i < 2; ++i)
+    conns.push_back(std::make_unique<raw_connection>(b->port()));
+  ASSERT_TRUE(eventually([&] { return b->stats().source_refused == 2; }))
+      << b->stats().source_refused;
+  EXPECT_TRUE(eventually([&] { return b->stats().push_pull_errors == 2; }));
   {
     std::lock_guard guard{rb.mutex};
     ASSERT_EQ(rb.drops.size(), 2u);
-    EXPECT_NE(render(rb.drops[0]).find("max_connections_per_source"), std::string::npos);
+    EXPECT_NE(render(rb.drops[0]).find("closed at accept"), std::string::npos);
+    // Answered: the three close, and the source is served again.
+    for (auto& reply : rb.replies)
+      reply(state_of("b"));
+    rb.responder = [](push_pull, push_pull_responder reply) { reply(state_of("b")); };
   }
-  // One of the three served closes: a newcomer from the same source is served (its frame
-  // prefix reserves budget, which only a served connection does).
-  conns.erase(conns.begin());
-  ASSERT_TRUE(eventually([&] { return b->stats().push_pull_errors == 3; })); // its EOF
-  raw_connection late{b->port()};
-  late.write(prefix_of(100));
-  EXPECT_TRUE(eventually([&] { return b->stats().inbound_buffered == 100; }));
-  EXPECT_EQ(b->stats().source_refused, 2u);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_FALSE(conns[static_cast<std::size_t>(i)]->read_all().empty()) << "an answer";
+  recorder ra;
+  auto a = start_local(ra);
+  ASSERT_TRUE(a);
+  outcome out;
+  a->push_pull_with(local(b->port()), state_of("a"), out.callback());
+  ASSERT_TRUE(out.wait());
+  EXPECT_TRUE(*out.result) << render(out.result->error());
 }
 
 TEST(transport_limits, bad_limits_fail_at_start_naming_the_key) {
@@ -938,11 +989,16 @@ TEST(transport_limits, an_anonymous_client_is_refused_a_large_frame_at_its_prefi
   EXPECT_EQ(b->stats().budget_refused, 0u);
   EXPECT_EQ(admissions, 0);
 
+  // Beyond what the codec takes from anyone: refused as anonymous all the same.
+  const auto huge = anonymous_tls_exchange(b->port(), prefix_of(0xffffffffu));
+  EXPECT_NE(refusal_in(huge).find("without a certificate"), std::string::npos);
+  EXPECT_EQ(b->stats().anonymous_refused, 2u);
+
   // Just over the limit is refused, up to it is served.
   const auto over = anonymous_tls_exchange(
       b->port(), prefix_of(static_cast<std::uint32_t>(cfg.max_anonymous_frame + 1)));
   EXPECT_NE(refusal_in(over).find("without a certificate"), std::string::npos);
-  EXPECT_EQ(b->stats().anonymous_refused, 2u);
+  EXPECT_EQ(b->stats().anonymous_refused, 3u);
   auto joiner = joiner_security();
   auto ok = admission_exchange(
       local(b->port()), *joiner,
@@ -950,7 +1006,7 @@ TEST(transport_limits, an_anonymous_client_is_refused_a_large_frame_at_its_prefi
   ASSERT_TRUE(ok) << render(ok.error());
   EXPECT_EQ(*ok, "welcome");
   EXPECT_EQ(admissions, 1);
-  EXPECT_EQ(b->stats().anonymous_refused, 2u);
+  EXPECT_EQ(b->stats().anonymous_refused, 3u);
 }
 
 TEST(transport_limits, a_member_may_send_frames_beyond_the_anonymous_limit) {
