@@ -305,11 +305,28 @@ std::optional<caf::expected<std::string>> frame_reader::next() {
         make_error(errc::oversized, "frame of " + std::to_string(length) + " bytes exceeds " +
                                         std::to_string(max_frame_))};
   }
-  if (buffer_.size() - length_prefix < length)
+  if (buffer_.size() - length_prefix < length) {
+    // One allocation of the final size rather than doublings (and their copies).
+    buffer_.reserve(length_prefix + length);
     return std::nullopt;
-  std::string body = buffer_.substr(length_prefix, length);
-  buffer_.erase(0, length_prefix + length);
+  }
+  std::string body;
+  if (buffer_.size() == length_prefix + length) {
+    // The usual case, one frame per exchange: hand the buffer over, no copy of the body.
+    body = std::move(buffer_);
+    body.erase(0, length_prefix);
+    buffer_.clear();
+  } else {
+    body = buffer_.substr(length_prefix, length);
+    buffer_.erase(0, length_prefix + length);
+  }
   return caf::expected<std::string>{std::move(body)};
+}
+
+std::optional<std::size_t> frame_reader::announced() const {
+  if (buffer_.size() < length_prefix)
+    return std::nullopt;
+  return read_length(buffer_);
 }
 
 } // namespace starling::gossip

@@ -85,8 +85,13 @@ public:
   void feed(std::string_view bytes);
 
   /// The next complete frame body, if one is buffered; an error once the stream is bad
-  /// (oversized length). Returns std::nullopt while more bytes are needed.
+  /// (oversized length). Returns std::nullopt while more bytes are needed; once a valid
+  /// length prefix is in, the buffer is sized for the whole frame at once.
   [[nodiscard]] std::optional<caf::expected<std::string>> next();
+
+  /// The body length (bytes) the next frame announces, once its 4-byte length prefix is
+  /// buffered (std::nullopt before): lets the caller refuse a frame before buffering it.
+  [[nodiscard]] std::optional<std::size_t> announced() const;
 
 private:
   std::size_t max_frame_;

@@ -135,6 +135,12 @@ bool is_valid_state(member_state s) noexcept {
          s == member_state::left;
 }
 
+/// The incarnation after `inc` for this node's own raises: one more, saturating at the top of
+/// the range instead of wrapping to 0 (where every member would take it for stale).
+std::uint64_t incarnation_after(std::uint64_t inc) noexcept {
+  return inc == std::numeric_limits<std::uint64_t>::max() ? inc : inc + 1;
+}
+
 bool is_valid_kind(packet_kind k) noexcept {
   return k == packet_kind::ping || k == packet_kind::ping_req || k == packet_kind::ack ||
          k == packet_kind::nack;
@@ -683,16 +689,41 @@ struct membership::impl {
 
   // -- refutation ---------------------------------------------------------------------------
 
-  /// Someone says we are not what we are at incarnation `theirs`: outbid it.
+  /// Someone says we are not what we are at incarnation `theirs`: outbid it. `theirs` passed
+  /// is_plausible (at most max_incarnation), so the sum cannot wrap; the saturation is the
+  /// last resort for an own incarnation already at the top (a corrupt persisted file).
   void refute(std::uint64_t theirs) {
     auto& m = me();
-    m.incarnation = std::max(m.incarnation, theirs) + 1;
+    m.incarnation = incarnation_after(std::max(m.incarnation, theirs));
     queue.push(self_update(member_state::alive));
     ++stats.refutations;
     health_delta(+1);
   }
 
   // -- applying updates ---------------------------------------------------------------------
+
+  /// False (and counted) when `u`'s incarnation jumps more than max_incarnation_jump above
+  /// what we know of its subject, or exceeds max_incarnation: a forged update, refused before
+  /// it can touch the table or make us refute (see max_incarnation_jump). Checked before the
+  /// state rules, for every state: an alive jumping that far is as forged as an accusation.
+  bool is_plausible(const member_update& u, time_point now) {
+    // The common case costs no lookup: whatever we know, a step this small is fine.
+    if (u.incarnation <= max_incarnation_jump)
+      return true;
+    std::uint64_t known = 0;
+    if (u.name == self_name) {
+      known = me().incarnation;
+    } else if (const auto* r = find_row(u.name)) {
+      known = r->incarnation;
+    } else if (auto gone = remembered(u.name, now)) {
+      known = gone->incarnation;
+    }
+    if (u.incarnation <= max_incarnation &&
+        (u.incarnation <= known || u.incarnation - known <= max_incarnation_jump))
+      return true;
+    ++stats.incarnation_refused;
+    return false;
+  }
 
   /// Applies one update. `direct` is true when it comes straight from its subject (the
   /// subject sent the packet, or the join push-pull).
@@ -701,6 +732,8 @@ struct membership::impl {
       ++stats.updates_ignored;
       return;
     }
+    if (!is_plausible(u, now))
+      return;
     switch (u.state) {
     case member_state::alive:
       apply_alive(u, now, fx, direct);
@@ -916,6 +949,8 @@ struct membership::impl {
         ++stats.updates_ignored;
         continue;
       }
+      if (!is_plausible(r, now))
+        continue;
       switch (r.state) {
       case member_state::alive:
         apply_alive(r, now, fx, !direct_name.empty() && r.name == direct_name);
@@ -1489,7 +1524,7 @@ effects membership::leave(time_point now) {
   d.has_left = true;
   d.probe.active = false;
   auto& m = d.me();
-  ++m.incarnation;
+  m.incarnation = incarnation_after(m.incarnation);
   d.set_declared_by(m, d.self_name);
   d.set_state(m, member_state::left, now);
   // Newest and never sent: the queue picks it first.
@@ -1504,7 +1539,7 @@ effects membership::set_tags(tag_map tags, time_point now) {
     return {};
   auto& m = d.me();
   m.card = member_card::intern(d.self_name, m.card.address(), tags);
-  ++m.incarnation;
+  m.incarnation = incarnation_after(m.incarnation);
   d.queue.push(d.self_update(member_state::alive));
   return {};
 }

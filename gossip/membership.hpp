@@ -18,6 +18,21 @@ namespace starling::gossip {
 
 using namespace std::chrono_literals;
 
+/// Largest step above the incarnation this node knows for a member (its own for itself, the
+/// row's, a reaped member's remembered one, 0 for a stranger) that an update may take; one
+/// that jumps further is refused (membership_stats::incarnation_refused). A member raises
+/// its incarnation by one per refutation, tags change or leave, and a restart resumes from
+/// the persisted one: 2^32 such steps are centuries of churn, so only a forged update jumps
+/// that far, and a forged one can no longer push an incarnation to the top of the range in
+/// one datagram (where its refutation, max + 1, wrapped to 0 and lost to the accusation for
+/// good). A stranger's first incarnation is therefore at most 2^32.
+inline constexpr std::uint64_t max_incarnation_jump = std::uint64_t{1} << 32;
+
+/// Highest incarnation accepted from the network, whatever this node knows: a refutation
+/// (theirs + 1) and every local increment stay far from wrapping. Local increments saturate
+/// at the top of the range as a last resort.
+inline constexpr std::uint64_t max_incarnation = std::uint64_t{1} << 62;
+
 /// Tunables of the protocol. Defaults are chosen for a LAN (see docs/membership.md).
 struct swim_config {
   /// Time between two probes of this node (before Lifeguard scaling).
@@ -74,6 +89,10 @@ struct membership_stats {
   std::uint64_t push_pulls = 0;      ///< full-state merges (both directions)
   /// Datagrams dropped and push-pulls refused or ignored because their sender is banned.
   std::uint64_t banned_refused = 0;
+  /// Updates (gossip or push-pull entries) refused because their incarnation is implausible:
+  /// more than max_incarnation_jump above what this node knows of their subject, or above
+  /// max_incarnation. Not counted in updates_ignored.
+  std::uint64_t incarnation_refused = 0;
 };
 
 /// Everything an input produced: datagrams to send, push-pull exchanges to start,

@@ -55,9 +55,6 @@ constexpr std::size_t udp_buffer_size = 64 * 1024;
 /// Bytes read from a TCP connection per read call.
 constexpr std::size_t tcp_read_chunk = 16 * 1024;
 
-/// Inbound push-pull connections served at once; more are closed right after accept.
-constexpr std::size_t max_inbound_connections = 64;
-
 /// Tries of "UDP on port 0, then TCP on the same port" before giving up.
 constexpr int bind_attempts = 8;
 
@@ -81,6 +78,13 @@ std::string render_endpoint(const asio::ip::address& addr, std::uint16_t port) {
     return "[" + v6.to_string() + "]:" + std::to_string(port);
   }
   return addr.to_string() + ":" + std::to_string(port);
+}
+
+/// The host part of an endpoint, for per-source accounting: IPv4-mapped IPv6 shows as IPv4.
+std::string render_source(const asio::ip::address& addr) {
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string();
+  return addr.to_string();
 }
 
 /// "host:port" with brackets around an IPv6 host (unless already bracketed).
@@ -625,6 +629,8 @@ public:
       conn->closed = true;
       conn->stream.close();
       conn->deadline.cancel();
+      release_frame(*conn);
+      release_source(*conn);
     }
     inbound_.clear();
   }
@@ -868,6 +874,10 @@ private:
     frame_reader reader;
     std::vector<char> buffer;
     std::string remote;
+    /// The source address (no port) counted in per_source_; empty when unknown.
+    std::string source;
+    /// Bytes of the inbound budget held for the frame being received (0: none).
+    std::size_t reserved = 0;
     /// The answer being written; kept alive until the write completes.
     std::string out;
     /// With TLS, after the handshake: the client's verified node name; std::nullopt for an
@@ -907,13 +917,44 @@ private:
     socket.set_option(tcp::no_delay{true}, ep_ec); // see the client side
     const auto ep = socket.remote_endpoint(ep_ec);
     const auto remote = ep_ec ? std::string{"?"} : render_endpoint(ep.address(), ep.port());
+    const auto source = ep_ec ? std::string{} : render_source(ep.address());
+    // One source may hold only so many: connections from one address cannot take all the
+    // slots (nor much of the budget). When its share is full, its oldest connection without
+    // a whole request yet makes room, as below; with every one of them served, the newcomer
+    // is closed. (Members on one host, or behind one NAT, share a source.)
+    if (!source.empty() && per_source_count(source) >= cfg_.max_connections_per_source) {
+      stats_.source_refused.fetch_add(1, std::memory_order_relaxed);
+      const auto why = "max_connections_per_source (" +
+                       std::to_string(cfg_.max_connections_per_source) + ") reached from " + source;
+      inbound_ptr victim;
+      for (const auto& entry : inbound_) {
+        if (entry.second->source == source && !entry.second->requested) {
+          victim = entry.second; // a copy: closing erases the map entry
+          break;
+        }
+      }
+      if (victim) {
+        fail_inbound(victim,
+                     make_error(errc::io_failure,
+                                "evicted: " + why + " before a whole request arrived"),
+                     false);
+      } else {
+        stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+        asio::error_code ignored;
+        socket.close(ignored);
+        drop(make_error(errc::io_failure, "closed at accept: " + why), remote);
+        arm_accept();
+        return;
+      }
+    }
     // Full: make room by closing the oldest connection that has not sent a whole request
     // yet. Real push-pulls send theirs within a round trip, so a peer holding connections
     // open half-way (slowloris) only ever evicts its own.
-    if (inbound_.size() >= max_inbound_connections) {
+    if (inbound_.size() >= cfg_.max_inbound_connections) {
       for (const auto& entry : inbound_) {
         if (!entry.second->requested) {
           auto old = entry.second; // a copy: closing erases the map entry
+          stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
           fail_inbound(old,
                        make_error(errc::io_failure, "evicted: connection limit reached "
                                                     "before a whole request arrived"),
@@ -922,7 +963,8 @@ private:
         }
       }
     }
-    if (inbound_.size() >= max_inbound_connections) {
+    if (inbound_.size() >= cfg_.max_inbound_connections) {
+      stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
       stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
       asio::error_code ignored;
       socket.close(ignored);
@@ -931,6 +973,9 @@ private:
       const auto id = next_conn_id_++;
       auto conn = std::make_shared<inbound_conn>(id, std::move(socket), cfg_.limits.max_frame);
       conn->remote = remote;
+      conn->source = source;
+      if (!source.empty())
+        ++per_source_[source];
       inbound_.emplace(id, conn);
       conn->deadline.expires_after(cfg_.tcp_timeout);
       conn->deadline.async_wait([this, conn](const asio::error_code& e) {
@@ -978,6 +1023,10 @@ private:
                                      return;
                                    }
                                    conn->reader.feed(std::string_view{conn->buffer.data(), n});
+                                   if (auto err = admit_frame(*conn)) {
+                                     fail_inbound(conn, err, true);
+                                     return;
+                                   }
                                    auto body = conn->reader.next();
                                    if (!body) {
                                      read_inbound(conn);
@@ -987,8 +1036,67 @@ private:
                                      fail_inbound(conn, body->error(), true);
                                      return;
                                    }
+                                   // Consumed: the budget goes back before the work on it.
+                                   release_frame(*conn);
                                    on_body(conn, std::move(**body));
                                  });
+  }
+
+  /// Once the length prefix of the frame `conn` is receiving has arrived (and before its
+  /// body is buffered, beyond the one read chunk that brought the prefix): refuses a frame
+  /// over max_anonymous_frame from a client without a certificate, and one that does not
+  /// fit what is left of the inbound budget; else reserves its length from the budget. An
+  /// error means: answer it and close. A member's length over limits.max_frame (or of 0) is
+  /// left to the reader, which refuses it.
+  caf::error admit_frame(inbound_conn& conn) {
+    if (conn.reserved > 0)
+      return {};
+    const auto length = conn.reader.announced();
+    if (!length || *length == 0)
+      return {};
+    if (cfg_.security && !conn.peer && *length > cfg_.max_anonymous_frame) {
+      stats_.anonymous_refused.fetch_add(1, std::memory_order_relaxed);
+      return make_error(errc::oversized,
+                        "a client without a certificate announced a frame of " +
+                            std::to_string(*length) + " bytes; at most " +
+                            std::to_string(cfg_.max_anonymous_frame) + " (admission only)");
+    }
+    if (*length > cfg_.limits.max_frame)
+      return {};
+    if (*length > cfg_.inbound_budget - inbound_buffered_) {
+      stats_.budget_refused.fetch_add(1, std::memory_order_relaxed);
+      return make_error(errc::oversized,
+                        "a frame of " + std::to_string(*length) +
+                            " bytes does not fit the inbound buffer budget (" +
+                            std::to_string(cfg_.inbound_budget - inbound_buffered_) + " of " +
+                            std::to_string(cfg_.inbound_budget) + " bytes left); try later");
+    }
+    conn.reserved = *length;
+    inbound_buffered_ += *length;
+    stats_.inbound_buffered.store(inbound_buffered_, std::memory_order_relaxed);
+    return {};
+  }
+
+  /// Gives the budget `conn` holds back (its frame was consumed or it closed).
+  void release_frame(inbound_conn& conn) {
+    inbound_buffered_ -= conn.reserved;
+    conn.reserved = 0;
+    stats_.inbound_buffered.store(inbound_buffered_, std::memory_order_relaxed);
+  }
+
+  /// Open inbound connections from `source`.
+  std::size_t per_source_count(const std::string& source) const {
+    auto i = per_source_.find(source);
+    return i == per_source_.end() ? 0 : i->second;
+  }
+
+  /// Forgets `conn` in the per-source count.
+  void release_source(inbound_conn& conn) {
+    if (conn.source.empty())
+      return;
+    if (auto i = per_source_.find(conn.source); i != per_source_.end() && --i->second == 0)
+      per_source_.erase(i);
+    conn.source.clear();
   }
 
   /// Opens (when sealing) and decodes the request body of an inbound exchange.
@@ -1145,7 +1253,12 @@ private:
       return;
     conn->closed = true;
     conn->deadline.cancel();
+    // Accounting first: once the peer sees the close, its source has room again.
+    release_frame(*conn);
+    release_source(*conn);
     conn->stream.close();
+    // The reader may hold up to a frame: free it now, not when the last handler lets go.
+    conn->reader = frame_reader{};
     inbound_.erase(conn->id);
   }
 
@@ -1260,8 +1373,13 @@ private:
   udp::endpoint udp_from_;
   /// True when the UDP socket is IPv6 (destinations are then v4-mapped).
   bool udp_v6_ = false;
-  /// Open inbound connections, by id; at most max_inbound_connections.
+  /// Open inbound connections, by id; at most cfg_.max_inbound_connections.
   std::map<std::uint64_t, inbound_ptr> inbound_;
+  /// Open inbound connections per source address (entries at 0 are erased); each at most
+  /// cfg_.max_connections_per_source.
+  std::unordered_map<std::string, std::size_t> per_source_;
+  /// Sum of the open connections' `reserved`; at most cfg_.inbound_budget.
+  std::size_t inbound_buffered_ = 0;
   std::uint64_t next_conn_id_ = 1;
   /// Resolved host names and lookups under way (with who waits for them).
   std::unordered_map<std::string, cache_entry> cache_;
@@ -1277,6 +1395,19 @@ private:
 
 caf::expected<std::unique_ptr<transport>> transport::start(transport_config cfg,
                                                            transport_callbacks cbs) {
+  auto bad = [](const char* key, std::string why) {
+    return make_error(errc::invalid_field, std::string{"transport config "} + key + ": " + why);
+  };
+  if (cfg.inbound_budget < cfg.limits.max_frame)
+    return bad("inbound_budget",
+               std::to_string(cfg.inbound_budget) + " bytes is below limits.max_frame (" +
+                   std::to_string(cfg.limits.max_frame) + "): a full push-pull could never arrive");
+  if (cfg.max_anonymous_frame == 0)
+    return bad("max_anonymous_frame", "must be at least 1 byte");
+  if (cfg.max_connections_per_source == 0)
+    return bad("max_connections_per_source", "must be at least 1");
+  if (cfg.max_inbound_connections == 0)
+    return bad("max_inbound_connections", "must be at least 1");
   std::unique_ptr<impl> p;
   try {
     p = std::make_unique<impl>(std::move(cfg), std::move(cbs));

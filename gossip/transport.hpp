@@ -73,6 +73,26 @@ struct transport_config {
   /// Bound on a whole TCP exchange (push-pull or admission: connect, TLS handshake, write,
   /// read), both directions.
   std::chrono::milliseconds tcp_timeout{10000};
+  /// Longest inbound TCP frame, in bytes (length prefix excluded), from a client without a
+  /// certificate (with `security`: a joiner, whose only business is an admission request,
+  /// at most identity's max_admission_bytes = 64 KiB). Checked on the length prefix as soon
+  /// as it arrives, before the body is buffered: a longer one is refused with an error frame
+  /// and the connection closed (counted in anonymous_refused). Plain TCP has no such client.
+  std::size_t max_anonymous_frame = 64u << 10;
+  /// Bytes that all inbound connections together may hold for the frames they are
+  /// receiving, reserved at each frame's length prefix and given back when the frame is
+  /// consumed or its connection closes. A frame announcing more than what is left is refused
+  /// before anything is buffered (counted in budget_refused). At least limits.max_frame, so
+  /// that one full-size push-pull always fits.
+  std::size_t inbound_budget = 32u << 20;
+  /// Inbound TCP connections open at once from one source address (any port). A newcomer
+  /// beyond it evicts that source's oldest connection without a whole request yet (so a
+  /// slowloris only evicts its own), else is closed at accept; either counts in
+  /// source_refused. At least 1.
+  std::size_t max_connections_per_source = 16;
+  /// Inbound TCP connections open at once in all. When full, the oldest one without a whole
+  /// request yet is evicted for a newcomer, else the newcomer is closed. At least 1.
+  std::size_t max_inbound_connections = 64;
   /// Optional sealer; null means plain datagrams and frames. When set, every UDP datagram
   /// and every TCP push-pull frame body is sealed, and anything that does not open is
   /// refused (a node with another key can neither probe nor join by push-pull). The sealed
@@ -110,6 +130,20 @@ struct transport_stats {
   std::atomic<std::uint64_t> binding_refused{0};
   std::atomic<std::uint64_t> admissions_in{0};  ///< admission requests served (any answer)
   std::atomic<std::uint64_t> admissions_out{0}; ///< admission requests forwarded, answered
+  // Inbound refusals below also count in push_pull_errors (each is a failed exchange).
+  /// Inbound frames refused at their length prefix: over max_anonymous_frame from a client
+  /// without a certificate.
+  std::atomic<std::uint64_t> anonymous_refused{0};
+  /// Inbound frames refused at their length prefix: more than what was left of
+  /// inbound_budget.
+  std::atomic<std::uint64_t> budget_refused{0};
+  /// Inbound connections closed because their source address had max_connections_per_source
+  /// open: its oldest one without a whole request evicted, or the newcomer closed at accept.
+  std::atomic<std::uint64_t> source_refused{0};
+  /// Inbound connections closed at accept or evicted: max_inbound_connections were open.
+  std::atomic<std::uint64_t> connections_refused{0};
+  /// Bytes of inbound_budget reserved right now by frames being received (a gauge).
+  std::atomic<std::uint64_t> inbound_buffered{0};
 };
 
 /// Replies to a peer's push-pull: call once with our state, or an error to refuse.
@@ -143,7 +177,8 @@ struct transport_callbacks {
 class transport {
 public:
   /// Binds UDP and TCP and starts the I/O thread. Fails with errc::io_failure naming the
-  /// address when binding fails.
+  /// address when binding fails, with errc::invalid_field naming the key of a bad limit
+  /// (inbound_budget below limits.max_frame, a zero connection or frame limit).
   [[nodiscard]] static caf::expected<std::unique_ptr<transport>>
   start(transport_config cfg, transport_callbacks cbs);
 

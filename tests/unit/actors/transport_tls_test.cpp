@@ -155,12 +155,14 @@ public:
   /// state_of(answers_as, answer_members); admissions by `admit` (unset: not served).
   node(std::shared_ptr<gossip::stream_security> security, std::string answers_as,
        admission_handler admit = {}, std::chrono::milliseconds tcp_timeout = 2s,
-       std::size_t answer_members = 1)
+       std::size_t answer_members = 1,
+       std::size_t per_source = gossip::transport_config{}.max_connections_per_source)
       : answer_(state_of(answers_as, answer_members)), admit_(std::move(admit)) {
     gossip::transport_config cfg;
     cfg.bind_host = "127.0.0.1";
     cfg.port = 0;
     cfg.tcp_timeout = tcp_timeout;
+    cfg.max_connections_per_source = per_source;
     cfg.security = std::move(security);
     gossip::transport_callbacks cbs;
     cbs.on_push_pull = [this](gossip::push_pull, gossip::push_pull_responder reply) {
@@ -451,8 +453,10 @@ TEST(transport_tls, admission_exchange_reports_a_closed_port) {
 // -- slowloris -------------------------------------------------------------------------------
 
 TEST(transport_tls, connections_stuck_mid_handshake_do_not_lock_members_out) {
-  // The server holds connections for 30 s; 70 raw ones never start their handshake.
-  node b{security_of(member_context(mesh(), "node-b")), "node-b", {}, 30s};
+  // The server holds connections for 30 s; 70 raw ones never start their handshake. All
+  // come from 127.0.0.1, as the member does: the per-source cap is lifted so that the
+  // global bound is what is tested.
+  node b{security_of(member_context(mesh(), "node-b")), "node-b", {}, 30s, 1, 100};
   node a{security_of(member_context(mesh(), "node-a")), "node-a"};
   asio::io_context io;
   std::vector<asio::ip::tcp::socket> stuck;

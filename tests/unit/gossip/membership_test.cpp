@@ -3,6 +3,8 @@
 // Time is always passed in; nothing sleeps.
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -886,7 +888,8 @@ TEST(membership, packing_never_exceeds_max_datagram) {
       tag_map tags;
       for (int t = 0; t < i % 5; ++t)
         tags["key" + std::to_string(t)] = std::string(static_cast<std::size_t>(i), 'v');
-      ups.push_back(alive("member-" + std::to_string(i), static_cast<std::uint64_t>(i) << 40,
+      // Multi-byte incarnations, up to a stranger's ceiling (max_incarnation_jump).
+      ups.push_back(alive("member-" + std::to_string(i), static_cast<std::uint64_t>(i) << 25,
                           tags));
     }
     // Gossip packets are bounded by max_datagram too; feed them in small packets.
@@ -1604,6 +1607,122 @@ TEST(membership_ban, list_is_bounded_oldest_first) {
   EXPECT_TRUE(m.banned("v"));
 }
 
+// -- hostile incarnations (issue 13, finding 4) -------------------------------------------------
+
+constexpr std::uint64_t top = std::numeric_limits<std::uint64_t>::max();
+
+/// What a forger can claim about `name` at incarnation `inc`: each accusation, from "c".
+std::vector<std::pair<const char*, member_update>> accusations(const std::string& name,
+                                                               std::uint64_t inc) {
+  return {{"left", left(name, inc)},
+          {"dead", dead(name, inc, "c")},
+          {"suspect", suspect(name, inc, "c")}};
+}
+
+/// A push-pull from "c" carrying `members`.
+push_pull push_pull_from_c(std::vector<member_update> members) {
+  push_pull pp;
+  pp.sender = "c";
+  pp.sender_address = addr("c");
+  pp.members = std::move(members);
+  return pp;
+}
+
+TEST(membership_incarnation, accusation_at_the_top_about_a_member_is_refused_and_counted) {
+  for (const auto& [what, u] : accusations("b", top)) {
+    SCOPED_TRACE(what);
+    auto m = make_core();
+    add_members(m, {"b", "c"});
+    auto ignored = m.stats().updates_ignored;
+    auto fx = m.on_packet(gossip_from("c", {u}), t0);
+    EXPECT_TRUE(fx.events.empty());
+    EXPECT_EQ(m.find("b")->state, member_state::alive);
+    EXPECT_EQ(m.find("b")->incarnation, 0u);
+    EXPECT_EQ(m.stats().incarnation_refused, 1u);
+    EXPECT_EQ(m.stats().updates_ignored, ignored) << "counted once, as a refusal";
+
+    // The same in a push-pull, both directions.
+    auto reply = m.on_push_pull_request(push_pull_from_c({alive("c", 0), u}), t0);
+    EXPECT_TRUE(reply.fx.events.empty());
+    EXPECT_FALSE(reply.refusal);
+    fx = m.on_push_pull_response(push_pull_from_c({alive("c", 0), u}), t0);
+    EXPECT_TRUE(fx.events.empty());
+    EXPECT_EQ(m.find("b")->state, member_state::alive);
+    EXPECT_EQ(m.find("b")->incarnation, 0u);
+    EXPECT_EQ(m.stats().incarnation_refused, 3u);
+  }
+}
+
+TEST(membership_incarnation, accusation_at_the_top_about_itself_is_refused_without_wrapping) {
+  auto cases = accusations("a", top);
+  cases.emplace_back("alive of a previous life", alive("a", top));
+  for (const auto& [what, u] : cases) {
+    SCOPED_TRACE(what);
+    auto m = make_core();
+    add_members(m, {"b", "c"});
+    (void) m.on_packet(gossip_from("c", {u}), t0);
+    (void) m.on_push_pull_response(push_pull_from_c({alive("c", 0), u}), t0);
+    EXPECT_EQ(m.self().state, member_state::alive);
+    EXPECT_EQ(m.self().incarnation, 0u) << "nothing to refute, nothing wrapped";
+    EXPECT_EQ(m.stats().refutations, 0u);
+    EXPECT_EQ(m.stats().incarnation_refused, 2u);
+  }
+}
+
+TEST(membership_incarnation, a_jump_up_to_the_bound_is_taken_and_refuted_without_wrapping) {
+  auto m = make_core();
+  add_members(m, {"b", "c"});
+  // About a member: exactly the bound is plausible, one more is not.
+  (void) m.on_packet(gossip_from("c", {suspect("b", max_incarnation_jump + 1, "c")}), t0);
+  EXPECT_EQ(m.find("b")->state, member_state::alive);
+  EXPECT_EQ(m.stats().incarnation_refused, 1u);
+  (void) m.on_packet(gossip_from("c", {suspect("b", max_incarnation_jump, "c")}), t0);
+  EXPECT_EQ(m.find("b")->state, member_state::suspect);
+  EXPECT_EQ(m.find("b")->incarnation, max_incarnation_jump);
+  // The member's refutation is one step above what we know now.
+  (void) m.on_packet(gossip_from("b", {alive("b", max_incarnation_jump + 1)}), t0);
+  EXPECT_EQ(m.find("b")->state, member_state::alive);
+
+  // About itself: refuted one above the accusation.
+  (void) m.on_packet(gossip_from("c", {dead("a", max_incarnation_jump, "c")}), t0);
+  EXPECT_EQ(m.self().incarnation, max_incarnation_jump + 1);
+  EXPECT_EQ(m.stats().refutations, 1u);
+  EXPECT_EQ(m.stats().incarnation_refused, 1u);
+}
+
+TEST(membership_incarnation, a_stranger_above_the_ceiling_is_not_learnt) {
+  auto m = make_core();
+  auto fx = m.on_packet(gossip_from("c", {alive("z", max_incarnation_jump + 1),
+                                          alive("y", max_incarnation_jump)}),
+                        t0);
+  EXPECT_EQ(kinds(fx), std::vector{member_event_kind::joined});
+  EXPECT_FALSE(m.find("z"));
+  EXPECT_TRUE(m.find("y"));
+  EXPECT_EQ(m.stats().incarnation_refused, 1u);
+}
+
+TEST(membership_incarnation, nothing_above_the_ceiling_is_accepted_even_one_step_up) {
+  // A node already at the ceiling (no real one gets there): one step above it is refused,
+  // an accusation at it is refuted one above, without wrapping.
+  membership m{"a", addr("a"), {}, quiet_config(), 1, t0, max_incarnation};
+  (void) m.on_packet(gossip_from("c", {alive("c", 0), alive("a", max_incarnation + 1)}), t0);
+  EXPECT_EQ(m.self().incarnation, max_incarnation);
+  EXPECT_EQ(m.stats().incarnation_refused, 1u);
+  (void) m.on_packet(gossip_from("c", {suspect("a", max_incarnation, "c")}), t0);
+  EXPECT_EQ(m.self().incarnation, max_incarnation + 1);
+  EXPECT_EQ(m.stats().refutations, 1u);
+}
+
+TEST(membership_incarnation, own_increments_saturate_at_the_top) {
+  // A persisted incarnation at the top (a corrupt file, say) must not wrap to 0 either.
+  membership m{"a", addr("a"), {}, quiet_config(), 1, t0, top};
+  (void) m.set_tags({{"role", "db"}}, t0);
+  EXPECT_EQ(m.self().incarnation, top);
+  (void) m.leave(t0);
+  EXPECT_EQ(m.self().incarnation, top);
+  EXPECT_EQ(m.self().state, member_state::left);
+}
+
 // -- small clusters --------------------------------------------------------------------------
 
 swim_config cluster_config() {
@@ -1647,6 +1766,28 @@ TEST(membership_cluster, five_nodes_converge) {
     net.run_for(60s);
     for (const auto& n : names)
       EXPECT_EQ(net.core(n).pending_broadcasts(), 0u) << n;
+  }
+}
+
+TEST(membership_cluster, accusation_at_the_top_incarnation_cannot_evict_a_healthy_node) {
+  // Issue 13: one forged datagram saying `left` at 2^64-1 about d, received by two members,
+  // listed d as left for good (d's refutation, max + 1, wrapped to 0). Every accusation,
+  // delivered to two members and to d itself.
+  for (const auto& [what, u] : accusations("d", top)) {
+    SCOPED_TRACE(what);
+    auto net = make_cluster({"a", "b", "c", "d"}, 51);
+    net.run_for(5s);
+    for (const auto* to : {"a", "b", "d"})
+      net.feed(to, net.core(to).on_packet(gossip_from("c", {u}), net.now()));
+    net.run_for(60s);
+    expect_everyone_sees(net, "d", member_state::alive);
+    EXPECT_EQ(net.core("d").self().state, member_state::alive);
+    EXPECT_LT(net.core("d").self().incarnation, max_incarnation_jump);
+    for (const auto* n : {"a", "b", "d"}) {
+      SCOPED_TRACE(n);
+      EXPECT_EQ(net.core(n).stats().incarnation_refused, 1u);
+      EXPECT_EQ(net.core(n).count(member_state::alive), 4u);
+    }
   }
 }
 

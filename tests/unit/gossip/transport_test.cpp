@@ -1,5 +1,6 @@
 // Tests of the Asio gossip transport on 127.0.0.1 with port 0. Nothing sleeps to hope:
 // every wait is a condition (or a counter) polled with a 5 s bound.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -14,11 +15,15 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
 #include <asio/read.hpp>
+#include <asio/ssl/stream.hpp>
 #include <asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include "gossip/errc.hpp"
 #include "gossip/transport.hpp"
+#include "identity/pki.hpp"
+#include "identity/tls.hpp"
+#include "tests/support/test_pki.hpp"
 
 namespace starling::gossip {
 namespace {
@@ -585,6 +590,7 @@ TEST(transport, bounds_concurrent_inbound_connections) {
   recorder rb;
   auto cfg = local_config();
   cfg.tcp_timeout = 30s; // keeps the first 64 connections open meanwhile
+  cfg.max_connections_per_source = 70; // all come from 127.0.0.1: the global bound is tested
   auto b = start_local(rb, cfg);
   ASSERT_TRUE(b);
   asio::io_context io;
@@ -599,6 +605,7 @@ TEST(transport, bounds_concurrent_inbound_connections) {
   // 64 are served (until their deadline); the 6 beyond are closed at once.
   ASSERT_TRUE(eventually([&] { return b->stats().push_pull_errors == 6; }))
       << b->stats().push_pull_errors;
+  EXPECT_EQ(b->stats().connections_refused, 6u);
   std::lock_guard guard{rb.mutex};
   EXPECT_EQ(rb.drops.size(), 6u);
 }
@@ -674,6 +681,359 @@ TEST(transport, destructor_stops_with_work_pending) {
   // The responder outlives its transport: calling it is harmless.
   std::lock_guard guard{rb.mutex};
   rb.replies.at(0)(state_of("b"));
+}
+
+// -- inbound limits (issue 13, finding 3) ----------------------------------------------------
+
+/// The 4-byte big-endian length prefix of a frame announcing `n` body bytes.
+std::string prefix_of(std::uint32_t n) {
+  return std::string{static_cast<char>((n >> 24) & 0xff), static_cast<char>((n >> 16) & 0xff),
+                     static_cast<char>((n >> 8) & 0xff), static_cast<char>(n & 0xff)};
+}
+
+/// The reason of the error frame in `answer`, or "" if `answer` holds none.
+std::string refusal_in(const std::string& answer) {
+  frame_reader reader;
+  reader.feed(answer);
+  auto body = reader.next();
+  if (!body || !*body)
+    return {};
+  auto decoded = decode_frame(**body);
+  if (decoded || code_of(decoded.error()) != code(errc::peer_refused))
+    return {};
+  return render(decoded.error());
+}
+
+/// An open TCP connection to the transport at `port` (blocking; closed when destroyed).
+struct raw_connection {
+  asio::io_context io;
+  asio::ip::tcp::socket socket{io};
+
+  explicit raw_connection(std::uint16_t port) {
+    asio::error_code ec;
+    socket.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+    EXPECT_FALSE(ec) << ec.message();
+  }
+
+  void write(const std::string& bytes) {
+    asio::error_code ec;
+    asio::write(socket, asio::buffer(bytes), ec);
+    EXPECT_FALSE(ec) << ec.message();
+  }
+
+  /// Reads until the transport closes (bounded by its deadline); returns what was read.
+  std::string read_all() {
+    std::string got;
+    std::array<char, 4096> buf{};
+    asio::error_code ec;
+    while (!ec) {
+      const auto n = socket.read_some(asio::buffer(buf), ec);
+      got.append(buf.data(), n);
+    }
+    return got;
+  }
+};
+
+TEST(transport_limits, a_frame_beyond_the_budget_is_refused_at_its_prefix_until_budget_returns) {
+  recorder rb;
+  auto cfg = local_config();
+  cfg.tcp_timeout = 30s; // the held frames stay open until the test closes them
+  cfg.limits.max_frame = 1u << 20;
+  cfg.inbound_budget = 1u << 20;
+  auto b = start_local(rb, cfg);
+  ASSERT_TRUE(b);
+  constexpr std::uint32_t big = 768u << 10;
+
+  // A frame announced and not sent yet holds its length of the budget.
+  std::optional<raw_connection> holder{std::in_place, b->port()};
+  holder->write(prefix_of(big));
+  ASSERT_TRUE(eventually([&] { return b->stats().inbound_buffered == big; }))
+      << b->stats().inbound_buffered;
+
+  // A second one does not fit what is left: refused at its prefix (no body sent), answered.
+  auto answer = raw_tcp_exchange(b->port(), prefix_of(big));
+  EXPECT_NE(refusal_in(answer).find("budget"), std::string::npos) << refusal_in(answer);
+  EXPECT_EQ(b->stats().budget_refused, 1u);
+  EXPECT_TRUE(eventually([&] { return b->stats().push_pull_errors == 1; }));
+  EXPECT_EQ(b->stats().inbound_buffered, big);
+
+  // The holder's connection closes: its share comes back, and the same frame fits again.
+  holder.reset();
+  ASSERT_TRUE(eventually([&] { return b->stats().inbound_buffered == 0; }));
+  raw_connection again{b->port()};
+  again.write(prefix_of(big));
+  EXPECT_TRUE(eventually([&] { return b->stats().inbound_buffered == big; }));
+  EXPECT_EQ(b->stats().budget_refused, 1u);
+}
+
+TEST(transport_limits, a_consumed_frame_gives_its_budget_back_before_the_answer) {
+  recorder ra, rb;
+  auto a = start_local(ra);
+  auto b = start_local(rb);
+  ASSERT_TRUE(a && b);
+  outcome out;
+  a->push_pull_with(local(b->port()), state_of("a"), out.callback());
+  ASSERT_TRUE(rb.wait([&] { return !rb.replies.empty(); }));
+  // The request is with the owner, the connection still open: nothing is held for it.
+  EXPECT_EQ(b->stats().inbound_buffered, 0u);
+  {
+    std::lock_guard guard{rb.mutex};
+    rb.replies.at(0)(state_of("b"));
+  }
+  ASSERT_TRUE(out.wait());
+  EXPECT_TRUE(*out.result);
+}
+
+TEST(transport_limits, a_source_over_its_cap_evicts_its_own_idle_connections) {
+  recorder rb;
+  auto cfg = local_config();
+  cfg.tcp_timeout = 30s;
+  cfg.max_connections_per_source = 3;
+  auto b = start_local(rb, cfg);
+  ASSERT_TRUE(b);
+  // Three connections hold frames half-way (prefix only), then two more come from the same
+  // address: each evicts the oldest of the source that has no whole request yet.
+  std::vector<std::unique_ptr<raw_connection>> conns;
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(std::make_unique<raw_connection>(b->port()));
+    conns.back()->write(prefix_of(100));
+    ASSERT_TRUE(eventually([&] { return b->stats().inbound_buffered == 100u * (i + 1); }));
+  }
+  for (int i = 0; i < 2; ++i)
+    conns.push_back(std::make_unique<raw_connection>(b->port()));
+  ASSERT_TRUE(eventually([&] { return b->stats().source_refused == 2; }))
+      << b->stats().source_refused;
+  EXPECT_TRUE(eventually([&] { return b->stats().push_pull_errors == 2; }));
+  EXPECT_TRUE(eventually([&] { return b->stats().inbound_buffered == 100; }))
+      << "the evicted connections gave their budget back";
+  EXPECT_EQ(b->stats().connections_refused, 0u);
+  std::lock_guard guard{rb.mutex};
+  ASSERT_EQ(rb.drops.size(), 2u);
+  EXPECT_NE(render(rb.drops[0]).find("max_connections_per_source"), std::string::npos);
+}
+
+TEST(transport_limits, a_source_whose_connections_are_all_served_gets_no_more) {
+  recorder rb;
+  auto cfg = local_config();
+  cfg.tcp_timeout = 30s;
+  cfg.max_connections_per_source = 3;
+  auto b = start_local(rb, cfg);
+  ASSERT_TRUE(b);
+  // Three whole push-pull requests wait for the owner's answer: none can be evicted.
+  std::vector<std::unique_ptr<raw_connection>> conns;
+  for (int i = 0; i < 3; ++i) {
+    conns.push_back(std::make_unique<raw_connection>(b->port()));
+    conns.back()->write(encode_frame(state_of("a")));
+  }
+  ASSERT_TRUE(rb.wait([&] { return rb.replies.size() == 3; }));
+  for (int i = 0; i < 2; ++i)
+    conns.push_back(std::make_unique<raw_connection>(b->port()));
+  ASSERT_TRUE(eventually([&] { return b->stats().source_refused == 2; }))
+      << b->stats().source_refused;
+  EXPECT_TRUE(eventually([&] { return b->stats().push_pull_errors == 2; }));
+  {
+    std::lock_guard guard{rb.mutex};
+    ASSERT_EQ(rb.drops.size(), 2u);
+    EXPECT_NE(render(rb.drops[0]).find("closed at accept"), std::string::npos);
+    // Answered: the three close, and the source is served again.
+    for (auto& reply : rb.replies)
+      reply(state_of("b"));
+    rb.responder = [](push_pull, push_pull_responder reply) { reply(state_of("b")); };
+  }
+  for (int i = 0; i < 3; ++i)
+    EXPECT_FALSE(conns[static_cast<std::size_t>(i)]->read_all().empty()) << "an answer";
+  recorder ra;
+  auto a = start_local(ra);
+  ASSERT_TRUE(a);
+  outcome out;
+  a->push_pull_with(local(b->port()), state_of("a"), out.callback());
+  ASSERT_TRUE(out.wait());
+  EXPECT_TRUE(*out.result) << render(out.result->error());
+}
+
+TEST(transport_limits, bad_limits_fail_at_start_naming_the_key) {
+  recorder rb;
+  auto budget = local_config();
+  budget.inbound_budget = budget.limits.max_frame - 1;
+  auto per_source = local_config();
+  per_source.max_connections_per_source = 0;
+  auto anonymous = local_config();
+  anonymous.max_anonymous_frame = 0;
+  for (const auto& [key, cfg] : {std::pair{"inbound_budget", budget},
+                                 std::pair{"max_connections_per_source", per_source},
+                                 std::pair{"max_anonymous_frame", anonymous}}) {
+    SCOPED_TRACE(key);
+    auto t = transport::start(cfg, rb.callbacks());
+    ASSERT_FALSE(t);
+    EXPECT_EQ(code_of(t.error()), code(errc::invalid_field));
+    EXPECT_NE(render(t.error()).find(key), std::string::npos) << render(t.error());
+  }
+}
+
+// With TLS: a client without a certificate (a joiner) may send admission requests only, so
+// nothing beyond max_anonymous_frame; a member may send full push-pulls.
+
+/// Our test mesh (key generation is the slow part: made once).
+const starling::testing::test_pki& mesh() {
+  static const starling::testing::test_pki instance;
+  return instance;
+}
+
+/// stream_security over one identity::tls_context (what the agent's tls_security does).
+class pki_security : public stream_security {
+public:
+  explicit pki_security(std::shared_ptr<const identity::tls_context> ctx) : ctx_(std::move(ctx)) {}
+
+  caf::expected<SSL*> new_session(bool server, std::optional<std::string> expected) override {
+    auto ssl = server ? ctx_->new_session(identity::tls_role::server)
+                      : ctx_->new_session(identity::tls_role::client, std::move(expected));
+    if (!ssl)
+      return std::move(ssl.error());
+    return ssl->release();
+  }
+
+  std::optional<std::string> peer_name(const SSL* ssl) override {
+    const auto* peer = identity::tls_context::peer_of(ssl);
+    if (peer == nullptr || !peer->identity)
+      return std::nullopt;
+    return peer->identity->node;
+  }
+
+  caf::error refusal(const SSL* ssl) override { return identity::tls_context::refusal_of(ssl); }
+
+private:
+  std::shared_ptr<const identity::tls_context> ctx_;
+};
+
+/// A member of mesh() named `name` that serves joiners.
+std::shared_ptr<pki_security> member_security(const std::string& name) {
+  using starling::testing::must;
+  auto node = mesh().node(name);
+  node.chain.push_back(mesh().root().cert);
+  identity::tls_options opts;
+  opts.key = node.key;
+  opts.certs = node.chain;
+  opts.trust = std::make_shared<identity::trust_state>(mesh().bundle());
+  opts.clock = [now = mesh().now()] { return now; };
+  opts.accept_anonymous_clients = true;
+  return std::make_shared<pki_security>(must(identity::tls_context::make(std::move(opts)), name));
+}
+
+/// A joiner of mesh(): no certificate, the root pinned.
+std::shared_ptr<pki_security> joiner_security() {
+  using starling::testing::must;
+  identity::tls_options opts;
+  opts.pinned_root = must(identity::spki_sha256(mesh().root().cert), "root pin");
+  opts.clock = [now = mesh().now()] { return now; };
+  return std::make_shared<pki_security>(must(identity::tls_context::make(std::move(opts)), "joiner"));
+}
+
+/// Over TLS as a client without a certificate: writes `bytes` to 127.0.0.1:`port` and reads
+/// until the server closes (bounded by its deadline). Returns what was read.
+std::string anonymous_tls_exchange(std::uint16_t port, const std::string& bytes) {
+  asio::io_context io;
+  asio::ip::tcp::socket s{io};
+  asio::error_code ec;
+  s.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  auto session = joiner_security()->new_session(false, std::nullopt);
+  EXPECT_TRUE(session);
+  if (ec || !session)
+    return {};
+  asio::ssl::stream<asio::ip::tcp::socket> tls{std::move(s), *session};
+  tls.handshake(asio::ssl::stream_base::client, ec);
+  EXPECT_FALSE(ec) << ec.message();
+  if (ec)
+    return {};
+  asio::write(tls, asio::buffer(bytes), ec);
+  EXPECT_FALSE(ec) << ec.message();
+  std::string got;
+  std::array<char, 4096> buf{};
+  for (;;) {
+    const auto n = tls.read_some(asio::buffer(buf), ec);
+    got.append(buf.data(), n);
+    if (ec)
+      break;
+  }
+  return got;
+}
+
+/// Callbacks of a TLS member that answers admissions with "welcome" and push-pulls with
+/// `name`'s state, counting what reached it.
+transport_callbacks serving(recorder& rec, const std::string& name, std::atomic<int>& admissions) {
+  rec.responder = [name](push_pull, push_pull_responder reply) { reply(state_of(name)); };
+  auto cbs = rec.callbacks();
+  cbs.on_admission = [&admissions](std::string, std::optional<std::string>,
+                                   admission_responder reply) {
+    ++admissions;
+    reply(std::string{"welcome"});
+  };
+  return cbs;
+}
+
+TEST(transport_limits, an_anonymous_client_is_refused_a_large_frame_at_its_prefix) {
+  recorder rb;
+  std::atomic<int> admissions{0};
+  auto cfg = local_config();
+  cfg.security = member_security("node-b");
+  auto started = transport::start(cfg, serving(rb, "node-b", admissions));
+  ASSERT_TRUE(started) << render(started.error());
+  auto b = std::move(*started);
+
+  // 16 MiB announced, nothing more sent: refused at once (not at the deadline), answered.
+  const auto answer = anonymous_tls_exchange(b->port(), prefix_of(16u << 20));
+  EXPECT_NE(refusal_in(answer).find("without a certificate"), std::string::npos)
+      << refusal_in(answer);
+  EXPECT_EQ(b->stats().anonymous_refused, 1u);
+  EXPECT_EQ(b->stats().inbound_buffered, 0u);
+  EXPECT_EQ(b->stats().budget_refused, 0u);
+  EXPECT_EQ(admissions, 0);
+
+  // Beyond what the codec takes from anyone: refused as anonymous all the same.
+  const auto huge = anonymous_tls_exchange(b->port(), prefix_of(0xffffffffu));
+  EXPECT_NE(refusal_in(huge).find("without a certificate"), std::string::npos);
+  EXPECT_EQ(b->stats().anonymous_refused, 2u);
+
+  // Just over the limit is refused, up to it is served.
+  const auto over = anonymous_tls_exchange(
+      b->port(), prefix_of(static_cast<std::uint32_t>(cfg.max_anonymous_frame + 1)));
+  EXPECT_NE(refusal_in(over).find("without a certificate"), std::string::npos);
+  EXPECT_EQ(b->stats().anonymous_refused, 3u);
+  auto joiner = joiner_security();
+  auto ok = admission_exchange(
+      local(b->port()), *joiner,
+      [](const SSL*) -> caf::expected<std::string> { return std::string(60u << 10, 'r'); }, 5s);
+  ASSERT_TRUE(ok) << render(ok.error());
+  EXPECT_EQ(*ok, "welcome");
+  EXPECT_EQ(admissions, 1);
+  EXPECT_EQ(b->stats().anonymous_refused, 3u);
+}
+
+TEST(transport_limits, a_member_may_send_frames_beyond_the_anonymous_limit) {
+  recorder ra, rb;
+  std::atomic<int> admissions{0};
+  auto cfg_b = local_config();
+  cfg_b.security = member_security("node-b");
+  auto b = transport::start(cfg_b, serving(rb, "node-b", admissions));
+  ASSERT_TRUE(b) << render(b.error());
+  auto cfg_a = local_config();
+  cfg_a.security = member_security("node-a");
+  auto a = start_local(ra, cfg_a);
+  ASSERT_TRUE(a);
+  push_pull big;
+  big.sender = "node-a";
+  big.sender_address = "127.0.0.1:1";
+  for (int i = 0; i < 1000; ++i)
+    big.members.push_back(member_update{member_state::alive, "node-a-" + std::to_string(i),
+                                        "127.0.0.1:1", 1, {{"pad", std::string(100, 'p')}}, {}});
+  ASSERT_GT(encode_frame(big).size(), cfg_b.max_anonymous_frame);
+  outcome out;
+  a->push_pull_with(local((*b)->port()), big, out.callback());
+  ASSERT_TRUE(out.wait());
+  ASSERT_TRUE(*out.result) << render(out.result->error());
+  EXPECT_EQ(out.result->value().sender, "node-b");
+  EXPECT_EQ((*b)->stats().anonymous_refused, 0u);
+  EXPECT_TRUE(eventually([&] { return (*b)->stats().push_pulls_in == 1; }));
 }
 
 } // namespace
