@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -96,7 +97,7 @@ int run_agent(const agent_config& cfg) {
   // mesh may hold for us (it may have declared us dead at the last one).
   std::uint64_t incarnation = 0;
   if (auto last = read_incarnation(cfg.data_dir))
-    incarnation = *last + 1;
+    incarnation = *last < std::numeric_limits<std::uint64_t>::max() ? *last + 1 : *last;
   // The node's certificate first: an admission also brings the mesh's gossip keyring.
   std::shared_ptr<const node_identity> id;
   {
