@@ -54,8 +54,13 @@ keyring_sealer::make(identity::keyring ring, fs::path persist_to, identity::seal
 }
 
 keyring_sealer::keyring_sealer(identity::sealer core, fs::path persist_to)
-    : core_(std::move(core)), file_(std::move(persist_to)) {
+    : core_(std::move(core)), file_(std::move(persist_to)),
+      drops_(std::make_shared<transport_drop_counters>()) {
   // Fields only.
+}
+
+std::shared_ptr<transport_drop_counters> keyring_sealer::drop_counters() const {
+  return drops_;
 }
 
 caf::expected<std::string> keyring_sealer::seal(std::string plain) {
@@ -127,6 +132,7 @@ keyring_view keyring_sealer::view() const {
   v.counters = core_.counters();
   v.tracked_senders = core_.tracked_salts();
   v.window = core_.config().window;
+  v.dropped = drops_->snapshot();
   return v;
 }
 
@@ -241,6 +247,10 @@ std::string keyring_json(const keyring_view& v) {
     {"tracked_senders", v.tracked_senders},
     {"window", format_duration(v.window)},
   };
+  if (v.dropped)
+    doc["dropped"] = {{"malformed", v.dropped->malformed},
+                      {"oversized", v.dropped->oversized},
+                      {"binding_refused", v.dropped->binding_refused}};
   return doc.dump();
 }
 
@@ -272,6 +282,16 @@ caf::expected<std::string> keyring_table(std::string_view json) {
   out << "\nsealed " << n("sealed") << ", opened " << n("opened") << "; refused: tampered "
       << n("tampered") << ", replayed " << n("replayed") << ", unknown_key " << n("unknown_key")
       << ", unsealed " << n("unsealed") << ", malformed " << n("malformed") << '\n';
+  if (doc.contains("dropped") && doc["dropped"].is_object()) {
+    const auto& d = doc["dropped"];
+    auto m = [&](const char* name) -> std::string {
+      return d.contains(name) && d[name].is_number_unsigned()
+               ? std::to_string(d[name].get<std::uint64_t>())
+               : std::string{"?"};
+    };
+    out << "dropped by the transport: undecodable " << m("malformed") << ", oversized "
+        << m("oversized") << ", binding_refused " << m("binding_refused") << '\n';
+  }
   return out.str();
 }
 

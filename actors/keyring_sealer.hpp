@@ -15,6 +15,7 @@
 
 #include <caf/expected.hpp>
 
+#include "actors/gossip_io.hpp"
 #include "gossip/transport.hpp"
 #include "identity/keyring.hpp"
 #include "identity/sealer.hpp"
@@ -37,6 +38,9 @@ struct keyring_view {
   std::size_t tracked_senders = 0;
   /// The replay/skew window.
   std::chrono::milliseconds window{0};
+  /// What the gossip transport dropped after (or before) the sealer: undecodable after
+  /// opening, oversized, binding refused. Absent when no transport reports to this sealer.
+  std::optional<transport_drops> dropped;
 };
 
 /// The gossip keyring of a running agent. Thread-safe: every public member may be called
@@ -69,6 +73,10 @@ public:
   /// A snapshot of the keyring and the counters.
   [[nodiscard]] keyring_view view() const;
 
+  /// Where the agent's gossip transport sums its drops (make_transport_io), so that
+  /// view() shows them. Never null.
+  [[nodiscard]] std::shared_ptr<transport_drop_counters> drop_counters() const;
+
   /// The keyring in its file form (what an issuer hands a node it admits). A secret.
   [[nodiscard]] std::string ring_text() const;
 
@@ -89,6 +97,8 @@ private:
   identity::sealer core_;
   /// Where changes are persisted; empty: nowhere. Immutable.
   std::filesystem::path file_;
+  /// The transport's drops (thread-safe on its own). Never null, immutable pointer.
+  std::shared_ptr<transport_drop_counters> drops_;
 };
 
 /// Reads a keyring file (the text form of identity::keyring). std::nullopt when the file
@@ -124,7 +134,8 @@ struct startup_keyring {
 
 /// The `keyring list --json` view, one line:
 /// {"enabled":true,"primary":"<id>","keys":[{"id","primary"}..],"counters":{..},
-///  "tracked_senders":N,"window":"30s"}.
+///  "tracked_senders":N,"window":"30s"}, plus
+/// "dropped":{"malformed","oversized","binding_refused"} when the view has them.
 [[nodiscard]] std::string keyring_json(const keyring_view& v);
 
 /// The text printed by `starling keyring list` from the JSON view. Errors: request_failed

@@ -342,4 +342,51 @@ TEST_F(sealed_transport, push_pull_is_sealed_and_another_key_cannot_join) {
   EXPECT_EQ(sb->view().counters.unknown_key, 1u);
 }
 
+TEST(keyring_sealer_drops, drops_after_opening_show_in_the_keyring_view) {
+  // Issue 13: a datagram the sealer opened but that did not decode, an oversized one and a
+  // refused binding were counted by the transport and shown by no command.
+  auto tx = make_sealer(si::keyring{key_of(1)});
+  auto rx = make_sealer(si::keyring{key_of(1)});
+  ASSERT_TRUE(tx && rx);
+  inbox in;
+  sg::transport_config cfg;
+  cfg.bind_host = "127.0.0.1";
+  cfg.port = 0;
+  cfg.sealer = rx;
+  auto io = sa::make_transport_io(cfg, rx->drop_counters())(in.callbacks());
+  ASSERT_TRUE(io) << sg::render(io.error());
+  asio::io_context ctx;
+  asio::ip::udp::socket raw{ctx,
+                            asio::ip::udp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+  const asio::ip::udp::endpoint to{asio::ip::make_address("127.0.0.1"), (*io)->port()};
+  auto undecodable = tx->seal(std::string{"\xff\xfe not a gossip datagram"});
+  ASSERT_TRUE(undecodable);
+  raw.send_to(asio::buffer(*undecodable), to);
+  raw.send_to(asio::buffer(std::string(cfg.limits.max_datagram + 1, 'x')), to);
+  ASSERT_TRUE(eventually([&] {
+    auto v = rx->view();
+    return v.dropped && v.dropped->malformed == 1 && v.dropped->oversized == 1;
+  }));
+  auto v = rx->view();
+  EXPECT_EQ(v.counters.opened, 1u) << "the sealer opened it; the drop came after";
+  EXPECT_EQ(v.counters.malformed, 0u);
+  auto doc = nlohmann::json::parse(sa::keyring_json(v));
+  EXPECT_EQ(doc.at("dropped").at("malformed"), 1u);
+  EXPECT_EQ(doc.at("dropped").at("oversized"), 1u);
+  EXPECT_EQ(doc.at("dropped").at("binding_refused"), 0u);
+  auto table = sa::keyring_table(doc.dump());
+  ASSERT_TRUE(table);
+  EXPECT_NE(table->find("dropped by the transport: undecodable 1, oversized 1, binding_refused 0"),
+            std::string::npos)
+    << *table;
+  // A restarted transport (a restarted membership actor) adds to the totals.
+  io->reset();
+  auto again = sa::make_transport_io(cfg, rx->drop_counters())(in.callbacks());
+  ASSERT_TRUE(again);
+  const asio::ip::udp::endpoint to2{asio::ip::make_address("127.0.0.1"), (*again)->port()};
+  raw.send_to(asio::buffer(std::string(cfg.limits.max_datagram + 1, 'x')), to2);
+  EXPECT_TRUE(eventually([&] { return rx->view().dropped->oversized == 2; }));
+  EXPECT_EQ(rx->view().dropped->malformed, 1u);
+}
+
 } // namespace
