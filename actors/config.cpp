@@ -24,6 +24,7 @@
 #include "identity/files.hpp"
 #include "identity/keyring.hpp"
 #include "identity/names.hpp"
+#include "identity/revocation.hpp"
 #include "identity/token.hpp"
 
 namespace starling::actors {
@@ -202,6 +203,9 @@ caf::error check_tokens(const std::vector<std::string>& tokens, std::size_t quor
                             std::to_string(issuers.size()) + ")");
   return {};
 }
+
+// Revocations are kept at least this long after they are made (revocation_log::prune).
+static_assert(max_cert_ttl == identity::max_node_certificate_lifetime);
 
 /// Parses cert_ttl: a duration from min_cert_ttl to max_cert_ttl, in whole seconds.
 caf::expected<std::chrono::seconds> parse_cert_ttl(std::string_view text, std::string_view key) {
