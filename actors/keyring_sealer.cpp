@@ -64,17 +64,25 @@ std::shared_ptr<transport_drop_counters> keyring_sealer::drop_counters() const {
 }
 
 caf::expected<std::string> keyring_sealer::seal(std::string plain) {
-  const auto t = now();
-  std::lock_guard guard{mutex_};
-  return core_.seal(plain, t);
+  return seal_to(unbound_receiver, std::move(plain));
 }
 
 caf::expected<std::string> keyring_sealer::open(std::string_view wire) {
+  return open_as(unbound_receiver, wire);
+}
+
+caf::expected<std::string> keyring_sealer::seal_to(std::string_view receiver, std::string plain) {
+  const auto t = now();
+  std::lock_guard guard{mutex_};
+  return core_.seal(plain, t, receiver);
+}
+
+caf::expected<std::string> keyring_sealer::open_as(std::string_view self, std::string_view wire) {
   const auto t = now();
   caf::expected<std::string> result{caf::error{}};
   {
     std::lock_guard guard{mutex_};
-    result = core_.open(wire, t);
+    result = core_.open(wire, t, self);
   }
   if (!result && identity::is(result.error(), identity::errc::sealed_malformed))
     return gossip::make_error(gossip::errc::malformed, identity::render(result.error()));
@@ -243,7 +251,8 @@ std::string keyring_json(const keyring_view& v) {
       {"unknown_key", c.unknown_key},
       {"unsealed", c.unsealed},
       {"malformed", c.malformed},
-      {"salts_evicted", c.salts_evicted}}},
+      {"salts_evicted", c.salts_evicted},
+      {"wrong_receiver", c.wrong_receiver}}},
     {"tracked_senders", v.tracked_senders},
     {"window", format_duration(v.window)},
   };
@@ -281,7 +290,8 @@ caf::expected<std::string> keyring_table(std::string_view json) {
   };
   out << "\nsealed " << n("sealed") << ", opened " << n("opened") << "; refused: tampered "
       << n("tampered") << ", replayed " << n("replayed") << ", unknown_key " << n("unknown_key")
-      << ", unsealed " << n("unsealed") << ", malformed " << n("malformed") << '\n';
+      << ", unsealed " << n("unsealed") << ", malformed " << n("malformed")
+      << ", wrong_receiver " << n("wrong_receiver") << '\n';
   if (doc.contains("dropped") && doc["dropped"].is_object()) {
     const auto& d = doc["dropped"];
     auto m = [&](const char* name) -> std::string {

@@ -54,12 +54,28 @@ public:
   make(identity::keyring ring, std::filesystem::path persist_to,
        identity::sealer_config cfg = {});
 
-  /// Seals under the primary key, stamped with the system clock.
+  /// What seal() binds and open() expects: no receiver. gossip::datagram_sealer's seal and
+  /// open (gossip/transport.hpp) do not name the receiver yet, so the transport's datagrams
+  /// are not bound to one; once the interface passes the destination and the node's own
+  /// advertised address, the transport calls seal_to and open_as instead.
+  static constexpr std::string_view unbound_receiver{};
+
+  /// Seals under the primary key, stamped with the system clock, bound to no receiver
+  /// (seal_to(unbound_receiver, plain)).
   [[nodiscard]] caf::expected<std::string> seal(std::string plain) override;
 
-  /// Opens with the key named in the message. Errors: identity errors (counted as refused
-  /// by the transport), except sealed_malformed, which becomes gossip::errc::malformed.
+  /// Opens a message bound to no receiver (open_as(unbound_receiver, wire)).
   [[nodiscard]] caf::expected<std::string> open(std::string_view wire) override;
+
+  /// Seals under the primary key for `receiver`: the destination's advertised gossip
+  /// address "host:port", as the membership knows it. Only open_as(receiver, ...) opens it.
+  [[nodiscard]] caf::expected<std::string> seal_to(std::string_view receiver, std::string plain);
+
+  /// Opens a message received by `self` (this node's advertised gossip address). Errors:
+  /// identity errors (counted as refused by the transport; wrong_receiver for a message
+  /// sealed for another member), except sealed_malformed, which becomes
+  /// gossip::errc::malformed.
+  [[nodiscard]] caf::expected<std::string> open_as(std::string_view self, std::string_view wire);
 
   /// Installs a base64 key (idempotent) and persists; returns its id.
   [[nodiscard]] caf::expected<std::string> install(std::string_view key_base64);

@@ -38,6 +38,7 @@ const char* to_string(errc x) noexcept {
     case errc::not_an_issuer: return "not_an_issuer";
     case errc::revokes_ca_key: return "revokes_ca_key";
     case errc::quorum_not_met: return "quorum_not_met";
+    case errc::wrong_receiver: return "wrong_receiver";
   }
   return "unknown";
 }

@@ -48,6 +48,8 @@ enum class errc : std::uint8_t {
   revokes_ca_key, ///< a revocation of a root's or an issuer's key (issuers revoke node keys)
   // -- admission quorum ---------------------------------------------------------------------
   quorum_not_met, ///< a node certificate endorsed by fewer issuers than admission_quorum
+  // -- gossip keyring, continued ----------------------------------------------------------
+  wrong_receiver, ///< a sealed datagram bound to another receiver (replayed to another member)
 };
 
 /// The CAF error category of this module.

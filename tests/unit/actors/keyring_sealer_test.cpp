@@ -71,6 +71,35 @@ TEST(keyring_sealer, seals_opens_and_maps_garbage_to_malformed) {
   EXPECT_FALSE(sa::keyring_sealer::make(si::keyring{}, {}));
 }
 
+TEST(keyring_sealer, a_datagram_sealed_for_one_member_opens_at_that_member_only) {
+  // Issue 13: bound to the receiver's advertised gossip address.
+  auto tx = make_sealer(si::keyring{key_of(1)});
+  auto at_x = make_sealer(si::keyring{key_of(1)});
+  auto at_y = make_sealer(si::keyring{key_of(1)});
+  ASSERT_TRUE(tx && at_x && at_y);
+  auto wire = tx->seal_to("127.0.0.1:4001", "\x01ping");
+  ASSERT_TRUE(wire);
+  auto refused = at_y->open_as("127.0.0.1:4002", *wire);
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(si::is(refused.error(), si::errc::wrong_receiver)) << si::render(refused.error());
+  EXPECT_NE(refused.error().category(), sg::errc_category) << "a refusal, not malformed input";
+  auto opened = at_x->open_as("127.0.0.1:4001", *wire);
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(*opened, "\x01ping");
+  auto v = at_y->view();
+  EXPECT_EQ(v.counters.wrong_receiver, 1u);
+  auto doc = nlohmann::json::parse(sa::keyring_json(v));
+  EXPECT_EQ(doc.at("counters").at("wrong_receiver"), 1u);
+  auto table = sa::keyring_table(doc.dump());
+  ASSERT_TRUE(table);
+  EXPECT_NE(table->find("wrong_receiver 1"), std::string::npos) << *table;
+  // The transport's interface names no receiver: seal and open use the unbound one.
+  auto plain = tx->seal("\x01pong");
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(at_x->open(*plain));
+  EXPECT_FALSE(at_x->open_as("127.0.0.1:4001", *tx->seal("\x01pong")));
+}
+
 TEST(keyring_sealer, is_thread_safe_while_rotating) {
   auto tx = make_sealer(si::keyring{key_of(1)});
   auto rx = make_sealer(si::keyring{key_of(1)});
