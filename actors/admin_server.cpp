@@ -146,7 +146,10 @@ private:
     std::string out;
     /// Sequence number of the request in flight; a responder answers only its own.
     std::uint64_t request = 0;
+    /// A request is with the handler.
     bool waiting = false;
+    /// An answer is being written.
+    bool writing = false;
     bool closed = false;
   };
   using conn_ptr = std::shared_ptr<conn>;
@@ -162,9 +165,12 @@ private:
   }
 
   void on_accept(tcp::socket socket) {
-    if (conns_.size() >= cfg_.max_connections) {
+    // Full: make room by closing the oldest idle connection (no request in the handler and
+    // no answer being written), so idle or half-sent connections cannot lock the operator
+    // out. Only when every connection is busy is the new one refused.
+    if (conns_.size() >= cfg_.max_connections && !evict_oldest_idle()) {
       stats_.refused_connections.fetch_add(1, std::memory_order_relaxed);
-      spdlog::debug("admin: refusing a connection: {} open", conns_.size());
+      spdlog::debug("admin: refusing a connection: {} open, all busy", conns_.size());
       asio::error_code ignored;
       socket.close(ignored);
       return;
@@ -174,6 +180,22 @@ private:
     conns_.emplace(c->id, c);
     arm_timer(c, cfg_.idle_timeout);
     read(c);
+  }
+
+  /// Closes the oldest connection that is neither waiting for the handler nor writing an
+  /// answer; false if there is none. Ids grow with accept order, so the map's first idle
+  /// entry is the oldest.
+  bool evict_oldest_idle() {
+    for (auto& [id, c] : conns_) {
+      if (c->waiting || c->writing)
+        continue;
+      stats_.evicted_connections.fetch_add(1, std::memory_order_relaxed);
+      spdlog::debug("admin: {} connections open: closing the oldest idle one", conns_.size());
+      auto victim = c; // close() erases the entry.
+      close(victim);
+      return true;
+    }
+    return false;
   }
 
   void arm_timer(const conn_ptr& c, std::chrono::milliseconds after) {
@@ -247,9 +269,11 @@ private:
     if (c->closed || !c->waiting || c->request != seq)
       return;
     c->waiting = false;
+    c->writing = true;
     c->out = encode_reply(r);
     asio::async_write(c->socket, asio::buffer(c->out),
                       [this, c](const asio::error_code& ec, std::size_t) {
+                        c->writing = false;
                         if (c->closed)
                           return;
                         if (ec) {

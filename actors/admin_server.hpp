@@ -55,7 +55,9 @@ struct admin_server_config {
   std::string host = "127.0.0.1";
   /// 0 picks a free port (see admin_server::port()).
   std::uint16_t port = 7947;
-  /// Connections beyond this are closed at once.
+  /// Open connections at most. A new one beyond this closes the oldest idle connection
+  /// (no request with the handler, no answer being written); it is refused only when every
+  /// open connection is busy.
   std::size_t max_connections = 32;
   /// Bytes of one request (length prefix excluded); a longer one closes the connection.
   std::size_t max_request = 1u << 20;
@@ -68,7 +70,8 @@ struct admin_server_config {
 /// Counters of the admin server; read from any thread.
 struct admin_server_stats {
   std::atomic<std::uint64_t> connections{0};       ///< accepted
-  std::atomic<std::uint64_t> refused_connections{0}; ///< over max_connections
+  std::atomic<std::uint64_t> refused_connections{0}; ///< over max_connections, all busy
+  std::atomic<std::uint64_t> evicted_connections{0}; ///< idle, closed to admit a new one
   std::atomic<std::uint64_t> requests{0};          ///< decoded and handed to the handler
   std::atomic<std::uint64_t> malformed{0};         ///< unparsable, oversized or bad version
   std::atomic<std::uint64_t> timeouts{0};          ///< idle or unanswered in time

@@ -80,6 +80,8 @@ private:
 
 int run_agent(const agent_config& cfg) {
   setup_logging(cfg.level, cfg.format);
+  for (const auto& warning : cfg.warnings)
+    spdlog::warn("config: {}", warning);
   auto lock = data_dir_lock::acquire(cfg.data_dir);
   if (!lock) {
     spdlog::error("{}", message_of(lock.error()));

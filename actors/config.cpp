@@ -1,8 +1,11 @@
 #include "actors/config.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
+#include <cstdio>
+#include <cstdlib>
 #include <charconv>
 #include <cmath>
 #include <fstream>
@@ -18,8 +21,10 @@
 #include "actors/errc.hpp"
 #include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
+#include "identity/files.hpp"
 #include "identity/keyring.hpp"
 #include "identity/names.hpp"
+#include "identity/revocation.hpp"
 #include "identity/token.hpp"
 
 namespace starling::actors {
@@ -199,6 +204,9 @@ caf::error check_tokens(const std::vector<std::string>& tokens, std::size_t quor
   return {};
 }
 
+// Revocations are kept at least this long after they are made (revocation_log::prune).
+static_assert(max_cert_ttl == identity::max_node_certificate_lifetime);
+
 /// Parses cert_ttl: a duration from min_cert_ttl to max_cert_ttl, in whole seconds.
 caf::expected<std::chrono::seconds> parse_cert_ttl(std::string_view text, std::string_view key) {
   auto d = parse_duration(text, key);
@@ -227,12 +235,91 @@ caf::error validate_keyring_file(const std::string& path, std::string_view key) 
   return {};
 }
 
+// -- secrets from files and the environment ------------------------------------------------
+
+/// Bound on a token or gossip key file: far above 16 tokens of ~150 characters.
+constexpr std::size_t max_secret_file = 64 * 1024;
+
+std::string_view trim(std::string_view text) {
+  constexpr std::string_view space = " \t\r\n\v\f";
+  auto b = text.find_first_not_of(space);
+  if (b == std::string_view::npos)
+    return {};
+  auto e = text.find_last_not_of(space);
+  return text.substr(b, e - b + 1);
+}
+
+/// Reads a file holding a secret (bounded). One readable by group or others adds a warning
+/// (the secret is then exposed to other users, which the file form is meant to avoid).
+caf::expected<std::string> read_secret_file(const std::string& path, std::string_view key,
+                                            std::vector<std::string>& warnings) {
+  if (path.empty())
+    return bad(key, "must not be empty");
+  auto text = identity::read_file(path, max_secret_file);
+  if (!text)
+    return bad(key, identity::render(text.error()));
+  struct ::stat st {};
+  if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    warnings.push_back(std::string{key} + ": " + quote_text(path) + " is readable by group or " +
+                       "others (mode " + mode + "): it holds a secret, chmod 0600 it");
+  }
+  return std::move(*text);
+}
+
+/// Decodes and checks the join tokens of one text (a file or STARLING_TOKEN) named `key`.
+caf::expected<std::vector<std::string>> tokens_from_text(std::string_view text,
+                                                         std::string_view key,
+                                                         std::string_view where) {
+  auto tokens = split_tokens(text);
+  if (tokens.empty())
+    return bad(key, std::string{where} + " holds no join token");
+  for (const auto& t : tokens)
+    if (auto err = validate_token(t, key))
+      return err;
+  return tokens;
+}
+
+caf::expected<std::vector<std::string>> read_token_file(const std::string& path,
+                                                        std::string_view key,
+                                                        std::vector<std::string>& warnings) {
+  auto text = read_secret_file(path, key, warnings);
+  if (!text)
+    return text.error();
+  return tokens_from_text(*text, key, quote_text(path));
+}
+
+caf::expected<std::string> read_gossip_key_file(const std::string& path, std::string_view key,
+                                                std::vector<std::string>& warnings) {
+  auto text = read_secret_file(path, key, warnings);
+  if (!text)
+    return text.error();
+  auto k = std::string{trim(*text)};
+  if (k.empty())
+    return bad(key, quote_text(path) + " holds no gossip key");
+  if (auto err = validate_gossip_key(k, key))
+    return err;
+  return k;
+}
+
+/// A value and its file form at one level (both flags, or both config keys).
+caf::error both_forms(std::string_view value_key, std::string_view file_key) {
+  return bad(std::string{value_key} + ", " + std::string{file_key},
+             "give one of the two, not both (the file keeps the secret out of `ps`)");
+}
+
 // -- the TOML file ------------------------------------------------------------------------
 
 struct file_state {
   agent_config& cfg;
   std::optional<std::string> name;
   std::optional<std::string> data_dir;
+  /// Which of a secret's two forms the file gave (both is an error).
+  bool token = false;
+  bool token_file = false;
+  bool gossip_key = false;
+  bool gossip_key_file = false;
 };
 
 caf::expected<std::string> get_string(const toml::node& n, std::string_view key,
@@ -443,6 +530,16 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
       if (auto err = validate_gossip_key(*s, key))
         return err;
       cfg.gossip_key = *s;
+      st.gossip_key = true;
+    } else if (key == "gossip_key_file") {
+      auto s = get_string(node, key, "a path");
+      if (!s)
+        return s.error();
+      auto k = read_gossip_key_file(*s, key, cfg.warnings);
+      if (!k)
+        return k.error();
+      cfg.gossip_key = *k;
+      st.gossip_key_file = true;
     } else if (key == "keyring_file") {
       auto s = get_string(node, key, "a path");
       if (!s)
@@ -462,8 +559,18 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
       if (!ttl)
         return ttl.error();
       cfg.cert_ttl = *ttl;
+    } else if (key == "token_file") {
+      auto s = get_string(node, key, "a path");
+      if (!s)
+        return s.error();
+      auto tokens = read_token_file(*s, key, cfg.warnings);
+      if (!tokens)
+        return tokens.error();
+      cfg.tokens = std::move(*tokens);
+      st.token_file = true;
     } else if (key == "token") {
       // One token, or an array of them (admission quorum).
+      st.token = true;
       cfg.tokens.clear();
       auto add = [&cfg](const toml::node& n, const std::string& k,
                         std::string_view expected) -> caf::error {
@@ -665,22 +772,67 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
   str("--log-format", f.log_format, "text|json (default text)");
   str("--event-log", f.event_log, "append member events as JSON lines to FILE");
   str("--gossip-key", f.gossip_key,
-      "initial gossip encryption key, base64 (`starling keyring generate`)");
+      "initial gossip encryption key, base64 (`starling keyring generate`); visible in "
+      "`ps`: prefer --gossip-key-file or STARLING_GOSSIP_KEY");
+  str("--gossip-key-file", f.gossip_key_file,
+      "file holding the initial gossip key (mode 0600); env STARLING_GOSSIP_KEY also works");
   str("--keyring-file", f.keyring_file, "initial gossip keyring file");
   str("--issuer", f.issuer_dir, "issuer DIR (`starling ca issuer`): this node admits others");
   app.add_option("--token", f.tokens,
                  "join token from `starling token create` (first start only; repeatable: one "
-                 "per issuer when admission_quorum > 1)")
+                 "per issuer when admission_quorum > 1); visible in `ps`: prefer "
+                 "--token-file or STARLING_TOKEN")
     ->type_name("");
+  str("--token-file", f.token_file,
+      "file of join tokens, one per line (mode 0600); env STARLING_TOKEN (tokens separated "
+      "by commas or spaces) also works. Precedence: flags > environment > config file");
   str("--admission-quorum", f.admission_quorum,
       "distinct issuers that must vouch for every node certificate, 1 to 16 (default 1)");
   str("--cert-ttl", f.cert_ttl,
       "validity of the node certificates this issuer signs, 30s to 720h (default 24h)");
 }
 
+std::vector<std::string> split_tokens(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    auto line = trim(text.substr(0, nl));
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    if (line.starts_with('#'))
+      continue;
+    std::string current;
+    for (char c : line) {
+      if (c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f') {
+        if (!current.empty())
+          out.push_back(std::move(current));
+        current.clear();
+      } else {
+        current += c;
+      }
+    }
+    if (!current.empty())
+      out.push_back(std::move(current));
+  }
+  return out;
+}
+
+agent_env agent_env::from_process() {
+  agent_env env;
+  auto get = [](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0')
+      return std::nullopt;
+    return std::string{v};
+  };
+  env.token = get("STARLING_TOKEN");
+  env.gossip_key = get("STARLING_GOSSIP_KEY");
+  return env;
+}
+
 caf::expected<agent_config> make_agent_config(std::string_view toml_text,
                                               std::string_view source,
-                                              const agent_flags& flags) {
+                                              const agent_flags& flags,
+                                              const agent_env& env) {
   agent_config cfg;
   file_state st{cfg, std::nullopt, std::nullopt};
   if (!toml_text.empty()) {
@@ -695,6 +847,23 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
     }
     if (auto err = read_file_table(root, st))
       return err;
+    if (st.token && st.token_file)
+      return both_forms("token", "token_file");
+    if (st.gossip_key && st.gossip_key_file)
+      return both_forms("gossip_key", "gossip_key_file");
+  }
+  // The environment overrides the file (secrets kept out of `ps`), flags override both.
+  if (env.token) {
+    auto tokens = tokens_from_text(*env.token, "STARLING_TOKEN", "STARLING_TOKEN");
+    if (!tokens)
+      return tokens.error();
+    cfg.tokens = std::move(*tokens);
+  }
+  if (env.gossip_key) {
+    auto k = std::string{trim(*env.gossip_key)};
+    if (auto err = validate_gossip_key(k, "STARLING_GOSSIP_KEY"))
+      return err;
+    cfg.gossip_key = k;
   }
   // Flags override the file.
   if (flags.name) {
@@ -760,10 +929,17 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
   }
   if (flags.event_log)
     cfg.event_log = *flags.event_log;
+  if (flags.gossip_key && flags.gossip_key_file)
+    return both_forms("--gossip-key", "--gossip-key-file");
   if (flags.gossip_key) {
     if (auto err = validate_gossip_key(*flags.gossip_key, "--gossip-key"))
       return err;
     cfg.gossip_key = *flags.gossip_key;
+  } else if (flags.gossip_key_file) {
+    auto k = read_gossip_key_file(*flags.gossip_key_file, "--gossip-key-file", cfg.warnings);
+    if (!k)
+      return k.error();
+    cfg.gossip_key = *k;
   }
   if (flags.keyring_file) {
     if (auto err = validate_keyring_file(*flags.keyring_file, "--keyring-file"))
@@ -775,6 +951,8 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
       return err;
     cfg.issuer_dir = *flags.issuer_dir;
   }
+  if (!flags.tokens.empty() && flags.token_file)
+    return both_forms("--token", "--token-file");
   if (!flags.tokens.empty()) {
     cfg.tokens.clear();
     for (const auto& t : flags.tokens) {
@@ -782,6 +960,11 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
         return err;
       cfg.tokens.push_back(t);
     }
+  } else if (flags.token_file) {
+    auto tokens = read_token_file(*flags.token_file, "--token-file", cfg.warnings);
+    if (!tokens)
+      return tokens.error();
+    cfg.tokens = std::move(*tokens);
   }
   if (flags.admission_quorum) {
     const auto& text = *flags.admission_quorum;
@@ -843,7 +1026,7 @@ caf::expected<agent_config> load_agent_config(const agent_flags& flags) {
     buf << in.rdbuf();
     text = buf.str();
   }
-  return make_agent_config(text, source, flags);
+  return make_agent_config(text, source, flags, agent_env::from_process());
 }
 
 } // namespace starling::actors

@@ -87,6 +87,9 @@ struct agent_config {
   /// its own): from min_cert_ttl to max_cert_ttl, capped at the issuer certificate's
   /// expiry. Ignored on a node that is not an issuer.
   std::chrono::seconds cert_ttl{std::chrono::hours{24}};
+  /// Problems that do not stop the agent (a secret file readable by group or others); the
+  /// agent logs each at warn once logging is set up.
+  std::vector<std::string> warnings;
 };
 
 /// Bounds of agent_config::cert_ttl. Under 30 s a certificate would be due for renewal
@@ -110,26 +113,50 @@ struct agent_flags {
   std::optional<std::string> log_format;
   std::optional<std::string> event_log;
   std::optional<std::string> gossip_key;
+  /// --gossip-key-file: a file holding the key (not visible in `ps`).
+  std::optional<std::string> gossip_key_file;
   std::optional<std::string> keyring_file;
   std::optional<std::string> issuer_dir;
   std::vector<std::string> tokens;     ///< replaces the file's tokens when not empty
+  /// --token-file: a file of join tokens, one per line (not visible in `ps`).
+  std::optional<std::string> token_file;
   std::optional<std::string> admission_quorum;
   std::optional<std::string> cert_ttl;
+};
+
+/// Secrets taken from the environment, so that they do not show in `ps`. Precedence:
+/// flags > environment > config file.
+struct agent_env {
+  /// STARLING_TOKEN: join tokens separated by commas or whitespace.
+  std::optional<std::string> token;
+  /// STARLING_GOSSIP_KEY: the initial gossip key.
+  std::optional<std::string> gossip_key;
+
+  /// Reads STARLING_TOKEN and STARLING_GOSSIP_KEY from this process's environment (an
+  /// empty variable counts as unset).
+  [[nodiscard]] static agent_env from_process();
 };
 
 /// Declares the `starling agent` flags on `app`, storing into `flags` (which must outlive
 /// parsing).
 void add_agent_flags(CLI::App& app, agent_flags& flags);
 
-/// Reads flags.config_file (if set), applies the flags, fills defaults and validates.
+/// Reads flags.config_file (if set), applies the environment (agent_env::from_process) and
+/// the flags, fills defaults and validates.
 /// Errors: invalid_config with a message naming the key or flag, e.g.
 /// `gossip.probe_interval: expected a duration like "500ms", got "fast"`.
 [[nodiscard]] caf::expected<agent_config> load_agent_config(const agent_flags& flags);
 
-/// As load_agent_config, but with the TOML text given (`source` names it in messages).
-/// flags.config_file is ignored.
-[[nodiscard]] caf::expected<agent_config>
-make_agent_config(std::string_view toml_text, std::string_view source, const agent_flags& flags);
+/// As load_agent_config, but with the TOML text and the environment given (`source` names
+/// the text in messages). flags.config_file is ignored.
+[[nodiscard]] caf::expected<agent_config> make_agent_config(std::string_view toml_text,
+                                                            std::string_view source,
+                                                            const agent_flags& flags,
+                                                            const agent_env& env = {});
+
+/// Splits join tokens given as one text (a token file, STARLING_TOKEN): separated by
+/// commas or whitespace (so one per line works); lines starting with '#' are comments.
+[[nodiscard]] std::vector<std::string> split_tokens(std::string_view text);
 
 /// Parses a duration: one or more <number><unit> with unit ns|us|ms|s|m|h ("200ms",
 /// "1.5s", "1m30s"), or "0". Errors: invalid_config naming `key`.

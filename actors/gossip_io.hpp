@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <caf/expected.hpp>
@@ -35,12 +36,48 @@ public:
                               std::function<void(caf::expected<std::string>)> done);
 };
 
+/// What the gossip transport dropped that the keyring's counters do not show: input that
+/// failed after the sealer opened it, or that never reached the sealer.
+struct transport_drops {
+  /// UDP datagrams that did not decode: bad protobuf after the sealer opened them (or, with
+  /// no keyring, plain garbage), plus sealed datagrams malformed before opening (those also
+  /// count in the keyring's `malformed`).
+  std::uint64_t malformed = 0;
+  /// UDP datagrams over gossip.max_datagram, dropped before opening.
+  std::uint64_t oversized = 0;
+  /// Push-pulls (opened, or under TLS) whose sender is not the member the peer's certificate
+  /// names.
+  std::uint64_t binding_refused = 0;
+};
+
+/// Sums the drop counters of the transports one agent runs in turn (a restarted membership
+/// actor starts a new one, whose counters start at zero). Thread-safe.
+class transport_drop_counters {
+public:
+  /// `t` is now the running transport; it must stay alive until detach(t).
+  void attach(const gossip::transport* t);
+  /// Adds the counters of `t` (stopped or about to be destroyed) to the totals.
+  void detach(const gossip::transport* t);
+  /// The totals, the running transport's counters included.
+  [[nodiscard]] transport_drops snapshot() const;
+
+private:
+  mutable std::mutex mutex_;
+  /// The running transport, or null. Guarded by mutex_.
+  const gossip::transport* current_ = nullptr;
+  /// Counters of the transports detached so far. Guarded by mutex_.
+  transport_drops past_;
+};
+
 /// Starts the network side, wiring `callbacks` (which may run on any thread). The actor
 /// calls it once at start; an error is fatal for the actor (e.g. the port is taken).
 using gossip_io_factory = std::function<caf::expected<std::unique_ptr<gossip_io>>(
   gossip::transport_callbacks callbacks)>;
 
-/// A factory starting a real gossip::transport with `cfg`.
-[[nodiscard]] gossip_io_factory make_transport_io(gossip::transport_config cfg);
+/// A factory starting a real gossip::transport with `cfg`; its drop counters are summed into
+/// `drops` when given (shown by `starling keyring list`).
+[[nodiscard]] gossip_io_factory
+make_transport_io(gossip::transport_config cfg,
+                  std::shared_ptr<transport_drop_counters> drops = nullptr);
 
 } // namespace starling::actors

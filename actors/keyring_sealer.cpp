@@ -54,22 +54,35 @@ keyring_sealer::make(identity::keyring ring, fs::path persist_to, identity::seal
 }
 
 keyring_sealer::keyring_sealer(identity::sealer core, fs::path persist_to)
-    : core_(std::move(core)), file_(std::move(persist_to)) {
+    : core_(std::move(core)), file_(std::move(persist_to)),
+      drops_(std::make_shared<transport_drop_counters>()) {
   // Fields only.
 }
 
+std::shared_ptr<transport_drop_counters> keyring_sealer::drop_counters() const {
+  return drops_;
+}
+
 caf::expected<std::string> keyring_sealer::seal(std::string plain) {
-  const auto t = now();
-  std::lock_guard guard{mutex_};
-  return core_.seal(plain, t);
+  return seal_to(unbound_receiver, std::move(plain));
 }
 
 caf::expected<std::string> keyring_sealer::open(std::string_view wire) {
+  return open_as(unbound_receiver, wire);
+}
+
+caf::expected<std::string> keyring_sealer::seal_to(std::string_view receiver, std::string plain) {
+  const auto t = now();
+  std::lock_guard guard{mutex_};
+  return core_.seal(plain, t, receiver);
+}
+
+caf::expected<std::string> keyring_sealer::open_as(std::string_view self, std::string_view wire) {
   const auto t = now();
   caf::expected<std::string> result{caf::error{}};
   {
     std::lock_guard guard{mutex_};
-    result = core_.open(wire, t);
+    result = core_.open(wire, t, self);
   }
   if (!result && identity::is(result.error(), identity::errc::sealed_malformed))
     return gossip::make_error(gossip::errc::malformed, identity::render(result.error()));
@@ -127,6 +140,7 @@ keyring_view keyring_sealer::view() const {
   v.counters = core_.counters();
   v.tracked_senders = core_.tracked_salts();
   v.window = core_.config().window;
+  v.dropped = drops_->snapshot();
   return v;
 }
 
@@ -237,10 +251,15 @@ std::string keyring_json(const keyring_view& v) {
       {"unknown_key", c.unknown_key},
       {"unsealed", c.unsealed},
       {"malformed", c.malformed},
-      {"salts_evicted", c.salts_evicted}}},
+      {"salts_evicted", c.salts_evicted},
+      {"wrong_receiver", c.wrong_receiver}}},
     {"tracked_senders", v.tracked_senders},
     {"window", format_duration(v.window)},
   };
+  if (v.dropped)
+    doc["dropped"] = {{"malformed", v.dropped->malformed},
+                      {"oversized", v.dropped->oversized},
+                      {"binding_refused", v.dropped->binding_refused}};
   return doc.dump();
 }
 
@@ -271,7 +290,18 @@ caf::expected<std::string> keyring_table(std::string_view json) {
   };
   out << "\nsealed " << n("sealed") << ", opened " << n("opened") << "; refused: tampered "
       << n("tampered") << ", replayed " << n("replayed") << ", unknown_key " << n("unknown_key")
-      << ", unsealed " << n("unsealed") << ", malformed " << n("malformed") << '\n';
+      << ", unsealed " << n("unsealed") << ", malformed " << n("malformed")
+      << ", wrong_receiver " << n("wrong_receiver") << '\n';
+  if (doc.contains("dropped") && doc["dropped"].is_object()) {
+    const auto& d = doc["dropped"];
+    auto m = [&](const char* name) -> std::string {
+      return d.contains(name) && d[name].is_number_unsigned()
+               ? std::to_string(d[name].get<std::uint64_t>())
+               : std::string{"?"};
+    };
+    out << "dropped by the transport: undecodable " << m("malformed") << ", oversized "
+        << m("oversized") << ", binding_refused " << m("binding_refused") << '\n';
+  }
   return out.str();
 }
 

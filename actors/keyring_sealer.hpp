@@ -15,6 +15,7 @@
 
 #include <caf/expected.hpp>
 
+#include "actors/gossip_io.hpp"
 #include "gossip/transport.hpp"
 #include "identity/keyring.hpp"
 #include "identity/sealer.hpp"
@@ -37,6 +38,9 @@ struct keyring_view {
   std::size_t tracked_senders = 0;
   /// The replay/skew window.
   std::chrono::milliseconds window{0};
+  /// What the gossip transport dropped after (or before) the sealer: undecodable after
+  /// opening, oversized, binding refused. Absent when no transport reports to this sealer.
+  std::optional<transport_drops> dropped;
 };
 
 /// The gossip keyring of a running agent. Thread-safe: every public member may be called
@@ -50,12 +54,28 @@ public:
   make(identity::keyring ring, std::filesystem::path persist_to,
        identity::sealer_config cfg = {});
 
-  /// Seals under the primary key, stamped with the system clock.
+  /// What seal() binds and open() expects: no receiver. gossip::datagram_sealer's seal and
+  /// open (gossip/transport.hpp) do not name the receiver yet, so the transport's datagrams
+  /// are not bound to one; once the interface passes the destination and the node's own
+  /// advertised address, the transport calls seal_to and open_as instead.
+  static constexpr std::string_view unbound_receiver{};
+
+  /// Seals under the primary key, stamped with the system clock, bound to no receiver
+  /// (seal_to(unbound_receiver, plain)).
   [[nodiscard]] caf::expected<std::string> seal(std::string plain) override;
 
-  /// Opens with the key named in the message. Errors: identity errors (counted as refused
-  /// by the transport), except sealed_malformed, which becomes gossip::errc::malformed.
+  /// Opens a message bound to no receiver (open_as(unbound_receiver, wire)).
   [[nodiscard]] caf::expected<std::string> open(std::string_view wire) override;
+
+  /// Seals under the primary key for `receiver`: the destination's advertised gossip
+  /// address "host:port", as the membership knows it. Only open_as(receiver, ...) opens it.
+  [[nodiscard]] caf::expected<std::string> seal_to(std::string_view receiver, std::string plain);
+
+  /// Opens a message received by `self` (this node's advertised gossip address). Errors:
+  /// identity errors (counted as refused by the transport; wrong_receiver for a message
+  /// sealed for another member), except sealed_malformed, which becomes
+  /// gossip::errc::malformed.
+  [[nodiscard]] caf::expected<std::string> open_as(std::string_view self, std::string_view wire);
 
   /// Installs a base64 key (idempotent) and persists; returns its id.
   [[nodiscard]] caf::expected<std::string> install(std::string_view key_base64);
@@ -68,6 +88,10 @@ public:
 
   /// A snapshot of the keyring and the counters.
   [[nodiscard]] keyring_view view() const;
+
+  /// Where the agent's gossip transport sums its drops (make_transport_io), so that
+  /// view() shows them. Never null.
+  [[nodiscard]] std::shared_ptr<transport_drop_counters> drop_counters() const;
 
   /// The keyring in its file form (what an issuer hands a node it admits). A secret.
   [[nodiscard]] std::string ring_text() const;
@@ -89,6 +113,8 @@ private:
   identity::sealer core_;
   /// Where changes are persisted; empty: nowhere. Immutable.
   std::filesystem::path file_;
+  /// The transport's drops (thread-safe on its own). Never null, immutable pointer.
+  std::shared_ptr<transport_drop_counters> drops_;
 };
 
 /// Reads a keyring file (the text form of identity::keyring). std::nullopt when the file
@@ -124,7 +150,8 @@ struct startup_keyring {
 
 /// The `keyring list --json` view, one line:
 /// {"enabled":true,"primary":"<id>","keys":[{"id","primary"}..],"counters":{..},
-///  "tracked_senders":N,"window":"30s"}.
+///  "tracked_senders":N,"window":"30s"}, plus
+/// "dropped":{"malformed","oversized","binding_refused"} when the view has them.
 [[nodiscard]] std::string keyring_json(const keyring_view& v);
 
 /// The text printed by `starling keyring list` from the JSON view. Errors: request_failed

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,8 +11,10 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "actors/errc.hpp"
+#include "identity/files.hpp"
 
 namespace starling::actors {
 
@@ -104,12 +107,49 @@ caf::error write_incarnation(const fs::path& data_dir, std::uint64_t incarnation
   return write_file_atomic(data_dir / "state.json", doc.dump() + "\n");
 }
 
-caf::expected<data_dir_lock> data_dir_lock::acquire(const fs::path& data_dir) {
-  std::error_code ec;
-  fs::create_directories(data_dir, ec);
-  if (ec)
+caf::expected<data_dir_report> prepare_data_dir(const fs::path& data_dir) {
+  data_dir_report report;
+  struct ::stat st {};
+  if (::stat(data_dir.c_str(), &st) != 0) {
+    if (errno != ENOENT)
+      return io_error("cannot stat data dir", data_dir, errno);
+    // Missing: create it and its missing parents 0700 (the identity module's helper does
+    // exactly that, whatever the umask).
+    if (auto err = identity::create_private_directories(data_dir))
+      return make_error(errc::io_failure, "cannot create data dir " + data_dir.string() +
+                                            ": " + message_of(err));
+    report.created = true;
+    return report;
+  }
+  if (!S_ISDIR(st.st_mode))
     return make_error(errc::io_failure,
-                      "cannot create data dir " + data_dir.string() + ": " + ec.message());
+                      "cannot use data dir " + data_dir.string() + ": not a directory");
+  const auto mode = static_cast<unsigned>(st.st_mode & 07777);
+  if ((mode & 077) == 0)
+    return report;
+  report.wider_mode = mode;
+  if (st.st_uid != ::geteuid()) {
+    report.foreign_owner = true;
+    return report;
+  }
+  if (::chmod(data_dir.c_str(), static_cast<mode_t>(data_dir_mode)) != 0)
+    return io_error("cannot set mode 0700 on data dir", data_dir, errno);
+  return report;
+}
+
+caf::expected<data_dir_lock> data_dir_lock::acquire(const fs::path& data_dir) {
+  auto report = prepare_data_dir(data_dir);
+  if (!report)
+    return std::move(report.error());
+  if (report->wider_mode) {
+    if (report->foreign_owner)
+      spdlog::warn("data dir {} has mode {:04o} and belongs to another user: it holds "
+                   "secrets, set it to 0700",
+                   data_dir.string(), *report->wider_mode);
+    else
+      spdlog::warn("data dir {} had mode {:04o}: set it to 0700 (it holds secrets)",
+                   data_dir.string(), *report->wider_mode);
+  }
   auto file = data_dir / "lock";
   int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0)

@@ -41,12 +41,33 @@ read_incarnation(const std::filesystem::path& data_dir);
 [[nodiscard]] caf::error write_incarnation(const std::filesystem::path& data_dir,
                                            std::uint64_t incarnation);
 
+/// Mode of the data directory and of the directories the agent creates for it.
+inline constexpr unsigned data_dir_mode = 0700;
+
+/// What prepare_data_dir found and did.
+struct data_dir_report {
+  /// The data directory did not exist and was created (mode 0700, as were missing parents).
+  bool created = false;
+  /// Its mode before, when it existed with permissions for group or others (then it was
+  /// set to 0700 if owned by this user).
+  std::optional<unsigned> wider_mode;
+  /// It has permissions for group or others and belongs to another user: left as it is.
+  bool foreign_owner = false;
+};
+
+/// Creates `data_dir` and its missing parents with mode 0700 (whatever the umask); an
+/// existing data dir with group or other permissions that this user owns is set to 0700.
+/// Errors: io_failure naming the directory (cannot create or chmod, or not a directory).
+[[nodiscard]] caf::expected<data_dir_report>
+prepare_data_dir(const std::filesystem::path& data_dir);
+
 /// An exclusive advisory lock (flock) on <data_dir>/lock, held for the agent's life.
 /// The kernel drops it when the process dies, even by SIGKILL.
 class data_dir_lock {
 public:
-  /// Creates the data directory if needed and takes the lock. Errors: io_failure, with
-  /// "in use by another agent" when the lock is taken.
+  /// Prepares the data directory (prepare_data_dir: created or tightened to 0700, logged
+  /// at warn when tightened) and takes the lock. Errors: io_failure, with "in use by another
+  /// agent" when the lock is taken.
   [[nodiscard]] static caf::expected<data_dir_lock>
   acquire(const std::filesystem::path& data_dir);
 

@@ -207,7 +207,9 @@ caf::actor start_membership(supervisor_t* self) {
     spdlog::info("restarting membership with {} seed(s), incarnation {}", p.seeds.size(),
                  p.incarnation);
   }
-  p.make_io = make_transport_io(std::move(tc));
+  p.make_io = make_transport_io(std::move(tc), st.params.sealer
+                                                  ? st.params.sealer->drop_counters()
+                                                  : nullptr);
   return spawn_membership_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                                 std::move(p));
 }

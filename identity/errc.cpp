@@ -40,6 +40,7 @@ const char* to_string(errc x) noexcept {
     case errc::quorum_not_met: return "quorum_not_met";
     case errc::name_taken: return "name_taken";
     case errc::stale_statement: return "stale_statement";
+    case errc::wrong_receiver: return "wrong_receiver";
   }
   return "unknown";
 }

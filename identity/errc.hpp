@@ -50,6 +50,8 @@ enum class errc : std::uint8_t {
   quorum_not_met, ///< a node certificate endorsed by fewer issuers than admission_quorum
   name_taken,     ///< admission for a name an issuer, a live member or another valid key holds
   stale_statement, ///< a signed issuer action too old or for another member (replayed)
+  // -- gossip keyring, continued ----------------------------------------------------------
+  wrong_receiver, ///< a sealed datagram bound to another receiver (replayed to another member)
 };
 
 /// The CAF error category of this module.

@@ -212,9 +212,33 @@ std::size_t revocation_log::merge(const revocation_log& other) {
   return changed;
 }
 
+namespace {
+
+/// The latest notAfter of the issuers of `entries`; time_point::min() when empty.
+template <class Map>
+time_point latest_issuer_expiry(const Map& entries) {
+  auto latest = time_point::min();
+  for (const auto& [k, e] : entries)
+    latest = std::max(latest, e.issuer.not_after);
+  return latest;
+}
+
+time_point retention_of(const revocation_log::entry& e, time_point latest_issuer) {
+  const time_point revoked_at{e.statement.revoked_at.time_since_epoch()};
+  return std::max(revoked_at + max_node_certificate_lifetime, latest_issuer);
+}
+
+} // namespace
+
+time_point revocation_log::retained_until(const entry& e) const {
+  return retention_of(e, std::max(latest_issuer_expiry(entries_), e.issuer.not_after));
+}
+
 std::size_t revocation_log::prune(time_point now) {
+  // Computed once, before erasing: the entries pruned together are judged by one log.
+  const auto latest = latest_issuer_expiry(entries_);
   return std::erase_if(entries_,
-                       [now](const auto& kv) { return kv.second.issuer.not_after <= now; });
+                       [&](const auto& kv) { return retention_of(kv.second, latest) <= now; });
 }
 
 void revocation_log::trim() {

@@ -33,6 +33,9 @@ struct issuer_material;
 inline constexpr std::size_t max_revocations = 10'000;
 /// Bound on the DER of the issuer certificate a statement carries.
 inline constexpr std::size_t max_revocation_issuer_bytes = 4096;
+/// The longest a node certificate may live (cert_ttl's upper bound, actors/config.hpp):
+/// every certificate of a key issued before its revocation has expired this long after it.
+inline constexpr std::chrono::seconds max_node_certificate_lifetime{std::chrono::hours{24 * 30}};
 /// Bound on a statement's signature (a DER ECDSA P-256 signature is at most 72 bytes).
 inline constexpr std::size_t max_revocation_signature_bytes = 128;
 
@@ -62,8 +65,8 @@ struct issuer_identity {
   std::string node;
   /// SHA-256 of the issuer certificate's SubjectPublicKeyInfo.
   sha256_digest key{};
-  /// notAfter of the issuer certificate: the statement is dropped then (every node
-  /// certificate the issuer signed has expired by then, decision 0004).
+  /// notAfter of the issuer certificate (revocation_log::prune keeps a statement at least
+  /// until the latest notAfter of the issuers the log knows).
   time_point not_after;
 
   friend bool operator==(const issuer_identity&, const issuer_identity&) = default;
@@ -129,8 +132,27 @@ public:
   /// Joins `other` into this log; returns how many entries changed.
   std::size_t merge(const revocation_log& other);
 
-  /// Drops the statements whose issuer certificate has expired at `now`; returns how many.
+  /// Drops the statements that can no longer matter at `now`; returns how many.
+  ///
+  /// A statement revokes a key, not a certificate, and the key may be certified by any
+  /// issuer of the mesh, not only by the one that revoked it: dropping the statement when
+  /// the revoking issuer's certificate expires (as before) let a key certified longer by
+  /// another issuer back in. The rule: a statement is kept while `now` is before
+  ///   max(revoked_at + max_node_certificate_lifetime,
+  ///       the latest notAfter of the issuer certificates of every statement in the log).
+  /// Why it is sound: no issuer certifies or renews a key while it holds a statement
+  /// revoking it, so the certificates of the key that exist were signed before the
+  /// statement (they expire within max_node_certificate_lifetime of revoked_at), or by an
+  /// issuer that had not heard of it yet (they expire with that issuer's certificate, covered
+  /// by the second term for every issuer the log knows of). Deterministic in the log's
+  /// contents and `now`, so replicas stay equal; max_revocations still bounds the log.
+  /// Limitation: a statement whose issuer certificate has expired no longer verifies at a
+  /// node that did not have it yet (verify_revocation refuses it as expired), so nodes that
+  /// join later learn it only until the revoking issuer's certificate expires.
   std::size_t prune(time_point now);
+
+  /// When prune drops the statement `e` (the rule above, for this log's contents).
+  [[nodiscard]] time_point retained_until(const entry& e) const;
 
   /// Every revoked key (what handshakes refuse).
   [[nodiscard]] revocation_set revoked() const;

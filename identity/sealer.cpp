@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include <algorithm>
 #include <array>
@@ -20,6 +21,22 @@ constexpr std::size_t nonce_size = 12;
 constexpr std::size_t offset_key_id = 2;
 constexpr std::size_t offset_nonce = offset_key_id + key_id_size;
 constexpr std::size_t offset_timestamp = offset_nonce + nonce_size;
+constexpr std::size_t offset_receiver = offset_timestamp + 8;
+
+/// Domain separation of the receiver tag.
+constexpr std::string_view receiver_tag_context{"starling-receiver-1\0", 20};
+
+using receiver_tag = std::array<char, receiver_tag_size>;
+
+receiver_tag tag_of(std::string_view receiver) {
+  std::string input{receiver_tag_context};
+  input.append(receiver);
+  std::array<unsigned char, SHA256_DIGEST_LENGTH> digest{};
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest.data());
+  receiver_tag out{};
+  std::copy_n(digest.begin(), out.size(), reinterpret_cast<unsigned char*>(out.data()));
+  return out;
+}
 
 void put_be(std::string& out, std::uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; --i)
@@ -55,7 +72,8 @@ void sealer::set_ring(keyring ring) {
   ring_ = std::move(ring);
 }
 
-caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now) {
+caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now,
+                                        std::string_view receiver) {
   const auto* key = ring_.find(ring_.primary_id().value_or(key_id{}));
   if (ring_.empty() || key == nullptr)
     return make_error(errc::keyring_refused, "the gossip keyring is empty: nothing to seal with");
@@ -63,6 +81,8 @@ caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now) {
     return make_error(errc::crypto_failure, "the sealing counter is exhausted; restart the agent");
   if (plain.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()) - 64)
     return make_error(errc::invalid_argument, "message too large to seal");
+  if (receiver.size() > 1024)
+    return make_error(errc::invalid_argument, "receiver name too long to seal for");
   const auto counter = next_counter_++;
   const auto id = *ring_.primary_id();
   std::string out;
@@ -73,6 +93,8 @@ caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now) {
   put_be(out, salt_, 4);
   put_be(out, counter, 8);
   put_be(out, static_cast<std::uint64_t>(to_ms(now)), 8);
+  const auto tag = tag_of(receiver);
+  out.append(tag.data(), tag.size());
   const std::string_view header{out.data(), sealed_header_size};
   cipher_ctx_ptr ctx{EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free};
   int len = 0;
@@ -83,7 +105,9 @@ caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now) {
       EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key->data(),
                          bytes_of(header.substr(offset_nonce, nonce_size))) != 1 ||
       EVP_EncryptUpdate(ctx.get(), nullptr, &len, bytes_of(header),
-                        static_cast<int>(header.size())) != 1)
+                        static_cast<int>(header.size())) != 1 ||
+      (!receiver.empty() && EVP_EncryptUpdate(ctx.get(), nullptr, &len, bytes_of(receiver),
+                                              static_cast<int>(receiver.size())) != 1))
     return make_openssl_error(errc::crypto_failure, "AES-256-GCM seal setup");
   out.resize(sealed_header_size + plain.size() + sealed_tag_size);
   auto* body = reinterpret_cast<unsigned char*>(out.data()) + sealed_header_size;
@@ -105,7 +129,8 @@ caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now) {
   return out;
 }
 
-caf::expected<std::string> sealer::open(std::string_view wire, wall_time now) {
+caf::expected<std::string> sealer::open(std::string_view wire, wall_time now,
+                                        std::string_view self) {
   if (now >= next_prune_) {
     prune(now);
     next_prune_ = now + cfg_.window / 4;
@@ -140,6 +165,17 @@ caf::expected<std::string> sealer::open(std::string_view wire, wall_time now) {
     return make_error(errc::unknown_key, "sealed under key " + to_hex(id) +
                                            ", which is not in this node's keyring");
   }
+  // Bound to another receiver: a datagram captured on its way to another member. Refused
+  // before decrypting; a forged tag fails authentication anyway (the AAD holds `self`).
+  const auto expected_tag = tag_of(self);
+  if (wire.substr(offset_receiver, receiver_tag_size) !=
+      std::string_view{expected_tag.data(), expected_tag.size()}) {
+    ++counters_.wrong_receiver;
+    return make_error(errc::wrong_receiver,
+                      "sealed for another receiver than this node (" + std::string{self} +
+                        "): replayed from another member, or the sender reached this node "
+                        "by another address than the one it advertises");
+  }
   const auto header = wire.substr(0, sealed_header_size);
   const auto cipher = wire.substr(sealed_header_size, wire.size() - sealed_overhead);
   const auto tag = wire.substr(wire.size() - sealed_tag_size);
@@ -152,7 +188,9 @@ caf::expected<std::string> sealer::open(std::string_view wire, wall_time now) {
       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key->data(),
                          bytes_of(header.substr(offset_nonce, nonce_size))) != 1 ||
       EVP_DecryptUpdate(ctx.get(), nullptr, &len, bytes_of(header),
-                        static_cast<int>(header.size())) != 1)
+                        static_cast<int>(header.size())) != 1 ||
+      (!self.empty() && EVP_DecryptUpdate(ctx.get(), nullptr, &len, bytes_of(self),
+                                          static_cast<int>(self.size())) != 1))
     return make_openssl_error(errc::crypto_failure, "AES-256-GCM open setup");
   std::string plain(cipher.size(), '\0');
   int written = 0;

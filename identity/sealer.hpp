@@ -5,9 +5,15 @@
 // threads, no locks (the agent's adapter serialises calls). docs/decisions/0005.
 //
 // Wire (all integers big-endian):
-//   0x02 | version (1) | key id (8) | nonce (12) = salt (4) + counter (8) |
-//   timestamp, ms since the Unix epoch (8) | ciphertext | GCM tag (16)
-// The 30-byte header is the GCM additional authenticated data.
+//   0x02 | version (2) | key id (8) | nonce (12) = salt (4) + counter (8) |
+//   timestamp, ms since the Unix epoch (8) | receiver tag (8) | ciphertext | GCM tag (16)
+// The GCM additional authenticated data is the 38-byte header followed by the receiver
+// string. The receiver (the address or name the sender sends to, as the receiver knows
+// itself) is not on the wire: only its tag, the first 8 bytes of
+// SHA-256("starling-receiver-1" 0x00 receiver), so that a receiver refuses a message bound to
+// another one (wrong_receiver) before decrypting. A datagram captured on its way to member X
+// thus opens at X only, not at Y within the replay window (issue 13). Version 1 (no receiver)
+// is refused as malformed.
 #pragma once
 
 #include <bitset>
@@ -34,10 +40,13 @@ constexpr std::uint8_t sealed_frame_byte = 0x02;
 constexpr std::uint8_t plain_frame_byte = 0x01;
 
 /// Version of the sealed format.
-constexpr std::uint8_t sealed_version = 1;
+constexpr std::uint8_t sealed_version = 2;
 
-/// Bytes of the authenticated header: frame, version, key id, nonce, timestamp.
-constexpr std::size_t sealed_header_size = 1 + 1 + key_id_size + 12 + 8;
+/// Bytes of the receiver tag in the header.
+constexpr std::size_t receiver_tag_size = 8;
+
+/// Bytes of the authenticated header: frame, version, key id, nonce, timestamp, receiver tag.
+constexpr std::size_t sealed_header_size = 1 + 1 + key_id_size + 12 + 8 + receiver_tag_size;
 
 /// Bytes of the GCM tag.
 constexpr std::size_t sealed_tag_size = 16;
@@ -67,6 +76,7 @@ struct sealer_counters {
   std::uint64_t unsealed = 0;    ///< a plain (unencrypted) frame: the sender has no key
   std::uint64_t malformed = 0;   ///< not a sealed message: garbage, truncated, other version
   std::uint64_t salts_evicted = 0; ///< senders forgotten early because max_salts was reached
+  std::uint64_t wrong_receiver = 0; ///< bound to another receiver than this one
 };
 
 /// Seals and opens messages under a keyring. Not thread-safe: one caller at a time.
@@ -76,14 +86,19 @@ public:
   /// across restarts); a first_counter below 2^63 leaves room for 2^63 messages.
   sealer(keyring ring, std::uint32_t salt, std::uint64_t first_counter, sealer_config cfg = {});
 
-  /// Seals `plain` under the primary key, stamped `now`. Errors: keyring_refused when the
-  /// keyring is empty, crypto_failure (OpenSSL, or the counter is exhausted).
-  [[nodiscard]] caf::expected<std::string> seal(std::string_view plain, wall_time now);
+  /// Seals `plain` under the primary key, stamped `now`, for `receiver` (the receiver's
+  /// gossip address "host:port" as it advertises it; empty: not bound to a receiver, opened
+  /// only by open() with an empty `self`). Errors: keyring_refused when the keyring is
+  /// empty, crypto_failure (OpenSSL, or the counter is exhausted).
+  [[nodiscard]] caf::expected<std::string> seal(std::string_view plain, wall_time now,
+                                                std::string_view receiver = {});
 
-  /// Opens a sealed message received at `now`. Errors, each counted: sealed_malformed,
-  /// unknown_key (also for an unsealed plain frame, counted as `unsealed`), tampered,
-  /// replayed, crypto_failure. Replay state changes only for authentic messages.
-  [[nodiscard]] caf::expected<std::string> open(std::string_view wire, wall_time now);
+  /// Opens a sealed message received at `now` by `self` (what senders bind to this node;
+  /// see seal). Errors, each counted: sealed_malformed, unknown_key (also for an unsealed
+  /// plain frame, counted as `unsealed`), wrong_receiver, tampered, replayed,
+  /// crypto_failure. Replay state changes only for authentic messages.
+  [[nodiscard]] caf::expected<std::string> open(std::string_view wire, wall_time now,
+                                                std::string_view self = {});
 
   /// Forgets senders not seen for 2 x window (open() also does this as it goes).
   void prune(wall_time now);

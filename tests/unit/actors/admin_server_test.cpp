@@ -144,23 +144,90 @@ TEST(admin_server, garbage_and_oversized_requests_close_only_their_connection) {
   EXPECT_EQ(r->body, "still here");
 }
 
-TEST(admin_server, connections_over_the_limit_are_refused_and_counted) {
+TEST(admin_server, idle_connections_at_the_limit_do_not_lock_a_client_out) {
+  // Issue 13: 32 connections that never send a request used to refuse every new one.
+  echo_handler h;
+  auto server = start(h);
+  ASSERT_TRUE(server);
+  const auto cap = admin_server_config{}.max_connections;
+  std::vector<int> idle;
+  for (std::size_t i = 0; i < cap; ++i) {
+    idle.push_back(connect_raw(server->port()));
+    ASSERT_GE(idle.back(), 0);
+  }
+  ASSERT_TRUE(st::poll_until(5s, [&] { return server->stats().connections.load() == cap; }));
+  for (int round = 0; round < 3; ++round) {
+    auto r = call_admin("127.0.0.1", server->port(), {"members"}, 5s);
+    ASSERT_TRUE(r) << caf::to_string(r.error());
+    EXPECT_EQ(r->body, "members");
+  }
+  // The first call evicted one; later ones may find the slot of an answered client that has
+  // hung up, depending on when the server read its close.
+  EXPECT_GE(server->stats().evicted_connections.load(), 1u);
+  EXPECT_LE(server->stats().evicted_connections.load(), 3u);
+  EXPECT_EQ(server->stats().refused_connections.load(), 0u);
+  // The oldest idle connection was the first one closed.
+  EXPECT_TRUE(closed_by_peer(idle[0]));
+  for (int fd : idle)
+    ::close(fd);
+}
+
+TEST(admin_server, a_half_sent_request_is_idle_and_evicted_first_when_oldest) {
   echo_handler h;
   admin_server_config cfg;
   cfg.max_connections = 2;
   auto server = start(h, cfg);
   ASSERT_TRUE(server);
-  int a = connect_raw(server->port());
-  int b = connect_raw(server->port());
+  int half = connect_raw(server->port());
+  ASSERT_GE(half, 0);
+  const char prefix[] = {0, 0, 0, 100, 'x'}; // 100 bytes announced, 1 sent
+  ASSERT_EQ(::send(half, prefix, sizeof(prefix), MSG_NOSIGNAL),
+            static_cast<ssize_t>(sizeof(prefix)));
+  int idle = connect_raw(server->port());
+  ASSERT_GE(idle, 0);
   ASSERT_TRUE(st::poll_until(5s, [&] { return server->stats().connections.load() == 2; }));
+  auto r = call_admin("127.0.0.1", server->port(), {"ok"}, 5s);
+  ASSERT_TRUE(r) << caf::to_string(r.error());
+  EXPECT_EQ(r->body, "ok");
+  EXPECT_TRUE(closed_by_peer(half));
+  EXPECT_EQ(server->stats().evicted_connections.load(), 1u);
+  ::close(half);
+  ::close(idle);
+}
+
+TEST(admin_server, connections_over_the_limit_are_refused_when_all_are_busy) {
+  echo_handler h;
+  admin_server_config cfg;
+  cfg.max_connections = 2;
+  auto server = start(h, cfg);
+  ASSERT_TRUE(server);
+  // Two requests the handler holds: both connections are busy, neither may be evicted.
+  auto a = std::async(std::launch::async,
+                      [&] { return call_admin("127.0.0.1", server->port(), {"hold"}, 10s); });
+  auto b = std::async(std::launch::async,
+                      [&] { return call_admin("127.0.0.1", server->port(), {"hold"}, 10s); });
+  ASSERT_TRUE(st::poll_until(5s, [&] {
+    std::lock_guard guard{h.mutex};
+    return h.held.size() == 2;
+  }));
   int c = connect_raw(server->port());
   ASSERT_GE(c, 0);
   EXPECT_TRUE(closed_by_peer(c));
-  EXPECT_EQ(server->stats().refused_connections.load(), 1u);
-  ::close(a);
-  ::close(b);
   ::close(c);
-  // Closed connections free their slots.
+  EXPECT_EQ(server->stats().refused_connections.load(), 1u);
+  EXPECT_EQ(server->stats().evicted_connections.load(), 0u);
+  {
+    std::lock_guard guard{h.mutex};
+    for (auto& reply : h.held)
+      reply(admin_reply::ok("held"));
+  }
+  auto ra = a.get();
+  auto rb = b.get();
+  ASSERT_TRUE(ra) << caf::to_string(ra.error());
+  ASSERT_TRUE(rb) << caf::to_string(rb.error());
+  EXPECT_EQ(ra->body, "held");
+  EXPECT_EQ(rb->body, "held");
+  // Answered connections are idle again (or closed by their client): a new client gets in.
   EXPECT_TRUE(st::poll_until(5s, [&] {
     auto r = call_admin("127.0.0.1", server->port(), {"ok"}, 1s);
     return r && r->body == "ok";

@@ -467,3 +467,169 @@ TEST(config, admission_quorum_needs_tokens_from_as_many_issuers_of_one_mesh) {
   EXPECT_EQ(cfg.admission_quorum, 2u);
   EXPECT_EQ(cfg.tokens, (std::vector<std::string>{b, a}));
 }
+
+// -- secrets out of `ps`: files and the environment (issue 13) -------------------------------
+
+namespace {
+
+/// A temporary directory removed at scope exit.
+struct scratch_dir {
+  std::filesystem::path path;
+  explicit scratch_dir(const std::string& tag)
+    : path(std::filesystem::temp_directory_path() /
+           ("starling-config-" + tag + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(path);
+    std::filesystem::create_directories(path);
+  }
+  ~scratch_dir() {
+    std::filesystem::remove_all(path);
+  }
+  /// Writes `content` to `name` with `mode`; returns its path.
+  std::string file(const std::string& name, const std::string& content,
+                   std::filesystem::perms mode = std::filesystem::perms(0600)) const {
+    auto p = path / name;
+    std::ofstream{p} << content;
+    std::filesystem::permissions(p, mode);
+    return p.string();
+  }
+};
+
+std::string token_of(std::string issuer) {
+  starling::identity::join_token t;
+  t.expiry = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()) + 1h;
+  t.uses = 1;
+  t.issuer = std::move(issuer);
+  auto text = starling::identity::encode(t);
+  EXPECT_TRUE(text);
+  return text ? *text : std::string{};
+}
+
+caf::expected<sa::agent_config> make(std::string_view toml, const sa::agent_flags& flags,
+                                     const sa::agent_env& env) {
+  return sa::make_agent_config(toml, "test.toml", flags, env);
+}
+
+} // namespace
+
+TEST(config, split_tokens_by_lines_commas_and_spaces) {
+  EXPECT_EQ(sa::split_tokens("a\nb\n"), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(sa::split_tokens("  a, b c\t,d  "), (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(sa::split_tokens("# comment\r\n\na\r\n"), (std::vector<std::string>{"a"}));
+  EXPECT_TRUE(sa::split_tokens(" \n,\n").empty());
+}
+
+TEST(config, tokens_from_a_file_the_environment_or_flags_flags_win) {
+  scratch_dir dir{"tokens"};
+  const auto a = token_of("issuer-1"), b = token_of("issuer-2"), c = token_of("issuer-3");
+  const std::string head = "name = \"n\"\njoin = [\"127.0.0.1:1\"]\n";
+  const auto path = dir.file("tokens", "# tokens\n" + a + "\n" + b + "\n");
+  // The config file's token_file: one token per line.
+  auto cfg = make(head + "token_file = \"" + path + "\"\n", {}, {});
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  EXPECT_EQ(cfg->tokens, (std::vector<std::string>{a, b}));
+  EXPECT_TRUE(cfg->warnings.empty());
+  // The environment overrides the file; comma or whitespace separated.
+  sa::agent_env env;
+  env.token = c + ", " + a;
+  cfg = make(head + "token_file = \"" + path + "\"\n", {}, env);
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  EXPECT_EQ(cfg->tokens, (std::vector<std::string>{c, a}));
+  // --token-file overrides the environment, --token too.
+  sa::agent_flags f;
+  f.token_file = dir.file("one", b + "\n");
+  cfg = make(head, f, env);
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  EXPECT_EQ(cfg->tokens, (std::vector<std::string>{b}));
+  sa::agent_flags g;
+  g.tokens = {a};
+  cfg = make(head + "token_file = \"" + path + "\"\n", g, env);
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  EXPECT_EQ(cfg->tokens, (std::vector<std::string>{a}));
+}
+
+TEST(config, a_value_and_its_file_form_together_are_a_usage_error_naming_both) {
+  scratch_dir dir{"both"};
+  const auto a = token_of("issuer-1");
+  const std::string key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  const auto tokens = dir.file("tokens", a + "\n");
+  const auto key_file = dir.file("key", key + "\n");
+  const std::string head = "name = \"n\"\njoin = [\"127.0.0.1:1\"]\n";
+  auto cfg = make(head + "token = \"" + a + "\"\ntoken_file = \"" + tokens + "\"\n", {}, {});
+  ASSERT_FALSE(cfg);
+  auto msg = sa::message_of(cfg.error());
+  EXPECT_EQ(msg.rfind("token, token_file: give one of the two, not both", 0), 0u) << msg;
+  cfg = make(head + "gossip_key = \"" + key + "\"\ngossip_key_file = \"" + key_file + "\"\n", {},
+             {});
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(sa::message_of(cfg.error()).rfind("gossip_key, gossip_key_file:", 0), 0u);
+  sa::agent_flags f;
+  f.tokens = {a};
+  f.token_file = tokens;
+  cfg = make(head, f, {});
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(sa::message_of(cfg.error()).rfind("--token, --token-file:", 0), 0u);
+  sa::agent_flags g;
+  g.gossip_key = key;
+  g.gossip_key_file = key_file;
+  cfg = make(head, g, {});
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(sa::message_of(cfg.error()).rfind("--gossip-key, --gossip-key-file:", 0), 0u);
+}
+
+TEST(config, gossip_key_from_a_file_the_environment_or_flags_flags_win) {
+  scratch_dir dir{"key"};
+  const std::string k1 = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  const std::string k2 = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+  const std::string k3 = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+  const auto f1 = dir.file("k1", k1 + "\n");
+  auto cfg = make("name = \"n\"\ngossip_key_file = \"" + f1 + "\"\n", {}, {});
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  EXPECT_EQ(cfg->gossip_key, k1);
+  sa::agent_env env;
+  env.gossip_key = k2 + "\n";
+  cfg = make("name = \"n\"\ngossip_key = \"" + k1 + "\"\n", {}, env);
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  EXPECT_EQ(cfg->gossip_key, k2);
+  sa::agent_flags f;
+  f.gossip_key_file = dir.file("k3", k3);
+  cfg = make("name = \"n\"\n", f, env);
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  EXPECT_EQ(cfg->gossip_key, k3);
+  // Errors name the source and never echo the key.
+  env.gossip_key = "c2VjcmV0LXRvby1zaG9ydA==";
+  cfg = make("name = \"n\"\n", {}, env);
+  ASSERT_FALSE(cfg);
+  auto msg = sa::message_of(cfg.error());
+  EXPECT_EQ(msg.rfind("STARLING_GOSSIP_KEY: expected a base64 key", 0), 0u) << msg;
+  EXPECT_EQ(msg.find("c2VjcmV0"), std::string::npos) << msg;
+  sa::agent_flags g;
+  g.gossip_key_file = dir.file("empty", "\n");
+  cfg = make("name = \"n\"\n", g, {});
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(sa::message_of(cfg.error()).rfind("--gossip-key-file:", 0), 0u);
+  g.gossip_key_file = (dir.path / "missing").string();
+  cfg = make("name = \"n\"\n", g, {});
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(sa::message_of(cfg.error()).rfind("--gossip-key-file:", 0), 0u);
+  sa::agent_env bad_tokens;
+  bad_tokens.token = "nope";
+  cfg = make("name = \"n\"\njoin = [\"127.0.0.1:1\"]\n", {}, bad_tokens);
+  ASSERT_FALSE(cfg);
+  EXPECT_EQ(sa::message_of(cfg.error()).rfind("STARLING_TOKEN: not a join token", 0), 0u);
+}
+
+TEST(config, a_secret_file_readable_by_others_gives_a_warning) {
+  scratch_dir dir{"modes"};
+  const std::string key = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+  sa::agent_flags f;
+  f.gossip_key_file = dir.file("key", key, std::filesystem::perms(0644));
+  f.token_file = dir.file("tokens", token_of("issuer-1"), std::filesystem::perms(0640));
+  f.join = {"127.0.0.1:1"};
+  auto cfg = make("name = \"n\"\n", f, {});
+  ASSERT_TRUE(cfg) << sa::message_of(cfg.error());
+  ASSERT_EQ(cfg->warnings.size(), 2u);
+  EXPECT_EQ(cfg->warnings[0].rfind("--gossip-key-file:", 0), 0u) << cfg->warnings[0];
+  EXPECT_NE(cfg->warnings[0].find("mode 0644"), std::string::npos) << cfg->warnings[0];
+  EXPECT_EQ(cfg->warnings[1].rfind("--token-file:", 0), 0u) << cfg->warnings[1];
+  EXPECT_EQ(cfg->warnings[0].find(key), std::string::npos);
+}

@@ -71,6 +71,35 @@ TEST(keyring_sealer, seals_opens_and_maps_garbage_to_malformed) {
   EXPECT_FALSE(sa::keyring_sealer::make(si::keyring{}, {}));
 }
 
+TEST(keyring_sealer, a_datagram_sealed_for_one_member_opens_at_that_member_only) {
+  // Issue 13: bound to the receiver's advertised gossip address.
+  auto tx = make_sealer(si::keyring{key_of(1)});
+  auto at_x = make_sealer(si::keyring{key_of(1)});
+  auto at_y = make_sealer(si::keyring{key_of(1)});
+  ASSERT_TRUE(tx && at_x && at_y);
+  auto wire = tx->seal_to("127.0.0.1:4001", "\x01ping");
+  ASSERT_TRUE(wire);
+  auto refused = at_y->open_as("127.0.0.1:4002", *wire);
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(si::is(refused.error(), si::errc::wrong_receiver)) << si::render(refused.error());
+  EXPECT_NE(refused.error().category(), sg::errc_category) << "a refusal, not malformed input";
+  auto opened = at_x->open_as("127.0.0.1:4001", *wire);
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(*opened, "\x01ping");
+  auto v = at_y->view();
+  EXPECT_EQ(v.counters.wrong_receiver, 1u);
+  auto doc = nlohmann::json::parse(sa::keyring_json(v));
+  EXPECT_EQ(doc.at("counters").at("wrong_receiver"), 1u);
+  auto table = sa::keyring_table(doc.dump());
+  ASSERT_TRUE(table);
+  EXPECT_NE(table->find("wrong_receiver 1"), std::string::npos) << *table;
+  // The transport's interface names no receiver: seal and open use the unbound one.
+  auto plain = tx->seal("\x01pong");
+  ASSERT_TRUE(plain);
+  EXPECT_TRUE(at_x->open(*plain));
+  EXPECT_FALSE(at_x->open_as("127.0.0.1:4001", *tx->seal("\x01pong")));
+}
+
 TEST(keyring_sealer, is_thread_safe_while_rotating) {
   auto tx = make_sealer(si::keyring{key_of(1)});
   auto rx = make_sealer(si::keyring{key_of(1)});
@@ -340,6 +369,53 @@ TEST_F(sealed_transport, push_pull_is_sealed_and_another_key_cannot_join) {
   EXPECT_EQ(b->stats().dropped_refused, 1u);
   EXPECT_EQ(b->stats().push_pulls_in, 1u);
   EXPECT_EQ(sb->view().counters.unknown_key, 1u);
+}
+
+TEST(keyring_sealer_drops, drops_after_opening_show_in_the_keyring_view) {
+  // Issue 13: a datagram the sealer opened but that did not decode, an oversized one and a
+  // refused binding were counted by the transport and shown by no command.
+  auto tx = make_sealer(si::keyring{key_of(1)});
+  auto rx = make_sealer(si::keyring{key_of(1)});
+  ASSERT_TRUE(tx && rx);
+  inbox in;
+  sg::transport_config cfg;
+  cfg.bind_host = "127.0.0.1";
+  cfg.port = 0;
+  cfg.sealer = rx;
+  auto io = sa::make_transport_io(cfg, rx->drop_counters())(in.callbacks());
+  ASSERT_TRUE(io) << sg::render(io.error());
+  asio::io_context ctx;
+  asio::ip::udp::socket raw{ctx,
+                            asio::ip::udp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+  const asio::ip::udp::endpoint to{asio::ip::make_address("127.0.0.1"), (*io)->port()};
+  auto undecodable = tx->seal(std::string{"\xff\xfe not a gossip datagram"});
+  ASSERT_TRUE(undecodable);
+  raw.send_to(asio::buffer(*undecodable), to);
+  raw.send_to(asio::buffer(std::string(cfg.limits.max_datagram + 1, 'x')), to);
+  ASSERT_TRUE(eventually([&] {
+    auto v = rx->view();
+    return v.dropped && v.dropped->malformed == 1 && v.dropped->oversized == 1;
+  }));
+  auto v = rx->view();
+  EXPECT_EQ(v.counters.opened, 1u) << "the sealer opened it; the drop came after";
+  EXPECT_EQ(v.counters.malformed, 0u);
+  auto doc = nlohmann::json::parse(sa::keyring_json(v));
+  EXPECT_EQ(doc.at("dropped").at("malformed"), 1u);
+  EXPECT_EQ(doc.at("dropped").at("oversized"), 1u);
+  EXPECT_EQ(doc.at("dropped").at("binding_refused"), 0u);
+  auto table = sa::keyring_table(doc.dump());
+  ASSERT_TRUE(table);
+  EXPECT_NE(table->find("dropped by the transport: undecodable 1, oversized 1, binding_refused 0"),
+            std::string::npos)
+    << *table;
+  // A restarted transport (a restarted membership actor) adds to the totals.
+  io->reset();
+  auto again = sa::make_transport_io(cfg, rx->drop_counters())(in.callbacks());
+  ASSERT_TRUE(again);
+  const asio::ip::udp::endpoint to2{asio::ip::make_address("127.0.0.1"), (*again)->port()};
+  raw.send_to(asio::buffer(std::string(cfg.limits.max_datagram + 1, 'x')), to2);
+  EXPECT_TRUE(eventually([&] { return rx->view().dropped->oversized == 2; }));
+  EXPECT_EQ(rx->view().dropped->malformed, 1u);
 }
 
 } // namespace

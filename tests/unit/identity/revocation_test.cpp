@@ -287,16 +287,41 @@ TEST_F(identity_revocation, the_log_is_bounded_deterministically) {
   EXPECT_EQ(ab, low);
 }
 
-TEST_F(identity_revocation, prune_drops_statements_of_expired_issuers) {
+TEST_F(identity_revocation, a_revocation_outlives_the_certificate_of_its_issuer) {
+  // Issue 13: issuer A (short-lived certificate) revokes a key that issuer B (longer-lived)
+  // also certified. The statement used to be pruned when A's certificate expired, letting
+  // B's certificate of the revoked key back in.
+  revocation_log log;
+  auto short_lived = pki.make_issuer("issuer-a", now - 1h, 2h);
+  auto by_a = material_of(pki, short_lived.key, short_lived.cert, "issuer-a");
+  auto node = pki.node("node-3", second, now); // certified by issuer-2 (B), outliving A
+  ASSERT_GT(must(not_after(node.leaf()), "not_after"), now + 1h);
+  ASSERT_TRUE(log.add(revoke(by_a, key_of(node.leaf())), pki.bundle(), now));
+  EXPECT_EQ(log.prune(now + 2h), 0u) << "A's certificate has expired: the statement stays";
+  EXPECT_TRUE(log.revokes(key_of(node.leaf())));
+  // Kept until every certificate of the key made before the revocation has expired.
+  const auto& e = log.entries().begin()->second;
+  EXPECT_EQ(log.retained_until(e),
+            time_point{e.statement.revoked_at.time_since_epoch()} + max_node_certificate_lifetime);
+  EXPECT_EQ(log.prune(now + max_node_certificate_lifetime - 1s), 0u);
+  EXPECT_EQ(log.prune(now + max_node_certificate_lifetime), 1u);
+  EXPECT_EQ(log.size(), 0u);
+}
+
+TEST_F(identity_revocation, a_revocation_is_kept_while_a_known_issuer_is_valid) {
+  // An issuer the log knows of (issuer-1, valid for a year) could still hold a certificate
+  // of the key made before it heard of the statement: keep it until that issuer expires.
   revocation_log log;
   auto short_lived = pki.make_issuer("issuer-9", now - 1h, 2h);
   auto by_short = material_of(pki, short_lived.key, short_lived.cert, "issuer-9");
+  auto other = pki.node("node-4");
   ASSERT_TRUE(log.add(revoke(by_short, key_of(node3.leaf())), pki.bundle(), now));
-  ASSERT_TRUE(log.add(revoke(issuer1, key_of(node3.leaf())), pki.bundle(), now));
-  EXPECT_EQ(log.prune(now), 0u);
-  EXPECT_EQ(log.prune(now + 2h), 1u);
-  ASSERT_EQ(log.size(), 1u);
-  EXPECT_EQ(log.entries().begin()->second.issuer.node, "issuer-1");
+  ASSERT_TRUE(log.add(revoke(issuer1, key_of(other.leaf()), "node-4"), pki.bundle(), now));
+  const auto issuer1_expiry = must(not_after(pki.issuer().cert), "not_after");
+  ASSERT_GT(issuer1_expiry, now + max_node_certificate_lifetime);
+  EXPECT_EQ(log.prune(now + max_node_certificate_lifetime + 1h), 0u);
+  EXPECT_TRUE(log.revokes(key_of(node3.leaf())));
+  EXPECT_EQ(log.prune(issuer1_expiry), 2u);
 }
 
 // -- the file ------------------------------------------------------------------------------------

@@ -88,7 +88,10 @@ TEST(sealer, a_bit_flip_anywhere_is_refused) {
       const auto expected = byte == 0   ? errc::sealed_malformed
                             : byte == 1 ? errc::sealed_malformed
                             : byte < 10 ? errc::unknown_key
-                                        : errc::tampered;
+                            : byte >= sealed_header_size - receiver_tag_size &&
+                                  byte < sealed_header_size
+                              ? errc::wrong_receiver
+                              : errc::tampered;
       EXPECT_EQ(c, expected) << "byte " << byte << ": " << render(r.error());
     }
   }
@@ -96,8 +99,54 @@ TEST(sealer, a_bit_flip_anywhere_is_refused) {
   EXPECT_EQ(rx.tracked_salts(), 0u);
   EXPECT_TRUE(rx.open(wire, t0));
   EXPECT_EQ(rx.counters().opened, 1u);
-  EXPECT_EQ(rx.counters().tampered, (wire.size() - 10) * 8);
+  EXPECT_EQ(rx.counters().tampered, (wire.size() - 10 - receiver_tag_size) * 8);
   EXPECT_EQ(rx.counters().unknown_key, 8u * 8u);
+  EXPECT_EQ(rx.counters().wrong_receiver, receiver_tag_size * 8);
+}
+
+TEST(sealer, a_message_sealed_for_one_receiver_opens_there_only) {
+  // Issue 13: the authenticated header did not name the receiver, so a datagram captured on
+  // its way to member X could be replayed to member Y within the window.
+  const std::string x = "10.0.0.1:7946", y = "10.0.0.2:7946";
+  sealer tx{keyring{key_of(1)}, salt_a, 0};
+  sealer at_y{keyring{key_of(1)}, salt_b, 0};
+  sealer at_x{keyring{key_of(1)}, salt_b, 0};
+  auto w = tx.seal("ping", t0, x);
+  ASSERT_TRUE(w) << render(w.error());
+  auto r = at_y.open(*w, t0, y);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::wrong_receiver) << render(r.error());
+  EXPECT_EQ(at_y.counters().wrong_receiver, 1u);
+  EXPECT_EQ(at_y.counters().opened, 0u);
+  EXPECT_EQ(at_y.tracked_salts(), 0u) << "a refused message leaves no replay state";
+  auto ok = at_x.open(*w, t0, x);
+  ASSERT_TRUE(ok) << render(ok.error());
+  EXPECT_EQ(*ok, "ping");
+  // Unbound and bound do not mix either way.
+  auto unbound = tx.seal("ping", t0);
+  ASSERT_TRUE(unbound);
+  r = at_x.open(*unbound, t0, x);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::wrong_receiver);
+  auto bound = tx.seal("ping", t0, x);
+  ASSERT_TRUE(bound);
+  r = at_x.open(*bound, t0);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::wrong_receiver);
+  // Rewriting the tag to Y's does not help: the receiver is authenticated, not just tagged.
+  auto for_y = tx.seal("other", t0, y);
+  ASSERT_TRUE(for_y);
+  auto for_x = tx.seal("ping", t0, x);
+  ASSERT_TRUE(for_x);
+  auto forged = *for_x;
+  const auto tag_at = sealed_header_size - receiver_tag_size;
+  std::copy_n(for_y->begin() + static_cast<std::ptrdiff_t>(tag_at), receiver_tag_size,
+              forged.begin() + static_cast<std::ptrdiff_t>(tag_at));
+  r = at_y.open(forged, t0, y);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(code_of(r.error()), errc::tampered);
+  // The message really sealed for Y opens at Y.
+  EXPECT_TRUE(at_y.open(*for_y, t0, y));
 }
 
 TEST(sealer, truncated_and_extended_messages_are_refused) {

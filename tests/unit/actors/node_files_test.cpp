@@ -1,0 +1,85 @@
+// The data directory: created 0700, a wider one tightened, the lock.
+#include "actors/node_files.hpp"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include <gtest/gtest.h>
+
+#include "actors/errc.hpp"
+#include "tests/support/process.hpp"
+
+namespace starling::actors {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::temp_dir;
+
+unsigned mode_of(const fs::path& p) {
+  struct ::stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
+  return static_cast<unsigned>(st.st_mode & 07777);
+}
+
+/// Sets the umask for a scope, so that modes are checked under a permissive one.
+class umask_scope {
+public:
+  explicit umask_scope(::mode_t mask) : old_(::umask(mask)) {
+  }
+  ~umask_scope() {
+    ::umask(old_);
+  }
+
+private:
+  ::mode_t old_;
+};
+
+TEST(node_files, a_new_data_dir_and_its_new_parents_are_0700) {
+  // Issue 13: data dirs were created 0755 (fs::create_directories under the umask).
+  temp_dir tmp{"starling-node-files"};
+  umask_scope mask{022};
+  auto dir = tmp.path() / "starling-data" / "node-a";
+  auto lock = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(lock) << message_of(lock.error());
+  EXPECT_EQ(mode_of(dir), 0700u);
+  EXPECT_EQ(mode_of(tmp.path() / "starling-data"), 0700u);
+}
+
+TEST(node_files, an_existing_wider_data_dir_of_ours_is_tightened_and_reported) {
+  temp_dir tmp{"starling-node-files"};
+  auto dir = tmp.path() / "data";
+  fs::create_directory(dir);
+  fs::permissions(dir, fs::perms(0755));
+  auto report = prepare_data_dir(dir);
+  ASSERT_TRUE(report) << message_of(report.error());
+  EXPECT_FALSE(report->created);
+  ASSERT_TRUE(report->wider_mode);
+  EXPECT_EQ(*report->wider_mode, 0755u);
+  EXPECT_FALSE(report->foreign_owner);
+  EXPECT_EQ(mode_of(dir), 0700u);
+  // Now private: nothing to report.
+  report = prepare_data_dir(dir);
+  ASSERT_TRUE(report);
+  EXPECT_FALSE(report->wider_mode);
+  // The lock tightens too (it is what the agent calls at start).
+  fs::permissions(dir, fs::perms(0750));
+  auto lock = data_dir_lock::acquire(dir);
+  ASSERT_TRUE(lock) << message_of(lock.error());
+  EXPECT_EQ(mode_of(dir), 0700u);
+}
+
+TEST(node_files, a_file_in_place_of_the_data_dir_is_an_error_naming_it) {
+  temp_dir tmp{"starling-node-files"};
+  auto file = tmp.path() / "data";
+  ASSERT_FALSE(write_file_atomic(file, "x"));
+  auto report = prepare_data_dir(file);
+  ASSERT_FALSE(report);
+  EXPECT_NE(message_of(report.error()).find(file.string()), std::string::npos)
+    << message_of(report.error());
+  auto lock = data_dir_lock::acquire(file);
+  EXPECT_FALSE(lock);
+}
+
+} // namespace
+} // namespace starling::actors
