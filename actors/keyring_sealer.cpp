@@ -63,14 +63,6 @@ std::shared_ptr<transport_drop_counters> keyring_sealer::drop_counters() const {
   return drops_;
 }
 
-caf::expected<std::string> keyring_sealer::seal(std::string plain) {
-  return seal_to(unbound_receiver, std::move(plain));
-}
-
-caf::expected<std::string> keyring_sealer::open(std::string_view wire) {
-  return open_as(unbound_receiver, wire);
-}
-
 caf::expected<std::string> keyring_sealer::seal_to(std::string_view receiver, std::string plain) {
   const auto t = now();
   std::lock_guard guard{mutex_};

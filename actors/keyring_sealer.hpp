@@ -54,18 +54,28 @@ public:
   make(identity::keyring ring, std::filesystem::path persist_to,
        identity::sealer_config cfg = {});
 
-  /// What seal() binds and open() expects: no receiver. gossip::datagram_sealer's seal and
-  /// open (gossip/transport.hpp) do not name the receiver yet, so the transport's datagrams
-  /// are not bound to one; once the interface passes the destination and the node's own
-  /// advertised address, the transport calls seal_to and open_as instead.
-  static constexpr std::string_view unbound_receiver{};
+  /// Seals under the primary key, stamped with the system clock, for `receiver`
+  /// (seal_to); the transport's datagrams name their destination.
+  [[nodiscard]] caf::expected<std::string> seal(std::string plain,
+                                                std::string_view receiver) override {
+    return seal_to(receiver, std::move(plain));
+  }
 
-  /// Seals under the primary key, stamped with the system clock, bound to no receiver
-  /// (seal_to(unbound_receiver, plain)).
-  [[nodiscard]] caf::expected<std::string> seal(std::string plain) override;
+  /// Opens a message received by `self` (open_as).
+  [[nodiscard]] caf::expected<std::string> open(std::string_view wire,
+                                                std::string_view self) override {
+    return open_as(self, wire);
+  }
 
-  /// Opens a message bound to no receiver (open_as(unbound_receiver, wire)).
-  [[nodiscard]] caf::expected<std::string> open(std::string_view wire) override;
+  /// Seals for no receiver (a TCP frame): seal_to("", plain).
+  [[nodiscard]] caf::expected<std::string> seal(std::string plain) {
+    return seal_to({}, std::move(plain));
+  }
+
+  /// Opens a message bound to no receiver: open_as("", wire).
+  [[nodiscard]] caf::expected<std::string> open(std::string_view wire) {
+    return open_as({}, wire);
+  }
 
   /// Seals under the primary key for `receiver`: the destination's advertised gossip
   /// address "host:port", as the membership knows it. Only open_as(receiver, ...) opens it.

@@ -135,18 +135,20 @@ caf::error io_error(std::string what, const asio::error_code& ec) {
 }
 
 /// Calls sealer.seal; an exception becomes an error (never propagated into Asio).
-caf::expected<std::string> seal_with(datagram_sealer& sealer, std::string plain) noexcept {
+caf::expected<std::string> seal_with(datagram_sealer& sealer, std::string plain,
+                                     std::string_view receiver = {}) noexcept {
   try {
-    return sealer.seal(std::move(plain));
+    return sealer.seal(std::move(plain), receiver);
   } catch (...) {
     return make_error(errc::malformed, "sealer threw while sealing");
   }
 }
 
 /// Calls sealer.open; an exception becomes a malformed error.
-caf::expected<std::string> open_with(datagram_sealer& sealer, std::string_view wire) noexcept {
+caf::expected<std::string> open_with(datagram_sealer& sealer, std::string_view wire,
+                                     std::string_view self = {}) noexcept {
   try {
-    return sealer.open(wire);
+    return sealer.open(wire, self);
   } catch (...) {
     return make_error(errc::malformed, "sealer threw while opening");
   }
@@ -780,7 +782,7 @@ private:
     }
     std::string opened;
     if (cfg_.sealer) {
-      auto plain = open_with(*cfg_.sealer, wire);
+      auto plain = open_with(*cfg_.sealer, wire, advertise_); // bound to this node
       if (!plain) {
         if (is_refusal(plain.error()))
           stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
@@ -810,7 +812,7 @@ private:
     }
     auto bytes = encode_datagram(msg);
     if (cfg_.sealer) {
-      auto sealed = seal_with(*cfg_.sealer, std::move(bytes));
+      auto sealed = seal_with(*cfg_.sealer, std::move(bytes), address); // for that member only
       if (!sealed) {
         stats_.send_errors.fetch_add(1, std::memory_order_relaxed);
         spdlog::debug("gossip transport: cannot seal a datagram to {}: {}", address,

@@ -32,11 +32,18 @@ namespace starling::gossip {
 class datagram_sealer {
 public:
   virtual ~datagram_sealer() = default;
-  /// Wraps an encoded datagram or frame body for the wire. An error drops the message
-  /// (counted as a send error, or a failed push-pull).
-  [[nodiscard]] virtual caf::expected<std::string> seal(std::string plain) = 0;
-  /// Unwraps a received datagram or frame body; an error drops it (counted, see above).
-  [[nodiscard]] virtual caf::expected<std::string> open(std::string_view wire) = 0;
+  /// Wraps an encoded datagram or frame body for the wire, bound to `receiver`: the
+  /// destination's gossip address ("host:port", as the membership lists it) for a datagram,
+  /// empty for a TCP frame (TCP exchanges are bound by their connection, and by mutual TLS
+  /// when the node has a certificate). An error drops the message (counted as a send error,
+  /// or a failed push-pull).
+  [[nodiscard]] virtual caf::expected<std::string> seal(std::string plain,
+                                                        std::string_view receiver) = 0;
+  /// Unwraps a received datagram or frame body, received by `self` (this node's advertised
+  /// gossip address for a datagram, empty for a TCP frame); a message bound to another
+  /// receiver is refused. An error drops it (counted, see above).
+  [[nodiscard]] virtual caf::expected<std::string> open(std::string_view wire,
+                                                        std::string_view self) = 0;
 };
 
 /// TLS for every TCP exchange (push-pull, admission): the agent's implementation

@@ -312,7 +312,7 @@ TEST_F(sealed_transport, udp_opens_with_the_key_and_refuses_everything_else) {
   EXPECT_TRUE(eventually([&] { return sb->view().counters.unknown_key == 1; }));
   EXPECT_EQ(sb->view().counters.unsealed, 1u);
   // Captured sealed datagrams replayed and tampered, plus garbage, from a raw socket.
-  auto wire = sa_->seal(sg::encode_datagram(ping(4)));
+  auto wire = sa_->seal_to(b->advertise_address(), sg::encode_datagram(ping(4)));
   ASSERT_TRUE(wire);
   asio::io_context io;
   asio::ip::udp::socket raw{io, asio::ip::udp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
@@ -323,6 +323,10 @@ TEST_F(sealed_transport, udp_opens_with_the_key_and_refuses_everything_else) {
   flipped[flipped.size() - 1] ^= 1;
   raw.send_to(asio::buffer(flipped), to);
   raw.send_to(asio::buffer(std::string{"\x02\x01short", 7}), to);
+  // The datagram sealed for b, replayed to a (which holds the same key): refused there.
+  raw.send_to(asio::buffer(*wire),
+              asio::ip::udp::endpoint{asio::ip::make_address("127.0.0.1"), a->port()});
+  EXPECT_TRUE(eventually([&] { return sa_->view().counters.wrong_receiver == 1; }));
   ASSERT_TRUE(ib.wait_for(2));
   EXPECT_TRUE(eventually([&] {
     auto v = sb->view();
@@ -388,7 +392,7 @@ TEST(keyring_sealer_drops, drops_after_opening_show_in_the_keyring_view) {
   asio::ip::udp::socket raw{ctx,
                             asio::ip::udp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
   const asio::ip::udp::endpoint to{asio::ip::make_address("127.0.0.1"), (*io)->port()};
-  auto undecodable = tx->seal(std::string{"\xff\xfe not a gossip datagram"});
+  auto undecodable = tx->seal_to(addr((*io)->port()), std::string{"\xff\xfe not a gossip datagram"});
   ASSERT_TRUE(undecodable);
   raw.send_to(asio::buffer(*undecodable), to);
   raw.send_to(asio::buffer(std::string(cfg.limits.max_datagram + 1, 'x')), to);

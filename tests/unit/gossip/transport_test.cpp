@@ -307,18 +307,31 @@ TEST(transport, does_not_send_oversized_datagrams) {
 /// A toy sealer: prefixes a marker. Enough to check the transport calls it both ways.
 class marker_sealer : public datagram_sealer {
 public:
-  caf::expected<std::string> seal(std::string plain) override { return "SEAL" + plain; }
-  caf::expected<std::string> open(std::string_view wire) override {
+  caf::expected<std::string> seal(std::string plain, std::string_view receiver) override {
+    std::lock_guard guard{mutex};
+    sealed_for.emplace_back(receiver);
+    return "SEAL" + plain;
+  }
+  caf::expected<std::string> open(std::string_view wire, std::string_view self) override {
+    {
+      std::lock_guard guard{mutex};
+      opened_as.emplace_back(self);
+    }
     if (wire.substr(0, 4) != "SEAL")
       return make_error(errc::malformed, "not sealed");
     return std::string{wire.substr(4)};
   }
+  /// The receivers the transport named, in order.
+  std::mutex mutex;
+  std::vector<std::string> sealed_for;
+  std::vector<std::string> opened_as;
 };
 
 TEST(transport, seals_and_opens_datagrams) {
   recorder ra, rb, rc;
   auto cfg = local_config();
-  cfg.sealer = std::make_shared<marker_sealer>();
+  auto sealer = std::make_shared<marker_sealer>();
+  cfg.sealer = sealer;
   auto a = start_local(ra, cfg);
   auto b = start_local(rb, cfg);
   auto c = start_local(rc); // no sealer
@@ -330,8 +343,19 @@ TEST(transport, seals_and_opens_datagrams) {
   EXPECT_TRUE(eventually([&] { return b->stats().dropped_malformed == 1; }));
   EXPECT_TRUE(eventually([&] { return c->stats().dropped_malformed == 1; }));
   EXPECT_EQ(b->stats().dropped_refused, 0u); // a gossip-category error counts as malformed
-  std::lock_guard guard{rb.mutex};
-  EXPECT_EQ(rb.packets.size(), 1u);
+  {
+    std::lock_guard guard{rb.mutex};
+    EXPECT_EQ(rb.packets.size(), 1u);
+  }
+  // Every datagram is sealed for its destination and opened as the receiving node's own
+  // advertised address (issue 13: a datagram captured on its way to one member cannot be
+  // replayed to another).
+  std::lock_guard guard{sealer->mutex};
+  ASSERT_EQ(sealer->sealed_for.size(), 2u);
+  EXPECT_EQ(sealer->sealed_for[0], local(b->port()));
+  EXPECT_EQ(sealer->sealed_for[1], local(c->port()));
+  ASSERT_FALSE(sealer->opened_as.empty());
+  EXPECT_EQ(sealer->opened_as[0], b->advertise_address());
 }
 
 /// A sealer that refuses with a non-gossip error (as the keyring does): counted as refused.
@@ -339,10 +363,10 @@ TEST(transport, seals_and_opens_datagrams) {
 class letter_sealer : public datagram_sealer {
 public:
   explicit letter_sealer(char letter) : letter_(letter) {}
-  caf::expected<std::string> seal(std::string plain) override {
+  caf::expected<std::string> seal(std::string plain, std::string_view) override {
     return std::string{'K', letter_} + plain;
   }
-  caf::expected<std::string> open(std::string_view wire) override {
+  caf::expected<std::string> open(std::string_view wire, std::string_view) override {
     if (wire.size() < 2 || wire[0] != 'K')
       return make_error(errc::malformed, "not sealed");
     if (wire[1] != letter_)
