@@ -5,6 +5,7 @@
 // thread. A responder holds the gate, not the server, so a late answer is dropped.
 #include "actors/admin_server.hpp"
 
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -51,8 +52,14 @@ std::string encode_reply(const admin_reply& r) {
   return framed(msg.SerializeAsString());
 }
 
+/// A decoded request.
+struct request {
+  std::vector<std::string> args;
+  std::string credential;
+};
+
 /// Decodes a request body; an error names what is wrong with it.
-caf::expected<std::vector<std::string>> decode_request(const std::string& body) {
+caf::expected<request> decode_request(const std::string& body) {
   v1::AdminRequest msg;
   if (!msg.ParseFromString(body))
     return make_error(errc::request_failed, "malformed admin request");
@@ -61,7 +68,18 @@ caf::expected<std::vector<std::string>> decode_request(const std::string& body) 
                       "unsupported admin protocol version " + std::to_string(msg.version()));
   if (msg.args_size() == 0 || static_cast<std::size_t>(msg.args_size()) > max_args)
     return make_error(errc::request_failed, "an admin request needs 1 to 64 arguments");
-  return std::vector<std::string>(msg.args().begin(), msg.args().end());
+  return request{std::vector<std::string>(msg.args().begin(), msg.args().end()),
+                 msg.credential()};
+}
+
+/// Compares in time independent of where the two differ.
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size())
+    return false;
+  unsigned char diff = 0;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
 }
 
 /// Lets responders reach the server while it runs.
@@ -237,13 +255,27 @@ private:
       close(c);
       return;
     }
-    auto args = decode_request(*body);
+    auto req = decode_request(*body);
     ++c->request;
     c->waiting = true;
     const auto seq = c->request;
-    if (!args) {
+    if (!req) {
       stats_.malformed.fetch_add(1, std::memory_order_relaxed);
-      answer(c, seq, admin_reply::usage(message_of(args.error())));
+      answer(c, seq, admin_reply::usage(message_of(req.error())));
+      return;
+    }
+    auto args = std::optional<std::vector<std::string>>{std::move(req->args)};
+    if (!cfg_.credential.empty() && (!cfg_.needs_credential || cfg_.needs_credential(*args)) &&
+        !same_secret(req->credential, cfg_.credential)) {
+      stats_.auth_refused.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("admin: refused `{}` without the admin credential", args->front());
+      answer(c, seq,
+             admin_reply::failed(
+                 "permission denied: `starling " + args->front() +
+                 "` changes the node and needs its admin credential, which the agent keeps "
+                 "in <data-dir>/admin.cookie and in its user's runtime dir; run the command "
+                 "as the agent's user, or pass --admin-cookie FILE (docs/operations.md, "
+                 "\"Admin access\")"));
       return;
     }
     stats_.requests.fetch_add(1, std::memory_order_relaxed);
@@ -327,6 +359,50 @@ std::uint16_t admin_server::port() const noexcept {
   return impl_->port();
 }
 
+bool is_read_only_command(const std::vector<std::string>& args) {
+  if (args.empty())
+    return false;
+  const auto& cmd = args.front();
+  if (cmd == "keyring")
+    return args.size() >= 2 && args[1] == "list";
+  return cmd == "members" || cmd == "certs" || cmd == "stats" || cmd == "services" ||
+         cmd == "routes" || cmd == "ping";
+}
+
+std::string runtime_cookie_name(std::uint16_t port) {
+  return "admin-" + std::to_string(port) + ".cookie";
+}
+
+std::string admin_runtime_dir(const std::function<const char*(const char*)>& env) {
+  auto get = [&](const char* name) -> std::string {
+    const char* v = env(name);
+    return v != nullptr ? std::string{v} : std::string{};
+  };
+  if (auto dir = get("STARLING_RUNTIME_DIR"); !dir.empty())
+    return dir;
+  if (auto dir = get("XDG_RUNTIME_DIR"); !dir.empty())
+    return dir + "/starling";
+  if (auto home = get("HOME"); !home.empty())
+    return home + "/.starling/run";
+  return {};
+}
+
+caf::expected<std::string> read_admin_cookie(const std::string& file) {
+  std::ifstream in{file, std::ios::binary};
+  if (!in)
+    return make_error(errc::request_failed, "cannot read the admin credential " + file);
+  std::string text(1025, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > 1024)
+    return make_error(errc::request_failed, file + " is larger than an admin credential");
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos)
+    return make_error(errc::request_failed, file + " is empty");
+  const auto last = text.find_last_not_of(" \t\r\n");
+  return text.substr(first, last - first + 1);
+}
+
 const admin_server_stats& admin_server::stats() const noexcept {
   return impl_->stats();
 }
@@ -335,11 +411,14 @@ const admin_server_stats& admin_server::stats() const noexcept {
 
 caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t port,
                                       const std::vector<std::string>& args,
-                                      std::chrono::milliseconds timeout) {
+                                      std::chrono::milliseconds timeout,
+                                      const std::string& credential) {
   v1::AdminRequest req;
   req.set_version(protocol_version);
   for (const auto& a : args)
     req.add_args(a);
+  if (!credential.empty())
+    req.set_credential(credential);
   const auto request = framed(req.SerializeAsString());
   const auto where = host + ":" + std::to_string(port);
 

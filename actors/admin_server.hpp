@@ -65,7 +65,17 @@ struct admin_server_config {
   std::chrono::milliseconds idle_timeout{std::chrono::seconds{60}};
   /// A request the handler has not answered by then gets a `failed` reply.
   std::chrono::milliseconds request_timeout{std::chrono::seconds{30}};
+  /// The admin credential (docs/decisions/0012). Empty: every request is served (tests of
+  /// the protocol alone). Else a request for which `needs_credential` holds (every request
+  /// when it is null) must carry it, or gets a `failed` reply and is counted.
+  std::string credential;
+  std::function<bool(const std::vector<std::string>& args)> needs_credential;
 };
+
+/// True for the commands that only read (members, certs, stats, services, routes, keyring
+/// list, ping): served without the credential unless the agent closes reads too. Every
+/// other command changes the node.
+[[nodiscard]] bool is_read_only_command(const std::vector<std::string>& args);
 
 /// Counters of the admin server; read from any thread.
 struct admin_server_stats {
@@ -75,6 +85,7 @@ struct admin_server_stats {
   std::atomic<std::uint64_t> requests{0};          ///< decoded and handed to the handler
   std::atomic<std::uint64_t> malformed{0};         ///< unparsable, oversized or bad version
   std::atomic<std::uint64_t> timeouts{0};          ///< idle or unanswered in time
+  std::atomic<std::uint64_t> auth_refused{0};      ///< without the credential it needed
 };
 
 /// The admin listener with its own I/O thread. Stops (closing every connection) on
@@ -102,10 +113,29 @@ private:
   std::shared_ptr<impl> impl_;
 };
 
-/// Sends `args` to the admin server at `host:port` and waits for the answer, all within
-/// `timeout`. Errors (category "actors"): connect failed, timeout, malformed answer.
+/// Sends `args` (and `credential`, when not empty) to the admin server at `host:port` and
+/// waits for the answer, all within `timeout`. Errors (category "actors"): connect failed,
+/// timeout, malformed answer.
 [[nodiscard]] caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t port,
                                                     const std::vector<std::string>& args,
-                                                    std::chrono::milliseconds timeout);
+                                                    std::chrono::milliseconds timeout,
+                                                    const std::string& credential = {});
+
+// -- where the credential lives (docs/decisions/0012) ----------------------------------------
+
+/// Name of the credential file in the data dir, and of its copy in the runtime dir:
+/// "admin.cookie", "admin-<port>.cookie".
+inline constexpr std::string_view admin_cookie_file = "admin.cookie";
+[[nodiscard]] std::string runtime_cookie_name(std::uint16_t port);
+
+/// The directory where an agent leaves a copy of its credential for the CLI of the same
+/// user, found by admin port: $STARLING_RUNTIME_DIR, else $XDG_RUNTIME_DIR/starling, else
+/// $HOME/.starling/run; empty when none of them is set. `env` looks a variable up.
+[[nodiscard]] std::string
+admin_runtime_dir(const std::function<const char*(const char*)>& env);
+
+/// Reads a credential file (at most 1 KiB; surrounding whitespace dropped). Errors:
+/// request_failed naming the file.
+[[nodiscard]] caf::expected<std::string> read_admin_cookie(const std::string& file);
 
 } // namespace starling::actors

@@ -2,6 +2,7 @@
 // `starling leave`. Client side of docs/decisions/0007: send the command line, print the
 // answer, map its status to the exit code.
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <variant>
 
@@ -20,6 +21,23 @@ namespace starling::actors {
 
 namespace {
 
+/// The admin credential to send to the agent on `port` (docs/decisions/0012): the file of
+/// --admin-cookie or $STARLING_ADMIN_COOKIE (an error if unreadable), else the copy the
+/// agent left in this user's runtime dir, else none (read-only commands need none).
+caf::expected<std::string> admin_credential_for(const client_options& opts, std::uint16_t port) {
+  std::string file = opts.admin_cookie;
+  if (file.empty())
+    if (const char* env = std::getenv("STARLING_ADMIN_COOKIE"); env != nullptr)
+      file = env;
+  if (!file.empty())
+    return read_admin_cookie(file);
+  const auto dir = admin_runtime_dir([](const char* name) { return std::getenv(name); });
+  if (dir.empty())
+    return std::string{};
+  auto found = read_admin_cookie(dir + "/" + runtime_cookie_name(port));
+  return found ? std::move(*found) : std::string{};
+}
+
 /// Sends `args` to the admin port at `opts.admin`; returns the answer's body, or prints
 /// a message on stderr and returns the exit code.
 std::variant<std::string, int> ask(const client_options& opts,
@@ -29,7 +47,12 @@ std::variant<std::string, int> ask(const client_options& opts,
     std::cerr << "starling: " << message_of(hp.error()) << '\n';
     return exit_usage;
   }
-  auto reply = call_admin(hp->host, hp->port, args, opts.timeout);
+  auto credential = admin_credential_for(opts, hp->port);
+  if (!credential) {
+    std::cerr << "starling: " << message_of(credential.error()) << '\n';
+    return exit_usage;
+  }
+  auto reply = call_admin(hp->host, hp->port, args, opts.timeout, *credential);
   if (!reply) {
     std::cerr << "starling: cannot reach the agent's admin port at " << hp->to_string() << ": "
               << message_of(reply.error())

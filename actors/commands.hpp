@@ -28,6 +28,9 @@ struct client_options {
   bool json = false;
   /// Bound on connecting and on each request.
   std::chrono::milliseconds timeout{std::chrono::seconds{5}};
+  /// File holding the agent's admin credential (--admin-cookie). Empty: $STARLING_ADMIN_COOKIE,
+  /// else the copy the agent left in its user's runtime dir for its admin port, if any.
+  std::string admin_cookie;
 };
 
 /// `starling members`: prints the member table (or the JSON view with --json).

@@ -491,6 +491,9 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
     } else if (key == "admin_allow_remote") {
       if (auto err = read_bool(node, key, cfg.admin_allow_remote))
         return err;
+    } else if (key == "admin_open_reads") {
+      if (auto err = read_bool(node, key, cfg.admin_open_reads))
+        return err;
     } else if (key == "join") {
       const auto* arr = node.as_array();
       if (!arr)
@@ -1009,8 +1012,9 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
     return err;
   if (!is_loopback_host(cfg.admin.host) && !cfg.admin_allow_remote)
     return bad("admin", cfg.admin.to_string() +
-                          " is not a loopback address and the admin port has no "
-                          "authentication yet; set admin_allow_remote = true to allow it");
+                          " is not a loopback address and the admin credential would travel "
+                          "in the clear; set admin_allow_remote = true to allow it (or reach "
+                          "the loopback port through SSH)");
   return cfg;
 }
 

@@ -52,8 +52,11 @@ struct agent_config {
   std::string advertise;
   /// Admin actor address; loopback unless admin_allow_remote.
   host_port admin{"127.0.0.1", 7947};
-  /// Allows a non-loopback admin address (the admin port has no authentication yet).
+  /// Allows a non-loopback admin address (the credential travels in the clear on it).
   bool admin_allow_remote = false;
+  /// Read-only admin commands (members, certs, stats, keyring list) need no credential;
+  /// false: every command needs it (docs/decisions/0012).
+  bool admin_open_reads = true;
   /// Seeds ("host:port", port != 0). Empty: start a new mesh alone.
   std::vector<std::string> join;
   /// Give up (exit 1) when no seed answered within this bound.

@@ -17,6 +17,11 @@ namespace {
 void add_client_flags(CLI::App& cmd, sa::client_options& opts, bool with_json) {
   cmd.add_option("--admin", opts.admin, "admin HOST:PORT of the agent (default 127.0.0.1:7947)")
     ->type_name("");
+  cmd.add_option("--admin-cookie", opts.admin_cookie,
+                 "file with the agent's admin credential, needed by commands that change the "
+                 "node (default: $STARLING_ADMIN_COOKIE, else the copy the agent left for its "
+                 "own user; see docs/operations.md, \"Admin access\")")
+    ->type_name("FILE");
   if (with_json)
     cmd.add_flag("--json", opts.json, "print the JSON view");
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -13,8 +14,12 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/admin_server.hpp"
 #include "actors/errc.hpp"
+#include "identity/errc.hpp"
 #include "identity/files.hpp"
+#include "identity/pki.hpp"
+#include "identity/token.hpp"
 
 namespace starling::actors {
 
@@ -183,6 +188,56 @@ data_dir_lock& data_dir_lock::operator=(data_dir_lock&& other) noexcept {
 data_dir_lock::~data_dir_lock() {
   if (fd_ >= 0)
     ::close(fd_);
+}
+
+// -- the admin credential ------------------------------------------------------------------
+
+caf::expected<std::string> make_admin_credential() {
+  identity::openssl_random rng;
+  std::array<std::uint8_t, 32> bytes{};
+  if (auto ok = rng.fill(bytes); !ok)
+    return make_error(errc::io_failure,
+                      "cannot make the admin credential: " + identity::render(ok.error()));
+  return identity::to_hex(bytes);
+}
+
+caf::expected<fs::path> publish_admin_credential(const fs::path& data_dir,
+                                                 const std::string& runtime_dir,
+                                                 std::uint16_t port,
+                                                 const std::string& credential) {
+  const auto content = credential + "\n";
+  if (auto err = write_file_atomic(data_dir / admin_cookie_file, content, 0600))
+    return err;
+  if (runtime_dir.empty())
+    return fs::path{};
+  const fs::path dir{runtime_dir};
+  const auto file = dir / runtime_cookie_name(port);
+  if (auto err = identity::create_private_directories(dir)) {
+    spdlog::warn("cannot leave the admin credential in {} for the CLI: {} (it is in {})",
+                 dir.string(), message_of(err), (data_dir / admin_cookie_file).string());
+    return fs::path{};
+  }
+  if (auto err = write_file_atomic(file, content, 0600)) {
+    spdlog::warn("cannot leave the admin credential in {} for the CLI: {} (it is in {})",
+                 file.string(), message_of(err), (data_dir / admin_cookie_file).string());
+    return fs::path{};
+  }
+  return file;
+}
+
+void withdraw_admin_credential(const fs::path& data_dir, const fs::path& runtime_file,
+                               const std::string& credential) {
+  for (const auto& file : {runtime_file, data_dir / admin_cookie_file}) {
+    if (file.empty())
+      continue;
+    auto held = read_admin_cookie(file.string());
+    if (!held || *held != credential)
+      continue; // another agent's since, or gone
+    std::error_code ec;
+    fs::remove(file, ec);
+    if (ec)
+      spdlog::warn("cannot remove the admin credential {}: {}", file.string(), ec.message());
+  }
 }
 
 } // namespace starling::actors

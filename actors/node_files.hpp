@@ -33,6 +33,25 @@ struct agent_info {
 /// Reads <data_dir>/agent.json. Errors: io_failure (missing), invalid_config (malformed).
 [[nodiscard]] caf::expected<agent_info> read_agent_json(const std::filesystem::path& data_dir);
 
+/// A fresh admin credential: 32 bytes from OpenSSL's CSPRNG as 64 hex digits
+/// (docs/decisions/0012). Errors: io_failure when no randomness is available.
+[[nodiscard]] caf::expected<std::string> make_admin_credential();
+
+/// Writes `credential` to <data_dir>/admin.cookie and, when `runtime_dir` is not empty, to
+/// <runtime_dir>/admin-<port>.cookie (created 0700), both 0600 and atomically: where the
+/// agent's own user (and root) find it. Returns the runtime file written (empty if none).
+/// Errors: io_failure naming the file (the data dir copy; a runtime dir that cannot be
+/// written is logged and skipped).
+[[nodiscard]] caf::expected<std::filesystem::path>
+publish_admin_credential(const std::filesystem::path& data_dir, const std::string& runtime_dir,
+                         std::uint16_t port, const std::string& credential);
+
+/// Removes `runtime_file` if it still holds `credential` (another agent may have taken the
+/// port since), and <data_dir>/admin.cookie likewise. Errors are logged, not returned.
+void withdraw_admin_credential(const std::filesystem::path& data_dir,
+                               const std::filesystem::path& runtime_file,
+                               const std::string& credential);
+
 /// The incarnation stored in <data_dir>/state.json, if any.
 [[nodiscard]] std::optional<std::uint64_t>
 read_incarnation(const std::filesystem::path& data_dir);

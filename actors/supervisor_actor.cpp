@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <random>
@@ -67,6 +69,9 @@ struct supervisor_state {
   std::shared_ptr<admin_server> admin;
   /// Actual admin port once listening; 0 before.
   std::uint16_t admin_port = 0;
+  /// The admin credential of this run, and the copy left for the CLI in the runtime dir.
+  std::string admin_credential;
+  std::filesystem::path admin_cookie_copy;
   /// Alive peers and own incarnation last reported: the seeds of a restarted membership.
   std::vector<std::string> last_peers;
   std::uint64_t last_incarnation = 0;
@@ -89,6 +94,8 @@ void shutdown(supervisor_t* self, int code) {
   spdlog::info("shutting down (exit code {})", code);
   // Stops the listener (joins its thread); responders still in flight do nothing.
   st.admin.reset();
+  if (!st.admin_credential.empty())
+    withdraw_admin_credential(st.params.cfg.data_dir, st.admin_cookie_copy, st.admin_credential);
   for (auto& child : st.children)
     if (child.handle)
       self->send_exit(child.handle, caf::exit_reason::user_shutdown);
@@ -140,6 +147,19 @@ bool start_admin_server(supervisor_t* self) {
   admin_server_config ac;
   ac.host = cfg.admin.host;
   ac.port = cfg.admin.port;
+  // Every command that changes the node needs this run's credential (decision 0012).
+  auto credential = make_admin_credential();
+  if (!credential) {
+    spdlog::error("{}", message_of(credential.error()));
+    shutdown(self, exit_failed);
+    return false;
+  }
+  st.admin_credential = *credential;
+  ac.credential = *credential;
+  if (cfg.admin_open_reads)
+    ac.needs_credential = [](const std::vector<std::string>& args) {
+      return !is_read_only_command(args);
+    };
   auto* sys = &self->home_system();
   auto sup = caf::actor_cast<caf::actor>(self);
   auto server = admin_server::start(ac, [sys, sup](std::vector<std::string> args,
@@ -153,6 +173,15 @@ bool start_admin_server(supervisor_t* self) {
   }
   st.admin = std::move(*server);
   st.admin_port = st.admin->port();
+  auto copy = publish_admin_credential(
+      cfg.data_dir, admin_runtime_dir([](const char* name) { return std::getenv(name); }),
+      st.admin_port, st.admin_credential);
+  if (!copy) {
+    spdlog::error("{}", message_of(copy.error()));
+    shutdown(self, exit_failed);
+    return false;
+  }
+  st.admin_cookie_copy = std::move(*copy);
   spdlog::debug("admin port listening on {}:{}", cfg.admin.host, st.admin_port);
   return true;
 }

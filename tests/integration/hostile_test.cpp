@@ -5,6 +5,7 @@
 // given before names were checked). Each attack below succeeded against the code before
 // the fix. Every wait polls with a deadline.
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <vector>
@@ -224,6 +225,64 @@ TEST_F(hostile_test, one_token_buys_no_issuer_name_and_no_issuer_authority) {
 
   // The mesh is whole: the attacks changed nothing for its members.
   EXPECT_TRUE(all_alive(2));
+}
+
+/// Sets an environment variable for a scope (the CLI runs as a child and inherits it).
+class env_scope {
+public:
+  env_scope(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name))
+      old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~env_scope() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+  env_scope(const env_scope&) = delete;
+  env_scope& operator=(const env_scope&) = delete;
+
+private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+TEST_F(hostile_test, a_local_user_without_the_credential_changes_nothing) {
+  // Issue 13, finding 6: any local user could mint tokens, revoke nodes, change the
+  // keyring and make a node leave through the admin port.
+  const auto ca = make_root("h.mesh", "ca");
+  const auto dir_a = make_issuer(ca, "node-a");
+  auto& a = start("node-a", {}, {"--issuer", dir_a.string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  // Another user: the same port, but not the agent user's runtime dir (where the agent
+  // left its credential) nor its data dir.
+  st::temp_dir elsewhere{"starling-it-other-user"};
+  {
+    env_scope other{"STARLING_RUNTIME_DIR", elsewhere.path().string()};
+    const std::vector<std::vector<std::string>> changes{
+        {"token", "create", "--admin", a.info.admin},
+        {"revoke", "node-b", "--admin", a.info.admin},
+        {"keyring", "install", cli_line({"keyring", "generate"}), "--admin", a.info.admin},
+        {"leave", "--admin", a.info.admin}};
+    for (const auto& args : changes) {
+      auto r = st::run_cli(args);
+      EXPECT_EQ(r.exit_code, 1) << args.front() << ": " << r.out << r.err;
+      EXPECT_NE(r.err.find("needs its admin credential"), std::string::npos) << r.err;
+    }
+    // Views stay open to local users (admin_open_reads, the default).
+    auto members = st::cli_json({"members", "--admin", a.info.admin, "--json"});
+    ASSERT_TRUE(members);
+    EXPECT_EQ(members->at("members").size(), 1u);
+    // Given the credential file (what the agent's user hands another operator): served.
+    auto r = st::run_cli({"token", "create", "--admin", a.info.admin, "--admin-cookie",
+                          (data_dir("node-a") / "admin.cookie").string()});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("stl1."), std::string::npos) << r.out;
+  }
+  // The agent still runs, and its own user needs no flag.
+  EXPECT_NE(token_of(a, "1").find("stl1."), std::string::npos);
 }
 
 } // namespace

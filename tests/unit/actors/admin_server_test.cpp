@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <map>
 #include <mutex>
 #include <random>
 
@@ -278,6 +279,84 @@ TEST(admin_server, binding_a_bad_address_fails_with_the_address) {
   auto server = admin_server::start(cfg, h.handler());
   ASSERT_FALSE(server);
   EXPECT_NE(message_of(server.error()).find("not-an-address"), std::string::npos);
+}
+
+// -- the admin credential (issue 13, finding 6; docs/decisions/0012) ------------------------------
+
+TEST(admin_server, commands_that_change_the_node_need_the_credential) {
+  echo_handler h;
+  admin_server_config cfg;
+  cfg.credential = "s3cret";
+  cfg.needs_credential = [](const std::vector<std::string>& args) {
+    return !is_read_only_command(args);
+  };
+  auto server = start(h, cfg);
+  ASSERT_TRUE(server);
+  const auto port = server->port();
+  // Reads are open; a change without the credential, or with a wrong one, is refused with
+  // a message that says what to do, and counted.
+  auto read = call_admin("127.0.0.1", port, {"members"}, 5s);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->code, admin_reply::status::ok);
+  for (const std::string& wrong : {std::string{}, std::string{"s3cre"}, std::string{"s3cret!"}}) {
+    auto change = call_admin("127.0.0.1", port, {"revoke", "node-2"}, 5s, wrong);
+    ASSERT_TRUE(change);
+    EXPECT_EQ(change->code, admin_reply::status::failed);
+    EXPECT_NE(change->error.find("needs its admin credential"), std::string::npos)
+        << change->error;
+  }
+  EXPECT_EQ(server->stats().auth_refused, 3u);
+  auto list = call_admin("127.0.0.1", port, {"keyring", "list"}, 5s);
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->code, admin_reply::status::ok);
+  auto install = call_admin("127.0.0.1", port, {"keyring", "install", "k"}, 5s);
+  ASSERT_TRUE(install);
+  EXPECT_EQ(install->code, admin_reply::status::failed);
+  // With it: served.
+  auto change = call_admin("127.0.0.1", port, {"revoke", "node-2"}, 5s, "s3cret");
+  ASSERT_TRUE(change);
+  EXPECT_EQ(change->code, admin_reply::status::ok);
+  EXPECT_EQ(change->body, "revoke node-2");
+  EXPECT_EQ(server->stats().auth_refused, 4u);
+}
+
+TEST(admin_server, closed_reads_need_the_credential_too) {
+  echo_handler h;
+  admin_server_config cfg;
+  cfg.credential = "s3cret"; // no predicate: every command needs it
+  auto server = start(h, cfg);
+  ASSERT_TRUE(server);
+  auto read = call_admin("127.0.0.1", server->port(), {"members"}, 5s);
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->code, admin_reply::status::failed);
+  read = call_admin("127.0.0.1", server->port(), {"members"}, 5s, "s3cret");
+  ASSERT_TRUE(read);
+  EXPECT_EQ(read->code, admin_reply::status::ok);
+}
+
+TEST(admin_server, read_only_commands_are_the_views) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"members"}, {"certs"}, {"stats"}, {"keyring", "list"}, {"ping"}})
+    EXPECT_TRUE(is_read_only_command(args)) << args.front();
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"leave"}, {"token"}, {"revoke", "n"}, {"keyring", "install", "k"}, {"keyring"},
+           {"keyring", "use", "k"}, {"unknown"}, {}})
+    EXPECT_FALSE(is_read_only_command(args)) << (args.empty() ? "" : args.front());
+}
+
+TEST(admin_server, the_runtime_dir_follows_the_environment) {
+  auto env_of = [](std::map<std::string, std::string> vars) {
+    return [vars](const char* name) -> const char* {
+      auto it = vars.find(name);
+      return it == vars.end() ? nullptr : it->second.c_str();
+    };
+  };
+  EXPECT_EQ(admin_runtime_dir(env_of({{"STARLING_RUNTIME_DIR", "/r"}, {"HOME", "/h"}})), "/r");
+  EXPECT_EQ(admin_runtime_dir(env_of({{"XDG_RUNTIME_DIR", "/run/user/7"}, {"HOME", "/h"}})),
+            "/run/user/7/starling");
+  EXPECT_EQ(admin_runtime_dir(env_of({{"HOME", "/h"}})), "/h/.starling/run");
+  EXPECT_EQ(admin_runtime_dir(env_of({})), "");
+  EXPECT_EQ(runtime_cookie_name(7947), "admin-7947.cookie");
 }
 
 } // namespace

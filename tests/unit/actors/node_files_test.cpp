@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include "actors/admin_server.hpp"
 #include "actors/errc.hpp"
 #include "tests/support/process.hpp"
 
@@ -79,6 +80,40 @@ TEST(node_files, a_file_in_place_of_the_data_dir_is_an_error_naming_it) {
     << message_of(report.error());
   auto lock = data_dir_lock::acquire(file);
   EXPECT_FALSE(lock);
+}
+
+TEST(node_files, the_admin_credential_is_private_and_withdrawn_only_if_still_ours) {
+  // Issue 13, finding 6: the credential that guards the admin port's mutating commands.
+  temp_dir tmp{"starling-node-files"};
+  umask_scope permissive{0};
+  const auto data = tmp.path() / "data";
+  fs::create_directories(data);
+  const auto runtime = tmp.path() / "run" / "starling";
+  auto first = make_admin_credential();
+  auto second = make_admin_credential();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->size(), 64u);
+  EXPECT_NE(*first, *second);
+  auto copy = publish_admin_credential(data, runtime.string(), 7947, *first);
+  ASSERT_TRUE(copy) << message_of(copy.error());
+  EXPECT_EQ(*copy, runtime / "admin-7947.cookie");
+  EXPECT_EQ(mode_of(data / "admin.cookie"), 0600u);
+  EXPECT_EQ(mode_of(*copy), 0600u);
+  EXPECT_EQ(mode_of(runtime), 0700u);
+  EXPECT_EQ(*read_admin_cookie(copy->string()), *first);
+  // Another agent took the port since: its copy stays.
+  fs::create_directories(tmp.path() / "other");
+  ASSERT_TRUE(publish_admin_credential(tmp.path() / "other", runtime.string(), 7947, *second));
+  withdraw_admin_credential(data, *copy, *first);
+  EXPECT_TRUE(fs::exists(*copy));
+  EXPECT_FALSE(fs::exists(data / "admin.cookie"));
+  withdraw_admin_credential(tmp.path() / "other", *copy, *second);
+  EXPECT_FALSE(fs::exists(*copy));
+  // No runtime dir: the data dir copy only.
+  auto none = publish_admin_credential(data, "", 7947, *first);
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+  EXPECT_TRUE(fs::exists(data / "admin.cookie"));
 }
 
 } // namespace
