@@ -22,6 +22,7 @@
 #include "identity/errc.hpp"
 #include "identity/tls.hpp"
 #include "identity/token.hpp"
+#include "tests/support/context_security.hpp"
 #include "tests/support/mesh_test.hpp"
 
 namespace st = starling::testing;
@@ -31,28 +32,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// The attacker's TLS: one context, client role only.
-class attacker_tls final : public sg::stream_security {
-public:
-  explicit attacker_tls(std::shared_ptr<const si::tls_context> ctx) : ctx_(std::move(ctx)) {}
-
-  caf::expected<SSL*> new_session(bool, std::optional<std::string> expected) override {
-    auto ssl = ctx_->new_session(si::tls_role::client, std::move(expected));
-    if (!ssl)
-      return std::move(ssl.error());
-    return ssl->release();
-  }
-  std::optional<std::string> peer_name(const SSL* ssl) override {
-    const auto* peer = si::tls_context::peer_of(ssl);
-    if (peer == nullptr || !peer->identity)
-      return std::nullopt;
-    return peer->identity->node;
-  }
-  caf::error refusal(const SSL* ssl) override { return si::tls_context::refusal_of(ssl); }
-
-private:
-  std::shared_ptr<const si::tls_context> ctx_;
-};
+/// The attacker's TLS: one context (client role).
+using attacker_tls = st::context_security;
 
 /// The text of an error as the attacker reads it.
 std::string text_of(const caf::error& err) {

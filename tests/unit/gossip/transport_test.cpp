@@ -23,6 +23,7 @@
 #include "gossip/transport.hpp"
 #include "identity/pki.hpp"
 #include "identity/tls.hpp"
+#include "tests/support/context_security.hpp"
 #include "tests/support/test_pki.hpp"
 
 namespace starling::gossip {
@@ -903,31 +904,7 @@ const starling::testing::test_pki& mesh() {
   return instance;
 }
 
-/// stream_security over one identity::tls_context (what the agent's tls_security does).
-class pki_security : public stream_security {
-public:
-  explicit pki_security(std::shared_ptr<const identity::tls_context> ctx) : ctx_(std::move(ctx)) {}
-
-  caf::expected<SSL*> new_session(bool server, std::optional<std::string> expected) override {
-    auto ssl = server ? ctx_->new_session(identity::tls_role::server)
-                      : ctx_->new_session(identity::tls_role::client, std::move(expected));
-    if (!ssl)
-      return std::move(ssl.error());
-    return ssl->release();
-  }
-
-  std::optional<std::string> peer_name(const SSL* ssl) override {
-    const auto* peer = identity::tls_context::peer_of(ssl);
-    if (peer == nullptr || !peer->identity)
-      return std::nullopt;
-    return peer->identity->node;
-  }
-
-  caf::error refusal(const SSL* ssl) override { return identity::tls_context::refusal_of(ssl); }
-
-private:
-  std::shared_ptr<const identity::tls_context> ctx_;
-};
+using pki_security = starling::testing::context_security;
 
 /// A member of mesh() named `name` that serves joiners.
 std::shared_ptr<pki_security> member_security(const std::string& name) {
