@@ -37,8 +37,7 @@ caf::expected<issuer_seal> seal_action(const issuer_material& issuer, statement_
                                        const sha256_digest& what, std::string_view node,
                                        time_point now) {
   if (!is_valid_node_name(node))
-    return make_error(errc::invalid_argument,
-                      std::string{kind.name} + " for an invalid node name");
+    return make_error(errc::invalid_argument, std::string{kind.name} + " for an invalid node name");
   statement_view view{kind, what, node, unix_seconds(now), {}, {}};
   auto seal = seal_statement(issuer, view);
   if (!seal)
@@ -60,9 +59,8 @@ caf::expected<issuer_identity> verify_action(statement_kind kind, const sha256_d
   if (seal.at + issuer_action_window < t || seal.at > t + issuer_action_window)
     return make_error(errc::stale_statement,
                       std::string{kind.name} + " by '" + who->node + "' dated " +
-                          std::to_string(seal.at.time_since_epoch().count()) +
-                          ", outside the " + std::to_string(issuer_action_window.count()) +
-                          " s window around now (" +
+                          std::to_string(seal.at.time_since_epoch().count()) + ", outside the " +
+                          std::to_string(issuer_action_window.count()) + " s window around now (" +
                           std::to_string(t.time_since_epoch().count()) + ")");
   return who;
 }
@@ -76,8 +74,7 @@ caf::expected<issuer_seal> sign_keyring_change(const issuer_material& issuer, st
 }
 
 caf::expected<issuer_identity> verify_keyring_change(std::string_view op, std::string_view key,
-                                                     const issuer_seal& seal,
-                                                     std::string_view self,
+                                                     const issuer_seal& seal, std::string_view self,
                                                      const trust_bundle& bundle, time_point now) {
   return verify_action(keyring_kind, keyring_digest(op, key), self, seal, bundle, now);
 }
@@ -96,10 +93,10 @@ caf::expected<issuer_identity> verify_ledger(const token_ledger& ledger, const i
 caf::error seal_token_record(const issuer_material& issuer, const token_id& id,
                              token_entry& entry) {
   if (entry.issuer != issuer.node)
-    return make_error(errc::invalid_argument, "sealing a token record of issuer '" +
-                                                  entry.issuer + "' as '" + issuer.node + "'");
-  statement_view view{record_kind, digest_of(record_bytes(id, entry)), entry.issuer,
-                      entry.created, {}, {}};
+    return make_error(errc::invalid_argument, "sealing a token record of issuer '" + entry.issuer +
+                                                  "' as '" + issuer.node + "'");
+  statement_view view{
+      record_kind, digest_of(record_bytes(id, entry)), entry.issuer, entry.created, {}, {}};
   auto seal = seal_statement(issuer, view);
   if (!seal)
     return seal.error();
@@ -111,10 +108,10 @@ caf::error seal_token_record(const issuer_material& issuer, const token_id& id,
 caf::expected<issuer_identity> verify_token_record(const token_id& id, const token_entry& entry,
                                                    const trust_bundle& bundle, time_point now) {
   if (entry.seal_issuer.empty() || entry.seal_signature.empty())
-    return make_error(errc::not_an_issuer, "a token record of '" + entry.issuer +
-                                               "' without its issuer's signature");
-  statement_view view{record_kind,   digest_of(record_bytes(id, entry)),
-                      entry.issuer,  entry.created,
+    return make_error(errc::not_an_issuer,
+                      "a token record of '" + entry.issuer + "' without its issuer's signature");
+  statement_view view{record_kind,       digest_of(record_bytes(id, entry)),
+                      entry.issuer,      entry.created,
                       entry.seal_issuer, entry.seal_signature};
   auto who = verify_statement(view, bundle, now);
   if (!who)

@@ -45,11 +45,9 @@ struct issuer_seal {
 /// key id) for member `target` at `now`. The signature covers the operation, the key and the
 /// target, so the change cannot be replayed to another member. Errors: crypto_failure,
 /// invalid_argument (target not a node name).
-[[nodiscard]] caf::expected<issuer_seal> sign_keyring_change(const issuer_material& issuer,
-                                                             std::string_view op,
-                                                             std::string_view key,
-                                                             std::string_view target,
-                                                             time_point now);
+[[nodiscard]] caf::expected<issuer_seal>
+sign_keyring_change(const issuer_material& issuer, std::string_view op, std::string_view key,
+                    std::string_view target, time_point now);
 
 /// Checks a keyring change received by member `self`: the seal's issuer certificate is an
 /// issuer of `bundle` at `now` (verify_issuer's refusals), the signature verifies for this
@@ -83,8 +81,9 @@ verify_ledger(const token_ledger& ledger, const issuer_seal& seal, std::string_v
 /// certificate of `bundle` valid at `now`, over this very record, and that certificate names
 /// the record's issuer (name_mismatch otherwise). Refusals: not_an_issuer (no seal),
 /// verify_issuer's, bad_signature, name_mismatch.
-[[nodiscard]] caf::expected<issuer_identity>
-verify_token_record(const token_id& id, const token_entry& entry, const trust_bundle& bundle,
-                    time_point now);
+[[nodiscard]] caf::expected<issuer_identity> verify_token_record(const token_id& id,
+                                                                 const token_entry& entry,
+                                                                 const trust_bundle& bundle,
+                                                                 time_point now);
 
 } // namespace starling::identity

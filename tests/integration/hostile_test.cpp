@@ -122,8 +122,7 @@ TEST_F(hostile_test, one_token_buys_no_issuer_name_and_no_issuer_authority) {
   // Through a seed that is no issuer: it forwards, the issuer refuses.
   auto via_b = join_as(b.info.gossip, "node-a", {token});
   ASSERT_FALSE(via_b);
-  EXPECT_NE(text_of(via_b.error()).find("name_taken"), std::string::npos)
-      << text_of(via_b.error());
+  EXPECT_NE(text_of(via_b.error()).find("name_taken"), std::string::npos) << text_of(via_b.error());
   auto mallory = join_as(a.info.gossip, "mallory", {token});
   ASSERT_TRUE(mallory) << text_of(mallory.error());
   auto view = certs_of(a);

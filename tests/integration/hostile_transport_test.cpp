@@ -58,11 +58,11 @@ std::optional<std::uint64_t> rss_kib(long pid) {
 
 /// What the attack did, summed over its connections.
 struct attack_stats {
-  int connections = 0;     ///< connects that succeeded
-  int handshakes = 0;      ///< TLS handshakes completed (no client certificate)
-  int cut_off = 0;         ///< connections the agent closed or reset
-  std::uint64_t sent = 0;  ///< bytes written through TLS
-  int whole_frames = 0;    ///< frames written whole (the agent took all 16 MiB)
+  int connections = 0;    ///< connects that succeeded
+  int handshakes = 0;     ///< TLS handshakes completed (no client certificate)
+  int cut_off = 0;        ///< connections the agent closed or reset
+  std::uint64_t sent = 0; ///< bytes written through TLS
+  int whole_frames = 0;   ///< frames written whole (the agent took all 16 MiB)
 };
 
 /// One attacking client: connect, TLS handshake without a certificate, the length prefix of
@@ -73,7 +73,7 @@ public:
   attacker(asio::io_context& io, asio::ssl::context& ctx, tcp::endpoint to,
            std::shared_ptr<const std::string> chunk, attack_stats& stats,
            std::chrono::steady_clock::time_point deadline)
-    : io_(io), ctx_(ctx), to_(to), chunk_(std::move(chunk)), stats_(stats), deadline_(deadline) {}
+      : io_(io), ctx_(ctx), to_(to), chunk_(std::move(chunk)), stats_(stats), deadline_(deadline) {}
 
   void start() {
     if (stopped_ || round_ >= rounds || std::chrono::steady_clock::now() >= deadline_)
@@ -110,11 +110,12 @@ private:
     prefix_ = {static_cast<char>(announced >> 24), static_cast<char>((announced >> 16) & 0xff),
                static_cast<char>((announced >> 8) & 0xff), static_cast<char>(announced & 0xff)};
     auto self = shared_from_this();
-    asio::async_write(*tls_, asio::buffer(prefix_), [self](const asio::error_code& ec, std::size_t) {
-      if (ec)
-        return self->cut();
-      self->send_body();
-    });
+    asio::async_write(*tls_, asio::buffer(prefix_),
+                      [self](const asio::error_code& ec, std::size_t) {
+                        if (ec)
+                          return self->cut();
+                        self->send_body();
+                      });
   }
 
   void send_body() {
@@ -163,8 +164,8 @@ protected:
 
 TEST_F(hostile_transport_test, anonymous_16_mib_frames_do_not_exhaust_memory) {
   const auto ca = make_root("it.mesh", "ca");
-  auto& issuer =
-    start("issuer-1", {}, {"--issuer", make_issuer(ca, "issuer-1").string(), "--gossip-key", key_});
+  auto& issuer = start("issuer-1", {},
+                       {"--issuer", make_issuer(ca, "issuer-1").string(), "--gossip-key", key_});
   ASSERT_FALSE(HasFailure());
   const long pid = issuer.info.pid;
   ASSERT_GT(pid, 0);
@@ -179,10 +180,9 @@ TEST_F(hostile_transport_test, anonymous_16_mib_frames_do_not_exhaust_memory) {
   ctx.set_verify_mode(asio::ssl::verify_none); // the attacker does not care who serves
   tcp::resolver resolver{io};
   const auto colon = issuer.info.gossip.rfind(':');
-  const auto to = *resolver
-                     .resolve(issuer.info.gossip.substr(0, colon),
-                              issuer.info.gossip.substr(colon + 1))
-                     .begin();
+  const auto to =
+      *resolver.resolve(issuer.info.gossip.substr(0, colon), issuer.info.gossip.substr(colon + 1))
+           .begin();
   auto chunk = std::make_shared<const std::string>(1u << 20, 'x');
   attack_stats stats;
   const auto deadline = std::chrono::steady_clock::now() + attack_time;
@@ -222,8 +222,7 @@ TEST_F(hostile_transport_test, anonymous_16_mib_frames_do_not_exhaust_memory) {
   std::cout << "[ hostile ] idle " << *idle / 1024 << " MiB, peak " << peak / 1024
             << " MiB during the attack; " << stats.connections << " connections, "
             << stats.handshakes << " anonymous handshakes, " << stats.cut_off << " cut off, "
-            << stats.sent / (1u << 20) << " MiB sent, " << stats.whole_frames
-            << " whole frames\n";
+            << stats.sent / (1u << 20) << " MiB sent, " << stats.whole_frames << " whole frames\n";
   RecordProperty("idle_rss_kib", std::to_string(*idle));
   RecordProperty("peak_rss_kib", std::to_string(peak));
   EXPECT_GT(stats.handshakes, 0) << "the attack never reached the agent";

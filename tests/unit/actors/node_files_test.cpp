@@ -1,14 +1,12 @@
 // The data directory: created 0700, a wider one tightened, the lock.
-#include "actors/node_files.hpp"
-
-#include <sys/stat.h>
-
 #include <filesystem>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "actors/admin_server.hpp"
 #include "actors/errc.hpp"
+#include "actors/node_files.hpp"
 #include "tests/support/process.hpp"
 
 namespace starling::actors {
@@ -26,11 +24,8 @@ unsigned mode_of(const fs::path& p) {
 /// Sets the umask for a scope, so that modes are checked under a permissive one.
 class umask_scope {
 public:
-  explicit umask_scope(::mode_t mask) : old_(::umask(mask)) {
-  }
-  ~umask_scope() {
-    ::umask(old_);
-  }
+  explicit umask_scope(::mode_t mask) : old_(::umask(mask)) {}
+  ~umask_scope() { ::umask(old_); }
 
 private:
   ::mode_t old_;
@@ -77,7 +72,7 @@ TEST(node_files, a_file_in_place_of_the_data_dir_is_an_error_naming_it) {
   auto report = prepare_data_dir(file);
   ASSERT_FALSE(report);
   EXPECT_NE(message_of(report.error()).find(file.string()), std::string::npos)
-    << message_of(report.error());
+      << message_of(report.error());
   auto lock = data_dir_lock::acquire(file);
   EXPECT_FALSE(lock);
 }

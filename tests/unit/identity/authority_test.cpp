@@ -38,16 +38,17 @@ TEST_F(identity_authority, a_keyring_change_counts_only_as_signed_for_its_receiv
                            errc::bad_signature));
   EXPECT_TRUE(refused_with(verify_keyring_change("remove", key, seal, "node-3", pki.bundle(), now),
                            errc::bad_signature));
-  EXPECT_TRUE(refused_with(
-      verify_keyring_change("install", key + "x", seal, "node-3", pki.bundle(), now),
-      errc::bad_signature));
+  EXPECT_TRUE(
+      refused_with(verify_keyring_change("install", key + "x", seal, "node-3", pki.bundle(), now),
+                   errc::bad_signature));
   // Replayed later, or dated ahead: stale.
-  EXPECT_TRUE(refused_with(
-      verify_keyring_change("install", key, seal, "node-3", pki.bundle(), now + 3min),
-      errc::stale_statement));
+  EXPECT_TRUE(
+      refused_with(verify_keyring_change("install", key, seal, "node-3", pki.bundle(), now + 3min),
+                   errc::stale_statement));
   auto early = must(sign_keyring_change(issuer, "install", key, "node-3", now + 90s), "seal");
-  EXPECT_TRUE(refused_with(verify_keyring_change("install", key, early, "node-3", pki.bundle(), now),
-                           errc::bad_request)); // dated in the future, past the skew allowance
+  EXPECT_TRUE(
+      refused_with(verify_keyring_change("install", key, early, "node-3", pki.bundle(), now),
+                   errc::bad_request)); // dated in the future, past the skew allowance
   EXPECT_EQ(ERR_peek_error(), 0u);
 }
 
@@ -99,9 +100,8 @@ TEST_F(identity_authority, ledgers_are_signed_for_their_receiver) {
 TEST_F(identity_authority, a_token_record_counts_only_with_its_creators_seal) {
   auto store = must(token_store::make("issuer-1"), "store");
   seeded_random rng{6};
-  auto token =
-      must(store.create(std::chrono::floor<std::chrono::seconds>(now), 1h, 1, rng, issuer.pin),
-           "token");
+  auto token = must(
+      store.create(std::chrono::floor<std::chrono::seconds>(now), 1h, 1, rng, issuer.pin), "token");
   auto entry = *store.ledger().find(token.id);
   EXPECT_TRUE(refused_with(verify_token_record(token.id, entry, pki.bundle(), now),
                            errc::not_an_issuer)); // unsealed
@@ -114,8 +114,8 @@ TEST_F(identity_authority, a_token_record_counts_only_with_its_creators_seal) {
                            errc::bad_signature));
   auto other_id = token.id;
   other_id[0] ^= 1;
-  EXPECT_TRUE(refused_with(verify_token_record(other_id, entry, pki.bundle(), now),
-                           errc::bad_signature));
+  EXPECT_TRUE(
+      refused_with(verify_token_record(other_id, entry, pki.bundle(), now), errc::bad_signature));
   // A record of issuer-1 sealed by issuer-2 (a real issuer, but not the creator).
   auto second = pki.make_issuer("issuer-2", now - 1h);
   auto by_second = entry;
