@@ -4,22 +4,32 @@
 // certificate it got with it, or a leaf that carries an issuer's name (what a joiner was
 // given before names were checked). Each attack below succeeded against the code before
 // the fix. Every wait polls with a deadline.
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "gossip/codec.hpp"
 #include "gossip/errc.hpp"
 #include "gossip/transport.hpp"
 #include "identity/admission.hpp"
 #include "identity/authority.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
+#include "identity/keyring.hpp"
+#include "identity/sealer.hpp"
 #include "identity/tls.hpp"
 #include "identity/token.hpp"
 #include "tests/support/context_security.hpp"
@@ -263,6 +273,110 @@ TEST_F(hostile_test, a_local_user_without_the_credential_changes_nothing) {
   }
   // The agent still runs, and its own user needs no flag.
   EXPECT_NE(token_of(a, "1").find("stl1."), std::string::npos);
+}
+
+/// Sends `bytes` in one UDP datagram to `address` ("127.0.0.1:PORT").
+bool send_udp(const std::string& address, const std::string& bytes) {
+  auto hp = sg::split_host_port(address);
+  if (!hp)
+    return false;
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(hp->second);
+  ::inet_pton(AF_INET, hp->first.c_str(), &to.sin_addr);
+  auto n =
+      ::sendto(fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+  ::close(fd);
+  return n == static_cast<ssize_t>(bytes.size());
+}
+
+/// A ping "from" `sender` carrying an alive update for `ghost`, tagged as an issuer.
+std::string ghost_datagram(const std::string& sender, const std::string& sender_address,
+                           const std::string& ghost) {
+  sg::packet p;
+  p.kind = sg::packet_kind::ping;
+  p.seq = 4242;
+  p.sender = sender;
+  p.sender_address = sender_address;
+  p.target = "node-a";
+  sg::member_update u;
+  u.name = ghost;
+  u.address = "127.0.0.1:9";
+  u.tags = {{"starling.issuer", "true"}};
+  p.updates.push_back(u);
+  return sg::encode_datagram(p);
+}
+
+TEST_F(hostile_test, a_revoked_node_loses_the_gossip_keyring) {
+  // Issue 13, finding 5: a revoked node kept the keyring and went on injecting sealed
+  // gossip (a ghost member tagged as an issuer appeared on the issuer).
+  const auto ca = make_root("h.mesh", "ca");
+  const auto dir_a = make_issuer(ca, "node-a");
+  auto& a = start("node-a", {}, {"--issuer", dir_a.string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  auto& b = start("node-b", {a.info.gossip}, {"--token", token_of(a, "1")});
+  start("node-c", {a.info.gossip}, {"--token", token_of(a, "1")});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(3); })) << "the mesh did not form";
+  // What node-c's owner keeps whatever happens: the keyring in its data dir.
+  std::ifstream in{data_dir("node-c") / "keyring"};
+  std::stringstream text;
+  text << in.rdbuf();
+  auto stolen = si::keyring::from_text(text.str());
+  ASSERT_TRUE(stolen) << si::render(stolen.error());
+  si::sealer attacker{*stolen, 0x5eed, 1};
+  const auto seal_for_a = [&](const std::string& ghost) {
+    auto wire = attacker.seal(ghost_datagram("node-b", b.info.gossip, ghost),
+                              std::chrono::system_clock::now(), a.info.gossip);
+    return wire ? *wire : std::string{};
+  };
+  const auto member_names = [&](const st::agent_node& n) {
+    std::vector<std::string> out;
+    if (auto view = st::members_view(n.info.admin))
+      for (const auto& m : view->at("members"))
+        out.push_back(m.at("name").get<std::string>());
+    return out;
+  };
+  const auto has = [](const std::vector<std::string>& names, const std::string& name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  // With the keyring, anything goes, even under another member's name.
+  ASSERT_TRUE(send_udp(a.info.gossip, seal_for_a("ghost-1")));
+  ASSERT_TRUE(st::poll_until(10s, [&] { return has(member_names(a), "ghost-1"); }))
+      << "the stolen keyring did not open at node-a: the test proves nothing";
+
+  // Revoked: the issuer rotates the keyring on every other member.
+  const auto old_primary = st::cli_json({"keyring", "list", "--admin", a.info.admin, "--json"});
+  ASSERT_TRUE(old_primary);
+  auto r = st::run_cli({"revoke", "node-c", "--admin", a.info.admin});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto rotated = [&](const st::agent_node& n) {
+    auto ring = st::cli_json({"keyring", "list", "--admin", n.info.admin, "--json"});
+    return ring && ring->at("primary") != old_primary->at("primary") &&
+           ring->at("keys").size() == 1;
+  };
+  ASSERT_TRUE(st::poll_until(30s, [&] { return rotated(a) && rotated(b); }))
+      << "the keyring was not rotated after the revocation";
+  auto view = certs_of(a);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->at("issuer").at("keyring_rotations"), 1);
+  // The revoked node's keyring opens nothing any more.
+  const auto refused_before = st::cli_json({"keyring", "list", "--admin", a.info.admin, "--json"})
+                                  ->at("counters")
+                                  .at("unknown_key")
+                                  .get<std::uint64_t>();
+  ASSERT_TRUE(send_udp(a.info.gossip, seal_for_a("ghost-2")));
+  ASSERT_TRUE(st::poll_until(10s, [&] {
+    auto ring = st::cli_json({"keyring", "list", "--admin", a.info.admin, "--json"});
+    return ring && ring->at("counters").at("unknown_key").get<std::uint64_t>() > refused_before;
+  })) << "the datagram sealed with the old key was not refused as unknown_key";
+  EXPECT_FALSE(has(member_names(a), "ghost-2"));
+  // The members still talk under the new key.
+  EXPECT_TRUE(st::poll_until(10s, [&] {
+    auto names = member_names(b);
+    return has(names, "node-a") && has(names, "node-b");
+  }));
 }
 
 } // namespace
