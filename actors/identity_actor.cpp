@@ -323,7 +323,8 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
   // The ledger counts only with an issuer's signature over it for this node: a peer that
   // merely has an issuer's name (or sends an issuer certificate, which is public) is no
   // issuer (issue 13, finding 1).
-  auto issuer = identity::verify_ledger(*msg.ledger, msg.ledger_seal, st.params.name, bundle, now);
+  auto issuer = identity::verify_ledger(*msg.ledger, msg.issued, msg.ledger_seal, st.params.name,
+                                       bundle, now);
   if (!issuer) {
     ++st.sync.ledgers_refused;
     spdlog::warn("refused the token ledger of {}: {}", peer, identity::render(issuer.error()));
@@ -331,6 +332,8 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
   }
   st.ca_keys.insert(issuer->key);
   st.issuer_names.insert(issuer->node);
+  // What it certified: no joiner gets those names here while the keys are valid.
+  st.desk->learn_issued(issuer->node, msg.issued, now);
   auto dropped = st.desk->merge_ledger(*msg.ledger, now);
   if (!dropped) {
     spdlog::error("cannot persist the token ledger merged from {}: {}", peer,
@@ -369,11 +372,18 @@ identity::sync_message outgoing(identity_state& st, const sha256_digest& own, bo
   }
   if (st.desk && with_ledger) {
     // Signed for `peer`: what proves to it that an issuer sends this ledger.
-    auto seal = identity::sign_ledger(st.desk->material(), st.desk->tokens().ledger(), peer,
-                                      st.params.clock());
+    // Its own issued list rides along (the newest records, up to the bound).
+    const auto& all = st.desk->issued();
+    std::vector<identity::issued_certificate> issued(
+        all.size() > identity::max_shared_issued ? all.end() - identity::max_shared_issued
+                                                 : all.begin(),
+        all.end());
+    auto seal = identity::sign_ledger(st.desk->material(), st.desk->tokens().ledger(), issued,
+                                      peer, st.params.clock());
     if (seal) {
       msg.ledger = st.desk->tokens().ledger();
       msg.ledger_seal = std::move(*seal);
+      msg.issued = std::move(issued);
     } else {
       spdlog::error("cannot sign the token ledger for {}: {}", peer,
                     identity::render(seal.error()));

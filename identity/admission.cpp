@@ -343,6 +343,11 @@ caf::error issuer_desk::check_name(std::string_view name, const sha256_digest& k
     return make_error(errc::name_taken, "node name '" + who +
                                             "' belongs to an issuer of the mesh: choose another");
   auto issued = keys_issued_to(name, now);
+  for (const auto& [issuer, list] : known_issued_)
+    for (const auto& c : list)
+      if (c.node == name && c.not_after > unix_seconds(now) &&
+          std::find(issued.begin(), issued.end(), c.key) == issued.end())
+        issued.push_back(c.key);
   std::erase_if(issued, [&](const auto& k) { return revoked.contains(k); });
   const bool same_key = std::find(issued.begin(), issued.end(), key) != issued.end();
   if (holders.live.contains(who) && !same_key)
@@ -520,6 +525,32 @@ caf::error issuer_desk::record_issued(const std::string& node, const sha256_dige
     return err;
   issued_ = std::move(issued);
   return {};
+}
+
+void issuer_desk::learn_issued(const std::string& issuer, std::vector<issued_certificate> list,
+                               time_point now) {
+  if (issuer == issuer_.node)
+    return;
+  std::erase_if(list, [&](const auto& c) { return c.not_after <= unix_seconds(now); });
+  if (list.size() > max_shared_issued)
+    list.resize(max_shared_issued);
+  known_issued_[issuer] = std::move(list);
+}
+
+std::vector<std::uint8_t> issued_bytes(const std::vector<issued_certificate>& issued) {
+  std::vector<std::uint8_t> out;
+  auto put = [&](std::uint64_t x, int size) {
+    for (int i = size - 1; i >= 0; --i)
+      out.push_back(static_cast<std::uint8_t>(x >> (8 * i)));
+  };
+  put(issued.size(), 8);
+  for (const auto& c : issued) {
+    put(c.node.size(), 1);
+    out.insert(out.end(), c.node.begin(), c.node.end());
+    out.insert(out.end(), c.key.begin(), c.key.end());
+    put(static_cast<std::uint64_t>(c.not_after.time_since_epoch().count()), 8);
+  }
+  return out;
 }
 
 std::vector<sha256_digest> issuer_desk::keys_issued_to(std::string_view node,

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -248,6 +249,13 @@ struct name_holders {
   std::set<std::string> live;
 };
 
+/// Canonical bytes of an issued list (what sign_ledger covers with the ledger).
+[[nodiscard]] std::vector<std::uint8_t>
+issued_bytes(const std::vector<issued_certificate>& issued);
+
+/// Bound on the issued records another issuer may share in one sync.
+inline constexpr std::size_t max_shared_issued = 50'000;
+
 /// The issuer's side of admission: tokens created here, redemptions, signing, and the list
 /// of the certificates it signed. Not thread-safe: owned by the node's identity actor.
 /// Every change to the token store is persisted (tokens_file, atomic replace) before the
@@ -295,7 +303,8 @@ public:
 
   /// name_taken unless node name `name` is free for the key `key` at `now`: it is not this
   /// issuer's or another issuer's of `holders`, no member holds it alive or suspect (unless
-  /// this issuer certified `key` for it: the same node again), and this issuer signed no
+  /// this issuer certified `key` for it: the same node again), and no issuer this one knows
+  /// of (itself, and those that shared their issued lists: learn_issued) signed a
   /// certificate for it that is still valid for another key and not in `revoked`. A name
   /// whose old key is revoked or expired is free again.
   [[nodiscard]] caf::error check_name(std::string_view name, const sha256_digest& key,
@@ -330,6 +339,13 @@ public:
   /// `now`, oldest first.
   [[nodiscard]] std::vector<sha256_digest> keys_issued_to(std::string_view node,
                                                           time_point now) const;
+
+  /// Takes `list` as what issuer `issuer` has signed (its whole issued list, as it shared it
+  /// in a verified sync), replacing what was known of it; expired records are dropped, and
+  /// at most max_shared_issued kept. Held in memory: the next sync after a restart brings
+  /// it back. This issuer's own list is never replaced.
+  void learn_issued(const std::string& issuer, std::vector<issued_certificate> list,
+                    time_point now);
 
   /// Every certificate signed here and not yet pruned (expired ones go at the next write).
   [[nodiscard]] const std::vector<issued_certificate>& issued() const noexcept {
@@ -376,6 +392,8 @@ private:
   token_store store_;
   /// Mirrors issued_file_, in signing order.
   std::vector<issued_certificate> issued_;
+  /// What other issuers shared of their issued lists, by issuer node name.
+  std::map<std::string, std::vector<issued_certificate>> known_issued_;
 };
 
 /// The issued list's text form (versioned, line based):

@@ -79,15 +79,30 @@ caf::expected<issuer_identity> verify_keyring_change(std::string_view op, std::s
   return verify_action(keyring_kind, keyring_digest(op, key), self, seal, bundle, now);
 }
 
-caf::expected<issuer_seal> sign_ledger(const issuer_material& issuer, const token_ledger& ledger,
-                                       std::string_view target, time_point now) {
-  return seal_action(issuer, ledger_kind, digest_of(ledger.canonical_bytes()), target, now);
+namespace {
+
+/// SHA-256 of a ledger's and an issued list's canonical bytes.
+sha256_digest ledger_digest(const token_ledger& ledger,
+                            const std::vector<issued_certificate>& issued) {
+  auto bytes = ledger.canonical_bytes();
+  auto more = issued_bytes(issued);
+  bytes.insert(bytes.end(), more.begin(), more.end());
+  return digest_of(bytes);
 }
 
-caf::expected<issuer_identity> verify_ledger(const token_ledger& ledger, const issuer_seal& seal,
-                                             std::string_view self, const trust_bundle& bundle,
-                                             time_point now) {
-  return verify_action(ledger_kind, digest_of(ledger.canonical_bytes()), self, seal, bundle, now);
+} // namespace
+
+caf::expected<issuer_seal> sign_ledger(const issuer_material& issuer, const token_ledger& ledger,
+                                       const std::vector<issued_certificate>& issued,
+                                       std::string_view target, time_point now) {
+  return seal_action(issuer, ledger_kind, ledger_digest(ledger, issued), target, now);
+}
+
+caf::expected<issuer_identity> verify_ledger(const token_ledger& ledger,
+                                             const std::vector<issued_certificate>& issued,
+                                             const issuer_seal& seal, std::string_view self,
+                                             const trust_bundle& bundle, time_point now) {
+  return verify_action(ledger_kind, ledger_digest(ledger, issued), self, seal, bundle, now);
 }
 
 caf::error seal_token_record(const issuer_material& issuer, const token_id& id,

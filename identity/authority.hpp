@@ -23,6 +23,7 @@
 namespace starling::identity {
 
 struct issuer_material;
+struct issued_certificate;
 
 /// How far from the receiver's clock a signed action may be dated: the push is immediate,
 /// so this only absorbs clock skew and queueing. Older (or later) actions are refused as
@@ -59,17 +60,19 @@ verify_keyring_change(std::string_view op, std::string_view key, const issuer_se
 
 // -- the token ledger -------------------------------------------------------------------------
 
-/// Signs `ledger` (its canonical bytes) as sent to issuer `target` at `now`: proves to the
-/// receiver that an issuer sends it, which lets its spends in. Errors: crypto_failure,
-/// invalid_argument.
-[[nodiscard]] caf::expected<issuer_seal> sign_ledger(const issuer_material& issuer,
-                                                     const token_ledger& ledger,
-                                                     std::string_view target, time_point now);
+/// Signs `ledger` and the sender's `issued` list (their canonical bytes) as sent to issuer
+/// `target` at `now`: proves to the receiver that an issuer sends them, which lets the
+/// spends and the issued records in. Errors: crypto_failure, invalid_argument.
+[[nodiscard]] caf::expected<issuer_seal>
+sign_ledger(const issuer_material& issuer, const token_ledger& ledger,
+            const std::vector<issued_certificate>& issued, std::string_view target,
+            time_point now);
 
 /// Checks a ledger received by issuer `self`, as verify_keyring_change checks a change.
 [[nodiscard]] caf::expected<issuer_identity>
-verify_ledger(const token_ledger& ledger, const issuer_seal& seal, std::string_view self,
-              const trust_bundle& bundle, time_point now);
+verify_ledger(const token_ledger& ledger, const std::vector<issued_certificate>& issued,
+              const issuer_seal& seal, std::string_view self, const trust_bundle& bundle,
+              time_point now);
 
 /// Seals the record `id` of `entry` (created by `issuer`: entry.issuer must be its node):
 /// sets entry.seal_issuer and entry.seal_signature. Errors: invalid_argument (a record of

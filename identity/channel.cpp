@@ -229,6 +229,20 @@ template <class Sync> caf::expected<sync_message> from_proto_sync(const Sync& ms
     }
     out.ledger = std::move(ledger);
   }
+  if (static_cast<std::size_t>(msg.issued_size()) > max_shared_issued)
+    return bad_request("a sync with " + std::to_string(msg.issued_size()) +
+                       " issued records, at most " + std::to_string(max_shared_issued));
+  for (const auto& r : msg.issued()) {
+    issued_certificate c;
+    c.node = r.node();
+    if (!is_valid_node_name(c.node) || r.key().size() != c.key.size() || r.not_after() < 0) {
+      ++out.malformed;
+      continue;
+    }
+    std::copy(r.key().begin(), r.key().end(), c.key.begin());
+    c.not_after = unix_time{std::chrono::seconds{r.not_after()}};
+    out.issued.push_back(std::move(c));
+  }
   if (msg.issuer().size() <= max_revocation_issuer_bytes &&
       msg.ledger_signature().size() <= max_revocation_signature_bytes) {
     out.ledger_seal.at = unix_time{std::chrono::seconds{msg.ledger_at()}};
@@ -267,6 +281,15 @@ template <class Sync> caf::error to_proto_sync(const sync_message& in, Sync& msg
     msg.set_issuer(in.ledger_seal.issuer.data(), in.ledger_seal.issuer.size());
     msg.set_ledger_at(in.ledger_seal.at.time_since_epoch().count());
     msg.set_ledger_signature(in.ledger_seal.signature.data(), in.ledger_seal.signature.size());
+    if (in.issued.size() > max_shared_issued)
+      return make_error(errc::invalid_argument, "more than " + std::to_string(max_shared_issued) +
+                                                    " issued records to send");
+    for (const auto& c : in.issued) {
+      auto* r = msg.add_issued();
+      r->set_node(c.node);
+      r->set_key(c.key.data(), c.key.size());
+      r->set_not_after(c.not_after.time_since_epoch().count());
+    }
   }
   if (in.digest)
     msg.set_digest(in.digest->data(), in.digest->size());

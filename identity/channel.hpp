@@ -44,6 +44,10 @@ struct sync_message {
   /// certificate, time and signature. The receiver merges the ledger only once
   /// verify_ledger accepted it, and each record only with its creator's seal.
   issuer_seal ledger_seal;
+  /// With `ledger`: the sender's own issued list (covered by `ledger_seal`), at most
+  /// max_shared_issued records; the receiver refuses a name certified there for another
+  /// key (issuer_desk::learn_issued).
+  std::vector<issued_certificate> issued;
   /// revocation_log::digest of the sender's statements (whether it sends them or not). A
   /// server answers a request whose digest equals its own without statements. Decoding: a
   /// digest of another size than 32 bytes is ignored (std::nullopt) and counted in

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
@@ -199,7 +200,7 @@ TEST_F(hostile_test, one_token_buys_no_issuer_name_and_no_issuer_authority) {
   planted.insert(minted.id, record);
   si::sync_message sync;
   sync.ledger = planted;
-  auto ledger_seal = si::sign_ledger(forged, planted, "node-a", now);
+  auto ledger_seal = si::sign_ledger(forged, planted, {}, "node-a", now);
   ASSERT_TRUE(ledger_seal);
   sync.ledger_seal = *ledger_seal;
   auto sync_bytes = si::encode_sync_request(sync);
@@ -377,6 +378,44 @@ TEST_F(hostile_test, a_revoked_node_loses_the_gossip_keyring) {
     auto names = member_names(b);
     return has(names, "node-a") && has(names, "node-b");
   }));
+}
+
+TEST_F(hostile_test, a_name_another_issuer_certified_is_taken_while_its_node_is_down) {
+  // Issue 13, finding 1: admission refuses a name with a certificate still valid for
+  // another key "that the issuers know of" — here issuer-2 certified node-b, which is down
+  // (so no live member holds the name), and the attacker holds a token of issuer-1.
+  const auto ca = make_root("h.mesh", "ca");
+  const auto dir1 = make_issuer(ca, "issuer-1");
+  const auto dir2 = make_issuer(ca, "issuer-2");
+  auto& i1 = start("issuer-1", {}, {"--issuer", dir1.string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  auto& i2 = start("issuer-2", {i1.info.gossip}, {"--issuer", dir2.string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(2); }));
+  start("node-b", {i2.info.gossip}, {"--token", token_of(i2, "1")});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
+  ASSERT_TRUE(stop("node-b", SIGKILL).has_value());
+  // issuer-1 learns issuer-2's issued list with its ledger (a sync between issuers), and
+  // node-b is no longer live anywhere.
+  const auto merged_before = certs_of(i1)->at("sync").at("ledgers_merged").get<int>();
+  ASSERT_TRUE(st::poll_until(30s, [&] {
+    auto v = certs_of(i1);
+    return v && v->at("sync").at("ledgers_merged").get<int>() > merged_before;
+  })) << "issuer-1 merged no ledger of issuer-2";
+  ASSERT_TRUE(st::poll_until(30s, [&] {
+    auto view = st::members_view(i1.info.admin);
+    if (!view)
+      return false;
+    for (const auto& m : view->at("members"))
+      if (m.at("name") == "node-b")
+        return m.at("state") == "dead";
+    return false;
+  })) << "node-b was not declared dead";
+  auto taken = join_as(i1.info.gossip, "node-b", {token_of(i1, "1")});
+  ASSERT_FALSE(taken) << "admitted under a name issuer-2 certified for another key";
+  EXPECT_NE(text_of(taken.error()).find("name_taken"), std::string::npos)
+      << text_of(taken.error());
 }
 
 } // namespace

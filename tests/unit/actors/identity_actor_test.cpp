@@ -266,22 +266,22 @@ TEST_F(identity_actor_test, ledgers_are_merged_only_from_authenticated_issuers) 
   auto rogue = pki.node("issuer-2", pki.issuer(), now);
   auto forged = material2;
   forged.key = rogue.key;
-  msg.ledger_seal = must(si::sign_ledger(forged, *msg.ledger, "issuer-1", now), "seal");
+  msg.ledger_seal = must(si::sign_ledger(forged, *msg.ledger, {}, "issuer-1", now), "seal");
   auto answer = must(sync_from("issuer-2", msg), "sync");
   EXPECT_FALSE(answer.ledger);
   auto view = certs();
   EXPECT_EQ(view.at("sync").at("ledgers_refused"), 1);
   EXPECT_EQ(view.at("issuer").at("known_tokens"), 0);
   // Signed by issuer-2 for another receiver: refused too.
-  msg.ledger_seal = must(si::sign_ledger(material2, *msg.ledger, "issuer-3", now), "seal");
+  msg.ledger_seal = must(si::sign_ledger(material2, *msg.ledger, {}, "issuer-3", now), "seal");
   EXPECT_FALSE(must(sync_from("issuer-2", msg), "sync").ledger);
   EXPECT_EQ(certs().at("sync").at("ledgers_refused"), 2);
   // Signed by issuer-2 for us: merged, and our ledger comes back signed for issuer-2.
-  msg.ledger_seal = must(si::sign_ledger(material2, *msg.ledger, "issuer-1", now), "seal");
+  msg.ledger_seal = must(si::sign_ledger(material2, *msg.ledger, {}, "issuer-1", now), "seal");
   answer = must(sync_from("issuer-2", msg), "sync");
   ASSERT_TRUE(answer.ledger);
   EXPECT_EQ(answer.ledger->entries().size(), 1u);
-  EXPECT_TRUE(si::verify_ledger(*answer.ledger, answer.ledger_seal, "issuer-2", pki.bundle(), now));
+  EXPECT_TRUE(si::verify_ledger(*answer.ledger, answer.issued, answer.ledger_seal, "issuer-2", pki.bundle(), now));
   view = certs();
   EXPECT_EQ(view.at("sync").at("ledgers_merged"), 1);
   EXPECT_EQ(view.at("issuer").at("known_tokens"), 1);

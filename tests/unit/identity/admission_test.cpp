@@ -565,6 +565,27 @@ TEST_F(identity_admission, refuses_a_name_that_is_taken_without_spending_the_tok
   EXPECT_TRUE(admit("n1", later, k3, now + 24h + 2min)); // both earlier certificates expired
 }
 
+TEST_F(identity_admission, refuses_a_name_another_issuer_certified_while_that_key_is_valid) {
+  // Issue 13, finding 1: "a certificate still valid for another key that the issuers know
+  // of" — issuer-2 certified web-9, whose node is down (no live member holds the name).
+  auto desk = desk_of(issuer_of(pki, "issuer"));
+  auto text = must(desk.create_token(now, 1h, 2, rng), "token");
+  const auto k1 = must(generate_key(), "k1");
+  const auto theirs = must(spki_sha256(must(generate_key(), "k0")), "spki");
+  const auto until = std::chrono::floor<std::chrono::seconds>(now + 24h);
+  desk.learn_issued("issuer-2", {{"web-9", theirs, until}}, now);
+  admission_request req{"web-9", must(make_csr(k1, "test.mesh", "web-9"), "CSR"), {text}, {}};
+  EXPECT_TRUE(refused_with(desk.admit(req, now), errc::name_taken, "still valid"));
+  // Revoked: free again.
+  revocation_set revoked;
+  revoked.insert(theirs);
+  EXPECT_TRUE(desk.admit(req, now, revoked));
+  // A newer list from issuer-2 replaces the old; its own list is never replaced.
+  desk.learn_issued("issuer-2", {}, now);
+  desk.learn_issued("issuer-1", {}, now);
+  EXPECT_EQ(desk.keys_issued_to("web-9", now).size(), 1u);
+}
+
 TEST_F(identity_admission, refuses_a_revoked_key_without_spending_the_token) {
   auto desk = desk_of(issuer_of(pki, "issuer"));
   auto text = must(desk.create_token(now, 1h, 1, rng), "token");

@@ -84,15 +84,23 @@ TEST_F(identity_authority, ledgers_are_signed_for_their_receiver) {
   seeded_random rng{5};
   must(store.create(std::chrono::floor<std::chrono::seconds>(now), 1h, 1, rng, issuer.pin),
        "token");
-  auto seal = must(sign_ledger(issuer, store.ledger(), "issuer-2", now), "seal");
-  EXPECT_TRUE(verify_ledger(store.ledger(), seal, "issuer-2", pki.bundle(), now));
-  EXPECT_TRUE(refused_with(verify_ledger(store.ledger(), seal, "issuer-3", pki.bundle(), now),
+  auto seal = must(sign_ledger(issuer, store.ledger(), {}, "issuer-2", now), "seal");
+  EXPECT_TRUE(verify_ledger(store.ledger(), {}, seal, "issuer-2", pki.bundle(), now));
+  EXPECT_TRUE(refused_with(verify_ledger(store.ledger(), {}, seal, "issuer-3", pki.bundle(), now),
                            errc::bad_signature));
   // Any change to the ledger after signing (a planted record, a spend) breaks it.
   auto planted = store.ledger();
   token_entry e = planted.entries().begin()->second;
   planted.insert(token_id{1, 2, 3, 4, 5, 6, 7, 8}, e);
-  EXPECT_TRUE(refused_with(verify_ledger(planted, seal, "issuer-2", pki.bundle(), now),
+  EXPECT_TRUE(refused_with(verify_ledger(planted, {}, seal, "issuer-2", pki.bundle(), now),
+                           errc::bad_signature));
+  // The issued list rides under the same signature: none can be added on the way.
+  const std::vector<issued_certificate> issued{
+      {"web-1", sha256_digest{}, std::chrono::floor<std::chrono::seconds>(now + 1h)}};
+  auto with_issued = must(sign_ledger(issuer, store.ledger(), issued, "issuer-2", now), "seal");
+  EXPECT_TRUE(verify_ledger(store.ledger(), issued, with_issued, "issuer-2", pki.bundle(), now));
+  EXPECT_TRUE(refused_with(verify_ledger(store.ledger(), {}, with_issued, "issuer-2", pki.bundle(),
+                                         now),
                            errc::bad_signature));
   ERR_clear_error();
 }

@@ -43,7 +43,9 @@ protected:
       msg.revocations.push_back(must(make_revocation(issuer, key, name, now), "statement"));
     }
     msg.ledger = ledger;
-    msg.ledger_seal = must(sign_ledger(issuer, ledger, "issuer-2", now), "seal");
+    msg.issued = {{"web-1", must(spki_sha256(pki.node("web-1").leaf()), "spki"),
+                   std::chrono::floor<std::chrono::seconds>(now + 24h)}};
+    msg.ledger_seal = must(sign_ledger(issuer, ledger, msg.issued, "issuer-2", now), "seal");
     return msg;
   }
 
@@ -77,7 +79,8 @@ TEST_F(identity_channel, a_sync_request_round_trips) {
   EXPECT_EQ(got.ledger_seal.issuer, sent.ledger_seal.issuer);
   EXPECT_EQ(got.ledger_seal.signature, sent.ledger_seal.signature);
   EXPECT_EQ(got.ledger_seal.at, sent.ledger_seal.at);
-  EXPECT_TRUE(verify_ledger(*got.ledger, got.ledger_seal, "issuer-2", pki.bundle(), now));
+  EXPECT_EQ(got.issued, sent.issued);
+  EXPECT_TRUE(verify_ledger(*got.ledger, got.issued, got.ledger_seal, "issuer-2", pki.bundle(), now));
   EXPECT_EQ(got.malformed, 0u);
   // A member's sync carries no ledger: none comes out, not an empty one.
   sync_message plain;
