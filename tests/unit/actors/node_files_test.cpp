@@ -7,29 +7,18 @@
 #include "actors/admin_server.hpp"
 #include "actors/errc.hpp"
 #include "actors/node_files.hpp"
+#include "tests/support/file_modes.hpp"
 #include "tests/support/process.hpp"
 
 namespace starling::actors {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::mode_of;
+using testing::umask_scope;
 using testing::temp_dir;
 
-unsigned mode_of(const fs::path& p) {
-  struct ::stat st {};
-  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
-  return static_cast<unsigned>(st.st_mode & 07777);
-}
 
-/// Sets the umask for a scope, so that modes are checked under a permissive one.
-class umask_scope {
-public:
-  explicit umask_scope(::mode_t mask) : old_(::umask(mask)) {}
-  ~umask_scope() { ::umask(old_); }
-
-private:
-  ::mode_t old_;
-};
 
 TEST(node_files, a_new_data_dir_and_its_new_parents_are_0700) {
   // Issue 13: data dirs were created 0755 (fs::create_directories under the umask).

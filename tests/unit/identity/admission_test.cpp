@@ -14,6 +14,7 @@
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
+#include "tests/support/file_modes.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/refused_with.hpp"
 #include "tests/support/seeded_random.hpp"
@@ -23,6 +24,8 @@ namespace starling::identity {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::mode_of;
+using testing::umask_scope;
 using namespace std::chrono_literals;
 using testing::must;
 using testing::refused_with;
@@ -33,11 +36,6 @@ using testing::test_node;
 using testing::test_pki;
 using testing::write_text;
 
-::mode_t mode_of(const fs::path& p) {
-  struct ::stat st {};
-  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
-  return st.st_mode & 07777;
-}
 
 std::string pem_of(const private_key& key) { return must(to_pem(key), "key PEM"); }
 std::string pem_of(const chain& certs) { return must(to_pem(certs), "chain PEM"); }

@@ -5,30 +5,19 @@
 
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
+#include "tests/support/file_modes.hpp"
 #include "tests/support/process.hpp"
 
 namespace starling::identity {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::mode_of;
+using testing::umask_scope;
 using testing::read_text;
 using testing::temp_dir;
 
-::mode_t mode_of(const fs::path& p) {
-  struct ::stat st {};
-  EXPECT_EQ(::lstat(p.c_str(), &st), 0) << p;
-  return st.st_mode & 07777;
-}
 
-/// Sets the umask for a scope, so that modes are checked under a permissive one too.
-class umask_scope {
-public:
-  explicit umask_scope(::mode_t mask) : old_(::umask(mask)) {}
-  ~umask_scope() { ::umask(old_); }
-
-private:
-  ::mode_t old_;
-};
 
 TEST(identity_files, private_files_are_0600_whatever_the_umask) {
   temp_dir dir{"starling-files"};
