@@ -365,8 +365,8 @@ bool is_read_only_command(const std::vector<std::string>& args) {
   const auto& cmd = args.front();
   if (cmd == "keyring")
     return args.size() >= 2 && args[1] == "list";
-  return cmd == "members" || cmd == "certs" || cmd == "stats" || cmd == "services" ||
-         cmd == "routes" || cmd == "ping";
+  return cmd == "members" || cmd == "events" || cmd == "certs" || cmd == "stats" ||
+         cmd == "services" || cmd == "routes" || cmd == "ping";
 }
 
 std::string runtime_cookie_name(std::uint16_t port) {

@@ -72,8 +72,8 @@ struct admin_server_config {
   std::function<bool(const std::vector<std::string>& args)> needs_credential;
 };
 
-/// True for the commands that only read (members, certs, stats, services, routes, keyring
-/// list, ping): served without the credential unless the agent closes reads too. Every
+/// True for the commands that only read (members, events, certs, stats, services, routes,
+/// keyring list, ping): served without the credential unless the agent closes reads too. Every
 /// other command changes the node.
 [[nodiscard]] bool is_read_only_command(const std::vector<std::string>& args);
 

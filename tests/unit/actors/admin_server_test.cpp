@@ -336,7 +336,7 @@ TEST(admin_server, closed_reads_need_the_credential_too) {
 
 TEST(admin_server, read_only_commands_are_the_views) {
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {"members"}, {"certs"}, {"stats"}, {"keyring", "list"}, {"ping"}})
+           {"members"}, {"events"}, {"certs"}, {"stats"}, {"keyring", "list"}, {"ping"}})
     EXPECT_TRUE(is_read_only_command(args)) << args.front();
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"leave"}, {"token"}, {"revoke", "n"}, {"keyring", "install", "k"}, {"keyring"},
