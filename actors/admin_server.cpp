@@ -5,6 +5,9 @@
 // thread. A responder holds the gate, not the server, so a late answer is dropped.
 #include "actors/admin_server.hpp"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -384,6 +387,10 @@ std::string admin_runtime_dir(const std::function<const char*(const char*)>& env
     return dir + "/starling";
   if (auto home = get("HOME"); !home.empty())
     return home + "/.starling/run";
+  // No HOME in the environment (a bare service manager): the user's home from passwd.
+  if (const auto* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_dir != nullptr &&
+                                                pw->pw_dir[0] == '/')
+    return std::string{pw->pw_dir} + "/.starling/run";
   return {};
 }
 

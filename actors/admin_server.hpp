@@ -130,7 +130,8 @@ inline constexpr std::string_view admin_cookie_file = "admin.cookie";
 
 /// The directory where an agent leaves a copy of its credential for the CLI of the same
 /// user, found by admin port: $STARLING_RUNTIME_DIR, else $XDG_RUNTIME_DIR/starling, else
-/// $HOME/.starling/run; empty when none of them is set. `env` looks a variable up.
+/// $HOME/.starling/run, else the user's home from the passwd database + /.starling/run;
+/// empty when none is known. `env` looks a variable up.
 [[nodiscard]] std::string
 admin_runtime_dir(const std::function<const char*(const char*)>& env);
 

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -355,7 +356,11 @@ TEST(admin_server, the_runtime_dir_follows_the_environment) {
   EXPECT_EQ(admin_runtime_dir(env_of({{"XDG_RUNTIME_DIR", "/run/user/7"}, {"HOME", "/h"}})),
             "/run/user/7/starling");
   EXPECT_EQ(admin_runtime_dir(env_of({{"HOME", "/h"}})), "/h/.starling/run");
-  EXPECT_EQ(admin_runtime_dir(env_of({})), "");
+  // No variable at all: the home directory of the passwd database.
+  const auto* pw = ::getpwuid(::getuid());
+  EXPECT_EQ(admin_runtime_dir(env_of({})),
+            pw != nullptr && pw->pw_dir[0] == '/' ? std::string{pw->pw_dir} + "/.starling/run"
+                                                  : std::string{});
   EXPECT_EQ(runtime_cookie_name(7947), "admin-7947.cookie");
 }
 
