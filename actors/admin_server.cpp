@@ -8,7 +8,6 @@
 #include <pwd.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -20,11 +19,14 @@
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/errc.hpp"
 #include "admin.pb.h"
 #include "gossip/codec.hpp"
+#include "identity/errc.hpp"
+#include "identity/files.hpp"
 
 namespace starling::actors {
 
@@ -75,14 +77,9 @@ caf::expected<request> decode_request(const std::string& body) {
                  msg.credential()};
 }
 
-/// Compares in time independent of where the two differ.
+/// True if `a` equals the secret `b`, compared in time independent of where they differ.
 bool same_secret(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  unsigned char diff = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 /// Lets responders reach the server while it runs.
@@ -395,19 +392,15 @@ std::string admin_runtime_dir(const std::function<const char*(const char*)>& env
 }
 
 caf::expected<std::string> read_admin_cookie(const std::string& file) {
-  std::ifstream in{file, std::ios::binary};
-  if (!in)
-    return make_error(errc::request_failed, "cannot read the admin credential " + file);
-  std::string text(1025, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
-  if (text.size() > 1024)
-    return make_error(errc::request_failed, file + " is larger than an admin credential");
-  const auto first = text.find_first_not_of(" \t\r\n");
+  auto text = identity::read_file(file, 1024);
+  if (!text)
+    return make_error(errc::request_failed,
+                      "cannot read the admin credential: " + identity::render(text.error()));
+  const auto first = text->find_first_not_of(" \t\r\n");
   if (first == std::string::npos)
     return make_error(errc::request_failed, file + " is empty");
-  const auto last = text.find_last_not_of(" \t\r\n");
-  return text.substr(first, last - first + 1);
+  const auto last = text->find_last_not_of(" \t\r\n");
+  return text->substr(first, last - first + 1);
 }
 
 const admin_server_stats& admin_server::stats() const noexcept {

@@ -11,7 +11,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
-#include <openssl/evp.h>
 
 #include "identity/authority.hpp"
 #include "identity/errc.hpp"
@@ -88,13 +87,10 @@ caf::expected<sha256_digest> unrevoked_key_of(const certificate_request& csr,
 /// What a spend of a token records (token_spend::use): SHA-256 of the admitted key's SPKI
 /// digest and the node name, so that the same node asking again (its grant was lost) is not
 /// a second use, and the same key under another name is.
-sha256_digest spend_key(const sha256_digest& key, std::string_view node) {
+caf::expected<sha256_digest> spend_key(const sha256_digest& key, std::string_view node) {
   std::vector<std::uint8_t> in(key.begin(), key.end());
   in.insert(in.end(), node.begin(), node.end());
-  sha256_digest out{};
-  unsigned int size = 0;
-  EVP_Digest(in.data(), in.size(), out.data(), &size, EVP_sha256(), nullptr);
-  return out;
+  return sha256_of(in);
 }
 
 /// Makes `next` the live token store once it is persisted; if `persist` fails, `live` stays
@@ -398,8 +394,10 @@ caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, 
   // Redeemed on a copy: a CSR refused below must not burn the token. The certificate is
   // signed in memory and goes out only once the spend is on disk.
   auto next = store_;
-  auto spend =
-      next.redeem(req.tokens.front(), unix_seconds(now), issuer_.pin, spend_key(*asked, req.name));
+  auto use = spend_key(*asked, req.name);
+  if (!use)
+    return use.error();
+  auto spend = next.redeem(req.tokens.front(), unix_seconds(now), issuer_.pin, *use);
   if (!spend)
     return spend.error();
   // The issued list first: a record of a certificate that never went out (the spend fails to
@@ -433,7 +431,10 @@ caf::expected<endorsement> issuer_desk::endorse(const endorse_request& req, time
   // As for admit: redeemed on a copy, recorded (revocable by name here), then the spend is
   // persisted before the endorsement goes out.
   auto next = store_;
-  auto spend = next.redeem(req.token, unix_seconds(now), issuer_.pin, spend_key(*asked, req.name));
+  auto use = spend_key(*asked, req.name);
+  if (!use)
+    return use.error();
+  auto spend = next.redeem(req.token, unix_seconds(now), issuer_.pin, *use);
   if (!spend)
     return spend.error();
   if (auto err = record_issued(req.name, *asked, std::min(now + validity, *issuer_end), now))

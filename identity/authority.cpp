@@ -3,8 +3,6 @@
 // action says, under a context of its own.
 #include "identity/authority.hpp"
 
-#include <openssl/evp.h>
-
 #include "identity/admission.hpp"
 #include "identity/errc.hpp"
 #include "identity/names.hpp"
@@ -18,40 +16,38 @@ constexpr statement_kind keyring_kind{"starling-keyring-change-1", "a keyring ch
 constexpr statement_kind ledger_kind{"starling-token-ledger-1", "a token ledger"};
 constexpr statement_kind record_kind{"starling-token-record-1", "a token record"};
 
-sha256_digest digest_of(std::span<const std::uint8_t> bytes) {
-  sha256_digest out{};
-  unsigned int size = 0;
-  EVP_Digest(bytes.data(), bytes.size(), out.data(), &size, EVP_sha256(), nullptr);
-  return out;
-}
-
 /// SHA-256 of "op", 0, "key".
-sha256_digest keyring_digest(std::string_view op, std::string_view key) {
+caf::expected<sha256_digest> keyring_digest(std::string_view op, std::string_view key) {
   std::vector<std::uint8_t> bytes(op.begin(), op.end());
   bytes.push_back(0);
   bytes.insert(bytes.end(), key.begin(), key.end());
-  return digest_of(bytes);
+  return sha256_of(bytes);
 }
 
 caf::expected<issuer_seal> seal_action(const issuer_material& issuer, statement_kind kind,
-                                       const sha256_digest& what, std::string_view node,
-                                       time_point now) {
+                                       const caf::expected<sha256_digest>& what,
+                                       std::string_view node, time_point now) {
+  if (!what)
+    return what.error();
   if (!is_valid_node_name(node))
     return make_error(errc::invalid_argument, std::string{kind.name} + " for an invalid node name");
-  statement_view view{kind, what, node, unix_seconds(now), {}, {}};
+  statement_view view{kind, *what, node, unix_seconds(now), {}, {}};
   auto seal = seal_statement(issuer, view);
   if (!seal)
     return seal.error();
   return issuer_seal{view.at, std::move(seal->issuer), std::move(seal->signature)};
 }
 
-caf::expected<issuer_identity> verify_action(statement_kind kind, const sha256_digest& what,
+caf::expected<issuer_identity> verify_action(statement_kind kind,
+                                             const caf::expected<sha256_digest>& what,
                                              std::string_view node, const issuer_seal& seal,
                                              const trust_bundle& bundle, time_point now) {
+  if (!what)
+    return what.error();
   if (seal.issuer.empty() || seal.signature.empty())
     return make_error(errc::not_an_issuer,
                       std::string{kind.name} + " without an issuer's signature");
-  statement_view view{kind, what, node, seal.at, seal.issuer, seal.signature};
+  statement_view view{kind, *what, node, seal.at, seal.issuer, seal.signature};
   auto who = verify_statement(view, bundle, now);
   if (!who)
     return who.error();
@@ -82,12 +78,12 @@ caf::expected<issuer_identity> verify_keyring_change(std::string_view op, std::s
 namespace {
 
 /// SHA-256 of a ledger's and an issued list's canonical bytes.
-sha256_digest ledger_digest(const token_ledger& ledger,
+caf::expected<sha256_digest> ledger_digest(const token_ledger& ledger,
                             const std::vector<issued_certificate>& issued) {
   auto bytes = ledger.canonical_bytes();
   auto more = issued_bytes(issued);
   bytes.insert(bytes.end(), more.begin(), more.end());
-  return digest_of(bytes);
+  return sha256_of(bytes);
 }
 
 } // namespace
@@ -110,8 +106,10 @@ caf::error seal_token_record(const issuer_material& issuer, const token_id& id,
   if (entry.issuer != issuer.node)
     return make_error(errc::invalid_argument, "sealing a token record of issuer '" + entry.issuer +
                                                   "' as '" + issuer.node + "'");
-  statement_view view{
-      record_kind, digest_of(record_bytes(id, entry)), entry.issuer, entry.created, {}, {}};
+  auto what = sha256_of(record_bytes(id, entry));
+  if (!what)
+    return what.error();
+  statement_view view{record_kind, *what, entry.issuer, entry.created, {}, {}};
   auto seal = seal_statement(issuer, view);
   if (!seal)
     return seal.error();
@@ -125,9 +123,11 @@ caf::expected<issuer_identity> verify_token_record(const token_id& id, const tok
   if (entry.seal_issuer.empty() || entry.seal_signature.empty())
     return make_error(errc::not_an_issuer,
                       "a token record of '" + entry.issuer + "' without its issuer's signature");
-  statement_view view{record_kind,       digest_of(record_bytes(id, entry)),
-                      entry.issuer,      entry.created,
-                      entry.seal_issuer, entry.seal_signature};
+  auto what = sha256_of(record_bytes(id, entry));
+  if (!what)
+    return what.error();
+  statement_view view{record_kind,  *what,          entry.issuer,
+                      entry.created, entry.seal_issuer, entry.seal_signature};
   auto who = verify_statement(view, bundle, now);
   if (!who)
     return who.error();

@@ -164,14 +164,6 @@ caf::error malformed(std::string reason) {
   return make_error(errc::token_malformed, std::move(reason));
 }
 
-caf::expected<sha256_digest> sha256(std::span<const std::uint8_t> in) {
-  sha256_digest out{};
-  unsigned int size = 0;
-  if (EVP_Digest(in.data(), in.size(), out.data(), &size, EVP_sha256(), nullptr) != 1 ||
-      size != out.size())
-    return make_openssl_error(errc::crypto_failure, "SHA-256 of a token secret");
-  return out;
-}
 
 auto record_key(const token_entry& e) {
   return std::tie(e.issuer, e.secret_hash, e.created, e.expiry, e.uses);
@@ -215,16 +207,14 @@ bool unhex_bytes(std::string_view text, std::vector<std::uint8_t>& out) {
 /// The use key of the `i`-th spend counted by `redeemer` in a version-1 store: derived, so
 /// that every issuer converting the same counts gets the same spends (as the old maximum per
 /// slot did).
-sha256_digest legacy_use(const token_id& id, std::string_view redeemer, std::uint32_t i) {
+caf::expected<sha256_digest> legacy_use(const token_id& id, std::string_view redeemer,
+                                        std::uint32_t i) {
   std::vector<std::uint8_t> in{'v', '1', 0};
   in.insert(in.end(), id.begin(), id.end());
   in.insert(in.end(), redeemer.begin(), redeemer.end());
   in.push_back(0);
   put_uint(in, i, 4);
-  sha256_digest out{};
-  unsigned int size = 0;
-  EVP_Digest(in.data(), in.size(), out.data(), &size, EVP_sha256(), nullptr);
-  return out;
+  return sha256_of(in);
 }
 
 /// Parses a token line. Version 2: "token <id> <issuer> <created> <expiry> <uses> <hash>
@@ -267,8 +257,12 @@ parse_token_line(std::string_view line, std::size_t line_no, int version) {
       std::uint32_t count = 0;
       if (!parse_int(value, count) || count == 0 || count > max_spends_per_token)
         return bad_line(line_no, "spend count out of range");
-      for (std::uint32_t n = 0; n < count; ++n)
-        e.spends.insert({redeemer, legacy_use(id, redeemer, n)});
+      for (std::uint32_t n = 0; n < count; ++n) {
+        auto use = legacy_use(id, redeemer, n);
+        if (!use)
+          return use.error();
+        e.spends.insert({redeemer, *use});
+      }
     } else {
       token_spend spend{std::move(redeemer), {}};
       if (!unhex(value, spend.use))
@@ -283,6 +277,15 @@ parse_token_line(std::string_view line, std::size_t line_no, int version) {
 }
 
 } // namespace
+
+caf::expected<sha256_digest> sha256_of(std::span<const std::uint8_t> in) {
+  sha256_digest out{};
+  unsigned int size = 0;
+  if (EVP_Digest(in.data(), in.size(), out.data(), &size, EVP_sha256(), nullptr) != 1 ||
+      size != out.size())
+    return make_openssl_error(errc::crypto_failure, "SHA-256");
+  return out;
+}
 
 // -- text form --------------------------------------------------------------------------------
 
@@ -490,7 +493,7 @@ caf::expected<join_token> token_store::create(unix_time now, std::chrono::second
   token.uses = uses;
   token.pin = pin;
   token.issuer = self_;
-  auto hash = sha256(token.secret);
+  auto hash = sha256_of(token.secret);
   if (!hash)
     return hash.error();
   token_entry entry{self_, *hash, now, token.expiry, uses, {}, {}, {}};
@@ -510,7 +513,7 @@ caf::expected<redemption> token_store::redeem(std::string_view text, unix_time n
   auto* entry = ledger_.find(token->id);
   if (entry == nullptr)
     return make_error(errc::token_unknown, "token " + id + " is not known here");
-  auto hash = sha256(token->secret);
+  auto hash = sha256_of(token->secret);
   if (!hash)
     return hash.error();
   auto secret_ok = CRYPTO_memcmp(hash->data(), entry->secret_hash.data(), hash->size()) == 0;

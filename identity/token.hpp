@@ -93,6 +93,9 @@ struct join_token {
 /// reason otherwise.
 [[nodiscard]] caf::expected<join_token> decode(std::string_view text);
 
+/// SHA-256 of `in`. Errors: crypto_failure (OpenSSL's digest failed).
+[[nodiscard]] caf::expected<sha256_digest> sha256_of(std::span<const std::uint8_t> in);
+
 // -- randomness -----------------------------------------------------------------------------
 
 /// A source of unpredictable bytes, injected so that the token core is deterministic in tests.
