@@ -10,8 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/atoms.hpp"
-#include "actors/errc.hpp"
 #include "actors/config.hpp"
+#include "actors/errc.hpp"
 #include "actors/supervisor_actor.hpp"
 #include "identity/token.hpp"
 
@@ -20,9 +20,7 @@ namespace starling::actors {
 namespace {
 
 /// A usage error for the admin client (exit code 2).
-caf::error usage(std::string why) {
-  return make_error(errc::bad_request, std::move(why));
-}
+caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
 
 /// Refuses arguments after a command that takes none.
 caf::error no_arguments(const std::vector<std::string>& args) {
@@ -36,9 +34,8 @@ caf::expected<std::pair<std::int64_t, std::int64_t>>
 parse_token_create(const std::vector<std::string>& args) {
   if (args.size() < 2 || args[1] != "create")
     return usage("token: expected 'token create [--ttl 1h] [--uses 1]'");
-  std::int64_t ttl = std::chrono::duration_cast<std::chrono::seconds>(
-                       identity::default_token_ttl)
-                       .count();
+  std::int64_t ttl =
+      std::chrono::duration_cast<std::chrono::seconds>(identity::default_token_ttl).count();
   std::int64_t uses = identity::default_token_uses;
   for (std::size_t i = 2; i < args.size(); i += 2) {
     if (i + 1 >= args.size())
@@ -90,62 +87,62 @@ parse_revoke(const std::vector<std::string>& args) {
 
 caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
   return {
-    // Answers are caf::message so that delegation (an untyped `delegated<message>`) and
-    // direct answers share one result type.
-    [=](admin_atom, const std::vector<std::string>& args) -> caf::result<caf::message> {
-      if (args.empty())
-        return usage("empty admin request");
-      const auto& cmd = args[0];
-      if (cmd == "members" || cmd == "events" || cmd == "leave" || cmd == "ping" ||
-          cmd == "certs")
-        if (auto err = no_arguments(args))
-          return err;
-      if (cmd == "members")
-        return self->delegate(supervisor, members_atom::value);
-      if (cmd == "events")
-        return self->delegate(supervisor, events_atom::value);
-      if (cmd == "leave") {
-        spdlog::info("leave requested through the admin port");
-        self->send(supervisor, leave_atom::value);
-        return caf::make_message(std::string{"ok"});
-      }
-      if (cmd == "ping")
-        return caf::make_message(std::string{"pong"});
-      if (cmd == "certs")
-        return self->delegate(supervisor, certs_atom::value);
-      if (cmd == "token") {
-        auto parsed = parse_token_create(args);
-        if (!parsed)
-          return parsed.error();
-        return self->delegate(supervisor, token_atom::value, parsed->first, parsed->second);
-      }
-      if (cmd == "revoke") {
-        auto parsed = parse_revoke(args);
-        if (!parsed)
-          return parsed.error();
-        spdlog::info("revoke '{}' requested through the admin port", parsed->first);
-        return self->delegate(supervisor, revoke_atom::value, parsed->first, parsed->second);
-      }
-      if (cmd == "keyring") {
-        // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID, the last three
-        // with --mesh: pushed to every alive member by the identity actor (an issuer's).
-        const auto op = args.size() > 1 ? args[1] : std::string{};
-        const bool takes_arg = op == "install" || op == "use" || op == "remove";
-        if (op != "list" && !takes_arg)
-          return usage("keyring: expected list, install, use or remove, got '" + op + "'");
-        const bool mesh = takes_arg && args.size() == 4 && args[3] == "--mesh";
-        if (args.size() != (takes_arg ? 3u : 2u) && !mesh)
-          return usage(takes_arg ? "keyring " + op + " needs one key or key id"
-                                 : "keyring list takes no arguments");
-        if (mesh) {
-          spdlog::info("keyring {} for the whole mesh requested through the admin port", op);
-          return self->delegate(supervisor, keyring_atom::value, op, args[2], mesh_atom::value);
+      // Answers are caf::message so that delegation (an untyped `delegated<message>`) and
+      // direct answers share one result type.
+      [=](admin_atom, const std::vector<std::string>& args) -> caf::result<caf::message> {
+        if (args.empty())
+          return usage("empty admin request");
+        const auto& cmd = args[0];
+        if (cmd == "members" || cmd == "events" || cmd == "leave" || cmd == "ping" ||
+            cmd == "certs")
+          if (auto err = no_arguments(args))
+            return err;
+        if (cmd == "members")
+          return self->delegate(supervisor, members_atom::value);
+        if (cmd == "events")
+          return self->delegate(supervisor, events_atom::value);
+        if (cmd == "leave") {
+          spdlog::info("leave requested through the admin port");
+          self->send(supervisor, leave_atom::value);
+          return caf::make_message(std::string{"ok"});
         }
-        return self->delegate(supervisor, keyring_atom::value, op,
-                              takes_arg ? args[2] : std::string{});
-      }
-      return usage("unknown admin command '" + cmd + "'");
-    },
+        if (cmd == "ping")
+          return caf::make_message(std::string{"pong"});
+        if (cmd == "certs")
+          return self->delegate(supervisor, certs_atom::value);
+        if (cmd == "token") {
+          auto parsed = parse_token_create(args);
+          if (!parsed)
+            return parsed.error();
+          return self->delegate(supervisor, token_atom::value, parsed->first, parsed->second);
+        }
+        if (cmd == "revoke") {
+          auto parsed = parse_revoke(args);
+          if (!parsed)
+            return parsed.error();
+          spdlog::info("revoke '{}' requested through the admin port", parsed->first);
+          return self->delegate(supervisor, revoke_atom::value, parsed->first, parsed->second);
+        }
+        if (cmd == "keyring") {
+          // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID, the last three
+          // with --mesh: pushed to every alive member by the identity actor (an issuer's).
+          const auto op = args.size() > 1 ? args[1] : std::string{};
+          const bool takes_arg = op == "install" || op == "use" || op == "remove";
+          if (op != "list" && !takes_arg)
+            return usage("keyring: expected list, install, use or remove, got '" + op + "'");
+          const bool mesh = takes_arg && args.size() == 4 && args[3] == "--mesh";
+          if (args.size() != (takes_arg ? 3u : 2u) && !mesh)
+            return usage(takes_arg ? "keyring " + op + " needs one key or key id"
+                                   : "keyring list takes no arguments");
+          if (mesh) {
+            spdlog::info("keyring {} for the whole mesh requested through the admin port", op);
+            return self->delegate(supervisor, keyring_atom::value, op, args[2], mesh_atom::value);
+          }
+          return self->delegate(supervisor, keyring_atom::value, op,
+                                takes_arg ? args[2] : std::string{});
+        }
+        return usage("unknown admin command '" + cmd + "'");
+      },
   };
 }
 

@@ -5,9 +5,6 @@
 // thread. A responder holds the gate, not the server, so a late answer is dropped.
 #include "actors/admin_server.hpp"
 
-#include <pwd.h>
-#include <unistd.h>
-
 #include <map>
 #include <mutex>
 #include <optional>
@@ -20,7 +17,9 @@
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <openssl/crypto.h>
+#include <pwd.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "actors/errc.hpp"
 #include "admin.pb.h"
@@ -44,8 +43,8 @@ constexpr std::size_t max_reply = 64u << 20;
 /// `body` behind its 4-byte big-endian length.
 std::string framed(const std::string& body) {
   const auto n = static_cast<std::uint32_t>(body.size());
-  std::string out{static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                  static_cast<char>(n >> 8), static_cast<char>(n)};
+  std::string out{static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
+                  static_cast<char>(n)};
   return out + body;
 }
 
@@ -73,8 +72,7 @@ caf::expected<request> decode_request(const std::string& body) {
                       "unsupported admin protocol version " + std::to_string(msg.version()));
   if (msg.args_size() == 0 || static_cast<std::size_t>(msg.args_size()) > max_args)
     return make_error(errc::request_failed, "an admin request needs 1 to 64 arguments");
-  return request{std::vector<std::string>(msg.args().begin(), msg.args().end()),
-                 msg.credential()};
+  return request{std::vector<std::string>(msg.args().begin(), msg.args().end()), msg.credential()};
 }
 
 /// True if `a` equals the secret `b`, compared in time independent of where they differ.
@@ -93,8 +91,8 @@ struct reply_gate {
 class admin_server::impl {
 public:
   impl(admin_server_config cfg, admin_handler handler)
-    : cfg_(std::move(cfg)), handler_(std::move(handler)), acceptor_(io_),
-      gate_(std::make_shared<reply_gate>()) {
+      : cfg_(std::move(cfg)), handler_(std::move(handler)), acceptor_(io_),
+        gate_(std::make_shared<reply_gate>()) {
     // Fields only; open() binds.
   }
 
@@ -106,12 +104,15 @@ public:
     tcp::endpoint ep{addr, cfg_.port};
     auto where = [&] { return cfg_.host + ":" + std::to_string(cfg_.port); };
     if (acceptor_.open(ep.protocol(), ec); ec)
-      return make_error(errc::bind_failed, "cannot listen on admin " + where() + ": " + ec.message());
+      return make_error(errc::bind_failed,
+                        "cannot listen on admin " + where() + ": " + ec.message());
     acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
     if (acceptor_.bind(ep, ec); ec)
-      return make_error(errc::bind_failed, "cannot listen on admin " + where() + ": " + ec.message());
+      return make_error(errc::bind_failed,
+                        "cannot listen on admin " + where() + ": " + ec.message());
     if (acceptor_.listen(asio::socket_base::max_listen_connections, ec); ec)
-      return make_error(errc::bind_failed, "cannot listen on admin " + where() + ": " + ec.message());
+      return make_error(errc::bind_failed,
+                        "cannot listen on admin " + where() + ": " + ec.message());
     port_ = acceptor_.local_endpoint(ec).port();
     {
       std::lock_guard guard{gate_->mutex};
@@ -139,19 +140,15 @@ public:
       thread_.join();
   }
 
-  std::uint16_t port() const noexcept {
-    return port_;
-  }
+  std::uint16_t port() const noexcept { return port_; }
 
-  const admin_server_stats& stats() const noexcept {
-    return stats_;
-  }
+  const admin_server_stats& stats() const noexcept { return stats_; }
 
 private:
   struct conn {
     conn(std::uint64_t id, tcp::socket s, std::size_t max_request)
-      : id(id), socket(std::move(s)), timer(socket.get_executor()), reader(max_request),
-        buffer(read_chunk) {
+        : id(id), socket(std::move(s)), timer(socket.get_executor()), reader(max_request),
+          buffer(read_chunk) {
       // Fields only.
     }
     std::uint64_t id;
@@ -343,9 +340,7 @@ admin_server::admin_server(std::shared_ptr<impl> ptr) : impl_(std::move(ptr)) {
   // nop
 }
 
-admin_server::~admin_server() {
-  impl_->stop();
-}
+admin_server::~admin_server() { impl_->stop(); }
 
 caf::expected<std::unique_ptr<admin_server>> admin_server::start(admin_server_config cfg,
                                                                  admin_handler handler) {
@@ -355,9 +350,7 @@ caf::expected<std::unique_ptr<admin_server>> admin_server::start(admin_server_co
   return std::unique_ptr<admin_server>{new admin_server{std::move(ptr)}};
 }
 
-std::uint16_t admin_server::port() const noexcept {
-  return impl_->port();
-}
+std::uint16_t admin_server::port() const noexcept { return impl_->port(); }
 
 bool is_read_only_command(const std::vector<std::string>& args) {
   if (args.empty())
@@ -385,8 +378,8 @@ std::string admin_runtime_dir(const std::function<const char*(const char*)>& env
   if (auto home = get("HOME"); !home.empty())
     return home + "/.starling/run";
   // No HOME in the environment (a bare service manager): the user's home from passwd.
-  if (const auto* pw = ::getpwuid(::getuid()); pw != nullptr && pw->pw_dir != nullptr &&
-                                                pw->pw_dir[0] == '/')
+  if (const auto* pw = ::getpwuid(::getuid());
+      pw != nullptr && pw->pw_dir != nullptr && pw->pw_dir[0] == '/')
     return std::string{pw->pw_dir} + "/.starling/run";
   return {};
 }
@@ -403,9 +396,7 @@ caf::expected<std::string> read_admin_cookie(const std::string& file) {
   return text->substr(first, last - first + 1);
 }
 
-const admin_server_stats& admin_server::stats() const noexcept {
-  return impl_->stats();
-}
+const admin_server_stats& admin_server::stats() const noexcept { return impl_->stats(); }
 
 // -- client -------------------------------------------------------------------------------
 
@@ -447,37 +438,35 @@ caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t por
         return;
       }
       v1::AdminResponse msg;
-      if (!*body || !msg.ParseFromString(**body) || msg.status() > v1::AdminResponse::STATUS_USAGE) {
+      if (!*body || !msg.ParseFromString(**body) ||
+          msg.status() > v1::AdminResponse::STATUS_USAGE) {
         fail(errc::request_failed, "malformed answer from " + where);
         return;
       }
-      result = admin_reply{static_cast<admin_reply::status>(msg.status()), msg.body(),
-                           msg.error()};
+      result = admin_reply{static_cast<admin_reply::status>(msg.status()), msg.body(), msg.error()};
       io.stop();
     });
   };
-  resolver.async_resolve(host, std::to_string(port),
-                         [&](const asio::error_code& ec, tcp::resolver::results_type eps) {
-                           if (ec) {
-                             fail(errc::unreachable, "cannot resolve " + host + ": " + ec.message());
-                             return;
-                           }
-                           asio::async_connect(
-                             socket, eps, [&](const asio::error_code& cec, const tcp::endpoint&) {
-                               if (cec) {
-                                 fail(errc::unreachable, "connection failed: " + cec.message());
-                                 return;
-                               }
-                               asio::async_write(socket, asio::buffer(request),
-                                                 [&](const asio::error_code& wec, std::size_t) {
-                                                   if (wec)
-                                                     fail(errc::unreachable,
-                                                          "sending failed: " + wec.message());
-                                                   else
-                                                     read_reply();
-                                                 });
-                             });
-                         });
+  resolver.async_resolve(
+      host, std::to_string(port), [&](const asio::error_code& ec, tcp::resolver::results_type eps) {
+        if (ec) {
+          fail(errc::unreachable, "cannot resolve " + host + ": " + ec.message());
+          return;
+        }
+        asio::async_connect(socket, eps, [&](const asio::error_code& cec, const tcp::endpoint&) {
+          if (cec) {
+            fail(errc::unreachable, "connection failed: " + cec.message());
+            return;
+          }
+          asio::async_write(socket, asio::buffer(request),
+                            [&](const asio::error_code& wec, std::size_t) {
+                              if (wec)
+                                fail(errc::unreachable, "sending failed: " + wec.message());
+                              else
+                                read_reply();
+                            });
+        });
+      });
   io.run_for(timeout);
   if (!result)
     return make_error(errc::unreachable,

@@ -79,13 +79,13 @@ struct admin_server_config {
 
 /// Counters of the admin server; read from any thread.
 struct admin_server_stats {
-  std::atomic<std::uint64_t> connections{0};       ///< accepted
+  std::atomic<std::uint64_t> connections{0};         ///< accepted
   std::atomic<std::uint64_t> refused_connections{0}; ///< over max_connections, all busy
   std::atomic<std::uint64_t> evicted_connections{0}; ///< idle, closed to admit a new one
-  std::atomic<std::uint64_t> requests{0};          ///< decoded and handed to the handler
-  std::atomic<std::uint64_t> malformed{0};         ///< unparsable, oversized or bad version
-  std::atomic<std::uint64_t> timeouts{0};          ///< idle or unanswered in time
-  std::atomic<std::uint64_t> auth_refused{0};      ///< without the credential it needed
+  std::atomic<std::uint64_t> requests{0};            ///< decoded and handed to the handler
+  std::atomic<std::uint64_t> malformed{0};           ///< unparsable, oversized or bad version
+  std::atomic<std::uint64_t> timeouts{0};            ///< idle or unanswered in time
+  std::atomic<std::uint64_t> auth_refused{0};        ///< without the credential it needed
 };
 
 /// The admin listener with its own I/O thread. Stops (closing every connection) on
@@ -94,8 +94,8 @@ class admin_server {
 public:
   /// Binds `cfg.host:cfg.port` and starts serving with `handler`. Errors: the bind failed
   /// (the message names the address).
-  [[nodiscard]] static caf::expected<std::unique_ptr<admin_server>>
-  start(admin_server_config cfg, admin_handler handler);
+  [[nodiscard]] static caf::expected<std::unique_ptr<admin_server>> start(admin_server_config cfg,
+                                                                          admin_handler handler);
 
   ~admin_server();
   admin_server(const admin_server&) = delete;
@@ -132,8 +132,7 @@ inline constexpr std::string_view admin_cookie_file = "admin.cookie";
 /// user, found by admin port: $STARLING_RUNTIME_DIR, else $XDG_RUNTIME_DIR/starling, else
 /// $HOME/.starling/run, else the user's home from the passwd database + /.starling/run;
 /// empty when none is known. `env` looks a variable up.
-[[nodiscard]] std::string
-admin_runtime_dir(const std::function<const char*(const char*)>& env);
+[[nodiscard]] std::string admin_runtime_dir(const std::function<const char*(const char*)>& env);
 
 /// Reads a credential file (at most 1 KiB; surrounding whitespace dropped). Errors:
 /// request_failed naming the file.

@@ -1,7 +1,4 @@
 // `starling agent`: the actor system, the node supervisor, and the signal thread.
-#include <pthread.h>
-#include <signal.h>
-
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -14,6 +11,8 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
+#include <pthread.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/atoms.hpp"
@@ -90,8 +89,7 @@ int run_agent(const agent_config& cfg) {
   if (!cfg.event_log.empty()) {
     std::ofstream probe{cfg.event_log, std::ios::app};
     if (!probe) {
-      spdlog::error("cannot open event log {}: {}", cfg.event_log.string(),
-                    std::strerror(errno));
+      spdlog::error("cannot open event log {}: {}", cfg.event_log.string(), std::strerror(errno));
       return exit_failed;
     }
   }

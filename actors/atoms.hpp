@@ -8,9 +8,9 @@
 // (events_atom) -> std::string JSON, (leave_atom) -> std::string "ok",
 // (ping_atom) -> std::string "pong", (keyring_atom, std::string op, std::string arg) ->
 // std::string (actors/keyring_sealer.hpp), (keyring_atom, op, arg, mesh_atom) -> std::string
-// JSON report of the change pushed to every alive member (actors/identity_actor.hpp), (token_atom, std::int64_t ttl_seconds,
-// std::int64_t uses) -> std::string token, (certs_atom) -> std::string JSON,
-// (revoke_atom, std::string node, std::string key) -> std::string revoked key ids
+// JSON report of the change pushed to every alive member (actors/identity_actor.hpp), (token_atom,
+// std::int64_t ttl_seconds, std::int64_t uses) -> std::string token, (certs_atom) -> std::string
+// JSON, (revoke_atom, std::string node, std::string key) -> std::string revoked key ids
 // (actors/identity_actor.hpp).
 #pragma once
 

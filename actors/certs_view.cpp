@@ -189,8 +189,7 @@ caf::expected<std::string> certs_text(std::string_view json) {
     }
     if (doc.contains("roots") && doc["roots"].is_array())
       for (const auto& r : doc["roots"])
-        out << "root         sha256:" << str(r, "spki_sha256") << ", expires " << expiry(r)
-            << '\n';
+        out << "root         sha256:" << str(r, "spki_sha256") << ", expires " << expiry(r) << '\n';
     if (doc.contains("handshake_refusals") && doc["handshake_refusals"].is_object() &&
         !doc["handshake_refusals"].empty()) {
       out << "refused     ";
@@ -203,8 +202,8 @@ caf::expected<std::string> certs_text(std::string_view json) {
       out << " (peers refused at TLS handshakes since start)\n";
     }
     auto n = doc.contains("revocations") && doc["revocations"].is_array()
-               ? doc["revocations"].size()
-               : 0;
+                 ? doc["revocations"].size()
+                 : 0;
     out << "revocations  " << n;
     if (doc.contains("sync") && doc["sync"].is_object() &&
         doc["sync"].value("statements_refused", std::uint64_t{0}) > 0)

@@ -60,16 +60,15 @@ std::variant<std::string, int> ask(const client_options& opts,
     return exit_failed;
   }
   switch (reply->code) {
-    case admin_reply::status::ok:
-      return std::move(reply->body);
-    case admin_reply::status::usage:
-      std::cerr << "starling: " << reply->error << '\n';
-      return exit_usage;
-    case admin_reply::status::failed:
-      break;
+  case admin_reply::status::ok:
+    return std::move(reply->body);
+  case admin_reply::status::usage:
+    std::cerr << "starling: " << reply->error << '\n';
+    return exit_usage;
+  case admin_reply::status::failed:
+    break;
   }
-  std::cerr << "starling: the agent at " << hp->to_string() << " refused: " << reply->error
-            << '\n';
+  std::cerr << "starling: the agent at " << hp->to_string() << " refused: " << reply->error << '\n';
   return exit_failed;
 }
 
@@ -95,9 +94,7 @@ int print_view(const client_options& opts, const std::vector<std::string>& args,
 
 } // namespace
 
-int run_members(const client_options& opts) {
-  return print_view(opts, {"members"}, members_table);
-}
+int run_members(const client_options& opts) { return print_view(opts, {"members"}, members_table); }
 
 int run_leave(const client_options& opts) {
   auto res = ask(opts, {"leave"});
@@ -133,7 +130,9 @@ int print_mesh_keyring(const std::string& op, const std::string& answer) {
               << " refused: " << m.value("error", std::string{}) << '\n';
   }
   const auto id = doc["id"].get<std::string>();
-  const char* verb = op == "install" ? "installed key " : op == "use" ? "made key " : "removed key ";
+  const char* verb = op == "install" ? "installed key "
+                     : op == "use"   ? "made key "
+                                     : "removed key ";
   std::cout << verb << id << (op == "use" ? " primary" : "") << " on " << done << " of "
             << doc["members"].size() << " alive members" << std::endl;
   if (done == doc["members"].size() && op == "install")
@@ -195,12 +194,9 @@ int run_keyring(const client_options& opts, const std::string& op, const std::st
   return exit_ok;
 }
 
-int run_certs(const client_options& opts) {
-  return print_view(opts, {"certs"}, certs_text);
-}
+int run_certs(const client_options& opts) { return print_view(opts, {"certs"}, certs_text); }
 
-int run_token_create(const client_options& opts, const std::string& ttl,
-                     const std::string& uses) {
+int run_token_create(const client_options& opts, const std::string& ttl, const std::string& uses) {
   std::vector<std::string> args{"token", "create"};
   if (!ttl.empty())
     args.insert(args.end(), {"--ttl", ttl});

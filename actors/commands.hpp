@@ -58,8 +58,7 @@ int run_certs(const client_options& opts);
 
 /// `starling token create [--ttl 1h] [--uses 1]` on an issuer node: prints the token as the
 /// last line.
-int run_token_create(const client_options& opts, const std::string& ttl,
-                     const std::string& uses);
+int run_token_create(const client_options& opts, const std::string& ttl, const std::string& uses);
 
 /// `starling revoke NODE [--key sha256:HEX]` on an issuer node: revokes every unexpired key
 /// that issuer issued to NODE (or the key given), spreads the signed statement to every

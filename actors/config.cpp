@@ -1,13 +1,10 @@
 #include "actors/config.hpp"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <array>
-#include <cstdio>
-#include <cstdlib>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <optional>
@@ -16,7 +13,9 @@
 
 #include <CLI/CLI.hpp>
 #include <caf/message.hpp>
+#include <sys/stat.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include "actors/errc.hpp"
 #include "identity/endorsement.hpp"
@@ -149,7 +148,7 @@ caf::error validate_gossip_key(std::string_view text, std::string_view key) {
   if (!k) {
     const auto& ctx = k.error().context();
     std::string why = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)
-                                                         : std::string{"not a gossip key"};
+                                                        : std::string{"not a gossip key"};
     return bad(key, why);
   }
   return {};
@@ -269,9 +268,8 @@ caf::expected<std::string> read_secret_file(const std::string& path, std::string
 }
 
 /// Decodes and checks the join tokens of one text (a file or STARLING_TOKEN) named `key`.
-caf::expected<std::vector<std::string>> tokens_from_text(std::string_view text,
-                                                         std::string_view key,
-                                                         std::string_view where) {
+caf::expected<std::vector<std::string>>
+tokens_from_text(std::string_view text, std::string_view key, std::string_view where) {
   auto tokens = split_tokens(text);
   if (tokens.empty())
     return bad(key, std::string{where} + " holds no join token");
@@ -281,9 +279,8 @@ caf::expected<std::vector<std::string>> tokens_from_text(std::string_view text,
   return tokens;
 }
 
-caf::expected<std::vector<std::string>> read_token_file(const std::string& path,
-                                                        std::string_view key,
-                                                        std::vector<std::string>& warnings) {
+caf::expected<std::vector<std::string>>
+read_token_file(const std::string& path, std::string_view key, std::vector<std::string>& warnings) {
   auto text = read_secret_file(path, key, warnings);
   if (!text)
     return text.error();
@@ -332,7 +329,7 @@ caf::expected<std::string> get_string(const toml::node& n, std::string_view key,
 /// Reads `n` as a string and parses it with `parse`, whose errors name `key`.
 template <class Parse>
 auto read_parsed(const toml::node& n, std::string_view key, std::string_view what, Parse parse)
-  -> decltype(parse(std::string_view{}, key)) {
+    -> decltype(parse(std::string_view{}, key)) {
   auto s = get_string(n, key, what);
   if (!s)
     return s.error();
@@ -358,8 +355,8 @@ caf::error read_int(const toml::node& n, std::string_view key, Int& out, std::in
                     std::int64_t hi) {
   auto v = n.value_exact<std::int64_t>();
   if (!v || *v < lo || *v > hi)
-    return bad(key, "expected an integer from " + std::to_string(lo) + " to " +
-                        std::to_string(hi) + ", got " + describe(n));
+    return bad(key, "expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) +
+                        ", got " + describe(n));
   out = static_cast<Int>(*v);
   return {};
 }
@@ -380,13 +377,13 @@ caf::error read_gossip_table(const toml::table& tbl, file_state& st) {
     bool allow_zero;
   };
   static const std::array<dur_key, 7> durations{{
-    {"probe_interval", &gossip::swim_config::probe_interval, false},
-    {"probe_timeout", &gossip::swim_config::probe_timeout, false},
-    {"gossip_interval", &gossip::swim_config::gossip_interval, false},
-    {"gossip_to_dead", &gossip::swim_config::gossip_to_dead, true},
-    {"push_pull_interval", &gossip::swim_config::push_pull_interval, true},
-    {"reap_after", &gossip::swim_config::reap_after, true},
-    {"reaped_memory", &gossip::swim_config::reaped_memory, true},
+      {"probe_interval", &gossip::swim_config::probe_interval, false},
+      {"probe_timeout", &gossip::swim_config::probe_timeout, false},
+      {"gossip_interval", &gossip::swim_config::gossip_interval, false},
+      {"gossip_to_dead", &gossip::swim_config::gossip_to_dead, true},
+      {"push_pull_interval", &gossip::swim_config::push_pull_interval, true},
+      {"reap_after", &gossip::swim_config::reap_after, true},
+      {"reaped_memory", &gossip::swim_config::reaped_memory, true},
   }};
   struct uint_key {
     std::string_view name;
@@ -394,12 +391,12 @@ caf::error read_gossip_table(const toml::table& tbl, file_state& st) {
     std::int64_t lo, hi;
   };
   static const std::array<uint_key, 6> uints{{
-    {"gossip_fanout", &gossip::swim_config::gossip_fanout, 1, 64},
-    {"indirect_checks", &gossip::swim_config::indirect_checks, 0, 64},
-    {"retransmit_mult", &gossip::swim_config::retransmit_mult, 1, 100},
-    {"suspicion_mult", &gossip::swim_config::suspicion_mult, 1, 100},
-    {"suspicion_max_mult", &gossip::swim_config::suspicion_max_mult, 1, 100},
-    {"awareness_max", &gossip::swim_config::awareness_max, 0, 100},
+      {"gossip_fanout", &gossip::swim_config::gossip_fanout, 1, 64},
+      {"indirect_checks", &gossip::swim_config::indirect_checks, 0, 64},
+      {"retransmit_mult", &gossip::swim_config::retransmit_mult, 1, 100},
+      {"suspicion_mult", &gossip::swim_config::suspicion_mult, 1, 100},
+      {"suspicion_max_mult", &gossip::swim_config::suspicion_max_mult, 1, 100},
+      {"awareness_max", &gossip::swim_config::awareness_max, 0, 100},
   }};
   for (auto&& [k, node] : tbl) {
     const std::string_view name = k.str();
@@ -632,12 +629,18 @@ std::string host_port::to_string() const {
 
 std::string_view to_string(log_level l) noexcept {
   switch (l) {
-    case log_level::trace: return "trace";
-    case log_level::debug: return "debug";
-    case log_level::info: return "info";
-    case log_level::warn: return "warn";
-    case log_level::error: return "error";
-    case log_level::off: return "off";
+  case log_level::trace:
+    return "trace";
+  case log_level::debug:
+    return "debug";
+  case log_level::info:
+    return "info";
+  case log_level::warn:
+    return "warn";
+  case log_level::error:
+    return "error";
+  case log_level::off:
+    return "off";
   }
   return "info";
 }
@@ -758,8 +761,8 @@ bool is_loopback_host(std::string_view host) {
 void add_agent_flags(CLI::App& app, agent_flags& f) {
   auto str = [&app](const char* name, std::optional<std::string>& slot, const char* desc) {
     app.add_option_function<std::string>(
-         name, [&slot](const std::string& v) { slot = v; }, desc)
-      ->type_name("");
+           name, [&slot](const std::string& v) { slot = v; }, desc)
+        ->type_name("");
   };
   str("--config", f.config_file, "TOML config file (keys mirror these flags)");
   str("--name", f.name, "member name (default: the hostname)");
@@ -769,8 +772,7 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
   str("--admin", f.admin, "admin HOST:PORT (default 127.0.0.1:7947)");
   app.add_option("--join", f.join, "seed HOST:PORT to join through (repeatable)")->type_name("");
   str("--join-timeout", f.join_timeout, "give up joining after this long (default 60s)");
-  app.add_option("--tag", f.tags, "tag k=v published with this node (repeatable)")
-    ->type_name("");
+  app.add_option("--tag", f.tags, "tag k=v published with this node (repeatable)")->type_name("");
   str("--log-level", f.log_level, "trace|debug|info|warn|error|off (default info)");
   str("--log-format", f.log_format, "text|json (default text)");
   str("--event-log", f.event_log, "append member events as JSON lines to FILE");
@@ -785,7 +787,7 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
                  "join token from `starling token create` (first start only; repeatable: one "
                  "per issuer when admission_quorum > 1); visible in `ps`: prefer "
                  "--token-file or STARLING_TOKEN")
-    ->type_name("");
+      ->type_name("");
   str("--token-file", f.token_file,
       "file of join tokens, one per line (mode 0600); env STARLING_TOKEN (tokens separated "
       "by commas or spaces) also works. Precedence: flags > environment > config file");
@@ -832,10 +834,8 @@ agent_env agent_env::from_process() {
   return env;
 }
 
-caf::expected<agent_config> make_agent_config(std::string_view toml_text,
-                                              std::string_view source,
-                                              const agent_flags& flags,
-                                              const agent_env& env) {
+caf::expected<agent_config> make_agent_config(std::string_view toml_text, std::string_view source,
+                                              const agent_flags& flags, const agent_env& env) {
   agent_config cfg;
   file_state st{cfg, std::nullopt, std::nullopt};
   if (!toml_text.empty()) {
@@ -846,7 +846,7 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
       const auto& where = e.source().begin;
       return make_error(errc::invalid_config,
                         std::string{source} + ":" + std::to_string(where.line) + ":" +
-                          std::to_string(where.column) + ": " + std::string{e.description()});
+                            std::to_string(where.column) + ": " + std::string{e.description()});
     }
     if (auto err = read_file_table(root, st))
       return err;
@@ -912,7 +912,8 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
     if (!d)
       return d.error();
     if (*d <= gossip::duration::zero())
-      return bad("--join-timeout", "must be greater than 0, got " + quote_text(*flags.join_timeout));
+      return bad("--join-timeout",
+                 "must be greater than 0, got " + quote_text(*flags.join_timeout));
     cfg.join_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
   }
   for (const auto& t : flags.tags)
@@ -994,7 +995,7 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
     auto n = validate_name(host, "name");
     if (!n)
       return bad("name", "the hostname " + quote_text(host) +
-                           " is not a valid member name: set name or --name");
+                             " is not a valid member name: set name or --name");
     cfg.name = *n;
   }
   cfg.data_dir = st.data_dir ? std::filesystem::path{*st.data_dir}
@@ -1002,8 +1003,8 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
   // Cross-key checks.
   if (cfg.swim.probe_timeout > cfg.swim.probe_interval)
     return bad("gossip.probe_timeout", "must not exceed gossip.probe_interval (" +
-                                         format_duration(cfg.swim.probe_interval) + "), got " +
-                                         format_duration(cfg.swim.probe_timeout));
+                                           format_duration(cfg.swim.probe_interval) + "), got " +
+                                           format_duration(cfg.swim.probe_timeout));
   if (cfg.swim.suspicion_max_mult < 1)
     return bad("gossip.suspicion_max_mult", "must be at least 1");
   if (!cfg.tokens.empty() && cfg.join.empty())
@@ -1012,9 +1013,9 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text,
     return err;
   if (!is_loopback_host(cfg.admin.host) && !cfg.admin_allow_remote)
     return bad("admin", cfg.admin.to_string() +
-                          " is not a loopback address and the admin credential would travel "
-                          "in the clear; set admin_allow_remote = true to allow it (or reach "
-                          "the loopback port through SSH)");
+                            " is not a loopback address and the admin credential would travel "
+                            "in the clear; set admin_allow_remote = true to allow it (or reach "
+                            "the loopback port through SSH)");
   return cfg;
 }
 

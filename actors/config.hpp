@@ -109,9 +109,9 @@ struct agent_flags {
   std::optional<std::string> gossip;
   std::optional<std::string> advertise;
   std::optional<std::string> admin;
-  std::vector<std::string> join;       ///< replaces the file's list when not empty
+  std::vector<std::string> join; ///< replaces the file's list when not empty
   std::optional<std::string> join_timeout;
-  std::vector<std::string> tags;       ///< "k=v", merged over the file's [tags]
+  std::vector<std::string> tags; ///< "k=v", merged over the file's [tags]
   std::optional<std::string> log_level;
   std::optional<std::string> log_format;
   std::optional<std::string> event_log;
@@ -120,7 +120,7 @@ struct agent_flags {
   std::optional<std::string> gossip_key_file;
   std::optional<std::string> keyring_file;
   std::optional<std::string> issuer_dir;
-  std::vector<std::string> tokens;     ///< replaces the file's tokens when not empty
+  std::vector<std::string> tokens; ///< replaces the file's tokens when not empty
   /// --token-file: a file of join tokens, one per line (not visible in `ps`).
   std::optional<std::string> token_file;
   std::optional<std::string> admission_quorum;
@@ -164,14 +164,13 @@ void add_agent_flags(CLI::App& app, agent_flags& flags);
 /// Parses a duration: one or more <number><unit> with unit ns|us|ms|s|m|h ("200ms",
 /// "1.5s", "1m30s"), or "0". Errors: invalid_config naming `key`.
 [[nodiscard]] caf::expected<gossip::duration> parse_duration(std::string_view text,
-                                                              std::string_view key);
+                                                             std::string_view key);
 
 /// Renders a duration the way parse_duration reads it ("1m30s", "250ms", "0s").
 [[nodiscard]] std::string format_duration(gossip::duration d);
 
 /// Parses "host:port" ("[::1]:7946" for IPv6). Errors: invalid_config naming `key`.
-[[nodiscard]] caf::expected<host_port> parse_host_port(std::string_view text,
-                                                       std::string_view key);
+[[nodiscard]] caf::expected<host_port> parse_host_port(std::string_view text, std::string_view key);
 
 /// True for 127.0.0.0/8, ::1 and "localhost".
 [[nodiscard]] bool is_loopback_host(std::string_view host);

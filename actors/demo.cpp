@@ -3,12 +3,6 @@
 // the mesh's root, an issuer and a join token with the real commands, and reads the agents
 // through the real one-shot commands (`starling members --json`, `starling certs`), so
 // everything it prints is what an operator would get.
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -21,7 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "actors/commands.hpp"
 #include "actors/node_files.hpp"
@@ -38,9 +37,7 @@ using namespace std::chrono_literals;
 /// Set by SIGINT/SIGTERM: the demo tears down at the next step.
 std::atomic<bool> stop_requested{false};
 
-extern "C" void on_stop_signal(int) {
-  stop_requested.store(true);
-}
+extern "C" void on_stop_signal(int) { stop_requested.store(true); }
 
 /// Path of this binary: the demo starts agents and runs queries with it.
 std::string self_exe() {
@@ -61,12 +58,11 @@ struct demo_node {
 /// agent.json. Returns an error message, or nothing on success.
 std::optional<std::string> start_agent(demo_node& node, const fs::path& dir,
                                        const std::vector<std::string>& extra) {
-  std::vector<std::string> args{self_exe(),   "agent",
-                                "--name",     node.name,
-                                "--data-dir", node.data_dir.string(),
-                                "--gossip",   "127.0.0.1:0",
-                                "--admin",    "127.0.0.1:0",
-                                "--event-log", (dir / (node.name + ".events")).string()};
+  std::vector<std::string> args{
+      self_exe(),    "agent",       "--name",
+      node.name,     "--data-dir",  node.data_dir.string(),
+      "--gossip",    "127.0.0.1:0", "--admin",
+      "127.0.0.1:0", "--event-log", (dir / (node.name + ".events")).string()};
   args.insert(args.end(), extra.begin(), extra.end());
   auto log = dir / (node.name + ".log");
   pid_t pid = fork();
@@ -167,8 +163,7 @@ std::uint64_t incarnation_in(const nlohmann::json& view, const std::string& memb
 /// Polls `observer`'s view until `pred(view)` holds or `limit` passes; returns the seconds
 /// it took, or nullopt on timeout or stop.
 template <class Pred>
-std::optional<double> wait_view(const demo_node& observer, Pred pred,
-                                std::chrono::seconds limit) {
+std::optional<double> wait_view(const demo_node& observer, Pred pred, std::chrono::seconds limit) {
   auto start = steady_clock::now();
   while (steady_clock::now() - start < limit && !stop_requested) {
     if (auto view = members_of(observer); view && pred(*view))
@@ -216,9 +211,7 @@ void stop_all(std::vector<demo_node>& nodes) {
   }
 }
 
-void say(const std::string& line) {
-  std::cout << "==> " << line << '\n' << std::flush;
-}
+void say(const std::string& line) { std::cout << "==> " << line << '\n' << std::flush; }
 
 /// The story of the demo; returns the exit code. Agents are stopped by the caller.
 int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_options& opts) {
@@ -239,8 +232,8 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
     return exit_failed;
   }
   say("starting node-a, the first node of a new mesh: an issuer, with a gossip key");
-  if (auto err = start_agent(a, dir, {"--issuer", issuer.string(), "--gossip-key",
-                                      last_line(*key)})) {
+  if (auto err =
+          start_agent(a, dir, {"--issuer", issuer.string(), "--gossip-key", last_line(*key)})) {
     std::cerr << "demo: " << *err << '\n';
     return exit_failed;
   }
@@ -337,8 +330,7 @@ int run_demo(const demo_options& opts) {
     return exit_failed;
   }
   fs::path dir{tmpl};
-  say("a local 3-node Starling mesh in " + dir.string() +
-      " (agents' logs and event logs there)");
+  say("a local 3-node Starling mesh in " + dir.string() + " (agents' logs and event logs there)");
   std::vector<demo_node> nodes;
   for (const char* name : {"node-a", "node-b", "node-c"})
     nodes.push_back(demo_node{name, dir / name, -1, {}});

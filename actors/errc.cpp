@@ -9,13 +9,20 @@ namespace starling::actors {
 
 const char* to_string(errc x) noexcept {
   switch (x) {
-    case errc::invalid_config: return "invalid_config";
-    case errc::io_failure: return "io_failure";
-    case errc::bind_failed: return "bind_failed";
-    case errc::join_failed: return "join_failed";
-    case errc::unreachable: return "unreachable";
-    case errc::request_failed: return "request_failed";
-    case errc::bad_request: return "bad_request";
+  case errc::invalid_config:
+    return "invalid_config";
+  case errc::io_failure:
+    return "io_failure";
+  case errc::bind_failed:
+    return "bind_failed";
+  case errc::join_failed:
+    return "join_failed";
+  case errc::unreachable:
+    return "unreachable";
+  case errc::request_failed:
+    return "request_failed";
+  case errc::bad_request:
+    return "bad_request";
   }
   return "unknown";
 }

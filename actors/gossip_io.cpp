@@ -9,9 +9,8 @@ namespace {
 /// gossip_io over the Asio transport. Destroying it stops the transport thread.
 class transport_io final : public gossip_io {
 public:
-  transport_io(std::unique_ptr<gossip::transport> t,
-               std::shared_ptr<transport_drop_counters> drops)
-    : transport_(std::move(t)), drops_(std::move(drops)) {
+  transport_io(std::unique_ptr<gossip::transport> t, std::shared_ptr<transport_drop_counters> drops)
+      : transport_(std::move(t)), drops_(std::move(drops)) {
     if (drops_)
       drops_->attach(transport_.get());
   }
@@ -22,13 +21,9 @@ public:
       drops_->detach(transport_.get());
   }
 
-  std::string advertise_address() const override {
-    return transport_->advertise_address();
-  }
+  std::string advertise_address() const override { return transport_->advertise_address(); }
 
-  std::uint16_t port() const override {
-    return transport_->port();
-  }
+  std::uint16_t port() const override { return transport_->port(); }
 
   void send(const std::string& address, const gossip::packet& msg) override {
     transport_->send(address, msg);
@@ -39,8 +34,7 @@ public:
     transport_->push_pull_with(address, std::move(local), std::move(done));
   }
 
-  void admission_with(const std::string& address, std::string request,
-                      std::string expected_peer,
+  void admission_with(const std::string& address, std::string request, std::string expected_peer,
                       std::function<void(caf::expected<std::string>)> done) override {
     transport_->admission_with(address, std::move(request), std::move(expected_peer),
                                std::move(done));
@@ -97,8 +91,8 @@ transport_drops transport_drop_counters::snapshot() const {
 
 gossip_io_factory make_transport_io(gossip::transport_config cfg,
                                     std::shared_ptr<transport_drop_counters> drops) {
-  return [cfg = std::move(cfg), drops = std::move(drops)](gossip::transport_callbacks cbs)
-           -> caf::expected<std::unique_ptr<gossip_io>> {
+  return [cfg = std::move(cfg), drops = std::move(drops)](
+             gossip::transport_callbacks cbs) -> caf::expected<std::unique_ptr<gossip_io>> {
     auto t = gossip::transport::start(cfg, std::move(cbs));
     if (!t)
       return t.error();

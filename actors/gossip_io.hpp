@@ -71,8 +71,8 @@ private:
 
 /// Starts the network side, wiring `callbacks` (which may run on any thread). The actor
 /// calls it once at start; an error is fatal for the actor (e.g. the port is taken).
-using gossip_io_factory = std::function<caf::expected<std::unique_ptr<gossip_io>>(
-  gossip::transport_callbacks callbacks)>;
+using gossip_io_factory =
+    std::function<caf::expected<std::unique_ptr<gossip_io>>(gossip::transport_callbacks callbacks)>;
 
 /// A factory starting a real gossip::transport with `cfg`; its drop counters are summed into
 /// `drops` when given (shown by `starling keyring list`).

@@ -324,7 +324,7 @@ bool absorb(identity_actor_t* self, const std::string& peer, const identity::syn
   // merely has an issuer's name (or sends an issuer certificate, which is public) is no
   // issuer (issue 13, finding 1).
   auto issuer = identity::verify_ledger(*msg.ledger, msg.issued, msg.ledger_seal, st.params.name,
-                                       bundle, now);
+                                        bundle, now);
   if (!issuer) {
     ++st.sync.ledgers_refused;
     spdlog::warn("refused the token ledger of {}: {}", peer, identity::render(issuer.error()));
@@ -374,12 +374,12 @@ identity::sync_message outgoing(identity_state& st, const sha256_digest& own, bo
     // Signed for `peer`: what proves to it that an issuer sends this ledger.
     // Its own issued list rides along (the newest records, up to the bound).
     const auto& all = st.desk->issued();
-    std::vector<identity::issued_certificate> issued(
-        all.size() > identity::max_shared_issued ? all.end() - identity::max_shared_issued
-                                                 : all.begin(),
-        all.end());
-    auto seal = identity::sign_ledger(st.desk->material(), st.desk->tokens().ledger(), issued,
-                                      peer, st.params.clock());
+    std::vector<identity::issued_certificate> issued(all.size() > identity::max_shared_issued
+                                                         ? all.end() - identity::max_shared_issued
+                                                         : all.begin(),
+                                                     all.end());
+    auto seal = identity::sign_ledger(st.desk->material(), st.desk->tokens().ledger(), issued, peer,
+                                      st.params.clock());
     if (seal) {
       msg.ledger = st.desk->tokens().ledger();
       msg.ledger_seal = std::move(*seal);
@@ -414,8 +414,8 @@ void ask_member(identity_actor_t* self, std::string node, std::string request, T
 void start_sync(identity_actor_t* self, const std::string& peer, bool peer_is_issuer, bool periodic,
                 std::vector<sha256_digest> release = {}) {
   auto& st = self->state;
-  auto bytes =
-      identity::encode_sync_request(outgoing(st, pruned_digest(st), peer_is_issuer, !periodic, peer));
+  auto bytes = identity::encode_sync_request(
+      outgoing(st, pruned_digest(st), peer_is_issuer, !periodic, peer));
   if (!bytes) {
     spdlog::error("cannot encode a sync request: {}", identity::render(bytes.error()));
     self->send(self, sync_result_msg{peer, bytes.error(), periodic, std::move(release)});
@@ -759,9 +759,9 @@ void on_renewal_request(identity_actor_t* self, const identity::renewal_request&
     if (!st.desk)
       return identity::make_error(identity::errc::bad_request,
                                   "this node is not an issuer and cannot renew certificates");
-    auto signed_ = st.desk->renew(req, peer, st.params.clock(),
-                                  st.params.id->trust->current()->revoked, st.params.cert_ttl,
-                                  st.params.admission_quorum);
+    auto signed_ =
+        st.desk->renew(req, peer, st.params.clock(), st.params.id->trust->current()->revoked,
+                       st.params.cert_ttl, st.params.admission_quorum);
     if (!signed_)
       return signed_.error();
     return identity::encode(*signed_);
@@ -883,9 +883,8 @@ caf::expected<identity::certificate_request> copy_of(const identity::certificate
 
 /// Endorses here, for the seed `asker` (this node or a member): `token` must be redeemable
 /// by this issuer. Counted and logged when it succeeds.
-caf::expected<identity::endorsement> endorse_here(identity_state& st,
-                                                  const identity::endorse_request& req,
-                                                  const std::string& asker) {
+caf::expected<identity::endorsement>
+endorse_here(identity_state& st, const identity::endorse_request& req, const std::string& asker) {
   if (!st.desk)
     return identity::make_error(identity::errc::bad_request,
                                 "this node is not an issuer and cannot endorse");
@@ -983,7 +982,7 @@ void collect_endorsements(identity_actor_t* self, identity::admission_request re
     identity::endorse_request er{c.req.name, std::move(*csr), c.req.tokens[i + 1]};
     if (st.desk && token.issuer == st.desk->material().node) {
       self->send(self, endorsement_result_msg{id, i, token.issuer,
-                                                 endorse_here(st, er, "this node, the seed")});
+                                              endorse_here(st, er, "this node, the seed")});
       continue;
     }
     auto bytes = identity::encode(er);
@@ -1088,8 +1087,7 @@ start_keyring_push(identity_actor_t* self, const std::string& op, const std::str
     return make_error(errc::bad_request, identity::render(bytes.error()));
   auto here = answer_keyring_request(st.params.sealer.get(), op, arg);
   if (here.rfind("ok ", 0) != 0)
-    return make_error(errc::request_failed,
-                      here.rfind("error: ", 0) == 0 ? here.substr(7) : here);
+    return make_error(errc::request_failed, here.rfind("error: ", 0) == 0 ? here.substr(7) : here);
   const auto push_id = ++st.next_keyring_push;
   auto& push = st.keyring_pushes[push_id];
   push.finished = std::move(finished);
@@ -1150,10 +1148,10 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
                       "not one: run the command on an issuer, or add --local to change this "
                       "node's keyring alone");
   auto promise = self->make_response_promise<std::string>();
-  auto started = start_keyring_push(self, op, arg, {},
-                                    [promise](std::string report, std::size_t, std::size_t) mutable {
-                                      promise.deliver(std::move(report));
-                                    });
+  auto started = start_keyring_push(
+      self, op, arg, {}, [promise](std::string report, std::size_t, std::size_t) mutable {
+        promise.deliver(std::move(report));
+      });
   if (!started)
     return started.error();
   return promise;
@@ -1230,9 +1228,9 @@ void on_keyring_change(identity_actor_t* self, const identity::keyring_change& c
   auto answer = [&]() -> caf::expected<std::string> {
     // Only an issuer's signature for this very member makes a change, never the name or
     // the certificate the sender presents (both public).
-    auto issuer = identity::verify_keyring_change(change.op, change.key, change.seal,
-                                                  st.params.name, st.current->creds.bundle,
-                                                  st.params.clock());
+    auto issuer =
+        identity::verify_keyring_change(change.op, change.key, change.seal, st.params.name,
+                                        st.current->creds.bundle, st.params.clock());
     if (!issuer)
       return issuer.error();
     st.issuer_names.insert(issuer->node);

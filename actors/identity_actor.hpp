@@ -3,12 +3,12 @@
 // `starling revoke`, admissions). It serves the node's identity channel on the gossip port
 // (docs/decisions/0008): an issuer admits with its own tokens, any other node forwards an
 // admission to the token's issuer; a joiner's further tokens (admission quorum, decision
-// 0009) are first turned into endorsements by their issuers, asked by the seed; every node answers sync requests and starts one with a
-// random alive member every sync interval (revocation statements to everyone, the token
-// ledger among issuers). It renews the node's certificate at 2/3 of its life (decision
-// 0008, "Renewal"): an issuer signs its own, any other node asks the alive issuers one
-// after the other; the new certificate is stored and hot-swapped into the TLS context, and
-// an issuer answers the renewal requests of members.
+// 0009) are first turned into endorsements by their issuers, asked by the seed; every node answers
+// sync requests and starts one with a random alive member every sync interval (revocation
+// statements to everyone, the token ledger among issuers). It renews the node's certificate at 2/3
+// of its life (decision 0008, "Renewal"): an issuer signs its own, any other node asks the alive
+// issuers one after the other; the new certificate is stored and hot-swapped into the TLS context,
+// and an issuer answers the renewal requests of members.
 //
 // Protocol (local):
 //   (token_atom, std::int64_t ttl_seconds, std::int64_t uses) -> std::string   the token

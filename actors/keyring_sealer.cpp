@@ -1,13 +1,12 @@
 #include "actors/keyring_sealer.hpp"
 
-#include <openssl/rand.h>
-
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
 #include "actors/config.hpp"
@@ -22,9 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-identity::wall_time now() {
-  return std::chrono::system_clock::now();
-}
+identity::wall_time now() { return std::chrono::system_clock::now(); }
 
 /// An identity error as the actors module reports it to the operator.
 caf::error as_request_error(const caf::error& err) {
@@ -59,9 +56,7 @@ keyring_sealer::keyring_sealer(identity::sealer core, fs::path persist_to)
   // Fields only.
 }
 
-std::shared_ptr<transport_drop_counters> keyring_sealer::drop_counters() const {
-  return drops_;
-}
+std::shared_ptr<transport_drop_counters> keyring_sealer::drop_counters() const { return drops_; }
 
 caf::expected<std::string> keyring_sealer::seal_to(std::string_view receiver, std::string plain) {
   const auto t = now();
@@ -102,16 +97,14 @@ caf::expected<std::string> keyring_sealer::install(std::string_view key_base64) 
   if (!key)
     return as_request_error(key.error());
   const auto id = identity::id_of(*key);
-  return mutate("installed", id,
-                [&](identity::keyring& ring) { return ring.install(*key); });
+  return mutate("installed", id, [&](identity::keyring& ring) { return ring.install(*key); });
 }
 
 caf::expected<std::string> keyring_sealer::use(std::string_view key_or_id) {
   auto id = identity::keyring::resolve(key_or_id);
   if (!id)
     return as_request_error(id.error());
-  return mutate("now sealing with", *id,
-                [&](identity::keyring& ring) { return ring.use(*id); });
+  return mutate("now sealing with", *id, [&](identity::keyring& ring) { return ring.use(*id); });
 }
 
 caf::expected<std::string> keyring_sealer::remove(std::string_view key_or_id) {
@@ -150,9 +143,7 @@ std::string keyring_sealer::ring_text() const {
 
 // -- files ------------------------------------------------------------------------------
 
-fs::path keyring_path(const fs::path& data_dir) {
-  return data_dir / "keyring";
-}
+fs::path keyring_path(const fs::path& data_dir) { return data_dir / "keyring"; }
 
 caf::expected<std::optional<identity::keyring>> read_keyring_file(const fs::path& file) {
   std::error_code ec;
@@ -232,21 +223,21 @@ std::string keyring_json(const keyring_view& v) {
     keys.push_back({{"id", id}, {"primary", id == v.primary}});
   const auto& c = v.counters;
   nlohmann::ordered_json doc{
-    {"enabled", v.enabled},
-    {"primary", v.primary},
-    {"keys", keys},
-    {"counters",
-     {{"sealed", c.sealed},
-      {"opened", c.opened},
-      {"tampered", c.tampered},
-      {"replayed", c.replayed},
-      {"unknown_key", c.unknown_key},
-      {"unsealed", c.unsealed},
-      {"malformed", c.malformed},
-      {"salts_evicted", c.salts_evicted},
-      {"wrong_receiver", c.wrong_receiver}}},
-    {"tracked_senders", v.tracked_senders},
-    {"window", format_duration(v.window)},
+      {"enabled", v.enabled},
+      {"primary", v.primary},
+      {"keys", keys},
+      {"counters",
+       {{"sealed", c.sealed},
+        {"opened", c.opened},
+        {"tampered", c.tampered},
+        {"replayed", c.replayed},
+        {"unknown_key", c.unknown_key},
+        {"unsealed", c.unsealed},
+        {"malformed", c.malformed},
+        {"salts_evicted", c.salts_evicted},
+        {"wrong_receiver", c.wrong_receiver}}},
+      {"tracked_senders", v.tracked_senders},
+      {"window", format_duration(v.window)},
   };
   if (v.dropped)
     doc["dropped"] = {{"malformed", v.dropped->malformed},
@@ -257,7 +248,9 @@ std::string keyring_json(const keyring_view& v) {
 
 caf::expected<std::string> keyring_table(std::string_view json) {
   auto doc = nlohmann::json::parse(json, nullptr, false);
-  auto bad = [] { return make_error(errc::request_failed, "the agent's answer is not a keyring view"); };
+  auto bad = [] {
+    return make_error(errc::request_failed, "the agent's answer is not a keyring view");
+  };
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("enabled") ||
       !doc["enabled"].is_boolean() || !doc.contains("keys") || !doc["keys"].is_array() ||
       !doc.contains("counters") || !doc["counters"].is_object())
@@ -277,19 +270,19 @@ caf::expected<std::string> keyring_table(std::string_view json) {
   const auto& c = doc["counters"];
   auto n = [&](const char* name) -> std::string {
     return c.contains(name) && c[name].is_number_unsigned()
-             ? std::to_string(c[name].get<std::uint64_t>())
-             : std::string{"?"};
+               ? std::to_string(c[name].get<std::uint64_t>())
+               : std::string{"?"};
   };
   out << "\nsealed " << n("sealed") << ", opened " << n("opened") << "; refused: tampered "
       << n("tampered") << ", replayed " << n("replayed") << ", unknown_key " << n("unknown_key")
-      << ", unsealed " << n("unsealed") << ", malformed " << n("malformed")
-      << ", wrong_receiver " << n("wrong_receiver") << '\n';
+      << ", unsealed " << n("unsealed") << ", malformed " << n("malformed") << ", wrong_receiver "
+      << n("wrong_receiver") << '\n';
   if (doc.contains("dropped") && doc["dropped"].is_object()) {
     const auto& d = doc["dropped"];
     auto m = [&](const char* name) -> std::string {
       return d.contains(name) && d[name].is_number_unsigned()
-               ? std::to_string(d[name].get<std::uint64_t>())
-               : std::string{"?"};
+                 ? std::to_string(d[name].get<std::uint64_t>())
+                 : std::string{"?"};
     };
     out << "dropped by the transport: undecodable " << m("malformed") << ", oversized "
         << m("oversized") << ", binding_refused " << m("binding_refused") << '\n';

@@ -51,8 +51,7 @@ public:
   /// Changes are written to `persist_to` (empty: not persisted). Errors: keyring_refused
   /// for an empty ring, crypto_failure when the CSPRNG fails.
   [[nodiscard]] static caf::expected<std::shared_ptr<keyring_sealer>>
-  make(identity::keyring ring, std::filesystem::path persist_to,
-       identity::sealer_config cfg = {});
+  make(identity::keyring ring, std::filesystem::path persist_to, identity::sealer_config cfg = {});
 
   /// Seals under the primary key, stamped with the system clock, for `receiver`
   /// (seal_to); the transport's datagrams name their destination.
@@ -73,9 +72,7 @@ public:
   }
 
   /// Opens a message bound to no receiver: open_as("", wire).
-  [[nodiscard]] caf::expected<std::string> open(std::string_view wire) {
-    return open_as({}, wire);
-  }
+  [[nodiscard]] caf::expected<std::string> open(std::string_view wire) { return open_as({}, wire); }
 
   /// Seals under the primary key for `receiver`: the destination's advertised gossip
   /// address "host:port", as the membership knows it. Only open_as(receiver, ...) opens it.
@@ -115,8 +112,7 @@ public:
 private:
   /// Applies `change` to a copy of the ring, persists the copy, then swaps it in.
   template <class Change>
-  caf::expected<std::string> mutate(const char* what, const identity::key_id& id,
-                                    Change change);
+  caf::expected<std::string> mutate(const char* what, const identity::key_id& id, Change change);
 
   mutable std::mutex mutex_;
   /// Guarded by mutex_.

@@ -16,12 +16,12 @@ namespace {
 /// Adds --admin and a timeout to a one-shot command.
 void add_client_flags(CLI::App& cmd, sa::client_options& opts, bool with_json) {
   cmd.add_option("--admin", opts.admin, "admin HOST:PORT of the agent (default 127.0.0.1:7947)")
-    ->type_name("");
+      ->type_name("");
   cmd.add_option("--admin-cookie", opts.admin_cookie,
                  "file with the agent's admin credential, needed by commands that change the "
                  "node (default: $STARLING_ADMIN_COOKIE, else the copy the agent left for its "
                  "own user; see docs/operations.md, \"Admin access\")")
-    ->type_name("FILE");
+      ->type_name("FILE");
   if (with_json)
     cmd.add_flag("--json", opts.json, "print the JSON view");
 }
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   keyring_remove->add_flag("--local", keyring_local, "on this agent only, not the whole mesh");
   add_client_flags(*keyring_remove, keyring_opts, false);
   auto* keyring_generate =
-    keyring->add_subcommand("generate", "print a fresh random key (local, no agent needed)");
+      keyring->add_subcommand("generate", "print a fresh random key (local, no agent needed)");
 
   sa::client_options certs_opts;
   auto* certs = app.add_subcommand("certs", "this node's certificate, issuers, roots, keyring");
@@ -78,9 +78,9 @@ int main(int argc, char** argv) {
   token->require_subcommand(1);
   auto* token_create = token->add_subcommand("create", "print a new join token");
   token_create->add_option("--ttl", token_ttl, "how long it is valid (default 1h, at most 7 days)")
-    ->type_name("");
+      ->type_name("");
   token_create->add_option("--uses", token_uses, "how many nodes may join with it (default 1)")
-    ->type_name("");
+      ->type_name("");
   add_client_flags(*token_create, token_opts, false);
 
   sa::client_options revoke_opts;
@@ -88,10 +88,11 @@ int main(int argc, char** argv) {
   std::string revoke_key;
   auto* revoke = app.add_subcommand("revoke", "revoke a node's key (on an issuer node)");
   revoke->add_option("NODE", revoke_node, "the node whose certificates this issuer signed")
-    ->required();
-  revoke->add_option("--key", revoke_key,
-                     "revoke this key (sha256:HEX, see `starling certs` on the node) instead")
-    ->type_name("");
+      ->required();
+  revoke
+      ->add_option("--key", revoke_key,
+                   "revoke this key (sha256:HEX, see `starling certs` on the node) instead")
+      ->type_name("");
   add_client_flags(*revoke, revoke_opts, false);
 
   sa::ca_init_options ca_init_opts;
@@ -100,22 +101,23 @@ int main(int argc, char** argv) {
   ca->require_subcommand(1);
   auto* ca_init = ca->add_subcommand("init", "create the mesh root (key + certificate)");
   ca_init->add_option("--mesh", ca_init_opts.mesh, "mesh name (a-z, 0-9, '.', '-')")
-    ->required()
-    ->type_name("");
+      ->required()
+      ->type_name("");
   ca_init->add_option("--out", ca_init_opts.out, "directory for root.key and root.crt")
-    ->required()
-    ->type_name("");
+      ->required()
+      ->type_name("");
   auto* ca_issuer = ca->add_subcommand("issuer", "create an issuer certificate for a node");
   ca_issuer->add_option("--ca", ca_issuer_opts.ca, "directory of root.key and root.crt")
-    ->required()
-    ->type_name("");
+      ->required()
+      ->type_name("");
   ca_issuer->add_option("--name", ca_issuer_opts.name, "node name of the issuer")
-    ->required()
-    ->type_name("");
-  ca_issuer->add_option("--out", ca_issuer_opts.out,
-                        "directory for issuer.key, issuer.crt and bundle.crt")
-    ->required()
-    ->type_name("");
+      ->required()
+      ->type_name("");
+  ca_issuer
+      ->add_option("--out", ca_issuer_opts.out,
+                   "directory for issuer.key, issuer.crt and bundle.crt")
+      ->required()
+      ->type_name("");
 
   sa::demo_options demo_opts;
   unsigned demo_seconds = 0;

@@ -95,9 +95,7 @@ struct membership_state {
 
 using membership_actor_t = caf::stateful_actor<membership_state>;
 
-gossip::time_point now_of(membership_actor_t* self) {
-  return self->clock().now();
-}
+gossip::time_point now_of(membership_actor_t* self) { return self->clock().now(); }
 
 void schedule_tick(membership_actor_t* self) {
   auto& st = self->state;
@@ -243,13 +241,13 @@ void on_push_pull_result(membership_actor_t* self, pp_result_msg& msg) {
     spdlog::debug("join through {} failed: {}", msg.peer, why);
     if (st.joining && msg.round == st.join_round && --st.join_outstanding == 0) {
       // Exponential backoff with jitter: base * 2^attempt, capped, times [0.5, 1.0).
-      auto base = std::min<std::int64_t>(st.params.join_backoff.count()
-                                           << std::min(st.join_attempt, 16u),
-                                         st.params.join_backoff_max.count());
+      auto base =
+          std::min<std::int64_t>(st.params.join_backoff.count() << std::min(st.join_attempt, 16u),
+                                 st.params.join_backoff_max.count());
       ++st.join_attempt;
       std::uniform_real_distribution<double> jitter{0.5, 1.0};
       auto delay = std::chrono::milliseconds{
-        std::max<std::int64_t>(1, static_cast<std::int64_t>(base * jitter(st.rng)))};
+          std::max<std::int64_t>(1, static_cast<std::int64_t>(base * jitter(st.rng)))};
       self->delayed_send(self, delay, retry_atom::value);
     }
     return;
@@ -297,7 +295,7 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
   };
   auto io = st.params.make_io ? st.params.make_io(std::move(cbs))
                               : caf::expected<std::unique_ptr<gossip_io>>{
-                                  make_error(errc::bind_failed, "no gossip network given")};
+                                    make_error(errc::bind_failed, "no gossip network given")};
   if (!io) {
     auto msg = "cannot start gossip: " + message_of(io.error());
     if (st.parent)
@@ -336,121 +334,122 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
   }
   schedule_tick(self);
   return {
-    [=](tick_atom) {
-      auto& st = self->state;
-      auto now = now_of(self);
-      if (st.tick_at && now >= *st.tick_at)
-        st.tick_at.reset();
-      apply(self, st.core->on_tick(now));
-    },
-    [=](packet_msg& msg) {
-      auto& st = self->state;
-      apply(self, st.core->on_packet(msg.pkt, now_of(self)));
-    },
-    [=](pp_request_msg& msg) {
-      auto& st = self->state;
-      const auto& sender = msg.remote.sender;
-      if (st.params.authenticated_push_pull && st.core->banned(sender)) {
-        // Under TLS the push-pull got here only with a valid, unrevoked certificate
-        // naming its sender: the node was admitted again (membership_params).
-        spdlog::warn("member {} unbanned: it holds a valid certificate again", sender);
-        st.core->unban(sender);
-      }
-      auto reply = st.core->on_push_pull_request(msg.remote, now_of(self));
-      if (reply.refusal) {
-        spdlog::debug("push-pull from {} refused: {}", sender, gossip::render(reply.refusal));
-        msg.reply(std::move(reply.refusal));
-      } else {
-        msg.reply(std::move(reply.state));
-      }
-      apply(self, std::move(reply.fx));
-    },
-    [=](ban_atom, const std::string& name) {
-      auto& st = self->state;
-      if (name.empty())
-        return;
-      if (name == st.params.name) {
-        spdlog::warn("not banning this node itself: its own certificate was revoked");
-        return;
-      }
-      if (!st.core->banned(name))
-        spdlog::warn("member {} banned: its certificate was revoked", name);
-      apply(self, st.core->ban(name, now_of(self)));
-    },
-    [=](pp_result_msg& msg) { on_push_pull_result(self, msg); },
-    [=](alive_atom) {
-      auto& st = self->state;
-      std::vector<std::string> names;
-      std::vector<std::string> addresses;
-      std::vector<std::string> issuers;
-      if (st.core)
-        for (const auto& m : st.core->members()) {
-          if (m.name == st.params.name || m.state != gossip::member_state::alive)
-            continue;
-          names.push_back(m.name);
-          addresses.push_back(m.address);
-          if (auto it = m.tags.find(std::string{issuer_tag}); it != m.tags.end() && it->second == "true")
-            issuers.push_back(m.name);
-        }
-      return caf::make_message(std::move(names), std::move(addresses), std::move(issuers));
-    },
-    [=](live_atom) {
-      auto& st = self->state;
-      std::vector<std::string> live;
-      std::vector<std::string> issuers;
-      if (st.core)
-        for (const auto& m : st.core->members()) {
-          if (m.name == st.params.name || (m.state != gossip::member_state::alive &&
-                                           m.state != gossip::member_state::suspect))
-            continue;
-          live.push_back(m.name);
-          if (auto it = m.tags.find(std::string{issuer_tag}); it != m.tags.end() && it->second == "true")
-            issuers.push_back(m.name);
-        }
-      return caf::make_message(std::move(live), std::move(issuers));
-    },
-    [=](forward_admission_msg& msg) {
-      auto& st = self->state;
-      auto m = st.core ? st.core->find(msg.issuer) : std::nullopt;
-      if (!m || (m->state != gossip::member_state::alive &&
-                 m->state != gossip::member_state::suspect)) {
-        msg.done(make_error(errc::unreachable, "issuer " + msg.issuer +
-                                                 " is not an alive member of this mesh"));
-        return;
-      }
-      st.io->admission_with(m->address, std::move(msg.request), msg.issuer,
-                            std::move(msg.done));
-    },
-    [=](retry_atom) {
-      if (self->state.joining)
-        start_join_round(self);
-    },
-    [=](deadline_atom) { on_join_failure(self); },
-    [=](members_atom) -> std::string {
-      auto& st = self->state;
-      return members_json(st.core->members(), now_of(self), wall_clock::now());
-    },
-    [=](events_atom) -> std::string {
-      auto& st = self->state;
-      return events_json({st.recent.begin(), st.recent.end()});
-    },
-    [=](leave_atom) -> caf::response_promise {
-      auto& st = self->state;
-      auto rp = self->make_response_promise();
-      st.leave_waiters.push_back(rp);
-      if (!st.leaving) {
-        st.leaving = true;
-        st.joining = false;
+      [=](tick_atom) {
+        auto& st = self->state;
         auto now = now_of(self);
-        st.leave_deadline = now + st.params.leave_timeout;
-        spdlog::info("leaving the mesh");
-        self->delayed_send(self, st.params.leave_timeout, tick_atom::value);
-        apply(self, st.core->leave(now));
-      } else {
-        check_leave(self);
-      }
-      return rp;
-    },
+        if (st.tick_at && now >= *st.tick_at)
+          st.tick_at.reset();
+        apply(self, st.core->on_tick(now));
+      },
+      [=](packet_msg& msg) {
+        auto& st = self->state;
+        apply(self, st.core->on_packet(msg.pkt, now_of(self)));
+      },
+      [=](pp_request_msg& msg) {
+        auto& st = self->state;
+        const auto& sender = msg.remote.sender;
+        if (st.params.authenticated_push_pull && st.core->banned(sender)) {
+          // Under TLS the push-pull got here only with a valid, unrevoked certificate
+          // naming its sender: the node was admitted again (membership_params).
+          spdlog::warn("member {} unbanned: it holds a valid certificate again", sender);
+          st.core->unban(sender);
+        }
+        auto reply = st.core->on_push_pull_request(msg.remote, now_of(self));
+        if (reply.refusal) {
+          spdlog::debug("push-pull from {} refused: {}", sender, gossip::render(reply.refusal));
+          msg.reply(std::move(reply.refusal));
+        } else {
+          msg.reply(std::move(reply.state));
+        }
+        apply(self, std::move(reply.fx));
+      },
+      [=](ban_atom, const std::string& name) {
+        auto& st = self->state;
+        if (name.empty())
+          return;
+        if (name == st.params.name) {
+          spdlog::warn("not banning this node itself: its own certificate was revoked");
+          return;
+        }
+        if (!st.core->banned(name))
+          spdlog::warn("member {} banned: its certificate was revoked", name);
+        apply(self, st.core->ban(name, now_of(self)));
+      },
+      [=](pp_result_msg& msg) { on_push_pull_result(self, msg); },
+      [=](alive_atom) {
+        auto& st = self->state;
+        std::vector<std::string> names;
+        std::vector<std::string> addresses;
+        std::vector<std::string> issuers;
+        if (st.core)
+          for (const auto& m : st.core->members()) {
+            if (m.name == st.params.name || m.state != gossip::member_state::alive)
+              continue;
+            names.push_back(m.name);
+            addresses.push_back(m.address);
+            if (auto it = m.tags.find(std::string{issuer_tag});
+                it != m.tags.end() && it->second == "true")
+              issuers.push_back(m.name);
+          }
+        return caf::make_message(std::move(names), std::move(addresses), std::move(issuers));
+      },
+      [=](live_atom) {
+        auto& st = self->state;
+        std::vector<std::string> live;
+        std::vector<std::string> issuers;
+        if (st.core)
+          for (const auto& m : st.core->members()) {
+            if (m.name == st.params.name || (m.state != gossip::member_state::alive &&
+                                             m.state != gossip::member_state::suspect))
+              continue;
+            live.push_back(m.name);
+            if (auto it = m.tags.find(std::string{issuer_tag});
+                it != m.tags.end() && it->second == "true")
+              issuers.push_back(m.name);
+          }
+        return caf::make_message(std::move(live), std::move(issuers));
+      },
+      [=](forward_admission_msg& msg) {
+        auto& st = self->state;
+        auto m = st.core ? st.core->find(msg.issuer) : std::nullopt;
+        if (!m || (m->state != gossip::member_state::alive &&
+                   m->state != gossip::member_state::suspect)) {
+          msg.done(make_error(errc::unreachable,
+                              "issuer " + msg.issuer + " is not an alive member of this mesh"));
+          return;
+        }
+        st.io->admission_with(m->address, std::move(msg.request), msg.issuer, std::move(msg.done));
+      },
+      [=](retry_atom) {
+        if (self->state.joining)
+          start_join_round(self);
+      },
+      [=](deadline_atom) { on_join_failure(self); },
+      [=](members_atom) -> std::string {
+        auto& st = self->state;
+        return members_json(st.core->members(), now_of(self), wall_clock::now());
+      },
+      [=](events_atom) -> std::string {
+        auto& st = self->state;
+        return events_json({st.recent.begin(), st.recent.end()});
+      },
+      [=](leave_atom) -> caf::response_promise {
+        auto& st = self->state;
+        auto rp = self->make_response_promise();
+        st.leave_waiters.push_back(rp);
+        if (!st.leaving) {
+          st.leaving = true;
+          st.joining = false;
+          auto now = now_of(self);
+          st.leave_deadline = now + st.params.leave_timeout;
+          spdlog::info("leaving the mesh");
+          self->delayed_send(self, st.params.leave_timeout, tick_atom::value);
+          apply(self, st.core->leave(now));
+        } else {
+          check_leave(self);
+        }
+        return rp;
+      },
   };
 }
 

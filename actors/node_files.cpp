@@ -1,18 +1,17 @@
 #include "actors/node_files.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include <fcntl.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "actors/admin_server.hpp"
 #include "actors/errc.hpp"
@@ -39,8 +38,7 @@ caf::error write_file_atomic(const fs::path& file, std::string_view content, uns
   tmp += ".tmp." + std::to_string(::getpid());
   // A stale temporary file keeps its old mode under O_CREAT: remove it first.
   ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                  static_cast<mode_t>(mode));
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0)
     return io_error("cannot create", tmp, errno);
   std::size_t off = 0;
@@ -70,10 +68,8 @@ caf::error write_file_atomic(const fs::path& file, std::string_view content, uns
 }
 
 caf::error write_agent_json(const fs::path& data_dir, const agent_info& info) {
-  nlohmann::ordered_json doc{{"name", info.name},
-                             {"pid", info.pid},
-                             {"gossip", info.gossip},
-                             {"admin", info.admin}};
+  nlohmann::ordered_json doc{
+      {"name", info.name}, {"pid", info.pid}, {"gossip", info.gossip}, {"admin", info.admin}};
   return write_file_atomic(data_dir / "agent.json", doc.dump() + "\n");
 }
 
@@ -85,10 +81,9 @@ caf::expected<agent_info> read_agent_json(const fs::path& data_dir) {
   std::stringstream buf;
   buf << in.rdbuf();
   auto doc = nlohmann::json::parse(buf.str(), nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("name") ||
-      !doc.contains("pid") || !doc.contains("gossip") || !doc.contains("admin") ||
-      !doc["name"].is_string() || !doc["pid"].is_number_integer() ||
-      !doc["gossip"].is_string() || !doc["admin"].is_string())
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("name") || !doc.contains("pid") ||
+      !doc.contains("gossip") || !doc.contains("admin") || !doc["name"].is_string() ||
+      !doc["pid"].is_number_integer() || !doc["gossip"].is_string() || !doc["admin"].is_string())
     return make_error(errc::invalid_config, file.string() + ": not an agent.json");
   return agent_info{doc["name"].get<std::string>(), doc["pid"].get<long>(),
                     doc["gossip"].get<std::string>(), doc["admin"].get<std::string>()};
@@ -121,8 +116,8 @@ caf::expected<data_dir_report> prepare_data_dir(const fs::path& data_dir) {
     // Missing: create it and its missing parents 0700 (the identity module's helper does
     // exactly that, whatever the umask).
     if (auto err = identity::create_private_directories(data_dir))
-      return make_error(errc::io_failure, "cannot create data dir " + data_dir.string() +
-                                            ": " + message_of(err));
+      return make_error(errc::io_failure,
+                        "cannot create data dir " + data_dir.string() + ": " + message_of(err));
     report.created = true;
     return report;
   }
@@ -164,16 +159,14 @@ caf::expected<data_dir_lock> data_dir_lock::acquire(const fs::path& data_dir) {
     ::close(fd);
     if (err == EWOULDBLOCK)
       return make_error(errc::io_failure, "data dir " + data_dir.string() +
-                                            " is in use by another agent (lock held on " +
-                                            file.string() + ")");
+                                              " is in use by another agent (lock held on " +
+                                              file.string() + ")");
     return io_error("cannot lock", file, err);
   }
   return data_dir_lock{fd};
 }
 
-data_dir_lock::data_dir_lock(data_dir_lock&& other) noexcept : fd_(other.fd_) {
-  other.fd_ = -1;
-}
+data_dir_lock::data_dir_lock(data_dir_lock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
 
 data_dir_lock& data_dir_lock::operator=(data_dir_lock&& other) noexcept {
   if (this != &other) {
@@ -202,8 +195,7 @@ caf::expected<std::string> make_admin_credential() {
 }
 
 caf::expected<fs::path> publish_admin_credential(const fs::path& data_dir,
-                                                 const std::string& runtime_dir,
-                                                 std::uint16_t port,
+                                                 const std::string& runtime_dir, std::uint16_t port,
                                                  const std::string& credential) {
   const auto content = credential + "\n";
   if (auto err = write_file_atomic(data_dir / admin_cookie_file, content, 0600))

@@ -53,8 +53,7 @@ void withdraw_admin_credential(const std::filesystem::path& data_dir,
                                const std::string& credential);
 
 /// The incarnation stored in <data_dir>/state.json, if any.
-[[nodiscard]] std::optional<std::uint64_t>
-read_incarnation(const std::filesystem::path& data_dir);
+[[nodiscard]] std::optional<std::uint64_t> read_incarnation(const std::filesystem::path& data_dir);
 
 /// Stores `incarnation` in <data_dir>/state.json atomically.
 [[nodiscard]] caf::error write_incarnation(const std::filesystem::path& data_dir,
@@ -87,8 +86,7 @@ public:
   /// Prepares the data directory (prepare_data_dir: created or tightened to 0700, logged
   /// at warn when tightened) and takes the lock. Errors: io_failure, with "in use by another
   /// agent" when the lock is taken.
-  [[nodiscard]] static caf::expected<data_dir_lock>
-  acquire(const std::filesystem::path& data_dir);
+  [[nodiscard]] static caf::expected<data_dir_lock> acquire(const std::filesystem::path& data_dir);
 
   data_dir_lock(data_dir_lock&& other) noexcept;
   data_dir_lock& operator=(data_dir_lock&& other) noexcept;
@@ -97,8 +95,7 @@ public:
   ~data_dir_lock();
 
 private:
-  explicit data_dir_lock(int fd) : fd_(fd) {
-  }
+  explicit data_dir_lock(int fd) : fd_(fd) {}
   /// Open descriptor holding the lock; -1 when moved from.
   int fd_ = -1;
 };

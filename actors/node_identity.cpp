@@ -22,9 +22,7 @@ namespace {
 
 using identity::time_point;
 
-caf::error failed(std::string what) {
-  return make_error(errc::io_failure, std::move(what));
-}
+caf::error failed(std::string what) { return make_error(errc::io_failure, std::move(what)); }
 
 /// "what: reason" for any error of the identity or gossip modules.
 std::string why(const caf::error& err) {
@@ -41,8 +39,8 @@ caf::expected<identity::peer_identity> check_stored(const identity::node_credent
   auto id = identity::verify_peer(creds.certs, creds.bundle, {}, now, name);
   if (!id)
     return id;
-  if (auto vouchers = identity::check_quorum(creds.certs.front(), *id, creds.bundle, {}, now,
-                                             quorum);
+  if (auto vouchers =
+          identity::check_quorum(creds.certs.front(), *id, creds.bundle, {}, now, quorum);
       !vouchers)
     return vouchers.error();
   return id;
@@ -64,7 +62,8 @@ issue_for_self(const identity::issuer_material& issuer, const std::string& name,
     if (auto key = identity::spki_sha256(stored->key))
       kept = *key;
   if (stored && !stored->certs.empty() && stored->bundle.mesh() == issuer.mesh && kept &&
-      *kept == *own && check_stored(*stored, name, now, 1) && !needs_renewal(stored->certs.front(), now))
+      *kept == *own && check_stored(*stored, name, now, 1) &&
+      !needs_renewal(stored->certs.front(), now))
     return *stored;
   return identity::self_issue(issuer, name, issuer.key, now, validity);
 }
@@ -107,8 +106,8 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
   for (unsigned round = 0;; ++round) {
     bool refused_everywhere = true;
     for (const auto& seed : cfg.join) {
-      auto creds = request_admission(seed, cfg.name, cfg.tokens, *token, *key, cfg.tcp_timeout,
-                                     now, cfg.admission_quorum);
+      auto creds = request_admission(seed, cfg.name, cfg.tokens, *token, *key, cfg.tcp_timeout, now,
+                                     cfg.admission_quorum);
       if (creds) {
         spdlog::info("admitted by issuer {} through seed {}", creds->issuer, seed);
         if (auto err = store_granted_keyring(cfg, creds->keyring))
@@ -120,11 +119,11 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
       // A refusal by the mesh (bad token, too few endorsements) will not change by
       // retrying; an unreachable seed or an issuer that is not reachable yet may.
       const auto reason = message_of(creds.error());
-      const bool refusal = creds.error().category() == gossip::errc_category &&
-                           creds.error().code() ==
-                             static_cast<std::uint8_t>(gossip::errc::peer_refused) &&
-                           (reason.find("token_") != std::string::npos ||
-                            reason.find("quorum_not_met") != std::string::npos);
+      const bool refusal =
+          creds.error().category() == gossip::errc_category &&
+          creds.error().code() == static_cast<std::uint8_t>(gossip::errc::peer_refused) &&
+          (reason.find("token_") != std::string::npos ||
+           reason.find("quorum_not_met") != std::string::npos);
       if (!refusal)
         refused_everywhere = false;
     }
@@ -136,9 +135,9 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
                     "; last error: " + last);
     std::uniform_real_distribution<double> jitter{0.5, 1.0};
     auto pause = std::chrono::milliseconds{
-      static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng))};
-    pause = std::min(pause, std::chrono::duration_cast<std::chrono::milliseconds>(
-                              deadline - now_steady));
+        static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng))};
+    pause = std::min(pause,
+                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now_steady));
     std::this_thread::sleep_for(pause);
     backoff = std::min(backoff * 2, std::chrono::milliseconds{5000});
     now = std::chrono::system_clock::now();
@@ -147,11 +146,12 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
 
 } // namespace
 
-caf::expected<admission_outcome>
-request_admission(const std::string& seed, const std::string& name,
-                  const std::vector<std::string>& tokens, const identity::join_token& token,
-                  const identity::private_key& key, std::chrono::milliseconds timeout,
-                  time_point now, std::size_t quorum) {
+caf::expected<admission_outcome> request_admission(const std::string& seed, const std::string& name,
+                                                   const std::vector<std::string>& tokens,
+                                                   const identity::join_token& token,
+                                                   const identity::private_key& key,
+                                                   std::chrono::milliseconds timeout,
+                                                   time_point now, std::size_t quorum) {
   identity::tls_options opts;
   opts.pinned_root = token.pin;
   auto ctx = identity::tls_context::make(std::move(opts));

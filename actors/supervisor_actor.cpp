@@ -1,7 +1,5 @@
 #include "actors/supervisor_actor.hpp"
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
@@ -14,6 +12,7 @@
 #include <caf/event_based_actor.hpp>
 #include <caf/stateful_actor.hpp>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "actors/admin_server.hpp"
 #include "actors/admission_msgs.hpp"
@@ -109,15 +108,14 @@ void announce_ready(supervisor_t* self) {
   st.ready = true;
   const auto& cfg = st.params.cfg;
   host_port admin{cfg.admin.host, st.admin_port};
-  agent_info info{cfg.name, static_cast<long>(::getpid()), st.gossip_address,
-                  admin.to_string()};
+  agent_info info{cfg.name, static_cast<long>(::getpid()), st.gossip_address, admin.to_string()};
   if (auto err = write_agent_json(cfg.data_dir, info)) {
     spdlog::error("{}", message_of(err));
     shutdown(self, exit_failed);
     return;
   }
-  std::cout << "starling agent " << cfg.name << " ready: gossip " << st.gossip_address
-            << ", admin " << info.admin << std::endl;
+  std::cout << "starling agent " << cfg.name << " ready: gossip " << st.gossip_address << ", admin "
+            << info.admin << std::endl;
   spdlog::info("ready: gossip {}, admin {}, data dir {}", st.gossip_address, info.admin,
                cfg.data_dir.string());
 }
@@ -129,14 +127,14 @@ void forward_admin_request(caf::actor_system& sys, const caf::actor& supervisor,
   sys.spawn([supervisor, args = std::move(args),
              reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
     tmp->request(supervisor, admin_request_timeout, admin_atom::value, std::move(args))
-      .then([reply](std::string& body) { reply(admin_reply::ok(std::move(body))); },
-            [reply](caf::error& err) {
-              if (err.category() == errc_category &&
-                  err.code() == static_cast<std::uint8_t>(errc::bad_request))
-                reply(admin_reply::usage(message_of(err)));
-              else
-                reply(admin_reply::failed(message_of(err)));
-            });
+        .then([reply](std::string& body) { reply(admin_reply::ok(std::move(body))); },
+              [reply](caf::error& err) {
+                if (err.category() == errc_category &&
+                    err.code() == static_cast<std::uint8_t>(errc::bad_request))
+                  reply(admin_reply::usage(message_of(err)));
+                else
+                  reply(admin_reply::failed(message_of(err)));
+              });
   });
 }
 
@@ -162,10 +160,10 @@ bool start_admin_server(supervisor_t* self) {
     };
   auto* sys = &self->home_system();
   auto sup = caf::actor_cast<caf::actor>(self);
-  auto server = admin_server::start(ac, [sys, sup](std::vector<std::string> args,
-                                                   admin_responder reply) {
-    forward_admin_request(*sys, sup, std::move(args), std::move(reply));
-  });
+  auto server =
+      admin_server::start(ac, [sys, sup](std::vector<std::string> args, admin_responder reply) {
+        forward_admin_request(*sys, sup, std::move(args), std::move(reply));
+      });
   if (!server) {
     spdlog::error("{}", message_of(server.error()));
     shutdown(self, exit_failed);
@@ -236,9 +234,8 @@ caf::actor start_membership(supervisor_t* self) {
     spdlog::info("restarting membership with {} seed(s), incarnation {}", p.seeds.size(),
                  p.incarnation);
   }
-  p.make_io = make_transport_io(std::move(tc), st.params.sealer
-                                                  ? st.params.sealer->drop_counters()
-                                                  : nullptr);
+  p.make_io = make_transport_io(std::move(tc),
+                                st.params.sealer ? st.params.sealer->drop_counters() : nullptr);
   return spawn_membership_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                                 std::move(p));
 }
@@ -256,8 +253,7 @@ caf::actor start_identity(supervisor_t* self) {
   p.cert_ttl = st.params.cfg.cert_ttl;
   p.admission_quorum = st.params.cfg.admission_quorum;
   p.rng_seed = std::random_device{}();
-  return spawn_identity_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
-                              std::move(p));
+  return spawn_identity_actor(self->home_system(), caf::actor_cast<caf::actor>(self), std::move(p));
 }
 
 caf::actor start_admin(supervisor_t* self) {
@@ -286,14 +282,12 @@ void on_child_down(supervisor_t* self, const caf::down_msg& dm) {
       child.restarts.pop_front();
     if (child.restarts.size() >= max_restarts) {
       spdlog::error("{} actor exited ({}) {} times within {}s; giving up", child.name,
-                    caf::to_string(dm.reason), child.restarts.size() + 1,
-                    restart_window.count());
+                    caf::to_string(dm.reason), child.restarts.size() + 1, restart_window.count());
       shutdown(self, exit_failed);
       return;
     }
     child.restarts.push_back(now);
-    spdlog::error("{} actor exited ({}); restarting it", child.name,
-                  caf::to_string(dm.reason));
+    spdlog::error("{} actor exited ({}); restarting it", child.name, caf::to_string(dm.reason));
     child.handle = child.start();
     self->monitor(child.handle);
     return;
@@ -311,11 +305,11 @@ void leave(supervisor_t* self) {
     return;
   }
   self->request(membership, std::chrono::seconds{5}, leave_atom::value)
-    .then([=](left_atom) { shutdown(self, exit_ok); },
-          [=](caf::error& err) {
-            spdlog::warn("leave did not complete cleanly: {}", message_of(err));
-            shutdown(self, exit_ok);
-          });
+      .then([=](left_atom) { shutdown(self, exit_ok); },
+            [=](caf::error& err) {
+              spdlog::warn("leave did not complete cleanly: {}", message_of(err));
+              shutdown(self, exit_ok);
+            });
 }
 
 caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
@@ -326,89 +320,87 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
   st.membership_slot = add_child(self, "membership", [=] { return start_membership(self); });
   st.admin_slot = add_child(self, "admin", [=] { return start_admin(self); });
   return {
-    [=](bound_atom, const std::string& address, std::uint16_t port) {
-      auto& st = self->state;
-      st.gossip_address = address;
-      st.gossip_port = port;
-      // The admin port opens once gossip is bound (announce_ready needs both).
-      if (!st.admin && !st.ready && !st.shutting_down && start_admin_server(self))
-        announce_ready(self);
-    },
-    [=](failed_atom, const std::string& msg) {
-      spdlog::error("{}", msg);
-      shutdown(self, exit_failed);
-    },
-    [=](joined_atom, bool ok, const std::string& msg) {
-      if (!ok) {
+      [=](bound_atom, const std::string& address, std::uint16_t port) {
+        auto& st = self->state;
+        st.gossip_address = address;
+        st.gossip_port = port;
+        // The admin port opens once gossip is bound (announce_ready needs both).
+        if (!st.admin && !st.ready && !st.shutting_down && start_admin_server(self))
+          announce_ready(self);
+      },
+      [=](failed_atom, const std::string& msg) {
         spdlog::error("{}", msg);
         shutdown(self, exit_failed);
-      }
-    },
-    [=](peers_atom, std::vector<std::string>& peers, std::uint64_t incarnation) {
-      auto& st = self->state;
-      if (!peers.empty())
-        st.last_peers = std::move(peers);
-      st.last_incarnation = incarnation;
-    },
-    [=](admin_atom a, std::vector<std::string>& args) {
-      return self->delegate(self->state.children[self->state.admin_slot].handle, a,
-                            std::move(args));
-    },
-    [=](members_atom a) {
-      return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-    },
-    [=](events_atom a) {
-      return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-    },
-    [=](keyring_atom, const std::string& op, const std::string& arg) -> std::string {
-      return answer_keyring_request(self->state.params.sealer.get(), op, arg);
-    },
-    [=](keyring_atom a, const std::string& op, const std::string& arg, mesh_atom m) {
-      return self->delegate(self->state.children[self->state.identity_slot].handle, a, op, arg,
-                            m);
-    },
-    [=](token_atom a, std::int64_t ttl, std::int64_t uses) {
-      return self->delegate(self->state.children[self->state.identity_slot].handle, a, ttl,
-                            uses);
-    },
-    [=](revoke_atom a, const std::string& node, const std::string& key) {
-      return self->delegate(self->state.children[self->state.identity_slot].handle, a, node,
-                            key);
-    },
-    [=](alive_atom a) {
-      return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-    },
-    [=](live_atom a) {
-      return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-    },
-    [=](ban_atom a, const std::string& name) {
-      if (const auto& membership = self->state.children[self->state.membership_slot].handle)
-        self->send(membership, a, name);
-    },
-    [=](certs_atom a) {
-      return self->delegate(self->state.children[self->state.identity_slot].handle, a);
-    },
-    [=](admission_msg& msg) {
-      const auto& identity = self->state.children[self->state.identity_slot].handle;
-      if (!identity) {
-        msg.reply(make_error(errc::unreachable, "the identity actor is restarting"));
-        return;
-      }
-      self->send(identity, std::move(msg));
-    },
-    [=](forward_admission_msg& msg) {
-      const auto& membership = self->state.children[self->state.membership_slot].handle;
-      if (!membership) {
-        msg.done(make_error(errc::unreachable, "the membership actor is restarting"));
-        return;
-      }
-      self->send(membership, std::move(msg));
-    },
-    [=](leave_atom) { leave(self); },
-    [=](stop_atom) {
-      spdlog::warn("second signal: stopping without waiting for the leave to spread");
-      shutdown(self, exit_ok);
-    },
+      },
+      [=](joined_atom, bool ok, const std::string& msg) {
+        if (!ok) {
+          spdlog::error("{}", msg);
+          shutdown(self, exit_failed);
+        }
+      },
+      [=](peers_atom, std::vector<std::string>& peers, std::uint64_t incarnation) {
+        auto& st = self->state;
+        if (!peers.empty())
+          st.last_peers = std::move(peers);
+        st.last_incarnation = incarnation;
+      },
+      [=](admin_atom a, std::vector<std::string>& args) {
+        return self->delegate(self->state.children[self->state.admin_slot].handle, a,
+                              std::move(args));
+      },
+      [=](members_atom a) {
+        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
+      },
+      [=](events_atom a) {
+        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
+      },
+      [=](keyring_atom, const std::string& op, const std::string& arg) -> std::string {
+        return answer_keyring_request(self->state.params.sealer.get(), op, arg);
+      },
+      [=](keyring_atom a, const std::string& op, const std::string& arg, mesh_atom m) {
+        return self->delegate(self->state.children[self->state.identity_slot].handle, a, op, arg,
+                              m);
+      },
+      [=](token_atom a, std::int64_t ttl, std::int64_t uses) {
+        return self->delegate(self->state.children[self->state.identity_slot].handle, a, ttl, uses);
+      },
+      [=](revoke_atom a, const std::string& node, const std::string& key) {
+        return self->delegate(self->state.children[self->state.identity_slot].handle, a, node, key);
+      },
+      [=](alive_atom a) {
+        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
+      },
+      [=](live_atom a) {
+        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
+      },
+      [=](ban_atom a, const std::string& name) {
+        if (const auto& membership = self->state.children[self->state.membership_slot].handle)
+          self->send(membership, a, name);
+      },
+      [=](certs_atom a) {
+        return self->delegate(self->state.children[self->state.identity_slot].handle, a);
+      },
+      [=](admission_msg& msg) {
+        const auto& identity = self->state.children[self->state.identity_slot].handle;
+        if (!identity) {
+          msg.reply(make_error(errc::unreachable, "the identity actor is restarting"));
+          return;
+        }
+        self->send(identity, std::move(msg));
+      },
+      [=](forward_admission_msg& msg) {
+        const auto& membership = self->state.children[self->state.membership_slot].handle;
+        if (!membership) {
+          msg.done(make_error(errc::unreachable, "the membership actor is restarting"));
+          return;
+        }
+        self->send(membership, std::move(msg));
+      },
+      [=](leave_atom) { leave(self); },
+      [=](stop_atom) {
+        spdlog::warn("second signal: stopping without waiting for the leave to spread");
+        shutdown(self, exit_ok);
+      },
   };
 }
 

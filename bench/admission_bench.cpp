@@ -7,11 +7,9 @@
 // TOKEN` does on first start: a fresh P-256 key, TLS pinned to the token's root, a CSR, the
 // issuer's grant checked (actors::request_admission). Several comma-separated tokens (one
 // per issuer) make an admission under a quorum of that many issuers (docs/decisions/0009):
-// the seed collects the endorsements, and the grant is checked for them. THREADS clients run at once (default
-// 1). Prints one line: count, failures, seconds, admissions/s, p50 and p99 latency in ms.
-// Exits 1 if any admission failed (after printing the first error).
-#include <unistd.h>
-
+// the seed collects the endorsements, and the grant is checked for them. THREADS clients run at
+// once (default 1). Prints one line: count, failures, seconds, admissions/s, p50 and p99 latency in
+// ms. Exits 1 if any admission failed (after printing the first error).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -21,6 +19,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "actors/errc.hpp"
 #include "actors/node_identity.hpp"

@@ -14,20 +14,19 @@
 //
 // The same client (openssl s_time -new) drives both servers, so the ratio compares the
 // server side: Starling's context and verify callback against OpenSSL's own.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <openssl/err.h>
-
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "identity/admission.hpp"
 #include "identity/endorsement.hpp"
@@ -44,8 +43,7 @@ namespace {
 
 std::atomic<bool> stop{false};
 
-template <class T>
-T must(caf::expected<T> v, const char* what) {
+template <class T> T must(caf::expected<T> v, const char* what) {
   if (!v) {
     std::cerr << "starling-tls-bench: " << what << ": " << id::render(v.error()) << '\n';
     std::exit(1);
@@ -95,9 +93,9 @@ int make_pki(const fs::path& dir) {
       extra.push_back({std::string{id::endorsements_oid},
                        must(id::encode_endorsement_extension(set), "extension")});
     }
-    auto chain = must(id::sign_node(csr, by.key, by.cert, {}, "bench.mesh", name, now,
-                                    id::node_validity, extra),
-                      "sign");
+    auto chain = must(
+        id::sign_node(csr, by.key, by.cert, {}, "bench.mesh", name, now, id::node_validity, extra),
+        "sign");
     write(dir / (std::string{name} + ".key"), must(id::to_pem(key), "pem"), true);
     write(dir / (std::string{name} + ".crt"), must(id::to_pem(chain.front()), "pem"), false);
     write(dir / (std::string{name} + "-chain.crt"), must(id::to_pem(chain), "pem"), false);
@@ -125,7 +123,7 @@ int serve(const fs::path& dir, int port, std::size_t quorum) {
     std::perror("starling-tls-bench: bind");
     return 1;
   }
-  struct sigaction act{};
+  struct sigaction act {};
   act.sa_handler = [](int) { stop = true; };
   ::sigaction(SIGTERM, &act, nullptr); // no SA_RESTART: accept() returns EINTR
   ::sigaction(SIGINT, &act, nullptr);

@@ -64,8 +64,7 @@ void broadcast_queue::push(member_card card, member_state state, std::uint64_t i
 }
 
 std::vector<member_update> broadcast_queue::take(std::size_t budget, unsigned limit,
-                                                 const cost_fn& cost,
-                                                 std::string_view skip_name) {
+                                                 const cost_fn& cost, std::string_view skip_name) {
   std::vector<member_update> out;
   // Popped but not taken: pushed back unchanged. Taken: pushed back one send older.
   auto& passed = passed_;
@@ -137,12 +136,9 @@ broadcast_queue::find(std::string_view name) const {
 }
 
 member_update broadcast_queue::materialize(const entry& e) const {
-  return member_update{e.state,
-                       std::string(e.card.name()),
-                       std::string(e.card.address()),
-                       e.incarnation,
-                       e.card.tags(),
-                       std::string(e.from.name())};
+  return member_update{
+      e.state,       std::string(e.card.name()), std::string(e.card.address()), e.incarnation,
+      e.card.tags(), std::string(e.from.name())};
 }
 
 void broadcast_queue::heap_push(heap_item h) {

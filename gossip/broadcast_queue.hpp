@@ -4,8 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,16 +42,14 @@ public:
   /// Takes updates in priority order whose summed cost fits in `budget` bytes, skipping
   /// the ones that do not fit and any about `skip_name`. Each taken update counts one
   /// transmission and is dropped when it reaches `limit` transmissions.
-  [[nodiscard]] std::vector<member_update> take(std::size_t budget, unsigned limit,
-                                                const cost_fn& cost,
-                                                std::string_view skip_name = {});
+  [[nodiscard]] std::vector<member_update>
+  take(std::size_t budget, unsigned limit, const cost_fn& cost, std::string_view skip_name = {});
 
   /// Removes the update queued about `name`, if any.
   void erase(std::string_view name);
 
   /// The update queued about `name` and its transmission count, if any.
-  [[nodiscard]] std::optional<std::pair<member_update, unsigned>>
-  find(std::string_view name) const;
+  [[nodiscard]] std::optional<std::pair<member_update, unsigned>> find(std::string_view name) const;
 
   /// Number of queued updates.
   [[nodiscard]] std::size_t size() const noexcept { return index_.size(); }

@@ -7,16 +7,26 @@ namespace starling::gossip {
 
 const char* to_string(errc x) noexcept {
   switch (x) {
-    case errc::malformed: return "malformed";
-    case errc::truncated: return "truncated";
-    case errc::oversized: return "oversized";
-    case errc::unsupported_version: return "unsupported_version";
-    case errc::unknown_frame: return "unknown_frame";
-    case errc::invalid_field: return "invalid_field";
-    case errc::peer_refused: return "peer_refused";
-    case errc::io_failure: return "io_failure";
-    case errc::timeout: return "timeout";
-    case errc::join_failed: return "join_failed";
+  case errc::malformed:
+    return "malformed";
+  case errc::truncated:
+    return "truncated";
+  case errc::oversized:
+    return "oversized";
+  case errc::unsupported_version:
+    return "unsupported_version";
+  case errc::unknown_frame:
+    return "unknown_frame";
+  case errc::invalid_field:
+    return "invalid_field";
+  case errc::peer_refused:
+    return "peer_refused";
+  case errc::io_failure:
+    return "io_failure";
+  case errc::timeout:
+    return "timeout";
+  case errc::join_failed:
+    return "join_failed";
   }
   return "unknown";
 }
@@ -47,7 +57,8 @@ std::string render(const caf::error& err) {
 }
 
 std::string refusal_reason(const caf::error& err) {
-  if (err.category() == errc_category && err.code() == static_cast<std::uint8_t>(errc::peer_refused) &&
+  if (err.category() == errc_category &&
+      err.code() == static_cast<std::uint8_t>(errc::peer_refused) &&
       err.context().match_elements<std::string>())
     return err.context().get_as<std::string>(0);
   return render(err);

@@ -86,7 +86,7 @@ struct membership_stats {
   std::uint64_t updates_ignored = 0; ///< stale or invalid updates
   std::uint64_t packets_sent = 0;
   std::uint64_t packets_received = 0;
-  std::uint64_t push_pulls = 0;      ///< full-state merges (both directions)
+  std::uint64_t push_pulls = 0; ///< full-state merges (both directions)
   /// Datagrams dropped and push-pulls refused or ignored because their sender is banned.
   std::uint64_t banned_refused = 0;
   /// Updates (gossip or push-pull entries) refused because their incarnation is implausible:

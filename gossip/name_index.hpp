@@ -34,8 +34,7 @@ public:
   }
 
   /// Indexes `slot` under `name_of(slot)`, which must not be indexed yet.
-  template <class NameOf>
-  void insert(std::uint32_t slot, const NameOf& name_of) {
+  template <class NameOf> void insert(std::uint32_t slot, const NameOf& name_of) {
     if ((size_ + 1) * 4 > buckets_.size() * 3)
       grow();
     place(slot, fragment(hash(name_of(slot))));
@@ -43,8 +42,7 @@ public:
   }
 
   /// Removes the entry of `name`, if any (backward-shift deletion: no tombstones).
-  template <class NameOf>
-  void erase(std::string_view name, const NameOf& name_of) {
+  template <class NameOf> void erase(std::string_view name, const NameOf& name_of) {
     if (buckets_.empty())
       return;
     const auto frag = fragment(hash(name));

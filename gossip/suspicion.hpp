@@ -17,8 +17,7 @@ namespace starling::gossip {
 
 /// Confirmations a suspicion waits for before reaching its minimum timeout:
 /// mult - 2, lowered to n - 2 (floor 0) in a small mesh where fewer members can confirm.
-[[nodiscard]] std::size_t suspicion_expected_confirmations(unsigned mult,
-                                                           std::size_t n) noexcept;
+[[nodiscard]] std::size_t suspicion_expected_confirmations(unsigned mult, std::size_t n) noexcept;
 
 /// Lifeguard timeout after `c` of `k` expected confirmations:
 /// max(min, max - (max - min) * log(c + 1) / log(k + 1)); `min` when k == 0 or c >= k.
@@ -30,8 +29,7 @@ class suspicion {
 public:
   /// Starts at `start`, raised by `from`; `k` confirmations expected, timeout shrinking
   /// from `max` to `min`. With k == 0 the timeout is `min` from the start.
-  suspicion(std::string from, std::size_t k, duration min, duration max,
-            time_point start);
+  suspicion(std::string from, std::size_t k, duration min, duration max, time_point start);
 
   /// Counts `from` as an independent confirmation. False (and no change) when `from`
   /// raised the suspicion, already confirmed it, or k confirmations are already in.

@@ -936,10 +936,10 @@ private:
         }
       }
       if (victim) {
-        fail_inbound(victim,
-                     make_error(errc::io_failure,
-                                "evicted: " + why + " before a whole request arrived"),
-                     false);
+        fail_inbound(
+            victim,
+            make_error(errc::io_failure, "evicted: " + why + " before a whole request arrived"),
+            false);
       } else {
         stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
         asio::error_code ignored;
@@ -1058,10 +1058,10 @@ private:
       return {};
     if (cfg_.security && !conn.peer && *length > cfg_.max_anonymous_frame) {
       stats_.anonymous_refused.fetch_add(1, std::memory_order_relaxed);
-      return make_error(errc::oversized,
-                        "a client without a certificate announced a frame of " +
-                            std::to_string(*length) + " bytes; at most " +
-                            std::to_string(cfg_.max_anonymous_frame) + " (admission only)");
+      return make_error(errc::oversized, "a client without a certificate announced a frame of " +
+                                             std::to_string(*length) + " bytes; at most " +
+                                             std::to_string(cfg_.max_anonymous_frame) +
+                                             " (admission only)");
     }
     if (*length > cfg_.limits.max_frame)
       return {};

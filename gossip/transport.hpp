@@ -12,9 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include <openssl/types.h>
-
 #include <caf/expected.hpp>
+#include <openssl/types.h>
 
 #include "gossip/codec.hpp"
 #include "gossip/types.hpp"
@@ -127,9 +126,9 @@ struct transport_stats {
   std::atomic<std::uint64_t> dropped_refused{0};
   std::atomic<std::uint64_t> dropped_oversized{0}; ///< datagrams over max_datagram
   std::atomic<std::uint64_t> send_errors{0};
-  std::atomic<std::uint64_t> push_pulls_in{0};     ///< exchanges a peer started
-  std::atomic<std::uint64_t> push_pulls_out{0};    ///< exchanges we started that succeeded
-  std::atomic<std::uint64_t> push_pull_errors{0};  ///< failed exchanges, either direction
+  std::atomic<std::uint64_t> push_pulls_in{0};    ///< exchanges a peer started
+  std::atomic<std::uint64_t> push_pulls_out{0};   ///< exchanges we started that succeeded
+  std::atomic<std::uint64_t> push_pull_errors{0}; ///< failed exchanges, either direction
   /// TLS handshakes that failed, either direction (untrusted, expired, revoked, no TLS...).
   std::atomic<std::uint64_t> tls_refused{0};
   /// Push-pulls whose sender was not the member the peer's certificate names, or sent by
@@ -186,8 +185,8 @@ public:
   /// Binds UDP and TCP and starts the I/O thread. Fails with errc::io_failure naming the
   /// address when binding fails, with errc::invalid_field naming the key of a bad limit
   /// (inbound_budget below limits.max_frame, a zero connection or frame limit).
-  [[nodiscard]] static caf::expected<std::unique_ptr<transport>>
-  start(transport_config cfg, transport_callbacks cbs);
+  [[nodiscard]] static caf::expected<std::unique_ptr<transport>> start(transport_config cfg,
+                                                                       transport_callbacks cbs);
 
   /// Stops the I/O thread and closes sockets (idempotent); pending completions are dropped.
   ~transport();
@@ -239,10 +238,11 @@ using admission_request_builder = std::function<caf::expected<std::string>(const
 /// (own I/O context). Returns the encoded IdentityResponse, or an error: io_failure or
 /// timeout naming the address, peer_refused with the server's reason, the TLS refusal
 /// (e.g. the seed's chain does not end at the pinned root), or build's error.
-[[nodiscard]] caf::expected<std::string>
-admission_exchange(const std::string& address, stream_security& security,
-                   const admission_request_builder& build, std::chrono::milliseconds timeout,
-                   const codec_limits& limits = {});
+[[nodiscard]] caf::expected<std::string> admission_exchange(const std::string& address,
+                                                            stream_security& security,
+                                                            const admission_request_builder& build,
+                                                            std::chrono::milliseconds timeout,
+                                                            const codec_limits& limits = {});
 
 /// Splits "host:port" (IPv6 as "[::1]:7946"). Errors: invalid_field naming the input.
 [[nodiscard]] caf::expected<std::pair<std::string, std::uint16_t>>

@@ -93,13 +93,13 @@ struct outgoing {
 
 /// What happened to a member, as reported to the outside (logs, admin, routing, metrics).
 enum class member_event_kind : std::uint8_t {
-  joined = 1,   ///< first seen alive, or alive again after dead/left
-  updated = 2,  ///< alive with new address or tags
+  joined = 1,  ///< first seen alive, or alive again after dead/left
+  updated = 2, ///< alive with new address or tags
   suspected = 3,
   recovered = 4, ///< suspect -> alive (refuted)
-  failed = 5,   ///< declared dead
-  left = 6,     ///< left gracefully
-  reaped = 7,   ///< a dead or left member forgotten after `reap_after`
+  failed = 5,    ///< declared dead
+  left = 6,      ///< left gracefully
+  reaped = 7,    ///< a dead or left member forgotten after `reap_after`
 };
 
 /// Stable lower-case name of an event kind ("joined", "failed", ...).

@@ -331,13 +331,13 @@ caf::expected<std::string> issuer_desk::create_token(time_point now, std::chrono
   return encode(*token);
 }
 
-caf::error issuer_desk::check_name(std::string_view name, const sha256_digest& key,
-                                   time_point now, const revocation_set& revoked,
+caf::error issuer_desk::check_name(std::string_view name, const sha256_digest& key, time_point now,
+                                   const revocation_set& revoked,
                                    const name_holders& holders) const {
   const std::string who{name};
   if (name == issuer_.node || holders.issuers.contains(who))
-    return make_error(errc::name_taken, "node name '" + who +
-                                            "' belongs to an issuer of the mesh: choose another");
+    return make_error(errc::name_taken,
+                      "node name '" + who + "' belongs to an issuer of the mesh: choose another");
   auto issued = keys_issued_to(name, now);
   for (const auto& [issuer, list] : known_issued_)
     for (const auto& c : list)
@@ -363,8 +363,7 @@ caf::error issuer_desk::check_name(std::string_view name, const sha256_digest& k
 
 caf::expected<admission_grant> issuer_desk::admit(const admission_request& req, time_point now,
                                                   const revocation_set& revoked,
-                                                  std::chrono::seconds validity,
-                                                  std::size_t quorum,
+                                                  std::chrono::seconds validity, std::size_t quorum,
                                                   const name_holders& holders) {
   if (req.tokens.empty())
     return bad_request("an admission request without a join token");
@@ -564,8 +563,7 @@ std::vector<sha256_digest> issuer_desk::keys_issued_to(std::string_view node,
   return out;
 }
 
-caf::expected<std::size_t> issuer_desk::merge_ledger(const token_ledger& remote,
-                                                      time_point now) {
+caf::expected<std::size_t> issuer_desk::merge_ledger(const token_ledger& remote, time_point now) {
   token_ledger sealed;
   std::size_t dropped = 0;
   for (const auto& [id, theirs] : remote.entries()) {

@@ -60,9 +60,9 @@ struct node_credentials {
 };
 
 /// File names in the data dir.
-inline constexpr std::string_view node_key_file = "node.key";       // 0600
-inline constexpr std::string_view node_chain_file = "node.crt";     // leaf, then issuer
-inline constexpr std::string_view node_bundle_file = "bundle.crt";  // roots
+inline constexpr std::string_view node_key_file = "node.key";      // 0600
+inline constexpr std::string_view node_chain_file = "node.crt";    // leaf, then issuer
+inline constexpr std::string_view node_bundle_file = "bundle.crt"; // roots
 
 /// Loads the credentials stored in `data_dir`. std::nullopt when none are stored (no
 /// node.key, no node.crt and no bundle.crt). Errors name the file: io_failure, or
@@ -250,8 +250,7 @@ struct name_holders {
 };
 
 /// Canonical bytes of an issued list (what sign_ledger covers with the ledger).
-[[nodiscard]] std::vector<std::uint8_t>
-issued_bytes(const std::vector<issued_certificate>& issued);
+[[nodiscard]] std::vector<std::uint8_t> issued_bytes(const std::vector<issued_certificate>& issued);
 
 /// Bound on the issued records another issuer may share in one sync.
 inline constexpr std::size_t max_shared_issued = 50'000;
@@ -268,8 +267,8 @@ public:
   /// list from `issued_file` when they exist (a corrupt file is an error, never silently
   /// reset: invalid_argument naming it).
   [[nodiscard]] static caf::expected<issuer_desk> open(issuer_material issuer,
-                                                      std::filesystem::path tokens_file,
-                                                      std::filesystem::path issued_file);
+                                                       std::filesystem::path tokens_file,
+                                                       std::filesystem::path issued_file);
 
   /// `starling token create`: a token for `uses` joins valid for `ttl`, pinned to this
   /// issuer's root. Returns its text. Errors: as token_store::create, io_failure.
@@ -296,10 +295,11 @@ public:
   /// token_unknown, token_forged, token_expired, token_exhausted), bad_request (CSR), and
   /// io_failure if the spend or the issued list cannot be persisted (then no certificate is
   /// issued).
-  [[nodiscard]] caf::expected<admission_grant>
-  admit(const admission_request& req, time_point now, const revocation_set& revoked = {},
-        std::chrono::seconds validity = node_validity, std::size_t quorum = 1,
-        const name_holders& holders = {});
+  [[nodiscard]] caf::expected<admission_grant> admit(const admission_request& req, time_point now,
+                                                     const revocation_set& revoked = {},
+                                                     std::chrono::seconds validity = node_validity,
+                                                     std::size_t quorum = 1,
+                                                     const name_holders& holders = {});
 
   /// name_taken unless node name `name` is free for the key `key` at `now`: it is not this
   /// issuer's or another issuer's of `holders`, no member holds it alive or suspect (unless
@@ -317,9 +317,10 @@ public:
   /// `starling revoke NODE` here finds it). Errors: revoked (the token is not spent),
   /// bad_request (CSR), name_taken (check_name), the redemption refusals, io_failure (then
   /// nothing goes out).
-  [[nodiscard]] caf::expected<endorsement>
-  endorse(const endorse_request& req, time_point now, const revocation_set& revoked = {},
-          std::chrono::seconds validity = node_validity, const name_holders& holders = {});
+  [[nodiscard]] caf::expected<endorsement> endorse(const endorse_request& req, time_point now,
+                                                   const revocation_set& revoked = {},
+                                                   std::chrono::seconds validity = node_validity,
+                                                   const name_holders& holders = {});
 
   /// Renews the certificate of member `peer` (its TLS-verified name): signs req.csr for
   /// req.name (valid for `validity`, capped at the issuer's expiry) and records it in the
@@ -330,10 +331,11 @@ public:
   /// of the mesh for req.name that certifies the CSR's key: the key is never changed by a
   /// renewal), check_quorum's for req.current with `quorum`, sign_node's, and io_failure
   /// if the issued list cannot be persisted (then no certificate goes out).
-  [[nodiscard]] caf::expected<renewal_grant>
-  renew(const renewal_request& req, std::string_view peer, time_point now,
-        const revocation_set& revoked = {}, std::chrono::seconds validity = node_validity,
-        std::size_t quorum = 1);
+  [[nodiscard]] caf::expected<renewal_grant> renew(const renewal_request& req,
+                                                   std::string_view peer, time_point now,
+                                                   const revocation_set& revoked = {},
+                                                   std::chrono::seconds validity = node_validity,
+                                                   std::size_t quorum = 1);
 
   /// The keys of the certificates this issuer signed for `node` that have not expired at
   /// `now`, oldest first.
@@ -348,16 +350,13 @@ public:
                     time_point now);
 
   /// Every certificate signed here and not yet pruned (expired ones go at the next write).
-  [[nodiscard]] const std::vector<issued_certificate>& issued() const noexcept {
-    return issued_;
-  }
+  [[nodiscard]] const std::vector<issued_certificate>& issued() const noexcept { return issued_; }
 
   /// Merges the ledger another issuer sent (its seal checked by the caller: verify_ledger)
   /// and persists. Each record not known here with the same seal must carry the seal of
   /// the issuer that created it (verify_token_record); the others are dropped. Returns how
   /// many records were dropped. Errors: io_failure.
-  [[nodiscard]] caf::expected<std::size_t> merge_ledger(const token_ledger& remote,
-                                                        time_point now);
+  [[nodiscard]] caf::expected<std::size_t> merge_ledger(const token_ledger& remote, time_point now);
 
   [[nodiscard]] const token_store& tokens() const noexcept { return store_; }
   [[nodiscard]] const issuer_material& material() const noexcept { return issuer_; }
@@ -370,10 +369,11 @@ private:
   /// Signs `csr` (whose key is `key`) for `node` with the `extra` extensions, then records
   /// the certificate (record_issued) before the chain is returned. Errors: sign_node's,
   /// io_failure (then the list is unchanged).
-  [[nodiscard]] caf::expected<chain>
-  sign_and_record(const certificate_request& csr, const std::string& node,
-                  const sha256_digest& key, time_point now, std::chrono::seconds validity,
-                  const std::vector<raw_extension>& extra = {});
+  [[nodiscard]] caf::expected<chain> sign_and_record(const certificate_request& csr,
+                                                     const std::string& node,
+                                                     const sha256_digest& key, time_point now,
+                                                     std::chrono::seconds validity,
+                                                     const std::vector<raw_extension>& extra = {});
   /// Appends (node, key, until) to the issued list, dropping records expired at `now`, and
   /// persists the list. Errors: io_failure (then the list is unchanged).
   [[nodiscard]] caf::error record_issued(const std::string& node, const sha256_digest& key,

@@ -79,7 +79,7 @@ namespace {
 
 /// SHA-256 of a ledger's and an issued list's canonical bytes.
 caf::expected<sha256_digest> ledger_digest(const token_ledger& ledger,
-                            const std::vector<issued_certificate>& issued) {
+                                           const std::vector<issued_certificate>& issued) {
   auto bytes = ledger.canonical_bytes();
   auto more = issued_bytes(issued);
   bytes.insert(bytes.end(), more.begin(), more.end());
@@ -126,8 +126,8 @@ caf::expected<issuer_identity> verify_token_record(const token_id& id, const tok
   auto what = sha256_of(record_bytes(id, entry));
   if (!what)
     return what.error();
-  statement_view view{record_kind,  *what,          entry.issuer,
-                      entry.created, entry.seal_issuer, entry.seal_signature};
+  statement_view view{record_kind,         *what, entry.issuer, entry.created, entry.seal_issuer,
+                      entry.seal_signature};
   auto who = verify_statement(view, bundle, now);
   if (!who)
     return who.error();

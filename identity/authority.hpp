@@ -63,10 +63,10 @@ verify_keyring_change(std::string_view op, std::string_view key, const issuer_se
 /// Signs `ledger` and the sender's `issued` list (their canonical bytes) as sent to issuer
 /// `target` at `now`: proves to the receiver that an issuer sends them, which lets the
 /// spends and the issued records in. Errors: crypto_failure, invalid_argument.
-[[nodiscard]] caf::expected<issuer_seal>
-sign_ledger(const issuer_material& issuer, const token_ledger& ledger,
-            const std::vector<issued_certificate>& issued, std::string_view target,
-            time_point now);
+[[nodiscard]] caf::expected<issuer_seal> sign_ledger(const issuer_material& issuer,
+                                                     const token_ledger& ledger,
+                                                     const std::vector<issued_certificate>& issued,
+                                                     std::string_view target, time_point now);
 
 /// Checks a ledger received by issuer `self`, as verify_keyring_change checks a change.
 [[nodiscard]] caf::expected<issuer_identity>

@@ -123,9 +123,7 @@ caf::error check_admission_size(std::string_view bytes, const char* what) {
 }
 
 /// True for the keyring operations a keyring change may carry.
-bool is_keyring_op(std::string_view op) {
-  return op == "install" || op == "use" || op == "remove";
-}
+bool is_keyring_op(std::string_view op) { return op == "install" || op == "use" || op == "remove"; }
 
 caf::expected<keyring_change> from_proto(const v1::KeyringRequest& msg) {
   if (!is_keyring_op(msg.op()))
@@ -247,8 +245,7 @@ template <class Sync> caf::expected<sync_message> from_proto_sync(const Sync& ms
       msg.ledger_signature().size() <= max_revocation_signature_bytes) {
     out.ledger_seal.at = unix_time{std::chrono::seconds{msg.ledger_at()}};
     out.ledger_seal.issuer.assign(msg.issuer().begin(), msg.issuer().end());
-    out.ledger_seal.signature.assign(msg.ledger_signature().begin(),
-                                     msg.ledger_signature().end());
+    out.ledger_seal.signature.assign(msg.ledger_signature().begin(), msg.ledger_signature().end());
   } else {
     ++out.malformed;
   }
@@ -534,8 +531,7 @@ caf::expected<std::string> decode_keyring_answer(std::string_view bytes) {
   if (!msg->has_keyring())
     return bad_request("an identity response that is not a keyring answer");
   const auto& id = msg->keyring().id();
-  if (id.size() != 16 ||
-      !std::all_of(id.begin(), id.end(), [](char c) {
+  if (id.size() != 16 || !std::all_of(id.begin(), id.end(), [](char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
       }))
     return bad_request("a keyring answer whose key id is not 16 hex digits");

@@ -74,8 +74,8 @@ struct keyring_change {
 inline constexpr std::size_t max_keyring_key_bytes = 256;
 
 /// What a client asked on the identity channel.
-using identity_request = std::variant<admission_request, sync_message, renewal_request,
-                                      endorse_request, keyring_change>;
+using identity_request =
+    std::variant<admission_request, sync_message, renewal_request, endorse_request, keyring_change>;
 
 /// Decodes an untrusted IdentityRequest of any kind. bad_request for more than
 /// max_sync_bytes (or an admission or renewal request over max_admission_bytes), unparsable

@@ -33,8 +33,7 @@ inline constexpr std::size_t max_admission_quorum = 16;
 
 /// The object identifier of the endorsements extension: an OID derived from a UUID (ITU-T
 /// X.667, arc 2.25), so no registration is needed.
-inline constexpr std::string_view endorsements_oid =
-    "2.25.11904290387259312728731920947643027227";
+inline constexpr std::string_view endorsements_oid = "2.25.11904290387259312728731920947643027227";
 
 /// "Key `key` is node `node`'s", signed by an issuer at `endorsed_at`. Valid while its
 /// issuer certificate is (revoking the key ends it, as for a certificate).

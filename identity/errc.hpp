@@ -24,21 +24,21 @@ enum class errc : std::uint8_t {
   name_constraint,    ///< an issuer signed outside the mesh it is constrained to
   bad_request,        ///< a CSR that does not verify or asks for a name it may not have
   // -- join tokens ------------------------------------------------------------------------
-  token_malformed, ///< not a token of this format
-  token_unknown,   ///< no issuer record for the token id
-  token_forged,    ///< the secret does not match the record
-  token_expired,   ///< past the token's expiry
-  token_exhausted, ///< every use of the token is spent
+  token_malformed,  ///< not a token of this format
+  token_unknown,    ///< no issuer record for the token id
+  token_forged,     ///< the secret does not match the record
+  token_expired,    ///< past the token's expiry
+  token_exhausted,  ///< every use of the token is spent
   token_wrong_mesh, ///< the token pins another mesh root
   // -- gossip keyring -------------------------------------------------------------------
-  unknown_key,      ///< sealed under a key id not in the keyring
-  tampered,         ///< authentication of a sealed datagram failed
-  replayed,         ///< a sealed datagram seen before, or outside the time window
-  keyring_refused,  ///< a keyring operation that would break it (remove the primary key...)
+  unknown_key,     ///< sealed under a key id not in the keyring
+  tampered,        ///< authentication of a sealed datagram failed
+  replayed,        ///< a sealed datagram seen before, or outside the time window
+  keyring_refused, ///< a keyring operation that would break it (remove the primary key...)
   // -- local ------------------------------------------------------------------------------
-  crypto_failure, ///< OpenSSL failed; the context carries its error queue
-  io_failure,     ///< reading or writing a file failed
-  already_exists, ///< refusing to overwrite a key or certificate file
+  crypto_failure,   ///< OpenSSL failed; the context carries its error queue
+  io_failure,       ///< reading or writing a file failed
+  already_exists,   ///< refusing to overwrite a key or certificate file
   invalid_argument, ///< a bad name, duration or option given by the operator
   // -- gossip keyring, continued ----------------------------------------------------------
   sealed_malformed, ///< not a sealed datagram of a known version (garbage, truncated)
@@ -47,8 +47,8 @@ enum class errc : std::uint8_t {
   not_an_issuer,  ///< a certificate that is not a CA of the mesh speaks for an issuer
   revokes_ca_key, ///< a revocation of a root's or an issuer's key (issuers revoke node keys)
   // -- admission quorum ---------------------------------------------------------------------
-  quorum_not_met, ///< a node certificate endorsed by fewer issuers than admission_quorum
-  name_taken,     ///< admission for a name an issuer, a live member or another valid key holds
+  quorum_not_met,  ///< a node certificate endorsed by fewer issuers than admission_quorum
+  name_taken,      ///< admission for a name an issuer, a live member or another valid key holds
   stale_statement, ///< a signed issuer action too old or for another member (replayed)
   // -- gossip keyring, continued ----------------------------------------------------------
   wrong_receiver, ///< a sealed datagram bound to another receiver (replayed to another member)

@@ -161,9 +161,8 @@ caf::error create_private_directories(const fs::path& dir) {
 }
 
 caf::error bad_record_line(std::string_view what, std::size_t line_no, std::string_view reason) {
-  return make_error(errc::invalid_argument, std::string{what} + " line " +
-                                                std::to_string(line_no) + ": " +
-                                                std::string{reason});
+  return make_error(errc::invalid_argument, std::string{what} + " line " + std::to_string(line_no) +
+                                                ": " + std::string{reason});
 }
 
 caf::error read_record_lines(
@@ -186,8 +185,9 @@ caf::error read_record_lines(
     }
     if (line.starts_with("end ")) {
       if (line != "end " + std::to_string(records))
-        return bad_record_line(what, line_no, "the 'end' count disagrees with the " +
-                                                  std::to_string(records) + " record lines");
+        return bad_record_line(what, line_no,
+                               "the 'end' count disagrees with the " + std::to_string(records) +
+                                   " record lines");
       if (!text.empty())
         return bad_record_line(what, line_no + 1, "text after the 'end' line");
       return {};

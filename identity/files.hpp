@@ -56,9 +56,9 @@ inline constexpr std::size_t default_read_limit = 1 << 20;
 /// nothing: a bad header, a missing 'end' line (truncated), a count that disagrees, text
 /// after 'end' are bad_record_line errors; the first error `record` returns is returned as
 /// is.
-[[nodiscard]] caf::error
-read_record_lines(std::string_view text, std::string_view header, std::string_view what,
-                  const std::function<caf::error(std::string_view line, std::size_t line_no)>& record);
+[[nodiscard]] caf::error read_record_lines(
+    std::string_view text, std::string_view header, std::string_view what,
+    const std::function<caf::error(std::string_view line, std::size_t line_no)>& record);
 
 /// Creates `dir` and missing parents; the directories it creates get mode 0700, existing
 /// ones are left as they are. Errors: io_failure naming the directory.

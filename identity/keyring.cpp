@@ -1,11 +1,11 @@
 #include "identity/keyring.hpp"
 
+#include <algorithm>
+#include <span>
+
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
-
-#include <algorithm>
-#include <span>
 
 #include "identity/errc.hpp"
 #include "identity/pki.hpp"
@@ -15,7 +15,7 @@ namespace starling::identity {
 namespace {
 
 constexpr std::string_view b64_alphabet =
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Base64 text length of a 32-byte key: 4 * ceil(32 / 3).
 constexpr std::size_t key_text_size = 44;
@@ -52,7 +52,7 @@ caf::expected<gossip_key> parse_gossip_key(std::string_view text) {
     return make_error(errc::invalid_argument,
                       "expected a base64 key of 32 bytes (as `starling keyring generate` "
                       "prints), " +
-                        why);
+                          why);
   };
   if (text.size() != key_text_size)
     return bad("got " + std::to_string(text.size()) + " characters instead of 44");
@@ -118,9 +118,7 @@ key_id id_of(const gossip_key& key) {
   return id;
 }
 
-std::string to_hex(const key_id& id) {
-  return to_hex(std::span<const std::uint8_t>{id});
-}
+std::string to_hex(const key_id& id) { return to_hex(std::span<const std::uint8_t>{id}); }
 
 caf::expected<key_id> parse_key_id(std::string_view hex) {
   hex = trim(hex);
@@ -137,13 +135,9 @@ caf::expected<key_id> parse_key_id(std::string_view hex) {
   return id;
 }
 
-keyring::entry::~entry() {
-  OPENSSL_cleanse(key.data(), key.size());
-}
+keyring::entry::~entry() { OPENSSL_cleanse(key.data(), key.size()); }
 
-keyring::keyring(const gossip_key& primary) {
-  entries_.emplace_back(id_of(primary), primary);
-}
+keyring::keyring(const gossip_key& primary) { entries_.emplace_back(id_of(primary), primary); }
 
 caf::error keyring::install(const gossip_key& key) {
   const auto id = id_of(key);
@@ -151,8 +145,8 @@ caf::error keyring::install(const gossip_key& key) {
     return {};
   if (entries_.size() >= max_keyring_keys)
     return make_error(errc::keyring_refused, "the keyring already holds " +
-                                               std::to_string(max_keyring_keys) +
-                                               " keys; remove one first");
+                                                 std::to_string(max_keyring_keys) +
+                                                 " keys; remove one first");
   entries_.emplace_back(id, key);
   if (entries_.size() == 1)
     primary_ = 0;
@@ -175,8 +169,8 @@ caf::error keyring::remove(const key_id& id) {
       continue;
     if (i == primary_)
       return make_error(errc::keyring_refused, "key " + to_hex(id) +
-                                                 " is the primary key; make another key "
-                                                 "primary (`keyring use`) before removing it");
+                                                   " is the primary key; make another key "
+                                                   "primary (`keyring use`) before removing it");
     entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
     if (primary_ > i)
       --primary_;

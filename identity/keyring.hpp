@@ -63,14 +63,10 @@ public:
   explicit keyring(const gossip_key& primary);
 
   /// True when no key is installed.
-  [[nodiscard]] bool empty() const noexcept {
-    return entries_.empty();
-  }
+  [[nodiscard]] bool empty() const noexcept { return entries_.empty(); }
 
   /// Number of installed keys.
-  [[nodiscard]] std::size_t size() const noexcept {
-    return entries_.size();
-  }
+  [[nodiscard]] std::size_t size() const noexcept { return entries_.size(); }
 
   /// Adds `key` (idempotent). The first key of an empty ring becomes primary.
   /// Errors: keyring_refused when the ring already holds max_keyring_keys keys.
@@ -115,8 +111,7 @@ private:
     key_id id{};
     gossip_key key{};
     entry() = default;
-    entry(const key_id& i, const gossip_key& k) : id(i), key(k) {
-    }
+    entry(const key_id& i, const gossip_key& k) : id(i), key(k) {}
     entry(const entry&) = default;
     entry& operator=(const entry&) = default;
     ~entry();

@@ -209,13 +209,11 @@ struct raw_extension {
 /// invalid_argument (mesh name, validity, an issuer certificate that is not a CA of `mesh`
 /// or does not match `issuer_key`), expired / not_yet_valid (the issuer at `now`),
 /// crypto_failure.
-[[nodiscard]] caf::expected<chain> sign_node(const certificate_request& csr,
-                                             const private_key& issuer_key,
-                                             const certificate& issuer_cert,
-                                             const chain& chain_above, std::string_view mesh,
-                                             std::string_view node_name, time_point now,
-                                             std::chrono::seconds validity = node_validity,
-                                             const std::vector<raw_extension>& extra = {});
+[[nodiscard]] caf::expected<chain>
+sign_node(const certificate_request& csr, const private_key& issuer_key,
+          const certificate& issuer_cert, const chain& chain_above, std::string_view mesh,
+          std::string_view node_name, time_point now, std::chrono::seconds validity = node_validity,
+          const std::vector<raw_extension>& extra = {});
 
 /// What issue_certificate puts in a certificate. The profiles (root, issuer, node) are
 /// built from it by the functions above; tests use it to forge certificates that break

@@ -215,8 +215,7 @@ std::size_t revocation_log::merge(const revocation_log& other) {
 namespace {
 
 /// The latest notAfter of the issuers of `entries`; time_point::min() when empty.
-template <class Map>
-time_point latest_issuer_expiry(const Map& entries) {
+template <class Map> time_point latest_issuer_expiry(const Map& entries) {
   auto latest = time_point::min();
   for (const auto& [k, e] : entries)
     latest = std::max(latest, e.issuer.not_after);

@@ -1,13 +1,13 @@
 #include "identity/sealer.hpp"
 
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <array>
 #include <limits>
 #include <memory>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "identity/errc.hpp"
 
@@ -68,9 +68,7 @@ sealer::sealer(keyring ring, std::uint32_t salt, std::uint64_t first_counter, se
     cfg_.window = sealer_config{}.window;
 }
 
-void sealer::set_ring(keyring ring) {
-  ring_ = std::move(ring);
-}
+void sealer::set_ring(keyring ring) { ring_ = std::move(ring); }
 
 caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now,
                                         std::string_view receiver) {
@@ -98,8 +96,7 @@ caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now,
   const std::string_view header{out.data(), sealed_header_size};
   cipher_ctx_ptr ctx{EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free};
   int len = 0;
-  if (!ctx ||
-      EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+  if (!ctx || EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(nonce_size),
                           nullptr) != 1 ||
       EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, key->data(),
@@ -113,8 +110,8 @@ caf::expected<std::string> sealer::seal(std::string_view plain, wall_time now,
   auto* body = reinterpret_cast<unsigned char*>(out.data()) + sealed_header_size;
   int written = 0;
   if (!plain.empty()) {
-    if (EVP_EncryptUpdate(ctx.get(), body, &len, bytes_of(plain),
-                          static_cast<int>(plain.size())) != 1)
+    if (EVP_EncryptUpdate(ctx.get(), body, &len, bytes_of(plain), static_cast<int>(plain.size())) !=
+        1)
       return make_openssl_error(errc::crypto_failure, "AES-256-GCM seal");
     written = len;
   }
@@ -147,14 +144,14 @@ caf::expected<std::string> sealer::open(std::string_view wire, wall_time now,
   }
   if (wire.size() < sealed_overhead) {
     ++counters_.malformed;
-    return make_error(errc::sealed_malformed, "sealed message truncated at " +
-                                                std::to_string(wire.size()) + " bytes");
+    return make_error(errc::sealed_malformed,
+                      "sealed message truncated at " + std::to_string(wire.size()) + " bytes");
   }
   if (static_cast<std::uint8_t>(wire[1]) != sealed_version) {
     ++counters_.malformed;
     return make_error(errc::sealed_malformed,
                       "sealed message of unknown version " +
-                        std::to_string(static_cast<std::uint8_t>(wire[1])));
+                          std::to_string(static_cast<std::uint8_t>(wire[1])));
   }
   key_id id{};
   for (std::size_t i = 0; i < id.size(); ++i)
@@ -162,8 +159,8 @@ caf::expected<std::string> sealer::open(std::string_view wire, wall_time now,
   const auto* key = ring_.find(id);
   if (key == nullptr) {
     ++counters_.unknown_key;
-    return make_error(errc::unknown_key, "sealed under key " + to_hex(id) +
-                                           ", which is not in this node's keyring");
+    return make_error(errc::unknown_key,
+                      "sealed under key " + to_hex(id) + ", which is not in this node's keyring");
   }
   // Bound to another receiver: a datagram captured on its way to another member. Refused
   // before decrypting; a forged tag fails authentication anyway (the AAD holds `self`).
@@ -173,16 +170,15 @@ caf::expected<std::string> sealer::open(std::string_view wire, wall_time now,
     ++counters_.wrong_receiver;
     return make_error(errc::wrong_receiver,
                       "sealed for another receiver than this node (" + std::string{self} +
-                        "): replayed from another member, or the sender reached this node "
-                        "by another address than the one it advertises");
+                          "): replayed from another member, or the sender reached this node "
+                          "by another address than the one it advertises");
   }
   const auto header = wire.substr(0, sealed_header_size);
   const auto cipher = wire.substr(sealed_header_size, wire.size() - sealed_overhead);
   const auto tag = wire.substr(wire.size() - sealed_tag_size);
   cipher_ctx_ptr ctx{EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free};
   int len = 0;
-  if (!ctx ||
-      EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+  if (!ctx || EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, static_cast<int>(nonce_size),
                           nullptr) != 1 ||
       EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, key->data(),
@@ -209,8 +205,8 @@ caf::expected<std::string> sealer::open(std::string_view wire, wall_time now,
                           &len) != 1) {
     ERR_clear_error();
     ++counters_.tampered;
-    return make_error(errc::tampered, "authentication of a message sealed under key " +
-                                        to_hex(id) + " failed");
+    return make_error(errc::tampered,
+                      "authentication of a message sealed under key " + to_hex(id) + " failed");
   }
   // Authentic from here on: the replay checks may change state.
   const auto sent_ms = static_cast<std::int64_t>(get_be(wire, offset_timestamp, 8));
@@ -218,10 +214,10 @@ caf::expected<std::string> sealer::open(std::string_view wire, wall_time now,
   const auto window_ms = cfg_.window.count();
   if (sent_ms < 0 || skew_ms > window_ms || skew_ms < -window_ms) {
     ++counters_.replayed;
-    return make_error(errc::replayed,
-                      "message stamped " + std::to_string(skew_ms) +
-                        " ms away from this node's clock (window " + std::to_string(window_ms) +
-                        " ms): replayed, or the clocks are skewed");
+    return make_error(errc::replayed, "message stamped " + std::to_string(skew_ms) +
+                                          " ms away from this node's clock (window " +
+                                          std::to_string(window_ms) +
+                                          " ms): replayed, or the clocks are skewed");
   }
   const auto salt = static_cast<std::uint32_t>(get_be(wire, offset_nonce, 4));
   const auto counter = get_be(wire, offset_nonce + 4, 8);

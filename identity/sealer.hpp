@@ -68,14 +68,14 @@ struct sealer_config {
 
 /// What the sealer did, by outcome. Every refusal of input has its own counter.
 struct sealer_counters {
-  std::uint64_t sealed = 0;      ///< messages sealed
-  std::uint64_t opened = 0;      ///< messages opened (authentic, fresh, not seen before)
-  std::uint64_t tampered = 0;    ///< authentication failed (errc::tampered)
-  std::uint64_t replayed = 0;    ///< outside the time window, or a counter seen or too old
-  std::uint64_t unknown_key = 0; ///< sealed under a key id not in the keyring
-  std::uint64_t unsealed = 0;    ///< a plain (unencrypted) frame: the sender has no key
-  std::uint64_t malformed = 0;   ///< not a sealed message: garbage, truncated, other version
-  std::uint64_t salts_evicted = 0; ///< senders forgotten early because max_salts was reached
+  std::uint64_t sealed = 0;         ///< messages sealed
+  std::uint64_t opened = 0;         ///< messages opened (authentic, fresh, not seen before)
+  std::uint64_t tampered = 0;       ///< authentication failed (errc::tampered)
+  std::uint64_t replayed = 0;       ///< outside the time window, or a counter seen or too old
+  std::uint64_t unknown_key = 0;    ///< sealed under a key id not in the keyring
+  std::uint64_t unsealed = 0;       ///< a plain (unencrypted) frame: the sender has no key
+  std::uint64_t malformed = 0;      ///< not a sealed message: garbage, truncated, other version
+  std::uint64_t salts_evicted = 0;  ///< senders forgotten early because max_salts was reached
   std::uint64_t wrong_receiver = 0; ///< bound to another receiver than this one
 };
 
@@ -104,27 +104,19 @@ public:
   void prune(wall_time now);
 
   /// The keyring in use.
-  [[nodiscard]] const keyring& ring() const noexcept {
-    return ring_;
-  }
+  [[nodiscard]] const keyring& ring() const noexcept { return ring_; }
 
   /// Replaces the keyring (rotation). Replay state is kept: it is per sender, not per key.
   void set_ring(keyring ring);
 
   /// Counters since construction.
-  [[nodiscard]] const sealer_counters& counters() const noexcept {
-    return counters_;
-  }
+  [[nodiscard]] const sealer_counters& counters() const noexcept { return counters_; }
 
   /// Senders currently tracked for replay protection.
-  [[nodiscard]] std::size_t tracked_salts() const noexcept {
-    return salts_.size();
-  }
+  [[nodiscard]] std::size_t tracked_salts() const noexcept { return salts_.size(); }
 
   /// The configuration in use.
-  [[nodiscard]] const sealer_config& config() const noexcept {
-    return cfg_;
-  }
+  [[nodiscard]] const sealer_config& config() const noexcept { return cfg_; }
 
 private:
   /// Replay state of one sender (one salt). Invariant: bit (c % width) of `seen` is set iff

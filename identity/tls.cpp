@@ -13,8 +13,8 @@ namespace starling::identity {
 // -- trust_state ------------------------------------------------------------------------------
 
 trust_state::trust_state(trust_bundle bundle, revocation_set revoked, std::size_t quorum)
-  : current_(std::make_shared<const snapshot>(
-        snapshot{std::move(bundle), std::move(revoked), std::max<std::size_t>(quorum, 1)})) {
+    : current_(std::make_shared<const snapshot>(
+          snapshot{std::move(bundle), std::move(revoked), std::max<std::size_t>(quorum, 1)})) {
   // nop
 }
 
@@ -146,8 +146,8 @@ tls_context::~tls_context() = default;
 
 int tls_context::verify_callback(X509_STORE_CTX* store, void* arg) {
   auto* self = static_cast<const tls_context*>(arg);
-  auto* ssl = static_cast<SSL*>(
-    X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+  auto* ssl =
+      static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
   auto* st = state_of(ssl);
   if (st == nullptr) {
     X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -209,8 +209,7 @@ caf::expected<std::shared_ptr<const tls_context>> tls_context::make(tls_options 
   // certificate checks, and with them revocation and expiry.
   if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1 ||
       SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
-      SSL_CTX_set1_groups_list(ctx, "X25519:P-256") != 1 ||
-      SSL_CTX_set_num_tickets(ctx, 0) != 1)
+      SSL_CTX_set1_groups_list(ctx, "X25519:P-256") != 1 || SSL_CTX_set_num_tickets(ctx, 0) != 1)
     return make_openssl_error(errc::crypto_failure, "configuring TLS 1.3");
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_RENEGOTIATION);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -274,7 +273,7 @@ caf::error tls_context::refusal_of(const SSL* ssl) {
 // -- tls_context_holder -----------------------------------------------------------------------
 
 tls_context_holder::tls_context_holder(std::shared_ptr<const tls_context> initial)
-  : current_(std::move(initial)) {
+    : current_(std::move(initial)) {
   // nop
 }
 

@@ -20,10 +20,9 @@
 #include <optional>
 #include <string>
 
-#include <openssl/ssl.h>
-
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
+#include <openssl/ssl.h>
 
 #include "identity/pki.hpp"
 #include "identity/trust.hpp"
@@ -150,14 +149,10 @@ public:
   [[nodiscard]] static caf::error refusal_of(const SSL* ssl);
 
   /// This node's leaf certificate (empty in joiner mode).
-  [[nodiscard]] const certificate& leaf() const noexcept {
-    return leaf_;
-  }
+  [[nodiscard]] const certificate& leaf() const noexcept { return leaf_; }
 
   /// The OpenSSL context (owned by this object), for tests and diagnostics.
-  [[nodiscard]] SSL_CTX* native() const noexcept {
-    return ctx_.get();
-  }
+  [[nodiscard]] SSL_CTX* native() const noexcept { return ctx_.get(); }
 
   struct session_state;
 

@@ -164,7 +164,6 @@ caf::error malformed(std::string reason) {
   return make_error(errc::token_malformed, std::move(reason));
 }
 
-
 auto record_key(const token_entry& e) {
   return std::tie(e.issuer, e.secret_hash, e.created, e.expiry, e.uses);
 }
@@ -220,13 +219,13 @@ caf::expected<sha256_digest> legacy_use(const token_id& id, std::string_view red
 /// Parses a token line. Version 2: "token <id> <issuer> <created> <expiry> <uses> <hash>
 /// <seal issuer hex|-> <seal signature hex|-> [<redeemer>:<use hex64>...]". Version 1:
 /// "token <id> <issuer> <created> <expiry> <uses> <hash> [<redeemer>:<count>...]".
-caf::expected<std::pair<token_id, token_entry>>
-parse_token_line(std::string_view line, std::size_t line_no, int version) {
+caf::expected<std::pair<token_id, token_entry>> parse_token_line(std::string_view line,
+                                                                 std::size_t line_no, int version) {
   auto f = fields(line);
   const std::size_t fixed = version == 1 ? 7 : 9;
   if (f.size() < fixed || f[0] != "token")
-    return bad_line(line_no, "expected 'token' and " + std::to_string(fixed - 1) +
-                                 " fields, or 'end'");
+    return bad_line(line_no,
+                    "expected 'token' and " + std::to_string(fixed - 1) + " fields, or 'end'");
   std::pair<token_id, token_entry> out;
   auto& [id, e] = out;
   std::int64_t created = 0;
@@ -420,12 +419,11 @@ void token_ledger::merge(const token_ledger& remote, std::string_view self) {
       return std::tuple<bool, bytes, bytes>{e.seal_signature.empty(), e.seal_issuer,
                                             e.seal_signature};
     };
-    const bool take_theirs =
-        mine.same_record(theirs)
-            ? rank(theirs) < rank(mine)
-            : (self.empty() || mine.issuer != self) &&
-                  std::tuple_cat(record_key(theirs), rank(theirs)) <
-                      std::tuple_cat(record_key(mine), rank(mine));
+    const bool take_theirs = mine.same_record(theirs)
+                                 ? rank(theirs) < rank(mine)
+                                 : (self.empty() || mine.issuer != self) &&
+                                       std::tuple_cat(record_key(theirs), rank(theirs)) <
+                                           std::tuple_cat(record_key(mine), rank(mine));
     if (take_theirs)
       mine = theirs;
     mine.spends = std::move(spends);
@@ -568,17 +566,16 @@ caf::expected<token_store> token_store::deserialize(std::string_view text, std::
   if (!store)
     return store.error();
   const int version = text.starts_with(std::string{persist_header_v1} + '\n') ? 1 : 2;
-  auto err = read_record_lines(text, version == 1 ? persist_header_v1 : persist_header,
-                               "token store",
-                               [&](std::string_view line, std::size_t line_no) -> caf::error {
-                                 auto parsed = parse_token_line(line, line_no, version);
-                                 if (!parsed)
-                                   return parsed.error();
-                                 if (!store->ledger_.insert(parsed->first,
-                                                            std::move(parsed->second)))
-                                   return bad_line(line_no, "token id appears twice");
-                                 return {};
-                               });
+  auto err =
+      read_record_lines(text, version == 1 ? persist_header_v1 : persist_header, "token store",
+                        [&](std::string_view line, std::size_t line_no) -> caf::error {
+                          auto parsed = parse_token_line(line, line_no, version);
+                          if (!parsed)
+                            return parsed.error();
+                          if (!store->ledger_.insert(parsed->first, std::move(parsed->second)))
+                            return bad_line(line_no, "token id appears twice");
+                          return {};
+                        });
   if (err)
     return err;
   return store;

@@ -10,11 +10,11 @@
 #include <cstdint>
 #include <map>
 #include <set>
-#include <vector>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <caf/expected.hpp>
 
@@ -254,9 +254,8 @@ public:
   /// token_unknown, token_forged (secret hash or any field disagreeing with the record),
   /// token_expired (`now` >= expiry), token_exhausted (unless the token was already spent
   /// for `use`: a retry of the same node is not a second use). On success records the spend.
-  [[nodiscard]] caf::expected<redemption> redeem(std::string_view text, unix_time now,
-                                                 const sha256_digest& pin,
-                                                 const sha256_digest& use);
+  [[nodiscard]] caf::expected<redemption>
+  redeem(std::string_view text, unix_time now, const sha256_digest& pin, const sha256_digest& use);
 
   /// Sets the creator's seal of this issuer's record `id` (issuer_desk signs it). False if
   /// `id` is unknown.

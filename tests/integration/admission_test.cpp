@@ -4,8 +4,6 @@
 // bundle and keyring stored in each data dir (a restart needs no token), `starling certs`;
 // and the refusals: a token reused past its count, a forged token, a node of another mesh,
 // a node without a certificate. Every wait polls with a deadline.
-#include <signal.h>
-
 #include <map>
 #include <optional>
 #include <string>
@@ -13,6 +11,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
 
 #include "identity/token.hpp"
 #include "tests/support/mesh_test.hpp"
@@ -91,8 +90,8 @@ TEST_F(admission_test, five_nodes_join_with_tokens_through_an_issuer_and_a_forwa
 
 TEST_F(admission_test, forged_tokens_foreign_certificates_and_plain_nodes_are_refused) {
   const auto ca = make_root("it.mesh", "ca");
-  auto& issuer =
-    start("issuer-1", {}, {"--issuer", make_issuer(ca, "issuer-1").string(), "--gossip-key", key_});
+  auto& issuer = start("issuer-1", {},
+                       {"--issuer", make_issuer(ca, "issuer-1").string(), "--gossip-key", key_});
   ASSERT_FALSE(HasFailure());
   const auto token = token_of(issuer, "1");
   start("node-1", {issuer.info.gossip}, {"--token", token});
@@ -112,9 +111,9 @@ TEST_F(admission_test, forged_tokens_foreign_certificates_and_plain_nodes_are_re
   // A node of another mesh (its own root, same mesh name): its chain leads to no root we
   // hold, so it cannot even push-pull with the issuer.
   const auto other_ca = make_root("it.mesh", "other-ca");
-  err = expect_refused("foreign",
-                       {issuer.info.gossip},
-                       {"--issuer", make_issuer(other_ca, "foreign").string(), "--gossip-key", key_});
+  err =
+      expect_refused("foreign", {issuer.info.gossip},
+                     {"--issuer", make_issuer(other_ca, "foreign").string(), "--gossip-key", key_});
   EXPECT_NE(err.find("could not join"), std::string::npos) << err;
   // A token pinning another root: the joiner refuses the seed (its chain does not end at
   // the pinned root) before sending its request.

@@ -12,8 +12,7 @@ namespace {
 TEST(demo, forms_a_mesh_detects_a_failure_and_sees_the_rejoin) {
   auto res = run_cli({"demo", "--duration", "1"}, 120s);
   ASSERT_EQ(res.exit_code, 0) << res.out << res.err;
-  EXPECT_NE(res.out.find("mesh formed: node-c sees all three alive"), std::string::npos)
-    << res.out;
+  EXPECT_NE(res.out.find("mesh formed: node-c sees all three alive"), std::string::npos) << res.out;
   EXPECT_NE(res.out.find("node-a declared node-c dead"), std::string::npos) << res.out;
   EXPECT_NE(res.out.find("node-c is back"), std::string::npos) << res.out;
   // The rejoined node-c carries a higher incarnation in the table shown after it is back

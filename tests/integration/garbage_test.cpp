@@ -1,18 +1,17 @@
 // Garbage on every port of a real agent: random datagrams, random and hostile TCP streams on
 // the gossip port, random bytes on the admin port. The agent must keep running, keep
 // answering its admin commands and keep admitting members. Every loop is bounded.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tests/support/agents.hpp"
 
@@ -55,7 +54,7 @@ void send_datagrams(const std::string& to, const std::vector<std::string>& datag
   ASSERT_GE(fd, 0);
   auto sa = endpoint_of(to);
   for (const auto& d : datagrams)
-    (void) ::sendto(fd, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    (void)::sendto(fd, d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
   ::close(fd);
 }
 
@@ -70,7 +69,7 @@ int send_stream(const std::string& to, const std::string& bytes, bool keep_open 
     ::close(fd);
     return -1;
   }
-  (void) ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+  (void)::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
   if (keep_open)
     return fd;
   ::close(fd);
@@ -89,8 +88,8 @@ protected:
 
   node start(const std::string& name, const std::vector<std::string>& seeds) {
     const auto data_dir = tmp_.path() / name;
-    return st::start_agent(procs_, st::agent_argv(config_, name, data_dir, seeds), name,
-                           data_dir, 10s);
+    return st::start_agent(procs_, st::agent_argv(config_, name, data_dir, seeds), name, data_dir,
+                           10s);
   }
 
   /// Number of alive members `n` lists, or -1 if `starling members` failed.
@@ -158,10 +157,11 @@ TEST_F(garbage_test, agent_survives_garbage_on_every_port_and_still_admits_membe
   // half-open connections are still held.
   EXPECT_TRUE(seed.proc->running());
   EXPECT_TRUE(st::poll_until(10s, [&] { return alive_seen_by(seed) == 2; }))
-    << "seed no longer answers or lost its member";
+      << "seed no longer answers or lost its member";
   auto late = start("late", {seed.info.gossip});
-  EXPECT_TRUE(st::poll_until(15s, [&] { return alive_seen_by(seed) == 3 && alive_seen_by(late) == 3; }))
-    << "a member could not join after the garbage";
+  EXPECT_TRUE(st::poll_until(15s, [&] {
+    return alive_seen_by(seed) == 3 && alive_seen_by(late) == 3;
+  })) << "a member could not join after the garbage";
   for (int fd : held)
     ::close(fd);
   EXPECT_TRUE(seed.proc->running());

@@ -14,11 +14,11 @@
 #include <vector>
 
 #include <arpa/inet.h>
-#include <signal.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -414,8 +414,7 @@ TEST_F(hostile_test, a_name_another_issuer_certified_is_taken_while_its_node_is_
   })) << "node-b was not declared dead";
   auto taken = join_as(i1.info.gossip, "node-b", {token_of(i1, "1")});
   ASSERT_FALSE(taken) << "admitted under a name issuer-2 certified for another key";
-  EXPECT_NE(text_of(taken.error()).find("name_taken"), std::string::npos)
-      << text_of(taken.error());
+  EXPECT_NE(text_of(taken.error()).find("name_taken"), std::string::npos) << text_of(taken.error());
 }
 
 } // namespace

@@ -57,8 +57,8 @@ protected:
 
 TEST_F(keyring_mesh_test, an_issuer_rotates_the_key_of_every_member_without_a_restart) {
   const auto ca = make_root("k.mesh", "ca");
-  auto& issuer =
-      start("issuer-1", {}, {"--issuer", make_issuer(ca, "issuer-1").string(), "--gossip-key", key_});
+  auto& issuer = start("issuer-1", {},
+                       {"--issuer", make_issuer(ca, "issuer-1").string(), "--gossip-key", key_});
   ASSERT_FALSE(HasFailure());
   const auto token = token_of(issuer, "2");
   start("node-1", {issuer.info.gossip}, {"--token", token});
@@ -95,7 +95,8 @@ TEST_F(keyring_mesh_test, an_issuer_rotates_the_key_of_every_member_without_a_re
   EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
 
   // A node admitted now gets the new keyring with its certificate.
-  auto& late = start("node-3", {nodes_.at("node-1").info.gossip}, {"--token", token_of(issuer, "1")});
+  auto& late =
+      start("node-3", {nodes_.at("node-1").info.gossip}, {"--token", token_of(issuer, "1")});
   ASSERT_FALSE(HasFailure());
   EXPECT_EQ(ids_of(late), (std::set<std::string>{fresh_id}));
   EXPECT_TRUE(st::poll_until(30s, [&] { return all_alive(4); }));
@@ -115,8 +116,7 @@ TEST_F(keyring_mesh_test, an_issuer_rotates_the_key_of_every_member_without_a_re
   const auto& member = nodes_.at("node-1");
   res = st::run_cli({"keyring", "install", new_key(), "--admin", member.info.admin}, 40s);
   EXPECT_EQ(res.exit_code, 1);
-  EXPECT_NE(res.err.find("only an issuer changes the keyring of the whole mesh"),
-            std::string::npos)
+  EXPECT_NE(res.err.find("only an issuer changes the keyring of the whole mesh"), std::string::npos)
       << res.err;
   res = st::run_cli({"keyring", "install", new_key(), "--local", "--admin", member.info.admin});
   EXPECT_EQ(res.exit_code, 0) << res.err;

@@ -3,8 +3,6 @@
 // Serf-style rotation (install, use, remove on every node) keeps every member alive; a node
 // restarted with only the old config key rejoins because its persisted keyring wins, while
 // a fresh node with the old key is refused. Every wait polls with a deadline.
-#include <signal.h>
-
 #include <map>
 #include <optional>
 #include <sstream>
@@ -13,6 +11,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
 
 #include "identity/keyring.hpp"
 #include "tests/support/agents.hpp"
@@ -79,9 +78,7 @@ protected:
   }
 
   /// Every running node sees exactly `count` members, all alive.
-  bool all_alive(std::size_t count) const {
-    return st::all_alive(nodes_, count);
-  }
+  bool all_alive(std::size_t count) const { return st::all_alive(nodes_, count); }
 
   /// `starling keyring <op> <arg>` on every node, each must succeed.
   /// `starling keyring OP ARG --local` on each node (a mesh without certificates has no
@@ -131,7 +128,8 @@ TEST_F(keyring_test, same_key_converges_other_key_or_none_cannot_join) {
   const auto key = generate_key();
   start_cluster(3, key);
   ASSERT_FALSE(HasFailure());
-  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(3); })) << "3 keyed agents did not converge";
+  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }))
+      << "3 keyed agents did not converge";
   auto& seed = nodes_.at("node-1");
   auto ring = keyring_of(seed);
   ASSERT_TRUE(ring);
@@ -154,7 +152,7 @@ TEST_F(keyring_test, same_key_converges_other_key_or_none_cannot_join) {
   ring = keyring_of(seed);
   ASSERT_TRUE(ring);
   EXPECT_GT(ring->at("counters").at("malformed").get<std::uint64_t>(), malformed_before)
-    << ring->dump();
+      << ring->dump();
   EXPECT_NE(last_err_.find("gossip encryption is on"), std::string::npos) << last_err_;
   // The mesh never saw them.
   EXPECT_TRUE(all_alive(3));
@@ -230,7 +228,7 @@ TEST_F(keyring_test, rotation_keeps_everyone_alive_and_persisted_keyring_wins_on
   EXPECT_EQ(r3->at("primary"), id_of(new_key));
   EXPECT_EQ(r3->at("keys").size(), 1u);
   EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }))
-    << "node-3 did not rejoin with its persisted keyring";
+      << "node-3 did not rejoin with its persisted keyring";
 }
 
 TEST(keyring_cli, errors_and_usage) {
@@ -241,7 +239,7 @@ TEST(keyring_cli, errors_and_usage) {
   EXPECT_EQ(res.exit_code, 2);
   EXPECT_NE(res.err.find("config error: --gossip-key: expected a base64 key of 32 bytes"),
             std::string::npos)
-    << res.err;
+      << res.err;
   EXPECT_EQ(res.err.find("c2VjcmV0"), std::string::npos) << res.err;
   // Missing argument: usage error.
   res = st::run_cli({"keyring", "install"});

@@ -1,7 +1,5 @@
 // Real `starling agent` processes on 127.0.0.1 with port 0: joining, failure detection,
 // graceful leave, restart, and the start-up errors. Every wait polls with a deadline.
-#include <signal.h>
-
 #include <map>
 #include <optional>
 #include <string>
@@ -9,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
 
 #include "tests/support/agents.hpp"
 
@@ -48,8 +47,7 @@ protected:
   }
 
   /// The entry for `name` in a members view, if present.
-  static std::optional<nlohmann::json> entry(const nlohmann::json& view,
-                                             const std::string& name) {
+  static std::optional<nlohmann::json> entry(const nlohmann::json& view, const std::string& name) {
     for (const auto& m : view.at("members"))
       if (m.at("name") == name)
         return m;
@@ -135,8 +133,9 @@ TEST_F(membership_test, killed_agent_is_declared_dead_everywhere) {
   ASSERT_TRUE(st::poll_until(15s, [&] { return all_see(names_except({}), "node-5", "alive"); }));
   nodes_.at("node-3").proc->kill(SIGKILL);
   ASSERT_TRUE(nodes_.at("node-3").proc->wait(5s));
-  EXPECT_TRUE(st::poll_until(20s, [&] { return all_see(names_except({"node-3"}), "node-3", "dead"); }))
-    << "node-3 not dead everywhere";
+  EXPECT_TRUE(st::poll_until(20s, [&] {
+    return all_see(names_except({"node-3"}), "node-3", "dead");
+  })) << "node-3 not dead everywhere";
 }
 
 TEST_F(membership_test, sigterm_and_leave_command_mark_agents_left) {
@@ -170,7 +169,8 @@ TEST_F(membership_test, restarted_agent_rejoins_with_higher_incarnation) {
   start_cluster(4);
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(st::poll_until(15s, [&] { return all_see(names_except({}), "node-4", "alive"); }));
-  auto before = entry(*view_of(nodes_.at("node-1")), "node-2")->at("incarnation").get<std::uint64_t>();
+  auto before =
+      entry(*view_of(nodes_.at("node-1")), "node-2")->at("incarnation").get<std::uint64_t>();
   nodes_.at("node-2").proc->kill(SIGKILL);
   ASSERT_TRUE(nodes_.at("node-2").proc->wait(5s));
   auto others = names_except({"node-2"});
@@ -178,11 +178,14 @@ TEST_F(membership_test, restarted_agent_rejoins_with_higher_incarnation) {
   // Same name and data dir.
   start("node-2", {nodes_.at("node-1").info.gossip});
   ASSERT_FALSE(HasFailure());
-  EXPECT_TRUE(st::poll_until(15s, [&] {
-    return all_see(names_except({}), "node-2", "alive", [&](const nlohmann::json& e) {
-      return e.at("incarnation").get<std::uint64_t>() > before;
-    });
-  })) << "node-2 not alive everywhere with an incarnation above " << before;
+  EXPECT_TRUE(st::poll_until(
+      15s,
+      [&] {
+        return all_see(names_except({}), "node-2", "alive", [&](const nlohmann::json& e) {
+          return e.at("incarnation").get<std::uint64_t>() > before;
+        });
+      }))
+      << "node-2 not alive everywhere with an incarnation above " << before;
 }
 
 TEST(membership_startup, bad_config_exits_2_naming_the_key) {
@@ -195,7 +198,7 @@ TEST(membership_startup, bad_config_exits_2_naming_the_key) {
   EXPECT_NE(res.err.find("config error: gossip.probe_interval: expected a duration like "
                          "\"500ms\", got \"fast\""),
             std::string::npos)
-    << res.err;
+      << res.err;
   st::write_text(config, "name = \"x\"\nbogus = 1\n");
   res = st::run_cli({"agent", "--config", config.string()});
   EXPECT_EQ(res.exit_code, 2);

@@ -5,8 +5,6 @@
 // mesh (quorum_not_met) and its token is not spent; a node whose certificate one issuer
 // signed alone (what a compromised issuer could make) is refused at every handshake and
 // never becomes a member. Every wait polls with a deadline.
-#include <signal.h>
-
 #include <algorithm>
 #include <chrono>
 #include <string>
@@ -14,6 +12,7 @@
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
 
 #include "identity/admission.hpp"
 #include "identity/errc.hpp"
@@ -61,7 +60,8 @@ TEST_F(quorum_test, two_issuers_must_vouch_and_one_issuer_alone_admits_nobody) {
   const auto ca = make_root("q.mesh", "ca");
   const auto dir1 = make_issuer(ca, "issuer-1");
   const auto dir2 = make_issuer(ca, "issuer-2");
-  auto& issuer1 = start("issuer-1", {}, with_quorum({"--issuer", dir1.string(), "--gossip-key", key_}));
+  auto& issuer1 =
+      start("issuer-1", {}, with_quorum({"--issuer", dir1.string(), "--gossip-key", key_}));
   ASSERT_FALSE(HasFailure());
   // An issuer's self-issued certificate meets any quorum: the root vouched for its name.
   auto& issuer2 = start("issuer-2", {issuer1.info.gossip},
@@ -99,7 +99,8 @@ TEST_F(quorum_test, two_issuers_must_vouch_and_one_issuer_alone_admits_nobody) {
   auto err = expect_refused("lonely", {issuer1.info.gossip}, {"--token", lone});
   EXPECT_NE(err.find("quorum_not_met"), std::string::npos) << err;
   // ...and the token still admits once a second issuer vouches too.
-  start("node-3", {issuer2.info.gossip}, with_quorum({"--token", lone, "--token", token_of(issuer2, "1")}));
+  start("node-3", {issuer2.info.gossip},
+        with_quorum({"--token", lone, "--token", token_of(issuer2, "1")}));
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(st::poll_until(30s, [&] { return all_alive(5); }));
   // Endorsements given, counted on each issuer: issuer-2 for node-1 (asked by issuer-1) and

@@ -115,10 +115,12 @@ TEST_F(revocation_test, a_revocation_reaches_every_node_and_survives_a_restart) 
     ASSERT_TRUE(c) << name;
     EXPECT_EQ(c->at("sync").at("statements_refused"), 0) << name << ": " << c->dump();
     const auto before = c->at("sync").at("in_step").get<long>();
-    EXPECT_TRUE(st::poll_until(20s, [&] {
-      auto now = certs_of(n);
-      return now && now->at("sync").at("in_step").get<long>() > before;
-    })) << name << ": no periodic sync found the peer in step";
+    EXPECT_TRUE(st::poll_until(20s,
+                               [&] {
+                                 auto now = certs_of(n);
+                                 return now && now->at("sync").at("in_step").get<long>() > before;
+                               }))
+        << name << ": no periodic sync found the peer in step";
   }
   // Revoking again is no error.
   res = st::run_cli({"revoke", "node-3", "--admin", issuer.info.admin});

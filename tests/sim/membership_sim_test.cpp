@@ -1,12 +1,12 @@
 // Simulated membership clusters: the simulator's own mechanics, then the protocol's
 // properties (convergence, detection bound, no false deaths under loss, Lifeguard under
 // stalls, partition heal). Asserts on virtual time and counters only, never on wall time.
-#include <gtest/gtest.h>
-
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "gossip/membership.hpp"
 #include "tests/sim/scenarios.hpp"
@@ -199,7 +199,7 @@ TEST(membership_sim, every_live_node_marks_a_killed_node_dead_within_bound) {
     ASSERT_TRUE(r.detected);
     EXPECT_LE(r.first_suspect_seconds, seconds(5 * opt.swim.probe_interval));
     EXPECT_GE(r.first_dead_seconds, seconds(min_suspicion(opt.swim, opt.n)) * 0.99)
-      << "declared dead before the minimum suspicion timeout";
+        << "declared dead before the minimum suspicion timeout";
     EXPECT_LE(r.all_dead_seconds, bound);
     EXPECT_EQ(r.false_deaths, 0u);
   }

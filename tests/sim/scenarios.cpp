@@ -1,7 +1,5 @@
 #include "tests/sim/scenarios.hpp"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,6 +9,8 @@
 #include <tuple>
 #include <utility>
 #include <vector>
+
+#include <malloc.h>
 
 namespace starling::sim {
 
@@ -104,20 +104,20 @@ convergence_result bootstrap(simulator& sim, const scenario_options& opt) {
   // The 99% mark: nodes whose view is all n alive (counts only; O(n) per check).
   std::optional<time_point> p99;
   auto done = sim.run_until(
-    [&] {
-      if (sim.running_count() != n || sim.now() < last_start)
-        return false;
-      if (!p99) {
-        std::size_t full = 0;
-        for (node_id i = first; i < first + n; ++i)
-          full += sim.seen_count(i, member_state::alive) == n &&
-                  sim.seen_count(i, member_state::suspect) == 0;
-        if (full * 100 >= n * 99)
-          p99 = sim.now();
-      }
-      return p99 && sim.all_see_running_alive();
-    },
-    last_start + opt.phase_deadline, opt.check_every);
+      [&] {
+        if (sim.running_count() != n || sim.now() < last_start)
+          return false;
+        if (!p99) {
+          std::size_t full = 0;
+          for (node_id i = first; i < first + n; ++i)
+            full += sim.seen_count(i, member_state::alive) == n &&
+                    sim.seen_count(i, member_state::suspect) == 0;
+          if (full * 100 >= n * 99)
+            p99 = sim.now();
+        }
+        return p99 && sim.all_see_running_alive();
+      },
+      last_start + opt.phase_deadline, opt.check_every);
   if (p99)
     r.p99_seconds_after_last_start = seconds(*p99 - last_start);
   r.converged = done.has_value();
@@ -382,13 +382,14 @@ namespace {
 
 /// Heap growth of a core built, joined to `members` members and drained: (after join, after
 /// drain). The core is handed to `keep` (so that the caller decides when it dies).
-std::pair<std::size_t, std::size_t>
-measure_one_core(std::size_t members, const gossip::swim_config& swim, std::uint64_t seed,
-                 std::unique_ptr<gossip::membership>& keep) {
+std::pair<std::size_t, std::size_t> measure_one_core(std::size_t members,
+                                                     const gossip::swim_config& swim,
+                                                     std::uint64_t seed,
+                                                     std::unique_ptr<gossip::membership>& keep) {
   const auto now = time_point{} + std::chrono::hours(24);
   const auto before = heap_in_use();
-  auto core = std::make_unique<gossip::membership>(node_name(0), node_address(0),
-                                                   gossip::tag_map{}, swim, seed, now);
+  auto core = std::make_unique<gossip::membership>(node_name(0), node_address(0), gossip::tag_map{},
+                                                   swim, seed, now);
   {
     gossip::push_pull pp;
     pp.sender = node_name(1);
@@ -423,7 +424,7 @@ memory_probe measure_core_memory(std::size_t members, const gossip::swim_config&
   std::unique_ptr<gossip::membership> first, second;
   std::tie(p.bytes_after_join, p.bytes_total) = measure_one_core(members, swim, 1, first);
   std::tie(p.next_bytes_after_join, p.next_bytes_total) =
-    measure_one_core(members, swim, 2, second);
+      measure_one_core(members, swim, 2, second);
   const auto per = [members](std::size_t bytes) {
     return members ? static_cast<double>(bytes) / static_cast<double>(members) : 0.0;
   };

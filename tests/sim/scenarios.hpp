@@ -127,17 +127,17 @@ struct false_positive_options {
 /// Scenario 3: suspicions and false deaths in a disturbed but fully live cluster.
 struct false_positive_result {
   bool converged = false;
-  std::size_t sick_nodes = 0;            ///< nodes that stall (pauses)
-  std::uint64_t suspicions_raised = 0;   ///< sum of membership_stats::suspicions
-  std::uint64_t raised_by_sick = 0;      ///< of those, raised by the disturbed nodes
-  std::uint64_t suspect_events = 0;      ///< suspected events in all views
+  std::size_t sick_nodes = 0;               ///< nodes that stall (pauses)
+  std::uint64_t suspicions_raised = 0;      ///< sum of membership_stats::suspicions
+  std::uint64_t raised_by_sick = 0;         ///< of those, raised by the disturbed nodes
+  std::uint64_t suspect_events = 0;         ///< suspected events in all views
   std::uint64_t healthy_suspect_events = 0; ///< of those, about nodes that never stall
-  std::size_t healthy_suspected = 0;     ///< distinct never-stalling nodes ever suspected
-  std::size_t suspected_members = 0;     ///< distinct nodes ever suspected
-  std::uint64_t refutations = 0;         ///< sum of membership_stats::refutations
-  std::uint64_t false_death_events = 0;  ///< failed events (every node is alive)
-  std::size_t falsely_dead = 0;          ///< distinct nodes some view marked dead
-  std::uint64_t pauses = 0;              ///< stalls (or slow episodes) injected
+  std::size_t healthy_suspected = 0;        ///< distinct never-stalling nodes ever suspected
+  std::size_t suspected_members = 0;        ///< distinct nodes ever suspected
+  std::uint64_t refutations = 0;            ///< sum of membership_stats::refutations
+  std::uint64_t false_death_events = 0;     ///< failed events (every node is alive)
+  std::size_t falsely_dead = 0;             ///< distinct nodes some view marked dead
+  std::uint64_t pauses = 0;                 ///< stalls (or slow episodes) injected
   /// All views alive again after the window (within `settle`).
   bool settled = false;
   double settle_seconds = 0;
@@ -163,7 +163,7 @@ struct partition_result {
   double heal_seconds = 0; ///< from the heal to equal views
   double rounds = 0;
   std::size_t view_mismatches = 0; ///< event views vs cores' tables at the end
-  run_cost cost; ///< from the split to the end
+  run_cost cost;                   ///< from the split to the end
 };
 
 partition_result run_partition(const scenario_options& opt, duration split_for = 30s);

@@ -20,8 +20,8 @@ using namespace std::chrono_literals;
 struct args {
   std::vector<std::size_t> sizes{100};
   std::uint64_t seed = 1;
-  std::vector<std::string> scenarios{"convergence", "detection", "loss", "pauses", "slow",
-                                     "partition", "memory"};
+  std::vector<std::string> scenarios{"convergence", "detection", "loss",  "pauses",
+                                     "slow",        "partition", "memory"};
   double window_s = 120;
   bool swim_too = true; // false-positive scenarios also with lifeguard off
 };
@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
       const auto w0 = std::chrono::steady_clock::now();
       detections.push_back(run_detection(o));
       detection_walls.push_back(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
     }
   }
 
@@ -154,11 +154,10 @@ int main(int argc, char** argv) {
       std::printf("| %zu | %s | %.2f | %.2f | %.1f | %.2f | %llu | %.1f | %llu | %.1f | %llu | "
                   "%.1f |\n",
                   n, yes(r.converged).c_str(), r.p99_seconds_after_last_start,
-                  r.seconds_after_last_start, r.rounds,
-                  r.seconds_after_first_start, static_cast<unsigned long long>(r.cost.packets),
-                  mib(r.cost.bytes), static_cast<unsigned long long>(r.cost.push_pulls),
-                  mib(r.cost.push_pull_bytes), static_cast<unsigned long long>(r.false_deaths),
-                  r.cost.wall_seconds);
+                  r.seconds_after_last_start, r.rounds, r.seconds_after_first_start,
+                  static_cast<unsigned long long>(r.cost.packets), mib(r.cost.bytes),
+                  static_cast<unsigned long long>(r.cost.push_pulls), mib(r.cost.push_pull_bytes),
+                  static_cast<unsigned long long>(r.false_deaths), r.cost.wall_seconds);
       std::fflush(stdout);
     }
     std::printf("\n");
@@ -171,8 +170,8 @@ int main(int argc, char** argv) {
                 "|---|---|---|---|---|---|---|---|---|\n");
     for (std::size_t i = 0; i < a.sizes.size(); ++i) {
       const auto& r = detections[i];
-      std::printf("| %zu | %s | %.2f | %.2f | %.2f | %.1f | %llu | %llu | %.1f |\n",
-                  a.sizes[i], yes(r.converged && r.detected).c_str(), r.first_suspect_seconds,
+      std::printf("| %zu | %s | %.2f | %.2f | %.2f | %.1f | %llu | %llu | %.1f |\n", a.sizes[i],
+                  yes(r.converged && r.detected).c_str(), r.first_suspect_seconds,
                   r.first_dead_seconds, r.all_dead_seconds, r.rounds,
                   static_cast<unsigned long long>(r.false_deaths),
                   static_cast<unsigned long long>(r.cost.packets), detection_walls[i]);
@@ -186,13 +185,13 @@ int main(int argc, char** argv) {
       continue;
     false_positive_options fp;
     const std::string k = kind;
-    fp.kind = k == "loss" ? disturbance::loss
-                          : (k == "pauses" ? disturbance::pauses : disturbance::slow);
+    fp.kind =
+        k == "loss" ? disturbance::loss : (k == "pauses" ? disturbance::pauses : disturbance::slow);
     fp.window = std::chrono::duration_cast<starling::gossip::duration>(
-      std::chrono::duration<double>(a.window_s));
+        std::chrono::duration<double>(a.window_s));
     if (fp.kind == disturbance::loss)
-      std::printf("## False positives: %.0f%% uniform datagram loss for %.0f s\n\n",
-                  fp.loss * 100, a.window_s);
+      std::printf("## False positives: %.0f%% uniform datagram loss for %.0f s\n\n", fp.loss * 100,
+                  a.window_s);
     else if (fp.kind == disturbance::slow)
       std::printf("## False positives: %.0f%% of nodes handle input %.0f ms late for %.0f s "
                   "episodes (gaps uniform %.0f-%.0f s; timers on time) for %.0f s\n\n",
@@ -218,19 +217,17 @@ int main(int argc, char** argv) {
         const auto w0 = std::chrono::steady_clock::now();
         const auto r = run_false_positives(o, fp);
         const double wall =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
         std::printf("| %zu | %s | %llu | %llu (%llu) | %llu | %llu | %zu (%zu) | %llu | %llu / "
                     "%zu | %s | %llu | %.1f |\n",
                     n, lg ? "on" : "off", static_cast<unsigned long long>(r.pauses),
                     static_cast<unsigned long long>(r.suspicions_raised),
                     static_cast<unsigned long long>(r.raised_by_sick),
                     static_cast<unsigned long long>(r.suspect_events),
-                    static_cast<unsigned long long>(r.healthy_suspect_events),
-                    r.suspected_members, r.healthy_suspected,
-                    static_cast<unsigned long long>(r.refutations),
+                    static_cast<unsigned long long>(r.healthy_suspect_events), r.suspected_members,
+                    r.healthy_suspected, static_cast<unsigned long long>(r.refutations),
                     static_cast<unsigned long long>(r.false_death_events), r.falsely_dead,
-                    r.settled ? std::to_string(r.settle_seconds).substr(0, 5).c_str()
-                              : "**never**",
+                    r.settled ? std::to_string(r.settle_seconds).substr(0, 5).c_str() : "**never**",
                     static_cast<unsigned long long>(r.cost.packets), wall);
         std::fflush(stdout);
       }
@@ -250,11 +247,11 @@ int main(int argc, char** argv) {
       const auto w0 = std::chrono::steady_clock::now();
       const auto r = run_partition(o, 30s);
       const double wall =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
       std::printf("| %zu | %zu / %zu / %zu | %llu | %s | %.2f | %.1f | %zu | %.1f |\n", n,
                   r.cross_dead, r.cross_suspect, r.cross_pairs,
-                  static_cast<unsigned long long>(r.deaths_during_split),
-                  yes(r.healed).c_str(), r.heal_seconds, r.rounds, r.view_mismatches, wall);
+                  static_cast<unsigned long long>(r.deaths_during_split), yes(r.healed).c_str(),
+                  r.heal_seconds, r.rounds, r.view_mismatches, wall);
       std::fflush(stdout);
     }
     std::printf("\n");
@@ -271,11 +268,11 @@ int main(int argc, char** argv) {
                 "|---|---|---|---|---|---|---|---|\n");
     for (auto n : a.sizes) {
       const auto p = measure_core_memory(n);
-      const double projected = p.next_bytes_per_member * static_cast<double>(n) *
-                               static_cast<double>(n);
+      const double projected =
+          p.next_bytes_per_member * static_cast<double>(n) * static_cast<double>(n);
       std::printf("| %zu | %zu | %zu | %.0f | %zu | %zu | %.0f | %.2f GiB |\n", n,
-                  p.bytes_after_join, p.bytes_total, p.bytes_per_member,
-                  p.next_bytes_after_join, p.next_bytes_total, p.next_bytes_per_member,
+                  p.bytes_after_join, p.bytes_total, p.bytes_per_member, p.next_bytes_after_join,
+                  p.next_bytes_total, p.next_bytes_per_member,
                   projected / (1024.0 * 1024.0 * 1024.0));
       std::fflush(stdout);
     }

@@ -136,8 +136,7 @@ std::optional<node_id> simulator::find_name(const std::string& name) const {
 }
 
 std::optional<node_id> simulator::find_address(const std::string& address) const {
-  if (auto id = parse_address(address);
-      id && *id < nodes_.size() && nodes_[*id].address == address)
+  if (auto id = parse_address(address); id && *id < nodes_.size() && nodes_[*id].address == address)
     return id;
   auto i = by_address_.find(address);
   if (i == by_address_.end())
@@ -252,69 +251,67 @@ double simulator::elapsed_seconds() const {
   return std::chrono::duration<double>(now_ - cfg_.epoch).count();
 }
 
-void simulator::push(time_point at, ev kind, node_id n, std::uint64_t arg,
-                     std::uint32_t payload) {
+void simulator::push(time_point at, ev kind, node_id n, std::uint64_t arg, std::uint32_t payload) {
   queue_.push(event{at, seq_++, kind, n, arg, payload, false});
 }
 
 void simulator::dispatch(event& e) {
   ++stats_.events;
   switch (e.kind) {
-    case ev::tick: {
-      auto& n = nodes_[e.node];
-      if (e.arg != n.tick_gen || n.status != node_status::running)
-        return; // stale
-      n.tick_at = time_point::max();
-      if (n.paused)
-        return; // the resume runs the late timers
-      mix(now_.time_since_epoch().count());
-      mix(e.node);
+  case ev::tick: {
+    auto& n = nodes_[e.node];
+    if (e.arg != n.tick_gen || n.status != node_status::running)
+      return; // stale
+    n.tick_at = time_point::max();
+    if (n.paused)
+      return; // the resume runs the late timers
+    mix(now_.time_since_epoch().count());
+    mix(e.node);
+    do_tick(e.node);
+    return;
+  }
+  case ev::packet:
+  case ev::pp_request:
+  case ev::pp_response:
+  case ev::join_retry:
+    mix(now_.time_since_epoch().count());
+    mix(static_cast<std::uint64_t>(e.kind) << 32 | e.node);
+    deliver(e);
+    return;
+  case ev::action: {
+    mix(now_.time_since_epoch().count());
+    mix(0xAC7ull);
+    auto fn = std::move(actions_[e.payload]);
+    actions_[e.payload] = nullptr;
+    free_actions_.push_back(e.payload);
+    fn();
+    return;
+  }
+  case ev::resume: {
+    auto& n = nodes_[e.node];
+    if (n.status != node_status::running || e.arg != n.life || !n.paused || now_ < n.paused_until)
+      return; // superseded
+    mix(now_.time_since_epoch().count());
+    mix(0x5E5ull << 32 | e.node);
+    n.paused = false;
+    if (cfg_.on_resume == resume_order::ticks_first && n.core->next_deadline() <= now_)
       do_tick(e.node);
-      return;
+    auto pending = std::move(n.buffered);
+    n.buffered.clear();
+    for (auto& b : pending) {
+      // A buffered input may kill or pause the node again (scripts do not run here, so in
+      // practice only through hooks); keep the rest buffered or drop it as deliver would.
+      deliver(b);
     }
-    case ev::packet:
-    case ev::pp_request:
-    case ev::pp_response:
-    case ev::join_retry:
-      mix(now_.time_since_epoch().count());
-      mix(static_cast<std::uint64_t>(e.kind) << 32 | e.node);
-      deliver(e);
-      return;
-    case ev::action: {
-      mix(now_.time_since_epoch().count());
-      mix(0xAC7ull);
-      auto fn = std::move(actions_[e.payload]);
-      actions_[e.payload] = nullptr;
-      free_actions_.push_back(e.payload);
-      fn();
-      return;
-    }
-    case ev::resume: {
-      auto& n = nodes_[e.node];
-      if (n.status != node_status::running || e.arg != n.life || !n.paused ||
-          now_ < n.paused_until)
-        return; // superseded
-      mix(now_.time_since_epoch().count());
-      mix(0x5E5ull << 32 | e.node);
-      n.paused = false;
-      if (cfg_.on_resume == resume_order::ticks_first && n.core->next_deadline() <= now_)
-        do_tick(e.node);
-      auto pending = std::move(n.buffered);
-      n.buffered.clear();
-      for (auto& b : pending) {
-        // A buffered input may kill or pause the node again (scripts do not run here, so in
-        // practice only through hooks); keep the rest buffered or drop it as deliver would.
-        deliver(b);
-      }
-      reschedule(e.node);
-      return;
-    }
-    case ev::stop: {
-      auto& n = nodes_[e.node];
-      if (n.status == node_status::running && e.arg == n.life)
-        stop_node(e.node, node_status::stopped);
-      return;
-    }
+    reschedule(e.node);
+    return;
+  }
+  case ev::stop: {
+    auto& n = nodes_[e.node];
+    if (n.status == node_status::running && e.arg == n.life)
+      stop_node(e.node, node_status::stopped);
+    return;
+  }
   }
 }
 
@@ -341,31 +338,31 @@ void simulator::deliver(event& e) {
     return;
   }
   switch (e.kind) {
-    case ev::packet: {
-      ++stats_.packets_delivered;
-      auto& p = packets_[e.payload];
-      mix(static_cast<std::uint64_t>(p.kind) << 32 | p.seq);
-      mix(p.sender);
-      mix(p.updates.size());
-      for (auto& h : packet_hooks_)
-        h(static_cast<node_id>(e.arg), e.node, p, now_);
-      auto fx = n.core->on_packet(p, now_);
-      free_payload(e);
-      apply(e.node, std::move(fx));
-      return;
-    }
-    case ev::pp_request:
-      handle_pp_request(e.node, e.payload);
-      return;
-    case ev::pp_response:
-      handle_pp_response(e.node, e.arg, e.payload);
-      return;
-    case ev::join_retry:
-      if (e.arg == n.life && !n.joined)
-        try_join(e.node);
-      return;
-    default:
-      return;
+  case ev::packet: {
+    ++stats_.packets_delivered;
+    auto& p = packets_[e.payload];
+    mix(static_cast<std::uint64_t>(p.kind) << 32 | p.seq);
+    mix(p.sender);
+    mix(p.updates.size());
+    for (auto& h : packet_hooks_)
+      h(static_cast<node_id>(e.arg), e.node, p, now_);
+    auto fx = n.core->on_packet(p, now_);
+    free_payload(e);
+    apply(e.node, std::move(fx));
+    return;
+  }
+  case ev::pp_request:
+    handle_pp_request(e.node, e.payload);
+    return;
+  case ev::pp_response:
+    handle_pp_response(e.node, e.arg, e.payload);
+    return;
+  case ev::join_retry:
+    if (e.arg == n.life && !n.joined)
+      try_join(e.node);
+    return;
+  default:
+    return;
   }
 }
 
@@ -559,17 +556,17 @@ void simulator::free_payload(const event& e) {
   if (e.payload == npos)
     return;
   switch (e.kind) {
-    case ev::packet:
-      packets_[e.payload] = {};
-      free_packets_.push_back(e.payload);
-      break;
-    case ev::pp_request:
-    case ev::pp_response:
-      pps_[e.payload].state = {};
-      free_pps_.push_back(e.payload);
-      break;
-    default:
-      break;
+  case ev::packet:
+    packets_[e.payload] = {};
+    free_packets_.push_back(e.payload);
+    break;
+  case ev::pp_request:
+  case ev::pp_response:
+    pps_[e.payload].state = {};
+    free_pps_.push_back(e.payload);
+    break;
+  default:
+    break;
   }
 }
 
@@ -615,8 +612,8 @@ void simulator::record_event(node_id observer, const gossip::member_event& e) {
   mix(e.subject.incarnation);
   if (auto subject = find_name(e.subject.name)) {
     const std::uint8_t st = e.kind == gossip::member_event_kind::reaped
-                              ? 0
-                              : static_cast<std::uint8_t>(e.subject.state);
+                                ? 0
+                                : static_cast<std::uint8_t>(e.subject.state);
     set_view(observer, *subject, st);
   }
   for (auto& h : hooks_)

@@ -82,8 +82,8 @@ struct sim_stats {
   std::uint64_t push_pulls_started = 0;
   std::uint64_t push_pulls_completed = 0; ///< reply merged by the initiator
   std::uint64_t push_pulls_failed = 0;
-  std::uint64_t push_pull_bytes = 0;   ///< estimated bytes of both directions
-  std::uint64_t member_events = 0;     ///< member events reported by all cores
+  std::uint64_t push_pull_bytes = 0;    ///< estimated bytes of both directions
+  std::uint64_t member_events = 0;      ///< member events reported by all cores
   std::uint64_t max_datagram_bytes = 0; ///< largest datagram estimate seen
   /// Ticks after which the core still reported a deadline not after `now` (the simulator
   /// then retries 1 ms later). Non-zero points at a core bug.
@@ -103,7 +103,7 @@ using event_hook = std::function<void(node_id, const gossip::member_event&, time
 
 /// Observer of delivered datagrams: (sender node, receiver node, datagram, virtual time).
 using packet_hook =
-  std::function<void(node_id from, node_id to, const gossip::packet&, time_point)>;
+    std::function<void(node_id from, node_id to, const gossip::packet&, time_point)>;
 
 /// A link filter: true means the datagram or exchange from `from` to `to` is cut.
 using cut_function = std::function<bool(node_id from, node_id to)>;
@@ -239,8 +239,16 @@ public:
   [[nodiscard]] std::mt19937_64& rng() noexcept { return rng_; }
 
 private:
-  enum class ev : std::uint8_t { tick, packet, pp_request, pp_response, action, resume, join_retry,
-                                 stop };
+  enum class ev : std::uint8_t {
+    tick,
+    packet,
+    pp_request,
+    pp_response,
+    action,
+    resume,
+    join_retry,
+    stop
+  };
 
   /// One queued event. `payload` indexes a slab (packets, push-pulls or actions).
   struct event {
@@ -251,9 +259,7 @@ private:
     std::uint64_t arg;     ///< tick generation, node life, sender (packets), ...
     std::uint32_t payload; ///< slab index, or npos
     bool delayed = false;  ///< input already held back by a slow receiver
-    bool operator>(const event& o) const noexcept {
-      return at != o.at ? at > o.at : seq > o.seq;
-    }
+    bool operator>(const event& o) const noexcept { return at != o.at ? at > o.at : seq > o.seq; }
   };
 
   /// A push-pull in flight: the state, who started it and in which life.

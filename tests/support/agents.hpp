@@ -28,10 +28,11 @@ struct agent_node {
 /// The command line of `starling agent` named `name`: `config`, `data_dir`, gossip and
 /// admin on 127.0.0.1 port 0, an event log in the data dir, `--join` for each seed, then
 /// `extra` arguments.
-[[nodiscard]] std::vector<std::string>
-agent_argv(const std::filesystem::path& config, const std::string& name,
-           const std::filesystem::path& data_dir, const std::vector<std::string>& seeds,
-           const std::vector<std::string>& extra = {});
+[[nodiscard]] std::vector<std::string> agent_argv(const std::filesystem::path& config,
+                                                  const std::string& name,
+                                                  const std::filesystem::path& data_dir,
+                                                  const std::vector<std::string>& seeds,
+                                                  const std::vector<std::string>& extra = {});
 
 /// Spawns `argv` (an agent command line for `name` using `data_dir`) in `procs` and waits
 /// until its agent.json carries its pid and it printed its ready line. Records a test

@@ -6,11 +6,10 @@
 #pragma once
 
 #define GTEST_DONT_DEFINE_FAIL 1
-#include <gtest/gtest.h>
-
 #include <stdexcept>
 
 #include <caf/test/unit_test.hpp>
+#include <gtest/gtest.h>
 
 namespace starling::testing {
 /// Thrown by CAF_REQUIRE / CAF_FAIL after recording the failure.
@@ -22,9 +21,7 @@ struct caf_require_failed : std::runtime_error {
 /// throw expression in the macro: CAF's DSL expands the macros inside noexcept destructors,
 /// where g++ rejects a literal throw (-Werror=terminate); reaching it there terminates,
 /// which is what CAF itself does on such a failure.
-[[noreturn]] inline void leave_failed_test(const char* what) {
-  throw caf_require_failed{what};
-}
+[[noreturn]] inline void leave_failed_test(const char* what) { throw caf_require_failed{what}; }
 } // namespace starling::testing
 
 #undef CAF_CHECK
@@ -39,20 +36,20 @@ struct caf_require_failed : std::runtime_error {
 #define CAF_CHECK(...) EXPECT_TRUE(static_cast<bool>(__VA_ARGS__))
 #define CAF_CHECK_EQUAL(x, y) EXPECT_EQ(x, y)
 #define CAF_CHECK_NOT_EQUAL(x, y) EXPECT_NE(x, y)
-#define CAF_FAIL(msg)                                                                        \
-  do {                                                                                       \
-    ADD_FAILURE_AT(__FILE__, __LINE__) << msg;                                               \
-    ::starling::testing::leave_failed_test("CAF_FAIL");                                      \
+#define CAF_FAIL(msg)                                                                              \
+  do {                                                                                             \
+    ADD_FAILURE_AT(__FILE__, __LINE__) << msg;                                                     \
+    ::starling::testing::leave_failed_test("CAF_FAIL");                                            \
   } while (false)
-#define CAF_REQUIRE(...)                                                                     \
-  do {                                                                                       \
-    if (!static_cast<bool>(__VA_ARGS__))                                                     \
-      CAF_FAIL("requirement failed: " #__VA_ARGS__);                                         \
+#define CAF_REQUIRE(...)                                                                           \
+  do {                                                                                             \
+    if (!static_cast<bool>(__VA_ARGS__))                                                           \
+      CAF_FAIL("requirement failed: " #__VA_ARGS__);                                               \
   } while (false)
 #define CAF_REQUIRE_EQUAL(x, y) CAF_REQUIRE((x) == (y))
 #define CAF_REQUIRE_NOT_EQUAL(x, y) CAF_REQUIRE((x) != (y))
-#define CAF_MESSAGE(msg)                                                                     \
-  do {                                                                                       \
+#define CAF_MESSAGE(msg)                                                                           \
+  do {                                                                                             \
   } while (false)
 
 #include <caf/test/dsl.hpp>

@@ -25,7 +25,7 @@ public:
   /// Every core gets `cfg`; core i is seeded with `seed + i`. Time starts at `start`.
   explicit core_cluster(swim_config cfg, std::uint64_t seed,
                         time_point start = time_point{} + std::chrono::hours{1})
-    : cfg_(cfg), seed_(seed), now_(start), loss_rng_(seed ^ 0x5eedu) {}
+      : cfg_(cfg), seed_(seed), now_(start), loss_rng_(seed ^ 0x5eedu) {}
 
   /// Address of member `name` on this network.
   static std::string address_of(const std::string& name) { return name + ":7946"; }
@@ -122,8 +122,7 @@ public:
   const std::vector<member_event>& events(const std::string& name) { return events_[name]; }
 
   /// State of `subject` as `observer` sees it (nullopt when unknown to it).
-  std::optional<member_state> state_at(const std::string& observer,
-                                       const std::string& subject) {
+  std::optional<member_state> state_at(const std::string& observer, const std::string& subject) {
     auto m = core(observer).find(subject);
     if (!m)
       return std::nullopt;

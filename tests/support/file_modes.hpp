@@ -2,11 +2,10 @@
 // modes are checked under a permissive one too.
 #pragma once
 
-#include <sys/stat.h>
-
 #include <filesystem>
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 namespace starling::testing {
 

@@ -1,14 +1,5 @@
 #include "tests/support/process.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
@@ -20,8 +11,16 @@
 #include <stdexcept>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 extern char** environ;
 
@@ -53,8 +52,7 @@ temp_dir::temp_dir(const std::string& prefix) {
 }
 
 temp_dir::~temp_dir() {
-  bool keep = std::getenv("STARLING_KEEP_TMP") != nullptr ||
-              ::testing::Test::HasFailure();
+  bool keep = std::getenv("STARLING_KEEP_TMP") != nullptr || ::testing::Test::HasFailure();
   if (keep) {
     std::cerr << "[ keep     ] test files kept in " << path_ << '\n';
     return;
@@ -83,9 +81,8 @@ std::string read_text(const fs::path& file) {
 
 child_process::child_process(std::vector<std::string> argv, const fs::path& log_dir,
                              std::string label, std::vector<std::string> env)
-  : label_(std::move(label)),
-    out_file_(log_dir / (label_ + ".out")),
-    err_file_(log_dir / (label_ + ".err")) {
+    : label_(std::move(label)), out_file_(log_dir / (label_ + ".out")),
+      err_file_(log_dir / (label_ + ".err")) {
   fs::create_directories(log_dir);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -161,13 +158,9 @@ std::optional<int> child_process::wait(test_clock::duration timeout) {
   return status_;
 }
 
-std::string child_process::stdout_text() const {
-  return read_text(out_file_);
-}
+std::string child_process::stdout_text() const { return read_text(out_file_); }
 
-std::string child_process::stderr_text() const {
-  return read_text(err_file_);
-}
+std::string child_process::stderr_text() const { return read_text(err_file_); }
 
 process_group::~process_group() {
   if (::testing::Test::HasFailure()) {
@@ -189,7 +182,7 @@ child_process& process_group::spawn(std::vector<std::string> argv, std::string l
   // Unique log names even when a label is reused (a restarted node).
   label += "." + std::to_string(++spawned_);
   children_.push_back(
-    std::make_unique<child_process>(std::move(argv), log_dir_, std::move(label), std::move(env)));
+      std::make_unique<child_process>(std::move(argv), log_dir_, std::move(label), std::move(env)));
   return *children_.back();
 }
 
@@ -213,7 +206,7 @@ cli_result run_cli(const std::vector<std::string>& args, test_clock::duration ti
     auto code = child.wait(timeout);
     if (!code) {
       child.kill(SIGKILL);
-      (void) child.wait(5s);
+      (void)child.wait(5s);
     }
     res.exit_code = code.value_or(-1);
     res.out = child.stdout_text();

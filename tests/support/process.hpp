@@ -3,8 +3,6 @@
 // bounded; every child is killed when its owner goes away (also when a test fails).
 #pragma once
 
-#include <sys/types.h>
-
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -12,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <sys/types.h>
 
 namespace starling::testing {
 
@@ -31,9 +31,7 @@ public:
   temp_dir(const temp_dir&) = delete;
   temp_dir& operator=(const temp_dir&) = delete;
 
-  [[nodiscard]] const std::filesystem::path& path() const {
-    return path_;
-  }
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
 private:
   std::filesystem::path path_;
@@ -56,12 +54,8 @@ public:
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
 
-  [[nodiscard]] pid_t pid() const {
-    return pid_;
-  }
-  [[nodiscard]] const std::string& label() const {
-    return label_;
-  }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] const std::string& label() const { return label_; }
 
   /// Sends `sig` if the child has not been reaped yet.
   void kill(int sig);
@@ -89,8 +83,7 @@ private:
 /// child's stderr first, which is where an agent says what went wrong.
 class process_group {
 public:
-  explicit process_group(std::filesystem::path log_dir) : log_dir_(std::move(log_dir)) {
-  }
+  explicit process_group(std::filesystem::path log_dir) : log_dir_(std::move(log_dir)) {}
   ~process_group();
   process_group(const process_group&) = delete;
   process_group& operator=(const process_group&) = delete;

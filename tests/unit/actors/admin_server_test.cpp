@@ -1,19 +1,17 @@
 // The admin protocol on loopback: answers, errors, hostile input, limits and lifetime.
-#include "actors/admin_server.hpp"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <pwd.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <future>
 #include <map>
 #include <mutex>
 #include <random>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "actors/admin_server.hpp"
 #include "actors/errc.hpp"
 #include "tests/support/process.hpp"
 
@@ -135,7 +133,7 @@ TEST(admin_server, garbage_and_oversized_requests_close_only_their_connection) {
     std::string msg{0, 0, 0, static_cast<char>(len)};
     for (std::uint32_t i = 0; i < len; ++i)
       msg += static_cast<char>(rng() & 0xff);
-    (void) ::send(g, msg.data(), msg.size(), MSG_NOSIGNAL);
+    (void)::send(g, msg.data(), msg.size(), MSG_NOSIGNAL);
     ::shutdown(g, SHUT_WR);
     EXPECT_TRUE(closed_by_peer(g));
     ::close(g);
@@ -270,7 +268,7 @@ TEST(admin_server, several_requests_on_one_connection_and_a_closed_port) {
   auto r = call_admin("127.0.0.1", port, {"members"}, 2s);
   ASSERT_FALSE(r);
   EXPECT_NE(message_of(r.error()).find("connection failed"), std::string::npos)
-    << message_of(r.error());
+      << message_of(r.error());
 }
 
 TEST(admin_server, binding_a_bad_address_fails_with_the_address) {
@@ -303,8 +301,7 @@ TEST(admin_server, commands_that_change_the_node_need_the_credential) {
     auto change = call_admin("127.0.0.1", port, {"revoke", "node-2"}, 5s, wrong);
     ASSERT_TRUE(change);
     EXPECT_EQ(change->code, admin_reply::status::failed);
-    EXPECT_NE(change->error.find("needs its admin credential"), std::string::npos)
-        << change->error;
+    EXPECT_NE(change->error.find("needs its admin credential"), std::string::npos) << change->error;
   }
   EXPECT_EQ(server->stats().auth_refused, 3u);
   auto list = call_admin("127.0.0.1", port, {"keyring", "list"}, 5s);
@@ -339,9 +336,14 @@ TEST(admin_server, read_only_commands_are_the_views) {
   for (const auto& args : std::vector<std::vector<std::string>>{
            {"members"}, {"events"}, {"certs"}, {"stats"}, {"keyring", "list"}, {"ping"}})
     EXPECT_TRUE(is_read_only_command(args)) << args.front();
-  for (const auto& args : std::vector<std::vector<std::string>>{
-           {"leave"}, {"token"}, {"revoke", "n"}, {"keyring", "install", "k"}, {"keyring"},
-           {"keyring", "use", "k"}, {"unknown"}, {}})
+  for (const auto& args : std::vector<std::vector<std::string>>{{"leave"},
+                                                                {"token"},
+                                                                {"revoke", "n"},
+                                                                {"keyring", "install", "k"},
+                                                                {"keyring"},
+                                                                {"keyring", "use", "k"},
+                                                                {"unknown"},
+                                                                {}})
     EXPECT_FALSE(is_read_only_command(args)) << (args.empty() ? "" : args.front());
 }
 
@@ -358,9 +360,9 @@ TEST(admin_server, the_runtime_dir_follows_the_environment) {
   EXPECT_EQ(admin_runtime_dir(env_of({{"HOME", "/h"}})), "/h/.starling/run");
   // No variable at all: the home directory of the passwd database.
   const auto* pw = ::getpwuid(::getuid());
-  EXPECT_EQ(admin_runtime_dir(env_of({})),
-            pw != nullptr && pw->pw_dir[0] == '/' ? std::string{pw->pw_dir} + "/.starling/run"
-                                                  : std::string{});
+  EXPECT_EQ(admin_runtime_dir(env_of({})), pw != nullptr && pw->pw_dir[0] == '/'
+                                               ? std::string{pw->pw_dir} + "/.starling/run"
+                                               : std::string{});
   EXPECT_EQ(runtime_cookie_name(7947), "admin-7947.cookie");
 }
 

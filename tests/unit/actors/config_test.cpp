@@ -1,11 +1,10 @@
 // Config loading: TOML keys, flag precedence, durations, and one clear message per error.
-#include <gtest/gtest.h>
-
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 #include <string>
+
+#include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "actors/config.hpp"
 #include "actors/errc.hpp"
@@ -195,9 +194,8 @@ TEST(config, durations) {
   for (auto bad : {"", "fast", "10", "1x", "s", "-1s", "1.2.3s", ".5s", "1 s", "1S", "5s."}) {
     auto d = sa::parse_duration(bad, "gossip.probe_interval");
     ASSERT_FALSE(d) << bad;
-    EXPECT_EQ(sa::message_of(d.error()).rfind("gossip.probe_interval: expected a duration", 0),
-              0u)
-      << sa::message_of(d.error());
+    EXPECT_EQ(sa::message_of(d.error()).rfind("gossip.probe_interval: expected a duration", 0), 0u)
+        << sa::message_of(d.error());
   }
   EXPECT_EQ(sa::format_duration(90s), "1m30s");
   EXPECT_EQ(sa::format_duration(250ms), "250ms");
@@ -226,39 +224,39 @@ TEST(config, each_error_names_its_key) {
     const char* key;
   };
   const error_case cases[] = {
-    {"name = 42", "name:"},
-    {"name = \"bad name!\"", "name:"},
-    {"data_dir = \"\"", "data_dir:"},
-    {"gossip = \"nope\"", "gossip:"},
-    {"gossip = 7946", "gossip:"},
-    {"advertise = \"a:b c\"", "advertise:"},
-    {"admin = \"127.0.0.1\"", "admin:"},
-    {"admin = \"0.0.0.0:7947\"", "admin:"},
-    {"admin_allow_remote = \"yes\"", "admin_allow_remote:"},
-    {"join = \"10.0.0.1:1\"", "join:"},
-    {"join = [\"10.0.0.1:1\", 5]", "join[1]:"},
-    {"join = [\"10.0.0.1:0\"]", "join[0]:"},
-    {"join_timeout = \"0s\"", "join_timeout:"},
-    {"join_timeout = 60", "join_timeout:"},
-    {"log_level = \"loud\"", "log_level:"},
-    {"log_format = \"xml\"", "log_format:"},
-    {"event_log = 1", "event_log:"},
-    {"tags = \"a=b\"", "tags:"},
-    {"[tags]\nrole = 1", "tags.role:"},
-    {"[gossip]\naddress = \"x\"", "gossip.address:"},
-    {"[gossip]\nprobe_timeout = \"fast\"", "gossip.probe_timeout:"},
-    {"[gossip]\nprobe_interval = \"0s\"", "gossip.probe_interval:"},
-    {"[gossip]\ngossip_fanout = 0", "gossip.gossip_fanout:"},
-    {"[gossip]\ngossip_fanout = \"3\"", "gossip.gossip_fanout:"},
-    {"[gossip]\nsuspicion_mult = 1000", "gossip.suspicion_mult:"},
-    {"[gossip]\nlifeguard = 1", "gossip.lifeguard:"},
-    {"[gossip]\nmax_datagram = 10", "gossip.max_datagram:"},
-    {"[gossip]\nreaped_memory_max = -1", "gossip.reaped_memory_max:"},
-    {"[gossip]\ntcp_timeout = \"soon\"", "gossip.tcp_timeout:"},
-    {"cert_ttl = \"29s\"", "cert_ttl:"},
-    {"cert_ttl = \"721h\"", "cert_ttl:"},
-    {"cert_ttl = 3600", "cert_ttl:"},
-    {"[gossip]\nprobe_interval = \"100ms\"\nprobe_timeout = \"200ms\"", "gossip.probe_timeout:"},
+      {"name = 42", "name:"},
+      {"name = \"bad name!\"", "name:"},
+      {"data_dir = \"\"", "data_dir:"},
+      {"gossip = \"nope\"", "gossip:"},
+      {"gossip = 7946", "gossip:"},
+      {"advertise = \"a:b c\"", "advertise:"},
+      {"admin = \"127.0.0.1\"", "admin:"},
+      {"admin = \"0.0.0.0:7947\"", "admin:"},
+      {"admin_allow_remote = \"yes\"", "admin_allow_remote:"},
+      {"join = \"10.0.0.1:1\"", "join:"},
+      {"join = [\"10.0.0.1:1\", 5]", "join[1]:"},
+      {"join = [\"10.0.0.1:0\"]", "join[0]:"},
+      {"join_timeout = \"0s\"", "join_timeout:"},
+      {"join_timeout = 60", "join_timeout:"},
+      {"log_level = \"loud\"", "log_level:"},
+      {"log_format = \"xml\"", "log_format:"},
+      {"event_log = 1", "event_log:"},
+      {"tags = \"a=b\"", "tags:"},
+      {"[tags]\nrole = 1", "tags.role:"},
+      {"[gossip]\naddress = \"x\"", "gossip.address:"},
+      {"[gossip]\nprobe_timeout = \"fast\"", "gossip.probe_timeout:"},
+      {"[gossip]\nprobe_interval = \"0s\"", "gossip.probe_interval:"},
+      {"[gossip]\ngossip_fanout = 0", "gossip.gossip_fanout:"},
+      {"[gossip]\ngossip_fanout = \"3\"", "gossip.gossip_fanout:"},
+      {"[gossip]\nsuspicion_mult = 1000", "gossip.suspicion_mult:"},
+      {"[gossip]\nlifeguard = 1", "gossip.lifeguard:"},
+      {"[gossip]\nmax_datagram = 10", "gossip.max_datagram:"},
+      {"[gossip]\nreaped_memory_max = -1", "gossip.reaped_memory_max:"},
+      {"[gossip]\ntcp_timeout = \"soon\"", "gossip.tcp_timeout:"},
+      {"cert_ttl = \"29s\"", "cert_ttl:"},
+      {"cert_ttl = \"721h\"", "cert_ttl:"},
+      {"cert_ttl = 3600", "cert_ttl:"},
+      {"[gossip]\nprobe_interval = \"100ms\"\nprobe_timeout = \"200ms\"", "gossip.probe_timeout:"},
   };
   for (const auto& c : cases) {
     auto msg = error_of(std::string{"name = \"n\"\n"}.append(c.toml).c_str());
@@ -445,9 +443,8 @@ TEST(config, admission_quorum_needs_tokens_from_as_many_issuers_of_one_mesh) {
   EXPECT_EQ(cfg.tokens, (std::vector<std::string>{a, b}));
   // Two tokens of one issuer do not.
   auto msg = error_of(head + "admission_quorum = 2\ntoken = [\"" + a + "\", \"" + a2 + "\"]\n");
-  EXPECT_EQ(msg.rfind("token: admission_quorum is 2: give 2 join tokens made by distinct issuers",
-                      0),
-            0u)
+  EXPECT_EQ(
+      msg.rfind("token: admission_quorum is 2: give 2 join tokens made by distinct issuers", 0), 0u)
       << msg;
   // Tokens of two meshes never mix.
   msg = error_of(head + "token = [\"" + a + "\", \"" + foreign + "\"]\n");
@@ -476,14 +473,12 @@ namespace {
 struct scratch_dir {
   std::filesystem::path path;
   explicit scratch_dir(const std::string& tag)
-    : path(std::filesystem::temp_directory_path() /
-           ("starling-config-" + tag + "-" + std::to_string(::getpid()))) {
+      : path(std::filesystem::temp_directory_path() /
+             ("starling-config-" + tag + "-" + std::to_string(::getpid()))) {
     std::filesystem::remove_all(path);
     std::filesystem::create_directories(path);
   }
-  ~scratch_dir() {
-    std::filesystem::remove_all(path);
-  }
+  ~scratch_dir() { std::filesystem::remove_all(path); }
   /// Writes `content` to `name` with `mode`; returns its path.
   std::string file(const std::string& name, const std::string& content,
                    std::filesystem::perms mode = std::filesystem::perms(0600)) const {
@@ -558,8 +553,8 @@ TEST(config, a_value_and_its_file_form_together_are_a_usage_error_naming_both) {
   ASSERT_FALSE(cfg);
   auto msg = sa::message_of(cfg.error());
   EXPECT_EQ(msg.rfind("token, token_file: give one of the two, not both", 0), 0u) << msg;
-  cfg = make(head + "gossip_key = \"" + key + "\"\ngossip_key_file = \"" + key_file + "\"\n", {},
-             {});
+  cfg =
+      make(head + "gossip_key = \"" + key + "\"\ngossip_key_file = \"" + key_file + "\"\n", {}, {});
   ASSERT_FALSE(cfg);
   EXPECT_EQ(sa::message_of(cfg.error()).rfind("gossip_key, gossip_key_file:", 0), 0u);
   sa::agent_flags f;

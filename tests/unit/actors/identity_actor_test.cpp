@@ -281,7 +281,8 @@ TEST_F(identity_actor_test, ledgers_are_merged_only_from_authenticated_issuers) 
   answer = must(sync_from("issuer-2", msg), "sync");
   ASSERT_TRUE(answer.ledger);
   EXPECT_EQ(answer.ledger->entries().size(), 1u);
-  EXPECT_TRUE(si::verify_ledger(*answer.ledger, answer.issued, answer.ledger_seal, "issuer-2", pki.bundle(), now));
+  EXPECT_TRUE(si::verify_ledger(*answer.ledger, answer.issued, answer.ledger_seal, "issuer-2",
+                                pki.bundle(), now));
   view = certs();
   EXPECT_EQ(view.at("sync").at("ledgers_merged"), 1);
   EXPECT_EQ(view.at("issuer").at("known_tokens"), 1);

@@ -1,10 +1,6 @@
 // The agent's gossip keyring: the adapter over the pure sealer, its persistence (mode 0600,
 // the persisted keyring winning at start), the admin requests, and sealed UDP + TCP through
 // the real transport on 127.0.0.1. Waits poll conditions with a bound; nothing sleeps to hope.
-#include "actors/keyring_sealer.hpp"
-
-#include <sys/stat.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -14,9 +10,11 @@
 #include <asio/ip/udp.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 
 #include "actors/config.hpp"
 #include "actors/errc.hpp"
+#include "actors/keyring_sealer.hpp"
 #include "gossip/errc.hpp"
 #include "identity/errc.hpp"
 #include "tests/support/process.hpp"
@@ -130,7 +128,7 @@ TEST(keyring_sealer, persists_every_change_with_mode_0600) {
   auto s = make_sealer(si::keyring{key_of(1)}, file);
   ASSERT_TRUE(s);
   ASSERT_FALSE(s->persist());
-  struct stat info{};
+  struct stat info {};
   ASSERT_EQ(::stat(file.c_str(), &info), 0);
   EXPECT_EQ(info.st_mode & 0777, 0600u);
   const auto new_key = si::to_base64(key_of(2));
@@ -210,8 +208,8 @@ TEST(keyring_sealer, answers_admin_requests) {
   EXPECT_EQ(doc.at("keys")[0].at("id"), id2);
   EXPECT_EQ(doc.at("keys")[1].at("primary"), false);
   EXPECT_EQ(doc.at("window"), "30s");
-  for (const char* c : {"sealed", "opened", "tampered", "replayed", "unknown_key", "unsealed",
-                        "malformed"})
+  for (const char* c :
+       {"sealed", "opened", "tampered", "replayed", "unknown_key", "unsealed", "malformed"})
     EXPECT_TRUE(doc.at("counters").at(c).is_number_unsigned()) << c;
   auto table = sa::keyring_table(doc.dump());
   ASSERT_TRUE(table);
@@ -220,7 +218,9 @@ TEST(keyring_sealer, answers_admin_requests) {
   // Encryption off: list says so, changes are refused.
   auto off = nlohmann::json::parse(sa::answer_keyring_request(nullptr, "list", ""));
   EXPECT_EQ(off.at("enabled"), false);
-  EXPECT_EQ(sa::answer_keyring_request(nullptr, "install", si::to_base64(key_of(2))).rfind("error: ", 0), 0u);
+  EXPECT_EQ(
+      sa::answer_keyring_request(nullptr, "install", si::to_base64(key_of(2))).rfind("error: ", 0),
+      0u);
 }
 
 // -- through the real transport -----------------------------------------------------------
@@ -273,14 +273,9 @@ sg::packet ping(std::uint32_t seq) {
   return p;
 }
 
-std::string addr(std::uint16_t port) {
-  return "127.0.0.1:" + std::to_string(port);
-}
+std::string addr(std::uint16_t port) { return "127.0.0.1:" + std::to_string(port); }
 
-template <class Pred>
-bool eventually(Pred pred) {
-  return st::poll_until(5s, pred, 1ms);
-}
+template <class Pred> bool eventually(Pred pred) { return st::poll_until(5s, pred, 1ms); }
 
 /// a and b share key 1; c holds key 2 only.
 class sealed_transport : public ::testing::Test {
@@ -370,7 +365,7 @@ TEST_F(sealed_transport, push_pull_is_sealed_and_another_key_cannot_join) {
   ASSERT_FALSE(*refused);
   EXPECT_EQ(refused->error().code(), static_cast<std::uint8_t>(sg::errc::peer_refused));
   EXPECT_NE(sg::render(refused->error()).find("not in this node's keyring"), std::string::npos)
-    << "[" << sg::render(refused->error()) << "]";
+      << "[" << sg::render(refused->error()) << "]";
   EXPECT_EQ(b->stats().dropped_refused, 1u);
   EXPECT_EQ(b->stats().push_pulls_in, 1u);
   EXPECT_EQ(sb->view().counters.unknown_key, 1u);
@@ -390,10 +385,10 @@ TEST(keyring_sealer_drops, drops_after_opening_show_in_the_keyring_view) {
   auto io = sa::make_transport_io(cfg, rx->drop_counters())(in.callbacks());
   ASSERT_TRUE(io) << sg::render(io.error());
   asio::io_context ctx;
-  asio::ip::udp::socket raw{ctx,
-                            asio::ip::udp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
+  asio::ip::udp::socket raw{ctx, asio::ip::udp::endpoint{asio::ip::make_address("127.0.0.1"), 0}};
   const asio::ip::udp::endpoint to{asio::ip::make_address("127.0.0.1"), (*io)->port()};
-  auto undecodable = tx->seal_to(addr((*io)->port()), std::string{"\xff\xfe not a gossip datagram"});
+  auto undecodable =
+      tx->seal_to(addr((*io)->port()), std::string{"\xff\xfe not a gossip datagram"});
   ASSERT_TRUE(undecodable);
   raw.send_to(asio::buffer(*undecodable), to);
   raw.send_to(asio::buffer(std::string(cfg.limits.max_datagram + 1, 'x')), to);
@@ -412,7 +407,7 @@ TEST(keyring_sealer_drops, drops_after_opening_show_in_the_keyring_view) {
   ASSERT_TRUE(table);
   EXPECT_NE(table->find("dropped by the transport: undecodable 1, oversized 1, binding_refused 0"),
             std::string::npos)
-    << *table;
+      << *table;
   // A restarted transport (a restarted membership actor) adds to the totals.
   io->reset();
   auto again = sa::make_transport_io(cfg, rx->drop_counters())(in.callbacks());

@@ -3,21 +3,19 @@
 // bans (and their lifting by an authenticated push-pull), and leaving. Virtual time only:
 // nothing here sleeps.
 #define CAF_TEST_NO_MAIN
-#include "tests/support/caf_test.hpp"
-
-#include <caf/test/unit_test_impl.hpp>
-
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <caf/all.hpp>
+#include <caf/test/unit_test_impl.hpp>
 #include <spdlog/spdlog.h>
 
 #include "actors/atoms.hpp"
 #include "actors/membership_actor.hpp"
 #include "gossip/errc.hpp"
+#include "tests/support/caf_test.hpp"
 
 namespace sa = starling::actors;
 namespace sg = starling::gossip;
@@ -43,14 +41,9 @@ struct fake_net {
 
 class fake_io final : public sa::gossip_io {
 public:
-  explicit fake_io(std::shared_ptr<fake_net> net) : net_(std::move(net)) {
-  }
-  std::string advertise_address() const override {
-    return self_address;
-  }
-  std::uint16_t port() const override {
-    return 7946;
-  }
+  explicit fake_io(std::shared_ptr<fake_net> net) : net_(std::move(net)) {}
+  std::string advertise_address() const override { return self_address; }
+  std::uint16_t port() const override { return 7946; }
   void send(const std::string& address, const sg::packet& msg) override {
     net_->sent.emplace_back(address, msg);
   }
@@ -73,14 +66,14 @@ struct parent_log {
 
 caf::behavior recorder(caf::event_based_actor*, std::shared_ptr<parent_log> log) {
   return {
-    [log](sa::bound_atom, const std::string& addr, std::uint16_t) { log->bound = addr; },
-    [log](sa::failed_atom, const std::string& msg) { log->failed = msg; },
-    [log](sa::joined_atom, bool ok, const std::string& msg) {
-      log->joined.emplace_back(ok, msg);
-    },
-    [log](sa::peers_atom, const std::vector<std::string>& peers, std::uint64_t) {
-      log->peers.push_back(peers);
-    },
+      [log](sa::bound_atom, const std::string& addr, std::uint16_t) { log->bound = addr; },
+      [log](sa::failed_atom, const std::string& msg) { log->failed = msg; },
+      [log](sa::joined_atom, bool ok, const std::string& msg) {
+        log->joined.emplace_back(ok, msg);
+      },
+      [log](sa::peers_atom, const std::vector<std::string>& peers, std::uint64_t) {
+        log->peers.push_back(peers);
+      },
   };
 }
 
@@ -141,8 +134,8 @@ protected:
     p.join_required = true;
     p.join_timeout = 3s;
     p.rng_seed = 42;
-    p.make_io = [net = net_](sg::transport_callbacks cbs)
-      -> caf::expected<std::unique_ptr<sa::gossip_io>> {
+    p.make_io =
+        [net = net_](sg::transport_callbacks cbs) -> caf::expected<std::unique_ptr<sa::gossip_io>> {
       if (net->fail_start)
         return sg::make_error(sg::errc::io_failure, "bind 10.0.0.1:7946: address in use");
       net->callbacks = std::move(cbs);
@@ -165,8 +158,7 @@ protected:
   }
 
   /// Asks the actor for a string view (members_atom, events_atom).
-  template <class Atom>
-  std::string ask(Atom what) {
+  template <class Atom> std::string ask(Atom what) {
     std::string out;
     auto rh = self->request(actor_, caf::infinite, what);
     sched.run();
@@ -199,9 +191,8 @@ protected:
     auto state = seed_state();
     state.members[0].incarnation = incarnation;
     std::optional<caf::expected<sg::push_pull>> answer;
-    net_->callbacks.on_push_pull(state, [&](caf::expected<sg::push_pull> r) {
-      answer = std::move(r);
-    });
+    net_->callbacks.on_push_pull(state,
+                                 [&](caf::expected<sg::push_pull> r) { answer = std::move(r); });
     sched.run();
     return answer;
   }
@@ -273,7 +264,7 @@ TEST_F(membership_actor_test, joins_through_a_seed) {
 TEST_F(membership_actor_test, join_retries_with_backoff_then_gives_up) {
   start(params({seed_address}));
   auto refused = caf::expected<sg::push_pull>{
-    sg::make_error(sg::errc::io_failure, "connect 10.0.0.2:7946: connection refused")};
+      sg::make_error(sg::errc::io_failure, "connect 10.0.0.2:7946: connection refused")};
   std::size_t attempts = 0;
   // Bounded: 3 s of virtual time in 10 ms steps.
   for (int step = 0; step < 300 && log_->joined.empty(); ++step) {
@@ -298,8 +289,7 @@ TEST_F(membership_actor_test, answers_pings_and_push_pulls) {
   net_->callbacks.on_packet(ping_from_seed(7), seed_address);
   sched.run();
   auto acked = std::any_of(net_->sent.begin(), net_->sent.end(), [](const auto& s) {
-    return s.first == seed_address && s.second.kind == sg::packet_kind::ack &&
-           s.second.seq == 7;
+    return s.first == seed_address && s.second.kind == sg::packet_kind::ack && s.second.seq == 7;
   });
   EXPECT_TRUE(acked);
   std::optional<sg::push_pull> answer;

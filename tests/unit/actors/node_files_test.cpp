@@ -15,10 +15,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::mode_of;
-using testing::umask_scope;
 using testing::temp_dir;
-
-
+using testing::umask_scope;
 
 TEST(node_files, a_new_data_dir_and_its_new_parents_are_0700) {
   // Issue 13: data dirs were created 0755 (fs::create_directories under the umask).

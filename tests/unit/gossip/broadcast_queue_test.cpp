@@ -12,9 +12,7 @@ member_update alive(std::string name, std::uint64_t inc) {
 }
 
 /// Every update costs the same: budget counts updates.
-std::size_t unit_cost(const member_update&) {
-  return 1;
-}
+std::size_t unit_cost(const member_update&) { return 1; }
 
 TEST(broadcast_queue, sends_each_update_exactly_limit_times_then_drops_it) {
   broadcast_queue q;
@@ -33,7 +31,7 @@ TEST(broadcast_queue, sends_each_update_exactly_limit_times_then_drops_it) {
 TEST(broadcast_queue, newer_update_about_a_member_replaces_the_older) {
   broadcast_queue q;
   q.push(alive("a", 1));
-  (void) q.take(100, 5, unit_cost);
+  (void)q.take(100, 5, unit_cost);
   ASSERT_EQ(q.find("a")->second, 1u);
   auto suspect = member_update{member_state::suspect, "a", {}, 1, {}, "b"};
   q.push(suspect);
@@ -47,7 +45,7 @@ TEST(broadcast_queue, newer_update_about_a_member_replaces_the_older) {
 TEST(broadcast_queue, picks_least_sent_first_then_newest) {
   broadcast_queue q;
   q.push(alive("old", 1));
-  (void) q.take(1, 10, unit_cost); // "old" now sent once
+  (void)q.take(1, 10, unit_cost); // "old" now sent once
   q.push(alive("mid", 1));
   q.push(alive("new", 1));
   auto got = q.take(3, 10, unit_cost);

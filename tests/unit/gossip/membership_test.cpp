@@ -20,9 +20,7 @@ using test_support::core_cluster;
 
 const time_point t0 = time_point{} + std::chrono::hours{1};
 
-std::string addr(const std::string& name) {
-  return name + ":7946";
-}
+std::string addr(const std::string& name) { return name + ":7946"; }
 
 member_update alive(const std::string& name, std::uint64_t inc, tag_map tags = {}) {
   return member_update{member_state::alive, name, addr(name), inc, std::move(tags), {}};
@@ -90,7 +88,7 @@ void add_members(membership& m, const std::vector<std::string>& names, time_poin
   std::vector<member_update> ups;
   for (const auto& n : names)
     ups.push_back(alive(n, 0));
-  (void) m.on_packet(gossip_from(names.front(), ups), now);
+  (void)m.on_packet(gossip_from(names.front(), ups), now);
 }
 
 std::vector<member_event_kind> kinds(const effects& fx) {
@@ -159,7 +157,7 @@ TEST(membership, alive_about_unknown_member_joins_it) {
 
 TEST(membership, alive_incarnation_rules) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("b", {alive("b", 3)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 3)}), t0);
   auto ignored = m.stats().updates_ignored;
 
   // Same incarnation, same data: a no-op, not an error.
@@ -187,7 +185,7 @@ TEST(membership, alive_incarnation_rules) {
 
 TEST(membership, suspect_rules_and_recovery) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("b", {alive("b", 2)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 2)}), t0);
   auto ignored = m.stats().updates_ignored;
 
   auto fx = m.on_packet(gossip_from("c", {suspect("b", 1, "c")}), t0);
@@ -224,7 +222,7 @@ TEST(membership, suspect_rules_and_recovery) {
 
 TEST(membership, dead_rules_and_rejoin) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("b", {alive("b", 2)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 2)}), t0);
   auto ignored = m.stats().updates_ignored;
 
   auto fx = m.on_packet(gossip_from("c", {dead("b", 1, "c")}), t0);
@@ -239,9 +237,9 @@ TEST(membership, dead_rules_and_rejoin) {
 
   // Dead is final for that incarnation: suspect, dead, left, alive <= incarnation ignored.
   ignored = m.stats().updates_ignored;
-  fx = m.on_packet(gossip_from("c", {suspect("b", 5, "c"), dead("b", 5, "c"), left("b", 5),
-                                     alive("b", 2)}),
-                   t0 + 2s);
+  fx = m.on_packet(
+      gossip_from("c", {suspect("b", 5, "c"), dead("b", 5, "c"), left("b", 5), alive("b", 2)}),
+      t0 + 2s);
   EXPECT_TRUE(fx.events.empty());
   EXPECT_EQ(m.find("b")->state, member_state::dead);
   EXPECT_EQ(m.stats().updates_ignored, ignored + 4);
@@ -255,7 +253,7 @@ TEST(membership, dead_rules_and_rejoin) {
 
 TEST(membership, left_is_a_graceful_dead) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("b", {alive("b", 1), alive("c", 1)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 1), alive("c", 1)}), t0);
   auto fx = m.on_packet(gossip_from("b", {left("b", 2)}), t0);
   EXPECT_EQ(kinds(fx), std::vector{member_event_kind::left});
   EXPECT_EQ(m.find("b")->state, member_state::left);
@@ -271,10 +269,10 @@ TEST(membership, suspected_member_is_declared_dead_when_its_timer_fires) {
   add_members(m, {"b", "c", "d"});
   // n = 4 live: min = 4 s, max = 24 s, k = 2.
   auto fx = m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
-  (void) m.on_packet(gossip_from("d", {suspect("b", 0, "d")}), t0);
+  (void)m.on_packet(gossip_from("d", {suspect("b", 0, "d")}), t0);
   EXPECT_EQ(m.next_deadline(), t0 + 1s) << "the probe comes first";
   auto deadline = t0 + std::chrono::duration_cast<duration>(std::chrono::duration<double>(
-                         24.0 - 20.0 * std::log(2.0) / std::log(3.0)));
+                           24.0 - 20.0 * std::log(2.0) / std::log(3.0)));
   fx = m.on_tick(deadline - 1ms);
   EXPECT_EQ(m.find("b")->state, member_state::suspect);
   fx = m.on_tick(deadline + 1us);
@@ -295,23 +293,23 @@ TEST(membership, refutes_suspect_and_dead_about_itself) {
   EXPECT_EQ(m.stats().refutations, 1u);
   EXPECT_EQ(m.health_score(), 1u) << "having to refute is a sign of local trouble";
 
-  (void) m.on_packet(gossip_from("b", {dead("a", 5, "b")}), t0);
+  (void)m.on_packet(gossip_from("b", {dead("a", 5, "b")}), t0);
   EXPECT_EQ(m.self().incarnation, 6u);
   EXPECT_EQ(m.stats().refutations, 2u);
 
   // Stale accusations are ignored.
   auto ignored = m.stats().updates_ignored;
-  (void) m.on_packet(gossip_from("b", {suspect("a", 5, "b"), dead("a", 2, "b")}), t0);
+  (void)m.on_packet(gossip_from("b", {suspect("a", 5, "b"), dead("a", 2, "b")}), t0);
   EXPECT_EQ(m.self().incarnation, 6u);
   EXPECT_EQ(m.stats().updates_ignored, ignored + 2);
 
   // A forged leave is refuted too.
-  (void) m.on_packet(gossip_from("b", {left("a", 6)}), t0);
+  (void)m.on_packet(gossip_from("b", {left("a", 6)}), t0);
   EXPECT_EQ(m.self().incarnation, 7u);
   EXPECT_EQ(m.self().state, member_state::alive);
 
   // An alive of ours from a previous life (higher incarnation) is outbid.
-  (void) m.on_packet(gossip_from("b", {alive("a", 10)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("a", 10)}), t0);
   EXPECT_EQ(m.self().incarnation, 11u);
   EXPECT_EQ(m.stats().refutations, 4u);
 
@@ -326,7 +324,7 @@ TEST(membership, refutes_suspect_and_dead_about_itself) {
 
 TEST(membership, refutation_is_piggybacked_on_the_next_ack) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("b", {alive("b", 0), suspect("a", 0, "b")}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 0), suspect("a", 0, "b")}), t0);
   auto fx = m.on_packet(make(packet_kind::ping, 7, "b", "a"), t0);
   auto acks = packets_of(fx, packet_kind::ack);
   ASSERT_EQ(acks.size(), 1u);
@@ -348,9 +346,9 @@ protected:
 
   /// Ticks just before and at `deadline`, expecting b to die exactly then.
   void expect_death_at(time_point deadline) {
-    (void) m.on_tick(deadline - 1ms);
+    (void)m.on_tick(deadline - 1ms);
     EXPECT_EQ(m.find("b")->state, member_state::suspect);
-    (void) m.on_tick(deadline);
+    (void)m.on_tick(deadline);
     EXPECT_EQ(m.find("b")->state, member_state::dead);
   }
 
@@ -358,9 +356,9 @@ protected:
   /// our own probe of b (with the suspicion first in it) decides. Ticks from `deadline`
   /// until b's verification ping and returns it; nobody answers anything here.
   outgoing expect_verification_at(time_point deadline) {
-    (void) m.on_tick(deadline - 1ms);
+    (void)m.on_tick(deadline - 1ms);
     EXPECT_EQ(m.find("b")->state, member_state::suspect);
-    (void) m.on_tick(deadline);
+    (void)m.on_tick(deadline);
     EXPECT_EQ(m.find("b")->state, member_state::suspect) << "hearsay alone does not kill";
     EXPECT_GT(m.next_deadline(), deadline);
     for (auto now = m.next_deadline(); now < deadline + 10s; now = m.next_deadline()) {
@@ -377,9 +375,9 @@ protected:
 
   /// Ticks until b's verification probe fails; b must then be dead.
   void expect_death_after_verification(time_point deadline) {
-    (void) expect_verification_at(deadline);
+    (void)expect_verification_at(deadline);
     for (auto now = m.next_deadline(); now < deadline + 20s; now = m.next_deadline()) {
-      (void) m.on_tick(now);
+      (void)m.on_tick(now);
       if (m.find("b")->state == member_state::dead)
         return;
     }
@@ -388,12 +386,12 @@ protected:
 };
 
 TEST_F(suspicion_timer, unconfirmed_lasts_the_maximum_then_our_probe_decides) {
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
   expect_death_after_verification(t0 + 24s);
 }
 
 TEST_F(suspicion_timer, verification_answered_with_a_refutation_recovers) {
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
   auto ping = expect_verification_at(t0 + 24s);
   auto ack = make(packet_kind::ack, ping.message.seq, "b");
   ack.updates = {alive("b", 1)};
@@ -402,19 +400,19 @@ TEST_F(suspicion_timer, verification_answered_with_a_refutation_recovers) {
 }
 
 TEST_F(suspicion_timer, verification_answered_without_refutation_restarts_the_timer) {
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
   auto ping = expect_verification_at(t0 + 24s);
   auto answered = t0 + 26s;
-  (void) m.on_packet(make(packet_kind::ack, ping.message.seq, "b"), answered);
+  (void)m.on_packet(make(packet_kind::ack, ping.message.seq, "b"), answered);
   for (auto now = m.next_deadline(); now < answered + 24s - 1ms; now = m.next_deadline()) {
-    (void) m.on_tick(std::min(now, answered + 24s - 1ms));
+    (void)m.on_tick(std::min(now, answered + 24s - 1ms));
     ASSERT_EQ(m.find("b")->state, member_state::suspect);
   }
 }
 
 TEST_F(suspicion_timer, confirmation_during_verification_kills_at_once) {
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
-  (void) m.on_tick(t0 + 24s);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_tick(t0 + 24s);
   ASSERT_EQ(m.find("b")->state, member_state::suspect);
   auto fx = m.on_packet(gossip_from("d", {suspect("b", 0, "d")}), t0 + 24s + 10ms);
   EXPECT_EQ(m.find("b")->state, member_state::dead);
@@ -427,7 +425,7 @@ TEST_F(suspicion_timer, our_own_suspicion_needs_no_verification) {
     auto fx = m.on_tick(now);
     for (const auto& o : packets_of(fx, packet_kind::ping))
       if (o.message.target != "b")
-        (void) m.on_packet(make(packet_kind::ack, o.message.seq, o.message.target), now);
+        (void)m.on_packet(make(packet_kind::ack, o.message.seq, o.message.target), now);
     if (m.find("b")->state == member_state::suspect)
       break;
   }
@@ -439,35 +437,35 @@ TEST_F(suspicion_timer, our_own_suspicion_needs_no_verification) {
 }
 
 TEST_F(suspicion_timer, one_confirmation_shrinks_it_logarithmically) {
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
-  (void) m.on_packet(gossip_from("d", {suspect("b", 0, "d")}), t0 + 1s);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("d", {suspect("b", 0, "d")}), t0 + 1s);
   // Duplicates, the starter and ourselves do not count.
-  (void) m.on_packet(gossip_from("d", {suspect("b", 0, "d"), suspect("b", 0, "c"),
-                                       suspect("b", 0, "a")}),
-                     t0 + 1s);
+  (void)m.on_packet(
+      gossip_from("d", {suspect("b", 0, "d"), suspect("b", 0, "c"), suspect("b", 0, "a")}),
+      t0 + 1s);
   auto expected = 24.0 - 20.0 * std::log(2.0) / std::log(3.0);
   auto deadline =
-    t0 + std::chrono::duration_cast<duration>(std::chrono::duration<double>(expected));
+      t0 + std::chrono::duration_cast<duration>(std::chrono::duration<double>(expected));
   // Rounding of the double arithmetic: allow one microsecond.
-  (void) m.on_tick(deadline - 1ms);
+  (void)m.on_tick(deadline - 1ms);
   EXPECT_EQ(m.find("b")->state, member_state::suspect);
-  (void) m.on_tick(deadline + 1us);
+  (void)m.on_tick(deadline + 1us);
   EXPECT_EQ(m.find("b")->state, member_state::dead);
 }
 
 TEST_F(suspicion_timer, k_confirmations_reach_the_minimum) {
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
-  (void) m.on_packet(gossip_from("d", {suspect("b", 0, "d")}), t0);
-  (void) m.on_packet(gossip_from("e", {suspect("b", 0, "e")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("d", {suspect("b", 0, "d")}), t0);
+  (void)m.on_packet(gossip_from("e", {suspect("b", 0, "e")}), t0);
   expect_death_at(t0 + 4s);
 }
 
 TEST_F(suspicion_timer, confirmation_at_another_incarnation_does_not_count) {
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
-  (void) m.on_packet(gossip_from("d", {alive("b", 1)}), t0 + 1s); // refuted
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("d", {alive("b", 1)}), t0 + 1s); // refuted
   EXPECT_EQ(m.find("b")->state, member_state::alive);
-  (void) m.on_packet(gossip_from("d", {suspect("b", 1, "d")}), t0 + 2s);
-  (void) m.on_packet(gossip_from("e", {suspect("b", 0, "e")}), t0 + 2s);
+  (void)m.on_packet(gossip_from("d", {suspect("b", 1, "d")}), t0 + 2s);
+  (void)m.on_packet(gossip_from("e", {suspect("b", 0, "e")}), t0 + 2s);
   expect_death_after_verification(t0 + 2s + 24s);
 }
 
@@ -476,10 +474,10 @@ TEST(membership, without_lifeguard_suspicion_is_the_fixed_minimum) {
   cfg.lifeguard = false;
   auto m = make_core("a", cfg);
   add_members(m, {"b", "c", "d", "e"});
-  (void) m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
-  (void) m.on_tick(t0 + 4s - 1ms);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  (void)m.on_tick(t0 + 4s - 1ms);
   EXPECT_EQ(m.find("b")->state, member_state::suspect);
-  (void) m.on_tick(t0 + 4s);
+  (void)m.on_tick(t0 + 4s);
   EXPECT_EQ(m.find("b")->state, member_state::dead);
 }
 
@@ -490,12 +488,12 @@ TEST(membership, suspicion_minimum_scales_with_mesh_size) {
     names.push_back("n" + std::to_string(i));
   add_members(m, names);
   // n = 100: min = 4 * 2 * 1 s = 8 s, max = 48 s.
-  (void) m.on_packet(gossip_from("n1", {suspect("n0", 0, "n1")}), t0);
+  (void)m.on_packet(gossip_from("n1", {suspect("n0", 0, "n1")}), t0);
   for (auto from : {"n2", "n3"})
-    (void) m.on_packet(gossip_from(from, {suspect("n0", 0, from)}), t0);
-  (void) m.on_tick(t0 + 8s - 1ms);
+    (void)m.on_packet(gossip_from(from, {suspect("n0", 0, from)}), t0);
+  (void)m.on_tick(t0 + 8s - 1ms);
   EXPECT_EQ(m.find("n0")->state, member_state::suspect);
-  (void) m.on_tick(t0 + 8s);
+  (void)m.on_tick(t0 + 8s);
   EXPECT_EQ(m.find("n0")->state, member_state::dead);
 }
 
@@ -522,7 +520,7 @@ TEST(membership, probe_pings_a_member_and_an_ack_clears_it) {
   EXPECT_EQ(m.stats().probes, 1u);
   EXPECT_EQ(m.next_deadline(), t0 + 1s + 400ms) << "indirect probe deadline";
 
-  (void) m.on_packet(make(packet_kind::ack, ping.message.seq, "b"), t0 + 1s + 10ms);
+  (void)m.on_packet(make(packet_kind::ack, ping.message.seq, "b"), t0 + 1s + 10ms);
   EXPECT_EQ(m.next_deadline(), t0 + 2s);
   auto fx = m.on_tick(t0 + 2s);
   EXPECT_EQ(m.stats().probe_failures, 0u);
@@ -541,8 +539,7 @@ TEST(membership, probes_every_member_once_per_pass) {
       auto now = t0 + 1s + std::chrono::seconds{pass * 5 + i};
       auto ping = start_probe(m, now);
       seen.push_back(ping.message.target);
-      (void) m.on_packet(make(packet_kind::ack, ping.message.seq, ping.message.target),
-                         now);
+      (void)m.on_packet(make(packet_kind::ack, ping.message.seq, ping.message.target), now);
     }
     std::sort(seen.begin(), seen.end());
     EXPECT_EQ(seen, names);
@@ -568,8 +565,8 @@ TEST(membership, failed_probe_goes_indirect_then_suspects_and_raises_health_scor
 
   // One helper nacks; the other is silent: we are partly to blame.
   auto helper = reqs[0].message.target == target ? reqs[0].address : reqs[0].address;
-  (void) helper;
-  (void) m.on_packet(make(packet_kind::nack, ping.message.seq, "c"), t0 + 1s + 700ms);
+  (void)helper;
+  (void)m.on_packet(make(packet_kind::nack, ping.message.seq, "c"), t0 + 1s + 700ms);
   EXPECT_EQ(m.stats().nacks_received, 1u);
 
   fx = m.on_tick(t0 + 2s);
@@ -589,15 +586,14 @@ TEST(membership, failed_probe_goes_indirect_then_suspects_and_raises_health_scor
 TEST(membership, missing_nacks_weigh_on_health_and_success_lowers_it) {
   auto m = make_core();
   add_members(m, {"b", "c", "d"});
-  (void) start_probe(m, t0 + 1s);
-  (void) m.on_tick(t0 + 1s + 400ms);
+  (void)start_probe(m, t0 + 1s);
+  (void)m.on_tick(t0 + 1s + 400ms);
   auto fx = m.on_tick(t0 + 2s); // no ack, no nack at all; the next probe starts
   EXPECT_EQ(m.health_score(), 2u);
   auto pings = packets_of(fx, packet_kind::ping);
   ASSERT_EQ(pings.size(), 1u);
   // This one succeeds: one step back.
-  (void) m.on_packet(make(packet_kind::ack, pings[0].message.seq, pings[0].message.target),
-                     t0 + 2s);
+  (void)m.on_packet(make(packet_kind::ack, pings[0].message.seq, pings[0].message.target), t0 + 2s);
   EXPECT_EQ(m.health_score(), 1u);
 }
 
@@ -620,7 +616,7 @@ TEST(membership, health_score_is_capped_and_scales_the_probe_interval) {
     EXPECT_EQ(m.next_deadline(), now + 1s * (1 + h)) << "scaled probe interval";
     now = m.next_deadline();
     // Keep b alive in our eyes so it is probed again.
-    (void) m.on_packet(gossip_from("b", {alive("b", i + 1)}), now);
+    (void)m.on_packet(gossip_from("b", {alive("b", i + 1)}), now);
   }
   EXPECT_EQ(m.health_score(), 3u);
 }
@@ -630,11 +626,11 @@ TEST(membership, without_lifeguard_health_never_moves) {
   cfg.lifeguard = false;
   auto m = make_core("a", cfg);
   add_members(m, {"b"});
-  (void) m.on_tick(t0 + 1s);
-  (void) m.on_tick(t0 + 2s);
+  (void)m.on_tick(t0 + 1s);
+  (void)m.on_tick(t0 + 2s);
   EXPECT_EQ(m.stats().probe_failures, 1u);
   EXPECT_EQ(m.health_score(), 0u);
-  (void) m.on_packet(gossip_from("b", {suspect("a", 0, "b")}), t0 + 2s);
+  (void)m.on_packet(gossip_from("b", {suspect("a", 0, "b")}), t0 + 2s);
   EXPECT_EQ(m.health_score(), 0u);
   EXPECT_EQ(m.next_deadline(), t0 + 2s + 400ms);
 }
@@ -654,7 +650,7 @@ TEST(membership, indirect_probe_path_forwards_ack_or_nacks) {
     ping = start_probe(a, now);
     if (ping.message.target == "b")
       break;
-    (void) a.on_packet(make(packet_kind::ack, ping.message.seq, "h"), now);
+    (void)a.on_packet(make(packet_kind::ack, ping.message.seq, "h"), now);
   }
   ASSERT_EQ(ping.message.target, "b");
   auto fx = a.on_tick(now + 400ms);
@@ -679,8 +675,8 @@ TEST(membership, indirect_probe_path_forwards_ack_or_nacks) {
   EXPECT_EQ(fwd[0].message.seq, ping.message.seq);
   EXPECT_EQ(fwd[0].message.sender, "h");
 
-  (void) a.on_packet(fwd[0].message, now + 500ms);
-  (void) a.on_tick(now + 1s);
+  (void)a.on_packet(fwd[0].message, now + 500ms);
+  (void)a.on_tick(now + 1s);
   EXPECT_EQ(a.stats().probe_failures, 0u);
   EXPECT_EQ(a.find("b")->state, member_state::alive);
 
@@ -700,7 +696,7 @@ TEST(membership, helper_without_lifeguard_sends_no_nack) {
   cfg.lifeguard = false;
   auto h = make_core("h", cfg);
   add_members(h, {"b", "a"});
-  (void) h.on_packet(make(packet_kind::ping_req, 9, "a", "b", addr("b")), t0);
+  (void)h.on_packet(make(packet_kind::ping_req, 9, "a", "b", addr("b")), t0);
   auto fx = h.on_tick(t0 + 400ms);
   EXPECT_TRUE(packets_of(fx, packet_kind::nack).empty());
 }
@@ -708,14 +704,14 @@ TEST(membership, helper_without_lifeguard_sends_no_nack) {
 TEST(membership, buddy_system_puts_the_suspicion_first_in_the_ping) {
   auto m = make_core();
   add_members(m, {"b"});
-  (void) m.on_packet(gossip_from("c", {alive("c", 0), suspect("b", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {alive("c", 0), suspect("b", 0, "c")}), t0);
   // Probe until b is the target.
   for (auto now = t0 + 1s; now < t0 + 10s; now += 1s) {
     auto fx = m.on_tick(now);
     auto pings = packets_of(fx, packet_kind::ping);
     ASSERT_EQ(pings.size(), 1u);
     if (pings[0].message.target != "b") {
-      (void) m.on_packet(make(packet_kind::ack, pings[0].message.seq, "c"), now);
+      (void)m.on_packet(make(packet_kind::ack, pings[0].message.seq, "c"), now);
       continue;
     }
     ASSERT_FALSE(pings[0].message.updates.empty());
@@ -726,7 +722,7 @@ TEST(membership, buddy_system_puts_the_suspicion_first_in_the_ping) {
     EXPECT_EQ(b.self().incarnation, 1u);
     auto acks = packets_of(bfx, packet_kind::ack);
     ASSERT_EQ(acks.size(), 1u);
-    (void) m.on_packet(acks[0].message, now);
+    (void)m.on_packet(acks[0].message, now);
     EXPECT_EQ(m.find("b")->state, member_state::alive);
     return;
   }
@@ -772,13 +768,13 @@ TEST(membership, malformed_and_stale_inputs_are_ignored_and_counted) {
   bad_kind.kind = static_cast<packet_kind>(99);
   auto ping_no_reply = make(packet_kind::ping, 1, "b", "a");
   ping_no_reply.sender_address.clear();
-  for (auto& c : {bad_case{"no sender", no_sender}, bad_case{"wrong target", wrong_target},
-                  bad_case{"unknown ping_req target", unknown_target},
-                  bad_case{"ping_req without address", req_no_address},
-                  bad_case{"ack with unknown seq", unknown_ack},
-                  bad_case{"nack with unknown seq", unknown_nack},
-                  bad_case{"unknown kind", bad_kind},
-                  bad_case{"ping without reply address", ping_no_reply}}) {
+  for (auto& c :
+       {bad_case{"no sender", no_sender}, bad_case{"wrong target", wrong_target},
+        bad_case{"unknown ping_req target", unknown_target},
+        bad_case{"ping_req without address", req_no_address},
+        bad_case{"ack with unknown seq", unknown_ack},
+        bad_case{"nack with unknown seq", unknown_nack}, bad_case{"unknown kind", bad_kind},
+        bad_case{"ping without reply address", ping_no_reply}}) {
     SCOPED_TRACE(c.what);
     auto fx = m.on_packet(c.p, t0);
     EXPECT_TRUE(fx.packets.empty());
@@ -816,7 +812,7 @@ TEST(membership, an_update_is_sent_exactly_the_retransmit_limit_then_dropped) {
   add_members(m, {"b", "c"});
   // n = 3: limit = 4 * ceil(log10(4)) = 4.
   auto u = alive("d", 7);
-  (void) m.on_packet(gossip_from("b", {u}), t0);
+  (void)m.on_packet(gossip_from("b", {u}), t0);
   std::size_t sent = 0;
   for (auto now = t0 + 200ms; now < t0 + 10s; now += 200ms) {
     auto fx = m.on_tick(now);
@@ -832,23 +828,23 @@ TEST(membership, an_update_is_sent_exactly_the_retransmit_limit_then_dropped) {
   EXPECT_EQ(m.pending_broadcasts(), 0u);
   // An empty queue skips gossip rounds entirely.
   auto before = m.stats().packets_sent;
-  (void) m.on_tick(t0 + 11s);
+  (void)m.on_tick(t0 + 11s);
   EXPECT_EQ(m.stats().packets_sent, before);
 }
 
 TEST(membership, newer_update_replaces_the_queued_older_one) {
   swim_config cfg = quiet_config();
   auto m = make_core("a", cfg);
-  (void) m.on_packet(gossip_from("b", {alive("b", 0), alive("c", 0)}), t0);
-  (void) m.on_packet(gossip_from("b", {suspect("c", 0, "b")}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 0), alive("c", 0)}), t0);
+  (void)m.on_packet(gossip_from("b", {suspect("c", 0, "b")}), t0);
   auto fx = m.on_packet(make(packet_kind::ping, 1, "b", "a"), t0);
   ASSERT_EQ(fx.packets.size(), 1u);
   const auto& ups = fx.packets[0].message.updates;
   EXPECT_TRUE(carries(fx.packets[0].message, suspect("c", 0, "b")));
   EXPECT_FALSE(carries(fx.packets[0].message, alive("c", 0)));
-  EXPECT_EQ(std::count_if(ups.begin(), ups.end(),
-                          [](const member_update& u) { return u.name == "c"; }),
-            1);
+  EXPECT_EQ(
+      std::count_if(ups.begin(), ups.end(), [](const member_update& u) { return u.name == "c"; }),
+      1);
 }
 
 TEST(membership, gossip_goes_to_live_and_recently_dead_members_only) {
@@ -859,7 +855,7 @@ TEST(membership, gossip_goes_to_live_and_recently_dead_members_only) {
   cfg.gossip_to_dead = 5s;
   auto m = make_core("a", cfg);
   add_members(m, {"b", "c", "d"});
-  (void) m.on_packet(gossip_from("b", {dead("c", 0, "b"), left("d", 0)}), t0);
+  (void)m.on_packet(gossip_from("b", {dead("c", 0, "b"), left("d", 0)}), t0);
   auto fx = m.on_tick(t0 + 200ms);
   std::set<std::string> to;
   for (const auto& o : fx.packets)
@@ -871,7 +867,7 @@ TEST(membership, gossip_goes_to_live_and_recently_dead_members_only) {
       EXPECT_EQ(o.message.updates.front(), dead("c", 0, "b"));
     }
   // Past gossip_to_dead, only b (if anything is still queued).
-  (void) m.on_packet(gossip_from("b", {alive("e", 0)}), t0 + 6s);
+  (void)m.on_packet(gossip_from("b", {alive("e", 0)}), t0 + 6s);
   fx = m.on_tick(t0 + 6s);
   for (const auto& o : fx.packets)
     EXPECT_NE(o.address, addr("c"));
@@ -889,22 +885,20 @@ TEST(membership, packing_never_exceeds_max_datagram) {
       for (int t = 0; t < i % 5; ++t)
         tags["key" + std::to_string(t)] = std::string(static_cast<std::size_t>(i), 'v');
       // Multi-byte incarnations, up to a stranger's ceiling (max_incarnation_jump).
-      ups.push_back(alive("member-" + std::to_string(i), static_cast<std::uint64_t>(i) << 25,
-                          tags));
+      ups.push_back(
+          alive("member-" + std::to_string(i), static_cast<std::uint64_t>(i) << 25, tags));
     }
     // Gossip packets are bounded by max_datagram too; feed them in small packets.
     for (std::size_t i = 0; i < ups.size(); i += 3)
-      (void) m.on_packet(
-        gossip_from("member-0", {ups.begin() + static_cast<std::ptrdiff_t>(i),
-                                 ups.begin() + static_cast<std::ptrdiff_t>(
-                                                 std::min(ups.size(), i + 3))}),
-        t0);
+      (void)m.on_packet(gossip_from("member-0", {ups.begin() + static_cast<std::ptrdiff_t>(i),
+                                                 ups.begin() + static_cast<std::ptrdiff_t>(
+                                                                   std::min(ups.size(), i + 3))}),
+                        t0);
     ASSERT_GT(m.pending_broadcasts(), 100u);
     std::size_t carried = 0;
     for (int i = 0; i < 40; ++i) {
-      auto fx = m.on_packet(make(packet_kind::ping, static_cast<std::uint32_t>(i + 1),
-                                 "member-1", "a"),
-                            t0);
+      auto fx = m.on_packet(
+          make(packet_kind::ping, static_cast<std::uint32_t>(i + 1), "member-1", "a"), t0);
       ASSERT_EQ(fx.packets.size(), 1u);
       const auto& p = fx.packets[0].message;
       std::size_t size = encoded_header_bound(p);
@@ -944,9 +938,9 @@ TEST(membership, encoded_bounds_grow_with_content) {
 
 TEST(membership, push_pull_state_holds_everyone_not_reaped) {
   auto m = make_core();
-  (void) m.on_packet(
-    gossip_from("b", {alive("b", 1, {{"r", "x"}}), alive("c", 2), alive("d", 0)}), t0);
-  (void) m.on_packet(gossip_from("b", {dead("c", 2, "b"), left("d", 0)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 1, {{"r", "x"}}), alive("c", 2), alive("d", 0)}),
+                    t0);
+  (void)m.on_packet(gossip_from("b", {dead("c", 2, "b"), left("d", 0)}), t0);
   auto pp = m.make_push_pull(true);
   EXPECT_EQ(pp.sender, "a");
   EXPECT_EQ(pp.sender_address, addr("a"));
@@ -962,7 +956,7 @@ TEST(membership, push_pull_state_holds_everyone_not_reaped) {
 
 TEST(membership, push_pull_merge_applies_dead_as_suspect_and_left_as_left) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("b", {alive("b", 0), alive("c", 0), alive("d", 0)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 0), alive("c", 0), alive("d", 0)}), t0);
   push_pull remote;
   remote.sender = "b";
   remote.sender_address = addr("b");
@@ -994,14 +988,14 @@ TEST(membership, push_pull_about_ourselves_triggers_refutation) {
   remote.sender = "b";
   remote.sender_address = addr("b");
   remote.members = {alive("b", 0), member_update{member_state::dead, "a", addr("a"), 0, {}, "b"}};
-  (void) m.on_push_pull_response(remote, t0);
+  (void)m.on_push_pull_response(remote, t0);
   EXPECT_EQ(m.self().incarnation, 1u);
   EXPECT_EQ(m.stats().refutations, 1u);
   remote.members = {left("a", 3)};
-  (void) m.on_push_pull_response(remote, t0);
+  (void)m.on_push_pull_response(remote, t0);
   EXPECT_EQ(m.self().incarnation, 4u);
   remote.members = {suspect("a", 2, "b")};
-  (void) m.on_push_pull_response(remote, t0);
+  (void)m.on_push_pull_response(remote, t0);
   EXPECT_EQ(m.self().incarnation, 4u) << "stale";
 }
 
@@ -1016,10 +1010,10 @@ TEST(membership, periodic_push_pull_picks_an_alive_member_but_not_at_start) {
   for (auto now = t0; now <= t0 + 61s; now = m.next_deadline()) {
     auto f = m.on_tick(now);
     to.insert(to.end(), f.push_pull_to.begin(), f.push_pull_to.end());
-    (void) m.on_packet(gossip_from("b", {}), now);
+    (void)m.on_packet(gossip_from("b", {}), now);
     for (const auto& o : f.packets)
       if (o.message.kind == packet_kind::ping)
-        (void) m.on_packet(make(packet_kind::ack, o.message.seq, "b"), now);
+        (void)m.on_packet(make(packet_kind::ack, o.message.seq, "b"), now);
   }
   EXPECT_EQ(to, (std::vector<std::string>{addr("b"), addr("b")}));
 }
@@ -1035,10 +1029,10 @@ swim_config reap_config() {
 
 TEST(membership, dead_and_left_members_are_reaped_and_remembered) {
   auto m = make_core("a", reap_config());
-  (void) m.on_packet(gossip_from("b", {alive("b", 3), alive("c", 0), alive("d", 0)}), t0);
-  (void) m.on_packet(gossip_from("c", {dead("b", 3, "c"), left("d", 0)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 3), alive("c", 0), alive("d", 0)}), t0);
+  (void)m.on_packet(gossip_from("c", {dead("b", 3, "c"), left("d", 0)}), t0);
   EXPECT_LE(m.next_deadline(), t0 + 60s);
-  (void) m.on_tick(t0 + 59s);
+  (void)m.on_tick(t0 + 59s);
   EXPECT_TRUE(m.find("b"));
   auto fx = m.on_tick(t0 + 60s);
   auto evs = kinds(fx);
@@ -1058,7 +1052,7 @@ TEST(membership, dead_and_left_members_are_reaped_and_remembered) {
   EXPECT_TRUE(fx.events.empty());
   EXPECT_FALSE(m.find("b"));
   EXPECT_EQ(m.stats().updates_ignored, ignored + 3);
-  (void) m.on_packet(gossip_from("c", {alive("b", 3)}), t0 + 61s);
+  (void)m.on_packet(gossip_from("c", {alive("b", 3)}), t0 + 61s);
   EXPECT_FALSE(m.find("b"));
 
   // A really newer incarnation is a real rejoin.
@@ -1078,14 +1072,14 @@ TEST(membership, reaped_memory_is_bounded_oldest_first) {
   for (int i = 0; i < 3; ++i) {
     auto name = "m" + std::to_string(i);
     auto at = t0 + std::chrono::seconds{i};
-    (void) m.on_packet(gossip_from(name, {alive(name, 5)}), at);
-    (void) m.on_packet(gossip_from("x", {dead(name, 5, "x")}), at);
+    (void)m.on_packet(gossip_from(name, {alive(name, 5)}), at);
+    (void)m.on_packet(gossip_from("x", {dead(name, 5, "x")}), at);
   }
   for (int i = 0; i < 3; ++i)
-    (void) m.on_tick(t0 + 60s + std::chrono::seconds{i});
+    (void)m.on_tick(t0 + 60s + std::chrono::seconds{i});
   EXPECT_EQ(m.members().size(), 1u);
-  auto fx = m.on_packet(gossip_from("x", {alive("m0", 5), alive("m1", 5), alive("m2", 5)}),
-                        t0 + 70s);
+  auto fx =
+      m.on_packet(gossip_from("x", {alive("m0", 5), alive("m1", 5), alive("m2", 5)}), t0 + 70s);
   ASSERT_EQ(fx.events.size(), 1u) << "only the oldest was forgotten";
   EXPECT_EQ(fx.events[0].subject.name, "m0");
 }
@@ -1093,9 +1087,9 @@ TEST(membership, reaped_memory_is_bounded_oldest_first) {
 TEST(membership, reaped_member_rejoining_directly_is_made_to_outbid_its_old_life) {
   auto cfg = reap_config();
   auto a = make_core("a", cfg);
-  (void) a.on_packet(gossip_from("c", {alive("c", 3)}), t0);
-  (void) a.on_packet(gossip_from("x", {dead("c", 3, "x")}), t0);
-  (void) a.on_tick(t0 + 60s);
+  (void)a.on_packet(gossip_from("c", {alive("c", 3)}), t0);
+  (void)a.on_packet(gossip_from("x", {dead("c", 3, "x")}), t0);
+  (void)a.on_tick(t0 + 60s);
   ASSERT_FALSE(a.find("c"));
 
   // c restarts at incarnation 0 and joins through a.
@@ -1108,7 +1102,7 @@ TEST(membership, reaped_member_rejoining_directly_is_made_to_outbid_its_old_life
   EXPECT_EQ(told->state, member_state::dead);
   EXPECT_EQ(told->incarnation, 3u);
 
-  (void) c.on_push_pull_response(reply.state, t0 + 70s);
+  (void)c.on_push_pull_response(reply.state, t0 + 70s);
   EXPECT_EQ(c.self().incarnation, 4u);
   EXPECT_EQ(c.self().state, member_state::alive);
 
@@ -1116,7 +1110,7 @@ TEST(membership, reaped_member_rejoining_directly_is_made_to_outbid_its_old_life
   auto fx = a.on_packet(make(packet_kind::ping, 5, "c", "a"), t0 + 71s);
   ASSERT_EQ(fx.packets.size(), 1u);
   EXPECT_EQ(fx.packets[0].message.updates.front(), dead("c", 3, "a"));
-  (void) a.on_packet(gossip_from("c", {alive("c", 4)}), t0 + 72s);
+  (void)a.on_packet(gossip_from("c", {alive("c", 4)}), t0 + 72s);
   EXPECT_EQ(a.find("c")->incarnation, 4u);
   fx = a.on_packet(make(packet_kind::ping, 6, "c", "a"), t0 + 73s);
   ASSERT_EQ(fx.packets.size(), 1u);
@@ -1126,9 +1120,9 @@ TEST(membership, reaped_member_rejoining_directly_is_made_to_outbid_its_old_life
 
 TEST(membership, ping_from_a_reaped_member_is_accepted_as_a_direct_rejoin) {
   auto a = make_core("a", reap_config());
-  (void) a.on_packet(gossip_from("c", {alive("c", 2)}), t0);
-  (void) a.on_packet(gossip_from("x", {dead("c", 2, "x")}), t0);
-  (void) a.on_tick(t0 + 60s);
+  (void)a.on_packet(gossip_from("c", {alive("c", 2)}), t0);
+  (void)a.on_packet(gossip_from("x", {dead("c", 2, "x")}), t0);
+  (void)a.on_tick(t0 + 60s);
   auto ping = make(packet_kind::ping, 1, "c", "a");
   ping.updates = {alive("c", 0)};
   auto fx = a.on_packet(ping, t0 + 61s);
@@ -1137,9 +1131,9 @@ TEST(membership, ping_from_a_reaped_member_is_accepted_as_a_direct_rejoin) {
   EXPECT_EQ(fx.packets[0].message.updates.front(), dead("c", 2, "a"));
   // The same alive relayed by someone else would have been ignored.
   auto b = make_core("b", reap_config());
-  (void) b.on_packet(gossip_from("c", {alive("c", 2)}), t0);
-  (void) b.on_packet(gossip_from("x", {dead("c", 2, "x")}), t0);
-  (void) b.on_tick(t0 + 60s);
+  (void)b.on_packet(gossip_from("c", {alive("c", 2)}), t0);
+  (void)b.on_packet(gossip_from("x", {dead("c", 2, "x")}), t0);
+  (void)b.on_tick(t0 + 60s);
   fx = b.on_packet(gossip_from("a", {alive("c", 0)}), t0 + 61s);
   EXPECT_TRUE(fx.events.empty());
   EXPECT_FALSE(b.find("c"));
@@ -1166,14 +1160,14 @@ TEST(membership, leave_marks_self_left_and_stops_probing) {
   }
   EXPECT_EQ(m.stats().probes, 0u);
   // No refutation once gone.
-  (void) m.on_packet(gossip_from("b", {dead("a", 1, "b"), suspect("a", 1, "b")}), t0 + 5s);
+  (void)m.on_packet(gossip_from("b", {dead("a", 1, "b"), suspect("a", 1, "b")}), t0 + 5s);
   EXPECT_EQ(m.self().state, member_state::left);
   EXPECT_EQ(m.self().incarnation, 1u);
   EXPECT_EQ(m.stats().refutations, 0u);
   auto pp = m.make_push_pull(false);
   EXPECT_EQ(pp.members[0], (member_update{member_state::left, "a", addr("a"), 1, {}, "a"}));
   // Leaving twice is harmless.
-  (void) m.leave(t0 + 6s);
+  (void)m.leave(t0 + 6s);
   EXPECT_EQ(m.self().incarnation, 1u);
 }
 
@@ -1188,7 +1182,7 @@ TEST(membership, set_tags_raises_the_incarnation_and_queues_an_alive) {
   EXPECT_TRUE(carries(fx.packets[0].message, alive("a", 1, {{"role", "edge"}})));
   // The receiver reports it as an update.
   auto b = make_core("b");
-  (void) b.on_packet(gossip_from("a", {alive("a", 0)}), t0);
+  (void)b.on_packet(gossip_from("a", {alive("a", 0)}), t0);
   auto bfx = b.on_packet(fx.packets[0].message, t0);
   EXPECT_EQ(kinds(bfx), std::vector{member_event_kind::updated});
   EXPECT_EQ(b.find("a")->tags.at("role"), "edge");
@@ -1198,7 +1192,7 @@ TEST(membership, set_tags_raises_the_incarnation_and_queues_an_alive) {
 
 TEST(membership, stale_accusation_is_answered_with_our_alive) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("b", {alive("b", 0), suspect("a", 0, "b")}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", 0), suspect("a", 0, "b")}), t0);
   ASSERT_EQ(m.self().incarnation, 1u);
   // Someone pings us still carrying the old suspicion (buddy system): the ack answers it.
   auto ping = make(packet_kind::ping, 5, "c", "a");
@@ -1229,7 +1223,7 @@ TEST(membership, late_tick_does_not_blame_the_probe_target) {
   EXPECT_TRUE(packets_of(fx, packet_kind::ping).empty()) << "no new probe yet";
   EXPECT_EQ(m.health_score(), 1u) << "a late timer is a sign of local trouble";
   // The answer was waiting in our input.
-  (void) m.on_packet(make(packet_kind::ack, ping.message.seq, ping.message.target), t0 + 5s);
+  (void)m.on_packet(make(packet_kind::ack, ping.message.seq, ping.message.target), t0 + 5s);
   fx = m.on_tick(m.next_deadline());
   EXPECT_EQ(m.stats().probe_failures, 0u);
   EXPECT_EQ(m.count(member_state::suspect), 0u);
@@ -1239,10 +1233,10 @@ TEST(membership, late_tick_does_not_blame_the_probe_target) {
 TEST(membership, late_tick_without_answer_still_fails_the_probe) {
   auto m = make_core();
   add_members(m, {"b"});
-  (void) start_probe(m, t0 + 1s);
-  (void) m.on_tick(t0 + 5s);
+  (void)start_probe(m, t0 + 1s);
+  (void)m.on_tick(t0 + 5s);
   EXPECT_EQ(m.count(member_state::suspect), 0u);
-  (void) m.on_tick(m.next_deadline());
+  (void)m.on_tick(m.next_deadline());
   EXPECT_EQ(m.stats().probe_failures, 1u);
   EXPECT_EQ(m.find("b")->state, member_state::suspect);
 }
@@ -1253,19 +1247,19 @@ TEST(membership, late_tick_reads_input_before_a_suspicion_fires) {
   auto m = make_core("a", cfg);
   add_members(m, {"b", "c", "d", "e"});
   for (auto from : {"c", "d", "e"})
-    (void) m.on_packet(gossip_from(from, {suspect("b", 0, from)}), t0);
+    (void)m.on_packet(gossip_from(from, {suspect("b", 0, from)}), t0);
   // Due at t0 + 4 s; we only wake at t0 + 9 s, with b's refutation waiting.
-  (void) m.on_tick(t0 + 9s);
+  (void)m.on_tick(t0 + 9s);
   EXPECT_EQ(m.find("b")->state, member_state::suspect);
-  (void) m.on_packet(gossip_from("b", {alive("b", 1)}), t0 + 9s);
+  (void)m.on_packet(gossip_from("b", {alive("b", 1)}), t0 + 9s);
   EXPECT_EQ(m.find("b")->state, member_state::alive);
   // Without a refutation it dies after the grace.
-  (void) m.on_packet(gossip_from("c", {suspect("b", 1, "c")}), t0 + 10s);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 1, "c")}), t0 + 10s);
   for (auto from : {"d", "e"})
-    (void) m.on_packet(gossip_from(from, {suspect("b", 1, from)}), t0 + 10s);
-  (void) m.on_tick(t0 + 20s);
+    (void)m.on_packet(gossip_from(from, {suspect("b", 1, from)}), t0 + 10s);
+  (void)m.on_tick(t0 + 20s);
   EXPECT_EQ(m.find("b")->state, member_state::suspect);
-  (void) m.on_tick(t0 + 20s + cfg.probe_timeout);
+  (void)m.on_tick(t0 + 20s + cfg.probe_timeout);
   EXPECT_EQ(m.find("b")->state, member_state::dead);
 }
 
@@ -1276,10 +1270,10 @@ TEST(membership, recently_dead_hear_of_their_death_even_when_nothing_is_queued) 
   cfg.gossip_to_dead = 10s;
   auto m = make_core("a", cfg);
   add_members(m, {"b", "c"});
-  (void) m.on_packet(gossip_from("b", {dead("c", 0, "b")}), t0);
+  (void)m.on_packet(gossip_from("b", {dead("c", 0, "b")}), t0);
   // Drain the queue.
   for (auto now = t0; now < t0 + 5s; now += 200ms)
-    (void) m.on_tick(now);
+    (void)m.on_tick(now);
   ASSERT_EQ(m.pending_broadcasts(), 0u);
   auto fx = m.on_tick(t0 + 5s);
   ASSERT_EQ(fx.packets.size(), 1u);
@@ -1296,7 +1290,7 @@ TEST(membership, periodic_push_pull_also_reconnects_to_dead_members) {
   cfg.probe_interval = 24h;
   auto m = make_core("a", cfg);
   add_members(m, {"b", "c", "d"});
-  (void) m.on_packet(gossip_from("b", {dead("c", 0, "b"), dead("d", 0, "b")}), t0);
+  (void)m.on_packet(gossip_from("b", {dead("c", 0, "b"), dead("d", 0, "b")}), t0);
   // dead (2) >= alive (2): a dead member is tried every round.
   auto fx = m.on_tick(t0 + 30s);
   ASSERT_EQ(fx.push_pull_to.size(), 2u);
@@ -1326,7 +1320,7 @@ TEST(membership, next_deadline_is_never_in_the_past_after_a_tick) {
     cfg.reap_after = 20s;
     auto m = make_core("a", cfg, seed);
     add_members(m, {"b", "c", "d"});
-    (void) m.on_packet(gossip_from("b", {suspect("c", 0, "b")}), t0);
+    (void)m.on_packet(gossip_from("b", {suspect("c", 0, "b")}), t0);
     auto now = t0;
     for (int i = 0; i < 400; ++i) {
       auto next = m.next_deadline();
@@ -1337,7 +1331,7 @@ TEST(membership, next_deadline_is_never_in_the_past_after_a_tick) {
       // Answer some pings so the run is not all failures.
       for (const auto& o : fx.packets)
         if (o.message.kind == packet_kind::ping && o.message.seq % 2 == 0)
-          (void) m.on_packet(make(packet_kind::ack, o.message.seq, o.message.target), now);
+          (void)m.on_packet(make(packet_kind::ack, o.message.seq, o.message.target), now);
     }
     EXPECT_GT(now, t0 + 60s);
   }
@@ -1349,7 +1343,7 @@ TEST(membership, move_keeps_the_core_usable) {
   membership moved = std::move(m);
   EXPECT_EQ(moved.self().name, "a");
   EXPECT_EQ(moved.members().size(), 2u);
-  (void) moved.on_tick(t0 + 1s);
+  (void)moved.on_tick(t0 + 1s);
   EXPECT_EQ(moved.stats().probes, 1u);
 }
 
@@ -1369,7 +1363,7 @@ push_pull push_pull_from(const std::string& sender, std::vector<member_update> m
 TEST(membership_ban, kills_a_live_member_once_and_spreads_its_death) {
   auto m = make_core();
   add_members(m, {"b", "c"});
-  (void) m.on_packet(gossip_from("c", {suspect("b", 2, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("b", 2, "c")}), t0);
   ASSERT_EQ(m.find("b")->state, member_state::suspect);
 
   auto fx = m.ban("b", t0 + 1s);
@@ -1395,7 +1389,7 @@ TEST(membership_ban, kills_a_live_member_once_and_spreads_its_death) {
   EXPECT_TRUE(m.banned("b"));
 
   // Dead or left members keep their state (no second death), but are banned all the same.
-  (void) m.on_packet(gossip_from("c", {left("c", 0)}), t0 + 2s);
+  (void)m.on_packet(gossip_from("c", {left("c", 0)}), t0 + 2s);
   fx = m.ban("c", t0 + 3s);
   EXPECT_TRUE(fx.events.empty());
   EXPECT_EQ(m.find("c")->state, member_state::left);
@@ -1418,7 +1412,7 @@ TEST(membership_ban, of_itself_is_refused) {
 TEST(membership_ban, banned_sender_gets_no_answer_and_is_not_heard) {
   auto m = make_core();
   add_members(m, {"b", "c"});
-  (void) m.ban("b", t0);
+  (void)m.ban("b", t0);
   const auto members = m.members();
   const auto ignored = m.stats().updates_ignored;
 
@@ -1438,8 +1432,8 @@ TEST(membership_ban, banned_sender_gets_no_answer_and_is_not_heard) {
   // Nobody else can make it alive or suspect, at any incarnation.
   auto fx = m.on_packet(gossip_from("c", {alive("b", 99), suspect("b", 99, "c")}), t0 + 1s);
   EXPECT_TRUE(fx.events.empty());
-  fx = m.on_push_pull_response(push_pull_from("c", {alive("b", 100), dead("b", 100, "c")}),
-                               t0 + 1s);
+  fx =
+      m.on_push_pull_response(push_pull_from("c", {alive("b", 100), dead("b", 100, "c")}), t0 + 1s);
   EXPECT_TRUE(fx.events.empty());
   EXPECT_EQ(m.stats().updates_ignored, ignored + 4);
   EXPECT_EQ(m.members(), members);
@@ -1448,20 +1442,19 @@ TEST(membership_ban, banned_sender_gets_no_answer_and_is_not_heard) {
 TEST(membership_ban, banned_push_pull_is_refused_and_its_answer_ignored) {
   auto m = make_core();
   add_members(m, {"b", "c"});
-  (void) m.ban("b", t0);
+  (void)m.ban("b", t0);
   const auto members = m.members();
-  auto reply = m.on_push_pull_request(push_pull_from("b", {alive("b", 5), alive("x", 0)}, true),
-                                      t0 + 1s);
+  auto reply =
+      m.on_push_pull_request(push_pull_from("b", {alive("b", 5), alive("x", 0)}, true), t0 + 1s);
   ASSERT_TRUE(reply.refusal);
   EXPECT_EQ(reply.refusal.category(), errc_category);
   EXPECT_EQ(reply.refusal.code(), static_cast<std::uint8_t>(errc::peer_refused));
   EXPECT_NE(refusal_reason(reply.refusal).find("b is banned"), std::string::npos)
-    << render(reply.refusal);
+      << render(reply.refusal);
   EXPECT_TRUE(reply.state.members.empty()) << "nothing of ours goes to it";
   EXPECT_TRUE(reply.fx.events.empty());
   // A join seed's address may lead to a banned node: its answer is not merged either.
-  auto fx = m.on_push_pull_response(push_pull_from("b", {alive("b", 5), alive("x", 0)}),
-                                    t0 + 1s);
+  auto fx = m.on_push_pull_response(push_pull_from("b", {alive("b", 5), alive("x", 0)}), t0 + 1s);
   EXPECT_TRUE(fx.events.empty());
   EXPECT_EQ(m.members(), members);
   EXPECT_EQ(m.stats().banned_refused, 2u);
@@ -1479,17 +1472,17 @@ TEST(membership_ban, banned_member_is_never_probed_gossiped_to_or_picked) {
   cfg.reap_after = 10min;
   auto m = make_core("a", cfg);
   add_members(m, {"b", "c", "d"});
-  (void) m.ban("b", t0);
+  (void)m.ban("b", t0);
   // d is dead too (not banned): it still hears of its death and is tried for push-pull,
   // so the loop below shows that only the ban keeps b out.
-  (void) m.on_packet(gossip_from("c", {dead("d", 0, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {dead("d", 0, "c")}), t0);
   std::set<std::string> to;
   for (auto now = t0; now <= t0 + 5min; now = m.next_deadline()) {
     auto fx = m.on_tick(now);
     for (const auto& o : fx.packets) {
       to.insert(o.address);
       if (o.message.kind == packet_kind::ping)
-        (void) m.on_packet(make(packet_kind::ack, o.message.seq, o.message.target), now);
+        (void)m.on_packet(make(packet_kind::ack, o.message.seq, o.message.target), now);
     }
     to.insert(fx.push_pull_to.begin(), fx.push_pull_to.end());
   }
@@ -1501,7 +1494,7 @@ TEST(membership_ban, banned_member_is_never_probed_gossiped_to_or_picked) {
 TEST(membership_ban, ping_req_for_a_banned_member_is_nacked_without_probing_it) {
   auto m = make_core();
   add_members(m, {"b", "c"});
-  (void) m.ban("b", t0);
+  (void)m.ban("b", t0);
   // c has not heard of the ban yet and asks us to probe b.
   auto fx = m.on_packet(make(packet_kind::ping_req, 9, "c", "b", addr("b")), t0 + 1s);
   EXPECT_TRUE(packets_of(fx, packet_kind::ping).empty());
@@ -1517,7 +1510,7 @@ TEST(membership_ban, probe_in_flight_ends_without_a_verdict) {
   add_members(m, {"b"});
   auto ping = start_probe(m, t0 + 1s);
   ASSERT_EQ(ping.message.target, "b");
-  (void) m.ban("b", t0 + 1s + 100ms);
+  (void)m.ban("b", t0 + 1s + 100ms);
   auto fx = m.on_tick(t0 + 1s + 400ms);
   EXPECT_TRUE(packets_of(fx, packet_kind::ping_req).empty());
   fx = m.on_tick(t0 + 2s);
@@ -1535,8 +1528,7 @@ TEST(membership_ban, unknown_name_can_never_join_until_unbanned) {
   fx = m.on_packet(gossip_from("c", {alive("z", 0)}), t0 + 1s);
   EXPECT_TRUE(fx.events.empty());
   EXPECT_FALSE(m.find("z"));
-  EXPECT_TRUE(m.on_push_pull_request(push_pull_from("z", {alive("z", 0)}, true), t0 + 1s)
-                .refusal);
+  EXPECT_TRUE(m.on_push_pull_request(push_pull_from("z", {alive("z", 0)}, true), t0 + 1s).refusal);
   EXPECT_FALSE(m.find("z"));
   // The ban list is never on the wire.
   for (const auto& u : m.make_push_pull(false).members)
@@ -1553,7 +1545,7 @@ TEST(membership_ban, unknown_name_can_never_join_until_unbanned) {
 TEST(membership_ban, banned_member_is_reaped_and_stays_banned) {
   auto m = make_core("a", reap_config());
   add_members(m, {"b", "c"});
-  (void) m.ban("b", t0);
+  (void)m.ban("b", t0);
   auto fx = m.on_tick(t0 + 60s);
   EXPECT_EQ(kinds(fx), std::vector{member_event_kind::reaped});
   EXPECT_FALSE(m.find("b"));
@@ -1570,8 +1562,8 @@ TEST(membership_ban, banned_member_is_reaped_and_stays_banned) {
 
 TEST(membership_ban, unbanned_member_rejoins_with_a_higher_incarnation) {
   auto m = make_core();
-  (void) m.on_packet(gossip_from("c", {alive("c", 0), alive("b", 2)}), t0);
-  (void) m.ban("b", t0);
+  (void)m.on_packet(gossip_from("c", {alive("c", 0), alive("b", 2)}), t0);
+  (void)m.ban("b", t0);
   m.unban("b");
   EXPECT_FALSE(m.banned("b"));
   EXPECT_EQ(m.find("b")->state, member_state::dead) << "unban changes no state";
@@ -1589,19 +1581,19 @@ TEST(membership_ban, list_is_bounded_oldest_first) {
   auto cfg = quiet_config();
   cfg.banned_max = 2;
   auto m = make_core("a", cfg);
-  (void) m.ban("x", t0);
-  (void) m.ban("y", t0);
-  (void) m.ban("x", t0); // already banned: still the oldest
-  (void) m.ban("z", t0);
+  (void)m.ban("x", t0);
+  (void)m.ban("y", t0);
+  (void)m.ban("x", t0); // already banned: still the oldest
+  (void)m.ban("z", t0);
   EXPECT_FALSE(m.banned("x"));
   EXPECT_TRUE(m.banned("y"));
   EXPECT_TRUE(m.banned("z"));
   // A lifted ban leaves room: nothing else is dropped.
   m.unban("y");
-  (void) m.ban("w", t0);
+  (void)m.ban("w", t0);
   EXPECT_TRUE(m.banned("z"));
   EXPECT_TRUE(m.banned("w"));
-  (void) m.ban("v", t0);
+  (void)m.ban("v", t0);
   EXPECT_FALSE(m.banned("z"));
   EXPECT_TRUE(m.banned("w"));
   EXPECT_TRUE(m.banned("v"));
@@ -1660,8 +1652,8 @@ TEST(membership_incarnation, accusation_at_the_top_about_itself_is_refused_witho
     SCOPED_TRACE(what);
     auto m = make_core();
     add_members(m, {"b", "c"});
-    (void) m.on_packet(gossip_from("c", {u}), t0);
-    (void) m.on_push_pull_response(push_pull_from_c({alive("c", 0), u}), t0);
+    (void)m.on_packet(gossip_from("c", {u}), t0);
+    (void)m.on_push_pull_response(push_pull_from_c({alive("c", 0), u}), t0);
     EXPECT_EQ(m.self().state, member_state::alive);
     EXPECT_EQ(m.self().incarnation, 0u) << "nothing to refute, nothing wrapped";
     EXPECT_EQ(m.stats().refutations, 0u);
@@ -1673,18 +1665,18 @@ TEST(membership_incarnation, a_jump_up_to_the_bound_is_taken_and_refuted_without
   auto m = make_core();
   add_members(m, {"b", "c"});
   // About a member: exactly the bound is plausible, one more is not.
-  (void) m.on_packet(gossip_from("c", {suspect("b", max_incarnation_jump + 1, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("b", max_incarnation_jump + 1, "c")}), t0);
   EXPECT_EQ(m.find("b")->state, member_state::alive);
   EXPECT_EQ(m.stats().incarnation_refused, 1u);
-  (void) m.on_packet(gossip_from("c", {suspect("b", max_incarnation_jump, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("b", max_incarnation_jump, "c")}), t0);
   EXPECT_EQ(m.find("b")->state, member_state::suspect);
   EXPECT_EQ(m.find("b")->incarnation, max_incarnation_jump);
   // The member's refutation is one step above what we know now.
-  (void) m.on_packet(gossip_from("b", {alive("b", max_incarnation_jump + 1)}), t0);
+  (void)m.on_packet(gossip_from("b", {alive("b", max_incarnation_jump + 1)}), t0);
   EXPECT_EQ(m.find("b")->state, member_state::alive);
 
   // About itself: refuted one above the accusation.
-  (void) m.on_packet(gossip_from("c", {dead("a", max_incarnation_jump, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {dead("a", max_incarnation_jump, "c")}), t0);
   EXPECT_EQ(m.self().incarnation, max_incarnation_jump + 1);
   EXPECT_EQ(m.stats().refutations, 1u);
   EXPECT_EQ(m.stats().incarnation_refused, 1u);
@@ -1692,9 +1684,9 @@ TEST(membership_incarnation, a_jump_up_to_the_bound_is_taken_and_refuted_without
 
 TEST(membership_incarnation, a_stranger_above_the_ceiling_is_not_learnt) {
   auto m = make_core();
-  auto fx = m.on_packet(gossip_from("c", {alive("z", max_incarnation_jump + 1),
-                                          alive("y", max_incarnation_jump)}),
-                        t0);
+  auto fx = m.on_packet(
+      gossip_from("c", {alive("z", max_incarnation_jump + 1), alive("y", max_incarnation_jump)}),
+      t0);
   EXPECT_EQ(kinds(fx), std::vector{member_event_kind::joined});
   EXPECT_FALSE(m.find("z"));
   EXPECT_TRUE(m.find("y"));
@@ -1705,10 +1697,10 @@ TEST(membership_incarnation, nothing_above_the_ceiling_is_accepted_even_one_step
   // A node already at the ceiling (no real one gets there): one step above it is refused,
   // an accusation at it is refuted one above, without wrapping.
   membership m{"a", addr("a"), {}, quiet_config(), 1, t0, max_incarnation};
-  (void) m.on_packet(gossip_from("c", {alive("c", 0), alive("a", max_incarnation + 1)}), t0);
+  (void)m.on_packet(gossip_from("c", {alive("c", 0), alive("a", max_incarnation + 1)}), t0);
   EXPECT_EQ(m.self().incarnation, max_incarnation);
   EXPECT_EQ(m.stats().incarnation_refused, 1u);
-  (void) m.on_packet(gossip_from("c", {suspect("a", max_incarnation, "c")}), t0);
+  (void)m.on_packet(gossip_from("c", {suspect("a", max_incarnation, "c")}), t0);
   EXPECT_EQ(m.self().incarnation, max_incarnation + 1);
   EXPECT_EQ(m.stats().refutations, 1u);
 }
@@ -1716,9 +1708,9 @@ TEST(membership_incarnation, nothing_above_the_ceiling_is_accepted_even_one_step
 TEST(membership_incarnation, own_increments_saturate_at_the_top) {
   // A persisted incarnation at the top (a corrupt file, say) must not wrap to 0 either.
   membership m{"a", addr("a"), {}, quiet_config(), 1, t0, top};
-  (void) m.set_tags({{"role", "db"}}, t0);
+  (void)m.set_tags({{"role", "db"}}, t0);
   EXPECT_EQ(m.self().incarnation, top);
-  (void) m.leave(t0);
+  (void)m.leave(t0);
   EXPECT_EQ(m.self().incarnation, top);
   EXPECT_EQ(m.self().state, member_state::left);
 }
@@ -1806,8 +1798,7 @@ TEST(membership_cluster, silenced_node_is_detected_dead_by_all) {
       auto& evs = net.events(n);
       EXPECT_NE(std::find_if(evs.begin(), evs.end(),
                              [](const member_event& e) {
-                               return e.kind == member_event_kind::failed &&
-                                      e.subject.name == "c";
+                               return e.kind == member_event_kind::failed && e.subject.name == "c";
                              }),
                 evs.end());
     }
@@ -1851,7 +1842,7 @@ TEST(membership_cluster, restarted_node_rejoins_after_being_reaped) {
     stale.sender = "ghost";
     stale.sender_address = addr("ghost");
     stale.members = {alive("c", old_inc)};
-    (void) net.core("b").on_push_pull_response(stale, net.now());
+    (void)net.core("b").on_push_pull_response(stale, net.now());
     EXPECT_FALSE(net.core("b").find("c"));
 
     // c restarts from incarnation 0 and joins through a.
@@ -1917,9 +1908,8 @@ TEST(membership_cluster, partition_is_detected_and_heals) {
     auto net = make_cluster(names, seed);
     net.run_for(5s);
     auto side = [](const std::string& n) { return n[0]; };
-    net.set_cut([&](const std::string& from, const std::string& to) {
-      return side(from) != side(to);
-    });
+    net.set_cut(
+        [&](const std::string& from, const std::string& to) { return side(from) != side(to); });
     net.run_for(30s);
     for (const auto& o : names)
       for (const auto& x : names)
@@ -1940,9 +1930,8 @@ TEST(membership_cluster, long_partition_heals_through_reconnects) {
   auto net = make_cluster(names, 95, cfg);
   net.run_for(5s);
   auto side = [](const std::string& n) { return n[0]; };
-  net.set_cut([&](const std::string& from, const std::string& to) {
-    return side(from) != side(to);
-  });
+  net.set_cut(
+      [&](const std::string& from, const std::string& to) { return side(from) != side(to); });
   net.run_for(120s); // well past gossip_to_dead
   net.set_cut(nullptr);
   net.run_for(2 * cfg.push_pull_interval + 10s);

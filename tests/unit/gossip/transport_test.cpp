@@ -614,7 +614,7 @@ TEST(transport, silent_tcp_client_is_cut_by_the_deadline) {
 TEST(transport, bounds_concurrent_inbound_connections) {
   recorder rb;
   auto cfg = local_config();
-  cfg.tcp_timeout = 30s; // keeps the first 64 connections open meanwhile
+  cfg.tcp_timeout = 30s;               // keeps the first 64 connections open meanwhile
   cfg.max_connections_per_source = 70; // all come from 127.0.0.1: the global bound is tested
   auto b = start_local(rb, cfg);
   ASSERT_TRUE(b);
@@ -884,9 +884,9 @@ TEST(transport_limits, bad_limits_fail_at_start_naming_the_key) {
   per_source.max_connections_per_source = 0;
   auto anonymous = local_config();
   anonymous.max_anonymous_frame = 0;
-  for (const auto& [key, cfg] : {std::pair{"inbound_budget", budget},
-                                 std::pair{"max_connections_per_source", per_source},
-                                 std::pair{"max_anonymous_frame", anonymous}}) {
+  for (const auto& [key, cfg] :
+       {std::pair{"inbound_budget", budget}, std::pair{"max_connections_per_source", per_source},
+        std::pair{"max_anonymous_frame", anonymous}}) {
     SCOPED_TRACE(key);
     auto t = transport::start(cfg, rb.callbacks());
     ASSERT_FALSE(t);
@@ -926,7 +926,8 @@ std::shared_ptr<pki_security> joiner_security() {
   identity::tls_options opts;
   opts.pinned_root = must(identity::spki_sha256(mesh().root().cert), "root pin");
   opts.clock = [now = mesh().now()] { return now; };
-  return std::make_shared<pki_security>(must(identity::tls_context::make(std::move(opts)), "joiner"));
+  return std::make_shared<pki_security>(
+      must(identity::tls_context::make(std::move(opts)), "joiner"));
 }
 
 /// Over TLS as a client without a certificate: writes `bytes` to 127.0.0.1:`port` and reads
@@ -1025,8 +1026,12 @@ TEST(transport_limits, a_member_may_send_frames_beyond_the_anonymous_limit) {
   big.sender = "node-a";
   big.sender_address = "127.0.0.1:1";
   for (int i = 0; i < 1000; ++i)
-    big.members.push_back(member_update{member_state::alive, "node-a-" + std::to_string(i),
-                                        "127.0.0.1:1", 1, {{"pad", std::string(100, 'p')}}, {}});
+    big.members.push_back(member_update{member_state::alive,
+                                        "node-a-" + std::to_string(i),
+                                        "127.0.0.1:1",
+                                        1,
+                                        {{"pad", std::string(100, 'p')}},
+                                        {}});
   ASSERT_GT(encode_frame(big).size(), cfg_b.max_anonymous_frame);
   outcome out;
   a->push_pull_with(local((*b)->port()), big, out.callback());

@@ -28,14 +28,13 @@ using testing::mode_of;
 using testing::umask_scope;
 using namespace std::chrono_literals;
 using testing::must;
-using testing::refused_with;
 using testing::read_text;
+using testing::refused_with;
 using testing::seeded_random;
 using testing::temp_dir;
 using testing::test_node;
 using testing::test_pki;
 using testing::write_text;
-
 
 std::string pem_of(const private_key& key) { return must(to_pem(key), "key PEM"); }
 std::string pem_of(const chain& certs) { return must(to_pem(certs), "chain PEM"); }
@@ -488,9 +487,8 @@ TEST_F(identity_admission, a_corrupt_tokens_file_fails_open) {
   ASSERT_FALSE(text.empty());
   for (const auto& corrupt : {std::string{"garbage\n"}, text.substr(0, text.size() - 4)}) {
     write_text(file, corrupt);
-    EXPECT_TRUE(
-        refused_with(issuer_desk::open(material, file, file.parent_path() / "issued"),
-                     errc::invalid_argument, file.string()));
+    EXPECT_TRUE(refused_with(issuer_desk::open(material, file, file.parent_path() / "issued"),
+                             errc::invalid_argument, file.string()));
   }
 }
 
@@ -842,8 +840,8 @@ TEST_F(identity_quorum, a_renewal_by_another_issuer_keeps_the_quorum) {
   EXPECT_TRUE(accept_renewal(renewed, {key, grant.certs, pki.bundle()}, "n1", now, {}, 2));
   // A renewal that lost the endorsements is refused by the renewing node itself (every peer
   // would refuse it): here, issuer-2 signing the same key alone.
-  auto bare = must(sign_node(must(make_csr(key, pki.mesh(), "n1"), "CSR"), second.key,
-                             second.cert, {}, pki.mesh(), "n1", now),
+  auto bare = must(sign_node(must(make_csr(key, pki.mesh(), "n1"), "CSR"), second.key, second.cert,
+                             {}, pki.mesh(), "n1", now),
                    "sign");
   EXPECT_TRUE(refused_with(accept_renewal(renewal_grant{bare, "issuer-2"},
                                           {key, grant.certs, pki.bundle()}, "n1", now, {}, 2),

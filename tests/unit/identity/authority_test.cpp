@@ -99,9 +99,9 @@ TEST_F(identity_authority, ledgers_are_signed_for_their_receiver) {
       {"web-1", sha256_digest{}, std::chrono::floor<std::chrono::seconds>(now + 1h)}};
   auto with_issued = must(sign_ledger(issuer, store.ledger(), issued, "issuer-2", now), "seal");
   EXPECT_TRUE(verify_ledger(store.ledger(), issued, with_issued, "issuer-2", pki.bundle(), now));
-  EXPECT_TRUE(refused_with(verify_ledger(store.ledger(), {}, with_issued, "issuer-2", pki.bundle(),
-                                         now),
-                           errc::bad_signature));
+  EXPECT_TRUE(
+      refused_with(verify_ledger(store.ledger(), {}, with_issued, "issuer-2", pki.bundle(), now),
+                   errc::bad_signature));
   ERR_clear_error();
 }
 

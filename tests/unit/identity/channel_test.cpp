@@ -80,7 +80,8 @@ TEST_F(identity_channel, a_sync_request_round_trips) {
   EXPECT_EQ(got.ledger_seal.signature, sent.ledger_seal.signature);
   EXPECT_EQ(got.ledger_seal.at, sent.ledger_seal.at);
   EXPECT_EQ(got.issued, sent.issued);
-  EXPECT_TRUE(verify_ledger(*got.ledger, got.issued, got.ledger_seal, "issuer-2", pki.bundle(), now));
+  EXPECT_TRUE(
+      verify_ledger(*got.ledger, got.issued, got.ledger_seal, "issuer-2", pki.bundle(), now));
   EXPECT_EQ(got.malformed, 0u);
   // A member's sync carries no ledger: none comes out, not an empty one.
   sync_message plain;
@@ -93,14 +94,14 @@ TEST_F(identity_channel, a_sync_request_round_trips) {
   sync_message digest_only;
   digest_only.digest = sha256_digest{};
   digest_only.digest->fill(0xab);
-  auto d = must(decode_identity_request(must(encode_sync_request(digest_only), "encode")),
-                "decode");
+  auto d =
+      must(decode_identity_request(must(encode_sync_request(digest_only), "encode")), "decode");
   EXPECT_EQ(std::get<sync_message>(d).digest, digest_only.digest);
   EXPECT_TRUE(std::get<sync_message>(d).revocations.empty());
-  EXPECT_EQ(must(decode_sync_response(must(encode_sync_response(digest_only), "encode")),
-                 "response")
-                .digest,
-            digest_only.digest);
+  EXPECT_EQ(
+      must(decode_sync_response(must(encode_sync_response(digest_only), "encode")), "response")
+          .digest,
+      digest_only.digest);
   // A digest of the wrong size is dropped and counted, the rest is kept.
   v1::IdentityRequest msg;
   msg.set_version(1);
@@ -360,13 +361,13 @@ TEST_F(identity_channel, flipped_or_truncated_endorse_bytes_never_crash_a_decode
   ERR_clear_error();
 }
 
-// -- keyring changes -------------------------------------------------------------------------------
+// -- keyring changes
+// -------------------------------------------------------------------------------
 
 TEST_F(identity_channel, keyring_changes_round_trip_and_hostile_ones_are_refused) {
   const std::string key = "qvZ3iD8x3nb2M7sdrRPu+8Y3dTHtH9gkn0wXm0oc5Dk=";
-  const keyring_change change{"install", key,
-                              must(sign_keyring_change(issuer, "install", key, "node-3", now),
-                                   "seal")};
+  const keyring_change change{
+      "install", key, must(sign_keyring_change(issuer, "install", key, "node-3", now), "seal")};
   auto decoded = must(decode_identity_request(must(encode(change), "encode")), "decode");
   ASSERT_TRUE(std::holds_alternative<keyring_change>(decoded));
   const auto& got = std::get<keyring_change>(decoded);
@@ -392,15 +393,15 @@ TEST_F(identity_channel, keyring_changes_round_trip_and_hostile_ones_are_refused
   EXPECT_TRUE(edited([](auto&) {}));
   EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_op("wipe"); }), errc::bad_request));
   EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_key(""); }), errc::bad_request));
-  EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_key(std::string(257, 'k')); }),
-                           errc::bad_request));
+  EXPECT_TRUE(
+      refused_with(edited([](auto& k) { k.set_key(std::string(257, 'k')); }), errc::bad_request));
   EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_issuer(std::string(5000, 'x')); }),
                            errc::bad_request));
   EXPECT_TRUE(refused_with(edited([](auto& k) { k.set_key(std::string(70'000, 'k')); }),
                            errc::bad_request, "exceeds"));
   // Answers: another kind, an id that is not 16 hex digits.
-  EXPECT_TRUE(refused_with(decode_keyring_answer(encode_keyring_answer("0123")),
-                           errc::bad_request));
+  EXPECT_TRUE(
+      refused_with(decode_keyring_answer(encode_keyring_answer("0123")), errc::bad_request));
   EXPECT_TRUE(refused_with(decode_keyring_answer(encode_keyring_answer("0123456789ABCDEF")),
                            errc::bad_request));
   EXPECT_TRUE(refused_with(decode_keyring_answer(must(encode_sync_response({}), "sync")),

@@ -1,7 +1,7 @@
-#include "identity/errc.hpp"
-
 #include <gtest/gtest.h>
 #include <openssl/err.h>
+
+#include "identity/errc.hpp"
 
 namespace starling::identity {
 namespace {
@@ -19,7 +19,7 @@ TEST(identity_errc, openssl_error_drains_the_queue_into_the_context) {
   auto err = make_openssl_error(errc::crypto_failure, "signing");
   EXPECT_TRUE(is(err, errc::crypto_failure));
   EXPECT_NE(render(err).find("identity.crypto_failure: signing; error:"), std::string::npos)
-    << render(err);
+      << render(err);
   EXPECT_EQ(ERR_get_error(), 0u);
 }
 

@@ -13,11 +13,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::mode_of;
-using testing::umask_scope;
 using testing::read_text;
 using testing::temp_dir;
-
-
+using testing::umask_scope;
 
 TEST(identity_files, private_files_are_0600_whatever_the_umask) {
   temp_dir dir{"starling-files"};

@@ -1,11 +1,10 @@
 // The gossip keyring: key text form, ids, install/use/remove and the persisted text form.
-#include "identity/keyring.hpp"
+#include <set>
 
 #include <gtest/gtest.h>
 
-#include <set>
-
 #include "identity/errc.hpp"
+#include "identity/keyring.hpp"
 
 namespace starling::identity {
 namespace {
@@ -37,13 +36,13 @@ TEST(keyring, base64_round_trip_and_known_vector) {
 TEST(keyring, refuses_bad_key_text_without_echoing_it) {
   const std::string good = to_base64(key_of(7));
   std::vector<std::string> bad = {
-    "",
-    "short",
-    good.substr(0, 43),                     // no padding
-    good + "A",                             // too long
-    good.substr(0, 10) + "!" + good.substr(11), // outside the alphabet
-    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=", // non-canonical trailing bits
-    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", // 31 bytes
+      "",
+      "short",
+      good.substr(0, 43),                             // no padding
+      good + "A",                                     // too long
+      good.substr(0, 10) + "!" + good.substr(11),     // outside the alphabet
+      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB=", // non-canonical trailing bits
+      "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==", // 31 bytes
   };
   for (const auto& text : bad) {
     SCOPED_TRACE(text);
@@ -157,12 +156,12 @@ TEST(keyring, refuses_bad_text_naming_the_line) {
     std::string says;
   };
   std::vector<bad_case> cases = {
-    {"primary\n", errc::sealed_malformed, "line 1"},
-    {"# c\nsecret " + k + "\n", errc::sealed_malformed, "line 2"},
-    {"primary " + k + "\nkey nope\n", errc::sealed_malformed, "line 2"},
-    {"primary " + k + "\nprimary " + to_base64(key_of(2)) + "\n", errc::sealed_malformed,
-     "second primary"},
-    {"key " + k + "\n", errc::keyring_refused, "no primary"},
+      {"primary\n", errc::sealed_malformed, "line 1"},
+      {"# c\nsecret " + k + "\n", errc::sealed_malformed, "line 2"},
+      {"primary " + k + "\nkey nope\n", errc::sealed_malformed, "line 2"},
+      {"primary " + k + "\nprimary " + to_base64(key_of(2)) + "\n", errc::sealed_malformed,
+       "second primary"},
+      {"key " + k + "\n", errc::keyring_refused, "no primary"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.text);

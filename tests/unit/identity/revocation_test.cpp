@@ -248,8 +248,8 @@ TEST_F(identity_revocation, the_digest_names_the_statements_held) {
   EXPECT_NE(one.digest(), empty.digest());
   // The same key revoked by the same issuer at another time is another statement (the log
   // keeps the smaller, so replicas agree; the digest tells them apart before that).
-  ASSERT_TRUE(must(other.add(revoke(issuer1, key, "node-7", now + 1s), pki.bundle(), now + 1s),
-                   "add"));
+  ASSERT_TRUE(
+      must(other.add(revoke(issuer1, key, "node-7", now + 1s), pki.bundle(), now + 1s), "add"));
   EXPECT_NE(one.digest(), other.digest());
   other.merge(one);
   EXPECT_EQ(other.digest(), one.digest());

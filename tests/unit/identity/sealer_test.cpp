@@ -1,11 +1,10 @@
 // The gossip sealer: AES-256-GCM round trips, and every refusal (tampering anywhere, wrong or
 // unknown keys, replays, stale or future timestamps, the counter window, salt expiry,
 // garbage), plus rotation. Time is passed in: no clock, no sleep.
-#include "identity/sealer.hpp"
-
 #include <gtest/gtest.h>
 
 #include "identity/errc.hpp"
+#include "identity/sealer.hpp"
 
 namespace starling::identity {
 namespace {
@@ -31,9 +30,7 @@ std::string must_seal(sealer& s, std::string_view plain, wall_time now = t0) {
   return w ? *w : std::string{};
 }
 
-errc code_of(const caf::error& err) {
-  return static_cast<errc>(err.code());
-}
+errc code_of(const caf::error& err) { return static_cast<errc>(err.code()); }
 
 TEST(sealer, round_trip_with_header_layout) {
   sealer tx{keyring{key_of(1)}, salt_a, 41};
@@ -85,13 +82,13 @@ TEST(sealer, a_bit_flip_anywhere_is_refused) {
       auto r = rx.open(bad, t0);
       ASSERT_FALSE(r) << "byte " << byte << " bit " << bit;
       const auto c = code_of(r.error());
-      const auto expected = byte == 0   ? errc::sealed_malformed
-                            : byte == 1 ? errc::sealed_malformed
-                            : byte < 10 ? errc::unknown_key
-                            : byte >= sealed_header_size - receiver_tag_size &&
-                                  byte < sealed_header_size
-                              ? errc::wrong_receiver
-                              : errc::tampered;
+      const auto expected =
+          byte == 0   ? errc::sealed_malformed
+          : byte == 1 ? errc::sealed_malformed
+          : byte < 10 ? errc::unknown_key
+          : byte >= sealed_header_size - receiver_tag_size && byte < sealed_header_size
+              ? errc::wrong_receiver
+              : errc::tampered;
       EXPECT_EQ(c, expected) << "byte " << byte << ": " << render(r.error());
     }
   }
@@ -157,7 +154,7 @@ TEST(sealer, truncated_and_extended_messages_are_refused) {
     auto r = rx.open(wire.substr(0, n), t0);
     ASSERT_FALSE(r) << n;
     EXPECT_EQ(code_of(r.error()), n < sealed_overhead ? errc::sealed_malformed : errc::tampered)
-      << n;
+        << n;
   }
   auto longer = rx.open(wire + "x", t0);
   ASSERT_FALSE(longer);

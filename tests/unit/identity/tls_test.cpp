@@ -1,16 +1,14 @@
 // TLS 1.3 between nodes, in process: two SSL sessions joined by a BIO pair, certificates
 // from the run-time test PKI, a fake clock. Every identity refusal is checked on the side
 // that refuses, and the hot swap keeps an open session working.
-#include "identity/tls.hpp"
-
 #include <map>
 #include <string>
 
+#include <gtest/gtest.h>
 #include <openssl/err.h>
 
-#include <gtest/gtest.h>
-
 #include "identity/errc.hpp"
+#include "identity/tls.hpp"
 #include "tests/support/test_pki.hpp"
 
 namespace starling::identity {
@@ -112,8 +110,8 @@ TEST_F(tls_test, mutual_tls13_binds_both_names) {
   auto c = session(ca, tls_role::client, "node-b");
   auto s = session(cb, tls_role::server);
   auto r = handshake(c.get(), s.get());
-  ASSERT_TRUE(r.client_ok && r.server_ok)
-    << render(tls_context::refusal_of(c.get())) << " / " << render(tls_context::refusal_of(s.get()));
+  ASSERT_TRUE(r.client_ok && r.server_ok) << render(tls_context::refusal_of(c.get())) << " / "
+                                          << render(tls_context::refusal_of(s.get()));
   EXPECT_EQ(SSL_version(c.get()), TLS1_3_VERSION);
   auto* cp = tls_context::peer_of(c.get());
   auto* sp = tls_context::peer_of(s.get());
@@ -131,7 +129,7 @@ TEST_F(tls_test, client_refuses_a_server_with_another_name) {
   auto r = handshake(c.get(), s.get());
   EXPECT_FALSE(r.client_ok);
   EXPECT_TRUE(is(tls_context::refusal_of(c.get()), errc::name_mismatch))
-    << render(tls_context::refusal_of(c.get()));
+      << render(tls_context::refusal_of(c.get()));
 }
 
 TEST_F(tls_test, server_refuses_a_client_without_certificate) {
@@ -144,7 +142,7 @@ TEST_F(tls_test, server_refuses_a_client_without_certificate) {
   auto r = handshake(c.get(), s.get());
   EXPECT_FALSE(r.server_ok);
   EXPECT_TRUE(is(tls_context::refusal_of(s.get()), errc::no_certificate))
-    << render(tls_context::refusal_of(s.get()));
+      << render(tls_context::refusal_of(s.get()));
 }
 
 TEST_F(tls_test, admission_server_lets_an_anonymous_joiner_in_without_identity) {
@@ -184,7 +182,7 @@ TEST_F(tls_test, joiner_refuses_a_seed_of_another_mesh_root) {
   auto s = session(seed, tls_role::server);
   EXPECT_FALSE(handshake(c.get(), s.get()).client_ok);
   EXPECT_TRUE(is(tls_context::refusal_of(c.get()), errc::untrusted_chain))
-    << render(tls_context::refusal_of(c.get()));
+      << render(tls_context::refusal_of(c.get()));
 }
 
 TEST_F(tls_test, server_refuses_a_client_certificate_of_another_mesh) {
@@ -202,7 +200,7 @@ TEST_F(tls_test, server_refuses_a_client_certificate_of_another_mesh) {
   auto s = session(context_for(b_), tls_role::server);
   EXPECT_FALSE(handshake(c.get(), s.get()).server_ok);
   EXPECT_TRUE(is(tls_context::refusal_of(s.get()), errc::untrusted_chain))
-    << render(tls_context::refusal_of(s.get()));
+      << render(tls_context::refusal_of(s.get()));
 }
 
 TEST_F(tls_test, expiry_follows_the_clock) {
@@ -213,7 +211,7 @@ TEST_F(tls_test, expiry_follows_the_clock) {
   auto s = session(cb, tls_role::server);
   EXPECT_FALSE(handshake(c.get(), s.get()).client_ok);
   EXPECT_TRUE(is(tls_context::refusal_of(c.get()), errc::expired))
-    << render(tls_context::refusal_of(c.get()));
+      << render(tls_context::refusal_of(c.get()));
 }
 
 TEST_F(tls_test, revocation_applies_to_the_next_handshake) {
@@ -227,7 +225,7 @@ TEST_F(tls_test, revocation_applies_to_the_next_handshake) {
   auto s2 = session(cb, tls_role::server);
   EXPECT_FALSE(handshake(c2.get(), s2.get()).server_ok);
   EXPECT_TRUE(is(tls_context::refusal_of(s2.get()), errc::revoked))
-    << render(tls_context::refusal_of(s2.get()));
+      << render(tls_context::refusal_of(s2.get()));
   // Counted by reason, for `starling certs`: the server refused node-a's revoked key.
   EXPECT_EQ(trust_->refusals().at("revoked"), 1u);
   EXPECT_EQ(trust_->refusals().size(), 1u);

@@ -243,7 +243,8 @@ TEST(token_store, refuses_a_forged_secret) {
   for (std::size_t i = 0; i < token.secret.size(); ++i) {
     auto forged = token;
     forged.secret[i] ^= 0x01;
-    EXPECT_TRUE(refused_with(store.redeem(must_encode(forged), t0, pin_a, next_use()), errc::token_forged));
+    EXPECT_TRUE(
+        refused_with(store.redeem(must_encode(forged), t0, pin_a, next_use()), errc::token_forged));
   }
   EXPECT_EQ(store.ledger().find(token.id)->spent(), 0u);
   EXPECT_TRUE(store.redeem(must_encode(token), t0, pin_a, next_use()));
@@ -260,22 +261,27 @@ TEST(token_store, refuses_a_token_whose_fields_disagree_with_the_record) {
   auto renamed = token;
   renamed.issuer = "issuer-b";
   for (const auto& forged : {longer, more, renamed})
-    EXPECT_TRUE(refused_with(store.redeem(must_encode(forged), t0, pin_a, next_use()), errc::token_forged));
+    EXPECT_TRUE(
+        refused_with(store.redeem(must_encode(forged), t0, pin_a, next_use()), errc::token_forged));
   // An expired token refreshed by hand is forged, not merely expired.
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(longer), t0 + 2h, pin_a, next_use()), errc::token_forged));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(longer), t0 + 2h, pin_a, next_use()),
+                           errc::token_forged));
 }
 
 TEST(token_store, refuses_a_token_of_another_mesh) {
   seeded_random rng{8};
   auto store = make_store("issuer-a");
   auto token = must_create(store, rng);
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(token), t0, pin_b, next_use()), errc::token_wrong_mesh));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(token), t0, pin_b, next_use()),
+                           errc::token_wrong_mesh));
   auto repinned = token;
   repinned.pin = pin_b;
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a, next_use()), errc::token_wrong_mesh));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a, next_use()),
+                           errc::token_wrong_mesh));
   // The mesh check comes before the lookup: an unknown token of another mesh is wrong_mesh.
   repinned.id[0] ^= 0xff;
-  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a, next_use()), errc::token_wrong_mesh));
+  EXPECT_TRUE(refused_with(store.redeem(must_encode(repinned), t0, pin_a, next_use()),
+                           errc::token_wrong_mesh));
 }
 
 TEST(token_store, refuses_an_unknown_token) {
@@ -298,7 +304,8 @@ TEST(token_store, refuses_a_token_at_and_after_its_expiry) {
   auto text = must_encode(must_create(store, rng, 5, 10min));
   EXPECT_TRUE(store.redeem(text, t0 + 10min - 1s, pin_a, next_use()));
   EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10min, pin_a, next_use()), errc::token_expired));
-  EXPECT_TRUE(refused_with(store.redeem(text, t0 + 10min + 1s, pin_a, next_use()), errc::token_expired));
+  EXPECT_TRUE(
+      refused_with(store.redeem(text, t0 + 10min + 1s, pin_a, next_use()), errc::token_expired));
   EXPECT_TRUE(refused_with(store.redeem(text, t0 + 30h, pin_a, next_use()), errc::token_expired));
 }
 
@@ -573,7 +580,8 @@ TEST(token_store, persists_records_and_spends_but_no_secret) {
   EXPECT_EQ(restored->self(), "issuer-a");
   EXPECT_EQ(restored->serialize(), text);
   // After the restart: the spent token stays spent, the others keep their remaining uses.
-  EXPECT_TRUE(refused_with(restored->redeem(must_encode(one), t0, pin_a, next_use()), errc::token_exhausted));
+  EXPECT_TRUE(refused_with(restored->redeem(must_encode(one), t0, pin_a, next_use()),
+                           errc::token_exhausted));
   auto r = restored->redeem(must_encode(three), t0, pin_a, next_use());
   ASSERT_TRUE(r);
   EXPECT_EQ(r->use, 3u);
@@ -607,7 +615,8 @@ TEST(token_store, a_conflicting_record_never_erases_spends_or_replaces_the_creat
 TEST(token_store, reads_a_version_1_store_with_every_spend) {
   const std::string hash(64, 'a');
   const std::string v1 = "starling-tokens 1\n"
-                         "token 0011223344556677 issuer-a 1700000000 1700003600 3 " + hash +
+                         "token 0011223344556677 issuer-a 1700000000 1700003600 3 " +
+                         hash +
                          " issuer-a:2 issuer-b:1\n"
                          "end 1\n";
   auto restored = token_store::deserialize(v1, "issuer-a");
@@ -668,13 +677,13 @@ TEST(token_store, refuses_malformed_persisted_text) {
       replace(line, line + "\n" + line), // duplicate id
       replace(line, line.substr(0, 30)), // too few fields
       replace(" issuer-a ", " bad/name "),
-      replace(spend, " issuer-a:00"),                    // a spend key that is not 64 hex
-      replace(spend, spend + spend),                     // one spend twice
+      replace(spend, " issuer-a:00"), // a spend key that is not 64 hex
+      replace(spend, spend + spend),  // one spend twice
       replace(spend, " issuer-a:" + std::string(64, 'G')),
       replace(spend, " issuer-a"),
       replace(spend, " bad/name" + spend.substr(9)),
-      replace(" - ", " zz "),                            // a seal that is not hex
-      replace(" 2 ", " 0 "), // uses out of range
+      replace(" - ", " zz "), // a seal that is not hex
+      replace(" 2 ", " 0 "),  // uses out of range
       replace(" 2 ", " 1001 "),
       replace(" 2 ", " 70000 "),
       replace(" 1700000000 ", " -5 "),
@@ -682,7 +691,8 @@ TEST(token_store, refuses_malformed_persisted_text) {
       replace("token ", "token zz"),
       std::string{"starling-tokens 2\r\nend 0\r\n"},
       std::string{"starling-tokens 1\ntoken 0011223344556677 issuer-a 1700000000 1700003600 "
-                  "2 " + std::string(64, 'a') + " issuer-a:0\nend 1\n"}, // v1: a zero count
+                  "2 " +
+                  std::string(64, 'a') + " issuer-a:0\nend 1\n"}, // v1: a zero count
   };
   for (const auto& in : bad) {
     SCOPED_TRACE(in);
