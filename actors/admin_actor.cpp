@@ -94,13 +94,15 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
           return usage("empty admin request");
         const auto& cmd = args[0];
         if (cmd == "members" || cmd == "events" || cmd == "leave" || cmd == "ping" ||
-            cmd == "certs")
+            cmd == "certs" || cmd == "stats")
           if (auto err = no_arguments(args))
             return err;
         if (cmd == "members")
           return self->delegate(supervisor, members_atom::value);
         if (cmd == "events")
           return self->delegate(supervisor, events_atom::value);
+        if (cmd == "stats")
+          return self->delegate(supervisor, stats_atom::value);
         if (cmd == "leave") {
           spdlog::info("leave requested through the admin port");
           self->send(supervisor, leave_atom::value);

@@ -23,9 +23,9 @@
 
 #include "actors/errc.hpp"
 #include "admin.pb.h"
-#include "gossip/codec.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
+#include "proto/wire/framing.hpp"
 
 namespace starling::actors {
 
@@ -40,20 +40,12 @@ constexpr std::size_t read_chunk = 16 * 1024;
 /// The client refuses answers above this.
 constexpr std::size_t max_reply = 64u << 20;
 
-/// `body` behind its 4-byte big-endian length.
-std::string framed(const std::string& body) {
-  const auto n = static_cast<std::uint32_t>(body.size());
-  std::string out{static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
-                  static_cast<char>(n)};
-  return out + body;
-}
-
 std::string encode_reply(const admin_reply& r) {
   v1::AdminResponse msg;
   msg.set_status(static_cast<v1::AdminResponse::Status>(r.code));
   msg.set_body(r.body);
   msg.set_error(r.error);
-  return framed(msg.SerializeAsString());
+  return wire::framed(msg.SerializeAsString());
 }
 
 /// A decoded request.
@@ -155,7 +147,7 @@ private:
     tcp::socket socket;
     /// Idle timeout while reading, request timeout while the handler works.
     asio::steady_timer timer;
-    gossip::frame_reader reader;
+    wire::frame_reader reader;
     std::vector<char> buffer;
     /// The reply being written.
     std::string out;
@@ -228,8 +220,8 @@ private:
 
   void read(const conn_ptr& c) {
     // A request may already be buffered behind the previous one.
-    if (auto body = c->reader.next()) {
-      on_frame(c, std::move(*body));
+    if (auto frame = c->reader.next(); frame.what != wire::frame_reader::status::need_more) {
+      on_frame(c, std::move(frame));
       return;
     }
     c->socket.async_read_some(asio::buffer(c->buffer),
@@ -245,14 +237,17 @@ private:
                               });
   }
 
-  void on_frame(const conn_ptr& c, caf::expected<std::string> body) {
-    if (!body) {
+  void on_frame(const conn_ptr& c, wire::frame_reader::result frame) {
+    if (frame.what != wire::frame_reader::status::frame) {
       stats_.malformed.fetch_add(1, std::memory_order_relaxed);
-      spdlog::debug("admin: closing a connection: request over {} bytes", cfg_.max_request);
+      if (frame.what == wire::frame_reader::status::empty)
+        spdlog::debug("admin: closing a connection: empty request frame");
+      else
+        spdlog::debug("admin: closing a connection: request over {} bytes", cfg_.max_request);
       close(c);
       return;
     }
-    auto req = decode_request(*body);
+    auto req = decode_request(frame.body);
     ++c->request;
     c->waiting = true;
     const auto seq = c->request;
@@ -410,13 +405,13 @@ caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t por
     req.add_args(a);
   if (!credential.empty())
     req.set_credential(credential);
-  const auto request = framed(req.SerializeAsString());
+  const auto request = wire::framed(req.SerializeAsString());
   const auto where = host + ":" + std::to_string(port);
 
   asio::io_context io;
   tcp::socket socket{io};
   tcp::resolver resolver{io};
-  gossip::frame_reader reader{max_reply};
+  wire::frame_reader reader{max_reply};
   std::vector<char> buffer(read_chunk);
   std::optional<caf::expected<admin_reply>> result;
   auto fail = [&](errc code, std::string why) {
@@ -432,13 +427,13 @@ caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t por
         return;
       }
       reader.feed(std::string_view{buffer.data(), n});
-      auto body = reader.next();
-      if (!body) {
+      auto frame = reader.next();
+      if (frame.what == wire::frame_reader::status::need_more) {
         read_reply();
         return;
       }
       v1::AdminResponse msg;
-      if (!*body || !msg.ParseFromString(**body) ||
+      if (frame.what != wire::frame_reader::status::frame || !msg.ParseFromString(frame.body) ||
           msg.status() > v1::AdminResponse::STATUS_USAGE) {
         fail(errc::request_failed, "malformed answer from " + where);
         return;

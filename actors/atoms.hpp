@@ -20,6 +20,7 @@ namespace starling::actors {
 
 using admin_atom = caf::atom_constant<caf::atom("admin")>;
 using members_atom = caf::atom_constant<caf::atom("members")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
 using events_atom = caf::atom_constant<caf::atom("events")>;
 using leave_atom = caf::atom_constant<caf::atom("leave")>;
 using ping_atom = caf::atom_constant<caf::atom("ping")>;

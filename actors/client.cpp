@@ -96,6 +96,8 @@ int print_view(const client_options& opts, const std::vector<std::string>& args,
 
 int run_members(const client_options& opts) { return print_view(opts, {"members"}, members_table); }
 
+int run_stats(const client_options& opts) { return print_view(opts, {"stats"}, stats_table); }
+
 int run_leave(const client_options& opts) {
   auto res = ask(opts, {"leave"});
   if (auto* code = std::get_if<int>(&res))

@@ -36,6 +36,10 @@ struct client_options {
 /// `starling members`: prints the member table (or the JSON view with --json).
 int run_members(const client_options& opts);
 
+/// `starling stats`: the node's counters (transport, admin port, sealer, membership), one
+/// block per group, or the JSON view with --json.
+int run_stats(const client_options& opts);
+
 /// `starling leave`: asks the agent to leave the mesh gracefully and exit.
 int run_leave(const client_options& opts);
 

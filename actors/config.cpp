@@ -616,17 +616,6 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
 
 // -- public -------------------------------------------------------------------------------
 
-std::string host_port::to_string() const {
-  std::string out;
-  if (host.find(':') != std::string::npos)
-    out = "[" + host + "]";
-  else
-    out = host;
-  out += ':';
-  out += std::to_string(port);
-  return out;
-}
-
 std::string_view to_string(log_level l) noexcept {
   switch (l) {
   case log_level::trace:
@@ -726,32 +715,15 @@ std::string format_duration(gossip::duration d) {
 }
 
 caf::expected<host_port> parse_host_port(std::string_view text, std::string_view key) {
-  auto fail = [&] { return bad(key, "expected HOST:PORT, got " + quote_text(text)); };
-  host_port out;
-  std::string_view port_text;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return fail();
-    out.host = std::string{text.substr(1, close - 1)};
-    port_text = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos)
-      return fail();
-    out.host = std::string{text.substr(0, colon)};
-    if (out.host.find(':') != std::string::npos) // bare IPv6 needs brackets
-      return fail();
-    port_text = text.substr(colon + 1);
+  auto parsed = wire::parse_host_port(text);
+  if (!parsed) {
+    if (parsed.problem == "port out of range")
+      return bad(key, "expected HOST:PORT with a port from 0 to 65535, got " + quote_text(text));
+    return bad(key, "expected HOST:PORT, got " + quote_text(text));
   }
-  if (!is_valid_host(out.host) || port_text.empty() || port_text.size() > 5)
-    return fail();
-  unsigned port = 0;
-  auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc{} || ptr != port_text.data() + port_text.size() || port > 65535)
-    return bad(key, "expected HOST:PORT with a port from 0 to 65535, got " + quote_text(text));
-  out.port = static_cast<std::uint16_t>(port);
-  return out;
+  if (!is_valid_host(parsed.address->host))
+    return bad(key, "expected HOST:PORT, got " + quote_text(text));
+  return std::move(*parsed.address);
 }
 
 bool is_loopback_host(std::string_view host) {

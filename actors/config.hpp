@@ -15,6 +15,7 @@
 
 #include "gossip/membership.hpp"
 #include "gossip/types.hpp"
+#include "proto/wire/address.hpp"
 
 namespace CLI {
 class App;
@@ -22,16 +23,8 @@ class App;
 
 namespace starling::actors {
 
-/// A "host:port" pair. IPv6 hosts are kept without brackets.
-struct host_port {
-  std::string host;
-  std::uint16_t port = 0;
-
-  /// "host:port", with brackets around an IPv6 host.
-  [[nodiscard]] std::string to_string() const;
-
-  friend bool operator==(const host_port&, const host_port&) = default;
-};
+/// A "host:port" pair (proto/wire/address.hpp). IPv6 hosts are kept without brackets.
+using host_port = wire::host_port;
 
 /// Output format of the agent's log (always on stderr).
 enum class log_format : std::uint8_t { text = 1, json = 2 };

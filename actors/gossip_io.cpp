@@ -53,6 +53,41 @@ transport_drops drops_of(const gossip::transport_stats& s) {
           s.binding_refused.load(std::memory_order_relaxed)};
 }
 
+/// Every counter of `s`, in declaration order.
+counter_list counters_of(const gossip::transport_stats& s) {
+  auto v = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  return {{"datagrams_in", v(s.datagrams_in)},
+          {"datagrams_out", v(s.datagrams_out)},
+          {"bytes_in", v(s.bytes_in)},
+          {"bytes_out", v(s.bytes_out)},
+          {"dropped_malformed", v(s.dropped_malformed)},
+          {"dropped_refused", v(s.dropped_refused)},
+          {"dropped_oversized", v(s.dropped_oversized)},
+          {"send_errors", v(s.send_errors)},
+          {"push_pulls_in", v(s.push_pulls_in)},
+          {"push_pulls_out", v(s.push_pulls_out)},
+          {"push_pull_errors", v(s.push_pull_errors)},
+          {"tls_refused", v(s.tls_refused)},
+          {"binding_refused", v(s.binding_refused)},
+          {"admissions_in", v(s.admissions_in)},
+          {"admissions_out", v(s.admissions_out)},
+          {"anonymous_refused", v(s.anonymous_refused)},
+          {"budget_refused", v(s.budget_refused)},
+          {"source_refused", v(s.source_refused)},
+          {"connections_refused", v(s.connections_refused)},
+          {"inbound_buffered", v(s.inbound_buffered)}};
+}
+
+/// Adds `more` to `sum` entry by entry (both from counters_of; an empty sum takes `more`).
+void add_all(counter_list& sum, const counter_list& more) {
+  if (sum.empty()) {
+    sum = more;
+    return;
+  }
+  for (std::size_t i = 0; i < sum.size() && i < more.size(); ++i)
+    sum[i].second += more[i].second;
+}
+
 void add_to(transport_drops& sum, const transport_drops& more) {
   sum.malformed += more.malformed;
   sum.oversized += more.oversized;
@@ -68,8 +103,10 @@ void gossip_io::admission_with(const std::string&, std::string, std::string,
 
 void transport_drop_counters::attach(const gossip::transport* t) {
   std::lock_guard guard{mutex_};
-  if (current_ != nullptr)
+  if (current_ != nullptr) {
     add_to(past_, drops_of(current_->stats()));
+    add_all(past_all_, counters_of(current_->stats()));
+  }
   current_ = t;
 }
 
@@ -78,6 +115,7 @@ void transport_drop_counters::detach(const gossip::transport* t) {
   if (current_ != t || t == nullptr)
     return;
   add_to(past_, drops_of(t->stats()));
+  add_all(past_all_, counters_of(t->stats()));
   current_ = nullptr;
 }
 
@@ -86,6 +124,18 @@ transport_drops transport_drop_counters::snapshot() const {
   auto out = past_;
   if (current_ != nullptr)
     add_to(out, drops_of(current_->stats()));
+  return out;
+}
+
+counter_list transport_drop_counters::totals() const {
+  std::lock_guard guard{mutex_};
+  auto out = counters_of(gossip::transport_stats{});
+  add_all(out, past_all_);
+  for (auto& [name, value] : out) // the gauge of stopped transports is meaningless
+    if (name == "inbound_buffered")
+      value = 0;
+  if (current_ != nullptr)
+    add_all(out, counters_of(current_->stats()));
   return out;
 }
 

@@ -10,6 +10,7 @@
 
 #include <caf/expected.hpp>
 
+#include "actors/views.hpp"
 #include "gossip/transport.hpp"
 #include "gossip/types.hpp"
 
@@ -61,12 +62,18 @@ public:
   /// The totals, the running transport's counters included.
   [[nodiscard]] transport_drops snapshot() const;
 
+  /// Every counter of gossip::transport_stats summed the same way, in declaration order
+  /// (`inbound_buffered`, a gauge, is the running transport's only).
+  [[nodiscard]] counter_list totals() const;
+
 private:
   mutable std::mutex mutex_;
   /// The running transport, or null. Guarded by mutex_.
   const gossip::transport* current_ = nullptr;
   /// Counters of the transports detached so far. Guarded by mutex_.
   transport_drops past_;
+  /// Every counter of the transports detached so far (see totals()). Guarded by mutex_.
+  counter_list past_all_;
 };
 
 /// Starts the network side, wiring `callbacks` (which may run on any thread). The actor

@@ -217,25 +217,30 @@ std::string answer_keyring_request(keyring_sealer* sealer, std::string_view op,
 
 // -- views ------------------------------------------------------------------------------
 
+counter_list sealer_counter_list(const identity::sealer_counters& c) {
+  return {{"sealed", c.sealed},
+          {"opened", c.opened},
+          {"tampered", c.tampered},
+          {"replayed", c.replayed},
+          {"unknown_key", c.unknown_key},
+          {"unsealed", c.unsealed},
+          {"malformed", c.malformed},
+          {"salts_evicted", c.salts_evicted},
+          {"wrong_receiver", c.wrong_receiver}};
+}
+
 std::string keyring_json(const keyring_view& v) {
   nlohmann::ordered_json keys = nlohmann::ordered_json::array();
   for (const auto& id : v.ids)
     keys.push_back({{"id", id}, {"primary", id == v.primary}});
-  const auto& c = v.counters;
+  nlohmann::ordered_json counters = nlohmann::ordered_json::object();
+  for (const auto& [name, value] : sealer_counter_list(v.counters))
+    counters[name] = value;
   nlohmann::ordered_json doc{
       {"enabled", v.enabled},
       {"primary", v.primary},
       {"keys", keys},
-      {"counters",
-       {{"sealed", c.sealed},
-        {"opened", c.opened},
-        {"tampered", c.tampered},
-        {"replayed", c.replayed},
-        {"unknown_key", c.unknown_key},
-        {"unsealed", c.unsealed},
-        {"malformed", c.malformed},
-        {"salts_evicted", c.salts_evicted},
-        {"wrong_receiver", c.wrong_receiver}}},
+      {"counters", std::move(counters)},
       {"tracked_senders", v.tracked_senders},
       {"window", format_duration(v.window)},
   };

@@ -154,6 +154,10 @@ struct startup_keyring {
 [[nodiscard]] std::string answer_keyring_request(keyring_sealer* sealer, std::string_view op,
                                                  std::string_view arg);
 
+/// The sealer's counters by name, in the order of identity::sealer_counters (the keyring and
+/// stats views show them).
+[[nodiscard]] counter_list sealer_counter_list(const identity::sealer_counters& c);
+
 /// The `keyring list --json` view, one line:
 /// {"enabled":true,"primary":"<id>","keys":[{"id","primary"}..],"counters":{..},
 ///  "tracked_senders":N,"window":"30s"}, plus

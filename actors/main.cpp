@@ -41,6 +41,11 @@ int main(int argc, char** argv) {
   auto* members = app.add_subcommand("members", "list the members this node knows");
   add_client_flags(*members, members_opts, true);
 
+  sa::client_options stats_opts;
+  auto* stats = app.add_subcommand(
+      "stats", "counters of the gossip transport, admin port, sealer and membership");
+  add_client_flags(*stats, stats_opts, true);
+
   sa::client_options leave_opts;
   auto* leave = app.add_subcommand("leave", "make the agent leave the mesh and exit");
   add_client_flags(*leave, leave_opts, false);
@@ -149,6 +154,8 @@ int main(int argc, char** argv) {
   sa::setup_logging(sa::log_level::warn, sa::log_format::text);
   if (members->parsed())
     return sa::run_members(members_opts);
+  if (stats->parsed())
+    return sa::run_stats(stats_opts);
   if (leave->parsed())
     return sa::run_leave(leave_opts);
   if (keyring->parsed()) {

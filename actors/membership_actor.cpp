@@ -20,6 +20,7 @@
 #include "actors/node_files.hpp"
 #include "actors/views.hpp"
 #include "gossip/errc.hpp"
+#include "proto/wire/backoff.hpp"
 
 namespace starling::actors {
 
@@ -74,7 +75,8 @@ struct membership_state {
   bool joining = false;
   std::uint64_t join_round = 0;
   std::size_t join_outstanding = 0;
-  unsigned join_attempt = 0;
+  /// Delays between join rounds (params.join_backoff doubling up to join_backoff_max).
+  wire::backoff join_backoff;
   /// Last error per seed, for the failure message.
   std::map<std::string, std::string> join_errors;
   /// Graceful leave: requests waiting for the news to spread, and when to stop waiting.
@@ -240,15 +242,7 @@ void on_push_pull_result(membership_actor_t* self, pp_result_msg& msg) {
     st.join_errors[msg.peer] = why;
     spdlog::debug("join through {} failed: {}", msg.peer, why);
     if (st.joining && msg.round == st.join_round && --st.join_outstanding == 0) {
-      // Exponential backoff with jitter: base * 2^attempt, capped, times [0.5, 1.0).
-      auto base =
-          std::min<std::int64_t>(st.params.join_backoff.count() << std::min(st.join_attempt, 16u),
-                                 st.params.join_backoff_max.count());
-      ++st.join_attempt;
-      std::uniform_real_distribution<double> jitter{0.5, 1.0};
-      auto delay = std::chrono::milliseconds{
-          std::max<std::int64_t>(1, static_cast<std::int64_t>(base * jitter(st.rng)))};
-      self->delayed_send(self, delay, retry_atom::value);
+      self->delayed_send(self, st.join_backoff.next_with(st.rng), retry_atom::value);
     }
     return;
   }
@@ -270,6 +264,7 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
   st.params = std::move(params);
   st.parent = std::move(parent);
   st.rng.seed(st.params.rng_seed ^ 0x9e3779b97f4a7c15ULL);
+  st.join_backoff = wire::backoff{{st.params.join_backoff, st.params.join_backoff_max, 0.5}};
   // The network first: the core needs our advertised address.
   caf::weak_actor_ptr weak{self->ctrl()};
   gossip::transport_callbacks cbs;
@@ -428,6 +423,29 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
       [=](members_atom) -> std::string {
         auto& st = self->state;
         return members_json(st.core->members(), now_of(self), wall_clock::now());
+      },
+      [=](stats_atom) -> counter_list {
+        auto& st = self->state;
+        const auto& s = st.core->stats();
+        return {{"members_alive", st.core->count(gossip::member_state::alive)},
+                {"members_suspect", st.core->count(gossip::member_state::suspect)},
+                {"members_dead", st.core->count(gossip::member_state::dead)},
+                {"members_left", st.core->count(gossip::member_state::left)},
+                {"health_score", st.core->health_score()},
+                {"pending_broadcasts", st.core->pending_broadcasts()},
+                {"probes", s.probes},
+                {"probe_failures", s.probe_failures},
+                {"indirect_probes", s.indirect_probes},
+                {"nacks_received", s.nacks_received},
+                {"suspicions", s.suspicions},
+                {"refutations", s.refutations},
+                {"updates_applied", s.updates_applied},
+                {"updates_ignored", s.updates_ignored},
+                {"incarnation_refused", s.incarnation_refused},
+                {"packets_sent", s.packets_sent},
+                {"packets_received", s.packets_received},
+                {"push_pulls", s.push_pulls},
+                {"banned_refused", s.banned_refused}};
       },
       [=](events_atom) -> std::string {
         auto& st = self->state;

@@ -15,6 +15,7 @@
 #include "gossip/transport.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
+#include "proto/wire/backoff.hpp"
 
 namespace starling::actors {
 
@@ -101,7 +102,7 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
                cfg.tokens.size() > 1 ? "s" : "", which);
   const auto deadline = std::chrono::steady_clock::now() + cfg.join_timeout;
   std::minstd_rand rng{std::random_device{}()};
-  auto backoff = std::chrono::milliseconds{200};
+  wire::backoff backoff{{std::chrono::milliseconds{200}, std::chrono::milliseconds{5000}, 0.5}};
   std::string last;
   for (unsigned round = 0;; ++round) {
     bool refused_everywhere = true;
@@ -133,13 +134,10 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
     if (now_steady >= deadline)
       return failed("no seed admitted this node within " + format_duration(cfg.join_timeout) +
                     "; last error: " + last);
-    std::uniform_real_distribution<double> jitter{0.5, 1.0};
-    auto pause = std::chrono::milliseconds{
-        static_cast<std::int64_t>(static_cast<double>(backoff.count()) * jitter(rng))};
-    pause = std::min(pause,
-                     std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now_steady));
+    auto pause =
+        std::min(backoff.next_with(rng),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now_steady));
     std::this_thread::sleep_for(pause);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds{5000});
     now = std::chrono::system_clock::now();
   }
 }

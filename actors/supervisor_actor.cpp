@@ -71,6 +71,9 @@ struct supervisor_state {
   /// The admin credential of this run, and the copy left for the CLI in the runtime dir.
   std::string admin_credential;
   std::filesystem::path admin_cookie_copy;
+  /// Where every gossip transport this agent runs (one per membership start) sums its
+  /// counters: the sealer's when there is a keyring (its view shows the drops), else ours.
+  std::shared_ptr<transport_drop_counters> transport_counters;
   /// Alive peers and own incarnation last reported: the seeds of a restarted membership.
   std::vector<std::string> last_peers;
   std::uint64_t last_incarnation = 0;
@@ -234,8 +237,7 @@ caf::actor start_membership(supervisor_t* self) {
     spdlog::info("restarting membership with {} seed(s), incarnation {}", p.seeds.size(),
                  p.incarnation);
   }
-  p.make_io = make_transport_io(std::move(tc),
-                                st.params.sealer ? st.params.sealer->drop_counters() : nullptr);
+  p.make_io = make_transport_io(std::move(tc), st.transport_counters);
   return spawn_membership_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                                 std::move(p));
 }
@@ -294,6 +296,52 @@ void on_child_down(supervisor_t* self, const caf::down_msg& dm) {
   }
 }
 
+/// The admin server's counters by name.
+counter_list admin_counters(const admin_server_stats& s) {
+  auto v = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  return {{"connections", v(s.connections)},
+          {"refused_connections", v(s.refused_connections)},
+          {"evicted_connections", v(s.evicted_connections)},
+          {"requests", v(s.requests)},
+          {"malformed", v(s.malformed)},
+          {"timeouts", v(s.timeouts)},
+          {"auth_refused", v(s.auth_refused)}};
+}
+
+/// `starling stats`: the counters of the transport, the admin port and the sealer, read
+/// here, and the membership core's, asked of the membership actor (null while it restarts).
+caf::result<std::string> on_stats(supervisor_t* self) {
+  auto& st = self->state;
+  std::vector<counter_group> groups;
+  groups.push_back({"transport", st.transport_counters->totals()});
+  groups.push_back(
+      {"admin", st.admin ? std::optional{admin_counters(st.admin->stats())} : std::nullopt});
+  std::optional<counter_list> sealer;
+  if (st.params.sealer) {
+    const auto view = st.params.sealer->view();
+    sealer = sealer_counter_list(view.counters);
+    sealer->emplace_back("tracked_senders", view.tracked_senders);
+  }
+  groups.push_back({"sealer", std::move(sealer)});
+  const auto& membership = st.children[st.membership_slot].handle;
+  if (!membership) {
+    groups.push_back({"membership", std::nullopt});
+    return stats_json(groups);
+  }
+  auto rp = self->make_response_promise<std::string>();
+  self->request(membership, std::chrono::seconds{5}, stats_atom::value)
+      .then(
+          [rp, groups](counter_list& counters) mutable {
+            groups.push_back({"membership", std::move(counters)});
+            rp.deliver(stats_json(groups));
+          },
+          [rp, groups](caf::error&) mutable {
+            groups.push_back({"membership", std::nullopt});
+            rp.deliver(stats_json(groups));
+          });
+  return rp;
+}
+
 void leave(supervisor_t* self) {
   auto& st = self->state;
   if (st.leaving || st.shutting_down)
@@ -315,6 +363,8 @@ void leave(supervisor_t* self) {
 caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
   auto& st = self->state;
   st.params = std::move(params);
+  st.transport_counters = st.params.sealer ? st.params.sealer->drop_counters()
+                                           : std::make_shared<transport_drop_counters>();
   self->set_down_handler([=](caf::down_msg& dm) { on_child_down(self, dm); });
   st.identity_slot = add_child(self, "identity", [=] { return start_identity(self); });
   st.membership_slot = add_child(self, "membership", [=] { return start_membership(self); });
@@ -351,6 +401,7 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
       [=](members_atom a) {
         return self->delegate(self->state.children[self->state.membership_slot].handle, a);
       },
+      [=](stats_atom) { return on_stats(self); },
       [=](events_atom a) {
         return self->delegate(self->state.children[self->state.membership_slot].handle, a);
       },

@@ -4,10 +4,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/expected.hpp>
 
 #include "gossip/types.hpp"
@@ -32,6 +36,24 @@ using wall_clock = std::chrono::system_clock;
 /// INCARNATION TAGS. Errors: request_failed when `json` is not a members view.
 [[nodiscard]] caf::expected<std::string> members_table(std::string_view json);
 
+/// Named counters in display order: one group of the stats view.
+using counter_list = std::vector<std::pair<std::string, std::uint64_t>>;
+
+/// One group of the stats view ("transport", "admin", "sealer", "membership"). An absent
+/// group (no keyring: no sealer; the membership actor restarting) is shown as null.
+struct counter_group {
+  std::string name;
+  std::optional<counter_list> counters;
+};
+
+/// The stats JSON view, one line: {"transport":{"datagrams_in":N,..},"admin":{..},..}, the
+/// groups and their counters in the given order, an absent group as null.
+[[nodiscard]] std::string stats_json(const std::vector<counter_group>& groups);
+
+/// The text printed by `starling stats` from the JSON view: one block per group, a
+/// "NAME  VALUE" line per counter. Errors: request_failed when `json` is not a stats view.
+[[nodiscard]] caf::expected<std::string> stats_table(std::string_view json);
+
 /// One member event as recorded for the event log and the admin.
 struct event_record {
   wall_clock::time_point ts;
@@ -51,3 +73,6 @@ struct event_record {
 [[nodiscard]] std::string describe(const event_record& ev);
 
 } // namespace starling::actors
+
+// A membership actor's answer to stats_atom (a local message).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::counter_list)

@@ -17,9 +17,6 @@ namespace {
 /// Protocol version written in and required of every Packet.
 constexpr std::uint32_t protocol_version = 1;
 
-/// Bytes of the TCP length prefix.
-constexpr std::size_t length_prefix = 4;
-
 /// Longest peer error reason kept in an error (the rest is cut).
 constexpr std::size_t max_reason = 256;
 
@@ -129,21 +126,12 @@ caf::error convert_updates(const Repeated& in, const codec_limits& limits,
 /// Serializes `frame` behind a 4-byte big-endian length.
 std::string frame_bytes(const v1::Frame& frame) {
   const std::size_t size = frame.ByteSizeLong();
-  std::string out(length_prefix + size, '\0');
-  out[0] = static_cast<char>((size >> 24) & 0xff);
-  out[1] = static_cast<char>((size >> 16) & 0xff);
-  out[2] = static_cast<char>((size >> 8) & 0xff);
-  out[3] = static_cast<char>(size & 0xff);
+  std::string out(wire::length_prefix_size + size, '\0');
+  wire::put_length(static_cast<std::uint32_t>(size), out.data());
   if (size > 0)
     frame.SerializeWithCachedSizesToArray(reinterpret_cast<std::uint8_t*>(out.data()) +
-                                          length_prefix);
+                                          wire::length_prefix_size);
   return out;
-}
-
-std::uint32_t read_length(const std::string& buf) {
-  const auto* p = reinterpret_cast<const unsigned char*>(buf.data());
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         std::uint32_t{p[3]};
 }
 
 } // namespace
@@ -276,57 +264,29 @@ caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits&
   return make_error(errc::invalid_field, "an admission frame where a push-pull was expected");
 }
 
-frame_reader::frame_reader(std::size_t max_frame) : max_frame_(max_frame) {
-  // Nothing else: the buffer grows as bytes arrive.
+frame_reader::frame_reader(std::size_t max_frame) : reader_(max_frame) {
+  // Nothing else: the framing lives in wire::frame_reader.
 }
 
-void frame_reader::feed(std::string_view bytes) {
-  // Once failed, the stream is garbage: keep nothing more (the bad header stays buffered).
-  if (failed_)
-    return;
-  buffer_.append(bytes.data(), bytes.size());
-}
+void frame_reader::feed(std::string_view bytes) { reader_.feed(bytes); }
 
 std::optional<caf::expected<std::string>> frame_reader::next() {
-  if (buffer_.size() < length_prefix)
+  auto r = reader_.next();
+  switch (r.what) {
+  case wire::frame_reader::status::need_more:
     return std::nullopt;
-  const std::uint32_t length = read_length(buffer_);
-  // In the failed state buffer_ holds exactly the offending length prefix, so the error is
-  // derived from it again on every later call.
-  if (length == 0) {
-    failed_ = true;
-    buffer_.resize(length_prefix);
+  case wire::frame_reader::status::frame:
+    return caf::expected<std::string>{std::move(r.body)};
+  case wire::frame_reader::status::empty:
     return caf::expected<std::string>{make_error(errc::malformed, "frame of length 0")};
+  case wire::frame_reader::status::oversized:
+    break;
   }
-  if (length > max_frame_) {
-    failed_ = true;
-    buffer_.resize(length_prefix);
-    return caf::expected<std::string>{
-        make_error(errc::oversized, "frame of " + std::to_string(length) + " bytes exceeds " +
-                                        std::to_string(max_frame_))};
-  }
-  if (buffer_.size() - length_prefix < length) {
-    // One allocation of the final size rather than doublings (and their copies).
-    buffer_.reserve(length_prefix + length);
-    return std::nullopt;
-  }
-  std::string body;
-  if (buffer_.size() == length_prefix + length) {
-    // The usual case, one frame per exchange: hand the buffer over, no copy of the body.
-    body = std::move(buffer_);
-    body.erase(0, length_prefix);
-    buffer_.clear();
-  } else {
-    body = buffer_.substr(length_prefix, length);
-    buffer_.erase(0, length_prefix + length);
-  }
-  return caf::expected<std::string>{std::move(body)};
+  return caf::expected<std::string>{
+      make_error(errc::oversized, "frame of " + std::to_string(r.length) + " bytes exceeds " +
+                                      std::to_string(reader_.max_body()))};
 }
 
-std::optional<std::size_t> frame_reader::announced() const {
-  if (buffer_.size() < length_prefix)
-    return std::nullopt;
-  return read_length(buffer_);
-}
+std::optional<std::size_t> frame_reader::announced() const { return reader_.announced(); }
 
 } // namespace starling::gossip

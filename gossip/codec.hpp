@@ -12,6 +12,7 @@
 #include <caf/expected.hpp>
 
 #include "gossip/types.hpp"
+#include "proto/wire/framing.hpp"
 
 namespace starling::gossip {
 
@@ -94,9 +95,8 @@ public:
   [[nodiscard]] std::optional<std::size_t> announced() const;
 
 private:
-  std::size_t max_frame_;
-  std::string buffer_;
-  bool failed_ = false;
+  /// The shared framing (proto/wire); this class adds the gossip errors.
+  wire::frame_reader reader_;
 };
 
 } // namespace starling::gossip

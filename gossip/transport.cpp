@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 
 #include "gossip/errc.hpp"
+#include "proto/wire/address.hpp"
 
 namespace starling::gossip {
 
@@ -70,14 +71,10 @@ constexpr auto error_backoff = 50ms;
 
 /// "host:port" of an endpoint; IPv4-mapped IPv6 shows as IPv4, IPv6 is bracketed.
 std::string render_endpoint(const asio::ip::address& addr, std::uint16_t port) {
-  if (addr.is_v6()) {
-    const auto v6 = addr.to_v6();
-    if (v6.is_v4_mapped())
-      return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string() + ":" +
-             std::to_string(port);
-    return "[" + v6.to_string() + "]:" + std::to_string(port);
-  }
-  return addr.to_string() + ":" + std::to_string(port);
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    return wire::join_host_port(
+        asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string(), port);
+  return wire::join_host_port(addr.to_string(), port);
 }
 
 /// The host part of an endpoint, for per-source accounting: IPv4-mapped IPv6 shows as IPv4.
@@ -85,13 +82,6 @@ std::string render_source(const asio::ip::address& addr) {
   if (addr.is_v6() && addr.to_v6().is_v4_mapped())
     return asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string();
   return addr.to_string();
-}
-
-/// "host:port" with brackets around an IPv6 host (unless already bracketed).
-std::string join_host_port(const std::string& host, std::uint16_t port) {
-  if (host.find(':') != std::string::npos && host.front() != '[')
-    return "[" + host + "]:" + std::to_string(port);
-  return host + ":" + std::to_string(port);
 }
 
 /// The first non-loopback IPv4 address of an interface that is up; 127.0.0.1 if none.
@@ -158,19 +148,6 @@ caf::expected<std::string> open_with(datagram_sealer& sealer, std::string_view w
 /// (see datagram_sealer).
 bool is_refusal(const caf::error& err) { return err.category() != errc_category; }
 
-/// Prefixes `body` with its 4-byte big-endian length (a TCP frame).
-std::string frame_of(std::string_view body) {
-  std::string out;
-  out.reserve(4 + body.size());
-  const auto n = static_cast<std::uint32_t>(body.size());
-  out += static_cast<char>((n >> 24) & 0xff);
-  out += static_cast<char>((n >> 16) & 0xff);
-  out += static_cast<char>((n >> 8) & 0xff);
-  out += static_cast<char>(n & 0xff);
-  out.append(body);
-  return out;
-}
-
 /// Seals the body of an encoded TCP frame (length prefix + body) when a sealer is set.
 caf::expected<std::string> seal_frame(const std::shared_ptr<datagram_sealer>& sealer,
                                       std::string frame) {
@@ -181,7 +158,7 @@ caf::expected<std::string> seal_frame(const std::shared_ptr<datagram_sealer>& se
   auto sealed = seal_with(*sealer, frame.substr(4));
   if (!sealed)
     return sealed.error();
-  return frame_of(*sealed);
+  return wire::framed(*sealed);
 }
 
 /// Receives a resolved host (or why it did not resolve); called once.
@@ -585,7 +562,7 @@ public:
       else
         host = cfg_.bind_host;
     }
-    advertise_ = join_host_port(host, port_);
+    advertise_ = wire::join_host_port(host, port_);
     {
       std::lock_guard guard{gate_->mutex};
       gate_->owner = this;
@@ -1492,44 +1469,12 @@ caf::expected<std::string> admission_exchange(const std::string& address, stream
 const transport_stats& transport::stats() const { return impl_->stats(); }
 
 caf::expected<std::pair<std::string, std::uint16_t>> split_host_port(std::string_view address) {
-  auto bad = [&](const char* why) {
+  auto parsed = wire::parse_host_port(address);
+  if (!parsed)
     return make_error(errc::invalid_field,
-                      std::string{why} + " in address \"" + std::string{address} + "\"");
-  };
-  std::string_view host;
-  std::string_view port;
-  if (!address.empty() && address.front() == '[') {
-    const auto close = address.find(']');
-    if (close == std::string_view::npos)
-      return bad("missing ']'");
-    host = address.substr(1, close - 1);
-    const auto rest = address.substr(close + 1);
-    if (rest.empty() || rest.front() != ':')
-      return bad("missing port");
-    port = rest.substr(1);
-  } else {
-    const auto colon = address.rfind(':');
-    if (colon == std::string_view::npos)
-      return bad("missing port");
-    host = address.substr(0, colon);
-    port = address.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos)
-      return bad("unbracketed IPv6 host");
-  }
-  if (host.empty())
-    return bad("empty host");
-  if (port.empty() || port.size() > 5)
-    return bad("invalid port");
-  unsigned value = 0;
-  for (char c : port) {
-    if (c < '0' || c > '9')
-      return bad("invalid port");
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (value > 65535)
-    return bad("port out of range");
-  return std::pair<std::string, std::uint16_t>{std::string{host},
-                                               static_cast<std::uint16_t>(value)};
+                      std::string{parsed.problem} + " in address \"" + std::string{address} + "\"");
+  return std::pair<std::string, std::uint16_t>{std::move(parsed.address->host),
+                                               parsed.address->port};
 }
 
 } // namespace starling::gossip

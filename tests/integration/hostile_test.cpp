@@ -266,6 +266,10 @@ TEST_F(hostile_test, a_local_user_without_the_credential_changes_nothing) {
     auto members = st::cli_json({"members", "--admin", a.info.admin, "--json"});
     ASSERT_TRUE(members);
     EXPECT_EQ(members->at("members").size(), 1u);
+    // Every refusal is counted where the operator sees it.
+    auto stats = st::cli_json({"stats", "--admin", a.info.admin, "--json"});
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->at("admin").at("auth_refused"), changes.size()) << stats->dump();
     // Given the credential file (what the agent's user hands another operator): served.
     auto r = st::run_cli({"token", "create", "--admin", a.info.admin, "--admin-cookie",
                           (data_dir("node-a") / "admin.cookie").string()});

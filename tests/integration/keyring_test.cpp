@@ -160,6 +160,25 @@ TEST_F(keyring_test, same_key_converges_other_key_or_none_cannot_join) {
   auto table = st::run_cli({"keyring", "list", "--admin", seed.info.admin});
   EXPECT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find(id_of(key)), std::string::npos) << table.out;
+
+  // The stats view: what the transport, the sealer and the membership core counted.
+  auto stats = st::cli_json({"stats", "--admin", seed.info.admin, "--json"});
+  ASSERT_TRUE(stats);
+  const auto& s = *stats;
+  EXPECT_GT(s.at("transport").at("datagrams_in").get<std::uint64_t>(), 0u) << s.dump();
+  EXPECT_GT(s.at("transport").at("push_pulls_in").get<std::uint64_t>(), 0u) << s.dump();
+  EXPECT_GT(s.at("transport").at("dropped_refused").get<std::uint64_t>(), 0u) << s.dump();
+  EXPECT_GE(s.at("sealer").at("opened").get<std::uint64_t>(),
+            ring->at("counters").at("opened").get<std::uint64_t>())
+      << s.dump();
+  EXPECT_GT(s.at("sealer").at("unknown_key").get<std::uint64_t>(), 0u) << s.dump();
+  EXPECT_EQ(s.at("membership").at("members_alive").get<std::uint64_t>(), 3u) << s.dump();
+  EXPECT_GT(s.at("membership").at("probes").get<std::uint64_t>(), 0u) << s.dump();
+  EXPECT_GT(s.at("admin").at("requests").get<std::uint64_t>(), 0u) << s.dump();
+  auto text = st::run_cli({"stats", "--admin", seed.info.admin});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("transport\n"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("  members_alive"), std::string::npos) << text.out;
 }
 
 TEST_F(keyring_test, rotation_keeps_everyone_alive_and_persisted_keyring_wins_on_restart) {
