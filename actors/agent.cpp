@@ -1,4 +1,6 @@
 // `starling agent`: the actor system, the node supervisor, and the signal thread.
+#include "actors/agent.hpp"
+
 #include <atomic>
 #include <cstring>
 #include <fstream>
@@ -16,7 +18,6 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/atoms.hpp"
-#include "actors/commands.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/logging.hpp"

@@ -35,19 +35,6 @@ ordered_json describe_cert(const identity::certificate& cert, identity::time_poi
   return out;
 }
 
-std::string human_duration(std::int64_t secs) {
-  if (secs <= 0)
-    return "EXPIRED";
-  std::ostringstream out;
-  if (secs >= 86400 * 2)
-    out << secs / 86400 << " days";
-  else if (secs >= 3600)
-    out << secs / 3600 << "h" << (secs % 3600) / 60 << "m";
-  else
-    out << secs / 60 << "m" << secs % 60 << "s";
-  return out.str();
-}
-
 } // namespace
 
 std::string certs_json(const node_identity* id, const keyring_view* keyring,
@@ -130,102 +117,6 @@ std::string certs_json(const node_identity* id, const keyring_view* keyring,
   ring["ids"] = keyring != nullptr ? keyring->ids : std::vector<std::string>{};
   doc["keyring"] = std::move(ring);
   return doc.dump();
-}
-
-caf::expected<std::string> certs_text(std::string_view json) {
-  auto doc = nlohmann::json::parse(json, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("identity") ||
-      !doc.contains("keyring"))
-    return make_error(errc::request_failed, "the agent's answer is not a certs view");
-  std::ostringstream out;
-  auto str = [](const nlohmann::json& obj, const char* key) {
-    return obj.contains(key) && obj[key].is_string() ? obj[key].get<std::string>()
-                                                     : std::string{"-"};
-  };
-  auto expiry = [&](const nlohmann::json& c) {
-    std::string s = str(c, "not_after");
-    if (c.contains("expires_in_seconds") && c["expires_in_seconds"].is_number_integer())
-      s += " (" + human_duration(c["expires_in_seconds"].get<std::int64_t>()) + ")";
-    return s;
-  };
-  if (!doc["identity"].get<bool>()) {
-    out << "no node certificate: TCP between nodes is not authenticated (start with "
-           "--issuer or --token; docs/operations.md, Certificates)\n";
-  } else {
-    const auto& cert = doc.contains("certificate") ? doc["certificate"] : nlohmann::json{};
-    out << "mesh         " << str(doc, "mesh") << '\n';
-    out << "node         " << str(cert, "uri") << '\n';
-    out << "expires      " << expiry(cert) << '\n';
-    out << "key          sha256:" << str(cert, "spki_sha256") << '\n';
-    out << "obtained     " << str(doc, "source") << '\n';
-    if (cert.contains("endorsed_by") && cert["endorsed_by"].is_array() &&
-        !cert["endorsed_by"].empty()) {
-      out << "endorsed by ";
-      const char* sep = " ";
-      for (const auto& e : cert["endorsed_by"])
-        if (e.is_string()) {
-          out << sep << e.get<std::string>();
-          sep = ", ";
-        }
-      out << '\n';
-    }
-    if (doc.contains("admission_quorum") && doc["admission_quorum"].is_number_unsigned() &&
-        doc["admission_quorum"].get<std::size_t>() > 1)
-      out << "quorum       " << doc["admission_quorum"].get<std::size_t>()
-          << " issuers must vouch for every node\n";
-    if (doc.contains("issuers") && doc["issuers"].is_array())
-      for (const auto& i : doc["issuers"])
-        out << "issued by    " << str(i, "uri") << ", expires " << expiry(i) << '\n';
-    if (doc.value("is_issuer", false) && doc.contains("issuer")) {
-      const auto& own = doc["issuer"];
-      out << "issuer       yes, expires " << expiry(own);
-      if (own.contains("active_tokens"))
-        out << "; " << own["active_tokens"].get<std::size_t>() << " active token(s), "
-            << own["admitted"].get<std::uint64_t>() << " admitted, "
-            << own["refused"].get<std::uint64_t>() << " refused";
-      if (own.value("endorsed", std::uint64_t{0}) > 0)
-        out << ", " << own["endorsed"].get<std::uint64_t>() << " endorsed";
-      out << '\n';
-    }
-    if (doc.contains("roots") && doc["roots"].is_array())
-      for (const auto& r : doc["roots"])
-        out << "root         sha256:" << str(r, "spki_sha256") << ", expires " << expiry(r) << '\n';
-    if (doc.contains("handshake_refusals") && doc["handshake_refusals"].is_object() &&
-        !doc["handshake_refusals"].empty()) {
-      out << "refused     ";
-      const char* sep = " ";
-      for (const auto& [reason, n] : doc["handshake_refusals"].items())
-        if (n.is_number_unsigned()) {
-          out << sep << n.get<std::uint64_t>() << " " << reason;
-          sep = ", ";
-        }
-      out << " (peers refused at TLS handshakes since start)\n";
-    }
-    auto n = doc.contains("revocations") && doc["revocations"].is_array()
-                 ? doc["revocations"].size()
-                 : 0;
-    out << "revocations  " << n;
-    if (doc.contains("sync") && doc["sync"].is_object() &&
-        doc["sync"].value("statements_refused", std::uint64_t{0}) > 0)
-      out << " (" << doc["sync"]["statements_refused"].get<std::uint64_t>()
-          << " statement(s) refused)";
-    out << '\n';
-    if (n > 0)
-      for (const auto& r : doc["revocations"])
-        if (r.is_object())
-          out << "  revoked    " << str(r, "node") << " key " << str(r, "key") << " by "
-              << str(r, "issuer") << " at " << str(r, "revoked_at") << '\n';
-  }
-  const auto& ring = doc["keyring"];
-  if (ring.value("enabled", false)) {
-    out << "keyring      primary " << str(ring, "primary");
-    if (ring.contains("ids") && ring["ids"].is_array() && ring["ids"].size() > 1)
-      out << " (+" << ring["ids"].size() - 1 << " more)";
-    out << '\n';
-  } else {
-    out << "keyring      none (gossip is not encrypted)\n";
-  }
-  return out.str();
 }
 
 } // namespace starling::actors

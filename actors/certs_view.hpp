@@ -80,8 +80,4 @@ struct sync_summary {
                                      const std::vector<revocation_row>* revocations,
                                      const sync_summary* sync, identity::time_point now);
 
-/// The text printed by `starling certs` from the JSON view. Errors: request_failed when
-/// `json` is not a certs view.
-[[nodiscard]] caf::expected<std::string> certs_text(std::string_view json);
-
 } // namespace starling::actors

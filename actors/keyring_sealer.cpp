@@ -251,48 +251,4 @@ std::string keyring_json(const keyring_view& v) {
   return doc.dump();
 }
 
-caf::expected<std::string> keyring_table(std::string_view json) {
-  auto doc = nlohmann::json::parse(json, nullptr, false);
-  auto bad = [] {
-    return make_error(errc::request_failed, "the agent's answer is not a keyring view");
-  };
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("enabled") ||
-      !doc["enabled"].is_boolean() || !doc.contains("keys") || !doc["keys"].is_array() ||
-      !doc.contains("counters") || !doc["counters"].is_object())
-    return bad();
-  std::ostringstream out;
-  if (!doc["enabled"].get<bool>()) {
-    out << "gossip encryption is off on this node (no gossip_key or keyring configured)\n";
-    return out.str();
-  }
-  out << "KEY ID            PRIMARY\n";
-  for (const auto& k : doc["keys"]) {
-    if (!k.is_object() || !k.contains("id") || !k["id"].is_string() || !k.contains("primary") ||
-        !k["primary"].is_boolean())
-      return bad();
-    out << k["id"].get<std::string>() << "  " << (k["primary"].get<bool>() ? "yes" : "") << '\n';
-  }
-  const auto& c = doc["counters"];
-  auto n = [&](const char* name) -> std::string {
-    return c.contains(name) && c[name].is_number_unsigned()
-               ? std::to_string(c[name].get<std::uint64_t>())
-               : std::string{"?"};
-  };
-  out << "\nsealed " << n("sealed") << ", opened " << n("opened") << "; refused: tampered "
-      << n("tampered") << ", replayed " << n("replayed") << ", unknown_key " << n("unknown_key")
-      << ", unsealed " << n("unsealed") << ", malformed " << n("malformed") << ", wrong_receiver "
-      << n("wrong_receiver") << '\n';
-  if (doc.contains("dropped") && doc["dropped"].is_object()) {
-    const auto& d = doc["dropped"];
-    auto m = [&](const char* name) -> std::string {
-      return d.contains(name) && d[name].is_number_unsigned()
-                 ? std::to_string(d[name].get<std::uint64_t>())
-                 : std::string{"?"};
-    };
-    out << "dropped by the transport: undecodable " << m("malformed") << ", oversized "
-        << m("oversized") << ", binding_refused " << m("binding_refused") << '\n';
-  }
-  return out.str();
-}
-
 } // namespace starling::actors

@@ -164,8 +164,4 @@ struct startup_keyring {
 /// "dropped":{"malformed","oversized","binding_refused"} when the view has them.
 [[nodiscard]] std::string keyring_json(const keyring_view& v);
 
-/// The text printed by `starling keyring list` from the JSON view. Errors: request_failed
-/// when `json` is not a keyring view.
-[[nodiscard]] caf::expected<std::string> keyring_table(std::string_view json);
-
 } // namespace starling::actors

@@ -16,8 +16,8 @@
 
 #include "actors/admin_server.hpp"
 #include "actors/admission_msgs.hpp"
+#include "actors/agent.hpp"
 #include "actors/atoms.hpp"
-#include "actors/commands.hpp"
 #include "actors/errc.hpp"
 #include "actors/identity_actor.hpp"
 #include "actors/keyring_sealer.hpp"

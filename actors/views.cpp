@@ -57,61 +57,6 @@ std::string members_json(const std::vector<gossip::member>& members, gossip::tim
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-namespace {
-
-/// Rows as left-aligned columns two spaces apart, trailing blanks trimmed, one line each.
-std::string render_columns(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> width;
-  for (const auto& r : rows) {
-    width.resize(std::max(width.size(), r.size()));
-    for (std::size_t i = 0; i < r.size(); ++i)
-      width[i] = std::max(width[i], r[i].size());
-  }
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size())
-        line += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    while (!line.empty() && line.back() == ' ')
-      line.pop_back();
-    out += line;
-    out += '\n';
-  }
-  return out;
-}
-
-} // namespace
-
-caf::expected<std::string> members_table(std::string_view json) {
-  auto doc = ojson::parse(json, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("members") ||
-      !doc["members"].is_array())
-    return make_error(errc::request_failed, "the agent sent an unexpected members view");
-  std::vector<std::vector<std::string>> rows;
-  rows.push_back({"NAME", "ADDRESS", "STATE", "INCARNATION", "TAGS"});
-  for (const auto& m : doc["members"]) {
-    auto str = [&m](const char* key) -> std::string {
-      if (!m.contains(key))
-        return "";
-      const auto& v = m[key];
-      return v.is_string() ? v.get<std::string>() : v.dump();
-    };
-    std::string tags;
-    if (m.contains("tags") && m["tags"].is_object()) {
-      for (const auto& [k, v] : m["tags"].items()) {
-        if (!tags.empty())
-          tags += ',';
-        tags += k + "=" + (v.is_string() ? v.get<std::string>() : v.dump());
-      }
-    }
-    rows.push_back({str("name"), str("address"), str("state"), str("incarnation"), tags});
-  }
-  return render_columns(rows);
-}
-
 std::string stats_json(const std::vector<counter_group>& groups) {
   ojson doc = ojson::object();
   for (const auto& g : groups) {
@@ -125,26 +70,6 @@ std::string stats_json(const std::vector<counter_group>& groups) {
     doc[g.name] = std::move(counters);
   }
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-caf::expected<std::string> stats_table(std::string_view json) {
-  auto doc = ojson::parse(json, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object() || !doc.contains("transport") ||
-      !doc.contains("membership"))
-    return make_error(errc::request_failed, "the agent sent an unexpected stats view");
-  std::vector<std::vector<std::string>> rows;
-  for (const auto& [group, counters] : doc.items()) {
-    if (counters.is_null()) {
-      rows.push_back({group, "(none)"});
-      continue;
-    }
-    if (!counters.is_object())
-      continue; // addresses and later scalar fields are not counter groups
-    rows.push_back({group});
-    for (const auto& [name, value] : counters.items())
-      rows.push_back({"  " + name, value.is_string() ? value.get<std::string>() : value.dump()});
-  }
-  return render_columns(rows);
 }
 
 namespace {

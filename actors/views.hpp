@@ -32,10 +32,6 @@ using wall_clock = std::chrono::system_clock;
 [[nodiscard]] std::string members_json(const std::vector<gossip::member>& members,
                                        gossip::time_point now, wall_clock::time_point wall_now);
 
-/// The table printed by `starling members` from the JSON view: columns NAME ADDRESS STATE
-/// INCARNATION TAGS. Errors: request_failed when `json` is not a members view.
-[[nodiscard]] caf::expected<std::string> members_table(std::string_view json);
-
 /// Named counters in display order: one group of the stats view.
 using counter_list = std::vector<std::pair<std::string, std::uint64_t>>;
 
@@ -49,10 +45,6 @@ struct counter_group {
 /// The stats JSON view, one line: {"transport":{"datagrams_in":N,..},"admin":{..},..}, the
 /// groups and their counters in the given order, an absent group as null.
 [[nodiscard]] std::string stats_json(const std::vector<counter_group>& groups);
-
-/// The text printed by `starling stats` from the JSON view: one block per group, a
-/// "NAME  VALUE" line per counter. Errors: request_failed when `json` is not a stats view.
-[[nodiscard]] caf::expected<std::string> stats_table(std::string_view json);
 
 /// One member event as recorded for the event log and the admin.
 struct event_record {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
+#include "actors/cli/views.hpp"
 #include "actors/config.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
@@ -88,7 +89,7 @@ TEST(keyring_sealer, a_datagram_sealed_for_one_member_opens_at_that_member_only)
   EXPECT_EQ(v.counters.wrong_receiver, 1u);
   auto doc = nlohmann::json::parse(sa::keyring_json(v));
   EXPECT_EQ(doc.at("counters").at("wrong_receiver"), 1u);
-  auto table = sa::keyring_table(doc.dump());
+  auto table = starling::cli::keyring_table(doc.dump());
   ASSERT_TRUE(table);
   EXPECT_NE(table->find("wrong_receiver 1"), std::string::npos) << *table;
   // The transport's interface names no receiver: seal and open use the unbound one.
@@ -211,10 +212,10 @@ TEST(keyring_sealer, answers_admin_requests) {
   for (const char* c :
        {"sealed", "opened", "tampered", "replayed", "unknown_key", "unsealed", "malformed"})
     EXPECT_TRUE(doc.at("counters").at(c).is_number_unsigned()) << c;
-  auto table = sa::keyring_table(doc.dump());
+  auto table = starling::cli::keyring_table(doc.dump());
   ASSERT_TRUE(table);
   EXPECT_NE(table->find(id1), std::string::npos);
-  EXPECT_FALSE(sa::keyring_table("{}"));
+  EXPECT_FALSE(starling::cli::keyring_table("{}"));
   // Encryption off: list says so, changes are refused.
   auto off = nlohmann::json::parse(sa::answer_keyring_request(nullptr, "list", ""));
   EXPECT_EQ(off.at("enabled"), false);
@@ -403,7 +404,7 @@ TEST(keyring_sealer_drops, drops_after_opening_show_in_the_keyring_view) {
   EXPECT_EQ(doc.at("dropped").at("malformed"), 1u);
   EXPECT_EQ(doc.at("dropped").at("oversized"), 1u);
   EXPECT_EQ(doc.at("dropped").at("binding_refused"), 0u);
-  auto table = sa::keyring_table(doc.dump());
+  auto table = starling::cli::keyring_table(doc.dump());
   ASSERT_TRUE(table);
   EXPECT_NE(table->find("dropped by the transport: undecodable 1, oversized 1, binding_refused 0"),
             std::string::npos)

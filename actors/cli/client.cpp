@@ -10,14 +10,17 @@
 
 #include "actors/admin_server.hpp"
 #include "actors/certs_view.hpp"
-#include "actors/commands.hpp"
+#include "actors/cli/commands.hpp"
+#include "actors/cli/views.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/views.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
 
-namespace starling::actors {
+namespace starling::cli {
+
+using namespace starling::actors;
 
 namespace {
 
@@ -235,4 +238,4 @@ int run_keyring_generate() {
   return exit_ok;
 }
 
-} // namespace starling::actors
+} // namespace starling::cli

@@ -1,24 +1,20 @@
 // The `starling` subcommands, one function each. main.cpp parses the command line with
-// CLI11 and dispatches here; every function returns the process exit code.
+// CLI11 and dispatches here; every function returns the process exit code (actors/agent.hpp;
+// `starling agent` itself is actors::run_agent).
 #pragma once
 
 #include <chrono>
 #include <string>
 
+#include "actors/agent.hpp"
 #include "actors/config.hpp"
 
-namespace starling::actors {
+namespace starling::cli {
 
-/// Process exit codes (DESIGN.md): 0 ok, 1 operation failed, 2 usage or config error.
-enum exit_code : int {
-  exit_ok = 0,
-  exit_failed = 1,
-  exit_usage = 2,
-};
-
-/// `starling agent`: runs a node until it leaves (signal or `starling leave`) or fails.
-/// Returns exit_ok after a graceful leave, exit_failed when binding or joining failed.
-int run_agent(const agent_config& cfg);
+using actors::exit_code;
+using actors::exit_failed;
+using actors::exit_ok;
+using actors::exit_usage;
 
 /// Options shared by the one-shot commands that talk to an agent's admin actor.
 struct client_options {
@@ -108,4 +104,4 @@ struct demo_options {
 /// failure detection and rejoin, then a live member table; tears everything down on Ctrl-C.
 int run_demo(const demo_options& opts);
 
-} // namespace starling::actors
+} // namespace starling::cli

@@ -4,17 +4,18 @@
 
 #include <CLI/CLI.hpp>
 
-#include "actors/commands.hpp"
+#include "actors/cli/commands.hpp"
 #include "actors/config.hpp"
 #include "actors/errc.hpp"
 #include "actors/logging.hpp"
 
 namespace sa = starling::actors;
+namespace sc = starling::cli;
 
 namespace {
 
 /// Adds --admin and a timeout to a one-shot command.
-void add_client_flags(CLI::App& cmd, sa::client_options& opts, bool with_json) {
+void add_client_flags(CLI::App& cmd, sc::client_options& opts, bool with_json) {
   cmd.add_option("--admin", opts.admin, "admin HOST:PORT of the agent (default 127.0.0.1:7947)")
       ->type_name("");
   cmd.add_option("--admin-cookie", opts.admin_cookie,
@@ -37,20 +38,20 @@ int main(int argc, char** argv) {
   auto* agent = app.add_subcommand("agent", "run a node (docs/operations.md)");
   sa::add_agent_flags(*agent, agent_flags);
 
-  sa::client_options members_opts;
+  sc::client_options members_opts;
   auto* members = app.add_subcommand("members", "list the members this node knows");
   add_client_flags(*members, members_opts, true);
 
-  sa::client_options stats_opts;
+  sc::client_options stats_opts;
   auto* stats = app.add_subcommand(
       "stats", "counters of the gossip transport, admin port, sealer and membership");
   add_client_flags(*stats, stats_opts, true);
 
-  sa::client_options leave_opts;
+  sc::client_options leave_opts;
   auto* leave = app.add_subcommand("leave", "make the agent leave the mesh and exit");
   add_client_flags(*leave, leave_opts, false);
 
-  sa::client_options keyring_opts;
+  sc::client_options keyring_opts;
   std::string keyring_arg;
   bool keyring_local = false;
   auto* keyring = app.add_subcommand("keyring", "list and rotate the gossip encryption keyring");
@@ -72,11 +73,11 @@ int main(int argc, char** argv) {
   auto* keyring_generate =
       keyring->add_subcommand("generate", "print a fresh random key (local, no agent needed)");
 
-  sa::client_options certs_opts;
+  sc::client_options certs_opts;
   auto* certs = app.add_subcommand("certs", "this node's certificate, issuers, roots, keyring");
   add_client_flags(*certs, certs_opts, true);
 
-  sa::client_options token_opts;
+  sc::client_options token_opts;
   std::string token_ttl;
   std::string token_uses;
   auto* token = app.add_subcommand("token", "join tokens (on an issuer node)");
@@ -88,7 +89,7 @@ int main(int argc, char** argv) {
       ->type_name("");
   add_client_flags(*token_create, token_opts, false);
 
-  sa::client_options revoke_opts;
+  sc::client_options revoke_opts;
   std::string revoke_node;
   std::string revoke_key;
   auto* revoke = app.add_subcommand("revoke", "revoke a node's key (on an issuer node)");
@@ -100,8 +101,8 @@ int main(int argc, char** argv) {
       ->type_name("");
   add_client_flags(*revoke, revoke_opts, false);
 
-  sa::ca_init_options ca_init_opts;
-  sa::ca_issuer_options ca_issuer_opts;
+  sc::ca_init_options ca_init_opts;
+  sc::ca_issuer_options ca_issuer_opts;
   auto* ca = app.add_subcommand("ca", "offline mesh root and issuer certificates");
   ca->require_subcommand(1);
   auto* ca_init = ca->add_subcommand("init", "create the mesh root (key + certificate)");
@@ -124,7 +125,7 @@ int main(int argc, char** argv) {
       ->required()
       ->type_name("");
 
-  sa::demo_options demo_opts;
+  sc::demo_options demo_opts;
   unsigned demo_seconds = 0;
   auto* demo = app.add_subcommand("demo", "run a local 3-node mesh and show it working");
   demo->add_option("--duration", demo_seconds,
@@ -153,31 +154,31 @@ int main(int argc, char** argv) {
   // One-shot commands: keep library logs quiet on stderr.
   sa::setup_logging(sa::log_level::warn, sa::log_format::text);
   if (members->parsed())
-    return sa::run_members(members_opts);
+    return sc::run_members(members_opts);
   if (stats->parsed())
-    return sa::run_stats(stats_opts);
+    return sc::run_stats(stats_opts);
   if (leave->parsed())
-    return sa::run_leave(leave_opts);
+    return sc::run_leave(leave_opts);
   if (keyring->parsed()) {
     if (keyring_generate->parsed())
-      return sa::run_keyring_generate();
+      return sc::run_keyring_generate();
     for (auto* cmd : {keyring_list, keyring_install, keyring_use, keyring_remove})
       if (cmd->parsed())
-        return sa::run_keyring(keyring_opts, cmd->get_name(), keyring_arg, keyring_local);
+        return sc::run_keyring(keyring_opts, cmd->get_name(), keyring_arg, keyring_local);
   }
   if (certs->parsed())
-    return sa::run_certs(certs_opts);
+    return sc::run_certs(certs_opts);
   if (token_create->parsed())
-    return sa::run_token_create(token_opts, token_ttl, token_uses);
+    return sc::run_token_create(token_opts, token_ttl, token_uses);
   if (revoke->parsed())
-    return sa::run_revoke(revoke_opts, revoke_node, revoke_key);
+    return sc::run_revoke(revoke_opts, revoke_node, revoke_key);
   if (ca_init->parsed())
-    return sa::run_ca_init(ca_init_opts);
+    return sc::run_ca_init(ca_init_opts);
   if (ca_issuer->parsed())
-    return sa::run_ca_issuer(ca_issuer_opts);
+    return sc::run_ca_issuer(ca_issuer_opts);
   if (demo->parsed()) {
     demo_opts.duration = std::chrono::seconds{demo_seconds};
-    return sa::run_demo(demo_opts);
+    return sc::run_demo(demo_opts);
   }
   return sa::exit_usage;
 }

@@ -22,11 +22,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "actors/commands.hpp"
+#include "actors/cli/commands.hpp"
+#include "actors/cli/views.hpp"
 #include "actors/node_files.hpp"
 #include "actors/views.hpp"
 
-namespace starling::actors {
+namespace starling::cli {
+
+using namespace starling::actors;
 
 namespace {
 
@@ -346,4 +349,4 @@ int run_demo(const demo_options& opts) {
   return rc;
 }
 
-} // namespace starling::actors
+} // namespace starling::cli

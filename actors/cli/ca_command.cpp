@@ -6,14 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "actors/commands.hpp"
+#include "actors/cli/commands.hpp"
 #include "actors/views.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
 #include "identity/pki.hpp"
 #include "identity/trust.hpp"
 
-namespace starling::actors {
+namespace starling::cli {
+
+using namespace starling::actors;
 
 namespace {
 
@@ -166,4 +168,4 @@ int run_ca_issuer(const ca_issuer_options& opts) {
   return exit_ok;
 }
 
-} // namespace starling::actors
+} // namespace starling::cli

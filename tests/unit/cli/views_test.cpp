@@ -1,0 +1,40 @@
+#include <gtest/gtest.h>
+
+#include "actors/cli/views.hpp"
+#include "actors/views.hpp"
+
+namespace sa = starling::actors;
+namespace sc = starling::cli;
+
+TEST(stats_view, the_table_has_a_block_per_group_with_aligned_values) {
+  const std::vector<sa::counter_group> groups{
+      {"transport", sa::counter_list{{"datagrams_in", 7}, {"push_pull_errors", 12}}},
+      {"sealer", std::nullopt},
+      {"membership", sa::counter_list{{"members_alive", 3}}}};
+  auto table = sc::stats_table(sa::stats_json(groups));
+  ASSERT_TRUE(table);
+  EXPECT_EQ(*table, "transport\n"
+                    "  datagrams_in      7\n"
+                    "  push_pull_errors  12\n"
+                    "sealer              (none)\n"
+                    "membership\n"
+                    "  members_alive     3\n");
+}
+
+TEST(stats_view, refuses_what_is_not_a_stats_view) {
+  for (const char* bad : {"", "[]", "{}", R"({"members":[]})", R"({"transport":{}})", "{"}) {
+    auto table = sc::stats_table(bad);
+    EXPECT_FALSE(table) << bad;
+  }
+}
+
+TEST(members_view, the_table_aligns_columns_and_trims_trailing_blanks) {
+  auto table = sc::members_table(
+      R"({"members":[{"name":"node-a","address":"127.0.0.1:1","state":"alive","incarnation":3,)"
+      R"("tags":{}},{"name":"b","address":"[::1]:7946","state":"suspect","incarnation":12,)"
+      R"("tags":{"issuer":"true"}}]})");
+  ASSERT_TRUE(table);
+  EXPECT_EQ(*table, "NAME    ADDRESS      STATE    INCARNATION  TAGS\n"
+                    "node-a  127.0.0.1:1  alive    3\n"
+                    "b       [::1]:7946   suspect  12           issuer=true\n");
+}
