@@ -24,6 +24,7 @@
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
 #include "identity/keyring_push.hpp"
+#include "identity/renewal.hpp"
 
 namespace starling::actors {
 
@@ -62,8 +63,6 @@ struct sync_result_msg {
 struct renewal_result_msg {
   std::string issuer;
   caf::expected<std::string> answer;
-  /// The alive issuers not asked yet, in the order they will be.
-  std::vector<std::string> rest;
 };
 
 } // namespace starling::actors
@@ -89,8 +88,8 @@ struct identity_state {
   /// This node's identity of the moment (with an identity): params.id's, with the
   /// credentials of the last renewal. Its `tls` holder is the transport's.
   std::optional<node_identity> current;
-  /// A renewal is under way (issuers are being asked one after the other).
-  bool renewal_in_flight = false;
+  /// The renewal of this node's certificate: the core (named and seeded at start).
+  identity::renewal renewal{std::string{}, 0};
   /// Set on issuer nodes.
   std::optional<identity::issuer_desk> desk;
   identity::openssl_random rng;
@@ -605,140 +604,72 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
   return answer;
 }
 
-// -- renewal -------------------------------------------------------------------------------------
+// -- renewal (identity/renewal.hpp) -------------------------------------------------------------
 
-/// "2031-05-06T07:08:09.000Z".
-std::string at(identity::time_point t) { return iso8601_utc(t); }
+void run(identity_actor_t* self, identity::renewal_effects fx);
 
-/// The notAfter of this node's certificate (epoch if unreadable).
-identity::time_point expiry_of(const identity_state& st) {
-  auto to = identity::not_after(st.current->creds.certs.front());
-  return to ? *to : identity::time_point{};
+/// The renewal check: when the node certificate is past 2/3 of its life, an issuer signs
+/// its own, any other node asks the alive issuers in a random order (the core decides).
+void on_renew_tick(identity_actor_t* self) {
+  auto& st = self->state;
+  const auto& leaf = st.current->creds.certs.front();
+  self->delayed_send(self, identity::renewal_check_period(leaf, st.params.renewal_interval),
+                     renew_atom::value);
+  run(self, st.renewal.on_check(st.current->creds, st.params.clock(),
+                                st.current->issuer.has_value(), st.own_key_revoked));
 }
 
-/// A renewal attempt failed: logged, retried at the next check.
-void on_renewal_failed(identity_actor_t* self, const std::string& reason) {
+/// Carries out what the renewal core asked for.
+void run(identity_actor_t* self, identity::renewal_effects fx) {
   auto& st = self->state;
-  st.renewal_in_flight = false;
-  const auto now = st.params.clock();
-  const auto until = expiry_of(st);
-  if (now >= until) {
-    spdlog::error("node certificate expired at {}: peers refuse this node; it cannot renew any "
-                  "more: restart it with a new join token (--token) ({})",
-                  at(until), reason);
-    return;
+  write_log(fx.log);
+  if (fx.self_issue) {
+    const auto& issuer = *st.current->issuer;
+    const auto now = st.params.clock();
+    auto creds = identity::self_issue(issuer, st.params.name, st.current->creds.key, now,
+                                      st.params.cert_ttl);
+    run(self, st.renewal.on_self_issued(std::move(creds), issuer.node, st.current->creds, now));
   }
-  spdlog::warn("cannot renew the node certificate: {}; retrying; it expires at {} ({}s left)",
-               reason, at(until),
-               std::chrono::duration_cast<std::chrono::seconds>(until - now).count());
-}
-
-/// Makes `creds` (signed by `issuer`) this node's certificate, unless it would be due for
-/// renewal at once without lasting longer than the current one (its issuer's certificate
-/// expires first: the notAfter is capped there), which would renew in a loop.
-void on_renewed(identity_actor_t* self, identity::node_credentials creds,
-                const std::string& issuer) {
-  auto& st = self->state;
-  const auto& leaf = creds.certs.front();
-  auto until = identity::not_after(leaf);
-  if (!until || (*until <= expiry_of(st) && needs_renewal(leaf, st.params.clock()))) {
-    on_renewal_failed(self, "the certificate from " + issuer + " would expire at " +
-                                (until ? at(*until) : std::string{"?"}) +
-                                ", no later than this one: its issuer certificate expires first");
-    return;
+  if (fx.list_issuers)
+    self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+        .then(
+            [=](std::vector<std::string>&, std::vector<std::string>&,
+                std::vector<std::string>& issuers) {
+              auto& st = self->state;
+              run(self,
+                  st.renewal.on_issuers(std::move(issuers), st.current->creds, st.params.clock()));
+            },
+            [=](caf::error& err) {
+              auto& st = self->state;
+              run(self, st.renewal.on_no_issuers(why(err), st.current->creds, st.params.clock()));
+            });
+  if (fx.ask)
+    ask_member(self, fx.ask->issuer, std::move(fx.ask->request),
+               [issuer = fx.ask->issuer](caf::expected<std::string> answer) {
+                 return renewal_result_msg{issuer, std::move(answer)};
+               });
+  if (fx.install) {
+    const auto by = fx.install->by;
+    auto err = install_renewed(*st.current, std::move(fx.install->creds), st.params.data_dir);
+    run(self, st.renewal.on_installed(by, err, st.current->creds, st.params.clock()));
   }
-  if (auto err = install_renewed(*st.current, std::move(creds), st.params.data_dir)) {
-    on_renewal_failed(self, "cannot install the certificate from " + issuer + ": " +
-                                identity::render(err));
-    return;
+  if (fx.renewed_by) {
+    st.current->source = "renewed by " + *fx.renewed_by;
+    for (std::size_t i = 1; i < st.current->creds.certs.size(); ++i) // its issuer may be new
+      if (auto key = identity::spki_sha256(st.current->creds.certs[i]))
+        st.ca_keys.insert(*key);
   }
-  st.renewal_in_flight = false;
-  st.current->source = "renewed by " + issuer;
-  for (std::size_t i = 1; i < st.current->creds.certs.size(); ++i) // its issuer may be new
-    if (auto key = identity::spki_sha256(st.current->creds.certs[i]))
-      st.ca_keys.insert(*key);
-  spdlog::info("renewed node certificate from {}, valid until {}", issuer, at(*until));
-}
-
-/// Sends a renewal request to the first of `issuers`; the others are asked if it fails.
-void ask_issuer(identity_actor_t* self, std::vector<std::string> issuers) {
-  auto& st = self->state;
-  const auto& creds = st.current->creds;
-  auto issuer = std::move(issuers.front());
-  issuers.erase(issuers.begin());
-  auto csr = identity::make_csr(creds.key, creds.bundle.mesh(), st.params.name);
-  auto bytes = csr ? identity::encode(
-                         identity::renewal_request{st.params.name, std::move(*csr), creds.certs})
-                   : caf::expected<std::string>{csr.error()};
-  if (!bytes) {
-    on_renewal_failed(self, "cannot make the request: " + identity::render(bytes.error()));
-    return;
-  }
-  ask_member(self, issuer, std::move(*bytes),
-             [issuer, rest = std::move(issuers)](caf::expected<std::string> answer) {
-               return renewal_result_msg{issuer, std::move(answer), rest};
-             });
 }
 
 void on_renewal_result(identity_actor_t* self, renewal_result_msg& msg) {
   auto& st = self->state;
-  auto checked = [&]() -> caf::expected<identity::node_credentials> {
-    if (!msg.answer)
-      return msg.answer.error();
-    auto grant = identity::decode_renewal_grant(*msg.answer);
-    if (!grant)
-      return grant.error();
-    return identity::accept_renewal(*grant, st.current->creds, st.params.name, st.params.clock(),
-                                    st.params.id->trust->current()->revoked,
-                                    st.params.admission_quorum);
-  }();
-  if (checked) {
-    on_renewed(self, std::move(*checked), msg.issuer);
-    return;
-  }
-  const auto reason = msg.issuer + ": " + why(checked.error());
-  if (msg.rest.empty()) {
-    on_renewal_failed(self, reason);
-    return;
-  }
-  spdlog::debug("renewal by {}; asking {}", reason, msg.rest.front());
-  ask_issuer(self, std::move(msg.rest));
-}
-
-/// The renewal check: when the node certificate is past 2/3 of its life, an issuer signs
-/// its own, any other node asks the alive issuers in a random order.
-void on_renew_tick(identity_actor_t* self) {
-  auto& st = self->state;
-  const auto& leaf = st.current->creds.certs.front();
-  self->delayed_send(self, renewal_check_period(leaf, st.params.renewal_interval),
-                     renew_atom::value);
   const auto now = st.params.clock();
-  if (st.renewal_in_flight || st.own_key_revoked || !needs_renewal(leaf, now))
-    return;
-  st.renewal_in_flight = true;
-  if (const auto& issuer = st.current->issuer) {
-    auto creds = identity::self_issue(*issuer, st.params.name, st.current->creds.key, now,
-                                      st.params.cert_ttl);
-    if (creds)
-      on_renewed(self, std::move(*creds), issuer->node + " (self-issued)");
-    else
-      on_renewal_failed(self, "cannot self-issue: " + identity::render(creds.error()));
-    return;
-  }
-  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
-      .then(
-          [=](std::vector<std::string>&, std::vector<std::string>&,
-              std::vector<std::string>& issuers) {
-            auto& st = self->state;
-            std::erase(issuers, st.params.name);
-            if (issuers.empty()) {
-              on_renewal_failed(self, "no issuer is alive");
-              return;
-            }
-            std::shuffle(issuers.begin(), issuers.end(), st.pick);
-            ask_issuer(self, std::move(issuers));
-          },
-          [=](caf::error& err) { on_renewal_failed(self, "no member list: " + why(err)); });
+  if (msg.answer)
+    run(self,
+        st.renewal.on_answer(msg.issuer, *msg.answer, st.current->creds, now,
+                             st.params.id->trust->current()->revoked, st.params.admission_quorum));
+  else
+    run(self, st.renewal.on_failure(msg.issuer, why(msg.answer.error()), st.current->creds, now));
 }
 
 /// An issuer's side: member `peer` asks to renew its certificate.
@@ -1218,6 +1149,7 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
   st.params = std::move(params);
   st.supervisor = std::move(supervisor);
   st.keyrings = identity::keyring_pushes{st.params.name};
+  st.renewal = identity::renewal{st.params.name, st.params.rng_seed};
   st.pick.seed(st.params.rng_seed);
   if (st.params.id) {
     if (auto msg = open_stores(st); !msg.empty()) {

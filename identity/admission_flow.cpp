@@ -164,15 +164,20 @@ admission_effects admission_flow::on_endorsement(admission_ticket ticket, std::s
   auto& c = it->second;
   c.answered[index] = true;
   --c.pending;
+  admission_effects fx;
   if (result) {
     c.got[index] = std::move(*result);
   } else if (!c.failure) {
+    fx.log.push_back({log_level::debug, "endorsement of '" + c.req.name + "' by " +
+                                            c.issuers[index] +
+                                            " failed: " + render(result.error())});
     c.failure = std::move(result.error());
     c.failed_issuer = c.issuers[index];
   }
   if (c.pending > 0)
-    return {};
-  return finish(ticket, self);
+    return fx;
+  fx.append(finish(ticket, self));
+  return fx;
 }
 
 admission_effects admission_flow::finish(admission_ticket ticket,
