@@ -18,33 +18,33 @@
 #include "actors/keyring_sealer.hpp"
 #include "actors/views.hpp"
 #include "gossip/errc.hpp"
+#include "identity/admission_flow.hpp"
 #include "identity/authority.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
+#include "identity/keyring_push.hpp"
+#include "identity/renewal.hpp"
 
 namespace starling::actors {
 
-/// A forwarded admission failed because the token's issuer is gone: admit here if this
-/// node holds the token's record (local message).
-struct admit_locally_msg {
-  std::shared_ptr<const identity::admission_request> req;
-  std::string token_id;
-  gossip::admission_responder reply;
+/// The answer of the token's issuer to an admission this node forwarded (local message).
+struct forward_result_msg {
+  identity::admission_ticket ticket = 0;
+  caf::expected<std::string> answer;
 };
 
 /// The answer of the issuer of a joiner's further token to an endorse request (local
-/// message): `index` in the collection `collection`.
+/// message): further token `index` of the admission `ticket`.
 struct endorsement_result_msg {
-  std::uint64_t collection = 0;
+  identity::admission_ticket ticket = 0;
   std::size_t index = 0;
-  std::string issuer;
   caf::expected<identity::endorsement> result;
 };
 
 /// The answer of member `node` to a keyring change pushed by this issuer (local message).
 struct keyring_result_msg {
-  std::uint64_t push = 0;
+  identity::keyring_push_id push = 0;
   std::string node;
   caf::expected<std::string> answer;
 };
@@ -63,13 +63,11 @@ struct sync_result_msg {
 struct renewal_result_msg {
   std::string issuer;
   caf::expected<std::string> answer;
-  /// The alive issuers not asked yet, in the order they will be.
-  std::vector<std::string> rest;
 };
 
 } // namespace starling::actors
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::admit_locally_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::forward_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::endorsement_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::keyring_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::sync_result_msg)
@@ -84,41 +82,14 @@ using identity::sha256_digest;
 /// Timer of the renewal check (private to this actor).
 using renew_atom = caf::atom_constant<caf::atom("renew")>;
 
-/// A joiner's admission whose further tokens are being turned into endorsements by their
-/// issuers (admission quorum) before it goes on with its first token.
-struct endorsement_collection {
-  identity::admission_request req;
-  gossip::admission_responder reply;
-  /// One slot per further token (tokens[1..]).
-  std::vector<std::optional<identity::endorsement>> got;
-  std::size_t pending = 0;
-  /// The first refusal, "issuer X: reason"; the admission is refused once all answered.
-  std::optional<caf::error> failure;
-};
-
-/// A keyring change this issuer pushes to every alive member, until all have answered.
-struct keyring_push {
-  /// Called once every member answered, with the JSON report, the members that applied
-  /// the change and the members asked (this node counts in both).
-  std::function<void(std::string report, std::size_t done, std::size_t total)> finished;
-  /// Members not to tell (a node being revoked).
-  std::set<std::string> exclude;
-  std::string op;
-  /// The key id the change names.
-  std::string id;
-  /// Per member, in order: this node first. std::nullopt: no answer yet.
-  std::vector<std::pair<std::string, std::optional<std::string>>> members;
-  std::size_t pending = 0;
-};
-
 struct identity_state {
   identity_params params;
   caf::actor supervisor;
   /// This node's identity of the moment (with an identity): params.id's, with the
   /// credentials of the last renewal. Its `tls` holder is the transport's.
   std::optional<node_identity> current;
-  /// A renewal is under way (issuers are being asked one after the other).
-  bool renewal_in_flight = false;
+  /// The renewal of this node's certificate: the core (named and seeded at start).
+  identity::renewal renewal{std::string{}, 0};
   /// Set on issuer nodes.
   std::optional<identity::issuer_desk> desk;
   identity::openssl_random rng;
@@ -146,18 +117,16 @@ struct identity_state {
   bool bans_sent = false;
   /// This node's own key was found revoked and reported to the supervisor.
   bool own_key_revoked = false;
-  /// Admissions waiting for endorsements, by id.
-  std::map<std::uint64_t, endorsement_collection> collections;
-  std::uint64_t next_collection = 0;
-  /// Keyring changes being pushed to the members, by id.
-  std::map<std::uint64_t, keyring_push> keyring_pushes;
-  std::uint64_t next_keyring_push = 0;
-  /// A keyring rotation after a revocation is under way (install, use, remove), and
-  /// another was asked for meanwhile (run once this one is done).
-  bool rotation_in_flight = false;
-  std::set<std::string> rotation_again;
-  /// Rotations completed since start.
-  std::uint64_t rotations = 0;
+  /// Admissions this node routes (forwards, endorsement collections): the core.
+  identity::admission_flow admissions;
+  /// The reply channel of each admission under way, by ticket (see admission_flow).
+  std::map<identity::admission_ticket, gossip::admission_responder> replies;
+  identity::admission_ticket next_ticket = 0;
+  /// Keyring changes being pushed to the members, and the rotation: the core (named after
+  /// this node once the actor starts).
+  identity::keyring_pushes keyrings{std::string{}};
+  /// The admin's answer of each `keyring ... (mesh)` push under way.
+  std::map<identity::keyring_push_id, caf::typed_response_promise<std::string>> keyring_promises;
   std::uint64_t admitted = 0;
   std::uint64_t refused = 0;
   std::uint64_t endorsed = 0;
@@ -181,7 +150,7 @@ issuer_summary summarize(const identity_state& st, identity::time_point now) {
   out.refused = st.refused;
   out.endorsed = st.endorsed;
   out.names_refused = st.names_refused;
-  out.keyring_rotations = st.rotations;
+  out.keyring_rotations = st.keyrings.rotations();
   if (!st.desk)
     return out;
   const auto secs = std::chrono::floor<std::chrono::seconds>(now);
@@ -229,6 +198,26 @@ void refuse(identity_actor_t* self, const gossip::admission_responder& reply,
   auto refusal = as_refusal(err);
   spdlog::warn("admission of {} refused: {}", who, gossip::refusal_reason(refusal));
   reply(std::move(refusal));
+}
+
+/// Writes the lines a core returned.
+void write_log(const std::vector<identity::log_line>& lines) {
+  for (const auto& line : lines) {
+    switch (line.level) {
+    case identity::log_level::debug:
+      spdlog::debug("{}", line.text);
+      break;
+    case identity::log_level::info:
+      spdlog::info("{}", line.text);
+      break;
+    case identity::log_level::warn:
+      spdlog::warn("{}", line.text);
+      break;
+    case identity::log_level::error:
+      spdlog::error("{}", line.text);
+      break;
+    }
+  }
 }
 
 // -- revocations ------------------------------------------------------------------------------
@@ -615,140 +604,72 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
   return answer;
 }
 
-// -- renewal -------------------------------------------------------------------------------------
+// -- renewal (identity/renewal.hpp) -------------------------------------------------------------
 
-/// "2031-05-06T07:08:09.000Z".
-std::string at(identity::time_point t) { return iso8601_utc(t); }
+void run(identity_actor_t* self, identity::renewal_effects fx);
 
-/// The notAfter of this node's certificate (epoch if unreadable).
-identity::time_point expiry_of(const identity_state& st) {
-  auto to = identity::not_after(st.current->creds.certs.front());
-  return to ? *to : identity::time_point{};
+/// The renewal check: when the node certificate is past 2/3 of its life, an issuer signs
+/// its own, any other node asks the alive issuers in a random order (the core decides).
+void on_renew_tick(identity_actor_t* self) {
+  auto& st = self->state;
+  const auto& leaf = st.current->creds.certs.front();
+  self->delayed_send(self, identity::renewal_check_period(leaf, st.params.renewal_interval),
+                     renew_atom::value);
+  run(self, st.renewal.on_check(st.current->creds, st.params.clock(),
+                                st.current->issuer.has_value(), st.own_key_revoked));
 }
 
-/// A renewal attempt failed: logged, retried at the next check.
-void on_renewal_failed(identity_actor_t* self, const std::string& reason) {
+/// Carries out what the renewal core asked for.
+void run(identity_actor_t* self, identity::renewal_effects fx) {
   auto& st = self->state;
-  st.renewal_in_flight = false;
-  const auto now = st.params.clock();
-  const auto until = expiry_of(st);
-  if (now >= until) {
-    spdlog::error("node certificate expired at {}: peers refuse this node; it cannot renew any "
-                  "more: restart it with a new join token (--token) ({})",
-                  at(until), reason);
-    return;
+  write_log(fx.log);
+  if (fx.self_issue) {
+    const auto& issuer = *st.current->issuer;
+    const auto now = st.params.clock();
+    auto creds = identity::self_issue(issuer, st.params.name, st.current->creds.key, now,
+                                      st.params.cert_ttl);
+    run(self, st.renewal.on_self_issued(std::move(creds), issuer.node, st.current->creds, now));
   }
-  spdlog::warn("cannot renew the node certificate: {}; retrying; it expires at {} ({}s left)",
-               reason, at(until),
-               std::chrono::duration_cast<std::chrono::seconds>(until - now).count());
-}
-
-/// Makes `creds` (signed by `issuer`) this node's certificate, unless it would be due for
-/// renewal at once without lasting longer than the current one (its issuer's certificate
-/// expires first: the notAfter is capped there), which would renew in a loop.
-void on_renewed(identity_actor_t* self, identity::node_credentials creds,
-                const std::string& issuer) {
-  auto& st = self->state;
-  const auto& leaf = creds.certs.front();
-  auto until = identity::not_after(leaf);
-  if (!until || (*until <= expiry_of(st) && needs_renewal(leaf, st.params.clock()))) {
-    on_renewal_failed(self, "the certificate from " + issuer + " would expire at " +
-                                (until ? at(*until) : std::string{"?"}) +
-                                ", no later than this one: its issuer certificate expires first");
-    return;
+  if (fx.list_issuers)
+    self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+        .then(
+            [=](std::vector<std::string>&, std::vector<std::string>&,
+                std::vector<std::string>& issuers) {
+              auto& st = self->state;
+              run(self,
+                  st.renewal.on_issuers(std::move(issuers), st.current->creds, st.params.clock()));
+            },
+            [=](caf::error& err) {
+              auto& st = self->state;
+              run(self, st.renewal.on_no_issuers(why(err), st.current->creds, st.params.clock()));
+            });
+  if (fx.ask)
+    ask_member(self, fx.ask->issuer, std::move(fx.ask->request),
+               [issuer = fx.ask->issuer](caf::expected<std::string> answer) {
+                 return renewal_result_msg{issuer, std::move(answer)};
+               });
+  if (fx.install) {
+    const auto by = fx.install->by;
+    auto err = install_renewed(*st.current, std::move(fx.install->creds), st.params.data_dir);
+    run(self, st.renewal.on_installed(by, err, st.current->creds, st.params.clock()));
   }
-  if (auto err = install_renewed(*st.current, std::move(creds), st.params.data_dir)) {
-    on_renewal_failed(self, "cannot install the certificate from " + issuer + ": " +
-                                identity::render(err));
-    return;
+  if (fx.renewed_by) {
+    st.current->source = "renewed by " + *fx.renewed_by;
+    for (std::size_t i = 1; i < st.current->creds.certs.size(); ++i) // its issuer may be new
+      if (auto key = identity::spki_sha256(st.current->creds.certs[i]))
+        st.ca_keys.insert(*key);
   }
-  st.renewal_in_flight = false;
-  st.current->source = "renewed by " + issuer;
-  for (std::size_t i = 1; i < st.current->creds.certs.size(); ++i) // its issuer may be new
-    if (auto key = identity::spki_sha256(st.current->creds.certs[i]))
-      st.ca_keys.insert(*key);
-  spdlog::info("renewed node certificate from {}, valid until {}", issuer, at(*until));
-}
-
-/// Sends a renewal request to the first of `issuers`; the others are asked if it fails.
-void ask_issuer(identity_actor_t* self, std::vector<std::string> issuers) {
-  auto& st = self->state;
-  const auto& creds = st.current->creds;
-  auto issuer = std::move(issuers.front());
-  issuers.erase(issuers.begin());
-  auto csr = identity::make_csr(creds.key, creds.bundle.mesh(), st.params.name);
-  auto bytes = csr ? identity::encode(
-                         identity::renewal_request{st.params.name, std::move(*csr), creds.certs})
-                   : caf::expected<std::string>{csr.error()};
-  if (!bytes) {
-    on_renewal_failed(self, "cannot make the request: " + identity::render(bytes.error()));
-    return;
-  }
-  ask_member(self, issuer, std::move(*bytes),
-             [issuer, rest = std::move(issuers)](caf::expected<std::string> answer) {
-               return renewal_result_msg{issuer, std::move(answer), rest};
-             });
 }
 
 void on_renewal_result(identity_actor_t* self, renewal_result_msg& msg) {
   auto& st = self->state;
-  auto checked = [&]() -> caf::expected<identity::node_credentials> {
-    if (!msg.answer)
-      return msg.answer.error();
-    auto grant = identity::decode_renewal_grant(*msg.answer);
-    if (!grant)
-      return grant.error();
-    return identity::accept_renewal(*grant, st.current->creds, st.params.name, st.params.clock(),
-                                    st.params.id->trust->current()->revoked,
-                                    st.params.admission_quorum);
-  }();
-  if (checked) {
-    on_renewed(self, std::move(*checked), msg.issuer);
-    return;
-  }
-  const auto reason = msg.issuer + ": " + why(checked.error());
-  if (msg.rest.empty()) {
-    on_renewal_failed(self, reason);
-    return;
-  }
-  spdlog::debug("renewal by {}; asking {}", reason, msg.rest.front());
-  ask_issuer(self, std::move(msg.rest));
-}
-
-/// The renewal check: when the node certificate is past 2/3 of its life, an issuer signs
-/// its own, any other node asks the alive issuers in a random order.
-void on_renew_tick(identity_actor_t* self) {
-  auto& st = self->state;
-  const auto& leaf = st.current->creds.certs.front();
-  self->delayed_send(self, renewal_check_period(leaf, st.params.renewal_interval),
-                     renew_atom::value);
   const auto now = st.params.clock();
-  if (st.renewal_in_flight || st.own_key_revoked || !needs_renewal(leaf, now))
-    return;
-  st.renewal_in_flight = true;
-  if (const auto& issuer = st.current->issuer) {
-    auto creds = identity::self_issue(*issuer, st.params.name, st.current->creds.key, now,
-                                      st.params.cert_ttl);
-    if (creds)
-      on_renewed(self, std::move(*creds), issuer->node + " (self-issued)");
-    else
-      on_renewal_failed(self, "cannot self-issue: " + identity::render(creds.error()));
-    return;
-  }
-  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
-      .then(
-          [=](std::vector<std::string>&, std::vector<std::string>&,
-              std::vector<std::string>& issuers) {
-            auto& st = self->state;
-            std::erase(issuers, st.params.name);
-            if (issuers.empty()) {
-              on_renewal_failed(self, "no issuer is alive");
-              return;
-            }
-            std::shuffle(issuers.begin(), issuers.end(), st.pick);
-            ask_issuer(self, std::move(issuers));
-          },
-          [=](caf::error& err) { on_renewal_failed(self, "no member list: " + why(err)); });
+  if (msg.answer)
+    run(self,
+        st.renewal.on_answer(msg.issuer, *msg.answer, st.current->creds, now,
+                             st.params.id->trust->current()->revoked, st.params.admission_quorum));
+  else
+    run(self, st.renewal.on_failure(msg.issuer, why(msg.answer.error()), st.current->creds, now));
 }
 
 /// An issuer's side: member `peer` asks to renew its certificate.
@@ -805,81 +726,7 @@ void admit_here(identity_actor_t* self, const identity::admission_request& req,
   reply(std::move(*bytes));
 }
 
-void collect_endorsements(identity_actor_t* self, identity::admission_request req,
-                          const gossip::admission_responder& reply);
-
-void on_admission(identity_actor_t* self, identity::admission_request& req, admission_msg& msg) {
-  auto& st = self->state;
-  if (req.tokens.size() > 1) {
-    if (msg.peer) {
-      refuse(self, msg.reply, "'" + req.name + "' forwarded by " + *msg.peer,
-             identity::make_error(identity::errc::bad_request,
-                                  "a forwarded admission carries one token (the seed collects "
-                                  "the endorsements of the others)"));
-      return;
-    }
-    collect_endorsements(self, std::move(req), msg.reply);
-    return;
-  }
-  auto token = identity::decode(req.tokens.front());
-  if (!token) {
-    refuse(self, msg.reply, "'" + req.name + "'", token.error());
-    return;
-  }
-  const auto token_id = token->id_hex();
-  if (st.desk && token->issuer == st.desk->material().node) {
-    admit_here(self, req, token_id, msg.reply);
-    return;
-  }
-  if (msg.peer) {
-    // Forwarded to us, but the token is not ours: never forward twice (no loops).
-    if (st.desk && st.desk->tokens().ledger().find(token->id) != nullptr) {
-      admit_here(self, req, token_id, msg.reply);
-      return;
-    }
-    refuse(self, msg.reply, "'" + req.name + "' forwarded by " + *msg.peer,
-           identity::make_error(identity::errc::token_unknown,
-                                "token " + token_id + " was not made by this issuer"));
-    return;
-  }
-  // A joiner's request for another issuer: forward it there.
-  spdlog::info("forwarding the admission of '{}' (token {}) to issuer {}", req.name, token_id,
-               token->issuer);
-  caf::weak_actor_ptr weak{self->ctrl()};
-  auto reply = msg.reply;
-  auto local = st.desk && st.desk->tokens().ledger().find(token->id) != nullptr;
-  forward_admission_msg fwd;
-  fwd.issuer = token->issuer;
-  fwd.request = std::move(msg.request);
-  auto shared_req = std::make_shared<const identity::admission_request>(std::move(req));
-  fwd.done = [weak, reply, local, shared_req, token_id](caf::expected<std::string> answer) mutable {
-    if (answer) {
-      reply(std::move(answer));
-      return;
-    }
-    const bool gone = answer.error().category() == errc_category &&
-                      answer.error().code() == static_cast<std::uint8_t>(errc::unreachable);
-    if (gone && local) {
-      if (auto hdl = weak.lock()) {
-        caf::anon_send(caf::actor_cast<caf::actor>(hdl),
-                       admit_locally_msg{shared_req, token_id, std::move(reply)});
-        return;
-      }
-    }
-    reply(as_refusal(answer.error()));
-  };
-  self->send(st.supervisor, std::move(fwd));
-}
-
-// -- admission quorum: endorsements ---------------------------------------------------------------
-
-/// A copy of a CSR (certificate_request is move-only).
-caf::expected<identity::certificate_request> copy_of(const identity::certificate_request& csr) {
-  identity::x509_req_ptr dup{X509_REQ_dup(csr.native())};
-  if (!dup)
-    return identity::make_openssl_error(identity::errc::crypto_failure, "copying a CSR");
-  return identity::certificate_request{std::move(dup)};
-}
+// -- admissions this node routes (identity/admission_flow.hpp) ----------------------------------
 
 /// Endorses here, for the seed `asker` (this node or a member): `token` must be redeemable
 /// by this issuer. Counted and logged when it succeeds.
@@ -897,107 +744,84 @@ endorse_here(identity_state& st, const identity::endorse_request& req, const std
   return e;
 }
 
-/// The collection `id` is complete: refuse the joiner, or go on with the first token only
-/// and the endorsements the other tokens' issuers gave.
-void finish_collection(identity_actor_t* self, std::uint64_t id) {
+/// This node as an issuer, for the admission core.
+std::optional<identity::local_issuer> local_issuer_of(const identity_state& st) {
+  if (!st.desk)
+    return std::nullopt;
+  return identity::local_issuer{st.desk->material().node, &st.desk->tokens().ledger()};
+}
+
+/// The reply channel of admission `ticket`, taken out (null if it was answered already).
+gossip::admission_responder take_reply(identity_state& st, identity::admission_ticket ticket) {
+  auto it = st.replies.find(ticket);
+  if (it == st.replies.end())
+    return {};
+  auto reply = std::move(it->second);
+  st.replies.erase(it);
+  return reply;
+}
+
+/// Carries out what the admission core asked for.
+void run(identity_actor_t* self, identity::admission_effects fx) {
   auto& st = self->state;
-  auto it = st.collections.find(id);
-  if (it == st.collections.end() || it->second.pending > 0)
-    return;
-  auto c = std::move(it->second);
-  st.collections.erase(it);
-  if (c.failure) {
-    refuse(self, c.reply, "'" + c.req.name + "'", *c.failure);
-    return;
+  write_log(fx.log);
+  for (auto& a : fx.ask)
+    ask_member(self, a.issuer, std::move(a.request),
+               [t = a.ticket, i = a.index](caf::expected<std::string> answer) {
+                 caf::expected<identity::endorsement> result =
+                     answer ? identity::decode_endorse_response(*answer)
+                            : caf::expected<identity::endorsement>{answer.error()};
+                 return endorsement_result_msg{t, i, std::move(result)};
+               });
+  for (auto& f : fx.forward)
+    ask_member(self, f.issuer, std::move(f.request), [t = f.ticket](caf::expected<std::string> a) {
+      return forward_result_msg{t, std::move(a)};
+    });
+  for (auto& e : fx.endorse_here) {
+    auto result = endorse_here(st, e.req, "this node, the seed");
+    run(self,
+        st.admissions.on_endorsement(e.ticket, e.index, std::move(result), local_issuer_of(st)));
   }
-  c.req.tokens.resize(1);
-  for (auto& e : c.got)
-    c.req.endorsements.push_back(std::move(*e));
-  auto bytes = identity::encode(c.req);
-  if (!bytes) {
-    refuse(self, c.reply, "'" + c.req.name + "'", bytes.error());
-    return;
+  for (auto& a : fx.admit)
+    if (auto reply = take_reply(st, a.ticket))
+      admit_here(self, a.req, a.token_id, reply);
+  for (auto& r : fx.refuse) {
+    auto reply = take_reply(st, r.ticket);
+    if (!reply)
+      continue;
+    auto err = r.endorsing_issuer.empty()
+                   ? std::move(r.error)
+                   : gossip::make_error(gossip::errc::peer_refused,
+                                        "endorsement by issuer " + r.endorsing_issuer + ": " +
+                                            gossip::refusal_reason(as_refusal(r.error)));
+    refuse(self, reply, r.who, err);
   }
-  admission_msg next{std::move(*bytes), std::nullopt, std::move(c.reply)};
-  on_admission(self, c.req, next);
+  for (auto& r : fx.relay)
+    if (auto reply = take_reply(st, r.ticket))
+      reply(r.answer ? std::move(r.answer)
+                     : caf::expected<std::string>{as_refusal(r.answer.error())});
+}
+
+/// An admission request (names refreshed): handed to the admission core.
+void on_admission(identity_actor_t* self, identity::admission_request& req, admission_msg& msg) {
+  auto& st = self->state;
+  const auto ticket = ++st.next_ticket;
+  st.replies.emplace(ticket, std::move(msg.reply));
+  run(self, st.admissions.on_request(ticket, std::move(req), std::move(msg.request), msg.peer,
+                                     local_issuer_of(st)));
+}
+
+void on_forward_result(identity_actor_t* self, forward_result_msg& msg) {
+  // Gone: not an alive member, or the connection failed (the membership actor's verdict).
+  const bool gone = !msg.answer && msg.answer.error().category() == errc_category &&
+                    msg.answer.error().code() == static_cast<std::uint8_t>(errc::unreachable);
+  run(self, self->state.admissions.on_forward_answer(msg.ticket, std::move(msg.answer), gone));
 }
 
 void on_endorsement_result(identity_actor_t* self, endorsement_result_msg& msg) {
   auto& st = self->state;
-  auto it = st.collections.find(msg.collection);
-  if (it == st.collections.end())
-    return;
-  auto& c = it->second;
-  --c.pending;
-  if (msg.result) {
-    c.got[msg.index] = std::move(*msg.result);
-  } else if (!c.failure) {
-    const auto reason = why(msg.result.error());
-    c.failure = gossip::make_error(gossip::errc::peer_refused,
-                                   "endorsement by issuer " + msg.issuer + ": " +
-                                       gossip::refusal_reason(as_refusal(msg.result.error())));
-    spdlog::debug("endorsement of '{}' by {} failed: {}", c.req.name, msg.issuer, reason);
-  }
-  finish_collection(self, msg.collection);
-}
-
-/// A joiner sent several tokens (admission quorum): the issuer of each token but the first
-/// is asked to endorse the joiner's key (this node itself when it made the token), then the
-/// request goes on with the first token and the endorsements.
-void collect_endorsements(identity_actor_t* self, identity::admission_request req,
-                          const gossip::admission_responder& reply) {
-  auto& st = self->state;
-  if (req.tokens.size() > identity::max_admission_quorum) {
-    refuse(self, reply, "'" + req.name + "'",
-           identity::make_error(identity::errc::bad_request,
-                                "more than " + std::to_string(identity::max_admission_quorum) +
-                                    " tokens"));
-    return;
-  }
-  std::vector<identity::join_token> tokens;
-  for (const auto& text : req.tokens) {
-    auto t = identity::decode(text);
-    if (!t) {
-      refuse(self, reply, "'" + req.name + "'", t.error());
-      return;
-    }
-    tokens.push_back(std::move(*t));
-  }
-  const auto id = ++st.next_collection;
-  auto& c = st.collections[id];
-  const auto further = req.tokens.size() - 1;
-  c.got.resize(further);
-  c.pending = further;
-  c.reply = reply;
-  c.req = std::move(req);
-  spdlog::info("admission of '{}' with {} tokens: asking {} issuer(s) to endorse it", c.req.name,
-               c.req.tokens.size(), further);
-  for (std::size_t i = 0; i < further; ++i) {
-    const auto& token = tokens[i + 1];
-    auto csr = copy_of(c.req.csr);
-    if (!csr) {
-      self->send(self, endorsement_result_msg{id, i, token.issuer, csr.error()});
-      continue;
-    }
-    identity::endorse_request er{c.req.name, std::move(*csr), c.req.tokens[i + 1]};
-    if (st.desk && token.issuer == st.desk->material().node) {
-      self->send(self, endorsement_result_msg{id, i, token.issuer,
-                                              endorse_here(st, er, "this node, the seed")});
-      continue;
-    }
-    auto bytes = identity::encode(er);
-    if (!bytes) {
-      self->send(self, endorsement_result_msg{id, i, token.issuer, bytes.error()});
-      continue;
-    }
-    ask_member(self, token.issuer, std::move(*bytes),
-               [id, i, issuer = token.issuer](caf::expected<std::string> answer) {
-                 caf::expected<identity::endorsement> result =
-                     answer ? identity::decode_endorse_response(*answer)
-                            : caf::expected<identity::endorsement>{answer.error()};
-                 return endorsement_result_msg{id, i, issuer, std::move(result)};
-               });
-  }
+  run(self, st.admissions.on_endorsement(msg.ticket, msg.index, std::move(msg.result),
+                                         local_issuer_of(st)));
 }
 
 /// A seed asks this issuer to endorse a joiner's key with one of this issuer's tokens.
@@ -1024,117 +848,102 @@ void on_endorse_request(identity_actor_t* self, const identity::endorse_request&
   reply(std::move(*answer));
 }
 
-// -- the gossip keyring, mesh-wide ------------------------------------------------------------
+// -- the gossip keyring, mesh-wide (identity/keyring_push.hpp) ----------------------------------
 
-/// Answers the admin once every member of push `id` answered: a JSON report.
-void finish_keyring_push(identity_actor_t* self, std::uint64_t id) {
-  auto& st = self->state;
-  auto it = st.keyring_pushes.find(id);
-  if (it == st.keyring_pushes.end() || it->second.pending > 0)
-    return;
-  auto push = std::move(it->second);
-  st.keyring_pushes.erase(it);
-  nlohmann::ordered_json members = nlohmann::ordered_json::array();
-  std::size_t done = 0;
-  for (const auto& [node, error] : push.members) {
-    const bool ok = error && error->empty();
-    done += ok ? 1 : 0;
-    members.push_back({{"node", node}, {"ok", ok}, {"error", error ? *error : "no answer"}});
-  }
-  spdlog::info("keyring {} of key {}: {} of {} alive members", push.op, push.id, done,
-               push.members.size());
-  nlohmann::ordered_json doc{{"op", push.op}, {"id", push.id}, {"members", std::move(members)}};
-  if (push.finished)
-    push.finished(doc.dump(), done, push.members.size());
-}
+void run(identity_actor_t* self, identity::keyring_effects fx);
 
-void on_keyring_result(identity_actor_t* self, keyring_result_msg& msg) {
-  auto& st = self->state;
-  auto it = st.keyring_pushes.find(msg.push);
-  if (it == st.keyring_pushes.end())
-    return;
-  auto& push = it->second;
-  for (auto& [node, error] : push.members) {
-    if (node != msg.node || error)
-      continue;
-    if (!msg.answer) {
-      error = gossip::refusal_reason(as_refusal(msg.answer.error()));
-    } else if (auto id = identity::decode_keyring_answer(*msg.answer); !id) {
-      error = identity::render(id.error());
-    } else if (*id != push.id) {
-      error = "answered for key " + *id + ", not " + push.id;
-    } else {
-      error = std::string{};
-    }
-    --push.pending;
-    break;
-  }
-  finish_keyring_push(self, msg.push);
-}
-
-/// Applies keyring change `op` of `arg` here, then pushes it to every alive member but
-/// `exclude` over the identity channel, in parallel, each signed for its receiver.
-/// `finished` runs once all answered. Returns the key id, or why this node refused.
-caf::expected<std::string>
+/// Applies keyring change `op` of `arg` here, then starts its push to every alive member
+/// but `exclude` over the identity channel (the core signs it for each). Returns the push,
+/// or why this node refused the change.
+caf::expected<identity::keyring_push_id>
 start_keyring_push(identity_actor_t* self, const std::string& op, const std::string& arg,
-                   std::set<std::string> exclude,
-                   std::function<void(std::string, std::size_t, std::size_t)> finished) {
+                   std::set<std::string> exclude, bool rotation) {
   auto& st = self->state;
   // Encoded first: a change the wire cannot carry is refused before this node applies it.
-  // Each member gets the change signed for it (below); this one only checks the encoding.
+  // Each member gets the change signed for it (the core); this one only checks the encoding.
   auto bytes = identity::encode(identity::keyring_change{op, arg, {}});
   if (!bytes)
     return make_error(errc::bad_request, identity::render(bytes.error()));
   auto here = answer_keyring_request(st.params.sealer.get(), op, arg);
   if (here.rfind("ok ", 0) != 0)
     return make_error(errc::request_failed, here.rfind("error: ", 0) == 0 ? here.substr(7) : here);
-  const auto push_id = ++st.next_keyring_push;
-  auto& push = st.keyring_pushes[push_id];
-  push.finished = std::move(finished);
-  push.exclude = std::move(exclude);
-  push.op = op;
-  push.id = here.substr(3);
-  push.members.emplace_back(st.params.name, std::string{});
+  const auto push = st.keyrings.start(op, arg, here.substr(3), std::move(exclude), rotation);
   self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
       .then(
           [=](std::vector<std::string>& names, std::vector<std::string>&,
               std::vector<std::string>&) {
             auto& st = self->state;
-            auto it = st.keyring_pushes.find(push_id);
-            if (it == st.keyring_pushes.end())
-              return;
-            for (const auto& node : names) {
-              if (node == st.params.name || it->second.exclude.contains(node))
-                continue;
-              // Signed by this issuer's key for this member: no member can pass it on to
-              // another, and no name alone makes a change (issue 13, finding 1).
-              auto seal = identity::sign_keyring_change(st.desk->material(), op, arg, node,
-                                                        st.params.clock());
-              auto request = seal ? identity::encode(identity::keyring_change{op, arg, *seal})
-                                  : caf::expected<std::string>{seal.error()};
-              if (!request) {
-                it->second.members.emplace_back(node, identity::render(request.error()));
-                continue;
-              }
-              it->second.members.emplace_back(node, std::nullopt);
-              ++it->second.pending;
-              ask_member(self, node, std::move(*request),
-                         [push_id, node](caf::expected<std::string> answer) {
-                           return keyring_result_msg{push_id, node, std::move(answer)};
-                         });
-            }
-            finish_keyring_push(self, push_id);
+            run(self, st.keyrings.on_members(push, names, st.desk->material(), st.params.clock()));
           },
           [=](caf::error& err) {
-            auto& st = self->state;
-            auto it = st.keyring_pushes.find(push_id);
-            if (it == st.keyring_pushes.end())
-              return;
             spdlog::warn("keyring {}: no member list ({}); changed on this node only", op,
                          why(err));
-            finish_keyring_push(self, push_id);
+            run(self, self->state.keyrings.on_no_members(push));
           });
-  return push.id;
+  return push;
+}
+
+/// A finished push as the admin reads it: {"op","id","members":[{"node","ok","error"}..]}.
+std::string report_json(const identity::keyring_push_report& report) {
+  nlohmann::ordered_json members = nlohmann::ordered_json::array();
+  for (const auto& m : report.members)
+    members.push_back(
+        {{"node", m.node}, {"ok", m.ok()}, {"error", m.error ? *m.error : "no answer"}});
+  nlohmann::ordered_json doc{{"op", report.op}, {"id", report.id}, {"members", std::move(members)}};
+  return doc.dump();
+}
+
+/// A revoked node holds the gossip keyring: a new key is installed on every alive member
+/// but the revoked ones, then used, then the old key removed, each step once the one
+/// before reached every member (a member that missed a step keeps working on the old key
+/// until the removal). Issuers with a keyring only.
+void rotate_keyring(identity_actor_t* self, std::set<std::string> revoked_nodes) {
+  auto& st = self->state;
+  if (!st.desk || !st.params.sealer || st.keyrings.defer_rotation(revoked_nodes))
+    return;
+  const auto old_id = st.params.sealer->view().primary;
+  auto key = identity::generate_gossip_key();
+  if (!key) {
+    spdlog::error("keyring rotation after a revocation: {}", identity::render(key.error()));
+    return;
+  }
+  run(self, st.keyrings.rotate(std::move(revoked_nodes), identity::to_base64(*key),
+                               identity::to_hex(identity::id_of(*key)), old_id));
+}
+
+/// Carries out what the keyring core asked for.
+void run(identity_actor_t* self, identity::keyring_effects fx) {
+  auto& st = self->state;
+  write_log(fx.log);
+  for (auto& s : fx.send)
+    ask_member(self, s.node, std::move(s.request),
+               [push = s.push, node = s.node](caf::expected<std::string> answer) {
+                 return keyring_result_msg{push, node, std::move(answer)};
+               });
+  for (const auto& report : fx.finished) {
+    auto it = st.keyring_promises.find(report.push);
+    if (it == st.keyring_promises.end())
+      continue;
+    auto promise = std::move(it->second);
+    st.keyring_promises.erase(it);
+    promise.deliver(report_json(report));
+  }
+  if (fx.step) {
+    auto started = start_keyring_push(self, fx.step->op, fx.step->arg, fx.step->exclude, true);
+    if (!started)
+      run(self, st.keyrings.on_step_refused(message_of(started.error())));
+  }
+  if (!fx.rotate_again.empty())
+    rotate_keyring(self, std::move(fx.rotate_again));
+}
+
+void on_keyring_result(identity_actor_t* self, keyring_result_msg& msg) {
+  auto& keyrings = self->state.keyrings;
+  if (msg.answer)
+    run(self, keyrings.on_answer(msg.push, msg.node, *msg.answer));
+  else
+    run(self, keyrings.on_failure(msg.push, msg.node,
+                                  gossip::refusal_reason(as_refusal(msg.answer.error()))));
 }
 
 /// `starling keyring install|use|remove` for the whole mesh, on an issuer: applied here
@@ -1147,78 +956,12 @@ caf::result<std::string> on_mesh_keyring(identity_actor_t* self, const std::stri
                       "only an issuer changes the keyring of the whole mesh, and this node is "
                       "not one: run the command on an issuer, or add --local to change this "
                       "node's keyring alone");
-  auto promise = self->make_response_promise<std::string>();
-  auto started = start_keyring_push(
-      self, op, arg, {}, [promise](std::string report, std::size_t, std::size_t) mutable {
-        promise.deliver(std::move(report));
-      });
+  auto started = start_keyring_push(self, op, arg, {}, false);
   if (!started)
     return started.error();
+  auto promise = self->make_response_promise<std::string>();
+  st.keyring_promises.emplace(*started, promise);
   return promise;
-}
-
-// -- keyring rotation after a revocation (issue 13, finding 5) ----------------------------------
-
-/// One step of a rotation is done: go on with `next`, or finish.
-void rotation_step(identity_actor_t* self, const std::string& op, const std::string& arg,
-                   const std::set<std::string>& exclude, std::function<void()> next) {
-  auto started = start_keyring_push(
-      self, op, arg, exclude,
-      [self, op, next = std::move(next)](std::string, std::size_t done, std::size_t total) {
-        if (done < total)
-          spdlog::warn("keyring rotation: {} reached {} of {} alive members; the others must "
-                       "be given the keyring again (starling keyring install|use on an issuer)",
-                       op, done, total);
-        next();
-      });
-  if (!started) {
-    auto& st = self->state;
-    st.rotation_in_flight = false;
-    spdlog::error("keyring rotation after a revocation stopped at '{}': {}", op,
-                  message_of(started.error()));
-  }
-}
-
-/// The rotation is over: run the one asked for meanwhile, if any.
-void rotation_done(identity_actor_t* self, const std::string& new_id, const std::string& old_id) {
-  auto& st = self->state;
-  st.rotation_in_flight = false;
-  ++st.rotations;
-  spdlog::info("keyring rotated after a revocation: key {} in use, {} removed on every member "
-               "told",
-               new_id, old_id);
-  if (!st.rotation_again.empty())
-    rotate_keyring(self, std::exchange(st.rotation_again, {}));
-}
-
-/// A revoked node holds the gossip keyring: a new key is installed on every alive member
-/// but the revoked ones, then used, then the old key removed, each step once the one
-/// before reached every member (a member that missed a step keeps working on the old key
-/// until the removal). Issuers with a keyring only.
-void rotate_keyring(identity_actor_t* self, std::set<std::string> revoked_nodes) {
-  auto& st = self->state;
-  if (!st.desk || !st.params.sealer)
-    return;
-  if (st.rotation_in_flight) {
-    st.rotation_again.insert(revoked_nodes.begin(), revoked_nodes.end());
-    return;
-  }
-  const auto old_id = st.params.sealer->view().primary;
-  auto key = identity::generate_gossip_key();
-  if (!key) {
-    spdlog::error("keyring rotation after a revocation: {}", identity::render(key.error()));
-    return;
-  }
-  st.rotation_in_flight = true;
-  const auto text = identity::to_base64(*key);
-  const auto new_id = identity::to_hex(identity::id_of(*key));
-  spdlog::info("rotating the gossip keyring: the revoked node(s) hold key {}", old_id);
-  rotation_step(self, "install", text, revoked_nodes, [=] {
-    rotation_step(self, "use", new_id, revoked_nodes, [=] {
-      rotation_step(self, "remove", old_id, revoked_nodes,
-                    [=] { rotation_done(self, new_id, old_id); });
-    });
-  });
 }
 
 /// An issuer pushes a keyring change to this member.
@@ -1405,6 +1148,8 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
   auto& st = self->state;
   st.params = std::move(params);
   st.supervisor = std::move(supervisor);
+  st.keyrings = identity::keyring_pushes{st.params.name};
+  st.renewal = identity::renewal{st.params.name, st.params.rng_seed};
   st.pick.seed(st.params.rng_seed);
   if (st.params.id) {
     if (auto msg = open_stores(st); !msg.empty()) {
@@ -1460,10 +1205,7 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
                           st.desk ? &summary : nullptr, &rows, &st.sync, now);
       },
       [=](admission_msg& msg) { on_request(self, msg); },
-      [=](admit_locally_msg& msg) {
-        spdlog::info("the token's issuer is not reachable: redeeming token {} here", msg.token_id);
-        admit_here(self, *msg.req, msg.token_id, msg.reply);
-      },
+      [=](forward_result_msg& msg) { on_forward_result(self, msg); },
       [=](endorsement_result_msg& msg) { on_endorsement_result(self, msg); },
       [=](keyring_atom, const std::string& op, const std::string& arg, mesh_atom) {
         return on_mesh_keyring(self, op, arg);

@@ -15,6 +15,7 @@
 #include "gossip/transport.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
+#include "identity/renewal.hpp"
 #include "proto/wire/backoff.hpp"
 
 namespace starling::actors {
@@ -177,35 +178,14 @@ caf::expected<admission_outcome> request_admission(const std::string& seed, cons
   return admission_outcome{std::move(*creds), std::move(grant->keyring), std::move(grant->issuer)};
 }
 
-namespace {
-
-/// When `leaf` was signed (notBefore + the skew allowance, decision 0004) and when it
-/// expires; std::nullopt if unreadable or empty.
-std::optional<std::pair<time_point, time_point>> life_of(const identity::certificate& leaf) {
-  auto from = identity::not_before(leaf);
-  auto to = identity::not_after(leaf);
-  if (!from || !to || *to <= *from)
-    return std::nullopt;
-  auto issued = *from + identity::clock_skew_allowance;
-  return std::pair{issued < *to ? issued : *from, *to};
-}
-
-} // namespace
-
+// The renewal policy lives with the renewal core (identity/renewal.hpp).
 bool needs_renewal(const identity::certificate& leaf, time_point now) {
-  auto life = life_of(leaf);
-  if (!life)
-    return true;
-  return now >= life->first + (life->second - life->first) * 2 / 3;
+  return identity::renewal_due(leaf, now);
 }
 
 std::chrono::nanoseconds renewal_check_period(const identity::certificate& leaf,
                                               std::chrono::nanoseconds every) {
-  using std::chrono::nanoseconds;
-  auto out = every;
-  if (auto life = life_of(leaf))
-    out = std::min(out, std::chrono::duration_cast<nanoseconds>(life->second - life->first) / 10);
-  return std::max(out, nanoseconds{std::chrono::seconds{1}});
+  return identity::renewal_check_period(leaf, every);
 }
 
 caf::error install_renewed(node_identity& id, identity::node_credentials creds,

@@ -2,7 +2,8 @@
 // coordinator, with a recording supervisor and the run-time test PKI: sync requests
 // (statements verified, applied to handshakes, bans; the own key; ledgers only from
 // authenticated issuers; anonymous clients refused), the periodic exchange, and
-// `revoke` (signed, pushed, withheld from handshakes until the revoked node was told).
+// `revoke` (signed, pushed, withheld from handshakes until the revoked node was told), and
+// the forwarding fallback through the shell (an unreachable issuer vs. its refusal).
 // Virtual time only: nothing here sleeps.
 #define CAF_TEST_NO_MAIN
 #include <memory>
@@ -17,6 +18,7 @@
 
 #include "actors/admission_msgs.hpp"
 #include "actors/atoms.hpp"
+#include "actors/errc.hpp"
 #include "actors/identity_actor.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "gossip/errc.hpp"
@@ -387,6 +389,70 @@ TEST_F(identity_actor_test, a_revocation_rotates_the_gossip_keyring_on_the_other
   EXPECT_NE(ring.primary, old_id);
   EXPECT_EQ(ring.ids, (std::vector<std::string>{ring.primary})) << "the old key is gone";
   EXPECT_EQ(certs().at("issuer").at("keyring_rotations"), 1);
+}
+
+TEST_F(identity_actor_test, a_forwarded_admission_is_redeemed_here_when_the_tokens_issuer_is_gone) {
+  start(identity_of("issuer-1", &pki.issuer()));
+  log_->alive = {"issuer-1"};
+  log_->issuers = {"issuer-1"};
+  // issuer-2 made a token; issuer-1 learned its record from issuer-2's signed ledger.
+  const auto second = pki.make_issuer("issuer-2", now - 1h);
+  const auto material2 = material(second, "issuer-2");
+  auto store = must(si::token_store::make("issuer-2"), "store");
+  st::seeded_random rng{5};
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 2; ++i)
+    tokens.push_back(
+        must(si::encode(must(store.create(std::chrono::floor<std::chrono::seconds>(now), 1h, 1, rng,
+                                          key_of(pki.root().cert)),
+                             "token")),
+             "encode"));
+  for (const auto& [id, entry] : store.ledger().entries()) {
+    auto sealed = entry;
+    ASSERT_FALSE(si::seal_token_record(material2, id, sealed));
+    store.seal(id, sealed.seal_issuer, sealed.seal_signature);
+  }
+  si::sync_message msg;
+  msg.ledger = store.ledger();
+  msg.ledger_seal = must(si::sign_ledger(material2, *msg.ledger, {}, "issuer-1", now), "seal");
+  ASSERT_TRUE(sync_from("issuer-2", msg));
+  ASSERT_EQ(certs().at("issuer").at("known_tokens"), 2);
+  auto key = must(si::generate_key(), "key");
+  auto request = [&](const std::string& name, const std::string& token) {
+    return must(si::encode(si::admission_request{
+                    name, must(si::make_csr(key, pki.mesh(), name), "CSR"), {token}}),
+                "encode");
+  };
+  // A joiner asks issuer-1 with issuer-2's token: forwarded to issuer-2 first.
+  auto answer = std::make_shared<std::optional<caf::expected<std::string>>>();
+  auto ask = [&](const std::string& name, const std::string& token) {
+    answer->reset();
+    self->send(actor_, sa::admission_msg{
+                           request(name, token), std::nullopt,
+                           [answer](caf::expected<std::string> a) { *answer = std::move(a); }});
+    sched.run();
+  };
+  ask("node-7", tokens[0]);
+  ASSERT_EQ(log_->forwards.size(), 1u);
+  EXPECT_EQ(log_->forwards[0].issuer, "issuer-2");
+  EXPECT_FALSE(*answer) << "waits for issuer-2";
+  // issuer-2 is not an alive member: issuer-1 redeems the token itself.
+  log_->forwards[0].done(sa::make_error(sa::errc::unreachable, "issuer-2 is not alive"));
+  sched.run();
+  ASSERT_TRUE(*answer);
+  ASSERT_TRUE(**answer) << caf::to_string((*answer)->error());
+  auto grant = must(si::decode_admission_grant(***answer), "grant");
+  EXPECT_EQ(grant.issuer, "issuer-1");
+  EXPECT_EQ(certs().at("issuer").at("admitted"), 1);
+  // A refusal by a reachable issuer-2 is passed on as it came: no redemption here.
+  ask("node-8", tokens[1]);
+  ASSERT_EQ(log_->forwards.size(), 2u);
+  log_->forwards[1].done(gossip_refusal("identity.token_expired: too late"));
+  sched.run();
+  ASSERT_TRUE(*answer);
+  ASSERT_FALSE(**answer);
+  EXPECT_NE(caf::to_string((*answer)->error()).find("token_expired"), std::string::npos);
+  EXPECT_EQ(certs().at("issuer").at("admitted"), 1);
 }
 
 // -- renewal -------------------------------------------------------------------------------------
