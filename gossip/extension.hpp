@@ -89,16 +89,15 @@ public:
   /// Push-pull sink: the section of this kind in a peer's push-pull, both on a request (from
   /// the initiator, `join` set when it joins) and on the answer to ours (`join` false).
   /// Called after the peer's member state was merged.
-  [[nodiscard]] virtual extension_effects on_section(std::string_view bytes,
-                                                     const std::string& sender, bool join,
-                                                     time_point now);
+  [[nodiscard]] virtual extension_effects
+  on_section(std::string_view bytes, const std::string& sender, bool join, time_point now);
 };
 
 /// Counters of one registered extension, kept by the core.
 struct extension_stats {
-  std::uint64_t payloads_sent = 0;     ///< payloads piggybacked on outgoing datagrams
+  std::uint64_t payloads_sent = 0;      ///< payloads piggybacked on outgoing datagrams
   std::uint64_t payload_bytes_sent = 0; ///< their bytes (payload only)
-  std::uint64_t payloads_received = 0; ///< payloads of this kind handed to on_payload
+  std::uint64_t payloads_received = 0;  ///< payloads of this kind handed to on_payload
   /// Payloads the source returned that broke the request (over the budget, the count or
   /// max_extension_payload_bytes): dropped, not sent.
   std::uint64_t payloads_refused = 0;

@@ -33,6 +33,10 @@
 //   datagrams, its push-pulls, and alive updates about it) and a filter where we choose
 //   whom to talk to. The rest of the core never meets a banned member alive, so it
 //   needs no other change; with nobody banned every check is one empty() test.
+// - Extensions (gossip/extension.hpp, memberlist's Delegate): with none registered every
+//   path is the old one (one empty() test), so the simulator's runs are unchanged. With
+//   some, send() packs the extensions' share first, then member updates, then the
+//   extensions again (docs/membership.md, "Extension points").
 //
 // The member table is compact because a simulated mesh of n nodes holds n * n rows (10^8 at
 // n = 10,000; docs/membership.md has the measurements): a row is 40 bytes in a deque of slots,

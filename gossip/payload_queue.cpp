@@ -25,9 +25,9 @@ payload_queue::payload_queue(extension_kind kind, payload_queue_config cfg)
 caf::error payload_queue::push(std::string bytes, std::string key) {
   if (bytes.empty() || bytes.size() > max_extension_payload_bytes) {
     ++stats_.refused;
-    return make_error(errc::invalid_field,
-                      "extension payload of " + std::to_string(bytes.size()) +
-                          " bytes (1 to " + std::to_string(max_extension_payload_bytes) + ")");
+    return make_error(errc::invalid_field, "extension payload of " + std::to_string(bytes.size()) +
+                                               " bytes (1 to " +
+                                               std::to_string(max_extension_payload_bytes) + ")");
   }
   if (!key.empty()) {
     if (auto it = by_key_.find(key); it != by_key_.end()) {
@@ -52,14 +52,13 @@ caf::error payload_queue::push(std::string bytes, std::string key) {
 
 std::vector<std::string> payload_queue::take(const piggyback_request& req) {
   std::vector<std::string> out;
-  const unsigned limit = std::max(1u, cfg_.transmit_limit ? cfg_.transmit_limit
-                                                          : req.retransmit_limit);
+  const unsigned limit =
+      std::max(1u, cfg_.transmit_limit ? cfg_.transmit_limit : req.retransmit_limit);
   std::vector<std::uint64_t> taken;
   std::size_t used = 0;
   unsigned misses = 0;
   for (auto it = order_.begin();
-       it != order_.end() && out.size() < req.max_count && misses < max_consecutive_misses;
-       ++it) {
+       it != order_.end() && out.size() < req.max_count && misses < max_consecutive_misses; ++it) {
     const auto& e = entries_.at(it->second);
     if (req.datagram != 0 && e.datagram == req.datagram)
       continue; // already in this datagram (the core asks twice per datagram)
@@ -104,8 +103,8 @@ void payload_queue::erase(std::uint64_t id) {
 queued_extension::queued_extension(extension_kind kind, payload_queue_config cfg,
                                    payload_fn on_payload, section_fn make_section,
                                    merge_fn on_section)
-    : queue_(kind, cfg), on_payload_(std::move(on_payload)),
-      make_section_(std::move(make_section)), on_section_(std::move(on_section)) {}
+    : queue_(kind, cfg), on_payload_(std::move(on_payload)), make_section_(std::move(make_section)),
+      on_section_(std::move(on_section)) {}
 
 std::vector<std::string> queued_extension::take_payloads(const piggyback_request& req) {
   return queue_.take(req);

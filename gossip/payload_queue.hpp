@@ -101,9 +101,8 @@ private:
 class queued_extension : public extension {
 public:
   /// Receives a peer's payload (see extension::on_payload).
-  using payload_fn =
-      std::function<extension_effects(std::string_view bytes, const std::string& sender,
-                                      time_point now)>;
+  using payload_fn = std::function<extension_effects(std::string_view bytes,
+                                                     const std::string& sender, time_point now)>;
   /// Builds this node's push-pull section (see extension::make_section).
   using section_fn = std::function<std::optional<std::string>(bool join)>;
   /// Merges a peer's push-pull section (see extension::on_section).

@@ -288,16 +288,16 @@ TEST(extension, payloads_ride_on_every_datagram_kind) {
   };
   auto fx = m.on_tick(t0 + 1s); // ping
   note(fx);
-  note(m.on_tick(t0 + 1s + 400ms)); // no ack: ping_req
+  note(m.on_tick(t0 + 1s + 400ms));                           // no ack: ping_req
   note(m.on_packet(ping_from("b", 9, "a"), t0 + 1s + 500ms)); // ack
   packet req = ping_from("c", 10, "");
   req.kind = packet_kind::ping_req;
   req.target = "d";
   req.target_address = addr("d");
-  note(m.on_packet(req, t0 + 1s + 500ms));        // ping on behalf of c
-  note(m.on_tick(t0 + 1s + 500ms + 320ms));       // Lifeguard nack to c
-  EXPECT_EQ(seen, (std::set<packet_kind>{packet_kind::ping, packet_kind::ping_req,
-                                         packet_kind::ack, packet_kind::nack}));
+  note(m.on_packet(req, t0 + 1s + 500ms));  // ping on behalf of c
+  note(m.on_tick(t0 + 1s + 500ms + 320ms)); // Lifeguard nack to c
+  EXPECT_EQ(seen, (std::set<packet_kind>{packet_kind::ping, packet_kind::ping_req, packet_kind::ack,
+                                         packet_kind::nack}));
 }
 
 TEST(extension, every_packed_datagram_fits_max_datagram_when_encoded) {
@@ -341,8 +341,8 @@ TEST(extension, member_updates_keep_priority_under_a_flood_of_payloads) {
     auto m = make_core("a");
     queue_member_news(m, 200);
     if (flood) {
-      EXPECT_FALSE(
-          m.add_extension(routing_kind, "flood", std::make_shared<flood_extension>(routing_kind, 9)));
+      EXPECT_FALSE(m.add_extension(routing_kind, "flood",
+                                   std::make_shared<flood_extension>(routing_kind, 9)));
     }
     std::size_t datagrams = 0;
     for (std::uint32_t i = 1; m.pending_broadcasts() > 0 && i < 10000; ++i) {
@@ -390,8 +390,8 @@ TEST(extension, payloads_over_the_request_are_dropped_and_counted) {
   auto m = make_core("a");
   // 3 payloads of 600 bytes every time: only two fit a 1,400-byte datagram.
   auto greedy = std::make_shared<flood_extension>(routing_kind, 600, 3);
-  auto huge = std::make_shared<flood_extension>(routing_kind + 1, max_extension_payload_bytes + 1,
-                                                1);
+  auto huge =
+      std::make_shared<flood_extension>(routing_kind + 1, max_extension_payload_bytes + 1, 1);
   ASSERT_FALSE(m.add_extension(routing_kind, "greedy", greedy));
   ASSERT_FALSE(m.add_extension(routing_kind + 1, "huge", huge));
   for (std::uint32_t i = 1; i <= 10; ++i) {
@@ -545,9 +545,8 @@ TEST(extension, sink_can_ask_for_a_push_pull_with_live_members_only) {
   add_members(m, {"b", "c", "d"});
   (void)m.ban("d", t0);
   auto log = std::make_shared<heard>();
-  ASSERT_FALSE(m.add_extension(
-      routing_kind, "routing",
-      recorder(routing_kind, log, {"b", "b", "stranger", "a", "d", "c"})));
+  ASSERT_FALSE(m.add_extension(routing_kind, "routing",
+                               recorder(routing_kind, log, {"b", "b", "stranger", "a", "d", "c"})));
   auto fx = m.on_packet(gossip_from("b", {}, {{routing_kind, "digest"}}), t0);
   EXPECT_EQ(fx.push_pull_to, (std::vector<std::string>{addr("b"), addr("c")}))
       << "once each; not unknown, ourselves or banned";
@@ -607,8 +606,7 @@ TEST(extension, section_sink_sees_sender_and_join_flag) {
 TEST(extension, oversized_section_is_dropped_and_counted_not_sent) {
   auto m = make_core("a");
   auto big = std::make_shared<queued_extension>(
-      routing_kind, payload_queue_config{}, nullptr,
-      [](bool) -> std::optional<std::string> {
+      routing_kind, payload_queue_config{}, nullptr, [](bool) -> std::optional<std::string> {
         return std::string(max_extension_section_bytes + 1, 's');
       });
   auto fine = std::make_shared<queued_extension>(

@@ -121,7 +121,8 @@ TEST(payload_queue, refuses_empty_and_oversized_payloads) {
 TEST(queued_extension, forwards_to_its_callbacks_and_does_nothing_without_them) {
   std::vector<std::string> heard;
   queued_extension ext{
-      kind, {},
+      kind,
+      {},
       [&](std::string_view bytes, const std::string& sender, time_point) {
         heard.push_back(sender + ":" + std::string(bytes));
         return extension_effects{{sender}};
