@@ -304,6 +304,17 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
   auto address = st.io->advertise_address();
   st.core.emplace(st.params.name, address, st.params.tags, st.params.swim, st.params.rng_seed,
                   now_of(self), st.params.incarnation);
+  for (auto& x : st.params.extensions) {
+    if (auto err = st.core->add_extension(x.kind, x.name, x.ext)) {
+      auto msg = "cannot register gossip extension: " + gossip::render(err);
+      if (st.parent)
+        self->send(st.parent, failed_atom::value, msg);
+      else
+        spdlog::error("{}", msg);
+      self->quit(err);
+      return {};
+    }
+  }
   st.persisted_incarnation = st.params.incarnation;
   if (!st.params.data_dir.empty())
     if (auto err = write_incarnation(st.params.data_dir, st.params.incarnation))

@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,15 @@ namespace starling::actors {
 /// to exchange the token ledger with. Only a hint: a peer's certificate says whether it is
 /// an issuer.
 inline constexpr std::string_view issuer_tag = "starling.issuer";
+
+/// An extension of the membership core to register at start (gossip/extension.hpp,
+/// docs/extending-gossip.md). Its hooks run inside the membership actor, on its thread: an
+/// extension that serves another actor talks to it by messages only.
+struct membership_extension {
+  gossip::extension_kind kind = 0;
+  std::string name;
+  std::shared_ptr<gossip::extension> ext;
+};
 
 /// Everything a membership actor starts from.
 struct membership_params {
@@ -77,6 +87,9 @@ struct membership_params {
   admission_handler on_admission;
   /// Starts the network side. Required.
   gossip_io_factory make_io;
+  /// Extensions registered with the core before anything is sent or received. One that the
+  /// core refuses (kind 0 or taken, no name) fails the start like a bind failure.
+  std::vector<membership_extension> extensions;
 };
 
 /// Spawns a membership actor reporting to `parent` (may be invalid in tests).

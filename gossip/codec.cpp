@@ -123,6 +123,48 @@ caf::error convert_updates(const Repeated& in, const codec_limits& limits,
   return {};
 }
 
+/// Appends `in` to a repeated Extension field.
+template <class Repeated>
+void extensions_to_proto(const std::vector<extension_payload>& in, Repeated& out) {
+  out.Reserve(static_cast<int>(in.size()));
+  for (const auto& e : in) {
+    auto& x = *out.Add();
+    x.set_kind(e.kind);
+    x.set_payload(e.bytes);
+  }
+}
+
+/// Converts a repeated Extension field, checking the count, then every kind and size, before
+/// anything is copied. `what` names them in errors ("extension payload", "extension
+/// section"); `unique_kinds`: two entries of one kind are refused (push-pull sections).
+template <class Repeated>
+caf::error convert_extensions(Repeated& in, std::size_t max_count, std::size_t max_bytes,
+                              const char* what, bool unique_kinds,
+                              std::vector<extension_payload>& out) {
+  if (in.size() < 0 || static_cast<std::size_t>(in.size()) > max_count)
+    return make_error(errc::invalid_field, std::to_string(in.size()) + " " + what + "s, over " +
+                                               std::to_string(max_count));
+  for (int i = 0; i < in.size(); ++i) {
+    const auto& x = in.Get(i);
+    if (x.kind() == 0)
+      return make_error(errc::invalid_field, std::string{what} + " of kind 0");
+    if (x.payload().size() > max_bytes)
+      return make_error(errc::invalid_field, std::string{what} + " of kind " +
+                                                 std::to_string(x.kind()) + ": " +
+                                                 std::to_string(x.payload().size()) +
+                                                 " bytes exceeds " + std::to_string(max_bytes));
+    if (unique_kinds)
+      for (int j = 0; j < i; ++j)
+        if (in.Get(j).kind() == x.kind())
+          return make_error(errc::invalid_field,
+                            "two " + std::string{what} + "s of kind " + std::to_string(x.kind()));
+  }
+  out.reserve(static_cast<std::size_t>(in.size()));
+  for (auto& x : in)
+    out.push_back(extension_payload{x.kind(), std::move(*x.mutable_payload())});
+  return {};
+}
+
 /// Serializes `frame` behind a 4-byte big-endian length.
 std::string frame_bytes(const v1::Frame& frame) {
   const std::size_t size = frame.ByteSizeLong();
@@ -148,6 +190,7 @@ std::string encode_datagram(const packet& p) {
   msg.mutable_updates()->Reserve(static_cast<int>(p.updates.size()));
   for (const auto& u : p.updates)
     to_proto(u, *msg.add_updates());
+  extensions_to_proto(p.extensions, *msg.mutable_extensions());
   std::string out(1, static_cast<char>(frame_type::plain));
   msg.AppendToString(&out);
   return out;
@@ -186,6 +229,10 @@ caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits
   out.seq = msg.seq();
   if (auto err = convert_updates(msg.updates(), limits, out.updates))
     return err;
+  if (auto err = convert_extensions(*msg.mutable_extensions(), limits.max_extension_payloads,
+                                    limits.max_extension_payload_bytes, "extension payload", false,
+                                    out.extensions))
+    return err;
   out.sender = std::move(*msg.mutable_sender());
   out.sender_address = std::move(*msg.mutable_sender_address());
   out.target = std::move(*msg.mutable_target());
@@ -202,6 +249,7 @@ std::string encode_frame(const push_pull& pp) {
   msg.mutable_members()->Reserve(static_cast<int>(pp.members.size()));
   for (const auto& u : pp.members)
     to_proto(u, *msg.add_members());
+  extensions_to_proto(pp.extensions, *msg.mutable_extensions());
   return frame_bytes(frame);
 }
 
@@ -249,6 +297,10 @@ caf::expected<frame_body> decode_any_frame(std::string_view body, const codec_li
   push_pull out;
   out.join = msg.join();
   if (auto err = convert_updates(msg.members(), limits, out.members))
+    return err;
+  if (auto err = convert_extensions(*msg.mutable_extensions(), limits.max_extension_sections,
+                                    limits.max_extension_section_bytes, "extension section", true,
+                                    out.extensions))
     return err;
   out.sender = std::move(*msg.mutable_sender());
   out.sender_address = std::move(*msg.mutable_sender_address());

@@ -32,14 +32,24 @@ struct codec_limits {
   std::size_t max_tag_bytes = 512;   ///< bytes of one tag key or value
   std::size_t max_updates = 4096;    ///< updates in a packet, or members in a push-pull
                                      ///< (push-pull state is bounded by reaping)
+  /// Extension payloads piggybacked on one datagram.
+  std::size_t max_extension_payloads = gossip::max_extension_payloads;
+  /// Bytes of one piggybacked extension payload.
+  std::size_t max_extension_payload_bytes = gossip::max_extension_payload_bytes;
+  /// Extension sections in one push-pull.
+  std::size_t max_extension_sections = gossip::max_extension_sections;
+  /// Bytes of one push-pull extension section.
+  std::size_t max_extension_section_bytes = gossip::max_extension_section_bytes;
 };
 
 /// Encodes `p` as one datagram: the frame byte `plain`, then the Packet.
 [[nodiscard]] std::string encode_datagram(const packet& p);
 
 /// Decodes one datagram. Errors: truncated (empty), unknown_frame, malformed,
-/// unsupported_version, invalid_field (empty sender, unknown kind or state, limits),
-/// oversized.
+/// unsupported_version, invalid_field (empty sender, unknown kind or state, extension kind 0,
+/// limits: counts and sizes are checked before anything is copied), oversized. Extension
+/// payloads of any non-zero kind are kept: whether this node runs that kind is the
+/// membership core's business.
 [[nodiscard]] caf::expected<packet> decode_datagram(std::string_view bytes,
                                                     const codec_limits& limits = {});
 
@@ -54,8 +64,9 @@ struct codec_limits {
 [[nodiscard]] std::string encode_admission_frame(std::string_view body);
 
 /// Decodes the body of one TCP frame (length prefix already removed) as a push-pull.
-/// An error frame from the peer yields errc::peer_refused with its reason; an admission
-/// frame is refused with invalid_field.
+/// Extension sections are checked like datagram payloads (kind 0, count, size, and two
+/// sections of one kind are invalid_field). An error frame from the peer yields errc::peer_refused
+/// with its reason; an admission frame is refused with invalid_field.
 [[nodiscard]] caf::expected<push_pull> decode_frame(std::string_view body,
                                                     const codec_limits& limits = {});
 

@@ -33,6 +33,10 @@
 //   datagrams, its push-pulls, and alive updates about it) and a filter where we choose
 //   whom to talk to. The rest of the core never meets a banned member alive, so it
 //   needs no other change; with nobody banned every check is one empty() test.
+// - Extensions (gossip/extension.hpp, memberlist's Delegate): with none registered every
+//   path is the old one (one empty() test), so the simulator's runs are unchanged. With
+//   some, send() packs the extensions' share first, then member updates, then the
+//   extensions again (docs/membership.md, "Extension points").
 //
 // The member table is compact because a simulated mesh of n nodes holds n * n rows (10^8 at
 // n = 10,000; docs/membership.md has the measurements): a row is 40 bytes in a deque of slots,
@@ -107,6 +111,12 @@ std::size_t encoded_size_bound(const member_update& u) noexcept {
     body += delimited_size(delimited_size(key.size()) + delimited_size(value.size()));
   // The element of `repeated MemberUpdate updates = 8` inside Packet.
   return delimited_size(body);
+}
+
+std::size_t extension_payload_bound(extension_kind kind, std::size_t size) noexcept {
+  // Extension {kind = 1, payload = 2}, an element of `repeated Extension extensions` (Packet
+  // field 9, PushPull field 5: one-byte tags too). proto3 omits an empty payload; counted.
+  return delimited_size(varint_field_size(kind) + delimited_size(size));
 }
 
 std::size_t encoded_header_bound(const packet& p) noexcept {
@@ -213,6 +223,15 @@ struct helper_state {
   bool nack_sent = false;
 };
 
+/// An extension registered with membership::add_extension.
+struct registered_extension {
+  extension_kind kind = 0;
+  std::string name;
+  std::shared_ptr<extension> ext;
+  /// Mutable: make_push_pull() (const) counts the sections it adds.
+  mutable extension_stats stats;
+};
+
 /// What we remember of a reaped member.
 struct reaped_state {
   std::uint64_t incarnation = 0;
@@ -296,6 +315,15 @@ struct membership::impl {
   /// banned_max bound.
   std::set<std::string, std::less<>> bans;
   std::deque<std::set<std::string, std::less<>>::const_iterator> ban_order;
+
+  /// Registered extensions, sorted by kind (at most max_extension_sections). Empty: every
+  /// path is the one without extensions (checked with one empty() test).
+  std::vector<registered_extension> exts;
+  /// Which extension is asked first for the next datagram (round robin, so that no
+  /// extension can keep the others out).
+  std::size_t ext_cursor = 0;
+  /// Datagrams packed with extensions so far (piggyback_request::datagram).
+  std::uint64_t ext_datagrams = 0;
 
   time_point next_probe;
   time_point next_gossip;
@@ -669,13 +697,121 @@ struct membership::impl {
         p.updates.push_back(std::move(*h));
       }
     }
-    auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
-    p.updates.insert(p.updates.end(), std::make_move_iterator(more.begin()),
-                     std::make_move_iterator(more.end()));
-    if (gossip_only && p.updates.empty())
+    if (exts.empty()) {
+      auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
+      p.updates.insert(p.updates.end(), std::make_move_iterator(more.begin()),
+                       std::make_move_iterator(more.end()));
+    } else {
+      // The budget rule (docs/membership.md, "Extension points"): the extensions' share
+      // first, then member updates take everything else they need, then the extensions
+      // fill what the updates left. Share unused by the extensions goes to the updates.
+      ++ext_datagrams;
+      budget -= fill_extensions(p, std::min(budget, cfg.extension_share), to);
+      auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
+      for (auto& u : more) {
+        budget -= encoded_size_bound(u); // take() keeps the sum within the budget
+        p.updates.push_back(std::move(u));
+      }
+      (void)fill_extensions(p, budget, to);
+      ++ext_cursor;
+    }
+    if (gossip_only && p.updates.empty() && p.extensions.empty())
       return;
     ++stats.packets_sent;
     fx.packets.push_back(outgoing{address, std::move(p)});
+  }
+
+  // -- extensions ---------------------------------------------------------------------------
+
+  registered_extension* find_ext(extension_kind kind) {
+    auto it = std::lower_bound(
+        exts.begin(), exts.end(), kind,
+        [](const registered_extension& e, extension_kind k) { return e.kind < k; });
+    return it != exts.end() && it->kind == kind ? &*it : nullptr;
+  }
+
+  /// True when an extension has payloads waiting (gossip rounds then run for it).
+  bool extension_pending() const {
+    return std::any_of(exts.begin(), exts.end(),
+                       [](const registered_extension& e) { return e.ext->has_payloads(); });
+  }
+
+  /// Asks the extensions (round robin from ext_cursor) for payloads within `budget` bytes
+  /// and appends them to `p`; returns the bytes charged. What a source returns beyond the
+  /// request is dropped and counted: a peer would refuse the whole datagram (member updates
+  /// included) for one payload over the codec limits.
+  std::size_t fill_extensions(packet& p, std::size_t budget, const std::string& to) {
+    std::size_t used = 0;
+    const auto n = exts.size();
+    for (std::size_t i = 0; i < n && p.extensions.size() < max_extension_payloads; ++i) {
+      auto& e = exts[(ext_cursor + i) % n];
+      // Not even an empty payload fits: do not ask.
+      if (budget - used < extension_payload_bound(e.kind, 0))
+        continue;
+      piggyback_request req;
+      req.budget = budget - used;
+      req.max_count = max_extension_payloads - p.extensions.size();
+      req.to = to;
+      req.kind = p.kind;
+      req.retransmit_limit = retransmit_limit();
+      req.live_members = live_count();
+      req.now = last_now;
+      req.datagram = ext_datagrams;
+      for (auto& bytes : e.ext->take_payloads(req)) {
+        const auto cost = extension_payload_bound(e.kind, bytes.size());
+        if (bytes.size() > max_extension_payload_bytes || used + cost > budget ||
+            p.extensions.size() >= max_extension_payloads) {
+          ++e.stats.payloads_refused;
+          continue;
+        }
+        used += cost;
+        ++e.stats.payloads_sent;
+        e.stats.payload_bytes_sent += bytes.size();
+        p.extensions.push_back(extension_payload{e.kind, std::move(bytes)});
+      }
+    }
+    return used;
+  }
+
+  /// Carries out what an extension asked after one of its sinks ran.
+  void apply_extension_effects(registered_extension& e, extension_effects&& asked, effects& fx) {
+    for (const auto& name : asked.push_pull_with) {
+      const auto s = find_slot(name);
+      if (s == no_slot || !is_state(s, is_live) || is_banned(name))
+        continue;
+      auto address = std::string(rows[s].card.address());
+      if (std::find(fx.push_pull_to.begin(), fx.push_pull_to.end(), address) !=
+          fx.push_pull_to.end())
+        continue;
+      fx.push_pull_to.push_back(std::move(address));
+      ++e.stats.push_pulls_asked;
+    }
+  }
+
+  /// Hands a packet's extension payloads to their sinks; unknown kinds are counted.
+  void deliver_payloads(const packet& msg, time_point now, effects& fx) {
+    for (const auto& x : msg.extensions) {
+      auto* e = find_ext(x.kind);
+      if (!e) {
+        ++stats.extensions_unknown;
+        continue;
+      }
+      ++e->stats.payloads_received;
+      apply_extension_effects(*e, e->ext->on_payload(x.bytes, msg.sender, now), fx);
+    }
+  }
+
+  /// Hands a push-pull's extension sections to their sinks; unknown kinds are counted.
+  void merge_sections(const push_pull& remote, time_point now, effects& fx) {
+    for (const auto& x : remote.extensions) {
+      auto* e = find_ext(x.kind);
+      if (!e) {
+        ++stats.extensions_unknown;
+        continue;
+      }
+      ++e->stats.sections_received;
+      apply_extension_effects(*e, e->ext->on_section(x.bytes, remote.sender, remote.join, now), fx);
+    }
   }
 
   packet make_packet(packet_kind kind, std::uint32_t seq) {
@@ -1188,7 +1324,7 @@ struct membership::impl {
 
   void run_gossip(time_point now, effects& fx) {
     next_gossip = now + cfg.gossip_interval;
-    if (queue.empty()) {
+    if (queue.empty() && (exts.empty() || !extension_pending())) {
       // Nothing to spread, but a recently dead member still hears of its death (the hint
       // in send()): if it was wrongly killed (say, behind a partition that healed) it
       // refutes. One such member per round keeps this cheap.
@@ -1382,6 +1518,10 @@ effects membership::on_packet(const packet& msg, time_point now) {
     if (msg.kind != packet_kind::ping && !msg.sender_address.empty())
       d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, 0), msg.sender, true);
   }
+  // After the updates, so a sink sees the sender's membership news first; before the
+  // answer, so what a sink queues can ride on it.
+  if (!msg.extensions.empty())
+    d.deliver_payloads(msg, now, fx);
   switch (msg.kind) {
   case packet_kind::ping: {
     if (msg.sender_address.empty()) {
@@ -1468,6 +1608,8 @@ push_pull_reply membership::on_push_pull_request(const push_pull& remote, time_p
     return reply;
   }
   d.merge(remote, now, reply.fx, remote.join ? remote.sender : std::string{});
+  // Before our state is built: our sections carry the merged state back in one exchange.
+  d.merge_sections(remote, now, reply.fx);
   // Our state after the merge (memberlist answers with the state before it): if the peer
   // said we are dead, our refutation travels back at once. A joiner we hold dead sees its
   // death in it; a joiner we had reaped (taken back below its old incarnation) is told
@@ -1499,6 +1641,7 @@ effects membership::on_push_pull_response(const push_pull& remote, time_point no
     return fx;
   }
   d.merge(remote, now, fx, {});
+  d.merge_sections(remote, now, fx);
   return fx;
 }
 
@@ -1513,6 +1656,19 @@ push_pull membership::make_push_pull(bool join) const {
   for (auto s : order)
     if (d.rows[s].present)
       pp.members.push_back(d.update_of(d.rows[s]));
+  // add_extension keeps the count within max_extension_sections.
+  for (const auto& e : d.exts) {
+    auto section = e.ext->make_section(join);
+    if (!section)
+      continue;
+    if (section->size() > max_extension_section_bytes) {
+      // A peer would refuse the whole push-pull, member state included.
+      ++e.stats.sections_refused;
+      continue;
+    }
+    ++e.stats.sections_sent;
+    pp.extensions.push_back(extension_payload{e.kind, std::move(*section)});
+  }
   return pp;
 }
 
@@ -1565,6 +1721,47 @@ effects membership::ban(const std::string& name, time_point now) {
 }
 
 void membership::unban(const std::string& name) { impl_->remove_ban(name); }
+
+caf::error membership::add_extension(extension_kind kind, std::string name,
+                                     std::shared_ptr<extension> ext) {
+  auto& d = *impl_;
+  if (kind == 0)
+    return make_error(errc::invalid_field, "extension kind 0 is invalid");
+  if (name.empty())
+    return make_error(errc::invalid_field,
+                      "extension of kind " + std::to_string(kind) + " without a name");
+  if (!ext)
+    return make_error(errc::invalid_field, "extension " + name + " is null");
+  if (auto* e = d.find_ext(kind))
+    return make_error(errc::invalid_field, "extension kind " + std::to_string(kind) +
+                                               " is taken by " + e->name + " (asked for " + name +
+                                               ")");
+  if (d.exts.size() >= max_extension_sections)
+    return make_error(errc::invalid_field, "more than " + std::to_string(max_extension_sections) +
+                                               " extensions (asked for " + name + ")");
+  auto at =
+      std::lower_bound(d.exts.begin(), d.exts.end(), kind,
+                       [](const registered_extension& e, extension_kind k) { return e.kind < k; });
+  d.exts.insert(at, registered_extension{kind, std::move(name), std::move(ext), {}});
+  return {};
+}
+
+bool membership::remove_extension(extension_kind kind) {
+  auto& d = *impl_;
+  auto* e = d.find_ext(kind);
+  if (!e)
+    return false;
+  d.exts.erase(d.exts.begin() + (e - d.exts.data()));
+  return true;
+}
+
+std::vector<extension_info> membership::extensions() const {
+  std::vector<extension_info> out;
+  out.reserve(impl_->exts.size());
+  for (const auto& e : impl_->exts)
+    out.push_back(extension_info{e.kind, e.name, e.stats});
+  return out;
+}
 
 bool membership::banned(const std::string& name) const { return impl_->is_banned(name); }
 

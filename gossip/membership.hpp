@@ -12,6 +12,7 @@
 
 #include <caf/error.hpp>
 
+#include "gossip/extension.hpp"
 #include "gossip/types.hpp"
 
 namespace starling::gossip {
@@ -72,6 +73,11 @@ struct swim_config {
   std::size_t banned_max = 65536;
   /// Datagrams are packed to at most this many bytes (encoded size bound, frame included).
   std::size_t max_datagram = 1400;
+  /// Bytes of each datagram that registered extensions may fill before member updates take
+  /// their pick (see docs/membership.md, "Extension points"): member updates then fill
+  /// what is left, and extensions get whatever the updates leave after that. Space the
+  /// extensions do not use goes to member updates. Without extensions it changes nothing.
+  std::size_t extension_share = 256;
 };
 
 /// Counters the core keeps; exported as metrics by the actor.
@@ -93,6 +99,9 @@ struct membership_stats {
   /// more than max_incarnation_jump above what this node knows of their subject, or above
   /// max_incarnation. Not counted in updates_ignored.
   std::uint64_t incarnation_refused = 0;
+  /// Extension payloads and push-pull sections of a kind no registered extension has:
+  /// dropped (per-extension counters are in membership::extensions()).
+  std::uint64_t extensions_unknown = 0;
 };
 
 /// Everything an input produced: datagrams to send, push-pull exchanges to start,
@@ -170,6 +179,23 @@ public:
   /// the oldest dropped first.
   [[nodiscard]] effects ban(const std::string& name, time_point now);
 
+  // -- extensions (gossip/extension.hpp, docs/extending-gossip.md) ------------------------
+
+  /// Registers `ext` under `kind`, named `name` (in extensions(), for stats and logs): from
+  /// now on it piggybacks payloads on this core's datagrams, receives the peers' payloads
+  /// of that kind, and adds a section to and merges sections of push-pulls. The core shares
+  /// ownership. Errors (gossip.invalid_field): kind 0, an empty name, a null `ext`, a kind
+  /// already registered, or more than max_extension_sections extensions.
+  [[nodiscard]] caf::error add_extension(extension_kind kind, std::string name,
+                                         std::shared_ptr<extension> ext);
+
+  /// Unregisters the extension of `kind`; its payloads and sections count as unknown from
+  /// then on. Returns false if none was registered.
+  bool remove_extension(extension_kind kind);
+
+  /// The registered extensions with their counters, by kind.
+  [[nodiscard]] std::vector<extension_info> extensions() const;
+
   /// Lifts the ban of `name`, if any (the node was admitted again with a new certificate).
   /// Changes no state: the member rejoins as any dead member does, with an alive above the
   /// incarnation it died at (once reaped, also by talking to us directly).
@@ -213,7 +239,8 @@ private:
 /// included). The core packs datagrams with it; the codec test checks it is a bound.
 [[nodiscard]] std::size_t encoded_size_bound(const member_update& u) noexcept;
 
-/// Upper bound of the encoded size of `p` without its updates (frame byte included).
+/// Upper bound of the encoded size of `p` without its updates and extension payloads (frame
+/// byte included).
 [[nodiscard]] std::size_t encoded_header_bound(const packet& p) noexcept;
 
 } // namespace starling::gossip

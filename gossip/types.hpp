@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -46,6 +47,32 @@ struct member_update {
   friend bool operator==(const member_update&, const member_update&) = default;
 };
 
+/// Names an extension of the membership core on the wire (docs/extending-gossip.md): the kind
+/// of its piggybacked payloads and of its push-pull section. 0 is invalid. Kinds are assigned
+/// in docs/extending-gossip.md ("Kinds"); a node ignores (and counts) kinds it does not run.
+using extension_kind = std::uint32_t;
+
+/// Wire bounds of extension data that every encoder keeps and every decoder enforces (the
+/// defaults of codec_limits; the membership core never packs more, so a peer never refuses
+/// a datagram or push-pull because of a local extension).
+/// Piggybacked payloads in one datagram.
+inline constexpr std::size_t max_extension_payloads = 64;
+/// Bytes of one piggybacked payload (a datagram holds 1,400 bytes at most anyway).
+inline constexpr std::size_t max_extension_payload_bytes = 1024;
+/// Sections in one push-pull (at most one per kind).
+inline constexpr std::size_t max_extension_sections = 64;
+/// Bytes of one push-pull section.
+inline constexpr std::size_t max_extension_section_bytes = std::size_t{8} << 20;
+
+/// One extension's opaque bytes: a payload piggybacked on a datagram, or a section of a
+/// push-pull. The membership core never looks inside `bytes`.
+struct extension_payload {
+  extension_kind kind = 0;
+  std::string bytes;
+
+  friend bool operator==(const extension_payload&, const extension_payload&) = default;
+};
+
 /// Kind of a probe-protocol packet.
 enum class packet_kind : std::uint8_t {
   ping = 1,     ///< direct probe; answered with ack
@@ -69,6 +96,8 @@ struct packet {
   std::string target_address;
   /// Piggybacked membership updates, newest and least-sent first.
   std::vector<member_update> updates;
+  /// Piggybacked extension payloads (at most max_extension_payloads), after the updates.
+  std::vector<extension_payload> extensions;
 
   friend bool operator==(const packet&, const packet&) = default;
 };
@@ -81,6 +110,8 @@ struct push_pull {
   bool join = false;
   /// Every member the sender knows, itself included, dead and left ones too (until reaped).
   std::vector<member_update> members;
+  /// Extension sections: at most one per kind, at most max_extension_sections.
+  std::vector<extension_payload> extensions;
 
   friend bool operator==(const push_pull&, const push_pull&) = default;
 };

@@ -6,11 +6,14 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <tuple>
 #include <utility>
 #include <vector>
 
 #include <malloc.h>
+
+#include "gossip/errc.hpp"
 
 namespace starling::sim {
 
@@ -55,6 +58,21 @@ duration uniform(std::mt19937_64& rng, duration lo, duration hi) {
 
 } // namespace
 
+std::vector<std::string> flood_extension::take_payloads(const gossip::piggyback_request& req) {
+  std::vector<std::string> out;
+  const auto cost = gossip::extension_payload_bound(kind, bytes_);
+  for (std::size_t used = cost; used <= req.budget && out.size() < req.max_count; used += cost)
+    out.emplace_back(bytes_, 'f');
+  return out;
+}
+
+gossip::extension_effects flood_extension::on_payload(std::string_view bytes, const std::string&,
+                                                      time_point) {
+  ++received;
+  received_bytes += bytes.size();
+  return {};
+}
+
 sim_config make_sim_config(const scenario_options& opt) {
   sim_config cfg;
   cfg.seed = opt.seed;
@@ -62,6 +80,12 @@ sim_config make_sim_config(const scenario_options& opt) {
   cfg.latency_base = opt.latency_base;
   cfg.latency_jitter = opt.latency_jitter;
   cfg.print_seed = opt.print_seed;
+  if (opt.flood_bytes > 0)
+    cfg.on_core_start = [bytes = opt.flood_bytes](node_id, gossip::membership& core) {
+      if (auto err = core.add_extension(flood_extension::kind, "flood",
+                                        std::make_shared<flood_extension>(bytes)))
+        throw std::logic_error("sim: " + gossip::render(err));
+    };
   return cfg;
 }
 

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "gossip/membership.hpp"
 #include "tests/sim/simulator.hpp"
@@ -34,6 +36,32 @@ struct scenario_options {
   duration check_every = 10ms;
   /// Prints the simulator seed to stderr.
   bool print_seed = false;
+  /// > 0: every node runs a flooding extension (flood_extension) with payloads of this many
+  /// bytes, to measure what a busy extension costs the membership protocol.
+  std::size_t flood_bytes = 0;
+};
+
+/// An extension that always has payloads: it fills whatever space the core offers with
+/// payloads of `bytes` bytes (kind flood_extension::kind), and counts what it receives.
+/// The worst case for the budget rule (docs/membership.md, "Extension points").
+class flood_extension : public gossip::extension {
+public:
+  static constexpr gossip::extension_kind kind = 0xF100D;
+
+  explicit flood_extension(std::size_t bytes) : bytes_(bytes) {}
+
+  [[nodiscard]] std::vector<std::string>
+  take_payloads(const gossip::piggyback_request& req) override;
+  [[nodiscard]] bool has_payloads() const override { return true; }
+  [[nodiscard]] gossip::extension_effects
+  on_payload(std::string_view bytes, const std::string& sender, time_point now) override;
+
+  /// Payloads and their bytes received from peers.
+  std::uint64_t received = 0;
+  std::uint64_t received_bytes = 0;
+
+private:
+  std::size_t bytes_;
 };
 
 /// Packets, bytes and wall time spent by a scenario (or a phase of it).

@@ -2,7 +2,10 @@
 // tables (virtual times, counters, and the wall time of each run).
 //
 //   starling-sim --sizes 100,1000 --seed 1 [--scenarios convergence,detection,loss,pauses,
-//                slow,partition,memory] [--window 120] [--no-swim]
+//                slow,partition,memory] [--window 120] [--no-swim] [--flood BYTES]
+//
+// --flood BYTES: every node runs an extension that always has payloads of BYTES bytes and
+// fills every byte the budget rule gives it (tests/sim/scenarios.hpp, flood_extension).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +27,7 @@ struct args {
                                      "slow",        "partition", "memory"};
   double window_s = 120;
   bool swim_too = true; // false-positive scenarios also with lifeguard off
+  std::size_t flood_bytes = 0;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -40,7 +44,7 @@ std::vector<std::string> split(const std::string& s) {
   std::fprintf(stderr,
                "starling-sim: %s\nusage: starling-sim [--sizes N,N...] [--seed S] "
                "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
-               "[--window SECONDS] [--no-swim]\n",
+               "[--window SECONDS] [--no-swim] [--flood BYTES]\n",
                msg);
   std::exit(2);
 }
@@ -65,6 +69,8 @@ args parse(int argc, char** argv) {
         a.scenarios = split(value());
       } else if (k == "--window") {
         a.window_s = std::stod(value());
+      } else if (k == "--flood") {
+        a.flood_bytes = std::stoul(value());
       } else if (k == "--no-swim") {
         a.swim_too = false;
       } else if (k == "--help" || k == "-h") {
@@ -122,7 +128,12 @@ int main(int argc, char** argv) {
   std::printf("\nseed: %llu\n", static_cast<unsigned long long>(a.seed));
   scenario_options base;
   base.seed = a.seed;
+  base.flood_bytes = a.flood_bytes;
   print_config(base);
+  if (a.flood_bytes > 0)
+    std::printf("extension: every node floods payloads of %zu bytes into every datagram "
+                "(extension_share %zu bytes).\n\n",
+                a.flood_bytes, base.swim.extension_share);
   std::fflush(stdout);
 
   // Detection starts with the same bootstrap as the convergence scenario (same options,

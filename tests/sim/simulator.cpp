@@ -37,6 +37,8 @@ std::size_t estimated_size(const gossip::packet& p) noexcept {
   std::size_t n = gossip::encoded_header_bound(p);
   for (const auto& u : p.updates)
     n += gossip::encoded_size_bound(u);
+  for (const auto& e : p.extensions)
+    n += gossip::extension_payload_bound(e.kind, e.bytes.size());
   return n;
 }
 
@@ -45,6 +47,8 @@ std::size_t estimated_size(const gossip::push_pull& pp) noexcept {
   std::size_t n = 4 + 8 + pp.sender.size() + pp.sender_address.size() + 2;
   for (const auto& u : pp.members)
     n += gossip::encoded_size_bound(u);
+  for (const auto& e : pp.extensions)
+    n += gossip::extension_payload_bound(e.kind, e.bytes.size());
   return n;
 }
 
@@ -152,6 +156,8 @@ void simulator::start(node_id id, std::vector<node_id> seeds, std::uint64_t inca
     throw std::logic_error("sim: start of a running node " + n.name);
   ++n.life;
   n.core.emplace(n.name, n.address, gossip::tag_map{}, cfg_.swim, rng_(), now_, incarnation);
+  if (cfg_.on_core_start)
+    cfg_.on_core_start(id, *n.core);
   n.status = node_status::running;
   ++running_;
   n.paused = false;

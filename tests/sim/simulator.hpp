@@ -67,6 +67,9 @@ struct sim_config {
   resume_order on_resume = resume_order::ticks_first;
   /// Prints "[sim] seed=..." to stderr at construction.
   bool print_seed = true;
+  /// Called with every core the simulator creates (start and restart), before it joins:
+  /// registers extensions (gossip/extension.hpp). Empty: bare cores.
+  std::function<void(node_id, gossip::membership&)> on_core_start;
 };
 
 /// Network-wide counters.
@@ -358,7 +361,8 @@ private:
 /// Address of simulated node `id`: "10.a.b.c:7946" with a.b.c = id + 1 in base 256.
 [[nodiscard]] std::string node_address(node_id id);
 
-/// Estimated wire size of a datagram: encoded_header_bound + encoded_size_bound per update.
+/// Estimated wire size of a datagram: encoded_header_bound + encoded_size_bound per update
+/// + extension_payload_bound per extension payload.
 [[nodiscard]] std::size_t estimated_size(const gossip::packet& p) noexcept;
 /// Estimated wire size of a push-pull frame (length prefix, header, members).
 [[nodiscard]] std::size_t estimated_size(const gossip::push_pull& pp) noexcept;

@@ -3,6 +3,7 @@
 // bans (and their lifting by an authenticated push-pull), and leaving. Virtual time only:
 // nothing here sleeps.
 #define CAF_TEST_NO_MAIN
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "actors/atoms.hpp"
 #include "actors/membership_actor.hpp"
 #include "gossip/errc.hpp"
+#include "gossip/payload_queue.hpp"
 #include "tests/support/caf_test.hpp"
 
 namespace sa = starling::actors;
@@ -301,6 +303,45 @@ TEST_F(membership_actor_test, answers_pings_and_push_pulls) {
   ASSERT_TRUE(answer);
   EXPECT_EQ(answer->sender, "self");
   EXPECT_TRUE(member_has("seed", "\"state\":\"alive\""));
+}
+
+TEST_F(membership_actor_test, registered_extension_piggybacks_hears_and_adds_a_section) {
+  auto heard = std::make_shared<std::vector<std::string>>();
+  auto ext = std::make_shared<sg::queued_extension>(
+      7, sg::payload_queue_config{},
+      [heard](std::string_view bytes, const std::string& sender, sg::time_point) {
+        heard->push_back(sender + ":" + std::string(bytes));
+        return sg::extension_effects{};
+      },
+      [](bool) -> std::optional<std::string> { return "table"; });
+  ASSERT_FALSE(ext->queue().push("news"));
+  auto p = params();
+  p.extensions.push_back({7, "routing", ext});
+  start(std::move(p));
+  ASSERT_FALSE(log_->failed);
+  auto ping = ping_from_seed(7);
+  ping.extensions = {{7, "route"}};
+  net_->callbacks.on_packet(ping, seed_address);
+  sched.run();
+  EXPECT_EQ(*heard, (std::vector<std::string>{"seed:route"}));
+  auto ack = std::find_if(net_->sent.begin(), net_->sent.end(), [](const auto& s) {
+    return s.first == seed_address && s.second.kind == sg::packet_kind::ack && s.second.seq == 7;
+  });
+  ASSERT_NE(ack, net_->sent.end());
+  EXPECT_EQ(ack->second.extensions, (std::vector<sg::extension_payload>{{7, "news"}}));
+  auto answer = push_pull_from_seed(0);
+  ASSERT_TRUE(answer && *answer);
+  EXPECT_EQ((*answer)->extensions, (std::vector<sg::extension_payload>{{7, "table"}}));
+}
+
+TEST_F(membership_actor_test, refused_extension_fails_the_start) {
+  auto p = params();
+  p.extensions.push_back({0, "kindless", std::make_shared<sg::queued_extension>(0)});
+  start(std::move(p));
+  ASSERT_TRUE(log_->failed);
+  EXPECT_NE(log_->failed->find("cannot register gossip extension"), std::string::npos)
+      << *log_->failed;
+  EXPECT_NE(log_->failed->find("kind 0"), std::string::npos) << *log_->failed;
 }
 
 TEST_F(membership_actor_test, probes_members_and_suspects_a_silent_one) {

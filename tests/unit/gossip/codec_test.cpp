@@ -126,6 +126,44 @@ TEST(codec, push_pull_round_trip) {
   }
 }
 
+TEST(codec, extension_payloads_and_sections_round_trip) {
+  auto p = sample_packet(packet_kind::ping);
+  p.extensions = {{7, "route v2"},
+                  {7, std::string(max_extension_payload_bytes, '\xff')},
+                  {std::numeric_limits<extension_kind>::max(), ""},
+                  {1, std::string{"\0bin\0", 5}}};
+  codec_limits relaxed;
+  relaxed.max_datagram = 1u << 20;
+  auto decoded = decode_datagram(encode_datagram(p), relaxed);
+  ASSERT_TRUE(decoded) << render(decoded.error());
+  EXPECT_EQ(*decoded, p);
+
+  auto pp = sample_push_pull();
+  pp.extensions = {{7, "table"}, {8, ""}, {9, std::string(100000, 's')}};
+  auto back = decode_frame(body_of(encode_frame(pp)));
+  ASSERT_TRUE(back) << render(back.error());
+  EXPECT_EQ(*back, pp);
+}
+
+TEST(codec, extensions_are_optional_on_the_wire) {
+  // A Packet or PushPull from a peer that predates extensions has none: it decodes as
+  // before, with no extension; and a message without extensions encodes no field 9 / 5,
+  // byte for byte what such a peer sends.
+  auto msg = valid_proto_packet();
+  auto decoded = decode_datagram(raw_datagram(msg));
+  ASSERT_TRUE(decoded) << render(decoded.error());
+  EXPECT_TRUE(decoded->extensions.empty());
+  auto p = sample_packet(packet_kind::ack);
+  v1::Packet parsed;
+  ASSERT_TRUE(parsed.ParseFromString(encode_datagram(p).substr(1)));
+  EXPECT_EQ(parsed.extensions_size(), 0);
+  p.extensions = {{5, "x"}};
+  ASSERT_TRUE(parsed.ParseFromString(encode_datagram(p).substr(1)));
+  ASSERT_EQ(parsed.extensions_size(), 1);
+  EXPECT_EQ(parsed.extensions(0).kind(), 5u);
+  EXPECT_EQ(parsed.extensions(0).payload(), "x");
+}
+
 TEST(codec, push_pull_without_members_round_trips) {
   push_pull pp;
   pp.sender = "lonely";
@@ -325,6 +363,76 @@ TEST(codec, refuses_broken_limits) {
   p.updates[0].tags = {{"aaaa", "1111"}, {"bbbb", "2222"}};
   p.updates.resize(2, p.updates[0]);
   EXPECT_TRUE(decode_datagram(encode_datagram(p), limits));
+}
+
+TEST(codec, refuses_bad_extension_payloads_before_copying_them) {
+  codec_limits limits;
+  limits.max_datagram = 1u << 20;
+  limits.max_extension_payloads = 2;
+  limits.max_extension_payload_bytes = 4;
+  auto with = [](std::vector<extension_payload> xs) {
+    packet p;
+    p.sender = "s";
+    p.extensions = std::move(xs);
+    return p;
+  };
+  EXPECT_TRUE(decode_datagram(encode_datagram(with({{1, "1234"}, {1, "5678"}})), limits))
+      << "exactly at the limits; one kind may come twice in a datagram";
+  struct bad {
+    const char* what;
+    packet p;
+    const char* says;
+  };
+  for (const auto& [what, p, says] :
+       {bad{"count", with({{1, "a"}, {2, "b"}, {3, "c"}}), "3 extension payloads, over 2"},
+        bad{"size", with({{1, "12345"}}), "5 bytes exceeds 4"},
+        bad{"kind 0", with({{0, "a"}}), "kind 0"}}) {
+    SCOPED_TRACE(what);
+    auto r = decode_datagram(encode_datagram(p), limits);
+    EXPECT_EQ(code_of(r), code(errc::invalid_field));
+    if (!r) {
+      EXPECT_NE(render(r.error()).find(says), std::string::npos) << render(r.error());
+    }
+  }
+  // The defaults are the bounds the core packs with.
+  const codec_limits defaults;
+  EXPECT_EQ(defaults.max_extension_payloads, max_extension_payloads);
+  EXPECT_EQ(defaults.max_extension_payload_bytes, max_extension_payload_bytes);
+  EXPECT_EQ(defaults.max_extension_sections, max_extension_sections);
+  EXPECT_EQ(defaults.max_extension_section_bytes, max_extension_section_bytes);
+}
+
+TEST(codec, refuses_bad_extension_sections) {
+  codec_limits limits;
+  limits.max_extension_sections = 2;
+  limits.max_extension_section_bytes = 8;
+  auto with = [](std::vector<extension_payload> xs) {
+    push_pull pp;
+    pp.sender = "s";
+    pp.extensions = std::move(xs);
+    return pp;
+  };
+  EXPECT_TRUE(decode_frame(body_of(encode_frame(with({{1, "12345678"}, {2, ""}}))), limits));
+  struct bad {
+    const char* what;
+    push_pull pp;
+    const char* says;
+  };
+  for (const auto& [what, pp, says] :
+       {bad{"count", with({{1, "a"}, {2, "b"}, {3, "c"}}), "3 extension sections, over 2"},
+        bad{"size", with({{1, "123456789"}}), "9 bytes exceeds 8"},
+        bad{"kind 0", with({{0, "a"}}), "kind 0"},
+        bad{"same kind twice", with({{4, "a"}, {4, "b"}}), "two extension sections of kind 4"}}) {
+    SCOPED_TRACE(what);
+    auto r = decode_frame(body_of(encode_frame(pp)), limits);
+    EXPECT_EQ(code_of(r), code(errc::invalid_field));
+    if (!r) {
+      EXPECT_NE(render(r.error()).find(says), std::string::npos) << render(r.error());
+    }
+  }
+  // A section over the default limit (8 MiB) is refused by default.
+  auto big = with({{1, std::string(max_extension_section_bytes + 1, 'x')}});
+  EXPECT_EQ(code_of(decode_frame(body_of(encode_frame(big)))), code(errc::invalid_field));
 }
 
 // -- frame refusals --------------------------------------------------------------------------
@@ -555,6 +663,24 @@ TEST(codec_bounds, core_size_bounds_hold) {
     p.updates.push_back(u);
     const auto with_one = encode_datagram(p).size();
     ASSERT_LE(with_one - header, encoded_size_bound(u));
+    // An extension payload: kind and size from the extremes to anything between.
+    extension_payload x;
+    x.kind = static_cast<extension_kind>(rng() % 3 == 0 ? std::numeric_limits<std::uint32_t>::max()
+                                                        : 1 + rng() % 300);
+    x.bytes = random_string(rng, limits.max_extension_payload_bytes);
+    p.extensions.push_back(x);
+    const auto with_payload = encode_datagram(p).size();
+    ASSERT_LE(with_payload - with_one, extension_payload_bound(x.kind, x.bytes.size()));
+    // The same as a push-pull section: the bound covers the element in the PushPull (the
+    // enclosing Frame's length varint may grow by a byte; the simulator counts that apart).
+    push_pull pp;
+    pp.sender = "s";
+    v1::Frame bare, with_section;
+    ASSERT_TRUE(bare.ParseFromString(body_of(encode_frame(pp))));
+    pp.extensions.push_back(x);
+    ASSERT_TRUE(with_section.ParseFromString(body_of(encode_frame(pp))));
+    ASSERT_LE(with_section.push_pull().ByteSizeLong() - bare.push_pull().ByteSizeLong(),
+              extension_payload_bound(x.kind, x.bytes.size()));
   }
 }
 
