@@ -456,7 +456,8 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
                 {"packets_sent", s.packets_sent},
                 {"packets_received", s.packets_received},
                 {"push_pulls", s.push_pulls},
-                {"banned_refused", s.banned_refused}};
+                {"banned_refused", s.banned_refused},
+                {"extensions_unknown", s.extensions_unknown}};
       },
       [=](events_atom) -> std::string {
         auto& st = self->state;
