@@ -1164,7 +1164,7 @@ void rotation_step(identity_actor_t* self, const std::string& op, const std::str
                    const std::set<std::string>& exclude, std::function<void()> next) {
   auto started = start_keyring_push(
       self, op, arg, exclude,
-      [self, op, next = std::move(next)](std::string, std::size_t done, std::size_t total) {
+      [op, next = std::move(next)](std::string, std::size_t done, std::size_t total) {
         if (done < total)
           spdlog::warn("keyring rotation: {} reached {} of {} alive members; the others must "
                        "be given the keyring again (starling keyring install|use on an issuer)",
