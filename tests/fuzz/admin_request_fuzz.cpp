@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         continue;
       if (req->args.empty() || req->args.size() > actors::max_admin_args)
         __builtin_trap();
-      (void) actors::is_read_only_command(req->args);
+      (void)actors::is_read_only_command(req->args);
       auto again = actors::decode_admin_request(actors::encode_admin_request(*req));
       if (!again || !(*again == *req))
         __builtin_trap();

@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       cfg->admission_quorum < 1 || (!cfg->tokens.empty() && cfg->join.empty()) ||
       (!is_loopback_host(cfg->admin.host) && !cfg->admin_allow_remote))
     __builtin_trap();
-  (void) cfg->admin.to_string();
-  (void) format_duration(cfg->swim.probe_interval);
+  (void)cfg->admin.to_string();
+  (void)format_duration(cfg->swim.probe_interval);
   return 0;
 }

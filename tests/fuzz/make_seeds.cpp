@@ -38,8 +38,7 @@ void put(const std::string& target, const std::string& name, std::string_view by
 
 std::string bytes_of(const std::vector<std::uint8_t>& v) { return {v.begin(), v.end()}; }
 
-template <class T>
-T must(caf::expected<T> x, const char* what) {
+template <class T> T must(caf::expected<T> x, const char* what) {
   if (!x) {
     std::fprintf(stderr, "make_seeds: %s failed\n", what);
     std::exit(1);
@@ -99,8 +98,8 @@ void gossip_seeds() {
 void token_seeds(const identity::sha256_digest& pin) {
   identity::openssl_random rng;
   auto store = must(identity::token_store::make("issuer-1"), "token_store::make");
-  const auto now = std::chrono::time_point_cast<std::chrono::seconds>(
-      std::chrono::system_clock::now());
+  const auto now =
+      std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
   auto one = must(store.create(now, std::chrono::hours{1}, 1, rng, pin), "token create");
   put("token_fuzz", "one_use", must(identity::encode(one), "token encode"));
   auto many = must(store.create(now, std::chrono::hours{24}, 1000, rng, pin), "token create");
@@ -110,8 +109,8 @@ void token_seeds(const identity::sha256_digest& pin) {
 void pki_seeds() {
   const auto now = std::chrono::system_clock::now();
   auto root_ca = must(identity::create_root("fuzz", now), "create_root");
-  auto issuer = must(identity::create_issuer(root_ca.key, root_ca.cert, "issuer-1", now),
-                     "create_issuer");
+  auto issuer =
+      must(identity::create_issuer(root_ca.key, root_ca.cert, "issuer-1", now), "create_issuer");
   auto node_key = must(identity::generate_key(), "generate_key");
   auto csr = must(identity::make_csr(node_key, "fuzz", "node-1"), "make_csr");
   auto chain = must(identity::sign_node(csr, issuer.key, issuer.cert, {}, "fuzz", "node-1", now),

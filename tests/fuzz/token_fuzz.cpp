@@ -17,6 +17,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto again = encode(*token);
   if (!again || *again != text)
     __builtin_trap();
-  (void) token->id_hex();
+  (void)token->id_hex();
   return 0;
 }
