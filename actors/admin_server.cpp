@@ -34,8 +34,6 @@ namespace {
 using asio::ip::tcp;
 
 constexpr std::uint32_t protocol_version = 1;
-/// Bounds on a request's command line.
-constexpr std::size_t max_args = 64;
 constexpr std::size_t read_chunk = 16 * 1024;
 /// The client refuses answers above this.
 constexpr std::size_t max_reply = 64u << 20;
@@ -46,25 +44,6 @@ std::string encode_reply(const admin_reply& r) {
   msg.set_body(r.body);
   msg.set_error(r.error);
   return wire::framed(msg.SerializeAsString());
-}
-
-/// A decoded request.
-struct request {
-  std::vector<std::string> args;
-  std::string credential;
-};
-
-/// Decodes a request body; an error names what is wrong with it.
-caf::expected<request> decode_request(const std::string& body) {
-  v1::AdminRequest msg;
-  if (!msg.ParseFromString(body))
-    return make_error(errc::request_failed, "malformed admin request");
-  if (msg.version() != protocol_version)
-    return make_error(errc::request_failed,
-                      "unsupported admin protocol version " + std::to_string(msg.version()));
-  if (msg.args_size() == 0 || static_cast<std::size_t>(msg.args_size()) > max_args)
-    return make_error(errc::request_failed, "an admin request needs 1 to 64 arguments");
-  return request{std::vector<std::string>(msg.args().begin(), msg.args().end()), msg.credential()};
 }
 
 /// True if `a` equals the secret `b`, compared in time independent of where they differ.
@@ -247,7 +226,7 @@ private:
       close(c);
       return;
     }
-    auto req = decode_request(frame.body);
+    auto req = decode_admin_request(frame.body);
     ++c->request;
     c->waiting = true;
     const auto seq = c->request;
@@ -393,19 +372,36 @@ caf::expected<std::string> read_admin_cookie(const std::string& file) {
 
 const admin_server_stats& admin_server::stats() const noexcept { return impl_->stats(); }
 
+caf::expected<admin_request> decode_admin_request(std::string_view body) {
+  v1::AdminRequest msg;
+  if (!msg.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(errc::request_failed, "malformed admin request");
+  if (msg.version() != protocol_version)
+    return make_error(errc::request_failed,
+                      "unsupported admin protocol version " + std::to_string(msg.version()));
+  if (msg.args_size() == 0 || static_cast<std::size_t>(msg.args_size()) > max_admin_args)
+    return make_error(errc::request_failed, "an admin request needs 1 to 64 arguments");
+  return admin_request{std::vector<std::string>(msg.args().begin(), msg.args().end()),
+                       msg.credential()};
+}
+
+std::string encode_admin_request(const admin_request& req) {
+  v1::AdminRequest msg;
+  msg.set_version(protocol_version);
+  for (const auto& a : req.args)
+    msg.add_args(a);
+  if (!req.credential.empty())
+    msg.set_credential(req.credential);
+  return msg.SerializeAsString();
+}
+
 // -- client -------------------------------------------------------------------------------
 
 caf::expected<admin_reply> call_admin(const std::string& host, std::uint16_t port,
                                       const std::vector<std::string>& args,
                                       std::chrono::milliseconds timeout,
                                       const std::string& credential) {
-  v1::AdminRequest req;
-  req.set_version(protocol_version);
-  for (const auto& a : args)
-    req.add_args(a);
-  if (!credential.empty())
-    req.set_credential(credential);
-  const auto request = wire::framed(req.SerializeAsString());
+  const auto request = wire::framed(encode_admin_request({args, credential}));
   const auto where = host + ":" + std::to_string(port);
 
   asio::io_context io;

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -76,6 +77,27 @@ struct admin_server_config {
 /// keyring list, ping): served without the credential unless the agent closes reads too. Every
 /// other command changes the node.
 [[nodiscard]] bool is_read_only_command(const std::vector<std::string>& args);
+
+/// Most arguments one admin request carries.
+inline constexpr std::size_t max_admin_args = 64;
+
+/// A decoded admin request (proto/admin.proto AdminRequest, version checked).
+struct admin_request {
+  /// The command line, 1 to max_admin_args arguments.
+  std::vector<std::string> args;
+  /// The admin credential, empty when none was sent.
+  std::string credential;
+
+  friend bool operator==(const admin_request&, const admin_request&) = default;
+};
+
+/// Decodes one request body (the length prefix already removed). Untrusted input: never
+/// crashes. Pure (no I/O): the server's decoder, also the fuzz target's entry point.
+/// Errors: request_failed naming what is wrong (unparsable, version, argument count).
+[[nodiscard]] caf::expected<admin_request> decode_admin_request(std::string_view body);
+
+/// Encodes a request body (no length prefix), as call_admin sends it.
+[[nodiscard]] std::string encode_admin_request(const admin_request& req);
 
 /// Counters of the admin server; read from any thread.
 struct admin_server_stats {

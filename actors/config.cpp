@@ -221,12 +221,12 @@ caf::expected<std::chrono::seconds> parse_cert_ttl(std::string_view text, std::s
 caf::error validate_keyring_file(const std::string& path, std::string_view key) {
   if (path.empty())
     return bad(key, "must not be empty");
-  std::ifstream in{path, std::ios::binary};
-  if (!in)
-    return bad(key, "cannot read " + quote_text(path));
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  auto ring = identity::keyring::from_text(buf.str());
+  // Bounded, regular files only: "/dev/zero" or a FIFO must fail, not hang the agent's start.
+  constexpr std::size_t max_keyring_file = 64 * 1024; // 32 keys take under 2 KiB
+  auto text = identity::read_file(path, max_keyring_file);
+  if (!text)
+    return bad(key, "cannot read " + quote_text(path) + ": " + identity::render(text.error()));
+  auto ring = identity::keyring::from_text(*text);
   if (!ring)
     return bad(key, quote_text(path) + ": " + identity::render(ring.error()));
   if (ring->empty())

@@ -9,6 +9,7 @@ packages=(
   libcaf-dev libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libasio-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libssl-dev procps iproute2 clang-format
+  clang libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(serf haproxy nginx wrk testssl.sh)
