@@ -10,28 +10,13 @@
 #include <nlohmann/json.hpp>
 
 #include "actors/errc.hpp"
+#include "proto/wire/time_text.hpp"
 
 namespace starling::actors {
 
 using ojson = nlohmann::ordered_json;
 
-std::string iso8601_utc(wall_clock::time_point t) {
-  using namespace std::chrono;
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
-  std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  auto frac = ms % 1000;
-  if (frac < 0) {
-    frac += 1000;
-    --secs;
-  }
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(frac));
-  return out;
-}
+std::string iso8601_utc(wall_clock::time_point t) { return wire::iso8601_utc(t); }
 
 wall_clock::time_point to_wall(gossip::time_point t, gossip::time_point now,
                                wall_clock::time_point wall_now) {

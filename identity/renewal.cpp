@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "identity/errc.hpp"
+#include "proto/wire/time_text.hpp"
 
 namespace starling::identity {
 
@@ -23,23 +24,7 @@ std::optional<std::pair<time_point, time_point>> life_of(const certificate& leaf
 }
 
 /// "2031-05-06T07:08:09.000Z".
-std::string at(time_point t) {
-  using namespace std::chrono;
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count();
-  auto secs = static_cast<std::time_t>(ms / 1000);
-  auto frac = ms % 1000;
-  if (frac < 0) {
-    frac += 1000;
-    --secs;
-  }
-  std::tm tm{};
-  ::gmtime_r(&secs, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-  char out[48];
-  std::snprintf(out, sizeof(out), "%s.%03dZ", buf, static_cast<int>(frac));
-  return out;
-}
+std::string at(time_point t) { return wire::iso8601_utc(t); }
 
 /// The notAfter of the node's certificate (the epoch if unreadable).
 time_point expiry_of(const node_credentials& creds) {
