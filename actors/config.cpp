@@ -14,6 +14,11 @@
 #include <CLI/CLI.hpp>
 #include <caf/message.hpp>
 #include <sys/stat.h>
+// toml++ checks its own parser state with assert() outside NDEBUG builds, and one check is
+// wrong: a table header such as "[:" aborts the process (found by config_fuzz) where the
+// NDEBUG build, which turns that check into no code under g++, reports a parse error. A bad
+// config file must get a clear error in every build, so the checks are off.
+#define TOML_ASSERT(expr) static_cast<void>(0)
 #include <toml++/toml.h>
 #include <unistd.h>
 

@@ -628,3 +628,12 @@ TEST(config, a_secret_file_readable_by_others_gives_a_warning) {
   EXPECT_EQ(cfg->warnings[1].rfind("--token-file:", 0), 0u) << cfg->warnings[1];
   EXPECT_EQ(cfg->warnings[0].find(key), std::string::npos);
 }
+
+TEST(config, a_table_header_toml_asserts_on_is_a_clear_error) {
+  // Found by config_fuzz: toml++'s own assert() aborted the process on "[:" in builds
+  // without NDEBUG (actors/config.cpp switches those checks off).
+  for (const char* text : {"[:\n", "name = \"a\"\n[::1]:7946\"\n", "[gossip]\n[:x]\n"}) {
+    const auto why = error_of(text);
+    EXPECT_NE(why.find("test.toml"), std::string::npos) << text << " -> " << why;
+  }
+}

@@ -832,6 +832,7 @@ TEST(transport_limits, a_source_over_its_cap_evicts_its_own_idle_connections) {
   EXPECT_TRUE(eventually([&] { return b->stats().inbound_buffered == 100; }))
       << "the evicted connections gave their budget back";
   EXPECT_EQ(b->stats().connections_refused, 0u);
+  ASSERT_TRUE(rb.wait([&] { return rb.drops.size() == 2; }));
   std::lock_guard guard{rb.mutex};
   ASSERT_EQ(rb.drops.size(), 2u);
   EXPECT_NE(render(rb.drops[0]).find("max_connections_per_source"), std::string::npos);
@@ -856,6 +857,8 @@ TEST(transport_limits, a_source_whose_connections_are_all_served_gets_no_more) {
   ASSERT_TRUE(eventually([&] { return b->stats().source_refused == 2; }))
       << b->stats().source_refused;
   EXPECT_TRUE(eventually([&] { return b->stats().push_pull_errors == 2; }));
+  // The transport counts before it reports the drop to its owner.
+  ASSERT_TRUE(rb.wait([&] { return rb.drops.size() == 2; }));
   {
     std::lock_guard guard{rb.mutex};
     ASSERT_EQ(rb.drops.size(), 2u);
