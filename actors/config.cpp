@@ -816,6 +816,23 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text, std::s
   agent_config cfg;
   file_state st{cfg, std::nullopt, std::nullopt};
   if (!toml_text.empty()) {
+    // Debian 12's toml++ (3.x) reaches __builtin_unreachable() on some non-ASCII characters
+    // (its is_non_ascii_horizontal_whitespace misses cases; found by config_fuzz), which is
+    // undefined behaviour in the agent. Every value Starling reads is ASCII except file
+    // paths, which the command line can give; the file must be ASCII, comments included.
+    for (std::size_t i = 0, line = 1, column = 1; i < toml_text.size(); ++i, ++column) {
+      const auto byte = static_cast<unsigned char>(toml_text[i]);
+      if (byte == '\n') {
+        ++line;
+        column = 0;
+      } else if (byte >= 0x80) {
+        return make_error(errc::invalid_config,
+                          std::string{source} + ":" + std::to_string(line) + ":" +
+                              std::to_string(column) +
+                              ": the config file must be ASCII (a non-ASCII byte here); give "
+                              "paths with other characters on the command line");
+      }
+    }
     toml::table root;
     try {
       root = toml::parse(toml_text, source);

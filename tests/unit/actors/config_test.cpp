@@ -637,3 +637,12 @@ TEST(config, a_table_header_toml_asserts_on_is_a_clear_error) {
     EXPECT_NE(why.find("test.toml"), std::string::npos) << text << " -> " << why;
   }
 }
+
+TEST(config, a_non_ascii_config_is_refused_with_its_place) {
+  // Found by config_fuzz: Debian's toml++ reaches __builtin_unreachable() on some non-ASCII
+  // characters, so the agent reads ASCII config files only.
+  EXPECT_NE(error_of("name = \"a\"\ndata_dir = \"/srv/jos\xc3\xa9\"\n").find("test.toml:2:21: "),
+            std::string::npos)
+      << error_of("name = \"a\"\ndata_dir = \"/srv/jos\xc3\xa9\"\n");
+  EXPECT_NE(error_of("# caf\xc3\xa9\n").find("must be ASCII"), std::string::npos);
+}
