@@ -150,6 +150,8 @@ int print_mesh_keyring(const std::string& op, const std::string& answer) {
 
 int run_keyring(const client_options& opts, const std::string& op, const std::string& arg,
                 bool local) {
+  if (op == "list")
+    return print_view(opts, {"keyring", "list"}, keyring_table);
   std::vector<std::string> args{"keyring", op};
   if (!arg.empty())
     args.push_back(arg);
@@ -169,19 +171,6 @@ int run_keyring(const client_options& opts, const std::string& op, const std::st
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& answer = std::get<std::string>(res);
-  if (op == "list") {
-    if (opts.json) {
-      std::cout << answer << std::endl;
-      return exit_ok;
-    }
-    auto table = keyring_table(answer);
-    if (!table) {
-      std::cerr << "starling: " << message_of(table.error()) << '\n';
-      return exit_failed;
-    }
-    std::cout << *table << std::flush;
-    return exit_ok;
-  }
   if (answer.rfind("ok ", 0) != 0) {
     auto why = answer.rfind("error: ", 0) == 0 ? answer.substr(7) : answer;
     std::cerr << "starling: keyring " << op << " refused: " << why << '\n';
