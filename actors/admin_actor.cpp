@@ -1,7 +1,7 @@
-// The admin actor: what operators' tools talk to. The admin port (admin_server.hpp,
-// docs/decisions/0007) hands each request to the supervisor as (admin_atom, args), which
-// delegates it here. Thin: parses the command line and answers from the supervisor's
-// children.
+// The admin actor (actors/admin_actor.hpp): parses each admin request and asks the actor
+// whose job it is, found in the directory when the request arrives.
+#include "actors/admin_actor.hpp"
+
 #include <charconv>
 
 #include <caf/actor_system.hpp>
@@ -9,10 +9,14 @@
 #include <caf/make_message.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/admin_server.hpp"
 #include "actors/atoms.hpp"
 #include "actors/config.hpp"
+#include "actors/directory.hpp"
 #include "actors/errc.hpp"
-#include "actors/supervisor_actor.hpp"
+#include "actors/gossip_io.hpp"
+#include "actors/keyring_sealer.hpp"
+#include "actors/views.hpp"
 #include "identity/token.hpp"
 
 namespace starling::actors {
@@ -85,11 +89,69 @@ parse_revoke(const std::vector<std::string>& args) {
   return std::make_pair(std::move(node), std::move(key));
 }
 
-caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
+/// Hands a request on to the actor filling `r` now; the answer goes straight back to the
+/// requester. An error while that actor restarts (nobody fills the role).
+template <class... Ts>
+caf::result<caf::message> ask(caf::event_based_actor* self, const directory& dir, role r,
+                              Ts&&... xs) {
+  auto to = dir.find(r);
+  if (!to)
+    return make_error(errc::unreachable,
+                      "the " + std::string{role_name(r)} + " actor is restarting; try again");
+  return self->delegate(to, std::forward<Ts>(xs)...);
+}
+
+/// The admin server's counters by name.
+counter_list admin_counters(const admin_server_stats& s) {
+  auto v = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
+  return {{"connections", v(s.connections)},
+          {"refused_connections", v(s.refused_connections)},
+          {"evicted_connections", v(s.evicted_connections)},
+          {"requests", v(s.requests)},
+          {"malformed", v(s.malformed)},
+          {"timeouts", v(s.timeouts)},
+          {"auth_refused", v(s.auth_refused)}};
+}
+
+/// `starling stats`: the counters of the transport, the admin port and the sealer, read
+/// here, and the membership core's, asked of the membership actor (null while it restarts).
+caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_params& p) {
+  std::vector<counter_group> groups;
+  groups.push_back({"transport", p.transport_counters->totals()});
+  groups.push_back(
+      {"admin", p.admin_stats ? std::optional{admin_counters(*p.admin_stats)} : std::nullopt});
+  std::optional<counter_list> sealer;
+  if (p.sealer) {
+    const auto view = p.sealer->view();
+    sealer = sealer_counter_list(view.counters);
+    sealer->emplace_back("tracked_senders", view.tracked_senders);
+  }
+  groups.push_back({"sealer", std::move(sealer)});
+  const auto membership = p.dir->find(role::membership);
+  if (!membership) {
+    groups.push_back({"membership", std::nullopt});
+    return caf::make_message(stats_json(groups));
+  }
+  auto rp = self->make_response_promise();
+  self->request(membership, std::chrono::seconds{5}, stats_atom::value)
+      .then(
+          [rp, groups](counter_list& counters) mutable {
+            groups.push_back({"membership", std::move(counters)});
+            rp.deliver(stats_json(groups));
+          },
+          [rp, groups](caf::error&) mutable {
+            groups.push_back({"membership", std::nullopt});
+            rp.deliver(stats_json(groups));
+          });
+  return rp;
+}
+
+caf::behavior admin_actor(caf::event_based_actor* self, admin_params p) {
+  const auto& dir = *p.dir;
   return {
       // Answers are caf::message so that delegation (an untyped `delegated<message>`) and
       // direct answers share one result type.
-      [=](admin_atom, const std::vector<std::string>& args) -> caf::result<caf::message> {
+      [=, &dir](admin_atom, const std::vector<std::string>& args) -> caf::result<caf::message> {
         if (args.empty())
           return usage("empty admin request");
         const auto& cmd = args[0];
@@ -98,32 +160,32 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
           if (auto err = no_arguments(args))
             return err;
         if (cmd == "members")
-          return self->delegate(supervisor, members_atom::value);
+          return ask(self, dir, role::membership, members_atom::value);
         if (cmd == "events")
-          return self->delegate(supervisor, events_atom::value);
+          return ask(self, dir, role::membership, events_atom::value);
         if (cmd == "stats")
-          return self->delegate(supervisor, stats_atom::value);
+          return on_stats(self, p);
         if (cmd == "leave") {
           spdlog::info("leave requested through the admin port");
-          self->send(supervisor, leave_atom::value);
+          self->send(dir.find(role::supervisor), leave_atom::value);
           return caf::make_message(std::string{"ok"});
         }
         if (cmd == "ping")
           return caf::make_message(std::string{"pong"});
         if (cmd == "certs")
-          return self->delegate(supervisor, certs_atom::value);
+          return ask(self, dir, role::identity, certs_atom::value);
         if (cmd == "token") {
           auto parsed = parse_token_create(args);
           if (!parsed)
             return parsed.error();
-          return self->delegate(supervisor, token_atom::value, parsed->first, parsed->second);
+          return ask(self, dir, role::identity, token_atom::value, parsed->first, parsed->second);
         }
         if (cmd == "revoke") {
           auto parsed = parse_revoke(args);
           if (!parsed)
             return parsed.error();
           spdlog::info("revoke '{}' requested through the admin port", parsed->first);
-          return self->delegate(supervisor, revoke_atom::value, parsed->first, parsed->second);
+          return ask(self, dir, role::identity, revoke_atom::value, parsed->first, parsed->second);
         }
         if (cmd == "keyring") {
           // keyring list | install KEY | use KEY_OR_ID | remove KEY_OR_ID, the last three
@@ -138,10 +200,11 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
                                    : "keyring list takes no arguments");
           if (mesh) {
             spdlog::info("keyring {} for the whole mesh requested through the admin port", op);
-            return self->delegate(supervisor, keyring_atom::value, op, args[2], mesh_atom::value);
+            return ask(self, dir, role::identity, keyring_atom::value, op, args[2],
+                       mesh_atom::value);
           }
-          return self->delegate(supervisor, keyring_atom::value, op,
-                                takes_arg ? args[2] : std::string{});
+          return caf::make_message(
+              answer_keyring_request(p.sealer.get(), op, takes_arg ? args[2] : std::string{}));
         }
         return usage("unknown admin command '" + cmd + "'");
       },
@@ -150,8 +213,8 @@ caf::behavior admin_actor(caf::event_based_actor* self, caf::actor supervisor) {
 
 } // namespace
 
-caf::actor spawn_admin_actor(caf::actor_system& sys, caf::actor supervisor) {
-  return sys.spawn(admin_actor, std::move(supervisor));
+caf::actor spawn_admin_actor(caf::actor_system& sys, admin_params params) {
+  return sys.spawn(admin_actor, std::move(params));
 }
 
 } // namespace starling::actors

@@ -63,7 +63,8 @@ class admin_server::impl {
 public:
   impl(admin_server_config cfg, admin_handler handler)
       : cfg_(std::move(cfg)), handler_(std::move(handler)), acceptor_(io_),
-        gate_(std::make_shared<reply_gate>()) {
+        gate_(std::make_shared<reply_gate>()),
+        stats_(cfg_.stats ? cfg_.stats : std::make_shared<admin_server_stats>()) {
     // Fields only; open() binds.
   }
 
@@ -113,7 +114,7 @@ public:
 
   std::uint16_t port() const noexcept { return port_; }
 
-  const admin_server_stats& stats() const noexcept { return stats_; }
+  const admin_server_stats& stats() const noexcept { return *stats_; }
 
 private:
   struct conn {
@@ -155,13 +156,13 @@ private:
     // no answer being written), so idle or half-sent connections cannot lock the operator
     // out. Only when every connection is busy is the new one refused.
     if (conns_.size() >= cfg_.max_connections && !evict_oldest_idle()) {
-      stats_.refused_connections.fetch_add(1, std::memory_order_relaxed);
+      stats_->refused_connections.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("admin: refusing a connection: {} open, all busy", conns_.size());
       asio::error_code ignored;
       socket.close(ignored);
       return;
     }
-    stats_.connections.fetch_add(1, std::memory_order_relaxed);
+    stats_->connections.fetch_add(1, std::memory_order_relaxed);
     auto c = std::make_shared<conn>(next_id_++, std::move(socket), cfg_.max_request);
     conns_.emplace(c->id, c);
     arm_timer(c, cfg_.idle_timeout);
@@ -175,7 +176,7 @@ private:
     for (auto& [id, c] : conns_) {
       if (c->waiting || c->writing)
         continue;
-      stats_.evicted_connections.fetch_add(1, std::memory_order_relaxed);
+      stats_->evicted_connections.fetch_add(1, std::memory_order_relaxed);
       spdlog::debug("admin: {} connections open: closing the oldest idle one", conns_.size());
       auto victim = c; // close() erases the entry.
       close(victim);
@@ -189,7 +190,7 @@ private:
     c->timer.async_wait([this, c, seq = c->request](const asio::error_code& ec) {
       if (ec || c->closed || c->request != seq)
         return;
-      stats_.timeouts.fetch_add(1, std::memory_order_relaxed);
+      stats_->timeouts.fetch_add(1, std::memory_order_relaxed);
       if (c->waiting)
         answer(c, seq, admin_reply::failed("the agent did not answer in time"));
       else
@@ -218,7 +219,7 @@ private:
 
   void on_frame(const conn_ptr& c, wire::frame_reader::result frame) {
     if (frame.what != wire::frame_reader::status::frame) {
-      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      stats_->malformed.fetch_add(1, std::memory_order_relaxed);
       if (frame.what == wire::frame_reader::status::empty)
         spdlog::debug("admin: closing a connection: empty request frame");
       else
@@ -231,14 +232,14 @@ private:
     c->waiting = true;
     const auto seq = c->request;
     if (!req) {
-      stats_.malformed.fetch_add(1, std::memory_order_relaxed);
+      stats_->malformed.fetch_add(1, std::memory_order_relaxed);
       answer(c, seq, admin_reply::usage(message_of(req.error())));
       return;
     }
     auto args = std::optional<std::vector<std::string>>{std::move(req->args)};
     if (!cfg_.credential.empty() && (!cfg_.needs_credential || cfg_.needs_credential(*args)) &&
         !same_secret(req->credential, cfg_.credential)) {
-      stats_.auth_refused.fetch_add(1, std::memory_order_relaxed);
+      stats_->auth_refused.fetch_add(1, std::memory_order_relaxed);
       spdlog::warn("admin: refused `{}` without the admin credential", args->front());
       answer(c, seq,
              admin_reply::failed(
@@ -249,7 +250,7 @@ private:
                  "\"Admin access\")"));
       return;
     }
-    stats_.requests.fetch_add(1, std::memory_order_relaxed);
+    stats_->requests.fetch_add(1, std::memory_order_relaxed);
     arm_timer(c, cfg_.request_timeout);
     admin_responder reply = [gate = gate_, weak = std::weak_ptr<conn>{c},
                              seq](admin_reply r) mutable {
@@ -306,7 +307,7 @@ private:
   std::map<std::uint64_t, conn_ptr> conns_;
   std::uint64_t next_id_ = 1;
   std::uint16_t port_ = 0;
-  admin_server_stats stats_;
+  std::shared_ptr<admin_server_stats> stats_;
   std::thread thread_;
 };
 

@@ -51,6 +51,17 @@ using admin_responder = std::function<void(admin_reply)>;
 /// block; answer through `reply`, now or later.
 using admin_handler = std::function<void(std::vector<std::string> args, admin_responder reply)>;
 
+/// Counters of the admin server; read from any thread.
+struct admin_server_stats {
+  std::atomic<std::uint64_t> connections{0};         ///< accepted
+  std::atomic<std::uint64_t> refused_connections{0}; ///< over max_connections, all busy
+  std::atomic<std::uint64_t> evicted_connections{0}; ///< idle, closed to admit a new one
+  std::atomic<std::uint64_t> requests{0};            ///< decoded and handed to the handler
+  std::atomic<std::uint64_t> malformed{0};           ///< unparsable, oversized or bad version
+  std::atomic<std::uint64_t> timeouts{0};            ///< idle or unanswered in time
+  std::atomic<std::uint64_t> auth_refused{0};        ///< without the credential it needed
+};
+
 /// Where and how the admin server listens.
 struct admin_server_config {
   std::string host = "127.0.0.1";
@@ -71,6 +82,9 @@ struct admin_server_config {
   /// when it is null) must carry it, or gets a `failed` reply and is counted.
   std::string credential;
   std::function<bool(const std::vector<std::string>& args)> needs_credential;
+  /// Where the server counts (shared with whoever reports them: the admin actor's
+  /// `stats`); null: counters of its own.
+  std::shared_ptr<admin_server_stats> stats;
 };
 
 /// True for the commands that only read (members, events, certs, stats, services, routes,
@@ -98,17 +112,6 @@ struct admin_request {
 
 /// Encodes a request body (no length prefix), as call_admin sends it.
 [[nodiscard]] std::string encode_admin_request(const admin_request& req);
-
-/// Counters of the admin server; read from any thread.
-struct admin_server_stats {
-  std::atomic<std::uint64_t> connections{0};         ///< accepted
-  std::atomic<std::uint64_t> refused_connections{0}; ///< over max_connections, all busy
-  std::atomic<std::uint64_t> evicted_connections{0}; ///< idle, closed to admit a new one
-  std::atomic<std::uint64_t> requests{0};            ///< decoded and handed to the handler
-  std::atomic<std::uint64_t> malformed{0};           ///< unparsable, oversized or bad version
-  std::atomic<std::uint64_t> timeouts{0};            ///< idle or unanswered in time
-  std::atomic<std::uint64_t> auth_refused{0};        ///< without the credential it needed
-};
 
 /// The admin listener with its own I/O thread. Stops (closing every connection) on
 /// destruction; responders that run later do nothing.

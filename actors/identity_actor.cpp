@@ -14,6 +14,7 @@
 #include "actors/admission_msgs.hpp"
 #include "actors/atoms.hpp"
 #include "actors/certs_view.hpp"
+#include "actors/directory.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/views.hpp"
@@ -84,7 +85,8 @@ using renew_atom = caf::atom_constant<caf::atom("renew")>;
 
 struct identity_state {
   identity_params params;
-  caf::actor supervisor;
+  /// Where the supervisor and the membership actor are found (actors/directory.hpp).
+  std::shared_ptr<const directory> dir;
   /// This node's identity of the moment (with an identity): params.id's, with the
   /// credentials of the last renewal. Its `tls` holder is the transport's.
   std::optional<node_identity> current;
@@ -241,7 +243,7 @@ void on_own_key_revoked(identity_actor_t* self, const identity::revocation_log::
              " was revoked by issuer '" + e.issuer.node + "': every peer refuses it now; " +
              "stopping (admit the node again with a new token)";
   spdlog::error("{}", msg);
-  self->send(st.supervisor, failed_atom::value, std::move(msg));
+  self->send(st.dir->find(role::supervisor), failed_atom::value, std::move(msg));
 }
 
 /// Consequences of statements just added to the log: handshakes, bans, own key.
@@ -256,7 +258,7 @@ void on_learned(identity_actor_t* self, const std::vector<identity::revocation_l
       continue;
     }
     if (e.statement.node != st.params.name && !st.withheld.contains(e.statement.key))
-      self->send(st.supervisor, ban_atom::value, e.statement.node);
+      self->send(st.dir->find(role::membership), ban_atom::value, e.statement.node);
   }
 }
 
@@ -381,7 +383,7 @@ identity::sync_message outgoing(identity_state& st, const sha256_digest& own, bo
   return msg;
 }
 
-/// Sends `request` (an encoded IdentityRequest) to member `node` through the supervisor and
+/// Sends `request` (an encoded IdentityRequest) to member `node` through the membership actor and
 /// the membership actor. The answer comes back to this actor as the local message that
 /// `to_msg(answer)` makes (run on the transport's thread, so it must only build a value).
 template <class ToMsg>
@@ -394,7 +396,12 @@ void ask_member(identity_actor_t* self, std::string node, std::string request, T
     if (auto hdl = weak.lock())
       caf::anon_send(caf::actor_cast<caf::actor>(hdl), to_msg(std::move(answer)));
   };
-  self->send(self->state.supervisor, std::move(fwd));
+  const auto membership = self->state.dir->find(role::membership);
+  if (!membership) {
+    fwd.done(make_error(errc::unreachable, "the membership actor is restarting"));
+    return;
+  }
+  self->send(membership, std::move(fwd));
 }
 
 /// Sends one sync request to member `peer` through the membership actor. A periodic one
@@ -431,7 +438,7 @@ void release_withheld(identity_actor_t* self, const std::vector<sha256_digest>& 
   }
   apply_to_trust(st);
   for (const auto& node : nodes)
-    self->send(st.supervisor, ban_atom::value, node);
+    self->send(st.dir->find(role::membership), ban_atom::value, node);
 }
 
 void on_sync_result(identity_actor_t* self, sync_result_msg& msg) {
@@ -473,12 +480,12 @@ void on_sync_tick(identity_actor_t* self) {
     st.bans_sent = true;
     for (const auto& [k, e] : st.revocations.entries())
       if (e.statement.node != st.params.name)
-        self->send(st.supervisor, ban_atom::value, e.statement.node);
+        self->send(st.dir->find(role::membership), ban_atom::value, e.statement.node);
   }
   if (st.sync_in_flight || st.own_key_revoked)
     return;
   st.sync_in_flight = true;
-  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+  self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
       .then(
           [=](std::vector<std::string>& names, std::vector<std::string>&,
               std::vector<std::string>& issuers) {
@@ -505,7 +512,7 @@ void on_sync_tick(identity_actor_t* self) {
 void push_revocations(identity_actor_t* self, const std::string& node,
                       std::vector<sha256_digest> withheld) {
   auto& st = self->state;
-  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+  self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
       .then(
           [=](std::vector<std::string>& names, std::vector<std::string>&,
               std::vector<std::string>& issuers) {
@@ -631,7 +638,7 @@ void run(identity_actor_t* self, identity::renewal_effects fx) {
     run(self, st.renewal.on_self_issued(std::move(creds), issuer.node, st.current->creds, now));
   }
   if (fx.list_issuers)
-    self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+    self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
         .then(
             [=](std::vector<std::string>&, std::vector<std::string>&,
                 std::vector<std::string>& issuers) {
@@ -868,7 +875,7 @@ start_keyring_push(identity_actor_t* self, const std::string& op, const std::str
   if (here.rfind("ok ", 0) != 0)
     return make_error(errc::request_failed, here.rfind("error: ", 0) == 0 ? here.substr(7) : here);
   const auto push = st.keyrings.start(op, arg, here.substr(3), std::move(exclude), rotation);
-  self->request(st.supervisor, st.params.alive_timeout, alive_atom::value)
+  self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
       .then(
           [=](std::vector<std::string>& names, std::vector<std::string>&,
               std::vector<std::string>&) {
@@ -1043,7 +1050,7 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
     // Who holds which names decides what may be admitted: asked fresh for every request.
     auto shared_req = std::make_shared<identity::identity_request>(std::move(*req));
     auto shared_msg = std::make_shared<admission_msg>(std::move(msg));
-    self->request(st.supervisor, st.params.alive_timeout, live_atom::value)
+    self->request(st.dir->find(role::membership), st.params.alive_timeout, live_atom::value)
         .then(
             [=](std::vector<std::string>& live, std::vector<std::string>& issuers) {
               auto& st = self->state;
@@ -1143,17 +1150,17 @@ std::string open_stores(identity_state& st) {
   return {};
 }
 
-caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
+caf::behavior identity_actor(identity_actor_t* self, std::shared_ptr<const directory> dir,
                              identity_params params) {
   auto& st = self->state;
   st.params = std::move(params);
-  st.supervisor = std::move(supervisor);
+  st.dir = std::move(dir);
   st.keyrings = identity::keyring_pushes{st.params.name};
   st.renewal = identity::renewal{st.params.name, st.params.rng_seed};
   st.pick.seed(st.params.rng_seed);
   if (st.params.id) {
     if (auto msg = open_stores(st); !msg.empty()) {
-      self->send(st.supervisor, failed_atom::value, msg);
+      self->send(st.dir->find(role::supervisor), failed_atom::value, msg);
       self->quit(make_error(errc::io_failure, msg));
       return {};
     }
@@ -1220,9 +1227,9 @@ caf::behavior identity_actor(identity_actor_t* self, caf::actor supervisor,
 
 } // namespace
 
-caf::actor spawn_identity_actor(caf::actor_system& sys, caf::actor supervisor,
+caf::actor spawn_identity_actor(caf::actor_system& sys, std::shared_ptr<const directory> dir,
                                 identity_params params) {
-  return sys.spawn(identity_actor, std::move(supervisor), std::move(params));
+  return sys.spawn(identity_actor, std::move(dir), std::move(params));
 }
 
 } // namespace starling::actors

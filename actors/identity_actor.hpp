@@ -19,11 +19,11 @@
 //                                 answered through the message's responder
 //   (sync_atom)                   timer: one anti-entropy exchange
 //   (renew_atom, private)         timer: renew the node certificate if it is due
-//   sends to `supervisor`: (forward_admission_msg) (to the membership actor: a forwarded
-//       admission, a sync request to a member, or a renewal request to an issuer),
-//       (alive_atom) requests, (ban_atom, node)
-//       for each newly revoked member, (failed_atom, message) when this node's own key is
-//       revoked or its stores cannot be opened.
+//   sends to the membership actor (found in the directory when sending): (forward_admission_msg)
+//       (a forwarded admission, a sync request to a member, or a renewal request to an
+//       issuer), (alive_atom) and (live_atom) requests, (ban_atom, node) for each newly
+//       revoked member; to the supervisor: (failed_atom, message) when this node's own key
+//       is revoked or its stores cannot be opened.
 #pragma once
 
 #include <chrono>
@@ -40,6 +40,7 @@
 
 namespace starling::actors {
 
+class directory;
 class keyring_sealer;
 
 struct identity_params {
@@ -82,7 +83,8 @@ struct identity_params {
 /// Spawns the identity actor. A token store, issued list or revocation log that cannot be
 /// opened, or a revocation of this node's own key found at start, makes the actor report
 /// (failed_atom, message) to the supervisor and exit.
-[[nodiscard]] caf::actor spawn_identity_actor(caf::actor_system& sys, caf::actor supervisor,
+[[nodiscard]] caf::actor spawn_identity_actor(caf::actor_system& sys,
+                                              std::shared_ptr<const directory> dir,
                                               identity_params params);
 
 } // namespace starling::actors

@@ -14,10 +14,12 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "actors/admin_actor.hpp"
 #include "actors/admin_server.hpp"
 #include "actors/admission_msgs.hpp"
 #include "actors/agent.hpp"
 #include "actors/atoms.hpp"
+#include "actors/directory.hpp"
 #include "actors/errc.hpp"
 #include "actors/identity_actor.hpp"
 #include "actors/keyring_sealer.hpp"
@@ -41,8 +43,8 @@ constexpr auto admin_request_timeout = std::chrono::seconds{20};
 
 /// One supervised child. Adding a child = adding a slot with its start function.
 struct child_slot {
-  /// For logs: "membership", "admin", ...
-  std::string name;
+  /// What it does; its name in logs, its entry in the directory.
+  role job;
   /// The running instance; held here, since an actor nobody holds exits as unreachable.
   caf::actor handle;
   /// Spawns a fresh instance (and wires it). Called at start and on restart.
@@ -54,18 +56,18 @@ struct child_slot {
 struct supervisor_state {
   supervisor_params params;
   std::vector<child_slot> children;
-  /// Index of the membership and admin slots in `children`.
-  std::size_t membership_slot = 0;
-  std::size_t admin_slot = 0;
-  std::size_t identity_slot = 0;
+  /// Where the children find each other (and this supervisor): bound at each (re)start.
+  std::shared_ptr<directory> dir = std::make_shared<directory>();
   /// Membership actor starts so far (0 before the first).
   unsigned membership_starts = 0;
   /// Advertised gossip address and bound port, once the membership actor reported them.
   std::string gossip_address;
   std::uint16_t gossip_port = 0;
   /// The admin port's listener (started once gossip is bound; outlives admin actor
-  /// restarts, since it hands requests to the supervisor). Null before and after.
+  /// restarts, since it finds the admin actor in the directory). Null before and after.
   std::shared_ptr<admin_server> admin;
+  /// The admin port's counters, shared with every admin actor instance (`starling stats`).
+  std::shared_ptr<admin_server_stats> admin_stats = std::make_shared<admin_server_stats>();
   /// Actual admin port once listening; 0 before.
   std::uint16_t admin_port = 0;
   /// The admin credential of this run, and the copy left for the CLI in the runtime dir.
@@ -98,6 +100,7 @@ void shutdown(supervisor_t* self, int code) {
   st.admin.reset();
   if (!st.admin_credential.empty())
     withdraw_admin_credential(st.params.cfg.data_dir, st.admin_cookie_copy, st.admin_credential);
+  st.dir->clear();
   for (auto& child : st.children)
     if (child.handle)
       self->send_exit(child.handle, caf::exit_reason::user_shutdown);
@@ -123,13 +126,19 @@ void announce_ready(supervisor_t* self) {
                cfg.data_dir.string());
 }
 
-/// Hands one admin request to the supervisor (hence the current admin actor) through a
-/// short-lived actor, and answers through `reply` (any thread may call it).
-void forward_admin_request(caf::actor_system& sys, const caf::actor& supervisor,
+/// Hands one admin request to the current admin actor through a short-lived actor, and
+/// answers through `reply` (any thread may call it).
+void forward_admin_request(caf::actor_system& sys, const directory& dir,
                            std::vector<std::string> args, admin_responder reply) {
-  sys.spawn([supervisor, args = std::move(args),
+  auto admin = dir.find(role::admin);
+  if (!admin) {
+    reply(admin_reply::failed(
+        message_of(make_error(errc::unreachable, "the admin actor is restarting; try again"))));
+    return;
+  }
+  sys.spawn([admin, args = std::move(args),
              reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
-    tmp->request(supervisor, admin_request_timeout, admin_atom::value, std::move(args))
+    tmp->request(admin, admin_request_timeout, admin_atom::value, std::move(args))
         .then([reply](std::string& body) { reply(admin_reply::ok(std::move(body))); },
               [reply](caf::error& err) {
                 if (err.category() == errc_category &&
@@ -161,11 +170,12 @@ bool start_admin_server(supervisor_t* self) {
     ac.needs_credential = [](const std::vector<std::string>& args) {
       return !is_read_only_command(args);
     };
+  ac.stats = st.admin_stats;
   auto* sys = &self->home_system();
-  auto sup = caf::actor_cast<caf::actor>(self);
+  std::shared_ptr<const directory> dir = st.dir;
   auto server =
-      admin_server::start(ac, [sys, sup](std::vector<std::string> args, admin_responder reply) {
-        forward_admin_request(*sys, sup, std::move(args), std::move(reply));
+      admin_server::start(ac, [sys, dir](std::vector<std::string> args, admin_responder reply) {
+        forward_admin_request(*sys, *dir, std::move(args), std::move(reply));
       });
   if (!server) {
     spdlog::error("{}", message_of(server.error()));
@@ -215,12 +225,12 @@ caf::actor start_membership(supervisor_t* self) {
   }
   if (st.params.id && st.params.id->issuer)
     p.tags[std::string{issuer_tag}] = "true";
-  caf::weak_actor_ptr weak{self->ctrl()};
-  p.on_admission = [weak](admission_msg msg) {
-    if (auto hdl = weak.lock())
-      caf::anon_send(caf::actor_cast<caf::actor>(hdl), std::move(msg));
+  // Requests of the identity channel go straight to the identity actor of the moment.
+  p.on_admission = [dir = std::shared_ptr<const directory>{st.dir}](admission_msg msg) {
+    if (auto identity = dir->find(role::identity))
+      caf::anon_send(identity, std::move(msg));
     else
-      msg.reply(make_error(errc::unreachable, "node is shutting down"));
+      msg.reply(make_error(errc::unreachable, "the identity actor is restarting"));
   };
   if (st.membership_starts++ == 0) {
     p.seeds = cfg.join;
@@ -255,20 +265,30 @@ caf::actor start_identity(supervisor_t* self) {
   p.cert_ttl = st.params.cfg.cert_ttl;
   p.admission_quorum = st.params.cfg.admission_quorum;
   p.rng_seed = std::random_device{}();
-  return spawn_identity_actor(self->home_system(), caf::actor_cast<caf::actor>(self), std::move(p));
+  return spawn_identity_actor(self->home_system(), self->state.dir, std::move(p));
 }
 
 caf::actor start_admin(supervisor_t* self) {
-  return spawn_admin_actor(self->home_system(), caf::actor_cast<caf::actor>(self));
+  auto& st = self->state;
+  admin_params p;
+  p.dir = st.dir;
+  p.sealer = st.params.sealer;
+  p.transport_counters = st.transport_counters;
+  p.admin_stats = st.admin_stats;
+  return spawn_admin_actor(self->home_system(), std::move(p));
 }
 
-std::size_t add_child(supervisor_t* self, std::string name, std::function<caf::actor()> start) {
-  auto& st = self->state;
-  child_slot slot{std::move(name), {}, std::move(start), {}};
+/// Starts `slot`'s actor, watches it and lists it in the directory.
+void start_child(supervisor_t* self, child_slot& slot) {
   slot.handle = slot.start();
   self->monitor(slot.handle);
-  st.children.push_back(std::move(slot));
-  return st.children.size() - 1;
+  self->state.dir->bind(slot.job, slot.handle);
+}
+
+void add_child(supervisor_t* self, role job, std::function<caf::actor()> start) {
+  auto& st = self->state;
+  st.children.push_back(child_slot{job, {}, std::move(start), {}});
+  start_child(self, st.children.back());
 }
 
 void on_child_down(supervisor_t* self, const caf::down_msg& dm) {
@@ -277,69 +297,24 @@ void on_child_down(supervisor_t* self, const caf::down_msg& dm) {
     if (child.handle.address() != dm.source)
       continue;
     child.handle = nullptr;
+    st.dir->unbind(child.job, dm.source);
     if (st.shutting_down)
       return;
     auto now = steady::now();
     while (!child.restarts.empty() && now - child.restarts.front() > restart_window)
       child.restarts.pop_front();
     if (child.restarts.size() >= max_restarts) {
-      spdlog::error("{} actor exited ({}) {} times within {}s; giving up", child.name,
+      spdlog::error("{} actor exited ({}) {} times within {}s; giving up", role_name(child.job),
                     caf::to_string(dm.reason), child.restarts.size() + 1, restart_window.count());
       shutdown(self, exit_failed);
       return;
     }
     child.restarts.push_back(now);
-    spdlog::error("{} actor exited ({}); restarting it", child.name, caf::to_string(dm.reason));
-    child.handle = child.start();
-    self->monitor(child.handle);
+    spdlog::error("{} actor exited ({}); restarting it", role_name(child.job),
+                  caf::to_string(dm.reason));
+    start_child(self, child);
     return;
   }
-}
-
-/// The admin server's counters by name.
-counter_list admin_counters(const admin_server_stats& s) {
-  auto v = [](const std::atomic<std::uint64_t>& c) { return c.load(std::memory_order_relaxed); };
-  return {{"connections", v(s.connections)},
-          {"refused_connections", v(s.refused_connections)},
-          {"evicted_connections", v(s.evicted_connections)},
-          {"requests", v(s.requests)},
-          {"malformed", v(s.malformed)},
-          {"timeouts", v(s.timeouts)},
-          {"auth_refused", v(s.auth_refused)}};
-}
-
-/// `starling stats`: the counters of the transport, the admin port and the sealer, read
-/// here, and the membership core's, asked of the membership actor (null while it restarts).
-caf::result<std::string> on_stats(supervisor_t* self) {
-  auto& st = self->state;
-  std::vector<counter_group> groups;
-  groups.push_back({"transport", st.transport_counters->totals()});
-  groups.push_back(
-      {"admin", st.admin ? std::optional{admin_counters(st.admin->stats())} : std::nullopt});
-  std::optional<counter_list> sealer;
-  if (st.params.sealer) {
-    const auto view = st.params.sealer->view();
-    sealer = sealer_counter_list(view.counters);
-    sealer->emplace_back("tracked_senders", view.tracked_senders);
-  }
-  groups.push_back({"sealer", std::move(sealer)});
-  const auto& membership = st.children[st.membership_slot].handle;
-  if (!membership) {
-    groups.push_back({"membership", std::nullopt});
-    return stats_json(groups);
-  }
-  auto rp = self->make_response_promise<std::string>();
-  self->request(membership, std::chrono::seconds{5}, stats_atom::value)
-      .then(
-          [rp, groups](counter_list& counters) mutable {
-            groups.push_back({"membership", std::move(counters)});
-            rp.deliver(stats_json(groups));
-          },
-          [rp, groups](caf::error&) mutable {
-            groups.push_back({"membership", std::nullopt});
-            rp.deliver(stats_json(groups));
-          });
-  return rp;
 }
 
 void leave(supervisor_t* self) {
@@ -347,7 +322,7 @@ void leave(supervisor_t* self) {
   if (st.leaving || st.shutting_down)
     return;
   st.leaving = true;
-  auto& membership = st.children[st.membership_slot].handle;
+  const auto membership = st.dir->find(role::membership);
   if (!membership) {
     shutdown(self, exit_ok);
     return;
@@ -366,9 +341,10 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
   st.transport_counters = st.params.sealer ? st.params.sealer->drop_counters()
                                            : std::make_shared<transport_drop_counters>();
   self->set_down_handler([=](caf::down_msg& dm) { on_child_down(self, dm); });
-  st.identity_slot = add_child(self, "identity", [=] { return start_identity(self); });
-  st.membership_slot = add_child(self, "membership", [=] { return start_membership(self); });
-  st.admin_slot = add_child(self, "admin", [=] { return start_admin(self); });
+  st.dir->bind(role::supervisor, caf::actor_cast<caf::actor>(self));
+  add_child(self, role::identity, [=] { return start_identity(self); });
+  add_child(self, role::membership, [=] { return start_membership(self); });
+  add_child(self, role::admin, [=] { return start_admin(self); });
   return {
       [=](bound_atom, const std::string& address, std::uint16_t port) {
         auto& st = self->state;
@@ -393,59 +369,6 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
         if (!peers.empty())
           st.last_peers = std::move(peers);
         st.last_incarnation = incarnation;
-      },
-      [=](admin_atom a, std::vector<std::string>& args) {
-        return self->delegate(self->state.children[self->state.admin_slot].handle, a,
-                              std::move(args));
-      },
-      [=](members_atom a) {
-        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-      },
-      [=](stats_atom) { return on_stats(self); },
-      [=](events_atom a) {
-        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-      },
-      [=](keyring_atom, const std::string& op, const std::string& arg) -> std::string {
-        return answer_keyring_request(self->state.params.sealer.get(), op, arg);
-      },
-      [=](keyring_atom a, const std::string& op, const std::string& arg, mesh_atom m) {
-        return self->delegate(self->state.children[self->state.identity_slot].handle, a, op, arg,
-                              m);
-      },
-      [=](token_atom a, std::int64_t ttl, std::int64_t uses) {
-        return self->delegate(self->state.children[self->state.identity_slot].handle, a, ttl, uses);
-      },
-      [=](revoke_atom a, const std::string& node, const std::string& key) {
-        return self->delegate(self->state.children[self->state.identity_slot].handle, a, node, key);
-      },
-      [=](alive_atom a) {
-        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-      },
-      [=](live_atom a) {
-        return self->delegate(self->state.children[self->state.membership_slot].handle, a);
-      },
-      [=](ban_atom a, const std::string& name) {
-        if (const auto& membership = self->state.children[self->state.membership_slot].handle)
-          self->send(membership, a, name);
-      },
-      [=](certs_atom a) {
-        return self->delegate(self->state.children[self->state.identity_slot].handle, a);
-      },
-      [=](admission_msg& msg) {
-        const auto& identity = self->state.children[self->state.identity_slot].handle;
-        if (!identity) {
-          msg.reply(make_error(errc::unreachable, "the identity actor is restarting"));
-          return;
-        }
-        self->send(identity, std::move(msg));
-      },
-      [=](forward_admission_msg& msg) {
-        const auto& membership = self->state.children[self->state.membership_slot].handle;
-        if (!membership) {
-          msg.done(make_error(errc::unreachable, "the membership actor is restarting"));
-          return;
-        }
-        self->send(membership, std::move(msg));
       },
       [=](leave_atom) { leave(self); },
       [=](stop_atom) {

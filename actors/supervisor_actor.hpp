@@ -1,16 +1,15 @@
 // The node supervisor: spawns, monitors and restarts the agent's child actors (membership,
-// identity, admin; later routing, proxy controller), runs the admin port, announces
-// readiness (agent.json + the ready line), and runs the graceful leave and shutdown.
+// identity, admin; later routing, proxy controller), lists each in the agent's directory
+// (actors/directory.hpp) where the others find it, runs the admin port, announces
+// readiness (agent.json + the ready line), and runs the graceful leave and shutdown. It
+// forwards nothing: children talk to each other directly.
 //
-// Protocol:
+// Protocol (lifecycle only):
 //   (leave_atom)          leave the mesh gracefully, then shut down with exit code 0
 //   (stop_atom)           shut down now (second signal)
-//   (members_atom) / (events_atom) -> std::string   delegated to the membership actor
-//   (keyring_atom, std::string op, std::string arg) -> std::string   the gossip keyring
-//   (admin_atom, std::vector<std::string>) -> std::string   delegated to the admin actor
-//   (token_atom, ...) / (revoke_atom, ...) / (certs_atom) / (admission_msg)   delegated to
-//                         the identity actor
-//   (forward_admission_msg) / (alive_atom) / (ban_atom, name)   to the membership actor
+//   from the membership actor: (bound_atom, address, port), (joined_atom, ok, message),
+//   (peers_atom, alive peers, incarnation), (failed_atom, message); from the identity
+//   actor: (failed_atom, message)
 #pragma once
 
 #include <atomic>
@@ -48,8 +47,5 @@ struct supervisor_params {
 
 /// Spawns the supervisor, which immediately spawns its children.
 [[nodiscard]] caf::actor spawn_supervisor(caf::actor_system& sys, supervisor_params params);
-
-/// Spawns an admin actor that serves admin requests (atoms.hpp) for `supervisor`.
-[[nodiscard]] caf::actor spawn_admin_actor(caf::actor_system& sys, caf::actor supervisor);
 
 } // namespace starling::actors

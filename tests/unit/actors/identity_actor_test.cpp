@@ -18,6 +18,7 @@
 
 #include "actors/admission_msgs.hpp"
 #include "actors/atoms.hpp"
+#include "actors/directory.hpp"
 #include "actors/errc.hpp"
 #include "actors/identity_actor.hpp"
 #include "actors/keyring_sealer.hpp"
@@ -77,6 +78,9 @@ protected:
   identity_actor_test() {
     spdlog::set_level(spdlog::level::off);
     supervisor_ = sys.spawn(fake_supervisor, log_);
+    // The fake answers for the supervisor and the membership actor alike.
+    roles_->bind(sa::role::supervisor, supervisor_);
+    roles_->bind(sa::role::membership, supervisor_);
   }
 
   ~identity_actor_test() override {
@@ -127,7 +131,7 @@ protected:
     p.cert_ttl = cert_ttl_;
     p.clock = [clock = clock_] { return *clock; };
     p.sealer = sealer_;
-    actor_ = sa::spawn_identity_actor(sys, supervisor_, std::move(p));
+    actor_ = sa::spawn_identity_actor(sys, roles_, std::move(p));
     sched.run();
   }
 
@@ -174,6 +178,7 @@ protected:
   st::temp_dir dir_{"starling-identity-actor"};
   std::shared_ptr<supervisor_log> log_ = std::make_shared<supervisor_log>();
   caf::actor supervisor_;
+  std::shared_ptr<sa::directory> roles_ = std::make_shared<sa::directory>();
   /// The gossip keyring start() hands the actor (null: none).
   std::shared_ptr<sa::keyring_sealer> sealer_;
   caf::actor actor_;
