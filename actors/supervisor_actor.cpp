@@ -405,8 +405,11 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
       [=](events_atom a) {
         return self->delegate(self->state.children[self->state.membership_slot].handle, a);
       },
-      [=](keyring_atom, const std::string& op, const std::string& arg) -> std::string {
-        return answer_keyring_request(self->state.params.sealer.get(), op, arg);
+      [=](keyring_atom, const std::string& op, const std::string& arg) -> caf::result<std::string> {
+        auto answer = answer_keyring_request(self->state.params.sealer.get(), op, arg);
+        if (!answer)
+          return std::move(answer.error());
+        return std::move(*answer);
       },
       [=](keyring_atom a, const std::string& op, const std::string& arg, mesh_atom m) {
         return self->delegate(self->state.children[self->state.identity_slot].handle, a, op, arg,
