@@ -203,8 +203,11 @@ caf::behavior admin_actor(caf::event_based_actor* self, admin_params p) {
             return ask(self, dir, role::identity, keyring_atom::value, op, args[2],
                        mesh_atom::value);
           }
-          return caf::make_message(
-              answer_keyring_request(p.sealer.get(), op, takes_arg ? args[2] : std::string{}));
+          auto answer =
+              answer_keyring_request(p.sealer.get(), op, takes_arg ? args[2] : std::string{});
+          if (!answer)
+            return std::move(answer.error());
+          return caf::make_message(std::move(*answer));
         }
         return usage("unknown admin command '" + cmd + "'");
       },

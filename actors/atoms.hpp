@@ -2,16 +2,16 @@
 // the same type, so `leave_atom` here is caf::leave_atom; that is fine.
 //
 // Admin protocol (local only: the admin port speaks proto/admin.proto, docs/decisions/0007,
-// and the supervisor hands each request in as (admin_atom, args)): (admin_atom,
-// std::vector<std::string>) -> std::string, or an actors::errc error (bad_request for usage
-// errors). The admin actor dispatches the command to (members_atom) -> std::string JSON,
-// (events_atom) -> std::string JSON, (leave_atom) -> std::string "ok",
-// (ping_atom) -> std::string "pong", (keyring_atom, std::string op, std::string arg) ->
-// std::string (actors/keyring_sealer.hpp), (keyring_atom, op, arg, mesh_atom) -> std::string
-// JSON report of the change pushed to every alive member (actors/identity_actor.hpp), (token_atom,
-// std::int64_t ttl_seconds, std::int64_t uses) -> std::string token, (certs_atom) -> std::string
-// JSON, (revoke_atom, std::string node, std::string key) -> std::string revoked key ids
-// (actors/identity_actor.hpp).
+// and hands each request to the admin actor it finds in the directory as (admin_atom,
+// args)): (admin_atom, std::vector<std::string>) -> std::string, or an error (bad_request
+// for usage errors). The admin actor answers ping, stats and local keyring changes
+// (actors/keyring_sealer.hpp) itself and asks the others: the membership actor
+// (members_atom) / (events_atom) / (stats_atom) -> JSON or counters; the identity actor
+// (keyring_atom, op, arg, mesh_atom) -> std::string JSON report of the change pushed to
+// every alive member, (token_atom, std::int64_t ttl_seconds, std::int64_t uses) ->
+// std::string token, (certs_atom) -> std::string JSON, (revoke_atom, std::string node,
+// std::string key) -> std::string revoked key ids (actors/identity_actor.hpp); the
+// supervisor (leave_atom).
 #pragma once
 
 #include <caf/atom.hpp>

@@ -3,11 +3,14 @@
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
-#include "gossip/errc.hpp"
+#include "proto/wire/errors.hpp"
 
 namespace starling::actors {
 
-const char* to_string(errc x) noexcept {
+namespace {
+
+/// The name of code `x`, or nullptr for a code this module does not have.
+const char* name_of(errc x) noexcept {
   switch (x) {
   case errc::invalid_config:
     return "invalid_config";
@@ -24,7 +27,18 @@ const char* to_string(errc x) noexcept {
   case errc::bad_request:
     return "bad_request";
   }
-  return "unknown";
+  return nullptr;
+}
+
+/// This module's names in the one renderer (docs/decisions/0015).
+const bool registered = wire::register_error_category(
+    errc_category, [](std::uint8_t code) noexcept { return name_of(static_cast<errc>(code)); });
+
+} // namespace
+
+const char* to_string(errc x) noexcept {
+  const char* name = name_of(x);
+  return name != nullptr ? name : "unknown";
 }
 
 caf::error make_error(errc x, std::string context) {
@@ -33,14 +47,12 @@ caf::error make_error(errc x, std::string context) {
 }
 
 std::string message_of(const caf::error& err) {
-  if (!err)
-    return "no error";
+  static_cast<void>(registered);
+  // The agent's own refusals are worded for the operator already: the text alone.
   const auto& ctx = err.context();
-  if (err.category() == errc_category && ctx.match_elements<std::string>())
+  if (err && err.category() == errc_category && ctx.match_elements<std::string>())
     return ctx.get_as<std::string>(0);
-  if (err.category() == gossip::errc_category)
-    return gossip::render(err);
-  return caf::to_string(err);
+  return wire::render_error(err);
 }
 
 } // namespace starling::actors

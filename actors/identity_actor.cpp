@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <map>
-#include <random>
 #include <set>
 
 #include <caf/actor_system.hpp>
@@ -26,6 +25,8 @@
 #include "identity/keyring.hpp"
 #include "identity/keyring_push.hpp"
 #include "identity/renewal.hpp"
+#include "identity/sync.hpp"
+#include "proto/wire/errors.hpp"
 
 namespace starling::actors {
 
@@ -95,30 +96,9 @@ struct identity_state {
   /// Set on issuer nodes.
   std::optional<identity::issuer_desk> desk;
   identity::openssl_random rng;
-  /// Picks sync peers.
-  std::mt19937_64 pick;
-  /// Mirrors params.revocations_file (a failed write is logged; memory still enforces).
-  identity::revocation_log revocations;
-  /// Revoked keys not applied to handshakes yet: an issuer's fresh revocation, until the
-  /// push to the revoked node itself is done (else its TLS client would refuse that node
-  /// before telling it). Never longer than one exchange (the transport's tcp_timeout).
-  std::multiset<sha256_digest> withheld;
-  /// Keys of CA certificates this node knows (the roots are in the bundle): its own issuer,
-  /// the issuers of its chain, signers of verified statements, authenticated sync senders.
-  /// A statement revoking one of them is refused.
-  std::set<sha256_digest> ca_keys;
-  /// SHA-256 of this node's own key (with an identity).
-  std::optional<sha256_digest> own_key;
-  /// A periodic exchange is under way.
-  bool sync_in_flight = false;
-  /// Periodic exchanges started: on issuers, every other one goes to an issuer (the ledger
-  /// travels between issuers only).
-  std::uint64_t ticks = 0;
-  /// Bans of the statements loaded at start were sent (at the first tick: the membership
-  /// actor starts after this one).
-  bool bans_sent = false;
-  /// This node's own key was found revoked and reported to the supervisor.
-  bool own_key_revoked = false;
+  /// The revocation sync: the statements this node holds, the CA keys it knows, its own
+  /// key (the core; named, seeded and started once the stores are open).
+  identity::revocation_sync sync{std::string{}, 0};
   /// Admissions this node routes (forwards, endorsement collections): the core.
   identity::admission_flow admissions;
   /// The reply channel of each admission under way, by ticket (see admission_flow).
@@ -133,7 +113,11 @@ struct identity_state {
   std::uint64_t refused = 0;
   std::uint64_t endorsed = 0;
   std::uint64_t names_refused = 0;
-  sync_summary sync;
+  /// Keyring changes refused (the certs view shows it with the sync counters).
+  std::uint64_t keyring_refused = 0;
+  /// Sync and renewal requests refused from clients without a certificate (shown with the
+  /// sync failures).
+  std::uint64_t unauthenticated = 0;
   /// Node names of issuers this node learned from signatures it verified (statements,
   /// ledgers, token records): names no joiner may take.
   std::set<std::string> issuer_names;
@@ -166,30 +150,15 @@ issuer_summary summarize(const identity_state& st, identity::time_point now) {
 
 std::vector<revocation_row> revocation_rows(const identity_state& st) {
   std::vector<revocation_row> rows;
-  for (const auto& [k, e] : st.revocations.entries())
+  for (const auto& [k, e] : st.sync.log().entries())
     rows.push_back({e.statement.node, e.statement.key, e.issuer.node, e.statement.revoked_at});
   return rows;
 }
 
-/// An error as the refusal the client reads: "identity.token_expired: ..." (a refusal
-/// relayed from the token's issuer is passed on as it came).
-caf::error as_refusal(const caf::error& err) {
-  if (err.category() == gossip::errc_category)
-    return err.code() == static_cast<std::uint8_t>(gossip::errc::peer_refused)
-               ? err
-               : gossip::make_error(gossip::errc::peer_refused, gossip::render(err));
-  if (err.category() == errc_category)
-    return gossip::make_error(gossip::errc::peer_refused, message_of(err));
-  return gossip::make_error(gossip::errc::peer_refused, identity::render(err));
-}
-
-/// "what: reason" for an error of any module the identity channel meets.
+/// What an error says in logs and reports: a peer's refusal as the peer gave it, the agent's
+/// own text, any other error rendered ("identity.token_expired: ...", decision 0015).
 std::string why(const caf::error& err) {
-  if (err.category() == gossip::errc_category)
-    return gossip::render(err);
-  if (err.category() == errc_category)
-    return message_of(err);
-  return identity::render(err);
+  return err.category() == gossip::errc_category ? gossip::refusal_reason(err) : message_of(err);
 }
 
 void refuse(identity_actor_t* self, const gossip::admission_responder& reply,
@@ -197,9 +166,8 @@ void refuse(identity_actor_t* self, const gossip::admission_responder& reply,
   ++self->state.refused;
   if (identity::is(err, identity::errc::name_taken))
     ++self->state.names_refused;
-  auto refusal = as_refusal(err);
-  spdlog::warn("admission of {} refused: {}", who, gossip::refusal_reason(refusal));
-  reply(std::move(refusal));
+  spdlog::warn("admission of {} refused: {}", who, why(err));
+  reply(identity::encode_refusal(err));
 }
 
 /// Writes the lines a core returned.
@@ -222,169 +190,49 @@ void write_log(const std::vector<identity::log_line>& lines) {
   }
 }
 
-// -- revocations ------------------------------------------------------------------------------
+// -- revocations (identity/sync.hpp) -----------------------------------------------------------
 
-/// Makes handshakes refuse every revoked key but the withheld ones.
-void apply_to_trust(identity_state& st) {
-  identity::revocation_set keys;
-  for (const auto& [k, e] : st.revocations.entries())
-    if (!st.withheld.contains(k.first))
-      keys.insert(k.first);
-  st.params.id->trust->revoke(keys);
+/// The sync counters as the certs view shows them.
+sync_summary sync_view(const identity_state& st) {
+  const auto& c = st.sync.counters();
+  sync_summary out;
+  out.exchanges = c.exchanges;
+  out.failures = c.failures + st.unauthenticated;
+  out.statements_refused = c.statements_refused;
+  out.statements_learned = c.statements_learned;
+  out.ledgers_merged = c.ledgers_merged;
+  out.ledgers_refused = c.ledgers_refused;
+  out.records_refused = c.records_refused;
+  out.keyring_refused = st.keyring_refused;
+  out.in_step = c.in_step;
+  out.pushes = c.pushes;
+  return out;
 }
 
-/// Reports that this node's own key is revoked: it can no longer talk to anyone.
-void on_own_key_revoked(identity_actor_t* self, const identity::revocation_log::entry& e) {
-  auto& st = self->state;
-  if (st.own_key_revoked)
+/// Adds this issuer's token ledger to `msg` for `peer`, signed for it (what proves to the
+/// peer that an issuer sends it), with its own issued list (the newest records, up to the
+/// bound). Issuers only.
+void add_ledger(identity_state& st, identity::sync_message& msg, const std::string& peer) {
+  if (!st.desk)
     return;
-  st.own_key_revoked = true;
-  auto msg = "this node's key " + identity::format_pin(e.statement.key) +
-             " was revoked by issuer '" + e.issuer.node + "': every peer refuses it now; " +
-             "stopping (admit the node again with a new token)";
-  spdlog::error("{}", msg);
-  self->send(st.dir->find(role::supervisor), failed_atom::value, std::move(msg));
+  const auto& all = st.desk->issued();
+  std::vector<identity::issued_certificate> issued(all.size() > identity::max_shared_issued
+                                                       ? all.end() - identity::max_shared_issued
+                                                       : all.begin(),
+                                                   all.end());
+  auto seal = identity::sign_ledger(st.desk->material(), st.desk->tokens().ledger(), issued, peer,
+                                    st.params.clock());
+  if (!seal) {
+    spdlog::error("cannot sign the token ledger for {}: {}", peer, identity::render(seal.error()));
+    return;
+  }
+  msg.ledger = st.desk->tokens().ledger();
+  msg.ledger_seal = std::move(*seal);
+  msg.issued = std::move(issued);
 }
 
-/// Consequences of statements just added to the log: handshakes, bans, own key.
-void on_learned(identity_actor_t* self, const std::vector<identity::revocation_log::entry>& fresh) {
-  auto& st = self->state;
-  apply_to_trust(st);
-  for (const auto& e : fresh) {
-    spdlog::warn("revocation: key {} of node '{}' revoked by issuer '{}'",
-                 identity::format_pin(e.statement.key), e.statement.node, e.issuer.node);
-    if (st.own_key && *st.own_key == e.statement.key) {
-      on_own_key_revoked(self, e);
-      continue;
-    }
-    if (e.statement.node != st.params.name && !st.withheld.contains(e.statement.key))
-      self->send(st.dir->find(role::membership), ban_atom::value, e.statement.node);
-  }
-}
-
-/// Persists `next` and makes it the log. A failed write is logged, not fatal: the
-/// revocations are enforced in memory anyway, and the next change writes the file again.
-void commit_log(identity_state& st, identity::revocation_log next) {
-  if (auto err = next.save(st.params.revocations_file))
-    spdlog::error("cannot persist revocations in {}: {}", st.params.revocations_file.string(),
-                  identity::render(err));
-  st.revocations = std::move(next);
-}
-
-/// Verifies and merges what a peer sent: statements from anyone (each verified), the token
-/// ledger only from an authenticated issuer and only on an issuer. Returns true when the
-/// peer authenticated as an issuer.
-bool absorb(identity_actor_t* self, const std::string& peer, const identity::sync_message& msg) {
-  auto& st = self->state;
-  const auto now = st.params.clock();
-  const auto& bundle = st.current->creds.bundle;
-  st.sync.statements_refused += msg.malformed;
-  std::optional<identity::revocation_log> next;
-  std::vector<identity::revocation_log::entry> fresh;
-  for (const auto& stmt : msg.revocations) {
-    if (st.revocations.contains(stmt))
-      continue; // known: not verified again every few seconds
-    auto who = identity::verify_revocation(stmt, bundle, now, st.ca_keys);
-    if (!who) {
-      ++st.sync.statements_refused;
-      spdlog::debug("dropped a revocation statement from {}: {}", peer,
-                    identity::render(who.error()));
-      continue;
-    }
-    st.ca_keys.insert(who->key);
-    st.issuer_names.insert(who->node);
-    if (!next)
-      next = st.revocations;
-    identity::revocation_log::entry e{stmt, std::move(*who)};
-    if (next->insert(e)) {
-      ++st.sync.statements_learned;
-      fresh.push_back(std::move(e));
-    }
-  }
-  if (next) {
-    commit_log(st, std::move(*next));
-    on_learned(self, fresh);
-  }
-  if (!msg.ledger)
-    return false;
-  if (!st.desk) {
-    spdlog::debug("ignored a token ledger from {}: this node is no issuer", peer);
-    return false;
-  }
-  // The ledger counts only with an issuer's signature over it for this node: a peer that
-  // merely has an issuer's name (or sends an issuer certificate, which is public) is no
-  // issuer (issue 13, finding 1).
-  auto issuer = identity::verify_ledger(*msg.ledger, msg.issued, msg.ledger_seal, st.params.name,
-                                        bundle, now);
-  if (!issuer) {
-    ++st.sync.ledgers_refused;
-    spdlog::warn("refused the token ledger of {}: {}", peer, identity::render(issuer.error()));
-    return false;
-  }
-  st.ca_keys.insert(issuer->key);
-  st.issuer_names.insert(issuer->node);
-  // What it certified: no joiner gets those names here while the keys are valid.
-  st.desk->learn_issued(issuer->node, msg.issued, now);
-  auto dropped = st.desk->merge_ledger(*msg.ledger, now);
-  if (!dropped) {
-    spdlog::error("cannot persist the token ledger merged from {}: {}", peer,
-                  identity::render(dropped.error()));
-    return true;
-  }
-  ++st.sync.ledgers_merged;
-  if (*dropped > 0) {
-    st.sync.records_refused += *dropped;
-    spdlog::warn("dropped {} token record(s) from {}'s ledger: not signed by their issuer",
-                 *dropped, peer);
-  }
-  for (const auto& [id, entry] : st.desk->tokens().ledger().entries())
-    st.issuer_names.insert(entry.issuer);
-  return true;
-}
-
-/// Drops the statements of expired issuers (nobody needs them), then the digest of the rest:
-/// what a sync compares.
-sha256_digest pruned_digest(identity_state& st) {
-  st.revocations.prune(st.params.clock());
-  return st.revocations.digest();
-}
-
-/// What this node sends in a sync: `own` (pruned_digest's), the statements themselves when
-/// `statements` (a push, or an answer to a peer whose digest differs), and (issuers, to an
-/// issuer) the ledger with the issuer certificate.
-identity::sync_message outgoing(identity_state& st, const sha256_digest& own, bool with_ledger,
-                                bool statements, const std::string& peer) {
-  identity::sync_message msg;
-  msg.digest = own;
-  if (statements) {
-    msg.revocations.reserve(st.revocations.size());
-    for (const auto& [k, e] : st.revocations.entries())
-      msg.revocations.push_back(e.statement);
-  }
-  if (st.desk && with_ledger) {
-    // Signed for `peer`: what proves to it that an issuer sends this ledger.
-    // Its own issued list rides along (the newest records, up to the bound).
-    const auto& all = st.desk->issued();
-    std::vector<identity::issued_certificate> issued(all.size() > identity::max_shared_issued
-                                                         ? all.end() - identity::max_shared_issued
-                                                         : all.begin(),
-                                                     all.end());
-    auto seal = identity::sign_ledger(st.desk->material(), st.desk->tokens().ledger(), issued, peer,
-                                      st.params.clock());
-    if (seal) {
-      msg.ledger = st.desk->tokens().ledger();
-      msg.ledger_seal = std::move(*seal);
-      msg.issued = std::move(issued);
-    } else {
-      spdlog::error("cannot sign the token ledger for {}: {}", peer,
-                    identity::render(seal.error()));
-    }
-  }
-  return msg;
-}
-
-/// Sends `request` (an encoded IdentityRequest) to member `node` through the membership actor and
-/// the membership actor. The answer comes back to this actor as the local message that
+/// Sends `request` (an encoded IdentityRequest) to member `node` through the membership
+/// actor. The answer comes back to this actor as the local message that
 /// `to_msg(answer)` makes (run on the transport's thread, so it must only build a value).
 template <class ToMsg>
 void ask_member(identity_actor_t* self, std::string node, std::string request, ToMsg to_msg) {
@@ -404,138 +252,89 @@ void ask_member(identity_actor_t* self, std::string node, std::string request, T
   self->send(membership, std::move(fwd));
 }
 
-/// Sends one sync request to member `peer` through the membership actor. A periodic one
-/// carries only the digest of this node's statements (the peer answers with its own
-/// statements if they differ); any other (a push) carries them all.
-void start_sync(identity_actor_t* self, const std::string& peer, bool peer_is_issuer, bool periodic,
-                std::vector<sha256_digest> release = {}) {
+void run(identity_actor_t* self, identity::sync_effects fx);
+
+/// Sends one sync request the core asked for; its answer comes back as a sync_result_msg.
+void send_sync(identity_actor_t* self, identity::sync_send s) {
   auto& st = self->state;
-  auto bytes = identity::encode_sync_request(
-      outgoing(st, pruned_digest(st), peer_is_issuer, !periodic, peer));
+  if (s.ledger)
+    add_ledger(st, s.msg, s.peer);
+  auto bytes = identity::encode_sync_request(s.msg);
   if (!bytes) {
     spdlog::error("cannot encode a sync request: {}", identity::render(bytes.error()));
-    self->send(self, sync_result_msg{peer, bytes.error(), periodic, std::move(release)});
+    self->send(self, sync_result_msg{s.peer, bytes.error(), s.periodic, std::move(s.release)});
     return;
   }
-  ask_member(self, peer, std::move(*bytes),
-             [peer, periodic, release = std::move(release)](caf::expected<std::string> answer) {
+  ask_member(self, s.peer, std::move(*bytes),
+             [peer = s.peer, periodic = s.periodic,
+              release = std::move(s.release)](caf::expected<std::string> answer) {
                return sync_result_msg{peer, std::move(answer), periodic, release};
              });
 }
 
-/// Applies the withheld keys of a finished push and bans their nodes.
-void release_withheld(identity_actor_t* self, const std::vector<sha256_digest>& keys) {
+/// Carries out what the sync core asked for: the log written first, then the handshakes,
+/// bans and the stop, then the ledger merge, then the requests.
+void run(identity_actor_t* self, identity::sync_effects fx) {
   auto& st = self->state;
-  if (keys.empty())
-    return;
-  std::set<std::string> nodes;
-  for (const auto& key : keys) {
-    if (auto it = st.withheld.find(key); it != st.withheld.end())
-      st.withheld.erase(it);
-    for (const auto& [k, e] : st.revocations.entries())
-      if (k.first == key)
-        nodes.insert(e.statement.node);
-  }
-  apply_to_trust(st);
-  for (const auto& node : nodes)
+  write_log(fx.log);
+  for (auto& name : fx.issuers)
+    st.issuer_names.insert(std::move(name));
+  // A failed write is logged, not fatal: the revocations are enforced in memory anyway, and
+  // the next change writes the file again.
+  if (fx.persist)
+    if (auto err = st.sync.log().save(st.params.revocations_file))
+      spdlog::error("cannot persist revocations in {}: {}", st.params.revocations_file.string(),
+                    identity::render(err));
+  if (fx.enforce)
+    st.params.id->trust->revoke(*fx.enforce);
+  for (const auto& node : fx.ban)
     self->send(st.dir->find(role::membership), ban_atom::value, node);
+  if (fx.stop)
+    self->send(st.dir->find(role::supervisor), failed_atom::value, *fx.stop);
+  if (fx.merge && st.desk) {
+    const auto now = st.params.clock();
+    // What it certified: no joiner gets those names here while the keys are valid.
+    st.desk->learn_issued(fx.merge->issuer, fx.merge->issued, now);
+    auto dropped = st.desk->merge_ledger(fx.merge->ledger, now);
+    if (dropped)
+      for (const auto& [id, entry] : st.desk->tokens().ledger().entries())
+        st.issuer_names.insert(entry.issuer);
+    run(self, st.sync.on_ledger_merged(fx.merge->peer, dropped));
+  }
+  for (auto& s : fx.send)
+    send_sync(self, std::move(s));
+  if (fx.list_members)
+    self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
+        .then(
+            [=](std::vector<std::string>& names, std::vector<std::string>&,
+                std::vector<std::string>& issuers) {
+              auto& st = self->state;
+              run(self, st.sync.on_members(names, issuers, st.params.clock()));
+            },
+            [=](caf::error& err) { run(self, self->state.sync.on_no_members(why(err))); });
+  if (fx.list_for_push)
+    self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
+        .then(
+            [=, q = *fx.list_for_push](std::vector<std::string>& names, std::vector<std::string>&,
+                                       std::vector<std::string>& issuers) {
+              auto& st = self->state;
+              run(self, st.sync.on_push_members(q, names, issuers, st.params.clock()));
+            },
+            [=, q = *fx.list_for_push](caf::error& err) {
+              run(self, self->state.sync.on_push_no_members(q, why(err)));
+            });
 }
 
 void on_sync_result(identity_actor_t* self, sync_result_msg& msg) {
   auto& st = self->state;
-  if (msg.periodic)
-    st.sync_in_flight = false;
-  release_withheld(self, msg.release);
-  if (!msg.answer) {
-    ++st.sync.failures;
-    spdlog::debug("identity sync with {} failed: {}", msg.peer, why(msg.answer.error()));
-    return;
-  }
-  auto answer = identity::decode_sync_response(*msg.answer);
-  if (!answer) {
-    ++st.sync.failures;
-    spdlog::debug("identity sync with {}: {}", msg.peer, identity::render(answer.error()));
-    return;
-  }
-  ++st.sync.exchanges;
-  const bool peer_is_issuer = absorb(self, msg.peer, *answer);
-  if (!msg.periodic || !answer->digest)
-    return;
-  if (*answer->digest == st.revocations.digest()) {
-    if (answer->revocations.empty())
-      ++st.sync.in_step;
-    return;
-  }
-  // The peer's statements differ from ours even after taking theirs: it lacks some of
-  // ours. Push them (once: a push is not periodic, so its answer never pushes again).
-  ++st.sync.pushes;
-  start_sync(self, msg.peer, peer_is_issuer, false);
+  run(self, st.sync.on_answer(msg.peer, msg.periodic, msg.release, msg.answer,
+                              st.current->creds.bundle, st.params.clock()));
 }
 
-/// The periodic exchange: one random alive member.
+/// The periodic exchange: one random alive member (the core picks).
 void on_sync_tick(identity_actor_t* self) {
-  auto& st = self->state;
-  self->delayed_send(self, st.params.sync_interval, sync_atom::value);
-  if (!st.bans_sent) {
-    st.bans_sent = true;
-    for (const auto& [k, e] : st.revocations.entries())
-      if (e.statement.node != st.params.name)
-        self->send(st.dir->find(role::membership), ban_atom::value, e.statement.node);
-  }
-  if (st.sync_in_flight || st.own_key_revoked)
-    return;
-  st.sync_in_flight = true;
-  self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
-      .then(
-          [=](std::vector<std::string>& names, std::vector<std::string>&,
-              std::vector<std::string>& issuers) {
-            auto& st = self->state;
-            if (names.empty()) {
-              st.sync_in_flight = false;
-              return;
-            }
-            const auto& pool = st.desk && !issuers.empty() && st.ticks++ % 2 == 1 ? issuers : names;
-            std::uniform_int_distribution<std::size_t> any{0, pool.size() - 1};
-            const auto peer = pool[any(st.pick)];
-            const bool is_issuer = std::find(issuers.begin(), issuers.end(), peer) != issuers.end();
-            start_sync(self, peer, is_issuer, true);
-          },
-          [=](caf::error& err) {
-            self->state.sync_in_flight = false;
-            spdlog::debug("identity sync: no member list: {}", why(err));
-          });
-}
-
-/// Spreads fresh statements at once: one sync with every alive member. The keys in
-/// `withheld` are applied when the push to their node is done (or at once if it is not
-/// alive).
-void push_revocations(identity_actor_t* self, const std::string& node,
-                      std::vector<sha256_digest> withheld) {
-  auto& st = self->state;
-  self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
-      .then(
-          [=](std::vector<std::string>& names, std::vector<std::string>&,
-              std::vector<std::string>& issuers) {
-            bool target_alive = false;
-            for (const auto& peer : names) {
-              const bool is_issuer =
-                  std::find(issuers.begin(), issuers.end(), peer) != issuers.end();
-              if (peer == node) {
-                target_alive = true;
-                start_sync(self, peer, is_issuer, false, withheld);
-              } else {
-                start_sync(self, peer, is_issuer, false);
-              }
-            }
-            spdlog::info("revocation of '{}' pushed to {} member(s)", node, names.size());
-            if (!target_alive)
-              release_withheld(self, withheld);
-          },
-          [=](caf::error& err) {
-            spdlog::warn("cannot push the revocation of '{}' at once ({}); anti-entropy spreads it",
-                         node, why(err));
-            release_withheld(self, withheld);
-          });
+  self->delayed_send(self, self->state.params.sync_interval, sync_atom::value);
+  run(self, self->state.sync.on_tick());
 }
 
 void rotate_keyring(identity_actor_t* self, std::set<std::string> revoked_nodes);
@@ -570,20 +369,20 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
                             "it: starling revoke " +
                             node + " --key sha256:<hex> (`starling certs` on that node shows it)");
   }
-  auto next = st.revocations;
+  auto next = st.sync.log();
   std::vector<identity::revocation_log::entry> fresh;
   std::string answer;
   for (const auto& key : keys) {
-    if (st.own_key && key == *st.own_key)
+    if (st.sync.own_key() && key == *st.sync.own_key())
       return make_error(errc::request_failed, "refusing to revoke this node's own key");
-    if (st.ca_keys.contains(key))
+    if (st.sync.is_ca_key(key))
       return make_error(errc::request_failed, identity::format_pin(key) +
                                                   " is the key of an issuer: issuers revoke node "
                                                   "keys only (issuers are removed offline)");
     auto stmt = identity::make_revocation(*st.params.id->issuer, key, node, now);
     if (!stmt)
       return make_error(errc::request_failed, identity::render(stmt.error()));
-    auto who = identity::verify_revocation(*stmt, st.current->creds.bundle, now, st.ca_keys);
+    auto who = identity::verify_revocation(*stmt, st.current->creds.bundle, now, st.sync.ca_keys());
     if (!who)
       return make_error(errc::request_failed, identity::render(who.error()));
     identity::revocation_log::entry e{std::move(*stmt), std::move(*who)};
@@ -599,14 +398,8 @@ caf::result<std::string> on_revoke(identity_actor_t* self, const std::string& no
     return make_error(errc::request_failed, "cannot persist the revocation in " +
                                                 st.params.revocations_file.string() + ": " +
                                                 identity::render(err));
-  st.revocations = std::move(next);
-  std::vector<sha256_digest> withheld;
-  for (const auto& e : fresh) {
-    st.withheld.insert(e.statement.key);
-    withheld.push_back(e.statement.key);
-  }
-  on_learned(self, fresh); // logs, trust (minus the withheld keys)
-  push_revocations(self, node, std::move(withheld));
+  // Withheld from handshakes until the push to `node` is done, pushed to every member.
+  run(self, st.sync.revoked(std::move(next), fresh, node));
   rotate_keyring(self, {node});
   return answer;
 }
@@ -623,7 +416,7 @@ void on_renew_tick(identity_actor_t* self) {
   self->delayed_send(self, identity::renewal_check_period(leaf, st.params.renewal_interval),
                      renew_atom::value);
   run(self, st.renewal.on_check(st.current->creds, st.params.clock(),
-                                st.current->issuer.has_value(), st.own_key_revoked));
+                                st.current->issuer.has_value(), st.sync.own_key_revoked()));
 }
 
 /// Carries out what the renewal core asked for.
@@ -664,7 +457,7 @@ void run(identity_actor_t* self, identity::renewal_effects fx) {
     st.current->source = "renewed by " + *fx.renewed_by;
     for (std::size_t i = 1; i < st.current->creds.certs.size(); ++i) // its issuer may be new
       if (auto key = identity::spki_sha256(st.current->creds.certs[i]))
-        st.ca_keys.insert(*key);
+        st.sync.add_ca_key(*key);
   }
 }
 
@@ -696,9 +489,8 @@ void on_renewal_request(identity_actor_t* self, const identity::renewal_request&
   }();
   if (!grant) {
     ++st.refused;
-    auto refusal = as_refusal(grant.error());
-    spdlog::warn("renewal for member {} refused: {}", peer, gossip::refusal_reason(refusal));
-    reply(std::move(refusal));
+    spdlog::warn("renewal for member {} refused: {}", peer, why(grant.error()));
+    reply(identity::encode_refusal(grant.error()));
     return;
   }
   spdlog::info("renewed the certificate of member '{}'", peer);
@@ -796,17 +588,18 @@ void run(identity_actor_t* self, identity::admission_effects fx) {
     auto reply = take_reply(st, r.ticket);
     if (!reply)
       continue;
+    // An issuer's refusal to endorse keeps its code (the joiner decides on it), and says
+    // which issuer refused.
     auto err = r.endorsing_issuer.empty()
                    ? std::move(r.error)
-                   : gossip::make_error(gossip::errc::peer_refused,
-                                        "endorsement by issuer " + r.endorsing_issuer + ": " +
-                                            gossip::refusal_reason(as_refusal(r.error)));
+                   : caf::error{r.error.code(), r.error.category(),
+                                caf::make_message("endorsement by issuer " + r.endorsing_issuer +
+                                                  ": " + wire::context_of(r.error))};
     refuse(self, reply, r.who, err);
   }
   for (auto& r : fx.relay)
     if (auto reply = take_reply(st, r.ticket))
-      reply(r.answer ? std::move(r.answer)
-                     : caf::expected<std::string>{as_refusal(r.answer.error())});
+      reply(r.answer ? std::move(*r.answer) : identity::encode_refusal(r.answer.error()));
 }
 
 /// An admission request (names refreshed): handed to the admission core.
@@ -872,9 +665,9 @@ start_keyring_push(identity_actor_t* self, const std::string& op, const std::str
   if (!bytes)
     return make_error(errc::bad_request, identity::render(bytes.error()));
   auto here = answer_keyring_request(st.params.sealer.get(), op, arg);
-  if (here.rfind("ok ", 0) != 0)
-    return make_error(errc::request_failed, here.rfind("error: ", 0) == 0 ? here.substr(7) : here);
-  const auto push = st.keyrings.start(op, arg, here.substr(3), std::move(exclude), rotation);
+  if (!here)
+    return std::move(here.error());
+  const auto push = st.keyrings.start(op, arg, std::move(*here), std::move(exclude), rotation);
   self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
       .then(
           [=](std::vector<std::string>& names, std::vector<std::string>&,
@@ -949,8 +742,7 @@ void on_keyring_result(identity_actor_t* self, keyring_result_msg& msg) {
   if (msg.answer)
     run(self, keyrings.on_answer(msg.push, msg.node, *msg.answer));
   else
-    run(self, keyrings.on_failure(msg.push, msg.node,
-                                  gossip::refusal_reason(as_refusal(msg.answer.error()))));
+    run(self, keyrings.on_failure(msg.push, msg.node, why(msg.answer.error())));
 }
 
 /// `starling keyring install|use|remove` for the whole mesh, on an issuer: applied here
@@ -984,39 +776,36 @@ void on_keyring_change(identity_actor_t* self, const identity::keyring_change& c
     if (!issuer)
       return issuer.error();
     st.issuer_names.insert(issuer->node);
-    auto done = answer_keyring_request(st.params.sealer.get(), change.op, change.key);
-    if (done.rfind("ok ", 0) != 0)
-      return identity::make_error(identity::errc::keyring_refused,
-                                  done.rfind("error: ", 0) == 0 ? done.substr(7) : done);
-    return done.substr(3);
+    return answer_keyring_request(st.params.sealer.get(), change.op, change.key);
   }();
   if (!answer) {
-    ++st.sync.keyring_refused;
-    auto refusal = as_refusal(answer.error());
-    spdlog::warn("keyring {} from member {} refused: {}", change.op, peer,
-                 gossip::refusal_reason(refusal));
-    reply(std::move(refusal));
+    ++st.keyring_refused;
+    spdlog::warn("keyring {} from member {} refused: {}", change.op, peer, why(answer.error()));
+    reply(identity::encode_refusal(answer.error()));
     return;
   }
   spdlog::info("keyring {} of key {} by issuer {}", change.op, *answer, peer);
   reply(identity::encode_keyring_answer(*answer));
 }
 
-/// A peer's sync request: absorb, then answer with what we hold.
+/// A peer's sync request: the core absorbs it and says what to answer.
 void on_sync_request(identity_actor_t* self, const identity::sync_message& req,
                      const std::string& peer, const gossip::admission_responder& reply) {
   auto& st = self->state;
-  const bool peer_is_issuer = absorb(self, peer, req);
-  // Statements only to a peer that lacks some (or did not say what it holds).
-  const auto own = pruned_digest(st);
-  const bool differ = !req.digest || *req.digest != own;
-  auto bytes = identity::encode_sync_response(outgoing(st, own, peer_is_issuer, differ, peer));
+  auto fx = st.sync.on_request(peer, req, st.current->creds.bundle, st.params.clock());
+  auto answer = std::move(fx.reply);
+  const bool ledger = fx.reply_ledger;
+  run(self, std::move(fx)); // a merged ledger is in the answer
+  if (!answer)
+    return;
+  if (ledger)
+    add_ledger(st, *answer, peer);
+  auto bytes = identity::encode_sync_response(*answer);
   if (!bytes) {
     spdlog::error("cannot encode a sync response: {}", identity::render(bytes.error()));
-    reply(as_refusal(bytes.error()));
+    reply(identity::encode_refusal(bytes.error()));
     return;
   }
-  ++st.sync.exchanges;
   reply(std::move(*bytes));
 }
 
@@ -1072,10 +861,10 @@ void on_request(identity_actor_t* self, admission_msg& msg) {
     return;
   }
   if (!msg.peer) {
-    ++st.sync.failures;
+    ++st.unauthenticated;
     spdlog::debug("refused a sync or renewal request from a client without a certificate");
-    msg.reply(gossip::make_error(gossip::errc::peer_refused,
-                                 "a client without a certificate may only ask for admission"));
+    msg.reply(identity::encode_refusal(identity::make_error(
+        identity::errc::bad_request, "a client without a certificate may only ask for admission")));
     return;
   }
   if (auto* renewal = std::get_if<identity::renewal_request>(&*req)) {
@@ -1110,33 +899,33 @@ std::optional<identity::node_credentials> renewed_since_start(const identity_sta
   return std::move(**stored);
 }
 
-/// Opens the stores; an error message naming what failed, or empty.
-std::string open_stores(identity_state& st) {
+/// Opens the stores and starts the sync core with the revocation log; an error message
+/// naming what failed, or empty. The core's start effects (what to enforce, and the stop of
+/// a node whose own key is revoked) go to `started`.
+std::string open_stores(identity_state& st, identity::sync_effects& started) {
   auto log = identity::revocation_log::load(st.params.revocations_file);
   if (!log)
     return "cannot open the revocation log: " + identity::render(log.error());
-  st.revocations = std::move(*log);
   st.current = *st.params.id;
   if (auto stored = renewed_since_start(st))
     st.current->creds = std::move(*stored);
   const auto& id = *st.current;
+  st.sync = identity::revocation_sync{st.params.name, st.params.rng_seed, id.issuer.has_value()};
+  std::optional<sha256_digest> own_key;
   if (!id.creds.certs.empty())
     if (auto own = identity::spki_sha256(id.creds.certs.front()))
-      st.own_key = *own;
+      own_key = *own;
   for (std::size_t i = 1; i < id.creds.certs.size(); ++i) {
     if (auto key = identity::spki_sha256(id.creds.certs[i]))
-      st.ca_keys.insert(*key);
+      st.sync.add_ca_key(*key);
     if (auto name = identity::spiffe_id_of(id.creds.certs[i]))
       st.issuer_names.insert(name->name);
   }
-  for (const auto& [k, e] : st.revocations.entries()) {
-    st.ca_keys.insert(e.issuer.key);
-    st.issuer_names.insert(e.issuer.node);
-  }
+  started = st.sync.start(std::move(*log), own_key);
   if (id.issuer) {
     st.issuer_names.insert(id.issuer->node);
     if (auto key = identity::spki_sha256(id.issuer->cert))
-      st.ca_keys.insert(*key);
+      st.sync.add_ca_key(*key);
     auto desk =
         identity::issuer_desk::open(*id.issuer, st.params.tokens_file, st.params.issued_file);
     if (!desk)
@@ -1157,20 +946,18 @@ caf::behavior identity_actor(identity_actor_t* self, std::shared_ptr<const direc
   st.dir = std::move(dir);
   st.keyrings = identity::keyring_pushes{st.params.name};
   st.renewal = identity::renewal{st.params.name, st.params.rng_seed};
-  st.pick.seed(st.params.rng_seed);
   if (st.params.id) {
-    if (auto msg = open_stores(st); !msg.empty()) {
+    identity::sync_effects started;
+    if (auto msg = open_stores(st, started); !msg.empty()) {
       self->send(st.dir->find(role::supervisor), failed_atom::value, msg);
       self->quit(make_error(errc::io_failure, msg));
       return {};
     }
-    apply_to_trust(st);
-    for (const auto& [k, e] : st.revocations.entries())
-      if (st.own_key && k.first == *st.own_key) {
-        on_own_key_revoked(self, e);
-        self->quit(make_error(errc::request_failed, "this node's key is revoked"));
-        return {};
-      }
+    run(self, std::move(started)); // enforced in handshakes; the stop if the own key is revoked
+    if (st.sync.own_key_revoked()) {
+      self->quit(make_error(errc::request_failed, "this node's key is revoked"));
+      return {};
+    }
     if (st.params.renewal_interval > caf::timespan::zero() && !st.current->creds.certs.empty())
       self->send(self, renew_atom::value);
     if (st.params.sync_interval > caf::timespan::zero())
@@ -1208,8 +995,9 @@ caf::behavior identity_actor(identity_actor_t* self, std::shared_ptr<const direc
           ring = st.params.sealer->view();
         auto summary = summarize(st, now);
         auto rows = revocation_rows(st);
+        auto sync = sync_view(st);
         return certs_json(st.current ? &*st.current : nullptr, ring ? &*ring : nullptr,
-                          st.desk ? &summary : nullptr, &rows, &st.sync, now);
+                          st.desk ? &summary : nullptr, &rows, &sync, now);
       },
       [=](admission_msg& msg) { on_request(self, msg); },
       [=](forward_result_msg& msg) { on_forward_result(self, msg); },

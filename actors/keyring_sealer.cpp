@@ -198,21 +198,19 @@ caf::expected<startup_keyring> load_startup_keyring(const agent_config& cfg) {
 
 // -- admin ------------------------------------------------------------------------------
 
-std::string answer_keyring_request(keyring_sealer* sealer, std::string_view op,
-                                   std::string_view arg) {
+caf::expected<std::string> answer_keyring_request(keyring_sealer* sealer, std::string_view op,
+                                                  std::string_view arg) {
   if (op == "list")
     return keyring_json(sealer ? sealer->view() : keyring_view{});
   if (op != "install" && op != "use" && op != "remove")
-    return "error: unknown keyring operation \"" + std::string{op} + "\"";
+    return make_error(errc::bad_request, "unknown keyring operation \"" + std::string{op} + "\"");
   if (!sealer)
-    return "error: gossip encryption is off on this node (it started without gossip_key or a "
-           "keyring); turning it on needs a restart with a key on every node";
-  auto res = op == "install" ? sealer->install(arg)
-             : op == "use"   ? sealer->use(arg)
-                             : sealer->remove(arg);
-  if (!res)
-    return "error: " + message_of(res.error());
-  return "ok " + *res;
+    return make_error(errc::request_failed,
+                      "gossip encryption is off on this node (it started without gossip_key or a "
+                      "keyring); turning it on needs a restart with a key on every node");
+  return op == "install" ? sealer->install(arg)
+         : op == "use"   ? sealer->use(arg)
+                         : sealer->remove(arg);
 }
 
 // -- views ------------------------------------------------------------------------------

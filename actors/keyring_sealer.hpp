@@ -147,12 +147,13 @@ struct startup_keyring {
 /// The persisted keyring's path: <data_dir>/keyring.
 [[nodiscard]] std::filesystem::path keyring_path(const std::filesystem::path& data_dir);
 
-/// Serves one admin keyring request (docs/decisions/0002: strings only). `op` is "list"
-/// (answer: the JSON view), "install", "use" or "remove" (answer: "ok <key id>" or
-/// "error: <reason>"). A null `sealer` means gossip encryption is off: list answers a
-/// disabled view, the others an error.
-[[nodiscard]] std::string answer_keyring_request(keyring_sealer* sealer, std::string_view op,
-                                                 std::string_view arg);
+/// Serves one admin keyring request. `op` is "list" (answer: the JSON view), "install",
+/// "use" or "remove" (answer: the key id). A null `sealer` means gossip encryption is off:
+/// list answers a disabled view, the others fail. Errors: bad_request (an unknown op),
+/// request_failed (encryption off), the sealer's refusal (identity.keyring_refused, ...):
+/// the admin answers them as a failed status, never as an ok one.
+[[nodiscard]] caf::expected<std::string>
+answer_keyring_request(keyring_sealer* sealer, std::string_view op, std::string_view arg);
 
 /// The sealer's counters by name, in the order of identity::sealer_counters (the keyring and
 /// stats views show them).

@@ -11,8 +11,8 @@
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/tls_security.hpp"
-#include "gossip/errc.hpp"
 #include "gossip/transport.hpp"
+#include "identity/channel.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
 #include "identity/renewal.hpp"
@@ -25,13 +25,6 @@ namespace {
 using identity::time_point;
 
 caf::error failed(std::string what) { return make_error(errc::io_failure, std::move(what)); }
-
-/// "what: reason" for any error of the identity or gossip modules.
-std::string why(const caf::error& err) {
-  if (err.category() == gossip::errc_category)
-    return gossip::render(err);
-  return identity::render(err);
-}
 
 /// Checks stored credentials for this node at `now`: the chain verifies against the stored
 /// bundle, names `name`, and is vouched for by `quorum` issuers.
@@ -76,7 +69,7 @@ caf::error store_granted_keyring(const agent_config& cfg, const std::string& tex
     return {};
   auto ring = identity::keyring::from_text(text);
   if (!ring)
-    return failed("the issuer sent a keyring that does not parse: " + why(ring.error()));
+    return failed("the issuer sent a keyring that does not parse: " + message_of(ring.error()));
   const auto file = keyring_path(cfg.data_dir);
   auto existing = read_keyring_file(file);
   if (existing && *existing) {
@@ -91,7 +84,7 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
   // The first token's pin is every token's (config checks it); its issuer signs.
   auto token = identity::decode(cfg.tokens.front());
   if (!token)
-    return failed("--token: " + why(token.error()));
+    return failed("--token: " + message_of(token.error()));
   auto key = identity::generate_key();
   if (!key)
     return key.error();
@@ -116,16 +109,12 @@ caf::expected<identity::node_credentials> admit(const agent_config& cfg, time_po
           return err;
         return std::move(creds->creds);
       }
-      last = seed + ": " + why(creds.error());
-      spdlog::warn("admission through {} failed: {}", seed, why(creds.error()));
+      last = seed + ": " + message_of(creds.error());
+      spdlog::warn("admission through {} failed: {}", seed, message_of(creds.error()));
       // A refusal by the mesh (bad token, too few endorsements) will not change by
-      // retrying; an unreachable seed or an issuer that is not reachable yet may.
-      const auto reason = message_of(creds.error());
-      const bool refusal =
-          creds.error().category() == gossip::errc_category &&
-          creds.error().code() == static_cast<std::uint8_t>(gossip::errc::peer_refused) &&
-          (reason.find("token_") != std::string::npos ||
-           reason.find("quorum_not_met") != std::string::npos);
+      // retrying; an unreachable seed or an issuer that is not reachable yet may. Decided on
+      // the refusal's code (IdentityResponse.refusal), never on its text.
+      const bool refusal = identity::is_final_admission_refusal(creds.error());
       if (!refusal)
         refused_everywhere = false;
     }
@@ -221,20 +210,21 @@ caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_co
                                                                   time_point now) {
   auto stored = identity::load_node_credentials(cfg.data_dir);
   if (!stored)
-    return failed("node credentials in " + cfg.data_dir.string() + ": " + why(stored.error()));
+    return failed("node credentials in " + cfg.data_dir.string() + ": " +
+                  message_of(stored.error()));
   std::optional<identity::node_credentials> creds;
   std::optional<identity::issuer_material> issuer;
   std::string source;
   if (!cfg.issuer_dir.empty()) {
     auto loaded = identity::load_issuer(cfg.issuer_dir, now);
     if (!loaded)
-      return failed("issuer " + cfg.issuer_dir.string() + ": " + why(loaded.error()));
+      return failed("issuer " + cfg.issuer_dir.string() + ": " + message_of(loaded.error()));
     if (loaded->node != cfg.name)
       return failed("issuer " + cfg.issuer_dir.string() + " is for node '" + loaded->node +
                     "', but this node is '" + cfg.name + "'");
     auto issued = issue_for_self(*loaded, cfg.name, *stored, now, cfg.cert_ttl);
     if (!issued)
-      return failed("cannot issue this node's certificate: " + why(issued.error()));
+      return failed("cannot issue this node's certificate: " + message_of(issued.error()));
     source = "self-issued by " + loaded->node;
     creds = std::move(*issued);
     issuer = std::move(*loaded);
@@ -244,7 +234,7 @@ caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_co
   } else if (!cfg.tokens.empty()) {
     if (*stored)
       spdlog::warn("stored node certificate is not usable ({}); asking for a new one",
-                   why(check_stored(**stored, cfg.name, now, cfg.admission_quorum).error()));
+                   message_of(check_stored(**stored, cfg.name, now, cfg.admission_quorum).error()));
     auto admitted = admit(cfg, now);
     if (!admitted)
       return admitted.error();
@@ -252,19 +242,19 @@ caf::expected<std::optional<node_identity>> prepare_node_identity(const agent_co
     source = "admitted";
   } else if (*stored) {
     return failed("the node certificate in " + cfg.data_dir.string() + " is not usable: " +
-                  why(check_stored(**stored, cfg.name, now, cfg.admission_quorum).error()) +
+                  message_of(check_stored(**stored, cfg.name, now, cfg.admission_quorum).error()) +
                   "; start with --token to be admitted again");
   } else {
     return std::optional<node_identity>{};
   }
   if (source != "stored")
     if (auto err = identity::store_node_credentials(cfg.data_dir, *creds))
-      return failed("cannot store node credentials: " + why(err));
+      return failed("cannot store node credentials: " + message_of(err));
   auto trust = std::make_shared<identity::trust_state>(creds->bundle, identity::revocation_set{},
                                                        cfg.admission_quorum);
   auto ctx = make_node_tls(*creds, trust);
   if (!ctx)
-    return failed("cannot build the TLS context: " + why(ctx.error()));
+    return failed("cannot build the TLS context: " + message_of(ctx.error()));
   node_identity id{std::move(*creds), std::move(issuer), std::move(trust),
                    std::make_shared<identity::tls_context_holder>(*ctx), std::move(source)};
   return std::optional<node_identity>{std::move(id)};

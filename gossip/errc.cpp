@@ -3,9 +3,14 @@
 #include <caf/make_message.hpp>
 #include <caf/message.hpp>
 
+#include "proto/wire/errors.hpp"
+
 namespace starling::gossip {
 
-const char* to_string(errc x) noexcept {
+namespace {
+
+/// The name of code `x`, or nullptr for a code this module does not have.
+const char* name_of(errc x) noexcept {
   switch (x) {
   case errc::malformed:
     return "malformed";
@@ -28,7 +33,18 @@ const char* to_string(errc x) noexcept {
   case errc::join_failed:
     return "join_failed";
   }
-  return "unknown";
+  return nullptr;
+}
+
+/// This module's names in the one renderer (docs/decisions/0015).
+const bool registered = wire::register_error_category(
+    errc_category, [](std::uint8_t code) noexcept { return name_of(static_cast<errc>(code)); });
+
+} // namespace
+
+const char* to_string(errc x) noexcept {
+  const char* name = name_of(x);
+  return name != nullptr ? name : "unknown";
 }
 
 caf::error make_error(errc x, std::string context) {
@@ -37,23 +53,8 @@ caf::error make_error(errc x, std::string context) {
 }
 
 std::string render(const caf::error& err) {
-  if (!err)
-    return "no error";
-  std::string out;
-  if (err.category() == errc_category) {
-    out = "gossip.";
-    out += to_string(static_cast<errc>(err.code()));
-  } else {
-    out = caf::to_string(err.category());
-    out += '.';
-    out += std::to_string(err.code());
-  }
-  const auto& ctx = err.context();
-  if (ctx.match_elements<std::string>()) {
-    out += ": ";
-    out += ctx.get_as<std::string>(0);
-  }
-  return out;
+  static_cast<void>(registered);
+  return wire::render_error(err);
 }
 
 std::string refusal_reason(const caf::error& err) {

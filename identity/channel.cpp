@@ -7,11 +7,14 @@
 #include <algorithm>
 #include <utility>
 
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
 #include <google/protobuf/stubs/logging.h>
 
 #include "admission.pb.h"
 #include "identity/errc.hpp"
 #include "identity/statement.hpp"
+#include "proto/wire/errors.hpp"
 
 namespace starling::identity {
 
@@ -44,6 +47,24 @@ caf::expected<Envelope> parse_envelope(std::string_view bytes, std::size_t limit
     return bad_request(std::string{what} + " of version " + std::to_string(msg.version()) +
                        ", expected " + std::to_string(channel_version));
   return msg;
+}
+
+/// The refusal in a parsed IdentityResponse as an error (see decode_refusal).
+caf::error refusal_of(const v1::Refusal& r) {
+  const auto& cat = r.category();
+  const bool atom_text =
+      !cat.empty() && cat.size() <= 10 && std::all_of(cat.begin(), cat.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == ' ';
+      });
+  if (!atom_text || r.code() == 0 || r.code() > 255)
+    return bad_request("a refusal with an invalid code (category of " + std::to_string(cat.size()) +
+                       " bytes, code " + std::to_string(r.code()) + ")");
+  if (r.reason().size() > max_refusal_reason_bytes)
+    return bad_request("a refusal whose reason of " + std::to_string(r.reason().size()) +
+                       " bytes exceeds " + std::to_string(max_refusal_reason_bytes));
+  return caf::error{static_cast<std::uint8_t>(r.code()), caf::atom_from_string(cat),
+                    caf::make_message(r.reason())};
 }
 
 // -- requests that name a node and carry its CSR (admission, endorsement, renewal) -------------
@@ -357,6 +378,8 @@ caf::expected<admission_grant> decode_admission_grant(std::string_view bytes) {
       parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "an admission response");
   if (!msg)
     return msg.error();
+  if (msg->has_refusal())
+    return refusal_of(msg->refusal());
   if (!msg->has_admission())
     return bad_request("an identity response that is not an admission response");
   auto* body = msg->mutable_admission();
@@ -403,6 +426,8 @@ caf::expected<renewal_grant> decode_renewal_grant(std::string_view bytes) {
   auto msg = parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "a renewal response");
   if (!msg)
     return msg.error();
+  if (msg->has_refusal())
+    return refusal_of(msg->refusal());
   if (!msg->has_renewal())
     return bad_request("an identity response that is not a renewal response");
   auto certs = certificates_from_pem(msg->renewal().chain());
@@ -439,6 +464,8 @@ caf::expected<endorsement> decode_endorse_response(std::string_view bytes) {
       parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "an endorse response");
   if (!msg)
     return msg.error();
+  if (msg->has_refusal())
+    return refusal_of(msg->refusal());
   if (!msg->has_endorse())
     return bad_request("an identity response that is not an endorse response");
   if (!msg->endorse().has_endorsement())
@@ -498,6 +525,8 @@ caf::expected<sync_message> decode_sync_response(std::string_view bytes) {
   auto msg = parse_envelope<v1::IdentityResponse>(bytes, max_sync_bytes, "a sync response");
   if (!msg)
     return msg.error();
+  if (msg->has_refusal())
+    return refusal_of(msg->refusal());
   if (!msg->has_sync())
     return bad_request("an identity response that is not a sync response");
   return from_proto_sync(msg->sync());
@@ -517,6 +546,42 @@ caf::expected<std::string> encode(const keyring_change& change) {
   return msg.SerializeAsString();
 }
 
+std::string encode_refusal(const caf::error& err) {
+  v1::IdentityResponse msg;
+  msg.set_version(channel_version);
+  auto* body = msg.mutable_refusal();
+  body->set_category(caf::to_string(err.category()));
+  body->set_code(err.code());
+  const auto& ctx = err.context();
+  if (ctx.match_elements<std::string>())
+    body->set_reason(ctx.get_as<std::string>(0).substr(0, max_refusal_reason_bytes));
+  return msg.SerializeAsString();
+}
+
+std::optional<caf::error> decode_refusal(std::string_view bytes) {
+  auto msg = parse_envelope<v1::IdentityResponse>(bytes, max_sync_bytes, "an identity response");
+  if (!msg || !msg->has_refusal())
+    return std::nullopt;
+  return refusal_of(msg->refusal());
+}
+
+bool is_final_admission_refusal(const caf::error& err) noexcept {
+  if (!err || err.category() != errc_category)
+    return false;
+  switch (static_cast<errc>(err.code())) {
+  case errc::token_malformed:
+  case errc::token_unknown:
+  case errc::token_forged:
+  case errc::token_expired:
+  case errc::token_exhausted:
+  case errc::token_wrong_mesh:
+  case errc::quorum_not_met:
+    return true;
+  default:
+    return false;
+  }
+}
+
 std::string encode_keyring_answer(std::string_view id) {
   v1::IdentityResponse msg;
   msg.set_version(channel_version);
@@ -528,6 +593,8 @@ caf::expected<std::string> decode_keyring_answer(std::string_view bytes) {
   auto msg = parse_envelope<v1::IdentityResponse>(bytes, max_admission_bytes, "a keyring answer");
   if (!msg)
     return msg.error();
+  if (msg->has_refusal())
+    return refusal_of(msg->refusal());
   if (!msg->has_keyring())
     return bad_request("an identity response that is not a keyring answer");
   const auto& id = msg->keyring().id();

@@ -102,6 +102,29 @@ using identity_request =
 /// decode_identity_request.
 [[nodiscard]] caf::expected<sync_message> decode_sync_response(std::string_view bytes);
 
+/// Bound on the reason of a refusal (Refusal.reason): longer ones are cut when encoded and
+/// refused when decoded.
+inline constexpr std::size_t max_refusal_reason_bytes = 4096;
+
+/// Encodes an IdentityResponse carrying a Refusal: `err`'s category and code (what the
+/// asker decides on) and its context text (cut at max_refusal_reason_bytes). `err` must be
+/// an error.
+[[nodiscard]] std::string encode_refusal(const caf::error& err);
+
+/// The refusal an untrusted IdentityResponse carries, as the refusing node's error
+/// (category, code, reason as its context); nothing when `bytes` is no refusal (any
+/// other answer, or bytes that do not parse: the caller's decoder says why). A refusal
+/// with a category that is no CAF atom, a code outside 1..255 or a reason over
+/// max_refusal_reason_bytes is bad_request. Every decode_*_response / decode_*_grant /
+/// decode_keyring_answer returns this error when the answer is a refusal.
+[[nodiscard]] std::optional<caf::error> decode_refusal(std::string_view bytes);
+
+/// True for a refusal of an admission that asking again cannot change: the tokens are
+/// malformed, unknown, forged, expired, spent or for another mesh, or too few issuers
+/// endorse (quorum_not_met). Decided on the code, never on the text. An unreachable seed
+/// or issuer, a timeout, a name held by a live member: false (worth a retry).
+[[nodiscard]] bool is_final_admission_refusal(const caf::error& err) noexcept;
+
 /// Encodes an IdentityRequest carrying a KeyringRequest. Errors: invalid_argument (an op
 /// other than install, use or remove).
 [[nodiscard]] caf::expected<std::string> encode(const keyring_change& change);

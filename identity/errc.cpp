@@ -4,9 +4,14 @@
 #include <caf/message.hpp>
 #include <openssl/err.h>
 
+#include "proto/wire/errors.hpp"
+
 namespace starling::identity {
 
-const char* to_string(errc x) noexcept {
+namespace {
+
+/// The name of code `x`, or nullptr for a code this module does not have.
+const char* name_of(errc x) noexcept {
   switch (x) {
   case errc::no_certificate:
     return "no_certificate";
@@ -73,7 +78,18 @@ const char* to_string(errc x) noexcept {
   case errc::wrong_receiver:
     return "wrong_receiver";
   }
-  return "unknown";
+  return nullptr;
+}
+
+/// This module's names in the one renderer (docs/decisions/0015).
+const bool registered = wire::register_error_category(
+    errc_category, [](std::uint8_t code) noexcept { return name_of(static_cast<errc>(code)); });
+
+} // namespace
+
+const char* to_string(errc x) noexcept {
+  const char* name = name_of(x);
+  return name != nullptr ? name : "unknown";
 }
 
 caf::error make_error(errc x, std::string context) {
@@ -96,23 +112,8 @@ bool is(const caf::error& err, errc x) noexcept {
 }
 
 std::string render(const caf::error& err) {
-  if (!err)
-    return "no error";
-  std::string out;
-  if (err.category() == errc_category) {
-    out = "identity.";
-    out += to_string(static_cast<errc>(err.code()));
-  } else {
-    out = caf::to_string(err.category());
-    out += '.';
-    out += std::to_string(err.code());
-  }
-  const auto& ctx = err.context();
-  if (ctx.match_elements<std::string>()) {
-    out += ": ";
-    out += ctx.get_as<std::string>(0);
-  }
-  return out;
+  static_cast<void>(registered);
+  return wire::render_error(err);
 }
 
 } // namespace starling::identity

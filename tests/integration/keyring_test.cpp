@@ -194,6 +194,9 @@ TEST_F(keyring_test, rotation_keeps_everyone_alive_and_persisted_keyring_wins_on
       st::run_cli({"keyring", "remove", id_of(old_key), "--local", "--admin", n1.info.admin});
   EXPECT_EQ(res.exit_code, 1);
   EXPECT_NE(res.err.find("primary"), std::string::npos) << res.err;
+  // A failed status with the refusal's code, not an ok answer: nothing on stdout.
+  EXPECT_NE(res.err.find("identity.keyring_refused"), std::string::npos) << res.err;
+  EXPECT_TRUE(res.out.empty()) << res.out;
   res = st::run_cli({"keyring", "use", new_key, "--local", "--admin", n1.info.admin});
   EXPECT_EQ(res.exit_code, 1);
   EXPECT_NE(res.err.find("not installed"), std::string::npos) << res.err;

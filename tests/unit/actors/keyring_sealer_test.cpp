@@ -198,11 +198,25 @@ TEST(keyring_sealer, answers_admin_requests) {
   ASSERT_TRUE(s);
   const auto id1 = si::to_hex(si::id_of(key_of(1)));
   const auto id2 = si::to_hex(si::id_of(key_of(2)));
-  EXPECT_EQ(sa::answer_keyring_request(s.get(), "install", si::to_base64(key_of(2))), "ok " + id2);
-  EXPECT_EQ(sa::answer_keyring_request(s.get(), "use", id2), "ok " + id2);
-  EXPECT_EQ(sa::answer_keyring_request(s.get(), "remove", id2).rfind("error: ", 0), 0u);
-  EXPECT_EQ(sa::answer_keyring_request(s.get(), "bogus", "").rfind("error: ", 0), 0u);
-  auto doc = nlohmann::json::parse(sa::answer_keyring_request(s.get(), "list", ""));
+  EXPECT_EQ(sa::answer_keyring_request(s.get(), "install", si::to_base64(key_of(2))), id2);
+  EXPECT_EQ(sa::answer_keyring_request(s.get(), "use", id2), id2);
+  // A refused change is an error (the admin answers it with a failed status, exit code 1),
+  // naming the keyring's refusal: removing the primary key would break the ring.
+  auto primary = sa::answer_keyring_request(s.get(), "remove", id2);
+  ASSERT_FALSE(primary);
+  EXPECT_EQ(primary.error().code(), static_cast<std::uint8_t>(sa::errc::request_failed));
+  EXPECT_NE(sa::message_of(primary.error()).find("identity.keyring_refused"), std::string::npos)
+      << sa::message_of(primary.error());
+  auto unknown = sa::answer_keyring_request(s.get(), "remove", std::string(16, 'f'));
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(sa::message_of(unknown.error()).find("identity.unknown_key"), std::string::npos)
+      << sa::message_of(unknown.error());
+  // An unknown operation is a usage error (exit code 2 at the command line).
+  auto bogus = sa::answer_keyring_request(s.get(), "bogus", "");
+  ASSERT_FALSE(bogus);
+  EXPECT_EQ(bogus.error().category(), sa::errc_category);
+  EXPECT_EQ(bogus.error().code(), static_cast<std::uint8_t>(sa::errc::bad_request));
+  auto doc = nlohmann::json::parse(*sa::answer_keyring_request(s.get(), "list", ""));
   EXPECT_EQ(doc.at("enabled"), true);
   EXPECT_EQ(doc.at("primary"), id2);
   ASSERT_EQ(doc.at("keys").size(), 2u);
@@ -217,11 +231,12 @@ TEST(keyring_sealer, answers_admin_requests) {
   EXPECT_NE(table->find(id1), std::string::npos);
   EXPECT_FALSE(starling::cli::keyring_table("{}"));
   // Encryption off: list says so, changes are refused.
-  auto off = nlohmann::json::parse(sa::answer_keyring_request(nullptr, "list", ""));
+  auto off = nlohmann::json::parse(*sa::answer_keyring_request(nullptr, "list", ""));
   EXPECT_EQ(off.at("enabled"), false);
-  EXPECT_EQ(
-      sa::answer_keyring_request(nullptr, "install", si::to_base64(key_of(2))).rfind("error: ", 0),
-      0u);
+  auto refused = sa::answer_keyring_request(nullptr, "install", si::to_base64(key_of(2)));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), static_cast<std::uint8_t>(sa::errc::request_failed));
+  EXPECT_NE(sa::message_of(refused.error()).find("gossip encryption is off"), std::string::npos);
 }
 
 // -- through the real transport -----------------------------------------------------------

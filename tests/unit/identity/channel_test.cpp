@@ -4,6 +4,9 @@
 #include <variant>
 #include <vector>
 
+#include <caf/make_message.hpp>
+#include <caf/message.hpp>
+#include <caf/sec.hpp>
 #include <google/protobuf/stubs/logging.h>
 #include <gtest/gtest.h>
 #include <openssl/err.h>
@@ -415,6 +418,87 @@ TEST_F(identity_channel, keyring_changes_round_trip_and_hostile_ones_are_refused
     EXPECT_TRUE(result || is(result.error(), errc::bad_request)) << render(result.error());
   }
   ERR_clear_error();
+}
+
+// -- refusals (IdentityResponse.refusal) --------------------------------------------------------
+
+TEST_F(identity_channel, a_refusal_carries_its_code_to_every_decoder) {
+  const auto token = encode_refusal(make_error(errc::token_exhausted, "token 1f is spent"));
+  const auto quorum = encode_refusal(make_error(errc::quorum_not_met, "1 of 2 issuers"));
+  // Whatever the asker expected, the refusal comes back as the refusing node's error.
+  for (const auto& bytes : {token, quorum}) {
+    auto grant = decode_admission_grant(bytes);
+    ASSERT_FALSE(grant);
+    EXPECT_TRUE(is_final_admission_refusal(grant.error())) << render(grant.error());
+    EXPECT_FALSE(decode_renewal_grant(bytes));
+    EXPECT_FALSE(decode_endorse_response(bytes));
+    EXPECT_FALSE(decode_sync_response(bytes));
+    EXPECT_FALSE(decode_keyring_answer(bytes));
+    ASSERT_TRUE(decode_refusal(bytes));
+  }
+  auto t = decode_admission_grant(token);
+  EXPECT_TRUE(is(t.error(), errc::token_exhausted));
+  EXPECT_EQ(render(t.error()), "identity.token_exhausted: token 1f is spent");
+  auto q = decode_endorse_response(quorum);
+  EXPECT_TRUE(is(q.error(), errc::quorum_not_met));
+  EXPECT_EQ(render(q.error()), "identity.quorum_not_met: 1 of 2 issuers");
+  // Not a refusal: nothing.
+  EXPECT_FALSE(decode_refusal(encode_keyring_answer("0123456789abcdef")));
+  EXPECT_FALSE(decode_refusal("garbage"));
+}
+
+TEST_F(identity_channel, only_the_code_decides_whether_an_admission_refusal_is_final) {
+  for (auto x :
+       {errc::token_malformed, errc::token_unknown, errc::token_forged, errc::token_expired,
+        errc::token_exhausted, errc::token_wrong_mesh, errc::quorum_not_met}) {
+    auto err = *decode_refusal(encode_refusal(make_error(x, "why")));
+    EXPECT_TRUE(is_final_admission_refusal(err)) << render(err);
+  }
+  // Worth a retry: a name held by a live member, an unreachable issuer, a timeout.
+  for (const auto& err :
+       {make_error(errc::name_taken, "node-2 is alive"),
+        caf::error{5, caf::atom("actors"), caf::make_message(std::string{"issuer-2 is not alive"})},
+        caf::make_error(caf::sec::request_timeout)}) {
+    auto back = *decode_refusal(encode_refusal(err));
+    EXPECT_EQ(back.category(), err.category());
+    EXPECT_EQ(back.code(), err.code());
+    EXPECT_FALSE(is_final_admission_refusal(back)) << render(back);
+  }
+  // A text that names a token code decides nothing (a transport refusal of the version
+  // before, or a reason a peer chose).
+  caf::error text_only{7, caf::atom("gossip"),
+                       caf::make_message(std::string{"identity.token_expired: quorum_not_met"})};
+  EXPECT_FALSE(is_final_admission_refusal(text_only));
+  EXPECT_FALSE(is_final_admission_refusal(
+      *decode_refusal(encode_refusal(make_error(errc::bad_request, "token_expired")))));
+}
+
+TEST_F(identity_channel, hostile_refusals_are_bad_requests) {
+  auto refusal = [](const std::string& category, std::uint32_t code, std::string reason) {
+    v1::IdentityResponse msg;
+    msg.set_version(1);
+    msg.mutable_refusal()->set_category(category);
+    msg.mutable_refusal()->set_code(code);
+    msg.mutable_refusal()->set_reason(std::move(reason));
+    return msg.SerializeAsString();
+  };
+  ASSERT_TRUE(decode_refusal(refusal("identity", 14, "ok")));
+  EXPECT_FALSE(is(*decode_refusal(refusal("identity", 14, "ok")), errc::bad_request));
+  for (const auto& bad :
+       {refusal("", 14, "x"), refusal("identity", 0, "x"), refusal("identity", 256, "x"),
+        refusal("much_too_long", 14, "x"), refusal("ident\x01ty", 14, "x"),
+        refusal("identity", 14, std::string(max_refusal_reason_bytes + 1, 'r'))}) {
+    auto err = decode_refusal(bad);
+    ASSERT_TRUE(err);
+    EXPECT_TRUE(is(*err, errc::bad_request)) << render(*err);
+    EXPECT_TRUE(refused_with(decode_admission_grant(bad), errc::bad_request));
+  }
+  // The sender cuts an over-long reason rather than send what the receiver refuses.
+  auto long_reason =
+      encode_refusal(make_error(errc::io_failure, std::string(max_refusal_reason_bytes + 9, 'r')));
+  auto back = decode_refusal(long_reason);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(is(*back, errc::io_failure)) << render(*back);
 }
 
 } // namespace
