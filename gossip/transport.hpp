@@ -101,7 +101,7 @@ struct transport_config {
   /// request yet is evicted for a newcomer, else the newcomer is closed. At least 1.
   std::size_t max_inbound_connections = 64;
   /// Optional sealer; null means plain datagrams and frames. When set, every UDP datagram
-  /// and every TCP push-pull frame body is sealed, and anything that does not open is
+  /// and every TCP frame body of a sealed request type (push-pull) is sealed, and anything that does not open is
   /// refused (a node with another key can neither probe nor join by push-pull). The sealed
   /// datagram must fit `limits.max_datagram`: the owner leaves room for the sealing overhead
   /// in what it asks to send. A refusal is answered on TCP with a plain error frame.
@@ -132,8 +132,8 @@ struct transport_stats {
   std::atomic<std::uint64_t> push_pull_errors{0}; ///< failed exchanges, either direction
   /// TLS handshakes that failed, either direction (untrusted, expired, revoked, no TLS...).
   std::atomic<std::uint64_t> tls_refused{0};
-  /// Push-pulls whose sender was not the member the peer's certificate names, or sent by
-  /// an anonymous client.
+  /// Push-pulls whose sender was not the member the peer's certificate names, and
+  /// members-only requests (push-pull included) sent by an anonymous client.
   std::atomic<std::uint64_t> binding_refused{0};
   std::atomic<std::uint64_t> admissions_in{0};  ///< admission requests served (any answer)
   std::atomic<std::uint64_t> admissions_out{0}; ///< admission requests forwarded, answered
