@@ -101,10 +101,10 @@ struct transport_config {
   /// request yet is evicted for a newcomer, else the newcomer is closed. At least 1.
   std::size_t max_inbound_connections = 64;
   /// Optional sealer; null means plain datagrams and frames. When set, every UDP datagram
-  /// and every TCP frame body of a sealed request type (push-pull) is sealed, and anything that does not open is
-  /// refused (a node with another key can neither probe nor join by push-pull). The sealed
-  /// datagram must fit `limits.max_datagram`: the owner leaves room for the sealing overhead
-  /// in what it asks to send. A refusal is answered on TCP with a plain error frame.
+  /// and every TCP frame body of a sealed request type (push-pull) is sealed, and anything that
+  /// does not open is refused (a node with another key can neither probe nor join by push-pull).
+  /// The sealed datagram must fit `limits.max_datagram`: the owner leaves room for the sealing
+  /// overhead in what it asks to send. A refusal is answered on TCP with a plain error frame.
   std::shared_ptr<datagram_sealer> sealer;
   /// Optional TLS; null means plain TCP (a node without a certificate: development only).
   /// When set, every TCP exchange is TLS 1.3 with both certificates checked (an anonymous
