@@ -1252,5 +1252,32 @@ TEST(request_channel, an_anonymous_client_is_refused_a_member_type_but_served_ad
   EXPECT_EQ(admissions, 1);
 }
 
+TEST(request_channel, an_older_nodes_refusal_without_a_code_is_peer_refused) {
+  // An older node answers with an error frame that has no refusal code (codec's
+  // encode_error_frame writes exactly that): the caller gets peer_refused and the text.
+  asio::io_context io;
+  asio::ip::tcp::acceptor old_node{io, {asio::ip::make_address("127.0.0.1"), 0}};
+  const auto port = old_node.local_endpoint().port();
+  std::thread server{[&] {
+    asio::error_code ec;
+    auto s = old_node.accept(ec);
+    if (ec)
+      return;
+    std::array<char, 4096> buf{};
+    (void)s.read_some(asio::buffer(buf), ec);
+    asio::write(s, asio::buffer(encode_error_frame("old node says no")), ec);
+  }};
+  recorder ra;
+  auto a = start_local(ra);
+  ASSERT_TRUE(a);
+  outcome out;
+  push_pull_with(*a, local(port), state_of("a"), out.callback());
+  ASSERT_TRUE(out.wait());
+  server.join();
+  ASSERT_FALSE(*out.result);
+  EXPECT_EQ(code_of(out.result->error()), code(errc::peer_refused));
+  EXPECT_EQ(refusal_reason(out.result->error()), "old node says no");
+}
+
 } // namespace
 } // namespace starling::gossip
