@@ -31,13 +31,13 @@ public:
 
   void push_pull_with(const std::string& address, gossip::push_pull local,
                       std::function<void(caf::expected<gossip::push_pull>)> done) override {
-    transport_->push_pull_with(address, std::move(local), std::move(done));
+    gossip::push_pull_with(*transport_, address, std::move(local), std::move(done));
   }
 
   void admission_with(const std::string& address, std::string request, std::string expected_peer,
                       std::function<void(caf::expected<std::string>)> done) override {
-    transport_->admission_with(address, std::move(request), std::move(expected_peer),
-                               std::move(done));
+    gossip::admission_with(*transport_, address, std::move(request), std::move(expected_peer),
+                           std::move(done));
   }
 
 private:
@@ -75,7 +75,13 @@ counter_list counters_of(const gossip::transport_stats& s) {
           {"budget_refused", v(s.budget_refused)},
           {"source_refused", v(s.source_refused)},
           {"connections_refused", v(s.connections_refused)},
-          {"inbound_buffered", v(s.inbound_buffered)}};
+          {"inbound_buffered", v(s.inbound_buffered)},
+          {"requests_in", v(s.requests_in)},
+          {"requests_out", v(s.requests_out)},
+          {"requests_failed", v(s.requests_failed)},
+          {"unknown_type_refused", v(s.unknown_type_refused)},
+          {"type_limit_refused", v(s.type_limit_refused)},
+          {"handler_refused", v(s.handler_refused)}};
 }
 
 /// Adds `more` to `sum` entry by entry (both from counters_of; an empty sum takes `more`).

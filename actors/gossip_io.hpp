@@ -27,10 +27,11 @@ public:
   [[nodiscard]] virtual std::uint16_t port() const = 0;
   /// Sends one datagram.
   virtual void send(const std::string& address, const gossip::packet& msg) = 0;
-  /// Starts a push-pull with `address`; `done` runs once, on any thread.
+  /// Starts a push-pull (request type 1) with `address`; `done` runs once, on any thread.
   virtual void push_pull_with(const std::string& address, gossip::push_pull local,
                               std::function<void(caf::expected<gossip::push_pull>)> done) = 0;
-  /// Sends an admission request to the member `expected_peer` at `address` over TLS;
+  /// Sends an identity-channel request (request type 2) to the member `expected_peer` at
+  /// `address` over TLS;
   /// `done` runs once, on any thread. The default refuses (no TLS in this network).
   virtual void admission_with(const std::string& address, std::string request,
                               std::string expected_peer,

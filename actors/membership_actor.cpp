@@ -272,19 +272,28 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
     if (auto hdl = weak.lock())
       caf::anon_send(caf::actor_cast<caf::actor>(hdl), packet_msg{std::move(msg)});
   };
-  cbs.on_push_pull = [weak](gossip::push_pull remote, gossip::push_pull_responder reply) {
+  // Push-pull and the identity channel are request types of the transport (decision 0014);
+  // the identity channel is registered without a handler when this node serves none, so
+  // that it can still forward admissions.
+  auto on_push_pull = [weak](gossip::push_pull remote, gossip::push_pull_responder reply) {
     if (auto hdl = weak.lock())
       caf::anon_send(caf::actor_cast<caf::actor>(hdl),
                      pp_request_msg{std::move(remote), std::move(reply)});
     else
       reply(gossip::make_error(gossip::errc::peer_refused, "node is shutting down"));
   };
+  gossip::identity_handler on_identity;
   if (st.params.on_admission)
-    cbs.on_admission = [handler = st.params.on_admission](std::string request,
-                                                          std::optional<std::string> peer,
-                                                          gossip::admission_responder reply) {
+    on_identity = [handler = st.params.on_admission](std::string request,
+                                                     std::optional<std::string> peer,
+                                                     gossip::admission_responder reply) {
       handler(admission_msg{std::move(request), std::move(peer), std::move(reply)});
     };
+  // Neither can fail: two distinct built-in types into an empty registry.
+  (void)cbs.requests.add(gossip::request_types::push_pull,
+                         gossip::push_pull_spec(std::move(on_push_pull)));
+  (void)cbs.requests.add(gossip::request_types::identity,
+                         gossip::identity_spec(std::move(on_identity)));
   cbs.on_drop = [](const caf::error& why, const std::string& from) {
     spdlog::debug("dropped gossip input from {}: {}", from, gossip::render(why));
   };

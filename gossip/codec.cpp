@@ -165,6 +165,38 @@ caf::error convert_extensions(Repeated& in, std::size_t max_count, std::size_t m
   return {};
 }
 
+/// Checks and converts a received PushPull (moved from).
+caf::expected<push_pull> convert_push_pull(v1::PushPull& msg, const codec_limits& limits) {
+  if (msg.sender().empty())
+    return make_error(errc::invalid_field, "push-pull without a sender");
+  if (msg.sender().size() > limits.max_name)
+    return too_long("push-pull sender", msg.sender().size(), limits.max_name);
+  if (msg.sender_address().size() > limits.max_address)
+    return too_long("push-pull sender address", msg.sender_address().size(), limits.max_address);
+  push_pull out;
+  out.join = msg.join();
+  if (auto err = convert_updates(msg.members(), limits, out.members))
+    return err;
+  if (auto err = convert_extensions(*msg.mutable_extensions(), limits.max_extension_sections,
+                                    limits.max_extension_section_bytes, "extension section", true,
+                                    out.extensions))
+    return err;
+  out.sender = std::move(*msg.mutable_sender());
+  out.sender_address = std::move(*msg.mutable_sender_address());
+  return out;
+}
+
+/// Fills `msg` from `pp`.
+void to_proto(const push_pull& pp, v1::PushPull& msg) {
+  msg.set_sender(pp.sender);
+  msg.set_sender_address(pp.sender_address);
+  msg.set_join(pp.join);
+  msg.mutable_members()->Reserve(static_cast<int>(pp.members.size()));
+  for (const auto& u : pp.members)
+    to_proto(u, *msg.add_members());
+  extensions_to_proto(pp.extensions, *msg.mutable_extensions());
+}
+
 /// Serializes `frame` behind a 4-byte big-endian length.
 std::string frame_bytes(const v1::Frame& frame) {
   const std::size_t size = frame.ByteSizeLong();
@@ -242,15 +274,24 @@ caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits
 
 std::string encode_frame(const push_pull& pp) {
   v1::Frame frame;
-  auto& msg = *frame.mutable_push_pull();
-  msg.set_sender(pp.sender);
-  msg.set_sender_address(pp.sender_address);
-  msg.set_join(pp.join);
-  msg.mutable_members()->Reserve(static_cast<int>(pp.members.size()));
-  for (const auto& u : pp.members)
-    to_proto(u, *msg.add_members());
-  extensions_to_proto(pp.extensions, *msg.mutable_extensions());
+  to_proto(pp, *frame.mutable_push_pull());
   return frame_bytes(frame);
+}
+
+std::string encode_push_pull(const push_pull& pp) {
+  v1::PushPull msg;
+  to_proto(pp, msg);
+  return msg.SerializeAsString();
+}
+
+caf::expected<push_pull> decode_push_pull(std::string_view bytes, const codec_limits& limits) {
+  if (bytes.size() > limits.max_frame)
+    return make_error(errc::oversized, "push-pull of " + std::to_string(bytes.size()) +
+                                           " bytes exceeds " + std::to_string(limits.max_frame));
+  v1::PushPull msg;
+  if (!parse(msg, bytes))
+    return make_error(errc::malformed, "push-pull does not parse as a PushPull");
+  return convert_push_pull(msg, limits);
 }
 
 std::string encode_error_frame(std::string_view reason) {
@@ -287,24 +328,10 @@ caf::expected<frame_body> decode_any_frame(std::string_view body, const codec_li
   default:
     return make_error(errc::invalid_field, "frame without a body");
   }
-  auto& msg = *frame.mutable_push_pull();
-  if (msg.sender().empty())
-    return make_error(errc::invalid_field, "push-pull without a sender");
-  if (msg.sender().size() > limits.max_name)
-    return too_long("push-pull sender", msg.sender().size(), limits.max_name);
-  if (msg.sender_address().size() > limits.max_address)
-    return too_long("push-pull sender address", msg.sender_address().size(), limits.max_address);
-  push_pull out;
-  out.join = msg.join();
-  if (auto err = convert_updates(msg.members(), limits, out.members))
-    return err;
-  if (auto err = convert_extensions(*msg.mutable_extensions(), limits.max_extension_sections,
-                                    limits.max_extension_section_bytes, "extension section", true,
-                                    out.extensions))
-    return err;
-  out.sender = std::move(*msg.mutable_sender());
-  out.sender_address = std::move(*msg.mutable_sender_address());
-  return frame_body{std::move(out)};
+  auto pp = convert_push_pull(*frame.mutable_push_pull(), limits);
+  if (!pp)
+    return std::move(pp.error());
+  return frame_body{std::move(*pp)};
 }
 
 caf::expected<push_pull> decode_frame(std::string_view body, const codec_limits& limits) {

@@ -56,6 +56,15 @@ struct codec_limits {
 /// Encodes a push-pull as one TCP frame: 4-byte big-endian length, then a Frame message.
 [[nodiscard]] std::string encode_frame(const push_pull& pp);
 
+/// Encodes a push-pull as the bytes of one PushPull message (no frame around it): the body
+/// of request type 1 on the transport's request channel.
+[[nodiscard]] std::string encode_push_pull(const push_pull& pp);
+
+/// Decodes the bytes of one PushPull message, checked as decode_frame checks a push-pull
+/// frame (oversized over limits.max_frame, malformed, invalid_field).
+[[nodiscard]] caf::expected<push_pull> decode_push_pull(std::string_view bytes,
+                                                        const codec_limits& limits = {});
+
 /// Encodes an error answer as one TCP frame (the peer refused the request).
 [[nodiscard]] std::string encode_error_frame(std::string_view reason);
 

@@ -32,6 +32,12 @@ const char* name_of(errc x) noexcept {
     return "timeout";
   case errc::join_failed:
     return "join_failed";
+  case errc::unknown_request:
+    return "unknown_request";
+  case errc::unauthenticated:
+    return "unauthenticated";
+  case errc::busy:
+    return "busy";
   }
   return nullptr;
 }

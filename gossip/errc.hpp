@@ -21,6 +21,11 @@ enum class errc : std::uint8_t {
   io_failure,          ///< connect, read or write failed
   timeout,             ///< no answer in time
   join_failed,         ///< no seed answered within the join bound
+  unknown_request,     ///< the peer serves no request of this type (decision 0014)
+  unauthenticated,     ///< the peer does not accept who we are for this request: no
+                       ///< certificate for a members-only type, a sender our certificate
+                       ///< does not name, a frame not sealed with its key
+  busy,                ///< the peer's inbound limits are spent for now: try later
 };
 
 /// The CAF error category of this module.

@@ -8,11 +8,14 @@
 //
 // TCP exchanges are one request frame and one answer frame, over plain TCP or (with
 // `security`) TLS: `channel` hides which, so the inbound and outbound paths are written once.
-// Outbound exchanges (push-pull, admission, and the joiner's blocking admission_exchange) are
-// one `client_exchange`, run on whichever io_context the caller gives it.
+// Every exchange is a request of a registered type (decision 0014): inbound ones go through
+// one path (prefix checks, the type's rules, its handler), outbound ones (transport::request,
+// and the joiner's blocking admission_exchange) are one `client_exchange`, run on whichever
+// io_context the caller gives it. Nothing here knows what a type's bytes mean.
 #include "gossip/transport.hpp"
 
 #include <array>
+#include <cctype>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -32,12 +35,14 @@
 #include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
+#include <caf/make_message.hpp>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include "gossip.pb.h"
 #include "gossip/errc.hpp"
 #include "proto/wire/address.hpp"
 
@@ -206,30 +211,214 @@ caf::error tls_failure(stream_security& security, const SSL* ssl, std::string wh
   return io_error(std::move(what), ec);
 }
 
-/// Checks that a push-pull's `sender` is the node the TLS peer's certificate names (`peer`;
-/// std::nullopt for an anonymous client). `what` names the message for the error.
-caf::error check_binding(const std::optional<std::string>& peer, const std::string& sender,
-                         const std::string& what) {
-  if (!peer)
-    return make_error(errc::invalid_field,
-                      what + ": a client without a certificate may only ask for admission");
-  if (*peer != sender)
-    return make_error(errc::invalid_field, what + " claims sender \"" + sender +
-                                               "\" but the peer certificate names \"" + *peer +
-                                               "\"");
-  return {};
+/// Bytes a Frame adds around a request or answer body: the body's tag and length, the
+/// type's tag and value.
+constexpr std::size_t frame_overhead = 16;
+
+/// Longest refusal text read from a peer.
+constexpr std::size_t max_refusal_text = 1024;
+
+/// Serializes `frame` behind its 4-byte big-endian length.
+std::string framed(const v1::FrameBytes& frame) { return wire::framed(frame.SerializeAsString()); }
+
+/// One request or answer of `type` as a frame (length prefix included): types 1 and 2 in
+/// their own fields (what older nodes read), every other type as `type` then `payload`.
+std::string encode_typed_frame(request_type type, std::string body) {
+  v1::FrameBytes frame;
+  if (type == request_types::push_pull) {
+    frame.set_push_pull(std::move(body));
+  } else if (type == request_types::identity) {
+    frame.set_admission(std::move(body));
+  } else {
+    frame.set_type(type);
+    frame.set_payload(std::move(body));
+  }
+  return framed(frame);
 }
 
-/// Decodes the answer to an admission request: the admission bytes, peer_refused with the
-/// server's reason for an error frame, malformed for anything else.
-caf::expected<std::string> admission_answer(std::string_view body, const codec_limits& limits) {
-  auto frame = decode_any_frame(body, limits);
-  if (!frame)
-    return std::move(frame.error());
-  if (auto* answer = std::get_if<admission_payload>(&*frame))
-    return std::move(answer->bytes);
-  return make_error(errc::malformed, "a push-pull frame where an admission answer was expected");
+/// A refusal as a frame: the text (what older nodes read) and its code.
+std::string encode_refusal_frame(v1::RefusalCode code, std::string_view text,
+                                 const caf::error& handler_error = {}) {
+  v1::FrameBytes frame;
+  frame.set_error(std::string{text});
+  frame.mutable_refusal()->set_code(code);
+  if (code == v1::REFUSAL_HANDLER && handler_error) {
+    frame.mutable_refusal()->set_category(caf::to_string(handler_error.category()));
+    frame.mutable_refusal()->set_error_code(handler_error.code());
+  }
+  return framed(frame);
 }
+
+/// The refusal code for an error of the transport or of a handler refusing at once.
+v1::RefusalCode refusal_code_of(const caf::error& err) {
+  if (err.category() != errc_category)
+    return v1::REFUSAL_HANDLER;
+  switch (static_cast<errc>(err.code())) {
+  case errc::oversized:
+    return v1::REFUSAL_TOO_LARGE;
+  case errc::busy:
+    return v1::REFUSAL_BUSY;
+  case errc::unauthenticated:
+    return v1::REFUSAL_UNAUTHENTICATED;
+  case errc::unknown_request:
+    return v1::REFUSAL_UNKNOWN_TYPE;
+  case errc::malformed:
+  case errc::truncated:
+  case errc::invalid_field:
+  case errc::unsupported_version:
+  case errc::unknown_frame:
+    return v1::REFUSAL_MALFORMED;
+  default:
+    return v1::REFUSAL_HANDLER;
+  }
+}
+
+/// The text of a handler's refusal: a gossip one as refusal_reason (a relayed refusal reads
+/// as it came), another module's its context alone (its category and code travel apart).
+std::string handler_text(const caf::error& err) {
+  if (err.category() != errc_category && err.context().match_elements<std::string>())
+    return err.context().get_as<std::string>(0);
+  return refusal_reason(err);
+}
+
+/// The refusal frame for `err` (text: refusal_reason, so a relayed refusal reads as it came).
+std::string refusal_frame_of(const caf::error& err) {
+  const auto code = refusal_code_of(err);
+  return encode_refusal_frame(code, code == v1::REFUSAL_HANDLER ? handler_text(err) : render(err),
+                              err);
+}
+
+/// True for a category a peer may name: an atom's text (at most 10 of [0-9A-Za-z_ ]).
+bool is_atom_text(std::string_view x) {
+  if (x.empty() || x.size() > 10)
+    return false;
+  for (char c : x)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == ' '))
+      return false;
+  return true;
+}
+
+/// The error a peer's refusal frame means to us (decision 0014): decided by its code, never
+/// by its text, which only goes into the context.
+caf::error refusal_error(const v1::FrameBytes& frame) {
+  auto text = frame.error();
+  if (text.size() > max_refusal_text)
+    text.resize(max_refusal_text);
+  const auto& r = frame.refusal();
+  switch (r.code()) {
+  case v1::REFUSAL_MALFORMED:
+    return make_error(errc::malformed, "the peer could not read our request: " + text);
+  case v1::REFUSAL_UNKNOWN_TYPE:
+    return make_error(errc::unknown_request, std::move(text));
+  case v1::REFUSAL_UNAUTHENTICATED:
+    return make_error(errc::unauthenticated, std::move(text));
+  case v1::REFUSAL_TOO_LARGE:
+    return make_error(errc::oversized, "the peer refused our request as too large: " + text);
+  case v1::REFUSAL_BUSY:
+    return make_error(errc::busy, std::move(text));
+  case v1::REFUSAL_HANDLER:
+    // A gossip-category refusal by a handler (or a relayed one) reads as before: the text
+    // verbatim under peer_refused. Another module's code travels as that module's error.
+    if (r.category() != caf::to_string(errc_category) && is_atom_text(r.category()) &&
+        r.error_code() > 0 && r.error_code() <= 0xff)
+      return caf::error{static_cast<std::uint8_t>(r.error_code()),
+                        caf::atom_from_string(r.category()), caf::make_message(std::move(text))};
+    return make_error(errc::peer_refused, std::move(text));
+  default: // an older node (no code), or a code newer than this node
+    return make_error(errc::peer_refused, std::move(text));
+  }
+}
+
+/// A request frame's body: its type and bytes.
+struct typed_body {
+  request_type type = 0;
+  std::string bytes;
+};
+
+/// Decodes the body of a request frame (length prefix removed). Errors: malformed (not a
+/// Frame), invalid_field (no body, several, a payload of type 0), peer_refused (an error
+/// frame sent as a request).
+caf::expected<typed_body> decode_request(std::string_view body) {
+  v1::FrameBytes frame;
+  if (!frame.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(errc::malformed, "frame does not parse as a Frame");
+  if (frame.has_error())
+    return make_error(errc::peer_refused, "an error frame sent as a request");
+  const int bodies =
+      int{frame.has_push_pull()} + int{frame.has_admission()} + int{frame.has_payload()};
+  if (bodies != 1)
+    return make_error(errc::invalid_field,
+                      bodies == 0 ? "frame without a body" : "frame with several bodies");
+  if (frame.has_push_pull())
+    return typed_body{request_types::push_pull, std::move(*frame.mutable_push_pull())};
+  if (frame.has_admission())
+    return typed_body{request_types::identity, std::move(*frame.mutable_admission())};
+  if (frame.type() == request_types::push_pull || frame.type() == request_types::identity ||
+      frame.type() == 0)
+    return make_error(errc::invalid_field,
+                      "a payload of request type " + std::to_string(frame.type()));
+  return typed_body{frame.type(), std::move(*frame.mutable_payload())};
+}
+
+/// Decodes the answer frame to a request of `type` (length prefix removed): its bytes, or
+/// the peer's refusal (refusal_error), or malformed.
+caf::expected<std::string> decode_answer(std::string_view body, request_type type) {
+  v1::FrameBytes frame;
+  if (!frame.ParseFromArray(body.data(), static_cast<int>(body.size())))
+    return make_error(errc::malformed, "answer does not parse as a Frame");
+  if (frame.has_error())
+    return refusal_error(frame);
+  if (type == request_types::push_pull && frame.has_push_pull())
+    return std::move(*frame.mutable_push_pull());
+  if (type == request_types::identity && frame.has_admission())
+    return std::move(*frame.mutable_admission());
+  if (frame.has_payload() && frame.type() == type)
+    return std::move(*frame.mutable_payload());
+  return make_error(errc::malformed,
+                    "an answer that is not of request type " + std::to_string(type));
+}
+
+/// What the first bytes of a request frame's body say about its type.
+struct type_peek {
+  enum class status : std::uint8_t {
+    need_more, ///< too few bytes yet
+    known,     ///< `type` is the request's type
+    unknown,   ///< not laid out as Starling writes requests: checked once decoded
+  };
+  status what = status::unknown;
+  request_type type = 0;
+};
+
+/// Reads the type from the first bytes `head` of a request frame body of `length` bytes:
+/// tag 1 (push_pull) or 3 (admission) first, or tag 4 (`type`, a varint) first.
+type_peek peek_type(std::string_view head, std::size_t length) {
+  using status = type_peek::status;
+  if (head.empty())
+    return {status::need_more, 0};
+  const auto tag = static_cast<unsigned char>(head[0]);
+  if (tag == 0x0a)
+    return {status::known, request_types::push_pull};
+  if (tag == 0x1a)
+    return {status::known, request_types::identity};
+  if (tag != 0x20)
+    return {status::unknown, 0};
+  std::uint64_t value = 0;
+  for (std::size_t i = 1; i < head.size() && i <= 5; ++i) {
+    const auto byte = static_cast<unsigned char>(head[i]);
+    value |= std::uint64_t{byte & 0x7fu} << (7 * (i - 1));
+    if ((byte & 0x80u) == 0)
+      return value == 0 || value > 0xffffffffu
+                 ? type_peek{status::unknown, 0}
+                 : type_peek{status::known, static_cast<request_type>(value)};
+  }
+  // The varint goes on: more may come, unless the body or the varint's 5 bytes are all in.
+  if (head.size() >= 6 || head.size() >= length)
+    return {status::unknown, 0};
+  return {status::need_more, 0};
+}
+
+/// Bytes of a request body needed to peek at its type.
+constexpr std::size_t peek_bytes = 6;
 
 /// One TCP connection, plain or (after start_tls) TLS: what exchanges connect, read, write
 /// and close, whichever it is. I/O thread only.
@@ -622,50 +811,89 @@ public:
     asio::post(io_, [this, address, msg] { do_send(address, msg); });
   }
 
-  void push_pull_with(const std::string& address, push_pull local,
-                      std::function<void(caf::expected<push_pull>)> done) {
+  /// See transport::request.
+  void request(const std::string& address, request_type type, std::string body,
+               std::optional<std::string> expected_peer, request_done done) {
+    auto fail = [this, &done](caf::error err) {
+      asio::post(io_, [this, err = std::move(err), done = std::move(done)]() mutable {
+        stats_.requests_failed.fetch_add(1, std::memory_order_relaxed);
+        invoke_callback("request done", done, caf::expected<request_answer>{std::move(err)});
+      });
+    };
+    const auto* spec = cbs_.requests.find(type);
+    if (spec == nullptr) {
+      fail(make_error(errc::invalid_field,
+                      "request type " + std::to_string(type) + " is not registered here"));
+      return;
+    }
+    if (spec->auth == request_auth::anyone_over_tls && !cfg_.security) {
+      fail(make_error(errc::invalid_field, spec->name + " needs TLS"));
+      return;
+    }
+    if (body.size() > spec->max_request) {
+      fail(make_error(errc::invalid_field, spec->name + " request of " +
+                                               std::to_string(body.size()) + " bytes exceeds " +
+                                               std::to_string(spec->max_request)));
+      return;
+    }
     // Encoding and sealing need no I/O state: do them on the caller's thread.
-    auto bytes = seal_frame(tcp_sealer_, encode_frame(local));
-    if (!bytes) {
-      asio::post(io_, [this, err = bytes.error(), done = std::move(done)]() mutable {
-        stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-        invoke_callback("push_pull done", done, caf::expected<push_pull>{std::move(err)});
-      });
-      return;
+    const bool sealed = spec->sealed && tcp_sealer_;
+    auto frame = encode_typed_frame(type, std::move(body));
+    if (sealed) {
+      auto s = seal_frame(tcp_sealer_, std::move(frame));
+      if (!s) {
+        fail(std::move(s.error()));
+        return;
+      }
+      frame = std::move(*s);
     }
-    asio::post(io_, [this, address, bytes = std::move(*bytes), done = std::move(done)]() mutable {
-      start_push_pull(address, std::move(bytes), std::move(done));
-    });
-  }
-
-  void admission_with(const std::string& address, std::string request,
-                      std::optional<std::string> expected_peer,
-                      std::function<void(caf::expected<std::string>)> done) {
-    if (!cfg_.security) {
-      asio::post(io_, [done = std::move(done)] {
-        invoke_callback(
-            "admission done", done,
-            caf::expected<std::string>{make_error(errc::invalid_field, "admission needs TLS")});
-      });
-      return;
-    }
-    asio::post(io_, [this, address, expected_peer = std::move(expected_peer),
-                     frame = encode_admission_frame(request), done = std::move(done)]() mutable {
+    // A sealed answer's size is known once opened; a plain one's at its length prefix.
+    const auto max_answer =
+        sealed ? cfg_.limits.max_frame
+               : std::min(cfg_.limits.max_frame, spec->max_answer + frame_overhead);
+    asio::post(io_, [this, address, type, spec, sealed, max_answer,
+                     expected_peer = std::move(expected_peer), frame = std::move(frame),
+                     done = std::move(done)]() mutable {
       start_exchange(
-          address, "admission", std::move(expected_peer), std::move(frame),
-          [this, done = std::move(done)](client_exchange& ex, caf::expected<std::string> body) {
+          address, spec->name, std::move(expected_peer), std::move(frame), max_answer,
+          [this, type, spec, sealed, done = std::move(done)](client_exchange& ex,
+                                                             caf::expected<std::string> body) {
             if (!body)
               note_failure(ex, body.error());
-            auto result = body ? admission_answer(*body, cfg_.limits) : std::move(body);
-            if (result)
-              stats_.admissions_out.fetch_add(1, std::memory_order_relaxed);
-            else
-              spdlog::debug("gossip transport: admission with {}: {}", ex.address(),
+            caf::expected<request_answer> result{caf::error{}};
+            if (!body) {
+              result = std::move(body.error());
+            } else {
+              auto answer = open_answer(ex.address(), *body, type, sealed);
+              if (answer && answer->size() > spec->max_answer)
+                answer = make_error(errc::oversized,
+                                    spec->name + " answer of " + std::to_string(answer->size()) +
+                                        " bytes exceeds " + std::to_string(spec->max_answer));
+              if (answer)
+                result = request_answer{std::move(*answer),
+                                        cfg_.security ? cfg_.security->peer_name(ex.session())
+                                                      : std::nullopt};
+              else
+                result = std::move(answer.error());
+            }
+            if (result) {
+              stats_.requests_out.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              stats_.requests_failed.fetch_add(1, std::memory_order_relaxed);
+              spdlog::debug("gossip transport: {} with {}: {}", spec->name, ex.address(),
                             render(result.error()));
-            invoke_callback("admission done", done, std::move(result));
+            }
+            invoke_callback("request done", done, std::move(result));
           });
     });
   }
+
+  /// Counters and limits for the typed helpers (push_pull_with, admission_with).
+  transport_stats& mutable_stats() { return stats_; }
+  const codec_limits& limits() const { return cfg_.limits; }
+
+  /// Reports dropped input to the owner (for the typed helpers).
+  void report_drop(const caf::error& why, const std::string& from) { drop(why, from); }
 
 private:
   // -- name resolution (I/O thread) ------------------------------------------------------
@@ -865,8 +1093,16 @@ private:
     /// A whole request frame arrived (the exchange is under way, not merely connected or
     /// mid-handshake).
     bool requested = false;
-    /// The request was an admission (its answer touches no push-pull counter).
-    bool admission = false;
+    /// The first bytes of the stream (length prefix and up to peek_bytes of the body): the
+    /// request's type is read from them before its body is buffered.
+    std::string head;
+    /// The type's checks ran at the prefix (or cannot: the frame is sealed or laid out
+    /// otherwise); next() may buffer the body.
+    bool peeked = false;
+    /// The request's type, once known (0 before).
+    request_type type = 0;
+    /// The request arrived sealed: its answer is sealed too.
+    bool sealed = false;
     /// An answer was queued (replies after the first are ignored).
     bool answered = false;
     /// Closed and removed from inbound_.
@@ -993,66 +1229,120 @@ private:
   }
 
   void read_inbound(const inbound_ptr& conn) {
-    conn->stream.async_read_some(asio::buffer(conn->buffer),
-                                 [this, conn](const asio::error_code& ec, std::size_t n) {
-                                   if (conn->closed)
-                                     return;
-                                   if (ec) {
-                                     fail_inbound(conn, io_error("push-pull read", ec), false);
-                                     return;
-                                   }
-                                   conn->reader.feed(std::string_view{conn->buffer.data(), n});
-                                   if (auto err = admit_frame(*conn)) {
-                                     fail_inbound(conn, err, true);
-                                     return;
-                                   }
-                                   auto body = conn->reader.next();
-                                   if (!body) {
-                                     read_inbound(conn);
-                                     return;
-                                   }
-                                   if (!*body) {
-                                     fail_inbound(conn, body->error(), true);
-                                     return;
-                                   }
-                                   // Consumed: the budget goes back before the work on it.
-                                   release_frame(*conn);
-                                   on_body(conn, std::move(**body));
-                                 });
+    conn->stream.async_read_some(
+        asio::buffer(conn->buffer), [this, conn](const asio::error_code& ec, std::size_t n) {
+          if (conn->closed)
+            return;
+          if (ec) {
+            fail_inbound(conn, io_error("push-pull read", ec), false);
+            return;
+          }
+          const std::string_view got{conn->buffer.data(), n};
+          const auto head_size = wire::length_prefix_size + peek_bytes;
+          if (conn->head.size() < head_size)
+            conn->head.append(got.substr(0, head_size - conn->head.size()));
+          conn->reader.feed(got);
+          auto admitted = admit_frame(*conn);
+          if (!admitted) {
+            fail_inbound(conn, admitted.error(), true);
+            return;
+          }
+          if (!*admitted) { // the type is not readable yet: buffer nothing beyond this chunk
+            read_inbound(conn);
+            return;
+          }
+          auto body = conn->reader.next();
+          if (!body) {
+            read_inbound(conn);
+            return;
+          }
+          if (!*body) {
+            fail_inbound(conn, body->error(), true);
+            return;
+          }
+          // Consumed: the budget goes back before the work on it.
+          release_frame(*conn);
+          on_body(conn, std::move(**body));
+        });
   }
 
   /// Once the length prefix of the frame `conn` is receiving has arrived (and before its
-  /// body is buffered, beyond the one read chunk that brought the prefix): refuses a frame
-  /// over max_anonymous_frame from a client without a certificate, and one that does not
-  /// fit what is left of the inbound budget; else reserves its length from the budget. An
-  /// error means: answer it and close. A member's length over limits.max_frame (or of 0) is
-  /// left to the reader, which refuses it.
-  caf::error admit_frame(inbound_conn& conn) {
-    if (conn.reserved > 0)
-      return {};
+  /// body is buffered, beyond the read chunks that brought the prefix and the type): refuses
+  /// a frame over max_anonymous_frame from a client without a certificate, and one that
+  /// does not fit what is left of the inbound budget, else reserves its length from the
+  /// budget; then, once the first body bytes name the request's type (plain frames as
+  /// Starling writes them), refuses what that type's rules refuse (check_request). An error
+  /// means: answer it and close. False: read more before buffering the body. A member's
+  /// length over limits.max_frame (or of 0) is left to the reader, which refuses it.
+  caf::expected<bool> admit_frame(inbound_conn& conn) {
     const auto length = conn.reader.announced();
     if (!length || *length == 0)
-      return {};
-    if (cfg_.security && !conn.peer && *length > cfg_.max_anonymous_frame) {
-      stats_.anonymous_refused.fetch_add(1, std::memory_order_relaxed);
-      return make_error(errc::oversized, "a client without a certificate announced a frame of " +
-                                             std::to_string(*length) + " bytes; at most " +
-                                             std::to_string(cfg_.max_anonymous_frame) +
-                                             " (admission only)");
+      return true;
+    if (conn.reserved == 0) {
+      if (cfg_.security && !conn.peer && *length > cfg_.max_anonymous_frame) {
+        stats_.anonymous_refused.fetch_add(1, std::memory_order_relaxed);
+        return make_error(errc::oversized, "a client without a certificate announced a frame of " +
+                                               std::to_string(*length) + " bytes; at most " +
+                                               std::to_string(cfg_.max_anonymous_frame) +
+                                               " (admission only)");
+      }
+      if (*length > cfg_.limits.max_frame)
+        return true;
+      if (*length > cfg_.inbound_budget - inbound_buffered_) {
+        stats_.budget_refused.fetch_add(1, std::memory_order_relaxed);
+        return make_error(errc::busy, "a frame of " + std::to_string(*length) +
+                                          " bytes does not fit the inbound buffer budget (" +
+                                          std::to_string(cfg_.inbound_budget - inbound_buffered_) +
+                                          " of " + std::to_string(cfg_.inbound_budget) +
+                                          " bytes left); try later");
+      }
+      conn.reserved = *length;
+      inbound_buffered_ += *length;
+      stats_.inbound_buffered.store(inbound_buffered_, std::memory_order_relaxed);
     }
-    if (*length > cfg_.limits.max_frame)
-      return {};
-    if (*length > cfg_.inbound_budget - inbound_buffered_) {
-      stats_.budget_refused.fetch_add(1, std::memory_order_relaxed);
-      return make_error(errc::oversized,
-                        "a frame of " + std::to_string(*length) +
-                            " bytes does not fit the inbound buffer budget (" +
-                            std::to_string(cfg_.inbound_budget - inbound_buffered_) + " of " +
-                            std::to_string(cfg_.inbound_budget) + " bytes left); try later");
+    if (conn.peeked)
+      return true;
+    if (tcp_sealer_) {
+      // Sealed bodies hide their type: checked once opened.
+      conn.peeked = true;
+      return true;
     }
-    conn.reserved = *length;
-    inbound_buffered_ += *length;
-    stats_.inbound_buffered.store(inbound_buffered_, std::memory_order_relaxed);
+    const auto peek =
+        peek_type(std::string_view{conn.head}.substr(wire::length_prefix_size), *length);
+    if (peek.what == type_peek::status::need_more)
+      return false;
+    conn.peeked = true;
+    if (peek.what == type_peek::status::known)
+      if (auto err = check_request(conn, peek.type,
+                                   *length > frame_overhead ? *length - frame_overhead : 0))
+        return err;
+    return true;
+  }
+
+  /// The transport's rules for a request of `type` whose body has at least `size` bytes
+  /// (counted here): served here, by whom, how large. No error: hand it to the handler.
+  caf::error check_request(const inbound_conn& conn, request_type type, std::size_t size) {
+    const auto* spec = cbs_.requests.find(type);
+    if (spec == nullptr || !spec->handler ||
+        (spec->auth == request_auth::anyone_over_tls && !cfg_.security)) {
+      stats_.unknown_type_refused.fetch_add(1, std::memory_order_relaxed);
+      return make_error(errc::unknown_request,
+                        "request type " + std::to_string(type) + " is not served here" +
+                            (spec != nullptr && spec->handler ? " (" + spec->name + " needs TLS)"
+                                                              : std::string{}));
+    }
+    if (spec->auth == request_auth::member && cfg_.security && !conn.peer) {
+      stats_.binding_refused.fetch_add(1, std::memory_order_relaxed);
+      return make_error(errc::unauthenticated,
+                        spec->name + " from " + conn.remote +
+                            ": a client without a certificate may only ask for admission");
+    }
+    if (size > spec->max_request) {
+      stats_.type_limit_refused.fetch_add(1, std::memory_order_relaxed);
+      return make_error(errc::oversized, spec->name + " request of " + std::to_string(size) +
+                                             " bytes exceeds its limit of " +
+                                             std::to_string(spec->max_request));
+    }
     return {};
   }
 
@@ -1080,92 +1370,112 @@ private:
 
   /// Opens (when sealing) and decodes the request body of an inbound exchange.
   void on_body(const inbound_ptr& conn, std::string body) {
+    conn->requested = true;
     if (tcp_sealer_) {
       auto plain = open_with(*tcp_sealer_, body);
-      if (!plain) {
-        if (is_refusal(plain.error())) {
-          stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
-        } else if (decode_frame(body, cfg_.limits)) {
-          // A well-formed plain push-pull: unauthenticated rather than malformed. Say so,
-          // so that the operator of a node without the key learns why.
+      if (plain) {
+        conn->sealed = true;
+        body = std::move(*plain);
+      } else if (is_refusal(plain.error())) {
+        stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
+        // Answered with a plain error frame: the peer cannot open anything we seal.
+        fail_inbound(conn, plain.error(), true, v1::REFUSAL_UNAUTHENTICATED);
+        return;
+      } else if (auto request = decode_request(body)) {
+        const auto* spec = cbs_.requests.find(request->type);
+        if (spec == nullptr || spec->sealed) {
+          // A well-formed plain request of a sealed type: unauthenticated rather than
+          // malformed. Say so, so that the operator of a node without the key learns why.
           stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
           fail_inbound(conn,
-                       make_error(errc::peer_refused,
-                                  "unsealed push-pull, but gossip encryption is on here: the "
-                                  "sender has no gossip key"),
+                       make_error(errc::unauthenticated,
+                                  "unsealed " + (spec ? spec->name : std::string{"request"}) +
+                                      ", but gossip encryption is on here: the sender has no "
+                                      "gossip key"),
                        true);
           return;
         }
-        // Answered with a plain error frame: the peer cannot open anything we seal.
+        dispatch(conn, std::move(*request)); // a type that is never sealed
+        return;
+      } else {
         fail_inbound(conn, plain.error(), true);
         return;
       }
-      body = std::move(*plain);
     }
-    on_request(conn, decode_any_frame(body, cfg_.limits));
-  }
-
-  void on_request(const inbound_ptr& conn, caf::expected<frame_body> request) {
-    conn->requested = true;
+    auto request = decode_request(body);
     if (!request) {
       // A peer that sends us an error frame as a request gets no answer.
       const bool answer = request.error().code() != static_cast<std::uint8_t>(errc::peer_refused);
       fail_inbound(conn, request.error(), answer);
       return;
     }
-    if (auto* admission = std::get_if<admission_payload>(&*request)) {
-      on_admission_request(conn, std::move(admission->bytes));
-      return;
-    }
-    auto& remote = std::get<push_pull>(*request);
-    if (cfg_.security) {
-      if (auto err = check_binding(conn->peer, remote.sender, "push-pull from " + conn->remote)) {
-        stats_.binding_refused.fetch_add(1, std::memory_order_relaxed);
-        fail_inbound(conn, err, true);
-        return;
-      }
-    }
-    stats_.push_pulls_in.fetch_add(1, std::memory_order_relaxed);
-    if (!cbs_.on_push_pull) {
-      refuse_unserved(conn, "push-pull not served");
-      return;
-    }
-    push_pull_responder reply = [gate = gate_, id = conn->id,
-                                 sealer = tcp_sealer_](caf::expected<push_pull> answer) {
-      bool refused = !answer;
-      // Encoding and sealing are pure: do them on the replier's thread.
-      auto framed = seal_frame(sealer, refused ? encode_error_frame(refusal_reason(answer.error()))
-                                               : encode_frame(*answer));
-      std::string bytes;
-      if (framed) {
-        bytes = std::move(*framed);
-      } else {
-        refused = true;
-        bytes = encode_error_frame("cannot seal the answer");
-      }
-      post_reply(*gate, id, std::move(bytes), refused);
-    };
-    invoke_callback("on_push_pull", cbs_.on_push_pull, std::move(remote), std::move(reply));
+    dispatch(conn, std::move(*request));
   }
 
-  /// An admission request: served (with `security` and on_admission) whoever the client is;
-  /// the owner decides from `peer` what an anonymous joiner or a member may ask.
-  void on_admission_request(const inbound_ptr& conn, std::string request) {
-    conn->admission = true;
-    if (!cfg_.security || !cbs_.on_admission) {
-      refuse_unserved(conn, "admission not served");
+  /// Checks a decoded request by its type's rules (again: the prefix may not have shown its
+  /// type) and hands it to the type's handler.
+  void dispatch(const inbound_ptr& conn, typed_body request) {
+    conn->type = request.type;
+    if (auto err = check_request(*conn, request.type, request.bytes.size())) {
+      fail_inbound(conn, err, true);
       return;
     }
-    stats_.admissions_in.fetch_add(1, std::memory_order_relaxed);
-    admission_responder reply = [gate = gate_, id = conn->id](caf::expected<std::string> answer) {
-      // Encoding is pure: do it on the replier's thread.
-      if (answer)
-        post_reply(*gate, id, encode_admission_frame(*answer), false);
-      else
-        post_reply(*gate, id, encode_error_frame(refusal_reason(answer.error())), true);
+    const auto& spec = *cbs_.requests.find(request.type);
+    request_responder reply = [gate = gate_, id = conn->id, type = request.type,
+                               max_answer = spec.max_answer, name = spec.name,
+                               sealer = conn->sealed ? tcp_sealer_
+                                                     : nullptr](caf::expected<std::string> answer) {
+      // Encoding and sealing are pure: do them on the replier's thread.
+      bool refused = !answer;
+      std::string frame;
+      if (answer && answer->size() > max_answer) {
+        refused = true;
+        frame = encode_refusal_frame(
+            v1::REFUSAL_TOO_LARGE, "the " + name + " answer of " + std::to_string(answer->size()) +
+                                       " bytes exceeds its limit of " + std::to_string(max_answer));
+      } else if (answer) {
+        frame = encode_typed_frame(type, std::move(*answer));
+      } else {
+        frame =
+            encode_refusal_frame(v1::REFUSAL_HANDLER, handler_text(answer.error()), answer.error());
+      }
+      auto sealed = seal_frame(sealer, std::move(frame));
+      if (!sealed) {
+        refused = true;
+        sealed = encode_refusal_frame(v1::REFUSAL_HANDLER, "cannot seal the answer");
+      }
+      post_reply(*gate, id, std::move(*sealed), refused);
     };
-    invoke_callback("on_admission", cbs_.on_admission, std::move(request), conn->peer,
-                    std::move(reply));
+    caf::error refused_now;
+    try {
+      refused_now = spec.handler(std::move(request.bytes), conn->peer, std::move(reply));
+    } catch (const std::exception& e) {
+      refused_now = make_error(errc::malformed, spec.name + " handler threw: " + e.what());
+    } catch (...) {
+      refused_now = make_error(errc::malformed, spec.name + " handler threw");
+    }
+    if (refused_now) {
+      const auto code = refusal_code_of(refused_now);
+      if (code == v1::REFUSAL_UNAUTHENTICATED)
+        stats_.binding_refused.fetch_add(1, std::memory_order_relaxed);
+      else if (code == v1::REFUSAL_HANDLER)
+        stats_.handler_refused.fetch_add(1, std::memory_order_relaxed);
+      fail_inbound(conn, refused_now, true, code);
+      return;
+    }
+    stats_.requests_in.fetch_add(1, std::memory_order_relaxed);
+    if (auto* in = legacy_in(request.type))
+      in->fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// The counter of served requests that `type` has had from before request types (kept for
+  /// `starling stats`), or null.
+  std::atomic<std::uint64_t>* legacy_in(request_type type) {
+    if (type == request_types::push_pull)
+      return &stats_.push_pulls_in;
+    if (type == request_types::identity)
+      return &stats_.admissions_in;
+    return nullptr;
   }
 
   /// Hands an encoded answer to the live transport's I/O thread (from any thread); dropped
@@ -1179,13 +1489,6 @@ private:
     }
   }
 
-  /// Answers a request nobody here serves with an error frame (counted), then closes.
-  void refuse_unserved(const inbound_ptr& conn, std::string_view reason) {
-    conn->answered = true;
-    stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-    write_and_close(conn, encode_error_frame(reason), false);
-  }
-
   void on_reply(std::uint64_t id, std::string bytes, bool refused) {
     auto i = inbound_.find(id);
     if (i == inbound_.end())
@@ -1194,19 +1497,35 @@ private:
     if (conn->answered || conn->closed)
       return;
     conn->answered = true;
-    // A refused push-pull is a failed exchange; a refused admission is an answer.
-    if (refused && !conn->admission)
-      stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-    write_and_close(conn, std::move(bytes), !refused && !conn->admission);
+    // A refused push-pull is a failed exchange (as before request types); any other
+    // refusal is an answer.
+    const bool push_pull = conn->type == request_types::push_pull;
+    if (refused) {
+      stats_.handler_refused.fetch_add(1, std::memory_order_relaxed);
+      if (push_pull)
+        stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+    write_and_close(conn, std::move(bytes), !refused && push_pull);
   }
 
-  /// Counts a failed inbound exchange, answers an error frame if `answer`, then closes.
-  void fail_inbound(const inbound_ptr& conn, const caf::error& why, bool answer) {
+  /// Counts a failed inbound exchange, answers a refusal frame if `answer` (its code from
+  /// `why`, or `code`), then closes.
+  void fail_inbound(const inbound_ptr& conn, const caf::error& why, bool answer,
+                    std::optional<v1::RefusalCode> code = std::nullopt) {
     stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
     drop(why, conn->remote);
     if (answer && !conn->answered) {
       conn->answered = true;
-      write_and_close(conn, encode_error_frame(render(why)), false);
+      auto frame =
+          code ? encode_refusal_frame(
+                     *code, *code == v1::REFUSAL_HANDLER ? handler_text(why) : render(why), why)
+               : refusal_frame_of(why);
+      // A refusal by the type's handler to a sealed request is sealed (as its answer would
+      // be); the transport's own refusals are plain (the peer may not have our key).
+      if (conn->sealed && code == v1::REFUSAL_HANDLER)
+        if (auto sealed = seal_frame(tcp_sealer_, frame))
+          frame = std::move(*sealed);
+      write_and_close(conn, std::move(frame), false);
     } else {
       close_inbound(conn);
     }
@@ -1243,10 +1562,11 @@ private:
 
   // -- TCP outbound (I/O thread) ---------------------------------------------------------
 
-  /// Starts a client exchange sending `frame` to `address` on this transport's thread.
-  void start_exchange(std::string address, const char* what,
+  /// Starts a client exchange sending `frame` to `address` on this transport's thread,
+  /// accepting an answer frame of at most `max_answer` bytes.
+  void start_exchange(std::string address, const std::string& what,
                       std::optional<std::string> expected_peer, std::string frame,
-                      client_exchange::completion done) {
+                      std::size_t max_answer, client_exchange::completion done) {
     exchange_spec spec;
     spec.address = std::move(address);
     spec.what = what;
@@ -1256,61 +1576,24 @@ private:
       return frame;
     };
     spec.timeout = cfg_.tcp_timeout;
-    spec.max_frame = cfg_.limits.max_frame;
+    spec.max_frame = max_answer;
     auto ex = std::make_shared<client_exchange>(io_, std::move(spec), std::move(done));
     ex->start([this](const std::string& host, resolve_handler k) { resolve(host, std::move(k)); });
   }
 
-  /// A push-pull we start: the peer is any member (the membership core knows addresses
-  /// only); its answer must come from the member its certificate names.
-  void start_push_pull(const std::string& address, std::string bytes,
-                       std::function<void(caf::expected<push_pull>)> done) {
-    start_exchange(
-        address, "push-pull", std::nullopt, std::move(bytes),
-        [this, done = std::move(done)](client_exchange& ex, caf::expected<std::string> body) {
-          if (!body)
-            note_failure(ex, body.error());
-          auto result = body ? push_pull_answer(ex, *body)
-                             : caf::expected<push_pull>{std::move(body.error())};
-          if (result) {
-            stats_.push_pulls_out.fetch_add(1, std::memory_order_relaxed);
-          } else {
-            stats_.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
-            spdlog::debug("gossip transport: push-pull with {}: {}", ex.address(),
-                          render(result.error()));
-          }
-          invoke_callback("push_pull done", done, std::move(result));
-        });
-  }
-
-  /// Opens and decodes a push-pull answer and, with TLS, binds its sender to the server's
-  /// certificate.
-  caf::expected<push_pull> push_pull_answer(client_exchange& ex, const std::string& body) {
-    auto answer = open_answer(ex.address(), body);
-    if (!answer || !cfg_.security)
-      return answer;
-    if (auto err = check_binding(cfg_.security->peer_name(ex.session()), answer->sender,
-                                 "the push-pull answer of " + ex.address())) {
-      stats_.binding_refused.fetch_add(1, std::memory_order_relaxed);
-      drop(err, ex.address());
-      return err;
-    }
-    return answer;
-  }
-
-  /// Opens (when sealing) and decodes the answer of an exchange we started. A plain error
-  /// frame is accepted unsealed: a peer that could not open our request cannot seal its
-  /// refusal for us, and its reason is what the operator needs to see.
-  caf::expected<push_pull> open_answer(const std::string& address, const std::string& body) {
-    if (!tcp_sealer_)
-      return decode_frame(body, cfg_.limits);
+  /// Opens (when the request was sealed) and decodes the answer to a request of `type`. A
+  /// plain refusal frame is accepted unsealed: a peer that could not open our request cannot
+  /// seal its refusal for us, and its reason is what the operator needs to see.
+  caf::expected<std::string> open_answer(const std::string& address, const std::string& body,
+                                         request_type type, bool sealed) {
+    if (!sealed)
+      return decode_answer(body, type);
     auto plain = open_with(*tcp_sealer_, body);
     if (plain)
-      return decode_frame(*plain, cfg_.limits);
-    auto as_plain = decode_frame(body, cfg_.limits);
-    if (!as_plain && as_plain.error().category() == errc_category &&
-        as_plain.error().code() == static_cast<std::uint8_t>(errc::peer_refused))
-      return as_plain.error();
+      return decode_answer(*plain, type);
+    if (v1::FrameBytes frame;
+        frame.ParseFromArray(body.data(), static_cast<int>(body.size())) && frame.has_error())
+      return refusal_error(frame);
     if (is_refusal(plain.error()))
       stats_.dropped_refused.fetch_add(1, std::memory_order_relaxed);
     drop(plain.error(), address);
@@ -1414,15 +1697,124 @@ std::uint16_t transport::port() const { return impl_->port(); }
 
 void transport::send(const std::string& address, const packet& msg) { impl_->send(address, msg); }
 
-void transport::push_pull_with(const std::string& address, push_pull local,
-                               std::function<void(caf::expected<push_pull>)> done) {
-  impl_->push_pull_with(address, std::move(local), std::move(done));
+void transport::request(const std::string& address, request_type type, std::string body,
+                        std::optional<std::string> expected_peer, request_done done) {
+  impl_->request(address, type, std::move(body), std::move(expected_peer), std::move(done));
 }
 
-void transport::admission_with(const std::string& address, std::string request,
-                               std::optional<std::string> expected_peer,
-                               std::function<void(caf::expected<std::string>)> done) {
-  impl_->admission_with(address, std::move(request), std::move(expected_peer), std::move(done));
+void push_pull_with(transport& t, const std::string& address, push_pull local,
+                    std::function<void(caf::expected<push_pull>)> done) {
+  auto* impl = t.impl_.get();
+  t.request(address, request_types::push_pull, encode_push_pull(local), std::nullopt,
+            [impl, address, done = std::move(done)](caf::expected<request_answer> answer) {
+              auto& stats = impl->mutable_stats();
+              caf::expected<push_pull> result{caf::error{}};
+              if (!answer) {
+                result = std::move(answer.error());
+              } else {
+                result = decode_push_pull(answer->body, impl->limits());
+                // The membership core knows addresses only: the answer must come from the
+                // member the server's certificate names.
+                if (result && answer->peer && *answer->peer != result->sender) {
+                  auto err = make_error(
+                      errc::unauthenticated,
+                      "the push-pull answer of " + address + " claims sender \"" + result->sender +
+                          "\" but the peer certificate names \"" + *answer->peer + "\"");
+                  stats.binding_refused.fetch_add(1, std::memory_order_relaxed);
+                  impl->report_drop(err, address);
+                  result = std::move(err);
+                }
+              }
+              if (result)
+                stats.push_pulls_out.fetch_add(1, std::memory_order_relaxed);
+              else
+                stats.push_pull_errors.fetch_add(1, std::memory_order_relaxed);
+              invoke_callback("push_pull done", done, std::move(result));
+            });
+}
+
+void admission_with(transport& t, const std::string& address, std::string request,
+                    std::optional<std::string> expected_peer,
+                    std::function<void(caf::expected<std::string>)> done) {
+  auto* impl = t.impl_.get();
+  t.request(address, request_types::identity, std::move(request), std::move(expected_peer),
+            [impl, done = std::move(done)](caf::expected<request_answer> answer) {
+              if (answer)
+                impl->mutable_stats().admissions_out.fetch_add(1, std::memory_order_relaxed);
+              invoke_callback("admission done", done,
+                              answer ? caf::expected<std::string>{std::move(answer->body)}
+                                     : caf::expected<std::string>{std::move(answer.error())});
+            });
+}
+
+caf::error request_registry::add(request_type type, request_spec spec) {
+  auto bad = [type](const std::string& why) {
+    return make_error(errc::invalid_field, "request type " + std::to_string(type) + ": " + why);
+  };
+  if (type == 0)
+    return bad("0 is not a request type");
+  if (specs_.count(type) > 0)
+    return bad("taken by " + specs_.at(type).name);
+  if (spec.name.empty())
+    return bad("no name");
+  if (spec.max_request == 0 || spec.max_answer == 0)
+    return bad(spec.name + ": a size limit of 0 bytes");
+  if (spec.auth == request_auth::anyone_over_tls && type != request_types::identity)
+    return bad(spec.name + ": only the identity channel (admission) may serve clients without a "
+                           "certificate");
+  specs_.emplace(type, std::move(spec));
+  return {};
+}
+
+const request_spec* request_registry::find(request_type type) const {
+  auto i = specs_.find(type);
+  return i == specs_.end() ? nullptr : &i->second;
+}
+
+request_spec push_pull_spec(push_pull_handler on_push_pull, const codec_limits& limits) {
+  request_spec spec;
+  spec.name = "push-pull";
+  spec.max_request = limits.max_frame;
+  spec.max_answer = limits.max_frame;
+  spec.auth = request_auth::member;
+  spec.sealed = true;
+  if (on_push_pull)
+    spec.handler = [on_push_pull = std::move(on_push_pull),
+                    limits](std::string body, const std::optional<std::string>& peer,
+                            request_responder reply) -> caf::error {
+      auto remote = decode_push_pull(body, limits);
+      if (!remote)
+        return std::move(remote.error());
+      // With TLS, the sender must be the member the client's certificate names.
+      if (peer && *peer != remote->sender)
+        return make_error(errc::unauthenticated, "push-pull claims sender \"" + remote->sender +
+                                                     "\" but the peer certificate names \"" +
+                                                     *peer + "\"");
+      push_pull_responder answer = [reply = std::move(reply)](caf::expected<push_pull> state) {
+        reply(state ? caf::expected<std::string>{encode_push_pull(*state)}
+                    : caf::expected<std::string>{std::move(state.error())});
+      };
+      on_push_pull(std::move(*remote), std::move(answer));
+      return {};
+    };
+  return spec;
+}
+
+request_spec identity_spec(identity_handler on_request) {
+  request_spec spec;
+  spec.name = "admission"; // as logs and errors have always called the identity channel
+  spec.max_request = codec_limits{}.max_frame;
+  spec.max_answer = codec_limits{}.max_frame;
+  spec.auth = request_auth::anyone_over_tls;
+  spec.sealed = false; // TLS only
+  if (on_request)
+    spec.handler = [on_request = std::move(on_request)](std::string body,
+                                                        const std::optional<std::string>& peer,
+                                                        request_responder reply) -> caf::error {
+      on_request(std::move(body), peer, std::move(reply));
+      return {};
+    };
+  return spec;
 }
 
 void transport::stop() { impl_->stop(); }
@@ -1443,13 +1835,13 @@ caf::expected<std::string> admission_exchange(const std::string& address, stream
       auto body = build(session);
       if (!body)
         return std::move(body.error());
-      return encode_admission_frame(*body);
+      return encode_typed_frame(request_types::identity, std::move(*body));
     };
     spec.timeout = timeout;
     spec.max_frame = limits.max_frame;
     auto ex = std::make_shared<client_exchange>(
-        io, std::move(spec), [&result, &limits](client_exchange&, caf::expected<std::string> body) {
-          result = body ? admission_answer(*body, limits) : std::move(body);
+        io, std::move(spec), [&result](client_exchange&, caf::expected<std::string> body) {
+          result = body ? decode_answer(*body, request_types::identity) : std::move(body);
         });
     ex->start([&resolver](const std::string& host, resolve_handler k) {
       resolve_with(resolver, host, std::move(k));

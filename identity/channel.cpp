@@ -50,7 +50,7 @@ caf::expected<Envelope> parse_envelope(std::string_view bytes, std::size_t limit
 }
 
 /// The refusal in a parsed IdentityResponse as an error (see decode_refusal).
-caf::error refusal_of(const v1::Refusal& r) {
+caf::error refusal_of(const v1::IdentityRefusal& r) {
   const auto& cat = r.category();
   const bool atom_text =
       !cat.empty() && cat.size() <= 10 && std::all_of(cat.begin(), cat.end(), [](char c) {

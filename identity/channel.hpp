@@ -102,11 +102,11 @@ using identity_request =
 /// decode_identity_request.
 [[nodiscard]] caf::expected<sync_message> decode_sync_response(std::string_view bytes);
 
-/// Bound on the reason of a refusal (Refusal.reason): longer ones are cut when encoded and
+/// Bound on the reason of a refusal (IdentityRefusal.reason): longer ones are cut when encoded and
 /// refused when decoded.
 inline constexpr std::size_t max_refusal_reason_bytes = 4096;
 
-/// Encodes an IdentityResponse carrying a Refusal: `err`'s category and code (what the
+/// Encodes an IdentityResponse carrying an IdentityRefusal: `err`'s category and code (what the
 /// asker decides on) and its context text (cut at max_refusal_reason_bytes). `err` must be
 /// an error.
 [[nodiscard]] std::string encode_refusal(const caf::error& err);

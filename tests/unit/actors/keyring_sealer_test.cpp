@@ -253,13 +253,15 @@ struct inbox {
       packets.push_back(std::move(p));
       cv.notify_all();
     };
-    cbs.on_push_pull = [](sg::push_pull remote, sg::push_pull_responder reply) {
-      sg::push_pull answer;
-      answer.sender = "responder";
-      answer.sender_address = "127.0.0.1:1";
-      answer.members = remote.members;
-      reply(std::move(answer));
-    };
+    (void)cbs.requests.add(
+        sg::request_types::push_pull,
+        sg::push_pull_spec([](sg::push_pull remote, sg::push_pull_responder reply) {
+          sg::push_pull answer;
+          answer.sender = "responder";
+          answer.sender_address = "127.0.0.1:1";
+          answer.members = remote.members;
+          reply(std::move(answer));
+        }));
     return cbs;
   }
 
@@ -363,12 +365,12 @@ TEST_F(sealed_transport, push_pull_is_sealed_and_another_key_cannot_join) {
   std::mutex m;
   std::condition_variable cv;
   std::optional<caf::expected<sg::push_pull>> ok, refused;
-  a->push_pull_with(addr(b->port()), local, [&](caf::expected<sg::push_pull> r) {
+  sg::push_pull_with(*a, addr(b->port()), local, [&](caf::expected<sg::push_pull> r) {
     std::lock_guard guard{m};
     ok.emplace(std::move(r));
     cv.notify_all();
   });
-  c->push_pull_with(addr(b->port()), local, [&](caf::expected<sg::push_pull> r) {
+  sg::push_pull_with(*c, addr(b->port()), local, [&](caf::expected<sg::push_pull> r) {
     std::lock_guard guard{m};
     refused.emplace(std::move(r));
     cv.notify_all();
@@ -379,7 +381,8 @@ TEST_F(sealed_transport, push_pull_is_sealed_and_another_key_cannot_join) {
   EXPECT_EQ((*ok)->sender, "responder");
   EXPECT_EQ((*ok)->members, local.members);
   ASSERT_FALSE(*refused);
-  EXPECT_EQ(refused->error().code(), static_cast<std::uint8_t>(sg::errc::peer_refused));
+  // Refused by its code (decision 0014): another key is not who may push-pull here.
+  EXPECT_EQ(refused->error().code(), static_cast<std::uint8_t>(sg::errc::unauthenticated));
   EXPECT_NE(sg::render(refused->error()).find("not in this node's keyring"), std::string::npos)
       << "[" << sg::render(refused->error()) << "]";
   EXPECT_EQ(b->stats().dropped_refused, 1u);

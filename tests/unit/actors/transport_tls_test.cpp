@@ -165,18 +165,21 @@ public:
     cfg.max_connections_per_source = per_source;
     cfg.security = std::move(security);
     gossip::transport_callbacks cbs;
-    cbs.on_push_pull = [this](gossip::push_pull, gossip::push_pull_responder reply) {
-      reply(answer_);
-    };
+    (void)cbs.requests.add(
+        gossip::request_types::push_pull,
+        gossip::push_pull_spec(
+            [this](gossip::push_pull, gossip::push_pull_responder reply) { reply(answer_); }));
     cbs.on_drop = [this](const caf::error& why, const std::string&) {
       std::lock_guard guard{mutex_};
       drops_.push_back(why);
     };
+    gossip::identity_handler on_identity;
     if (admit_)
-      cbs.on_admission = [this](std::string request, std::optional<std::string> peer,
-                                gossip::admission_responder reply) {
-        reply(admit_(request, peer));
-      };
+      on_identity = [this](std::string request, std::optional<std::string> peer,
+                           gossip::admission_responder reply) { reply(admit_(request, peer)); };
+    // Registered without a handler too: the node still sends identity requests.
+    (void)cbs.requests.add(gossip::request_types::identity,
+                           gossip::identity_spec(std::move(on_identity)));
     transport_ = must(gossip::transport::start(std::move(cfg), std::move(cbs)), "transport");
   }
 
@@ -190,7 +193,7 @@ public:
   /// Runs a push-pull of `state` with `to` and waits for its end.
   caf::expected<gossip::push_pull> push_pull(const node& to, gossip::push_pull state) {
     handover<gossip::push_pull> result;
-    transport_->push_pull_with(to.address(), std::move(state), result.callback());
+    gossip::push_pull_with(*transport_, to.address(), std::move(state), result.callback());
     return result.take();
   }
 
@@ -198,8 +201,8 @@ public:
   caf::expected<std::string> admission(const node& to, std::string request,
                                        std::optional<std::string> expected) {
     handover<std::string> result;
-    transport_->admission_with(to.address(), std::move(request), std::move(expected),
-                               result.callback());
+    gossip::admission_with(*transport_, to.address(), std::move(request), std::move(expected),
+                           result.callback());
     return result.take();
   }
 
@@ -320,7 +323,8 @@ TEST(transport_tls, a_sender_other_than_the_certificate_is_refused_both_ways) {
   // a's certificate names node-a; its push-pull claims node-c.
   auto impostor = a.push_pull(b, state_of("node-c"));
   ASSERT_FALSE(impostor);
-  EXPECT_TRUE(is_gossip(impostor.error(), gossip::errc::peer_refused));
+  EXPECT_TRUE(is_gossip(impostor.error(), gossip::errc::unauthenticated))
+      << gossip::render(impostor.error());
   EXPECT_TRUE(mentions(impostor.error(), "node-c") && mentions(impostor.error(), "node-a"))
       << gossip::render(impostor.error());
   EXPECT_TRUE(within_bound([&] { return b.stats().binding_refused == 1; }));
@@ -351,7 +355,7 @@ TEST(transport_tls, an_anonymous_joiner_gets_admission_but_no_push_pull) {
   node anonymous{joiner, "node-j"};
   auto refused = anonymous.push_pull(seed, state_of("node-j"));
   ASSERT_FALSE(refused);
-  EXPECT_TRUE(is_gossip(refused.error(), gossip::errc::peer_refused));
+  EXPECT_TRUE(is_gossip(refused.error(), gossip::errc::unauthenticated));
   EXPECT_TRUE(mentions(refused.error(), "without a certificate may only ask for admission"))
       << gossip::render(refused.error());
   EXPECT_TRUE(within_bound([&] { return seed.stats().binding_refused == 1; }));
@@ -362,8 +366,9 @@ TEST(transport_tls, admission_without_a_handler_is_refused_clearly) {
   node seed{security_of(member_context(mesh(), "node-b")), "node-b"};
   auto answer = gossip::admission_exchange(seed.address(), *joiner_security(), joiner_request, 2s);
   ASSERT_FALSE(answer);
-  EXPECT_TRUE(is_gossip(answer.error(), gossip::errc::peer_refused));
-  EXPECT_TRUE(mentions(answer.error(), "admission not served")) << gossip::render(answer.error());
+  EXPECT_TRUE(is_gossip(answer.error(), gossip::errc::unknown_request))
+      << gossip::render(answer.error());
+  EXPECT_TRUE(mentions(answer.error(), "not served")) << gossip::render(answer.error());
   EXPECT_EQ(seed.stats().admissions_in, 0u);
 }
 
@@ -397,7 +402,7 @@ TEST(transport_tls, admission_with_between_members) {
   EXPECT_EQ(a.stats().admissions_out, 1u);
 }
 
-TEST(transport_tls, an_admission_refusal_arrives_as_peer_refused_with_the_reason) {
+TEST(transport_tls, an_admission_refusal_arrives_with_its_code_and_reason) {
   node a{security_of(member_context(mesh(), "node-a")), "node-a"};
   node b{security_of(member_context(mesh(), "node-b")), "node-b",
          [](const std::string&, const std::optional<std::string>&) -> caf::expected<std::string> {
@@ -405,7 +410,9 @@ TEST(transport_tls, an_admission_refusal_arrives_as_peer_refused_with_the_reason
          }};
   auto answer = a.admission(b, "forwarded", "node-b");
   ASSERT_FALSE(answer);
-  EXPECT_TRUE(is_gossip(answer.error(), gossip::errc::peer_refused));
+  // The handler's own code (decision 0014): the caller decides on it, not on the text.
+  EXPECT_TRUE(identity::is(answer.error(), identity::errc::token_exhausted))
+      << gossip::render(answer.error());
   EXPECT_TRUE(mentions(answer.error(), "token spent")) << gossip::render(answer.error());
   EXPECT_EQ(a.stats().admissions_out, 0u);
   EXPECT_TRUE(within_bound([&] { return b.stats().admissions_in == 1; }));

@@ -17,6 +17,7 @@
 #include <asio/read.hpp>
 #include <asio/ssl/stream.hpp>
 #include <asio/write.hpp>
+#include <caf/make_message.hpp>
 #include <gtest/gtest.h>
 
 #include "gossip/errc.hpp"
@@ -69,19 +70,20 @@ struct recorder {
       packets.emplace_back(std::move(msg), std::move(from));
       cv.notify_all();
     };
-    cbs.on_push_pull = [this](push_pull remote, push_pull_responder reply) {
-      std::unique_lock guard{mutex};
-      push_pulls.push_back(remote);
-      if (responder) {
-        auto r = responder;
-        guard.unlock();
-        r(std::move(remote), std::move(reply));
-        guard.lock();
-      } else {
-        replies.push_back(std::move(reply));
-      }
-      cv.notify_all();
-    };
+    (void)cbs.requests.add(request_types::push_pull,
+                           push_pull_spec([this](push_pull remote, push_pull_responder reply) {
+                             std::unique_lock guard{mutex};
+                             push_pulls.push_back(remote);
+                             if (responder) {
+                               auto r = responder;
+                               guard.unlock();
+                               r(std::move(remote), std::move(reply));
+                               guard.lock();
+                             } else {
+                               replies.push_back(std::move(reply));
+                             }
+                             cv.notify_all();
+                           }));
     cbs.on_drop = [this](const caf::error& why, const std::string&) {
       std::lock_guard guard{mutex};
       drops.push_back(why);
@@ -428,23 +430,24 @@ TEST(transport, sealed_push_pull_round_trip_and_refusal_of_another_key) {
   auto d = start_local(rc); // no sealer at all
   ASSERT_TRUE(a && b && c && d);
   outcome ok;
-  a->push_pull_with(local(b->port()), state_of("a", true), ok.callback());
+  push_pull_with(*a, local(b->port()), state_of("a", true), ok.callback());
   ASSERT_TRUE(ok.wait());
   ASSERT_TRUE(*ok.result) << render(ok.result->error());
   EXPECT_EQ(**ok.result, state_of("b"));
   // Another key: b refuses (counted), c learns why from b's plain error frame.
   outcome refused;
-  c->push_pull_with(local(b->port()), state_of("c", true), refused.callback());
+  push_pull_with(*c, local(b->port()), state_of("c", true), refused.callback());
   ASSERT_TRUE(refused.wait());
   ASSERT_FALSE(*refused.result);
-  EXPECT_EQ(code_of(refused.result->error()), code(errc::peer_refused));
+  // Refused by its code (decision 0014): the other key is not who may push-pull here.
+  EXPECT_EQ(code_of(refused.result->error()), code(errc::unauthenticated));
   EXPECT_TRUE(eventually([&] { return b->stats().dropped_refused == 1; }));
   // No sealer: a well-formed plain push-pull is refused as unauthenticated, not served.
   outcome plain;
-  d->push_pull_with(local(b->port()), state_of("d", true), plain.callback());
+  push_pull_with(*d, local(b->port()), state_of("d", true), plain.callback());
   ASSERT_TRUE(plain.wait());
   ASSERT_FALSE(*plain.result);
-  EXPECT_EQ(code_of(plain.result->error()), code(errc::peer_refused));
+  EXPECT_EQ(code_of(plain.result->error()), code(errc::unauthenticated));
   EXPECT_NE(render(plain.result->error()).find("gossip encryption is on"), std::string::npos);
   EXPECT_TRUE(eventually([&] { return b->stats().dropped_refused == 2; }));
   std::lock_guard guard{rb.mutex};
@@ -461,7 +464,7 @@ TEST(transport, sealed_node_refuses_a_plain_answer) {
   auto a = start_local(ra, cfg);
   ASSERT_TRUE(a && b);
   outcome out;
-  a->push_pull_with(local(b->port()), state_of("a", true), out.callback());
+  push_pull_with(*a, local(b->port()), state_of("a", true), out.callback());
   ASSERT_TRUE(out.wait());
   ASSERT_FALSE(*out.result); // b refuses a's body (malformed for the marker sealer)
 }
@@ -474,7 +477,7 @@ TEST(transport, push_pull_round_trip_with_reply_from_another_thread) {
   auto b = start_local(rb);
   ASSERT_TRUE(a && b);
   outcome out;
-  a->push_pull_with(local(b->port()), state_of("a", true), out.callback());
+  push_pull_with(*a, local(b->port()), state_of("a", true), out.callback());
   ASSERT_TRUE(rb.wait([&] { return !rb.replies.empty(); }));
   push_pull_responder reply;
   {
@@ -506,7 +509,7 @@ TEST(transport, refusal_reaches_done_as_peer_refused) {
   auto b = start_local(rb);
   ASSERT_TRUE(a && b);
   outcome out;
-  a->push_pull_with(local(b->port()), state_of("a"), out.callback());
+  push_pull_with(*a, local(b->port()), state_of("a"), out.callback());
   ASSERT_TRUE(out.wait());
   ASSERT_FALSE(*out.result);
   EXPECT_EQ(code_of(out.result->error()), code(errc::peer_refused));
@@ -526,7 +529,7 @@ TEST(transport, push_pull_to_a_closed_port_fails) {
     closed = acc.local_endpoint().port();
   }
   outcome out;
-  a->push_pull_with(local(closed), state_of("a"), out.callback());
+  push_pull_with(*a, local(closed), state_of("a"), out.callback());
   ASSERT_TRUE(out.wait());
   ASSERT_FALSE(*out.result);
   const auto c = code_of(out.result->error());
@@ -535,7 +538,7 @@ TEST(transport, push_pull_to_a_closed_port_fails) {
   EXPECT_EQ(a->stats().push_pull_errors, 1u);
 
   outcome bad;
-  a->push_pull_with("no port here", state_of("a"), bad.callback());
+  push_pull_with(*a, "no port here", state_of("a"), bad.callback());
   ASSERT_TRUE(bad.wait());
   EXPECT_EQ(code_of(bad.result->error()), code(errc::invalid_field));
 }
@@ -548,7 +551,7 @@ TEST(transport, push_pull_times_out_when_nobody_answers) {
   auto b = start_local(rb, cfg);
   ASSERT_TRUE(a && b);
   outcome out;
-  a->push_pull_with(local(b->port()), state_of("a"), out.callback());
+  push_pull_with(*a, local(b->port()), state_of("a"), out.callback());
   ASSERT_TRUE(out.wait());
   ASSERT_FALSE(*out.result);
   const auto c = code_of(out.result->error());
@@ -647,11 +650,12 @@ TEST(transport, stop_is_idempotent_and_silences_callbacks) {
     if (stopped)
       ++late;
   };
-  cbs.on_push_pull = [&](push_pull, push_pull_responder reply) {
-    if (stopped)
-      ++late;
-    reply(state_of("b"));
-  };
+  (void)cbs.requests.add(request_types::push_pull,
+                         push_pull_spec([&](push_pull, push_pull_responder reply) {
+                           if (stopped)
+                             ++late;
+                           reply(state_of("b"));
+                         }));
   cbs.on_drop = [&](const caf::error&, const std::string&) {
     if (stopped)
       ++late;
@@ -670,7 +674,7 @@ TEST(transport, stop_is_idempotent_and_silences_callbacks) {
     while (flooding) {
       a->send(to, ping_from("a", ++seq));
       if (seq % 64 == 0)
-        a->push_pull_with(to, state_of("a"), [](caf::expected<push_pull>) {});
+        push_pull_with(*a, to, state_of("a"), [](caf::expected<push_pull>) {});
       std::this_thread::sleep_for(100us); // pace the flood, not a wait for a condition
     }
   }};
@@ -682,7 +686,7 @@ TEST(transport, stop_is_idempotent_and_silences_callbacks) {
   const auto until = std::chrono::steady_clock::now() + 200ms;
   while (std::chrono::steady_clock::now() < until) {
     b->send(to, ping_from("b", 1));
-    b->push_pull_with(local(a->port()), state_of("b"), [&](caf::expected<push_pull>) { ++late; });
+    push_pull_with(*b, local(a->port()), state_of("b"), [&](caf::expected<push_pull>) { ++late; });
     std::this_thread::yield();
   }
   flooding = false;
@@ -698,7 +702,7 @@ TEST(transport, destructor_stops_with_work_pending) {
   auto b = start_local(rb); // keeps inbound push-pulls pending forever
   ASSERT_TRUE(a && b);
   std::atomic<int> calls{0};
-  a->push_pull_with(local(b->port()), state_of("a"), [&](caf::expected<push_pull>) { ++calls; });
+  push_pull_with(*a, local(b->port()), state_of("a"), [&](caf::expected<push_pull>) { ++calls; });
   ASSERT_TRUE(rb.wait([&] { return !rb.replies.empty(); }));
   b.reset();
   a.reset();
@@ -797,7 +801,7 @@ TEST(transport_limits, a_consumed_frame_gives_its_budget_back_before_the_answer)
   auto b = start_local(rb);
   ASSERT_TRUE(a && b);
   outcome out;
-  a->push_pull_with(local(b->port()), state_of("a"), out.callback());
+  push_pull_with(*a, local(b->port()), state_of("a"), out.callback());
   ASSERT_TRUE(rb.wait([&] { return !rb.replies.empty(); }));
   // The request is with the owner, the connection still open: nothing is held for it.
   EXPECT_EQ(b->stats().inbound_buffered, 0u);
@@ -874,7 +878,7 @@ TEST(transport_limits, a_source_whose_connections_are_all_served_gets_no_more) {
   auto a = start_local(ra);
   ASSERT_TRUE(a);
   outcome out;
-  a->push_pull_with(local(b->port()), state_of("a"), out.callback());
+  push_pull_with(*a, local(b->port()), state_of("a"), out.callback());
   ASSERT_TRUE(out.wait());
   EXPECT_TRUE(*out.result) << render(out.result->error());
 }
@@ -968,11 +972,12 @@ std::string anonymous_tls_exchange(std::uint16_t port, const std::string& bytes)
 transport_callbacks serving(recorder& rec, const std::string& name, std::atomic<int>& admissions) {
   rec.responder = [name](push_pull, push_pull_responder reply) { reply(state_of(name)); };
   auto cbs = rec.callbacks();
-  cbs.on_admission = [&admissions](std::string, std::optional<std::string>,
-                                   admission_responder reply) {
-    ++admissions;
-    reply(std::string{"welcome"});
-  };
+  (void)cbs.requests.add(request_types::identity,
+                         identity_spec([&admissions](std::string, std::optional<std::string>,
+                                                     admission_responder reply) {
+                           ++admissions;
+                           reply(std::string{"welcome"});
+                         }));
   return cbs;
 }
 
@@ -1037,12 +1042,241 @@ TEST(transport_limits, a_member_may_send_frames_beyond_the_anonymous_limit) {
                                         {}});
   ASSERT_GT(encode_frame(big).size(), cfg_b.max_anonymous_frame);
   outcome out;
-  a->push_pull_with(local((*b)->port()), big, out.callback());
+  push_pull_with(*a, local((*b)->port()), big, out.callback());
   ASSERT_TRUE(out.wait());
   ASSERT_TRUE(*out.result) << render(out.result->error());
   EXPECT_EQ(out.result->value().sender, "node-b");
   EXPECT_EQ((*b)->stats().anonymous_refused, 0u);
   EXPECT_TRUE(eventually([&] { return (*b)->stats().push_pulls_in == 1; }));
+}
+
+// -- the request channel (decision 0014) -----------------------------------------------------
+
+/// A request type of this test only (neither push-pull nor the identity channel).
+constexpr request_type echo_type = 7;
+
+/// Collects the answer of one transport::request.
+struct answer_box {
+  std::mutex mutex;
+  std::condition_variable cv;
+  std::optional<caf::expected<request_answer>> result;
+
+  request_done callback() {
+    return [this](caf::expected<request_answer> r) {
+      std::lock_guard guard{mutex};
+      result.emplace(std::move(r));
+      cv.notify_all();
+    };
+  }
+
+  bool wait() {
+    std::unique_lock guard{mutex};
+    return cv.wait_for(guard, bound, [this] { return result.has_value(); });
+  }
+};
+
+/// The echo type: answers "echo:" + the request, or refuses with `refusal` when set.
+request_spec echo_spec(std::size_t max_request = 1024, caf::error refusal = {}) {
+  request_spec spec;
+  spec.name = "echo";
+  spec.max_request = max_request;
+  spec.max_answer = 4096;
+  spec.handler = [refusal](std::string body, const std::optional<std::string>&,
+                           request_responder reply) -> caf::error {
+    if (refusal)
+      reply(refusal);
+    else
+      reply("echo:" + body);
+    return {};
+  };
+  return spec;
+}
+
+/// Callbacks of `rec` with the echo type registered as `spec`.
+transport_callbacks with_echo(recorder& rec, request_spec spec) {
+  auto cbs = rec.callbacks();
+  EXPECT_FALSE(cbs.requests.add(echo_type, std::move(spec)));
+  return cbs;
+}
+
+/// A request frame of `type` as Starling writes it: the type first, then the payload.
+std::string typed_frame(request_type type, const std::string& payload) {
+  std::string body;
+  body += '\x20';
+  for (auto v = type;; v >>= 7) {
+    body += static_cast<char>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+    if (v < 0x80)
+      break;
+  }
+  body += '\x2a';
+  for (auto v = payload.size();; v >>= 7) {
+    body += static_cast<char>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+    if (v < 0x80)
+      break;
+  }
+  return prefix_of(static_cast<std::uint32_t>(body.size() + payload.size())) + body + payload;
+}
+
+TEST(request_channel, a_new_type_round_trips) {
+  recorder ra, rb;
+  auto a = transport::start(local_config(), with_echo(ra, echo_spec()));
+  auto b = transport::start(local_config(), with_echo(rb, echo_spec()));
+  ASSERT_TRUE(a && b);
+  answer_box box;
+  (*a)->request(local((*b)->port()), echo_type, "hello", std::nullopt, box.callback());
+  ASSERT_TRUE(box.wait());
+  ASSERT_TRUE(*box.result) << render(box.result->error());
+  EXPECT_EQ(box.result->value().body, "echo:hello");
+  EXPECT_EQ((*a)->stats().requests_out, 1u);
+  EXPECT_TRUE(eventually([&] { return (*b)->stats().requests_in == 1; }));
+  // Neither push-pull nor admission counters move for another type.
+  EXPECT_EQ((*b)->stats().push_pulls_in, 0u);
+  EXPECT_EQ((*b)->stats().admissions_in, 0u);
+}
+
+TEST(request_channel, registry_refuses_bad_registrations) {
+  request_registry reg;
+  EXPECT_EQ(code_of(reg.add(0, echo_spec())), code(errc::invalid_field));
+  EXPECT_FALSE(reg.add(echo_type, echo_spec()));
+  EXPECT_EQ(code_of(reg.add(echo_type, echo_spec())), code(errc::invalid_field)); // taken
+  auto anonymous = echo_spec();
+  anonymous.auth = request_auth::anyone_over_tls;
+  EXPECT_EQ(code_of(reg.add(8, anonymous)), code(errc::invalid_field)); // identity only
+  EXPECT_FALSE(reg.add(request_types::identity, identity_spec(nullptr)));
+}
+
+TEST(request_channel, a_request_over_its_type_limit_is_refused_at_the_prefix) {
+  recorder rb;
+  auto b = transport::start(local_config(), with_echo(rb, echo_spec(100)));
+  ASSERT_TRUE(b);
+  // The frame names its type and announces 200 payload bytes; none of them is sent.
+  auto frame = typed_frame(echo_type, std::string(200, 'x'));
+  frame.resize(frame.size() - 200);
+  const auto answer = raw_tcp_exchange((*b)->port(), frame);
+  EXPECT_NE(refusal_in(answer).find("exceeds its limit"), std::string::npos) << refusal_in(answer);
+  EXPECT_EQ((*b)->stats().type_limit_refused, 1u);
+  EXPECT_EQ((*b)->stats().requests_in, 0u);
+  EXPECT_TRUE(eventually([&] { return (*b)->stats().inbound_buffered == 0; }));
+  // The client learns it by its code.
+  recorder ra;
+  auto a = transport::start(local_config(), with_echo(ra, echo_spec(1000)));
+  ASSERT_TRUE(a);
+  answer_box box;
+  (*a)->request(local((*b)->port()), echo_type, std::string(500, 'y'), std::nullopt,
+                box.callback());
+  ASSERT_TRUE(box.wait());
+  ASSERT_FALSE(*box.result);
+  EXPECT_EQ(code_of(box.result->error()), code(errc::oversized));
+  EXPECT_EQ((*b)->stats().type_limit_refused, 2u);
+  // Up to the limit is served.
+  answer_box small;
+  (*a)->request(local((*b)->port()), echo_type, std::string(100, 'y'), std::nullopt,
+                small.callback());
+  ASSERT_TRUE(small.wait());
+  EXPECT_TRUE(*small.result);
+}
+
+TEST(request_channel, an_unknown_type_is_refused_with_its_code_and_counted) {
+  recorder ra, rb;
+  auto a = transport::start(local_config(), with_echo(ra, echo_spec()));
+  auto b = start_local(rb); // push-pull only
+  ASSERT_TRUE(a && b);
+  answer_box box;
+  (*a)->request(local(b->port()), echo_type, "hello", std::nullopt, box.callback());
+  ASSERT_TRUE(box.wait());
+  ASSERT_FALSE(*box.result);
+  EXPECT_EQ(code_of(box.result->error()), code(errc::unknown_request))
+      << render(box.result->error());
+  EXPECT_TRUE(eventually([&] { return b->stats().unknown_type_refused == 1; }));
+  EXPECT_EQ((*a)->stats().requests_failed, 1u);
+  // The node keeps serving what it knows.
+  rb.responder = [](push_pull, push_pull_responder reply) { reply(state_of("b")); };
+  outcome out;
+  push_pull_with(**a, local(b->port()), state_of("a"), out.callback());
+  ASSERT_TRUE(out.wait());
+  EXPECT_TRUE(*out.result);
+  // A type this node never registered is not sent at all.
+  answer_box local_box;
+  (*a)->request(local(b->port()), 99, "x", std::nullopt, local_box.callback());
+  ASSERT_TRUE(local_box.wait());
+  EXPECT_EQ(code_of(local_box.result->error()), code(errc::invalid_field));
+}
+
+TEST(request_channel, a_handler_refusal_reaches_the_caller_as_its_code) {
+  constexpr auto routing_category = caf::atom("routing");
+  recorder ra, rb;
+  auto a = transport::start(local_config(), with_echo(ra, echo_spec()));
+  auto b = transport::start(
+      local_config(),
+      with_echo(rb, echo_spec(1024, caf::error{5, routing_category,
+                                               caf::make_message(std::string{"stale digest"})})));
+  ASSERT_TRUE(a && b);
+  answer_box box;
+  (*a)->request(local((*b)->port()), echo_type, "hello", std::nullopt, box.callback());
+  ASSERT_TRUE(box.wait());
+  ASSERT_FALSE(*box.result);
+  EXPECT_EQ(box.result->error().category(), routing_category);
+  EXPECT_EQ(box.result->error().code(), 5);
+  EXPECT_TRUE(eventually([&] { return (*b)->stats().handler_refused == 1; }));
+}
+
+TEST(request_channel, an_anonymous_client_is_refused_a_member_type_but_served_admission) {
+  recorder rb;
+  std::atomic<int> admissions{0};
+  auto cfg = local_config();
+  cfg.security = member_security("node-b");
+  auto cbs = serving(rb, "node-b", admissions);
+  ASSERT_FALSE(cbs.requests.add(echo_type, echo_spec()));
+  auto started = transport::start(cfg, std::move(cbs));
+  ASSERT_TRUE(started) << render(started.error());
+  auto b = std::move(*started);
+  // Refused at the prefix: the type is read before the body, and the body is never sent.
+  auto frame = typed_frame(echo_type, "hello");
+  const auto answer = anonymous_tls_exchange(b->port(), frame);
+  frame_reader reader;
+  reader.feed(answer);
+  auto body = reader.next();
+  ASSERT_TRUE(body.has_value() && *body);
+  auto refusal = decode_frame(**body); // an older node's reading: the text only
+  ASSERT_FALSE(refusal);
+  EXPECT_NE(render(refusal.error()).find("without a certificate"), std::string::npos);
+  EXPECT_EQ(b->stats().binding_refused, 1u);
+  EXPECT_EQ(b->stats().requests_in, 0u);
+  // The identity channel serves the same kind of client.
+  auto joiner = joiner_security();
+  auto ok = admission_exchange(
+      local(b->port()), *joiner,
+      [](const SSL*) -> caf::expected<std::string> { return std::string{"join me"}; }, 5s);
+  ASSERT_TRUE(ok) << render(ok.error());
+  EXPECT_EQ(*ok, "welcome");
+  EXPECT_EQ(admissions, 1);
+}
+
+TEST(request_channel, an_older_nodes_refusal_without_a_code_is_peer_refused) {
+  // An older node answers with an error frame that has no refusal code (codec's
+  // encode_error_frame writes exactly that): the caller gets peer_refused and the text.
+  asio::io_context io;
+  asio::ip::tcp::acceptor old_node{io, {asio::ip::make_address("127.0.0.1"), 0}};
+  const auto port = old_node.local_endpoint().port();
+  std::thread server{[&] {
+    asio::error_code ec;
+    auto s = old_node.accept(ec);
+    if (ec)
+      return;
+    std::array<char, 4096> buf{};
+    (void)s.read_some(asio::buffer(buf), ec);
+    asio::write(s, asio::buffer(encode_error_frame("old node says no")), ec);
+  }};
+  recorder ra;
+  auto a = start_local(ra);
+  ASSERT_TRUE(a);
+  outcome out;
+  push_pull_with(*a, local(port), state_of("a"), out.callback());
+  ASSERT_TRUE(out.wait());
+  server.join();
+  ASSERT_FALSE(*out.result);
+  EXPECT_EQ(code_of(out.result->error()), code(errc::peer_refused));
+  EXPECT_EQ(refusal_reason(out.result->error()), "old node says no");
 }
 
 } // namespace
