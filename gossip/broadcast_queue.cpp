@@ -16,8 +16,8 @@ constexpr unsigned max_consecutive_misses = 16;
 } // namespace
 
 void broadcast_queue::push(const member_update& u) {
-  push(member_card::intern(u.name, u.address, u.tags), u.state, u.incarnation,
-       member_card::intern(u.from, {}, {}));
+  push(cards_->intern(u.name, u.address, u.tags), u.state, u.incarnation,
+       cards_->intern(u.from, {}, {}));
 }
 
 void broadcast_queue::push(member_card card, member_state state, std::uint64_t incarnation,

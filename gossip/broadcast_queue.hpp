@@ -31,6 +31,10 @@ public:
   /// Cost of one update in bytes, as charged against a packet's budget.
   using cost_fn = std::function<std::size_t(const member_update&)>;
 
+  /// An empty queue that interns the updates given to push(member_update) in `cards`, which
+  /// must outlive it (the core that owns both declares the pool first).
+  explicit broadcast_queue(card_pool& cards) noexcept : cards_(&cards) {}
+
   /// Queues `u`, replacing any queued update about the same member (its count restarts).
   void push(const member_update& u);
 
@@ -83,17 +87,8 @@ private:
     }
   };
 
-  [[nodiscard]] member_update materialize(const entry& e) const;
-  [[nodiscard]] bool is_current(const heap_item& h) const noexcept {
-    const auto& e = entries_[h.slot];
-    return e.id == h.id && e.transmits == h.transmits;
-  }
-  void heap_push(heap_item h);
-  /// Frees entry `slot` (already removed from the index); its heap items become stale.
-  void free_slot(std::uint32_t slot);
-  /// Drops stale heap items once they outnumber the live ones, and all storage once empty.
-  void compact();
-
+  /// Where push(member_update) interns its cards. Never null.
+  card_pool* cards_;
   /// Entry slots (a deque: no 2x over-allocation, stable while growing). Free slots are
   /// listed in free_ and hold a null card.
   std::deque<entry> entries_;
@@ -110,6 +105,17 @@ private:
   /// in meaning, not necessarily in capacity.
   std::vector<heap_item> passed_;
   std::vector<std::uint32_t> taken_;
+
+  [[nodiscard]] member_update materialize(const entry& e) const;
+  [[nodiscard]] bool is_current(const heap_item& h) const noexcept {
+    const auto& e = entries_[h.slot];
+    return e.id == h.id && e.transmits == h.transmits;
+  }
+  void heap_push(heap_item h);
+  /// Frees entry `slot` (already removed from the index); its heap items become stale.
+  void free_slot(std::uint32_t slot);
+  /// Drops stale heap items once they outnumber the live ones, and all storage once empty.
+  void compact();
 };
 
 } // namespace starling::gossip

@@ -55,61 +55,80 @@ void destroy_rep(rep* r) noexcept {
   ::operator delete(r);
 }
 
-/// The process-wide pool: an open-addressing (linear probing) set of reps keyed by their
-/// stored hash, at most 3/4 full. Leaked on purpose so that handles destroyed during static
-/// destruction (a core held by a static) never outlive it.
-struct pool {
-  std::mutex mu;
-  /// Size a power of two (or 0); nullptr marks an empty bucket.
-  std::vector<rep*> table;
-  std::size_t size = 0;
+} // namespace
 
-  std::size_t mask() const noexcept { return table.size() - 1; }
+// -- card_pool ------------------------------------------------------------------------------
 
-  void place(rep* r) {
-    auto i = r->hash & mask();
-    while (table[i])
-      i = (i + 1) & mask();
-    table[i] = r;
-  }
-
-  void insert(rep* r) {
-    if ((size + 1) * 4 > table.size() * 3) {
-      auto old = std::move(table);
-      table.assign(old.empty() ? 64 : old.size() * 2, nullptr);
-      for (auto* o : old)
-        if (o)
-          place(o);
-    }
-    place(r);
-    ++size;
-  }
-
-  void erase(rep* r) {
-    auto i = r->hash & mask();
-    while (table[i] != r)
-      i = (i + 1) & mask();
-    // Backward-shift deletion: move later members of the run into the hole when their
-    // home bucket allows it, so that lookups never need tombstones.
-    for (auto j = (i + 1) & mask(); table[j]; j = (j + 1) & mask()) {
-      const auto home = table[j]->hash & mask();
-      const bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
-      if (!stays) {
-        table[i] = table[j];
-        i = j;
-      }
-    }
-    table[i] = nullptr;
-    --size;
-  }
-};
-
-pool& the_pool() {
-  static auto* p = new pool;
-  return *p;
+card_pool::~card_pool() {
+  // Handles that outlive their pool (a caller's mistake, but not one worth a crash) keep
+  // their rep: detached, it is freed by its last handle with no pool to update.
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto* r : table_)
+    if (r)
+      r->pool = nullptr;
 }
 
-} // namespace
+void card_pool::place(rep* r) {
+  auto i = r->hash & mask();
+  while (table_[i])
+    i = (i + 1) & mask();
+  table_[i] = r;
+}
+
+void card_pool::insert(rep* r) {
+  if ((size_ + 1) * 4 > table_.size() * 3) {
+    auto old = std::move(table_);
+    table_.assign(old.empty() ? 64 : old.size() * 2, nullptr);
+    for (auto* o : old)
+      if (o)
+        place(o);
+  }
+  place(r);
+  ++size_;
+}
+
+void card_pool::erase(rep* r) {
+  auto i = r->hash & mask();
+  while (table_[i] != r)
+    i = (i + 1) & mask();
+  // Backward-shift deletion: move later members of the run into the hole when their home
+  // bucket allows it, so that lookups never need tombstones.
+  for (auto j = (i + 1) & mask(); table_[j]; j = (j + 1) & mask()) {
+    const auto home = table_[j]->hash & mask();
+    const bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      table_[i] = table_[j];
+      i = j;
+    }
+  }
+  table_[i] = nullptr;
+  --size_;
+}
+
+member_card card_pool::intern(std::string_view name, std::string_view address,
+                              const tag_map& tags) {
+  if (name.empty() && address.empty() && tags.empty())
+    return member_card{};
+  const auto h = hash_of(name, address, tags);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!table_.empty())
+    for (auto i = h & mask(); table_[i]; i = (i + 1) & mask())
+      if (auto* r = table_[i]; holds(*r, h, name, address, tags)) {
+        r->refs.fetch_add(1, std::memory_order_relaxed);
+        return member_card{r};
+      }
+  auto* r = make_rep(name, address, tags, h);
+  r->pool = this;
+  insert(r);
+  return member_card{r};
+}
+
+std::size_t card_pool::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return size_;
+}
+
+// -- member_card ----------------------------------------------------------------------------
 
 const tag_map& member_card::empty_tags() noexcept {
   static const tag_map none;
@@ -151,36 +170,18 @@ void member_card::release() noexcept {
   while (n > 1)
     if (r->refs.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel))
       return;
-  auto& p = the_pool();
-  std::lock_guard<std::mutex> lock(p.mu);
+  auto* p = r->pool;
+  if (!p) {
+    // Detached (its pool is gone): nobody can look the rep up any more.
+    if (r->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      destroy_rep(r);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(p->mu_);
   if (r->refs.fetch_sub(1, std::memory_order_acq_rel) != 1)
     return; // an intern() took a new reference meanwhile
-  p.erase(r);
+  p->erase(r);
   destroy_rep(r);
-}
-
-member_card member_card::intern(std::string_view name, std::string_view address,
-                                const tag_map& tags) {
-  if (name.empty() && address.empty() && tags.empty())
-    return member_card{};
-  const auto h = hash_of(name, address, tags);
-  auto& p = the_pool();
-  std::lock_guard<std::mutex> lock(p.mu);
-  if (!p.table.empty())
-    for (auto i = h & p.mask(); p.table[i]; i = (i + 1) & p.mask())
-      if (auto* r = p.table[i]; holds(*r, h, name, address, tags)) {
-        r->refs.fetch_add(1, std::memory_order_relaxed);
-        return member_card{r};
-      }
-  auto* r = make_rep(name, address, tags, h);
-  p.insert(r);
-  return member_card{r};
-}
-
-std::size_t member_card::pool_size() {
-  auto& p = the_pool();
-  std::lock_guard<std::mutex> lock(p.mu);
-  return p.size;
 }
 
 } // namespace starling::gossip

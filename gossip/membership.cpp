@@ -38,14 +38,12 @@
 //   some, send() packs the extensions' share first, then member updates, then the
 //   extensions again (docs/membership.md, "Extension points").
 //
-// The member table is compact because a simulated mesh of n nodes holds n * n rows (10^8 at
-// n = 10,000; docs/membership.md has the measurements): a row is 40 bytes in a deque of slots,
-// names, addresses and tags are interned once per process (member_card), a hash index maps
-// names to slots, and what only suspects and the departed need lives in a side allocation.
-// Every list that used to hold names (probe order, departed) holds slots; a reaped member's
+// The member table (gossip/member_table.hpp) is the storage engine: rows by slot, ghosts,
+// side records, the name index, per-state counts. This file is the protocol. Every list here
+// that names members (probe order, the table's departed list) holds slots; a reaped member's
 // slot stays reserved for its name (a "ghost") until the probe order is rebuilt, so a list
 // entry means exactly what the name meant before. Iteration in name order (push-pull,
-// members(), the probe-order rebuild) is kept, because it decides event, queue and RNG order.
+// members(), the probe-order rebuild) decides event, queue and RNG order.
 #include "gossip/membership.hpp"
 
 #include <algorithm>
@@ -62,7 +60,7 @@
 #include "gossip/broadcast_queue.hpp"
 #include "gossip/errc.hpp"
 #include "gossip/member_card.hpp"
-#include "gossip/name_index.hpp"
+#include "gossip/member_table.hpp"
 #include "gossip/suspicion.hpp"
 
 namespace starling::gossip {
@@ -134,12 +132,6 @@ namespace {
 
 constexpr time_point never = time_point::max();
 
-bool is_live(member_state s) noexcept {
-  return s == member_state::alive || s == member_state::suspect;
-}
-
-bool is_gone(member_state s) noexcept { return s == member_state::dead || s == member_state::left; }
-
 bool is_valid_state(member_state s) noexcept {
   return s == member_state::alive || s == member_state::suspect || s == member_state::dead ||
          s == member_state::left;
@@ -155,44 +147,6 @@ bool is_valid_kind(packet_kind k) noexcept {
   return k == packet_kind::ping || k == packet_kind::ping_req || k == packet_kind::ack ||
          k == packet_kind::nack;
 }
-
-/// What a row holds only while its member is not alive: who declared that, and the
-/// suspicion timer. Kept out of the row so that the common row (alive) stays small.
-struct row_extra {
-  /// Who declared the current suspect/dead/left state (never empty in those states,
-  /// except after a malformed update; empty while alive).
-  std::string declared_by;
-  /// Running while the row is suspect (never for this node itself).
-  std::unique_ptr<suspicion> timer;
-  /// Suspect only: our own probe failed on it (we hold evidence, not just hearsay).
-  bool checked_by_us = false;
-  /// Suspect only: its timer fired unconfirmed; our own probe of it decides (Lifeguard).
-  bool verifying = false;
-  /// Suspect only: the timer does not fire before this (grace after a stall of ours).
-  time_point not_before{};
-
-  /// When the suspicion timer fires.
-  time_point suspicion_deadline() const { return std::max(timer->deadline(), not_before); }
-};
-
-/// One row of the member table: 32 bytes (name, address and tags are an interned card).
-struct row {
-  /// The member's name, address and tags. Null: a free slot.
-  member_card card;
-  std::uint64_t incarnation = 0;
-  /// When this node last saw the state change.
-  time_point since{};
-  /// Index of the row's row_extra in impl::extras, or 0 (none). Non-zero only while not
-  /// alive (taken by the first non-alive transition, given back when alive again). An
-  /// index rather than a pointer keeps the row at 32 bytes.
-  std::uint32_t extra = 0;
-  member_state state = member_state::alive;
-  /// False for a ghost: a reaped member whose slot (and name) is kept until the probe
-  /// order is rebuilt, because the probe order and the departed list may still refer to
-  /// the slot, and a name that returns meanwhile must get the same slot back (the lists
-  /// held names before the table was compacted, and a returning name matched them).
-  bool present = false;
-};
 
 /// The probe this node is running as prober (at most one at a time).
 struct probe_state {
@@ -241,52 +195,24 @@ struct reaped_state {
 } // namespace
 
 struct membership::impl {
-  impl(std::string name, std::string address, tag_map tags, swim_config config, std::uint64_t seed,
-       time_point now, std::uint64_t incarnation)
-      : cfg(config), self_name(name), rng(seed), health(config.awareness_max), last_now(now) {
-    auto& me = rows[new_slot(member_card::intern(name, address, tags))];
-    me.incarnation = incarnation;
-    me.since = now;
-    counts[static_cast<std::size_t>(member_state::alive)] = 1;
-    // Our own alive is the first thing we gossip, as memberlist does on start.
-    queue.push(self_update(member_state::alive));
-    next_probe = now + cfg.probe_interval;
-    next_gossip = now + cfg.gossip_interval;
-    next_push_pull = cfg.push_pull_interval > duration::zero() ? now + push_pull_period() : never;
-  }
+  using row = member_table::row;
+  using slot_t = member_table::slot_t;
+  static constexpr slot_t no_slot = member_table::no_slot;
+  static constexpr slot_t self_slot = member_table::self_slot;
 
-  using slot_t = std::uint32_t;
-  static constexpr slot_t no_slot = name_index::npos;
-  /// This node's own row: the first slot, never reaped.
-  static constexpr slot_t self_slot = 0;
+  // Fields first (STYLE.md): the constructor and every function below use them.
 
   swim_config cfg;
+  /// Where names, addresses and tags are interned: the config's shared pool, or one of our
+  /// own. Declared before the table and the queue, whose cards it must outlive.
+  std::shared_ptr<card_pool> cards;
   std::string self_name;
   std::mt19937_64 rng;
   membership_stats stats;
   awareness health;
 
-  // The member table. Memory matters here: a simulated mesh of n nodes holds n * n rows,
-  // so a row is 40 bytes and names live once per process in member_card.
-  /// Rows by slot (a deque: no 2x over-allocation when growing). Present rows are the
-  /// known members, this node included (slot 0); ghosts are reaped members whose slot is
-  /// still referenced (see row::present); free slots have a null card.
-  std::deque<row> rows;
-  std::vector<slot_t> free_slots;
-  /// Name -> slot, for every present row and ghost.
-  name_index index;
-  /// Every present row and ghost, sorted by name up to `sorted_prefix`, then in insertion
-  /// order: iteration in name order (push-pull, members(), probe-order rebuild; the order
-  /// the std::map table had) sorts the tail and merges it in lazily.
-  mutable std::vector<slot_t> by_name;
-  mutable std::size_t sorted_prefix = 0;
-  /// Extra parts of the rows not alive, by row::extra (index 0 unused); free indices.
-  std::vector<std::unique_ptr<row_extra>> extras = std::vector<std::unique_ptr<row_extra>>(1);
-  std::vector<std::uint32_t> free_extras;
-  /// Ghost slots, freed at the next probe-order rebuild.
-  std::vector<slot_t> ghosts;
-  /// Member count per state (index = member_state value), this node included.
-  std::array<std::size_t, 5> counts{};
+  /// The members we know, this node included (gossip/member_table.hpp).
+  member_table table;
   broadcast_queue queue;
   /// True once leave() ran: no probing, no push-pull, no refutation any more.
   bool has_left = false;
@@ -299,10 +225,15 @@ struct membership::impl {
   std::uint32_t last_seq = 0;
   /// Probes we run for others, by our own seq.
   std::map<std::uint32_t, helper_state> helping;
-  /// Members in suspect state (their suspicion timers are the ones to watch).
-  std::set<std::string, std::less<>> suspects;
-  /// Dead or left members not reaped yet (may hold slots that came back: checked on use).
-  std::vector<slot_t> departed;
+  /// Acks to forward to ping_req requesters, filled by on_ack, sent by on_packet.
+  std::vector<helper_state> pending_forward;
+  /// Suspects whose unconfirmed timer fired, waiting for our own probe (Lifeguard).
+  std::deque<std::string> verify_queue;
+  /// Set while applying a packet's updates: it accused us at an incarnation we already
+  /// outbid. Its sender then gets our current alive first (see on_packet).
+  bool stale_accusation = false;
+  /// Sender of the packet being handled when stale_accusation is set.
+  std::string stale_peer;
   /// Reaped members' last incarnation, and their order of reaping (for the size bound).
   std::map<std::string, reaped_state> reaped;
   std::deque<std::pair<time_point, std::string>> reaped_order;
@@ -333,144 +264,20 @@ struct membership::impl {
   /// What self() returns a reference to; refreshed by every self() call.
   mutable member self_view;
 
-  // -- the table --------------------------------------------------------------------------
-
-  std::string_view name_at(slot_t s) const { return rows[s].card.name(); }
-
-  auto name_of() const {
-    return [this](slot_t s) { return name_at(s); };
+  impl(std::string name, std::string address, tag_map tags, swim_config config, std::uint64_t seed,
+       time_point now, std::uint64_t incarnation)
+      : cfg(config), cards(cfg.cards ? cfg.cards : std::make_shared<card_pool>()), self_name(name),
+        rng(seed), health(config.awareness_max),
+        table(cards->intern(name, address, tags), incarnation, now), queue(*cards), last_now(now) {
+    // Our own alive is the first thing we gossip, as memberlist does on start.
+    queue.push(self_update(member_state::alive));
+    next_probe = now + cfg.probe_interval;
+    next_gossip = now + cfg.gossip_interval;
+    next_push_pull = cfg.push_pull_interval > duration::zero() ? now + push_pull_period() : never;
   }
 
-  /// The slot of `name`, present or ghost, or no_slot.
-  slot_t find_slot(std::string_view name) const { return index.find(name, name_of()); }
-
-  /// Starts loading the row `name` probably has (a hint before a find_row of it).
-  void prefetch_row(std::string_view name) const {
-    if (auto s = index.guess(name); s != no_slot)
-      __builtin_prefetch(&rows[s]);
-  }
-
-  /// The row of a known (present) member, or nullptr.
-  row* find_row(std::string_view name) {
-    auto s = find_slot(name);
-    return s != no_slot && rows[s].present ? &rows[s] : nullptr;
-  }
-  const row* find_row(std::string_view name) const {
-    return const_cast<impl*>(this)->find_row(name);
-  }
-  row& row_of(std::string_view name) { return *find_row(name); }
-
-  /// A present row for `card`'s name, which has no slot yet.
-  slot_t new_slot(member_card card) {
-    slot_t s;
-    if (!free_slots.empty()) {
-      s = free_slots.back();
-      free_slots.pop_back();
-    } else {
-      s = static_cast<slot_t>(rows.size());
-      rows.emplace_back();
-    }
-    rows[s].card = std::move(card);
-    rows[s].present = true;
-    index.insert(s, name_of());
-    by_name.push_back(s);
-    return s;
-  }
-
-  slot_t slot_of(const row& r) const {
-    // Rows are only ever reached through the table: recover the slot by name.
-    return find_slot(r.card.name());
-  }
-
-  /// Present rows and ghosts in name order.
-  const std::vector<slot_t>& ordered() const {
-    if (sorted_prefix < by_name.size()) {
-      auto less = [this](slot_t a, slot_t b) { return name_at(a) < name_at(b); };
-      auto mid = by_name.begin() + static_cast<std::ptrdiff_t>(sorted_prefix);
-      std::sort(mid, by_name.end(), less);
-      std::inplace_merge(by_name.begin(), mid, by_name.end(), less);
-      sorted_prefix = by_name.size();
-    }
-    return by_name;
-  }
-
-  /// Frees every ghost: called when nothing refers to their slots any more.
-  void free_ghosts() {
-    if (ghosts.empty())
-      return;
-    for (auto s : ghosts) {
-      auto& r = rows[s];
-      if (r.present || r.card.is_null())
-        continue; // came back meanwhile, or listed twice
-      index.erase(r.card.name(), name_of());
-      r = row{};
-      free_slots.push_back(s);
-    }
-    ghosts.clear();
-    // Rare (once per probe pass, only after reaping): re-sort everything rather than track
-    // how much of the sorted prefix survived.
-    std::erase_if(by_name, [this](slot_t s) { return rows[s].card.is_null(); });
-    sorted_prefix = 0;
-  }
-
-  /// The member as the public API shows it.
-  static member to_member(const row& r) {
-    return member{std::string(r.card.name()),
-                  std::string(r.card.address()),
-                  r.state,
-                  r.incarnation,
-                  r.card.tags(),
-                  r.since};
-  }
-
-  row& me() { return rows[self_slot]; }
-  const row& me() const { return rows[self_slot]; }
-
-  /// The extra part of `r`, or nullptr.
-  row_extra* extra(const row& r) const { return r.extra ? extras[r.extra].get() : nullptr; }
-
-  /// The extra part of `r`, created if missing.
-  row_extra& extra_of(row& r) {
-    if (!r.extra) {
-      if (free_extras.empty()) {
-        free_extras.push_back(static_cast<std::uint32_t>(extras.size()));
-        extras.emplace_back();
-      }
-      r.extra = free_extras.back();
-      free_extras.pop_back();
-      extras[r.extra] = std::make_unique<row_extra>();
-    }
-    return *extras[r.extra];
-  }
-
-  void release_extra(row& r) {
-    if (!r.extra)
-      return;
-    extras[r.extra].reset();
-    free_extras.push_back(r.extra);
-    r.extra = 0;
-  }
-
-  const std::string& declared_by(const row& r) const {
-    static const std::string none;
-    auto* e = extra(r);
-    return e ? e->declared_by : none;
-  }
-
-  void set_declared_by(row& r, const std::string& who) {
-    if (!who.empty() || r.extra)
-      extra_of(r).declared_by = who;
-  }
-
-  bool is_verifying(const row& r) const {
-    auto* e = extra(r);
-    return e && e->verifying;
-  }
-
-  bool has_timer(const row& r) const {
-    auto* e = extra(r);
-    return e && e->timer;
-  }
+  row& me() { return table.self(); }
+  const row& me() const { return table.self(); }
 
   /// Queues `u` about the member of row `r`, reusing the row's card when `u` carries the
   /// same name, address and tags (almost always), so no string is built or interned.
@@ -478,42 +285,11 @@ struct membership::impl {
     const auto& c = r.card;
     auto card = u.name == c.name() && u.address == c.address() && u.tags == c.tags()
                     ? c
-                    : member_card::intern(u.name, u.address, u.tags);
-    queue.push(std::move(card), u.state, u.incarnation, member_card::intern(u.from, {}, {}));
+                    : cards->intern(u.name, u.address, u.tags);
+    queue.push(std::move(card), u.state, u.incarnation, cards->intern(u.from, {}, {}));
   }
 
   // -- small helpers ----------------------------------------------------------------------
-
-  std::size_t count_of(member_state s) const {
-    auto i = static_cast<std::size_t>(s);
-    return i < counts.size() ? counts[i] : 0;
-  }
-
-  std::size_t live_count() const {
-    return count_of(member_state::alive) + count_of(member_state::suspect);
-  }
-
-  void set_state(row& n, member_state s, time_point now) {
-    --counts[static_cast<std::size_t>(n.state)];
-    ++counts[static_cast<std::size_t>(s)];
-    n.state = s;
-    n.since = now;
-    if (s == member_state::suspect)
-      suspects.emplace(n.card.name());
-    else if (auto it = suspects.find(n.card.name()); it != suspects.end())
-      suspects.erase(it);
-    if (auto* e = extra(n); e && s != member_state::suspect) {
-      e->timer.reset();
-      e->checked_by_us = false;
-      e->verifying = false;
-      e->not_before = time_point{};
-    }
-    // Alive again: declared_by was cleared by the caller; the extra part goes.
-    if (auto* e = extra(n); e && s == member_state::alive && e->declared_by.empty())
-      release_extra(n);
-    if (is_gone(s) && &n != &me())
-      departed.push_back(slot_of(n));
-  }
 
   duration scaled(duration d) const { return cfg.lifeguard ? health.scale(d) : d; }
 
@@ -530,13 +306,13 @@ struct membership::impl {
   }
 
   unsigned retransmit_limit() const {
-    auto n = static_cast<double>(live_count());
+    auto n = static_cast<double>(table.live_count());
     auto scale = static_cast<unsigned>(std::ceil(std::log10(n + 1.0)));
     return std::max(1u, cfg.retransmit_mult * std::max(1u, scale));
   }
 
   duration push_pull_period() const {
-    auto n = static_cast<double>(live_count());
+    auto n = static_cast<double>(table.live_count());
     if (n <= 32)
       return cfg.push_pull_interval;
     auto mult = std::ceil(std::log2(n) - std::log2(32.0)) + 1.0;
@@ -554,12 +330,9 @@ struct membership::impl {
   }
 
   member_update update_of(const row& n) const {
-    member_update u{n.state,
-                    std::string(n.card.name()),
-                    std::string(n.card.address()),
-                    n.incarnation,
-                    n.card.tags(),
-                    declared_by(n)};
+    member_update u{
+        n.state,       std::string(n.card.name()), std::string(n.card.address()), n.incarnation,
+        n.card.tags(), table.declared_by(n)};
     if (u.state == member_state::left)
       u.from = u.name;
     return u;
@@ -613,7 +386,7 @@ struct membership::impl {
   /// True when slot `s` holds a present member other than this node whose state satisfies
   /// `pred`.
   bool is_state(slot_t s, bool (*pred)(member_state)) const {
-    return s != self_slot && rows[s].present && pred(rows[s].state);
+    return s != self_slot && table.at(s).present && pred(table.at(s).state);
   }
 
   /// True while `name` is banned; one empty() test when nobody is.
@@ -622,7 +395,7 @@ struct membership::impl {
   /// Slot `s`'s member is dead, recently enough to still hear gossip, and not banned (a
   /// banned member cannot refute, so it is told nothing).
   bool hears_of_its_death(slot_t s, time_point now) const {
-    return recently_dead(rows[s], now) && !is_banned(name_at(s));
+    return recently_dead(table.at(s), now) && !is_banned(table.name_at(s));
   }
 
   /// Bans `name` (no-op if banned), lifting the oldest bans beyond cfg.banned_max.
@@ -669,7 +442,7 @@ struct membership::impl {
       return self_update(member_state::alive);
     if (auto it = nudge.find(to); it != nudge.end())
       return member_update{member_state::dead, to, {}, it->second, {}, self_name};
-    const auto* r = find_row(to);
+    const auto* r = table.find(to);
     if (!r)
       return std::nullopt;
     const auto& n = *r;
@@ -678,7 +451,7 @@ struct membership::impl {
     if (n.state == member_state::dead)
       return member_update{
           member_state::dead, to, {},
-          n.incarnation,      {}, declared_by(n).empty() ? self_name : declared_by(n)};
+          n.incarnation,      {}, table.declared_by(n).empty() ? self_name : table.declared_by(n)};
     return std::nullopt;
   }
 
@@ -754,7 +527,7 @@ struct membership::impl {
       req.to = to;
       req.kind = p.kind;
       req.retransmit_limit = retransmit_limit();
-      req.live_members = live_count();
+      req.live_members = table.live_count();
       req.now = last_now;
       req.datagram = ext_datagrams;
       for (auto& bytes : e.ext->take_payloads(req)) {
@@ -776,10 +549,10 @@ struct membership::impl {
   /// Carries out what an extension asked after one of its sinks ran.
   void apply_extension_effects(registered_extension& e, extension_effects&& asked, effects& fx) {
     for (const auto& name : asked.push_pull_with) {
-      const auto s = find_slot(name);
+      const auto s = table.find_slot(name);
       if (s == no_slot || !is_state(s, is_live) || is_banned(name))
         continue;
-      auto address = std::string(rows[s].card.address());
+      auto address = std::string(table.at(s).card.address());
       if (std::find(fx.push_pull_to.begin(), fx.push_pull_to.end(), address) !=
           fx.push_pull_to.end())
         continue;
@@ -849,7 +622,7 @@ struct membership::impl {
     std::uint64_t known = 0;
     if (u.name == self_name) {
       known = me().incarnation;
-    } else if (const auto* r = find_row(u.name)) {
+    } else if (const auto* r = table.find(u.name)) {
       known = r->incarnation;
     } else if (auto gone = remembered(u.name, now)) {
       known = gone->incarnation;
@@ -905,7 +678,7 @@ struct membership::impl {
       refute(u.incarnation);
       return;
     }
-    auto* found = find_row(u.name);
+    auto* found = table.find(u.name);
     if (!found) {
       if (auto r = remembered(u.name, now)) {
         if (u.incarnation <= r->incarnation) {
@@ -920,19 +693,8 @@ struct membership::impl {
         reaped.erase(u.name);
       }
       // A ghost (reaped, slot still referenced) gets its slot back; see row::present.
-      auto card = member_card::intern(u.name, u.address, u.tags);
-      auto s = find_slot(u.name);
-      if (s == no_slot) {
-        s = new_slot(std::move(card));
-      } else {
-        rows[s].card = std::move(card);
-        rows[s].present = true;
-      }
-      auto& n = rows[s];
-      n.state = member_state::alive;
-      n.incarnation = u.incarnation;
-      n.since = now;
-      ++counts[static_cast<std::size_t>(member_state::alive)];
+      auto s = table.add(cards->intern(u.name, u.address, u.tags), u.incarnation, now);
+      auto& n = table.at(s);
       add_to_probe_order(s);
       enqueue(u, n);
       ++stats.updates_applied;
@@ -951,18 +713,18 @@ struct membership::impl {
     bool changed = u.address != n.card.address() || u.tags != n.card.tags();
     n.incarnation = u.incarnation;
     if (changed)
-      n.card = member_card::intern(u.name, u.address, u.tags);
-    set_declared_by(n, {});
+      n.card = cards->intern(u.name, u.address, u.tags);
+    table.set_declared_by(n, {});
     if (auto nd = nudge.find(u.name); nd != nudge.end() && u.incarnation > nd->second)
       nudge.erase(nd);
     enqueue(u, n);
     ++stats.updates_applied;
     if (prev == member_state::suspect) {
-      set_state(n, member_state::alive, now);
+      table.set_state(n, member_state::alive, now);
       emit(fx, member_event_kind::recovered, n);
     } else if (is_gone(prev)) {
-      set_state(n, member_state::alive, now);
-      add_to_probe_order(slot_of(n));
+      table.set_state(n, member_state::alive, now);
+      add_to_probe_order(table.slot_of(n));
       emit(fx, member_event_kind::joined, n);
     } else if (changed) {
       emit(fx, member_event_kind::updated, n);
@@ -970,11 +732,11 @@ struct membership::impl {
   }
 
   void start_suspicion(row& r, const std::string& from, time_point now) {
-    auto& n = extra_of(r);
+    auto& n = table.extra_of(r);
     n.checked_by_us = false;
     n.verifying = false;
     n.not_before = time_point{};
-    auto live = live_count();
+    auto live = table.live_count();
     auto min = suspicion_min_timeout(cfg.suspicion_mult, live, cfg.probe_interval);
     if (cfg.lifeguard) {
       auto k = suspicion_expected_confirmations(cfg.suspicion_mult, live);
@@ -998,7 +760,7 @@ struct membership::impl {
       refute(u.incarnation);
       return;
     }
-    auto* found = find_row(u.name);
+    auto* found = table.find(u.name);
     if (!found || is_gone(found->state) || u.incarnation < found->incarnation) {
       ++stats.updates_ignored;
       return;
@@ -1007,26 +769,26 @@ struct membership::impl {
     if (n.state == member_state::suspect) {
       if (u.incarnation == n.incarnation) {
         // Lifeguard: an independent confirmation shortens the timeout; spread it on.
-        if (u.from != self_name && has_timer(n) && extra(n)->timer->confirm(u.from)) {
+        if (u.from != self_name && table.has_timer(n) && table.extra(n)->timer->confirm(u.from)) {
           enqueue(u, n);
           ++stats.updates_applied;
           // Its timer already ran out; it only waited for evidence beyond hearsay.
-          if (is_verifying(n))
+          if (table.is_verifying(n))
             declare_dead(n, now, fx);
         }
         return;
       }
       // It refuted (elsewhere) and was suspected again: a new suspicion.
       n.incarnation = u.incarnation;
-      set_declared_by(n, u.from);
+      table.set_declared_by(n, u.from);
       start_suspicion(n, u.from, now);
       enqueue(u, n);
       ++stats.updates_applied;
       return;
     }
     n.incarnation = u.incarnation;
-    set_declared_by(n, u.from);
-    set_state(n, member_state::suspect, now);
+    table.set_declared_by(n, u.from);
+    table.set_state(n, member_state::suspect, now);
     start_suspicion(n, u.from, now);
     enqueue(u, n);
     ++stats.updates_applied;
@@ -1050,7 +812,7 @@ struct membership::impl {
       refute(u.incarnation);
       return;
     }
-    auto* found = find_row(u.name);
+    auto* found = table.find(u.name);
     if (!found) {
       ++stats.updates_ignored;
       return;
@@ -1065,13 +827,13 @@ struct membership::impl {
     }
     const auto& from = graceful ? u.name : u.from;
     n.incarnation = u.incarnation;
-    set_declared_by(n, from);
-    set_state(n, next, now);
+    table.set_declared_by(n, from);
+    table.set_state(n, next, now);
     const auto& c = n.card;
     auto card = u.name == c.name() && u.address == c.address() && u.tags == c.tags()
                     ? c
-                    : member_card::intern(u.name, u.address, u.tags);
-    queue.push(std::move(card), next, u.incarnation, member_card::intern(from, {}, {}));
+                    : cards->intern(u.name, u.address, u.tags);
+    queue.push(std::move(card), next, u.incarnation, cards->intern(from, {}, {}));
     ++stats.updates_applied;
     emit(fx, graceful ? member_event_kind::left : member_event_kind::failed, n);
   }
@@ -1121,9 +883,9 @@ struct membership::impl {
     while (!verify_queue.empty()) {
       auto name = std::move(verify_queue.front());
       verify_queue.pop_front();
-      auto s = find_slot(name);
-      if (s != no_slot && rows[s].present && is_verifying(rows[s]) &&
-          rows[s].state == member_state::suspect)
+      auto s = table.find_slot(name);
+      if (s != no_slot && table.at(s).present && table.is_verifying(table.at(s)) &&
+          table.at(s).state == member_state::suspect)
         return s;
     }
     bool rebuilt = false;
@@ -1134,9 +896,9 @@ struct membership::impl {
         probe_order.clear();
         // Nothing refers to ghost slots any more (the departed list drops them when
         // reaping): their slots can be reused now.
-        free_ghosts();
-        for (auto s : ordered())
-          if (s != self_slot && rows[s].present && is_live(rows[s].state))
+        table.free_ghosts();
+        for (auto s : table.in_name_order())
+          if (s != self_slot && table.at(s).present && is_live(table.at(s).state))
             probe_order.push_back(s);
         std::shuffle(probe_order.begin(), probe_order.end(), rng);
         probe_index = 0;
@@ -1155,7 +917,7 @@ struct membership::impl {
     auto target = next_probe_target();
     if (!target)
       return;
-    const auto& n = rows[*target];
+    const auto& n = table.at(*target);
     probe = probe_state{};
     probe.active = true;
     probe.target = n.card.name();
@@ -1170,10 +932,10 @@ struct membership::impl {
 
   void send_indirect(effects& fx) {
     probe.indirect_sent = true;
-    const auto target = find_slot(probe.target);
-    if (target == no_slot || !rows[target].present)
+    const auto target = table.find_slot(probe.target);
+    if (target == no_slot || !table.at(target).present)
       return;
-    auto target_address = std::string(rows[target].card.address());
+    auto target_address = std::string(table.at(target).card.address());
     auto helpers = sample_live(cfg.indirect_checks, [&](slot_t s) {
       return s != target && is_state(s, [](member_state st) { return st == member_state::alive; });
     });
@@ -1181,7 +943,8 @@ struct membership::impl {
       auto p = make_packet(packet_kind::ping_req, probe.seq);
       p.target = probe.target;
       p.target_address = target_address;
-      send(fx, std::string(rows[h].card.address()), std::move(p), std::string(name_at(h)));
+      send(fx, std::string(table.at(h).card.address()), std::move(p),
+           std::string(table.name_at(h)));
     }
     stats.indirect_probes += helpers.size();
     probe.expected_nacks = cfg.lifeguard ? static_cast<unsigned>(helpers.size()) : 0;
@@ -1202,7 +965,7 @@ struct membership::impl {
     } else {
       health_delta(+1);
     }
-    auto* found = find_row(probe.target);
+    auto* found = table.find(probe.target);
     if (!found)
       return;
     auto& n = *found;
@@ -1210,13 +973,13 @@ struct membership::impl {
     if (n.state == member_state::alive) {
       ++stats.suspicions;
       apply_suspect(u, now, fx);
-    } else if (n.state == member_state::suspect && is_verifying(n)) {
+    } else if (n.state == member_state::suspect && table.is_verifying(n)) {
       // The suspicion ran out unconfirmed and now our own probe failed too.
       declare_dead(n, now, fx);
-    } else if (n.state == member_state::suspect && has_timer(n) &&
-               extra(n)->timer->from() != self_name && !extra(n)->checked_by_us) {
+    } else if (n.state == member_state::suspect && table.has_timer(n) &&
+               table.extra(n)->timer->from() != self_name && !table.extra(n)->checked_by_us) {
       // Our failed probe is independent evidence: let the others count it.
-      extra(n)->checked_by_us = true;
+      table.extra(n)->checked_by_us = true;
       enqueue(u, n);
     }
   }
@@ -1224,11 +987,11 @@ struct membership::impl {
   /// The probe of a suspect whose timer ran out unconfirmed was answered: it is up, but
   /// has not refuted (yet): give it a fresh suspicion period rather than condemn it.
   void verified_alive() {
-    auto* found = find_row(probe.target);
-    if (!found || !is_verifying(*found))
+    auto* found = table.find(probe.target);
+    if (!found || !table.is_verifying(*found))
       return;
     auto& n = *found;
-    auto from = extra(n)->timer->from(); // copied: start_suspicion replaces the timer
+    auto from = table.extra(n)->timer->from(); // copied: start_suspicion replaces the timer
     start_suspicion(n, from, last_now);
   }
 
@@ -1255,16 +1018,6 @@ struct membership::impl {
     ++stats.updates_ignored;
   }
 
-  /// Acks to forward to ping_req requesters, filled by on_ack, sent by on_packet.
-  std::vector<helper_state> pending_forward;
-  /// Set while applying a packet's updates: it accused us at an incarnation we already
-  /// outbid. Its sender then gets our current alive first (see on_packet).
-  bool stale_accusation = false;
-  /// Sender of the packet being handled when stale_accusation is set.
-  std::string stale_peer;
-  /// Suspects whose unconfirmed timer fired, waiting for our own probe (Lifeguard).
-  std::deque<std::string> verify_queue;
-
   /// A timer of ours firing this much after its time means we were stalled.
   duration late_slack() const { return cfg.probe_timeout / 2; }
 
@@ -1286,14 +1039,15 @@ struct membership::impl {
 
   void run_suspicions(time_point now, effects& fx) {
     std::vector<std::string> due;
-    for (const auto& name : suspects) {
-      const auto& r = row_of(name);
-      if (has_timer(r) && !extra(r)->verifying && extra(r)->suspicion_deadline() <= now)
+    for (const auto& name : table.suspects()) {
+      const auto& r = *table.find(name);
+      if (table.has_timer(r) && !table.extra(r)->verifying &&
+          table.extra(r)->suspicion_deadline() <= now)
         due.push_back(name);
     }
     for (const auto& name : due) {
-      auto& r = row_of(name);
-      auto& n = *extra(r);
+      auto& r = *table.find(name);
+      auto& n = *table.extra(r);
       if (cfg.lifeguard && now - n.suspicion_deadline() > late_slack() &&
           n.not_before == time_point{}) {
         // We were stalled: a refutation may be waiting in our input. Read it first.
@@ -1318,8 +1072,8 @@ struct membership::impl {
 
   /// Sends a gossip-only packet to the member in slot `s`.
   void gossip_to(effects& fx, slot_t s) {
-    send(fx, std::string(rows[s].card.address()), make_packet(packet_kind::ack, 0),
-         std::string(name_at(s)), true);
+    send(fx, std::string(table.at(s).card.address()), make_packet(packet_kind::ack, 0),
+         std::string(table.name_at(s)), true);
   }
 
   void run_gossip(time_point now, effects& fx) {
@@ -1329,20 +1083,21 @@ struct membership::impl {
       // in send()): if it was wrongly killed (say, behind a partition that healed) it
       // refutes. One such member per round keeps this cheap.
       auto target = sample(
-          departed.size(), [&](std::size_t i) { return departed[i]; }, 1,
-          [&](slot_t s) { return rows[s].present && hears_of_its_death(s, now); });
+          table.departed().size(), [&](std::size_t i) { return table.departed()[i]; }, 1,
+          [&](slot_t s) { return table.at(s).present && hears_of_its_death(s, now); });
       for (auto t : target)
         gossip_to(fx, t);
       return;
     }
     // Pool: the probe order followed by the departed, read in place.
     auto live = probe_order.size();
+    const auto& departed = table.departed();
     auto get = [&](std::size_t i) { return i < live ? probe_order[i] : departed[i - live]; };
     auto targets = sample(live + departed.size(), get, cfg.gossip_fanout, [&](slot_t s) {
-      if (!rows[s].present || s == self_slot)
+      if (!table.at(s).present || s == self_slot)
         return false;
       // The recently dead still hear gossip, so a wrongly killed member can refute.
-      return is_live(rows[s].state) || hears_of_its_death(s, now);
+      return is_live(table.at(s).state) || hears_of_its_death(s, now);
     });
     for (auto t : targets)
       gossip_to(fx, t);
@@ -1354,23 +1109,23 @@ struct membership::impl {
       return is_state(s, [](member_state st) { return st == member_state::alive; });
     });
     if (!peer.empty())
-      fx.push_pull_to.emplace_back(rows[peer.front()].card.address());
+      fx.push_pull_to.emplace_back(table.at(peer.front()).card.address());
     // Reconnect (as Serf does): with probability dead / alive, also try one dead member,
     // so a partition that healed after gossip_to_dead still merges. Cluster-wide that is
     // about one attempt per dead member per interval. A really dead one just fails.
-    auto dead = count_of(member_state::dead);
-    auto alive = std::max<std::size_t>(1, count_of(member_state::alive));
+    auto dead = table.count(member_state::dead);
+    auto alive = std::max<std::size_t>(1, table.count(member_state::alive));
     if (dead == 0 || std::uniform_real_distribution<double>{0, 1}(rng) >=
                          static_cast<double>(dead) / static_cast<double>(alive))
       return;
     auto gone = sample(
-        departed.size(), [&](std::size_t i) { return departed[i]; }, 1,
+        table.departed().size(), [&](std::size_t i) { return table.departed()[i]; }, 1,
         [&](slot_t s) {
           return is_state(s, [](member_state st) { return st == member_state::dead; }) &&
-                 !is_banned(name_at(s));
+                 !is_banned(table.name_at(s));
         });
     if (!gone.empty())
-      fx.push_pull_to.emplace_back(rows[gone.front()].card.address());
+      fx.push_pull_to.emplace_back(table.at(gone.front()).card.address());
   }
 
   void remember_reaped(const std::string& name, std::uint64_t incarnation, time_point now) {
@@ -1393,41 +1148,27 @@ struct membership::impl {
   }
 
   void run_reaper(time_point now, effects& fx) {
-    if (departed.empty()) {
+    if (table.departed().empty()) {
       prune_reaped(now);
       return;
     }
-    std::vector<slot_t> keep;
-    std::vector<bool> seen(rows.size(), false);
-    for (auto s : departed) {
-      if (seen[s])
-        continue;
-      seen[s] = true;
-      auto& r = rows[s];
-      if (!r.present || !is_gone(r.state))
-        continue;
-      if (now - r.since < cfg.reap_after) {
-        keep.push_back(s);
-        continue;
-      }
-      --counts[static_cast<std::size_t>(r.state)];
+    table.sweep_departed([&](slot_t, const row& r) {
+      if (now - r.since < cfg.reap_after)
+        return false;
       auto name = std::string(r.card.name());
       nudge.erase(name);
       remember_reaped(name, r.incarnation, now);
       emit(fx, member_event_kind::reaped, r);
       // Becomes a ghost: the probe order may still hold its slot (see row::present).
-      r.present = false;
-      release_extra(r);
-      ghosts.push_back(s);
-    }
-    departed = std::move(keep);
+      return true;
+    });
     prune_reaped(now);
   }
 
   time_point earliest_reap() const {
     auto t = never;
-    for (auto s : departed) {
-      const auto& r = rows[s];
+    for (auto s : table.departed()) {
+      const auto& r = table.at(s);
       if (r.present && is_gone(r.state))
         t = std::min(t, r.since + cfg.reap_after);
     }
@@ -1503,12 +1244,12 @@ effects membership::on_packet(const packet& msg, time_point now) {
   const auto& ups = msg.updates;
   constexpr std::size_t bucket_ahead = 6, row_ahead = 3;
   for (std::size_t i = 0; i < std::min(bucket_ahead, ups.size()); ++i)
-    d.index.prefetch(ups[i].name);
+    d.table.prefetch(ups[i].name);
   for (std::size_t i = 0; i < ups.size(); ++i) {
     if (i + bucket_ahead < ups.size())
-      d.index.prefetch(ups[i + bucket_ahead].name);
+      d.table.prefetch(ups[i + bucket_ahead].name);
     if (i + row_ahead < ups.size())
-      d.prefetch_row(ups[i + row_ahead].name);
+      d.table.prefetch_row(ups[i + row_ahead].name);
     d.apply(ups[i], now, fx, ups[i].name == msg.sender);
   }
   if (d.stale_accusation) {
@@ -1542,7 +1283,7 @@ effects membership::on_packet(const packet& msg, time_point now) {
       break;
     }
     const bool banned_target = d.is_banned(msg.target);
-    if (!banned_target && !d.find_row(msg.target)) {
+    if (!banned_target && !d.table.find(msg.target)) {
       ++d.stats.updates_ignored;
       break;
     }
@@ -1651,11 +1392,11 @@ push_pull membership::make_push_pull(bool join) const {
   pp.sender = d.self_name;
   pp.sender_address = d.me().card.address();
   pp.join = join;
-  const auto& order = d.ordered();
+  const auto& order = d.table.in_name_order();
   pp.members.reserve(order.size());
   for (auto s : order)
-    if (d.rows[s].present)
-      pp.members.push_back(d.update_of(d.rows[s]));
+    if (d.table.at(s).present)
+      pp.members.push_back(d.update_of(d.table.at(s)));
   // add_extension keeps the count within max_extension_sections.
   for (const auto& e : d.exts) {
     auto section = e.ext->make_section(join);
@@ -1681,8 +1422,8 @@ effects membership::leave(time_point now) {
   d.probe.active = false;
   auto& m = d.me();
   m.incarnation = incarnation_after(m.incarnation);
-  d.set_declared_by(m, d.self_name);
-  d.set_state(m, member_state::left, now);
+  d.table.set_declared_by(m, d.self_name);
+  d.table.set_state(m, member_state::left, now);
   // Newest and never sent: the queue picks it first.
   d.queue.push(d.self_update(member_state::left));
   return {};
@@ -1694,7 +1435,7 @@ effects membership::set_tags(tag_map tags, time_point now) {
   if (d.has_left)
     return {};
   auto& m = d.me();
-  m.card = member_card::intern(d.self_name, m.card.address(), tags);
+  m.card = d.cards->intern(d.self_name, m.card.address(), tags);
   m.incarnation = incarnation_after(m.incarnation);
   d.queue.push(d.self_update(member_state::alive));
   return {};
@@ -1708,7 +1449,7 @@ effects membership::ban(const std::string& name, time_point now) {
     return fx;
   d.add_ban(name);
   d.nudge.erase(name);
-  auto* r = d.find_row(name);
+  auto* r = d.table.find(name);
   if (!r || !is_live(r->state))
     return fx;
   if (d.probe.active && d.probe.target == name)
@@ -1777,10 +1518,10 @@ time_point membership::next_deadline() const {
     t = std::min(t, d.probe.indirect_at);
   for (const auto& [seq, h] : d.helping)
     t = std::min(t, d.cfg.lifeguard && !h.nack_sent ? h.nack_at : h.expire_at);
-  for (const auto& name : d.suspects) {
-    const auto& n = *d.find_row(name);
-    if (d.has_timer(n) && !d.extra(n)->verifying)
-      t = std::min(t, d.extra(n)->suspicion_deadline());
+  for (const auto& name : d.table.suspects()) {
+    const auto& n = *d.table.find(name);
+    if (d.table.has_timer(n) && !d.table.extra(n)->verifying)
+      t = std::min(t, d.table.extra(n)->suspicion_deadline());
   }
   t = std::min(t, d.earliest_reap());
   // A deadline already passed (a suspicion shortened by confirmations) is due now.
@@ -1790,25 +1531,25 @@ time_point membership::next_deadline() const {
 std::vector<member> membership::members() const {
   const auto& d = *impl_;
   std::vector<member> out;
-  const auto& order = d.ordered();
+  const auto& order = d.table.in_name_order();
   out.reserve(order.size());
   for (auto s : order)
-    if (d.rows[s].present)
-      out.push_back(impl::to_member(d.rows[s]));
+    if (d.table.at(s).present)
+      out.push_back(to_member(d.table.at(s)));
   return out;
 }
 
 std::optional<member> membership::find(const std::string& name) const {
-  const auto* r = impl_->find_row(name);
+  const auto* r = impl_->table.find(name);
   if (!r)
     return std::nullopt;
-  return impl::to_member(*r);
+  return to_member(*r);
 }
 
-std::size_t membership::count(member_state s) const { return impl_->count_of(s); }
+std::size_t membership::count(member_state s) const { return impl_->table.count(s); }
 
 const member& membership::self() const {
-  impl_->self_view = impl::to_member(impl_->me());
+  impl_->self_view = to_member(impl_->me());
   return impl_->self_view;
 }
 

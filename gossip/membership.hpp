@@ -19,6 +19,8 @@ namespace starling::gossip {
 
 using namespace std::chrono_literals;
 
+class card_pool;
+
 /// Largest step above the incarnation this node knows for a member (its own for itself, the
 /// row's, a reaped member's remembered one, 0 for a stranger) that an update may take; one
 /// that jumps further is refused (membership_stats::incarnation_refused). A member raises
@@ -78,6 +80,11 @@ struct swim_config {
   /// what is left, and extensions get whatever the updates leave after that. Space the
   /// extensions do not use goes to member updates. Without extensions it changes nothing.
   std::size_t extension_share = 256;
+  /// Where the core interns member names, addresses and tags (gossip/member_card.hpp).
+  /// Null (the default): the core makes its own pool. Cores given the same pool share one
+  /// copy of each string: the simulator gives one to all its cores. Thread-safe, so cores on
+  /// different threads may share it too.
+  std::shared_ptr<card_pool> cards;
 };
 
 /// Counters the core keeps; exported as metrics by the actor.

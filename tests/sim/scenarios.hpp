@@ -197,9 +197,10 @@ struct partition_result {
 partition_result run_partition(const scenario_options& opt, duration split_for = 30s);
 
 /// Memory held by one core's member table, measured with the allocator's in-use bytes.
-/// Names, addresses and tags are interned once per process (gossip/member_card.hpp), so the
-/// first core of a process pays for them and every further core only for its own table:
-/// both are measured, the second with a second core holding the same members.
+/// Names, addresses and tags are interned once per pool (gossip/member_card.hpp) and the two
+/// cores measured share one pool, as a simulator's cores do: the first core pays for the
+/// strings and every further core only for its own table. Both are measured, the second with
+/// a second core holding the same members.
 struct memory_probe {
   std::size_t members = 0;
   /// Heap growth of the first core right after a join merge of `members` members (the

@@ -270,7 +270,7 @@ int main(int argc, char** argv) {
 
   if (wants(a, "memory")) {
     std::printf("## Memory of one core's member table\n\n"
-                "First core of a process (pays for the interned names too) and a second core "
+                "First core of an interning pool (pays for the names too) and a second core "
                 "with the same members (the names are shared: what each further core of a "
                 "simulated mesh costs). Heap bytes, measured.\n\n"
                 "| members | first core after join | first core, queue drained | bytes per "

@@ -57,7 +57,8 @@ struct sim_config {
   duration latency_jitter = 500us;
   /// Probability that a datagram is lost (push-pull, being TCP, is never lost).
   double loss = 0.0;
-  /// Protocol configuration of every node.
+  /// Protocol configuration of every node. With no interning pool set (swim.cards), the
+  /// simulator makes one and gives it to all its cores.
   gossip::swim_config swim;
   /// A node retries its join with the next seed if not joined this long after an attempt.
   duration join_retry = 2s;

@@ -15,7 +15,8 @@ member_update alive(std::string name, std::uint64_t inc) {
 std::size_t unit_cost(const member_update&) { return 1; }
 
 TEST(broadcast_queue, sends_each_update_exactly_limit_times_then_drops_it) {
-  broadcast_queue q;
+  card_pool cards;
+  broadcast_queue q{cards};
   q.push(alive("a", 1));
   for (unsigned i = 0; i < 5; ++i) {
     SCOPED_TRACE(i);
@@ -29,7 +30,8 @@ TEST(broadcast_queue, sends_each_update_exactly_limit_times_then_drops_it) {
 }
 
 TEST(broadcast_queue, newer_update_about_a_member_replaces_the_older) {
-  broadcast_queue q;
+  card_pool cards;
+  broadcast_queue q{cards};
   q.push(alive("a", 1));
   (void)q.take(100, 5, unit_cost);
   ASSERT_EQ(q.find("a")->second, 1u);
@@ -43,7 +45,8 @@ TEST(broadcast_queue, newer_update_about_a_member_replaces_the_older) {
 }
 
 TEST(broadcast_queue, picks_least_sent_first_then_newest) {
-  broadcast_queue q;
+  card_pool cards;
+  broadcast_queue q{cards};
   q.push(alive("old", 1));
   (void)q.take(1, 10, unit_cost); // "old" now sent once
   q.push(alive("mid", 1));
@@ -61,7 +64,8 @@ TEST(broadcast_queue, picks_least_sent_first_then_newest) {
 }
 
 TEST(broadcast_queue, skips_what_does_not_fit_and_keeps_filling) {
-  broadcast_queue q;
+  card_pool cards;
+  broadcast_queue q{cards};
   auto big = alive("big", 1);
   big.tags["blob"] = std::string(500, 'x');
   q.push(alive("small1", 1));
@@ -76,7 +80,8 @@ TEST(broadcast_queue, skips_what_does_not_fit_and_keeps_filling) {
 }
 
 TEST(broadcast_queue, skip_name_leaves_that_member_queued) {
-  broadcast_queue q;
+  card_pool cards;
+  broadcast_queue q{cards};
   q.push(alive("a", 1));
   q.push(alive("b", 1));
   auto got = q.take(10, 10, unit_cost, "a");
@@ -89,7 +94,8 @@ TEST(broadcast_queue, skip_name_leaves_that_member_queued) {
 }
 
 TEST(broadcast_queue, many_entries_keep_the_index_consistent) {
-  broadcast_queue q;
+  card_pool cards;
+  broadcast_queue q{cards};
   for (int round = 0; round < 3; ++round)
     for (int i = 0; i < 50; ++i)
       q.push(alive("m" + std::to_string(i), static_cast<std::uint64_t>(round)));
@@ -104,7 +110,8 @@ TEST(broadcast_queue, many_entries_keep_the_index_consistent) {
 }
 
 TEST(broadcast_queue, a_full_packet_stops_the_scan_but_small_updates_still_fill_gaps) {
-  broadcast_queue q;
+  card_pool cards;
+  broadcast_queue q{cards};
   // Newest first: one small update, then many large ones, then (oldest) small ones.
   for (int i = 0; i < 100; ++i) {
     member_update u;
@@ -126,7 +133,7 @@ TEST(broadcast_queue, a_full_packet_stops_the_scan_but_small_updates_still_fill_
     EXPECT_EQ(u.name.rfind("large-", 0), 0u);
   // Misses count only once something fits: updates too large for any packet at the head
   // of the queue do not starve the small ones behind them.
-  broadcast_queue h;
+  broadcast_queue h{cards};
   for (int i = 0; i < 3; ++i) {
     member_update u;
     u.name = "tiny" + std::to_string(i);
@@ -140,7 +147,7 @@ TEST(broadcast_queue, a_full_packet_stops_the_scan_but_small_updates_still_fill_
   }
   EXPECT_EQ(h.take(100, 10, cost).size(), 3u);
   // Misses are counted only in a row: a small update right after a few misses still fits.
-  broadcast_queue r;
+  broadcast_queue r{cards};
   for (int i = 0; i < 3; ++i) {
     member_update u;
     u.name = "s" + std::to_string(i);

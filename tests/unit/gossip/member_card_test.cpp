@@ -21,44 +21,71 @@ std::string numbered(const char* prefix, int i) {
 }
 
 TEST(member_card, equal_triples_share_one_entry_that_goes_with_the_last_handle) {
-  const auto base = member_card::pool_size();
+  card_pool pool;
   {
-    auto a = member_card::intern("n1", "10.0.0.2:7946", {});
-    auto b = member_card::intern("n1", "10.0.0.2:7946", {});
+    auto a = pool.intern("n1", "10.0.0.2:7946", {});
+    auto b = pool.intern("n1", "10.0.0.2:7946", {});
     EXPECT_EQ(a, b);
-    EXPECT_EQ(member_card::pool_size(), base + 1);
+    EXPECT_EQ(pool.size(), 1u);
     EXPECT_EQ(a.name(), "n1");
     EXPECT_EQ(a.address(), "10.0.0.2:7946");
     EXPECT_TRUE(a.tags().empty());
-    auto c = member_card::intern("n1", "10.0.0.3:7946", {});
+    auto c = pool.intern("n1", "10.0.0.3:7946", {});
     EXPECT_NE(a, c) << "another address is another card";
-    auto d = member_card::intern("n1", "10.0.0.2:7946", tag_map{{"zone", "a"}});
+    auto d = pool.intern("n1", "10.0.0.2:7946", tag_map{{"zone", "a"}});
     EXPECT_NE(a, d) << "other tags too";
     EXPECT_EQ(d.tags().at("zone"), "a");
-    EXPECT_EQ(member_card::pool_size(), base + 3);
+    EXPECT_EQ(pool.size(), 3u);
     a = c; // a's old card still lives in b
-    EXPECT_EQ(member_card::pool_size(), base + 3);
+    EXPECT_EQ(pool.size(), 3u);
     b = {};
-    EXPECT_EQ(member_card::pool_size(), base + 2) << "freed with its last handle";
+    EXPECT_EQ(pool.size(), 2u) << "freed with its last handle";
   }
-  EXPECT_EQ(member_card::pool_size(), base);
+  EXPECT_EQ(pool.size(), 0u);
 }
 
 TEST(member_card, the_empty_triple_is_the_null_handle) {
-  const auto base = member_card::pool_size();
-  auto e = member_card::intern("", "", {});
+  card_pool pool;
+  auto e = pool.intern("", "", {});
   EXPECT_TRUE(e.is_null());
   EXPECT_EQ(e, member_card{});
   EXPECT_EQ(e.name(), "");
-  EXPECT_EQ(member_card::pool_size(), base);
+  EXPECT_EQ(pool.size(), 0u);
+}
+
+TEST(member_card, pools_are_apart) {
+  card_pool one, two;
+  auto a = one.intern("n1", "10.0.0.2:7946", {});
+  auto b = two.intern("n1", "10.0.0.2:7946", {});
+  EXPECT_NE(a, b) << "each pool interns its own copy";
+  EXPECT_EQ(a.name(), b.name());
+  EXPECT_EQ(one.size(), 1u);
+  EXPECT_EQ(two.size(), 1u);
+  a = {};
+  EXPECT_EQ(one.size(), 0u);
+  EXPECT_EQ(two.size(), 1u) << "a release touches its own pool only";
+}
+
+TEST(member_card, handles_outliving_their_pool_stay_valid) {
+  member_card kept, copy;
+  {
+    card_pool pool;
+    kept = pool.intern("n7", "10.0.0.8:7946", tag_map{{"zone", "b"}});
+    copy = kept;
+  }
+  EXPECT_EQ(kept.name(), "n7");
+  EXPECT_EQ(copy.tags().at("zone"), "b");
+  kept = {};
+  EXPECT_EQ(copy.address(), "10.0.0.8:7946");
+  copy = {}; // the last handle frees the detached rep (ASan checks it is freed once)
 }
 
 TEST(member_card, handles_may_be_made_and_dropped_from_several_threads) {
-  const auto base = member_card::pool_size();
-  auto work = [](int t) {
+  card_pool pool;
+  auto work = [&pool](int t) {
     for (int i = 0; i < 2000; ++i) {
       // Threads intern overlapping names, so lookups race with last releases.
-      auto c = member_card::intern(numbered("m", i % 50), "addr", {});
+      auto c = pool.intern(numbered("m", i % 50), "addr", {});
       auto copy = c;
       ASSERT_EQ(copy.name(), numbered("m", i % 50)) << t;
     }
@@ -68,7 +95,7 @@ TEST(member_card, handles_may_be_made_and_dropped_from_several_threads) {
     threads.emplace_back(work, t);
   for (auto& th : threads)
     th.join();
-  EXPECT_EQ(member_card::pool_size(), base);
+  EXPECT_EQ(pool.size(), 0u);
 }
 
 TEST(name_index, finds_inserts_and_erases_through_growth) {
