@@ -692,6 +692,43 @@ caf::expected<gossip::duration> parse_duration(std::string_view text, std::strin
   return gossip::duration{static_cast<gossip::duration::rep>(std::llround(total_ns))};
 }
 
+std::vector<config_value> plain_values(const agent_config& cfg) {
+  const auto quoted = [](std::string_view text) { return '"' + std::string{text} + '"'; };
+  const auto dur = [&](gossip::duration d) { return quoted(format_duration(d)); };
+  const auto flag = [](bool b) { return std::string{b ? "true" : "false"}; };
+  const auto num = [](std::uint64_t n) { return std::to_string(n); };
+  const auto& sw = cfg.swim;
+  return {
+      {"", "gossip", quoted(cfg.gossip.to_string())},
+      {"", "admin", quoted(cfg.admin.to_string())},
+      {"", "admin_allow_remote", flag(cfg.admin_allow_remote)},
+      {"", "admin_open_reads", flag(cfg.admin_open_reads)},
+      {"", "join_timeout", dur(cfg.join_timeout)},
+      {"", "log_level", quoted(to_string(cfg.level))},
+      {"", "log_format", quoted(to_string(cfg.format))},
+      {"", "admission_quorum", num(cfg.admission_quorum)},
+      {"", "cert_ttl", dur(cfg.cert_ttl)},
+      {"gossip", "address", quoted(cfg.gossip.to_string())},
+      {"gossip", "probe_interval", dur(sw.probe_interval)},
+      {"gossip", "probe_timeout", dur(sw.probe_timeout)},
+      {"gossip", "gossip_interval", dur(sw.gossip_interval)},
+      {"gossip", "gossip_fanout", num(sw.gossip_fanout)},
+      {"gossip", "gossip_to_dead", dur(sw.gossip_to_dead)},
+      {"gossip", "indirect_checks", num(sw.indirect_checks)},
+      {"gossip", "retransmit_mult", num(sw.retransmit_mult)},
+      {"gossip", "suspicion_mult", num(sw.suspicion_mult)},
+      {"gossip", "suspicion_max_mult", num(sw.suspicion_max_mult)},
+      {"gossip", "awareness_max", num(sw.awareness_max)},
+      {"gossip", "lifeguard", flag(sw.lifeguard)},
+      {"gossip", "push_pull_interval", dur(sw.push_pull_interval)},
+      {"gossip", "reap_after", dur(sw.reap_after)},
+      {"gossip", "reaped_memory", dur(sw.reaped_memory)},
+      {"gossip", "reaped_memory_max", num(sw.reaped_memory_max)},
+      {"gossip", "max_datagram", num(sw.max_datagram)},
+      {"gossip", "tcp_timeout", dur(cfg.tcp_timeout)},
+  };
+}
+
 std::string format_duration(gossip::duration d) {
   using namespace std::chrono;
   auto ns = duration_cast<nanoseconds>(d).count();

@@ -162,6 +162,20 @@ void add_agent_flags(CLI::App& app, agent_flags& flags);
 /// Renders a duration the way parse_duration reads it ("1m30s", "250ms", "0s").
 [[nodiscard]] std::string format_duration(gossip::duration d);
 
+/// One plain setting of the configuration file and its value as a TOML literal, the way
+/// docs/operations.md's tables show defaults: `"500ms"`, `3`, `true`, `"127.0.0.1:7947"`.
+struct config_value {
+  std::string table;   ///< "" (top level) or "gossip"
+  std::string key;     ///< "join_timeout", "probe_interval"
+  std::string literal; ///< TOML literal of the value
+};
+
+/// Every top-level and [gossip] setting of `cfg` that has a plain value (not a name, a
+/// path, a secret, a list or a table), in the order docs/operations.md lists them. The
+/// single source the documented defaults are checked against: a test feeds each documented
+/// default through make_agent_config and compares this rendering with the defaults'.
+[[nodiscard]] std::vector<config_value> plain_values(const agent_config& cfg);
+
 /// Parses "host:port" ("[::1]:7946" for IPv6). Errors: invalid_config naming `key`.
 [[nodiscard]] caf::expected<host_port> parse_host_port(std::string_view text, std::string_view key);
 

@@ -5,6 +5,12 @@
 // /proc/<pid>/status) must stay under 64 MiB during the attack and after it, and the agent
 // must still answer its admin commands and admit a member. Every loop is bounded by a count
 // and a deadline; waits poll.
+//
+// Under a sanitizer (the agent is built with the same flags as this test) the bounds are
+// relative to the idle figure, and the memory is not required to settle back: TSan's and
+// ASan's allocators keep what was freed (TSan: 46 MiB idle, 63 MiB after the attack), and
+// their shadow memory inflates every figure. The relative bound still fails the way the
+// finding did (the old agent reached 1,208 MiB); the settling check runs in the plain build.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -42,8 +48,23 @@ constexpr std::uint32_t announced = 16u << 20;
 constexpr int rounds = 10;
 /// How long the attack lasts at most.
 constexpr auto attack_time = 6s;
-/// The bound the agent's resident memory must stay under, during and after.
-constexpr std::uint64_t rss_bound_kib = 64 * 1024;
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+constexpr bool sanitized = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+constexpr bool sanitized = true;
+#else
+constexpr bool sanitized = false;
+#endif
+#else
+constexpr bool sanitized = false;
+#endif
+
+/// The bound the agent's resident memory must stay under, during and after: 64 MiB, or
+/// under a sanitizer the idle figure plus 64 MiB (see the top of the file).
+std::uint64_t rss_bound_kib(std::uint64_t idle_kib) {
+  return (sanitized ? idle_kib : 0) + 64 * 1024;
+}
 
 /// VmRSS of process `pid` in KiB; std::nullopt if it cannot be read (the process is gone).
 std::optional<std::uint64_t> rss_kib(long pid) {
@@ -226,19 +247,23 @@ TEST_F(hostile_transport_test, anonymous_16_mib_frames_do_not_exhaust_memory) {
   RecordProperty("idle_rss_kib", std::to_string(*idle));
   RecordProperty("peak_rss_kib", std::to_string(peak));
   EXPECT_GT(stats.handshakes, 0) << "the attack never reached the agent";
-  EXPECT_LT(peak, rss_bound_kib) << "peak RSS " << peak << " KiB during the attack";
+  const auto bound = rss_bound_kib(*idle);
+  EXPECT_LT(peak, bound) << "peak RSS " << peak << " KiB during the attack";
 
-  // After: the memory comes back near its idle figure, and stays under the bound.
+  // After: the memory comes back near its idle figure (not under a sanitizer, whose
+  // allocator keeps freed memory), and stays under the bound.
   std::uint64_t after = 0;
   const bool settled = st::poll_until(10s, [&] {
     auto now = rss_kib(pid);
     after = now.value_or(0);
-    return now && *now <= *idle + 8 * 1024;
+    return now && (sanitized ? *now < bound : *now <= *idle + 8 * 1024);
   });
-  std::cout << "[ hostile ] " << after / 1024 << " MiB after the attack\n";
+  std::cout << "[ hostile ] " << after / 1024 << " MiB after the attack"
+            << (sanitized ? " (sanitizer build: bound relative to idle, no settling check)" : "")
+            << "\n";
   RecordProperty("after_rss_kib", std::to_string(after));
   EXPECT_TRUE(settled) << "RSS " << after << " KiB after the attack, idle was " << *idle;
-  EXPECT_LT(after, rss_bound_kib);
+  EXPECT_LT(after, bound);
 
   // And the agent still works: its admin answers, and a member joins with a token.
   auto view = st::members_view(issuer.info.admin);
