@@ -44,8 +44,8 @@ protected:
 
   node& start(const std::string& name, const std::vector<std::string>& seeds) {
     const auto data_dir = tmp_.path() / "data" / name;
-    nodes_[name] = st::start_agent(procs_, st::agent_argv(config_, name, data_dir, seeds), name,
-                                   data_dir);
+    nodes_[name] =
+        st::start_agent(procs_, st::agent_argv(config_, name, data_dir, seeds), name, data_dir);
     return nodes_[name];
   }
 
@@ -124,11 +124,14 @@ protected:
     // stale state with them `merges` times.
     std::optional<std::uint64_t> base;
     EXPECT_TRUE(st::poll_until(10s, [&] { return (base = push_pulls("node-c")).has_value(); }));
-    EXPECT_TRUE(st::poll_until(20s, [&] {
-      auto now = push_pulls("node-c");
-      return base && now && *now >= *base + merges && state_of("node-a", "node-c") == "alive" &&
-             state_of("node-b", "node-c") == "alive";
-    })) << "node-c did not come back and sync " << merges << " times";
+    EXPECT_TRUE(st::poll_until(20s,
+                               [&] {
+                                 auto now = push_pulls("node-c");
+                                 return base && now && *now >= *base + merges &&
+                                        state_of("node-a", "node-c") == "alive" &&
+                                        state_of("node-b", "node-c") == "alive";
+                               }))
+        << "node-c did not come back and sync " << merges << " times";
     return !::testing::Test::HasFailure();
   }
 
@@ -157,10 +160,12 @@ TEST_F(revival_test, a_stale_node_does_not_revive_a_reaped_member) {
   }
   // And the stale node itself gives node-d up: it finds it unreachable (it never hears of
   // the leave, which every other node has forgotten).
-  EXPECT_TRUE(st::poll_until(20s, [&] {
-    auto s = state_of("node-c", "node-d");
-    return s && (*s == "dead" || *s == "left" || s->empty());
-  })) << "node-c still holds node-d: " << state_of("node-c", "node-d").value_or("?");
+  EXPECT_TRUE(st::poll_until(20s,
+                             [&] {
+                               auto s = state_of("node-c", "node-d");
+                               return s && (*s == "dead" || *s == "left" || s->empty());
+                             }))
+      << "node-c still holds node-d: " << state_of("node-c", "node-d").value_or("?");
 }
 
 TEST_F(revival_test, without_the_memory_a_stale_node_brings_a_reaped_member_back) {
