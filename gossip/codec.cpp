@@ -2,6 +2,7 @@
 // no exceptions, no aborts, every limit of codec_limits checked before a struct is built.
 #include "gossip/codec.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
@@ -129,8 +130,8 @@ caf::error walk_fields(std::string_view bytes, const char* what, Visit&& visit) 
   }
 }
 
-/// Checks the number of tags of one encoded MemberUpdate.
-caf::error scan_member(std::string_view bytes, const codec_limits& limits) {
+/// Checks the number of tags of one encoded MemberUpdate; adds it to `total`.
+caf::error scan_member(std::string_view bytes, const codec_limits& limits, std::size_t& total) {
   std::size_t tags = 0;
   auto err = walk_fields(bytes, "a member update", [&tags](int field, std::string_view) {
     if (field == member_tags_field)
@@ -142,6 +143,7 @@ caf::error scan_member(std::string_view bytes, const codec_limits& limits) {
   if (tags > limits.max_tags)
     return make_error(errc::invalid_field, "a member update has " + std::to_string(tags) +
                                                " tags, over " + std::to_string(limits.max_tags));
+  total += tags;
   return {};
 }
 
@@ -150,6 +152,7 @@ caf::error scan_member(std::string_view bytes, const codec_limits& limits) {
 struct wire_counts {
   std::size_t updates = 0;    ///< member updates (Packet) or members (PushPull)
   std::size_t extensions = 0; ///< extension payloads (Packet) or sections (PushPull)
+  std::size_t tags = 0;       ///< tag entries of all the updates or members
 };
 
 /// Counts the updates and extensions of one encoded Packet or PushPull into `counts`,
@@ -159,7 +162,7 @@ caf::error scan_message(std::string_view bytes, int updates_field, int extension
   return walk_fields(bytes, what, [&](int field, std::string_view content) {
     if (field == updates_field) {
       ++counts.updates;
-      return scan_member(content, limits);
+      return scan_member(content, limits, counts.tags);
     }
     if (field == extensions_field)
       ++counts.extensions;
@@ -198,6 +201,10 @@ caf::error scan_push_pull(std::string_view bytes, const codec_limits& limits, wi
 }
 
 caf::error check_push_pull_counts(const wire_counts& counts, const codec_limits& limits) {
+  if (counts.tags > limits.max_push_pull_tags)
+    return make_error(errc::invalid_field, std::to_string(counts.tags) +
+                                               " tags in a push-pull, over " +
+                                               std::to_string(limits.max_push_pull_tags));
   return check_counts(counts, limits.max_push_pull_members, "members in a push-pull",
                       limits.max_extension_sections, "extension section");
 }
@@ -315,6 +322,12 @@ caf::expected<push_pull> convert_push_pull(v1::PushPull& msg, const codec_limits
     return too_long("push-pull sender", msg.sender().size(), limits.max_name);
   if (msg.sender_address().size() > limits.max_address)
     return too_long("push-pull sender address", msg.sender_address().size(), limits.max_address);
+  std::size_t tags = 0;
+  for (const auto& m : msg.members())
+    tags += static_cast<std::size_t>(std::max(m.tags_size(), 0));
+  if (tags > limits.max_push_pull_tags)
+    return make_error(errc::invalid_field, std::to_string(tags) + " tags in a push-pull, over " +
+                                               std::to_string(limits.max_push_pull_tags));
   push_pull out;
   out.join = msg.join();
   if (auto err = convert_updates(msg.members(), limits, limits.max_push_pull_members,

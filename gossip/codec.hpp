@@ -51,6 +51,11 @@ struct codec_limits {
   /// parsing; the bytes are bounded by max_frame, so a state also needs
   /// members x encoded row size <= max_frame (about 40 bytes a row without tags).
   std::size_t max_push_pull_members = 65536;
+  /// Tag entries of all the members of one push-pull, counted on the wire before parsing.
+  /// A decoded tag costs about 30 times its wire bytes, so the frame bound alone would let
+  /// one push-pull cost hundreds of MB (16.6 MB of tags: 377 MB). 4,096 x 64: the most the
+  /// old members limit of 4,096 allowed.
+  std::size_t max_push_pull_tags = 262144;
   /// Extension payloads piggybacked on one datagram.
   std::size_t max_extension_payloads = gossip::max_extension_payloads;
   /// Bytes of one piggybacked extension payload.

@@ -200,6 +200,40 @@ TEST(codec_scale, counts_are_refused_before_parsing) {
   }
 }
 
+// The tags of all members count against one limit too (decoded tags cost ~30x their bytes).
+TEST(codec_scale, push_pull_tags_count_in_total) {
+  codec_limits limits;
+  limits.max_push_pull_tags = 5;
+  auto with_tags = [](std::vector<std::size_t> counts) {
+    push_pull pp;
+    pp.sender = "s";
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+      member_update u{member_state::alive, "m" + std::to_string(i), "10.0.0.1:7946", 1, {}, {}};
+      for (std::size_t t = 0; t < counts[i]; ++t)
+        u.tags["k" + std::to_string(t)] = "v";
+      pp.members.push_back(std::move(u));
+    }
+    return encode_push_pull(pp);
+  };
+  EXPECT_TRUE(decode_push_pull(with_tags({2, 2, 1}), limits));
+  auto r = decode_push_pull(with_tags({2, 2, 2}), limits);
+  EXPECT_EQ(code_of(r), code(errc::invalid_field));
+  if (!r) {
+    EXPECT_NE(render(r.error()).find("6 tags in a push-pull, over 5"), std::string::npos)
+        << render(r.error());
+  }
+  // Counted before parsing: the bad name after the tags would make protobuf refuse it.
+  std::string pp;
+  put_field(pp, 1, "sender");
+  for (int i = 0; i < 3; ++i)
+    put_field(pp, 4, raw_member("m" + std::to_string(i), 2));
+  put_field(pp, 4, raw_member(bad_utf8));
+  EXPECT_EQ(code_of(decode_push_pull(pp, limits)), code(errc::invalid_field));
+  // The default admits a 10,000-member state with 26 tags a member.
+  const codec_limits defaults;
+  EXPECT_GE(defaults.max_push_pull_tags, 10000u * 26u);
+}
+
 // A Frame may carry its push-pull in several pieces, which protobuf merges: the members of
 // all pieces count against one limit.
 TEST(codec_scale, frame_pieces_count_together) {
