@@ -212,6 +212,9 @@ caf::actor start_membership(supervisor_t* self) {
   tc.bind_host = cfg.gossip.host;
   tc.advertise_host = cfg.advertise;
   tc.limits.max_datagram = cfg.swim.max_datagram;
+  // Per datagram, the updates a datagram of that size can hold; a push-pull keeps its own
+  // members limit (codec_limits::max_push_pull_members, decision 0017).
+  tc.limits.max_updates = gossip::datagram_updates_bound(cfg.swim.max_datagram);
   tc.tcp_timeout = cfg.tcp_timeout;
   if (st.params.sealer) {
     tc.sealer = st.params.sealer;

@@ -2,10 +2,13 @@
 // no exceptions, no aborts, every limit of codec_limits checked before a struct is built.
 #include "gossip/codec.hpp"
 
+#include <algorithm>
 #include <limits>
 #include <utility>
 
+#include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/stubs/logging.h>
+#include <google/protobuf/wire_format_lite.h>
 
 #include "gossip.pb.h"
 #include "gossip/errc.hpp"
@@ -74,6 +77,149 @@ caf::error too_long(const char* what, std::size_t size, std::size_t limit) {
                                              " bytes exceeds " + std::to_string(limit));
 }
 
+// -- counting on the wire, before parsing ----------------------------------------------------
+//
+// Protobuf builds every entry of a repeated field while it parses, so a 16 MiB frame of
+// 7-byte members would cost millions of objects before convert_push_pull could count them.
+// The scan below reads the tags of the wire bytes (no allocation) and refuses a message whose
+// counts break the limits before ParseFromArray sees it.
+
+using wire_format = google::protobuf::internal::WireFormatLite;
+
+/// Field numbers of proto/gossip.proto that the scan counts.
+constexpr int packet_updates_field = 8;       // Packet.updates
+constexpr int packet_extensions_field = 9;    // Packet.extensions
+constexpr int push_pull_members_field = 4;    // PushPull.members
+constexpr int push_pull_extensions_field = 5; // PushPull.extensions
+constexpr int member_tags_field = 5;          // MemberUpdate.tags (map entries)
+constexpr int frame_push_pull_field = 1;      // Frame.push_pull
+
+caf::error malformed_wire(const char* what) {
+  return make_error(errc::malformed, std::string{what} + " is not valid protobuf wire format");
+}
+
+/// Walks the fields of one message's bytes. For each length-delimited field, calls
+/// `visit(field_number, content)` (an error stops the walk); every other field is skipped.
+/// `what` names the message in errors (malformed).
+template <class Visit>
+caf::error walk_fields(std::string_view bytes, const char* what, Visit&& visit) {
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+    return malformed_wire(what);
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
+                                            static_cast<int>(bytes.size()));
+  for (;;) {
+    const std::uint32_t tag = in.ReadTag();
+    if (tag == 0) // the end, or a tag that does not parse
+      return static_cast<std::size_t>(in.CurrentPosition()) == bytes.size() ? caf::error{}
+                                                                            : malformed_wire(what);
+    if (wire_format::GetTagWireType(tag) != wire_format::WIRETYPE_LENGTH_DELIMITED) {
+      if (!wire_format::SkipField(&in, tag))
+        return malformed_wire(what);
+      continue;
+    }
+    std::uint32_t length = 0;
+    if (!in.ReadVarint32(&length))
+      return malformed_wire(what);
+    const auto at = static_cast<std::size_t>(in.CurrentPosition());
+    if (length > bytes.size() - at)
+      return malformed_wire(what);
+    if (auto err = visit(wire_format::GetTagFieldNumber(tag), bytes.substr(at, length)))
+      return err;
+    if (!in.Skip(static_cast<int>(length)))
+      return malformed_wire(what);
+  }
+}
+
+/// Checks the number of tags of one encoded MemberUpdate; adds it to `total`.
+caf::error scan_member(std::string_view bytes, const codec_limits& limits, std::size_t& total) {
+  std::size_t tags = 0;
+  auto err = walk_fields(bytes, "a member update", [&tags](int field, std::string_view) {
+    if (field == member_tags_field)
+      ++tags;
+    return caf::error{};
+  });
+  if (err)
+    return err;
+  if (tags > limits.max_tags)
+    return make_error(errc::invalid_field, "a member update has " + std::to_string(tags) +
+                                               " tags, over " + std::to_string(limits.max_tags));
+  total += tags;
+  return {};
+}
+
+/// Entries counted on the wire in one Packet or PushPull (a Frame may hold its PushPull in
+/// several pieces, which the parser merges: their counts add up).
+struct wire_counts {
+  std::size_t updates = 0;    ///< member updates (Packet) or members (PushPull)
+  std::size_t extensions = 0; ///< extension payloads (Packet) or sections (PushPull)
+  std::size_t tags = 0;       ///< tag entries of all the updates or members
+};
+
+/// Counts the updates and extensions of one encoded Packet or PushPull into `counts`,
+/// checking every update's tags on the way.
+caf::error scan_message(std::string_view bytes, int updates_field, int extensions_field,
+                        const char* what, const codec_limits& limits, wire_counts& counts) {
+  return walk_fields(bytes, what, [&](int field, std::string_view content) {
+    if (field == updates_field) {
+      ++counts.updates;
+      return scan_member(content, limits, counts.tags);
+    }
+    if (field == extensions_field)
+      ++counts.extensions;
+    return caf::error{};
+  });
+}
+
+/// Refuses counts over their limits (the texts of convert_updates and convert_extensions).
+caf::error check_counts(const wire_counts& counts, std::size_t max_updates,
+                        const char* updates_what, std::size_t max_extensions,
+                        const char* extensions_what) {
+  if (counts.updates > max_updates)
+    return make_error(errc::invalid_field, std::to_string(counts.updates) + " " + updates_what +
+                                               ", over " + std::to_string(max_updates));
+  if (counts.extensions > max_extensions)
+    return make_error(errc::invalid_field, std::to_string(counts.extensions) + " " +
+                                               extensions_what + "s, over " +
+                                               std::to_string(max_extensions));
+  return {};
+}
+
+/// Checks the counts of an encoded Packet against `limits` before it is parsed.
+caf::error scan_packet(std::string_view bytes, const codec_limits& limits) {
+  wire_counts counts;
+  if (auto err = scan_message(bytes, packet_updates_field, packet_extensions_field, "datagram",
+                              limits, counts))
+    return err;
+  return check_counts(counts, limits.max_updates, "member updates", limits.max_extension_payloads,
+                      "extension payload");
+}
+
+/// Checks the counts of an encoded PushPull into `counts` (a Frame's pieces add up).
+caf::error scan_push_pull(std::string_view bytes, const codec_limits& limits, wire_counts& counts) {
+  return scan_message(bytes, push_pull_members_field, push_pull_extensions_field, "push-pull",
+                      limits, counts);
+}
+
+caf::error check_push_pull_counts(const wire_counts& counts, const codec_limits& limits) {
+  if (counts.tags > limits.max_push_pull_tags)
+    return make_error(errc::invalid_field, std::to_string(counts.tags) +
+                                               " tags in a push-pull, over " +
+                                               std::to_string(limits.max_push_pull_tags));
+  return check_counts(counts, limits.max_push_pull_members, "members in a push-pull",
+                      limits.max_extension_sections, "extension section");
+}
+
+/// Checks the counts of the push-pull an encoded Frame carries (if any) before it is parsed.
+caf::error scan_frame(std::string_view bytes, const codec_limits& limits) {
+  wire_counts counts;
+  auto err = walk_fields(bytes, "frame", [&](int field, std::string_view content) {
+    return field == frame_push_pull_field ? scan_push_pull(content, limits, counts) : caf::error{};
+  });
+  if (err)
+    return err;
+  return check_push_pull_counts(counts, limits);
+}
+
 /// Converts one MemberUpdate, checking every field against `limits`.
 caf::expected<member_update> from_proto(const v1::MemberUpdate& in, const codec_limits& limits) {
   const int state = static_cast<int>(in.state());
@@ -107,12 +253,15 @@ caf::expected<member_update> from_proto(const v1::MemberUpdate& in, const codec_
   return out;
 }
 
+/// Converts the updates of a Packet (at most `max_count`, "member updates") or the members of
+/// a PushPull ("members in a push-pull"). The count was checked on the wire already
+/// (scan_packet, scan_push_pull); checked again so that no caller depends on that.
 template <class Repeated>
-caf::error convert_updates(const Repeated& in, const codec_limits& limits,
-                           std::vector<member_update>& out) {
-  if (in.size() < 0 || static_cast<std::size_t>(in.size()) > limits.max_updates)
-    return make_error(errc::invalid_field, std::to_string(in.size()) + " member updates, over " +
-                                               std::to_string(limits.max_updates));
+caf::error convert_updates(const Repeated& in, const codec_limits& limits, std::size_t max_count,
+                           const char* what, std::vector<member_update>& out) {
+  if (in.size() < 0 || static_cast<std::size_t>(in.size()) > max_count)
+    return make_error(errc::invalid_field, std::to_string(in.size()) + " " + what + ", over " +
+                                               std::to_string(max_count));
   out.reserve(static_cast<std::size_t>(in.size()));
   for (const auto& u : in) {
     auto converted = from_proto(u, limits);
@@ -173,9 +322,16 @@ caf::expected<push_pull> convert_push_pull(v1::PushPull& msg, const codec_limits
     return too_long("push-pull sender", msg.sender().size(), limits.max_name);
   if (msg.sender_address().size() > limits.max_address)
     return too_long("push-pull sender address", msg.sender_address().size(), limits.max_address);
+  std::size_t tags = 0;
+  for (const auto& m : msg.members())
+    tags += static_cast<std::size_t>(std::max(m.tags_size(), 0));
+  if (tags > limits.max_push_pull_tags)
+    return make_error(errc::invalid_field, std::to_string(tags) + " tags in a push-pull, over " +
+                                               std::to_string(limits.max_push_pull_tags));
   push_pull out;
   out.join = msg.join();
-  if (auto err = convert_updates(msg.members(), limits, out.members))
+  if (auto err = convert_updates(msg.members(), limits, limits.max_push_pull_members,
+                                 "members in a push-pull", out.members))
     return err;
   if (auto err = convert_extensions(*msg.mutable_extensions(), limits.max_extension_sections,
                                     limits.max_extension_section_bytes, "extension section", true,
@@ -238,6 +394,8 @@ caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits
   // A sealed datagram must be opened by the sealer before it reaches the codec.
   if (type != static_cast<std::uint8_t>(frame_type::plain))
     return make_error(errc::unknown_frame, "datagram frame byte " + std::to_string(type));
+  if (auto err = scan_packet(bytes.substr(1), limits))
+    return err;
   v1::Packet msg;
   if (!parse(msg, bytes.substr(1)))
     return make_error(errc::malformed, "datagram does not parse as a Packet");
@@ -259,7 +417,8 @@ caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits
   packet out;
   out.kind = static_cast<packet_kind>(kind);
   out.seq = msg.seq();
-  if (auto err = convert_updates(msg.updates(), limits, out.updates))
+  if (auto err =
+          convert_updates(msg.updates(), limits, limits.max_updates, "member updates", out.updates))
     return err;
   if (auto err = convert_extensions(*msg.mutable_extensions(), limits.max_extension_payloads,
                                     limits.max_extension_payload_bytes, "extension payload", false,
@@ -288,6 +447,11 @@ caf::expected<push_pull> decode_push_pull(std::string_view bytes, const codec_li
   if (bytes.size() > limits.max_frame)
     return make_error(errc::oversized, "push-pull of " + std::to_string(bytes.size()) +
                                            " bytes exceeds " + std::to_string(limits.max_frame));
+  wire_counts counts;
+  if (auto err = scan_push_pull(bytes, limits, counts))
+    return err;
+  if (auto err = check_push_pull_counts(counts, limits))
+    return err;
   v1::PushPull msg;
   if (!parse(msg, bytes))
     return make_error(errc::malformed, "push-pull does not parse as a PushPull");
@@ -310,6 +474,8 @@ caf::expected<frame_body> decode_any_frame(std::string_view body, const codec_li
   if (body.size() > limits.max_frame)
     return make_error(errc::oversized, "frame of " + std::to_string(body.size()) +
                                            " bytes exceeds " + std::to_string(limits.max_frame));
+  if (auto err = scan_frame(body, limits))
+    return err;
   v1::Frame frame;
   if (!parse(frame, body))
     return make_error(errc::malformed, "frame does not parse as a Frame");

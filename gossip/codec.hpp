@@ -22,7 +22,21 @@ enum class frame_type : std::uint8_t {
   sealed = 0x02, ///< reserved: AES-256-GCM sealed Packet (identity issue)
 };
 
-/// Limits applied when decoding untrusted bytes. A message breaking one is refused.
+/// Encoded bytes of the smallest valid member update inside a Packet or PushPull: the
+/// entry's tag and length (2), a state (2) and a one-byte name (3).
+inline constexpr std::size_t min_encoded_update = 7;
+
+/// The most valid member updates a datagram of `max_datagram` bytes can carry: the per-datagram
+/// limit of codec_limits::max_updates for that datagram size (the agent derives it from
+/// gossip.max_datagram).
+[[nodiscard]] constexpr std::size_t datagram_updates_bound(std::size_t max_datagram) noexcept {
+  return max_datagram / min_encoded_update;
+}
+
+/// Limits applied when decoding untrusted bytes. A message breaking one is refused. Counts
+/// of repeated fields (updates, members, tags of each member, extension payloads and
+/// sections) are read from the wire bytes before protobuf builds anything, so a message
+/// packed with many tiny entries is refused before it costs memory.
 struct codec_limits {
   std::size_t max_datagram = 1400;   ///< bytes, frame byte included
   std::size_t max_frame = 16u << 20; ///< bytes of one TCP frame (length prefix excluded)
@@ -30,8 +44,18 @@ struct codec_limits {
   std::size_t max_address = 256;     ///< bytes of "host:port"
   std::size_t max_tags = 64;         ///< tags per member
   std::size_t max_tag_bytes = 512;   ///< bytes of one tag key or value
-  std::size_t max_updates = 4096;    ///< updates in a packet, or members in a push-pull
-                                     ///< (push-pull state is bounded by reaping)
+  /// Member updates in one datagram: the most a datagram of max_datagram bytes can carry
+  /// (datagram_updates_bound; 200 at 1,400 bytes). Counted on the wire before parsing.
+  std::size_t max_updates = datagram_updates_bound(1400);
+  /// Members in one push-pull (a full state: decision 0017). Counted on the wire before
+  /// parsing; the bytes are bounded by max_frame, so a state also needs
+  /// members x encoded row size <= max_frame (about 40 bytes a row without tags).
+  std::size_t max_push_pull_members = 65536;
+  /// Tag entries of all the members of one push-pull, counted on the wire before parsing.
+  /// A decoded tag costs about 30 times its wire bytes, so the frame bound alone would let
+  /// one push-pull cost hundreds of MB (16.6 MB of tags: 377 MB). 4,096 x 64: the most the
+  /// old members limit of 4,096 allowed.
+  std::size_t max_push_pull_tags = 262144;
   /// Extension payloads piggybacked on one datagram.
   std::size_t max_extension_payloads = gossip::max_extension_payloads;
   /// Bytes of one piggybacked extension payload.

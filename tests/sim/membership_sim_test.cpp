@@ -80,6 +80,50 @@ TEST(simulator, same_seed_gives_same_trace) {
   EXPECT_NE(a.first, c.first);
 }
 
+// The real codec round-trips every message exactly and draws no random numbers: the same
+// script gives the same trace with structs or with encoded bytes, and nothing is refused.
+TEST(simulator, real_codec_changes_only_the_byte_counts) {
+  auto run = [](bool real_codec) {
+    auto cfg = test_config(42);
+    cfg.real_codec = real_codec;
+    simulator sim(cfg);
+    sim.set_loss(0.05);
+    start_cluster(sim, 20);
+    sim.pause(3, 2s);
+    sim.after(5s, [&] { sim.kill(7); });
+    sim.after(20s, [&] { sim.restart(7, {0}); });
+    sim.run_for(40s);
+    EXPECT_EQ(sim.stats().codec_refused, 0u);
+    return std::pair{sim.trace_hash(), sim.stats()};
+  };
+  const auto [structs_hash, structs] = run(false);
+  const auto [codec_hash, codec] = run(true);
+  EXPECT_EQ(structs_hash, codec_hash);
+  EXPECT_EQ(structs.packets_sent, codec.packets_sent);
+  EXPECT_EQ(structs.push_pulls_completed, codec.push_pulls_completed);
+  EXPECT_EQ(structs.max_push_pull_bytes, 0u);
+  EXPECT_GT(codec.max_push_pull_bytes, 0u);
+  // The core's size bounds are bounds: real bytes never exceed the estimate.
+  EXPECT_LE(codec.bytes_sent, structs.bytes_sent);
+  EXPECT_LE(codec.max_datagram_bytes, structs.max_datagram_bytes);
+}
+
+// In real-codec mode the decoder's limits apply: with a members limit below the cluster's
+// size, the seeds' full states are refused as an agent would refuse them.
+TEST(simulator, real_codec_enforces_the_codec_limits) {
+  auto cfg = test_config(5);
+  cfg.real_codec = true;
+  cfg.limits.max_push_pull_members = 16;
+  simulator sim(cfg);
+  sim.add_nodes(40);
+  sim.start(0, {});
+  for (node_id i = 1; i < 40; ++i)
+    sim.after(std::chrono::milliseconds(100 * i), [&sim, i] { sim.start(i, {0}); });
+  sim.run_for(20s);
+  EXPECT_GT(sim.stats().codec_refused, 0u);
+  EXPECT_GE(sim.stats().push_pulls_failed, sim.stats().codec_refused);
+}
+
 TEST(simulator, time_only_moves_forward_and_actions_run_in_order) {
   simulator sim(test_config(1));
   std::vector<int> order;
@@ -181,6 +225,29 @@ TEST(membership_sim, datagrams_respect_max_datagram) {
   ASSERT_TRUE(bootstrap(sim, opt).converged);
   EXPECT_LE(sim.stats().max_datagram_bytes, sim.config().swim.max_datagram);
   EXPECT_EQ(sim.stats().tick_spins, 0u) << "a core kept a deadline in the past";
+}
+
+// Issue 15: the simulator used to pass structs, so no simulated message ever met the wire's
+// limits. At n = 1,000 every datagram and push-pull goes through the real codec with an
+// agent's limits, and the cluster converges with nothing refused.
+TEST(membership_sim, converges_at_1000_through_the_real_codec) {
+  scenario_options opt;
+  opt.n = 1000;
+  opt.seed = 1;
+  opt.real_codec = true;
+  simulator sim(make_sim_config(opt));
+  ASSERT_TRUE(sim.config().real_codec);
+  const auto r = bootstrap(sim, opt);
+  ASSERT_TRUE(r.converged);
+  EXPECT_EQ(r.view_mismatches, 0u);
+  EXPECT_EQ(r.false_deaths, 0u);
+  const auto& st = sim.stats();
+  EXPECT_EQ(st.codec_refused, 0u) << "a core sent what a real peer refuses";
+  EXPECT_LE(st.max_datagram_bytes, sim.config().limits.max_datagram);
+  EXPECT_GE(st.push_pulls_completed, opt.n - 1) << "every joiner got a full state";
+  // A join answer holds the seed's whole view: hundreds of members in one frame.
+  EXPECT_GT(st.max_push_pull_bytes, 100u * gossip::min_encoded_update);
+  EXPECT_LE(st.max_push_pull_bytes, sim.config().limits.max_frame);
 }
 
 TEST(membership_sim, every_live_node_marks_a_killed_node_dead_within_bound) {

@@ -81,6 +81,7 @@ sim_config make_sim_config(const scenario_options& opt) {
   cfg.latency_base = opt.latency_base;
   cfg.latency_jitter = opt.latency_jitter;
   cfg.print_seed = opt.print_seed;
+  cfg.real_codec = opt.real_codec;
   if (opt.flood_bytes > 0)
     cfg.on_core_start = [bytes = opt.flood_bytes](node_id, gossip::membership& core) {
       if (auto err = core.add_extension(flood_extension::kind, "flood",

@@ -39,6 +39,9 @@ struct scenario_options {
   /// > 0: every node runs a flooding extension (flood_extension) with payloads of this many
   /// bytes, to measure what a busy extension costs the membership protocol.
   std::size_t flood_bytes = 0;
+  /// Every datagram and push-pull goes through the real wire codec and its limits
+  /// (sim_config::real_codec); bytes are then the encoded sizes.
+  bool real_codec = false;
 };
 
 /// An extension that always has payloads: it fills whatever space the core offers with

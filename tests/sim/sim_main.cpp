@@ -3,9 +3,12 @@
 //
 //   starling-sim --sizes 100,1000 --seed 1 [--scenarios convergence,detection,loss,pauses,
 //                slow,partition,memory] [--window 120] [--no-swim] [--flood BYTES]
+//                [--real-codec]
 //
 // --flood BYTES: every node runs an extension that always has payloads of BYTES bytes and
 // fills every byte the budget rule gives it (tests/sim/scenarios.hpp, flood_extension).
+// --real-codec: every datagram and push-pull is encoded and decoded by the real wire codec
+// with an agent's limits (sim_config::real_codec); byte counts are then encoded sizes.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +31,7 @@ struct args {
   double window_s = 120;
   bool swim_too = true; // false-positive scenarios also with lifeguard off
   std::size_t flood_bytes = 0;
+  bool real_codec = false; // every message through the real wire codec and its limits
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -44,7 +48,7 @@ std::vector<std::string> split(const std::string& s) {
   std::fprintf(stderr,
                "starling-sim: %s\nusage: starling-sim [--sizes N,N...] [--seed S] "
                "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
-               "[--window SECONDS] [--no-swim] [--flood BYTES]\n",
+               "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec]\n",
                msg);
   std::exit(2);
 }
@@ -71,6 +75,8 @@ args parse(int argc, char** argv) {
         a.window_s = std::stod(value());
       } else if (k == "--flood") {
         a.flood_bytes = std::stoul(value());
+      } else if (k == "--real-codec") {
+        a.real_codec = true;
       } else if (k == "--no-swim") {
         a.swim_too = false;
       } else if (k == "--help" || k == "-h") {
@@ -129,7 +135,11 @@ int main(int argc, char** argv) {
   scenario_options base;
   base.seed = a.seed;
   base.flood_bytes = a.flood_bytes;
+  base.real_codec = a.real_codec;
   print_config(base);
+  if (a.real_codec)
+    std::printf("codec: every message encoded and decoded by gossip/codec with an agent's "
+                "limits.\n\n");
   if (a.flood_bytes > 0)
     std::printf("extension: every node floods payloads of %zu bytes into every datagram "
                 "(extension_share %zu bytes).\n\n",

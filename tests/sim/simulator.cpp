@@ -450,7 +450,10 @@ bool simulator::lost(node_id from, node_id to) {
 
 void simulator::send_packet(node_id from, gossip::outgoing&& out) {
   ++stats_.packets_sent;
-  const auto size = estimated_size(out.message);
+  std::string wire; // real_codec: the datagram's bytes
+  if (cfg_.real_codec)
+    wire = gossip::encode_datagram(out.message);
+  const auto size = cfg_.real_codec ? wire.size() : estimated_size(out.message);
   stats_.bytes_sent += size;
   stats_.max_datagram_bytes = std::max<std::uint64_t>(stats_.max_datagram_bytes, size);
   auto to = find_address(out.address);
@@ -466,8 +469,33 @@ void simulator::send_packet(node_id from, gossip::outgoing&& out) {
     ++stats_.dropped_loss;
     return;
   }
+  if (cfg_.real_codec) {
+    // What the receiver's transport would hand its core: the decoder's result, or nothing.
+    auto decoded = gossip::decode_datagram(wire, cfg_.limits);
+    if (!decoded) {
+      ++stats_.codec_refused;
+      return;
+    }
+    out.message = std::move(*decoded);
+  }
   const auto at = now_ + latency(from, *to);
   push(at, ev::packet, *to, from, alloc_packet(std::move(out.message)));
+}
+
+bool simulator::through_codec(gossip::push_pull& state) {
+  // The bytes of request type 1 (and its answer) on the transport's request channel: one
+  // Frame behind a 4-byte length prefix.
+  const auto frame = gossip::encode_frame(state);
+  stats_.push_pull_bytes += frame.size();
+  stats_.max_push_pull_bytes = std::max<std::uint64_t>(stats_.max_push_pull_bytes, frame.size());
+  auto decoded =
+      gossip::decode_frame(std::string_view{frame}.substr(wire::length_prefix_size), cfg_.limits);
+  if (!decoded) {
+    ++stats_.codec_refused;
+    return false;
+  }
+  state = std::move(*decoded);
+  return true;
 }
 
 void simulator::start_push_pull(node_id from, const std::string& to_address, bool join) {
@@ -483,7 +511,12 @@ void simulator::start_push_pull(node_id from, const std::string& to_address, boo
   f.from = from;
   f.from_life = n.life;
   f.join = join;
-  stats_.push_pull_bytes += estimated_size(f.state);
+  if (!cfg_.real_codec) {
+    stats_.push_pull_bytes += estimated_size(f.state);
+  } else if (!through_codec(f.state)) {
+    ++stats_.push_pulls_failed;
+    return;
+  }
   const auto at = now_ + latency(from, *to);
   push(at, ev::pp_request, *to, 0, alloc_pp(std::move(f)));
 }
@@ -495,9 +528,15 @@ void simulator::handle_pp_request(node_id to, std::uint32_t payload) {
   mix(f.state.members.size());
   auto reply = n.core->on_push_pull_request(f.state, now_);
   const node_id from = f.from;
-  stats_.push_pull_bytes += estimated_size(reply.state);
+  bool refused = false;
+  if (!cfg_.real_codec)
+    stats_.push_pull_bytes += estimated_size(reply.state);
+  else if (reply.refusal)
+    refused = true; // an agent answers with an error frame: the exchange fails
+  else
+    refused = !through_codec(reply.state);
   const bool back_cut = is_cut(to, from);
-  if (back_cut) {
+  if (back_cut || refused) {
     ++stats_.push_pulls_failed;
     free_pps_.push_back(payload);
     f.state = {};

@@ -3,7 +3,9 @@
 // Discrete-event: one priority queue of events ordered by (virtual time, insertion number),
 // one seeded RNG, no threads and no clock reads, so a seed fixes the whole run. Nodes are
 // gossip::membership instances named "n<i>" at "10.<a>.<b>.<c>:7946"; packets pass as
-// structs (no codec) but their size is counted with the core's encoded-size bounds.
+// structs (no codec) but their size is counted with the core's encoded-size bounds, or, with
+// sim_config::real_codec, every datagram and push-pull goes through the real wire codec and
+// its limits (gossip/codec.hpp) as it would between agents.
 //
 // Network model: per-link latency (base + uniform jitter, or a per-link function), global and
 // per-link loss, partitions (a cut function; group helpers, symmetric or one-way), killed
@@ -25,6 +27,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "gossip/codec.hpp"
 #include "gossip/membership.hpp"
 #include "gossip/types.hpp"
 
@@ -66,6 +69,16 @@ struct sim_config {
   duration leave_linger = 2s;
   /// See resume_order.
   resume_order on_resume = resume_order::ticks_first;
+  /// True: every datagram is encoded with gossip::encode_datagram and every push-pull (both
+  /// directions) with gossip::encode_frame, sized by those bytes, and decoded with `limits`
+  /// before delivery; the receiver gets what the decoder returned. A message the decoder
+  /// refuses is dropped (a push-pull then fails) and counted in sim_stats::codec_refused.
+  /// False (the default): structs pass as they are, sized by the core's encoded-size bounds.
+  /// The codec draws no random numbers: a seed gives the same run either way as long as the
+  /// codec refuses nothing and round-trips every message exactly.
+  bool real_codec = false;
+  /// Decoding limits of real_codec (an agent's defaults).
+  gossip::codec_limits limits;
   /// Prints "[sim] seed=..." to stderr at construction.
   bool print_seed = true;
   /// Called with every core the simulator creates (start and restart), before it joins:
@@ -89,6 +102,11 @@ struct sim_stats {
   std::uint64_t push_pull_bytes = 0;    ///< estimated bytes of both directions
   std::uint64_t member_events = 0;      ///< member events reported by all cores
   std::uint64_t max_datagram_bytes = 0; ///< largest datagram estimate seen
+  /// real_codec: messages the decoder refused (dropped; a refused push-pull also counts in
+  /// push_pulls_failed). Non-zero means a core sent what a real peer would refuse.
+  std::uint64_t codec_refused = 0;
+  /// real_codec: the largest push-pull frame encoded (bytes, length prefix included).
+  std::uint64_t max_push_pull_bytes = 0;
   /// Ticks after which the core still reported a deadline not after `now` (the simulator
   /// then retries 1 ms later). Non-zero points at a core bug.
   std::uint64_t tick_spins = 0;
@@ -309,6 +327,9 @@ private:
   void do_tick(node_id id);
   void apply(node_id id, gossip::effects&& fx);
   void send_packet(node_id from, gossip::outgoing&& out);
+  /// real_codec: encodes `state` as a push-pull frame, counts its bytes, and replaces it by
+  /// what the decoder returns. False if the decoder refused it (counted).
+  bool through_codec(gossip::push_pull& state);
   void start_push_pull(node_id from, const std::string& to_address, bool join);
   void handle_pp_request(node_id to, std::uint32_t payload);
   void handle_pp_response(node_id to, std::uint64_t life, std::uint32_t payload);

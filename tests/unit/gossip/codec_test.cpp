@@ -445,9 +445,13 @@ TEST(codec, refuses_bad_frames) {
   EXPECT_EQ(code_of(decode_frame(body_of(encode_frame(pp)))), code(errc::invalid_field));
 
   codec_limits limits;
-  limits.max_updates = 1;
+  limits.max_push_pull_members = 1;
   EXPECT_EQ(code_of(decode_frame(body_of(encode_frame(sample_push_pull())), limits)),
             code(errc::invalid_field));
+  // The per-datagram update limit does not apply to a push-pull's members.
+  limits = codec_limits{};
+  limits.max_updates = 1;
+  EXPECT_TRUE(decode_frame(body_of(encode_frame(sample_push_pull())), limits));
   pp = sample_push_pull();
   pp.members[1].state = static_cast<member_state>(9);
   EXPECT_EQ(code_of(decode_frame(body_of(encode_frame(pp)))), code(errc::invalid_field));
