@@ -27,6 +27,13 @@
 //   reconnect): a partition that heals, even after gossip_to_dead, merges back.
 // - A push-pull request is answered with our state after the merge (memberlist: before),
 //   so a peer that said we were dead gets our refutation in the reply.
+// - Catch-up push-pull (issue 15): a push-pull that brought us members we did not know
+//   (our join's answer, always) brings our next push-pull forward to one dissemination
+//   time later (retransmit_limit gossip intervals), with another member, and again, at
+//   doubling delays, while they keep teaching us members. Gossip sends each update a
+//   bounded number of times, and only to members the sender knows: news in flight while
+//   we joined can die out before anyone knew us, and then only a push-pull repairs our
+//   view. memberlist waits for the next periodic one (30 s at least): that was the tail.
 // - Push-pull dead/suspect entries become suspicions from the remote sender (memberlist:
 //   from this node), so they count as its confirmation.
 // - Bans (a revoked certificate, see ban()): a banned name is a gate at the inputs (its
@@ -259,6 +266,15 @@ struct membership::impl {
   time_point next_probe;
   time_point next_gossip;
   time_point next_push_pull;
+  /// Catch-up push-pull (see the header comment): set when a merge brought members we did
+  /// not know and next_push_pull was brought forward for it; cleared when it runs.
+  bool catch_up_armed = false;
+  /// Delay of the next catch-up after a merge that taught us members; zero means the base
+  /// (catch_up_base()). Doubles at each catch-up run, up to push_pull_period(); back to the
+  /// base once one of our push-pulls teaches us nothing.
+  duration catch_up_delay{};
+  /// Name of the peer whose state armed the catch-up: the catch-up asks someone else.
+  std::string catch_up_avoid;
   /// Latest `now` seen: next_deadline() never returns anything earlier.
   time_point last_now;
   /// What self() returns a reference to; refreshed by every self() call.
@@ -317,6 +333,32 @@ struct membership::impl {
       return cfg.push_pull_interval;
     auto mult = std::ceil(std::log2(n) - std::log2(32.0)) + 1.0;
     return cfg.push_pull_interval * static_cast<std::int64_t>(mult);
+  }
+
+  /// First catch-up delay: the time a node takes to send an update retransmit_limit()
+  /// times at one gossip round per interval. News that was in flight when the merge
+  /// happened has died out by then: what we still lack, gossip will not bring.
+  duration catch_up_base() const {
+    return cfg.gossip_interval * static_cast<std::int64_t>(retransmit_limit());
+  }
+
+  /// After a push-pull merge with `sender` that brought `learned` members we did not know
+  /// (`ours`: it answered our own push-pull). Brings the next push-pull forward (catch-up),
+  /// or, when our own exchange taught us nothing, ends the back-off.
+  void after_merge(const std::string& sender, std::size_t learned, time_point now, bool ours) {
+    if (has_left || cfg.push_pull_interval <= duration::zero())
+      return;
+    if (learned == 0) {
+      if (ours && !catch_up_armed)
+        catch_up_delay = duration::zero();
+      return;
+    }
+    if (catch_up_armed)
+      return;
+    catch_up_armed = true;
+    catch_up_avoid = sender;
+    const auto delay = catch_up_delay > duration::zero() ? catch_up_delay : catch_up_base();
+    next_push_pull = std::min(next_push_pull, now + delay);
   }
 
   member_update self_update(member_state s) const {
@@ -840,8 +882,12 @@ struct membership::impl {
 
   /// Merges a peer's full state. `direct_name` is the peer when it is joining (its entry
   /// about itself then counts as coming straight from it).
-  void merge(const push_pull& remote, time_point now, effects& fx, const std::string& direct_name) {
+  /// Returns how many members it brought that we did not know (or held dead or left):
+  /// the `joined` events it emitted, the remote itself not counted.
+  std::size_t merge(const push_pull& remote, time_point now, effects& fx,
+                    const std::string& direct_name) {
     stale_accusation = false;
+    const auto events_before = fx.events.size();
     for (const auto& r : remote.members) {
       if (r.name.empty()) {
         ++stats.updates_ignored;
@@ -875,6 +921,11 @@ struct membership::impl {
       }
     }
     ++stats.push_pulls;
+    return static_cast<std::size_t>(std::count_if(
+        fx.events.begin() + static_cast<std::ptrdiff_t>(events_before), fx.events.end(),
+        [&](const member_event& e) {
+          return e.kind == member_event_kind::joined && e.subject.name != remote.sender;
+        }));
   }
 
   // -- probing ------------------------------------------------------------------------------
@@ -1105,9 +1156,18 @@ struct membership::impl {
 
   void run_push_pull(time_point now, effects& fx) {
     next_push_pull = now + push_pull_period();
-    auto peer = sample_live(1, [&](slot_t s) {
-      return is_state(s, [](member_state st) { return st == member_state::alive; });
-    });
+    auto is_alive = [](member_state st) { return st == member_state::alive; };
+    std::vector<slot_t> peer;
+    if (catch_up_armed) {
+      // Someone other than the peer whose state armed it, when there is anyone else.
+      catch_up_armed = false;
+      const auto base = catch_up_delay > duration::zero() ? catch_up_delay : catch_up_base();
+      catch_up_delay = std::min(base * 2, push_pull_period());
+      peer = sample_live(
+          1, [&](slot_t s) { return is_state(s, is_alive) && table.name_at(s) != catch_up_avoid; });
+    }
+    if (peer.empty())
+      peer = sample_live(1, [&](slot_t s) { return is_state(s, is_alive); });
     if (!peer.empty())
       fx.push_pull_to.emplace_back(table.at(peer.front()).card.address());
     // Reconnect (as Serf does): with probability dead / alive, also try one dead member,
@@ -1348,7 +1408,8 @@ push_pull_reply membership::on_push_pull_request(const push_pull& remote, time_p
                                "member " + remote.sender + " is banned (certificate revoked)");
     return reply;
   }
-  d.merge(remote, now, reply.fx, remote.join ? remote.sender : std::string{});
+  const auto learned = d.merge(remote, now, reply.fx, remote.join ? remote.sender : std::string{});
+  d.after_merge(remote.sender, learned, now, false);
   // Before our state is built: our sections carry the merged state back in one exchange.
   d.merge_sections(remote, now, reply.fx);
   // Our state after the merge (memberlist answers with the state before it): if the peer
@@ -1381,7 +1442,8 @@ effects membership::on_push_pull_response(const push_pull& remote, time_point no
     ++d.stats.banned_refused;
     return fx;
   }
-  d.merge(remote, now, fx, {});
+  const auto learned = d.merge(remote, now, fx, {});
+  d.after_merge(remote.sender, learned, now, true);
   d.merge_sections(remote, now, fx);
   return fx;
 }

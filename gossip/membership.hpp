@@ -63,6 +63,9 @@ struct swim_config {
   bool lifeguard = true;
   /// Time between two periodic push-pull exchanges with a random member (0 = never).
   /// Scaled up for big meshes like memberlist: interval * max(1, ceil(log2(n / 32)) + 1).
+  /// A push-pull that brought members this node did not know (a join's answer, say) brings
+  /// the next one forward to retransmit_limit gossip intervals later, then at doubling
+  /// delays while they keep teaching it members (the catch-up, docs/membership.md).
   duration push_pull_interval = 30s;
   /// Dead and left members are removed from the table this long after the transition.
   duration reap_after = 15min;

@@ -328,9 +328,13 @@ lifeguard_comparison compare_lifeguard(disturbance kind, std::size_t n,
 // raises hardly any itself. Measured over 30 seeds at n = 60: 793 suspicions with Lifeguard,
 // 782 without, so "on <= off" on the total is a coin toss per seed set and is not asserted.
 // Asserted: what Lifeguard is for, no more suspicions raised by the stalled nodes and no more
-// false deaths than plain SWIM.
+// false deaths than plain SWIM. Over ten seeds: a false death is rare either way (seeds 1-30
+// at n = 60, 2026-12-03: 3 false-death events with Lifeguard and 68 without, one run
+// without it having a death that reached every view; 4 and 12 before the catch-up
+// push-pull), so three seeds compared single events, and the catch-up (issue 15), which
+// shifts every later random draw, turned seed 2 into a run with one under Lifeguard.
 TEST(membership_sim, lifeguard_vs_swim_under_pauses) {
-  const auto c = compare_lifeguard(disturbance::pauses, 60, {1, 2, 3});
+  const auto c = compare_lifeguard(disturbance::pauses, 60, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
   RecordProperty("suspicions_lifeguard", static_cast<int>(c.on.suspicions_raised));
   RecordProperty("suspicions_swim", static_cast<int>(c.off.suspicions_raised));
   EXPECT_LE(c.on.raised_by_sick, c.off.raised_by_sick);

@@ -164,6 +164,34 @@ convergence_result run_convergence(const scenario_options& opt) {
   return r;
 }
 
+distribution summarize(std::vector<double> values) {
+  distribution d;
+  d.count = values.size();
+  if (values.empty())
+    return d;
+  std::sort(values.begin(), values.end());
+  const auto k = values.size();
+  d.min = values.front();
+  d.max = values.back();
+  d.median = k % 2 == 1 ? values[k / 2] : (values[k / 2 - 1] + values[k / 2]) / 2;
+  // Nearest rank: the smallest value with at least 90% of the sample at or below it.
+  const auto rank = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(k)));
+  d.p90 = values[std::max<std::size_t>(rank, 1) - 1];
+  return d;
+}
+
+std::vector<convergence_result> run_convergence_seeds(const scenario_options& opt,
+                                                      const std::vector<std::uint64_t>& seeds) {
+  std::vector<convergence_result> out;
+  out.reserve(seeds.size());
+  for (auto seed : seeds) {
+    auto o = opt;
+    o.seed = seed;
+    out.push_back(run_convergence(o));
+  }
+  return out;
+}
+
 detection_result run_detection(const scenario_options& opt) {
   detection_result r;
   simulator sim(make_sim_config(opt));

@@ -105,6 +105,24 @@ sim_config make_sim_config(const scenario_options& opt);
 
 convergence_result run_convergence(const scenario_options& opt);
 
+/// Min, median, 90th percentile and max of a sample (over seeds). The median of an even
+/// count is the mean of the two middle values; p90 is the nearest rank (the
+/// ceil(0.9 k)-th smallest of k values), so with 10 seeds it is the 9th. Empty sample: all 0.
+struct distribution {
+  std::size_t count = 0;
+  double min = 0;
+  double median = 0;
+  double p90 = 0;
+  double max = 0;
+};
+
+/// The distribution of `values` (in any order).
+[[nodiscard]] distribution summarize(std::vector<double> values);
+
+/// The convergence scenario once per seed (`opt.seed` replaced by each), in order.
+std::vector<convergence_result> run_convergence_seeds(const scenario_options& opt,
+                                                      const std::vector<std::uint64_t>& seeds);
+
 /// Scenario 2: a node of a converged cluster is killed.
 struct detection_result {
   bool converged = false;

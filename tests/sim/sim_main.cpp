@@ -3,13 +3,19 @@
 //
 //   starling-sim --sizes 100,1000 --seed 1 [--scenarios convergence,detection,loss,pauses,
 //                slow,partition,memory] [--window 120] [--no-swim] [--flood BYTES]
-//                [--real-codec]
+//                [--real-codec] [--seeds 1-10]
+//
+// --seeds LIST (ranges and commas: 1-10, 1,4,7, 1-5,9): the convergence scenario runs once
+// per seed and size, and the report gives a row per run plus min, median, p90 and max over
+// the seeds (one lucky seed hid a long tail once: issue 15). The other scenarios still run
+// with --seed.
 //
 // --flood BYTES: every node runs an extension that always has payloads of BYTES bytes and
 // fills every byte the budget rule gives it (tests/sim/scenarios.hpp, flood_extension).
 // --real-codec: every datagram and push-pull is encoded and decoded by the real wire codec
 // with an agent's limits (sim_config::real_codec); byte counts are then encoded sizes.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -32,6 +38,8 @@ struct args {
   bool swim_too = true; // false-positive scenarios also with lifeguard off
   std::size_t flood_bytes = 0;
   bool real_codec = false; // every message through the real wire codec and its limits
+  /// --seeds: the convergence scenario over these seeds (empty: once, with `seed`).
+  std::vector<std::uint64_t> seeds;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -44,11 +52,32 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
+/// "1-10", "1,4,7" or "1-5,9" -> the seeds in that order. Throws on a malformed item.
+std::vector<std::uint64_t> parse_seeds(const std::string& s) {
+  std::vector<std::uint64_t> out;
+  for (const auto& item : split(s)) {
+    const auto dash = item.find('-');
+    if (dash == std::string::npos) {
+      out.push_back(std::stoull(item));
+      continue;
+    }
+    const auto lo = std::stoull(item.substr(0, dash));
+    const auto hi = std::stoull(item.substr(dash + 1));
+    if (hi < lo || hi - lo >= 100000)
+      throw std::invalid_argument("bad seed range");
+    for (auto v = lo; v <= hi; ++v)
+      out.push_back(v);
+  }
+  return out;
+}
+
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "starling-sim: %s\nusage: starling-sim [--sizes N,N...] [--seed S] "
                "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
-               "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec]\n",
+               "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec] [--seeds LIST]\n"
+               "  --seeds LIST  convergence over several seeds (1-10, 1,4,7, 1-5,9): a row per "
+               "run, then min / median / p90 / max per size\n",
                msg);
   std::exit(2);
 }
@@ -69,6 +98,10 @@ args parse(int argc, char** argv) {
           a.sizes.push_back(std::stoul(s));
       } else if (k == "--seed") {
         a.seed = std::stoull(value());
+      } else if (k == "--seeds") {
+        a.seeds = parse_seeds(value());
+        if (a.seeds.empty())
+          usage("--seeds is empty");
       } else if (k == "--scenarios") {
         a.scenarios = split(value());
       } else if (k == "--window") {
@@ -126,12 +159,77 @@ void print_config(const scenario_options& o) {
               ms(o.check_every));
 }
 
+/// A value of a run that did not converge: prints as "inf" and sorts last.
+constexpr double not_converged = HUGE_VAL;
+
+/// The convergence scenario over a.seeds for each size: a row per run, then the
+/// distribution over the seeds per size.
+void print_convergence_over_seeds(const args& a, const scenario_options& base) {
+  struct summary {
+    std::size_t n;
+    std::size_t converged;
+    distribution p99, all, push_pulls, packets;
+    double wall;
+  };
+  std::vector<summary> sums;
+  std::printf("## Convergence over %zu seeds (n nodes start, join via seeds; until all see n "
+              "alive)\n\n"
+              "| n | seed | converged | 99%% of nodes s | s after last start | push-pulls | "
+              "datagrams | wall s |\n|---|---|---|---|---|---|---|---|\n",
+              a.seeds.size());
+  std::fflush(stdout);
+  for (auto n : a.sizes) {
+    std::vector<double> p99, all, pps, packets;
+    std::size_t converged = 0;
+    double wall = 0;
+    for (auto seed : a.seeds) {
+      auto o = base;
+      o.n = n;
+      const auto r = run_convergence_seeds(o, {seed}).front();
+      converged += r.converged ? 1 : 0;
+      p99.push_back(r.p99_seconds_after_last_start > 0 || r.converged
+                        ? r.p99_seconds_after_last_start
+                        : not_converged);
+      all.push_back(r.converged ? r.seconds_after_last_start : not_converged);
+      pps.push_back(static_cast<double>(r.cost.push_pulls));
+      packets.push_back(static_cast<double>(r.cost.packets));
+      wall += r.cost.wall_seconds;
+      std::printf("| %zu | %llu | %s | %.2f | %.2f | %llu | %llu | %.1f |\n", n,
+                  static_cast<unsigned long long>(seed), yes(r.converged).c_str(), p99.back(),
+                  all.back(), static_cast<unsigned long long>(r.cost.push_pulls),
+                  static_cast<unsigned long long>(r.cost.packets), r.cost.wall_seconds);
+      std::fflush(stdout);
+    }
+    sums.push_back(summary{n, converged, summarize(p99), summarize(all), summarize(pps),
+                           summarize(packets), wall});
+  }
+  std::printf("\nOver the seeds (median of an even count: mean of the two middle runs; p90: "
+              "nearest rank; inf: not converged within the deadline):\n\n"
+              "| n | seeds | converged | 99%% of nodes s: min / median / p90 / max | s after last "
+              "start: min / median / p90 / max | max / median | push-pulls median | datagrams "
+              "median | wall s (all seeds) |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (const auto& m : sums) {
+    const double ratio = m.all.median > 0 ? m.all.max / m.all.median : 0;
+    std::printf("| %zu | %zu | %zu | %.2f / %.2f / %.2f / %.2f | %.2f / %.2f / %.2f / %.2f | "
+                "%.2f | %.0f | %.0f | %.1f |\n",
+                m.n, m.all.count, m.converged, m.p99.min, m.p99.median, m.p99.p90, m.p99.max,
+                m.all.min, m.all.median, m.all.p90, m.all.max, ratio, m.push_pulls.median,
+                m.packets.median, m.wall);
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+}
+
 int main(int argc, char** argv) {
   const auto a = parse(argc, argv);
   std::printf("# starling-sim\n\ncommand:");
   for (int i = 0; i < argc; ++i)
     std::printf(" %s", argv[i]);
   std::printf("\nseed: %llu\n", static_cast<unsigned long long>(a.seed));
+  if (!a.seeds.empty())
+    std::printf("convergence seeds: %zu (%llu..%llu as listed)\n", a.seeds.size(),
+                static_cast<unsigned long long>(a.seeds.front()),
+                static_cast<unsigned long long>(a.seeds.back()));
   scenario_options base;
   base.seed = a.seed;
   base.flood_bytes = a.flood_bytes;
@@ -161,7 +259,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (wants(a, "convergence")) {
+  if (wants(a, "convergence") && !a.seeds.empty())
+    print_convergence_over_seeds(a, base);
+
+  if (wants(a, "convergence") && a.seeds.empty()) {
     std::printf("## Convergence (n nodes start, join via seeds; until all see n alive)\n\n"
                 "| n | converged | 99%% of nodes s | s after last start | rounds | s from first "
                 "start | datagrams | MiB | push-pulls | push-pull MiB | false deaths | wall s |\n"
