@@ -6,11 +6,13 @@
 // must still answer its admin commands and admit a member. Every loop is bounded by a count
 // and a deadline; waits poll.
 //
-// Under a sanitizer (the agent is built with the same flags as this test) the bounds are
-// relative to the idle figure, and the memory is not required to settle back: TSan's and
-// ASan's allocators keep what was freed (TSan: 46 MiB idle, 63 MiB after the attack), and
-// their shadow memory inflates every figure. The relative bound still fails the way the
-// finding did (the old agent reached 1,208 MiB); the settling check runs in the plain build.
+// Under a sanitizer (the agent is built with the same flags as this test) the bound is the
+// idle figure plus 512 MiB, and the memory is not required to settle back: TSan's and
+// ASan's allocators keep what was freed, and their shadow memory and per-thread traces grow
+// with every connection (TSan, with nothing buffered at all: 46 MiB idle and 63 MiB after
+// the attack in one run, 48 and 148 MiB in another, 2026-12-02/03). That bound still fails
+// the way the finding did: the old agent buffered 1,208 MiB without a sanitizer, more with
+// one. The 64 MiB bound and the settling check run in the plain build.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -61,9 +63,9 @@ constexpr bool sanitized = false;
 #endif
 
 /// The bound the agent's resident memory must stay under, during and after: 64 MiB, or
-/// under a sanitizer the idle figure plus 64 MiB (see the top of the file).
+/// under a sanitizer the idle figure plus 512 MiB (see the top of the file).
 std::uint64_t rss_bound_kib(std::uint64_t idle_kib) {
-  return (sanitized ? idle_kib : 0) + 64 * 1024;
+  return sanitized ? idle_kib + 512 * 1024 : 64 * 1024;
 }
 
 /// VmRSS of process `pid` in KiB; std::nullopt if it cannot be read (the process is gone).
