@@ -19,7 +19,12 @@
 //   ourselves first (buddy suspicion first in the ping). Hearsay from one lossy or sick
 //   member must not kill a healthy node that our view merely missed the refutation of.
 // - A packet accusing us at an incarnation we already outbid gets our current alive back
-//   (first in the ack, or one gossip packet): the refutation missed its sender.
+//   (first in the ack, or one gossip packet): the refutation missed its sender. So does a
+//   packet whose accusation we refute right now: its sender holds us suspect or dead.
+// - Lifeguard only: every gossip round, one member we hold suspect gets a packet from us
+//   with its suspicion first, so its refutation (or its answer to a stale accusation) comes
+//   straight back to us. A view that heard the suspicion after the refutation's
+//   retransmissions ran out no longer waits for luck (issue 15: false deaths at 30% loss).
 // - Lifeguard only: a probe or suspicion timer of ours firing late (we were stalled) reads
 //   its input first instead of blaming the member for our stall.
 // - Recently dead members hear of their death even when nothing else is queued, and the
