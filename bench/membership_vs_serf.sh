@@ -24,6 +24,8 @@ starling_config=""
 out=""
 starling=${STARLING_BIN:-$top/build/bin/starling}
 deadline_s=120
+# shellcheck source=bench/lib/membership.sh
+source "$here/lib/membership.sh"
 
 while (($#)); do
   case "$1" in
@@ -55,80 +57,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-now() { date +%s.%N; }
-
-# A free TCP+UDP port on 127.0.0.1 from a random high range (serf needs explicit ports).
-used_ports=" "
-free_port() {
-  local p i
-  for ((i = 0; i < 1000; i++)); do
-    p=$((20000 + RANDOM % 30000))
-    [[ $used_ports == *" $p "* ]] && continue
-    if ! ss -Htanu "( sport = :$p )" | grep -q .; then
-      used_ports+="$p "
-      echo "$p"
-      return 0
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
-
-# Latest time at which every agent (one file per agent, lines "<ts> <member>") has seen all
-# n-1 others; empty if some agent has not.
-converged_at() {
-  local n=$1; shift
-  local f latest="" t
-  for f in "$@"; do
-    t=$(awk -v need=$((n - 1)) -v self="$(basename "$f" .joins)" \
-      '$2 != self && !seen[$2]++ { c++; if (c == need) { print $1; exit } }' "$f" 2>/dev/null)
-    [[ -n $t ]] || { echo ""; return; }
-    if [[ -z $latest ]] || awk -v a="$t" -v b="$latest" 'BEGIN { exit !(a > b) }'; then latest=$t; fi
-  done
-  echo "$latest"
-}
-
-# Latest time at which every survivor file has a line for `victim`; empty if not all have.
-detected_at() {
-  local victim=$1; shift
-  local f latest="" t
-  for f in "$@"; do
-    t=$(awk -v v="$victim" '$2 == v { print $1; exit }' "$f" 2>/dev/null)
-    [[ -n $t ]] || { echo ""; return; }
-    if [[ -z $latest ]] || awk -v a="$t" -v b="$latest" 'BEGIN { exit !(a > b) }'; then latest=$t; fi
-  done
-  echo "$latest"
-}
-
-wait_for() { # wait_for <deadline seconds> <command...>: polls until the command prints something
-  local limit=$1; shift
-  local end=$(($(date +%s) + limit)) r
-  while (($(date +%s) < end)); do
-    r=$("$@")
-    if [[ -n $r ]]; then echo "$r"; return 0; fi
-    sleep 0.05
-  done
-  return 1
-}
-
-mean_rss() { # mean_rss pid... -> KiB
-  local total=0 p r
-  for p in "$@"; do r=$(ps -o rss= -p "$p" 2>/dev/null || echo 0); total=$((total + ${r:-0})); done
-  echo $((total / $#))
-}
-
-# Starling's JSON event logs -> the same "<ts> <member>" joins/failed files serf's handler
-# writes. split_events <dir> <n>
-split_events() {
-  local dir=$1 n=$2 i f
-  for ((i = 0; i < n; i++)); do
-    f="$dir/n$i.events"
-    [[ -f $f ]] || continue
-    sed -nE 's/.*"ts": *([0-9.]+).*"event": *"joined".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.joins"
-    sed -nE 's/.*"ts": *([0-9.]+).*"event": *"failed".*"member": *"([^"]+)".*/\1 \2/p' "$f" >"$dir/n$i.failed"
-  done
-}
-
 # measure_round <system> <n> <dir> <start> <refresh command> <pid...>: waits until every
 # agent saw every other join, records RSS, kills the last agent, waits until every survivor
 # saw it fail, stops the rest; prints "convergence detection rss". <refresh> runs before
@@ -156,24 +84,13 @@ run_serf() { # run_serf n round -> "convergence detection rss"
   local n=$1 round=$2
   local dir="$work/serf-$n-$round"
   mkdir -p "$dir"
-  cat >"$dir/handler.sh" <<'H'
-#!/bin/sh
-# One line per member: "<unix time> <member name>", into joins or failed file of this agent.
-dir=$(dirname "$0")
-case "$SERF_EVENT" in
-  member-join) f="$dir/$SERF_SELF_NAME.joins" ;;
-  member-failed) f="$dir/$SERF_SELF_NAME.failed" ;;
-  *) exit 0 ;;
-esac
-while read -r name rest; do echo "$(date +%s.%N) $name" >> "$f"; done
-H
-  chmod +x "$dir/handler.sh"
-  local seed_port; seed_port=$(free_port)
+  write_serf_handler "$dir"
+  local seed_port; free_port seed_port
   local agent_pids=() i port rpc start
   start=$(now)
   for ((i = 0; i < n; i++)); do
-    if ((i == 0)); then port=$seed_port; else port=$(free_port); fi
-    rpc=$(free_port)
+    if ((i == 0)); then port=$seed_port; else free_port port; fi
+    free_port rpc
     serf agent -node "n$i" -bind "127.0.0.1:$port" -rpc-addr "127.0.0.1:$rpc" \
       -profile "$serf_profile" -retry-join "127.0.0.1:$seed_port" -retry-interval 1s \
       -event-handler "member-join,member-failed=$dir/handler.sh" -log-level warn \
@@ -187,7 +104,7 @@ run_starling() { # run_starling n round -> "convergence detection rss"
   local n=$1 round=$2
   local dir="$work/starling-$n-$round"
   mkdir -p "$dir"
-  local seed_port; seed_port=$(free_port)
+  local seed_port; free_port seed_port
   local agent_pids=() i gossip start cfg=()
   [[ -n $starling_config ]] && cfg=(--config "$starling_config")
   start=$(now)
@@ -200,8 +117,6 @@ run_starling() { # run_starling n round -> "convergence detection rss"
   done
   measure_round starling "$n" "$dir" "$start" "split_events $dir $n" "${agent_pids[@]}"
 }
-
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 echo "# Membership: Starling vs serf $(serf version | head -1) (profile $serf_profile), $(nproc) cores, $(date -u +%FT%TZ)"
 echo "starling config: ${starling_config:-defaults}; rounds: $rounds; work dir: $work"

@@ -19,7 +19,12 @@
 //   ourselves first (buddy suspicion first in the ping). Hearsay from one lossy or sick
 //   member must not kill a healthy node that our view merely missed the refutation of.
 // - A packet accusing us at an incarnation we already outbid gets our current alive back
-//   (first in the ack, or one gossip packet): the refutation missed its sender.
+//   (first in the ack, or one gossip packet): the refutation missed its sender. So does a
+//   packet whose accusation we refute right now: its sender holds us suspect or dead.
+// - Lifeguard only: every gossip round, one member we hold suspect gets a packet from us
+//   with its suspicion first, so its refutation (or its answer to a stale accusation) comes
+//   straight back to us. A view that heard the suspicion after the refutation's
+//   retransmissions ran out no longer waits for luck (issue 15: false deaths at 30% loss).
 // - Lifeguard only: a probe or suspicion timer of ours firing late (we were stalled) reads
 //   its input first instead of blaming the member for our stall.
 // - Recently dead members hear of their death even when nothing else is queued, and the
@@ -800,6 +805,9 @@ struct membership::impl {
         return;
       }
       refute(u.incarnation);
+      // Its sender holds us suspect: it gets our alive first in what we send it now,
+      // rather than only when the gossip reaches it.
+      stale_accusation = true;
       return;
     }
     auto* found = table.find(u.name);
@@ -852,6 +860,7 @@ struct membership::impl {
         return;
       }
       refute(u.incarnation);
+      stale_accusation = true; // as for a suspicion: the sender gets our alive first
       return;
     }
     auto* found = table.find(u.name);
@@ -1117,6 +1126,26 @@ struct membership::impl {
     }
   }
 
+  /// Lifeguard: once per gossip round, one member we hold suspect (picked at random) gets a
+  /// packet from us, its suspicion first (the hint in send()). It refutes, or answers a
+  /// suspicion it already outbid with its alive (stale_accusation), straight to us. Without
+  /// this a view that heard the suspicion late, after the refutation's retransmissions
+  /// had run out everywhere, waited for its own probe of the member or for a random gossip
+  /// target to hit it: at 30% loss per datagram that often took longer than the minimum
+  /// suspicion timeout (docs/membership.md, "Against Serf under loss"). A dead suspect just
+  /// costs one datagram per round until its timer runs out.
+  void remind_suspect(effects& fx) {
+    if (!cfg.lifeguard || has_left || table.suspects().empty())
+      return;
+    const auto& suspects = table.suspects();
+    auto it = suspects.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(random_index(suspects.size())));
+    const auto s = table.find_slot(*it);
+    if (s == no_slot || !table.at(s).present)
+      return;
+    send(fx, std::string(table.at(s).card.address()), make_packet(packet_kind::ack, 0), *it, true);
+  }
+
   bool recently_dead(const row& n, time_point now) const {
     return n.state == member_state::dead && now - n.since < cfg.gossip_to_dead;
   }
@@ -1274,8 +1303,10 @@ effects membership::on_tick(time_point now) {
     }
   }
   d.run_suspicions(now, fx);
-  if (now >= d.next_gossip)
+  if (now >= d.next_gossip) {
+    d.remind_suspect(fx);
     d.run_gossip(now, fx);
+  }
   if (!d.has_left && now >= d.next_push_pull)
     d.run_push_pull(now, fx);
   d.run_reaper(now, fx);

@@ -12,7 +12,7 @@ packages=(
   clang libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(serf haproxy nginx wrk testssl.sh)
+  packages+=(serf haproxy nginx wrk testssl.sh nftables iputils-ping)
 fi
 
 missing=()

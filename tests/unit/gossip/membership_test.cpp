@@ -1213,6 +1213,70 @@ TEST(membership, stale_accusation_is_answered_with_our_alive) {
   EXPECT_TRUE(fx.packets.empty());
 }
 
+TEST(membership, fresh_refutation_goes_straight_back_to_the_accuser) {
+  // Issue 15 (30% loss): the packet that tells us we are suspect (or dead) comes from a
+  // member that holds us so; our refutation goes back to it at once, first in one gossip
+  // packet, instead of waiting for a random gossip round to reach it.
+  auto m = make_core();
+  (void)m.on_packet(gossip_from("b", {alive("b", 0), alive("c", 0)}), t0);
+  auto fx = m.on_packet(gossip_from("b", {suspect("a", 0, "c")}), t0 + 1s);
+  ASSERT_EQ(m.self().incarnation, 1u);
+  ASSERT_EQ(fx.packets.size(), 1u);
+  EXPECT_EQ(fx.packets[0].address, addr("b"));
+  EXPECT_EQ(fx.packets[0].message.kind, packet_kind::ack);
+  EXPECT_EQ(fx.packets[0].message.seq, 0u);
+  EXPECT_EQ(fx.packets[0].message.updates.front(), alive("a", 1));
+  fx = m.on_packet(gossip_from("c", {dead("a", 1, "c")}), t0 + 2s);
+  ASSERT_EQ(m.self().incarnation, 2u);
+  ASSERT_EQ(fx.packets.size(), 1u);
+  EXPECT_EQ(fx.packets[0].address, addr("c"));
+  EXPECT_EQ(fx.packets[0].message.updates.front(), alive("a", 2));
+  // A ping accusing us is answered by its ack, with the refutation first: no extra packet.
+  auto ping = make(packet_kind::ping, 9, "b", "a");
+  ping.updates = {suspect("a", 2, "b")};
+  fx = m.on_packet(ping, t0 + 3s);
+  ASSERT_EQ(fx.packets.size(), 1u);
+  EXPECT_EQ(fx.packets[0].message.seq, 9u);
+  EXPECT_EQ(fx.packets[0].message.updates.front(), alive("a", 3));
+}
+
+TEST(membership, a_suspect_hears_of_its_suspicion_every_gossip_round) {
+  // Issue 15 (30% loss): a view that learnt a suspicion after the refutation's
+  // retransmissions had run out everywhere must still hear the refutation before its timer
+  // fires. Lifeguard: every gossip round, one suspect we hold gets a packet from us with its
+  // suspicion first (buddy system), even when we have nothing else to gossip, so it answers
+  // us directly. Probing is out of the way (probe interval 1 h).
+  auto cfg = base_config();
+  cfg.probe_interval = 1h;
+  cfg.gossip_interval = 200ms;
+  cfg.push_pull_interval = duration::zero();
+  auto m = make_core("a", cfg);
+  add_members(m, {"b", "c", "d", "e"});
+  (void)m.on_packet(gossip_from("c", {suspect("b", 0, "c")}), t0);
+  ASSERT_EQ(m.find("b")->state, member_state::suspect);
+  std::size_t rounds = 0, reminded = 0;
+  for (auto t = t0 + 200ms; t <= t0 + 10s; t += 200ms) {
+    auto fx = m.on_tick(t);
+    ++rounds;
+    auto to_b = std::count_if(fx.packets.begin(), fx.packets.end(), [](const outgoing& o) {
+      return o.address == addr("b") && o.message.kind == packet_kind::ack && o.message.seq == 0 &&
+             !o.message.updates.empty() && o.message.updates.front() == suspect("b", 0, "a");
+    });
+    reminded += to_b > 0 ? 1 : 0;
+  }
+  ASSERT_EQ(m.find("b")->state, member_state::suspect) << "its timer is far away";
+  EXPECT_EQ(m.pending_broadcasts(), 0u) << "nothing else left to gossip";
+  EXPECT_EQ(reminded, rounds);
+  // Its refutation ends the reminders.
+  (void)m.on_packet(gossip_from("b", {alive("b", 1)}), t0 + 10s + 100ms);
+  ASSERT_EQ(m.find("b")->state, member_state::alive);
+  for (auto t = t0 + 10s + 200ms; t <= t0 + 20s; t += 200ms) {
+    auto fx = m.on_tick(t);
+    for (const auto& o : fx.packets)
+      EXPECT_FALSE(carries(o.message, suspect("b", 0, "a"))) << "no suspect left to remind";
+  }
+}
+
 TEST(membership, late_tick_does_not_blame_the_probe_target) {
   auto m = make_core();
   add_members(m, {"b", "c", "d"});
