@@ -40,6 +40,11 @@
 //   who it is (a ping without a target, at most once per dissemination time per name), and
 //   a ping without a target is answered with our alive first. memberlist ignores the
 //   sender and waits for a push-pull (30 s at least; seconds here, through a catch-up).
+// - Riders (issue 15): an update sent its retransmit limit times causes no more datagrams
+//   (memberlist drops it) but rides in the spare room of datagrams sent anyway (probe
+//   answers, gossip rounds for fresher news) until sent twice the limit. Bounded gossip
+//   misses a member with probability about exp(-transmissions / n) per update; riding costs
+//   bytes, not datagrams, and made the simulator's remaining misses go away.
 // - Push-pull dead/suspect entries become suspicions from the remote sender (memberlist:
 //   from this node), so they count as its confirmation.
 // - Bans (a revoked certificate, see ban()): a banned name is a gate at the inputs (its
@@ -551,8 +556,11 @@ struct membership::impl {
         p.updates.push_back(std::move(*h));
       }
     }
+    const auto limit = retransmit_limit();
+    const auto keep = 2 * limit;
     if (exts.empty()) {
-      auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
+      auto more = queue.take(budget, limit, keep, !gossip_only || !p.updates.empty(),
+                             encoded_size_bound, skip);
       p.updates.insert(p.updates.end(), std::make_move_iterator(more.begin()),
                        std::make_move_iterator(more.end()));
     } else {
@@ -561,7 +569,9 @@ struct membership::impl {
       // fill what the updates left. Share unused by the extensions goes to the updates.
       ++ext_datagrams;
       budget -= fill_extensions(p, std::min(budget, cfg.extension_share), to);
-      auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
+      auto more = queue.take(budget, limit, keep,
+                             !gossip_only || !p.updates.empty() || !p.extensions.empty(),
+                             encoded_size_bound, skip);
       for (auto& u : more) {
         budget -= encoded_size_bound(u); // take() keeps the sum within the budget
         p.updates.push_back(std::move(u));
@@ -1168,7 +1178,7 @@ struct membership::impl {
 
   void run_gossip(time_point now, effects& fx) {
     next_gossip = now + cfg.gossip_interval;
-    if (queue.empty() && (exts.empty() || !extension_pending())) {
+    if (!queue.has_below(retransmit_limit()) && (exts.empty() || !extension_pending())) {
       // Nothing to spread, but a recently dead member still hears of its death (the hint
       // in send()): if it was wrongly killed (say, behind a partition that healed) it
       // refutes. One such member per round keeps this cheap.
@@ -1663,7 +1673,9 @@ const member& membership::self() const {
 
 unsigned membership::health_score() const { return impl_->health.score(); }
 
-std::size_t membership::pending_broadcasts() const { return impl_->queue.size(); }
+std::size_t membership::pending_broadcasts() const {
+  return impl_->queue.count_below(impl_->retransmit_limit());
+}
 
 const membership_stats& membership::stats() const { return impl_->stats; }
 
