@@ -63,8 +63,25 @@ void broadcast_queue::push(member_card card, member_state state, std::uint64_t i
   heap_push(heap_item{e.id, 0, slot});
 }
 
-std::vector<member_update> broadcast_queue::take(std::size_t budget, unsigned limit,
-                                                 const cost_fn& cost, std::string_view skip_name) {
+bool broadcast_queue::has_below(unsigned limit) {
+  while (!heap_.empty() && !is_current(heap_.front())) {
+    std::pop_heap(heap_.begin(), heap_.end());
+    heap_.pop_back();
+    --stale_;
+  }
+  return !heap_.empty() && entries_[heap_.front().slot].transmits < limit;
+}
+
+std::size_t broadcast_queue::count_below(unsigned limit) const {
+  std::size_t n = 0;
+  for (const auto& e : entries_)
+    n += e.id != 0 && e.transmits < limit ? 1 : 0;
+  return n;
+}
+
+std::vector<member_update> broadcast_queue::take(std::size_t budget, unsigned limit, unsigned keep,
+                                                 bool riders_alone, const cost_fn& cost,
+                                                 std::string_view skip_name) {
   std::vector<member_update> out;
   // Popped but not taken: pushed back unchanged. Taken: pushed back one send older.
   auto& passed = passed_;
@@ -82,6 +99,12 @@ std::vector<member_update> broadcast_queue::take(std::size_t budget, unsigned li
       continue;
     }
     const auto& e = entries_[h.slot];
+    if (e.transmits >= limit && out.empty() && !riders_alone) {
+      // Only riders left (the heap yields the fewest transmissions first), and nothing
+      // for them to ride with.
+      passed.push_back(h);
+      break;
+    }
     if (!skip_name.empty() && e.card.name() == skip_name) {
       passed.push_back(h);
       continue;
@@ -104,7 +127,7 @@ std::vector<member_update> broadcast_queue::take(std::size_t budget, unsigned li
     heap_push(h);
   for (auto slot : taken) {
     auto& e = entries_[slot];
-    if (++e.transmits >= limit) {
+    if (++e.transmits >= keep) {
       index_.erase_slot(e.card.name(), slot);
       free_slot(slot);
       continue;

@@ -20,7 +20,8 @@ namespace starling::gossip {
 
 /// Updates to piggyback, at most one per member name (a newer one replaces the older).
 /// Picks least-transmitted first, then newest; drops an entry once it was sent `limit`
-/// times. Pure and single-owner, like the core that holds it.
+/// times, or `keep` times when the caller lets entries past `limit` ride (see take()). Pure
+/// and single-owner, like the core that holds it.
 ///
 /// Compact: a joiner queues an update per member it learned, so with 10,000 members every
 /// core of a simulated mesh holds ~10,000 entries for minutes. An entry is 40 bytes (interned
@@ -47,7 +48,23 @@ public:
   /// the ones that do not fit and any about `skip_name`. Each taken update counts one
   /// transmission and is dropped when it reaches `limit` transmissions.
   [[nodiscard]] std::vector<member_update>
-  take(std::size_t budget, unsigned limit, const cost_fn& cost, std::string_view skip_name = {});
+  take(std::size_t budget, unsigned limit, const cost_fn& cost, std::string_view skip_name = {}) {
+    return take(budget, limit, limit, false, cost, skip_name);
+  }
+
+  /// Like take(), but an update is dropped only when it reaches `keep` transmissions (keep >=
+  /// limit). One sent `limit` times or more is a rider: it comes after every other update,
+  /// and is taken only when the packet holds another update already or `riders_alone` is
+  /// set (the packet goes out anyway), so riders never cause a packet by themselves.
+  [[nodiscard]] std::vector<member_update> take(std::size_t budget, unsigned limit, unsigned keep,
+                                                bool riders_alone, const cost_fn& cost,
+                                                std::string_view skip_name);
+
+  /// True when an update sent fewer than `limit` times (not a rider) is queued.
+  [[nodiscard]] bool has_below(unsigned limit);
+
+  /// Number of queued updates sent fewer than `limit` times (riders not counted). O(size).
+  [[nodiscard]] std::size_t count_below(unsigned limit) const;
 
   /// Removes the update queued about `name`, if any.
   void erase(std::string_view name);

@@ -39,6 +39,17 @@
 //   bounded number of times, and only to members the sender knows: news in flight while
 //   we joined can die out before anyone knew us, and then only a push-pull repairs our
 //   view. memberlist waits for the next periodic one (30 s at least): that was the tail.
+// - Strangers (issue 15): a datagram from a member we do not know (and without its alive)
+//   means its news missed us: gossip sends each update a fixed number of times to random
+//   members, so a member everybody knows still misses one now and then. We ask the sender
+//   who it is (a ping without a target, at most once per dissemination time per name), and
+//   a ping without a target is answered with our alive first. memberlist ignores the
+//   sender and waits for a push-pull (30 s at least; seconds here, through a catch-up).
+// - Riders (issue 15): an update sent its retransmit limit times causes no more datagrams
+//   (memberlist drops it) but rides in the spare room of datagrams sent anyway (probe
+//   answers, gossip rounds for fresher news) until sent twice the limit. Bounded gossip
+//   misses a member with probability about exp(-transmissions / n) per update; riding costs
+//   bytes, not datagrams, and made the simulator's remaining misses go away.
 // - Push-pull dead/suspect entries become suspicions from the remote sender (memberlist:
 //   from this node), so they count as its confirmation.
 // - Bans (a revoked certificate, see ban()): a banned name is a gate at the inputs (its
@@ -244,8 +255,13 @@ struct membership::impl {
   /// Set while applying a packet's updates: it accused us at an incarnation we already
   /// outbid. Its sender then gets our current alive first (see on_packet).
   bool stale_accusation = false;
-  /// Sender of the packet being handled when stale_accusation is set.
+  /// Sender of the packet being handled when stale_accusation is set, or when it asked who
+  /// we are (a ping without a target): what we send it carries our alive first.
   std::string stale_peer;
+  /// Strangers (senders of datagrams we got without knowing them) we asked to introduce
+  /// themselves, and when: one request per stranger per catch_up_base(). Entries older than
+  /// that are dropped as others are added; at most max_introductions.
+  std::map<std::string, time_point, std::less<>> introductions;
   /// Reaped members' last incarnation, and their order of reaping (for the size bound).
   std::map<std::string, reaped_state> reaped;
   std::deque<std::pair<time_point, std::string>> reaped_order;
@@ -364,6 +380,34 @@ struct membership::impl {
     catch_up_avoid = sender;
     const auto delay = catch_up_delay > duration::zero() ? catch_up_delay : catch_up_base();
     next_push_pull = std::min(next_push_pull, now + delay);
+  }
+
+  /// Bound of `introductions`: beyond it, strangers are not asked (a flood of forged senders
+  /// cannot grow the map or make us send without limit).
+  static constexpr std::size_t max_introductions = 4096;
+
+  /// A datagram came from `msg.sender`, a member we do not know (its own alive was not in
+  /// it either). It knows us, so its news has been spreading for a while and missed us:
+  /// bounded gossip misses a given member with a small probability per update (it is sent a
+  /// fixed number of times to random members), and nothing else would repair that before a
+  /// push-pull. Ask it who it is: a ping without a target, answered with its alive first.
+  void ask_stranger(const packet& msg, time_point now, effects& fx) {
+    if (has_left || msg.sender_address.empty())
+      return;
+    const auto window = catch_up_base();
+    if (auto it = introductions.find(msg.sender); it != introductions.end()) {
+      if (now - it->second < window)
+        return;
+      it->second = now;
+    } else {
+      std::erase_if(introductions, [&](const auto& e) { return now - e.second >= window; });
+      if (introductions.size() >= max_introductions)
+        return;
+      introductions.emplace(msg.sender, now);
+    }
+    auto p = make_packet(packet_kind::ping, 0);
+    ++stats.packets_sent;
+    fx.packets.push_back(outgoing{msg.sender_address, std::move(p)});
   }
 
   member_update self_update(member_state s) const {
@@ -517,8 +561,11 @@ struct membership::impl {
         p.updates.push_back(std::move(*h));
       }
     }
+    const auto limit = retransmit_limit();
+    const auto keep = 2 * limit;
     if (exts.empty()) {
-      auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
+      auto more = queue.take(budget, limit, keep, !gossip_only || !p.updates.empty(),
+                             encoded_size_bound, skip);
       p.updates.insert(p.updates.end(), std::make_move_iterator(more.begin()),
                        std::make_move_iterator(more.end()));
     } else {
@@ -527,7 +574,9 @@ struct membership::impl {
       // fill what the updates left. Share unused by the extensions goes to the updates.
       ++ext_datagrams;
       budget -= fill_extensions(p, std::min(budget, cfg.extension_share), to);
-      auto more = queue.take(budget, retransmit_limit(), encoded_size_bound, skip);
+      auto more = queue.take(budget, limit, keep,
+                             !gossip_only || !p.updates.empty() || !p.extensions.empty(),
+                             encoded_size_bound, skip);
       for (auto& u : more) {
         budget -= encoded_size_bound(u); // take() keeps the sum within the budget
         p.updates.push_back(std::move(u));
@@ -1158,7 +1207,7 @@ struct membership::impl {
 
   void run_gossip(time_point now, effects& fx) {
     next_gossip = now + cfg.gossip_interval;
-    if (queue.empty() && (exts.empty() || !extension_pending())) {
+    if (!queue.has_below(retransmit_limit()) && (exts.empty() || !extension_pending())) {
       // Nothing to spread, but a recently dead member still hears of its death (the hint
       // in send()): if it was wrongly killed (say, behind a partition that healed) it
       // refutes. One such member per round keeps this cheap.
@@ -1360,6 +1409,9 @@ effects membership::on_packet(const packet& msg, time_point now) {
       ++d.stats.updates_ignored;
       break;
     }
+    // No target: the sender does not know us (ask_stranger) and wants our alive.
+    if (msg.target.empty())
+      d.stale_peer = msg.sender;
     d.send(fx, msg.sender_address, d.make_packet(packet_kind::ack, msg.seq), msg.sender);
     break;
   }
@@ -1416,6 +1468,10 @@ effects membership::on_packet(const packet& msg, time_point now) {
     break;
   }
   }
+  // After the answer (which goes first): a sender we still do not know, even after its
+  // updates, is asked who it is.
+  if (!d.table.find(msg.sender))
+    d.ask_stranger(msg, now, fx);
   d.stale_peer.clear();
   d.stale_accusation = false;
   return fx;
@@ -1648,7 +1704,9 @@ const member& membership::self() const {
 
 unsigned membership::health_score() const { return impl_->health.score(); }
 
-std::size_t membership::pending_broadcasts() const { return impl_->queue.size(); }
+std::size_t membership::pending_broadcasts() const {
+  return impl_->queue.count_below(impl_->retransmit_limit());
+}
 
 const membership_stats& membership::stats() const { return impl_->stats; }
 

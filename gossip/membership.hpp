@@ -50,7 +50,9 @@ struct swim_config {
   duration gossip_to_dead = 30s;
   /// Members asked to probe indirectly (k of SWIM).
   unsigned indirect_checks = 3;
-  /// An update is retransmitted retransmit_mult * ceil(log10(n + 1)) times.
+  /// An update causes datagrams until it was sent retransmit_mult * ceil(log10(n + 1)) times
+  /// (the retransmit limit); then it only rides in the spare room of datagrams that go out
+  /// anyway, until it was sent twice the limit (docs/membership.md, "Convergence over seeds").
   unsigned retransmit_mult = 4;
   /// Minimum suspicion timeout = suspicion_mult * max(1, log10(n)) * probe_interval.
   unsigned suspicion_mult = 4;

@@ -168,18 +168,19 @@ void print_convergence_over_seeds(const args& a, const scenario_options& base) {
   struct summary {
     std::size_t n;
     std::size_t converged;
-    distribution p99, all, push_pulls, packets;
+    distribution p99, all, push_pulls, packets, mib, pp_mib;
     double wall;
   };
   std::vector<summary> sums;
-  std::printf("## Convergence over %zu seeds (n nodes start, join via seeds; until all see n "
-              "alive)\n\n"
-              "| n | seed | converged | 99%% of nodes s | s after last start | push-pulls | "
-              "datagrams | wall s |\n|---|---|---|---|---|---|---|---|\n",
-              a.seeds.size());
+  std::printf(
+      "## Convergence over %zu seeds (n nodes start, join via seeds; until all see n "
+      "alive)\n\n"
+      "| n | seed | converged | 99%% of nodes s | s after last start | push-pulls | "
+      "push-pull MiB | datagrams | MiB | wall s |\n|---|---|---|---|---|---|---|---|---|---|\n",
+      a.seeds.size());
   std::fflush(stdout);
   for (auto n : a.sizes) {
-    std::vector<double> p99, all, pps, packets;
+    std::vector<double> p99, all, pps, packets, mib, pp_mib;
     std::size_t converged = 0;
     double wall = 0;
     for (auto seed : a.seeds) {
@@ -193,28 +194,31 @@ void print_convergence_over_seeds(const args& a, const scenario_options& base) {
       all.push_back(r.converged ? r.seconds_after_last_start : not_converged);
       pps.push_back(static_cast<double>(r.cost.push_pulls));
       packets.push_back(static_cast<double>(r.cost.packets));
+      mib.push_back(static_cast<double>(r.cost.bytes) / (1024.0 * 1024.0));
+      pp_mib.push_back(static_cast<double>(r.cost.push_pull_bytes) / (1024.0 * 1024.0));
       wall += r.cost.wall_seconds;
-      std::printf("| %zu | %llu | %s | %.2f | %.2f | %llu | %llu | %.1f |\n", n,
+      std::printf("| %zu | %llu | %s | %.2f | %.2f | %llu | %.1f | %llu | %.1f | %.1f |\n", n,
                   static_cast<unsigned long long>(seed), yes(r.converged).c_str(), p99.back(),
-                  all.back(), static_cast<unsigned long long>(r.cost.push_pulls),
-                  static_cast<unsigned long long>(r.cost.packets), r.cost.wall_seconds);
+                  all.back(), static_cast<unsigned long long>(r.cost.push_pulls), pp_mib.back(),
+                  static_cast<unsigned long long>(r.cost.packets), mib.back(), r.cost.wall_seconds);
       std::fflush(stdout);
     }
     sums.push_back(summary{n, converged, summarize(p99), summarize(all), summarize(pps),
-                           summarize(packets), wall});
+                           summarize(packets), summarize(mib), summarize(pp_mib), wall});
   }
   std::printf("\nOver the seeds (median of an even count: mean of the two middle runs; p90: "
               "nearest rank; inf: not converged within the deadline):\n\n"
               "| n | seeds | converged | 99%% of nodes s: min / median / p90 / max | s after last "
-              "start: min / median / p90 / max | max / median | push-pulls median | datagrams "
-              "median | wall s (all seeds) |\n|---|---|---|---|---|---|---|---|---|\n");
+              "start: min / median / p90 / max | max / median | push-pulls median | push-pull "
+              "MiB median | datagrams median | MiB median | wall s (all seeds) "
+              "|\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& m : sums) {
     const double ratio = m.all.median > 0 ? m.all.max / m.all.median : 0;
     std::printf("| %zu | %zu | %zu | %.2f / %.2f / %.2f / %.2f | %.2f / %.2f / %.2f / %.2f | "
-                "%.2f | %.0f | %.0f | %.1f |\n",
+                "%.2f | %.0f | %.1f | %.0f | %.1f | %.1f |\n",
                 m.n, m.all.count, m.converged, m.p99.min, m.p99.median, m.p99.p90, m.p99.max,
                 m.all.min, m.all.median, m.all.p90, m.all.max, ratio, m.push_pulls.median,
-                m.packets.median, m.wall);
+                m.pp_mib.median, m.packets.median, m.mib.median, m.wall);
   }
   std::printf("\n");
   std::fflush(stdout);
