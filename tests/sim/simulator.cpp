@@ -175,7 +175,7 @@ void simulator::start(node_id id, std::vector<node_id> seeds, std::uint64_t inca
   reset_view(id);
   seeds.erase(std::remove(seeds.begin(), seeds.end(), id), seeds.end());
   n.seeds = std::move(seeds);
-  n.seed_cursor = 0;
+  n.join_backoff = wire::backoff{cfg_.join_backoff};
   n.joined = n.seeds.empty();
   mix(0xA11CEull);
   mix(id);
@@ -573,9 +573,9 @@ void simulator::try_join(node_id id) {
   auto& n = nodes_[id];
   if (n.seeds.empty())
     return;
-  const node_id seed = n.seeds[n.seed_cursor++ % n.seeds.size()];
-  start_push_pull(id, nodes_[seed].address, true);
-  push(now_ + cfg_.join_retry, ev::join_retry, id, n.life, npos);
+  for (const node_id seed : n.seeds)
+    start_push_pull(id, nodes_[seed].address, true);
+  push(now_ + n.join_backoff.next_with(rng_), ev::join_retry, id, n.life, npos);
 }
 
 void simulator::stop_node(node_id id, node_status why) {

@@ -30,6 +30,7 @@
 #include "gossip/codec.hpp"
 #include "gossip/membership.hpp"
 #include "gossip/types.hpp"
+#include "proto/wire/backoff.hpp"
 
 namespace starling::sim {
 
@@ -63,8 +64,10 @@ struct sim_config {
   /// Protocol configuration of every node. With no interning pool set (swim.cards), the
   /// simulator makes one and gives it to all its cores.
   gossip::swim_config swim;
-  /// A node retries its join with the next seed if not joined this long after an attempt.
-  duration join_retry = 2s;
+  /// A joining node asks all its seeds at once and, while none has answered, asks them all
+  /// again after a backoff: the agent's schedule (actors/membership_actor.cpp: 200 ms
+  /// doubling to 5 s, half of it jittered), drawn from the simulator's RNG.
+  wire::backoff_policy join_backoff{};
   /// How long a leaving node keeps running (gossiping its leave) before it stops.
   duration leave_linger = 2s;
   /// See resume_order.
@@ -156,7 +159,8 @@ public:
   // -- actions (take effect at now(); schedule them with at()/after()) ------------------------
 
   /// Starts node `id` with a fresh core (incarnation `incarnation`) and joins through
-  /// `seeds` (tried in order, retried every join_retry); no seeds: a cluster of one.
+  /// `seeds` (all at once, again after each join_backoff delay until one answered, as the
+  /// agent does); no seeds: a cluster of one.
   void start(node_id id, std::vector<node_id> seeds, std::uint64_t incarnation = 0);
   /// Crashes a node: its core is discarded, everything to it is dropped from now on.
   void kill(node_id id);
@@ -302,7 +306,7 @@ private:
     std::uint64_t life = 0;
     bool joined = false;
     std::vector<node_id> seeds;
-    std::size_t seed_cursor = 0;
+    wire::backoff join_backoff;
     /// Paused while now < paused_until.
     time_point paused_until{};
     bool paused = false;
