@@ -11,19 +11,13 @@
 #include <gtest/gtest.h>
 
 #include "gossip/membership.hpp"
+#include "tests/support/core_packets.hpp"
 
 namespace starling::gossip {
 namespace {
 
 using namespace std::chrono_literals;
-
-const time_point t0 = time_point{} + std::chrono::hours{1};
-
-std::string addr(const std::string& name) { return name + ":7946"; }
-
-member_update alive(const std::string& name) {
-  return member_update{member_state::alive, name, addr(name), 0, {}, {}};
-}
+using namespace test_support;
 
 /// Defaults (gossip_interval 200 ms, retransmit_mult 4, push_pull_interval 30 s) with probing
 /// out of the way: nobody answers in these tests, and the push-pull schedule is the subject.

@@ -11,39 +11,13 @@
 #include <gtest/gtest.h>
 
 #include "gossip/membership.hpp"
+#include "tests/support/core_packets.hpp"
 
 namespace starling::gossip {
 namespace {
 
 using namespace std::chrono_literals;
-
-const time_point t0 = time_point{} + std::chrono::hours{1};
-
-std::string addr(const std::string& name) { return name + ":7946"; }
-
-member_update alive(const std::string& name) {
-  return member_update{member_state::alive, name, addr(name), 0, {}, {}};
-}
-
-packet gossip_from(const std::string& sender, std::vector<member_update> updates) {
-  packet p;
-  p.kind = packet_kind::ack;
-  p.seq = 0;
-  p.sender = sender;
-  p.sender_address = addr(sender);
-  p.updates = std::move(updates);
-  return p;
-}
-
-packet ping_from(const std::string& sender, std::uint32_t seq, const std::string& target) {
-  packet p;
-  p.kind = packet_kind::ping;
-  p.seq = seq;
-  p.sender = sender;
-  p.sender_address = addr(sender);
-  p.target = target;
-  return p;
-}
+using namespace test_support;
 
 bool carries(const packet& p, const std::string& name) {
   for (const auto& u : p.updates)

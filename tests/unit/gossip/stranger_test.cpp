@@ -12,19 +12,13 @@
 #include <gtest/gtest.h>
 
 #include "gossip/membership.hpp"
+#include "tests/support/core_packets.hpp"
 
 namespace starling::gossip {
 namespace {
 
 using namespace std::chrono_literals;
-
-const time_point t0 = time_point{} + std::chrono::hours{1};
-
-std::string addr(const std::string& name) { return name + ":7946"; }
-
-member_update alive(const std::string& name) {
-  return member_update{member_state::alive, name, addr(name), 0, {}, {}};
-}
+using namespace test_support;
 
 /// Defaults with probing out of the way: the packets exchanged here are the subject.
 swim_config config() {
@@ -53,17 +47,6 @@ std::vector<std::string> bystanders(std::size_t count) {
 }
 
 /// A gossip datagram from `sender` carrying `updates` (not the sender's own alive: a joiner
-/// queues every member it learned, newer than its own alive, which it sends last).
-packet gossip_from(const std::string& sender, std::vector<member_update> updates) {
-  packet p;
-  p.kind = packet_kind::ack;
-  p.seq = 0;
-  p.sender = sender;
-  p.sender_address = addr(sender);
-  p.updates = std::move(updates);
-  return p;
-}
-
 /// The packets of `fx` sent to `address`.
 std::vector<packet> sent_to(const effects& fx, const std::string& address) {
   std::vector<packet> out;
