@@ -17,43 +17,16 @@
 #include "gossip/membership.hpp"
 #include "gossip/payload_queue.hpp"
 #include "tests/support/core_harness.hpp"
+#include "tests/support/core_packets.hpp"
 
 namespace starling::gossip {
 namespace {
 
 using namespace std::chrono_literals;
 using test_support::core_cluster;
+using namespace test_support;
 
-const time_point t0 = time_point{} + std::chrono::hours{1};
 constexpr extension_kind routing_kind = 7;
-
-std::string addr(const std::string& name) { return name + ":7946"; }
-
-member_update alive(const std::string& name, std::uint64_t inc) {
-  return member_update{member_state::alive, name, addr(name), inc, {}, {}};
-}
-
-packet gossip_from(const std::string& sender, std::vector<member_update> updates,
-                   std::vector<extension_payload> extensions = {}) {
-  packet p;
-  p.kind = packet_kind::ack;
-  p.seq = 0;
-  p.sender = sender;
-  p.sender_address = addr(sender);
-  p.updates = std::move(updates);
-  p.extensions = std::move(extensions);
-  return p;
-}
-
-packet ping_from(const std::string& sender, std::uint32_t seq, const std::string& target) {
-  packet p;
-  p.kind = packet_kind::ping;
-  p.seq = seq;
-  p.sender = sender;
-  p.sender_address = addr(sender);
-  p.target = target;
-  return p;
-}
 
 swim_config quiet_config() {
   swim_config cfg;

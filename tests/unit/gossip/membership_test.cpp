@@ -11,20 +11,14 @@
 #include "gossip/errc.hpp"
 #include "gossip/membership.hpp"
 #include "tests/support/core_harness.hpp"
+#include "tests/support/core_packets.hpp"
 
 namespace starling::gossip {
 namespace {
 
 using namespace std::chrono_literals;
 using test_support::core_cluster;
-
-const time_point t0 = time_point{} + std::chrono::hours{1};
-
-std::string addr(const std::string& name) { return name + ":7946"; }
-
-member_update alive(const std::string& name, std::uint64_t inc, tag_map tags = {}) {
-  return member_update{member_state::alive, name, addr(name), inc, std::move(tags), {}};
-}
+using namespace test_support;
 
 member_update suspect(const std::string& name, std::uint64_t inc, const std::string& from) {
   return member_update{member_state::suspect, name, {}, inc, {}, from};
@@ -36,17 +30,6 @@ member_update dead(const std::string& name, std::uint64_t inc, const std::string
 
 member_update left(const std::string& name, std::uint64_t inc) {
   return member_update{member_state::left, name, {}, inc, {}, name};
-}
-
-/// A gossip-only packet (ack with seq 0) from `sender` carrying `updates`.
-packet gossip_from(const std::string& sender, std::vector<member_update> updates) {
-  packet p;
-  p.kind = packet_kind::ack;
-  p.seq = 0;
-  p.sender = sender;
-  p.sender_address = addr(sender);
-  p.updates = std::move(updates);
-  return p;
 }
 
 packet make(packet_kind kind, std::uint32_t seq, const std::string& sender,
