@@ -12,6 +12,7 @@
 
 #include "gossip.pb.h"
 #include "gossip/errc.hpp"
+#include "gossip/wire_scan.hpp"
 
 namespace starling::gossip {
 
@@ -98,36 +99,12 @@ caf::error malformed_wire(const char* what) {
   return make_error(errc::malformed, std::string{what} + " is not valid protobuf wire format");
 }
 
-/// Walks the fields of one message's bytes. For each length-delimited field, calls
-/// `visit(field_number, content)` (an error stops the walk); every other field is skipped.
-/// `what` names the message in errors (malformed).
+/// Walks the fields of one message's bytes (gossip/wire_scan.hpp); `what` names the message
+/// in errors (malformed).
 template <class Visit>
 caf::error walk_fields(std::string_view bytes, const char* what, Visit&& visit) {
-  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-    return malformed_wire(what);
-  google::protobuf::io::CodedInputStream in(reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                                            static_cast<int>(bytes.size()));
-  for (;;) {
-    const std::uint32_t tag = in.ReadTag();
-    if (tag == 0) // the end, or a tag that does not parse
-      return static_cast<std::size_t>(in.CurrentPosition()) == bytes.size() ? caf::error{}
-                                                                            : malformed_wire(what);
-    if (wire_format::GetTagWireType(tag) != wire_format::WIRETYPE_LENGTH_DELIMITED) {
-      if (!wire_format::SkipField(&in, tag))
-        return malformed_wire(what);
-      continue;
-    }
-    std::uint32_t length = 0;
-    if (!in.ReadVarint32(&length))
-      return malformed_wire(what);
-    const auto at = static_cast<std::size_t>(in.CurrentPosition());
-    if (length > bytes.size() - at)
-      return malformed_wire(what);
-    if (auto err = visit(wire_format::GetTagFieldNumber(tag), bytes.substr(at, length)))
-      return err;
-    if (!in.Skip(static_cast<int>(length)))
-      return malformed_wire(what);
-  }
+  return gossip::walk_fields(
+      bytes, [what] { return malformed_wire(what); }, std::forward<Visit>(visit));
 }
 
 /// Checks the number of tags of one encoded MemberUpdate; adds it to `total`.

@@ -82,6 +82,8 @@ struct split_weight {
   std::string version;
   /// Percent; the weights of a split sum to 100.
   std::uint32_t weight = 0;
+
+  friend bool operator==(const split_weight&, const split_weight&) = default;
 };
 
 /// A header-match route (A/B): requests whose `header` equals `value` go to `version`.
@@ -92,6 +94,8 @@ struct header_route {
   std::string header;
   std::string value;
   std::string version;
+
+  friend bool operator==(const header_route&, const header_route&) = default;
 };
 
 /// Per-service timeouts and retries. Zero means "not set" (the proxy's default).
@@ -106,6 +110,8 @@ struct resilience_policy {
   /// retryRatio), and always at least retry_min_per_second.
   std::uint32_t retry_budget_percent = 0;
   std::uint32_t retry_min_per_second = 0;
+
+  friend bool operator==(const resilience_policy&, const resilience_policy&) = default;
 };
 
 /// An authorization rule: which callers (SPIFFE ids, spiffe://<mesh>/svc/<service> or
@@ -116,6 +122,8 @@ struct authz_rule {
   /// Sorted, distinct SPIFFE ids.
   std::vector<std::string> from;
   bool allow = true;
+
+  friend bool operator==(const authz_rule&, const authz_rule&) = default;
 };
 
 /// Who signed a policy and when (as the routes view shows it).
@@ -125,6 +133,8 @@ struct policy_origin {
   /// Its hybrid logical clock stamp, wall milliseconds part (unix ms) and logical part.
   std::uint64_t wall_ms = 0;
   std::uint32_t logical = 0;
+
+  friend bool operator==(const policy_origin&, const policy_origin&) = default;
 };
 
 /// Mesh-wide policies of one service, each optional.

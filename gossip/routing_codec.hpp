@@ -1,0 +1,66 @@
+// Routing table records ⇄ protobuf bytes (proto/routing.proto). Counts are checked on the
+// wire before parsing (as decision 0017 does for push-pulls), so a stranger's bytes never
+// make the decoder allocate more than the limits allow; values are checked for their range
+// here and for their meaning by the table (check_owner_record, check_policy_record).
+// Adapter without I/O: part of the core library.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+#include "gossip/routing_table.hpp"
+#include "gossip/types.hpp"
+
+namespace starling::gossip {
+
+/// A piggybacked payload: fresh records.
+struct routing_payload {
+  std::vector<owner_record> owners;
+  std::vector<policy_record> policies;
+  friend bool operator==(const routing_payload&, const routing_payload&) = default;
+};
+
+/// A push-pull section: the sender's digest, and the records and chains it included.
+struct routing_section {
+  routing_digest digest;
+  std::vector<owner_record> owners;
+  std::vector<policy_record> policies;
+  std::vector<signer_chain> chains;
+  /// Not every record of the sender fitted.
+  bool partial = false;
+  friend bool operator==(const routing_section&, const routing_section&) = default;
+};
+
+/// What a decoder accepts at most. Defaults follow the table's limits.
+struct routing_codec_limits {
+  /// Bytes of the message.
+  std::size_t max_bytes = max_extension_section_bytes;
+  std::size_t max_owners = 65'536;
+  std::size_t max_policies = 4'096;
+  std::size_t max_chains = 65'536;
+  std::size_t max_certificates = 4;       ///< per chain
+  std::size_t max_certificate_bytes = 8'192;
+};
+
+/// Encodes a payload / a section.
+[[nodiscard]] std::string encode_routing(const routing_payload& p);
+[[nodiscard]] std::string encode_routing(const routing_section& s);
+
+/// Decodes a payload. Errors: routing_errc::malformed (not the message, counts over the
+/// limits, too large), invalid_record (a value out of its field's range).
+[[nodiscard]] caf::expected<routing_payload>
+decode_routing_payload(std::string_view bytes, const routing_codec_limits& limits = {});
+
+/// Decodes a section; errors as decode_routing_payload.
+[[nodiscard]] caf::expected<routing_section>
+decode_routing_section(std::string_view bytes, const routing_codec_limits& limits = {});
+
+/// The encoded size of `r` alone in a payload (what it costs a datagram).
+[[nodiscard]] std::size_t encoded_size(const owner_record& r);
+[[nodiscard]] std::size_t encoded_size(const policy_record& p);
+
+} // namespace starling::gossip

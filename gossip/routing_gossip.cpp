@@ -1,0 +1,254 @@
+#include "gossip/routing_gossip.hpp"
+
+#include <algorithm>
+#include <set>
+#include <utility>
+
+namespace starling::gossip {
+
+namespace {
+
+/// Unknown chains one section may make this node verify: bounds the cryptography a peer
+/// can cause per push-pull (a chain costs a path validation).
+constexpr std::size_t max_chains_learned_per_section = 256;
+
+/// Room kept in a section for its digest and framing.
+constexpr std::size_t section_overhead = 2048;
+
+template <class Record> routing_payload payload_of(const Record& r) {
+  routing_payload p;
+  if constexpr (std::is_same_v<Record, owner_record>)
+    p.owners.push_back(r);
+  else
+    p.policies.push_back(r);
+  return p;
+}
+
+std::string queue_key(const owner_record& r) {
+  return routing_table::key_of(r);
+}
+
+std::string queue_key(const policy_record& p) {
+  return routing_table::key_of(p.key);
+}
+
+} // namespace
+
+routing_gossip::routing_gossip(routing_table& table, std::size_t max_section_bytes)
+  : table_(table), max_section_bytes_(max_section_bytes) {
+}
+
+std::optional<routing_publication> routing_gossip::publication(const owner_record& r) {
+  auto bytes = encode_routing(payload_of(r));
+  if (bytes.size() > max_extension_payload_bytes) {
+    ++stats_.too_large_to_piggyback;
+    return std::nullopt;
+  }
+  return routing_publication{std::move(bytes), queue_key(r)};
+}
+
+std::optional<routing_publication> routing_gossip::publication(const policy_record& p) {
+  auto bytes = encode_routing(payload_of(p));
+  if (bytes.size() > max_extension_payload_bytes) {
+    ++stats_.too_large_to_piggyback;
+    return std::nullopt;
+  }
+  return routing_publication{std::move(bytes), queue_key(p)};
+}
+
+template <class Record>
+void routing_gossip::merge_one(const Record& r, std::uint64_t wall_ms, routing_gossip_result& out,
+                               bool& wants_chain) {
+  auto res = table_.merge(r, wall_ms);
+  if (res.outcome == merge_outcome::applied) {
+    ++out.applied;
+    if (auto pub = publication(r))
+      out.publish.push_back(std::move(*pub));
+  } else if (res.outcome == merge_outcome::pending) {
+    wants_chain = true;
+  }
+}
+
+routing_gossip_result routing_gossip::on_payload(std::string_view bytes, const std::string& sender,
+                                                 std::uint64_t wall_ms) {
+  ++stats_.payloads_in;
+  routing_gossip_result out;
+  routing_codec_limits limits;
+  limits.max_bytes = max_extension_payload_bytes;
+  auto payload = decode_routing_payload(bytes, limits);
+  if (!payload) {
+    ++stats_.payloads_malformed;
+    out.error = std::move(payload.error());
+    return out;
+  }
+  bool wants_chain = false;
+  for (const auto& r : payload->owners)
+    merge_one(r, wall_ms, out, wants_chain);
+  for (const auto& p : payload->policies)
+    merge_one(p, wall_ms, out, wants_chain);
+  if (wants_chain)
+    out.push_pull_with.push_back(sender);
+  return out;
+}
+
+std::string routing_gossip::make_section() {
+  routing_section s;
+  s.digest = table_.digest();
+  std::set<std::string> keys;
+  std::size_t used = section_overhead;
+  const auto room = [&](std::size_t n) {
+    if (used + n > max_section_bytes_)
+      return false;
+    used += n;
+    return true;
+  };
+  const auto add_chain = [&](const routing_seal& seal) {
+    if (seal.key_id.empty() || keys.contains(seal.key_id))
+      return true;
+    auto chain = table_.trust().chain_of(seal.key_id);
+    if (!chain)
+      return true; // nothing to hand on: the receiver asks someone else
+    std::size_t size = chain->key_id.size() + 16;
+    for (const auto& c : chain->certificates)
+      size += c.size() + 8;
+    if (!room(size))
+      return false;
+    keys.insert(seal.key_id);
+    s.chains.push_back(std::move(*chain));
+    return true;
+  };
+  // Policies first: few, and what a partial section should carry before anything else.
+  for (const auto& [_, p] : table_.policies()) {
+    if (!room(encoded_size(p)) || !add_chain(p.seal)) {
+      s.partial = true;
+      break;
+    }
+    s.policies.push_back(p);
+  }
+  if (!s.partial) {
+    for (const auto& [_, r] : table_.owners()) {
+      if (!room(encoded_size(r)) || !add_chain(r.seal)) {
+        s.partial = true;
+        break;
+      }
+      s.owners.push_back(r);
+    }
+  }
+  ++stats_.sections_out;
+  if (s.partial)
+    ++stats_.sections_partial;
+  return encode_routing(s);
+}
+
+routing_gossip_result routing_gossip::on_section(std::string_view bytes, const std::string& sender,
+                                                 std::uint64_t wall_ms) {
+  ++stats_.sections_in;
+  routing_gossip_result out;
+  routing_codec_limits limits;
+  limits.max_bytes = max_section_bytes_;
+  auto section = decode_routing_section(bytes, limits);
+  if (!section) {
+    ++stats_.sections_malformed;
+    out.error = std::move(section.error());
+    return out;
+  }
+  stats_.chains_in += section->chains.size();
+  // Learn only the chains this node needs and lacks: the signers of pending records and of
+  // the section's records, not yet known; at most max_chains_learned_per_section.
+  std::set<std::string> needed;
+  for (const auto& k : table_.wanted_keys())
+    needed.insert(k);
+  for (const auto& r : section->owners)
+    if (!r.seal.key_id.empty())
+      needed.insert(r.seal.key_id);
+  for (const auto& p : section->policies)
+    if (!p.seal.key_id.empty())
+      needed.insert(p.seal.key_id);
+  std::size_t learned = 0;
+  for (const auto& chain : section->chains) {
+    if (learned >= max_chains_learned_per_section)
+      break;
+    if (!needed.contains(chain.key_id) || table_.trust().chain_of(chain.key_id))
+      continue;
+    ++learned;
+    needed.erase(chain.key_id);
+    auto applied = table_.learn_chain(chain, wall_ms);
+    if (!applied)
+      continue; // counted by the table (chains_refused)
+    for (const auto& rec : *applied) {
+      ++out.applied;
+      auto pub = std::visit([&](const auto& r) { return publication(r); }, rec);
+      if (pub)
+        out.publish.push_back(std::move(*pub));
+    }
+  }
+  bool wants_chain = false;
+  for (const auto& p : section->policies)
+    merge_one(p, wall_ms, out, wants_chain);
+  for (const auto& r : section->owners)
+    merge_one(r, wall_ms, out, wants_chain);
+  // A section is where chains come from: asking the same sender again would not help.
+  static_cast<void>(sender);
+  return out;
+}
+
+// -- routing_extension -------------------------------------------------------------------------
+
+routing_extension::routing_extension(std::shared_ptr<routing_table> table, time_point epoch,
+                                     std::uint64_t wall_at_epoch_ms, payload_queue_config queue)
+  : table_(std::move(table)), gossip_(*table_), queue_(routing_extension_kind, queue),
+    epoch_(epoch), wall_at_epoch_ms_(wall_at_epoch_ms) {
+}
+
+std::uint64_t routing_extension::wall_ms(time_point now) const noexcept {
+  const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - epoch_).count();
+  if (since < 0)
+    return wall_at_epoch_ms_ > static_cast<std::uint64_t>(-since)
+               ? wall_at_epoch_ms_ - static_cast<std::uint64_t>(-since)
+               : 0;
+  return wall_at_epoch_ms_ + static_cast<std::uint64_t>(since);
+}
+
+void routing_extension::publish(const owner_record& r) {
+  if (auto pub = gossip_.publication(r))
+    static_cast<void>(queue_.push(std::move(pub->bytes), std::move(pub->key)));
+}
+
+void routing_extension::publish(const policy_record& p) {
+  if (auto pub = gossip_.publication(p))
+    static_cast<void>(queue_.push(std::move(pub->bytes), std::move(pub->key)));
+}
+
+extension_effects routing_extension::apply(routing_gossip_result res, time_point now) {
+  for (auto& pub : res.publish)
+    static_cast<void>(queue_.push(std::move(pub.bytes), std::move(pub.key)));
+  if (res.applied > 0 && on_change_)
+    on_change_(now);
+  extension_effects fx;
+  fx.push_pull_with = std::move(res.push_pull_with);
+  return fx;
+}
+
+std::vector<std::string> routing_extension::take_payloads(const piggyback_request& req) {
+  return queue_.take(req);
+}
+
+bool routing_extension::has_payloads() const {
+  return !queue_.empty();
+}
+
+extension_effects routing_extension::on_payload(std::string_view bytes, const std::string& sender,
+                                                time_point now) {
+  return apply(gossip_.on_payload(bytes, sender, wall_ms(now)), now);
+}
+
+std::optional<std::string> routing_extension::make_section(bool) {
+  return gossip_.make_section();
+}
+
+extension_effects routing_extension::on_section(std::string_view bytes, const std::string& sender,
+                                                bool, time_point now) {
+  return apply(gossip_.on_section(bytes, sender, wall_ms(now)), now);
+}
+
+} // namespace starling::gossip

@@ -1,0 +1,148 @@
+// How the routing table spreads: the glue between a routing_table and the membership core's
+// extension points (gossip/extension.hpp), without owning either the table's thread or the
+// payload queue. Fresh records are encoded one per payload and handed to the caller to
+// queue (each then rides N log n datagrams); a received record that changes the table is
+// handed on the same way (epidemic spread). Each push-pull carries a section with the
+// table's digest, its records and their signers' chains (as much as fits the section bound),
+// so two nodes converge in one exchange. A record whose signer's key is unknown waits, and
+// the sender (who had to know the key to accept it) is asked for a push-pull, whose section
+// brings the chain.
+//
+// Two owners: routing_extension (below) calls it directly from the membership core (the
+// simulator, tests); the agent's routing actor calls it with the bytes its relay extension
+// forwards from the membership actor. Pure: wall time is passed in.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gossip/extension.hpp"
+#include "gossip/payload_queue.hpp"
+#include "gossip/routing_codec.hpp"
+#include "gossip/routing_table.hpp"
+
+namespace starling::gossip {
+
+/// The extension kind of the routing table (docs/extending-gossip.md, "Kinds").
+inline constexpr extension_kind routing_extension_kind = 1;
+
+/// One payload to queue: its bytes and its queue key (a newer record of the same key
+/// replaces an older one still waiting).
+struct routing_publication {
+  std::string bytes;
+  std::string key;
+};
+
+/// What handling a peer's payload or section did.
+struct routing_gossip_result {
+  /// Records that changed the table (count).
+  std::size_t applied = 0;
+  /// Payloads to queue: the applied records, spread on.
+  std::vector<routing_publication> publish;
+  /// Members to push-pull with (they hold chains this node lacks).
+  std::vector<std::string> push_pull_with;
+  /// The bytes were refused as a whole (malformed); the records one by one are counted in
+  /// the table's stats.
+  caf::error error;
+};
+
+/// Counters of the spreading layer (the table counts record outcomes).
+struct routing_gossip_stats {
+  std::uint64_t payloads_in = 0;       ///< payloads handed to on_payload
+  std::uint64_t payloads_malformed = 0;
+  std::uint64_t sections_in = 0;       ///< sections handed to on_section
+  std::uint64_t sections_malformed = 0;
+  std::uint64_t sections_out = 0;
+  std::uint64_t sections_partial = 0;  ///< sections that did not hold the whole table
+  /// Records too large for one payload (over max_extension_payload_bytes): spread by
+  /// push-pull only.
+  std::uint64_t too_large_to_piggyback = 0;
+  std::uint64_t chains_in = 0;         ///< chains received in sections
+};
+
+/// Spreads one routing table. Single owner, like the table.
+class routing_gossip {
+public:
+  /// `table` must outlive this object. `max_section_bytes`: the bound a section keeps.
+  explicit routing_gossip(routing_table& table,
+                          std::size_t max_section_bytes = max_extension_section_bytes);
+
+  /// The payload that spreads `r` (nothing when too large for one payload: counted).
+  [[nodiscard]] std::optional<routing_publication> publication(const owner_record& r);
+  [[nodiscard]] std::optional<routing_publication> publication(const policy_record& p);
+
+  /// A peer's payload from `sender`, at wall time `wall_ms`.
+  [[nodiscard]] routing_gossip_result on_payload(std::string_view bytes, const std::string& sender,
+                                                 std::uint64_t wall_ms);
+
+  /// This node's push-pull section.
+  [[nodiscard]] std::string make_section();
+
+  /// A peer's push-pull section from `sender`: chains learned first, then records merged.
+  [[nodiscard]] routing_gossip_result on_section(std::string_view bytes, const std::string& sender,
+                                                 std::uint64_t wall_ms);
+
+  [[nodiscard]] const routing_gossip_stats& stats() const noexcept { return stats_; }
+  [[nodiscard]] routing_table& table() noexcept { return table_; }
+
+private:
+  template <class Record> void merge_one(const Record& r, std::uint64_t wall_ms,
+                                         routing_gossip_result& out, bool& wants_chain);
+
+  routing_table& table_;
+  std::size_t max_section_bytes_;
+  routing_gossip_stats stats_;
+};
+
+/// The routing table as a membership extension in one thread: the simulator's and the
+/// tests' way to run it (the agent splits it across two actors instead). Wall time is the
+/// core's time shifted by a fixed offset, so simulated nodes can have skewed clocks.
+class routing_extension final : public extension {
+public:
+  /// Called after each input that changed the table (the simulator measures spread).
+  using change_fn = std::function<void(time_point now)>;
+
+  /// Runs `table`'s spreading; wall time at core time `now` is
+  /// `wall_at_epoch_ms + (now - epoch)` in milliseconds.
+  routing_extension(std::shared_ptr<routing_table> table, time_point epoch,
+                    std::uint64_t wall_at_epoch_ms, payload_queue_config queue = {});
+
+  /// Wall time (unix ms) at core time `now`.
+  [[nodiscard]] std::uint64_t wall_ms(time_point now) const noexcept;
+
+  /// Queues a record this node wrote (or learned elsewhere) for spreading.
+  void publish(const owner_record& r);
+  void publish(const policy_record& p);
+
+  void on_change(change_fn fn) { on_change_ = std::move(fn); }
+
+  [[nodiscard]] routing_table& table() noexcept { return *table_; }
+  [[nodiscard]] routing_gossip& spreader() noexcept { return gossip_; }
+  [[nodiscard]] const payload_queue& queue() const noexcept { return queue_; }
+
+  [[nodiscard]] std::vector<std::string> take_payloads(const piggyback_request& req) override;
+  [[nodiscard]] bool has_payloads() const override;
+  [[nodiscard]] extension_effects on_payload(std::string_view bytes, const std::string& sender,
+                                             time_point now) override;
+  [[nodiscard]] std::optional<std::string> make_section(bool join) override;
+  [[nodiscard]] extension_effects on_section(std::string_view bytes, const std::string& sender,
+                                             bool join, time_point now) override;
+
+private:
+  extension_effects apply(routing_gossip_result res, time_point now);
+
+  std::shared_ptr<routing_table> table_;
+  routing_gossip gossip_;
+  payload_queue queue_;
+  time_point epoch_;
+  std::uint64_t wall_at_epoch_ms_;
+  change_fn on_change_;
+};
+
+} // namespace starling::gossip
