@@ -27,10 +27,19 @@ bool is_valid_context(std::string_view context) noexcept {
   return !context.empty() && context.find('\0') == std::string_view::npos;
 }
 
+/// EVP_DigestSignUpdate as a function (a macro in some OpenSSL versions).
+int sign_update(EVP_MD_CTX* ctx, const void* data, std::size_t size) {
+  return EVP_DigestSignUpdate(ctx, data, size);
+}
+
+/// EVP_DigestVerifyUpdate as a function (a macro in some OpenSSL versions).
+int verify_update(EVP_MD_CTX* ctx, const void* data, std::size_t size) {
+  return EVP_DigestVerifyUpdate(ctx, data, size);
+}
+
 /// Feeds `context || 0 || bytes` to a digest-sign or digest-verify context.
-template <class Update>
-bool feed(Update update, EVP_MD_CTX* ctx, std::string_view context,
-          std::span<const std::uint8_t> bytes) {
+bool feed(int (*update)(EVP_MD_CTX*, const void*, std::size_t), EVP_MD_CTX* ctx,
+          std::string_view context, std::span<const std::uint8_t> bytes) {
   return update(ctx, context.data(), context.size()) == 1 &&
          update(ctx, &context_separator, 1) == 1 && update(ctx, bytes.data(), bytes.size()) == 1;
 }
@@ -41,9 +50,7 @@ bool signature_verifies(EVP_PKEY* key, std::string_view context,
   md_ctx_ptr ctx{EVP_MD_CTX_new()};
   const bool ok = key != nullptr && ctx &&
                   EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key) == 1 &&
-                  feed([](EVP_MD_CTX* c, const void* d,
-                          std::size_t n) { return EVP_DigestVerifyUpdate(c, d, n); },
-                       ctx.get(), context, bytes) &&
+                  feed(verify_update, ctx.get(), context, bytes) &&
                   EVP_DigestVerifyFinal(ctx.get(), sig.data(), sig.size()) == 1;
   ERR_clear_error(); // a bad signature leaves an entry; it is not an OpenSSL failure
   return ok;
@@ -112,9 +119,7 @@ caf::expected<routing_signature> sign_routing(const private_key& key, std::strin
   md_ctx_ptr ctx{EVP_MD_CTX_new()};
   std::size_t len = 0;
   if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.native()) != 1 ||
-      !feed(
-          [](EVP_MD_CTX* c, const void* d, std::size_t n) { return EVP_DigestSignUpdate(c, d, n); },
-          ctx.get(), context, bytes) ||
+      !feed(sign_update, ctx.get(), context, bytes) ||
       EVP_DigestSignFinal(ctx.get(), nullptr, &len) != 1)
     return make_openssl_error(errc::crypto_failure, what);
   routing_signature out{*key_id, std::vector<std::uint8_t>(len)};
