@@ -77,6 +77,8 @@ const char* name_of(errc x) noexcept {
     return "stale_statement";
   case errc::wrong_receiver:
     return "wrong_receiver";
+  case errc::routing_unknown_key:
+    return "routing_unknown_key";
   }
   return nullptr;
 }

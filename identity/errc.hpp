@@ -52,6 +52,8 @@ enum class errc : std::uint8_t {
   stale_statement, ///< a signed issuer action too old or for another member (replayed)
   // -- gossip keyring, continued ----------------------------------------------------------
   wrong_receiver, ///< a sealed datagram bound to another receiver (replayed to another member)
+  // -- routing table signatures (identity/routing_keys.hpp) ---------------------------------
+  routing_unknown_key, ///< a routing record signed by a key this node has not learned yet
 };
 
 /// The CAF error category of this module.

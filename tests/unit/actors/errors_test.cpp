@@ -16,7 +16,7 @@ namespace starling {
 namespace {
 
 TEST(error_registry, every_code_of_every_module_renders_with_its_name) {
-  for (int c = 1; c <= static_cast<int>(identity::errc::wrong_receiver); ++c) {
+  for (int c = 1; c <= static_cast<int>(identity::errc::routing_unknown_key); ++c) {
     auto x = static_cast<identity::errc>(c);
     EXPECT_EQ(wire::render_error(identity::make_error(x, "ctx")),
               std::string{"identity."} + identity::to_string(x) + ": ctx");
