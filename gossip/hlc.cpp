@@ -35,11 +35,11 @@ caf::error hybrid_clock::check(hlc_stamp remote, std::uint64_t wall_ms) const {
                          ? std::numeric_limits<std::uint64_t>::max()
                          : wall_ms + skew;
   if (remote.wall_ms > limit)
-    return make_error(routing_errc::clock_skew,
-                      "stamp " + to_string(remote) + " is " +
-                          std::to_string(remote.wall_ms - wall_ms) +
-                          " ms ahead of this node's clock (at most " +
-                          std::to_string(max_skew_.count()) + " ms allowed)");
+    return make_error(routing_errc::clock_skew, "stamp " + to_string(remote) + " is " +
+                                                    std::to_string(remote.wall_ms - wall_ms) +
+                                                    " ms ahead of this node's clock (at most " +
+                                                    std::to_string(max_skew_.count()) +
+                                                    " ms allowed)");
   return {};
 }
 

@@ -38,7 +38,7 @@ class hybrid_clock {
 public:
   /// `max_skew`: received stamps more than this ahead of the wall clock are refused.
   explicit hybrid_clock(std::chrono::milliseconds max_skew = default_max_clock_skew) noexcept
-    : max_skew_(max_skew) {}
+      : max_skew_(max_skew) {}
 
   /// A stamp for a local event (a write) at wall time `wall_ms`: greater than every stamp
   /// this clock made or observed before.

@@ -67,9 +67,7 @@ void to_proto(const routing_seal& s, starling::v1::RoutingSeal& out) {
   out.set_signature(s.signature);
 }
 
-routing_seal from_proto(const starling::v1::RoutingSeal& s) {
-  return {s.key_id(), s.signature()};
-}
+routing_seal from_proto(const starling::v1::RoutingSeal& s) { return {s.key_id(), s.signature()}; }
 
 void to_proto(const owner_record& r, starling::v1::OwnerRecord& out) {
   out.set_owner(r.owner);
@@ -191,8 +189,8 @@ caf::expected<policy_record> from_proto(const starling::v1::PolicyRecord& m) {
       break;
     }
     case policy_kind::authz:
-      p.value = authz_rule{m.authz().name(), {m.authz().from().begin(), m.authz().from().end()},
-                           m.authz().allow()};
+      p.value = authz_rule{
+          m.authz().name(), {m.authz().from().begin(), m.authz().from().end()}, m.authz().allow()};
       break;
     }
   }

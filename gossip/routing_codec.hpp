@@ -42,7 +42,7 @@ struct routing_codec_limits {
   std::size_t max_owners = 65'536;
   std::size_t max_policies = 4'096;
   std::size_t max_chains = 65'536;
-  std::size_t max_certificates = 4;       ///< per chain
+  std::size_t max_certificates = 4; ///< per chain
   std::size_t max_certificate_bytes = 8'192;
 };
 

@@ -41,9 +41,10 @@ const char* name_of(routing_errc x) noexcept {
 }
 
 /// This category's names in the one renderer (docs/decisions/0015).
-const bool registered = wire::register_error_category(
-    routing_errc_category,
-    [](std::uint8_t code) noexcept { return name_of(static_cast<routing_errc>(code)); });
+const bool registered =
+    wire::register_error_category(routing_errc_category, [](std::uint8_t code) noexcept {
+      return name_of(static_cast<routing_errc>(code));
+    });
 
 } // namespace
 

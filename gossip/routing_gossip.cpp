@@ -24,19 +24,14 @@ template <class Record> routing_payload payload_of(const Record& r) {
   return p;
 }
 
-std::string queue_key(const owner_record& r) {
-  return routing_table::key_of(r);
-}
+std::string queue_key(const owner_record& r) { return routing_table::key_of(r); }
 
-std::string queue_key(const policy_record& p) {
-  return routing_table::key_of(p.key);
-}
+std::string queue_key(const policy_record& p) { return routing_table::key_of(p.key); }
 
 } // namespace
 
 routing_gossip::routing_gossip(routing_table& table, std::size_t max_section_bytes)
-  : table_(table), max_section_bytes_(max_section_bytes) {
-}
+    : table_(table), max_section_bytes_(max_section_bytes) {}
 
 std::optional<routing_publication> routing_gossip::publication(const owner_record& r) {
   auto bytes = encode_routing(payload_of(r));
@@ -196,9 +191,8 @@ routing_gossip_result routing_gossip::on_section(std::string_view bytes, const s
 
 routing_extension::routing_extension(std::shared_ptr<routing_table> table, time_point epoch,
                                      std::uint64_t wall_at_epoch_ms, payload_queue_config queue)
-  : table_(std::move(table)), gossip_(*table_), queue_(routing_extension_kind, queue),
-    epoch_(epoch), wall_at_epoch_ms_(wall_at_epoch_ms) {
-}
+    : table_(std::move(table)), gossip_(*table_), queue_(routing_extension_kind, queue),
+      epoch_(epoch), wall_at_epoch_ms_(wall_at_epoch_ms) {}
 
 std::uint64_t routing_extension::wall_ms(time_point now) const noexcept {
   const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - epoch_).count();
@@ -233,18 +227,14 @@ std::vector<std::string> routing_extension::take_payloads(const piggyback_reques
   return queue_.take(req);
 }
 
-bool routing_extension::has_payloads() const {
-  return !queue_.empty();
-}
+bool routing_extension::has_payloads() const { return !queue_.empty(); }
 
 extension_effects routing_extension::on_payload(std::string_view bytes, const std::string& sender,
                                                 time_point now) {
   return apply(gossip_.on_payload(bytes, sender, wall_ms(now)), now);
 }
 
-std::optional<std::string> routing_extension::make_section(bool) {
-  return gossip_.make_section();
-}
+std::optional<std::string> routing_extension::make_section(bool) { return gossip_.make_section(); }
 
 extension_effects routing_extension::on_section(std::string_view bytes, const std::string& sender,
                                                 bool, time_point now) {

@@ -54,16 +54,16 @@ struct routing_gossip_result {
 
 /// Counters of the spreading layer (the table counts record outcomes).
 struct routing_gossip_stats {
-  std::uint64_t payloads_in = 0;       ///< payloads handed to on_payload
+  std::uint64_t payloads_in = 0; ///< payloads handed to on_payload
   std::uint64_t payloads_malformed = 0;
-  std::uint64_t sections_in = 0;       ///< sections handed to on_section
+  std::uint64_t sections_in = 0; ///< sections handed to on_section
   std::uint64_t sections_malformed = 0;
   std::uint64_t sections_out = 0;
-  std::uint64_t sections_partial = 0;  ///< sections that did not hold the whole table
+  std::uint64_t sections_partial = 0; ///< sections that did not hold the whole table
   /// Records too large for one payload (over max_extension_payload_bytes): spread by
   /// push-pull only.
   std::uint64_t too_large_to_piggyback = 0;
-  std::uint64_t chains_in = 0;         ///< chains received in sections
+  std::uint64_t chains_in = 0; ///< chains received in sections
 };
 
 /// Spreads one routing table. Single owner, like the table.
@@ -92,8 +92,9 @@ public:
   [[nodiscard]] routing_table& table() noexcept { return table_; }
 
 private:
-  template <class Record> void merge_one(const Record& r, std::uint64_t wall_ms,
-                                         routing_gossip_result& out, bool& wants_chain);
+  template <class Record>
+  void merge_one(const Record& r, std::uint64_t wall_ms, routing_gossip_result& out,
+                 bool& wants_chain);
 
   routing_table& table_;
   std::size_t max_section_bytes_;

@@ -57,8 +57,8 @@ bool is_token(std::string_view s, std::size_t max, bool may_be_empty = false) no
   if (s.size() > max)
     return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
   });
 }
 
@@ -97,8 +97,8 @@ bool is_ipv6(std::string_view s) noexcept {
   if (s.size() < 2 || s.size() > 45 || std::count(s.begin(), s.end(), ':') < 2)
     return false;
   return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
-           c == ':' || c == '.';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' ||
+           c == '.';
   });
 }
 
@@ -195,9 +195,9 @@ caf::error check_policy_record(const policy_record& p) {
       k.kind != policy_kind::resilience && k.kind != policy_kind::authz)
     return invalid("policy of unknown kind " + std::to_string(static_cast<int>(k.kind)));
   if (named ? !is_token(k.name, 64) : !k.name.empty())
-    return invalid(std::string{to_string(k.kind)} + " policy of " + k.service +
-                   (named ? ": a rule name of 1 to 64 of [A-Za-z0-9._-] is needed"
-                          : ": takes no rule name"));
+    return invalid(
+        std::string{to_string(k.kind)} + " policy of " + k.service +
+        (named ? ": a rule name of 1 to 64 of [A-Za-z0-9._-] is needed" : ": takes no rule name"));
   if (!is_node_name(p.writer))
     return invalid("policy writer: 1 to 128 printable characters without '/'");
   if (p.deleted != std::holds_alternative<std::monostate>(p.value))
@@ -249,8 +249,7 @@ caf::error check_policy_record(const policy_record& p) {
       return bad_policy("header name: 1 to " + std::to_string(max_header_bytes) +
                         " lowercase letters, digits, '-' or '_'");
     if (r.value.size() > max_header_bytes ||
-        !std::all_of(r.value.begin(), r.value.end(),
-                     [](char c) { return c >= ' ' && c < 0x7f; }))
+        !std::all_of(r.value.begin(), r.value.end(), [](char c) { return c >= ' ' && c < 0x7f; }))
       return bad_policy("header value: at most " + std::to_string(max_header_bytes) +
                         " printable characters");
     if (!is_token(r.version, 32))
@@ -429,9 +428,7 @@ std::uint32_t routing_table::range_of(std::string_view key) noexcept {
   return static_cast<std::uint32_t>(hash64(key) % digest_ranges);
 }
 
-std::string routing_table::key_of(const owner_record& r) {
-  return "n/" + r.owner;
-}
+std::string routing_table::key_of(const owner_record& r) { return "n/" + r.owner; }
 
 std::string routing_table::key_of(const policy_key& k) {
   return "p/" + std::string{to_string(k.kind)} + "/" + k.service + "/" + k.name;
@@ -446,7 +443,7 @@ std::uint64_t routing_table::hash_of(const policy_record& p) {
 }
 
 routing_table::routing_table(routing_config cfg, std::shared_ptr<routing_trust> trust)
-  : cfg_(std::move(cfg)), trust_(std::move(trust)), clock_(cfg_.max_clock_skew) {
+    : cfg_(std::move(cfg)), trust_(std::move(trust)), clock_(cfg_.max_clock_skew) {
   if (!trust_)
     trust_ = std::make_shared<open_routing_trust>();
 }
@@ -462,9 +459,9 @@ merge_result routing_table::hold_pending(any_record rec) {
   const auto& seal = std::visit([](const auto& r) -> const routing_seal& { return r.seal; }, rec);
   if (pending_count_ >= cfg_.max_pending) {
     ++stats_.pending_dropped;
-    return refuse(make_error(routing_errc::unknown_key,
-                             "signed by an unknown key, and " + std::to_string(cfg_.max_pending) +
-                                 " records already wait for chains"));
+    return refuse(make_error(routing_errc::unknown_key, "signed by an unknown key, and " +
+                                                            std::to_string(cfg_.max_pending) +
+                                                            " records already wait for chains"));
   }
   auto& list = pending_[seal.key_id];
   // The same record twice waits once.
@@ -492,9 +489,9 @@ merge_result routing_table::merge(const owner_record& r, std::uint64_t wall_ms) 
   if (auto err = clock_.check(r.stamp, wall_ms))
     return refuse(std::move(err));
   if (is_older_than(r.stamp, cfg_.record_ttl, wall_ms))
-    return refuse(make_error(routing_errc::expired,
-                             "instances of " + r.owner + " written " + to_string(r.stamp) +
-                                 ", older than the record ttl"));
+    return refuse(make_error(routing_errc::expired, "instances of " + r.owner + " written " +
+                                                        to_string(r.stamp) +
+                                                        ", older than the record ttl"));
   auto held = owners_.find(r.owner);
   if (held != owners_.end()) {
     if (held->second == r) {
@@ -517,8 +514,8 @@ merge_result routing_table::merge(const owner_record& r, std::uint64_t wall_ms) 
     return refuse(std::move(signer.error()));
   }
   if (trust_->requires_signatures() && signer->node != r.owner)
-    return refuse(make_error(routing_errc::not_owner, "instances of " + r.owner +
-                                                          " signed by the key of " + signer->node));
+    return refuse(make_error(routing_errc::not_owner,
+                             "instances of " + r.owner + " signed by the key of " + signer->node));
   static_cast<void>(clock_.observe(r.stamp, wall_ms));
   if (r.owner == cfg_.self)
     own_version_floor_ = std::max(own_version_floor_, r.version);
@@ -533,8 +530,8 @@ merge_result routing_table::merge(const policy_record& p, std::uint64_t wall_ms)
   if (auto err = clock_.check(p.stamp, wall_ms))
     return refuse(std::move(err));
   if (p.deleted && is_older_than(p.stamp, cfg_.tombstone_ttl, wall_ms))
-    return refuse(make_error(routing_errc::expired, "a delete of " + key_of(p.key) +
-                                                        " older than the tombstone ttl"));
+    return refuse(make_error(routing_errc::expired,
+                             "a delete of " + key_of(p.key) + " older than the tombstone ttl"));
   auto held = policies_.find(p.key);
   if (held != policies_.end()) {
     const auto& h = held->second;
@@ -560,13 +557,13 @@ merge_result routing_table::merge(const policy_record& p, std::uint64_t wall_ms)
   if (trust_->requires_signatures()) {
     if (!signer->issuer)
       return refuse(make_error(routing_errc::not_authorized,
-                               "a " + std::string{to_string(p.key.kind)} + " of " +
-                                   p.key.service + " signed by " + signer->node +
+                               "a " + std::string{to_string(p.key.kind)} + " of " + p.key.service +
+                                   " signed by " + signer->node +
                                    ", whose key has no issuer authority"));
     if (signer->node != p.writer)
-      return refuse(make_error(routing_errc::not_authorized,
-                               "a policy that names " + p.writer + " as writer, signed by " +
-                                   signer->node));
+      return refuse(
+          make_error(routing_errc::not_authorized,
+                     "a policy that names " + p.writer + " as writer, signed by " + signer->node));
   }
   static_cast<void>(clock_.observe(p.stamp, wall_ms));
   put(p);
@@ -645,9 +642,9 @@ void routing_table::put(policy_record p) {
   policies_.emplace(std::move(k), std::move(p));
 }
 
-caf::expected<owner_record> routing_table::set_instances(std::vector<service_registration> instances,
-                                                         std::uint64_t wall_ms,
-                                                         routing_sealer& sealer) {
+caf::expected<owner_record>
+routing_table::set_instances(std::vector<service_registration> instances, std::uint64_t wall_ms,
+                             routing_sealer& sealer) {
   for (auto& i : instances) {
     if (i.id.empty())
       i.id = i.service;
@@ -867,9 +864,9 @@ routing_table::summaries(const std::vector<std::uint32_t>& ranges) const {
   return out;
 }
 
-routing_table::range_records
-routing_table::records_for(const std::vector<std::uint32_t>& ranges,
-                           const std::vector<entry_summary>& theirs, std::size_t max_bytes) const {
+routing_table::range_records routing_table::records_for(const std::vector<std::uint32_t>& ranges,
+                                                        const std::vector<entry_summary>& theirs,
+                                                        std::size_t max_bytes) const {
   std::vector<bool> want(digest_ranges, false);
   for (auto r : ranges)
     if (r < digest_ranges)

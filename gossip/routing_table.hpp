@@ -116,9 +116,8 @@ struct policy_key {
 };
 
 /// The value of a policy: none for a tombstone, else the kind's.
-using policy_value =
-    std::variant<std::monostate, std::vector<split_weight>, header_route, resilience_policy,
-                 authz_rule>;
+using policy_value = std::variant<std::monostate, std::vector<split_weight>, header_route,
+                                  resilience_policy, authz_rule>;
 
 /// One write of a policy register.
 struct policy_record {
@@ -196,9 +195,10 @@ public:
   /// Who signed `bytes` under `ctx` with `seal`, at wall time `wall_ms`. Errors:
   /// routing_errc::unknown_key when the key is not learned yet (the table keeps the
   /// record pending and asks for the chain), bad_signature (forged, revoked, expired).
-  [[nodiscard]] virtual caf::expected<routing_signer>
-  verify(routing_context ctx, std::string_view bytes, const routing_seal& seal,
-         std::uint64_t wall_ms) = 0;
+  [[nodiscard]] virtual caf::expected<routing_signer> verify(routing_context ctx,
+                                                             std::string_view bytes,
+                                                             const routing_seal& seal,
+                                                             std::uint64_t wall_ms) = 0;
 
   /// Learns a signer's chain (verified against the trust bundle). Errors: the chain's.
   [[nodiscard]] virtual caf::expected<routing_signer> learn(const signer_chain& chain,
@@ -224,10 +224,8 @@ class open_routing_trust final : public routing_trust {
 public:
   [[nodiscard]] bool requires_signatures() const override { return false; }
   [[nodiscard]] caf::expected<routing_signer> verify(routing_context, std::string_view,
-                                                     const routing_seal&,
-                                                     std::uint64_t) override;
-  [[nodiscard]] caf::expected<routing_signer> learn(const signer_chain&,
-                                                    std::uint64_t) override;
+                                                     const routing_seal&, std::uint64_t) override;
+  [[nodiscard]] caf::expected<routing_signer> learn(const signer_chain&, std::uint64_t) override;
   [[nodiscard]] std::optional<signer_chain> chain_of(std::string_view) const override {
     return std::nullopt;
   }
@@ -291,10 +289,10 @@ struct entry_summary {
 
 /// Counters of a routing table.
 struct routing_table_stats {
-  std::uint64_t applied = 0;    ///< records that changed the table
-  std::uint64_t duplicates = 0; ///< records already held
-  std::uint64_t stale = 0;      ///< older records, losing concurrent writes
-  std::uint64_t pending = 0;    ///< records held for a key's chain
+  std::uint64_t applied = 0;         ///< records that changed the table
+  std::uint64_t duplicates = 0;      ///< records already held
+  std::uint64_t stale = 0;           ///< older records, losing concurrent writes
+  std::uint64_t pending = 0;         ///< records held for a key's chain
   std::uint64_t pending_dropped = 0; ///< pending records dropped (bound, or chain refused)
   /// Refusals by routing_errc code (index = code; 0 unused).
   std::array<std::uint64_t, 16> refused{};
@@ -361,9 +359,8 @@ public:
   /// route naming a version that no instance of the service has is refused
   /// (invalid_policy), and so is deleting a policy that does not exist. Errors: those,
   /// the sealer's (no_authority on a node that is not an issuer).
-  [[nodiscard]] caf::expected<policy_record> set_policy(policy_key key, policy_value value,
-                                                        std::uint64_t wall_ms,
-                                                        routing_sealer& sealer);
+  [[nodiscard]] caf::expected<policy_record>
+  set_policy(policy_key key, policy_value value, std::uint64_t wall_ms, routing_sealer& sealer);
 
   /// Drops owner records older than record_ttl and tombstones older than tombstone_ttl.
   /// Returns how many entries it dropped.
@@ -395,7 +392,8 @@ public:
   /// The ranges where `other` differs from this table's digest.
   [[nodiscard]] std::vector<std::uint32_t> differing_ranges(const routing_digest& other) const;
   /// The summaries of this table's entries in `ranges`.
-  [[nodiscard]] std::vector<entry_summary> summaries(const std::vector<std::uint32_t>& ranges) const;
+  [[nodiscard]] std::vector<entry_summary>
+  summaries(const std::vector<std::uint32_t>& ranges) const;
   /// The records of `ranges` that a peer holding `theirs` (its summaries of those ranges)
   /// lacks or holds differently, at most `max_bytes` of encoded size estimate.
   struct range_records {

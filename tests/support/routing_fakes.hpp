@@ -49,7 +49,7 @@ inline signer_chain fake_chain(std::string_view node, bool issuer = false) {
 class fake_trust final : public routing_trust {
 public:
   explicit fake_trust(bool knows_everyone = false, std::set<std::string> issuers = {})
-    : knows_everyone_(knows_everyone), issuers_(std::move(issuers)) {}
+      : knows_everyone_(knows_everyone), issuers_(std::move(issuers)) {}
 
   bool requires_signatures() const override { return true; }
 
@@ -110,7 +110,7 @@ private:
 class fake_sealer final : public routing_sealer {
 public:
   explicit fake_sealer(std::string node, bool issuer = false)
-    : node_(std::move(node)), issuer_(issuer) {}
+      : node_(std::move(node)), issuer_(issuer) {}
 
   caf::expected<routing_seal> seal(routing_context ctx, std::string_view bytes) override {
     if (ctx == routing_context::policy && !issuer_ && !sign_anything)

@@ -1,12 +1,11 @@
 // The hybrid logical clock (gossip/hlc.hpp): monotonic whatever the wall clock does, causal
 // across nodes with skewed clocks, and refusing stamps too far ahead.
-#include "gossip/hlc.hpp"
-
 #include <limits>
 #include <random>
 
 #include <gtest/gtest.h>
 
+#include "gossip/hlc.hpp"
 #include "gossip/routing_errc.hpp"
 
 namespace starling::gossip {

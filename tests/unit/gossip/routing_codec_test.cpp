@@ -1,11 +1,10 @@
 // The routing wire codec (gossip/routing_codec.hpp): round trips, and refusals of bad bytes
 // before they cost allocations.
-#include "gossip/routing_codec.hpp"
-
 #include <random>
 
 #include <gtest/gtest.h>
 
+#include "gossip/routing_codec.hpp"
 #include "routing.pb.h"
 #include "tests/support/routing_fakes.hpp"
 

@@ -1,14 +1,13 @@
 // The routing table CRDT (gossip/routing_table.hpp): the merge laws over many seeds, who may
 // write what (signatures through the fake trust of tests/support/routing_fakes.hpp), clock
 // skew, ages and bounds, and the snapshot readers get.
-#include "gossip/routing_table.hpp"
-
 #include <algorithm>
 #include <random>
 #include <variant>
 
 #include <gtest/gtest.h>
 
+#include "gossip/routing_table.hpp"
 #include "tests/support/routing_fakes.hpp"
 
 namespace starling::gossip {
@@ -65,8 +64,8 @@ owner_record signed_owner(std::string owner, std::uint64_t version,
   return r;
 }
 
-policy_record signed_policy(policy_key key, policy_value value, hlc_stamp stamp,
-                            std::string writer, std::string signer = {}) {
+policy_record signed_policy(policy_key key, policy_value value, hlc_stamp stamp, std::string writer,
+                            std::string signer = {}) {
   policy_record p;
   p.key = std::move(key);
   p.deleted = std::holds_alternative<std::monostate>(value);
@@ -78,9 +77,7 @@ policy_record signed_policy(policy_key key, policy_value value, hlc_stamp stamp,
   return p;
 }
 
-policy_value split(std::vector<split_weight> w) {
-  return policy_value{std::move(w)};
-}
+policy_value split(std::vector<split_weight> w) { return policy_value{std::move(w)}; }
 
 using any_record = std::variant<owner_record, policy_record>;
 
@@ -99,8 +96,8 @@ std::vector<any_record> random_pool(std::uint64_t seed, std::size_t n) {
       for (std::size_t j = pick(3); j > 0; --j) {
         auto svc = services[pick(services.size())];
         if (used.insert(svc).second)
-          inst.push_back(instance(svc, pick(2) ? "v1" : "v2",
-                                  static_cast<std::uint16_t>(1000 + pick(5))));
+          inst.push_back(
+              instance(svc, pick(2) ? "v1" : "v2", static_cast<std::uint16_t>(1000 + pick(5))));
       }
       out.emplace_back(signed_owner(owners[pick(owners.size())], 1 + pick(4), std::move(inst),
                                     {t0 + pick(3), static_cast<std::uint32_t>(pick(2))}));
@@ -262,7 +259,10 @@ TEST(routing_table_owner, malformed_registrations_are_refused_with_the_field_nam
       {"protocol", [](auto& r) { r.protocol = static_cast<service_protocol>(7); }},
       {"tag", [](auto& r) { r.tags = {std::string(65, 't')}; }},
       {"tags", [](auto& r) { r.tags = std::vector<std::string>(17, "t"); }},
-      {"sorted", [](auto& r) { r.tags = {"b", "a"}; }},
+      {"sorted",
+       [](auto& r) {
+         r.tags = {"b", "a"};
+       }},
       {"version", [](auto& r) { r.version = "v 1"; }},
       {"weight", [](auto& r) { r.weight = 0; }},
       {"weight", [](auto& r) { r.weight = 1001; }},
@@ -442,11 +442,11 @@ TEST(routing_table_policy, bad_splits_and_routes_are_refused) {
   EXPECT_TRUE(is(unknown_version.error(), routing_errc::invalid_policy));
   EXPECT_NE(to_string(unknown_version.error()).find("v3"), std::string::npos);
   policy_key route{policy_kind::route, "web", "beta"};
-  auto bad_route = t.set_policy(route, header_route{"beta", "x-user-group", "beta", "v9"}, t0,
-                                issuer);
+  auto bad_route =
+      t.set_policy(route, header_route{"beta", "x-user-group", "beta", "v9"}, t0, issuer);
   EXPECT_TRUE(is(bad_route.error(), routing_errc::invalid_policy));
-  auto ok_route = t.set_policy(route, header_route{"beta", "x-user-group", "beta", "v2"}, t0,
-                               issuer);
+  auto ok_route =
+      t.set_policy(route, header_route{"beta", "x-user-group", "beta", "v2"}, t0, issuer);
   ASSERT_TRUE(ok_route) << to_string(ok_route.error());
   auto ok = t.set_policy(web_split, split({{"v2", 10}, {"v1", 90}}), t0, issuer);
   ASSERT_TRUE(ok) << to_string(ok.error());
@@ -521,9 +521,9 @@ TEST(routing_table_clock, a_node_five_minutes_behind_still_writes_after_what_it_
   auto i2 = make_table("i2");
   fake_sealer s1("i1", true), s2("i2", true);
   for (auto* t : {&i1, &i2})
-    ASSERT_EQ(t->merge(signed_owner("a", 1, {instance("web", "v1"), instance("web2", "v2")}), t0)
-                  .outcome,
-              merge_outcome::applied);
+    ASSERT_EQ(
+        t->merge(signed_owner("a", 1, {instance("web", "v1"), instance("web2", "v2")}), t0).outcome,
+        merge_outcome::applied);
   auto first = i1.set_policy({policy_kind::resilience, "web", ""},
                              resilience_policy{1000, 0, 1, 20, 10}, t0, s1);
   ASSERT_TRUE(first);

@@ -1,0 +1,235 @@
+// Spreading the routing table (gossip/routing_gossip.hpp) over real membership cores in
+// memory (tests/support/core_harness.hpp): piggybacked records reach every node, a push-pull
+// converges two tables in one exchange and brings the chains of unknown signers, a partition
+// heals to identical tables, and forged records stop at the first node.
+#include <gtest/gtest.h>
+
+#include "gossip/codec.hpp"
+#include "gossip/routing_gossip.hpp"
+#include "tests/support/core_harness.hpp"
+#include "tests/support/routing_fakes.hpp"
+
+namespace starling::gossip {
+namespace {
+
+using namespace std::chrono_literals;
+using test_support::core_cluster;
+using test_support::fake_chain;
+using test_support::fake_sealer;
+using test_support::fake_trust;
+
+constexpr std::uint64_t wall0 = 1'800'000'000'000;
+
+swim_config cluster_config() {
+  swim_config cfg;
+  cfg.probe_interval = 1s;
+  cfg.probe_timeout = 400ms;
+  cfg.reap_after = 60s;
+  return cfg;
+}
+
+service_registration instance(std::string service, std::string version) {
+  service_registration r;
+  r.service = std::move(service);
+  r.id = r.service + "-" + version;
+  r.address = "10.0.0.1";
+  r.port = 8080;
+  r.version = std::move(version);
+  return r;
+}
+
+/// A cluster whose nodes each run a routing extension. Keys: every node knows only its own
+/// key and the issuer's at the start, so chains must travel (knows_everyone = false).
+struct routing_cluster {
+  explicit routing_cluster(std::vector<std::string> names, std::uint64_t seed = 71,
+                           bool knows_everyone = false)
+      : names(std::move(names)), net(cluster_config(), seed) {
+    for (const auto& n : this->names) {
+      net.add(n);
+      auto trust = std::make_shared<fake_trust>(knows_everyone, std::set<std::string>{"i1"});
+      static_cast<void>(trust->learn(fake_chain(n, n == "i1"), wall0));
+      routing_config cfg;
+      cfg.self = n;
+      auto table = std::make_shared<routing_table>(cfg, trust);
+      exts[n] = std::make_shared<routing_extension>(table, net.now(), wall0);
+      EXPECT_FALSE(net.core(n).add_extension(routing_extension_kind, "routing", exts[n]));
+    }
+    for (std::size_t i = 1; i < this->names.size(); ++i)
+      net.join(this->names[i], this->names[0]);
+  }
+
+  routing_table& table(const std::string& n) { return exts[n]->table(); }
+
+  /// Registers `instances` on node `n` and queues the record.
+  void register_on(const std::string& n, std::vector<service_registration> instances) {
+    fake_sealer sealer(n, n == "i1");
+    auto r = table(n).set_instances(std::move(instances), exts[n]->wall_ms(net.now()), sealer);
+    ASSERT_TRUE(r) << to_string(r.error());
+    exts[n]->publish(*r);
+  }
+
+  bool all_equal() {
+    for (const auto& n : names)
+      if (table(n).digest() != table(names[0]).digest())
+        return false;
+    return true;
+  }
+
+  std::vector<std::string> names;
+  core_cluster net;
+  std::map<std::string, std::shared_ptr<routing_extension>> exts;
+};
+
+TEST(routing_gossip, a_policy_reaches_every_node_by_piggybacking_alone) {
+  routing_cluster c{{"i1", "n2", "n3", "n4", "n5", "n6"}, 71, true};
+  c.net.run_for(5s);
+  c.register_on("n3", {instance("web", "v1"), instance("api", "v1")});
+  c.register_on("n4", {instance("web", "v2")});
+  c.net.run_for(3s);
+  // Push-pull (30 s) has not run since the joins: only piggybacking spread this.
+  fake_sealer issuer("i1", true);
+  auto split = c.table("i1").set_policy({policy_kind::split, "web", ""},
+                                        std::vector<split_weight>{{"v1", 90}, {"v2", 10}},
+                                        c.exts["i1"]->wall_ms(c.net.now()), issuer);
+  ASSERT_TRUE(split) << to_string(split.error());
+  c.exts["i1"]->publish(*split);
+  c.net.run_for(3s);
+  for (const auto& n : c.names) {
+    SCOPED_TRACE(n);
+    const auto* p = c.table(n).policy({policy_kind::split, "web", ""});
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(*p, *split);
+    EXPECT_NE(c.table(n).owner("n3"), nullptr);
+    EXPECT_NE(c.table(n).owner("n4"), nullptr);
+  }
+  EXPECT_TRUE(c.all_equal());
+}
+
+TEST(routing_gossip, unknown_signers_chains_arrive_by_push_pull) {
+  // Nobody knows anyone's key at first: a piggybacked record waits, its receiver asks the
+  // sender for a push-pull, and the section brings the chain.
+  routing_cluster c{{"i1", "n2", "n3", "n4"}};
+  c.net.run_for(5s);
+  c.register_on("n2", {instance("web", "v1")});
+  c.net.run_for(10s);
+  for (const auto& n : c.names) {
+    SCOPED_TRACE(n);
+    EXPECT_NE(c.table(n).owner("n2"), nullptr);
+    EXPECT_TRUE(c.table(n).wanted_keys().empty());
+  }
+  EXPECT_TRUE(c.all_equal());
+  EXPECT_GT(c.table("n4").stats().chains_learned + c.table("n3").stats().chains_learned, 0u);
+}
+
+TEST(routing_gossip, one_push_pull_converges_two_tables) {
+  routing_config cfg;
+  cfg.self = "a";
+  auto ta = std::make_shared<routing_table>(
+      cfg, std::make_shared<fake_trust>(true, std::set<std::string>{"a"}));
+  cfg.self = "b";
+  auto tb = std::make_shared<routing_table>(
+      cfg, std::make_shared<fake_trust>(true, std::set<std::string>{"a"}));
+  fake_sealer sa("a", true), sb("b");
+  ASSERT_TRUE(ta->set_instances({instance("web", "v1")}, wall0, sa));
+  ASSERT_TRUE(tb->set_instances({instance("api", "v1")}, wall0, sb));
+  ASSERT_TRUE(ta->set_policy({policy_kind::split, "web", ""},
+                             std::vector<split_weight>{{"v1", 100}}, wall0, sa));
+  routing_gossip ga(*ta), gb(*tb);
+  // a's section to b (the request), b's merged section back (the answer).
+  auto res_b = gb.on_section(ga.make_section(), "a", wall0 + 1);
+  EXPECT_EQ(res_b.applied, 2u);
+  auto res_a = ga.on_section(gb.make_section(), "b", wall0 + 1);
+  EXPECT_EQ(res_a.applied, 1u);
+  EXPECT_EQ(ta->digest(), tb->digest());
+  EXPECT_EQ(ta->owners(), tb->owners());
+  EXPECT_EQ(ta->policies(), tb->policies());
+}
+
+TEST(routing_gossip, a_partition_heals_to_identical_tables) {
+  routing_cluster c{{"i1", "n2", "n3", "n4", "n5", "n6"}, 5, true};
+  c.net.run_for(5s);
+  const std::set<std::string> left{"i1", "n2", "n3"};
+  c.net.set_cut([&](const std::string& from, const std::string& to) {
+    return left.contains(from) != left.contains(to);
+  });
+  c.register_on("n2", {instance("web", "v1")});
+  c.register_on("n5", {instance("web", "v2")});
+  c.net.run_for(8s);
+  EXPECT_EQ(c.table("n4").owner("n2"), nullptr); // cut off
+  c.net.set_cut({});
+  c.net.run_for(120s); // members come back, push-pulls run
+  EXPECT_TRUE(c.all_equal());
+  for (const auto& n : c.names) {
+    EXPECT_NE(c.table(n).owner("n2"), nullptr) << n;
+    EXPECT_NE(c.table(n).owner("n5"), nullptr) << n;
+  }
+}
+
+TEST(routing_gossip, a_forged_record_stops_at_the_first_node) {
+  routing_cluster c{{"i1", "n2", "n3", "n4"}, 9, true};
+  c.net.run_for(5s);
+  c.register_on("n2", {instance("web", "v1")});
+  c.net.run_for(3s);
+  // n3 turned hostile: it writes instances of n2 (to reroute web) and a split, signed with
+  // its own key, straight into its table and out by gossip.
+  owner_record forged = *c.table("n2").owner("n2");
+  forged.version += 10;
+  forged.instances[0].address = "10.6.6.6";
+  fake_sealer rogue("n3");
+  rogue.sign_anything = true;
+  forged.seal = *rogue.seal(routing_context::owner, canonical_bytes(forged));
+  policy_record split;
+  split.key = {policy_kind::split, "web", ""};
+  split.value = std::vector<split_weight>{{"v1", 100}};
+  split.writer = "n3";
+  split.stamp = {c.exts["n3"]->wall_ms(c.net.now()), 0};
+  split.seal = *rogue.seal(routing_context::policy, canonical_bytes(split));
+  // Straight into n3's piggyback queue (publish does not merge): every neighbour hears it.
+  c.exts["n3"]->publish(forged);
+  c.exts["n3"]->publish(split);
+  ASSERT_EQ(c.exts["n3"]->queue().size(), 2u);
+  c.net.run_for(10s);
+  for (const auto& n : {"i1", "n2", "n4"}) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(c.table(n).owner("n2")->instances[0].address, "10.0.0.1");
+    EXPECT_EQ(c.table(n).policy({policy_kind::split, "web", ""}), nullptr);
+    const auto& refused = c.table(n).stats().refused;
+    EXPECT_GT(refused[static_cast<int>(routing_errc::not_owner)] +
+                  refused[static_cast<int>(routing_errc::not_authorized)],
+              0u);
+  }
+}
+
+TEST(routing_gossip, records_too_large_to_piggyback_are_counted_and_spread_by_push_pull) {
+  routing_config cfg;
+  cfg.self = "a";
+  routing_table t{cfg, std::make_shared<fake_trust>(true)};
+  routing_gossip g(t);
+  std::vector<service_registration> many;
+  for (int k = 0; k < 30; ++k)
+    many.push_back(instance("svc" + std::to_string(k), "v1"));
+  fake_sealer s("a");
+  auto r = t.set_instances(many, wall0, s);
+  ASSERT_TRUE(r);
+  EXPECT_FALSE(g.publication(*r));
+  EXPECT_EQ(g.stats().too_large_to_piggyback, 1u);
+  routing_config cfg2;
+  cfg2.self = "b";
+  routing_table other{cfg2, std::make_shared<fake_trust>(true)};
+  routing_gossip g2(other);
+  EXPECT_EQ(g2.on_section(g.make_section(), "a", wall0).applied, 1u);
+}
+
+TEST(routing_gossip, malformed_bytes_are_refused_and_counted) {
+  routing_config cfg;
+  cfg.self = "a";
+  routing_table t{cfg, std::make_shared<fake_trust>(true)};
+  routing_gossip g(t);
+  EXPECT_TRUE(g.on_payload("\xff\xff\xff", "x", wall0).error);
+  EXPECT_TRUE(g.on_section("\x0a\x05zz", "x", wall0).error);
+  EXPECT_EQ(g.stats().payloads_malformed, 1u);
+  EXPECT_EQ(g.stats().sections_malformed, 1u);
+}
+
+} // namespace
+} // namespace starling::gossip
