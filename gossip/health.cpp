@@ -39,6 +39,14 @@ std::string_view to_string(health_check_kind k) noexcept {
   return "unknown";
 }
 
+std::optional<health_check_kind> parse_health_check_kind(std::string_view name) {
+  if (name == "tcp")
+    return health_check_kind::tcp;
+  if (name == "http")
+    return health_check_kind::http;
+  return std::nullopt;
+}
+
 caf::error check_health_spec(const health_check_spec& spec) {
   if (spec.kind != health_check_kind::tcp && spec.kind != health_check_kind::http)
     return refuse("kind",

@@ -34,6 +34,10 @@ enum class health_check_kind : std::uint8_t {
 /// "tcp" / "http" ("unknown" for a value outside the enum).
 [[nodiscard]] std::string_view to_string(health_check_kind k) noexcept;
 
+/// The kind named "tcp" or "http" (as config and the command line spell it); nullopt for
+/// anything else.
+[[nodiscard]] std::optional<health_check_kind> parse_health_check_kind(std::string_view name);
+
 /// Smallest interval between two runs of one check.
 inline constexpr duration health_min_interval = std::chrono::seconds{1};
 /// Largest interval between two runs of one check.

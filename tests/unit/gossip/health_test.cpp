@@ -136,6 +136,16 @@ TEST(health_spec, messages_say_the_bound) {
 
 // ---- texts ----
 
+TEST(health_text, kinds_round_trip_through_their_names) {
+  for (auto k : {health_check_kind::tcp, health_check_kind::http})
+    EXPECT_EQ(parse_health_check_kind(to_string(k)), k);
+  EXPECT_EQ(to_string(health_check_kind::http), "http");
+  EXPECT_FALSE(parse_health_check_kind("HTTP"));
+  EXPECT_FALSE(parse_health_check_kind(""));
+  EXPECT_FALSE(parse_health_check_kind("udp"));
+  EXPECT_EQ(to_string(static_cast<health_check_kind>(9)), "unknown");
+}
+
 TEST(health_text, durations_use_the_largest_exact_unit) {
   EXPECT_EQ(health_duration_text(0s), "0s");
   EXPECT_EQ(health_duration_text(2s), "2s");
