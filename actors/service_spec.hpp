@@ -1,0 +1,74 @@
+// A service this node registers (issue 16): where the instance listens and how its health is
+// checked, as the agent's config file (`[[service]]` tables), the admin command `register`
+// and the data dir's `services.json` give it. One form, three sources: the config's
+// services are static (changed by editing the file and restarting), `register`ed ones are
+// kept in `<data-dir>/services.json` across restarts until `deregister`ed.
+//
+// The text forms (docs/operations.md, "Services"):
+// - admin request: {"register", "name=web", "port=8080", "protocol=http", "tags=a,b",
+//   "version=v1", "weight=100", "address=10.0.0.5", "id=web-1", "check=http",
+//   "check_path=/healthz", "check_expect=200", "check_interval=10s", "check_timeout=2s",
+//   "check_rise=2", "check_fall=3"}: every key but name and port optional, each at most once;
+// - JSON (services.json entries, the answer to `register`): {"name","id","address","port",
+//   "protocol","tags":[...],"version","weight","check":null|{"type","path","expect",
+//   "interval","timeout","rise","fall"}} with durations as "10s" / "500ms".
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
+#include <nlohmann/json_fwd.hpp>
+
+#include "gossip/health.hpp"
+#include "gossip/routing_table.hpp"
+
+namespace starling::actors {
+
+/// One service instance this node owns, with its optional health check.
+struct service_spec {
+  /// `reg.health` is none here (the routing actor sets it from the check); `reg.id`
+  /// defaults to the service name.
+  gossip::service_registration reg;
+  std::optional<gossip::health_check_spec> check;
+  /// True for a `[[service]]` of the config file: `deregister` refuses it.
+  bool from_config = false;
+
+  friend bool operator==(const service_spec&, const service_spec&) = default;
+};
+
+/// Parses the key=value arguments of an admin `register` request (args[0] == "register"
+/// excluded). Errors (actors errc usage, one message naming the key): an unknown or repeated
+/// key, a missing name or port, a bad value (gossip::check_registration and
+/// gossip::check_health_spec decide), check_* keys without check=.
+[[nodiscard]] caf::expected<service_spec> parse_service_args(const std::vector<std::string>& kv);
+
+/// The key=value arguments that parse_service_args reads back as `spec`.
+[[nodiscard]] std::vector<std::string> service_args(const service_spec& spec);
+
+/// The JSON form of `spec` (see above).
+[[nodiscard]] nlohmann::json service_json(const service_spec& spec);
+
+/// Reads the JSON form; errors name the field.
+[[nodiscard]] caf::expected<service_spec> service_from_json(const nlohmann::json& j);
+
+/// What `<data-dir>/services.json` holds: the `register`ed services and the last version
+/// of this node's owner record (so a restart continues above it).
+struct service_store {
+  std::vector<service_spec> services;
+  std::uint64_t last_version = 0;
+};
+
+/// Reads `<data_dir>/services.json`; an absent file is an empty store. Errors: unreadable,
+/// not JSON, a bad entry (the file is never half-read: all or an error naming the entry).
+[[nodiscard]] caf::expected<service_store>
+load_service_store(const std::filesystem::path& data_dir);
+
+/// Writes `<data_dir>/services.json` atomically (temporary file, fsync, rename), mode 0600.
+[[nodiscard]] caf::error save_service_store(const std::filesystem::path& data_dir,
+                                            const service_store& store);
+
+} // namespace starling::actors
