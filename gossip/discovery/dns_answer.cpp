@@ -4,6 +4,7 @@
 #include "gossip/discovery/dns_answer.hpp"
 
 #include <algorithm>
+#include <cstdbool> // before <ldns/ldns.h>, which else #defines true and false
 #include <cstdlib>
 #include <limits>
 #include <memory>

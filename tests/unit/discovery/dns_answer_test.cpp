@@ -1,6 +1,7 @@
 // Tests of dns_answer: queries are built and replies read with ldns, as a client would.
 // Everything is deterministic: the answer order comes from the seed passed in.
 #include <algorithm>
+#include <cstdbool> // before <ldns/ldns.h>, which else #defines true and false
 #include <cstdint>
 #include <cstdlib>
 #include <memory>

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdbool> // before <ldns/ldns.h>, which else #defines true and false
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
