@@ -59,4 +59,16 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using retry_atom = caf::atom_constant<caf::atom("jretry")>;
 using deadline_atom = caf::atom_constant<caf::atom("jdeadline")>;
 
+// The routing actor (actors/routing_actor.hpp).
+/// (routing_atom, std::vector<std::string> args) -> std::string: an admin command of the
+/// routing table (services, routes, register, deregister, split, route, resilience, authz).
+using routing_atom = caf::atom_constant<caf::atom("routing")>;
+/// (watch_atom, caf::actor) subscribes to routing snapshots: (snapshot_atom, snapshot_ptr).
+using watch_atom = caf::atom_constant<caf::atom("watch")>;
+using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+/// Routing actor timers (local only): housekeeping, and the coalesced publication.
+using rtick_atom = caf::atom_constant<caf::atom("rtick")>;
+using flush_atom = caf::atom_constant<caf::atom("rflush")>;
+using hcheck_atom = caf::atom_constant<caf::atom("hcheck")>;
+
 } // namespace starling::actors

@@ -1,0 +1,504 @@
+#include "actors/routing_actor.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/atoms.hpp"
+#include "actors/errc.hpp"
+#include "actors/node_identity.hpp"
+#include "actors/routing_relay.hpp"
+#include "actors/routing_trust.hpp"
+#include "actors/routing_views.hpp"
+#include "actors/views.hpp"
+#include "gossip/discovery/dns_server.hpp"
+#include "gossip/discovery/health_prober.hpp"
+#include "gossip/health.hpp"
+#include "gossip/routing_gossip.hpp"
+#include "proto/wire/errors.hpp"
+
+namespace starling::actors {
+
+namespace {
+
+/// A health probe's result, from the prober's thread.
+struct health_result_msg {
+  std::string key;
+  bool ok = false;
+  std::string text;
+};
+
+} // namespace
+
+} // namespace starling::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::health_result_msg)
+
+namespace starling::actors {
+
+namespace {
+
+/// Counters of the actor beside the table's and the spreader's.
+struct routing_actor_counters {
+  std::uint64_t snapshots = 0;       ///< snapshots published
+  std::uint64_t own_writes = 0;      ///< records of this node's instances written
+  std::uint64_t own_write_errors = 0;
+  std::uint64_t policy_writes = 0;   ///< policies written here
+  std::uint64_t health_changes = 0;  ///< own instances that changed health
+  std::uint64_t probes = 0;          ///< health probes started
+  std::uint64_t store_errors = 0;    ///< services.json writes that failed
+};
+
+struct routing_state {
+  routing_params params;
+  caf::actor parent;
+  std::shared_ptr<gossip::routing_table> table;
+  std::unique_ptr<gossip::routing_gossip> spread;
+  std::shared_ptr<key_book_trust> book; // null without certificates
+  std::unique_ptr<gossip::routing_sealer> sealer;
+  std::unique_ptr<gossip::health_scheduler> checks;
+  std::unique_ptr<gossip::health_prober> prober;
+  /// This node's services by "service/id".
+  std::map<std::string, service_spec> services;
+  /// Last version written to services.json.
+  std::uint64_t stored_version = 0;
+  /// Live members (alive or suspect) and their hosts, this node included.
+  std::map<std::string, std::string, std::less<>> live;
+  gossip::snapshot_ptr snapshot = std::make_shared<const gossip::routing_snapshot>();
+  bool flush_scheduled = false;
+  /// The next health deadline a timer is set for.
+  std::optional<gossip::time_point> check_at;
+  std::vector<caf::actor> watchers;
+  routing_actor_counters counters;
+};
+
+using routing_actor_t = caf::stateful_actor<routing_state>;
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+std::string key_of(const service_spec& s) {
+  return s.reg.service + "/" + s.reg.id;
+}
+
+caf::error usage(std::string why) {
+  return make_error(errc::bad_request, std::move(why));
+}
+
+caf::error refused(const caf::error& err) {
+  return make_error(errc::request_failed, wire::render_error(err));
+}
+
+/// Rebuilds the snapshot and the section soon (coalesced).
+void mark_dirty(routing_actor_t* self) {
+  auto& st = self->state;
+  if (st.flush_scheduled)
+    return;
+  st.flush_scheduled = true;
+  self->delayed_send(self, st.params.coalesce, flush_atom::value);
+}
+
+void flush(routing_actor_t* self) {
+  auto& st = self->state;
+  st.flush_scheduled = false;
+  gossip::member_lookup lookup = [&st](std::string_view node) -> std::optional<gossip::member_view> {
+    auto it = st.live.find(node);
+    if (it == st.live.end())
+      return gossip::member_view{false, {}};
+    return gossip::member_view{true, it->second};
+  };
+  auto snap = std::make_shared<const gossip::routing_snapshot>(
+      st.table->snapshot(lookup, st.snapshot->generation + 1));
+  st.snapshot = snap;
+  ++st.counters.snapshots;
+  st.params.relay->set_section(st.spread->make_section());
+  if (st.params.dns)
+    st.params.dns->set_snapshot(snap);
+  for (const auto& w : st.watchers)
+    self->send(w, snapshot_atom::value, snap);
+}
+
+void publish(routing_actor_t* self, const gossip::routing_gossip_result& res) {
+  auto& st = self->state;
+  if (!res.publish.empty())
+    st.params.relay->publish(res.publish);
+  if (!res.push_pull_with.empty())
+    st.params.relay->ask_push_pull(res.push_pull_with);
+  if (res.applied > 0)
+    mark_dirty(self);
+}
+
+/// Keeps services.json up to date: the registered services and the last version written.
+void store(routing_actor_t* self) {
+  auto& st = self->state;
+  if (st.params.data_dir.empty())
+    return;
+  service_store s;
+  for (const auto& [_, spec] : st.services)
+    if (!spec.from_config)
+      s.services.push_back(spec);
+  const auto* own = st.table->owner(st.params.name);
+  s.last_version = own ? own->version : st.stored_version;
+  if (auto err = save_service_store(st.params.data_dir, s)) {
+    ++st.counters.store_errors;
+    spdlog::warn("cannot write services.json: {}", message_of(err));
+    return;
+  }
+  st.stored_version = s.last_version;
+}
+
+/// Writes this node's record from its services and their health; spreads it.
+caf::error write_own(routing_actor_t* self) {
+  auto& st = self->state;
+  std::vector<gossip::service_registration> regs;
+  for (const auto& [key, spec] : st.services) {
+    auto r = spec.reg;
+    if (spec.check) {
+      r.health = st.checks->status(key);
+      if (const auto* t = st.checks->tracker(key))
+        r.last_check = t->last_result();
+    }
+    regs.push_back(std::move(r));
+  }
+  auto rec = st.table->set_instances(std::move(regs), wall_ms(), *st.sealer);
+  if (!rec) {
+    ++st.counters.own_write_errors;
+    spdlog::warn("cannot write this node's instances: {}", wire::render_error(rec.error()));
+    return rec.error();
+  }
+  ++st.counters.own_writes;
+  if (auto pub = st.spread->publication(*rec))
+    st.params.relay->publish({std::move(*pub)});
+  store(self);
+  mark_dirty(self);
+  return {};
+}
+
+void schedule_checks(routing_actor_t* self) {
+  auto& st = self->state;
+  auto next = st.checks->next_deadline();
+  if (!next || (st.check_at && *st.check_at <= *next))
+    return;
+  st.check_at = *next;
+  auto delay = std::max<gossip::duration>(*next - self->clock().now(), std::chrono::milliseconds{1});
+  self->delayed_send(self, delay, hcheck_atom::value);
+}
+
+void run_checks(routing_actor_t* self) {
+  auto& st = self->state;
+  st.check_at.reset();
+  caf::weak_actor_ptr weak{self->ctrl()};
+  for (const auto& key : st.checks->due(self->clock().now())) {
+    auto it = st.services.find(key);
+    const auto* spec = st.checks->spec(key);
+    if (it == st.services.end() || spec == nullptr)
+      continue;
+    const auto& reg = it->second.reg;
+    ++st.counters.probes;
+    st.prober->probe(reg.address.empty() ? std::string{"127.0.0.1"} : reg.address, reg.port, *spec,
+                     [weak, key](gossip::probe_result res) {
+                       if (auto hdl = weak.lock())
+                         caf::anon_send(caf::actor_cast<caf::actor>(hdl),
+                                        health_result_msg{key, res.ok, std::move(res.text)});
+                     });
+  }
+  schedule_checks(self);
+}
+
+/// Adds (or replaces) a service of this node and its check. Errors: the check's.
+caf::error add_service(routing_actor_t* self, service_spec spec) {
+  auto& st = self->state;
+  if (spec.reg.id.empty())
+    spec.reg.id = spec.reg.service;
+  const auto key = key_of(spec);
+  if (spec.check) {
+    if (auto err = st.checks->add(key, *spec.check, self->clock().now()))
+      return err;
+  } else {
+    st.checks->remove(key);
+  }
+  st.services[key] = std::move(spec);
+  schedule_checks(self);
+  return {};
+}
+
+caf::result<caf::message> on_register(routing_actor_t* self, const std::vector<std::string>& args) {
+  auto& st = self->state;
+  auto spec = parse_service_args({args.begin() + 1, args.end()});
+  if (!spec)
+    return spec.error();
+  spec->from_config = false;
+  if (spec->reg.id.empty())
+    spec->reg.id = spec->reg.service;
+  const auto key = key_of(*spec);
+  if (auto it = st.services.find(key); it != st.services.end() && it->second.from_config)
+    return usage("register: " + key + " comes from the config file; edit the file instead");
+  if (st.services.size() >= gossip::max_instances_per_owner && !st.services.contains(key))
+    return refused(gossip::make_error(gossip::routing_errc::invalid_record,
+                                      "this node already has " +
+                                          std::to_string(gossip::max_instances_per_owner) +
+                                          " services"));
+  auto before = st.services;
+  if (auto err = add_service(self, *spec))
+    return refused(err);
+  if (auto err = write_own(self)) {
+    st.services = std::move(before);
+    return refused(err);
+  }
+  spdlog::info("registered service {} (id {}) on port {}", spec->reg.service, spec->reg.id,
+               spec->reg.port);
+  return caf::make_message(service_json(*spec).dump());
+}
+
+caf::result<caf::message> on_deregister(routing_actor_t* self,
+                                        const std::vector<std::string>& args) {
+  auto& st = self->state;
+  if (args.size() < 2 || args.size() > 3)
+    return usage("deregister needs a service name and optionally an instance id");
+  const auto id = args.size() == 3 ? args[2] : args[1];
+  const auto key = args[1] + "/" + id;
+  auto it = st.services.find(key);
+  if (it == st.services.end())
+    return refused(gossip::make_error(gossip::routing_errc::invalid_record,
+                                      "no service " + args[1] + " (id " + id + ") on this node"));
+  if (it->second.from_config)
+    return usage("deregister: " + key + " comes from the config file; edit the file instead");
+  auto removed = it->second;
+  st.services.erase(it);
+  st.checks->remove(key);
+  if (auto err = write_own(self)) {
+    st.services[key] = std::move(removed);
+    return refused(err);
+  }
+  spdlog::info("deregistered service {} (id {})", args[1], id);
+  return caf::make_message("deregistered " + args[1] + " (id " + id +
+                           "): its instance leaves every node's table");
+}
+
+caf::result<caf::message> on_policy(routing_actor_t* self, const std::vector<std::string>& args) {
+  auto& st = self->state;
+  auto cmd = parse_policy_command(args);
+  if (!cmd)
+    return cmd.error();
+  auto rec = st.table->set_policy(std::move(cmd->key), std::move(cmd->value), wall_ms(), *st.sealer);
+  if (!rec)
+    return refused(rec.error());
+  ++st.counters.policy_writes;
+  if (auto pub = st.spread->publication(*rec))
+    st.params.relay->publish({std::move(*pub)});
+  mark_dirty(self);
+  auto text = describe_write(*rec);
+  spdlog::info("policy written: {}", text);
+  return caf::make_message(std::move(text));
+}
+
+counter_list stats_of(const routing_state& st) {
+  const auto& t = st.table->stats();
+  const auto& g = st.spread->stats();
+  counter_list out{
+      {"owners", st.table->owners().size()},
+      {"policies", st.table->policies().size()},
+      {"own_services", st.services.size()},
+      {"records_applied", t.applied},
+      {"records_duplicate", t.duplicates},
+      {"records_stale", t.stale},
+      {"records_pending", t.pending},
+      {"pending_dropped", t.pending_dropped},
+      {"records_refused", t.refused_total()},
+  };
+  for (std::uint8_t code = 1; code < t.refused.size(); ++code) {
+    const char* name = gossip::to_string(static_cast<gossip::routing_errc>(code));
+    if (std::string_view{name} != "unknown")
+      out.emplace_back(std::string{"refused_"} + name, t.refused[code]);
+  }
+  out.insert(out.end(), {{"chains_learned", t.chains_learned},
+                         {"chains_refused", t.chains_refused},
+                         {"collected_owners", t.collected_owners},
+                         {"collected_tombstones", t.collected_tombstones},
+                         {"payloads_in", g.payloads_in},
+                         {"payloads_malformed", g.payloads_malformed},
+                         {"sections_in", g.sections_in},
+                         {"sections_malformed", g.sections_malformed},
+                         {"sections_out", g.sections_out},
+                         {"sections_partial", g.sections_partial},
+                         {"too_large_to_piggyback", g.too_large_to_piggyback},
+                         {"snapshots", st.counters.snapshots},
+                         {"own_writes", st.counters.own_writes},
+                         {"own_write_errors", st.counters.own_write_errors},
+                         {"policy_writes", st.counters.policy_writes},
+                         {"health_changes", st.counters.health_changes},
+                         {"health_probes", st.counters.probes},
+                         {"store_errors", st.counters.store_errors}});
+  if (st.params.dns) {
+    const auto d = st.params.dns->stats();
+    out.insert(out.end(), {{"dns_queries", d.queries},
+                           {"dns_answered", d.answered},
+                           {"dns_nxdomain", d.nxdomain},
+                           {"dns_nodata", d.nodata},
+                           {"dns_refused", d.refused},
+                           {"dns_malformed", d.malformed},
+                           {"dns_truncated", d.truncated}});
+  }
+  return out;
+}
+
+caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_params params) {
+  auto& st = self->state;
+  st.params = std::move(params);
+  st.parent = std::move(parent);
+  const auto now_ms = wall_ms();
+  gossip::routing_config cfg;
+  cfg.self = st.params.name;
+  cfg.max_clock_skew = st.params.max_clock_skew;
+  std::shared_ptr<gossip::routing_trust> trust;
+  if (st.params.id) {
+    st.book = std::make_shared<key_book_trust>(st.params.id->trust, st.params.id->creds,
+                                               st.params.id->issuer, now_ms);
+    trust = st.book;
+    std::optional<identity::private_key> issuer_key;
+    if (st.params.id->issuer)
+      issuer_key = st.params.id->issuer->key;
+    st.sealer = std::make_unique<node_key_sealer>(st.params.id->creds.key, std::move(issuer_key),
+                                                  st.params.name);
+  } else {
+    trust = std::make_shared<gossip::open_routing_trust>();
+    st.sealer = std::make_unique<unsigned_sealer>();
+  }
+  st.table = std::make_shared<gossip::routing_table>(cfg, trust);
+  st.spread = std::make_unique<gossip::routing_gossip>(*st.table);
+  st.checks = std::make_unique<gossip::health_scheduler>(st.params.rng_seed);
+  st.prober = std::make_unique<gossip::health_prober>();
+  if (!st.prober->start())
+    spdlog::warn("the health prober could not start: health checks fail until a restart");
+  self->attach_functor([self] { self->state.prober->stop(); });
+
+  // This node's services: the config file's, then those registered at run time.
+  for (auto spec : st.params.config_services) {
+    spec.from_config = true;
+    if (auto err = add_service(self, std::move(spec)))
+      spdlog::warn("health check of a configured service refused: {}", message_of(err));
+  }
+  if (!st.params.data_dir.empty()) {
+    auto stored = load_service_store(st.params.data_dir);
+    if (!stored) {
+      self->send(st.parent, failed_atom::value,
+                 "cannot read " + (st.params.data_dir / "services.json").string() + ": " +
+                     message_of(stored.error()));
+      self->quit();
+      return {};
+    }
+    st.stored_version = stored->last_version;
+    st.table->restore_own_version(stored->last_version);
+    for (auto& spec : stored->services) {
+      spec.from_config = false;
+      if (st.services.contains(key_of(spec))) {
+        spdlog::warn("registered service {} shadows the config file's; keeping the config's",
+                     key_of(spec));
+        continue;
+      }
+      if (auto err = add_service(self, std::move(spec)))
+        spdlog::warn("health check of a registered service refused: {}", message_of(err));
+    }
+  }
+  static_cast<void>(write_own(self));
+  self->send(self, rtick_atom::value);
+
+  return {
+      [=](routing_input& in) {
+        auto& st = self->state;
+        auto res = in.section ? st.spread->on_section(in.bytes, in.sender, wall_ms())
+                              : st.spread->on_payload(in.bytes, in.sender, wall_ms());
+        if (res.error)
+          spdlog::debug("routing {} from {} refused: {}", in.section ? "section" : "payload",
+                        in.sender, wire::render_error(res.error));
+        publish(self, res);
+      },
+      [=](members_atom, std::vector<std::string>& names, std::vector<std::string>& hosts) {
+        auto& st = self->state;
+        std::map<std::string, std::string, std::less<>> live;
+        for (std::size_t k = 0; k < names.size() && k < hosts.size(); ++k)
+          live.emplace(std::move(names[k]), std::move(hosts[k]));
+        if (live != st.live) {
+          st.live = std::move(live);
+          mark_dirty(self);
+        }
+      },
+      [=](health_result_msg& msg) {
+        auto& st = self->state;
+        if (st.checks->on_result(msg.key, msg.ok, msg.text, self->clock().now())) {
+          ++st.counters.health_changes;
+          spdlog::info("service {} is now {} ({})", msg.key,
+                       gossip::to_string(st.checks->status(msg.key)), msg.text);
+          static_cast<void>(write_own(self));
+        }
+        schedule_checks(self);
+      },
+      [=](hcheck_atom) { run_checks(self); },
+      [=](flush_atom) { flush(self); },
+      [=](rtick_atom) {
+        auto& st = self->state;
+        const auto now = wall_ms();
+        if (st.table->collect_garbage(now) > 0)
+          mark_dirty(self);
+        if (st.table->needs_refresh(now))
+          static_cast<void>(write_own(self));
+        // Pending records wait for chains: ask whoever we hear from next (the relay).
+        self->delayed_send(self, st.params.tick, rtick_atom::value);
+      },
+      [=](routing_atom, const std::vector<std::string>& args) -> caf::result<caf::message> {
+        auto& st = self->state;
+        if (args.empty())
+          return usage("empty routing command");
+        const auto& cmd = args[0];
+        if (cmd == "services" || cmd == "routes") {
+          if (args.size() > 1)
+            return usage("'" + cmd + "' takes no arguments, got '" + args[1] + "'");
+          return caf::make_message(cmd == "services" ? services_json(*st.snapshot)
+                                                     : routes_json(*st.snapshot));
+        }
+        if (cmd == "register")
+          return on_register(self, args);
+        if (cmd == "deregister")
+          return on_deregister(self, args);
+        if (cmd == "split" || cmd == "route" || cmd == "resilience" || cmd == "authz")
+          return on_policy(self, args);
+        return usage("unknown routing command '" + cmd + "'");
+      },
+      [=](stats_atom) {
+        auto& st = self->state;
+        return caf::make_message(stats_of(st), st.params.dns ? st.params.dns->local_endpoint()
+                                                             : std::string{});
+      },
+      [=](watch_atom, const caf::actor& who) {
+        auto& st = self->state;
+        if (!who)
+          return;
+        st.watchers.push_back(who);
+        self->monitor(who);
+        self->send(who, snapshot_atom::value, st.snapshot);
+      },
+      [=](const caf::down_msg& dm) {
+        auto& w = self->state.watchers;
+        w.erase(std::remove_if(w.begin(), w.end(),
+                               [&](const caf::actor& a) { return a.address() == dm.source; }),
+                w.end());
+      },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_routing_actor(caf::actor_system& sys, caf::actor parent, routing_params params) {
+  return sys.spawn(routing_actor, std::move(parent), std::move(params));
+}
+
+} // namespace starling::actors

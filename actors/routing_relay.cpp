@@ -1,0 +1,69 @@
+#include "actors/routing_relay.hpp"
+
+#include <utility>
+
+namespace starling::actors {
+
+routing_relay::routing_relay(sink_fn sink)
+  : sink_(std::move(sink)), queue_(gossip::routing_extension_kind) {
+}
+
+void routing_relay::publish(std::vector<gossip::routing_publication> pubs) {
+  std::lock_guard guard{mutex_};
+  for (auto& p : pubs)
+    static_cast<void>(queue_.push(std::move(p.bytes), std::move(p.key)));
+}
+
+void routing_relay::set_section(std::string bytes) {
+  std::lock_guard guard{mutex_};
+  section_ = std::move(bytes);
+}
+
+void routing_relay::ask_push_pull(std::vector<std::string> members) {
+  std::lock_guard guard{mutex_};
+  for (auto& m : members)
+    if (push_pull_with_.size() < 16)
+      push_pull_with_.push_back(std::move(m));
+}
+
+std::vector<std::string> routing_relay::take_payloads(const gossip::piggyback_request& req) {
+  std::lock_guard guard{mutex_};
+  return queue_.take(req);
+}
+
+bool routing_relay::has_payloads() const {
+  std::lock_guard guard{mutex_};
+  return !queue_.empty();
+}
+
+std::size_t routing_relay::queued() const {
+  std::lock_guard guard{mutex_};
+  return queue_.size();
+}
+
+gossip::extension_effects routing_relay::take_effects() {
+  gossip::extension_effects fx;
+  std::lock_guard guard{mutex_};
+  fx.push_pull_with.swap(push_pull_with_);
+  return fx;
+}
+
+gossip::extension_effects routing_relay::on_payload(std::string_view bytes,
+                                                    const std::string& sender, gossip::time_point) {
+  sink_(routing_input{false, std::string{bytes}, sender});
+  return take_effects();
+}
+
+std::optional<std::string> routing_relay::make_section(bool) {
+  std::lock_guard guard{mutex_};
+  return section_;
+}
+
+gossip::extension_effects routing_relay::on_section(std::string_view bytes,
+                                                    const std::string& sender, bool,
+                                                    gossip::time_point) {
+  sink_(routing_input{true, std::string{bytes}, sender});
+  return take_effects();
+}
+
+} // namespace starling::actors

@@ -1,0 +1,76 @@
+// The routing table's extension in the membership actor (issue 16). The table lives in the
+// routing actor (its signature checks must not delay probes), so the membership core is
+// given this relay: it piggybacks what the routing actor published, answers push-pulls with
+// the section the routing actor last built, and forwards every peer payload and section to
+// the routing actor as a message. Thread-safe: the membership actor calls the extension
+// side, the routing actor the other, each from its own thread.
+#pragma once
+
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "gossip/extension.hpp"
+#include "gossip/payload_queue.hpp"
+#include "gossip/routing_gossip.hpp"
+
+namespace starling::actors {
+
+/// A peer's routing payload or section, forwarded to the routing actor.
+struct routing_input {
+  bool section = false;
+  std::string bytes;
+  std::string sender;
+};
+
+/// The relay. Created once by the supervisor; outlives restarts of both actors.
+class routing_relay final : public gossip::extension {
+public:
+  /// Where peers' bytes go (sends to the routing actor of the moment; drops while it
+  /// restarts: gossip sends again).
+  using sink_fn = std::function<void(routing_input)>;
+
+  explicit routing_relay(sink_fn sink);
+
+  // -- the routing actor's side ------------------------------------------------------------
+
+  /// Queues payloads to piggyback.
+  void publish(std::vector<gossip::routing_publication> pubs);
+  /// The section the next push-pulls carry.
+  void set_section(std::string bytes);
+  /// Members to push-pull with, at the next payload or section heard.
+  void ask_push_pull(std::vector<std::string> members);
+
+  // -- the membership actor's side (gossip::extension) -------------------------------------
+
+  [[nodiscard]] std::vector<std::string> take_payloads(const gossip::piggyback_request& req) override;
+  [[nodiscard]] bool has_payloads() const override;
+  [[nodiscard]] gossip::extension_effects on_payload(std::string_view bytes,
+                                                     const std::string& sender,
+                                                     gossip::time_point now) override;
+  [[nodiscard]] std::optional<std::string> make_section(bool join) override;
+  [[nodiscard]] gossip::extension_effects on_section(std::string_view bytes,
+                                                     const std::string& sender, bool join,
+                                                     gossip::time_point now) override;
+
+  /// Payloads waiting.
+  [[nodiscard]] std::size_t queued() const;
+
+private:
+  gossip::extension_effects take_effects();
+
+  sink_fn sink_;
+  mutable std::mutex mutex_;
+  gossip::payload_queue queue_;
+  std::optional<std::string> section_;
+  std::vector<std::string> push_pull_with_;
+};
+
+} // namespace starling::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::routing_input)
