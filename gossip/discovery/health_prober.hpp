@@ -26,6 +26,10 @@ struct probe_result {
   std::string text;
   /// From the call of probe() to the result (0 when refused at once).
   std::chrono::nanoseconds took{0};
+  /// The prober, not the instance, failed this probe ("too many checks in flight", "prober
+  /// stopped"): says nothing about the instance's health, so the owner may report it with
+  /// health_scheduler::on_skipped() instead of counting it against `fall`. Implies !ok.
+  bool inconclusive = false;
 };
 
 /// Receives a probe's result. Called exactly once per probe(); see health_prober::probe for
