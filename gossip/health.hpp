@@ -158,12 +158,13 @@ private:
 
 /// Counters of a health_scheduler.
 struct health_scheduler_stats {
-  std::uint64_t probes_due = 0;      ///< keys handed out by due()
-  std::uint64_t results = 0;         ///< results recorded by a tracker
-  std::uint64_t status_changes = 0;  ///< results that changed a status
-  std::uint64_t skipped = 0;         ///< probes ended by on_skipped()
-  std::uint64_t ignored_results = 0; ///< results (and skips) for an unknown or removed key, for a
-                                     ///< key with no probe in flight, or for a replaced check
+  std::uint64_t probes_due = 0;     ///< keys handed out by due()
+  std::uint64_t results = 0;        ///< results recorded by a tracker
+  std::uint64_t status_changes = 0; ///< results that changed a status
+  std::uint64_t skipped = 0;        ///< probes ended by on_skipped()
+  /// Results (and skips) ignored: for an unknown or removed key, a key with no probe in
+  /// flight, or a check replaced while its probe ran.
+  std::uint64_t ignored_results = 0;
   std::uint64_t refused_adds = 0; ///< add() refusals (invalid spec, bad key, full)
 };
 
