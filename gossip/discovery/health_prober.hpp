@@ -75,11 +75,12 @@ public:
 
   /// Stops: every probe in flight fails at once with "prober stopped" (its callback runs on
   /// the prober's thread before stop() returns), then the thread is joined. Idempotent; safe
-  /// with probes in flight and concurrently with probe(). Must not be called from a callback.
+  /// with probes in flight and concurrently with probe(). Not from a callback (it would join
+  /// its own thread): there it is ignored and logged.
   void stop();
 
-  /// Probes `host` (an IPv4 or IPv6 literal, no brackets; no name is resolved) at `port`
-  /// with `spec`, and calls `done` exactly once with the result:
+  /// Probes `host` (an IPv4 or IPv6 literal, an IPv6 one with or without brackets; no name
+  /// is resolved) at `port` with `spec`, and calls `done` exactly once with the result:
   /// - on the prober's thread, while it runs: the probe's result, "too many checks in
   ///   flight" (at once, when max_in_flight probes are running), or "prober stopped" when
   ///   stop() ends it first;
@@ -104,7 +105,9 @@ public:
 
 private:
   struct state;
+  /// At least 1.
   std::size_t max_in_flight_;
+  /// Written by the I/O thread and probe(), read by anyone.
   health_prober_counters counters_;
   /// The io_context, its thread and the probes in flight (pimpl: no Asio in this header).
   std::unique_ptr<state> state_;
