@@ -504,6 +504,24 @@ TEST(health_prober, probes_when_not_running_fail_at_once_on_the_calling_thread) 
   EXPECT_EQ(prober.counters().probes_started.load(), 0u);
 }
 
+TEST(health_prober, stop_from_a_callback_is_ignored) {
+  test_server server{behaviour::silent};
+  health_prober prober;
+  ASSERT_TRUE(prober.start());
+  results r;
+  auto record = r.callback();
+  prober.probe("127.0.0.1", server.port(), tcp_spec(), [&prober, record](probe_result res) {
+    prober.stop(); // would join its own thread: ignored
+    record(std::move(res));
+  });
+  ASSERT_TRUE(r.wait_for(1));
+  prober.probe("127.0.0.1", server.port(), tcp_spec(), r.callback());
+  ASSERT_TRUE(r.wait_for(2));
+  EXPECT_TRUE(r.all()[1].ok) << "still running: " << r.all()[1].text;
+  prober.stop();
+  expect_balanced(prober);
+}
+
 TEST(health_prober, can_be_started_again_after_stop) {
   test_server server{behaviour::answer, "HTTP/1.1 200 OK\r\n\r\n"};
   health_prober prober;
