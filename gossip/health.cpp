@@ -306,6 +306,26 @@ bool health_scheduler::on_result(std::string_view key, bool ok, std::string_view
   return true;
 }
 
+bool health_scheduler::on_skipped(std::string_view key) {
+  auto it = checks_.find(key);
+  if (it == checks_.end()) {
+    if (auto o = orphans_.find(key); o != orphans_.end())
+      orphans_.erase(o);
+    ++stats_.ignored_results;
+    return false;
+  }
+  auto& c = it->second;
+  if (!c.in_flight || c.stale) {
+    c.in_flight = false;
+    c.stale = false;
+    ++stats_.ignored_results;
+    return false;
+  }
+  c.in_flight = false;
+  ++stats_.skipped;
+  return true;
+}
+
 std::optional<time_point> health_scheduler::next_deadline() const noexcept {
   std::optional<time_point> out;
   for (const auto& [key, c] : checks_)

@@ -158,12 +158,14 @@ private:
 
 /// Counters of a health_scheduler.
 struct health_scheduler_stats {
-  std::uint64_t probes_due = 0;      ///< keys handed out by due()
-  std::uint64_t results = 0;         ///< results recorded by a tracker
-  std::uint64_t status_changes = 0;  ///< results that changed a status
-  std::uint64_t ignored_results = 0; ///< results for an unknown or removed key, for a key
-                                     ///< with no probe in flight, or for a replaced check
-  std::uint64_t refused_adds = 0;    ///< add() refusals (invalid spec, bad key, full)
+  std::uint64_t probes_due = 0;     ///< keys handed out by due()
+  std::uint64_t results = 0;        ///< results recorded by a tracker
+  std::uint64_t status_changes = 0; ///< results that changed a status
+  std::uint64_t skipped = 0;        ///< probes ended by on_skipped()
+  /// Results (and skips) ignored: for an unknown or removed key, a key with no probe in
+  /// flight, or a check replaced while its probe ran.
+  std::uint64_t ignored_results = 0;
+  std::uint64_t refused_adds = 0; ///< add() refusals (invalid spec, bad key, full)
 };
 
 /// The health checks of one node, keyed by instance ("service/id"): when each runs, which
@@ -199,6 +201,12 @@ public:
   /// Ignored (counted, returns false) for an unknown or removed key, a key with no probe in
   /// flight, or a check replaced while its probe ran.
   bool on_result(std::string_view key, bool ok, std::string_view text, time_point now);
+
+  /// Ends the probe of `key` handed out by due() without a result, when the prober, not the
+  /// instance, failed it (probe_result::inconclusive: too many in flight, prober stopped): the
+  /// check is no longer in flight, its tracker is unchanged, and it runs again at its next
+  /// run. Returns true when a probe was in flight; otherwise ignored like on_result().
+  bool on_skipped(std::string_view key);
 
   /// The earliest next run of a check not in flight (when to call due() again); nullopt
   /// when there is none (no checks, or all in flight: on_result() comes first).

@@ -129,7 +129,7 @@ public:
   }
 
   /// Ends the probe once: closes the socket, counts, calls back (I/O thread).
-  void finish(bool ok, std::string text, bool timed_out = false) {
+  void finish(bool ok, std::string text, bool timed_out = false, bool inconclusive = false) {
     if (finished_)
       return;
     finished_ = true;
@@ -153,7 +153,7 @@ public:
       std::lock_guard guard{core_.mutex};
       core_.ops.erase(shared_from_this());
     }
-    deliver(done, probe_result{ok, bounded_result_text(text), took});
+    deliver(done, probe_result{ok, bounded_result_text(text), took, inconclusive});
   }
 
 private:
@@ -304,7 +304,7 @@ void health_prober::stop() {
         ops.assign(s.ops.begin(), s.ops.end());
       }
       for (auto& op : ops)
-        op->finish(false, "prober stopped");
+        op->finish(false, "prober stopped", false, true);
     });
   }
   s.work.reset();
@@ -319,7 +319,7 @@ void health_prober::probe(std::string host, std::uint16_t port, const health_che
   std::unique_lock guard{s.mutex};
   if (!s.running) {
     guard.unlock();
-    deliver(done, probe_result{false, "prober stopped", {}});
+    deliver(done, probe_result{false, "prober stopped", {}, true});
     return;
   }
   if (s.ops.size() >= s.max_in_flight) {
@@ -327,7 +327,7 @@ void health_prober::probe(std::string host, std::uint16_t port, const health_che
     // Posted, not called here: the caller may hold its own locks, and callbacks of a
     // running prober always come from its thread.
     asio::post(s.io, [done = std::move(done)] {
-      deliver(done, probe_result{false, "too many checks in flight", {}});
+      deliver(done, probe_result{false, "too many checks in flight", {}, true});
     });
     return;
   }

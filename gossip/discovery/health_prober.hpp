@@ -26,6 +26,10 @@ struct probe_result {
   std::string text;
   /// From the call of probe() to the result (0 when refused at once).
   std::chrono::nanoseconds took{0};
+  /// The prober, not the instance, failed this probe ("too many checks in flight", "prober
+  /// stopped"): says nothing about the instance's health, so the owner may report it with
+  /// health_scheduler::on_skipped() instead of counting it against `fall`. Implies !ok.
+  bool inconclusive = false;
 };
 
 /// Receives a probe's result. Called exactly once per probe(); see health_prober::probe for
@@ -71,11 +75,12 @@ public:
 
   /// Stops: every probe in flight fails at once with "prober stopped" (its callback runs on
   /// the prober's thread before stop() returns), then the thread is joined. Idempotent; safe
-  /// with probes in flight and concurrently with probe(). Must not be called from a callback.
+  /// with probes in flight and concurrently with probe(). Not from a callback (it would join
+  /// its own thread): there it is ignored and logged.
   void stop();
 
-  /// Probes `host` (an IPv4 or IPv6 literal, no brackets; no name is resolved) at `port`
-  /// with `spec`, and calls `done` exactly once with the result:
+  /// Probes `host` (an IPv4 or IPv6 literal, an IPv6 one with or without brackets; no name
+  /// is resolved) at `port` with `spec`, and calls `done` exactly once with the result:
   /// - on the prober's thread, while it runs: the probe's result, "too many checks in
   ///   flight" (at once, when max_in_flight probes are running), or "prober stopped" when
   ///   stop() ends it first;
@@ -100,7 +105,9 @@ public:
 
 private:
   struct state;
+  /// At least 1.
   std::size_t max_in_flight_;
+  /// Written by the I/O thread and probe(), read by anyone.
   health_prober_counters counters_;
   /// The io_context, its thread and the probes in flight (pimpl: no Asio in this header).
   std::unique_ptr<state> state_;

@@ -265,6 +265,7 @@ TEST(health_prober, tcp_connect_passes) {
   auto got = r.first();
   EXPECT_TRUE(got.ok) << got.text;
   EXPECT_EQ(got.text, "connected");
+  EXPECT_FALSE(got.inconclusive);
   EXPECT_NE(r.threads().front(), std::this_thread::get_id()) << "on the prober's thread";
   prober.stop();
   EXPECT_EQ(prober.counters().probes_started.load(), 1u);
@@ -300,6 +301,7 @@ TEST(health_prober, http_503_fails_with_its_status) {
   auto got = probe_once("127.0.0.1", server.port(), http_spec());
   EXPECT_FALSE(got.ok);
   EXPECT_EQ(got.text, "HTTP 503 (expected 2xx)");
+  EXPECT_FALSE(got.inconclusive) << "the instance's answer";
 }
 
 TEST(health_prober, expected_status_is_exact) {
@@ -427,6 +429,9 @@ TEST(health_prober, refuses_probes_beyond_its_bound_at_once) {
   // The refusal comes first: the other waits for its timeout.
   EXPECT_FALSE(all[0].ok);
   EXPECT_EQ(all[0].text, "too many checks in flight");
+  EXPECT_TRUE(all[0].inconclusive) << "the prober's limit, not the instance's fault";
+  EXPECT_EQ(all[0].took, std::chrono::nanoseconds{0});
+  EXPECT_FALSE(all[1].inconclusive);
   EXPECT_FALSE(all[1].ok);
   EXPECT_EQ(all[1].text, "timed out after 1s");
   for (auto id : r.threads())
@@ -456,6 +461,7 @@ TEST(health_prober, stop_ends_probes_in_flight_exactly_once) {
     for (const auto& got : all) {
       EXPECT_FALSE(got.ok);
       EXPECT_EQ(got.text, "prober stopped");
+      EXPECT_TRUE(got.inconclusive);
     }
     EXPECT_EQ(prober.counters().probes_failed.load(), 5u);
     EXPECT_EQ(prober.counters().probes_timed_out.load(), 0u);
@@ -487,6 +493,8 @@ TEST(health_prober, probes_when_not_running_fail_at_once_on_the_calling_thread) 
   prober.probe("127.0.0.1", 9, tcp_spec(), r.callback());
   ASSERT_EQ(r.all().size(), 1u) << "before probe() returned";
   EXPECT_EQ(r.all()[0].text, "prober stopped");
+  EXPECT_TRUE(r.all()[0].inconclusive);
+  EXPECT_EQ(r.all()[0].took, std::chrono::nanoseconds{0});
   EXPECT_EQ(r.threads()[0], std::this_thread::get_id());
   ASSERT_TRUE(prober.start());
   prober.stop();
@@ -494,6 +502,24 @@ TEST(health_prober, probes_when_not_running_fail_at_once_on_the_calling_thread) 
   ASSERT_EQ(r.all().size(), 2u);
   EXPECT_EQ(r.all()[1].text, "prober stopped");
   EXPECT_EQ(prober.counters().probes_started.load(), 0u);
+}
+
+TEST(health_prober, stop_from_a_callback_is_ignored) {
+  test_server server{behaviour::silent};
+  health_prober prober;
+  ASSERT_TRUE(prober.start());
+  results r;
+  auto record = r.callback();
+  prober.probe("127.0.0.1", server.port(), tcp_spec(), [&prober, record](probe_result res) {
+    prober.stop(); // would join its own thread: ignored
+    record(std::move(res));
+  });
+  ASSERT_TRUE(r.wait_for(1));
+  prober.probe("127.0.0.1", server.port(), tcp_spec(), r.callback());
+  ASSERT_TRUE(r.wait_for(2));
+  EXPECT_TRUE(r.all()[1].ok) << "still running: " << r.all()[1].text;
+  prober.stop();
+  expect_balanced(prober);
 }
 
 TEST(health_prober, can_be_started_again_after_stop) {

@@ -531,6 +531,28 @@ TEST(health_scheduler, a_check_added_again_while_its_old_probe_runs_ignores_that
   EXPECT_EQ(s.due(t0 + 1h).size(), 1u) << "the new check runs once the old probe is done";
 }
 
+TEST(health_scheduler, a_skipped_probe_frees_the_check_and_leaves_its_status) {
+  health_scheduler s{21};
+  health_check_spec spec;
+  spec.rise = 1;
+  spec.fall = 1;
+  ASSERT_FALSE(s.add("web/1", spec, t0));
+  auto first = *s.next_run("web/1");
+  ASSERT_EQ(s.due(first).size(), 1u);
+  ASSERT_TRUE(s.on_result("web/1", true, "connected", first + 1ms));
+  ASSERT_EQ(s.due(first + 10s).size(), 1u);
+  EXPECT_TRUE(s.on_skipped("web/1"));
+  EXPECT_FALSE(s.is_in_flight("web/1"));
+  EXPECT_EQ(s.status("web/1"), health_status::passing) << "fall 1, yet no failure counted";
+  EXPECT_EQ(s.tracker("web/1")->last_result(), "connected");
+  EXPECT_EQ(s.next_deadline(), first + 20s);
+  EXPECT_EQ(s.stats().skipped, 1u);
+  EXPECT_FALSE(s.on_skipped("web/1")) << "nothing in flight";
+  EXPECT_FALSE(s.on_skipped("nobody/1"));
+  EXPECT_EQ(s.stats().ignored_results, 2u);
+  EXPECT_EQ(s.stats().skipped, 1u);
+}
+
 TEST(health_scheduler, replacing_with_the_same_spec_keeps_the_check) {
   health_scheduler s{5};
   health_check_spec spec;
