@@ -31,6 +31,8 @@ namespace {
 struct health_result_msg {
   std::string key;
   bool ok = false;
+  /// The prober's failure (busy, stopped), not the instance's: not counted toward `fall`.
+  bool inconclusive = false;
   std::string text;
 };
 
@@ -63,7 +65,7 @@ struct routing_state {
   std::shared_ptr<key_book_trust> book; // null without certificates
   std::unique_ptr<gossip::routing_sealer> sealer;
   std::unique_ptr<gossip::health_scheduler> checks;
-  std::unique_ptr<gossip::health_prober> prober;
+  std::unique_ptr<gossip::discovery::health_prober> prober;
   /// This node's services by "service/id".
   std::map<std::string, service_spec> services;
   /// Last version written to services.json.
@@ -205,10 +207,10 @@ void run_checks(routing_actor_t* self) {
     const auto& reg = it->second.reg;
     ++st.counters.probes;
     st.prober->probe(reg.address.empty() ? std::string{"127.0.0.1"} : reg.address, reg.port, *spec,
-                     [weak, key](gossip::probe_result res) {
+                     [weak, key](gossip::discovery::probe_result res) {
                        if (auto hdl = weak.lock())
                          caf::anon_send(caf::actor_cast<caf::actor>(hdl),
-                                        health_result_msg{key, res.ok, std::move(res.text)});
+                                        health_result_msg{key, res.ok, res.inconclusive, std::move(res.text)});
                      });
   }
   schedule_checks(self);
@@ -376,7 +378,7 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
   st.table = std::make_shared<gossip::routing_table>(cfg, trust);
   st.spread = std::make_unique<gossip::routing_gossip>(*st.table);
   st.checks = std::make_unique<gossip::health_scheduler>(st.params.rng_seed);
-  st.prober = std::make_unique<gossip::health_prober>();
+  st.prober = std::make_unique<gossip::discovery::health_prober>();
   if (!st.prober->start())
     spdlog::warn("the health prober could not start: health checks fail until a restart");
   self->attach_functor([self] { self->state.prober->stop(); });
@@ -434,7 +436,9 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
       },
       [=](health_result_msg& msg) {
         auto& st = self->state;
-        if (st.checks->on_result(msg.key, msg.ok, msg.text, self->clock().now())) {
+        if (msg.inconclusive) {
+          static_cast<void>(st.checks->on_skipped(msg.key));
+        } else if (st.checks->on_result(msg.key, msg.ok, msg.text, self->clock().now())) {
           ++st.counters.health_changes;
           spdlog::info("service {} is now {} ({})", msg.key,
                        gossip::to_string(st.checks->status(msg.key)), msg.text);

@@ -38,7 +38,7 @@
 #include "actors/service_spec.hpp"
 #include "gossip/routing_snapshot.hpp"
 
-namespace starling::gossip {
+namespace starling::gossip::discovery {
 class dns_server;
 }
 
@@ -61,7 +61,7 @@ struct routing_params {
   /// The membership extension that carries the table (never null).
   std::shared_ptr<routing_relay> relay;
   /// The DNS responder to feed snapshots to; null: DNS disabled.
-  std::shared_ptr<gossip::dns_server> dns;
+  std::shared_ptr<gossip::discovery::dns_server> dns;
   /// Stamps further ahead of this node's clock are refused.
   std::chrono::milliseconds max_clock_skew = std::chrono::minutes{10};
   /// Housekeeping period: section refresh, garbage collection, record refresh.
