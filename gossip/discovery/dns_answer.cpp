@@ -172,7 +172,9 @@ bool push(ldns_rr* rr, rdf_ptr field) {
 /// try the reply with fewer of them until it fits.
 struct draft {
   std::uint16_t id = 0;
-  ldns_pkt_opcode opcode = LDNS_PACKET_QUERY;
+  /// The query's opcode, 0 to 15, echoed. Kept as a number: ldns_pkt_opcode cannot hold the
+  /// unassigned ones (a C++ enum with enumerators 0 to 5), so render() sets it on the bytes.
+  std::uint8_t opcode = LDNS_PACKET_QUERY;
   bool rd = false;
   /// Authoritative: set for every answer about a name in our domain.
   bool aa = false;
@@ -197,7 +199,7 @@ std::vector<std::uint8_t> render(const draft& d, std::size_t n_answer, std::size
   auto* p = pkt.get();
   ldns_pkt_set_id(p, d.id);
   ldns_pkt_set_qr(p, true);
-  ldns_pkt_set_opcode(p, d.opcode);
+  ldns_pkt_set_opcode(p, LDNS_PACKET_QUERY); // d.opcode is set on the bytes below
   ldns_pkt_set_aa(p, d.aa);
   ldns_pkt_set_tc(p, tc);
   ldns_pkt_set_rd(p, d.rd);
@@ -230,8 +232,9 @@ std::vector<std::uint8_t> render(const draft& d, std::size_t n_answer, std::size
   std::size_t size = 0;
   const auto status = ldns_pkt2wire(&raw, p, &size);
   wire_ptr wire{raw};
-  if (status != LDNS_STATUS_OK || raw == nullptr)
+  if (status != LDNS_STATUS_OK || raw == nullptr || size < LDNS_HEADER_SIZE)
     return {};
+  LDNS_OPCODE_SET(raw, d.opcode);
   return {raw, raw + size};
 }
 
@@ -478,7 +481,7 @@ dns_reply dns_answer(std::span<const std::uint8_t> query, const routing_snapshot
 
   draft d;
   d.id = LDNS_ID_WIRE(wire);
-  d.opcode = static_cast<ldns_pkt_opcode>(LDNS_OPCODE_WIRE(wire));
+  d.opcode = static_cast<std::uint8_t>(LDNS_OPCODE_WIRE(wire));
   d.rd = LDNS_RD_WIRE(wire) != 0;
   if (d.opcode != LDNS_PACKET_QUERY) {
     d.rcode = LDNS_RCODE_NOTIMPL;

@@ -4,6 +4,7 @@
 // that does not fit is truncated with TC set (dns_answer.hpp), and TCP is not served.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>

@@ -472,7 +472,8 @@ TEST_F(dns_answer_test, opcodes_other_than_query_are_not_implemented) {
     ASSERT_TRUE(a.pkt);
     EXPECT_EQ(a.reply.outcome, dns_outcome::refused);
     EXPECT_EQ(ldns_pkt_get_rcode(a.pkt.get()), LDNS_RCODE_NOTIMPL) << opcode;
-    EXPECT_EQ(static_cast<int>(ldns_pkt_get_opcode(a.pkt.get())), opcode);
+    // Read from the bytes: ldns_pkt_opcode (a C++ enum of 0 to 5) cannot hold 15.
+    EXPECT_EQ(LDNS_OPCODE_WIRE(a.reply.bytes.data()), opcode);
   }
 }
 
