@@ -127,21 +127,45 @@ caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_par
     sealer->emplace_back("tracked_senders", view.tracked_senders);
   }
   groups.push_back({"sealer", std::move(sealer)});
+  auto rp = self->make_response_promise();
+  // Membership's counters, then routing's (with the DNS address); a group whose actor is
+  // restarting or slow is shown as null.
+  auto with_routing = [self, dir = p.dir, rp](std::vector<counter_group> groups) mutable {
+    const auto routing = dir->find(role::routing);
+    if (!routing) {
+      groups.push_back({"routing", std::nullopt});
+      rp.deliver(stats_json(groups, {{"dns_address", std::nullopt}}));
+      return;
+    }
+    self->request(routing, std::chrono::seconds{5}, stats_atom::value)
+        .then(
+            [rp, groups](counter_list& counters, std::string& dns) mutable {
+              groups.push_back({"routing", std::move(counters)});
+              std::optional<std::string> address;
+              if (!dns.empty())
+                address = std::move(dns);
+              rp.deliver(stats_json(groups, {{"dns_address", std::move(address)}}));
+            },
+            [rp, groups](caf::error&) mutable {
+              groups.push_back({"routing", std::nullopt});
+              rp.deliver(stats_json(groups, {{"dns_address", std::nullopt}}));
+            });
+  };
   const auto membership = p.dir->find(role::membership);
   if (!membership) {
     groups.push_back({"membership", std::nullopt});
-    return caf::make_message(stats_json(groups));
+    with_routing(std::move(groups));
+    return rp;
   }
-  auto rp = self->make_response_promise();
   self->request(membership, std::chrono::seconds{5}, stats_atom::value)
       .then(
-          [rp, groups](counter_list& counters) mutable {
+          [with_routing, groups](counter_list& counters) mutable {
             groups.push_back({"membership", std::move(counters)});
-            rp.deliver(stats_json(groups));
+            with_routing(std::move(groups));
           },
-          [rp, groups](caf::error&) mutable {
+          [with_routing, groups](caf::error&) mutable {
             groups.push_back({"membership", std::nullopt});
-            rp.deliver(stats_json(groups));
+            with_routing(std::move(groups));
           });
   return rp;
 }
@@ -174,6 +198,9 @@ caf::behavior admin_actor(caf::event_based_actor* self, admin_params p) {
           return caf::make_message(std::string{"pong"});
         if (cmd == "certs")
           return ask(self, dir, role::identity, certs_atom::value);
+        if (cmd == "services" || cmd == "routes" || cmd == "register" || cmd == "deregister" ||
+            cmd == "split" || cmd == "route" || cmd == "resilience" || cmd == "authz")
+          return ask(self, dir, role::routing, routing_atom::value, args);
         if (cmd == "token") {
           auto parsed = parse_token_create(args);
           if (!parsed)

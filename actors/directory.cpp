@@ -10,6 +10,8 @@ std::string_view role_name(role r) noexcept {
     return "membership";
   case role::identity:
     return "identity";
+  case role::routing:
+    return "routing";
   case role::admin:
     return "admin";
   }

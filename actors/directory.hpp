@@ -26,10 +26,11 @@ enum class role : std::uint8_t {
   membership,
   identity,
   admin,
+  routing,
 };
 
 /// Number of roles (the size of the directory's table).
-inline constexpr std::size_t role_count = 4;
+inline constexpr std::size_t role_count = 5;
 
 /// "supervisor", "membership", ...: for logs and errors.
 [[nodiscard]] std::string_view role_name(role r) noexcept;

@@ -20,6 +20,7 @@
 #include "actors/node_files.hpp"
 #include "actors/views.hpp"
 #include "gossip/errc.hpp"
+#include "proto/wire/address.hpp"
 #include "proto/wire/backoff.hpp"
 
 namespace starling::actors {
@@ -121,6 +122,23 @@ void report_peers(membership_actor_t* self) {
   self->send(st.parent, peers_atom::value, std::move(alive), st.core->self().incarnation);
 }
 
+/// Tells params.on_members who is live now.
+void report_members(membership_actor_t* self) {
+  auto& st = self->state;
+  if (!st.params.on_members || !st.core)
+    return;
+  std::vector<std::string> names;
+  std::vector<std::string> hosts;
+  for (const auto& m : st.core->members()) {
+    if (m.state != gossip::member_state::alive && m.state != gossip::member_state::suspect)
+      continue;
+    auto hp = wire::parse_host_port(m.address);
+    names.push_back(m.name);
+    hosts.push_back(hp ? hp.address->host : std::string{});
+  }
+  st.params.on_members(std::move(names), std::move(hosts));
+}
+
 void record_event(membership_actor_t* self, const gossip::member_event& ev) {
   auto& st = self->state;
   event_record rec{wall_clock::now(), ev.kind, ev.subject.name, ev.subject.address,
@@ -168,8 +186,10 @@ void apply(membership_actor_t* self, gossip::effects fx) {
     start_push_pull(self, peer, 0, false);
   for (const auto& ev : fx.events)
     record_event(self, ev);
-  if (!fx.events.empty())
+  if (!fx.events.empty()) {
     report_peers(self);
+    report_members(self);
+  }
   auto inc = st.core->self().incarnation;
   if (!st.params.data_dir.empty() && inc != st.persisted_incarnation) {
     if (auto err = write_incarnation(st.params.data_dir, inc))
@@ -324,6 +344,7 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
       return {};
     }
   }
+  report_members(self);
   st.persisted_incarnation = st.params.incarnation;
   if (!st.params.data_dir.empty())
     if (auto err = write_incarnation(st.params.data_dir, st.params.incarnation))

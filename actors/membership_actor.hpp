@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,6 +91,10 @@ struct membership_params {
   /// Extensions registered with the core before anything is sent or received. One that the
   /// core refuses (kind 0 or taken, no name) fails the start like a bind failure.
   std::vector<membership_extension> extensions;
+  /// Told the live members (alive or suspect, this node included) and their hosts, at start
+  /// and after every membership change; called on the membership actor's thread (the
+  /// supervisor sends them on to the routing actor). Unset: nobody is told.
+  std::function<void(std::vector<std::string> names, std::vector<std::string> hosts)> on_members;
 };
 
 /// Spawns a membership actor reporting to `parent` (may be invalid in tests).

@@ -70,6 +70,8 @@ caf::error write_file_atomic(const fs::path& file, std::string_view content, uns
 caf::error write_agent_json(const fs::path& data_dir, const agent_info& info) {
   nlohmann::ordered_json doc{
       {"name", info.name}, {"pid", info.pid}, {"gossip", info.gossip}, {"admin", info.admin}};
+  if (!info.dns.empty())
+    doc["dns"] = info.dns;
   return write_file_atomic(data_dir / "agent.json", doc.dump() + "\n");
 }
 
@@ -85,8 +87,11 @@ caf::expected<agent_info> read_agent_json(const fs::path& data_dir) {
       !doc.contains("gossip") || !doc.contains("admin") || !doc["name"].is_string() ||
       !doc["pid"].is_number_integer() || !doc["gossip"].is_string() || !doc["admin"].is_string())
     return make_error(errc::invalid_config, file.string() + ": not an agent.json");
-  return agent_info{doc["name"].get<std::string>(), doc["pid"].get<long>(),
-                    doc["gossip"].get<std::string>(), doc["admin"].get<std::string>()};
+  agent_info info{doc["name"].get<std::string>(), doc["pid"].get<long>(),
+                  doc["gossip"].get<std::string>(), doc["admin"].get<std::string>()};
+  if (doc.contains("dns") && doc["dns"].is_string())
+    info.dns = doc["dns"].get<std::string>();
+  return info;
 }
 
 std::optional<std::uint64_t> read_incarnation(const fs::path& data_dir) {

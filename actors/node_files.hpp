@@ -24,6 +24,7 @@ struct agent_info {
   long pid = 0;
   std::string gossip; ///< advertised gossip address
   std::string admin;  ///< actual admin address
+  std::string dns;    ///< actual DNS responder address; empty when DNS is off
 };
 
 /// Writes <data_dir>/agent.json atomically.

@@ -411,6 +411,10 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
         spdlog::warn("health check of a registered service refused: {}", message_of(err));
     }
   }
+  // Who is live now (the membership actor tells us of every change after this).
+  auto live = st.params.relay->members();
+  for (std::size_t k = 0; k < live.names.size() && k < live.hosts.size(); ++k)
+    st.live.emplace(std::move(live.names[k]), std::move(live.hosts[k]));
   static_cast<void>(write_own(self));
   self->send(self, rtick_atom::value);
 

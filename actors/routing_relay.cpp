@@ -41,6 +41,16 @@ std::size_t routing_relay::queued() const {
   return queue_.size();
 }
 
+void routing_relay::set_members(live_members live) {
+  std::lock_guard guard{mutex_};
+  live_ = std::move(live);
+}
+
+routing_relay::live_members routing_relay::members() const {
+  std::lock_guard guard{mutex_};
+  return live_;
+}
+
 gossip::extension_effects routing_relay::take_effects() {
   gossip::extension_effects fx;
   std::lock_guard guard{mutex_};

@@ -61,6 +61,16 @@ public:
   /// Payloads waiting.
   [[nodiscard]] std::size_t queued() const;
 
+  // -- who is live (the membership actor writes, a starting routing actor reads) -----------
+
+  /// The live members (alive or suspect, this node included) and their hosts.
+  struct live_members {
+    std::vector<std::string> names;
+    std::vector<std::string> hosts;
+  };
+  void set_members(live_members live);
+  [[nodiscard]] live_members members() const;
+
 private:
   gossip::extension_effects take_effects();
 
@@ -69,6 +79,7 @@ private:
   gossip::payload_queue queue_;
   std::optional<std::string> section_;
   std::vector<std::string> push_pull_with_;
+  live_members live_;
 };
 
 } // namespace starling::actors

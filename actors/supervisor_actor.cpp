@@ -26,7 +26,12 @@
 #include "actors/membership_actor.hpp"
 #include "actors/node_files.hpp"
 #include "actors/node_identity.hpp"
+#include "actors/routing_actor.hpp"
+#include "actors/routing_relay.hpp"
 #include "actors/tls_security.hpp"
+#include "gossip/discovery/dns_server.hpp"
+#include "gossip/routing_gossip.hpp"
+#include "proto/wire/errors.hpp"
 
 namespace starling::actors {
 
@@ -76,6 +81,11 @@ struct supervisor_state {
   /// Where every gossip transport this agent runs (one per membership start) sums its
   /// counters: the sealer's when there is a keyring (its view shows the drops), else ours.
   std::shared_ptr<transport_drop_counters> transport_counters;
+  /// The routing table's extension in the membership core, shared by the membership and
+  /// routing actors across their restarts.
+  std::shared_ptr<routing_relay> relay;
+  /// The DNS responder (bound at start, outlives routing actor restarts); null: disabled.
+  std::shared_ptr<gossip::discovery::dns_server> dns;
   /// Alive peers and own incarnation last reported: the seeds of a restarted membership.
   std::vector<std::string> last_peers;
   std::uint64_t last_incarnation = 0;
@@ -101,6 +111,8 @@ void shutdown(supervisor_t* self, int code) {
   if (!st.admin_credential.empty())
     withdraw_admin_credential(st.params.cfg.data_dir, st.admin_cookie_copy, st.admin_credential);
   st.dir->clear();
+  if (st.dns)
+    st.dns->stop();
   for (auto& child : st.children)
     if (child.handle)
       self->send_exit(child.handle, caf::exit_reason::user_shutdown);
@@ -114,14 +126,15 @@ void announce_ready(supervisor_t* self) {
   st.ready = true;
   const auto& cfg = st.params.cfg;
   host_port admin{cfg.admin.host, st.admin_port};
-  agent_info info{cfg.name, static_cast<long>(::getpid()), st.gossip_address, admin.to_string()};
+  agent_info info{cfg.name, static_cast<long>(::getpid()), st.gossip_address, admin.to_string(),
+                  st.dns ? st.dns->local_endpoint() : std::string{}};
   if (auto err = write_agent_json(cfg.data_dir, info)) {
     spdlog::error("{}", message_of(err));
     shutdown(self, exit_failed);
     return;
   }
   std::cout << "starling agent " << cfg.name << " ready: gossip " << st.gossip_address << ", admin "
-            << info.admin << std::endl;
+            << info.admin << (info.dns.empty() ? "" : ", dns " + info.dns) << std::endl;
   spdlog::info("ready: gossip {}, admin {}, data dir {}", st.gossip_address, info.admin,
                cfg.data_dir.string());
 }
@@ -251,6 +264,13 @@ caf::actor start_membership(supervisor_t* self) {
                  p.incarnation);
   }
   p.make_io = make_transport_io(std::move(tc), st.transport_counters);
+  p.extensions.push_back({gossip::routing_extension_kind, "routing", st.relay});
+  p.on_members = [relay = st.relay, dir = std::shared_ptr<const directory>{st.dir}](
+                     std::vector<std::string> names, std::vector<std::string> hosts) {
+    relay->set_members({names, hosts});
+    if (auto routing = dir->find(role::routing))
+      caf::anon_send(routing, members_atom::value, std::move(names), std::move(hosts));
+  };
   return spawn_membership_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                                 std::move(p));
 }
@@ -269,6 +289,45 @@ caf::actor start_identity(supervisor_t* self) {
   p.admission_quorum = st.params.cfg.admission_quorum;
   p.rng_seed = std::random_device{}();
   return spawn_identity_actor(self->home_system(), self->state.dir, std::move(p));
+}
+
+caf::actor start_routing(supervisor_t* self) {
+  auto& st = self->state;
+  const auto& cfg = st.params.cfg;
+  routing_params p;
+  p.name = cfg.name;
+  p.data_dir = cfg.data_dir;
+  p.config_services = cfg.services;
+  p.id = st.params.id;
+  p.relay = st.relay;
+  p.dns = st.dns;
+  p.max_clock_skew = cfg.max_clock_skew;
+  p.rng_seed = std::random_device{}();
+  return spawn_routing_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
+                             std::move(p));
+}
+
+/// Binds the DNS responder of cfg.dns; false (logged) when it cannot.
+bool start_dns(supervisor_t* self) {
+  auto& st = self->state;
+  const auto& cfg = st.params.cfg;
+  if (!cfg.dns)
+    return true;
+  auto dns = std::make_shared<gossip::discovery::dns_server>(std::random_device{}());
+  gossip::discovery::dns_options opts;
+  opts.domain = cfg.dns_domain;
+  if (auto err = dns->set_options(opts)) {
+    spdlog::error("DNS: {}", wire::render_error(err));
+    return false;
+  }
+  if (auto err = dns->start(cfg.dns->host, cfg.dns->port)) {
+    spdlog::error("cannot start the DNS responder on {}: {} (set [dns] address, or \"off\")",
+                  cfg.dns->to_string(), wire::render_error(err));
+    return false;
+  }
+  spdlog::info("DNS responder on {} for *.service.{}", dns->local_endpoint(), cfg.dns_domain);
+  st.dns = std::move(dns);
+  return true;
 }
 
 caf::actor start_admin(supervisor_t* self) {
@@ -345,7 +404,19 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
                                            : std::make_shared<transport_drop_counters>();
   self->set_down_handler([=](caf::down_msg& dm) { on_child_down(self, dm); });
   st.dir->bind(role::supervisor, caf::actor_cast<caf::actor>(self));
+  // The relay hands peers' routing bytes to the routing actor of the moment.
+  st.relay = std::make_shared<routing_relay>(
+      [dir = std::shared_ptr<const directory>{st.dir}](routing_input in) {
+        if (auto routing = dir->find(role::routing))
+          caf::anon_send(routing, std::move(in));
+      });
+  if (!start_dns(self)) {
+    st.params.outcome->exit_code = exit_failed;
+    self->quit();
+    return {};
+  }
   add_child(self, role::identity, [=] { return start_identity(self); });
+  add_child(self, role::routing, [=] { return start_routing(self); });
   add_child(self, role::membership, [=] { return start_membership(self); });
   add_child(self, role::admin, [=] { return start_admin(self); });
   return {

@@ -42,9 +42,12 @@ struct counter_group {
   std::optional<counter_list> counters;
 };
 
-/// The stats JSON view, one line: {"transport":{"datagrams_in":N,..},"admin":{..},..}, the
-/// groups and their counters in the given order, an absent group as null.
-[[nodiscard]] std::string stats_json(const std::vector<counter_group>& groups);
+/// The stats JSON view, one line: {"dns_address":"..","transport":{"datagrams_in":N,..},
+/// "admin":{..},..}: first the top-level `fields` (strings, or null), then the groups and
+/// their counters in the given order, an absent group as null.
+[[nodiscard]] std::string
+stats_json(const std::vector<counter_group>& groups,
+           const std::vector<std::pair<std::string, std::optional<std::string>>>& fields = {});
 
 /// One member event as recorded for the event log and the admin.
 struct event_record {
