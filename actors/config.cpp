@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 #include <caf/message.hpp>
+#include <nlohmann/json.hpp>
 #include <sys/stat.h>
 // toml++ checks its own parser state with assert() outside NDEBUG builds, and one check is
 // wrong: a table header such as "[:" aborts the process (found by config_fuzz) where the
@@ -449,6 +450,169 @@ caf::error read_gossip_table(const toml::table& tbl, file_state& st) {
   return {};
 }
 
+// -- [[service]], [dns], [routing] ---------------------------------------------------------
+
+/// A TOML value as JSON, so that a [[service]] table is read by service_from_json, the one
+/// reader of the fielded form (services.json uses it too). Dates and times have no JSON
+/// form: refused, naming `key`.
+caf::expected<nlohmann::json> toml_to_json(const toml::node& n, const std::string& key) {
+  if (auto s = n.value_exact<std::string>())
+    return nlohmann::json(*s);
+  if (auto i = n.value_exact<std::int64_t>())
+    return nlohmann::json(*i);
+  if (auto b = n.value_exact<bool>())
+    return nlohmann::json(*b);
+  if (auto d = n.value_exact<double>())
+    return nlohmann::json(*d);
+  if (const auto* tbl = n.as_table()) {
+    auto out = nlohmann::json::object();
+    for (auto&& [k, v] : *tbl) {
+      const std::string name{k.str()};
+      auto value = toml_to_json(v, key + "." + name);
+      if (!value)
+        return value.error();
+      out[name] = std::move(*value);
+    }
+    return out;
+  }
+  if (const auto* arr = n.as_array()) {
+    auto out = nlohmann::json::array();
+    for (std::size_t i = 0; i < arr->size(); ++i) {
+      auto value = toml_to_json(*arr->get(i), key + "[" + std::to_string(i) + "]");
+      if (!value)
+        return value.error();
+      out.push_back(std::move(*value));
+    }
+    return out;
+  }
+  return bad(key, "expected a string, a number, an array or a table, got " + describe(n));
+}
+
+/// Reads the `[[service]]` tables: each through service_from_json (errors name
+/// "service[i].<key>"), distinct by (name, id), at most gossip::max_instances_per_owner.
+caf::error read_services(const toml::node& node, agent_config& cfg) {
+  const auto* arr = node.as_array();
+  if (arr == nullptr) // the elements' types are service_from_json's to refuse
+    return bad("service", "expected [[service]] tables, got " + describe(node));
+  if (arr->size() > gossip::max_instances_per_owner)
+    return bad("service", std::to_string(arr->size()) + " services, at most " +
+                              std::to_string(gossip::max_instances_per_owner));
+  cfg.services.clear();
+  for (std::size_t i = 0; i < arr->size(); ++i) {
+    const std::string where = "service[" + std::to_string(i) + "]";
+    auto j = toml_to_json(*arr->get(i), where);
+    if (!j)
+      return j.error();
+    auto spec = service_from_json(*j, where);
+    if (!spec)
+      return spec.error();
+    spec->from_config = true;
+    for (std::size_t k = 0; k < cfg.services.size(); ++k) {
+      const auto& other = cfg.services[k].reg;
+      if (other.service == spec->reg.service && other.id == spec->reg.id)
+        return bad(where, "same name and id as service[" + std::to_string(k) + "] (name " +
+                              quote_text(other.service) + ", id " + quote_text(other.id) +
+                              "): give one of them another id");
+    }
+    cfg.services.push_back(std::move(*spec));
+  }
+  return {};
+}
+
+/// True for a DNS name of lowercase labels ("starling", "mesh.internal"): each label 1 to 63
+/// of [a-z0-9-], not starting or ending with '-'; at most 253 bytes; no trailing dot.
+bool is_dns_name(std::string_view name) {
+  if (name.empty() || name.size() > 253)
+    return false;
+  while (true) {
+    const auto dot = name.find('.');
+    const auto label = name.substr(0, dot);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+      return false;
+    for (char c : label)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+        return false;
+    if (dot == std::string_view::npos)
+      return true;
+    name.remove_prefix(dot + 1);
+  }
+}
+
+/// Parses a DNS server address: "HOST:PORT" (port 0 picks a free one), or "" / "off" for
+/// no DNS server.
+caf::expected<std::optional<host_port>> parse_dns_address(std::string_view text,
+                                                          std::string_view key) {
+  if (text.empty() || text == "off")
+    return std::optional<host_port>{};
+  auto hp = parse_host_port(text, key);
+  if (!hp)
+    return bad(key, "expected HOST:PORT, or \"off\" for no DNS server, got " + quote_text(text));
+  return std::optional<host_port>{std::move(*hp)};
+}
+
+caf::error read_dns_table(const toml::node& node, agent_config& cfg) {
+  const auto* tbl = node.as_table();
+  if (tbl == nullptr)
+    return bad("dns", "expected a [dns] table, got " + describe(node));
+  for (auto&& [k, v] : *tbl) {
+    const std::string_view name = k.str();
+    const std::string key = "dns." + std::string{name};
+    if (name == "address") {
+      auto address = read_parsed(v, key, "HOST:PORT or \"off\"", parse_dns_address);
+      if (!address)
+        return address.error();
+      cfg.dns = *address;
+    } else if (name == "domain") {
+      auto s = get_string(v, key, "a DNS name");
+      if (!s)
+        return s.error();
+      if (!is_dns_name(*s))
+        return bad(key, "expected a DNS name of lowercase labels (letters, digits, '-') joined "
+                        "by '.', got " +
+                            quote_text(*s));
+      cfg.dns_domain = *s;
+    } else if (name == "dns_allow_remote") {
+      if (auto err = read_bool(v, key, cfg.dns_allow_remote))
+        return err;
+    } else {
+      return bad(key, "unknown key (docs/operations.md lists the keys)");
+    }
+  }
+  return {};
+}
+
+/// Parses max_clock_skew: whole milliseconds from min_clock_skew to max_clock_skew_bound.
+caf::expected<std::chrono::milliseconds> parse_clock_skew(std::string_view text,
+                                                          std::string_view key) {
+  auto d = parse_duration(text, key);
+  if (!d)
+    return d.error();
+  if (*d < min_clock_skew || *d > max_clock_skew_bound ||
+      *d % std::chrono::milliseconds{1} != gossip::duration::zero())
+    return bad(key, "expected whole milliseconds from " + format_duration(min_clock_skew) + " to " +
+                        format_duration(max_clock_skew_bound) + ", got " + quote_text(text));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+}
+
+caf::error read_routing_table(const toml::node& node, agent_config& cfg) {
+  const auto* tbl = node.as_table();
+  if (tbl == nullptr)
+    return bad("routing", "expected a [routing] table, got " + describe(node));
+  for (auto&& [k, v] : *tbl) {
+    const std::string_view name = k.str();
+    const std::string key = "routing." + std::string{name};
+    if (name == "max_clock_skew") {
+      auto skew = read_parsed(v, key, "a duration like \"10m\"", parse_clock_skew);
+      if (!skew)
+        return skew.error();
+      cfg.max_clock_skew = *skew;
+    } else {
+      return bad(key, "unknown key (docs/operations.md lists the keys)");
+    }
+  }
+  return {};
+}
+
 caf::error read_file_table(const toml::table& root, file_state& st) {
   auto& cfg = st.cfg;
   for (auto&& [k, node] : root) {
@@ -610,6 +774,15 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
         if (auto err = parse_tag(std::string{tk.str()} + "=" + *s, tkey, cfg.tags))
           return err;
       }
+    } else if (key == "service") {
+      if (auto err = read_services(node, cfg))
+        return err;
+    } else if (key == "dns") {
+      if (auto err = read_dns_table(node, cfg))
+        return err;
+    } else if (key == "routing") {
+      if (auto err = read_routing_table(node, cfg))
+        return err;
     } else {
       return bad(key, "unknown key (docs/operations.md lists the keys)");
     }
@@ -809,6 +982,9 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
       "distinct issuers that must vouch for every node certificate, 1 to 16 (default 1)");
   str("--cert-ttl", f.cert_ttl,
       "validity of the node certificates this issuer signs, 30s to 720h (default 24h)");
+  str("--dns", f.dns,
+      "DNS server HOST:PORT for <service>.<domain> names (default 127.0.0.1:8600; port 0 "
+      "picks a free one; \"off\" disables it)");
 }
 
 std::vector<std::string> split_tokens(std::string_view text) {
@@ -1018,6 +1194,12 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text, std::s
       return ttl.error();
     cfg.cert_ttl = *ttl;
   }
+  if (flags.dns) {
+    auto address = parse_dns_address(*flags.dns, "--dns");
+    if (!address)
+      return address.error();
+    cfg.dns = *address;
+  }
   // Defaults that depend on other values.
   if (st.name) {
     cfg.name = *st.name;
@@ -1047,6 +1229,12 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text, std::s
                             " is not a loopback address and the admin credential would travel "
                             "in the clear; set admin_allow_remote = true to allow it (or reach "
                             "the loopback port through SSH)");
+  if (cfg.dns && !is_loopback_host(cfg.dns->host) && !cfg.dns_allow_remote)
+    return bad(flags.dns ? "--dns" : "dns.address",
+               cfg.dns->to_string() +
+                   " is not a loopback address and the DNS server would tell whoever reaches it "
+                   "the mesh's service addresses; set dns_allow_remote = true in [dns] to allow "
+                   "it");
   return cfg;
 }
 

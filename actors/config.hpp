@@ -13,6 +13,8 @@
 
 #include <caf/expected.hpp>
 
+#include "actors/service_spec.hpp"
+#include "gossip/hlc.hpp"
 #include "gossip/membership.hpp"
 #include "gossip/types.hpp"
 #include "proto/wire/address.hpp"
@@ -83,6 +85,22 @@ struct agent_config {
   /// its own): from min_cert_ttl to max_cert_ttl, capped at the issuer certificate's
   /// expiry. Ignored on a node that is not an issuer.
   std::chrono::seconds cert_ttl{std::chrono::hours{24}};
+  /// The services this node registers from the config's `[[service]]` tables, in file order,
+  /// each with from_config set: valid (service_from_json's checks), distinct by (name, id),
+  /// at most gossip::max_instances_per_owner.
+  std::vector<service_spec> services;
+  /// DNS server answering `<service>.<dns_domain>` names ([dns] address, --dns); port 0
+  /// picks a free one; nullopt: no DNS server ("" or "off"). Loopback unless
+  /// dns_allow_remote.
+  std::optional<host_port> dns{host_port{"127.0.0.1", 8600}};
+  /// Domain the DNS server answers for: lowercase DNS labels joined by '.', at most 253 bytes.
+  std::string dns_domain = "starling";
+  /// Allows a non-loopback `dns` address ([dns] dns_allow_remote): the server then answers
+  /// whoever reaches it with the mesh's service addresses.
+  bool dns_allow_remote = false;
+  /// Routing stamps more than this ahead of the wall clock are refused ([routing]
+  /// max_clock_skew; whole milliseconds, min_clock_skew to max_clock_skew_bound).
+  std::chrono::milliseconds max_clock_skew{gossip::default_max_clock_skew};
   /// Problems that do not stop the agent (a secret file readable by group or others); the
   /// agent logs each at warn once logging is set up.
   std::vector<std::string> warnings;
@@ -93,6 +111,11 @@ struct agent_config {
 /// a stolen key is usable too long after it is revoked on a node that missed the statement.
 inline constexpr std::chrono::seconds min_cert_ttl{30};
 inline constexpr std::chrono::seconds max_cert_ttl{std::chrono::hours{24 * 30}};
+
+/// Bounds of agent_config::max_clock_skew. Under a second, ordinary NTP jitter would refuse
+/// writes; over a day, a node with a wrong date could pin every clock of the mesh ahead.
+inline constexpr std::chrono::milliseconds min_clock_skew{std::chrono::seconds{1}};
+inline constexpr std::chrono::milliseconds max_clock_skew_bound{std::chrono::hours{24}};
 
 /// Flag values as given on the command line; unset ones leave the file's value alone.
 struct agent_flags {
@@ -118,6 +141,8 @@ struct agent_flags {
   std::optional<std::string> token_file;
   std::optional<std::string> admission_quorum;
   std::optional<std::string> cert_ttl;
+  /// --dns HOST:PORT ("off" disables the DNS server).
+  std::optional<std::string> dns;
 };
 
 /// Secrets taken from the environment, so that they do not show in `ps`. Precedence:
