@@ -65,7 +65,8 @@ std::optional<std::string> start_agent(demo_node& node, const fs::path& dir,
       self_exe(),    "agent",       "--name",
       node.name,     "--data-dir",  node.data_dir.string(),
       "--gossip",    "127.0.0.1:0", "--admin",
-      "127.0.0.1:0", "--event-log", (dir / (node.name + ".events")).string()};
+      "127.0.0.1:0", "--dns",       "127.0.0.1:0",
+      "--event-log", (dir / (node.name + ".events")).string()};
   args.insert(args.end(), extra.begin(), extra.end());
   auto log = dir / (node.name + ".log");
   pid_t pid = fork();

@@ -123,6 +123,8 @@ struct agent_json {
   long pid = 0;
   std::string gossip;
   std::string admin;
+  /// The DNS responder's address; empty when DNS is off.
+  std::string dns;
 };
 
 /// Reads <data_dir>/agent.json if present and well-formed.
