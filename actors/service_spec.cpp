@@ -29,9 +29,9 @@ using gossip::health_check_kind;
 using gossip::service_protocol;
 using json = nlohmann::json;
 
-/// Bounds of a `register` request: far above the 15 keys a registration has, and above any
-/// sensible value (the longest, tags, joins at most 16 tags of 64 bytes: give fewer or
-/// shorter tags on the command line, or use the config file).
+/// Bounds of a `register` request: above the 15 keys a registration has, and above any
+/// value but a long list of long tags (16 tags of 64 bytes join to 1,039): such a list goes
+/// in the config file.
 constexpr std::size_t max_args = 32;
 constexpr std::size_t max_arg_bytes = 512;
 /// Bound on services.json: 64 registrations of a few KiB at most each.
