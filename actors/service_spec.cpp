@@ -29,9 +29,9 @@ using gossip::health_check_kind;
 using gossip::service_protocol;
 using json = nlohmann::json;
 
-/// Bounds of a `register` request: far above the 15 keys a registration has, and above any
-/// sensible value (the longest, tags, joins at most 16 tags of 64 bytes: give fewer or
-/// shorter tags on the command line, or use the config file).
+/// Bounds of a `register` request: above the 15 keys a registration has, and above any
+/// value but a long list of long tags (16 tags of 64 bytes join to 1,039): such a list goes
+/// in the config file.
 constexpr std::size_t max_args = 32;
 constexpr std::size_t max_arg_bytes = 512;
 /// Bound on services.json: 64 registrations of a few KiB at most each.
@@ -428,17 +428,18 @@ caf::error io_failure(std::string what, const fs::path& file, int err) {
                     std::move(what) + " " + file.string() + ": " + std::strerror(err));
 }
 
-/// Refuses two services of one (name, id); `where` names the i-th entry.
-template <class Where>
-caf::error check_distinct(const std::vector<service_spec>& services, Where where) {
+/// Refuses two services of one (name, id), naming both entries after `file`.
+caf::error check_distinct(const std::vector<service_spec>& services, const std::string& file) {
   std::map<std::pair<std::string, std::string>, std::size_t> seen;
   for (std::size_t i = 0; i < services.size(); ++i) {
     const auto& reg = services[i].reg;
     auto [it, fresh] = seen.emplace(std::pair{reg.service, reg.id}, i);
     if (!fresh)
-      return make_error(errc::invalid_config, where(i) + ": same name and id as " +
-                                                  where(it->second) + " (name " + reg.service +
-                                                  ", id " + reg.id + ")");
+      return make_error(errc::invalid_config, file + ": services[" + std::to_string(i) +
+                                                  "]: same name and id as services[" +
+                                                  std::to_string(it->second) + "] (name " +
+                                                  printable(reg.service) + ", id " +
+                                                  printable(reg.id) + ")");
   }
   return {};
 }
@@ -679,7 +680,7 @@ caf::expected<service_store> load_service_store(const fs::path& data_dir) {
       return spec.error();
     store.services.push_back(std::move(*spec));
   }
-  if (auto err = check_distinct(store.services, where))
+  if (auto err = check_distinct(store.services, name))
     return err;
   return store;
 }
@@ -710,7 +711,7 @@ caf::error save_service_store(const fs::path& data_dir, const service_store& sto
                         where(i) + ": not in its complete form (id set, tags sorted and distinct)");
     services.push_back(service_json(kept[i]));
   }
-  if (auto err = check_distinct(kept, where))
+  if (auto err = check_distinct(kept, name))
     return err;
   const json doc{{"version", store_format},
                  {"last_version", store.last_version},

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <string>
 
+#include <CLI/CLI.hpp>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -645,4 +646,277 @@ TEST(config, a_non_ascii_config_is_refused_with_its_place) {
             std::string::npos)
       << error_of("name = \"a\"\ndata_dir = \"/srv/jos\xc3\xa9\"\n");
   EXPECT_NE(error_of("# caf\xc3\xa9\n").find("must be ASCII"), std::string::npos);
+}
+
+// -- [[service]], [dns], [routing] (issue 16) -----------------------------------------------
+
+TEST(config, services_dns_and_routing_defaults) {
+  auto cfg = load("name = \"a\"\n");
+  EXPECT_TRUE(cfg.services.empty());
+  EXPECT_EQ(cfg.dns, (sa::host_port{"127.0.0.1", 8600}));
+  EXPECT_EQ(cfg.dns_domain, "starling");
+  EXPECT_FALSE(cfg.dns_allow_remote);
+  EXPECT_EQ(cfg.max_clock_skew, starling::gossip::default_max_clock_skew);
+  EXPECT_EQ(cfg.max_clock_skew, 10min);
+}
+
+TEST(config, reads_service_tables_with_their_checks) {
+  auto cfg = load(R"(
+name = "a"
+
+[[service]]
+name = "web"
+port = 8080
+protocol = "http"
+tags = ["b", "a", "b"]
+version = "v2"
+weight = 50
+address = "10.0.0.5"
+id = "web-1"
+[service.check]
+type = "http"
+path = "/healthz"
+expect = 204
+interval = "5s"
+timeout = "500ms"
+rise = 1
+fall = 4
+
+[[service]]
+name = "db"
+port = 5432
+
+[[service]]
+name = "web"
+id = "web-2"
+port = 8081
+[service.check]
+type = "tcp"
+)");
+  ASSERT_EQ(cfg.services.size(), 3u);
+  const auto& web = cfg.services[0];
+  EXPECT_TRUE(web.from_config);
+  EXPECT_EQ(web.reg.service, "web");
+  EXPECT_EQ(web.reg.id, "web-1");
+  EXPECT_EQ(web.reg.address, "10.0.0.5");
+  EXPECT_EQ(web.reg.port, 8080);
+  EXPECT_EQ(web.reg.protocol, starling::gossip::service_protocol::http);
+  EXPECT_EQ(web.reg.tags, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(web.reg.version, "v2");
+  EXPECT_EQ(web.reg.weight, 50u);
+  ASSERT_TRUE(web.check);
+  EXPECT_EQ(web.check->kind, starling::gossip::health_check_kind::http);
+  EXPECT_EQ(web.check->path, "/healthz");
+  EXPECT_EQ(web.check->expected_status, 204);
+  EXPECT_EQ(web.check->interval, 5s);
+  EXPECT_EQ(web.check->timeout, 500ms);
+  EXPECT_EQ(web.check->rise, 1u);
+  EXPECT_EQ(web.check->fall, 4u);
+  // Defaults: the id is the name, tcp, weight 100, no check.
+  const auto& db = cfg.services[1];
+  EXPECT_TRUE(db.from_config);
+  EXPECT_EQ(db.reg.id, "db");
+  EXPECT_EQ(db.reg.protocol, starling::gossip::service_protocol::tcp);
+  EXPECT_EQ(db.reg.weight, 100u);
+  EXPECT_TRUE(db.reg.tags.empty());
+  EXPECT_FALSE(db.check);
+  // A check table with its type alone takes the check defaults.
+  ASSERT_TRUE(cfg.services[2].check);
+  EXPECT_EQ(*cfg.services[2].check, starling::gossip::health_check_spec{});
+  // Inline tables are the same thing.
+  auto inline_cfg = load("name = \"a\"\nservice = [{name = \"db\", port = 5432}]\n");
+  ASSERT_EQ(inline_cfg.services.size(), 1u);
+  EXPECT_EQ(inline_cfg.services[0], db);
+}
+
+TEST(config, each_service_error_names_its_key) {
+  struct error_case {
+    const char* toml;
+    const char* key;
+  };
+  const error_case cases[] = {
+      {"[[service]]\nport = 80", "service[0].name: missing"},
+      {"[[service]]\nname = \"web\"", "service[0].port: missing"},
+      {"[[service]]\nname = \"Web\"\nport = 80", "service[0].name: 'Web' is not a DNS label"},
+      {"[[service]]\nname = \"web\"\nport = \"80\"", "service[0].port: expected an integer"},
+      {"[[service]]\nname = \"web\"\nport = 0", "service[0].port: '0' is not 1 to 65535"},
+      {"[[service]]\nname = \"web\"\nport = 70000", "service[0].port: '70000' is not 1 to 65535"},
+      {"[[service]]\nname = \"web\"\nport = 80\nprotocol = \"udp\"", "service[0].protocol:"},
+      {"[[service]]\nname = \"web\"\nport = 80\ntags = \"a\"", "service[0].tags:"},
+      {"[[service]]\nname = \"web\"\nport = 80\ntags = [\"a b\"]", "service[0].tags:"},
+      {"[[service]]\nname = \"web\"\nport = 80\nversion = \"v 1\"", "service[0].version:"},
+      {"[[service]]\nname = \"web\"\nport = 80\nweight = 0", "service[0].weight:"},
+      {"[[service]]\nname = \"web\"\nport = 80\nweight = 1.5", "service[0].weight:"},
+      {"[[service]]\nname = \"web\"\nport = 80\naddress = \"db.local\"", "service[0].address:"},
+      {"[[service]]\nname = \"web\"\nport = 80\nid = \"a b\"", "service[0].id:"},
+      {"[[service]]\nname = \"web\"\nport = 80\ncolour = \"red\"", "service[0].colour: unknown"},
+      {"[[service]]\nname = \"web\"\nport = 80\nwhen = 1979-05-27", "service[0].when:"},
+      {"[[service]]\nname = 1979-05-27\nport = 80", "service[0].name:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\npath = \"/\"",
+       "service[0].check.type: missing"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"icmp\"",
+       "service[0].check.type:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"tcp\"\npath = \"/x\"",
+       "service[0].check.path: only for an http check"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"http\"\npath = \"x\"",
+       "service[0].check.path:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"http\"\nexpect = 700",
+       "service[0].check.expect:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"tcp\"\ninterval = 10",
+       "service[0].check.interval:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"tcp\"\n"
+       "interval = \"fast\"",
+       "service[0].check.interval: expected a duration like \"500ms\", got \"fast\""},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"tcp\"\n"
+       "interval = \"2s\"\ntimeout = \"3s\"",
+       "service[0].check.timeout:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"tcp\"\nrise = 0",
+       "service[0].check.rise:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"tcp\"\nfall = 11",
+       "service[0].check.fall:"},
+      {"[[service]]\nname = \"web\"\nport = 80\n[service.check]\ntype = \"tcp\"\nevery = \"1s\"",
+       "service[0].check.every: unknown"},
+      {"[[service]]\nname = \"web\"\nport = 80\ncheck = \"tcp\"", "service[0].check:"},
+      {"[[service]]\nname = \"a\"\nport = 1\n[[service]]\nname = \"web\"\nport = 0",
+       "service[1].port:"},
+      {"service = 5", "service: expected [[service]] tables"},
+      {"service = [1]", "service[0]: expected an object"},
+      {"[service]\nname = \"web\"\nport = 80", "service: expected [[service]] tables"},
+  };
+  for (const auto& c : cases) {
+    auto msg = error_of(std::string{"name = \"n\"\n"}.append(c.toml));
+    EXPECT_EQ(msg.rfind(c.key, 0), 0u) << c.toml << " -> " << msg;
+  }
+}
+
+TEST(config, two_services_of_one_name_and_id_are_refused_naming_both) {
+  EXPECT_EQ(error_of(R"(name = "n"
+[[service]]
+name = "web"
+port = 80
+[[service]]
+name = "db"
+port = 81
+[[service]]
+name = "web"
+id = "web"
+port = 82
+)"),
+            "service[2]: same name and id as service[0] (name \"web\", id \"web\"): give one of "
+            "them another id");
+  // Another id makes them two instances.
+  auto cfg = load("name = \"n\"\n[[service]]\nname = \"web\"\nport = 80\n[[service]]\n"
+                  "name = \"web\"\nid = \"web-2\"\nport = 80\n");
+  EXPECT_EQ(cfg.services.size(), 2u);
+}
+
+TEST(config, at_most_64_services) {
+  std::string toml = "name = \"n\"\n";
+  for (int i = 0; i < 64; ++i)
+    toml += "[[service]]\nname = \"s" + std::to_string(i) + "\"\nport = 80\n";
+  EXPECT_EQ(load(toml).services.size(), 64u);
+  toml += "[[service]]\nname = \"one-more\"\nport = 80\n";
+  EXPECT_EQ(error_of(toml), "service: 65 services, at most 64");
+}
+
+TEST(config, dns_table) {
+  auto cfg = load("name = \"a\"\n[dns]\naddress = \"127.0.0.1:0\"\ndomain = \"mesh.internal\"\n");
+  EXPECT_EQ(cfg.dns, (sa::host_port{"127.0.0.1", 0}));
+  EXPECT_EQ(cfg.dns_domain, "mesh.internal");
+  EXPECT_EQ(load("name = \"a\"\n[dns]\naddress = \"[::1]:53\"\n").dns, (sa::host_port{"::1", 53}));
+  EXPECT_EQ(load("name = \"a\"\n[dns]\naddress = \"localhost:53\"\n").dns,
+            (sa::host_port{"localhost", 53}));
+  // "off" or "" disables DNS.
+  EXPECT_FALSE(load("name = \"a\"\n[dns]\naddress = \"off\"\n").dns);
+  EXPECT_FALSE(load("name = \"a\"\n[dns]\naddress = \"\"\n").dns);
+  // A remote address needs the opt-in, like admin.
+  EXPECT_EQ(error_of("name = \"a\"\n[dns]\naddress = \"0.0.0.0:53\"\n").rfind("dns.address: ", 0),
+            0u);
+  EXPECT_EQ(error_of("name = \"a\"\n[dns]\naddress = \"10.0.0.5:53\"\ndns_allow_remote = false\n")
+                .rfind("dns.address: 10.0.0.5:53 is not a loopback address", 0),
+            0u);
+  cfg = load("name = \"a\"\n[dns]\naddress = \"0.0.0.0:53\"\ndns_allow_remote = true\n");
+  EXPECT_EQ(cfg.dns, (sa::host_port{"0.0.0.0", 53}));
+  EXPECT_TRUE(cfg.dns_allow_remote);
+  // The domain is kept with the server off (a flag may turn it on).
+  cfg = load("name = \"a\"\n[dns]\naddress = \"off\"\ndomain = \"x\"\n");
+  EXPECT_FALSE(cfg.dns);
+  EXPECT_EQ(cfg.dns_domain, "x");
+}
+
+TEST(config, each_dns_and_routing_error_names_its_key) {
+  struct error_case {
+    const char* toml;
+    const char* key;
+  };
+  const error_case cases[] = {
+      {"dns = \"127.0.0.1:53\"", "dns: expected a [dns] table"},
+      {"[dns]\naddress = \"127.0.0.1\"", "dns.address: expected HOST:PORT, or \"off\""},
+      {"[dns]\naddress = \"127.0.0.1:65536\"", "dns.address:"},
+      {"[dns]\naddress = 53", "dns.address:"},
+      {"[dns]\naddress = \"on\"", "dns.address:"},
+      {"[dns]\ndomain = \"Starling\"", "dns.domain: expected a DNS name"},
+      {"[dns]\ndomain = \"\"", "dns.domain:"},
+      {"[dns]\ndomain = \"a..b\"", "dns.domain:"},
+      {"[dns]\ndomain = \"-a\"", "dns.domain:"},
+      {"[dns]\ndomain = \"a-.b\"", "dns.domain:"},
+      {"[dns]\ndomain = \"starling.\"", "dns.domain:"},
+      {"[dns]\ndomain = \"a_b\"", "dns.domain:"},
+      {"[dns]\ndomain = 1", "dns.domain:"},
+      {"[dns]\ndns_allow_remote = \"yes\"", "dns.dns_allow_remote:"},
+      {"[dns]\nport = 53", "dns.port: unknown key"},
+      {"routing = 1", "routing: expected a [routing] table"},
+      {"[routing]\nmax_clock_skew = \"999ms\"", "routing.max_clock_skew: expected whole"},
+      {"[routing]\nmax_clock_skew = \"24h1ms\"", "routing.max_clock_skew:"},
+      {"[routing]\nmax_clock_skew = \"10s500us\"", "routing.max_clock_skew:"},
+      {"[routing]\nmax_clock_skew = \"0\"", "routing.max_clock_skew:"},
+      {"[routing]\nmax_clock_skew = \"soon\"", "routing.max_clock_skew:"},
+      {"[routing]\nmax_clock_skew = 600", "routing.max_clock_skew:"},
+      {"[routing]\nskew = \"1m\"", "routing.skew: unknown key"},
+  };
+  for (const auto& c : cases) {
+    auto msg = error_of(std::string{"name = \"n\"\n"}.append(c.toml));
+    EXPECT_EQ(msg.rfind(c.key, 0), 0u) << c.toml << " -> " << msg;
+  }
+  std::string long_domain;
+  for (int i = 0; i < 4; ++i)
+    long_domain += std::string(63, 'a') + ".";
+  long_domain.pop_back(); // 255 bytes
+  EXPECT_EQ(
+      error_of("name = \"n\"\n[dns]\ndomain = \"" + long_domain + "\"\n").rfind("dns.domain:", 0),
+      0u);
+  long_domain.resize(253);
+  EXPECT_EQ(load("name = \"n\"\n[dns]\ndomain = \"" + long_domain + "\"\n").dns_domain,
+            long_domain);
+}
+
+TEST(config, routing_max_clock_skew) {
+  EXPECT_EQ(load("name = \"a\"\n[routing]\nmax_clock_skew = \"1s\"\n").max_clock_skew, 1s);
+  EXPECT_EQ(load("name = \"a\"\n[routing]\nmax_clock_skew = \"24h\"\n").max_clock_skew, 24h);
+  EXPECT_EQ(load("name = \"a\"\n[routing]\nmax_clock_skew = \"1.5s\"\n").max_clock_skew, 1500ms);
+  EXPECT_EQ(error_of("name = \"a\"\n[routing]\nmax_clock_skew = \"25h\"\n"),
+            "routing.max_clock_skew: expected whole milliseconds from 1s to 24h, got \"25h\"");
+}
+
+TEST(config, the_dns_flag_overrides_the_file) {
+  sa::agent_flags flags;
+  flags.name = "a";
+  flags.dns = "127.0.0.1:0";
+  EXPECT_EQ(load("[dns]\naddress = \"off\"\n", flags).dns, (sa::host_port{"127.0.0.1", 0}));
+  flags.dns = "off";
+  EXPECT_FALSE(load("[dns]\naddress = \"127.0.0.1:53\"\n", flags).dns);
+  // A remote address from the flag needs the file's opt-in, and the message names the flag.
+  flags.dns = "0.0.0.0:53";
+  EXPECT_EQ(error_of("", flags).rfind("--dns: 0.0.0.0:53 is not a loopback address", 0), 0u);
+  auto cfg = load("[dns]\ndns_allow_remote = true\n", flags);
+  EXPECT_EQ(cfg.dns, (sa::host_port{"0.0.0.0", 53}));
+  flags.dns = "nowhere";
+  EXPECT_EQ(error_of("", flags).rfind("--dns: expected HOST:PORT", 0), 0u);
+  // Declared on the command line.
+  CLI::App app;
+  sa::agent_flags parsed;
+  sa::add_agent_flags(app, parsed);
+  std::vector<std::string> args{"127.0.0.1:5353", "--dns"}; // CLI11 parses a reversed vector
+  ASSERT_NO_THROW(app.parse(args));
+  EXPECT_EQ(parsed.dns, std::optional<std::string>{"127.0.0.1:5353"});
 }
