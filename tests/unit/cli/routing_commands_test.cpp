@@ -436,6 +436,28 @@ TEST(routing_commands, an_answer_that_is_not_a_view_exits_1) {
   EXPECT_TRUE(r.out.empty());
 }
 
+TEST(routing_commands, deregister_prints_the_answer_and_register_shows_an_odd_one) {
+  fake_agent agent{[](const args_t& args) -> std::optional<sa::admin_reply> {
+    if (args[0] == "register")
+      return sa::admin_reply::ok("registered"); // not the JSON of a service
+    return std::nullopt;
+  }};
+  ASSERT_TRUE(agent.server);
+  auto dereg = capture([&] {
+    return sc::run_deregister(agent.options(), {"web", "web-2", "", ""});
+  });
+  EXPECT_EQ(dereg.code, sa::exit_ok) << dereg.err;
+  EXPECT_EQ(dereg.out, "deregister done\n");
+  sc::register_options svc;
+  svc.name = "web";
+  svc.port = "8080";
+  auto reg = capture([&] { return sc::run_register(agent.options(), svc); });
+  // The agent's status says it registered: exit 0, with what it said.
+  EXPECT_EQ(reg.code, sa::exit_ok);
+  EXPECT_EQ(reg.out, "registered\n");
+  EXPECT_EQ(reg.err, "starling: the agent's answer is not a registered service; it answered:\n");
+}
+
 // -- the real binary: main.cpp's flags make the same requests --------------------------------
 
 TEST(routing_command_line, each_command_line_sends_its_request) {
