@@ -428,7 +428,7 @@ route_args(const std::string& service, const std::string& name, const route_opti
   if (route.header.empty())
     return usage_error("route: give --header NAME=VALUE and --to VERSION (or --delete)");
   const auto eq = route.header.find('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == route.header.size())
+  if (eq == std::string::npos || eq == 0) // an empty VALUE matches an empty header
     return usage_error("route: --header expects NAME=VALUE (e.g. x-user-group=beta), got " +
                        in_quotes(route.header));
   if (route.to.empty())

@@ -147,8 +147,8 @@ struct route_options {
 
 /// The admin request of `starling route`: {"route", SVC, NAME, "header=H", "value=V",
 /// "version=X"} or {"route", SVC, NAME, "--delete"}. Errors (invalid_config): no service or
-/// name; --delete with --header or --to; without --delete, no --header NAME=VALUE (both
-/// parts non-empty) or no --to.
+/// name; --delete with --header or --to; without --delete, no --header NAME=VALUE (NAME
+/// non-empty; the agent lowercases it) or no --to.
 [[nodiscard]] caf::expected<std::vector<std::string>>
 route_args(const std::string& service, const std::string& name, const route_options& route);
 

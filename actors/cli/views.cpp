@@ -82,6 +82,17 @@ std::string text_at(const nlohmann::json& obj, const char* key, const char* miss
   return s ? std::move(*s) : std::string{missing};
 }
 
+/// The positive integer at `key` of `obj`; nullopt when absent, zero (a resilience setting
+/// left to the proxy's default) or anything else.
+std::optional<std::uint64_t> set_at(const nlohmann::json& obj, const char* key) {
+  if (!obj.is_object())
+    return std::nullopt;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_unsigned() || it->get<std::uint64_t>() == 0)
+    return std::nullopt;
+  return it->get<std::uint64_t>();
+}
+
 /// The non-negative integer at `key` of `obj`; nullopt when absent or anything else.
 std::optional<std::uint64_t> unsigned_at(const nlohmann::json& obj, const char* key) {
   if (!obj.is_object())
@@ -411,16 +422,16 @@ caf::expected<std::string> routes_text(std::string_view json) {
             << text_at(r, "value") << " -> " << text_at(r, "version") << '\n';
     if (auto res = svc.find("resilience"); res != svc.end() && res->is_object()) {
       std::vector<std::string> timeouts;
-      if (auto t = unsigned_at(*res, "timeout_ms"))
+      if (auto t = set_at(*res, "timeout_ms"))
         timeouts.push_back(millis_text(*t) + " total");
-      if (auto t = unsigned_at(*res, "per_try_timeout_ms"))
+      if (auto t = set_at(*res, "per_try_timeout_ms"))
         timeouts.push_back(millis_text(*t) + " per try");
       std::string retries;
-      if (auto n = unsigned_at(*res, "retries"))
+      if (auto n = set_at(*res, "retries"))
         retries = "retries: " + std::to_string(*n);
-      if (auto n = unsigned_at(*res, "retry_budget_percent"))
+      if (auto n = set_at(*res, "retry_budget_percent"))
         retries += (retries.empty() ? "retry budget " : ", budget ") + std::to_string(*n) + "%";
-      if (auto n = unsigned_at(*res, "retry_min_per_second"))
+      if (auto n = set_at(*res, "retry_min_per_second"))
         retries += retries.empty() ? "retries at least " + std::to_string(*n) + "/s"
                                    : " (min " + std::to_string(*n) + "/s)";
       std::string line;

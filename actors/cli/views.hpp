@@ -35,7 +35,8 @@ namespace starling::cli {
 
 /// The text printed by `starling routes` from the JSON view: per service a line with its
 /// local outbound listener, then one indented line for the traffic split, each header
-/// route, the resilience settings and each authorization rule; "no routes" when empty.
+/// route, the resilience settings (those not zero: zero is the proxy's default) and each
+/// authorization rule; "no routes" when empty.
 /// Errors: request_failed when `json` is not a routes view.
 [[nodiscard]] caf::expected<std::string> routes_text(std::string_view json);
 

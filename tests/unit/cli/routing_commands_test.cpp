@@ -131,6 +131,8 @@ TEST(route_request, a_header_route_or_its_removal) {
   // Only the first '=' separates the header's name from its value.
   EXPECT_EQ(sc::route_args("web", "b", {"x-q=a=b", "v2", false}),
             (args_t{"route", "web", "b", "header=x-q", "value=a=b", "version=v2"}));
+  EXPECT_EQ(sc::route_args("web", "none", {"x-user-group=", "v1", false}),
+            (args_t{"route", "web", "none", "header=x-user-group", "value=", "version=v1"}));
   EXPECT_EQ(sc::route_args("web", "beta", {"", "", true}),
             (args_t{"route", "web", "beta", "--delete"}));
 }
@@ -138,7 +140,7 @@ TEST(route_request, a_header_route_or_its_removal) {
 TEST(route_request, refuses_an_incomplete_route) {
   EXPECT_EQ(refusal(sc::route_args("web", "beta", {"", "v2", false})),
             "route: give --header NAME=VALUE and --to VERSION (or --delete)");
-  for (const char* header : {"x-user-group", "=beta", "x-user-group="})
+  for (const char* header : {"x-user-group", "=beta", "="})
     EXPECT_EQ(refusal(sc::route_args("web", "beta", {header, "v2", false})),
               "route: --header expects NAME=VALUE (e.g. x-user-group=beta), got \"" +
                   std::string{header} + "\"");

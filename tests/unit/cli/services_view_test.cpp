@@ -194,7 +194,10 @@ TEST(routes_view, partial_resilience_shows_what_is_set) {
       R"({"service":"b","outbound":null,"resilience":{"timeout_ms":1500,)"
       R"("retry_budget_percent":25,"retry_min_per_second":5}},)"
       R"({"service":"c","outbound":null,"resilience":{"per_try_timeout_ms":3723000}},)"
-      R"({"service":"d","outbound":null,"resilience":{}}]})");
+      R"({"service":"d","outbound":null,"resilience":{}},)"
+      // As the agent sends it: every field, zero where the proxy's default applies.
+      R"({"service":"e","outbound":null,"resilience":{"timeout_ms":0,"per_try_timeout_ms":250,)"
+      R"("retries":0,"retry_budget_percent":0,"retry_min_per_second":0}}]})");
   ASSERT_TRUE(text);
   EXPECT_EQ(*text, "a  outbound 127.0.0.1:1\n"
                    "  split: v1 100%\n"
@@ -203,7 +206,9 @@ TEST(routes_view, partial_resilience_shows_what_is_set) {
                    "  timeouts: 1500ms total; retry budget 25% (min 5/s)\n"
                    "c  outbound: none yet\n"
                    "  timeouts: 1h2m3s per try\n"
-                   "d  outbound: none yet\n");
+                   "d  outbound: none yet\n"
+                   "e  outbound: none yet\n"
+                   "  timeouts: 250ms per try\n");
 }
 
 TEST(routes_view, says_so_when_there_are_none) {
