@@ -1,9 +1,14 @@
 // The one-shot commands that talk to an agent's admin port: `starling members`,
-// `starling leave`. Client side of docs/decisions/0007: send the command line, print the
-// answer, map its status to the exit code.
+// `starling leave`, the service and routing commands of issue 16 (`services`, `routes`,
+// `register`, `deregister`, `split`, `route`, `resilience`, `authz`). Client side of
+// docs/decisions/0007: send the command line, print the answer, map its status to the exit code.
 #include <algorithm>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <tuple>
 #include <variant>
 
 #include <nlohmann/json.hpp>
@@ -15,6 +20,7 @@
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/views.hpp"
+#include "gossip/health.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
 
@@ -221,6 +227,309 @@ int run_keyring_generate() {
   }
   std::cout << identity::to_base64(*key) << std::endl;
   return exit_ok;
+}
+
+// -- services and routing (issue 16) -------------------------------------------------------
+
+int run_services(const client_options& opts) {
+  return print_view(opts, {"services"}, services_table);
+}
+
+int run_routes(const client_options& opts) { return print_view(opts, {"routes"}, routes_text); }
+
+namespace {
+
+/// A usage error of a command line, caught before anything is sent.
+caf::error usage_error(std::string message) {
+  return make_error(errc::invalid_config, std::move(message));
+}
+
+/// `text` in double quotes, for messages.
+std::string in_quotes(std::string_view text) { return "\"" + std::string{text} + "\""; }
+
+/// A non-negative decimal integer of at most 9 digits (no sign, no blanks); nullopt otherwise.
+std::optional<std::uint32_t> parse_count(std::string_view text) {
+  if (text.empty() || text.size() > 9)
+    return std::nullopt;
+  std::uint32_t n = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9')
+      return std::nullopt;
+    n = n * 10 + static_cast<std::uint32_t>(c - '0');
+  }
+  return n;
+}
+
+/// The request, unless it carries more arguments than one admin request may; `fixed` of them
+/// are not the list of `what`.
+caf::expected<std::vector<std::string>> within_limit(std::vector<std::string> args,
+                                                     std::size_t fixed, std::string_view what) {
+  if (args.size() > max_admin_args)
+    return usage_error(args[0] + ": at most " + std::to_string(max_admin_args - fixed) + " " +
+                       std::string{what});
+  return args;
+}
+
+/// Sends the request built from the command line (exit 2 when it could not be built) and
+/// prints the agent's text answer.
+int send_and_print(const client_options& opts,
+                   const caf::expected<std::vector<std::string>>& args) {
+  if (!args) {
+    std::cerr << "starling: " << message_of(args.error()) << '\n';
+    return exit_usage;
+  }
+  auto res = ask(opts, *args);
+  if (auto* code = std::get_if<int>(&res))
+    return *code;
+  const auto& answer = std::get<std::string>(res);
+  std::cout << answer;
+  if (answer.empty() || answer.back() != '\n')
+    std::cout << '\n';
+  std::cout << std::flush;
+  return exit_ok;
+}
+
+} // namespace
+
+caf::expected<std::vector<std::string>> register_args(const register_options& svc) {
+  if (svc.name.empty())
+    return usage_error("register: --name is required (the service's name)");
+  if (svc.port.empty())
+    return usage_error("register: --port is required (where the instance listens)");
+  if (!svc.check.empty() && !gossip::parse_health_check_kind(svc.check))
+    return usage_error("register: --check: expected tcp or http, got " + in_quotes(svc.check));
+  const std::pair<const char*, const std::string*> keys[] = {
+      {"name", &svc.name},
+      {"port", &svc.port},
+      {"protocol", &svc.protocol},
+      {"tags", &svc.tags},
+      {"version", &svc.version},
+      {"weight", &svc.weight},
+      {"address", &svc.address},
+      {"id", &svc.id},
+      {"check", &svc.check},
+      {"check_path", &svc.check_path},
+      {"check_expect", &svc.check_expect},
+      {"check_interval", &svc.check_interval},
+      {"check_timeout", &svc.check_timeout},
+      {"check_rise", &svc.rise},
+      {"check_fall", &svc.fall},
+  };
+  const std::pair<const char*, const std::string*> check_flags[] = {
+      {"--check-path", &svc.check_path},
+      {"--check-expect", &svc.check_expect},
+      {"--check-interval", &svc.check_interval},
+      {"--check-timeout", &svc.check_timeout},
+      {"--rise", &svc.rise},
+      {"--fall", &svc.fall},
+  };
+  if (svc.check.empty())
+    for (const auto& [flag, value] : check_flags)
+      if (!value->empty())
+        return usage_error(std::string{"register: "} + flag +
+                           " configures a health check: add --check tcp|http");
+  std::vector<std::string> args{"register"};
+  for (const auto& [key, value] : keys)
+    if (!value->empty())
+      args.push_back(std::string{key} + "=" + *value);
+  return args;
+}
+
+int run_register(const client_options& opts, const register_options& svc) {
+  auto args = register_args(svc);
+  if (!args) {
+    std::cerr << "starling: " << message_of(args.error()) << '\n';
+    return exit_usage;
+  }
+  auto res = ask(opts, *args);
+  if (auto* code = std::get_if<int>(&res))
+    return *code;
+  const auto& answer = std::get<std::string>(res);
+  auto text = registered_text(answer);
+  if (!text) {
+    // The agent did register it (its status says so); show what it said.
+    std::cerr << "starling: " << message_of(text.error()) << "; it answered:\n";
+    std::cout << answer << std::endl;
+    return exit_ok;
+  }
+  std::cout << *text << std::flush;
+  return exit_ok;
+}
+
+caf::expected<std::vector<std::string>> deregister_args(const deregister_options& what) {
+  if (!what.service.empty() && !what.name.empty() && what.service != what.name)
+    return usage_error("deregister: SVC " + in_quotes(what.service) + " and --name " +
+                       in_quotes(what.name) + " differ");
+  if (!what.id.empty() && !what.id_flag.empty() && what.id != what.id_flag)
+    return usage_error("deregister: ID " + in_quotes(what.id) + " and --id " +
+                       in_quotes(what.id_flag) + " differ");
+  const auto& service = what.service.empty() ? what.name : what.service;
+  const auto& id = what.id.empty() ? what.id_flag : what.id;
+  if (service.empty())
+    return usage_error("deregister: give the service (`starling deregister SVC [ID]`)");
+  std::vector<std::string> args{"deregister", service};
+  if (!id.empty())
+    args.push_back(id);
+  return args;
+}
+
+int run_deregister(const client_options& opts, const deregister_options& what) {
+  return send_and_print(opts, deregister_args(what));
+}
+
+caf::expected<std::vector<std::string>>
+split_args(const std::string& service, const std::vector<std::string>& weights, bool clear) {
+  if (service.empty())
+    return usage_error("split: give the service (`starling split SVC v1=90 v2=10`)");
+  if (clear) {
+    if (!weights.empty())
+      return usage_error("split: --clear takes no VERSION=WEIGHT");
+    return std::vector<std::string>{"split", service, "--clear"};
+  }
+  if (weights.empty())
+    return usage_error("split: give at least one VERSION=WEIGHT (e.g. v1=90 v2=10), or --clear");
+  std::vector<std::string> args{"split", service};
+  std::set<std::string, std::less<>> versions;
+  unsigned sum = 0;
+  for (const auto& w : weights) {
+    const auto eq = w.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return usage_error("split: expected VERSION=WEIGHT (e.g. v1=90), got " + in_quotes(w));
+    const auto version = w.substr(0, eq);
+    const auto weight = parse_count(std::string_view{w}.substr(eq + 1));
+    if (!weight || *weight > 100)
+      return usage_error("split: the weight of " + version + " must be an integer 0..100, got " +
+                         in_quotes(w.substr(eq + 1)));
+    if (!versions.insert(version).second)
+      return usage_error("split: version " + version + " is given twice");
+    sum += *weight;
+    args.push_back(w);
+  }
+  if (sum != 100)
+    return usage_error("split: the weights must sum to 100, they sum to " + std::to_string(sum));
+  return within_limit(std::move(args), 2, "versions");
+}
+
+int run_split(const client_options& opts, const std::string& service,
+              const std::vector<std::string>& weights, bool clear) {
+  return send_and_print(opts, split_args(service, weights, clear));
+}
+
+caf::expected<std::vector<std::string>>
+route_args(const std::string& service, const std::string& name, const route_options& route) {
+  if (service.empty() || name.empty())
+    return usage_error("route: give the service and the route's name (`starling route SVC NAME "
+                       "--header H=V --to VERSION`)");
+  if (route.remove) {
+    if (!route.header.empty() || !route.to.empty())
+      return usage_error("route: --delete takes no --header or --to");
+    return std::vector<std::string>{"route", service, name, "--delete"};
+  }
+  if (route.header.empty())
+    return usage_error("route: give --header NAME=VALUE and --to VERSION (or --delete)");
+  const auto eq = route.header.find('=');
+  if (eq == std::string::npos || eq == 0) // an empty VALUE matches an empty header
+    return usage_error("route: --header expects NAME=VALUE (e.g. x-user-group=beta), got " +
+                       in_quotes(route.header));
+  if (route.to.empty())
+    return usage_error("route: --to VERSION is required (where matching requests go)");
+  return std::vector<std::string>{"route",
+                                  service,
+                                  name,
+                                  "header=" + route.header.substr(0, eq),
+                                  "value=" + route.header.substr(eq + 1),
+                                  "version=" + route.to};
+}
+
+int run_route(const client_options& opts, const std::string& service, const std::string& name,
+              const route_options& route) {
+  return send_and_print(opts, route_args(service, name, route));
+}
+
+caf::expected<std::vector<std::string>> resilience_args(const std::string& service,
+                                                        const resilience_options& res) {
+  if (service.empty())
+    return usage_error("resilience: give the service (`starling resilience SVC --timeout 2s`)");
+  const bool any = !res.timeout.empty() || !res.per_try_timeout.empty() || !res.retries.empty() ||
+                   !res.retry_budget.empty() || !res.min_retries.empty();
+  if (res.clear) {
+    if (any)
+      return usage_error("resilience: --clear takes no other option");
+    return std::vector<std::string>{"resilience", service, "--clear"};
+  }
+  if (!any)
+    return usage_error("resilience: give at least one of --timeout, --per-try-timeout, "
+                       "--retries, --retry-budget, --min-retries (or --clear)");
+  std::vector<std::string> args{"resilience", service};
+  for (const auto& [flag, key, value] :
+       {std::tuple{"--timeout", "timeout", &res.timeout},
+        std::tuple{"--per-try-timeout", "per_try_timeout", &res.per_try_timeout}}) {
+    if (value->empty())
+      continue;
+    if (auto d = parse_duration(*value, std::string{"resilience: "} + flag); !d)
+      return d.error();
+    args.push_back(std::string{key} + "=" + *value);
+  }
+  if (!res.retries.empty()) {
+    if (!parse_count(res.retries))
+      return usage_error("resilience: --retries: expected a number of retries, got " +
+                         in_quotes(res.retries));
+    args.push_back("retries=" + res.retries);
+  }
+  if (!res.retry_budget.empty()) {
+    std::string_view budget = res.retry_budget;
+    if (budget.back() == '%')
+      budget.remove_suffix(1);
+    const auto percent = parse_count(budget);
+    if (!percent || *percent > 100)
+      return usage_error("resilience: --retry-budget: expected a percentage 0..100 (e.g. 20%), "
+                         "got " +
+                         in_quotes(res.retry_budget));
+    args.push_back("budget=" + std::to_string(*percent));
+  }
+  if (!res.min_retries.empty()) {
+    if (!parse_count(res.min_retries))
+      return usage_error("resilience: --min-retries: expected retries per second, got " +
+                         in_quotes(res.min_retries));
+    args.push_back("min_retries=" + res.min_retries);
+  }
+  return args;
+}
+
+int run_resilience(const client_options& opts, const std::string& service,
+                   const resilience_options& res) {
+  return send_and_print(opts, resilience_args(service, res));
+}
+
+caf::expected<std::vector<std::string>>
+authz_args(const std::string& service, const std::string& name, const authz_options& rule) {
+  if (service.empty() || name.empty())
+    return usage_error("authz: give the service and the rule's name (`starling authz SVC NAME "
+                       "--allow spiffe://MESH/svc/CALLER`)");
+  if (rule.remove) {
+    if (!rule.allow.empty() || !rule.deny.empty())
+      return usage_error("authz: --delete takes no --allow or --deny");
+    return std::vector<std::string>{"authz", service, name, "--delete"};
+  }
+  if (!rule.allow.empty() && !rule.deny.empty())
+    return usage_error("authz: a rule allows or denies: give --allow or --deny, not both");
+  if (rule.allow.empty() && rule.deny.empty())
+    return usage_error("authz: give --allow FROM or --deny FROM (spiffe:// URIs), or --delete");
+  const auto& from = rule.allow.empty() ? rule.deny : rule.allow;
+  constexpr std::string_view scheme = "spiffe://";
+  for (const auto& f : from)
+    if (f.size() <= scheme.size() || f.compare(0, scheme.size(), scheme) != 0)
+      return usage_error("authz: FROM must be a spiffe:// URI (e.g. spiffe://MESH/svc/frontend), "
+                         "got " +
+                         in_quotes(f));
+  std::vector<std::string> args{"authz", service, name, rule.allow.empty() ? "deny" : "allow"};
+  args.insert(args.end(), from.begin(), from.end());
+  return within_limit(std::move(args), 4, "callers per rule");
+}
+
+int run_authz(const client_options& opts, const std::string& service, const std::string& name,
+              const authz_options& rule) {
+  return send_and_print(opts, authz_args(service, name, rule));
 }
 
 } // namespace starling::cli

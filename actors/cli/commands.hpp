@@ -5,6 +5,9 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
+
+#include <caf/expected.hpp>
 
 #include "actors/agent.hpp"
 #include "actors/config.hpp"
@@ -65,6 +68,138 @@ int run_token_create(const client_options& opts, const std::string& ttl, const s
 /// member, and prints the revoked key ids. Exit 1 when the agent refuses (not an issuer, no
 /// certificate issued to NODE, NODE is the agent itself), 2 on usage errors.
 int run_revoke(const client_options& opts, const std::string& node, const std::string& key);
+
+/// `starling services [--json]`: every service the mesh knows, one line per instance with its
+/// health (the table of services_table), or the JSON view.
+int run_services(const client_options& opts);
+
+/// `starling routes [--json]`: per service the local outbound listener and the routing
+/// policies (split, header routes, resilience, authorization; routes_text), or the JSON view.
+int run_routes(const client_options& opts);
+
+/// The flags of `starling register`, as given: an empty string is a flag not given (the
+/// agent's default). The agent checks every value (actors/service_spec.hpp).
+struct register_options {
+  std::string name;           ///< --name: the service (required)
+  std::string port;           ///< --port: where the instance listens (required)
+  std::string protocol;       ///< --protocol tcp|http
+  std::string tags;           ///< --tags a,b
+  std::string version;        ///< --version v1
+  std::string weight;         ///< --weight 100
+  std::string address;        ///< --address: the instance's address (default: the node's)
+  std::string id;             ///< --id: instance id (default: the name)
+  std::string check;          ///< --check tcp|http
+  std::string check_path;     ///< --check-path /healthz (http)
+  std::string check_expect;   ///< --check-expect 200 (http)
+  std::string check_interval; ///< --check-interval 10s
+  std::string check_timeout;  ///< --check-timeout 2s
+  std::string rise;           ///< --rise: passes in a row to become passing
+  std::string fall;           ///< --fall: failures in a row to become failing
+};
+
+/// The admin request of `starling register`: {"register", "name=web", "port=8080", ...}, one
+/// key=value per flag given, in register_options' order (check_rise/check_fall for --rise and
+/// --fall). Errors (invalid_config, the message names the flag): no --name or --port,
+/// --check other than tcp|http, check flags without --check.
+[[nodiscard]] caf::expected<std::vector<std::string>> register_args(const register_options& svc);
+
+/// `starling register ...`: registers a service instance on the agent (kept across restarts,
+/// spread to the mesh) and prints what was registered (registered_text). Exit 2 on a usage
+/// error (before sending, or the agent's), 1 when the agent refuses.
+int run_register(const client_options& opts, const register_options& svc);
+
+/// The operands of `starling deregister`: SVC [ID] given positionally or as --name SVC
+/// [--id ID]; empty when not given.
+struct deregister_options {
+  std::string service; ///< SVC
+  std::string id;      ///< ID
+  std::string name;    ///< --name
+  std::string id_flag; ///< --id
+};
+
+/// The admin request of `starling deregister`: {"deregister", SVC} or {"deregister", SVC, ID}.
+/// Errors (invalid_config): no service, or the positional and flag forms disagree.
+[[nodiscard]] caf::expected<std::vector<std::string>>
+deregister_args(const deregister_options& what);
+
+/// `starling deregister SVC [ID]`: removes this node's instance(s) of SVC; prints the agent's
+/// answer.
+int run_deregister(const client_options& opts, const deregister_options& what);
+
+/// The admin request of `starling split SVC v1=90 v2=10` ({"split", SVC, "v1=90", "v2=10"}) or,
+/// with `clear`, of `starling split SVC --clear` ({"split", SVC, "--clear"}). Errors
+/// (invalid_config, one message): no service; no VERSION=WEIGHT or weights with --clear; a
+/// version given twice; a weight that is not an integer 0..100; weights not summing to 100.
+[[nodiscard]] caf::expected<std::vector<std::string>>
+split_args(const std::string& service, const std::vector<std::string>& weights, bool clear);
+
+/// `starling split`: sets (or clears) the traffic split of a service between its versions;
+/// checks the weights before sending (exit 2) and prints the agent's answer.
+int run_split(const client_options& opts, const std::string& service,
+              const std::vector<std::string>& weights, bool clear);
+
+/// The flags of `starling route SVC NAME`.
+struct route_options {
+  std::string header;  ///< --header NAME=VALUE: the request header that selects the route
+  std::string to;      ///< --to VERSION: where matching requests go
+  bool remove = false; ///< --delete: remove the route NAME instead
+};
+
+/// The admin request of `starling route`: {"route", SVC, NAME, "header=H", "value=V",
+/// "version=X"} or {"route", SVC, NAME, "--delete"}. Errors (invalid_config): no service or
+/// name; --delete with --header or --to; without --delete, no --header NAME=VALUE (NAME
+/// non-empty; the agent lowercases it) or no --to.
+[[nodiscard]] caf::expected<std::vector<std::string>>
+route_args(const std::string& service, const std::string& name, const route_options& route);
+
+/// `starling route SVC NAME --header H=V --to VERSION` / `--delete`: sets or removes a header
+/// route; prints the agent's answer.
+int run_route(const client_options& opts, const std::string& service, const std::string& name,
+              const route_options& route);
+
+/// The flags of `starling resilience SVC`, as given (empty: not given).
+struct resilience_options {
+  std::string timeout;         ///< --timeout 2s: whole request, retries included
+  std::string per_try_timeout; ///< --per-try-timeout 500ms
+  std::string retries;         ///< --retries 2
+  std::string retry_budget;    ///< --retry-budget 20% (the '%' is optional)
+  std::string min_retries;     ///< --min-retries 10: retries per second always allowed
+  bool clear = false;          ///< --clear: back to the defaults
+};
+
+/// The admin request of `starling resilience`: {"resilience", SVC, "timeout=2s",
+/// "per_try_timeout=500ms", "retries=2", "budget=20", "min_retries=10"} (the options given,
+/// in that order) or {"resilience", SVC, "--clear"}. Errors (invalid_config, naming the
+/// flag): no service; no option and no --clear; --clear with an option; a timeout that is
+/// not a duration ("500ms", "2s"); retries or min retries not a non-negative integer; a
+/// budget not an integer percentage 0..100.
+[[nodiscard]] caf::expected<std::vector<std::string>>
+resilience_args(const std::string& service, const resilience_options& res);
+
+/// `starling resilience SVC [--timeout D] [--per-try-timeout D] [--retries N]
+/// [--retry-budget P%] [--min-retries N]` / `--clear`: sets the timeouts and retries of calls
+/// to SVC; prints the agent's answer.
+int run_resilience(const client_options& opts, const std::string& service,
+                   const resilience_options& res);
+
+/// The flags of `starling authz SVC NAME`.
+struct authz_options {
+  std::vector<std::string> allow; ///< --allow spiffe://MESH/...: callers the rule allows
+  std::vector<std::string> deny;  ///< --deny spiffe://MESH/...: callers the rule denies
+  bool remove = false;            ///< --delete: remove the rule NAME instead
+};
+
+/// The admin request of `starling authz`: {"authz", SVC, NAME, "allow"|"deny", FROM...} or
+/// {"authz", SVC, NAME, "--delete"}. Errors (invalid_config): no service or name; both --allow
+/// and --deny; neither (without --delete); --delete with either; a FROM that is not a
+/// spiffe:// URI.
+[[nodiscard]] caf::expected<std::vector<std::string>>
+authz_args(const std::string& service, const std::string& name, const authz_options& rule);
+
+/// `starling authz SVC NAME --allow FROM... | --deny FROM... | --delete`: sets or removes an
+/// authorization rule of calls to SVC; prints the agent's answer.
+int run_authz(const client_options& opts, const std::string& service, const std::string& name,
+              const authz_options& rule);
 
 /// Options of `starling ca init`.
 struct ca_init_options {

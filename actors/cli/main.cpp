@@ -47,6 +47,130 @@ int main(int argc, char** argv) {
       "stats", "counters of the gossip transport, admin port, sealer and membership");
   add_client_flags(*stats, stats_opts, true);
 
+  sc::client_options services_opts;
+  auto* services = app.add_subcommand(
+      "services", "the services of the mesh: one line per instance, with its health");
+  add_client_flags(*services, services_opts, true);
+
+  sc::client_options routes_opts;
+  auto* routes = app.add_subcommand(
+      "routes", "per service: the local outbound listener and the routing policies");
+  add_client_flags(*routes, routes_opts, true);
+
+  sc::client_options register_opts;
+  sc::register_options register_svc;
+  auto* register_cmd = app.add_subcommand(
+      "register", "register a service instance on this node (kept across restarts, spread to "
+                  "the mesh)");
+  register_cmd->add_option("--name", register_svc.name, "the service's name")
+      ->required()
+      ->type_name("SVC");
+  register_cmd->add_option("--port", register_svc.port, "where the instance listens")
+      ->required()
+      ->type_name("PORT");
+  register_cmd->add_option("--protocol", register_svc.protocol, "tcp or http (default tcp)")
+      ->type_name("");
+  register_cmd->add_option("--tags", register_svc.tags, "comma-separated tags")->type_name("a,b");
+  register_cmd->add_option("--version", register_svc.version, "the instance's version (splits)")
+      ->type_name("V");
+  register_cmd->add_option("--weight", register_svc.weight, "load-balancing weight (default 100)")
+      ->type_name("N");
+  register_cmd
+      ->add_option("--address", register_svc.address,
+                   "the instance's address (default: the node's address)")
+      ->type_name("ADDR");
+  register_cmd->add_option("--id", register_svc.id, "instance id (default: the name)")
+      ->type_name("ID");
+  register_cmd->add_option("--check", register_svc.check, "health check: tcp or http")
+      ->type_name("KIND");
+  register_cmd->add_option("--check-path", register_svc.check_path, "HTTP check path")
+      ->type_name("PATH");
+  register_cmd->add_option("--check-expect", register_svc.check_expect, "HTTP status expected")
+      ->type_name("CODE");
+  register_cmd->add_option("--check-interval", register_svc.check_interval, "e.g. 10s")
+      ->type_name("D");
+  register_cmd->add_option("--check-timeout", register_svc.check_timeout, "e.g. 2s")
+      ->type_name("D");
+  register_cmd->add_option("--rise", register_svc.rise, "passes in a row to become passing")
+      ->type_name("N");
+  register_cmd->add_option("--fall", register_svc.fall, "failures in a row to become failing")
+      ->type_name("N");
+  add_client_flags(*register_cmd, register_opts, false);
+
+  sc::client_options deregister_opts;
+  sc::deregister_options deregister_what;
+  auto* deregister =
+      app.add_subcommand("deregister", "remove this node's instances of a service (or one, by ID)");
+  deregister->add_option("SVC", deregister_what.service, "the service");
+  deregister->add_option("ID", deregister_what.id, "the instance id (default: all of SVC)");
+  deregister->add_option("--name", deregister_what.name, "the service (as SVC)")->type_name("SVC");
+  deregister->add_option("--id", deregister_what.id_flag, "the instance id (as ID)")
+      ->type_name("ID");
+  add_client_flags(*deregister, deregister_opts, false);
+
+  sc::client_options split_opts;
+  std::string split_service;
+  std::vector<std::string> split_weights;
+  bool split_clear = false;
+  auto* split = app.add_subcommand(
+      "split", "split a service's traffic between its versions (weights summing to 100)");
+  split->add_option("SVC", split_service, "the service")->required();
+  split->add_option("VERSION=WEIGHT", split_weights, "e.g. v1=90 v2=10");
+  split->add_flag("--clear", split_clear, "remove the split (every version takes traffic)");
+  add_client_flags(*split, split_opts, false);
+
+  sc::client_options route_opts;
+  std::string route_service;
+  std::string route_name;
+  sc::route_options route_rule;
+  auto* route = app.add_subcommand(
+      "route", "send the requests to a service that carry a header to one of its versions");
+  route->add_option("SVC", route_service, "the service")->required();
+  route->add_option("NAME", route_name, "the route's name")->required();
+  route->add_option("--header", route_rule.header, "the header that selects the route")
+      ->type_name("NAME=VALUE");
+  route->add_option("--to", route_rule.to, "the version matching requests go to")
+      ->type_name("VERSION");
+  route->add_flag("--delete", route_rule.remove, "remove the route NAME");
+  add_client_flags(*route, route_opts, false);
+
+  sc::client_options resilience_opts;
+  std::string resilience_service;
+  sc::resilience_options resilience_set;
+  auto* resilience =
+      app.add_subcommand("resilience", "timeouts and retries of the calls to a service");
+  resilience->add_option("SVC", resilience_service, "the service")->required();
+  resilience->add_option("--timeout", resilience_set.timeout, "whole call, retries included")
+      ->type_name("D");
+  resilience->add_option("--per-try-timeout", resilience_set.per_try_timeout, "each attempt")
+      ->type_name("D");
+  resilience->add_option("--retries", resilience_set.retries, "retries of a failed call")
+      ->type_name("N");
+  resilience
+      ->add_option("--retry-budget", resilience_set.retry_budget,
+                   "retries at most this share of the calls")
+      ->type_name("P%");
+  resilience
+      ->add_option("--min-retries", resilience_set.min_retries,
+                   "retries per second allowed whatever the budget")
+      ->type_name("N");
+  resilience->add_flag("--clear", resilience_set.clear, "back to the defaults");
+  add_client_flags(*resilience, resilience_opts, false);
+
+  sc::client_options authz_opts;
+  std::string authz_service;
+  std::string authz_name;
+  sc::authz_options authz_rule;
+  auto* authz = app.add_subcommand("authz", "allow or deny callers of a service, by identity");
+  authz->add_option("SVC", authz_service, "the service")->required();
+  authz->add_option("NAME", authz_name, "the rule's name")->required();
+  authz->add_option("--allow", authz_rule.allow, "a caller the rule allows (repeatable)")
+      ->type_name("spiffe://MESH/...");
+  authz->add_option("--deny", authz_rule.deny, "a caller the rule denies (repeatable)")
+      ->type_name("spiffe://MESH/...");
+  authz->add_flag("--delete", authz_rule.remove, "remove the rule NAME");
+  add_client_flags(*authz, authz_opts, false);
+
   sc::client_options leave_opts;
   auto* leave = app.add_subcommand("leave", "make the agent leave the mesh and exit");
   add_client_flags(*leave, leave_opts, false);
@@ -157,6 +281,22 @@ int main(int argc, char** argv) {
     return sc::run_members(members_opts);
   if (stats->parsed())
     return sc::run_stats(stats_opts);
+  if (services->parsed())
+    return sc::run_services(services_opts);
+  if (routes->parsed())
+    return sc::run_routes(routes_opts);
+  if (register_cmd->parsed())
+    return sc::run_register(register_opts, register_svc);
+  if (deregister->parsed())
+    return sc::run_deregister(deregister_opts, deregister_what);
+  if (split->parsed())
+    return sc::run_split(split_opts, split_service, split_weights, split_clear);
+  if (route->parsed())
+    return sc::run_route(route_opts, route_service, route_name, route_rule);
+  if (resilience->parsed())
+    return sc::run_resilience(resilience_opts, resilience_service, resilience_set);
+  if (authz->parsed())
+    return sc::run_authz(authz_opts, authz_service, authz_name, authz_rule);
   if (leave->parsed())
     return sc::run_leave(leave_opts);
   if (keyring->parsed()) {

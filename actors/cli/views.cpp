@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -54,6 +55,108 @@ std::string render_columns(const std::vector<std::vector<std::string>>& rows) {
     out += '\n';
   }
   return out;
+}
+
+/// `text` with control characters (terminal escapes from a hostile answer) shown as '?'.
+std::string printable(std::string text) {
+  for (auto& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      c = '?';
+  return text;
+}
+
+/// The string at `key` of `obj`, printable; nullopt when absent, not a string, or `obj` is
+/// not an object.
+std::optional<std::string> string_at(const nlohmann::json& obj, const char* key) {
+  if (!obj.is_object())
+    return std::nullopt;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_string())
+    return std::nullopt;
+  return printable(it->get<std::string>());
+}
+
+/// The string at `key`, or `missing` when there is none.
+std::string text_at(const nlohmann::json& obj, const char* key, const char* missing = "?") {
+  auto s = string_at(obj, key);
+  return s ? std::move(*s) : std::string{missing};
+}
+
+/// The positive integer at `key` of `obj`; nullopt when absent, zero (a resilience setting
+/// left to the proxy's default) or anything else.
+std::optional<std::uint64_t> set_at(const nlohmann::json& obj, const char* key) {
+  if (!obj.is_object())
+    return std::nullopt;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_unsigned() || it->get<std::uint64_t>() == 0)
+    return std::nullopt;
+  return it->get<std::uint64_t>();
+}
+
+/// The non-negative integer at `key` of `obj`; nullopt when absent or anything else.
+std::optional<std::uint64_t> unsigned_at(const nlohmann::json& obj, const char* key) {
+  if (!obj.is_object())
+    return std::nullopt;
+  auto it = obj.find(key);
+  if (it == obj.end() || !it->is_number_unsigned())
+    return std::nullopt;
+  return it->get<std::uint64_t>();
+}
+
+/// The number at `key` as text, "?" when it is not a non-negative integer.
+std::string number_at(const nlohmann::json& obj, const char* key) {
+  auto n = unsigned_at(obj, key);
+  return n ? std::to_string(*n) : std::string{"?"};
+}
+
+/// The list at `key` of `obj`: nullptr when absent or null; `bad` set when it is there but
+/// is not an array of objects.
+const nlohmann::json* objects_at(const nlohmann::json& obj, const char* key, bool& bad) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null())
+    return nullptr;
+  if (!it->is_array()) {
+    bad = true;
+    return nullptr;
+  }
+  for (const auto& item : *it)
+    if (!item.is_object()) {
+      bad = true;
+      return nullptr;
+    }
+  return &*it;
+}
+
+/// Milliseconds as an operator writes them: "500ms", "2s", "1m30s", "1500ms".
+std::string millis_text(std::uint64_t ms) {
+  if (ms == 0 || ms % 1000 != 0)
+    return std::to_string(ms) + "ms";
+  auto s = ms / 1000;
+  std::string out;
+  if (s >= 3600)
+    out += std::to_string(s / 3600) + "h";
+  if (s % 3600 >= 60)
+    out += std::to_string(s % 3600 / 60) + "m";
+  if (s % 60 != 0)
+    out += std::to_string(s % 60) + "s";
+  return out;
+}
+
+/// The HEALTH column of one instance of the services view.
+std::string health_text(const nlohmann::json& inst) {
+  auto alive = inst.find("node_alive");
+  if (alive != inst.end() && alive->is_boolean() && !alive->get<bool>())
+    return "node dead";
+  auto health = string_at(inst, "health");
+  if (!health)
+    return "?";
+  if (*health == "failing") {
+    auto why = string_at(inst, "last_check");
+    return why && !why->empty() ? "failing: " + *why : std::string{"failing"};
+  }
+  if (*health == "none")
+    return "no check";
+  return *health;
 }
 
 } // namespace
@@ -241,6 +344,149 @@ caf::expected<std::string> keyring_table(std::string_view json) {
     };
     out << "dropped by the transport: undecodable " << m("malformed") << ", oversized "
         << m("oversized") << ", binding_refused " << m("binding_refused") << '\n';
+  }
+  return out.str();
+}
+
+caf::expected<std::string> services_table(std::string_view json) {
+  auto bad = [] {
+    return make_error(errc::request_failed, "the agent's answer is not a services view");
+  };
+  auto doc = nlohmann::json::parse(json, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return bad();
+  bool malformed = false;
+  const auto* services = objects_at(doc, "services", malformed);
+  if (malformed || services == nullptr)
+    return bad();
+  if (services->empty())
+    return std::string{"no services registered\n"};
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"NAME", "INSTANCE", "ADDRESS:PORT", "PROTO", "VERSION", "HEALTH"});
+  for (const auto& svc : *services) {
+    const auto name = text_at(svc, "name");
+    const auto* instances = objects_at(svc, "instances", malformed);
+    if (malformed)
+      return bad();
+    if (instances == nullptr || instances->empty()) {
+      rows.push_back({name, "-", "-", "-", "-", "no instances"});
+      continue;
+    }
+    for (const auto& inst : *instances) {
+      auto address = text_at(inst, "address");
+      if (address.find(':') != std::string::npos)
+        address = "[" + address + "]"; // IPv6
+      auto version = text_at(inst, "version", "");
+      rows.push_back({name, text_at(inst, "node") + "/" + text_at(inst, "id"),
+                      address + ":" + number_at(inst, "port"), text_at(inst, "protocol"),
+                      version.empty() ? "-" : version, health_text(inst)});
+    }
+  }
+  return render_columns(rows);
+}
+
+caf::expected<std::string> routes_text(std::string_view json) {
+  auto bad = [] {
+    return make_error(errc::request_failed, "the agent's answer is not a routes view");
+  };
+  auto doc = nlohmann::json::parse(json, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return bad();
+  bool malformed = false;
+  const auto* routes = objects_at(doc, "routes", malformed);
+  if (malformed || routes == nullptr)
+    return bad();
+  if (routes->empty())
+    return std::string{"no routes\n"};
+  std::ostringstream out;
+  for (const auto& svc : *routes) {
+    out << text_at(svc, "service");
+    if (auto outbound = string_at(svc, "outbound"))
+      out << "  outbound " << *outbound << '\n';
+    else
+      out << "  outbound: none yet\n";
+    if (const auto* split = objects_at(svc, "split", malformed); split && !split->empty()) {
+      out << "  split: ";
+      const char* sep = "";
+      for (const auto& leg : *split) {
+        out << sep << text_at(leg, "version") << ' ' << number_at(leg, "weight") << '%';
+        sep = ", ";
+      }
+      if (auto signer = string_at(svc, "split_signer"))
+        out << " (by " << *signer << ')';
+      out << '\n';
+    }
+    if (const auto* list = objects_at(svc, "routes", malformed))
+      for (const auto& r : *list)
+        out << "  route " << text_at(r, "name") << ": " << text_at(r, "header") << " = "
+            << text_at(r, "value") << " -> " << text_at(r, "version") << '\n';
+    if (auto res = svc.find("resilience"); res != svc.end() && res->is_object()) {
+      std::vector<std::string> timeouts;
+      if (auto t = set_at(*res, "timeout_ms"))
+        timeouts.push_back(millis_text(*t) + " total");
+      if (auto t = set_at(*res, "per_try_timeout_ms"))
+        timeouts.push_back(millis_text(*t) + " per try");
+      std::string retries;
+      if (auto n = set_at(*res, "retries"))
+        retries = "retries: " + std::to_string(*n);
+      if (auto n = set_at(*res, "retry_budget_percent"))
+        retries += (retries.empty() ? "retry budget " : ", budget ") + std::to_string(*n) + "%";
+      if (auto n = set_at(*res, "retry_min_per_second"))
+        retries += retries.empty() ? "retries at least " + std::to_string(*n) + "/s"
+                                   : " (min " + std::to_string(*n) + "/s)";
+      std::string line;
+      if (!timeouts.empty()) {
+        line = "timeouts: " + timeouts[0];
+        for (std::size_t i = 1; i < timeouts.size(); ++i)
+          line += ", " + timeouts[i];
+      }
+      if (!retries.empty())
+        line += (line.empty() ? "" : "; ") + retries;
+      if (!line.empty())
+        out << "  " << line << '\n';
+    } else if (res != svc.end() && !res->is_null()) {
+      return bad();
+    }
+    if (const auto* rules = objects_at(svc, "authz", malformed))
+      for (const auto& rule : *rules) {
+        auto allow = rule.find("allow");
+        out << "  authz " << text_at(rule, "name") << ": "
+            << (allow == rule.end() || !allow->is_boolean() ? "?"
+                : allow->get<bool>()                        ? "allow"
+                                                            : "deny");
+        const char* sep = " ";
+        if (auto from = rule.find("from"); from != rule.end() && from->is_array())
+          for (const auto& f : *from) {
+            out << sep << (f.is_string() ? printable(f.get<std::string>()) : "?");
+            sep = ", ";
+          }
+        out << '\n';
+      }
+    if (malformed)
+      return bad();
+  }
+  return out.str();
+}
+
+caf::expected<std::string> registered_text(std::string_view json) {
+  auto doc = nlohmann::json::parse(json, nullptr, false);
+  auto name = string_at(doc, "name");
+  auto port = unsigned_at(doc, "port");
+  if (!name || !port)
+    return make_error(errc::request_failed, "the agent's answer is not a registered service");
+  std::ostringstream out;
+  out << "registered " << *name << " (id " << text_at(doc, "id", name->c_str()) << ") on port "
+      << *port << ": spreading to the mesh\n";
+  if (auto check = doc.find("check"); check != doc.end() && check->is_object()) {
+    const auto type = text_at(*check, "type");
+    out << "health check: " << type;
+    if (type == "http")
+      out << " GET " << text_at(*check, "path", "/");
+    else if (type == "tcp")
+      out << " connect";
+    if (auto every = string_at(*check, "interval"))
+      out << " every " << *every;
+    out << '\n';
   }
   return out.str();
 }

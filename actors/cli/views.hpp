@@ -25,4 +25,25 @@ namespace starling::cli {
 /// when `json` is not a keyring view.
 [[nodiscard]] caf::expected<std::string> keyring_table(std::string_view json);
 
+/// The table printed by `starling services` from the JSON view: columns NAME, INSTANCE
+/// (node/id), ADDRESS:PORT, PROTO, VERSION, HEALTH; one line per instance in the view's order
+/// (services sorted by name, so grouped), "no services registered" when there are none.
+/// HEALTH is "passing", "failing: <last check>", "no check" or "node dead". Untrusted input:
+/// a field of the wrong type shows as "?". Errors: request_failed when `json` is not a
+/// services view.
+[[nodiscard]] caf::expected<std::string> services_table(std::string_view json);
+
+/// The text printed by `starling routes` from the JSON view: per service a line with its
+/// local outbound listener, then one indented line for the traffic split, each header
+/// route, the resilience settings (those not zero: zero is the proxy's default) and each
+/// authorization rule; "no routes" when empty.
+/// Errors: request_failed when `json` is not a routes view.
+[[nodiscard]] caf::expected<std::string> routes_text(std::string_view json);
+
+/// What `starling register` prints from the agent's answer (the JSON of the registered
+/// service): "registered web (id web) on port 8080: spreading to the mesh" and, with a
+/// check, "health check: http GET /healthz every 10s". Errors: request_failed when `json`
+/// is not a registered service.
+[[nodiscard]] caf::expected<std::string> registered_text(std::string_view json);
+
 } // namespace starling::cli
