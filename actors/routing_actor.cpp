@@ -111,6 +111,8 @@ void mark_dirty(routing_actor_t* self) {
 
 void flush(routing_actor_t* self) {
   auto& st = self->state;
+  if (!st.flush_scheduled)
+    return; // published early for a view: this timer has nothing left to do
   st.flush_scheduled = false;
   gossip::member_lookup lookup = [&st](std::string_view node) -> std::optional<gossip::member_view> {
     auto it = st.live.find(node);
@@ -470,6 +472,9 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
         if (cmd == "services" || cmd == "routes") {
           if (args.size() > 1)
             return usage("'" + cmd + "' takes no arguments, got '" + args[1] + "'");
+          // The operator reads what was just written: publish a pending change first.
+          if (st.flush_scheduled)
+            flush(self);
           return caf::make_message(cmd == "services" ? services_json(*st.snapshot)
                                                      : routes_json(*st.snapshot));
         }
