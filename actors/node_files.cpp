@@ -87,8 +87,11 @@ caf::expected<agent_info> read_agent_json(const fs::path& data_dir) {
       !doc.contains("gossip") || !doc.contains("admin") || !doc["name"].is_string() ||
       !doc["pid"].is_number_integer() || !doc["gossip"].is_string() || !doc["admin"].is_string())
     return make_error(errc::invalid_config, file.string() + ": not an agent.json");
-  agent_info info{doc["name"].get<std::string>(), doc["pid"].get<long>(),
-                  doc["gossip"].get<std::string>(), doc["admin"].get<std::string>(), {}};
+  agent_info info{doc["name"].get<std::string>(),
+                  doc["pid"].get<long>(),
+                  doc["gossip"].get<std::string>(),
+                  doc["admin"].get<std::string>(),
+                  {}};
   if (doc.contains("dns") && doc["dns"].is_string())
     info.dns = doc["dns"].get<std::string>();
   return info;

@@ -48,13 +48,13 @@ namespace {
 
 /// Counters of the actor beside the table's and the spreader's.
 struct routing_actor_counters {
-  std::uint64_t snapshots = 0;       ///< snapshots published
-  std::uint64_t own_writes = 0;      ///< records of this node's instances written
+  std::uint64_t snapshots = 0;  ///< snapshots published
+  std::uint64_t own_writes = 0; ///< records of this node's instances written
   std::uint64_t own_write_errors = 0;
-  std::uint64_t policy_writes = 0;   ///< policies written here
-  std::uint64_t health_changes = 0;  ///< own instances that changed health
-  std::uint64_t probes = 0;          ///< health probes started
-  std::uint64_t store_errors = 0;    ///< services.json writes that failed
+  std::uint64_t policy_writes = 0;  ///< policies written here
+  std::uint64_t health_changes = 0; ///< own instances that changed health
+  std::uint64_t probes = 0;         ///< health probes started
+  std::uint64_t store_errors = 0;   ///< services.json writes that failed
 };
 
 struct routing_state {
@@ -88,13 +88,9 @@ std::uint64_t wall_ms() {
                                         .count());
 }
 
-std::string key_of(const service_spec& s) {
-  return s.reg.service + "/" + s.reg.id;
-}
+std::string key_of(const service_spec& s) { return s.reg.service + "/" + s.reg.id; }
 
-caf::error usage(std::string why) {
-  return make_error(errc::bad_request, std::move(why));
-}
+caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
 
 caf::error refused(const caf::error& err) {
   return make_error(errc::request_failed, wire::render_error(err));
@@ -114,7 +110,8 @@ void flush(routing_actor_t* self) {
   if (!st.flush_scheduled)
     return; // published early for a view: this timer has nothing left to do
   st.flush_scheduled = false;
-  gossip::member_lookup lookup = [&st](std::string_view node) -> std::optional<gossip::member_view> {
+  gossip::member_lookup lookup =
+      [&st](std::string_view node) -> std::optional<gossip::member_view> {
     auto it = st.live.find(node);
     if (it == st.live.end())
       return gossip::member_view{false, {}};
@@ -193,7 +190,8 @@ void schedule_checks(routing_actor_t* self) {
   if (!next || (st.check_at && *st.check_at <= *next))
     return;
   st.check_at = *next;
-  auto delay = std::max<gossip::duration>(*next - self->clock().now(), std::chrono::milliseconds{1});
+  auto delay =
+      std::max<gossip::duration>(*next - self->clock().now(), std::chrono::milliseconds{1});
   self->delayed_send(self, delay, hcheck_atom::value);
 }
 
@@ -211,8 +209,9 @@ void run_checks(routing_actor_t* self) {
     st.prober->probe(reg.address.empty() ? std::string{"127.0.0.1"} : reg.address, reg.port, *spec,
                      [weak, key](gossip::discovery::probe_result res) {
                        if (auto hdl = weak.lock())
-                         caf::anon_send(caf::actor_cast<caf::actor>(hdl),
-                                        health_result_msg{key, res.ok, res.inconclusive, std::move(res.text)});
+                         caf::anon_send(
+                             caf::actor_cast<caf::actor>(hdl),
+                             health_result_msg{key, res.ok, res.inconclusive, std::move(res.text)});
                      });
   }
   schedule_checks(self);
@@ -247,10 +246,9 @@ caf::result<caf::message> on_register(routing_actor_t* self, const std::vector<s
   if (auto it = st.services.find(key); it != st.services.end() && it->second.from_config)
     return usage("register: " + key + " comes from the config file; edit the file instead");
   if (st.services.size() >= gossip::max_instances_per_owner && !st.services.contains(key))
-    return refused(gossip::make_error(gossip::routing_errc::invalid_record,
-                                      "this node already has " +
-                                          std::to_string(gossip::max_instances_per_owner) +
-                                          " services"));
+    return refused(gossip::make_error(
+        gossip::routing_errc::invalid_record,
+        "this node already has " + std::to_string(gossip::max_instances_per_owner) + " services"));
   auto before = st.services;
   if (auto err = add_service(self, *spec))
     return refused(err);
@@ -293,7 +291,8 @@ caf::result<caf::message> on_policy(routing_actor_t* self, const std::vector<std
   auto cmd = parse_policy_command(args);
   if (!cmd)
     return cmd.error();
-  auto rec = st.table->set_policy(std::move(cmd->key), std::move(cmd->value), wall_ms(), *st.sealer);
+  auto rec =
+      st.table->set_policy(std::move(cmd->key), std::move(cmd->value), wall_ms(), *st.sealer);
   if (!rec)
     return refused(rec.error());
   ++st.counters.policy_writes;
@@ -309,14 +308,10 @@ counter_list stats_of(const routing_state& st) {
   const auto& t = st.table->stats();
   const auto& g = st.spread->stats();
   counter_list out{
-      {"owners", st.table->owners().size()},
-      {"policies", st.table->policies().size()},
-      {"own_services", st.services.size()},
-      {"records_applied", t.applied},
-      {"records_duplicate", t.duplicates},
-      {"records_stale", t.stale},
-      {"records_pending", t.pending},
-      {"pending_dropped", t.pending_dropped},
+      {"owners", st.table->owners().size()},  {"policies", st.table->policies().size()},
+      {"own_services", st.services.size()},   {"records_applied", t.applied},
+      {"records_duplicate", t.duplicates},    {"records_stale", t.stale},
+      {"records_pending", t.pending},         {"pending_dropped", t.pending_dropped},
       {"records_refused", t.refused_total()},
   };
   for (std::uint8_t code = 1; code < t.refused.size(); ++code) {
@@ -488,8 +483,8 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
       },
       [=](stats_atom) {
         auto& st = self->state;
-        return caf::make_message(stats_of(st), st.params.dns ? st.params.dns->local_endpoint()
-                                                             : std::string{});
+        return caf::make_message(stats_of(st),
+                                 st.params.dns ? st.params.dns->local_endpoint() : std::string{});
       },
       [=](watch_atom, const caf::actor& who) {
         auto& st = self->state;

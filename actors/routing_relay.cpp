@@ -5,8 +5,7 @@
 namespace starling::actors {
 
 routing_relay::routing_relay(sink_fn sink)
-  : sink_(std::move(sink)), queue_(gossip::routing_extension_kind) {
-}
+    : sink_(std::move(sink)), queue_(gossip::routing_extension_kind) {}
 
 void routing_relay::publish(std::vector<gossip::routing_publication> pubs) {
   std::lock_guard guard{mutex_};

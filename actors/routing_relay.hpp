@@ -48,11 +48,11 @@ public:
 
   // -- the membership actor's side (gossip::extension) -------------------------------------
 
-  [[nodiscard]] std::vector<std::string> take_payloads(const gossip::piggyback_request& req) override;
+  [[nodiscard]] std::vector<std::string>
+  take_payloads(const gossip::piggyback_request& req) override;
   [[nodiscard]] bool has_payloads() const override;
-  [[nodiscard]] gossip::extension_effects on_payload(std::string_view bytes,
-                                                     const std::string& sender,
-                                                     gossip::time_point now) override;
+  [[nodiscard]] gossip::extension_effects
+  on_payload(std::string_view bytes, const std::string& sender, gossip::time_point now) override;
   [[nodiscard]] std::optional<std::string> make_section(bool join) override;
   [[nodiscard]] gossip::extension_effects on_section(std::string_view bytes,
                                                      const std::string& sender, bool join,

@@ -47,15 +47,15 @@ caf::error routing_error_of(const caf::error& err) {
 } // namespace
 
 identity::time_point identity_time(std::uint64_t wall_ms) {
-  return identity::time_point{std::chrono::milliseconds{static_cast<std::int64_t>(
-      std::min<std::uint64_t>(wall_ms, std::uint64_t{1} << 62))}};
+  return identity::time_point{std::chrono::milliseconds{
+      static_cast<std::int64_t>(std::min<std::uint64_t>(wall_ms, std::uint64_t{1} << 62))}};
 }
 
 key_book_trust::key_book_trust(std::shared_ptr<identity::trust_state> trust,
                                const identity::node_credentials& own,
                                const std::optional<identity::issuer_material>& issuer,
                                std::uint64_t wall_ms)
-  : trust_(std::move(trust)), last_wall_ms_(wall_ms) {
+    : trust_(std::move(trust)), last_wall_ms_(wall_ms) {
   refresh_own(own, wall_ms);
   if (issuer) {
     auto snap = trust_->current();
@@ -79,8 +79,8 @@ caf::expected<gossip::routing_signer> key_book_trust::verify(gossip::routing_con
     return gossip::make_error(gossip::routing_errc::bad_signature, "a key id of the wrong size");
   identity::routing_signature sig{*key, {seal.signature.begin(), seal.signature.end()}};
   auto snap = trust_->current();
-  auto who = book_.verify(context_of(ctx), bytes_of(bytes), sig, snap->revoked,
-                          identity_time(wall_ms));
+  auto who =
+      book_.verify(context_of(ctx), bytes_of(bytes), sig, snap->revoked, identity_time(wall_ms));
   if (!who)
     return routing_error_of(who.error());
   return gossip::routing_signer{who->node, who->issuer};
@@ -127,8 +127,7 @@ std::optional<gossip::signer_chain> key_book_trust::chain_of(std::string_view ke
 
 node_key_sealer::node_key_sealer(identity::private_key node_key,
                                  std::optional<identity::private_key> issuer_key, std::string node)
-  : node_key_(std::move(node_key)), issuer_key_(std::move(issuer_key)), node_(std::move(node)) {
-}
+    : node_key_(std::move(node_key)), issuer_key_(std::move(issuer_key)), node_(std::move(node)) {}
 
 caf::expected<gossip::routing_seal> node_key_sealer::seal(gossip::routing_context ctx,
                                                           std::string_view bytes) {

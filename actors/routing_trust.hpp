@@ -29,12 +29,14 @@ public:
                  const std::optional<identity::issuer_material>& issuer, std::uint64_t wall_ms);
 
   [[nodiscard]] bool requires_signatures() const override { return true; }
-  [[nodiscard]] caf::expected<gossip::routing_signer>
-  verify(gossip::routing_context ctx, std::string_view bytes, const gossip::routing_seal& seal,
-         std::uint64_t wall_ms) override;
+  [[nodiscard]] caf::expected<gossip::routing_signer> verify(gossip::routing_context ctx,
+                                                             std::string_view bytes,
+                                                             const gossip::routing_seal& seal,
+                                                             std::uint64_t wall_ms) override;
   [[nodiscard]] caf::expected<gossip::routing_signer> learn(const gossip::signer_chain& chain,
                                                             std::uint64_t wall_ms) override;
-  [[nodiscard]] std::optional<gossip::signer_chain> chain_of(std::string_view key_id) const override;
+  [[nodiscard]] std::optional<gossip::signer_chain>
+  chain_of(std::string_view key_id) const override;
 
   /// Learns this node's renewed chain (the key stays, the certificate changes).
   void refresh_own(const identity::node_credentials& own, std::uint64_t wall_ms);

@@ -76,9 +76,7 @@ std::string routes_json(const gossip::routing_snapshot& snap) {
 
 namespace {
 
-caf::error usage(std::string why) {
-  return make_error(errc::bad_request, std::move(why));
-}
+caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
 
 /// A whole number in [0, max]; nothing otherwise.
 std::optional<std::uint32_t> number(std::string_view s, std::uint32_t max) {
@@ -252,9 +250,8 @@ std::string describe_write(const gossip::policy_record& p) {
     body = r->header + " = " + r->value + " -> " + r->version;
   } else if (const auto* res = std::get_if<gossip::resilience_policy>(&p.value)) {
     body = "timeout " + std::to_string(res->timeout_ms) + "ms, per try " +
-           std::to_string(res->per_try_timeout_ms) + "ms, retries " +
-           std::to_string(res->retries) + ", budget " +
-           std::to_string(res->retry_budget_percent) + "% (min " +
+           std::to_string(res->per_try_timeout_ms) + "ms, retries " + std::to_string(res->retries) +
+           ", budget " + std::to_string(res->retry_budget_percent) + "% (min " +
            std::to_string(res->retry_min_per_second) + "/s)";
   } else if (const auto* a = std::get_if<gossip::authz_rule>(&p.value)) {
     body = std::string{a->allow ? "allow" : "deny"};

@@ -37,7 +37,8 @@ struct policy_command {
 /// `authz SVC NAME allow|deny FROM...|--delete` (args[0] is the command). Errors
 /// (actors errc bad_request, exit 2) say what is wrong; what only the table can decide
 /// (versions that exist, the sum for a peer) it decides.
-[[nodiscard]] caf::expected<policy_command> parse_policy_command(const std::vector<std::string>& args);
+[[nodiscard]] caf::expected<policy_command>
+parse_policy_command(const std::vector<std::string>& args);
 
 /// The operator's answer after a policy write: "split of web: v1 90%, v2 10% (signed by
 /// node-a; spreading to the mesh)".

@@ -303,8 +303,7 @@ caf::actor start_routing(supervisor_t* self) {
   p.dns = st.dns;
   p.max_clock_skew = cfg.max_clock_skew;
   p.rng_seed = std::random_device{}();
-  return spawn_routing_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
-                             std::move(p));
+  return spawn_routing_actor(self->home_system(), caf::actor_cast<caf::actor>(self), std::move(p));
 }
 
 /// Binds the DNS responder of cfg.dns; false (logged) when it cannot.

@@ -42,8 +42,9 @@ std::string members_json(const std::vector<gossip::member>& members, gossip::tim
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-std::string stats_json(const std::vector<counter_group>& groups,
-                       const std::vector<std::pair<std::string, std::optional<std::string>>>& fields) {
+std::string
+stats_json(const std::vector<counter_group>& groups,
+           const std::vector<std::pair<std::string, std::optional<std::string>>>& fields) {
   ojson doc = ojson::object();
   for (const auto& [name, value] : fields)
     doc[name] = value ? ojson(*value) : ojson(nullptr);

@@ -61,12 +61,13 @@ struct demo_node {
 /// agent.json. Returns an error message, or nothing on success.
 std::optional<std::string> start_agent(demo_node& node, const fs::path& dir,
                                        const std::vector<std::string>& extra) {
-  std::vector<std::string> args{
-      self_exe(),    "agent",       "--name",
-      node.name,     "--data-dir",  node.data_dir.string(),
-      "--gossip",    "127.0.0.1:0", "--admin",
-      "127.0.0.1:0", "--dns",       "127.0.0.1:0",
-      "--event-log", (dir / (node.name + ".events")).string()};
+  std::vector<std::string> args{self_exe(),    "agent",
+                                "--name",      node.name,
+                                "--data-dir",  node.data_dir.string(),
+                                "--gossip",    "127.0.0.1:0",
+                                "--admin",     "127.0.0.1:0",
+                                "--dns",       "127.0.0.1:0",
+                                "--event-log", (dir / (node.name + ".events")).string()};
   args.insert(args.end(), extra.begin(), extra.end());
   auto log = dir / (node.name + ".log");
   pid_t pid = fork();

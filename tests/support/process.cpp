@@ -235,8 +235,11 @@ std::optional<agent_json> read_agent_json(const fs::path& data_dir) {
   if (doc.is_discarded() || !doc.is_object())
     return std::nullopt;
   try {
-    agent_json info{doc.at("name").get<std::string>(), doc.at("pid").get<long>(),
-                    doc.at("gossip").get<std::string>(), doc.at("admin").get<std::string>(), {}};
+    agent_json info{doc.at("name").get<std::string>(),
+                    doc.at("pid").get<long>(),
+                    doc.at("gossip").get<std::string>(),
+                    doc.at("admin").get<std::string>(),
+                    {}};
     if (doc.contains("dns") && doc["dns"].is_string())
       info.dns = doc["dns"].get<std::string>();
     return info;
