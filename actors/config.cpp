@@ -899,6 +899,10 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"gossip", "reaped_memory_max", num(sw.reaped_memory_max)},
       {"gossip", "max_datagram", num(sw.max_datagram)},
       {"gossip", "tcp_timeout", dur(cfg.tcp_timeout)},
+      {"dns", "address", quoted(cfg.dns ? cfg.dns->to_string() : std::string{"off"})},
+      {"dns", "domain", quoted(cfg.dns_domain)},
+      {"dns", "dns_allow_remote", flag(cfg.dns_allow_remote)},
+      {"routing", "max_clock_skew", dur(cfg.max_clock_skew)},
   };
 }
 

@@ -132,7 +132,9 @@ std::string routing_gossip::make_section() {
   ++stats_.sections_out;
   if (s.partial)
     ++stats_.sections_partial;
-  return encode_routing(s);
+  auto bytes = encode_routing(s);
+  stats_.section_bytes_out += bytes.size();
+  return bytes;
 }
 
 routing_gossip_result routing_gossip::on_section(std::string_view bytes, const std::string& sender,

@@ -59,7 +59,8 @@ struct routing_gossip_stats {
   std::uint64_t sections_in = 0; ///< sections handed to on_section
   std::uint64_t sections_malformed = 0;
   std::uint64_t sections_out = 0;
-  std::uint64_t sections_partial = 0; ///< sections that did not hold the whole table
+  std::uint64_t section_bytes_out = 0; ///< bytes of the sections built
+  std::uint64_t sections_partial = 0;  ///< sections that did not hold the whole table
   /// Records too large for one payload (over max_extension_payload_bytes): spread by
   /// push-pull only.
   std::uint64_t too_large_to_piggyback = 0;

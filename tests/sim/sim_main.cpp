@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/sim/routing_scenarios.hpp"
 #include "tests/sim/scenarios.hpp"
 
 namespace {
@@ -40,6 +41,9 @@ struct args {
   bool real_codec = false; // every message through the real wire codec and its limits
   /// --seeds: the convergence scenario over these seeds (empty: once, with `seed`).
   std::vector<std::uint64_t> seeds;
+  /// The routing scenario: loss of its lossy change, length of its partition.
+  double routing_loss = 0.10;
+  double partition_s = 10;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -76,6 +80,8 @@ std::vector<std::uint64_t> parse_seeds(const std::string& s) {
                "starling-sim: %s\nusage: starling-sim [--sizes N,N...] [--seed S] "
                "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
                "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec] [--seeds LIST]\n"
+               "  routing scenarios: --scenarios routing,routing-memory [--routing-loss 0.1] "
+               "[--partition-for SECONDS]; the routing scenario runs over --seeds when given\n"
                "  --seeds LIST  convergence over several seeds (1-10, 1,4,7, 1-5,9): a row per "
                "run, then min / median / p90 / max per size\n",
                msg);
@@ -108,6 +114,10 @@ args parse(int argc, char** argv) {
         a.window_s = std::stod(value());
       } else if (k == "--flood") {
         a.flood_bytes = std::stoul(value());
+      } else if (k == "--routing-loss") {
+        a.routing_loss = std::stod(value());
+      } else if (k == "--partition-for") {
+        a.partition_s = std::stod(value());
       } else if (k == "--real-codec") {
         a.real_codec = true;
       } else if (k == "--no-swim") {
@@ -401,6 +411,88 @@ int main(int argc, char** argv) {
                   p.next_bytes_total, p.next_bytes_per_member,
                   projected / (1024.0 * 1024.0 * 1024.0));
       std::fflush(stdout);
+    }
+    std::printf("\n");
+  }
+  if (wants(a, "routing")) {
+    const auto seeds = a.seeds.empty() ? std::vector<std::uint64_t>{a.seed} : a.seeds;
+    std::printf("## Routing: one policy change (a split written on node 0)\n\n"
+                "Seconds until 99%% / 99.9%% / 100%% of the running nodes applied it: at 0%% "
+                "loss, at %.0f%% loss, and from the heal of a %.0f s partition (over the far "
+                "half). Steady state: bytes each node sends per second with a converged table "
+                "(10 owners x 10 instances, 20 policies), all traffic and routing's part. Real "
+                "routing core, codec and spreading; seals are fake (no cryptography) and every "
+                "key is known.\n\n"
+                "| n | seed | 0%% loss 99%% | 99.9%% | 100%% | %.0f%% loss 99%% | 99.9%% | 100%% | "
+                "healed 99%% | 99.9%% | 100%% | steady B/node/s | routing B/node/s | refused | "
+                "wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+                a.routing_loss * 100, a.partition_s, a.routing_loss * 100);
+    std::fflush(stdout);
+    auto cell = [](const std::optional<double>& v) {
+      char buf[32];
+      if (v)
+        std::snprintf(buf, sizeof buf, "%.2f", *v);
+      else
+        std::snprintf(buf, sizeof buf, "**no**");
+      return std::string{buf};
+    };
+    for (auto n : a.sizes) {
+      std::vector<double> clean999, lossy999, healed100;
+      for (auto seed : seeds) {
+        auto o = base;
+        o.n = n;
+        o.seed = seed;
+        const auto w0 = std::chrono::steady_clock::now();
+        const auto r = run_routing(
+            o, a.routing_loss,
+            std::chrono::duration_cast<duration>(std::chrono::duration<double>(a.partition_s)));
+        const double wall =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
+        if (!r.bootstrap.converged) {
+          std::printf("| %zu | %llu | bootstrap did not converge |\n", n,
+                      static_cast<unsigned long long>(seed));
+          continue;
+        }
+        std::printf("| %zu | %llu | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | "
+                    "%llu | %.0f |\n",
+                    n, static_cast<unsigned long long>(seed), cell(r.clean.p99).c_str(),
+                    cell(r.clean.p999).c_str(), cell(r.clean.p100).c_str(),
+                    cell(r.lossy.p99).c_str(), cell(r.lossy.p999).c_str(),
+                    cell(r.lossy.p100).c_str(), cell(r.healed.p99).c_str(),
+                    cell(r.healed.p999).c_str(), cell(r.healed.p100).c_str(),
+                    r.steady_bytes_per_node_second, r.steady_routing_bytes_per_node_second,
+                    static_cast<unsigned long long>(r.refused), wall);
+        std::fflush(stdout);
+        if (r.clean.p999)
+          clean999.push_back(*r.clean.p999);
+        if (r.lossy.p999)
+          lossy999.push_back(*r.lossy.p999);
+        if (r.healed.p100)
+          healed100.push_back(*r.healed.p100);
+      }
+      if (seeds.size() > 1) {
+        const auto c = summarize(clean999), l = summarize(lossy999), h = summarize(healed100);
+        std::printf("\nn = %zu over %zu seeds (min / median / p90 / max): 99.9%% at 0%% loss "
+                    "%.2f / %.2f / %.2f / %.2f s; 99.9%% at %.0f%% loss %.2f / %.2f / %.2f / "
+                    "%.2f s; 100%% after the heal %.2f / %.2f / %.2f / %.2f s\n\n",
+                    n, seeds.size(), c.min, c.median, c.p90, c.max, a.routing_loss * 100, l.min,
+                    l.median, l.p90, l.max, h.min, h.median, h.p90, h.max);
+      }
+    }
+    std::printf("\n");
+  }
+
+  if (wants(a, "routing-memory")) {
+    std::printf("## Memory of one routing table\n\nHeap bytes of one table (10 instances per "
+                "owner, route policies; seals of real size), and its encoded push-pull "
+                "section.\n\n| instances | policies | table bytes | bytes per record | section "
+                "bytes |\n|---|---|---|---|---|\n");
+    for (auto [inst, pol] : {std::pair<std::size_t, std::size_t>{1'000, 100},
+                             std::pair<std::size_t, std::size_t>{10'000, 1'000}}) {
+      const auto m = measure_routing_memory(inst, pol);
+      std::printf("| %zu | %zu | %zu | %.0f | %zu |\n", m.instances, m.policies, m.table_bytes,
+                  static_cast<double>(m.table_bytes) / static_cast<double>(inst / 10 + pol),
+                  m.section_bytes);
     }
     std::printf("\n");
   }

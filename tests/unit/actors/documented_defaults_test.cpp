@@ -115,16 +115,23 @@ TEST(documented_defaults, plain_values_cover_every_gossip_key_the_parser_reads) 
 
 TEST(documented_defaults, operations_md_shows_the_agents_defaults) {
   const auto md = read_source_file("docs/operations.md");
-  const auto top = defaults_table(md, "### Top-level keys");
-  const auto gossip = defaults_table(md, "### `[gossip]` table");
-  ASSERT_FALSE(top.empty());
-  ASSERT_FALSE(gossip.empty());
-  std::set<std::string> gossip_keys;
+  // One docs table per config table: "### Top-level keys", "### `[gossip]` table", ...
+  std::map<std::string, std::map<std::string, std::string>> tables;
+  std::map<std::string, std::set<std::string>> keys;
+  const auto table_of = [&](const std::string& name) -> const std::map<std::string, std::string>& {
+    auto it = tables.find(name);
+    if (it == tables.end())
+      it = tables
+               .emplace(name, defaults_table(md, name.empty() ? "### Top-level keys"
+                                                              : "### `[" + name + "]` table"))
+               .first;
+    return it->second;
+  };
   for (const auto& v : sa::plain_values(parsed("", "an empty file"))) {
-    const auto& table = v.table.empty() ? top : gossip;
+    const auto& table = table_of(v.table);
+    ASSERT_FALSE(table.empty()) << "no docs table for [" << v.table << "]";
     const std::string name = v.table.empty() ? v.key : v.table + "." + v.key;
-    if (!v.table.empty())
-      gossip_keys.insert(v.key);
+    keys[v.table].insert(v.key);
     const auto row = table.find(v.key);
     ASSERT_NE(row, table.end()) << name << " is not in docs/operations.md's table";
     const auto& cell = row->second;
@@ -136,9 +143,13 @@ TEST(documented_defaults, operations_md_shows_the_agents_defaults) {
     EXPECT_EQ(rendered(parsed(toml, "docs/operations.md " + name)).at(name), defaults().at(name))
         << "docs/operations.md documents " << name << " = " << literal;
   }
-  // And the [gossip] table documents no key the agent does not have.
-  for (const auto& [key, cell] : gossip)
-    EXPECT_TRUE(gossip_keys.count(key)) << "gossip." << key << " is documented, not a setting";
+  // And the tables of sections document no key the agent does not have.
+  for (const auto& [table, rows] : tables) {
+    if (table.empty())
+      continue;
+    for (const auto& [key, cell] : rows)
+      EXPECT_TRUE(keys[table].count(key)) << table << "." << key << " is documented, not a setting";
+  }
 }
 
 TEST(documented_defaults, the_sample_configs_gossip_table_holds_the_defaults) {

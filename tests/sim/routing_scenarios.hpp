@@ -1,0 +1,64 @@
+// Routing-table scenarios on the simulator (issue 16): how fast one policy change reaches
+// the nodes of a converged cluster (at 0% loss, at some loss, and after a partition heals),
+// what the table costs a node in bytes per second at steady state, and a table's memory.
+// Every node runs the real routing core, codec and spreading (gossip/routing_gossip.hpp) as
+// a membership extension; what the simulator skips is cryptography: seals are the fake
+// keyed hashes of tests/support/routing_fakes.hpp, and every key is known (no chain
+// fetches), so the times are those of the gossip alone.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "tests/sim/scenarios.hpp"
+
+namespace starling::sim {
+
+/// When a change reached 99%, 99.9% and 100% of the running nodes (seconds after it was
+/// written, or after the heal); unset when it did not within the deadline.
+struct spread_times {
+  std::optional<double> p99;
+  std::optional<double> p999;
+  std::optional<double> p100;
+  std::size_t reached = 0;
+  std::size_t nodes = 0;
+};
+
+/// One run of the routing scenario.
+struct routing_result {
+  convergence_result bootstrap;
+  /// A split written on node 0 at 0% loss.
+  spread_times clean;
+  /// Another, written with every datagram lost with probability `loss`.
+  spread_times lossy;
+  /// Another, written on node 0 while the cluster is cut in two halves for `partition_for`;
+  /// times counted from the heal, over the nodes of the far half.
+  spread_times healed;
+  /// Steady state, table converged and unchanging (`steady_owners` records of 10 instances
+  /// and `steady_policies` policies on every node): bytes every node sent per second
+  /// (datagrams and both directions of push-pulls), and of that the routing sections and
+  /// payloads.
+  double steady_bytes_per_node_second = 0;
+  double steady_routing_bytes_per_node_second = 0;
+  std::size_t steady_owners = 0;
+  std::size_t steady_policies = 0;
+  /// Records the tables refused (0 expected: every seal is valid).
+  std::uint64_t refused = 0;
+};
+
+/// Runs the routing scenario with `opt` (its size, seed, protocol), `loss` for the lossy
+/// change and a partition of `partition_for`.
+routing_result run_routing(const scenario_options& opt, double loss, duration partition_for);
+
+/// Heap bytes of one routing table holding `instances` instances (10 per owner) and
+/// `policies` policies, and of its push-pull section (encoded).
+struct routing_memory {
+  std::size_t instances = 0;
+  std::size_t policies = 0;
+  std::size_t table_bytes = 0;
+  std::size_t section_bytes = 0;
+};
+routing_memory measure_routing_memory(std::size_t instances, std::size_t policies);
+
+} // namespace starling::sim
