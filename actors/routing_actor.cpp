@@ -122,6 +122,7 @@ void flush(routing_actor_t* self) {
   st.snapshot = snap;
   ++st.counters.snapshots;
   st.params.relay->set_section(st.spread->make_section());
+  st.params.relay->set_note(st.spread->note_payload());
   if (st.params.dns)
     st.params.dns->set_snapshot(snap);
   for (const auto& w : st.watchers)
@@ -330,6 +331,9 @@ counter_list stats_of(const routing_state& st) {
                          {"sections_out", g.sections_out},
                          {"sections_partial", g.sections_partial},
                          {"too_large_to_piggyback", g.too_large_to_piggyback},
+                         {"notes_in", g.notes_in},
+                         {"notes_differing", g.notes_differing},
+                         {"anti_entropy_asks", g.anti_entropy_asks},
                          {"snapshots", st.counters.snapshots},
                          {"own_writes", st.counters.own_writes},
                          {"own_write_errors", st.counters.own_write_errors},

@@ -18,6 +18,11 @@ void routing_relay::set_section(std::string bytes) {
   section_ = std::move(bytes);
 }
 
+void routing_relay::set_note(std::string bytes) {
+  std::lock_guard guard{mutex_};
+  note_ = std::move(bytes);
+}
+
 void routing_relay::ask_push_pull(std::vector<std::string> members) {
   std::lock_guard guard{mutex_};
   for (auto& m : members)
@@ -27,7 +32,10 @@ void routing_relay::ask_push_pull(std::vector<std::string> members) {
 
 std::vector<std::string> routing_relay::take_payloads(const gossip::piggyback_request& req) {
   std::lock_guard guard{mutex_};
-  return queue_.take(req);
+  auto out = queue_.take(req);
+  if (!note_.empty())
+    notes_.add(out, req, note_);
+  return out;
 }
 
 bool routing_relay::has_payloads() const {

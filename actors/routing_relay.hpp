@@ -43,6 +43,9 @@ public:
   void publish(std::vector<gossip::routing_publication> pubs);
   /// The section the next push-pulls carry.
   void set_section(std::string bytes);
+  /// The note (gossip::routing_gossip::note_payload) that rides on datagrams about once a
+  /// second.
+  void set_note(std::string bytes);
   /// Members to push-pull with, at the next payload or section heard.
   void ask_push_pull(std::vector<std::string> members);
 
@@ -78,6 +81,8 @@ private:
   mutable std::mutex mutex_;
   gossip::payload_queue queue_;
   std::optional<std::string> section_;
+  std::string note_;
+  gossip::note_pacer notes_;
   std::vector<std::string> push_pull_with_;
   live_members live_;
 };

@@ -225,6 +225,10 @@ std::string encode_routing(const routing_payload& p) {
     to_proto(r, *m.add_owners());
   for (const auto& r : p.policies)
     to_proto(r, *m.add_policies());
+  if (p.note) {
+    m.mutable_note()->set_table_hash(p.note->table_hash);
+    m.mutable_note()->set_records(p.note->records);
+  }
   return m.SerializeAsString();
 }
 
@@ -265,6 +269,8 @@ caf::expected<routing_payload> decode_routing_payload(std::string_view bytes,
     return err;
   if (auto err = convert_all(m.policies(), out.policies))
     return err;
+  if (m.has_note())
+    out.note = routing_note{m.note().table_hash(), m.note().records()};
   return out;
 }
 

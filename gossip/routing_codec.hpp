@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -17,10 +19,18 @@
 
 namespace starling::gossip {
 
-/// A piggybacked payload: fresh records.
+/// A summary of a whole table (RoutingNote): routing_table::table_hash and the record count.
+struct routing_note {
+  std::uint64_t table_hash = 0;
+  std::uint32_t records = 0;
+  friend bool operator==(const routing_note&, const routing_note&) = default;
+};
+
+/// A piggybacked payload: fresh records, or a note.
 struct routing_payload {
   std::vector<owner_record> owners;
   std::vector<policy_record> policies;
+  std::optional<routing_note> note;
   friend bool operator==(const routing_payload&, const routing_payload&) = default;
 };
 

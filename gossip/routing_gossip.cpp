@@ -83,7 +83,53 @@ routing_gossip_result routing_gossip::on_payload(std::string_view bytes, const s
     merge_one(p, wall_ms, out, wants_chain);
   if (wants_chain)
     out.push_pull_with.push_back(sender);
+  else if (payload->note)
+    on_note(*payload->note, sender, wall_ms, out);
   return out;
+}
+
+void routing_gossip::on_note(const routing_note& note, const std::string& sender,
+                             std::uint64_t wall_ms, routing_gossip_result& out) {
+  ++stats_.notes_in;
+  if (note.table_hash == table_.table_hash() && note.records == table_.size()) {
+    differing_since_.reset();
+    return;
+  }
+  ++stats_.notes_differing;
+  const auto hold = static_cast<std::uint64_t>(anti_entropy_hold.count());
+  // A change of our own table restarts the wait: it may be the change the peer has.
+  if (!differing_since_ || differing_changes_ != table_.changes() || wall_ms < *differing_since_) {
+    differing_since_ = wall_ms;
+    differing_changes_ = table_.changes();
+    return;
+  }
+  if (wall_ms - *differing_since_ < hold || (last_ask_ && wall_ms < *last_ask_ + hold))
+    return;
+  // The wait is not restarted: should the membership core drop the ask (the peer is dead in
+  // our view, as after a long partition), the next differing note asks again.
+  last_ask_ = wall_ms;
+  ++stats_.anti_entropy_asks;
+  out.push_pull_with.push_back(sender);
+}
+
+std::string routing_gossip::note_payload() const {
+  routing_payload p;
+  p.note = routing_note{table_.table_hash(), static_cast<std::uint32_t>(table_.size())};
+  return encode_routing(p);
+}
+
+void note_pacer::add(std::vector<std::string>& payloads, const piggyback_request& req,
+                     const std::string& note) {
+  if (last_ && req.now < *last_ + note_every)
+    return;
+  std::size_t used = 0;
+  for (const auto& p : payloads)
+    used += extension_payload_bound(routing_extension_kind, p.size());
+  if (payloads.size() >= req.max_count ||
+      used + extension_payload_bound(routing_extension_kind, note.size()) > req.budget)
+    return;
+  payloads.push_back(note);
+  last_ = req.now;
 }
 
 std::string routing_gossip::make_section() {
@@ -226,7 +272,9 @@ extension_effects routing_extension::apply(routing_gossip_result res, time_point
 }
 
 std::vector<std::string> routing_extension::take_payloads(const piggyback_request& req) {
-  return queue_.take(req);
+  auto out = queue_.take(req);
+  notes_.add(out, req, gossip_.note_payload());
+  return out;
 }
 
 bool routing_extension::has_payloads() const { return !queue_.empty(); }

@@ -604,13 +604,25 @@ std::vector<std::string> routing_table::wanted_keys() const {
   return out;
 }
 
+std::uint64_t routing_table::table_hash() const noexcept {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (std::size_t r = 0; r < digest_ranges; ++r) {
+    h = hash64(std::string_view{reinterpret_cast<const char*>(&digest_.hashes[r]),
+                                sizeof digest_.hashes[r]},
+               h ^ digest_.counts[r]);
+  }
+  return h;
+}
+
 void routing_table::digest_add(const std::string& key, std::uint64_t hash) {
+  ++changes_;
   const auto r = range_of(key);
   digest_.hashes[r] ^= hash;
   ++digest_.counts[r];
 }
 
 void routing_table::digest_remove(const std::string& key, std::uint64_t hash) {
+  ++changes_;
   const auto r = range_of(key);
   digest_.hashes[r] ^= hash;
   --digest_.counts[r];

@@ -389,6 +389,12 @@ public:
 
   /// The digest of the whole table (kept up to date at every change).
   [[nodiscard]] const routing_digest& digest() const noexcept { return digest_; }
+  /// One 64-bit hash of the digest: equal tables give equal hashes.
+  [[nodiscard]] std::uint64_t table_hash() const noexcept;
+  /// Records held (owners and policies, tombstones included).
+  [[nodiscard]] std::size_t size() const noexcept { return owners_.size() + policies_.size(); }
+  /// Grows with every change of the table (applied records, local writes, collections).
+  [[nodiscard]] std::uint64_t changes() const noexcept { return changes_; }
   /// The ranges where `other` differs from this table's digest.
   [[nodiscard]] std::vector<std::uint32_t> differing_ranges(const routing_digest& other) const;
   /// The summaries of this table's entries in `ranges`.
@@ -449,6 +455,8 @@ private:
   std::size_t pending_count_ = 0;
   /// This node's next version is above this (restore_own_version, and its own record).
   std::uint64_t own_version_floor_ = 0;
+  /// See changes().
+  std::uint64_t changes_ = 0;
   routing_table_stats stats_;
 };
 

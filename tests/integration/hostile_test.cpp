@@ -24,12 +24,15 @@
 
 #include "gossip/codec.hpp"
 #include "gossip/errc.hpp"
+#include "gossip/routing_codec.hpp"
+#include "gossip/routing_gossip.hpp"
 #include "gossip/transport.hpp"
 #include "identity/admission.hpp"
 #include "identity/authority.hpp"
 #include "identity/channel.hpp"
 #include "identity/errc.hpp"
 #include "identity/keyring.hpp"
+#include "identity/routing_keys.hpp"
 #include "identity/sealer.hpp"
 #include "identity/tls.hpp"
 #include "identity/token.hpp"
@@ -422,6 +425,132 @@ TEST_F(hostile_test, a_name_another_issuer_certified_is_taken_while_its_node_is_
   auto taken = join_as(i1.info.gossip, "node-b", {token_of(i1, "1")});
   ASSERT_FALSE(taken) << "admitted under a name issuer-2 certified for another key";
   EXPECT_NE(text_of(taken.error()).find("name_taken"), std::string::npos) << text_of(taken.error());
+}
+
+/// A seal of `bytes` with `key` under `context` (what a node's agent would sign).
+sg::routing_seal routing_seal_of(const si::private_key& key, std::string_view context,
+                                 const std::string& bytes) {
+  auto sig = si::sign_routing(key, context,
+                              {reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
+  EXPECT_TRUE(sig) << si::render(sig.error());
+  if (!sig)
+    return {};
+  return {std::string(sig->key_id.begin(), sig->key_id.end()),
+          std::string(sig->signature.begin(), sig->signature.end())};
+}
+
+TEST_F(hostile_test, a_member_turned_hostile_cannot_reroute_the_mesh) {
+  // Issue 16: the owner of node-c (a member, not an issuer) holds its node key and the
+  // gossip keyring, and injects routing records signed with that valid key: node-b's
+  // instances pointed elsewhere, a split written in its own name, and one in the issuer's
+  // name. Every node refuses all three, counts them, and keeps routing as before.
+  const auto ca = make_root("h.mesh", "ca");
+  auto& a =
+      start("node-a", {}, {"--issuer", make_issuer(ca, "node-a").string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  auto& b = start("node-b", {a.info.gossip}, {"--token", token_of(a, "1")});
+  auto& c = start("node-c", {a.info.gossip}, {"--token", token_of(a, "1")});
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(3); })) << "the mesh did not form";
+  auto reg = st::run_cli(
+      {"register", "--name", "web", "--port", "18080", "--version", "v1", "--admin", b.info.admin});
+  ASSERT_EQ(reg.exit_code, 0) << reg.err;
+  const auto web_address = [](const st::agent_node& n) {
+    auto view = st::cli_json({"services", "--json", "--admin", n.info.admin});
+    if (view)
+      for (const auto& svc : view->at("services"))
+        if (svc.at("name") == "web" && svc.at("instances").size() == 1)
+          return svc.at("instances")[0].at("address").get<std::string>() + ":" +
+                 std::to_string(svc.at("instances")[0].at("port").get<int>());
+    return std::string{};
+  };
+  ASSERT_TRUE(st::poll_until(20s, [&] { return web_address(a) == "127.0.0.1:18080"; }));
+
+  // What node-c's owner holds: its key and the keyring.
+  auto creds = si::load_node_credentials(data_dir("node-c"));
+  ASSERT_TRUE(creds && *creds) << "node-c's credentials";
+  std::ifstream in{data_dir("node-c") / "keyring"};
+  std::stringstream text;
+  text << in.rdbuf();
+  auto stolen = si::keyring::from_text(text.str());
+  ASSERT_TRUE(stolen) << si::render(stolen.error());
+  si::sealer attacker{*stolen, 0x5eed, 1};
+  const auto now_ms =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+
+  sg::owner_record reroute;
+  reroute.owner = "node-b";
+  reroute.version = 1000;
+  reroute.stamp = {now_ms, 0};
+  sg::service_registration evil;
+  evil.service = "web";
+  evil.id = "web";
+  evil.address = "10.6.6.6";
+  evil.port = 6666;
+  evil.version = "v1";
+  reroute.instances.push_back(evil);
+  reroute.seal =
+      routing_seal_of((*creds)->key, si::routing_owner_context, sg::canonical_bytes(reroute));
+
+  sg::policy_record own_split;
+  own_split.key = {sg::policy_kind::split, "web", ""};
+  own_split.stamp = {now_ms, 0};
+  own_split.writer = "node-c";
+  own_split.value = std::vector<sg::split_weight>{{"v1", 100}};
+  own_split.seal =
+      routing_seal_of((*creds)->key, si::routing_policy_context, sg::canonical_bytes(own_split));
+  auto as_issuer = own_split;
+  as_issuer.writer = "node-a";
+  as_issuer.stamp.logical = 1;
+  as_issuer.seal =
+      routing_seal_of((*creds)->key, si::routing_policy_context, sg::canonical_bytes(as_issuer));
+
+  const auto datagram_to = [&](const st::agent_node& target) {
+    sg::packet p;
+    p.kind = sg::packet_kind::ping;
+    p.seq = 4343;
+    p.sender = "node-c";
+    p.sender_address = c.info.gossip;
+    p.target = target.name;
+    sg::routing_payload first;
+    first.owners.push_back(reroute);
+    sg::routing_payload second;
+    second.policies.push_back(own_split);
+    sg::routing_payload third;
+    third.policies.push_back(as_issuer);
+    for (const auto* payload : {&first, &second, &third})
+      p.extensions.push_back({sg::routing_extension_kind, sg::encode_routing(*payload)});
+    auto wire =
+        attacker.seal(sg::encode_datagram(p), std::chrono::system_clock::now(), target.info.gossip);
+    return wire ? *wire : std::string{};
+  };
+  const auto refused = [](const st::agent_node& n, const char* what) -> std::uint64_t {
+    auto stats = st::cli_json({"stats", "--json", "--admin", n.info.admin});
+    return stats ? stats->at("routing").at(what).get<std::uint64_t>() : 0;
+  };
+  for (const auto* target : {&a, &b}) {
+    SCOPED_TRACE(target->name);
+    // Sent until counted: a datagram may be lost, and the first may wait for node-c's chain.
+    EXPECT_TRUE(st::poll_until(20s,
+                               [&] {
+                                 send_udp(target->info.gossip, datagram_to(*target));
+                                 return refused(*target, "refused_not_owner") >= 1 &&
+                                        refused(*target, "refused_not_authorized") >= 2;
+                               }))
+        << "not refused: not_owner " << refused(*target, "refused_not_owner") << ", not_authorized "
+        << refused(*target, "refused_not_authorized");
+  }
+  // Nothing changed anywhere, and every node keeps running.
+  for (const auto* n : {&a, &b, &c}) {
+    EXPECT_EQ(web_address(*n), "127.0.0.1:18080") << n->name;
+    auto routes = st::cli_json({"routes", "--json", "--admin", n->info.admin});
+    ASSERT_TRUE(routes) << n->name;
+    for (const auto& r : routes->at("routes"))
+      EXPECT_TRUE(r.at("split").is_null()) << n->name << ": " << r.dump();
+  }
+  EXPECT_TRUE(all_alive(3));
 }
 
 } // namespace

@@ -233,3 +233,88 @@ TEST(routing_gossip, malformed_bytes_are_refused_and_counted) {
 
 } // namespace
 } // namespace starling::gossip
+
+namespace starling::gossip {
+namespace {
+
+routing_table open_table(const std::string& self) {
+  routing_config cfg;
+  cfg.self = self;
+  return routing_table{cfg, std::make_shared<fake_trust>(true)};
+}
+
+std::string note_of(std::uint64_t hash, std::uint32_t records) {
+  routing_payload p;
+  p.note = routing_note{hash, records};
+  return encode_routing(p);
+}
+
+TEST(routing_notes, a_table_that_stays_different_asks_for_a_push_pull) {
+  auto t = open_table("a");
+  routing_gossip g(t);
+  // The same table: nothing to do.
+  EXPECT_TRUE(g.on_payload(g.note_payload(), "b", wall0).push_pull_with.empty());
+  // A different one: the first note starts the wait, a later one past the hold asks.
+  const auto other = note_of(42, 1);
+  EXPECT_TRUE(g.on_payload(other, "b", wall0).push_pull_with.empty());
+  EXPECT_TRUE(g.on_payload(other, "b", wall0 + 1999).push_pull_with.empty());
+  EXPECT_EQ(g.on_payload(other, "b", wall0 + 2000).push_pull_with,
+            std::vector<std::string>{"b"});
+  // At most one ask per hold, and again while it stays different (an ask the membership
+  // core dropped for a dead peer is not the end of it).
+  EXPECT_TRUE(g.on_payload(other, "c", wall0 + 3000).push_pull_with.empty());
+  EXPECT_EQ(g.on_payload(other, "c", wall0 + 4000).push_pull_with,
+            std::vector<std::string>{"c"});
+  EXPECT_EQ(g.stats().anti_entropy_asks, 2u);
+  EXPECT_EQ(g.stats().notes_in, 6u);
+  EXPECT_EQ(g.stats().notes_differing, 5u);
+}
+
+TEST(routing_notes, a_changing_table_waits_for_the_change_to_arrive) {
+  auto t = open_table("a");
+  routing_gossip g(t);
+  fake_sealer s("a");
+  const auto other = note_of(42, 1);
+  EXPECT_TRUE(g.on_payload(other, "b", wall0).push_pull_with.empty());
+  // Our table changes (a change is spreading): the wait starts again.
+  ASSERT_TRUE(t.set_instances({instance("web", "v1")}, wall0 + 1500, s));
+  EXPECT_TRUE(g.on_payload(other, "b", wall0 + 2500).push_pull_with.empty());
+  EXPECT_TRUE(g.on_payload(other, "b", wall0 + 4000).push_pull_with.empty());
+  EXPECT_EQ(g.on_payload(other, "b", wall0 + 4500).push_pull_with, std::vector<std::string>{"b"});
+  // Equal again: the wait is over.
+  EXPECT_TRUE(g.on_payload(g.note_payload(), "b", wall0 + 9000).push_pull_with.empty());
+  EXPECT_TRUE(g.on_payload(other, "b", wall0 + 9001).push_pull_with.empty());
+}
+
+TEST(routing_notes, notes_ride_once_a_second_within_the_budget) {
+  note_pacer pacer;
+  piggyback_request req;
+  req.budget = 1000;
+  req.max_count = 8;
+  req.now = time_point{} + std::chrono::hours{1};
+  std::vector<std::string> payloads;
+  const auto note = note_of(1, 2);
+  pacer.add(payloads, req, note);
+  EXPECT_EQ(payloads.size(), 1u);
+  req.now += 999ms;
+  pacer.add(payloads, req, note);
+  EXPECT_EQ(payloads.size(), 1u);
+  req.now += 1ms;
+  req.budget = extension_payload_bound(routing_extension_kind, note.size()) - 1;
+  std::vector<std::string> none;
+  pacer.add(none, req, note);
+  EXPECT_TRUE(none.empty()); // does not fit
+  req.budget = 1000;
+  req.max_count = 0;
+  pacer.add(none, req, note);
+  EXPECT_TRUE(none.empty()); // no room in the count
+  req.max_count = 1;
+  pacer.add(none, req, note);
+  EXPECT_EQ(none.size(), 1u);
+  auto back = decode_routing_payload(none.front());
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->note, (routing_note{1, 2}));
+}
+
+} // namespace
+} // namespace starling::gossip
