@@ -70,5 +70,7 @@ using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
 using rtick_atom = caf::atom_constant<caf::atom("rtick")>;
 using flush_atom = caf::atom_constant<caf::atom("rflush")>;
 using hcheck_atom = caf::atom_constant<caf::atom("hcheck")>;
+/// (news_atom) to the membership actor: an extension has fresh payloads: gossip now.
+using news_atom = caf::atom_constant<caf::atom("news")>;
 
 } // namespace starling::actors

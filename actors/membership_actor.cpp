@@ -412,6 +412,11 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
         apply(self, st.core->ban(name, now_of(self)));
       },
       [=](pp_result_msg& msg) { on_push_pull_result(self, msg); },
+      [=](news_atom) {
+        auto& st = self->state;
+        if (st.core)
+          apply(self, st.core->on_extension_news(now_of(self)));
+      },
       [=](alive_atom) {
         auto& st = self->state;
         std::vector<std::string> names;

@@ -72,6 +72,9 @@ struct routing_state {
   std::uint64_t stored_version = 0;
   /// Live members (alive or suspect) and their hosts, this node included.
   std::map<std::string, std::string, std::less<>> live;
+  /// The last host known of every node that was live and still owns a record: a dead
+  /// node's instances keep their address in the views.
+  std::map<std::string, std::string, std::less<>> hosts;
   gossip::snapshot_ptr snapshot = std::make_shared<const gossip::routing_snapshot>();
   bool flush_scheduled = false;
   /// The next health deadline a timer is set for.
@@ -131,6 +134,12 @@ void flush(routing_actor_t* self) {
 
 void publish(routing_actor_t* self, const gossip::routing_gossip_result& res) {
   auto& st = self->state;
+  // Policy changes are rare operator actions: each node logs the ones it takes in.
+  for (const auto& p : res.policies)
+    spdlog::info("routing: {} {} of {}{} by {} applied (stamp {})", p.deleted ? "delete of" : "new",
+                 gossip::to_string(p.key.kind), p.key.service,
+                 p.key.name.empty() ? "" : " '" + p.key.name + "'", p.writer,
+                 gossip::to_string(p.stamp));
   if (!res.publish.empty())
     st.params.relay->publish(res.publish);
   if (!res.push_pull_with.empty())
@@ -414,8 +423,10 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
   }
   // Who is live now (the membership actor tells us of every change after this).
   auto live = st.params.relay->members();
-  for (std::size_t k = 0; k < live.names.size() && k < live.hosts.size(); ++k)
+  for (std::size_t k = 0; k < live.names.size() && k < live.hosts.size(); ++k) {
+    st.hosts[live.names[k]] = live.hosts[k];
     st.live.emplace(std::move(live.names[k]), std::move(live.hosts[k]));
+  }
   static_cast<void>(write_own(self));
   self->send(self, rtick_atom::value);
 
@@ -435,6 +446,9 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
         for (std::size_t k = 0; k < names.size() && k < hosts.size(); ++k)
           live.emplace(std::move(names[k]), std::move(hosts[k]));
         if (live != st.live) {
+          for (const auto& [name, host] : live)
+            if (!host.empty())
+              st.hosts[name] = host;
           st.live = std::move(live);
           mark_dirty(self);
         }
@@ -458,6 +472,10 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
         const auto now = wall_ms();
         if (st.table->collect_garbage(now) > 0)
           mark_dirty(self);
+        // Hosts are kept for live nodes and owners of records only.
+        std::erase_if(st.hosts, [&st](const auto& kv) {
+          return !st.live.contains(kv.first) && st.table->owner(kv.first) == nullptr;
+        });
         if (st.table->needs_refresh(now))
           static_cast<void>(write_own(self));
         // Pending records wait for chains: ask whoever we hear from next (the relay).

@@ -4,13 +4,19 @@
 
 namespace starling::actors {
 
-routing_relay::routing_relay(sink_fn sink)
-    : sink_(std::move(sink)), queue_(gossip::routing_extension_kind) {}
+routing_relay::routing_relay(sink_fn sink, news_fn news)
+    : sink_(std::move(sink)), news_(std::move(news)), queue_(gossip::routing_extension_kind) {}
 
 void routing_relay::publish(std::vector<gossip::routing_publication> pubs) {
-  std::lock_guard guard{mutex_};
-  for (auto& p : pubs)
-    static_cast<void>(queue_.push(std::move(p.bytes), std::move(p.key)));
+  if (pubs.empty())
+    return;
+  {
+    std::lock_guard guard{mutex_};
+    for (auto& p : pubs)
+      static_cast<void>(queue_.push(std::move(p.bytes), std::move(p.key)));
+  }
+  if (news_)
+    news_();
 }
 
 void routing_relay::set_section(std::string bytes) {

@@ -35,7 +35,11 @@ public:
   /// restarts: gossip sends again).
   using sink_fn = std::function<void(routing_input)>;
 
-  explicit routing_relay(sink_fn sink);
+  /// Called (on the publisher's thread) after payloads were queued: tells the membership
+  /// actor to run a gossip round now (membership::on_extension_news).
+  using news_fn = std::function<void()>;
+
+  explicit routing_relay(sink_fn sink, news_fn news = {});
 
   // -- the routing actor's side ------------------------------------------------------------
 
@@ -78,6 +82,7 @@ private:
   gossip::extension_effects take_effects();
 
   sink_fn sink_;
+  news_fn news_;
   mutable std::mutex mutex_;
   gossip::payload_queue queue_;
   std::optional<std::string> section_;

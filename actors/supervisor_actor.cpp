@@ -404,10 +404,15 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
   self->set_down_handler([=](caf::down_msg& dm) { on_child_down(self, dm); });
   st.dir->bind(role::supervisor, caf::actor_cast<caf::actor>(self));
   // The relay hands peers' routing bytes to the routing actor of the moment.
+  // News of it (fresh payloads) makes the membership actor gossip at once.
   st.relay = std::make_shared<routing_relay>(
       [dir = std::shared_ptr<const directory>{st.dir}](routing_input in) {
         if (auto routing = dir->find(role::routing))
           caf::anon_send(routing, std::move(in));
+      },
+      [dir = std::shared_ptr<const directory>{st.dir}] {
+        if (auto membership = dir->find(role::membership))
+          caf::anon_send(membership, news_atom::value);
       });
   if (!start_dns(self)) {
     st.params.outcome->exit_code = exit_failed;

@@ -286,6 +286,9 @@ struct membership::impl {
 
   time_point next_probe;
   time_point next_gossip;
+  /// When the last gossip round ran (news never brings rounds closer than
+  /// extension_gossip_interval).
+  std::optional<time_point> last_gossip;
   time_point next_push_pull;
   /// Catch-up push-pull (see the header comment): set when a merge brought members we did
   /// not know and next_push_pull was brought forward for it; cleared when it runs.
@@ -668,6 +671,16 @@ struct membership::impl {
       ++e->stats.payloads_received;
       apply_extension_effects(*e, e->ext->on_payload(x.bytes, msg.sender, now), fx);
     }
+    bring_gossip_forward(now);
+  }
+
+  /// When an extension has payloads waiting (news it just took in and spreads on), the next
+  /// gossip round comes within extension_gossip_interval rather than a whole gossip_interval.
+  void bring_gossip_forward(time_point now) {
+    if (exts.empty() || !extension_pending())
+      return;
+    next_gossip =
+        std::min(next_gossip, now + std::min(cfg.gossip_interval, cfg.extension_gossip_interval));
   }
 
   /// Hands a push-pull's extension sections to their sinks; unknown kinds are counted.
@@ -681,6 +694,7 @@ struct membership::impl {
       ++e->stats.sections_received;
       apply_extension_effects(*e, e->ext->on_section(x.bytes, remote.sender, remote.join, now), fx);
     }
+    bring_gossip_forward(now);
   }
 
   packet make_packet(packet_kind kind, std::uint32_t seq) {
@@ -1206,7 +1220,11 @@ struct membership::impl {
   }
 
   void run_gossip(time_point now, effects& fx) {
-    next_gossip = now + cfg.gossip_interval;
+    last_gossip = now;
+    const bool extension_news = !exts.empty() && extension_pending();
+    next_gossip =
+        now + (extension_news ? std::min(cfg.gossip_interval, cfg.extension_gossip_interval)
+                              : cfg.gossip_interval);
     if (!queue.has_below(retransmit_limit()) && (exts.empty() || !extension_pending())) {
       // Nothing to spread, but a recently dead member still hears of its death (the hint
       // in send()): if it was wrongly killed (say, behind a partition that healed) it
@@ -1360,6 +1378,18 @@ effects membership::on_tick(time_point now) {
     d.run_push_pull(now, fx);
   d.run_reaper(now, fx);
   return fx;
+}
+
+effects membership::on_extension_news(time_point now) {
+  auto& d = *impl_;
+  if (d.exts.empty() || !d.extension_pending())
+    return on_tick(now);
+  auto at = now;
+  if (d.last_gossip)
+    at = std::max(at, *d.last_gossip +
+                          std::min(d.cfg.gossip_interval, d.cfg.extension_gossip_interval));
+  d.next_gossip = std::min(d.next_gossip, at);
+  return on_tick(now);
 }
 
 effects membership::on_packet(const packet& msg, time_point now) {

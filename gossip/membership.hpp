@@ -44,6 +44,11 @@ struct swim_config {
   duration probe_timeout = 250ms;
   /// Time between two gossip rounds (broadcasts sent to `gossip_fanout` random members).
   duration gossip_interval = 200ms;
+  /// Time between two gossip rounds while an extension has payloads waiting (and no faster
+  /// than gossip_interval otherwise): the routing table's changes spread in a fraction of a
+  /// second (docs/routing.md, "Spreading"). A payload is sent its transmit limit times and
+  /// then dropped, so the fast rounds last a few rounds after each change.
+  duration extension_gossip_interval = 50ms;
   /// Members a gossip round sends to.
   unsigned gossip_fanout = 3;
   /// Dead members still gossiped to for this long (so a wrongly killed node can refute).
@@ -155,6 +160,11 @@ public:
   /// Runs every timer due at `now`: probe rounds, probe and indirect timeouts, suspicion
   /// timeouts, gossip rounds, periodic push-pull, reaping.
   [[nodiscard]] effects on_tick(time_point now);
+
+  /// An extension has fresh payloads (a local change to spread): the next gossip round runs
+  /// now rather than at its time, and then every extension_gossip_interval while payloads
+  /// wait. Returns what the timers due now send, as on_tick.
+  [[nodiscard]] effects on_extension_news(time_point now);
 
   /// Handles one decoded datagram.
   [[nodiscard]] effects on_packet(const packet& msg, time_point now);

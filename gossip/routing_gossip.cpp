@@ -57,6 +57,8 @@ void routing_gossip::merge_one(const Record& r, std::uint64_t wall_ms, routing_g
   auto res = table_.merge(r, wall_ms);
   if (res.outcome == merge_outcome::applied) {
     ++out.applied;
+    if constexpr (std::is_same_v<Record, policy_record>)
+      out.policies.push_back({r.key, r.writer, r.stamp, r.deleted});
     if (auto pub = publication(r))
       out.publish.push_back(std::move(*pub));
   } else if (res.outcome == merge_outcome::pending) {
@@ -220,6 +222,8 @@ routing_gossip_result routing_gossip::on_section(std::string_view bytes, const s
       continue; // counted by the table (chains_refused)
     for (const auto& rec : *applied) {
       ++out.applied;
+      if (const auto* p = std::get_if<policy_record>(&rec))
+        out.policies.push_back({p->key, p->writer, p->stamp, p->deleted});
       auto pub = std::visit([&](const auto& r) { return publication(r); }, rec);
       if (pub)
         out.publish.push_back(std::move(*pub));

@@ -40,10 +40,20 @@ struct routing_publication {
   std::string key;
 };
 
+/// A peer's policy write that changed the table (what the agent logs).
+struct applied_policy {
+  policy_key key;
+  std::string writer;
+  hlc_stamp stamp;
+  bool deleted = false;
+};
+
 /// What handling a peer's payload or section did.
 struct routing_gossip_result {
   /// Records that changed the table (count).
   std::size_t applied = 0;
+  /// The policies among them.
+  std::vector<applied_policy> policies;
   /// Payloads to queue: the applied records, spread on.
   std::vector<routing_publication> publish;
   /// Members to push-pull with (they hold chains this node lacks).
@@ -65,9 +75,9 @@ struct routing_gossip_stats {
   /// Records too large for one payload (over max_extension_payload_bytes): spread by
   /// push-pull only.
   std::uint64_t too_large_to_piggyback = 0;
-  std::uint64_t chains_in = 0; ///< chains received in sections
-  std::uint64_t notes_in = 0;          ///< peers' notes received
-  std::uint64_t notes_differing = 0;   ///< of them, about a table other than ours
+  std::uint64_t chains_in = 0;       ///< chains received in sections
+  std::uint64_t notes_in = 0;        ///< peers' notes received
+  std::uint64_t notes_differing = 0; ///< of them, about a table other than ours
   /// Push-pulls asked because a peer's table stayed different (anti-entropy).
   std::uint64_t anti_entropy_asks = 0;
 };

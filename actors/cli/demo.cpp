@@ -10,14 +10,20 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <nlohmann/json.hpp>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -139,6 +145,17 @@ std::optional<std::string> show(const std::string& args) {
   return out;
 }
 
+/// As show, with the command's stderr too (for a command expected to be refused).
+void show_refusal(const std::string& args) {
+  std::cout << "\n$ starling " << args << '\n' << std::flush;
+  auto cmd = self_exe() + " " + args + " 2>&1";
+  std::unique_ptr<FILE, decltype(&pclose)> pipe{popen(cmd.c_str(), "r"), pclose};
+  std::array<char, 4096> buf{};
+  while (pipe && std::fgets(buf.data(), static_cast<int>(buf.size()), pipe.get()) != nullptr)
+    std::cout << buf.data();
+  std::cout << std::flush;
+}
+
 /// The last non-empty line of `text`.
 std::string last_line(const std::string& text) {
   auto end = text.find_last_not_of('\n');
@@ -218,6 +235,116 @@ void stop_all(std::vector<demo_node>& nodes) {
 
 void say(const std::string& line) { std::cout << "==> " << line << '\n' << std::flush; }
 
+/// A sample service for the demo: a tiny HTTP/1.1 server on 127.0.0.1 (a port the kernel
+/// picks) answering every request `200 OK` with a line naming its version, on its own
+/// thread. Stops (and joins) when destroyed.
+class sample_service {
+public:
+  explicit sample_service(std::string version) : version_(std::move(version)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, 64) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      close_fd();
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~sample_service() {
+    stop_.store(true);
+    if (thread_.joinable())
+      thread_.join();
+    close_fd();
+  }
+  sample_service(const sample_service&) = delete;
+  sample_service& operator=(const sample_service&) = delete;
+
+  /// The port it listens on; 0 when it could not open.
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+private:
+  void serve() {
+    while (!stop_.load()) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0)
+        continue;
+      int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0)
+        continue;
+      // Read the request head (bounded; a health check sends a few hundred bytes).
+      char buf[2048];
+      pollfd c{conn, POLLIN, 0};
+      if (::poll(&c, 1, 500) > 0)
+        static_cast<void>(::recv(conn, buf, sizeof buf, 0));
+      const std::string body = "hello from web " + version_ + "\n";
+      const std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" +
+                                body;
+      static_cast<void>(::send(conn, reply.data(), reply.size(), MSG_NOSIGNAL));
+      ::close(conn);
+    }
+  }
+  void close_fd() {
+    if (fd_ >= 0)
+      ::close(fd_);
+    fd_ = -1;
+  }
+
+  std::string version_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+/// Polls `observer`'s services view until `pred(view)` holds or `limit` passes; returns the
+/// seconds it took, or nullopt on timeout or stop.
+template <class Pred>
+std::optional<double> wait_services(const demo_node& observer, Pred pred,
+                                    std::chrono::seconds limit) {
+  const auto start = steady_clock::now();
+  while (!stop_requested && steady_clock::now() - start < limit) {
+    if (auto out = run_self("services --json --admin " + observer.info.admin)) {
+      auto view = nlohmann::json::parse(*out, nullptr, false);
+      if (!view.is_discarded() && view.is_object() && pred(view))
+        return std::chrono::duration<double>(steady_clock::now() - start).count();
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  return std::nullopt;
+}
+
+/// Healthy instances of `service` in a services view.
+std::size_t healthy_in(const nlohmann::json& view, const std::string& service) {
+  std::size_t n = 0;
+  if (view.contains("services") && view["services"].is_array())
+    for (const auto& s : view["services"])
+      if (s.value("name", "") == service && s.contains("instances") && s["instances"].is_array())
+        for (const auto& i : s["instances"])
+          n += i.value("healthy", false) ? 1 : 0;
+  return n;
+}
+
+/// Shows `dig` against `node`'s DNS responder when dig is installed.
+void show_dig(const demo_node& node, const std::string& name, const std::string& type) {
+  const auto colon = node.info.dns.rfind(':');
+  if (node.info.dns.empty() || colon == std::string::npos || ::access("/usr/bin/dig", X_OK) != 0)
+    return;
+  const auto cmd = "dig @127.0.0.1 -p " + node.info.dns.substr(colon + 1) + " " + name + " " +
+                   type + " +short +tries=1 +time=2";
+  std::cout << "$ " << cmd << '\n' << std::flush;
+  std::unique_ptr<FILE, int (*)(FILE*)> p{::popen((cmd + " 2>&1").c_str(), "r"), ::pclose};
+  char buf[256];
+  while (p && std::fgets(buf, sizeof buf, p.get()) != nullptr)
+    std::cout << buf;
+  std::cout << std::flush;
+}
+
 /// The story of the demo; returns the exit code. Agents are stopped by the caller.
 int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_options& opts) {
   auto& a = nodes[0];
@@ -274,6 +401,54 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   print_table(c);
   show("certs --admin " + c.info.admin);
 
+  say("two sample HTTP services run here: version v1 for node-b, version v2 for node-c; each "
+      "node registers its own, with an HTTP health check it runs itself");
+  sample_service v1{"v1"}, v2{"v2"};
+  if (v1.port() == 0 || v2.port() == 0) {
+    std::cerr << "demo: cannot open the sample services' ports\n";
+    return exit_failed;
+  }
+  for (auto [n, svc, version] : {std::tuple{&b, &v1, "v1"}, std::tuple{&c, &v2, "v2"}}) {
+    if (!show("register --name web --port " + std::to_string(svc->port()) + " --version " +
+              version + " --protocol http --check http --check-path /healthz " +
+              "--check-interval 1s --check-timeout 500ms --rise 1 --admin " + n->info.admin)) {
+      std::cerr << "demo: starling register failed; see " << (dir / (n->name + ".log")) << '\n';
+      return exit_failed;
+    }
+  }
+  auto both_healthy = [](const nlohmann::json& v) { return healthy_in(v, "web") == 2; };
+  t = wait_services(a, both_healthy, 30s);
+  if (!t) {
+    std::cerr << "demo: node-a did not see both web instances healthy within 30 s; logs in " << dir
+              << '\n';
+    return exit_failed;
+  }
+  say("node-a sees both instances healthy after " + std::to_string(*t).substr(0, 4) +
+      " s: each is signed by its own node's key, so no node can rewrite another's");
+  show("services --admin " + a.info.admin);
+  say("every node answers DNS for them (node-a's responder here)");
+  show_dig(a, "web.service.starling", "SRV");
+  say("node-a is an issuer, so it may sign a traffic split (any other node would be refused)");
+  show("split web v1=90 v2=10 --admin " + a.info.admin);
+  auto split_seen = [&](const demo_node& n) {
+    const auto start = steady_clock::now();
+    while (!stop_requested && steady_clock::now() - start < 20s) {
+      if (auto out = run_self("routes --json --admin " + n.info.admin);
+          out && out->find("\"split_signer\":\"node-a\"") != std::string::npos)
+        return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  };
+  if (!split_seen(c)) {
+    std::cerr << "demo: the split did not reach node-c within 20 s; logs in " << dir << '\n';
+    return exit_failed;
+  }
+  say("the split reached node-c by gossip:");
+  show("routes --admin " + c.info.admin);
+  say("node-b is a member, not an issuer: its agent refuses to sign a split");
+  show_refusal("split web v1=50 v2=50 --admin " + b.info.admin);
+
   say("kill -9 node-c: the others detect the failure (SWIM probes, Lifeguard suspicion)");
   kill(c.pid, SIGKILL);
   int status = 0;
@@ -287,6 +462,10 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   }
   say("node-a declared node-c dead " + std::to_string(*t).substr(0, 4) + " s after the kill");
   print_table(a);
+  if (wait_services(
+          a, [](const nlohmann::json& v) { return healthy_in(v, "web") == 1; }, 10s))
+    say("its web v2 instance left every routable set with it:");
+  show("services --admin " + a.info.admin);
 
   say("restarting node-c from its data dir (its certificate is stored there: no token "
       "needed): it rejoins with a higher incarnation");

@@ -69,6 +69,7 @@ void write_change(routing_world& w, std::uint32_t v1) {
   if (!rec)
     throw std::logic_error("sim: cannot write the split: " + gossip::render(rec.error()));
   ext.publish(*rec);
+  w.sim->extension_news(0); // as the agent's relay does after a local write
   w.stamp = rec->stamp;
   std::fill(w.arrived.begin(), w.arrived.end(), std::nullopt);
   w.arrived[0] = now;
@@ -217,7 +218,30 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
   write_change(*world, 90);
   r.clean = watch(*world, nodes, t, deadline, opt.check_every);
 
-  // 2. With loss.
+  // 2. Steady state: a converged, unchanging table.
+  r.steady_owners = 10;
+  r.steady_policies = 20;
+  populate(*world, r.steady_owners, r.steady_policies);
+  sim.run_for(30s);
+  const auto before = sim.stats();
+  const auto routing_before = routing_bytes(*world);
+  const auto window = 60s;
+  std::uint64_t asks_before = 0;
+  for (auto id : nodes)
+    asks_before += world->ext[id]->spreader().stats().anti_entropy_asks;
+  sim.run_for(window);
+  for (auto id : nodes)
+    r.steady_anti_entropy_asks += world->ext[id]->spreader().stats().anti_entropy_asks;
+  r.steady_anti_entropy_asks -= asks_before;
+  const auto after = sim.stats();
+  const double per = static_cast<double>(nodes.size()) * seconds_of(window);
+  r.steady_bytes_per_node_second =
+      static_cast<double>((after.bytes_sent - before.bytes_sent) +
+                          (after.push_pull_bytes - before.push_pull_bytes)) /
+      per;
+  r.steady_routing_bytes_per_node_second =
+      static_cast<double>(routing_bytes(*world) - routing_before) / per;
+  // 3. With loss.
   sim.run_for(5s);
   sim.set_loss(loss);
   t = sim.now();
@@ -225,7 +249,7 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
   r.lossy = watch(*world, nodes, t, deadline, opt.check_every);
   sim.set_loss(0);
 
-  // 3. Across a partition: written in the first half, measured in the second from the heal.
+  // 4. Across a partition: written in the first half, measured in the second from the heal.
   sim.run_for(5s);
   std::vector<int> group(sim.size(), 0);
   std::vector<node_id> far;
@@ -243,26 +267,11 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
   world->tracking = true;
   r.healed = watch(*world, far, t, deadline, opt.check_every);
 
-  // 4. Steady state: a converged, unchanging table.
-  r.steady_owners = 10;
-  r.steady_policies = 20;
-  populate(*world, r.steady_owners, r.steady_policies);
-  sim.run_for(30s);
-  const auto before = sim.stats();
-  const auto routing_before = routing_bytes(*world);
-  const auto window = 60s;
-  sim.run_for(window);
-  const auto after = sim.stats();
-  const double per = static_cast<double>(nodes.size()) * seconds_of(window);
-  r.steady_bytes_per_node_second =
-      static_cast<double>((after.bytes_sent - before.bytes_sent) +
-                          (after.push_pull_bytes - before.push_pull_bytes)) /
-      per;
-  r.steady_routing_bytes_per_node_second =
-      static_cast<double>(routing_bytes(*world) - routing_before) / per;
   for (const auto& e : world->ext)
-    if (e)
+    if (e) {
       r.refused += e->table().stats().refused_total();
+      r.anti_entropy_asks += e->spreader().stats().anti_entropy_asks;
+    }
   return r;
 }
 

@@ -45,6 +45,10 @@ struct routing_result {
   std::size_t steady_policies = 0;
   /// Records the tables refused (0 expected: every seal is valid).
   std::uint64_t refused = 0;
+  /// Push-pulls asked because notes differed: in the whole run, and in the steady window
+  /// (0 expected there: the tables are equal).
+  std::uint64_t anti_entropy_asks = 0;
+  std::uint64_t steady_anti_entropy_asks = 0;
 };
 
 /// Runs the routing scenario with `opt` (its size, seed, protocol), `loss` for the lossy

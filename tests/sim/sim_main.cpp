@@ -425,7 +425,8 @@ int main(int argc, char** argv) {
                 "key is known.\n\n"
                 "| n | seed | 0%% loss 99%% | 99.9%% | 100%% | %.0f%% loss 99%% | 99.9%% | 100%% | "
                 "healed 99%% | 99.9%% | 100%% | steady B/node/s | routing B/node/s | refused | "
-                "wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+                "anti-entropy asks (steady) | wall s |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
                 a.routing_loss * 100, a.partition_s, a.routing_loss * 100);
     std::fflush(stdout);
     auto cell = [](const std::optional<double>& v) {
@@ -454,14 +455,16 @@ int main(int argc, char** argv) {
           continue;
         }
         std::printf("| %zu | %llu | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | %.0f | "
-                    "%llu | %.0f |\n",
+                    "%llu | %llu (%llu) | %.0f |\n",
                     n, static_cast<unsigned long long>(seed), cell(r.clean.p99).c_str(),
                     cell(r.clean.p999).c_str(), cell(r.clean.p100).c_str(),
                     cell(r.lossy.p99).c_str(), cell(r.lossy.p999).c_str(),
                     cell(r.lossy.p100).c_str(), cell(r.healed.p99).c_str(),
                     cell(r.healed.p999).c_str(), cell(r.healed.p100).c_str(),
                     r.steady_bytes_per_node_second, r.steady_routing_bytes_per_node_second,
-                    static_cast<unsigned long long>(r.refused), wall);
+                    static_cast<unsigned long long>(r.refused),
+                    static_cast<unsigned long long>(r.anti_entropy_asks),
+                    static_cast<unsigned long long>(r.steady_anti_entropy_asks), wall);
         std::fflush(stdout);
         if (r.clean.p999)
           clean999.push_back(*r.clean.p999);

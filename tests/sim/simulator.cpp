@@ -388,6 +388,13 @@ void simulator::do_tick(node_id id) {
   apply(id, std::move(fx));
 }
 
+void simulator::extension_news(node_id id) {
+  auto& n = nodes_.at(id);
+  if (n.status != node_status::running || n.paused)
+    return;
+  apply(id, n.core->on_extension_news(now_));
+}
+
 void simulator::reschedule(node_id id) {
   auto& n = nodes_[id];
   if (n.status != node_status::running || n.paused)

@@ -176,6 +176,9 @@ public:
   /// Graceful leave: the core broadcasts it, keeps running leave_linger, then stops.
   void leave(node_id id);
 
+  /// Tells running node `id`'s core that an extension has fresh payloads
+  /// (membership::on_extension_news) and carries out what it sends now, as a tick would.
+  void extension_news(node_id id);
   /// Runs `fn` at virtual time `t` (not before now()).
   void at(time_point t, std::function<void()> fn);
   /// Runs `fn` after `d` of virtual time.

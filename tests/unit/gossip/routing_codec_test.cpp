@@ -62,7 +62,7 @@ std::vector<policy_record> sample_policies() {
 }
 
 TEST(routing_codec, payload_round_trips) {
-  routing_payload p{{sample_owner()}, sample_policies()};
+  routing_payload p{{sample_owner()}, sample_policies(), routing_note{7, 8}};
   auto back = decode_routing_payload(encode_routing(p));
   ASSERT_TRUE(back) << to_string(back.error());
   EXPECT_EQ(*back, p);
@@ -155,7 +155,7 @@ TEST(routing_codec, values_out_of_range_are_refused) {
 TEST(routing_codec, oversized_input_is_refused_by_length) {
   routing_codec_limits limits;
   limits.max_bytes = 100;
-  routing_payload p{{sample_owner()}, {}};
+  routing_payload p{{sample_owner()}, {}, std::nullopt};
   EXPECT_FALSE(decode_routing_payload(encode_routing(p), limits));
 }
 

@@ -258,13 +258,11 @@ TEST(routing_notes, a_table_that_stays_different_asks_for_a_push_pull) {
   const auto other = note_of(42, 1);
   EXPECT_TRUE(g.on_payload(other, "b", wall0).push_pull_with.empty());
   EXPECT_TRUE(g.on_payload(other, "b", wall0 + 1999).push_pull_with.empty());
-  EXPECT_EQ(g.on_payload(other, "b", wall0 + 2000).push_pull_with,
-            std::vector<std::string>{"b"});
+  EXPECT_EQ(g.on_payload(other, "b", wall0 + 2000).push_pull_with, std::vector<std::string>{"b"});
   // At most one ask per hold, and again while it stays different (an ask the membership
   // core dropped for a dead peer is not the end of it).
   EXPECT_TRUE(g.on_payload(other, "c", wall0 + 3000).push_pull_with.empty());
-  EXPECT_EQ(g.on_payload(other, "c", wall0 + 4000).push_pull_with,
-            std::vector<std::string>{"c"});
+  EXPECT_EQ(g.on_payload(other, "c", wall0 + 4000).push_pull_with, std::vector<std::string>{"c"});
   EXPECT_EQ(g.stats().anti_entropy_asks, 2u);
   EXPECT_EQ(g.stats().notes_in, 6u);
   EXPECT_EQ(g.stats().notes_differing, 5u);
