@@ -44,18 +44,7 @@ command -v serf >/dev/null || { echo "serf is not installed (scripts/install-dep
 [[ $systems != *starling* || -x $starling ]] || { echo "starling binary not found at $starling (make build)" >&2; exit 2; }
 
 # Agents' logs and event files go to --out (kept) or a temporary directory (removed).
-if [[ -n $out ]]; then
-  mkdir -p "$out"; work=$(cd "$out" && pwd); keep=1
-else
-  work=$(mktemp -d /tmp/starling-bench.XXXXXX); keep=0
-fi
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ((keep)) || rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+bench_work_dir "$out"
 
 # measure_round <system> <n> <dir> <start> <refresh command> <pid...>: waits until every
 # agent saw every other join, records RSS, kills the last agent, waits until every survivor

@@ -41,18 +41,7 @@ done
 command -v serf >/dev/null || { echo "serf is not installed (scripts/install-deps.sh --bench)" >&2; exit 2; }
 [[ -x $starling ]] || { echo "starling binary not found at $starling (./run build)" >&2; exit 2; }
 
-if [[ -n $out ]]; then
-  mkdir -p "$out"; work=$(cd "$out" && pwd); keep=1
-else
-  work=$(mktemp -d /tmp/starling-bench.XXXXXX); keep=0
-fi
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ((keep)) || rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+bench_work_dir "$out"
 
 # Latest first line of each file (one "<unix time> ..." per line); empty unless every file has one.
 latest_first() {

@@ -33,7 +33,8 @@ std::string queue_key(const policy_record& p) { return routing_table::key_of(p.k
 routing_gossip::routing_gossip(routing_table& table, std::size_t max_section_bytes)
     : table_(table), max_section_bytes_(max_section_bytes) {}
 
-std::optional<routing_publication> routing_gossip::publication(const owner_record& r) {
+template <class Record>
+std::optional<routing_publication> routing_gossip::publish_one(const Record& r) {
   auto bytes = encode_routing(payload_of(r));
   if (bytes.size() > max_extension_payload_bytes) {
     ++stats_.too_large_to_piggyback;
@@ -42,13 +43,12 @@ std::optional<routing_publication> routing_gossip::publication(const owner_recor
   return routing_publication{std::move(bytes), queue_key(r)};
 }
 
+std::optional<routing_publication> routing_gossip::publication(const owner_record& r) {
+  return publish_one(r);
+}
+
 std::optional<routing_publication> routing_gossip::publication(const policy_record& p) {
-  auto bytes = encode_routing(payload_of(p));
-  if (bytes.size() > max_extension_payload_bytes) {
-    ++stats_.too_large_to_piggyback;
-    return std::nullopt;
-  }
-  return routing_publication{std::move(bytes), queue_key(p)};
+  return publish_one(p);
 }
 
 template <class Record>

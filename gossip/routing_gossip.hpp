@@ -120,6 +120,7 @@ public:
   [[nodiscard]] routing_table& table() noexcept { return table_; }
 
 private:
+  template <class Record> std::optional<routing_publication> publish_one(const Record& r);
   template <class Record>
   void merge_one(const Record& r, std::uint64_t wall_ms, routing_gossip_result& out,
                  bool& wants_chain);

@@ -107,3 +107,22 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
 
 # Largest of the numbers on stdin (one per line).
 maximum() { sort -g | tail -n 1; }
+
+# bench_work_dir <out>: sets $work to <out> (created, kept) or to a new temporary directory
+# (removed at exit), and installs the exit trap that kills every pid in $pids first.
+bench_work_dir() {
+  if [[ -n $1 ]]; then
+    mkdir -p "$1"; work=$(cd "$1" && pwd); keep=1
+  else
+    work=$(mktemp -d /tmp/starling-bench.XXXXXX); keep=0
+  fi
+  pids=()
+  trap bench_cleanup EXIT INT TERM
+}
+
+bench_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  ((keep)) || rm -rf "$work"
+}

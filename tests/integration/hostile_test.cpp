@@ -286,6 +286,14 @@ TEST_F(hostile_test, a_local_user_without_the_credential_changes_nothing) {
   EXPECT_NE(token_of(a, "1").find("stl1."), std::string::npos);
 }
 
+/// The gossip keyring a node keeps in its data dir (what its owner can always read).
+caf::expected<si::keyring> keyring_of(const std::filesystem::path& data_dir) {
+  std::ifstream in{data_dir / "keyring"};
+  std::stringstream text;
+  text << in.rdbuf();
+  return si::keyring::from_text(text.str());
+}
+
 /// Sends `bytes` in one UDP datagram to `address` ("127.0.0.1:PORT").
 bool send_udp(const std::string& address, const std::string& bytes) {
   auto hp = sg::split_host_port(address);
@@ -331,10 +339,7 @@ TEST_F(hostile_test, a_revoked_node_loses_the_gossip_keyring) {
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(st::poll_until(20s, [&] { return all_alive(3); })) << "the mesh did not form";
   // What node-c's owner keeps whatever happens: the keyring in its data dir.
-  std::ifstream in{data_dir("node-c") / "keyring"};
-  std::stringstream text;
-  text << in.rdbuf();
-  auto stolen = si::keyring::from_text(text.str());
+  auto stolen = keyring_of(data_dir("node-c"));
   ASSERT_TRUE(stolen) << si::render(stolen.error());
   si::sealer attacker{*stolen, 0x5eed, 1};
   const auto seal_for_a = [&](const std::string& ghost) {
@@ -469,10 +474,7 @@ TEST_F(hostile_test, a_member_turned_hostile_cannot_reroute_the_mesh) {
   // What node-c's owner holds: its key and the keyring.
   auto creds = si::load_node_credentials(data_dir("node-c"));
   ASSERT_TRUE(creds && *creds) << "node-c's credentials";
-  std::ifstream in{data_dir("node-c") / "keyring"};
-  std::stringstream text;
-  text << in.rdbuf();
-  auto stolen = si::keyring::from_text(text.str());
+  auto stolen = keyring_of(data_dir("node-c"));
   ASSERT_TRUE(stolen) << si::render(stolen.error());
   si::sealer attacker{*stolen, 0x5eed, 1};
   const auto now_ms =

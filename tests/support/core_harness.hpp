@@ -19,6 +19,15 @@
 
 namespace starling::gossip::test_support {
 
+/// The protocol settings of the cluster tests: probes every second, reaping after a minute.
+inline swim_config cluster_config() {
+  swim_config cfg;
+  cfg.probe_interval = std::chrono::seconds{1};
+  cfg.probe_timeout = std::chrono::milliseconds{400};
+  cfg.reap_after = std::chrono::seconds{60};
+  return cfg;
+}
+
 /// Several membership cores wired together in memory. Not thread-safe; tests only.
 class core_cluster {
 public:

@@ -608,14 +608,6 @@ TEST(extension, no_extension_means_no_section_and_no_payload) {
 
 // -- clusters --------------------------------------------------------------------------------
 
-swim_config cluster_config() {
-  swim_config cfg;
-  cfg.probe_interval = 1s;
-  cfg.probe_timeout = 400ms;
-  cfg.reap_after = 60s;
-  return cfg;
-}
-
 TEST(extension_cluster, a_change_reaches_every_node_by_piggybacking) {
   const std::vector<std::string> names{"n1", "n2", "n3", "n4", "n5", "n6"};
   core_cluster net{cluster_config(), 71};

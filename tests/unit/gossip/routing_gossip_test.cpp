@@ -13,20 +13,13 @@ namespace starling::gossip {
 namespace {
 
 using namespace std::chrono_literals;
+using test_support::cluster_config;
 using test_support::core_cluster;
 using test_support::fake_chain;
 using test_support::fake_sealer;
 using test_support::fake_trust;
 
 constexpr std::uint64_t wall0 = 1'800'000'000'000;
-
-swim_config cluster_config() {
-  swim_config cfg;
-  cfg.probe_interval = 1s;
-  cfg.probe_timeout = 400ms;
-  cfg.reap_after = 60s;
-  return cfg;
-}
 
 service_registration instance(std::string service, std::string version) {
   service_registration r;
