@@ -168,7 +168,7 @@ caf::expected<policy_command> parse_policy_command(const std::vector<std::string
         } else if (kv->first == "version") {
           r.version = kv->second;
         } else {
-          return usage("route: unknown key '" + kv->first + "'");
+          return usage("route: unknown key '" + kv->first + "' (header=, value=, version=)");
         }
       }
       if (r.header.empty() || r.version.empty())
