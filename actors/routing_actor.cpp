@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <caf/actor_system.hpp>
@@ -259,11 +260,24 @@ caf::result<caf::message> on_register(routing_actor_t* self, const std::vector<s
     return refused(gossip::make_error(
         gossip::routing_errc::invalid_record,
         "this node already has " + std::to_string(gossip::max_instances_per_owner) + " services"));
-  auto before = st.services;
-  if (auto err = add_service(self, *spec))
+  // Undone if the record cannot be written: the service and its check as they were.
+  std::optional<service_spec> before;
+  if (auto it = st.services.find(key); it != st.services.end())
+    before = it->second;
+  const auto undo = [&] {
+    if (before) {
+      static_cast<void>(add_service(self, *before));
+    } else {
+      st.services.erase(key);
+      st.checks->remove(key);
+    }
+  };
+  if (auto err = add_service(self, *spec)) {
+    undo();
     return refused(err);
+  }
   if (auto err = write_own(self)) {
-    st.services = std::move(before);
+    undo();
     return refused(err);
   }
   spdlog::info("registered service {} (id {}) on port {}", spec->reg.service, spec->reg.id,
@@ -288,7 +302,7 @@ caf::result<caf::message> on_deregister(routing_actor_t* self,
   st.services.erase(it);
   st.checks->remove(key);
   if (auto err = write_own(self)) {
-    st.services[key] = std::move(removed);
+    static_cast<void>(add_service(self, std::move(removed)));
     return refused(err);
   }
   spdlog::info("deregistered service {} (id {})", args[1], id);
