@@ -282,46 +282,40 @@ std::vector<std::string> health_scheduler::due(time_point now) {
   return out;
 }
 
-bool health_scheduler::on_result(std::string_view key, bool ok, std::string_view text,
-                                 time_point now) {
+health_scheduler::check* health_scheduler::finish_probe(std::string_view key) {
   auto it = checks_.find(key);
   if (it == checks_.end()) {
     if (auto o = orphans_.find(key); o != orphans_.end())
       orphans_.erase(o);
     ++stats_.ignored_results;
-    return false;
+    return nullptr;
   }
   auto& c = it->second;
-  if (!c.in_flight || c.stale) {
-    c.in_flight = false;
-    c.stale = false;
-    ++stats_.ignored_results;
-    return false;
-  }
+  const bool expected = c.in_flight && !c.stale;
   c.in_flight = false;
+  c.stale = false;
+  if (!expected) {
+    ++stats_.ignored_results;
+    return nullptr;
+  }
+  return &c;
+}
+
+bool health_scheduler::on_result(std::string_view key, bool ok, std::string_view text,
+                                 time_point now) {
+  auto* c = finish_probe(key);
+  if (c == nullptr)
+    return false;
   ++stats_.results;
-  if (!c.tracker.on_result(ok, text, now))
+  if (!c->tracker.on_result(ok, text, now))
     return false;
   ++stats_.status_changes;
   return true;
 }
 
 bool health_scheduler::on_skipped(std::string_view key) {
-  auto it = checks_.find(key);
-  if (it == checks_.end()) {
-    if (auto o = orphans_.find(key); o != orphans_.end())
-      orphans_.erase(o);
-    ++stats_.ignored_results;
+  if (finish_probe(key) == nullptr)
     return false;
-  }
-  auto& c = it->second;
-  if (!c.in_flight || c.stale) {
-    c.in_flight = false;
-    c.stale = false;
-    ++stats_.ignored_results;
-    return false;
-  }
-  c.in_flight = false;
   ++stats_.skipped;
   return true;
 }

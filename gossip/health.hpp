@@ -243,6 +243,10 @@ private:
   /// A random offset in [0, interval).
   duration jitter(duration interval);
 
+  /// Ends the probe in flight of `key` and returns its check, or null (counted in
+  /// ignored_results) when no probe of the current check was expected.
+  check* finish_probe(std::string_view key);
+
   std::mt19937_64 rng_;
   std::map<std::string, check, std::less<>> checks_;
   /// Keys removed while a probe of theirs was in flight (at most health_max_checks): a
