@@ -122,21 +122,32 @@ void report_peers(membership_actor_t* self) {
   self->send(st.parent, peers_atom::value, std::move(alive), st.core->self().incarnation);
 }
 
-/// Tells params.on_members who is live now.
-void report_members(membership_actor_t* self) {
+/// The host part of a member's "host:port" address ("" when it does not parse).
+std::string host_of(std::string_view address) {
+  auto hp = wire::parse_host_port(address);
+  return hp ? hp.address->host : std::string{};
+}
+
+/// Tells params.on_members who is live: everyone (at start), or the subjects of `events`.
+void report_members(membership_actor_t* self, const std::vector<gossip::member_event>* events) {
   auto& st = self->state;
   if (!st.params.on_members || !st.core)
     return;
-  std::vector<std::string> names;
-  std::vector<std::string> hosts;
-  for (const auto& m : st.core->members()) {
-    if (m.state != gossip::member_state::alive && m.state != gossip::member_state::suspect)
-      continue;
-    auto hp = wire::parse_host_port(m.address);
-    names.push_back(m.name);
-    hosts.push_back(hp ? hp.address->host : std::string{});
+  member_changes out;
+  if (events == nullptr) {
+    out.full = true;
+    for (const auto& m : st.core->members())
+      if (m.state == gossip::member_state::alive || m.state == gossip::member_state::suspect)
+        out.members.push_back({m.name, host_of(m.address), true});
+  } else {
+    for (const auto& ev : *events) {
+      using kind = gossip::member_event_kind;
+      const bool live = ev.kind == kind::joined || ev.kind == kind::updated ||
+                        ev.kind == kind::suspected || ev.kind == kind::recovered;
+      out.members.push_back({ev.subject.name, host_of(ev.subject.address), live});
+    }
   }
-  st.params.on_members(std::move(names), std::move(hosts));
+  st.params.on_members(std::move(out));
 }
 
 void record_event(membership_actor_t* self, const gossip::member_event& ev) {
@@ -188,7 +199,7 @@ void apply(membership_actor_t* self, gossip::effects fx) {
     record_event(self, ev);
   if (!fx.events.empty()) {
     report_peers(self);
-    report_members(self);
+    report_members(self, &fx.events);
   }
   auto inc = st.core->self().incarnation;
   if (!st.params.data_dir.empty() && inc != st.persisted_incarnation) {
@@ -344,7 +355,7 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
       return {};
     }
   }
-  report_members(self);
+  report_members(self, nullptr);
   st.persisted_incarnation = st.params.incarnation;
   if (!st.params.data_dir.empty())
     if (auto err = write_incarnation(st.params.data_dir, st.params.incarnation))

@@ -50,6 +50,20 @@ struct membership_extension {
   std::shared_ptr<gossip::extension> ext;
 };
 
+/// Whether one member is live (alive or suspect) now, and its host.
+struct member_liveness {
+  std::string name;
+  std::string host;
+  bool live = false;
+};
+
+/// A report of who is live: every live member (`full`), or the members whose liveness or
+/// host changed since the last report.
+struct member_changes {
+  bool full = false;
+  std::vector<member_liveness> members;
+};
+
 /// Everything a membership actor starts from.
 struct membership_params {
   /// Member name of this node.
@@ -91,10 +105,11 @@ struct membership_params {
   /// Extensions registered with the core before anything is sent or received. One that the
   /// core refuses (kind 0 or taken, no name) fails the start like a bind failure.
   std::vector<membership_extension> extensions;
-  /// Told the live members (alive or suspect, this node included) and their hosts, at start
-  /// and after every membership change; called on the membership actor's thread (the
-  /// supervisor sends them on to the routing actor). Unset: nobody is told.
-  std::function<void(std::vector<std::string> names, std::vector<std::string> hosts)> on_members;
+  /// Told who is live (alive or suspect, this node included) and their hosts: all of them at
+  /// start, then the members each batch of member events is about (work in proportion to
+  /// the change, not to the mesh). Called on the membership actor's thread (the supervisor
+  /// hands it on to the routing actor). Unset: nobody is told.
+  std::function<void(member_changes)> on_members;
 };
 
 /// Spawns a membership actor reporting to `parent` (may be invalid in tests).

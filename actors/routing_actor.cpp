@@ -436,11 +436,9 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
     }
   }
   // Who is live now (the membership actor tells us of every change after this).
-  auto live = st.params.relay->members();
-  for (std::size_t k = 0; k < live.names.size() && k < live.hosts.size(); ++k) {
-    st.hosts[live.names[k]] = live.hosts[k];
-    st.live.emplace(std::move(live.names[k]), std::move(live.hosts[k]));
-  }
+  st.live = st.params.relay->members();
+  for (const auto& [name, host] : st.live)
+    st.hosts[name] = host;
   static_cast<void>(write_own(self));
   self->send(self, rtick_atom::value);
 
@@ -454,18 +452,29 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
                         in.sender, wire::render_error(res.error));
         publish(self, res);
       },
-      [=](members_atom, std::vector<std::string>& names, std::vector<std::string>& hosts) {
+      [=](member_changes& changes) {
         auto& st = self->state;
-        std::map<std::string, std::string, std::less<>> live;
-        for (std::size_t k = 0; k < names.size() && k < hosts.size(); ++k)
-          live.emplace(std::move(names[k]), std::move(hosts[k]));
-        if (live != st.live) {
-          for (const auto& [name, host] : live)
-            if (!host.empty())
-              st.hosts[name] = host;
-          st.live = std::move(live);
-          mark_dirty(self);
+        bool changed = false;
+        if (changes.full && !st.live.empty()) {
+          st.live.clear();
+          changed = true;
         }
+        for (auto& m : changes.members) {
+          if (!m.host.empty())
+            st.hosts[m.name] = m.host;
+          if (m.live) {
+            auto [it, fresh] = st.live.try_emplace(m.name, m.host);
+            if (!fresh && it->second != m.host) {
+              it->second = m.host;
+              fresh = true;
+            }
+            changed |= fresh;
+          } else {
+            changed |= st.live.erase(m.name) > 0;
+          }
+        }
+        if (changed)
+          mark_dirty(self);
       },
       [=](health_result_msg& msg) {
         auto& st = self->state;

@@ -14,8 +14,8 @@
 //
 // Protocol (local to the process):
 //   handles (routing_input)                         a peer's payload or section (relay)
-//           (members_atom, names, hosts)            live members (alive or suspect) and
-//                                                   their hosts, this node included
+//           (member_changes)                        who is live (alive or suspect) and
+//                                                   their hosts: everyone, or what changed
 //           (routing_atom, args) -> std::string     an admin command
 //           (stats_atom) -> (counter_list, std::string dns_address)
 //           (watch_atom, caf::actor)                sends (snapshot_atom, snapshot_ptr) now

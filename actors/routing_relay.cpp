@@ -54,12 +54,19 @@ std::size_t routing_relay::queued() const {
   return queue_.size();
 }
 
-void routing_relay::set_members(live_members live) {
+void routing_relay::update_members(const member_changes& changes) {
   std::lock_guard guard{mutex_};
-  live_ = std::move(live);
+  if (changes.full)
+    live_.clear();
+  for (const auto& m : changes.members) {
+    if (m.live)
+      live_[m.name] = m.host;
+    else
+      live_.erase(m.name);
+  }
 }
 
-routing_relay::live_members routing_relay::members() const {
+std::map<std::string, std::string, std::less<>> routing_relay::members() const {
   std::lock_guard guard{mutex_};
   return live_;
 }

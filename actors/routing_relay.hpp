@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "actors/membership_actor.hpp"
 #include "gossip/extension.hpp"
 #include "gossip/payload_queue.hpp"
 #include "gossip/routing_gossip.hpp"
@@ -70,13 +72,10 @@ public:
 
   // -- who is live (the membership actor writes, a starting routing actor reads) -----------
 
+  /// Takes in a report of who is live (actors/membership_actor.hpp).
+  void update_members(const member_changes& changes);
   /// The live members (alive or suspect, this node included) and their hosts.
-  struct live_members {
-    std::vector<std::string> names;
-    std::vector<std::string> hosts;
-  };
-  void set_members(live_members live);
-  [[nodiscard]] live_members members() const;
+  [[nodiscard]] std::map<std::string, std::string, std::less<>> members() const;
 
 private:
   gossip::extension_effects take_effects();
@@ -89,9 +88,11 @@ private:
   std::string note_;
   gossip::note_pacer notes_;
   std::vector<std::string> push_pull_with_;
-  live_members live_;
+  /// Live members by name, and their hosts.
+  std::map<std::string, std::string, std::less<>> live_;
 };
 
 } // namespace starling::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::routing_input)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::member_changes)

@@ -265,11 +265,11 @@ caf::actor start_membership(supervisor_t* self) {
   }
   p.make_io = make_transport_io(std::move(tc), st.transport_counters);
   p.extensions.push_back({gossip::routing_extension_kind, "routing", st.relay});
-  p.on_members = [relay = st.relay, dir = std::shared_ptr<const directory>{st.dir}](
-                     std::vector<std::string> names, std::vector<std::string> hosts) {
-    relay->set_members({names, hosts});
+  p.on_members = [relay = st.relay,
+                  dir = std::shared_ptr<const directory>{st.dir}](member_changes changes) {
+    relay->update_members(changes);
     if (auto routing = dir->find(role::routing))
-      caf::anon_send(routing, members_atom::value, std::move(names), std::move(hosts));
+      caf::anon_send(routing, std::move(changes));
   };
   return spawn_membership_actor(self->home_system(), caf::actor_cast<caf::actor>(self),
                                 std::move(p));
