@@ -1,7 +1,9 @@
 #include "tests/sim/routing_scenarios.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <memory>
 #include <stdexcept>
 
@@ -168,9 +170,49 @@ std::uint64_t routing_bytes(const routing_world& w) {
   return sum;
 }
 
+/// Fills every table with the same content, then measures a window of steady state.
+void measure_steady(routing_world& w, routing_result& r, const std::vector<node_id>& nodes) {
+  auto& sim = *w.sim;
+  r.steady_owners = 10;
+  r.steady_policies = 20;
+  populate(w, r.steady_owners, r.steady_policies);
+  sim.run_for(30s);
+  const auto before = sim.stats();
+  const auto routing_before = routing_bytes(w);
+  const auto window = 60s;
+  std::uint64_t asks_before = 0;
+  for (auto id : nodes)
+    asks_before += w.ext[id]->spreader().stats().anti_entropy_asks;
+  sim.run_for(window);
+  for (auto id : nodes)
+    r.steady_anti_entropy_asks += w.ext[id]->spreader().stats().anti_entropy_asks;
+  r.steady_anti_entropy_asks -= asks_before;
+  const auto after = sim.stats();
+  const double per = static_cast<double>(nodes.size()) * seconds_of(window);
+  r.steady_bytes_per_node_second =
+      static_cast<double>((after.bytes_sent - before.bytes_sent) +
+                          (after.push_pull_bytes - before.push_pull_bytes)) /
+      per;
+  r.steady_routing_bytes_per_node_second =
+      static_cast<double>(routing_bytes(w) - routing_before) / per;
+}
+
+/// One phase's times on stderr, with the wall time since the run began.
+void report_phase(const char* phase, const scenario_options& opt, const spread_times& t,
+                  std::chrono::steady_clock::time_point began) {
+  const auto show = [](const std::optional<double>& v) { return v ? *v : -1.0; };
+  std::fprintf(stderr, "routing n=%zu seed=%llu %s: 99%% %.2f 99.9%% %.2f 100%% %.2f s (%zu/%zu) "
+               "after %.0f s wall\n",
+               opt.n, static_cast<unsigned long long>(opt.seed), phase, show(t.p99),
+               show(t.p999), show(t.p100), t.reached, t.nodes,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+}
+
 } // namespace
 
-routing_result run_routing(const scenario_options& opt, double loss, duration partition_for) {
+routing_result run_routing(const scenario_options& opt, double loss, duration partition_for,
+                           bool steady) {
+  const auto began = std::chrono::steady_clock::now();
   auto world = std::make_shared<routing_world>();
   world->trust = std::make_shared<gossip::test_support::fake_trust>(true);
   auto cfg = make_sim_config(opt);
@@ -206,6 +248,10 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
 
   routing_result r;
   r.bootstrap = bootstrap(sim, opt);
+  std::fprintf(stderr, "routing n=%zu seed=%llu: bootstrap %s after %.0f s wall\n", opt.n,
+               static_cast<unsigned long long>(opt.seed),
+               r.bootstrap.converged ? "converged" : "did not converge",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
   world->arrived.assign(sim.size(), std::nullopt);
   if (!r.bootstrap.converged)
     return r;
@@ -217,36 +263,18 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
   auto t = sim.now();
   write_change(*world, 90);
   r.clean = watch(*world, nodes, t, deadline, opt.check_every);
+  report_phase("0% loss", opt, r.clean, began);
 
   // 2. Steady state: a converged, unchanging table.
-  r.steady_owners = 10;
-  r.steady_policies = 20;
-  populate(*world, r.steady_owners, r.steady_policies);
-  sim.run_for(30s);
-  const auto before = sim.stats();
-  const auto routing_before = routing_bytes(*world);
-  const auto window = 60s;
-  std::uint64_t asks_before = 0;
-  for (auto id : nodes)
-    asks_before += world->ext[id]->spreader().stats().anti_entropy_asks;
-  sim.run_for(window);
-  for (auto id : nodes)
-    r.steady_anti_entropy_asks += world->ext[id]->spreader().stats().anti_entropy_asks;
-  r.steady_anti_entropy_asks -= asks_before;
-  const auto after = sim.stats();
-  const double per = static_cast<double>(nodes.size()) * seconds_of(window);
-  r.steady_bytes_per_node_second =
-      static_cast<double>((after.bytes_sent - before.bytes_sent) +
-                          (after.push_pull_bytes - before.push_pull_bytes)) /
-      per;
-  r.steady_routing_bytes_per_node_second =
-      static_cast<double>(routing_bytes(*world) - routing_before) / per;
+  if (steady)
+    measure_steady(*world, r, nodes);
   // 3. With loss.
   sim.run_for(5s);
   sim.set_loss(loss);
   t = sim.now();
   write_change(*world, 80);
   r.lossy = watch(*world, nodes, t, deadline, opt.check_every);
+  report_phase("lossy", opt, r.lossy, began);
   sim.set_loss(0);
 
   // 4. Across a partition: written in the first half, measured in the second from the heal.
@@ -266,6 +294,7 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
   t = sim.now();
   world->tracking = true;
   r.healed = watch(*world, far, t, deadline, opt.check_every);
+  report_phase("healed", opt, r.healed, began);
 
   for (const auto& e : world->ext)
     if (e) {

@@ -44,6 +44,7 @@ struct args {
   /// The routing scenario: loss of its lossy change, length of its partition.
   double routing_loss = 0.10;
   double partition_s = 10;
+  bool routing_steady = true; // --no-steady skips the routing steady-state window
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -81,7 +82,8 @@ std::vector<std::uint64_t> parse_seeds(const std::string& s) {
                "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
                "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec] [--seeds LIST]\n"
                "  routing scenarios: --scenarios routing,routing-memory [--routing-loss 0.1] "
-               "[--partition-for SECONDS]; the routing scenario runs over --seeds when given\n"
+               "[--partition-for SECONDS] [--no-steady]; the routing scenario runs over --seeds when "
+               "given; --no-steady skips its steady-state window (0 in its columns)\n"
                "  --seeds LIST  convergence over several seeds (1-10, 1,4,7, 1-5,9): a row per "
                "run, then min / median / p90 / max per size\n",
                msg);
@@ -120,6 +122,8 @@ args parse(int argc, char** argv) {
         a.partition_s = std::stod(value());
       } else if (k == "--real-codec") {
         a.real_codec = true;
+      } else if (k == "--no-steady") {
+        a.routing_steady = false;
       } else if (k == "--no-swim") {
         a.swim_too = false;
       } else if (k == "--help" || k == "-h") {
@@ -446,7 +450,8 @@ int main(int argc, char** argv) {
         const auto w0 = std::chrono::steady_clock::now();
         const auto r = run_routing(
             o, a.routing_loss,
-            std::chrono::duration_cast<duration>(std::chrono::duration<double>(a.partition_s)));
+            std::chrono::duration_cast<duration>(std::chrono::duration<double>(a.partition_s)),
+            a.routing_steady);
         const double wall =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
         if (!r.bootstrap.converged) {
