@@ -201,10 +201,11 @@ void measure_steady(routing_world& w, routing_result& r, const std::vector<node_
 void report_phase(const char* phase, const scenario_options& opt, const spread_times& t,
                   std::chrono::steady_clock::time_point began) {
   const auto show = [](const std::optional<double>& v) { return v ? *v : -1.0; };
-  std::fprintf(stderr, "routing n=%zu seed=%llu %s: 99%% %.2f 99.9%% %.2f 100%% %.2f s (%zu/%zu) "
+  std::fprintf(stderr,
+               "routing n=%zu seed=%llu %s: 99%% %.2f 99.9%% %.2f 100%% %.2f s (%zu/%zu) "
                "after %.0f s wall\n",
-               opt.n, static_cast<unsigned long long>(opt.seed), phase, show(t.p99),
-               show(t.p999), show(t.p100), t.reached, t.nodes,
+               opt.n, static_cast<unsigned long long>(opt.seed), phase, show(t.p99), show(t.p999),
+               show(t.p100), t.reached, t.nodes,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
 }
 

@@ -77,16 +77,17 @@ std::vector<std::uint64_t> parse_seeds(const std::string& s) {
 }
 
 [[noreturn]] void usage(const char* msg) {
-  std::fprintf(stderr,
-               "starling-sim: %s\nusage: starling-sim [--sizes N,N...] [--seed S] "
-               "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
-               "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec] [--seeds LIST]\n"
-               "  routing scenarios: --scenarios routing,routing-memory [--routing-loss 0.1] "
-               "[--partition-for SECONDS] [--no-steady]; the routing scenario runs over --seeds when "
-               "given; --no-steady skips its steady-state window (0 in its columns)\n"
-               "  --seeds LIST  convergence over several seeds (1-10, 1,4,7, 1-5,9): a row per "
-               "run, then min / median / p90 / max per size\n",
-               msg);
+  std::fprintf(
+      stderr,
+      "starling-sim: %s\nusage: starling-sim [--sizes N,N...] [--seed S] "
+      "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
+      "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec] [--seeds LIST]\n"
+      "  routing scenarios: --scenarios routing,routing-memory [--routing-loss 0.1] "
+      "[--partition-for SECONDS] [--no-steady]; the routing scenario runs over --seeds when "
+      "given; --no-steady skips its steady-state window (0 in its columns)\n"
+      "  --seeds LIST  convergence over several seeds (1-10, 1,4,7, 1-5,9): a row per "
+      "run, then min / median / p90 / max per size\n",
+      msg);
   std::exit(2);
 }
 
