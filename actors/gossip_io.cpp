@@ -40,6 +40,18 @@ public:
                            std::move(done));
   }
 
+  void request(const std::string& address, gossip::request_type type, std::string body,
+               std::string expected_peer,
+               std::function<void(caf::expected<std::string>)> done) override {
+    transport_->request(address, type, std::move(body), std::move(expected_peer),
+                        [done = std::move(done)](caf::expected<gossip::request_answer> res) {
+                          if (!res)
+                            done(std::move(res.error()));
+                          else
+                            done(std::move(res->body));
+                        });
+  }
+
 private:
   /// Never null.
   std::unique_ptr<gossip::transport> transport_;
@@ -105,6 +117,11 @@ void add_to(transport_drops& sum, const transport_drops& more) {
 void gossip_io::admission_with(const std::string&, std::string, std::string,
                                std::function<void(caf::expected<std::string>)> done) {
   done(gossip::make_error(gossip::errc::invalid_field, "this network does not forward admissions"));
+}
+
+void gossip_io::request(const std::string&, gossip::request_type, std::string, std::string,
+                        std::function<void(caf::expected<std::string>)> done) {
+  done(gossip::make_error(gossip::errc::invalid_field, "this network carries no such request"));
 }
 
 void transport_drop_counters::attach(const gossip::transport* t) {

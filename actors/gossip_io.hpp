@@ -36,6 +36,12 @@ public:
   virtual void admission_with(const std::string& address, std::string request,
                               std::string expected_peer,
                               std::function<void(caf::expected<std::string>)> done);
+  /// Sends a request of `type` (registered in the callbacks the io was made with) to the
+  /// member `expected_peer` at `address`; `done` runs once, on any thread, with the answer
+  /// body or why not. The default refuses (this network carries no other request type).
+  virtual void request(const std::string& address, gossip::request_type type, std::string body,
+                       std::string expected_peer,
+                       std::function<void(caf::expected<std::string>)> done);
 };
 
 /// What the gossip transport dropped that the keyring's counters do not show: input that

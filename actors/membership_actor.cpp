@@ -44,12 +44,20 @@ struct pp_result_msg {
   caf::expected<gossip::push_pull> result;
 };
 
+/// The answer to an extension's request (local message).
+struct ext_answer_msg {
+  gossip::extension_kind kind = 0;
+  std::string member;
+  caf::expected<std::string> result;
+};
+
 } // namespace starling::actors
 
 // Never serialized: these only travel from the transport thread to the actor.
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::packet_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::pp_request_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::pp_result_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::ext_answer_msg)
 
 namespace starling::actors {
 
@@ -187,6 +195,7 @@ void check_leave(membership_actor_t* self) {
 
 void start_push_pull(membership_actor_t* self, const std::string& peer, std::uint64_t round,
                      bool join);
+void start_extension_request(membership_actor_t* self, gossip::outgoing_request& req);
 
 /// Sends, starts and reports what the core returned; then reschedules.
 void apply(membership_actor_t* self, gossip::effects fx) {
@@ -195,6 +204,8 @@ void apply(membership_actor_t* self, gossip::effects fx) {
     st.io->send(out.address, out.message);
   for (const auto& peer : fx.push_pull_to)
     start_push_pull(self, peer, 0, false);
+  for (auto& req : fx.extension_requests)
+    start_extension_request(self, req);
   for (const auto& ev : fx.events)
     record_event(self, ev);
   if (!fx.events.empty()) {
@@ -222,6 +233,21 @@ void start_push_pull(membership_actor_t* self, const std::string& peer, std::uin
                             caf::anon_send(caf::actor_cast<caf::actor>(hdl),
                                            pp_result_msg{peer, round, std::move(res)});
                         });
+}
+
+void start_extension_request(membership_actor_t* self, gossip::outgoing_request& req) {
+  auto& st = self->state;
+  const auto x = std::find_if(st.params.extensions.begin(), st.params.extensions.end(),
+                              [&](const membership_extension& e) { return e.kind == req.kind; });
+  if (x == st.params.extensions.end() || x->request_type == 0)
+    return; // the extension has no request type: nothing to carry it
+  caf::weak_actor_ptr weak{self->ctrl()};
+  st.io->request(req.address, x->request_type, std::move(req.body), req.member,
+                 [weak, kind = req.kind, member = req.member](caf::expected<std::string> res) {
+                   if (auto hdl = weak.lock())
+                     caf::anon_send(caf::actor_cast<caf::actor>(hdl),
+                                    ext_answer_msg{kind, member, std::move(res)});
+                 });
 }
 
 void start_join_round(membership_actor_t* self) {
@@ -325,6 +351,21 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
                          gossip::push_pull_spec(std::move(on_push_pull)));
   (void)cbs.requests.add(gossip::request_types::identity,
                          gossip::identity_spec(std::move(on_identity)));
+  // Extensions' own request types (e.g. the routing table's pulls, type 3).
+  for (const auto& x : st.params.extensions) {
+    if (x.request_type == 0 || !x.request_spec)
+      continue;
+    if (auto err = cbs.requests.add(x.request_type, *x.request_spec)) {
+      auto msg = "cannot register the request type of gossip extension " + x.name + ": " +
+                 gossip::render(err);
+      if (st.parent)
+        self->send(st.parent, failed_atom::value, msg);
+      else
+        spdlog::error("{}", msg);
+      self->quit(err);
+      return {};
+    }
+  }
   cbs.on_drop = [](const caf::error& why, const std::string& from) {
     spdlog::debug("dropped gossip input from {}: {}", from, gossip::render(why));
   };
@@ -423,6 +464,17 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
         apply(self, st.core->ban(name, now_of(self)));
       },
       [=](pp_result_msg& msg) { on_push_pull_result(self, msg); },
+      [=](ext_answer_msg& msg) {
+        auto& st = self->state;
+        if (!st.core)
+          return;
+        if (!msg.result) {
+          spdlog::debug("gossip extension request to {} failed: {}", msg.member,
+                        gossip::render(msg.result.error()));
+          return;
+        }
+        apply(self, st.core->on_extension_answer(msg.kind, msg.member, *msg.result, now_of(self)));
+      },
       [=](news_atom) {
         auto& st = self->state;
         if (st.core)

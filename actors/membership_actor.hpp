@@ -48,6 +48,13 @@ struct membership_extension {
   gossip::extension_kind kind = 0;
   std::string name;
   std::shared_ptr<gossip::extension> ext;
+  /// The request type its requests (gossip::extension_effects::requests) travel as on the
+  /// gossip TCP port; 0: it sends none (any it asks are dropped).
+  gossip::request_type request_type = 0;
+  /// How that type is carried and served (docs/extending-gossip.md, "Adding a request
+  /// type"); registered with the transport at start. Its handler runs on the transport
+  /// thread and answers from wherever the extension's state lives.
+  std::optional<gossip::request_spec> request_spec;
 };
 
 /// Whether one member is live (alive or suspect) now, and its host.

@@ -145,6 +145,11 @@ void publish(routing_actor_t* self, const gossip::routing_gossip_result& res) {
     st.params.relay->publish(res.publish);
   if (!res.push_pull_with.empty())
     st.params.relay->ask_push_pull(res.push_pull_with);
+  if (!res.pulls.empty())
+    st.params.relay->ask_pulls(res.pulls);
+  // The asks wait in the relay until the membership actor collects them: tell it now.
+  if (!res.push_pull_with.empty() || !res.pulls.empty())
+    st.params.relay->poke();
   if (res.applied > 0)
     mark_dirty(self);
 }
@@ -445,11 +450,30 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
   return {
       [=](routing_input& in) {
         auto& st = self->state;
-        auto res = in.section ? st.spread->on_section(in.bytes, in.sender, wall_ms())
-                              : st.spread->on_payload(in.bytes, in.sender, wall_ms());
+        if (in.kind == routing_input_kind::pull) {
+          auto answer = st.spread->answer_pull(in.bytes, in.sender);
+          if (!answer)
+            spdlog::debug("routing pull from {} refused: {}",
+                          in.sender.empty() ? "a peer" : in.sender,
+                          wire::render_error(answer.error()));
+          if (in.reply)
+            in.reply(std::move(answer));
+          return;
+        }
+        gossip::routing_gossip_result res;
+        const char* what = "payload";
+        if (in.kind == routing_input_kind::section) {
+          what = "section";
+          res = st.spread->on_section(in.bytes, in.sender, wall_ms());
+        } else if (in.kind == routing_input_kind::answer) {
+          what = "pull answer";
+          res = st.spread->on_pull_answer(in.bytes, in.sender, wall_ms());
+        } else {
+          res = st.spread->on_payload(in.bytes, in.sender, wall_ms());
+        }
         if (res.error)
-          spdlog::debug("routing {} from {} refused: {}", in.section ? "section" : "payload",
-                        in.sender, wire::render_error(res.error));
+          spdlog::debug("routing {} from {} refused: {}", what, in.sender,
+                        wire::render_error(res.error));
         publish(self, res);
       },
       [=](member_changes& changes) {

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "gossip/errc.hpp"
+
 namespace starling::actors {
 
 routing_relay::routing_relay(sink_fn sink, news_fn news)
@@ -34,6 +36,35 @@ void routing_relay::ask_push_pull(std::vector<std::string> members) {
   for (auto& m : members)
     if (push_pull_with_.size() < 16)
       push_pull_with_.push_back(std::move(m));
+}
+
+void routing_relay::ask_pulls(std::vector<gossip::extension_request> pulls) {
+  std::lock_guard guard{mutex_};
+  for (auto& p : pulls)
+    if (pulls_.size() < 16)
+      pulls_.push_back(std::move(p));
+}
+
+void routing_relay::poke() {
+  if (news_)
+    news_();
+}
+
+gossip::request_spec routing_relay::pull_spec() {
+  gossip::request_spec spec;
+  spec.name = "routing pull";
+  spec.max_request = gossip::max_pull_bytes;
+  spec.max_answer = gossip::max_extension_section_bytes;
+  spec.auth = gossip::request_auth::member;
+  spec.sealed = true;
+  spec.handler = [this](std::string body, const std::optional<std::string>& peer,
+                        gossip::request_responder reply) -> caf::error {
+    if (!sink_(routing_input{routing_input_kind::pull, std::move(body), peer.value_or(""),
+                             std::move(reply)}))
+      return gossip::make_error(gossip::errc::peer_refused, "routing is restarting");
+    return {};
+  };
+  return spec;
 }
 
 std::vector<std::string> routing_relay::take_payloads(const gossip::piggyback_request& req) {
@@ -75,12 +106,13 @@ gossip::extension_effects routing_relay::take_effects() {
   gossip::extension_effects fx;
   std::lock_guard guard{mutex_};
   fx.push_pull_with.swap(push_pull_with_);
+  fx.requests.swap(pulls_);
   return fx;
 }
 
 gossip::extension_effects routing_relay::on_payload(std::string_view bytes,
                                                     const std::string& sender, gossip::time_point) {
-  sink_(routing_input{false, std::string{bytes}, sender});
+  static_cast<void>(sink_(routing_input{routing_input_kind::payload, std::string{bytes}, sender, {}}));
   return take_effects();
 }
 
@@ -92,7 +124,13 @@ std::optional<std::string> routing_relay::make_section(bool) {
 gossip::extension_effects routing_relay::on_section(std::string_view bytes,
                                                     const std::string& sender, bool,
                                                     gossip::time_point) {
-  sink_(routing_input{true, std::string{bytes}, sender});
+  static_cast<void>(sink_(routing_input{routing_input_kind::section, std::string{bytes}, sender, {}}));
+  return take_effects();
+}
+
+gossip::extension_effects routing_relay::on_answer(std::string_view bytes,
+                                                   const std::string& sender, gossip::time_point) {
+  static_cast<void>(sink_(routing_input{routing_input_kind::answer, std::string{bytes}, sender, {}}));
   return take_effects();
 }
 

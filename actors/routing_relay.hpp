@@ -20,22 +20,36 @@
 #include "gossip/extension.hpp"
 #include "gossip/payload_queue.hpp"
 #include "gossip/routing_gossip.hpp"
+#include "gossip/transport.hpp"
 
 namespace starling::actors {
 
-/// A peer's routing payload or section, forwarded to the routing actor.
+/// What a routing_input carries.
+enum class routing_input_kind : std::uint8_t {
+  payload, ///< a piggybacked payload
+  section, ///< a push-pull section
+  answer,  ///< the answer to one of our pulls
+  pull,    ///< a peer's pull (request type 3), answered through `reply`
+};
+
+/// A peer's routing bytes, forwarded to the routing actor.
 struct routing_input {
-  bool section = false;
+  routing_input_kind kind = routing_input_kind::payload;
   std::string bytes;
+  /// The member that sent them (for a pull: the client's verified name with TLS, else
+  /// empty).
   std::string sender;
+  /// For a pull: where the answer goes (any thread).
+  gossip::request_responder reply;
 };
 
 /// The relay. Created once by the supervisor; outlives restarts of both actors.
 class routing_relay final : public gossip::extension {
 public:
-  /// Where peers' bytes go (sends to the routing actor of the moment; drops while it
-  /// restarts: gossip sends again).
-  using sink_fn = std::function<void(routing_input)>;
+  /// Where peers' bytes go (sends to the routing actor of the moment). Returns false when
+  /// there is none (it restarts): the input is dropped (gossip sends again), and a pull is
+  /// refused.
+  using sink_fn = std::function<bool(routing_input)>;
 
   /// Called (on the publisher's thread) after payloads were queued: tells the membership
   /// actor to run a gossip round now (membership::on_extension_news).
@@ -54,6 +68,15 @@ public:
   void set_note(std::string bytes);
   /// Members to push-pull with, at the next payload or section heard.
   void ask_push_pull(std::vector<std::string> members);
+  /// Pulls to send (request type 3), at the next payload, section or answer heard.
+  void ask_pulls(std::vector<gossip::extension_request> pulls);
+
+  /// Tells the membership actor that asks wait (it collects them through take_effects).
+  void poke();
+
+  /// Request type 3's spec for the transport: a peer's pull goes to the routing actor,
+  /// which answers it (routing_input_kind::pull).
+  [[nodiscard]] gossip::request_spec pull_spec();
 
   // -- the membership actor's side (gossip::extension) -------------------------------------
 
@@ -66,6 +89,10 @@ public:
   [[nodiscard]] gossip::extension_effects on_section(std::string_view bytes,
                                                      const std::string& sender, bool join,
                                                      gossip::time_point now) override;
+  [[nodiscard]] gossip::extension_effects on_answer(std::string_view bytes,
+                                                    const std::string& sender,
+                                                    gossip::time_point now) override;
+  [[nodiscard]] gossip::extension_effects take_effects() override;
 
   /// Payloads waiting.
   [[nodiscard]] std::size_t queued() const;
@@ -78,8 +105,6 @@ public:
   [[nodiscard]] std::map<std::string, std::string, std::less<>> members() const;
 
 private:
-  gossip::extension_effects take_effects();
-
   sink_fn sink_;
   news_fn news_;
   mutable std::mutex mutex_;
@@ -88,6 +113,7 @@ private:
   std::string note_;
   gossip::note_pacer notes_;
   std::vector<std::string> push_pull_with_;
+  std::vector<gossip::extension_request> pulls_;
   /// Live members by name, and their hosts.
   std::map<std::string, std::string, std::less<>> live_;
 };

@@ -264,7 +264,8 @@ caf::actor start_membership(supervisor_t* self) {
                  p.incarnation);
   }
   p.make_io = make_transport_io(std::move(tc), st.transport_counters);
-  p.extensions.push_back({gossip::routing_extension_kind, "routing", st.relay});
+  p.extensions.push_back({gossip::routing_extension_kind, "routing", st.relay,
+                          gossip::request_types::routing, st.relay->pull_spec()});
   p.on_members = [relay = st.relay,
                   dir = std::shared_ptr<const directory>{st.dir}](member_changes changes) {
     relay->update_members(changes);
@@ -407,8 +408,11 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
   // News of it (fresh payloads) makes the membership actor gossip at once.
   st.relay = std::make_shared<routing_relay>(
       [dir = std::shared_ptr<const directory>{st.dir}](routing_input in) {
-        if (auto routing = dir->find(role::routing))
-          caf::anon_send(routing, std::move(in));
+        auto routing = dir->find(role::routing);
+        if (!routing)
+          return false;
+        caf::anon_send(routing, std::move(in));
+        return true;
       },
       [dir = std::shared_ptr<const directory>{st.dir}] {
         if (auto membership = dir->find(role::membership))

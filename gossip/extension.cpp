@@ -20,4 +20,15 @@ extension_effects extension::on_section(std::string_view, const std::string&, bo
   return {};
 }
 
+std::optional<std::string> extension::on_request(std::string_view, const std::string&,
+                                                 time_point) {
+  return std::nullopt;
+}
+
+extension_effects extension::take_effects() { return {}; }
+
+extension_effects extension::on_answer(std::string_view, const std::string&, time_point) {
+  return {};
+}
+
 } // namespace starling::gossip

@@ -45,12 +45,27 @@ struct piggyback_request {
   std::uint64_t datagram = 0;
 };
 
+/// A direct request an extension wants sent to one member (e.g. "send me the records of
+/// these digest ranges"). The core's owner carries it on the gossip TCP port as the
+/// extension's request type (docs/extending-gossip.md, "Adding a request type"); the answer
+/// comes back through membership::on_extension_answer.
+struct extension_request {
+  /// The member (by name) to ask.
+  std::string to;
+  /// The request body, opaque to the core.
+  std::string body;
+};
+
 /// What an extension asks of the core after it handled a peer's payload or section.
 struct extension_effects {
   /// Members (by name) to start a full push-pull exchange with, e.g. because a piggybacked
   /// digest differs from ours. The core adds each alive or suspect, unbanned member other
   /// than itself to effects::push_pull_to (once per input) and ignores the other names.
   std::vector<std::string> push_pull_with;
+  /// Requests to send, each to one member. The core keeps those to an alive or suspect,
+  /// unbanned member other than itself (effects::extension_requests) and ignores the
+  /// others.
+  std::vector<extension_request> requests;
 };
 
 /// An extension of the membership core. Every method has a default that does nothing, so an
@@ -91,6 +106,22 @@ public:
   /// Called after the peer's member state was merged.
   [[nodiscard]] virtual extension_effects
   on_section(std::string_view bytes, const std::string& sender, bool join, time_point now);
+
+  /// Request server, for an owner that answers on its own thread (the simulator): the answer
+  /// to member `sender`'s request `bytes` (extension_effects::requests on its side), or
+  /// nothing to refuse it. The agent's extensions answer through a transport handler of
+  /// their own instead (the table they serve lives in another actor); the default refuses.
+  [[nodiscard]] virtual std::optional<std::string>
+  on_request(std::string_view bytes, const std::string& sender, time_point now);
+
+  /// Effects the extension holds outside of its sinks (an extension fed from another
+  /// thread, like the agent's relay, queues asks there): collected by
+  /// membership::on_extension_news, which the owner calls when told of news.
+  [[nodiscard]] virtual extension_effects take_effects();
+
+  /// Request sink: member `sender` answered a request this extension asked for.
+  [[nodiscard]] virtual extension_effects on_answer(std::string_view bytes,
+                                                    const std::string& sender, time_point now);
 };
 
 /// Counters of one registered extension, kept by the core.
@@ -107,6 +138,10 @@ struct extension_stats {
   std::uint64_t sections_refused = 0;
   /// Names in extension_effects::push_pull_with that led to an exchange.
   std::uint64_t push_pulls_asked = 0;
+  /// Requests in extension_effects::requests handed to the owner to send.
+  std::uint64_t requests_asked = 0;
+  /// Answers handed to on_answer.
+  std::uint64_t answers_received = 0;
 };
 
 /// A registered extension as membership::extensions() lists it.

@@ -95,6 +95,9 @@ void effects::append(effects&& other) {
                       std::make_move_iterator(other.push_pull_to.end()));
   events.insert(events.end(), std::make_move_iterator(other.events.begin()),
                 std::make_move_iterator(other.events.end()));
+  extension_requests.insert(extension_requests.end(),
+                            std::make_move_iterator(other.extension_requests.begin()),
+                            std::make_move_iterator(other.extension_requests.end()));
   other = effects{};
 }
 
@@ -657,6 +660,14 @@ struct membership::impl {
         continue;
       fx.push_pull_to.push_back(std::move(address));
       ++e.stats.push_pulls_asked;
+    }
+    for (auto& r : asked.requests) {
+      const auto s = table.find_slot(r.to);
+      if (r.to == self_name || s == no_slot || !is_state(s, is_live) || is_banned(r.to))
+        continue;
+      fx.extension_requests.push_back(outgoing_request{
+          e.kind, std::move(r.to), std::string(table.at(s).card.address()), std::move(r.body)});
+      ++e.stats.requests_asked;
     }
   }
 
@@ -1380,16 +1391,58 @@ effects membership::on_tick(time_point now) {
   return fx;
 }
 
+effects membership::on_extension_answer(extension_kind kind, const std::string& member,
+                                        std::string_view bytes, time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  effects fx;
+  auto* e = d.find_ext(kind);
+  if (!e) {
+    ++d.stats.extensions_unknown;
+    return fx;
+  }
+  if (d.is_banned(member))
+    return fx;
+  ++e->stats.answers_received;
+  d.apply_extension_effects(*e, e->ext->on_answer(bytes, member, now), fx);
+  d.bring_gossip_forward(now);
+  return fx;
+}
+
+std::optional<std::string> membership::on_extension_request(extension_kind kind,
+                                                            const std::string& member,
+                                                            std::string_view bytes,
+                                                            time_point now) {
+  auto& d = *impl_;
+  d.last_now = std::max(d.last_now, now);
+  auto* e = d.find_ext(kind);
+  if (!e) {
+    ++d.stats.extensions_unknown;
+    return std::nullopt;
+  }
+  if (d.is_banned(member))
+    return std::nullopt;
+  return e->ext->on_request(bytes, member, now);
+}
+
 effects membership::on_extension_news(time_point now) {
   auto& d = *impl_;
-  if (d.exts.empty() || !d.extension_pending())
-    return on_tick(now);
+  effects asked;
+  for (auto& e : d.exts)
+    d.apply_extension_effects(e, e.ext->take_effects(), asked);
+  if (d.exts.empty() || !d.extension_pending()) {
+    auto fx = on_tick(now);
+    fx.append(std::move(asked));
+    return fx;
+  }
   auto at = now;
   if (d.last_gossip)
     at = std::max(at, *d.last_gossip +
                           std::min(d.cfg.gossip_interval, d.cfg.extension_gossip_interval));
   d.next_gossip = std::min(d.next_gossip, at);
-  return on_tick(now);
+  auto fx = on_tick(now);
+  fx.append(std::move(asked));
+  return fx;
 }
 
 effects membership::on_packet(const packet& msg, time_point now) {

@@ -123,11 +123,23 @@ struct membership_stats {
 
 /// Everything an input produced: datagrams to send, push-pull exchanges to start,
 /// and member events to report. Returned by every input.
+/// A request an extension asked to send (extension_effects::requests), resolved to the
+/// member's address.
+struct outgoing_request {
+  extension_kind kind = 0;
+  /// The member asked (its name: with TLS, the certificate the answer must come from).
+  std::string member;
+  std::string address;
+  std::string body;
+};
+
 struct effects {
   std::vector<outgoing> packets;
   /// Addresses to start a push-pull exchange with (answer goes to on_push_pull_response).
   std::vector<std::string> push_pull_to;
   std::vector<member_event> events;
+  /// Extension requests to send (their answers go to on_extension_answer).
+  std::vector<outgoing_request> extension_requests;
 
   /// Appends `other` to this.
   void append(effects&& other);
@@ -161,9 +173,10 @@ public:
   /// timeouts, gossip rounds, periodic push-pull, reaping.
   [[nodiscard]] effects on_tick(time_point now);
 
-  /// An extension has fresh payloads (a local change to spread): the next gossip round runs
-  /// now rather than at its time, and then every extension_gossip_interval while payloads
-  /// wait. Returns what the timers due now send, as on_tick.
+  /// An extension has fresh payloads (a local change to spread) or asks (push-pulls,
+  /// requests) waiting in extension::take_effects: the asks are carried out, and the next
+  /// gossip round runs now rather than at its time, and then every extension_gossip_interval
+  /// while payloads wait. Returns what the timers due now send, as on_tick, and the asks.
   [[nodiscard]] effects on_extension_news(time_point now);
 
   /// Handles one decoded datagram.
@@ -174,6 +187,19 @@ public:
 
   /// Our push-pull (join or periodic) was answered: merge the peer's state.
   [[nodiscard]] effects on_push_pull_response(const push_pull& remote, time_point now);
+
+  /// Member `member` answered a request of the extension of `kind` (effects::
+  /// extension_requests): hands it to that extension's on_answer. An unknown kind is counted
+  /// in extensions_unknown; an answer from a banned member is ignored.
+  [[nodiscard]] effects on_extension_answer(extension_kind kind, const std::string& member,
+                                            std::string_view bytes, time_point now);
+
+  /// Member `member` sent a request to the extension of `kind`: its on_request answer, or
+  /// nothing (refused: unknown kind, banned member, or the extension declined).
+  [[nodiscard]] std::optional<std::string> on_extension_request(extension_kind kind,
+                                                                const std::string& member,
+                                                                std::string_view bytes,
+                                                                time_point now);
 
   /// Our full state, to open a push-pull exchange (`join` marks the first one).
   [[nodiscard]] push_pull make_push_pull(bool join) const;

@@ -315,6 +315,47 @@ caf::expected<routing_section> decode_routing_section(std::string_view bytes,
   return out;
 }
 
+std::string encode_routing(const routing_pull& p) {
+  starling::v1::RoutingPull m;
+  for (auto r : p.ranges)
+    m.add_ranges(r);
+  for (const auto& e : p.have) {
+    auto& me = *m.add_have();
+    me.set_key(e.key);
+    me.set_hash(e.hash);
+  }
+  return m.SerializeAsString();
+}
+
+caf::expected<routing_pull> decode_routing_pull(std::string_view bytes,
+                                                const routing_codec_limits& limits) {
+  if (bytes.size() > limits.max_bytes)
+    return malformed("routing pull of " + std::to_string(bytes.size()) + " bytes");
+  static constexpr std::array<scan_rule, 1> summary_rules{{{1, 1, max_summary_key_bytes, {}}}};
+  const std::array<scan_rule, 2> rules{
+      {{1, 1, digest_ranges * 5, {}},
+       {2, limits.max_owners + limits.max_policies, 0, summary_rules}}};
+  if (auto err = scan(bytes, rules, "routing pull"))
+    return err;
+  starling::v1::RoutingPull m;
+  if (auto err = parse(m, bytes, "routing pull"))
+    return err;
+  if (m.ranges_size() > static_cast<int>(digest_ranges))
+    return malformed("routing pull of more than " + std::to_string(digest_ranges) + " ranges");
+  routing_pull out;
+  std::array<bool, digest_ranges> seen{};
+  for (auto r : m.ranges()) {
+    if (r >= digest_ranges || seen[r])
+      return malformed("routing pull range " + std::to_string(r) + " out of range or repeated");
+    seen[r] = true;
+    out.ranges.push_back(r);
+  }
+  out.have.reserve(static_cast<std::size_t>(m.have_size()));
+  for (const auto& e : m.have())
+    out.have.push_back({e.key(), e.hash()});
+  return out;
+}
+
 std::size_t encoded_size(const owner_record& r) {
   starling::v1::RoutingPayload m;
   to_proto(r, *m.add_owners());

@@ -45,6 +45,17 @@ struct routing_section {
   friend bool operator==(const routing_section&, const routing_section&) = default;
 };
 
+/// A pull (request type 3): the ranges where the asker's digest differs, and the asker's
+/// entries in them.
+struct routing_pull {
+  std::vector<std::uint32_t> ranges;
+  std::vector<entry_summary> have;
+  friend bool operator==(const routing_pull&, const routing_pull&) = default;
+};
+
+/// Longest key of an entry summary (routing_table::key_of of a valid record is far shorter).
+inline constexpr std::size_t max_summary_key_bytes = 512;
+
 /// What a decoder accepts at most. Defaults follow the table's limits.
 struct routing_codec_limits {
   /// Bytes of the message.
@@ -59,6 +70,15 @@ struct routing_codec_limits {
 /// Encodes a payload / a section.
 [[nodiscard]] std::string encode_routing(const routing_payload& p);
 [[nodiscard]] std::string encode_routing(const routing_section& s);
+
+/// Encodes a pull.
+[[nodiscard]] std::string encode_routing(const routing_pull& p);
+
+/// Decodes a pull: at most digest_ranges distinct ranges, each below digest_ranges; at most
+/// max_owners + max_policies summaries, keys of at most max_summary_key_bytes. Errors:
+/// routing_errc::malformed.
+[[nodiscard]] caf::expected<routing_pull>
+decode_routing_pull(std::string_view bytes, const routing_codec_limits& limits = {});
 
 /// Decodes a payload. Errors: routing_errc::malformed (not the message, counts over the
 /// limits, too large), invalid_record (a value out of its field's range).

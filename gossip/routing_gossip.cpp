@@ -30,8 +30,10 @@ std::string queue_key(const policy_record& p) { return routing_table::key_of(p.k
 
 } // namespace
 
-routing_gossip::routing_gossip(routing_table& table, std::size_t max_section_bytes)
-    : table_(table), max_section_bytes_(max_section_bytes) {}
+routing_gossip::routing_gossip(routing_table& table, std::size_t max_section_bytes,
+                               std::size_t inline_section_max)
+    : table_(table), max_section_bytes_(max_section_bytes),
+      inline_section_max_(inline_section_max) {}
 
 template <class Record>
 std::optional<routing_publication> routing_gossip::publish_one(const Record& r) {
@@ -134,48 +136,60 @@ void note_pacer::add(std::vector<std::string>& payloads, const piggyback_request
   last_ = req.now;
 }
 
+template <class Room>
+bool routing_gossip::add_chain(routing_section& s, std::set<std::string>& keys,
+                               const routing_seal& seal, Room& room) {
+  if (seal.key_id.empty() || keys.contains(seal.key_id))
+    return true;
+  auto chain = table_.trust().chain_of(seal.key_id);
+  if (!chain)
+    return true; // nothing to hand on: the receiver asks someone else
+  std::size_t size = chain->key_id.size() + 16;
+  for (const auto& c : chain->certificates)
+    size += c.size() + 8;
+  if (!room(size))
+    return false;
+  keys.insert(seal.key_id);
+  s.chains.push_back(std::move(*chain));
+  return true;
+}
+
 std::string routing_gossip::make_section() {
   routing_section s;
   s.digest = table_.digest();
   std::set<std::string> keys;
   std::size_t used = section_overhead;
-  const auto room = [&](std::size_t n) {
-    if (used + n > max_section_bytes_)
+  const auto bound = std::min(max_section_bytes_, inline_section_max_ + section_overhead);
+  auto room = [&](std::size_t n) {
+    if (used + n > bound)
       return false;
     used += n;
     return true;
   };
-  const auto add_chain = [&](const routing_seal& seal) {
-    if (seal.key_id.empty() || keys.contains(seal.key_id))
-      return true;
-    auto chain = table_.trust().chain_of(seal.key_id);
-    if (!chain)
-      return true; // nothing to hand on: the receiver asks someone else
-    std::size_t size = chain->key_id.size() + 16;
-    for (const auto& c : chain->certificates)
-      size += c.size() + 8;
-    if (!room(size))
-      return false;
-    keys.insert(seal.key_id);
-    s.chains.push_back(std::move(*chain));
-    return true;
-  };
-  // Policies first: few, and what a partial section should carry before anything else.
+  bool whole = true;
   for (const auto& [_, p] : table_.policies()) {
-    if (!room(encoded_size(p)) || !add_chain(p.seal)) {
-      s.partial = true;
+    if (!room(encoded_size(p)) || !add_chain(s, keys, p.seal, room)) {
+      whole = false;
       break;
     }
     s.policies.push_back(p);
   }
-  if (!s.partial) {
+  if (whole) {
     for (const auto& [_, r] : table_.owners()) {
-      if (!room(encoded_size(r)) || !add_chain(r.seal)) {
-        s.partial = true;
+      if (!room(encoded_size(r)) || !add_chain(s, keys, r.seal, room)) {
+        whole = false;
         break;
       }
       s.owners.push_back(r);
     }
+  }
+  if (!whole) {
+    // Too large to carry whole: the digest alone, and the peer pulls what differs.
+    s.policies.clear();
+    s.owners.clear();
+    s.chains.clear();
+    s.partial = true;
+    ++stats_.sections_digest_only;
   }
   ++stats_.sections_out;
   if (s.partial)
@@ -185,18 +199,18 @@ std::string routing_gossip::make_section() {
   return bytes;
 }
 
-routing_gossip_result routing_gossip::on_section(std::string_view bytes, const std::string& sender,
-                                                 std::uint64_t wall_ms) {
-  ++stats_.sections_in;
+routing_gossip_result routing_gossip::merge_section(std::string_view bytes, std::uint64_t wall_ms,
+                                                    std::optional<routing_section>& section) {
   routing_gossip_result out;
   routing_codec_limits limits;
   limits.max_bytes = max_section_bytes_;
-  auto section = decode_routing_section(bytes, limits);
-  if (!section) {
+  auto decoded = decode_routing_section(bytes, limits);
+  if (!decoded) {
     ++stats_.sections_malformed;
-    out.error = std::move(section.error());
+    out.error = std::move(decoded.error());
     return out;
   }
+  section = std::move(*decoded);
   stats_.chains_in += section->chains.size();
   // Learn only the chains this node needs and lacks: the signers of pending records and of
   // the section's records, not yet known; at most max_chains_learned_per_section.
@@ -235,15 +249,112 @@ routing_gossip_result routing_gossip::on_section(std::string_view bytes, const s
   for (const auto& r : section->owners)
     merge_one(r, wall_ms, out, wants_chain);
   // A section is where chains come from: asking the same sender again would not help.
+  return out;
+}
+
+std::optional<extension_request> routing_gossip::make_pull(const routing_digest& theirs,
+                                                           const std::string& to) {
+  auto ranges = table_.differing_ranges(theirs);
+  if (ranges.empty())
+    return std::nullopt;
+  routing_pull pull;
+  pull.have = table_.summaries(ranges);
+  // Keep the pull under max_pull_bytes: drop the last ranges (the next exchange pulls them).
+  const auto cost = [](const entry_summary& e) { return e.key.size() + 16; };
+  std::size_t total = ranges.size() * 5 + 16;
+  for (const auto& e : pull.have)
+    total += cost(e);
+  while (total > max_pull_bytes && ranges.size() > 1) {
+    const auto dropped = ranges.back();
+    ranges.pop_back();
+    total -= 5;
+    std::erase_if(pull.have, [&](const entry_summary& e) {
+      if (routing_table::range_of(e.key) != dropped)
+        return false;
+      total -= cost(e);
+      return true;
+    });
+  }
+  if (total > max_pull_bytes)
+    return std::nullopt; // one range's summaries alone are too many: the table's bounds forbid
+  pull.ranges = std::move(ranges);
+  ++stats_.pulls_out;
+  return extension_request{to, encode_routing(pull)};
+}
+
+routing_gossip_result routing_gossip::on_section(std::string_view bytes, const std::string& sender,
+                                                 std::uint64_t wall_ms) {
+  ++stats_.sections_in;
+  std::optional<routing_section> section;
+  auto out = merge_section(bytes, wall_ms, section);
+  if (section && section->partial)
+    if (auto pull = make_pull(section->digest, sender))
+      out.pulls.push_back(std::move(*pull));
+  return out;
+}
+
+caf::expected<std::string> routing_gossip::answer_pull(std::string_view bytes,
+                                                       const std::string& sender) {
+  routing_codec_limits limits;
+  limits.max_bytes = max_pull_bytes;
+  auto pull = decode_routing_pull(bytes, limits);
+  if (!pull) {
+    ++stats_.pulls_malformed;
+    return std::move(pull.error());
+  }
   static_cast<void>(sender);
+  ++stats_.pulls_in;
+  routing_section s;
+  s.digest = table_.digest();
+  // Chains take their share of the bound too: records up to half of it, then chains.
+  auto records = table_.records_for(pull->ranges, pull->have,
+                                    (max_section_bytes_ - section_overhead) / 2);
+  std::size_t used = section_overhead;
+  for (const auto& p : records.policies)
+    used += encoded_size(p);
+  for (const auto& r : records.owners)
+    used += encoded_size(r);
+  auto room = [&](std::size_t n) {
+    if (used + n > max_section_bytes_)
+      return false;
+    used += n;
+    return true;
+  };
+  std::set<std::string> keys;
+  bool chains_fit = true;
+  for (const auto& p : records.policies)
+    chains_fit = chains_fit && add_chain(s, keys, p.seal, room);
+  for (const auto& r : records.owners)
+    chains_fit = chains_fit && add_chain(s, keys, r.seal, room);
+  s.policies = std::move(records.policies);
+  s.owners = std::move(records.owners);
+  s.partial = records.truncated || !chains_fit;
+  auto out = encode_routing(s);
+  stats_.pull_answer_bytes_out += out.size();
+  return out;
+}
+
+routing_gossip_result routing_gossip::on_pull_answer(std::string_view bytes,
+                                                     const std::string& sender,
+                                                     std::uint64_t wall_ms) {
+  ++stats_.pull_answers_in;
+  std::optional<routing_section> section;
+  auto out = merge_section(bytes, wall_ms, section);
+  // A partial answer that brought news: pull the rest. One that brought nothing stops here
+  // (the next exchange tries again), so a peer cannot keep this node pulling.
+  if (section && section->partial && out.applied > 0)
+    if (auto pull = make_pull(section->digest, sender))
+      out.pulls.push_back(std::move(*pull));
   return out;
 }
 
 // -- routing_extension -------------------------------------------------------------------------
 
 routing_extension::routing_extension(std::shared_ptr<routing_table> table, time_point epoch,
-                                     std::uint64_t wall_at_epoch_ms, payload_queue_config queue)
-    : table_(std::move(table)), gossip_(*table_), queue_(routing_extension_kind, queue),
+                                     std::uint64_t wall_at_epoch_ms, payload_queue_config queue,
+                                     std::size_t inline_section_max)
+    : table_(std::move(table)), gossip_(*table_, max_extension_section_bytes, inline_section_max),
+      queue_(routing_extension_kind, queue),
       epoch_(epoch), wall_at_epoch_ms_(wall_at_epoch_ms) {}
 
 std::uint64_t routing_extension::wall_ms(time_point now) const noexcept {
@@ -272,6 +383,7 @@ extension_effects routing_extension::apply(routing_gossip_result res, time_point
     on_change_(now);
   extension_effects fx;
   fx.push_pull_with = std::move(res.push_pull_with);
+  fx.requests = std::move(res.pulls);
   return fx;
 }
 
@@ -293,6 +405,19 @@ std::optional<std::string> routing_extension::make_section(bool) { return gossip
 extension_effects routing_extension::on_section(std::string_view bytes, const std::string& sender,
                                                 bool, time_point now) {
   return apply(gossip_.on_section(bytes, sender, wall_ms(now)), now);
+}
+
+std::optional<std::string> routing_extension::on_request(std::string_view bytes,
+                                                         const std::string& sender, time_point) {
+  auto answer = gossip_.answer_pull(bytes, sender);
+  if (!answer)
+    return std::nullopt;
+  return std::move(*answer);
+}
+
+extension_effects routing_extension::on_answer(std::string_view bytes, const std::string& sender,
+                                               time_point now) {
+  return apply(gossip_.on_pull_answer(bytes, sender, wall_ms(now)), now);
 }
 
 } // namespace starling::gossip

@@ -160,7 +160,8 @@ void populate(routing_world& w, std::size_t owners, std::size_t policies) {
 
 /// Bytes of routing sections built and routing payloads sent by every running node.
 std::uint64_t routing_bytes(const routing_world& w) {
-  std::uint64_t sum = 0;
+  // Every extension request of the run is a routing pull.
+  std::uint64_t sum = w.sim->stats().extension_request_bytes;
   for (auto id : all_nodes(*w.sim)) {
     sum += w.ext[id]->spreader().stats().section_bytes_out;
     for (const auto& x : w.sim->core(id).extensions())
@@ -191,7 +192,8 @@ void measure_steady(routing_world& w, routing_result& r, const std::vector<node_
   const double per = static_cast<double>(nodes.size()) * seconds_of(window);
   r.steady_bytes_per_node_second =
       static_cast<double>((after.bytes_sent - before.bytes_sent) +
-                          (after.push_pull_bytes - before.push_pull_bytes)) /
+                          (after.push_pull_bytes - before.push_pull_bytes) +
+                          (after.extension_request_bytes - before.extension_request_bytes)) /
       per;
   r.steady_routing_bytes_per_node_second =
       static_cast<double>(routing_bytes(w) - routing_before) / per;
@@ -345,6 +347,11 @@ routing_memory measure_routing_memory(std::size_t instances, std::size_t policie
     m.table_bytes = filled > before ? filled - before : 0;
     gossip::routing_gossip g(t);
     m.section_bytes = g.make_section().size();
+    gossip::routing_pull all;
+    for (std::uint32_t r = 0; r < gossip::digest_ranges; ++r)
+      all.ranges.push_back(r);
+    if (auto answer = g.answer_pull(gossip::encode_routing(all), "joiner"))
+      m.pull_answer_bytes = answer->size();
   }
   return m;
 }

@@ -65,6 +65,8 @@ struct routing_memory {
   std::size_t policies = 0;
   std::size_t table_bytes = 0;
   std::size_t section_bytes = 0;
+  /// The answer to a pull of every range with nothing held.
+  std::size_t pull_answer_bytes = 0;
 };
 routing_memory measure_routing_memory(std::size_t instances, std::size_t policies);
 

@@ -431,7 +431,50 @@ void simulator::apply(node_id id, gossip::effects&& fx) {
     send_packet(id, std::move(out));
   for (auto& addr : fx.push_pull_to)
     start_push_pull(id, addr, false);
+  for (auto& req : fx.extension_requests)
+    start_extension_request(id, std::move(req));
   reschedule(id);
+}
+
+void simulator::start_extension_request(node_id from, gossip::outgoing_request&& req) {
+  ++stats_.extension_requests;
+  constexpr std::size_t framing = 16;
+  stats_.extension_request_bytes += req.body.size() + framing;
+  const auto to = find_address(req.address);
+  const auto usable = [this](node_id a, node_id b, std::uint64_t b_life) {
+    const auto& n = nodes_[b];
+    return n.status == node_status::running && n.life == b_life && !n.paused && !is_cut(a, b);
+  };
+  if (!to || !usable(from, *to, nodes_[*to].life)) {
+    ++stats_.extension_requests_failed;
+    return;
+  }
+  const auto from_life = nodes_[from].life;
+  const auto to_life = nodes_[*to].life;
+  after(latency(from, *to), [this, from, from_life, to = *to, to_life, usable,
+                             req = std::move(req)] {
+    if (!usable(from, to, to_life)) {
+      ++stats_.extension_requests_failed;
+      return;
+    }
+    auto answer =
+        nodes_[to].core->on_extension_request(req.kind, nodes_[from].name, req.body, now_);
+    reschedule(to);
+    if (!answer) {
+      ++stats_.extension_requests_failed;
+      return;
+    }
+    stats_.extension_request_bytes += answer->size() + framing;
+    after(latency(to, from), [this, from, from_life, to, usable, kind = req.kind,
+                              answer = std::move(*answer)] {
+      if (!usable(to, from, from_life)) {
+        ++stats_.extension_requests_failed;
+        return;
+      }
+      ++stats_.extension_answers;
+      apply(from, nodes_[from].core->on_extension_answer(kind, nodes_[to].name, answer, now_));
+    });
+  });
 }
 
 // -- network -------------------------------------------------------------------------------

@@ -113,6 +113,14 @@ struct sim_stats {
   /// Ticks after which the core still reported a deadline not after `now` (the simulator
   /// then retries 1 ms later). Non-zero points at a core bug.
   std::uint64_t tick_spins = 0;
+  /// Extension requests (effects::extension_requests, e.g. routing pulls) started, answered
+  /// (the answer reached the asker's extension) and failed (target down, paused or cut,
+  /// the extension declined, or the asker restarted meanwhile).
+  std::uint64_t extension_requests = 0;
+  std::uint64_t extension_answers = 0;
+  std::uint64_t extension_requests_failed = 0;
+  /// Bytes of both directions of extension requests (bodies plus 16 bytes of framing each).
+  std::uint64_t extension_request_bytes = 0;
 };
 
 /// Lifecycle of a simulated node.
@@ -338,6 +346,9 @@ private:
   /// what the decoder returns. False if the decoder refused it (counted).
   bool through_codec(gossip::push_pull& state);
   void start_push_pull(node_id from, const std::string& to_address, bool join);
+  /// Carries one extension request over the network as the agent's transport would (one
+  /// TCP exchange: latency each way, cut links and down or paused nodes fail it).
+  void start_extension_request(node_id from, gossip::outgoing_request&& req);
   void handle_pp_request(node_id to, std::uint32_t payload);
   void handle_pp_response(node_id to, std::uint64_t life, std::uint32_t payload);
   void try_join(node_id id);

@@ -150,6 +150,9 @@ public:
   /// Datagrams delivered so far.
   std::size_t delivered() const { return delivered_; }
 
+  /// Extension requests carried so far (answered or refused).
+  std::size_t extension_requests() const { return extension_requests_; }
+
 private:
   struct in_flight {
     std::string from;
@@ -181,6 +184,20 @@ private:
       record(to, reply.fx);
       dispatch(to, std::move(reply.fx));
       auto back = core(from).on_push_pull_response(reply.state, now_);
+      record(from, back);
+      dispatch(from, std::move(back));
+    }
+    // Extension requests: answered at once, like push-pulls (one TCP exchange).
+    for (auto& r : fx.extension_requests) {
+      auto to = name_at(r.address);
+      if (silenced_.contains(from) || silenced_.contains(to) || !nodes_.contains(r.address) ||
+          !has(from) || (cut_ && (cut_(from, to) || cut_(to, from))))
+        continue;
+      ++extension_requests_;
+      auto answer = nodes_.at(r.address)->on_extension_request(r.kind, from, r.body, now_);
+      if (!answer)
+        continue;
+      auto back = core(from).on_extension_answer(r.kind, to, *answer, now_);
       record(from, back);
       dispatch(from, std::move(back));
     }
@@ -231,6 +248,7 @@ private:
   double loss_ = 0;
   std::mt19937_64 loss_rng_;
   std::size_t delivered_ = 0;
+  std::size_t extension_requests_ = 0;
 };
 
 } // namespace starling::gossip::test_support

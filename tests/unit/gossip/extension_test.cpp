@@ -68,13 +68,13 @@ std::shared_ptr<queued_extension> recorder(extension_kind kind, std::shared_ptr<
       kind, cfg,
       [log, ask](std::string_view bytes, const std::string& sender, time_point now) {
         log->payloads.push_back({std::string(bytes), sender, now});
-        return extension_effects{ask};
+        return extension_effects{ask, {}};
       },
       [](bool) -> std::optional<std::string> { return std::nullopt; },
       [log, ask](std::string_view bytes, const std::string& sender, bool join, time_point) {
         log->sections.emplace_back(std::string(bytes), join);
         log->section_senders.push_back(sender);
-        return extension_effects{ask};
+        return extension_effects{ask, {}};
       });
 }
 
@@ -526,6 +526,93 @@ TEST(extension, sink_can_ask_for_a_push_pull_with_live_members_only) {
   EXPECT_EQ(fx.push_pull_to, (std::vector<std::string>{addr("b"), addr("c")}))
       << "once each; not unknown, ourselves or banned";
   EXPECT_EQ(m.extensions()[0].stats.push_pulls_asked, 2u);
+}
+
+/// An extension that asks `requests` from its payload sink, answers requests with
+/// "re:" + the request, refuses "no", and records the answers it gets.
+class asking_extension : public extension {
+public:
+  explicit asking_extension(std::vector<extension_request> requests)
+      : requests_(std::move(requests)) {}
+  extension_effects on_payload(std::string_view, const std::string&, time_point) override {
+    extension_effects fx;
+    fx.requests = requests_;
+    return fx;
+  }
+  std::optional<std::string> on_request(std::string_view bytes, const std::string& sender,
+                                        time_point) override {
+    if (bytes == "no")
+      return std::nullopt;
+    askers.push_back(sender);
+    return "re:" + std::string(bytes);
+  }
+  extension_effects on_answer(std::string_view bytes, const std::string& sender,
+                              time_point) override {
+    answers.emplace_back(std::string(bytes), sender);
+    extension_effects fx;
+    fx.push_pull_with = {sender};
+    return fx;
+  }
+  std::vector<std::string> askers;
+  std::vector<std::pair<std::string, std::string>> answers;
+
+private:
+  std::vector<extension_request> requests_;
+};
+
+TEST(extension, requests_go_to_live_unbanned_members_only_with_their_address) {
+  auto m = make_core("a");
+  add_members(m, {"b", "c", "d"});
+  (void)m.ban("d", t0);
+  auto ext = std::make_shared<asking_extension>(std::vector<extension_request>{
+      {"b", "r1"}, {"stranger", "r2"}, {"a", "r3"}, {"d", "r4"}, {"c", "r5"}});
+  ASSERT_FALSE(m.add_extension(routing_kind, "routing", ext));
+  auto fx = m.on_packet(gossip_from("b", {}, {{routing_kind, "x"}}), t0);
+  ASSERT_EQ(fx.extension_requests.size(), 2u) << "not unknown, ourselves or banned";
+  EXPECT_EQ(fx.extension_requests[0].kind, routing_kind);
+  EXPECT_EQ(fx.extension_requests[0].member, "b");
+  EXPECT_EQ(fx.extension_requests[0].address, addr("b"));
+  EXPECT_EQ(fx.extension_requests[0].body, "r1");
+  EXPECT_EQ(fx.extension_requests[1].member, "c");
+  EXPECT_EQ(m.extensions()[0].stats.requests_asked, 2u);
+}
+
+TEST(extension, requests_are_served_and_answers_reach_the_asking_extension) {
+  auto a = make_core("a");
+  auto b = make_core("b");
+  add_members(a, {"b"});
+  add_members(b, {"a"});
+  auto ea = std::make_shared<asking_extension>(std::vector<extension_request>{{"b", "digest"}});
+  auto eb = std::make_shared<asking_extension>(std::vector<extension_request>{});
+  ASSERT_FALSE(a.add_extension(routing_kind, "routing", ea));
+  ASSERT_FALSE(b.add_extension(routing_kind, "routing", eb));
+  auto fx = a.on_packet(gossip_from("b", {}, {{routing_kind, "x"}}), t0);
+  ASSERT_EQ(fx.extension_requests.size(), 1u);
+  const auto& r = fx.extension_requests[0];
+  auto answer = b.on_extension_request(r.kind, "a", r.body, t0);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "re:digest");
+  EXPECT_EQ(eb->askers, (std::vector<std::string>{"a"}));
+  auto back = a.on_extension_answer(r.kind, r.member, *answer, t0);
+  ASSERT_EQ(ea->answers.size(), 1u);
+  EXPECT_EQ(ea->answers[0].first, "re:digest");
+  EXPECT_EQ(ea->answers[0].second, "b");
+  EXPECT_EQ(back.push_pull_to, (std::vector<std::string>{addr("b")}))
+      << "the answer's effects are carried out";
+  EXPECT_EQ(a.extensions()[0].stats.answers_received, 1u);
+  // Declined, unknown kind, banned asker: no answer.
+  EXPECT_FALSE(b.on_extension_request(routing_kind, "a", "no", t0));
+  EXPECT_FALSE(b.on_extension_request(routing_kind + 1, "a", "digest", t0));
+  EXPECT_EQ(b.stats().extensions_unknown, 1u);
+  (void)b.ban("a", t0);
+  EXPECT_FALSE(b.on_extension_request(routing_kind, "a", "digest", t0));
+  EXPECT_EQ(eb->askers.size(), 1u);
+  // An answer of an unknown kind is counted; one from a banned member is not heard.
+  (void)a.on_extension_answer(routing_kind + 1, "b", "late", t0);
+  EXPECT_EQ(a.stats().extensions_unknown, 1u);
+  (void)a.ban("b", t0);
+  (void)a.on_extension_answer(routing_kind, "b", "late", t0);
+  EXPECT_EQ(ea->answers.size(), 1u);
 }
 
 // -- push-pull sections ------------------------------------------------------------------------

@@ -125,7 +125,7 @@ TEST(queued_extension, forwards_to_its_callbacks_and_does_nothing_without_them) 
       {},
       [&](std::string_view bytes, const std::string& sender, time_point) {
         heard.push_back(sender + ":" + std::string(bytes));
-        return extension_effects{{sender}};
+        return extension_effects{{sender}, {}};
       },
       [](bool join) -> std::optional<std::string> { return join ? "j" : "s"; },
       [&](std::string_view bytes, const std::string& sender, bool join, time_point) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "gossip/codec.hpp"
+#include "gossip/routing_errc.hpp"
 #include "gossip/routing_gossip.hpp"
 #include "tests/support/core_harness.hpp"
 #include "tests/support/routing_fakes.hpp"
@@ -35,7 +36,8 @@ service_registration instance(std::string service, std::string version) {
 /// key and the issuer's at the start, so chains must travel (knows_everyone = false).
 struct routing_cluster {
   explicit routing_cluster(std::vector<std::string> names, std::uint64_t seed = 71,
-                           bool knows_everyone = false)
+                           bool knows_everyone = false,
+                           std::size_t inline_max = default_inline_section_max)
       : names(std::move(names)), net(cluster_config(), seed) {
     for (const auto& n : this->names) {
       net.add(n);
@@ -44,7 +46,8 @@ struct routing_cluster {
       routing_config cfg;
       cfg.self = n;
       auto table = std::make_shared<routing_table>(cfg, trust);
-      exts[n] = std::make_shared<routing_extension>(table, net.now(), wall0);
+      exts[n] = std::make_shared<routing_extension>(table, net.now(), wall0,
+                                                    payload_queue_config{}, inline_max);
       EXPECT_FALSE(net.core(n).add_extension(routing_extension_kind, "routing", exts[n]));
     }
     for (std::size_t i = 1; i < this->names.size(); ++i)
@@ -156,6 +159,148 @@ TEST(routing_gossip, a_partition_heals_to_identical_tables) {
     EXPECT_NE(c.table(n).owner("n2"), nullptr) << n;
     EXPECT_NE(c.table(n).owner("n5"), nullptr) << n;
   }
+}
+
+TEST(routing_gossip, a_partition_heals_by_pulling_ranges_when_sections_carry_digests_alone) {
+  // inline_section_max 0: every section is the digest alone, so records cross only in the
+  // answers to pulls; chains of unknown signers too (nobody knows anyone's key at first).
+  routing_cluster c{{"i1", "n2", "n3", "n4", "n5", "n6"}, 9, false, 0};
+  c.net.run_for(5s);
+  const std::set<std::string> left{"i1", "n2", "n3"};
+  c.net.set_cut([&](const std::string& from, const std::string& to) {
+    return left.contains(from) != left.contains(to);
+  });
+  c.register_on("n2", {instance("web", "v1")});
+  c.register_on("n5", {instance("web", "v2")});
+  c.net.run_for(8s);
+  EXPECT_EQ(c.table("n4").owner("n2"), nullptr); // cut off
+  c.net.set_cut({});
+  c.net.run_for(120s);
+  EXPECT_TRUE(c.all_equal());
+  std::uint64_t pulls = 0, digest_only = 0;
+  for (const auto& n : c.names) {
+    EXPECT_NE(c.table(n).owner("n2"), nullptr) << n;
+    EXPECT_NE(c.table(n).owner("n5"), nullptr) << n;
+    EXPECT_TRUE(c.table(n).wanted_keys().empty()) << n;
+    pulls += c.exts[n]->spreader().stats().pulls_in;
+    digest_only += c.exts[n]->spreader().stats().sections_digest_only;
+  }
+  EXPECT_GT(pulls, 0u);
+  EXPECT_GT(digest_only, 0u); // every section of a non-empty table
+  EXPECT_GT(c.net.extension_requests(), 0u);
+}
+
+/// Two tables of `owners` owner records each, `shared` of them the same on both sides.
+struct two_tables {
+  two_tables(std::size_t owners, std::size_t shared, std::size_t inline_max = 0,
+             std::size_t max_section = max_extension_section_bytes) {
+    routing_config cfg;
+    cfg.self = "a";
+    ta = std::make_shared<routing_table>(cfg, std::make_shared<fake_trust>(true));
+    cfg.self = "b";
+    tb = std::make_shared<routing_table>(cfg, std::make_shared<fake_trust>(true));
+    for (std::size_t k = 0; k < owners; ++k) {
+      owner_record r;
+      r.owner = "n" + std::to_string(k);
+      r.version = 1;
+      r.stamp = {wall0, 0};
+      r.instances = {instance("svc" + std::to_string(k), "v1")};
+      r.seal = *fake_sealer(r.owner).seal(routing_context::owner, canonical_bytes(r));
+      EXPECT_EQ(ta->merge(r, wall0).outcome, merge_outcome::applied);
+      if (k < shared) {
+        EXPECT_EQ(tb->merge(r, wall0).outcome, merge_outcome::applied);
+      }
+    }
+    ga = std::make_unique<routing_gossip>(*ta, max_section, inline_max);
+    gb = std::make_unique<routing_gossip>(*tb, max_section, inline_max);
+  }
+  std::shared_ptr<routing_table> ta, tb;
+  std::unique_ptr<routing_gossip> ga, gb;
+};
+
+TEST(routing_pull, a_large_table_sends_its_digest_and_the_peer_pulls_only_what_differs) {
+  two_tables t{300, 299};
+  // The section b receives is the digest alone (far smaller than the table)...
+  const auto section = t.ga->make_section();
+  EXPECT_LT(section.size(), 1024u);
+  EXPECT_EQ(t.ga->stats().sections_digest_only, 1u);
+  auto res = t.gb->on_section(section, "a", wall0 + 1);
+  EXPECT_EQ(res.applied, 0u);
+  ASSERT_EQ(res.pulls.size(), 1u);
+  EXPECT_EQ(res.pulls[0].to, "a");
+  // ...b pulls the one differing range, with its summaries of that range...
+  auto pull = decode_routing_pull(res.pulls[0].body);
+  ASSERT_TRUE(pull);
+  EXPECT_EQ(pull->ranges.size(), 1u);
+  // ...and the answer holds the one record b lacks.
+  auto answer = t.ga->answer_pull(res.pulls[0].body, "b");
+  ASSERT_TRUE(answer);
+  auto decoded = decode_routing_section(*answer);
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->owners.size(), 1u);
+  EXPECT_FALSE(decoded->partial);
+  auto merged = t.gb->on_pull_answer(*answer, "a", wall0 + 1);
+  EXPECT_EQ(merged.applied, 1u);
+  EXPECT_TRUE(merged.pulls.empty());
+  EXPECT_EQ(t.ta->digest(), t.tb->digest());
+  EXPECT_EQ(t.gb->stats().pulls_out, 1u);
+  EXPECT_EQ(t.ga->stats().pulls_in, 1u);
+  EXPECT_EQ(t.gb->stats().pull_answers_in, 1u);
+}
+
+TEST(routing_pull, equal_tables_pull_nothing_and_small_tables_travel_whole) {
+  two_tables same{50, 50};
+  EXPECT_TRUE(same.gb->on_section(same.ga->make_section(), "a", wall0).pulls.empty());
+  two_tables small{5, 0, default_inline_section_max};
+  auto res = small.gb->on_section(small.ga->make_section(), "a", wall0);
+  EXPECT_EQ(res.applied, 5u);
+  EXPECT_TRUE(res.pulls.empty());
+  EXPECT_EQ(small.ga->stats().sections_digest_only, 0u);
+}
+
+TEST(routing_pull, an_empty_table_pulls_everything_and_a_partial_answer_pulls_the_rest) {
+  // Answers of at most 8 KiB: the 300 records arrive over several pulls, each asked because
+  // the previous answer was partial and brought news.
+  two_tables t{300, 0, 0, 16u << 10};
+  auto res = t.gb->on_section(t.ga->make_section(), "a", wall0);
+  ASSERT_EQ(res.pulls.size(), 1u);
+  std::size_t rounds = 0;
+  while (!res.pulls.empty() && rounds < 100) {
+    ++rounds;
+    auto answer = t.ga->answer_pull(res.pulls[0].body, "b");
+    ASSERT_TRUE(answer);
+    EXPECT_LE(answer->size(), 16u << 10);
+    res = t.gb->on_pull_answer(*answer, "a", wall0);
+  }
+  EXPECT_GT(rounds, 1u);
+  EXPECT_LT(rounds, 100u);
+  EXPECT_EQ(t.ta->digest(), t.tb->digest());
+}
+
+TEST(routing_pull, malformed_pulls_are_refused_and_counted) {
+  two_tables t{10, 0};
+  routing_pull bad_range;
+  bad_range.ranges = {64};
+  routing_pull repeated;
+  repeated.ranges = {3, 3};
+  routing_pull long_key;
+  long_key.ranges = {1};
+  long_key.have = {{std::string(max_summary_key_bytes + 1, 'k'), 1}};
+  for (const auto& bytes :
+       {std::string("\xff\xff\xff"), encode_routing(bad_range), encode_routing(repeated),
+        encode_routing(long_key), std::string(max_pull_bytes + 1, '\0')}) {
+    auto answer = t.ga->answer_pull(bytes, "b");
+    ASSERT_FALSE(answer);
+    EXPECT_EQ(answer.error().code(), static_cast<std::uint8_t>(routing_errc::malformed));
+  }
+  EXPECT_EQ(t.ga->stats().pulls_malformed, 5u);
+  EXPECT_EQ(t.ga->stats().pulls_in, 0u);
+  // A partial answer that brings nothing new does not pull again (no pull loop).
+  two_tables same{300, 300, 0, 16u << 10};
+  routing_section s;
+  s.digest = routing_digest{}; // claims to differ everywhere
+  s.partial = true;
+  EXPECT_TRUE(same.gb->on_pull_answer(encode_routing(s), "a", wall0).pulls.empty());
 }
 
 TEST(routing_gossip, a_forged_record_stops_at_the_first_node) {
