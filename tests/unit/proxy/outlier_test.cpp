@@ -166,7 +166,7 @@ TEST(outlier, never_more_than_the_cap_ejected_at_once) {
   EXPECT_TRUE(d.on_result(2, res::http_5xx, t0 + 30s));
   EXPECT_TRUE(d.is_ejected(2));
   EXPECT_FALSE(d.is_ejected(0));
-  EXPECT_TRUE(d.is_ejected(1) == false); // ejected at t0 for 30 s too
+  EXPECT_FALSE(d.is_ejected(1)); // ejected at t0 for 30 s too
   EXPECT_EQ(d.ejected_count(), 1u);
 }
 
@@ -223,7 +223,7 @@ TEST(outlier, state_carries_over_by_id_when_a_snapshot_changes) {
   d.update(endpoints(4));                         // e0 back fresh; e1 still ejected
   EXPECT_TRUE(d.is_ejected(1));
   EXPECT_FALSE(d.is_ejected(0));
-  EXPECT_TRUE(d.ejection_mask(t0 + 30s)[1] == 0);
+  EXPECT_EQ(d.ejection_mask(t0 + 30s)[1], 0);
 }
 
 TEST(outlier, the_balancer_skips_ejected_endpoints) {
