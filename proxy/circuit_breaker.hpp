@@ -1,0 +1,92 @@
+// Per-upstream circuit breaking in Envoy's sense: caps on what one upstream service may hold
+// at once (connections, queued requests, active requests, active retries). When a cap is
+// reached new work of that kind is refused at once (the proxy answers 503 with the kind as
+// the reason) instead of queueing behind a struggling upstream. A pure core: counters only.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace starling::proxy {
+
+/// What a circuit breaker caps. Values index arrays: keep them dense from 0.
+enum class breaker_resource : std::uint8_t {
+  /// Open upstream connections.
+  connections = 0,
+  /// Requests waiting for a connection from the pool.
+  pending_requests,
+  /// Requests sent and not yet answered.
+  active_requests,
+  /// Retries in progress (an attempt after the first).
+  active_retries,
+};
+
+/// Number of breaker_resource values.
+inline constexpr std::size_t breaker_resource_count = 4;
+
+/// Stable snake_case name of a resource: the `resource` label of the refusal metric and the
+/// reason in `x-starling-error` ("connections", "pending_requests", ...).
+[[nodiscard]] std::string_view to_string(breaker_resource r) noexcept;
+
+/// Parses a name produced by to_string (config keys).
+[[nodiscard]] std::optional<breaker_resource> breaker_resource_from(std::string_view name) noexcept;
+
+/// Caps per upstream service on one I/O thread. Envoy's defaults (1024, 1024, 1024, 3): high
+/// enough not to bite a healthy service, and few concurrent retries so that retries cannot
+/// multiply load on an upstream that is already failing. A cap of 0 refuses every request
+/// of that kind.
+struct circuit_breaker_config {
+  std::uint64_t max_connections = 1024;
+  std::uint64_t max_pending_requests = 1024;
+  std::uint64_t max_active_requests = 1024;
+  std::uint64_t max_active_retries = 3;
+};
+
+/// The circuit breaker of one upstream service, owned by one I/O thread (no locks). Every
+/// successful try_acquire(r) must be matched by exactly one release(r).
+class circuit_breaker {
+public:
+  explicit circuit_breaker(circuit_breaker_config cfg = {}) noexcept;
+
+  /// Takes one unit of `r` if it is below its cap and returns true; otherwise counts a
+  /// refusal of `r` and returns false.
+  [[nodiscard]] bool try_acquire(breaker_resource r) noexcept;
+
+  /// Gives back one unit of `r`. Returns false (and changes nothing) when none is held: a
+  /// double release is a caller bug, counted in unmatched_releases() rather than wrapping.
+  bool release(breaker_resource r) noexcept;
+
+  /// Units of `r` held now; above the cap only after reconfigure() lowered it.
+  [[nodiscard]] std::uint64_t in_use(breaker_resource r) const noexcept;
+
+  /// Whether `r` is at its cap, i.e. the next try_acquire(r) will be refused (a gauge).
+  [[nodiscard]] bool is_open(breaker_resource r) const noexcept;
+
+  /// Refusals of `r` since construction; saturates at 2^64 - 1.
+  [[nodiscard]] std::uint64_t refusals(breaker_resource r) const noexcept;
+
+  /// release() calls with nothing held, since construction; saturates.
+  [[nodiscard]] std::uint64_t unmatched_releases() const noexcept { return unmatched_; }
+
+  /// The cap of `r`.
+  [[nodiscard]] std::uint64_t limit(breaker_resource r) const noexcept;
+
+  /// Installs new caps (from a new snapshot). Units already held stay held, even above a
+  /// lowered cap; new ones are refused until usage falls below it.
+  void reconfigure(circuit_breaker_config cfg) noexcept;
+
+private:
+  /// Caps, by resource.
+  std::array<std::uint64_t, breaker_resource_count> limits_{};
+  /// Units held, by resource; only try_acquire raises them, and only while below the cap.
+  std::array<std::uint64_t, breaker_resource_count> in_use_{};
+  /// Refusals, by resource; saturating.
+  std::array<std::uint64_t, breaker_resource_count> refusals_{};
+  /// Releases with nothing held; saturating.
+  std::uint64_t unmatched_ = 0;
+};
+
+} // namespace starling::proxy
