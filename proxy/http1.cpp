@@ -223,6 +223,7 @@ http1_parser::http1_parser(direction dir, http1_limits limits) : dir_(dir), limi
   llhttp_settings_init(&settings_);
   settings_.on_header_field = &http1_parser::on_header_field;
   settings_.on_header_value = &http1_parser::on_header_value;
+  settings_.on_headers_complete = &http1_parser::on_headers_complete;
   settings_.on_header_field_complete = [](llhttp_t* p) {
     static_cast<http1_parser*>(p->data)->field_open_ = false;
     return 0;
@@ -260,6 +261,15 @@ int http1_parser::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
   else
     value = std::string_view(at, n);
   self->value_open_ = true;
+  return 0;
+}
+
+int http1_parser::on_headers_complete(llhttp_t* p) {
+  // llhttp clears its flags when a bodyless message completes in the same call: keep them.
+  auto* self = static_cast<http1_parser*>(p->data);
+  self->head_flags_ = p->flags;
+  self->head_content_length_ = p->content_length;
+  self->head_method_ = p->method;
   return 0;
 }
 
@@ -479,6 +489,9 @@ http_error http1_parser::run_llhttp() noexcept {
   headers_.clear();
   field_open_ = false;
   value_open_ = false;
+  head_flags_ = 0;
+  head_content_length_ = 0;
+  head_method_ = 0;
   const auto err = llhttp_execute(&llhttp_, head_buf_.data(), head_buf_.size());
   if (err != HPE_OK && err != HPE_PAUSED_UPGRADE) {
     const char* pos = llhttp_get_error_pos(&llhttp_);
@@ -495,7 +508,7 @@ http_error http1_parser::run_llhttp() noexcept {
 }
 
 http_error http1_parser::decide_body() noexcept {
-  const auto flags = llhttp_.flags;
+  const auto flags = head_flags_;
   auto& h = head_;
   h.headers = headers_;
   h.raw = head_buf_;
@@ -513,9 +526,9 @@ http_error http1_parser::decide_body() noexcept {
   const bool has_cl = (flags & F_CONTENT_LENGTH) != 0;
   if (has_te && has_cl)
     return http_error::smuggling_cl_te;
-  h.content_length = has_cl ? llhttp_.content_length : 0;
+  h.content_length = has_cl ? head_content_length_ : 0;
   if (dir_ == direction::request) {
-    h.is_connect = llhttp_.method == HTTP_CONNECT;
+    h.is_connect = head_method_ == HTTP_CONNECT;
     if (h.is_connect) {
       // A CONNECT request has no content (RFC 9110 9.3.6); a length would be ambiguous.
       if (has_te || h.content_length != 0)

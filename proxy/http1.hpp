@@ -217,7 +217,6 @@ private:
   static int on_header_field(llhttp_t* p, const char* at, std::size_t n);
   static int on_header_value(llhttp_t* p, const char* at, std::size_t n);
   static int on_headers_complete(llhttp_t* p);
-  static int on_message_complete(llhttp_t* p);
 
   direction dir_;
   http1_limits limits_;
@@ -240,6 +239,9 @@ private:
   /// The previous message completed; its head stays readable until new bytes arrive.
   bool pending_reset_ = false;
   message_head head_;
+  std::uint16_t head_flags_ = 0;          ///< llhttp's flags at headers complete.
+  std::uint64_t head_content_length_ = 0; ///< llhttp's Content-Length at headers complete.
+  std::uint8_t head_method_ = 0;          ///< llhttp's method at headers complete.
   /// Bytes left in a Content-Length body or in the current chunk.
   std::uint64_t remaining_ = 0;
   /// Payload bytes so far in this message's body (for max_body_bytes).
