@@ -108,8 +108,7 @@ std::string_view trim(std::string_view s) noexcept {
 }
 
 /// Calls f(token) for each comma-separated, trimmed, non-empty token of `value`.
-template <class F>
-void for_each_token(std::string_view value, F&& f) {
+template <class F> void for_each_token(std::string_view value, F&& f) {
   while (!value.empty()) {
     const auto comma = value.find(',');
     const auto token = trim(value.substr(0, comma));
@@ -452,9 +451,8 @@ http_error http1_parser::check_start_line(std::string_view line) noexcept {
       return http_error::bad_version;
     if (target.size() > limits_.max_target_bytes)
       return http_error::target_too_long;
-    if (target.empty() || !std::all_of(target.begin(), target.end(), [](char c) {
-          return c > 0x20 && c < 0x7f;
-        }))
+    if (target.empty() ||
+        !std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
       return http_error::bad_target;
     head_.method = method;
     head_.target = target;
@@ -711,8 +709,7 @@ parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
           return fail(http_error::bad_header, i);
         trailer_colon_ = true;
       } else if (is_ows(c)) {
-        return fail(trailer_line_empty_ ? http_error::obs_fold : http_error::space_before_colon,
-                    i);
+        return fail(trailer_line_empty_ ? http_error::obs_fold : http_error::space_before_colon, i);
       } else if (!is_tchar(c)) {
         return fail(http_error::bad_header, i);
       }
@@ -814,7 +811,9 @@ void write_forward_head(const message_head& h, const forward_options& opts, std:
     append_header(out, "x-forwarded-proto", opts.proto);
   for (const auto& f : opts.extra)
     append_header(out, f.name, f.value);
-  if (h.upgrade && !h.is_connect && !opts.close)
+  // A switch of protocols needs `Connection: upgrade` on every hop; a CONNECT tunnel does not.
+  const bool switching = h.upgrade && (request ? !h.is_connect : h.status == 101);
+  if (switching && !opts.close)
     out.append("connection: upgrade\r\n");
   else if (opts.close)
     out.append("connection: close\r\n");
@@ -866,10 +865,10 @@ void write_error_response(http_error reason, std::string& out, bool close,
       phrase.size() + 2 + code.size() + (detail_len != 0 ? detail_len + 3 : 0) + 1;
   std::array<char, 8> status_text{};
   std::array<char, 24> length_text{};
-  const auto st = std::to_chars(status_text.data(), status_text.data() + status_text.size(),
-                                status);
-  const auto lt = std::to_chars(length_text.data(), length_text.data() + length_text.size(),
-                                body_len);
+  const auto st =
+      std::to_chars(status_text.data(), status_text.data() + status_text.size(), status);
+  const auto lt =
+      std::to_chars(length_text.data(), length_text.data() + length_text.size(), body_len);
   out.append("HTTP/1.1 ");
   out.append(status_text.data(), st.ptr);
   out.append(" ");

@@ -94,11 +94,11 @@ struct header {
 /// non-empty input after `complete` (or its destruction).
 struct message_head {
   direction dir = direction::request;
-  std::string_view method;     ///< Requests only, as on the wire ("GET").
-  std::string_view target;     ///< Requests only.
-  std::uint16_t status = 0;    ///< Responses only.
-  std::string_view reason;     ///< Responses only; may be empty.
-  std::uint8_t version_minor = 1; ///< 0 or 1: HTTP/1.0 or HTTP/1.1.
+  std::string_view method;         ///< Requests only, as on the wire ("GET").
+  std::string_view target;         ///< Requests only.
+  std::uint16_t status = 0;        ///< Responses only.
+  std::string_view reason;         ///< Responses only; may be empty.
+  std::uint8_t version_minor = 1;  ///< 0 or 1: HTTP/1.0 or HTTP/1.1.
   std::span<const header> headers; ///< In wire order, original case.
   body_kind body = body_kind::none;
   std::uint64_t content_length = 0; ///< When `body == content_length`.
@@ -232,8 +232,8 @@ private:
   std::size_t header_lines_ = 0;
   /// Parsed headers; views into head_buf_ (filled only once the head is complete).
   std::vector<header> headers_;
-  bool field_open_ = false; ///< llhttp callbacks: a header name is being delivered.
-  bool value_open_ = false; ///< llhttp callbacks: a header value is being delivered.
+  bool field_open_ = false;    ///< llhttp callbacks: a header name is being delivered.
+  bool value_open_ = false;    ///< llhttp callbacks: a header value is being delivered.
   std::size_t lead_bytes_ = 0; ///< Empty-line bytes skipped before this request line.
   bool lead_cr_ = false;       ///< A skipped empty line's CR was seen, LF next.
   /// The previous message completed; its head stays readable until new bytes arrive.
@@ -246,9 +246,9 @@ private:
   std::uint64_t remaining_ = 0;
   /// Payload bytes so far in this message's body (for max_body_bytes).
   std::uint64_t body_bytes_ = 0;
-  std::size_t chunk_line_ = 0;    ///< Bytes in the current chunk-size line.
-  std::size_t chunk_digits_ = 0;  ///< Hex digits in the current chunk size.
-  std::size_t trailer_bytes_ = 0; ///< Bytes of the trailer section so far.
+  std::size_t chunk_line_ = 0;     ///< Bytes in the current chunk-size line.
+  std::size_t chunk_digits_ = 0;   ///< Hex digits in the current chunk size.
+  std::size_t trailer_bytes_ = 0;  ///< Bytes of the trailer section so far.
   bool trailer_line_empty_ = true; ///< The current trailer line has no bytes yet.
   bool trailer_cr_ = false;        ///< The current trailer line ended with CR (LF next).
   bool trailer_colon_ = false;     ///< The current trailer line has its colon.

@@ -42,8 +42,7 @@ std::string describe(const message_head& h) {
   s += " 1." + std::to_string(h.version_minor);
   for (const auto& f : h.headers)
     s += " [" + std::string(f.name) + "=" + std::string(f.value) + "]";
-  s += " body=" + std::to_string(static_cast<int>(h.body)) + "/" +
-       std::to_string(h.content_length);
+  s += " body=" + std::to_string(static_cast<int>(h.body)) + "/" + std::to_string(h.content_length);
   s += h.keep_alive ? " keep" : " close";
   if (h.expect_continue)
     s += " expect";
@@ -201,7 +200,8 @@ TEST(http1_error, statuses) {
 // --- requests ---------------------------------------------------------------------------
 
 TEST(http1_request, simple_get) {
-  const auto t = whole(direction::request, "GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept: */* \r\n\r\n");
+  const auto t =
+      whole(direction::request, "GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept: */* \r\n\r\n");
   ASSERT_EQ(t.events.size(), 2u);
   EXPECT_EQ(t.events[0], "head GET /a?b=c 1.1 [Host=x] [Accept=*/*] body=0/0 keep");
   EXPECT_EQ(t.events[1], "complete");
@@ -281,8 +281,7 @@ TEST(http1_request, expect_100_continue) {
             parse_status::head);
   EXPECT_TRUE(p.head().expect_continue);
   http1_parser q(direction::request);
-  ASSERT_EQ(q.parse("PUT /f HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").status,
-            parse_status::head);
+  ASSERT_EQ(q.parse("PUT /f HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").status, parse_status::head);
   EXPECT_FALSE(q.head().expect_continue); // HTTP/1.0 has no 100-continue.
   http1_parser r(direction::request);
   ASSERT_EQ(r.parse("GET / HTTP/1.1\r\n\r\n").status, parse_status::head);
@@ -459,8 +458,7 @@ TEST(http1_smuggling, chunk_size_not_hex) {
 
 TEST(http1_smuggling, chunk_size_overflow) {
   const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-  EXPECT_EQ(refusal(head + "1000000000000000000000\r\nhello\r\n0\r\n\r\n"),
-            http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "1000000000000000000000\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
   EXPECT_EQ(refusal(head + "10000000000000000\r\n"), http_error::bad_chunk); // 2^64
   // 15 hex digits is the most accepted; leading zeros count.
   EXPECT_EQ(refusal(head + "000000000000005\r\nhello\r\n0\r\n\r\n"), std::nullopt);
@@ -695,8 +693,8 @@ TEST(http1_response, until_close_body) {
   EXPECT_EQ(a.events[2], "complete");
   EXPECT_EQ(a, bytewise(direction::response, in, true));
   // Transfer-Encoding without chunked last in a response: until close too.
-  const auto b = whole(direction::response, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz",
-                       true);
+  const auto b =
+      whole(direction::response, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz", true);
   ASSERT_EQ(b.events.size(), 3u);
   EXPECT_NE(b.events[0].find("body=3/0 close"), std::string::npos);
 }
@@ -711,9 +709,9 @@ TEST(http1_response, chunked) {
 }
 
 TEST(http1_response, switching_protocols_and_connect) {
-  const auto a = whole(direction::response,
-                       "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
-                       "Upgrade: websocket\r\n\r\n\x81\x00"s);
+  const auto a =
+      whole(direction::response, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                                 "Upgrade: websocket\r\n\r\n\x81\x00"s);
   ASSERT_EQ(a.events.size(), 3u);
   EXPECT_EQ(a.events[2], "upgrade");
   EXPECT_EQ(a.opaque, "\x81\x00"s);
@@ -721,8 +719,8 @@ TEST(http1_response, switching_protocols_and_connect) {
   ASSERT_EQ(b.events.size(), 3u);
   EXPECT_EQ(b.events[2], "upgrade");
   EXPECT_EQ(b.opaque, "raw");
-  const auto c = whole(direction::response, "HTTP/1.1 407 Auth\r\nContent-Length: 0\r\n\r\n",
-                       false, {"CONNECT"});
+  const auto c = whole(direction::response, "HTTP/1.1 407 Auth\r\nContent-Length: 0\r\n\r\n", false,
+                       {"CONNECT"});
   ASSERT_EQ(c.events.size(), 2u);
   EXPECT_EQ(c.events[1], "complete");
 }
@@ -810,13 +808,14 @@ TEST(http1_forward, removes_hop_by_hop_and_adds_via_and_xff) {
   forward_options opts;
   opts.client_address = "10.0.0.7";
   opts.proto = "https";
-  const std::string out = forward(direction::request,
-                                  "POST /x?y HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\n"
-                                  "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nTE: trailers\r\n"
-                                  "Trailer: T\r\nProxy-Connection: close\r\nUpgrade: h2c\r\n"
-                                  "X-Forwarded-Proto: http\r\nAccept: */*\r\n"
-                                  "Transfer-Encoding: chunked\r\n\r\n",
-                                  opts);
+  const std::string out =
+      forward(direction::request,
+              "POST /x?y HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\n"
+              "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nTE: trailers\r\n"
+              "Trailer: T\r\nProxy-Connection: close\r\nUpgrade: h2c\r\n"
+              "X-Forwarded-Proto: http\r\nAccept: */*\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n",
+              opts);
   EXPECT_EQ(out, "POST /x?y HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\n"
                  "Transfer-Encoding: chunked\r\nvia: 1.1 starling\r\n"
                  "x-forwarded-for: 10.0.0.7\r\nx-forwarded-proto: https\r\n\r\n");
@@ -899,12 +898,8 @@ TEST(http1_forward, round_trip) {
   for (const auto& h : q.head().headers)
     got.emplace_back(h.name, h.value);
   const std::vector<std::pair<std::string, std::string>> want{
-      {"Host", "svc.internal"},
-      {"X-Keep", "Mixed Case"},
-      {"content-length", "4"},
-      {"Cookie", "a=b; c=d"},
-      {"via", "1.1 starling"},
-      {"x-forwarded-for", "192.0.2.1"},
+      {"Host", "svc.internal"},     {"X-Keep", "Mixed Case"}, {"content-length", "4"},
+      {"Cookie", "a=b; c=d"},       {"via", "1.1 starling"},  {"x-forwarded-for", "192.0.2.1"},
       {"x-forwarded-proto", "http"}};
   EXPECT_EQ(got, want);
   EXPECT_TRUE(q.head().keep_alive); // Connection: close was the client's hop only.
