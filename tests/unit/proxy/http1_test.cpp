@@ -1,6 +1,8 @@
 // HTTP/1.1 framing (proxy/http1.hpp): events, limits, every smuggling refusal with its exact
 // bytes, split-invariance, forwarding and generated responses.
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <optional>
 #include <ostream>
 #include <random>
@@ -11,6 +13,40 @@
 #include <gtest/gtest.h>
 
 #include "proxy/http1.hpp"
+
+// Counts heap allocations while `counting_allocations` is set, to show the steady state
+// allocates nothing. Not under ASan, which owns operator new.
+#if defined(__SANITIZE_ADDRESS__)
+#define STARLING_COUNT_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STARLING_COUNT_ALLOCATIONS 0
+#endif
+#endif
+#ifndef STARLING_COUNT_ALLOCATIONS
+#define STARLING_COUNT_ALLOCATIONS 1
+#endif
+
+namespace {
+bool counting_allocations = false;
+std::size_t allocations = 0;
+} // namespace
+
+#if STARLING_COUNT_ALLOCATIONS
+// g++ sees the replaced operator delete free() what operator new returned and warns.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void* operator new(std::size_t n) {
+  if (counting_allocations)
+    ++allocations;
+  if (void* p = std::malloc(n == 0 ? 1 : n))
+    return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#endif
 
 namespace starling::proxy {
 namespace {
@@ -740,6 +776,47 @@ TEST(http1_response, status_without_reason) {
   const auto t = whole(direction::response, "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n");
   ASSERT_EQ(t.events.size(), 2u);
   EXPECT_EQ(t.events[0], "head 200  1.1 [Content-Length=0] body=0/0 keep");
+}
+
+TEST(http1_speed, steady_state_allocates_nothing) {
+  if (!STARLING_COUNT_ALLOCATIONS)
+    GTEST_SKIP() << "operator new belongs to the sanitizer";
+  std::string stream;
+  for (int i = 0; i < 200; ++i)
+    stream += "POST /api/v1/items?id=" + std::to_string(i) +
+              " HTTP/1.1\r\nHost: svc\r\nUser-Agent: t\r\nAccept: */*\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"
+              "GET /x HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, x-a\r\nx-a: 1\r\n\r\n";
+  http1_parser p(direction::request);
+  std::string out;
+  out.reserve(4096);
+  forward_options opts;
+  opts.client_address = "10.1.2.3";
+  std::size_t heads = 0;
+  std::span<const char> in(stream);
+  auto step = [&] {
+    const auto r = p.parse(in);
+    if (r.status == parse_status::head) {
+      out.clear();
+      write_forward_head(p.head(), opts, out);
+      ++heads;
+    }
+    in = in.subspan(r.consumed);
+    return r.status;
+  };
+  while (heads < 2) // Warm up: the buffers reach their working size.
+    ASSERT_NE(step(), parse_status::error);
+  allocations = 0;
+  counting_allocations = true;
+  delete new int(1); // The counter works: this is one.
+  EXPECT_EQ(allocations, 1u);
+  allocations = 0;
+  while (!in.empty())
+    if (step() == parse_status::error)
+      break;
+  counting_allocations = false;
+  EXPECT_EQ(heads, 400u);
+  EXPECT_EQ(allocations, 0u);
 }
 
 // --- split invariance ---------------------------------------------------------------------
