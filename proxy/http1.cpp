@@ -454,8 +454,9 @@ http_error http1_parser::check_start_line(std::string_view line) noexcept {
     if (target.empty() ||
         !std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
       return http_error::bad_target;
-    head_.method = method;
-    head_.target = target;
+    // Offsets, not views: head_buf_ may still move while the header lines are appended.
+    start_a_ = {0, method.size()};
+    start_b_ = {sp1 + 1, target.size()};
     head_.version_minor = version.back() == '1' ? 1 : 0;
     return {};
   }
@@ -476,7 +477,7 @@ http_error http1_parser::check_start_line(std::string_view line) noexcept {
   if (!std::all_of(reason.begin(), reason.end(), is_field_byte))
     return http_error::malformed;
   head_.status = status;
-  head_.reason = reason;
+  start_b_ = {line.size() > 13 ? 13 : line.size(), reason.size()};
   head_.version_minor = line[7] == '1' ? 1 : 0;
   return {};
 }
@@ -510,6 +511,12 @@ http_error http1_parser::decide_body() noexcept {
   auto& h = head_;
   h.headers = headers_;
   h.raw = head_buf_;
+  if (dir_ == direction::request) {
+    h.method = h.raw.substr(start_a_.first, start_a_.second);
+    h.target = h.raw.substr(start_b_.first, start_b_.second);
+  } else {
+    h.reason = h.raw.substr(start_b_.first, start_b_.second);
+  }
   bool has_te = false;
   for (const auto& f : headers_)
     if (iequals(f.name, "transfer-encoding")) {

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <llhttp.h>
@@ -239,6 +240,10 @@ private:
   /// The previous message completed; its head stays readable until new bytes arrive.
   bool pending_reset_ = false;
   message_head head_;
+  /// Offset and length in head_buf_ of the method (requests).
+  std::pair<std::size_t, std::size_t> start_a_{};
+  /// Offset and length in head_buf_ of the target (requests) or reason (responses).
+  std::pair<std::size_t, std::size_t> start_b_{};
   std::uint16_t head_flags_ = 0;          ///< llhttp's flags at headers complete.
   std::uint64_t head_content_length_ = 0; ///< llhttp's Content-Length at headers complete.
   std::uint8_t head_method_ = 0;          ///< llhttp's method at headers complete.

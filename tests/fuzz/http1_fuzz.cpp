@@ -79,6 +79,15 @@ outcome run(direction dir, std::span<const char> data, std::size_t slice, bool t
         const auto& h = p.head();
         if (h.raw.size() > 64 * 1024 || h.headers.size() > 100)
           __builtin_trap();
+        auto inside = [&](std::string_view v) {
+          return v.empty() ||
+                 (v.data() >= h.raw.data() && v.data() + v.size() <= h.raw.data() + h.raw.size());
+        };
+        if (!inside(h.method) || !inside(h.target) || !inside(h.reason))
+          __builtin_trap();
+        for (const auto& f : h.headers)
+          if (!inside(f.name) || !inside(f.value) || f.name.empty())
+            __builtin_trap();
         o.heads.push_back(std::string(h.raw.substr(0, h.raw.find('\r'))) + "/" +
                           std::to_string(h.headers.size()));
         check_forward(p, dir);

@@ -264,6 +264,27 @@ TEST(http1_request, head_views_and_raw) {
   EXPECT_EQ(p.messages(), 1u);
 }
 
+bool within(std::string_view part, std::string_view whole) {
+  return part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size();
+}
+
+TEST(http1_request, views_point_into_the_head_after_it_grew) {
+  // Regression: the start line's views were taken before the header lines were appended,
+  // and the buffer moved when it grew (found by ASan).
+  http1_parser p(direction::request);
+  const std::string in = "GET /t HTTP/1.1\r\nX: " + std::string(20000, 'v') + "\r\n\r\n";
+  ASSERT_EQ(p.parse(in).status, parse_status::head);
+  EXPECT_TRUE(within(p.head().method, p.head().raw));
+  EXPECT_TRUE(within(p.head().target, p.head().raw));
+  EXPECT_EQ(p.head().method, "GET");
+  EXPECT_EQ(p.head().target, "/t");
+  http1_parser q(direction::response);
+  const std::string out = "HTTP/1.1 200 Fine\r\nX: " + std::string(20000, 'v') + "\r\n\r\n";
+  ASSERT_EQ(q.parse(out).status, parse_status::head);
+  EXPECT_TRUE(within(q.head().reason, q.head().raw));
+  EXPECT_EQ(q.head().reason, "Fine");
+}
+
 TEST(http1_request, chunked_body_is_raw_wire_bytes) {
   const std::string body = "5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n"
                            "Trailer-X: t\r\n\r\n";
