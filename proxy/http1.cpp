@@ -1,0 +1,904 @@
+// HTTP/1.1 framing (http1.hpp). Heads: our line scanner buffers and checks the line
+// discipline (CRLF only, no obs-fold, no space before a colon, bounds), then llhttp parses
+// the complete head in one call for the field semantics (methods, tokens, Content-Length,
+// Transfer-Encoding, Connection). Bodies: framed here, strictly, so that the raw bytes we
+// forward are exactly the bytes we validated.
+//
+// Why not let llhttp frame bodies too: starling_llhttp is compiled without
+// LLHTTP_STRICT_MODE, and in that (loose) mode llhttp accepts, among others, a chunk whose
+// data is followed by two arbitrary bytes instead of CRLF, bare LF line ends in the head,
+// obs-fold, "Host :" and a request line without a version. The checks below refuse all of
+// them whatever mode llhttp was built in.
+#include "proxy/http1.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+
+namespace starling::proxy {
+
+namespace {
+
+constexpr std::array<std::string_view, 28> error_names{
+    "unknown",
+    "malformed",
+    "bad_method",
+    "bad_target",
+    "bad_version",
+    "bad_header",
+    "space_before_colon",
+    "obs_fold",
+    "bare_cr",
+    "bare_lf",
+    "bad_content_length",
+    "duplicate_content_length",
+    "smuggling_cl_te",
+    "bad_transfer_encoding",
+    "bad_chunk",
+    "truncated",
+    "header_too_large",
+    "too_many_headers",
+    "target_too_long",
+    "body_too_large",
+    "forbidden",
+    "no_route",
+    "upstream_connect",
+    "upstream_reset",
+    "upstream_malformed",
+    "no_upstream",
+    "overloaded",
+    "upstream_timeout",
+};
+
+constexpr char lower(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+/// ASCII case-insensitive equality; `b` must be lower case.
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size())
+    return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != b[i])
+      return false;
+  return true;
+}
+
+constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
+
+/// RFC 9110 tchar.
+constexpr bool is_tchar(char c) noexcept {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+    return true;
+  switch (c) {
+  case '!':
+  case '#':
+  case '$':
+  case '%':
+  case '&':
+  case '\'':
+  case '*':
+  case '+':
+  case '-':
+  case '.':
+  case '^':
+  case '_':
+  case '`':
+  case '|':
+  case '~':
+    return true;
+  default:
+    return false;
+  }
+}
+
+/// A byte allowed in a field value or reason phrase: HT, SP, VCHAR, obs-text.
+constexpr bool is_field_byte(char c) noexcept {
+  const auto u = static_cast<unsigned char>(c);
+  return u == '\t' || (u >= 0x20 && u != 0x7f);
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && is_ows(s.front()))
+    s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back()))
+    s.remove_suffix(1);
+  return s;
+}
+
+/// Calls f(token) for each comma-separated, trimmed, non-empty token of `value`.
+template <class F> void for_each_token(std::string_view value, F&& f) {
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    const auto token = trim(value.substr(0, comma));
+    if (!token.empty())
+      f(token);
+    if (comma == std::string_view::npos)
+      break;
+    value.remove_prefix(comma + 1);
+  }
+}
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+http_error map_llhttp(const llhttp_t& p, llhttp_errno_t err, bool in_start_line,
+                      direction dir) noexcept {
+  switch (err) {
+  case HPE_INVALID_METHOD:
+    return http_error::bad_method;
+  case HPE_INVALID_URL:
+    return http_error::bad_target;
+  case HPE_INVALID_VERSION:
+    return http_error::bad_version;
+  case HPE_INVALID_CONSTANT:
+    // Only reachable in the start line after our checks: an RTSP-only method ("DESCRIBE")
+    // with an HTTP version.
+    return in_start_line && dir == direction::request ? http_error::bad_method
+                                                      : http_error::malformed;
+  case HPE_INVALID_HEADER_TOKEN:
+    return http_error::bad_header;
+  case HPE_UNEXPECTED_CONTENT_LENGTH:
+    return (p.flags & F_TRANSFER_ENCODING) != 0 ? http_error::smuggling_cl_te
+                                                : http_error::duplicate_content_length;
+  case HPE_INVALID_CONTENT_LENGTH:
+    return http_error::bad_content_length;
+  case HPE_INVALID_TRANSFER_ENCODING:
+    return http_error::bad_transfer_encoding;
+  case HPE_LF_EXPECTED:
+    return http_error::bare_cr;
+  case HPE_CR_EXPECTED:
+    return http_error::bare_lf;
+  case HPE_UNEXPECTED_SPACE:
+    return http_error::obs_fold;
+  default:
+    return http_error::malformed;
+  }
+}
+
+} // namespace
+
+std::string_view name(http_error e) noexcept {
+  const auto i = static_cast<std::size_t>(e);
+  return i < error_names.size() ? error_names[i] : error_names[0];
+}
+
+std::uint16_t status_of(http_error e) noexcept {
+  switch (e) {
+  case http_error::header_too_large:
+  case http_error::too_many_headers:
+    return 431;
+  case http_error::target_too_long:
+    return 414;
+  case http_error::body_too_large:
+    return 413;
+  case http_error::forbidden:
+    return 403;
+  case http_error::no_route:
+    return 404;
+  case http_error::upstream_connect:
+  case http_error::upstream_reset:
+  case http_error::upstream_malformed:
+    return 502;
+  case http_error::no_upstream:
+  case http_error::overloaded:
+    return 503;
+  case http_error::upstream_timeout:
+    return 504;
+  default:
+    return 400;
+  }
+}
+
+bool is_framing_error(http_error e) noexcept {
+  const auto v = static_cast<std::uint8_t>(e);
+  return v >= static_cast<std::uint8_t>(http_error::malformed) &&
+         v <= static_cast<std::uint8_t>(http_error::body_too_large);
+}
+
+const header* message_head::find(std::string_view lower_name) const noexcept {
+  for (const auto& h : headers)
+    if (h.name.size() == lower_name.size()) {
+      bool same = true;
+      for (std::size_t i = 0; i < h.name.size() && same; ++i)
+        same = lower(h.name[i]) == lower(lower_name[i]);
+      if (same)
+        return &h;
+    }
+  return nullptr;
+}
+
+// --- parser ---------------------------------------------------------------------------
+
+http1_parser::http1_parser(direction dir, http1_limits limits) : dir_(dir), limits_(limits) {
+  llhttp_settings_init(&settings_);
+  settings_.on_header_field = &http1_parser::on_header_field;
+  settings_.on_header_value = &http1_parser::on_header_value;
+  settings_.on_headers_complete = &http1_parser::on_headers_complete;
+  settings_.on_header_field_complete = [](llhttp_t* p) {
+    static_cast<http1_parser*>(p->data)->field_open_ = false;
+    return 0;
+  };
+  settings_.on_header_value_complete = [](llhttp_t* p) {
+    static_cast<http1_parser*>(p->data)->value_open_ = false;
+    return 0;
+  };
+  llhttp_init(&llhttp_, dir == direction::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
+  llhttp_.data = this;
+  headers_.reserve(std::min<std::size_t>(limits_.max_headers, 128));
+  head_buf_.reserve(std::min<std::size_t>(limits_.max_head_bytes, 4096));
+  head_.dir = dir;
+}
+
+int http1_parser::on_header_field(llhttp_t* p, const char* at, std::size_t n) {
+  auto* self = static_cast<http1_parser*>(p->data);
+  if (self->field_open_) {
+    auto& name = self->headers_.back().name;
+    name = std::string_view(name.data(), static_cast<std::size_t>(at + n - name.data()));
+  } else {
+    self->headers_.push_back({std::string_view(at, n), {}});
+    self->field_open_ = true;
+  }
+  return 0;
+}
+
+int http1_parser::on_header_value(llhttp_t* p, const char* at, std::size_t n) {
+  auto* self = static_cast<http1_parser*>(p->data);
+  if (self->headers_.empty())
+    return -1;
+  auto& value = self->headers_.back().value;
+  if (self->value_open_ && value.data() != nullptr)
+    value = std::string_view(value.data(), static_cast<std::size_t>(at + n - value.data()));
+  else
+    value = std::string_view(at, n);
+  self->value_open_ = true;
+  return 0;
+}
+
+int http1_parser::on_headers_complete(llhttp_t* p) {
+  // llhttp clears its flags when a bodyless message completes in the same call: keep them.
+  auto* self = static_cast<http1_parser*>(p->data);
+  self->head_flags_ = p->flags;
+  self->head_content_length_ = p->content_length;
+  self->head_method_ = p->method;
+  return 0;
+}
+
+void http1_parser::start_message() noexcept {
+  head_buf_.clear();
+  headers_.clear();
+  line_start_ = 0;
+  header_lines_ = 0;
+  lead_bytes_ = 0;
+  lead_cr_ = false;
+  remaining_ = 0;
+  body_bytes_ = 0;
+  head_ = message_head{};
+  head_.dir = dir_;
+  pending_reset_ = false;
+}
+
+parse_result http1_parser::fail(http_error e, std::size_t consumed) noexcept {
+  state_ = state::failed;
+  error_ = e;
+  return {parse_status::error, consumed, {}, e};
+}
+
+void http1_parser::expect_response_to(std::string_view method) noexcept {
+  response_to_head_ = method == "HEAD";
+  response_to_connect_ = method == "CONNECT";
+}
+
+void http1_parser::resume_after_upgrade() noexcept {
+  if (state_ != state::tunnel)
+    return;
+  state_ = state::start_line;
+  pending_reset_ = true;
+}
+
+parse_result http1_parser::parse(std::span<const char> in) noexcept {
+  switch (state_) {
+  case state::failed:
+    return {parse_status::error, 0, {}, error_};
+  case state::tunnel:
+    return {parse_status::upgrade, 0, {}, {}};
+  case state::done:
+    ++messages_;
+    if (dir_ == direction::response && !head_.is_interim()) {
+      response_to_head_ = false;
+      response_to_connect_ = false;
+    }
+    if (head_.upgrade) {
+      state_ = state::tunnel;
+    } else {
+      state_ = state::start_line;
+      pending_reset_ = true;
+    }
+    return {parse_status::complete, 0, {}, {}};
+  case state::start_line:
+  case state::headers:
+    return scan_head(in);
+  case state::body_length: {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size()));
+    if (n == 0)
+      return {};
+    remaining_ -= n;
+    if (remaining_ == 0)
+      state_ = state::done;
+    return {parse_status::body, n, in.first(n), {}};
+  }
+  case state::body_close:
+    if (in.empty())
+      return {};
+    body_bytes_ += in.size();
+    if (limits_.max_body_bytes != 0 && body_bytes_ > limits_.max_body_bytes)
+      return fail(http_error::body_too_large, 0);
+    return {parse_status::body, in.size(), in, {}};
+  default:
+    return scan_chunked(in);
+  }
+}
+
+parse_result http1_parser::finish() noexcept {
+  switch (state_) {
+  case state::failed:
+    return {parse_status::error, 0, {}, error_};
+  case state::tunnel:
+    return {parse_status::upgrade, 0, {}, {}};
+  case state::body_close:
+    state_ = state::done;
+    return parse({});
+  case state::done:
+    return parse({});
+  case state::start_line:
+    if (pending_reset_ || (head_buf_.empty() && !lead_cr_))
+      return {};
+    return fail(http_error::truncated, 0);
+  default:
+    return fail(http_error::truncated, 0);
+  }
+}
+
+parse_result http1_parser::scan_head(std::span<const char> in) noexcept {
+  if (in.empty())
+    return {};
+  if (pending_reset_)
+    start_message();
+  std::size_t i = 0;
+  const std::size_t size = in.size();
+  // RFC 9112 2.2: a server ignores empty lines before a request line. Bounded by the head
+  // limit so a stream of CRLFs is not consumed forever.
+  if (dir_ == direction::request) {
+    while (i < size && head_buf_.empty()) {
+      const char c = in[i];
+      if (lead_cr_) {
+        if (c != '\n')
+          return fail(http_error::bare_cr, i);
+        lead_cr_ = false;
+      } else if (c == '\r') {
+        lead_cr_ = true;
+      } else if (c == '\n') {
+        return fail(http_error::bare_lf, i);
+      } else {
+        break;
+      }
+      ++i;
+      if (++lead_bytes_ > limits_.max_head_bytes)
+        return fail(http_error::header_too_large, i);
+    }
+  }
+  while (i < size) {
+    const char* nl = static_cast<const char*>(std::memchr(in.data() + i, '\n', size - i));
+    const std::size_t end = nl != nullptr ? static_cast<std::size_t>(nl - in.data()) + 1 : size;
+    const std::size_t n = end - i;
+    if (head_buf_.size() + n > limits_.max_head_bytes)
+      return fail(http_error::header_too_large, i);
+    head_buf_.append(in.data() + i, n);
+    i = end;
+    if (nl == nullptr)
+      break;
+    // A complete line [line_start_, size) ending in LF.
+    const std::string_view line(head_buf_.data() + line_start_, head_buf_.size() - line_start_);
+    if (line.size() < 2 || line[line.size() - 2] != '\r')
+      return fail(http_error::bare_lf, i);
+    const auto content = line.substr(0, line.size() - 2);
+    if (content.find('\r') != std::string_view::npos)
+      return fail(http_error::bare_cr, i);
+    line_start_ = head_buf_.size();
+    if (state_ == state::start_line) {
+      if (const auto e = check_start_line(content); e != http_error{})
+        return fail(e, i);
+      state_ = state::headers;
+      continue;
+    }
+    if (content.empty())
+      return finish_head(i);
+    if (is_ows(content.front()))
+      return fail(http_error::obs_fold, i);
+    if (++header_lines_ > limits_.max_headers)
+      return fail(http_error::too_many_headers, i);
+    const auto colon = content.find(':');
+    if (colon == std::string_view::npos || colon == 0)
+      return fail(http_error::bad_header, i);
+    if (is_ows(content[colon - 1]))
+      return fail(http_error::space_before_colon, i);
+  }
+  return {parse_status::need_more, i, {}, {}};
+}
+
+http_error http1_parser::check_start_line(std::string_view line) noexcept {
+  if (dir_ == direction::request) {
+    const auto sp1 = line.find(' ');
+    const auto sp2 = line.rfind(' ');
+    if (sp1 == std::string_view::npos || sp1 == 0)
+      return line.empty() || sp1 == 0 ? http_error::bad_method : http_error::malformed;
+    if (sp2 == sp1)
+      return http_error::bad_version; // "GET /": HTTP/0.9 has no version and no headers.
+    const auto method = line.substr(0, sp1);
+    const auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    const auto version = line.substr(sp2 + 1);
+    if (!std::all_of(method.begin(), method.end(), is_tchar))
+      return http_error::bad_method;
+    if (version != "HTTP/1.1" && version != "HTTP/1.0")
+      return http_error::bad_version;
+    if (target.size() > limits_.max_target_bytes)
+      return http_error::target_too_long;
+    if (target.empty() ||
+        !std::all_of(target.begin(), target.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
+      return http_error::bad_target;
+    // Offsets, not views: head_buf_ may still move while the header lines are appended.
+    start_a_ = {0, method.size()};
+    start_b_ = {sp1 + 1, target.size()};
+    head_.version_minor = version.back() == '1' ? 1 : 0;
+    return {};
+  }
+  // status-line = HTTP-version SP 3DIGIT SP [ reason-phrase ]; "HTTP/1.1 200" (no SP)
+  // is accepted too, as every client does.
+  if (line.size() < 12 || !line.starts_with("HTTP/1.") || line[8] != ' ')
+    return line.starts_with("HTTP/") ? http_error::bad_version : http_error::malformed;
+  if (line[7] != '0' && line[7] != '1')
+    return http_error::bad_version;
+  const auto code = line.substr(9, 3);
+  std::uint16_t status = 0;
+  if (std::from_chars(code.data(), code.data() + 3, status).ptr != code.data() + 3 ||
+      status < 100 || status > 599)
+    return http_error::malformed;
+  if (line.size() > 12 && line[12] != ' ')
+    return http_error::malformed;
+  const auto reason = line.size() > 13 ? line.substr(13) : std::string_view{};
+  if (!std::all_of(reason.begin(), reason.end(), is_field_byte))
+    return http_error::malformed;
+  head_.status = status;
+  start_b_ = {line.size() > 13 ? 13 : line.size(), reason.size()};
+  head_.version_minor = line[7] == '1' ? 1 : 0;
+  return {};
+}
+
+http_error http1_parser::run_llhttp() noexcept {
+  llhttp_reset(&llhttp_);
+  llhttp_.data = this;
+  headers_.clear();
+  field_open_ = false;
+  value_open_ = false;
+  head_flags_ = 0;
+  head_content_length_ = 0;
+  head_method_ = 0;
+  const auto err = llhttp_execute(&llhttp_, head_buf_.data(), head_buf_.size());
+  if (err != HPE_OK && err != HPE_PAUSED_UPGRADE) {
+    const char* pos = llhttp_get_error_pos(&llhttp_);
+    const auto first_line = head_buf_.find('\n');
+    const bool in_start_line =
+        pos != nullptr && static_cast<std::size_t>(pos - head_buf_.data()) <= first_line;
+    return map_llhttp(llhttp_, err, in_start_line, dir_);
+  }
+  if (headers_.size() != header_lines_)
+    return http_error::malformed; // Our line count and llhttp's fields must agree.
+  for (auto& h : headers_)
+    h.value = trim(h.value);
+  return {};
+}
+
+http_error http1_parser::decide_body() noexcept {
+  const auto flags = head_flags_;
+  auto& h = head_;
+  h.headers = headers_;
+  h.raw = head_buf_;
+  if (dir_ == direction::request) {
+    h.method = h.raw.substr(start_a_.first, start_a_.second);
+    h.target = h.raw.substr(start_b_.first, start_b_.second);
+  } else {
+    h.reason = h.raw.substr(start_b_.first, start_b_.second);
+  }
+  bool has_te = false;
+  for (const auto& f : headers_)
+    if (iequals(f.name, "transfer-encoding")) {
+      has_te = true;
+      if (f.value.empty())
+        return http_error::bad_transfer_encoding;
+    }
+  // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+  if (has_te && h.version_minor == 0)
+    return http_error::bad_transfer_encoding;
+  const bool chunked = (flags & F_CHUNKED) != 0;
+  const bool has_cl = (flags & F_CONTENT_LENGTH) != 0;
+  if (has_te && has_cl)
+    return http_error::smuggling_cl_te;
+  h.content_length = has_cl ? head_content_length_ : 0;
+  if (dir_ == direction::request) {
+    h.is_connect = head_method_ == HTTP_CONNECT;
+    if (h.is_connect) {
+      // A CONNECT request has no content (RFC 9110 9.3.6); a length would be ambiguous.
+      if (has_te || h.content_length != 0)
+        return http_error::malformed;
+      h.body = body_kind::none;
+      h.upgrade = true;
+    } else if (has_te) {
+      if (!chunked) // The final coding of a request must be chunked (RFC 9112 6.3).
+        return http_error::bad_transfer_encoding;
+      h.body = body_kind::chunked;
+    } else {
+      h.body = h.content_length != 0 ? body_kind::content_length : body_kind::none;
+    }
+    if (!h.is_connect)
+      h.upgrade = (flags & F_UPGRADE) != 0 && (flags & F_CONNECTION_UPGRADE) != 0;
+    if (h.version_minor == 1)
+      if (const auto* e = h.find("expect"); e != nullptr && iequals(e->value, "100-continue"))
+        h.expect_continue = true;
+  } else {
+    const auto s = h.status;
+    if (s < 200) {
+      h.body = body_kind::none;
+      h.upgrade = s == 101;
+    } else if (response_to_connect_ && s < 300) {
+      h.body = body_kind::none;
+      h.upgrade = true;
+    } else if (response_to_head_ || s == 204 || s == 304) {
+      h.body = body_kind::none;
+    } else if (has_te) {
+      h.body = chunked ? body_kind::chunked : body_kind::until_close;
+    } else if (has_cl) {
+      h.body = h.content_length != 0 ? body_kind::content_length : body_kind::none;
+    } else {
+      h.body = body_kind::until_close;
+    }
+  }
+  if (h.body != body_kind::content_length)
+    h.content_length = 0;
+  h.keep_alive = h.version_minor == 1 ? (flags & F_CONNECTION_CLOSE) == 0
+                                      : (flags & F_CONNECTION_KEEP_ALIVE) != 0;
+  if (h.body == body_kind::until_close)
+    h.keep_alive = false;
+  if (limits_.max_body_bytes != 0 && h.content_length > limits_.max_body_bytes)
+    return http_error::body_too_large;
+  return {};
+}
+
+parse_result http1_parser::finish_head(std::size_t consumed) noexcept {
+  if (const auto e = run_llhttp(); e != http_error{})
+    return fail(e, consumed);
+  if (const auto e = decide_body(); e != http_error{})
+    return fail(e, consumed);
+  switch (head_.body) {
+  case body_kind::none:
+    state_ = state::done;
+    break;
+  case body_kind::content_length:
+    remaining_ = head_.content_length;
+    state_ = state::body_length;
+    break;
+  case body_kind::chunked:
+    remaining_ = 0;
+    chunk_line_ = 0;
+    chunk_digits_ = 0;
+    state_ = state::chunk_size;
+    break;
+  case body_kind::until_close:
+    state_ = state::body_close;
+    break;
+  }
+  return {parse_status::head, consumed, {}, {}};
+}
+
+parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
+  const std::size_t size = in.size();
+  std::size_t i = 0;
+  while (i < size && state_ != state::done) {
+    const char c = in[i];
+    switch (state_) {
+    case state::chunk_size: {
+      if (++chunk_line_ > limits_.max_chunk_line_bytes)
+        return fail(http_error::bad_chunk, i);
+      const int v = hex_value(c);
+      if (v >= 0) {
+        // 15 hex digits (60 bits) is far beyond any real chunk and cannot overflow.
+        if (++chunk_digits_ > 15)
+          return fail(http_error::bad_chunk, i);
+        remaining_ = remaining_ * 16 + static_cast<unsigned>(v);
+      } else if (chunk_digits_ != 0 && c == ';') {
+        state_ = state::chunk_ext;
+      } else if (chunk_digits_ != 0 && c == '\r') {
+        state_ = state::chunk_size_lf;
+      } else {
+        return fail(http_error::bad_chunk, i);
+      }
+      ++i;
+      break;
+    }
+    case state::chunk_ext:
+      if (++chunk_line_ > limits_.max_chunk_line_bytes)
+        return fail(http_error::bad_chunk, i);
+      if (c == '\r')
+        state_ = state::chunk_size_lf;
+      else if (c == '\t' || (c >= 0x20 && c < 0x7f))
+        ; // Extensions are forwarded untouched; only their bytes and length are bounded.
+      else
+        return fail(http_error::bad_chunk, i);
+      ++i;
+      break;
+    case state::chunk_size_lf:
+      if (c != '\n')
+        return fail(http_error::bad_chunk, i);
+      ++i;
+      if (remaining_ == 0) {
+        state_ = state::trailer;
+        trailer_bytes_ = 0;
+        header_lines_ = 0;
+        trailer_line_empty_ = true;
+        trailer_cr_ = false;
+        trailer_colon_ = false;
+      } else {
+        body_bytes_ += remaining_;
+        if (limits_.max_body_bytes != 0 && body_bytes_ > limits_.max_body_bytes)
+          return fail(http_error::body_too_large, i);
+        state_ = state::chunk_data;
+      }
+      break;
+    case state::chunk_data: {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, size - i));
+      remaining_ -= n;
+      i += n;
+      if (remaining_ == 0)
+        state_ = state::chunk_data_cr;
+      break;
+    }
+    case state::chunk_data_cr:
+      if (c != '\r')
+        return fail(http_error::bad_chunk, i);
+      state_ = state::chunk_data_lf;
+      ++i;
+      break;
+    case state::chunk_data_lf:
+      if (c != '\n')
+        return fail(http_error::bad_chunk, i);
+      state_ = state::chunk_size;
+      chunk_line_ = 0;
+      chunk_digits_ = 0;
+      remaining_ = 0;
+      ++i;
+      break;
+    case state::trailer:
+      if (++trailer_bytes_ > limits_.max_head_bytes)
+        return fail(http_error::header_too_large, i);
+      if (trailer_cr_) {
+        if (c != '\n')
+          return fail(http_error::bare_cr, i);
+        ++i;
+        if (trailer_line_empty_) {
+          state_ = state::done;
+          break;
+        }
+        if (!trailer_colon_)
+          return fail(http_error::bad_header, i);
+        if (++header_lines_ > limits_.max_headers)
+          return fail(http_error::too_many_headers, i);
+        trailer_line_empty_ = true;
+        trailer_cr_ = false;
+        trailer_colon_ = false;
+        break;
+      }
+      if (c == '\r') {
+        trailer_cr_ = true;
+      } else if (c == '\n') {
+        return fail(http_error::bare_lf, i);
+      } else if (trailer_colon_) {
+        if (!is_field_byte(c))
+          return fail(http_error::bad_header, i);
+      } else if (c == ':') {
+        if (trailer_line_empty_)
+          return fail(http_error::bad_header, i);
+        trailer_colon_ = true;
+      } else if (is_ows(c)) {
+        return fail(trailer_line_empty_ ? http_error::obs_fold : http_error::space_before_colon, i);
+      } else if (!is_tchar(c)) {
+        return fail(http_error::bad_header, i);
+      }
+      if (c != '\r')
+        trailer_line_empty_ = false;
+      ++i;
+      break;
+    default:
+      return fail(http_error::malformed, i);
+    }
+  }
+  if (i == 0)
+    return {};
+  return {parse_status::body, i, in.first(i), {}};
+}
+
+// --- forwarding -----------------------------------------------------------------------
+
+namespace {
+
+/// True if a `Connection` header of `h` names `field` (as a hop-by-hop header to drop).
+bool named_by_connection(const message_head& h, std::string_view field) {
+  bool named = false;
+  for (const auto& c : h.headers) {
+    if (!iequals(c.name, "connection"))
+      continue;
+    for_each_token(c.value, [&](std::string_view token) {
+      if (token.size() == field.size()) {
+        bool same = true;
+        for (std::size_t i = 0; i < token.size() && same; ++i)
+          same = lower(token[i]) == lower(field[i]);
+        named = named || same;
+      }
+    });
+    if (named)
+      return true;
+  }
+  return false;
+}
+
+bool is_hop_by_hop(const message_head& h, std::string_view name) {
+  if (iequals(name, "connection") || iequals(name, "keep-alive") ||
+      iequals(name, "proxy-connection") || iequals(name, "te") || iequals(name, "trailer"))
+    return true;
+  if (iequals(name, "upgrade"))
+    return !h.upgrade;
+  // Framing and Host are never dropped, whatever Connection says: dropping them would
+  // change how the next hop delimits the body we forward raw.
+  if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+      iequals(name, "host"))
+    return false;
+  return named_by_connection(h, name);
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+} // namespace
+
+void write_forward_head(const message_head& h, const forward_options& opts, std::string& out) {
+  const auto eol = h.raw.find("\r\n");
+  out.append(h.raw.substr(0, eol == std::string_view::npos ? h.raw.size() : eol));
+  out.append("\r\n");
+  const bool request = h.dir == direction::request;
+  const bool set_proto = request && !opts.proto.empty();
+  const bool add_xff = request && !opts.client_address.empty();
+  std::size_t last_xff = h.headers.size();
+  if (add_xff)
+    for (std::size_t i = 0; i < h.headers.size(); ++i)
+      if (iequals(h.headers[i].name, "x-forwarded-for"))
+        last_xff = i;
+  for (std::size_t i = 0; i < h.headers.size(); ++i) {
+    const auto& f = h.headers[i];
+    if (is_hop_by_hop(h, f.name))
+      continue;
+    if (set_proto && iequals(f.name, "x-forwarded-proto"))
+      continue;
+    if (i == last_xff) {
+      out.append(f.name);
+      out.append(": ");
+      if (!f.value.empty()) {
+        out.append(f.value);
+        out.append(", ");
+      }
+      out.append(opts.client_address);
+      out.append("\r\n");
+      continue;
+    }
+    append_header(out, f.name, f.value);
+  }
+  out.append(h.version_minor == 1 ? "via: 1.1 starling\r\n" : "via: 1.0 starling\r\n");
+  if (add_xff && last_xff == h.headers.size())
+    append_header(out, "x-forwarded-for", opts.client_address);
+  if (set_proto)
+    append_header(out, "x-forwarded-proto", opts.proto);
+  for (const auto& f : opts.extra)
+    append_header(out, f.name, f.value);
+  // A switch of protocols needs `Connection: upgrade` on every hop; a CONNECT tunnel does not.
+  const bool switching = h.upgrade && (request ? !h.is_connect : h.status == 101);
+  if (switching && !opts.close)
+    out.append("connection: upgrade\r\n");
+  else if (opts.close)
+    out.append("connection: close\r\n");
+  out.append("\r\n");
+}
+
+void write_error_response(http_error reason, std::string& out, bool close,
+                          std::string_view detail) {
+  const auto status = status_of(reason);
+  std::string_view phrase;
+  switch (status) {
+  case 400:
+    phrase = "Bad Request";
+    break;
+  case 403:
+    phrase = "Forbidden";
+    break;
+  case 404:
+    phrase = "Not Found";
+    break;
+  case 413:
+    phrase = "Content Too Large";
+    break;
+  case 414:
+    phrase = "URI Too Long";
+    break;
+  case 431:
+    phrase = "Request Header Fields Too Large";
+    break;
+  case 502:
+    phrase = "Bad Gateway";
+    break;
+  case 503:
+    phrase = "Service Unavailable";
+    break;
+  case 504:
+    phrase = "Gateway Timeout";
+    break;
+  default:
+    phrase = "Error";
+    break;
+  }
+  const auto code = name(reason);
+  std::size_t detail_len = 0;
+  for (const char c : detail)
+    detail_len += (c >= 0x20 && c < 0x7f) ? 1 : 0;
+  // Body: "<phrase>: <code>[ (<detail>)]\n"
+  const std::size_t body_len =
+      phrase.size() + 2 + code.size() + (detail_len != 0 ? detail_len + 3 : 0) + 1;
+  std::array<char, 8> status_text{};
+  std::array<char, 24> length_text{};
+  const auto st =
+      std::to_chars(status_text.data(), status_text.data() + status_text.size(), status);
+  const auto lt =
+      std::to_chars(length_text.data(), length_text.data() + length_text.size(), body_len);
+  out.append("HTTP/1.1 ");
+  out.append(status_text.data(), st.ptr);
+  out.append(" ");
+  out.append(phrase);
+  out.append("\r\ncontent-type: text/plain\r\ncontent-length: ");
+  out.append(length_text.data(), lt.ptr);
+  out.append("\r\nx-starling-error: ");
+  out.append(code);
+  out.append("\r\n");
+  if (close || is_framing_error(reason))
+    out.append("connection: close\r\n");
+  out.append("\r\n");
+  out.append(phrase);
+  out.append(": ");
+  out.append(code);
+  if (detail_len != 0) {
+    out.append(" (");
+    for (const char c : detail)
+      if (c >= 0x20 && c < 0x7f)
+        out.push_back(c);
+    out.append(")");
+  }
+  out.append("\n");
+}
+
+} // namespace starling::proxy

@@ -1,0 +1,1052 @@
+// HTTP/1.1 framing (proxy/http1.hpp): events, limits, every smuggling refusal with its exact
+// bytes, split-invariance, forwarding and generated responses.
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <optional>
+#include <ostream>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "proxy/http1.hpp"
+
+// Counts heap allocations while `counting_allocations` is set, to show the steady state
+// allocates nothing. Not under ASan, which owns operator new.
+#if defined(__SANITIZE_ADDRESS__)
+#define STARLING_COUNT_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define STARLING_COUNT_ALLOCATIONS 0
+#endif
+#endif
+#ifndef STARLING_COUNT_ALLOCATIONS
+#define STARLING_COUNT_ALLOCATIONS 1
+#endif
+
+namespace {
+bool counting_allocations = false;
+std::size_t allocations = 0;
+} // namespace
+
+#if STARLING_COUNT_ALLOCATIONS
+// g++ sees the replaced operator delete free() what operator new returned and warns.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+void* operator new(std::size_t n) {
+  if (counting_allocations)
+    ++allocations;
+  if (void* p = std::malloc(n == 0 ? 1 : n))
+    return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#endif
+
+namespace starling::proxy {
+namespace {
+
+using namespace std::string_literals;
+
+/// What a parser produced for a stream: one string per event, consecutive body events
+/// merged (so any split gives the same trace), and the bytes left opaque after an upgrade.
+struct trace {
+  std::vector<std::string> events;
+  std::string opaque;
+  std::optional<http_error> error;
+  bool operator==(const trace&) const = default;
+};
+
+void PrintTo(const trace& t, std::ostream* os) {
+  for (const auto& e : t.events)
+    *os << "\n  " << e;
+  if (!t.opaque.empty())
+    *os << "\n  opaque: " << t.opaque;
+}
+
+std::string describe(const message_head& h) {
+  std::string s = "head ";
+  if (h.dir == direction::request)
+    s += std::string(h.method) + " " + std::string(h.target);
+  else
+    s += std::to_string(h.status) + " " + std::string(h.reason);
+  s += " 1." + std::to_string(h.version_minor);
+  for (const auto& f : h.headers)
+    s += " [" + std::string(f.name) + "=" + std::string(f.value) + "]";
+  s += " body=" + std::to_string(static_cast<int>(h.body)) + "/" + std::to_string(h.content_length);
+  s += h.keep_alive ? " keep" : " close";
+  if (h.expect_continue)
+    s += " expect";
+  if (h.upgrade)
+    s += " upgrade";
+  return s;
+}
+
+/// Feeds `data` in slices ending at `cuts` (ascending; the end is implied), keeping the
+/// unconsumed bytes as a proxy would, and records the events. `methods` are the requests
+/// the responses answer, in order (response parsers only).
+trace drive(http1_parser& p, std::string_view data, const std::vector<std::size_t>& cuts,
+            bool eof = false, std::vector<std::string> methods = {}) {
+  trace t;
+  std::string pending;
+  std::size_t next_method = 0;
+  auto expect = [&] {
+    if (next_method < methods.size())
+      p.expect_response_to(methods[next_method]);
+  };
+  expect();
+  auto step = [&]() -> bool { // false: stop feeding
+    for (;;) {
+      const auto r = p.parse(pending);
+      EXPECT_LE(r.consumed, pending.size());
+      switch (r.status) {
+      case parse_status::need_more:
+        EXPECT_EQ(r.consumed, pending.size());
+        pending.erase(0, r.consumed);
+        return true;
+      case parse_status::head:
+        t.events.push_back(describe(p.head()));
+        break;
+      case parse_status::body:
+        EXPECT_EQ(r.body.data(), pending.data());
+        EXPECT_EQ(r.body.size(), r.consumed);
+        if (t.events.empty() || !t.events.back().starts_with("body:"))
+          t.events.push_back("body:");
+        t.events.back().append(r.body.data(), r.body.size());
+        break;
+      case parse_status::complete:
+        t.events.push_back("complete");
+        if (!p.head().is_interim()) {
+          ++next_method;
+          expect();
+        }
+        break;
+      case parse_status::upgrade:
+        t.events.push_back("upgrade");
+        return false;
+      case parse_status::error:
+        t.events.push_back("error " + std::string(name(r.error)));
+        t.error = r.error;
+        return false;
+      }
+      pending.erase(0, r.consumed);
+    }
+  };
+  std::size_t from = 0;
+  bool going = true;
+  for (std::size_t i = 0; i <= cuts.size() && going; ++i) {
+    const std::size_t to = i < cuts.size() ? cuts[i] : data.size();
+    pending.append(data.substr(from, to - from));
+    from = to;
+    going = step();
+  }
+  if (!going && t.events.back() == "upgrade")
+    t.opaque = pending + std::string(data.substr(from));
+  if (going && eof) {
+    const auto r = p.finish();
+    if (r.status == parse_status::complete)
+      t.events.push_back("complete");
+    else if (r.status == parse_status::error)
+      t.events.push_back("error " + std::string(name(r.error)));
+  }
+  return t;
+}
+
+trace whole(direction dir, std::string_view data, bool eof = false,
+            std::vector<std::string> methods = {}, http1_limits limits = {}) {
+  http1_parser p(dir, limits);
+  return drive(p, data, {}, eof, std::move(methods));
+}
+
+trace bytewise(direction dir, std::string_view data, bool eof = false,
+               std::vector<std::string> methods = {}, http1_limits limits = {}) {
+  http1_parser p(dir, limits);
+  std::vector<std::size_t> cuts;
+  for (std::size_t i = 1; i < data.size(); ++i)
+    cuts.push_back(i);
+  return drive(p, data, cuts, eof, std::move(methods));
+}
+
+/// The refusal of a request (whole and byte by byte must agree), or nullopt if accepted.
+std::optional<http_error> refusal(std::string_view data, http1_limits limits = {},
+                                  direction dir = direction::request) {
+  const auto a = whole(dir, data, false, {}, limits);
+  const auto b = bytewise(dir, data, false, {}, limits);
+  // Body bytes before the error may be reported in more steps when fed byte by byte; the
+  // refusal itself must not depend on the split.
+  EXPECT_EQ(a.error, b.error);
+  return a.error;
+}
+
+std::optional<http_error> response_refusal(std::string_view data) {
+  return refusal(data, {}, direction::response);
+}
+
+// --- reason codes -----------------------------------------------------------------------
+
+TEST(http1_error, names_are_the_contract) {
+  EXPECT_EQ(name(http_error::malformed), "malformed");
+  EXPECT_EQ(name(http_error::header_too_large), "header_too_large");
+  EXPECT_EQ(name(http_error::too_many_headers), "too_many_headers");
+  EXPECT_EQ(name(http_error::target_too_long), "target_too_long");
+  EXPECT_EQ(name(http_error::smuggling_cl_te), "smuggling_cl_te");
+  EXPECT_EQ(name(http_error::duplicate_content_length), "duplicate_content_length");
+  EXPECT_EQ(name(http_error::bad_transfer_encoding), "bad_transfer_encoding");
+  EXPECT_EQ(name(http_error::obs_fold), "obs_fold");
+  EXPECT_EQ(name(http_error::bad_chunk), "bad_chunk");
+  EXPECT_EQ(name(http_error::upstream_timeout), "upstream_timeout");
+  EXPECT_EQ(name(static_cast<http_error>(0)), "unknown");
+  EXPECT_EQ(name(static_cast<http_error>(200)), "unknown");
+  // Every code has a distinct, snake_case name.
+  std::vector<std::string_view> seen;
+  for (int i = 1; i <= static_cast<int>(http_error::upstream_timeout); ++i) {
+    const auto n = name(static_cast<http_error>(i));
+    EXPECT_NE(n, "unknown") << i;
+    for (const char c : n)
+      EXPECT_TRUE((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_') << n;
+    EXPECT_EQ(std::count(seen.begin(), seen.end(), n), 0) << n;
+    seen.push_back(n);
+  }
+}
+
+TEST(http1_error, statuses) {
+  EXPECT_EQ(status_of(http_error::malformed), 400);
+  EXPECT_EQ(status_of(http_error::smuggling_cl_te), 400);
+  EXPECT_EQ(status_of(http_error::header_too_large), 431);
+  EXPECT_EQ(status_of(http_error::too_many_headers), 431);
+  EXPECT_EQ(status_of(http_error::target_too_long), 414);
+  EXPECT_EQ(status_of(http_error::body_too_large), 413);
+  EXPECT_EQ(status_of(http_error::forbidden), 403);
+  EXPECT_EQ(status_of(http_error::no_route), 404);
+  EXPECT_EQ(status_of(http_error::upstream_connect), 502);
+  EXPECT_EQ(status_of(http_error::upstream_malformed), 502);
+  EXPECT_EQ(status_of(http_error::no_upstream), 503);
+  EXPECT_EQ(status_of(http_error::upstream_timeout), 504);
+  EXPECT_TRUE(is_framing_error(http_error::bad_chunk));
+  EXPECT_TRUE(is_framing_error(http_error::body_too_large));
+  EXPECT_FALSE(is_framing_error(http_error::forbidden));
+  EXPECT_FALSE(is_framing_error(http_error::upstream_timeout));
+}
+
+// --- requests ---------------------------------------------------------------------------
+
+TEST(http1_request, simple_get) {
+  const auto t =
+      whole(direction::request, "GET /a?b=c HTTP/1.1\r\nHost: x\r\nAccept: */* \r\n\r\n");
+  ASSERT_EQ(t.events.size(), 2u);
+  EXPECT_EQ(t.events[0], "head GET /a?b=c 1.1 [Host=x] [Accept=*/*] body=0/0 keep");
+  EXPECT_EQ(t.events[1], "complete");
+}
+
+TEST(http1_request, head_views_and_raw) {
+  http1_parser p(direction::request);
+  const std::string in = "POST /up HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc";
+  auto r = p.parse(in);
+  ASSERT_EQ(r.status, parse_status::head);
+  EXPECT_EQ(r.consumed, in.size() - 3);
+  EXPECT_EQ(p.head().raw, in.substr(0, in.size() - 3));
+  EXPECT_EQ(p.head().method, "POST");
+  EXPECT_EQ(p.head().body, body_kind::content_length);
+  EXPECT_EQ(p.head().content_length, 3u);
+  ASSERT_NE(p.head().find("Content-Length"), nullptr);
+  EXPECT_EQ(p.head().find("CONTENT-LENGTH")->value, "3");
+  EXPECT_EQ(p.head().find("absent"), nullptr);
+  r = p.parse(std::span<const char>(in).subspan(r.consumed));
+  ASSERT_EQ(r.status, parse_status::body);
+  EXPECT_EQ(std::string_view(r.body.data(), r.body.size()), "abc");
+  EXPECT_EQ(p.parse({}).status, parse_status::complete);
+  EXPECT_EQ(p.parse({}).status, parse_status::need_more);
+  EXPECT_EQ(p.messages(), 1u);
+}
+
+bool within(std::string_view part, std::string_view whole) {
+  return part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size();
+}
+
+TEST(http1_request, views_point_into_the_head_after_it_grew) {
+  // Regression: the start line's views were taken before the header lines were appended,
+  // and the buffer moved when it grew (found by ASan).
+  http1_parser p(direction::request);
+  const std::string in = "GET /t HTTP/1.1\r\nX: " + std::string(20000, 'v') + "\r\n\r\n";
+  ASSERT_EQ(p.parse(in).status, parse_status::head);
+  EXPECT_TRUE(within(p.head().method, p.head().raw));
+  EXPECT_TRUE(within(p.head().target, p.head().raw));
+  EXPECT_EQ(p.head().method, "GET");
+  EXPECT_EQ(p.head().target, "/t");
+  http1_parser q(direction::response);
+  const std::string out = "HTTP/1.1 200 Fine\r\nX: " + std::string(20000, 'v') + "\r\n\r\n";
+  ASSERT_EQ(q.parse(out).status, parse_status::head);
+  EXPECT_TRUE(within(q.head().reason, q.head().raw));
+  EXPECT_EQ(q.head().reason, "Fine");
+}
+
+TEST(http1_request, chunked_body_is_raw_wire_bytes) {
+  const std::string body = "5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n"
+                           "Trailer-X: t\r\n\r\n";
+  const auto t =
+      whole(direction::request, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + body);
+  ASSERT_EQ(t.events.size(), 3u);
+  EXPECT_EQ(t.events[0], "head POST / 1.1 [Transfer-Encoding=chunked] body=2/0 keep");
+  EXPECT_EQ(t.events[1], "body:" + body);
+  EXPECT_EQ(t.events[2], "complete");
+}
+
+TEST(http1_request, pipelined_requests_one_at_a_time) {
+  const std::string a = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string b = "POST /2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+  const std::string c = "GET /3 HTTP/1.1\r\nConnection: close\r\n\r\n";
+  http1_parser p(direction::request);
+  const std::string all = a + b + c;
+  std::span<const char> in(all);
+  auto r = p.parse(in);
+  ASSERT_EQ(r.status, parse_status::head);
+  EXPECT_EQ(r.consumed, a.size()); // Stops at the end of the first head.
+  in = in.subspan(r.consumed);
+  EXPECT_EQ(p.parse(in).status, parse_status::complete);
+  EXPECT_EQ(p.head().target, "/1"); // Still readable after complete.
+  const auto t = drive(p, std::string_view(in.data(), in.size()), {});
+  ASSERT_EQ(t.events.size(), 5u);
+  EXPECT_EQ(t.events[0], "head POST /2 1.1 [Content-Length=2] body=1/2 keep");
+  EXPECT_EQ(t.events[1], "body:hi");
+  EXPECT_EQ(t.events[3], "head GET /3 1.1 [Connection=close] body=0/0 close");
+  EXPECT_EQ(p.messages(), 3u);
+}
+
+TEST(http1_request, keep_alive_rules) {
+  auto ka = [](std::string_view req) {
+    http1_parser p(direction::request);
+    const auto r = p.parse(req);
+    EXPECT_EQ(r.status, parse_status::head) << req;
+    return p.head().keep_alive;
+  };
+  EXPECT_TRUE(ka("GET / HTTP/1.1\r\n\r\n"));
+  EXPECT_FALSE(ka("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  EXPECT_FALSE(ka("GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n"));
+  EXPECT_FALSE(ka("GET / HTTP/1.0\r\n\r\n"));
+  EXPECT_TRUE(ka("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  EXPECT_TRUE(ka("GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"));
+}
+
+TEST(http1_request, expect_100_continue) {
+  http1_parser p(direction::request);
+  ASSERT_EQ(p.parse("PUT /f HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n").status,
+            parse_status::head);
+  EXPECT_TRUE(p.head().expect_continue);
+  http1_parser q(direction::request);
+  ASSERT_EQ(q.parse("PUT /f HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").status, parse_status::head);
+  EXPECT_FALSE(q.head().expect_continue); // HTTP/1.0 has no 100-continue.
+  http1_parser r(direction::request);
+  ASSERT_EQ(r.parse("GET / HTTP/1.1\r\n\r\n").status, parse_status::head);
+  EXPECT_FALSE(r.head().expect_continue);
+}
+
+TEST(http1_request, upgrade_leaves_the_rest_opaque) {
+  const std::string req = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                          "Upgrade: websocket\r\n\r\n";
+  const std::string raw = "\x81\x05hello GET / HTTP/1.1\r\n"s;
+  const auto a = whole(direction::request, req + raw);
+  const auto b = bytewise(direction::request, req + raw);
+  ASSERT_EQ(a.events.size(), 3u);
+  EXPECT_NE(a.events[0].find(" upgrade"), std::string::npos);
+  EXPECT_EQ(a.events[1], "complete");
+  EXPECT_EQ(a.events[2], "upgrade");
+  EXPECT_EQ(a.opaque, raw);
+  EXPECT_EQ(a, b);
+}
+
+TEST(http1_request, upgrade_needs_connection_upgrade) {
+  http1_parser p(direction::request);
+  ASSERT_EQ(p.parse("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").status, parse_status::head);
+  EXPECT_FALSE(p.head().upgrade);
+}
+
+TEST(http1_request, declined_upgrade_resumes_http) {
+  http1_parser p(direction::request);
+  const std::string in = "GET / HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n";
+  ASSERT_EQ(p.parse(in).status, parse_status::head);
+  EXPECT_EQ(p.parse({}).status, parse_status::complete);
+  EXPECT_EQ(p.parse("GET").status, parse_status::upgrade);
+  p.resume_after_upgrade();
+  const auto t = drive(p, "GET /2 HTTP/1.1\r\n\r\n", {});
+  ASSERT_EQ(t.events.size(), 2u);
+  EXPECT_EQ(t.events[0], "head GET /2 1.1 body=0/0 keep");
+}
+
+TEST(http1_request, connect_is_a_tunnel) {
+  const std::string raw = "\x16\x03\x01 tls bytes";
+  const auto t =
+      whole(direction::request, "CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n" + raw);
+  ASSERT_EQ(t.events.size(), 3u);
+  EXPECT_EQ(t.events[0], "head CONNECT db:5432 1.1 [Host=db:5432] body=0/0 keep upgrade");
+  EXPECT_EQ(t.events[2], "upgrade");
+  EXPECT_EQ(t.opaque, raw);
+  EXPECT_EQ(refusal("CONNECT db:5432 HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"),
+            http_error::malformed);
+}
+
+TEST(http1_request, leading_empty_lines_are_skipped) {
+  const auto t = whole(direction::request, "\r\n\r\nGET / HTTP/1.1\r\n\r\n");
+  ASSERT_EQ(t.events.size(), 2u);
+  EXPECT_EQ(t.events[0], "head GET / 1.1 body=0/0 keep");
+  EXPECT_EQ(refusal("\nGET / HTTP/1.1\r\n\r\n"), http_error::bare_lf);
+}
+
+TEST(http1_request, finish) {
+  http1_parser idle(direction::request);
+  EXPECT_EQ(idle.finish().status, parse_status::need_more); // Clean close between messages.
+  http1_parser mid_head(direction::request);
+  EXPECT_EQ(mid_head.parse("GET / HT").status, parse_status::need_more);
+  EXPECT_EQ(mid_head.finish().error, http_error::truncated);
+  http1_parser mid_body(direction::request);
+  EXPECT_EQ(mid_body.parse("POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n").status,
+            parse_status::head);
+  EXPECT_EQ(mid_body.finish().status, parse_status::error);
+}
+
+TEST(http1_request, header_value_whitespace_and_empty_values) {
+  const auto t = whole(direction::request, "GET / HTTP/1.1\r\nA:\r\nB: \t x y \t\r\nC:z\r\n\r\n");
+  ASSERT_EQ(t.events.size(), 2u);
+  EXPECT_EQ(t.events[0], "head GET / 1.1 [A=] [B=x y] [C=z] body=0/0 keep");
+}
+
+TEST(http1_request, obs_text_in_value_is_accepted) {
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX: caf\xc3\xa9\r\n\r\n"), std::nullopt);
+}
+
+// --- smuggling and malformed input: one test per case, exact bytes ------------------------
+
+TEST(http1_smuggling, content_length_and_transfer_encoding) {
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "0\r\n\r\n"),
+            http_error::smuggling_cl_te);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                    "0\r\n\r\n"),
+            http_error::smuggling_cl_te);
+  EXPECT_EQ(response_refusal("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                             "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            http_error::smuggling_cl_te);
+}
+
+TEST(http1_smuggling, content_length_twice_differing) {
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+            http_error::duplicate_content_length);
+}
+
+TEST(http1_smuggling, content_length_twice_identical_is_refused_too) {
+  // RFC 9112 6.3 allows accepting identical repeats; we refuse them (as llhttp does): no
+  // legitimate client sends them, and one rule is easier to reason about across hops.
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+            http_error::duplicate_content_length);
+}
+
+TEST(http1_smuggling, content_length_list_sign_hex_overflow_empty) {
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello"),
+            http_error::bad_content_length);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello"),
+            http_error::bad_content_length);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"),
+            http_error::bad_content_length);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\nhello"),
+            http_error::bad_content_length);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"),
+            http_error::bad_content_length);
+}
+
+TEST(http1_smuggling, transfer_encoding_final_coding_not_chunked_in_request) {
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nhello"),
+            http_error::bad_transfer_encoding);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+            http_error::bad_transfer_encoding);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+            http_error::bad_transfer_encoding);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            http_error::bad_transfer_encoding);
+}
+
+TEST(http1_smuggling, transfer_encoding_empty_or_in_http10) {
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc"),
+            http_error::bad_transfer_encoding);
+  EXPECT_EQ(refusal("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            http_error::bad_transfer_encoding);
+}
+
+TEST(http1_smuggling, transfer_encoding_accepted_forms) {
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+            std::nullopt);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n0\r\n\r\n"),
+            std::nullopt);
+}
+
+TEST(http1_smuggling, obs_fold) {
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n"), http_error::obs_fold);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n"), http_error::obs_fold);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\n Host: a\r\n\r\n"), http_error::obs_fold);
+}
+
+TEST(http1_smuggling, bare_lf) {
+  EXPECT_EQ(refusal("GET / HTTP/1.1\nHost: a\r\n\r\n"), http_error::bare_lf);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n"), http_error::bare_lf);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nHost: a\r\n\n"), http_error::bare_lf);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\nHost: a\n\n"), http_error::bare_lf);
+}
+
+TEST(http1_smuggling, bare_cr) {
+  EXPECT_EQ(refusal("GET / HTTP/1.1\rHost: a\r\n\r\n"), http_error::bare_cr);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), http_error::bare_cr);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), http_error::bare_cr);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX: a\r\r\n\r\n"), http_error::bare_cr);
+}
+
+TEST(http1_smuggling, chunk_size_not_hex) {
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "z\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "0x5\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "-5\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + " 5\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "5 \r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+}
+
+TEST(http1_smuggling, chunk_size_overflow) {
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "1000000000000000000000\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "10000000000000000\r\n"), http_error::bad_chunk); // 2^64
+  // 15 hex digits is the most accepted; leading zeros count.
+  EXPECT_EQ(refusal(head + "000000000000005\r\nhello\r\n0\r\n\r\n"), std::nullopt);
+  EXPECT_EQ(refusal(head + "0000000000000005\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+}
+
+TEST(http1_smuggling, chunk_data_not_followed_by_crlf) {
+  // llhttp built without LLHTTP_STRICT_MODE accepts the first of these.
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "5\r\nhelloXX0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "5\r\nhello\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "5\r\nhello\r0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "3\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+}
+
+TEST(http1_smuggling, chunk_line_bare_lf_and_bare_cr) {
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "5\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "5\rhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "0\n\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "0\r\n\n"), http_error::bare_lf);
+}
+
+TEST(http1_smuggling, chunk_extension_abuse) {
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "5;a=b\r\nhello\r\n0\r\n\r\n"), std::nullopt);
+  EXPECT_EQ(refusal(head + "5;a=b\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "5;a=\"x\ny\"\r\nhello\r\n0\r\n\r\n"), http_error::bad_chunk);
+  EXPECT_EQ(refusal(head + "5;a\0b\r\nhello\r\n0\r\n\r\n"s), http_error::bad_chunk);
+  // A chunk-size line is bounded (extension flooding): exactly at the bound, one over.
+  http1_limits limits;
+  limits.max_chunk_line_bytes = 16; // "5;" + 12 + CR = 15, LF does not count
+  EXPECT_EQ(refusal(head + "5;" + std::string(13, 'x') + "\r\nhello\r\n0\r\n\r\n", limits),
+            std::nullopt);
+  EXPECT_EQ(refusal(head + "5;" + std::string(14, 'x') + "\r\nhello\r\n0\r\n\r\n", limits),
+            http_error::bad_chunk);
+}
+
+TEST(http1_smuggling, trailer_is_checked_like_headers) {
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "0\r\nX: y\r\n\r\n"), std::nullopt);
+  EXPECT_EQ(refusal(head + "0\r\nX: y\r\n z\r\n\r\n"), http_error::obs_fold);
+  EXPECT_EQ(refusal(head + "0\r\nX : y\r\n\r\n"), http_error::space_before_colon);
+  EXPECT_EQ(refusal(head + "0\r\nX: y\nZ: 1\r\n\r\n"), http_error::bare_lf);
+  EXPECT_EQ(refusal(head + "0\r\nX: y\rZ: 1\r\n\r\n"), http_error::bare_cr);
+  EXPECT_EQ(refusal(head + "0\r\nX: a\0b\r\n\r\n"s), http_error::bad_header);
+  EXPECT_EQ(refusal(head + "0\r\nnocolon\r\n\r\n"), http_error::bad_header);
+  EXPECT_EQ(refusal(head + "0\r\n: v\r\n\r\n"), http_error::bad_header);
+}
+
+TEST(http1_smuggling, whitespace_between_name_and_colon) {
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), http_error::space_before_colon);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"), http_error::space_before_colon);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\nContent-Length: 3\r\n"
+                    "\r\nabc"),
+            http_error::space_before_colon);
+}
+
+TEST(http1_smuggling, nul_and_control_bytes_in_headers) {
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"s), http_error::bad_header);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX: a\x01"
+                    "b\r\n\r\n"),
+            http_error::bad_header);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX: a\x7f"
+                    "b\r\n\r\n"),
+            http_error::bad_header);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX\0Y: ab\r\n\r\n"s), http_error::bad_header);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX\x01: ab\r\n\r\n"), http_error::bad_header);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nX(Y): ab\r\n\r\n"), http_error::bad_header);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nnocolon\r\n\r\n"), http_error::bad_header);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\n: empty-name\r\n\r\n"), http_error::bad_header);
+}
+
+TEST(http1_smuggling, invalid_method) {
+  EXPECT_EQ(refusal("G@T / HTTP/1.1\r\n\r\n"), http_error::bad_method);
+  EXPECT_EQ(refusal("get / HTTP/1.1\r\n\r\n"), http_error::bad_method);
+  EXPECT_EQ(refusal("FOO / HTTP/1.1\r\n\r\n"), http_error::bad_method);
+  EXPECT_EQ(refusal("DESCRIBE / HTTP/1.1\r\n\r\n"), http_error::bad_method); // RTSP only
+  EXPECT_EQ(refusal(" / HTTP/1.1\r\n\r\n"), http_error::bad_method);
+}
+
+TEST(http1_smuggling, invalid_version) {
+  EXPECT_EQ(refusal("GET / HTTP/1.2\r\n\r\n"), http_error::bad_version);
+  EXPECT_EQ(refusal("GET / HTTP/2.0\r\n\r\n"), http_error::bad_version);
+  EXPECT_EQ(refusal("GET / HTTP/0.9\r\n\r\n"), http_error::bad_version);
+  EXPECT_EQ(refusal("GET / http/1.1\r\n\r\n"), http_error::bad_version);
+  EXPECT_EQ(refusal("GET /\r\n\r\n"), http_error::bad_version);
+  EXPECT_EQ(refusal("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), http_error::bad_version);
+  EXPECT_EQ(response_refusal("HTTP/1.2 200 OK\r\n\r\n"), http_error::bad_version);
+  EXPECT_EQ(response_refusal("HTTP/2 200 OK\r\n\r\n"), http_error::bad_version);
+}
+
+TEST(http1_smuggling, invalid_target) {
+  EXPECT_EQ(refusal("GET  / HTTP/1.1\r\n\r\n"), http_error::bad_target);
+  EXPECT_EQ(refusal("GET /a b HTTP/1.1\r\n\r\n"), http_error::bad_target);
+  EXPECT_EQ(refusal("GET /a\tb HTTP/1.1\r\n\r\n"), http_error::bad_target);
+  EXPECT_EQ(refusal("GET /a\x01"
+                    "b HTTP/1.1\r\n\r\n"),
+            http_error::bad_target);
+  EXPECT_EQ(refusal("GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n"), http_error::bad_target);
+}
+
+TEST(http1_smuggling, malformed_status_line) {
+  EXPECT_EQ(response_refusal("HTTP/1.1 2000 OK\r\n\r\n"), http_error::malformed);
+  EXPECT_EQ(response_refusal("HTTP/1.1 20 OK\r\n\r\n"), http_error::malformed);
+  EXPECT_EQ(response_refusal("HTTP/1.1 099 OK\r\n\r\n"), http_error::malformed);
+  EXPECT_EQ(response_refusal("HTTP/1.1 200 O\x01K\r\n\r\n"), http_error::malformed);
+  EXPECT_EQ(response_refusal("ICY 200 OK\r\n\r\n"), http_error::malformed);
+}
+
+// --- limits: exactly at the bound and one over --------------------------------------------
+
+TEST(http1_limits, head_bytes) {
+  http1_limits limits;
+  limits.max_head_bytes = 64;
+  const std::string start = "GET / HTTP/1.1\r\nX: "; // 19 bytes, + value + "\r\n\r\n"
+  const std::string at = start + std::string(64 - 19 - 4, 'a') + "\r\n\r\n";
+  ASSERT_EQ(at.size(), 64u);
+  EXPECT_EQ(refusal(at, limits), std::nullopt);
+  const std::string over = start + std::string(64 - 19 - 3, 'a') + "\r\n\r\n";
+  EXPECT_EQ(refusal(over, limits), http_error::header_too_large);
+  // An unterminated head stops at the bound; nothing past it is buffered.
+  http1_parser p(direction::request, limits);
+  const std::string flood(1000, 'a');
+  const auto r = p.parse("GET /" + flood);
+  EXPECT_EQ(r.status, parse_status::error);
+  EXPECT_EQ(r.error, http_error::header_too_large);
+  EXPECT_EQ(r.consumed, 0u);
+}
+
+TEST(http1_limits, default_head_bytes_is_64k) {
+  const std::string start = "GET / HTTP/1.1\r\nX: ";
+  const std::string at = start + std::string(65536 - 19 - 4, 'a') + "\r\n\r\n";
+  EXPECT_EQ(refusal(at), std::nullopt);
+  EXPECT_EQ(refusal(start + std::string(65536 - 19 - 3, 'a') + "\r\n\r\n"),
+            http_error::header_too_large);
+}
+
+TEST(http1_limits, header_count) {
+  http1_limits limits;
+  limits.max_headers = 3;
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits), std::nullopt);
+  EXPECT_EQ(refusal("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", limits),
+            http_error::too_many_headers);
+  std::string at = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 100; ++i)
+    at += "H" + std::to_string(i) + ": v\r\n";
+  EXPECT_EQ(refusal(at + "\r\n"), std::nullopt);
+  EXPECT_EQ(refusal(at + "H100: v\r\n\r\n"), http_error::too_many_headers);
+  EXPECT_EQ(status_of(http_error::too_many_headers), 431);
+}
+
+TEST(http1_limits, trailer_count) {
+  http1_limits limits;
+  limits.max_headers = 1;
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "0\r\nA: 1\r\n\r\n", limits), std::nullopt);
+  EXPECT_EQ(refusal(head + "0\r\nA: 1\r\nB: 2\r\n\r\n", limits), http_error::too_many_headers);
+}
+
+TEST(http1_limits, target_length) {
+  http1_limits limits;
+  limits.max_target_bytes = 8;
+  EXPECT_EQ(refusal("GET /2345678 HTTP/1.1\r\n\r\n", limits), std::nullopt);
+  EXPECT_EQ(refusal("GET /23456789 HTTP/1.1\r\n\r\n", limits), http_error::target_too_long);
+  EXPECT_EQ(refusal("GET /" + std::string(8191, 'a') + " HTTP/1.1\r\n\r\n"), std::nullopt);
+  EXPECT_EQ(refusal("GET /" + std::string(8192, 'a') + " HTTP/1.1\r\n\r\n"),
+            http_error::target_too_long);
+}
+
+TEST(http1_limits, body_bytes) {
+  http1_limits limits;
+  limits.max_body_bytes = 5;
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", limits), std::nullopt);
+  EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\nhello!", limits),
+            http_error::body_too_large);
+  const std::string head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(refusal(head + "2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", limits), std::nullopt);
+  EXPECT_EQ(refusal(head + "2\r\nhe\r\n4\r\nllo!\r\n0\r\n\r\n", limits),
+            http_error::body_too_large);
+}
+
+// --- responses ----------------------------------------------------------------------------
+
+TEST(http1_response, content_length) {
+  const auto t = whole(direction::response, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+  ASSERT_EQ(t.events.size(), 3u);
+  EXPECT_EQ(t.events[0], "head 200 OK 1.1 [Content-Length=2] body=1/2 keep");
+  EXPECT_EQ(t.events[1], "body:hi");
+}
+
+TEST(http1_response, head_response_has_no_body) {
+  const std::string in = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                         "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+  const auto t = whole(direction::response, in, false, {"HEAD", "GET"});
+  ASSERT_EQ(t.events.size(), 5u);
+  EXPECT_EQ(t.events[0], "head 200 OK 1.1 [Content-Length=5] body=0/0 keep");
+  EXPECT_EQ(t.events[1], "complete");
+  EXPECT_EQ(t.events[2], "head 200 OK 1.1 [Content-Length=2] body=1/2 keep");
+  EXPECT_EQ(t.events[3], "body:hi");
+  EXPECT_EQ(t, bytewise(direction::response, in, false, {"HEAD", "GET"}));
+}
+
+TEST(http1_response, status_204_and_304_have_no_body) {
+  for (const std::string status : {"204 No Content", "304 Not Modified"}) {
+    SCOPED_TRACE(status);
+    const auto t = whole(direction::response, "HTTP/1.1 " + status +
+                                                  "\r\nContent-Length: 5\r\n\r\n"
+                                                  "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    ASSERT_EQ(t.events.size(), 4u);
+    EXPECT_NE(t.events[0].find("body=0/0"), std::string::npos);
+    EXPECT_EQ(t.events[2], "head 200 OK 1.1 [Content-Length=0] body=0/0 keep");
+  }
+}
+
+TEST(http1_response, interim_100_then_final) {
+  const std::string in = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n"
+                         "Content-Length: 1\r\n\r\nx";
+  const auto t = whole(direction::response, in, false, {"HEAD"});
+  ASSERT_EQ(t.events.size(), 4u);
+  EXPECT_EQ(t.events[0], "head 100 Continue 1.1 body=0/0 keep");
+  // The final response still answers the HEAD request: no body.
+  EXPECT_EQ(t.events[2], "head 201 Created 1.1 [Content-Length=1] body=0/0 keep");
+}
+
+TEST(http1_response, until_close_body) {
+  const std::string in = "HTTP/1.1 200 OK\r\nServer: s\r\n\r\nall of this\r\n\r\nis body";
+  const auto a = whole(direction::response, in, true);
+  ASSERT_EQ(a.events.size(), 3u);
+  EXPECT_EQ(a.events[0], "head 200 OK 1.1 [Server=s] body=3/0 close");
+  EXPECT_EQ(a.events[1], "body:all of this\r\n\r\nis body");
+  EXPECT_EQ(a.events[2], "complete");
+  EXPECT_EQ(a, bytewise(direction::response, in, true));
+  // Transfer-Encoding without chunked last in a response: until close too.
+  const auto b =
+      whole(direction::response, "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz", true);
+  ASSERT_EQ(b.events.size(), 3u);
+  EXPECT_NE(b.events[0].find("body=3/0 close"), std::string::npos);
+}
+
+TEST(http1_response, chunked) {
+  const std::string body = "3\r\nabc\r\n0\r\n\r\n";
+  const auto t = whole(direction::response,
+                       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body + "HTTP/1.1");
+  ASSERT_GE(t.events.size(), 3u);
+  EXPECT_EQ(t.events[1], "body:" + body);
+  EXPECT_EQ(t.events[2], "complete");
+}
+
+TEST(http1_response, switching_protocols_and_connect) {
+  const auto a =
+      whole(direction::response, "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                                 "Upgrade: websocket\r\n\r\n\x81\x00"s);
+  ASSERT_EQ(a.events.size(), 3u);
+  EXPECT_EQ(a.events[2], "upgrade");
+  EXPECT_EQ(a.opaque, "\x81\x00"s);
+  const auto b = whole(direction::response, "HTTP/1.1 200 OK\r\n\r\nraw", false, {"CONNECT"});
+  ASSERT_EQ(b.events.size(), 3u);
+  EXPECT_EQ(b.events[2], "upgrade");
+  EXPECT_EQ(b.opaque, "raw");
+  const auto c = whole(direction::response, "HTTP/1.1 407 Auth\r\nContent-Length: 0\r\n\r\n", false,
+                       {"CONNECT"});
+  ASSERT_EQ(c.events.size(), 2u);
+  EXPECT_EQ(c.events[1], "complete");
+}
+
+TEST(http1_response, http10_keep_alive) {
+  http1_parser p(direction::response);
+  ASSERT_EQ(p.parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").status, parse_status::head);
+  EXPECT_FALSE(p.head().keep_alive);
+  http1_parser q(direction::response);
+  ASSERT_EQ(
+      q.parse("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").status,
+      parse_status::head);
+  EXPECT_TRUE(q.head().keep_alive);
+}
+
+TEST(http1_response, status_without_reason) {
+  const auto t = whole(direction::response, "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n");
+  ASSERT_EQ(t.events.size(), 2u);
+  EXPECT_EQ(t.events[0], "head 200  1.1 [Content-Length=0] body=0/0 keep");
+}
+
+TEST(http1_speed, steady_state_allocates_nothing) {
+  if (!STARLING_COUNT_ALLOCATIONS)
+    GTEST_SKIP() << "operator new belongs to the sanitizer";
+  std::string stream;
+  for (int i = 0; i < 200; ++i)
+    stream += "POST /api/v1/items?id=" + std::to_string(i) +
+              " HTTP/1.1\r\nHost: svc\r\nUser-Agent: t\r\nAccept: */*\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n"
+              "GET /x HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, x-a\r\nx-a: 1\r\n\r\n";
+  http1_parser p(direction::request);
+  std::string out;
+  out.reserve(4096);
+  forward_options opts;
+  opts.client_address = "10.1.2.3";
+  std::size_t heads = 0;
+  std::span<const char> in(stream);
+  auto step = [&] {
+    const auto r = p.parse(in);
+    if (r.status == parse_status::head) {
+      out.clear();
+      write_forward_head(p.head(), opts, out);
+      ++heads;
+    }
+    in = in.subspan(r.consumed);
+    return r.status;
+  };
+  while (heads < 2) // Warm up: the buffers reach their working size.
+    ASSERT_NE(step(), parse_status::error);
+  allocations = 0;
+  counting_allocations = true;
+  void* (*volatile allocate)(std::size_t) = &::operator new; // not elided, unlike `new int`
+  ::operator delete(allocate(8));                            // The counter works: this is one.
+  EXPECT_EQ(allocations, 1u);
+  allocations = 0;
+  while (!in.empty())
+    if (step() == parse_status::error)
+      break;
+  counting_allocations = false;
+  EXPECT_EQ(heads, 400u);
+  EXPECT_EQ(allocations, 0u);
+}
+
+// --- split invariance ---------------------------------------------------------------------
+
+TEST(http1_split, random_splits_give_the_same_events) {
+  const std::string requests =
+      "GET /a HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n"
+      "POST /b HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world"
+      "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n"
+      "4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nT: 1\r\n\r\n"
+      "\r\nGET /d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+      "GET /ws HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nopaque\r\n";
+  const std::string responses =
+      "HTTP/1.1 100 Continue\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"
+      "HTTP/1.1 204 No Content\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n"
+      "HTTP/1.1 200 OK\r\n\r\nuntil the end";
+  const std::vector<std::string> methods{"GET", "HEAD", "GET", "GET", "GET"};
+  const auto req_whole = whole(direction::request, requests);
+  ASSERT_EQ(req_whole.events.size(), 13u);
+  EXPECT_EQ(req_whole.events.back(), "upgrade");
+  EXPECT_EQ(req_whole.opaque, "opaque\r\n");
+  EXPECT_EQ(req_whole, bytewise(direction::request, requests));
+  const auto resp_whole = whole(direction::response, responses, true, methods);
+  ASSERT_EQ(resp_whole.events.size(), 15u);
+  EXPECT_EQ(resp_whole, bytewise(direction::response, responses, true, methods));
+  for (std::uint64_t seed = 1; seed <= 200; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    std::mt19937_64 rng(seed);
+    auto cuts_for = [&](std::size_t size) {
+      std::vector<std::size_t> cuts;
+      std::size_t at = 0;
+      while (true) {
+        at += 1 + rng() % 24;
+        if (at >= size)
+          break;
+        cuts.push_back(at);
+      }
+      return cuts;
+    };
+    http1_parser rp(direction::request);
+    EXPECT_EQ(drive(rp, requests, cuts_for(requests.size())), req_whole);
+    http1_parser sp(direction::response);
+    EXPECT_EQ(drive(sp, responses, cuts_for(responses.size()), true, methods), resp_whole);
+  }
+}
+
+// --- forwarding ---------------------------------------------------------------------------
+
+std::string forward(direction dir, std::string_view in, const forward_options& opts = {},
+                    std::vector<std::string> methods = {}) {
+  http1_parser p(dir);
+  if (!methods.empty())
+    p.expect_response_to(methods[0]);
+  const auto r = p.parse(in);
+  EXPECT_EQ(r.status, parse_status::head) << in;
+  std::string out = "prefix|";
+  write_forward_head(p.head(), opts, out);
+  EXPECT_TRUE(out.starts_with("prefix|")); // Appends, never replaces.
+  return out.substr(7);
+}
+
+TEST(http1_forward, removes_hop_by_hop_and_adds_via_and_xff) {
+  forward_options opts;
+  opts.client_address = "10.0.0.7";
+  opts.proto = "https";
+  const std::string out =
+      forward(direction::request,
+              "POST /x?y HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\n"
+              "Keep-Alive: timeout=5\r\nX-Hop: 1\r\nTE: trailers\r\n"
+              "Trailer: T\r\nProxy-Connection: close\r\nUpgrade: h2c\r\n"
+              "X-Forwarded-Proto: http\r\nAccept: */*\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n",
+              opts);
+  EXPECT_EQ(out, "POST /x?y HTTP/1.1\r\nHost: svc\r\nAccept: */*\r\n"
+                 "Transfer-Encoding: chunked\r\nvia: 1.1 starling\r\n"
+                 "x-forwarded-for: 10.0.0.7\r\nx-forwarded-proto: https\r\n\r\n");
+}
+
+TEST(http1_forward, appends_to_the_last_x_forwarded_for) {
+  forward_options opts;
+  opts.client_address = "10.0.0.7";
+  const std::string out = forward(
+      direction::request,
+      "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nA: b\r\nx-forwarded-for: 2.2.2.2\r\n\r\n",
+      opts);
+  EXPECT_EQ(out, "GET / HTTP/1.1\r\nX-Forwarded-For: 1.1.1.1\r\nA: b\r\n"
+                 "x-forwarded-for: 2.2.2.2, 10.0.0.7\r\nvia: 1.1 starling\r\n"
+                 "x-forwarded-proto: http\r\n\r\n");
+}
+
+TEST(http1_forward, connection_cannot_drop_framing_or_host) {
+  const std::string out =
+      forward(direction::request, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
+                                  "Connection: content-length, host, transfer-encoding\r\n\r\n");
+  EXPECT_NE(out.find("Content-Length: 1\r\n"), std::string::npos);
+  EXPECT_NE(out.find("Host: h\r\n"), std::string::npos);
+}
+
+TEST(http1_forward, extra_headers_close_and_upgrade) {
+  const std::array<header, 2> extra{header{"x-starling-service", "web"}, header{"x-b", "2"}};
+  forward_options opts;
+  opts.extra = extra;
+  opts.proto = {};
+  opts.close = true;
+  EXPECT_EQ(forward(direction::request, "GET / HTTP/1.0\r\nA: 1\r\n\r\n", opts),
+            "GET / HTTP/1.0\r\nA: 1\r\nvia: 1.0 starling\r\nx-starling-service: web\r\n"
+            "x-b: 2\r\nconnection: close\r\n\r\n");
+  EXPECT_EQ(forward(direction::request,
+                    "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nvia: 1.1 starling\r\n"
+            "x-forwarded-proto: http\r\nconnection: upgrade\r\n\r\n");
+}
+
+forward_options client_at(std::string_view address) {
+  forward_options opts;
+  opts.client_address = address;
+  return opts;
+}
+
+TEST(http1_forward, response_head) {
+  EXPECT_EQ(forward(direction::response,
+                    "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n"
+                    "Keep-Alive: x\r\nX-Forwarded-For: kept\r\n\r\n",
+                    client_at("1.2.3.4")),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Forwarded-For: kept\r\n"
+            "via: 1.1 starling\r\n\r\n");
+  EXPECT_EQ(forward(direction::response,
+                    "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n"
+                    "Upgrade: websocket\r\n\r\n"),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nvia: 1.1 starling\r\n"
+            "connection: upgrade\r\n\r\n");
+}
+
+TEST(http1_forward, round_trip) {
+  const std::string in = "PATCH /r/1?q=2 HTTP/1.1\r\nHost: svc.internal\r\n"
+                         "Connection: close, X-Drop\r\nX-Drop: d\r\nX-Keep: Mixed Case\r\n"
+                         "content-length: 4\r\nTE: trailers\r\nCookie: a=b; c=d\r\n\r\n";
+  http1_parser p(direction::request);
+  ASSERT_EQ(p.parse(in).status, parse_status::head);
+  forward_options opts;
+  opts.client_address = "192.0.2.1";
+  std::string out;
+  write_forward_head(p.head(), opts, out);
+  http1_parser q(direction::request);
+  const auto r = q.parse(out);
+  ASSERT_EQ(r.status, parse_status::head);
+  EXPECT_EQ(r.consumed, out.size());
+  EXPECT_EQ(q.head().method, "PATCH");
+  EXPECT_EQ(q.head().target, "/r/1?q=2");
+  EXPECT_EQ(q.head().body, body_kind::content_length);
+  EXPECT_EQ(q.head().content_length, 4u);
+  std::vector<std::pair<std::string, std::string>> got;
+  for (const auto& h : q.head().headers)
+    got.emplace_back(h.name, h.value);
+  const std::vector<std::pair<std::string, std::string>> want{
+      {"Host", "svc.internal"},     {"X-Keep", "Mixed Case"}, {"content-length", "4"},
+      {"Cookie", "a=b; c=d"},       {"via", "1.1 starling"},  {"x-forwarded-for", "192.0.2.1"},
+      {"x-forwarded-proto", "http"}};
+  EXPECT_EQ(got, want);
+  EXPECT_TRUE(q.head().keep_alive); // Connection: close was the client's hop only.
+}
+
+// --- generated responses --------------------------------------------------------------------
+
+TEST(http1_generated, every_status_parses_with_its_reason) {
+  const std::vector<std::pair<http_error, std::uint16_t>> cases{
+      {http_error::malformed, 400},        {http_error::forbidden, 403},
+      {http_error::no_route, 404},         {http_error::body_too_large, 413},
+      {http_error::header_too_large, 431}, {http_error::target_too_long, 414},
+      {http_error::upstream_connect, 502}, {http_error::no_upstream, 503},
+      {http_error::upstream_timeout, 504}};
+  for (const auto& [reason, status] : cases) {
+    SCOPED_TRACE(std::string(name(reason)));
+    std::string out;
+    write_error_response(reason, out);
+    http1_parser p(direction::response);
+    const auto t = drive(p, out, {});
+    ASSERT_GE(t.events.size(), 2u);
+    EXPECT_EQ(p.head().status, status);
+    ASSERT_NE(p.head().find("x-starling-error"), nullptr);
+    EXPECT_EQ(p.head().find("x-starling-error")->value, name(reason));
+    EXPECT_EQ(p.head().find("content-type")->value, "text/plain");
+    EXPECT_EQ(p.head().body, body_kind::content_length);
+    // Framing errors always close; the others keep the connection unless asked.
+    EXPECT_EQ(p.head().keep_alive, !is_framing_error(reason));
+    ASSERT_EQ(t.events.size(), 3u);
+    EXPECT_EQ(t.events[1].substr(5).size(), p.head().content_length);
+    EXPECT_TRUE(t.events[1].ends_with("\n"));
+    EXPECT_EQ(std::count(t.events[1].begin(), t.events[1].end(), '\n'), 1);
+  }
+}
+
+TEST(http1_generated, exact_bytes_close_and_detail) {
+  std::string out;
+  write_error_response(http_error::header_too_large, out);
+  EXPECT_EQ(out, "HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+                 "content-length: 50\r\nx-starling-error: header_too_large\r\n"
+                 "connection: close\r\n\r\n"
+                 "Request Header Fields Too Large: header_too_large\n");
+  out.clear();
+  write_error_response(http_error::forbidden, out, true, "rule deny-all\r\nX: y");
+  EXPECT_EQ(out, "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 41\r\n"
+                 "x-starling-error: forbidden\r\nconnection: close\r\n\r\n"
+                 "Forbidden: forbidden (rule deny-allX: y)\n");
+}
+
+} // namespace
+} // namespace starling::proxy
