@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "actors/errc.hpp"
+#include "gossip/routing_gossip.hpp"
 #include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
@@ -594,6 +595,8 @@ caf::expected<std::chrono::milliseconds> parse_clock_skew(std::string_view text,
   return std::chrono::duration_cast<std::chrono::milliseconds>(*d);
 }
 
+static_assert(default_inline_section_max == gossip::default_inline_section_max);
+
 caf::error read_routing_table(const toml::node& node, agent_config& cfg) {
   const auto* tbl = node.as_table();
   if (tbl == nullptr)
@@ -606,6 +609,10 @@ caf::error read_routing_table(const toml::node& node, agent_config& cfg) {
       if (!skew)
         return skew.error();
       cfg.max_clock_skew = *skew;
+    } else if (name == "inline_section_max") {
+      if (auto err =
+              read_int(v, key, cfg.inline_section_max, 0, gossip::max_extension_section_bytes))
+        return err;
     } else {
       return bad(key, "unknown key (docs/operations.md lists the keys)");
     }
@@ -903,6 +910,7 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"dns", "domain", quoted(cfg.dns_domain)},
       {"dns", "dns_allow_remote", flag(cfg.dns_allow_remote)},
       {"routing", "max_clock_skew", dur(cfg.max_clock_skew)},
+      {"routing", "inline_section_max", num(cfg.inline_section_max)},
   };
 }
 

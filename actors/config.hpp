@@ -16,6 +16,7 @@
 #include "actors/service_spec.hpp"
 #include "gossip/hlc.hpp"
 #include "gossip/membership.hpp"
+#include "gossip/routing_gossip.hpp"
 #include "gossip/types.hpp"
 #include "proto/wire/address.hpp"
 
@@ -33,6 +34,10 @@ enum class log_format : std::uint8_t { text = 1, json = 2 };
 
 /// Log levels, in spdlog's order.
 enum class log_level : std::uint8_t { trace = 0, debug, info, warn, error, off };
+
+/// The default of agent_config::inline_section_max (gossip::default_inline_section_max,
+/// checked equal in config.cpp; kept here so that this header needs no gossip routing one).
+inline constexpr std::size_t default_inline_section_max = 64u << 10;
 
 /// Everything `starling agent` needs, validated. Defaults are the documented ones.
 struct agent_config {
@@ -101,6 +106,10 @@ struct agent_config {
   /// Routing stamps more than this ahead of the wall clock are refused ([routing]
   /// max_clock_skew; whole milliseconds, min_clock_skew to max_clock_skew_bound).
   std::chrono::milliseconds max_clock_skew{gossip::default_max_clock_skew};
+  /// Largest routing table (encoded bytes) a push-pull section carries whole; beyond it the
+  /// section is the digest and peers pull the differing ranges ([routing]
+  /// inline_section_max; 0 to 8 MiB, 0: always the digest).
+  std::size_t inline_section_max = default_inline_section_max;
   /// Problems that do not stop the agent (a secret file readable by group or others); the
   /// agent logs each at warn once logging is set up.
   std::vector<std::string> warnings;

@@ -362,6 +362,12 @@ counter_list stats_of(const routing_state& st) {
                          {"notes_in", g.notes_in},
                          {"notes_differing", g.notes_differing},
                          {"anti_entropy_asks", g.anti_entropy_asks},
+                         {"sections_digest_only", g.sections_digest_only},
+                         {"pulls_out", g.pulls_out},
+                         {"pulls_in", g.pulls_in},
+                         {"pulls_malformed", g.pulls_malformed},
+                         {"pull_answers_in", g.pull_answers_in},
+                         {"pull_answer_bytes_out", g.pull_answer_bytes_out},
                          {"snapshots", st.counters.snapshots},
                          {"own_writes", st.counters.own_writes},
                          {"own_write_errors", st.counters.own_write_errors},
@@ -405,7 +411,8 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
     st.sealer = std::make_unique<unsigned_sealer>();
   }
   st.table = std::make_shared<gossip::routing_table>(cfg, trust);
-  st.spread = std::make_unique<gossip::routing_gossip>(*st.table);
+  st.spread = std::make_unique<gossip::routing_gossip>(
+      *st.table, gossip::max_extension_section_bytes, st.params.inline_section_max);
   st.checks = std::make_unique<gossip::health_scheduler>(st.params.rng_seed);
   st.prober = std::make_unique<gossip::discovery::health_prober>();
   if (!st.prober->start())

@@ -64,6 +64,9 @@ struct routing_params {
   std::shared_ptr<gossip::discovery::dns_server> dns;
   /// Stamps further ahead of this node's clock are refused.
   std::chrono::milliseconds max_clock_skew = std::chrono::minutes{10};
+  /// Largest table a push-pull section carries whole (gossip::routing_gossip; the
+  /// supervisor passes agent_config::inline_section_max).
+  std::size_t inline_section_max = std::size_t{64} << 10;
   /// Housekeeping period: section refresh, garbage collection, record refresh.
   std::chrono::milliseconds tick = std::chrono::seconds{1};
   /// Delay that coalesces changes into one snapshot and one section.

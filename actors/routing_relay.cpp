@@ -112,7 +112,8 @@ gossip::extension_effects routing_relay::take_effects() {
 
 gossip::extension_effects routing_relay::on_payload(std::string_view bytes,
                                                     const std::string& sender, gossip::time_point) {
-  static_cast<void>(sink_(routing_input{routing_input_kind::payload, std::string{bytes}, sender, {}}));
+  static_cast<void>(
+      sink_(routing_input{routing_input_kind::payload, std::string{bytes}, sender, {}}));
   return take_effects();
 }
 
@@ -124,13 +125,15 @@ std::optional<std::string> routing_relay::make_section(bool) {
 gossip::extension_effects routing_relay::on_section(std::string_view bytes,
                                                     const std::string& sender, bool,
                                                     gossip::time_point) {
-  static_cast<void>(sink_(routing_input{routing_input_kind::section, std::string{bytes}, sender, {}}));
+  static_cast<void>(
+      sink_(routing_input{routing_input_kind::section, std::string{bytes}, sender, {}}));
   return take_effects();
 }
 
 gossip::extension_effects routing_relay::on_answer(std::string_view bytes,
                                                    const std::string& sender, gossip::time_point) {
-  static_cast<void>(sink_(routing_input{routing_input_kind::answer, std::string{bytes}, sender, {}}));
+  static_cast<void>(
+      sink_(routing_input{routing_input_kind::answer, std::string{bytes}, sender, {}}));
   return take_effects();
 }
 

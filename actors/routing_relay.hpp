@@ -89,9 +89,8 @@ public:
   [[nodiscard]] gossip::extension_effects on_section(std::string_view bytes,
                                                      const std::string& sender, bool join,
                                                      gossip::time_point now) override;
-  [[nodiscard]] gossip::extension_effects on_answer(std::string_view bytes,
-                                                    const std::string& sender,
-                                                    gossip::time_point now) override;
+  [[nodiscard]] gossip::extension_effects
+  on_answer(std::string_view bytes, const std::string& sender, gossip::time_point now) override;
   [[nodiscard]] gossip::extension_effects take_effects() override;
 
   /// Payloads waiting.

@@ -303,6 +303,7 @@ caf::actor start_routing(supervisor_t* self) {
   p.relay = st.relay;
   p.dns = st.dns;
   p.max_clock_skew = cfg.max_clock_skew;
+  p.inline_section_max = cfg.inline_section_max;
   p.rng_seed = std::random_device{}();
   return spawn_routing_actor(self->home_system(), caf::actor_cast<caf::actor>(self), std::move(p));
 }

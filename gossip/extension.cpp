@@ -20,8 +20,7 @@ extension_effects extension::on_section(std::string_view, const std::string&, bo
   return {};
 }
 
-std::optional<std::string> extension::on_request(std::string_view, const std::string&,
-                                                 time_point) {
+std::optional<std::string> extension::on_request(std::string_view, const std::string&, time_point) {
   return std::nullopt;
 }
 

@@ -307,8 +307,8 @@ caf::expected<std::string> routing_gossip::answer_pull(std::string_view bytes,
   routing_section s;
   s.digest = table_.digest();
   // Chains take their share of the bound too: records up to half of it, then chains.
-  auto records = table_.records_for(pull->ranges, pull->have,
-                                    (max_section_bytes_ - section_overhead) / 2);
+  auto records =
+      table_.records_for(pull->ranges, pull->have, (max_section_bytes_ - section_overhead) / 2);
   std::size_t used = section_overhead;
   for (const auto& p : records.policies)
     used += encoded_size(p);
@@ -354,8 +354,7 @@ routing_extension::routing_extension(std::shared_ptr<routing_table> table, time_
                                      std::uint64_t wall_at_epoch_ms, payload_queue_config queue,
                                      std::size_t inline_section_max)
     : table_(std::move(table)), gossip_(*table_, max_extension_section_bytes, inline_section_max),
-      queue_(routing_extension_kind, queue),
-      epoch_(epoch), wall_at_epoch_ms_(wall_at_epoch_ms) {}
+      queue_(routing_extension_kind, queue), epoch_(epoch), wall_at_epoch_ms_(wall_at_epoch_ms) {}
 
 std::uint64_t routing_extension::wall_ms(time_point now) const noexcept {
   const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - epoch_).count();

@@ -89,10 +89,10 @@ struct routing_gossip_stats {
   std::uint64_t anti_entropy_asks = 0;
   /// Sections that carried the digest alone (the table was over inline_section_max).
   std::uint64_t sections_digest_only = 0;
-  std::uint64_t pulls_out = 0;       ///< pulls asked of peers
-  std::uint64_t pulls_in = 0;        ///< peers' pulls answered
-  std::uint64_t pulls_malformed = 0; ///< peers' pulls refused as malformed
-  std::uint64_t pull_answers_in = 0; ///< answers to our pulls handed to on_pull_answer
+  std::uint64_t pulls_out = 0;             ///< pulls asked of peers
+  std::uint64_t pulls_in = 0;              ///< peers' pulls answered
+  std::uint64_t pulls_malformed = 0;       ///< peers' pulls refused as malformed
+  std::uint64_t pull_answers_in = 0;       ///< answers to our pulls handed to on_pull_answer
   std::uint64_t pull_answer_bytes_out = 0; ///< bytes of the answers we built
 };
 
@@ -149,9 +149,8 @@ public:
 
   /// `sender`'s answer to our pull: merged as a section; pulls again while the answer was
   /// partial and brought something new.
-  [[nodiscard]] routing_gossip_result on_pull_answer(std::string_view bytes,
-                                                     const std::string& sender,
-                                                     std::uint64_t wall_ms);
+  [[nodiscard]] routing_gossip_result
+  on_pull_answer(std::string_view bytes, const std::string& sender, std::uint64_t wall_ms);
 
   [[nodiscard]] const routing_gossip_stats& stats() const noexcept { return stats_; }
   [[nodiscard]] routing_table& table() noexcept { return table_; }
@@ -235,9 +234,8 @@ public:
   [[nodiscard]] std::optional<std::string> make_section(bool join) override;
   [[nodiscard]] extension_effects on_section(std::string_view bytes, const std::string& sender,
                                              bool join, time_point now) override;
-  [[nodiscard]] std::optional<std::string> on_request(std::string_view bytes,
-                                                      const std::string& sender,
-                                                      time_point now) override;
+  [[nodiscard]] std::optional<std::string>
+  on_request(std::string_view bytes, const std::string& sender, time_point now) override;
   [[nodiscard]] extension_effects on_answer(std::string_view bytes, const std::string& sender,
                                             time_point now) override;
 

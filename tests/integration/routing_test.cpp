@@ -5,8 +5,11 @@
 // every node, and a node without issuer authority cannot write one. Every wait polls with a
 // deadline.
 #include <cstdio>
+#include <fstream>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -214,6 +217,59 @@ TEST_F(routing_test, only_an_issuer_writes_policies_and_they_reach_every_node) {
     EXPECT_EQ(stats->at("routing").at("refused_not_authorized"), 0) << name;
     EXPECT_TRUE(stats->at("dns_address").is_string()) << name;
   }
+}
+
+TEST_F(routing_test, a_late_joiner_pulls_the_table_when_sections_carry_digests_alone) {
+  // inline_section_max = 0: every push-pull section is the table's digest alone, so the
+  // records reach a node that joins later only through range pulls (request type 3).
+  {
+    std::ifstream in(config_);
+    std::stringstream text;
+    text << in.rdbuf() << "\n[routing]\ninline_section_max = 0\n";
+    st::write_text(config_, text.str());
+  }
+  const auto ca = make_root("it.mesh", "ca");
+  auto& a = start("a", {}, {"--issuer", make_issuer(ca, "a").string(), "--gossip-key", key_});
+  ASSERT_FALSE(HasFailure());
+  const auto token = token_of(a, "3");
+  for (const auto* name : {"b", "c"})
+    start(name, {a.info.gossip}, {"--token", token});
+  ASSERT_FALSE(HasFailure());
+  tcp_app v1, v2;
+  for (auto [owner, app, version] : {std::tuple{"b", &v1, "v1"}, std::tuple{"c", &v2, "v2"}}) {
+    auto reg = st::run_cli({"register", "--name", "api", "--port", std::to_string(app->port()),
+                            "--version", version, "--admin", nodes_.at(owner).info.admin});
+    ASSERT_EQ(reg.exit_code, 0) << reg.err;
+  }
+  ASSERT_TRUE(st::poll_until(20s, [&] { return instances_on(a, "api").size() == 2; }));
+  auto ok = st::run_cli({"split", "api", "v1=70", "v2=30", "--admin", a.info.admin});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  for (const auto& [name, n] : nodes_)
+    ASSERT_TRUE(st::poll_until(20s, [&] {
+      return instances_on(n, "api").size() == 2 && split_on(n, "api") == "v1=70,v2=30";
+    })) << name;
+
+  auto& d = start("d", {a.info.gossip}, {"--token", token});
+  ASSERT_FALSE(HasFailure());
+  EXPECT_TRUE(st::poll_until(
+      20s,
+      [&] { return instances_on(d, "api").size() == 2 && split_on(d, "api") == "v1=70,v2=30"; }))
+      << instances_on(d, "api").dump() << " " << split_on(d, "api");
+  auto stats = st::cli_json({"stats", "--json", "--admin", d.info.admin});
+  ASSERT_TRUE(stats);
+  const auto& r = stats->at("routing");
+  EXPECT_GT(r.at("pulls_out").get<int>(), 0) << r.dump();
+  EXPECT_GT(r.at("pull_answers_in").get<int>(), 0) << r.dump();
+  EXPECT_EQ(r.at("records_refused").get<int>(), 0) << r.dump();
+  std::uint64_t served = 0;
+  for (const auto* name : {"a", "b", "c"}) {
+    auto s2 = st::cli_json({"stats", "--json", "--admin", nodes_.at(name).info.admin});
+    ASSERT_TRUE(s2) << name;
+    served += s2->at("routing").at("pulls_in").get<std::uint64_t>();
+    EXPECT_GT(s2->at("routing").at("sections_digest_only").get<int>(), 0) << name;
+    EXPECT_EQ(s2->at("routing").at("pulls_malformed").get<int>(), 0) << name;
+  }
+  EXPECT_GT(served, 0u);
 }
 
 } // namespace

@@ -451,30 +451,30 @@ void simulator::start_extension_request(node_id from, gossip::outgoing_request&&
   }
   const auto from_life = nodes_[from].life;
   const auto to_life = nodes_[*to].life;
-  after(latency(from, *to), [this, from, from_life, to = *to, to_life, usable,
-                             req = std::move(req)] {
-    if (!usable(from, to, to_life)) {
-      ++stats_.extension_requests_failed;
-      return;
-    }
-    auto answer =
-        nodes_[to].core->on_extension_request(req.kind, nodes_[from].name, req.body, now_);
-    reschedule(to);
-    if (!answer) {
-      ++stats_.extension_requests_failed;
-      return;
-    }
-    stats_.extension_request_bytes += answer->size() + framing;
-    after(latency(to, from), [this, from, from_life, to, usable, kind = req.kind,
-                              answer = std::move(*answer)] {
-      if (!usable(to, from, from_life)) {
-        ++stats_.extension_requests_failed;
-        return;
-      }
-      ++stats_.extension_answers;
-      apply(from, nodes_[from].core->on_extension_answer(kind, nodes_[to].name, answer, now_));
-    });
-  });
+  after(
+      latency(from, *to), [this, from, from_life, to = *to, to_life, usable, req = std::move(req)] {
+        if (!usable(from, to, to_life)) {
+          ++stats_.extension_requests_failed;
+          return;
+        }
+        auto answer =
+            nodes_[to].core->on_extension_request(req.kind, nodes_[from].name, req.body, now_);
+        reschedule(to);
+        if (!answer) {
+          ++stats_.extension_requests_failed;
+          return;
+        }
+        stats_.extension_request_bytes += answer->size() + framing;
+        after(latency(to, from), [this, from, from_life, to, usable, kind = req.kind,
+                                  answer = std::move(*answer)] {
+          if (!usable(to, from, from_life)) {
+            ++stats_.extension_requests_failed;
+            return;
+          }
+          ++stats_.extension_answers;
+          apply(from, nodes_[from].core->on_extension_answer(kind, nodes_[to].name, answer, now_));
+        });
+      });
 }
 
 // -- network -------------------------------------------------------------------------------

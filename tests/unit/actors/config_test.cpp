@@ -658,6 +658,8 @@ TEST(config, services_dns_and_routing_defaults) {
   EXPECT_FALSE(cfg.dns_allow_remote);
   EXPECT_EQ(cfg.max_clock_skew, starling::gossip::default_max_clock_skew);
   EXPECT_EQ(cfg.max_clock_skew, 10min);
+  EXPECT_EQ(cfg.inline_section_max, 65536u);
+  EXPECT_EQ(load("name = \"a\"\n[routing]\ninline_section_max = 0\n").inline_section_max, 0u);
 }
 
 TEST(config, reads_service_tables_with_their_checks) {
@@ -870,6 +872,9 @@ TEST(config, each_dns_and_routing_error_names_its_key) {
       {"[routing]\nmax_clock_skew = \"24h1ms\"", "routing.max_clock_skew:"},
       {"[routing]\nmax_clock_skew = \"10s500us\"", "routing.max_clock_skew:"},
       {"[routing]\nmax_clock_skew = \"0\"", "routing.max_clock_skew:"},
+      {"[routing]\ninline_section_max = -1", "routing.inline_section_max:"},
+      {"[routing]\ninline_section_max = 8388609", "routing.inline_section_max:"},
+      {"[routing]\ninline_section_max = \"64k\"", "routing.inline_section_max:"},
       {"[routing]\nmax_clock_skew = \"soon\"", "routing.max_clock_skew:"},
       {"[routing]\nmax_clock_skew = 600", "routing.max_clock_skew:"},
       {"[routing]\nskew = \"1m\"", "routing.skew: unknown key"},

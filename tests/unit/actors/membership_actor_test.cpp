@@ -349,7 +349,8 @@ TEST_F(membership_actor_test, registered_extension_piggybacks_hears_and_adds_a_s
 
 TEST_F(membership_actor_test, refused_extension_fails_the_start) {
   auto p = params();
-  p.extensions.push_back({0, "kindless", std::make_shared<sg::queued_extension>(0), 0, std::nullopt});
+  p.extensions.push_back(
+      {0, "kindless", std::make_shared<sg::queued_extension>(0), 0, std::nullopt});
   start(std::move(p));
   ASSERT_TRUE(log_->failed);
   EXPECT_NE(log_->failed->find("cannot register gossip extension"), std::string::npos)

@@ -46,8 +46,8 @@ struct routing_cluster {
       routing_config cfg;
       cfg.self = n;
       auto table = std::make_shared<routing_table>(cfg, trust);
-      exts[n] = std::make_shared<routing_extension>(table, net.now(), wall0,
-                                                    payload_queue_config{}, inline_max);
+      exts[n] = std::make_shared<routing_extension>(table, net.now(), wall0, payload_queue_config{},
+                                                    inline_max);
       EXPECT_FALSE(net.core(n).add_extension(routing_extension_kind, "routing", exts[n]));
     }
     for (std::size_t i = 1; i < this->names.size(); ++i)
