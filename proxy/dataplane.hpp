@@ -1,0 +1,189 @@
+// The data plane (issue 17; DESIGN.md, "Data plane = its own I/O threads"): Starling's
+// proxy on its own Asio I/O threads, one io_context per thread, listeners with SO_REUSEPORT.
+// Bytes never pass through an actor mailbox. The proxy controller actor (actors/) hands it
+// immutable configurations (dataplane_config: the routing snapshot and where each node's
+// inbound proxy listens) and swaps them atomically; the I/O threads keep serving on the last
+// one whatever happens to the actors.
+//
+//   app -> 127.0.0.1:<outbound of svc> -> [this node] == mTLS ==> [node B inbound :7948] -> app
+//
+// - One outbound listener per service of the snapshot, on `outbound_host` (loopback): an
+//   app connects to it (or to the address DNS gives) and the proxy picks an instance.
+// - One inbound listener (mTLS between nodes): a peer's proxy names the target service in a
+//   preamble; the inbound side checks the caller's certificate and the service's
+//   authorization rules and forwards to the local instance only.
+// - HTTP/1.1 services (gossip::service_protocol::http) are proxied request by request
+//   (proxy/http1.hpp): splits and header routes, balancers, timeouts, retries under a budget,
+//   breakers, outlier ejection. TCP services are copied both ways (half-close kept).
+// No CAF headers: the agent adapts identity's TLS contexts to peer_tls.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <openssl/ssl.h>
+
+#include "gossip/routing_snapshot.hpp"
+#include "proxy/balancer.hpp"
+#include "proxy/http1.hpp"
+
+namespace starling::proxy {
+
+/// A peer proxy as its verified certificate names it.
+struct peer_identity {
+  /// Node name (the certificate's node binding).
+  std::string node;
+  /// Its SPIFFE id ("spiffe://<mesh>/node/<node>").
+  std::string spiffe_id;
+};
+
+/// TLS between nodes, provided by the agent from the node's current identity (a renewed
+/// certificate applies to the next session: existing connections keep theirs). Called from
+/// the I/O threads: implementations are thread-safe.
+class peer_tls {
+public:
+  virtual ~peer_tls() = default;
+  /// A new OpenSSL session (TLS 1.3, mutual). A client names the node it expects
+  /// (`expected_peer`): a server presenting another node's certificate fails the handshake.
+  /// A server passes an empty name. Returns null and sets `error` when no session can be
+  /// made. The caller owns the session.
+  [[nodiscard]] virtual SSL* new_session(bool server, const std::string& expected_peer,
+                                         std::string& error) = 0;
+  /// After a completed handshake: who the peer is, or nothing if its chain did not verify.
+  [[nodiscard]] virtual std::optional<peer_identity> peer_of(const SSL* ssl) = 0;
+};
+
+/// Where a node's inbound proxy listens, by node name.
+using inbound_map = std::map<std::string, std::string, std::less<>>;
+
+/// What the data plane serves: immutable once handed over, swapped whole.
+struct dataplane_config {
+  /// The routing table at one moment (services, instances, policies). Never null.
+  gossip::snapshot_ptr routes = std::make_shared<const gossip::routing_snapshot>();
+  /// "host:port" of each node's inbound proxy (from the members' tags). An instance whose
+  /// node is missing here, or is this node, is reached directly at its address and port
+  /// (a local instance; or, without TLS between nodes, any instance).
+  inbound_map inbound;
+};
+
+/// How the data plane runs. Fixed at start.
+struct dataplane_options {
+  /// This node's name (its own instances are served directly, and through inbound).
+  std::string self;
+  /// I/O threads (one io_context each).
+  std::size_t threads = 1;
+  /// Inbound listener (mTLS from peers). Port 0 picks a free port.
+  std::string inbound_host = "0.0.0.0";
+  std::uint16_t inbound_port = 7948;
+  /// Host the outbound listeners bind (one free port per service, kept while the service
+  /// exists).
+  std::string outbound_host = "127.0.0.1";
+  /// TLS between nodes; null: plain TCP between nodes (development mode, no certificates),
+  /// and the inbound side accepts any caller (authorization rules then cannot match
+  /// SPIFFE ids: a service with allow rules refuses everyone, 403).
+  std::shared_ptr<peer_tls> tls;
+  /// Limits of HTTP/1.1 framing (head size, header count...).
+  http1_limits limits;
+  /// Balancer of every service.
+  balancer_config balancer;
+  /// Connect timeout to an upstream (an instance or a peer's inbound).
+  std::chrono::milliseconds connect_timeout{2000};
+  /// Whole-request timeout when the service's resilience policy sets none.
+  std::chrono::milliseconds request_timeout{15000};
+  /// A client must send a complete request head within this (slowloris).
+  std::chrono::milliseconds head_timeout{10000};
+  /// Idle keep-alive connections (client side and pooled upstream ones) close after this.
+  std::chrono::milliseconds idle_timeout{60000};
+  /// Pooled idle connections kept per upstream (peer inbound or local instance).
+  std::size_t max_idle_per_upstream = 64;
+  /// Access log: one JSON line per request (HTTP) or connection (TCP), to `access_log`;
+  /// unset: none. Called from the I/O threads.
+  std::function<void(std::string_view line)> access_log;
+  /// Share of requests logged, 0 to 1.
+  double access_log_sample = 1.0;
+  /// Seeds the balancers' and the splits' random sources (one per thread).
+  std::uint64_t seed = 1;
+};
+
+/// Counters of one service, summed over threads. Latencies in a fixed log-scale histogram.
+struct service_stats {
+  std::string service;
+  std::uint64_t requests = 0; ///< HTTP requests or TCP connections started (outbound)
+  std::uint64_t responses_2xx = 0;
+  std::uint64_t responses_3xx = 0;
+  std::uint64_t responses_4xx = 0;
+  std::uint64_t responses_5xx = 0;
+  std::uint64_t retries = 0;
+  std::uint64_t retries_refused = 0; ///< the budget said no
+  std::uint64_t timeouts = 0;
+  std::uint64_t breaker_refused = 0;
+  std::uint64_t ejections = 0;
+  std::uint64_t bytes_in = 0;  ///< from clients
+  std::uint64_t bytes_out = 0; ///< to clients
+  /// Bucket upper bounds in seconds (the last is +Inf) and counts, for p50/p95/p99.
+  std::vector<double> latency_bounds;
+  std::vector<std::uint64_t> latency_counts;
+  double latency_sum_seconds = 0;
+};
+
+/// Counters of the whole data plane, summed over threads.
+struct dataplane_stats {
+  std::uint64_t config_generation = 0; ///< routes->generation of the config in use
+  std::uint64_t outbound_connections = 0;
+  std::uint64_t inbound_connections = 0;
+  std::uint64_t inbound_refused_tls = 0;   ///< handshakes that failed (wrong or revoked cert)
+  std::uint64_t inbound_refused_authz = 0; ///< 403 by an authorization rule
+  std::uint64_t upstream_connects = 0;     ///< new upstream connections (not from the pool)
+  std::uint64_t upstream_reused = 0;       ///< requests on a pooled connection
+  std::uint64_t upstream_connect_failures = 0;
+  /// Responses the proxy made itself, by reason code (http_error names).
+  std::map<std::string, std::uint64_t> generated;
+  std::vector<service_stats> services;
+};
+
+/// The running data plane. Every method is thread-safe.
+class dataplane {
+public:
+  /// Binds the inbound listener and starts the I/O threads. Returns null and sets `error`
+  /// when it cannot (the port is taken, bad options).
+  [[nodiscard]] static std::unique_ptr<dataplane> start(dataplane_options options,
+                                                        std::string& error);
+  virtual ~dataplane() = default;
+
+  /// Serves `config` from now on: new requests and connections use it, requests in flight
+  /// finish on the one they started with. Opens an outbound listener for each new service
+  /// and closes those of services gone. Never blocks on the I/O threads.
+  virtual void apply(std::shared_ptr<const dataplane_config> config) = 0;
+
+  /// "host:port" of the inbound listener.
+  [[nodiscard]] virtual std::string inbound_address() const = 0;
+  /// "host:port" of each service's outbound listener, by service name.
+  [[nodiscard]] virtual std::map<std::string, std::string> outbound_addresses() const = 0;
+
+  /// Closes every connection to and from `node` (its certificate was revoked), pooled and
+  /// in flight, and refuses new ones from it until unban_peer.
+  virtual void ban_peer(const std::string& node) = 0;
+  virtual void unban_peer(const std::string& node) = 0;
+
+  /// Draining: the inbound side accepts no new requests or connections (new connections are
+  /// closed; a request on a kept-alive one gets 503 `draining` with connection: close), and
+  /// requests in flight finish.
+  virtual void set_draining(bool draining) = 0;
+  /// Requests and TCP connections in flight (both sides).
+  [[nodiscard]] virtual std::size_t in_flight() const = 0;
+
+  [[nodiscard]] virtual dataplane_stats stats() const = 0;
+
+  /// Stops the listeners and the threads, closing every connection. Idempotent.
+  virtual void stop() = 0;
+};
+
+} // namespace starling::proxy
