@@ -130,25 +130,30 @@ caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_par
   auto rp = self->make_response_promise();
   // Membership's counters, then routing's (with the DNS address); a group whose actor is
   // restarting or slow is shown as null.
-  auto with_routing = [self, dir = p.dir, rp](std::vector<counter_group> groups) mutable {
+  std::optional<std::string> metrics;
+  if (!p.metrics_address.empty())
+    metrics = p.metrics_address;
+  auto with_routing = [self, dir = p.dir, rp, metrics](std::vector<counter_group> groups) mutable {
     const auto routing = dir->find(role::routing);
     if (!routing) {
       groups.push_back({"routing", std::nullopt});
-      rp.deliver(stats_json(groups, {{"dns_address", std::nullopt}}));
+      rp.deliver(stats_json(groups, {{"dns_address", std::nullopt}, {"metrics_address", metrics}}));
       return;
     }
     self->request(routing, std::chrono::seconds{5}, stats_atom::value)
         .then(
-            [rp, groups](counter_list& counters, std::string& dns) mutable {
+            [rp, groups, metrics](counter_list& counters, std::string& dns) mutable {
               groups.push_back({"routing", std::move(counters)});
               std::optional<std::string> address;
               if (!dns.empty())
                 address = std::move(dns);
-              rp.deliver(stats_json(groups, {{"dns_address", std::move(address)}}));
+              rp.deliver(stats_json(
+                  groups, {{"dns_address", std::move(address)}, {"metrics_address", metrics}}));
             },
-            [rp, groups](caf::error&) mutable {
+            [rp, groups, metrics](caf::error&) mutable {
               groups.push_back({"routing", std::nullopt});
-              rp.deliver(stats_json(groups, {{"dns_address", std::nullopt}}));
+              rp.deliver(
+                  stats_json(groups, {{"dns_address", std::nullopt}, {"metrics_address", metrics}}));
             });
   };
   const auto membership = p.dir->find(role::membership);

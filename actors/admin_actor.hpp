@@ -31,6 +31,9 @@ struct admin_params {
   std::shared_ptr<const transport_drop_counters> transport_counters;
   /// The admin port's counters; null: no admin port (the group reads null).
   std::shared_ptr<const admin_server_stats> admin_stats;
+  /// "host:port" of the metrics/status server, shown as `metrics_address` in stats (empty:
+  /// none, shown as null).
+  std::string metrics_address;
 };
 
 /// Spawns an admin actor.

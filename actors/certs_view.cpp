@@ -28,6 +28,8 @@ ordered_json describe_cert(const identity::certificate& cert, identity::time_poi
     out["not_before"] = iso8601_utc(*from);
   if (auto to = identity::not_after(cert)) {
     out["not_after"] = iso8601_utc(*to);
+    out["not_after_unix"] =
+        std::chrono::duration_cast<std::chrono::seconds>(to->time_since_epoch()).count();
     out["expires_in_seconds"] = seconds_between(now, *to);
   }
   if (auto spki = identity::spki_sha256(cert))

@@ -541,14 +541,49 @@ bool is_dns_name(std::string_view name) {
 
 /// Parses a DNS server address: "HOST:PORT" (port 0 picks a free one), or "" / "off" for
 /// no DNS server.
-caf::expected<std::optional<host_port>> parse_dns_address(std::string_view text,
-                                                          std::string_view key) {
+/// "HOST:PORT", or "off" (or empty) for no server: the address of an optional server
+/// (`what` names it in the error).
+caf::expected<std::optional<host_port>>
+parse_optional_address(std::string_view text, std::string_view key, std::string_view what) {
   if (text.empty() || text == "off")
     return std::optional<host_port>{};
   auto hp = parse_host_port(text, key);
   if (!hp)
-    return bad(key, "expected HOST:PORT, or \"off\" for no DNS server, got " + quote_text(text));
+    return bad(key, "expected HOST:PORT, or \"off\" for no " + std::string{what} + ", got " +
+                        quote_text(text));
   return std::optional<host_port>{std::move(*hp)};
+}
+
+caf::expected<std::optional<host_port>> parse_dns_address(std::string_view text,
+                                                          std::string_view key) {
+  return parse_optional_address(text, key, "DNS server");
+}
+
+caf::expected<std::optional<host_port>> parse_metrics_address(std::string_view text,
+                                                              std::string_view key) {
+  return parse_optional_address(text, key, "metrics server");
+}
+
+caf::error read_metrics_table(const toml::node& node, agent_config& cfg) {
+  const auto* tbl = node.as_table();
+  if (tbl == nullptr)
+    return bad("metrics", "expected a [metrics] table, got " + describe(node));
+  for (auto&& [k, v] : *tbl) {
+    const std::string_view name = k.str();
+    const std::string key = "metrics." + std::string{name};
+    if (name == "address") {
+      auto address = read_parsed(v, key, "HOST:PORT or \"off\"", parse_metrics_address);
+      if (!address)
+        return address.error();
+      cfg.metrics = *address;
+    } else if (name == "metrics_allow_remote") {
+      if (auto err = read_bool(v, key, cfg.metrics_allow_remote))
+        return err;
+    } else {
+      return bad(key, "unknown key (docs/operations.md lists the keys)");
+    }
+  }
+  return {};
 }
 
 caf::error read_dns_table(const toml::node& node, agent_config& cfg) {
@@ -784,6 +819,9 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
     } else if (key == "service") {
       if (auto err = read_services(node, cfg))
         return err;
+    } else if (key == "metrics") {
+      if (auto err = read_metrics_table(node, cfg))
+        return err;
     } else if (key == "dns") {
       if (auto err = read_dns_table(node, cfg))
         return err;
@@ -909,6 +947,9 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"dns", "address", quoted(cfg.dns ? cfg.dns->to_string() : std::string{"off"})},
       {"dns", "domain", quoted(cfg.dns_domain)},
       {"dns", "dns_allow_remote", flag(cfg.dns_allow_remote)},
+      {"metrics", "address",
+       quoted(cfg.metrics ? cfg.metrics->to_string() : std::string{"off"})},
+      {"metrics", "metrics_allow_remote", flag(cfg.metrics_allow_remote)},
       {"routing", "max_clock_skew", dur(cfg.max_clock_skew)},
       {"routing", "inline_section_max", num(cfg.inline_section_max)},
   };
@@ -997,6 +1038,9 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
   str("--dns", f.dns,
       "DNS server HOST:PORT for <service>.<domain> names (default 127.0.0.1:8600; port 0 "
       "picks a free one; \"off\" disables it)");
+  str("--metrics", f.metrics,
+      "metrics/status HTTP server HOST:PORT for /metrics, /healthz, /readyz (default "
+      "127.0.0.1:7949; port 0 picks a free one; \"off\" disables it)");
 }
 
 std::vector<std::string> split_tokens(std::string_view text) {
@@ -1212,6 +1256,12 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text, std::s
       return address.error();
     cfg.dns = *address;
   }
+  if (flags.metrics) {
+    auto address = parse_metrics_address(*flags.metrics, "--metrics");
+    if (!address)
+      return address.error();
+    cfg.metrics = *address;
+  }
   // Defaults that depend on other values.
   if (st.name) {
     cfg.name = *st.name;
@@ -1247,6 +1297,12 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text, std::s
                    " is not a loopback address and the DNS server would tell whoever reaches it "
                    "the mesh's service addresses; set dns_allow_remote = true in [dns] to allow "
                    "it");
+  if (cfg.metrics && !is_loopback_host(cfg.metrics->host) && !cfg.metrics_allow_remote)
+    return bad(flags.metrics ? "--metrics" : "metrics.address",
+               cfg.metrics->to_string() +
+                   " is not a loopback address and the metrics would tell whoever reaches it "
+                   "the mesh's members and services; set metrics_allow_remote = true in "
+                   "[metrics] to allow it");
   return cfg;
 }
 

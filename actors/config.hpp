@@ -100,6 +100,12 @@ struct agent_config {
   std::optional<host_port> dns{host_port{"127.0.0.1", 8600}};
   /// Domain the DNS server answers for: lowercase DNS labels joined by '.', at most 253 bytes.
   std::string dns_domain = "starling";
+  /// The metrics/status HTTP server (/metrics, /healthz, /readyz; [metrics] address,
+  /// --metrics); port 0 picks a free port; unset ("off"): none. A non-loopback address
+  /// needs metrics_allow_remote.
+  std::optional<host_port> metrics{host_port{"127.0.0.1", 7949}};
+  /// Allows a non-loopback `metrics` address ([metrics] metrics_allow_remote).
+  bool metrics_allow_remote = false;
   /// Allows a non-loopback `dns` address ([dns] dns_allow_remote): the server then answers
   /// whoever reaches it with the mesh's service addresses.
   bool dns_allow_remote = false;
@@ -152,6 +158,8 @@ struct agent_flags {
   std::optional<std::string> cert_ttl;
   /// --dns HOST:PORT ("off" disables the DNS server).
   std::optional<std::string> dns;
+  /// --metrics HOST:PORT ("off" disables the metrics/status server).
+  std::optional<std::string> metrics;
 };
 
 /// Secrets taken from the environment, so that they do not show in `ps`. Precedence:
@@ -204,7 +212,7 @@ struct config_value {
   std::string literal; ///< TOML literal of the value
 };
 
-/// Every top-level, [gossip], [dns] and [routing] setting of `cfg` that has a plain value (not a
+/// Every top-level, [gossip], [dns], [metrics] and [routing] setting of `cfg` that has a plain value (not a
 /// name, a path, a secret, a list or a table), in the order docs/operations.md lists them. The
 /// single source the documented defaults are checked against: a test feeds each documented
 /// default through make_agent_config and compares this rendering with the defaults'.

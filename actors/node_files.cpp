@@ -72,6 +72,8 @@ caf::error write_agent_json(const fs::path& data_dir, const agent_info& info) {
       {"name", info.name}, {"pid", info.pid}, {"gossip", info.gossip}, {"admin", info.admin}};
   if (!info.dns.empty())
     doc["dns"] = info.dns;
+  if (!info.metrics.empty())
+    doc["metrics"] = info.metrics;
   return write_file_atomic(data_dir / "agent.json", doc.dump() + "\n");
 }
 
@@ -91,9 +93,12 @@ caf::expected<agent_info> read_agent_json(const fs::path& data_dir) {
                   doc["pid"].get<long>(),
                   doc["gossip"].get<std::string>(),
                   doc["admin"].get<std::string>(),
+                  {},
                   {}};
   if (doc.contains("dns") && doc["dns"].is_string())
     info.dns = doc["dns"].get<std::string>();
+  if (doc.contains("metrics") && doc["metrics"].is_string())
+    info.metrics = doc["metrics"].get<std::string>();
   return info;
 }
 

@@ -25,6 +25,7 @@ struct agent_info {
   std::string gossip; ///< advertised gossip address
   std::string admin;  ///< actual admin address
   std::string dns;    ///< actual DNS responder address; empty when DNS is off
+  std::string metrics; ///< actual metrics/status server address; empty when it is off
 };
 
 /// Writes <data_dir>/agent.json atomically.

@@ -27,7 +27,9 @@
 #include "actors/node_files.hpp"
 #include "actors/node_identity.hpp"
 #include "actors/routing_actor.hpp"
+#include "actors/metrics_text.hpp"
 #include "actors/routing_relay.hpp"
+#include "actors/status_server.hpp"
 #include "actors/tls_security.hpp"
 #include "gossip/discovery/dns_server.hpp"
 #include "gossip/routing_gossip.hpp"
@@ -45,6 +47,8 @@ constexpr auto restart_window = std::chrono::seconds{60};
 
 /// Bound on the admin actor's answer to one admin request.
 constexpr auto admin_request_timeout = std::chrono::seconds{20};
+/// Each of the two asks behind /metrics (the status server answers 503 after 5 s).
+constexpr auto metrics_request_timeout = std::chrono::seconds{2};
 
 /// One supervised child. Adding a child = adding a slot with its start function.
 struct child_slot {
@@ -86,6 +90,10 @@ struct supervisor_state {
   std::shared_ptr<routing_relay> relay;
   /// The DNS responder (bound at start, outlives routing actor restarts); null: disabled.
   std::shared_ptr<gossip::discovery::dns_server> dns;
+  /// The metrics/status HTTP server (bound at start); null: disabled.
+  std::shared_ptr<status_server> status;
+  /// /readyz: set with the ready line, cleared at shutdown (read by the status thread).
+  std::shared_ptr<std::atomic<bool>> ready_flag = std::make_shared<std::atomic<bool>>(false);
   /// Alive peers and own incarnation last reported: the seeds of a restarted membership.
   std::vector<std::string> last_peers;
   std::uint64_t last_incarnation = 0;
@@ -104,6 +112,7 @@ void shutdown(supervisor_t* self, int code) {
   if (st.shutting_down)
     return;
   st.shutting_down = true;
+  st.ready_flag->store(false);
   st.params.outcome->exit_code = code;
   spdlog::info("shutting down (exit code {})", code);
   // Stops the listener (joins its thread); responders still in flight do nothing.
@@ -113,6 +122,8 @@ void shutdown(supervisor_t* self, int code) {
   st.dir->clear();
   if (st.dns)
     st.dns->stop();
+  if (st.status)
+    st.status->stop();
   for (auto& child : st.children)
     if (child.handle)
       self->send_exit(child.handle, caf::exit_reason::user_shutdown);
@@ -127,14 +138,17 @@ void announce_ready(supervisor_t* self) {
   const auto& cfg = st.params.cfg;
   host_port admin{cfg.admin.host, st.admin_port};
   agent_info info{cfg.name, static_cast<long>(::getpid()), st.gossip_address, admin.to_string(),
-                  st.dns ? st.dns->local_endpoint() : std::string{}};
+                  st.dns ? st.dns->local_endpoint() : std::string{},
+                  st.status ? st.status->local_endpoint() : std::string{}};
   if (auto err = write_agent_json(cfg.data_dir, info)) {
     spdlog::error("{}", message_of(err));
     shutdown(self, exit_failed);
     return;
   }
   std::cout << "starling agent " << cfg.name << " ready: gossip " << st.gossip_address << ", admin "
-            << info.admin << (info.dns.empty() ? "" : ", dns " + info.dns) << std::endl;
+            << info.admin << (info.dns.empty() ? "" : ", dns " + info.dns)
+            << (info.metrics.empty() ? "" : ", metrics " + info.metrics) << std::endl;
+  st.ready_flag->store(true);
   spdlog::info("ready: gossip {}, admin {}, data dir {}", st.gossip_address, info.admin,
                cfg.data_dir.string());
 }
@@ -331,6 +345,62 @@ bool start_dns(supervisor_t* self) {
   return true;
 }
 
+/// Gathers /metrics: the stats and certs views, asked of the admin actor of the moment as
+/// `starling stats` and `starling certs` would, rendered in the Prometheus text format.
+void gather_metrics(caf::actor_system& sys, const directory& dir,
+                    std::function<void(std::string)> reply) {
+  auto admin = dir.find(role::admin);
+  if (!admin) {
+    reply({});
+    return;
+  }
+  sys.spawn([admin, reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
+    tmp->request(admin, metrics_request_timeout, admin_atom::value,
+                 std::vector<std::string>{"stats"})
+        .then(
+            [tmp, admin, reply](std::string& stats) {
+              tmp->request(admin, metrics_request_timeout, admin_atom::value,
+                           std::vector<std::string>{"certs"})
+                  .then(
+                      [reply, stats](std::string& certs) {
+                        reply(render_metrics(nlohmann::json::parse(stats, nullptr, false),
+                                             nlohmann::json::parse(certs, nullptr, false),
+                                             STARLING_VERSION));
+                      },
+                      [reply, stats](caf::error&) {
+                        // The identity actor restarts: the rest is still worth showing.
+                        reply(render_metrics(nlohmann::json::parse(stats, nullptr, false),
+                                             nlohmann::json{}, STARLING_VERSION));
+                      });
+            },
+            [reply](caf::error&) { reply({}); });
+  });
+}
+
+/// Binds the metrics/status server of cfg.metrics; false (logged) when it cannot.
+bool start_status(supervisor_t* self) {
+  auto& st = self->state;
+  const auto& cfg = st.params.cfg;
+  if (!cfg.metrics)
+    return true;
+  status_server_options opts;
+  opts.metrics = [sys = &self->home_system(),
+                  dir = std::shared_ptr<const directory>{st.dir}](auto reply) {
+    gather_metrics(*sys, *dir, std::move(reply));
+  };
+  opts.ready = [flag = st.ready_flag] { return flag->load(); };
+  std::string error;
+  auto server = status_server::start(cfg.metrics->host, cfg.metrics->port, std::move(opts), error);
+  if (!server) {
+    spdlog::error("cannot start the metrics server on {}: {} (set [metrics] address, or \"off\")",
+                  cfg.metrics->to_string(), error);
+    return false;
+  }
+  spdlog::info("metrics on http://{}/metrics (also /healthz, /readyz)", server->local_endpoint());
+  st.status = std::move(server);
+  return true;
+}
+
 caf::actor start_admin(supervisor_t* self) {
   auto& st = self->state;
   admin_params p;
@@ -338,6 +408,8 @@ caf::actor start_admin(supervisor_t* self) {
   p.sealer = st.params.sealer;
   p.transport_counters = st.transport_counters;
   p.admin_stats = st.admin_stats;
+  if (st.status)
+    p.metrics_address = st.status->local_endpoint();
   return spawn_admin_actor(self->home_system(), std::move(p));
 }
 
@@ -419,7 +491,7 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
         if (auto membership = dir->find(role::membership))
           caf::anon_send(membership, news_atom::value);
       });
-  if (!start_dns(self)) {
+  if (!start_dns(self) || !start_status(self)) {
     st.params.outcome->exit_code = exit_failed;
     self->quit();
     return {};

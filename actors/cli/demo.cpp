@@ -73,6 +73,7 @@ std::optional<std::string> start_agent(demo_node& node, const fs::path& dir,
                                 "--gossip",    "127.0.0.1:0",
                                 "--admin",     "127.0.0.1:0",
                                 "--dns",       "127.0.0.1:0",
+                                "--metrics",   "127.0.0.1:0",
                                 "--event-log", (dir / (node.name + ".events")).string()};
   args.insert(args.end(), extra.begin(), extra.end());
   auto log = dir / (node.name + ".log");

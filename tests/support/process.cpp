@@ -239,13 +239,49 @@ std::optional<agent_json> read_agent_json(const fs::path& data_dir) {
                     doc.at("pid").get<long>(),
                     doc.at("gossip").get<std::string>(),
                     doc.at("admin").get<std::string>(),
+                    {},
                     {}};
     if (doc.contains("dns") && doc["dns"].is_string())
       info.dns = doc["dns"].get<std::string>();
+    if (doc.contains("metrics") && doc["metrics"].is_string())
+      info.metrics = doc["metrics"].get<std::string>();
     return info;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
   }
+}
+
+std::string http_get(const std::string& endpoint, const std::string& path) {
+  const auto colon = endpoint.rfind(':');
+  if (colon == std::string::npos)
+    return {};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+  if (::inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &addr.sin_addr) != 1)
+    return {};
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return {};
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const auto request = "GET " + path + " HTTP/1.1\r\nHost: " + endpoint +
+                         "\r\nConnection: close\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[8192];
+      for (;;) {
+        const auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+          break;
+        out.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  return out;
 }
 
 std::uint16_t closed_port() {

@@ -125,10 +125,17 @@ struct agent_json {
   std::string admin;
   /// The DNS responder's address; empty when DNS is off.
   std::string dns;
+  /// The metrics/status server's address; empty when it is off.
+  std::string metrics;
 };
 
 /// Reads <data_dir>/agent.json if present and well-formed.
 [[nodiscard]] std::optional<agent_json> read_agent_json(const std::filesystem::path& data_dir);
+
+/// One HTTP/1.1 GET of `path` from `endpoint` ("127.0.0.1:PORT") with `Connection: close`:
+/// the whole response as received (status line, headers, body), empty when the connection
+/// failed. Waits at most 10 s.
+[[nodiscard]] std::string http_get(const std::string& endpoint, const std::string& path);
 
 /// A TCP and UDP port on 127.0.0.1 that was free a moment ago (bound, then closed).
 [[nodiscard]] std::uint16_t closed_port();

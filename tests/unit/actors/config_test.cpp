@@ -659,6 +659,11 @@ TEST(config, services_dns_and_routing_defaults) {
   EXPECT_EQ(cfg.max_clock_skew, starling::gossip::default_max_clock_skew);
   EXPECT_EQ(cfg.max_clock_skew, 10min);
   EXPECT_EQ(cfg.inline_section_max, 65536u);
+  EXPECT_EQ(cfg.metrics, (sa::host_port{"127.0.0.1", 7949}));
+  EXPECT_FALSE(load("name = \"a\"\n[metrics]\naddress = \"off\"\n").metrics);
+  EXPECT_EQ(load("name = \"a\"\n[metrics]\naddress = \"0.0.0.0:9\"\nmetrics_allow_remote = true\n")
+                .metrics,
+            (sa::host_port{"0.0.0.0", 9}));
   EXPECT_EQ(load("name = \"a\"\n[routing]\ninline_section_max = 0\n").inline_section_max, 0u);
 }
 
@@ -873,6 +878,9 @@ TEST(config, each_dns_and_routing_error_names_its_key) {
       {"[routing]\nmax_clock_skew = \"10s500us\"", "routing.max_clock_skew:"},
       {"[routing]\nmax_clock_skew = \"0\"", "routing.max_clock_skew:"},
       {"[routing]\ninline_section_max = -1", "routing.inline_section_max:"},
+      {"[metrics]\naddress = \"nope\"", "metrics.address: expected HOST:PORT"},
+      {"[metrics]\naddress = \"0.0.0.0:7949\"", "metrics.address: 0.0.0.0:7949 is not a loopback"},
+      {"[metrics]\nport = 1", "metrics.port: unknown key"},
       {"[routing]\ninline_section_max = 8388609", "routing.inline_section_max:"},
       {"[routing]\ninline_section_max = \"64k\"", "routing.inline_section_max:"},
       {"[routing]\nmax_clock_skew = \"soon\"", "routing.max_clock_skew:"},
