@@ -152,8 +152,8 @@ caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_par
             },
             [rp, groups, metrics](caf::error&) mutable {
               groups.push_back({"routing", std::nullopt});
-              rp.deliver(
-                  stats_json(groups, {{"dns_address", std::nullopt}, {"metrics_address", metrics}}));
+              rp.deliver(stats_json(groups,
+                                    {{"dns_address", std::nullopt}, {"metrics_address", metrics}}));
             });
   };
   const auto membership = p.dir->find(role::membership);

@@ -212,10 +212,10 @@ struct config_value {
   std::string literal; ///< TOML literal of the value
 };
 
-/// Every top-level, [gossip], [dns], [metrics] and [routing] setting of `cfg` that has a plain value (not a
-/// name, a path, a secret, a list or a table), in the order docs/operations.md lists them. The
-/// single source the documented defaults are checked against: a test feeds each documented
-/// default through make_agent_config and compares this rendering with the defaults'.
+/// Every top-level, [gossip], [dns], [metrics] and [routing] setting of `cfg` that has a plain
+/// value (not a name, a path, a secret, a list or a table), in the order docs/operations.md lists
+/// them. The single source the documented defaults are checked against: a test feeds each
+/// documented default through make_agent_config and compares this rendering with the defaults'.
 [[nodiscard]] std::vector<config_value> plain_values(const agent_config& cfg);
 
 /// Parses "host:port" ("[::1]:7946" for IPv6). Errors: invalid_config naming `key`.

@@ -128,8 +128,8 @@ void add_identity(families& out, const nlohmann::json& certs) {
     if (!c.is_object() || !c.contains("not_after_unix") || !c["not_after_unix"].is_number())
       return;
     const auto spki = c.value("spki_sha256", std::string{}).substr(0, 16);
-    add(out, expiry, "gauge", help,
-        "kind=\"" + kind + "\",spki=\"" + escape_label(spki) + "\"", number(c["not_after_unix"]));
+    add(out, expiry, "gauge", help, "kind=\"" + kind + "\",spki=\"" + escape_label(spki) + "\"",
+        number(c["not_after_unix"]));
   };
   if (certs.contains("certificate"))
     cert(certs["certificate"], "node");

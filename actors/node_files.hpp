@@ -22,9 +22,9 @@ namespace starling::actors {
 struct agent_info {
   std::string name;
   long pid = 0;
-  std::string gossip; ///< advertised gossip address
-  std::string admin;  ///< actual admin address
-  std::string dns;    ///< actual DNS responder address; empty when DNS is off
+  std::string gossip;  ///< advertised gossip address
+  std::string admin;   ///< actual admin address
+  std::string dns;     ///< actual DNS responder address; empty when DNS is off
   std::string metrics; ///< actual metrics/status server address; empty when it is off
 };
 

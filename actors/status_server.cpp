@@ -192,16 +192,16 @@ void session::arm_timer() {
 }
 
 void session::read() {
-  socket_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](asio::error_code ec,
-                                                                            std::size_t n) {
-    if (ec) {
-      self->srv_.forget(self);
-      self->close();
-      return;
-    }
-    self->in_.append(self->chunk_.data(), n);
-    self->on_data();
-  });
+  socket_.async_read_some(asio::buffer(chunk_),
+                          [self = shared_from_this()](asio::error_code ec, std::size_t n) {
+                            if (ec) {
+                              self->srv_.forget(self);
+                              self->close();
+                              return;
+                            }
+                            self->in_.append(self->chunk_.data(), n);
+                            self->on_data();
+                          });
 }
 
 void session::on_data() {
@@ -225,10 +225,9 @@ void session::on_data() {
     case proxy::parse_status::error: {
       srv_.counters().malformed.fetch_add(1, std::memory_order_relaxed);
       std::string out;
-      proxy::write_error_response(r.status == proxy::parse_status::error
-                                      ? r.error
-                                      : proxy::http_error::malformed,
-                                  out, true);
+      proxy::write_error_response(
+          r.status == proxy::parse_status::error ? r.error : proxy::http_error::malformed, out,
+          true);
       send(std::move(out), false);
       return;
     }
@@ -271,8 +270,8 @@ void session::handle(std::string method, std::string target, bool keep_alive) {
         write_response(out, 503, "Service Unavailable", "text/plain",
                        "metrics could not be gathered\n", head_only, !keep_alive);
       else
-        write_response(out, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text,
-                       head_only, !keep_alive);
+        write_response(out, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text, head_only,
+                       !keep_alive);
       self->send(std::move(out), keep_alive);
     };
     // The provider may answer from any thread; the answer is handled on this one.

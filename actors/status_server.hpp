@@ -49,9 +49,10 @@ class status_server {
 public:
   /// Binds `host`:`port` (0: a free port) and starts its thread. Returns null and sets
   /// `error` when it cannot.
-  [[nodiscard]] static std::shared_ptr<status_server>
-  start(const std::string& host, std::uint16_t port, status_server_options options,
-        std::string& error);
+  [[nodiscard]] static std::shared_ptr<status_server> start(const std::string& host,
+                                                            std::uint16_t port,
+                                                            status_server_options options,
+                                                            std::string& error);
   virtual ~status_server() = default;
 
   /// "host:port" it listens on.

@@ -24,10 +24,10 @@
 #include "actors/identity_actor.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/membership_actor.hpp"
+#include "actors/metrics_text.hpp"
 #include "actors/node_files.hpp"
 #include "actors/node_identity.hpp"
 #include "actors/routing_actor.hpp"
-#include "actors/metrics_text.hpp"
 #include "actors/routing_relay.hpp"
 #include "actors/status_server.hpp"
 #include "actors/tls_security.hpp"
@@ -137,7 +137,10 @@ void announce_ready(supervisor_t* self) {
   st.ready = true;
   const auto& cfg = st.params.cfg;
   host_port admin{cfg.admin.host, st.admin_port};
-  agent_info info{cfg.name, static_cast<long>(::getpid()), st.gossip_address, admin.to_string(),
+  agent_info info{cfg.name,
+                  static_cast<long>(::getpid()),
+                  st.gossip_address,
+                  admin.to_string(),
                   st.dns ? st.dns->local_endpoint() : std::string{},
                   st.status ? st.status->local_endpoint() : std::string{}};
   if (auto err = write_agent_json(cfg.data_dir, info)) {
@@ -384,10 +387,8 @@ bool start_status(supervisor_t* self) {
   if (!cfg.metrics)
     return true;
   status_server_options opts;
-  opts.metrics = [sys = &self->home_system(),
-                  dir = std::shared_ptr<const directory>{st.dir}](auto reply) {
-    gather_metrics(*sys, *dir, std::move(reply));
-  };
+  opts.metrics = [sys = &self->home_system(), dir = std::shared_ptr<const directory>{st.dir}](
+                     auto reply) { gather_metrics(*sys, *dir, std::move(reply)); };
   opts.ready = [flag = st.ready_flag] { return flag->load(); };
   std::string error;
   auto server = status_server::start(cfg.metrics->host, cfg.metrics->port, std::move(opts), error);

@@ -346,6 +346,22 @@ void show_dig(const demo_node& node, const std::string& name, const std::string&
   std::cout << std::flush;
 }
 
+/// Shows a few lines of `node`'s /metrics (the Prometheus scrape) when curl is installed.
+void show_metrics(const demo_node& node) {
+  if (node.info.metrics.empty() || ::access("/usr/bin/curl", X_OK) != 0)
+    return;
+  const auto cmd =
+      "curl -s http://" + node.info.metrics +
+      "/metrics | grep -E "
+      "'^starling_(membership_members|routing_owners|identity_certificate_expiration)'";
+  std::cout << "$ " << cmd << '\n' << std::flush;
+  std::unique_ptr<FILE, int (*)(FILE*)> p{::popen((cmd + " 2>&1").c_str(), "r"), ::pclose};
+  char buf[512];
+  while (p && std::fgets(buf, sizeof buf, p.get()) != nullptr)
+    std::cout << buf;
+  std::cout << std::flush;
+}
+
 /// The story of the demo; returns the exit code. Agents are stopped by the caller.
 int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_options& opts) {
   auto& a = nodes[0];
@@ -449,6 +465,9 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   show("routes --admin " + c.info.admin);
   say("node-b is a member, not an issuer: its agent refuses to sign a split");
   show_refusal("split web v1=50 v2=50 --admin " + b.info.admin);
+  say("Prometheus scrapes every node: members by state, the routing table, certificate expiry "
+      "(node-a's /metrics, a few lines of it)");
+  show_metrics(a);
 
   say("kill -9 node-c: the others detect the failure (SWIM probes, Lifeguard suspicion)");
   kill(c.pid, SIGKILL);

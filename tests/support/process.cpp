@@ -267,8 +267,8 @@ std::string http_get(const std::string& endpoint, const std::string& path) {
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string out;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const auto request = "GET " + path + " HTTP/1.1\r\nHost: " + endpoint +
-                         "\r\nConnection: close\r\n\r\n";
+    const auto request =
+        "GET " + path + " HTTP/1.1\r\nHost: " + endpoint + "\r\nConnection: close\r\n\r\n";
     if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
         static_cast<ssize_t>(request.size())) {
       char buf[8192];

@@ -41,8 +41,7 @@ TEST(metrics_text, stats_groups_become_counters_and_gauges) {
   EXPECT_EQ(text.find("starling_routing_records_refused_total 4"), std::string::npos)
       << "the sum is not a sample of the labelled family";
   EXPECT_NE(text.find("starling_dns_queries_total 9\n"), std::string::npos);
-  EXPECT_NE(text.find("starling_routing_pulls_in_total 18446744073709551615\n"),
-            std::string::npos);
+  EXPECT_NE(text.find("starling_routing_pulls_in_total 18446744073709551615\n"), std::string::npos);
   EXPECT_EQ(text.find("sealer"), std::string::npos) << "a null group is left out";
   EXPECT_EQ(text.find("address"), std::string::npos) << "text fields are not metrics";
 }

@@ -3,16 +3,16 @@
 // /healthz, /readyz, keep-alive and pipelining, 404 and 405, malformed and oversized heads
 // refused with the connection closed, slow heads cut at the deadline, the connection bound.
 // Every wait polls with a deadline.
-#include <arpa/inet.h>
 #include <chrono>
+#include <string>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <string>
 #include <sys/socket.h>
-#include <thread>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include "actors/status_server.hpp"
 
@@ -47,8 +47,7 @@ public:
   /// 10 s passed.
   std::string read_responses(std::size_t count = 1) {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (complete_responses() < count && !closed_ &&
-           std::chrono::steady_clock::now() < deadline)
+    while (complete_responses() < count && !closed_ && std::chrono::steady_clock::now() < deadline)
       read_some(100ms);
     return buffer_;
   }
@@ -129,8 +128,9 @@ TEST(status_server, serves_metrics_health_and_readiness_on_one_kept_alive_connec
   // Pipelined on the same connection: health, readiness (not yet), then ready.
   c.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /readyz HTTP/1.1\r\nHost: x\r\n\r\n");
   text = c.read_responses(3);
-  EXPECT_NE(text.find("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 3\r\n\r\nok\n"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("HTTP/1.1 503 Service Unavailable"), std::string::npos) << text;
   f.ready = true;
