@@ -1,5 +1,6 @@
 // Garbage on every port of a real agent: random datagrams, random and hostile TCP streams on
-// the gossip port, random bytes on the admin port. The agent must keep running, keep
+// the gossip port, random bytes on the admin port, random and hostile HTTP on the metrics
+// port. The agent must keep running, keep
 // answering its admin commands and keep admitting members. Every loop is bounded.
 #include <cstdint>
 #include <random>
@@ -152,6 +153,18 @@ TEST_F(garbage_test, agent_survives_garbage_on_every_port_and_still_admits_membe
     send_stream(seed.info.admin, random_bytes(rng, 1 + rng() % 2048));
   if (int fd = send_stream(seed.info.admin, random_bytes(rng, 7), true); fd >= 0)
     held.push_back(fd);
+
+  // Metrics/status port (HTTP/1.1): random streams, a smuggling attempt, a huge head, and
+  // one held open; it still answers /healthz afterwards.
+  ASSERT_FALSE(seed.info.metrics.empty());
+  for (int i = 0; i < 30; ++i)
+    send_stream(seed.info.metrics, random_bytes(rng, 1 + rng() % 2048));
+  send_stream(seed.info.metrics, "POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  send_stream(seed.info.metrics, "GET /metrics HTTP/1.1\r\nX: " + std::string(70000, 'a'));
+  if (int fd = send_stream(seed.info.metrics, "GET /metr", true); fd >= 0)
+    held.push_back(fd);
+  EXPECT_EQ(st::http_get(seed.info.metrics, "/healthz").rfind("HTTP/1.1 200", 0), 0u);
 
   // The agent still runs, answers, keeps its member, and admits a new one while the
   // half-open connections are still held.
