@@ -315,6 +315,15 @@ void on_push_pull_result(membership_actor_t* self, pp_result_msg& msg) {
   report_peers(self);
 }
 
+/// The actor cannot start: tells the parent why (or logs it without one) and quits.
+void fail_start(membership_actor_t* self, const std::string& msg, const caf::error& err) {
+  if (self->state.parent)
+    self->send(self->state.parent, failed_atom::value, msg);
+  else
+    spdlog::error("{}", msg);
+  self->quit(err);
+}
+
 caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
                                membership_params params) {
   auto& st = self->state;
@@ -356,13 +365,10 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
     if (x.request_type == 0 || !x.request_spec)
       continue;
     if (auto err = cbs.requests.add(x.request_type, *x.request_spec)) {
-      auto msg = "cannot register the request type of gossip extension " + x.name + ": " +
-                 gossip::render(err);
-      if (st.parent)
-        self->send(st.parent, failed_atom::value, msg);
-      else
-        spdlog::error("{}", msg);
-      self->quit(err);
+      fail_start(self,
+                 "cannot register the request type of gossip extension " + x.name + ": " +
+                     gossip::render(err),
+                 err);
       return {};
     }
   }
@@ -373,12 +379,7 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
                               : caf::expected<std::unique_ptr<gossip_io>>{
                                     make_error(errc::bind_failed, "no gossip network given")};
   if (!io) {
-    auto msg = "cannot start gossip: " + message_of(io.error());
-    if (st.parent)
-      self->send(st.parent, failed_atom::value, msg);
-    else
-      spdlog::error("{}", msg);
-    self->quit(io.error());
+    fail_start(self, "cannot start gossip: " + message_of(io.error()), io.error());
     return {};
   }
   st.io = std::move(*io);
@@ -387,12 +388,7 @@ caf::behavior membership_actor(membership_actor_t* self, caf::actor parent,
                   now_of(self), st.params.incarnation);
   for (auto& x : st.params.extensions) {
     if (auto err = st.core->add_extension(x.kind, x.name, x.ext)) {
-      auto msg = "cannot register gossip extension: " + gossip::render(err);
-      if (st.parent)
-        self->send(st.parent, failed_atom::value, msg);
-      else
-        spdlog::error("{}", msg);
-      self->quit(err);
+      fail_start(self, "cannot register gossip extension: " + gossip::render(err), err);
       return {};
     }
   }

@@ -115,6 +115,15 @@ protected:
     return out;
   }
 
+  /// Registers service "api" version v1 on b (app `v1`) and v2 on c (app `v2`).
+  void register_api(const tcp_app& v1, const tcp_app& v2) {
+    for (auto [owner, app, version] : {std::tuple{"b", &v1, "v1"}, std::tuple{"c", &v2, "v2"}}) {
+      auto reg = st::run_cli({"register", "--name", "api", "--port", std::to_string(app->port()),
+                              "--version", version, "--admin", nodes_.at(owner).info.admin});
+      ASSERT_EQ(reg.exit_code, 0) << reg.err;
+    }
+  }
+
   /// Starts issuer "a" and members b..e (certificates by token), all alive.
   void start_mesh() {
     const auto ca = make_root("it.mesh", "ca");
@@ -184,11 +193,8 @@ TEST_F(routing_test, only_an_issuer_writes_policies_and_they_reach_every_node) {
   start_mesh();
   ASSERT_FALSE(HasFailure());
   tcp_app v1, v2;
-  for (auto [owner, app, version] : {std::tuple{"b", &v1, "v1"}, std::tuple{"c", &v2, "v2"}}) {
-    auto reg = st::run_cli({"register", "--name", "api", "--port", std::to_string(app->port()),
-                            "--version", version, "--admin", nodes_.at(owner).info.admin});
-    ASSERT_EQ(reg.exit_code, 0) << reg.err;
-  }
+  register_api(v1, v2);
+  ASSERT_FALSE(HasFailure());
   const auto& a = nodes_.at("a");
   ASSERT_TRUE(st::poll_until(20s, [&] { return instances_on(a, "api").size() == 2; }));
 
@@ -236,11 +242,8 @@ TEST_F(routing_test, a_late_joiner_pulls_the_table_when_sections_carry_digests_a
     start(name, {a.info.gossip}, {"--token", token});
   ASSERT_FALSE(HasFailure());
   tcp_app v1, v2;
-  for (auto [owner, app, version] : {std::tuple{"b", &v1, "v1"}, std::tuple{"c", &v2, "v2"}}) {
-    auto reg = st::run_cli({"register", "--name", "api", "--port", std::to_string(app->port()),
-                            "--version", version, "--admin", nodes_.at(owner).info.admin});
-    ASSERT_EQ(reg.exit_code, 0) << reg.err;
-  }
+  register_api(v1, v2);
+  ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(st::poll_until(20s, [&] { return instances_on(a, "api").size() == 2; }));
   auto ok = st::run_cli({"split", "api", "v1=70", "v2=30", "--admin", a.info.admin});
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
