@@ -144,6 +144,7 @@ struct dataplane_stats {
   std::uint64_t upstream_connects = 0;     ///< new upstream connections (not from the pool)
   std::uint64_t upstream_reused = 0;       ///< requests on a pooled connection
   std::uint64_t upstream_connect_failures = 0;
+  std::uint64_t upstream_idle = 0; ///< pooled idle upstream connections now (a gauge)
   /// Responses the proxy made itself, by reason code (http_error names).
   std::map<std::string, std::uint64_t> generated;
   std::vector<service_stats> services;
