@@ -222,7 +222,8 @@ struct service_state {
   /// Scratch exclusion mask of a pick.
   std::vector<std::uint8_t> mask;
 
-  service_state(std::string n, const balancer_config& bc) : name(std::move(n)), lb(bc) {}
+  service_state(std::string n, const dataplane_options& o)
+      : name(std::move(n)), lb(o.balancer), outlier(o.outlier), breaker(o.breaker) {}
 };
 
 using service_ptr = std::shared_ptr<service_state>;
@@ -773,9 +774,8 @@ void worker::rebuild(const dataplane_config& cfg) {
   std::unordered_map<std::string, service_ptr> next;
   for (const auto& view : cfg.routes->services) {
     auto it = services_.find(view.name);
-    auto st = it != services_.end()
-                  ? it->second
-                  : std::make_shared<service_state>(view.name, options().balancer);
+    auto st =
+        it != services_.end() ? it->second : std::make_shared<service_state>(view.name, options());
     if (!st->counters)
       st->counters = counters_of(view.name);
     if (!view.instances.empty())
@@ -1131,6 +1131,7 @@ private:
     if (!inbound_)
       bump(svc_->counters->requests);
     started_ = clock::now();
+    svc_->budget.on_request(started_);
     tcp_attempt();
   }
 
@@ -1188,8 +1189,12 @@ private:
 
   void on_tunnel_done() {
     release_connection();
-    if (!inbound_ && svc_)
-      record_latency(clock::now() - started_);
+    if (!inbound_ && svc_ && svc_->protocol == gossip::service_protocol::tcp) {
+      auto d = clock::now() - started_;
+      record_latency(d);
+      if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
+        write_access_log(nullptr, 0, d);
+    }
     auto t = std::move(tunnel_); // breaks the cycle tunnel -> done -> self
     up_.reset();
     if (counted_in_flight_) {
@@ -1344,6 +1349,7 @@ private:
     }
     if (!inbound_)
       bump(svc_->counters->requests);
+    svc_->budget.on_request(req_.started);
     if (inbound_ && dp().is_draining()) {
       req_.client_keep_alive = false;
       finish_with(http_error::draining);
@@ -1378,7 +1384,30 @@ private:
       if (!ec && id == self->request_id_)
         self->on_request_timeout();
     });
-    if (req_.buffered && h.body != body_kind::none)
+    if (h.expect_continue && h.body != body_kind::none) {
+      // The client waits for a 100 before sending its body, and the proxy reads the body
+      // (buffered) or streams it before it reads the upstream's answer: answer 100 here
+      // (as Envoy does). A 100 from the upstream too is forwarded: clients accept extra 1xx.
+      static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+      req_.reading_body = true; // a request timeout now just closes
+      auto cid = attempt_;
+      client_->async_write(asio::buffer(continue_line.data(), continue_line.size()),
+                           [self, cid](const asio::error_code& ec, std::size_t) {
+                             if (cid != self->attempt_)
+                               return;
+                             self->req_.reading_body = false;
+                             if (ec)
+                               self->close_client();
+                             else
+                               self->after_request_head();
+                           });
+      return;
+    }
+    after_request_head();
+  }
+
+  void after_request_head() {
+    if (req_.buffered && !req_.complete && parser_.head().body != body_kind::none)
       buffer_body();
     else
       attempt();
@@ -1629,8 +1658,9 @@ private:
       bump(svc_->counters->bytes_out, bytes.size());
     auto self = shared_from_this();
     auto id = attempt_;
+    // `bytes` may lie in the upstream's buffer: the handler keeps the upstream alive.
     client_->async_write(asio::buffer(bytes.data(), bytes.size()),
-                         [self, id](const asio::error_code& ec, std::size_t) {
+                         [self, id, keep = up_](const asio::error_code& ec, std::size_t) {
                            if (id != self->attempt_)
                              return;
                            if (ec) {
@@ -1802,47 +1832,54 @@ private:
       bump(c.r5);
     auto d = clock::now() - req_.started;
     record_latency(d);
-    const auto& log = w_.options().access_log;
-    if (log && w_.rng().unit() < w_.options().access_log_sample) {
-      std::string line;
-      line.reserve(256);
-      auto now = std::chrono::system_clock::now();
-      auto t = std::chrono::system_clock::to_time_t(now);
-      std::tm tm{};
-      gmtime_r(&t, &tm);
-      std::array<char, 96> ts{};
-      auto ms =
-          std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
-          1000;
-      std::snprintf(ts.data(), ts.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                    static_cast<int>(ms));
-      line += "{\"time\":\"";
-      line += ts.data();
-      line += "\",\"service\":\"";
-      json_escape(service_name_, line);
+    if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
+      write_access_log(&req_, st, d);
+  }
+
+  /// One JSON line to the access log: an HTTP request (`req` set) or a TCP connection.
+  void write_access_log(const request_state* req, std::uint16_t status, duration d) {
+    std::string line;
+    line.reserve(256);
+    auto now = std::chrono::system_clock::now();
+    auto t = std::chrono::system_clock::to_time_t(now);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::array<char, 96> ts{};
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+        1000;
+    std::snprintf(ts.data(), ts.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms));
+    line += "{\"time\":\"";
+    line += ts.data();
+    line += "\",\"service\":\"";
+    json_escape(service_name_, line);
+    if (req) {
       line += "\",\"method\":\"";
-      json_escape(req_.method, line);
+      json_escape(req->method, line);
       line += "\",\"path\":\"";
-      json_escape(req_.path, line);
+      json_escape(req->path, line);
       line += "\",\"status\":";
-      line += std::to_string(st);
-      line += ",\"duration_ms\":";
-      std::array<char, 32> dur{};
-      std::snprintf(dur.data(), dur.size(), "%.3f",
-                    std::chrono::duration<double, std::milli>(d).count());
-      line += dur.data();
-      line += ",\"upstream_node\":\"";
-      json_escape(target_.node, line);
-      line += "\"";
-      if (req_.generated) {
-        line += ",\"error\":\"";
-        line += name(*req_.generated);
-        line += "\"";
-      }
-      line += "}";
-      log(line);
+      line += std::to_string(status);
+    } else {
+      line += "\",\"protocol\":\"tcp\"";
     }
+    line += ",\"duration_ms\":";
+    std::array<char, 32> dur{};
+    std::snprintf(dur.data(), dur.size(), "%.3f",
+                  std::chrono::duration<double, std::milli>(d).count());
+    line += dur.data();
+    line += ",\"upstream_node\":\"";
+    json_escape(target_.node, line);
+    line += "\"";
+    if (req && req->generated) {
+      line += ",\"error\":\"";
+      line += name(*req->generated);
+      line += "\"";
+    }
+    line += "}";
+    w_.options().access_log(line);
   }
 
   /// The request is over: next one (keep) or close.

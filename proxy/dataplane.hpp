@@ -33,7 +33,9 @@
 
 #include "gossip/routing_snapshot.hpp"
 #include "proxy/balancer.hpp"
+#include "proxy/circuit_breaker.hpp"
 #include "proxy/http1.hpp"
+#include "proxy/outlier.hpp"
 
 namespace starling::proxy {
 
@@ -94,6 +96,10 @@ struct dataplane_options {
   http1_limits limits;
   /// Balancer of every service.
   balancer_config balancer;
+  /// Circuit breaker caps of every service, per I/O thread.
+  circuit_breaker_config breaker;
+  /// Outlier ejection thresholds of every service, per I/O thread.
+  outlier_config outlier;
   /// Connect timeout to an upstream (an instance or a peer's inbound).
   std::chrono::milliseconds connect_timeout{2000};
   /// Whole-request timeout when the service's resilience policy sets none.

@@ -56,6 +56,7 @@ enum class backend_mode {
   silent, ///< reads requests, never answers
   hold,   ///< answers once release() is called
   reset,  ///< closes the connection after reading a request
+  fail,   ///< 500 with its name as the body
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
@@ -163,8 +164,9 @@ private:
     }
     std::string answer = name_ + body;
     auto respond = [this, c, answer, xff] {
-      c->out = "HTTP/1.1 200 OK\r\ncontent-length: " + std::to_string(answer.size()) +
-               "\r\nx-backend: " + name_ + "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
+      c->out = std::string{mode_ == backend_mode::fail ? "HTTP/1.1 500 Oops" : "HTTP/1.1 200 OK"} +
+               "\r\ncontent-length: " + std::to_string(answer.size()) + "\r\nx-backend: " + name_ +
+               "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
       asio::async_write(c->sock, asio::buffer(c->out),
                         [this, c](const asio::error_code& ec, std::size_t) {
                           if (!ec)

@@ -3,6 +3,7 @@
 // timeouts, and one or two dataplanes ("a" and "b") in this process. Conditions are polled
 // with a deadline; nothing sleeps to wait.
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -435,6 +436,156 @@ TEST(dataplane, several_threads_serve_many_clients) {
   EXPECT_EQ(find_service(st, "web")->requests, 200u);
   EXPECT_EQ(find_service(st, "web")->responses_2xx, 200u);
   EXPECT_EQ(st.outbound_connections, 40u);
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, expect_100_continue_is_answered_by_the_proxy) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+                     "content-length: 3\r\n\r\n"));
+  auto interim = c.read_response();
+  EXPECT_EQ(interim.status, 100);
+  ASSERT_TRUE(c.send("abc"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1abc");
+}
+
+TEST(dataplane, circuit_breaker_refuses_beyond_its_cap) {
+  http_backend web("web-1", backend_mode::hold);
+  auto o = options("a");
+  o.breaker.max_active_requests = 1;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client first(outbound(*dp, "web"));
+  ASSERT_TRUE(first.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return web.requests() == 1; }));
+  client second(outbound(*dp, "web"));
+  auto refused = second.get();
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.headers["x-starling-error"], "overloaded");
+  web.release();
+  EXPECT_EQ(first.read_response().status, 200);
+  EXPECT_EQ(find_service(dp->stats(), "web")->breaker_refused, 1u);
+  EXPECT_EQ(second.get().status, 200); // the unit was given back
+}
+
+TEST(dataplane, outlier_ejection_takes_a_failing_instance_out) {
+  http_backend good("good"), bad("bad", backend_mode::fail);
+  auto o = options("a");
+  o.outlier.consecutive_5xx = 3;
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto dp = start(o);
+  dp->apply(config({service(
+      "web", {instance("a", "web", "1", good.port()), instance("a", "web", "2", bad.port())})}));
+  client c(outbound(*dp, "web"));
+  int errors = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto r = c.get();
+    ASSERT_TRUE(r.status == 200 || r.status == 500) << r.status;
+    errors += r.status == 500 ? 1 : 0;
+  }
+  EXPECT_EQ(errors, 3);
+  EXPECT_EQ(bad.requests(), 3);
+  auto st = dp->stats();
+  EXPECT_EQ(find_service(st, "web")->ejections, 1u);
+  EXPECT_EQ(find_service(st, "web")->responses_5xx, 3u);
+}
+
+TEST(dataplane, retry_budget_caps_retries) {
+  auto dp = start(options("a"));
+  auto svc = service("web", {instance("a", "web", "1", dead_port())});
+  // 1% of requests plus a floor of 1 retry/s over the 10 s window: 10 retries in all.
+  svc.policies.resilience = sg::resilience_policy{0, 0, 2, 1, 1};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.get().status, 502);
+  auto st = dp->stats();
+  const auto* web = find_service(st, "web");
+  EXPECT_EQ(web->retries, 10u);
+  EXPECT_GE(web->retries_refused, 1u);
+}
+
+TEST(dataplane, per_try_timeout_retries_on_another_instance) {
+  http_backend silent("silent", backend_mode::silent), good("good");
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto dp = start(o);
+  auto svc = service(
+      "web", {instance("a", "web", "1", silent.port()), instance("a", "web", "2", good.port())});
+  svc.policies.resilience = sg::resilience_policy{10000, 200, 2, 0, 0};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 4; ++i) {
+    auto r = c.get();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "good");
+  }
+  EXPECT_GE(silent.requests(), 1);
+  EXPECT_GE(find_service(dp->stats(), "web")->timeouts, 1u);
+}
+
+TEST(dataplane, tcp_connections_are_access_logged) {
+  echo_backend echo;
+  std::mutex mu;
+  std::vector<std::string> lines;
+  auto o = options("a");
+  o.access_log = [&](std::string_view line) {
+    std::lock_guard lock{mu};
+    lines.emplace_back(line);
+  };
+  auto dp = start(o);
+  dp->apply(config(
+      {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
+  {
+    client c(outbound(*dp, "db"));
+    ASSERT_TRUE(c.send("x"));
+    c.shutdown_send();
+    EXPECT_EQ(c.read_all(), "x");
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock{mu};
+    return lines.size() == 1;
+  }));
+  std::lock_guard lock{mu};
+  EXPECT_NE(lines[0].find("\"protocol\":\"tcp\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"service\":\"db\""), std::string::npos) << lines[0];
+}
+
+} // namespace
+
+namespace {
+
+/// A rough local measurement, not a check: run with --gtest_also_run_disabled_tests.
+/// Four client threads doing keep-alive GETs through one hop for a bounded count.
+TEST(dataplane, DISABLED_throughput_report) {
+  http_backend web("web-1");
+  auto dp = start(options("a", 2));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  auto address = outbound(*dp, "web");
+  constexpr int per_thread = 5000;
+  std::atomic<int> ok{0};
+  auto begin = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      client c(address);
+      for (int i = 0; i < per_thread; ++i)
+        ok += c.get().status == 200 ? 1 : 0;
+    });
+  for (auto& t : threads)
+    t.join();
+  auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  EXPECT_EQ(ok.load(), 4 * per_thread);
+  std::printf("throughput: %d requests in %.2f s: %.0f requests/s\n", ok.load(), secs,
+              ok.load() / secs);
 }
 
 } // namespace
