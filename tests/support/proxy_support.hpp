@@ -52,11 +52,13 @@ inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseco
 
 /// What an HTTP backend does with a request.
 enum class backend_mode {
-  answer, ///< 200 with its name as the body
-  silent, ///< reads requests, never answers
-  hold,   ///< answers once release() is called
-  reset,  ///< closes the connection after reading a request
-  fail,   ///< 500 with its name as the body
+  answer,  ///< 200 with its name as the body
+  silent,  ///< reads requests, never answers
+  hold,    ///< answers once release() is called
+  reset,   ///< closes the connection after reading a request
+  fail,    ///< 500 with its name as the body
+  partial, ///< a 200 head promising 100 bytes, 5 of them, then a close
+  upgrade, ///< 101 Switching Protocols, then echoes every byte
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
@@ -126,6 +128,27 @@ private:
                             });
   }
 
+  /// Upgraded: echoes what is left in `in` (n bytes), then every byte read.
+  void echo(const std::shared_ptr<conn>& c, std::size_t n) {
+    if (n > 0) {
+      c->out = c->in;
+      c->in.clear();
+      asio::async_write(c->sock, asio::buffer(c->out),
+                        [this, c](const asio::error_code& ec, std::size_t) {
+                          if (!ec)
+                            echo(c, 0);
+                        });
+      return;
+    }
+    c->sock.async_read_some(asio::buffer(c->buf),
+                            [this, c](const asio::error_code& ec, std::size_t got) {
+                              if (ec)
+                                return;
+                              c->in.append(c->buf.data(), got);
+                              echo(c, got);
+                            });
+  }
+
   void serve(const std::shared_ptr<conn>& c) {
     auto end = c->in.find("\r\n\r\n");
     if (end == std::string::npos) {
@@ -155,6 +178,22 @@ private:
     ++requests_;
     if (mode_ == backend_mode::silent) {
       read(c);
+      return;
+    }
+    if (mode_ == backend_mode::partial || mode_ == backend_mode::upgrade) {
+      c->out = mode_ == backend_mode::partial
+                   ? "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello"
+                   : "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n"
+                     "upgrade: test\r\n\r\n";
+      auto partial = mode_ == backend_mode::partial;
+      asio::async_write(c->sock, asio::buffer(c->out),
+                        [this, c, partial](const asio::error_code& ec, std::size_t) {
+                          asio::error_code ignored;
+                          if (ec || partial)
+                            c->sock.close(ignored);
+                          else
+                            echo(c, c->in.size());
+                        });
       return;
     }
     if (mode_ == backend_mode::reset) {

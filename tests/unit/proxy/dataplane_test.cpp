@@ -589,3 +589,36 @@ TEST(dataplane, DISABLED_throughput_report) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(dataplane, upstream_reset_mid_response_closes_the_client) {
+  http_backend web("web", backend_mode::partial);
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  // The head and 5 of the 100 bytes came through; then the proxy closes: no second status.
+  EXPECT_TRUE(c.closed());
+  auto got = c.read_all();
+  EXPECT_EQ(got.find("HTTP/1.1 200"), 0u) << got;
+  EXPECT_EQ(got.find("HTTP/1.1 502"), std::string::npos) << got;
+  EXPECT_TRUE(eventually([&] { return dp->in_flight() == 0; }));
+}
+
+TEST(dataplane, upgrade_switches_to_a_byte_tunnel) {
+  http_backend web("web", backend_mode::upgrade);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  ASSERT_TRUE(
+      c.send("GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 101);
+  ASSERT_TRUE(c.send("ping"));
+  ASSERT_TRUE(c.read_until([](const std::string& s) { return s.size() >= 4; }));
+  c.shutdown_send();
+  EXPECT_EQ(c.read_all(), "ping");
+}
+
+} // namespace
