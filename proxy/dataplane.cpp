@@ -1326,6 +1326,8 @@ private:
     std::string version;
     time_point started{};
     std::optional<request_retries> retries;
+    /// Backoff before the retry last granted.
+    std::chrono::milliseconds last_delay{0};
   };
 
   void on_request_head() {
@@ -1574,6 +1576,16 @@ private:
         forward_options fo;
         fo.proto = {};
         bool last = !h.is_interim();
+        if (last && h.status >= 500 && should_retry_5xx()) {
+          // Discard this answer (and its connection) and try again.
+          ++attempt_;
+          up_->s->close();
+          up_.reset();
+          end_attempt(attempt_result::http_5xx);
+          bump(svc_->counters->retries);
+          later(req_.last_delay, [](client_session& s) { s.attempt(); });
+          return;
+        }
         if (last) {
           req_.status = h.status;
           if (!req_.client_keep_alive || (inbound_ && dp().is_draining()))
@@ -1713,6 +1725,23 @@ private:
     }
     if (result && idx && svc_->outlier.on_result(*idx, *result, now))
       bump(svc_->counters->ejections);
+  }
+
+  /// A 5xx answer is retried (before any byte of it reaches the client) only when the
+  /// service's resilience policy asks for retries, the request is idempotent and whole in
+  /// hand, and the request's retries and the budget allow one. Consumes the retry.
+  bool should_retry_5xx() {
+    if (!svc_->resilience || svc_->resilience->retries == 0 || !req_.buffered ||
+        req_.sent_to_client)
+      return false;
+    if (!req_.retries)
+      req_.retries.emplace(retry_policy_of());
+    auto d = req_.retries->on_failure(req_.method, attempt_failure::http_5xx, svc_->budget,
+                                      w_.rng(), clock::now());
+    if (d.verdict == retry_verdict::budget_exhausted)
+      bump(svc_->counters->retries_refused);
+    req_.last_delay = d.delay;
+    return d.verdict == retry_verdict::retry;
   }
 
   void on_try_failed(attempt_failure failure, bool per_try_timeout) {

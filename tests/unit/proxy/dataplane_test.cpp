@@ -622,3 +622,31 @@ TEST(dataplane, upgrade_switches_to_a_byte_tunnel) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(dataplane, a_5xx_is_retried_only_when_the_policy_asks_for_retries) {
+  http_backend good("good"), bad("bad", backend_mode::fail);
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  o.outlier.consecutive_5xx = 0; // keep the bad instance in rotation
+  auto dp = start(o);
+  auto svc = service(
+      "web", {instance("a", "web", "1", good.port()), instance("a", "web", "2", bad.port())});
+  svc.policies.resilience = sg::resilience_policy{0, 0, 2, 0, 0};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(c.get().body, "good") << i;
+  EXPECT_GE(bad.requests(), 1);
+  EXPECT_GE(find_service(dp->stats(), "web")->retries, 1u);
+  // POST is not idempotent: its 500 reaches the client.
+  int five_hundreds = 0;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"));
+    five_hundreds += c.read_response().status == 500 ? 1 : 0;
+  }
+  EXPECT_GE(five_hundreds, 1);
+}
+
+} // namespace
