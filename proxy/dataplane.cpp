@@ -2,15 +2,14 @@
 // io_context each, every connection owned by the thread that accepted it.
 //
 // Preamble (outbound proxy -> peer's inbound proxy, once per connection, inside TLS when
-// TLS is on): one text line
-//
-//     "starling/1 " <service> "\n"
-//
-// where <service> is a DNS label (lowercase letters, digits, '-'; 1 to 63 bytes). The line
-// is at most 1 KiB (max_preamble): the inbound side reads it with head_timeout, refuses a
-// longer, malformed or late one by closing, and treats the bytes after the newline as the
-// start of the service's stream (HTTP requests or TCP bytes). A pooled connection to a peer
-// carries the preamble once: the pool is keyed by (upstream address, service).
+// TLS is on): one frame, a 4-byte big-endian length (proto/wire/framing.hpp) and a protobuf
+// starling.v1.ProxyPreamble {string service = 1;} (proto/proxy.proto) naming the target
+// service, a DNS label (lowercase letters, digits, '-'; 1 to 63 bytes). The whole frame is
+// at most 1 KiB (max_preamble): the inbound side reads it within head_timeout, refuses a
+// longer one at its length prefix (before buffering the body), an empty, unparsable or
+// late one, or a bad service name, by closing; the bytes after the frame are the start of
+// the service's stream (HTTP requests or TCP bytes). A pooled connection to a peer carries
+// the preamble once: the pool is keyed by (upstream address, service).
 //
 // Threads and ownership:
 // - dataplane_impl owns the workers; each worker owns one io_context and one thread, its
@@ -41,6 +40,8 @@
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 
+#include "proto/wire/framing.hpp"
+#include "proxy.pb.h"
 #include "proxy/circuit_breaker.hpp"
 #include "proxy/outlier.hpp"
 #include "proxy/retry_budget.hpp"
@@ -55,12 +56,10 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 
 /// Bytes read at once from a socket (one buffer per direction of a connection).
 constexpr std::size_t io_buffer_bytes = 16 * 1024;
-/// Longest preamble line, newline included.
+/// Longest preamble frame, length prefix included.
 constexpr std::size_t max_preamble = 1024;
 /// Request bodies up to this size are buffered so that the request can be retried.
 constexpr std::uint64_t max_buffered_body = 64 * 1024;
-/// Prefix of the preamble line.
-constexpr std::string_view preamble_prefix = "starling/1 ";
 /// Upper bounds (seconds) of the latency histogram; a last +Inf bucket follows.
 constexpr std::array<double, 14> latency_bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                 0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
@@ -75,6 +74,25 @@ bool is_service_name(std::string_view name) {
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
       return false;
   return true;
+}
+
+/// The preamble frame naming `service` (proto/proxy.proto).
+std::string make_preamble(const std::string& service) {
+  v1::ProxyPreamble msg;
+  msg.set_service(service);
+  std::string body;
+  msg.SerializeToString(&body);
+  return wire::framed(body);
+}
+
+/// The service a preamble body names, or nothing when it does not parse or names no
+/// valid service.
+std::optional<std::string> parse_preamble(std::string_view body) {
+  v1::ProxyPreamble msg;
+  if (!msg.ParseFromArray(body.data(), static_cast<int>(body.size())) ||
+      !is_service_name(msg.service()))
+    return std::nullopt;
+  return std::move(*msg.mutable_service());
 }
 
 /// Splits "host:port" (host may be "[v6]").
@@ -974,23 +992,25 @@ private:
   }
 
   void read_preamble() {
-    auto nl = std::string_view{cbuf_.data(), cend_}.find('\n');
-    if (nl != std::string_view::npos) {
-      std::string_view line{cbuf_.data(), nl};
-      if (!line.starts_with(preamble_prefix) ||
-          !is_service_name(line.substr(preamble_prefix.size()))) {
+    if (cend_ >= wire::length_prefix_size) {
+      std::size_t length = wire::read_length(cbuf_.data());
+      if (length == 0 || length > max_preamble - wire::length_prefix_size) {
         close_client();
         return;
       }
-      service_name_ = std::string{line.substr(preamble_prefix.size())};
-      cpos_ = nl + 1;
-      cancel_client_timer();
-      begin_service();
-      return;
-    }
-    if (cend_ >= max_preamble) {
-      close_client();
-      return;
+      std::size_t total = wire::length_prefix_size + length;
+      if (cend_ >= total) {
+        auto service = parse_preamble({cbuf_.data() + wire::length_prefix_size, length});
+        if (!service) {
+          close_client();
+          return;
+        }
+        service_name_ = std::move(*service);
+        cpos_ = total;
+        cancel_client_timer();
+        begin_service();
+        return;
+      }
     }
     auto self = shared_from_this();
     client_->async_read_some(asio::buffer(cbuf_.data() + cend_, max_preamble - cend_),
@@ -1076,7 +1096,7 @@ private:
         std::make_shared<upstream_conn>(w_, w_.io(), t.address_text + "|" + service_name_,
                                         t.via_peer ? t.node : std::string{}, w_.options().limits);
     if (t.via_peer)
-      c->preamble = std::string{preamble_prefix} + service_name_ + "\n";
+      c->preamble = make_preamble(service_name_);
     bump(w_.counters().upstream_connects);
     auto id = attempt_;
     auto self = shared_from_this();

@@ -28,6 +28,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "proto/wire/framing.hpp"
+#include "proxy.pb.h"
 #include "proxy/dataplane.hpp"
 
 namespace starling::testing::proxy_support {
@@ -284,6 +286,13 @@ private:
   std::uint16_t port_ = 0;
   std::thread thread_;
 };
+
+/// The frame an outbound proxy sends first to a peer's inbound (proto/proxy.proto).
+inline std::string preamble(const std::string& service) {
+  starling::v1::ProxyPreamble msg;
+  msg.set_service(service);
+  return starling::wire::framed(msg.SerializeAsString());
+}
 
 /// A port on 127.0.0.1 where nothing listens (bound, then released).
 inline std::uint16_t dead_port() {

@@ -125,7 +125,7 @@ TEST(proxy_tls, callers_without_a_valid_certificate_are_refused) {
   n.apply({service("web", {instance("b", "web", "1", web.port())})});
   // Plain TCP to a TLS inbound: the handshake fails.
   client plain(n.b->inbound_address());
-  ASSERT_TRUE(plain.send("starling/1 web\nGET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(plain.send(preamble("web") + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
   EXPECT_TRUE(plain.closed());
   EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_tls == 1; }));
   // A proxy of another mesh claiming to be "a".

@@ -321,7 +321,7 @@ TEST(dataplane, draining_refuses_new_work_and_finishes_in_flight) {
   n.apply({service("web", {instance("b", "web", "1", web.port())})});
   // A kept-alive connection straight to b's inbound, with the preamble.
   client kept(n.b->inbound_address());
-  ASSERT_TRUE(kept.send("starling/1 web\n"));
+  ASSERT_TRUE(kept.send(preamble("web")));
   // An in-flight request through a.
   client slow(outbound(*n.a, "web"));
   ASSERT_TRUE(slow.send("GET /slow HTTP/1.1\r\nhost: x\r\n\r\n"));
@@ -345,18 +345,31 @@ TEST(dataplane, inbound_refuses_unknown_service_and_bad_preamble) {
   two_nodes n;
   n.apply({service("web", {instance("b", "web", "1", web.port())})});
   client unknown(n.b->inbound_address());
-  ASSERT_TRUE(unknown.send("starling/1 nope\nGET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(unknown.send(preamble("nope") + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
   EXPECT_TRUE(unknown.closed());
   client garbage(n.b->inbound_address());
   ASSERT_TRUE(garbage.send(std::string(2000, 'x')));
   EXPECT_TRUE(garbage.closed());
+  client bad_name(n.b->inbound_address());
+  ASSERT_TRUE(bad_name.send(preamble("Web_1")));
+  EXPECT_TRUE(bad_name.closed());
+  client too_long(n.b->inbound_address());
+  ASSERT_TRUE(too_long.send(preamble(std::string(1100, 'a'))));
+  EXPECT_TRUE(too_long.closed());
+  // A preamble may arrive in pieces.
+  client pieces(n.b->inbound_address());
+  auto frame = preamble("web");
+  ASSERT_TRUE(pieces.send(frame.substr(0, 2)));
+  ASSERT_TRUE(pieces.send(frame.substr(2, 3)));
+  ASSERT_TRUE(pieces.send(frame.substr(5) + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_EQ(pieces.read_response().body, "web-b");
   // A service whose instance is on a: b has no local instance: 503.
   n.apply({service("web", {instance("b", "web", "1", web.port())}),
            service("api", {instance("a", "api", "1", web.port())})},
           2);
   client api(n.b->inbound_address());
   ASSERT_TRUE(eventually([&] { return n.b->stats().config_generation == 2; }));
-  ASSERT_TRUE(api.send("starling/1 api\nGET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(api.send(preamble("api") + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
   auto r = api.read_response();
   EXPECT_EQ(r.status, 503);
   EXPECT_EQ(r.headers["x-starling-error"], "no_upstream");
