@@ -663,3 +663,44 @@ TEST(dataplane, a_5xx_is_retried_only_when_the_policy_asks_for_retries) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(dataplane, applies_during_traffic_drop_no_request) {
+  http_backend v1("v1"), v2("v2");
+  auto dp = start(options("a", 2));
+  auto make = [&](std::uint64_t generation) {
+    auto web = service("web", {instance("a", "web", "1", v1.port(), "v1"),
+                               instance("a", "web", "2", v2.port(), "v2")});
+    web.instances[generation % 2].weight = 1 + static_cast<std::uint32_t>(generation % 7);
+    if (generation % 3 == 0)
+      web.policies.split = std::vector<sg::split_weight>{{"v1", 50}, {"v2", 50}};
+    std::vector<sg::service_view> services{web};
+    if (generation % 2 == 0)
+      services.push_back(service("extra", {instance("a", "extra", "1", v1.port())}));
+    return config(services, {}, generation);
+  };
+  dp->apply(make(1));
+  auto address = outbound(*dp, "web");
+  std::atomic<bool> done{false};
+  std::thread applier([&] {
+    for (std::uint64_t g = 2; g < 200 && !done.load(); ++g)
+      dp->apply(make(g));
+  });
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 2; ++t)
+    clients.emplace_back([&] {
+      client c(address);
+      for (int i = 0; i < 100; ++i)
+        ok += c.get().status == 200 ? 1 : 0;
+    });
+  for (auto& t : clients)
+    t.join();
+  done = true;
+  applier.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_EQ(dp->outbound_addresses().at("web"), address);
+}
+
+} // namespace
