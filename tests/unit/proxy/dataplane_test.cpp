@@ -704,3 +704,51 @@ TEST(dataplane, applies_during_traffic_drop_no_request) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(dataplane, large_bodies_stream_through_without_buffering) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  std::string body(200 * 1024, 'b'); // above the 64 KiB retry buffer: streamed
+  for (std::size_t i = 0; i < body.size(); i += 997)
+    body[i] = 'z';
+  std::thread writer([&] {
+    c.send("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body);
+  });
+  auto r = c.read_response();
+  writer.join();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1" + body);
+  EXPECT_EQ(c.get().status, 200); // and the connection goes on
+}
+
+TEST(dataplane, idle_connections_close_after_idle_timeout) {
+  http_backend web("web-1");
+  auto o = options("a");
+  o.idle_timeout = 200ms;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  EXPECT_EQ(c.get().status, 200);
+  EXPECT_TRUE(eventually([&] { return dp->stats().upstream_idle == 1; }));
+  EXPECT_TRUE(c.closed()); // the client's kept-alive connection
+  EXPECT_TRUE(eventually([&] { return dp->stats().upstream_idle == 0; }));
+}
+
+TEST(dataplane, http_1_0_without_keep_alive_gets_close) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("GET / HTTP/1.0\r\nhost: x\r\n\r\n"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["connection"], "close");
+  EXPECT_TRUE(c.closed());
+}
+
+} // namespace
