@@ -752,3 +752,22 @@ TEST(dataplane, http_1_0_without_keep_alive_gets_close) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(dataplane, chunked_request_bodies_are_forwarded_raw) {
+  http_backend web("web-1");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  const std::string chunks = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" +
+                     chunks.substr(0, 9)));
+  ASSERT_TRUE(c.send(chunks.substr(9)));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1" + chunks);
+  EXPECT_EQ(c.get().body, "web-1");
+}
+
+} // namespace
