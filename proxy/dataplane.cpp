@@ -283,13 +283,12 @@ class worker;
 /// A connection to an upstream (a local instance or a peer's inbound proxy), with the
 /// response parser that lives as long as the connection. Pooled between requests.
 struct upstream_conn {
-  upstream_conn(worker& w, asio::io_context& io, std::string key, std::string node,
+  upstream_conn(asio::io_context& io, std::string key, std::string node,
                 const http1_limits& limits);
   ~upstream_conn();
   upstream_conn(const upstream_conn&) = delete;
   upstream_conn& operator=(const upstream_conn&) = delete;
 
-  worker& owner;
   stream_ptr s;
   /// Pool key: "address|service".
   std::string key;
@@ -394,7 +393,6 @@ public:
 
   // Registries (this thread only).
   std::unordered_set<client_session*>& clients() { return clients_; }
-  std::unordered_set<upstream_conn*>& upstreams() { return upstreams_; }
 
 private:
   void accept(std::shared_ptr<tcp::acceptor> acc, std::string service);
@@ -413,7 +411,6 @@ private:
   std::map<std::string, std::unique_ptr<service_counters>> service_counters_;
   /// Live connections of this thread (raw: entries removed by the destructors).
   std::unordered_set<client_session*> clients_;
-  std::unordered_set<upstream_conn*> upstreams_;
   std::set<std::string, std::less<>> banned_;
   std::shared_ptr<const dataplane_config> config_;
   std::unordered_map<std::string, service_ptr> services_;
@@ -428,17 +425,15 @@ private:
   std::unordered_map<std::string, std::deque<upstream_ptr>> pool_;
 };
 
-upstream_conn::upstream_conn(worker& w, asio::io_context& io, std::string k, std::string n,
+upstream_conn::upstream_conn(asio::io_context& io, std::string k, std::string n,
                              const http1_limits& limits)
-    : owner(w), s(std::make_shared<stream>(io)), key(std::move(k)), node(std::move(n)),
+    : s(std::make_shared<stream>(io)), key(std::move(k)), node(std::move(n)),
       parser(direction::response, limits) {
-  owner.upstreams().insert(this);
+  // Pooled ones are in the worker's pool, in-flight ones reachable from their session
+  // (ban_peer finds both there).
 }
 
-upstream_conn::~upstream_conn() {
-  owner.upstreams().erase(this);
-  s->close();
-}
+upstream_conn::~upstream_conn() { s->close(); }
 
 /// Copies bytes both ways between two streams with half-close: EOF from one side shuts
 /// the other's sending side; when both directions ended (or one failed) both close.
@@ -1093,7 +1088,7 @@ private:
   /// Connects a new upstream connection to `t`; `k(ok)` with up_ set on success.
   void connect(const target& t, std::function<void(bool)> k) {
     auto c =
-        std::make_shared<upstream_conn>(w_, w_.io(), t.address_text + "|" + service_name_,
+        std::make_shared<upstream_conn>(w_.io(), t.address_text + "|" + service_name_,
                                         t.via_peer ? t.node : std::string{}, w_.options().limits);
     if (t.via_peer)
       c->preamble = make_preamble(service_name_);
@@ -1385,12 +1380,11 @@ private:
     req_.forwarded_head.clear();
     write_forward_head(h, fo, req_.forwarded_head);
     // Version choice from the headers (views valid until the next message).
-    std::vector<header_field> fields;
-    fields.reserve(h.headers.size());
-    for (const auto& f : h.headers)
-      fields.push_back({f.name, f.value});
-    if (!inbound_) {
-      auto choice = choose_version(svc_->policy, fields, w_.rng());
+    if (!inbound_ && (!svc_->policy.routes.empty() || !svc_->policy.split.empty())) {
+      fields_.clear(); // scratch kept across requests: no allocation in the steady state
+      for (const auto& f : h.headers)
+        fields_.push_back({f.name, f.value});
+      auto choice = choose_version(svc_->policy, fields_, w_.rng());
       if (choice.is_specific())
         req_.version = std::string{choice.version};
     }
@@ -2035,6 +2029,8 @@ private:
   time_point started_{};
   std::optional<request_retries> retries_;
   std::shared_ptr<tunnel> tunnel_;
+  /// Scratch: the request's headers as the traffic policy reads them.
+  std::vector<header_field> fields_;
   /// Bytes being written to the client (generated responses, forwarded heads).
   std::string out_;
   /// Bytes being written to the upstream (preamble, forwarded head, buffered body).
