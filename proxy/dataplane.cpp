@@ -1511,6 +1511,7 @@ private:
   void send_request() {
     auto& c = *up_;
     c.parser.expect_response_to(req_.method);
+    out_.clear(); // gathers the response's first bytes (read_response)
     up_out_ = std::move(c.preamble);
     c.preamble.clear();
     up_out_ += req_.forwarded_head;
@@ -1605,27 +1606,37 @@ private:
           if (!req_.client_keep_alive || (inbound_ && dp().is_draining()))
             fo.close = !h.upgrade;
         }
-        out_.clear();
+        // Heads (and the body bytes already read behind them) are gathered in out_ and
+        // written at once: one write for a small response.
         write_forward_head(h, fo, out_);
         if (last && h.upgrade && req_.upgrade) {
           upgrading_ = true;
         }
-        write_client(out_);
-        return;
+        continue;
       }
       case parse_status::body:
-        write_client(std::string_view{r.body.data(), r.body.size()});
+        if (!out_.empty()) {
+          out_.append(r.body.data(), r.body.size());
+          continue;
+        }
+        write_client(std::string_view{r.body.data(), r.body.size()}, after_write::read);
         return;
       case parse_status::complete:
         if (upgrading_)
           continue; // the upgrade step follows
         if (c.parser.head().is_interim())
           continue;
-        on_response_complete();
+        if (!out_.empty())
+          write_client(out_, after_write::complete);
+        else
+          on_response_complete();
         return;
       case parse_status::upgrade:
         if (upgrading_) {
-          start_upgrade_tunnel();
+          if (!out_.empty())
+            write_client(out_, after_write::tunnel);
+          else
+            start_upgrade_tunnel();
           return;
         }
         c.parser.resume_after_upgrade();
@@ -1641,6 +1652,10 @@ private:
         return;
       case parse_status::need_more:
         break;
+      }
+      if (!out_.empty()) {
+        write_client(out_, after_write::read); // then parse (need_more) and read
+        return;
       }
       if (c.pos == c.end)
         c.pos = c.end = 0;
@@ -1678,23 +1693,41 @@ private:
                          });
   }
 
-  void write_client(std::string_view bytes) {
+  /// What follows a write of response bytes to the client.
+  enum class after_write : std::uint8_t { read, complete, tunnel };
+
+  /// Writes response bytes (out_, or a view into the upstream's buffer) to the client.
+  void write_client(std::string_view bytes, after_write next) {
     req_.sent_to_client = true;
     if (!inbound_)
       bump(svc_->counters->bytes_out, bytes.size());
     auto self = shared_from_this();
     auto id = attempt_;
+    bool owned = bytes.data() == out_.data();
     // `bytes` may lie in the upstream's buffer: the handler keeps the upstream alive.
-    client_->async_write(asio::buffer(bytes.data(), bytes.size()),
-                         [self, id, keep = up_](const asio::error_code& ec, std::size_t) {
-                           if (id != self->attempt_)
-                             return;
-                           if (ec) {
-                             self->abort_request();
-                             return;
-                           }
-                           self->read_response();
-                         });
+    client_->async_write(
+        asio::buffer(bytes.data(), bytes.size()),
+        [self, id, next, owned, keep = up_](const asio::error_code& ec, std::size_t) {
+          if (id != self->attempt_)
+            return;
+          if (ec) {
+            self->abort_request();
+            return;
+          }
+          if (owned)
+            self->out_.clear();
+          switch (next) {
+          case after_write::read:
+            self->read_response();
+            break;
+          case after_write::complete:
+            self->on_response_complete();
+            break;
+          case after_write::tunnel:
+            self->start_upgrade_tunnel();
+            break;
+          }
+        });
   }
 
   void start_upgrade_tunnel() {
