@@ -28,6 +28,7 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -39,6 +40,7 @@
 
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <sys/socket.h>
 
 #include "proto/wire/framing.hpp"
 #include "proxy.pb.h"
@@ -862,6 +864,18 @@ void worker::sweep() {
   }
 }
 
+/// Whether an idle pooled connection was closed by its upstream (an app closing idle
+/// keep-alive connections sooner than idle_timeout), seen without blocking: EOF or an error;
+/// for plain HTTP also any unsolicited byte (the stream is out of step). A TLS stream may
+/// hold records (session tickets): only EOF and errors count.
+bool peer_closed(upstream_conn& c) {
+  char byte = 0;
+  auto n = ::recv(c.s->socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0)
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  return n == 0 || !c.s->is_tls();
+}
+
 upstream_ptr worker::take_idle(const std::string& key) {
   auto it = pool_.find(key);
   if (it == pool_.end())
@@ -873,7 +887,8 @@ upstream_ptr worker::take_idle(const std::string& key) {
     auto c = std::move(q.back());
     q.pop_back();
     counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
-    if (now - c->idle_since < options().idle_timeout && c->s->is_open() && !is_banned(c->node))
+    if (now - c->idle_since < options().idle_timeout && c->s->is_open() && !is_banned(c->node) &&
+        !peer_closed(*c))
       out = std::move(c);
   }
   if (q.empty())
@@ -1252,7 +1267,10 @@ private:
     if (cend_ > cpos_ || parser_.messages() == 0)
       arm_client_timer(w_.options().head_timeout);
     else
-      arm_client_timer(w_.options().idle_timeout);
+      // A peer proxy's pooled connection idles here: wait longer than its pool keeps it
+      // (idle_timeout), so that the pool, not this side, closes it (no request is ever sent
+      // on a connection this side is closing).
+      arm_client_timer(inbound_ ? 2 * w_.options().idle_timeout : w_.options().idle_timeout);
     parse_head();
   }
 

@@ -54,13 +54,14 @@ inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseco
 
 /// What an HTTP backend does with a request.
 enum class backend_mode {
-  answer,  ///< 200 with its name as the body
-  silent,  ///< reads requests, never answers
-  hold,    ///< answers once release() is called
-  reset,   ///< closes the connection after reading a request
-  fail,    ///< 500 with its name as the body
-  partial, ///< a 200 head promising 100 bytes, 5 of them, then a close
-  upgrade, ///< 101 Switching Protocols, then echoes every byte
+  answer,   ///< 200 with its name as the body
+  silent,   ///< reads requests, never answers
+  hold,     ///< answers once release() is called
+  reset,    ///< closes the connection after reading a request
+  fail,     ///< 500 with its name as the body
+  partial,  ///< a 200 head promising 100 bytes, 5 of them, then a close
+  upgrade,  ///< 101 Switching Protocols, then echoes every byte
+  one_shot, ///< answers like `answer` (keep-alive), then closes the connection
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
@@ -89,6 +90,8 @@ public:
   [[nodiscard]] std::uint16_t port() const { return port_; }
   [[nodiscard]] int connections() const { return accepted_.load(); }
   [[nodiscard]] int requests() const { return requests_.load(); }
+  /// Connections this backend closed itself (mode one_shot).
+  [[nodiscard]] int closed() const { return closed_.load(); }
   /// Answers every held request (mode hold).
   void release() {
     asio::post(io_, [this] {
@@ -219,6 +222,12 @@ private:
                "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
       asio::async_write(c->sock, asio::buffer(c->out),
                         [this, c](const asio::error_code& ec, std::size_t) {
+                          if (!ec && mode_ == backend_mode::one_shot) {
+                            asio::error_code ignored;
+                            c->sock.close(ignored);
+                            ++closed_;
+                            return;
+                          }
                           if (!ec)
                             serve(c);
                         });
@@ -237,6 +246,7 @@ private:
   std::thread thread_;
   std::atomic<int> accepted_{0};
   std::atomic<int> requests_{0};
+  std::atomic<int> closed_{0};
   std::vector<std::weak_ptr<conn>> conns_;
   std::vector<std::function<void()>> held_;
   bool released_ = false;

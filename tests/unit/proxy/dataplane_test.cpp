@@ -774,3 +774,23 @@ TEST(dataplane, chunked_request_bodies_are_forwarded_raw) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(dataplane, a_pooled_connection_the_app_closed_is_not_reused) {
+  http_backend web("web-1", backend_mode::one_shot);
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  EXPECT_EQ(c.get().status, 200);
+  ASSERT_TRUE(eventually([&] { return web.closed() == 1; }));
+  // POST is never retried: it succeeds only if the closed connection is skipped.
+  ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nx"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1x");
+  EXPECT_EQ(dp->stats().upstream_connects, 2u);
+  EXPECT_EQ(dp->stats().upstream_reused, 0u);
+}
+
+} // namespace
