@@ -449,8 +449,10 @@ public:
   void start(std::string_view to_b, std::string_view to_a) {
     dirs_[0].buf.resize(std::max(io_buffer_bytes, to_b.size()));
     dirs_[1].buf.resize(std::max(io_buffer_bytes, to_a.size()));
-    std::memcpy(dirs_[0].buf.data(), to_b.data(), to_b.size());
-    std::memcpy(dirs_[1].buf.data(), to_a.data(), to_a.size());
+    if (!to_b.empty()) // (memcpy from a null view is undefined even for 0 bytes)
+      std::memcpy(dirs_[0].buf.data(), to_b.data(), to_b.size());
+    if (!to_a.empty())
+      std::memcpy(dirs_[1].buf.data(), to_a.data(), to_a.size());
     if (to_b.empty())
       read(0);
     else
