@@ -119,6 +119,18 @@ TEST(proxy_tls, authorization_rules_match_the_callers_spiffe_id) {
   EXPECT_EQ(n.b->stats().inbound_refused_authz, 1u);
 }
 
+TEST(proxy_tls, a_tcp_service_refusing_the_caller_closes_the_connection) {
+  echo_backend echo;
+  tls_nodes n;
+  auto db = service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)});
+  db.policies.authz.push_back({"only-c", {"spiffe://test.mesh/node/c"}, true});
+  n.apply({db});
+  client c(outbound(*n.a, "db"));
+  ASSERT_TRUE(c.send("hello"));
+  EXPECT_EQ(c.read_all(), "");
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_authz == 1; }));
+}
+
 TEST(proxy_tls, callers_without_a_valid_certificate_are_refused) {
   http_backend web("web-b");
   tls_nodes n;
