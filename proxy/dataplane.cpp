@@ -2024,11 +2024,33 @@ private:
     try_timer_.cancel();
   }
 
+  /// Writes out_ (a generated response with connection: close), then closes gracefully:
+  /// closing a socket with unread input sends a reset, which can destroy the response
+  /// before the client reads it. So: half-close, discard what the client still sends until
+  /// it closes too (or 1 s, head_timeout at most), then close.
   void write_then_close() {
     auto self = shared_from_this();
     ++attempt_;
-    client_->async_write(asio::buffer(out_),
-                         [self](const asio::error_code&, std::size_t) { self->close_client(); });
+    client_->async_write(asio::buffer(out_), [self](const asio::error_code& ec, std::size_t) {
+      if (ec) {
+        self->close_client();
+        return;
+      }
+      self->client_->shutdown_send();
+      self->arm_client_timer(
+          std::min(self->w_.options().head_timeout, std::chrono::milliseconds{1000}));
+      self->drain_client();
+    });
+  }
+
+  void drain_client() {
+    auto self = shared_from_this();
+    client_->async_read_some(asio::buffer(cbuf_), [self](const asio::error_code& ec, std::size_t) {
+      if (ec)
+        self->close_client();
+      else
+        self->drain_client();
+    });
   }
 
   void close_client() {
