@@ -794,3 +794,40 @@ TEST(dataplane, a_pooled_connection_the_app_closed_is_not_reused) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(dataplane, the_pool_keeps_at_most_max_idle_per_upstream) {
+  http_backend web("web-1", backend_mode::hold);
+  auto o = options("a");
+  o.max_idle_per_upstream = 1;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client first(outbound(*dp, "web")), second(outbound(*dp, "web"));
+  ASSERT_TRUE(first.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(second.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return web.requests() == 2; }));
+  EXPECT_EQ(dp->stats().upstream_connects, 2u);
+  web.release();
+  EXPECT_EQ(first.read_response().status, 200);
+  EXPECT_EQ(second.read_response().status, 200);
+  EXPECT_TRUE(eventually([&] { return dp->in_flight() == 0; }));
+  EXPECT_EQ(dp->stats().upstream_idle, 1u);
+}
+
+TEST(dataplane, access_log_sample_zero_logs_nothing) {
+  http_backend web("web-1");
+  std::atomic<int> lines{0};
+  auto o = options("a");
+  o.access_log = [&](std::string_view) { ++lines; };
+  o.access_log_sample = 0;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.get().status, 200);
+  EXPECT_TRUE(eventually([&] { return find_service(dp->stats(), "web")->responses_2xx == 10; }));
+  EXPECT_EQ(lines.load(), 0);
+}
+
+} // namespace
