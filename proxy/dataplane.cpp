@@ -3,13 +3,13 @@
 //
 // Preamble (outbound proxy -> peer's inbound proxy, once per connection, inside TLS when
 // TLS is on): one frame, a 4-byte big-endian length (proto/wire/framing.hpp) and a protobuf
-// starling.v1.ProxyPreamble {string service = 1;} (proto/proxy.proto) naming the target
-// service, a DNS label (lowercase letters, digits, '-'; 1 to 63 bytes). The whole frame is
-// at most 1 KiB (max_preamble): the inbound side reads it within head_timeout, refuses a
-// longer one at its length prefix (before buffering the body), an empty, unparsable or
-// late one, or a bad service name, by closing; the bytes after the frame are the start of
-// the service's stream (HTTP requests or TCP bytes). A pooled connection to a peer carries
-// the preamble once: the pool is keyed by (upstream address, service).
+// starling.v1.ProxyPreamble {string service = 1; bool http = 2;} (proto/proxy.proto) naming
+// the target service, a DNS label (lowercase letters, digits, '-'; 1 to 63 bytes). The whole frame
+// is at most 1 KiB (max_preamble): the inbound side reads it within head_timeout, refuses a longer
+// one at its length prefix (before buffering the body), an empty, unparsable or late one, or a bad
+// service name, by closing; the bytes after the frame are the start of the service's stream (HTTP
+// requests or TCP bytes). A pooled connection to a peer carries the preamble once: the pool is
+// keyed by (upstream address, service).
 //
 // Threads and ownership:
 // - dataplane_impl owns the workers; each worker owns one io_context and one thread, its
@@ -79,22 +79,28 @@ bool is_service_name(std::string_view name) {
 }
 
 /// The preamble frame naming `service` (proto/proxy.proto).
-std::string make_preamble(const std::string& service) {
+std::string make_preamble(const std::string& service, bool http) {
   v1::ProxyPreamble msg;
   msg.set_service(service);
+  msg.set_http(http);
   std::string body;
   msg.SerializeToString(&body);
   return wire::framed(body);
 }
 
-/// The service a preamble body names, or nothing when it does not parse or names no
-/// valid service.
-std::optional<std::string> parse_preamble(std::string_view body) {
+/// A parsed preamble.
+struct preamble_info {
+  std::string service;
+  bool http = false;
+};
+
+/// What a preamble body says, or nothing when it does not parse or names no valid service.
+std::optional<preamble_info> parse_preamble(std::string_view body) {
   v1::ProxyPreamble msg;
   if (!msg.ParseFromArray(body.data(), static_cast<int>(body.size())) ||
       !is_service_name(msg.service()))
     return std::nullopt;
-  return std::move(*msg.mutable_service());
+  return preamble_info{std::move(*msg.mutable_service()), msg.http()};
 }
 
 /// Splits "host:port" (host may be "[v6]").
@@ -1017,7 +1023,8 @@ private:
           close_client();
           return;
         }
-        service_name_ = std::move(*service);
+        service_name_ = std::move(service->service);
+        preamble_http_ = service->http;
         cpos_ = total;
         cancel_client_timer();
         begin_service();
@@ -1041,7 +1048,10 @@ private:
     cfg_ = w_.config();
     svc_ = w_.service(service_name_);
     if (!svc_) {
-      close_client();
+      if (inbound_ && preamble_http_)
+        next_request(); // each request gets 503 no_upstream (on_request_head)
+      else
+        close_client();
       return;
     }
     if (inbound_) {
@@ -1108,7 +1118,7 @@ private:
         std::make_shared<upstream_conn>(w_.io(), t.address_text + "|" + service_name_,
                                         t.via_peer ? t.node : std::string{}, w_.options().limits);
     if (t.via_peer)
-      c->preamble = make_preamble(service_name_);
+      c->preamble = make_preamble(service_name_, svc_->protocol == gossip::service_protocol::http);
     bump(w_.counters().upstream_connects);
     auto id = attempt_;
     auto self = shared_from_this();
@@ -2077,6 +2087,8 @@ private:
   asio::ip::address client_addr_;
   std::string client_addr_text_;
   std::optional<peer_identity> peer_;
+  /// Inbound: the preamble said the service speaks HTTP.
+  bool preamble_http_ = false;
   std::shared_ptr<const dataplane_config> cfg_;
   service_ptr svc_;
   /// Client bytes read, not yet consumed: cbuf_[cpos_, cend_).

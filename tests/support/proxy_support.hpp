@@ -307,9 +307,10 @@ private:
 };
 
 /// The frame an outbound proxy sends first to a peer's inbound (proto/proxy.proto).
-inline std::string preamble(const std::string& service) {
+inline std::string preamble(const std::string& service, bool http = false) {
   starling::v1::ProxyPreamble msg;
   msg.set_service(service);
+  msg.set_http(http);
   return starling::wire::framed(msg.SerializeAsString());
 }
 

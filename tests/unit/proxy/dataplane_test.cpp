@@ -347,6 +347,13 @@ TEST(dataplane, inbound_refuses_unknown_service_and_bad_preamble) {
   client unknown(n.b->inbound_address());
   ASSERT_TRUE(unknown.send(preamble("nope") + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
   EXPECT_TRUE(unknown.closed());
+  // An HTTP service b does not know (yet): 503 no_upstream, and the connection goes on.
+  client unknown_http(n.b->inbound_address());
+  ASSERT_TRUE(unknown_http.send(preamble("nope", true)));
+  auto no = unknown_http.get();
+  EXPECT_EQ(no.status, 503);
+  EXPECT_EQ(no.headers["x-starling-error"], "no_upstream");
+  EXPECT_EQ(unknown_http.get().status, 503);
   client garbage(n.b->inbound_address());
   ASSERT_TRUE(garbage.send(std::string(2000, 'x')));
   EXPECT_TRUE(garbage.closed());
