@@ -1322,9 +1322,11 @@ private:
   /// Reads more client bytes into cbuf_, then `k`. On EOF: parser finish (error) or close.
   template <class K> void read_client(K k, bool between_messages) {
     auto self = shared_from_this();
+    client_reading_ = true;
     client_->async_read_some(
         asio::buffer(cbuf_.data() + cend_, cbuf_.size() - cend_),
         [self, k, between_messages](const asio::error_code& ec, std::size_t n) {
+          self->client_reading_ = false;
           if (ec) {
             if (is_eof(ec) && between_messages) {
               auto r = self->parser_.finish();
@@ -1890,7 +1892,17 @@ private:
                          [self, id, keep](const asio::error_code& ec, std::size_t) {
                            if (id != self->attempt_)
                              return;
-                           self->finish_request(keep && !ec);
+                           if (keep || ec) {
+                             self->finish_request(keep && !ec);
+                             return;
+                           }
+                           // connection: close was said: end gracefully (write_then_close).
+                           self->record_request_end();
+                           if (self->up_) {
+                             self->up_->s->close();
+                             self->up_.reset();
+                           }
+                           self->linger();
                          });
   }
 
@@ -2046,11 +2058,21 @@ private:
         self->close_client();
         return;
       }
-      self->client_->shutdown_send();
-      self->arm_client_timer(
-          std::min(self->w_.options().head_timeout, std::chrono::milliseconds{1000}));
-      self->drain_client();
+      self->linger();
     });
+  }
+
+  /// Half-closes, then discards what the client still sends until it closes too (1 s,
+  /// head_timeout at most), then closes.
+  void linger() {
+    if (client_reading_) { // a read is pending already (a streamed body): no second one
+      close_client();
+      return;
+    }
+    ++attempt_;
+    client_->shutdown_send();
+    arm_client_timer(std::min(w_.options().head_timeout, std::chrono::milliseconds{1000}));
+    drain_client();
   }
 
   void drain_client() {
@@ -2089,6 +2111,8 @@ private:
   std::optional<peer_identity> peer_;
   /// Inbound: the preamble said the service speaks HTTP.
   bool preamble_http_ = false;
+  /// A read_client() read is pending (a TLS stream allows one read at a time).
+  bool client_reading_ = false;
   std::shared_ptr<const dataplane_config> cfg_;
   service_ptr svc_;
   /// Client bytes read, not yet consumed: cbuf_[cpos_, cend_).
