@@ -33,7 +33,9 @@
 
 #include "gossip/routing_snapshot.hpp"
 #include "proxy/balancer.hpp"
+#include "proxy/circuit_breaker.hpp"
 #include "proxy/http1.hpp"
+#include "proxy/outlier.hpp"
 
 namespace starling::proxy {
 
@@ -94,6 +96,10 @@ struct dataplane_options {
   http1_limits limits;
   /// Balancer of every service.
   balancer_config balancer;
+  /// Circuit breaker caps of every service, per I/O thread.
+  circuit_breaker_config breaker;
+  /// Outlier ejection thresholds of every service, per I/O thread.
+  outlier_config outlier;
   /// Connect timeout to an upstream (an instance or a peer's inbound).
   std::chrono::milliseconds connect_timeout{2000};
   /// Whole-request timeout when the service's resilience policy sets none.
@@ -144,6 +150,7 @@ struct dataplane_stats {
   std::uint64_t upstream_connects = 0;     ///< new upstream connections (not from the pool)
   std::uint64_t upstream_reused = 0;       ///< requests on a pooled connection
   std::uint64_t upstream_connect_failures = 0;
+  std::uint64_t upstream_idle = 0; ///< pooled idle upstream connections now (a gauge)
   /// Responses the proxy made itself, by reason code (http_error names).
   std::map<std::string, std::uint64_t> generated;
   std::vector<service_stats> services;

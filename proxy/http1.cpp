@@ -20,7 +20,7 @@ namespace starling::proxy {
 
 namespace {
 
-constexpr std::array<std::string_view, 28> error_names{
+constexpr std::array<std::string_view, 29> error_names{
     "unknown",
     "malformed",
     "bad_method",
@@ -49,6 +49,7 @@ constexpr std::array<std::string_view, 28> error_names{
     "no_upstream",
     "overloaded",
     "upstream_timeout",
+    "draining",
 };
 
 constexpr char lower(char c) noexcept {
@@ -190,6 +191,7 @@ std::uint16_t status_of(http_error e) noexcept {
     return 502;
   case http_error::no_upstream:
   case http_error::overloaded:
+  case http_error::draining:
     return 503;
   case http_error::upstream_timeout:
     return 504;

@@ -47,6 +47,7 @@ enum class http_error : std::uint8_t {
   no_upstream,              ///< 503: no healthy endpoint for the service.
   overloaded,               ///< 503: a circuit breaker or pending-request limit refused it.
   upstream_timeout,         ///< 504: the upstream did not answer in time.
+  draining,                 ///< 503: the node is draining (dataplane::set_draining).
 };
 
 /// The stable snake_case name of `e` ("unknown" for a value outside the enum).

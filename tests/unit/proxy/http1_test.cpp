@@ -200,11 +200,12 @@ TEST(http1_error, names_are_the_contract) {
   EXPECT_EQ(name(http_error::obs_fold), "obs_fold");
   EXPECT_EQ(name(http_error::bad_chunk), "bad_chunk");
   EXPECT_EQ(name(http_error::upstream_timeout), "upstream_timeout");
+  EXPECT_EQ(name(http_error::draining), "draining");
   EXPECT_EQ(name(static_cast<http_error>(0)), "unknown");
   EXPECT_EQ(name(static_cast<http_error>(200)), "unknown");
   // Every code has a distinct, snake_case name.
   std::vector<std::string_view> seen;
-  for (int i = 1; i <= static_cast<int>(http_error::upstream_timeout); ++i) {
+  for (int i = 1; i <= static_cast<int>(http_error::draining); ++i) {
     const auto n = name(static_cast<http_error>(i));
     EXPECT_NE(n, "unknown") << i;
     for (const char c : n)
@@ -227,6 +228,8 @@ TEST(http1_error, statuses) {
   EXPECT_EQ(status_of(http_error::upstream_malformed), 502);
   EXPECT_EQ(status_of(http_error::no_upstream), 503);
   EXPECT_EQ(status_of(http_error::upstream_timeout), 504);
+  EXPECT_EQ(status_of(http_error::draining), 503);
+  EXPECT_FALSE(is_framing_error(http_error::draining));
   EXPECT_TRUE(is_framing_error(http_error::bad_chunk));
   EXPECT_TRUE(is_framing_error(http_error::body_too_large));
   EXPECT_FALSE(is_framing_error(http_error::forbidden));

@@ -1,0 +1,2232 @@
+// The data plane engine (proxy/dataplane.hpp) on standalone Asio: N I/O threads, one
+// io_context each, every connection owned by the thread that accepted it.
+//
+// Preamble (outbound proxy -> peer's inbound proxy, once per connection, inside TLS when
+// TLS is on): one frame, a 4-byte big-endian length (proto/wire/framing.hpp) and a protobuf
+// starling.v1.ProxyPreamble {string service = 1; bool http = 2;} (proto/proxy.proto) naming
+// the target service, a DNS label (lowercase letters, digits, '-'; 1 to 63 bytes). The whole frame
+// is at most 1 KiB (max_preamble): the inbound side reads it within head_timeout, refuses a longer
+// one at its length prefix (before buffering the body), an empty, unparsable or late one, or a bad
+// service name, by closing; the bytes after the frame are the start of the service's stream (HTTP
+// requests or TCP bytes). A pooled connection to a peer carries the preamble once: the pool is
+// keyed by (upstream address, service).
+//
+// Threads and ownership:
+// - dataplane_impl owns the workers; each worker owns one io_context and one thread, its
+//   acceptors (inbound and one per outbound service, SO_REUSEPORT when threads > 1), its
+//   connections, its idle pool, its balancers / outlier detectors / breakers / retry
+//   budgets (per service, rebuilt by endpoint id when it sees a new config), its random
+//   source, and its counters. Only the worker's thread touches its state; the counters are
+//   relaxed atomics that stats() sums from any thread.
+// - The config is a shared_ptr behind a mutex, read once per new connection and per
+//   request; a request keeps the config it started with.
+// - apply() opens new outbound acceptors on the caller's thread (bind, listen) and posts
+//   them to the workers; closing is posted too. ban_peer / set_draining post or flip atomics.
+// - Connections are shared_ptr objects kept alive by their pending handlers; a worker keeps
+//   raw registries of them (for ban_peer and stop), entries removed by the destructors.
+#include "proxy/dataplane.hpp"
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <sys/socket.h>
+
+#include "proto/wire/framing.hpp"
+#include "proxy.pb.h"
+#include "proxy/circuit_breaker.hpp"
+#include "proxy/outlier.hpp"
+#include "proxy/retry_budget.hpp"
+#include "proxy/traffic_split.hpp"
+
+namespace starling::proxy {
+
+namespace {
+
+using asio::ip::tcp;
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+/// Bytes read at once from a socket (one buffer per direction of a connection).
+constexpr std::size_t io_buffer_bytes = 16 * 1024;
+/// Longest preamble frame, length prefix included.
+constexpr std::size_t max_preamble = 1024;
+/// Request bodies up to this size are buffered so that the request can be retried.
+constexpr std::uint64_t max_buffered_body = 64 * 1024;
+/// Upper bounds (seconds) of the latency histogram; a last +Inf bucket follows.
+constexpr std::array<double, 14> latency_bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
+/// Slots of the generated-response counters (http_error values).
+constexpr std::size_t generated_slots = 64;
+
+/// Whether `name` can be a service name in a preamble.
+bool is_service_name(std::string_view name) {
+  if (name.empty() || name.size() > 63)
+    return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+      return false;
+  return true;
+}
+
+/// The preamble frame naming `service` (proto/proxy.proto).
+std::string make_preamble(const std::string& service, bool http) {
+  v1::ProxyPreamble msg;
+  msg.set_service(service);
+  msg.set_http(http);
+  std::string body;
+  msg.SerializeToString(&body);
+  return wire::framed(body);
+}
+
+/// A parsed preamble.
+struct preamble_info {
+  std::string service;
+  bool http = false;
+};
+
+/// What a preamble body says, or nothing when it does not parse or names no valid service.
+std::optional<preamble_info> parse_preamble(std::string_view body) {
+  v1::ProxyPreamble msg;
+  if (!msg.ParseFromArray(body.data(), static_cast<int>(body.size())) ||
+      !is_service_name(msg.service()))
+    return std::nullopt;
+  return preamble_info{std::move(*msg.mutable_service()), msg.http()};
+}
+
+/// Splits "host:port" (host may be "[v6]").
+std::optional<tcp::endpoint> parse_endpoint(std::string_view text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos)
+    return std::nullopt;
+  std::string host{text.substr(0, colon)};
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  for (char c : text.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535)
+      return std::nullopt;
+    port = port * 10 + static_cast<unsigned>(c - '0');
+  }
+  if (port == 0 || port > 65535)
+    return std::nullopt;
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec)
+    return std::nullopt;
+  return tcp::endpoint{addr, static_cast<std::uint16_t>(port)};
+}
+
+std::string render(const tcp::endpoint& ep) {
+  auto addr = ep.address();
+  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+  if (addr.is_v6())
+    return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
+  return addr.to_string() + ":" + std::to_string(ep.port());
+}
+
+/// Appends `s` to `out` as the inside of a JSON string.
+void json_escape(std::string_view s, std::string& out) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20 || c == 0x7f) {
+      out += "\\u00";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+}
+
+/// True for the errors that mean "the peer closed its sending side".
+bool is_eof(const asio::error_code& ec) {
+  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+}
+
+/// One TCP connection, plain or TLS (as gossip/transport.cpp's channel). I/O thread only.
+class stream {
+public:
+  explicit stream(tcp::socket socket) : plain_(std::move(socket)) {}
+  explicit stream(asio::io_context& io) : plain_(io) {}
+
+  /// The TCP socket (inside the TLS stream once TLS started).
+  tcp::socket& socket() { return tls_ ? tls_->next_layer() : plain_; }
+  /// Wraps the socket in TLS with `session`, which the stream owns (and frees) from now on.
+  void start_tls(SSL* session) { tls_.emplace(std::move(plain_), session); }
+  [[nodiscard]] SSL* session() { return tls_ ? tls_->native_handle() : nullptr; }
+  [[nodiscard]] bool is_tls() const { return tls_.has_value(); }
+
+  template <class Handler> void async_handshake(bool server, Handler&& handler) {
+    tls_->async_handshake(server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
+                          std::forward<Handler>(handler));
+  }
+  template <class Handler> void async_read_some(asio::mutable_buffer buf, Handler&& handler) {
+    if (tls_)
+      tls_->async_read_some(buf, std::forward<Handler>(handler));
+    else
+      plain_.async_read_some(buf, std::forward<Handler>(handler));
+  }
+  template <class Buffers, class Handler> void async_write(const Buffers& bufs, Handler&& handler) {
+    if (tls_)
+      asio::async_write(*tls_, bufs, std::forward<Handler>(handler));
+    else
+      asio::async_write(plain_, bufs, std::forward<Handler>(handler));
+  }
+  /// Half-close: no more bytes from us. With TLS no close_notify is sent: the peer's read
+  /// ends with stream_truncated, taken as end of stream.
+  void shutdown_send() {
+    asio::error_code ignored;
+    socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+  void close() {
+    asio::error_code ignored;
+    socket().shutdown(tcp::socket::shutdown_both, ignored);
+    socket().close(ignored);
+  }
+  [[nodiscard]] bool is_open() { return socket().is_open(); }
+
+private:
+  tcp::socket plain_;
+  std::optional<asio::ssl::stream<tcp::socket>> tls_;
+};
+
+using stream_ptr = std::shared_ptr<stream>;
+
+/// Counters of one service on one worker. Written by the worker (relaxed), read by stats().
+struct service_counters {
+  std::atomic<std::uint64_t> requests{0}, r2{0}, r3{0}, r4{0}, r5{0}, retries{0},
+      retries_refused{0}, timeouts{0}, breaker_refused{0}, ejections{0}, bytes_in{0}, bytes_out{0},
+      latency_sum_ns{0};
+  std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1> latency{};
+};
+
+/// Counters of one worker (relaxed atomics; summed by stats()).
+struct worker_counters {
+  std::atomic<std::uint64_t> outbound_connections{0}, inbound_connections{0},
+      inbound_refused_tls{0}, inbound_refused_authz{0}, upstream_connects{0}, upstream_reused{0},
+      upstream_connect_failures{0}, idle_pooled{0};
+  std::array<std::atomic<std::uint64_t>, generated_slots> generated{};
+  std::atomic<std::int64_t> in_flight{0};
+};
+
+void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+  c.fetch_add(n, std::memory_order_relaxed);
+}
+
+/// One service as a worker sees it: its endpoints and the per-thread cores over them.
+/// Persistent across configs while the service exists (state carries over by id).
+struct service_state {
+  std::string name;
+  gossip::service_protocol protocol = gossip::service_protocol::tcp;
+  /// Routable instances, in snapshot order.
+  std::vector<endpoint> endpoints;
+  /// endpoint ids -> local? (node == self), aligned with endpoints.
+  std::vector<std::uint8_t> non_local;
+  balancer lb;
+  outlier_detector outlier;
+  circuit_breaker breaker;
+  retry_budget budget;
+  std::optional<gossip::resilience_policy> resilience;
+  traffic_policy policy;
+  std::vector<gossip::authz_rule> authz;
+  service_counters* counters = nullptr;
+  /// Scratch exclusion mask of a pick.
+  std::vector<std::uint8_t> mask;
+
+  service_state(std::string n, const dataplane_options& o)
+      : name(std::move(n)), lb(o.balancer), outlier(o.outlier), breaker(o.breaker) {}
+};
+
+using service_ptr = std::shared_ptr<service_state>;
+
+retry_budget_config budget_config(const std::optional<gossip::resilience_policy>& r) {
+  retry_budget_config cfg;
+  if (r && r->retry_budget_percent > 0)
+    cfg.retry_ratio = r->retry_budget_percent / 100.0;
+  if (r && r->retry_min_per_second > 0)
+    cfg.min_retries_per_second = r->retry_min_per_second;
+  return cfg;
+}
+
+/// Why the inbound side refuses `caller` for `rules`; nothing when allowed.
+std::optional<std::string> authz_refusal(const std::vector<gossip::authz_rule>& rules,
+                                         const std::optional<peer_identity>& caller) {
+  if (rules.empty())
+    return std::nullopt;
+  if (!caller)
+    return std::string{"no caller identity (authorization rules need mTLS)"};
+  auto names = [&](const gossip::authz_rule& r) {
+    for (const auto& f : r.from)
+      if (f == "*" || f == caller->spiffe_id)
+        return true;
+    return false;
+  };
+  for (const auto& r : rules)
+    if (!r.allow && names(r))
+      return "denied by rule " + r.name;
+  for (const auto& r : rules)
+    if (r.allow && names(r))
+      return std::nullopt;
+  return "no allow rule names " + caller->spiffe_id;
+}
+
+class dataplane_impl;
+class worker;
+
+/// A connection to an upstream (a local instance or a peer's inbound proxy), with the
+/// response parser that lives as long as the connection. Pooled between requests.
+struct upstream_conn {
+  upstream_conn(asio::io_context& io, std::string key, std::string node,
+                const http1_limits& limits);
+  ~upstream_conn();
+  upstream_conn(const upstream_conn&) = delete;
+  upstream_conn& operator=(const upstream_conn&) = delete;
+
+  stream_ptr s;
+  /// Pool key: "address|service".
+  std::string key;
+  /// Node at the other end (for ban_peer); empty for a local instance.
+  std::string node;
+  http1_parser parser;
+  /// Bytes read from the upstream not yet parsed: buf[pos, end).
+  std::vector<char> buf = std::vector<char>(io_buffer_bytes);
+  std::size_t pos = 0, end = 0;
+  /// Preamble to send before the first request (peer hops), then empty.
+  std::string preamble;
+  time_point idle_since{};
+};
+
+using upstream_ptr = std::shared_ptr<upstream_conn>;
+
+class client_session;
+
+/// One I/O thread and everything it owns.
+class worker {
+public:
+  worker(dataplane_impl& dp, std::size_t index, std::uint64_t seed)
+      : dp_(dp), index_(index), rng_(seed), work_(asio::make_work_guard(io_)), sweep_(io_) {}
+
+  void run() {
+    thread_ = std::thread([this] {
+      arm_sweep();
+      io_.run();
+    });
+  }
+
+  void stop_and_join() {
+    // Close everything on the thread, let the aborted operations' handlers run (they were
+    // queued by the closes), then stop.
+    asio::post(io_, [this] {
+      close_all();
+      asio::post(io_, [this] { io_.stop(); });
+    });
+    work_.reset();
+    if (thread_.joinable())
+      thread_.join();
+    release_cycles();
+    // Everything below is touched by no thread now.
+    pool_.clear();
+    outbound_.clear();
+    inbound_.reset();
+  }
+
+  asio::io_context& io() { return io_; }
+  [[nodiscard]] std::size_t index() const { return index_; }
+  worker_counters& counters() { return counters_; }
+  random_source& rng() { return rng_; }
+  dataplane_impl& dp() { return dp_; }
+  const dataplane_options& options() const;
+
+  /// The current config, refreshing the per-service states when it changed.
+  std::shared_ptr<const dataplane_config> config();
+  /// The state of `name` under the config last returned by config(); null when unknown.
+  service_ptr service(const std::string& name) {
+    auto it = services_.find(name);
+    return it == services_.end() ? nullptr : it->second;
+  }
+
+  /// The counters of service `name` on this worker (created on first use).
+  service_counters* counters_of(const std::string& name) {
+    std::lock_guard lock{counters_mu_};
+    auto& slot = service_counters_[name];
+    if (!slot)
+      slot = std::make_unique<service_counters>();
+    return slot.get();
+  }
+  /// Visits the service counters (any thread).
+  template <class F> void visit_services(F&& f) {
+    std::lock_guard lock{counters_mu_};
+    for (auto& [name, c] : service_counters_)
+      f(name, *c);
+  }
+
+  void count_generated(http_error e) {
+    auto i = static_cast<std::size_t>(e);
+    if (i < generated_slots)
+      bump(counters_.generated[i]);
+  }
+
+  /// Starts accepting on `acc` (already listening) for `service` (empty: inbound).
+  void adopt_acceptor(std::shared_ptr<tcp::acceptor> acc, std::string service);
+  void drop_acceptor(const std::string& service) {
+    auto it = outbound_.find(service);
+    if (it == outbound_.end())
+      return;
+    asio::error_code ignored;
+    it->second->close(ignored);
+    outbound_.erase(it);
+  }
+
+  // Pool.
+  upstream_ptr take_idle(const std::string& key);
+  void give_back(upstream_ptr c);
+  void ban(const std::string& node);
+  void unban(const std::string& node) { banned_.erase(node); }
+  [[nodiscard]] bool is_banned(const std::string& node) const { return banned_.count(node) > 0; }
+
+  // Registries (this thread only).
+  std::unordered_set<client_session*>& clients() { return clients_; }
+
+private:
+  void accept(std::shared_ptr<tcp::acceptor> acc, std::string service);
+  void release_cycles();
+  void arm_sweep();
+  void sweep();
+  void close_all();
+  void rebuild(const dataplane_config& cfg);
+
+  dataplane_impl& dp_;
+  std::size_t index_;
+  random_source rng_;
+  worker_counters counters_;
+  std::mutex counters_mu_;
+  /// Counters per service name; entries are never removed (counters are monotonic).
+  std::map<std::string, std::unique_ptr<service_counters>> service_counters_;
+  /// Live connections of this thread (raw: entries removed by the destructors).
+  std::unordered_set<client_session*> clients_;
+  std::set<std::string, std::less<>> banned_;
+  std::shared_ptr<const dataplane_config> config_;
+  std::unordered_map<std::string, service_ptr> services_;
+  std::thread thread_;
+  // Declared after the registries: destroyed first, so that handlers (and the connections
+  // they keep alive) die while the registries still exist.
+  asio::io_context io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::steady_timer sweep_;
+  std::shared_ptr<tcp::acceptor> inbound_;
+  std::map<std::string, std::shared_ptr<tcp::acceptor>> outbound_;
+  std::unordered_map<std::string, std::deque<upstream_ptr>> pool_;
+};
+
+upstream_conn::upstream_conn(asio::io_context& io, std::string k, std::string n,
+                             const http1_limits& limits)
+    : s(std::make_shared<stream>(io)), key(std::move(k)), node(std::move(n)),
+      parser(direction::response, limits) {
+  // Pooled ones are in the worker's pool, in-flight ones reachable from their session
+  // (ban_peer finds both there).
+}
+
+upstream_conn::~upstream_conn() { s->close(); }
+
+/// Copies bytes both ways between two streams with half-close: EOF from one side shuts
+/// the other's sending side; when both directions ended (or one failed) both close.
+class tunnel : public std::enable_shared_from_this<tunnel> {
+public:
+  using done_fn = std::function<void()>;
+  tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done)
+      : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)) {}
+
+  /// Starts with `to_b` already read from a (sent to b first) and `to_a` from b.
+  void start(std::string_view to_b, std::string_view to_a) {
+    dirs_[0].buf.resize(std::max(io_buffer_bytes, to_b.size()));
+    dirs_[1].buf.resize(std::max(io_buffer_bytes, to_a.size()));
+    if (!to_b.empty()) // (memcpy from a null view is undefined even for 0 bytes)
+      std::memcpy(dirs_[0].buf.data(), to_b.data(), to_b.size());
+    if (!to_a.empty())
+      std::memcpy(dirs_[1].buf.data(), to_a.data(), to_a.size());
+    if (to_b.empty())
+      read(0);
+    else
+      write(0, to_b.size(), false);
+    if (to_a.empty())
+      read(1);
+    else
+      write(1, to_a.size(), false);
+  }
+
+  void abort() {
+    a_->close();
+    b_->close();
+  }
+
+private:
+  struct dir {
+    std::vector<char> buf;
+    bool done = false;
+  };
+  // Direction 0: a -> b (client to upstream); 1: b -> a.
+  stream& from(int d) { return d == 0 ? *a_ : *b_; }
+  stream& to(int d) { return d == 0 ? *b_ : *a_; }
+
+  void read(int d) {
+    auto self = shared_from_this();
+    from(d).async_read_some(asio::buffer(dirs_[d].buf),
+                            [self, d](const asio::error_code& ec, std::size_t n) {
+                              if (ec) {
+                                if (is_eof(ec))
+                                  self->ended(d);
+                                else
+                                  self->fail();
+                                return;
+                              }
+                              self->write(d, n);
+                            });
+  }
+  void write(int d, std::size_t n, bool count = true) {
+    if (counters_ && count)
+      bump(d == 0 ? counters_->bytes_in : counters_->bytes_out, n);
+    auto self = shared_from_this();
+    to(d).async_write(asio::buffer(dirs_[d].buf.data(), n),
+                      [self, d](const asio::error_code& ec, std::size_t) {
+                        if (ec)
+                          self->fail();
+                        else
+                          self->read(d);
+                      });
+  }
+  void ended(int d) {
+    dirs_[d].done = true;
+    to(d).shutdown_send();
+    if (dirs_[0].done && dirs_[1].done)
+      finish();
+  }
+  void fail() { finish(); }
+  void finish() {
+    if (finished_)
+      return;
+    finished_ = true;
+    a_->close();
+    b_->close();
+    if (done_)
+      done_();
+  }
+
+  stream_ptr a_, b_;
+  service_counters* counters_;
+  done_fn done_;
+  std::array<dir, 2> dirs_;
+  bool finished_ = false;
+};
+
+/// How a chosen upstream is reached.
+struct target {
+  /// The endpoint chosen (its id for balancer/outlier bookkeeping).
+  std::string endpoint_id;
+  std::size_t index = 0;
+  /// Where to connect.
+  tcp::endpoint address;
+  std::string address_text;
+  /// Node of the instance; `peer` when going through that node's inbound proxy.
+  std::string node;
+  bool via_peer = false;
+};
+
+/// The data plane.
+class dataplane_impl final : public dataplane {
+public:
+  explicit dataplane_impl(dataplane_options options) : options_(std::move(options)) {
+    if (options_.threads == 0)
+      options_.threads = 1;
+    for (std::size_t i = 0; i < options_.threads; ++i)
+      workers_.push_back(std::make_unique<worker>(*this, i, options_.seed + i * 0x9e3779b9ULL));
+  }
+
+  ~dataplane_impl() override { stop(); }
+
+  bool bind_inbound(std::string& error) {
+    asio::error_code ec;
+    auto addr = asio::ip::make_address(options_.inbound_host, ec);
+    if (ec) {
+      error = "dataplane: bad inbound_host '" + options_.inbound_host + "'";
+      return false;
+    }
+    std::uint16_t port = options_.inbound_port;
+    std::vector<std::shared_ptr<tcp::acceptor>> accs;
+    for (auto& w : workers_) {
+      auto acc = open_acceptor(w->io(), tcp::endpoint{addr, port}, ec);
+      if (!acc) {
+        error = "dataplane: cannot listen on " + options_.inbound_host + ":" +
+                std::to_string(port) + ": " + ec.message();
+        return false;
+      }
+      port = acc->local_endpoint().port();
+      accs.push_back(std::move(acc));
+    }
+    inbound_address_ = render(tcp::endpoint{addr, port});
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      workers_[i]->adopt_acceptor(accs[i], "");
+    return true;
+  }
+
+  void run() {
+    for (auto& w : workers_)
+      w->run();
+  }
+
+  void apply(std::shared_ptr<const dataplane_config> config) override {
+    if (!config)
+      return;
+    if (!config->routes) {
+      auto copy = std::make_shared<dataplane_config>(*config);
+      copy->routes = std::make_shared<const gossip::routing_snapshot>();
+      config = std::move(copy);
+    }
+    std::lock_guard apply_lock{apply_mu_};
+    {
+      std::lock_guard lock{config_mu_};
+      config_ = config;
+    }
+    if (stopped_)
+      return;
+    std::set<std::string> names;
+    for (const auto& s : config->routes->services)
+      names.insert(s.name);
+    for (auto it = outbound_ports_.begin(); it != outbound_ports_.end();) {
+      if (names.count(it->first)) {
+        ++it;
+        continue;
+      }
+      for (auto& w : workers_)
+        asio::post(w->io(), [wp = w.get(), name = it->first] { wp->drop_acceptor(name); });
+      {
+        std::lock_guard lock{addresses_mu_};
+        outbound_addresses_.erase(it->first);
+      }
+      it = outbound_ports_.erase(it);
+    }
+    asio::error_code ec;
+    auto addr = asio::ip::make_address(options_.outbound_host, ec);
+    if (ec)
+      return;
+    for (const auto& name : names) {
+      if (outbound_ports_.count(name))
+        continue;
+      std::uint16_t port = 0;
+      std::vector<std::shared_ptr<tcp::acceptor>> accs;
+      for (auto& w : workers_) {
+        auto acc = open_acceptor(w->io(), tcp::endpoint{addr, port}, ec);
+        if (!acc)
+          break;
+        port = acc->local_endpoint().port();
+        accs.push_back(std::move(acc));
+      }
+      if (accs.size() != workers_.size())
+        continue; // retried on the next apply
+      outbound_ports_[name] = port;
+      {
+        std::lock_guard lock{addresses_mu_};
+        outbound_addresses_[name] = render(tcp::endpoint{addr, port});
+      }
+      for (std::size_t i = 0; i < workers_.size(); ++i)
+        workers_[i]->adopt_acceptor(accs[i], name);
+    }
+  }
+
+  std::string inbound_address() const override { return inbound_address_; }
+
+  std::map<std::string, std::string> outbound_addresses() const override {
+    std::lock_guard lock{addresses_mu_};
+    return outbound_addresses_;
+  }
+
+  void ban_peer(const std::string& node) override {
+    for (auto& w : workers_)
+      asio::post(w->io(), [wp = w.get(), node] { wp->ban(node); });
+  }
+  void unban_peer(const std::string& node) override {
+    for (auto& w : workers_)
+      asio::post(w->io(), [wp = w.get(), node] { wp->unban(node); });
+  }
+
+  void set_draining(bool draining) override {
+    draining_.store(draining, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool is_draining() const { return draining_.load(std::memory_order_relaxed); }
+
+  std::size_t in_flight() const override {
+    std::int64_t sum = 0;
+    for (const auto& w : workers_)
+      sum += w->counters().in_flight.load(std::memory_order_relaxed);
+    return sum > 0 ? static_cast<std::size_t>(sum) : 0;
+  }
+
+  dataplane_stats stats() const override {
+    dataplane_stats out;
+    {
+      std::lock_guard lock{config_mu_};
+      if (config_ && config_->routes)
+        out.config_generation = config_->routes->generation;
+    }
+    std::map<std::string, service_stats> per;
+    auto load = [](const std::atomic<std::uint64_t>& a) {
+      return a.load(std::memory_order_relaxed);
+    };
+    for (const auto& w : workers_) {
+      auto& c = w->counters();
+      out.outbound_connections += load(c.outbound_connections);
+      out.inbound_connections += load(c.inbound_connections);
+      out.inbound_refused_tls += load(c.inbound_refused_tls);
+      out.inbound_refused_authz += load(c.inbound_refused_authz);
+      out.upstream_connects += load(c.upstream_connects);
+      out.upstream_reused += load(c.upstream_reused);
+      out.upstream_connect_failures += load(c.upstream_connect_failures);
+      out.upstream_idle += load(c.idle_pooled);
+      for (std::size_t i = 0; i < generated_slots; ++i)
+        if (auto n = load(c.generated[i]))
+          out.generated[std::string{name(static_cast<http_error>(i))}] += n;
+      w->visit_services([&](const std::string& svc, const service_counters& sc) {
+        auto& s = per[svc];
+        s.service = svc;
+        s.requests += load(sc.requests);
+        s.responses_2xx += load(sc.r2);
+        s.responses_3xx += load(sc.r3);
+        s.responses_4xx += load(sc.r4);
+        s.responses_5xx += load(sc.r5);
+        s.retries += load(sc.retries);
+        s.retries_refused += load(sc.retries_refused);
+        s.timeouts += load(sc.timeouts);
+        s.breaker_refused += load(sc.breaker_refused);
+        s.ejections += load(sc.ejections);
+        s.bytes_in += load(sc.bytes_in);
+        s.bytes_out += load(sc.bytes_out);
+        if (s.latency_counts.empty()) {
+          s.latency_bounds.assign(latency_bounds.begin(), latency_bounds.end());
+          s.latency_bounds.push_back(std::numeric_limits<double>::infinity());
+          s.latency_counts.assign(latency_bounds.size() + 1, 0);
+        }
+        for (std::size_t i = 0; i < sc.latency.size(); ++i)
+          s.latency_counts[i] += load(sc.latency[i]);
+        s.latency_sum_seconds += static_cast<double>(load(sc.latency_sum_ns)) / 1e9;
+      });
+    }
+    for (auto& [n, s] : per)
+      out.services.push_back(std::move(s));
+    return out;
+  }
+
+  void stop() override {
+    {
+      std::lock_guard apply_lock{apply_mu_};
+      if (stopped_)
+        return;
+      stopped_ = true;
+    }
+    for (auto& w : workers_)
+      w->stop_and_join();
+  }
+
+  std::shared_ptr<const dataplane_config> current() const {
+    std::lock_guard lock{config_mu_};
+    return config_;
+  }
+  const dataplane_options& options() const { return options_; }
+
+private:
+  std::shared_ptr<tcp::acceptor> open_acceptor(asio::io_context& io, const tcp::endpoint& ep,
+                                               asio::error_code& ec) {
+    auto acc = std::make_shared<tcp::acceptor>(io);
+    acc->open(ep.protocol(), ec);
+    if (ec)
+      return nullptr;
+    acc->set_option(asio::socket_base::reuse_address(true), ec);
+    if (workers_.size() > 1)
+      acc->set_option(reuse_port(true), ec);
+    if (ec)
+      return nullptr;
+    acc->bind(ep, ec);
+    if (ec)
+      return nullptr;
+    acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return nullptr;
+    return acc;
+  }
+
+  dataplane_options options_;
+  std::vector<std::unique_ptr<worker>> workers_;
+  mutable std::mutex config_mu_;
+  std::shared_ptr<const dataplane_config> config_ = std::make_shared<const dataplane_config>();
+  /// Serialises apply() and stop(); guards outbound_ports_ and stopped_.
+  std::mutex apply_mu_;
+  std::map<std::string, std::uint16_t> outbound_ports_;
+  bool stopped_ = false;
+  mutable std::mutex addresses_mu_;
+  std::map<std::string, std::string> outbound_addresses_;
+  std::string inbound_address_;
+  std::atomic<bool> draining_{false};
+};
+
+const dataplane_options& worker::options() const { return dp_.options(); }
+
+std::shared_ptr<const dataplane_config> worker::config() {
+  auto cfg = dp_.current();
+  if (cfg != config_) {
+    config_ = cfg;
+    rebuild(*cfg);
+  }
+  return cfg;
+}
+
+void worker::rebuild(const dataplane_config& cfg) {
+  const auto& self = options().self;
+  std::unordered_map<std::string, service_ptr> next;
+  for (const auto& view : cfg.routes->services) {
+    auto it = services_.find(view.name);
+    auto st =
+        it != services_.end() ? it->second : std::make_shared<service_state>(view.name, options());
+    if (!st->counters)
+      st->counters = counters_of(view.name);
+    if (!view.instances.empty())
+      st->protocol = view.instances.front().protocol;
+    st->endpoints.clear();
+    st->non_local.clear();
+    for (const auto& inst : view.instances) {
+      if (!inst.routable())
+        continue;
+      endpoint ep;
+      ep.id = inst.node + "/" + inst.id + "/" + inst.address + ":" + std::to_string(inst.port);
+      ep.address = inst.address;
+      ep.port = inst.port;
+      ep.node = inst.node;
+      ep.version = inst.version;
+      ep.weight = std::max<std::uint32_t>(inst.weight, 1);
+      ep.healthy = true;
+      st->endpoints.push_back(std::move(ep));
+      st->non_local.push_back(inst.node == self ? 0 : 1);
+    }
+    st->lb.update(st->endpoints);
+    st->outlier.update(st->endpoints);
+    if (st->resilience != view.policies.resilience || it == services_.end()) {
+      st->resilience = view.policies.resilience;
+      st->budget = retry_budget{budget_config(st->resilience)};
+    }
+    st->policy = {};
+    for (const auto& r : view.policies.routes)
+      st->policy.routes.push_back({r.header, r.value, r.version});
+    if (view.policies.split)
+      for (const auto& w : *view.policies.split)
+        st->policy.split.push_back({w.version, w.weight});
+    st->authz = view.policies.authz;
+    next.emplace(view.name, std::move(st));
+  }
+  services_.swap(next);
+}
+
+void worker::adopt_acceptor(std::shared_ptr<tcp::acceptor> acc, std::string service) {
+  asio::post(io_, [this, acc, service] {
+    if (service.empty())
+      inbound_ = acc;
+    else
+      outbound_[service] = acc;
+    accept(acc, service);
+  });
+}
+
+void worker::arm_sweep() {
+  auto period = std::clamp(options().idle_timeout / 4, std::chrono::milliseconds{20},
+                           std::chrono::milliseconds{1000});
+  sweep_.expires_after(period);
+  sweep_.async_wait([this](const asio::error_code& ec) {
+    if (ec)
+      return;
+    sweep();
+    arm_sweep();
+  });
+}
+
+void worker::sweep() {
+  auto now = clock::now();
+  auto limit = options().idle_timeout;
+  for (auto it = pool_.begin(); it != pool_.end();) {
+    auto& q = it->second;
+    while (!q.empty() && now - q.front()->idle_since >= limit) {
+      q.pop_front();
+      counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
+    }
+    it = q.empty() ? pool_.erase(it) : std::next(it);
+  }
+}
+
+/// Whether an idle pooled connection was closed by its upstream (an app closing idle
+/// keep-alive connections sooner than idle_timeout), seen without blocking: EOF or an error;
+/// for plain HTTP also any unsolicited byte (the stream is out of step). A TLS stream may
+/// hold records (session tickets): only EOF and errors count.
+bool peer_closed(upstream_conn& c) {
+  char byte = 0;
+  auto n = ::recv(c.s->socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0)
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  return n == 0 || !c.s->is_tls();
+}
+
+upstream_ptr worker::take_idle(const std::string& key) {
+  auto it = pool_.find(key);
+  if (it == pool_.end())
+    return nullptr;
+  auto now = clock::now();
+  auto& q = it->second;
+  upstream_ptr out;
+  while (!q.empty() && !out) {
+    auto c = std::move(q.back());
+    q.pop_back();
+    counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
+    if (now - c->idle_since < options().idle_timeout && c->s->is_open() && !is_banned(c->node) &&
+        !peer_closed(*c))
+      out = std::move(c);
+  }
+  if (q.empty())
+    pool_.erase(it);
+  return out;
+}
+
+void worker::give_back(upstream_ptr c) {
+  if (!c->s->is_open() || is_banned(c->node) || options().max_idle_per_upstream == 0)
+    return;
+  c->idle_since = clock::now();
+  auto& q = pool_[c->key];
+  if (q.size() >= options().max_idle_per_upstream) {
+    q.pop_front();
+    counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
+  }
+  q.push_back(std::move(c));
+  counters_.idle_pooled.fetch_add(1, std::memory_order_relaxed);
+}
+
+class client_session : public std::enable_shared_from_this<client_session> {
+public:
+  client_session(worker& w, tcp::socket socket, std::string service)
+      : w_(w), client_(std::make_shared<stream>(std::move(socket))),
+        service_name_(std::move(service)), inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
+        parser_(direction::request, w.options().limits), client_timer_(w.io()), req_timer_(w.io()),
+        try_timer_(w.io()) {
+    w_.clients().insert(this);
+    asio::error_code ec;
+    auto ep = client_->socket().remote_endpoint(ec);
+    if (!ec) {
+      client_addr_ = ep.address();
+      if (client_addr_.is_v6() && client_addr_.to_v6().is_v4_mapped())
+        client_addr_ = asio::ip::make_address_v4(asio::ip::v4_mapped, client_addr_.to_v6());
+      client_addr_text_ = client_addr_.to_string();
+    }
+  }
+  ~client_session() {
+    w_.clients().erase(this);
+    if (counted_in_flight_)
+      w_.counters().in_flight.fetch_sub(1, std::memory_order_relaxed);
+    client_->close();
+  }
+  client_session(const client_session&) = delete;
+  client_session& operator=(const client_session&) = delete;
+
+  void start() {
+    if (inbound_) {
+      bump(w_.counters().inbound_connections);
+      if (dp().is_draining()) {
+        client_->close();
+        return;
+      }
+      arm_client_timer(w_.options().head_timeout);
+      if (auto& tls = w_.options().tls) {
+        std::string err;
+        SSL* ssl = tls->new_session(true, "", err);
+        if (!ssl) {
+          bump(w_.counters().inbound_refused_tls);
+          client_->close();
+          return;
+        }
+        client_->start_tls(ssl);
+        auto self = shared_from_this();
+        client_->async_handshake(
+            true, [self](const asio::error_code& ec) { self->on_server_handshake(ec); });
+        return;
+      }
+      read_preamble();
+      return;
+    }
+    bump(w_.counters().outbound_connections);
+    begin_service();
+  }
+
+  /// ban_peer: the connection comes from `node` or is forwarding to it.
+  [[nodiscard]] bool involves(const std::string& node) const {
+    return (peer_ && peer_->node == node) || (up_ && up_->node == node);
+  }
+  /// After the thread stopped: drops the tunnel (which refers back to this session).
+  void release() { tunnel_.reset(); }
+
+  void abort() {
+    ++attempt_;
+    if (tunnel_)
+      tunnel_->abort();
+    if (up_)
+      up_->s->close();
+    client_->close();
+    cancel_timers();
+  }
+
+private:
+  dataplane_impl& dp() { return w_.dp(); }
+
+  // ---------------------------------------------------------------- inbound preamble
+  void on_server_handshake(const asio::error_code& ec) {
+    if (ec) {
+      bump(w_.counters().inbound_refused_tls);
+      close_client();
+      return;
+    }
+    auto id = w_.options().tls->peer_of(client_->session());
+    if (!id || w_.is_banned(id->node)) {
+      bump(w_.counters().inbound_refused_tls);
+      close_client();
+      return;
+    }
+    peer_ = std::move(id);
+    read_preamble();
+  }
+
+  void read_preamble() {
+    if (cend_ >= wire::length_prefix_size) {
+      std::size_t length = wire::read_length(cbuf_.data());
+      if (length == 0 || length > max_preamble - wire::length_prefix_size) {
+        close_client();
+        return;
+      }
+      std::size_t total = wire::length_prefix_size + length;
+      if (cend_ >= total) {
+        auto service = parse_preamble({cbuf_.data() + wire::length_prefix_size, length});
+        if (!service) {
+          close_client();
+          return;
+        }
+        service_name_ = std::move(service->service);
+        preamble_http_ = service->http;
+        cpos_ = total;
+        cancel_client_timer();
+        begin_service();
+        return;
+      }
+    }
+    auto self = shared_from_this();
+    client_->async_read_some(asio::buffer(cbuf_.data() + cend_, max_preamble - cend_),
+                             [self](const asio::error_code& ec, std::size_t n) {
+                               if (ec) {
+                                 self->close_client();
+                                 return;
+                               }
+                               self->cend_ += n;
+                               self->read_preamble();
+                             });
+  }
+
+  // ---------------------------------------------------------------- service dispatch
+  void begin_service() {
+    cfg_ = w_.config();
+    svc_ = w_.service(service_name_);
+    if (!svc_) {
+      if (inbound_ && preamble_http_)
+        next_request(); // each request gets 503 no_upstream (on_request_head)
+      else
+        close_client();
+      return;
+    }
+    if (inbound_) {
+      if (auto why = authz_refusal(svc_->authz, peer_)) {
+        bump(w_.counters().inbound_refused_authz);
+        if (svc_->protocol == gossip::service_protocol::http) {
+          w_.count_generated(http_error::forbidden);
+          bump(svc_->counters->r4);
+          out_.clear();
+          write_error_response(http_error::forbidden, out_, true, *why);
+          write_then_close();
+        } else {
+          close_client();
+        }
+        return;
+      }
+    }
+    if (svc_->protocol == gossip::service_protocol::tcp)
+      start_tcp();
+    else
+      next_request();
+  }
+
+  // ---------------------------------------------------------------- picking and connecting
+  /// Picks an endpoint of the service (version `version` if given; local ones only on the
+  /// inbound side) and says how to reach it.
+  std::optional<target> pick(std::optional<std::string_view> version) {
+    auto& s = *svc_;
+    auto now = clock::now();
+    auto ejected = s.outlier.ejection_mask(now);
+    s.mask.assign(s.endpoints.size(), 0);
+    for (std::size_t i = 0; i < s.endpoints.size(); ++i) {
+      bool skip = (i < ejected.size() && ejected[i]) || w_.is_banned(s.endpoints[i].node) ||
+                  (inbound_ && s.non_local[i]);
+      s.mask[i] = skip ? 1 : 0;
+    }
+    auto idx = s.lb.pick(w_.rng(), now, {s.mask, version});
+    if (!idx && version) // the chosen version has no endpoint left: any version serves
+      idx = s.lb.pick(w_.rng(), now, {s.mask, std::nullopt});
+    if (!idx)
+      return std::nullopt;
+    const auto& ep = s.endpoints[*idx];
+    target t;
+    t.endpoint_id = ep.id;
+    t.index = *idx;
+    t.node = ep.node;
+    auto peer = cfg_->inbound.find(ep.node);
+    if (!inbound_ && ep.node != w_.options().self && peer != cfg_->inbound.end()) {
+      t.via_peer = true;
+      t.address_text = peer->second;
+    } else {
+      t.address_text = ep.address + ":" + std::to_string(ep.port);
+    }
+    auto addr = parse_endpoint(t.address_text);
+    if (!addr)
+      return std::nullopt;
+    t.address = *addr;
+    return t;
+  }
+
+  /// Connects a new upstream connection to `t`; `k(ok)` with up_ set on success.
+  void connect(const target& t, std::function<void(bool)> k) {
+    auto c =
+        std::make_shared<upstream_conn>(w_.io(), t.address_text + "|" + service_name_,
+                                        t.via_peer ? t.node : std::string{}, w_.options().limits);
+    if (t.via_peer)
+      c->preamble = make_preamble(service_name_, svc_->protocol == gossip::service_protocol::http);
+    bump(w_.counters().upstream_connects);
+    auto id = attempt_;
+    auto self = shared_from_this();
+    auto timer = std::make_shared<asio::steady_timer>(w_.io());
+    timer->expires_after(w_.options().connect_timeout);
+    timer->async_wait([c](const asio::error_code& ec) {
+      if (!ec)
+        c->s->close();
+    });
+    up_ = c;
+    c->s->socket().async_connect(t.address, [self, c, id, timer, via = t.via_peer, node = t.node,
+                                             k = std::move(k)](const asio::error_code& ec) mutable {
+      if (id != self->attempt_)
+        return;
+      if (ec) {
+        timer->cancel();
+        k(false);
+        return;
+      }
+      asio::error_code ignored;
+      c->s->socket().set_option(tcp::no_delay(true), ignored);
+      auto& tls = self->w_.options().tls;
+      if (!via || !tls) {
+        timer->cancel();
+        k(true);
+        return;
+      }
+      std::string err;
+      SSL* ssl = tls->new_session(false, node, err);
+      if (!ssl) {
+        timer->cancel();
+        k(false);
+        return;
+      }
+      c->s->start_tls(ssl);
+      c->s->async_handshake(
+          false, [self, id, timer, k = std::move(k)](const asio::error_code& hec) mutable {
+            timer->cancel();
+            if (id != self->attempt_)
+              return;
+            k(!hec);
+          });
+    });
+  }
+
+  // ---------------------------------------------------------------- TCP services
+  void start_tcp() {
+    if (!counted_in_flight_) {
+      counted_in_flight_ = true;
+      w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (!inbound_)
+      bump(svc_->counters->requests);
+    started_ = clock::now();
+    svc_->budget.on_request(started_);
+    tcp_attempt();
+  }
+
+  void tcp_attempt() {
+    auto t = pick(std::nullopt);
+    if (!t) {
+      close_client();
+      return;
+    }
+    target_ = *t;
+    if (!svc_->breaker.try_acquire(breaker_resource::connections)) {
+      bump(svc_->counters->breaker_refused);
+      close_client();
+      return;
+    }
+    holds_connection_ = true;
+    auto self = shared_from_this();
+    connect(*t, [self](bool ok) { self->on_tcp_connected(ok); });
+  }
+
+  void on_tcp_connected(bool ok) {
+    auto& s = *svc_;
+    auto now = clock::now();
+    auto idx = s.lb.index_of(target_.endpoint_id);
+    if (!ok) {
+      bump(w_.counters().upstream_connect_failures);
+      release_connection();
+      if (idx && s.outlier.on_result(*idx, attempt_result::connect_failure, now))
+        bump(s.counters->ejections);
+      up_.reset();
+      if (!retries_)
+        retries_.emplace(retry_policy_of());
+      auto d = retries_->on_failure("CONNECT", attempt_failure::connect_failure, s.budget, w_.rng(),
+                                    now);
+      if (d.verdict == retry_verdict::retry) {
+        bump(s.counters->retries);
+        later(d.delay, [](client_session& cs) { cs.tcp_attempt(); });
+      } else {
+        if (d.verdict == retry_verdict::budget_exhausted)
+          bump(s.counters->retries_refused);
+        close_client();
+      }
+      return;
+    }
+    if (idx)
+      (void)s.outlier.on_result(*idx, attempt_result::success, now);
+    std::string first = std::move(up_->preamble);
+    first.append(cbuf_.data() + cpos_, cend_ - cpos_);
+    cpos_ = cend_ = 0;
+    auto self = shared_from_this();
+    tunnel_ = std::make_shared<tunnel>(client_, up_->s, inbound_ ? nullptr : s.counters,
+                                       [self] { self->on_tunnel_done(); });
+    tunnel_->start(first, {});
+  }
+
+  void on_tunnel_done() {
+    release_connection();
+    if (!inbound_ && svc_ && svc_->protocol == gossip::service_protocol::tcp) {
+      auto d = clock::now() - started_;
+      record_latency(d);
+      if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
+        write_access_log(nullptr, 0, d);
+    }
+    auto t = std::move(tunnel_); // breaks the cycle tunnel -> done -> self
+    up_.reset();
+    if (counted_in_flight_) {
+      counted_in_flight_ = false;
+      w_.counters().in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+    cancel_timers();
+    asio::post(w_.io(), [t] {}); // the tunnel dies after its handler returned
+  }
+
+  void release_connection() {
+    if (holds_connection_) {
+      holds_connection_ = false;
+      svc_->breaker.release(breaker_resource::connections);
+    }
+  }
+
+  retry_policy retry_policy_of() const {
+    retry_policy p;
+    if (svc_->resilience && svc_->resilience->retries > 0)
+      p.max_retries = svc_->resilience->retries;
+    return p;
+  }
+
+  template <class F> void later(std::chrono::milliseconds delay, F f) {
+    auto self = shared_from_this();
+    auto id = attempt_;
+    try_timer_.expires_after(delay);
+    try_timer_.async_wait([self, id, f](const asio::error_code& ec) {
+      if (ec || id != self->attempt_)
+        return;
+      f(*self);
+    });
+  }
+
+  // ---------------------------------------------------------------- HTTP: requests
+  void next_request() {
+    // Idle keep-alive wait, then head_timeout once the first byte came.
+    req_ = {};
+    if (cend_ > cpos_ || parser_.messages() == 0)
+      arm_client_timer(w_.options().head_timeout);
+    else
+      // A peer proxy's pooled connection idles here: wait longer than its pool keeps it
+      // (idle_timeout), so that the pool, not this side, closes it (no request is ever sent
+      // on a connection this side is closing).
+      arm_client_timer(inbound_ ? 2 * w_.options().idle_timeout : w_.options().idle_timeout);
+    parse_head();
+  }
+
+  void parse_head() {
+    while (true) {
+      auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
+      cpos_ += r.consumed;
+      if (r.status == parse_status::head) {
+        cancel_client_timer();
+        on_request_head();
+        return;
+      }
+      if (r.status == parse_status::error) {
+        client_error(r.error);
+        return;
+      }
+      if (r.status != parse_status::need_more) {
+        close_client(); // complete/upgrade without a head: cannot happen; be safe
+        return;
+      }
+      if (cpos_ == cend_)
+        cpos_ = cend_ = 0;
+      if (cend_ == cbuf_.size()) {
+        std::memmove(cbuf_.data(), cbuf_.data() + cpos_, cend_ - cpos_);
+        cend_ -= cpos_;
+        cpos_ = 0;
+      }
+      if (cend_ > 0 && !head_started_) {
+        head_started_ = true;
+        arm_client_timer(w_.options().head_timeout);
+      }
+      read_client([](client_session& s) { s.parse_head(); }, true);
+      return;
+    }
+  }
+
+  /// Reads more client bytes into cbuf_, then `k`. On EOF: parser finish (error) or close.
+  template <class K> void read_client(K k, bool between_messages) {
+    auto self = shared_from_this();
+    client_reading_ = true;
+    client_->async_read_some(
+        asio::buffer(cbuf_.data() + cend_, cbuf_.size() - cend_),
+        [self, k, between_messages](const asio::error_code& ec, std::size_t n) {
+          self->client_reading_ = false;
+          if (ec) {
+            if (is_eof(ec) && between_messages) {
+              auto r = self->parser_.finish();
+              if (r.status == parse_status::error && self->cend_ + n > 0 &&
+                  r.error != http_error::truncated)
+                self->client_error(r.error);
+              else
+                self->close_client();
+              return;
+            }
+            self->close_client();
+            return;
+          }
+          self->cend_ += n;
+          if (self->svc_ && !self->inbound_)
+            bump(self->svc_->counters->bytes_in, n);
+          k(*self);
+        });
+  }
+
+  void client_error(http_error e) {
+    w_.count_generated(e);
+    if (svc_)
+      bump(status_of(e) >= 500 ? svc_->counters->r5 : svc_->counters->r4);
+    out_.clear();
+    write_error_response(e, out_, true);
+    write_then_close();
+  }
+
+  struct request_state {
+    std::string method;
+    std::string path;
+    std::string forwarded_head;
+    std::string body;     ///< Buffered raw body (when buffered).
+    bool buffered = true; ///< Whole request in forwarded_head + body: retryable.
+    bool client_keep_alive = true;
+    bool upgrade = false;
+    bool sent_to_client = false; ///< Response bytes reached the client: no 5xx any more.
+    bool counted = false;
+    bool complete = false;     ///< The request parser returned its `complete` step.
+    bool reading_body = false; ///< Buffering the body (the client read is pending).
+    std::uint16_t status = 0;
+    std::optional<http_error> generated;
+    std::string version;
+    time_point started{};
+    std::optional<request_retries> retries;
+    /// Backoff before the retry last granted.
+    std::chrono::milliseconds last_delay{0};
+  };
+
+  void on_request_head() {
+    head_started_ = false;
+    const auto& h = parser_.head();
+    req_ = {};
+    req_.started = clock::now();
+    req_.method = std::string{h.method};
+    req_.path = std::string{h.target};
+    req_.client_keep_alive = h.keep_alive;
+    req_.upgrade = h.upgrade;
+    req_.counted = true;
+    upgrading_ = false;
+    counted_in_flight_ = true;
+    w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
+    cfg_ = w_.config(); // a request uses the config current when it started
+    svc_ = w_.service(service_name_);
+    if (!svc_) {
+      finish_with(http_error::no_upstream);
+      return;
+    }
+    if (!inbound_)
+      bump(svc_->counters->requests);
+    svc_->budget.on_request(req_.started);
+    if (inbound_ && dp().is_draining()) {
+      req_.client_keep_alive = false;
+      finish_with(http_error::draining);
+      return;
+    }
+    forward_options fo;
+    if (!inbound_)
+      fo.client_address = client_addr_text_;
+    else
+      fo.proto = {};
+    req_.forwarded_head.clear();
+    write_forward_head(h, fo, req_.forwarded_head);
+    // Version choice from the headers (views valid until the next message).
+    if (!inbound_ && (!svc_->policy.routes.empty() || !svc_->policy.split.empty())) {
+      fields_.clear(); // scratch kept across requests: no allocation in the steady state
+      for (const auto& f : h.headers)
+        fields_.push_back({f.name, f.value});
+      auto choice = choose_version(svc_->policy, fields_, w_.rng());
+      if (choice.is_specific())
+        req_.version = std::string{choice.version};
+    }
+    req_.buffered = h.body == body_kind::none ||
+                    (h.body == body_kind::content_length && h.content_length <= max_buffered_body);
+    auto timeout = w_.options().request_timeout;
+    if (svc_->resilience && svc_->resilience->timeout_ms > 0)
+      timeout = std::chrono::milliseconds{svc_->resilience->timeout_ms};
+    auto self = shared_from_this();
+    auto id = request_id_;
+    req_timer_.expires_after(timeout);
+    req_timer_.async_wait([self, id](const asio::error_code& ec) {
+      if (!ec && id == self->request_id_)
+        self->on_request_timeout();
+    });
+    if (h.expect_continue && h.body != body_kind::none) {
+      // The client waits for a 100 before sending its body, and the proxy reads the body
+      // (buffered) or streams it before it reads the upstream's answer: answer 100 here
+      // (as Envoy does). A 100 from the upstream too is forwarded: clients accept extra 1xx.
+      static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+      req_.reading_body = true; // a request timeout now just closes
+      auto cid = attempt_;
+      client_->async_write(asio::buffer(continue_line.data(), continue_line.size()),
+                           [self, cid](const asio::error_code& ec, std::size_t) {
+                             if (cid != self->attempt_)
+                               return;
+                             self->req_.reading_body = false;
+                             if (ec)
+                               self->close_client();
+                             else
+                               self->after_request_head();
+                           });
+      return;
+    }
+    after_request_head();
+  }
+
+  void after_request_head() {
+    if (req_.buffered && !req_.complete && parser_.head().body != body_kind::none)
+      buffer_body();
+    else
+      attempt();
+  }
+
+  void buffer_body() {
+    while (true) {
+      auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
+      cpos_ += r.consumed;
+      switch (r.status) {
+      case parse_status::body:
+        req_.body.append(r.body.data(), r.body.size());
+        continue;
+      case parse_status::complete:
+        req_.complete = true;
+        req_.reading_body = false;
+        attempt();
+        return;
+      case parse_status::error:
+        ++request_id_;
+        client_error(r.error);
+        return;
+      case parse_status::upgrade:
+        req_.reading_body = false;
+        attempt();
+        return;
+      default:
+        break;
+      }
+      if (cpos_ == cend_)
+        cpos_ = cend_ = 0;
+      req_.reading_body = true;
+      read_client([](client_session& s) { s.buffer_body(); }, false);
+      return;
+    }
+  }
+
+  // ---------------------------------------------------------------- HTTP: attempts
+  void attempt() {
+    ++attempt_;
+    auto t =
+        pick(req_.version.empty() ? std::nullopt : std::optional<std::string_view>{req_.version});
+    if (!t) {
+      finish_with(http_error::no_upstream);
+      return;
+    }
+    target_ = *t;
+    if (!svc_->breaker.try_acquire(breaker_resource::active_requests)) {
+      bump(svc_->counters->breaker_refused);
+      finish_with(http_error::overloaded);
+      return;
+    }
+    holds_active_ = true;
+    if (auto idx = svc_->lb.index_of(target_.endpoint_id))
+      svc_->lb.on_start(*idx);
+    lb_started_ = true;
+    try_started_ = clock::now();
+    if (svc_->resilience && svc_->resilience->per_try_timeout_ms > 0) {
+      auto self = shared_from_this();
+      auto id = attempt_;
+      try_timer_.expires_after(std::chrono::milliseconds{svc_->resilience->per_try_timeout_ms});
+      try_timer_.async_wait([self, id](const asio::error_code& ec) {
+        if (!ec && id == self->attempt_)
+          self->on_try_failed(attempt_failure::reset, true);
+      });
+    }
+    auto key = t->address_text + "|" + service_name_;
+    if (auto c = w_.take_idle(key)) {
+      bump(w_.counters().upstream_reused);
+      up_ = std::move(c);
+      send_request();
+      return;
+    }
+    auto self = shared_from_this();
+    connect(*t, [self](bool ok) {
+      if (!ok) {
+        bump(self->w_.counters().upstream_connect_failures);
+        self->on_try_failed(attempt_failure::connect_failure, false);
+        return;
+      }
+      self->send_request();
+    });
+  }
+
+  void send_request() {
+    auto& c = *up_;
+    c.parser.expect_response_to(req_.method);
+    out_.clear(); // gathers the response's first bytes (read_response)
+    up_out_ = std::move(c.preamble);
+    c.preamble.clear();
+    up_out_ += req_.forwarded_head;
+    up_out_ += req_.body;
+    auto self = shared_from_this();
+    auto id = attempt_;
+    up_->s->async_write(asio::buffer(up_out_), [self, id](const asio::error_code& ec, std::size_t) {
+      if (id != self->attempt_)
+        return;
+      if (ec) {
+        self->on_try_failed(attempt_failure::reset, false);
+        return;
+      }
+      if (self->req_.buffered)
+        self->read_response();
+      else
+        self->stream_body();
+    });
+  }
+
+  /// Streams the rest of a large or chunked request body to the upstream.
+  void stream_body() {
+    while (true) {
+      auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
+      if (r.status == parse_status::body) {
+        cpos_ += r.consumed;
+        auto self = shared_from_this();
+        auto id = attempt_;
+        up_->s->async_write(asio::buffer(r.body.data(), r.body.size()),
+                            [self, id](const asio::error_code& ec, std::size_t) {
+                              if (id != self->attempt_)
+                                return;
+                              if (ec) {
+                                self->on_try_failed(attempt_failure::reset, false);
+                                return;
+                              }
+                              self->stream_body();
+                            });
+        return;
+      }
+      cpos_ += r.consumed;
+      if (r.status == parse_status::complete || r.status == parse_status::upgrade) {
+        req_.complete = req_.complete || r.status == parse_status::complete;
+        read_response();
+        return;
+      }
+      if (r.status == parse_status::error) {
+        // The client broke framing mid-body: nothing sensible can follow on either side.
+        w_.count_generated(r.error);
+        ++attempt_;
+        end_attempt(std::nullopt);
+        finish_request(false);
+        return;
+      }
+      if (cpos_ == cend_)
+        cpos_ = cend_ = 0;
+      auto id = attempt_;
+      read_client(
+          [id](client_session& s) {
+            if (id == s.attempt_)
+              s.stream_body();
+          },
+          false);
+      return;
+    }
+  }
+
+  // ---------------------------------------------------------------- HTTP: responses
+  void read_response() {
+    auto& c = *up_;
+    while (true) {
+      auto r = c.parser.parse(std::span<const char>{c.buf.data() + c.pos, c.end - c.pos});
+      c.pos += r.consumed;
+      switch (r.status) {
+      case parse_status::head: {
+        const auto& h = c.parser.head();
+        forward_options fo;
+        fo.proto = {};
+        bool last = !h.is_interim();
+        if (last && h.status >= 500 && should_retry_5xx()) {
+          // Discard this answer (and its connection) and try again.
+          ++attempt_;
+          up_->s->close();
+          up_.reset();
+          end_attempt(attempt_result::http_5xx);
+          bump(svc_->counters->retries);
+          later(req_.last_delay, [](client_session& s) { s.attempt(); });
+          return;
+        }
+        if (last) {
+          req_.status = h.status;
+          if (!req_.client_keep_alive || (inbound_ && dp().is_draining()))
+            fo.close = !h.upgrade;
+        }
+        // Heads (and the body bytes already read behind them) are gathered in out_ and
+        // written at once: one write for a small response.
+        write_forward_head(h, fo, out_);
+        if (last && h.upgrade && req_.upgrade) {
+          upgrading_ = true;
+        }
+        continue;
+      }
+      case parse_status::body:
+        if (!out_.empty()) {
+          out_.append(r.body.data(), r.body.size());
+          continue;
+        }
+        write_client(std::string_view{r.body.data(), r.body.size()}, after_write::read);
+        return;
+      case parse_status::complete:
+        if (upgrading_)
+          continue; // the upgrade step follows
+        if (c.parser.head().is_interim())
+          continue;
+        if (!out_.empty())
+          write_client(out_, after_write::complete);
+        else
+          on_response_complete();
+        return;
+      case parse_status::upgrade:
+        if (upgrading_) {
+          if (!out_.empty())
+            write_client(out_, after_write::tunnel);
+          else
+            start_upgrade_tunnel();
+          return;
+        }
+        c.parser.resume_after_upgrade();
+        continue;
+      case parse_status::error:
+        if (!req_.sent_to_client) {
+          ++attempt_;
+          end_attempt(attempt_result::http_5xx);
+          finish_with(http_error::upstream_malformed);
+        } else {
+          abort_request();
+        }
+        return;
+      case parse_status::need_more:
+        break;
+      }
+      if (!out_.empty()) {
+        write_client(out_, after_write::read); // then parse (need_more) and read
+        return;
+      }
+      if (c.pos == c.end)
+        c.pos = c.end = 0;
+      read_upstream();
+      return;
+    }
+  }
+
+  void read_upstream() {
+    auto& c = *up_;
+    auto self = shared_from_this();
+    auto id = attempt_;
+    c.s->async_read_some(asio::buffer(c.buf.data() + c.end, c.buf.size() - c.end),
+                         [self, id](const asio::error_code& ec, std::size_t n) {
+                           if (id != self->attempt_)
+                             return;
+                           auto& cc = *self->up_;
+                           if (ec) {
+                             if (is_eof(ec)) {
+                               auto r = cc.parser.finish();
+                               if (r.status == parse_status::complete) {
+                                 cc.s->close(); // until-close body: not reusable
+                                 self->on_response_complete();
+                                 return;
+                               }
+                             }
+                             if (self->req_.sent_to_client)
+                               self->abort_request();
+                             else
+                               self->on_try_failed(attempt_failure::reset, false);
+                             return;
+                           }
+                           cc.end += n;
+                           self->read_response();
+                         });
+  }
+
+  /// What follows a write of response bytes to the client.
+  enum class after_write : std::uint8_t { read, complete, tunnel };
+
+  /// Writes response bytes (out_, or a view into the upstream's buffer) to the client.
+  void write_client(std::string_view bytes, after_write next) {
+    req_.sent_to_client = true;
+    if (!inbound_)
+      bump(svc_->counters->bytes_out, bytes.size());
+    auto self = shared_from_this();
+    auto id = attempt_;
+    bool owned = bytes.data() == out_.data();
+    // `bytes` may lie in the upstream's buffer: the handler keeps the upstream alive.
+    client_->async_write(
+        asio::buffer(bytes.data(), bytes.size()),
+        [self, id, next, owned, keep = up_](const asio::error_code& ec, std::size_t) {
+          if (id != self->attempt_)
+            return;
+          if (ec) {
+            self->abort_request();
+            return;
+          }
+          if (owned)
+            self->out_.clear();
+          switch (next) {
+          case after_write::read:
+            self->read_response();
+            break;
+          case after_write::complete:
+            self->on_response_complete();
+            break;
+          case after_write::tunnel:
+            self->start_upgrade_tunnel();
+            break;
+          }
+        });
+  }
+
+  void start_upgrade_tunnel() {
+    auto& c = *up_;
+    ++attempt_;
+    end_attempt(attempt_result::success);
+    record_request_end();
+    std::string to_up{cbuf_.data() + cpos_, cend_ - cpos_};
+    std::string to_client{c.buf.data() + c.pos, c.end - c.pos};
+    cpos_ = cend_ = 0;
+    req_timer_.cancel();
+    auto self = shared_from_this();
+    tunnel_ = std::make_shared<tunnel>(client_, c.s, nullptr, [self] { self->on_tunnel_done(); });
+    counted_in_flight_ = true;
+    w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
+    tunnel_->start(to_up, to_client);
+  }
+
+  void on_response_complete() {
+    ++attempt_;
+    end_attempt(req_.status >= 500 ? attempt_result::http_5xx : attempt_result::success);
+    auto c = std::move(up_);
+    if (c && c->parser.head().keep_alive && !c->parser.head().upgrade && c->s->is_open() &&
+        c->pos == c->end)
+      w_.give_back(std::move(c));
+    finish_request(req_.client_keep_alive && !(inbound_ && dp().is_draining()));
+  }
+
+  /// Ends the current attempt's bookkeeping (balancer, breaker, outlier).
+  void end_attempt(std::optional<attempt_result> result) {
+    try_timer_.cancel();
+    if (!svc_)
+      return;
+    auto now = clock::now();
+    auto idx = svc_->lb.index_of(target_.endpoint_id);
+    if (lb_started_ && idx)
+      svc_->lb.on_finish(*idx, now - try_started_, now);
+    lb_started_ = false;
+    if (holds_active_) {
+      holds_active_ = false;
+      svc_->breaker.release(breaker_resource::active_requests);
+    }
+    if (result && idx && svc_->outlier.on_result(*idx, *result, now))
+      bump(svc_->counters->ejections);
+  }
+
+  /// A 5xx answer is retried (before any byte of it reaches the client) only when the
+  /// service's resilience policy asks for retries, the request is idempotent and whole in
+  /// hand, and the request's retries and the budget allow one. Consumes the retry.
+  bool should_retry_5xx() {
+    if (!svc_->resilience || svc_->resilience->retries == 0 || !req_.buffered ||
+        req_.sent_to_client)
+      return false;
+    if (!req_.retries)
+      req_.retries.emplace(retry_policy_of());
+    auto d = req_.retries->on_failure(req_.method, attempt_failure::http_5xx, svc_->budget,
+                                      w_.rng(), clock::now());
+    if (d.verdict == retry_verdict::budget_exhausted)
+      bump(svc_->counters->retries_refused);
+    req_.last_delay = d.delay;
+    return d.verdict == retry_verdict::retry;
+  }
+
+  void on_try_failed(attempt_failure failure, bool per_try_timeout) {
+    ++attempt_;
+    if (up_)
+      up_->s->close();
+    up_.reset();
+    end_attempt(failure == attempt_failure::connect_failure
+                    ? std::optional{attempt_result::connect_failure}
+                    : std::nullopt);
+    if (per_try_timeout)
+      bump(svc_->counters->timeouts);
+    bool can = failure == attempt_failure::connect_failure || req_.buffered;
+    if (can) {
+      if (!req_.retries)
+        req_.retries.emplace(retry_policy_of());
+      auto d = req_.retries->on_failure(req_.method, failure, svc_->budget, w_.rng(), clock::now());
+      if (d.verdict == retry_verdict::retry) {
+        bump(svc_->counters->retries);
+        later(d.delay, [](client_session& s) { s.attempt(); });
+        return;
+      }
+      if (d.verdict == retry_verdict::budget_exhausted)
+        bump(svc_->counters->retries_refused);
+    }
+    finish_with(per_try_timeout                               ? http_error::upstream_timeout
+                : failure == attempt_failure::connect_failure ? http_error::upstream_connect
+                                                              : http_error::upstream_reset);
+  }
+
+  void on_request_timeout() {
+    if (req_.reading_body) { // the client is slow to send its body: nothing to answer
+      if (svc_)
+        bump(svc_->counters->timeouts);
+      close_client();
+      return;
+    }
+    ++attempt_;
+    if (up_)
+      up_->s->close();
+    up_.reset();
+    end_attempt(std::nullopt);
+    if (svc_)
+      bump(svc_->counters->timeouts);
+    if (req_.sent_to_client) {
+      abort_request();
+      return;
+    }
+    finish_with(http_error::upstream_timeout);
+  }
+
+  /// Answers the current request with a generated response.
+  void finish_with(http_error e) {
+    ++attempt_;
+    w_.count_generated(e);
+    req_.generated = e;
+    req_.status = status_of(e);
+    out_.clear();
+    bool keep = req_.client_keep_alive && !is_framing_error(e) && e != http_error::draining &&
+                !req_.sent_to_client;
+    // The request body may still be unread (a streamed body): the connection cannot go on.
+    if (!req_.buffered)
+      keep = false;
+    write_error_response(e, out_, !keep);
+    req_.sent_to_client = true;
+    auto self = shared_from_this();
+    auto id = attempt_;
+    client_->async_write(asio::buffer(out_),
+                         [self, id, keep](const asio::error_code& ec, std::size_t) {
+                           if (id != self->attempt_)
+                             return;
+                           if (keep || ec) {
+                             self->finish_request(keep && !ec);
+                             return;
+                           }
+                           // connection: close was said: end gracefully (write_then_close).
+                           self->record_request_end();
+                           if (self->up_) {
+                             self->up_->s->close();
+                             self->up_.reset();
+                           }
+                           self->linger();
+                         });
+  }
+
+  void abort_request() {
+    ++attempt_;
+    if (up_)
+      up_->s->close();
+    up_.reset();
+    end_attempt(std::nullopt);
+    finish_request(false);
+  }
+
+  void record_latency(duration d) {
+    auto& c = *svc_->counters;
+    double secs = std::chrono::duration<double>(d).count();
+    std::size_t b = 0;
+    while (b < latency_bounds.size() && secs > latency_bounds[b])
+      ++b;
+    bump(c.latency[b]);
+    bump(c.latency_sum_ns, static_cast<std::uint64_t>(
+                               std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
+  }
+
+  void record_request_end() {
+    if (!req_.counted)
+      return;
+    req_.counted = false;
+    ++request_id_;
+    req_timer_.cancel();
+    if (counted_in_flight_) {
+      counted_in_flight_ = false;
+      w_.counters().in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (!svc_ || inbound_)
+      return;
+    auto& c = *svc_->counters;
+    auto st = req_.status;
+    if (st >= 200 && st < 300)
+      bump(c.r2);
+    else if (st >= 300 && st < 400)
+      bump(c.r3);
+    else if (st >= 400 && st < 500)
+      bump(c.r4);
+    else if (st >= 500)
+      bump(c.r5);
+    auto d = clock::now() - req_.started;
+    record_latency(d);
+    if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
+      write_access_log(&req_, st, d);
+  }
+
+  /// One JSON line to the access log: an HTTP request (`req` set) or a TCP connection.
+  void write_access_log(const request_state* req, std::uint16_t status, duration d) {
+    std::string line;
+    line.reserve(256);
+    auto now = std::chrono::system_clock::now();
+    auto t = std::chrono::system_clock::to_time_t(now);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::array<char, 96> ts{};
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+        1000;
+    std::snprintf(ts.data(), ts.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms));
+    line += "{\"time\":\"";
+    line += ts.data();
+    line += "\",\"service\":\"";
+    json_escape(service_name_, line);
+    if (req) {
+      line += "\",\"method\":\"";
+      json_escape(req->method, line);
+      line += "\",\"path\":\"";
+      json_escape(req->path, line);
+      line += "\",\"status\":";
+      line += std::to_string(status);
+    } else {
+      line += "\",\"protocol\":\"tcp\"";
+    }
+    line += ",\"duration_ms\":";
+    std::array<char, 32> dur{};
+    std::snprintf(dur.data(), dur.size(), "%.3f",
+                  std::chrono::duration<double, std::milli>(d).count());
+    line += dur.data();
+    line += ",\"upstream_node\":\"";
+    json_escape(target_.node, line);
+    line += "\"";
+    if (req && req->generated) {
+      line += ",\"error\":\"";
+      line += name(*req->generated);
+      line += "\"";
+    }
+    line += "}";
+    w_.options().access_log(line);
+  }
+
+  /// The request is over: next one (keep) or close.
+  void finish_request(bool keep) {
+    record_request_end();
+    if (up_) {
+      up_->s->close();
+      up_.reset();
+    }
+    if (!keep || !client_->is_open()) {
+      close_client();
+      return;
+    }
+    // A request without a body has its `complete` step pending: take it before the next
+    // head. Anything else (an unread body) means the connection cannot go on.
+    if (!req_.complete) {
+      auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
+      cpos_ += r.consumed;
+      if (r.status != parse_status::complete) {
+        close_client();
+        return;
+      }
+    }
+    if (req_.upgrade)
+      parser_.resume_after_upgrade(); // the upstream declined the switch
+    next_request();
+  }
+
+  // ---------------------------------------------------------------- timers and closing
+  void arm_client_timer(std::chrono::milliseconds d) {
+    auto self = shared_from_this();
+    auto id = ++client_timer_id_;
+    client_timer_.expires_after(d);
+    client_timer_.async_wait([self, id](const asio::error_code& ec) {
+      if (!ec && id == self->client_timer_id_)
+        self->close_client();
+    });
+  }
+  void cancel_client_timer() {
+    ++client_timer_id_;
+    client_timer_.cancel();
+  }
+  void cancel_timers() {
+    cancel_client_timer();
+    req_timer_.cancel();
+    try_timer_.cancel();
+  }
+
+  /// Writes out_ (a generated response with connection: close), then closes gracefully:
+  /// closing a socket with unread input sends a reset, which can destroy the response
+  /// before the client reads it. So: half-close, discard what the client still sends until
+  /// it closes too (or 1 s, head_timeout at most), then close.
+  void write_then_close() {
+    auto self = shared_from_this();
+    ++attempt_;
+    client_->async_write(asio::buffer(out_), [self](const asio::error_code& ec, std::size_t) {
+      if (ec) {
+        self->close_client();
+        return;
+      }
+      self->linger();
+    });
+  }
+
+  /// Half-closes, then discards what the client still sends until it closes too (1 s,
+  /// head_timeout at most), then closes.
+  void linger() {
+    if (client_reading_) { // a read is pending already (a streamed body): no second one
+      close_client();
+      return;
+    }
+    ++attempt_;
+    client_->shutdown_send();
+    arm_client_timer(std::min(w_.options().head_timeout, std::chrono::milliseconds{1000}));
+    drain_client();
+  }
+
+  void drain_client() {
+    auto self = shared_from_this();
+    client_->async_read_some(asio::buffer(cbuf_), [self](const asio::error_code& ec, std::size_t) {
+      if (ec)
+        self->close_client();
+      else
+        self->drain_client();
+    });
+  }
+
+  void close_client() {
+    ++attempt_;
+    record_request_end();
+    release_connection();
+    if (holds_active_) {
+      holds_active_ = false;
+      svc_->breaker.release(breaker_resource::active_requests);
+    }
+    if (up_) {
+      up_->s->close();
+      up_.reset();
+    }
+    client_->close();
+    cancel_timers();
+  }
+
+  worker& w_;
+  stream_ptr client_;
+  std::string service_name_;
+  /// Accepted on the inbound listener (from a peer proxy); else on an outbound one.
+  bool inbound_;
+  asio::ip::address client_addr_;
+  std::string client_addr_text_;
+  std::optional<peer_identity> peer_;
+  /// Inbound: the preamble said the service speaks HTTP.
+  bool preamble_http_ = false;
+  /// A read_client() read is pending (a TLS stream allows one read at a time).
+  bool client_reading_ = false;
+  std::shared_ptr<const dataplane_config> cfg_;
+  service_ptr svc_;
+  /// Client bytes read, not yet consumed: cbuf_[cpos_, cend_).
+  std::vector<char> cbuf_;
+  std::size_t cpos_ = 0, cend_ = 0;
+  http1_parser parser_;
+  asio::steady_timer client_timer_;
+  std::uint64_t client_timer_id_ = 0;
+  bool head_started_ = false;
+  asio::steady_timer req_timer_;
+  asio::steady_timer try_timer_;
+  /// Grows whenever an attempt (upstream operation chain) ends: stale handlers compare.
+  std::uint64_t attempt_ = 0;
+  /// Grows when a request ends: a stale request timer compares.
+  std::uint64_t request_id_ = 0;
+  request_state req_;
+  target target_;
+  upstream_ptr up_;
+  bool upgrading_ = false;
+  bool holds_active_ = false;
+  bool holds_connection_ = false;
+  bool lb_started_ = false;
+  bool counted_in_flight_ = false;
+  time_point try_started_{};
+  time_point started_{};
+  std::optional<request_retries> retries_;
+  std::shared_ptr<tunnel> tunnel_;
+  /// Scratch: the request's headers as the traffic policy reads them.
+  std::vector<header_field> fields_;
+  /// Bytes being written to the client (generated responses, forwarded heads).
+  std::string out_;
+  /// Bytes being written to the upstream (preamble, forwarded head, buffered body).
+  std::string up_out_;
+};
+
+void worker::accept(std::shared_ptr<tcp::acceptor> acc, std::string service) {
+  acc->async_accept([this, acc, service](const asio::error_code& ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acc->is_open())
+      return;
+    if (!ec) {
+      asio::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
+      auto s = std::make_shared<client_session>(*this, std::move(socket), service);
+      s->start();
+    }
+    accept(acc, service);
+  });
+}
+
+void worker::ban(const std::string& node) {
+  banned_.insert(node);
+  for (auto it = pool_.begin(); it != pool_.end();) {
+    auto& q = it->second;
+    for (auto qi = q.begin(); qi != q.end();) {
+      if ((*qi)->node == node) {
+        qi = q.erase(qi);
+        counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++qi;
+      }
+    }
+    it = q.empty() ? pool_.erase(it) : std::next(it);
+  }
+  std::vector<std::shared_ptr<client_session>> victims;
+  for (auto* c : clients_)
+    if (c->involves(node))
+      if (auto sp = c->weak_from_this().lock())
+        victims.push_back(std::move(sp));
+  for (auto& v : victims)
+    v->abort();
+}
+
+void worker::release_cycles() {
+  std::vector<std::shared_ptr<client_session>> all;
+  for (auto* c : clients_)
+    if (auto sp = c->weak_from_this().lock())
+      all.push_back(std::move(sp));
+  for (auto& c : all)
+    c->release();
+}
+
+void worker::close_all() {
+  sweep_.cancel();
+  asio::error_code ignored;
+  if (inbound_)
+    inbound_->close(ignored);
+  for (auto& [n, a] : outbound_)
+    a->close(ignored);
+  pool_.clear();
+  counters_.idle_pooled.store(0, std::memory_order_relaxed);
+  std::vector<std::shared_ptr<client_session>> all;
+  for (auto* c : clients_)
+    if (auto sp = c->weak_from_this().lock())
+      all.push_back(std::move(sp));
+  for (auto& c : all)
+    c->abort();
+}
+
+} // namespace
+
+std::unique_ptr<dataplane> dataplane::start(dataplane_options options, std::string& error) {
+  if (options.self.empty()) {
+    error = "dataplane: options.self (this node's name) is empty";
+    return nullptr;
+  }
+  if (options.access_log_sample < 0 || options.access_log_sample > 1) {
+    error = "dataplane: access_log_sample must be within 0 and 1";
+    return nullptr;
+  }
+  auto dp = std::make_unique<dataplane_impl>(std::move(options));
+  if (!dp->bind_inbound(error))
+    return nullptr;
+  dp->run();
+  return dp;
+}
+
+} // namespace starling::proxy

@@ -1,0 +1,533 @@
+// Helpers of the data plane tests (tests/unit/proxy/dataplane_test.cpp and
+// tests/unit/actors/proxy_tls_test.cpp): tiny in-test backends on 127.0.0.1 (an HTTP/1.1
+// server answering with its own name, a TCP echo server), a blocking client with receive
+// timeouts, and routing snapshot builders. Header-only: the including test links
+// starling_proxy (for Asio).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <asio.hpp>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "proto/wire/framing.hpp"
+#include "proxy.pb.h"
+#include "proxy/dataplane.hpp"
+
+namespace starling::testing::proxy_support {
+
+namespace sp = starling::proxy;
+namespace sg = starling::gossip;
+using namespace std::chrono_literals;
+using asio::ip::tcp;
+
+/// Polls `pred` every 5 ms until it holds or `limit` passes.
+inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred())
+      return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return pred();
+}
+
+// ------------------------------------------------------------------ backends
+
+/// What an HTTP backend does with a request.
+enum class backend_mode {
+  answer,   ///< 200 with its name as the body
+  silent,   ///< reads requests, never answers
+  hold,     ///< answers once release() is called
+  reset,    ///< closes the connection after reading a request
+  fail,     ///< 500 with its name as the body
+  partial,  ///< a 200 head promising 100 bytes, 5 of them, then a close
+  upgrade,  ///< 101 Switching Protocols, then echoes every byte
+  one_shot, ///< answers like `answer` (keep-alive), then closes the connection
+};
+
+/// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
+/// "200, body = name" with headers x-backend and x-seen-xff (the x-forwarded-for it got).
+class http_backend {
+public:
+  explicit http_backend(std::string name, backend_mode mode = backend_mode::answer)
+      : name_(std::move(name)), mode_(mode),
+        acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~http_backend() {
+    asio::post(io_, [this] {
+      asio::error_code ignored;
+      acceptor_.close(ignored);
+      for (auto& c : conns_)
+        if (auto s = c.lock())
+          s->sock.close(ignored);
+      held_.clear();
+    });
+    io_.stop();
+    thread_.join();
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  [[nodiscard]] int connections() const { return accepted_.load(); }
+  [[nodiscard]] int requests() const { return requests_.load(); }
+  /// Connections this backend closed itself (mode one_shot).
+  [[nodiscard]] int closed() const { return closed_.load(); }
+  /// Answers every held request (mode hold).
+  void release() {
+    asio::post(io_, [this] {
+      released_ = true;
+      auto held = std::move(held_);
+      for (auto& h : held)
+        h();
+    });
+  }
+
+private:
+  struct conn {
+    explicit conn(tcp::socket s) : sock(std::move(s)) {}
+    tcp::socket sock;
+    std::string in;
+    std::array<char, 4096> buf{};
+    std::string out;
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](const asio::error_code& ec, tcp::socket s) {
+      if (ec)
+        return;
+      ++accepted_;
+      auto c = std::make_shared<conn>(std::move(s));
+      conns_.push_back(c);
+      read(c);
+      accept();
+    });
+  }
+
+  void read(const std::shared_ptr<conn>& c) {
+    c->sock.async_read_some(asio::buffer(c->buf),
+                            [this, c](const asio::error_code& ec, std::size_t n) {
+                              if (ec)
+                                return;
+                              c->in.append(c->buf.data(), n);
+                              serve(c);
+                            });
+  }
+
+  /// Upgraded: echoes what is left in `in` (n bytes), then every byte read.
+  void echo(const std::shared_ptr<conn>& c, std::size_t n) {
+    if (n > 0) {
+      c->out = c->in;
+      c->in.clear();
+      asio::async_write(c->sock, asio::buffer(c->out),
+                        [this, c](const asio::error_code& ec, std::size_t) {
+                          if (!ec)
+                            echo(c, 0);
+                        });
+      return;
+    }
+    c->sock.async_read_some(asio::buffer(c->buf),
+                            [this, c](const asio::error_code& ec, std::size_t got) {
+                              if (ec)
+                                return;
+                              c->in.append(c->buf.data(), got);
+                              echo(c, got);
+                            });
+  }
+
+  void serve(const std::shared_ptr<conn>& c) {
+    auto end = c->in.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      read(c);
+      return;
+    }
+    std::string head = c->in.substr(0, end + 4);
+    std::size_t length = 0;
+    std::string xff;
+    std::string lower;
+    for (char ch : head)
+      lower += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (auto p = lower.find("\r\ncontent-length:"); p != std::string::npos)
+      length = std::stoul(lower.substr(p + 17));
+    if (auto p = lower.find("\r\nx-forwarded-for:"); p != std::string::npos) {
+      auto e = head.find("\r\n", p + 2);
+      xff = head.substr(p + 18, e - p - 18);
+      while (!xff.empty() && xff.front() == ' ')
+        xff.erase(0, 1);
+    }
+    if (lower.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
+      // Test bodies hold no "0\r\n\r\n" of their own: the answer echoes the raw chunks.
+      auto last = c->in.find("0\r\n\r\n", end + 4);
+      if (last == std::string::npos) {
+        read(c);
+        return;
+      }
+      length = last + 5 - (end + 4);
+    }
+    if (c->in.size() < end + 4 + length) {
+      read(c);
+      return;
+    }
+    std::string body = c->in.substr(end + 4, length);
+    c->in.erase(0, end + 4 + length);
+    ++requests_;
+    if (mode_ == backend_mode::silent) {
+      read(c);
+      return;
+    }
+    if (mode_ == backend_mode::partial || mode_ == backend_mode::upgrade) {
+      c->out = mode_ == backend_mode::partial
+                   ? "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nhello"
+                   : "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\n"
+                     "upgrade: test\r\n\r\n";
+      auto partial = mode_ == backend_mode::partial;
+      asio::async_write(c->sock, asio::buffer(c->out),
+                        [this, c, partial](const asio::error_code& ec, std::size_t) {
+                          asio::error_code ignored;
+                          if (ec || partial)
+                            c->sock.close(ignored);
+                          else
+                            echo(c, c->in.size());
+                        });
+      return;
+    }
+    if (mode_ == backend_mode::reset) {
+      asio::error_code ignored;
+      c->sock.close(ignored);
+      return;
+    }
+    std::string answer = name_ + body;
+    auto respond = [this, c, answer, xff] {
+      c->out = std::string{mode_ == backend_mode::fail ? "HTTP/1.1 500 Oops" : "HTTP/1.1 200 OK"} +
+               "\r\ncontent-length: " + std::to_string(answer.size()) + "\r\nx-backend: " + name_ +
+               "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
+      asio::async_write(c->sock, asio::buffer(c->out),
+                        [this, c](const asio::error_code& ec, std::size_t) {
+                          if (!ec && mode_ == backend_mode::one_shot) {
+                            asio::error_code ignored;
+                            c->sock.close(ignored);
+                            ++closed_;
+                            return;
+                          }
+                          if (!ec)
+                            serve(c);
+                        });
+    };
+    if (mode_ == backend_mode::hold && !released_)
+      held_.push_back(respond);
+    else
+      respond();
+  }
+
+  std::string name_;
+  backend_mode mode_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<int> accepted_{0};
+  std::atomic<int> requests_{0};
+  std::atomic<int> closed_{0};
+  std::vector<std::weak_ptr<conn>> conns_;
+  std::vector<std::function<void()>> held_;
+  bool released_ = false;
+};
+
+/// A TCP echo server: echoes bytes; when the client half-closes, echoes the rest and
+/// half-closes too.
+class echo_backend {
+public:
+  echo_backend() : acceptor_(io_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~echo_backend() {
+    asio::post(io_, [this] {
+      asio::error_code ignored;
+      acceptor_.close(ignored);
+    });
+    io_.stop();
+    thread_.join();
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+private:
+  struct conn {
+    explicit conn(tcp::socket s) : sock(std::move(s)) {}
+    tcp::socket sock;
+    std::array<char, 4096> buf{};
+  };
+  void accept() {
+    acceptor_.async_accept([this](const asio::error_code& ec, tcp::socket s) {
+      if (ec)
+        return;
+      read(std::make_shared<conn>(std::move(s)));
+      accept();
+    });
+  }
+  void read(const std::shared_ptr<conn>& c) {
+    c->sock.async_read_some(
+        asio::buffer(c->buf), [c, this](const asio::error_code& ec, std::size_t n) {
+          if (ec) {
+            asio::error_code ignored;
+            c->sock.shutdown(tcp::socket::shutdown_send, ignored);
+            return;
+          }
+          asio::async_write(c->sock, asio::buffer(c->buf.data(), n),
+                            [c, this](const asio::error_code& wec, std::size_t) {
+                              if (!wec)
+                                read(c);
+                            });
+        });
+  }
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+/// The frame an outbound proxy sends first to a peer's inbound (proto/proxy.proto).
+inline std::string preamble(const std::string& service, bool http = false) {
+  starling::v1::ProxyPreamble msg;
+  msg.set_service(service);
+  msg.set_http(http);
+  return starling::wire::framed(msg.SerializeAsString());
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then released).
+inline std::uint16_t dead_port() {
+  asio::io_context io;
+  tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+// ------------------------------------------------------------------ clients
+
+/// A blocking client with a 10 s receive timeout (a bug fails the test, never hangs it).
+class client {
+public:
+  explicit client(const std::string& address) {
+    auto colon = address.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{10, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  }
+  ~client() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  [[nodiscard]] bool connected() const { return connected_; }
+
+  bool send(std::string_view data) {
+    while (!data.empty()) {
+      auto n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0)
+        return false;
+      data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  void shutdown_send() { ::shutdown(fd_, SHUT_WR); }
+
+  /// Reads until `pred(buffer)` holds; false on EOF, error or timeout.
+  bool read_until(const std::function<bool(const std::string&)>& pred) {
+    while (!pred(in_)) {
+      char buf[4096];
+      auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0)
+        return false;
+      in_.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  /// Everything until EOF (or timeout).
+  std::string read_all() {
+    read_until([](const std::string&) { return false; });
+    return std::exchange(in_, {});
+  }
+
+  /// True when the peer closed (EOF or reset) within the receive timeout.
+  bool closed() {
+    char buf[256];
+    while (true) {
+      auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n == 0)
+        return true;
+      if (n < 0)
+        return errno == ECONNRESET;
+      in_.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+
+  struct response {
+    int status = 0;
+    std::map<std::string, std::string> headers; ///< lower-case names
+    std::string body;
+  };
+
+  /// One response with a content-length body; status 0 on failure.
+  response read_response() {
+    response r;
+    if (!read_until([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; }))
+      return r;
+    auto end = in_.find("\r\n\r\n");
+    std::string head = in_.substr(0, end);
+    std::size_t line_end = head.find("\r\n");
+    std::string status_line = head.substr(0, line_end);
+    std::size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
+    while (pos < head.size()) {
+      auto e = head.find("\r\n", pos);
+      if (e == std::string::npos)
+        e = head.size();
+      auto line = head.substr(pos, e - pos);
+      auto colon = line.find(':');
+      if (colon != std::string::npos) {
+        std::string name;
+        for (char ch : line.substr(0, colon))
+          name += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        auto value = line.substr(colon + 1);
+        while (!value.empty() && value.front() == ' ')
+          value.erase(0, 1);
+        r.headers[name] = value;
+      }
+      pos = e + 2;
+    }
+    std::size_t length = 0;
+    if (auto it = r.headers.find("content-length"); it != r.headers.end())
+      length = std::stoul(it->second);
+    if (!read_until([&](const std::string& s) { return s.size() >= end + 4 + length; }))
+      return r;
+    r.body = in_.substr(end + 4, length);
+    in_.erase(0, end + 4 + length);
+    r.status = std::stoi(status_line.substr(9, 3));
+    return r;
+  }
+
+  /// Sends a GET and reads its response.
+  response get(const std::string& path = "/", const std::string& extra_headers = "") {
+    if (!send("GET " + path + " HTTP/1.1\r\nhost: test\r\n" + extra_headers + "\r\n"))
+      return {};
+    return read_response();
+  }
+
+private:
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string in_;
+};
+
+// ------------------------------------------------------------------ snapshots
+
+inline sg::instance_view instance(std::string node, std::string service, std::string id,
+                                  std::uint16_t port, std::string version = "",
+                                  sg::service_protocol protocol = sg::service_protocol::http,
+                                  sg::health_status health = sg::health_status::passing) {
+  sg::instance_view i;
+  i.node = std::move(node);
+  i.service = std::move(service);
+  i.id = std::move(id);
+  i.address = "127.0.0.1";
+  i.port = port;
+  i.protocol = protocol;
+  i.version = std::move(version);
+  i.health = health;
+  i.node_alive = true;
+  return i;
+}
+
+inline sg::service_view service(std::string name, std::vector<sg::instance_view> instances) {
+  sg::service_view s;
+  s.name = std::move(name);
+  s.instances = std::move(instances);
+  return s;
+}
+
+inline std::shared_ptr<const sp::dataplane_config> config(std::vector<sg::service_view> services,
+                                                          sp::inbound_map inbound = {},
+                                                          std::uint64_t generation = 1) {
+  auto snap = std::make_shared<sg::routing_snapshot>();
+  snap->generation = generation;
+  std::sort(services.begin(), services.end(),
+            [](const auto& x, const auto& y) { return x.name < y.name; });
+  snap->services = std::move(services);
+  auto cfg = std::make_shared<sp::dataplane_config>();
+  cfg->routes = std::move(snap);
+  cfg->inbound = std::move(inbound);
+  return cfg;
+}
+
+inline sp::dataplane_options options(std::string self, std::size_t threads = 1) {
+  sp::dataplane_options o;
+  o.self = std::move(self);
+  o.threads = threads;
+  o.inbound_host = "127.0.0.1";
+  o.inbound_port = 0;
+  o.connect_timeout = 2s;
+  o.request_timeout = 10s;
+  return o;
+}
+
+inline std::unique_ptr<sp::dataplane> start(sp::dataplane_options o) {
+  std::string error;
+  auto dp = sp::dataplane::start(std::move(o), error);
+  EXPECT_TRUE(dp) << error;
+  return dp;
+}
+
+inline std::string outbound(const sp::dataplane& dp, const std::string& svc) {
+  std::string out;
+  eventually([&] {
+    auto all = dp.outbound_addresses();
+    auto it = all.find(svc);
+    if (it == all.end())
+      return false;
+    out = it->second;
+    return true;
+  });
+  return out;
+}
+
+inline std::uint64_t generated(const sp::dataplane_stats& s, const std::string& reason) {
+  auto it = s.generated.find(reason);
+  return it == s.generated.end() ? 0 : it->second;
+}
+
+inline const sp::service_stats* find_service(const sp::dataplane_stats& s,
+                                             const std::string& name) {
+  for (const auto& x : s.services)
+    if (x.service == name)
+      return &x;
+  return nullptr;
+}
+
+} // namespace starling::testing::proxy_support

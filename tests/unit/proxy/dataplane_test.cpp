@@ -1,0 +1,840 @@
+// The data plane engine over real sockets on 127.0.0.1: tiny in-test backends (an HTTP/1.1
+// server answering with its own name, a TCP echo server), blocking test clients with receive
+// timeouts, and one or two dataplanes ("a" and "b") in this process. Conditions are polled
+// with a deadline; nothing sleeps to wait.
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "proxy/dataplane.hpp"
+#include "tests/support/proxy_support.hpp"
+
+namespace {
+
+using namespace starling::testing::proxy_support;
+
+// ------------------------------------------------------------------ tests
+
+TEST(dataplane, start_binds_inbound_and_rejects_bad_options) {
+  auto dp = start(options("a"));
+  ASSERT_TRUE(dp);
+  EXPECT_NE(dp->inbound_address().find("127.0.0.1:"), std::string::npos);
+  std::string error;
+  auto o = options("");
+  EXPECT_FALSE(sp::dataplane::start(o, error));
+  EXPECT_FALSE(error.empty());
+  o = options("x");
+  o.inbound_host = "not-an-address";
+  EXPECT_FALSE(sp::dataplane::start(o, error));
+}
+
+TEST(dataplane, http_one_hop_to_a_local_instance) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.connected());
+  auto r = c.get("/hello");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1");
+  EXPECT_EQ(r.headers["x-seen-xff"], "127.0.0.1");
+  EXPECT_EQ(r.headers["via"], "1.1 starling");
+  auto st = dp->stats();
+  EXPECT_EQ(st.config_generation, 1u);
+  auto* svc = find_service(st, "web");
+  ASSERT_NE(svc, nullptr);
+  EXPECT_EQ(svc->requests, 1u);
+  EXPECT_TRUE(eventually([&] { return find_service(dp->stats(), "web")->responses_2xx == 1; }));
+}
+
+TEST(dataplane, keep_alive_reuses_pooled_upstream_connections) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 20; ++i) {
+    auto r = c.get("/" + std::to_string(i));
+    ASSERT_EQ(r.status, 200) << i;
+  }
+  auto st = dp->stats();
+  EXPECT_EQ(st.upstream_connects, 1u);
+  EXPECT_EQ(st.upstream_reused, 19u);
+  EXPECT_EQ(web.connections(), 1);
+  // A second client reuses the same pooled connection too.
+  client c2(outbound(*dp, "web"));
+  EXPECT_EQ(c2.get().status, 200);
+  EXPECT_EQ(dp->stats().upstream_connects, 1u);
+}
+
+TEST(dataplane, pipelined_requests_are_answered_in_order) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("GET /1 HTTP/1.1\r\nhost: x\r\n\r\nPOST /2 HTTP/1.1\r\nhost: x\r\n"
+                     "content-length: 3\r\n\r\nabcGET /3 HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_EQ(c.read_response().body, "web-1");
+  EXPECT_EQ(c.read_response().body, "web-1abc");
+  EXPECT_EQ(c.read_response().body, "web-1");
+}
+
+/// Two nodes: a's outbound goes to b's inbound, b forwards to its local instance.
+struct two_nodes {
+  std::unique_ptr<sp::dataplane> a = start(options("a"));
+  std::unique_ptr<sp::dataplane> b = start(options("b"));
+  void apply(std::vector<sg::service_view> services, std::uint64_t generation = 1) {
+    sp::inbound_map inbound{{"a", a->inbound_address()}, {"b", b->inbound_address()}};
+    a->apply(config(services, inbound, generation));
+    b->apply(config(services, inbound, generation));
+  }
+};
+
+TEST(dataplane, http_two_hops_through_the_peer_inbound) {
+  http_backend web("web-b");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.get();
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "web-b");
+    EXPECT_EQ(r.headers["x-seen-xff"], "127.0.0.1");
+  }
+  EXPECT_EQ(n.b->stats().inbound_connections, 1u);
+  EXPECT_EQ(n.a->stats().upstream_connects, 1u);
+  EXPECT_EQ(n.a->stats().upstream_reused, 4u);
+}
+
+TEST(dataplane, tcp_echo_with_half_close_through_two_hops) {
+  echo_backend echo;
+  two_nodes n;
+  n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
+  client c(outbound(*n.a, "db"));
+  ASSERT_TRUE(c.send("hello "));
+  ASSERT_TRUE(c.send("world"));
+  c.shutdown_send();
+  EXPECT_EQ(c.read_all(), "hello world");
+  EXPECT_TRUE(eventually([&] { return n.a->in_flight() == 0 && n.b->in_flight() == 0; }));
+  auto st = n.a->stats();
+  auto* svc = find_service(st, "db");
+  ASSERT_NE(svc, nullptr);
+  EXPECT_EQ(svc->requests, 1u);
+  EXPECT_EQ(svc->bytes_in, 11u);
+  EXPECT_EQ(svc->bytes_out, 11u);
+}
+
+TEST(dataplane, tcp_echo_one_hop_large_transfer) {
+  echo_backend echo;
+  auto dp = start(options("a", 2));
+  dp->apply(config(
+      {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
+  client c(outbound(*dp, "db"));
+  std::string data(200 * 1024, 'x');
+  for (std::size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<char>('a' + i % 26);
+  std::thread writer([&] {
+    c.send(data);
+    c.shutdown_send();
+  });
+  auto got = c.read_all();
+  writer.join();
+  EXPECT_EQ(got, data);
+}
+
+TEST(dataplane, split_80_20_over_1000_requests) {
+  http_backend v1("v1"), v2("v2");
+  auto dp = start(options("a"));
+  auto svc = service("web", {instance("a", "web", "1", v1.port(), "v1"),
+                             instance("a", "web", "2", v2.port(), "v2")});
+  svc.policies.split = std::vector<sg::split_weight>{{"v1", 80}, {"v2", 20}};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  int count_v1 = 0;
+  for (int i = 0; i < 1000; ++i) {
+    auto r = c.get();
+    ASSERT_EQ(r.status, 200);
+    count_v1 += r.body == "v1" ? 1 : 0;
+  }
+  EXPECT_GE(count_v1, 750);
+  EXPECT_LE(count_v1, 850);
+}
+
+TEST(dataplane, header_route_picks_its_version) {
+  http_backend v1("v1"), v2("v2");
+  auto dp = start(options("a"));
+  auto svc = service("web", {instance("a", "web", "1", v1.port(), "v1"),
+                             instance("a", "web", "2", v2.port(), "v2")});
+  svc.policies.split = std::vector<sg::split_weight>{{"v1", 100}};
+  svc.policies.routes.push_back({"canary", "x-canary", "yes", "v2"});
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(c.get("/", "x-canary: yes\r\n").body, "v2");
+    EXPECT_EQ(c.get("/").body, "v1");
+  }
+}
+
+TEST(dataplane, unhealthy_instance_is_never_used) {
+  http_backend good("good"), bad("bad");
+  auto dp = start(options("a"));
+  dp->apply(
+      config({service("web", {instance("a", "web", "1", good.port()),
+                              instance("a", "web", "2", bad.port(), "", sg::service_protocol::http,
+                                       sg::health_status::failing)})}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(c.get().body, "good");
+  EXPECT_EQ(bad.requests(), 0);
+}
+
+TEST(dataplane, no_routable_instance_is_503_no_upstream) {
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", 1, "", sg::service_protocol::http,
+                                             sg::health_status::failing)})}));
+  client c(outbound(*dp, "web"));
+  auto r = c.get();
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.headers["x-starling-error"], "no_upstream");
+  // Keep-alive survives a generated response.
+  EXPECT_EQ(c.get().status, 503);
+  EXPECT_EQ(generated(dp->stats(), "no_upstream"), 2u);
+}
+
+TEST(dataplane, dead_upstream_is_502_upstream_connect) {
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", dead_port())})}));
+  client c(outbound(*dp, "web"));
+  auto r = c.get();
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(r.headers["x-starling-error"], "upstream_connect");
+  auto st = dp->stats();
+  EXPECT_GE(st.upstream_connect_failures, 1u);
+  EXPECT_GE(find_service(st, "web")->retries, 1u); // connect failures are retried
+}
+
+TEST(dataplane, upstream_closing_without_answer_is_502_upstream_reset) {
+  http_backend web("web", backend_mode::reset);
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  auto r = c.get();
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(r.headers["x-starling-error"], "upstream_reset");
+  EXPECT_GE(web.requests(), 2); // GET is idempotent: retried
+}
+
+TEST(dataplane, slow_upstream_is_504_upstream_timeout) {
+  http_backend web("web", backend_mode::silent);
+  auto dp = start(options("a"));
+  auto svc = service("web", {instance("a", "web", "1", web.port())});
+  svc.policies.resilience = sg::resilience_policy{300, 0, 0, 0, 0};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  auto r = c.get();
+  EXPECT_EQ(r.status, 504);
+  EXPECT_EQ(r.headers["x-starling-error"], "upstream_timeout");
+  EXPECT_EQ(find_service(dp->stats(), "web")->timeouts, 1u);
+}
+
+TEST(dataplane, malformed_request_is_400_and_closes_while_others_are_served) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client good(outbound(*dp, "web"));
+  EXPECT_EQ(good.get().status, 200);
+  client bad(outbound(*dp, "web"));
+  ASSERT_TRUE(bad.send("GET / HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n"));
+  auto r = bad.read_response();
+  EXPECT_EQ(r.status, 400);
+  EXPECT_FALSE(r.headers["x-starling-error"].empty());
+  EXPECT_TRUE(bad.closed());
+  EXPECT_EQ(good.get().status, 200);
+  client big(outbound(*dp, "web"));
+  ASSERT_TRUE(big.send("GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_EQ(big.read_response().status, 414);
+  EXPECT_TRUE(big.closed());
+}
+
+TEST(dataplane, slowloris_head_times_out) {
+  auto o = options("a");
+  o.head_timeout = 200ms;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", dead_port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nhost:"));
+  EXPECT_TRUE(c.closed());
+}
+
+TEST(dataplane, config_swap_keeps_open_connections_and_ports) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  auto web_svc = service("web", {instance("a", "web", "1", web.port())});
+  dp->apply(config({web_svc}, {}, 1));
+  auto address = outbound(*dp, "web");
+  client c(address);
+  EXPECT_EQ(c.get().status, 200);
+  dp->apply(config({web_svc, service("api", {instance("a", "api", "1", web.port())})}, {}, 2));
+  EXPECT_EQ(outbound(*dp, "api").empty(), false);
+  EXPECT_EQ(c.get().status, 200);
+  EXPECT_EQ(dp->outbound_addresses().at("web"), address);
+  EXPECT_EQ(dp->stats().config_generation, 2u);
+  // The service disappears: its listener closes; the kept connection still finishes.
+  dp->apply(config({service("api", {instance("a", "api", "1", web.port())})}, {}, 3));
+  EXPECT_EQ(dp->outbound_addresses().count("web"), 0u);
+  EXPECT_TRUE(eventually([&] { return !client(address).connected(); }));
+  // It comes back: a new port is picked, and it serves.
+  dp->apply(config({web_svc, service("api", {instance("a", "api", "1", web.port())})}, {}, 4));
+  client again(outbound(*dp, "web"));
+  EXPECT_EQ(again.get().status, 200);
+}
+
+TEST(dataplane, ban_peer_closes_pooled_connections_to_it) {
+  http_backend web("web-b");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  {
+    client c(outbound(*n.a, "web"));
+    ASSERT_EQ(c.get().status, 200);
+  }
+  EXPECT_TRUE(eventually([&] { return n.a->stats().upstream_idle == 1; }));
+  n.a->ban_peer("b");
+  EXPECT_TRUE(eventually([&] { return n.a->stats().upstream_idle == 0; }));
+  // b's inbound connection is gone too (a closed it).
+  EXPECT_TRUE(eventually([&] { return n.b->in_flight() == 0; }));
+  client c(outbound(*n.a, "web"));
+  EXPECT_EQ(c.get().status, 503); // the banned node's instances are not picked
+  n.a->unban_peer("b");
+  EXPECT_TRUE(eventually([&] {
+    client d(outbound(*n.a, "web"));
+    return d.get().status == 200;
+  }));
+}
+
+TEST(dataplane, draining_refuses_new_work_and_finishes_in_flight) {
+  http_backend web("web-b", backend_mode::hold);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  // A kept-alive connection straight to b's inbound, with the preamble.
+  client kept(n.b->inbound_address());
+  ASSERT_TRUE(kept.send(preamble("web")));
+  // An in-flight request through a.
+  client slow(outbound(*n.a, "web"));
+  ASSERT_TRUE(slow.send("GET /slow HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return n.b->in_flight() == 1; }));
+  n.b->set_draining(true);
+  client fresh(n.b->inbound_address());
+  EXPECT_TRUE(fresh.closed());
+  ASSERT_TRUE(kept.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  auto r = kept.read_response();
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.headers["x-starling-error"], "draining");
+  EXPECT_TRUE(kept.closed());
+  web.release();
+  auto done = slow.read_response();
+  EXPECT_EQ(done.status, 200);
+  EXPECT_TRUE(eventually([&] { return n.b->in_flight() == 0; }));
+}
+
+TEST(dataplane, inbound_refuses_unknown_service_and_bad_preamble) {
+  http_backend web("web-b");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client unknown(n.b->inbound_address());
+  ASSERT_TRUE(unknown.send(preamble("nope") + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_TRUE(unknown.closed());
+  // An HTTP service b does not know (yet): 503 no_upstream, and the connection goes on.
+  client unknown_http(n.b->inbound_address());
+  ASSERT_TRUE(unknown_http.send(preamble("nope", true)));
+  auto no = unknown_http.get();
+  EXPECT_EQ(no.status, 503);
+  EXPECT_EQ(no.headers["x-starling-error"], "no_upstream");
+  EXPECT_EQ(unknown_http.get().status, 503);
+  client garbage(n.b->inbound_address());
+  ASSERT_TRUE(garbage.send(std::string(2000, 'x')));
+  EXPECT_TRUE(garbage.closed());
+  client bad_name(n.b->inbound_address());
+  ASSERT_TRUE(bad_name.send(preamble("Web_1")));
+  EXPECT_TRUE(bad_name.closed());
+  client too_long(n.b->inbound_address());
+  ASSERT_TRUE(too_long.send(preamble(std::string(1100, 'a'))));
+  EXPECT_TRUE(too_long.closed());
+  // A preamble may arrive in pieces.
+  client pieces(n.b->inbound_address());
+  auto frame = preamble("web");
+  ASSERT_TRUE(pieces.send(frame.substr(0, 2)));
+  ASSERT_TRUE(pieces.send(frame.substr(2, 3)));
+  ASSERT_TRUE(pieces.send(frame.substr(5) + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_EQ(pieces.read_response().body, "web-b");
+  // A service whose instance is on a: b has no local instance: 503.
+  n.apply({service("web", {instance("b", "web", "1", web.port())}),
+           service("api", {instance("a", "api", "1", web.port())})},
+          2);
+  client api(n.b->inbound_address());
+  ASSERT_TRUE(eventually([&] { return n.b->stats().config_generation == 2; }));
+  ASSERT_TRUE(api.send(preamble("api") + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  auto r = api.read_response();
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.headers["x-starling-error"], "no_upstream");
+}
+
+TEST(dataplane, authz_rules_without_tls_refuse_with_403_naming_why) {
+  http_backend web("web-b");
+  two_nodes n;
+  auto svc = service("web", {instance("b", "web", "1", web.port())});
+  svc.policies.authz.push_back({"allow-all", {"*"}, true});
+  n.apply({svc});
+  client c(outbound(*n.a, "web"));
+  auto r = c.get();
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.headers["x-starling-error"], "forbidden");
+  EXPECT_NE(r.body.find("identity"), std::string::npos);
+  EXPECT_EQ(n.b->stats().inbound_refused_authz, 1u);
+}
+
+TEST(dataplane, access_log_writes_one_json_line_per_request) {
+  http_backend web("web-1");
+  std::mutex mu;
+  std::vector<std::string> lines;
+  auto o = options("a");
+  o.access_log = [&](std::string_view line) {
+    std::lock_guard lock{mu};
+    lines.emplace_back(line);
+  };
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())}),
+                    service("none", {instance("a", "none", "1", 1, "", sg::service_protocol::http,
+                                              sg::health_status::failing)})}));
+  client c(outbound(*dp, "web"));
+  EXPECT_EQ(c.get("/p?q=\"1\"").status, 200);
+  client d(outbound(*dp, "none"));
+  EXPECT_EQ(d.get().status, 503);
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock{mu};
+    return lines.size() == 2;
+  }));
+  std::lock_guard lock{mu};
+  EXPECT_NE(lines[0].find("\"service\":\"web\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"path\":\"/p?q=\\\"1\\\"\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"status\":200"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"upstream_node\":\"a\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("\"error\":\"no_upstream\""), std::string::npos) << lines[1];
+}
+
+TEST(dataplane, several_threads_serve_many_clients) {
+  http_backend web("web-1");
+  auto dp = start(options("a", 2));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  auto address = outbound(*dp, "web");
+  std::atomic<int> ok{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10; ++i) {
+        client c(address);
+        for (int j = 0; j < 5; ++j)
+          ok += c.get().status == 200 ? 1 : 0;
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(ok.load(), 200);
+  // A request is counted once its last byte was handed to the client: poll.
+  auto histogram_total = [&] {
+    std::uint64_t hist = 0;
+    auto now = dp->stats();
+    for (auto n : find_service(now, "web")->latency_counts)
+      hist += n;
+    return hist;
+  };
+  EXPECT_TRUE(eventually([&] { return histogram_total() == 200; })) << histogram_total();
+  auto st = dp->stats();
+  EXPECT_EQ(find_service(st, "web")->requests, 200u);
+  EXPECT_EQ(find_service(st, "web")->responses_2xx, 200u);
+  EXPECT_EQ(st.outbound_connections, 40u);
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, expect_100_continue_is_answered_by_the_proxy) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n"
+                     "content-length: 3\r\n\r\n"));
+  auto interim = c.read_response();
+  EXPECT_EQ(interim.status, 100);
+  ASSERT_TRUE(c.send("abc"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1abc");
+}
+
+TEST(dataplane, circuit_breaker_refuses_beyond_its_cap) {
+  http_backend web("web-1", backend_mode::hold);
+  auto o = options("a");
+  o.breaker.max_active_requests = 1;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client first(outbound(*dp, "web"));
+  ASSERT_TRUE(first.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return web.requests() == 1; }));
+  client second(outbound(*dp, "web"));
+  auto refused = second.get();
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.headers["x-starling-error"], "overloaded");
+  web.release();
+  EXPECT_EQ(first.read_response().status, 200);
+  EXPECT_EQ(find_service(dp->stats(), "web")->breaker_refused, 1u);
+  EXPECT_EQ(second.get().status, 200); // the unit was given back
+}
+
+TEST(dataplane, outlier_ejection_takes_a_failing_instance_out) {
+  http_backend good("good"), bad("bad", backend_mode::fail);
+  auto o = options("a");
+  o.outlier.consecutive_5xx = 3;
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto dp = start(o);
+  dp->apply(config({service(
+      "web", {instance("a", "web", "1", good.port()), instance("a", "web", "2", bad.port())})}));
+  client c(outbound(*dp, "web"));
+  int errors = 0;
+  for (int i = 0; i < 40; ++i) {
+    auto r = c.get();
+    ASSERT_TRUE(r.status == 200 || r.status == 500) << r.status;
+    errors += r.status == 500 ? 1 : 0;
+  }
+  EXPECT_EQ(errors, 3);
+  EXPECT_EQ(bad.requests(), 3);
+  auto st = dp->stats();
+  EXPECT_EQ(find_service(st, "web")->ejections, 1u);
+  EXPECT_EQ(find_service(st, "web")->responses_5xx, 3u);
+}
+
+TEST(dataplane, retry_budget_caps_retries) {
+  auto dp = start(options("a"));
+  auto svc = service("web", {instance("a", "web", "1", dead_port())});
+  // 1% of requests plus a floor of 1 retry/s over the 10 s window: 10 retries in all.
+  svc.policies.resilience = sg::resilience_policy{0, 0, 2, 1, 1};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.get().status, 502);
+  auto st = dp->stats();
+  const auto* web = find_service(st, "web");
+  EXPECT_EQ(web->retries, 10u);
+  EXPECT_GE(web->retries_refused, 1u);
+}
+
+TEST(dataplane, per_try_timeout_retries_on_another_instance) {
+  http_backend silent("silent", backend_mode::silent), good("good");
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto dp = start(o);
+  auto svc = service(
+      "web", {instance("a", "web", "1", silent.port()), instance("a", "web", "2", good.port())});
+  svc.policies.resilience = sg::resilience_policy{10000, 200, 2, 0, 0};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 4; ++i) {
+    auto r = c.get();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "good");
+  }
+  EXPECT_GE(silent.requests(), 1);
+  EXPECT_GE(find_service(dp->stats(), "web")->timeouts, 1u);
+}
+
+TEST(dataplane, tcp_connections_are_access_logged) {
+  echo_backend echo;
+  std::mutex mu;
+  std::vector<std::string> lines;
+  auto o = options("a");
+  o.access_log = [&](std::string_view line) {
+    std::lock_guard lock{mu};
+    lines.emplace_back(line);
+  };
+  auto dp = start(o);
+  dp->apply(config(
+      {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
+  {
+    client c(outbound(*dp, "db"));
+    ASSERT_TRUE(c.send("x"));
+    c.shutdown_send();
+    EXPECT_EQ(c.read_all(), "x");
+  }
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock{mu};
+    return lines.size() == 1;
+  }));
+  std::lock_guard lock{mu};
+  EXPECT_NE(lines[0].find("\"protocol\":\"tcp\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"service\":\"db\""), std::string::npos) << lines[0];
+}
+
+} // namespace
+
+namespace {
+
+/// A rough local measurement, not a check: run with --gtest_also_run_disabled_tests.
+/// Four client threads doing keep-alive GETs through one hop for a bounded count.
+TEST(dataplane, DISABLED_throughput_report) {
+  http_backend web("web-1");
+  auto dp = start(options("a", 2));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  constexpr int per_thread = 5000;
+  auto run = [&](const std::string& address, const char* what) {
+    std::atomic<int> ok{0};
+    auto begin = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+      threads.emplace_back([&] {
+        client c(address);
+        for (int i = 0; i < per_thread; ++i)
+          ok += c.get().status == 200 ? 1 : 0;
+      });
+    for (auto& t : threads)
+      t.join();
+    auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+    EXPECT_EQ(ok.load(), 4 * per_thread);
+    std::printf("throughput %s: %d requests in %.2f s: %.0f requests/s\n", what, ok.load(), secs,
+                ok.load() / secs);
+  };
+  run("127.0.0.1:" + std::to_string(web.port()), "direct to the backend");
+  run(outbound(*dp, "web"), "through the proxy (one hop)");
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, upstream_reset_mid_response_closes_the_client) {
+  http_backend web("web", backend_mode::partial);
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  // The head and 5 of the 100 bytes came through; then the proxy closes: no second status.
+  EXPECT_TRUE(c.closed());
+  auto got = c.read_all();
+  EXPECT_EQ(got.find("HTTP/1.1 200"), 0u) << got;
+  EXPECT_EQ(got.find("HTTP/1.1 502"), std::string::npos) << got;
+  EXPECT_TRUE(eventually([&] { return dp->in_flight() == 0; }));
+}
+
+TEST(dataplane, upgrade_switches_to_a_byte_tunnel) {
+  http_backend web("web", backend_mode::upgrade);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  ASSERT_TRUE(
+      c.send("GET /ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: test\r\n\r\n"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 101);
+  ASSERT_TRUE(c.send("ping"));
+  ASSERT_TRUE(c.read_until([](const std::string& s) { return s.size() >= 4; }));
+  c.shutdown_send();
+  EXPECT_EQ(c.read_all(), "ping");
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, a_5xx_is_retried_only_when_the_policy_asks_for_retries) {
+  http_backend good("good"), bad("bad", backend_mode::fail);
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  o.outlier.consecutive_5xx = 0; // keep the bad instance in rotation
+  auto dp = start(o);
+  auto svc = service(
+      "web", {instance("a", "web", "1", good.port()), instance("a", "web", "2", bad.port())});
+  svc.policies.resilience = sg::resilience_policy{0, 0, 2, 0, 0};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 6; ++i)
+    EXPECT_EQ(c.get().body, "good") << i;
+  EXPECT_GE(bad.requests(), 1);
+  EXPECT_GE(find_service(dp->stats(), "web")->retries, 1u);
+  // POST is not idempotent: its 500 reaches the client.
+  int five_hundreds = 0;
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n"));
+    five_hundreds += c.read_response().status == 500 ? 1 : 0;
+  }
+  EXPECT_GE(five_hundreds, 1);
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, applies_during_traffic_drop_no_request) {
+  http_backend v1("v1"), v2("v2");
+  auto dp = start(options("a", 2));
+  auto make = [&](std::uint64_t generation) {
+    auto web = service("web", {instance("a", "web", "1", v1.port(), "v1"),
+                               instance("a", "web", "2", v2.port(), "v2")});
+    web.instances[generation % 2].weight = 1 + static_cast<std::uint32_t>(generation % 7);
+    if (generation % 3 == 0)
+      web.policies.split = std::vector<sg::split_weight>{{"v1", 50}, {"v2", 50}};
+    std::vector<sg::service_view> services{web};
+    if (generation % 2 == 0)
+      services.push_back(service("extra", {instance("a", "extra", "1", v1.port())}));
+    return config(services, {}, generation);
+  };
+  dp->apply(make(1));
+  auto address = outbound(*dp, "web");
+  std::atomic<bool> done{false};
+  std::thread applier([&] {
+    for (std::uint64_t g = 2; g < 200 && !done.load(); ++g)
+      dp->apply(make(g));
+  });
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 2; ++t)
+    clients.emplace_back([&] {
+      client c(address);
+      for (int i = 0; i < 100; ++i)
+        ok += c.get().status == 200 ? 1 : 0;
+    });
+  for (auto& t : clients)
+    t.join();
+  done = true;
+  applier.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_EQ(dp->outbound_addresses().at("web"), address);
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, large_bodies_stream_through_without_buffering) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  std::string body(200 * 1024, 'b'); // above the 64 KiB retry buffer: streamed
+  for (std::size_t i = 0; i < body.size(); i += 997)
+    body[i] = 'z';
+  std::thread writer([&] {
+    c.send("POST /upload HTTP/1.1\r\nhost: x\r\ncontent-length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body);
+  });
+  auto r = c.read_response();
+  writer.join();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1" + body);
+  EXPECT_EQ(c.get().status, 200); // and the connection goes on
+}
+
+TEST(dataplane, idle_connections_close_after_idle_timeout) {
+  http_backend web("web-1");
+  auto o = options("a");
+  o.idle_timeout = 200ms;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  EXPECT_EQ(c.get().status, 200);
+  EXPECT_TRUE(eventually([&] { return dp->stats().upstream_idle == 1; }));
+  EXPECT_TRUE(c.closed()); // the client's kept-alive connection
+  EXPECT_TRUE(eventually([&] { return dp->stats().upstream_idle == 0; }));
+}
+
+TEST(dataplane, http_1_0_without_keep_alive_gets_close) {
+  http_backend web("web-1");
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  ASSERT_TRUE(c.send("GET / HTTP/1.0\r\nhost: x\r\n\r\n"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers["connection"], "close");
+  EXPECT_TRUE(c.closed());
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, chunked_request_bodies_are_forwarded_raw) {
+  http_backend web("web-1");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  const std::string chunks = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+  ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n" +
+                     chunks.substr(0, 9)));
+  ASSERT_TRUE(c.send(chunks.substr(9)));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1" + chunks);
+  EXPECT_EQ(c.get().body, "web-1");
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, a_pooled_connection_the_app_closed_is_not_reused) {
+  http_backend web("web-1", backend_mode::one_shot);
+  auto dp = start(options("a"));
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  EXPECT_EQ(c.get().status, 200);
+  ASSERT_TRUE(eventually([&] { return web.closed() == 1; }));
+  // POST is never retried: it succeeds only if the closed connection is skipped.
+  ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\nx"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-1x");
+  EXPECT_EQ(dp->stats().upstream_connects, 2u);
+  EXPECT_EQ(dp->stats().upstream_reused, 0u);
+}
+
+} // namespace
+
+namespace {
+
+TEST(dataplane, the_pool_keeps_at_most_max_idle_per_upstream) {
+  http_backend web("web-1", backend_mode::hold);
+  auto o = options("a");
+  o.max_idle_per_upstream = 1;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client first(outbound(*dp, "web")), second(outbound(*dp, "web"));
+  ASSERT_TRUE(first.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(second.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return web.requests() == 2; }));
+  EXPECT_EQ(dp->stats().upstream_connects, 2u);
+  web.release();
+  EXPECT_EQ(first.read_response().status, 200);
+  EXPECT_EQ(second.read_response().status, 200);
+  EXPECT_TRUE(eventually([&] { return dp->in_flight() == 0; }));
+  EXPECT_EQ(dp->stats().upstream_idle, 1u);
+}
+
+TEST(dataplane, access_log_sample_zero_logs_nothing) {
+  http_backend web("web-1");
+  std::atomic<int> lines{0};
+  auto o = options("a");
+  o.access_log = [&](std::string_view) { ++lines; };
+  o.access_log_sample = 0;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "1", web.port())})}));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(c.get().status, 200);
+  EXPECT_TRUE(eventually([&] { return find_service(dp->stats(), "web")->responses_2xx == 10; }));
+  EXPECT_EQ(lines.load(), 0);
+}
+
+} // namespace
