@@ -5,6 +5,8 @@
 // thread. A responder holds the gate, not the server, so a late answer is dropped.
 #include "actors/admin_server.hpp"
 
+#include <algorithm>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -96,6 +98,20 @@ public:
   }
 
   void stop() {
+    if (thread_.joinable() && !drained_) {
+      // Answers already on their way are written first (a `starling leave` is answered just
+      // before the agent shuts down): no new connections, then wait until no connection
+      // waits for the handler or writes, at most drain_timeout.
+      drained_ = true;
+      auto done = std::make_shared<std::promise<void>>();
+      auto finished = done->get_future();
+      asio::post(io_, [this, done] {
+        asio::error_code ignored;
+        acceptor_.close(ignored);
+        drain(std::chrono::steady_clock::now() + drain_timeout, done);
+      });
+      finished.wait_for(drain_timeout + std::chrono::milliseconds{500});
+    }
     {
       std::lock_guard guard{gate_->mutex};
       gate_->owner = nullptr;
@@ -117,6 +133,29 @@ public:
   const admin_server_stats& stats() const noexcept { return *stats_; }
 
 private:
+  /// How long stop() lets answers in flight finish.
+  static constexpr std::chrono::milliseconds drain_timeout{1000};
+
+  /// Polls (every 10 ms, until `deadline`) for the end of every request in flight, then
+  /// fulfils `done`. Runs on the I/O thread.
+  void drain(std::chrono::steady_clock::time_point deadline,
+             const std::shared_ptr<std::promise<void>>& done) {
+    const bool busy = std::any_of(conns_.begin(), conns_.end(), [](const auto& entry) {
+      return entry.second->waiting || entry.second->writing;
+    });
+    if (!busy || std::chrono::steady_clock::now() >= deadline) {
+      done->set_value();
+      return;
+    }
+    drain_timer_.expires_after(std::chrono::milliseconds{10});
+    drain_timer_.async_wait([this, deadline, done](const asio::error_code& ec) {
+      if (!ec)
+        drain(deadline, done);
+      else
+        done->set_value();
+    });
+  }
+
   struct conn {
     conn(std::uint64_t id, tcp::socket s, std::size_t max_request)
         : id(id), socket(std::move(s)), timer(socket.get_executor()), reader(max_request),
@@ -303,6 +342,10 @@ private:
   admin_handler handler_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  /// stop()'s wait for answers in flight (the I/O thread only).
+  asio::steady_timer drain_timer_{io_};
+  /// stop() drained once already.
+  bool drained_ = false;
   std::shared_ptr<reply_gate> gate_;
   std::map<std::uint64_t, conn_ptr> conns_;
   std::uint64_t next_id_ = 1;
