@@ -9,6 +9,7 @@
 
 #include "identity/errc.hpp"
 #include "identity/pki.hpp"
+#include "proto/wire/hex.hpp"
 
 namespace starling::identity {
 
@@ -32,16 +33,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.back()))
     s.remove_suffix(1);
   return s;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
 }
 
 } // namespace
@@ -126,8 +117,8 @@ caf::expected<key_id> parse_key_id(std::string_view hex) {
     return make_error(errc::invalid_argument, "expected a key id of 16 hex digits");
   key_id id{};
   for (std::size_t i = 0; i < id.size(); ++i) {
-    const int hi = hex_value(hex[2 * i]);
-    const int lo = hex_value(hex[2 * i + 1]);
+    const int hi = wire::hex_value(hex[2 * i]);
+    const int lo = wire::hex_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0)
       return make_error(errc::invalid_argument, "expected a key id of 16 hex digits");
     id[i] = static_cast<std::uint8_t>(hi * 16 + lo);

@@ -16,6 +16,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "proto/wire/hex.hpp"
+
 namespace starling::proxy {
 
 namespace {
@@ -119,16 +121,6 @@ template <class F> void for_each_token(std::string_view value, F&& f) {
       break;
     value.remove_prefix(comma + 1);
   }
-}
-
-int hex_value(char c) noexcept {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
 }
 
 http_error map_llhttp(const llhttp_t& p, llhttp_errno_t err, bool in_start_line,
@@ -618,7 +610,7 @@ parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
     case state::chunk_size: {
       if (++chunk_line_ > limits_.max_chunk_line_bytes)
         return fail(http_error::bad_chunk, i);
-      const int v = hex_value(c);
+      const int v = wire::hex_value(c);
       if (v >= 0) {
         // 15 hex digits (60 bits) is far beyond any real chunk and cannot overflow.
         if (++chunk_digits_ > 15)
