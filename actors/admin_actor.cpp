@@ -18,6 +18,7 @@
 #include "actors/keyring_sealer.hpp"
 #include "actors/views.hpp"
 #include "identity/token.hpp"
+#include "proxy/dataplane.hpp"
 
 namespace starling::actors {
 
@@ -113,6 +114,54 @@ counter_list admin_counters(const admin_server_stats& s) {
           {"auth_refused", v(s.auth_refused)}};
 }
 
+/// The data plane's counters, summed over its threads and services.
+counter_list proxy_counters(const proxy::dataplane& plane) {
+  const auto s = plane.stats();
+  std::uint64_t requests = 0, r2 = 0, r3 = 0, r4 = 0, r5 = 0, retries = 0, refused = 0,
+                timeouts = 0, breaker = 0, ejections = 0, bytes_in = 0, bytes_out = 0;
+  for (const auto& svc : s.services) {
+    requests += svc.requests;
+    r2 += svc.responses_2xx;
+    r3 += svc.responses_3xx;
+    r4 += svc.responses_4xx;
+    r5 += svc.responses_5xx;
+    retries += svc.retries;
+    refused += svc.retries_refused;
+    timeouts += svc.timeouts;
+    breaker += svc.breaker_refused;
+    ejections += svc.ejections;
+    bytes_in += svc.bytes_in;
+    bytes_out += svc.bytes_out;
+  }
+  std::uint64_t generated = 0;
+  for (const auto& [_, n] : s.generated)
+    generated += n;
+  return {{"config_generation", s.config_generation},
+          {"services", s.services.size()},
+          {"in_flight", plane.in_flight()},
+          {"outbound_connections", s.outbound_connections},
+          {"inbound_connections", s.inbound_connections},
+          {"inbound_refused_tls", s.inbound_refused_tls},
+          {"inbound_refused_authz", s.inbound_refused_authz},
+          {"upstream_connects", s.upstream_connects},
+          {"upstream_reused", s.upstream_reused},
+          {"upstream_connect_failures", s.upstream_connect_failures},
+          {"upstream_idle", s.upstream_idle},
+          {"requests", requests},
+          {"responses_2xx", r2},
+          {"responses_3xx", r3},
+          {"responses_4xx", r4},
+          {"responses_5xx", r5},
+          {"retries", retries},
+          {"retries_refused", refused},
+          {"timeouts", timeouts},
+          {"breaker_refused", breaker},
+          {"ejections", ejections},
+          {"bytes_in", bytes_in},
+          {"bytes_out", bytes_out},
+          {"generated_responses", generated}};
+}
+
 /// `starling stats`: the counters of the transport, the admin port and the sealer, read
 /// here, and the membership core's, asked of the membership actor (null while it restarts).
 caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_params& p) {
@@ -127,33 +176,42 @@ caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_par
     sealer->emplace_back("tracked_senders", view.tracked_senders);
   }
   groups.push_back({"sealer", std::move(sealer)});
+  groups.push_back({"proxy", p.proxy ? std::optional{proxy_counters(*p.proxy)} : std::nullopt});
   auto rp = self->make_response_promise();
   // Membership's counters, then routing's (with the DNS address); a group whose actor is
   // restarting or slow is shown as null.
   std::optional<std::string> metrics;
   if (!p.metrics_address.empty())
     metrics = p.metrics_address;
-  auto with_routing = [self, dir = p.dir, rp, metrics](std::vector<counter_group> groups) mutable {
+  std::optional<std::string> inbound;
+  if (p.proxy)
+    inbound = p.proxy->inbound_address();
+  auto with_routing = [self, dir = p.dir, rp, metrics,
+                       inbound](std::vector<counter_group> groups) mutable {
     const auto routing = dir->find(role::routing);
     if (!routing) {
       groups.push_back({"routing", std::nullopt});
-      rp.deliver(stats_json(groups, {{"dns_address", std::nullopt}, {"metrics_address", metrics}}));
+      rp.deliver(stats_json(groups, {{"dns_address", std::nullopt},
+                                     {"metrics_address", metrics},
+                                     {"inbound_address", inbound}}));
       return;
     }
     self->request(routing, std::chrono::seconds{5}, stats_atom::value)
         .then(
-            [rp, groups, metrics](counter_list& counters, std::string& dns) mutable {
+            [rp, groups, metrics, inbound](counter_list& counters, std::string& dns) mutable {
               groups.push_back({"routing", std::move(counters)});
               std::optional<std::string> address;
               if (!dns.empty())
                 address = std::move(dns);
-              rp.deliver(stats_json(
-                  groups, {{"dns_address", std::move(address)}, {"metrics_address", metrics}}));
+              rp.deliver(stats_json(groups, {{"dns_address", std::move(address)},
+                                             {"metrics_address", metrics},
+                                             {"inbound_address", inbound}}));
             },
-            [rp, groups, metrics](caf::error&) mutable {
+            [rp, groups, metrics, inbound](caf::error&) mutable {
               groups.push_back({"routing", std::nullopt});
-              rp.deliver(stats_json(groups,
-                                    {{"dns_address", std::nullopt}, {"metrics_address", metrics}}));
+              rp.deliver(stats_json(groups, {{"dns_address", std::nullopt},
+                                             {"metrics_address", metrics},
+                                             {"inbound_address", inbound}}));
             });
   };
   const auto membership = p.dir->find(role::membership);

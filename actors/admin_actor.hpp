@@ -13,6 +13,10 @@
 
 #include <caf/fwd.hpp>
 
+namespace starling::proxy {
+class dataplane;
+}
+
 namespace starling::actors {
 
 class directory;
@@ -34,6 +38,9 @@ struct admin_params {
   /// "host:port" of the metrics/status server, shown as `metrics_address` in stats (empty:
   /// none, shown as null).
   std::string metrics_address;
+  /// The data plane (its counters are the stats' `proxy` group, its inbound listener the
+  /// `inbound_address`); null: none (both null).
+  std::shared_ptr<const proxy::dataplane> proxy;
 };
 
 /// Spawns an admin actor.

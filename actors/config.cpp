@@ -655,6 +655,45 @@ caf::error read_routing_table(const toml::node& node, agent_config& cfg) {
   return {};
 }
 
+caf::expected<std::optional<host_port>> parse_inbound_address(std::string_view text,
+                                                              std::string_view key) {
+  return parse_optional_address(text, key, "data plane");
+}
+
+caf::error read_proxy_table(const toml::node& node, agent_config& cfg) {
+  const auto* tbl = node.as_table();
+  if (tbl == nullptr)
+    return bad("proxy", "expected a [proxy] table, got " + describe(node));
+  for (auto&& [k, v] : *tbl) {
+    const std::string_view name = k.str();
+    const std::string key = "proxy." + std::string{name};
+    if (name == "inbound") {
+      auto address = read_parsed(v, key, "HOST:PORT or \"off\"", parse_inbound_address);
+      if (!address)
+        return address.error();
+      cfg.inbound = *address;
+    } else if (name == "threads") {
+      if (auto err = read_int(v, key, cfg.proxy_threads, 1, max_proxy_threads))
+        return err;
+    } else if (name == "access_log") {
+      auto s = get_string(v, key, "a file path, or \"\" for none");
+      if (!s)
+        return s.error();
+      cfg.access_log = *s;
+    } else if (name == "access_log_sample") {
+      const auto* d = v.as_floating_point();
+      const auto* i = v.as_integer();
+      const double x = d ? d->get() : i ? static_cast<double>(i->get()) : -1.0;
+      if ((d == nullptr && i == nullptr) || !(x >= 0.0 && x <= 1.0))
+        return bad(key, "expected a number from 0 to 1, got " + describe(v));
+      cfg.access_log_sample = x;
+    } else {
+      return bad(key, "unknown key (docs/operations.md lists the keys)");
+    }
+  }
+  return {};
+}
+
 caf::error read_file_table(const toml::table& root, file_state& st) {
   auto& cfg = st.cfg;
   for (auto&& [k, node] : root) {
@@ -828,6 +867,9 @@ caf::error read_file_table(const toml::table& root, file_state& st) {
     } else if (key == "routing") {
       if (auto err = read_routing_table(node, cfg))
         return err;
+    } else if (key == "proxy") {
+      if (auto err = read_proxy_table(node, cfg))
+        return err;
     } else {
       return bad(key, "unknown key (docs/operations.md lists the keys)");
     }
@@ -915,6 +957,12 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
   const auto dur = [&](gossip::duration d) { return quoted(format_duration(d)); };
   const auto flag = [](bool b) { return std::string{b ? "true" : "false"}; };
   const auto num = [](std::uint64_t n) { return std::to_string(n); };
+  const auto fraction = [](double x) {
+    auto text = std::to_string(x); // "1.000000"
+    while (text.size() > 3 && text.back() == '0' && text[text.size() - 2] != '.')
+      text.pop_back();
+    return text;
+  };
   const auto& sw = cfg.swim;
   return {
       {"", "gossip", quoted(cfg.gossip.to_string())},
@@ -951,6 +999,10 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"metrics", "metrics_allow_remote", flag(cfg.metrics_allow_remote)},
       {"routing", "max_clock_skew", dur(cfg.max_clock_skew)},
       {"routing", "inline_section_max", num(cfg.inline_section_max)},
+      {"proxy", "inbound", quoted(cfg.inbound ? cfg.inbound->to_string() : std::string{"off"})},
+      {"proxy", "threads", num(cfg.proxy_threads)},
+      {"proxy", "access_log", quoted(cfg.access_log)},
+      {"proxy", "access_log_sample", fraction(cfg.access_log_sample)},
   };
 }
 
@@ -1040,6 +1092,9 @@ void add_agent_flags(CLI::App& app, agent_flags& f) {
   str("--metrics", f.metrics,
       "metrics/status HTTP server HOST:PORT for /metrics, /healthz, /readyz (default "
       "127.0.0.1:7949; port 0 picks a free one; \"off\" disables it)");
+  str("--inbound", f.inbound,
+      "data plane's inbound listener HOST:PORT, where peers' proxies reach this node's "
+      "services (default 0.0.0.0:7948; port 0 picks a free one; \"off\" runs no proxy)");
 }
 
 std::vector<std::string> split_tokens(std::string_view text) {
@@ -1260,6 +1315,12 @@ caf::expected<agent_config> make_agent_config(std::string_view toml_text, std::s
     if (!address)
       return address.error();
     cfg.metrics = *address;
+  }
+  if (flags.inbound) {
+    auto address = parse_inbound_address(*flags.inbound, "--inbound");
+    if (!address)
+      return address.error();
+    cfg.inbound = *address;
   }
   // Defaults that depend on other values.
   if (st.name) {

@@ -39,6 +39,9 @@ enum class log_level : std::uint8_t { trace = 0, debug, info, warn, error, off }
 /// checked equal in config.cpp; kept here so that this header needs no gossip routing one).
 inline constexpr std::size_t default_inline_section_max = 64u << 10;
 
+/// Most data-plane I/O threads ([proxy] threads).
+inline constexpr std::size_t max_proxy_threads = 64;
+
 /// Everything `starling agent` needs, validated. Defaults are the documented ones.
 struct agent_config {
   /// This node's member name: [A-Za-z0-9][A-Za-z0-9._-]*, at most 64 bytes. Default: hostname.
@@ -106,6 +109,17 @@ struct agent_config {
   std::optional<host_port> metrics{host_port{"127.0.0.1", 7949}};
   /// Allows a non-loopback `metrics` address ([metrics] metrics_allow_remote).
   bool metrics_allow_remote = false;
+  /// The data plane's inbound listener, where peers' proxies reach this node's services over
+  /// mutual TLS ([proxy] inbound, --inbound); port 0 picks a free port; unset ("off"): no
+  /// data plane at all (no inbound and no outbound listeners).
+  std::optional<host_port> inbound{host_port{"0.0.0.0", 7948}};
+  /// Data-plane I/O threads, one io_context each ([proxy] threads, 1 to max_proxy_threads).
+  std::size_t proxy_threads = 1;
+  /// Access log of the data plane: a file of JSON lines, appended ([proxy] access_log);
+  /// empty: none.
+  std::string access_log;
+  /// Share of requests the access log records, 0 to 1 ([proxy] access_log_sample).
+  double access_log_sample = 1.0;
   /// Allows a non-loopback `dns` address ([dns] dns_allow_remote): the server then answers
   /// whoever reaches it with the mesh's service addresses.
   bool dns_allow_remote = false;
@@ -160,6 +174,8 @@ struct agent_flags {
   std::optional<std::string> dns;
   /// --metrics HOST:PORT ("off" disables the metrics/status server).
   std::optional<std::string> metrics;
+  /// --inbound HOST:PORT ("off" disables the data plane).
+  std::optional<std::string> inbound;
 };
 
 /// Secrets taken from the environment, so that they do not show in `ps`. Precedence:
@@ -212,9 +228,9 @@ struct config_value {
   std::string literal; ///< TOML literal of the value
 };
 
-/// Every top-level, [gossip], [dns], [metrics] and [routing] setting of `cfg` that has a plain
-/// value (not a name, a path, a secret, a list or a table), in the order docs/operations.md lists
-/// them. The single source the documented defaults are checked against: a test feeds each
+/// Every top-level, [gossip], [dns], [metrics], [routing] and [proxy] setting of `cfg` that has a
+/// plain value (not a name, a path, a secret, a list or a table), in the order docs/operations.md
+/// lists them. The single source the documented defaults are checked against: a test feeds each
 /// documented default through make_agent_config and compares this rendering with the defaults'.
 [[nodiscard]] std::vector<config_value> plain_values(const agent_config& cfg);
 

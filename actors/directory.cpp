@@ -12,6 +12,8 @@ std::string_view role_name(role r) noexcept {
     return "identity";
   case role::routing:
     return "routing";
+  case role::proxy:
+    return "proxy";
   case role::admin:
     return "admin";
   }

@@ -27,10 +27,11 @@ enum class role : std::uint8_t {
   identity,
   admin,
   routing,
+  proxy,
 };
 
 /// Number of roles (the size of the directory's table).
-inline constexpr std::size_t role_count = 5;
+inline constexpr std::size_t role_count = 6;
 
 /// "supervisor", "membership", ...: for logs and errors.
 [[nodiscard]] std::string_view role_name(role r) noexcept;

@@ -287,8 +287,11 @@ void run(identity_actor_t* self, identity::sync_effects fx) {
                     identity::render(err));
   if (fx.enforce)
     st.params.id->trust->revoke(*fx.enforce);
-  for (const auto& node : fx.ban)
+  for (const auto& node : fx.ban) {
     self->send(st.dir->find(role::membership), ban_atom::value, node);
+    if (st.params.on_ban)
+      st.params.on_ban(node);
+  }
   if (fx.stop)
     self->send(st.dir->find(role::supervisor), failed_atom::value, *fx.stop);
   if (fx.merge && st.desk) {

@@ -63,6 +63,9 @@ struct identity_params {
   caf::timespan alive_timeout = std::chrono::seconds{5};
   /// Seeds the choice of sync peers.
   std::uint64_t rng_seed = 0;
+  /// Called (on the actor's thread) with each node whose certificate was revoked, beside
+  /// the membership ban: the data plane closes that node's open connections. Unset: none.
+  std::function<void(const std::string&)> on_ban;
   /// Where renewed credentials are stored (node.key, node.crt, bundle.crt): the data dir.
   /// Empty: not stored (tests).
   std::filesystem::path data_dir;

@@ -136,6 +136,29 @@ std::string host_of(std::string_view address) {
   return hp ? hp.address->host : std::string{};
 }
 
+} // namespace
+
+std::string inbound_of(const gossip::tag_map& tags, const std::string& host) {
+  const auto it = tags.find(std::string{inbound_tag});
+  if (it == tags.end() || it->second.empty())
+    return {};
+  const auto& value = it->second;
+  const auto colon = value.rfind(':');
+  const std::string port = colon == std::string::npos ? value : value.substr(colon + 1);
+  std::string where = colon == std::string::npos ? host : value.substr(0, colon);
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return {};
+  const auto n = std::stoul(port);
+  if (n == 0 || n > 65535 || where.empty())
+    return {};
+  if (where.find(':') != std::string::npos && where.front() != '[')
+    where = "[" + where + "]"; // an IPv6 host
+  return where + ":" + port;
+}
+
+namespace {
+
 /// Tells params.on_members who is live: everyone (at start), or the subjects of `events`.
 void report_members(membership_actor_t* self, const std::vector<gossip::member_event>* events) {
   auto& st = self->state;
@@ -146,13 +169,16 @@ void report_members(membership_actor_t* self, const std::vector<gossip::member_e
     out.full = true;
     for (const auto& m : st.core->members())
       if (m.state == gossip::member_state::alive || m.state == gossip::member_state::suspect)
-        out.members.push_back({m.name, host_of(m.address), true});
+        out.members.push_back(
+            {m.name, host_of(m.address), true, inbound_of(m.tags, host_of(m.address))});
   } else {
     for (const auto& ev : *events) {
       using kind = gossip::member_event_kind;
       const bool live = ev.kind == kind::joined || ev.kind == kind::updated ||
                         ev.kind == kind::suspected || ev.kind == kind::recovered;
-      out.members.push_back({ev.subject.name, host_of(ev.subject.address), live});
+      const auto host = host_of(ev.subject.address);
+      out.members.push_back(
+          {ev.subject.name, host, live, live ? inbound_of(ev.subject.tags, host) : std::string{}});
     }
   }
   st.params.on_members(std::move(out));

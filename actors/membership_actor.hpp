@@ -40,6 +40,9 @@ namespace starling::actors {
 /// to exchange the token ledger with. Only a hint: a peer's certificate says whether it is
 /// an issuer.
 inline constexpr std::string_view issuer_tag = "starling.issuer";
+/// The member tag naming where a node's data-plane inbound listener is: "PORT" (on the
+/// node's gossip host) or "HOST:PORT".
+inline constexpr std::string_view inbound_tag = "starling.inbound";
 
 /// An extension of the membership core to register at start (gossip/extension.hpp,
 /// docs/extending-gossip.md). Its hooks run inside the membership actor, on its thread: an
@@ -57,12 +60,21 @@ struct membership_extension {
   std::optional<gossip::request_spec> request_spec;
 };
 
-/// Whether one member is live (alive or suspect) now, and its host.
+/// Whether one member is live (alive or suspect) now, its host, and where its data plane's
+/// inbound listener is.
 struct member_liveness {
   std::string name;
   std::string host;
   bool live = false;
+  /// "host:port" of its inbound listener (from its inbound_tag); empty: it runs none, or
+  /// its tag is malformed.
+  std::string inbound = {};
 };
+
+/// "host:port" of a member's inbound listener from its inbound_tag's value and its gossip
+/// host: "PORT" means that host, "HOST:PORT" is taken as it is. Empty for no tag or a
+/// malformed one (a port that is not 1 to 65535).
+[[nodiscard]] std::string inbound_of(const gossip::tag_map& tags, const std::string& host);
 
 /// A report of who is live: every live member (`full`), or the members whose liveness or
 /// host changed since the last report.

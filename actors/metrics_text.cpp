@@ -1,20 +1,29 @@
 #include "actors/metrics_text.hpp"
 
+#include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <set>
+#include <tuple>
 #include <utility>
 #include <vector>
+
+#include "proxy/dataplane.hpp"
 
 namespace starling::actors {
 
 namespace {
 
-/// One metric family: its type, help text and samples (label text, value).
+/// One sample: a suffix of the family's name ("_bucket" of a histogram; usually empty),
+/// its label text and its value.
+using sample = std::tuple<std::string, std::string, std::string>;
+
+/// One metric family: its type, help text and samples.
 struct family {
   std::string type;
   std::string help;
-  std::vector<std::pair<std::string, std::string>> samples;
+  std::vector<sample> samples;
 };
 
 using families = std::map<std::string, family>;
@@ -26,6 +35,7 @@ const std::map<std::string, std::set<std::string>>& gauges() {
       {"sealer", {"tracked_senders"}},
       {"membership", {"health_score", "pending_broadcasts"}},
       {"routing", {"owners", "policies", "own_services", "records_pending"}},
+      {"proxy", {"config_generation", "services", "in_flight", "upstream_idle"}},
   };
   return g;
 }
@@ -70,7 +80,7 @@ void add(families& out, const std::string& name, const std::string& type, const 
   auto& f = out[name];
   f.type = type;
   f.help = help;
-  f.samples.emplace_back(std::move(labels), std::move(value));
+  f.samples.emplace_back(std::string{}, std::move(labels), std::move(value));
 }
 
 /// The groups of the stats view.
@@ -147,7 +157,8 @@ void add_identity(families& out, const nlohmann::json& certs) {
   if (certs.contains("handshake_refusals") && certs["handshake_refusals"].is_object())
     for (const auto& [reason, n] : certs["handshake_refusals"].items())
       if (n.is_number())
-        refused.samples.emplace_back("reason=\"" + escape_label(reason) + "\"", number(n));
+        refused.samples.emplace_back(std::string{}, "reason=\"" + escape_label(reason) + "\"",
+                                     number(n));
   if (certs.contains("sync") && certs["sync"].is_object())
     for (const auto& [key, n] : certs["sync"].items())
       if (n.is_number())
@@ -155,21 +166,88 @@ void add_identity(families& out, const nlohmann::json& certs) {
             "Identity channel anti-entropy: " + key + " (starling certs: sync).", "", number(n));
 }
 
+/// A double as the text format writes it ("+Inf" for infinity).
+std::string real(double x) {
+  if (x == std::numeric_limits<double>::infinity())
+    return "+Inf";
+  return nlohmann::json(x).dump();
+}
+
+/// The data plane's per-service families.
+void add_proxy(families& out, const proxy::dataplane_stats& p) {
+  const auto per = [&](const std::string& name, const std::string& help,
+                       const proxy::service_stats& s, std::uint64_t n,
+                       const std::string& more = {}) {
+    add(out, name, "counter", help, "service=\"" + escape_label(s.service) + "\"" + more,
+        std::to_string(n));
+  };
+  const std::string responses = "starling_proxy_service_responses_total";
+  for (const auto& s : p.services) {
+    per("starling_proxy_service_requests_total",
+        "HTTP requests or TCP connections this node's outbound proxy started, by service.", s,
+        s.requests);
+    const std::pair<const char*, std::uint64_t> classes[] = {{"2xx", s.responses_2xx},
+                                                             {"3xx", s.responses_3xx},
+                                                             {"4xx", s.responses_4xx},
+                                                             {"5xx", s.responses_5xx}};
+    for (const auto& [cls, n] : classes)
+      per(responses, "HTTP responses to this node's clients, by service and status class.", s, n,
+          std::string{",class=\""} + cls + "\"");
+    per("starling_proxy_service_retries_total", "Retries made, by service.", s, s.retries);
+    per("starling_proxy_service_retries_refused_total",
+        "Retries the retry budget refused, by service.", s, s.retries_refused);
+    per("starling_proxy_service_timeouts_total", "Requests that timed out, by service.", s,
+        s.timeouts);
+    per("starling_proxy_service_breaker_refused_total",
+        "Requests the circuit breaker refused, by service.", s, s.breaker_refused);
+    per("starling_proxy_service_ejections_total", "Outlier ejections of instances, by service.", s,
+        s.ejections);
+    per("starling_proxy_service_received_bytes_total", "Bytes from clients, by service.", s,
+        s.bytes_in);
+    per("starling_proxy_service_sent_bytes_total", "Bytes to clients, by service.", s, s.bytes_out);
+    // The request duration histogram: cumulative buckets, then sum and count.
+    const std::string name = "starling_proxy_request_duration_seconds";
+    auto& f = out[name];
+    f.type = "histogram";
+    f.help = "Time from a request's first byte to its response's last (HTTP), or a TCP "
+             "connection's life, by service.";
+    const auto svc = "service=\"" + escape_label(s.service) + "\"";
+    std::uint64_t cumulative = 0;
+    const auto n = std::min(s.latency_bounds.size(), s.latency_counts.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      cumulative += s.latency_counts[i];
+      f.samples.emplace_back("_bucket", svc + ",le=\"" + real(s.latency_bounds[i]) + "\"",
+                             std::to_string(cumulative));
+    }
+    if (n == 0 || s.latency_bounds[n - 1] != std::numeric_limits<double>::infinity())
+      f.samples.emplace_back("_bucket", svc + ",le=\"+Inf\"", std::to_string(cumulative));
+    f.samples.emplace_back("_sum", svc, real(s.latency_sum_seconds));
+    f.samples.emplace_back("_count", svc, std::to_string(cumulative));
+  }
+  for (const auto& [reason, n] : p.generated)
+    add(out, "starling_proxy_generated_responses_total", "counter",
+        "Responses the proxy made itself (400, 403, 431, 502, 503, 504), by reason code "
+        "(docs/proxy.md).",
+        "reason=\"" + escape_label(reason) + "\"", std::to_string(n));
+}
+
 } // namespace
 
 std::string render_metrics(const nlohmann::json& stats, const nlohmann::json& certs,
-                           std::string_view version) {
+                           std::string_view version, const proxy::dataplane_stats* proxy) {
   families out;
   add(out, "starling_build_info", "gauge", "The running binary's version (always 1).",
       "version=\"" + escape_label(version) + "\"", "1");
   add_stats(out, stats);
   add_identity(out, certs);
+  if (proxy)
+    add_proxy(out, *proxy);
   std::string text;
   for (const auto& [name, f] : out) {
     text += "# HELP " + name + " " + f.help + "\n";
     text += "# TYPE " + name + " " + f.type + "\n";
-    for (const auto& [labels, value] : f.samples)
-      text += name + (labels.empty() ? "" : "{" + labels + "}") + " " + value + "\n";
+    for (const auto& [suffix, labels, value] : f.samples)
+      text += name + suffix + (labels.empty() ? "" : "{" + labels + "}") + " " + value + "\n";
   }
   return text;
 }

@@ -74,6 +74,8 @@ caf::error write_agent_json(const fs::path& data_dir, const agent_info& info) {
     doc["dns"] = info.dns;
   if (!info.metrics.empty())
     doc["metrics"] = info.metrics;
+  if (!info.inbound.empty())
+    doc["inbound"] = info.inbound;
   return write_file_atomic(data_dir / "agent.json", doc.dump() + "\n");
 }
 
@@ -94,11 +96,14 @@ caf::expected<agent_info> read_agent_json(const fs::path& data_dir) {
                   doc["gossip"].get<std::string>(),
                   doc["admin"].get<std::string>(),
                   {},
+                  {},
                   {}};
   if (doc.contains("dns") && doc["dns"].is_string())
     info.dns = doc["dns"].get<std::string>();
   if (doc.contains("metrics") && doc["metrics"].is_string())
     info.metrics = doc["metrics"].get<std::string>();
+  if (doc.contains("inbound") && doc["inbound"].is_string())
+    info.inbound = doc["inbound"].get<std::string>();
   return info;
 }
 

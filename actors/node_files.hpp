@@ -26,6 +26,7 @@ struct agent_info {
   std::string admin;   ///< actual admin address
   std::string dns;     ///< actual DNS responder address; empty when DNS is off
   std::string metrics; ///< actual metrics/status server address; empty when it is off
+  std::string inbound; ///< actual data-plane inbound address; empty without a data plane
 };
 
 /// Writes <data_dir>/agent.json atomically.

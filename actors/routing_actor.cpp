@@ -66,7 +66,9 @@ struct routing_state {
   std::shared_ptr<key_book_trust> book; // null without certificates
   std::unique_ptr<gossip::routing_sealer> sealer;
   std::unique_ptr<gossip::health_scheduler> checks;
-  std::unique_ptr<gossip::discovery::health_prober> prober;
+  /// Shared with the exit hook, which runs after the state is gone (CAF 0.17 destroys a
+  /// stateful actor's state before its attached functors run).
+  std::shared_ptr<gossip::discovery::health_prober> prober;
   /// This node's services by "service/id".
   std::map<std::string, service_spec> services;
   /// Last version written to services.json.
@@ -95,6 +97,11 @@ std::uint64_t wall_ms() {
 std::string key_of(const service_spec& s) { return s.reg.service + "/" + s.reg.id; }
 
 caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
+
+/// The data plane's outbound listeners by service (none without a data plane).
+std::map<std::string, std::string> outbound(const routing_state& st) {
+  return st.params.outbound ? st.params.outbound() : std::map<std::string, std::string>{};
+}
 
 caf::error refused(const caf::error& err) {
   return make_error(errc::request_failed, wire::render_error(err));
@@ -414,10 +421,10 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
   st.spread = std::make_unique<gossip::routing_gossip>(
       *st.table, gossip::max_extension_section_bytes, st.params.inline_section_max);
   st.checks = std::make_unique<gossip::health_scheduler>(st.params.rng_seed);
-  st.prober = std::make_unique<gossip::discovery::health_prober>();
+  st.prober = std::make_shared<gossip::discovery::health_prober>();
   if (!st.prober->start())
     spdlog::warn("the health prober could not start: health checks fail until a restart");
-  self->attach_functor([self] { self->state.prober->stop(); });
+  self->attach_functor([prober = st.prober] { prober->stop(); });
 
   // This node's services: the config file's, then those registered at run time.
   for (auto spec : st.params.config_services) {
@@ -547,7 +554,7 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
           if (st.flush_scheduled)
             flush(self);
           return caf::make_message(cmd == "services" ? services_json(*st.snapshot)
-                                                     : routes_json(*st.snapshot));
+                                                     : routes_json(*st.snapshot, outbound(st)));
         }
         if (cmd == "register")
           return on_register(self, args);

@@ -27,6 +27,8 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +64,9 @@ struct routing_params {
   std::shared_ptr<routing_relay> relay;
   /// The DNS responder to feed snapshots to; null: DNS disabled.
   std::shared_ptr<gossip::discovery::dns_server> dns;
+  /// The data plane's outbound listeners by service ("host:port"), shown in `routes`;
+  /// unset: no data plane (every `outbound` is null). Called on the actor's thread.
+  std::function<std::map<std::string, std::string>()> outbound;
   /// Stamps further ahead of this node's clock are refused.
   std::chrono::milliseconds max_clock_skew = std::chrono::minutes{10};
   /// Largest table a push-pull section carries whole (gossip::routing_gossip; the

@@ -87,14 +87,25 @@ std::size_t routing_relay::queued() const {
 
 void routing_relay::update_members(const member_changes& changes) {
   std::lock_guard guard{mutex_};
-  if (changes.full)
+  if (changes.full) {
     live_.clear();
+    inbound_.clear();
+  }
   for (const auto& m : changes.members) {
     if (m.live)
       live_[m.name] = m.host;
     else
       live_.erase(m.name);
+    if (m.live && !m.inbound.empty())
+      inbound_[m.name] = m.inbound;
+    else
+      inbound_.erase(m.name);
   }
+}
+
+std::map<std::string, std::string, std::less<>> routing_relay::inbounds() const {
+  std::lock_guard guard{mutex_};
+  return inbound_;
 }
 
 std::map<std::string, std::string, std::less<>> routing_relay::members() const {

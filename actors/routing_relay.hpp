@@ -102,6 +102,9 @@ public:
   void update_members(const member_changes& changes);
   /// The live members (alive or suspect, this node included) and their hosts.
   [[nodiscard]] std::map<std::string, std::string, std::less<>> members() const;
+  /// "host:port" of the live members' data-plane inbound listeners (those that run one), by
+  /// name: what a starting proxy controller begins with.
+  [[nodiscard]] std::map<std::string, std::string, std::less<>> inbounds() const;
 
 private:
   sink_fn sink_;
@@ -115,6 +118,8 @@ private:
   std::vector<gossip::extension_request> pulls_;
   /// Live members by name, and their hosts.
   std::map<std::string, std::string, std::less<>> live_;
+  /// Their inbound listeners, for those that have one.
+  std::map<std::string, std::string, std::less<>> inbound_;
 };
 
 } // namespace starling::actors

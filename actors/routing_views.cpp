@@ -37,11 +37,14 @@ std::string services_json(const gossip::routing_snapshot& snap) {
   return json{{"services", std::move(services)}}.dump();
 }
 
-std::string routes_json(const gossip::routing_snapshot& snap) {
+std::string routes_json(const gossip::routing_snapshot& snap,
+                        const std::map<std::string, std::string>& outbound) {
   json routes = json::array();
   for (const auto& s : snap.services) {
     const auto& p = s.policies;
-    json entry{{"service", s.name}, {"outbound", nullptr}};
+    const auto out = outbound.find(s.name);
+    json entry{{"service", s.name},
+               {"outbound", out != outbound.end() ? json(out->second) : json(nullptr)}};
     if (p.split) {
       json split = json::array();
       for (const auto& w : *p.split)

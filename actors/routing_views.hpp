@@ -4,6 +4,7 @@
 // register write. Pure: no CAF actor headers, no clock.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,8 +23,10 @@ namespace starling::actors {
 
 /// {"routes":[{"service","outbound","split","split_signer","routes","resilience","authz"}]}:
 /// one entry per service with instances or policies; `outbound` is the local outbound
-/// listener of the service ("HOST:PORT"), null until the proxy exists (issue 17).
-[[nodiscard]] std::string routes_json(const gossip::routing_snapshot& snap);
+/// listener of the service ("HOST:PORT", from `outbound` by service name), null when it has
+/// none (no data plane, or its listener is not open yet).
+[[nodiscard]] std::string routes_json(const gossip::routing_snapshot& snap,
+                                      const std::map<std::string, std::string>& outbound = {});
 
 /// A policy write an operator asked for.
 struct policy_command {

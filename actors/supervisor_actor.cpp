@@ -3,8 +3,10 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <iostream>
+#include <mutex>
 #include <random>
 #include <set>
 
@@ -27,6 +29,8 @@
 #include "actors/metrics_text.hpp"
 #include "actors/node_files.hpp"
 #include "actors/node_identity.hpp"
+#include "actors/proxy_controller.hpp"
+#include "actors/proxy_tls.hpp"
 #include "actors/routing_actor.hpp"
 #include "actors/routing_relay.hpp"
 #include "actors/status_server.hpp"
@@ -34,6 +38,7 @@
 #include "gossip/discovery/dns_server.hpp"
 #include "gossip/routing_gossip.hpp"
 #include "proto/wire/errors.hpp"
+#include "proxy/dataplane.hpp"
 
 namespace starling::actors {
 
@@ -44,6 +49,9 @@ using steady = std::chrono::steady_clock;
 /// More restarts of one child than this within restart_window: give up, exit 1.
 constexpr std::size_t max_restarts = 5;
 constexpr auto restart_window = std::chrono::seconds{60};
+
+/// Host of the data plane's outbound listeners (and the DNS answer for a service).
+constexpr std::string_view outbound_host = "127.0.0.1";
 
 /// Bound on the admin actor's answer to one admin request.
 constexpr auto admin_request_timeout = std::chrono::seconds{20};
@@ -92,6 +100,9 @@ struct supervisor_state {
   std::shared_ptr<gossip::discovery::dns_server> dns;
   /// The metrics/status HTTP server (bound at start); null: disabled.
   std::shared_ptr<status_server> status;
+  /// The data plane (started before the children; outlives proxy controller restarts and
+  /// keeps serving its last configuration whatever the actors do); null: disabled.
+  std::shared_ptr<proxy::dataplane> proxy;
   /// /readyz: set with the ready line, cleared at shutdown (read by the status thread).
   std::shared_ptr<std::atomic<bool>> ready_flag = std::make_shared<std::atomic<bool>>(false);
   /// Alive peers and own incarnation last reported: the seeds of a restarted membership.
@@ -124,6 +135,8 @@ void shutdown(supervisor_t* self, int code) {
     st.dns->stop();
   if (st.status)
     st.status->stop();
+  if (st.proxy)
+    st.proxy->stop();
   for (auto& child : st.children)
     if (child.handle)
       self->send_exit(child.handle, caf::exit_reason::user_shutdown);
@@ -142,7 +155,8 @@ void announce_ready(supervisor_t* self) {
                   st.gossip_address,
                   admin.to_string(),
                   st.dns ? st.dns->local_endpoint() : std::string{},
-                  st.status ? st.status->local_endpoint() : std::string{}};
+                  st.status ? st.status->local_endpoint() : std::string{},
+                  st.proxy ? st.proxy->inbound_address() : std::string{}};
   if (auto err = write_agent_json(cfg.data_dir, info)) {
     spdlog::error("{}", message_of(err));
     shutdown(self, exit_failed);
@@ -150,7 +164,8 @@ void announce_ready(supervisor_t* self) {
   }
   std::cout << "starling agent " << cfg.name << " ready: gossip " << st.gossip_address << ", admin "
             << info.admin << (info.dns.empty() ? "" : ", dns " + info.dns)
-            << (info.metrics.empty() ? "" : ", metrics " + info.metrics) << std::endl;
+            << (info.metrics.empty() ? "" : ", metrics " + info.metrics)
+            << (info.inbound.empty() ? "" : ", inbound " + info.inbound) << std::endl;
   st.ready_flag->store(true);
   spdlog::info("ready: gossip {}, admin {}, data dir {}", st.gossip_address, info.admin,
                cfg.data_dir.string());
@@ -227,6 +242,18 @@ bool start_admin_server(supervisor_t* self) {
   return true;
 }
 
+/// The inbound_tag this node publishes: the listener's port when it listens on every
+/// address (peers use the node's gossip host), else "host:port".
+std::string inbound_tag_value(const agent_config& cfg, const proxy::dataplane& proxy) {
+  const auto bound = proxy.inbound_address();
+  const auto port = bound.substr(bound.rfind(':') + 1);
+  const auto& host = cfg.inbound->host;
+  if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]")
+    return port;
+  return host.find(':') != std::string::npos && host.front() != '[' ? "[" + host + "]:" + port
+                                                                    : host + ":" + port;
+}
+
 caf::actor start_membership(supervisor_t* self) {
   auto& st = self->state;
   const auto& cfg = st.params.cfg;
@@ -258,6 +285,8 @@ caf::actor start_membership(supervisor_t* self) {
   }
   if (st.params.id && st.params.id->issuer)
     p.tags[std::string{issuer_tag}] = "true";
+  if (st.proxy)
+    p.tags[std::string{inbound_tag}] = inbound_tag_value(cfg, *st.proxy);
   // Requests of the identity channel go straight to the identity actor of the moment.
   p.on_admission = [dir = std::shared_ptr<const directory>{st.dir}](admission_msg msg) {
     if (auto identity = dir->find(role::identity))
@@ -286,6 +315,8 @@ caf::actor start_membership(supervisor_t* self) {
   p.on_members = [relay = st.relay,
                   dir = std::shared_ptr<const directory>{st.dir}](member_changes changes) {
     relay->update_members(changes);
+    if (auto proxy = dir->find(role::proxy))
+      caf::anon_send(proxy, changes);
     if (auto routing = dir->find(role::routing))
       caf::anon_send(routing, std::move(changes));
   };
@@ -306,6 +337,11 @@ caf::actor start_identity(supervisor_t* self) {
   p.cert_ttl = st.params.cfg.cert_ttl;
   p.admission_quorum = st.params.cfg.admission_quorum;
   p.rng_seed = std::random_device{}();
+  if (st.proxy)
+    p.on_ban = [proxy = st.proxy](const std::string& node) {
+      spdlog::info("data plane: closing the connections of revoked node {}", node);
+      proxy->ban_peer(node);
+    };
   return spawn_identity_actor(self->home_system(), self->state.dir, std::move(p));
 }
 
@@ -319,6 +355,8 @@ caf::actor start_routing(supervisor_t* self) {
   p.id = st.params.id;
   p.relay = st.relay;
   p.dns = st.dns;
+  if (st.proxy)
+    p.outbound = [proxy = st.proxy] { return proxy->outbound_addresses(); };
   p.max_clock_skew = cfg.max_clock_skew;
   p.inline_section_max = cfg.inline_section_max;
   p.rng_seed = std::random_device{}();
@@ -334,6 +372,10 @@ bool start_dns(supervisor_t* self) {
   auto dns = std::make_shared<gossip::discovery::dns_server>(std::random_device{}());
   gossip::discovery::dns_options opts;
   opts.domain = cfg.dns_domain;
+  // With a data plane, a service's address is the local outbound proxy's (its port is the
+  // service's `outbound` in `starling routes`); SRV still lists the instances.
+  if (cfg.inbound)
+    opts.proxy_address = outbound_host;
   if (auto err = dns->set_options(opts)) {
     spdlog::error("DNS: {}", wire::render_error(err));
     return false;
@@ -348,32 +390,94 @@ bool start_dns(supervisor_t* self) {
   return true;
 }
 
+/// Starts the data plane of cfg.inbound; false (logged) when it cannot.
+bool start_proxy(supervisor_t* self) {
+  auto& st = self->state;
+  const auto& cfg = st.params.cfg;
+  if (!cfg.inbound)
+    return true;
+  proxy::dataplane_options opts;
+  opts.self = cfg.name;
+  opts.threads = cfg.proxy_threads;
+  opts.inbound_host = cfg.inbound->host;
+  opts.inbound_port = cfg.inbound->port;
+  opts.outbound_host = std::string{outbound_host};
+  opts.seed = std::random_device{}();
+  if (st.params.id)
+    opts.tls = std::make_shared<proxy_tls>(st.params.id->tls);
+  else
+    spdlog::warn("no node certificate: the data plane's inbound listener on {} takes plain TCP "
+                 "from anyone who reaches it (docs/proxy.md, \"Between nodes\")",
+                 cfg.inbound->to_string());
+  if (!cfg.access_log.empty()) {
+    auto file = std::make_shared<std::ofstream>(cfg.access_log, std::ios::app);
+    if (!*file) {
+      spdlog::error("cannot open the access log {} ([proxy] access_log)", cfg.access_log);
+      return false;
+    }
+    auto mutex = std::make_shared<std::mutex>();
+    opts.access_log = [file, mutex](std::string_view line) {
+      std::lock_guard guard{*mutex};
+      *file << line << '\n';
+      file->flush();
+    };
+    opts.access_log_sample = cfg.access_log_sample;
+  }
+  std::string error;
+  auto plane = proxy::dataplane::start(std::move(opts), error);
+  if (!plane) {
+    spdlog::error("cannot start the data plane on {}: {} (set [proxy] inbound, or \"off\")",
+                  cfg.inbound->to_string(), error);
+    return false;
+  }
+  spdlog::info("data plane: inbound {}{}, {} I/O thread(s)", plane->inbound_address(),
+               st.params.id ? " (mutual TLS)" : " (plain TCP: no certificate)", cfg.proxy_threads);
+  st.proxy = std::shared_ptr<proxy::dataplane>{std::move(plane)};
+  return true;
+}
+
+caf::actor start_proxy_controller(supervisor_t* self) {
+  auto& st = self->state;
+  proxy_controller_params p;
+  p.name = st.params.cfg.name;
+  p.dataplane = st.proxy;
+  p.relay = st.relay;
+  p.dir = st.dir;
+  return spawn_proxy_controller(self->home_system(), std::move(p));
+}
+
 /// Gathers /metrics: the stats and certs views, asked of the admin actor of the moment as
 /// `starling stats` and `starling certs` would, rendered in the Prometheus text format.
 void gather_metrics(caf::actor_system& sys, const directory& dir,
+                    std::shared_ptr<const proxy::dataplane> plane,
                     std::function<void(std::string)> reply) {
   auto admin = dir.find(role::admin);
   if (!admin) {
     reply({});
     return;
   }
-  sys.spawn([admin, reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
+  // The data plane's per-service counters are read at render time, off the I/O threads.
+  auto render = [plane](const std::string& stats, const nlohmann::json& certs) {
+    std::optional<proxy::dataplane_stats> p;
+    if (plane)
+      p = plane->stats();
+    return render_metrics(nlohmann::json::parse(stats, nullptr, false), certs, STARLING_VERSION,
+                          p ? &*p : nullptr);
+  };
+  sys.spawn([admin, render, reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
     tmp->request(admin, metrics_request_timeout, admin_atom::value,
                  std::vector<std::string>{"stats"})
         .then(
-            [tmp, admin, reply](std::string& stats) {
+            [tmp, admin, render, reply](std::string& stats) {
               tmp->request(admin, metrics_request_timeout, admin_atom::value,
                            std::vector<std::string>{"certs"})
                   .then(
-                      [reply, stats](std::string& certs) {
-                        reply(render_metrics(nlohmann::json::parse(stats, nullptr, false),
-                                             nlohmann::json::parse(certs, nullptr, false),
-                                             STARLING_VERSION));
+                      [render, reply, stats](std::string& certs) {
+                        reply(render(stats, nlohmann::json::parse(certs, nullptr, false)));
                       },
-                      [reply, stats](caf::error&) {
+                      [render, reply, stats](caf::error&) {
                         // The identity actor restarts: the rest is still worth showing.
-                        reply(render_metrics(nlohmann::json::parse(stats, nullptr, false),
-                                             nlohmann::json{}, STARLING_VERSION));
+                        reply(render(stats, nlohmann::json{}));
                       });
             },
             [reply](caf::error&) { reply({}); });
@@ -387,8 +491,10 @@ bool start_status(supervisor_t* self) {
   if (!cfg.metrics)
     return true;
   status_server_options opts;
-  opts.metrics = [sys = &self->home_system(), dir = std::shared_ptr<const directory>{st.dir}](
-                     auto reply) { gather_metrics(*sys, *dir, std::move(reply)); };
+  opts.metrics = [sys = &self->home_system(), dir = std::shared_ptr<const directory>{st.dir},
+                  plane = std::shared_ptr<const proxy::dataplane>{st.proxy}](auto reply) {
+    gather_metrics(*sys, *dir, plane, std::move(reply));
+  };
   opts.ready = [flag = st.ready_flag] { return flag->load(); };
   std::string error;
   auto server = status_server::start(cfg.metrics->host, cfg.metrics->port, std::move(opts), error);
@@ -411,6 +517,7 @@ caf::actor start_admin(supervisor_t* self) {
   p.admin_stats = st.admin_stats;
   if (st.status)
     p.metrics_address = st.status->local_endpoint();
+  p.proxy = st.proxy;
   return spawn_admin_actor(self->home_system(), std::move(p));
 }
 
@@ -492,13 +599,16 @@ caf::behavior supervisor(supervisor_t* self, supervisor_params params) {
         if (auto membership = dir->find(role::membership))
           caf::anon_send(membership, news_atom::value);
       });
-  if (!start_dns(self) || !start_status(self)) {
+  // The data plane before the metrics server, which reads its counters.
+  if (!start_dns(self) || !start_proxy(self) || !start_status(self)) {
     st.params.outcome->exit_code = exit_failed;
     self->quit();
     return {};
   }
   add_child(self, role::identity, [=] { return start_identity(self); });
   add_child(self, role::routing, [=] { return start_routing(self); });
+  if (st.proxy)
+    add_child(self, role::proxy, [=] { return start_proxy_controller(self); });
   add_child(self, role::membership, [=] { return start_membership(self); });
   add_child(self, role::admin, [=] { return start_admin(self); });
   return {

@@ -46,7 +46,7 @@ trap cleanup EXIT
 start_agent() { # start_agent NAME ARGS... -> sets $gossip and $admin
   local name=$1; shift
   "$starling" agent --name "$name" --data-dir "$dir/data/$name" --gossip 127.0.0.1:0 \
-    --admin 127.0.0.1:0 --dns 127.0.0.1:0 --metrics 127.0.0.1:0 --log-level warn "$@" >"$dir/$name.out" 2>"$dir/$name.err" &
+    --admin 127.0.0.1:0 --dns 127.0.0.1:0 --metrics 127.0.0.1:0 --inbound 127.0.0.1:0 --log-level warn "$@" >"$dir/$name.out" 2>"$dir/$name.err" &
   pids+=($!)
   for _ in $(seq 150); do grep -q ' ready: gossip ' "$dir/$name.out" && break; sleep 0.1; done
   gossip=$(sed -n 's/.* ready: gossip \([0-9.:]*\), admin .*/\1/p' "$dir/$name.out")

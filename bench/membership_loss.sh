@@ -154,7 +154,7 @@ start_starling() {
   for ((i = 0; i < n; i++)); do
     if ((i == 0)); then gossip="127.0.0.1:$seed_port"; else gossip="127.0.0.1:0"; fi
     "${bench_exec[@]}" "$starling" agent ${cfg[@]+"${cfg[@]}"} --name "n$i" --data-dir "$dir/data-n$i" \
-      --gossip "$gossip" --admin 127.0.0.1:0 --dns 127.0.0.1:0 --metrics 127.0.0.1:0 --join "127.0.0.1:$seed_port" \
+      --gossip "$gossip" --admin 127.0.0.1:0 --dns 127.0.0.1:0 --metrics 127.0.0.1:0 --inbound 127.0.0.1:0 --join "127.0.0.1:$seed_port" \
       --event-log "$dir/n$i.events" --log-level warn >"$dir/n$i.log" 2>&1 &
     agent_pids+=($!); pids+=($!)
   done

@@ -43,7 +43,7 @@ else
   "$starling" ca init --mesh testssl.local --out "$dir/ca" >/dev/null
   "$starling" ca issuer --ca "$dir/ca" --name issuer-1 --out "$dir/issuer" >/dev/null
   "$starling" agent --name issuer-1 --data-dir "$dir/data" --issuer "$dir/issuer" \
-    --gossip 127.0.0.1:0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 --metrics 127.0.0.1:0 >"$dir/agent.out" 2>"$dir/agent.err" &
+    --gossip 127.0.0.1:0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 --metrics 127.0.0.1:0 --inbound 127.0.0.1:0 >"$dir/agent.out" 2>"$dir/agent.err" &
   pid=$!
   for _ in $(seq 100); do grep -q ' ready: gossip ' "$dir/agent.out" && break; sleep 0.1; done
   port=$(sed -n 's/.* ready: gossip [0-9.]*:\([0-9]*\),.*/\1/p' "$dir/agent.out")

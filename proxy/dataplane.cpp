@@ -3,13 +3,15 @@
 //
 // Preamble (outbound proxy -> peer's inbound proxy, once per connection, inside TLS when
 // TLS is on): one frame, a 4-byte big-endian length (proto/wire/framing.hpp) and a protobuf
-// starling.v1.ProxyPreamble {string service = 1; bool http = 2;} (proto/proxy.proto) naming
-// the target service, a DNS label (lowercase letters, digits, '-'; 1 to 63 bytes). The whole frame
-// is at most 1 KiB (max_preamble): the inbound side reads it within head_timeout, refuses a longer
-// one at its length prefix (before buffering the body), an empty, unparsable or late one, or a bad
-// service name, by closing; the bytes after the frame are the start of the service's stream (HTTP
-// requests or TCP bytes). A pooled connection to a peer carries the preamble once: the pool is
-// keyed by (upstream address, service).
+// starling.v1.ProxyPreamble {string service = 1; bool http = 2; string instance = 3;}
+// (proto/proxy.proto) naming the target service (a DNS label: lowercase letters, digits, '-';
+// 1 to 63 bytes) and the instance the sender picked. The whole frame is at most 1 KiB
+// (max_preamble): the inbound side reads it within head_timeout, refuses a longer one at its length
+// prefix (before buffering the body), an empty, unparsable or late one, or a bad service name, by
+// closing; the bytes after the frame are the start of the service's stream (HTTP requests or TCP
+// bytes). A pooled connection to a peer carries the preamble once: the pool is keyed by (upstream
+// address, service, instance). Authorization rules are checked when the preamble arrives and again
+// on every HTTP request (a rule written later applies to the next request of an open connection).
 //
 // Threads and ownership:
 // - dataplane_impl owns the workers; each worker owns one io_context and one thread, its
@@ -78,11 +80,12 @@ bool is_service_name(std::string_view name) {
   return true;
 }
 
-/// The preamble frame naming `service` (proto/proxy.proto).
-std::string make_preamble(const std::string& service, bool http) {
+/// The preamble frame naming `service` and the `instance` picked (proto/proxy.proto).
+std::string make_preamble(const std::string& service, bool http, const std::string& instance) {
   v1::ProxyPreamble msg;
   msg.set_service(service);
   msg.set_http(http);
+  msg.set_instance(instance);
   std::string body;
   msg.SerializeToString(&body);
   return wire::framed(body);
@@ -92,6 +95,7 @@ std::string make_preamble(const std::string& service, bool http) {
 struct preamble_info {
   std::string service;
   bool http = false;
+  std::string instance;
 };
 
 /// What a preamble body says, or nothing when it does not parse or names no valid service.
@@ -100,7 +104,8 @@ std::optional<preamble_info> parse_preamble(std::string_view body) {
   if (!msg.ParseFromArray(body.data(), static_cast<int>(body.size())) ||
       !is_service_name(msg.service()))
     return std::nullopt;
-  return preamble_info{std::move(*msg.mutable_service()), msg.http()};
+  return preamble_info{std::move(*msg.mutable_service()), msg.http(),
+                       std::move(*msg.mutable_instance())};
 }
 
 /// Splits "host:port" (host may be "[v6]").
@@ -1025,6 +1030,7 @@ private:
         }
         service_name_ = std::move(service->service);
         preamble_http_ = service->http;
+        preamble_instance_ = std::move(service->instance);
         cpos_ = total;
         cancel_client_timer();
         begin_service();
@@ -1088,7 +1094,14 @@ private:
                   (inbound_ && s.non_local[i]);
       s.mask[i] = skip ? 1 : 0;
     }
-    auto idx = s.lb.pick(w_.rng(), now, {s.mask, version});
+    std::optional<std::size_t> idx;
+    if (inbound_ && !preamble_instance_.empty()) {
+      // The sender's balancer and split chose this instance: serve it while it is here.
+      if (auto i = s.lb.index_of(preamble_instance_); i && *i < s.mask.size() && !s.mask[*i])
+        idx = *i;
+    }
+    if (!idx)
+      idx = s.lb.pick(w_.rng(), now, {s.mask, version});
     if (!idx && version) // the chosen version has no endpoint left: any version serves
       idx = s.lb.pick(w_.rng(), now, {s.mask, std::nullopt});
     if (!idx)
@@ -1112,13 +1125,19 @@ private:
     return t;
   }
 
+  /// The idle pool's key of connections to `t`: a connection through a peer's inbound proxy
+  /// names its instance in the preamble, so it serves that instance only.
+  std::string pool_key(const target& t) const {
+    return t.address_text + "|" + service_name_ + (t.via_peer ? "|" + t.endpoint_id : "");
+  }
+
   /// Connects a new upstream connection to `t`; `k(ok)` with up_ set on success.
   void connect(const target& t, std::function<void(bool)> k) {
-    auto c =
-        std::make_shared<upstream_conn>(w_.io(), t.address_text + "|" + service_name_,
-                                        t.via_peer ? t.node : std::string{}, w_.options().limits);
+    auto c = std::make_shared<upstream_conn>(
+        w_.io(), pool_key(t), t.via_peer ? t.node : std::string{}, w_.options().limits);
     if (t.via_peer)
-      c->preamble = make_preamble(service_name_, svc_->protocol == gossip::service_protocol::http);
+      c->preamble = make_preamble(service_name_, svc_->protocol == gossip::service_protocol::http,
+                                  t.endpoint_id);
     bump(w_.counters().upstream_connects);
     auto id = attempt_;
     auto self = shared_from_this();
@@ -1404,6 +1423,16 @@ private:
       finish_with(http_error::draining);
       return;
     }
+    if (inbound_) {
+      // Rules are checked per request, under the config of this request: a rule written
+      // while a pooled connection stays open applies to its next request.
+      if (auto why = authz_refusal(svc_->authz, peer_)) {
+        bump(w_.counters().inbound_refused_authz);
+        req_.client_keep_alive = false; // its body, if any, is not read
+        finish_with(http_error::forbidden, *why);
+        return;
+      }
+    }
     forward_options fo;
     if (!inbound_)
       fo.client_address = client_addr_text_;
@@ -1522,8 +1551,7 @@ private:
           self->on_try_failed(attempt_failure::reset, true);
       });
     }
-    auto key = t->address_text + "|" + service_name_;
-    if (auto c = w_.take_idle(key)) {
+    if (auto c = w_.take_idle(pool_key(*t))) {
       bump(w_.counters().upstream_reused);
       up_ = std::move(c);
       send_request();
@@ -1873,7 +1901,7 @@ private:
   }
 
   /// Answers the current request with a generated response.
-  void finish_with(http_error e) {
+  void finish_with(http_error e, std::string_view detail = {}) {
     ++attempt_;
     w_.count_generated(e);
     req_.generated = e;
@@ -1884,7 +1912,7 @@ private:
     // The request body may still be unread (a streamed body): the connection cannot go on.
     if (!req_.buffered)
       keep = false;
-    write_error_response(e, out_, !keep);
+    write_error_response(e, out_, !keep, detail);
     req_.sent_to_client = true;
     auto self = shared_from_this();
     auto id = attempt_;
@@ -2111,6 +2139,8 @@ private:
   std::optional<peer_identity> peer_;
   /// Inbound: the preamble said the service speaks HTTP.
   bool preamble_http_ = false;
+  /// Inbound: the instance the sender picked (empty: pick here).
+  std::string preamble_instance_;
   /// A read_client() read is pending (a TLS stream allows one read at a time).
   bool client_reading_ = false;
   std::shared_ptr<const dataplane_config> cfg_;

@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,14 +69,13 @@ struct demo_node {
 /// agent.json. Returns an error message, or nothing on success.
 std::optional<std::string> start_agent(demo_node& node, const fs::path& dir,
                                        const std::vector<std::string>& extra) {
-  std::vector<std::string> args{self_exe(),    "agent",
-                                "--name",      node.name,
-                                "--data-dir",  node.data_dir.string(),
-                                "--gossip",    "127.0.0.1:0",
-                                "--admin",     "127.0.0.1:0",
-                                "--dns",       "127.0.0.1:0",
-                                "--metrics",   "127.0.0.1:0",
-                                "--event-log", (dir / (node.name + ".events")).string()};
+  std::vector<std::string> args{
+      self_exe(),    "agent",       "--name",
+      node.name,     "--data-dir",  node.data_dir.string(),
+      "--gossip",    "127.0.0.1:0", "--admin",
+      "127.0.0.1:0", "--dns",       "127.0.0.1:0",
+      "--metrics",   "127.0.0.1:0", "--inbound",
+      "127.0.0.1:0", "--event-log", (dir / (node.name + ".events")).string()};
   args.insert(args.end(), extra.begin(), extra.end());
   auto log = dir / (node.name + ".log");
   pid_t pid = fork();
@@ -350,16 +351,83 @@ void show_dig(const demo_node& node, const std::string& name, const std::string&
 void show_metrics(const demo_node& node) {
   if (node.info.metrics.empty() || ::access("/usr/bin/curl", X_OK) != 0)
     return;
-  const auto cmd =
-      "curl -s http://" + node.info.metrics +
-      "/metrics | grep -E "
-      "'^starling_(membership_members|routing_owners|identity_certificate_expiration)'";
+  const auto cmd = "curl -s http://" + node.info.metrics +
+                   "/metrics | grep -E "
+                   "'^starling_(membership_members|routing_owners|identity_certificate_expiration|"
+                   "proxy_service_requests|proxy_service_responses_total.*2xx)'";
   std::cout << "$ " << cmd << '\n' << std::flush;
   std::unique_ptr<FILE, int (*)(FILE*)> p{::popen((cmd + " 2>&1").c_str(), "r"), ::pclose};
   char buf[512];
   while (p && std::fgets(buf, sizeof buf, p.get()) != nullptr)
     std::cout << buf;
   std::cout << std::flush;
+}
+
+/// One `GET /` to "127.0.0.1:PORT" with `Connection: close`: the response's body, or nothing
+/// when the connection failed or the status was not 200. Waits at most 5 s.
+std::optional<std::string> fetch(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos)
+    return std::nullopt;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return std::nullopt;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(std::atoi(address.c_str() + colon + 1)));
+  std::string response;
+  if (::inet_pton(AF_INET, address.substr(0, colon).c_str(), &addr.sin_addr) == 1 &&
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string req = "GET / HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n";
+    if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+      const auto deadline = steady_clock::now() + 5s;
+      char buf[4096];
+      while (steady_clock::now() < deadline && response.size() < 65536) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0)
+          continue;
+        const auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0)
+          break;
+        response.append(buf, static_cast<std::size_t>(n));
+      }
+    }
+  }
+  ::close(fd);
+  const auto body = response.find("\r\n\r\n");
+  if (response.rfind("HTTP/1.1 200", 0) != 0 || body == std::string::npos)
+    return std::nullopt;
+  return response.substr(body + 4);
+}
+
+/// Sends `count` requests to `outbound` and prints how many each version answered.
+void send_traffic(const std::string& outbound, int count) {
+  std::map<std::string, int> by_body;
+  int failed = 0;
+  for (int i = 0; i < count && !stop_requested; ++i) {
+    if (auto body = fetch(outbound))
+      ++by_body[*body];
+    else
+      ++failed;
+  }
+  for (const auto& [body, n] : by_body)
+    std::cout << std::setw(7) << n << ' ' << body;
+  std::cout << "(" << failed << " failed)\n" << std::flush;
+}
+
+/// `node`'s outbound listener of `service` ("" while it has none).
+std::string outbound_of(const demo_node& node, const std::string& service) {
+  auto out = run_self("routes --json --admin " + node.info.admin);
+  if (!out)
+    return {};
+  auto doc = nlohmann::json::parse(*out, nullptr, false);
+  if (doc.is_discarded() || !doc.contains("routes") || !doc["routes"].is_array())
+    return {};
+  for (const auto& r : doc["routes"])
+    if (r.is_object() && r.value("service", "") == service && r.contains("outbound") &&
+        r["outbound"].is_string())
+      return r["outbound"].get<std::string>();
+  return {};
 }
 
 /// The story of the demo; returns the exit code. Agents are stopped by the caller.
@@ -463,6 +531,17 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   }
   say("the split reached node-c by gossip:");
   show("routes --admin " + c.info.admin);
+  const auto outbound = outbound_of(a, "web");
+  if (outbound.empty()) {
+    std::cerr << "demo: node-a has no outbound listener for web; logs in " << dir << '\n';
+    return exit_failed;
+  }
+  say("traffic: an app on node-a calls web through node-a's outbound listener " + outbound +
+      "; node-a's proxy picks v1 or v2 per request by the split and carries it over pooled "
+      "mutual TLS to the instance's node, whose inbound proxy hands it to the app");
+  std::cout << "$ for i in $(seq 1000); do curl -s http://" << outbound << "/; done | sort | "
+            << "uniq -c\n";
+  send_traffic(outbound, 1000);
   say("node-b is a member, not an issuer: its agent refuses to sign a split");
   show_refusal("split web v1=50 v2=50 --admin " + b.info.admin);
   say("Prometheus scrapes every node: members by state, the routing table, certificate expiry "
@@ -486,6 +565,10 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
           a, [](const nlohmann::json& v) { return healthy_in(v, "web") == 1; }, 10s))
     say("its web v2 instance left every routable set with it:");
   show("services --admin " + a.info.admin);
+  say("traffic goes on: the split's v2 has no routable instance left, so v1 serves it all");
+  std::cout << "$ for i in $(seq 200); do curl -s http://" << outbound << "/; done | sort | "
+            << "uniq -c\n";
+  send_traffic(outbound, 200);
 
   say("restarting node-c from its data dir (its certificate is stored there: no token "
       "needed): it rejoins with a higher incarnation");

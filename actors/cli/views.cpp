@@ -404,7 +404,7 @@ caf::expected<std::string> routes_text(std::string_view json) {
     if (auto outbound = string_at(svc, "outbound"))
       out << "  outbound " << *outbound << '\n';
     else
-      out << "  outbound: none yet\n";
+      out << "  outbound: none\n";
     if (const auto* split = objects_at(svc, "split", malformed); split && !split->empty()) {
       out << "  split: ";
       const char* sep = "";

@@ -1,6 +1,7 @@
 // Garbage on every port of a real agent: random datagrams, random and hostile TCP streams on
 // the gossip port, random bytes on the admin port, random and hostile HTTP on the metrics
-// port. The agent must keep running, keep
+// port, random bytes and hostile preambles on the data plane's inbound port. The agent must
+// keep running, keep
 // answering its admin commands and keep admitting members. Every loop is bounded.
 #include <cstdint>
 #include <random>
@@ -165,6 +166,19 @@ TEST_F(garbage_test, agent_survives_garbage_on_every_port_and_still_admits_membe
   if (int fd = send_stream(seed.info.metrics, "GET /metr", true); fd >= 0)
     held.push_back(fd);
   EXPECT_EQ(st::http_get(seed.info.metrics, "/healthz").rfind("HTTP/1.1 200", 0), 0u);
+
+  // Data-plane inbound port (plain TCP here: no certificates): random streams, a preamble
+  // length over the 1 KiB bound, an empty one, a preamble naming no valid service, and one
+  // held open mid-preamble. Each is closed; the agent keeps running.
+  ASSERT_FALSE(seed.info.inbound.empty());
+  for (int i = 0; i < 30; ++i)
+    send_stream(seed.info.inbound, random_bytes(rng, 1 + rng() % 2048));
+  send_stream(seed.info.inbound, std::string{"\x7f\xff\xff\xff", 4} + std::string(64, 'x'));
+  send_stream(seed.info.inbound, std::string{"\0\0\0\0", 4});
+  send_stream(seed.info.inbound,
+              std::string{"\0\0\0\x05\x0a\x03B:D", 9} + "GET / HTTP/1.1\r\n\r\n");
+  if (int fd = send_stream(seed.info.inbound, std::string{"\0\0\x01", 3}, true); fd >= 0)
+    held.push_back(fd);
 
   // The agent still runs, answers, keeps its member, and admits a new one while the
   // half-open connections are still held.

@@ -211,11 +211,11 @@ TEST(membership_startup, unreachable_seed_exits_1_after_join_timeout) {
   st::temp_dir tmp{"starling-it"};
   auto seed = "127.0.0.1:" + std::to_string(st::closed_port());
   auto started = st::test_clock::now();
-  auto res =
-      st::run_cli({"agent", "--name", "lonely", "--data-dir", (tmp.path() / "d").string(),
-                   "--gossip", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--dns", "127.0.0.1:0",
-                   "--metrics", "127.0.0.1:0", "--join", seed, "--join-timeout", "1s"},
-                  15s);
+  auto res = st::run_cli({"agent", "--name", "lonely", "--data-dir", (tmp.path() / "d").string(),
+                          "--gossip", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--dns",
+                          "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--inbound", "127.0.0.1:0",
+                          "--join", seed, "--join-timeout", "1s"},
+                         15s);
   auto took = st::test_clock::now() - started;
   EXPECT_EQ(res.exit_code, 1) << res.err;
   EXPECT_NE(res.err.find("could not join"), std::string::npos) << res.err;

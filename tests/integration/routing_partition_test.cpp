@@ -159,21 +159,33 @@ TEST(routing_partition, tables_are_identical_again_after_a_partition_heals) {
     auto routes = ns_json(ns, "routes --json --admin " + n.info.admin);
     if (!services || !routes)
       return std::string{"?"};
-    // Liveness differs while cut; the table is what must agree.
+    // Liveness differs while cut, and each node has its own outbound listeners; the table
+    // is what must agree.
     for (auto& s : services->at("services"))
       for (auto& i : s.at("instances")) {
         i.erase("node_alive");
         i.erase("healthy");
       }
+    for (auto& r : routes->at("routes"))
+      r.erase("outbound");
     return services->dump() + routes->dump();
   };
   const auto has = [&](const st::agent_node& n, const std::string& what) {
     return view_of(n).find(what) != std::string::npos;
   };
+  // On a failure: every node's table, membership and routing counters.
+  const auto report = [&] {
+    std::string out;
+    for (const auto& [name, n] : nodes) {
+      auto stats = ns_json(ns, "stats --json --admin " + n.info.admin);
+      out += "\n" + name + ": " + view_of(n) + "\n  stats: " + (stats ? stats->dump() : "?");
+    }
+    return out;
+  };
   ASSERT_TRUE(st::poll_until(20s, [&] { return has(nodes.at("b"), "\"timeout_ms\":2000"); }))
-      << "the write did not spread within the left half";
+      << "the write did not spread within the left half" << report();
   ASSERT_TRUE(st::poll_until(20s, [&] { return has(nodes.at("d"), "\"api\""); }))
-      << "the write did not spread within the right half";
+      << "the write did not spread within the right half" << report();
   // The cut holds: each half finds the other unreachable (suspect, then dead), and still
   // has not seen the other's writes.
   const auto state_on = [&](const st::agent_node& observer, const std::string& subject) {

@@ -9,12 +9,11 @@ std::vector<std::string> agent_argv(const std::filesystem::path& config, const s
                                     const std::vector<std::string>& seeds,
                                     const std::vector<std::string>& extra) {
   std::vector<std::string> argv{
-      starling_bin(),  "agent",           "--config",
-      config.string(), "--name",          name,
-      "--data-dir",    data_dir.string(), "--gossip",
-      "127.0.0.1:0",   "--admin",         "127.0.0.1:0",
-      "--dns",         "127.0.0.1:0",     "--metrics",
-      "127.0.0.1:0",   "--event-log",     (data_dir / "events.jsonl").string()};
+      starling_bin(), "agent",       "--config",    config.string(),
+      "--name",       name,          "--data-dir",  data_dir.string(),
+      "--gossip",     "127.0.0.1:0", "--admin",     "127.0.0.1:0",
+      "--dns",        "127.0.0.1:0", "--metrics",   "127.0.0.1:0",
+      "--inbound",    "127.0.0.1:0", "--event-log", (data_dir / "events.jsonl").string()};
   for (const auto& s : seeds) {
     argv.push_back("--join");
     argv.push_back(s);

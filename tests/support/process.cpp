@@ -240,11 +240,14 @@ std::optional<agent_json> read_agent_json(const fs::path& data_dir) {
                     doc.at("gossip").get<std::string>(),
                     doc.at("admin").get<std::string>(),
                     {},
+                    {},
                     {}};
     if (doc.contains("dns") && doc["dns"].is_string())
       info.dns = doc["dns"].get<std::string>();
     if (doc.contains("metrics") && doc["metrics"].is_string())
       info.metrics = doc["metrics"].get<std::string>();
+    if (doc.contains("inbound") && doc["inbound"].is_string())
+      info.inbound = doc["inbound"].get<std::string>();
     return info;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;

@@ -127,6 +127,8 @@ struct agent_json {
   std::string dns;
   /// The metrics/status server's address; empty when it is off.
   std::string metrics;
+  /// The data plane's inbound listener; empty without a data plane.
+  std::string inbound;
 };
 
 /// Reads <data_dir>/agent.json if present and well-formed.

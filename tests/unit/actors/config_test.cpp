@@ -933,3 +933,45 @@ TEST(config, the_dns_flag_overrides_the_file) {
   ASSERT_NO_THROW(app.parse(args));
   EXPECT_EQ(parsed.dns, std::optional<std::string>{"127.0.0.1:5353"});
 }
+
+// -- [proxy] (issue 17) ----------------------------------------------------------------------
+
+TEST(config, proxy_table_and_inbound_flag) {
+  auto cfg = load("name = \"a\"\n");
+  EXPECT_EQ(cfg.inbound, (sa::host_port{"0.0.0.0", 7948}));
+  EXPECT_EQ(cfg.proxy_threads, 1u);
+  EXPECT_EQ(cfg.access_log, "");
+  EXPECT_EQ(cfg.access_log_sample, 1.0);
+  cfg = load("name = \"a\"\n[proxy]\ninbound = \"127.0.0.1:0\"\nthreads = 4\naccess_log = "
+             "\"/tmp/access.jsonl\"\naccess_log_sample = 0.25\n");
+  EXPECT_EQ(cfg.inbound, (sa::host_port{"127.0.0.1", 0}));
+  EXPECT_EQ(cfg.proxy_threads, 4u);
+  EXPECT_EQ(cfg.access_log, "/tmp/access.jsonl");
+  EXPECT_EQ(cfg.access_log_sample, 0.25);
+  EXPECT_EQ(load("name = \"a\"\n[proxy]\naccess_log_sample = 0\n").access_log_sample, 0.0);
+  EXPECT_FALSE(load("name = \"a\"\n[proxy]\ninbound = \"off\"\n").inbound);
+  sa::agent_flags flags;
+  flags.name = "a";
+  flags.inbound = "127.0.0.1:0";
+  EXPECT_EQ(load("[proxy]\ninbound = \"off\"\n", flags).inbound, (sa::host_port{"127.0.0.1", 0}));
+  flags.inbound = "off";
+  EXPECT_FALSE(load("", flags).inbound);
+  flags.inbound = "nowhere";
+  EXPECT_EQ(error_of("", flags).rfind("--inbound: expected HOST:PORT", 0), 0u);
+  const std::pair<const char*, const char*> cases[] = {
+      {"proxy = 1", "proxy: expected a [proxy] table"},
+      {"[proxy]\ninbound = \"7948\"", "proxy.inbound: expected HOST:PORT"},
+      {"[proxy]\nthreads = 0", "proxy.threads:"},
+      {"[proxy]\nthreads = 65", "proxy.threads:"},
+      {"[proxy]\nthreads = \"2\"", "proxy.threads:"},
+      {"[proxy]\naccess_log = 1", "proxy.access_log:"},
+      {"[proxy]\naccess_log_sample = 1.5", "proxy.access_log_sample: expected a number from 0"},
+      {"[proxy]\naccess_log_sample = -0.1", "proxy.access_log_sample:"},
+      {"[proxy]\naccess_log_sample = \"all\"", "proxy.access_log_sample:"},
+      {"[proxy]\nport = 1", "proxy.port: unknown key"},
+  };
+  for (const auto& [toml, key] : cases) {
+    auto msg = error_of(std::string{"name = \"n\"\n"}.append(toml));
+    EXPECT_EQ(msg.rfind(key, 0), 0u) << toml << " -> " << msg;
+  }
+}

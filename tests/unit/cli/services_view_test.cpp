@@ -177,7 +177,7 @@ TEST(services_view, survives_every_field_of_another_type) {
 TEST(routes_view, a_block_per_service_with_its_policies) {
   auto text = sc::routes_text(routes_sample);
   ASSERT_TRUE(text);
-  EXPECT_EQ(*text, "api  outbound: none yet\n"
+  EXPECT_EQ(*text, "api  outbound: none\n"
                    "web  outbound 127.0.0.1:15001\n"
                    "  split: v1 90%, v2 10% (by node-a)\n"
                    "  route beta: x-user-group = beta -> v2\n"
@@ -202,12 +202,12 @@ TEST(routes_view, partial_resilience_shows_what_is_set) {
   EXPECT_EQ(*text, "a  outbound 127.0.0.1:1\n"
                    "  split: v1 100%\n"
                    "  timeouts: 1m30s total; retries: 3\n"
-                   "b  outbound: none yet\n"
+                   "b  outbound: none\n"
                    "  timeouts: 1500ms total; retry budget 25% (min 5/s)\n"
-                   "c  outbound: none yet\n"
+                   "c  outbound: none\n"
                    "  timeouts: 1h2m3s per try\n"
-                   "d  outbound: none yet\n"
-                   "e  outbound: none yet\n"
+                   "d  outbound: none\n"
+                   "e  outbound: none\n"
                    "  timeouts: 250ms per try\n");
 }
 
