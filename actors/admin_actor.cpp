@@ -139,6 +139,7 @@ counter_list proxy_counters(const proxy::dataplane& plane) {
   return {{"config_generation", s.config_generation},
           {"services", s.services.size()},
           {"in_flight", plane.in_flight()},
+          {"draining", plane.draining() ? 1u : 0u},
           {"outbound_connections", s.outbound_connections},
           {"inbound_connections", s.inbound_connections},
           {"inbound_refused_tls", s.inbound_refused_tls},
@@ -262,7 +263,8 @@ caf::behavior admin_actor(caf::event_based_actor* self, admin_params p) {
         if (cmd == "certs")
           return ask(self, dir, role::identity, certs_atom::value);
         if (cmd == "services" || cmd == "routes" || cmd == "register" || cmd == "deregister" ||
-            cmd == "split" || cmd == "route" || cmd == "resilience" || cmd == "authz")
+            cmd == "split" || cmd == "route" || cmd == "resilience" || cmd == "authz" ||
+            cmd == "drain")
           return ask(self, dir, role::routing, routing_atom::value, args);
         if (cmd == "token") {
           auto parsed = parse_token_create(args);

@@ -35,7 +35,7 @@ const std::map<std::string, std::set<std::string>>& gauges() {
       {"sealer", {"tracked_senders"}},
       {"membership", {"health_score", "pending_broadcasts"}},
       {"routing", {"owners", "policies", "own_services", "records_pending"}},
-      {"proxy", {"config_generation", "services", "in_flight", "upstream_idle"}},
+      {"proxy", {"config_generation", "services", "in_flight", "draining", "upstream_idle"}},
   };
   return g;
 }

@@ -80,6 +80,11 @@ struct routing_state {
   std::map<std::string, std::string, std::less<>> hosts;
   gossip::snapshot_ptr snapshot = std::make_shared<const gossip::routing_snapshot>();
   bool flush_scheduled = false;
+  /// `starling drain`: this node's instances are published as failing ("draining"), and
+  /// the data plane refuses new inbound work once `drain_grace` passed.
+  bool draining = false;
+  /// Bumped by each drain or cancel: a pending grace timer of an older one does nothing.
+  std::uint64_t drain_epoch = 0;
   /// The next health deadline a timer is set for.
   std::optional<gossip::time_point> check_at;
   std::vector<caf::actor> watchers;
@@ -190,6 +195,11 @@ caf::error write_own(routing_actor_t* self) {
       r.health = st.checks->status(key);
       if (const auto* t = st.checks->tracker(key))
         r.last_check = t->last_result();
+    }
+    if (st.draining) {
+      // Peers stop routing here before the inbound proxy stops taking requests.
+      r.health = gossip::health_status::failing;
+      r.last_check = "draining (starling drain)";
     }
     regs.push_back(std::move(r));
   }
@@ -320,6 +330,41 @@ caf::result<caf::message> on_deregister(routing_actor_t* self,
   spdlog::info("deregistered service {} (id {})", args[1], id);
   return caf::make_message("deregistered " + args[1] + " (id " + id +
                            "): its instance leaves every node's table");
+}
+
+using drain_atom = caf::atom_constant<caf::atom("rdrain")>;
+
+/// `starling drain [--cancel]`: withdraws this node's instances from every routable set (a
+/// signed record saying they fail, spread like any change), then, after the grace, makes
+/// the data plane refuse new inbound work while what is in flight finishes; `--cancel`
+/// undoes both.
+caf::result<caf::message> on_drain(routing_actor_t* self, const std::vector<std::string>& args) {
+  auto& st = self->state;
+  const bool cancel = args.size() == 2 && args[1] == "--cancel";
+  if (args.size() > 2 || (args.size() == 2 && !cancel))
+    return usage("usage: drain [--cancel]");
+  if (!st.params.set_draining)
+    return make_error(errc::request_failed, "this node runs no data plane ([proxy] inbound)");
+  ++st.drain_epoch;
+  st.draining = !cancel;
+  if (auto err = write_own(self))
+    return refused(err);
+  if (cancel) {
+    st.params.set_draining(false);
+    spdlog::info("drain cancelled: this node's instances are routable again");
+    return caf::make_message(std::string{"drain cancelled: this node's instances are routable "
+                                         "again and its inbound proxy takes new work\n"});
+  }
+  spdlog::info("draining: instances withdrawn from the mesh's routing; the inbound proxy "
+               "refuses new work in {} ms",
+               st.params.drain_grace.count());
+  self->delayed_send(self, st.params.drain_grace, drain_atom::value, st.drain_epoch);
+  return caf::make_message(
+      "draining: " + std::to_string(st.services.size()) +
+      " instance(s) withdrawn from every routable set (spreading now); the inbound proxy "
+      "refuses new requests in " +
+      std::to_string(st.params.drain_grace.count()) +
+      " ms, and requests in flight finish (starling stats: proxy.in_flight)\n");
 }
 
 caf::result<caf::message> on_policy(routing_actor_t* self, const std::vector<std::string>& args) {
@@ -527,6 +572,13 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
         schedule_checks(self);
       },
       [=](hcheck_atom) { run_checks(self); },
+      [=](drain_atom, std::uint64_t epoch) {
+        auto& st = self->state;
+        if (epoch != st.drain_epoch || !st.draining || !st.params.set_draining)
+          return;
+        st.params.set_draining(true);
+        spdlog::info("draining: the inbound proxy refuses new work; requests in flight finish");
+      },
       [=](flush_atom) { flush(self); },
       [=](rtick_atom) {
         auto& st = self->state;
@@ -562,6 +614,8 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
           return on_deregister(self, args);
         if (cmd == "split" || cmd == "route" || cmd == "resilience" || cmd == "authz")
           return on_policy(self, args);
+        if (cmd == "drain")
+          return on_drain(self, args);
         return usage("unknown routing command '" + cmd + "'");
       },
       [=](stats_atom) {

@@ -67,6 +67,12 @@ struct routing_params {
   /// The data plane's outbound listeners by service ("host:port"), shown in `routes`;
   /// unset: no data plane (every `outbound` is null). Called on the actor's thread.
   std::function<std::map<std::string, std::string>()> outbound;
+  /// Makes the data plane refuse (true) or take again (false) new inbound work
+  /// (`starling drain`); unset: no data plane (drain is refused).
+  std::function<void(bool)> set_draining;
+  /// Time between withdrawing this node's instances and refusing new inbound work: peers
+  /// learn of the withdrawal first, so none of their requests fails.
+  std::chrono::milliseconds drain_grace = std::chrono::seconds{2};
   /// Stamps further ahead of this node's clock are refused.
   std::chrono::milliseconds max_clock_skew = std::chrono::minutes{10};
   /// Largest table a push-pull section carries whole (gossip::routing_gossip; the

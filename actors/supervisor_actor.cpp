@@ -355,8 +355,10 @@ caf::actor start_routing(supervisor_t* self) {
   p.id = st.params.id;
   p.relay = st.relay;
   p.dns = st.dns;
-  if (st.proxy)
+  if (st.proxy) {
     p.outbound = [proxy = st.proxy] { return proxy->outbound_addresses(); };
+    p.set_draining = [proxy = st.proxy](bool on) { proxy->set_draining(on); };
+  }
   p.max_clock_skew = cfg.max_clock_skew;
   p.inline_section_max = cfg.inline_section_max;
   p.rng_seed = std::random_device{}();

@@ -28,6 +28,7 @@
 //   raw registries of them (for ban_peer and stop), entries removed by the destructors.
 #include "proxy/dataplane.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -672,6 +673,7 @@ public:
     draining_.store(draining, std::memory_order_relaxed);
   }
   [[nodiscard]] bool is_draining() const { return draining_.load(std::memory_order_relaxed); }
+  [[nodiscard]] bool draining() const override { return is_draining(); }
 
   std::size_t in_flight() const override {
     std::int64_t sum = 0;
@@ -1094,6 +1096,18 @@ private:
                   (inbound_ && s.non_local[i]);
       s.mask[i] = skip ? 1 : 0;
     }
+    if (!inbound_ && !req_.tried.empty()) {
+      // A retry goes elsewhere when anything else is left (Envoy's previous-hosts rule).
+      auto without = s.mask;
+      bool left = false;
+      for (std::size_t i = 0; i < s.endpoints.size(); ++i) {
+        if (std::find(req_.tried.begin(), req_.tried.end(), s.endpoints[i].id) != req_.tried.end())
+          without[i] = 1;
+        left = left || without[i] == 0;
+      }
+      if (left)
+        s.mask = std::move(without);
+    }
     std::optional<std::size_t> idx;
     if (inbound_ && !preamble_instance_.empty()) {
       // The sender's balancer and split chose this instance: serve it while it is here.
@@ -1390,6 +1404,8 @@ private:
     std::uint16_t status = 0;
     std::optional<http_error> generated;
     std::string version;
+    /// Endpoints a failed try of this request went to: a retry picks another if it can.
+    std::vector<std::string> tried;
     time_point started{};
     std::optional<request_retries> retries;
     /// Backoff before the retry last granted.
@@ -1651,6 +1667,14 @@ private:
         forward_options fo;
         fo.proto = {};
         bool last = !h.is_interim();
+        if (last && h.status == 503 && target_.via_peer && req_.buffered && !req_.sent_to_client &&
+            refused_by_peer(h)) {
+          // The peer's inbound proxy refused the request without handing it to an app (it
+          // drains, or its own table no longer routes to the instance: the caller's table
+          // lags behind): as safe to send elsewhere as a refused connection.
+          on_try_failed(attempt_failure::connect_failure, false);
+          return;
+        }
         if (last && h.status >= 500 && should_retry_5xx()) {
           // Discard this answer (and its connection) and try again.
           ++attempt_;
@@ -1834,6 +1858,19 @@ private:
       bump(svc_->counters->ejections);
   }
 
+  /// True when `h` is a peer proxy's own 503 for a request no app saw
+  /// (x-starling-error: draining or no_upstream).
+  static bool refused_by_peer(const message_head& h) {
+    static constexpr std::string_view name = "x-starling-error";
+    for (const auto& f : h.headers)
+      if (f.name.size() == name.size() && (f.value == "draining" || f.value == "no_upstream") &&
+          std::equal(f.name.begin(), f.name.end(), name.begin(), [](char a, char b) {
+            return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) == b;
+          }))
+        return true;
+    return false;
+  }
+
   /// A 5xx answer is retried (before any byte of it reaches the client) only when the
   /// service's resilience policy asks for retries, the request is idempotent and whole in
   /// hand, and the request's retries and the budget allow one. Consumes the retry.
@@ -1853,6 +1890,8 @@ private:
 
   void on_try_failed(attempt_failure failure, bool per_try_timeout) {
     ++attempt_;
+    if (!target_.endpoint_id.empty() && req_.tried.size() < 8)
+      req_.tried.push_back(target_.endpoint_id);
     if (up_)
       up_->s->close();
     up_.reset();

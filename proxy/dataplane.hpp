@@ -184,6 +184,8 @@ public:
   /// closed; a request on a kept-alive one gets 503 `draining` with connection: close), and
   /// requests in flight finish.
   virtual void set_draining(bool draining) = 0;
+  /// True while draining.
+  [[nodiscard]] virtual bool draining() const = 0;
   /// Requests and TCP connections in flight (both sides).
   [[nodiscard]] virtual std::size_t in_flight() const = 0;
 

@@ -410,6 +410,11 @@ split_args(const std::string& service, const std::vector<std::string>& weights, 
   return within_limit(std::move(args), 2, "versions");
 }
 
+int run_drain(const client_options& opts, bool cancel) {
+  return send_and_print(opts, cancel ? std::vector<std::string>{"drain", "--cancel"}
+                                     : std::vector<std::string>{"drain"});
+}
+
 int run_split(const client_options& opts, const std::string& service,
               const std::vector<std::string>& weights, bool clear) {
   return send_and_print(opts, split_args(service, weights, clear));

@@ -42,6 +42,10 @@ int run_stats(const client_options& opts);
 /// `starling leave`: asks the agent to leave the mesh gracefully and exit.
 int run_leave(const client_options& opts);
 
+/// `starling drain [--cancel]`: withdraws the node's instances from every routable set,
+/// then makes its inbound proxy refuse new work (docs/proxy.md, "Draining").
+int run_drain(const client_options& opts, bool cancel);
+
 /// `starling keyring list|install|use|remove`: one keyring request to the agent at
 /// opts.admin. `op` is "list" (prints the table, or the JSON view with opts.json),
 /// "install" (arg: base64 key), "use" or "remove" (arg: base64 key or key id). Exit 1 when

@@ -175,6 +175,13 @@ int main(int argc, char** argv) {
   auto* leave = app.add_subcommand("leave", "make the agent leave the mesh and exit");
   add_client_flags(*leave, leave_opts, false);
 
+  sc::client_options drain_opts;
+  bool drain_cancel = false;
+  auto* drain = app.add_subcommand(
+      "drain", "withdraw this node's instances from the mesh, then refuse new inbound work");
+  drain->add_flag("--cancel", drain_cancel, "route to this node again");
+  add_client_flags(*drain, drain_opts, false);
+
   sc::client_options keyring_opts;
   std::string keyring_arg;
   bool keyring_local = false;
@@ -299,6 +306,8 @@ int main(int argc, char** argv) {
     return sc::run_authz(authz_opts, authz_service, authz_name, authz_rule);
   if (leave->parsed())
     return sc::run_leave(leave_opts);
+  if (drain->parsed())
+    return sc::run_drain(drain_opts, drain_cancel);
   if (keyring->parsed()) {
     if (keyring_generate->parsed())
       return sc::run_keyring_generate();

@@ -4,10 +4,13 @@
 // the issuer is followed per request; an authorization rule refuses a caller with 403 while
 // another caller passes; the counters show in `stats` and `/metrics`. Every wait polls with
 // a deadline; every load loop is bounded in count.
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -187,6 +190,84 @@ TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_anot
   EXPECT_EQ(passed.status, 200) << passed.error;
   EXPECT_EQ(passed.app, "v1");
   EXPECT_GE(proxy_stats(nodes_.at("c")).at("inbound_refused_authz").get<std::uint64_t>(), 1u);
+}
+
+TEST_F(proxy_test, a_drained_node_stops_taking_work_and_no_request_fails) {
+  start_mesh();
+  ASSERT_FALSE(HasFailure());
+  const auto& a = nodes_.at("a");
+  const auto& c = nodes_.at("c");
+  st::http_app on_b{"b"}, on_c{"c"};
+  register_app("b", on_b, "v1");
+  register_app("c", on_c, "v2");
+  ASSERT_FALSE(HasFailure());
+  std::string outbound;
+  ASSERT_TRUE(st::poll_until(20s, [&] {
+    outbound = outbound_of(a, "api");
+    return !outbound.empty() && routable_on(a, "api") == 2;
+  }));
+  // Traffic to c only at first (a split to its version), so the drain has work to move.
+  auto split = st::run_cli({"split", "api", "v1=50", "v2=50", "--admin", a.info.admin});
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+
+  // Load from two clients on a, bounded in count, until told to stop.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string first_failure;
+  std::mutex failure_mutex;
+  auto load = [&] {
+    st::http_client client{outbound};
+    for (int i = 0; i < 50000 && !stop; ++i) {
+      auto r = client.get("/work");
+      if (r.status == 200) {
+        ++ok;
+        continue;
+      }
+      ++failed;
+      std::lock_guard guard{failure_mutex};
+      if (first_failure.empty())
+        first_failure = std::to_string(r.status) + " " + r.error;
+    }
+  };
+  std::thread l1{load}, l2{load};
+  const auto stop_load = [&] {
+    stop = true;
+    l1.join();
+    l2.join();
+  };
+  if (!st::poll_until(10s, [&] { return on_c.requests() > 50 && on_b.requests() > 50; })) {
+    stop_load();
+    FAIL() << "no traffic to both instances: b " << on_b.requests() << ", c " << on_c.requests();
+  }
+
+  auto drain = st::run_cli({"drain", "--admin", c.info.admin});
+  EXPECT_EQ(drain.exit_code, 0) << drain.err;
+  EXPECT_NE(drain.out.find("draining"), std::string::npos) << drain.out;
+  // a withdraws c's instance, then c's inbound proxy refuses new work.
+  const bool withdrawn = st::poll_until(10s, [&] { return routable_on(a, "api") == 1; });
+  // After the 2 s grace c's inbound refuses new work, and what was in flight finishes.
+  const bool refusing = st::poll_until(10s, [&] {
+    auto p = proxy_stats(c);
+    return p.is_object() && p.at("draining").get<std::uint64_t>() == 1 &&
+           p.at("in_flight").get<std::uint64_t>() == 0;
+  });
+  const auto c_after_grace = on_c.requests();
+  const auto b_after_grace = on_b.requests();
+  std::this_thread::sleep_for(1s); // a window of load: c's app must see none of it
+  const auto c_later = on_c.requests();
+  const auto b_later = on_b.requests();
+  stop_load();
+  EXPECT_TRUE(withdrawn) << "a still routes to c";
+  EXPECT_TRUE(refusing);
+  EXPECT_EQ(failed.load(), 0) << "first failure: " << first_failure << " (" << ok.load() << " ok)";
+  EXPECT_EQ(c_later, c_after_grace) << "c's app still got requests after the drain";
+  EXPECT_GT(b_later, b_after_grace) << "b took no traffic after the drain";
+  EXPECT_GT(ok.load(), 100);
+
+  // Cancelled: c's instance is routable again everywhere.
+  auto cancel = st::run_cli({"drain", "--cancel", "--admin", c.info.admin});
+  EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
+  EXPECT_TRUE(st::poll_until(10s, [&] { return routable_on(a, "api") == 2; }));
 }
 
 } // namespace
