@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +30,15 @@ struct piggyback_request {
   std::size_t max_count = 0;
   /// Name of the member the datagram goes to (possibly a member we do not know yet).
   std::string_view to;
+  /// The state this node holds `to` in: `dead` also for a member it does not know or has
+  /// banned. payload_queue counts a transmission only to a member held alive, and gives a
+  /// payload once to each live (alive or suspect) member per pass (see its class comment).
+  member_state to_state = member_state::alive;
+  /// True when this node holds the member so named live (alive or suspect), for a source
+  /// that remembers whom it gave a payload to (payload_queue: to tell when every live member
+  /// has it, which ends a pass). Valid during the call only; when empty, every member is taken for
+  /// live.
+  std::function<bool(std::string_view)> is_live;
   /// Kind of the datagram; gossip rounds are acks with seq 0.
   packet_kind kind = packet_kind::ping;
   /// The core's transmit limit for one member update right now:

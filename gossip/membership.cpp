@@ -59,7 +59,9 @@
 // - Extensions (gossip/extension.hpp, memberlist's Delegate): with none registered every
 //   path is the old one (one empty() test), so the simulator's runs are unchanged. With
 //   some, send() packs the extensions' share first, then member updates, then the
-//   extensions again (docs/membership.md, "Extension points").
+//   extensions again (docs/membership.md, "Extension points"), telling them whom the
+//   datagram goes to and in what state we hold it: payload_queue counts a send only to a
+//   member held alive, and gives a payload once to each live member per pass.
 //
 // The member table (gossip/member_table.hpp) is the storage engine: rows by slot, ghosts,
 // side records, the name index, per-state counts. This file is the protocol. Every list here
@@ -579,7 +581,13 @@ struct membership::impl {
       // first, then member updates take everything else they need, then the extensions
       // fill what the updates left. Share unused by the extensions goes to the updates.
       ++ext_datagrams;
-      budget -= fill_extensions(p, std::min(budget, cfg.extension_share), to);
+      // Payload sources count transmissions by the receiver's state (see
+      // piggyback_request::to_state): one lookup per datagram.
+      const auto s = table.find_slot(to);
+      const auto to_state = s == no_slot || s == self_slot || !table.at(s).present || is_banned(to)
+                                ? member_state::dead
+                                : table.at(s).state;
+      budget -= fill_extensions(p, std::min(budget, cfg.extension_share), to, to_state);
       auto more = queue.take(budget, limit, keep,
                              !gossip_only || !p.updates.empty() || !p.extensions.empty(),
                              encoded_size_bound, skip);
@@ -587,7 +595,7 @@ struct membership::impl {
         budget -= encoded_size_bound(u); // take() keeps the sum within the budget
         p.updates.push_back(std::move(u));
       }
-      (void)fill_extensions(p, budget, to);
+      (void)fill_extensions(p, budget, to, to_state);
       ++ext_cursor;
     }
     if (gossip_only && p.updates.empty() && p.extensions.empty())
@@ -615,7 +623,8 @@ struct membership::impl {
   /// and appends them to `p`; returns the bytes charged. What a source returns beyond the
   /// request is dropped and counted: a peer would refuse the whole datagram (member updates
   /// included) for one payload over the codec limits.
-  std::size_t fill_extensions(packet& p, std::size_t budget, const std::string& to) {
+  std::size_t fill_extensions(packet& p, std::size_t budget, const std::string& to,
+                              member_state to_state) {
     std::size_t used = 0;
     const auto n = exts.size();
     for (std::size_t i = 0; i < n && p.extensions.size() < max_extension_payloads; ++i) {
@@ -627,6 +636,11 @@ struct membership::impl {
       req.budget = budget - used;
       req.max_count = max_extension_payloads - p.extensions.size();
       req.to = to;
+      req.to_state = to_state;
+      req.is_live = [this](std::string_view name) {
+        const auto s = table.find_slot(name);
+        return s != no_slot && is_state(s, is_live);
+      };
       req.kind = p.kind;
       req.retransmit_limit = retransmit_limit();
       req.live_members = table.live_count();

@@ -1,6 +1,7 @@
 // Ready-made helpers for extensions of the membership core (gossip/extension.hpp):
 // - payload_queue: payloads to piggyback, each sent a bounded number of times (by default
-//   the core's own N log n rule for member updates), least-sent and newest first;
+//   the core's own N log n rule for member updates) to alive members, spread over distinct
+//   ones, least-sent and newest first;
 // - queued_extension: an extension made of a payload_queue and three callbacks, for a core
 //   (or an actor's adapter) that only wants to publish payloads and hear the peers'.
 // Pure and single-owner, like the membership core that calls them.
@@ -29,24 +30,46 @@ namespace starling::gossip {
 struct payload_queue_config {
   /// Payloads held at most; pushing more drops the most-sent (then oldest) one first.
   std::size_t max_entries = 1024;
-  /// Each payload is sent this many times; 0 uses the core's limit for member updates
-  /// (piggyback_request::retransmit_limit: retransmit_mult * ceil(log10(n + 1))).
+  /// Each payload is sent this many times to alive members, spread over distinct ones (see
+  /// payload_queue); 0 uses the core's limit for member updates (piggyback_request::
+  /// retransmit_limit: retransmit_mult * ceil(log10(n + 1))).
   unsigned transmit_limit = 0;
 };
 
 /// Counters of a payload_queue.
 struct payload_queue_stats {
-  std::uint64_t pushed = 0;    ///< payloads accepted by push()
-  std::uint64_t replaced = 0;  ///< queued payloads replaced by a newer one with the same key
-  std::uint64_t refused = 0;   ///< push() refusals (empty or oversized payload)
-  std::uint64_t overflow = 0;  ///< payloads dropped unsent-enough because the queue was full
-  std::uint64_t sends = 0;     ///< payloads handed out by take()
-  std::uint64_t completed = 0; ///< payloads dropped after their last send
+  std::uint64_t pushed = 0;   ///< payloads accepted by push()
+  std::uint64_t replaced = 0; ///< queued payloads replaced by a newer one with the same key
+  std::uint64_t refused = 0;  ///< push() refusals (empty or oversized payload)
+  std::uint64_t overflow = 0; ///< payloads dropped unsent-enough because the queue was full
+  std::uint64_t sends = 0;    ///< payloads handed out by take()
+  /// Of them, to a member the core does not hold alive (piggyback_request::to_state): not
+  /// counted as transmissions.
+  std::uint64_t uncounted = 0;
+  std::uint64_t completed = 0; ///< payloads dropped as done (limit, or nobody alive to count)
 };
 
 /// Payloads of one extension kind waiting to be piggybacked. Picks the least-sent first,
 /// then the newest; drops a payload once sent its transmit limit. Payloads with the same
 /// non-empty key replace each other (news about one thing supersedes the older news).
+///
+/// What counts as a transmission (docs/membership.md, "Extension points"), by the state the
+/// core holds the datagram's receiver in (piggyback_request::to_state):
+/// - alive: counted;
+/// - suspect: rides uncounted (a suspect may well be up, but the datagram is likely lost);
+/// - dead, left or unknown: rides uncounted (the recently dead still hear gossip, so that a
+///   wrongly killed member refutes).
+/// Sends go in passes: within a pass a payload is given once to each live (alive or suspect)
+/// member, so a second copy waits until every live member was given one. A pass that
+/// reached no alive member ends it (nobody to count a send to), as does its limit of counted
+/// sends. So the limit is spread over distinct alive members (over all of them, again and
+/// again, in a cluster smaller than the limit: as many copies as before, for loss), whatever
+/// else the datagrams went to: a probe, an indirect probe, a suspicion reminder and gossip,
+/// all to members just cut off, can no longer use up a fresh payload before the one
+/// reachable peer was sent it (tests/unit/gossip/extension_test.cpp, extension_cut).
+/// Per payload this remembers the names given it in the current pass: at most the limit of
+/// alive ones, plus the suspects met. A request without `to` (built by hand) counts every
+/// send and is never refused a payload.
 class payload_queue {
 public:
   explicit payload_queue(extension_kind kind, payload_queue_config cfg = {});
@@ -58,7 +81,8 @@ public:
 
   /// Takes payloads in priority order whose summed extension_payload_bound fits
   /// `req.budget`, at most `req.max_count`, none already taken for the same datagram
-  /// (`req.datagram`, when not 0). Each taken payload counts one send.
+  /// (`req.datagram`, when not 0) nor given to a live `req.to` in the current pass. Each
+  /// taken payload counts one send when `req.to` is empty or alive (see the class comment).
   [[nodiscard]] std::vector<std::string> take(const piggyback_request& req);
 
   /// Number of queued payloads.
@@ -71,9 +95,15 @@ private:
   struct entry {
     std::string bytes;
     std::string key;
+    /// Counted sends; a take() that finds them at its limit drops the entry.
     unsigned transmits = 0;
     /// piggyback_request::datagram of its last send (0: never sent).
     std::uint64_t datagram = 0;
+    /// `transmits` when the current pass began (pass_start <= transmits).
+    unsigned pass_start = 0;
+    /// The live members it was given to in the current pass: not given to them again until
+    /// every live member has it. At most the limit of alive ones, plus the suspects met.
+    std::vector<std::string> given_to;
   };
   /// Priority of an entry: (sends, id); ordered fewest sends first, then highest id (newest).
   using rank = std::pair<unsigned, std::uint64_t>;
@@ -83,7 +113,8 @@ private:
     }
   };
 
-  void erase(std::uint64_t id);
+  /// Drops entry `id`; `completed`: it is done (counted in stats().completed).
+  void erase(std::uint64_t id, bool completed = false);
 
   extension_kind kind_;
   payload_queue_config cfg_;

@@ -1,6 +1,7 @@
 // Tests of the ready-made extension helpers (gossip/payload_queue.hpp): the payload queue's
 // order, transmit limit, replacement by key, bounds and refusals, and queued_extension.
 #include <algorithm>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -78,6 +79,103 @@ TEST(payload_queue, never_hands_a_payload_twice_to_one_datagram) {
   first.datagram = 0; // no datagram number: no check
   EXPECT_EQ(q.take(first).size(), 1u);
   EXPECT_EQ(q.take(first).size(), 1u);
+}
+
+/// A datagram to member `to`, held in `state`, with `live` live members (us included), each
+/// name in `alive_set` live, and a limit of 4.
+piggyback_request datagram_to(const std::string& to, member_state state, std::size_t live,
+                              const std::set<std::string>* alive_set = nullptr) {
+  auto r = room(1000, 4);
+  r.to = to;
+  r.to_state = state;
+  r.live_members = live;
+  if (alive_set)
+    r.is_live = [alive_set](std::string_view n) { return alive_set->contains(std::string(n)); };
+  return r;
+}
+
+TEST(payload_queue, gives_a_payload_once_to_each_live_member_and_counts_only_the_alive) {
+  payload_queue q{kind};
+  ASSERT_FALSE(q.push("p"));
+  constexpr auto alive = member_state::alive, suspect = member_state::suspect,
+                 dead = member_state::dead;
+  // 20 live members: the limit (4) ends it before a pass does.
+  EXPECT_EQ(q.take(datagram_to("a", alive, 20)).size(), 1u);
+  EXPECT_TRUE(q.take(datagram_to("a", alive, 20)).empty()) << "a has it";
+  EXPECT_EQ(q.take(datagram_to("s", suspect, 20)).size(), 1u) << "rides to a suspect once";
+  EXPECT_TRUE(q.take(datagram_to("s", suspect, 20)).empty());
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(q.take(datagram_to("x", dead, 20)).size(), 1u) << "rides to the dead " << i;
+  EXPECT_EQ(q.stats().uncounted, 4u);
+  for (const auto* n : {"b", "c"})
+    EXPECT_EQ(q.take(datagram_to(n, alive, 20)).size(), 1u) << n;
+  EXPECT_FALSE(q.empty()) << "3 alive members were given it";
+  EXPECT_EQ(q.take(datagram_to("d", alive, 20)).size(), 1u);
+  EXPECT_TRUE(q.empty()) << "the fourth";
+  EXPECT_EQ(q.stats().sends, 8u);
+  EXPECT_EQ(q.stats().completed, 1u);
+}
+
+TEST(payload_queue, datagrams_to_cut_members_cannot_use_a_payload_up) {
+  // tests/integration/routing_partition_test.cpp in miniature: c, with a and b cut off and
+  // d its one reachable peer. In one tick c probes a (alive: not noticed yet), reminds b (a
+  // suspect) and gossips to a and b before d. Before, that was 4 sends: the payload was
+  // gone before d's datagram.
+  payload_queue q{kind};
+  ASSERT_FALSE(q.push("api"));
+  const std::set<std::string> live{"a", "b", "d"};
+  constexpr auto alive = member_state::alive, suspect = member_state::suspect;
+  EXPECT_EQ(q.take(datagram_to("a", alive, 4, &live)).size(), 1u);   // probe
+  EXPECT_EQ(q.take(datagram_to("b", suspect, 4, &live)).size(), 1u); // reminder
+  EXPECT_TRUE(q.take(datagram_to("a", alive, 4, &live)).empty());    // gossip
+  EXPECT_TRUE(q.take(datagram_to("b", suspect, 4, &live)).empty());  // gossip
+  ASSERT_FALSE(q.empty());
+  EXPECT_EQ(q.take(datagram_to("d", alive, 4, &live)), (std::vector<std::string>{"api"}));
+  // Every live member has it, 2 counted sends of 4: a second pass, as many copies as the
+  // limit allows (a datagram may be lost).
+  EXPECT_EQ(q.take(datagram_to("b", suspect, 4, &live)).size(), 1u);
+  EXPECT_EQ(q.take(datagram_to("d", alive, 4, &live)).size(), 1u);
+  EXPECT_TRUE(q.take(datagram_to("d", alive, 4, &live)).empty()) << "d has it in this pass";
+  EXPECT_EQ(q.take(datagram_to("a", alive, 4, &live)).size(), 1u);
+  EXPECT_TRUE(q.empty()) << "4 counted sends";
+  EXPECT_EQ(q.stats().completed, 1u);
+}
+
+TEST(payload_queue, a_member_given_it_that_died_since_does_not_count_for_the_pass) {
+  payload_queue q{kind};
+  ASSERT_FALSE(q.push("p"));
+  std::set<std::string> live{"a", "b", "d"};
+  EXPECT_EQ(q.take(datagram_to("a", member_state::alive, 4, &live)).size(), 1u);
+  EXPECT_EQ(q.take(datagram_to("b", member_state::suspect, 4, &live)).size(), 1u);
+  live.erase("b"); // b is dead now: 3 live members with us, and d still lacks the payload
+  EXPECT_EQ(q.take(datagram_to("b", member_state::dead, 3, &live)).size(), 1u) << "a ride";
+  EXPECT_TRUE(q.take(datagram_to("a", member_state::alive, 3, &live)).empty()) << "d first";
+  EXPECT_EQ(q.take(datagram_to("d", member_state::alive, 3, &live)).size(), 1u);
+  // Only a is live now: each datagram to it carries the payload, up to the limit.
+  ASSERT_FALSE(q.empty());
+  live.erase("d");
+  EXPECT_EQ(q.take(datagram_to("a", member_state::alive, 2, &live)).size(), 1u);
+  EXPECT_EQ(q.take(datagram_to("a", member_state::alive, 2, &live)).size(), 1u);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.stats().completed, 1u);
+}
+
+TEST(payload_queue, a_pass_that_reaches_no_alive_member_is_the_last) {
+  // Nobody live: one ride to the dead.
+  payload_queue q{kind};
+  ASSERT_FALSE(q.push("p"));
+  const std::set<std::string> none;
+  EXPECT_EQ(q.take(datagram_to("x", member_state::dead, 1, &none)).size(), 1u);
+  EXPECT_TRUE(q.empty());
+  // Only suspects: each is given it once.
+  ASSERT_FALSE(q.push("q"));
+  const std::set<std::string> suspects{"s", "t"};
+  EXPECT_EQ(q.take(datagram_to("s", member_state::suspect, 3, &suspects)).size(), 1u);
+  EXPECT_FALSE(q.empty());
+  EXPECT_EQ(q.take(datagram_to("t", member_state::suspect, 3, &suspects)).size(), 1u);
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(q.stats().uncounted, 3u);
+  EXPECT_EQ(q.stats().completed, 2u);
 }
 
 TEST(payload_queue, a_newer_payload_with_the_same_key_replaces_the_older) {
