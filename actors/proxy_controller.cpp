@@ -26,10 +26,8 @@ struct proxy_controller_state {
   proxy::inbound_map inbound;
   /// The routing actor watched; null while looking for one.
   caf::actor watched;
-  std::uint64_t applied = 0;        ///< configurations handed to the data plane
-  std::uint64_t snapshots = 0;      ///< snapshots received
-  std::uint64_t member_reports = 0; ///< membership reports received
-  std::uint64_t rewatches = 0;      ///< routing actors (re)watched
+  /// Snapshots received (none yet: the routes above are a placeholder, not to be applied).
+  std::uint64_t snapshots = 0;
 
   static inline const char* name = "proxy_controller";
 };
@@ -43,7 +41,6 @@ void apply(controller_t* self) {
   cfg->routes = st.routes;
   cfg->inbound = st.inbound;
   st.params.dataplane->apply(std::move(cfg));
-  ++st.applied;
 }
 
 /// Watches the routing actor of the moment, or looks again a little later.
@@ -57,7 +54,6 @@ void watch_routing(controller_t* self) {
     return;
   }
   st.watched = routing;
-  ++st.rewatches;
   self->monitor(routing);
   self->send(routing, watch_atom::value, caf::actor_cast<caf::actor>(self));
 }
@@ -90,7 +86,6 @@ caf::behavior proxy_controller(controller_t* self, proxy_controller_params param
       },
       [=](member_changes& changes) {
         auto& st = self->state;
-        ++st.member_reports;
         auto next = changes.full ? proxy::inbound_map{} : st.inbound;
         for (const auto& m : changes.members) {
           if (m.name == st.params.name)
@@ -109,15 +104,6 @@ caf::behavior proxy_controller(controller_t* self, proxy_controller_params param
           apply(self);
       },
       [=](rewatch_atom) { watch_routing(self); },
-      [=](stats_atom) {
-        auto& st = self->state;
-        return counter_list{{"configs_applied", st.applied},
-                            {"snapshots", st.snapshots},
-                            {"member_reports", st.member_reports},
-                            {"routing_watches", st.rewatches},
-                            {"peers_with_inbound", st.inbound.size()},
-                            {"config_generation", st.routes->generation}};
-      },
   };
 }
 

@@ -13,7 +13,7 @@
 // Protocol (local to the process):
 //   handles (snapshot_atom, snapshot_ptr)   a routing snapshot (the watch)
 //           (member_changes)                who is live, and their inbound listeners
-//           (stats_atom) -> counter_list    its own counters (configurations applied...)
+// The data plane's own counters (stats' `proxy` group) are read from it directly.
 #pragma once
 
 #include <chrono>
@@ -21,8 +21,6 @@
 #include <string>
 
 #include <caf/fwd.hpp>
-
-#include "actors/views.hpp"
 
 namespace starling::proxy {
 class dataplane;
