@@ -243,15 +243,13 @@ bool start_admin_server(supervisor_t* self) {
 }
 
 /// The inbound_tag this node publishes: the listener's port when it listens on every
-/// address (peers use the node's gossip host), else "host:port".
+/// address (peers use the node's gossip host), else its bound "host:port".
 std::string inbound_tag_value(const agent_config& cfg, const proxy::dataplane& proxy) {
   const auto bound = proxy.inbound_address();
-  const auto port = bound.substr(bound.rfind(':') + 1);
   const auto& host = cfg.inbound->host;
   if (host.empty() || host == "0.0.0.0" || host == "::" || host == "[::]")
-    return port;
-  return host.find(':') != std::string::npos && host.front() != '[' ? "[" + host + "]:" + port
-                                                                    : host + ":" + port;
+    return bound.substr(bound.rfind(':') + 1);
+  return bound;
 }
 
 caf::actor start_membership(supervisor_t* self) {
@@ -417,11 +415,12 @@ bool start_proxy(supervisor_t* self) {
       spdlog::error("cannot open the access log {} ([proxy] access_log)", cfg.access_log);
       return false;
     }
+    // Buffered by the stream (flushed when full and when the data plane stops): an I/O
+    // thread never waits for the disk on each request.
     auto mutex = std::make_shared<std::mutex>();
     opts.access_log = [file, mutex](std::string_view line) {
       std::lock_guard guard{*mutex};
       *file << line << '\n';
-      file->flush();
     };
     opts.access_log_sample = cfg.access_log_sample;
   }
