@@ -1396,6 +1396,7 @@ private:
     std::string body;     ///< Buffered raw body (when buffered).
     bool buffered = true; ///< Whole request in forwarded_head + body: retryable.
     bool client_keep_alive = true;
+    std::uint8_t version_minor = 1; ///< The client's HTTP version: 1.0 or 1.1.
     bool upgrade = false;
     bool sent_to_client = false; ///< Response bytes reached the client: no 5xx any more.
     bool counted = false;
@@ -1420,6 +1421,7 @@ private:
     req_.method = std::string{h.method};
     req_.path = std::string{h.target};
     req_.client_keep_alive = h.keep_alive;
+    req_.version_minor = h.version_minor;
     req_.upgrade = h.upgrade;
     req_.counted = true;
     upgrading_ = false;
@@ -1454,6 +1456,10 @@ private:
       fo.client_address = client_addr_text_;
     else
       fo.proto = {};
+    // An HTTP/1.0 request keeps its version (the app may then not answer chunked, which a
+    // 1.0 client cannot read), but the hop stays open whatever the client wants of its own
+    // connection: a pooled connection to a peer is not lost to each 1.0 request.
+    fo.keep_alive = h.version_minor == 0;
     req_.forwarded_head.clear();
     write_forward_head(h, fo, req_.forwarded_head);
     // Version choice from the headers (views valid until the next message).
@@ -1685,10 +1691,24 @@ private:
           later(req_.last_delay, [](client_session& s) { s.attempt(); });
           return;
         }
+        // HTTP/1.1 downstream: the status line says 1.1 and an until-close body (an
+        // HTTP/1.0 app's usual answer) is sent chunked, so the client's connection, a
+        // pooled one between proxies, stays open. HTTP/1.0 downstream: keep-alive only
+        // when the client asked for it and the body has a length.
+        fo.as_http11 = req_.version_minor == 1;
+        rechunk_ = false;
         if (last) {
           req_.status = h.status;
+          if (h.body == body_kind::until_close && !h.upgrade) {
+            if (req_.version_minor == 1)
+              rechunk_ = fo.chunked = true;
+            else
+              req_.client_keep_alive = false;
+          }
           if (!req_.client_keep_alive || (inbound_ && dp().is_draining()))
             fo.close = !h.upgrade;
+          else
+            fo.keep_alive = req_.version_minor == 0;
         }
         // Heads (and the body bytes already read behind them) are gathered in out_ and
         // written at once: one write for a small response.
@@ -1699,6 +1719,10 @@ private:
         continue;
       }
       case parse_status::body:
+        if (rechunk_) {
+          append_chunk(out_, r.body);
+          continue;
+        }
         if (!out_.empty()) {
           out_.append(r.body.data(), r.body.size());
           continue;
@@ -1762,6 +1786,11 @@ private:
                                auto r = cc.parser.finish();
                                if (r.status == parse_status::complete) {
                                  cc.s->close(); // until-close body: not reusable
+                                 if (self->rechunk_) {
+                                   self->out_.append(last_chunk);
+                                   self->write_client(self->out_, after_write::complete);
+                                   return;
+                                 }
                                  self->on_response_complete();
                                  return;
                                }
@@ -2201,6 +2230,8 @@ private:
   target target_;
   upstream_ptr up_;
   bool upgrading_ = false;
+  /// The response being forwarded arrived until-close and goes out chunked.
+  bool rechunk_ = false;
   bool holds_active_ = false;
   bool holds_connection_ = false;
   bool lb_started_ = false;

@@ -775,10 +775,15 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 } // namespace
 
 void write_forward_head(const message_head& h, const forward_options& opts, std::string& out) {
-  const auto eol = h.raw.find("\r\n");
-  out.append(h.raw.substr(0, eol == std::string_view::npos ? h.raw.size() : eol));
-  out.append("\r\n");
   const bool request = h.dir == direction::request;
+  const auto eol = h.raw.find("\r\n");
+  auto start_line = h.raw.substr(0, eol == std::string_view::npos ? h.raw.size() : eol);
+  if (!request && opts.as_http11 && h.version_minor == 0) {
+    out.append("HTTP/1.1"); // a valid status line starts with "HTTP/1.0"
+    start_line.remove_prefix(std::min<std::size_t>(start_line.size(), 8));
+  }
+  out.append(start_line);
+  out.append("\r\n");
   const bool set_proto = request && !opts.proto.empty();
   const bool add_xff = request && !opts.client_address.empty();
   std::size_t last_xff = h.headers.size();
@@ -812,12 +817,27 @@ void write_forward_head(const message_head& h, const forward_options& opts, std:
     append_header(out, "x-forwarded-proto", opts.proto);
   for (const auto& f : opts.extra)
     append_header(out, f.name, f.value);
+  if (!request && opts.chunked)
+    out.append("transfer-encoding: chunked\r\n");
   // A switch of protocols needs `Connection: upgrade` on every hop; a CONNECT tunnel does not.
   const bool switching = h.upgrade && (request ? !h.is_connect : h.status == 101);
   if (switching && !opts.close)
     out.append("connection: upgrade\r\n");
   else if (opts.close)
     out.append("connection: close\r\n");
+  else if (opts.keep_alive)
+    out.append("connection: keep-alive\r\n");
+  out.append("\r\n");
+}
+
+void append_chunk(std::string& out, std::span<const char> data) {
+  if (data.empty())
+    return;
+  std::array<char, 20> size{};
+  const auto r = std::to_chars(size.data(), size.data() + size.size(), data.size(), 16);
+  out.append(size.data(), r.ptr);
+  out.append("\r\n");
+  out.append(data.data(), data.size());
   out.append("\r\n");
 }
 

@@ -273,15 +273,32 @@ struct forward_options {
   std::span<const header> extra;
   /// Add `connection: close` (the proxy will close this hop after the message).
   bool close = false;
+  /// Add `connection: keep-alive`: an HTTP/1.0 message on a hop the proxy keeps open.
+  bool keep_alive = false;
+  /// Responses: send the status line as `HTTP/1.1` whatever the upstream spoke (an
+  /// intermediary sends its own version, RFC 9112 2.3), for a downstream speaking HTTP/1.1.
+  bool as_http11 = false;
+  /// Responses with an until-close body: add `transfer-encoding: chunked`. The caller then
+  /// frames every body byte with `append_chunk` and ends with `last_chunk`, so the
+  /// downstream hop can stay open.
+  bool chunked = false;
 };
 
+/// Appends `data` as one chunk of a chunked body (nothing for empty data: an empty chunk
+/// would end the body).
+void append_chunk(std::string& out, std::span<const char> data);
+
+/// The end of a chunked body without trailers.
+inline constexpr std::string_view last_chunk = "0\r\n\r\n";
+
 /// Appends `h` to `out` as it is forwarded to the next hop: the start line as received
-/// (same version), headers in order and case minus the hop-by-hop ones (Connection and the
+/// (same version unless `opts.as_http11`), headers in order and case minus the hop-by-hop ones (Connection and the
 /// headers it names except Host/Content-Length/Transfer-Encoding, Keep-Alive,
 /// Proxy-Connection, TE, Trailer, and Upgrade unless `h.upgrade`), Transfer-Encoding and
 /// Content-Length kept (the body is forwarded raw), `via: 1.x starling`, and for requests
-/// x-forwarded-for/-proto, then `opts.extra`, `connection: upgrade` when upgrading or
-/// `connection: close` when asked, and the final CRLF.
+/// x-forwarded-for/-proto, then `opts.extra`, `transfer-encoding: chunked` when asked,
+/// `connection: upgrade` when upgrading or else `connection: close` / `connection:
+/// keep-alive` when asked, and the final CRLF.
 void write_forward_head(const message_head& h, const forward_options& opts, std::string& out);
 
 /// Appends a complete response the proxy generates: status line for `status_of(reason)`,

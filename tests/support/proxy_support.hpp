@@ -62,6 +62,8 @@ enum class backend_mode {
   partial,  ///< a 200 head promising 100 bytes, 5 of them, then a close
   upgrade,  ///< 101 Switching Protocols, then echoes every byte
   one_shot, ///< answers like `answer` (keep-alive), then closes the connection
+  http10,   ///< an HTTP/1.0 200 with no content-length (body until close), then closes
+  http10_length, ///< an HTTP/1.0 200 with a content-length, then closes
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
@@ -217,12 +219,17 @@ private:
     }
     std::string answer = name_ + body;
     auto respond = [this, c, answer, xff] {
-      c->out = std::string{mode_ == backend_mode::fail ? "HTTP/1.1 500 Oops" : "HTTP/1.1 200 OK"} +
-               "\r\ncontent-length: " + std::to_string(answer.size()) + "\r\nx-backend: " + name_ +
-               "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
+      const bool http10 = mode_ == backend_mode::http10 || mode_ == backend_mode::http10_length;
+      c->out = std::string{mode_ == backend_mode::fail ? "HTTP/1.1 500 Oops"
+                           : http10                    ? "HTTP/1.0 200 OK"
+                                                       : "HTTP/1.1 200 OK"} +
+               (mode_ == backend_mode::http10
+                    ? std::string{}
+                    : "\r\ncontent-length: " + std::to_string(answer.size())) +
+               "\r\nx-backend: " + name_ + "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
       asio::async_write(c->sock, asio::buffer(c->out),
-                        [this, c](const asio::error_code& ec, std::size_t) {
-                          if (!ec && mode_ == backend_mode::one_shot) {
+                        [this, c, http10](const asio::error_code& ec, std::size_t) {
+                          if (!ec && (mode_ == backend_mode::one_shot || http10)) {
                             asio::error_code ignored;
                             c->sock.close(ignored);
                             ++closed_;
@@ -391,11 +398,13 @@ public:
 
   struct response {
     int status = 0;
+    std::string version; ///< "HTTP/1.1" or "HTTP/1.0"
     std::map<std::string, std::string> headers; ///< lower-case names
     std::string body;
   };
 
-  /// One response with a content-length body; status 0 on failure.
+  /// One response with a content-length or chunked body (chunks decoded, no trailers);
+  /// status 0 on failure.
   response read_response() {
     response r;
     if (!read_until([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; }))
@@ -422,13 +431,30 @@ public:
       }
       pos = e + 2;
     }
-    std::size_t length = 0;
-    if (auto it = r.headers.find("content-length"); it != r.headers.end())
-      length = std::stoul(it->second);
-    if (!read_until([&](const std::string& s) { return s.size() >= end + 4 + length; }))
-      return r;
-    r.body = in_.substr(end + 4, length);
-    in_.erase(0, end + 4 + length);
+    in_.erase(0, end + 4);
+    if (r.headers.count("transfer-encoding") != 0) {
+      while (true) {
+        if (!read_until([](const std::string& s) { return s.find("\r\n") != std::string::npos; }))
+          return r;
+        const auto line_end = in_.find("\r\n");
+        const auto size = std::stoul(in_.substr(0, line_end), nullptr, 16);
+        if (!read_until([&](const std::string& s) { return s.size() >= line_end + 2 + size + 2; }))
+          return r;
+        r.body += in_.substr(line_end + 2, size);
+        in_.erase(0, line_end + 2 + size + 2);
+        if (size == 0)
+          break;
+      }
+    } else {
+      std::size_t length = 0;
+      if (auto it = r.headers.find("content-length"); it != r.headers.end())
+        length = std::stoul(it->second);
+      if (!read_until([&](const std::string& s) { return s.size() >= length; }))
+        return r;
+      r.body = in_.substr(0, length);
+      in_.erase(0, length);
+    }
+    r.version = status_line.substr(0, 8);
     r.status = std::stoi(status_line.substr(9, 3));
     return r;
   }

@@ -838,3 +838,76 @@ TEST(dataplane, access_log_sample_zero_logs_nothing) {
 }
 
 } // namespace
+
+namespace {
+
+// An HTTP/1.0 app (Python's http.server, for one) answers until close. Forwarded raw, that
+// close would end the pooled connection between the proxies at every request.
+TEST(dataplane, an_http_1_0_app_answering_until_close_is_sent_chunked_over_a_kept_hop) {
+  http_backend web("web-b", backend_mode::http10);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.get();
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.version, "HTTP/1.1");
+    EXPECT_EQ(r.headers["transfer-encoding"], "chunked");
+    EXPECT_EQ(r.body, "web-b");
+    EXPECT_EQ(r.headers.count("connection"), 0u);
+  }
+  EXPECT_EQ(web.connections(), 5); // the app closes after each answer
+  EXPECT_EQ(n.b->stats().inbound_connections, 1u);
+  EXPECT_EQ(n.a->stats().upstream_connects, 1u);
+  EXPECT_EQ(n.a->stats().upstream_reused, 4u);
+}
+
+TEST(dataplane, an_http_1_0_answer_with_a_length_is_forwarded_as_1_1_over_a_kept_hop) {
+  http_backend web("web-b", backend_mode::http10_length);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.get();
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.version, "HTTP/1.1");
+    EXPECT_EQ(r.headers["content-length"], "5");
+    EXPECT_EQ(r.headers.count("transfer-encoding"), 0u);
+    EXPECT_EQ(r.body, "web-b");
+  }
+  EXPECT_EQ(n.a->stats().upstream_connects, 1u);
+}
+
+TEST(dataplane, an_http_1_0_client_keeps_its_connection_only_when_it_asks) {
+  http_backend web("web-b");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client keep(outbound(*n.a, "web"));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(keep.send("GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"));
+    auto r = keep.read_response();
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.headers["connection"], "keep-alive");
+    EXPECT_EQ(r.body, "web-b");
+  }
+  client once(outbound(*n.a, "web"));
+  ASSERT_TRUE(once.send("GET / HTTP/1.0\r\n\r\n"));
+  EXPECT_EQ(once.read_response().status, 200);
+  EXPECT_TRUE(once.closed());
+  // Four HTTP/1.0 requests, one connection between the proxies and one to the app.
+  EXPECT_EQ(n.a->stats().upstream_connects, 1u);
+  EXPECT_EQ(n.b->stats().upstream_connects, 1u);
+}
+
+TEST(dataplane, an_http_1_0_client_gets_an_until_close_answer_unchunked_then_a_close) {
+  http_backend web("web-b", backend_mode::http10);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  ASSERT_TRUE(c.send("GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"));
+  // No length and no chunks for a 1.0 client: the body ends where the connection does.
+  ASSERT_TRUE(c.read_until([](const std::string& s) { return s.size() >= 5 && s.ends_with("web-b"); }));
+  EXPECT_TRUE(c.closed());
+}
+
+} // namespace

@@ -1051,5 +1051,48 @@ TEST(http1_generated, exact_bytes_close_and_detail) {
                  "Forbidden: forbidden (rule deny-allX: y)\n");
 }
 
+
+TEST(http1_forward, an_http_1_0_response_goes_out_as_1_1_chunked_or_kept_alive) {
+  forward_options opts;
+  opts.as_http11 = true;
+  opts.chunked = true;
+  EXPECT_EQ(forward(direction::response, "HTTP/1.0 200 OK\r\nA: 1\r\n\r\n", opts),
+            "HTTP/1.1 200 OK\r\nA: 1\r\nvia: 1.0 starling\r\ntransfer-encoding: chunked\r\n\r\n");
+  // A 1.1 status line is left alone, and requests never change version.
+  EXPECT_EQ(forward(direction::response, "HTTP/1.1 204 No Content\r\n\r\n", opts).substr(0, 26),
+            "HTTP/1.1 204 No Content\r\nv");
+  forward_options keep;
+  keep.as_http11 = true;
+  keep.keep_alive = true;
+  keep.proto = {};
+  EXPECT_EQ(forward(direction::request, "GET / HTTP/1.0\r\n\r\n", keep),
+            "GET / HTTP/1.0\r\nvia: 1.0 starling\r\nconnection: keep-alive\r\n\r\n");
+  keep.close = true; // close wins
+  EXPECT_EQ(forward(direction::response, "HTTP/1.0 200 OK\r\n\r\n", keep),
+            "HTTP/1.1 200 OK\r\nvia: 1.0 starling\r\nconnection: close\r\n\r\n");
+}
+
+TEST(http1_forward, append_chunk_frames_in_hex_and_skips_empty_data) {
+  std::string out;
+  append_chunk(out, std::span<const char>{"hello", 5});
+  append_chunk(out, {});
+  const std::string big(300, 'x');
+  append_chunk(out, std::span<const char>{big.data(), big.size()});
+  out.append(last_chunk);
+  EXPECT_EQ(out, "5\r\nhello\r\n12c\r\n" + big + "\r\n0\r\n\r\n");
+  // The parser reads it back as the same body.
+  http1_parser p(direction::response);
+  const std::string msg = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + out;
+  std::span<const char> in{msg.data(), msg.size()};
+  bool complete = false;
+  for (int steps = 0; steps < 100 && !complete; ++steps) {
+    auto r = p.parse(in);
+    in = in.subspan(r.consumed);
+    ASSERT_NE(r.status, parse_status::error);
+    complete = r.status == parse_status::complete;
+  }
+  EXPECT_TRUE(complete);
+}
+
 } // namespace
 } // namespace starling::proxy
