@@ -292,8 +292,8 @@ void append_chunk(std::string& out, std::span<const char> data);
 inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 
 /// Appends `h` to `out` as it is forwarded to the next hop: the start line as received
-/// (same version unless `opts.as_http11`), headers in order and case minus the hop-by-hop ones (Connection and the
-/// headers it names except Host/Content-Length/Transfer-Encoding, Keep-Alive,
+/// (same version unless `opts.as_http11`), headers in order and case minus the hop-by-hop ones
+/// (Connection and the headers it names except Host/Content-Length/Transfer-Encoding, Keep-Alive,
 /// Proxy-Connection, TE, Trailer, and Upgrade unless `h.upgrade`), Transfer-Encoding and
 /// Content-Length kept (the body is forwarded raw), `via: 1.x starling`, and for requests
 /// x-forwarded-for/-proto, then `opts.extra`, `transfer-encoding: chunked` when asked,

@@ -54,15 +54,15 @@ inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseco
 
 /// What an HTTP backend does with a request.
 enum class backend_mode {
-  answer,   ///< 200 with its name as the body
-  silent,   ///< reads requests, never answers
-  hold,     ///< answers once release() is called
-  reset,    ///< closes the connection after reading a request
-  fail,     ///< 500 with its name as the body
-  partial,  ///< a 200 head promising 100 bytes, 5 of them, then a close
-  upgrade,  ///< 101 Switching Protocols, then echoes every byte
-  one_shot, ///< answers like `answer` (keep-alive), then closes the connection
-  http10,   ///< an HTTP/1.0 200 with no content-length (body until close), then closes
+  answer,        ///< 200 with its name as the body
+  silent,        ///< reads requests, never answers
+  hold,          ///< answers once release() is called
+  reset,         ///< closes the connection after reading a request
+  fail,          ///< 500 with its name as the body
+  partial,       ///< a 200 head promising 100 bytes, 5 of them, then a close
+  upgrade,       ///< 101 Switching Protocols, then echoes every byte
+  one_shot,      ///< answers like `answer` (keep-alive), then closes the connection
+  http10,        ///< an HTTP/1.0 200 with no content-length (body until close), then closes
   http10_length, ///< an HTTP/1.0 200 with a content-length, then closes
 };
 
@@ -220,13 +220,13 @@ private:
     std::string answer = name_ + body;
     auto respond = [this, c, answer, xff] {
       const bool http10 = mode_ == backend_mode::http10 || mode_ == backend_mode::http10_length;
-      c->out = std::string{mode_ == backend_mode::fail ? "HTTP/1.1 500 Oops"
-                           : http10                    ? "HTTP/1.0 200 OK"
-                                                       : "HTTP/1.1 200 OK"} +
-               (mode_ == backend_mode::http10
-                    ? std::string{}
-                    : "\r\ncontent-length: " + std::to_string(answer.size())) +
-               "\r\nx-backend: " + name_ + "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
+      c->out =
+          std::string{mode_ == backend_mode::fail ? "HTTP/1.1 500 Oops"
+                      : http10                    ? "HTTP/1.0 200 OK"
+                                                  : "HTTP/1.1 200 OK"} +
+          (mode_ == backend_mode::http10 ? std::string{}
+                                         : "\r\ncontent-length: " + std::to_string(answer.size())) +
+          "\r\nx-backend: " + name_ + "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
       asio::async_write(c->sock, asio::buffer(c->out),
                         [this, c, http10](const asio::error_code& ec, std::size_t) {
                           if (!ec && (mode_ == backend_mode::one_shot || http10)) {
@@ -398,7 +398,7 @@ public:
 
   struct response {
     int status = 0;
-    std::string version; ///< "HTTP/1.1" or "HTTP/1.0"
+    std::string version;                        ///< "HTTP/1.1" or "HTTP/1.0"
     std::map<std::string, std::string> headers; ///< lower-case names
     std::string body;
   };

@@ -906,7 +906,8 @@ TEST(dataplane, an_http_1_0_client_gets_an_until_close_answer_unchunked_then_a_c
   client c(outbound(*n.a, "web"));
   ASSERT_TRUE(c.send("GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"));
   // No length and no chunks for a 1.0 client: the body ends where the connection does.
-  ASSERT_TRUE(c.read_until([](const std::string& s) { return s.size() >= 5 && s.ends_with("web-b"); }));
+  ASSERT_TRUE(
+      c.read_until([](const std::string& s) { return s.size() >= 5 && s.ends_with("web-b"); }));
   EXPECT_TRUE(c.closed());
 }
 

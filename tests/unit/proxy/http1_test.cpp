@@ -1051,7 +1051,6 @@ TEST(http1_generated, exact_bytes_close_and_detail) {
                  "Forbidden: forbidden (rule deny-allX: y)\n");
 }
 
-
 TEST(http1_forward, an_http_1_0_response_goes_out_as_1_1_chunked_or_kept_alive) {
   forward_options opts;
   opts.as_http11 = true;
