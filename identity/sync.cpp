@@ -39,9 +39,11 @@ sync_effects revocation_sync::start(revocation_log log, std::optional<sha256_dig
 sync_effects revocation_sync::on_tick() {
   sync_effects fx;
   if (!bans_sent_) {
+    // The log as loaded at start; a revocation still being pushed to its node is withheld
+    // (banned once the push is done), or the node would never hear it and keep running.
     bans_sent_ = true;
     for (const auto& [k, e] : log_.entries())
-      if (e.statement.node != name_)
+      if (e.statement.node != name_ && !withheld_.contains(k.first))
         fx.ban.push_back(e.statement.node);
   }
   if (in_flight_ || own_key_revoked_)

@@ -245,6 +245,27 @@ TEST_F(identity_sync, a_fresh_revocation_is_withheld_until_the_revoked_node_is_t
   }
 }
 
+// Seen with real agents: a revocation written just before the issuer's first tick was
+// banned by that tick's bans of the loaded log, before the push told the node, which then
+// never heard of it and kept running.
+TEST_F(identity_sync, the_first_tick_does_not_ban_a_node_whose_revocation_is_withheld) {
+  revocation_sync issuer{"issuer-1", 7, true};
+  (void)issuer.start({}, std::nullopt);
+  const auto key3 = key_of(node3.leaf());
+  const auto stmt = revoke(key3, "node-3");
+  auto next = issuer.log();
+  revocation_log::entry e{stmt, must(verify_revocation(stmt, pki.bundle(), now), "verify")};
+  ASSERT_TRUE(next.insert(e));
+  auto fx = issuer.revoked(std::move(next), {e}, "node-3");
+  ASSERT_TRUE(fx.list_for_push);
+  const auto q = *fx.list_for_push;
+  fx = issuer.on_tick();
+  EXPECT_TRUE(fx.ban.empty());
+  // Banned once the push is done (here: node-3 is not listed, so at once).
+  fx = issuer.on_push_members(q, {"node-2"}, {}, now);
+  EXPECT_EQ(fx.ban, (std::vector<std::string>{"node-3"}));
+}
+
 TEST_F(identity_sync, the_own_key_revoked_stops_the_node) {
   const auto stmt = revoke(key_of(own.leaf()), "node-1");
   // Found at start.
