@@ -8,10 +8,17 @@
 
 #include "actors/config.hpp"
 #include "actors/errc.hpp"
+#include "gossip/routing_table.hpp"
 
 namespace starling::actors {
 
 using nlohmann::json;
+
+namespace {
+
+json optional_json(const std::optional<std::uint32_t>& v) { return v ? json(*v) : json(nullptr); }
+
+} // namespace
 
 std::string services_json(const gossip::routing_snapshot& snap) {
   json services = json::array();
@@ -61,11 +68,19 @@ std::string routes_json(const gossip::routing_snapshot& snap,
           {{"name", r.name}, {"header", r.header}, {"value", r.value}, {"version", r.version}});
     entry["routes"] = std::move(header_routes);
     if (p.resilience)
-      entry["resilience"] = {{"timeout_ms", p.resilience->timeout_ms},
-                             {"per_try_timeout_ms", p.resilience->per_try_timeout_ms},
-                             {"retries", p.resilience->retries},
-                             {"retry_budget_percent", p.resilience->retry_budget_percent},
-                             {"retry_min_per_second", p.resilience->retry_min_per_second}};
+      entry["resilience"] = {
+          {"timeout_ms", p.resilience->timeout_ms},
+          {"per_try_timeout_ms", p.resilience->per_try_timeout_ms},
+          {"retries", p.resilience->retries},
+          {"retry_budget_percent", p.resilience->retry_budget_percent},
+          {"retry_min_per_second", p.resilience->retry_min_per_second},
+          {"max_connections", optional_json(p.resilience->max_connections)},
+          {"max_requests", optional_json(p.resilience->max_requests)},
+          {"eject_consecutive_5xx", optional_json(p.resilience->eject_consecutive_5xx)},
+          {"eject_consecutive_connect_failures",
+           optional_json(p.resilience->eject_consecutive_connect_failures)},
+          {"ejection_time_ms", optional_json(p.resilience->ejection_time_ms)},
+          {"max_ejection_percent", optional_json(p.resilience->max_ejection_percent)}};
     else
       entry["resilience"] = nullptr;
     json authz = json::array();
@@ -203,7 +218,8 @@ caf::expected<policy_command> parse_policy_command(const std::vector<std::string
     }
     if (args.size() < 3)
       return usage("resilience needs at least one of timeout=, per_try_timeout=, retries=, "
-                   "budget=, min_retries=");
+                   "budget=, min_retries=, max_connections=, max_requests=, eject_5xx=, "
+                   "eject_connect_failures=, ejection_time=, max_ejected=");
     gossip::resilience_policy r;
     std::set<std::string> seen;
     for (std::size_t k = 2; k < args.size(); ++k) {
@@ -221,14 +237,36 @@ caf::expected<policy_command> parse_policy_command(const std::vector<std::string
         if (!n)
           return usage("resilience " + key + ": '" + value + "' is not a whole number in range");
         (key == "retries" ? r.retries : r.retry_min_per_second) = *n;
-      } else if (key == "budget") {
+      } else if (key == "budget" || key == "max_ejected") {
         auto text = value;
         if (!text.empty() && text.back() == '%')
           text.pop_back();
         auto n = number(text, 100);
         if (!n)
-          return usage("resilience budget: '" + value + "' is not a percent (0 to 100)");
-        r.retry_budget_percent = *n;
+          return usage("resilience " + key + ": '" + value + "' is not a percent (0 to 100)");
+        if (key == "budget")
+          r.retry_budget_percent = *n;
+        else
+          r.max_ejection_percent = *n;
+      } else if (key == "max_connections" || key == "max_requests") {
+        auto n = number(value, gossip::max_breaker_cap);
+        if (!n || *n == 0)
+          return usage("resilience " + key + ": '" + value + "' is not a number from 1 to " +
+                       std::to_string(gossip::max_breaker_cap));
+        (key == "max_connections" ? r.max_connections : r.max_requests) = *n;
+      } else if (key == "eject_5xx" || key == "eject_connect_failures") {
+        auto n = number(value, 1000);
+        if (!n)
+          return usage("resilience " + key + ": '" + value +
+                       "' is not a number of failures in a row (0 to 1000, 0: off)");
+        (key == "eject_5xx" ? r.eject_consecutive_5xx : r.eject_consecutive_connect_failures) = *n;
+      } else if (key == "ejection_time") {
+        auto ms = millis(value, "resilience " + key);
+        if (!ms)
+          return ms.error();
+        if (*ms == 0)
+          return usage("resilience ejection_time: at least 1ms");
+        r.ejection_time_ms = *ms;
       } else {
         return usage("resilience: unknown key '" + key + "'");
       }
@@ -256,6 +294,17 @@ std::string describe_write(const gossip::policy_record& p) {
            std::to_string(res->per_try_timeout_ms) + "ms, retries " + std::to_string(res->retries) +
            ", budget " + std::to_string(res->retry_budget_percent) + "% (min " +
            std::to_string(res->retry_min_per_second) + "/s)";
+    const auto set = [&body](const char* what, const std::optional<std::uint32_t>& v,
+                             const char* unit) {
+      if (v)
+        body += std::string{", "} + what + " " + std::to_string(*v) + unit;
+    };
+    set("max connections", res->max_connections, "");
+    set("max requests", res->max_requests, "");
+    set("eject after 5xx", res->eject_consecutive_5xx, "");
+    set("eject after connect failures", res->eject_consecutive_connect_failures, "");
+    set("ejection time", res->ejection_time_ms, "ms");
+    set("max ejected", res->max_ejection_percent, "%");
   } else if (const auto* a = std::get_if<gossip::authz_rule>(&p.value)) {
     body = std::string{a->allow ? "allow" : "deny"};
     for (const auto& f : a->from)

@@ -149,6 +149,18 @@ void to_proto(const policy_record& p, starling::v1::PolicyRecord& out) {
     m.set_retries(res->retries);
     m.set_retry_budget_percent(res->retry_budget_percent);
     m.set_retry_min_per_second(res->retry_min_per_second);
+    if (res->max_connections)
+      m.set_max_connections(*res->max_connections);
+    if (res->max_requests)
+      m.set_max_requests(*res->max_requests);
+    if (res->eject_consecutive_5xx)
+      m.set_eject_consecutive_5xx(*res->eject_consecutive_5xx);
+    if (res->eject_consecutive_connect_failures)
+      m.set_eject_consecutive_connect_failures(*res->eject_consecutive_connect_failures);
+    if (res->ejection_time_ms)
+      m.set_ejection_time_ms(*res->ejection_time_ms);
+    if (res->max_ejection_percent)
+      m.set_max_ejection_percent(*res->max_ejection_percent);
   } else if (const auto* rule = std::get_if<authz_rule>(&p.value)) {
     auto& m = *out.mutable_authz();
     m.set_name(rule->name);
@@ -184,8 +196,21 @@ caf::expected<policy_record> from_proto(const starling::v1::PolicyRecord& m) {
       break;
     case policy_kind::resilience: {
       const auto& r = m.resilience();
-      p.value = resilience_policy{r.timeout_ms(), r.per_try_timeout_ms(), r.retries(),
-                                  r.retry_budget_percent(), r.retry_min_per_second()};
+      resilience_policy res{r.timeout_ms(), r.per_try_timeout_ms(), r.retries(),
+                            r.retry_budget_percent(), r.retry_min_per_second()};
+      if (r.has_max_connections())
+        res.max_connections = r.max_connections();
+      if (r.has_max_requests())
+        res.max_requests = r.max_requests();
+      if (r.has_eject_consecutive_5xx())
+        res.eject_consecutive_5xx = r.eject_consecutive_5xx();
+      if (r.has_eject_consecutive_connect_failures())
+        res.eject_consecutive_connect_failures = r.eject_consecutive_connect_failures();
+      if (r.has_ejection_time_ms())
+        res.ejection_time_ms = r.ejection_time_ms();
+      if (r.has_max_ejection_percent())
+        res.max_ejection_percent = r.max_ejection_percent();
+      p.value = res;
       break;
     }
     case policy_kind::authz:

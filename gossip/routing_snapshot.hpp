@@ -98,7 +98,9 @@ struct header_route {
   friend bool operator==(const header_route&, const header_route&) = default;
 };
 
-/// Per-service timeouts and retries. Zero means "not set" (the proxy's default).
+/// Per-service timeouts, retries, circuit breaking and outlier ejection. For the first five
+/// fields zero means "not set"; the others are unset when empty. Unset fields take the
+/// proxy's default.
 struct resilience_policy {
   /// Whole request, retries included.
   std::uint32_t timeout_ms = 0;
@@ -110,6 +112,19 @@ struct resilience_policy {
   /// retryRatio), and always at least retry_min_per_second.
   std::uint32_t retry_budget_percent = 0;
   std::uint32_t retry_min_per_second = 0;
+  /// Circuit breaker caps per I/O thread of each caller's proxy (1 to max_breaker_cap): open
+  /// connections of a TCP service, requests in flight of an HTTP service. The proxy queues
+  /// nothing (a request without a pooled connection opens one at once): beyond a cap it
+  /// answers 503 `overloaded` or closes the TCP connection.
+  std::optional<std::uint32_t> max_connections{};
+  std::optional<std::uint32_t> max_requests{};
+  /// Outlier ejection: consecutive 5xx answers or connect failures that eject an instance
+  /// (0 turns that trigger off), the first ejection's time (the n-th lasts n times as long),
+  /// and the largest share of the service's instances ejected at once (0 turns ejection off).
+  std::optional<std::uint32_t> eject_consecutive_5xx{};
+  std::optional<std::uint32_t> eject_consecutive_connect_failures{};
+  std::optional<std::uint32_t> ejection_time_ms{};
+  std::optional<std::uint32_t> max_ejection_percent{};
 
   friend bool operator==(const resilience_policy&, const resilience_policy&) = default;
 };

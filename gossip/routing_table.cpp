@@ -267,6 +267,16 @@ caf::error check_policy_record(const policy_record& p) {
       return bad_policy("retry budget over 100 percent");
     if (r.retry_min_per_second > 10'000)
       return bad_policy("retry floor over 10000 per second");
+    for (const auto& cap : {r.max_connections, r.max_requests})
+      if (cap && (*cap == 0 || *cap > max_breaker_cap))
+        return bad_policy("circuit breaker caps are 1 to " + std::to_string(max_breaker_cap));
+    for (const auto& n : {r.eject_consecutive_5xx, r.eject_consecutive_connect_failures})
+      if (n && *n > 1000)
+        return bad_policy("ejection after at most 1000 failures in a row");
+    if (r.ejection_time_ms && (*r.ejection_time_ms == 0 || *r.ejection_time_ms > hour_ms))
+      return bad_policy("ejection time is 1 ms to one hour");
+    if (r.max_ejection_percent && *r.max_ejection_percent > 100)
+      return bad_policy("ejected share over 100 percent");
     return {};
   }
   case policy_kind::authz: {
@@ -368,6 +378,12 @@ std::string canonical_bytes(const policy_record& p) {
     w.u32(res->retries);
     w.u32(res->retry_budget_percent);
     w.u32(res->retry_min_per_second);
+    for (const auto& f : {res->max_connections, res->max_requests, res->eject_consecutive_5xx,
+                          res->eject_consecutive_connect_failures, res->ejection_time_ms,
+                          res->max_ejection_percent}) {
+      w.u8(f ? 1 : 0);
+      w.u32(f.value_or(0));
+    }
   } else if (const auto* rule = std::get_if<authz_rule>(&p.value)) {
     w.str(rule->name);
     w.u32(static_cast<std::uint32_t>(rule->from.size()));

@@ -146,6 +146,8 @@ inline constexpr std::size_t max_authz_sources = 64;
 inline constexpr std::size_t max_spiffe_id_bytes = 256;
 inline constexpr std::size_t max_header_bytes = 128;
 inline constexpr std::size_t max_seal_bytes = 160; ///< a signature (DER ECDSA P-256: ~72)
+/// Largest circuit breaker cap a resilience policy may set.
+inline constexpr std::uint32_t max_breaker_cap = 1'000'000;
 
 /// bad unless `r` is a well-formed registration (names, port, weight, sizes). The error
 /// (routing_errc::invalid_record) names the field.

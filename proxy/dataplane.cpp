@@ -260,6 +260,33 @@ struct service_state {
 
 using service_ptr = std::shared_ptr<service_state>;
 
+/// The node's breaker caps with those the service's policy sets.
+circuit_breaker_config breaker_config(const circuit_breaker_config& node,
+                                      const std::optional<gossip::resilience_policy>& r) {
+  auto cfg = node;
+  if (r && r->max_connections)
+    cfg.max_connections = *r->max_connections;
+  if (r && r->max_requests)
+    cfg.max_active_requests = *r->max_requests;
+  return cfg;
+}
+
+/// The node's outlier thresholds with those the service's policy sets.
+outlier_config outlier_thresholds(const outlier_config& node,
+                                  const std::optional<gossip::resilience_policy>& r) {
+  auto cfg = node;
+  if (r && r->eject_consecutive_5xx)
+    cfg.consecutive_5xx = *r->eject_consecutive_5xx;
+  if (r && r->eject_consecutive_connect_failures)
+    cfg.consecutive_connect_failures = *r->eject_consecutive_connect_failures;
+  if (r && r->ejection_time_ms)
+    cfg.base_ejection_time = std::chrono::milliseconds{*r->ejection_time_ms};
+  if (r && r->max_ejection_percent)
+    cfg.max_ejection_percent = *r->max_ejection_percent;
+  cfg.max_ejection_time = std::max(cfg.max_ejection_time, cfg.base_ejection_time);
+  return cfg;
+}
+
 retry_budget_config budget_config(const std::optional<gossip::resilience_policy>& r) {
   retry_budget_config cfg;
   if (r && r->retry_budget_percent > 0)
@@ -826,12 +853,14 @@ void worker::rebuild(const dataplane_config& cfg) {
       st->endpoints.push_back(std::move(ep));
       st->non_local.push_back(inst.node == self ? 0 : 1);
     }
-    st->lb.update(st->endpoints);
-    st->outlier.update(st->endpoints);
     if (st->resilience != view.policies.resilience || it == services_.end()) {
       st->resilience = view.policies.resilience;
       st->budget = retry_budget{budget_config(st->resilience)};
+      st->breaker.reconfigure(breaker_config(options().breaker, st->resilience));
+      st->outlier.reconfigure(outlier_thresholds(options().outlier, st->resilience));
     }
+    st->lb.update(st->endpoints);
+    st->outlier.update(st->endpoints);
     st->policy = {};
     for (const auto& r : view.policies.routes)
       st->policy.routes.push_back({r.header, r.value, r.version});
@@ -1091,9 +1120,17 @@ private:
     auto now = clock::now();
     auto ejected = s.outlier.ejection_mask(now);
     s.mask.assign(s.endpoints.size(), 0);
+    // With TLS between nodes, another node's instance is reached through that node's
+    // inbound proxy or not at all: never straight at its address in plain TCP, which would
+    // skip mutual TLS, its authorization rules and bans. Its inbound address leaves the
+    // config as soon as membership reports the node failed, which may be a moment before
+    // the routing table withdraws its instances.
+    const bool peers_need_tls = w_.options().tls != nullptr;
     for (std::size_t i = 0; i < s.endpoints.size(); ++i) {
       bool skip = (i < ejected.size() && ejected[i]) || w_.is_banned(s.endpoints[i].node) ||
-                  (inbound_ && s.non_local[i]);
+                  (inbound_ && s.non_local[i]) ||
+                  (!inbound_ && peers_need_tls && s.non_local[i] &&
+                   !cfg_->inbound.contains(s.endpoints[i].node));
       s.mask[i] = skip ? 1 : 0;
     }
     if (!inbound_ && !req_.tried.empty()) {
@@ -1126,7 +1163,7 @@ private:
     t.index = *idx;
     t.node = ep.node;
     auto peer = cfg_->inbound.find(ep.node);
-    if (!inbound_ && ep.node != w_.options().self && peer != cfg_->inbound.end()) {
+    if (!inbound_ && s.non_local[*idx] && peer != cfg_->inbound.end()) {
       t.via_peer = true;
       t.address_text = peer->second;
     } else {

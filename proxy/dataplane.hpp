@@ -70,9 +70,11 @@ using inbound_map = std::map<std::string, std::string, std::less<>>;
 struct dataplane_config {
   /// The routing table at one moment (services, instances, policies). Never null.
   gossip::snapshot_ptr routes = std::make_shared<const gossip::routing_snapshot>();
-  /// "host:port" of each node's inbound proxy (from the members' tags). An instance whose
-  /// node is missing here, or is this node, is reached directly at its address and port
-  /// (a local instance; or, without TLS between nodes, any instance).
+  /// "host:port" of each node's inbound proxy (from the members' tags). This node's
+  /// instances are reached directly at their address and port. Another node's instance is
+  /// reached through that node's entry here; with no entry it is not routable when TLS is
+  /// on (a failed node, or one running no data plane), and reached directly without TLS
+  /// (development).
   inbound_map inbound;
 };
 

@@ -50,6 +50,10 @@ class outlier_detector {
 public:
   explicit outlier_detector(outlier_config cfg = {});
 
+  /// Changes the thresholds (a service's policy changed). Ejections in progress keep their
+  /// end; counts of failures in a row are kept and judged by the new thresholds.
+  void reconfigure(const outlier_config& cfg) noexcept { cfg_ = cfg; }
+
   /// Installs a new snapshot. Ejections, ejection counts and consecutive-failure counts
   /// carry over by endpoint id; removed endpoints are forgotten. Allocates.
   void update(std::span<const endpoint> endpoints);
@@ -111,7 +115,7 @@ private:
   [[nodiscard]] duration ejection_time(std::uint32_t times) const noexcept;
   bool try_eject(std::size_t idx, time_point now) noexcept;
 
-  /// The thresholds; fixed at construction.
+  /// The thresholds; set at construction and by reconfigure().
   outlier_config cfg_;
   /// State per endpoint, in snapshot order.
   std::vector<slot> slots_;

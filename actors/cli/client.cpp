@@ -456,7 +456,10 @@ caf::expected<std::vector<std::string>> resilience_args(const std::string& servi
   if (service.empty())
     return usage_error("resilience: give the service (`starling resilience SVC --timeout 2s`)");
   const bool any = !res.timeout.empty() || !res.per_try_timeout.empty() || !res.retries.empty() ||
-                   !res.retry_budget.empty() || !res.min_retries.empty();
+                   !res.retry_budget.empty() || !res.min_retries.empty() ||
+                   !res.max_connections.empty() || !res.max_requests.empty() ||
+                   !res.eject_5xx.empty() || !res.eject_connect_failures.empty() ||
+                   !res.ejection_time.empty() || !res.max_ejected.empty();
   if (res.clear) {
     if (any)
       return usage_error("resilience: --clear takes no other option");
@@ -464,8 +467,16 @@ caf::expected<std::vector<std::string>> resilience_args(const std::string& servi
   }
   if (!any)
     return usage_error("resilience: give at least one of --timeout, --per-try-timeout, "
-                       "--retries, --retry-budget, --min-retries (or --clear)");
+                       "--retries, --retry-budget, --min-retries, --max-connections, "
+                       "--max-requests, --eject-after-5xx, --eject-after-connect-failures, "
+                       "--ejection-time, --max-ejected (or --clear)");
   std::vector<std::string> args{"resilience", service};
+  auto percent_of = [](std::string_view text) {
+    if (!text.empty() && text.back() == '%')
+      text.remove_suffix(1);
+    const auto n = parse_count(text);
+    return n && *n <= 100 ? n : std::nullopt;
+  };
   for (const auto& [flag, key, value] :
        {std::tuple{"--timeout", "timeout", &res.timeout},
         std::tuple{"--per-try-timeout", "per_try_timeout", &res.per_try_timeout}}) {
@@ -482,11 +493,8 @@ caf::expected<std::vector<std::string>> resilience_args(const std::string& servi
     args.push_back("retries=" + res.retries);
   }
   if (!res.retry_budget.empty()) {
-    std::string_view budget = res.retry_budget;
-    if (budget.back() == '%')
-      budget.remove_suffix(1);
-    const auto percent = parse_count(budget);
-    if (!percent || *percent > 100)
+    const auto percent = percent_of(res.retry_budget);
+    if (!percent)
       return usage_error("resilience: --retry-budget: expected a percentage 0..100 (e.g. 20%), "
                          "got " +
                          in_quotes(res.retry_budget));
@@ -497,6 +505,42 @@ caf::expected<std::vector<std::string>> resilience_args(const std::string& servi
       return usage_error("resilience: --min-retries: expected retries per second, got " +
                          in_quotes(res.min_retries));
     args.push_back("min_retries=" + res.min_retries);
+  }
+  for (const auto& [flag, key, value] :
+       {std::tuple{"--max-connections", "max_connections", &res.max_connections},
+        std::tuple{"--max-requests", "max_requests", &res.max_requests}}) {
+    if (value->empty())
+      continue;
+    const auto n = parse_count(*value);
+    if (!n || *n == 0 || *n > 1'000'000)
+      return usage_error(std::string{"resilience: "} + flag + ": expected a cap from 1 to " +
+                         "1000000, got " + in_quotes(*value));
+    args.push_back(std::string{key} + "=" + *value);
+  }
+  for (const auto& [flag, key, value] :
+       {std::tuple{"--eject-after-5xx", "eject_5xx", &res.eject_5xx},
+        std::tuple{"--eject-after-connect-failures", "eject_connect_failures",
+                   &res.eject_connect_failures}}) {
+    if (value->empty())
+      continue;
+    const auto n = parse_count(*value);
+    if (!n || *n > 1000)
+      return usage_error(std::string{"resilience: "} + flag +
+                         ": expected failures in a row, 0 (off) to 1000, got " + in_quotes(*value));
+    args.push_back(std::string{key} + "=" + *value);
+  }
+  if (!res.ejection_time.empty()) {
+    if (auto d = parse_duration(res.ejection_time, "resilience: --ejection-time"); !d)
+      return d.error();
+    args.push_back("ejection_time=" + res.ejection_time);
+  }
+  if (!res.max_ejected.empty()) {
+    const auto percent = percent_of(res.max_ejected);
+    if (!percent)
+      return usage_error("resilience: --max-ejected: expected a percentage 0..100 (e.g. 50%), "
+                         "got " +
+                         in_quotes(res.max_ejected));
+    args.push_back("max_ejected=" + std::to_string(*percent));
   }
   return args;
 }

@@ -138,7 +138,8 @@ int main(int argc, char** argv) {
   std::string resilience_service;
   sc::resilience_options resilience_set;
   auto* resilience =
-      app.add_subcommand("resilience", "timeouts and retries of the calls to a service");
+      app.add_subcommand("resilience", "timeouts, retries, circuit breaking and outlier "
+                                       "ejection of the calls to a service");
   resilience->add_option("SVC", resilience_service, "the service")->required();
   resilience->add_option("--timeout", resilience_set.timeout, "whole call, retries included")
       ->type_name("D");
@@ -154,6 +155,30 @@ int main(int argc, char** argv) {
       ->add_option("--min-retries", resilience_set.min_retries,
                    "retries per second allowed whatever the budget")
       ->type_name("N");
+  resilience
+      ->add_option("--max-connections", resilience_set.max_connections,
+                   "circuit breaker: open connections of a TCP service, per proxy thread")
+      ->type_name("N");
+  resilience
+      ->add_option("--max-requests", resilience_set.max_requests,
+                   "circuit breaker: requests in flight of an HTTP service, per proxy thread")
+      ->type_name("N");
+  resilience
+      ->add_option("--eject-after-5xx", resilience_set.eject_5xx,
+                   "5xx answers in a row that eject an instance (0: off)")
+      ->type_name("N");
+  resilience
+      ->add_option("--eject-after-connect-failures", resilience_set.eject_connect_failures,
+                   "connect failures in a row that eject an instance (0: off)")
+      ->type_name("N");
+  resilience
+      ->add_option("--ejection-time", resilience_set.ejection_time,
+                   "first ejection's length (the n-th lasts n times as long)")
+      ->type_name("D");
+  resilience
+      ->add_option("--max-ejected", resilience_set.max_ejected,
+                   "largest share of the instances ejected at once (0: no ejection)")
+      ->type_name("P%");
   resilience->add_flag("--clear", resilience_set.clear, "back to the defaults");
   add_client_flags(*resilience, resilience_opts, false);
 

@@ -444,6 +444,25 @@ caf::expected<std::string> routes_text(std::string_view json) {
         line += (line.empty() ? "" : "; ") + retries;
       if (!line.empty())
         out << "  " << line << '\n';
+      // Circuit breaking and outlier ejection: null when left to the proxy's default.
+      std::string limits;
+      auto add = [&](const char* key, const std::string& text) {
+        if (unsigned_at(*res, key))
+          limits += (limits.empty() ? "" : ", ") + text;
+      };
+      auto value = [&](const char* key) {
+        return std::to_string(unsigned_at(*res, key).value_or(0));
+      };
+      add("max_connections", "max " + value("max_connections") + " connections");
+      add("max_requests", "max " + value("max_requests") + " requests");
+      add("eject_consecutive_5xx", "eject after " + value("eject_consecutive_5xx") + " 5xx");
+      add("eject_consecutive_connect_failures",
+          "eject after " + value("eject_consecutive_connect_failures") + " connect failures");
+      if (auto t = unsigned_at(*res, "ejection_time_ms"))
+        add("ejection_time_ms", "for " + millis_text(*t));
+      add("max_ejection_percent", "at most " + value("max_ejection_percent") + "% ejected");
+      if (!limits.empty())
+        out << "  limits: " << limits << '\n';
     } else if (res != svc.end() && !res->is_null()) {
       return bad();
     }

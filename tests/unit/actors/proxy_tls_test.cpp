@@ -178,3 +178,33 @@ TEST(proxy_tls, a_banned_peer_is_cut_off_and_refused) {
 
 } // namespace
 } // namespace starling::actors
+
+namespace starling::actors {
+namespace {
+
+// A node whose inbound address left the config (membership reported it failed, a moment
+// before the routing table withdraws its instances) is not reached straight at its app's
+// address in plain TCP: that would skip mutual TLS, its authorization rules and bans.
+TEST(proxy_tls, an_instance_whose_node_has_no_inbound_proxy_is_not_reached_in_plain_tcp) {
+  http_backend web("web-b");
+  tls_nodes n;
+  const std::vector<sg::service_view> services{
+      service("web", {instance("b", "web", "1", web.port())})};
+  n.apply(services);
+  client c(outbound(*n.a, "web"));
+  ASSERT_EQ(c.get().status, 200);
+  n.a->apply(config(services, {{"a", n.a->inbound_address()}}, 2)); // b's entry is gone
+  ASSERT_TRUE(eventually([&] { return n.a->stats().config_generation == 2; }));
+  auto r = c.get();
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.headers["x-starling-error"], "no_upstream");
+  EXPECT_EQ(web.requests(), 1);
+  // A local instance still needs no entry.
+  http_backend local("web-a");
+  n.a->apply(config({service("web", {instance("a", "web", "2", local.port())})}, {}, 3));
+  ASSERT_TRUE(eventually([&] { return n.a->stats().config_generation == 3; }));
+  EXPECT_EQ(c.get().body, "web-a");
+}
+
+} // namespace
+} // namespace starling::actors

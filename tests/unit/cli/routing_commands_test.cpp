@@ -162,6 +162,16 @@ TEST(resilience_request, the_options_given_in_a_fixed_order) {
   EXPECT_EQ(sc::resilience_args("web", res),
             (args_t{"resilience", "web", "timeout=2s", "per_try_timeout=500ms", "retries=2",
                     "budget=20", "min_retries=10"}));
+  sc::resilience_options limits;
+  limits.max_connections = "50";
+  limits.max_requests = "100";
+  limits.eject_5xx = "0";
+  limits.eject_connect_failures = "3";
+  limits.ejection_time = "10s";
+  limits.max_ejected = "30%";
+  EXPECT_EQ(sc::resilience_args("web", limits),
+            (args_t{"resilience", "web", "max_connections=50", "max_requests=100", "eject_5xx=0",
+                    "eject_connect_failures=3", "ejection_time=10s", "max_ejected=30"}));
   sc::resilience_options one;
   one.retry_budget = "35";
   EXPECT_EQ(sc::resilience_args("web", one), (args_t{"resilience", "web", "budget=35"}));
@@ -173,7 +183,9 @@ TEST(resilience_request, the_options_given_in_a_fixed_order) {
 TEST(resilience_request, needs_one_option_and_checks_each) {
   EXPECT_EQ(refusal(sc::resilience_args("web", {})),
             "resilience: give at least one of --timeout, --per-try-timeout, --retries, "
-            "--retry-budget, --min-retries (or --clear)");
+            "--retry-budget, --min-retries, --max-connections, --max-requests, "
+            "--eject-after-5xx, --eject-after-connect-failures, --ejection-time, --max-ejected "
+            "(or --clear)");
   sc::resilience_options both;
   both.clear = true;
   both.retries = "2";
@@ -201,6 +213,23 @@ TEST(resilience_request, needs_one_option_and_checks_each) {
   res.min_retries = "ten";
   EXPECT_EQ(refusal(sc::resilience_args("web", res)),
             "resilience: --min-retries: expected retries per second, got \"ten\"");
+  res.min_retries.clear();
+  res.max_requests = "0";
+  EXPECT_EQ(refusal(sc::resilience_args("web", res)),
+            "resilience: --max-requests: expected a cap from 1 to 1000000, got \"0\"");
+  res.max_requests.clear();
+  res.eject_5xx = "many";
+  EXPECT_EQ(refusal(sc::resilience_args("web", res)),
+            "resilience: --eject-after-5xx: expected failures in a row, 0 (off) to 1000, got "
+            "\"many\"");
+  res.eject_5xx.clear();
+  res.ejection_time = "30";
+  EXPECT_EQ(refusal(sc::resilience_args("web", res)),
+            "resilience: --ejection-time: expected a duration like \"500ms\", got \"30\"");
+  res.ejection_time.clear();
+  res.max_ejected = "200%";
+  EXPECT_EQ(refusal(sc::resilience_args("web", res)),
+            "resilience: --max-ejected: expected a percentage 0..100 (e.g. 50%), got \"200%\"");
 }
 
 TEST(authz_request, allow_or_deny_a_list_of_spiffe_ids_or_remove_the_rule) {

@@ -256,3 +256,23 @@ TEST(register_answer, refuses_what_is_not_a_registered_service) {
   }
   EXPECT_GT(render_mutations(registered_sample, sc::registered_text), 0u);
 }
+
+namespace {
+
+TEST(routes_view, breaker_and_ejection_limits_show_when_set) {
+  auto text = sc::routes_text(
+      R"({"routes":[{"service":"a","outbound":null,"resilience":{"timeout_ms":0,)"
+      R"("per_try_timeout_ms":0,"retries":0,"retry_budget_percent":0,"retry_min_per_second":0,)"
+      R"("max_connections":null,"max_requests":100,"eject_consecutive_5xx":0,)"
+      R"("eject_consecutive_connect_failures":null,"ejection_time_ms":10000,)"
+      R"("max_ejection_percent":30}},)"
+      R"({"service":"b","outbound":null,"resilience":{"timeout_ms":2000,)"
+      R"("max_connections":null,"max_requests":null}}]})");
+  ASSERT_TRUE(text);
+  EXPECT_EQ(*text, "a  outbound: none\n"
+                   "  limits: max 100 requests, eject after 0 5xx, for 10s, at most 30% ejected\n"
+                   "b  outbound: none\n"
+                   "  timeouts: 2s total\n");
+}
+
+} // namespace

@@ -49,6 +49,15 @@ std::vector<policy_record> sample_policies() {
   res.key = {policy_kind::resilience, "web", ""};
   res.value = resilience_policy{2000, 500, 2, 20, 10};
   out.push_back(res);
+  auto limits = res;
+  limits.key.service = "api";
+  resilience_policy with_limits{0, 0, 0, 0, 0};
+  with_limits.max_requests = 100;
+  with_limits.eject_consecutive_5xx = 0; // set to "off": not the same as unset
+  with_limits.ejection_time_ms = 5000;
+  with_limits.max_ejection_percent = 30;
+  limits.value = with_limits;
+  out.push_back(limits);
   auto authz = split;
   authz.key = {policy_kind::authz, "web", "frontend-only"};
   authz.value = authz_rule{"frontend-only", {"spiffe://m/svc/frontend"}, true};

@@ -459,6 +459,41 @@ TEST(routing_table_policy, bad_splits_and_routes_are_refused) {
   EXPECT_TRUE(is(t.merge(peer_bad, t0 + 10).error, routing_errc::invalid_policy));
 }
 
+TEST(routing_table_policy, out_of_range_breaker_and_ejection_settings_are_refused) {
+  auto t = make_table("i1");
+  fake_sealer issuer("i1", true);
+  const policy_key key{policy_kind::resilience, "web", ""};
+  struct bad {
+    resilience_policy value;
+    const char* says;
+  };
+  std::vector<bad> cases(5);
+  cases[0] = {{}, "caps are 1 to"};
+  cases[0].value.max_requests = 0;
+  cases[1] = {{}, "caps are 1 to"};
+  cases[1].value.max_connections = max_breaker_cap + 1;
+  cases[2] = {{}, "1000 failures"};
+  cases[2].value.eject_consecutive_connect_failures = 1001;
+  cases[3] = {{}, "ejection time"};
+  cases[3].value.ejection_time_ms = 0;
+  cases[4] = {{}, "share over 100"};
+  cases[4].value.max_ejection_percent = 101;
+  for (const auto& c : cases) {
+    auto res = t.set_policy(key, c.value, t0, issuer);
+    ASSERT_FALSE(res) << c.says;
+    EXPECT_TRUE(is(res.error(), routing_errc::invalid_policy));
+    EXPECT_NE(to_string(res.error()).find(c.says), std::string::npos) << to_string(res.error());
+    // A peer's record with the same value is refused as well.
+    auto peer = signed_policy(key, c.value, {t0 + 10, 0}, "i2");
+    EXPECT_TRUE(is(t.merge(peer, t0 + 10).error, routing_errc::invalid_policy)) << c.says;
+  }
+  resilience_policy fine;
+  fine.max_requests = max_breaker_cap;
+  fine.eject_consecutive_5xx = 0;
+  fine.max_ejection_percent = 0;
+  EXPECT_TRUE(t.set_policy(key, fine, t0, issuer));
+}
+
 TEST(routing_table_policy, deletes_are_tombstones_collected_after_their_ttl) {
   routing_config cfg;
   cfg.self = "i1";

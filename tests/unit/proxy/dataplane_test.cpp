@@ -912,3 +912,60 @@ TEST(dataplane, an_http_1_0_client_gets_an_until_close_answer_unchunked_then_a_c
 }
 
 } // namespace
+
+namespace {
+
+// A service's resilience policy sets its breaker caps and ejection thresholds over the
+// node's defaults, and a later policy change applies to open connections' next requests.
+TEST(dataplane, a_service_policy_sets_its_breaker_cap_and_ejection_thresholds) {
+  http_backend held("held", backend_mode::hold), other("other", backend_mode::hold);
+  auto dp = start(options("a")); // node defaults: 1024 requests, eject after 5 5xx
+  auto web = service("web", {instance("a", "web", "1", held.port())});
+  web.policies.resilience = sg::resilience_policy{};
+  web.policies.resilience->max_requests = 1;
+  auto api = service("api", {instance("a", "api", "1", other.port())});
+  dp->apply(config({web, api}));
+  client first(outbound(*dp, "web"));
+  ASSERT_TRUE(first.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return held.requests() == 1; }));
+  client second(outbound(*dp, "web"));
+  EXPECT_EQ(second.get().headers["x-starling-error"], "overloaded");
+  // Another service keeps the node's cap.
+  client a1(outbound(*dp, "api")), a2(outbound(*dp, "api"));
+  ASSERT_TRUE(a1.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(a2.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return other.requests() == 2; }));
+  // Raised by a new policy: the next request on the refused connection passes.
+  web.policies.resilience->max_requests = 2;
+  dp->apply(config({web, api}, {}, 2));
+  ASSERT_TRUE(second.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return held.requests() == 2; }));
+  held.release();
+  other.release();
+  EXPECT_EQ(first.read_response().status, 200);
+  EXPECT_EQ(second.read_response().status, 200);
+  EXPECT_EQ(a1.read_response().status, 200);
+  EXPECT_EQ(a2.read_response().status, 200);
+  EXPECT_EQ(find_service(dp->stats(), "web")->breaker_refused, 1u);
+  EXPECT_EQ(find_service(dp->stats(), "api")->breaker_refused, 0u);
+}
+
+TEST(dataplane, a_service_policy_ejects_after_its_own_count_of_5xx) {
+  http_backend good("good"), bad("bad", backend_mode::fail);
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto dp = start(o); // node default: eject after 5 5xx in a row
+  auto svc = service(
+      "web", {instance("a", "web", "1", good.port()), instance("a", "web", "2", bad.port())});
+  svc.policies.resilience = sg::resilience_policy{};
+  svc.policies.resilience->eject_consecutive_5xx = 2;
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  int errors = 0;
+  for (int i = 0; i < 20; ++i)
+    errors += c.get().status == 500 ? 1 : 0;
+  EXPECT_EQ(errors, 2);
+  EXPECT_EQ(find_service(dp->stats(), "web")->ejections, 1u);
+}
+
+} // namespace
