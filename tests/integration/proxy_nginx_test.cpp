@@ -192,8 +192,7 @@ public:
     const bool ready = st::poll_until(15s, [&] {
       if (!master_->running())
         return false;
-      workers_ = children_of(master_->pid());
-      return !workers_.empty() &&
+      return !children_of(master_->pid()).empty() &&
              st::http_get("127.0.0.1:" + std::to_string(port_), "/").find("200 OK") !=
                  std::string::npos;
     });
@@ -228,18 +227,25 @@ public:
     return n;
   }
 
-  /// kill -9 of the master and its workers (the master first, so that it respawns none);
-  /// true once none runs and the port refuses connections.
+  /// kill -9 of nginx: the master is stopped first (it respawns no worker then), its
+  /// workers of this moment (checked to be its children, so that no reused pid is hit) are
+  /// killed, then the master. True once none runs and the port refuses connections.
   bool kill9() {
     if (master_ == nullptr)
       return true;
+    master_->kill(SIGSTOP);
+    const auto pid = master_->pid();
+    std::vector<long> killed;
+    if (st::poll_until(5s, [&] { return proc_stat(pid).second == 'T' || !master_->running(); }))
+      for (auto worker : children_of(pid)) {
+        ::kill(static_cast<pid_t>(worker), SIGKILL);
+        killed.push_back(worker);
+      }
     master_->kill(SIGKILL);
-    for (auto pid : workers_)
-      ::kill(static_cast<pid_t>(pid), SIGKILL);
     const bool reaped = master_->wait(10s).has_value();
     master_ = nullptr;
     return reaped && st::poll_until(10s, [&] {
-             return std::none_of(workers_.begin(), workers_.end(), alive) && !accepts(port_);
+             return std::none_of(killed.begin(), killed.end(), alive) && !accepts(port_);
            });
   }
 
@@ -249,8 +255,6 @@ private:
   std::uint16_t port_ = 0;
   /// Owned by the process group; null once killed.
   st::child_process* master_ = nullptr;
-  /// nginx's worker processes (children of the master, which the group does not know).
-  std::vector<long> workers_;
 };
 
 /// Results of a load, summed over its clients.
