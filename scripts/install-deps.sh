@@ -9,10 +9,11 @@ packages=(
   libcaf-dev libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libasio-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libssl-dev libldns-dev node-llhttp prometheus curl dnsutils procps iproute2 nftables clang-format
+  nginx
   clang libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(serf haproxy nginx wrk testssl.sh nftables iputils-ping)
+  packages+=(serf haproxy wrk testssl.sh nftables iputils-ping)
 fi
 
 missing=()

@@ -922,20 +922,14 @@ TEST_F(proxy_nginx_test, an_authorization_rule_refuses_a_caller_with_403_before_
   EXPECT_GE(counter(proxy_stats(nodes_.at("c")), "inbound_refused_authz"), 21u);
 }
 
-// KNOWN BUG (reported, not fixed here: proxy/ and actors/ belong to others). When a member
-// fails, the proxy controller drops its inbound listener from the data plane's configuration
-// at once (actors/proxy_controller.cpp), while the routing actor publishes the snapshot that
-// withdraws its instances only after its 50 ms coalescing delay (actors/routing_actor.cpp,
-// `coalesce`). In between, the data plane routes to the instance with no inbound entry for
-// its node, which pick() in proxy/dataplane.cpp treats as "reach it directly at its
-// address": plain TCP from the caller's node straight to the remote app although TLS between
-// nodes is configured, bypassing mutual TLS and the instance node's authorization rules and
-// bans. On one machine the app's 127.0.0.1 address is reachable from every node, so those
-// requests are answered (between hosts, an app listening on a routable address is too).
-// It failed in 5 runs of 5 here (27 to 2,000 requests of a answered by nginx after c died).
-// Disabled until fixed; run it with
-// --gtest_also_run_disabled_tests.
-TEST_F(proxy_nginx_test, DISABLED_KNOWN_BUG_no_request_bypasses_a_failed_nodes_inbound_proxy) {
+// Once a bug: when a member fails, the proxy controller drops its inbound listener from the
+// data plane's configuration at once, while the routing actor withdraws its instances only
+// after its 50 ms coalescing delay. In between, pick() reached the instance directly at its
+// address: plain TCP from the caller's node to the remote app although TLS between nodes is
+// configured, bypassing mutual TLS and the instance node's authorization rules and bans (5
+// runs of 5 failed, 27 to 2,000 requests of a answered by nginx after c died). With TLS, an
+// instance whose node has no inbound entry is now unroutable.
+TEST_F(proxy_nginx_test, no_request_bypasses_a_failed_nodes_inbound_proxy) {
   start_mesh();
   ASSERT_FALSE(HasFailure());
   const auto& a = nodes_.at("a");
