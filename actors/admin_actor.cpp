@@ -148,6 +148,7 @@ counter_list proxy_counters(const proxy::dataplane& plane) {
           {"upstream_reused", s.upstream_reused},
           {"upstream_connect_failures", s.upstream_connect_failures},
           {"upstream_idle", s.upstream_idle},
+          {"closed_by_ban", s.closed_by_ban},
           {"requests", requests},
           {"responses_2xx", r2},
           {"responses_3xx", r3},

@@ -225,7 +225,7 @@ struct service_counters {
 struct worker_counters {
   std::atomic<std::uint64_t> outbound_connections{0}, inbound_connections{0},
       inbound_refused_tls{0}, inbound_refused_authz{0}, upstream_connects{0}, upstream_reused{0},
-      upstream_connect_failures{0}, idle_pooled{0};
+      upstream_connect_failures{0}, idle_pooled{0}, closed_by_ban{0};
   std::array<std::atomic<std::uint64_t>, generated_slots> generated{};
   std::atomic<std::int64_t> in_flight{0};
 };
@@ -730,6 +730,7 @@ public:
       out.upstream_reused += load(c.upstream_reused);
       out.upstream_connect_failures += load(c.upstream_connect_failures);
       out.upstream_idle += load(c.idle_pooled);
+      out.closed_by_ban += load(c.closed_by_ban);
       for (std::size_t i = 0; i < generated_slots; ++i)
         if (auto n = load(c.generated[i]))
           out.generated[std::string{name(static_cast<http_error>(i))}] += n;
@@ -2307,6 +2308,7 @@ void worker::ban(const std::string& node) {
       if ((*qi)->node == node) {
         qi = q.erase(qi);
         counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
+        counters_.closed_by_ban.fetch_add(1, std::memory_order_relaxed);
       } else {
         ++qi;
       }
@@ -2318,6 +2320,7 @@ void worker::ban(const std::string& node) {
     if (c->involves(node))
       if (auto sp = c->weak_from_this().lock())
         victims.push_back(std::move(sp));
+  counters_.closed_by_ban.fetch_add(victims.size(), std::memory_order_relaxed);
   for (auto& v : victims)
     v->abort();
 }

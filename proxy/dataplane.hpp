@@ -153,6 +153,8 @@ struct dataplane_stats {
   std::uint64_t upstream_reused = 0;       ///< requests on a pooled connection
   std::uint64_t upstream_connect_failures = 0;
   std::uint64_t upstream_idle = 0; ///< pooled idle upstream connections now (a gauge)
+  /// Connections to or from a banned (revoked) node that ban_peer closed, pooled or in use.
+  std::uint64_t closed_by_ban = 0;
   /// Responses the proxy made itself, by reason code (http_error names).
   std::map<std::string, std::uint64_t> generated;
   std::vector<service_stats> services;

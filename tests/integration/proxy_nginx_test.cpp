@@ -793,8 +793,10 @@ TEST_F(proxy_nginx_test, a_revoked_nodes_connections_are_closed_and_refused_by_i
   EXPECT_TRUE(closed) << "c's data plane did not close a's connections: a still has "
                       << a_to_c().size() << " established, c " << c_from(pooled);
 
-  // c refuses a new connection with a's credentials, counted as a refused handshake.
+  // c counted what it closed.
   const auto c_at_ban = proxy_stats(c);
+  EXPECT_GE(counter(c_at_ban, "closed_by_ban"), 1u);
+  // c refuses a new connection with a's credentials, counted as a refused handshake.
   EXPECT_FALSE(inbound_keeps(c_inbound, a.data_dir, 1s)) << "c takes a new connection from a";
   EXPECT_TRUE(st::poll_until(10s, [&] {
     return counter(proxy_stats(c), "inbound_refused_tls") >

@@ -302,8 +302,10 @@ TEST(dataplane, ban_peer_closes_pooled_connections_to_it) {
     ASSERT_EQ(c.get().status, 200);
   }
   EXPECT_TRUE(eventually([&] { return n.a->stats().upstream_idle == 1; }));
+  EXPECT_EQ(n.a->stats().closed_by_ban, 0u);
   n.a->ban_peer("b");
   EXPECT_TRUE(eventually([&] { return n.a->stats().upstream_idle == 0; }));
+  EXPECT_EQ(n.a->stats().closed_by_ban, 1u);
   // b's inbound connection is gone too (a closed it).
   EXPECT_TRUE(eventually([&] { return n.b->in_flight() == 0; }));
   client c(outbound(*n.a, "web"));
