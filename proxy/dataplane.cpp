@@ -43,6 +43,7 @@
 
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include "proto/wire/framing.hpp"
@@ -356,6 +357,9 @@ public:
 
   void run() {
     thread_ = std::thread([this] {
+      // Named for top -H, perf and /proc (else it keeps its creator's name).
+      const auto name = "starling-io-" + std::to_string(index_);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
       arm_sweep();
       io_.run();
     });
@@ -454,6 +458,8 @@ private:
   std::unordered_set<client_session*> clients_;
   std::set<std::string, std::less<>> banned_;
   std::shared_ptr<const dataplane_config> config_;
+  /// dataplane_impl::config_version() when config_ was read.
+  std::uint64_t config_version_ = 0;
   std::unordered_map<std::string, service_ptr> services_;
   std::thread thread_;
   // Declared after the registries: destroyed first, so that handlers (and the connections
@@ -633,6 +639,7 @@ public:
     {
       std::lock_guard lock{config_mu_};
       config_ = config;
+      config_version_.fetch_add(1, std::memory_order_release);
     }
     if (stopped_)
       return;
@@ -779,6 +786,10 @@ public:
     std::lock_guard lock{config_mu_};
     return config_;
   }
+  /// Bumped by every apply(): a worker takes the lock of current() only when it moved.
+  [[nodiscard]] std::uint64_t config_version() const noexcept {
+    return config_version_.load(std::memory_order_acquire);
+  }
   const dataplane_options& options() const { return options_; }
 
 private:
@@ -806,6 +817,7 @@ private:
   std::vector<std::unique_ptr<worker>> workers_;
   mutable std::mutex config_mu_;
   std::shared_ptr<const dataplane_config> config_ = std::make_shared<const dataplane_config>();
+  std::atomic<std::uint64_t> config_version_{0};
   /// Serialises apply() and stop(); guards outbound_ports_ and stopped_.
   std::mutex apply_mu_;
   std::map<std::string, std::uint16_t> outbound_ports_;
@@ -819,7 +831,12 @@ private:
 const dataplane_options& worker::options() const { return dp_.options(); }
 
 std::shared_ptr<const dataplane_config> worker::config() {
+  // Each new request asks: the common case (no apply since) is one atomic load.
+  const auto version = dp_.config_version();
+  if (config_ && version == config_version_)
+    return config_;
   auto cfg = dp_.current();
+  config_version_ = version;
   if (cfg != config_) {
     config_ = cfg;
     rebuild(*cfg);
