@@ -25,8 +25,11 @@
 # The machine is shared: the load average is printed at start and at end.
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
-#          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--out DIR]
+#          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
+# --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
+# graphs) during one more wrk run and one more bulk run through Starling, and prints the
+# hottest symbols (perf.data files kept with --out).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,6 +40,7 @@ connections=32
 rate=1000
 paced_seconds=10
 bulk_seconds=5
+profile=0
 out=""
 bin=${STARLING_BIN_DIR:-$top/build/bin}
 starling=$bin/starling
@@ -52,8 +56,9 @@ while (($#)); do
     --rate) rate=$2; shift 2 ;;
     --paced-seconds) paced_seconds=$2; shift 2 ;;
     --bulk-seconds) bulk_seconds=$2; shift 2 ;;
+    --profile) profile=1; shift ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -131,7 +136,7 @@ healthy_on() {
 # --- wrk output: requests/s, p50 and p99 in ms, errors ---
 to_ms() { # "124.00us" | "2.75ms" | "1.02s" -> ms
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n;
-    else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+    else if (v ~ /s$/) n *= 1000; printf "%.3f\n", n }'
 }
 wrk_field() { # wrk_field <file> rps|p50|p99|errors
   case "$2" in
@@ -477,6 +482,40 @@ for n in na nb; do
   echo
 done
 echo
+
+# ------------------------------------------------------------------ profile (optional)
+# perf_during <name> <command...>: records both agents while the command runs, prints the
+# hottest symbols (self time, all threads of both agents together).
+perf_during() {
+  local name=$1; shift
+  perf record -q -e cpu-clock -F 999 -g -p "$na_pid,$nb_pid" -o "$work/perf-$name.data" \
+    >"$work/perf-$name.log" 2>&1 &
+  local perf_pid=$!
+  pids+=("$perf_pid")
+  perf_started() { [[ -s $work/perf-$name.data ]] && echo yes || true; } # perf wrote its header
+  wait_for 10 perf_started >/dev/null || die "perf record did not start (see $work/perf-$name.log)"
+  "$@" >"$work/perf-$name.run" 2>&1 || true
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  echo "### $name: $(head -c 300 "$work/perf-$name.run" | grep -E 'Requests/sec|mb_per_s' | tr -s ' ')"
+  echo
+  echo '```'
+  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort comm,dso,sym \
+    --percent-limit 1.5 2>/dev/null | grep -vE '^(#|$)' | head -30
+  echo '```'
+  echo
+}
+if ((profile)); then
+  if command -v perf >/dev/null; then
+    log "profile: perf record of both agents during wrk and bulk through Starling"
+    echo "## Profile of both agents (perf, cpu-clock, self time; comm = thread name)"
+    echo
+    perf_during http wrk -t1 -c"$connections" -d"${duration}s" "http://$st_web/"
+    perf_during bulk "$bin/starling-bulk" source --connect "$st_bulk" --seconds "$bulk_seconds"
+  else
+    echo "(--profile: perf is not installed)"
+  fi
+fi
 
 # ------------------------------------------------------------------ 5. kTLS
 echo "## kTLS on this machine"
