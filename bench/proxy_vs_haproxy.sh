@@ -150,9 +150,9 @@ wrk_field() { # wrk_field <file> rps|p50|p99|errors
 kv() { sed -n "s/.*\\b$2=\\([0-9.]*\\).*/\\1/p" "$1"; } # key=value of a helper's output line
 
 echo "# Data plane: Starling vs HAProxy 2-hop mTLS, $(nproc) cores (shared machine), $(date -u +%FT%TZ)"
-haproxy -v | head -1
+haproxy -v 2>&1 | sed -n 1p
 nginx -v 2>&1
-wrk -v 2>&1 | head -1 || true
+wrk -v 2>&1 | sed -n 1p || true # wrk -v exits 1
 echo "openssl: $(openssl version); kernel $(uname -r)"
 echo "starling: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "load average at start: $(loadavg)"
@@ -497,11 +497,11 @@ perf_during() {
   "$@" >"$work/perf-$name.run" 2>&1 || true
   kill -INT "$perf_pid" 2>/dev/null || true
   wait "$perf_pid" 2>/dev/null || true
-  echo "### $name: $(head -c 300 "$work/perf-$name.run" | grep -E 'Requests/sec|mb_per_s' | tr -s ' ')"
+  echo "### $name: $(grep -hE 'Requests/sec|mb_per_s' "$work/perf-$name.run" | tr -s ' ')"
   echo
   echo '```'
   perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort comm,dso,sym \
-    --percent-limit 1.5 2>/dev/null | grep -vE '^(#|$)' | head -30
+    --percent-limit 1.5 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,30p
   echo '```'
   echo
 }
