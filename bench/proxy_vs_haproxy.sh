@@ -112,6 +112,9 @@ wait_port() {
 }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# What the RSS is made of: "anon/file" KiB (RssAnon: heap, stacks; RssFile: the mapped
+# pages of the binary and its shared libraries, shared with every process that maps them).
+anon_file() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { printf "%.1f / %.1f", a / 1024, f / 1024 }' "/proc/$1/status" 2>/dev/null; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
@@ -336,6 +339,8 @@ echo "TLS between hops: Starling B inbound $tls_line (no client cert and plain t
 sleep 2 # not a readiness wait: lets the agents settle (gossip, checks) before the idle reading
 idle_na=$(rss_kib "$na_pid"); idle_nb=$(rss_kib "$nb_pid")
 idle_ha=$(rss_kib "$hp_a_pid"); idle_hb=$(rss_kib "$hp_b_pid")
+declare -A idle_split
+for p in "$na_pid" "$nb_pid" "$hp_a_pid" "$hp_b_pid"; do idle_split[$p]=$(anon_file "$p"); done
 
 # sample_rss <file> <pid...>: in the background, the peak VmRSS of each pid every 100 ms into
 # <file> as "pid peak_kib" lines, until killed (sets sampler_pid).
@@ -460,14 +465,17 @@ printf '| **starling / haproxy** | **%sx** | |\n' "$bulk_ratio"
 echo
 
 # ------------------------------------------------------------------ 4. RSS
-end_na=$(rss_kib "$na_pid"); end_nb=$(rss_kib "$nb_pid")
-echo "## Resident memory (MiB): idle = mesh up, services registered, before any load; load = peak VmRSS sampled every 100 ms during the wrk rounds; VmHWM = the kernel's peak over the whole run"
+echo "## Resident memory (MiB): idle = mesh up, services registered, before any load; load = peak VmRSS sampled every 100 ms during the wrk rounds; VmHWM = the kernel's peak over the whole run; anon / file = RssAnon / RssFile (file: pages of the binary and shared libraries)"
 echo
-printf '| process | idle | under wrk load | VmHWM | after all runs |\n|---|---|---|---|---|\n'
-printf '| starling agent A (caller) | %s | %s | %s | %s |\n' "$(mib "$idle_na")" "$(mib "$peak_na")" "$(mib "$hwm_na")" "$(mib "$end_na")"
-printf '| starling agent B (instance) | %s | %s | %s | %s |\n' "$(mib "$idle_nb")" "$(mib "$peak_nb")" "$(mib "$hwm_nb")" "$(mib "$end_nb")"
-printf '| haproxy A | %s | %s | %s | %s |\n' "$(mib "$idle_ha")" "$(mib "$peak_ha")" "$(mib "$(hwm_kib "$hp_a_pid")")" "$(mib "$(rss_kib "$hp_a_pid")")"
-printf '| haproxy B | %s | %s | %s | %s |\n' "$(mib "$idle_hb")" "$(mib "$peak_hb")" "$(mib "$(hwm_kib "$hp_b_pid")")" "$(mib "$(rss_kib "$hp_b_pid")")"
+printf '| process | idle | idle anon / file | under wrk load | VmHWM | after all runs | after anon / file |\n|---|---|---|---|---|---|---|\n'
+rss_row() { # rss_row <label> <pid> <idle KiB> <peak KiB>
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(mib "$3")" "${idle_split[$2]}" "$(mib "$4")" \
+    "$(mib "$(hwm_kib "$2")")" "$(mib "$(rss_kib "$2")")" "$(anon_file "$2")"
+}
+rss_row "starling agent A (caller)" "$na_pid" "$idle_na" "$peak_na"
+rss_row "starling agent B (instance)" "$nb_pid" "$idle_nb" "$peak_nb"
+rss_row "haproxy A" "$hp_a_pid" "$idle_ha" "$peak_ha"
+rss_row "haproxy B" "$hp_b_pid" "$idle_hb" "$peak_hb"
 echo
 
 # ------------------------------------------------------------------ Starling's counters
@@ -500,15 +508,19 @@ perf_during() {
   echo "### $name: $(grep -hE 'Requests/sec|mb_per_s' "$work/perf-$name.run" | tr -s ' ')"
   echo
   echo '```'
-  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort comm,dso,sym \
-    --percent-limit 1.5 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,30p
+  echo "by library:"
+  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort dso \
+    --percent-limit 0.5 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,8p
+  echo "hottest symbols (kernel and user):"
+  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort dso,sym \
+    --percent-limit 0.8 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,25p
   echo '```'
   echo
 }
 if ((profile)); then
   if command -v perf >/dev/null; then
     log "profile: perf record of both agents during wrk and bulk through Starling"
-    echo "## Profile of both agents (perf, cpu-clock, self time; comm = thread name)"
+    echo "## Profile of both agents (perf, cpu-clock, self time, both agents together)"
     echo
     perf_during http wrk -t1 -c"$connections" -d"${duration}s" "http://$st_web/"
     perf_during bulk "$bin/starling-bulk" source --connect "$st_bulk" --seconds "$bulk_seconds"
@@ -529,10 +541,19 @@ echo
 
 # ------------------------------------------------------------------ goals
 met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "not met"; fi; }
+# The p99 budget is judged only when the machine's own noise is below it: direct's p99 (the
+# client, the kernel and nginx alone) at most 3x the budget, and an added p99 not negative.
+p99_goal() {
+  if awk -v d="${pp99[direct]}" -v a="$added99_st" 'BEGIN { exit !(d > 450 || a < 0) }'; then
+    echo "not judged: the machine's noise (direct's p99) exceeds the budget; run on a quiet machine"
+  else
+    met "$added99_st <= 150"
+  fi
+}
 echo "## Issue 17's goals"
 echo
 echo "- req/s ≥ 1.2x HAProxy 2-hop with p99 no worse: ${rps_ratio}x, p99 ${p99_ratio}x — $(met "${rps[starling]} >= 1.2 * ${rps[haproxy]} && ${p99[starling]} <= ${p99[haproxy]}")"
-echo "- p99 added over two hops at $rate req/s ≤ 150 µs: ${added99_st} µs — $(met "$added99_st <= 150")"
+echo "- p99 added over two hops at $rate req/s ≤ 150 µs: ${added99_st} µs (HAProxy adds $(awk -v a="${pp99[haproxy]}" -v b="${pp99[direct]}" 'BEGIN { printf "%.0f", a - b }') µs; direct's own p99 is $(printf '%.0f' "${pp99[direct]}") µs) — $(p99_goal)"
 echo "- L4 bulk ≥ 1.0x HAProxy TCP: ${bulk_ratio}x — $(met "${mbps[starling]} >= ${mbps[haproxy]}")"
 max_idle=$(maximum <<<"$idle_na"$'\n'"$idle_nb"); max_load=$(maximum <<<"$peak_na"$'\n'"$peak_nb"$'\n'"$hwm_na"$'\n'"$hwm_nb")
 echo "- whole-agent RSS ≤ 16 MiB idle: $(mib "$max_idle") MiB — $(met "$max_idle <= 16384"); ≤ 24 MiB under load (VmHWM): $(mib "$max_load") MiB — $(met "$max_load <= 24576")"
