@@ -116,6 +116,11 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 # pages of the binary and its shared libraries, shared with every process that maps them).
 anon_file() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { printf "%.1f / %.1f", a / 1024, f / 1024 }' "/proc/$1/status" 2>/dev/null; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU time (user + system, clock ticks) a process used so far; cpu_per <ticks> <count> <unit>
+# -> microseconds of CPU per `count`/`unit` (e.g. per request, per MB).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+clk_tck=$(getconf CLK_TCK)
+cpu_us_per() { awk -v t="$1" -v n="$2" -v hz="$clk_tck" 'BEGIN { if (n > 0) printf "%.2f\n", t / hz * 1e6 / n; else print 0 }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # --- JSON views of the agent, read without jq (not among the packages the benches need) ---
@@ -365,6 +370,20 @@ peak_of() { awk -v p="$2" '$1 == p { print $2 }' "$1" 2>/dev/null; }
 
 target_http() { case $1 in direct) echo "127.0.0.1:$nginx_port" ;; haproxy) echo "127.0.0.1:$hp_a_http" ;; starling) echo "$st_web" ;; esac; }
 target_tcp() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp" ;; starling) echo "$st_bulk" ;; esac; }
+hop_pids() { case $1 in direct) echo "" ;; haproxy) echo "$hp_a_pid $hp_b_pid" ;; starling) echo "$na_pid $nb_pid" ;; esac; }
+# measure_cpu <file> <system> <command...>: runs the command and writes the CPU ticks its
+# system's two proxies (hop A, hop B) used meanwhile to <file> as "ticks_a ticks_b".
+measure_cpu() {
+  local f=$1 sys=$2; shift 2
+  local hops a0=0 b0=0 a1=0 b1=0 rc=0
+  read -r -a hops <<<"$(hop_pids "$sys")"
+  if ((${#hops[@]} == 2)); then a0=$(cpu_ticks "${hops[0]}"); b0=$(cpu_ticks "${hops[1]}"); fi
+  "$@" || rc=$?
+  if ((${#hops[@]} == 2)); then a1=$(cpu_ticks "${hops[0]}"); b1=$(cpu_ticks "${hops[1]}"); fi
+  echo "$((a1 - a0)) $((b1 - b0))" >"$f"
+  return $rc
+}
+wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }
 systems=(direct haproxy starling)
 order() { local r=$1 i; for ((i = 0; i < 3; i++)); do echo "${systems[$(((r + i) % 3))]}"; done; }
 
@@ -378,7 +397,8 @@ for ((r = 1; r <= rounds; r++)); do
   for sys in $(order "$r"); do
     log "wrk round $r: $sys"
     sample_rss "$work/rss-$sys-$r" "$na_pid" "$nb_pid" "$hp_a_pid" "$hp_b_pid"
-    wrk -t1 -c"$connections" -d"${duration}s" --latency "http://$(target_http "$sys")/" >"$work/wrk-$sys-$r.txt" 2>&1
+    measure_cpu "$work/cpu-wrk-$sys-$r" "$sys" wrk -t1 -c"$connections" -d"${duration}s" --latency \
+      "http://$(target_http "$sys")/" >"$work/wrk-$sys-$r.txt" 2>&1
     stop_sampler
     if [[ $sys == starling ]]; then
       peak_na=$(maximum <<<"$peak_na"$'\n'"$(peak_of "$work/rss-$sys-$r" "$na_pid")")
@@ -395,7 +415,8 @@ hwm_na=$(hwm_kib "$na_pid"); hwm_nb=$(hwm_kib "$nb_pid")
 declare -A rps p50 p99 errs
 echo "## Closed loop: wrk -t1 -c$connections, ${duration}s, keep-alive, medians of $rounds rounds"
 echo
-printf '| system | requests/s | p50 ms | p99 ms | errors | requests/s each round |\n|---|---|---|---|---|---|\n'
+printf '| system | requests/s | p50 ms | p99 ms | errors | CPU µs/request hop A, hop B | requests/s each round |\n|---|---|---|---|---|---|---|\n'
+declare -A cpu_req
 for sys in "${systems[@]}"; do
   each=""; e=0
   for ((r = 1; r <= rounds; r++)); do
@@ -407,13 +428,19 @@ for sys in "${systems[@]}"; do
   p50[$sys]=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/wrk-$sys-$r.txt" p50; done | median)
   p99[$sys]=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/wrk-$sys-$r.txt" p99; done | median)
   errs[$sys]=$e
-  printf '| %s | %.0f | %.3f | %.3f | %d | %s|\n' "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}" "$e" "$each"
+  cpu_req[$sys]="–"
+  if [[ $sys != direct ]]; then
+    ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-wrk-$sys-$r"; cpu_us_per "$ta" "$(wrk_requests "$work/wrk-$sys-$r.txt")"; done | median)
+    cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-wrk-$sys-$r"; cpu_us_per "$tb" "$(wrk_requests "$work/wrk-$sys-$r.txt")"; done | median)
+    cpu_req[$sys]="$ca, $cb"
+  fi
+  printf '| %s | %.0f | %.3f | %.3f | %d | %s | %s|\n' "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}" "$e" "${cpu_req[$sys]}" "$each"
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 rps_ratio=$(ratio "${rps[starling]}" "${rps[haproxy]}")
 p50_ratio=$(ratio "${p50[starling]}" "${p50[haproxy]}")
 p99_ratio=$(ratio "${p99[starling]}" "${p99[haproxy]}")
-printf '| **starling / haproxy** | **%sx** | %sx | %sx | | |\n' "$rps_ratio" "$p50_ratio" "$p99_ratio"
+printf '| **starling / haproxy** | **%sx** | %sx | %sx | | | |\n' "$rps_ratio" "$p50_ratio" "$p99_ratio"
 echo
 
 # ------------------------------------------------------------------ 2. paced, open loop
@@ -449,19 +476,25 @@ declare -A mbps
 for ((r = 1; r <= rounds; r++)); do
   for sys in $(order "$r"); do
     log "bulk round $r: $sys"
-    "$bin/starling-bulk" source --connect "$(target_tcp "$sys")" --seconds "$bulk_seconds" \
-      >"$work/bulk-$sys-$r.txt" 2>&1 || die "bulk through $sys failed: $(cat "$work/bulk-$sys-$r.txt")"
+    measure_cpu "$work/cpu-bulk-$sys-$r" "$sys" "$bin/starling-bulk" source \
+      --connect "$(target_tcp "$sys")" --seconds "$bulk_seconds" >"$work/bulk-$sys-$r.txt" 2>&1 || die "bulk through $sys failed: $(cat "$work/bulk-$sys-$r.txt")"
   done
 done
 echo "## L4 bulk: one TCP stream for ${bulk_seconds}s (starling-bulk; MB = 10^6 bytes), medians of $rounds rounds"
 echo
-printf '| system | MB/s | each round |\n|---|---|---|\n'
+printf '| system | MB/s | CPU µs/MB hop A, hop B | each round |\n|---|---|---|---|\n'
 for sys in "${systems[@]}"; do
   mbps[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/bulk-$sys-$r.txt" mb_per_s; done | median)
-  printf '| %s | %.0f | %s|\n' "$sys" "${mbps[$sys]}" "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(kv "$work/bulk-$sys-$r.txt" mb_per_s)"; done)"
+  cpu_mb="–"
+  if [[ $sys != direct ]]; then
+    ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-bulk-$sys-$r"; cpu_us_per "$ta" "$(awk -v b="$(kv "$work/bulk-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
+    cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-bulk-$sys-$r"; cpu_us_per "$tb" "$(awk -v b="$(kv "$work/bulk-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
+    cpu_mb="$ca, $cb"
+  fi
+  printf '| %s | %.0f | %s | %s|\n' "$sys" "${mbps[$sys]}" "$cpu_mb" "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(kv "$work/bulk-$sys-$r.txt" mb_per_s)"; done)"
 done
 bulk_ratio=$(ratio "${mbps[starling]}" "${mbps[haproxy]}")
-printf '| **starling / haproxy** | **%sx** | |\n' "$bulk_ratio"
+printf '| **starling / haproxy** | **%sx** | | |\n' "$bulk_ratio"
 echo
 
 # ------------------------------------------------------------------ 4. RSS
