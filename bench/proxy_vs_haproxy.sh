@@ -538,6 +538,13 @@ for n in na nb; do
 done
 echo
 
+# Pool health: a pooled data plane opens few upstream connections per request; many mean
+# new mTLS handshakes on the request path (docs/bench-proxy.md, "Beyond 64 concurrent
+# connections").
+conn_a=$(proxy_stat "$na_admin" upstream_connects); req_a=$(proxy_stat "$na_admin" requests)
+echo "pool: node A opened $conn_a upstream (mTLS) connections for $req_a requests$(awk -v c="$conn_a" -v r="$req_a" 'BEGIN { if (c > 0) printf " (one per %.0f)", r / c }')"
+echo
+
 # ------------------------------------------------------------------ profile (optional)
 # perf_during <name> <command...>: records both agents while the command runs, prints the
 # hottest symbols (self time, all threads of both agents together).
