@@ -1,0 +1,616 @@
+#!/usr/bin/env bash
+# Data-plane benchmark (issue 17): Starling's proxy against HAProxy on the same mesh-shaped
+# path, side by side in one run on loopback, with nginx direct as the floor.
+#
+#   direct    wrk -> nginx
+#   haproxy   wrk -> haproxy A (http) == TLS 1.3, client certificates (ECDSA P-256, verify
+#             required, verifyhost) ==> haproxy B -> nginx; nbthread 1 each, http-reuse always
+#   starling  wrk -> node A's outbound listener == mTLS 1.3 (node certificates from a mesh
+#             root and an issuer, admitted by token) ==> node B's inbound -> nginx;
+#             [proxy] threads = 1 per agent
+#
+# Measured, several rounds alternating the systems (the order rotates each round), medians:
+# 1. closed loop: wrk -t1 -c32, keep-alive, `return 200 "ok"`: requests/s, p50, p99;
+# 2. open loop at a fixed rate (starling-paced-client: latency from each request's scheduled
+#    time, so no coordinated omission): p50/p99, and what two hops add over direct;
+# 3. L4 bulk: one TCP stream for N seconds through a `--protocol tcp` service / HAProxy
+#    `mode tcp` with the same mTLS between hops / direct (starling-bulk source and sink): MB/s;
+# 4. each agent's RSS idle (mesh up, services registered) and under the wrk load (sampled
+#    VmRSS peak and VmHWM), HAProxy's beside it;
+# 5. kTLS: what this kernel and OpenSSL support (starling-ktls-probe).
+# Before measuring, it checks that Starling's hop is TLS 1.3 with client certificates (the
+# agents' data plane says "mutual TLS"; B's inbound speaks TLS 1.3 and refuses a handshake
+# without a certificate and plain text, counted in inbound_refused_tls; a request shows two
+# `via: 1.1 starling`, one per hop, and moves A's upstream and B's inbound counters).
+# The machine is shared: the load average is printed at start and at end.
+#
+# Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
+#          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--nice N]
+#          [--out DIR]
+# --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
+# --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
+# graphs) during one more wrk run and one more bulk run through Starling, and prints the
+# hottest symbols (perf.data files kept with --out).
+# --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
+# (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
+# the same priority, so the comparison stays fair. Printed in the header.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+rounds=3
+duration=8
+connections=32
+rate=1000
+paced_seconds=10
+bulk_seconds=5
+profile=0
+nice_level=""
+out=""
+bin=${STARLING_BIN_DIR:-$top/build/bin}
+starling=$bin/starling
+deadline_s=30
+# shellcheck source=bench/lib/membership.sh
+source "$here/lib/membership.sh"
+
+while (($#)); do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --paced-seconds) paced_seconds=$2; shift 2 ;;
+    --bulk-seconds) bulk_seconds=$2; shift 2 ;;
+    --profile) profile=1; shift ;;
+    --nice) nice_level=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+for tool in haproxy nginx wrk openssl curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is not installed (scripts/install-deps.sh --bench)" >&2; exit 2; }
+done
+for b in starling starling-paced-client starling-bulk starling-ktls-probe; do
+  [[ -x $bin/$b ]] || { echo "$bin/$b not found: cmake --build build --target starling $b" >&2; exit 2; }
+done
+
+if [[ -n $nice_level ]]; then
+  renice -n "$nice_level" -p $$ >/dev/null || { echo "renice -n $nice_level failed (negative values need root)" >&2; exit 2; }
+fi
+bench_work_dir "$out"
+# Our own cleanup instead of bench/lib's kill -9: nginx's master must stop its worker, so
+# everything gets SIGTERM first, then SIGKILL after a bounded wait.
+cleanup() {
+  local p end
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  end=$(($(date +%s) + 5))
+  for p in "${pids[@]}"; do
+    while kill -0 "$p" 2>/dev/null && (($(date +%s) < end)); do sleep 0.05; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  ((keep)) || rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "==> $*" >&2; }
+die() { echo "proxy_vs_haproxy: $*" >&2; exit 1; }
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# wait_file_line <seconds> <file> <regex>: polls until the file has a line matching regex.
+wait_file_line() {
+  local end=$(($(date +%s) + $1))
+  while (($(date +%s) < end)); do
+    grep -qE "$3" "$2" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# wait_port <seconds> <port>: polls until something listens on 127.0.0.1:port.
+wait_port() {
+  local end=$(($(date +%s) + $1))
+  while (($(date +%s) < end)); do
+    ss -Htln "( sport = :$2 )" | grep -q . && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# What the RSS is made of: "anon/file" KiB (RssAnon: heap, stacks; RssFile: the mapped
+# pages of the binary and its shared libraries, shared with every process that maps them).
+anon_file() { awk '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } END { printf "%.1f / %.1f", a / 1024, f / 1024 }' "/proc/$1/status" 2>/dev/null; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# CPU time (user + system, clock ticks) a process used so far; cpu_per <ticks> <count> <unit>
+# -> microseconds of CPU per `count`/`unit` (e.g. per request, per MB).
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+clk_tck=$(getconf CLK_TCK)
+cpu_us_per() { awk -v t="$1" -v n="$2" -v hz="$clk_tck" 'BEGIN { if (n > 0) printf "%.2f\n", t / hz * 1e6 / n; else print 0 }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# --- JSON views of the agent, read without jq (not among the packages the benches need) ---
+# The proxy group of `starling stats --json` is one flat object: proxy_stat <admin> <key>.
+proxy_stat() {
+  "$starling" stats --json --admin "$1" | sed -n 's/.*"proxy":{\([^}]*\)}.*/\1/p' |
+    tr ',' '\n' | sed -n "s/^\"$2\":\\([0-9]*\\)$/\\1/p"
+}
+# The outbound listener of a service in `starling routes --json` (flat route objects: no
+# policy is set in this benchmark).
+outbound_of() {
+  "$starling" routes --json --admin "$1" 2>/dev/null | tr '{' '\n' |
+    grep "\"service\":\"$2\"" | sed -n 's/.*"outbound":"\([^"]*\)".*/\1/p'
+}
+# Non-empty when `service` has a healthy instance on node `node` in `starling services --json`.
+healthy_on() {
+  "$starling" services --json --admin "$1" 2>/dev/null | tr '{' '\n' |
+    grep "\"node\":\"$3\"" | grep '"healthy":true' | grep -q "\"id\":\"$2\"" && echo yes || true
+}
+
+# --- wrk output: requests/s, p50 and p99 in ms, errors ---
+to_ms() { # "124.00us" | "2.75ms" | "1.02s" -> ms
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n = n;
+    else if (v ~ /s$/) n *= 1000; printf "%.3f\n", n }'
+}
+wrk_field() { # wrk_field <file> rps|p50|p99|errors
+  case "$2" in
+    rps) awk '/^Requests\/sec:/ { print $2 }' "$1" ;;
+    p50) to_ms "$(awk '$1 == "50%" { print $2 }' "$1")" ;;
+    p99) to_ms "$(awk '$1 == "99%" { print $2 }' "$1")" ;;
+    errors) awk '/Non-2xx or 3xx responses:/ { e += $NF } /Socket errors:/ {
+        for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) e += $i } END { print e + 0 }' "$1" ;;
+  esac
+}
+kv() { sed -n "s/.*\\b$2=\\([0-9.]*\\).*/\\1/p" "$1"; } # key=value of a helper's output line
+
+echo "# Data plane: Starling vs HAProxy 2-hop mTLS, $(nproc) cores (shared machine), $(date -u +%FT%TZ)"
+haproxy -v 2>&1 | sed -n 1p
+nginx -v 2>&1
+wrk -v 2>&1 | sed -n 1p || true # wrk -v exits 1
+echo "openssl: $(openssl version); kernel $(uname -r)"
+echo "starling: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "load average at start: $(loadavg); nice $(ps -o ni= -p $$ | tr -d ' ')"
+echo "rounds: $rounds; wrk -t1 -c$connections -d${duration}s --latency; paced: $rate req/s for ${paced_seconds}s; bulk: ${bulk_seconds}s; work dir: $work"
+echo
+
+# ------------------------------------------------------------------ nginx and the bulk sink
+free_port nginx_port
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 200 "ok"; }
+  }
+}
+EOF
+log "nginx on 127.0.0.1:$nginx_port"
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" \
+  -g "daemon off; pid $work/nginx/nginx.pid; error_log $work/nginx/error.log;" \
+  >"$work/nginx/stdout.log" 2>&1 &
+pids+=($!)
+wait_port $deadline_s "$nginx_port" || die "nginx did not listen on $nginx_port (see $work/nginx)"
+
+"$bin/starling-bulk" sink --listen 127.0.0.1:0 >"$work/sink.out" 2>&1 &
+pids+=($!)
+wait_file_line $deadline_s "$work/sink.out" '^listening ' || die "the bulk sink did not start"
+sink_port=$(sed -n 's/^listening .*:\([0-9]*\)$/\1/p' "$work/sink.out")
+
+# ------------------------------------------------------------------ HAProxy A -> B
+log "HAProxy: a CA and two ECDSA P-256 certificates (openssl), A and B with nbthread 1"
+hp=$work/haproxy
+mkdir -p "$hp"
+(
+  cd "$hp"
+  openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+  openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench haproxy CA" -out ca.crt \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+  for n in a b; do
+    openssl ecparam -name prime256v1 -genkey -noout -out "$n.key"
+    openssl req -new -key "$n.key" -subj "/CN=haproxy-$n" -out "$n.csr"
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=DNS:haproxy-%s\n' "$n" >"$n.ext"
+    openssl x509 -req -in "$n.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -sha256 \
+      -extfile "$n.ext" -out "$n.crt"
+    cat "$n.crt" "$n.key" >"$n.pem"
+  done
+) >"$hp/openssl.log" 2>&1 || die "openssl failed (see $hp/openssl.log)"
+free_port hp_a_http; free_port hp_b_http; free_port hp_a_tcp; free_port hp_b_tcp
+hp_common="global
+  nbthread 1
+  maxconn 4096
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+  ssl-default-server-options ssl-min-ver TLSv1.3
+defaults
+  timeout connect 5s
+  timeout client 120s
+  timeout server 120s
+  timeout http-keep-alive 120s"
+to_b="ssl verify required ca-file $hp/ca.crt crt $hp/a.pem verifyhost haproxy-b sni str(haproxy-b)"
+from_a="ssl crt $hp/b.pem ca-file $hp/ca.crt verify required"
+cat >"$hp/a.cfg" <<EOF
+$hp_common
+frontend http_in
+  mode http
+  bind 127.0.0.1:$hp_a_http
+  default_backend to_b
+backend to_b
+  mode http
+  http-reuse always
+  server b 127.0.0.1:$hp_b_http $to_b
+listen tcp_in
+  mode tcp
+  bind 127.0.0.1:$hp_a_tcp
+  server b 127.0.0.1:$hp_b_tcp $to_b
+EOF
+cat >"$hp/b.cfg" <<EOF
+$hp_common
+frontend http_in
+  mode http
+  bind 127.0.0.1:$hp_b_http $from_a
+  default_backend app
+backend app
+  mode http
+  http-reuse always
+  server nginx 127.0.0.1:$nginx_port
+listen tcp_in
+  mode tcp
+  bind 127.0.0.1:$hp_b_tcp $from_a
+  server sink 127.0.0.1:$sink_port
+EOF
+for n in b a; do
+  haproxy -c -f "$hp/$n.cfg" >"$hp/$n.check" 2>&1 || die "haproxy $n: bad config (see $hp/$n.check)"
+  haproxy -db -f "$hp/$n.cfg" >"$hp/$n.log" 2>&1 &
+  pids+=($!)
+  printf -v "hp_${n}_pid" '%s' "$!"
+done
+wait_port $deadline_s "$hp_a_http" && wait_port $deadline_s "$hp_a_tcp" &&
+  wait_port $deadline_s "$hp_b_http" && wait_port $deadline_s "$hp_b_tcp" ||
+  die "haproxy did not listen (see $hp/*.log)"
+
+# ------------------------------------------------------------------ Starling A -> B
+log "Starling: a mesh root, an issuer for node A, node B admitted by token; [proxy] threads = 1"
+st=$work/starling
+mkdir -p "$st"
+"$starling" ca init --mesh bench.local --out "$st/ca" >"$st/ca.log" 2>&1 &&
+  "$starling" ca issuer --ca "$st/ca" --name na --out "$st/issuer-a" >>"$st/ca.log" 2>&1 ||
+  die "starling ca failed (see $st/ca.log)"
+cat >"$st/agent.toml" <<'EOF'
+[proxy]
+inbound = "127.0.0.1:0"
+threads = 1
+EOF
+gossip_key=$("$starling" keyring generate | tail -1)
+start_agent() { # start_agent <name> <extra flags...>; sets <name>_pid and <name>_admin
+  local name=$1; shift
+  "$starling" agent --config "$st/agent.toml" --name "$name" --data-dir "$st/$name" \
+    --gossip 127.0.0.1:0 --admin 127.0.0.1:0 --dns 127.0.0.1:0 --metrics 127.0.0.1:0 "$@" \
+    >"$st/$name.out" 2>"$st/$name.log" &
+  pids+=($!)
+  printf -v "${name}_pid" '%s' "$!"
+  wait_file_line $deadline_s "$st/$name.out" ' ready: ' || die "agent $name did not start (see $st/$name.log)"
+  printf -v "${name}_admin" '%s' "$(sed -n 's/.* ready: .*admin \([0-9.:]*\).*/\1/p' "$st/$name.out")"
+}
+start_agent na --issuer "$st/issuer-a" --gossip-key "$gossip_key"
+na_gossip=$(sed -n 's/.* ready: gossip \([0-9.:]*\).*/\1/p' "$st/na.out")
+token=$("$starling" token create --uses 1 --ttl 10m --admin "$na_admin" 2>"$st/token.log" | tail -1)
+start_agent nb --join "$na_gossip" --token "$token"
+nb_inbound=$(sed -n 's/.*inbound \([0-9.:]*\).*/\1/p' "$st/nb.out")
+# shellcheck disable=SC2154
+"$starling" register --name web --port "$nginx_port" --protocol http --check http --check-path / \
+  --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >"$st/register.log" 2>&1 &&
+  "$starling" register --name bulk --port "$sink_port" --protocol tcp --check tcp \
+    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >>"$st/register.log" 2>&1 ||
+  die "starling register failed (see $st/register.log)"
+web_ready() { [[ -n $(healthy_on "$na_admin" web nb) && -n $(outbound_of "$na_admin" web) ]] && echo yes || true; }
+bulk_ready() { [[ -n $(healthy_on "$na_admin" bulk nb) && -n $(outbound_of "$na_admin" bulk) ]] && echo yes || true; }
+wait_for $deadline_s web_ready >/dev/null || die "node A never saw web healthy on nb with an outbound listener"
+wait_for $deadline_s bulk_ready >/dev/null || die "node A never saw bulk healthy on nb with an outbound listener"
+st_web=$(outbound_of "$na_admin" web)
+st_bulk=$(outbound_of "$na_admin" bulk)
+log "Starling: web at $st_web, bulk at $st_bulk (node A's outbound listeners); nb inbound $nb_inbound"
+
+# ------------------------------------------------------------------ is every hop what it claims?
+log "checking that each 2-hop path is TLS 1.3 with client certificates"
+for n in na nb; do
+  grep -q 'data plane: inbound .*(mutual TLS), 1 I/O thread' "$st/$n.log" ||
+    die "agent $n's data plane is not mutual TLS with 1 thread (see $st/$n.log)"
+done
+refused0=$(proxy_stat "$nb_admin" inbound_refused_tls)
+tls_line=$(openssl s_client -connect "$nb_inbound" -brief </dev/null 2>&1 | grep -m1 'Protocol version') || true
+[[ $tls_line == *TLSv1.3* ]] || die "node B's inbound did not speak TLS 1.3 to openssl s_client: '$tls_line'"
+( # plain text where a TLS ClientHello is due: no answer, the connection closes
+  exec 3<>"/dev/tcp/${nb_inbound%:*}/${nb_inbound##*:}"
+  printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3
+  timeout 3 cat <&3
+) >"$work/plain_probe.out" 2>/dev/null || true
+[[ ! -s $work/plain_probe.out ]] || die "node B's inbound answered plain text: $(head -c 200 "$work/plain_probe.out")"
+refused_ok() { (($(proxy_stat "$nb_admin" inbound_refused_tls) >= refused0 + 2)) && echo yes || true; }
+wait_for 5 refused_ok >/dev/null ||
+  die "node B's inbound did not count the certificate-less handshake and the plain-text probe as refused TLS"
+conn_a0=$(proxy_stat "$na_admin" upstream_connects); in_b0=$(proxy_stat "$nb_admin" inbound_connections)
+vias=$(curl -s -D - -o /dev/null --max-time 5 "http://$st_web/" | grep -ci '^via: 1.1 starling' || true)
+[[ $vias == 2 ]] || die "a request through $st_web did not pass two Starling hops (via lines: $vias)"
+moved_ok() { # the first request ever: A opens an upstream connection, B accepts it inbound
+  (($(proxy_stat "$na_admin" upstream_connects) > conn_a0 &&
+    $(proxy_stat "$nb_admin" inbound_connections) > in_b0)) && echo yes || true
+}
+wait_for 5 moved_ok >/dev/null || die "the request did not go from A's upstream to B's inbound listener"
+hp_line=$(openssl s_client -connect "127.0.0.1:$hp_b_http" -brief </dev/null 2>&1 | grep -m1 'Protocol version') || true
+[[ $hp_line == *TLSv1.3* ]] || die "haproxy B did not speak TLS 1.3: '$hp_line'"
+[[ $(curl -s --max-time 5 "http://127.0.0.1:$hp_a_http/") == ok ]] || die "no 'ok' through haproxy A -> B -> nginx"
+[[ $(curl -s --max-time 5 "http://127.0.0.1:$nginx_port/") == ok ]] || die "no 'ok' from nginx"
+echo "TLS between hops: Starling B inbound $tls_line (no client cert and plain text both refused: inbound_refused_tls +$(($(proxy_stat "$nb_admin" inbound_refused_tls) - refused0))); a request carries $vias via lines; HAProxy B $hp_line"
+
+# RSS once the mesh is up, the services registered and one request served, before the load.
+sleep 2 # not a readiness wait: lets the agents settle (gossip, checks) before the idle reading
+idle_na=$(rss_kib "$na_pid"); idle_nb=$(rss_kib "$nb_pid")
+idle_ha=$(rss_kib "$hp_a_pid"); idle_hb=$(rss_kib "$hp_b_pid")
+declare -A idle_split
+for p in "$na_pid" "$nb_pid" "$hp_a_pid" "$hp_b_pid"; do idle_split[$p]=$(anon_file "$p"); done
+
+# sample_rss <file> <pid...>: in the background, the peak VmRSS of each pid every 100 ms into
+# <file> as "pid peak_kib" lines, until killed (sets sampler_pid).
+sample_rss() {
+  local f=$1; shift
+  (
+    declare -A peak
+    trap 'for p in "${!peak[@]}"; do echo "$p ${peak[$p]}"; done >"$f"; exit 0' TERM
+    while :; do
+      for p in "$@"; do
+        r=$(rss_kib "$p")
+        ((r > ${peak[$p]:-0})) && peak[$p]=$r
+      done
+      sleep 0.1
+    done
+  ) &
+  sampler_pid=$!
+  pids+=("$sampler_pid")
+}
+stop_sampler() { kill -TERM "$sampler_pid" 2>/dev/null || true; wait "$sampler_pid" 2>/dev/null || true; }
+peak_of() { awk -v p="$2" '$1 == p { print $2 }' "$1" 2>/dev/null; }
+
+target_http() { case $1 in direct) echo "127.0.0.1:$nginx_port" ;; haproxy) echo "127.0.0.1:$hp_a_http" ;; starling) echo "$st_web" ;; esac; }
+target_tcp() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp" ;; starling) echo "$st_bulk" ;; esac; }
+hop_pids() { case $1 in direct) echo "" ;; haproxy) echo "$hp_a_pid $hp_b_pid" ;; starling) echo "$na_pid $nb_pid" ;; esac; }
+# measure_cpu <file> <system> <command...>: runs the command and writes the CPU ticks its
+# system's two proxies (hop A, hop B) used meanwhile to <file> as "ticks_a ticks_b".
+measure_cpu() {
+  local f=$1 sys=$2; shift 2
+  local hops a0=0 b0=0 a1=0 b1=0 rc=0
+  read -r -a hops <<<"$(hop_pids "$sys")"
+  if ((${#hops[@]} == 2)); then a0=$(cpu_ticks "${hops[0]}"); b0=$(cpu_ticks "${hops[1]}"); fi
+  "$@" || rc=$?
+  if ((${#hops[@]} == 2)); then a1=$(cpu_ticks "${hops[0]}"); b1=$(cpu_ticks "${hops[1]}"); fi
+  echo "$((a1 - a0)) $((b1 - b0))" >"$f"
+  return $rc
+}
+wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }
+systems=(direct haproxy starling)
+order() { local r=$1 i; for ((i = 0; i < 3; i++)); do echo "${systems[$(((r + i) % 3))]}"; done; }
+
+# ------------------------------------------------------------------ 1. wrk, closed loop
+log "warm-up: 2 s of wrk per system (discarded)"
+for sys in "${systems[@]}"; do
+  wrk -t1 -c"$connections" -d2s "http://$(target_http "$sys")/" >"$work/warmup-$sys.wrk" 2>&1
+done
+peak_na=0; peak_nb=0; peak_ha=0; peak_hb=0
+for ((r = 1; r <= rounds; r++)); do
+  for sys in $(order "$r"); do
+    log "wrk round $r: $sys"
+    sample_rss "$work/rss-$sys-$r" "$na_pid" "$nb_pid" "$hp_a_pid" "$hp_b_pid"
+    measure_cpu "$work/cpu-wrk-$sys-$r" "$sys" wrk -t1 -c"$connections" -d"${duration}s" --latency \
+      "http://$(target_http "$sys")/" >"$work/wrk-$sys-$r.txt" 2>&1
+    stop_sampler
+    if [[ $sys == starling ]]; then
+      peak_na=$(maximum <<<"$peak_na"$'\n'"$(peak_of "$work/rss-$sys-$r" "$na_pid")")
+      peak_nb=$(maximum <<<"$peak_nb"$'\n'"$(peak_of "$work/rss-$sys-$r" "$nb_pid")")
+    elif [[ $sys == haproxy ]]; then
+      peak_ha=$(maximum <<<"$peak_ha"$'\n'"$(peak_of "$work/rss-$sys-$r" "$hp_a_pid")")
+      peak_hb=$(maximum <<<"$peak_hb"$'\n'"$(peak_of "$work/rss-$sys-$r" "$hp_b_pid")")
+    fi
+    [[ -n $(wrk_field "$work/wrk-$sys-$r.txt" rps) ]] || die "wrk against $sys failed (see $work/wrk-$sys-$r.txt)"
+  done
+done
+hwm_na=$(hwm_kib "$na_pid"); hwm_nb=$(hwm_kib "$nb_pid")
+
+declare -A rps p50 p99 errs
+echo "## Closed loop: wrk -t1 -c$connections, ${duration}s, keep-alive, medians of $rounds rounds"
+echo
+printf '| system | requests/s | p50 ms | p99 ms | errors | CPU µs/request hop A, hop B | requests/s each round |\n|---|---|---|---|---|---|---|\n'
+declare -A cpu_req
+for sys in "${systems[@]}"; do
+  each=""; e=0
+  for ((r = 1; r <= rounds; r++)); do
+    f=$work/wrk-$sys-$r.txt
+    each+="$(wrk_field "$f" rps) "
+    e=$((e + $(wrk_field "$f" errors)))
+  done
+  rps[$sys]=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/wrk-$sys-$r.txt" rps; done | median)
+  p50[$sys]=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/wrk-$sys-$r.txt" p50; done | median)
+  p99[$sys]=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/wrk-$sys-$r.txt" p99; done | median)
+  errs[$sys]=$e
+  cpu_req[$sys]="–"
+  if [[ $sys != direct ]]; then
+    ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-wrk-$sys-$r"; cpu_us_per "$ta" "$(wrk_requests "$work/wrk-$sys-$r.txt")"; done | median)
+    cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-wrk-$sys-$r"; cpu_us_per "$tb" "$(wrk_requests "$work/wrk-$sys-$r.txt")"; done | median)
+    cpu_req[$sys]="$ca, $cb"
+  fi
+  printf '| %s | %.0f | %.3f | %.3f | %d | %s | %s|\n' "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}" "$e" "${cpu_req[$sys]}" "$each"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+rps_ratio=$(ratio "${rps[starling]}" "${rps[haproxy]}")
+p50_ratio=$(ratio "${p50[starling]}" "${p50[haproxy]}")
+p99_ratio=$(ratio "${p99[starling]}" "${p99[haproxy]}")
+printf '| **starling / haproxy** | **%sx** | %sx | %sx | | | |\n' "$rps_ratio" "$p50_ratio" "$p99_ratio"
+echo
+
+# ------------------------------------------------------------------ 2. paced, open loop
+declare -A pp50 pp99 pp999
+for ((r = 1; r <= rounds; r++)); do
+  for sys in $(order "$r"); do
+    log "paced round $r: $sys at $rate req/s"
+    "$bin/starling-paced-client" --target "$(target_http "$sys")" --rate "$rate" \
+      --seconds "$paced_seconds" --warmup-seconds 1 --connections 16 >"$work/paced-$sys-$r.txt" 2>&1 ||
+      die "paced client against $sys failed: $(cat "$work/paced-$sys-$r.txt")"
+  done
+done
+echo "## Open loop at $rate requests/s (starling-paced-client, 16 keep-alive connections, ${paced_seconds}s after 1 s warm-up, latency from the scheduled time), medians of $rounds rounds"
+echo
+printf '| system | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | p99 µs of the best round, added | p99 µs each round |\n|---|---|---|---|---|---|---|---|\n'
+declare -A pbest
+for sys in "${systems[@]}"; do
+  pbest[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/paced-$sys-$r.txt" p99_us; done | sort -g | sed -n 1p)
+  pp50[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/paced-$sys-$r.txt" p50_us; done | median)
+  pp99[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/paced-$sys-$r.txt" p99_us; done | median)
+  pp999[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/paced-$sys-$r.txt" p999_us; done | median)
+done
+for sys in "${systems[@]}"; do
+  if [[ $sys == direct ]]; then added50="–"; added99="–"; else
+    added50=$(awk -v a="${pp50[$sys]}" -v b="${pp50[direct]}" 'BEGIN { printf "%.0f", a - b }')
+    added99=$(awk -v a="${pp99[$sys]}" -v b="${pp99[direct]}" 'BEGIN { printf "%.0f", a - b }')
+  fi
+  best="$(printf '%.0f' "${pbest[$sys]}")"
+  [[ $sys == direct ]] || best+=", $(awk -v a="${pbest[$sys]}" -v b="${pbest[direct]}" 'BEGIN { printf "%.0f", a - b }')"
+  printf '| %s | %.0f | %.0f | %.0f | %s | %s | %s | %s|\n' "$sys" "${pp50[$sys]}" "${pp99[$sys]}" "${pp999[$sys]}" "$added50" "$added99" "$best" \
+    "$(for ((r = 1; r <= rounds; r++)); do printf '%.0f ' "$(kv "$work/paced-$sys-$r.txt" p99_us)"; done)"
+done
+added99_st=$(awk -v a="${pp99[starling]}" -v b="${pp99[direct]}" 'BEGIN { printf "%.0f", a - b }')
+echo
+
+# ------------------------------------------------------------------ 3. L4 bulk
+declare -A mbps
+for ((r = 1; r <= rounds; r++)); do
+  for sys in $(order "$r"); do
+    log "bulk round $r: $sys"
+    measure_cpu "$work/cpu-bulk-$sys-$r" "$sys" "$bin/starling-bulk" source \
+      --connect "$(target_tcp "$sys")" --seconds "$bulk_seconds" >"$work/bulk-$sys-$r.txt" 2>&1 || die "bulk through $sys failed: $(cat "$work/bulk-$sys-$r.txt")"
+  done
+done
+echo "## L4 bulk: one TCP stream for ${bulk_seconds}s (starling-bulk; MB = 10^6 bytes), medians of $rounds rounds"
+echo
+printf '| system | MB/s | CPU µs/MB hop A, hop B | each round |\n|---|---|---|---|\n'
+for sys in "${systems[@]}"; do
+  mbps[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/bulk-$sys-$r.txt" mb_per_s; done | median)
+  cpu_mb="–"
+  if [[ $sys != direct ]]; then
+    ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-bulk-$sys-$r"; cpu_us_per "$ta" "$(awk -v b="$(kv "$work/bulk-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
+    cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-bulk-$sys-$r"; cpu_us_per "$tb" "$(awk -v b="$(kv "$work/bulk-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
+    cpu_mb="$ca, $cb"
+  fi
+  printf '| %s | %.0f | %s | %s|\n' "$sys" "${mbps[$sys]}" "$cpu_mb" "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(kv "$work/bulk-$sys-$r.txt" mb_per_s)"; done)"
+done
+bulk_ratio=$(ratio "${mbps[starling]}" "${mbps[haproxy]}")
+printf '| **starling / haproxy** | **%sx** | | |\n' "$bulk_ratio"
+echo
+
+# ------------------------------------------------------------------ 4. RSS
+echo "## Resident memory (MiB): idle = mesh up, services registered, before any load; load = peak VmRSS sampled every 100 ms during the wrk rounds; VmHWM = the kernel's peak over the whole run; anon / file = RssAnon / RssFile (file: pages of the binary and shared libraries)"
+echo
+printf '| process | idle | idle anon / file | under wrk load | VmHWM | after all runs | after anon / file |\n|---|---|---|---|---|---|---|\n'
+rss_row() { # rss_row <label> <pid> <idle KiB> <peak KiB>
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(mib "$3")" "${idle_split[$2]}" "$(mib "$4")" \
+    "$(mib "$(hwm_kib "$2")")" "$(mib "$(rss_kib "$2")")" "$(anon_file "$2")"
+}
+rss_row "starling agent A (caller)" "$na_pid" "$idle_na" "$peak_na"
+rss_row "starling agent B (instance)" "$nb_pid" "$idle_nb" "$peak_nb"
+rss_row "haproxy A" "$hp_a_pid" "$idle_ha" "$peak_ha"
+rss_row "haproxy B" "$hp_b_pid" "$idle_hb" "$peak_hb"
+echo
+
+# ------------------------------------------------------------------ Starling's counters
+echo "## Starling's data-plane counters after the run"
+echo
+for n in na nb; do
+  adm=${n}_admin
+  printf '%s: ' "$n"
+  for k in outbound_connections inbound_connections inbound_refused_tls upstream_connects upstream_reused upstream_connect_failures upstream_idle requests responses_2xx responses_5xx generated_responses; do
+    printf '%s=%s ' "$k" "$(proxy_stat "${!adm}" "$k")"
+  done
+  echo
+done
+echo
+
+# Pool health: a pooled data plane opens few upstream connections per request; many mean
+# new mTLS handshakes on the request path (docs/bench-proxy.md, "Beyond 64 concurrent
+# connections").
+conn_a=$(proxy_stat "$na_admin" upstream_connects); req_a=$(proxy_stat "$na_admin" requests)
+echo "pool: node A opened $conn_a upstream (mTLS) connections for $req_a requests$(awk -v c="$conn_a" -v r="$req_a" 'BEGIN { if (c > 0) printf " (one per %.0f)", r / c }')"
+echo
+
+# ------------------------------------------------------------------ profile (optional)
+# perf_during <name> <command...>: records both agents while the command runs, prints the
+# hottest symbols (self time, all threads of both agents together).
+perf_during() {
+  local name=$1; shift
+  perf record -q -e cpu-clock -F 999 -g -p "$na_pid,$nb_pid" -o "$work/perf-$name.data" \
+    >"$work/perf-$name.log" 2>&1 &
+  local perf_pid=$!
+  pids+=("$perf_pid")
+  perf_started() { [[ -s $work/perf-$name.data ]] && echo yes || true; } # perf wrote its header
+  wait_for 10 perf_started >/dev/null || die "perf record did not start (see $work/perf-$name.log)"
+  "$@" >"$work/perf-$name.run" 2>&1 || true
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  echo "### $name: $(grep -hE 'Requests/sec|mb_per_s' "$work/perf-$name.run" | tr -s ' ')"
+  echo
+  echo '```'
+  echo "by library:"
+  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort dso \
+    --percent-limit 0.5 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,8p
+  echo "hottest symbols (kernel and user):"
+  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort dso,sym \
+    --percent-limit 0.8 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,25p
+  echo '```'
+  echo
+}
+if ((profile)); then
+  if command -v perf >/dev/null; then
+    log "profile: perf record of both agents during wrk and bulk through Starling"
+    echo "## Profile of both agents (perf, cpu-clock, self time, both agents together)"
+    echo
+    perf_during http wrk -t1 -c"$connections" -d"${duration}s" "http://$st_web/"
+    perf_during bulk "$bin/starling-bulk" source --connect "$st_bulk" --seconds "$bulk_seconds"
+  else
+    echo "(--profile: perf is not installed)"
+  fi
+fi
+
+# ------------------------------------------------------------------ 5. kTLS
+echo "## kTLS on this machine"
+echo
+echo '```'
+"$bin/starling-ktls-probe" 2>&1 || true
+if [[ -r /proc/config.gz ]]; then echo "kernel config: $(zcat /proc/config.gz | grep -E '^(# )?CONFIG_TLS[ =]' || echo 'CONFIG_TLS absent')"; fi
+if command -v modprobe >/dev/null; then echo "modprobe tls: $(modprobe tls 2>&1 && echo loaded)"; else echo "modprobe: not installed"; fi
+echo '```'
+echo
+
+# ------------------------------------------------------------------ goals
+met() { if awk "BEGIN { exit !($1) }"; then echo met; else echo "not met"; fi; }
+# The p99 budget is judged only when the machine's own noise is below it: direct's p99 (the
+# client, the kernel and nginx alone) at most 3x the budget, and an added p99 not negative.
+p99_goal() {
+  if awk -v d="${pp99[direct]}" -v a="$added99_st" 'BEGIN { exit !(d > 450 || a < 0) }'; then
+    echo "not judged: the machine's noise (direct's p99) exceeds the budget; run on a quiet machine"
+  else
+    met "$added99_st <= 150"
+  fi
+}
+echo "## Issue 17's goals"
+echo
+echo "- req/s ≥ 1.2x HAProxy 2-hop with p99 no worse: ${rps_ratio}x, p99 ${p99_ratio}x — $(met "${rps[starling]} >= 1.2 * ${rps[haproxy]} && ${p99[starling]} <= ${p99[haproxy]}")"
+echo "- p99 added over two hops at $rate req/s ≤ 150 µs: ${added99_st} µs (HAProxy adds $(awk -v a="${pp99[haproxy]}" -v b="${pp99[direct]}" 'BEGIN { printf "%.0f", a - b }') µs; direct's own p99 is $(printf '%.0f' "${pp99[direct]}") µs) — $(p99_goal)"
+echo "- L4 bulk ≥ 1.0x HAProxy TCP: ${bulk_ratio}x — $(met "${mbps[starling]} >= ${mbps[haproxy]}")"
+max_idle=$(maximum <<<"$idle_na"$'\n'"$idle_nb"); max_load=$(maximum <<<"$peak_na"$'\n'"$peak_nb"$'\n'"$hwm_na"$'\n'"$hwm_nb")
+echo "- whole-agent RSS ≤ 16 MiB idle: $(mib "$max_idle") MiB — $(met "$max_idle <= 16384"); ≤ 24 MiB under load (VmHWM): $(mib "$max_load") MiB — $(met "$max_load <= 24576")"
+echo "- errors: wrk direct ${errs[direct]}, haproxy ${errs[haproxy]}, starling ${errs[starling]}"
+echo
+echo "load average at end: $(loadavg)"
