@@ -250,9 +250,10 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
       std::make_shared<gossip::test_support::fake_trust>(true, std::set<std::string>{node_name(0)});
 
   routing_result r;
-  r.bootstrap = bootstrap(sim, opt);
-  std::fprintf(stderr, "routing n=%zu seed=%llu: bootstrap %s after %.0f s wall\n", opt.n,
+  r.bootstrap = start_cluster(sim, opt);
+  std::fprintf(stderr, "routing n=%zu seed=%llu: %s %s after %.0f s wall\n", opt.n,
                static_cast<unsigned long long>(opt.seed),
+               opt.converged_start ? "converged start" : "bootstrap",
                r.bootstrap.converged ? "converged" : "did not converge",
                std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
   world->arrived.assign(sim.size(), std::nullopt);

@@ -157,6 +157,54 @@ convergence_result bootstrap(simulator& sim, const scenario_options& opt) {
   return r;
 }
 
+convergence_result converged_start(simulator& sim, const scenario_options& opt) {
+  convergence_result r;
+  cost_meter meter(sim);
+  const auto n = opt.n;
+  const node_id first = sim.add_nodes(n);
+  const auto t0 = sim.now();
+  auto members = std::make_shared<std::vector<node_id>>(n);
+  std::iota(members->begin(), members->end(), first);
+
+  auto false_deaths = std::make_shared<std::uint64_t>(0);
+  sim.add_observer([&sim, false_deaths](node_id, const member_event& e, time_point) {
+    if (e.kind != member_event_kind::failed)
+      return;
+    if (auto s = sim.find_name(e.subject.name); s && sim.is_running(*s))
+      ++*false_deaths;
+  });
+
+  // Within one probe interval: a node's first probe (a probe interval after its start) finds
+  // every node started. Gossip before that finds nothing to send (the queues are drained).
+  auto& rng = sim.rng();
+  const auto window = std::max<duration>(opt.swim.probe_interval - 1ms, 0ms);
+  time_point last_start = t0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto at = t0 + uniform(rng, 0ms, window);
+    last_start = std::max(last_start, at);
+    sim.at(at, [&sim, id = (*members)[i], members] { sim.start_converged(id, *members); });
+  }
+  // The catch-up push-pull each start armed runs retransmit_limit gossip intervals after it.
+  const auto limit =
+      opt.swim.retransmit_mult *
+      std::max(1u, static_cast<unsigned>(std::ceil(std::log10(static_cast<double>(n) + 1.0))));
+  const auto settle = opt.swim.gossip_interval * static_cast<std::int64_t>(limit) + 1s;
+  sim.run_until(last_start + settle);
+  r.converged = sim.running_count() == n && sim.all_see_running_alive();
+  if (r.converged) {
+    r.seconds_after_last_start = seconds(sim.now() - last_start);
+    r.seconds_after_first_start = seconds(sim.now() - t0);
+    r.rounds = r.seconds_after_last_start / seconds(opt.swim.probe_interval);
+  }
+  r.false_deaths = *false_deaths;
+  r.cost = meter.finish();
+  return r;
+}
+
+convergence_result start_cluster(simulator& sim, const scenario_options& opt) {
+  return opt.converged_start ? converged_start(sim, opt) : bootstrap(sim, opt);
+}
+
 convergence_result run_convergence(const scenario_options& opt) {
   simulator sim(make_sim_config(opt));
   auto r = bootstrap(sim, opt);

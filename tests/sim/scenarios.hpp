@@ -42,6 +42,9 @@ struct scenario_options {
   /// Every datagram and push-pull goes through the real wire codec and its limits
   /// (sim_config::real_codec); bytes are then the encoded sizes.
   bool real_codec = false;
+  /// Scenarios that start from a converged cluster (the routing scenario) start it with
+  /// converged_start() instead of bootstrap(): no joins. See converged_start().
+  bool converged_start = false;
 };
 
 /// An extension that always has payloads: it fills whatever space the core offers with
@@ -99,6 +102,20 @@ struct convergence_result {
 /// Starts a cluster per `opt` in `sim` (which must have no nodes yet) and runs until it
 /// converged or the deadline. Used by every scenario as its first phase.
 convergence_result bootstrap(simulator& sim, const scenario_options& opt);
+
+/// Starts a cluster per `opt` in `sim` (which must have no nodes yet) already converged,
+/// without the join storm of bootstrap(): each node starts with a core that knows all n
+/// members alive at incarnation 0 (simulator::start_converged), at a uniformly random time
+/// within one probe interval (so that no node probes one not started yet, and their timers
+/// are not in step), and the cluster then runs until every node made the catch-up push-pull
+/// its start armed (retransmit_limit gossip intervals) and one second more. `converged` says
+/// every node then sees all n alive and nothing else; seconds_after_last_start is that
+/// settling time, p99 is 0 (there is no epidemic to time), false_deaths counts failed events
+/// as in bootstrap(). Used by scenarios whose subject is not the membership bootstrap.
+convergence_result converged_start(simulator& sim, const scenario_options& opt);
+
+/// bootstrap() or converged_start(), as opt.converged_start says.
+convergence_result start_cluster(simulator& sim, const scenario_options& opt);
 
 /// A simulator configured from `opt`.
 sim_config make_sim_config(const scenario_options& opt);

@@ -14,6 +14,9 @@
 // fills every byte the budget rule gives it (tests/sim/scenarios.hpp, flood_extension).
 // --real-codec: every datagram and push-pull is encoded and decoded by the real wire codec
 // with an agent's limits (sim_config::real_codec); byte counts are then encoded sizes.
+// --converged-start: the routing scenario starts from converged membership (every node
+// knows all n alive, tests/sim/scenarios.hpp converged_start) instead of n joins through
+// the seeds; the membership scenarios ignore it (their subject is the bootstrap).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -44,7 +47,8 @@ struct args {
   /// The routing scenario: loss of its lossy change, length of its partition.
   double routing_loss = 0.10;
   double partition_s = 10;
-  bool routing_steady = true; // --no-steady skips the routing steady-state window
+  bool routing_steady = true;   // --no-steady skips the routing steady-state window
+  bool converged_start = false; // --converged-start: no bootstrap before the routing scenario
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -83,8 +87,9 @@ std::vector<std::uint64_t> parse_seeds(const std::string& s) {
       "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
       "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec] [--seeds LIST]\n"
       "  routing scenarios: --scenarios routing,routing-memory [--routing-loss 0.1] "
-      "[--partition-for SECONDS] [--no-steady]; the routing scenario runs over --seeds when "
-      "given; --no-steady skips its steady-state window (0 in its columns)\n"
+      "[--partition-for SECONDS] [--no-steady] [--converged-start]; the routing scenario runs "
+      "over --seeds when given; --no-steady skips its steady-state window (0 in its columns); "
+      "--converged-start starts it from converged membership instead of n joins\n"
       "  --seeds LIST  convergence over several seeds (1-10, 1,4,7, 1-5,9): a row per "
       "run, then min / median / p90 / max per size\n",
       msg);
@@ -125,6 +130,8 @@ args parse(int argc, char** argv) {
         a.real_codec = true;
       } else if (k == "--no-steady") {
         a.routing_steady = false;
+      } else if (k == "--converged-start") {
+        a.converged_start = true;
       } else if (k == "--no-swim") {
         a.swim_too = false;
       } else if (k == "--help" || k == "-h") {
@@ -169,9 +176,15 @@ void print_config(const scenario_options& o) {
               c.awareness_max, ms(c.push_pull_interval) / 1000, ms(c.gossip_to_dead) / 1000,
               c.max_datagram);
   std::printf("network: one-way latency %.1f ms + uniform [0, %.1f] ms; %zu seeds; starts "
-              "staggered over %.0f s; condition checks every %.0f ms.\n\n",
+              "staggered over %.0f s; condition checks every %.0f ms.\n",
               ms(o.latency_base), ms(o.latency_jitter), o.seeds, ms(o.stagger) / 1000,
               ms(o.check_every));
+  if (o.converged_start)
+    std::printf("start of the routing scenario: converged membership (--converged-start): every "
+                "node starts knowing all n members alive, at a random time within one probe "
+                "interval; no joins.\n\n");
+  else
+    std::printf("start of the routing scenario: bootstrap (n joins through the seeds).\n\n");
 }
 
 /// A value of a run that did not converge: prints as "inf" and sorts last.
@@ -253,6 +266,7 @@ int main(int argc, char** argv) {
   base.seed = a.seed;
   base.flood_bytes = a.flood_bytes;
   base.real_codec = a.real_codec;
+  base.converged_start = a.converged_start;
   print_config(base);
   if (a.real_codec)
     std::printf("codec: every message encoded and decoded by gossip/codec with an agent's "

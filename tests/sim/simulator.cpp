@@ -184,6 +184,53 @@ void simulator::start(node_id id, std::vector<node_id> seeds, std::uint64_t inca
   reschedule(id);
 }
 
+void simulator::start_converged(node_id id, const std::vector<node_id>& members) {
+  start(id, {});
+  auto& n = nodes_[id];
+  // The answer of a peer that knows everyone: any member but this node.
+  const auto peer =
+      std::find_if(members.begin(), members.end(), [id](node_id m) { return m != id; });
+  if (peer == members.end())
+    return; // a cluster of one
+  {
+    gossip::push_pull state;
+    state.sender = nodes_.at(*peer).name;
+    state.sender_address = nodes_.at(*peer).address;
+    state.members.reserve(members.size());
+    for (auto m : members) {
+      gossip::member_update u;
+      u.state = gossip::member_state::alive;
+      u.name = nodes_.at(m).name;
+      u.address = nodes_.at(m).address;
+      state.members.push_back(std::move(u));
+    }
+    mix(0xC0417ull);
+    mix(id);
+    apply(id, n.core->on_push_pull_response(state, now_));
+  }
+  // Drain the queue: every answer to a ping takes as many queued updates as fit, counting a
+  // send of each, until each was sent its keep limit and dropped. Bounded: an update cannot
+  // ride more than 2 * retransmit_limit answers, and each answer carries at least one.
+  gossip::packet ping;
+  ping.kind = gossip::packet_kind::ping;
+  ping.sender = nodes_.at(*peer).name;
+  ping.sender_address = nodes_.at(*peer).address;
+  ping.target = n.name;
+  const std::uint64_t bound = 1000 * (members.size() + 1);
+  for (std::uint64_t i = 1;; ++i) {
+    if (i > bound)
+      throw std::logic_error("sim: the queue of " + n.name + " does not drain");
+    ping.seq = static_cast<std::uint32_t>(i);
+    const auto fx = n.core->on_packet(ping, now_);
+    const bool carried = std::any_of(fx.packets.begin(), fx.packets.end(),
+                                     [](const auto& out) { return !out.message.updates.empty(); });
+    if (!carried)
+      break;
+    ++stats_.converged_drain_answers;
+  }
+  reschedule(id);
+}
+
 void simulator::kill(node_id id) { stop_node(id, node_status::killed); }
 
 void simulator::restart(node_id id, std::vector<node_id> seeds, std::uint64_t incarnation) {

@@ -121,6 +121,9 @@ struct sim_stats {
   std::uint64_t extension_requests_failed = 0;
   /// Bytes of both directions of extension requests (bodies plus 16 bytes of framing each).
   std::uint64_t extension_request_bytes = 0;
+  /// start_converged: answers to pings that drained the started cores' queues (dropped, not
+  /// sent: not in packets_sent).
+  std::uint64_t converged_drain_answers = 0;
 };
 
 /// Lifecycle of a simulated node.
@@ -170,6 +173,19 @@ public:
   /// `seeds` (all at once, again after each join_backoff delay until one answered, as the
   /// agent does); no seeds: a cluster of one.
   void start(node_id id, std::vector<node_id> seeds, std::uint64_t incarnation = 0);
+  /// Starts idle node `id` as a member of an already converged cluster of the nodes `members`
+  /// (ids; `id` may be among them), instead of joining: a fresh core (incarnation 0) is handed
+  /// their full state as the answer to a push-pull from one of them
+  /// (membership::on_push_pull_response: every member alive at incarnation 0 at its address),
+  /// so it knows them all as a join answer would teach it, and its member events feed the
+  /// views and observers. What that merge queued to gossip (one update per member, which the
+  /// cluster learned long ago) is then drained without a network: the core answers pings
+  /// from a member until its answer carries no update, and the answers are dropped. The
+  /// merge arms the core's catch-up push-pull (retransmit_limit gossip intervals later) as it
+  /// does after a join. Memory: the state is built for this call and freed after it. Costs
+  /// O(members) time, and about members * 2 * retransmit_limit / (updates per datagram)
+  /// pings for the drain.
+  void start_converged(node_id id, const std::vector<node_id>& members);
   /// Crashes a node: its core is discarded, everything to it is dropped from now on.
   void kill(node_id id);
   /// Kills (if running) and starts again with a fresh core at the same name and address.
