@@ -50,12 +50,7 @@ protected:
 
   /// `n`'s outbound listener of `service` ("" while it has none).
   static std::string outbound_of(const node& n, const std::string& service) {
-    auto view = st::cli_json({"routes", "--json", "--admin", n.info.admin});
-    if (view && view->contains("routes"))
-      for (const auto& r : view->at("routes"))
-        if (r.at("service") == service && r.at("outbound").is_string())
-          return r.at("outbound").get<std::string>();
-    return {};
+    return st::outbound_of(n.info.admin, service);
   }
 
   /// Routable instances of `service` in `n`'s view.

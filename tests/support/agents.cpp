@@ -52,6 +52,15 @@ std::optional<nlohmann::json> cli_json(const std::vector<std::string>& args) {
   return doc;
 }
 
+std::string outbound_of(const std::string& admin, const std::string& service) {
+  auto view = cli_json({"routes", "--json", "--admin", admin});
+  if (view && view->contains("routes"))
+    for (const auto& r : view->at("routes"))
+      if (r.at("service") == service && r.at("outbound").is_string())
+        return r.at("outbound").get<std::string>();
+  return {};
+}
+
 std::optional<nlohmann::json> members_view(const std::string& admin) {
   return cli_json({"members", "--json", "--admin", admin});
 }

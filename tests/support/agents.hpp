@@ -45,6 +45,10 @@ agent_node start_agent(process_group& procs, const std::vector<std::string>& arg
 /// or printed something else.
 [[nodiscard]] std::optional<nlohmann::json> cli_json(const std::vector<std::string>& args);
 
+/// The outbound listener of `service` in `starling routes --json` of the agent at admin
+/// address `admin`; "" while it has none.
+[[nodiscard]] std::string outbound_of(const std::string& admin, const std::string& service);
+
 /// `starling members --json` against the agent at admin address `admin`.
 [[nodiscard]] std::optional<nlohmann::json> members_view(const std::string& admin);
 
