@@ -244,6 +244,12 @@ struct service_state {
   std::vector<endpoint> endpoints;
   /// endpoint ids -> local? (node == self), aligned with endpoints.
   std::vector<std::uint8_t> non_local;
+  /// 1 where the endpoint may not be picked by the outbound side: another node's instance
+  /// whose node has no inbound proxy in the config while TLS between nodes is on. Reaching
+  /// it straight at its address in plain TCP would skip mutual TLS, its authorization rules
+  /// and bans; its inbound address leaves the config as soon as membership reports the node
+  /// failed, which may be a moment before the routing table withdraws its instances.
+  std::vector<std::uint8_t> unreachable;
   balancer lb;
   outlier_detector outlier;
   circuit_breaker breaker;
@@ -857,6 +863,7 @@ void worker::rebuild(const dataplane_config& cfg) {
       st->protocol = view.instances.front().protocol;
     st->endpoints.clear();
     st->non_local.clear();
+    st->unreachable.clear();
     for (const auto& inst : view.instances) {
       if (!inst.routable())
         continue;
@@ -870,6 +877,8 @@ void worker::rebuild(const dataplane_config& cfg) {
       ep.healthy = true;
       st->endpoints.push_back(std::move(ep));
       st->non_local.push_back(inst.node == self ? 0 : 1);
+      st->unreachable.push_back(
+          inst.node != self && options().tls && !cfg.inbound.contains(inst.node) ? 1 : 0);
     }
     if (st->resilience != view.policies.resilience || it == services_.end()) {
       st->resilience = view.policies.resilience;
@@ -1138,17 +1147,9 @@ private:
     auto now = clock::now();
     auto ejected = s.outlier.ejection_mask(now);
     s.mask.assign(s.endpoints.size(), 0);
-    // With TLS between nodes, another node's instance is reached through that node's
-    // inbound proxy or not at all: never straight at its address in plain TCP, which would
-    // skip mutual TLS, its authorization rules and bans. Its inbound address leaves the
-    // config as soon as membership reports the node failed, which may be a moment before
-    // the routing table withdraws its instances.
-    const bool peers_need_tls = w_.options().tls != nullptr;
     for (std::size_t i = 0; i < s.endpoints.size(); ++i) {
       bool skip = (i < ejected.size() && ejected[i]) || w_.is_banned(s.endpoints[i].node) ||
-                  (inbound_ && s.non_local[i]) ||
-                  (!inbound_ && peers_need_tls && s.non_local[i] &&
-                   !cfg_->inbound.contains(s.endpoints[i].node));
+                  (inbound_ ? s.non_local[i] : s.unreachable[i]);
       s.mask[i] = skip ? 1 : 0;
     }
     if (!inbound_ && !req_.tried.empty()) {

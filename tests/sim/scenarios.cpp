@@ -91,6 +91,22 @@ sim_config make_sim_config(const scenario_options& opt) {
   return cfg;
 }
 
+namespace {
+
+/// Counts `failed` events about nodes that are still running (false deaths), from now on.
+std::shared_ptr<std::uint64_t> count_false_deaths(simulator& sim) {
+  auto false_deaths = std::make_shared<std::uint64_t>(0);
+  sim.add_observer([&sim, false_deaths](node_id, const member_event& e, time_point) {
+    if (e.kind != member_event_kind::failed)
+      return;
+    if (auto s = sim.find_name(e.subject.name); s && sim.is_running(*s))
+      ++*false_deaths;
+  });
+  return false_deaths;
+}
+
+} // namespace
+
 convergence_result bootstrap(simulator& sim, const scenario_options& opt) {
   convergence_result r;
   cost_meter meter(sim);
@@ -99,13 +115,7 @@ convergence_result bootstrap(simulator& sim, const scenario_options& opt) {
   const node_id first = sim.add_nodes(n);
   const auto t0 = sim.now();
 
-  auto false_deaths = std::make_shared<std::uint64_t>(0);
-  sim.add_observer([&sim, false_deaths](node_id, const member_event& e, time_point) {
-    if (e.kind != member_event_kind::failed)
-      return;
-    if (auto s = sim.find_name(e.subject.name); s && sim.is_running(*s))
-      ++*false_deaths;
-  });
+  const auto false_deaths = count_false_deaths(sim);
 
   auto& rng = sim.rng();
   time_point last_start = t0;
@@ -166,13 +176,7 @@ convergence_result converged_start(simulator& sim, const scenario_options& opt) 
   auto members = std::make_shared<std::vector<node_id>>(n);
   std::iota(members->begin(), members->end(), first);
 
-  auto false_deaths = std::make_shared<std::uint64_t>(0);
-  sim.add_observer([&sim, false_deaths](node_id, const member_event& e, time_point) {
-    if (e.kind != member_event_kind::failed)
-      return;
-    if (auto s = sim.find_name(e.subject.name); s && sim.is_running(*s))
-      ++*false_deaths;
-  });
+  const auto false_deaths = count_false_deaths(sim);
 
   // Within one probe interval: a node's first probe (a probe interval after its start) finds
   // every node started. Gossip before that finds nothing to send (the queues are drained).
