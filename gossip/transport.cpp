@@ -31,8 +31,6 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ip/udp.hpp>
 #include <asio/post.hpp>
-#include <asio/ssl/error.hpp>
-#include <asio/ssl/stream.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/write.hpp>
 #include <caf/make_message.hpp>
@@ -44,6 +42,7 @@
 
 #include "gossip.pb.h"
 #include "gossip/errc.hpp"
+#include "net/stream.hpp"
 #include "proto/wire/address.hpp"
 
 namespace starling::gossip {
@@ -421,67 +420,10 @@ type_peek peek_type(std::string_view head, std::size_t length) {
 constexpr std::size_t peek_bytes = 6;
 
 /// One TCP connection, plain or (after start_tls) TLS: what exchanges connect, read, write
-/// and close, whichever it is. I/O thread only.
-class channel {
-public:
-  /// An accepted connection.
-  explicit channel(tcp::socket socket) : plain_(std::move(socket)) {
-    // TLS starts, if at all, once accepted.
-  }
-
-  /// A connection to be opened on `io`.
-  explicit channel(asio::io_context& io) : plain_(io) {
-    // TLS starts, if at all, once connected.
-  }
-
-  /// The TCP socket (inside the TLS stream once TLS started).
-  tcp::socket& socket() { return tls_ ? tls_->next_layer() : plain_; }
-
-  /// Wraps the socket in TLS with `session`, which the stream owns (and frees) from now on.
-  void start_tls(SSL* session) { tls_.emplace(std::move(plain_), session); }
-
-  /// The TLS session; null for plain TCP.
-  [[nodiscard]] SSL* session() { return tls_ ? tls_->native_handle() : nullptr; }
-
-  /// Runs the TLS handshake (start_tls first) as the server or the client.
-  template <class Handler> void async_handshake(bool server, Handler&& handler) {
-    tls_->async_handshake(server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
-                          std::forward<Handler>(handler));
-  }
-
-  /// Reads what has arrived (decrypted with TLS) into `buf`.
-  template <class Handler> void async_read_some(asio::mutable_buffer buf, Handler&& handler) {
-    if (tls_)
-      tls_->async_read_some(buf, std::forward<Handler>(handler));
-    else
-      plain_.async_read_some(buf, std::forward<Handler>(handler));
-  }
-
-  /// Writes all of `buf`. With TLS, completion means every TLS record has been handed to
-  /// the socket (Asio's SSL write op flushes the engine's output before completing), so a
-  /// close() after completion cannot cut the answer short: the kernel sends the queued
-  /// bytes before the FIN.
-  template <class Handler> void async_write(asio::const_buffer buf, Handler&& handler) {
-    if (tls_)
-      asio::async_write(*tls_, buf, std::forward<Handler>(handler));
-    else
-      asio::async_write(plain_, buf, std::forward<Handler>(handler));
-  }
-
-  /// Closes the TCP connection at once. With TLS, no close_notify is sent or awaited: each
-  /// exchange is one frame each way, whose length tells the reader when it is whole, and a
-  /// peer gone silent must not hold the connection.
-  void close() {
-    asio::error_code ignored;
-    socket().shutdown(tcp::socket::shutdown_both, ignored);
-    socket().close(ignored);
-  }
-
-private:
-  /// The socket until start_tls (then moved into tls_).
-  tcp::socket plain_;
-  std::optional<asio::ssl::stream<tcp::socket>> tls_;
-};
+/// and close, whichever it is (net/stream.hpp). With TLS, close() sends no close_notify and
+/// awaits none: each exchange is one frame each way, whose length tells the reader when it
+/// is whole, and a peer gone silent must not hold the connection.
+using channel = net::stream;
 
 /// What one client exchange does.
 struct exchange_spec {
@@ -579,7 +521,11 @@ private:
       finish(ssl.error());
       return;
     }
-    channel_.start_tls(*ssl);
+    if (!channel_.start_tls(*ssl)) {
+      finish(
+          make_error(errc::io_failure, "TLS with " + spec_.address + ": cannot attach the socket"));
+      return;
+    }
     channel_.async_handshake(false, [self = shared_from_this()](const asio::error_code& ec) {
       if (self->finished_)
         return;
@@ -1213,7 +1159,10 @@ private:
       fail_inbound(conn, ssl.error(), false);
       return;
     }
-    conn->stream.start_tls(*ssl);
+    if (!conn->stream.start_tls(*ssl)) {
+      fail_inbound(conn, make_error(errc::io_failure, "TLS: cannot attach the socket"), false);
+      return;
+    }
     conn->stream.async_handshake(true, [this, conn](const asio::error_code& ec) {
       if (conn->closed)
         return;

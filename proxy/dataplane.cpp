@@ -42,10 +42,10 @@
 #include <unordered_set>
 
 #include <asio.hpp>
-#include <asio/ssl.hpp>
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include "net/stream.hpp"
 #include "proto/wire/framing.hpp"
 #include "proxy.pb.h"
 #include "proxy/circuit_breaker.hpp"
@@ -160,58 +160,8 @@ void json_escape(std::string_view s, std::string& out) {
   }
 }
 
-/// True for the errors that mean "the peer closed its sending side".
-bool is_eof(const asio::error_code& ec) {
-  return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
-}
-
-/// One TCP connection, plain or TLS (as gossip/transport.cpp's channel). I/O thread only.
-class stream {
-public:
-  explicit stream(tcp::socket socket) : plain_(std::move(socket)) {}
-  explicit stream(asio::io_context& io) : plain_(io) {}
-
-  /// The TCP socket (inside the TLS stream once TLS started).
-  tcp::socket& socket() { return tls_ ? tls_->next_layer() : plain_; }
-  /// Wraps the socket in TLS with `session`, which the stream owns (and frees) from now on.
-  void start_tls(SSL* session) { tls_.emplace(std::move(plain_), session); }
-  [[nodiscard]] SSL* session() { return tls_ ? tls_->native_handle() : nullptr; }
-  [[nodiscard]] bool is_tls() const { return tls_.has_value(); }
-
-  template <class Handler> void async_handshake(bool server, Handler&& handler) {
-    tls_->async_handshake(server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client,
-                          std::forward<Handler>(handler));
-  }
-  template <class Handler> void async_read_some(asio::mutable_buffer buf, Handler&& handler) {
-    if (tls_)
-      tls_->async_read_some(buf, std::forward<Handler>(handler));
-    else
-      plain_.async_read_some(buf, std::forward<Handler>(handler));
-  }
-  template <class Buffers, class Handler> void async_write(const Buffers& bufs, Handler&& handler) {
-    if (tls_)
-      asio::async_write(*tls_, bufs, std::forward<Handler>(handler));
-    else
-      asio::async_write(plain_, bufs, std::forward<Handler>(handler));
-  }
-  /// Half-close: no more bytes from us. With TLS no close_notify is sent: the peer's read
-  /// ends with stream_truncated, taken as end of stream.
-  void shutdown_send() {
-    asio::error_code ignored;
-    socket().shutdown(tcp::socket::shutdown_send, ignored);
-  }
-  void close() {
-    asio::error_code ignored;
-    socket().shutdown(tcp::socket::shutdown_both, ignored);
-    socket().close(ignored);
-  }
-  [[nodiscard]] bool is_open() { return socket().is_open(); }
-
-private:
-  tcp::socket plain_;
-  std::optional<asio::ssl::stream<tcp::socket>> tls_;
-};
-
+using net::is_eof;
+using net::stream;
 using stream_ptr = std::shared_ptr<stream>;
 
 /// Counters of one service on one worker. Written by the worker (relaxed), read by stats().
@@ -1017,12 +967,11 @@ public:
       if (auto& tls = w_.options().tls) {
         std::string err;
         SSL* ssl = tls->new_session(true, "", err);
-        if (!ssl) {
+        if (!ssl || !client_->start_tls(ssl)) {
           bump(w_.counters().inbound_refused_tls);
           client_->close();
           return;
         }
-        client_->start_tls(ssl);
         auto self = shared_from_this();
         client_->async_handshake(
             true, [self](const asio::error_code& ec) { self->on_server_handshake(ec); });
@@ -1237,12 +1186,11 @@ private:
       }
       std::string err;
       SSL* ssl = tls->new_session(false, node, err);
-      if (!ssl) {
+      if (!ssl || !c->s->start_tls(ssl)) {
         timer->cancel();
         k(false);
         return;
       }
-      c->s->start_tls(ssl);
       c->s->async_handshake(
           false, [self, id, timer, k = std::move(k)](const asio::error_code& hec) mutable {
             timer->cancel();

@@ -214,7 +214,9 @@ void report_phase(const char* phase, const scenario_options& opt, const spread_t
 } // namespace
 
 routing_result run_routing(const scenario_options& opt, double loss, duration partition_for,
-                           bool steady) {
+                           bool steady, double far_share) {
+  if (!(far_share > 0 && far_share < 1))
+    throw std::invalid_argument("sim: the far side's share of a partition must be in (0, 1)");
   const auto began = std::chrono::steady_clock::now();
   auto world = std::make_shared<routing_world>();
   world->trust = std::make_shared<gossip::test_support::fake_trust>(true);
@@ -281,12 +283,14 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
   report_phase("lossy", opt, r.lossy, began);
   sim.set_loss(0);
 
-  // 4. Across a partition: written in the first half, measured in the second from the heal.
+  // 4. Across a partition: written on the near side, measured on the far side from the heal.
   sim.run_for(5s);
   std::vector<int> group(sim.size(), 0);
   std::vector<node_id> far;
+  const auto first_far = std::max<std::size_t>(
+      1, sim.size() - static_cast<std::size_t>(static_cast<double>(sim.size()) * far_share));
   for (auto id : nodes)
-    if (id >= sim.size() / 2) {
+    if (id >= first_far) {
       group[id] = 1;
       far.push_back(id);
     }

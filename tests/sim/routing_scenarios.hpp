@@ -32,8 +32,9 @@ struct routing_result {
   spread_times clean;
   /// Another, written with every datagram lost with probability `loss`.
   spread_times lossy;
-  /// Another, written on node 0 while the cluster is cut in two halves for `partition_for`;
-  /// times counted from the heal, over the nodes of the far half.
+  /// Another, written on node 0 while the cluster is cut in two for `partition_for` (the far
+  /// side holds the last `far_share` of the nodes); times counted from the heal, over the
+  /// nodes of the far side.
   spread_times healed;
   /// Steady state, table converged and unchanging (`steady_owners` records of 10 instances
   /// and `steady_policies` policies on every node): bytes every node sent per second
@@ -52,11 +53,12 @@ struct routing_result {
 };
 
 /// Runs the routing scenario with `opt` (its size, seed, protocol), `loss` for the lossy
-/// change and a partition of `partition_for`. Without `steady` the steady-state window (95 s
-/// of virtual time) is skipped and its figures stay 0: at 10,000 nodes it is most of the
-/// run's wall time. Each phase's times go to stderr as soon as it ends.
+/// change and a partition of `partition_for` that cuts off the last `far_share` of the nodes
+/// (0.5: two halves; node 0, the writer, is always on the near side). Without `steady` the
+/// steady-state window (95 s of virtual time) is skipped and its figures stay 0: at 10,000 nodes it
+/// is most of the run's wall time. Each phase's times go to stderr as soon as it ends.
 routing_result run_routing(const scenario_options& opt, double loss, duration partition_for,
-                           bool steady = true);
+                           bool steady = true, double far_share = 0.5);
 
 /// Heap bytes of one routing table holding `instances` instances (10 per owner) and
 /// `policies` policies, and of its push-pull section (encoded).

@@ -17,6 +17,8 @@
 // --converged-start: the routing scenario starts from converged membership (every node
 // knows all n alive, tests/sim/scenarios.hpp converged_start) instead of n joins through
 // the seeds; the membership scenarios ignore it (their subject is the bootstrap).
+// --partition-share F: the routing scenario's partition cuts off the last F of the nodes
+// (default 0.5, two halves); the change is written on node 0, on the near side.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -47,6 +49,7 @@ struct args {
   /// The routing scenario: loss of its lossy change, length of its partition.
   double routing_loss = 0.10;
   double partition_s = 10;
+  double partition_share = 0.5; // --partition-share: the far side's share of the nodes
   bool routing_steady = true;   // --no-steady skips the routing steady-state window
   bool converged_start = false; // --converged-start: no bootstrap before the routing scenario
 };
@@ -87,7 +90,8 @@ std::vector<std::uint64_t> parse_seeds(const std::string& s) {
       "[--scenarios convergence,detection,loss,pauses,slow,partition,memory] "
       "[--window SECONDS] [--no-swim] [--flood BYTES] [--real-codec] [--seeds LIST]\n"
       "  routing scenarios: --scenarios routing,routing-memory [--routing-loss 0.1] "
-      "[--partition-for SECONDS] [--no-steady] [--converged-start]; the routing scenario runs "
+      "[--partition-for SECONDS] [--partition-share F] [--no-steady] [--converged-start]; the "
+      "routing scenario runs "
       "over --seeds when given; --no-steady skips its steady-state window (0 in its columns); "
       "--converged-start starts it from converged membership instead of n joins\n"
       "  --seeds LIST  convergence over several seeds (1-10, 1,4,7, 1-5,9): a row per "
@@ -126,6 +130,10 @@ args parse(int argc, char** argv) {
         a.routing_loss = std::stod(value());
       } else if (k == "--partition-for") {
         a.partition_s = std::stod(value());
+      } else if (k == "--partition-share") {
+        a.partition_share = std::stod(value());
+        if (!(a.partition_share > 0 && a.partition_share < 1))
+          usage("--partition-share must be between 0 and 1 (exclusive)");
       } else if (k == "--real-codec") {
         a.real_codec = true;
       } else if (k == "--no-steady") {
@@ -437,8 +445,9 @@ int main(int argc, char** argv) {
     const auto seeds = a.seeds.empty() ? std::vector<std::uint64_t>{a.seed} : a.seeds;
     std::printf("## Routing: one policy change (a split written on node 0)\n\n"
                 "Seconds until 99%% / 99.9%% / 100%% of the running nodes applied it: at 0%% "
-                "loss, at %.0f%% loss, and from the heal of a %.0f s partition (over the far "
-                "half). Steady state: bytes each node sends per second with a converged table "
+                "loss, at %.0f%% loss, and from the heal of a %.0f s partition that cut off "
+                "the last %.0f%% of the nodes (over that far side). Steady state: bytes each node "
+                "sends per second with a converged table "
                 "(10 owners x 10 instances, 20 policies), all traffic and routing's part. Real "
                 "routing core, codec and spreading; seals are fake (no cryptography) and every "
                 "key is known.\n\n"
@@ -446,7 +455,7 @@ int main(int argc, char** argv) {
                 "healed 99%% | 99.9%% | 100%% | steady B/node/s | routing B/node/s | refused | "
                 "anti-entropy asks (steady) | wall s |\n"
                 "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-                a.routing_loss * 100, a.partition_s, a.routing_loss * 100);
+                a.routing_loss * 100, a.partition_s, a.partition_share * 100, a.routing_loss * 100);
     std::fflush(stdout);
     auto cell = [](const std::optional<double>& v) {
       char buf[32];
@@ -466,7 +475,7 @@ int main(int argc, char** argv) {
         const auto r = run_routing(
             o, a.routing_loss,
             std::chrono::duration_cast<duration>(std::chrono::duration<double>(a.partition_s)),
-            a.routing_steady);
+            a.routing_steady, a.partition_share);
         const double wall =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
         if (!r.bootstrap.converged) {

@@ -1,0 +1,209 @@
+// One TCP connection, plain or TLS, for the Asio adapters (the data plane, proxy/dataplane.cpp,
+// and the gossip transport's TCP exchanges, gossip/transport.cpp). I/O thread only: every
+// operation on a stream runs on the thread of its socket's io_context, and that io_context is
+// run by that one thread (both users have one thread per io_context).
+//
+// TLS runs OpenSSL directly on the socket, not through asio::ssl::stream: Asio's SSL stream
+// drives OpenSSL over a BIO pair, so every byte was copied socket -> Asio's input buffer -> the
+// pair -> OpenSSL (and back the same way on writes), and every operation cleared OpenSSL's error
+// queue several times. Here the session's BIO (net/stream.cpp) reads and writes the socket's
+// descriptor itself (recv, send with MSG_NOSIGNAL), with read-ahead on, so one recv can bring
+// several records. An operation tries OpenSSL first; when OpenSSL wants the socket readable or
+// writable, the stream waits for that with the socket's async_wait and tries again.
+//
+// Completion handlers are called as void(asio::error_code, std::size_t) (the handshake's as
+// void(asio::error_code)), never from inside the call that starts the operation: an operation
+// that completes at once posts its handler to the socket's executor, as Asio's own do.
+// The stream must outlive its pending operations (the callers' handlers keep their owner alive).
+#pragma once
+
+#include <cstddef>
+#include <utility>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/ssl/error.hpp>
+#include <asio/write.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+namespace starling::net {
+
+/// True for the errors that mean "the peer closed its sending side": a TCP FIN on a plain
+/// stream; on TLS, a close_notify or a FIN without one (which is how the peer half-closes:
+/// shutdown_send() sends no close_notify), both given as asio::error::eof, or an EOF inside
+/// a record or a handshake (asio::ssl::error::stream_truncated).
+bool is_eof(const asio::error_code& ec);
+
+class stream {
+public:
+  using tcp = asio::ip::tcp;
+
+  /// An accepted connection.
+  explicit stream(tcp::socket socket) : socket_(std::move(socket)) {}
+  /// A connection to be opened on `io`.
+  explicit stream(asio::io_context& io) : socket_(io) {}
+  ~stream();
+  stream(const stream&) = delete;
+  stream& operator=(const stream&) = delete;
+
+  /// The TCP socket (TLS or not).
+  tcp::socket& socket() { return socket_; }
+
+  /// Starts TLS on the connected socket with `session` (made for a client or a server, its
+  /// verification set up), which the stream owns and frees from now on. Returns false (the
+  /// session freed, the stream stays plain) when OpenSSL cannot make the socket's BIO.
+  bool start_tls(SSL* session);
+  /// The TLS session; null for plain TCP.
+  [[nodiscard]] SSL* session() const { return ssl_; }
+  [[nodiscard]] bool is_tls() const { return ssl_ != nullptr; }
+
+  /// Runs the TLS handshake (start_tls first) as the server or the client.
+  template <class Handler> void async_handshake(bool server, Handler&& handler) {
+    if (server)
+      SSL_set_accept_state(ssl_);
+    else
+      SSL_set_connect_state(ssl_);
+    handshake_step(std::forward<Handler>(handler), false);
+  }
+
+  /// Reads what has arrived (decrypted with TLS) into `buf`, at least one byte.
+  template <class Handler> void async_read_some(asio::mutable_buffer buf, Handler&& handler) {
+    if (!ssl_)
+      socket_.async_read_some(buf, std::forward<Handler>(handler));
+    else
+      read_step(buf, std::forward<Handler>(handler), false);
+  }
+
+  /// Writes all of `buf`. With TLS, completion means every record has been handed to the
+  /// socket, so a close() after completion cannot cut the answer short: the kernel sends the
+  /// queued bytes before the FIN.
+  template <class Handler> void async_write(asio::const_buffer buf, Handler&& handler) {
+    if (!ssl_)
+      asio::async_write(socket_, buf, std::forward<Handler>(handler));
+    else
+      write_step(buf, 0, std::forward<Handler>(handler), false);
+  }
+
+  /// Half-close: no more bytes from us. With TLS no close_notify is sent: the peer's read
+  /// ends at the FIN, which is_eof() takes as end of stream, and the peer can still write.
+  void shutdown_send();
+  /// Closes the TCP connection at once (no close_notify is sent or awaited); pending
+  /// operations complete with operation_aborted.
+  void close();
+  [[nodiscard]] bool is_open() const { return socket_.is_open(); }
+
+private:
+  /// What one OpenSSL call asks for next.
+  enum class want : unsigned char { nothing, read, write };
+  /// After an OpenSSL call returned `ret` <= 0: whether it waits for the socket (`w`), or
+  /// failed (the error returned). Each call starts with an empty error queue (SSL_get_error
+  /// reads it: an error that other code on this thread left there would turn a "want read"
+  /// into a failure).
+  asio::error_code classify(int ret, want& w);
+
+  template <class Handler> void wait(want w, Handler&& then) {
+    socket_.async_wait(w == want::read ? tcp::socket::wait_read : tcp::socket::wait_write,
+                       std::forward<Handler>(then));
+  }
+
+  /// Calls `handler(args...)` now when `deferred` (we are inside a completion already), or
+  /// posts it when the operation completed inside the call that started it.
+  template <class Handler, class... Args>
+  void complete(Handler&& handler, bool deferred, Args... args) {
+    if (deferred)
+      handler(args...);
+    else
+      asio::post(socket_.get_executor(),
+                 [h = std::forward<Handler>(handler), args...]() mutable { h(args...); });
+  }
+
+  template <class Handler> void handshake_step(Handler&& handler, bool deferred) {
+    ERR_clear_error();
+    const int r = SSL_do_handshake(ssl_);
+    if (r == 1) {
+      complete(std::forward<Handler>(handler), deferred, asio::error_code{});
+      return;
+    }
+    want w = want::nothing;
+    auto ec = classify(r, w);
+    if (w == want::nothing) {
+      complete(std::forward<Handler>(handler), deferred, ec);
+      return;
+    }
+    wait(w, [this, h = std::forward<Handler>(handler)](const asio::error_code& wec) mutable {
+      if (wec)
+        h(wec);
+      else
+        handshake_step(std::move(h), true);
+    });
+  }
+
+  template <class Handler>
+  void read_step(asio::mutable_buffer buf, Handler&& handler, bool deferred) {
+    std::size_t n = 0;
+    ERR_clear_error();
+    const int r = buf.size() == 0 ? 1 : SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
+    if (r == 1) {
+      complete(std::forward<Handler>(handler), deferred, asio::error_code{}, n);
+      return;
+    }
+    want w = want::nothing;
+    auto ec = classify(r, w);
+    if (w == want::nothing) {
+      complete(std::forward<Handler>(handler), deferred, ec, std::size_t{0});
+      return;
+    }
+    wait(w, [this, buf, h = std::forward<Handler>(handler)](const asio::error_code& wec) mutable {
+      if (wec)
+        h(wec, std::size_t{0});
+      else
+        read_step(buf, std::move(h), true);
+    });
+  }
+
+  template <class Handler>
+  void write_step(asio::const_buffer buf, std::size_t done, Handler&& handler, bool deferred) {
+    while (done < buf.size()) {
+      std::size_t n = 0;
+      ERR_clear_error();
+      const int r =
+          SSL_write_ex(ssl_, static_cast<const char*>(buf.data()) + done, buf.size() - done, &n);
+      if (r == 1) {
+        done += n;
+        continue;
+      }
+      want w = want::nothing;
+      auto ec = classify(r, w);
+      if (w == want::nothing) {
+        complete(std::forward<Handler>(handler), deferred, ec, done);
+        return;
+      }
+      wait(w, [this, buf, done,
+               h = std::forward<Handler>(handler)](const asio::error_code& wec) mutable {
+        if (wec)
+          h(wec, done);
+        else
+          write_step(buf, done, std::move(h), true);
+      });
+      return;
+    }
+    complete(std::forward<Handler>(handler), deferred, asio::error_code{}, done);
+  }
+
+  // The session's BIO (stream.cpp): reads and writes this stream's socket descriptor, read
+  // at each call (-1 once closed: a late call fails with EBADF, never touches a descriptor
+  // number the kernel gave to another connection since).
+  static int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written);
+  static int bio_read(BIO* b, char* data, std::size_t len, std::size_t* read);
+  static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
+  static int bio_create(BIO* b);
+  static BIO_METHOD* bio_method();
+
+  tcp::socket socket_;
+  SSL* ssl_ = nullptr;
+  /// errno of the BIO's last failed recv or send (read by classify on SSL_ERROR_SYSCALL).
+  int io_errno_ = 0;
+};
+
+} // namespace starling::net
