@@ -25,12 +25,15 @@
 # The machine is shared: the load average is printed at start and at end.
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
-#          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--nice N]
-#          [--out DIR]
+#          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
+#          [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
 # graphs) during one more wrk run and one more bulk run through Starling, and prints the
 # hottest symbols (perf.data files kept with --out).
+# --syscalls adds `strace -c -f` of each proxy (HAProxy A and B, Starling A and B) during one
+# more wrk run through each system, and prints system calls per request by name (strace
+# slows the traced process; the counts stay exact, the rates do not matter here).
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
 # (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
 # the same priority, so the comparison stays fair. Printed in the header.
@@ -45,6 +48,7 @@ rate=1000
 paced_seconds=10
 bulk_seconds=5
 profile=0
+syscalls=0
 nice_level=""
 out=""
 bin=${STARLING_BIN_DIR:-$top/build/bin}
@@ -62,6 +66,7 @@ while (($#)); do
     --paced-seconds) paced_seconds=$2; shift 2 ;;
     --bulk-seconds) bulk_seconds=$2; shift 2 ;;
     --profile) profile=1; shift ;;
+    --syscalls) syscalls=1; shift ;;
     --nice) nice_level=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
@@ -580,6 +585,50 @@ if ((profile)); then
     perf_during bulk "$bin/starling-bulk" source --connect "$st_bulk" --seconds "$bulk_seconds"
   else
     echo "(--profile: perf is not installed)"
+  fi
+fi
+
+# ------------------------------------------------------------------ system calls (optional)
+# strace_during <system>: strace -c of each of the system's two proxies during one wrk run
+# through it; prints calls per request by name (the top ones) for each hop.
+strace_during() {
+  local sys=$1 hop=0 pid label
+  local -a tracers=()
+  for pid in $(hop_pids "$sys"); do
+    strace -c -f -q -o "$work/strace-$sys-$hop.txt" -p "$pid" >/dev/null 2>&1 &
+    tracers+=("$!")
+    pids+=("$!")
+    hop=$((hop + 1))
+  done
+  traced() { for p in $(hop_pids "$sys"); do
+      [[ $(awk '/^TracerPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null) =~ ^[1-9] ]] || return 0
+    done; echo yes; }
+  wait_for 10 traced >/dev/null || die "strace did not attach to $sys (see $work/strace-$sys-*.txt)"
+  wrk -t1 -c"$connections" -d"${duration}s" "http://$(target_http "$sys")/" >"$work/strace-$sys.wrk" 2>&1 || true
+  for pid in "${tracers[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "${tracers[@]}"; do wait "$pid" 2>/dev/null || true; done
+  local n
+  n=$(wrk_requests "$work/strace-$sys.wrk")
+  for hop in 0 1; do
+    label=$([[ $hop == 0 ]] && echo A || echo B)
+    echo "$sys hop $label ($n requests):" \
+      "$(awk -v n="$n" 'n > 0 && $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
+            printf "%s %.2f %.2f\n", $NF, $4 / n, (NF == 6 ? $5 : 0) / n }' "$work/strace-$sys-$hop.txt" |
+        sort -k2 -nr | awk '$2 >= 0.01 { printf "%s%s %s", sep, $1, $2; if ($3 >= 0.01) printf " (%s failed)", $3; sep = ", " }')"
+  done
+}
+if ((syscalls)); then
+  if command -v strace >/dev/null; then
+    log "syscalls: strace -c of each proxy during one more wrk run per system"
+    echo "## System calls per request (strace -c -f, one wrk run per system)"
+    echo
+    echo '```'
+    strace_during haproxy
+    strace_during starling
+    echo '```'
+    echo
+  else
+    echo "(--syscalls: strace is not installed)"
   fi
 fi
 

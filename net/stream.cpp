@@ -1,7 +1,9 @@
 // net/stream.hpp: the TLS session's socket BIO and the error mapping.
 #include "net/stream.hpp"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include <sys/socket.h>
 
@@ -40,21 +42,45 @@ int stream::bio_write(BIO* b, const char* data, std::size_t len, std::size_t* wr
 int stream::bio_read(BIO* b, char* data, std::size_t len, std::size_t* read) {
   auto* self = static_cast<stream*>(BIO_get_data(b));
   BIO_clear_retry_flags(b);
-  const auto n = ::recv(self->socket_.native_handle(), data, len, 0);
-  if (n > 0) {
-    *read = static_cast<std::size_t>(n);
+  if (self->in_begin_ < self->in_end_) {
+    const auto n = std::min(len, self->in_end_ - self->in_begin_);
+    std::memcpy(data, self->in_.get() + self->in_begin_, n);
+    self->in_begin_ += n;
+    *read = n;
     return 1;
   }
-  if (n == 0) {
-    // End of stream: OpenSSL asks BIO_CTRL_EOF to tell an unexpected EOF from an error.
+  if (self->in_eof_) {
+    // End of stream: OpenSSL asks BIO_CTRL_EOF to tell an EOF from an error.
     BIO_set_flags(b, BIO_FLAGS_IN_EOF);
-    self->io_errno_ = 0;
     return 0;
   }
-  self->io_errno_ = errno;
-  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-    BIO_set_retry_read(b);
+  if (self->direct_) {
+    // A stream in full flow (the last read filled the input buffer): recv straight into
+    // OpenSSL's buffer, one copy less per record, until the socket runs dry.
+    const auto n = ::recv(self->socket_.native_handle(), data, len, 0);
+    if (n > 0) {
+      *read = static_cast<std::size_t>(n);
+      return 1;
+    }
+    if (n == 0) {
+      self->in_eof_ = true;
+      BIO_set_flags(b, BIO_FLAGS_IN_EOF);
+      return 0;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      self->io_errno_ = errno;
+      return 0;
+    }
+    self->direct_ = false;
+  }
+  BIO_set_retry_read(b); // the stream reads the socket (wait) and calls OpenSSL again
   return 0;
+}
+
+char* stream::input() {
+  if (!in_)
+    in_ = std::make_unique_for_overwrite<char[]>(input_capacity);
+  return in_.get();
 }
 
 long stream::bio_ctrl(BIO* b, int cmd, long /*num*/, void* /*ptr*/) {
@@ -94,11 +120,15 @@ bool stream::start_tls(SSL* session) {
   }
   BIO_set_data(bio, this);
   SSL_set_bio(session, bio, bio); // one reference, for both directions
-  // Read-ahead: one recv takes what has arrived (up to OpenSSL's read buffer), several
-  // records at once, instead of a header and then a body. Partial writes and a moving write
+  bio_ = bio;
+  // Read-ahead: OpenSSL takes all the input buffer holds (several records at once) rather
+  // than a record's header and then its body. Partial writes and a moving write
   // buffer: SSL_write_ex returns after each record the socket took, and a retry may come
   // with the same bytes at another address (write_step keeps its offset).
   SSL_set_read_ahead(session, 1);
+  // Up to four full records per read into OpenSSL's buffer when a stream is in full flow
+  // (bio_read's direct reads); a buffer is only touched as far as it is filled.
+  SSL_set_default_read_buffer_len(session, 4 * input_capacity);
   // A FIN without close_notify ends the read side like a close_notify, and keeps the session
   // usable for writing: that is how a peer half-closes (shutdown_send), and an unexpected
   // EOF would otherwise be a fatal error that also fails our writes. A truncated answer is
@@ -113,33 +143,48 @@ bool stream::start_tls(SSL* session) {
 
 asio::error_code stream::classify(int ret, want& w) {
   w = want::nothing;
-  switch (SSL_get_error(ssl_, ret)) {
-  case SSL_ERROR_WANT_READ:
-    w = want::read;
-    return {};
-  case SSL_ERROR_WANT_WRITE:
-    w = want::write;
-    return {};
-  case SSL_ERROR_ZERO_RETURN: // close_notify, or a FIN (SSL_OP_IGNORE_UNEXPECTED_EOF)
-    return asio::error::eof;
-  case SSL_ERROR_SYSCALL: {
-    ERR_clear_error();
-    if (io_errno_ == 0) // EOF inside a record or a handshake
-      return asio::ssl::error::stream_truncated;
-    return {io_errno_, asio::error::get_system_category()};
+  if (BIO_should_retry(bio_)) {
+    if (BIO_should_read(bio_)) {
+      w = want::read;
+      return {};
+    }
+    if (BIO_should_write(bio_)) {
+      w = want::write;
+      return {};
+    }
   }
+  // A close_notify, or the socket's end of stream (SSL_OP_IGNORE_UNEXPECTED_EOF), first:
+  // whatever another caller left in the thread's error queue cannot make it an error.
+  if ((SSL_get_shutdown(ssl_) & SSL_RECEIVED_SHUTDOWN) != 0) {
+    ERR_clear_error();
+    return asio::error::eof;
+  }
+  asio::error_code ec;
+  switch (SSL_get_error(ssl_, ret)) {
+  case SSL_ERROR_ZERO_RETURN:
+    ec = asio::error::eof;
+    break;
+  case SSL_ERROR_SYSCALL:
+    if (io_errno_ == 0) // EOF inside a record or a handshake
+      ec = asio::ssl::error::stream_truncated;
+    else
+      ec = {io_errno_, asio::error::get_system_category()};
+    break;
   case SSL_ERROR_SSL: {
     const auto code = ERR_peek_last_error();
-    ERR_clear_error();
     if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
         ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-      return asio::ssl::error::stream_truncated;
-    return {static_cast<int>(code), asio::error::get_ssl_category()};
+      ec = asio::ssl::error::stream_truncated;
+    else
+      ec = {static_cast<int>(code), asio::error::get_ssl_category()};
+    break;
   }
-  default:
-    ERR_clear_error();
-    return asio::error::fault;
+  default: // a want that the BIO did not ask for (x509 lookup, async job): not used here
+    ec = asio::error::fault;
+    break;
   }
+  ERR_clear_error();
+  return ec;
 }
 
 void stream::shutdown_send() {

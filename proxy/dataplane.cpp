@@ -62,6 +62,9 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 
 /// Bytes read at once from a socket (one buffer per direction of a connection).
 constexpr std::size_t io_buffer_bytes = 16 * 1024;
+/// Bytes a TCP tunnel moves at once per direction: up to four TLS records per read of a TLS
+/// side, one write of them to a plain side (bulk measured in docs/bench-proxy.md).
+constexpr std::size_t tunnel_buffer_bytes = 64 * 1024;
 /// Longest preamble frame, length prefix included.
 constexpr std::size_t max_preamble = 1024;
 /// Request bodies up to this size are buffered so that the request can be retried.
@@ -448,8 +451,8 @@ public:
 
   /// Starts with `to_b` already read from a (sent to b first) and `to_a` from b.
   void start(std::string_view to_b, std::string_view to_a) {
-    dirs_[0].buf.resize(std::max(io_buffer_bytes, to_b.size()));
-    dirs_[1].buf.resize(std::max(io_buffer_bytes, to_a.size()));
+    dirs_[0].buf.resize(std::max(tunnel_buffer_bytes, to_b.size()));
+    dirs_[1].buf.resize(std::max(tunnel_buffer_bytes, to_a.size()));
     if (!to_b.empty()) // (memcpy from a null view is undefined even for 0 bytes)
       std::memcpy(dirs_[0].buf.data(), to_b.data(), to_b.size());
     if (!to_a.empty())
