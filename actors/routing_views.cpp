@@ -76,6 +76,7 @@ std::string routes_json(const gossip::routing_snapshot& snap,
           {"retry_min_per_second", p.resilience->retry_min_per_second},
           {"max_connections", optional_json(p.resilience->max_connections)},
           {"max_requests", optional_json(p.resilience->max_requests)},
+          {"max_pending", optional_json(p.resilience->max_pending)},
           {"eject_consecutive_5xx", optional_json(p.resilience->eject_consecutive_5xx)},
           {"eject_consecutive_connect_failures",
            optional_json(p.resilience->eject_consecutive_connect_failures)},
@@ -217,9 +218,10 @@ caf::expected<policy_command> parse_policy_command(const std::vector<std::string
       return out;
     }
     if (args.size() < 3)
-      return usage("resilience needs at least one of timeout=, per_try_timeout=, retries=, "
-                   "budget=, min_retries=, max_connections=, max_requests=, eject_5xx=, "
-                   "eject_connect_failures=, ejection_time=, max_ejected=");
+      return usage(
+          "resilience needs at least one of timeout=, per_try_timeout=, retries=, "
+          "budget=, min_retries=, max_connections=, max_requests=, max_pending=, eject_5xx=, "
+          "eject_connect_failures=, ejection_time=, max_ejected=");
     gossip::resilience_policy r;
     std::set<std::string> seen;
     for (std::size_t k = 2; k < args.size(); ++k) {
@@ -248,12 +250,14 @@ caf::expected<policy_command> parse_policy_command(const std::vector<std::string
           r.retry_budget_percent = *n;
         else
           r.max_ejection_percent = *n;
-      } else if (key == "max_connections" || key == "max_requests") {
+      } else if (key == "max_connections" || key == "max_requests" || key == "max_pending") {
         auto n = number(value, gossip::max_breaker_cap);
         if (!n || *n == 0)
           return usage("resilience " + key + ": '" + value + "' is not a number from 1 to " +
                        std::to_string(gossip::max_breaker_cap));
-        (key == "max_connections" ? r.max_connections : r.max_requests) = *n;
+        (key == "max_connections" ? r.max_connections
+         : key == "max_requests"  ? r.max_requests
+                                  : r.max_pending) = *n;
       } else if (key == "eject_5xx" || key == "eject_connect_failures") {
         auto n = number(value, 1000);
         if (!n)
@@ -301,6 +305,7 @@ std::string describe_write(const gossip::policy_record& p) {
     };
     set("max connections", res->max_connections, "");
     set("max requests", res->max_requests, "");
+    set("max pending", res->max_pending, "");
     set("eject after 5xx", res->eject_consecutive_5xx, "");
     set("eject after connect failures", res->eject_consecutive_connect_failures, "");
     set("ejection time", res->ejection_time_ms, "ms");

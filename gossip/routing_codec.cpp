@@ -161,6 +161,8 @@ void to_proto(const policy_record& p, starling::v1::PolicyRecord& out) {
       m.set_ejection_time_ms(*res->ejection_time_ms);
     if (res->max_ejection_percent)
       m.set_max_ejection_percent(*res->max_ejection_percent);
+    if (res->max_pending)
+      m.set_max_pending(*res->max_pending);
   } else if (const auto* rule = std::get_if<authz_rule>(&p.value)) {
     auto& m = *out.mutable_authz();
     m.set_name(rule->name);
@@ -210,6 +212,8 @@ caf::expected<policy_record> from_proto(const starling::v1::PolicyRecord& m) {
         res.ejection_time_ms = r.ejection_time_ms();
       if (r.has_max_ejection_percent())
         res.max_ejection_percent = r.max_ejection_percent();
+      if (r.has_max_pending())
+        res.max_pending = r.max_pending();
       p.value = res;
       break;
     }

@@ -113,9 +113,10 @@ struct resilience_policy {
   std::uint32_t retry_budget_percent = 0;
   std::uint32_t retry_min_per_second = 0;
   /// Circuit breaker caps per I/O thread of each caller's proxy (1 to max_breaker_cap): open
-  /// connections of a TCP service, requests in flight of an HTTP service. The proxy queues
-  /// nothing (a request without a pooled connection opens one at once): beyond a cap it
-  /// answers 503 `overloaded` or closes the TCP connection.
+  /// connections to the service's instances, requests in flight of an HTTP service. Beyond
+  /// the connection cap an HTTP request waits for a connection (max_pending and the connect
+  /// timeout bound the wait) and a TCP connection is closed; beyond the request cap
+  /// the proxy answers 503 `overloaded` (docs/proxy.md, "Circuit breaking").
   std::optional<std::uint32_t> max_connections{};
   std::optional<std::uint32_t> max_requests{};
   /// Outlier ejection: consecutive 5xx answers or connect failures that eject an instance
@@ -125,6 +126,9 @@ struct resilience_policy {
   std::optional<std::uint32_t> eject_consecutive_connect_failures{};
   std::optional<std::uint32_t> ejection_time_ms{};
   std::optional<std::uint32_t> max_ejection_percent{};
+  /// Requests that may wait for a connection of the service, per I/O thread (1 to
+  /// max_breaker_cap; the node's default is 1,024).
+  std::optional<std::uint32_t> max_pending{};
 
   friend bool operator==(const resilience_policy&, const resilience_policy&) = default;
 };

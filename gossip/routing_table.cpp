@@ -267,7 +267,7 @@ caf::error check_policy_record(const policy_record& p) {
       return bad_policy("retry budget over 100 percent");
     if (r.retry_min_per_second > 10'000)
       return bad_policy("retry floor over 10000 per second");
-    for (const auto& cap : {r.max_connections, r.max_requests})
+    for (const auto& cap : {r.max_connections, r.max_requests, r.max_pending})
       if (cap && (*cap == 0 || *cap > max_breaker_cap))
         return bad_policy("circuit breaker caps are 1 to " + std::to_string(max_breaker_cap));
     for (const auto& n : {r.eject_consecutive_5xx, r.eject_consecutive_connect_failures})
@@ -383,6 +383,12 @@ std::string canonical_bytes(const policy_record& p) {
                           res->max_ejection_percent}) {
       w.u8(f ? 1 : 0);
       w.u32(f.value_or(0));
+    }
+    // Fields added later go last, and only when set: a policy without them keeps the bytes
+    // (and the signature) it had before they existed.
+    if (res->max_pending) {
+      w.u8(13); // its proto field number, as a tag
+      w.u32(*res->max_pending);
     }
   } else if (const auto* rule = std::get_if<authz_rule>(&p.value)) {
     w.str(rule->name);

@@ -189,6 +189,17 @@ void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
 }
 
 /// One service as a worker sees it: its endpoints and the per-thread cores over them.
+class client_session;
+
+/// A request waiting for an upstream connection of its service (the service was at its
+/// connection cap): the session, the attempt it waits in (a later attempt makes it stale),
+/// and the pool key of the connection it needs. Holds one pending_requests unit.
+struct pending_waiter {
+  std::weak_ptr<client_session> session;
+  std::uint64_t attempt = 0;
+  std::string key;
+};
+
 /// Persistent across configs while the service exists (state carries over by id).
 struct service_state {
   std::string name;
@@ -211,6 +222,8 @@ struct service_state {
   traffic_policy policy;
   std::vector<gossip::authz_rule> authz;
   service_counters* counters = nullptr;
+  /// HTTP requests waiting for a connection, oldest first (worker::wait_for_connection).
+  std::deque<pending_waiter> pending;
   /// Scratch exclusion mask of a pick.
   std::vector<std::uint8_t> mask;
 
@@ -228,6 +241,8 @@ circuit_breaker_config breaker_config(const circuit_breaker_config& node,
     cfg.max_connections = *r->max_connections;
   if (r && r->max_requests)
     cfg.max_active_requests = *r->max_requests;
+  if (r && r->max_pending)
+    cfg.max_pending_requests = *r->max_pending;
   return cfg;
 }
 
@@ -302,11 +317,14 @@ struct upstream_conn {
   /// Preamble to send before the first request (peer hops), then empty.
   std::string preamble;
   time_point idle_since{};
+  /// The service whose connection cap this HTTP connection counts in (one `connections`
+  /// unit of its breaker, given back by the destructor, which then lets a waiting request
+  /// of the service go on); null for a TCP tunnel's (its session holds the unit).
+  std::shared_ptr<service_state> counted;
+  worker* owner = nullptr;
 };
 
 using upstream_ptr = std::shared_ptr<upstream_conn>;
-
-class client_session;
 
 /// One I/O thread and everything it owns.
 class worker {
@@ -325,6 +343,7 @@ public:
   }
 
   void stop_and_join() {
+    asio::post(io_, [this] { stopping_ = true; });
     // Close everything on the thread, let the aborted operations' handlers run (they were
     // queued by the closes), then stop.
     asio::post(io_, [this] {
@@ -334,6 +353,7 @@ public:
     work_.reset();
     if (thread_.joinable())
       thread_.join();
+    stopping_ = true; // (also when the thread never ran)
     release_cycles();
     // Everything below is touched by no thread now.
     pool_.clear();
@@ -391,6 +411,20 @@ public:
   // Pool.
   upstream_ptr take_idle(const std::string& key);
   void give_back(upstream_ptr c);
+  /// Closes one idle pooled connection of `svc` (any instance), which gives back a unit of
+  /// its connection cap; false when it has none.
+  bool evict_idle(const service_state& svc);
+
+  // Requests waiting for a connection (the service at its connection cap; Envoy's pending
+  // requests). A waiter is woken with a pooled connection to its key, or with nothing when
+  // a unit of the cap came free (it then connects); each holds one pending_requests unit.
+  /// Queues `session`'s `attempt` for a connection to `key` (at the front when it was
+  /// woken and lost the unit to a newer request); false when the pending cap refuses.
+  bool wait_for_connection(const std::shared_ptr<service_state>& svc,
+                           std::weak_ptr<client_session> session, std::uint64_t attempt,
+                           std::string key, bool front);
+  /// A connection of `svc` closed: wakes its oldest waiter, if any.
+  void connection_released(const std::shared_ptr<service_state>& svc);
   void ban(const std::string& node);
   void unban(const std::string& node) { banned_.erase(node); }
   [[nodiscard]] bool is_banned(const std::string& node) const { return banned_.count(node) > 0; }
@@ -406,7 +440,22 @@ private:
   void close_all();
   void rebuild(const dataplane_config& cfg);
 
+  /// Hands `c` (open, reusable) to a waiter of its service that needs its key; or drops
+  /// it when the service has waiters for other instances and is at its cap (the close
+  /// frees a unit for them). True when `c` was taken.
+  bool hand_to_waiter(upstream_ptr& c);
+  /// Pops `svc`'s oldest live waiter (stale ones dropped, every popped one's pending unit
+  /// given back); null when none.
+  std::shared_ptr<client_session> pop_waiter(service_state& svc, std::uint64_t& attempt,
+                                             const std::string* key = nullptr);
+  /// Drops `svc`'s stale waiters (ended sessions, later attempts).
+  void purge_waiters(service_state& svc);
+  /// Wakes as many of `svc`'s waiters as its connection cap has room for (they connect).
+  void wake_waiters(service_state& svc);
+
   dataplane_impl& dp_;
+  /// stop_and_join started: nothing is woken any more (the io_context is going away).
+  bool stopping_ = false;
   std::size_t index_;
   random_source rng_;
   worker_counters counters_;
@@ -439,7 +488,13 @@ upstream_conn::upstream_conn(asio::io_context& io, std::string k, std::string n,
   // (ban_peer finds both there).
 }
 
-upstream_conn::~upstream_conn() { s->close(); }
+upstream_conn::~upstream_conn() {
+  s->close();
+  if (counted) {
+    counted->breaker.release(breaker_resource::connections);
+    owner->connection_released(counted);
+  }
+}
 
 /// Copies bytes both ways between two streams with half-close: EOF from one side shuts
 /// the other's sending side; when both directions ended (or one failed) both close.
@@ -837,6 +892,7 @@ void worker::rebuild(const dataplane_config& cfg) {
       st->resilience = view.policies.resilience;
       st->budget = retry_budget{budget_config(st->resilience)};
       st->breaker.reconfigure(breaker_config(options().breaker, st->resilience));
+      wake_waiters(*st); // a raised connection cap has room for waiting requests now
       st->outlier.reconfigure(outlier_thresholds(options().outlier, st->resilience));
     }
     st->lb.update(st->endpoints);
@@ -921,7 +977,11 @@ upstream_ptr worker::take_idle(const std::string& key) {
 }
 
 void worker::give_back(upstream_ptr c) {
-  if (!c->s->is_open() || is_banned(c->node) || options().max_idle_per_upstream == 0)
+  if (!c->s->is_open() || is_banned(c->node))
+    return;
+  if (c->counted && !c->counted->pending.empty() && hand_to_waiter(c))
+    return;
+  if (options().max_idle_per_upstream == 0)
     return;
   c->idle_since = clock::now();
   auto& q = pool_[c->key];
@@ -939,7 +999,7 @@ public:
       : w_(w), client_(std::make_shared<stream>(std::move(socket))),
         service_name_(std::move(service)), inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), client_timer_(w.io()), req_timer_(w.io()),
-        try_timer_(w.io()) {
+        try_timer_(w.io()), pending_timer_(w.io()) {
     w_.clients().insert(this);
     asio::error_code ec;
     auto ep = client_->socket().remote_endpoint(ec);
@@ -1153,10 +1213,16 @@ private:
     return t.address_text + "|" + service_name_ + (t.via_peer ? "|" + t.endpoint_id : "");
   }
 
-  /// Connects a new upstream connection to `t`; `k(ok)` with up_ set on success.
-  void connect(const target& t, std::function<void(bool)> k) {
+  /// Connects a new upstream connection to `t`; `k(ok)` with up_ set on success. `counted`:
+  /// the caller took a unit of the service's connection cap, which the connection now
+  /// holds for its whole life (HTTP; a TCP tunnel's session holds its own).
+  void connect(const target& t, std::function<void(bool)> k, bool counted = false) {
     auto c = std::make_shared<upstream_conn>(
         w_.io(), pool_key(t), t.via_peer ? t.node : std::string{}, w_.options().limits);
+    if (counted) {
+      c->counted = svc_;
+      c->owner = &w_;
+    }
     if (t.via_peer)
       c->preamble = make_preamble(service_name_, svc_->protocol == gossip::service_protocol::http,
                                   t.endpoint_id);
@@ -1580,23 +1646,78 @@ private:
           self->on_try_failed(attempt_failure::reset, true);
       });
     }
-    if (auto c = w_.take_idle(pool_key(*t))) {
+    acquire_upstream(false);
+  }
+
+  /// A connection to target_ for the current attempt: a pooled one; else a new one within
+  /// the service's connection cap (closing an idle one of another instance to make room);
+  /// else a wait in the service's pending queue, refused with 503 `overloaded` beyond the
+  /// pending cap or after connect_timeout. `front`: this request was woken and lost the
+  /// free unit to a newer one, so it waits first in line again.
+  void acquire_upstream(bool front) {
+    if (auto c = w_.take_idle(pool_key(target_))) {
       bump(w_.counters().upstream_reused);
       up_ = std::move(c);
       send_request();
       return;
     }
-    auto self = shared_from_this();
-    connect(*t, [self](bool ok) {
-      if (!ok) {
-        bump(self->w_.counters().upstream_connect_failures);
-        self->on_try_failed(attempt_failure::connect_failure, false);
+    auto& b = svc_->breaker;
+    if (!b.try_acquire(breaker_resource::connections) &&
+        !(w_.evict_idle(*svc_) && b.try_acquire(breaker_resource::connections))) {
+      if (!w_.wait_for_connection(svc_, weak_from_this(), attempt_, pool_key(target_), front)) {
+        bump(svc_->counters->breaker_refused);
+        end_attempt(std::nullopt);
+        finish_with(http_error::overloaded, "pending_requests");
         return;
       }
-      self->send_request();
-    });
+      auto self = shared_from_this();
+      auto id = attempt_;
+      pending_timer_.expires_after(w_.options().connect_timeout);
+      pending_timer_.async_wait([self, id](const asio::error_code& ec) {
+        if (ec || id != self->attempt_)
+          return;
+        bump(self->svc_->counters->timeouts);
+        self->end_attempt(std::nullopt);
+        self->finish_with(http_error::overloaded, "no connection came free in time");
+      });
+      return;
+    }
+    auto self = shared_from_this();
+    connect(
+        target_,
+        [self](bool ok) {
+          if (!ok) {
+            bump(self->w_.counters().upstream_connect_failures);
+            self->on_try_failed(attempt_failure::connect_failure, false);
+            return;
+          }
+          self->send_request();
+        },
+        true);
   }
 
+public:
+  /// The attempt now in progress (a waiter of an older one is stale).
+  [[nodiscard]] std::uint64_t current_attempt() const { return attempt_; }
+  /// From the pending queue, for `attempt`: `c`, a pooled connection to the target, or
+  /// null when a unit of the connection cap came free.
+  void on_connection_free(std::uint64_t attempt, upstream_ptr c) {
+    if (attempt != attempt_) {
+      if (c)
+        w_.give_back(std::move(c));
+      return;
+    }
+    pending_timer_.cancel();
+    if (!c) {
+      acquire_upstream(true);
+      return;
+    }
+    bump(w_.counters().upstream_reused);
+    up_ = std::move(c);
+    send_request();
+  }
+
+private:
   void send_request() {
     auto& c = *up_;
     c.parser.expect_response_to(req_.method);
@@ -2147,6 +2268,7 @@ private:
     cancel_client_timer();
     req_timer_.cancel();
     try_timer_.cancel();
+    pending_timer_.cancel();
   }
 
   /// Writes out_ (a generated response with connection: close), then closes gracefully:
@@ -2229,6 +2351,8 @@ private:
   bool head_started_ = false;
   asio::steady_timer req_timer_;
   asio::steady_timer try_timer_;
+  /// A wait in the service's pending queue (acquire_upstream).
+  asio::steady_timer pending_timer_;
   /// Grows whenever an attempt (upstream operation chain) ends: stale handlers compare.
   std::uint64_t attempt_ = 0;
   /// Grows when a request ends: a stale request timer compares.
@@ -2254,6 +2378,93 @@ private:
   /// Bytes being written to the upstream (preamble, forwarded head, buffered body).
   std::string up_out_;
 };
+
+bool worker::evict_idle(const service_state& svc) {
+  for (auto it = pool_.begin(); it != pool_.end(); ++it) {
+    auto& q = it->second;
+    for (auto c = q.begin(); c != q.end(); ++c)
+      if ((*c)->counted.get() == &svc) {
+        q.erase(c); // its destructor gives the unit back
+        counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
+        if (q.empty())
+          pool_.erase(it);
+        return true;
+      }
+  }
+  return false;
+}
+
+void worker::purge_waiters(service_state& svc) {
+  std::erase_if(svc.pending, [&svc](const pending_waiter& w) {
+    auto s = w.session.lock();
+    if (s && s->current_attempt() == w.attempt)
+      return false;
+    svc.breaker.release(breaker_resource::pending_requests);
+    return true;
+  });
+}
+
+bool worker::wait_for_connection(const service_ptr& svc, std::weak_ptr<client_session> session,
+                                 std::uint64_t attempt, std::string key, bool front) {
+  if (svc->breaker.is_open(breaker_resource::pending_requests))
+    purge_waiters(*svc); // count live waiters only
+  if (!svc->breaker.try_acquire(breaker_resource::pending_requests))
+    return false;
+  pending_waiter w{std::move(session), attempt, std::move(key)};
+  if (front)
+    svc->pending.push_front(std::move(w));
+  else
+    svc->pending.push_back(std::move(w));
+  return true;
+}
+
+std::shared_ptr<client_session> worker::pop_waiter(service_state& svc, std::uint64_t& attempt,
+                                                   const std::string* key) {
+  for (auto it = svc.pending.begin(); it != svc.pending.end();) {
+    auto s = it->session.lock();
+    const bool live = s && s->current_attempt() == it->attempt;
+    if (live && key && it->key != *key) {
+      ++it;
+      continue;
+    }
+    attempt = it->attempt;
+    it = svc.pending.erase(it);
+    svc.breaker.release(breaker_resource::pending_requests);
+    if (live)
+      return s;
+  }
+  return nullptr;
+}
+
+bool worker::hand_to_waiter(upstream_ptr& c) {
+  auto& svc = *c->counted;
+  std::uint64_t attempt = 0;
+  if (auto s = pop_waiter(svc, attempt, &c->key)) {
+    asio::post(io_, [s, attempt, c = std::move(c)]() mutable {
+      s->on_connection_free(attempt, std::move(c));
+    });
+    return true;
+  }
+  purge_waiters(svc);
+  // Waiters for other instances, and no room for their connections: this one closes (its
+  // destructor wakes the oldest of them).
+  return !svc.pending.empty() && svc.breaker.is_open(breaker_resource::connections);
+}
+
+void worker::connection_released(const service_ptr& svc) {
+  if (!stopping_)
+    wake_waiters(*svc);
+}
+
+void worker::wake_waiters(service_state& svc) {
+  const auto& b = svc.breaker;
+  const auto cap = b.limit(breaker_resource::connections);
+  const auto used = b.in_use(breaker_resource::connections);
+  std::uint64_t attempt = 0;
+  for (auto room = used < cap ? cap - used : 0; room > 0 && !svc.pending.empty(); --room)
+    if (auto s = pop_waiter(svc, attempt))
+      asio::post(io_, [s, attempt] { s->on_connection_free(attempt, nullptr); });
+}
 
 void worker::accept(std::shared_ptr<tcp::acceptor> acc, std::string service) {
   acc->async_accept([this, acc, service](const asio::error_code& ec, tcp::socket socket) {

@@ -455,21 +455,22 @@ caf::expected<std::vector<std::string>> resilience_args(const std::string& servi
                                                         const resilience_options& res) {
   if (service.empty())
     return usage_error("resilience: give the service (`starling resilience SVC --timeout 2s`)");
-  const bool any = !res.timeout.empty() || !res.per_try_timeout.empty() || !res.retries.empty() ||
-                   !res.retry_budget.empty() || !res.min_retries.empty() ||
-                   !res.max_connections.empty() || !res.max_requests.empty() ||
-                   !res.eject_5xx.empty() || !res.eject_connect_failures.empty() ||
-                   !res.ejection_time.empty() || !res.max_ejected.empty();
+  const bool any =
+      !res.timeout.empty() || !res.per_try_timeout.empty() || !res.retries.empty() ||
+      !res.retry_budget.empty() || !res.min_retries.empty() || !res.max_connections.empty() ||
+      !res.max_requests.empty() || !res.max_pending.empty() || !res.eject_5xx.empty() ||
+      !res.eject_connect_failures.empty() || !res.ejection_time.empty() || !res.max_ejected.empty();
   if (res.clear) {
     if (any)
       return usage_error("resilience: --clear takes no other option");
     return std::vector<std::string>{"resilience", service, "--clear"};
   }
   if (!any)
-    return usage_error("resilience: give at least one of --timeout, --per-try-timeout, "
-                       "--retries, --retry-budget, --min-retries, --max-connections, "
-                       "--max-requests, --eject-after-5xx, --eject-after-connect-failures, "
-                       "--ejection-time, --max-ejected (or --clear)");
+    return usage_error(
+        "resilience: give at least one of --timeout, --per-try-timeout, "
+        "--retries, --retry-budget, --min-retries, --max-connections, "
+        "--max-requests, --max-pending, --eject-after-5xx, --eject-after-connect-failures, "
+        "--ejection-time, --max-ejected (or --clear)");
   std::vector<std::string> args{"resilience", service};
   auto percent_of = [](std::string_view text) {
     if (!text.empty() && text.back() == '%')
@@ -508,7 +509,8 @@ caf::expected<std::vector<std::string>> resilience_args(const std::string& servi
   }
   for (const auto& [flag, key, value] :
        {std::tuple{"--max-connections", "max_connections", &res.max_connections},
-        std::tuple{"--max-requests", "max_requests", &res.max_requests}}) {
+        std::tuple{"--max-requests", "max_requests", &res.max_requests},
+        std::tuple{"--max-pending", "max_pending", &res.max_pending}}) {
     if (value->empty())
       continue;
     const auto n = parse_count(*value);

@@ -168,8 +168,9 @@ struct resilience_options {
   std::string retries;                ///< --retries 2
   std::string retry_budget;           ///< --retry-budget 20% (the '%' is optional)
   std::string min_retries;            ///< --min-retries 10: retries per second always allowed
-  std::string max_connections;        ///< --max-connections 100: TCP connections open (breaker)
+  std::string max_connections;        ///< --max-connections 100: connections open (breaker)
   std::string max_requests;           ///< --max-requests 100: HTTP requests in flight (breaker)
+  std::string max_pending;            ///< --max-pending 100: HTTP requests waiting (breaker)
   std::string eject_5xx;              ///< --eject-after-5xx 5: 5xx in a row that eject (0: off)
   std::string eject_connect_failures; ///< --eject-after-connect-failures 5 (0: off)
   std::string ejection_time;          ///< --ejection-time 30s: the first ejection's length
@@ -179,9 +180,9 @@ struct resilience_options {
 
 /// The admin request of `starling resilience`: {"resilience", SVC, "timeout=2s",
 /// "per_try_timeout=500ms", "retries=2", "budget=20", "min_retries=10", "max_connections=N",
-/// "max_requests=N", "eject_5xx=N", "eject_connect_failures=N", "ejection_time=30s",
-/// "max_ejected=P"} (the options given, in that order) or {"resilience", SVC, "--clear"}.
-/// A write replaces the service's whole resilience policy: options not given take the
+/// "max_requests=N", "max_pending=N", "eject_5xx=N", "eject_connect_failures=N",
+/// "ejection_time=30s", "max_ejected=P"} (the options given, in that order) or {"resilience", SVC,
+/// "--clear"}. A write replaces the service's whole resilience policy: options not given take the
 /// proxy's defaults. Errors (invalid_config, naming the
 /// flag): no service; no option and no --clear; --clear with an option; a timeout that is
 /// not a duration ("500ms", "2s"); retries or min retries not a non-negative integer; a

@@ -157,11 +157,15 @@ int main(int argc, char** argv) {
       ->type_name("N");
   resilience
       ->add_option("--max-connections", resilience_set.max_connections,
-                   "circuit breaker: open connections of a TCP service, per proxy thread")
+                   "circuit breaker: open connections to the service, per proxy thread")
       ->type_name("N");
   resilience
       ->add_option("--max-requests", resilience_set.max_requests,
                    "circuit breaker: requests in flight of an HTTP service, per proxy thread")
+      ->type_name("N");
+  resilience
+      ->add_option("--max-pending", resilience_set.max_pending,
+                   "circuit breaker: HTTP requests waiting for a connection, per proxy thread")
       ->type_name("N");
   resilience
       ->add_option("--eject-after-5xx", resilience_set.eject_5xx,

@@ -455,6 +455,7 @@ caf::expected<std::string> routes_text(std::string_view json) {
       };
       add("max_connections", "max " + value("max_connections") + " connections");
       add("max_requests", "max " + value("max_requests") + " requests");
+      add("max_pending", "max " + value("max_pending") + " waiting");
       add("eject_consecutive_5xx", "eject after " + value("eject_consecutive_5xx") + " 5xx");
       add("eject_consecutive_connect_failures",
           "eject after " + value("eject_consecutive_connect_failures") + " connect failures");

@@ -101,12 +101,13 @@ TEST(routing_views, policy_commands_parse_into_register_writes) {
   EXPECT_EQ(r.retries, 2u);
   EXPECT_FALSE(r.max_requests);
   auto limits = parse_policy_command({"resilience", "web", "max_connections=50", "max_requests=7",
-                                      "eject_5xx=0", "eject_connect_failures=3",
+                                      "max_pending=9", "eject_5xx=0", "eject_connect_failures=3",
                                       "ejection_time=10s", "max_ejected=30%"});
   ASSERT_TRUE(limits);
   const auto& l = std::get<gossip::resilience_policy>(limits->value);
   EXPECT_EQ(l.max_connections, 50u);
   EXPECT_EQ(l.max_requests, 7u);
+  EXPECT_EQ(l.max_pending, 9u);
   EXPECT_EQ(l.eject_consecutive_5xx, 0u);
   EXPECT_EQ(l.eject_consecutive_connect_failures, 3u);
   EXPECT_EQ(l.ejection_time_ms, 10'000u);
@@ -145,6 +146,7 @@ TEST(routing_views, bad_policy_commands_are_usage_errors_that_say_why) {
       {{"resilience", "web", "budget=101%"}, "percent"},
       {{"resilience", "web", "speed=1"}, "unknown key"},
       {{"resilience", "web", "max_requests=0"}, "1 to 1000000"},
+      {{"resilience", "web", "max_pending=0"}, "1 to 1000000"},
       {{"resilience", "web", "max_connections=1000001"}, "1 to 1000000"},
       {{"resilience", "web", "eject_5xx=1001"}, "0 to 1000"},
       {{"resilience", "web", "ejection_time=0ms"}, "at least 1ms"},

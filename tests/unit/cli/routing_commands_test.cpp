@@ -165,13 +165,15 @@ TEST(resilience_request, the_options_given_in_a_fixed_order) {
   sc::resilience_options limits;
   limits.max_connections = "50";
   limits.max_requests = "100";
+  limits.max_pending = "20";
   limits.eject_5xx = "0";
   limits.eject_connect_failures = "3";
   limits.ejection_time = "10s";
   limits.max_ejected = "30%";
-  EXPECT_EQ(sc::resilience_args("web", limits),
-            (args_t{"resilience", "web", "max_connections=50", "max_requests=100", "eject_5xx=0",
-                    "eject_connect_failures=3", "ejection_time=10s", "max_ejected=30"}));
+  EXPECT_EQ(
+      sc::resilience_args("web", limits),
+      (args_t{"resilience", "web", "max_connections=50", "max_requests=100", "max_pending=20",
+              "eject_5xx=0", "eject_connect_failures=3", "ejection_time=10s", "max_ejected=30"}));
   sc::resilience_options one;
   one.retry_budget = "35";
   EXPECT_EQ(sc::resilience_args("web", one), (args_t{"resilience", "web", "budget=35"}));
@@ -183,7 +185,7 @@ TEST(resilience_request, the_options_given_in_a_fixed_order) {
 TEST(resilience_request, needs_one_option_and_checks_each) {
   EXPECT_EQ(refusal(sc::resilience_args("web", {})),
             "resilience: give at least one of --timeout, --per-try-timeout, --retries, "
-            "--retry-budget, --min-retries, --max-connections, --max-requests, "
+            "--retry-budget, --min-retries, --max-connections, --max-requests, --max-pending, "
             "--eject-after-5xx, --eject-after-connect-failures, --ejection-time, --max-ejected "
             "(or --clear)");
   sc::resilience_options both;

@@ -56,6 +56,7 @@ std::vector<policy_record> sample_policies() {
   with_limits.eject_consecutive_5xx = 0; // set to "off": not the same as unset
   with_limits.ejection_time_ms = 5000;
   with_limits.max_ejection_percent = 30;
+  with_limits.max_pending = 12;
   limits.value = with_limits;
   out.push_back(limits);
   auto authz = split;

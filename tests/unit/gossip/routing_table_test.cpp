@@ -467,9 +467,11 @@ TEST(routing_table_policy, out_of_range_breaker_and_ejection_settings_are_refuse
     resilience_policy value;
     const char* says;
   };
-  std::vector<bad> cases(5);
+  std::vector<bad> cases(6);
   cases[0] = {{}, "caps are 1 to"};
   cases[0].value.max_requests = 0;
+  cases[5] = {{}, "caps are 1 to"};
+  cases[5].value.max_pending = 0;
   cases[1] = {{}, "caps are 1 to"};
   cases[1].value.max_connections = max_breaker_cap + 1;
   cases[2] = {{}, "1000 failures"};
@@ -489,9 +491,35 @@ TEST(routing_table_policy, out_of_range_breaker_and_ejection_settings_are_refuse
   }
   resilience_policy fine;
   fine.max_requests = max_breaker_cap;
+  fine.max_pending = 1;
   fine.eject_consecutive_5xx = 0;
   fine.max_ejection_percent = 0;
   EXPECT_TRUE(t.set_policy(key, fine, t0, issuer));
+}
+
+// max_pending came after the other fields: a policy without it must keep the canonical
+// bytes (so the signature) an agent before it computed; with it, they differ.
+TEST(routing_table_policy, max_pending_is_signed_only_when_set_and_keeps_older_bytes) {
+  policy_record p;
+  p.key = {policy_kind::resilience, "web", ""};
+  p.stamp = {t0, 0};
+  p.writer = "i1";
+  resilience_policy r{2000, 500, 2, 20, 10};
+  r.max_requests = 100;
+  p.value = r;
+  const auto before = canonical_bytes(p);
+  // The layout before max_pending ends the record: its last four (presence, value) pairs
+  // are the unset ejection settings, five zero bytes each.
+  ASSERT_GE(before.size(), 20u);
+  EXPECT_EQ(before.substr(before.size() - 20), std::string(20, '\0'));
+  r.max_pending = 7;
+  p.value = r;
+  const auto after = canonical_bytes(p);
+  EXPECT_EQ(after.size(), before.size() + 5);
+  EXPECT_EQ(after.substr(0, before.size()), before);
+  r.max_pending = 8;
+  p.value = r;
+  EXPECT_NE(canonical_bytes(p), after); // the value is signed
 }
 
 TEST(routing_table_policy, deletes_are_tombstones_collected_after_their_ttl) {
