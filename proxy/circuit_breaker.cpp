@@ -7,7 +7,7 @@ namespace starling::proxy {
 namespace {
 
 constexpr std::string_view names[breaker_resource_count] = {"connections", "pending_requests",
-                                                            "active_requests", "active_retries"};
+                                                            "active_requests"};
 
 std::size_t index(breaker_resource r) noexcept {
   return static_cast<std::size_t>(r) % breaker_resource_count;
@@ -32,8 +32,7 @@ std::optional<breaker_resource> breaker_resource_from(std::string_view name) noe
 circuit_breaker::circuit_breaker(circuit_breaker_config cfg) noexcept { reconfigure(cfg); }
 
 void circuit_breaker::reconfigure(circuit_breaker_config cfg) noexcept {
-  limits_ = {cfg.max_connections, cfg.max_pending_requests, cfg.max_active_requests,
-             cfg.max_active_retries};
+  limits_ = {cfg.max_connections, cfg.max_pending_requests, cfg.max_active_requests};
 }
 
 bool circuit_breaker::try_acquire(breaker_resource r) noexcept {

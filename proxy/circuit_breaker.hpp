@@ -1,7 +1,9 @@
 // Per-upstream circuit breaking in Envoy's sense: caps on what one upstream service may hold
-// at once (connections, queued requests, active requests, active retries). When a cap is
-// reached new work of that kind is refused at once (the proxy answers 503 with the kind as
-// the reason) instead of queueing behind a struggling upstream. A pure core: counters only.
+// at once (connections, requests waiting for a connection, active requests). When a cap is
+// reached new work of that kind is refused (the proxy answers 503 `overloaded`, or a request
+// beyond the connection cap waits while the pending cap allows). Retries have no breaker
+// cap: the retry budget (proxy/retry_budget.hpp) is what bounds them, as in Linkerd (Envoy's
+// max_retries, 3 in parallel, is what a budget replaces there too). A pure core: counters.
 #pragma once
 
 #include <array>
@@ -20,12 +22,10 @@ enum class breaker_resource : std::uint8_t {
   pending_requests,
   /// Requests sent and not yet answered.
   active_requests,
-  /// Retries in progress (an attempt after the first).
-  active_retries,
 };
 
 /// Number of breaker_resource values.
-inline constexpr std::size_t breaker_resource_count = 4;
+inline constexpr std::size_t breaker_resource_count = 3;
 
 /// Stable snake_case name of a resource: the `resource` label of the refusal metric and the
 /// reason in `x-starling-error` ("connections", "pending_requests", ...).
@@ -34,15 +34,12 @@ inline constexpr std::size_t breaker_resource_count = 4;
 /// Parses a name produced by to_string (config keys).
 [[nodiscard]] std::optional<breaker_resource> breaker_resource_from(std::string_view name) noexcept;
 
-/// Caps per upstream service on one I/O thread. Envoy's defaults (1024, 1024, 1024, 3): high
-/// enough not to bite a healthy service, and few concurrent retries so that retries cannot
-/// multiply load on an upstream that is already failing. A cap of 0 refuses every request
-/// of that kind.
+/// Caps per upstream service on one I/O thread. Envoy's defaults (1024 each): high enough
+/// not to bite a healthy service. A cap of 0 refuses every request of that kind.
 struct circuit_breaker_config {
   std::uint64_t max_connections = 1024;
   std::uint64_t max_pending_requests = 1024;
   std::uint64_t max_active_requests = 1024;
-  std::uint64_t max_active_retries = 3;
 };
 
 /// The circuit breaker of one upstream service, owned by one I/O thread (no locks). Every

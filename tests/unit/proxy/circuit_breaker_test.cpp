@@ -10,7 +10,7 @@ using r = sp::breaker_resource;
 
 namespace {
 
-const r all[] = {r::connections, r::pending_requests, r::active_requests, r::active_retries};
+const r all[] = {r::connections, r::pending_requests, r::active_requests};
 
 } // namespace
 
@@ -18,7 +18,6 @@ TEST(circuit_breaker, names_are_stable_snake_case_and_parse_back) {
   EXPECT_EQ(sp::to_string(r::connections), "connections");
   EXPECT_EQ(sp::to_string(r::pending_requests), "pending_requests");
   EXPECT_EQ(sp::to_string(r::active_requests), "active_requests");
-  EXPECT_EQ(sp::to_string(r::active_retries), "active_retries");
   for (auto x : all)
     EXPECT_EQ(sp::breaker_resource_from(sp::to_string(x)), x);
   EXPECT_FALSE(sp::breaker_resource_from("Connections"));
@@ -30,11 +29,10 @@ TEST(circuit_breaker, defaults_are_envoys) {
   EXPECT_EQ(b.limit(r::connections), 1024u);
   EXPECT_EQ(b.limit(r::pending_requests), 1024u);
   EXPECT_EQ(b.limit(r::active_requests), 1024u);
-  EXPECT_EQ(b.limit(r::active_retries), 3u);
 }
 
 TEST(circuit_breaker, closed_then_open_at_the_cap_then_closed_after_a_release) {
-  sp::circuit_breaker b{{4, 3, 2, 1}};
+  sp::circuit_breaker b{{4, 3, 2}};
   for (auto x : all) {
     SCOPED_TRACE(sp::to_string(x));
     const auto cap = b.limit(x);
@@ -56,20 +54,18 @@ TEST(circuit_breaker, closed_then_open_at_the_cap_then_closed_after_a_release) {
 }
 
 TEST(circuit_breaker, resources_are_independent) {
-  sp::circuit_breaker b{{1, 1, 1, 1}};
-  EXPECT_TRUE(b.try_acquire(r::active_retries));
-  EXPECT_FALSE(b.try_acquire(r::active_retries));
+  sp::circuit_breaker b{{1, 1, 1}};
+  EXPECT_TRUE(b.try_acquire(r::active_requests));
+  EXPECT_FALSE(b.try_acquire(r::active_requests));
   EXPECT_TRUE(b.try_acquire(r::connections));
   EXPECT_TRUE(b.try_acquire(r::pending_requests));
-  EXPECT_TRUE(b.try_acquire(r::active_requests));
-  EXPECT_EQ(b.refusals(r::active_retries), 1u);
+  EXPECT_EQ(b.refusals(r::active_requests), 1u);
   EXPECT_EQ(b.refusals(r::connections), 0u);
   EXPECT_EQ(b.refusals(r::pending_requests), 0u);
-  EXPECT_EQ(b.refusals(r::active_requests), 0u);
 }
 
 TEST(circuit_breaker, zero_caps_refuse_everything) {
-  sp::circuit_breaker b{{0, 0, 0, 0}};
+  sp::circuit_breaker b{{0, 0, 0}};
   for (auto x : all) {
     SCOPED_TRACE(sp::to_string(x));
     EXPECT_TRUE(b.is_open(x));
@@ -80,7 +76,7 @@ TEST(circuit_breaker, zero_caps_refuse_everything) {
 }
 
 TEST(circuit_breaker, an_unmatched_release_is_counted_and_never_wraps) {
-  sp::circuit_breaker b{{1, 1, 1, 1}};
+  sp::circuit_breaker b{{1, 1, 1}};
   EXPECT_FALSE(b.release(r::connections));
   EXPECT_EQ(b.in_use(r::connections), 0u);
   EXPECT_EQ(b.unmatched_releases(), 1u);
@@ -94,7 +90,7 @@ TEST(circuit_breaker, an_unmatched_release_is_counted_and_never_wraps) {
 
 TEST(circuit_breaker, the_largest_cap_is_usable) {
   constexpr auto max = std::numeric_limits<std::uint64_t>::max();
-  sp::circuit_breaker b{{max, max, max, max}};
+  sp::circuit_breaker b{{max, max, max}};
   for (auto x : all) {
     EXPECT_TRUE(b.try_acquire(x));
     EXPECT_FALSE(b.is_open(x));
@@ -103,10 +99,10 @@ TEST(circuit_breaker, the_largest_cap_is_usable) {
 }
 
 TEST(circuit_breaker, lowering_a_cap_keeps_what_is_held_and_refuses_new_work) {
-  sp::circuit_breaker b{{10, 10, 10, 10}};
+  sp::circuit_breaker b{{10, 10, 10}};
   for (int i = 0; i < 5; ++i)
     ASSERT_TRUE(b.try_acquire(r::active_requests));
-  b.reconfigure({10, 10, 2, 10});
+  b.reconfigure({10, 10, 2});
   EXPECT_EQ(b.in_use(r::active_requests), 5u);
   EXPECT_TRUE(b.is_open(r::active_requests));
   EXPECT_FALSE(b.try_acquire(r::active_requests));
@@ -115,6 +111,6 @@ TEST(circuit_breaker, lowering_a_cap_keeps_what_is_held_and_refuses_new_work) {
   EXPECT_TRUE(b.is_open(r::active_requests)); // 2 held, cap 2
   EXPECT_TRUE(b.release(r::active_requests));
   EXPECT_TRUE(b.try_acquire(r::active_requests));
-  b.reconfigure({10, 10, 100, 10});
+  b.reconfigure({10, 10, 100});
   EXPECT_FALSE(b.is_open(r::active_requests));
 }
