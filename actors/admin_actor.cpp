@@ -114,9 +114,10 @@ counter_list admin_counters(const admin_server_stats& s) {
           {"auth_refused", v(s.auth_refused)}};
 }
 
-/// The data plane's counters, summed over its threads and services.
-counter_list proxy_counters(const proxy::dataplane& plane) {
-  const auto s = plane.stats();
+/// The data plane's counters `s` (of `plane`), summed over its threads and services:
+/// outbound ones under their names, inbound ones (what this node's inbound listener served
+/// for its instances) prefixed "inbound_".
+counter_list proxy_counters(const proxy::dataplane& plane, const proxy::dataplane_stats& s) {
   std::uint64_t requests = 0, r2 = 0, r3 = 0, r4 = 0, r5 = 0, retries = 0, refused = 0,
                 timeouts = 0, breaker = 0, ejections = 0, bytes_in = 0, bytes_out = 0;
   for (const auto& svc : s.services) {
@@ -132,6 +133,17 @@ counter_list proxy_counters(const proxy::dataplane& plane) {
     ejections += svc.ejections;
     bytes_in += svc.bytes_in;
     bytes_out += svc.bytes_out;
+  }
+  std::uint64_t in_requests = 0, in2 = 0, in3 = 0, in4 = 0, in5 = 0, in_bytes_in = 0,
+                in_bytes_out = 0;
+  for (const auto& svc : s.inbound_services) {
+    in_requests += svc.requests;
+    in2 += svc.responses_2xx;
+    in3 += svc.responses_3xx;
+    in4 += svc.responses_4xx;
+    in5 += svc.responses_5xx;
+    in_bytes_in += svc.bytes_in;
+    in_bytes_out += svc.bytes_out;
   }
   std::uint64_t generated = 0;
   for (const auto& [_, n] : s.generated)
@@ -161,7 +173,14 @@ counter_list proxy_counters(const proxy::dataplane& plane) {
           {"ejections", ejections},
           {"bytes_in", bytes_in},
           {"bytes_out", bytes_out},
-          {"generated_responses", generated}};
+          {"generated_responses", generated},
+          {"inbound_requests", in_requests},
+          {"inbound_responses_2xx", in2},
+          {"inbound_responses_3xx", in3},
+          {"inbound_responses_4xx", in4},
+          {"inbound_responses_5xx", in5},
+          {"inbound_bytes_in", in_bytes_in},
+          {"inbound_bytes_out", in_bytes_out}};
 }
 
 /// `starling stats`: the counters of the transport, the admin port and the sealer, read
@@ -178,7 +197,14 @@ caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_par
     sealer->emplace_back("tracked_senders", view.tracked_senders);
   }
   groups.push_back({"sealer", std::move(sealer)});
-  groups.push_back({"proxy", p.proxy ? std::optional{proxy_counters(*p.proxy)} : std::nullopt});
+  std::optional<counter_list> proxy;
+  std::string detail; // proxy_services of the JSON view
+  if (p.proxy) {
+    const auto s = p.proxy->stats();
+    proxy = proxy_counters(*p.proxy, s);
+    detail = proxy_services_json(s);
+  }
+  groups.push_back({"proxy", std::move(proxy)});
   auto rp = self->make_response_promise();
   // Membership's counters, then routing's (with the DNS address); a group whose actor is
   // restarting or slow is shown as null.
@@ -188,32 +214,39 @@ caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_par
   std::optional<std::string> inbound;
   if (p.proxy)
     inbound = p.proxy->inbound_address();
-  auto with_routing = [self, dir = p.dir, rp, metrics,
-                       inbound](std::vector<counter_group> groups) mutable {
+  auto with_routing = [self, dir = p.dir, rp, metrics, inbound,
+                       detail](std::vector<counter_group> groups) mutable {
     const auto routing = dir->find(role::routing);
     if (!routing) {
       groups.push_back({"routing", std::nullopt});
-      rp.deliver(stats_json(groups, {{"dns_address", std::nullopt},
-                                     {"metrics_address", metrics},
-                                     {"inbound_address", inbound}}));
+      rp.deliver(stats_json(groups,
+                            {{"dns_address", std::nullopt},
+                             {"metrics_address", metrics},
+                             {"inbound_address", inbound}},
+                            detail));
       return;
     }
     self->request(routing, std::chrono::seconds{5}, stats_atom::value)
         .then(
-            [rp, groups, metrics, inbound](counter_list& counters, std::string& dns) mutable {
+            [rp, groups, metrics, inbound, detail](counter_list& counters,
+                                                   std::string& dns) mutable {
               groups.push_back({"routing", std::move(counters)});
               std::optional<std::string> address;
               if (!dns.empty())
                 address = std::move(dns);
-              rp.deliver(stats_json(groups, {{"dns_address", std::move(address)},
-                                             {"metrics_address", metrics},
-                                             {"inbound_address", inbound}}));
+              rp.deliver(stats_json(groups,
+                                    {{"dns_address", std::move(address)},
+                                     {"metrics_address", metrics},
+                                     {"inbound_address", inbound}},
+                                    detail));
             },
-            [rp, groups, metrics, inbound](caf::error&) mutable {
+            [rp, groups, metrics, inbound, detail](caf::error&) mutable {
               groups.push_back({"routing", std::nullopt});
-              rp.deliver(stats_json(groups, {{"dns_address", std::nullopt},
-                                             {"metrics_address", metrics},
-                                             {"inbound_address", inbound}}));
+              rp.deliver(stats_json(groups,
+                                    {{"dns_address", std::nullopt},
+                                     {"metrics_address", metrics},
+                                     {"inbound_address", inbound}},
+                                    detail));
             });
   };
   const auto membership = p.dir->find(role::membership);

@@ -88,8 +88,8 @@ void add_stats(families& out, const nlohmann::json& stats) {
   if (!stats.is_object())
     return;
   for (const auto& [group, counters] : stats.items()) {
-    if (!counters.is_object())
-      continue; // a top-level address, or a group whose actor restarts
+    if (!counters.is_object() || group == "proxy_services")
+      continue; // a top-level address, a group whose actor restarts, or add_proxy's detail
     const auto g = sanitize(group);
     const auto known = gauges().find(group);
     for (const auto& [key, value] : counters.items()) {
@@ -173,56 +173,104 @@ std::string real(double x) {
   return nlohmann::json(x).dump();
 }
 
-/// The data plane's per-service families.
+/// A histogram family's samples for one label set: cumulative buckets, then sum and count.
+void add_histogram(families& out, const std::string& name, const std::string& help,
+                   const std::string& labels, const std::vector<double>& bounds,
+                   const std::vector<std::uint64_t>& counts, double sum) {
+  auto& f = out[name];
+  f.type = "histogram";
+  f.help = help;
+  std::uint64_t cumulative = 0;
+  const auto n = std::min(bounds.size(), counts.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    cumulative += counts[i];
+    f.samples.emplace_back("_bucket", labels + ",le=\"" + real(bounds[i]) + "\"",
+                           std::to_string(cumulative));
+  }
+  if (n == 0 || bounds[n - 1] != std::numeric_limits<double>::infinity())
+    f.samples.emplace_back("_bucket", labels + ",le=\"+Inf\"", std::to_string(cumulative));
+  f.samples.emplace_back("_sum", labels, real(sum));
+  f.samples.emplace_back("_count", labels, std::to_string(cumulative));
+}
+
+/// The data plane's per-service (outbound and inbound) and per-instance families.
 void add_proxy(families& out, const proxy::dataplane_stats& p) {
-  const auto per = [&](const std::string& name, const std::string& help,
-                       const proxy::service_stats& s, std::uint64_t n,
-                       const std::string& more = {}) {
-    add(out, name, "counter", help, "service=\"" + escape_label(s.service) + "\"" + more,
-        std::to_string(n));
+  const auto counter = [&](const std::string& name, const std::string& help,
+                           const std::string& labels, std::uint64_t n) {
+    add(out, name, "counter", help, labels, std::to_string(n));
   };
-  const std::string responses = "starling_proxy_service_responses_total";
+  const auto classes = [&](const std::string& name, const std::string& help,
+                           const std::string& labels, const auto& s) {
+    const std::pair<const char*, std::uint64_t> by_class[] = {{"2xx", s.responses_2xx},
+                                                              {"3xx", s.responses_3xx},
+                                                              {"4xx", s.responses_4xx},
+                                                              {"5xx", s.responses_5xx}};
+    for (const auto& [cls, n] : by_class)
+      counter(name, help, labels + ",class=\"" + cls + "\"", n);
+  };
   for (const auto& s : p.services) {
-    per("starling_proxy_service_requests_total",
-        "HTTP requests or TCP connections this node's outbound proxy started, by service.", s,
-        s.requests);
-    const std::pair<const char*, std::uint64_t> classes[] = {{"2xx", s.responses_2xx},
-                                                             {"3xx", s.responses_3xx},
-                                                             {"4xx", s.responses_4xx},
-                                                             {"5xx", s.responses_5xx}};
-    for (const auto& [cls, n] : classes)
-      per(responses, "HTTP responses to this node's clients, by service and status class.", s, n,
-          std::string{",class=\""} + cls + "\"");
-    per("starling_proxy_service_retries_total", "Retries made, by service.", s, s.retries);
-    per("starling_proxy_service_retries_refused_total",
-        "Retries the retry budget refused, by service.", s, s.retries_refused);
-    per("starling_proxy_service_timeouts_total", "Requests that timed out, by service.", s,
-        s.timeouts);
-    per("starling_proxy_service_breaker_refused_total",
-        "Requests the circuit breaker refused, by service.", s, s.breaker_refused);
-    per("starling_proxy_service_ejections_total", "Outlier ejections of instances, by service.", s,
-        s.ejections);
-    per("starling_proxy_service_received_bytes_total", "Bytes from clients, by service.", s,
-        s.bytes_in);
-    per("starling_proxy_service_sent_bytes_total", "Bytes to clients, by service.", s, s.bytes_out);
-    // The request duration histogram: cumulative buckets, then sum and count.
-    const std::string name = "starling_proxy_request_duration_seconds";
-    auto& f = out[name];
-    f.type = "histogram";
-    f.help = "Time from a request's first byte to its response's last (HTTP), or a TCP "
-             "connection's life, by service.";
     const auto svc = "service=\"" + escape_label(s.service) + "\"";
-    std::uint64_t cumulative = 0;
-    const auto n = std::min(s.latency_bounds.size(), s.latency_counts.size());
-    for (std::size_t i = 0; i < n; ++i) {
-      cumulative += s.latency_counts[i];
-      f.samples.emplace_back("_bucket", svc + ",le=\"" + real(s.latency_bounds[i]) + "\"",
-                             std::to_string(cumulative));
-    }
-    if (n == 0 || s.latency_bounds[n - 1] != std::numeric_limits<double>::infinity())
-      f.samples.emplace_back("_bucket", svc + ",le=\"+Inf\"", std::to_string(cumulative));
-    f.samples.emplace_back("_sum", svc, real(s.latency_sum_seconds));
-    f.samples.emplace_back("_count", svc, std::to_string(cumulative));
+    counter("starling_proxy_service_requests_total",
+            "HTTP requests or TCP connections this node's outbound proxy started, by service.", svc,
+            s.requests);
+    classes("starling_proxy_service_responses_total",
+            "HTTP responses to this node's clients, by service and status class.", svc, s);
+    counter("starling_proxy_service_retries_total", "Retries made, by service.", svc, s.retries);
+    counter("starling_proxy_service_retries_refused_total",
+            "Retries the retry budget refused, by service.", svc, s.retries_refused);
+    counter("starling_proxy_service_timeouts_total", "Requests that timed out, by service.", svc,
+            s.timeouts);
+    counter("starling_proxy_service_breaker_refused_total",
+            "Requests the circuit breaker refused, by service.", svc, s.breaker_refused);
+    counter("starling_proxy_service_ejections_total", "Outlier ejections of instances, by service.",
+            svc, s.ejections);
+    counter("starling_proxy_service_received_bytes_total", "Bytes from clients, by service.", svc,
+            s.bytes_in);
+    counter("starling_proxy_service_sent_bytes_total", "Bytes to clients, by service.", svc,
+            s.bytes_out);
+    add_histogram(out, "starling_proxy_request_duration_seconds",
+                  "Time from a request's first byte to its response's last (HTTP), or a TCP "
+                  "connection's life, by service.",
+                  svc, s.latency_bounds, s.latency_counts, s.latency_sum_seconds);
+  }
+  for (const auto& s : p.inbound_services) {
+    const auto svc = "service=\"" + escape_label(s.service) + "\"";
+    counter("starling_proxy_inbound_service_requests_total",
+            "HTTP requests or TCP connections this node's inbound proxy served for its local "
+            "instances, by service.",
+            svc, s.requests);
+    classes("starling_proxy_inbound_service_responses_total",
+            "HTTP responses of this node's inbound proxy to its callers, by service and status "
+            "class.",
+            svc, s);
+    counter("starling_proxy_inbound_service_received_bytes_total",
+            "Bytes from callers through this node's inbound proxy, by service.", svc, s.bytes_in);
+    counter("starling_proxy_inbound_service_sent_bytes_total",
+            "Bytes to callers through this node's inbound proxy, by service.", svc, s.bytes_out);
+    add_histogram(out, "starling_proxy_inbound_request_duration_seconds",
+                  "Time from a request's head received to its response's last byte on this "
+                  "node's inbound proxy (HTTP), or a TCP connection's life, by service.",
+                  svc, s.latency_bounds, s.latency_counts, s.latency_sum_seconds);
+  }
+  for (const auto& i : p.instances) {
+    const auto who = "service=\"" + escape_label(i.service) + "\",instance=\"" +
+                     escape_label(i.instance) + "\",node=\"" + escape_label(i.node) + "\"";
+    counter("starling_proxy_instance_requests_total",
+            "Attempts this node's outbound proxy sent to an instance (a retry is another), "
+            "counted when each ends.",
+            who, i.requests);
+    classes("starling_proxy_instance_responses_total",
+            "Responses of an instance to this node's outbound proxy, by status class.", who, i);
+    const std::string failures = "starling_proxy_instance_failures_total";
+    const std::string help = "Attempts to an instance that got no response, by reason "
+                             "(connect_failure, reset, timeout).";
+    counter(failures, help, who + ",reason=\"connect_failure\"", i.connect_failures);
+    counter(failures, help, who + ",reason=\"reset\"", i.resets);
+    counter(failures, help, who + ",reason=\"timeout\"", i.timeouts);
+    add_histogram(out, "starling_proxy_instance_request_duration_seconds",
+                  "Time of each attempt this node's outbound proxy sent to an instance (HTTP), "
+                  "or a TCP connection's life.",
+                  who, i.latency_bounds, i.latency_counts, i.latency_sum_seconds);
   }
   for (const auto& [reason, n] : p.generated)
     add(out, "starling_proxy_generated_responses_total", "counter",

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <iomanip>
@@ -11,6 +12,7 @@
 
 #include "actors/errc.hpp"
 #include "proto/wire/time_text.hpp"
+#include "proxy/dataplane.hpp"
 
 namespace starling::actors {
 
@@ -44,7 +46,8 @@ std::string members_json(const std::vector<gossip::member>& members, gossip::tim
 
 std::string
 stats_json(const std::vector<counter_group>& groups,
-           const std::vector<std::pair<std::string, std::optional<std::string>>>& fields) {
+           const std::vector<std::pair<std::string, std::optional<std::string>>>& fields,
+           std::string_view detail) {
   ojson doc = ojson::object();
   for (const auto& [name, value] : fields)
     doc[name] = value ? ojson(*value) : ojson(nullptr);
@@ -58,7 +61,94 @@ stats_json(const std::vector<counter_group>& groups,
       counters[name] = value;
     doc[g.name] = std::move(counters);
   }
+  if (!detail.empty())
+    if (auto d = ojson::parse(detail, nullptr, false); !d.is_discarded())
+      doc["proxy_services"] = std::move(d);
   return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::optional<double> histogram_quantile(const std::vector<double>& bounds,
+                                         const std::vector<std::uint64_t>& counts, double q) {
+  const auto n = std::min(bounds.size(), counts.size());
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    total += counts[i];
+  if (total == 0)
+    return std::nullopt;
+  const double rank = std::clamp(q, 0.0, 1.0) * static_cast<double>(total);
+  std::uint64_t below = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (counts[i] == 0 || static_cast<double>(below + counts[i]) < rank) {
+      below += counts[i];
+      continue;
+    }
+    if (std::isinf(bounds[i])) // no upper bound: the last finite one
+      return i > 0 ? bounds[i - 1] : 0.0;
+    const double lower = i > 0 ? bounds[i - 1] : 0.0;
+    const double share = (rank - static_cast<double>(below)) / static_cast<double>(counts[i]);
+    return lower + (bounds[i] - lower) * share;
+  }
+  return std::nullopt; // (unreachable: rank <= total)
+}
+
+std::string proxy_services_json(const proxy::dataplane_stats& st) {
+  // Milliseconds rounded to microseconds, or null.
+  const auto ms = [](std::optional<double> secs) {
+    return secs ? ojson(std::round(*secs * 1e6) / 1e3) : ojson(nullptr);
+  };
+  const auto rate = [](std::uint64_t good, std::uint64_t all) {
+    return all ? ojson(std::round(1e4 * static_cast<double>(good) / static_cast<double>(all)) / 1e4)
+               : ojson(nullptr);
+  };
+  const auto latency = [&](ojson& o, const auto& s) {
+    o["p50_ms"] = ms(histogram_quantile(s.latency_bounds, s.latency_counts, 0.50));
+    o["p95_ms"] = ms(histogram_quantile(s.latency_bounds, s.latency_counts, 0.95));
+    o["p99_ms"] = ms(histogram_quantile(s.latency_bounds, s.latency_counts, 0.99));
+  };
+  const auto service = [&](const proxy::service_stats& s, bool outbound) {
+    ojson o{{"service", s.service},
+            {"requests", s.requests},
+            {"responses_2xx", s.responses_2xx},
+            {"responses_3xx", s.responses_3xx},
+            {"responses_4xx", s.responses_4xx},
+            {"responses_5xx", s.responses_5xx}};
+    const auto answered = s.responses_2xx + s.responses_3xx + s.responses_4xx + s.responses_5xx;
+    o["success_rate"] = rate(answered - s.responses_5xx, answered);
+    latency(o, s);
+    if (outbound) {
+      o["retries"] = s.retries;
+      o["retries_refused"] = s.retries_refused;
+      o["breaker_refused"] = s.breaker_refused;
+      o["ejections"] = s.ejections;
+    }
+    o["timeouts"] = s.timeouts;
+    o["bytes_in"] = s.bytes_in;
+    o["bytes_out"] = s.bytes_out;
+    return o;
+  };
+  ojson out{
+      {"outbound", ojson::array()}, {"inbound", ojson::array()}, {"instances", ojson::array()}};
+  for (const auto& s : st.services)
+    out["outbound"].push_back(service(s, true));
+  for (const auto& s : st.inbound_services)
+    out["inbound"].push_back(service(s, false));
+  for (const auto& i : st.instances) {
+    ojson o{{"service", i.service},
+            {"instance", i.instance},
+            {"node", i.node},
+            {"requests", i.requests},
+            {"responses_2xx", i.responses_2xx},
+            {"responses_3xx", i.responses_3xx},
+            {"responses_4xx", i.responses_4xx},
+            {"responses_5xx", i.responses_5xx},
+            {"connect_failures", i.connect_failures},
+            {"resets", i.resets},
+            {"timeouts", i.timeouts}};
+    o["success_rate"] = rate(i.responses_2xx + i.responses_3xx + i.responses_4xx, i.requests);
+    latency(o, i);
+    out["instances"].push_back(std::move(o));
+  }
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 namespace {

@@ -16,6 +16,10 @@
 
 #include "gossip/types.hpp"
 
+namespace starling::proxy {
+struct dataplane_stats;
+}
+
 namespace starling::actors {
 
 using wall_clock = std::chrono::system_clock;
@@ -44,10 +48,29 @@ struct counter_group {
 
 /// The stats JSON view, one line: {"dns_address":"..","transport":{"datagrams_in":N,..},
 /// "admin":{..},..}: first the top-level `fields` (strings, or null), then the groups and
-/// their counters in the given order, an absent group as null.
+/// their counters in the given order, an absent group as null, then `detail` (a JSON
+/// object's text, such as proxy_services_json's; empty: none) under the key "proxy_services".
 [[nodiscard]] std::string
 stats_json(const std::vector<counter_group>& groups,
-           const std::vector<std::pair<std::string, std::optional<std::string>>>& fields = {});
+           const std::vector<std::pair<std::string, std::optional<std::string>>>& fields = {},
+           std::string_view detail = {});
+
+/// The data plane's per-service and per-instance view of `starling stats --json`, as a JSON
+/// object's text: {"outbound":[{"service","requests","responses_2xx",..,"success_rate",
+/// "p50_ms","p95_ms","p99_ms"}..],"inbound":[..],"instances":[{"service","instance","node",
+/// "requests","responses_2xx",..,"connect_failures","resets","timeouts",..}..]}. The
+/// percentiles are estimated from the latency histogram (linear within a bucket), null with
+/// no samples; success_rate is the share of non-5xx responses (per instance: of attempts,
+/// failures included), null with none.
+[[nodiscard]] std::string proxy_services_json(const proxy::dataplane_stats& stats);
+
+/// The `q` quantile (0 to 1) in seconds of a histogram with bucket upper `bounds` (the
+/// last may be +Inf) and per-bucket `counts`, interpolated linearly within its bucket (as
+/// Prometheus' histogram_quantile); nothing with no samples. A quantile in the +Inf bucket
+/// is the last finite bound.
+[[nodiscard]] std::optional<double> histogram_quantile(const std::vector<double>& bounds,
+                                                       const std::vector<std::uint64_t>& counts,
+                                                       double q);
 
 /// One member event as recorded for the event log and the admin.
 struct event_record {

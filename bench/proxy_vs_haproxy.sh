@@ -536,7 +536,7 @@ echo
 for n in na nb; do
   adm=${n}_admin
   printf '%s: ' "$n"
-  for k in outbound_connections inbound_connections inbound_refused_tls upstream_connects upstream_reused upstream_connect_failures upstream_idle requests responses_2xx responses_5xx generated_responses; do
+  for k in outbound_connections inbound_connections inbound_refused_tls upstream_connects upstream_reused upstream_connect_failures upstream_idle requests responses_2xx responses_5xx inbound_requests inbound_responses_2xx generated_responses; do
     printf '%s=%s ' "$k" "$(proxy_stat "${!adm}" "$k")"
   done
   echo

@@ -175,6 +175,38 @@ struct service_counters {
   std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1> latency{};
 };
 
+/// Counters of one instance of a service on one worker: the outbound attempts sent to it.
+/// Written by the worker (relaxed), read by stats(); the names are fixed at creation.
+struct instance_counters {
+  std::string service, instance, node;
+  std::atomic<std::uint64_t> requests{0}, r2{0}, r3{0}, r4{0}, r5{0}, connect_failures{0},
+      resets{0}, timeouts{0}, latency_sum_ns{0};
+  std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1> latency{};
+  /// worker::rebuild's count when an endpoint of the config last named it.
+  std::uint64_t seen = 0;
+};
+
+/// Counts a duration in a latency histogram (`buckets` bounded by latency_bounds).
+void observe(std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1>& buckets,
+             std::atomic<std::uint64_t>& sum_ns, duration d) {
+  const double secs = std::chrono::duration<double>(d).count();
+  std::size_t b = 0;
+  while (b < latency_bounds.size() && secs > latency_bounds[b])
+    ++b;
+  buckets[b].fetch_add(1, std::memory_order_relaxed);
+  sum_ns.fetch_add(
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()),
+      std::memory_order_relaxed);
+}
+
+/// How an attempt to an instance ended, for its counters: the upstream's response status,
+/// or 0 and why no response came (`none`: a TCP connection that ended normally).
+struct try_end {
+  enum class failure : std::uint8_t { none, connect, reset, timeout };
+  std::uint16_t status = 0;
+  failure why = failure::reset;
+};
+
 /// Counters of one worker (relaxed atomics; summed by stats()).
 struct worker_counters {
   std::atomic<std::uint64_t> outbound_connections{0}, inbound_connections{0},
@@ -186,6 +218,18 @@ struct worker_counters {
 
 void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.fetch_add(n, std::memory_order_relaxed);
+}
+
+/// Counts a response status in its class (r2..r5 of service or instance counters); 1xx in none.
+template <class Counters> void count_status(Counters& c, std::uint16_t st) {
+  if (st >= 200 && st < 300)
+    bump(c.r2);
+  else if (st >= 300 && st < 400)
+    bump(c.r3);
+  else if (st >= 400 && st < 500)
+    bump(c.r4);
+  else if (st >= 500)
+    bump(c.r5);
 }
 
 /// One service as a worker sees it: its endpoints and the per-thread cores over them.
@@ -224,6 +268,10 @@ struct service_state {
   service_counters* counters = nullptr;
   /// HTTP requests waiting for a connection, oldest first (worker::wait_for_connection).
   std::deque<pending_waiter> pending;
+  /// Inbound (the node's inbound listener serving its local instances).
+  service_counters* inbound_counters = nullptr;
+  /// Per-instance counters aligned with endpoints (null past max_tracked_instances).
+  std::vector<instance_counters*> instances;
   /// Scratch exclusion mask of a pick.
   std::vector<std::uint8_t> mask;
 
@@ -376,19 +424,19 @@ public:
     return it == services_.end() ? nullptr : it->second;
   }
 
-  /// The counters of service `name` on this worker (created on first use).
-  service_counters* counters_of(const std::string& name) {
-    std::lock_guard lock{counters_mu_};
-    auto& slot = service_counters_[name];
-    if (!slot)
-      slot = std::make_unique<service_counters>();
-    return slot.get();
-  }
-  /// Visits the service counters (any thread).
+  /// Visits the service counters (any thread): f(name, inbound, counters).
   template <class F> void visit_services(F&& f) {
     std::lock_guard lock{counters_mu_};
     for (auto& [name, c] : service_counters_)
-      f(name, *c);
+      f(name, false, *c);
+    for (auto& [name, c] : inbound_counters_)
+      f(name, true, *c);
+  }
+  /// Visits the instance counters (any thread).
+  template <class F> void visit_instances(F&& f) {
+    std::lock_guard lock{counters_mu_};
+    for (auto& [key, c] : instance_counters_)
+      f(*c);
   }
 
   void count_generated(http_error e) {
@@ -439,6 +487,14 @@ private:
   void sweep();
   void close_all();
   void rebuild(const dataplane_config& cfg);
+  /// The counters of service `name` on this worker, one direction (created on first use).
+  /// With counters_mu_ held.
+  service_counters* counters_locked(const std::string& name, bool inbound) {
+    auto& slot = (inbound ? inbound_counters_ : service_counters_)[name];
+    if (!slot)
+      slot = std::make_unique<service_counters>();
+    return slot.get();
+  }
 
   /// Hands `c` (open, reusable) to a waiter of its service that needs its key; or drops
   /// it when the service has waiters for other instances and is at its cap (the close
@@ -462,6 +518,11 @@ private:
   std::mutex counters_mu_;
   /// Counters per service name; entries are never removed (counters are monotonic).
   std::map<std::string, std::unique_ptr<service_counters>> service_counters_;
+  std::map<std::string, std::unique_ptr<service_counters>> inbound_counters_;
+  /// Counters per instance, keyed "service\0node\0instance id" (an address change keeps
+  /// them); rebuild drops those whose instance left the config. Guarded by counters_mu_.
+  std::map<std::string, std::unique_ptr<instance_counters>> instance_counters_;
+  std::uint64_t rebuilds_ = 0;
   /// Live connections of this thread (raw: entries removed by the destructors).
   std::unordered_set<client_session*> clients_;
   std::set<std::string, std::less<>> banned_;
@@ -732,14 +793,34 @@ public:
 
   dataplane_stats stats() const override {
     dataplane_stats out;
+    std::set<std::string> local; // services with an instance on this node
     {
       std::lock_guard lock{config_mu_};
-      if (config_ && config_->routes)
+      if (config_ && config_->routes) {
         out.config_generation = config_->routes->generation;
+        for (const auto& svc : config_->routes->services)
+          for (const auto& inst : svc.instances)
+            if (inst.node == options_.self)
+              local.insert(svc.name);
+      }
     }
-    std::map<std::string, service_stats> per;
+    std::map<std::string, service_stats> per, per_inbound;
+    std::map<std::string, instance_stats> per_instance;
     auto load = [](const std::atomic<std::uint64_t>& a) {
       return a.load(std::memory_order_relaxed);
+    };
+    // Adds a histogram into (bounds, counts, sum).
+    auto add_latency = [&](const auto& buckets, const std::atomic<std::uint64_t>& sum_ns,
+                           std::vector<double>& bounds, std::vector<std::uint64_t>& counts,
+                           double& sum) {
+      if (counts.empty()) {
+        bounds.assign(latency_bounds.begin(), latency_bounds.end());
+        bounds.push_back(std::numeric_limits<double>::infinity());
+        counts.assign(latency_bounds.size() + 1, 0);
+      }
+      for (std::size_t i = 0; i < buckets.size(); ++i)
+        counts[i] += load(buckets[i]);
+      sum += static_cast<double>(load(sum_ns)) / 1e9;
     };
     for (const auto& w : workers_) {
       auto& c = w->counters();
@@ -755,8 +836,8 @@ public:
       for (std::size_t i = 0; i < generated_slots; ++i)
         if (auto n = load(c.generated[i]))
           out.generated[std::string{name(static_cast<http_error>(i))}] += n;
-      w->visit_services([&](const std::string& svc, const service_counters& sc) {
-        auto& s = per[svc];
+      w->visit_services([&](const std::string& svc, bool inbound, const service_counters& sc) {
+        auto& s = (inbound ? per_inbound : per)[svc];
         s.service = svc;
         s.requests += load(sc.requests);
         s.responses_2xx += load(sc.r2);
@@ -770,18 +851,34 @@ public:
         s.ejections += load(sc.ejections);
         s.bytes_in += load(sc.bytes_in);
         s.bytes_out += load(sc.bytes_out);
-        if (s.latency_counts.empty()) {
-          s.latency_bounds.assign(latency_bounds.begin(), latency_bounds.end());
-          s.latency_bounds.push_back(std::numeric_limits<double>::infinity());
-          s.latency_counts.assign(latency_bounds.size() + 1, 0);
-        }
-        for (std::size_t i = 0; i < sc.latency.size(); ++i)
-          s.latency_counts[i] += load(sc.latency[i]);
-        s.latency_sum_seconds += static_cast<double>(load(sc.latency_sum_ns)) / 1e9;
+        add_latency(sc.latency, sc.latency_sum_ns, s.latency_bounds, s.latency_counts,
+                    s.latency_sum_seconds);
+      });
+      w->visit_instances([&](const instance_counters& ic) {
+        auto& s = per_instance[ic.service + '\0' + ic.instance + '\0' + ic.node];
+        s.service = ic.service;
+        s.instance = ic.instance;
+        s.node = ic.node;
+        s.requests += load(ic.requests);
+        s.responses_2xx += load(ic.r2);
+        s.responses_3xx += load(ic.r3);
+        s.responses_4xx += load(ic.r4);
+        s.responses_5xx += load(ic.r5);
+        s.connect_failures += load(ic.connect_failures);
+        s.resets += load(ic.resets);
+        s.timeouts += load(ic.timeouts);
+        add_latency(ic.latency, ic.latency_sum_ns, s.latency_bounds, s.latency_counts,
+                    s.latency_sum_seconds);
       });
     }
     for (auto& [n, s] : per)
       out.services.push_back(std::move(s));
+    // Inbound: the services this node has an instance of, and any that served before.
+    for (auto& [n, s] : per_inbound)
+      if (local.contains(n) || s.requests > 0 || s.responses_4xx > 0 || s.responses_5xx > 0)
+        out.inbound_services.push_back(std::move(s));
+    for (auto& [k, s] : per_instance)
+      out.instances.push_back(std::move(s));
     return out;
   }
 
@@ -861,20 +958,41 @@ std::shared_ptr<const dataplane_config> worker::config() {
 void worker::rebuild(const dataplane_config& cfg) {
   const auto& self = options().self;
   std::unordered_map<std::string, service_ptr> next;
+  std::lock_guard counters_lock{counters_mu_}; // (counter maps; stats() reads them)
+  ++rebuilds_;
   for (const auto& view : cfg.routes->services) {
     auto it = services_.find(view.name);
     auto st =
         it != services_.end() ? it->second : std::make_shared<service_state>(view.name, options());
-    if (!st->counters)
-      st->counters = counters_of(view.name);
+    if (!st->counters) {
+      st->counters = counters_locked(view.name, false);
+      st->inbound_counters = counters_locked(view.name, true);
+    }
     if (!view.instances.empty())
       st->protocol = view.instances.front().protocol;
     st->endpoints.clear();
     st->non_local.clear();
     st->unreachable.clear();
+    st->instances.clear();
+    std::size_t tracked = 0;
     for (const auto& inst : view.instances) {
+      // Every instance of the config keeps its counters (an unhealthy one too), up to the cap.
+      instance_counters* ic = nullptr;
+      if (tracked < max_tracked_instances) {
+        ++tracked;
+        auto& slot = instance_counters_[view.name + '\0' + inst.node + '\0' + inst.id];
+        if (!slot) {
+          slot = std::make_unique<instance_counters>();
+          slot->service = view.name;
+          slot->instance = inst.id;
+          slot->node = inst.node;
+        }
+        slot->seen = rebuilds_;
+        ic = slot.get();
+      }
       if (!inst.routable())
         continue;
+      st->instances.push_back(ic);
       endpoint ep;
       ep.id = inst.node + "/" + inst.id + "/" + inst.address + ":" + std::to_string(inst.port);
       ep.address = inst.address;
@@ -906,6 +1024,11 @@ void worker::rebuild(const dataplane_config& cfg) {
     st->authz = view.policies.authz;
     next.emplace(view.name, std::move(st));
   }
+  // A session of a service gone keeps its state: it must not reach dropped counters.
+  for (auto& [name, st] : services_)
+    if (!next.contains(name))
+      st->instances.clear();
+  std::erase_if(instance_counters_, [&](const auto& kv) { return kv.second->seen != rebuilds_; });
   services_.swap(next);
 }
 
@@ -1066,6 +1189,8 @@ public:
 
 private:
   dataplane_impl& dp() { return w_.dp(); }
+  /// The counters of this session's direction of svc_ (which is set).
+  service_counters& sc() const { return inbound_ ? *svc_->inbound_counters : *svc_->counters; }
 
   // ---------------------------------------------------------------- inbound preamble
   void on_server_handshake(const asio::error_code& ec) {
@@ -1135,7 +1260,7 @@ private:
         bump(w_.counters().inbound_refused_authz);
         if (svc_->protocol == gossip::service_protocol::http) {
           w_.count_generated(http_error::forbidden);
-          bump(svc_->counters->r4);
+          bump(sc().r4);
           out_.clear();
           write_error_response(http_error::forbidden, out_, true, *why);
           write_then_close();
@@ -1276,8 +1401,7 @@ private:
       counted_in_flight_ = true;
       w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
     }
-    if (!inbound_)
-      bump(svc_->counters->requests);
+    bump(sc().requests);
     started_ = clock::now();
     svc_->budget.on_request(started_);
     tcp_attempt();
@@ -1291,7 +1415,7 @@ private:
     }
     target_ = *t;
     if (!svc_->breaker.try_acquire(breaker_resource::connections)) {
-      bump(svc_->counters->breaker_refused);
+      bump(sc().breaker_refused);
       close_client();
       return;
     }
@@ -1308,18 +1432,19 @@ private:
       bump(w_.counters().upstream_connect_failures);
       release_connection();
       if (idx && s.outlier.on_result(*idx, attempt_result::connect_failure, now))
-        bump(s.counters->ejections);
+        bump(sc().ejections);
+      count_attempt(idx, {0, try_end::failure::connect}, std::nullopt);
       up_.reset();
       if (!retries_)
         retries_.emplace(retry_policy_of());
       auto d = retries_->on_failure("CONNECT", attempt_failure::connect_failure, s.budget, w_.rng(),
                                     now);
       if (d.verdict == retry_verdict::retry) {
-        bump(s.counters->retries);
+        bump(sc().retries);
         later(d.delay, [](client_session& cs) { cs.tcp_attempt(); });
       } else {
         if (d.verdict == retry_verdict::budget_exhausted)
-          bump(s.counters->retries_refused);
+          bump(sc().retries_refused);
         close_client();
       }
       return;
@@ -1330,18 +1455,20 @@ private:
     first.append(cbuf_.data() + cpos_, cend_ - cpos_);
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
-    tunnel_ = std::make_shared<tunnel>(client_, up_->s, inbound_ ? nullptr : s.counters,
-                                       [self] { self->on_tunnel_done(); });
+    tunnel_ = std::make_shared<tunnel>(client_, up_->s, &sc(), [self] { self->on_tunnel_done(); });
     tunnel_->start(first, {});
   }
 
   void on_tunnel_done() {
     release_connection();
-    if (!inbound_ && svc_ && svc_->protocol == gossip::service_protocol::tcp) {
+    if (svc_ && svc_->protocol == gossip::service_protocol::tcp) {
       auto d = clock::now() - started_;
       record_latency(d);
-      if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
-        write_access_log(nullptr, 0, d);
+      if (!inbound_) {
+        count_attempt(svc_->lb.index_of(target_.endpoint_id), {0, try_end::failure::none}, d);
+        if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
+          write_access_log(nullptr, 0, d);
+      }
     }
     auto t = std::move(tunnel_); // breaks the cycle tunnel -> done -> self
     up_.reset();
@@ -1447,8 +1574,8 @@ private:
             return;
           }
           self->cend_ += n;
-          if (self->svc_ && !self->inbound_)
-            bump(self->svc_->counters->bytes_in, n);
+          if (self->svc_)
+            bump(self->sc().bytes_in, n);
           k(*self);
         });
   }
@@ -1456,7 +1583,7 @@ private:
   void client_error(http_error e) {
     w_.count_generated(e);
     if (svc_)
-      bump(status_of(e) >= 500 ? svc_->counters->r5 : svc_->counters->r4);
+      bump(status_of(e) >= 500 ? sc().r5 : sc().r4);
     out_.clear();
     write_error_response(e, out_, true);
     write_then_close();
@@ -1506,8 +1633,7 @@ private:
       finish_with(http_error::no_upstream);
       return;
     }
-    if (!inbound_)
-      bump(svc_->counters->requests);
+    bump(sc().requests);
     svc_->budget.on_request(req_.started);
     if (inbound_ && dp().is_draining()) {
       req_.client_keep_alive = false;
@@ -1628,7 +1754,7 @@ private:
     }
     target_ = *t;
     if (!svc_->breaker.try_acquire(breaker_resource::active_requests)) {
-      bump(svc_->counters->breaker_refused);
+      bump(sc().breaker_refused);
       finish_with(http_error::overloaded);
       return;
     }
@@ -1665,7 +1791,7 @@ private:
     if (!b.try_acquire(breaker_resource::connections) &&
         !(w_.evict_idle(*svc_) && b.try_acquire(breaker_resource::connections))) {
       if (!w_.wait_for_connection(svc_, weak_from_this(), attempt_, pool_key(target_), front)) {
-        bump(svc_->counters->breaker_refused);
+        bump(sc().breaker_refused);
         end_attempt(std::nullopt);
         finish_with(http_error::overloaded, "pending_requests");
         return;
@@ -1676,7 +1802,7 @@ private:
       pending_timer_.async_wait([self, id](const asio::error_code& ec) {
         if (ec || id != self->attempt_)
           return;
-        bump(self->svc_->counters->timeouts);
+        bump(self->sc().timeouts);
         self->end_attempt(std::nullopt);
         self->finish_with(http_error::overloaded, "no connection came free in time");
       });
@@ -1814,8 +1940,8 @@ private:
           ++attempt_;
           up_->s->close();
           up_.reset();
-          end_attempt(attempt_result::http_5xx);
-          bump(svc_->counters->retries);
+          end_attempt(attempt_result::http_5xx, {h.status});
+          bump(sc().retries);
           later(req_.last_delay, [](client_session& s) { s.attempt(); });
           return;
         }
@@ -1940,8 +2066,7 @@ private:
   /// Writes response bytes (out_, or a view into the upstream's buffer) to the client.
   void write_client(std::string_view bytes, after_write next) {
     req_.sent_to_client = true;
-    if (!inbound_)
-      bump(svc_->counters->bytes_out, bytes.size());
+    bump(sc().bytes_out, bytes.size());
     auto self = shared_from_this();
     auto id = attempt_;
     bool owned = bytes.data() == out_.data();
@@ -1974,7 +2099,7 @@ private:
   void start_upgrade_tunnel() {
     auto& c = *up_;
     ++attempt_;
-    end_attempt(attempt_result::success);
+    end_attempt(attempt_result::success, {req_.status});
     record_request_end();
     std::string to_up{cbuf_.data() + cpos_, cend_ - cpos_};
     std::string to_client{c.buf.data() + c.pos, c.end - c.pos};
@@ -1989,7 +2114,8 @@ private:
 
   void on_response_complete() {
     ++attempt_;
-    end_attempt(req_.status >= 500 ? attempt_result::http_5xx : attempt_result::success);
+    end_attempt(req_.status >= 500 ? attempt_result::http_5xx : attempt_result::success,
+                {req_.status});
     auto c = std::move(up_);
     if (c && c->parser.head().keep_alive && !c->parser.head().upgrade && c->s->is_open() &&
         c->pos == c->end)
@@ -1997,8 +2123,9 @@ private:
     finish_request(req_.client_keep_alive && !(inbound_ && dp().is_draining()));
   }
 
-  /// Ends the current attempt's bookkeeping (balancer, breaker, outlier).
-  void end_attempt(std::optional<attempt_result> result) {
+  /// Ends the current attempt's bookkeeping (balancer, breaker, outlier, the instance's
+  /// counters: `how` it ended).
+  void end_attempt(std::optional<attempt_result> result, try_end how = {}) {
     try_timer_.cancel();
     if (!svc_)
       return;
@@ -2006,13 +2133,34 @@ private:
     auto idx = svc_->lb.index_of(target_.endpoint_id);
     if (lb_started_ && idx)
       svc_->lb.on_finish(*idx, now - try_started_, now);
+    if (lb_started_)
+      count_attempt(idx, how, now - try_started_);
     lb_started_ = false;
     if (holds_active_) {
       holds_active_ = false;
       svc_->breaker.release(breaker_resource::active_requests);
     }
     if (result && idx && svc_->outlier.on_result(*idx, *result, now))
-      bump(svc_->counters->ejections);
+      bump(sc().ejections);
+  }
+
+  /// Counts an outbound attempt that ended on the instance at `idx` of svc_->endpoints
+  /// (status 0: `how.why` no response came), its time `d` if known.
+  void count_attempt(std::optional<std::size_t> idx, try_end how, std::optional<duration> d) {
+    if (inbound_ || !idx || *idx >= svc_->instances.size() || !svc_->instances[*idx])
+      return;
+    auto& c = *svc_->instances[*idx];
+    bump(c.requests);
+    if (how.status != 0)
+      count_status(c, how.status);
+    else if (how.why == try_end::failure::connect)
+      bump(c.connect_failures);
+    else if (how.why == try_end::failure::timeout)
+      bump(c.timeouts);
+    else if (how.why == try_end::failure::reset)
+      bump(c.resets);
+    if (d)
+      observe(c.latency, c.latency_sum_ns, *d);
   }
 
   /// True when `h` is a peer proxy's own 503 for a request no app saw
@@ -2040,7 +2188,7 @@ private:
     auto d = req_.retries->on_failure(req_.method, attempt_failure::http_5xx, svc_->budget,
                                       w_.rng(), clock::now());
     if (d.verdict == retry_verdict::budget_exhausted)
-      bump(svc_->counters->retries_refused);
+      bump(sc().retries_refused);
     req_.last_delay = d.delay;
     return d.verdict == retry_verdict::retry;
   }
@@ -2052,23 +2200,25 @@ private:
     if (up_)
       up_->s->close();
     up_.reset();
-    end_attempt(failure == attempt_failure::connect_failure
-                    ? std::optional{attempt_result::connect_failure}
-                    : std::nullopt);
+    const bool connect = failure == attempt_failure::connect_failure;
+    end_attempt(connect ? std::optional{attempt_result::connect_failure} : std::nullopt,
+                {0, connect           ? try_end::failure::connect
+                    : per_try_timeout ? try_end::failure::timeout
+                                      : try_end::failure::reset});
     if (per_try_timeout)
-      bump(svc_->counters->timeouts);
+      bump(sc().timeouts);
     bool can = failure == attempt_failure::connect_failure || req_.buffered;
     if (can) {
       if (!req_.retries)
         req_.retries.emplace(retry_policy_of());
       auto d = req_.retries->on_failure(req_.method, failure, svc_->budget, w_.rng(), clock::now());
       if (d.verdict == retry_verdict::retry) {
-        bump(svc_->counters->retries);
+        bump(sc().retries);
         later(d.delay, [](client_session& s) { s.attempt(); });
         return;
       }
       if (d.verdict == retry_verdict::budget_exhausted)
-        bump(svc_->counters->retries_refused);
+        bump(sc().retries_refused);
     }
     finish_with(per_try_timeout                               ? http_error::upstream_timeout
                 : failure == attempt_failure::connect_failure ? http_error::upstream_connect
@@ -2078,7 +2228,7 @@ private:
   void on_request_timeout() {
     if (req_.reading_body) { // the client is slow to send its body: nothing to answer
       if (svc_)
-        bump(svc_->counters->timeouts);
+        bump(sc().timeouts);
       close_client();
       return;
     }
@@ -2086,9 +2236,9 @@ private:
     if (up_)
       up_->s->close();
     up_.reset();
-    end_attempt(std::nullopt);
+    end_attempt(std::nullopt, {0, try_end::failure::timeout});
     if (svc_)
-      bump(svc_->counters->timeouts);
+      bump(sc().timeouts);
     if (req_.sent_to_client) {
       abort_request();
       return;
@@ -2139,16 +2289,7 @@ private:
     finish_request(false);
   }
 
-  void record_latency(duration d) {
-    auto& c = *svc_->counters;
-    double secs = std::chrono::duration<double>(d).count();
-    std::size_t b = 0;
-    while (b < latency_bounds.size() && secs > latency_bounds[b])
-      ++b;
-    bump(c.latency[b]);
-    bump(c.latency_sum_ns, static_cast<std::uint64_t>(
-                               std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()));
-  }
+  void record_latency(duration d) { observe(sc().latency, sc().latency_sum_ns, d); }
 
   void record_request_end() {
     if (!req_.counted)
@@ -2160,21 +2301,13 @@ private:
       counted_in_flight_ = false;
       w_.counters().in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
-    if (!svc_ || inbound_)
+    if (!svc_)
       return;
-    auto& c = *svc_->counters;
     auto st = req_.status;
-    if (st >= 200 && st < 300)
-      bump(c.r2);
-    else if (st >= 300 && st < 400)
-      bump(c.r3);
-    else if (st >= 400 && st < 500)
-      bump(c.r4);
-    else if (st >= 500)
-      bump(c.r5);
+    count_status(sc(), st);
     auto d = clock::now() - req_.started;
     record_latency(d);
-    if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
+    if (!inbound_ && w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
       write_access_log(&req_, st, d);
   }
 

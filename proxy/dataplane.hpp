@@ -124,10 +124,14 @@ struct dataplane_options {
   std::uint64_t seed = 1;
 };
 
-/// Counters of one service, summed over threads. Latencies in a fixed log-scale histogram.
+/// Counters of one service in one direction, summed over threads. Latencies in a fixed
+/// log-scale histogram. Outbound (dataplane_stats::services): what this node's outbound
+/// listeners served its apps. Inbound (dataplane_stats::inbound_services): what this node's
+/// inbound listener served callers, for its local instances; latency from the request head
+/// received to the response's last byte written (HTTP), or a TCP connection's life.
 struct service_stats {
   std::string service;
-  std::uint64_t requests = 0; ///< HTTP requests or TCP connections started (outbound)
+  std::uint64_t requests = 0; ///< HTTP requests or TCP connections started
   std::uint64_t responses_2xx = 0;
   std::uint64_t responses_3xx = 0;
   std::uint64_t responses_4xx = 0;
@@ -145,6 +149,35 @@ struct service_stats {
   double latency_sum_seconds = 0;
 };
 
+/// Counters of one instance of a service as this node's outbound side used it, summed over
+/// threads: every attempt sent to it (a retry is another attempt), counted when it ends.
+/// Kept while the instance is in the config (at most max_tracked_instances per service and
+/// thread); counters of an instance that left the config are dropped at the next config.
+struct instance_stats {
+  std::string service;
+  std::string instance;       ///< The instance id of the routing table.
+  std::string node;           ///< The node that runs it.
+  std::uint64_t requests = 0; ///< attempts: responses of every class plus the failures below
+  std::uint64_t responses_2xx = 0;
+  std::uint64_t responses_3xx = 0;
+  std::uint64_t responses_4xx = 0;
+  std::uint64_t responses_5xx = 0;
+  /// Attempts that got no response: no connection (refused, connect timeout, failed
+  /// handshake; also a peer proxy's 503 for a request no app saw), ...
+  std::uint64_t connect_failures = 0;
+  /// ... the connection closed or reset, or a malformed or partial response, ...
+  std::uint64_t resets = 0;
+  /// ... or no response in time (per-try or request timeout).
+  std::uint64_t timeouts = 0;
+  /// Time of each attempt (same buckets as service_stats); TCP: the connection's life.
+  std::vector<double> latency_bounds;
+  std::vector<std::uint64_t> latency_counts;
+  double latency_sum_seconds = 0;
+};
+
+/// Instances of one service whose counters a worker keeps (the rest count in the service's).
+inline constexpr std::size_t max_tracked_instances = 256;
+
 /// Counters of the whole data plane, summed over threads.
 struct dataplane_stats {
   std::uint64_t config_generation = 0; ///< routes->generation of the config in use
@@ -160,7 +193,12 @@ struct dataplane_stats {
   std::uint64_t closed_by_ban = 0;
   /// Responses the proxy made itself, by reason code (http_error names).
   std::map<std::string, std::uint64_t> generated;
+  /// Outbound, by service name (what this node's apps called).
   std::vector<service_stats> services;
+  /// Inbound, by service name (what this node's inbound listener served for its instances).
+  std::vector<service_stats> inbound_services;
+  /// Outbound, by (service, instance, node).
+  std::vector<instance_stats> instances;
 };
 
 /// The running data plane. Every method is thread-safe.

@@ -188,6 +188,50 @@ caf::expected<std::string> members_table(std::string_view json) {
   return render_columns(rows);
 }
 
+namespace {
+
+/// One line per service and direction and per instance of the stats view's proxy_services:
+/// "  outbound web" "requests 10  success 100%  p50/p95/p99 0.41/0.9/1.2 ms".
+void proxy_service_rows(const ojson& detail, std::vector<std::vector<std::string>>& rows) {
+  const auto num = [](const ojson& o, const char* key) {
+    if (!o.contains(key) || o[key].is_null())
+      return std::string{"-"};
+    if (!o[key].is_number_float())
+      return o[key].dump();
+    std::ostringstream s;
+    s << o[key].get<double>();
+    return s.str();
+  };
+  const auto summary = [&](const ojson& o) {
+    std::string line = "requests " + num(o, "requests");
+    if (o.contains("success_rate") && o["success_rate"].is_number()) {
+      std::ostringstream pct;
+      pct << 100.0 * o["success_rate"].get<double>();
+      line += "  success " + pct.str() + "%";
+    }
+    if (o.contains("connect_failures")) {
+      const auto failed = o.value("connect_failures", std::uint64_t{0}) +
+                          o.value("resets", std::uint64_t{0}) +
+                          o.value("timeouts", std::uint64_t{0});
+      line += "  no answer " + std::to_string(failed);
+    }
+    return line + "  p50/p95/p99 " + num(o, "p50_ms") + "/" + num(o, "p95_ms") + "/" +
+           num(o, "p99_ms") + " ms";
+  };
+  rows.push_back({"proxy services"});
+  for (const char* dir : {"outbound", "inbound"})
+    if (detail.contains(dir) && detail[dir].is_array())
+      for (const auto& s : detail[dir])
+        rows.push_back({"  " + std::string{dir} + " " + s.value("service", ""), summary(s)});
+  if (detail.contains("instances") && detail["instances"].is_array())
+    for (const auto& i : detail["instances"])
+      rows.push_back({"  instance " + i.value("service", "") + "/" + i.value("instance", "") + "@" +
+                          i.value("node", ""),
+                      summary(i)});
+}
+
+} // namespace
+
 caf::expected<std::string> stats_table(std::string_view json) {
   auto doc = ojson::parse(json, nullptr, false);
   if (doc.is_discarded() || !doc.is_object() || !doc.contains("transport") ||
@@ -201,6 +245,10 @@ caf::expected<std::string> stats_table(std::string_view json) {
     }
     if (!counters.is_object())
       continue; // addresses and later scalar fields are not counter groups
+    if (group == "proxy_services") {
+      proxy_service_rows(counters, rows);
+      continue;
+    }
     rows.push_back({group});
     for (const auto& [name, value] : counters.items())
       rows.push_back({"  " + name, value.is_string() ? value.get<std::string>() : value.dump()});

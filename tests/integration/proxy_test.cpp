@@ -125,6 +125,21 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
   EXPECT_GE(pc.at("inbound_connections").get<std::uint64_t>(), 1u) << pc;
   EXPECT_LT(pc.at("inbound_connections").get<std::uint64_t>(), 50u) << pc;
   EXPECT_EQ(pc.at("inbound_refused_tls").get<std::uint64_t>(), 0u) << pc;
+  // The instances' node counts what its inbound listener served; the caller counts per
+  // instance (both run on c).
+  EXPECT_TRUE(st::poll_until(10s, [&] {
+    const auto p = proxy_stats(c);
+    return p.is_object() && p.at("inbound_responses_2xx").get<std::uint64_t>() >= 200u;
+  })) << proxy_stats(c);
+  const auto detail = st::cli_json({"stats", "--json", "--admin", a.info.admin});
+  ASSERT_TRUE(detail && detail->contains("proxy_services")) << (detail ? detail->dump() : "");
+  std::uint64_t per_instance = 0;
+  for (const auto& i : detail->at("proxy_services").at("instances"))
+    if (i.at("service") == "api") {
+      EXPECT_EQ(i.at("node"), "c") << i;
+      per_instance += i.at("responses_2xx").get<std::uint64_t>();
+    }
+  EXPECT_EQ(per_instance, 200u) << detail->dump();
 
   // A split written on the issuer: the observed share follows it within 2 points over
   // 6,000 requests (binomial sigma 0.6 points at 30%).
@@ -145,6 +160,11 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
   EXPECT_NE(metrics.find("starling_proxy_service_requests_total{service=\"api\"}"),
             std::string::npos);
   EXPECT_NE(metrics.find("starling_proxy_request_duration_seconds_bucket{service=\"api\",le="),
+            std::string::npos);
+  EXPECT_NE(metrics.find("starling_proxy_instance_requests_total{service=\"api\",instance="),
+            std::string::npos);
+  const auto on_c = st::http_get(c.info.metrics, "/metrics");
+  EXPECT_NE(on_c.find("starling_proxy_inbound_service_requests_total{service=\"api\"}"),
             std::string::npos);
 }
 

@@ -556,4 +556,30 @@ inline const sp::service_stats* find_service(const sp::dataplane_stats& s,
   return nullptr;
 }
 
+/// The inbound counters of service `name` (what this node's inbound listener served).
+inline const sp::service_stats* find_inbound(const sp::dataplane_stats& s,
+                                             const std::string& name) {
+  for (const auto& x : s.inbound_services)
+    if (x.service == name)
+      return &x;
+  return nullptr;
+}
+
+/// The outbound counters of instance `id` of `service`.
+inline const sp::instance_stats* find_instance(const sp::dataplane_stats& s,
+                                               const std::string& service, const std::string& id) {
+  for (const auto& x : s.instances)
+    if (x.service == service && x.instance == id)
+      return &x;
+  return nullptr;
+}
+
+/// Samples in a latency histogram.
+inline std::uint64_t samples(const std::vector<std::uint64_t>& counts) {
+  std::uint64_t n = 0;
+  for (auto c : counts)
+    n += c;
+  return n;
+}
+
 } // namespace starling::testing::proxy_support

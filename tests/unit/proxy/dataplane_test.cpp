@@ -1002,4 +1002,183 @@ TEST(dataplane, a_hundred_concurrent_clients_over_one_peer_reuse_their_connectio
   EXPECT_EQ(n.b->stats().inbound_connections, static_cast<std::uint64_t>(clients));
 }
 
+// ------------------------------------------------------------------ per-instance and inbound
+
+TEST(dataplane, each_instance_gets_its_own_counts_classes_and_histogram) {
+  http_backend good("good"), bad("bad", backend_mode::fail);
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  o.outlier.consecutive_5xx = 0; // never eject: the 5xx instance keeps getting its share
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("a", "web", "good-1", good.port()),
+                                    instance("a", "web", "bad-1", bad.port())})}));
+  client c(outbound(*dp, "web"));
+  constexpr int total = 40;
+  int ok = 0, failed = 0;
+  for (int i = 0; i < total; ++i) {
+    auto r = c.get();
+    ASSERT_TRUE(r.status == 200 || r.status == 500) << r.status;
+    (r.status == 200 ? ok : failed) += 1;
+  }
+  EXPECT_GT(ok, 0);
+  EXPECT_GT(failed, 0);
+  // Each attempt is counted when it ends, which may be just after the client got its answer.
+  ASSERT_TRUE(eventually([&] {
+    auto st = dp->stats();
+    auto* g = find_instance(st, "web", "good-1");
+    auto* b = find_instance(st, "web", "bad-1");
+    return g && b && g->requests + b->requests == static_cast<std::uint64_t>(total);
+  }));
+  auto st = dp->stats();
+  ASSERT_EQ(st.instances.size(), 2u);
+  const auto* g = find_instance(st, "web", "good-1");
+  const auto* b = find_instance(st, "web", "bad-1");
+  EXPECT_EQ(g->node, "a");
+  EXPECT_EQ(g->requests, static_cast<std::uint64_t>(good.requests()));
+  EXPECT_EQ(g->requests, static_cast<std::uint64_t>(ok));
+  EXPECT_EQ(g->responses_2xx, g->requests);
+  EXPECT_EQ(g->responses_5xx, 0u);
+  EXPECT_EQ(b->requests, static_cast<std::uint64_t>(bad.requests()));
+  EXPECT_EQ(b->requests, static_cast<std::uint64_t>(failed));
+  EXPECT_EQ(b->responses_5xx, b->requests);
+  EXPECT_EQ(b->responses_2xx, 0u);
+  for (const auto* i : {g, b}) {
+    EXPECT_EQ(i->connect_failures + i->resets + i->timeouts, 0u);
+    EXPECT_EQ(samples(i->latency_counts), i->requests) << i->instance;
+    EXPECT_EQ(i->latency_bounds, find_service(st, "web")->latency_bounds);
+    EXPECT_GT(i->latency_sum_seconds, 0.0);
+  }
+  // The service's own counters are unchanged by the split.
+  EXPECT_EQ(find_service(st, "web")->requests, static_cast<std::uint64_t>(total));
+  // Its own instances are reached directly: its inbound listener served nothing.
+  ASSERT_NE(find_inbound(st, "web"), nullptr);
+  EXPECT_EQ(find_inbound(st, "web")->requests, 0u);
+}
+
+TEST(dataplane, instance_failures_are_counted_by_reason) {
+  http_backend resetting("reset", backend_mode::reset), silent("silent", backend_mode::silent);
+  auto o = options("a");
+  o.outlier.consecutive_5xx = 0;
+  o.outlier.consecutive_connect_failures = 0;
+  auto dp = start(o);
+  auto slow = service("slow", {instance("a", "slow", "s1", silent.port())});
+  slow.policies.resilience = sg::resilience_policy{300, 0, 0, 0, 0};
+  dp->apply(config({service("dead", {instance("a", "dead", "d1", dead_port())}),
+                    service("reset", {instance("a", "reset", "r1", resetting.port())}), slow}));
+  client c1(outbound(*dp, "dead"));
+  EXPECT_EQ(c1.get().status, 502);
+  client c2(outbound(*dp, "reset"));
+  EXPECT_EQ(c2.get().status, 502);
+  client c3(outbound(*dp, "slow"));
+  EXPECT_EQ(c3.get().status, 504);
+  auto settled = [&] {
+    auto st = dp->stats();
+    auto* s = find_instance(st, "slow", "s1");
+    return s && s->timeouts == 1;
+  };
+  ASSERT_TRUE(eventually(settled));
+  auto st = dp->stats();
+  const auto* d = find_instance(st, "dead", "d1");
+  const auto* r = find_instance(st, "reset", "r1");
+  const auto* s = find_instance(st, "slow", "s1");
+  ASSERT_TRUE(d && r && s);
+  EXPECT_GE(d->connect_failures, 2u); // connect failures are retried
+  EXPECT_EQ(d->requests, d->connect_failures);
+  EXPECT_EQ(r->resets, static_cast<std::uint64_t>(resetting.requests()));
+  EXPECT_EQ(r->requests, r->resets);
+  EXPECT_EQ(s->requests, 1u);
+  for (const auto* i : {d, r, s}) {
+    EXPECT_EQ(i->responses_2xx + i->responses_3xx + i->responses_4xx + i->responses_5xx, 0u);
+    EXPECT_EQ(samples(i->latency_counts), i->requests);
+  }
+  EXPECT_GE(s->latency_sum_seconds, 0.3);
+}
+
+TEST(dataplane, instance_counters_survive_a_new_config_and_go_with_their_instance) {
+  http_backend one("one"), two("two");
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto dp = start(o);
+  auto both = service(
+      "web", {instance("a", "web", "1", one.port()), instance("a", "web", "2", two.port())});
+  dp->apply(config({both}, {}, 1));
+  client c(outbound(*dp, "web"));
+  for (int i = 0; i < 4; ++i)
+    ASSERT_EQ(c.get().status, 200);
+  ASSERT_TRUE(eventually([&] {
+    auto* x = find_instance(dp->stats(), "web", "1");
+    return x && x->requests == 2;
+  }));
+  // A new config (another service added): the counters carry over.
+  dp->apply(config({both, service("api", {instance("a", "api", "9", one.port())})}, {}, 2));
+  ASSERT_EQ(c.get().status, 200);
+  ASSERT_TRUE(eventually([&] {
+    auto st = dp->stats();
+    return find_instance(st, "web", "1")->requests + find_instance(st, "web", "2")->requests == 5;
+  }));
+  // Instance 2 leaves: its counters are dropped, instance 1 keeps counting.
+  dp->apply(config({service("web", {instance("a", "web", "1", one.port())})}, {}, 3));
+  ASSERT_EQ(c.get().status, 200);
+  ASSERT_TRUE(eventually([&] {
+    auto st = dp->stats();
+    return st.config_generation == 3 && find_instance(st, "web", "2") == nullptr &&
+           find_instance(st, "web", "1") && find_instance(st, "web", "1")->requests >= 3;
+  }));
+}
+
+TEST(dataplane, the_instance_node_counts_what_its_inbound_listener_served) {
+  http_backend web("web-b"), bad("bad-b", backend_mode::fail);
+  echo_backend echo;
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())}),
+           service("api", {instance("b", "api", "a1", bad.port())}),
+           service("db", {instance("b", "db", "d1", echo.port(), "", sg::service_protocol::tcp)})});
+  client c(outbound(*n.a, "web"));
+  for (int i = 0; i < 7; ++i)
+    ASSERT_EQ(c.get().status, 200);
+  client c2(outbound(*n.a, "api"));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(c2.get().status, 500);
+  client c3(outbound(*n.a, "db"));
+  ASSERT_TRUE(c3.send("hello"));
+  c3.shutdown_send();
+  EXPECT_EQ(c3.read_all(), "hello");
+  ASSERT_TRUE(eventually([&] {
+    auto st = n.b->stats();
+    auto* w = find_inbound(st, "web");
+    auto* a = find_inbound(st, "api");
+    auto* d = find_inbound(st, "db");
+    return w && a && d && w->responses_2xx == 7 && a->responses_5xx == 3 &&
+           samples(d->latency_counts) == 1 && n.a->in_flight() == 0;
+  }));
+  auto b = n.b->stats();
+  const auto* w = find_inbound(b, "web");
+  EXPECT_EQ(w->requests, 7u);
+  EXPECT_EQ(w->responses_2xx + w->responses_3xx + w->responses_4xx + w->responses_5xx, 7u);
+  EXPECT_EQ(samples(w->latency_counts), 7u);
+  EXPECT_GT(w->latency_sum_seconds, 0.0);
+  EXPECT_GT(w->bytes_in, 0u);
+  EXPECT_GT(w->bytes_out, 0u);
+  const auto* api = find_inbound(b, "api");
+  EXPECT_EQ(api->requests, 3u);
+  EXPECT_EQ(api->responses_5xx, 3u);
+  const auto* db = find_inbound(b, "db");
+  EXPECT_EQ(db->requests, 1u);
+  EXPECT_EQ(db->bytes_in, 5u);
+  EXPECT_EQ(db->bytes_out, 5u);
+  // b's apps called nothing: its outbound side counts nothing.
+  EXPECT_EQ(find_service(b, "web")->requests, 0u);
+  EXPECT_TRUE(b.instances.empty() || find_instance(b, "web", "w1")->requests == 0);
+  // The caller's side: outbound and per instance, and nothing inbound.
+  auto a = n.a->stats();
+  EXPECT_EQ(find_service(a, "web")->requests, 7u);
+  EXPECT_EQ(find_instance(a, "web", "w1")->node, "b");
+  EXPECT_EQ(find_instance(a, "web", "w1")->responses_2xx, 7u);
+  EXPECT_EQ(find_instance(a, "api", "a1")->responses_5xx, 3u);
+  EXPECT_EQ(find_instance(a, "db", "d1")->requests, 1u);
+  EXPECT_TRUE(a.inbound_services.empty());
+  // Each inbound request lies within the caller's time for it.
+  EXPECT_LE(w->latency_sum_seconds, find_service(a, "web")->latency_sum_seconds);
+}
+
 } // namespace
