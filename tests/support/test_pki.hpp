@@ -112,4 +112,17 @@ private:
   identity::trust_bundle bundle_;
 };
 
+/// The test binary's mesh, made once (key generation is the slow part).
+inline const test_pki& mesh() {
+  static const test_pki instance;
+  return instance;
+}
+
+/// Another mesh with its own root ("other.mesh", same clock): its nodes and ours refuse
+/// each other.
+inline const test_pki& other_mesh() {
+  static const test_pki instance{mesh().now(), "other.mesh"};
+  return instance;
+}
+
 } // namespace starling::testing

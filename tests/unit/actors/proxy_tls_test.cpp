@@ -19,20 +19,10 @@ namespace starling::actors {
 namespace {
 
 using namespace starling::testing::proxy_support;
+using starling::testing::mesh;
 using starling::testing::must;
+using starling::testing::other_mesh;
 using starling::testing::test_pki;
-
-/// Our mesh (key generation is the slow part: made once).
-const test_pki& mesh() {
-  static const test_pki instance;
-  return instance;
-}
-
-/// Another mesh, whose nodes ours must refuse.
-const test_pki& other_mesh() {
-  static const test_pki instance{mesh().now(), "other.mesh"};
-  return instance;
-}
 
 /// The proxy TLS of node `name` of `pki`, trusting `pki` and reading its fixed clock.
 std::shared_ptr<proxy::peer_tls> tls_of(const test_pki& pki, std::string_view name) {

@@ -30,23 +30,13 @@ namespace starling::actors {
 namespace {
 
 using namespace std::chrono_literals;
+using starling::testing::mesh;
 using starling::testing::must;
+using starling::testing::other_mesh;
 using starling::testing::test_pki;
 
 /// Bound on every wait of this file.
 constexpr auto bound = 5s;
-
-/// Our mesh (key generation is the slow part: made once).
-const test_pki& mesh() {
-  static const test_pki instance;
-  return instance;
-}
-
-/// Another mesh, with its own root.
-const test_pki& other_mesh() {
-  static const test_pki instance{mesh().now(), "other.mesh"};
-  return instance;
-}
 
 /// True once `pred` holds; false if it still does not after `bound` (polled every ms).
 template <class Pred> bool within_bound(Pred pred) {

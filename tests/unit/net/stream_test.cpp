@@ -33,20 +33,10 @@ namespace {
 
 using namespace std::chrono_literals;
 using asio::ip::tcp;
+using starling::testing::mesh;
 using starling::testing::must;
+using starling::testing::other_mesh;
 using starling::testing::test_pki;
-
-/// Our mesh (key generation is the slow part: made once).
-const test_pki& mesh() {
-  static const test_pki instance;
-  return instance;
-}
-
-/// Another mesh: its nodes trust another root, so they refuse ours.
-const test_pki& other_mesh() {
-  static const test_pki instance{mesh().now(), "other.mesh"};
-  return instance;
-}
 
 /// The TLS context of node `name` of `pki`, trusting `pki`, on the PKI's fixed clock (its
 /// certificates are issued relative to that instant, not to the real time).
