@@ -1469,6 +1469,9 @@ private:
       (void)s.outlier.on_result(*idx, attempt_result::success, now);
     std::string first = std::move(up_->preamble);
     first.append(cbuf_.data() + cpos_, cend_ - cpos_);
+    // The client's bytes read before the tunnel (with the preamble on the inbound side):
+    // the tunnel does not count what it starts with.
+    bump(sc().bytes_in, cend_ - cpos_);
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(client_, up_->s, &sc(), [self] { self->on_tunnel_done(); });
@@ -1952,11 +1955,13 @@ private:
           return;
         }
         if (last && h.status >= 500 && should_retry_5xx()) {
-          // Discard this answer (and its connection) and try again.
+          // Discard this answer (and its connection) and try again. (`h` lives in the
+          // connection's parser: read it before the connection goes.)
+          const auto status = h.status;
           ++attempt_;
           up_->s->close();
           up_.reset();
-          end_attempt(attempt_result::http_5xx, {h.status});
+          end_attempt(attempt_result::http_5xx, {status});
           bump(sc().retries);
           later(req_.last_delay, [](client_session& s) { s.attempt(); });
           return;
