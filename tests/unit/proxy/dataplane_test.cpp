@@ -1106,7 +1106,8 @@ TEST(dataplane, instance_counters_survive_a_new_config_and_go_with_their_instanc
   for (int i = 0; i < 4; ++i)
     ASSERT_EQ(c.get().status, 200);
   ASSERT_TRUE(eventually([&] {
-    auto* x = find_instance(dp->stats(), "web", "1");
+    const auto st = dp->stats(); // (find_instance points into it)
+    auto* x = find_instance(st, "web", "1");
     return x && x->requests == 2;
   }));
   // A new config (another service added): the counters carry over.
