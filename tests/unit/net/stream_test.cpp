@@ -485,7 +485,10 @@ TEST_F(net_stream, tls_operations_after_close_fail_and_touch_no_other_descriptor
 
   // A new connection, whose connecting socket usually gets the closed descriptor's number (the
   // kernel gives out the lowest free one): what the closed stream does must not reach it.
-  auto [other_server, other_client] = connect_pair();
+  // (Not a structured binding: clang cannot capture one in the lambda below.)
+  auto other = connect_pair();
+  auto& other_server = other.first;
+  auto& other_client = other.second;
   ASSERT_TRUE(other_server && other_client);
   const bool reused = other_client->socket().native_handle() == old_fd;
   RecordProperty("descriptor_reused", reused ? "yes" : "no");
