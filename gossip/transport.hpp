@@ -54,7 +54,7 @@ class stream_security {
 public:
   virtual ~stream_security() = default;
   /// A new OpenSSL session for one connection, in the server or the client role. The
-  /// caller owns it (the transport hands it to asio::ssl::stream, which frees it). Clients
+  /// caller owns it (the transport hands it to net::stream, which frees it). Clients
   /// name the member they expect when they know it (std::nullopt: any member of the mesh).
   [[nodiscard]] virtual caf::expected<SSL*>
   new_session(bool server, std::optional<std::string> expected_peer) = 0;

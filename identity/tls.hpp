@@ -2,7 +2,7 @@
 // both sides present a node certificate, both chains are checked by verify_peer against the
 // trust bundle and the revocations of the moment, and the peer's SPIFFE name is bound to the
 // member it claims to be. This module makes SSL objects; the caller drives them over its
-// sockets (Asio's ssl::stream takes an SSL*), so identity/ stays free of I/O.
+// sockets (net::stream, net/stream.hpp, takes an SSL*), so identity/ stays free of I/O.
 //
 // Hot swap: a tls_context is immutable. Renewal builds a new one and stores it in a
 // tls_context_holder; sessions already made keep the context they were made from (each
