@@ -66,6 +66,9 @@ using routing_atom = caf::atom_constant<caf::atom("routing")>;
 /// (watch_atom, caf::actor) subscribes to routing snapshots: (snapshot_atom, snapshot_ptr).
 using watch_atom = caf::atom_constant<caf::atom("watch")>;
 using snapshot_atom = caf::atom_constant<caf::atom("snapshot")>;
+/// (watch_atom, caf::actor, applied_atom) subscribes an applier (the proxy controller): it
+/// also answers (applied_atom) -> applied_atom once it applied the snapshots sent before.
+using applied_atom = caf::atom_constant<caf::atom("applied")>;
 /// Routing actor timers (local only): housekeeping, and the coalesced publication.
 using rtick_atom = caf::atom_constant<caf::atom("rtick")>;
 using flush_atom = caf::atom_constant<caf::atom("rflush")>;

@@ -55,7 +55,9 @@ void watch_routing(controller_t* self) {
   }
   st.watched = routing;
   self->monitor(routing);
-  self->send(routing, watch_atom::value, caf::actor_cast<caf::actor>(self));
+  // As an applier: this node's own records reach the peers after this controller applied
+  // them (it answers applied_atom), so a peer never routes here ahead of the data plane.
+  self->send(routing, watch_atom::value, caf::actor_cast<caf::actor>(self), applied_atom::value);
 }
 
 caf::behavior proxy_controller(controller_t* self, proxy_controller_params params) {
@@ -104,6 +106,8 @@ caf::behavior proxy_controller(controller_t* self, proxy_controller_params param
           apply(self);
       },
       [=](rewatch_atom) { watch_routing(self); },
+      // Answered after every snapshot sent before it was applied (mailbox order).
+      [=](applied_atom) { return applied_atom::value; },
   };
 }
 

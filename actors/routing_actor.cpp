@@ -4,6 +4,8 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <string>
+#include <tuple>
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
@@ -52,6 +54,8 @@ struct routing_actor_counters {
   std::uint64_t snapshots = 0;  ///< snapshots published
   std::uint64_t own_writes = 0; ///< records of this node's instances written
   std::uint64_t own_write_errors = 0;
+  /// Own records sent to the peers without every applier's answer (apply_wait passed).
+  std::uint64_t apply_waits_failed = 0;
   std::uint64_t policy_writes = 0;  ///< policies written here
   std::uint64_t health_changes = 0; ///< own instances that changed health
   std::uint64_t probes = 0;         ///< health probes started
@@ -88,6 +92,12 @@ struct routing_state {
   /// The next health deadline a timer is set for.
   std::optional<gossip::time_point> check_at;
   std::vector<caf::actor> watchers;
+  /// The watchers that apply snapshots to traffic (the proxy controller), among `watchers`.
+  std::vector<caf::actor> appliers;
+  /// Own records waiting for the appliers: meanwhile the section and note (digests a peer
+  /// could pull the new record by) keep their last state, marked stale.
+  std::size_t own_waiting = 0;
+  bool section_stale = false;
   routing_actor_counters counters;
 };
 
@@ -121,6 +131,15 @@ void mark_dirty(routing_actor_t* self) {
   self->delayed_send(self, st.params.coalesce, flush_atom::value);
 }
 
+/// Hands the relay the section and note of the table as it is now (what peers see of it in
+/// gossip and digests).
+void publish_section(routing_actor_t* self) {
+  auto& st = self->state;
+  st.section_stale = false;
+  st.params.relay->set_section(st.spread->make_section());
+  st.params.relay->set_note(st.spread->note_payload());
+}
+
 void flush(routing_actor_t* self) {
   auto& st = self->state;
   if (!st.flush_scheduled)
@@ -137,12 +156,25 @@ void flush(routing_actor_t* self) {
       st.table->snapshot(lookup, st.snapshot->generation + 1));
   st.snapshot = snap;
   ++st.counters.snapshots;
-  st.params.relay->set_section(st.spread->make_section());
-  st.params.relay->set_note(st.spread->note_payload());
+  if (st.own_waiting == 0)
+    publish_section(self);
+  else
+    st.section_stale = true;
   if (st.params.dns)
     st.params.dns->set_snapshot(snap);
   for (const auto& w : st.watchers)
     self->send(w, snapshot_atom::value, snap);
+}
+
+void add_watcher(routing_actor_t* self, const caf::actor& who, bool applier) {
+  auto& st = self->state;
+  if (!who)
+    return;
+  st.watchers.push_back(who);
+  if (applier)
+    st.appliers.push_back(who);
+  self->monitor(who);
+  self->send(who, snapshot_atom::value, st.snapshot);
 }
 
 void publish(routing_actor_t* self, const gossip::routing_gossip_result& res) {
@@ -185,6 +217,62 @@ void store(routing_actor_t* self) {
   st.stored_version = s.last_version;
 }
 
+/// Publishes the snapshot with this node's new record at once, and spreads the record
+/// (`pub`, when it fits a datagram; the section and note in any case) once every applier
+/// answered for that snapshot, or after `apply_wait`. CAF keeps the order of one sender's
+/// messages to one receiver, so an applier's answer comes after it applied the snapshot.
+/// The section and note wait too: their digests would let a peer pull the record early.
+void spread_own(routing_actor_t* self, std::optional<gossip::routing_publication> pub) {
+  auto& st = self->state;
+  const auto appliers = st.appliers;
+  if (!appliers.empty())
+    ++st.own_waiting;
+  st.flush_scheduled = true;
+  flush(self);
+  auto spread = [self, pub = std::move(pub), held = !appliers.empty(), sent = false]() mutable {
+    if (sent)
+      return;
+    sent = true;
+    auto& st = self->state;
+    if (pub)
+      st.params.relay->publish({std::move(*pub)});
+    if (held && --st.own_waiting == 0 && st.section_stale)
+      publish_section(self);
+  };
+  if (appliers.empty()) {
+    spread();
+    return;
+  }
+  struct waiting {
+    decltype(spread) go;
+    std::size_t left;
+  };
+  auto w = std::make_shared<waiting>(waiting{std::move(spread), appliers.size()});
+  for (const auto& a : appliers)
+    self->request(a, st.params.apply_wait, applied_atom::value)
+        .then(
+            [w](applied_atom) {
+              if (--w->left == 0)
+                w->go();
+            },
+            [self, w](const caf::error&) {
+              ++self->state.counters.apply_waits_failed;
+              w->go();
+            });
+}
+
+/// The endpoints of `rec` (null: none) that traffic may go to, as a peer's data plane names
+/// them: service, instance id, address, port. Sorted.
+std::set<std::tuple<std::string, std::string, std::string, std::uint16_t>>
+routable_endpoints(const gossip::owner_record* rec) {
+  std::set<std::tuple<std::string, std::string, std::string, std::uint16_t>> out;
+  if (rec != nullptr)
+    for (const auto& i : rec->instances)
+      if (i.health != gossip::health_status::failing)
+        out.emplace(i.service, i.id, i.address, i.port);
+  return out;
+}
+
 /// Writes this node's record from its services and their health; spreads it.
 caf::error write_own(routing_actor_t* self) {
   auto& st = self->state;
@@ -203,6 +291,7 @@ caf::error write_own(routing_actor_t* self) {
     }
     regs.push_back(std::move(r));
   }
+  const auto before = routable_endpoints(st.table->owner(st.params.name));
   auto rec = st.table->set_instances(std::move(regs), wall_ms(), *st.sealer);
   if (!rec) {
     ++st.counters.own_write_errors;
@@ -210,10 +299,22 @@ caf::error write_own(routing_actor_t* self) {
     return rec.error();
   }
   ++st.counters.own_writes;
-  if (auto pub = st.spread->publication(*rec))
-    st.params.relay->publish({std::move(*pub)});
   store(self);
-  mark_dirty(self);
+  auto pub = st.spread->publication(*rec);
+  const auto after = routable_endpoints(&*rec);
+  if (std::includes(before.begin(), before.end(), after.begin(), after.end())) {
+    // Nothing opens to traffic (a withdrawal, a drain, a new weight): the peers first, so
+    // that they stop routing here before this node's inbound proxy refuses.
+    if (pub)
+      st.params.relay->publish({std::move(*pub)});
+    mark_dirty(self);
+    return {};
+  }
+  // An endpoint opens: this node's data plane takes it in before any peer hears of it. A
+  // peer routes to it as soon as its table has it, and this node's inbound proxy must know
+  // it by then (with the snapshot coalesced after the publication, a peer's first requests
+  // met "no_upstream" here: CI, 2026-12-04).
+  spread_own(self, std::move(pub));
   return {};
 }
 
@@ -423,6 +524,7 @@ counter_list stats_of(const routing_state& st) {
                          {"snapshots", st.counters.snapshots},
                          {"own_writes", st.counters.own_writes},
                          {"own_write_errors", st.counters.own_write_errors},
+                         {"apply_waits_failed", st.counters.apply_waits_failed},
                          {"policy_writes", st.counters.policy_writes},
                          {"health_changes", st.counters.health_changes},
                          {"health_probes", st.counters.probes},
@@ -505,6 +607,13 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
     st.hosts[name] = host;
   static_cast<void>(write_own(self));
   self->send(self, rtick_atom::value);
+  // A watcher that exits stops getting snapshots (down messages reach this handler, never
+  // the behavior, in CAF 0.17).
+  self->set_down_handler([=](const caf::down_msg& dm) {
+    auto gone = [&](const caf::actor& a) { return a.address() == dm.source; };
+    for (auto* w : {&self->state.watchers, &self->state.appliers})
+      w->erase(std::remove_if(w->begin(), w->end(), gone), w->end());
+  });
 
   return {
       [=](routing_input& in) {
@@ -623,20 +732,9 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
         return caf::make_message(stats_of(st),
                                  st.params.dns ? st.params.dns->local_endpoint() : std::string{});
       },
-      [=](watch_atom, const caf::actor& who) {
-        auto& st = self->state;
-        if (!who)
-          return;
-        st.watchers.push_back(who);
-        self->monitor(who);
-        self->send(who, snapshot_atom::value, st.snapshot);
-      },
-      [=](const caf::down_msg& dm) {
-        auto& w = self->state.watchers;
-        w.erase(std::remove_if(w.begin(), w.end(),
-                               [&](const caf::actor& a) { return a.address() == dm.source; }),
-                w.end());
-      },
+      [=](watch_atom, const caf::actor& who) { add_watcher(self, who, false); },
+      [=](watch_atom, const caf::actor& who, applied_atom) { add_watcher(self, who, true); },
+
   };
 }
 

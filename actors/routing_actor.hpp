@@ -20,6 +20,12 @@
 //           (stats_atom) -> (counter_list, std::string dns_address)
 //           (watch_atom, caf::actor)                sends (snapshot_atom, snapshot_ptr) now
 //                                                   and after every change, until it exits
+//           (watch_atom, caf::actor, applied_atom)  the same for an applier (the proxy
+//                                                   controller), which answers
+//                                                   (applied_atom) -> applied_atom: this
+//                                                   node's own record goes to its peers only
+//                                                   once the appliers answered (or
+//                                                   `apply_wait` passed)
 //   sends to `parent`: (failed_atom, message) when its start fails (a services.json that
 //   cannot be read).
 #pragma once
@@ -82,6 +88,9 @@ struct routing_params {
   std::chrono::milliseconds tick = std::chrono::seconds{1};
   /// Delay that coalesces changes into one snapshot and one section.
   std::chrono::milliseconds coalesce = std::chrono::milliseconds{50};
+  /// How long this node's own new record waits for the appliers (its data plane) before
+  /// it goes to the peers anyway (a stalled or restarting proxy controller).
+  std::chrono::milliseconds apply_wait = std::chrono::seconds{1};
   /// Seeds the health checks' jitter.
   std::uint64_t rng_seed = 0;
 };
