@@ -1237,8 +1237,12 @@ struct membership::impl {
     if (!cfg.lifeguard || has_left || table.suspects().empty())
       return;
     const auto& suspects = table.suspects();
-    auto it = suspects.begin();
-    std::advance(it, static_cast<std::ptrdiff_t>(random_index(suspects.size())));
+    // The same pick, walked from the nearer end: half the steps on average (a std::set
+    // has no random access, and thousands of suspects make this walk show in a profile).
+    const auto i = random_index(suspects.size());
+    auto it = i <= suspects.size() / 2
+                  ? std::next(suspects.begin(), static_cast<std::ptrdiff_t>(i))
+                  : std::prev(suspects.end(), static_cast<std::ptrdiff_t>(suspects.size() - i));
     const auto s = table.find_slot(*it);
     if (s == no_slot || !table.at(s).present)
       return;
