@@ -3,9 +3,11 @@
 #include "gossip/codec.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <limits>
 #include <utility>
 
+#include <google/protobuf/arena.h>
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/stubs/logging.h>
 #include <google/protobuf/wire_format_lite.h>
@@ -72,6 +74,34 @@ template <class Message> bool parse(Message& msg, std::string_view bytes) {
   google::protobuf::LogSilencer silence;
   return msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
 }
+
+/// The arena of one datagram's message, its first block on the caller's stack. Built and
+/// parsed on the heap, a datagram's two dozen updates of three strings each were as many
+/// allocations and frees per datagram, a quarter of a simulated partition's CPU. Where the
+/// message lives changes neither the bytes it serializes to nor what a parse yields; a
+/// datagram larger than the block (limits.max_datagram allows it) takes heap blocks.
+class datagram_arena {
+public:
+  datagram_arena() : arena_(options(block_)) {}
+  datagram_arena(const datagram_arena&) = delete;
+  datagram_arena& operator=(const datagram_arena&) = delete;
+
+  /// The arena; messages created in it live until this object goes.
+  [[nodiscard]] google::protobuf::Arena* get() noexcept { return &arena_; }
+
+private:
+  static google::protobuf::ArenaOptions options(char* block) {
+    google::protobuf::ArenaOptions o;
+    o.initial_block = block;
+    o.initial_block_size = block_size;
+    return o;
+  }
+
+  static constexpr std::size_t block_size = 16 * 1024;
+  /// Declared before arena_: it must exist when the arena is built and outlive it.
+  alignas(std::max_align_t) char block_[block_size];
+  google::protobuf::Arena arena_;
+};
 
 caf::error too_long(const char* what, std::size_t size, std::size_t limit) {
   return make_error(errc::invalid_field, std::string{what} + " of " + std::to_string(size) +
@@ -344,7 +374,8 @@ std::string frame_bytes(const v1::Frame& frame) {
 } // namespace
 
 std::string encode_datagram(const packet& p) {
-  v1::Packet msg;
+  datagram_arena arena;
+  auto& msg = *google::protobuf::Arena::CreateMessage<v1::Packet>(arena.get());
   msg.set_version(protocol_version);
   msg.set_kind(to_proto(p.kind));
   msg.set_seq(p.seq);
@@ -373,7 +404,8 @@ caf::expected<packet> decode_datagram(std::string_view bytes, const codec_limits
     return make_error(errc::unknown_frame, "datagram frame byte " + std::to_string(type));
   if (auto err = scan_packet(bytes.substr(1), limits))
     return err;
-  v1::Packet msg;
+  datagram_arena arena;
+  auto& msg = *google::protobuf::Arena::CreateMessage<v1::Packet>(arena.get());
   if (!parse(msg, bytes.substr(1)))
     return make_error(errc::malformed, "datagram does not parse as a Packet");
   if (msg.version() != protocol_version)

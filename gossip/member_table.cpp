@@ -1,5 +1,6 @@
 #include "gossip/member_table.hpp"
 
+#include <functional>
 #include <utility>
 
 namespace starling::gossip {
@@ -8,6 +9,7 @@ member_table::member_table(member_card self, std::uint64_t incarnation, time_poi
   auto& me = rows_[new_slot(std::move(self))];
   me.incarnation = incarnation;
   me.since = now;
+  note_since(now);
   counts_[static_cast<std::size_t>(member_state::alive)] = 1;
 }
 
@@ -69,11 +71,16 @@ member_table::slot_t member_table::add(member_card card, std::uint64_t incarnati
   r.state = member_state::alive;
   r.incarnation = incarnation;
   r.since = now;
+  note_since(now);
   ++counts_[static_cast<std::size_t>(member_state::alive)];
   return s;
 }
 
 void member_table::set_state(row& r, member_state s, time_point now) {
+  // A listed row that is no longer gone: the next sweep must read the whole list.
+  if (is_gone(r.state) && !is_gone(s))
+    departed_stale_ = true;
+  note_since(now);
   --counts_[static_cast<std::size_t>(r.state)];
   ++counts_[static_cast<std::size_t>(s)];
   r.state = s;
@@ -91,8 +98,65 @@ void member_table::set_state(row& r, member_state s, time_point now) {
   // Alive again: declared_by was cleared by the caller; the side record goes.
   if (auto* e = extra(r); e && s == member_state::alive && e->declared_by.empty())
     release_extra(r);
-  if (is_gone(s) && &r != &self())
+  if (is_gone(s) && &r != &self()) {
     departed_.push_back(slot_of(r));
+    departed_at_.push_back(now);
+  }
+}
+
+time_point member_table::earliest_departure() const {
+  auto t = time_point::max();
+  for (std::size_t i = 0; i < departed_.size(); ++i) {
+    // Every later entry was listed no earlier, and a row's `since` only grows: none of
+    // them can be earlier than `t`.
+    if (monotone_ && departed_at_[i] >= t)
+      break;
+    const auto& r = rows_[departed_[i]];
+    if (r.present && is_gone(r.state))
+      t = std::min(t, r.since);
+  }
+  return t;
+}
+
+bool member_table::is_current(const deadline_item& h) const {
+  if (h.slot >= rows_.size())
+    return false;
+  const auto& r = rows_[h.slot];
+  if (!r.present || r.state != member_state::suspect)
+    return false;
+  const auto* e = extra(r);
+  return e != nullptr && e->timer && !e->verifying && e->suspicion_deadline() == h.at;
+}
+
+void member_table::note_suspicion(const row& r) {
+  const auto* e = extra(r);
+  if (!r.present || r.state != member_state::suspect || e == nullptr || !e->timer || e->verifying)
+    return;
+  // Stale items outnumber the suspects: drop them all (amortized O(1) per note).
+  if (deadlines_.size() > 2 * suspects_.size() + 64) {
+    std::erase_if(deadlines_, [this](const deadline_item& h) { return !is_current(h); });
+    std::make_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+  }
+  deadlines_.push_back(deadline_item{e->suspicion_deadline(), slot_of(r)});
+  std::push_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+}
+
+time_point member_table::earliest_suspicion() const {
+  while (!deadlines_.empty() && !is_current(deadlines_.front())) {
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+    deadlines_.pop_back();
+  }
+  return deadlines_.empty() ? time_point::max() : deadlines_.front().at;
+}
+
+std::vector<member_table::slot_t> member_table::take_due_suspicions(time_point now) {
+  std::vector<slot_t> due;
+  while (earliest_suspicion() <= now) {
+    due.push_back(deadlines_.front().slot);
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), std::greater<>{});
+    deadlines_.pop_back();
+  }
+  return due;
 }
 
 void member_table::make_ghost(slot_t s) {

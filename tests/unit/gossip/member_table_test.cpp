@@ -2,6 +2,8 @@
 // ghosts, side records, counts and the derived views, without the SWIM logic.
 #include <algorithm>
 #include <chrono>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -9,6 +11,7 @@
 
 #include "gossip/member_card.hpp"
 #include "gossip/member_table.hpp"
+#include "gossip/suspicion.hpp"
 
 namespace starling::gossip {
 namespace {
@@ -222,6 +225,111 @@ TEST(member_table, many_members_through_growth_and_churn) {
   EXPECT_EQ(order.size(), 1001u);
   EXPECT_TRUE(std::is_sorted(order.begin(), order.end()));
   EXPECT_EQ(f.pool.size(), 1001u) << "reaped members' cards were released";
+}
+
+TEST(member_table, suspicion_index_follows_timers_confirmations_and_state) {
+  fixture f;
+  for (auto n : {"a", "b", "c"})
+    f.add(n);
+  EXPECT_EQ(f.table.earliest_suspicion(), time_point::max());
+  auto suspect = [&](const char* n, time_point at, duration timeout) {
+    auto& r = *f.table.find(n);
+    f.table.set_state(r, member_state::suspect, at);
+    // k = 1: one confirmation takes the timeout from max to min.
+    f.table.extra_of(r).timer = std::make_unique<suspicion>("self", 1, timeout / 4, timeout, at);
+    f.table.note_suspicion(r);
+  };
+  suspect("a", t0, 8s);
+  suspect("b", t0, 4s);
+  EXPECT_EQ(f.table.earliest_suspicion(), t0 + 4s);
+  // A confirmation moves a's deadline to its minimum, before b's.
+  auto& a = *f.table.find("a");
+  ASSERT_TRUE(f.table.extra(a)->timer->confirm("c"));
+  f.table.note_suspicion(a);
+  EXPECT_EQ(f.table.earliest_suspicion(), t0 + 2s);
+  // Verifying: a's timer no longer counts. Alive again: neither does b's.
+  f.table.extra(a)->verifying = true;
+  EXPECT_EQ(f.table.earliest_suspicion(), t0 + 4s);
+  f.table.set_state(*f.table.find("b"), member_state::alive, t0 + 1s);
+  EXPECT_EQ(f.table.earliest_suspicion(), time_point::max());
+  // Due timers are taken out; a grace period noted again is the next deadline.
+  f.table.extra(a)->verifying = false;
+  f.table.note_suspicion(a);
+  suspect("c", t0 + 1s, 8s);
+  EXPECT_TRUE(f.table.take_due_suspicions(t0 + 1s).empty());
+  auto due = f.table.take_due_suspicions(t0 + 3s);
+  EXPECT_EQ(due, std::vector<slot_t>{f.table.find_slot("a")});
+  EXPECT_EQ(f.table.earliest_suspicion(), t0 + 9s) << "a was taken out, c is next";
+  f.table.extra(a)->not_before = t0 + 5s;
+  f.table.note_suspicion(a);
+  EXPECT_EQ(f.table.earliest_suspicion(), t0 + 5s);
+}
+
+TEST(member_table, a_tail_sweep_gives_the_list_a_full_sweep_gives) {
+  // Two tables through the same random deaths, returns and re-deaths; one sweeps only the
+  // tail whenever nothing is due and nothing came back, the other always walks it all.
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE(seed);
+    fixture full;
+    fixture tail;
+    std::mt19937_64 rng(seed);
+    constexpr int members = 40;
+    for (int i = 0; i < members; ++i) {
+      full.add("m" + std::to_string(i));
+      tail.add("m" + std::to_string(i));
+    }
+    const auto reap_after = 30s;
+    auto now = t0;
+    for (int step = 0; step < 400; ++step) {
+      now += std::chrono::milliseconds(rng() % 500);
+      const auto name = "m" + std::to_string(rng() % members);
+      const auto pick = rng() % 3;
+      for (auto* f : {&full, &tail}) {
+        auto* r = f->table.find(name);
+        if (r == nullptr) {
+          f->add(name, 1, now);
+          continue;
+        }
+        const auto next = pick == 0   ? member_state::alive
+                          : pick == 1 ? member_state::dead
+                                      : member_state::left;
+        if (next == member_state::alive)
+          f->table.set_declared_by(*r, {});
+        else
+          f->table.set_declared_by(*r, "self");
+        f->table.set_state(*r, next, now);
+      }
+      if (rng() % 4 != 0)
+        continue;
+      auto reap = [&](std::vector<std::string>& log) {
+        return [&, now](slot_t, const member_table::row& r) {
+          if (now - r.since < reap_after)
+            return false;
+          log.emplace_back(r.card.name());
+          return true;
+        };
+      };
+      std::vector<std::string> reaped_full;
+      std::vector<std::string> reaped_tail;
+      const auto earliest = full.table.earliest_departure();
+      EXPECT_EQ(earliest, tail.table.earliest_departure());
+      const bool none_due = earliest == time_point::max() || earliest + reap_after > now;
+      full.table.sweep_departed(reap(reaped_full));
+      tail.table.sweep_departed(reap(reaped_tail), none_due);
+      EXPECT_EQ(reaped_full, reaped_tail);
+      std::vector<std::string> list_full;
+      std::vector<std::string> list_tail;
+      for (auto s : full.table.departed())
+        list_full.emplace_back(full.table.name_at(s));
+      for (auto s : tail.table.departed())
+        list_tail.emplace_back(tail.table.name_at(s));
+      ASSERT_EQ(list_full, list_tail);
+      if (rng() % 2 == 0) {
+        full.table.free_ghosts();
+        tail.table.free_ghosts();
+      }
+    }
+  }
 }
 
 } // namespace
