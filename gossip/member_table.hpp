@@ -351,13 +351,11 @@ public:
         departed_[out++] = s;
         continue;
       }
-      // Marked as walked: a later entry of this slot is the same (now reaped) member.
-      listed_[s] = 2;
+      // A later entry of this slot is skipped: a ghost is not present. (No mark in listed_:
+      // the compaction below overwrites entries, so a mark could outlive the sweep and
+      // hide the slot's next member from every later one.)
       make_ghost(s);
     }
-    for (std::size_t i = from; i < departed_.size(); ++i)
-      if (listed_[departed_[i]] == 2)
-        listed_[departed_[i]] = 0;
     departed_.resize(out);
     departed_at_.resize(out);
     swept_ = out;

@@ -329,6 +329,18 @@ TEST(member_table, a_tail_sweep_gives_the_list_a_full_sweep_gives) {
         tail.table.free_ghosts();
       }
     }
+    // Once every death is older than reap_after, a sweep reaps every gone member: none is
+    // hidden from the sweeps (a slot reused after a reap included).
+    now += reap_after + 1s;
+    for (auto* f : {&full, &tail}) {
+      f->table.sweep_departed(
+          [&](slot_t, const member_table::row& r) { return now - r.since >= reap_after; });
+      for (int i = 0; i < members; ++i) {
+        const auto* r = f->table.find("m" + std::to_string(i));
+        EXPECT_FALSE(r != nullptr && r->present && is_gone(r->state)) << "m" << i << " not reaped";
+      }
+      EXPECT_TRUE(f->table.departed().empty());
+    }
   }
 }
 
