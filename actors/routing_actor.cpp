@@ -98,6 +98,9 @@ struct routing_state {
   /// could pull the new record by) keep their last state, marked stale.
   std::size_t own_waiting = 0;
   bool section_stale = false;
+  /// Bumped by every write of this node's record: a waiting publication of an older one is
+  /// dropped (the newer one, queued under the same key, must not be replaced by it).
+  std::uint64_t own_generation = 0;
   routing_actor_counters counters;
 };
 
@@ -229,12 +232,13 @@ void spread_own(routing_actor_t* self, std::optional<gossip::routing_publication
     ++st.own_waiting;
   st.flush_scheduled = true;
   flush(self);
-  auto spread = [self, pub = std::move(pub), held = !appliers.empty(), sent = false]() mutable {
+  auto spread = [self, pub = std::move(pub), held = !appliers.empty(), sent = false,
+                 generation = st.own_generation]() mutable {
     if (sent)
       return;
     sent = true;
     auto& st = self->state;
-    if (pub)
+    if (pub && generation == st.own_generation)
       st.params.relay->publish({std::move(*pub)});
     if (held && --st.own_waiting == 0 && st.section_stale)
       publish_section(self);
@@ -299,6 +303,7 @@ caf::error write_own(routing_actor_t* self) {
     return rec.error();
   }
   ++st.counters.own_writes;
+  ++st.own_generation;
   store(self);
   auto pub = st.spread->publication(*rec);
   const auto after = routable_endpoints(&*rec);

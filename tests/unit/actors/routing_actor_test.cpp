@@ -187,6 +187,20 @@ TEST_F(routing_actor_test, a_withdrawal_reaches_the_peers_first) {
   EXPECT_FALSE(section_names_api());
 }
 
+TEST_F(routing_actor_test, a_waiting_record_never_replaces_a_newer_one) {
+  // Registered (waiting for the stalled applier), then deregistered at once: the withdrawal
+  // goes out, and the registration's late release must not put the older record back.
+  ASSERT_EQ(register_api(), "");
+  self->send(routing_, sa::routing_atom::value, std::vector<std::string>{"deregister", "api"});
+  sched.run();
+  self->send(applier_, release_atom::value);
+  sched.run();
+  EXPECT_FALSE(gossip_names_api());
+  advance_time(100ms);
+  sched.run();
+  EXPECT_FALSE(section_names_api());
+}
+
 TEST_F(routing_actor_test, without_an_applier_a_registration_spreads_at_once) {
   self->send_exit(applier_, caf::exit_reason::kill);
   sched.run();
