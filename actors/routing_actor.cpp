@@ -95,12 +95,8 @@ struct routing_state {
   /// The watchers that apply snapshots to traffic (the proxy controller), among `watchers`.
   std::vector<caf::actor> appliers;
   /// Own records waiting for the appliers: meanwhile the section and note (digests a peer
-  /// could pull the new record by) keep their last state, marked stale.
+  /// could pull the new record by) keep their last state.
   std::size_t own_waiting = 0;
-  bool section_stale = false;
-  /// Bumped by every write of this node's record: a waiting publication of an older one is
-  /// dropped (the newer one, queued under the same key, must not be replaced by it).
-  std::uint64_t own_generation = 0;
   routing_actor_counters counters;
 };
 
@@ -138,7 +134,6 @@ void mark_dirty(routing_actor_t* self) {
 /// gossip and digests).
 void publish_section(routing_actor_t* self) {
   auto& st = self->state;
-  st.section_stale = false;
   st.params.relay->set_section(st.spread->make_section());
   st.params.relay->set_note(st.spread->note_payload());
 }
@@ -161,8 +156,6 @@ void flush(routing_actor_t* self) {
   ++st.counters.snapshots;
   if (st.own_waiting == 0)
     publish_section(self);
-  else
-    st.section_stale = true;
   if (st.params.dns)
     st.params.dns->set_snapshot(snap);
   for (const auto& w : st.watchers)
@@ -233,14 +226,15 @@ void spread_own(routing_actor_t* self, std::optional<gossip::routing_publication
   st.flush_scheduled = true;
   flush(self);
   auto spread = [self, pub = std::move(pub), held = !appliers.empty(), sent = false,
-                 generation = st.own_generation]() mutable {
+                 written = st.counters.own_writes]() mutable {
     if (sent)
       return;
     sent = true;
     auto& st = self->state;
-    if (pub && generation == st.own_generation)
+    // A newer own record (queued under the same key) must not be replaced by this one.
+    if (pub && written == st.counters.own_writes)
       st.params.relay->publish({std::move(*pub)});
-    if (held && --st.own_waiting == 0 && st.section_stale)
+    if (held && --st.own_waiting == 0)
       publish_section(self);
   };
   if (appliers.empty()) {
@@ -303,7 +297,6 @@ caf::error write_own(routing_actor_t* self) {
     return rec.error();
   }
   ++st.counters.own_writes;
-  ++st.own_generation;
   store(self);
   auto pub = st.spread->publication(*rec);
   const auto after = routable_endpoints(&*rec);
