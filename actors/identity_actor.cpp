@@ -51,6 +51,11 @@ struct keyring_result_msg {
   caf::expected<std::string> answer;
 };
 
+/// A rotation step's wait is over: try push `push`'s missed members again (local message).
+struct keyring_retry_msg {
+  identity::keyring_push_id push = 0;
+};
+
 /// The answer to a sync request this node sent to `peer` (local message).
 struct sync_result_msg {
   std::string peer;
@@ -72,6 +77,7 @@ struct renewal_result_msg {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::forward_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::endorsement_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::keyring_result_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::keyring_retry_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::sync_result_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(starling::actors::renewal_result_msg)
 
@@ -655,7 +661,18 @@ void on_endorse_request(identity_actor_t* self, const identity::endorse_request&
 
 void run(identity_actor_t* self, identity::keyring_effects fx);
 
-/// Applies keyring change `op` of `arg` here, then starts its push to every alive member
+/// Asks the membership for the live members (alive or suspect: a suspect is most often
+/// only slow, and a rotation that skips it cuts it off) and calls `then` with their names,
+/// or `failed` with why there is no list.
+template <class Then, class Failed>
+void with_live_members(identity_actor_t* self, Then then, Failed failed) {
+  auto& st = self->state;
+  self->request(st.dir->find(role::membership), st.params.alive_timeout, live_atom::value)
+      .then([=](std::vector<std::string>& names, std::vector<std::string>&) { then(names); },
+            [=](caf::error& err) { failed(err); });
+}
+
+/// Applies keyring change `op` of `arg` here, then starts its push to every live member
 /// but `exclude` over the identity channel (the core signs it for each). Returns the push,
 /// or why this node refused the change.
 caf::expected<identity::keyring_push_id>
@@ -671,18 +688,16 @@ start_keyring_push(identity_actor_t* self, const std::string& op, const std::str
   if (!here)
     return std::move(here.error());
   const auto push = st.keyrings.start(op, arg, std::move(*here), std::move(exclude), rotation);
-  self->request(st.dir->find(role::membership), st.params.alive_timeout, alive_atom::value)
-      .then(
-          [=](std::vector<std::string>& names, std::vector<std::string>&,
-              std::vector<std::string>&) {
-            auto& st = self->state;
-            run(self, st.keyrings.on_members(push, names, st.desk->material(), st.params.clock()));
-          },
-          [=](caf::error& err) {
-            spdlog::warn("keyring {}: no member list ({}); changed on this node only", op,
-                         why(err));
-            run(self, self->state.keyrings.on_no_members(push));
-          });
+  with_live_members(
+      self,
+      [=](const std::vector<std::string>& names) {
+        auto& st = self->state;
+        run(self, st.keyrings.on_members(push, names, st.desk->material(), st.params.clock()));
+      },
+      [=](const caf::error& err) {
+        spdlog::warn("keyring {}: no member list ({}); changed on this node only", op, why(err));
+        run(self, self->state.keyrings.on_no_members(push));
+      });
   return push;
 }
 
@@ -731,6 +746,8 @@ void run(identity_actor_t* self, identity::keyring_effects fx) {
     st.keyring_promises.erase(it);
     promise.deliver(report_json(report));
   }
+  if (fx.retry)
+    self->delayed_send(self, fx.retry->delay, keyring_retry_msg{fx.retry->push});
   if (fx.step) {
     auto started = start_keyring_push(self, fx.step->op, fx.step->arg, fx.step->exclude, true);
     if (!started)
@@ -746,6 +763,20 @@ void on_keyring_result(identity_actor_t* self, keyring_result_msg& msg) {
     run(self, keyrings.on_answer(msg.push, msg.node, *msg.answer));
   else
     run(self, keyrings.on_failure(msg.push, msg.node, why(msg.answer.error())));
+}
+
+void on_keyring_retry(identity_actor_t* self, identity::keyring_push_id push) {
+  with_live_members(
+      self,
+      [=](const std::vector<std::string>& names) {
+        auto& st = self->state;
+        run(self, st.keyrings.on_retry(push, names, st.desk->material(), st.params.clock()));
+      },
+      [=](const caf::error& err) {
+        spdlog::warn("keyring rotation: no member list for the retry ({})", why(err));
+        auto& st = self->state;
+        run(self, st.keyrings.on_retry(push, {}, st.desk->material(), st.params.clock()));
+      });
 }
 
 /// `starling keyring install|use|remove` for the whole mesh, on an issuer: applied here
@@ -1009,6 +1040,7 @@ caf::behavior identity_actor(identity_actor_t* self, std::shared_ptr<const direc
         return on_mesh_keyring(self, op, arg);
       },
       [=](keyring_result_msg& msg) { on_keyring_result(self, msg); },
+      [=](keyring_retry_msg& msg) { on_keyring_retry(self, msg.push); },
       [=](sync_atom) { on_sync_tick(self); },
       [=](sync_result_msg& msg) { on_sync_result(self, msg); },
       [=](renew_atom) { on_renew_tick(self); },

@@ -24,6 +24,8 @@ void keyring_effects::append(keyring_effects&& other) {
                   std::make_move_iterator(other.finished.end()));
   if (other.step)
     step = std::move(other.step);
+  if (other.retry)
+    retry = other.retry;
   rotate_again.merge(other.rotate_again);
 }
 
@@ -57,18 +59,48 @@ keyring_effects keyring_pushes::on_members(keyring_push_id push,
     if (std::any_of(p.members.begin(), p.members.end(),
                     [&](const auto& m) { return m.node == node; }))
       continue; // listed twice
-    // Signed by this issuer's key for this member: no member can pass it on to another,
-    // and no name alone makes a change (issue 13, finding 1).
-    auto seal = sign_keyring_change(signer, p.op, p.arg, node, now);
-    auto request = seal ? encode(keyring_change{p.op, p.arg, *seal})
-                        : caf::expected<std::string>{seal.error()};
-    if (!request) {
-      p.members.push_back({node, render(request.error())});
+    tell(p, push, node, signer, now, fx, nullptr);
+  }
+  fx.append(finish_if_done(it));
+  return fx;
+}
+
+void keyring_pushes::tell(push_state& p, keyring_push_id push, const std::string& node,
+                          const issuer_material& signer, time_point now, keyring_effects& fx,
+                          keyring_member_result* slot) {
+  if (slot == nullptr)
+    slot = &p.members.emplace_back(keyring_member_result{node, std::nullopt});
+  // Signed by this issuer's key for this member: no member can pass it on to another,
+  // and no name alone makes a change (issue 13, finding 1).
+  auto seal = sign_keyring_change(signer, p.op, p.arg, node, now);
+  auto request =
+      seal ? encode(keyring_change{p.op, p.arg, *seal}) : caf::expected<std::string>{seal.error()};
+  if (!request) {
+    slot->error = render(request.error());
+    return;
+  }
+  slot->error = std::nullopt;
+  ++p.pending;
+  fx.send.push_back({push, node, std::move(*request)});
+}
+
+keyring_effects keyring_pushes::on_retry(keyring_push_id push,
+                                         const std::vector<std::string>& alive,
+                                         const issuer_material& signer, time_point now) {
+  auto it = pushes_.find(push);
+  if (it == pushes_.end() || !it->second.retry_due)
+    return {};
+  auto& p = it->second;
+  p.retry_due = false;
+  ++p.attempt;
+  keyring_effects fx;
+  // members[0] is this node; a slot's address stays put (no member is added here).
+  for (std::size_t i = 1; i < p.members.size(); ++i) {
+    auto& m = p.members[i];
+    if (m.ok() || std::find(alive.begin(), alive.end(), m.node) == alive.end())
       continue;
-    }
-    p.members.push_back({node, std::nullopt});
-    ++p.pending;
-    fx.send.push_back({push, node, std::move(*request)});
+    const auto node = m.node;
+    tell(p, push, node, signer, now, fx, &m);
   }
   fx.append(finish_if_done(it));
   return fx;
@@ -120,8 +152,29 @@ keyring_effects keyring_pushes::settle(keyring_push_id push, const std::string& 
 
 keyring_effects keyring_pushes::finish_if_done(std::map<keyring_push_id, push_state>::iterator it) {
   keyring_effects fx;
-  if (!it->second.listed || it->second.pending > 0)
+  if (!it->second.listed || it->second.pending > 0 || it->second.retry_due)
     return fx;
+  if (auto& q = it->second; q.rotation && rotation_ && q.attempt < max_rotation_attempts) {
+    std::vector<std::string> missed;
+    for (std::size_t i = 1; i < q.members.size(); ++i)
+      if (!q.members[i].ok())
+        missed.push_back(q.members[i].node + " (" + *q.members[i].error + ")");
+    if (!missed.empty()) {
+      // A step that missed members is not over yet: the old key's removal would cut a
+      // member that was only slow or briefly unreachable off the gossip for good.
+      q.retry_due = true;
+      const auto delay = rotation_retry_delay * (1 << (q.attempt - 1));
+      std::string who;
+      for (const auto& m : missed)
+        who += (who.empty() ? "" : ", ") + m;
+      fx.log.push_back({log_level::warn, "keyring rotation: " + q.op + " missed " + who +
+                                             "; trying again in " + std::to_string(delay.count()) +
+                                             " ms (attempt " + std::to_string(q.attempt + 1) +
+                                             " of " + std::to_string(max_rotation_attempts) + ")"});
+      fx.retry = keyring_retry{it->first, delay};
+      return fx;
+    }
+  }
   auto p = std::move(it->second);
   const auto push = it->first;
   pushes_.erase(it);

@@ -4,7 +4,10 @@
 // answered (applied, refused, or the connection failed); then the change is reported. And
 // the rotation after a revocation (issue 13, finding 5): a new key installed on every
 // alive member but the revoked ones, then used, then the old key removed, each step once
-// the one before reached every member.
+// the one before reached every member. A rotation's step that missed members is sent
+// again to those still alive, up to max_rotation_attempts in all, before the rotation goes
+// on: a member that was merely slow when the old key is removed would be cut off the
+// gossip for good (it then needs the keyring by hand).
 //
 // Pure: no I/O, no clock reads, no threads. The owner (actors/identity_actor.cpp) applies
 // each change to its own keyring before it starts a push, asks the membership for the
@@ -13,6 +16,7 @@
 // rotation does next. Not thread-safe: one owner.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -31,6 +35,19 @@ namespace starling::identity {
 
 /// Names one push; chosen by keyring_pushes::start.
 using keyring_push_id = std::uint64_t;
+
+/// Attempts of one rotation step at the members it missed (the first one included).
+inline constexpr int max_rotation_attempts = 4;
+/// The wait before a rotation step's second attempt; doubled for each one after.
+inline constexpr std::chrono::milliseconds rotation_retry_delay{1000};
+
+/// Ask keyring_pushes::on_retry for push `push` after `delay`, with the members alive then.
+struct keyring_retry {
+  keyring_push_id push = 0;
+  std::chrono::milliseconds delay{0};
+
+  friend bool operator==(const keyring_retry&, const keyring_retry&) = default;
+};
 
 /// Send the encoded keyring change `request` (signed for `node`) to member `node`; its
 /// answer goes to keyring_pushes::on_answer (or on_failure) with `push`.
@@ -80,12 +97,14 @@ struct rotation_step {
 };
 
 /// What the owner does after an input: log, send, deliver the reports (to whoever started
-/// the push), run the rotation's next step, start a rotation for `rotate_again` (new key).
+/// the push), run the rotation's next step, try a step's missed members again later, start
+/// a rotation for `rotate_again` (new key).
 struct keyring_effects {
   std::vector<log_line> log;
   std::vector<keyring_send> send;
   std::vector<keyring_push_report> finished;
   std::optional<rotation_step> step;
+  std::optional<keyring_retry> retry;
   /// Nodes revoked while a rotation ran: rotate again for them (a new key) now.
   std::set<std::string> rotate_again;
 
@@ -127,7 +146,14 @@ public:
   [[nodiscard]] keyring_effects on_failure(keyring_push_id push, const std::string& node,
                                            std::string reason);
 
-  /// Pushes waiting for answers (or for their member list).
+  /// The wait of a rotation step's push `push` (keyring_effects::retry) is over: the change,
+  /// signed again at `now`, goes to each member it missed that is in `alive` now; the others
+  /// keep their failure. The step ends when they answered (or at once if none is alive).
+  [[nodiscard]] keyring_effects on_retry(keyring_push_id push,
+                                         const std::vector<std::string>& alive,
+                                         const issuer_material& signer, time_point now);
+
+  /// Pushes waiting for answers (or for their member list, or for a retry).
   [[nodiscard]] std::size_t pending() const noexcept { return pushes_.size(); }
 
   // -- the rotation after a revocation -----------------------------------------------------
@@ -165,6 +191,9 @@ private:
     std::size_t pending = 0;
     /// on_members or on_no_members ran.
     bool listed = false;
+    /// Rotation steps: attempts at the missed members so far, and whether a retry is due.
+    int attempt = 1;
+    bool retry_due = false;
   };
 
   struct rotation_state {
@@ -176,6 +205,11 @@ private:
     int stage = 0;
   };
 
+  /// Signs push `p`'s change for `node` and records it as told (++pending, the send in
+  /// `fx`), or records why it could not be.
+  void tell(push_state& p, keyring_push_id push, const std::string& node,
+            const issuer_material& signer, time_point now, keyring_effects& fx,
+            keyring_member_result* slot);
   /// Records `node`'s result in push `push`; reports the push if it was the last.
   keyring_effects settle(keyring_push_id push, const std::string& node, std::string error);
   /// Reports push `it` if every member answered, and moves the rotation on.

@@ -3,7 +3,8 @@
 // each with a change signed for it alone; the report only once every member answered,
 // including a refusing member, one that answers for another key or with garbage, and one
 // that never answers (until its connection fails); and the rotation's three steps, a step
-// that reaches only some members, a step refused here, a rotation asked for meanwhile.
+// that misses members (tried again at those still alive, a bounded number of times), a
+// step refused here, a rotation asked for meanwhile.
 // Pure: no actor, no network, no clock.
 #include <set>
 #include <string>
@@ -171,8 +172,24 @@ TEST_F(keyring_push_test, a_rotation_installs_uses_then_removes_never_telling_th
   fx = pushes_.on_answer(push, "node-4", encode_keyring_answer(new_id));
   ASSERT_TRUE(fx.step);
   EXPECT_EQ(*fx.step, (rotation_step{"use", new_id, {"node-3"}}));
-  // A step that reaches only some members still goes on (they must be given the key).
+  // A step that misses a member is tried again at it (with the members alive then), up to
+  // max_rotation_attempts in all; then it goes on (the member must be given the key).
   fx = run_step(pushes_, *fx.step, new_id, alive, signer_, now_, {"node-4"});
+  EXPECT_FALSE(fx.step);
+  ASSERT_TRUE(fx.retry);
+  const auto use_push = fx.retry->push;
+  for (int attempt = 2; attempt <= max_rotation_attempts; ++attempt) {
+    ASSERT_TRUE(fx.retry) << "attempt " << attempt;
+    EXPECT_EQ(fx.retry->delay, rotation_retry_delay * (1 << (attempt - 2)));
+    EXPECT_TRUE(pushes_.on_retry(use_push + 1, alive, signer_, now_).send.empty())
+        << "no such push";
+    auto again = pushes_.on_retry(use_push, alive, signer_, now_);
+    EXPECT_EQ(nodes_of(again.send), (std::vector<std::string>{"node-4"})) << "only the missed";
+    EXPECT_EQ(received(again.send.at(0)).op, "use");
+    EXPECT_TRUE(pushes_.on_retry(use_push, alive, signer_, now_).send.empty()) << "once per wait";
+    fx = pushes_.on_failure(use_push, "node-4", "refused");
+  }
+  EXPECT_FALSE(fx.retry);
   ASSERT_TRUE(fx.step);
   EXPECT_EQ(*fx.step, (rotation_step{"remove", key_a, {"node-3"}}));
   EXPECT_TRUE(std::any_of(fx.log.begin(), fx.log.end(), [](const log_line& l) {
@@ -184,6 +201,50 @@ TEST_F(keyring_push_test, a_rotation_installs_uses_then_removes_never_telling_th
   EXPECT_FALSE(pushes_.rotating());
   EXPECT_EQ(pushes_.rotations(), 1u);
   EXPECT_TRUE(fx.rotate_again.empty());
+}
+
+TEST_F(keyring_push_test, a_member_a_rotation_step_missed_gets_it_on_a_retry_if_still_alive) {
+  const std::string new_id = "1111111111111111";
+  auto fx = pushes_.rotate({"node-3"}, "NEWKEY", new_id, key_a);
+  ASSERT_TRUE(fx.step);
+  const auto push = pushes_.start(fx.step->op, fx.step->arg, new_id, fx.step->exclude, true);
+  auto sent = pushes_.on_members(push, {"node-2", "node-4", "node-5"}, signer_, now_);
+  ASSERT_EQ(sent.send.size(), 3u);
+  // node-2 applies it; node-4's connection fails (a slow member); node-5 too.
+  EXPECT_FALSE(pushes_.on_answer(push, "node-2", encode_keyring_answer(new_id)).retry);
+  EXPECT_FALSE(pushes_.on_failure(push, "node-4", "timeout").retry);
+  fx = pushes_.on_failure(push, "node-5", "unreachable");
+  ASSERT_TRUE(fx.retry);
+  EXPECT_EQ(fx.retry->push, push);
+  EXPECT_EQ(fx.retry->delay, rotation_retry_delay);
+  EXPECT_TRUE(fx.finished.empty()) << "the step is not over";
+  EXPECT_EQ(pushes_.pending(), 1u);
+  EXPECT_TRUE(std::any_of(fx.log.begin(), fx.log.end(), [](const log_line& l) {
+    return l.text.find("install missed node-4 (timeout), node-5 (unreachable)") !=
+           std::string::npos;
+  }));
+  // At the retry, node-5 is no longer alive: it keeps its failure; node-4 is told again.
+  fx = pushes_.on_retry(push, {"node-2", "node-4"}, signer_, now_);
+  EXPECT_EQ(nodes_of(fx.send), (std::vector<std::string>{"node-4"}));
+  fx = pushes_.on_answer(push, "node-4", encode_keyring_answer(new_id));
+  ASSERT_TRUE(fx.retry) << "node-5 still missed";
+  EXPECT_EQ(fx.retry->delay, rotation_retry_delay * 2);
+  // Nobody alive to retry: the attempts run out without a send, and the rotation goes on.
+  for (int attempt = 3; attempt <= max_rotation_attempts; ++attempt) {
+    fx = pushes_.on_retry(push, {}, signer_, now_);
+    EXPECT_TRUE(fx.send.empty());
+  }
+  EXPECT_FALSE(fx.retry);
+  ASSERT_TRUE(fx.step);
+  EXPECT_EQ(fx.step->op, "use");
+  ASSERT_EQ(fx.finished.size(), 1u);
+  EXPECT_EQ(fx.finished[0].done(), 3u) << "this node, node-2 and node-4 on the retry";
+  // A push that is not a rotation's is never retried: its report says who missed it.
+  const auto plain = pushes_.start("use", key_a, key_a, {});
+  (void)pushes_.on_members(plain, {"node-2"}, signer_, now_);
+  fx = pushes_.on_failure(plain, "node-2", "timeout");
+  EXPECT_FALSE(fx.retry);
+  EXPECT_EQ(fx.finished.size(), 1u);
 }
 
 TEST_F(keyring_push_test, a_revocation_during_a_rotation_rotates_again_afterwards) {
