@@ -473,7 +473,9 @@ public:
   }
 
   // Pool.
-  upstream_ptr take_idle(const std::string& key);
+  /// A pooled connection to `key`, or null. `retried_on_reset`: the request is retried if
+  /// the connection turns out closed (see unchecked_reuse_window).
+  upstream_ptr take_idle(const std::string& key, bool retried_on_reset);
   void give_back(upstream_ptr c);
   /// Closes one idle pooled connection of `svc` (any instance), which gives back a unit of
   /// its connection cap; false when it has none.
@@ -1095,7 +1097,16 @@ bool peer_closed(upstream_conn& c) {
   return n == 0 || !c.s->is_tls();
 }
 
-upstream_ptr worker::take_idle(const std::string& key) {
+/// A connection given back this recently, for a request that a reset would retry, is taken
+/// without peer_closed()'s recv: under load connections come back and go out again within
+/// microseconds, and the check cost one system call per request and hop. An app closes
+/// idle keep-alive connections after seconds (nginx 75 s, Node 5 s) and a close it
+/// announces (`connection: close`) never pools the connection; one that closes without
+/// notice costs such a request a retry (under the route's policy and budget). A request
+/// that is not retried on a reset (POST, a body not buffered) always gets the check.
+constexpr auto unchecked_reuse_window = std::chrono::milliseconds{100};
+
+upstream_ptr worker::take_idle(const std::string& key, bool retried_on_reset) {
   auto it = pool_.find(key);
   if (it == pool_.end())
     return nullptr;
@@ -1106,8 +1117,9 @@ upstream_ptr worker::take_idle(const std::string& key) {
     auto c = std::move(q.back());
     q.pop_back();
     counters_.idle_pooled.fetch_sub(1, std::memory_order_relaxed);
-    if (now - c->idle_since < options().idle_timeout && c->s->is_open() && !is_banned(c->node) &&
-        !peer_closed(*c))
+    const auto idle = now - c->idle_since;
+    if (idle < options().idle_timeout && c->s->is_open() && !is_banned(c->node) &&
+        ((retried_on_reset && idle < unchecked_reuse_window) || !peer_closed(*c)))
       out = std::move(c);
   }
   if (q.empty())
@@ -1800,7 +1812,7 @@ private:
   /// pending cap or after connect_timeout. `front`: this request was woken and lost the
   /// free unit to a newer one, so it waits first in line again.
   void acquire_upstream(bool front) {
-    if (auto c = w_.take_idle(pool_key(target_))) {
+    if (auto c = w_.take_idle(pool_key(target_), req_.buffered && is_idempotent(req_.method))) {
       bump(w_.counters().upstream_reused);
       up_ = std::move(c);
       send_request();
