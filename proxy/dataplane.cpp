@@ -476,6 +476,9 @@ public:
   /// A pooled connection to `key`, or null. `retried_on_reset`: the request is retried if
   /// the connection turns out closed (see unchecked_reuse_window).
   upstream_ptr take_idle(const std::string& key, bool retried_on_reset);
+  /// A connection to `key` taken from the pool failed (a reset, an early close): from now
+  /// on take_idle checks every connection to `key` before reuse.
+  void note_reused_failure(const std::string& key);
   void give_back(upstream_ptr c);
   /// Closes one idle pooled connection of `svc` (any instance), which gives back a unit of
   /// its connection cap; false when it has none.
@@ -557,6 +560,10 @@ private:
   std::shared_ptr<tcp::acceptor> inbound_;
   std::map<std::string, std::shared_ptr<tcp::acceptor>> outbound_;
   std::unordered_map<std::string, std::deque<upstream_ptr>> pool_;
+  /// Upstreams (pool keys) a reused connection of which failed: their connections always
+  /// get peer_closed()'s check (an app that closes without `connection: close` would else
+  /// cost a retry per request). Cleared when it reaches max_checked_keys.
+  std::unordered_set<std::string> always_checked_;
 };
 
 upstream_conn::upstream_conn(asio::io_context& io, std::string k, std::string n,
@@ -1102,14 +1109,26 @@ bool peer_closed(upstream_conn& c) {
 /// microseconds, and the check cost one system call per request and hop. An app closes
 /// idle keep-alive connections after seconds (nginx 75 s, Node 5 s) and a close it
 /// announces (`connection: close`) never pools the connection; one that closes without
-/// notice costs such a request a retry (under the route's policy and budget). A request
+/// notice costs one request a retry (under the route's policy and budget), and from then
+/// on that upstream's connections always get the check (note_reused_failure). A request
 /// that is not retried on a reset (POST, a body not buffered) always gets the check.
 constexpr auto unchecked_reuse_window = std::chrono::milliseconds{100};
+
+/// Bound on worker::always_checked_ (cleared when reached).
+constexpr std::size_t max_checked_keys = 4096;
+
+void worker::note_reused_failure(const std::string& key) {
+  if (always_checked_.size() >= max_checked_keys)
+    always_checked_.clear();
+  always_checked_.insert(key);
+}
 
 upstream_ptr worker::take_idle(const std::string& key, bool retried_on_reset) {
   auto it = pool_.find(key);
   if (it == pool_.end())
     return nullptr;
+  if (retried_on_reset && always_checked_.contains(key))
+    retried_on_reset = false;
   auto now = clock::now();
   auto& q = it->second;
   upstream_ptr out;
@@ -1389,6 +1408,7 @@ private:
         c->s->close();
     });
     up_ = c;
+    up_pooled_ = false;
     c->s->socket().async_connect(t.address, [self, c, id, timer, via = t.via_peer, node = t.node,
                                              k = std::move(k)](const asio::error_code& ec) mutable {
       if (id != self->attempt_)
@@ -1815,6 +1835,7 @@ private:
     if (auto c = w_.take_idle(pool_key(target_), req_.buffered && is_idempotent(req_.method))) {
       bump(w_.counters().upstream_reused);
       up_ = std::move(c);
+      up_pooled_ = true;
       send_request();
       return;
     }
@@ -1871,6 +1892,7 @@ public:
     }
     bump(w_.counters().upstream_reused);
     up_ = std::move(c);
+    up_pooled_ = false; // handed over as it came back: nothing to check
     send_request();
   }
 
@@ -2230,9 +2252,12 @@ private:
     ++attempt_;
     if (!target_.endpoint_id.empty() && req_.tried.size() < 8)
       req_.tried.push_back(target_.endpoint_id);
+    if (up_ && up_pooled_ && failure == attempt_failure::reset && !per_try_timeout)
+      w_.note_reused_failure(pool_key(target_));
     if (up_)
       up_->s->close();
     up_.reset();
+    up_pooled_ = false;
     const bool connect = failure == attempt_failure::connect_failure;
     end_attempt(connect ? std::optional{attempt_result::connect_failure} : std::nullopt,
                 {0, connect           ? try_end::failure::connect
@@ -2527,6 +2552,8 @@ private:
   request_state req_;
   target target_;
   upstream_ptr up_;
+  /// up_ came from the pool (take_idle) for the current attempt.
+  bool up_pooled_ = false;
   bool upgrading_ = false;
   /// The response being forwarded arrived until-close and goes out chunked.
   bool rechunk_ = false;
