@@ -462,16 +462,24 @@ declare -A pp50 pp99 pp999
 for ((r = 1; r <= rounds; r++)); do
   for sys in $(order "$r"); do
     log "paced round $r: $sys at $rate req/s"
-    "$bin/starling-paced-client" --target "$(target_http "$sys")" --rate "$rate" \
+    measure_cpu "$work/cpu-paced-$sys-$r" "$sys" "$bin/starling-paced-client" --target "$(target_http "$sys")" --rate "$rate" \
       --seconds "$paced_seconds" --warmup-seconds 1 --connections 16 >"$work/paced-$sys-$r.txt" 2>&1 ||
       die "paced client against $sys failed: $(cat "$work/paced-$sys-$r.txt")"
   done
 done
 echo "## Open loop at $rate requests/s (starling-paced-client, 16 keep-alive connections, ${paced_seconds}s after 1 s warm-up, latency from the scheduled time), medians of $rounds rounds"
 echo
-printf '| system | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | p99 µs of the best round, added | p99 µs each round |\n|---|---|---|---|---|---|---|---|\n'
-declare -A pbest
+printf '| system | p50 µs | p99 µs | p99.9 µs | added p50 µs | added p99 µs | p99 µs of the best round, added | CPU µs/request hop A, hop B | p99 µs each round |\n|---|---|---|---|---|---|---|---|---|\n'
+declare -A pbest pcpu
+# Requests each paced run sent, its warm-up second included (the CPU is measured over both).
+paced_sent() { awk -v n="$(kv "$1" requests)" -v r="$rate" 'BEGIN { print n + r }'; }
 for sys in "${systems[@]}"; do
+  pcpu[$sys]="–"
+  if [[ $sys != direct ]]; then
+    ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-paced-$sys-$r"; cpu_us_per "$ta" "$(paced_sent "$work/paced-$sys-$r.txt")"; done | median)
+    cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-paced-$sys-$r"; cpu_us_per "$tb" "$(paced_sent "$work/paced-$sys-$r.txt")"; done | median)
+    pcpu[$sys]="$ca, $cb"
+  fi
   pbest[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/paced-$sys-$r.txt" p99_us; done | sort -g | sed -n 1p)
   pp50[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/paced-$sys-$r.txt" p50_us; done | median)
   pp99[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/paced-$sys-$r.txt" p99_us; done | median)
@@ -484,7 +492,7 @@ for sys in "${systems[@]}"; do
   fi
   best="$(printf '%.0f' "${pbest[$sys]}")"
   [[ $sys == direct ]] || best+=", $(awk -v a="${pbest[$sys]}" -v b="${pbest[direct]}" 'BEGIN { printf "%.0f", a - b }')"
-  printf '| %s | %.0f | %.0f | %.0f | %s | %s | %s | %s|\n' "$sys" "${pp50[$sys]}" "${pp99[$sys]}" "${pp999[$sys]}" "$added50" "$added99" "$best" \
+  printf '| %s | %.0f | %.0f | %.0f | %s | %s | %s | %s | %s|\n' "$sys" "${pp50[$sys]}" "${pp99[$sys]}" "${pp999[$sys]}" "$added50" "$added99" "$best" "${pcpu[$sys]}" \
     "$(for ((r = 1; r <= rounds; r++)); do printf '%.0f ' "$(kv "$work/paced-$sys-$r.txt" p99_us)"; done)"
 done
 added99_st=$(awk -v a="${pp99[starling]}" -v b="${pp99[direct]}" 'BEGIN { printf "%.0f", a - b }')

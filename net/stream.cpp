@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 namespace starling::net {
 
@@ -21,6 +22,33 @@ stream::~stream() {
 int stream::bio_create(BIO* b) {
   BIO_set_init(b, 1);
   return 1;
+}
+
+void stream::rearm_for_input() {
+  asio::error_code ec;
+  const auto protocol = socket_.local_endpoint(ec).protocol();
+  if (ec) {
+    socket_.close(ec);
+    return;
+  }
+  const auto fd = socket_.release(ec); // deregisters the descriptor, keeps it open
+  if (ec) {
+    socket_.close(ec);
+    return;
+  }
+  socket_.assign(protocol, fd, ec);
+  if (ec)
+    ::close(fd);
+}
+
+std::size_t stream::send_now(asio::const_buffer buf) {
+  if (!socket_.is_open())
+    return 0;
+  // MSG_DONTWAIT: Asio makes the descriptor non-blocking only at its first asynchronous
+  // operation; this may come before one.
+  const auto n =
+      ::send(socket_.native_handle(), buf.data(), buf.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 int stream::bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written) {

@@ -17,7 +17,9 @@
 //
 // Completion handlers are called as void(asio::error_code, std::size_t) (the handshake's as
 // void(asio::error_code)), never from inside the call that starts the operation: an operation
-// that completes at once posts its handler to the socket's executor, as Asio's own do.
+// that completes at once posts its handler to the socket's executor, as Asio's own do. The
+// one exception is asked for by the caller: a write with completion::inline_when_done whose
+// bytes the socket takes at once calls its handler inside async_write (below).
 // The stream must outlive its pending operations (the callers' handlers keep their owner alive).
 #pragma once
 
@@ -80,15 +82,50 @@ public:
       read_step(buf, std::forward<Handler>(handler), false);
   }
 
+  /// How a write that the socket takes at once completes.
+  enum class completion : unsigned char {
+    /// Its handler is posted to the socket's executor, as for every other operation.
+    posted,
+    /// Its handler runs inside async_write, before it returns. A posted handler costs a trip
+    /// through the I/O loop: a post, and a non-blocking epoll_wait before the handler runs,
+    /// twice per request and hop (docs/bench-proxy.md, Run F). For a caller whose
+    /// async_write is its last step (nothing after it that the handler could invalidate) and
+    /// that bounds how deep such handlers may nest. Errors and waits are still posted.
+    inline_when_done,
+  };
+
   /// Writes all of `buf`. With TLS, completion means every record has been handed to the
   /// socket, so a close() after completion cannot cut the answer short: the kernel sends the
   /// queued bytes before the FIN.
-  template <class Handler> void async_write(asio::const_buffer buf, Handler&& handler) {
-    if (!ssl_)
+  template <class Handler>
+  void async_write(asio::const_buffer buf, Handler&& handler, completion how = completion::posted) {
+    const bool at_once = how == completion::inline_when_done;
+    if (ssl_) {
+      write_step(buf, 0, std::forward<Handler>(handler), false, at_once);
+      return;
+    }
+    if (!at_once) {
       asio::async_write(socket_, buf, std::forward<Handler>(handler));
-    else
-      write_step(buf, 0, std::forward<Handler>(handler), false);
+      return;
+    }
+    const std::size_t done = send_now(buf);
+    if (done == buf.size()) {
+      handler(asio::error_code{}, done);
+      return;
+    }
+    // The rest, or the error (which Asio's write meets again and reports), as usual.
+    asio::async_write(socket_, buf + done,
+                      [done, h = std::forward<Handler>(handler)](
+                          const asio::error_code& ec, std::size_t n) mutable { h(ec, done + n); });
   }
+
+  /// Registers the socket with its io_context anew, for input only. Asio arms a descriptor
+  /// for output the first time a write must wait (a connect is such a wait) and keeps it
+  /// armed; edge-triggered, epoll then reports each ACK that frees send space, which wakes
+  /// the I/O thread for nothing once per request on a pooled upstream connection. Call with
+  /// no operation pending, e.g. right after the connect: pending ones would be cancelled. On
+  /// a failure the socket is closed (later operations fail with bad_descriptor).
+  void rearm_for_input();
 
   /// Half-close: no more bytes from us. With TLS no close_notify is sent: the peer's read
   /// ends at the FIN, which is_eof() takes as end of stream, and the peer can still write.
@@ -213,8 +250,13 @@ private:
     });
   }
 
+  /// Sends what the plain socket takes now without blocking; 0 on an error or a full socket.
+  std::size_t send_now(asio::const_buffer buf);
+
+  /// `at_once`: a write done within this call completes inline (completion::inline_when_done).
   template <class Handler>
-  void write_step(asio::const_buffer buf, std::size_t done, Handler&& handler, bool deferred) {
+  void write_step(asio::const_buffer buf, std::size_t done, Handler&& handler, bool deferred,
+                  bool at_once = false) {
     while (done < buf.size()) {
       std::size_t n = 0;
       if (!prepare()) {
@@ -243,7 +285,7 @@ private:
       });
       return;
     }
-    complete(std::forward<Handler>(handler), deferred, asio::error_code{}, done);
+    complete(std::forward<Handler>(handler), deferred || at_once, asio::error_code{}, done);
   }
 
   // The session's BIO (stream.cpp): writes to this stream's socket descriptor, read at each

@@ -640,13 +640,17 @@ private:
     if (counters_ && count)
       bump(d == 0 ? counters_->bytes_in : counters_->bytes_out, n);
     auto self = shared_from_this();
-    to(d).async_write(asio::buffer(dirs_[d].buf.data(), n),
-                      [self, d](const asio::error_code& ec, std::size_t) {
-                        if (ec)
-                          self->fail();
-                        else
-                          self->read(d);
-                      });
+    // Inline when the socket takes it all: the handler's read never completes inline, so
+    // this nests one deep at most.
+    to(d).async_write(
+        asio::buffer(dirs_[d].buf.data(), n),
+        [self, d](const asio::error_code& ec, std::size_t) {
+          if (ec)
+            self->fail();
+          else
+            self->read(d);
+        },
+        stream::completion::inline_when_done);
   }
   void ended(int d) {
     dirs_[d].done = true;
@@ -1168,7 +1172,7 @@ public:
   client_session(worker& w, tcp::socket socket, std::string service)
       : w_(w), client_(std::make_shared<stream>(std::move(socket))),
         service_name_(std::move(service)), inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
-        parser_(direction::request, w.options().limits), client_timer_(w.io()), req_timer_(w.io()),
+        parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
         try_timer_(w.io()), pending_timer_(w.io()) {
     w_.clients().insert(this);
     asio::error_code ec;
@@ -1196,7 +1200,7 @@ public:
         client_->close();
         return;
       }
-      arm_client_timer(w_.options().head_timeout);
+      set_client_deadline(w_.options().head_timeout);
       if (auto& tls = w_.options().tls) {
         std::string err;
         SSL* ssl = tls->new_session(true, "", err);
@@ -1274,7 +1278,7 @@ private:
         preamble_http_ = service->http;
         preamble_instance_ = std::move(service->instance);
         cpos_ = total;
-        cancel_client_timer();
+        clear_client_deadline();
         begin_service();
         return;
       }
@@ -1420,6 +1424,9 @@ private:
       }
       asio::error_code ignored;
       c->s->socket().set_option(tcp::no_delay(true), ignored);
+      // The connect armed the socket for output for good: every ACK of a request would wake
+      // this thread (net::stream::rearm_for_input).
+      c->s->rearm_for_input();
       auto& tls = self->w_.options().tls;
       if (!via || !tls) {
         timer->cancel();
@@ -1561,12 +1568,12 @@ private:
     // Idle keep-alive wait, then head_timeout once the first byte came.
     req_ = {};
     if (cend_ > cpos_ || parser_.messages() == 0)
-      arm_client_timer(w_.options().head_timeout);
+      set_client_deadline(w_.options().head_timeout);
     else
       // A peer proxy's pooled connection idles here: wait longer than its pool keeps it
       // (idle_timeout), so that the pool, not this side, closes it (no request is ever sent
       // on a connection this side is closing).
-      arm_client_timer(inbound_ ? 2 * w_.options().idle_timeout : w_.options().idle_timeout);
+      set_client_deadline(inbound_ ? 2 * w_.options().idle_timeout : w_.options().idle_timeout);
     parse_head();
   }
 
@@ -1575,7 +1582,7 @@ private:
       auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
       cpos_ += r.consumed;
       if (r.status == parse_status::head) {
-        cancel_client_timer();
+        clear_client_deadline();
         on_request_head();
         return;
       }
@@ -1596,7 +1603,7 @@ private:
       }
       if (cend_ > 0 && !head_started_) {
         head_started_ = true;
-        arm_client_timer(w_.options().head_timeout);
+        set_client_deadline(w_.options().head_timeout);
       }
       read_client([](client_session& s) { s.parse_head(); }, true);
       return;
@@ -1726,19 +1733,14 @@ private:
     auto timeout = w_.options().request_timeout;
     if (svc_->resilience && svc_->resilience->timeout_ms > 0)
       timeout = std::chrono::milliseconds{svc_->resilience->timeout_ms};
-    auto self = shared_from_this();
-    auto id = request_id_;
-    req_timer_.expires_after(timeout);
-    req_timer_.async_wait([self, id](const asio::error_code& ec) {
-      if (!ec && id == self->request_id_)
-        self->on_request_timeout();
-    });
+    set_request_deadline(timeout);
     if (h.expect_continue && h.body != body_kind::none) {
       // The client waits for a 100 before sending its body, and the proxy reads the body
       // (buffered) or streams it before it reads the upstream's answer: answer 100 here
       // (as Envoy does). A 100 from the upstream too is forwarded: clients accept extra 1xx.
       static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
       req_.reading_body = true; // a request timeout now just closes
+      auto self = shared_from_this();
       auto cid = attempt_;
       client_->async_write(asio::buffer(continue_line.data(), continue_line.size()),
                            [self, cid](const asio::error_code& ec, std::size_t) {
@@ -1776,7 +1778,7 @@ private:
         attempt();
         return;
       case parse_status::error:
-        ++request_id_;
+        clear_request_deadline();
         client_error(r.error);
         return;
       case parse_status::upgrade:
@@ -1897,6 +1899,21 @@ public:
   }
 
 private:
+  /// Inline completions nest (a response body's chunks, each written inside the handler of
+  /// the last); past this depth a write's handler is posted, which unwinds the stack.
+  static constexpr int max_inline_writes = 8;
+
+  /// Starts `write(how)`, a write that is this call's last step, with its handler run inline
+  /// when the socket takes every byte at once, unless max_inline_writes such handlers are on
+  /// the stack already (stream::completion).
+  template <class Write> void write_last(Write&& write) {
+    auto how = inline_writes_ < max_inline_writes ? stream::completion::inline_when_done
+                                                  : stream::completion::posted;
+    ++inline_writes_;
+    write(how);
+    --inline_writes_;
+  }
+
   void send_request() {
     auto& c = *up_;
     c.parser.expect_response_to(req_.method);
@@ -1907,17 +1924,22 @@ private:
     up_out_ += req_.body;
     auto self = shared_from_this();
     auto id = attempt_;
-    up_->s->async_write(asio::buffer(up_out_), [self, id](const asio::error_code& ec, std::size_t) {
-      if (id != self->attempt_)
-        return;
-      if (ec) {
-        self->on_try_failed(attempt_failure::reset, false);
-        return;
-      }
-      if (self->req_.buffered)
-        self->read_response();
-      else
-        self->stream_body();
+    write_last([&](stream::completion how) {
+      up_->s->async_write(
+          asio::buffer(up_out_),
+          [self, id](const asio::error_code& ec, std::size_t) {
+            if (id != self->attempt_)
+              return;
+            if (ec) {
+              self->on_try_failed(attempt_failure::reset, false);
+              return;
+            }
+            if (self->req_.buffered)
+              self->read_response();
+            else
+              self->stream_body();
+          },
+          how);
     });
   }
 
@@ -2126,29 +2148,32 @@ private:
     auto id = attempt_;
     bool owned = bytes.data() == out_.data();
     // `bytes` may lie in the upstream's buffer: the handler keeps the upstream alive.
-    client_->async_write(
-        asio::buffer(bytes.data(), bytes.size()),
-        [self, id, next, owned, keep = up_](const asio::error_code& ec, std::size_t) {
-          if (id != self->attempt_)
-            return;
-          if (ec) {
-            self->abort_request();
-            return;
-          }
-          if (owned)
-            self->out_.clear();
-          switch (next) {
-          case after_write::read:
-            self->read_response();
-            break;
-          case after_write::complete:
-            self->on_response_complete();
-            break;
-          case after_write::tunnel:
-            self->start_upgrade_tunnel();
-            break;
-          }
-        });
+    write_last([&](stream::completion how) {
+      client_->async_write(
+          asio::buffer(bytes.data(), bytes.size()),
+          [self, id, next, owned, keep = up_](const asio::error_code& ec, std::size_t) {
+            if (id != self->attempt_)
+              return;
+            if (ec) {
+              self->abort_request();
+              return;
+            }
+            if (owned)
+              self->out_.clear();
+            switch (next) {
+            case after_write::read:
+              self->read_response();
+              break;
+            case after_write::complete:
+              self->on_response_complete();
+              break;
+            case after_write::tunnel:
+              self->start_upgrade_tunnel();
+              break;
+            }
+          },
+          how);
+    });
   }
 
   void start_upgrade_tunnel() {
@@ -2159,7 +2184,7 @@ private:
     std::string to_up{cbuf_.data() + cpos_, cend_ - cpos_};
     std::string to_client{c.buf.data() + c.pos, c.end - c.pos};
     cpos_ = cend_ = 0;
-    req_timer_.cancel();
+    clear_request_deadline();
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(client_, c.s, nullptr, [self] { self->on_tunnel_done(); });
     counted_in_flight_ = true;
@@ -2353,8 +2378,7 @@ private:
     if (!req_.counted)
       return;
     req_.counted = false;
-    ++request_id_;
-    req_timer_.cancel();
+    clear_request_deadline();
     if (counted_in_flight_) {
       counted_in_flight_ = false;
       w_.counters().in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -2442,22 +2466,57 @@ private:
   }
 
   // ---------------------------------------------------------------- timers and closing
-  void arm_client_timer(std::chrono::milliseconds d) {
+  // The client's deadline (keep-alive idle, head, linger) and the request's (its timeout)
+  // share one timer that moves lazily: setting a deadline later, or clearing it, changes a
+  // field only; the timer, when it fires before the earliest deadline, waits again for the
+  // rest. Re-arming or cancelling an Asio timer posts the old wait's handler (aborted): twice
+  // per request, each a trip through the I/O loop (docs/bench-proxy.md, Run F). The fields
+  // are the truth; a stale firing finds nothing due and waits again.
+  void set_client_deadline(std::chrono::milliseconds d) {
+    client_deadline_ = clock::now() + d;
+    arm_deadline();
+  }
+  void clear_client_deadline() { client_deadline_ = time_point::max(); }
+  void set_request_deadline(std::chrono::milliseconds d) {
+    request_deadline_ = clock::now() + d;
+    arm_deadline();
+  }
+  void clear_request_deadline() { request_deadline_ = time_point::max(); }
+
+  /// Arms the timer for the earliest deadline unless it fires by then already.
+  void arm_deadline() {
+    auto next = std::min(client_deadline_, request_deadline_);
+    if (next == time_point::max() || (deadline_armed_ && deadline_armed_at_ <= next))
+      return;
+    deadline_armed_ = true;
+    deadline_armed_at_ = next;
+    deadline_timer_.expires_at(next); // an earlier wait completes aborted
     auto self = shared_from_this();
-    auto id = ++client_timer_id_;
-    client_timer_.expires_after(d);
-    client_timer_.async_wait([self, id](const asio::error_code& ec) {
-      if (!ec && id == self->client_timer_id_)
-        self->close_client();
+    deadline_timer_.async_wait([self](const asio::error_code& ec) {
+      if (!ec)
+        self->on_deadline();
     });
   }
-  void cancel_client_timer() {
-    ++client_timer_id_;
-    client_timer_.cancel();
+  void on_deadline() {
+    deadline_armed_ = false;
+    auto now = clock::now();
+    if (client_deadline_ <= now) {
+      client_deadline_ = time_point::max();
+      close_client();
+      return;
+    }
+    if (request_deadline_ <= now) {
+      request_deadline_ = time_point::max();
+      on_request_timeout();
+    }
+    arm_deadline();
   }
+
   void cancel_timers() {
-    cancel_client_timer();
-    req_timer_.cancel();
+    clear_client_deadline();
+    clear_request_deadline();
+    deadline_armed_ = false;
+    deadline_timer_.cancel();
     try_timer_.cancel();
     pending_timer_.cancel();
   }
@@ -2487,7 +2546,7 @@ private:
     }
     ++attempt_;
     client_->shutdown_send();
-    arm_client_timer(std::min(w_.options().head_timeout, std::chrono::milliseconds{1000}));
+    set_client_deadline(std::min(w_.options().head_timeout, std::chrono::milliseconds{1000}));
     drain_client();
   }
 
@@ -2538,17 +2597,19 @@ private:
   io_buffer cbuf_;
   std::size_t cpos_ = 0, cend_ = 0;
   http1_parser parser_;
-  asio::steady_timer client_timer_;
-  std::uint64_t client_timer_id_ = 0;
+  /// The deadlines on deadline_timer_ (arm_deadline); max: none.
+  time_point client_deadline_ = time_point::max();
+  time_point request_deadline_ = time_point::max();
+  asio::steady_timer deadline_timer_;
+  /// A wait on deadline_timer_ is pending, for deadline_armed_at_.
+  bool deadline_armed_ = false;
+  time_point deadline_armed_at_{};
   bool head_started_ = false;
-  asio::steady_timer req_timer_;
   asio::steady_timer try_timer_;
   /// A wait in the service's pending queue (acquire_upstream).
   asio::steady_timer pending_timer_;
   /// Grows whenever an attempt (upstream operation chain) ends: stale handlers compare.
   std::uint64_t attempt_ = 0;
-  /// Grows when a request ends: a stale request timer compares.
-  std::uint64_t request_id_ = 0;
   request_state req_;
   target target_;
   upstream_ptr up_;
@@ -2571,6 +2632,8 @@ private:
   std::string out_;
   /// Bytes being written to the upstream (preamble, forwarded head, buffered body).
   std::string up_out_;
+  /// Handlers of writes completed inline now on the stack (write_how()).
+  int inline_writes_ = 0;
 };
 
 bool worker::evict_idle(const service_state& svc) {

@@ -64,6 +64,8 @@ enum class backend_mode {
   one_shot,      ///< answers like `answer` (keep-alive), then closes the connection
   http10,        ///< an HTTP/1.0 200 with no content-length (body until close), then closes
   http10_length, ///< an HTTP/1.0 200 with a content-length, then closes
+  chunks,        ///< a 200 whose chunked body is its name repeated to 4,000 bytes, one byte
+                 ///< per chunk, all written at once
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
@@ -218,6 +220,18 @@ private:
       return;
     }
     std::string answer = name_ + body;
+    if (mode_ == backend_mode::chunks) {
+      c->out = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-backend: " + name_ + "\r\n\r\n";
+      for (std::size_t i = 0; i < 4000; ++i)
+        c->out += std::string{"1\r\n"} + name_[i % name_.size()] + "\r\n";
+      c->out += "0\r\n\r\n";
+      asio::async_write(c->sock, asio::buffer(c->out),
+                        [this, c](const asio::error_code& ec, std::size_t) {
+                          if (!ec)
+                            serve(c);
+                        });
+      return;
+    }
     auto respond = [this, c, answer, xff] {
       const bool http10 = mode_ == backend_mode::http10 || mode_ == backend_mode::http10_length;
       c->out =

@@ -241,6 +241,31 @@ TEST(dataplane, slow_upstream_is_504_upstream_timeout) {
   EXPECT_EQ(find_service(dp->stats(), "web")->timeouts, 1u);
 }
 
+// A client connection's deadlines (the request's timeout, then the keep-alive idle wait) share
+// one lazily moved timer: a timed-out request, answered requests after it on the same
+// connection, then the idle close, each at its own deadline.
+TEST(dataplane, one_connection_meets_its_request_timeout_then_serves_then_idles_out) {
+  http_backend web("web", backend_mode::hold);
+  auto o = options("a");
+  o.idle_timeout = 300ms;
+  auto dp = start(o);
+  auto svc = service("web", {instance("a", "web", "1", web.port())});
+  svc.policies.resilience = sg::resilience_policy{200, 0, 0, 0, 0};
+  dp->apply(config({svc}));
+  client c(outbound(*dp, "web"));
+  auto slow = c.get();
+  EXPECT_EQ(slow.status, 504);
+  EXPECT_EQ(slow.headers["x-starling-error"], "upstream_timeout");
+  web.release(); // answers at once from now on
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.get();
+    ASSERT_EQ(r.status, 200) << i;
+    EXPECT_EQ(r.body, "web") << i;
+  }
+  EXPECT_EQ(find_service(dp->stats(), "web")->timeouts, 1u);
+  EXPECT_TRUE(c.closed()); // the idle wait after the last answer
+}
+
 TEST(dataplane, malformed_request_is_400_and_closes_while_others_are_served) {
   http_backend web("web-1");
   auto dp = start(options("a"));
@@ -863,6 +888,26 @@ namespace {
 
 // An HTTP/1.0 app (Python's http.server, for one) answers until close. Forwarded raw, that
 // close would end the pooled connection between the proxies at every request.
+// Response bytes go to the client as they arrive, each write's handler run inside the write
+// when the socket takes it all (net::stream::completion::inline_when_done), and the next read
+// started from there: a chunked body of 4,000 one-byte chunks, three times over one kept
+// connection through two hops, arrives whole and in order.
+TEST(dataplane, a_response_of_thousands_of_tiny_chunks_arrives_whole_through_two_hops) {
+  http_backend web("web-b", backend_mode::chunks);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  std::string expected;
+  for (std::size_t i = 0; i < 4000; ++i)
+    expected += std::string_view{"web-b"}[i % 5];
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.get();
+    ASSERT_EQ(r.status, 200) << i;
+    EXPECT_EQ(r.body, expected) << i;
+  }
+  EXPECT_EQ(n.a->stats().upstream_connects, 1u);
+}
+
 TEST(dataplane, an_http_1_0_app_answering_until_close_is_sent_chunked_over_a_kept_hop) {
   http_backend web("web-b", backend_mode::http10);
   two_nodes n;
