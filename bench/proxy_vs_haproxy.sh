@@ -32,8 +32,9 @@
 # graphs) during one more wrk run and one more bulk run through Starling, and prints the
 # hottest symbols (perf.data files kept with --out).
 # --syscalls adds `strace -c -f` of each proxy (HAProxy A and B, Starling A and B) during one
-# more wrk run through each system, and prints system calls per request by name (strace
-# slows the traced process; the counts stay exact, the rates do not matter here).
+# more wrk run and one more paced run through each system, and prints system calls per
+# request by name (strace slows the traced process; the counts stay exact, the rates do not
+# matter here).
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
 # (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
 # the same priority, so the comparison stays fair. Printed in the header.
@@ -599,11 +600,13 @@ fi
 # ------------------------------------------------------------------ system calls (optional)
 # strace_during <system>: strace -c of each of the system's two proxies during one wrk run
 # through it; prints calls per request by name (the top ones) for each hop.
+# strace_during <system> <wrk|paced>: system calls per request of both hops during one wrk
+# run or one paced run (at --rate, its warm-up second counted).
 strace_during() {
-  local sys=$1 hop=0 pid label
+  local sys=$1 load=$2 hop=0 pid label
   local -a tracers=()
   for pid in $(hop_pids "$sys"); do
-    strace -c -f -q -o "$work/strace-$sys-$hop.txt" -p "$pid" >/dev/null 2>&1 &
+    strace -c -f -q -o "$work/strace-$load-$sys-$hop.txt" -p "$pid" >/dev/null 2>&1 &
     tracers+=("$!")
     pids+=("$!")
     hop=$((hop + 1))
@@ -611,28 +614,36 @@ strace_during() {
   traced() { for p in $(hop_pids "$sys"); do
       [[ $(awk '/^TracerPid:/ { print $2 }' "/proc/$p/status" 2>/dev/null) =~ ^[1-9] ]] || return 0
     done; echo yes; }
-  wait_for 10 traced >/dev/null || die "strace did not attach to $sys (see $work/strace-$sys-*.txt)"
-  wrk -t1 -c"$connections" -d"${duration}s" "http://$(target_http "$sys")/" >"$work/strace-$sys.wrk" 2>&1 || true
+  wait_for 10 traced >/dev/null || die "strace did not attach to $sys (see $work/strace-$load-$sys-*.txt)"
+  local n
+  if [[ $load == wrk ]]; then
+    wrk -t1 -c"$connections" -d"${duration}s" "http://$(target_http "$sys")/" >"$work/strace-$sys.wrk" 2>&1 || true
+  else
+    "$bin/starling-paced-client" --target "$(target_http "$sys")" --rate "$rate" --seconds "$paced_seconds" \
+      --warmup-seconds 1 --connections 16 >"$work/strace-$sys.paced" 2>&1 || true
+  fi
   for pid in "${tracers[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   for pid in "${tracers[@]}"; do wait "$pid" 2>/dev/null || true; done
-  local n
-  n=$(wrk_requests "$work/strace-$sys.wrk")
+  if [[ $load == wrk ]]; then n=$(wrk_requests "$work/strace-$sys.wrk"); else n=$(paced_sent "$work/strace-$sys.paced"); fi
   for hop in 0 1; do
     label=$([[ $hop == 0 ]] && echo A || echo B)
     echo "$sys hop $label ($n requests):" \
       "$(awk -v n="$n" 'n > 0 && $1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" {
-            printf "%s %.2f %.2f\n", $NF, $4 / n, (NF == 6 ? $5 : 0) / n }' "$work/strace-$sys-$hop.txt" |
+            printf "%s %.2f %.2f\n", $NF, $4 / n, (NF == 6 ? $5 : 0) / n }' "$work/strace-$load-$sys-$hop.txt" |
         sort -k2 -nr | awk '$2 >= 0.01 { printf "%s%s %s", sep, $1, $2; if ($3 >= 0.01) printf " (%s failed)", $3; sep = ", " }')"
   done
 }
 if ((syscalls)); then
   if command -v strace >/dev/null; then
-    log "syscalls: strace -c of each proxy during one more wrk run per system"
-    echo "## System calls per request (strace -c -f, one wrk run per system)"
+    log "syscalls: strace -c of each proxy during one more wrk run and one more paced run per system"
+    echo "## System calls per request (strace -c -f; one wrk run per system, then one paced run at $rate requests/s)"
     echo
     echo '```'
-    strace_during haproxy
-    strace_during starling
+    strace_during haproxy wrk
+    strace_during starling wrk
+    echo "at $rate requests/s:"
+    strace_during haproxy paced
+    strace_during starling paced
     echo '```'
     echo
   else
