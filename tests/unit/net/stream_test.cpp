@@ -427,20 +427,25 @@ TEST_F(net_stream, tls_immediate_completions_are_posted_not_called_inline) {
   EXPECT_FALSE(w.error) << w.error.message();
 }
 
-/// Writes `data` on `s` with completion::inline_when_done; `inline_call` says whether the
-/// handler ran inside async_write. Runs the io_context until the write completes.
-outcome write_inline(asio::io_context& io, stream& s, const std::string& data, bool& inline_call) {
-  outcome o;
-  bool returned = false;
+/// Starts a write of `data` on `s` with completion::inline_when_done, recorded into `o`;
+/// `inline_call` says whether the handler ran inside async_write. Both must outlive it.
+void start_inline_write(stream& s, const std::string& data, outcome& o, bool& inline_call) {
+  auto returned = std::make_shared<bool>(false);
   inline_call = false;
   s.async_write(
       asio::buffer(data),
-      [&](const asio::error_code& ec, std::size_t n) {
-        inline_call = !returned;
+      [&o, &inline_call, returned](const asio::error_code& ec, std::size_t n) {
+        inline_call = !*returned;
         record(o)(ec, n);
       },
       stream::completion::inline_when_done);
-  returned = true;
+  *returned = true;
+}
+
+/// start_inline_write, then runs the io_context until the write completes.
+outcome write_inline(asio::io_context& io, stream& s, const std::string& data, bool& inline_call) {
+  outcome o;
+  start_inline_write(s, data, o, inline_call);
   EXPECT_TRUE(run_until(io, [&] { return o.done; })) << "write hangs";
   return o;
 }
@@ -474,16 +479,8 @@ TEST_F(net_stream, an_inline_write_larger_than_the_socket_takes_waits_and_arrive
     // More than loopback's socket buffers hold while nobody reads: the write must wait.
     const std::string big = pattern(32U << 20U);
     outcome o;
-    bool returned = false;
     bool inline_call = false;
-    client_->async_write(
-        asio::buffer(big),
-        [&](const asio::error_code& ec, std::size_t n) {
-          inline_call = !returned;
-          record(o)(ec, n);
-        },
-        stream::completion::inline_when_done);
-    returned = true;
+    start_inline_write(*client_, big, o, inline_call);
     EXPECT_FALSE(o.done) << "32 MiB went to the socket at once";
     auto r = std::make_unique<reader>(*server_, big.size());
     r->start();
