@@ -1,7 +1,7 @@
 // spdlog, compiled once into the agent instead of loaded as libspdlog.so.
 //
-// Debian ships spdlog as a shared library. Mapped whole, it and libfmt cost the agent about
-// 0.6 MiB of resident file pages for the few hundred functions it calls
+// Debian ships spdlog as a shared library. Mapped whole, it cost the agent about 0.5 MiB of
+// resident file pages for the few hundred functions it calls
 // (docs/decisions/0019-link-small-libraries-statically.md). Every Starling target includes the
 // spdlog headers in compiled-library mode (SPDLOG_COMPILED_LIB, through starling_spdlog), so
 // they declare the out-of-line functions; this file is the one place that defines them: it

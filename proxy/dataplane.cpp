@@ -1899,8 +1899,10 @@ public:
   }
 
 private:
-  /// Inline completions nest (a response body's chunks, each written inside the handler of
-  /// the last); past this depth a write's handler is posted, which unwinds the stack.
+  /// Inline completions can nest: a write's handler may start the next write at once (the
+  /// next pipelined request's, say). Reads never complete inline, so in practice the depth
+  /// stays at one or two; past this bound a write's handler is posted, which unwinds the
+  /// stack whatever a peer sends.
   static constexpr int max_inline_writes = 8;
 
   /// Starts `write(how)`, a write that is this call's last step, with its handler run inline
