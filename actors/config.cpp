@@ -687,6 +687,9 @@ caf::error read_proxy_table(const toml::node& node, agent_config& cfg) {
       if ((d == nullptr && i == nullptr) || !(x >= 0.0 && x <= 1.0))
         return bad(key, "expected a number from 0 to 1, got " + describe(v));
       cfg.access_log_sample = x;
+    } else if (name == "splice") {
+      if (auto err = read_bool(v, key, cfg.proxy_splice))
+        return err;
     } else {
       return bad(key, "unknown key (docs/operations.md lists the keys)");
     }
@@ -1003,6 +1006,7 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"proxy", "threads", num(cfg.proxy_threads)},
       {"proxy", "access_log", quoted(cfg.access_log)},
       {"proxy", "access_log_sample", fraction(cfg.access_log_sample)},
+      {"proxy", "splice", flag(cfg.proxy_splice)},
   };
 }
 

@@ -120,6 +120,9 @@ struct agent_config {
   std::string access_log;
   /// Share of requests the access log records, 0 to 1 ([proxy] access_log_sample).
   double access_log_sample = 1.0;
+  /// TCP tunnels between plain sockets (local instances) move bytes with splice(2)
+  /// ([proxy] splice).
+  bool proxy_splice = true;
   /// Allows a non-loopback `dns` address ([dns] dns_allow_remote): the server then answers
   /// whoever reaches it with the mesh's service addresses.
   bool dns_allow_remote = false;

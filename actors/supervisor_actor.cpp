@@ -424,6 +424,7 @@ bool start_proxy(supervisor_t* self) {
     };
     opts.access_log_sample = cfg.access_log_sample;
   }
+  opts.splice = cfg.proxy_splice;
   std::string error;
   auto plane = proxy::dataplane::start(std::move(opts), error);
   if (!plane) {

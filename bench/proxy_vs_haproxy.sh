@@ -15,6 +15,7 @@
 #    time, so no coordinated omission): p50/p99, and what two hops add over direct;
 # 3. L4 bulk: one TCP stream for N seconds through a `--protocol tcp` service / HAProxy
 #    `mode tcp` with the same mTLS between hops / direct (starling-bulk source and sink): MB/s;
+#    then one hop to a local instance (plain TCP on both sides, the path splice(2) serves);
 # 4. each agent's RSS idle (mesh up, services registered) and under the wrk load (sampled
 #    VmRSS peak and VmHWM), HAProxy's beside it;
 # 5. kTLS: what this kernel and OpenSSL support (starling-ktls-probe).
@@ -26,7 +27,7 @@
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
 #          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
-#          [--nice N] [--out DIR]
+#          [--no-splice] [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
 # graphs) during one more wrk run and one more bulk run through Starling, and prints the
@@ -35,6 +36,8 @@
 # more wrk run and one more paced run through each system, and prints system calls per
 # request by name (strace slows the traced process; the counts stay exact, the rates do not
 # matter here).
+# --no-splice runs both proxies' one-hop TCP path without splice(2) (Starling `[proxy]
+# splice = false`; HAProxy without `option splice-auto`); by default both splice there.
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
 # (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
 # the same priority, so the comparison stays fair. Printed in the header.
@@ -50,6 +53,7 @@ paced_seconds=10
 bulk_seconds=5
 profile=0
 syscalls=0
+splice=1
 nice_level=""
 out=""
 bin=${STARLING_BIN_DIR:-$top/build/bin}
@@ -68,6 +72,7 @@ while (($#)); do
     --bulk-seconds) bulk_seconds=$2; shift 2 ;;
     --profile) profile=1; shift ;;
     --syscalls) syscalls=1; shift ;;
+    --no-splice) splice=0; shift ;;
     --nice) nice_level=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
@@ -228,7 +233,8 @@ mkdir -p "$hp"
     cat "$n.crt" "$n.key" >"$n.pem"
   done
 ) >"$hp/openssl.log" 2>&1 || die "openssl failed (see $hp/openssl.log)"
-free_port hp_a_http; free_port hp_b_http; free_port hp_a_tcp; free_port hp_b_tcp
+free_port hp_a_http; free_port hp_b_http; free_port hp_a_tcp; free_port hp_b_tcp; free_port hp_a_tcp1
+hp_splice=$( ((splice)) && echo "option splice-auto" || echo "# no splice (--no-splice)")
 hp_common="global
   nbthread 1
   maxconn 4096
@@ -255,6 +261,11 @@ listen tcp_in
   mode tcp
   bind 127.0.0.1:$hp_a_tcp
   server b 127.0.0.1:$hp_b_tcp $to_b
+listen tcp_local
+  mode tcp
+  $hp_splice
+  bind 127.0.0.1:$hp_a_tcp1
+  server sink 127.0.0.1:$sink_port
 EOF
 cat >"$hp/b.cfg" <<EOF
 $hp_common
@@ -277,7 +288,7 @@ for n in b a; do
   pids+=($!)
   printf -v "hp_${n}_pid" '%s' "$!"
 done
-wait_port $deadline_s "$hp_a_http" && wait_port $deadline_s "$hp_a_tcp" &&
+wait_port $deadline_s "$hp_a_http" && wait_port $deadline_s "$hp_a_tcp" && wait_port $deadline_s "$hp_a_tcp1" &&
   wait_port $deadline_s "$hp_b_http" && wait_port $deadline_s "$hp_b_tcp" ||
   die "haproxy did not listen (see $hp/*.log)"
 
@@ -288,10 +299,11 @@ mkdir -p "$st"
 "$starling" ca init --mesh bench.local --out "$st/ca" >"$st/ca.log" 2>&1 &&
   "$starling" ca issuer --ca "$st/ca" --name na --out "$st/issuer-a" >>"$st/ca.log" 2>&1 ||
   die "starling ca failed (see $st/ca.log)"
-cat >"$st/agent.toml" <<'EOF'
+cat >"$st/agent.toml" <<EOF
 [proxy]
 inbound = "127.0.0.1:0"
 threads = 1
+splice = $( ((splice)) && echo true || echo false)
 EOF
 gossip_key=$("$starling" keyring generate | tail -1)
 start_agent() { # start_agent <name> <extra flags...>; sets <name>_pid and <name>_admin
@@ -313,14 +325,19 @@ nb_inbound=$(sed -n 's/.*inbound \([0-9.:]*\).*/\1/p' "$st/nb.out")
 "$starling" register --name web --port "$nginx_port" --protocol http --check http --check-path / \
   --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >"$st/register.log" 2>&1 &&
   "$starling" register --name bulk --port "$sink_port" --protocol tcp --check tcp \
-    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >>"$st/register.log" 2>&1 ||
+    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >>"$st/register.log" 2>&1 &&
+  "$starling" register --name bulk1 --port "$sink_port" --protocol tcp --check tcp \
+    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$na_admin" >>"$st/register.log" 2>&1 ||
   die "starling register failed (see $st/register.log)"
 web_ready() { [[ -n $(healthy_on "$na_admin" web nb) && -n $(outbound_of "$na_admin" web) ]] && echo yes || true; }
 bulk_ready() { [[ -n $(healthy_on "$na_admin" bulk nb) && -n $(outbound_of "$na_admin" bulk) ]] && echo yes || true; }
 wait_for $deadline_s web_ready >/dev/null || die "node A never saw web healthy on nb with an outbound listener"
 wait_for $deadline_s bulk_ready >/dev/null || die "node A never saw bulk healthy on nb with an outbound listener"
+bulk1_ready() { [[ -n $(healthy_on "$na_admin" bulk1 na) && -n $(outbound_of "$na_admin" bulk1) ]] && echo yes || true; }
+wait_for $deadline_s bulk1_ready >/dev/null || die "node A never saw its own bulk1 healthy with an outbound listener"
 st_web=$(outbound_of "$na_admin" web)
 st_bulk=$(outbound_of "$na_admin" bulk)
+st_bulk1=$(outbound_of "$na_admin" bulk1)
 log "Starling: web at $st_web, bulk at $st_bulk (node A's outbound listeners); nb inbound $nb_inbound"
 
 # ------------------------------------------------------------------ is every hop what it claims?
@@ -385,6 +402,7 @@ peak_of() { awk -v p="$2" '$1 == p { print $2 }' "$1" 2>/dev/null; }
 
 target_http() { case $1 in direct) echo "127.0.0.1:$nginx_port" ;; haproxy) echo "127.0.0.1:$hp_a_http" ;; starling) echo "$st_web" ;; esac; }
 target_tcp() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp" ;; starling) echo "$st_bulk" ;; esac; }
+target_tcp1() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp1" ;; starling) echo "$st_bulk1" ;; esac; }
 hop_pids() { case $1 in direct) echo "" ;; haproxy) echo "$hp_a_pid $hp_b_pid" ;; starling) echo "$na_pid $nb_pid" ;; esac; }
 # measure_cpu <file> <system> <command...>: runs the command and writes the CPU ticks its
 # system's two proxies (hop A, hop B) used meanwhile to <file> as "ticks_a ticks_b".
@@ -523,6 +541,31 @@ for sys in "${systems[@]}"; do
 done
 bulk_ratio=$(ratio "${mbps[starling]}" "${mbps[haproxy]}")
 printf '| **starling / haproxy** | **%sx** | | |\n' "$bulk_ratio"
+echo
+
+# ------------------------------------------------------------------ 3b. L4 bulk, one hop, plain
+# A TCP service whose instance is on node A itself: both of A's sockets are plain, the path
+# splice(2) serves (Starling by default, HAProxy with option splice-auto; --no-splice: neither).
+declare -A mbps1
+for ((r = 1; r <= rounds; r++)); do
+  for sys in $(order "$r"); do
+    log "bulk one hop round $r: $sys"
+    measure_cpu "$work/cpu-bulk1-$sys-$r" "$sys" "$bin/starling-bulk" source \
+      --connect "$(target_tcp1 "$sys")" --seconds "$bulk_seconds" >"$work/bulk1-$sys-$r.txt" 2>&1 || die "one-hop bulk through $sys failed: $(cat "$work/bulk1-$sys-$r.txt")"
+  done
+done
+echo "## L4 bulk, one hop to a local instance, plain TCP on both sides: one stream for ${bulk_seconds}s, $( ((splice)) && echo "both proxies splice" || echo "no splice (--no-splice)"), medians of $rounds rounds"
+echo
+printf '| system | MB/s | CPU µs/MB | each round |\n|---|---|---|---|\n'
+for sys in "${systems[@]}"; do
+  mbps1[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/bulk1-$sys-$r.txt" mb_per_s; done | median)
+  cpu_mb="–"
+  if [[ $sys != direct ]]; then
+    cpu_mb=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-bulk1-$sys-$r"; cpu_us_per "$ta" "$(awk -v b="$(kv "$work/bulk1-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
+  fi
+  printf '| %s | %.0f | %s | %s|\n' "$sys" "${mbps1[$sys]}" "$cpu_mb" "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(kv "$work/bulk1-$sys-$r.txt" mb_per_s)"; done)"
+done
+printf '| **starling / haproxy** | **%sx** | | |\n' "$(ratio "${mbps1[starling]}" "${mbps1[haproxy]}")"
 echo
 
 # ------------------------------------------------------------------ 4. RSS

@@ -42,8 +42,10 @@
 #include <unordered_set>
 
 #include <asio.hpp>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "net/stream.hpp"
 #include "proto/wire/framing.hpp"
@@ -584,16 +586,32 @@ upstream_conn::~upstream_conn() {
 
 /// Copies bytes both ways between two streams with half-close: EOF from one side shuts
 /// the other's sending side; when both directions ended (or one failed) both close.
+///
+/// Between two plain streams (a local instance: TLS on neither side) the bytes can move
+/// through a pipe with splice(2) instead, never copied into the process (`splice`); the
+/// bytes it starts with still go through a buffer.
 class tunnel : public std::enable_shared_from_this<tunnel> {
 public:
   using done_fn = std::function<void()>;
-  tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done)
-      : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)) {}
+  tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done, bool splice = false)
+      : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)),
+        splice_(splice && !a_->is_tls() && !b_->is_tls()) {}
+  ~tunnel() {
+    for (auto& d : dirs_)
+      for (int fd : {d.pipe_r, d.pipe_w})
+        if (fd >= 0)
+          ::close(fd);
+  }
+  tunnel(const tunnel&) = delete;
+  tunnel& operator=(const tunnel&) = delete;
 
   /// Starts with `to_b` already read from a (sent to b first) and `to_a` from b.
   void start(std::string_view to_b, std::string_view to_a) {
-    dirs_[0].buf = io_buffer{std::max(tunnel_buffer_bytes, to_b.size())};
-    dirs_[1].buf = io_buffer{std::max(tunnel_buffer_bytes, to_a.size())};
+    if (splice_)
+      splice_ = open_pipes();
+    // A spliced direction needs a buffer only for the bytes it starts with.
+    dirs_[0].buf = io_buffer{splice_ ? to_b.size() : std::max(tunnel_buffer_bytes, to_b.size())};
+    dirs_[1].buf = io_buffer{splice_ ? to_a.size() : std::max(tunnel_buffer_bytes, to_a.size())};
     if (!to_b.empty()) // (memcpy from a null view is undefined even for 0 bytes)
       std::memcpy(dirs_[0].buf.data(), to_b.data(), to_b.size());
     if (!to_a.empty())
@@ -617,12 +635,108 @@ private:
   struct dir {
     io_buffer buf;
     bool done = false;
+    /// splice: the direction's pipe, and the bytes it holds (read, not yet written).
+    int pipe_r = -1, pipe_w = -1;
+    std::size_t held = 0;
   };
   // Direction 0: a -> b (client to upstream); 1: b -> a.
   stream& from(int d) { return d == 0 ? *a_ : *b_; }
   stream& to(int d) { return d == 0 ? *b_ : *a_; }
 
+  /// The pipes of both directions, the sockets non-blocking for splice (Asio sets that
+  /// flag lazily); false (nothing kept) when the process is out of descriptors.
+  bool open_pipes() {
+    for (auto& d : dirs_) {
+      int fds[2];
+      if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+        return false;
+      d.pipe_r = fds[0];
+      d.pipe_w = fds[1];
+    }
+    asio::error_code ec;
+    a_->socket().native_non_blocking(true, ec);
+    if (!ec)
+      b_->socket().native_non_blocking(true, ec);
+    return !ec;
+  }
+
+  /// Bytes one splice call moves at most: a pipe's default capacity.
+  static constexpr std::size_t splice_chunk = 64 * 1024;
+  /// Chunks one direction moves before it lets the thread's other work run (posts itself).
+  static constexpr int splice_turns = 16;
+
+  /// splice: moves what the source has into the pipe and on to the destination, until the
+  /// source has nothing, the destination is full (a wait for either), or the end.
+  void splice_step(int d) {
+    auto& dir = dirs_[d];
+    for (int turn = 0; turn < splice_turns; ++turn) {
+      if (dir.held > 0 && !splice_out(d))
+        return;
+      const auto n = ::splice(from(d).socket().native_handle(), nullptr, dir.pipe_w, nullptr,
+                              splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        dir.held = static_cast<std::size_t>(n);
+        if (counters_)
+          bump(d == 0 ? counters_->bytes_in : counters_->bytes_out, dir.held);
+        continue;
+      }
+      if (n == 0) {
+        ended(d);
+        return;
+      }
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        auto self = shared_from_this();
+        from(d).socket().async_wait(tcp::socket::wait_read, [self, d](const asio::error_code& ec) {
+          if (ec)
+            self->fail();
+          else
+            self->splice_step(d);
+        });
+        return;
+      }
+      fail();
+      return;
+    }
+    auto self = shared_from_this();
+    asio::post(from(d).socket().get_executor(), [self, d] { self->splice_step(d); });
+  }
+
+  /// Writes what the pipe holds to the destination; false when it waits for room (and goes
+  /// on from there) or failed.
+  bool splice_out(int d) {
+    auto& dir = dirs_[d];
+    while (dir.held > 0) {
+      const auto n = ::splice(dir.pipe_r, nullptr, to(d).socket().native_handle(), nullptr,
+                              dir.held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        dir.held -= static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        auto self = shared_from_this();
+        to(d).socket().async_wait(tcp::socket::wait_write, [self, d](const asio::error_code& ec) {
+          if (ec)
+            self->fail();
+          else if (self->splice_out(d))
+            self->splice_step(d);
+        });
+        return false;
+      }
+      fail();
+      return false;
+    }
+    return true;
+  }
+
   void read(int d) {
+    if (splice_) {
+      splice_step(d);
+      return;
+    }
     auto self = shared_from_this();
     from(d).async_read_some(asio::buffer(dirs_[d].buf.data(), dirs_[d].buf.size()),
                             [self, d](const asio::error_code& ec, std::size_t n) {
@@ -673,6 +787,7 @@ private:
   service_counters* counters_;
   done_fn done_;
   std::array<dir, 2> dirs_;
+  bool splice_;
   bool finished_ = false;
 };
 
@@ -1513,7 +1628,8 @@ private:
     bump(sc().bytes_in, cend_ - cpos_);
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
-    tunnel_ = std::make_shared<tunnel>(client_, up_->s, &sc(), [self] { self->on_tunnel_done(); });
+    tunnel_ = std::make_shared<tunnel>(
+        client_, up_->s, &sc(), [self] { self->on_tunnel_done(); }, w_.options().splice);
     tunnel_->start(first, {});
   }
 
@@ -2188,7 +2304,8 @@ private:
     cpos_ = cend_ = 0;
     clear_request_deadline();
     auto self = shared_from_this();
-    tunnel_ = std::make_shared<tunnel>(client_, c.s, nullptr, [self] { self->on_tunnel_done(); });
+    tunnel_ = std::make_shared<tunnel>(
+        client_, c.s, nullptr, [self] { self->on_tunnel_done(); }, w_.options().splice);
     counted_in_flight_ = true;
     w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->start(to_up, to_client);

@@ -120,6 +120,10 @@ struct dataplane_options {
   std::function<void(std::string_view line)> access_log;
   /// Share of requests logged, 0 to 1.
   double access_log_sample = 1.0;
+  /// TCP tunnels between two plain sockets (a local instance: TCP services, and HTTP
+  /// Upgrade) move their bytes with splice(2) through a pipe, never copying them into the
+  /// process.
+  bool splice = true;
   /// Seeds the balancers' and the splits' random sources (one per thread).
   std::uint64_t seed = 1;
 };

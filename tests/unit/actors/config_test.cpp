@@ -949,6 +949,8 @@ TEST(config, proxy_table_and_inbound_flag) {
   EXPECT_EQ(cfg.access_log, "/tmp/access.jsonl");
   EXPECT_EQ(cfg.access_log_sample, 0.25);
   EXPECT_EQ(load("name = \"a\"\n[proxy]\naccess_log_sample = 0\n").access_log_sample, 0.0);
+  EXPECT_TRUE(cfg.proxy_splice);
+  EXPECT_FALSE(load("name = \"a\"\n[proxy]\nsplice = false\n").proxy_splice);
   EXPECT_FALSE(load("name = \"a\"\n[proxy]\ninbound = \"off\"\n").inbound);
   sa::agent_flags flags;
   flags.name = "a";
@@ -968,6 +970,7 @@ TEST(config, proxy_table_and_inbound_flag) {
       {"[proxy]\naccess_log_sample = 1.5", "proxy.access_log_sample: expected a number from 0"},
       {"[proxy]\naccess_log_sample = -0.1", "proxy.access_log_sample:"},
       {"[proxy]\naccess_log_sample = \"all\"", "proxy.access_log_sample:"},
+      {"[proxy]\nsplice = \"yes\"", "proxy.splice:"},
       {"[proxy]\nport = 1", "proxy.port: unknown key"},
   };
   for (const auto& [toml, key] : cases) {

@@ -4,6 +4,7 @@
 // with a deadline; nothing sleeps to wait.
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -128,22 +129,57 @@ TEST(dataplane, tcp_echo_with_half_close_through_two_hops) {
   EXPECT_EQ(svc->bytes_out, 11u);
 }
 
-TEST(dataplane, tcp_echo_one_hop_large_transfer) {
-  echo_backend echo;
-  auto dp = start(options("a", 2));
-  dp->apply(config(
-      {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
-  client c(outbound(*dp, "db"));
-  std::string data(200 * 1024, 'x');
-  for (std::size_t i = 0; i < data.size(); ++i)
-    data[i] = static_cast<char>('a' + i % 26);
-  std::thread writer([&] {
-    c.send(data);
-    c.shutdown_send();
-  });
-  auto got = c.read_all();
-  writer.join();
-  EXPECT_EQ(got, data);
+/// Pipes this process holds open (/proc/self/fd links "pipe:[...]").
+int open_pipes() {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code lec;
+    if (std::filesystem::read_symlink(e.path(), lec).string().rfind("pipe:", 0) == 0)
+      ++n;
+  }
+  return n;
+}
+
+// One hop to a local TCP instance: both sockets plain, so with `splice` (the default) the
+// tunnel moves the bytes through two pipes; without, through its buffers. Either way the
+// bytes arrive whole, in order, with the half-close passed on.
+TEST(dataplane, tcp_echo_one_hop_large_transfer_spliced_or_copied) {
+  for (bool splice : {true, false}) {
+    SCOPED_TRACE(splice ? "splice" : "copy");
+    echo_backend echo;
+    auto o = options("a", 2);
+    o.splice = splice;
+    auto dp = start(o);
+    dp->apply(config(
+        {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
+    const int pipes_before = open_pipes();
+    client c(outbound(*dp, "db"));
+    ASSERT_TRUE(c.send("ping"));
+    ASSERT_TRUE(c.read_until([](const std::string& in) { return in.size() >= 4; }));
+    // The tunnel is up: two pipes (four descriptors) when it splices, none otherwise.
+    EXPECT_EQ(open_pipes() - pipes_before, splice ? 4 : 0);
+    std::string data(2 * 1024 * 1024, 'x');
+    for (std::size_t i = 0; i < data.size(); ++i)
+      data[i] = static_cast<char>('a' + i % 26);
+    std::thread writer([&] {
+      c.send(data);
+      c.shutdown_send();
+    });
+    auto got = c.read_all(); // "ping", then the data
+    writer.join();
+    EXPECT_EQ(got.size(), 4 + data.size());
+    EXPECT_TRUE(got == "ping" + data);
+    auto* svc = find_service(dp->stats(), "db");
+    ASSERT_NE(svc, nullptr);
+    EXPECT_TRUE(eventually([&] {
+      auto st = dp->stats();
+      auto* s = find_service(st, "db");
+      return s && s->bytes_in == 4 + data.size() && s->bytes_out == 4 + data.size();
+    }));
+    EXPECT_TRUE(eventually([&] { return open_pipes() == pipes_before; }))
+        << "the tunnel's pipes outlived it";
+  }
 }
 
 TEST(dataplane, split_80_20_over_1000_requests) {
