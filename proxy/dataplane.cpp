@@ -593,14 +593,23 @@ upstream_conn::~upstream_conn() {
 class tunnel : public std::enable_shared_from_this<tunnel> {
 public:
   using done_fn = std::function<void()>;
-  tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done, bool splice = false)
+  /// Spliced tunnels of one data plane, against its cap (dataplane_options).
+  struct splice_slots {
+    std::atomic<int> used{0};
+    int max = 0;
+  };
+  /// `slots`: splice when both streams are plain and a slot is free; null: always copy.
+  tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done,
+         std::shared_ptr<splice_slots> slots = nullptr)
       : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)),
-        splice_(splice && !a_->is_tls() && !b_->is_tls()) {}
+        slots_(std::move(slots)), splice_(slots_ && !a_->is_tls() && !b_->is_tls()) {}
   ~tunnel() {
     for (auto& d : dirs_)
       for (int fd : {d.pipe_r, d.pipe_w})
         if (fd >= 0)
           ::close(fd);
+    if (holds_pipes_)
+      slots_->used.fetch_sub(1, std::memory_order_relaxed);
   }
   tunnel(const tunnel&) = delete;
   tunnel& operator=(const tunnel&) = delete;
@@ -644,8 +653,15 @@ private:
   stream& to(int d) { return d == 0 ? *b_ : *a_; }
 
   /// The pipes of both directions, the sockets non-blocking for splice (Asio sets that
-  /// flag lazily); false (nothing kept) when the process is out of descriptors.
+  /// flag lazily); false when every slot is taken (each spliced tunnel holds four more
+  /// descriptors; past the cap tunnels copy, as past HAProxy's maxpipes) or the process is
+  /// out of descriptors: the tunnel copies then.
   bool open_pipes() {
+    if (slots_->used.fetch_add(1, std::memory_order_relaxed) >= slots_->max) {
+      slots_->used.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    holds_pipes_ = true;
     for (auto& d : dirs_) {
       int fds[2];
       if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
@@ -787,7 +803,10 @@ private:
   service_counters* counters_;
   done_fn done_;
   std::array<dir, 2> dirs_;
+  std::shared_ptr<splice_slots> slots_;
   bool splice_;
+  /// Holds one of slots_.
+  bool holds_pipes_ = false;
   bool finished_ = false;
 };
 
@@ -810,6 +829,8 @@ public:
   explicit dataplane_impl(dataplane_options options) : options_(std::move(options)) {
     if (options_.threads == 0)
       options_.threads = 1;
+    splice_slots_->max =
+        static_cast<int>(std::min<std::size_t>(options_.splice_max_tunnels, 1U << 20U));
     for (std::size_t i = 0; i < options_.threads; ++i)
       workers_.push_back(std::make_unique<worker>(*this, i, options_.seed + i * 0x9e3779b9ULL));
   }
@@ -927,6 +948,10 @@ public:
   }
   [[nodiscard]] bool is_draining() const { return draining_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool draining() const override { return is_draining(); }
+  /// What a new tunnel splices with: null when splice is off.
+  [[nodiscard]] std::shared_ptr<tunnel::splice_slots> splice_slots() const {
+    return options_.splice ? splice_slots_ : nullptr;
+  }
 
   std::size_t in_flight() const override {
     std::int64_t sum = 0;
@@ -1081,6 +1106,7 @@ private:
   std::map<std::string, std::string> outbound_addresses_;
   std::string inbound_address_;
   std::atomic<bool> draining_{false};
+  std::shared_ptr<tunnel::splice_slots> splice_slots_ = std::make_shared<tunnel::splice_slots>();
 };
 
 const dataplane_options& worker::options() const { return dp_.options(); }
@@ -1629,7 +1655,7 @@ private:
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_, up_->s, &sc(), [self] { self->on_tunnel_done(); }, w_.options().splice);
+        client_, up_->s, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots());
     tunnel_->start(first, {});
   }
 
@@ -2305,7 +2331,7 @@ private:
     clear_request_deadline();
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_, c.s, nullptr, [self] { self->on_tunnel_done(); }, w_.options().splice);
+        client_, c.s, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots());
     counted_in_flight_ = true;
     w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->start(to_up, to_client);

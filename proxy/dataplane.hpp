@@ -124,6 +124,9 @@ struct dataplane_options {
   /// Upgrade) move their bytes with splice(2) through a pipe, never copying them into the
   /// process.
   bool splice = true;
+  /// Tunnels that splice at once, at most (each holds two pipes: four descriptors); more
+  /// copy through their buffers.
+  std::size_t splice_max_tunnels = 512;
   /// Seeds the balancers' and the splits' random sources (one per thread).
   std::uint64_t seed = 1;
 };

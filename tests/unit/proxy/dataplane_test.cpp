@@ -111,6 +111,41 @@ TEST(dataplane, http_two_hops_through_the_peer_inbound) {
   EXPECT_EQ(n.a->stats().upstream_reused, 4u);
 }
 
+/// Pipes this process holds open (/proc/self/fd links "pipe:[...]").
+int open_pipes() {
+  int n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    std::error_code lec;
+    if (std::filesystem::read_symlink(e.path(), lec).string().rfind("pipe:", 0) == 0)
+      ++n;
+  }
+  return n;
+}
+
+// Each spliced tunnel holds four descriptors: past splice_max_tunnels, tunnels copy.
+TEST(dataplane, tunnels_past_the_splice_cap_copy_and_still_deliver) {
+  echo_backend echo;
+  auto o = options("a");
+  o.splice_max_tunnels = 1;
+  auto dp = start(o);
+  dp->apply(config(
+      {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
+  const int pipes_before = open_pipes();
+  client first(outbound(*dp, "db"));
+  client second(outbound(*dp, "db"));
+  for (auto* c : {&first, &second}) {
+    ASSERT_TRUE(c->send("ping"));
+    ASSERT_TRUE(c->read_until([](const std::string& in) { return in.size() >= 4; }));
+  }
+  EXPECT_EQ(open_pipes() - pipes_before, 4); // the first splices, the second copies
+  for (auto* c : {&first, &second}) {
+    ASSERT_TRUE(c->send("pong"));
+    c->shutdown_send();
+    EXPECT_EQ(c->read_all(), "pingpong");
+  }
+}
+
 TEST(dataplane, tcp_echo_with_half_close_through_two_hops) {
   echo_backend echo;
   two_nodes n;
@@ -127,18 +162,6 @@ TEST(dataplane, tcp_echo_with_half_close_through_two_hops) {
   EXPECT_EQ(svc->requests, 1u);
   EXPECT_EQ(svc->bytes_in, 11u);
   EXPECT_EQ(svc->bytes_out, 11u);
-}
-
-/// Pipes this process holds open (/proc/self/fd links "pipe:[...]").
-int open_pipes() {
-  int n = 0;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
-    std::error_code lec;
-    if (std::filesystem::read_symlink(e.path(), lec).string().rfind("pipe:", 0) == 0)
-      ++n;
-  }
-  return n;
 }
 
 // One hop to a local TCP instance: both sockets plain, so with `splice` (the default) the
