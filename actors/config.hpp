@@ -122,7 +122,7 @@ struct agent_config {
   double access_log_sample = 1.0;
   /// TCP tunnels between plain sockets (local instances) move bytes with splice(2)
   /// ([proxy] splice).
-  bool proxy_splice = true;
+  bool proxy_splice = false;
   /// Allows a non-loopback `dns` address ([dns] dns_allow_remote): the server then answers
   /// whoever reaches it with the mesh's service addresses.
   bool dns_allow_remote = false;

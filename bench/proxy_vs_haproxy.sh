@@ -27,7 +27,7 @@
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
 #          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
-#          [--no-splice] [--nice N] [--out DIR]
+#          [--splice] [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
 # graphs) during one more wrk run and one more bulk run through Starling, and prints the
@@ -36,8 +36,8 @@
 # more wrk run and one more paced run through each system, and prints system calls per
 # request by name (strace slows the traced process; the counts stay exact, the rates do not
 # matter here).
-# --no-splice runs both proxies' one-hop TCP path without splice(2) (Starling `[proxy]
-# splice = false`; HAProxy without `option splice-auto`); by default both splice there.
+# --splice runs both proxies' one-hop TCP path with splice(2) (Starling `[proxy] splice =
+# true`; HAProxy `option splice-auto`); by default neither splices (both proxies' default).
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
 # (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
 # the same priority, so the comparison stays fair. Printed in the header.
@@ -53,7 +53,7 @@ paced_seconds=10
 bulk_seconds=5
 profile=0
 syscalls=0
-splice=1
+splice=0
 nice_level=""
 out=""
 bin=${STARLING_BIN_DIR:-$top/build/bin}
@@ -72,7 +72,7 @@ while (($#)); do
     --bulk-seconds) bulk_seconds=$2; shift 2 ;;
     --profile) profile=1; shift ;;
     --syscalls) syscalls=1; shift ;;
-    --no-splice) splice=0; shift ;;
+    --splice) splice=1; shift ;;
     --nice) nice_level=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
@@ -234,7 +234,7 @@ mkdir -p "$hp"
   done
 ) >"$hp/openssl.log" 2>&1 || die "openssl failed (see $hp/openssl.log)"
 free_port hp_a_http; free_port hp_b_http; free_port hp_a_tcp; free_port hp_b_tcp; free_port hp_a_tcp1
-hp_splice=$( ((splice)) && echo "option splice-auto" || echo "# no splice (--no-splice)")
+hp_splice=$( ((splice)) && echo "option splice-auto" || echo "# no splice (without --splice)")
 hp_common="global
   nbthread 1
   maxconn 4096
@@ -545,7 +545,7 @@ echo
 
 # ------------------------------------------------------------------ 3b. L4 bulk, one hop, plain
 # A TCP service whose instance is on node A itself: both of A's sockets are plain, the path
-# splice(2) serves (Starling by default, HAProxy with option splice-auto; --no-splice: neither).
+# splice(2) serves (with --splice: Starling's [proxy] splice and HAProxy's option splice-auto).
 declare -A mbps1
 for ((r = 1; r <= rounds; r++)); do
   for sys in $(order "$r"); do
@@ -554,7 +554,7 @@ for ((r = 1; r <= rounds; r++)); do
       --connect "$(target_tcp1 "$sys")" --seconds "$bulk_seconds" >"$work/bulk1-$sys-$r.txt" 2>&1 || die "one-hop bulk through $sys failed: $(cat "$work/bulk1-$sys-$r.txt")"
   done
 done
-echo "## L4 bulk, one hop to a local instance, plain TCP on both sides: one stream for ${bulk_seconds}s, $( ((splice)) && echo "both proxies splice" || echo "no splice (--no-splice)"), medians of $rounds rounds"
+echo "## L4 bulk, one hop to a local instance, plain TCP on both sides: one stream for ${bulk_seconds}s, $( ((splice)) && echo "both proxies splice (--splice)" || echo "no splice"), medians of $rounds rounds"
 echo
 printf '| system | MB/s | CPU µs/MB | each round |\n|---|---|---|---|\n'
 for sys in "${systems[@]}"; do

@@ -122,8 +122,9 @@ struct dataplane_options {
   double access_log_sample = 1.0;
   /// TCP tunnels between two plain sockets (a local instance: TCP services, and HTTP
   /// Upgrade) move their bytes with splice(2) through a pipe, never copying them into the
-  /// process.
-  bool splice = true;
+  /// process. Off by default: on loopback it measured slower than the copy
+  /// (docs/bench-proxy.md, "splice").
+  bool splice = false;
   /// Tunnels that splice at once, at most (each holds two pipes: four descriptors); more
   /// copy through their buffers.
   std::size_t splice_max_tunnels = 512;

@@ -949,8 +949,8 @@ TEST(config, proxy_table_and_inbound_flag) {
   EXPECT_EQ(cfg.access_log, "/tmp/access.jsonl");
   EXPECT_EQ(cfg.access_log_sample, 0.25);
   EXPECT_EQ(load("name = \"a\"\n[proxy]\naccess_log_sample = 0\n").access_log_sample, 0.0);
-  EXPECT_TRUE(cfg.proxy_splice);
-  EXPECT_FALSE(load("name = \"a\"\n[proxy]\nsplice = false\n").proxy_splice);
+  EXPECT_FALSE(cfg.proxy_splice);
+  EXPECT_TRUE(load("name = \"a\"\n[proxy]\nsplice = true\n").proxy_splice);
   EXPECT_FALSE(load("name = \"a\"\n[proxy]\ninbound = \"off\"\n").inbound);
   sa::agent_flags flags;
   flags.name = "a";

@@ -127,6 +127,7 @@ int open_pipes() {
 TEST(dataplane, tunnels_past_the_splice_cap_copy_and_still_deliver) {
   echo_backend echo;
   auto o = options("a");
+  o.splice = true;
   o.splice_max_tunnels = 1;
   auto dp = start(o);
   dp->apply(config(
@@ -164,8 +165,8 @@ TEST(dataplane, tcp_echo_with_half_close_through_two_hops) {
   EXPECT_EQ(svc->bytes_out, 11u);
 }
 
-// One hop to a local TCP instance: both sockets plain, so with `splice` (the default) the
-// tunnel moves the bytes through two pipes; without, through its buffers. Either way the
+// One hop to a local TCP instance: both sockets plain, so with `splice` the tunnel moves the
+// bytes through two pipes; without (the default), through its buffers. Either way the
 // bytes arrive whole, in order, with the half-close passed on.
 TEST(dataplane, tcp_echo_one_hop_large_transfer_spliced_or_copied) {
   for (bool splice : {true, false}) {
