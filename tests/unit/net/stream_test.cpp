@@ -224,6 +224,13 @@ protected:
     ASSERT_FALSE(s) << "server handshake: " << s.message();
     ASSERT_FALSE(c) << "client handshake: " << c.message();
   }
+  /// connect_tls() or connect() (plain).
+  void connect_as(bool tls) {
+    if (tls)
+      ASSERT_NO_FATAL_FAILURE(connect_tls());
+    else
+      ASSERT_NO_FATAL_FAILURE(connect());
+  }
 
   /// Writes `data` on `s` to its end; returns how it completed.
   outcome write_all(stream& s, const std::string& data) {
@@ -453,10 +460,7 @@ outcome write_inline(asio::io_context& io, stream& s, const std::string& data, b
 TEST_F(net_stream, an_inline_write_the_socket_takes_at_once_completes_inside_the_call) {
   for (bool tls : {false, true}) {
     SCOPED_TRACE(tls ? "tls" : "plain");
-    if (tls)
-      ASSERT_NO_FATAL_FAILURE(connect_tls());
-    else
-      ASSERT_NO_FATAL_FAILURE(connect());
+    ASSERT_NO_FATAL_FAILURE(connect_as(tls));
     const std::string small = pattern(300);
     bool inline_call = false;
     auto w = write_inline(io_, *client_, small, inline_call);
@@ -472,10 +476,7 @@ TEST_F(net_stream, an_inline_write_the_socket_takes_at_once_completes_inside_the
 TEST_F(net_stream, an_inline_write_larger_than_the_socket_takes_waits_and_arrives_whole) {
   for (bool tls : {false, true}) {
     SCOPED_TRACE(tls ? "tls" : "plain");
-    if (tls)
-      ASSERT_NO_FATAL_FAILURE(connect_tls());
-    else
-      ASSERT_NO_FATAL_FAILURE(connect());
+    ASSERT_NO_FATAL_FAILURE(connect_as(tls));
     // More than loopback's socket buffers hold while nobody reads: the write must wait.
     const std::string big = pattern(32U << 20U);
     outcome o;
@@ -496,10 +497,7 @@ TEST_F(net_stream, an_inline_write_larger_than_the_socket_takes_waits_and_arrive
 TEST_F(net_stream, an_inline_write_that_fails_completes_posted_with_the_error) {
   for (bool tls : {false, true}) {
     SCOPED_TRACE(tls ? "tls" : "plain");
-    if (tls)
-      ASSERT_NO_FATAL_FAILURE(connect_tls());
-    else
-      ASSERT_NO_FATAL_FAILURE(connect());
+    ASSERT_NO_FATAL_FAILURE(connect_as(tls));
     client_->close();
     bool inline_call = false;
     auto w = write_inline(io_, *client_, "x", inline_call);
