@@ -127,7 +127,7 @@ TEST_F(admission_test, forged_tokens_foreign_certificates_and_plain_nodes_are_re
   EXPECT_NE(err.find("could not join"), std::string::npos) << err;
 
   // The mesh is intact and still admits.
-  EXPECT_TRUE(all_alive(2));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(2); }));
   start("node-2", {issuer.info.gossip}, {"--token", token_of(issuer, "1")});
   ASSERT_FALSE(HasFailure());
   EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));

@@ -221,7 +221,7 @@ TEST_F(hostile_test, one_token_buys_no_issuer_name_and_no_issuer_authority) {
       << text_of(ghost.error());
 
   // The mesh is whole: the attacks changed nothing for its members.
-  EXPECT_TRUE(all_alive(2));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(2); }));
 }
 
 /// Sets an environment variable for a scope (the CLI runs as a child and inherits it).
@@ -552,7 +552,7 @@ TEST_F(hostile_test, a_member_turned_hostile_cannot_reroute_the_mesh) {
     for (const auto& r : routes->at("routes"))
       EXPECT_TRUE(r.at("split").is_null()) << n->name << ": " << r.dump();
   }
-  EXPECT_TRUE(all_alive(3));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
 }
 
 } // namespace

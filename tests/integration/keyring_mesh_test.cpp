@@ -121,7 +121,7 @@ TEST_F(keyring_mesh_test, an_issuer_rotates_the_key_of_every_member_without_a_re
   res = st::run_cli({"keyring", "install", new_key(), "--local", "--admin", member.info.admin});
   EXPECT_EQ(res.exit_code, 0) << res.err;
   EXPECT_EQ(ids_of(member).size(), 2u);
-  EXPECT_TRUE(all_alive(4));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(4); }));
 }
 
 } // namespace

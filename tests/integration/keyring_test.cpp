@@ -155,7 +155,7 @@ TEST_F(keyring_test, same_key_converges_other_key_or_none_cannot_join) {
       << ring->dump();
   EXPECT_NE(last_err_.find("gossip encryption is on"), std::string::npos) << last_err_;
   // The mesh never saw them.
-  EXPECT_TRUE(all_alive(3));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
   // The table view.
   auto table = st::run_cli({"keyring", "list", "--admin", seed.info.admin});
   EXPECT_EQ(table.exit_code, 0) << table.err;
@@ -207,9 +207,9 @@ TEST_F(keyring_test, rotation_keeps_everyone_alive_and_persisted_keyring_wins_on
 
   // The rotation, step by step, with the mesh checked after each.
   on_every_node("install", new_key);
-  EXPECT_TRUE(all_alive(3));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
   on_every_node("use", id_of(new_key));
-  EXPECT_TRUE(all_alive(3));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
   // Let some gossip flow under the new key before the old one goes.
   auto opened_before = keyring_of(n1)->at("counters").at("opened").get<std::uint64_t>();
   ASSERT_TRUE(st::poll_until(10s, [&] {

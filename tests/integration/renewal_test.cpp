@@ -74,7 +74,7 @@ TEST_F(renewal_test, certificates_are_renewed_and_hot_swapped_before_they_expire
   // Past the first certificates' expiry: still alive everywhere, and the identity sync
   // (a fresh mutual TLS handshake each time) still completes on every node.
   ASSERT_TRUE(st::poll_until(60s, [&] { return st::test_clock::now() > expiry + 2s; }));
-  EXPECT_TRUE(all_alive(3));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
   std::map<std::string, long> before;
   for (const auto& [name, n] : nodes_)
     before[name] = exchanges_of(n);
