@@ -242,6 +242,16 @@ struct ca_issuer_options {
 /// Never overwrites: exit 1 if a file exists or the CA is unusable, 2 on a bad name.
 int run_ca_issuer(const ca_issuer_options& opts);
 
+/// `starling console [--admin HOST:PORT]`: the interactive console on that agent. Each line
+/// is a `starling` command (without the `starling`) whose --admin and --admin-cookie default
+/// to the console's; also `help [COMMAND]`, `top [--interval 1s] [--count N]` (a live view of
+/// members, proxy and routing counters and per-service rates and latencies) and `quit`. On a
+/// terminal: libedit's line editing, history (~/.starling_history, or $STARLING_HISTORY) and
+/// completion of commands, subcommands and flags, when libedit.so.2 loads. From a pipe: one
+/// command a line, '#' lines skipped, every line run; exit code 0 when all succeeded, else the
+/// first failing line's; `top` shows one frame unless --count says more.
+int run_console(const client_options& opts);
+
 /// Options of `starling demo`.
 struct demo_options {
   /// How long the live view runs after the scripted part; 0 = until Ctrl-C.

@@ -588,15 +588,35 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   say("node-c is back: node-b sees it alive after " + std::to_string(*t).substr(0, 4) + " s");
   print_table(b);
 
-  if (opts.duration.count() == 0)
-    say("live view every 2 s; Ctrl-C stops the mesh (every node leaves gracefully)");
+  say(std::string{"live view every 2 s: the app on node-a keeps calling web (about 20 requests/s), "
+                  "and node-a's counters show it as `top` does in `starling console --admin "} +
+      a.info.admin + "`" +
+      (opts.duration.count() == 0 ? "; Ctrl-C stops the mesh (every node leaves gracefully)" : ""));
   auto end = steady_clock::now() + opts.duration;
   auto next = steady_clock::now() + 2s;
+  std::string previous;
+  auto previous_at = steady_clock::now();
+  int failed = 0;
   while (!stop_requested && (opts.duration.count() == 0 || steady_clock::now() < end)) {
     if (steady_clock::now() >= next) {
-      print_table(a);
+      const auto stats = run_self("stats --json --admin " + a.info.admin);
+      const auto at = steady_clock::now();
+      std::string frame = "  (node-a did not answer)\n";
+      if (stats)
+        if (auto text = top_frame(*stats, previous,
+                                  std::chrono::duration<double>(at - previous_at).count()))
+          frame = std::move(*text);
+      std::cout << "\n$ starling console --admin " << a.info.admin << "    # top, on node-a ("
+                << failed << " calls failed so far)\n"
+                << frame << std::flush;
+      if (stats) {
+        previous = *stats;
+        previous_at = at;
+      }
       next += 2s;
     }
+    if (!fetch(outbound))
+      ++failed;
     std::this_thread::sleep_for(50ms);
   }
   return exit_ok;

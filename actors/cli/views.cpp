@@ -560,3 +560,136 @@ caf::expected<std::string> registered_text(std::string_view json) {
 }
 
 } // namespace starling::cli
+
+namespace starling::cli {
+
+namespace {
+
+/// The counter `key` of the group `group` in a stats view; nullopt when absent or not a
+/// non-negative integer.
+std::optional<std::uint64_t> counter_of(const nlohmann::json& view, const char* group,
+                                        const char* key) {
+  if (!view.is_object())
+    return std::nullopt;
+  auto it = view.find(group);
+  return it == view.end() ? std::nullopt : unsigned_at(*it, key);
+}
+
+/// The rise of a counter per second, one decimal; "-" when it cannot be told.
+std::string rate_text(std::optional<std::uint64_t> now, std::optional<std::uint64_t> before,
+                      double seconds) {
+  if (!now || !before || *now < *before || !(seconds > 0))
+    return "-";
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(1);
+  out << static_cast<double>(*now - *before) / seconds;
+  return out.str();
+}
+
+/// A number of the view as text with `digits` decimals (a share scaled by `scale`, with
+/// `suffix`); "-" when null or absent, "?" when not a number.
+std::string decimal_at(const nlohmann::json& obj, const char* key, int digits, double scale = 1,
+                       const char* suffix = "") {
+  if (!obj.is_object())
+    return "?";
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null())
+    return "-";
+  if (!it->is_number())
+    return "?";
+  std::ostringstream out;
+  out.setf(std::ios::fixed);
+  out.precision(digits);
+  out << it->get<double>() * scale << suffix;
+  return out.str();
+}
+
+/// The entry of `list` (an array of objects) whose "service" is `service`; null if none.
+const nlohmann::json* service_entry(const nlohmann::json& list, const std::string& service) {
+  if (!list.is_array())
+    return nullptr;
+  for (const auto& e : list)
+    if (e.is_object() && string_at(e, "service") == service)
+      return &e;
+  return nullptr;
+}
+
+} // namespace
+
+caf::expected<std::string> top_frame(std::string_view current, std::string_view previous,
+                                     double seconds) {
+  auto now = nlohmann::json::parse(current, nullptr, false);
+  if (now.is_discarded() || !now.is_object() || !now.contains("membership") ||
+      !now.contains("proxy"))
+    return make_error(errc::request_failed, "the agent sent an unexpected stats view");
+  auto before =
+      previous.empty() ? nlohmann::json{} : nlohmann::json::parse(previous, nullptr, false);
+  if (before.is_discarded())
+    before = nlohmann::json{};
+  const auto count = [&](const char* group, const char* key) {
+    auto n = counter_of(now, group, key);
+    return n ? std::to_string(*n) : std::string{"?"};
+  };
+  const auto rate = [&](const char* group, const char* key) {
+    return rate_text(counter_of(now, group, key), counter_of(before, group, key), seconds);
+  };
+  std::vector<std::vector<std::string>> rows;
+  rows.push_back({"members", "alive " + count("membership", "members_alive") + "  suspect " +
+                                 count("membership", "members_suspect") + "  dead " +
+                                 count("membership", "members_dead") + "  left " +
+                                 count("membership", "members_left") + "  health score " +
+                                 count("membership", "health_score")});
+  rows.push_back({"outbound",
+                  "requests " + count("proxy", "requests") + " (" + rate("proxy", "requests") +
+                      "/s)  in flight " + count("proxy", "in_flight") + "  2xx " +
+                      count("proxy", "responses_2xx") + "  4xx " + count("proxy", "responses_4xx") +
+                      "  5xx " + count("proxy", "responses_5xx") + " (" +
+                      rate("proxy", "responses_5xx") + "/s)"});
+  rows.push_back({"", "connections " + count("proxy", "outbound_connections") + "  pooled " +
+                          count("proxy", "upstream_idle") + "  retries " +
+                          count("proxy", "retries") + "  timeouts " + count("proxy", "timeouts") +
+                          "  breaker refused " + count("proxy", "breaker_refused") +
+                          "  ejections " + count("proxy", "ejections")});
+  rows.push_back(
+      {"inbound", "requests " + count("proxy", "inbound_requests") + " (" +
+                      rate("proxy", "inbound_requests") + "/s)  connections " +
+                      count("proxy", "inbound_connections") + "  5xx " +
+                      count("proxy", "inbound_responses_5xx") + "  refused: tls " +
+                      count("proxy", "inbound_refused_tls") + ", authz " +
+                      count("proxy", "inbound_refused_authz") +
+                      (counter_of(now, "proxy", "draining").value_or(0) != 0 ? "  DRAINING" : "")});
+  rows.push_back({"routing", "owners " + count("routing", "owners") + "  policies " +
+                                 count("routing", "policies") + "  own services " +
+                                 count("routing", "own_services") + "  records refused " +
+                                 count("routing", "records_refused")});
+  std::string out = render_columns(rows);
+  rows.clear();
+  rows.push_back({"SERVICE", "DIR", "REQUESTS", "RATE/S", "SUCCESS", "P50 MS", "P99 MS"});
+  const auto& services = now.contains("proxy_services") ? now["proxy_services"] : nlohmann::json{};
+  const auto& services_before = before.is_object() && before.contains("proxy_services")
+                                    ? before["proxy_services"]
+                                    : nlohmann::json{};
+  for (const char* dir : {"outbound", "inbound"}) {
+    if (!services.is_object() || !services.contains(dir) || !services[dir].is_array())
+      continue;
+    for (const auto& s : services[dir]) {
+      const auto name = string_at(s, "service");
+      if (!name)
+        continue;
+      const auto* old = services_before.is_object() && services_before.contains(dir)
+                            ? service_entry(services_before[dir], *name)
+                            : nullptr;
+      rows.push_back({*name, dir, number_at(s, "requests"),
+                      rate_text(unsigned_at(s, "requests"),
+                                old ? unsigned_at(*old, "requests") : std::nullopt, seconds),
+                      decimal_at(s, "success_rate", 1, 100, "%"), decimal_at(s, "p50_ms", 2),
+                      decimal_at(s, "p99_ms", 2)});
+    }
+  }
+  if (rows.size() == 1)
+    return out + "no proxied services yet\n";
+  return out + render_columns(rows);
+}
+
+} // namespace starling::cli

@@ -46,4 +46,15 @@ namespace starling::cli {
 /// is not a registered service.
 [[nodiscard]] caf::expected<std::string> registered_text(std::string_view json);
 
+/// One frame of the console's `top` from the stats view `current` and, `seconds` earlier,
+/// `previous` (empty on the first frame: no rates yet). Lines: members by state; the
+/// outbound proxy's requests, answers by class and connections; the inbound proxy's; the
+/// routing table's size and refusals; then a table of the proxy's services (SERVICE, DIR,
+/// REQUESTS, RATE/S, SUCCESS, P50 MS, P99 MS). A rate is the counter's rise over `seconds`,
+/// "-" without a previous value, or when the counter fell (the agent restarted) or
+/// `seconds` is not positive. Untrusted input: a field of the wrong type shows as "?".
+/// Errors: request_failed when `current` is not a stats view.
+[[nodiscard]] caf::expected<std::string> top_frame(std::string_view current,
+                                                   std::string_view previous, double seconds);
+
 } // namespace starling::cli

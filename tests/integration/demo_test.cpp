@@ -1,6 +1,8 @@
 // `starling demo` end to end: the README's main command must form a mesh, detect a
-// killed node, see it rejoin, and tear everything down with exit code 0.
+// killed node, see it rejoin, show traffic flowing live, and tear everything down with exit
+// code 0.
 #include <regex>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -10,7 +12,7 @@ namespace starling::testing {
 namespace {
 
 TEST(demo, forms_a_mesh_detects_a_failure_and_sees_the_rejoin) {
-  auto res = run_cli({"demo", "--duration", "1"}, 120s);
+  auto res = run_cli({"demo", "--duration", "5"}, 120s);
   ASSERT_EQ(res.exit_code, 0) << res.out << res.err;
   EXPECT_NE(res.out.find("mesh formed: node-c sees all three alive"), std::string::npos) << res.out;
   EXPECT_NE(res.out.find("node-a declared node-c dead"), std::string::npos) << res.out;
@@ -21,6 +23,15 @@ TEST(demo, forms_a_mesh_detects_a_failure_and_sees_the_rejoin) {
   const auto after = res.out.substr(std::min(res.out.find("node-c is back"), res.out.size()));
   ASSERT_TRUE(std::regex_search(after, m, std::regex{R"(\nnode-c +\S+ +alive +(\d+))"})) << res.out;
   EXPECT_GE(std::stoul(m[1].str()), 1u) << res.out;
+  // The live view: node-a's `top` frames while the app keeps calling web, the second one
+  // with a rate (the first has no earlier frame to compare with).
+  const auto live = res.out.substr(std::min(res.out.find("==> live view"), res.out.size()));
+  const std::regex service_row{R"(\nweb +outbound +\d+ +(-|\d+\.\d) )"};
+  std::vector<double> rates;
+  for (std::sregex_iterator it{live.begin(), live.end(), service_row}, done; it != done; ++it)
+    rates.push_back((*it)[1] == "-" ? -1.0 : std::stod((*it)[1].str()));
+  ASSERT_GE(rates.size(), 2u) << res.out;
+  EXPECT_GT(rates.back(), 0.0) << "no traffic flowed in the live view:\n" << res.out;
   EXPECT_NE(res.out.find("stopping: every node leaves the mesh gracefully"), std::string::npos);
 }
 

@@ -120,7 +120,8 @@ TEST_F(quorum_test, two_issuers_must_vouch_and_one_issuer_alone_admits_nobody) {
   ASSERT_FALSE(si::store_node_credentials(data_dir("rogue"), *creds));
   err = expect_refused("rogue", {issuer1.info.gossip, via}, {"--gossip-key", key_});
   EXPECT_NE(err.find("could not join"), std::string::npos) << err;
-  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(5); })) << "the rogue node became a member";
+  EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(5); }))
+      << "the rogue node became a member";
   // Counted by reason where it knocked.
   auto seen = certs_of(issuer1);
   ASSERT_TRUE(seen);

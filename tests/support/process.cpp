@@ -80,13 +80,13 @@ std::string read_text(const fs::path& file) {
 }
 
 child_process::child_process(std::vector<std::string> argv, const fs::path& log_dir,
-                             std::string label, std::vector<std::string> env)
+                             std::string label, std::vector<std::string> env, const fs::path& input)
     : label_(std::move(label)), out_file_(log_dir / (label_ + ".out")),
       err_file_(log_dir / (label_ + ".err")) {
   fs::create_directories(log_dir);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, input.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_file_.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_file_.c_str(),
@@ -195,14 +195,17 @@ void process_group::remove(child_process& child) {
   }
 }
 
-cli_result run_cli(const std::vector<std::string>& args, test_clock::duration timeout) {
+cli_result run_cli_with_input(const std::vector<std::string>& args, const std::string& input,
+                              test_clock::duration timeout) {
   static std::atomic<unsigned> counter{0};
   temp_dir logs{"starling-cli"};
   std::vector<std::string> argv{starling_bin()};
   argv.insert(argv.end(), args.begin(), args.end());
+  const auto input_file = logs.path() / "stdin";
+  write_text(input_file, input);
   cli_result res;
   {
-    child_process child{argv, logs.path(), "cli" + std::to_string(++counter)};
+    child_process child{argv, logs.path(), "cli" + std::to_string(++counter), {}, input_file};
     auto code = child.wait(timeout);
     if (!code) {
       child.kill(SIGKILL);
@@ -213,6 +216,10 @@ cli_result run_cli(const std::vector<std::string>& args, test_clock::duration ti
     res.err = child.stderr_text();
   }
   return res;
+}
+
+cli_result run_cli(const std::vector<std::string>& args, test_clock::duration timeout) {
+  return run_cli_with_input(args, {}, timeout);
 }
 
 bool poll_until(test_clock::duration timeout, const std::function<bool()>& pred,

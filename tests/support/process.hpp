@@ -46,10 +46,12 @@ void write_text(const std::filesystem::path& file, const std::string& content);
 /// A spawned child. Killed (SIGKILL) and reaped on destruction if still running.
 class child_process {
 public:
-  /// Spawns `argv[0]` with `argv`; stdout and stderr go to <log_dir>/<label>.out/.err.
-  /// `env` entries ("K=V") are added to the inherited environment. Throws on failure.
+  /// Spawns `argv[0]` with `argv`; stdout and stderr go to <log_dir>/<label>.out/.err, stdin
+  /// reads `input` (a file; /dev/null by default). `env` entries ("K=V") are added to the
+  /// inherited environment. Throws on failure.
   child_process(std::vector<std::string> argv, const std::filesystem::path& log_dir,
-                std::string label, std::vector<std::string> env = {});
+                std::string label, std::vector<std::string> env = {},
+                const std::filesystem::path& input = "/dev/null");
   ~child_process();
   child_process(const child_process&) = delete;
   child_process& operator=(const child_process&) = delete;
@@ -112,6 +114,11 @@ struct cli_result {
 /// Runs `starling <args...>` to completion, bounded by `timeout` (killed after it).
 [[nodiscard]] cli_result run_cli(const std::vector<std::string>& args,
                                  test_clock::duration timeout = 10s);
+
+/// As run_cli, with `input` on the command's stdin (a file: EOF after it).
+[[nodiscard]] cli_result run_cli_with_input(const std::vector<std::string>& args,
+                                            const std::string& input,
+                                            test_clock::duration timeout = 10s);
 
 /// Polls `pred` every `interval` until it holds or `timeout` passes; returns the last value.
 bool poll_until(test_clock::duration timeout, const std::function<bool()>& pred,

@@ -63,3 +63,70 @@ TEST(members_view, the_table_aligns_columns_and_trims_trailing_blanks) {
                     "node-a  127.0.0.1:1  alive    3\n"
                     "b       [::1]:7946   suspect  12           issuer=true\n");
 }
+
+namespace {
+
+/// A stats view with `requests` outbound requests, 3 members alive and one service.
+std::string stats_with(std::uint64_t requests, std::uint64_t web_requests) {
+  return R"({"membership":{"members_alive":3,"members_suspect":1,"members_dead":0,)"
+         R"("members_left":0,"health_score":0},"proxy":{"requests":)" +
+         std::to_string(requests) +
+         R"(,"in_flight":2,"responses_2xx":10,"responses_4xx":0,"responses_5xx":1,)"
+         R"("draining":0},"proxy_services":{"outbound":[{"service":"web","requests":)" +
+         std::to_string(web_requests) +
+         R"(,"success_rate":0.995,"p50_ms":0.412,"p99_ms":2.5}],"inbound":[]}})";
+}
+
+} // namespace
+
+TEST(top_view, the_first_frame_shows_totals_and_no_rates) {
+  auto frame = sc::top_frame(stats_with(100, 40), "", 1.0);
+  ASSERT_TRUE(frame);
+  EXPECT_NE(frame->find("members   alive 3  suspect 1  dead 0"), std::string::npos) << *frame;
+  EXPECT_NE(frame->find("requests 100 (-/s)  in flight 2"), std::string::npos) << *frame;
+  EXPECT_NE(frame->find("SERVICE  DIR       REQUESTS  RATE/S  SUCCESS  P50 MS  P99 MS"),
+            std::string::npos)
+      << *frame;
+  EXPECT_NE(frame->find("web      outbound  40        -       99.5%    0.41    2.50"),
+            std::string::npos)
+      << *frame;
+  // Counters this view lacks show as "?", not as zero.
+  EXPECT_NE(frame->find("connections ?"), std::string::npos) << *frame;
+}
+
+TEST(top_view, rates_are_the_rise_over_the_interval_and_unknown_when_a_counter_fell) {
+  auto frame = sc::top_frame(stats_with(350, 140), stats_with(100, 40), 0.5);
+  ASSERT_TRUE(frame);
+  EXPECT_NE(frame->find("requests 350 (500.0/s)"), std::string::npos) << *frame;
+  EXPECT_NE(frame->find("5xx 1 (0.0/s)"), std::string::npos) << *frame;
+  EXPECT_NE(frame->find("140       200.0"), std::string::npos) << *frame;
+  // The agent restarted between frames: its counters fell, so no rate, not a huge one.
+  auto restarted = sc::top_frame(stats_with(5, 2), stats_with(100, 40), 1.0);
+  ASSERT_TRUE(restarted);
+  EXPECT_NE(restarted->find("requests 5 (-/s)"), std::string::npos) << *restarted;
+  // No time between the frames: no rate.
+  auto same = sc::top_frame(stats_with(350, 140), stats_with(100, 40), 0.0);
+  ASSERT_TRUE(same);
+  EXPECT_NE(same->find("requests 350 (-/s)"), std::string::npos) << *same;
+  // A previous view that is not JSON counts as none.
+  auto garbled = sc::top_frame(stats_with(350, 140), "{oops", 1.0);
+  ASSERT_TRUE(garbled);
+  EXPECT_NE(garbled->find("requests 350 (-/s)"), std::string::npos) << *garbled;
+}
+
+TEST(top_view, hostile_fields_show_as_question_marks_and_a_non_view_is_refused) {
+  const std::string odd =
+      R"({"membership":{"members_alive":"three","members_suspect":-1},"proxy":{"requests":1.5,)"
+      R"("draining":"yes"},"proxy_services":{"outbound":[{"service":"we\u001b[2Jb",)"
+      R"("requests":"many","success_rate":"high","p50_ms":null}, {"service":7}, 5]}})";
+  auto frame = sc::top_frame(odd, odd, 1.0);
+  ASSERT_TRUE(frame);
+  EXPECT_NE(frame->find("alive ?  suspect ?"), std::string::npos) << *frame;
+  EXPECT_NE(frame->find("requests ? (-/s)"), std::string::npos) << *frame;
+  EXPECT_EQ(frame->find("DRAINING"), std::string::npos) << *frame;
+  EXPECT_EQ(frame->find('\x1b'), std::string::npos) << "a terminal escape reached the screen";
+  EXPECT_NE(frame->find("we?[2Jb  outbound  ?         -       ?        -"), std::string::npos)
+      << *frame;
+  for (const auto* not_a_view : {"", "[]", "{}", R"({"membership":{}})", "not json"})
+    EXPECT_FALSE(sc::top_frame(not_a_view, "", 1.0)) << not_a_view;
+}
