@@ -24,8 +24,11 @@ ordered_json describe_cert(const identity::certificate& cert, identity::time_poi
   ordered_json out = ordered_json::object();
   if (auto uri = identity::spiffe_id_of(cert))
     out["uri"] = uri->to_uri();
-  if (auto from = identity::not_before(cert))
+  if (auto from = identity::not_before(cert)) {
     out["not_before"] = iso8601_utc(*from);
+    out["not_before_unix"] =
+        std::chrono::duration_cast<std::chrono::seconds>(from->time_since_epoch()).count();
+  }
   if (auto to = identity::not_after(cert)) {
     out["not_after"] = iso8601_utc(*to);
     out["not_after_unix"] =

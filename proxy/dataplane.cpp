@@ -2058,6 +2058,22 @@ private:
     --inline_writes_;
   }
 
+  /// The handler of a write to the upstream in this attempt: a failed write fails the
+  /// attempt (as a reset), a done one calls `next(*this)`; a later attempt's start makes it
+  /// a no-op.
+  template <class Next> auto after_upstream_write(Next next) {
+    return
+        [self = shared_from_this(), id = attempt_, next](const asio::error_code& ec, std::size_t) {
+          if (id != self->attempt_)
+            return;
+          if (ec) {
+            self->on_try_failed(attempt_failure::reset, false);
+            return;
+          }
+          next(*self);
+        };
+  }
+
   void send_request() {
     auto& c = *up_;
     c.parser.expect_response_to(req_.method);
@@ -2066,24 +2082,14 @@ private:
     c.preamble.clear();
     up_out_ += req_.forwarded_head;
     up_out_ += req_.body;
-    auto self = shared_from_this();
-    auto id = attempt_;
     write_last([&](stream::completion how) {
-      up_->s->async_write(
-          asio::buffer(up_out_),
-          [self, id](const asio::error_code& ec, std::size_t) {
-            if (id != self->attempt_)
-              return;
-            if (ec) {
-              self->on_try_failed(attempt_failure::reset, false);
-              return;
-            }
-            if (self->req_.buffered)
-              self->read_response();
-            else
-              self->stream_body();
-          },
-          how);
+      up_->s->async_write(asio::buffer(up_out_), after_upstream_write([](client_session& s) {
+                            if (s.req_.buffered)
+                              s.read_response();
+                            else
+                              s.stream_body();
+                          }),
+                          how);
     });
   }
 
@@ -2093,18 +2099,8 @@ private:
       auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
       if (r.status == parse_status::body) {
         cpos_ += r.consumed;
-        auto self = shared_from_this();
-        auto id = attempt_;
         up_->s->async_write(asio::buffer(r.body.data(), r.body.size()),
-                            [self, id](const asio::error_code& ec, std::size_t) {
-                              if (id != self->attempt_)
-                                return;
-                              if (ec) {
-                                self->on_try_failed(attempt_failure::reset, false);
-                                return;
-                              }
-                              self->stream_body();
-                            });
+                            after_upstream_write([](client_session& s) { s.stream_body(); }));
         return;
       }
       cpos_ += r.consumed;

@@ -188,14 +188,6 @@ std::string history_file() {
   return {};
 }
 
-/// `word` with control characters shown as '?' (it is echoed to the operator's terminal).
-std::string printable_word(std::string word) {
-  for (auto& c : word)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      c = '?';
-  return word;
-}
-
 /// Reads one line of a pipe, at most max_line bytes of it kept; nullopt at the end of input.
 std::optional<std::string> read_piped_line(std::istream& in, bool& too_long) {
   too_long = false;
@@ -312,7 +304,15 @@ int run_top(const client_options& base, const std::string& args, bool interactiv
 
 /// `help [COMMAND...]`: the console's own commands and the command list, or a command's help.
 int run_help(const client_options& base, const std::string& args) {
-  if (args.find_first_not_of(" \t\r") != std::string::npos)
+  const auto [topic, _] = first_word(args);
+  if (topic == "top")
+    return run_top(base, "--help", false);
+  if (topic == "quit" || topic == "exit" || topic == "help") {
+    std::cout << "`help [COMMAND]` lists the commands or shows one's flags; `quit` and `exit` "
+                 "leave the console\n";
+    return exit_ok;
+  }
+  if (!topic.empty())
     return with_command_line(base, true, [&](CLI::App& app) {
       app.parse(args + " --help", false);
       return true;
@@ -355,7 +355,7 @@ int run_line(const client_options& base, const std::string& line, bool interacti
   }
   static const auto known = completion_words()[""];
   if (!std::binary_search(known.begin(), known.end(), command)) {
-    std::cerr << "starling: unknown command `" << printable_word(command)
+    std::cerr << "starling: unknown command `" << printable(command)
               << "` (`help` lists the commands)\n";
     return exit_usage;
   }
@@ -363,6 +363,17 @@ int run_line(const client_options& base, const std::string& line, bool interacti
     app.parse(line, false);
     return true;
   });
+}
+
+/// The agent's certificate expiry warnings (expiry_warnings), none when it cannot be asked.
+std::vector<std::string> warnings_of(const client_options& opts) {
+  auto hp = parse_host_port(opts.admin, "--admin");
+  if (!hp)
+    return {};
+  auto reply = call_admin(hp->host, hp->port, {"certs"}, opts.timeout, std::string{});
+  if (!reply || reply->code != admin_reply::status::ok)
+    return {};
+  return expiry_warnings(reply->body);
 }
 
 } // namespace
@@ -374,7 +385,13 @@ int run_console(const client_options& opts) {
     return exit_usage;
   }
   const bool interactive = ::isatty(STDIN_FILENO) == 1;
+  // Certificate expiry is worth a warning before anything else (DESIGN.md: "a metric and a
+  // console warning well before it bites"); on stderr from a pipe, so that output stays
+  // the commands'.
+  const auto warnings = warnings_of(opts);
   if (!interactive) {
+    for (const auto& w : warnings)
+      std::cerr << "starling: " << w << '\n';
     // From a pipe: every line runs, whatever the one before returned; the exit code is the
     // first failure's (0 when all succeeded).
     int first_failure = exit_ok;
@@ -412,6 +429,8 @@ int run_console(const client_options& opts) {
             << (edit ? ", Tab completes" : "") << ", `quit` leaves" << std::endl;
   if (!edit)
     std::cout << "(no line editing, history or completion: " << why << ")" << std::endl;
+  for (const auto& w : warnings)
+    std::cout << w << '\n';
   const std::string prompt = "starling " + opts.admin + "> ";
   bool quit = false;
   while (!quit) {

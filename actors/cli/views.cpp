@@ -18,6 +18,13 @@ using actors::make_error;
 using ojson = nlohmann::ordered_json;
 using nlohmann::ordered_json;
 
+std::string printable(std::string text) {
+  for (auto& c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      c = '?';
+  return text;
+}
+
 namespace {
 
 std::string human_duration(std::int64_t secs) {
@@ -55,14 +62,6 @@ std::string render_columns(const std::vector<std::vector<std::string>>& rows) {
     out += '\n';
   }
   return out;
-}
-
-/// `text` with control characters (terminal escapes from a hostile answer) shown as '?'.
-std::string printable(std::string text) {
-  for (auto& c : text)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      c = '?';
-  return text;
 }
 
 /// The string at `key` of `obj`, printable; nullopt when absent, not a string, or `obj` is
@@ -349,6 +348,8 @@ caf::expected<std::string> certs_text(std::string_view json) {
   } else {
     out << "keyring      none (gossip is not encrypted)\n";
   }
+  for (const auto& warning : expiry_warnings(json))
+    out << warning << '\n';
   return out.str();
 }
 
@@ -690,6 +691,70 @@ caf::expected<std::string> top_frame(std::string_view current, std::string_view 
   if (rows.size() == 1)
     return out + "no proxied services yet\n";
   return out + render_columns(rows);
+}
+
+} // namespace starling::cli
+
+namespace starling::cli {
+
+std::vector<std::string> expiry_warnings(std::string_view json) {
+  std::vector<std::string> out;
+  auto doc = nlohmann::json::parse(json, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object())
+    return out;
+  if (auto id = doc.find("identity"); id == doc.end() || !id->is_boolean() || !id->get<bool>())
+    return out;
+  constexpr std::int64_t day = 86400;
+  // `renewed`: the node's own certificate, renewed by the agent at a third of its life left.
+  const auto check = [&](const nlohmann::json& cert, const std::string& what, bool renewed,
+                         const char* advice) {
+    if (!cert.is_object())
+      return;
+    auto left_at = cert.find("expires_in_seconds");
+    if (left_at == cert.end() || !left_at->is_number_integer())
+      return;
+    const auto left = left_at->get<std::int64_t>();
+    std::optional<std::int64_t> life;
+    auto from = cert.find("not_before_unix");
+    auto to = cert.find("not_after_unix");
+    if (from != cert.end() && to != cert.end() && from->is_number_integer() &&
+        to->is_number_integer() && to->get<std::int64_t>() > from->get<std::int64_t>())
+      life = to->get<std::int64_t>() - from->get<std::int64_t>();
+    std::int64_t threshold = 0;
+    if (renewed) {
+      if (!life)
+        return;
+      threshold = *life / 4;
+    } else {
+      threshold = std::max(30 * day, life ? *life / 10 : std::int64_t{0});
+    }
+    if (left >= threshold)
+      return;
+    const auto until = text_at(cert, "not_after");
+    out.push_back("warning: " + what +
+                  (left <= 0 ? " has EXPIRED (" + until + ")"
+                             : " expires in " + human_duration(left) + " (" + until + ")") +
+                  "; " + advice);
+  };
+  if (auto cert = doc.find("certificate"); cert != doc.end())
+    check(*cert, "this node's certificate", true,
+          "its renewal, due at a third of its life, has not happened: is an issuer alive and "
+          "reachable? (docs/operations.md, \"Renewal\")");
+  if (auto own = doc.find("issuer"); own != doc.end())
+    check(*own, "this node's issuer certificate", false,
+          "sign a new one with `starling ca issuer` and restart this node with it");
+  if (auto chain = doc.find("issuers"); chain != doc.end() && chain->is_array())
+    for (const auto& cert : *chain)
+      check(cert, "the certificate of issuer " + text_at(cert, "uri"), false,
+            "that issuer needs a new one from `starling ca issuer`");
+  if (auto roots = doc.find("roots"); roots != doc.end() && roots->is_array())
+    for (const auto& cert : *roots) {
+      auto pin = text_at(cert, "spki_sha256");
+      check(cert, "the mesh root sha256:" + pin.substr(0, 16), false,
+            "rotate it: both roots in bundle.crt, new issuers, then drop the old one "
+            "(docs/operations.md, \"Revocation and root rotation\")");
+    }
+  return out;
 }
 
 } // namespace starling::cli

@@ -4,10 +4,15 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <caf/expected.hpp>
 
 namespace starling::cli {
+
+/// `text` with control characters (terminal escapes from a hostile answer, or typed by
+/// mistake) shown as '?'.
+[[nodiscard]] std::string printable(std::string text);
 
 /// The table printed by `starling members` from the JSON view: columns NAME ADDRESS STATE
 /// INCARNATION TAGS. Errors: request_failed when `json` is not a members view.
@@ -20,6 +25,14 @@ namespace starling::cli {
 /// The text printed by `starling certs` from the JSON view. Errors: request_failed when
 /// `json` is not a certs view.
 [[nodiscard]] caf::expected<std::string> certs_text(std::string_view json);
+
+/// Warnings about certificate expiry in a certs view, one line each ("warning: ..."), the
+/// most urgent kinds first: the node's certificate with under a quarter of its lifetime left
+/// (renewal, due at a third, has not happened) or expired; an issuer's (in the chain, or the
+/// node's own) or a root's with under 30 days or a tenth of its lifetime left, whichever is
+/// later, or expired. Empty when none, when the view has no identity, or when it is not a
+/// certs view (untrusted input: a field of the wrong type is skipped).
+[[nodiscard]] std::vector<std::string> expiry_warnings(std::string_view json);
 
 /// The text printed by `starling keyring list` from the JSON view. Errors: request_failed
 /// when `json` is not a keyring view.

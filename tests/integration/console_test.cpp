@@ -58,12 +58,14 @@ TEST_F(console_test, a_piped_script_runs_every_line_against_the_consoles_agent) 
                              "\n"
                              "starling register --name web --port 18080 --protocol http\n"
                              "bogus command\n"
+                             "\x1b[2Jevil\n"
                              "agent --name x\n"
                              "split web v1=70\n"
                              "members --admin 127.0.0.1:1\n"
                              "services --json\n"
                              "top --count 2 --interval 100ms\n"
                              "help\n"
+                             "help top\n"
                              "quit\n"
                              "leave\n";
   auto res = st::run_cli_with_input({"console", "--admin", a_->info.admin}, script, 60s);
@@ -76,6 +78,9 @@ TEST_F(console_test, a_piped_script_runs_every_line_against_the_consoles_agent) 
   EXPECT_NE(res.out.find("registered web (id web) on port 18080"), std::string::npos) << res.out;
   // The refusals, each with its reason, none stopping the script.
   EXPECT_NE(res.err.find("unknown command `bogus`"), std::string::npos) << res.err;
+  // A terminal escape in a command is echoed harmless.
+  EXPECT_NE(res.err.find("unknown command `?[2Jevil`"), std::string::npos) << res.err;
+  EXPECT_EQ(res.err.find('\x1b'), std::string::npos) << res.err;
   EXPECT_NE(res.err.find("`agent` does not run inside the console"), std::string::npos) << res.err;
   EXPECT_NE(res.err.find("sum to 100"), std::string::npos) << res.err;
   EXPECT_NE(res.err.find("cannot reach the agent's admin port at 127.0.0.1:1"), std::string::npos)
@@ -97,6 +102,7 @@ TEST_F(console_test, a_piped_script_runs_every_line_against_the_consoles_agent) 
   EXPECT_NE(res.out.find("members   alive 2"), std::string::npos) << res.out;
   EXPECT_NE(res.out.find("(0.0/s)"), std::string::npos) << res.out;
   EXPECT_NE(res.out.find("  register "), std::string::npos) << "help lists the commands";
+  EXPECT_NE(res.out.find("time between frames"), std::string::npos) << "help top shows its flags";
   // quit stopped the script: `leave` never ran, a is still a member of b's view.
   EXPECT_TRUE(st::poll_until(5s, [&] { return all_alive(2); }));
   // The registration went to a (the console's agent) and spread to b.

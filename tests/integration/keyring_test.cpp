@@ -205,7 +205,11 @@ TEST_F(keyring_test, rotation_keeps_everyone_alive_and_persisted_keyring_wins_on
   EXPECT_EQ(res.exit_code, 1);
   EXPECT_NE(res.err.find("only an issuer"), std::string::npos) << res.err;
 
-  // The rotation, step by step, with the mesh checked after each.
+  // The rotation, step by step, with the mesh checked after each. Failures counted from
+  // here: under TSan a node can be declared failed while the mesh forms, and rejoin.
+  std::map<std::string, int> failed_before;
+  for (const auto& [name, n] : nodes_)
+    failed_before[name] = events_of(n, "failed");
   on_every_node("install", new_key);
   EXPECT_TRUE(st::poll_until(20s, [&] { return all_alive(3); }));
   on_every_node("use", id_of(new_key));
@@ -232,7 +236,7 @@ TEST_F(keyring_test, rotation_keeps_everyone_alive_and_persisted_keyring_wins_on
     // No message was refused during the rotation, and no member failed.
     EXPECT_EQ(r->at("counters").at("unknown_key"), 0u) << name << r->dump();
     EXPECT_EQ(r->at("counters").at("tampered"), 0u) << name << r->dump();
-    EXPECT_EQ(events_of(n, "failed"), 0) << name;
+    EXPECT_EQ(events_of(n, "failed"), failed_before[name]) << name;
   }
 
   // A fresh node holding only the old key is refused now.

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "actors/cli/views.hpp"
 #include "actors/views.hpp"
@@ -129,4 +130,103 @@ TEST(top_view, hostile_fields_show_as_question_marks_and_a_non_view_is_refused) 
       << *frame;
   for (const auto* not_a_view : {"", "[]", "{}", R"({"membership":{}})", "not json"})
     EXPECT_FALSE(sc::top_frame(not_a_view, "", 1.0)) << not_a_view;
+}
+
+namespace {
+
+/// A certificate of a certs view: valid from `from` to `to` (Unix seconds), `left` seconds
+/// from now.
+nlohmann::json cert_at(std::int64_t from, std::int64_t to, std::int64_t left) {
+  return {{"uri", "spiffe://m/node/x"},
+          {"not_before", "2026-12-01T00:00:00Z"},
+          {"not_before_unix", from},
+          {"not_after", "2026-12-02T00:00:00Z"},
+          {"not_after_unix", to},
+          {"expires_in_seconds", left},
+          {"spki_sha256", "ab12cd34ef567890ab12cd34ef567890"}};
+}
+
+/// A certs view with the node's certificate, one chain issuer and one root.
+nlohmann::json certs_with(nlohmann::json node, nlohmann::json issuer, nlohmann::json root) {
+  return {{"identity", true},
+          {"mesh", "m"},
+          {"source", "admitted"},
+          {"certificate", std::move(node)},
+          {"issuers", nlohmann::json::array({std::move(issuer)})},
+          {"is_issuer", false},
+          {"roots", nlohmann::json::array({std::move(root)})},
+          {"revocations", nlohmann::json::array()},
+          {"keyring", {{"enabled", false}}}};
+}
+
+constexpr std::int64_t day = 86400;
+constexpr std::int64_t t0 = 1'800'000'000;
+
+} // namespace
+
+TEST(expiry_warnings, none_while_every_certificate_has_time_left) {
+  // A 24 h node certificate with 10 h left (renewal is due at 8 h), a 1-year issuer with
+  // 200 days, a 10-year root with 5 years.
+  const auto view =
+      certs_with(cert_at(t0, t0 + day, 10 * 3600), cert_at(t0, t0 + 365 * day, 200 * day),
+                 cert_at(t0, t0 + 3650 * day, 1825 * day));
+  EXPECT_TRUE(sc::expiry_warnings(view.dump()).empty());
+  auto text = sc::certs_text(view.dump());
+  ASSERT_TRUE(text);
+  EXPECT_EQ(text->find("warning"), std::string::npos) << *text;
+}
+
+TEST(expiry_warnings, an_overdue_renewal_a_near_issuer_and_an_expired_root_each_warn) {
+  // 5 h left of 24 h: under a quarter, so the renewal at 8 h left has failed.
+  const auto view =
+      certs_with(cert_at(t0, t0 + day, 5 * 3600), cert_at(t0, t0 + 365 * day, 20 * day),
+                 cert_at(t0, t0 + 3650 * day, -60));
+  const auto warnings = sc::expiry_warnings(view.dump());
+  ASSERT_EQ(warnings.size(), 3u);
+  EXPECT_EQ(
+      warnings[0].rfind("warning: this node's certificate expires in 5h0m (2026-12-02T00:00:00Z); "
+                        "its renewal",
+                        0),
+      0u)
+      << warnings[0];
+  EXPECT_EQ(warnings[1].rfind("warning: the certificate of issuer spiffe://m/node/x expires in 20 "
+                              "days",
+                              0),
+            0u)
+      << warnings[1];
+  EXPECT_EQ(warnings[2].rfind("warning: the mesh root sha256:ab12cd34ef567890 has EXPIRED", 0), 0u)
+      << warnings[2];
+  // `starling certs` ends with them.
+  auto text = sc::certs_text(view.dump());
+  ASSERT_TRUE(text);
+  EXPECT_NE(text->find("\n" + warnings[2] + "\n"), std::string::npos) << *text;
+}
+
+TEST(expiry_warnings, a_long_lived_certificate_warns_at_a_tenth_of_its_life_if_that_is_later) {
+  // A 20-year root: a tenth is 2 years, later than 30 days: 400 days left warns.
+  auto view = certs_with(cert_at(t0, t0 + day, 20 * 3600), cert_at(t0, t0 + 365 * day, 300 * day),
+                         cert_at(t0, t0 + 7300 * day, 400 * day));
+  auto warnings = sc::expiry_warnings(view.dump());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("the mesh root"), std::string::npos) << warnings[0];
+  // A short test certificate (45 s) with 20 s left: fine; with 10 s: under a quarter.
+  view = certs_with(cert_at(t0, t0 + 45, 20), cert_at(t0, t0 + 365 * day, 300 * day),
+                    cert_at(t0, t0 + 3650 * day, 3000 * day));
+  EXPECT_TRUE(sc::expiry_warnings(view.dump()).empty());
+  view["certificate"]["expires_in_seconds"] = 10;
+  EXPECT_EQ(sc::expiry_warnings(view.dump()).size(), 1u);
+}
+
+TEST(expiry_warnings, a_view_without_identity_or_with_odd_fields_warns_of_nothing) {
+  EXPECT_TRUE(sc::expiry_warnings(R"({"identity":false,"keyring":{}})").empty());
+  EXPECT_TRUE(sc::expiry_warnings("not json").empty());
+  EXPECT_TRUE(sc::expiry_warnings(R"({"identity":"yes"})").empty());
+  auto view =
+      certs_with(cert_at(t0, t0 + day, 1), cert_at(t0, t0 + day, 1), cert_at(t0, t0 + day, 1));
+  view["certificate"]["expires_in_seconds"] = "soon";
+  view["issuers"][0]["not_before_unix"] = nullptr; // no lifetime: 30 days rule alone
+  view["roots"] = "all of them";
+  const auto warnings = sc::expiry_warnings(view.dump());
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("issuer"), std::string::npos) << warnings[0];
 }
