@@ -33,6 +33,7 @@
 #include "actors/proxy_tls.hpp"
 #include "actors/routing_actor.hpp"
 #include "actors/routing_relay.hpp"
+#include "actors/service_notify.hpp"
 #include "actors/status_server.hpp"
 #include "actors/tls_security.hpp"
 #include "gossip/discovery/dns_server.hpp"
@@ -118,6 +119,13 @@ struct supervisor_state {
 
 using supervisor_t = caf::stateful_actor<supervisor_state>;
 
+/// Tells a service manager that asked ($NOTIFY_SOCKET) about the agent's state; a failure
+/// is logged, never fatal.
+void tell_service_manager(const std::string& state) {
+  if (auto err = notify_service_manager(state))
+    spdlog::warn("{}", *err);
+}
+
 void shutdown(supervisor_t* self, int code) {
   auto& st = self->state;
   if (st.shutting_down)
@@ -126,6 +134,8 @@ void shutdown(supervisor_t* self, int code) {
   st.ready_flag->store(false);
   st.params.outcome->exit_code = code;
   spdlog::info("shutting down (exit code {})", code);
+  if (!st.leaving)
+    tell_service_manager("STOPPING=1\nSTATUS=shutting down");
   // Stops the listener (joins its thread); responders still in flight do nothing.
   st.admin.reset();
   if (!st.admin_credential.empty())
@@ -169,6 +179,9 @@ void announce_ready(supervisor_t* self) {
   st.ready_flag->store(true);
   spdlog::info("ready: gossip {}, admin {}, data dir {}", st.gossip_address, info.admin,
                cfg.data_dir.string());
+  // A systemd unit with Type=notify starts its dependents now (service_notify.hpp).
+  tell_service_manager("READY=1\nSTATUS=ready: gossip " + st.gossip_address + ", admin " +
+                       info.admin + "\nMAINPID=" + std::to_string(::getpid()));
 }
 
 /// Hands one admin request to the current admin actor through a short-lived actor, and
@@ -567,6 +580,7 @@ void leave(supervisor_t* self) {
   if (st.leaving || st.shutting_down)
     return;
   st.leaving = true;
+  tell_service_manager("STOPPING=1\nSTATUS=leaving the mesh");
   const auto membership = st.dir->find(role::membership);
   if (!membership) {
     shutdown(self, exit_ok);

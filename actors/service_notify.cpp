@@ -1,0 +1,47 @@
+#include "actors/service_notify.hpp"
+
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace starling::actors {
+
+std::optional<std::string> notify_service_manager(std::string_view socket_name,
+                                                  std::string_view state) {
+  if (socket_name.empty())
+    return std::nullopt;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (socket_name.front() != '/' && socket_name.front() != '@')
+    return "NOTIFY_SOCKET is neither a path nor an abstract name ('@...')";
+  if (socket_name.size() > sizeof addr.sun_path - (socket_name.front() == '/' ? 1 : 0))
+    return "NOTIFY_SOCKET is too long for a socket address";
+  std::memcpy(addr.sun_path, socket_name.data(), socket_name.size());
+  if (socket_name.front() == '@')
+    addr.sun_path[0] = '\0'; // the abstract namespace: no terminating NUL, length says all
+  const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_name.size() +
+                                             (socket_name.front() == '/' ? 1 : 0));
+  const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return std::string{"cannot open a socket for NOTIFY_SOCKET: "} + std::strerror(errno);
+  const auto sent = ::sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+                             reinterpret_cast<const sockaddr*>(&addr), length);
+  const int err = errno;
+  ::close(fd);
+  if (sent < 0)
+    return "cannot notify the service manager at " + std::string{socket_name} + ": " +
+           std::strerror(err);
+  return std::nullopt;
+}
+
+std::optional<std::string> notify_service_manager(std::string_view state) {
+  const char* socket_name = std::getenv("NOTIFY_SOCKET");
+  return notify_service_manager(socket_name != nullptr ? socket_name : "", state);
+}
+
+} // namespace starling::actors
