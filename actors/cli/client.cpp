@@ -47,10 +47,10 @@ caf::expected<std::string> admin_credential_for(const client_options& opts, std:
   return found ? std::move(*found) : std::string{};
 }
 
-/// Sends `args` to the admin port at `opts.admin`; returns the answer's body, or prints
-/// a message on stderr and returns the exit code.
-std::variant<std::string, int> ask(const client_options& opts,
-                                   const std::vector<std::string>& args) {
+} // namespace
+
+std::variant<std::string, int> ask_agent(const client_options& opts,
+                                         const std::vector<std::string>& args) {
   auto hp = parse_host_port(opts.admin, "--admin");
   if (!hp) {
     std::cerr << "starling: " << message_of(hp.error()) << '\n';
@@ -81,10 +81,12 @@ std::variant<std::string, int> ask(const client_options& opts,
   return exit_failed;
 }
 
+namespace {
+
 /// Asks for a JSON view and prints it as is (--json) or rendered by `render`.
 int print_view(const client_options& opts, const std::vector<std::string>& args,
                caf::expected<std::string> (*render)(std::string_view)) {
-  auto res = ask(opts, args);
+  auto res = ask_agent(opts, args);
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& json = std::get<std::string>(res);
@@ -108,7 +110,7 @@ int run_members(const client_options& opts) { return print_view(opts, {"members"
 int run_stats(const client_options& opts) { return print_view(opts, {"stats"}, stats_table); }
 
 int run_leave(const client_options& opts) {
-  auto res = ask(opts, {"leave"});
+  auto res = ask_agent(opts, {"leave"});
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& answer = std::get<std::string>(res);
@@ -168,7 +170,7 @@ int run_keyring(const client_options& opts, const std::string& op, const std::st
     // One exchange per member, in parallel, each bounded by the agent's TCP timeout.
     mesh_opts.timeout = std::max(opts.timeout, std::chrono::milliseconds{std::chrono::seconds{30}});
   }
-  auto res = ask(mesh_opts, args);
+  auto res = ask_agent(mesh_opts, args);
   if (mesh) {
     if (auto* code = std::get_if<int>(&res))
       return *code;
@@ -198,7 +200,7 @@ int run_token_create(const client_options& opts, const std::string& ttl, const s
     args.insert(args.end(), {"--ttl", ttl});
   if (!uses.empty())
     args.insert(args.end(), {"--uses", uses});
-  auto res = ask(opts, args);
+  auto res = ask_agent(opts, args);
   if (auto* code = std::get_if<int>(&res))
     return *code;
   std::cerr << "join token (a secret until spent or expired; join with "
@@ -211,7 +213,7 @@ int run_revoke(const client_options& opts, const std::string& node, const std::s
   std::vector<std::string> args{"revoke", node};
   if (!key.empty())
     args.insert(args.end(), {"--key", key});
-  auto res = ask(opts, args);
+  auto res = ask_agent(opts, args);
   if (auto* code = std::get_if<int>(&res))
     return *code;
   std::cout << std::get<std::string>(res) << std::flush;
@@ -278,7 +280,7 @@ int send_and_print(const client_options& opts,
     std::cerr << "starling: " << message_of(args.error()) << '\n';
     return exit_usage;
   }
-  auto res = ask(opts, *args);
+  auto res = ask_agent(opts, *args);
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& answer = std::get<std::string>(res);
@@ -341,7 +343,7 @@ int run_register(const client_options& opts, const register_options& svc) {
     std::cerr << "starling: " << message_of(args.error()) << '\n';
     return exit_usage;
   }
-  auto res = ask(opts, *args);
+  auto res = ask_agent(opts, *args);
   if (auto* code = std::get_if<int>(&res))
     return *code;
   const auto& answer = std::get<std::string>(res);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -31,6 +32,13 @@ struct client_options {
   /// else the copy the agent left in its user's runtime dir for its admin port, if any.
   std::string admin_cookie;
 };
+
+/// Sends `args` to the admin port at opts.admin, with the admin credential if there is one;
+/// returns the answer's body, or prints one message on stderr and returns the exit code:
+/// exit_usage for a bad address or credential file or the agent's usage refusal,
+/// exit_failed when the agent is unreachable or refuses.
+std::variant<std::string, int> ask_agent(const client_options& opts,
+                                         const std::vector<std::string>& args);
 
 /// `starling members`: prints the member table (or the JSON view with --json).
 int run_members(const client_options& opts);

@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -257,11 +258,6 @@ int run_top(const client_options& base, const std::string& args, bool interactiv
     std::cerr << "starling: --interval must be 100ms to 1h\n";
     return exit_usage;
   }
-  auto hp = parse_host_port(base.admin, "--admin");
-  if (!hp) {
-    std::cerr << "starling: " << message_of(hp.error()) << '\n';
-    return exit_usage;
-  }
   top_interrupted = 0;
   struct sigaction on_int {};
   on_int.sa_handler = on_top_interrupt; // no SA_RESTART: poll returns at once
@@ -273,16 +269,14 @@ int run_top(const client_options& base, const std::string& args, bool interactiv
   for (unsigned frame = 0; count == 0 || frame < count; ++frame) {
     if (frame > 0 && operator_stops(every, interactive))
       break;
-    auto reply = call_admin(hp->host, hp->port, {"stats"}, base.timeout, std::string{});
+    auto reply = ask_agent(base, {"stats"});
     const auto at = std::chrono::steady_clock::now();
-    if (!reply || reply->code != admin_reply::status::ok) {
-      std::cerr << "starling: cannot read the agent's stats at " << hp->to_string() << ": "
-                << (reply ? reply->error : message_of(reply.error())) << '\n';
-      code = exit_failed;
+    if (auto* failed = std::get_if<int>(&reply)) {
+      code = *failed;
       break;
     }
-    auto text =
-        top_frame(reply->body, previous, std::chrono::duration<double>(at - previous_at).count());
+    auto& stats = std::get<std::string>(reply);
+    auto text = top_frame(stats, previous, std::chrono::duration<double>(at - previous_at).count());
     if (!text) {
       std::cerr << "starling: " << message_of(text.error()) << '\n';
       code = exit_failed;
@@ -292,10 +286,10 @@ int run_top(const client_options& base, const std::string& args, bool interactiv
       std::cout << "\x1b[H\x1b[2J"; // home, clear the screen
     else if (frame > 0)
       std::cout << '\n';
-    std::cout << "starling top: " << hp->to_string() << ", every " << format_duration(*interval)
+    std::cout << "starling top: " << base.admin << ", every " << format_duration(*interval)
               << (interactive ? " (Enter or Ctrl-C stops)" : "") << '\n'
               << *text << std::flush;
-    previous = std::move(reply->body);
+    previous = std::move(stats);
     previous_at = at;
   }
   ::sigaction(SIGINT, &before, nullptr);
@@ -365,15 +359,13 @@ int run_line(const client_options& base, const std::string& line, bool interacti
   });
 }
 
-/// The agent's certificate expiry warnings (expiry_warnings), none when it cannot be asked.
+/// The agent's certificate expiry warnings (expiry_warnings); none when it cannot be asked
+/// (ask_agent said why on stderr).
 std::vector<std::string> warnings_of(const client_options& opts) {
-  auto hp = parse_host_port(opts.admin, "--admin");
-  if (!hp)
-    return {};
-  auto reply = call_admin(hp->host, hp->port, {"certs"}, opts.timeout, std::string{});
-  if (!reply || reply->code != admin_reply::status::ok)
-    return {};
-  return expiry_warnings(reply->body);
+  auto reply = ask_agent(opts, {"certs"});
+  if (const auto* certs = std::get_if<std::string>(&reply))
+    return expiry_warnings(*certs);
+  return {};
 }
 
 } // namespace
