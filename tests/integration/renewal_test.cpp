@@ -64,7 +64,10 @@ TEST_F(renewal_test, certificates_are_renewed_and_hot_swapped_before_they_expire
     return now.is_object() &&
            now.at("not_after").get<std::string>() > first[name].at("not_after").get<std::string>();
   };
-  for (const auto& [name, n] : nodes_) {
+  // Not structured bindings: clang 14 cannot capture one in a lambda.
+  for (const auto& node : nodes_) {
+    const auto& name = node.first;
+    const auto& n = node.second;
     EXPECT_TRUE(st::poll_until(60s, [&] { return renewed(name); }))
         << name << " was not renewed: " << certificate_of(n).dump();
     EXPECT_EQ(certificate_of(n).at("spki_sha256"), first[name].at("spki_sha256")) << name;
@@ -78,9 +81,12 @@ TEST_F(renewal_test, certificates_are_renewed_and_hot_swapped_before_they_expire
   std::map<std::string, long> before;
   for (const auto& [name, n] : nodes_)
     before[name] = exchanges_of(n);
-  for (const auto& [name, n] : nodes_)
+  for (const auto& node : nodes_) {
+    const auto& name = node.first;
+    const auto& n = node.second;
     EXPECT_TRUE(st::poll_until(20s, [&] { return exchanges_of(n) >= before[name] + 2; }))
         << name << " completes no identity sync any more: " << certs_of(n)->dump();
+  }
   // New handshakes with the issuer present its renewed certificate: a new node is admitted.
   start("node-3", {issuer.info.gossip}, {"--token", token});
   ASSERT_FALSE(HasFailure());
