@@ -110,7 +110,9 @@ TEST_F(revocation_test, a_revocation_reaches_every_node_and_survives_a_restart) 
         << name << " still sees node-3 alive";
   // Statements travel through everyone; none was refused. Once all hold the same
   // statements, periodic syncs carry only digests.
-  for (const auto& [name, n] : nodes_) {
+  for (const auto& node : nodes_) { // not a structured binding: clang 14 cannot capture one
+    const auto& name = node.first;
+    const auto& n = node.second;
     auto c = certs_of(n);
     ASSERT_TRUE(c) << name;
     EXPECT_EQ(c->at("sync").at("statements_refused"), 0) << name << ": " << c->dump();
