@@ -518,27 +518,45 @@ added99_st=$(awk -v a="${pp99[starling]}" -v b="${pp99[direct]}" 'BEGIN { printf
 echo
 
 # ------------------------------------------------------------------ 3. L4 bulk
-declare -A mbps
-for ((r = 1; r <= rounds; r++)); do
-  for sys in $(order "$r"); do
-    log "bulk round $r: $sys"
-    measure_cpu "$work/cpu-bulk-$sys-$r" "$sys" "$bin/starling-bulk" source \
-      --connect "$(target_tcp "$sys")" --seconds "$bulk_seconds" >"$work/bulk-$sys-$r.txt" 2>&1 || die "bulk through $sys failed: $(cat "$work/bulk-$sys-$r.txt")"
+# bulk_table <tag> <target function> <hops> <title>: `rounds` streams through each system to
+# the address `<target function> <system>` names, raw output in $work/<tag>-<system>-<round>.txt;
+# prints the table (CPU per MB for each of the proxy's `hops` processes) and leaves the
+# median MB/s of each system in bulk_mbps.
+declare -A bulk_mbps
+bulk_table() {
+  local tag=$1 target=$2 hops=$3 title=$4 sys r hop cpu_mb mb
+  for ((r = 1; r <= rounds; r++)); do
+    for sys in $(order "$r"); do
+      log "$tag round $r: $sys"
+      measure_cpu "$work/cpu-$tag-$sys-$r" "$sys" "$bin/starling-bulk" source \
+        --connect "$("$target" "$sys")" --seconds "$bulk_seconds" >"$work/$tag-$sys-$r.txt" 2>&1 || die "$tag through $sys failed: $(cat "$work/$tag-$sys-$r.txt")"
+    done
   done
-done
-echo "## L4 bulk: one TCP stream for ${bulk_seconds}s (starling-bulk; MB = 10^6 bytes), medians of $rounds rounds"
-echo
-printf '| system | MB/s | CPU µs/MB hop A, hop B | each round |\n|---|---|---|---|\n'
-for sys in "${systems[@]}"; do
-  mbps[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/bulk-$sys-$r.txt" mb_per_s; done | median)
-  cpu_mb="–"
-  if [[ $sys != direct ]]; then
-    ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-bulk-$sys-$r"; cpu_us_per "$ta" "$(awk -v b="$(kv "$work/bulk-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
-    cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-bulk-$sys-$r"; cpu_us_per "$tb" "$(awk -v b="$(kv "$work/bulk-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
-    cpu_mb="$ca, $cb"
+  echo "## $title, medians of $rounds rounds"
+  echo
+  if ((hops == 2)); then
+    printf '| system | MB/s | CPU µs/MB hop A, hop B | each round |\n|---|---|---|---|\n'
+  else
+    printf '| system | MB/s | CPU µs/MB | each round |\n|---|---|---|---|\n'
   fi
-  printf '| %s | %.0f | %s | %s|\n' "$sys" "${mbps[$sys]}" "$cpu_mb" "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(kv "$work/bulk-$sys-$r.txt" mb_per_s)"; done)"
-done
+  for sys in "${systems[@]}"; do
+    bulk_mbps[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/$tag-$sys-$r.txt" mb_per_s; done | median)
+    cpu_mb="–"
+    if [[ $sys != direct ]]; then
+      cpu_mb=""
+      for ((hop = 1; hop <= hops; hop++)); do
+        # measure_cpu's file holds one CPU figure per hop process: field $hop is this one.
+        mb=$(for ((r = 1; r <= rounds; r++)); do cpu_us_per "$(cut -d' ' -f"$hop" "$work/cpu-$tag-$sys-$r")" "$(awk -v b="$(kv "$work/$tag-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
+        cpu_mb+="${cpu_mb:+, }$mb"
+      done
+    fi
+    printf '| %s | %.0f | %s | %s|\n' "$sys" "${bulk_mbps[$sys]}" "$cpu_mb" "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(kv "$work/$tag-$sys-$r.txt" mb_per_s)"; done)"
+  done
+}
+
+bulk_table bulk target_tcp 2 "L4 bulk: one TCP stream for ${bulk_seconds}s (starling-bulk; MB = 10^6 bytes)"
+declare -A mbps
+for sys in "${systems[@]}"; do mbps[$sys]=${bulk_mbps[$sys]}; done
 bulk_ratio=$(ratio "${mbps[starling]}" "${mbps[haproxy]}")
 printf '| **starling / haproxy** | **%sx** | | |\n' "$bulk_ratio"
 echo
@@ -546,26 +564,8 @@ echo
 # ------------------------------------------------------------------ 3b. L4 bulk, one hop, plain
 # A TCP service whose instance is on node A itself: both of A's sockets are plain, the path
 # splice(2) serves (with --splice: Starling's [proxy] splice and HAProxy's option splice-auto).
-declare -A mbps1
-for ((r = 1; r <= rounds; r++)); do
-  for sys in $(order "$r"); do
-    log "bulk one hop round $r: $sys"
-    measure_cpu "$work/cpu-bulk1-$sys-$r" "$sys" "$bin/starling-bulk" source \
-      --connect "$(target_tcp1 "$sys")" --seconds "$bulk_seconds" >"$work/bulk1-$sys-$r.txt" 2>&1 || die "one-hop bulk through $sys failed: $(cat "$work/bulk1-$sys-$r.txt")"
-  done
-done
-echo "## L4 bulk, one hop to a local instance, plain TCP on both sides: one stream for ${bulk_seconds}s, $( ((splice)) && echo "both proxies splice (--splice)" || echo "no splice"), medians of $rounds rounds"
-echo
-printf '| system | MB/s | CPU µs/MB | each round |\n|---|---|---|---|\n'
-for sys in "${systems[@]}"; do
-  mbps1[$sys]=$(for ((r = 1; r <= rounds; r++)); do kv "$work/bulk1-$sys-$r.txt" mb_per_s; done | median)
-  cpu_mb="–"
-  if [[ $sys != direct ]]; then
-    cpu_mb=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-bulk1-$sys-$r"; cpu_us_per "$ta" "$(awk -v b="$(kv "$work/bulk1-$sys-$r.txt" bytes)" 'BEGIN { print b / 1e6 }')"; done | median)
-  fi
-  printf '| %s | %.0f | %s | %s|\n' "$sys" "${mbps1[$sys]}" "$cpu_mb" "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(kv "$work/bulk1-$sys-$r.txt" mb_per_s)"; done)"
-done
-printf '| **starling / haproxy** | **%sx** | | |\n' "$(ratio "${mbps1[starling]}" "${mbps1[haproxy]}")"
+bulk_table bulk1 target_tcp1 1 "L4 bulk, one hop to a local instance, plain TCP on both sides: one stream for ${bulk_seconds}s, $( ((splice)) && echo "both proxies splice (--splice)" || echo "no splice")"
+printf '| **starling / haproxy** | **%sx** | | |\n' "$(ratio "${bulk_mbps[starling]}" "${bulk_mbps[haproxy]}")"
 echo
 
 # ------------------------------------------------------------------ 4. RSS
