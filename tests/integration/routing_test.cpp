@@ -148,9 +148,10 @@ TEST_F(routing_test, a_registration_spreads_turns_unhealthy_and_leaves_with_its_
                    "--rise", "1", "--fall", "1", "--admin", b.info.admin});
   ASSERT_EQ(reg.exit_code, 0) << reg.err;
 
-  // Healthy on every node, E included, within seconds.
+  // Healthy on every node, E included, within seconds. (The lambdas below name `n` in an
+  // init-capture: clang 14 cannot capture a structured binding implicitly.)
   for (const auto& [name, n] : nodes_)
-    EXPECT_TRUE(st::poll_until(20s, [&] { return sees(n, "web", "b", true); }))
+    EXPECT_TRUE(st::poll_until(20s, [&n = n] { return sees(n, "web", "b", true); }))
         << name << " never saw web on b healthy: " << instances_on(n, "web").dump();
   // Every node's DNS answers it.
   const auto& e = nodes_.at("e");
@@ -167,7 +168,7 @@ TEST_F(routing_test, a_registration_spreads_turns_unhealthy_and_leaves_with_its_
   // The app stops: its check fails on b, and every node sees it unhealthy.
   app.close();
   for (const auto& [name, n] : nodes_)
-    EXPECT_TRUE(st::poll_until(20s, [&] { return sees(n, "web", "b", false); }))
+    EXPECT_TRUE(st::poll_until(20s, [&n = n] { return sees(n, "web", "b", false); }))
         << name << ": " << instances_on(n, "web").dump();
   EXPECT_TRUE(st::poll_until(10s, [&] { return dig(e, "web.service.starling", "A").empty(); }));
 
@@ -219,7 +220,7 @@ TEST_F(routing_test, only_an_issuer_writes_policies_and_they_reach_every_node) {
   auto ok = st::run_cli({"split", "api", "v1=90", "v2=10", "--admin", a.info.admin});
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   for (const auto& [name, n] : nodes_)
-    EXPECT_TRUE(st::poll_until(20s, [&] { return split_on(n, "api") == "v1=90,v2=10"; }))
+    EXPECT_TRUE(st::poll_until(20s, [&n = n] { return split_on(n, "api") == "v1=90,v2=10"; }))
         << name << ": " << split_on(n, "api");
   // Nothing was refused as forged or unauthorized on the way: the records carry their
   // signers' chains.
@@ -255,7 +256,7 @@ TEST_F(routing_test, a_late_joiner_pulls_the_table_when_sections_carry_digests_a
   auto ok = st::run_cli({"split", "api", "v1=70", "v2=30", "--admin", a.info.admin});
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   for (const auto& [name, n] : nodes_)
-    ASSERT_TRUE(st::poll_until(20s, [&] {
+    ASSERT_TRUE(st::poll_until(20s, [&n = n] {
       return instances_on(n, "api").size() == 2 && split_on(n, "api") == "v1=70,v2=30";
     })) << name;
 
