@@ -1,0 +1,100 @@
+// The data plane's own I/O loop (decision 0021), first slice: one thread's loop of posted
+// tasks and timers, on io_uring where the kernel allows it and on epoll otherwise. Socket
+// operations come in the next slice, then net::stream and the data plane move onto it.
+//
+// Threads: run() makes the calling thread the loop's thread. post() and stop() may be called
+// from any thread; everything else only from the loop's thread (inside a task or a timer).
+// Only the loop's thread touches its ring or its epoll set: other threads queue a task and
+// write to the loop's eventfd, which the loop always has a read (io_uring) or a watch (epoll)
+// pending on. That is what Asio's io_uring backend got wrong for us (a wake-up from another
+// thread submitted the loop's queued requests, whose completions then interrupted that
+// thread: docs/bench-proxy.md, "io_uring, second try").
+//
+// No CAF and no Asio here: the data plane is to leave Asio.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace starling::net {
+
+enum class backend : unsigned char { uring, epoll };
+
+/// "io_uring" or "epoll".
+const char* to_string(backend b);
+
+class loop {
+public:
+  using clock = std::chrono::steady_clock;
+  using task = std::function<void()>;
+  using timer_id = std::uint64_t;
+
+  /// A loop on `wanted`. When io_uring is wanted but this process may not use it (a seccomp
+  /// filter, the kernel.io_uring_disabled sysctl, a kernel before 5.11), the loop runs on
+  /// epoll and `why` says why; otherwise `why` is left empty. Null only when neither can
+  /// be set up (out of descriptors, say), with the reason in `why`.
+  static std::unique_ptr<loop> make(backend wanted, std::string& why);
+
+  virtual ~loop() = default;
+  loop(const loop&) = delete;
+  loop& operator=(const loop&) = delete;
+
+  [[nodiscard]] virtual backend kind() const = 0;
+
+  /// Runs tasks and timers until stop(). A stop() before run() makes run() return as soon
+  /// as it has run what was ready. Tasks still queued when run() returns stay queued.
+  void run();
+  /// Any thread: ends run() after the task or timer running now.
+  void stop();
+  /// Any thread: runs `t` on the loop's thread. Tasks posted by one thread run in the order
+  /// they were posted.
+  void post(task t);
+
+  /// Loop thread: runs `t` once `delay` has passed. Timers due at the same time run in the
+  /// order they were set.
+  timer_id after(clock::duration delay, task t);
+  /// Loop thread: true when the timer had not run yet (it never will now).
+  bool cancel(timer_id id);
+
+  /// How many times the loop waited for the kernel and how many wake-ups from other threads
+  /// it read: for tests and counters. Loop thread.
+  struct counts {
+    std::uint64_t waits = 0;
+    std::uint64_t wakeups = 0;
+  };
+  [[nodiscard]] counts stats() const { return counts_; }
+
+protected:
+  loop() = default;
+  /// Waits until the kernel has something for the loop, a wake-up arrives, or `deadline`
+  /// passes (no deadline: waits as long as it takes). Returns the number of wake-ups read.
+  virtual std::uint64_t wait(std::optional<clock::time_point> deadline) = 0;
+  /// Any thread: makes a wait() running now, or the next one, return.
+  virtual void wake() = 0;
+
+private:
+  struct timer {
+    clock::time_point due;
+    timer_id id;
+    bool operator>(const timer& o) const { return due != o.due ? due > o.due : id > o.id; }
+  };
+  void run_posted();
+  void run_due_timers();
+
+  std::mutex mutex_; // guards posted_ and stop_
+  std::vector<task> posted_;
+  bool stop_ = false;
+  std::vector<timer> heap_; // a min-heap on (due, id); cancelled entries are skipped
+  std::unordered_map<timer_id, task> timer_tasks_; // the timers still to run
+  timer_id next_timer_ = 1;
+  counts counts_;
+};
+
+} // namespace starling::net
