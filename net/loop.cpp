@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include <liburing.h>
@@ -161,8 +163,20 @@ protected:
       timeout = &ts;
     }
     std::array<epoll_event, 16> events{};
-    const int n =
-        ::epoll_pwait2(epoll_, events.data(), static_cast<int>(events.size()), timeout, nullptr);
+    const auto size = static_cast<int>(events.size());
+    int n = -1;
+    if (pwait2_) {
+      n = ::epoll_pwait2(epoll_, events.data(), size, timeout, nullptr);
+      if (n < 0 && errno == ENOSYS)
+        pwait2_ = false; // Linux before 5.11: milliseconds, rounded up, from now on
+    }
+    if (!pwait2_) {
+      const auto ms = deadline ? static_cast<int>(std::min<std::int64_t>(
+                                     (left_until(*deadline).count() + 999'999) / 1'000'000,
+                                     std::numeric_limits<int>::max()))
+                               : -1;
+      n = ::epoll_wait(epoll_, events.data(), size, ms);
+    }
     std::uint64_t woken = 0;
     for (int i = 0; i < n; ++i)
       if (events[static_cast<std::size_t>(i)].data.fd == wake_fd_) {
@@ -178,6 +192,7 @@ private:
   epoll_loop() = default;
   int epoll_ = -1;
   int wake_fd_ = -1;
+  bool pwait2_ = true; // epoll_pwait2 (nanosecond timeouts) works here
 };
 
 // ---------------------------------------------------------------- io_uring
