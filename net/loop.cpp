@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <unordered_set>
 #include <utility>
 
+#include <fcntl.h>
 #include <liburing.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -23,6 +25,7 @@ const char* to_string(backend b) { return b == backend::uring ? "io_uring" : "ep
 void loop::run() {
   for (;;) {
     run_posted();
+    run_completions();
     run_due_timers();
     {
       std::lock_guard lock(mutex_);
@@ -32,7 +35,9 @@ void loop::run() {
       }
     }
     std::optional<clock::time_point> deadline;
-    if (!heap_.empty())
+    if (!completed_.empty())
+      deadline = clock::now(); // completions queued by the last turn: only look
+    else if (!heap_.empty())
       deadline = heap_.front().due;
     ++counts_.waits;
     counts_.wakeups += wait(deadline);
@@ -63,6 +68,15 @@ void loop::run_posted() {
   }
   for (auto& t : ready)
     t();
+}
+
+void loop::run_completions() {
+  // Completions queued while these run (an operation that finishes at once) wait for the
+  // next turn: a handler is never called inside the call that started its operation.
+  auto ready = std::move(completed_);
+  completed_.clear();
+  for (auto& [done, result] : ready)
+    done(result);
 }
 
 loop::timer_id loop::after(clock::duration delay, task t) {
@@ -105,6 +119,9 @@ std::chrono::nanoseconds left_until(loop::clock::time_point deadline) {
   return std::max(std::chrono::duration_cast<std::chrono::nanoseconds>(left),
                   std::chrono::nanoseconds::zero());
 }
+
+/// The most one receive or send moves: its result is an int.
+constexpr std::size_t max_io = std::numeric_limits<int>::max();
 
 /// The eventfd that other threads write to wake the loop.
 int make_eventfd(std::string& why) {
@@ -152,6 +169,71 @@ public:
   }
   [[nodiscard]] backend kind() const override { return backend::epoll; }
 
+  void receive(int fd, void* buf, std::size_t len, io_done done) override {
+    start_input(fd,
+                {op::receive, static_cast<char*>(buf), std::min(len, max_io), 0, std::move(done)});
+  }
+  void accept(int listener, io_done done) override {
+    start_input(listener, {op::accept, nullptr, 0, 0, std::move(done)});
+  }
+  void send(int fd, const void* buf, std::size_t len, io_done done) override {
+    if (len > max_io) {
+      complete_later(std::move(done), -EINVAL); // the result could not say how much went
+      return;
+    }
+    auto& st = fds_[fd];
+    if (st.out) {
+      complete_later(std::move(done), -EBUSY);
+      return;
+    }
+    pending p{op::send, static_cast<char*>(const_cast<void*>(buf)), len, 0, std::move(done)};
+    int result = 0;
+    if (attempt(fd, p, result)) {
+      complete_later(std::move(p.done), result);
+      return;
+    }
+    if (const int err = watch(fd, st); err != 0) {
+      complete_later(std::move(p.done), -err);
+      return;
+    }
+    st.out = std::move(p);
+  }
+  void connect(int fd, const sockaddr* addr, socklen_t len, io_done done) override {
+    auto& st = fds_[fd];
+    if (st.out) {
+      complete_later(std::move(done), -EBUSY);
+      return;
+    }
+    if (const int err = nonblocking(fd, st); err != 0) {
+      complete_later(std::move(done), -err);
+      return;
+    }
+    if (::connect(fd, addr, len) == 0) {
+      complete_later(std::move(done), 0);
+      return;
+    }
+    if (errno != EINPROGRESS) {
+      complete_later(std::move(done), -errno);
+      return;
+    }
+    if (const int err = watch(fd, st); err != 0) {
+      complete_later(std::move(done), -err);
+      return;
+    }
+    st.out = pending{op::connect, nullptr, 0, 0, std::move(done)};
+  }
+  void close(int fd) override {
+    if (auto it = fds_.find(fd); it != fds_.end()) {
+      if (it->second.in)
+        complete_later(std::move(it->second.in->done), -ECANCELED);
+      if (it->second.out)
+        complete_later(std::move(it->second.out->done), -ECANCELED);
+      // Closing removes the descriptor from the epoll set; no event for it can follow.
+      fds_.erase(it);
+    }
+    ::close(fd);
+  }
+
 protected:
   std::uint64_t wait(std::optional<clock::time_point> deadline) override {
     timespec ts{};
@@ -178,12 +260,16 @@ protected:
       n = ::epoll_wait(epoll_, events.data(), size, ms);
     }
     std::uint64_t woken = 0;
-    for (int i = 0; i < n; ++i)
-      if (events[static_cast<std::size_t>(i)].data.fd == wake_fd_) {
+    for (int i = 0; i < n; ++i) {
+      const auto& ev = events[static_cast<std::size_t>(i)];
+      if (ev.data.fd == wake_fd_) {
         std::uint64_t value = 0;
         if (::read(wake_fd_, &value, sizeof value) == sizeof value)
           woken += value;
+      } else {
+        on_event(ev.data.fd, ev.events);
       }
+    }
     return woken; // n < 0: EINTR (a signal); the loop looks again
   }
   void wake() override { write_eventfd(wake_fd_); }
@@ -193,6 +279,139 @@ private:
   int epoll_ = -1;
   int wake_fd_ = -1;
   bool pwait2_ = true; // epoll_pwait2 (nanosecond timeouts) works here
+
+  struct op {
+    enum kind : unsigned char { receive, send, accept, connect };
+  };
+  struct pending {
+    op::kind what;
+    char* buf;
+    std::size_t len;
+    std::size_t done_bytes;
+    io_done done;
+  };
+  struct fd_state {
+    std::optional<pending> in;  // receive or accept
+    std::optional<pending> out; // send or connect
+    bool nonblocking = false;
+    bool watched = false;
+  };
+
+  /// Makes `fd` non-blocking (once). 0 or errno.
+  static int nonblocking(int fd, fd_state& st) {
+    if (st.nonblocking)
+      return 0;
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+      return errno;
+    st.nonblocking = true;
+    return 0;
+  }
+  /// Adds `fd` to the epoll set (once), for input and output, edge-triggered: every
+  /// operation is tried before it waits, so an edge that came while none waited is not lost.
+  int watch(int fd, fd_state& st) {
+    if (st.watched)
+      return 0;
+    if (const int err = nonblocking(fd, st); err != 0)
+      return err;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0)
+      return errno;
+    st.watched = true;
+    return 0;
+  }
+  void start_input(int fd, pending p) {
+    auto& st = fds_[fd];
+    if (st.in) {
+      complete_later(std::move(p.done), -EBUSY);
+      return;
+    }
+    if (const int err = nonblocking(fd, st); err != 0) {
+      complete_later(std::move(p.done), -err);
+      return;
+    }
+    int result = 0;
+    if (attempt(fd, p, result)) {
+      complete_later(std::move(p.done), result);
+      return;
+    }
+    if (const int err = watch(fd, st); err != 0) {
+      complete_later(std::move(p.done), -err);
+      return;
+    }
+    st.in = std::move(p);
+  }
+  /// Tries the operation without waiting: true when it finished, with `result` set.
+  static bool attempt(int fd, pending& p, int& result) {
+    for (;;) {
+      ssize_t n = -1;
+      switch (p.what) {
+      case op::receive:
+        n = ::recv(fd, p.buf, p.len, MSG_DONTWAIT);
+        if (n >= 0) {
+          result = static_cast<int>(n);
+          return true;
+        }
+        break;
+      case op::accept:
+        n = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (n >= 0) {
+          result = static_cast<int>(n);
+          return true;
+        }
+        break;
+      case op::send:
+        if (p.done_bytes == p.len) {
+          result = static_cast<int>(p.len);
+          return true;
+        }
+        n = ::send(fd, p.buf + p.done_bytes, p.len - p.done_bytes, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n >= 0) {
+          p.done_bytes += static_cast<std::size_t>(n);
+          continue;
+        }
+        break;
+      case op::connect: {
+        int err = 0;
+        socklen_t size = sizeof err;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &size) != 0)
+          err = errno;
+        if (err == EINPROGRESS || err == EALREADY)
+          return false;
+        result = -err;
+        return true;
+      }
+      }
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return false;
+      result = -errno;
+      return true;
+    }
+  }
+  /// An epoll event for a socket: runs what it made possible.
+  void on_event(int fd, std::uint32_t events) {
+    auto it = fds_.find(fd);
+    if (it == fds_.end())
+      return;
+    auto& st = it->second;
+    int result = 0;
+    if (st.in && (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0 &&
+        attempt(fd, *st.in, result)) {
+      complete_later(std::move(st.in->done), result);
+      st.in.reset();
+    }
+    if (st.out && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0 &&
+        attempt(fd, *st.out, result)) {
+      complete_later(std::move(st.out->done), result);
+      st.out.reset();
+    }
+  }
+
+  std::unordered_map<int, fd_state> fds_;
 };
 
 // ---------------------------------------------------------------- io_uring
@@ -227,11 +446,82 @@ public:
   }
   ~uring_loop() override {
     if (ring_open_)
-      io_uring_queue_exit(&ring_); // cancels the pending read before its buffer goes
+      io_uring_queue_exit(&ring_); // cancels what is pending before the buffers go
+    for (op* o : live_)
+      delete o; // their handlers are not called: the loop is gone
     if (wake_fd_ >= 0)
       ::close(wake_fd_);
   }
   [[nodiscard]] backend kind() const override { return backend::uring; }
+
+  void receive(int fd, void* buf, std::size_t len, io_done done) override {
+    start(new_op(op::receive, fd, buf, std::min(len, max_io), std::move(done)));
+  }
+  void accept(int listener, io_done done) override {
+    start(new_op(op::accept, listener, nullptr, 0, std::move(done)));
+  }
+  void send(int fd, const void* buf, std::size_t len, io_done done) override {
+    if (len > max_io) {
+      complete_later(std::move(done), -EINVAL); // the result could not say how much went
+      return;
+    }
+    if (fds_[fd].out != nullptr) {
+      complete_later(std::move(done), -EBUSY);
+      return;
+    }
+    // Tried at once: a send the socket takes whole costs no ring entry.
+    const auto* bytes = static_cast<const char*>(buf);
+    std::size_t sent = 0;
+    while (sent < len) {
+      const ssize_t n = ::send(fd, bytes + sent, len - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        complete_later(std::move(done), -errno);
+        return;
+      }
+      break;
+    }
+    if (sent == len) {
+      complete_later(std::move(done), static_cast<int>(len));
+      return;
+    }
+    auto* o = new_op(op::send, fd, const_cast<void*>(buf), len, std::move(done));
+    o->done_bytes = sent;
+    start(o);
+  }
+  void connect(int fd, const sockaddr* addr, socklen_t len, io_done done) override {
+    if (len > sizeof(sockaddr_storage)) {
+      complete_later(std::move(done), -EINVAL);
+      return;
+    }
+    auto* o = new_op(op::connect, fd, nullptr, 0, std::move(done));
+    std::memcpy(&o->addr, addr, len);
+    o->addr_len = len;
+    start(o);
+  }
+  void close(int fd) override {
+    if (auto it = fds_.find(fd); it != fds_.end()) {
+      for (op* o : {it->second.in, it->second.out})
+        if (o != nullptr) {
+          o->cancelled = true;
+          if (io_uring_sqe* sqe = next_sqe()) {
+            io_uring_prep_cancel(sqe, o, 0);
+            io_uring_sqe_set_data(sqe, nullptr); // its own completion is ignored
+          }
+        }
+      fds_.erase(it);
+    }
+    // Entries still queued name descriptors by number, and this one's number is about to
+    // be given out again: they go to the kernel first, which then holds the socket itself.
+    if (io_uring_sq_ready(&ring_) > 0)
+      io_uring_submit(&ring_);
+    ::close(fd);
+  }
 
 protected:
   std::uint64_t wait(std::optional<clock::time_point> deadline) override {
@@ -262,10 +552,13 @@ protected:
     io_uring_cqe* cqe = nullptr;
     io_uring_for_each_cqe(&ring_, head, cqe) {
       ++seen;
-      if (io_uring_cqe_get_data(cqe) == &wake_value_) {
+      void* data = io_uring_cqe_get_data(cqe);
+      if (data == &wake_value_) {
         if (cqe->res == static_cast<int>(sizeof wake_value_))
           woken += wake_value_;
         rearm = true;
+      } else if (data != nullptr) {
+        on_completion(static_cast<op*>(data), cqe->res);
       }
     }
     io_uring_cq_advance(&ring_, seen);
@@ -300,6 +593,102 @@ private:
   int wake_fd_ = -1;
   std::uint64_t wake_value_ = 0; // the pending read's buffer
   bool wake_armed_ = false;      // a read of wake_fd_ is queued or pending
+
+  struct op {
+    enum kind : unsigned char { receive, send, accept, connect };
+    kind what;
+    int fd;
+    char* buf;
+    std::size_t len;
+    std::size_t done_bytes = 0;
+    io_done done;
+    bool cancelled = false;
+    sockaddr_storage addr{};
+    socklen_t addr_len = 0;
+  };
+  struct fd_ops {
+    op* in = nullptr;  // receive or accept
+    op* out = nullptr; // send or connect
+  };
+
+  op* new_op(op::kind what, int fd, void* buf, std::size_t len, io_done done) {
+    auto* o = new op{what, fd, static_cast<char*>(buf), len, 0, std::move(done)};
+    live_.insert(o);
+    return o;
+  }
+  /// A submission queue entry; when the queue is full, submits it first. Null when that
+  /// failed too (the kernel holding back completions that do not fit).
+  io_uring_sqe* next_sqe() {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr && io_uring_submit(&ring_) >= 0)
+      sqe = io_uring_get_sqe(&ring_);
+    return sqe;
+  }
+  /// Claims the descriptor's input or output slot for `o` and queues its entry.
+  void start(op* o) {
+    auto& slot = o->what == op::receive || o->what == op::accept ? fds_[o->fd].in : fds_[o->fd].out;
+    if (slot != nullptr) {
+      finish(o, -EBUSY);
+      return;
+    }
+    slot = o;
+    if (!queue(o))
+      finish(o, -EAGAIN);
+  }
+  bool queue(op* o) {
+    io_uring_sqe* sqe = next_sqe();
+    if (sqe == nullptr)
+      return false;
+    switch (o->what) {
+    case op::receive:
+      io_uring_prep_recv(sqe, o->fd, o->buf, o->len, 0);
+      break;
+    case op::send:
+      io_uring_prep_send(sqe, o->fd, o->buf + o->done_bytes, o->len - o->done_bytes, MSG_NOSIGNAL);
+      break;
+    case op::accept:
+      io_uring_prep_accept(sqe, o->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      break;
+    case op::connect:
+      io_uring_prep_connect(sqe, o->fd, reinterpret_cast<sockaddr*>(&o->addr), o->addr_len);
+      break;
+    }
+    io_uring_sqe_set_data(sqe, o);
+    return true;
+  }
+  /// An operation's completion from the ring.
+  void on_completion(op* o, int res) {
+    if (o->cancelled) {
+      finish(o, -ECANCELED);
+      return;
+    }
+    if (o->what == op::send && res >= 0) {
+      o->done_bytes += static_cast<std::size_t>(res);
+      if (o->done_bytes < o->len && res > 0 && queue(o))
+        return; // the rest, when the socket has room
+      finish(o, o->done_bytes == o->len ? static_cast<int>(o->len) : (res > 0 ? -EAGAIN : -EPIPE));
+      return;
+    }
+    if ((res == -EAGAIN || res == -EINTR) && queue(o))
+      return; // not ready after all: again (the kernel waits for readiness)
+    finish(o, res);
+  }
+  /// Frees the descriptor's slot (unless close() freed it and the number is in use again)
+  /// and queues the handler.
+  void finish(op* o, int result) {
+    if (auto it = fds_.find(o->fd); it != fds_.end()) {
+      if (it->second.in == o)
+        it->second.in = nullptr;
+      if (it->second.out == o)
+        it->second.out = nullptr;
+    }
+    complete_later(std::move(o->done), result);
+    live_.erase(o);
+    delete o;
+  }
+
+  std::unordered_map<int, fd_ops> fds_;
+  std::unordered_set<op*> live_; // operations the kernel may still complete
 };
 
 } // namespace

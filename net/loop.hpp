@@ -1,6 +1,6 @@
 // The data plane's own I/O loop (decision 0021), first slice: one thread's loop of posted
-// tasks and timers, on io_uring where the kernel allows it and on epoll otherwise. Socket
-// operations come in the next slice, then net::stream and the data plane move onto it.
+// tasks, timers and socket operations, on io_uring where the kernel allows it and on epoll
+// otherwise. Next, net::stream and then the data plane move onto it.
 //
 // Threads: run() makes the calling thread the loop's thread. post() and stop() may be called
 // from any thread; everything else only from the loop's thread (inside a task or a timer).
@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -22,6 +23,8 @@
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <sys/socket.h>
 
 namespace starling::net {
 
@@ -63,6 +66,32 @@ public:
   /// Loop thread: true when the timer had not run yet (it never will now).
   bool cancel(timer_id id);
 
+  // ---- Socket operations (loop thread). `fd` is a socket the caller made and owns until
+  // close(fd); the loop may set its O_NONBLOCK flag. A descriptor has at most one input
+  // operation (receive or accept) and one output operation (send or connect) pending; a
+  // second one completes with -EBUSY. Completions run on the loop's thread, never inside
+  // the call that started the operation.
+
+  /// A completion's result: bytes moved, a new descriptor (accept), 0 (connect), or -errno.
+  /// -ECANCELED when close(fd) came first.
+  using io_done = std::function<void(int result)>;
+
+  /// Receives at least one byte, at most `len`, into `buf` (valid until completion); 0 is
+  /// the end of the stream.
+  virtual void receive(int fd, void* buf, std::size_t len, io_done done) = 0;
+  /// Sends all `len` bytes of `buf` (valid until completion): the result is `len`, or the
+  /// error that stopped it. Tried at once, so a send the socket takes whole costs no wait.
+  /// More than INT_MAX bytes at once is -EINVAL (a receive takes at most that many).
+  virtual void send(int fd, const void* buf, std::size_t len, io_done done) = 0;
+  /// Accepts a connection on the listening socket `listener`: the result is the new
+  /// descriptor (non-blocking, close-on-exec), which the caller then owns.
+  virtual void accept(int listener, io_done done) = 0;
+  /// Connects `fd` to `addr` (copied).
+  virtual void connect(int fd, const sockaddr* addr, socklen_t len, io_done done) = 0;
+  /// Completes the descriptor's pending operations with -ECANCELED and closes it. No
+  /// operation started before reaches a descriptor that later gets the same number.
+  virtual void close(int fd) = 0;
+
   /// How many times the loop waited for the kernel and how many wake-ups from other threads
   /// it read: for tests and counters. Loop thread.
   struct counts {
@@ -73,6 +102,10 @@ public:
 
 protected:
   loop() = default;
+  /// Loop thread: runs `done(result)` on the next turn of the loop.
+  void complete_later(io_done done, int result) {
+    completed_.emplace_back(std::move(done), result);
+  }
   /// Waits until the kernel has something for the loop, a wake-up arrives, or `deadline`
   /// passes (no deadline: waits as long as it takes). Returns the number of wake-ups read.
   virtual std::uint64_t wait(std::optional<clock::time_point> deadline) = 0;
@@ -86,6 +119,7 @@ private:
     bool operator>(const timer& o) const { return due != o.due ? due > o.due : id > o.id; }
   };
   void run_posted();
+  void run_completions();
   void run_due_timers();
 
   std::mutex mutex_; // guards posted_ and stop_
@@ -93,6 +127,7 @@ private:
   bool stop_ = false;
   std::vector<timer> heap_; // a min-heap on (due, id); cancelled entries are skipped
   std::unordered_map<timer_id, task> timer_tasks_; // the timers still to run
+  std::vector<std::pair<io_done, int>> completed_; // socket completions to run
   timer_id next_timer_ = 1;
   counts counts_;
 };

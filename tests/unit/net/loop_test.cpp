@@ -2,18 +2,24 @@
 // the fall-back to epoll where io_uring is denied. No assertion reads the clock: timers are
 // checked by their order, and their delays differ by far more than setting them takes.
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <future>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,6 +150,174 @@ TEST_P(net_loop, a_stop_before_run_returns_once_the_ready_tasks_ran_and_the_loop
   loop_->run();
   EXPECT_EQ(ran, 4);
   EXPECT_FALSE(far_timer_ran);
+}
+
+// ---------------------------------------------------------------- sockets
+
+/// A listening socket on 127.0.0.1, port 0; its port in `port`.
+int listener(std::uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::listen(fd, 16) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+    return -1;
+  port = ntohs(sa.sin_port);
+  return fd;
+}
+
+sockaddr_in loopback(std::uint16_t port) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(port);
+  return sa;
+}
+
+/// Runs the loop until `done()` or 20 s (a timer stops it then), and says whether done.
+template <class Done> bool run_until(loop& l, Done done) {
+  bool timed_out = false;
+  const auto guard = l.after(20s, [&] { timed_out = true; });
+  std::function<void()> check = [&] {
+    if (done() || timed_out)
+      l.stop();
+    else
+      l.post(check); // look again after the loop's next turn
+  };
+  l.post(check);
+  l.run();
+  l.cancel(guard);
+  return done();
+}
+
+/// A connected pair through the loop: {accepted, client}, or {-1, -1}.
+std::pair<int, int> connect_pair(loop& l, int listen_fd, std::uint16_t port) {
+  int accepted = -2;
+  int connected = -2;
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  l.accept(listen_fd, [&](int r) { accepted = r; });
+  const auto sa = loopback(port);
+  l.connect(client, reinterpret_cast<const sockaddr*>(&sa), sizeof sa,
+            [&](int r) { connected = r; });
+  if (!run_until(l, [&] { return accepted != -2 && connected != -2; }) || accepted < 0 ||
+      connected != 0) {
+    ADD_FAILURE() << "accept " << accepted << ", connect " << connected;
+    return {-1, -1};
+  }
+  return {accepted, client};
+}
+
+TEST_P(net_loop, a_large_send_arrives_whole_and_the_end_of_stream_reads_as_zero) {
+  std::uint16_t port = 0;
+  const int lfd = listener(port);
+  ASSERT_GE(lfd, 0);
+  // Not structured bindings: clang 14 cannot capture them in the lambdas below.
+  const auto pair = connect_pair(*loop_, lfd, port);
+  const int server = pair.first;
+  const int client = pair.second;
+  ASSERT_GE(server, 0);
+
+  // 8 MiB: more than loopback's buffers hold, so the send must wait for the reader.
+  std::string out(8U << 20U, '\0');
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<char>((i * 7919U) >> 3U);
+  int sent = -2;
+  bool returned = false;
+  bool inside_call = false;
+  loop_->send(client, out.data(), out.size(), [&](int r) {
+    sent = r;
+    inside_call = !returned;
+    if (r >= 0)
+      ::shutdown(client, SHUT_WR);
+  });
+  returned = true;
+  std::string in;
+  std::vector<char> buf(64 * 1024);
+  int last = -2;
+  std::function<void()> read_more = [&] {
+    loop_->receive(server, buf.data(), buf.size(), [&](int r) {
+      last = r;
+      if (r > 0) {
+        in.append(buf.data(), static_cast<std::size_t>(r));
+        read_more();
+      }
+    });
+  };
+  read_more();
+  ASSERT_TRUE(run_until(*loop_, [&] { return sent != -2 && last <= 0 && last != -2; }))
+      << "sent " << sent << ", received " << in.size();
+  EXPECT_FALSE(inside_call) << "a completion ran inside the call that started it";
+  EXPECT_EQ(sent, static_cast<int>(out.size()));
+  EXPECT_EQ(last, 0) << "the end of the stream";
+  EXPECT_TRUE(in == out) << "received " << in.size() << " of " << out.size() << " bytes";
+  loop_->close(server);
+  loop_->close(client);
+  loop_->close(lfd);
+}
+
+TEST_P(net_loop, close_cancels_pending_operations_and_the_number_reused_gets_none_of_them) {
+  std::uint16_t port = 0;
+  const int lfd = listener(port);
+  ASSERT_GE(lfd, 0);
+  // Not structured bindings: clang 14 cannot capture them in the lambdas below.
+  const auto pair = connect_pair(*loop_, lfd, port);
+  const int server = pair.first;
+  const int client = pair.second;
+  ASSERT_GE(server, 0);
+  char old_buf[16] = {};
+  int old_result = -2;
+  int old_calls = 0;
+  loop_->receive(server, old_buf, sizeof old_buf, [&](int r) {
+    old_result = r;
+    ++old_calls;
+  });
+  int busy = 0;
+  bool returned = false;
+  bool inside_call = false;
+  loop_->receive(server, old_buf, sizeof old_buf, [&](int r) {
+    busy = r;
+    inside_call = !returned;
+  });
+  returned = true;
+  ASSERT_TRUE(run_until(*loop_, [&] { return busy != 0; }));
+  EXPECT_EQ(busy, -EBUSY) << "a second receive on one descriptor";
+  EXPECT_FALSE(inside_call) << "a refusal ran inside the call that started the operation";
+  loop_->close(server);
+
+  // The kernel hands out the lowest free number: the next connection usually gets the
+  // closed one's. Whatever it gets, the old receive must not read from it.
+  const auto pair2 = connect_pair(*loop_, lfd, port);
+  const int server2 = pair2.first;
+  const int client2 = pair2.second;
+  ASSERT_GE(server2, 0);
+  char new_buf[16] = {};
+  int new_result = -2;
+  loop_->receive(server2, new_buf, sizeof new_buf, [&](int r) { new_result = r; });
+  ASSERT_EQ(::send(client2, "new", 3, MSG_NOSIGNAL), 3);
+  ASSERT_EQ(::send(client, "old", 3, MSG_NOSIGNAL), 3); // to the closed server: nobody reads
+  ASSERT_TRUE(run_until(*loop_, [&] { return old_result != -2 && new_result != -2; }));
+  EXPECT_EQ(old_result, -ECANCELED);
+  EXPECT_EQ(old_calls, 1);
+  EXPECT_EQ(new_result, 3);
+  EXPECT_EQ(std::string(new_buf, 3), "new");
+  for (int fd : {client, server2, client2, lfd})
+    loop_->close(fd);
+}
+
+TEST_P(net_loop, a_connection_refused_is_reported) {
+  std::uint16_t port = 0;
+  const int lfd = listener(port);
+  ASSERT_GE(lfd, 0);
+  ::close(lfd); // nothing listens on `port` now
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const auto sa = loopback(port);
+  int result = -2;
+  loop_->connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa, [&](int r) { result = r; });
+  ASSERT_TRUE(run_until(*loop_, [&] { return result != -2; }));
+  EXPECT_EQ(result, -ECONNREFUSED);
+  loop_->close(fd);
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, net_loop, ::testing::Values(backend::uring, backend::epoll),
