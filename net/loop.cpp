@@ -368,10 +368,12 @@ private:
           return true;
         }
         n = ::send(fd, p.buf + p.done_bytes, p.len - p.done_bytes, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n >= 0) {
+        if (n > 0) {
           p.done_bytes += static_cast<std::size_t>(n);
           continue;
         }
+        if (n == 0)
+          return false; // took nothing (a stream socket does not): wait for room
         break;
       case op::connect: {
         int err = 0;
