@@ -186,17 +186,8 @@ public:
       complete_later(std::move(done), -EBUSY);
       return;
     }
-    pending p{op::send, static_cast<char*>(const_cast<void*>(buf)), len, 0, std::move(done)};
-    int result = 0;
-    if (attempt(fd, p, result)) {
-      complete_later(std::move(p.done), result);
-      return;
-    }
-    if (const int err = watch(fd, st); err != 0) {
-      complete_later(std::move(p.done), -err);
-      return;
-    }
-    st.out = std::move(p);
+    try_then_wait(fd, st, st.out,
+                  {op::send, static_cast<char*>(const_cast<void*>(buf)), len, 0, std::move(done)});
   }
   void connect(int fd, const sockaddr* addr, socklen_t len, io_done done) override {
     auto& st = fds_[fd];
@@ -328,6 +319,10 @@ private:
       complete_later(std::move(p.done), -EBUSY);
       return;
     }
+    try_then_wait(fd, st, st.in, std::move(p));
+  }
+  /// Tries `p` at once; when it must wait, watches the descriptor and keeps `p` in `slot`.
+  void try_then_wait(int fd, fd_state& st, std::optional<pending>& slot, pending p) {
     if (const int err = nonblocking(fd, st); err != 0) {
       complete_later(std::move(p.done), -err);
       return;
@@ -341,7 +336,7 @@ private:
       complete_later(std::move(p.done), -err);
       return;
     }
-    st.in = std::move(p);
+    slot = std::move(p);
   }
   /// Tries the operation without waiting: true when it finished, with `result` set.
   static bool attempt(int fd, pending& p, int& result) {
