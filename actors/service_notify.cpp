@@ -17,15 +17,18 @@ std::optional<std::string> notify_service_manager(std::string_view socket_name,
     return std::nullopt;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (socket_name.front() != '/' && socket_name.front() != '@')
+  const bool path = socket_name.front() == '/';
+  if (!path && socket_name.front() != '@')
     return "NOTIFY_SOCKET is neither a path nor an abstract name ('@...')";
-  if (socket_name.size() > sizeof addr.sun_path - (socket_name.front() == '/' ? 1 : 0))
+  // A path ends with a NUL; an abstract name has none (its length says all).
+  const std::size_t terminator = path ? 1 : 0;
+  if (socket_name.size() > sizeof addr.sun_path - terminator)
     return "NOTIFY_SOCKET is too long for a socket address";
   std::memcpy(addr.sun_path, socket_name.data(), socket_name.size());
-  if (socket_name.front() == '@')
-    addr.sun_path[0] = '\0'; // the abstract namespace: no terminating NUL, length says all
-  const auto length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_name.size() +
-                                             (socket_name.front() == '/' ? 1 : 0));
+  if (!path)
+    addr.sun_path[0] = '\0'; // the abstract namespace
+  const auto length =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + socket_name.size() + terminator);
   const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return std::string{"cannot open a socket for NOTIFY_SOCKET: "} + std::strerror(errno);
