@@ -11,6 +11,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <liburing.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -23,6 +24,11 @@ const char* to_string(backend b) { return b == backend::uring ? "io_uring" : "ep
 // ---------------------------------------------------------------- tasks and timers
 
 void loop::run() {
+  // Turns in a row that ran completions queued by the turn before, without asking the
+  // kernel: a request's read, write and next read follow one another without a system call
+  // between them. Bounded, so that sockets and other threads' posts are still looked at.
+  constexpr int max_turns_without_wait = 4;
+  int turns_without_wait = 0;
   for (;;) {
     run_posted();
     run_completions();
@@ -35,10 +41,14 @@ void loop::run() {
       }
     }
     std::optional<clock::time_point> deadline;
-    if (!completed_.empty())
+    if (!completed_.empty() || !deferred_.empty()) {
+      if (++turns_without_wait < max_turns_without_wait)
+        continue;
       deadline = clock::now(); // completions queued by the last turn: only look
-    else if (!heap_.empty())
+    } else if (!heap_.empty()) {
       deadline = heap_.front().due;
+    }
+    turns_without_wait = 0;
     ++counts_.waits;
     counts_.wakeups += wait(deadline);
   }
@@ -77,6 +87,10 @@ void loop::run_completions() {
   completed_.clear();
   for (auto& [done, result] : ready)
     done(result);
+  auto tasks = std::move(deferred_);
+  deferred_.clear();
+  for (auto& t : tasks)
+    t();
 }
 
 loop::timer_id loop::after(clock::duration delay, task t) {
@@ -189,6 +203,20 @@ public:
     try_then_wait(fd, st, st.out,
                   {op::send, static_cast<char*>(const_cast<void*>(buf)), len, 0, std::move(done)});
   }
+  void poll(int fd, ready what, io_done done) override {
+    auto& st = fds_[fd];
+    auto& slot = what == ready::readable ? st.in : st.out;
+    if (slot) {
+      complete_later(std::move(done), -EBUSY);
+      return;
+    }
+    if (const int err = watch(fd, st, what == ready::writable); err != 0) {
+      complete_later(std::move(done), -err);
+      return;
+    }
+    slot = pending{what == ready::readable ? op::poll_in : op::poll_out, nullptr, 0, 0,
+                   std::move(done)};
+  }
   void connect(int fd, const sockaddr* addr, socklen_t len, io_done done) override {
     auto& st = fds_[fd];
     if (st.out) {
@@ -207,7 +235,7 @@ public:
       complete_later(std::move(done), -errno);
       return;
     }
-    if (const int err = watch(fd, st); err != 0) {
+    if (const int err = watch(fd, st, true); err != 0) {
       complete_later(std::move(done), -err);
       return;
     }
@@ -272,7 +300,7 @@ private:
   bool pwait2_ = true; // epoll_pwait2 (nanosecond timeouts) works here
 
   struct op {
-    enum kind : unsigned char { receive, send, accept, connect };
+    enum kind : unsigned char { receive, send, accept, connect, poll_in, poll_out };
   };
   struct pending {
     op::kind what;
@@ -286,6 +314,7 @@ private:
     std::optional<pending> out; // send or connect
     bool nonblocking = false;
     bool watched = false;
+    bool output_watched = false; // EPOLLOUT is in the descriptor's events
   };
 
   /// Makes `fd` non-blocking (once). 0 or errno.
@@ -298,20 +327,29 @@ private:
     st.nonblocking = true;
     return 0;
   }
-  /// Adds `fd` to the epoll set (once), for input and output, edge-triggered: every
-  /// operation is tried before it waits, so an edge that came while none waited is not lost.
-  int watch(int fd, fd_state& st) {
-    if (st.watched)
+  /// Adds `fd` to the epoll set (once), edge-triggered: every operation is tried before it
+  /// waits, so an edge that came while none waited is not lost. For input always; for output
+  /// (`output`) from the first output operation that waits until an output event finds none
+  /// waiting. Linux reports an edge-triggered EPOLLOUT at every ACK that frees send space:
+  /// watched for good, a pooled connection would wake the loop for nothing once a request.
+  /// Adding EPOLLOUT (EPOLL_CTL_MOD) reports a socket that is writable already.
+  int watch(int fd, fd_state& st, bool output = false) {
+    if (st.watched && (!output || st.output_watched))
       return 0;
     if (const int err = nonblocking(fd, st); err != 0)
       return err;
-    epoll_event ev{};
-    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    ev.data.fd = fd;
-    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0)
-      return errno;
+    if (const int err = set_events(fd, st.watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, output);
+        err != 0)
+      return err;
     st.watched = true;
+    st.output_watched = output;
     return 0;
+  }
+  int set_events(int fd, int ctl, bool output) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | EPOLLET | (output ? EPOLLOUT : 0U);
+    ev.data.fd = fd;
+    return ::epoll_ctl(epoll_, ctl, fd, &ev) == 0 ? 0 : errno;
   }
   void start_input(int fd, pending p) {
     auto& st = fds_[fd];
@@ -332,17 +370,22 @@ private:
       complete_later(std::move(p.done), result);
       return;
     }
-    if (const int err = watch(fd, st); err != 0) {
+    if (const int err = watch(fd, st, &slot == &st.out); err != 0) {
       complete_later(std::move(p.done), -err);
       return;
     }
     slot = std::move(p);
   }
-  /// Tries the operation without waiting: true when it finished, with `result` set.
-  static bool attempt(int fd, pending& p, int& result) {
+  /// Tries the operation without waiting: true when it finished, with `result` set. A poll
+  /// finishes on an event (`on_event`), never before it waited.
+  static bool attempt(int fd, pending& p, int& result, bool on_event = false) {
     for (;;) {
       ssize_t n = -1;
       switch (p.what) {
+      case op::poll_in:
+      case op::poll_out:
+        result = 0;
+        return on_event;
       case op::receive:
         n = ::recv(fd, p.buf, p.len, MSG_DONTWAIT);
         if (n >= 0) {
@@ -397,12 +440,19 @@ private:
     auto& st = it->second;
     int result = 0;
     if (st.in && (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0 &&
-        attempt(fd, *st.in, result)) {
+        attempt(fd, *st.in, result, true)) {
       complete_later(std::move(st.in->done), result);
       st.in.reset();
     }
-    if (st.out && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) != 0 &&
-        attempt(fd, *st.out, result)) {
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) == 0)
+      return;
+    if (!st.out) {
+      // Nothing waits for output: stop watching it (see watch()).
+      if ((events & EPOLLOUT) != 0 && st.output_watched && set_events(fd, EPOLL_CTL_MOD, false) == 0)
+        st.output_watched = false;
+      return;
+    }
+    if (attempt(fd, *st.out, result, true)) {
       complete_later(std::move(st.out->done), result);
       st.out.reset();
     }
@@ -501,6 +551,10 @@ public:
     o->addr_len = len;
     start(o);
   }
+  void poll(int fd, ready what, io_done done) override {
+    start(new_op(what == ready::readable ? op::poll_in : op::poll_out, fd, nullptr, 0,
+                 std::move(done)));
+  }
   void close(int fd) override {
     if (auto it = fds_.find(fd); it != fds_.end()) {
       for (op* o : {it->second.in, it->second.out})
@@ -592,7 +646,7 @@ private:
   bool wake_armed_ = false;      // a read of wake_fd_ is queued or pending
 
   struct op {
-    enum kind : unsigned char { receive, send, accept, connect };
+    enum kind : unsigned char { receive, send, accept, connect, poll_in, poll_out };
     kind what;
     int fd;
     char* buf;
@@ -623,7 +677,8 @@ private:
   }
   /// Claims the descriptor's input or output slot for `o` and queues its entry.
   void start(op* o) {
-    auto& slot = o->what == op::receive || o->what == op::accept ? fds_[o->fd].in : fds_[o->fd].out;
+    const bool input = o->what == op::receive || o->what == op::accept || o->what == op::poll_in;
+    auto& slot = input ? fds_[o->fd].in : fds_[o->fd].out;
     if (slot != nullptr) {
       finish(o, -EBUSY);
       return;
@@ -649,6 +704,12 @@ private:
     case op::connect:
       io_uring_prep_connect(sqe, o->fd, reinterpret_cast<sockaddr*>(&o->addr), o->addr_len);
       break;
+    case op::poll_in:
+      io_uring_prep_poll_add(sqe, o->fd, POLLIN | POLLRDHUP);
+      break;
+    case op::poll_out:
+      io_uring_prep_poll_add(sqe, o->fd, POLLOUT);
+      break;
     }
     io_uring_sqe_set_data(sqe, o);
     return true;
@@ -668,6 +729,8 @@ private:
     }
     if ((res == -EAGAIN || res == -EINTR) && queue(o))
       return; // not ready after all: again (the kernel waits for readiness)
+    if ((o->what == op::poll_in || o->what == op::poll_out) && res > 0)
+      res = 0; // the events that were ready: the caller tries its operation and sees
     finish(o, res);
   }
   /// Frees the descriptor's slot (unless close() freed it and the number is in use again)

@@ -60,6 +60,11 @@ public:
   /// they were posted.
   void post(task t);
 
+  /// Loop thread: runs `t` on the loop's next turn, after what is ready now. Unlike post(),
+  /// no lock and no wake-up (the loop's thread is awake): what a completion that happened
+  /// inside the call that started it uses to run later.
+  void defer(task t) { deferred_.push_back(std::move(t)); }
+
   /// Loop thread: runs `t` once `delay` has passed. Timers due at the same time run in the
   /// order they were set.
   timer_id after(clock::duration delay, task t);
@@ -88,6 +93,13 @@ public:
   virtual void accept(int listener, io_done done) = 0;
   /// Connects `fd` to `addr` (copied).
   virtual void connect(int fd, const sockaddr* addr, socklen_t len, io_done done) = 0;
+  /// What poll() waits for.
+  enum class ready : unsigned char { readable, writable };
+  /// Waits until `fd` is readable (an input operation) or writable (an output operation):
+  /// the result is 0, or -errno. For a caller that moves the bytes itself (splice, OpenSSL's
+  /// writes): call it right after the descriptor said EAGAIN, before the loop waits again
+  /// (epoll is edge-triggered: a readiness that came and went unwatched is not seen again).
+  virtual void poll(int fd, ready what, io_done done) = 0;
   /// Completes the descriptor's pending operations with -ECANCELED and closes it. No
   /// operation started before reaches a descriptor that later gets the same number.
   virtual void close(int fd) = 0;
@@ -128,6 +140,7 @@ private:
   std::vector<timer> heap_; // a min-heap on (due, id); cancelled entries are skipped
   std::unordered_map<timer_id, task> timer_tasks_; // the timers still to run
   std::vector<std::pair<io_done, int>> completed_; // socket completions to run
+  std::vector<task> deferred_;                      // defer()'s tasks
   timer_id next_timer_ = 1;
   counts counts_;
 };

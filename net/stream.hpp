@@ -6,10 +6,9 @@
 // TLS runs OpenSSL directly on the socket, not through asio::ssl::stream: Asio's SSL stream
 // drives OpenSSL over a BIO pair, so every byte was copied socket -> Asio's input buffer -> the
 // pair -> OpenSSL (and back the same way on writes), and every operation cleared OpenSSL's error
-// queue several times. Here the session's BIO (net/stream.cpp) writes to the socket's
-// descriptor itself (send with MSG_NOSIGNAL) and reads from the stream's own input buffer,
-// which Asio's async_read_some fills (read-ahead on: OpenSSL takes all that arrived at once,
-// several records if there are). An operation tries OpenSSL first; when OpenSSL wants input,
+// queue several times. Here the session's BIO (net/tls_core.hpp) writes to the socket's
+// descriptor itself and reads from the stream's own input buffer, which Asio's
+// async_read_some fills. An operation tries OpenSSL first; when OpenSSL wants input,
 // the stream reads the socket into that buffer, and when the socket is full, waits for it to
 // be writable; then it tries again. Reads go through Asio's read rather than a wait for
 // readability because Asio re-arms epoll (an epoll_ctl system call) for every wait, while a
@@ -31,8 +30,9 @@
 #include <asio/post.hpp>
 #include <asio/ssl/error.hpp>
 #include <asio/write.hpp>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "net/tls_core.hpp"
 
 namespace starling::net {
 
@@ -42,7 +42,7 @@ namespace starling::net {
 /// a record or a handshake (asio::ssl::error::stream_truncated).
 bool is_eof(const asio::error_code& ec);
 
-class stream {
+class stream : public tls_core {
 public:
   using tcp = asio::ip::tcp;
 
@@ -50,7 +50,7 @@ public:
   explicit stream(tcp::socket socket) : socket_(std::move(socket)) {}
   /// A connection to be opened on `io`.
   explicit stream(asio::io_context& io) : socket_(io) {}
-  ~stream();
+  ~stream() override = default;
   stream(const stream&) = delete;
   stream& operator=(const stream&) = delete;
 
@@ -61,22 +61,19 @@ public:
   /// verification set up), which the stream owns and frees from now on. Returns false (the
   /// session freed, the stream stays plain) when OpenSSL cannot make the socket's BIO.
   bool start_tls(SSL* session);
-  /// The TLS session; null for plain TCP.
-  [[nodiscard]] SSL* session() const { return ssl_; }
-  [[nodiscard]] bool is_tls() const { return ssl_ != nullptr; }
 
   /// Runs the TLS handshake (start_tls first) as the server or the client.
   template <class Handler> void async_handshake(bool server, Handler&& handler) {
     if (server)
-      SSL_set_accept_state(ssl_);
+      SSL_set_accept_state(session());
     else
-      SSL_set_connect_state(ssl_);
+      SSL_set_connect_state(session());
     handshake_step(std::forward<Handler>(handler), false);
   }
 
   /// Reads what has arrived (decrypted with TLS) into `buf`, at least one byte.
   template <class Handler> void async_read_some(asio::mutable_buffer buf, Handler&& handler) {
-    if (!ssl_)
+    if (!is_tls())
       socket_.async_read_some(buf, std::forward<Handler>(handler));
     else
       read_step(buf, std::forward<Handler>(handler), false);
@@ -100,7 +97,7 @@ public:
   template <class Handler>
   void async_write(asio::const_buffer buf, Handler&& handler, completion how = completion::posted) {
     const bool at_once = how == completion::inline_when_done;
-    if (ssl_) {
+    if (is_tls()) {
       write_step(buf, 0, std::forward<Handler>(handler), false, at_once);
       return;
     }
@@ -136,19 +133,11 @@ public:
   [[nodiscard]] bool is_open() const { return socket_.is_open(); }
 
 private:
-  /// What one OpenSSL call asks for next.
-  enum class want : unsigned char { nothing, read, write };
-  /// Before each OpenSSL call: clears the BIO's retry flags, so that classify() reads what
-  /// this call did, and whether the socket is still open.
-  [[nodiscard]] bool prepare() {
-    BIO_clear_retry_flags(bio_);
-    return socket_.is_open();
+  [[nodiscard]] int descriptor() const override {
+    return socket_.is_open() ? const_cast<tcp::socket&>(socket_).native_handle() : -1;
   }
   /// After an OpenSSL call returned `ret` <= 0: whether it waits for input or for the socket
-  /// (`w`), or failed (the error returned). The wait is read from the BIO's retry flags,
-  /// which only this call set (prepare()), not from SSL_get_error, which would first need
-  /// the thread's error queue cleared before every call (ERR_clear_error: 1.5% of the proxy's
-  /// CPU). On a failure the queue is read and emptied.
+  /// (`w`), or failed (the error returned, as Asio's: eof, ssl::error::stream_truncated...).
   asio::error_code classify(int ret, want& w);
 
   /// Waits until OpenSSL can go on: for `want::read`, reads what arrives into the input
@@ -167,19 +156,15 @@ private:
         asio::buffer(input(), input_capacity),
         [this, h = std::forward<Handler>(then)](const asio::error_code& ec, std::size_t n) mutable {
           filling_ = false;
-          in_begin_ = 0;
-          in_end_ = ec ? 0 : n;
-          direct_ = in_end_ == input_capacity; // more is likely waiting in the socket
           if (ec == asio::error::eof) {
-            in_eof_ = true;
+            ended();
             h(asio::error_code{});
             return;
           }
+          filled(ec ? 0 : n);
           h(ec);
         });
   }
-  /// The input buffer, allocated at the first read.
-  char* input();
 
   /// Calls `handler(args...)` now when `deferred` (we are inside a completion already), or
   /// posts it when the operation completed inside the call that started it.
@@ -198,7 +183,7 @@ private:
                asio::error_code{asio::error::bad_descriptor});
       return;
     }
-    const int r = SSL_do_handshake(ssl_);
+    const int r = SSL_do_handshake(session());
     if (r == 1) {
       complete(std::forward<Handler>(handler), deferred, asio::error_code{});
       return;
@@ -225,14 +210,9 @@ private:
                asio::error_code{asio::error::bad_descriptor}, std::size_t{0});
       return;
     }
-    const int r = buf.size() == 0 ? 1 : SSL_read_ex(ssl_, buf.data(), buf.size(), &n);
+    const int r = buf.size() == 0 ? 1 : SSL_read_ex(session(), buf.data(), buf.size(), &n);
     if (r == 1) {
-      // More whole records already read from the socket: take them too (one record per
-      // SSL_read_ex; a bulk stream fills a large buffer in one operation).
-      std::size_t more = 0;
-      while (n < buf.size() && SSL_has_pending(ssl_) == 1 && prepare() &&
-             SSL_read_ex(ssl_, static_cast<char*>(buf.data()) + n, buf.size() - n, &more) == 1)
-        n += more;
+      n = read_pending(static_cast<char*>(buf.data()), buf.size(), n);
       complete(std::forward<Handler>(handler), deferred, asio::error_code{}, n);
       return;
     }
@@ -265,7 +245,7 @@ private:
         return;
       }
       const int r =
-          SSL_write_ex(ssl_, static_cast<const char*>(buf.data()) + done, buf.size() - done, &n);
+          SSL_write_ex(session(), static_cast<const char*>(buf.data()) + done, buf.size() - done, &n);
       if (r == 1) {
         done += n;
         continue;
@@ -288,33 +268,7 @@ private:
     complete(std::forward<Handler>(handler), deferred || at_once, asio::error_code{}, done);
   }
 
-  // The session's BIO (stream.cpp): writes to this stream's socket descriptor, read at each
-  // call (-1 once closed: a late call fails with EBADF, never touches a descriptor number
-  // the kernel gave to another connection since); reads from the input buffer.
-  static int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written);
-  static int bio_read(BIO* b, char* data, std::size_t len, std::size_t* read);
-  static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
-  static int bio_create(BIO* b);
-  static BIO_METHOD* bio_method();
-
-  /// Bytes the input buffer holds: a whole TLS record with its header and tag, so that one
-  /// read can complete a record OpenSSL waits for.
-  static constexpr std::size_t input_capacity = 16 * 1024 + 512;
-
   tcp::socket socket_;
-  SSL* ssl_ = nullptr;
-  BIO* bio_ = nullptr; // owned by ssl_
-  /// What the socket gave and OpenSSL has not taken yet: in_[in_begin_, in_end_).
-  std::unique_ptr<char[]> in_;
-  std::size_t in_begin_ = 0, in_end_ = 0;
-  /// The socket's read side ended (given to OpenSSL once the buffer is empty).
-  bool in_eof_ = false;
-  /// A read into the input buffer is pending.
-  bool filling_ = false;
-  /// The BIO reads the socket itself while the buffer is empty (bio_read).
-  bool direct_ = false;
-  /// errno of the BIO's last failed recv or send (read by classify on SSL_ERROR_SYSCALL).
-  int io_errno_ = 0;
 };
 
 } // namespace starling::net
