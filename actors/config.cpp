@@ -690,6 +690,13 @@ caf::error read_proxy_table(const toml::node& node, agent_config& cfg) {
     } else if (name == "splice") {
       if (auto err = read_bool(v, key, cfg.proxy_splice))
         return err;
+    } else if (name == "io") {
+      auto s = get_string(v, key, "\"epoll\" or \"io_uring\"");
+      if (!s)
+        return s.error();
+      if (*s != "epoll" && *s != "io_uring")
+        return bad(key, "expected \"epoll\" or \"io_uring\", got \"" + *s + "\"");
+      cfg.proxy_io = *s;
     } else {
       return bad(key, "unknown key (docs/operations.md lists the keys)");
     }
@@ -1007,6 +1014,7 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"proxy", "access_log", quoted(cfg.access_log)},
       {"proxy", "access_log_sample", fraction(cfg.access_log_sample)},
       {"proxy", "splice", flag(cfg.proxy_splice)},
+      {"proxy", "io", quoted(cfg.proxy_io)},
   };
 }
 

@@ -123,6 +123,9 @@ struct agent_config {
   /// TCP tunnels between plain sockets (local instances) move bytes with splice(2)
   /// ([proxy] splice).
   bool proxy_splice = false;
+  /// The data plane's I/O back end ([proxy] io): "epoll" or "io_uring" (which falls back to
+  /// epoll, with a warning, where the agent may not use it).
+  std::string proxy_io = "epoll";
   /// Allows a non-loopback `dns` address ([dns] dns_allow_remote): the server then answers
   /// whoever reaches it with the mesh's service addresses.
   bool dns_allow_remote = false;

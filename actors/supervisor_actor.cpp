@@ -438,6 +438,7 @@ bool start_proxy(supervisor_t* self) {
     opts.access_log_sample = cfg.access_log_sample;
   }
   opts.splice = cfg.proxy_splice;
+  opts.io = cfg.proxy_io == "io_uring" ? net::backend::uring : net::backend::epoll;
   std::string error;
   auto plane = proxy::dataplane::start(std::move(opts), error);
   if (!plane) {
@@ -445,8 +446,11 @@ bool start_proxy(supervisor_t* self) {
                   cfg.inbound->to_string(), error);
     return false;
   }
-  spdlog::info("data plane: inbound {}{}, {} I/O thread(s)", plane->inbound_address(),
-               st.params.id ? " (mutual TLS)" : " (plain TCP: no certificate)", cfg.proxy_threads);
+  if (!plane->io_note().empty())
+    spdlog::warn("data plane: {} ([proxy] io = \"{}\")", plane->io_note(), cfg.proxy_io);
+  spdlog::info("data plane: inbound {}{}, {} I/O thread(s) on {}", plane->inbound_address(),
+               st.params.id ? " (mutual TLS)" : " (plain TCP: no certificate)", cfg.proxy_threads,
+               net::to_string(plane->io_backend()));
   st.proxy = std::shared_ptr<proxy::dataplane>{std::move(plane)};
   return true;
 }

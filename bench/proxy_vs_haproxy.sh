@@ -27,7 +27,7 @@
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
 #          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
-#          [--splice] [--nice N] [--out DIR]
+#          [--splice] [--io epoll|io_uring] [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
 # graphs) during one more wrk run and one more bulk run through Starling, and prints the
@@ -38,6 +38,8 @@
 # matter here).
 # --splice runs both proxies' one-hop TCP path with splice(2) (Starling `[proxy] splice =
 # true`; HAProxy `option splice-auto`); by default neither splices (both proxies' default).
+# --io B runs Starling's data plane on back end B (`[proxy] io`, docs/operations.md): epoll
+# (the default) or io_uring. The header says which ran (the agents' log line).
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
 # (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
 # the same priority, so the comparison stays fair. Printed in the header.
@@ -54,6 +56,7 @@ bulk_seconds=5
 profile=0
 syscalls=0
 splice=0
+io=epoll
 nice_level=""
 out=""
 bin=${STARLING_BIN_DIR:-$top/build/bin}
@@ -73,6 +76,7 @@ while (($#)); do
     --profile) profile=1; shift ;;
     --syscalls) syscalls=1; shift ;;
     --splice) splice=1; shift ;;
+    --io) io=$2; shift 2 ;;
     --nice) nice_level=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
@@ -80,6 +84,7 @@ while (($#)); do
   esac
 done
 
+[[ $io == epoll || $io == io_uring ]] || { echo "--io: epoll or io_uring, not '$io'" >&2; exit 2; }
 for tool in haproxy nginx wrk openssl curl; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed (scripts/install-deps.sh --bench)" >&2; exit 2; }
 done
@@ -304,6 +309,7 @@ cat >"$st/agent.toml" <<EOF
 inbound = "127.0.0.1:0"
 threads = 1
 splice = $( ((splice)) && echo true || echo false)
+io = "$io"
 EOF
 gossip_key=$("$starling" keyring generate | tail -1)
 start_agent() { # start_agent <name> <extra flags...>; sets <name>_pid and <name>_admin
@@ -343,9 +349,10 @@ log "Starling: web at $st_web, bulk at $st_bulk (node A's outbound listeners); n
 # ------------------------------------------------------------------ is every hop what it claims?
 log "checking that each 2-hop path is TLS 1.3 with client certificates"
 for n in na nb; do
-  grep -q 'data plane: inbound .*(mutual TLS), 1 I/O thread' "$st/$n.log" ||
-    die "agent $n's data plane is not mutual TLS with 1 thread (see $st/$n.log)"
+  grep -q "data plane: inbound .*(mutual TLS), 1 I/O thread(s) on $io" "$st/$n.log" ||
+    die "agent $n's data plane is not mutual TLS with 1 thread on $io (see $st/$n.log)"
 done
+log "Starling's data plane runs on $io (--io)"
 refused0=$(proxy_stat "$nb_admin" inbound_refused_tls)
 tls_line=$(openssl s_client -connect "$nb_inbound" -brief </dev/null 2>&1 | grep -m1 'Protocol version') || true
 [[ $tls_line == *TLSv1.3* ]] || die "node B's inbound did not speak TLS 1.3 to openssl s_client: '$tls_line'"

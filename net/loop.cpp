@@ -11,8 +11,8 @@
 #include <utility>
 
 #include <fcntl.h>
-#include <poll.h>
 #include <liburing.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -102,8 +102,43 @@ loop::timer_id loop::after(clock::duration delay, task t) {
 }
 
 bool loop::cancel(timer_id id) {
-  // Its heap entry stays until it comes due, and is skipped then.
-  return timer_tasks_.erase(id) != 0;
+  // Its heap entry stays until it comes due, and is skipped then, or until cancelled
+  // entries are more than half the heap: a deadline re-armed at every request would
+  // otherwise keep an entry per request for as long as the deadline.
+  if (timer_tasks_.erase(id) == 0)
+    return false;
+  if (++cancelled_in_heap_ > 64 && cancelled_in_heap_ > heap_.size() / 2) {
+    std::erase_if(heap_, [this](const timer& t) { return !timer_tasks_.contains(t.id); });
+    std::make_heap(heap_.begin(), heap_.end(), std::greater<>{});
+    cancelled_in_heap_ = 0;
+  }
+  return true;
+}
+
+void loop::shutdown() {
+  release_kernel();
+  // Destroying a handler may destroy what it kept alive, which may close a descriptor
+  // (a cancelled operation's completion queued) or set a timer: rounds until none is left.
+  constexpr int max_rounds = 64;
+  for (int round = 0; round < max_rounds; ++round) {
+    std::vector<task> posted;
+    {
+      std::lock_guard lock(mutex_);
+      posted.swap(posted_);
+    }
+    auto completed = std::move(completed_);
+    completed_.clear();
+    auto deferred = std::move(deferred_);
+    deferred_.clear();
+    auto timers = std::move(timer_tasks_);
+    timer_tasks_.clear();
+    heap_.clear();
+    cancelled_in_heap_ = 0;
+    auto pending = take_pending();
+    if (posted.empty() && completed.empty() && deferred.empty() && timers.empty() &&
+        pending.empty())
+      return;
+  }
 }
 
 void loop::run_due_timers() {
@@ -113,8 +148,11 @@ void loop::run_due_timers() {
     const timer_id id = heap_.back().id;
     heap_.pop_back();
     auto it = timer_tasks_.find(id);
-    if (it == timer_tasks_.end())
+    if (it == timer_tasks_.end()) {
+      if (cancelled_in_heap_ > 0)
+        --cancelled_in_heap_;
       continue; // cancelled
+    }
     task t = std::move(it->second);
     timer_tasks_.erase(it);
     t();
@@ -176,6 +214,7 @@ public:
     return l;
   }
   ~epoll_loop() override {
+    shutdown();
     if (wake_fd_ >= 0)
       ::close(wake_fd_);
     if (epoll_ >= 0)
@@ -254,6 +293,17 @@ public:
   }
 
 protected:
+  void release_kernel() override {} // epoll holds no buffers
+  std::vector<io_done> take_pending() override {
+    std::vector<io_done> out;
+    for (auto& [fd, st] : fds_)
+      for (auto* slot : {&st.in, &st.out})
+        if (*slot) {
+          out.push_back(std::move((*slot)->done));
+          slot->reset();
+        }
+    return out;
+  }
   std::uint64_t wait(std::optional<clock::time_point> deadline) override {
     timespec ts{};
     timespec* timeout = nullptr;
@@ -448,7 +498,8 @@ private:
       return;
     if (!st.out) {
       // Nothing waits for output: stop watching it (see watch()).
-      if ((events & EPOLLOUT) != 0 && st.output_watched && set_events(fd, EPOLL_CTL_MOD, false) == 0)
+      if ((events & EPOLLOUT) != 0 && st.output_watched &&
+          set_events(fd, EPOLL_CTL_MOD, false) == 0)
         st.output_watched = false;
       return;
     }
@@ -492,10 +543,7 @@ public:
     return l;
   }
   ~uring_loop() override {
-    if (ring_open_)
-      io_uring_queue_exit(&ring_); // cancels what is pending before the buffers go
-    for (op* o : live_)
-      delete o; // their handlers are not called: the loop is gone
+    shutdown();
     if (wake_fd_ >= 0)
       ::close(wake_fd_);
   }
@@ -569,13 +617,31 @@ public:
     }
     // Entries still queued name descriptors by number, and this one's number is about to
     // be given out again: they go to the kernel first, which then holds the socket itself.
-    if (io_uring_sq_ready(&ring_) > 0)
+    if (ring_open_ && io_uring_sq_ready(&ring_) > 0)
       io_uring_submit(&ring_);
     ::close(fd);
   }
 
 protected:
+  void release_kernel() override {
+    if (ring_open_) {
+      io_uring_queue_exit(&ring_); // cancels what is pending before the buffers go
+      ring_open_ = false;
+    }
+  }
+  std::vector<io_done> take_pending() override {
+    std::vector<io_done> out;
+    for (op* o : live_) {
+      out.push_back(std::move(o->done));
+      delete o;
+    }
+    live_.clear();
+    fds_.clear();
+    return out;
+  }
   std::uint64_t wait(std::optional<clock::time_point> deadline) override {
+    if (!ring_open_)
+      return 0; // shut down: nothing can complete
     if (!wake_armed_)
       wake_armed_ = arm_wake_read();
     // Without its wake-up read the loop would not see other threads' posts: it looks every
@@ -670,6 +736,8 @@ private:
   /// A submission queue entry; when the queue is full, submits it first. Null when that
   /// failed too (the kernel holding back completions that do not fit).
   io_uring_sqe* next_sqe() {
+    if (!ring_open_)
+      return nullptr;
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (sqe == nullptr && io_uring_submit(&ring_) >= 0)
       sqe = io_uring_get_sqe(&ring_);

@@ -45,6 +45,7 @@ public:
   /// be set up (out of descriptors, say), with the reason in `why`.
   static std::unique_ptr<loop> make(backend wanted, std::string& why);
 
+  /// A derived loop's destructor calls shutdown() first.
   virtual ~loop() = default;
   loop(const loop&) = delete;
   loop& operator=(const loop&) = delete;
@@ -56,6 +57,13 @@ public:
   void run();
   /// Any thread: ends run() after the task or timer running now.
   void stop();
+  /// The loop's thread, or any once run() returned and no other thread uses the loop: drops
+  /// everything it holds, as a destroyed loop must. The kernel lets go of every buffer an
+  /// operation named (io_uring: the ring is closed), then the handlers of pending operations,
+  /// the queued completions, tasks and timers are destroyed without being called, until
+  /// destroying them (which may close descriptors through the loop, or start operations
+  /// that cannot run now) leaves none. The loop can run nothing afterwards.
+  void shutdown();
   /// Any thread: runs `t` on the loop's thread. Tasks posted by one thread run in the order
   /// they were posted.
   void post(task t);
@@ -114,6 +122,11 @@ public:
 
 protected:
   loop() = default;
+  /// shutdown(): the kernel lets go of every buffer (io_uring: the ring closes; later socket
+  /// operations complete with -ECANCELED, close() only closes).
+  virtual void release_kernel() = 0;
+  /// shutdown(): the handlers of the operations still pending, taken out of the back end.
+  virtual std::vector<io_done> take_pending() = 0;
   /// Loop thread: runs `done(result)` on the next turn of the loop.
   void complete_later(io_done done, int result) {
     completed_.emplace_back(std::move(done), result);
@@ -137,12 +150,45 @@ private:
   std::mutex mutex_; // guards posted_ and stop_
   std::vector<task> posted_;
   bool stop_ = false;
-  std::vector<timer> heap_; // a min-heap on (due, id); cancelled entries are skipped
+  std::vector<timer> heap_;           // a min-heap on (due, id); cancelled entries are skipped
+  std::size_t cancelled_in_heap_ = 0; // heap_ compacts when they are more than half
   std::unordered_map<timer_id, task> timer_tasks_; // the timers still to run
   std::vector<std::pair<io_done, int>> completed_; // socket completions to run
-  std::vector<task> deferred_;                      // defer()'s tasks
+  std::vector<task> deferred_;                     // defer()'s tasks
   timer_id next_timer_ = 1;
   counts counts_;
+};
+
+/// One timer on a loop, re-armable (loop thread only): start() replaces what was set,
+/// cancel() and the destructor make sure it never runs. The task runs with the timer
+/// disarmed, so it may start it again.
+class timer {
+public:
+  explicit timer(loop& l) : loop_(l) {}
+  ~timer() { cancel(); }
+  timer(const timer&) = delete;
+  timer& operator=(const timer&) = delete;
+
+  void start(loop::clock::duration delay, loop::task t) {
+    cancel();
+    id_ = loop_.after(delay, [this, t = std::move(t)] {
+      id_ = 0;
+      t();
+    });
+  }
+  void start_at(loop::clock::time_point when, loop::task t) {
+    start(when - loop::clock::now(), std::move(t));
+  }
+  void cancel() {
+    if (id_ != 0)
+      loop_.cancel(id_);
+    id_ = 0;
+  }
+  [[nodiscard]] bool armed() const { return id_ != 0; }
+
+private:
+  loop& loop_;
+  loop::timer_id id_ = 0;
 };
 
 } // namespace starling::net

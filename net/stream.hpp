@@ -244,8 +244,8 @@ private:
                  asio::error_code{asio::error::bad_descriptor}, done);
         return;
       }
-      const int r =
-          SSL_write_ex(session(), static_cast<const char*>(buf.data()) + done, buf.size() - done, &n);
+      const int r = SSL_write_ex(session(), static_cast<const char*>(buf.data()) + done,
+                                 buf.size() - done, &n);
       if (r == 1) {
         done += n;
         continue;

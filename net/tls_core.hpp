@@ -63,10 +63,12 @@ protected:
   /// with EBADF and never touches a descriptor number the kernel gave to another connection.
   [[nodiscard]] virtual int descriptor() const = 0;
 
-  /// Before each OpenSSL call: clears the BIO's retry flags, so that classify() reads what
-  /// this call did. False when the socket is closed.
+  /// Before each OpenSSL call: clears the BIO's retry flags and last errno, so that
+  /// classify() reads what this call did (an EAGAIN of an earlier send must not turn a
+  /// later end of stream into an error). False when the socket is closed.
   [[nodiscard]] bool prepare() {
     BIO_clear_retry_flags(bio_);
+    io_errno_ = 0;
     return descriptor() >= 0;
   }
   /// After an OpenSSL call returned `ret` <= 0. The wait is read from the BIO's retry flags,

@@ -1,5 +1,6 @@
-// The data plane engine (proxy/dataplane.hpp) on standalone Asio: N I/O threads, one
-// io_context each, every connection owned by the thread that accepted it.
+// The data plane engine (proxy/dataplane.hpp) on its own I/O loops (net/loop.hpp, decision
+// 0021; io_uring or epoll): N I/O threads, one loop each, every connection owned by the
+// thread that accepted it.
 //
 // Preamble (outbound proxy -> peer's inbound proxy, once per connection, inside TLS when
 // TLS is on): one frame, a 4-byte big-endian length (proto/wire/framing.hpp) and a protobuf
@@ -14,7 +15,7 @@
 // on every HTTP request (a rule written later applies to the next request of an open connection).
 //
 // Threads and ownership:
-// - dataplane_impl owns the workers; each worker owns one io_context and one thread, its
+// - dataplane_impl owns the workers; each worker owns one loop and one thread, its
 //   acceptors (inbound and one per outbound service, SO_REUSEPORT when threads > 1), its
 //   connections, its idle pool, its balancers / outlier detectors / breakers / retry
 //   budgets (per service, rebuilt by endpoint id when it sees a new config), its random
@@ -35,19 +36,22 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
-#include <asio.hpp>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net/stream.hpp"
+#include "net/connection.hpp"
 #include "proto/wire/framing.hpp"
 #include "proxy.pb.h"
 #include "proxy/circuit_breaker.hpp"
@@ -59,8 +63,7 @@ namespace starling::proxy {
 
 namespace {
 
-using asio::ip::tcp;
-using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+using net::connection;
 
 /// Bytes read at once from a socket (one buffer per direction of a connection).
 constexpr std::size_t io_buffer_bytes = 16 * 1024;
@@ -115,8 +118,36 @@ std::optional<preamble_info> parse_preamble(std::string_view body) {
                        std::move(*msg.mutable_instance())};
 }
 
+/// A socket address (IPv4 or IPv6).
+struct sock_address {
+  sockaddr_storage storage{};
+  socklen_t size = 0;
+  [[nodiscard]] const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  [[nodiscard]] int family() const { return storage.ss_family; }
+};
+
+/// A numeric IPv4 or IPv6 address (no name lookup) and a port.
+std::optional<sock_address> make_address(const std::string& host, std::uint16_t port) {
+  sock_address a;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&a.storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    a.size = sizeof(sockaddr_in);
+    return a;
+  }
+  if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    a.size = sizeof(sockaddr_in6);
+    return a;
+  }
+  return std::nullopt;
+}
+
 /// Splits "host:port" (host may be "[v6]").
-std::optional<tcp::endpoint> parse_endpoint(std::string_view text) {
+std::optional<sock_address> parse_endpoint(std::string_view text) {
   auto colon = text.rfind(':');
   if (colon == std::string_view::npos)
     return std::nullopt;
@@ -131,20 +162,70 @@ std::optional<tcp::endpoint> parse_endpoint(std::string_view text) {
   }
   if (port == 0 || port > 65535)
     return std::nullopt;
-  asio::error_code ec;
-  auto addr = asio::ip::make_address(host, ec);
-  if (ec)
-    return std::nullopt;
-  return tcp::endpoint{addr, static_cast<std::uint16_t>(port)};
+  return make_address(host, static_cast<std::uint16_t>(port));
 }
 
-std::string render(const tcp::endpoint& ep) {
-  auto addr = ep.address();
-  if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-    addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-  if (addr.is_v6())
-    return "[" + addr.to_string() + "]:" + std::to_string(ep.port());
-  return addr.to_string() + ":" + std::to_string(ep.port());
+/// The address's host as text: IPv4 dotted (an IPv4-mapped IPv6 address too), IPv6 bare.
+std::string host_text(const sockaddr_storage& ss) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
+    return text;
+  }
+  if (ss.ss_family != AF_INET6)
+    return {};
+  const auto& a6 = reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+    in_addr v4{};
+    std::memcpy(&v4, a6.s6_addr + 12, sizeof v4);
+    ::inet_ntop(AF_INET, &v4, text, sizeof text);
+    return text;
+  }
+  ::inet_ntop(AF_INET6, &a6, text, sizeof text);
+  return text;
+}
+
+std::uint16_t port_of(const sockaddr_storage& ss) {
+  return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&ss)->sin_port
+                                       : reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+}
+
+void set_port(sock_address& a, std::uint16_t port) {
+  if (a.family() == AF_INET)
+    reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = htons(port);
+  else
+    reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = htons(port);
+}
+
+/// "host:port", "[v6]:port".
+std::string render(const sock_address& a) {
+  const auto port = port_of(a.storage);
+  auto host = host_text(a.storage);
+  const bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+/// A listening socket on `at` (SO_REUSEADDR; SO_REUSEPORT when `shared`); its port in
+/// `port`. -1 with `error` set on failure.
+int open_listener(const sock_address& at, bool shared, std::uint16_t& port, std::string& error) {
+  const int fd = ::socket(at.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return -1;
+  }
+  const int on = 1;
+  sock_address bound;
+  bound.size = sizeof bound.storage;
+  if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      (shared && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) ||
+      ::bind(fd, at.get(), at.size) != 0 || ::listen(fd, SOMAXCONN) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound.storage), &bound.size) != 0) {
+    error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  port = port_of(bound.storage);
+  return fd;
 }
 
 /// Appends `s` to `out` as the inside of a JSON string.
@@ -165,8 +246,7 @@ void json_escape(std::string_view s, std::string& out) {
   }
 }
 
-using net::is_eof;
-using net::stream;
+using net::is_end;
 
 /// Bytes read from a socket, not zero-filled: its pages become resident only as far as
 /// reads fill them. (A std::vector<char> of 16 KiB touched all of them, for every client
@@ -183,7 +263,7 @@ private:
   std::unique_ptr<char[]> data_;
   std::size_t size_ = 0;
 };
-using stream_ptr = std::shared_ptr<stream>;
+using stream_ptr = std::shared_ptr<connection>;
 
 /// Counters of one service on one worker. Written by the worker (relaxed), read by stats().
 struct service_counters {
@@ -365,7 +445,8 @@ class worker;
 /// A connection to an upstream (a local instance or a peer's inbound proxy), with the
 /// response parser that lives as long as the connection. Pooled between requests.
 struct upstream_conn {
-  upstream_conn(asio::io_context& io, std::string key, std::string node,
+  /// On the socket `fd` (new, to be connected).
+  upstream_conn(net::loop& io, int fd, std::string key, std::string node,
                 const http1_limits& limits);
   ~upstream_conn();
   upstream_conn(const upstream_conn&) = delete;
@@ -396,38 +477,68 @@ using upstream_ptr = std::shared_ptr<upstream_conn>;
 class worker {
 public:
   worker(dataplane_impl& dp, std::size_t index, std::uint64_t seed)
-      : dp_(dp), index_(index), rng_(seed), work_(asio::make_work_guard(io_)), sweep_(io_) {}
+      : dp_(dp), index_(index), rng_(seed) {}
 
-  void run() {
-    thread_ = std::thread([this] {
+  /// Starts the thread, which makes its loop on `wanted` and runs it. False, with the
+  /// reason in `note`, when no loop could be made (the thread has ended then); else `got`
+  /// is the loop's back end and `note` says why it is not `wanted`, if it is not.
+  ///
+  /// The thread makes its own loop, and shuts it down before it ends: an io_uring ring
+  /// keeps a node for every thread that made or used it, and closing the ring sends each
+  /// such thread a task-work signal, which fails a blocking call with a timeout (a recv
+  /// with SO_RCVTIMEO) with EINTR in that thread: the agent's and the tests' threads
+  /// must never touch a ring.
+  bool start(net::backend wanted, net::backend& got, std::string& note) {
+    struct made {
+      bool ok = false;
+      net::backend kind = net::backend::epoll;
+      std::string why;
+    };
+    auto promise = std::make_shared<std::promise<made>>();
+    auto ready = promise->get_future();
+    thread_ = std::thread([this, wanted, promise] {
       // Named for top -H, perf and /proc (else it keeps its creator's name).
       const auto name = "starling-io-" + std::to_string(index_);
       pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+      std::string why;
+      auto l = net::loop::make(wanted, why);
+      if (!l) {
+        promise->set_value({false, wanted, why});
+        return;
+      }
+      loop_ = std::move(l);
+      sweep_.emplace(*loop_);
+      promise->set_value({true, loop_->kind(), why});
       arm_sweep();
-      io_.run();
+      loop_->run();
+      // What the closes of close_all() cancelled, and everything else still pending, is
+      // dropped here, on this thread (see above).
+      sweep_.reset();
+      loop_->shutdown();
+      release_cycles();
+      pool_.clear();
+      close_listeners();
     });
+    auto result = ready.get();
+    got = result.kind;
+    note = std::move(result.why);
+    return result.ok;
   }
 
   void stop_and_join() {
-    asio::post(io_, [this] { stopping_ = true; });
-    // Close everything on the thread, let the aborted operations' handlers run (they were
-    // queued by the closes), then stop.
-    asio::post(io_, [this] {
-      close_all();
-      asio::post(io_, [this] { io_.stop(); });
-    });
-    work_.reset();
+    // Closes everything on the thread, then stops; the thread then shuts its loop down.
+    if (loop_ && thread_.joinable())
+      loop_->post([this] {
+        stopping_ = true;
+        close_all();
+        loop_->stop();
+      });
     if (thread_.joinable())
       thread_.join();
-    stopping_ = true; // (also when the thread never ran)
-    release_cycles();
-    // Everything below is touched by no thread now.
-    pool_.clear();
-    outbound_.clear();
-    inbound_.reset();
+    stopping_ = true;
   }
 
-  asio::io_context& io() { return io_; }
+  net::loop& io() { return *loop_; }
   [[nodiscard]] std::size_t index() const { return index_; }
   worker_counters& counters() { return counters_; }
   random_source& rng() { return rng_; }
@@ -463,14 +574,14 @@ public:
       bump(counters_.generated[i]);
   }
 
-  /// Starts accepting on `acc` (already listening) for `service` (empty: inbound).
-  void adopt_acceptor(std::shared_ptr<tcp::acceptor> acc, std::string service);
-  void drop_acceptor(const std::string& service) {
+  /// Any thread: starts accepting on the listening socket `fd` (which the worker owns from
+  /// now on) for `service` (empty: inbound).
+  void adopt_listener(int fd, std::string service);
+  void drop_listener(const std::string& service) {
     auto it = outbound_.find(service);
     if (it == outbound_.end())
       return;
-    asio::error_code ignored;
-    it->second->close(ignored);
+    loop_->close(it->second);
     outbound_.erase(it);
   }
 
@@ -504,7 +615,15 @@ public:
   std::unordered_set<client_session*>& clients() { return clients_; }
 
 private:
-  void accept(std::shared_ptr<tcp::acceptor> acc, std::string service);
+  void accept(int fd, const std::string& service);
+  /// Whether `fd` is still the listener of `service`.
+  [[nodiscard]] bool listens(int fd, const std::string& service) const {
+    if (service.empty())
+      return inbound_ == fd;
+    auto it = outbound_.find(service);
+    return it != outbound_.end() && it->second == fd;
+  }
+  void close_listeners();
   void release_cycles();
   void arm_sweep();
   void sweep();
@@ -533,7 +652,7 @@ private:
   void wake_waiters(service_state& svc);
 
   dataplane_impl& dp_;
-  /// stop_and_join started: nothing is woken any more (the io_context is going away).
+  /// stop_and_join started: nothing is woken any more (the loop is going away).
   bool stopping_ = false;
   std::size_t index_;
   random_source rng_;
@@ -556,11 +675,11 @@ private:
   std::thread thread_;
   // Declared after the registries: destroyed first, so that handlers (and the connections
   // they keep alive) die while the registries still exist.
-  asio::io_context io_{1};
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  asio::steady_timer sweep_;
-  std::shared_ptr<tcp::acceptor> inbound_;
-  std::map<std::string, std::shared_ptr<tcp::acceptor>> outbound_;
+  std::unique_ptr<net::loop> loop_;
+  std::optional<net::timer> sweep_;
+  /// Listening sockets: inbound (-1: none) and one per outbound service.
+  int inbound_ = -1;
+  std::map<std::string, int> outbound_;
   std::unordered_map<std::string, std::deque<upstream_ptr>> pool_;
   /// Upstreams (pool keys) a reused connection of which failed: their connections always
   /// get peer_closed()'s check (an app that closes without `connection: close` would else
@@ -568,9 +687,9 @@ private:
   std::unordered_set<std::string> always_checked_;
 };
 
-upstream_conn::upstream_conn(asio::io_context& io, std::string k, std::string n,
+upstream_conn::upstream_conn(net::loop& io, int fd, std::string k, std::string n,
                              const http1_limits& limits)
-    : s(std::make_shared<stream>(io)), key(std::move(k)), node(std::move(n)),
+    : s(std::make_shared<connection>(io, fd)), key(std::move(k)), node(std::move(n)),
       parser(direction::response, limits) {
   // Pooled ones are in the worker's pool, in-flight ones reachable from their session
   // (ban_peer finds both there).
@@ -649,13 +768,13 @@ private:
     std::size_t held = 0;
   };
   // Direction 0: a -> b (client to upstream); 1: b -> a.
-  stream& from(int d) { return d == 0 ? *a_ : *b_; }
-  stream& to(int d) { return d == 0 ? *b_ : *a_; }
+  connection& from(int d) { return d == 0 ? *a_ : *b_; }
+  connection& to(int d) { return d == 0 ? *b_ : *a_; }
 
-  /// The pipes of both directions, the sockets non-blocking for splice (Asio sets that
-  /// flag lazily); false when every slot is taken (each spliced tunnel holds four more
-  /// descriptors; past the cap tunnels copy, as past HAProxy's maxpipes) or the process is
-  /// out of descriptors: the tunnel copies then.
+  /// The pipes of both directions (the sockets are non-blocking from the start); false
+  /// when every slot is taken (each spliced tunnel holds four more descriptors; past the
+  /// cap tunnels copy, as past HAProxy's maxpipes) or the process is out of descriptors:
+  /// the tunnel copies then.
   bool open_pipes() {
     if (slots_->used.fetch_add(1, std::memory_order_relaxed) >= slots_->max) {
       slots_->used.fetch_sub(1, std::memory_order_relaxed);
@@ -669,11 +788,7 @@ private:
       d.pipe_r = fds[0];
       d.pipe_w = fds[1];
     }
-    asio::error_code ec;
-    a_->socket().native_non_blocking(true, ec);
-    if (!ec)
-      b_->socket().native_non_blocking(true, ec);
-    return !ec;
+    return true;
   }
 
   /// Bytes one splice call moves at most: a pipe's default capacity.
@@ -688,8 +803,8 @@ private:
     for (int turn = 0; turn < splice_turns; ++turn) {
       if (dir.held > 0 && !splice_out(d))
         return;
-      const auto n = ::splice(from(d).socket().native_handle(), nullptr, dir.pipe_w, nullptr,
-                              splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      const auto n = ::splice(from(d).fd(), nullptr, dir.pipe_w, nullptr, splice_chunk,
+                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         dir.held = static_cast<std::size_t>(n);
         if (counters_)
@@ -704,7 +819,7 @@ private:
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         auto self = shared_from_this();
-        from(d).socket().async_wait(tcp::socket::wait_read, [self, d](const asio::error_code& ec) {
+        from(d).wait(net::loop::ready::readable, [self, d](const std::error_code& ec) {
           if (ec)
             self->fail();
           else
@@ -716,7 +831,7 @@ private:
       return;
     }
     auto self = shared_from_this();
-    asio::post(from(d).socket().get_executor(), [self, d] { self->splice_step(d); });
+    from(d).io().defer([self, d] { self->splice_step(d); });
   }
 
   /// Writes what the pipe holds to the destination; false when it waits for room (and goes
@@ -724,8 +839,8 @@ private:
   bool splice_out(int d) {
     auto& dir = dirs_[d];
     while (dir.held > 0) {
-      const auto n = ::splice(dir.pipe_r, nullptr, to(d).socket().native_handle(), nullptr,
-                              dir.held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      const auto n = ::splice(dir.pipe_r, nullptr, to(d).fd(), nullptr, dir.held,
+                              SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         dir.held -= static_cast<std::size_t>(n);
         continue;
@@ -734,7 +849,7 @@ private:
         continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         auto self = shared_from_this();
-        to(d).socket().async_wait(tcp::socket::wait_write, [self, d](const asio::error_code& ec) {
+        to(d).wait(net::loop::ready::writable, [self, d](const std::error_code& ec) {
           if (ec)
             self->fail();
           else if (self->splice_out(d))
@@ -754,17 +869,17 @@ private:
       return;
     }
     auto self = shared_from_this();
-    from(d).async_read_some(asio::buffer(dirs_[d].buf.data(), dirs_[d].buf.size()),
-                            [self, d](const asio::error_code& ec, std::size_t n) {
-                              if (ec) {
-                                if (is_eof(ec))
-                                  self->ended(d);
-                                else
-                                  self->fail();
-                                return;
-                              }
-                              self->write(d, n);
-                            });
+    from(d).read_some(dirs_[d].buf.data(), dirs_[d].buf.size(),
+                      [self, d](const std::error_code& ec, std::size_t n) {
+                        if (ec) {
+                          if (is_end(ec))
+                            self->ended(d);
+                          else
+                            self->fail();
+                          return;
+                        }
+                        self->write(d, n);
+                      });
   }
   void write(int d, std::size_t n, bool count = true) {
     if (counters_ && count)
@@ -772,15 +887,15 @@ private:
     auto self = shared_from_this();
     // Inline when the socket takes it all: the handler's read never completes inline, so
     // this nests one deep at most.
-    to(d).async_write(
-        asio::buffer(dirs_[d].buf.data(), n),
-        [self, d](const asio::error_code& ec, std::size_t) {
+    to(d).write(
+        dirs_[d].buf.data(), n,
+        [self, d](const std::error_code& ec, std::size_t) {
           if (ec)
             self->fail();
           else
             self->read(d);
         },
-        stream::completion::inline_when_done);
+        connection::completion::inline_when_done);
   }
   void ended(int d) {
     dirs_[d].done = true;
@@ -816,7 +931,7 @@ struct target {
   std::string endpoint_id;
   std::size_t index = 0;
   /// Where to connect.
-  tcp::endpoint address;
+  sock_address address;
   std::string address_text;
   /// Node of the instance; `peer` when going through that node's inbound proxy.
   std::string node;
@@ -831,40 +946,45 @@ public:
       options_.threads = 1;
     splice_slots_->max =
         static_cast<int>(std::min<std::size_t>(options_.splice_max_tunnels, 1U << 20U));
-    for (std::size_t i = 0; i < options_.threads; ++i)
-      workers_.push_back(std::make_unique<worker>(*this, i, options_.seed + i * 0x9e3779b9ULL));
   }
 
   ~dataplane_impl() override { stop(); }
 
-  bool bind_inbound(std::string& error) {
-    asio::error_code ec;
-    auto addr = asio::ip::make_address(options_.inbound_host, ec);
-    if (ec) {
-      error = "dataplane: bad inbound_host '" + options_.inbound_host + "'";
-      return false;
-    }
-    std::uint16_t port = options_.inbound_port;
-    std::vector<std::shared_ptr<tcp::acceptor>> accs;
-    for (auto& w : workers_) {
-      auto acc = open_acceptor(w->io(), tcp::endpoint{addr, port}, ec);
-      if (!acc) {
-        error = "dataplane: cannot listen on " + options_.inbound_host + ":" +
-                std::to_string(port) + ": " + ec.message();
+  /// The I/O threads, one loop each, on the back end the options ask for (io_uring falls
+  /// back to epoll where this process may not use it: io_note() says why).
+  bool start_workers(std::string& error) {
+    for (std::size_t i = 0; i < options_.threads; ++i) {
+      workers_.push_back(std::make_unique<worker>(*this, i, options_.seed + i * 0x9e3779b9ULL));
+      net::backend got = options_.io;
+      std::string note;
+      if (!workers_.back()->start(options_.io, got, note)) {
+        error = "dataplane: cannot make an I/O loop: " + note;
         return false;
       }
-      port = acc->local_endpoint().port();
-      accs.push_back(std::move(acc));
+      if (i == 0) {
+        io_backend_ = got;
+        io_note_ = note;
+      }
     }
-    inbound_address_ = render(tcp::endpoint{addr, port});
-    for (std::size_t i = 0; i < workers_.size(); ++i)
-      workers_[i]->adopt_acceptor(accs[i], "");
     return true;
   }
 
-  void run() {
-    for (auto& w : workers_)
-      w->run();
+  bool bind_inbound(std::string& error) {
+    auto at = make_address(options_.inbound_host, options_.inbound_port);
+    if (!at) {
+      error = "dataplane: bad inbound_host '" + options_.inbound_host + "'";
+      return false;
+    }
+    std::vector<int> fds;
+    if (!open_listeners(*at, fds, error)) {
+      error = "dataplane: cannot listen on " + options_.inbound_host + ":" +
+              std::to_string(options_.inbound_port) + ": " + error;
+      return false;
+    }
+    inbound_address_ = render(*at);
+    for (std::size_t i = 0; i < workers_.size(); ++i)
+      workers_[i]->adopt_listener(fds[i], "");
+    return true;
   }
 
   void apply(std::shared_ptr<const dataplane_config> config) override {
@@ -892,38 +1012,30 @@ public:
         continue;
       }
       for (auto& w : workers_)
-        asio::post(w->io(), [wp = w.get(), name = it->first] { wp->drop_acceptor(name); });
+        w->io().post([wp = w.get(), name = it->first] { wp->drop_listener(name); });
       {
         std::lock_guard lock{addresses_mu_};
         outbound_addresses_.erase(it->first);
       }
       it = outbound_ports_.erase(it);
     }
-    asio::error_code ec;
-    auto addr = asio::ip::make_address(options_.outbound_host, ec);
-    if (ec)
-      return;
     for (const auto& name : names) {
       if (outbound_ports_.count(name))
         continue;
-      std::uint16_t port = 0;
-      std::vector<std::shared_ptr<tcp::acceptor>> accs;
-      for (auto& w : workers_) {
-        auto acc = open_acceptor(w->io(), tcp::endpoint{addr, port}, ec);
-        if (!acc)
-          break;
-        port = acc->local_endpoint().port();
-        accs.push_back(std::move(acc));
-      }
-      if (accs.size() != workers_.size())
+      auto at = make_address(options_.outbound_host, 0);
+      if (!at)
+        return;
+      std::vector<int> fds;
+      std::string error;
+      if (!open_listeners(*at, fds, error))
         continue; // retried on the next apply
-      outbound_ports_[name] = port;
+      outbound_ports_[name] = port_of(at->storage);
       {
         std::lock_guard lock{addresses_mu_};
-        outbound_addresses_[name] = render(tcp::endpoint{addr, port});
+        outbound_addresses_[name] = render(*at);
       }
       for (std::size_t i = 0; i < workers_.size(); ++i)
-        workers_[i]->adopt_acceptor(accs[i], name);
+        workers_[i]->adopt_listener(fds[i], name);
     }
   }
 
@@ -936,11 +1048,11 @@ public:
 
   void ban_peer(const std::string& node) override {
     for (auto& w : workers_)
-      asio::post(w->io(), [wp = w.get(), node] { wp->ban(node); });
+      w->io().post([wp = w.get(), node] { wp->ban(node); });
   }
   void unban_peer(const std::string& node) override {
     for (auto& w : workers_)
-      asio::post(w->io(), [wp = w.get(), node] { wp->unban(node); });
+      w->io().post([wp = w.get(), node] { wp->unban(node); });
   }
 
   void set_draining(bool draining) override {
@@ -1062,6 +1174,9 @@ public:
       w->stop_and_join();
   }
 
+  net::backend io_backend() const override { return io_backend_; }
+  std::string io_note() const override { return io_note_; }
+
   std::shared_ptr<const dataplane_config> current() const {
     std::lock_guard lock{config_mu_};
     return config_;
@@ -1073,24 +1188,24 @@ public:
   const dataplane_options& options() const { return options_; }
 
 private:
-  std::shared_ptr<tcp::acceptor> open_acceptor(asio::io_context& io, const tcp::endpoint& ep,
-                                               asio::error_code& ec) {
-    auto acc = std::make_shared<tcp::acceptor>(io);
-    acc->open(ep.protocol(), ec);
-    if (ec)
-      return nullptr;
-    acc->set_option(asio::socket_base::reuse_address(true), ec);
-    if (workers_.size() > 1)
-      acc->set_option(reuse_port(true), ec);
-    if (ec)
-      return nullptr;
-    acc->bind(ep, ec);
-    if (ec)
-      return nullptr;
-    acc->listen(asio::socket_base::max_listen_connections, ec);
-    if (ec)
-      return nullptr;
-    return acc;
+  /// One listening socket per worker on `at` (port 0: a free one, the same for all),
+  /// `at` updated to the port bound; false (none left open) with `error` on failure.
+  bool open_listeners(sock_address& at, std::vector<int>& fds, std::string& error) {
+    const bool shared = workers_.size() > 1;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+      std::uint16_t port = 0;
+      const int fd = open_listener(at, shared, port, error);
+      if (fd < 0) {
+        for (int f : fds)
+          ::close(f);
+        fds.clear();
+        return false;
+      }
+      if (i == 0) // the others bind the same port (SO_REUSEPORT)
+        set_port(at, port);
+      fds.push_back(fd);
+    }
+    return true;
   }
 
   dataplane_options options_;
@@ -1105,6 +1220,8 @@ private:
   mutable std::mutex addresses_mu_;
   std::map<std::string, std::string> outbound_addresses_;
   std::string inbound_address_;
+  net::backend io_backend_ = net::backend::epoll;
+  std::string io_note_;
   std::atomic<bool> draining_{false};
   std::shared_ptr<tunnel::splice_slots> splice_slots_ = std::make_shared<tunnel::splice_slots>();
 };
@@ -1202,23 +1319,28 @@ void worker::rebuild(const dataplane_config& cfg) {
   services_.swap(next);
 }
 
-void worker::adopt_acceptor(std::shared_ptr<tcp::acceptor> acc, std::string service) {
-  asio::post(io_, [this, acc, service] {
+void worker::adopt_listener(int fd, std::string service) {
+  if (!loop_) {
+    ::close(fd);
+    return;
+  }
+  loop_->post([this, fd, service = std::move(service)] {
+    if (stopping_) {
+      ::close(fd);
+      return;
+    }
     if (service.empty())
-      inbound_ = acc;
+      inbound_ = fd;
     else
-      outbound_[service] = acc;
-    accept(acc, service);
+      outbound_[service] = fd;
+    accept(fd, service);
   });
 }
 
 void worker::arm_sweep() {
   auto period = std::clamp(options().idle_timeout / 4, std::chrono::milliseconds{20},
                            std::chrono::milliseconds{1000});
-  sweep_.expires_after(period);
-  sweep_.async_wait([this](const asio::error_code& ec) {
-    if (ec)
-      return;
+  sweep_->start(period, [this] {
     sweep();
     arm_sweep();
   });
@@ -1243,7 +1365,7 @@ void worker::sweep() {
 /// hold records (session tickets): only EOF and errors count.
 bool peer_closed(upstream_conn& c) {
   char byte = 0;
-  auto n = ::recv(c.s->socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  auto n = ::recv(c.s->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0)
     return errno != EAGAIN && errno != EWOULDBLOCK;
   return n == 0 || !c.s->is_tls();
@@ -1310,20 +1432,17 @@ void worker::give_back(upstream_ptr c) {
 
 class client_session : public std::enable_shared_from_this<client_session> {
 public:
-  client_session(worker& w, tcp::socket socket, std::string service)
-      : w_(w), client_(std::make_shared<stream>(std::move(socket))),
-        service_name_(std::move(service)), inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
+  /// On the accepted socket `fd`, which the session owns from now on.
+  client_session(worker& w, int fd, std::string service)
+      : w_(w), client_(std::make_shared<connection>(w.io(), fd)), service_name_(std::move(service)),
+        inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
         try_timer_(w.io()), pending_timer_(w.io()) {
     w_.clients().insert(this);
-    asio::error_code ec;
-    auto ep = client_->socket().remote_endpoint(ec);
-    if (!ec) {
-      client_addr_ = ep.address();
-      if (client_addr_.is_v6() && client_addr_.to_v6().is_v4_mapped())
-        client_addr_ = asio::ip::make_address_v4(asio::ip::v4_mapped, client_addr_.to_v6());
-      client_addr_text_ = client_addr_.to_string();
-    }
+    sockaddr_storage peer{};
+    socklen_t size = sizeof peer;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) == 0)
+      client_addr_text_ = host_text(peer);
   }
   ~client_session() {
     w_.clients().erase(this);
@@ -1351,8 +1470,8 @@ public:
           return;
         }
         auto self = shared_from_this();
-        client_->async_handshake(
-            true, [self](const asio::error_code& ec) { self->on_server_handshake(ec); });
+        client_->handshake(true,
+                           [self](const std::error_code& ec) { self->on_server_handshake(ec); });
         return;
       }
       read_preamble();
@@ -1385,7 +1504,7 @@ private:
   service_counters& sc() const { return inbound_ ? *svc_->inbound_counters : *svc_->counters; }
 
   // ---------------------------------------------------------------- inbound preamble
-  void on_server_handshake(const asio::error_code& ec) {
+  void on_server_handshake(const std::error_code& ec) {
     if (ec) {
       bump(w_.counters().inbound_refused_tls);
       close_client();
@@ -1425,15 +1544,15 @@ private:
       }
     }
     auto self = shared_from_this();
-    client_->async_read_some(asio::buffer(cbuf_.data() + cend_, max_preamble - cend_),
-                             [self](const asio::error_code& ec, std::size_t n) {
-                               if (ec) {
-                                 self->close_client();
-                                 return;
-                               }
-                               self->cend_ += n;
-                               self->read_preamble();
-                             });
+    client_->read_some(cbuf_.data() + cend_, max_preamble - cend_,
+                       [self](const std::error_code& ec, std::size_t n) {
+                         if (ec) {
+                           self->close_client();
+                           return;
+                         }
+                         self->cend_ += n;
+                         self->read_preamble();
+                       });
   }
 
   // ---------------------------------------------------------------- service dispatch
@@ -1534,8 +1653,13 @@ private:
   /// the caller took a unit of the service's connection cap, which the connection now
   /// holds for its whole life (HTTP; a TCP tunnel's session holds its own).
   void connect(const target& t, std::function<void(bool)> k, bool counted = false) {
+    const int fd = connection::new_socket(t.address.family());
+    if (fd < 0) { // out of descriptors: a connect failure, reported on the next turn
+      w_.io().defer([k = std::move(k)] { k(false); });
+      return;
+    }
     auto c = std::make_shared<upstream_conn>(
-        w_.io(), pool_key(t), t.via_peer ? t.node : std::string{}, w_.options().limits);
+        w_.io(), fd, pool_key(t), t.via_peer ? t.node : std::string{}, w_.options().limits);
     if (counted) {
       c->counted = svc_;
       c->owner = &w_;
@@ -1546,49 +1670,47 @@ private:
     bump(w_.counters().upstream_connects);
     auto id = attempt_;
     auto self = shared_from_this();
-    auto timer = std::make_shared<asio::steady_timer>(w_.io());
-    timer->expires_after(w_.options().connect_timeout);
-    timer->async_wait([c](const asio::error_code& ec) {
-      if (!ec)
-        c->s->close();
-    });
+    // The connect and the handshake together within connect_timeout: closing the socket
+    // fails whichever is pending.
+    const auto timer = w_.io().after(w_.options().connect_timeout, [c] { c->s->close(); });
     up_ = c;
     up_pooled_ = false;
-    c->s->socket().async_connect(t.address, [self, c, id, timer, via = t.via_peer, node = t.node,
-                                             k = std::move(k)](const asio::error_code& ec) mutable {
-      if (id != self->attempt_)
-        return;
-      if (ec) {
-        timer->cancel();
-        k(false);
-        return;
-      }
-      asio::error_code ignored;
-      c->s->socket().set_option(tcp::no_delay(true), ignored);
-      // The connect armed the socket for output for good: every ACK of a request would wake
-      // this thread (net::stream::rearm_for_input).
-      c->s->rearm_for_input();
-      auto& tls = self->w_.options().tls;
-      if (!via || !tls) {
-        timer->cancel();
-        k(true);
-        return;
-      }
-      std::string err;
-      SSL* ssl = tls->new_session(false, node, err);
-      if (!ssl || !c->s->start_tls(ssl)) {
-        timer->cancel();
-        k(false);
-        return;
-      }
-      c->s->async_handshake(
-          false, [self, id, timer, k = std::move(k)](const asio::error_code& hec) mutable {
-            timer->cancel();
-            if (id != self->attempt_)
-              return;
-            k(!hec);
-          });
-    });
+    c->s->connect(t.address.get(), t.address.size,
+                  [self, c, id, timer, via = t.via_peer, node = t.node,
+                   k = std::move(k)](const std::error_code& ec) mutable {
+                    auto& io = self->w_.io();
+                    if (id != self->attempt_) {
+                      io.cancel(timer);
+                      return;
+                    }
+                    if (ec) {
+                      io.cancel(timer);
+                      k(false);
+                      return;
+                    }
+                    const int on = 1;
+                    ::setsockopt(c->s->fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+                    auto& tls = self->w_.options().tls;
+                    if (!via || !tls) {
+                      io.cancel(timer);
+                      k(true);
+                      return;
+                    }
+                    std::string err;
+                    SSL* ssl = tls->new_session(false, node, err);
+                    if (!ssl || !c->s->start_tls(ssl)) {
+                      io.cancel(timer);
+                      k(false);
+                      return;
+                    }
+                    c->s->handshake(false, [self, id, timer,
+                                            k = std::move(k)](const std::error_code& hec) mutable {
+                      self->w_.io().cancel(timer);
+                      if (id != self->attempt_)
+                        return;
+                      k(!hec);
+                    });
+                  });
   }
 
   // ---------------------------------------------------------------- TCP services
@@ -1677,7 +1799,7 @@ private:
       w_.counters().in_flight.fetch_sub(1, std::memory_order_relaxed);
     }
     cancel_timers();
-    asio::post(w_.io(), [t] {}); // the tunnel dies after its handler returned
+    w_.io().defer([t] {}); // the tunnel dies after its handler returned
   }
 
   void release_connection() {
@@ -1697,11 +1819,9 @@ private:
   template <class F> void later(std::chrono::milliseconds delay, F f) {
     auto self = shared_from_this();
     auto id = attempt_;
-    try_timer_.expires_after(delay);
-    try_timer_.async_wait([self, id, f](const asio::error_code& ec) {
-      if (ec || id != self->attempt_)
-        return;
-      f(*self);
+    try_timer_.start(delay, [self, id, f] {
+      if (id == self->attempt_)
+        f(*self);
     });
   }
 
@@ -1756,28 +1876,27 @@ private:
   template <class K> void read_client(K k, bool between_messages) {
     auto self = shared_from_this();
     client_reading_ = true;
-    client_->async_read_some(
-        asio::buffer(cbuf_.data() + cend_, cbuf_.size() - cend_),
-        [self, k, between_messages](const asio::error_code& ec, std::size_t n) {
-          self->client_reading_ = false;
-          if (ec) {
-            if (is_eof(ec) && between_messages) {
-              auto r = self->parser_.finish();
-              if (r.status == parse_status::error && self->cend_ + n > 0 &&
-                  r.error != http_error::truncated)
-                self->client_error(r.error);
-              else
-                self->close_client();
-              return;
-            }
-            self->close_client();
-            return;
-          }
-          self->cend_ += n;
-          if (self->svc_)
-            bump(self->sc().bytes_in, n);
-          k(*self);
-        });
+    client_->read_some(cbuf_.data() + cend_, cbuf_.size() - cend_,
+                       [self, k, between_messages](const std::error_code& ec, std::size_t n) {
+                         self->client_reading_ = false;
+                         if (ec) {
+                           if (is_end(ec) && between_messages) {
+                             auto r = self->parser_.finish();
+                             if (r.status == parse_status::error && self->cend_ + n > 0 &&
+                                 r.error != http_error::truncated)
+                               self->client_error(r.error);
+                             else
+                               self->close_client();
+                             return;
+                           }
+                           self->close_client();
+                           return;
+                         }
+                         self->cend_ += n;
+                         if (self->svc_)
+                           bump(self->sc().bytes_in, n);
+                         k(*self);
+                       });
   }
 
   void client_error(http_error e) {
@@ -1884,16 +2003,16 @@ private:
       req_.reading_body = true; // a request timeout now just closes
       auto self = shared_from_this();
       auto cid = attempt_;
-      client_->async_write(asio::buffer(continue_line.data(), continue_line.size()),
-                           [self, cid](const asio::error_code& ec, std::size_t) {
-                             if (cid != self->attempt_)
-                               return;
-                             self->req_.reading_body = false;
-                             if (ec)
-                               self->close_client();
-                             else
-                               self->after_request_head();
-                           });
+      client_->write(continue_line.data(), continue_line.size(),
+                     [self, cid](const std::error_code& ec, std::size_t) {
+                       if (cid != self->attempt_)
+                         return;
+                       self->req_.reading_body = false;
+                       if (ec)
+                         self->close_client();
+                       else
+                         self->after_request_head();
+                     });
       return;
     }
     after_request_head();
@@ -1961,9 +2080,8 @@ private:
     if (svc_->resilience && svc_->resilience->per_try_timeout_ms > 0) {
       auto self = shared_from_this();
       auto id = attempt_;
-      try_timer_.expires_after(std::chrono::milliseconds{svc_->resilience->per_try_timeout_ms});
-      try_timer_.async_wait([self, id](const asio::error_code& ec) {
-        if (!ec && id == self->attempt_)
+      try_timer_.start(std::chrono::milliseconds{svc_->resilience->per_try_timeout_ms}, [self, id] {
+        if (id == self->attempt_)
           self->on_try_failed(attempt_failure::reset, true);
       });
     }
@@ -1994,9 +2112,8 @@ private:
       }
       auto self = shared_from_this();
       auto id = attempt_;
-      pending_timer_.expires_after(w_.options().connect_timeout);
-      pending_timer_.async_wait([self, id](const asio::error_code& ec) {
-        if (ec || id != self->attempt_)
+      pending_timer_.start(w_.options().connect_timeout, [self, id] {
+        if (id != self->attempt_)
           return;
         bump(self->sc().timeouts);
         self->end_attempt(std::nullopt);
@@ -2049,10 +2166,10 @@ private:
 
   /// Starts `write(how)`, a write that is this call's last step, with its handler run inline
   /// when the socket takes every byte at once, unless max_inline_writes such handlers are on
-  /// the stack already (stream::completion).
+  /// the stack already (connection::completion).
   template <class Write> void write_last(Write&& write) {
-    auto how = inline_writes_ < max_inline_writes ? stream::completion::inline_when_done
-                                                  : stream::completion::posted;
+    auto how = inline_writes_ < max_inline_writes ? connection::completion::inline_when_done
+                                                  : connection::completion::deferred;
     ++inline_writes_;
     write(how);
     --inline_writes_;
@@ -2063,7 +2180,7 @@ private:
   /// a no-op.
   template <class Next> auto after_upstream_write(Next next) {
     return
-        [self = shared_from_this(), id = attempt_, next](const asio::error_code& ec, std::size_t) {
+        [self = shared_from_this(), id = attempt_, next](const std::error_code& ec, std::size_t) {
           if (id != self->attempt_)
             return;
           if (ec) {
@@ -2082,14 +2199,14 @@ private:
     c.preamble.clear();
     up_out_ += req_.forwarded_head;
     up_out_ += req_.body;
-    write_last([&](stream::completion how) {
-      up_->s->async_write(asio::buffer(up_out_), after_upstream_write([](client_session& s) {
-                            if (s.req_.buffered)
-                              s.read_response();
-                            else
-                              s.stream_body();
-                          }),
-                          how);
+    write_last([&](connection::completion how) {
+      up_->s->write(up_out_.data(), up_out_.size(), after_upstream_write([](client_session& s) {
+                      if (s.req_.buffered)
+                        s.read_response();
+                      else
+                        s.stream_body();
+                    }),
+                    how);
     });
   }
 
@@ -2099,8 +2216,8 @@ private:
       auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
       if (r.status == parse_status::body) {
         cpos_ += r.consumed;
-        up_->s->async_write(asio::buffer(r.body.data(), r.body.size()),
-                            after_upstream_write([](client_session& s) { s.stream_body(); }));
+        up_->s->write(r.body.data(), r.body.size(),
+                      after_upstream_write([](client_session& s) { s.stream_body(); }));
         return;
       }
       cpos_ += r.consumed;
@@ -2247,34 +2364,34 @@ private:
     auto& c = *up_;
     auto self = shared_from_this();
     auto id = attempt_;
-    c.s->async_read_some(asio::buffer(c.buf.data() + c.end, c.buf.size() - c.end),
-                         [self, id](const asio::error_code& ec, std::size_t n) {
-                           if (id != self->attempt_)
-                             return;
-                           auto& cc = *self->up_;
-                           if (ec) {
-                             if (is_eof(ec)) {
-                               auto r = cc.parser.finish();
-                               if (r.status == parse_status::complete) {
-                                 cc.s->close(); // until-close body: not reusable
-                                 if (self->rechunk_) {
-                                   self->out_.append(last_chunk);
-                                   self->write_client(self->out_, after_write::complete);
-                                   return;
-                                 }
-                                 self->on_response_complete();
-                                 return;
-                               }
-                             }
-                             if (self->req_.sent_to_client)
-                               self->abort_request();
-                             else
-                               self->on_try_failed(attempt_failure::reset, false);
+    c.s->read_some(c.buf.data() + c.end, c.buf.size() - c.end,
+                   [self, id](const std::error_code& ec, std::size_t n) {
+                     if (id != self->attempt_)
+                       return;
+                     auto& cc = *self->up_;
+                     if (ec) {
+                       if (is_end(ec)) {
+                         auto r = cc.parser.finish();
+                         if (r.status == parse_status::complete) {
+                           cc.s->close(); // until-close body: not reusable
+                           if (self->rechunk_) {
+                             self->out_.append(last_chunk);
+                             self->write_client(self->out_, after_write::complete);
                              return;
                            }
-                           cc.end += n;
-                           self->read_response();
-                         });
+                           self->on_response_complete();
+                           return;
+                         }
+                       }
+                       if (self->req_.sent_to_client)
+                         self->abort_request();
+                       else
+                         self->on_try_failed(attempt_failure::reset, false);
+                       return;
+                     }
+                     cc.end += n;
+                     self->read_response();
+                   });
   }
 
   /// What follows a write of response bytes to the client.
@@ -2288,10 +2405,10 @@ private:
     auto id = attempt_;
     bool owned = bytes.data() == out_.data();
     // `bytes` may lie in the upstream's buffer: the handler keeps the upstream alive.
-    write_last([&](stream::completion how) {
-      client_->async_write(
-          asio::buffer(bytes.data(), bytes.size()),
-          [self, id, next, owned, keep = up_](const asio::error_code& ec, std::size_t) {
+    write_last([&](connection::completion how) {
+      client_->write(
+          bytes.data(), bytes.size(),
+          [self, id, next, owned, keep = up_](const std::error_code& ec, std::size_t) {
             if (id != self->attempt_)
               return;
             if (ec) {
@@ -2486,22 +2603,22 @@ private:
     req_.sent_to_client = true;
     auto self = shared_from_this();
     auto id = attempt_;
-    client_->async_write(asio::buffer(out_),
-                         [self, id, keep](const asio::error_code& ec, std::size_t) {
-                           if (id != self->attempt_)
-                             return;
-                           if (keep || ec) {
-                             self->finish_request(keep && !ec);
-                             return;
-                           }
-                           // connection: close was said: end gracefully (write_then_close).
-                           self->record_request_end();
-                           if (self->up_) {
-                             self->up_->s->close();
-                             self->up_.reset();
-                           }
-                           self->linger();
-                         });
+    client_->write(out_.data(), out_.size(),
+                   [self, id, keep](const std::error_code& ec, std::size_t) {
+                     if (id != self->attempt_)
+                       return;
+                     if (keep || ec) {
+                       self->finish_request(keep && !ec);
+                       return;
+                     }
+                     // connection: close was said: end gracefully (write_then_close).
+                     self->record_request_end();
+                     if (self->up_) {
+                       self->up_->s->close();
+                       self->up_.reset();
+                     }
+                     self->linger();
+                   });
   }
 
   void abort_request() {
@@ -2610,9 +2727,10 @@ private:
   // The client's deadline (keep-alive idle, head, linger) and the request's (its timeout)
   // share one timer that moves lazily: setting a deadline later, or clearing it, changes a
   // field only; the timer, when it fires before the earliest deadline, waits again for the
-  // rest. Re-arming or cancelling an Asio timer posts the old wait's handler (aborted): twice
-  // per request, each a trip through the I/O loop (docs/bench-proxy.md, Run F). The fields
-  // are the truth; a stale firing finds nothing due and waits again.
+  // rest. Re-arming at every request would leave a cancelled entry in the loop's timer heap
+  // each time (under Asio it cost two trips through the I/O loop per request:
+  // docs/bench-proxy.md, Run F). The fields are the truth; a stale firing finds nothing due
+  // and waits again.
   void set_client_deadline(std::chrono::milliseconds d) {
     client_deadline_ = clock::now() + d;
     arm_deadline();
@@ -2631,12 +2749,8 @@ private:
       return;
     deadline_armed_ = true;
     deadline_armed_at_ = next;
-    deadline_timer_.expires_at(next); // an earlier wait completes aborted
     auto self = shared_from_this();
-    deadline_timer_.async_wait([self](const asio::error_code& ec) {
-      if (!ec)
-        self->on_deadline();
-    });
+    deadline_timer_.start_at(next, [self] { self->on_deadline(); }); // replaces an earlier one
   }
   void on_deadline() {
     deadline_armed_ = false;
@@ -2669,7 +2783,7 @@ private:
   void write_then_close() {
     auto self = shared_from_this();
     ++attempt_;
-    client_->async_write(asio::buffer(out_), [self](const asio::error_code& ec, std::size_t) {
+    client_->write(out_.data(), out_.size(), [self](const std::error_code& ec, std::size_t) {
       if (ec) {
         self->close_client();
         return;
@@ -2693,13 +2807,12 @@ private:
 
   void drain_client() {
     auto self = shared_from_this();
-    client_->async_read_some(asio::buffer(cbuf_.data(), cbuf_.size()),
-                             [self](const asio::error_code& ec, std::size_t) {
-                               if (ec)
-                                 self->close_client();
-                               else
-                                 self->drain_client();
-                             });
+    client_->read_some(cbuf_.data(), cbuf_.size(), [self](const std::error_code& ec, std::size_t) {
+      if (ec)
+        self->close_client();
+      else
+        self->drain_client();
+    });
   }
 
   void close_client() {
@@ -2723,7 +2836,6 @@ private:
   std::string service_name_;
   /// Accepted on the inbound listener (from a peer proxy); else on an outbound one.
   bool inbound_;
-  asio::ip::address client_addr_;
   std::string client_addr_text_;
   std::optional<peer_identity> peer_;
   /// Inbound: the preamble said the service speaks HTTP.
@@ -2741,14 +2853,14 @@ private:
   /// The deadlines on deadline_timer_ (arm_deadline); max: none.
   time_point client_deadline_ = time_point::max();
   time_point request_deadline_ = time_point::max();
-  asio::steady_timer deadline_timer_;
+  net::timer deadline_timer_;
   /// A wait on deadline_timer_ is pending, for deadline_armed_at_.
   bool deadline_armed_ = false;
   time_point deadline_armed_at_{};
   bool head_started_ = false;
-  asio::steady_timer try_timer_;
+  net::timer try_timer_;
   /// A wait in the service's pending queue (acquire_upstream).
-  asio::steady_timer pending_timer_;
+  net::timer pending_timer_;
   /// Grows whenever an attempt (upstream operation chain) ends: stale handlers compare.
   std::uint64_t attempt_ = 0;
   request_state req_;
@@ -2838,9 +2950,8 @@ bool worker::hand_to_waiter(upstream_ptr& c) {
   auto& svc = *c->counted;
   std::uint64_t attempt = 0;
   if (auto s = pop_waiter(svc, attempt, &c->key)) {
-    asio::post(io_, [s, attempt, c = std::move(c)]() mutable {
-      s->on_connection_free(attempt, std::move(c));
-    });
+    loop_->defer(
+        [s, attempt, c = std::move(c)]() mutable { s->on_connection_free(attempt, std::move(c)); });
     return true;
   }
   purge_waiters(svc);
@@ -2861,21 +2972,43 @@ void worker::wake_waiters(service_state& svc) {
   std::uint64_t attempt = 0;
   for (auto room = used < cap ? cap - used : 0; room > 0 && !svc.pending.empty(); --room)
     if (auto s = pop_waiter(svc, attempt))
-      asio::post(io_, [s, attempt] { s->on_connection_free(attempt, nullptr); });
+      loop_->defer([s, attempt] { s->on_connection_free(attempt, nullptr); });
 }
 
-void worker::accept(std::shared_ptr<tcp::acceptor> acc, std::string service) {
-  acc->async_accept([this, acc, service](const asio::error_code& ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || !acc->is_open())
-      return;
-    if (!ec) {
-      asio::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      auto s = std::make_shared<client_session>(*this, std::move(socket), service);
+/// A failed accept other than a connection that went away before it was taken (out of
+/// descriptors, say) is tried again after this: the listener stays readable, and trying at
+/// once would spin the thread.
+constexpr auto accept_retry_delay = std::chrono::milliseconds{100};
+
+void worker::accept(int fd, const std::string& service) {
+  loop_->accept(fd, [this, fd, service](int r) {
+    if (r == -ECANCELED || r == -EBUSY || !listens(fd, service))
+      return; // the listener closed (or is another's, whose accept is pending)
+    if (r >= 0) {
+      const int on = 1;
+      ::setsockopt(r, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+      auto s = std::make_shared<client_session>(*this, r, service);
       s->start();
+    } else if (r != -ECONNABORTED && r != -EINTR && r != -EAGAIN) {
+      // By then the listener may have closed and its number gone to another listener:
+      // listens() asks again.
+      loop_->after(accept_retry_delay, [this, fd, service] {
+        if (listens(fd, service))
+          accept(fd, service);
+      });
+      return;
     }
-    accept(acc, service);
+    accept(fd, service);
   });
+}
+
+void worker::close_listeners() {
+  if (inbound_ >= 0)
+    loop_->close(inbound_);
+  inbound_ = -1;
+  for (auto& [name, fd] : outbound_)
+    loop_->close(fd);
+  outbound_.clear();
 }
 
 void worker::ban(const std::string& node) {
@@ -2913,12 +3046,8 @@ void worker::release_cycles() {
 }
 
 void worker::close_all() {
-  sweep_.cancel();
-  asio::error_code ignored;
-  if (inbound_)
-    inbound_->close(ignored);
-  for (auto& [n, a] : outbound_)
-    a->close(ignored);
+  sweep_->cancel();
+  close_listeners();
   pool_.clear();
   counters_.idle_pooled.store(0, std::memory_order_relaxed);
   std::vector<std::shared_ptr<client_session>> all;
@@ -2941,9 +3070,8 @@ std::unique_ptr<dataplane> dataplane::start(dataplane_options options, std::stri
     return nullptr;
   }
   auto dp = std::make_unique<dataplane_impl>(std::move(options));
-  if (!dp->bind_inbound(error))
+  if (!dp->start_workers(error) || !dp->bind_inbound(error))
     return nullptr;
-  dp->run();
   return dp;
 }
 

@@ -1,5 +1,6 @@
 // The data plane (issue 17; DESIGN.md, "Data plane = its own I/O threads"): Starling's
-// proxy on its own Asio I/O threads, one io_context per thread, listeners with SO_REUSEPORT.
+// proxy on its own I/O threads, one loop per thread (net/loop.hpp: io_uring or epoll,
+// decision 0021), listeners with SO_REUSEPORT.
 // Bytes never pass through an actor mailbox. The proxy controller actor (actors/) hands it
 // immutable configurations (dataplane_config: the routing snapshot and where each node's
 // inbound proxy listens) and swaps them atomically; the I/O threads keep serving on the last
@@ -32,6 +33,7 @@
 #include <openssl/ssl.h>
 
 #include "gossip/routing_snapshot.hpp"
+#include "net/loop.hpp"
 #include "proxy/balancer.hpp"
 #include "proxy/circuit_breaker.hpp"
 #include "proxy/http1.hpp"
@@ -82,8 +84,11 @@ struct dataplane_config {
 struct dataplane_options {
   /// This node's name (its own instances are served directly, and through inbound).
   std::string self;
-  /// I/O threads (one io_context each).
+  /// I/O threads (one loop each).
   std::size_t threads = 1;
+  /// The loops' back end. io_uring falls back to epoll where this process may not use it
+  /// (dataplane::io_note() says why).
+  net::backend io = net::backend::epoll;
   /// Inbound listener (mTLS from peers). Port 0 picks a free port.
   std::string inbound_host = "0.0.0.0";
   std::uint16_t inbound_port = 7948;
@@ -243,6 +248,11 @@ public:
   [[nodiscard]] virtual std::size_t in_flight() const = 0;
 
   [[nodiscard]] virtual dataplane_stats stats() const = 0;
+
+  /// The back end the I/O loops run on.
+  [[nodiscard]] virtual net::backend io_backend() const = 0;
+  /// Why it is not the one the options asked for (io_uring denied here); empty when it is.
+  [[nodiscard]] virtual std::string io_note() const = 0;
 
   /// Stops the listeners and the threads, closing every connection. Idempotent.
   virtual void stop() = 0;

@@ -11,11 +11,13 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -526,10 +528,19 @@ inline std::shared_ptr<const sp::dataplane_config> config(std::vector<sg::servic
   return cfg;
 }
 
+/// The I/O back end the data plane tests run on: io_uring when STARLING_TEST_IO says so
+/// (tests/CMakeLists.txt runs the proxy tests once per back end), else epoll.
+inline net::backend test_io() {
+  const char* io = std::getenv("STARLING_TEST_IO");
+  return io != nullptr && std::string_view{io} == "io_uring" ? net::backend::uring
+                                                             : net::backend::epoll;
+}
+
 inline sp::dataplane_options options(std::string self, std::size_t threads = 1) {
   sp::dataplane_options o;
   o.self = std::move(self);
   o.threads = threads;
+  o.io = test_io();
   o.inbound_host = "127.0.0.1";
   o.inbound_port = 0;
   o.connect_timeout = 2s;

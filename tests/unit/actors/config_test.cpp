@@ -951,6 +951,8 @@ TEST(config, proxy_table_and_inbound_flag) {
   EXPECT_EQ(load("name = \"a\"\n[proxy]\naccess_log_sample = 0\n").access_log_sample, 0.0);
   EXPECT_FALSE(cfg.proxy_splice);
   EXPECT_TRUE(load("name = \"a\"\n[proxy]\nsplice = true\n").proxy_splice);
+  EXPECT_EQ(cfg.proxy_io, "epoll");
+  EXPECT_EQ(load("name = \"a\"\n[proxy]\nio = \"io_uring\"\n").proxy_io, "io_uring");
   EXPECT_FALSE(load("name = \"a\"\n[proxy]\ninbound = \"off\"\n").inbound);
   sa::agent_flags flags;
   flags.name = "a";
@@ -971,6 +973,8 @@ TEST(config, proxy_table_and_inbound_flag) {
       {"[proxy]\naccess_log_sample = -0.1", "proxy.access_log_sample:"},
       {"[proxy]\naccess_log_sample = \"all\"", "proxy.access_log_sample:"},
       {"[proxy]\nsplice = \"yes\"", "proxy.splice:"},
+      {"[proxy]\nio = \"kqueue\"", "proxy.io:"},
+      {"[proxy]\nio = 1", "proxy.io:"},
       {"[proxy]\nport = 1", "proxy.port: unknown key"},
   };
   for (const auto& [toml, key] : cases) {
