@@ -365,6 +365,16 @@ private:
     bool nonblocking = false;
     bool watched = false;
     bool output_watched = false; // EPOLLOUT is in the descriptor's events
+    /// Input may be waiting: no receive has found the socket drained since the last input
+    /// event. A receive when it is false waits for the event instead of trying first: a
+    /// receive that took less than it asked for drained the socket, and bytes that come
+    /// later bring an event (epoll reports every arrival, edge-triggered or not). HAProxy
+    /// keeps the same state; without it every request cost a failed recv per side.
+    bool maybe_readable = true;
+    /// An event said the peer closed or the socket failed (EPOLLRDHUP, EPOLLHUP, EPOLLERR):
+    /// a receive may return the end of the stream or the error after the last bytes, and no
+    /// event will come for it again, so the socket stays maybe_readable.
+    bool hung_up = false;
   };
 
   /// Makes `fd` non-blocking (once). 0 or errno.
@@ -416,7 +426,8 @@ private:
       return;
     }
     int result = 0;
-    if (attempt(fd, p, result)) {
+    const bool drained = p.what == op::receive && !st.maybe_readable;
+    if (!drained && attempt(fd, st, p, result)) {
       complete_later(std::move(p.done), result);
       return;
     }
@@ -428,7 +439,7 @@ private:
   }
   /// Tries the operation without waiting: true when it finished, with `result` set. A poll
   /// finishes on an event (`on_event`), never before it waited.
-  static bool attempt(int fd, pending& p, int& result, bool on_event = false) {
+  static bool attempt(int fd, fd_state& st, pending& p, int& result, bool on_event = false) {
     for (;;) {
       ssize_t n = -1;
       switch (p.what) {
@@ -439,9 +450,14 @@ private:
       case op::receive:
         n = ::recv(fd, p.buf, p.len, MSG_DONTWAIT);
         if (n >= 0) {
+          // Less than asked: drained, unless the end of the stream (0, or a hang-up seen)
+          // is still to be read.
+          st.maybe_readable = n == 0 || static_cast<std::size_t>(n) == p.len || st.hung_up;
           result = static_cast<int>(n);
           return true;
         }
+        if ((errno == EAGAIN || errno == EWOULDBLOCK) && !st.hung_up)
+          st.maybe_readable = false;
         break;
       case op::accept:
         n = ::accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -489,8 +505,12 @@ private:
       return;
     auto& st = it->second;
     int result = 0;
-    if (st.in && (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0 &&
-        attempt(fd, *st.in, result, true)) {
+    const bool input = (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0;
+    if (input)
+      st.maybe_readable = true;
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0)
+      st.hung_up = true;
+    if (st.in && input && attempt(fd, st, *st.in, result, true)) {
       complete_later(std::move(st.in->done), result);
       st.in.reset();
     }
@@ -503,7 +523,7 @@ private:
         st.output_watched = false;
       return;
     }
-    if (attempt(fd, *st.out, result, true)) {
+    if (attempt(fd, st, *st.out, result, true)) {
       complete_later(std::move(st.out->done), result);
       st.out.reset();
     }
@@ -720,12 +740,17 @@ private:
     std::size_t done_bytes = 0;
     io_done done;
     bool cancelled = false;
+    bool poll_first = false; // queued with IORING_RECVSEND_POLL_FIRST
     sockaddr_storage addr{};
     socklen_t addr_len = 0;
   };
   struct fd_ops {
     op* in = nullptr;  // receive or accept
     op* out = nullptr; // send or connect
+    /// As the epoll back end's: no receive found the socket drained since the last one
+    /// that took all it asked for. A receive when it is false asks the kernel to wait for
+    /// readiness before it tries (IORING_RECVSEND_POLL_FIRST), saving a failed attempt.
+    bool maybe_readable = true;
   };
 
   op* new_op(op::kind what, int fd, void* buf, std::size_t len, io_done done) {
@@ -762,6 +787,12 @@ private:
     switch (o->what) {
     case op::receive:
       io_uring_prep_recv(sqe, o->fd, o->buf, o->len, 0);
+      if (poll_first_ok_) {
+        auto it = fds_.find(o->fd);
+        o->poll_first = it != fds_.end() && !it->second.maybe_readable;
+        if (o->poll_first)
+          sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+      }
       break;
     case op::send:
       io_uring_prep_send(sqe, o->fd, o->buf + o->done_bytes, o->len - o->done_bytes, MSG_NOSIGNAL);
@@ -795,6 +826,14 @@ private:
       finish(o, o->done_bytes == o->len ? static_cast<int>(o->len) : (res > 0 ? -EAGAIN : -EPIPE));
       return;
     }
+    if (res == -EINVAL && o->poll_first) {
+      poll_first_ok_ = false; // a kernel before 5.19: no such flag
+      if (queue(o))
+        return;
+    }
+    if (o->what == op::receive && res >= 0)
+      if (auto it = fds_.find(o->fd); it != fds_.end())
+        it->second.maybe_readable = res == 0 || static_cast<std::size_t>(res) == o->len;
     if ((res == -EAGAIN || res == -EINTR) && queue(o))
       return; // not ready after all: again (the kernel waits for readiness)
     if ((o->what == op::poll_in || o->what == op::poll_out) && res > 0)
@@ -817,6 +856,7 @@ private:
 
   std::unordered_map<int, fd_ops> fds_;
   std::unordered_set<op*> live_; // operations the kernel may still complete
+  bool poll_first_ok_ = true;    // IORING_RECVSEND_POLL_FIRST is known here (5.19)
 };
 
 } // namespace
