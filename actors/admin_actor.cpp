@@ -208,45 +208,42 @@ caf::result<caf::message> on_stats(caf::event_based_actor* self, const admin_par
   auto rp = self->make_response_promise();
   // Membership's counters, then routing's (with the DNS address); a group whose actor is
   // restarting or slow is shown as null.
-  std::optional<std::string> metrics;
+  // The view's text fields: the DNS address (routing's answer) and then these.
+  using fields = std::vector<std::pair<std::string, std::optional<std::string>>>;
+  fields tail{{"metrics_address", std::nullopt},
+              {"inbound_address", std::nullopt},
+              {"proxy_io", std::nullopt}};
   if (!p.metrics_address.empty())
-    metrics = p.metrics_address;
-  std::optional<std::string> inbound;
-  if (p.proxy)
-    inbound = p.proxy->inbound_address();
-  auto with_routing = [self, dir = p.dir, rp, metrics, inbound,
+    tail[0].second = p.metrics_address;
+  if (p.proxy) {
+    tail[1].second = p.proxy->inbound_address();
+    tail[2].second = net::to_string(p.proxy->io_backend());
+  }
+  auto with_dns = [tail](std::optional<std::string> dns) {
+    fields all{{"dns_address", std::move(dns)}};
+    all.insert(all.end(), tail.begin(), tail.end());
+    return all;
+  };
+  auto with_routing = [self, dir = p.dir, rp, with_dns,
                        detail](std::vector<counter_group> groups) mutable {
     const auto routing = dir->find(role::routing);
     if (!routing) {
       groups.push_back({"routing", std::nullopt});
-      rp.deliver(stats_json(groups,
-                            {{"dns_address", std::nullopt},
-                             {"metrics_address", metrics},
-                             {"inbound_address", inbound}},
-                            detail));
+      rp.deliver(stats_json(groups, with_dns(std::nullopt), detail));
       return;
     }
     self->request(routing, std::chrono::seconds{5}, stats_atom::value)
         .then(
-            [rp, groups, metrics, inbound, detail](counter_list& counters,
-                                                   std::string& dns) mutable {
+            [rp, groups, with_dns, detail](counter_list& counters, std::string& dns) mutable {
               groups.push_back({"routing", std::move(counters)});
               std::optional<std::string> address;
               if (!dns.empty())
                 address = std::move(dns);
-              rp.deliver(stats_json(groups,
-                                    {{"dns_address", std::move(address)},
-                                     {"metrics_address", metrics},
-                                     {"inbound_address", inbound}},
-                                    detail));
+              rp.deliver(stats_json(groups, with_dns(std::move(address)), detail));
             },
-            [rp, groups, metrics, inbound, detail](caf::error&) mutable {
+            [rp, groups, with_dns, detail](caf::error&) mutable {
               groups.push_back({"routing", std::nullopt});
-              rp.deliver(stats_json(groups,
-                                    {{"dns_address", std::nullopt},
-                                     {"metrics_address", metrics},
-                                     {"inbound_address", inbound}},
-                                    detail));
+              rp.deliver(stats_json(groups, with_dns(std::nullopt), detail));
             });
   };
   const auto membership = p.dir->find(role::membership);

@@ -1,6 +1,6 @@
-// The data plane's own I/O loop (decision 0021), first slice: one thread's loop of posted
-// tasks, timers and socket operations, on io_uring where the kernel allows it and on epoll
-// otherwise. Next, net::stream and then the data plane move onto it.
+// The data plane's own I/O loop (decision 0021): one thread's loop of posted
+// tasks, timers and socket operations, on epoll, or on io_uring where the kernel allows it.
+// The data plane runs on it through net::connection.
 //
 // Threads: run() makes the calling thread the loop's thread. post() and stop() may be called
 // from any thread; everything else only from the loop's thread (inside a task or a timer).
@@ -8,7 +8,9 @@
 // write to the loop's eventfd, which the loop always has a read (io_uring) or a watch (epoll)
 // pending on. That is what Asio's io_uring backend got wrong for us (a wake-up from another
 // thread submitted the loop's queued requests, whose completions then interrupted that
-// thread: docs/bench-proxy.md, "io_uring, second try").
+// thread: docs/bench-proxy.md, "io_uring, second try"). Make, run and destroy a loop on one
+// thread: an io_uring ring keeps a node for the thread that made it, and its close sends
+// that thread task work, which fails a blocking call with a timeout there with EINTR.
 //
 // No CAF and no Asio here: the data plane is to leave Asio.
 #pragma once

@@ -2,10 +2,13 @@
 // certificates; an HTTP app in two versions behind node c; traffic sent to node a's outbound
 // listener crosses the mesh over pooled mutual TLS to c's inbound proxy; a split written on
 // the issuer is followed per request; an authorization rule refuses a caller with 403 while
-// another caller passes; the counters show in `stats` and `/metrics`. Every wait polls with
-// a deadline; every load loop is bounded in count.
+// another caller passes; the counters show in `stats` and `/metrics`. These agents' data
+// plane runs on io_uring (`[proxy] io`; decision 0021: the other integration tests run the
+// default, epoll), or on epoll where this process may not use io_uring, which `stats`
+// then says. Every wait polls with a deadline; every load loop is bounded in count.
 #include <atomic>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +19,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "net/loop.hpp"
 #include "tests/support/http_app.hpp"
 #include "tests/support/mesh_test.hpp"
 
@@ -27,6 +31,25 @@ namespace {
 class proxy_test : public st::mesh_test {
 protected:
   proxy_test() : mesh_test("starling-it-proxy") {}
+
+  void SetUp() override {
+    mesh_test::SetUp();
+    std::ofstream{config_, std::ios::app} << "\n[proxy]\nio = \"io_uring\"\n";
+  }
+
+  /// Whether this process may use io_uring: a ring can be made (the agents fall back to
+  /// epoll where it cannot). Made and closed by a thread of its own: a ring's maker gets a
+  /// task-work signal when it closes, which would fail this thread's next blocking recv
+  /// with a timeout with EINTR (decision 0021).
+  static bool uring_here() {
+    bool ok = false;
+    std::thread{[&ok] {
+      std::string why;
+      auto l = starling::net::loop::make(starling::net::backend::uring, why);
+      ok = l && why.empty();
+    }}.join();
+    return ok;
+  }
 
   /// Starts issuer "a" and members b, c (certificates by token), all alive.
   void start_mesh() {
@@ -107,6 +130,10 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
     return !outbound.empty() && routable_on(a, "api") == 2;
   })) << "a has no outbound listener for api, or not both instances";
   EXPECT_EQ(outbound.rfind("127.0.0.1:", 0), 0u) << outbound;
+  // The config asked for io_uring: the agent runs on it, or says it fell back.
+  auto stats = st::cli_json({"stats", "--json", "--admin", a.info.admin});
+  ASSERT_TRUE(stats && stats->contains("proxy_io"));
+  EXPECT_EQ(stats->at("proxy_io"), uring_here() ? "io_uring" : "epoll");
 
   // Plain traffic: every request answered through c's inbound proxy (peak-EWMA may send
   // sequential requests to one version only: it prefers the faster instance).
