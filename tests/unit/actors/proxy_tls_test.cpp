@@ -14,6 +14,7 @@
 #include "identity/tls.hpp"
 #include "tests/support/proxy_support.hpp"
 #include "tests/support/test_pki.hpp"
+#include "tests/support/tls_support.hpp"
 
 namespace starling::actors {
 namespace {
@@ -26,13 +27,7 @@ using starling::testing::test_pki;
 
 /// The proxy TLS of node `name` of `pki`, trusting `pki` and reading its fixed clock.
 std::shared_ptr<proxy::peer_tls> tls_of(const test_pki& pki, std::string_view name) {
-  auto node = pki.node(name);
-  identity::tls_options opts;
-  opts.key = node.key;
-  opts.certs = node.chain;
-  opts.trust = std::make_shared<identity::trust_state>(pki.bundle());
-  opts.clock = [now = pki.now()] { return now; };
-  auto ctx = must(identity::tls_context::make(std::move(opts)), "proxy TLS context");
+  auto ctx = starling::testing::tls_context_of(pki, name);
   return std::make_shared<proxy_tls>(std::make_shared<identity::tls_context_holder>(ctx));
 }
 

@@ -32,6 +32,7 @@
 #include "identity/tls.hpp"
 #include "net/stream.hpp"
 #include "tests/support/test_pki.hpp"
+#include "tests/support/tls_support.hpp"
 
 namespace starling::net {
 namespace {
@@ -43,18 +44,9 @@ using starling::testing::must;
 using starling::testing::other_mesh;
 using starling::testing::test_pki;
 
-/// The TLS context of node `name` of `pki`, trusting `pki`, on the PKI's fixed clock (its
-/// certificates are issued relative to that instant, not to the real time).
-std::shared_ptr<const identity::tls_context> context_of(const test_pki& pki,
-                                                        std::string_view name) {
-  auto node = pki.node(name);
-  identity::tls_options opts;
-  opts.key = node.key;
-  opts.certs = node.chain;
-  opts.trust = std::make_shared<identity::trust_state>(pki.bundle());
-  opts.clock = [now = pki.now()] { return now; };
-  return must(identity::tls_context::make(std::move(opts)), "tls_context::make");
-}
+using starling::testing::fnv1a;
+using starling::testing::pattern;
+using starling::testing::tls_context_of;
 
 /// Bound on the turns of any run loop, besides its deadline.
 constexpr int max_turns = 1'000'000;
@@ -130,30 +122,6 @@ struct reader {
   bool done = false;
 };
 
-/// FNV-1a over `data`: a checksum for the large transfer.
-std::uint64_t fnv1a(std::string_view data) {
-  std::uint64_t h = 14695981039346656037ULL;
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-/// `n` bytes of a pattern that does not repeat with a period of a record or a socket buffer,
-/// so that a lost, repeated or reordered chunk changes the checksum.
-std::string pattern(std::size_t n) {
-  std::string s(n, '\0');
-  std::uint32_t x = 0x9e3779b9U;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x & 0xffU);
-  }
-  return s;
-}
-
 class net_stream : public ::testing::Test {
 protected:
   /// A connected pair on the acceptor: {accepted side, connecting side}; nulls on failure.
@@ -191,9 +159,9 @@ protected:
   /// Starts TLS on the pair: the server is node "b" of `server_pki`, the client node "a" of
   /// `client_pki`, expecting "b".
   void start_tls(const test_pki& server_pki, const test_pki& client_pki) {
-    auto s = must(context_of(server_pki, "b")->new_session(identity::tls_role::server),
+    auto s = must(tls_context_of(server_pki, "b")->new_session(identity::tls_role::server),
                   "server session");
-    auto c = must(context_of(client_pki, "a")->new_session(identity::tls_role::client, "b"),
+    auto c = must(tls_context_of(client_pki, "a")->new_session(identity::tls_role::client, "b"),
                   "client session");
     ASSERT_TRUE(server_->start_tls(s.release()));
     ASSERT_TRUE(client_->start_tls(c.release()));
