@@ -1,44 +1,10 @@
 // net/stream.hpp: Asio's side of a stream (TLS's is net/tls_core.cpp), and the error mapping.
 #include "net/stream.hpp"
 
-#include <algorithm>
-#include <cerrno>
-#include <cstring>
-
-#include <sys/socket.h>
-#include <unistd.h>
-
 namespace starling::net {
 
 bool is_eof(const asio::error_code& ec) {
   return ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
-}
-
-void stream::rearm_for_input() {
-  asio::error_code ec;
-  const auto protocol = socket_.local_endpoint(ec).protocol();
-  if (ec) {
-    socket_.close(ec);
-    return;
-  }
-  const auto fd = socket_.release(ec); // deregisters the descriptor, keeps it open
-  if (ec) {
-    socket_.close(ec);
-    return;
-  }
-  socket_.assign(protocol, fd, ec);
-  if (ec)
-    ::close(fd);
-}
-
-std::size_t stream::send_now(asio::const_buffer buf) {
-  if (!socket_.is_open())
-    return 0;
-  // MSG_DONTWAIT: Asio makes the descriptor non-blocking only at its first asynchronous
-  // operation; this may come before one.
-  const auto n =
-      ::send(socket_.native_handle(), buf.data(), buf.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-  return n > 0 ? static_cast<std::size_t>(n) : 0;
 }
 
 bool stream::start_tls(SSL* session) {

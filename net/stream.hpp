@@ -1,7 +1,7 @@
-// One TCP connection, plain or TLS, for the Asio adapters (the data plane, proxy/dataplane.cpp,
-// and the gossip transport's TCP exchanges, gossip/transport.cpp). I/O thread only: every
-// operation on a stream runs on the thread of its socket's io_context, and that io_context is
-// run by that one thread (both users have one thread per io_context).
+// One TCP connection, plain or TLS, for the Asio adapters (the gossip transport's TCP
+// exchanges, gossip/transport.cpp; the data plane has its own, net/connection.hpp). I/O
+// thread only: every operation on a stream runs on the thread of its socket's io_context,
+// and that io_context is run by that one thread.
 //
 // TLS runs OpenSSL directly on the socket, not through asio::ssl::stream: Asio's SSL stream
 // drives OpenSSL over a BIO pair, so every byte was copied socket -> Asio's input buffer -> the
@@ -12,13 +12,11 @@
 // the stream reads the socket into that buffer, and when the socket is full, waits for it to
 // be writable; then it tries again. Reads go through Asio's read rather than a wait for
 // readability because Asio re-arms epoll (an epoll_ctl system call) for every wait, while a
-// read first tries recv and costs no epoll_ctl: one system call less per request and hop.
+// read first tries recv and costs no epoll_ctl: one system call less per exchange.
 //
 // Completion handlers are called as void(asio::error_code, std::size_t) (the handshake's as
 // void(asio::error_code)), never from inside the call that starts the operation: an operation
-// that completes at once posts its handler to the socket's executor, as Asio's own do. The
-// one exception is asked for by the caller: a write with completion::inline_when_done whose
-// bytes the socket takes at once calls its handler inside async_write (below).
+// that completes at once posts its handler to the socket's executor, as Asio's own do.
 // The stream must outlive its pending operations (the callers' handlers keep their owner alive).
 #pragma once
 
@@ -79,50 +77,15 @@ public:
       read_step(buf, std::forward<Handler>(handler), false);
   }
 
-  /// How a write that the socket takes at once completes.
-  enum class completion : unsigned char {
-    /// Its handler is posted to the socket's executor, as for every other operation.
-    posted,
-    /// Its handler runs inside async_write, before it returns. A posted handler costs a trip
-    /// through the I/O loop: a post, and a non-blocking epoll_wait before the handler runs,
-    /// twice per request and hop (docs/bench-proxy.md, Run F). For a caller whose
-    /// async_write is its last step (nothing after it that the handler could invalidate) and
-    /// that bounds how deep such handlers may nest. Errors and waits are still posted.
-    inline_when_done,
-  };
-
   /// Writes all of `buf`. With TLS, completion means every record has been handed to the
   /// socket, so a close() after completion cannot cut the answer short: the kernel sends the
   /// queued bytes before the FIN.
-  template <class Handler>
-  void async_write(asio::const_buffer buf, Handler&& handler, completion how = completion::posted) {
-    const bool at_once = how == completion::inline_when_done;
-    if (is_tls()) {
-      write_step(buf, 0, std::forward<Handler>(handler), false, at_once);
-      return;
-    }
-    if (!at_once) {
+  template <class Handler> void async_write(asio::const_buffer buf, Handler&& handler) {
+    if (is_tls())
+      write_step(buf, 0, std::forward<Handler>(handler), false);
+    else
       asio::async_write(socket_, buf, std::forward<Handler>(handler));
-      return;
-    }
-    const std::size_t done = send_now(buf);
-    if (done == buf.size()) {
-      handler(asio::error_code{}, done);
-      return;
-    }
-    // The rest, or the error (which Asio's write meets again and reports), as usual.
-    asio::async_write(socket_, buf + done,
-                      [done, h = std::forward<Handler>(handler)](
-                          const asio::error_code& ec, std::size_t n) mutable { h(ec, done + n); });
   }
-
-  /// Registers the socket with its io_context anew, for input only. Asio arms a descriptor
-  /// for output the first time a write must wait (a connect is such a wait) and keeps it
-  /// armed; edge-triggered, epoll then reports each ACK that frees send space, which wakes
-  /// the I/O thread for nothing once per request on a pooled upstream connection. Call with
-  /// no operation pending, e.g. right after the connect: pending ones would be cancelled. On
-  /// a failure the socket is closed (later operations fail with bad_descriptor).
-  void rearm_for_input();
 
   /// Half-close: no more bytes from us. With TLS no close_notify is sent: the peer's read
   /// ends at the FIN, which is_eof() takes as end of stream, and the peer can still write.
@@ -230,13 +193,8 @@ private:
     });
   }
 
-  /// Sends what the plain socket takes now without blocking; 0 on an error or a full socket.
-  std::size_t send_now(asio::const_buffer buf);
-
-  /// `at_once`: a write done within this call completes inline (completion::inline_when_done).
   template <class Handler>
-  void write_step(asio::const_buffer buf, std::size_t done, Handler&& handler, bool deferred,
-                  bool at_once = false) {
+  void write_step(asio::const_buffer buf, std::size_t done, Handler&& handler, bool deferred) {
     while (done < buf.size()) {
       std::size_t n = 0;
       if (!prepare()) {
@@ -265,7 +223,7 @@ private:
       });
       return;
     }
-    complete(std::forward<Handler>(handler), deferred || at_once, asio::error_code{}, done);
+    complete(std::forward<Handler>(handler), deferred, asio::error_code{}, done);
   }
 
   tcp::socket socket_;

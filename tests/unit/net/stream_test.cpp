@@ -27,7 +27,6 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
-#include <sys/epoll.h>
 
 #include "identity/tls.hpp"
 #include "net/stream.hpp"
@@ -400,131 +399,6 @@ TEST_F(net_stream, tls_immediate_completions_are_posted_not_called_inline) {
   ASSERT_TRUE(run_until(io_, [&] { return w.done; }));
   EXPECT_FALSE(inline_call) << "write handler called from inside async_write";
   EXPECT_FALSE(w.error) << w.error.message();
-}
-
-/// Starts a write of `data` on `s` with completion::inline_when_done, recorded into `o`;
-/// `inline_call` says whether the handler ran inside async_write. Both must outlive it.
-void start_inline_write(stream& s, const std::string& data, outcome& o, bool& inline_call) {
-  auto returned = std::make_shared<bool>(false);
-  inline_call = false;
-  s.async_write(
-      asio::buffer(data),
-      [&o, &inline_call, returned](const asio::error_code& ec, std::size_t n) {
-        inline_call = !*returned;
-        record(o)(ec, n);
-      },
-      stream::completion::inline_when_done);
-  *returned = true;
-}
-
-/// start_inline_write, then runs the io_context until the write completes.
-outcome write_inline(asio::io_context& io, stream& s, const std::string& data, bool& inline_call) {
-  outcome o;
-  start_inline_write(s, data, o, inline_call);
-  EXPECT_TRUE(run_until(io, [&] { return o.done; })) << "write hangs";
-  return o;
-}
-
-TEST_F(net_stream, an_inline_write_the_socket_takes_at_once_completes_inside_the_call) {
-  for (bool tls : {false, true}) {
-    SCOPED_TRACE(tls ? "tls" : "plain");
-    ASSERT_NO_FATAL_FAILURE(connect_as(tls));
-    const std::string small = pattern(300);
-    bool inline_call = false;
-    auto w = write_inline(io_, *client_, small, inline_call);
-    EXPECT_TRUE(inline_call) << "a write the socket took at once was posted";
-    EXPECT_FALSE(w.error) << w.error.message();
-    EXPECT_EQ(w.bytes, small.size());
-    auto got = read_n(*server_, small.size());
-    ASSERT_FALSE(got->error) << got->error.message();
-    EXPECT_EQ(got->data, small);
-  }
-}
-
-TEST_F(net_stream, an_inline_write_larger_than_the_socket_takes_waits_and_arrives_whole) {
-  for (bool tls : {false, true}) {
-    SCOPED_TRACE(tls ? "tls" : "plain");
-    ASSERT_NO_FATAL_FAILURE(connect_as(tls));
-    // More than loopback's socket buffers hold while nobody reads: the write must wait.
-    const std::string big = pattern(32U << 20U);
-    outcome o;
-    bool inline_call = false;
-    start_inline_write(*client_, big, o, inline_call);
-    EXPECT_FALSE(o.done) << "32 MiB went to the socket at once";
-    auto r = std::make_unique<reader>(*server_, big.size());
-    r->start();
-    ASSERT_TRUE(run_until(
-        io_, [&] { return r->done && o.done; }, 60s));
-    EXPECT_FALSE(inline_call);
-    EXPECT_FALSE(o.error) << o.error.message();
-    EXPECT_EQ(o.bytes, big.size());
-    EXPECT_EQ(fnv1a(r->data), fnv1a(big));
-  }
-}
-
-TEST_F(net_stream, an_inline_write_that_fails_completes_posted_with_the_error) {
-  for (bool tls : {false, true}) {
-    SCOPED_TRACE(tls ? "tls" : "plain");
-    ASSERT_NO_FATAL_FAILURE(connect_as(tls));
-    client_->close();
-    bool inline_call = false;
-    auto w = write_inline(io_, *client_, "x", inline_call);
-    EXPECT_TRUE(w.error) << "a write on a closed stream succeeded";
-    EXPECT_FALSE(inline_call) << "an error completed inside the call";
-  }
-}
-
-/// The epoll event mask this process registered for descriptor `fd` (from the epoll
-/// instances' /proc/self/fdinfo), or nullopt when no epoll instance watches it.
-std::optional<unsigned> epoll_events_of(int fd) {
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
-    std::error_code lec;
-    auto target = std::filesystem::read_symlink(e.path(), lec);
-    if (lec || target.string() != "anon_inode:[eventpoll]")
-      continue;
-    std::ifstream info("/proc/self/fdinfo/" + e.path().filename().string());
-    std::string line;
-    while (std::getline(info, line)) {
-      // "tfd:        7 events:       19 data: ..." (hex mask)
-      int tfd = -1;
-      unsigned events = 0;
-      if (std::sscanf(line.c_str(), "tfd: %d events: %x", &tfd, &events) == 2 && tfd == fd)
-        return events;
-    }
-  }
-  return std::nullopt;
-}
-
-TEST_F(net_stream, rearm_for_input_drops_the_output_interest_a_connect_left) {
-  ASSERT_NO_FATAL_FAILURE(connect());
-  const int fd = client_->socket().native_handle();
-  auto before = epoll_events_of(fd);
-  ASSERT_TRUE(before) << "the connected socket is not registered with epoll";
-  EXPECT_NE(*before & EPOLLOUT, 0U) << "the connect did not arm EPOLLOUT (Asio changed?)";
-
-  client_->rearm_for_input();
-  ASSERT_TRUE(client_->is_open());
-  const int fd_after = client_->socket().native_handle();
-  EXPECT_EQ(fd_after, fd);
-  auto after = epoll_events_of(fd_after);
-  ASSERT_TRUE(after) << "the socket is no longer registered with epoll";
-  EXPECT_EQ(*after & EPOLLOUT, 0U);
-  EXPECT_NE(*after & EPOLLIN, 0U);
-
-  // Still a working connection both ways, over TLS too.
-  ASSERT_NO_FATAL_FAILURE(start_tls(mesh(), mesh()));
-  auto [hs, hc] = handshake();
-  ASSERT_FALSE(hs) << hs.message();
-  ASSERT_FALSE(hc) << hc.message();
-  const std::string hello = "after the re-registration";
-  ASSERT_FALSE(write_all(*client_, hello).error);
-  auto got = read_n(*server_, hello.size());
-  ASSERT_FALSE(got->error) << got->error.message();
-  EXPECT_EQ(got->data, hello);
-  ASSERT_FALSE(write_all(*server_, hello).error);
-  auto back = read_n(*client_, hello.size());
-  EXPECT_EQ(back->data, hello);
 }
 
 TEST_F(net_stream, tls_peer_reset_fails_the_writer_without_sigpipe) {
