@@ -27,7 +27,7 @@
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
 #          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
-#          [--splice] [--io epoll|io_uring] [--nice N] [--out DIR]
+#          [--splice] [--io epoll|io_uring] [--haproxy-hop h1|h2] [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
 # graphs) during one more wrk run and one more bulk run through Starling, and prints the
@@ -40,6 +40,11 @@
 # true`; HAProxy `option splice-auto`); by default neither splices (both proxies' default).
 # --io B runs Starling's data plane on back end B (`[proxy] io`, docs/operations.md): epoll
 # (the default) or io_uring. The header says which ran (the agents' log line).
+# --haproxy-hop h2 makes HAProxy speak HTTP/2 between its two hops (ALPN h2 on A's server
+# line and B's bind; `http-reuse always` then multiplexes every client's requests over one
+# connection, as Linkerd does between its proxies). The default, h1, is HTTP/1.1 between the
+# hops (one request at a time per connection), as Starling's data plane does today. The
+# header says which ran; the TCP (bulk) path is the same either way.
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
 # (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
 # the same priority, so the comparison stays fair. Printed in the header.
@@ -57,6 +62,7 @@ profile=0
 syscalls=0
 splice=0
 io=epoll
+haproxy_hop=h1
 nice_level=""
 out=""
 bin=${STARLING_BIN_DIR:-$top/build/bin}
@@ -77,6 +83,7 @@ while (($#)); do
     --syscalls) syscalls=1; shift ;;
     --splice) splice=1; shift ;;
     --io) io=$2; shift 2 ;;
+    --haproxy-hop) haproxy_hop=$2; shift 2 ;;
     --nice) nice_level=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
@@ -85,6 +92,7 @@ while (($#)); do
 done
 
 [[ $io == epoll || $io == io_uring ]] || { echo "--io: epoll or io_uring, not '$io'" >&2; exit 2; }
+[[ $haproxy_hop == h1 || $haproxy_hop == h2 ]] || { echo "--haproxy-hop: h1 or h2, not '$haproxy_hop'" >&2; exit 2; }
 for tool in haproxy nginx wrk openssl curl; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed (scripts/install-deps.sh --bench)" >&2; exit 2; }
 done
@@ -145,6 +153,13 @@ hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 # -> microseconds of CPU per `count`/`unit` (e.g. per request, per MB).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 clk_tck=$(getconf CLK_TCK)
+# Context switches of every thread of a process so far: "voluntary involuntary" (a thread
+# that blocks, e.g. in epoll, switches voluntarily; one preempted, e.g. by the task its
+# send woke, involuntarily).
+ctx_switches() {
+  cat /proc/"$1"/task/*/status 2>/dev/null |
+    awk '/^voluntary_ctxt_switches:/ { v += $2 } /^nonvoluntary_ctxt_switches:/ { n += $2 } END { print v + 0, n + 0 }'
+}
 cpu_us_per() { awk -v t="$1" -v n="$2" -v hz="$clk_tck" 'BEGIN { if (n > 0) printf "%.2f\n", t / hz * 1e6 / n; else print 0 }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
@@ -189,6 +204,7 @@ wrk -v 2>&1 | sed -n 1p || true # wrk -v exits 1
 echo "openssl: $(openssl version); kernel $(uname -r)"
 echo "starling: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "load average at start: $(loadavg); nice $(ps -o ni= -p $$ | tr -d ' ')"
+echo "HAProxy between its hops: $([[ $haproxy_hop == h2 ]] && echo "HTTP/2 (ALPN h2, --haproxy-hop h2)" || echo "HTTP/1.1 (--haproxy-hop h1)"); Starling between its hops: HTTP/1.1"
 echo "rounds: $rounds; wrk -t1 -c$connections -d${duration}s --latency; paced: $rate req/s for ${paced_seconds}s; bulk: ${bulk_seconds}s; work dir: $work"
 echo
 
@@ -252,6 +268,9 @@ defaults
   timeout http-keep-alive 120s"
 to_b="ssl verify required ca-file $hp/ca.crt crt $hp/a.pem verifyhost haproxy-b sni str(haproxy-b)"
 from_a="ssl crt $hp/b.pem ca-file $hp/ca.crt verify required"
+# The HTTP hop between A and B: HTTP/1.1, or HTTP/2 negotiated by ALPN (--haproxy-hop h2).
+to_b_http=$to_b; from_a_http=$from_a
+if [[ $haproxy_hop == h2 ]]; then to_b_http+=" alpn h2"; from_a_http+=" alpn h2"; fi
 cat >"$hp/a.cfg" <<EOF
 $hp_common
 frontend http_in
@@ -261,7 +280,7 @@ frontend http_in
 backend to_b
   mode http
   http-reuse always
-  server b 127.0.0.1:$hp_b_http $to_b
+  server b 127.0.0.1:$hp_b_http $to_b_http
 listen tcp_in
   mode tcp
   bind 127.0.0.1:$hp_a_tcp
@@ -276,7 +295,7 @@ cat >"$hp/b.cfg" <<EOF
 $hp_common
 frontend http_in
   mode http
-  bind 127.0.0.1:$hp_b_http $from_a
+  bind 127.0.0.1:$hp_b_http $from_a_http
   default_backend app
 backend app
   mode http
@@ -375,9 +394,15 @@ moved_ok() { # the first request ever: A opens an upstream connection, B accepts
 wait_for 5 moved_ok >/dev/null || die "the request did not go from A's upstream to B's inbound listener"
 hp_line=$(openssl s_client -connect "127.0.0.1:$hp_b_http" -brief </dev/null 2>&1 | grep -m1 'Protocol version') || true
 [[ $hp_line == *TLSv1.3* ]] || die "haproxy B did not speak TLS 1.3: '$hp_line'"
+hp_alpn=$(openssl s_client -connect "127.0.0.1:$hp_b_http" -alpn h2,http/1.1 </dev/null 2>&1 | grep -m1 -i 'ALPN') || true
+if [[ $haproxy_hop == h2 ]]; then
+  [[ $hp_alpn == *"protocol: h2"* ]] || die "haproxy B did not negotiate h2 (--haproxy-hop h2): '$hp_alpn'"
+else
+  [[ $hp_alpn != *"protocol: h2"* ]] || die "haproxy B negotiated h2 without --haproxy-hop h2: '$hp_alpn'"
+fi
 [[ $(curl -s --max-time 5 "http://127.0.0.1:$hp_a_http/") == ok ]] || die "no 'ok' through haproxy A -> B -> nginx"
 [[ $(curl -s --max-time 5 "http://127.0.0.1:$nginx_port/") == ok ]] || die "no 'ok' from nginx"
-echo "TLS between hops: Starling B inbound $tls_line (no client cert and plain text both refused: inbound_refused_tls +$(($(proxy_stat "$nb_admin" inbound_refused_tls) - refused0))); a request carries $vias via lines; HAProxy B $hp_line"
+echo "TLS between hops: Starling B inbound $tls_line (no client cert and plain text both refused: inbound_refused_tls +$(($(proxy_stat "$nb_admin" inbound_refused_tls) - refused0))); a request carries $vias via lines; HAProxy B $hp_line, $hp_alpn"
 
 # RSS once the mesh is up, the services registered and one request served, before the load.
 sleep 2 # not a readiness wait: lets the agents settle (gossip, checks) before the idle reading
@@ -415,12 +440,20 @@ hop_pids() { case $1 in direct) echo "" ;; haproxy) echo "$hp_a_pid $hp_b_pid" ;
 # system's two proxies (hop A, hop B) used meanwhile to <file> as "ticks_a ticks_b".
 measure_cpu() {
   local f=$1 sys=$2; shift 2
-  local hops a0=0 b0=0 a1=0 b1=0 rc=0
+  local hops a0=0 b0=0 a1=0 b1=0 rc=0 x0=(0 0 0 0) x1=(0 0 0 0)
   read -r -a hops <<<"$(hop_pids "$sys")"
-  if ((${#hops[@]} == 2)); then a0=$(cpu_ticks "${hops[0]}"); b0=$(cpu_ticks "${hops[1]}"); fi
+  if ((${#hops[@]} == 2)); then
+    a0=$(cpu_ticks "${hops[0]}"); b0=$(cpu_ticks "${hops[1]}")
+    read -r -a x0 <<<"$(ctx_switches "${hops[0]}") $(ctx_switches "${hops[1]}")"
+  fi
   "$@" || rc=$?
-  if ((${#hops[@]} == 2)); then a1=$(cpu_ticks "${hops[0]}"); b1=$(cpu_ticks "${hops[1]}"); fi
+  if ((${#hops[@]} == 2)); then
+    a1=$(cpu_ticks "${hops[0]}"); b1=$(cpu_ticks "${hops[1]}")
+    read -r -a x1 <<<"$(ctx_switches "${hops[0]}") $(ctx_switches "${hops[1]}")"
+  fi
   echo "$((a1 - a0)) $((b1 - b0))" >"$f"
+  # Context switches meanwhile, "voluntary_a involuntary_a voluntary_b involuntary_b".
+  echo "$((x1[0] - x0[0])) $((x1[1] - x0[1])) $((x1[2] - x0[2])) $((x1[3] - x0[3]))" >"$f.ctx"
   return $rc
 }
 wrk_requests() { awk '/ requests in / { print $1 }' "$1"; }
@@ -481,6 +514,22 @@ rps_ratio=$(ratio "${rps[starling]}" "${rps[haproxy]}")
 p50_ratio=$(ratio "${p50[starling]}" "${p50[haproxy]}")
 p99_ratio=$(ratio "${p99[starling]}" "${p99[haproxy]}")
 printf '| **starling / haproxy** | **%sx** | %sx | %sx | | | |\n' "$rps_ratio" "$p50_ratio" "$p99_ratio"
+echo
+# Context switches per request and hop (medians of the rounds): how often a proxy blocked
+# (voluntary) and how often a task its sends woke took its CPU (involuntary).
+echo "Context switches per request (all threads of each proxy; medians of the rounds):"
+echo
+printf '| system | hop A voluntary, involuntary | hop B voluntary, involuntary |\n|---|---|---|\n'
+for sys in haproxy starling; do
+  cols=()
+  for i in 0 1 2 3; do
+    cols+=("$(for ((r = 1; r <= rounds; r++)); do
+      read -r -a x <"$work/cpu-wrk-$sys-$r.ctx"
+      awk -v c="${x[$i]}" -v n="$(wrk_requests "$work/wrk-$sys-$r.txt")" 'BEGIN { if (n > 0) printf "%.3f\n", c / n; else print 0 }'
+    done | median)")
+  done
+  printf '| %s | %s, %s | %s, %s |\n' "$sys" "${cols[0]}" "${cols[1]}" "${cols[2]}" "${cols[3]}"
+done
 echo
 
 # ------------------------------------------------------------------ 2. paced, open loop
