@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libcaf-dev libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libasio-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
-  libssl-dev libldns-dev liburing-dev libedit2 node-llhttp prometheus curl dnsutils procps iproute2 nftables clang-format
+  libssl-dev libldns-dev liburing-dev libnghttp2-dev libedit2 node-llhttp prometheus curl dnsutils procps iproute2 nftables clang-format
   nginx
   clang libclang-rt-14-dev
 )
