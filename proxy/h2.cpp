@@ -19,10 +19,17 @@
 #include <nghttp2/nghttp2.h>
 
 #include "proto/wire/hex.hpp"
+#include "proxy/http_text.hpp"
 
 namespace starling::proxy::h2 {
 
 namespace {
+
+using text::for_each_token;
+using text::iequals;
+using text::is_field_byte;
+using text::is_tchar;
+using text::lower;
 
 constexpr std::array<std::string_view, 13> errc_names{
     "ok",        "protocol",     "internal",    "closed",    "stream_limit",    "going_away",
@@ -41,46 +48,6 @@ constexpr std::size_t field_overhead = 32;
 constexpr std::size_t max_spare_states = 64;
 constexpr std::size_t max_spare_capacity = 64 * 1024;
 
-constexpr char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-/// ASCII case-insensitive equality; `b` must be lower case.
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size())
-    return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != b[i])
-      return false;
-  return true;
-}
-
-/// RFC 9110 tchar.
-constexpr bool is_tchar(char c) noexcept {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-    return true;
-  switch (c) {
-  case '!':
-  case '#':
-  case '$':
-  case '%':
-  case '&':
-  case '\'':
-  case '*':
-  case '+':
-  case '-':
-  case '.':
-  case '^':
-  case '_':
-  case '`':
-  case '|':
-  case '~':
-    return true;
-  default:
-    return false;
-  }
-}
-
 bool is_token(std::string_view s) noexcept {
   return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
 }
@@ -88,12 +55,7 @@ bool is_token(std::string_view s) noexcept {
 /// A field value HTTP/1.1 can carry: HT, SP, VCHAR, obs-text; never CR, LF, NUL or other
 /// controls, whatever an HTTP/2 peer sent.
 bool is_h1_value(std::string_view s) noexcept {
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u != '\t' && (u < 0x20 || u == 0x7f))
-      return false;
-  }
-  return true;
+  return std::all_of(s.begin(), s.end(), is_field_byte);
 }
 
 /// Bytes of a request-target or authority: 0x21..0x7e.
@@ -108,36 +70,17 @@ bool has_upper(std::string_view s) noexcept {
   return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
-
 /// True if a Connection header of `h` names `name` (ASCII case-insensitive).
 bool named_by_connection(const message_head& h, std::string_view name) noexcept {
-  for (const auto& c : h.headers) {
-    if (!iequals(c.name, "connection"))
-      continue;
-    std::string_view v = c.value;
-    while (!v.empty()) {
-      const auto comma = v.find(',');
-      const auto token = trim(v.substr(0, comma));
-      if (token.size() == name.size()) {
-        bool same = true;
-        for (std::size_t i = 0; i < token.size() && same; ++i)
-          same = lower(token[i]) == lower(name[i]);
-        if (same)
-          return true;
-      }
-      if (comma == std::string_view::npos)
-        break;
-      v.remove_prefix(comma + 1);
-    }
-  }
-  return false;
+  bool named = false;
+  for (const auto& c : h.headers)
+    if (iequals(c.name, "connection"))
+      for_each_token(c.value, [&](std::string_view token) {
+        named = named || (token.size() == name.size() &&
+                          std::equal(token.begin(), token.end(), name.begin(),
+                                     [](char a, char b) { return lower(a) == lower(b); }));
+      });
+  return named;
 }
 
 /// True for an HTTP/1.1 header that HTTP/2 must not carry (RFC 9113 8.2.2) or that is
@@ -607,8 +550,16 @@ session::session(role r, limits lim, listener& l)
 session::~session() { nghttp2_session_del(ng_); }
 
 session::stream_state* session::find(std::int32_t id) const noexcept {
+  // Callbacks come in runs for one stream (every field of a header block, then the frame):
+  // the last hit answers most lookups without hashing.
+  if (id == last_id_ && last_ != nullptr)
+    return last_;
   const auto it = streams_.find(id);
-  return it == streams_.end() ? nullptr : it->second.get();
+  if (it == streams_.end())
+    return nullptr;
+  last_id_ = id;
+  last_ = it->second.get();
+  return last_;
 }
 
 session::stream_state& session::open_state(std::int32_t id) {
@@ -621,6 +572,8 @@ session::stream_state& session::open_state(std::int32_t id) {
   }
   auto& ref = *st;
   streams_[id] = std::move(st);
+  last_id_ = id;
+  last_ = &ref;
   return ref;
 }
 
@@ -630,6 +583,8 @@ void session::release(std::int32_t id) {
     return;
   auto st = std::move(it->second);
   streams_.erase(it);
+  if (last_ == st.get())
+    last_ = nullptr;
   if (spare_.size() < max_spare_states) {
     st->clear();
     spare_.push_back(std::move(st));
@@ -1240,6 +1195,11 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
   std::size_t i = 0;
   while (i < in.size()) {
     const char c = in[i];
+    // A byte that must be `want`: on to `then`, or the framing is broken.
+    const auto expect = [&](char want, state then) {
+      state_ = c == want ? then : state::failed;
+      return state_ != state::failed;
+    };
     switch (state_) {
     case state::size: {
       const int v = wire::hex_value(c);
@@ -1251,27 +1211,21 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
         remaining_ = remaining_ * 16 + static_cast<unsigned>(v);
       } else if (digits_ != 0 && c == ';') {
         state_ = state::ext;
-      } else if (digits_ != 0 && c == '\r') {
-        state_ = state::size_lf;
-      } else {
+      } else if (!(digits_ != 0 && expect('\r', state::size_lf))) {
         state_ = state::failed;
         return {i, {}};
       }
-      ++i;
       break;
     }
     case state::ext:
       if (c == '\r')
         state_ = state::size_lf;
-      ++i;
       break;
     case state::size_lf:
-      if (c != '\n') {
-        state_ = state::failed;
+      if (!expect('\n', state::data))
         return {i, {}};
-      }
-      ++i;
-      state_ = remaining_ == 0 ? state::trailer : state::data;
+      if (remaining_ == 0)
+        state_ = state::trailer;
       break;
     case state::data: {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size() - i));
@@ -1283,50 +1237,34 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       return {i, payload};
     }
     case state::data_cr:
-      if (c != '\r') {
-        state_ = state::failed;
+      if (!expect('\r', state::data_lf))
         return {i, {}};
-      }
-      state_ = state::data_lf;
-      ++i;
       break;
     case state::data_lf:
-      if (c != '\n') {
-        state_ = state::failed;
+      if (!expect('\n', state::size))
         return {i, {}};
-      }
-      state_ = state::size;
       digits_ = 0;
-      ++i;
       break;
     case state::trailer:
       state_ = c == '\r' ? state::final_lf : state::field;
-      ++i;
       break;
     case state::field:
       if (c == '\r')
         state_ = state::field_lf;
-      ++i;
       break;
     case state::field_lf:
-      if (c != '\n') {
-        state_ = state::failed;
+      if (!expect('\n', state::trailer))
         return {i, {}};
-      }
-      state_ = state::trailer;
-      ++i;
       break;
     case state::final_lf:
-      if (c != '\n') {
-        state_ = state::failed;
+      if (!expect('\n', state::done))
         return {i, {}};
-      }
-      state_ = state::done;
       return {i + 1, {}};
     case state::done:
     case state::failed:
       return {i, {}};
     }
+    ++i; // every state but data took one byte
   }
   return {i, {}};
 }

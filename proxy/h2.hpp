@@ -228,6 +228,9 @@ private:
   nghttp2_session* ng_ = nullptr;
   /// Streams by id, from submit (client) or the first HEADERS (server) until closed.
   std::unordered_map<std::int32_t, std::unique_ptr<stream_state>> streams_;
+  /// find()'s last hit: a stream in streams_, or null (reset when that stream is released).
+  mutable std::int32_t last_id_ = 0;
+  mutable stream_state* last_ = nullptr;
   /// Closed streams' states kept for reuse (buffers keep a bounded capacity); at most 64.
   std::vector<std::unique_ptr<stream_state>> spare_;
   /// Output serialized by `receive` (so that its errors are known) and not yet taken.

@@ -17,10 +17,19 @@
 #include <cstring>
 
 #include "proto/wire/hex.hpp"
+#include "proxy/http_text.hpp"
 
 namespace starling::proxy {
 
 namespace {
+
+using text::for_each_token;
+using text::iequals;
+using text::is_field_byte;
+using text::is_ows;
+using text::is_tchar;
+using text::lower;
+using text::trim;
 
 constexpr std::array<std::string_view, 29> error_names{
     "unknown",
@@ -53,75 +62,6 @@ constexpr std::array<std::string_view, 29> error_names{
     "upstream_timeout",
     "draining",
 };
-
-constexpr char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-/// ASCII case-insensitive equality; `b` must be lower case.
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size())
-    return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != b[i])
-      return false;
-  return true;
-}
-
-constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
-
-/// RFC 9110 tchar.
-constexpr bool is_tchar(char c) noexcept {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
-    return true;
-  switch (c) {
-  case '!':
-  case '#':
-  case '$':
-  case '%':
-  case '&':
-  case '\'':
-  case '*':
-  case '+':
-  case '-':
-  case '.':
-  case '^':
-  case '_':
-  case '`':
-  case '|':
-  case '~':
-    return true;
-  default:
-    return false;
-  }
-}
-
-/// A byte allowed in a field value or reason phrase: HT, SP, VCHAR, obs-text.
-constexpr bool is_field_byte(char c) noexcept {
-  const auto u = static_cast<unsigned char>(c);
-  return u == '\t' || (u >= 0x20 && u != 0x7f);
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_ows(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back()))
-    s.remove_suffix(1);
-  return s;
-}
-
-/// Calls f(token) for each comma-separated, trimmed, non-empty token of `value`.
-template <class F> void for_each_token(std::string_view value, F&& f) {
-  while (!value.empty()) {
-    const auto comma = value.find(',');
-    const auto token = trim(value.substr(0, comma));
-    if (!token.empty())
-      f(token);
-    if (comma == std::string_view::npos)
-      break;
-    value.remove_prefix(comma + 1);
-  }
-}
 
 http_error map_llhttp(const llhttp_t& p, llhttp_errno_t err, bool in_start_line,
                       direction dir) noexcept {
