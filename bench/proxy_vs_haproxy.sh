@@ -86,7 +86,7 @@ while (($#)); do
     --haproxy-hop) haproxy_hop=$2; shift 2 ;;
     --nice) nice_level=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo pipefail/{/^set /d;p}' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
