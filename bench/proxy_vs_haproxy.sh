@@ -42,7 +42,7 @@
 # (the default) or io_uring. The header says which ran (the agents' log line).
 # --haproxy-hop h2 makes HAProxy speak HTTP/2 between its two hops (ALPN h2 on A's server
 # line and B's bind; `http-reuse always` then multiplexes every client's requests over one
-# connection, as Linkerd does between its proxies). The default, h1, is HTTP/1.1 between the
+# connection). The default, h1, is HTTP/1.1 between the
 # hops (one request at a time per connection), as Starling's data plane does today. The
 # header says which ran; the TCP (bulk) path is the same either way.
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
