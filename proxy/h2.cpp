@@ -523,6 +523,11 @@ session::session(role r, limits lim, listener& l)
   nghttp2_option_set_no_auto_window_update(opt, 1);
   // Until the peer's SETTINGS arrive (RFC 9113 6.5.2 recommends at least 100).
   nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
+  // Flood limits, explicit rather than nghttp2's defaults (equal today), so that they are
+  // ours to see and test.
+  nghttp2_option_set_stream_reset_rate_limit(opt, limits_.max_resets_burst,
+                                             limits_.max_resets_per_second);
+  nghttp2_option_set_max_continuations(opt, limits_.max_continuations);
   const int rv = r == role::client ? nghttp2_session_client_new2(&ng_, cbs, this, opt)
                                    : nghttp2_session_server_new2(&ng_, cbs, this, opt);
   nghttp2_option_del(opt);

@@ -74,6 +74,15 @@ struct limits {
   std::uint32_t max_frame_size = 16384;
   /// Outgoing DATA buffered per stream and not yet framed (`send_data`, `room`).
   std::size_t max_buffered_bytes = 256 * 1024;
+  /// Servers: RST_STREAM frames a peer may send, as a token bucket holding `burst` tokens
+  /// and regaining `per_second` a second (nghttp2's own clock). An empty bucket ends the
+  /// connection with GOAWAY: opening and cancelling streams in a loop ("rapid reset",
+  /// CVE-2023-44487) costs the peer its connection, not us our CPU.
+  std::uint32_t max_resets_burst = 1000;
+  std::uint32_t max_resets_per_second = 33;
+  /// CONTINUATION frames that may follow one HEADERS frame; more ends the connection
+  /// (CVE-2024-28182: an endless header block).
+  std::uint32_t max_continuations = 8;
 };
 
 /// A received request or response head. Every view (and `fields`) is valid only during the

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -525,10 +526,10 @@ TEST(H2Session, OversizedHeaderListResetsOnlyThatStream) {
 /// Sends a raw client preface and HEADERS blocks; returns the server's answer.
 struct raw_client {
   recorder r;
-  h2::session server{h2::role::server, {}, r};
+  h2::session server;
   std::string out;
 
-  raw_client() {
+  explicit raw_client(h2::limits lim = {}) : server(h2::role::server, lim, r) {
     r.session = &server;
     std::string in(preface);
     in += frame_bytes(t_settings, 0, 0, "");
@@ -550,6 +551,85 @@ bool has_rst(const std::vector<frame>& fs, std::int32_t stream, std::uint32_t co
         be32(f.payload, 0) == code)
       return true;
   return false;
+}
+
+/// The GOAWAY in `fs`, if any: its error code.
+std::optional<std::uint32_t> goaway_code(const std::vector<frame>& fs) {
+  for (const auto& f : fs)
+    if (f.type == t_goaway && f.payload.size() >= 8)
+      return be32(f.payload, 4);
+  return std::nullopt;
+}
+
+/// `n` streams, each opened (HEADERS without END_STREAM) and cancelled by the client at once.
+errc open_and_reset(raw_client& c, int n, std::int32_t first = 1) {
+  std::string in;
+  for (int i = 0; i < n; ++i) {
+    const auto id = first + 2 * i;
+    in += frame_bytes(t_headers, f_end_headers, id, request_block());
+    in += frame_bytes(t_rst, 0, id, std::string("\0\0\0\x08", 4)); // CANCEL
+  }
+  const auto rc = c.server.receive(in);
+  c.out.clear();
+  c.server.take_output(c.out);
+  return rc;
+}
+
+TEST(H2Session, RapidResetBeyondTheBucketCostsThePeerItsConnection) {
+  h2::limits lim;
+  lim.max_resets_burst = 20;
+  lim.max_resets_per_second = 1;
+  raw_client c(lim);
+  // Within the bucket: the connection stays (and would serve another request).
+  EXPECT_EQ(open_and_reset(c, 20), errc::ok);
+  EXPECT_EQ(goaway_code(frames_of(c.out)), std::nullopt);
+  // Past it: GOAWAY, and the session is done. (Should nghttp2's clock pass a second
+  // boundary meanwhile, one token comes back; the 10 extra resets still exceed it.)
+  EXPECT_NE(open_and_reset(c, 10, 41), errc::ok);
+  EXPECT_TRUE(goaway_code(frames_of(c.out)).has_value());
+  EXPECT_EQ(
+      c.server.receive(frame_bytes(t_headers, f_end_headers | f_end_stream, 99, request_block())),
+      errc::closed);
+}
+
+TEST(H2Session, TheDefaultBucketLetsOrdinaryCancellationsThrough) {
+  raw_client c; // 1000 resets of burst
+  EXPECT_EQ(open_and_reset(c, 100), errc::ok);
+  EXPECT_EQ(goaway_code(frames_of(c.out)), std::nullopt);
+  const auto fs = c.send_headers(201, request_block(hpack_literal("x-ok", "fine")));
+  EXPECT_EQ(count(fs, t_rst), 0U);
+  EXPECT_EQ(c.r.heads[201].size(), 1U);
+}
+
+TEST(H2Session, AHeaderBlockOfTooManyContinuationsEndsTheConnection) {
+  constexpr std::uint8_t t_continuation = 9;
+  auto block_in_pieces = [](std::int32_t id, int continuations) {
+    // The block split into HEADERS plus `continuations` CONTINUATION frames: the request's
+    // own fields first, then one small field per continuation.
+    std::string in = frame_bytes(t_headers, f_end_stream, id, request_block());
+    for (int i = 0; i < continuations; ++i) {
+      const bool last = i + 1 == continuations;
+      in += frame_bytes(t_continuation, last ? f_end_headers : 0, id,
+                        hpack_literal("x-part", std::to_string(i)));
+    }
+    return in;
+  };
+  for (const std::uint32_t allowed : {8U, 2U}) { // the default, and a limit of ours
+    h2::limits lim;
+    lim.max_continuations = allowed;
+    {
+      raw_client c(lim);
+      EXPECT_EQ(c.server.receive(block_in_pieces(1, static_cast<int>(allowed))), errc::ok);
+      EXPECT_EQ(c.r.heads[1].size(), 1U) << allowed;
+    }
+    raw_client c(lim);
+    EXPECT_NE(c.server.receive(block_in_pieces(1, static_cast<int>(allowed) + 1)), errc::ok)
+        << allowed;
+    c.out.clear();
+    c.server.take_output(c.out);
+    EXPECT_TRUE(goaway_code(frames_of(c.out)).has_value()) << allowed;
+    EXPECT_TRUE(c.r.heads.empty()) << allowed;
+  }
 }
 
 TEST(H2Session, InvalidFieldsOnTheWireAreRefused) {
