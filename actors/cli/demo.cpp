@@ -597,8 +597,12 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
   std::string previous;
   auto previous_at = steady_clock::now();
   int failed = 0;
-  while (!stop_requested && (opts.duration.count() == 0 || steady_clock::now() < end)) {
-    if (steady_clock::now() >= next) {
+  bool last_frame = false;
+  while (!stop_requested && !last_frame) {
+    // A bounded run ends with one more frame, so that it shows at least two (the second with
+    // rates) however slowly the machine runs the frames before it.
+    last_frame = opts.duration.count() != 0 && steady_clock::now() >= end;
+    if (last_frame || steady_clock::now() >= next) {
       const auto stats = run_self("stats --json --admin " + a.info.admin);
       const auto at = steady_clock::now();
       std::string frame = "  (node-a did not answer)\n";
@@ -615,6 +619,8 @@ int tell_story(std::vector<demo_node>& nodes, const fs::path& dir, const demo_op
       }
       next += 2s;
     }
+    if (last_frame)
+      break;
     if (!fetch(outbound))
       ++failed;
     std::this_thread::sleep_for(50ms);

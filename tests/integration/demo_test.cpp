@@ -18,10 +18,12 @@ TEST(demo, forms_a_mesh_detects_a_failure_and_sees_the_rejoin) {
   EXPECT_NE(res.out.find("node-a declared node-c dead"), std::string::npos) << res.out;
   EXPECT_NE(res.out.find("node-c is back"), std::string::npos) << res.out;
   // The rejoined node-c carries a higher incarnation in the table shown after it is back
-  // (1, or more if it had to refute a suspicion while the machine was busy).
+  // (1, or more if it had to refute a suspicion while the machine was busy; on a busy machine
+  // the table may also catch it suspect for a moment).
   std::smatch m;
   const auto after = res.out.substr(std::min(res.out.find("node-c is back"), res.out.size()));
-  ASSERT_TRUE(std::regex_search(after, m, std::regex{R"(\nnode-c +\S+ +alive +(\d+))"})) << res.out;
+  ASSERT_TRUE(std::regex_search(after, m, std::regex{R"(\nnode-c +\S+ +(?:alive|suspect) +(\d+))"}))
+      << res.out;
   EXPECT_GE(std::stoul(m[1].str()), 1u) << res.out;
   // The live view: node-a's `top` frames while the app keeps calling web, the second one
   // with a rate (the first has no earlier frame to compare with).
