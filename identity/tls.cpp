@@ -136,6 +136,23 @@ caf::expected<trust_bundle> pinned_bundle(X509_STORE_CTX& store, const sha256_di
                     "the seed's chain holds no root with the pinned key " + format_pin(pin));
 }
 
+/// Servers: ALPN. A client offering "h2" (a node's data plane that speaks HTTP/2 to its
+/// peers, decision 0022) gets it; any other offer, or none (the gossip port's clients and
+/// older nodes offer none), goes on without ALPN, as before.
+int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen,
+                const unsigned char* in, unsigned int inlen, void* /*arg*/) {
+  for (unsigned int i = 0; i < inlen;) {
+    const unsigned int n = in[i];
+    if (n == 2 && i + 1 + n <= inlen && in[i + 1] == 'h' && in[i + 2] == '2') {
+      *out = in + i + 1;
+      *outlen = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1 + n;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
 } // namespace
 
 tls_context::tls_context(tls_options opts) : opts_(std::move(opts)) {
@@ -225,6 +242,7 @@ caf::expected<std::shared_ptr<const tls_context>> tls_context::make(tls_options 
                                 "the private key does not match the node certificate");
   }
   SSL_CTX_set_cert_verify_callback(ctx, &tls_context::verify_callback, self.get());
+  SSL_CTX_set_alpn_select_cb(ctx, &select_alpn, nullptr);
   return std::shared_ptr<const tls_context>{std::move(self)};
 }
 

@@ -55,6 +55,7 @@
 #include "proto/wire/framing.hpp"
 #include "proxy.pb.h"
 #include "proxy/circuit_breaker.hpp"
+#include "proxy/h2_server.hpp"
 #include "proxy/outlier.hpp"
 #include "proxy/retry_budget.hpp"
 #include "proxy/traffic_split.hpp"
@@ -264,6 +265,42 @@ private:
   std::size_t size_ = 0;
 };
 using stream_ptr = std::shared_ptr<connection>;
+
+/// What a client_session reads requests from and writes responses to: an accepted
+/// connection, or one stream of an HTTP/2 connection from a peer node (h2_server, decision
+/// 0022), which offers the same calls. `client_->read_some(...)` works on either.
+struct downstream {
+  stream_ptr conn;
+  std::shared_ptr<h2_server_stream> h2;
+
+  downstream* operator->() { return this; }
+  void read_some(void* buf, std::size_t len, connection::io_handler h) {
+    if (h2)
+      h2->read_some(buf, len, std::move(h));
+    else
+      conn->read_some(buf, len, std::move(h));
+  }
+  void write(const void* buf, std::size_t len, connection::io_handler h,
+             connection::completion how = connection::completion::deferred) {
+    if (h2)
+      h2->write(buf, len, std::move(h), how);
+    else
+      conn->write(buf, len, std::move(h), how);
+  }
+  void shutdown_send() {
+    if (h2)
+      h2->shutdown_send();
+    else
+      conn->shutdown_send();
+  }
+  void close() {
+    if (h2)
+      h2->close();
+    else if (conn)
+      conn->close();
+  }
+  [[nodiscard]] bool is_open() const { return h2 ? h2->is_open() : conn && conn->is_open(); }
+};
 
 /// Counters of one service on one worker. Written by the worker (relaxed), read by stats().
 struct service_counters {
@@ -613,6 +650,15 @@ public:
 
   // Registries (this thread only).
   std::unordered_set<client_session*>& clients() { return clients_; }
+  /// An HTTP/2 connection from the peer `node` (empty without TLS): ban() and close_all()
+  /// close it.
+  void adopt_h2(const std::shared_ptr<h2_server>& s, std::string node) {
+    if (h2_servers_.size() >= 2 * h2_pruned_at_ + 16) { // forget the closed ones now and then
+      std::erase_if(h2_servers_, [](const auto& e) { return e.first.expired(); });
+      h2_pruned_at_ = h2_servers_.size();
+    }
+    h2_servers_.emplace_back(s, std::move(node));
+  }
 
 private:
   void accept(int fd, const std::string& service);
@@ -667,6 +713,8 @@ private:
   std::uint64_t rebuilds_ = 0;
   /// Live connections of this thread (raw: entries removed by the destructors).
   std::unordered_set<client_session*> clients_;
+  std::vector<std::pair<std::weak_ptr<h2_server>, std::string>> h2_servers_;
+  std::size_t h2_pruned_at_ = 0;
   std::set<std::string, std::less<>> banned_;
   std::shared_ptr<const dataplane_config> config_;
   /// dataplane_impl::config_version() when config_ was read.
@@ -1434,8 +1482,8 @@ class client_session : public std::enable_shared_from_this<client_session> {
 public:
   /// On the accepted socket `fd`, which the session owns from now on.
   client_session(worker& w, int fd, std::string service)
-      : w_(w), client_(std::make_shared<connection>(w.io(), fd)), service_name_(std::move(service)),
-        inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
+      : w_(w), client_{std::make_shared<connection>(w.io(), fd), nullptr},
+        service_name_(std::move(service)), inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
         try_timer_(w.io()), pending_timer_(w.io()) {
     w_.clients().insert(this);
@@ -1443,6 +1491,17 @@ public:
     socklen_t size = sizeof peer;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) == 0)
       client_addr_text_ = host_text(peer);
+  }
+  /// A request stream of an HTTP/2 connection from the peer `peer` (h2_server), for
+  /// `service`; `instance`: the one the sender picked (empty: pick here).
+  client_session(worker& w, std::shared_ptr<h2_server_stream> stream, std::string service,
+                 std::string instance, std::optional<peer_identity> peer)
+      : w_(w), client_{nullptr, std::move(stream)}, service_name_(std::move(service)),
+        inbound_(true), peer_(std::move(peer)), preamble_http_(true),
+        preamble_instance_(std::move(instance)), cbuf_(io_buffer_bytes),
+        parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
+        try_timer_(w.io()), pending_timer_(w.io()) {
+    w_.clients().insert(this);
   }
   ~client_session() {
     w_.clients().erase(this);
@@ -1464,14 +1523,14 @@ public:
       if (auto& tls = w_.options().tls) {
         std::string err;
         SSL* ssl = tls->new_session(true, "", err);
-        if (!ssl || !client_->start_tls(ssl)) {
+        if (!ssl || !client_.conn->start_tls(ssl)) {
           bump(w_.counters().inbound_refused_tls);
           client_->close();
           return;
         }
         auto self = shared_from_this();
-        client_->handshake(true,
-                           [self](const std::error_code& ec) { self->on_server_handshake(ec); });
+        client_.conn->handshake(
+            true, [self](const std::error_code& ec) { self->on_server_handshake(ec); });
         return;
       }
       read_preamble();
@@ -1480,6 +1539,9 @@ public:
     bump(w_.counters().outbound_connections);
     begin_service();
   }
+
+  /// Starts serving an HTTP/2 stream (the constructor for streams): its head is there.
+  void start_stream() { begin_service(); }
 
   /// ban_peer: the connection comes from `node` or is forwarding to it.
   [[nodiscard]] bool involves(const std::string& node) const {
@@ -1494,6 +1556,8 @@ public:
       tunnel_->abort();
     if (up_)
       up_->s->close();
+    if (client_.h2)
+      client_.h2->close_connection(); // a banned peer, or the data plane stopping
     client_->close();
     cancel_timers();
   }
@@ -1510,17 +1574,29 @@ private:
       close_client();
       return;
     }
-    auto id = w_.options().tls->peer_of(client_->session());
+    auto id = w_.options().tls->peer_of(client_.conn->session());
     if (!id || w_.is_banned(id->node)) {
       bump(w_.counters().inbound_refused_tls);
       close_client();
       return;
     }
     peer_ = std::move(id);
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    SSL_get0_alpn_selected(client_.conn->session(), &alpn, &alpn_len);
+    if (alpn_len == 2 && alpn[0] == 'h' && alpn[1] == '2') {
+      start_h2(); // chosen by ALPN: the client preface comes next
+      return;
+    }
     read_preamble();
   }
 
   void read_preamble() {
+    if (cend_ >= h2_prefix.size() &&
+        std::string_view{cbuf_.data(), h2_prefix.size()} == h2_prefix) {
+      start_h2();
+      return;
+    }
     if (cend_ >= wire::length_prefix_size) {
       std::size_t length = wire::read_length(cbuf_.data());
       if (length == 0 || length > max_preamble - wire::length_prefix_size) {
@@ -1555,6 +1631,34 @@ private:
                        });
   }
 
+  /// The start of the HTTP/2 client preface where a preamble's length would be (as a
+  /// length, 1.3 GB: never a preamble).
+  static constexpr std::string_view h2_prefix = "PRI ";
+  static_assert(h2_prefix.size() == wire::length_prefix_size);
+
+  /// The peer speaks HTTP/2 (decision 0022): the connection goes to an h2_server, whose
+  /// streams each get a session of their own; this one ends here.
+  void start_h2() {
+    clear_client_deadline();
+    h2_server::options o;
+    o.http = w_.options().limits;
+    // As an HTTP/1.1 connection from a peer: idle longer than the peer's pool keeps it.
+    o.idle_timeout = 2 * w_.options().idle_timeout;
+    auto* w = &w_;
+    auto peer = peer_;
+    auto server = std::make_shared<h2_server>(
+        std::exchange(client_.conn, nullptr), o, &is_service_name,
+        [w, peer](std::shared_ptr<h2_server_stream> stream, std::string service,
+                  std::string instance) {
+          auto s = std::make_shared<client_session>(*w, std::move(stream), std::move(service),
+                                                    std::move(instance), peer);
+          s->start_stream();
+        });
+    w_.adopt_h2(server, peer_ ? peer_->node : std::string{});
+    server->start({cbuf_.data(), cend_});
+    cancel_timers();
+  }
+
   // ---------------------------------------------------------------- service dispatch
   void begin_service() {
     cfg_ = w_.config();
@@ -1581,10 +1685,15 @@ private:
         return;
       }
     }
-    if (svc_->protocol == gossip::service_protocol::tcp)
+    if (svc_->protocol == gossip::service_protocol::tcp) {
+      if (client_.h2) { // a stream carries HTTP only: the sender uses a preamble for TCP
+        close_client();
+        return;
+      }
       start_tcp();
-    else
+    } else {
       next_request();
+    }
   }
 
   // ---------------------------------------------------------------- picking and connecting
@@ -1777,7 +1886,7 @@ private:
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_, up_->s, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots());
+        client_.conn, up_->s, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots());
     tunnel_->start(first, {});
   }
 
@@ -2444,7 +2553,7 @@ private:
     clear_request_deadline();
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_, c.s, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots());
+        client_.conn, c.s, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots());
     counted_in_flight_ = true;
     w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->start(to_up, to_client);
@@ -2832,7 +2941,7 @@ private:
   }
 
   worker& w_;
-  stream_ptr client_;
+  downstream client_;
   std::string service_name_;
   /// Accepted on the inbound listener (from a peer proxy); else on an outbound one.
   bool inbound_;
@@ -3026,6 +3135,12 @@ void worker::ban(const std::string& node) {
     }
     it = q.empty() ? pool_.erase(it) : std::next(it);
   }
+  for (auto& [weak, from] : h2_servers_)
+    if (from == node)
+      if (auto s = weak.lock(); s && s->is_open()) {
+        counters_.closed_by_ban.fetch_add(1, std::memory_order_relaxed);
+        s->close();
+      }
   std::vector<std::shared_ptr<client_session>> victims;
   for (auto* c : clients_)
     if (c->involves(node))
@@ -3050,6 +3165,10 @@ void worker::close_all() {
   close_listeners();
   pool_.clear();
   counters_.idle_pooled.store(0, std::memory_order_relaxed);
+  for (auto& [weak, from] : h2_servers_)
+    if (auto s = weak.lock())
+      s->close();
+  h2_servers_.clear();
   std::vector<std::shared_ptr<client_session>> all;
   for (auto* c : clients_)
     if (auto sp = c->weak_from_this().lock())

@@ -184,7 +184,8 @@ bool write_h1_fields(const head& h, const forward_options& opts, bool request, s
     }
     append_field(out, f.name, f.value);
   }
-  out.append("via: 2.0 starling\r\n");
+  if (opts.add_via)
+    out.append("via: 2.0 starling\r\n");
   if (add_xff && last_xff == h.fields.size())
     append_field(out, "x-forwarded-for", opts.client_address);
   if (set_proto)
@@ -965,7 +966,8 @@ errc to_h2_request(const message_head& h, const forward_options& opts, field_lis
     }
     out.fields.push_back({n, f.value});
   }
-  out.fields.push_back({"via", h.version_minor == 1 ? "1.1 starling" : "1.0 starling"});
+  if (opts.add_via)
+    out.fields.push_back({"via", h.version_minor == 1 ? "1.1 starling" : "1.0 starling"});
   if (add_xff && last_xff == h.headers.size())
     out.fields.push_back({"x-forwarded-for", opts.client_address});
   if (set_proto)
@@ -998,7 +1000,8 @@ errc to_h2_response(const message_head& h, const forward_options& opts, field_li
       continue;
     out.fields.push_back({lower_name(out.arena, f.name), f.value});
   }
-  out.fields.push_back({"via", h.version_minor == 1 ? "1.1 starling" : "1.0 starling"});
+  if (opts.add_via)
+    out.fields.push_back({"via", h.version_minor == 1 ? "1.1 starling" : "1.0 starling"});
   for (const auto& f : opts.extra)
     out.fields.push_back(f);
   if (list_bytes(out.fields) > max_list_bytes) {

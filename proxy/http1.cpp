@@ -750,7 +750,8 @@ void write_forward_head(const message_head& h, const forward_options& opts, std:
     }
     append_header(out, f.name, f.value);
   }
-  out.append(h.version_minor == 1 ? "via: 1.1 starling\r\n" : "via: 1.0 starling\r\n");
+  if (opts.add_via)
+    out.append(h.version_minor == 1 ? "via: 1.1 starling\r\n" : "via: 1.0 starling\r\n");
   if (add_xff && last_xff == h.headers.size())
     append_header(out, "x-forwarded-for", opts.client_address);
   if (set_proto)

@@ -275,6 +275,9 @@ struct forward_options {
   bool close = false;
   /// Add `connection: keep-alive`: an HTTP/1.0 message on a hop the proxy keeps open.
   bool keep_alive = false;
+  /// Add this hop's `via` (false where a later step of the same hop adds it: a stream
+  /// from another node converted to HTTP/1.1 before the session forwards it).
+  bool add_via = true;
   /// Responses: send the status line as `HTTP/1.1` whatever the upstream spoke (an
   /// intermediary sends its own version, RFC 9112 2.3), for a downstream speaking HTTP/1.1.
   bool as_http11 = false;

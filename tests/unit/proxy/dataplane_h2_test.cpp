@@ -1,0 +1,842 @@
+// HTTP/2 on the data plane's inbound listener (node B; decision 0022): a connection whose
+// first bytes are the client preface is HTTP/2 (prior knowledge here, plain text; ALPN "h2"
+// under TLS). Each stream names its service in `x-starling-service` (and may pin an instance
+// with `x-starling-instance`), both removed before the app sees the request, and is served
+// as an HTTP/1.1 request through the preamble path is. Real sockets on 127.0.0.1: node "b"
+// alone, a blocking test client (tests/support/h2_client.hpp), and a blocking local app that
+// records what it received. The client is checked first against an h2::session server in
+// this process (suite h2_client), so that a failure in dataplane_h2 is the data plane's.
+// Conditions are polled with a deadline; nothing sleeps to wait.
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "proxy/dataplane.hpp"
+#include "proxy/h2.hpp"
+#include "tests/support/h2_client.hpp"
+#include "tests/support/proxy_support.hpp"
+
+namespace {
+
+using namespace starling::testing::proxy_support;
+using namespace starling::testing::h2_support;
+
+// ------------------------------------------------------------------ helpers
+
+/// `n` bytes in which a lost, repeated or shifted frame shows (23 is prime to every frame
+/// and window size).
+std::string pattern(std::size_t n) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>('a' + i % 23);
+  return s;
+}
+
+/// The endpoint id the caller's balancer names an instance by (dataplane.cpp:
+/// "node/id/host:port"), as the preamble's `instance` field carries it.
+std::string endpoint_id(const std::string& node, const std::string& id, std::uint16_t port) {
+  return node + "/" + id + "/127.0.0.1:" + std::to_string(port);
+}
+
+/// A listening socket on 127.0.0.1:0; -1 on failure.
+int listen_loopback(std::uint16_t& port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    return -1;
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 64) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  port = ntohs(sa.sin_port);
+  return fd;
+}
+
+/// Accepts one connection within `wait`; -1 when none came. Its receives time out after
+/// `recv_timeout`, its sends after 10 s.
+int accept_within(int listen_fd, std::chrono::milliseconds wait,
+                  std::chrono::milliseconds recv_timeout) {
+  pollfd p{listen_fd, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(wait.count())) <= 0)
+    return -1;
+  const int fd = ::accept(listen_fd, nullptr, nullptr);
+  if (fd < 0)
+    return -1;
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(recv_timeout).count();
+  timeval rcv{static_cast<time_t>(us / 1'000'000), static_cast<suseconds_t>(us % 1'000'000)};
+  timeval snd{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof rcv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof snd);
+  return fd;
+}
+
+bool send_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const auto n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n <= 0)
+      return false;
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+/// `s` as an unsigned number in `base`, or nothing.
+std::optional<std::size_t> number(std::string_view s, int base = 10) {
+  std::size_t v = 0;
+  const auto r = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (r.ec != std::errc{} || r.ptr == s.data())
+    return std::nullopt;
+  return v;
+}
+
+/// A field of a response, "" when absent.
+std::string field_of(const stream_result& r, const std::string& name) {
+  auto it = r.headers.find(name);
+  return it == r.headers.end() ? std::string{} : it->second;
+}
+
+// ------------------------------------------------------------------ the local app
+
+/// One request as the local app received it.
+struct app_request {
+  std::string method;
+  std::string target;
+  std::map<std::string, std::string> headers; ///< lower-case names; repeats joined with ", "
+  std::string body;                           ///< the payload, chunked framing removed
+  bool chunked = false;                       ///< it came with transfer-encoding: chunked
+};
+
+/// An HTTP/1.1 app on 127.0.0.1:0 that records every request (head and decoded body) and
+/// answers 200 with headers X-Backend, Connection: keep-alive and Keep-Alive (the last two
+/// hop-by-hop: the proxy must drop them), and:
+/// - target "/big/<n>": n bytes of pattern(n) under a content-length;
+/// - target "/chunked": the usual body below, chunked in three pieces;
+/// - else the body "<name> <method> <target> <request body bytes>" under a content-length.
+/// Blocking: an accept thread and one thread per connection, each checking a stop flag
+/// every 100 ms; the destructor joins them all.
+class app_backend {
+public:
+  explicit app_backend(std::string name) : name_(std::move(name)) {
+    listen_fd_ = listen_loopback(port_);
+    EXPECT_GE(listen_fd_, 0);
+    accept_thread_ = std::thread([this] { accept_loop(); });
+  }
+  ~app_backend() {
+    stop_ = true;
+    accept_thread_.join();
+    std::vector<std::thread> threads;
+    {
+      std::lock_guard lock{mu_};
+      threads = std::move(threads_);
+    }
+    for (auto& t : threads)
+      t.join();
+    if (listen_fd_ >= 0)
+      ::close(listen_fd_);
+  }
+  app_backend(const app_backend&) = delete;
+  app_backend& operator=(const app_backend&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  /// Every request received so far, in arrival order (recorded before it is answered).
+  [[nodiscard]] std::vector<app_request> requests() const {
+    std::lock_guard lock{mu_};
+    return requests_;
+  }
+  [[nodiscard]] std::size_t count() const {
+    std::lock_guard lock{mu_};
+    return requests_.size();
+  }
+
+private:
+  void accept_loop() {
+    while (!stop_) {
+      const int fd = accept_within(listen_fd_, 100ms, 100ms);
+      if (fd < 0)
+        continue;
+      std::lock_guard lock{mu_};
+      threads_.emplace_back([this, fd] {
+        serve(fd);
+        ::close(fd);
+      });
+    }
+  }
+
+  /// Appends what the connection gives to `in`; false on EOF, error or stop.
+  bool read_more(int fd, std::string& in) const {
+    char buf[16384];
+    while (!stop_) {
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        in.append(buf, static_cast<std::size_t>(n));
+        return true;
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        return false;
+    }
+    return false;
+  }
+
+  /// Requests of one connection, one after the other, until it closes.
+  void serve(int fd) {
+    std::string in;
+    while (true) {
+      std::size_t end = 0;
+      while ((end = in.find("\r\n\r\n")) == std::string::npos)
+        if (!read_more(fd, in))
+          return;
+      app_request req = parse_head(std::string_view{in}.substr(0, end));
+      std::size_t pos = end + 4;
+      if (auto it = req.headers.find("content-length"); it != req.headers.end()) {
+        const auto length = number(it->second);
+        if (!length)
+          return;
+        while (in.size() < pos + *length)
+          if (!read_more(fd, in))
+            return;
+        req.body = in.substr(pos, *length);
+        pos += *length;
+      } else if (auto te = req.headers.find("transfer-encoding");
+                 te != req.headers.end() && te->second.find("chunked") != std::string::npos) {
+        req.chunked = true;
+        while (true) {
+          std::size_t eol = 0;
+          while ((eol = in.find("\r\n", pos)) == std::string::npos)
+            if (!read_more(fd, in))
+              return;
+          const auto size = number(std::string_view{in}.substr(pos, eol - pos), 16);
+          if (!size)
+            return;
+          pos = eol + 2;
+          if (*size == 0) { // the trailer section: lines up to an empty one
+            while (true) {
+              while ((eol = in.find("\r\n", pos)) == std::string::npos)
+                if (!read_more(fd, in))
+                  return;
+              const bool last = eol == pos;
+              pos = eol + 2;
+              if (last)
+                break;
+            }
+            break;
+          }
+          while (in.size() < pos + *size + 2)
+            if (!read_more(fd, in))
+              return;
+          req.body.append(in, pos, *size);
+          pos += *size + 2;
+        }
+      }
+      in.erase(0, pos);
+      const std::string answer = answer_to(req);
+      {
+        std::lock_guard lock{mu_};
+        requests_.push_back(std::move(req));
+      }
+      if (!send_all(fd, answer))
+        return;
+    }
+  }
+
+  static app_request parse_head(std::string_view head) {
+    app_request req;
+    auto line_end = head.find("\r\n");
+    const auto request_line = head.substr(0, line_end);
+    const auto sp1 = request_line.find(' ');
+    const auto sp2 = request_line.find(' ', sp1 + 1);
+    req.method = std::string(request_line.substr(0, sp1));
+    req.target = std::string(request_line.substr(sp1 + 1, sp2 - sp1 - 1));
+    while (line_end != std::string_view::npos) {
+      const auto start = line_end + 2;
+      line_end = head.find("\r\n", start);
+      const auto line = head.substr(
+          start, line_end == std::string_view::npos ? std::string_view::npos : line_end - start);
+      const auto colon = line.find(':');
+      if (colon == std::string_view::npos)
+        continue;
+      std::string name;
+      for (char ch : line.substr(0, colon))
+        name += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      auto value = line.substr(colon + 1);
+      while (!value.empty() && value.front() == ' ')
+        value.remove_prefix(1);
+      auto& v = req.headers[name];
+      v += v.empty() ? std::string(value) : ", " + std::string(value);
+    }
+    return req;
+  }
+
+  [[nodiscard]] std::string answer_to(const app_request& req) const {
+    std::string head = "HTTP/1.1 200 OK\r\nX-Backend: " + name_ +
+                       "\r\nConnection: keep-alive\r\n"
+                       "Keep-Alive: timeout=5\r\n";
+    if (req.target.starts_with("/big/")) {
+      const auto n = number(std::string_view{req.target}.substr(5)).value_or(0);
+      return head + "Content-Length: " + std::to_string(n) + "\r\n\r\n" + pattern(n);
+    }
+    const std::string body =
+        name_ + " " + req.method + " " + req.target + " " + std::to_string(req.body.size());
+    if (req.target == "/chunked") {
+      std::string out = head + "Transfer-Encoding: chunked\r\n\r\n";
+      const std::size_t third = body.size() / 3;
+      for (const auto piece :
+           {std::string_view{body}.substr(0, third), std::string_view{body}.substr(third, third),
+            std::string_view{body}.substr(2 * third)}) {
+        char size[16];
+        const auto r = std::to_chars(size, size + sizeof size, piece.size(), 16);
+        out.append(size, r.ptr).append("\r\n").append(piece).append("\r\n");
+      }
+      return out + "0\r\n\r\n";
+    }
+    return head + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  }
+
+  std::string name_;
+  std::uint16_t port_ = 0;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  mutable std::mutex mu_;
+  std::vector<app_request> requests_; ///< guarded by mu_
+  std::vector<std::thread> threads_;  ///< guarded by mu_; joined by the destructor
+  std::thread accept_thread_;
+};
+
+// ------------------------------------------------------------------ node b
+
+/// Node "b" alone: the inbound listener the tests speak HTTP/2 to (no TLS), serving
+/// services whose instances run on b (the tests' apps).
+struct node_b {
+  std::unique_ptr<sp::dataplane> dp = start(options("b"));
+  /// Serves `services` and waits until the I/O threads use them.
+  void apply(std::vector<sg::service_view> services, std::uint64_t generation = 1) {
+    dp->apply(config(std::move(services), {{"b", dp->inbound_address()}}, generation));
+    ASSERT_TRUE(eventually([&] { return dp->stats().config_generation == generation; }));
+  }
+  [[nodiscard]] std::string address() const { return dp->inbound_address(); }
+};
+
+/// The client's stream failed to get a usable response: a reset, or a 4xx.
+bool refused_by_proxy(const stream_result& r) {
+  return r.reset.has_value() || (r.status >= 400 && r.status < 500);
+}
+
+// ------------------------------------------------------------------ the client, checked
+
+/// An HTTP/2 server on 127.0.0.1:0 made of h2::session (role::server, default limits), one
+/// connection at a time, on one thread: answers each request, once its stream ended, with
+/// 200 and "ok <path> <request body bytes>", or for a path "/big/<n>" pattern(n); a
+/// protocol error gets the session's GOAWAY, then the connection closes. Checks the test
+/// client against the project's own HTTP/2 core, without a data plane.
+class h2_session_server : private starling::proxy::h2::listener {
+public:
+  h2_session_server() {
+    listen_fd_ = listen_loopback(port_);
+    EXPECT_GE(listen_fd_, 0);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~h2_session_server() override {
+    stop_ = true;
+    thread_.join();
+    if (listen_fd_ >= 0)
+      ::close(listen_fd_);
+  }
+  h2_session_server(const h2_session_server&) = delete;
+  h2_session_server& operator=(const h2_session_server&) = delete;
+
+  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+private:
+  struct stream {
+    std::string path;
+    std::size_t received = 0;
+    std::string out;      ///< the response body
+    std::size_t sent = 0; ///< bytes of `out` handed to the session
+    bool answered = false;
+  };
+
+  void run() {
+    while (!stop_) {
+      const int fd = accept_within(listen_fd_, 100ms, 20ms);
+      if (fd < 0)
+        continue;
+      h2::session s(h2::role::server, {}, *this);
+      session_ = &s;
+      serve(fd, s);
+      session_ = nullptr;
+      streams_.clear();
+      ::close(fd);
+    }
+  }
+
+  void serve(int fd, h2::session& s) {
+    std::string out;
+    char buf[16384];
+    while (!stop_) {
+      for (auto& [id, st] : streams_) {
+        if (!st.answered || st.sent == st.out.size())
+          continue;
+        const auto piece = std::string_view{st.out}.substr(st.sent, s.room(id));
+        if (piece.empty())
+          continue;
+        const bool last = st.sent + piece.size() == st.out.size();
+        if (s.send_data(id, std::span<const char>(piece.data(), piece.size()), last) ==
+            h2::errc::ok)
+          st.sent += piece.size();
+      }
+      out.clear();
+      s.take_output(out);
+      if (!send_all(fd, out) || s.is_done())
+        return;
+      const auto n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        if (s.receive(std::span<const char>(buf, static_cast<std::size_t>(n))) != h2::errc::ok) {
+          out.clear();
+          s.take_output(out); // the GOAWAY
+          send_all(fd, out);
+          return;
+        }
+      } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        return;
+      }
+    }
+  }
+
+  void on_head(std::int32_t id, const h2::head& h) override {
+    streams_[id].path = std::string(h.path);
+  }
+  void on_data(std::int32_t id, std::span<const char> bytes) override {
+    streams_[id].received += bytes.size();
+    session_->consumed(id, bytes.size());
+  }
+  void on_end(std::int32_t id) override {
+    auto& st = streams_[id];
+    st.out = st.path.starts_with("/big/")
+                 ? pattern(number(std::string_view{st.path}.substr(5)).value_or(0))
+                 : "ok " + st.path + " " + std::to_string(st.received);
+    const std::string length = std::to_string(st.out.size());
+    const std::vector<h2::field> fields{{":status", "200"}, {"content-length", length}};
+    EXPECT_EQ(session_->submit_response(id, fields, st.out.empty()), h2::errc::ok);
+    st.answered = true;
+  }
+  void on_reset(std::int32_t id, std::uint32_t /*code*/) override { streams_.erase(id); }
+  void on_close(std::int32_t id) override { streams_.erase(id); }
+
+  std::uint16_t port_ = 0;
+  int listen_fd_ = -1;
+  std::atomic<bool> stop_{false};
+  h2::session* session_ = nullptr;                   ///< the connection being served; server thread
+  std::unordered_map<std::int32_t, stream> streams_; ///< server thread only
+  std::thread thread_;
+};
+
+/// A header list above 64 KiB as HTTP/2 counts it (names + values + 32 per field, RFC 9113
+/// 6.5.2): 2,000 fields of 10-byte values, 94,000 bytes. Not one 70,000-byte value: nghttp2
+/// refuses to send a header block whose uncompressed size may exceed 64 KiB
+/// (max_send_header_block_length, not settable through h2::session), so such a request never
+/// leaves the client; nghttp2 estimates 12 + name + value per field, 54,000 bytes here.
+std::vector<owned_field> oversized_fields(std::string service) {
+  std::vector<owned_field> extra;
+  for (int i = 0; i < 2000; ++i)
+    extra.emplace_back("x-pad", "0123456789");
+  return request_fields("GET", "/too-big", std::move(service), std::move(extra));
+}
+
+TEST(h2_client, exchanges_with_an_h2_session_server) {
+  h2_session_server server;
+  h2_client c(server.address());
+  ASSERT_TRUE(c.connected());
+  const auto get = c.exchange(request_fields("GET", "/a", "web"));
+  ASSERT_NE(get, 0);
+  EXPECT_EQ(c.result(get).status, 200);
+  EXPECT_EQ(c.result(get).body, "ok /a 0");
+  EXPECT_EQ(field_of(c.result(get), "content-length"), "7");
+  EXPECT_TRUE(c.result(get).ended);
+
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 16; ++i)
+    ids.push_back(c.submit(request_fields("GET", "/s/" + std::to_string(i), "web")));
+  ASSERT_TRUE(c.wait(ids));
+  for (int i = 0; i < 16; ++i)
+    EXPECT_EQ(c.result(ids[static_cast<std::size_t>(i)]).body, "ok /s/" + std::to_string(i) + " 0");
+
+  const auto post = c.submit(request_fields("POST", "/up", "web"), false);
+  ASSERT_TRUE(c.send_data(post, "first-", false));
+  ASSERT_TRUE(c.send_data(post, pattern(300 * 1024), true)); // above the 256 KiB window
+  ASSERT_TRUE(c.wait(post));
+  EXPECT_EQ(c.result(post).body, "ok /up " + std::to_string(6 + 300 * 1024));
+
+  const auto big = c.exchange(request_fields("GET", "/big/1048576", "web"));
+  EXPECT_EQ(c.result(big).body, pattern(1024 * 1024));
+
+  const auto too_big = c.exchange(oversized_fields("web"));
+  ASSERT_NE(too_big, 0);
+  // PROTOCOL_ERROR from the server: the block left the client (a block nghttp2 will not
+  // send is reset locally with REFUSED_STREAM instead).
+  EXPECT_EQ(c.result(too_big).reset, h2::protocol_error);
+  EXPECT_EQ(c.result(too_big).status, 0);
+  const auto after = c.exchange(request_fields("GET", "/after", "web"));
+  EXPECT_EQ(c.result(after).body, "ok /after 0");
+  EXPECT_EQ(c.receive_error(), h2::errc::ok);
+  EXPECT_FALSE(c.goaway().has_value());
+}
+
+TEST(h2_client, sees_the_goaway_and_the_close_after_garbage) {
+  h2_session_server server;
+  h2_client c(server.address());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send_bytes(std::string(client_preface) + std::string(64, 'x')));
+  EXPECT_TRUE(c.wait_closed());
+  ASSERT_TRUE(c.goaway().has_value());
+  EXPECT_EQ(c.goaway()->second, h2::protocol_error);
+}
+
+// ------------------------------------------------------------------ the data plane
+
+TEST(dataplane_h2, a_get_reaches_the_app_and_its_answer_comes_back_on_the_stream) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto s = c.exchange(request_fields(
+      "GET", "/hello?x=1", "web",
+      {{"x-starling-instance", endpoint_id("b", "w1", web.port())}, {"x-custom", "kept"}}));
+  ASSERT_NE(s, 0);
+  const auto& r = c.result(s);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(is_whole(r)) << describe(r);
+  EXPECT_EQ(r.body, "web-1 GET /hello?x=1 0");
+  EXPECT_EQ(field_of(r, "x-backend"), "web-1"); // the app's "X-Backend", lower case
+  EXPECT_EQ(field_of(r, "content-length"), std::to_string(r.body.size()));
+  EXPECT_NE(field_of(r, "via").find("starling"), std::string::npos) << field_of(r, "via");
+  EXPECT_EQ(r.headers.count("connection"), 0u); // hop-by-hop
+  EXPECT_EQ(r.headers.count("keep-alive"), 0u);
+  EXPECT_EQ(r.headers.count("transfer-encoding"), 0u);
+
+  ASSERT_EQ(web.count(), 1u);
+  auto seen = web.requests().front();
+  EXPECT_EQ(seen.method, "GET");
+  EXPECT_EQ(seen.target, "/hello?x=1");
+  EXPECT_EQ(seen.headers["host"], "app.test"); // from :authority
+  EXPECT_EQ(seen.headers["x-custom"], "kept");
+  EXPECT_EQ(seen.headers.count("x-starling-service"), 0u); // removed before the app
+  EXPECT_EQ(seen.headers.count("x-starling-instance"), 0u);
+  EXPECT_NE(seen.headers["via"].find("starling"), std::string::npos) << seen.headers["via"];
+  EXPECT_TRUE(seen.body.empty());
+  EXPECT_FALSE(seen.chunked);
+
+  // Counted like any inbound request.
+  EXPECT_TRUE(eventually([&] {
+    auto st = n.dp->stats();
+    const auto* in = find_inbound(st, "web");
+    return in != nullptr && in->requests == 1 && in->responses_2xx == 1;
+  }));
+  const auto st = n.dp->stats();
+  EXPECT_EQ(st.inbound_connections, 1u);
+  EXPECT_GT(find_inbound(st, "web")->bytes_out, 0u);
+}
+
+TEST(dataplane_h2, sixteen_concurrent_streams_on_one_connection_all_get_their_answer) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 16; ++i) // all queued before one byte is written
+    ids.push_back(c.submit(request_fields("GET", "/s/" + std::to_string(i), "web")));
+  for (auto id : ids)
+    ASSERT_NE(id, 0);
+  ASSERT_TRUE(c.wait(ids));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto& r = c.result(ids[i]);
+    EXPECT_EQ(r.status, 200) << i;
+    EXPECT_EQ(r.body, "web-1 GET /s/" + std::to_string(i) + " 0") << i;
+    EXPECT_TRUE(is_whole(r)) << i << ": " << describe(r);
+  }
+  EXPECT_EQ(web.count(), 16u);
+  EXPECT_TRUE(eventually([&] {
+    auto st = n.dp->stats();
+    const auto* in = find_inbound(st, "web");
+    return in != nullptr && in->requests == 16 && in->responses_2xx == 16 &&
+           samples(in->latency_counts) == 16;
+  }));
+  EXPECT_EQ(n.dp->stats().inbound_connections, 1u); // one connection, sixteen streams
+}
+
+TEST(dataplane_h2, a_post_with_content_length_delivers_its_body_to_the_app) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const std::string body = pattern(10 * 1024);
+  const auto s = c.submit(
+      request_fields("POST", "/upload", "web", {{"content-length", std::to_string(body.size())}}),
+      false);
+  ASSERT_NE(s, 0);
+  ASSERT_TRUE(c.send_data(s, body, true));
+  ASSERT_TRUE(c.wait(s));
+  EXPECT_EQ(c.result(s).status, 200);
+  EXPECT_EQ(c.result(s).body, "web-1 POST /upload 10240");
+  EXPECT_TRUE(is_whole(c.result(s))) << describe(c.result(s));
+  ASSERT_EQ(web.count(), 1u);
+  auto seen = web.requests().front();
+  EXPECT_EQ(seen.method, "POST");
+  EXPECT_EQ(seen.headers["content-length"], "10240");
+  EXPECT_FALSE(seen.chunked);
+  EXPECT_EQ(seen.body, body);
+  EXPECT_TRUE(eventually([&] {
+    auto st = n.dp->stats();
+    const auto* in = find_inbound(st, "web");
+    return in != nullptr && in->responses_2xx == 1 && in->bytes_in >= body.size();
+  }));
+}
+
+TEST(dataplane_h2, a_post_without_content_length_arrives_chunked_and_whole) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto s = c.submit(request_fields("POST", "/stream", "web"), false);
+  ASSERT_NE(s, 0);
+  ASSERT_TRUE(c.flush()); // the head alone first
+  // One DATA frame per call (each flushes), END_STREAM on the last.
+  ASSERT_TRUE(c.send_data(s, "first-", false));
+  ASSERT_TRUE(c.send_data(s, "second-", false));
+  ASSERT_TRUE(c.send_data(s, "third", true));
+  ASSERT_TRUE(c.wait(s));
+  EXPECT_EQ(c.result(s).status, 200);
+  EXPECT_EQ(c.result(s).body, "web-1 POST /stream 18");
+  EXPECT_TRUE(is_whole(c.result(s))) << describe(c.result(s));
+  ASSERT_EQ(web.count(), 1u);
+  auto seen = web.requests().front();
+  EXPECT_TRUE(seen.chunked); // no length known: chunked toward the app
+  EXPECT_EQ(seen.headers.count("content-length"), 0u);
+  EXPECT_EQ(seen.body, "first-second-third");
+  // And the connection goes on.
+  const auto next = c.exchange(request_fields("GET", "/next", "web"));
+  EXPECT_EQ(c.result(next).status, 200);
+}
+
+TEST(dataplane_h2, a_chunked_answer_of_the_app_arrives_as_data_without_its_framing) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto s = c.exchange(request_fields("GET", "/chunked", "web"));
+  const auto& r = c.result(s);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(is_whole(r)) << describe(r);
+  EXPECT_EQ(r.body, "web-1 GET /chunked 0");
+  EXPECT_EQ(r.headers.count("transfer-encoding"), 0u);
+  EXPECT_EQ(r.headers.count("connection"), 0u);
+}
+
+TEST(dataplane_h2, an_unknown_service_is_503_no_upstream_on_its_stream_only) {
+  app_backend web("web-1");
+  node_b n;
+  // "api" runs on node a only: b has no local instance of it.
+  n.apply({service("web", {instance("b", "web", "w1", web.port())}),
+           service("api", {instance("a", "api", "a1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto nope = c.submit(request_fields("GET", "/", "nope"));
+  const auto api = c.submit(request_fields("GET", "/", "api"));
+  const auto ok = c.submit(request_fields("GET", "/ok", "web"));
+  ASSERT_TRUE(c.wait({nope, api, ok}));
+  for (auto s : {nope, api}) {
+    EXPECT_EQ(c.result(s).status, 503) << s;
+    EXPECT_EQ(field_of(c.result(s), "x-starling-error"), "no_upstream") << s;
+    EXPECT_TRUE(is_whole(c.result(s))) << s << ": " << describe(c.result(s));
+  }
+  EXPECT_EQ(c.result(ok).status, 200);
+  EXPECT_EQ(c.result(ok).body, "web-1 GET /ok 0");
+  EXPECT_TRUE(is_whole(c.result(ok))) << describe(c.result(ok));
+  // The connection goes on, each stream on its own.
+  const auto again = c.exchange(request_fields("GET", "/", "nope"));
+  EXPECT_EQ(c.result(again).status, 503);
+  const auto ok2 = c.exchange(request_fields("GET", "/ok2", "web"));
+  EXPECT_EQ(c.result(ok2).status, 200);
+  EXPECT_FALSE(c.goaway().has_value());
+  EXPECT_EQ(web.count(), 2u);
+  EXPECT_TRUE(eventually([&] { return generated(n.dp->stats(), "no_upstream") == 3; }))
+      << generated(n.dp->stats(), "no_upstream");
+}
+
+TEST(dataplane_h2, authz_rules_without_tls_are_403_forbidden_on_each_stream) {
+  app_backend web("web-1");
+  node_b n;
+  auto svc = service("web", {instance("b", "web", "w1", web.port())});
+  svc.policies.authz.push_back({"allow-all", {"*"}, true});
+  n.apply({svc});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto first = c.submit(request_fields("GET", "/1", "web"));
+  const auto second = c.submit(request_fields("GET", "/2", "web"));
+  ASSERT_TRUE(c.wait({first, second}));
+  for (auto s : {first, second}) {
+    const auto& r = c.result(s);
+    EXPECT_EQ(r.status, 403) << s;
+    EXPECT_EQ(field_of(r, "x-starling-error"), "forbidden") << s;
+    EXPECT_NE(r.body.find("identity"), std::string::npos) << r.body; // says why
+    EXPECT_TRUE(is_whole(r)) << s << ": " << describe(r);
+  }
+  EXPECT_EQ(web.count(), 0u);
+  EXPECT_TRUE(eventually([&] { return n.dp->stats().inbound_refused_authz == 2; }))
+      << n.dp->stats().inbound_refused_authz;
+}
+
+TEST(dataplane_h2, a_stream_without_a_valid_service_is_refused_and_the_connection_goes_on) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto missing = c.submit(request_fields("GET", "/missing", ""));
+  const auto upper = c.submit(request_fields("GET", "/upper", "Web_1"));
+  const auto empty = c.submit(request_fields("GET", "/empty", "", {{"x-starling-service", ""}}));
+  const auto too_long = c.submit(request_fields("GET", "/long", std::string(64, 'a')));
+  const std::vector<std::int32_t> bad{missing, upper, empty, too_long};
+  for (auto s : bad)
+    ASSERT_NE(s, 0);
+  ASSERT_TRUE(c.wait(bad));
+  for (auto s : bad) {
+    EXPECT_TRUE(refused_by_proxy(c.result(s))) << s << ": " << describe(c.result(s));
+    EXPECT_NE(c.result(s).status, 200) << s;
+  }
+  EXPECT_FALSE(c.peer_closed());
+  const auto good = c.exchange(request_fields("GET", "/good", "web"));
+  EXPECT_EQ(c.result(good).status, 200);
+  EXPECT_EQ(c.result(good).body, "web-1 GET /good 0");
+  ASSERT_EQ(web.count(), 1u); // no app saw the refused ones
+  EXPECT_EQ(web.requests().front().target, "/good");
+}
+
+TEST(dataplane_h2, garbage_after_the_preface_ends_the_connection) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  {
+    // Right after the preface, where SETTINGS must come.
+    h2_client c(n.address());
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.send_bytes(std::string(client_preface) + std::string(2000, 'x')));
+    EXPECT_TRUE(c.wait_closed());
+    // The GOAWAY is read before the close (the node wrote it, then closed).
+    EXPECT_TRUE(c.goaway().has_value());
+  }
+  {
+    // On a connection that served a request: garbage where the next frame should be.
+    h2_client c(n.address());
+    ASSERT_TRUE(c.connected());
+    const auto s = c.exchange(request_fields("GET", "/", "web"));
+    ASSERT_EQ(c.result(s).status, 200);
+    ASSERT_TRUE(c.send_bytes(std::string(2000, 'x')));
+    EXPECT_TRUE(c.wait_closed());
+    EXPECT_TRUE(c.goaway().has_value());
+  }
+  EXPECT_EQ(web.count(), 1u);
+  // The listener still serves new connections.
+  h2_client fresh(n.address());
+  const auto s = fresh.exchange(request_fields("GET", "/fresh", "web"));
+  EXPECT_EQ(fresh.result(s).status, 200);
+}
+
+TEST(dataplane_h2, an_oversized_header_list_resets_its_stream_and_the_next_is_served) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto big = c.exchange(oversized_fields("web"));
+  ASSERT_NE(big, 0) << h2::name(c.last_submit_error());
+  const auto& r = c.result(big);
+  EXPECT_TRUE(r.reset.has_value() || r.status == 431) << describe(r);
+  EXPECT_NE(r.status, 200);
+  const auto next = c.exchange(request_fields("GET", "/next", "web"));
+  EXPECT_EQ(c.result(next).status, 200);
+  EXPECT_EQ(c.result(next).body, "web-1 GET /next 0");
+  ASSERT_EQ(web.count(), 1u);
+  EXPECT_EQ(web.requests().front().target, "/next");
+}
+
+TEST(dataplane_h2, a_response_larger_than_the_windows_arrives_whole) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  constexpr std::size_t size = 1024 * 1024; // 4x the 256 KiB stream window, = the connection's
+  const auto s = c.exchange(request_fields("GET", "/big/" + std::to_string(size), "web"));
+  const auto& r = c.result(s);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(is_whole(r)) << describe(r);
+  EXPECT_EQ(field_of(r, "content-length"), std::to_string(size));
+  ASSERT_EQ(r.body.size(), size);
+  EXPECT_TRUE(r.body == pattern(size)); // not EXPECT_EQ: a mismatch would print 2 MiB
+  // The windows reopened: the connection goes on.
+  const auto next = c.exchange(request_fields("GET", "/big/" + std::to_string(size), "web"));
+  EXPECT_EQ(c.result(next).body.size(), size);
+  EXPECT_TRUE(eventually([&] {
+    auto st = n.dp->stats();
+    const auto* in = find_inbound(st, "web");
+    return in != nullptr && in->responses_2xx == 2 && in->bytes_out >= 2 * size;
+  }));
+}
+
+TEST(dataplane_h2, x_starling_instance_pins_the_local_instance) {
+  app_backend one("web-1"), two("web-2");
+  node_b n;
+  n.apply({service(
+      "web", {instance("b", "web", "w1", one.port()), instance("b", "web", "w2", two.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 8; ++i)
+    ids.push_back(
+        c.submit(request_fields("GET", "/" + std::to_string(i), "web",
+                                {{"x-starling-instance", endpoint_id("b", "w2", two.port())}})));
+  ASSERT_TRUE(c.wait(ids));
+  for (auto s : ids) {
+    EXPECT_EQ(c.result(s).status, 200) << s;
+    EXPECT_TRUE(is_whole(c.result(s))) << s << ": " << describe(c.result(s));
+    EXPECT_EQ(field_of(c.result(s), "x-backend"), "web-2") << s;
+  }
+  EXPECT_EQ(one.count(), 0u);
+  EXPECT_EQ(two.count(), 8u);
+}
+
+} // namespace
