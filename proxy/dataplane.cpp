@@ -55,7 +55,7 @@
 #include "proto/wire/framing.hpp"
 #include "proxy.pb.h"
 #include "proxy/circuit_breaker.hpp"
-#include "proxy/h2_server.hpp"
+#include "proxy/h2_link.hpp"
 #include "proxy/outlier.hpp"
 #include "proxy/retry_budget.hpp"
 #include "proxy/traffic_split.hpp"
@@ -266,14 +266,16 @@ private:
 };
 using stream_ptr = std::shared_ptr<connection>;
 
-/// What a client_session reads requests from and writes responses to: an accepted
-/// connection, or one stream of an HTTP/2 connection from a peer node (h2_server, decision
-/// 0022), which offers the same calls. `client_->read_some(...)` works on either.
-struct downstream {
+/// What a client_session reads requests from and writes responses to (an accepted
+/// connection, or a stream of an HTTP/2 connection from a peer node: h2_server), and what
+/// it sends requests on (a connection to an instance or a peer, or a stream of an HTTP/2
+/// connection to a peer: h2_client). Decision 0022. `client_->read_some(...)` works on
+/// either; what only a socket does (connect, TLS, splice) goes to `conn`.
+struct byte_stream {
   stream_ptr conn;
-  std::shared_ptr<h2_server_stream> h2;
+  std::shared_ptr<h2_stream> h2;
 
-  downstream* operator->() { return this; }
+  byte_stream* operator->() { return this; }
   void read_some(void* buf, std::size_t len, connection::io_handler h) {
     if (h2)
       h2->read_some(buf, len, std::move(h));
@@ -478,6 +480,7 @@ std::optional<std::string> authz_refusal(const std::vector<gossip::authz_rule>& 
 
 class dataplane_impl;
 class worker;
+struct target;
 
 /// A connection to an upstream (a local instance or a peer's inbound proxy), with the
 /// response parser that lives as long as the connection. Pooled between requests.
@@ -485,11 +488,14 @@ struct upstream_conn {
   /// On the socket `fd` (new, to be connected).
   upstream_conn(net::loop& io, int fd, std::string key, std::string node,
                 const http1_limits& limits);
+  /// On a stream of an HTTP/2 connection to the peer `node` (never pooled: a stream
+  /// carries one exchange).
+  upstream_conn(std::shared_ptr<h2_stream> stream, std::string node, const http1_limits& limits);
   ~upstream_conn();
   upstream_conn(const upstream_conn&) = delete;
   upstream_conn& operator=(const upstream_conn&) = delete;
 
-  stream_ptr s;
+  byte_stream s;
   /// Pool key: "address|service".
   std::string key;
   /// Node at the other end (for ban_peer); empty for a local instance.
@@ -645,6 +651,19 @@ public:
   /// A connection of `svc` closed: wakes its oldest waiter, if any.
   void connection_released(const std::shared_ptr<service_state>& svc);
   void ban(const std::string& node);
+
+  /// How h2_to() ended: a connection to use, a failure to connect, or a peer that does not
+  /// speak HTTP/2 (it chose no `h2` by ALPN): use HTTP/1.1 with a preamble.
+  enum class h2_result : std::uint8_t { ok, failed, http1 };
+  using h2_ready = std::function<void(h2_result, const std::shared_ptr<h2_client>&)>;
+  /// Whether requests to the peer inbound at `address` go over HTTP/2 (as far as known).
+  [[nodiscard]] bool h2_for(const std::string& address) const {
+    return options().h2_to_peers && !h1_peers_.contains(address);
+  }
+  /// The HTTP/2 connection to the peer inbound `t` (t.via_peer): the one open if it takes
+  /// another stream (`k` called now), else a new one (`k` called once it is ready; the
+  /// requests that ask meanwhile wait for the same one).
+  void h2_to(const target& t, h2_ready k);
   void unban(const std::string& node) { banned_.erase(node); }
   [[nodiscard]] bool is_banned(const std::string& node) const { return banned_.count(node) > 0; }
 
@@ -652,12 +671,12 @@ public:
   std::unordered_set<client_session*>& clients() { return clients_; }
   /// An HTTP/2 connection from the peer `node` (empty without TLS): ban() and close_all()
   /// close it.
-  void adopt_h2(const std::shared_ptr<h2_server>& s, std::string node) {
-    if (h2_servers_.size() >= 2 * h2_pruned_at_ + 16) { // forget the closed ones now and then
-      std::erase_if(h2_servers_, [](const auto& e) { return e.first.expired(); });
-      h2_pruned_at_ = h2_servers_.size();
+  void adopt_h2(const std::shared_ptr<h2_link>& s, std::string node) {
+    if (h2_links_.size() >= 2 * h2_pruned_at_ + 16) { // forget the closed ones now and then
+      std::erase_if(h2_links_, [](const auto& e) { return e.first.expired(); });
+      h2_pruned_at_ = h2_links_.size();
     }
-    h2_servers_.emplace_back(s, std::move(node));
+    h2_links_.emplace_back(s, std::move(node));
   }
 
 private:
@@ -713,7 +732,13 @@ private:
   std::uint64_t rebuilds_ = 0;
   /// Live connections of this thread (raw: entries removed by the destructors).
   std::unordered_set<client_session*> clients_;
-  std::vector<std::pair<std::weak_ptr<h2_server>, std::string>> h2_servers_;
+  std::vector<std::pair<std::weak_ptr<h2_link>, std::string>> h2_links_;
+  /// HTTP/2 connections to peers' inbounds by address, and the requests waiting for one
+  /// being made.
+  std::unordered_map<std::string, std::shared_ptr<h2_client>> h2_peers_;
+  std::unordered_map<std::string, std::vector<h2_ready>> h2_connecting_;
+  /// Peers' inbounds that chose no `h2` by ALPN: HTTP/1.1 with a preamble from then on.
+  std::unordered_set<std::string> h1_peers_;
   std::size_t h2_pruned_at_ = 0;
   std::set<std::string, std::less<>> banned_;
   std::shared_ptr<const dataplane_config> config_;
@@ -737,11 +762,15 @@ private:
 
 upstream_conn::upstream_conn(net::loop& io, int fd, std::string k, std::string n,
                              const http1_limits& limits)
-    : s(std::make_shared<connection>(io, fd)), key(std::move(k)), node(std::move(n)),
+    : s{std::make_shared<connection>(io, fd), nullptr}, key(std::move(k)), node(std::move(n)),
       parser(direction::response, limits) {
   // Pooled ones are in the worker's pool, in-flight ones reachable from their session
   // (ban_peer finds both there).
 }
+
+upstream_conn::upstream_conn(std::shared_ptr<h2_stream> stream, std::string n,
+                             const http1_limits& limits)
+    : s{nullptr, std::move(stream)}, node(std::move(n)), parser(direction::response, limits) {}
 
 upstream_conn::~upstream_conn() {
   s->close();
@@ -1413,10 +1442,10 @@ void worker::sweep() {
 /// hold records (session tickets): only EOF and errors count.
 bool peer_closed(upstream_conn& c) {
   char byte = 0;
-  auto n = ::recv(c.s->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  auto n = ::recv(c.s.conn->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0)
     return errno != EAGAIN && errno != EWOULDBLOCK;
-  return n == 0 || !c.s->is_tls();
+  return n == 0 || !c.s.conn->is_tls();
 }
 
 /// A connection given back this recently, for a request that a reset would retry, is taken
@@ -1494,7 +1523,7 @@ public:
   }
   /// A request stream of an HTTP/2 connection from the peer `peer` (h2_server), for
   /// `service`; `instance`: the one the sender picked (empty: pick here).
-  client_session(worker& w, std::shared_ptr<h2_server_stream> stream, std::string service,
+  client_session(worker& w, std::shared_ptr<h2_stream> stream, std::string service,
                  std::string instance, std::optional<peer_identity> peer)
       : w_(w), client_{nullptr, std::move(stream)}, service_name_(std::move(service)),
         inbound_(true), peer_(std::move(peer)), preamble_http_(true),
@@ -1640,16 +1669,15 @@ private:
   /// streams each get a session of their own; this one ends here.
   void start_h2() {
     clear_client_deadline();
-    h2_server::options o;
+    h2_link::options o;
     o.http = w_.options().limits;
     // As an HTTP/1.1 connection from a peer: idle longer than the peer's pool keeps it.
     o.idle_timeout = 2 * w_.options().idle_timeout;
     auto* w = &w_;
     auto peer = peer_;
-    auto server = std::make_shared<h2_server>(
+    auto server = h2_server::make(
         std::exchange(client_.conn, nullptr), o, &is_service_name,
-        [w, peer](std::shared_ptr<h2_server_stream> stream, std::string service,
-                  std::string instance) {
+        [w, peer](std::shared_ptr<h2_stream> stream, std::string service, std::string instance) {
           auto s = std::make_shared<client_session>(*w, std::move(stream), std::move(service),
                                                     std::move(instance), peer);
           s->start_stream();
@@ -1784,42 +1812,42 @@ private:
     const auto timer = w_.io().after(w_.options().connect_timeout, [c] { c->s->close(); });
     up_ = c;
     up_pooled_ = false;
-    c->s->connect(t.address.get(), t.address.size,
-                  [self, c, id, timer, via = t.via_peer, node = t.node,
-                   k = std::move(k)](const std::error_code& ec) mutable {
-                    auto& io = self->w_.io();
-                    if (id != self->attempt_) {
-                      io.cancel(timer);
-                      return;
-                    }
-                    if (ec) {
-                      io.cancel(timer);
-                      k(false);
-                      return;
-                    }
-                    const int on = 1;
-                    ::setsockopt(c->s->fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-                    auto& tls = self->w_.options().tls;
-                    if (!via || !tls) {
-                      io.cancel(timer);
-                      k(true);
-                      return;
-                    }
-                    std::string err;
-                    SSL* ssl = tls->new_session(false, node, err);
-                    if (!ssl || !c->s->start_tls(ssl)) {
-                      io.cancel(timer);
-                      k(false);
-                      return;
-                    }
-                    c->s->handshake(false, [self, id, timer,
-                                            k = std::move(k)](const std::error_code& hec) mutable {
-                      self->w_.io().cancel(timer);
-                      if (id != self->attempt_)
-                        return;
-                      k(!hec);
-                    });
-                  });
+    c->s.conn->connect(t.address.get(), t.address.size,
+                       [self, c, id, timer, via = t.via_peer, node = t.node,
+                        k = std::move(k)](const std::error_code& ec) mutable {
+                         auto& io = self->w_.io();
+                         if (id != self->attempt_) {
+                           io.cancel(timer);
+                           return;
+                         }
+                         if (ec) {
+                           io.cancel(timer);
+                           k(false);
+                           return;
+                         }
+                         const int on = 1;
+                         ::setsockopt(c->s.conn->fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+                         auto& tls = self->w_.options().tls;
+                         if (!via || !tls) {
+                           io.cancel(timer);
+                           k(true);
+                           return;
+                         }
+                         std::string err;
+                         SSL* ssl = tls->new_session(false, node, err);
+                         if (!ssl || !c->s.conn->start_tls(ssl)) {
+                           io.cancel(timer);
+                           k(false);
+                           return;
+                         }
+                         c->s.conn->handshake(false, [self, id, timer, k = std::move(k)](
+                                                         const std::error_code& hec) mutable {
+                           self->w_.io().cancel(timer);
+                           if (id != self->attempt_)
+                             return;
+                           k(!hec);
+                         });
+                       });
   }
 
   // ---------------------------------------------------------------- TCP services
@@ -1886,7 +1914,7 @@ private:
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_.conn, up_->s, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots());
+        client_.conn, up_->s.conn, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots());
     tunnel_->start(first, {});
   }
 
@@ -2203,6 +2231,11 @@ private:
   /// pending cap or after connect_timeout. `front`: this request was woken and lost the
   /// free unit to a newer one, so it waits first in line again.
   void acquire_upstream(bool front) {
+    if (target_.via_peer && !req_.upgrade && req_.method != "CONNECT" &&
+        w_.h2_for(target_.address_text)) {
+      acquire_h2_stream(front);
+      return;
+    }
     if (auto c = w_.take_idle(pool_key(target_), req_.buffered && is_idempotent(req_.method))) {
       bump(w_.counters().upstream_reused);
       up_ = std::move(c);
@@ -2242,6 +2275,35 @@ private:
           self->send_request();
         },
         true);
+  }
+
+  /// A stream of the worker's HTTP/2 connection to the peer (decision 0022): no pool, no
+  /// connection cap (one connection per peer carries every request); the request's
+  /// `active_requests` unit is its breaker.
+  void acquire_h2_stream(bool front) {
+    auto self = shared_from_this();
+    auto id = attempt_;
+    w_.h2_to(target_,
+             [self, id, front](worker::h2_result r, const std::shared_ptr<h2_client>& link) {
+               if (id != self->attempt_)
+                 return;
+               if (r == worker::h2_result::http1) { // the peer speaks HTTP/1.1 only: that way
+                 self->acquire_upstream(front);
+                 return;
+               }
+               auto stream = r == worker::h2_result::ok
+                                 ? link->open_stream(self->service_name_, self->target_.endpoint_id)
+                                 : nullptr;
+               if (!stream) {
+                 bump(self->w_.counters().upstream_connect_failures);
+                 self->on_try_failed(attempt_failure::connect_failure, false);
+                 return;
+               }
+               self->up_ = std::make_shared<upstream_conn>(std::move(stream), self->target_.node,
+                                                           self->w_.options().limits);
+               self->up_pooled_ = false;
+               self->send_request();
+             });
   }
 
 public:
@@ -2293,11 +2355,19 @@ private:
           if (id != self->attempt_)
             return;
           if (ec) {
-            self->on_try_failed(attempt_failure::reset, false);
+            self->on_try_failed(self->failure_of(ec), false);
             return;
           }
           next(*self);
         };
+  }
+
+  /// How an upstream error ends the attempt: a stream the peer refused (REFUSED_STREAM,
+  /// GOAWAY) reached no app, so a request whole in hand goes again as after a refused
+  /// connection, whatever its method; anything else is a reset.
+  attempt_failure failure_of(const std::error_code& ec) const {
+    return ec == refused_stream_error() && req_.buffered ? attempt_failure::connect_failure
+                                                         : attempt_failure::reset;
   }
 
   void send_request() {
@@ -2495,7 +2565,7 @@ private:
                        if (self->req_.sent_to_client)
                          self->abort_request();
                        else
-                         self->on_try_failed(attempt_failure::reset, false);
+                         self->on_try_failed(self->failure_of(ec), false);
                        return;
                      }
                      cc.end += n;
@@ -2553,7 +2623,7 @@ private:
     clear_request_deadline();
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_.conn, c.s, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots());
+        client_.conn, c.s.conn, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots());
     counted_in_flight_ = true;
     w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->start(to_up, to_client);
@@ -2941,7 +3011,7 @@ private:
   }
 
   worker& w_;
-  downstream client_;
+  byte_stream client_;
   std::string service_name_;
   /// Accepted on the inbound listener (from a peer proxy); else on an outbound one.
   bool inbound_;
@@ -3135,7 +3205,7 @@ void worker::ban(const std::string& node) {
     }
     it = q.empty() ? pool_.erase(it) : std::next(it);
   }
-  for (auto& [weak, from] : h2_servers_)
+  for (auto& [weak, from] : h2_links_)
     if (from == node)
       if (auto s = weak.lock(); s && s->is_open()) {
         counters_.closed_by_ban.fetch_add(1, std::memory_order_relaxed);
@@ -3149,6 +3219,100 @@ void worker::ban(const std::string& node) {
   counters_.closed_by_ban.fetch_add(victims.size(), std::memory_order_relaxed);
   for (auto& v : victims)
     v->abort();
+}
+
+void worker::h2_to(const target& t, h2_ready k) {
+  const auto& key = t.address_text;
+  if (auto it = h2_peers_.find(key); it != h2_peers_.end()) {
+    if (it->second->usable()) {
+      bump(counters_.upstream_reused);
+      k(h2_result::ok, it->second);
+      return;
+    }
+    h2_peers_.erase(it); // full, going away or closed: its streams finish, new ones go anew
+  }
+  auto& waiting = h2_connecting_[key];
+  waiting.push_back(std::move(k));
+  if (waiting.size() > 1)
+    return; // a connection is being made
+  const int fd = connection::new_socket(t.address.family());
+  auto conn = fd >= 0 ? std::make_shared<connection>(*loop_, fd) : nullptr;
+  // Ends the wait: the connection (null on failure) to every request that asked.
+  auto finish = [this, key](h2_result r, std::shared_ptr<h2_client> link) {
+    auto node = h2_connecting_.extract(key);
+    if (r == h2_result::ok) {
+      bump(counters_.upstream_connects);
+      h2_peers_[key] = link;
+    }
+    if (r == h2_result::http1)
+      h1_peers_.insert(key);
+    if (node.empty())
+      return;
+    for (auto& w : node.mapped())
+      w(r, link);
+  };
+  if (!conn) { // out of descriptors: a connect failure, reported on the next turn
+    loop_->defer([finish] { finish(h2_result::failed, nullptr); });
+    return;
+  }
+  // The link, once made: started, known to ban() and close_all().
+  auto made = [this, conn, node = t.node, finish] {
+    h2_link::options o;
+    o.http = options().limits;
+    o.idle_timeout = options().idle_timeout; // as the pool's idle connections
+    auto link = h2_client::make(conn, o);
+    adopt_h2(link, node);
+    link->start();
+    finish(h2_result::ok, link);
+  };
+  // The connect and the handshake together within connect_timeout: closing the socket
+  // fails whichever is pending.
+  const auto timer = loop_->after(options().connect_timeout, [conn] { conn->close(); });
+  conn->connect(t.address.get(), t.address.size,
+                [this, conn, timer, node = t.node, finish, made](const std::error_code& ec) {
+                  if (ec) {
+                    loop_->cancel(timer);
+                    finish(h2_result::failed, nullptr);
+                    return;
+                  }
+                  const int on = 1;
+                  ::setsockopt(conn->fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+                  auto& tls = options().tls;
+                  if (!tls) { // no TLS between nodes: HTTP/2 by prior knowledge
+                    loop_->cancel(timer);
+                    made();
+                    return;
+                  }
+                  std::string err;
+                  SSL* ssl = tls->new_session(false, node, err);
+                  static constexpr unsigned char alpn[] = {2, 'h', '2'}; // offer h2 only
+                  if (ssl && SSL_set_alpn_protos(ssl, alpn, sizeof alpn) != 0) {
+                    SSL_free(ssl);
+                    ssl = nullptr;
+                  }
+                  if (!ssl || !conn->start_tls(ssl)) {
+                    loop_->cancel(timer);
+                    finish(h2_result::failed, nullptr);
+                    return;
+                  }
+                  conn->handshake(
+                      false, [this, conn, timer, finish, made](const std::error_code& hec) {
+                        loop_->cancel(timer);
+                        if (hec) {
+                          finish(h2_result::failed, nullptr);
+                          return;
+                        }
+                        const unsigned char* chosen = nullptr;
+                        unsigned int chosen_len = 0;
+                        SSL_get0_alpn_selected(conn->session(), &chosen, &chosen_len);
+                        if (chosen_len != 2 || chosen[0] != 'h' || chosen[1] != '2') {
+                          conn->close(); // a peer without HTTP/2: its requests go the HTTP/1.1 way
+                          finish(h2_result::http1, nullptr);
+                          return;
+                        }
+                        made();
+                      });
+                });
 }
 
 void worker::release_cycles() {
@@ -3165,10 +3329,11 @@ void worker::close_all() {
   close_listeners();
   pool_.clear();
   counters_.idle_pooled.store(0, std::memory_order_relaxed);
-  for (auto& [weak, from] : h2_servers_)
+  for (auto& [weak, from] : h2_links_)
     if (auto s = weak.lock())
       s->close();
-  h2_servers_.clear();
+  h2_links_.clear();
+  h2_peers_.clear();
   std::vector<std::shared_ptr<client_session>> all;
   for (auto* c : clients_)
     if (auto sp = c->weak_from_this().lock())

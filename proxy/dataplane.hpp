@@ -130,6 +130,12 @@ struct dataplane_options {
   /// process. Off by default: on loopback it measured slower than the copy
   /// (docs/bench-proxy.md, "splice").
   bool splice = false;
+  /// HTTP requests to peers' inbound proxies go over HTTP/2, one connection per peer and
+  /// I/O thread shared by all requests (decision 0022): under TLS when the peer chooses
+  /// `h2` by ALPN (a peer that does not gets HTTP/1.1 with a preamble, as before), without
+  /// TLS by prior knowledge. False: HTTP/1.1 with a preamble, one connection per request
+  /// in flight.
+  bool h2_to_peers = true;
   /// Tunnels that splice at once, at most (each holds two pipes: four descriptors); more
   /// copy through their buffers.
   std::size_t splice_max_tunnels = 512;

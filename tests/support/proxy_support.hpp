@@ -536,11 +536,20 @@ inline net::backend test_io() {
                                                              : net::backend::epoll;
 }
 
+/// Whether requests between the test's nodes go over HTTP/2 (the default, decision 0022),
+/// or over HTTP/1.1 with a preamble when STARLING_TEST_HOP says "http1" (tests/CMakeLists.txt
+/// runs the data plane tests once that way too: the path to a peer without HTTP/2).
+inline bool test_h2_hop() {
+  const char* hop = std::getenv("STARLING_TEST_HOP");
+  return !(hop != nullptr && std::string_view{hop} == "http1");
+}
+
 inline sp::dataplane_options options(std::string self, std::size_t threads = 1) {
   sp::dataplane_options o;
   o.self = std::move(self);
   o.threads = threads;
   o.io = test_io();
+  o.h2_to_peers = test_h2_hop();
   o.inbound_host = "127.0.0.1";
   o.inbound_port = 0;
   o.connect_timeout = 2s;

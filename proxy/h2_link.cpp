@@ -1,0 +1,570 @@
+#include "proxy/h2_link.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace starling::proxy {
+
+namespace {
+
+constexpr std::size_t read_buffer_bytes = 16 * 1024;
+/// An x-starling-instance value longer than this is refused (instance ids are short).
+constexpr std::size_t max_instance_bytes = 256;
+constexpr std::string_view service_field = "x-starling-service";
+constexpr std::string_view instance_field = "x-starling-instance";
+
+std::error_code sys(int e) { return {e, std::system_category()}; }
+
+} // namespace
+
+// ---------------------------------------------------------------------------- h2_link
+
+h2_link::h2_link(std::shared_ptr<net::connection> conn, h2::role role, options opts)
+    : conn_(std::move(conn)), opts_(opts), session_(role, opts.limits, *this),
+      rbuf_(read_buffer_bytes), idle_timer_(conn_->io()) {}
+
+h2_link::~h2_link() { conn_->close(); }
+
+void h2_link::start(std::string_view first) {
+  arm_idle();
+  if (!first.empty())
+    feed({first.data(), first.size()});
+  else
+    schedule_flush(); // a client's preface and SETTINGS
+  if (!failed_ && is_open())
+    read();
+}
+
+void h2_link::close() {
+  if (closed_)
+    return;
+  closed_ = failed_ = true;
+  idle_timer_.cancel();
+  conn_->close();
+  std::vector<std::shared_ptr<h2_stream>> live;
+  for (auto& [id, s] : streams_)
+    if (auto sp = s->weak_from_this().lock())
+      live.push_back(std::move(sp));
+  for (auto& s : live)
+    s->on_reset(false);
+}
+
+h2_stream* h2_link::stream_of(std::int32_t id) const {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : it->second;
+}
+
+void h2_link::feed(std::span<const char> bytes) {
+  const auto e = session_.receive(bytes);
+  if (e == h2::errc::protocol || e == h2::errc::internal || e == h2::errc::closed) {
+    // The output holds a GOAWAY: send it, then close.
+    failed_ = true;
+    flush();
+    return;
+  }
+  schedule_flush();
+}
+
+void h2_link::read() {
+  auto self = shared_from_this();
+  conn_->read_some(rbuf_.data(), rbuf_.size(), [self](const std::error_code& ec, std::size_t n) {
+    if (ec) {
+      self->close();
+      return;
+    }
+    self->feed({self->rbuf_.data(), n});
+    if (!self->failed_ && self->is_open())
+      self->read();
+  });
+}
+
+void h2_link::schedule_flush() {
+  if (flush_scheduled_ || writing_ || !is_open())
+    return;
+  flush_scheduled_ = true;
+  auto self = shared_from_this();
+  conn_->io().defer([self] { self->flush(); });
+}
+
+void h2_link::flush() {
+  flush_scheduled_ = false;
+  if (writing_ || !is_open())
+    return;
+  std::erase_if(finishing_, [this](std::int32_t id) {
+    if (session_.buffered(id) != 0)
+      return false;
+    (void)session_.reset(id, h2::no_error);
+    return true;
+  });
+  out_.clear();
+  session_.take_output(out_);
+  if (out_.empty()) {
+    if (failed_ || session_.is_done())
+      close();
+    return;
+  }
+  writing_ = true;
+  auto self = shared_from_this();
+  conn_->write(out_.data(), out_.size(), [self](const std::error_code& ec, std::size_t) {
+    self->writing_ = false;
+    if (ec || self->failed_) {
+      self->close();
+      return;
+    }
+    // The connection took the bytes: the streams that wait for room may go on.
+    auto waiters = std::move(self->room_waiters_);
+    self->room_waiters_.clear();
+    for (auto& w : waiters)
+      if (auto s = w.lock())
+        s->on_room();
+    if (self->session_.wants_write() || !self->finishing_.empty())
+      self->schedule_flush();
+    else if (self->session_.is_done())
+      self->close();
+  });
+}
+
+void h2_link::arm_idle() {
+  std::weak_ptr<h2_link> weak = shared_from_this();
+  idle_timer_.start(opts_.idle_timeout, [weak] {
+    auto self = weak.lock();
+    if (!self || self->failed_)
+      return;
+    if (self->session_.active_streams() == 0 && self->opened_ == self->opened_seen_) {
+      // Idle for a whole period: say goodbye, then close.
+      self->session_.goaway(h2::no_error);
+      self->failed_ = true;
+      self->flush();
+      return;
+    }
+    self->opened_seen_ = self->opened_;
+    self->arm_idle();
+  });
+}
+
+void h2_link::on_data(std::int32_t id, std::span<const char> bytes) {
+  if (auto* s = stream_of(id))
+    s->on_data(bytes);
+  else
+    session_.consumed(id, bytes.size()); // a stream nobody reads: credit it back
+}
+
+void h2_link::on_trailers(std::int32_t id, std::span<const h2::field> fields) {
+  if (auto* s = stream_of(id))
+    s->on_trailers(fields);
+}
+
+void h2_link::on_end(std::int32_t id) {
+  if (auto* s = stream_of(id))
+    s->on_end();
+}
+
+void h2_link::on_reset(std::int32_t id, std::uint32_t code) {
+  if (auto* s = stream_of(id))
+    s->on_reset(code == h2::refused_stream);
+}
+
+void h2_link::on_close(std::int32_t id) {
+  std::erase(finishing_, id);
+  if (auto* s = stream_of(id)) {
+    s->attached_ = false;
+    streams_.erase(id);
+  }
+}
+
+// ---------------------------------------------------------------------------- h2_server
+
+std::shared_ptr<h2_server> h2_server::make(std::shared_ptr<net::connection> conn, options opts,
+                                           name_check check, stream_fn on_stream) {
+  return std::shared_ptr<h2_server>{
+      new h2_server(std::move(conn), opts, check, std::move(on_stream))};
+}
+
+h2_server::h2_server(std::shared_ptr<net::connection> conn, options opts, name_check check,
+                     stream_fn on_stream)
+    : h2_link(std::move(conn), h2::role::server, opts), check_(check),
+      on_stream_(std::move(on_stream)) {}
+
+void h2_server::on_head(std::int32_t id, const h2::head& h) {
+  ++opened_;
+  std::string_view service, instance;
+  int services = 0;
+  kept_.clear();
+  for (const auto& f : h.fields) {
+    if (f.name == service_field) {
+      service = f.value;
+      ++services;
+    } else if (f.name == instance_field) {
+      instance = f.value;
+    } else {
+      kept_.push_back(f);
+    }
+  }
+  if (services != 1 || !check_(service) || instance.size() > max_instance_bytes) {
+    (void)session_.reset(id, h2::protocol_error);
+    return;
+  }
+  auto s = std::make_shared<h2_stream>(shared_from_this(), id, opts_.http);
+  h2::head request = h;
+  request.fields = kept_;
+  forward_options fo;
+  fo.proto = {};      // the caller's node set x-forwarded-proto
+  fo.add_via = false; // the session adds this hop's via when it forwards the request
+  const auto written = h2::to_h1_request(request, fo, s->in_);
+  if (written.error != h2::errc::ok) {
+    (void)session_.reset(id, h2::protocol_error);
+    return;
+  }
+  s->in_total_ = s->in_.size();
+  s->chunked_in_ = written.body == body_kind::chunked;
+  s->parser_.expect_response_to(h.method);
+  streams_[id] = s.get();
+  on_stream_(std::move(s), std::string{service}, std::string{instance});
+}
+
+// ---------------------------------------------------------------------------- h2_client
+
+std::shared_ptr<h2_client> h2_client::make(std::shared_ptr<net::connection> conn, options opts) {
+  return std::shared_ptr<h2_client>{new h2_client(std::move(conn), opts)};
+}
+
+h2_client::h2_client(std::shared_ptr<net::connection> conn, options opts)
+    : h2_link(std::move(conn), h2::role::client, opts) {}
+
+bool h2_client::usable() const {
+  return is_open() && !failed_ && session_.can_submit() &&
+         session_.active_streams() + unsubmitted_ < opts_.limits.max_concurrent_streams;
+}
+
+std::shared_ptr<h2_stream> h2_client::open_stream(std::string service, std::string instance) {
+  if (!usable())
+    return nullptr;
+  ++unsubmitted_;
+  ++opened_;
+  return std::make_shared<h2_stream>(shared_from_this(), 0, opts_.http, std::move(service),
+                                     std::move(instance));
+}
+
+void h2_client::on_head(std::int32_t id, const h2::head& h) {
+  if (auto* s = stream_of(id))
+    s->on_response_head(h);
+}
+
+// ---------------------------------------------------------------------------- h2_stream
+
+h2_stream::h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limits limits,
+                     std::string service, std::string instance)
+    : link_(std::move(link)), id_(id), client_(id == 0), service_(std::move(service)),
+      instance_(std::move(instance)),
+      parser_(client_ ? direction::request : direction::response, limits) {}
+
+h2_stream::~h2_stream() {
+  close();
+  if (client_ && id_ == 0)
+    --static_cast<h2_client&>(*link_).unsubmitted_;
+  auto it = link_->streams_.find(id_);
+  if (id_ != 0 && it != link_->streams_.end() && it->second == this)
+    link_->streams_.erase(it);
+}
+
+void h2_stream::complete(io_handler h, std::error_code ec, std::size_t n) {
+  link_->conn_->io().defer([h = std::move(h), ec, n] { h(ec, n); });
+}
+
+void h2_stream::read_some(void* buf, std::size_t len, io_handler handler) {
+  if (!open_ || read_handler_ || len == 0) {
+    complete(std::move(handler), sys(open_ ? EINVAL : EBADF), 0);
+    return;
+  }
+  read_buf_ = static_cast<char*>(buf);
+  read_len_ = len;
+  read_handler_ = std::move(handler);
+  fill_read();
+}
+
+void h2_stream::fill_read() {
+  if (!read_handler_)
+    return;
+  std::error_code ec;
+  std::size_t n = 0;
+  if (in_pos_ < in_.size()) {
+    n = std::min(read_len_, in_.size() - in_pos_);
+    std::memcpy(read_buf_, in_.data() + in_pos_, n);
+    in_pos_ += n;
+    in_taken_ += n;
+    if (in_pos_ == in_.size()) {
+      in_.clear();
+      in_pos_ = 0;
+    }
+    // Payload that has left for the session reopens the peer's window.
+    std::size_t credit = 0;
+    while (!credits_.empty() && credits_.front().first <= in_taken_) {
+      credit += credits_.front().second;
+      credits_.pop_front();
+    }
+    if (credit > 0 && attached_ && id_ != 0) {
+      link_->session_.consumed(id_, credit);
+      link_->schedule_flush();
+    }
+  } else if (reset_) {
+    ec = refused_ ? refused_stream_error() : sys(ECONNRESET);
+  } else if (peer_ended_) {
+    ec = net::errc::eof;
+  } else {
+    return; // wait for on_data, on_end or on_reset
+  }
+  read_buf_ = nullptr;
+  complete(std::exchange(read_handler_, nullptr), ec, n);
+}
+
+void h2_stream::on_response_head(const h2::head& h) {
+  forward_options fo;
+  fo.add_via = false; // the session adds this hop's via when it forwards the response
+  // An HTTP/1.0 client cannot read chunks: a body without a length runs until the end of
+  // the stream, which the session then forwards until it closes the client's connection.
+  fo.close = http10_request_ && h.content_length < 0 && !h.end_stream && !h.is_interim();
+  const auto before = in_.size();
+  const auto written = h2::to_h1_response(h, head_request_, fo, in_);
+  if (written.error != h2::errc::ok) {
+    (void)link_->session_.reset(id_, h2::protocol_error);
+    link_->schedule_flush();
+    return;
+  }
+  in_total_ += in_.size() - before;
+  if (!h.is_interim())
+    chunked_in_ = written.body == body_kind::chunked;
+  fill_read();
+}
+
+void h2_stream::on_data(std::span<const char> bytes) {
+  const auto before = in_.size();
+  if (chunked_in_)
+    append_chunk(in_, bytes);
+  else
+    in_.append(bytes.data(), bytes.size());
+  in_total_ += in_.size() - before;
+  credits_.emplace_back(in_total_, bytes.size());
+  fill_read();
+}
+
+void h2_stream::on_trailers(std::span<const h2::field> fields) {
+  if (!chunked_in_)
+    return; // a body with a length has nowhere to carry trailers in HTTP/1.1
+  const auto before = in_.size();
+  if (h2::write_last_chunk(fields, in_) != h2::errc::ok)
+    in_.append(last_chunk);
+  in_total_ += in_.size() - before;
+  chunked_in_ = false; // the last chunk is written
+}
+
+void h2_stream::on_end() {
+  if (chunked_in_) {
+    in_.append(last_chunk);
+    in_total_ += last_chunk.size();
+    chunked_in_ = false;
+  }
+  peer_ended_ = true;
+  fill_read();
+}
+
+void h2_stream::on_reset(bool refused) {
+  reset_ = true;
+  refused_ = refused;
+  attached_ = false;
+  fill_read();
+  if (write_handler_)
+    fail_write(refused ? refused_stream_error() : sys(ECONNRESET));
+}
+
+void h2_stream::write(const void* buf, std::size_t len, io_handler handler, completion how) {
+  if (!open_ || reset_ || write_handler_ || sent_all_) {
+    complete(std::move(handler),
+             reset_ ? (refused_ ? refused_stream_error() : sys(ECONNRESET)) : sys(EBADF), 0);
+    return;
+  }
+  write_buf_ = static_cast<const char*>(buf);
+  write_len_ = len;
+  write_done_ = 0;
+  write_handler_ = std::move(handler);
+  pump_write(how == completion::inline_when_done);
+}
+
+void h2_stream::pump_write(bool may_inline) {
+  auto& session = link_->session_;
+  const std::size_t cap = session.config().max_buffered_bytes;
+  while (write_done_ < write_len_) {
+    if (reset_ || !attached_) {
+      fail_write(refused_ ? refused_stream_error() : sys(ECONNRESET));
+      return;
+    }
+    // Whole slices at most the stream's buffer: every payload in one fits (de-chunking
+    // only shrinks it), so a slice is never half sent. A client stream not yet submitted
+    // has an empty buffer.
+    const std::size_t slice = std::min(write_len_ - write_done_, cap);
+    if (id_ != 0 && session.room(id_) < slice) {
+      link_->room_waiters_.push_back(weak_from_this());
+      link_->schedule_flush();
+      return;
+    }
+    std::span<const char> in{write_buf_ + write_done_, slice};
+    // Until the parser wants more: its `complete` step comes from a call after the body's
+    // last bytes, with nothing left to parse.
+    while (true) {
+      auto r = parser_.parse(in);
+      in = in.subspan(r.consumed);
+      write_done_ += r.consumed;
+      bool ok = true;
+      switch (r.status) {
+      case parse_status::head:
+        ok = send_head(parser_.head());
+        break;
+      case parse_status::body:
+        ok = send_body(r.body);
+        break;
+      case parse_status::complete:
+        if (!parser_.head().is_interim() && !sent_all_) {
+          ok = session.end_stream(id_) == h2::errc::ok;
+          sent_all_ = true;
+        }
+        break;
+      case parse_status::need_more:
+        break;
+      case parse_status::upgrade:
+      case parse_status::error:
+        ok = false;
+        break;
+      }
+      if (!ok) {
+        fail_write(refused_ ? refused_stream_error() : sys(EPROTO));
+        return;
+      }
+      if (r.status == parse_status::need_more)
+        break;
+    }
+    if (!in.empty()) { // bytes after our message: not something a stream can carry
+      fail_write(sys(EPROTO));
+      return;
+    }
+  }
+  link_->schedule_flush();
+  auto h = std::exchange(write_handler_, nullptr);
+  if (may_inline)
+    h({}, write_len_);
+  else
+    complete(std::move(h), {}, write_len_);
+}
+
+bool h2_stream::send_head(const message_head& h) {
+  auto& session = link_->session_;
+  forward_options fo;
+  fo.proto = {};      // x-forwarded-proto: as the session wrote it
+  fo.add_via = false; // the session's forwarding added this hop's via
+  const auto max = session.config().max_header_list_bytes;
+  if (!client_) {
+    const bool final = !h.is_interim();
+    const bool no_body = final && h.body == body_kind::none;
+    if (h2::to_h2_response(h, fo, fields_, max) != h2::errc::ok ||
+        session.submit_response(id_, fields_.fields, no_body) != h2::errc::ok)
+      return false;
+    if (final) {
+      chunked_out_ = h.body == body_kind::chunked;
+      dechunker_.reset();
+      sent_all_ = no_body;
+    }
+    return true;
+  }
+  // A client: the request opens the stream, naming the service (and instance) B serves.
+  if (id_ != 0)
+    return false; // one request per stream
+  const header extra[] = {{service_field, service_}, {instance_field, instance_}};
+  fo.extra = std::span<const header>{extra, instance_.empty() ? 1u : 2u};
+  if (h2::to_h2_request(h, fo, fields_, max) != h2::errc::ok)
+    return false;
+  // An HTTP/1.0 request may come without Host, but an HTTP/2 request needs an authority
+  // (nghttp2 refuses one without a non-empty :authority or host): the service's name, as
+  // Envoy gives such requests a default host. The app sees `host: <service>`.
+  if (std::none_of(fields_.fields.begin(), fields_.fields.end(),
+                   [](const h2::field& f) { return f.name == ":authority"; }))
+    fields_.fields.push_back({"host", service_});
+  const bool no_body = h.body == body_kind::none;
+  head_request_ = h.method == "HEAD";
+  http10_request_ = h.version_minor == 0;
+  auto& client = static_cast<h2_client&>(*link_);
+  const auto sub = session.submit_request(fields_.fields, no_body);
+  if (sub.error != h2::errc::ok) {
+    // The connection takes no more streams (a GOAWAY, the peer's stream limit): nothing
+    // was sent, so the request may go elsewhere or on a new connection.
+    refused_ = reset_ = true;
+    attached_ = false;
+    return false;
+  }
+  --client.unsubmitted_;
+  id_ = sub.stream;
+  link_->streams_[id_] = this;
+  chunked_out_ = h.body == body_kind::chunked;
+  dechunker_.reset();
+  sent_all_ = no_body;
+  return true;
+}
+
+bool h2_stream::send_body(std::span<const char> bytes) {
+  auto& session = link_->session_;
+  if (!chunked_out_)
+    return bytes.empty() || session.send_data(id_, bytes) == h2::errc::ok;
+  while (!bytes.empty()) {
+    auto step = dechunker_.next(bytes);
+    if (dechunker_.has_failed() || (step.consumed == 0 && !dechunker_.is_done()))
+      return false;
+    if (!step.payload.empty() && session.send_data(id_, step.payload) != h2::errc::ok)
+      return false;
+    bytes = bytes.subspan(step.consumed);
+    if (step.consumed == 0)
+      break; // done: the parser gives nothing after the body's end
+  }
+  return true;
+}
+
+void h2_stream::on_room() {
+  if (write_handler_)
+    pump_write(false);
+}
+
+void h2_stream::fail_write(std::error_code ec) {
+  if (attached_ && !reset_ && id_ != 0)
+    (void)link_->session_.reset(id_, h2::internal_error);
+  link_->schedule_flush();
+  if (write_handler_)
+    complete(std::exchange(write_handler_, nullptr), ec, 0);
+}
+
+void h2_stream::shutdown_send() {
+  if (attached_ && !sent_all_ && id_ != 0) {
+    (void)link_->session_.reset(id_, h2::cancel);
+    link_->schedule_flush();
+  }
+}
+
+void h2_stream::close() {
+  if (!open_)
+    return;
+  open_ = false;
+  if (attached_ && id_ != 0 && link_->is_open()) {
+    if (!sent_all_ || (client_ && !peer_ended_))
+      (void)link_->session_.reset(id_, h2::cancel);
+    else if (!peer_ended_)
+      link_->finishing_.push_back(id_); // RST_STREAM(NO_ERROR) after the response
+    link_->schedule_flush();
+  }
+  if (read_handler_)
+    complete(std::exchange(read_handler_, nullptr), sys(ECANCELED), 0);
+  if (write_handler_)
+    complete(std::exchange(write_handler_, nullptr), sys(ECANCELED), 0);
+}
+
+void h2_stream::close_connection() {
+  auto link = link_; // close() may end the last reference but this one
+  link->close();
+}
+
+} // namespace starling::proxy

@@ -1,0 +1,252 @@
+// HTTP/2 connections between nodes (decision 0022): node B's inbound end (h2_server) and
+// node A's end toward a peer (h2_client). Adapters on net::loop: each reads and writes its
+// connection, runs an h2::session and flushes its output once per loop turn.
+//
+// Each stream is an h2_stream, a byte stream with the calls of net::connection the data
+// plane's sessions use (read_some, write, shutdown_send, close, is_open), so that the
+// session code that serves an HTTP/1.1 connection serves a stream unchanged:
+// - on B, reading gives the request as HTTP/1.1 bytes (h2::to_h1_request) and writing takes
+//   the response as HTTP/1.1 bytes, parsed (http1_parser) and sent as HTTP/2 fields
+//   (h2::to_h2_response) and DATA, de-chunked;
+// - on A, the other way round: writing takes the request as HTTP/1.1 bytes (sent with
+//   h2::to_h2_request, plus x-starling-service/-instance), reading gives the response as
+//   HTTP/1.1 bytes (h2::to_h1_response).
+// Decision 0022 plans to convert the written head where the session writes it instead of
+// parsing it again; this version keeps the session unchanged and pays that parse (about
+// 1 us a request on this machine: docs/bench-proxy.md, "The HTTP/2 core without I/O").
+//
+// Limits: the peer's data is bounded by HTTP/2 flow control (a stream's window reopens only
+// as the session reads its bytes), the header list by h2::limits, the streams by
+// SETTINGS_MAX_CONCURRENT_STREAMS; a write waits for room in its stream's outgoing buffer,
+// and that buffer empties only as fast as the connection writes.
+//
+// Loop thread only. Handlers complete as net::connection's do: never inside the call that
+// starts the operation (a write with completion::inline_when_done aside).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "net/connection.hpp"
+#include "proxy/h2.hpp"
+#include "proxy/http1.hpp"
+
+namespace starling::proxy {
+
+class h2_link;
+
+/// The error a read or write of an h2_stream gets when the peer refused the stream
+/// (REFUSED_STREAM, or above a GOAWAY's last stream): no app saw the request, so any
+/// request may be sent again elsewhere.
+inline std::error_code refused_stream_error() { return {ECONNREFUSED, std::system_category()}; }
+
+/// One stream of an h2_link, seen as a byte stream of HTTP/1.1 (above).
+class h2_stream : public std::enable_shared_from_this<h2_stream> {
+public:
+  using io_handler = net::connection::io_handler;
+  using completion = net::connection::completion;
+
+  /// A stream of `link`: on a server, the peer's stream `id`; on a client (id 0), one
+  /// opened by the first request head written, carrying `service` and `instance`.
+  h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limits limits,
+            std::string service = {}, std::string instance = {});
+  ~h2_stream();
+  h2_stream(const h2_stream&) = delete;
+  h2_stream& operator=(const h2_stream&) = delete;
+
+  /// Bytes of the peer's message (HTTP/1.1), at least one; its end is net::errc::eof; a
+  /// reset stream or a lost connection ECONNRESET, a refused one refused_stream_error().
+  void read_some(void* buf, std::size_t len, io_handler handler);
+  /// Bytes of our message (HTTP/1.1); completes once they are in the stream's outgoing
+  /// buffer. A message the conversion refuses resets the stream (EPROTO).
+  void write(const void* buf, std::size_t len, io_handler handler,
+             completion how = completion::deferred);
+  /// No more bytes from us: resets the stream unless our message is complete.
+  void shutdown_send();
+  /// Done with the stream: resets it unless both messages are complete; pending operations
+  /// complete with ECANCELED, later ones with EBADF.
+  void close();
+  /// Until closed, reset, or (client) the response ended: a stream carries one exchange.
+  [[nodiscard]] bool is_open() const { return open_ && !reset_ && !(client_ && peer_ended_); }
+  /// Closes the whole connection (a banned peer, the data plane stopping).
+  void close_connection();
+
+private:
+  friend class h2_link;
+  friend class h2_server;
+  friend class h2_client;
+
+  // From the link (inside h2::session::receive, or after a flush).
+  void on_response_head(const h2::head& h);
+  void on_data(std::span<const char> bytes);
+  void on_trailers(std::span<const h2::field> fields);
+  void on_end();
+  void on_reset(bool refused);
+  void on_room();
+
+  void fill_read();
+  void pump_write(bool may_inline);
+  /// Sends the head our message's parser gave; false on error.
+  bool send_head(const message_head& h);
+  /// Hands `bytes` of our message's body to the session (de-chunked); false on error.
+  bool send_body(std::span<const char> bytes);
+  void fail_write(std::error_code ec);
+  void complete(io_handler h, std::error_code ec, std::size_t n);
+
+  std::shared_ptr<h2_link> link_;
+  std::int32_t id_;
+  const bool client_;
+  std::string service_, instance_;
+  bool open_ = true;
+  bool attached_ = true; ///< The h2 stream exists (or, client, may still be opened).
+  bool peer_ended_ = false;
+  bool reset_ = false;
+  bool refused_ = false;
+  /// The peer's body is framed chunked toward the session (no content-length).
+  bool chunked_in_ = false;
+  /// Our message's last byte went to the session (END_STREAM queued).
+  bool sent_all_ = false;
+  /// Client: the request is a HEAD (its response has no body whatever it says).
+  bool head_request_ = false;
+  /// Client: the request is HTTP/1.0 (its response cannot be chunked).
+  bool http10_request_ = false;
+
+  /// The peer's message (head, then body) not yet read: in_[in_pos_, end).
+  std::string in_;
+  std::size_t in_pos_ = 0;
+  /// Bytes taken by reads since the start, and per on_data the position its last byte
+  /// ends at with its payload size: payload is credited to flow control once read.
+  std::uint64_t in_taken_ = 0, in_total_ = 0;
+  std::deque<std::pair<std::uint64_t, std::size_t>> credits_;
+  char* read_buf_ = nullptr;
+  std::size_t read_len_ = 0;
+  io_handler read_handler_;
+
+  /// Parses what the session writes: responses on a server, requests on a client.
+  http1_parser parser_;
+  h2::dechunker dechunker_;
+  bool chunked_out_ = false;
+  h2::field_list fields_;
+  const char* write_buf_ = nullptr;
+  std::size_t write_len_ = 0, write_done_ = 0;
+  io_handler write_handler_;
+};
+
+/// What h2_server and h2_client share: the connection, the session, reading, flushing,
+/// the idle timer, and the streams by id.
+class h2_link : public std::enable_shared_from_this<h2_link>, protected h2::listener {
+public:
+  struct options {
+    h2::limits limits;
+    http1_limits http;
+    /// A connection without streams for this long is closed (GOAWAY first).
+    std::chrono::milliseconds idle_timeout{60'000};
+  };
+
+  ~h2_link() override;
+  h2_link(const h2_link&) = delete;
+  h2_link& operator=(const h2_link&) = delete;
+
+  /// Starts with `first` (bytes already read: on a server, the client preface and what
+  /// followed it).
+  void start(std::string_view first = {});
+  /// Closes the connection now; every stream ends (ECONNRESET).
+  void close();
+  [[nodiscard]] bool is_open() const { return !closed_ && conn_->is_open(); }
+  /// Streams now open.
+  [[nodiscard]] std::size_t streams() const { return session_.active_streams(); }
+
+protected:
+  friend class h2_stream;
+
+  h2_link(std::shared_ptr<net::connection> conn, h2::role role, options opts);
+
+  void on_data(std::int32_t stream, std::span<const char> bytes) override;
+  void on_trailers(std::int32_t stream, std::span<const h2::field> fields) override;
+  void on_end(std::int32_t stream) override;
+  void on_reset(std::int32_t stream, std::uint32_t code) override;
+  void on_close(std::int32_t stream) override;
+
+  [[nodiscard]] h2_stream* stream_of(std::int32_t id) const;
+  void feed(std::span<const char> bytes);
+  void read();
+  void schedule_flush();
+  void flush();
+  void arm_idle();
+
+  std::shared_ptr<net::connection> conn_;
+  options opts_;
+  h2::session session_;
+  std::vector<char> rbuf_;
+  std::string out_;
+  bool writing_ = false;
+  bool flush_scheduled_ = false;
+  /// The session failed or is finishing: close once the output is written.
+  bool failed_ = false;
+  bool closed_ = false;
+  /// Open streams by id (each removes itself when destroyed or closed by the session).
+  std::unordered_map<std::int32_t, h2_stream*> streams_;
+  /// Streams to reset with NO_ERROR once our message has left their buffer (a server's
+  /// response that ended before the request did: RFC 9113 8.1).
+  std::vector<std::int32_t> finishing_;
+  /// Streams whose write waits for room in its outgoing buffer.
+  std::vector<std::weak_ptr<h2_stream>> room_waiters_;
+  net::timer idle_timer_;
+  /// Streams opened since the idle timer last fired.
+  std::uint64_t opened_ = 0, opened_seen_ = 0;
+};
+
+/// Node B: the server end of an HTTP/2 connection from a peer.
+class h2_server final : public h2_link {
+public:
+  /// A new request stream for `service` (its x-starling-service field, validated and
+  /// removed, as `x-starling-instance`, which names `instance` or is empty).
+  using stream_fn = std::function<void(std::shared_ptr<h2_stream> stream, std::string service,
+                                       std::string instance)>;
+  /// Says whether `name` is a valid service name.
+  using name_check = bool (*)(std::string_view name);
+
+  static std::shared_ptr<h2_server> make(std::shared_ptr<net::connection> conn, options opts,
+                                         name_check check, stream_fn on_stream);
+
+private:
+  h2_server(std::shared_ptr<net::connection> conn, options opts, name_check check,
+            stream_fn on_stream);
+  void on_head(std::int32_t stream, const h2::head& h) override;
+
+  name_check check_;
+  stream_fn on_stream_;
+  /// Scratch: a head's fields minus the two x-starling ones.
+  std::vector<h2::field> kept_;
+};
+
+/// Node A: the client end of an HTTP/2 connection to a peer's inbound proxy, shared by the
+/// worker's requests to that peer.
+class h2_client final : public h2_link {
+public:
+  static std::shared_ptr<h2_client> make(std::shared_ptr<net::connection> conn, options opts);
+
+  /// Whether a new stream may be opened now (open, no GOAWAY either way, below the peer's
+  /// stream limit counting streams opened and not yet submitted).
+  [[nodiscard]] bool usable() const;
+  /// A new stream for a request to `service` (`instance`: the one the balancer picked);
+  /// null when not usable().
+  std::shared_ptr<h2_stream> open_stream(std::string service, std::string instance);
+
+private:
+  friend class h2_stream;
+  h2_client(std::shared_ptr<net::connection> conn, options opts);
+  void on_head(std::int32_t stream, const h2::head& h) override;
+  /// Streams opened and not yet submitted (their head is not written yet).
+  std::size_t unsubmitted_ = 0;
+};
+
+} // namespace starling::proxy
