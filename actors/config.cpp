@@ -690,6 +690,9 @@ caf::error read_proxy_table(const toml::node& node, agent_config& cfg) {
     } else if (name == "splice") {
       if (auto err = read_bool(v, key, cfg.proxy_splice))
         return err;
+    } else if (name == "http2_between_nodes") {
+      if (auto err = read_bool(v, key, cfg.proxy_http2))
+        return err;
     } else if (name == "io") {
       auto s = get_string(v, key, "\"epoll\" or \"io_uring\"");
       if (!s)
@@ -1014,6 +1017,7 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"proxy", "access_log", quoted(cfg.access_log)},
       {"proxy", "access_log_sample", fraction(cfg.access_log_sample)},
       {"proxy", "splice", flag(cfg.proxy_splice)},
+      {"proxy", "http2_between_nodes", flag(cfg.proxy_http2)},
       {"proxy", "io", quoted(cfg.proxy_io)},
   };
 }

@@ -123,6 +123,9 @@ struct agent_config {
   /// TCP tunnels between plain sockets (local instances) move bytes with splice(2)
   /// ([proxy] splice).
   bool proxy_splice = false;
+  /// HTTP requests to peers go over HTTP/2 when the peer chooses it by ALPN ([proxy]
+  /// http2_between_nodes; decision 0022).
+  bool proxy_http2 = true;
   /// The data plane's I/O back end ([proxy] io): "epoll" or "io_uring" (which falls back to
   /// epoll, with a warning, where the agent may not use it).
   std::string proxy_io = "epoll";

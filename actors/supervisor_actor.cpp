@@ -438,6 +438,7 @@ bool start_proxy(supervisor_t* self) {
     opts.access_log_sample = cfg.access_log_sample;
   }
   opts.splice = cfg.proxy_splice;
+  opts.h2_to_peers = cfg.proxy_http2;
   opts.io = cfg.proxy_io == "io_uring" ? net::backend::uring : net::backend::epoll;
   std::string error;
   auto plane = proxy::dataplane::start(std::move(opts), error);

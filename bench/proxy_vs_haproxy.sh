@@ -27,7 +27,8 @@
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
 #          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
-#          [--splice] [--io epoll|io_uring] [--haproxy-hop h1|h2] [--nice N] [--out DIR]
+#          [--splice] [--io epoll|io_uring] [--haproxy-hop h1|h2] [--starling-hop h1|h2]
+#          [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
 # graphs) during one more wrk run and one more bulk run through Starling, and prints the
@@ -43,8 +44,12 @@
 # --haproxy-hop h2 makes HAProxy speak HTTP/2 between its two hops (ALPN h2 on A's server
 # line and B's bind; `http-reuse always` then multiplexes every client's requests over one
 # connection). The default, h1, is HTTP/1.1 between the
-# hops (one request at a time per connection), as Starling's data plane does today. The
-# header says which ran; the TCP (bulk) path is the same either way.
+# hops (one request at a time per connection). The header says which ran; the TCP (bulk)
+# path is the same either way.
+# --starling-hop h1 makes Starling speak HTTP/1.1 between its hops (`[proxy]
+# http2_between_nodes = false`); the default, h2, is HTTP/2 (decision 0022): the report's
+# pool line then shows node A opening a handful of connections (HTTP/2 to B, the bulk
+# runs' TCP tunnels) for every request of the run.
 # --nice N runs the whole benchmark (every process it starts inherits it) at nice N, e.g. -5
 # (root only) on a shared machine, so that other users' jobs disturb it less; all systems get
 # the same priority, so the comparison stays fair. Printed in the header.
@@ -62,6 +67,7 @@ profile=0
 syscalls=0
 splice=0
 io=epoll
+starling_hop=h2
 haproxy_hop=h1
 nice_level=""
 out=""
@@ -84,6 +90,7 @@ while (($#)); do
     --splice) splice=1; shift ;;
     --io) io=$2; shift 2 ;;
     --haproxy-hop) haproxy_hop=$2; shift 2 ;;
+    --starling-hop) starling_hop=$2; shift 2 ;;
     --nice) nice_level=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo pipefail/{/^set /d;p}' "$0"; exit 0 ;;
@@ -93,6 +100,7 @@ done
 
 [[ $io == epoll || $io == io_uring ]] || { echo "--io: epoll or io_uring, not '$io'" >&2; exit 2; }
 [[ $haproxy_hop == h1 || $haproxy_hop == h2 ]] || { echo "--haproxy-hop: h1 or h2, not '$haproxy_hop'" >&2; exit 2; }
+[[ $starling_hop == h1 || $starling_hop == h2 ]] || { echo "--starling-hop: h1 or h2, not '$starling_hop'" >&2; exit 2; }
 for tool in haproxy nginx wrk openssl curl; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed (scripts/install-deps.sh --bench)" >&2; exit 2; }
 done
@@ -204,7 +212,7 @@ wrk -v 2>&1 | sed -n 1p || true # wrk -v exits 1
 echo "openssl: $(openssl version); kernel $(uname -r)"
 echo "starling: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "load average at start: $(loadavg); nice $(ps -o ni= -p $$ | tr -d ' ')"
-echo "HAProxy between its hops: $([[ $haproxy_hop == h2 ]] && echo "HTTP/2 (ALPN h2, --haproxy-hop h2)" || echo "HTTP/1.1 (--haproxy-hop h1)"); Starling between its hops: HTTP/1.1"
+echo "HAProxy between its hops: $([[ $haproxy_hop == h2 ]] && echo "HTTP/2 (ALPN h2, --haproxy-hop h2)" || echo "HTTP/1.1 (--haproxy-hop h1)"); Starling between its hops: $([[ $starling_hop == h2 ]] && echo "HTTP/2 (ALPN h2)" || echo "HTTP/1.1 (--starling-hop h1)")"
 echo "rounds: $rounds; wrk -t1 -c$connections -d${duration}s --latency; paced: $rate req/s for ${paced_seconds}s; bulk: ${bulk_seconds}s; work dir: $work"
 echo
 
@@ -329,6 +337,7 @@ inbound = "127.0.0.1:0"
 threads = 1
 splice = $( ((splice)) && echo true || echo false)
 io = "$io"
+http2_between_nodes = $([[ $starling_hop == h2 ]] && echo true || echo false)
 EOF
 gossip_key=$("$starling" keyring generate | tail -1)
 start_agent() { # start_agent <name> <extra flags...>; sets <name>_pid and <name>_admin
