@@ -284,8 +284,25 @@ void h2_stream::read_some(void* buf, std::size_t len, io_handler handler) {
 }
 
 void h2_stream::fill_read() {
-  if (!read_handler_)
+  if (!read_handler_ || delivery_due_)
     return;
+  if (in_pos_ == in_.size() && !reset_ && !peer_ended_)
+    return; // wait for on_data, on_end or on_reset
+  // Delivered on the next turn, with whatever has come by then: the frames of one receive
+  // (a response's HEADERS, its DATA and END_STREAM, say) reach the session as one read, so
+  // that it writes them on in one go.
+  delivery_due_ = true;
+  std::weak_ptr<h2_stream> weak = weak_from_this();
+  link_->conn_->io().defer([weak] {
+    if (auto self = weak.lock())
+      self->deliver();
+  });
+}
+
+void h2_stream::deliver() {
+  delivery_due_ = false;
+  if (!read_handler_)
+    return; // closed meanwhile (its handler got ECANCELED)
   std::error_code ec;
   std::size_t n = 0;
   if (in_pos_ < in_.size()) {
@@ -312,10 +329,10 @@ void h2_stream::fill_read() {
   } else if (peer_ended_) {
     ec = net::errc::eof;
   } else {
-    return; // wait for on_data, on_end or on_reset
+    return; // nothing yet: the read stays pending
   }
   read_buf_ = nullptr;
-  complete(std::exchange(read_handler_, nullptr), ec, n);
+  std::exchange(read_handler_, nullptr)(ec, n); // on the loop's turn after the call, as promised
 }
 
 void h2_stream::on_response_head(const h2::head& h) {

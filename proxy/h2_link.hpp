@@ -93,6 +93,8 @@ private:
   void on_room();
 
   void fill_read();
+  /// Completes the pending read with what is there (fill_read's task on the next turn).
+  void deliver();
   void pump_write(bool may_inline);
   /// Sends the head our message's parser gave; false on error.
   bool send_head(const message_head& h);
@@ -129,6 +131,8 @@ private:
   char* read_buf_ = nullptr;
   std::size_t read_len_ = 0;
   io_handler read_handler_;
+  /// deliver() is queued for the next turn.
+  bool delivery_due_ = false;
 
   /// Parses what the session writes: responses on a server, requests on a client.
   http1_parser parser_;
