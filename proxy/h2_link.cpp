@@ -498,6 +498,19 @@ bool h2_stream::send_head(const message_head& h) {
   fo.extra = std::span<const header>{extra, instance_.empty() ? 1u : 2u};
   if (h2::to_h2_request(h, fo, fields_, max) != h2::errc::ok)
     return false;
+  // Between nodes these two names are ours: fields of the app's that bear them would
+  // contradict the ones above (B refuses a stream naming two services) or pin an instance
+  // the caller's balancer did not pick. They are dropped, as Envoy drops x-envoy-* fields
+  // from callers it does not trust.
+  {
+    auto& fl = fields_.fields;
+    const auto ours = fl.end() - static_cast<std::ptrdiff_t>(fo.extra.size());
+    fl.erase(std::remove_if(fl.begin(), ours,
+                            [](const h2::field& f) {
+                              return f.name == service_field || f.name == instance_field;
+                            }),
+             ours);
+  }
   // An HTTP/1.0 request may come without Host, but an HTTP/2 request needs an authority
   // (nghttp2 refuses one without a non-empty :authority or host): the service's name, as
   // Envoy gives such requests a default host. The app sees `host: <service>`.

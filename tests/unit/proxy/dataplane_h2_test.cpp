@@ -817,6 +817,40 @@ TEST(dataplane_h2, a_response_larger_than_the_windows_arrives_whole) {
   }));
 }
 
+// A peer that opens streams and cancels them in a loop (rapid reset, CVE-2023-44487), as a
+// member holding a valid certificate could, loses its connection once the burst of 1,000
+// resets is spent (h2::limits); the node holds nothing for those streams and serves on.
+TEST(dataplane_h2, opening_and_cancelling_streams_in_a_loop_costs_the_peer_its_connection) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  // Each request names a service B does not have, and its body never comes, so no app is
+  // involved and B's side of the stream stays open until the reset.
+  int cancelled = 0;
+  for (int i = 0; i < 1500 && !c.peer_closed(); ++i) {
+    const auto id = c.submit(request_fields("POST", "/r", "nosuch"), false);
+    if (id == 0 || !c.flush())
+      break;
+    if (c.session().reset(id, h2::cancel) != h2::errc::ok || !c.flush())
+      break;
+    ++cancelled;
+  }
+  EXPECT_GE(cancelled, 1000); // the burst is let through
+  // B closes the connection. (It sends GOAWAY first, but closing with our later frames
+  // unread makes its kernel answer with a reset, which may discard the GOAWAY here before
+  // we read it; h2_test's RapidResetBeyondTheBucketCostsThePeerItsConnection checks it.)
+  EXPECT_TRUE(c.wait_closed());
+  EXPECT_TRUE(eventually([&] { return n.dp->in_flight() == 0; }));
+  EXPECT_EQ(web.count(), 0u);
+  // Another connection is served as before.
+  h2_client fresh(n.address());
+  const auto s = fresh.exchange(request_fields("GET", "/after", "web"));
+  EXPECT_EQ(fresh.result(s).status, 200);
+  EXPECT_EQ(fresh.result(s).body, "web-1 GET /after 0");
+}
+
 TEST(dataplane_h2, x_starling_instance_pins_the_local_instance) {
   app_backend one("web-1"), two("web-2");
   node_b n;

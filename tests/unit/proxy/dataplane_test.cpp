@@ -111,6 +111,24 @@ TEST(dataplane, http_two_hops_through_the_peer_inbound) {
   EXPECT_EQ(n.a->stats().upstream_reused, 4u);
 }
 
+// x-starling-service and -instance are the nodes' names between them: an app's fields of
+// those names neither steer the hop to another service or instance nor make it fail.
+TEST(dataplane, an_apps_own_x_starling_fields_do_not_steer_the_hop) {
+  http_backend web("web-b"), other("other-b");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())}),
+           service("other", {instance("b", "other", "2", other.port())})});
+  client c(outbound(*n.a, "web"));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.send("GET / HTTP/1.1\r\nhost: x\r\nX-Starling-Service: other\r\n"
+                       "x-starling-instance: 2\r\n\r\n"));
+    auto r = c.read_response();
+    EXPECT_EQ(r.status, 200) << i;
+    EXPECT_EQ(r.body, "web-b") << i;
+  }
+  EXPECT_EQ(other.requests(), 0);
+}
+
 /// Pipes this process holds open (/proc/self/fd links "pipe:[...]").
 int open_pipes() {
   int n = 0;
