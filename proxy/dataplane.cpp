@@ -478,6 +478,14 @@ std::optional<std::string> authz_refusal(const std::vector<gossip::authz_rule>& 
   return "no allow rule names " + caller->spiffe_id;
 }
 
+/// Whether the TLS handshake of `ssl` settled on HTTP/2 by ALPN (decision 0022).
+bool chose_h2(SSL* ssl) {
+  const unsigned char* alpn = nullptr;
+  unsigned int len = 0;
+  SSL_get0_alpn_selected(ssl, &alpn, &len);
+  return std::string_view{reinterpret_cast<const char*>(alpn), len} == "h2";
+}
+
 class dataplane_impl;
 class worker;
 struct target;
@@ -1610,10 +1618,7 @@ private:
       return;
     }
     peer_ = std::move(id);
-    const unsigned char* alpn = nullptr;
-    unsigned int alpn_len = 0;
-    SSL_get0_alpn_selected(client_.conn->session(), &alpn, &alpn_len);
-    if (alpn_len == 2 && alpn[0] == 'h' && alpn[1] == '2') {
+    if (chose_h2(client_.conn->session())) {
       start_h2(); // chosen by ALPN: the client preface comes next
       return;
     }
@@ -3302,10 +3307,7 @@ void worker::h2_to(const target& t, h2_ready k) {
                           finish(h2_result::failed, nullptr);
                           return;
                         }
-                        const unsigned char* chosen = nullptr;
-                        unsigned int chosen_len = 0;
-                        SSL_get0_alpn_selected(conn->session(), &chosen, &chosen_len);
-                        if (chosen_len != 2 || chosen[0] != 'h' || chosen[1] != '2') {
+                        if (!chose_h2(conn->session())) {
                           conn->close(); // a peer without HTTP/2: its requests go the HTTP/1.1 way
                           finish(h2_result::http1, nullptr);
                           return;
