@@ -10,7 +10,7 @@ packages=(
   libgtest-dev libgmock-dev libasio-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libssl-dev libldns-dev liburing-dev libnghttp2-dev libedit2 node-llhttp prometheus curl dnsutils procps iproute2 nftables clang-format
   nginx
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev lld
 )
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(serf haproxy wrk testssl.sh nftables iputils-ping)

@@ -233,8 +233,11 @@ routing_result run_routing(const scenario_options& opt, double loss, duration pa
         std::chrono::duration_cast<std::chrono::milliseconds>(sim.now() - world->epoch);
     auto ext = std::make_shared<routing_extension>(
         table, sim.now(), wall_base + static_cast<std::uint64_t>(since.count()));
-    ext->on_change([world, id](time_point now) {
-      auto& w = *world;
+    // A plain pointer: world holds ext, so capturing the shared_ptr made a cycle that
+    // leaked every node's table (ASan's leak check, docs/testing.md). world outlives the
+    // simulator that calls this.
+    ext->on_change([w_ptr = world.get(), id](time_point now) {
+      auto& w = *w_ptr;
       if (w.tracking && !w.arrived[id] && w.has_target(id))
         w.arrived[id] = now;
     });
