@@ -672,6 +672,12 @@ public:
   /// another stream (`k` called now), else a new one (`k` called once it is ready; the
   /// requests that ask meanwhile wait for the same one).
   void h2_to(const target& t, h2_ready k);
+  /// Connects `conn` (a new socket) to `t` and sets TCP_NODELAY; to a peer's inbound with
+  /// TLS configured, then handshakes as a client expecting `t.node`'s certificate (offering
+  /// only `h2` by ALPN when `offer_h2`). `done(ok)` once; the connect and the handshake
+  /// together within connect_timeout (closing the connection fails whichever is pending).
+  void dial(const std::shared_ptr<connection>& conn, const target& t, bool offer_h2,
+            std::function<void(bool)> done);
   void unban(const std::string& node) { banned_.erase(node); }
   [[nodiscard]] bool is_banned(const std::string& node) const { return banned_.count(node) > 0; }
 
@@ -1812,47 +1818,13 @@ private:
     bump(w_.counters().upstream_connects);
     auto id = attempt_;
     auto self = shared_from_this();
-    // The connect and the handshake together within connect_timeout: closing the socket
-    // fails whichever is pending.
-    const auto timer = w_.io().after(w_.options().connect_timeout, [c] { c->s->close(); });
     up_ = c;
     up_pooled_ = false;
-    c->s.conn->connect(t.address.get(), t.address.size,
-                       [self, c, id, timer, via = t.via_peer, node = t.node,
-                        k = std::move(k)](const std::error_code& ec) mutable {
-                         auto& io = self->w_.io();
-                         if (id != self->attempt_) {
-                           io.cancel(timer);
-                           return;
-                         }
-                         if (ec) {
-                           io.cancel(timer);
-                           k(false);
-                           return;
-                         }
-                         const int on = 1;
-                         ::setsockopt(c->s.conn->fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-                         auto& tls = self->w_.options().tls;
-                         if (!via || !tls) {
-                           io.cancel(timer);
-                           k(true);
-                           return;
-                         }
-                         std::string err;
-                         SSL* ssl = tls->new_session(false, node, err);
-                         if (!ssl || !c->s.conn->start_tls(ssl)) {
-                           io.cancel(timer);
-                           k(false);
-                           return;
-                         }
-                         c->s.conn->handshake(false, [self, id, timer, k = std::move(k)](
-                                                         const std::error_code& hec) mutable {
-                           self->w_.io().cancel(timer);
-                           if (id != self->attempt_)
-                             return;
-                           k(!hec);
-                         });
-                       });
+    // c lives until the connect ends, as its unit of the connection cap does.
+    w_.dial(c->s.conn, t, false, [self, c, id, k = std::move(k)](bool ok) {
+      if (id == self->attempt_) // else this attempt was given up (a timeout, say)
+        k(ok);
+    });
   }
 
   // ---------------------------------------------------------------- TCP services
@@ -3270,50 +3242,49 @@ void worker::h2_to(const target& t, h2_ready k) {
     link->start();
     finish(h2_result::ok, link);
   };
-  // The connect and the handshake together within connect_timeout: closing the socket
-  // fails whichever is pending.
+  dial(conn, t, true, [conn, finish, made](bool ok) {
+    if (!ok)
+      finish(h2_result::failed, nullptr);
+    else if (conn->session() != nullptr && !chose_h2(conn->session())) {
+      conn->close(); // a peer without HTTP/2: its requests go the HTTP/1.1 way
+      finish(h2_result::http1, nullptr);
+    } else {
+      made(); // h2 by ALPN, or by prior knowledge without TLS between nodes
+    }
+  });
+}
+
+void worker::dial(const std::shared_ptr<connection>& conn, const target& t, bool offer_h2,
+                  std::function<void(bool)> done) {
   const auto timer = loop_->after(options().connect_timeout, [conn] { conn->close(); });
   conn->connect(t.address.get(), t.address.size,
-                [this, conn, timer, node = t.node, finish, made](const std::error_code& ec) {
-                  if (ec) {
+                [this, conn, timer, via = t.via_peer, node = t.node, offer_h2,
+                 done = std::move(done)](const std::error_code& ec) mutable {
+                  const auto end = [&](bool ok) {
                     loop_->cancel(timer);
-                    finish(h2_result::failed, nullptr);
-                    return;
-                  }
+                    done(ok);
+                  };
+                  if (ec)
+                    return end(false);
                   const int on = 1;
                   ::setsockopt(conn->fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
                   auto& tls = options().tls;
-                  if (!tls) { // no TLS between nodes: HTTP/2 by prior knowledge
-                    loop_->cancel(timer);
-                    made();
-                    return;
-                  }
+                  if (!via || !tls)
+                    return end(true);
                   std::string err;
                   SSL* ssl = tls->new_session(false, node, err);
-                  static constexpr unsigned char alpn[] = {2, 'h', '2'}; // offer h2 only
-                  if (ssl && SSL_set_alpn_protos(ssl, alpn, sizeof alpn) != 0) {
+                  static constexpr unsigned char alpn[] = {2, 'h', '2'};
+                  if (ssl && offer_h2 && SSL_set_alpn_protos(ssl, alpn, sizeof alpn) != 0) {
                     SSL_free(ssl);
                     ssl = nullptr;
                   }
-                  if (!ssl || !conn->start_tls(ssl)) {
+                  if (!ssl || !conn->start_tls(ssl))
+                    return end(false);
+                  conn->handshake(false, [this, conn, timer,
+                                          done = std::move(done)](const std::error_code& hec) {
                     loop_->cancel(timer);
-                    finish(h2_result::failed, nullptr);
-                    return;
-                  }
-                  conn->handshake(
-                      false, [this, conn, timer, finish, made](const std::error_code& hec) {
-                        loop_->cancel(timer);
-                        if (hec) {
-                          finish(h2_result::failed, nullptr);
-                          return;
-                        }
-                        if (!chose_h2(conn->session())) {
-                          conn->close(); // a peer without HTTP/2: its requests go the HTTP/1.1 way
-                          finish(h2_result::http1, nullptr);
-                          return;
-                        }
-                        made();
-                      });
+                    done(!hec);
+                  });
                 });
 }
 

@@ -29,6 +29,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -770,16 +771,24 @@ TEST_P(net_connection, wait_writable_completes_once_the_peer_drains_a_full_socke
   constexpr int max_sends = 100'000;
   int sends = 0;
   int err = 0;
-  for (; sends < max_sends; ++sends) {
-    const auto n = ::send(client_->fd(), chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0) {
-      err = errno;
-      break;
+  // Full means the peer's window is closed, not only our send buffer: a send buffer full of
+  // bytes the peer has not acknowledged yet (a loaded machine delays the ACKs) turns
+  // writable again without any read. So fill until the socket stays unwritable for 50 ms.
+  for (int rounds = 0; rounds < 100; ++rounds) {
+    for (; sends < max_sends; ++sends) {
+      const auto n = ::send(client_->fd(), chunk.data(), chunk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        err = errno;
+        break;
+      }
+      sent.append(chunk, 0, static_cast<std::size_t>(n));
     }
-    sent.append(chunk, 0, static_cast<std::size_t>(n));
+    ASSERT_TRUE(err == EAGAIN || err == EWOULDBLOCK)
+        << "after " << sends << " sends (" << sent.size() << " bytes): " << std::strerror(err);
+    pollfd p{client_->fd(), POLLOUT, 0};
+    if (::poll(&p, 1, 50) == 0)
+      break;
   }
-  ASSERT_TRUE(err == EAGAIN || err == EWOULDBLOCK)
-      << "after " << sends << " sends (" << sent.size() << " bytes): " << std::strerror(err);
 
   bool returned = false;
   bool inline_call = false;
