@@ -27,7 +27,7 @@
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
 #          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
-#          [--splice] [--io epoll|io_uring] [--haproxy-hop h1|h2] [--starling-hop h1|h2]
+#          [--mallocs] [--splice] [--io epoll|io_uring] [--haproxy-hop h1|h2] [--starling-hop h1|h2]
 #          [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
@@ -37,6 +37,11 @@
 # more wrk run and one more paced run through each system, and prints system calls per
 # request by name (strace slows the traced process; the counts stay exact, the rates do not
 # matter here).
+# --mallocs adds libc malloc calls per request of each proxy (HAProxy A and B, Starling A
+# and B) during one more wrk run through each system: a uprobe on the libc the proxies load
+# (`perf probe`, root; removed at exit), counted per process with `perf stat`. With --out,
+# node A's calls are also recorded with their call stacks (DWARF) for
+# `perf report -i DIR/mallocs-starling-a.data`.
 # --splice runs both proxies' one-hop TCP path with splice(2) (Starling `[proxy] splice =
 # true`; HAProxy `option splice-auto`); by default neither splices (both proxies' default).
 # --io B runs Starling's data plane on back end B (`[proxy] io`, docs/operations.md): epoll
@@ -65,6 +70,8 @@ paced_seconds=10
 bulk_seconds=5
 profile=0
 syscalls=0
+mallocs=0
+malloc_event=""
 splice=0
 io=epoll
 starling_hop=h2
@@ -87,6 +94,7 @@ while (($#)); do
     --bulk-seconds) bulk_seconds=$2; shift 2 ;;
     --profile) profile=1; shift ;;
     --syscalls) syscalls=1; shift ;;
+    --mallocs) mallocs=1; shift ;;
     --splice) splice=1; shift ;;
     --io) io=$2; shift 2 ;;
     --haproxy-hop) haproxy_hop=$2; shift 2 ;;
@@ -123,6 +131,7 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  [[ -z $malloc_event ]] || perf probe -q -d "$malloc_event" >/dev/null 2>&1 || true
   ((keep)) || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -756,6 +765,54 @@ if ((syscalls)); then
     echo
   else
     echo "(--syscalls: strace is not installed)"
+  fi
+fi
+
+# ------------------------------------------------------------------ allocations (optional)
+# mallocs_during <system>: malloc calls per request of both hops during one wrk run.
+mallocs_during() {
+  local sys=$1 hop=0 pid n label
+  local -a counters=()
+  for pid in $(hop_pids "$sys"); do
+    perf stat -x, -e "$malloc_event" -p "$pid" -o "$work/mallocs-$sys-$hop.csv" >/dev/null 2>&1 &
+    counters+=("$!")
+    pids+=("$!")
+    hop=$((hop + 1))
+  done
+  if [[ $sys == starling && -n $out ]]; then
+    perf record -q -e "$malloc_event" --call-graph dwarf,16384 -p "$na_pid" \
+      -o "$work/mallocs-starling-a.data" >"$work/mallocs-record.log" 2>&1 &
+    counters+=("$!")
+    pids+=("$!")
+  fi
+  sleep 1 # perf stat gives no sign once attached: a second of head start before the load
+  wrk -t1 -c"$connections" -d"${duration}s" "http://$(target_http "$sys")/" >"$work/mallocs-$sys.wrk" 2>&1 || true
+  for pid in "${counters[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  for pid in "${counters[@]}"; do wait "$pid" 2>/dev/null || true; done
+  n=$(wrk_requests "$work/mallocs-$sys.wrk")
+  for hop in 0 1; do
+    label=$([[ $hop == 0 ]] && echo A || echo B)
+    awk -F, -v n="$n" -v s="$sys" -v h="$label" '$3 ~ /malloc/ && n > 0 {
+        printf "%s hop %s: %.2f malloc calls per request (%s in %s requests)\n", s, h, $1 / n, $1, n }' \
+      "$work/mallocs-$sys-$hop.csv"
+  done
+}
+if ((mallocs)); then
+  libc=$(ldd "$starling" | awk '$1 == "libc.so.6" { print $3 }')
+  if ! command -v perf >/dev/null; then
+    echo "(--mallocs: perf is not installed)"
+  elif [[ -z $libc ]] || ! perf probe -q -x "$libc" -a starling_malloc=malloc >"$work/probe.log" 2>&1; then
+    echo "(--mallocs: no uprobe on malloc in '$libc': $(tail -1 "$work/probe.log" 2>/dev/null))"
+  else
+    malloc_event=probe_libc:starling_malloc
+    log "mallocs: malloc calls of each proxy during one more wrk run per system"
+    echo "## Allocations per request (uprobe on $libc malloc, perf stat; one wrk run per system)"
+    echo
+    echo '```'
+    mallocs_during haproxy
+    mallocs_during starling
+    echo '```'
+    echo
   fi
 fi
 
