@@ -40,8 +40,8 @@
 # --mallocs adds libc malloc calls per request of each proxy (HAProxy A and B, Starling A
 # and B) during one more wrk run through each system: a uprobe on the libc the proxies load
 # (`perf probe`, root; removed at exit), counted per process with `perf stat`. With --out,
-# node A's calls are also recorded with their call stacks (DWARF) for
-# `perf report -i DIR/mallocs-starling-a.data`.
+# one call in 8 of each Starling node is also recorded with its call stack (DWARF) for
+# `perf report -i DIR/mallocs-starling-a.data` (and -b).
 # --splice runs both proxies' one-hop TCP path with splice(2) (Starling `[proxy] splice =
 # true`; HAProxy `option splice-auto`); by default neither splices (both proxies' default).
 # --io B runs Starling's data plane on back end B (`[proxy] io`, docs/operations.md): epoll
@@ -780,10 +780,14 @@ mallocs_during() {
     hop=$((hop + 1))
   done
   if [[ $sys == starling && -n $out ]]; then
-    perf record -q -e "$malloc_event" --call-graph dwarf,16384 -p "$na_pid" \
-      -o "$work/mallocs-starling-a.data" >"$work/mallocs-record.log" 2>&1 &
-    counters+=("$!")
-    pids+=("$!")
+    # One call in 8, with its stack (DWARF: the build keeps no frame pointers).
+    for hop in a b; do
+      pid=$([[ $hop == a ]] && echo "$na_pid" || echo "$nb_pid")
+      perf record -q -e "$malloc_event" -c 8 --call-graph dwarf,16384 -p "$pid" \
+        -o "$work/mallocs-starling-$hop.data" >"$work/mallocs-record-$hop.log" 2>&1 &
+      counters+=("$!")
+      pids+=("$!")
+    done
   fi
   sleep 1 # perf stat gives no sign once attached: a second of head start before the load
   wrk -t1 -c"$connections" -d"${duration}s" "http://$(target_http "$sys")/" >"$work/mallocs-$sys.wrk" 2>&1 || true

@@ -474,6 +474,7 @@ void h2_stream::pump_write(bool may_inline) {
 
 bool h2_stream::send_head(const message_head& h) {
   auto& session = link_->session_;
+  auto& fields = link_->fields_;
   forward_options fo;
   fo.proto = {};      // x-forwarded-proto: as the session wrote it
   fo.add_via = false; // the session's forwarding added this hop's via
@@ -481,8 +482,8 @@ bool h2_stream::send_head(const message_head& h) {
   if (!client_) {
     const bool final = !h.is_interim();
     const bool no_body = final && h.body == body_kind::none;
-    if (h2::to_h2_response(h, fo, fields_, max) != h2::errc::ok ||
-        session.submit_response(id_, fields_.fields, no_body) != h2::errc::ok)
+    if (h2::to_h2_response(h, fo, fields, max) != h2::errc::ok ||
+        session.submit_response(id_, fields.fields, no_body) != h2::errc::ok)
       return false;
     if (final) {
       chunked_out_ = h.body == body_kind::chunked;
@@ -496,14 +497,14 @@ bool h2_stream::send_head(const message_head& h) {
     return false; // one request per stream
   const header extra[] = {{service_field, service_}, {instance_field, instance_}};
   fo.extra = std::span<const header>{extra, instance_.empty() ? 1u : 2u};
-  if (h2::to_h2_request(h, fo, fields_, max) != h2::errc::ok)
+  if (h2::to_h2_request(h, fo, fields, max) != h2::errc::ok)
     return false;
   // Between nodes these two names are ours: fields of the app's that bear them would
   // contradict the ones above (B refuses a stream naming two services) or pin an instance
   // the caller's balancer did not pick. They are dropped, as Envoy drops x-envoy-* fields
   // from callers it does not trust.
   {
-    auto& fl = fields_.fields;
+    auto& fl = fields.fields;
     const auto ours = fl.end() - static_cast<std::ptrdiff_t>(fo.extra.size());
     fl.erase(std::remove_if(fl.begin(), ours,
                             [](const h2::field& f) {
@@ -514,14 +515,14 @@ bool h2_stream::send_head(const message_head& h) {
   // An HTTP/1.0 request may come without Host, but an HTTP/2 request needs an authority
   // (nghttp2 refuses one without a non-empty :authority or host): the service's name, as
   // Envoy gives such requests a default host. The app sees `host: <service>`.
-  if (std::none_of(fields_.fields.begin(), fields_.fields.end(),
+  if (std::none_of(fields.fields.begin(), fields.fields.end(),
                    [](const h2::field& f) { return f.name == ":authority"; }))
-    fields_.fields.push_back({"host", service_});
+    fields.fields.push_back({"host", service_});
   const bool no_body = h.body == body_kind::none;
   head_request_ = h.method == "HEAD";
   http10_request_ = h.version_minor == 0;
   auto& client = static_cast<h2_client&>(*link_);
-  const auto sub = session.submit_request(fields_.fields, no_body);
+  const auto sub = session.submit_request(fields.fields, no_body);
   if (sub.error != h2::errc::ok) {
     // The connection takes no more streams (a GOAWAY, the peer's stream limit): nothing
     // was sent, so the request may go elsewhere or on a new connection.

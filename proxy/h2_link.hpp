@@ -138,7 +138,6 @@ private:
   http1_parser parser_;
   h2::dechunker dechunker_;
   bool chunked_out_ = false;
-  h2::field_list fields_;
   const char* write_buf_ = nullptr;
   std::size_t write_len_ = 0, write_done_ = 0;
   io_handler write_handler_;
@@ -203,6 +202,9 @@ protected:
   std::vector<std::int32_t> finishing_;
   /// Streams whose write waits for room in its outgoing buffer.
   std::vector<std::weak_ptr<h2_stream>> room_waiters_;
+  /// Where a stream's head becomes HTTP/2 fields before the session copies them: one for
+  /// the link, so that its capacity serves every stream (h2_stream::send_head).
+  h2::field_list fields_;
   net::timer idle_timer_;
   /// Streams opened since the idle timer last fired.
   std::uint64_t opened_ = 0, opened_seen_ = 0;

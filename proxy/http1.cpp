@@ -716,6 +716,12 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 
 void write_forward_head(const message_head& h, const forward_options& opts, std::string& out) {
   const bool request = h.dir == direction::request;
+  // The head as read, plus what forwarding adds (via, x-forwarded-*, the extra fields): one
+  // allocation for a new buffer rather than a few as it grows.
+  std::size_t more = 96 + opts.client_address.size() + opts.proto.size();
+  for (const auto& f : opts.extra)
+    more += f.name.size() + f.value.size() + 4;
+  out.reserve(out.size() + h.raw.size() + more);
   const auto eol = h.raw.find("\r\n");
   auto start_line = h.raw.substr(0, eol == std::string_view::npos ? h.raw.size() : eol);
   if (!request && opts.as_http11 && h.version_minor == 0) {
