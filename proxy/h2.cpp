@@ -130,9 +130,6 @@ void append_number(std::string& out, std::uint64_t v) {
 /// Lower-case tchar names only: what an HTTP/2 field name may be and HTTP/1.1 can carry.
 bool is_h2_name(std::string_view s) noexcept { return is_token(s) && !has_upper(s); }
 
-/// Fields written by to_h1_*: the ones of `h` minus framing and connection-specific ones,
-/// cookies joined; x-forwarded-* handled as write_forward_head does for requests.
-/// Returns false (after writing some) on a field HTTP/1.1 cannot carry.
 /// About what an HTTP/1.1 head written from `h` takes (a little more, never less than the
 /// fields' own bytes), so that it is written in one allocation rather than a growing few.
 std::size_t h1_size_hint(const head& h, const forward_options& opts) noexcept {
@@ -143,6 +140,9 @@ std::size_t h1_size_hint(const head& h, const forward_options& opts) noexcept {
   return n;
 }
 
+/// Fields written by to_h1_*: the ones of `h` minus framing and connection-specific ones,
+/// cookies joined; x-forwarded-* handled as write_forward_head does for requests.
+/// Returns false (after writing some) on a field HTTP/1.1 cannot carry.
 bool write_h1_fields(const head& h, const forward_options& opts, bool request, std::string& out) {
   const bool set_proto = request && !opts.proto.empty();
   const bool add_xff = request && !opts.client_address.empty();
