@@ -54,8 +54,10 @@ bool is_aborted(const std::error_code& ec);
 
 class connection : public tls_core {
 public:
-  using done_handler = std::function<void(std::error_code)>;
-  using io_handler = std::function<void(std::error_code, std::size_t)>;
+  /// Room inside for a caller's handler wrapped with a read's or write's state.
+  using done_handler = callback<void(std::error_code), 96>;
+  /// Room inside for a handler that keeps its owner (a shared_ptr) and a little more.
+  using io_handler = callback<void(std::error_code, std::size_t), 48>;
 
   /// A connection on `fd` (an accepted socket, or a new one to connect()), which it owns
   /// from now on and closes through the loop.

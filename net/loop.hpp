@@ -28,6 +28,8 @@
 
 #include <sys/socket.h>
 
+#include "net/callback.hpp"
+
 namespace starling::net {
 
 enum class backend : unsigned char { uring, epoll };
@@ -38,7 +40,8 @@ const char* to_string(backend b);
 class loop {
 public:
   using clock = std::chrono::steady_clock;
-  using task = std::function<void()>;
+  /// Room inside for a connection's deferred completion (a handler, an error, a count).
+  using task = callback<void(), 96>;
   using timer_id = std::uint64_t;
 
   /// A loop on `wanted`. When io_uring is wanted but this process may not use it (a seccomp
@@ -89,7 +92,8 @@ public:
 
   /// A completion's result: bytes moved, a new descriptor (accept), 0 (connect), or -errno.
   /// -ECANCELED when close(fd) came first.
-  using io_done = std::function<void(int result)>;
+  /// Room inside for a connection's handler wrapped in its wait (connection.cpp).
+  using io_done = callback<void(int result), 128>;
 
   /// Receives at least one byte, at most `len`, into `buf` (valid until completion); 0 is
   /// the end of the stream.

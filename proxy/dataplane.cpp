@@ -58,6 +58,7 @@
 #include "proxy/h2_link.hpp"
 #include "proxy/outlier.hpp"
 #include "proxy/retry_budget.hpp"
+#include "proxy/thread_cache.hpp"
 #include "proxy/traffic_split.hpp"
 
 namespace starling::proxy {
@@ -252,16 +253,50 @@ using net::is_end;
 /// Bytes read from a socket, not zero-filled: its pages become resident only as far as
 /// reads fill them. (A std::vector<char> of 16 KiB touched all of them, for every client
 /// and pooled connection: 4 MiB of an agent's RSS at 128 connections.)
+///
+/// Buffers of io_buffer_bytes come from a small cache per thread and go back to it: a
+/// session is made per HTTP/2 stream, and a block this large is too big for the allocator's
+/// per-thread cache (glibc's tcache stops at 1,032 bytes), so each one cost a search of its
+/// bins and sometimes a consolidation (about 2% of both agents' CPU in a profile). The cache
+/// keeps at most recycled_io_buffers blocks per thread (512 KiB); more go back to malloc.
 class io_buffer {
 public:
   io_buffer() = default;
-  explicit io_buffer(std::size_t n) : data_(std::make_unique_for_overwrite<char[]>(n)), size_(n) {}
+  explicit io_buffer(std::size_t n) : data_(take(n)), size_(n) {}
+  ~io_buffer() { give(std::move(data_), size_); }
+  io_buffer(io_buffer&& o) noexcept
+      : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)) {}
+  io_buffer& operator=(io_buffer&& o) noexcept {
+    if (this != &o) {
+      give(std::move(data_), size_);
+      data_ = std::move(o.data_);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
+  io_buffer(const io_buffer&) = delete;
+  io_buffer& operator=(const io_buffer&) = delete;
+
   [[nodiscard]] char* data() { return data_.get(); }
   [[nodiscard]] const char* data() const { return data_.get(); }
   [[nodiscard]] std::size_t size() const { return size_; }
 
 private:
-  std::unique_ptr<char[]> data_;
+  using block = std::unique_ptr<char[]>;
+  static constexpr std::size_t recycled_io_buffers = 32;
+  using cache = thread_cache<block, recycled_io_buffers>;
+  static block take(std::size_t n) {
+    if (n == io_buffer_bytes)
+      if (auto b = cache::take())
+        return b;
+    return std::make_unique_for_overwrite<char[]>(n);
+  }
+  static void give(block b, std::size_t n) {
+    if (b && n == io_buffer_bytes)
+      cache::give(std::move(b));
+  }
+
+  block data_;
   std::size_t size_ = 0;
 };
 using stream_ptr = std::shared_ptr<connection>;
@@ -381,6 +416,9 @@ struct pending_waiter {
   std::string key;
 };
 
+struct target;
+using target_ptr = std::shared_ptr<const target>;
+
 /// Persistent across configs while the service exists (state carries over by id).
 struct service_state {
   std::string name;
@@ -411,6 +449,12 @@ struct service_state {
   std::vector<instance_counters*> instances;
   /// Scratch exclusion mask of a pick.
   std::vector<std::uint8_t> mask;
+  /// Where a pick of each endpoint goes, aligned with endpoints, made when the config is
+  /// (no address to format and parse per request); null for an address that does not
+  /// parse. `direct`: straight to the instance (the inbound side, local instances);
+  /// `outbound`: through the node's inbound proxy when it is another node's and that proxy
+  /// is known, else the same as `direct`.
+  std::vector<target_ptr> direct, outbound;
 
   service_state(std::string n, const dataplane_options& o)
       : name(std::move(n)), lb(o.balancer), outlier(o.outlier), breaker(o.breaker) {}
@@ -458,7 +502,7 @@ retry_budget_config budget_config(const std::optional<gossip::resilience_policy>
 
 /// Why the inbound side refuses `caller` for `rules`; nothing when allowed.
 std::optional<std::string> authz_refusal(const std::vector<gossip::authz_rule>& rules,
-                                         const std::optional<peer_identity>& caller) {
+                                         const peer_identity* caller) {
   if (rules.empty())
     return std::nullopt;
   if (!caller)
@@ -663,7 +707,8 @@ public:
   /// How h2_to() ended: a connection to use, a failure to connect, or a peer that does not
   /// speak HTTP/2 (it chose no `h2` by ALPN): use HTTP/1.1 with a preamble.
   enum class h2_result : std::uint8_t { ok, failed, http1 };
-  using h2_ready = std::function<void(h2_result, const std::shared_ptr<h2_client>&)>;
+  /// Room inside for a session's continuation (its owner, the attempt, a flag).
+  using h2_ready = net::callback<void(h2_result, const std::shared_ptr<h2_client>&), 48>;
   /// Whether requests to the peer inbound at `address` go over HTTP/2 (as far as known).
   [[nodiscard]] bool h2_for(const std::string& address) const {
     return options().h2_to_peers && !h1_peers_.contains(address);
@@ -682,7 +727,8 @@ public:
   [[nodiscard]] bool is_banned(const std::string& node) const { return banned_.count(node) > 0; }
 
   // Registries (this thread only).
-  std::unordered_set<client_session*>& clients() { return clients_; }
+  /// The sessions of this worker: the first, then each one's next_client().
+  client_session*& clients() { return clients_; }
   /// An HTTP/2 connection from the peer `node` (empty without TLS): ban() and close_all()
   /// close it.
   void adopt_h2(const std::shared_ptr<h2_link>& s, std::string node) {
@@ -708,6 +754,8 @@ private:
   void sweep();
   void close_all();
   void rebuild(const dataplane_config& cfg);
+  /// Appends the targets of `ep` (the next endpoint of `st`) to st.direct and st.outbound.
+  void add_targets(service_state& st, const endpoint& ep, const dataplane_config& cfg);
   /// The counters of service `name` on this worker, one direction (created on first use).
   /// With counters_mu_ held.
   service_counters* counters_locked(const std::string& name, bool inbound) {
@@ -745,7 +793,9 @@ private:
   std::map<std::string, std::unique_ptr<instance_counters>> instance_counters_;
   std::uint64_t rebuilds_ = 0;
   /// Live connections of this thread (raw: entries removed by the destructors).
-  std::unordered_set<client_session*> clients_;
+  /// A list through the sessions themselves (no node to allocate per session: one is made
+  /// per HTTP/2 stream).
+  client_session* clients_ = nullptr;
   std::vector<std::pair<std::weak_ptr<h2_link>, std::string>> h2_links_;
   /// HTTP/2 connections to peers' inbounds by address, and the requests waiting for one
   /// being made.
@@ -1027,7 +1077,16 @@ struct target {
   /// Node of the instance; `peer` when going through that node's inbound proxy.
   std::string node;
   bool via_peer = false;
+  /// The idle pool's key of connections to it: "address|service", and "|instance" through
+  /// a peer's inbound proxy (whose preamble names the instance, so that a connection serves
+  /// that instance only).
+  std::string pool_key;
 };
+/// A session's target before its first pick: an empty one.
+const target_ptr& no_target() {
+  static const target_ptr empty = std::make_shared<const target>();
+  return empty;
+}
 
 /// The data plane.
 class dataplane_impl final : public dataplane {
@@ -1333,6 +1392,30 @@ std::shared_ptr<const dataplane_config> worker::config() {
   return cfg;
 }
 
+void worker::add_targets(service_state& st, const endpoint& ep, const dataplane_config& cfg) {
+  auto make = [&](std::string address_text, bool via_peer) -> target_ptr {
+    auto addr = parse_endpoint(address_text);
+    if (!addr)
+      return nullptr;
+    auto t = std::make_shared<target>();
+    t->endpoint_id = ep.id;
+    t->index = st.endpoints.size();
+    t->node = ep.node;
+    t->via_peer = via_peer;
+    t->address = *addr;
+    t->address_text = std::move(address_text);
+    t->pool_key = t->address_text + "|" + st.name + (via_peer ? "|" + ep.id : "");
+    return t;
+  };
+  auto direct = make(ep.address + ":" + std::to_string(ep.port), false);
+  auto peer = cfg.inbound.find(ep.node);
+  auto outbound = ep.node != options().self && peer != cfg.inbound.end()
+                      ? make(peer->second, true)
+                      : direct;
+  st.direct.push_back(std::move(direct));
+  st.outbound.push_back(std::move(outbound));
+}
+
 void worker::rebuild(const dataplane_config& cfg) {
   const auto& self = options().self;
   std::unordered_map<std::string, service_ptr> next;
@@ -1352,6 +1435,8 @@ void worker::rebuild(const dataplane_config& cfg) {
     st->non_local.clear();
     st->unreachable.clear();
     st->instances.clear();
+    st->direct.clear();
+    st->outbound.clear();
     std::size_t tracked = 0;
     for (const auto& inst : view.instances) {
       // Every instance of the config keeps its counters (an unhealthy one too), up to the cap.
@@ -1379,6 +1464,7 @@ void worker::rebuild(const dataplane_config& cfg) {
       ep.version = inst.version;
       ep.weight = std::max<std::uint32_t>(inst.weight, 1);
       ep.healthy = true;
+      add_targets(*st, ep, cfg);
       st->endpoints.push_back(std::move(ep));
       st->non_local.push_back(inst.node == self ? 0 : 1);
       st->unreachable.push_back(
@@ -1529,7 +1615,8 @@ public:
         service_name_(std::move(service)), inbound_(service_name_.empty()), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
         try_timer_(w.io()), pending_timer_(w.io()) {
-    w_.clients().insert(this);
+    link_client();
+    take_buffers();
     sockaddr_storage peer{};
     socklen_t size = sizeof peer;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) == 0)
@@ -1538,16 +1625,18 @@ public:
   /// A request stream of an HTTP/2 connection from the peer `peer` (h2_server), for
   /// `service`; `instance`: the one the sender picked (empty: pick here).
   client_session(worker& w, std::shared_ptr<h2_stream> stream, std::string service,
-                 std::string instance, std::optional<peer_identity> peer)
+                 std::string instance, std::shared_ptr<const peer_identity> peer)
       : w_(w), client_{nullptr, std::move(stream)}, service_name_(std::move(service)),
         inbound_(true), peer_(std::move(peer)), preamble_http_(true),
         preamble_instance_(std::move(instance)), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
         try_timer_(w.io()), pending_timer_(w.io()) {
-    w_.clients().insert(this);
+    link_client();
+    take_buffers();
   }
   ~client_session() {
-    w_.clients().erase(this);
+    unlink_client();
+    give_buffers();
     if (counted_in_flight_)
       w_.counters().in_flight.fetch_sub(1, std::memory_order_relaxed);
     client_->close();
@@ -1592,6 +1681,8 @@ public:
   }
   /// After the thread stopped: drops the tunnel (which refers back to this session).
   void release() { tunnel_.reset(); }
+  /// The worker's next session (worker::clients()).
+  [[nodiscard]] client_session* next_client() const { return next_client_; }
 
   void abort() {
     ++attempt_;
@@ -1606,6 +1697,38 @@ public:
   }
 
 private:
+  void link_client() {
+    auto& head = w_.clients();
+    next_client_ = head;
+    if (head)
+      head->prev_client_ = this;
+    head = this;
+  }
+  /// The buffers of forwarded heads come from the thread's cache (a session is made per
+  /// HTTP/2 stream) and go back to it unless a body grew them large.
+  using text_cache = thread_cache<std::string, 128>;
+  static constexpr std::size_t max_cached_text_bytes = 64 * 1024;
+  void take_buffers() {
+    out_ = text_cache::take();
+    up_out_ = text_cache::take();
+    out_.clear();
+    up_out_.clear();
+  }
+  void give_buffers() {
+    if (out_.capacity() <= max_cached_text_bytes)
+      text_cache::give(std::move(out_));
+    if (up_out_.capacity() <= max_cached_text_bytes)
+      text_cache::give(std::move(up_out_));
+  }
+  void unlink_client() {
+    if (prev_client_)
+      prev_client_->next_client_ = next_client_;
+    else
+      w_.clients() = next_client_;
+    if (next_client_)
+      next_client_->prev_client_ = prev_client_;
+  }
+
   dataplane_impl& dp() { return w_.dp(); }
   /// The counters of this session's direction of svc_ (which is set).
   service_counters& sc() const { return inbound_ ? *svc_->inbound_counters : *svc_->counters; }
@@ -1623,7 +1746,7 @@ private:
       close_client();
       return;
     }
-    peer_ = std::move(id);
+    peer_ = std::make_shared<const peer_identity>(std::move(*id));
     if (chose_h2(client_.conn->session())) {
       start_h2(); // chosen by ALPN: the client preface comes next
       return;
@@ -1710,7 +1833,7 @@ private:
       return;
     }
     if (inbound_) {
-      if (auto why = authz_refusal(svc_->authz, peer_)) {
+      if (auto why = authz_refusal(svc_->authz, peer_.get())) {
         bump(w_.counters().inbound_refused_authz);
         if (svc_->protocol == gossip::service_protocol::http) {
           w_.count_generated(http_error::forbidden);
@@ -1738,7 +1861,7 @@ private:
   // ---------------------------------------------------------------- picking and connecting
   /// Picks an endpoint of the service (version `version` if given; local ones only on the
   /// inbound side) and says how to reach it.
-  std::optional<target> pick(std::optional<std::string_view> version) {
+  target_ptr pick(std::optional<std::string_view> version) {
     auto& s = *svc_;
     auto now = clock::now();
     auto ejected = s.outlier.ejection_mask(now);
@@ -1771,30 +1894,8 @@ private:
     if (!idx && version) // the chosen version has no endpoint left: any version serves
       idx = s.lb.pick(w_.rng(), now, {s.mask, std::nullopt});
     if (!idx)
-      return std::nullopt;
-    const auto& ep = s.endpoints[*idx];
-    target t;
-    t.endpoint_id = ep.id;
-    t.index = *idx;
-    t.node = ep.node;
-    auto peer = cfg_->inbound.find(ep.node);
-    if (!inbound_ && s.non_local[*idx] && peer != cfg_->inbound.end()) {
-      t.via_peer = true;
-      t.address_text = peer->second;
-    } else {
-      t.address_text = ep.address + ":" + std::to_string(ep.port);
-    }
-    auto addr = parse_endpoint(t.address_text);
-    if (!addr)
-      return std::nullopt;
-    t.address = *addr;
-    return t;
-  }
-
-  /// The idle pool's key of connections to `t`: a connection through a peer's inbound proxy
-  /// names its instance in the preamble, so it serves that instance only.
-  std::string pool_key(const target& t) const {
-    return t.address_text + "|" + service_name_ + (t.via_peer ? "|" + t.endpoint_id : "");
+      return nullptr;
+    return (inbound_ ? s.direct : s.outbound)[*idx];
   }
 
   /// Connects a new upstream connection to `t`; `k(ok)` with up_ set on success. `counted`:
@@ -1807,7 +1908,7 @@ private:
       return;
     }
     auto c = std::make_shared<upstream_conn>(
-        w_.io(), fd, pool_key(t), t.via_peer ? t.node : std::string{}, w_.options().limits);
+        w_.io(), fd, t.pool_key, t.via_peer ? t.node : std::string{}, w_.options().limits);
     if (counted) {
       c->counted = svc_;
       c->owner = &w_;
@@ -1845,7 +1946,7 @@ private:
       close_client();
       return;
     }
-    target_ = *t;
+    target_ = t;
     if (!svc_->breaker.try_acquire(breaker_resource::connections)) {
       bump(sc().breaker_refused);
       close_client();
@@ -1859,7 +1960,7 @@ private:
   void on_tcp_connected(bool ok) {
     auto& s = *svc_;
     auto now = clock::now();
-    auto idx = s.lb.index_of(target_.endpoint_id);
+    auto idx = s.lb.index_of(target_->endpoint_id);
     if (!ok) {
       bump(w_.counters().upstream_connect_failures);
       release_connection();
@@ -1901,7 +2002,7 @@ private:
       auto d = clock::now() - started_;
       record_latency(d);
       if (!inbound_) {
-        count_attempt(svc_->lb.index_of(target_.endpoint_id), {0, try_end::failure::none}, d);
+        count_attempt(svc_->lb.index_of(target_->endpoint_id), {0, try_end::failure::none}, d);
         if (w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
           write_access_log(nullptr, 0, d);
       }
@@ -2076,7 +2177,7 @@ private:
     if (inbound_) {
       // Rules are checked per request, under the config of this request: a rule written
       // while a pooled connection stays open applies to its next request.
-      if (auto why = authz_refusal(svc_->authz, peer_)) {
+      if (auto why = authz_refusal(svc_->authz, peer_.get())) {
         bump(w_.counters().inbound_refused_authz);
         req_.client_keep_alive = false; // its body, if any, is not read
         finish_with(http_error::forbidden, *why);
@@ -2180,14 +2281,14 @@ private:
       finish_with(http_error::no_upstream);
       return;
     }
-    target_ = *t;
+    target_ = t;
     if (!svc_->breaker.try_acquire(breaker_resource::active_requests)) {
       bump(sc().breaker_refused);
       finish_with(http_error::overloaded);
       return;
     }
     holds_active_ = true;
-    if (auto idx = svc_->lb.index_of(target_.endpoint_id))
+    if (auto idx = svc_->lb.index_of(target_->endpoint_id))
       svc_->lb.on_start(*idx);
     lb_started_ = true;
     try_started_ = clock::now();
@@ -2208,12 +2309,12 @@ private:
   /// pending cap or after connect_timeout. `front`: this request was woken and lost the
   /// free unit to a newer one, so it waits first in line again.
   void acquire_upstream(bool front) {
-    if (target_.via_peer && !req_.upgrade && req_.method != "CONNECT" &&
-        w_.h2_for(target_.address_text)) {
+    if (target_->via_peer && !req_.upgrade && req_.method != "CONNECT" &&
+        w_.h2_for(target_->address_text)) {
       acquire_h2_stream(front);
       return;
     }
-    if (auto c = w_.take_idle(pool_key(target_), req_.buffered && is_idempotent(req_.method))) {
+    if (auto c = w_.take_idle(target_->pool_key, req_.buffered && is_idempotent(req_.method))) {
       bump(w_.counters().upstream_reused);
       up_ = std::move(c);
       up_pooled_ = true;
@@ -2223,7 +2324,7 @@ private:
     auto& b = svc_->breaker;
     if (!b.try_acquire(breaker_resource::connections) &&
         !(w_.evict_idle(*svc_) && b.try_acquire(breaker_resource::connections))) {
-      if (!w_.wait_for_connection(svc_, weak_from_this(), attempt_, pool_key(target_), front)) {
+      if (!w_.wait_for_connection(svc_, weak_from_this(), attempt_, target_->pool_key, front)) {
         bump(sc().breaker_refused);
         end_attempt(std::nullopt);
         finish_with(http_error::overloaded, "pending_requests");
@@ -2242,7 +2343,7 @@ private:
     }
     auto self = shared_from_this();
     connect(
-        target_,
+        *target_,
         [self](bool ok) {
           if (!ok) {
             bump(self->w_.counters().upstream_connect_failures);
@@ -2260,7 +2361,7 @@ private:
   void acquire_h2_stream(bool front) {
     auto self = shared_from_this();
     auto id = attempt_;
-    w_.h2_to(target_,
+    w_.h2_to(*target_,
              [self, id, front](worker::h2_result r, const std::shared_ptr<h2_client>& link) {
                if (id != self->attempt_)
                  return;
@@ -2269,14 +2370,14 @@ private:
                  return;
                }
                auto stream = r == worker::h2_result::ok
-                                 ? link->open_stream(self->service_name_, self->target_.endpoint_id)
+                                 ? link->open_stream(self->service_name_, self->target_->endpoint_id)
                                  : nullptr;
                if (!stream) {
                  bump(self->w_.counters().upstream_connect_failures);
                  self->on_try_failed(attempt_failure::connect_failure, false);
                  return;
                }
-               self->up_ = std::make_shared<upstream_conn>(std::move(stream), self->target_.node,
+               self->up_ = std::make_shared<upstream_conn>(std::move(stream), self->target_->node,
                                                            self->w_.options().limits);
                self->up_pooled_ = false;
                self->send_request();
@@ -2415,7 +2516,7 @@ private:
         forward_options fo;
         fo.proto = {};
         bool last = !h.is_interim();
-        if (last && h.status == 503 && target_.via_peer && req_.buffered && !req_.sent_to_client &&
+        if (last && h.status == 503 && target_->via_peer && req_.buffered && !req_.sent_to_client &&
             refused_by_peer(h)) {
           // The peer's inbound proxy refused the request without handing it to an app (it
           // drains, or its own table no longer routes to the instance: the caller's table
@@ -2624,7 +2725,7 @@ private:
     if (!svc_)
       return;
     auto now = clock::now();
-    auto idx = svc_->lb.index_of(target_.endpoint_id);
+    auto idx = svc_->lb.index_of(target_->endpoint_id);
     if (lb_started_ && idx)
       svc_->lb.on_finish(*idx, now - try_started_, now);
     if (lb_started_)
@@ -2689,10 +2790,10 @@ private:
 
   void on_try_failed(attempt_failure failure, bool per_try_timeout) {
     ++attempt_;
-    if (!target_.endpoint_id.empty() && req_.tried.size() < 8)
-      req_.tried.push_back(target_.endpoint_id);
+    if (!target_->endpoint_id.empty() && req_.tried.size() < 8)
+      req_.tried.push_back(target_->endpoint_id);
     if (up_ && up_pooled_ && failure == attempt_failure::reset && !per_try_timeout)
-      w_.note_reused_failure(pool_key(target_));
+      w_.note_reused_failure(target_->pool_key);
     if (up_)
       up_->s->close();
     up_.reset();
@@ -2842,7 +2943,7 @@ private:
                   std::chrono::duration<double, std::milli>(d).count());
     line += dur.data();
     line += ",\"upstream_node\":\"";
-    json_escape(target_.node, line);
+    json_escape(target_->node, line);
     line += "\"";
     if (req && req->generated) {
       line += ",\"error\":\"";
@@ -2993,7 +3094,8 @@ private:
   /// Accepted on the inbound listener (from a peer proxy); else on an outbound one.
   bool inbound_;
   std::string client_addr_text_;
-  std::optional<peer_identity> peer_;
+  /// Inbound with TLS: the peer's identity (shared by the streams of its HTTP/2 connection).
+  std::shared_ptr<const peer_identity> peer_;
   /// Inbound: the preamble said the service speaks HTTP.
   bool preamble_http_ = false;
   /// Inbound: the instance the sender picked (empty: pick here).
@@ -3020,7 +3122,7 @@ private:
   /// Grows whenever an attempt (upstream operation chain) ends: stale handlers compare.
   std::uint64_t attempt_ = 0;
   request_state req_;
-  target target_;
+  target_ptr target_ = no_target();
   upstream_ptr up_;
   /// up_ came from the pool (take_idle) for the current attempt.
   bool up_pooled_ = false;
@@ -3043,6 +3145,9 @@ private:
   std::string up_out_;
   /// Handlers of writes completed inline now on the stack (write_how()).
   int inline_writes_ = 0;
+  /// Neighbours in the worker's list of sessions.
+  client_session* prev_client_ = nullptr;
+  client_session* next_client_ = nullptr;
 };
 
 bool worker::evict_idle(const service_state& svc) {
@@ -3189,7 +3294,7 @@ void worker::ban(const std::string& node) {
         s->close();
       }
   std::vector<std::shared_ptr<client_session>> victims;
-  for (auto* c : clients_)
+  for (auto* c = clients_; c != nullptr; c = c->next_client())
     if (c->involves(node))
       if (auto sp = c->weak_from_this().lock())
         victims.push_back(std::move(sp));
@@ -3290,7 +3395,7 @@ void worker::dial(const std::shared_ptr<connection>& conn, const target& t, bool
 
 void worker::release_cycles() {
   std::vector<std::shared_ptr<client_session>> all;
-  for (auto* c : clients_)
+  for (auto* c = clients_; c != nullptr; c = c->next_client())
     if (auto sp = c->weak_from_this().lock())
       all.push_back(std::move(sp));
   for (auto& c : all)
@@ -3308,7 +3413,7 @@ void worker::close_all() {
   h2_links_.clear();
   h2_peers_.clear();
   std::vector<std::shared_ptr<client_session>> all;
-  for (auto* c : clients_)
+  for (auto* c = clients_; c != nullptr; c = c->next_client())
     if (auto sp = c->weak_from_this().lock())
       all.push_back(std::move(sp));
   for (auto& c : all)

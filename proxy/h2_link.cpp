@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "proxy/thread_cache.hpp"
+
 namespace starling::proxy {
 
 namespace {
@@ -15,6 +17,15 @@ constexpr std::string_view service_field = "x-starling-service";
 constexpr std::string_view instance_field = "x-starling-instance";
 
 std::error_code sys(int e) { return {e, std::system_category()}; }
+
+/// A stream's buffers come from the thread's cache (a stream is made per request) and go
+/// back to it unless the body grew them past these.
+constexpr std::size_t cached_streams = 64;
+constexpr std::size_t max_cached_input_bytes = 64 * 1024;
+constexpr std::size_t max_cached_credits = 64;
+using input_cache = thread_cache<std::string, cached_streams>;
+using credits_cache =
+    thread_cache<std::vector<std::pair<std::uint64_t, std::size_t>>, cached_streams>;
 
 } // namespace
 
@@ -257,10 +268,18 @@ h2_stream::h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limit
                      std::string service, std::string instance)
     : link_(std::move(link)), id_(id), client_(id == 0), service_(std::move(service)),
       instance_(std::move(instance)),
-      parser_(client_ ? direction::request : direction::response, limits) {}
+      in_(input_cache::take()), credits_(credits_cache::take()),
+      parser_(client_ ? direction::request : direction::response, limits) {
+  in_.clear();
+  credits_.clear();
+}
 
 h2_stream::~h2_stream() {
   close();
+  if (in_.capacity() <= max_cached_input_bytes)
+    input_cache::give(std::move(in_));
+  if (credits_.capacity() <= max_cached_credits)
+    credits_cache::give(std::move(credits_));
   if (client_ && id_ == 0)
     --static_cast<h2_client&>(*link_).unsubmitted_;
   auto it = link_->streams_.find(id_);
@@ -316,10 +335,10 @@ void h2_stream::deliver() {
     }
     // Payload that has left for the session reopens the peer's window.
     std::size_t credit = 0;
-    while (!credits_.empty() && credits_.front().first <= in_taken_) {
-      credit += credits_.front().second;
-      credits_.pop_front();
-    }
+    auto done = credits_.begin();
+    for (; done != credits_.end() && done->first <= in_taken_; ++done)
+      credit += done->second;
+    credits_.erase(credits_.begin(), done);
     if (credit > 0 && attached_ && id_ != 0) {
       link_->session_.consumed(id_, credit);
       link_->schedule_flush();

@@ -27,7 +27,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -127,7 +126,7 @@ private:
   /// Bytes taken by reads since the start, and per on_data the position its last byte
   /// ends at with its payload size: payload is credited to flow control once read.
   std::uint64_t in_taken_ = 0, in_total_ = 0;
-  std::deque<std::pair<std::uint64_t, std::size_t>> credits_;
+  std::vector<std::pair<std::uint64_t, std::size_t>> credits_;
   char* read_buf_ = nullptr;
   std::size_t read_len_ = 0;
   io_handler read_handler_;

@@ -18,8 +18,24 @@
 
 #include "proto/wire/hex.hpp"
 #include "proxy/http_text.hpp"
+#include "proxy/thread_cache.hpp"
 
 namespace starling::proxy {
+
+namespace {
+
+/// A parser's buffers at first: room for a common head.
+constexpr std::size_t initial_head_bytes = 1000;
+constexpr std::size_t initial_headers = 32;
+/// Buffers larger than this are not kept for the next parser.
+constexpr std::size_t max_cached_head_bytes = 16 * 1024;
+constexpr std::size_t max_cached_headers = 128;
+/// Per thread: two parsers' buffers for each stream open at once, up to this many.
+constexpr std::size_t cached_parsers = 64;
+using head_cache = thread_cache<std::string, cached_parsers>;
+using headers_cache = thread_cache<std::vector<header>, cached_parsers>;
+
+} // namespace
 
 namespace {
 
@@ -167,9 +183,25 @@ http1_parser::http1_parser(direction dir, http1_limits limits) : dir_(dir), limi
   };
   llhttp_init(&llhttp_, dir == direction::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
   llhttp_.data = this;
-  headers_.reserve(std::min<std::size_t>(limits_.max_headers, 128));
-  head_buf_.reserve(std::min<std::size_t>(limits_.max_head_bytes, 4096));
+  // A parser is made per HTTP/2 stream: its two buffers come from the thread's cache with
+  // the capacity an earlier parser grew, else with room for a common head.
+  head_buf_ = head_cache::take();
+  headers_ = headers_cache::take();
+  head_buf_.clear();
+  headers_.clear();
+  if (head_buf_.capacity() < initial_head_bytes)
+    head_buf_.reserve(std::min<std::size_t>(limits_.max_head_bytes, initial_head_bytes));
+  if (headers_.capacity() < initial_headers)
+    headers_.reserve(std::min<std::size_t>(limits_.max_headers, initial_headers));
   head_.dir = dir;
+}
+
+http1_parser::~http1_parser() {
+  // Back to the cache unless a large head grew them (the next parser would keep that).
+  if (head_buf_.capacity() <= max_cached_head_bytes)
+    head_cache::give(std::move(head_buf_));
+  if (headers_.capacity() <= max_cached_headers)
+    headers_cache::give(std::move(headers_));
 }
 
 int http1_parser::on_header_field(llhttp_t* p, const char* at, std::size_t n) {

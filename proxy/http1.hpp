@@ -164,7 +164,7 @@ public:
   http1_parser& operator=(const http1_parser&) = delete;
   http1_parser(http1_parser&&) = delete;
   http1_parser& operator=(http1_parser&&) = delete;
-  ~http1_parser() = default;
+  ~http1_parser();
 
   /// Parses from the start of `in` (the bytes not yet consumed) and returns one step.
   /// An empty `in` returns `need_more` (or a pending `complete`/`upgrade`/`error`).

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -24,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "net/connection.hpp"
 #include "net/loop.hpp"
 
 namespace {
@@ -413,6 +416,107 @@ TEST(net_loop_fallback, epoll_without_epoll_pwait2_waits_in_milliseconds) {
   if (rc == 10)
     GTEST_SKIP() << "this kernel or sandbox refuses seccomp filters";
   EXPECT_EQ(rc, 0) << "-1: the child died, 11: no loop, 12: timers out of order, 13: it spun";
+}
+
+// ---------------------------------------------------------------- net::callback
+
+using starling::net::callback;
+using net_connection = starling::net::connection;
+
+// The shapes the loop and the connection wrap stay inside their callbacks, so that a
+// completion costs no allocation (net/callback.hpp): a handler that keeps its owner, that
+// handler with a read's state in a TLS wait, that wait in a receive, and a deferred
+// completion with its error and count.
+struct keeps_owner {
+  std::shared_ptr<int> self;
+  void operator()(std::error_code, std::size_t) {}
+};
+struct tls_wait {
+  void* c;
+  char* buf;
+  std::size_t len, done;
+  net_connection::io_handler h;
+  void operator()(std::error_code) {}
+};
+struct receive_wait {
+  void* c;
+  net_connection::done_handler h;
+  void operator()(int) {}
+};
+struct deferred_completion {
+  net_connection::io_handler h;
+  std::error_code ec;
+  std::size_t n;
+  void operator()() {}
+};
+static_assert(net_connection::io_handler::stored_inside<keeps_owner>);
+static_assert(net_connection::done_handler::stored_inside<tls_wait>);
+static_assert(loop::io_done::stored_inside<receive_wait>);
+static_assert(loop::task::stored_inside<deferred_completion>);
+
+TEST(net_callback, a_small_callable_is_kept_inside_and_released_once_by_whoever_holds_it_last) {
+  auto owner = std::make_shared<int>(7);
+  int seen = 0;
+  callback<void(int), 48> a = [owner, &seen](int x) { seen = *owner + x; };
+  EXPECT_EQ(owner.use_count(), 2);
+  callback<void(int), 48> b = std::move(a);
+  EXPECT_FALSE(a); // NOLINT(bugprone-use-after-move): a moved-from callback is empty
+  EXPECT_TRUE(b);
+  EXPECT_EQ(owner.use_count(), 2);
+  b(3);
+  EXPECT_EQ(seen, 10);
+  b = nullptr;
+  EXPECT_EQ(owner.use_count(), 1);
+  EXPECT_TRUE(b == nullptr);
+}
+
+TEST(net_callback, a_large_callable_lives_outside_and_moves_by_its_pointer) {
+  auto owner = std::make_shared<int>(1);
+  struct big {
+    std::shared_ptr<int> owner;
+    char pad[200] = {};
+    int operator()(int x) const { return *owner + x + pad[0]; }
+  };
+  static_assert(!callback<int(int), 48>::stored_inside<big>);
+  callback<int(int), 48> a = big{owner};
+  EXPECT_EQ(owner.use_count(), 2);
+  callback<int(int), 48> b;
+  b = std::move(a);
+  EXPECT_EQ(b(41), 42);
+  EXPECT_EQ(owner.use_count(), 2);
+  { auto c = std::move(b); }
+  EXPECT_EQ(owner.use_count(), 1);
+}
+
+TEST(net_callback, move_only_callables_are_held_and_a_throwing_move_goes_outside) {
+  auto p = std::make_unique<int>(5);
+  callback<int(), 48> f = [p = std::move(p)] { return *p; };
+  EXPECT_EQ(f(), 5);
+  struct throwing_move {
+    throwing_move() = default;
+    throwing_move(throwing_move&&) noexcept(false) {}
+    void operator()() {}
+  };
+  static_assert(!callback<void(), 48>::stored_inside<throwing_move>);
+  callback<void(), 48> g = throwing_move{};
+  auto h = std::move(g);
+  EXPECT_NO_THROW(h());
+}
+
+TEST(net_callback, calling_an_empty_callback_throws_and_the_handler_may_replace_itself) {
+  callback<void(), 48> empty;
+  EXPECT_THROW(empty(), std::bad_function_call);
+  // A handler taken out before its call (std::exchange, as the data plane does) may set a
+  // new one in its place.
+  callback<void(), 48> slot;
+  int runs = 0;
+  slot = [&slot, &runs] {
+    ++runs;
+    slot = [&runs] { runs += 10; };
+  };
+  std::exchange(slot, nullptr)();
+  slot();
+  EXPECT_EQ(runs, 11);
 }
 
 } // namespace

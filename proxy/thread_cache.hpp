@@ -1,0 +1,54 @@
+// A small cache per thread of objects that are costly to make again, for the data plane's
+// per-request objects: buffers whose capacity a new HTTP/2 stream or parser would otherwise
+// allocate (docs/bench-proxy.md, Run T: a request through a node called malloc 30 to 45
+// times, HAProxy's 6, whose pools do the same).
+//
+// take() gives a cached object or a default-made one; give() keeps an object for the next
+// take() on the same thread while the cache holds fewer than `max`, and drops it otherwise.
+// An object given back on another thread joins that thread's cache. Once a thread's exit
+// has destroyed its cache, give() just drops (a buffer freed by a later thread_local or
+// static destructor).
+#pragma once
+
+#include <cstddef>
+#include <utility>
+#include <vector>
+
+namespace starling::proxy {
+
+template <class T, std::size_t max> class thread_cache {
+public:
+  /// A cached object (as it was given back: the caller clears what it must), or T{}.
+  static T take() {
+    auto* c = cache();
+    if (c == nullptr || c->empty())
+      return T{};
+    T v = std::move(c->back());
+    c->pop_back();
+    return v;
+  }
+  /// Keeps `v` for a later take() on this thread, if there is room.
+  static void give(T&& v) {
+    auto* c = cache();
+    if (c == nullptr || c->size() >= max)
+      return;
+    if (c->capacity() == 0)
+      c->reserve(max);
+    c->push_back(std::move(v));
+  }
+
+private:
+  static std::vector<T>* cache() {
+    thread_local bool gone = false; // trivially destructible: readable until the end
+    struct holder {
+      std::vector<T> items;
+      ~holder() { gone = true; }
+    };
+    if (gone)
+      return nullptr;
+    thread_local holder h;
+    return &h.items;
+  }
+};
+
+} // namespace starling::proxy
