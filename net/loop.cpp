@@ -83,21 +83,52 @@ void loop::run_posted() {
 void loop::run_completions() {
   // Completions queued while these run (an operation that finishes at once) wait for the
   // next turn: a handler is never called inside the call that started its operation.
-  auto ready = std::move(completed_);
-  completed_.clear();
-  for (auto& [done, result] : ready)
+  completing_.swap(completed_);
+  for (auto& [done, result] : completing_)
     done(result);
-  auto tasks = std::move(deferred_);
-  deferred_.clear();
-  for (auto& t : tasks)
+  completing_.clear();
+  running_.swap(deferred_);
+  for (auto& t : running_)
     t();
+  running_.clear();
 }
 
-loop::timer_id loop::after(clock::duration delay, task t) {
-  const timer_id id = next_timer_++;
-  heap_.push_back({clock::now() + std::max(delay, clock::duration::zero()), id});
+loop::timer_slot* loop::slot_of(timer_id id) {
+  const auto index = static_cast<std::uint32_t>(id & 0xffffffffU);
+  if (index >= slots_.size())
+    return nullptr;
+  auto& slot = slots_[index];
+  return slot.armed && slot.generation == static_cast<std::uint32_t>(id >> 32U) ? &slot
+                                                                                 : nullptr;
+}
+
+void loop::free_slot(std::uint32_t index) {
+  auto& slot = slots_[index];
+  slot.armed = false;
+  slot.clear = nullptr;
+  if (++slot.generation == 0)
+    slot.generation = 1;
+  --armed_;
+  free_slots_.push_back(index);
+}
+
+loop::timer_id loop::after(clock::duration delay, task t, timer_id* clear) {
+  std::uint32_t index = 0;
+  if (!free_slots_.empty()) {
+    index = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    index = static_cast<std::uint32_t>(slots_.size());
+    slots_.emplace_back();
+  }
+  auto& slot = slots_[index];
+  slot.t = std::move(t);
+  slot.clear = clear;
+  slot.armed = true;
+  ++armed_;
+  const timer_id id = (static_cast<timer_id>(slot.generation) << 32U) | index;
+  heap_.push_back({clock::now() + std::max(delay, clock::duration::zero()), next_seq_++, id});
   std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
-  timer_tasks_.emplace(id, std::move(t));
   return id;
 }
 
@@ -105,10 +136,14 @@ bool loop::cancel(timer_id id) {
   // Its heap entry stays until it comes due, and is skipped then, or until cancelled
   // entries are more than half the heap: a deadline re-armed at every request would
   // otherwise keep an entry per request for as long as the deadline.
-  if (timer_tasks_.erase(id) == 0)
+  auto* slot = slot_of(id);
+  if (slot == nullptr)
     return false;
+  auto t = std::move(slot->t); // destroyed after the slot is free (it may set a timer)
+  slot->t = nullptr;
+  free_slot(static_cast<std::uint32_t>(id & 0xffffffffU));
   if (++cancelled_in_heap_ > 64 && cancelled_in_heap_ > heap_.size() / 2) {
-    std::erase_if(heap_, [this](const timer& t) { return !timer_tasks_.contains(t.id); });
+    std::erase_if(heap_, [this](const timer& e) { return slot_of(e.id) == nullptr; });
     std::make_heap(heap_.begin(), heap_.end(), std::greater<>{});
     cancelled_in_heap_ = 0;
   }
@@ -130,12 +165,15 @@ void loop::shutdown() {
     completed_.clear();
     auto deferred = std::move(deferred_);
     deferred_.clear();
-    auto timers = std::move(timer_tasks_);
-    timer_tasks_.clear();
+    auto timers = std::move(slots_);
+    slots_.clear();
+    free_slots_.clear();
+    const bool had_timers = armed_ > 0;
+    armed_ = 0;
     heap_.clear();
     cancelled_in_heap_ = 0;
     auto pending = take_pending();
-    if (posted.empty() && completed.empty() && deferred.empty() && timers.empty() &&
+    if (posted.empty() && completed.empty() && deferred.empty() && !had_timers &&
         pending.empty())
       return;
   }
@@ -147,14 +185,17 @@ void loop::run_due_timers() {
     std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
     const timer_id id = heap_.back().id;
     heap_.pop_back();
-    auto it = timer_tasks_.find(id);
-    if (it == timer_tasks_.end()) {
+    auto* slot = slot_of(id);
+    if (slot == nullptr) {
       if (cancelled_in_heap_ > 0)
         --cancelled_in_heap_;
       continue; // cancelled
     }
-    task t = std::move(it->second);
-    timer_tasks_.erase(it);
+    task t = std::move(slot->t);
+    slot->t = nullptr;
+    if (slot->clear != nullptr)
+      *slot->clear = 0;
+    free_slot(static_cast<std::uint32_t>(id & 0xffffffffU));
     t();
   }
 }

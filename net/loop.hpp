@@ -80,7 +80,9 @@ public:
 
   /// Loop thread: runs `t` once `delay` has passed. Timers due at the same time run in the
   /// order they were set.
-  timer_id after(clock::duration delay, task t);
+  timer_id after(clock::duration delay, task t) { return after(delay, std::move(t), nullptr); }
+  /// The same, and `*clear` (unless null) is set to 0 just before `t` runs.
+  timer_id after(clock::duration delay, task t, timer_id* clear);
   /// Loop thread: true when the timer had not run yet (it never will now).
   bool cancel(timer_id id);
 
@@ -146,9 +148,24 @@ protected:
 private:
   struct timer {
     clock::time_point due;
+    std::uint64_t seq; // the order they were set, for timers due at the same time
     timer_id id;
-    bool operator>(const timer& o) const { return due != o.due ? due > o.due : id > o.id; }
+    bool operator>(const timer& o) const { return due != o.due ? due > o.due : seq > o.seq; }
   };
+  /// A timer's task in slots_: a timer_id is its slot's index (low 32 bits) and the slot's
+  /// generation (high 32 bits), which grows each time the slot is used again, so that an
+  /// old id (its heap entry, a late cancel) never reaches the slot's next timer. Slots are
+  /// reused: setting a timer allocates nothing once the loop has had as many at once.
+  struct timer_slot {
+    task t;
+    /// Set to 0 before the task runs (net::timer's id).
+    timer_id* clear = nullptr;
+    std::uint32_t generation = 1; // never 0: no timer_id is 0
+    bool armed = false;
+  };
+  /// The armed slot of `id`, or null (ran, cancelled, or never set).
+  timer_slot* slot_of(timer_id id);
+  void free_slot(std::uint32_t index);
   void run_posted();
   void run_completions();
   void run_due_timers();
@@ -158,10 +175,15 @@ private:
   bool stop_ = false;
   std::vector<timer> heap_;           // a min-heap on (due, id); cancelled entries are skipped
   std::size_t cancelled_in_heap_ = 0; // heap_ compacts when they are more than half
-  std::unordered_map<timer_id, task> timer_tasks_; // the timers still to run
+  std::vector<timer_slot> slots_;       // the timers' tasks
+  std::vector<std::uint32_t> free_slots_; // slots_ not armed
+  std::size_t armed_ = 0;                 // slots_ armed
   std::vector<std::pair<io_done, int>> completed_; // socket completions to run
   std::vector<task> deferred_;                     // defer()'s tasks
-  timer_id next_timer_ = 1;
+  // What run_completions() runs from (swapped with the two above: their capacity stays).
+  std::vector<std::pair<io_done, int>> completing_;
+  std::vector<task> running_;
+  std::uint64_t next_seq_ = 1;
   counts counts_;
 };
 
@@ -177,10 +199,7 @@ public:
 
   void start(loop::clock::duration delay, loop::task t) {
     cancel();
-    id_ = loop_.after(delay, [this, t = std::move(t)] {
-      id_ = 0;
-      t();
-    });
+    id_ = loop_.after(delay, std::move(t), &id_);
   }
   void start_at(loop::clock::time_point when, loop::task t) {
     start(when - loop::clock::now(), std::move(t));

@@ -105,6 +105,33 @@ TEST_P(net_loop, timers_run_in_deadline_order_and_a_cancelled_one_never_runs) {
   EXPECT_EQ(ran, (std::vector<int>{10, 11, 12, 1, 2, 3}));
 }
 
+TEST_P(net_loop, a_stale_timer_id_never_cancels_the_timer_that_took_its_place) {
+  // Timers' tasks live in reused slots (no allocation per timer): an id that was cancelled
+  // or ran must not reach the next timer of its slot, however many come and go.
+  std::vector<int> ran;
+  bool stale_cancelled = true;
+  bool zero_seen = false;
+  loop_->post([&] {
+    std::vector<loop::timer_id> stale;
+    for (int round = 0; round < 1000; ++round) {
+      const auto id = loop_->after(1h, [&] { ran.push_back(-1); });
+      zero_seen = zero_seen || id == 0;
+      EXPECT_TRUE(loop_->cancel(id));
+      stale.push_back(id);
+    }
+    const auto live = loop_->after(1ms, [&] { ran.push_back(1); });
+    zero_seen = zero_seen || live == 0;
+    stale_cancelled = false;
+    for (auto id : stale)
+      stale_cancelled = loop_->cancel(id) || stale_cancelled;
+    loop_->after(20ms, [&] { loop_->stop(); });
+  });
+  loop_->run();
+  EXPECT_FALSE(stale_cancelled);
+  EXPECT_FALSE(zero_seen) << "0 is net::timer's 'not armed'";
+  EXPECT_EQ(ran, (std::vector<int>{1}));
+}
+
 TEST_P(net_loop, a_timer_set_by_a_timer_runs_and_one_that_ran_cannot_be_cancelled) {
   std::vector<int> ran;
   loop::timer_id first = 0;
