@@ -11,10 +11,10 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "proxy/http1.hpp"
+#include "proxy/stream_map.hpp"
 
 struct nghttp2_session;
 
@@ -236,7 +236,7 @@ private:
   listener& listener_;
   nghttp2_session* ng_ = nullptr;
   /// Streams by id, from submit (client) or the first HEADERS (server) until closed.
-  std::unordered_map<std::int32_t, std::unique_ptr<stream_state>> streams_;
+  stream_map<std::unique_ptr<stream_state>> streams_;
   /// find()'s last hit: a stream in streams_, or null (reset when that stream is released).
   mutable std::int32_t last_id_ = 0;
   mutable stream_state* last_ = nullptr;

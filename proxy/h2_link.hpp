@@ -31,12 +31,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "net/connection.hpp"
 #include "proxy/h2.hpp"
 #include "proxy/http1.hpp"
+#include "proxy/stream_map.hpp"
 
 namespace starling::proxy {
 
@@ -195,7 +195,7 @@ protected:
   bool failed_ = false;
   bool closed_ = false;
   /// Open streams by id (each removes itself when destroyed or closed by the session).
-  std::unordered_map<std::int32_t, h2_stream*> streams_;
+  stream_map<h2_stream*> streams_;
   /// Streams to reset with NO_ERROR once our message has left their buffer (a server's
   /// response that ended before the request did: RFC 9113 8.1).
   std::vector<std::int32_t> finishing_;
