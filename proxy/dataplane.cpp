@@ -731,6 +731,12 @@ public:
   client_session*& clients() { return clients_; }
   /// An HTTP/2 connection from the peer `node` (empty without TLS): ban() and close_all()
   /// close it.
+  /// Draining: each HTTP/2 connection from a peer says GOAWAY (h2_link::go_away).
+  void go_away_inbound() {
+    for (auto& [weak, from] : h2_links_)
+      if (auto s = weak.lock(); s && s->is_server() && s->is_open())
+        s->go_away();
+  }
   void adopt_h2(const std::shared_ptr<h2_link>& s, std::string node) {
     if (h2_links_.size() >= 2 * h2_pruned_at_ + 16) { // forget the closed ones now and then
       std::erase_if(h2_links_, [](const auto& e) { return e.first.expired(); });
@@ -1207,6 +1213,9 @@ public:
 
   void set_draining(bool draining) override {
     draining_.store(draining, std::memory_order_relaxed);
+    if (draining) // peers' HTTP/2 connections: GOAWAY, so that they open no new streams here
+      for (auto& w : workers_)
+        w->io().post([wp = w.get()] { wp->go_away_inbound(); });
   }
   [[nodiscard]] bool is_draining() const { return draining_.load(std::memory_order_relaxed); }
   [[nodiscard]] bool draining() const override { return is_draining(); }

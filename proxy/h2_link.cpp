@@ -32,7 +32,8 @@ using credits_cache =
 // ---------------------------------------------------------------------------- h2_link
 
 h2_link::h2_link(std::shared_ptr<net::connection> conn, h2::role role, options opts)
-    : conn_(std::move(conn)), opts_(opts), session_(role, opts.limits, *this),
+    : conn_(std::move(conn)), server_(role == h2::role::server), opts_(opts),
+      session_(role, opts.limits, *this),
       rbuf_(read_buffer_bytes), idle_timer_(conn_->io()) {}
 
 h2_link::~h2_link() { conn_->close(); }
@@ -59,6 +60,16 @@ void h2_link::close() {
       live.push_back(std::move(sp));
   for (auto& s : live)
     s->on_reset(false);
+}
+
+void h2_link::go_away() {
+  if (failed_ || closed_ || goaway_sent_)
+    return;
+  goaway_sent_ = true;
+  session_.goaway(h2::no_error);
+  // Once the GOAWAY is written and no stream is open, the session is done and the write's
+  // completion closes the connection (flush).
+  schedule_flush();
 }
 
 h2_stream* h2_link::stream_of(std::int32_t id) const {

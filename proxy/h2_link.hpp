@@ -165,6 +165,11 @@ public:
   [[nodiscard]] bool is_open() const { return !closed_ && conn_->is_open(); }
   /// Streams now open.
   [[nodiscard]] std::size_t streams() const { return session_.active_streams(); }
+  /// Says goodbye (GOAWAY with NO_ERROR, once): the streams the peer opened so far finish,
+  /// later ones are refused (the peer may send them again elsewhere: no app saw them), and
+  /// the connection closes once the open streams have ended. A draining node's inbound.
+  void go_away();
+  [[nodiscard]] bool is_server() const { return server_; }
 
 protected:
   friend class h2_stream;
@@ -185,6 +190,7 @@ protected:
   void arm_idle();
 
   std::shared_ptr<net::connection> conn_;
+  const bool server_;
   options opts_;
   h2::session session_;
   std::vector<char> rbuf_;
@@ -194,6 +200,8 @@ protected:
   /// The session failed or is finishing: close once the output is written.
   bool failed_ = false;
   bool closed_ = false;
+  /// go_away() was called.
+  bool goaway_sent_ = false;
   /// Open streams by id (each removes itself when destroyed or closed by the session).
   stream_map<h2_stream*> streams_;
   /// Streams to reset with NO_ERROR once our message has left their buffer (a server's

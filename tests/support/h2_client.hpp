@@ -212,6 +212,12 @@ public:
     return peer_closed_;
   }
 
+  /// Pumps until a GOAWAY arrives; false at the deadline or when the connection ended
+  /// without one.
+  bool wait_goaway() {
+    return pump_until([&] { return goaway_.has_value(); });
+  }
+
   /// What `stream` received so far (empty for a stream this client does not know).
   [[nodiscard]] const stream_result& result(std::int32_t stream) { return streams_[stream]; }
 

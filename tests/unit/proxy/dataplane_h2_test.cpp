@@ -873,4 +873,34 @@ TEST(dataplane_h2, x_starling_instance_pins_the_local_instance) {
   EXPECT_EQ(two.count(), 8u);
 }
 
+TEST(dataplane_h2, draining_says_goaway_lets_the_open_stream_finish_then_closes) {
+  // A draining node tells each peer's HTTP/2 connection GOAWAY (NO_ERROR, naming the last
+  // stream it took): the peer opens no new stream on it and sends new requests elsewhere,
+  // the stream in flight gets its whole answer, and the connection then closes.
+  http_backend web("web-1", backend_mode::hold);
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto s = c.submit(request_fields("GET", "/held", "web"));
+  ASSERT_NE(s, 0);
+  ASSERT_TRUE(c.flush());
+  ASSERT_TRUE(eventually([&] { return web.requests() == 1; }));
+
+  n.dp->set_draining(true);
+  ASSERT_TRUE(c.wait_goaway());
+  EXPECT_EQ(c.goaway()->first, s) << "the last stream B took";
+  EXPECT_EQ(c.goaway()->second, h2::no_error);
+  EXPECT_FALSE(c.peer_closed()) << "closed with a stream still open";
+  EXPECT_FALSE(c.result(s).is_done());
+
+  web.release();
+  ASSERT_TRUE(c.wait(s));
+  const auto& r = c.result(s);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(is_whole(r)) << describe(r);
+  EXPECT_EQ(r.body, "web-1");
+  EXPECT_TRUE(c.wait_closed()) << "the connection stays open after its last stream";
+}
+
 } // namespace
