@@ -231,6 +231,59 @@ void write_eventfd(int fd) {
   [[maybe_unused]] const auto n = ::write(fd, &one, sizeof one);
 }
 
+/// Per-descriptor state by descriptor number: a vector indexed by the number (descriptors
+/// are small and reused lowest first), so that the loop's lookup on every operation and
+/// event is an index, not a hash and a division as in std::unordered_map (about 1% of a
+/// node's CPU in a profile).
+template <class T> class fd_table {
+public:
+  /// The state of `fd`, made (value-initialized) if it has none. A negative `fd` gets a
+  /// scratch entry of its own (the system call on it then fails with EBADF).
+  T& operator[](int fd) {
+    if (fd < 0) {
+      scratch_ = T{};
+      return scratch_;
+    }
+    const auto i = static_cast<std::size_t>(fd);
+    if (i >= items_.size())
+      items_.resize(std::max(i + 1, 2 * items_.size()));
+    auto& e = items_[i];
+    if (!e.used) {
+      e.used = true;
+      ++count_;
+    }
+    return e.value;
+  }
+  /// The state of `fd`, or null.
+  T* find(int fd) {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= items_.size())
+      return nullptr;
+    auto& e = items_[static_cast<std::size_t>(fd)];
+    return e.used ? &e.value : nullptr;
+  }
+  void erase(int fd) {
+    if (T* v = find(fd)) {
+      *v = T{};
+      items_[static_cast<std::size_t>(fd)].used = false;
+      --count_;
+    }
+  }
+  template <class F> void for_each(F f) {
+    for (std::size_t i = 0; i < items_.size() && count_ > 0; ++i)
+      if (items_[i].used)
+        f(static_cast<int>(i), items_[i].value);
+  }
+
+private:
+  struct entry {
+    T value{};
+    bool used = false;
+  };
+  std::vector<entry> items_;
+  std::size_t count_ = 0;
+  T scratch_{};
+};
+
 // ---------------------------------------------------------------- epoll
 
 class epoll_loop final : public loop {
@@ -322,13 +375,13 @@ public:
     st.out = pending{op::connect, nullptr, 0, 0, std::move(done)};
   }
   void close(int fd) override {
-    if (auto it = fds_.find(fd); it != fds_.end()) {
-      if (it->second.in)
-        complete_later(std::move(it->second.in->done), -ECANCELED);
-      if (it->second.out)
-        complete_later(std::move(it->second.out->done), -ECANCELED);
+    if (auto* st = fds_.find(fd)) {
+      if (st->in)
+        complete_later(std::move(st->in->done), -ECANCELED);
+      if (st->out)
+        complete_later(std::move(st->out->done), -ECANCELED);
       // Closing removes the descriptor from the epoll set; no event for it can follow.
-      fds_.erase(it);
+      fds_.erase(fd);
     }
     ::close(fd);
   }
@@ -337,12 +390,13 @@ protected:
   void release_kernel() override {} // epoll holds no buffers
   std::vector<io_done> take_pending() override {
     std::vector<io_done> out;
-    for (auto& [fd, st] : fds_)
+    fds_.for_each([&out](int, fd_state& st) {
       for (auto* slot : {&st.in, &st.out})
         if (*slot) {
           out.push_back(std::move((*slot)->done));
           slot->reset();
         }
+    });
     return out;
   }
   std::uint64_t wait(std::optional<clock::time_point> deadline) override {
@@ -541,10 +595,10 @@ private:
   }
   /// An epoll event for a socket: runs what it made possible.
   void on_event(int fd, std::uint32_t events) {
-    auto it = fds_.find(fd);
-    if (it == fds_.end())
+    auto* found = fds_.find(fd);
+    if (found == nullptr)
       return;
-    auto& st = it->second;
+    auto& st = *found;
     int result = 0;
     const bool input = (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) != 0;
     if (input)
@@ -570,7 +624,7 @@ private:
     }
   }
 
-  std::unordered_map<int, fd_state> fds_;
+  fd_table<fd_state> fds_;
 };
 
 // ---------------------------------------------------------------- io_uring
