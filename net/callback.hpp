@@ -25,10 +25,10 @@ public:
   callback(std::nullptr_t) noexcept {} // NOLINT(google-explicit-constructor): as std::function
 
   template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, callback> &&
-             !std::is_same_v<std::remove_cvref_t<F>, std::nullptr_t> &&
-             std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-  callback(F&& f) { // NOLINT(google-explicit-constructor): as std::function
+  requires(!std::is_same_v<std::remove_cvref_t<F>, callback> &&
+           !std::is_same_v<std::remove_cvref_t<F>, std::nullptr_t> &&
+           std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+      callback(F&& f) { // NOLINT(google-explicit-constructor): as std::function
     using T = std::decay_t<F>;
     if constexpr (stored_inside<T>) {
       ::new (static_cast<void*>(storage_)) T(std::forward<F>(f));
@@ -67,9 +67,10 @@ public:
   }
 
   /// Whether a callable of type F is kept inside (no allocation).
-  template <class F> static constexpr bool stored_inside =
-      sizeof(F) <= N && alignof(F) <= alignof(std::max_align_t) &&
-      std::is_nothrow_move_constructible_v<F>;
+  template <class F>
+  static constexpr bool stored_inside =
+      sizeof(F) <= N &&
+      alignof(F) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<F>;
 
 private:
   struct ops {
@@ -86,23 +87,24 @@ private:
     return *std::launder(reinterpret_cast<T**>(s));
   }
 
-  template <class T> static constexpr ops inside_ops{
-      [](unsigned char* s, Args&&... args) -> R {
-        return std::invoke(inside<T>(s), std::forward<Args>(args)...);
-      },
-      [](unsigned char* to, unsigned char* from) noexcept {
-        ::new (static_cast<void*>(to)) T(std::move(inside<T>(from)));
-        inside<T>(from).~T();
-      },
-      [](unsigned char* s) noexcept { inside<T>(s).~T(); }};
-  template <class T> static constexpr ops outside_ops{
-      [](unsigned char* s, Args&&... args) -> R {
-        return std::invoke(*outside<T>(s), std::forward<Args>(args)...);
-      },
-      [](unsigned char* to, unsigned char* from) noexcept {
-        ::new (static_cast<void*>(to)) T*(outside<T>(from));
-      },
-      [](unsigned char* s) noexcept { delete outside<T>(s); }};
+  template <class T>
+  static constexpr ops inside_ops{[](unsigned char* s, Args&&... args) -> R {
+                                    return std::invoke(inside<T>(s), std::forward<Args>(args)...);
+                                  },
+                                  [](unsigned char* to, unsigned char* from) noexcept {
+                                    ::new (static_cast<void*>(to)) T(std::move(inside<T>(from)));
+                                    inside<T>(from).~T();
+                                  },
+                                  [](unsigned char* s) noexcept { inside<T>(s).~T(); }};
+  template <class T>
+  static constexpr ops outside_ops{[](unsigned char* s, Args&&... args) -> R {
+                                     return std::invoke(*outside<T>(s),
+                                                        std::forward<Args>(args)...);
+                                   },
+                                   [](unsigned char* to, unsigned char* from) noexcept {
+                                     ::new (static_cast<void*>(to)) T*(outside<T>(from));
+                                   },
+                                   [](unsigned char* s) noexcept { delete outside<T>(s); }};
 
   void take(callback& o) noexcept {
     if (o.ops_ != nullptr) {

@@ -98,8 +98,7 @@ loop::timer_slot* loop::slot_of(timer_id id) {
   if (index >= slots_.size())
     return nullptr;
   auto& slot = slots_[index];
-  return slot.armed && slot.generation == static_cast<std::uint32_t>(id >> 32U) ? &slot
-                                                                                 : nullptr;
+  return slot.armed && slot.generation == static_cast<std::uint32_t>(id >> 32U) ? &slot : nullptr;
 }
 
 void loop::free_slot(std::uint32_t index) {
@@ -173,8 +172,7 @@ void loop::shutdown() {
     heap_.clear();
     cancelled_in_heap_ = 0;
     auto pending = take_pending();
-    if (posted.empty() && completed.empty() && deferred.empty() && !had_timers &&
-        pending.empty())
+    if (posted.empty() && completed.empty() && deferred.empty() && !had_timers && pending.empty())
       return;
   }
 }

@@ -173,9 +173,9 @@ private:
   std::mutex mutex_; // guards posted_ and stop_
   std::vector<task> posted_;
   bool stop_ = false;
-  std::vector<timer> heap_;           // a min-heap on (due, id); cancelled entries are skipped
-  std::size_t cancelled_in_heap_ = 0; // heap_ compacts when they are more than half
-  std::vector<timer_slot> slots_;       // the timers' tasks
+  std::vector<timer> heap_;               // a min-heap on (due, id); cancelled entries are skipped
+  std::size_t cancelled_in_heap_ = 0;     // heap_ compacts when they are more than half
+  std::vector<timer_slot> slots_;         // the timers' tasks
   std::vector<std::uint32_t> free_slots_; // slots_ not armed
   std::size_t armed_ = 0;                 // slots_ armed
   std::vector<std::pair<io_done, int>> completed_; // socket completions to run

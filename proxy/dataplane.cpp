@@ -264,8 +264,7 @@ public:
   io_buffer() = default;
   explicit io_buffer(std::size_t n) : data_(take(n)), size_(n) {}
   ~io_buffer() { give(std::move(data_), size_); }
-  io_buffer(io_buffer&& o) noexcept
-      : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)) {}
+  io_buffer(io_buffer&& o) noexcept : data_(std::move(o.data_)), size_(std::exchange(o.size_, 0)) {}
   io_buffer& operator=(io_buffer&& o) noexcept {
     if (this != &o) {
       give(std::move(data_), size_);
@@ -1418,9 +1417,8 @@ void worker::add_targets(service_state& st, const endpoint& ep, const dataplane_
   };
   auto direct = make(ep.address + ":" + std::to_string(ep.port), false);
   auto peer = cfg.inbound.find(ep.node);
-  auto outbound = ep.node != options().self && peer != cfg.inbound.end()
-                      ? make(peer->second, true)
-                      : direct;
+  auto outbound =
+      ep.node != options().self && peer != cfg.inbound.end() ? make(peer->second, true) : direct;
   st.direct.push_back(std::move(direct));
   st.outbound.push_back(std::move(outbound));
 }
@@ -1718,16 +1716,30 @@ private:
   using text_cache = thread_cache<std::string, 128>;
   static constexpr std::size_t max_cached_text_bytes = 64 * 1024;
   void take_buffers() {
-    out_ = text_cache::take();
-    up_out_ = text_cache::take();
-    out_.clear();
-    up_out_.clear();
+    for (auto* text : {&out_, &up_out_, &req_.forwarded_head}) {
+      *text = text_cache::take();
+      text->clear();
+    }
   }
   void give_buffers() {
-    if (out_.capacity() <= max_cached_text_bytes)
-      text_cache::give(std::move(out_));
-    if (up_out_.capacity() <= max_cached_text_bytes)
-      text_cache::give(std::move(up_out_));
+    for (auto* text : {&out_, &up_out_, &req_.forwarded_head})
+      if (text->capacity() <= max_cached_text_bytes)
+        text_cache::give(std::move(*text));
+  }
+  /// A new request's state, keeping the capacity of its text buffers (one session serves
+  /// every request of a keep-alive connection).
+  void reset_request() {
+    auto head = std::move(req_.forwarded_head);
+    auto path = std::move(req_.path);
+    auto body = std::move(req_.body);
+    req_ = {};
+    head.clear();
+    path.clear();
+    body.clear();
+    req_.forwarded_head = std::move(head);
+    req_.path = std::move(path);
+    if (body.capacity() <= max_cached_text_bytes)
+      req_.body = std::move(body);
   }
   void unlink_client() {
     if (prev_client_)
@@ -2052,7 +2064,7 @@ private:
   // ---------------------------------------------------------------- HTTP: requests
   void next_request() {
     // Idle keep-alive wait, then head_timeout once the first byte came.
-    req_ = {};
+    reset_request();
     if (cend_ > cpos_ || parser_.messages() == 0)
       set_client_deadline(w_.options().head_timeout);
     else
@@ -2159,10 +2171,10 @@ private:
   void on_request_head() {
     head_started_ = false;
     const auto& h = parser_.head();
-    req_ = {};
+    reset_request();
     req_.started = clock::now();
-    req_.method = std::string{h.method};
-    req_.path = std::string{h.target};
+    req_.method.assign(h.method);
+    req_.path.assign(h.target);
     req_.client_keep_alive = h.keep_alive;
     req_.version_minor = h.version_minor;
     req_.upgrade = h.upgrade;
@@ -2370,27 +2382,27 @@ private:
   void acquire_h2_stream(bool front) {
     auto self = shared_from_this();
     auto id = attempt_;
-    w_.h2_to(*target_,
-             [self, id, front](worker::h2_result r, const std::shared_ptr<h2_client>& link) {
-               if (id != self->attempt_)
-                 return;
-               if (r == worker::h2_result::http1) { // the peer speaks HTTP/1.1 only: that way
-                 self->acquire_upstream(front);
-                 return;
-               }
-               auto stream = r == worker::h2_result::ok
-                                 ? link->open_stream(self->service_name_, self->target_->endpoint_id)
-                                 : nullptr;
-               if (!stream) {
-                 bump(self->w_.counters().upstream_connect_failures);
-                 self->on_try_failed(attempt_failure::connect_failure, false);
-                 return;
-               }
-               self->up_ = std::make_shared<upstream_conn>(std::move(stream), self->target_->node,
-                                                           self->w_.options().limits);
-               self->up_pooled_ = false;
-               self->send_request();
-             });
+    w_.h2_to(
+        *target_, [self, id, front](worker::h2_result r, const std::shared_ptr<h2_client>& link) {
+          if (id != self->attempt_)
+            return;
+          if (r == worker::h2_result::http1) { // the peer speaks HTTP/1.1 only: that way
+            self->acquire_upstream(front);
+            return;
+          }
+          auto stream = r == worker::h2_result::ok
+                            ? link->open_stream(self->service_name_, self->target_->endpoint_id)
+                            : nullptr;
+          if (!stream) {
+            bump(self->w_.counters().upstream_connect_failures);
+            self->on_try_failed(attempt_failure::connect_failure, false);
+            return;
+          }
+          self->up_ = std::make_shared<upstream_conn>(std::move(stream), self->target_->node,
+                                                      self->w_.options().limits);
+          self->up_pooled_ = false;
+          self->send_request();
+        });
   }
 
 public:

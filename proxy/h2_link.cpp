@@ -33,8 +33,7 @@ using credits_cache =
 
 h2_link::h2_link(std::shared_ptr<net::connection> conn, h2::role role, options opts)
     : conn_(std::move(conn)), server_(role == h2::role::server), opts_(opts),
-      session_(role, opts.limits, *this),
-      rbuf_(read_buffer_bytes), idle_timer_(conn_->io()) {}
+      session_(role, opts.limits, *this), rbuf_(read_buffer_bytes), idle_timer_(conn_->io()) {}
 
 h2_link::~h2_link() { conn_->close(); }
 
@@ -278,8 +277,7 @@ void h2_client::on_head(std::int32_t id, const h2::head& h) {
 h2_stream::h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limits limits,
                      std::string service, std::string instance)
     : link_(std::move(link)), id_(id), client_(id == 0), service_(std::move(service)),
-      instance_(std::move(instance)),
-      in_(input_cache::take()), credits_(credits_cache::take()),
+      instance_(std::move(instance)), in_(input_cache::take()), credits_(credits_cache::take()),
       parser_(client_ ? direction::request : direction::response, limits) {
   in_.clear();
   credits_.clear();

@@ -630,12 +630,16 @@ TEST(transport, bounds_concurrent_inbound_connections) {
     sockets.back().connect(to, ec);
     ASSERT_FALSE(ec) << ec.message();
   }
-  // 64 are served (until their deadline); the 6 beyond are closed at once.
-  ASSERT_TRUE(eventually([&] { return b->stats().push_pull_errors == 6; }))
-      << b->stats().push_pull_errors;
+  // 64 are served (until their deadline); the 6 beyond are closed at once. The counter
+  // moves before the drop reaches the recorder (another thread): wait for both.
+  auto drops = [&] {
+    std::lock_guard guard{rb.mutex};
+    return rb.drops.size();
+  };
+  ASSERT_TRUE(eventually([&] { return b->stats().push_pull_errors == 6 && drops() == 6; }))
+      << b->stats().push_pull_errors << " errors, " << drops() << " drops";
   EXPECT_EQ(b->stats().connections_refused, 6u);
-  std::lock_guard guard{rb.mutex};
-  EXPECT_EQ(rb.drops.size(), 6u);
+  EXPECT_EQ(drops(), 6u);
 }
 
 // -- stop ------------------------------------------------------------------------------------
