@@ -5,8 +5,8 @@
 // bytes (libstdc++), which is every handler that keeps its owner alive by a shared_ptr, and
 // then again for the handler the connection wraps around it. A request through a node made
 // about a dozen such allocations (docs/bench-proxy.md, Run T). callback<Sig, N> keeps a
-// callable of at most N bytes (alignment at most 8, nothrow move) in itself and allocates
-// only for a larger one. It is never copied, so it also holds move-only callables.
+// callable of at most N bytes (alignment at most max_align_t's, nothrow move) in itself and
+// allocates only for a larger one. It is never copied, so it also holds move-only callables.
 #pragma once
 
 #include <cstddef>

@@ -107,7 +107,6 @@ void loop::free_slot(std::uint32_t index) {
   slot.clear = nullptr;
   if (++slot.generation == 0)
     slot.generation = 1;
-  --armed_;
   free_slots_.push_back(index);
 }
 
@@ -124,7 +123,6 @@ loop::timer_id loop::after(clock::duration delay, task t, timer_id* clear) {
   slot.t = std::move(t);
   slot.clear = clear;
   slot.armed = true;
-  ++armed_;
   const timer_id id = (static_cast<timer_id>(slot.generation) << 32U) | index;
   heap_.push_back({clock::now() + std::max(delay, clock::duration::zero()), next_seq_++, id});
   std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
@@ -164,15 +162,20 @@ void loop::shutdown() {
     completed_.clear();
     auto deferred = std::move(deferred_);
     deferred_.clear();
-    auto timers = std::move(slots_);
-    slots_.clear();
-    free_slots_.clear();
-    const bool had_timers = armed_ > 0;
-    armed_ = 0;
+    // The slots stay (each armed one freed, its generation moved on), so that an id given
+    // out before never names a timer set while the tasks below are destroyed.
+    std::vector<task> timers;
+    for (std::uint32_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].armed) {
+        timers.push_back(std::move(slots_[i].t));
+        slots_[i].t = nullptr;
+        free_slot(i);
+      }
     heap_.clear();
     cancelled_in_heap_ = 0;
     auto pending = take_pending();
-    if (posted.empty() && completed.empty() && deferred.empty() && !had_timers && pending.empty())
+    if (posted.empty() && completed.empty() && deferred.empty() && timers.empty() &&
+        pending.empty())
       return;
   }
 }

@@ -177,7 +177,6 @@ private:
   std::size_t cancelled_in_heap_ = 0;     // heap_ compacts when they are more than half
   std::vector<timer_slot> slots_;         // the timers' tasks
   std::vector<std::uint32_t> free_slots_; // slots_ not armed
-  std::size_t armed_ = 0;                 // slots_ armed
   std::vector<std::pair<io_done, int>> completed_; // socket completions to run
   std::vector<task> deferred_;                     // defer()'s tasks
   // What run_completions() runs from (swapped with the two above: their capacity stays).

@@ -35,10 +35,6 @@ constexpr std::size_t cached_parsers = 64;
 using head_cache = thread_cache<std::string, cached_parsers>;
 using headers_cache = thread_cache<std::vector<header>, cached_parsers>;
 
-} // namespace
-
-namespace {
-
 using text::for_each_token;
 using text::iequals;
 using text::is_field_byte;
