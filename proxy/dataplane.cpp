@@ -1712,9 +1712,10 @@ private:
     head = this;
   }
   /// The buffers of forwarded heads come from the thread's cache (a session is made per
-  /// HTTP/2 stream) and go back to it unless a body grew them large.
+  /// HTTP/2 stream) and go back to it unless a body grew them past a common head's size:
+  /// what a peer's large bodies grow is freed, so the cache holds at most 128 x 8 KiB.
   using text_cache = thread_cache<std::string, 128>;
-  static constexpr std::size_t max_cached_text_bytes = 64 * 1024;
+  static constexpr std::size_t max_cached_text_bytes = 8 * 1024;
   void take_buffers() {
     for (auto* text : {&out_, &up_out_, &req_.forwarded_head}) {
       *text = text_cache::take();
@@ -1727,7 +1728,8 @@ private:
         text_cache::give(std::move(*text));
   }
   /// A new request's state, keeping the capacity of its text buffers (one session serves
-  /// every request of a keep-alive connection).
+  /// every request of a keep-alive connection), at most max_cached_text_bytes of body: an
+  /// idle connection holds no large buffer.
   void reset_request() {
     auto head = std::move(req_.forwarded_head);
     auto path = std::move(req_.path);

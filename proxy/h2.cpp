@@ -1025,11 +1025,11 @@ errc to_h2_response(const message_head& h, const forward_options& opts, field_li
 
 h1_written to_h1_request(const head& h, const forward_options& opts, std::string& out) {
   const auto start = out.size();
-  out.reserve(start + h1_size_hint(h, opts));
   if (h.method == "CONNECT")
     return {errc::not_convertible, body_kind::none};
   if (!is_token(h.method) || h.path.empty() || !is_visible(h.path) || !is_visible(h.authority))
     return {errc::bad_field, body_kind::none};
+  out.reserve(start + h1_size_hint(h, opts)); // once the head is known to be convertible
   out.append(h.method);
   out.push_back(' ');
   out.append(h.path);
@@ -1059,9 +1059,9 @@ h1_written to_h1_request(const head& h, const forward_options& opts, std::string
 h1_written to_h1_response(const head& h, bool head_request, const forward_options& opts,
                           std::string& out) {
   const auto start = out.size();
-  out.reserve(start + h1_size_hint(h, opts));
   if (h.status < 100 || h.status > 999)
     return {errc::bad_field, body_kind::none};
+  out.reserve(start + h1_size_hint(h, opts));
   out.append("HTTP/1.1 ");
   append_number(out, h.status);
   out.push_back(' ');

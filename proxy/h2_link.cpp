@@ -19,9 +19,10 @@ constexpr std::string_view instance_field = "x-starling-instance";
 std::error_code sys(int e) { return {e, std::system_category()}; }
 
 /// A stream's buffers come from the thread's cache (a stream is made per request) and go
-/// back to it unless the body grew them past these.
+/// back to it unless the body grew them past these (the cache keeps at most 64 x 16 KiB of
+/// input, whatever the peers send).
 constexpr std::size_t cached_streams = 64;
-constexpr std::size_t max_cached_input_bytes = 64 * 1024;
+constexpr std::size_t max_cached_input_bytes = 16 * 1024;
 constexpr std::size_t max_cached_credits = 64;
 using input_cache = thread_cache<std::string, cached_streams>;
 using credits_cache =
@@ -383,6 +384,8 @@ void h2_stream::on_response_head(const h2::head& h) {
 }
 
 void h2_stream::on_data(std::span<const char> bytes) {
+  if (bytes.empty())
+    return; // no entry in credits_: they stay bounded by the window's bytes
   const auto before = in_.size();
   if (chunked_in_)
     append_chunk(in_, bytes);
