@@ -2149,9 +2149,13 @@ private:
   struct request_state {
     std::string method;
     std::string path;
+    /// The head as forwarded on HTTP/1.1 (written when a try goes over HTTP/1.1: to an
+    /// HTTP/2 peer the parsed head goes as it is, h2_stream::write_head).
     std::string forwarded_head;
+    /// How the head is forwarded (write_forward_head, h2_stream::write_head).
+    forward_options forward;
     std::string body;     ///< Buffered raw body (when buffered).
-    bool buffered = true; ///< Whole request in forwarded_head + body: retryable.
+    bool buffered = true; ///< Whole request in the parser's head + body: retryable.
     bool client_keep_alive = true;
     std::uint8_t version_minor = 1; ///< The client's HTTP version: 1.0 or 1.1.
     bool upgrade = false;
@@ -2207,7 +2211,7 @@ private:
         return;
       }
     }
-    forward_options fo;
+    auto& fo = req_.forward;
     if (!inbound_)
       fo.client_address = client_addr_text_;
     else
@@ -2216,8 +2220,6 @@ private:
     // 1.0 client cannot read), but the hop stays open whatever the client wants of its own
     // connection: a pooled connection to a peer is not lost to each 1.0 request.
     fo.keep_alive = h.version_minor == 0;
-    req_.forwarded_head.clear();
-    write_forward_head(h, fo, req_.forwarded_head);
     // Version choice from the headers (views valid until the next message).
     if (!inbound_ && (!svc_->policy.routes.empty() || !svc_->policy.split.empty())) {
       fields_.clear(); // scratch kept across requests: no allocation in the steady state
@@ -2475,6 +2477,30 @@ private:
     auto& c = *up_;
     c.parser.expect_response_to(req_.method);
     out_.clear(); // gathers the response's first bytes (read_response)
+    if (c.s.h2) {
+      // A stream to a peer takes the head as parsed (the client's parser keeps it until
+      // the next request starts), then the body.
+      if (auto ec = c.s.h2->write_head(parser_.head(), req_.forward)) {
+        on_try_failed(failure_of(ec), false);
+        return;
+      }
+      auto next = [](client_session& s) {
+        if (s.req_.buffered)
+          s.read_response();
+        else
+          s.stream_body();
+      };
+      if (req_.body.empty()) {
+        next(*this);
+        return;
+      }
+      write_last([&](connection::completion how) {
+        up_->s->write(req_.body.data(), req_.body.size(), after_upstream_write(next), how);
+      });
+      return;
+    }
+    if (req_.forwarded_head.empty())
+      write_forward_head(parser_.head(), req_.forward, req_.forwarded_head);
     up_out_ = std::move(c.preamble);
     c.preamble.clear();
     up_out_ += req_.forwarded_head;
@@ -2578,9 +2604,19 @@ private:
           else
             fo.keep_alive = req_.version_minor == 0;
         }
-        // Heads (and the body bytes already read behind them) are gathered in out_ and
-        // written at once: one write for a small response.
-        write_forward_head(h, fo, out_);
+        if (client_.h2) {
+          // A stream from a peer takes the head as parsed; the body follows (decision 0022).
+          req_.sent_to_client = true;
+          bump(sc().bytes_out, h.raw.size());
+          if (client_.h2->write_head(h, fo)) {
+            abort_request();
+            return;
+          }
+        } else {
+          // Heads (and the body bytes already read behind them) are gathered in out_ and
+          // written at once: one write for a small response.
+          write_forward_head(h, fo, out_);
+        }
         if (last && h.upgrade && req_.upgrade) {
           upgrading_ = true;
         }

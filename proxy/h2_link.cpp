@@ -456,6 +456,14 @@ void h2_stream::pump_write(bool may_inline) {
       return;
     }
     std::span<const char> in{write_buf_ + write_done_, slice};
+    if (direct_) {
+      if (!send_direct_body(in)) {
+        fail_write(refused_ ? refused_stream_error() : sys(EPROTO));
+        return;
+      }
+      write_done_ += slice;
+      continue;
+    }
     // Until the parser wants more: its `complete` step comes from a call after the body's
     // last bytes, with nothing left to parse.
     while (true) {
@@ -464,9 +472,13 @@ void h2_stream::pump_write(bool may_inline) {
       write_done_ += r.consumed;
       bool ok = true;
       switch (r.status) {
-      case parse_status::head:
-        ok = send_head(parser_.head());
+      case parse_status::head: {
+        forward_options fo;
+        fo.proto = {};      // x-forwarded-proto: as the session wrote it
+        fo.add_via = false; // the session's forwarding added this hop's via
+        ok = send_head(parser_.head(), fo);
         break;
+      }
       case parse_status::body:
         ok = send_body(r.body);
         break;
@@ -503,12 +515,51 @@ void h2_stream::pump_write(bool may_inline) {
     complete(std::move(h), {}, write_len_);
 }
 
-bool h2_stream::send_head(const message_head& h) {
+std::error_code h2_stream::write_head(const message_head& h, const forward_options& fo) {
+  if (!open_ || reset_ || write_handler_ || sent_all_ || final_head_)
+    return reset_ ? (refused_ ? refused_stream_error() : sys(ECONNRESET)) : sys(EBADF);
+  direct_ = true;
+  if (!send_head(h, fo)) {
+    fail_write(refused_ ? refused_stream_error() : sys(EPROTO));
+    return refused_ ? refused_stream_error() : sys(EPROTO);
+  }
+  if (!h.is_interim()) {
+    final_head_ = true;
+    // A body with a length ends with its last byte; an until-close one (not re-chunked:
+    // cannot come from a session that writes to a stream) never ends, and shutdown_send
+    // then resets the stream, as when this stream parsed it.
+    body_left_ = h.body == body_kind::content_length ? h.content_length : UINT64_MAX;
+    chunked_out_ = chunked_out_ || fo.chunked;
+  }
+  link_->schedule_flush();
+  return {};
+}
+
+bool h2_stream::send_direct_body(std::span<const char> bytes) {
+  if (bytes.empty())
+    return true;
+  if (!final_head_ || sent_all_)
+    return false; // a body before the head, or bytes after the message's end
+  auto& session = link_->session_;
+  if (chunked_out_) {
+    if (!send_body(bytes))
+      return false;
+    if (!dechunker_.is_done())
+      return true;
+  } else {
+    if (bytes.size() > body_left_ || session.send_data(id_, bytes) != h2::errc::ok)
+      return false;
+    body_left_ -= bytes.size();
+    if (body_left_ > 0)
+      return true;
+  }
+  sent_all_ = true;
+  return session.end_stream(id_) == h2::errc::ok;
+}
+
+bool h2_stream::send_head(const message_head& h, forward_options fo) {
   auto& session = link_->session_;
   auto& fields = link_->fields_;
-  forward_options fo;
-  fo.proto = {};      // x-forwarded-proto: as the session wrote it
-  fo.add_via = false; // the session's forwarding added this hop's via
   const auto max = session.config().max_header_list_bytes;
   if (!client_) {
     const bool final = !h.is_interim();
@@ -580,9 +631,9 @@ bool h2_stream::send_body(std::span<const char> bytes) {
       return false;
     if (!step.payload.empty() && session.send_data(id_, step.payload) != h2::errc::ok)
       return false;
-    bytes = bytes.subspan(step.consumed);
     if (step.consumed == 0)
-      break; // done: the parser gives nothing after the body's end
+      return false; // bytes after the body's end (a parser gives none)
+    bytes = bytes.subspan(step.consumed);
   }
   return true;
 }

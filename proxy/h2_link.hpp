@@ -11,9 +11,11 @@
 // - on A, the other way round: writing takes the request as HTTP/1.1 bytes (sent with
 //   h2::to_h2_request, plus x-starling-service/-instance), reading gives the response as
 //   HTTP/1.1 bytes (h2::to_h1_response).
-// Decision 0022 plans to convert the written head where the session writes it instead of
-// parsing it again; this version keeps the session unchanged and pays that parse (about
-// 1 us a request on this machine: docs/bench-proxy.md, "The HTTP/2 core without I/O").
+// The head of the message the session writes usually comes parsed (write_head, decision
+// 0022): the session hands over the head it parsed from the other side and the stream
+// converts it, so that a hop does not write it as HTTP/1.1 and parse it again. write()
+// then carries the body alone. A message written whole as HTTP/1.1 (the responses the
+// session makes itself) is still parsed here.
 //
 // Limits: the peer's data is bounded by HTTP/2 flow control (a stream's window reopens only
 // as the session reads its bytes), the header list by h2::limits, the streams by
@@ -68,6 +70,14 @@ public:
   /// buffer. A message the conversion refuses resets the stream (EPROTO).
   void write(const void* buf, std::size_t len, io_handler handler,
              completion how = completion::deferred);
+  /// Our message's head, parsed: sent as `h` forwarded with `fo` (via and x-forwarded-*
+  /// as write_forward_head adds them; fo.chunked: the body comes chunked although `h` has
+  /// none, the session re-chunking an until-close body), without writing it as HTTP/1.1 and
+  /// parsing it again. The writes that follow carry only the body, framed as `h` says, and
+  /// the message ends with the body's last byte; after a 1xx head comes another head.
+  /// Returns what a write of that head would have completed with: an error resets the
+  /// stream (refused_stream_error() when the peer takes no more streams).
+  std::error_code write_head(const message_head& h, const forward_options& fo);
   /// No more bytes from us: resets the stream unless our message is complete.
   void shutdown_send();
   /// Done with the stream: resets it unless both messages are complete; pending operations
@@ -95,10 +105,13 @@ private:
   /// Completes the pending read with what is there (fill_read's task on the next turn).
   void deliver();
   void pump_write(bool may_inline);
-  /// Sends the head our message's parser gave; false on error.
-  bool send_head(const message_head& h);
+  /// Sends our message's head, `h` forwarded with `fo`; false on error.
+  bool send_head(const message_head& h, forward_options fo);
   /// Hands `bytes` of our message's body to the session (de-chunked); false on error.
   bool send_body(std::span<const char> bytes);
+  /// Hands body bytes written after write_head to the session and ends the message at
+  /// its last byte; false on error (bytes before a final head or after the body's end).
+  bool send_direct_body(std::span<const char> bytes);
   void fail_write(std::error_code ec);
   void complete(io_handler h, std::error_code ec, std::size_t n);
 
@@ -133,7 +146,14 @@ private:
   /// deliver() is queued for the next turn.
   bool delivery_due_ = false;
 
-  /// Parses what the session writes: responses on a server, requests on a client.
+  /// Our message's head came through write_head: writes carry the body alone.
+  bool direct_ = false;
+  /// write_head gave the final head (not a 1xx).
+  bool final_head_ = false;
+  /// After write_head, a body with a length: its bytes not yet written.
+  std::uint64_t body_left_ = 0;
+  /// Parses what the session writes (without write_head): responses on a server, requests
+  /// on a client.
   http1_parser parser_;
   h2::dechunker dechunker_;
   bool chunked_out_ = false;

@@ -68,6 +68,7 @@ enum class backend_mode {
   http10_length, ///< an HTTP/1.0 200 with a content-length, then closes
   chunks,        ///< a 200 whose chunked body is its name repeated to 4,000 bytes, one byte
                  ///< per chunk, all written at once
+  interim,       ///< a 103 Early Hints (with a link field) before each `answer`
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
@@ -234,15 +235,21 @@ private:
                         });
       return;
     }
-    auto respond = [this, c, answer, xff] {
+    // A HEAD is answered with the length its GET would have, and no body.
+    const bool head_request = head.starts_with("HEAD ");
+    auto respond = [this, c, answer, xff, head_request] {
       const bool http10 = mode_ == backend_mode::http10 || mode_ == backend_mode::http10_length;
       c->out =
+          std::string{mode_ == backend_mode::interim
+                          ? "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n"
+                          : ""} +
           std::string{mode_ == backend_mode::fail ? "HTTP/1.1 500 Oops"
                       : http10                    ? "HTTP/1.0 200 OK"
                                                   : "HTTP/1.1 200 OK"} +
           (mode_ == backend_mode::http10 ? std::string{}
                                          : "\r\ncontent-length: " + std::to_string(answer.size())) +
-          "\r\nx-backend: " + name_ + "\r\nx-seen-xff: " + xff + "\r\n\r\n" + answer;
+          "\r\nx-backend: " + name_ + "\r\nx-seen-xff: " + xff + "\r\n\r\n" +
+          (head_request ? std::string{} : answer);
       asio::async_write(c->sock, asio::buffer(c->out),
                         [this, c, http10](const asio::error_code& ec, std::size_t) {
                           if (!ec && (mode_ == backend_mode::one_shot || http10)) {
@@ -419,9 +426,10 @@ public:
     std::string body;
   };
 
-  /// One response with a content-length or chunked body (chunks decoded, no trailers);
-  /// status 0 on failure.
-  response read_response() {
+  /// One response with a content-length or chunked body (chunks decoded, no trailers), or
+  /// without a body whatever its head says (`head_request`: the answer to a HEAD); status
+  /// 0 on failure.
+  response read_response(bool head_request = false) {
     response r;
     if (!read_until([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; }))
       return r;
@@ -448,7 +456,9 @@ public:
       pos = e + 2;
     }
     in_.erase(0, end + 4);
-    if (r.headers.count("transfer-encoding") != 0) {
+    if (head_request) {
+      // no body
+    } else if (r.headers.count("transfer-encoding") != 0) {
       while (true) {
         if (!read_until([](const std::string& s) { return s.find("\r\n") != std::string::npos; }))
           return r;

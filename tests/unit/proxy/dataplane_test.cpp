@@ -111,6 +111,36 @@ TEST(dataplane, http_two_hops_through_the_peer_inbound) {
   EXPECT_EQ(n.a->stats().upstream_reused, 4u);
 }
 
+// Heads that are not a plain answer: a 1xx before the answer (over HTTP/2 between the
+// nodes: a non-final HEADERS), and the answer to a HEAD, whose content-length promises a
+// body that does not follow; the connection carries the next request after either.
+TEST(dataplane, an_interim_answer_and_a_head_answer_cross_two_hops) {
+  http_backend web("web-b", backend_mode::interim);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  client c(outbound(*n.a, "web"));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(c.send("GET /x HTTP/1.1\r\nhost: test\r\n\r\n"));
+    auto hints = c.read_response();
+    EXPECT_EQ(hints.status, 103);
+    EXPECT_EQ(hints.headers["link"], "</style.css>; rel=preload");
+    auto r = c.read_response();
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "web-b");
+
+    ASSERT_TRUE(c.send("HEAD /x HTTP/1.1\r\nhost: test\r\n\r\n"));
+    EXPECT_EQ(c.read_response(true).status, 103);
+    auto h = c.read_response(true);
+    ASSERT_EQ(h.status, 200);
+    EXPECT_EQ(h.headers["content-length"], "5");
+    EXPECT_EQ(h.headers["x-backend"], "web-b");
+  }
+  auto last = c.get();
+  EXPECT_EQ(last.status, 103);
+  EXPECT_EQ(c.read_response().body, "web-b");
+  EXPECT_EQ(web.requests(), 5);
+}
+
 // x-starling-service and -instance are the nodes' names between them: an app's fields of
 // those names neither steer the hop to another service or instance nor make it fail.
 TEST(dataplane, an_apps_own_x_starling_fields_do_not_steer_the_hop) {
