@@ -710,7 +710,10 @@ public:
   using h2_ready = net::callback<void(h2_result, const std::shared_ptr<h2_client>&), 48>;
   /// Whether requests to the peer inbound at `address` go over HTTP/2 (as far as known).
   [[nodiscard]] bool h2_for(const std::string& address) const {
-    return options().h2_to_peers && !h1_peers_.contains(address);
+    if (!options().h2_to_peers)
+      return false;
+    auto it = h1_peers_.find(address);
+    return it == h1_peers_.end() || clock::now() >= it->second;
   }
   /// The HTTP/2 connection to the peer inbound `t` (t.via_peer): the one open if it takes
   /// another stream (`k` called now), else a new one (`k` called once it is ready; the
@@ -806,8 +809,9 @@ private:
   /// being made.
   std::unordered_map<std::string, std::shared_ptr<h2_client>> h2_peers_;
   std::unordered_map<std::string, std::vector<h2_ready>> h2_connecting_;
-  /// Peers' inbounds that chose no `h2` by ALPN: HTTP/1.1 with a preamble from then on.
-  std::unordered_set<std::string> h1_peers_;
+  /// Peers' inbounds that chose no `h2` by ALPN, with when to ask them again: HTTP/1.1
+  /// with a preamble until then. Forgotten when their address leaves the config.
+  std::unordered_map<std::string, clock::time_point> h1_peers_;
   std::size_t h2_pruned_at_ = 0;
   std::set<std::string, std::less<>> banned_;
   std::shared_ptr<const dataplane_config> config_;
@@ -1501,6 +1505,12 @@ void worker::rebuild(const dataplane_config& cfg) {
       st->instances.clear();
   std::erase_if(instance_counters_, [&](const auto& kv) { return kv.second->seen != rebuilds_; });
   services_.swap(next);
+  // A peer inbound gone from the config is forgotten: the address may come back as an
+  // upgraded node, or another node's.
+  std::erase_if(h1_peers_, [&](const auto& kv) {
+    return std::none_of(cfg.inbound.begin(), cfg.inbound.end(),
+                        [&](const auto& in) { return in.second == kv.first; });
+  });
 }
 
 void worker::adopt_listener(int fd, std::string service) {
@@ -2332,9 +2342,10 @@ private:
   /// the service's connection cap (closing an idle one of another instance to make room);
   /// else a wait in the service's pending queue, refused with 503 `overloaded` beyond the
   /// pending cap or after connect_timeout. `front`: this request was woken and lost the
-  /// free unit to a newer one, so it waits first in line again.
-  void acquire_upstream(bool front) {
-    if (target_->via_peer && !req_.upgrade && req_.method != "CONNECT" &&
+  /// free unit to a newer one, so it waits first in line again. To a peer that may speak
+  /// HTTP/2, a stream instead, unless `h1` (the peer has just chosen HTTP/1.1).
+  void acquire_upstream(bool front, bool h1 = false) {
+    if (!h1 && target_->via_peer && !req_.upgrade && req_.method != "CONNECT" &&
         w_.h2_for(target_->address_text)) {
       acquire_h2_stream(front);
       return;
@@ -2391,7 +2402,7 @@ private:
           if (id != self->attempt_)
             return;
           if (r == worker::h2_result::http1) { // the peer speaks HTTP/1.1 only: that way
-            self->acquire_upstream(front);
+            self->acquire_upstream(front, true);
             return;
           }
           auto stream = r == worker::h2_result::ok
@@ -3384,9 +3395,10 @@ void worker::h2_to(const target& t, h2_ready k) {
     if (r == h2_result::ok) {
       bump(counters_.upstream_connects);
       h2_peers_[key] = link;
+      h1_peers_.erase(key); // upgraded since it was last asked
     }
     if (r == h2_result::http1)
-      h1_peers_.insert(key);
+      h1_peers_.insert_or_assign(key, clock::now() + options().h1_peer_recheck);
     if (node.empty())
       return;
     for (auto& w : node.mapped())

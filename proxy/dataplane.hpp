@@ -136,6 +136,10 @@ struct dataplane_options {
   /// TLS by prior knowledge. False: HTTP/1.1 with a preamble, one connection per request
   /// in flight.
   bool h2_to_peers = true;
+  /// A peer inbound that chose no `h2` (a node of an older version) gets HTTP/1.1 for this
+  /// long, then is asked again by the next request's handshake (the node may have been
+  /// upgraded). A peer that leaves the config is forgotten at once.
+  std::chrono::milliseconds h1_peer_recheck{5 * 60 * 1000};
   /// Tunnels that splice at once, at most (each holds two pipes: four descriptors); more
   /// copy through their buffers.
   std::size_t splice_max_tunnels = 512;

@@ -165,6 +165,63 @@ TEST(proxy_tls, a_banned_peer_is_cut_off_and_refused) {
   }));
 }
 
+/// Nodes "a" and "b" where b chooses no protocol by ALPN, as a node of a version before
+/// HTTP/2 between nodes (decision 0022) does; a asks again after `recheck`.
+struct old_peer_nodes {
+  explicit old_peer_nodes(std::chrono::milliseconds recheck) {
+    auto ctx = starling::testing::tls_context_of(mesh(), "b");
+    SSL_CTX_set_alpn_select_cb(ctx->native(), nullptr, nullptr);
+    auto ob = options("b");
+    ob.tls = std::make_shared<proxy_tls>(std::make_shared<identity::tls_context_holder>(ctx));
+    b = start(std::move(ob));
+    auto oa = options("a");
+    oa.tls = tls_of(mesh(), "a");
+    oa.h2_to_peers = true; // whatever the hop this run tests: a offers h2 and learns
+    oa.h1_peer_recheck = recheck;
+    a = start(std::move(oa));
+  }
+  void apply(std::vector<sg::service_view> services, std::uint64_t generation, bool with_b) {
+    sp::inbound_map inbound{{"a", a->inbound_address()}};
+    if (with_b)
+      inbound.emplace("b", b->inbound_address());
+    a->apply(config(services, inbound, generation));
+    b->apply(config(services, inbound, generation));
+    EXPECT_TRUE(eventually([&] { return b->stats().config_generation == generation; }));
+  }
+  std::unique_ptr<sp::dataplane> b, a;
+};
+
+// Each handshake that finds no h2 is one connection to b that a closes at once; the
+// requests then take HTTP/1.1 with a preamble over a pooled connection. a remembers the
+// answer until its recheck time, and forgets it when b's inbound leaves the config.
+TEST(proxy_tls, a_peer_that_chooses_no_h2_gets_http1_and_is_asked_again_later) {
+  http_backend web("web-b");
+  const std::vector<sg::service_view> services{
+      service("web", {instance("b", "web", "1", web.port())})};
+  {
+    old_peer_nodes n(std::chrono::minutes{5});
+    n.apply(services, 1, true);
+    client c(outbound(*n.a, "web"));
+    for (int i = 0; i < 4; ++i)
+      ASSERT_EQ(c.get().body, "web-b") << i;
+    EXPECT_EQ(n.b->stats().inbound_connections, 2u); // the handshake that asked, the pooled
+    n.apply(services, 2, false);
+    EXPECT_EQ(c.get().status, 503); // b unreachable: a's request takes the new config
+    n.apply(services, 3, true);
+    ASSERT_EQ(c.get().body, "web-b");
+    EXPECT_EQ(n.b->stats().inbound_connections, 3u); // asked once more, then the pooled
+    EXPECT_EQ(n.b->stats().inbound_refused_tls, 0u);
+  }
+  {
+    old_peer_nodes n(std::chrono::milliseconds{0}); // ask at every request
+    n.apply(services, 1, true);
+    client c(outbound(*n.a, "web"));
+    for (int i = 0; i < 3; ++i)
+      ASSERT_EQ(c.get().body, "web-b") << i;
+    EXPECT_EQ(n.b->stats().inbound_connections, 4u); // three handshakes that asked, the pooled
+  }
+}
+
 } // namespace
 } // namespace starling::actors
 
