@@ -1023,6 +1023,42 @@ errc to_h2_response(const message_head& h, const forward_options& opts, field_li
   return errc::ok;
 }
 
+errc to_h2_trailers(std::string_view section, field_list& out, std::size_t max_list_bytes) {
+  out.arena.clear();
+  out.fields.clear();
+  out.arena.reserve(section.size()); // every lower-cased name fits: views never move
+  const auto is_ows = [](char c) { return c == ' ' || c == '\t'; };
+  while (!section.empty()) {
+    const auto end = section.find("\r\n");
+    auto line = section.substr(0, end);
+    section.remove_prefix(end == std::string_view::npos ? section.size() : end + 2);
+    if (line.empty() || line == "\r")
+      continue; // the section's final CRLF, whole or its CR alone
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      out.fields.clear();
+      return errc::bad_field;
+    }
+    const auto name = line.substr(0, colon);
+    auto value = line.substr(colon + 1);
+    while (!value.empty() && is_ows(value.front()))
+      value.remove_prefix(1);
+    while (!value.empty() && is_ows(value.back()))
+      value.remove_suffix(1);
+    if (iequals(name, "connection") || iequals(name, "keep-alive") ||
+        iequals(name, "proxy-connection") || iequals(name, "transfer-encoding") ||
+        iequals(name, "upgrade") || iequals(name, "host") || iequals(name, "trailer") ||
+        iequals(name, "content-length") || iequals(name, "te"))
+      continue;
+    out.fields.push_back({lower_name(out.arena, name), value});
+  }
+  if (list_bytes(out.fields) > max_list_bytes) {
+    out.fields.clear();
+    return errc::too_large;
+  }
+  return errc::ok;
+}
+
 h1_written to_h1_request(const head& h, const forward_options& opts, std::string& out) {
   const auto start = out.size();
   if (h.method == "CONNECT")
@@ -1215,6 +1251,18 @@ std::string_view reason_phrase(std::uint16_t status) noexcept {
 
 dechunker::step dechunker::next(std::span<const char> in) noexcept {
   std::size_t i = 0;
+  // Where this call's bytes of the trailer section start (npos: none yet).
+  constexpr auto none = std::string_view::npos;
+  std::size_t trailer_at = state_ == state::trailer || state_ == state::field ||
+                                   state_ == state::field_lf || state_ == state::final_lf
+                               ? 0
+                               : none;
+  const auto done = [&](std::size_t consumed, std::span<const char> payload = {}) {
+    step s{consumed, payload, {}};
+    if (trailer_at != none && consumed > trailer_at)
+      s.trailer = in.subspan(trailer_at, consumed - trailer_at);
+    return s;
+  };
   while (i < in.size()) {
     const char c = in[i];
     // A byte that must be `want`: on to `then`, or the framing is broken.
@@ -1228,14 +1276,14 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       if (v >= 0) {
         if (++digits_ > 15) { // as http1_parser: cannot overflow
           state_ = state::failed;
-          return {i, {}};
+          return done(i);
         }
         remaining_ = remaining_ * 16 + static_cast<unsigned>(v);
       } else if (digits_ != 0 && c == ';') {
         state_ = state::ext;
       } else if (!(digits_ != 0 && expect('\r', state::size_lf))) {
         state_ = state::failed;
-        return {i, {}};
+        return done(i);
       }
       break;
     }
@@ -1245,9 +1293,11 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       break;
     case state::size_lf:
       if (!expect('\n', state::data))
-        return {i, {}};
-      if (remaining_ == 0)
+        return done(i);
+      if (remaining_ == 0) {
         state_ = state::trailer;
+        trailer_at = i + 1;
+      }
       break;
     case state::data: {
       const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size() - i));
@@ -1256,15 +1306,15 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       i += n;
       if (remaining_ == 0)
         state_ = state::data_cr;
-      return {i, payload};
+      return done(i, payload);
     }
     case state::data_cr:
       if (!expect('\r', state::data_lf))
-        return {i, {}};
+        return done(i);
       break;
     case state::data_lf:
       if (!expect('\n', state::size))
-        return {i, {}};
+        return done(i);
       digits_ = 0;
       break;
     case state::trailer:
@@ -1276,19 +1326,19 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       break;
     case state::field_lf:
       if (!expect('\n', state::trailer))
-        return {i, {}};
+        return done(i);
       break;
     case state::final_lf:
       if (!expect('\n', state::done))
-        return {i, {}};
-      return {i + 1, {}};
+        return done(i);
+      return done(i + 1);
     case state::done:
     case state::failed:
-      return {i, {}};
+      return done(i);
     }
     ++i; // every state but data took one byte
   }
-  return {i, {}};
+  return done(i);
 }
 
 } // namespace starling::proxy::h2

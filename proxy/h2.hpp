@@ -338,9 +338,19 @@ struct h1_written {
 /// The HTTP/1.1 reason phrase of `status` ("" for an unknown one).
 [[nodiscard]] std::string_view reason_phrase(std::uint16_t status) noexcept;
 
+/// An HTTP/1.1 chunked body's trailer section (its field lines as dechunker's steps hand
+/// them out; a trailing CR LF or CR is ignored) as HTTP/2 trailer fields: names lower case,
+/// values without surrounding whitespace, in order. Fields that must not end a message
+/// (RFC 9110 6.5.1) or that HTTP/2 forbids are dropped: Connection, Keep-Alive,
+/// Proxy-Connection, Transfer-Encoding, Upgrade, Host, Content-Length, TE, Trailer. Errors:
+/// `bad_field` (a line without a colon, an empty name; nothing converted), `too_large`.
+[[nodiscard]] errc to_h2_trailers(std::string_view section, field_list& out,
+                                  std::size_t max_list_bytes = limits{}.max_header_list_bytes);
+
 /// Turns the raw chunked body bytes http1_parser hands out (chunk-size lines, extensions,
 /// CRLFs, last chunk, trailer section; already validated) into payload spans. Input may be
-/// split anywhere. Chunk extensions and the trailer section are discarded. Still checks
+/// split anywhere. Chunk extensions are discarded; the trailer section is handed out as
+/// it is (step::trailer) for to_h2_trailers. Still checks
 /// the framing it relies on, so that garbage makes it fail rather than misbehave. Steady
 /// state: no allocation, no state beyond a few integers.
 class dechunker {
@@ -349,6 +359,9 @@ public:
   struct step {
     std::size_t consumed = 0;      ///< Bytes of the input used; drop them, pass the rest.
     std::span<const char> payload; ///< Payload bytes inside the input (maybe empty).
+    /// Bytes of the trailer section inside the input (field lines with their CRLFs, part of
+    /// the final CRLF maybe): gathered over the steps, the whole section (to_h2_trailers).
+    std::span<const char> trailer;
   };
 
   /// Consumes framing bytes up to the next payload bytes and returns those (at most to the

@@ -483,10 +483,8 @@ void h2_stream::pump_write(bool may_inline) {
         ok = send_body(r.body);
         break;
       case parse_status::complete:
-        if (!parser_.head().is_interim() && !sent_all_) {
-          ok = session.end_stream(id_) == h2::errc::ok;
-          sent_all_ = true;
-        }
+        if (!parser_.head().is_interim() && !sent_all_)
+          ok = end_message();
         break;
       case parse_status::need_more:
         break;
@@ -553,8 +551,25 @@ bool h2_stream::send_direct_body(std::span<const char> bytes) {
     if (body_left_ > 0)
       return true;
   }
+  return end_message();
+}
+
+bool h2_stream::end_message() {
+  auto& session = link_->session_;
   sent_all_ = true;
-  return session.end_stream(id_) == h2::errc::ok;
+  std::span<const h2::field> trailers;
+  if (!trailers_.empty()) {
+    // The parser checked the section's syntax; what HTTP/2 cannot carry fails the stream
+    // rather than losing the fields silently.
+    auto& fields = link_->fields_;
+    if (h2::to_h2_trailers(trailers_, fields, session.config().max_header_list_bytes) !=
+        h2::errc::ok)
+      return false;
+    trailers = fields.fields;
+  }
+  const bool ok = session.end_stream(id_, trailers) == h2::errc::ok;
+  trailers_.clear();
+  return ok;
 }
 
 bool h2_stream::send_head(const message_head& h, forward_options fo) {
@@ -631,6 +646,11 @@ bool h2_stream::send_body(std::span<const char> bytes) {
       return false;
     if (!step.payload.empty() && session.send_data(id_, step.payload) != h2::errc::ok)
       return false;
+    if (!step.trailer.empty()) {
+      if (trailers_.size() + step.trailer.size() > session.config().max_header_list_bytes)
+        return false;
+      trailers_.append(step.trailer.data(), step.trailer.size());
+    }
     if (step.consumed == 0)
       return false; // bytes after the body's end (a parser gives none)
     bytes = bytes.subspan(step.consumed);

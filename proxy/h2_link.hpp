@@ -107,8 +107,11 @@ private:
   void pump_write(bool may_inline);
   /// Sends our message's head, `h` forwarded with `fo`; false on error.
   bool send_head(const message_head& h, forward_options fo);
-  /// Hands `bytes` of our message's body to the session (de-chunked); false on error.
+  /// Hands `bytes` of our message's body to the session (de-chunked, the trailer section
+  /// kept for end_message); false on error.
   bool send_body(std::span<const char> bytes);
+  /// Ends our message (END_STREAM), with the trailers of a chunked body; false on error.
+  bool end_message();
   /// Hands body bytes written after write_head to the session and ends the message at
   /// its last byte; false on error (bytes before a final head or after the body's end).
   bool send_direct_body(std::span<const char> bytes);
@@ -157,6 +160,8 @@ private:
   http1_parser parser_;
   h2::dechunker dechunker_;
   bool chunked_out_ = false;
+  /// The trailer section of our chunked body so far (bounded by the header list limit).
+  std::string trailers_;
   const char* write_buf_ = nullptr;
   std::size_t write_len_ = 0, write_done_ = 0;
   io_handler write_handler_;

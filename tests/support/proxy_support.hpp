@@ -69,6 +69,7 @@ enum class backend_mode {
   chunks,        ///< a 200 whose chunked body is its name repeated to 4,000 bytes, one byte
                  ///< per chunk, all written at once
   interim,       ///< a 103 Early Hints (with a link field) before each `answer`
+  trailers,      ///< a 200 whose chunked body is its name, then trailers grpc-status and x-sum
 };
 
 /// An HTTP/1.1 server on 127.0.0.1:0 with one Asio thread. Answers
@@ -182,13 +183,19 @@ private:
         xff.erase(0, 1);
     }
     if (lower.find("\r\ntransfer-encoding: chunked") != std::string::npos) {
-      // Test bodies hold no "0\r\n\r\n" of their own: the answer echoes the raw chunks.
-      auto last = c->in.find("0\r\n\r\n", end + 4);
-      if (last == std::string::npos) {
+      // Test bodies hold no "\r\n0\r\n" of their own: the last chunk starts the body or
+      // follows a chunk's CRLF, and its trailer section ends with an empty line. The
+      // answer echoes the raw chunks.
+      auto last =
+          c->in.compare(end + 4, 3, "0\r\n") == 0 ? end + 4 : c->in.find("\r\n0\r\n", end + 4);
+      if (last != std::string::npos && last != end + 4)
+        last += 2;
+      const auto section_end = last == std::string::npos ? last : c->in.find("\r\n\r\n", last + 1);
+      if (section_end == std::string::npos) {
         read(c);
         return;
       }
-      length = last + 5 - (end + 4);
+      length = section_end + 4 - (end + 4);
     }
     if (c->in.size() < end + 4 + length) {
       read(c);
@@ -223,6 +230,17 @@ private:
       return;
     }
     std::string answer = name_ + body;
+    if (mode_ == backend_mode::trailers) {
+      c->out = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-backend: " + name_ + "\r\n\r\n" +
+               std::to_string(name_.size()) + "\r\n" + name_ +
+               "\r\n0\r\ngrpc-status: 0\r\nx-sum: 7\r\n\r\n";
+      asio::async_write(c->sock, asio::buffer(c->out),
+                        [this, c](const asio::error_code& ec, std::size_t) {
+                          if (!ec)
+                            serve(c);
+                        });
+      return;
+    }
     if (mode_ == backend_mode::chunks) {
       c->out = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nx-backend: " + name_ + "\r\n\r\n";
       for (std::size_t i = 0; i < 4000; ++i)
@@ -399,6 +417,9 @@ public:
     }
     return true;
   }
+
+  /// What has been read and not yet taken.
+  std::string take() { return std::exchange(in_, {}); }
 
   /// Everything until EOF (or timeout).
   std::string read_all() {

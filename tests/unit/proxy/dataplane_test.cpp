@@ -924,6 +924,35 @@ TEST(dataplane, chunked_request_bodies_are_forwarded_raw) {
   EXPECT_EQ(c.get().body, "web-1");
 }
 
+// Trailers of a chunked body cross both hops both ways: over HTTP/2 between the nodes they
+// travel as a trailing HEADERS and become a last chunk with fields again.
+TEST(dataplane, trailers_of_chunked_bodies_cross_two_hops_both_ways) {
+  http_backend web("web-1");
+  http_backend grpc("grpc-1", backend_mode::trailers);
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())}),
+           service("grpc", {instance("b", "grpc", "1", grpc.port())})});
+  client c(outbound(*n.a, "web"));
+  ASSERT_TRUE(c.send("POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                     "5\r\nhello\r\n0\r\nx-request-sum: 5\r\n\r\n"));
+  auto r = c.read_response();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "web-15\r\nhello\r\n0\r\nx-request-sum: 5\r\n\r\n");
+  EXPECT_EQ(c.get().body, "web-1");
+
+  client g(outbound(*n.a, "grpc"));
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(g.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+    ASSERT_TRUE(g.read_until([](const std::string& in) {
+      const auto last = in.find("\r\n0\r\n");
+      return last != std::string::npos && in.find("\r\n\r\n", last + 2) != std::string::npos;
+    }));
+    const auto raw = g.take();
+    EXPECT_NE(raw.find("transfer-encoding: chunked"), std::string::npos) << raw;
+    EXPECT_TRUE(raw.ends_with("6\r\ngrpc-1\r\n0\r\ngrpc-status: 0\r\nx-sum: 7\r\n\r\n")) << raw;
+  }
+}
+
 } // namespace
 
 namespace {

@@ -912,14 +912,18 @@ TEST(H2Convert, ResponseToH1Framing) {
 
 // --- dechunker --------------------------------------------------------------------------
 
-/// Feeds `parts` to a dechunker; returns the payload (and whether it finished).
-std::pair<std::string, bool> dechunk(const std::vector<std::string_view>& parts) {
+/// Feeds `parts` to a dechunker; returns the payload (and whether it finished); the
+/// trailer section's bytes go to `trailer`.
+std::pair<std::string, bool> dechunk(const std::vector<std::string_view>& parts,
+                                     std::string* trailer = nullptr) {
   h2::dechunker d;
   std::string payload;
   for (auto in : parts) {
     while (!in.empty()) {
       const auto s = d.next(in);
       payload.append(s.payload.data(), s.payload.size());
+      if (trailer != nullptr)
+        trailer->append(s.trailer.data(), s.trailer.size());
       if (s.consumed == 0)
         break;
       in.remove_prefix(s.consumed);
@@ -945,6 +949,44 @@ TEST(H2Dechunker, EverySplitGivesThePayload) {
     bytes.push_back(body.substr(i, 1));
   EXPECT_EQ(dechunk(bytes).first, whole.first);
   EXPECT_TRUE(dechunk(bytes).second);
+}
+
+TEST(H2Dechunker, HandsOutTheTrailerSectionWhereverTheInputSplits) {
+  const std::string_view body = "3\r\nabc\r\n0\r\nGrpc-Status: 0\r\nx-sum:  7 \r\n\r\n";
+  const std::string_view section = "Grpc-Status: 0\r\nx-sum:  7 \r\n\r\n";
+  for (std::size_t i = 0; i <= body.size(); ++i) {
+    SCOPED_TRACE(i);
+    std::string trailer;
+    const auto split = dechunk({body.substr(0, i), body.substr(i)}, &trailer);
+    EXPECT_EQ(split.first, "abc");
+    EXPECT_TRUE(split.second);
+    EXPECT_EQ(trailer, section);
+  }
+  std::string none;
+  EXPECT_TRUE(dechunk({"2\r\nab\r\n0\r\n\r\n"}, &none).second);
+  EXPECT_EQ(none, "\r\n");
+
+  h2::field_list out;
+  ASSERT_EQ(h2::to_h2_trailers(section, out), errc::ok);
+  ASSERT_EQ(out.fields.size(), 2U);
+  EXPECT_EQ(out.fields[0].name, "grpc-status");
+  EXPECT_EQ(out.fields[0].value, "0");
+  EXPECT_EQ(out.fields[1].name, "x-sum");
+  EXPECT_EQ(out.fields[1].value, "7");
+  ASSERT_EQ(h2::to_h2_trailers(none, out), errc::ok);
+  EXPECT_TRUE(out.fields.empty());
+  // What must not end a message is dropped; a line that is not a field fails the whole.
+  ASSERT_EQ(h2::to_h2_trailers("Content-Length: 3\r\nConnection: x\r\nTE: trailers\r\n"
+                               "Host: h\r\nTransfer-Encoding: chunked\r\nx-ok: 1\r\n\r\n",
+                               out),
+            errc::ok);
+  ASSERT_EQ(out.fields.size(), 1U);
+  EXPECT_EQ(out.fields[0].name, "x-ok");
+  EXPECT_EQ(h2::to_h2_trailers("no colon\r\n\r\n", out), errc::bad_field);
+  EXPECT_EQ(h2::to_h2_trailers(": empty name\r\n\r\n", out), errc::bad_field);
+  EXPECT_TRUE(out.fields.empty());
+  EXPECT_EQ(h2::to_h2_trailers("x-big: " + std::string(100, 'v') + "\r\n\r\n", out, 64),
+            errc::too_large);
 }
 
 TEST(H2Dechunker, StopsAfterTheBodyAndRefusesGarbage) {
