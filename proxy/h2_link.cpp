@@ -240,7 +240,7 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
   }
   s->in_total_ = s->in_.size();
   s->chunked_in_ = written.body == body_kind::chunked;
-  s->parser_.expect_response_to(h.method);
+  s->server_head_request_ = h.method == "HEAD";
   streams_[id] = s.get();
   on_stream_(std::move(s), std::string{service}, std::string{instance});
 }
@@ -279,7 +279,7 @@ h2_stream::h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limit
                      std::string service, std::string instance)
     : link_(std::move(link)), id_(id), client_(id == 0), service_(std::move(service)),
       instance_(std::move(instance)), in_(input_cache::take()), credits_(credits_cache::take()),
-      parser_(client_ ? direction::request : direction::response, limits) {
+      limits_(limits) {
   in_.clear();
   credits_.clear();
 }
@@ -467,7 +467,12 @@ void h2_stream::pump_write(bool may_inline) {
     // Until the parser wants more: its `complete` step comes from a call after the body's
     // last bytes, with nothing left to parse.
     while (true) {
-      auto r = parser_.parse(in);
+      if (!parser_) {
+        parser_.emplace(client_ ? direction::request : direction::response, limits_);
+        if (server_head_request_)
+          parser_->expect_response_to("HEAD");
+      }
+      auto r = parser_->parse(in);
       in = in.subspan(r.consumed);
       write_done_ += r.consumed;
       bool ok = true;
@@ -476,14 +481,14 @@ void h2_stream::pump_write(bool may_inline) {
         forward_options fo;
         fo.proto = {};      // x-forwarded-proto: as the session wrote it
         fo.add_via = false; // the session's forwarding added this hop's via
-        ok = send_head(parser_.head(), fo);
+        ok = send_head(parser_->head(), fo);
         break;
       }
       case parse_status::body:
         ok = send_body(r.body);
         break;
       case parse_status::complete:
-        if (!parser_.head().is_interim() && !sent_all_)
+        if (!parser_->head().is_interim() && !sent_all_)
           ok = end_message();
         break;
       case parse_status::need_more:

@@ -31,6 +31,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -155,9 +156,12 @@ private:
   bool final_head_ = false;
   /// After write_head, a body with a length: its bytes not yet written.
   std::uint64_t body_left_ = 0;
-  /// Parses what the session writes (without write_head): responses on a server, requests
-  /// on a client.
-  http1_parser parser_;
+  /// Parses what the session writes without write_head (on a server, the responses the
+  /// session makes itself): made at the first such write, as most streams never need one.
+  std::optional<http1_parser> parser_;
+  http1_limits limits_;
+  /// Server: the request is a HEAD (for the parser of a response written whole).
+  bool server_head_request_ = false;
   h2::dechunker dechunker_;
   bool chunked_out_ = false;
   /// The trailer section of our chunked body so far (bounded by the header list limit).
