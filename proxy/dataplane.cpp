@@ -731,14 +731,14 @@ public:
   // Registries (this thread only).
   /// The sessions of this worker: the first, then each one's next_client().
   client_session*& clients() { return clients_; }
-  /// An HTTP/2 connection from the peer `node` (empty without TLS): ban() and close_all()
-  /// close it.
   /// Draining: each HTTP/2 connection from a peer says GOAWAY (h2_link::go_away).
   void go_away_inbound() {
     for (auto& [weak, from] : h2_links_)
       if (auto s = weak.lock(); s && s->is_server() && s->is_open())
         s->go_away();
   }
+  /// An HTTP/2 connection from the peer `node` (empty without TLS): ban() and close_all()
+  /// close it.
   void adopt_h2(const std::shared_ptr<h2_link>& s, std::string node) {
     if (h2_links_.size() >= 2 * h2_pruned_at_ + 16) { // forget the closed ones now and then
       std::erase_if(h2_links_, [](const auto& e) { return e.first.expired(); });
@@ -2488,6 +2488,7 @@ private:
     auto& c = *up_;
     c.parser.expect_response_to(req_.method);
     out_.clear(); // gathers the response's first bytes (read_response)
+    std::string_view bytes;
     if (c.s.h2) {
       // A stream to a peer takes the head as parsed (the client's parser keeps it until
       // the next request starts), then the body.
@@ -2495,36 +2496,33 @@ private:
         on_try_failed(failure_of(ec), false);
         return;
       }
-      auto next = [](client_session& s) {
-        if (s.req_.buffered)
-          s.read_response();
-        else
-          s.stream_body();
-      };
-      if (req_.body.empty()) {
-        next(*this);
-        return;
-      }
-      write_last([&](connection::completion how) {
-        up_->s->write(req_.body.data(), req_.body.size(), after_upstream_write(next), how);
-      });
+      bytes = req_.body;
+    } else {
+      if (req_.forwarded_head.empty())
+        write_forward_head(parser_.head(), req_.forward, req_.forwarded_head);
+      up_out_ = std::move(c.preamble);
+      c.preamble.clear();
+      up_out_ += req_.forwarded_head;
+      up_out_ += req_.body;
+      bytes = up_out_;
+    }
+    if (bytes.empty()) {
+      request_sent();
       return;
     }
-    if (req_.forwarded_head.empty())
-      write_forward_head(parser_.head(), req_.forward, req_.forwarded_head);
-    up_out_ = std::move(c.preamble);
-    c.preamble.clear();
-    up_out_ += req_.forwarded_head;
-    up_out_ += req_.body;
     write_last([&](connection::completion how) {
-      up_->s->write(up_out_.data(), up_out_.size(), after_upstream_write([](client_session& s) {
-                      if (s.req_.buffered)
-                        s.read_response();
-                      else
-                        s.stream_body();
-                    }),
-                    how);
+      up_->s->write(bytes.data(), bytes.size(),
+                    after_upstream_write([](client_session& s) { s.request_sent(); }), how);
     });
+  }
+
+  /// The request's head and buffered body are with the upstream: the rest of its body
+  /// next, or its response.
+  void request_sent() {
+    if (req_.buffered)
+      read_response();
+    else
+      stream_body();
   }
 
   /// Streams the rest of a large or chunked request body to the upstream.

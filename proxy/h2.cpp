@@ -16,12 +16,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
+#include <utility>
 
 #include <nghttp2/nghttp2.h>
 
 #include "proto/wire/hex.hpp"
 #include "proxy/http_text.hpp"
+#include "proxy/thread_cache.hpp"
 
 namespace starling::proxy::h2 {
 
@@ -85,13 +88,19 @@ bool named_by_connection(const message_head& h, std::string_view name) noexcept 
   return named;
 }
 
+/// The fields HTTP/2 has no place for whatever the message says: connection-specific ones
+/// (RFC 9113 8.2.2), Host (a pseudo-header instead) and Trailer.
+bool is_h1_framing(std::string_view name) noexcept {
+  return iequals(name, "connection") || iequals(name, "keep-alive") ||
+         iequals(name, "proxy-connection") || iequals(name, "transfer-encoding") ||
+         iequals(name, "upgrade") || iequals(name, "host") || iequals(name, "trailer");
+}
+
 /// True for an HTTP/1.1 header that HTTP/2 must not carry (RFC 9113 8.2.2) or that is
 /// replaced by a pseudo-header (Host), or that the proxy drops as hop-by-hop (Trailer, as
 /// write_forward_head does). TE is decided by the caller (kept only as "trailers").
 bool is_h1_only(const message_head& h, std::string_view name) noexcept {
-  if (iequals(name, "connection") || iequals(name, "keep-alive") ||
-      iequals(name, "proxy-connection") || iequals(name, "transfer-encoding") ||
-      iequals(name, "upgrade") || iequals(name, "host") || iequals(name, "trailer"))
+  if (is_h1_framing(name))
     return true;
   if (iequals(name, "content-length"))
     return false; // framing: kept whatever Connection says (nghttp2 checks it against DATA)
@@ -218,13 +227,13 @@ template <class F> auto guarded(F&& f) noexcept -> decltype(f()) {
 }
 
 /// nghttp2's memory (nghttp2_mem): blocks of up to 16 KiB in power-of-two classes from 32
-/// bytes, kept per thread for reuse. nghttp2 allocates and frees several small blocks per
-/// stream (the stream, copies of header fields, outbound items): with glibc's malloc that
-/// was about 4 of a node's 9.6 `malloc` calls per request (docs/bench-proxy.md, Run V).
-/// Each block starts with a header holding its capacity and class; larger blocks come
-/// from malloc and go back to it. A class keeps at most 64 KiB of free blocks, so a
-/// thread holds at most 640 KiB. Under AddressSanitizer nothing is kept (every free goes
-/// to the allocator that checks use after free).
+/// bytes, kept for reuse in the thread's caches (thread_cache, one per class). nghttp2
+/// allocates and frees several small blocks per stream (the stream, copies of header
+/// fields, outbound items): they were about 5 of a node's 9.6 `malloc` calls per request
+/// (docs/bench-proxy.md, Runs V and W). Each block starts with a header holding its
+/// capacity and class; larger blocks come from malloc and go back to it. A class keeps at
+/// most 64 KiB of free blocks, so a thread holds at most 640 KiB. Under AddressSanitizer
+/// nothing is kept (every free goes to the allocator that checks use after free).
 class block_pool {
 public:
   static void* allocate(std::size_t size, void* /*user*/) noexcept {
@@ -235,12 +244,8 @@ public:
       auto* base = static_cast<std::byte*>(std::malloc(header_bytes + size));
       return base == nullptr ? nullptr : mark(base, size, large);
     }
-    if (auto* p = instance(); p != nullptr && p->free_[k] != nullptr) {
-      auto* base = p->free_[k];
-      p->free_[k] = *reinterpret_cast<std::byte**>(base + header_bytes);
-      --p->count_[k];
+    if (auto* base = kept[k].take())
       return base + header_bytes;
-    }
     auto* base = static_cast<std::byte*>(std::malloc(header_bytes + capacity(k)));
     return base == nullptr ? nullptr : mark(base, capacity(k), k);
   }
@@ -249,14 +254,10 @@ public:
       return;
     auto* base = static_cast<std::byte*>(ptr) - header_bytes;
     const auto k = class_at(base);
-    auto* p = k == large ? nullptr : instance();
-    if (p == nullptr || !keep || p->count_[k] * capacity(k) >= max_kept_bytes) {
+    if (k == large || !keep)
       std::free(base);
-      return;
-    }
-    *reinterpret_cast<std::byte**>(ptr) = p->free_[k];
-    p->free_[k] = base;
-    ++p->count_[k];
+    else
+      kept[k].give(base); // freed there when the cache is full or gone
   }
   static void* zeroed(std::size_t n, std::size_t size, void* user) noexcept {
     if (size != 0 && n > SIZE_MAX / size)
@@ -273,8 +274,7 @@ public:
       release(ptr, user);
       return nullptr;
     }
-    auto* base = static_cast<std::byte*>(ptr) - header_bytes;
-    const auto have = capacity_at(base);
+    const auto have = capacity_at(static_cast<std::byte*>(ptr) - header_bytes);
     if (size <= have)
       return ptr;
     void* bigger = allocate(size, user);
@@ -291,7 +291,7 @@ public:
 
 private:
   static constexpr std::size_t header_bytes = 16; // keeps the blocks 16-byte aligned
-  static constexpr std::size_t classes = 10;      // 32 .. 16384
+  static constexpr std::uint8_t classes = 10;     // 32 .. 16384
   static constexpr std::uint8_t large = 0xff;
   static constexpr std::size_t max_kept_bytes = 64 * 1024;
 #if defined(__SANITIZE_ADDRESS__)
@@ -306,7 +306,7 @@ private:
   static constexpr bool keep = true;
 #endif
 
-  static constexpr std::size_t capacity(std::uint8_t k) { return std::size_t{32} << k; }
+  static constexpr std::size_t capacity(std::size_t k) { return std::size_t{32} << k; }
   static std::uint8_t class_of(std::size_t size) noexcept {
     for (std::uint8_t k = 0; k < classes; ++k)
       if (size <= capacity(k))
@@ -326,31 +326,35 @@ private:
   static std::uint8_t class_at(const std::byte* base) noexcept {
     return static_cast<std::uint8_t>(base[sizeof(std::size_t)]);
   }
-  /// This thread's pool; null once the thread's exit destroyed it (blocks then go to and
-  /// come from malloc).
-  static block_pool* instance() noexcept {
-    thread_local bool gone = false;
-    struct holder {
-      block_pool pool;
-      ~holder() {
-        for (auto* head : pool.free_)
-          while (head != nullptr) {
-            auto* next = *reinterpret_cast<std::byte**>(head + header_bytes);
-            std::free(head);
-            head = next;
-          }
-        gone = true;
-      }
-    };
-    if (gone)
-      return nullptr;
-    thread_local holder h;
-    return &h.pool;
-  }
 
-  std::array<std::byte*, classes> free_{};
-  std::array<std::size_t, classes> count_{};
+  /// A free block of class K (malloc's pointer, header included), owned: dropped by a full
+  /// or gone cache, it is freed.
+  struct free_block {
+    void operator()(std::byte* p) const noexcept { std::free(p); }
+  };
+  template <std::size_t K> struct kept_block { std::unique_ptr<std::byte, free_block> base; };
+  template <std::size_t K>
+  using class_cache = thread_cache<kept_block<K>, max_kept_bytes / capacity(K)>;
+  /// The caches of one class, reached by its number.
+  struct class_ops {
+    std::byte* (*take)() noexcept;
+    void (*give)(std::byte* base) noexcept;
+  };
+  template <std::size_t K>
+  static constexpr class_ops ops_of{
+      []() noexcept { return class_cache<K>::take().base.release(); },
+      [](std::byte* base) noexcept {
+        class_cache<K>::give(kept_block<K>{std::unique_ptr<std::byte, free_block>{base}});
+      }};
+  template <std::size_t... K>
+  static constexpr std::array<class_ops, classes> all_ops(std::index_sequence<K...>) {
+    return {ops_of<K>...};
+  }
+  static const std::array<class_ops, classes> kept;
 };
+
+constexpr std::array<block_pool::class_ops, block_pool::classes> block_pool::kept =
+    block_pool::all_ops(std::make_index_sequence<block_pool::classes>{});
 
 } // namespace
 
@@ -1183,10 +1187,7 @@ errc to_h2_trailers(std::string_view section, field_list& out, std::size_t max_l
       value.remove_prefix(1);
     while (!value.empty() && is_ows(value.back()))
       value.remove_suffix(1);
-    if (iequals(name, "connection") || iequals(name, "keep-alive") ||
-        iequals(name, "proxy-connection") || iequals(name, "transfer-encoding") ||
-        iequals(name, "upgrade") || iequals(name, "host") || iequals(name, "trailer") ||
-        iequals(name, "content-length") || iequals(name, "te"))
+    if (is_h1_framing(name) || iequals(name, "content-length") || iequals(name, "te"))
       continue;
     out.fields.push_back({lower_name(out.arena, name), value});
   }
@@ -1395,7 +1396,7 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
                                    state_ == state::field_lf || state_ == state::final_lf
                                ? 0
                                : none;
-  const auto done = [&](std::size_t consumed, std::span<const char> payload = {}) {
+  const auto result = [&](std::size_t consumed, std::span<const char> payload = {}) {
     step s{consumed, payload, {}};
     if (trailer_at != none && consumed > trailer_at)
       s.trailer = in.subspan(trailer_at, consumed - trailer_at);
@@ -1414,14 +1415,14 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       if (v >= 0) {
         if (++digits_ > 15) { // as http1_parser: cannot overflow
           state_ = state::failed;
-          return done(i);
+          return result(i);
         }
         remaining_ = remaining_ * 16 + static_cast<unsigned>(v);
       } else if (digits_ != 0 && c == ';') {
         state_ = state::ext;
       } else if (!(digits_ != 0 && expect('\r', state::size_lf))) {
         state_ = state::failed;
-        return done(i);
+        return result(i);
       }
       break;
     }
@@ -1431,7 +1432,7 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       break;
     case state::size_lf:
       if (!expect('\n', state::data))
-        return done(i);
+        return result(i);
       if (remaining_ == 0) {
         state_ = state::trailer;
         trailer_at = i + 1;
@@ -1444,15 +1445,15 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       i += n;
       if (remaining_ == 0)
         state_ = state::data_cr;
-      return done(i, payload);
+      return result(i, payload);
     }
     case state::data_cr:
       if (!expect('\r', state::data_lf))
-        return done(i);
+        return result(i);
       break;
     case state::data_lf:
       if (!expect('\n', state::size))
-        return done(i);
+        return result(i);
       digits_ = 0;
       break;
     case state::trailer:
@@ -1464,19 +1465,19 @@ dechunker::step dechunker::next(std::span<const char> in) noexcept {
       break;
     case state::field_lf:
       if (!expect('\n', state::trailer))
-        return done(i);
+        return result(i);
       break;
     case state::final_lf:
       if (!expect('\n', state::done))
-        return done(i);
-      return done(i + 1);
+        return result(i);
+      return result(i + 1);
     case state::done:
     case state::failed:
-      return done(i);
+      return result(i);
     }
     ++i; // every state but data took one byte
   }
-  return done(i);
+  return result(i);
 }
 
 } // namespace starling::proxy::h2
