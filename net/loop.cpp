@@ -639,7 +639,15 @@ public:
   static std::unique_ptr<loop> make(std::string& why) {
     std::unique_ptr<uring_loop> l{new uring_loop};
     io_uring_params params{};
-    const int rc = io_uring_queue_init_params(ring_entries, &l->ring_, &params);
+    // One thread submits (SINGLE_ISSUER, 6.0), and the kernel runs completions' task work
+    // only when that thread waits in io_uring_enter (DEFER_TASKRUN, 6.1), not by
+    // interrupting it wherever it runs. Older kernels refuse the flags: set up without them.
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+    int rc = io_uring_queue_init_params(ring_entries, &l->ring_, &params);
+    if (rc == -EINVAL) {
+      params = io_uring_params{};
+      rc = io_uring_queue_init_params(ring_entries, &l->ring_, &params);
+    }
     if (rc < 0) {
       why = system_error("io_uring_setup", -rc);
       return nullptr;
