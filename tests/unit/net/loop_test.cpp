@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <iostream>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -349,6 +350,154 @@ TEST_P(net_loop, close_cancels_pending_operations_and_the_number_reused_gets_non
   EXPECT_EQ(new_result, 3);
   EXPECT_EQ(std::string(new_buf, 3), "new");
   for (int fd : {client, server2, client2, lfd})
+    loop_->close(fd);
+}
+
+TEST_P(net_loop, bytes_that_came_before_a_receive_come_in_order_through_small_receives) {
+  const auto c = connect_through(*loop_);
+  ASSERT_GE(c.server, 0);
+  const std::string out = "the quick brown fox jumps over the lazy dog";
+  ASSERT_EQ(::send(c.client, out.data(), 10, MSG_NOSIGNAL), 10);
+  std::string in;
+  char buf[3];
+  int last = -2;
+  bool sent_rest = false;
+  std::function<void()> read_more = [&] {
+    loop_->receive(c.server, buf, sizeof buf, [&](int r) {
+      last = r;
+      if (r <= 0)
+        return;
+      in.append(buf, static_cast<std::size_t>(r));
+      if (!sent_rest) { // the rest, and the end, while the first bytes are being taken
+        sent_rest = true;
+        EXPECT_EQ(::send(c.client, out.data() + 10, out.size() - 10, MSG_NOSIGNAL),
+                  static_cast<ssize_t>(out.size() - 10));
+        ::shutdown(c.client, SHUT_WR);
+      }
+      read_more();
+    });
+  };
+  read_more();
+  ASSERT_TRUE(run_until(*loop_, [&] { return last == 0 || last < -2; })) << in;
+  EXPECT_EQ(last, 0);
+  EXPECT_EQ(in, out);
+  int again = -2;
+  loop_->receive(c.server, buf, sizeof buf, [&](int r) { again = r; });
+  ASSERT_TRUE(run_until(*loop_, [&] { return again != -2; }));
+  EXPECT_EQ(again, 0) << "the end of the stream, read again";
+  for (int fd : {c.server, c.client, c.listener})
+    loop_->close(fd);
+}
+
+TEST_P(net_loop, more_sockets_than_lent_buffers_each_holding_bytes_are_all_read_in_order) {
+  // Each socket's receive takes one byte of two: with io_uring's lent buffers, each socket
+  // holds a buffer with a byte left, until none is left for the others (64 are lent), which
+  // then receive into their own buffers.
+  constexpr int sockets = 80;
+  std::uint16_t port = 0;
+  const int lfd = listener(port);
+  ASSERT_GE(lfd, 0);
+  std::vector<fd_pair> pairs;
+  for (int i = 0; i < sockets; ++i) {
+    pairs.push_back(connect_pair(*loop_, lfd, port));
+    ASSERT_GE(pairs.back().server, 0);
+    const char two[2] = {static_cast<char>('a' + i % 26), static_cast<char>('A' + i % 26)};
+    ASSERT_EQ(::send(pairs.back().client, two, 2, MSG_NOSIGNAL), 2);
+  }
+  std::vector<std::string> got(sockets);
+  std::vector<char> bufs(sockets);
+  int pending = 0;
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < sockets; ++i) {
+      ++pending;
+      loop_->receive(pairs[static_cast<std::size_t>(i)].server, &bufs[static_cast<std::size_t>(i)],
+                     1, [&, i](int r) {
+                       --pending;
+                       if (r == 1)
+                         got[static_cast<std::size_t>(i)] += bufs[static_cast<std::size_t>(i)];
+                       else
+                         got[static_cast<std::size_t>(i)] += "<" + std::to_string(r) + ">";
+                     });
+    }
+    ASSERT_TRUE(run_until(*loop_, [&] { return pending == 0; })) << pending << " left";
+  }
+  for (int i = 0; i < sockets; ++i) {
+    const std::string want{static_cast<char>('a' + i % 26), static_cast<char>('A' + i % 26)};
+    EXPECT_EQ(got[static_cast<std::size_t>(i)], want) << "socket " << i;
+  }
+  for (const auto& p : pairs) {
+    loop_->close(p.server);
+    loop_->close(p.client);
+  }
+  loop_->close(lfd);
+}
+
+TEST_P(net_loop, a_slow_reader_of_a_fast_stream_gets_every_byte_in_order) {
+  // The reader takes 4 KiB a turn while the sender pushes 4 MiB: io_uring's read-ahead
+  // fills up to its cap, stops, and starts again as the reader catches up.
+  const auto c = connect_through(*loop_);
+  ASSERT_GE(c.server, 0);
+  std::string out(4U << 20U, '\0');
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<char>((i * 2654435761U) >> 24U);
+  int sent = -2;
+  loop_->send(c.client, out.data(), out.size(), [&](int r) {
+    sent = r;
+    ::shutdown(c.client, SHUT_WR);
+  });
+  std::string in;
+  std::vector<char> buf(4096);
+  int last = -2;
+  std::function<void()> read_more = [&] {
+    loop_->receive(c.server, buf.data(), buf.size(), [&](int r) {
+      last = r;
+      if (r > 0) {
+        in.append(buf.data(), static_cast<std::size_t>(r));
+        loop_->after(std::chrono::microseconds{50}, [&] { read_more(); });
+      }
+    });
+  };
+  read_more();
+  ASSERT_TRUE(run_until(*loop_, [&] { return last <= 0 && last != -2; }))
+      << "received " << in.size();
+  EXPECT_EQ(sent, static_cast<int>(out.size()));
+  EXPECT_EQ(last, 0);
+  EXPECT_TRUE(in == out) << "received " << in.size() << " of " << out.size() << " bytes";
+  for (int fd : {c.server, c.client, c.listener})
+    loop_->close(fd);
+}
+
+TEST_P(net_loop, a_peer_that_closes_an_idle_socket_is_seen_by_a_loop_that_reads_ahead) {
+  const auto c = connect_through(*loop_);
+  ASSERT_GE(c.server, 0);
+  char buf[8];
+  int got = -2;
+  loop_->receive(c.server, buf, sizeof buf, [&](int r) { got = r; });
+  ASSERT_EQ(::send(c.client, "hi", 2, MSG_NOSIGNAL), 2);
+  ASSERT_TRUE(run_until(*loop_, [&] { return got != -2; }));
+  EXPECT_EQ(got, 2);
+  EXPECT_EQ(loop_->input_ahead(c.server), loop::read_ahead::none);
+  ASSERT_EQ(::send(c.client, "more", 4, MSG_NOSIGNAL), 4);
+  ::shutdown(c.client, SHUT_WR);
+  if (loop_->reads_ahead()) {
+    // No receive asks, yet the loop sees the bytes and then the end come.
+    ASSERT_TRUE(run_until(*loop_, [&] {
+      return loop_->input_ahead(c.server) == loop::read_ahead::bytes;
+    }));
+    got = -2;
+    loop_->receive(c.server, buf, sizeof buf, [&](int r) { got = r; });
+    ASSERT_TRUE(run_until(*loop_, [&] { return got != -2; }));
+    EXPECT_EQ(got, 4);
+    EXPECT_EQ(std::string(buf, 4), "more");
+    ASSERT_TRUE(run_until(*loop_, [&] {
+      return loop_->input_ahead(c.server) == loop::read_ahead::end;
+    }));
+  } else {
+    if (GetParam() == backend::uring)
+      std::cout << "[ NOTE     ] this kernel lent io_uring no buffers: no read-ahead here\n";
+    EXPECT_EQ(loop_->input_ahead(c.server), loop::read_ahead::none);
+  }
+  for (int fd : {c.server, c.client, c.listener})
     loop_->close(fd);
 }
 
