@@ -61,7 +61,7 @@ public:
 
   /// A connection on `fd` (an accepted socket, or a new one to connect()), which it owns
   /// from now on and closes through the loop.
-  connection(loop& l, int fd) : loop_(l), fd_(fd) { direct_ok_ = !l.reads_ahead(); }
+  connection(loop& l, int fd) : loop_(l), fd_(fd) {}
   ~connection() override;
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;

@@ -14,7 +14,6 @@
 #include <liburing.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -635,18 +634,6 @@ private:
 /// cost 1.5 MiB per ring (docs/bench-proxy.md); 256 cost about 25 KiB.
 constexpr unsigned ring_entries = 256;
 
-/// The buffers a loop lends the kernel for multishot receives (a provided-buffer ring,
-/// Linux 5.19): how many (a power of two) and their size. Mapped once per loop (1 MiB of
-/// address space); a page is resident once the kernel has written to it, so an idle loop
-/// costs only the ring's page.
-constexpr unsigned recv_buffers = 64;
-constexpr std::size_t recv_buffer_bytes = 16 * 1024;
-constexpr unsigned short recv_group = 0;
-/// Bytes a socket may hold received ahead of its caller's receives. Past this the loop
-/// stops its multishot receive (the kernel's window then holds the sender back, as it
-/// would without io_uring) and arms it again when the caller has taken them.
-constexpr std::size_t max_read_ahead = 64 * 1024;
-
 class uring_loop final : public loop {
 public:
   static std::unique_ptr<loop> make(std::string& why) {
@@ -677,7 +664,6 @@ public:
     if (l->wake_fd_ < 0)
       return nullptr;
     l->wake_armed_ = l->arm_wake_read(); // the queue is empty: there is room
-    l->lend_buffers();
     return l;
   }
   ~uring_loop() override {
@@ -686,49 +672,9 @@ public:
       ::close(wake_fd_);
   }
   [[nodiscard]] backend kind() const override { return backend::uring; }
-  [[nodiscard]] bool reads_ahead() const override { return lent_ != nullptr; }
-  [[nodiscard]] read_ahead input_ahead(int fd) const override {
-    auto it = fds_.find(fd);
-    if (it == fds_.end())
-      return read_ahead::none;
-    if (it->second.head < it->second.queued.size())
-      return read_ahead::bytes;
-    return it->second.ended != not_ended ? read_ahead::end : read_ahead::none;
-  }
-  [[nodiscard]] std::size_t held(int fd) const override {
-    auto it = fds_.find(fd);
-    return it == fds_.end() ? 0 : it->second.queued_bytes;
-  }
 
-  /// With lent buffers (lend_buffers), a socket's first receive arms a multishot receive
-  /// that stays armed: the kernel fills a lent buffer each time bytes arrive, and the loop
-  /// copies them to the receive waiting for them, or keeps them for the next one. No
-  /// receive is queued, and no poll armed and taken down on the socket, per request.
-  /// Without them (an older kernel), or when every lent buffer is taken, a receive is an
-  /// operation of its own into the caller's buffer.
   void receive(int fd, void* buf, std::size_t len, io_done done) override {
-    len = std::min(len, max_io);
-    if (lent_ == nullptr) {
-      start(new_op(op::receive, fd, buf, len, std::move(done)));
-      return;
-    }
-    auto& st = fds_[fd];
-    if (st.in != nullptr) {
-      complete_later(std::move(done), -EBUSY);
-      return;
-    }
-    if (st.head < st.queued.size() || st.ended != not_ended) {
-      complete_later(std::move(done), take(st, static_cast<char*>(buf), len));
-      return;
-    }
-    auto* o = new_op(op::receive, fd, buf, len, std::move(done));
-    st.in = o;
-    if (st.multi != nullptr || arm_multishot(fd, st)) {
-      o->parked = true; // the multishot receive's next bytes are for it
-      return;
-    }
-    if (!queue(o))
-      finish(o, -EAGAIN);
+    start(new_op(op::receive, fd, buf, std::min(len, max_io), std::move(done)));
   }
   void accept(int listener, io_done done) override {
     start(new_op(op::accept, listener, nullptr, 0, std::move(done)));
@@ -783,16 +729,7 @@ public:
   }
   void close(int fd) override {
     if (auto it = fds_.find(fd); it != fds_.end()) {
-      auto& st = it->second;
-      if (st.in != nullptr && st.in->parked) { // not the kernel's: ends here
-        op* o = std::exchange(st.in, nullptr);
-        complete_later(std::move(o->done), -ECANCELED);
-        live_.erase(o);
-        delete o;
-      }
-      for (; st.head < st.queued.size(); ++st.head)
-        give_back(st.queued[st.head].id);
-      for (op* o : {st.in, st.out, st.multi})
+      for (op* o : {it->second.in, it->second.out})
         if (o != nullptr) {
           o->cancelled = true;
           if (io_uring_sqe* sqe = next_sqe()) {
@@ -814,10 +751,6 @@ protected:
     if (ring_open_) {
       io_uring_queue_exit(&ring_); // cancels what is pending before the buffers go
       ring_open_ = false;
-    }
-    if (lent_ != nullptr) {
-      ::munmap(lent_, lent_bytes());
-      lent_ = nullptr;
     }
   }
   std::vector<io_done> take_pending() override {
@@ -866,7 +799,7 @@ protected:
           woken += wake_value_;
         rearm = true;
       } else if (data != nullptr) {
-        on_completion(static_cast<op*>(data), cqe->res, cqe->flags);
+        on_completion(static_cast<op*>(data), cqe->res);
       }
     }
     io_uring_cq_advance(&ring_, seen);
@@ -903,7 +836,7 @@ private:
   bool wake_armed_ = false;      // a read of wake_fd_ is queued or pending
 
   struct op {
-    enum kind : unsigned char { receive, send, accept, connect, poll_in, poll_out, multishot };
+    enum kind : unsigned char { receive, send, accept, connect, poll_in, poll_out };
     kind what;
     int fd;
     char* buf;
@@ -912,19 +845,9 @@ private:
     io_done done;
     bool cancelled = false;
     bool poll_first = false; // queued with IORING_RECVSEND_POLL_FIRST
-    /// A receive waiting for the socket's multishot receive: not in the kernel.
-    bool parked = false;
-    /// A multishot receive the loop asked the kernel to cancel (max_read_ahead).
-    bool stopping = false;
     sockaddr_storage addr{};
     socklen_t addr_len = 0;
   };
-  /// Bytes in a lent buffer that the socket's caller has not taken yet.
-  struct chunk {
-    std::uint16_t id;
-    std::uint32_t begin, end;
-  };
-  static constexpr int not_ended = 1;
   struct fd_ops {
     op* in = nullptr;  // receive or accept
     op* out = nullptr; // send or connect
@@ -932,160 +855,7 @@ private:
     /// that took all it asked for. A receive when it is false asks the kernel to wait for
     /// readiness before it tries (IORING_RECVSEND_POLL_FIRST), saving a failed attempt.
     bool maybe_readable = true;
-    /// The socket's multishot receive, while the kernel has it.
-    op* multi = nullptr;
-    /// What it received ahead of the caller: queued[head, size()), in order, then `ended`
-    /// (not_ended, 0 for the end of the stream, or -errno).
-    std::vector<chunk> queued;
-    std::size_t head = 0;
-    std::size_t queued_bytes = 0;
-    int ended = not_ended;
   };
-
-  [[nodiscard]] static std::size_t lent_bytes() {
-    return lent_offset + std::size_t{recv_buffers} * recv_buffer_bytes;
-  }
-  /// Where the buffers start in the mapping: after the ring's page.
-  static constexpr std::size_t lent_offset = 4096;
-  static_assert(recv_buffers * sizeof(io_uring_buf) <= lent_offset);
-  [[nodiscard]] char* lent_buffer(std::uint16_t id) const {
-    return static_cast<char*>(lent_) + lent_offset + std::size_t{id} * recv_buffer_bytes;
-  }
-  /// Maps the lent buffers and registers their ring with the kernel (Linux 5.19). Where
-  /// that fails the loop receives without them.
-  void lend_buffers() {
-    void* mem = ::mmap(nullptr, lent_bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                       -1, 0);
-    if (mem == MAP_FAILED)
-      return;
-    lent_ring_ = static_cast<io_uring_buf_ring*>(mem);
-    io_uring_buf_ring_init(lent_ring_);
-    io_uring_buf_reg reg{};
-    reg.ring_addr = reinterpret_cast<std::uintptr_t>(mem);
-    reg.ring_entries = recv_buffers;
-    reg.bgid = recv_group;
-    if (io_uring_register_buf_ring(&ring_, &reg, 0) != 0) {
-      ::munmap(mem, lent_bytes());
-      return;
-    }
-    lent_ = mem;
-    for (unsigned i = 0; i < recv_buffers; ++i)
-      io_uring_buf_ring_add(lent_ring_, lent_buffer(static_cast<std::uint16_t>(i)),
-                            recv_buffer_bytes, static_cast<unsigned short>(i),
-                            io_uring_buf_ring_mask(recv_buffers), static_cast<int>(i));
-    io_uring_buf_ring_advance(lent_ring_, static_cast<int>(recv_buffers));
-  }
-  /// A lent buffer whose bytes were all taken goes back to the kernel.
-  void give_back(std::uint16_t id) {
-    if (lent_ == nullptr)
-      return; // shut down: the mapping is gone
-    io_uring_buf_ring_add(lent_ring_, lent_buffer(id), recv_buffer_bytes, id,
-                          io_uring_buf_ring_mask(recv_buffers), 0);
-    io_uring_buf_ring_advance(lent_ring_, 1);
-  }
-  /// Copies what the socket received ahead into `buf`: the byte count, or when nothing is
-  /// queued, how the stream ended (0 or -errno; that stays for later receives).
-  int take(fd_ops& st, char* buf, std::size_t len) {
-    std::size_t n = 0;
-    while (n < len && st.head < st.queued.size()) {
-      auto& c = st.queued[st.head];
-      const std::size_t k = std::min<std::size_t>(len - n, c.end - c.begin);
-      std::memcpy(buf + n, lent_buffer(c.id) + c.begin, k);
-      c.begin += static_cast<std::uint32_t>(k);
-      n += k;
-      st.queued_bytes -= k;
-      if (c.begin == c.end) {
-        give_back(c.id);
-        ++st.head;
-      }
-    }
-    if (st.head == st.queued.size()) {
-      st.queued.clear();
-      st.head = 0;
-    }
-    if (n > 0 || len == 0)
-      return static_cast<int>(n);
-    return st.ended;
-  }
-  /// Arms the socket's multishot receive; false when the submission queue is full or the
-  /// kernel has no multishot receive.
-  bool arm_multishot(int fd, fd_ops& st) {
-    if (!multishot_ok_)
-      return false;
-    auto* m = new_op(op::multishot, fd, nullptr, 0, nullptr);
-    if (!queue(m)) {
-      live_.erase(m);
-      delete m;
-      return false;
-    }
-    st.multi = m;
-    return true;
-  }
-  /// A completion of a multishot receive: bytes in a lent buffer, or its end (the end of
-  /// the stream, an error, no lent buffer left, or cancelled) when the kernel says no more
-  /// will come (no IORING_CQE_F_MORE).
-  void on_multishot(op* m, int res, unsigned flags) {
-    fd_ops* st = nullptr;
-    if (!m->cancelled)
-      if (auto it = fds_.find(m->fd); it != fds_.end() && it->second.multi == m)
-        st = &it->second;
-    if ((flags & IORING_CQE_F_BUFFER) != 0) {
-      const auto id = static_cast<std::uint16_t>(flags >> IORING_CQE_BUFFER_SHIFT);
-      if (st != nullptr && res > 0)
-        arrived(*st, m, id, static_cast<std::size_t>(res));
-      else
-        give_back(id);
-    } else if (res == -EINVAL) {
-      multishot_ok_ = false; // a kernel with lent buffers but no multishot receive (5.19)
-      res = -ENOBUFS;        // the receive waiting goes on into its own buffer
-    } else if (st != nullptr && res <= 0 && res != -ENOBUFS && res != -ECANCELED) {
-      st->ended = res; // the end of the stream (0) or the socket's error
-    }
-    if ((flags & IORING_CQE_F_MORE) != 0) {
-      if (st != nullptr && st->ended != not_ended)
-        serve_parked(*st, false);
-      return;
-    }
-    live_.erase(m);
-    delete m;
-    if (st != nullptr) {
-      st->multi = nullptr;
-      serve_parked(*st, res == -ENOBUFS);
-    }
-  }
-  /// `n` bytes arrived in lent buffer `id`: to the parked receive, or queued.
-  void arrived(fd_ops& st, op* m, std::uint16_t id, std::size_t n) {
-    st.queued.push_back({id, 0, static_cast<std::uint32_t>(n)});
-    st.queued_bytes += n;
-    if (st.in != nullptr && st.in->parked) {
-      op* o = st.in;
-      finish(o, take(st, o->buf, o->len));
-    }
-    if (st.queued_bytes > max_read_ahead && !m->stopping) {
-      if (io_uring_sqe* sqe = next_sqe()) {
-        io_uring_prep_cancel(sqe, m, 0);
-        io_uring_sqe_set_data(sqe, nullptr);
-        m->stopping = true;
-      }
-    }
-  }
-  /// Gives the parked receive what is queued or how the stream ended; when there is
-  /// neither and the multishot receive has ended, arms it again, or (`no_buffers`: every
-  /// lent buffer taken) queues the receive into its own buffer.
-  void serve_parked(fd_ops& st, bool no_buffers) {
-    if (st.in == nullptr || !st.in->parked)
-      return;
-    op* o = st.in;
-    if (st.head < st.queued.size() || st.ended != not_ended) {
-      finish(o, take(st, o->buf, o->len));
-      return;
-    }
-    if (st.multi != nullptr || (!no_buffers && arm_multishot(o->fd, st)))
-      return;
-    o->parked = false;
-    if (!queue(o))
-      finish(o, -EAGAIN);
-  }
 
   op* new_op(op::kind what, int fd, void* buf, std::size_t len, io_done done) {
     auto* o = new op{what, fd, static_cast<char*>(buf), len, 0, std::move(done)};
@@ -1140,11 +910,6 @@ private:
     case op::poll_in:
       io_uring_prep_poll_add(sqe, o->fd, POLLIN | POLLRDHUP);
       break;
-    case op::multishot: // into a lent buffer the kernel picks
-      io_uring_prep_recv_multishot(sqe, o->fd, nullptr, 0, 0);
-      sqe->flags |= IOSQE_BUFFER_SELECT;
-      sqe->buf_group = recv_group;
-      break;
     case op::poll_out:
       io_uring_prep_poll_add(sqe, o->fd, POLLOUT);
       break;
@@ -1153,11 +918,7 @@ private:
     return true;
   }
   /// An operation's completion from the ring.
-  void on_completion(op* o, int res, unsigned flags) {
-    if (o->what == op::multishot) {
-      on_multishot(o, res, flags);
-      return;
-    }
+  void on_completion(op* o, int res) {
     if (o->cancelled) {
       finish(o, -ECANCELED);
       return;
@@ -1200,10 +961,6 @@ private:
   std::unordered_map<int, fd_ops> fds_;
   std::unordered_set<op*> live_; // operations the kernel may still complete
   bool poll_first_ok_ = true;    // IORING_RECVSEND_POLL_FIRST is known here (5.19)
-  /// The lent buffers' mapping (its first page the ring); null without them.
-  void* lent_ = nullptr;
-  io_uring_buf_ring* lent_ring_ = nullptr;
-  bool multishot_ok_ = true; // IORING_RECV_MULTISHOT is known here (6.0)
 };
 
 } // namespace

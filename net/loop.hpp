@@ -120,19 +120,6 @@ public:
   /// operation started before reaches a descriptor that later gets the same number.
   virtual void close(int fd) = 0;
 
-  /// Whether the loop may take bytes from a socket before a receive asks for them (io_uring
-  /// with lent buffers: see uring_loop::receive), holding them for the next receive. Then
-  /// only receive() may read such a socket: a recv(2) or splice(2) of the caller's own
-  /// would take bytes out of their order, and a MSG_PEEK sees only what the loop left.
-  [[nodiscard]] virtual bool reads_ahead() const { return false; }
-  /// What the loop holds from `fd` for its next receive.
-  enum class read_ahead : unsigned char { none, bytes, end };
-  /// bytes: some; end: none, and the stream's end or an error comes next; none: nothing
-  /// (and the socket itself may hold anything).
-  [[nodiscard]] virtual read_ahead input_ahead(int /*fd*/) const { return read_ahead::none; }
-  /// How many bytes the loop holds from `fd` for its next receives.
-  [[nodiscard]] virtual std::size_t held(int /*fd*/) const { return 0; }
-
   /// How many times the loop waited for the kernel and how many wake-ups from other threads
   /// it read: for tests and counters. Loop thread.
   struct counts {

@@ -86,7 +86,7 @@ protected:
   void filled(std::size_t n) {
     in_begin_ = 0;
     in_end_ = n;
-    direct_ = direct_ok_ && n == input_capacity; // more is likely waiting in the socket
+    direct_ = n == input_capacity; // more is likely waiting in the socket
   }
   /// The socket's read side ended (given to OpenSSL once the buffer is empty).
   void ended() {
@@ -101,9 +101,6 @@ protected:
 
   /// A read into the input buffer is pending (the owner's flag).
   bool filling_ = false;
-  /// Whether the BIO may read the socket itself (bio_read): not when the owner's loop reads
-  /// ahead of its receives (net::loop::reads_ahead), which would put bytes out of order.
-  bool direct_ok_ = true;
 
 private:
   static int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written);

@@ -858,8 +858,7 @@ upstream_conn::~upstream_conn() {
 ///
 /// Between two plain streams (a local instance: TLS on neither side) the bytes can move
 /// through a pipe with splice(2) instead, never copied into the process (`splice`); the
-/// bytes it starts with still go through a buffer. Not on a loop that reads sockets ahead
-/// of their receives (io_uring's multishot receives): bytes it holds would be passed over.
+/// bytes it starts with still go through a buffer.
 class tunnel : public std::enable_shared_from_this<tunnel> {
 public:
   using done_fn = std::function<void()>;
@@ -872,8 +871,7 @@ public:
   tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done,
          std::shared_ptr<splice_slots> slots = nullptr)
       : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)),
-        slots_(std::move(slots)),
-        splice_(slots_ && !a_->is_tls() && !b_->is_tls() && !a_->io().reads_ahead()) {}
+        slots_(std::move(slots)), splice_(slots_ && !a_->is_tls() && !b_->is_tls()) {}
   ~tunnel() {
     for (auto& d : dirs_)
       for (int fd : {d.pipe_r, d.pipe_w})
@@ -1560,14 +1558,6 @@ void worker::sweep() {
 /// for plain HTTP also any unsolicited byte (the stream is out of step). A TLS stream may
 /// hold records (session tickets): only EOF and errors count.
 bool peer_closed(upstream_conn& c) {
-  switch (c.s.conn->io().input_ahead(c.s.conn->fd())) {
-  case net::loop::read_ahead::bytes:
-    return !c.s.conn->is_tls();
-  case net::loop::read_ahead::end:
-    return true;
-  case net::loop::read_ahead::none:
-    break;
-  }
   char byte = 0;
   auto n = ::recv(c.s.conn->fd(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0)

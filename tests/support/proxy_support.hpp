@@ -567,23 +567,6 @@ inline net::backend test_io() {
                                                              : net::backend::epoll;
 }
 
-/// Whether the data plane may splice on test_io(): not where the loop reads sockets ahead of
-/// their receives (io_uring with lent buffers). Asked of a loop made and destroyed on a
-/// thread of its own: an io_uring ring's close sends its thread task work, which would fail
-/// a blocking call with a timeout on the test's thread with EINTR.
-inline bool test_io_splices() {
-  static const bool splices = [] {
-    bool r = true;
-    std::thread([&r] {
-      std::string why;
-      auto l = net::loop::make(test_io(), why);
-      r = l && !l->reads_ahead();
-    }).join();
-    return r;
-  }();
-  return splices;
-}
-
 /// Whether requests between the test's nodes go over HTTP/2 (the default, decision 0022),
 /// or over HTTP/1.1 with a preamble when STARLING_TEST_HOP says "http1" (tests/CMakeLists.txt
 /// runs the data plane tests once that way too: the path to a peer without HTTP/2).
