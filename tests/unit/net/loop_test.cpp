@@ -352,6 +352,79 @@ TEST_P(net_loop, close_cancels_pending_operations_and_the_number_reused_gets_non
     loop_->close(fd);
 }
 
+TEST_P(net_loop, bytes_that_came_before_a_receive_come_in_order_through_small_receives) {
+  const auto c = connect_through(*loop_);
+  ASSERT_GE(c.server, 0);
+  const std::string out = "the quick brown fox jumps over the lazy dog";
+  ASSERT_EQ(::send(c.client, out.data(), 10, MSG_NOSIGNAL), 10);
+  std::string in;
+  char buf[3];
+  int last = -2;
+  bool sent_rest = false;
+  std::function<void()> read_more = [&] {
+    loop_->receive(c.server, buf, sizeof buf, [&](int r) {
+      last = r;
+      if (r <= 0)
+        return;
+      in.append(buf, static_cast<std::size_t>(r));
+      if (!sent_rest) { // the rest, and the end, while the first bytes are being taken
+        sent_rest = true;
+        EXPECT_EQ(::send(c.client, out.data() + 10, out.size() - 10, MSG_NOSIGNAL),
+                  static_cast<ssize_t>(out.size() - 10));
+        ::shutdown(c.client, SHUT_WR);
+      }
+      read_more();
+    });
+  };
+  read_more();
+  ASSERT_TRUE(run_until(*loop_, [&] { return last == 0 || last < -2; })) << in;
+  EXPECT_EQ(last, 0);
+  EXPECT_EQ(in, out);
+  int again = -2;
+  loop_->receive(c.server, buf, sizeof buf, [&](int r) { again = r; });
+  ASSERT_TRUE(run_until(*loop_, [&] { return again != -2; }));
+  EXPECT_EQ(again, 0) << "the end of the stream, read again";
+  for (int fd : {c.server, c.client, c.listener})
+    loop_->close(fd);
+}
+
+
+TEST_P(net_loop, a_slow_reader_of_a_fast_stream_gets_every_byte_in_order) {
+  // The reader takes 4 KiB at a time, 50 µs apart, while the sender pushes 4 MiB: the
+  // send waits for room again and again.
+  const auto c = connect_through(*loop_);
+  ASSERT_GE(c.server, 0);
+  std::string out(4U << 20U, '\0');
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = static_cast<char>((i * 2654435761U) >> 24U);
+  int sent = -2;
+  loop_->send(c.client, out.data(), out.size(), [&](int r) {
+    sent = r;
+    ::shutdown(c.client, SHUT_WR);
+  });
+  std::string in;
+  std::vector<char> buf(4096);
+  int last = -2;
+  std::function<void()> read_more = [&] {
+    loop_->receive(c.server, buf.data(), buf.size(), [&](int r) {
+      last = r;
+      if (r > 0) {
+        in.append(buf.data(), static_cast<std::size_t>(r));
+        loop_->after(std::chrono::microseconds{50}, [&] { read_more(); });
+      }
+    });
+  };
+  read_more();
+  ASSERT_TRUE(run_until(*loop_, [&] { return last <= 0 && last != -2; }))
+      << "received " << in.size();
+  EXPECT_EQ(sent, static_cast<int>(out.size()));
+  EXPECT_EQ(last, 0);
+  EXPECT_TRUE(in == out) << "received " << in.size() << " of " << out.size() << " bytes";
+  for (int fd : {c.server, c.client, c.listener})
+    loop_->close(fd);
+}
+
+
 TEST_P(net_loop, a_connection_refused_is_reported) {
   std::uint16_t port = 0;
   const int lfd = listener(port);
