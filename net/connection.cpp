@@ -83,13 +83,16 @@ void connection::close() {
     return;
   const int fd = fd_;
   fd_ = -1; // the BIO sees it closed from now on
+  loop_.flush(); // sends queued for the kernel go before the shutdown
   ::shutdown(fd, SHUT_RDWR);
   loop_.close(fd);
 }
 
 void connection::shutdown_send() {
-  if (fd_ >= 0)
+  if (fd_ >= 0) {
+    loop_.flush(); // sends queued for the kernel go before the FIN
     ::shutdown(fd_, SHUT_WR);
+  }
 }
 
 void connection::wait(loop::ready what, done_handler handler) {
@@ -239,7 +242,7 @@ void connection::write(const void* buf, std::size_t len, io_handler handler, com
     return;
   }
   std::size_t sent = 0;
-  if (at_once) {
+  if (at_once && !loop_.sends_later()) {
     while (sent < len) {
       const auto n = ::send(fd_, bytes + sent, len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n <= 0)

@@ -94,7 +94,8 @@ public:
     deferred,
     /// Its handler runs inside write(), before it returns: for a caller whose write is its
     /// last step (nothing after it that the handler could invalidate) and that bounds how
-    /// deep such handlers may nest. Errors and waits still complete later.
+    /// deep such handlers may nest. Errors and waits still complete later, and so does a
+    /// plain write on a loop that sends later (loop::sends_later: io_uring queues it).
     inline_when_done,
   };
   /// Writes all `len` bytes of `buf` (valid until completion). With TLS, completion means

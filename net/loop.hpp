@@ -101,8 +101,10 @@ public:
   /// the end of the stream.
   virtual void receive(int fd, void* buf, std::size_t len, io_done done) = 0;
   /// Sends all `len` bytes of `buf` (valid until completion): the result is `len`, or the
-  /// error that stopped it. Tried at once, so a send the socket takes whole costs no wait.
-  /// More than INT_MAX bytes at once is -EINVAL (a receive takes at most that many).
+  /// error that stopped it. epoll: tried at once, so a send the socket takes whole costs
+  /// no wait. io_uring: queued, and handed to the kernel with the loop's next wait
+  /// (sends_later(); flush() hands it over sooner). More than INT_MAX bytes at once is
+  /// -EINVAL (a receive takes at most that many).
   virtual void send(int fd, const void* buf, std::size_t len, io_done done) = 0;
   /// Accepts a connection on the listening socket `listener`: the result is the new
   /// descriptor (non-blocking, close-on-exec), which the caller then owns.
@@ -119,6 +121,14 @@ public:
   /// Completes the descriptor's pending operations with -ECANCELED and closes it. No
   /// operation started before reaches a descriptor that later gets the same number.
   virtual void close(int fd) = 0;
+
+  /// Whether send() queues its bytes for the kernel instead of trying at once (io_uring:
+  /// the sends of a turn go to the kernel in the system call that waits). Its completion
+  /// then always comes on a later turn.
+  [[nodiscard]] virtual bool sends_later() const { return false; }
+  /// Hands the kernel what the loop has queued for it now: before a shutdown(2) of a
+  /// socket whose queued sends must go first.
+  virtual void flush() {}
 
   /// How many times the loop waited for the kernel and how many wake-ups from other threads
   /// it read: for tests and counters. Loop thread.
