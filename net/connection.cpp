@@ -82,7 +82,7 @@ void connection::close() {
   if (fd_ < 0)
     return;
   const int fd = fd_;
-  fd_ = -1; // the BIO sees it closed from now on
+  fd_ = -1;      // the BIO sees it closed from now on
   loop_.flush(); // sends queued for the kernel go before the shutdown
   ::shutdown(fd, SHUT_RDWR);
   loop_.close(fd);

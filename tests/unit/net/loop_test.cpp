@@ -388,7 +388,6 @@ TEST_P(net_loop, bytes_that_came_before_a_receive_come_in_order_through_small_re
     loop_->close(fd);
 }
 
-
 TEST_P(net_loop, a_slow_reader_of_a_fast_stream_gets_every_byte_in_order) {
   // The reader takes 4 KiB at a time, 50 µs apart, while the sender pushes 4 MiB: the
   // send waits for room again and again.
@@ -423,7 +422,6 @@ TEST_P(net_loop, a_slow_reader_of_a_fast_stream_gets_every_byte_in_order) {
   for (int fd : {c.server, c.client, c.listener})
     loop_->close(fd);
 }
-
 
 TEST_P(net_loop, a_connection_refused_is_reported) {
   std::uint16_t port = 0;
