@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
-#include <unordered_set>
 #include <utility>
 
 #include <fcntl.h>
@@ -670,6 +669,8 @@ public:
     shutdown();
     if (wake_fd_ >= 0)
       ::close(wake_fd_);
+    for (op* o : spare_)
+      delete o;
   }
   [[nodiscard]] backend kind() const override { return backend::uring; }
 
@@ -736,11 +737,12 @@ protected:
   }
   std::vector<io_done> take_pending() override {
     std::vector<io_done> out;
-    for (op* o : live_) {
+    while (live_ != nullptr) {
+      op* o = live_;
       out.push_back(std::move(o->done));
+      unlink(o);
       delete o;
     }
-    live_.clear();
     fds_.clear();
     return out;
   }
@@ -828,6 +830,8 @@ private:
     bool poll_first = false; // queued with IORING_RECVSEND_POLL_FIRST
     sockaddr_storage addr{};
     socklen_t addr_len = 0;
+    op* prev = nullptr; // live_'s list
+    op* next = nullptr;
   };
   struct fd_ops {
     op* in = nullptr;  // receive or accept
@@ -838,11 +842,39 @@ private:
     bool maybe_readable = true;
   };
 
+  /// An operation, from the spares when there is one: a request's receive and send
+  /// allocate nothing once the loop has had as many at once.
   op* new_op(op::kind what, int fd, void* buf, std::size_t len, io_done done) {
-    auto* o = new op{what, fd, static_cast<char*>(buf), len, 0, std::move(done)};
-    live_.insert(o);
+    op* o = nullptr;
+    if (spare_.empty()) {
+      o = new op{what, fd, static_cast<char*>(buf), len, 0, std::move(done)};
+    } else {
+      o = spare_.back();
+      spare_.pop_back();
+      o->what = what;
+      o->fd = fd;
+      o->buf = static_cast<char*>(buf);
+      o->len = len;
+      o->done_bytes = 0;
+      o->done = std::move(done);
+      o->cancelled = false;
+      o->poll_first = false;
+      o->addr_len = 0;
+    }
+    o->prev = nullptr;
+    o->next = live_;
+    if (live_ != nullptr)
+      live_->prev = o;
+    live_ = o;
     return o;
   }
+  void unlink(op* o) {
+    (o->prev != nullptr ? o->prev->next : live_) = o->next;
+    if (o->next != nullptr)
+      o->next->prev = o->prev;
+  }
+  /// Spare operations kept for reuse, at most.
+  static constexpr std::size_t max_spare_ops = 256;
   /// A submission queue entry; when the queue is full, submits it first. Null when that
   /// failed too (the kernel holding back completions that do not fit).
   io_uring_sqe* next_sqe() {
@@ -935,13 +967,17 @@ private:
         it->second.out = nullptr;
     }
     complete_later(std::move(o->done), result);
-    live_.erase(o);
-    delete o;
+    unlink(o);
+    if (spare_.size() < max_spare_ops)
+      spare_.push_back(o);
+    else
+      delete o;
   }
 
   std::unordered_map<int, fd_ops> fds_;
-  std::unordered_set<op*> live_; // operations the kernel may still complete
-  bool poll_first_ok_ = true;    // IORING_RECVSEND_POLL_FIRST is known here (5.19)
+  op* live_ = nullptr;        // operations the kernel may still complete, linked
+  std::vector<op*> spare_;    // finished ones, for new_op
+  bool poll_first_ok_ = true; // IORING_RECVSEND_POLL_FIRST is known here (5.19)
 };
 
 } // namespace
