@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <utility>
 
 #include <fcntl.h>
@@ -669,8 +670,8 @@ public:
     shutdown();
     if (wake_fd_ >= 0)
       ::close(wake_fd_);
-    for (op* o : spare_)
-      delete o;
+    for (void* mem : spare_)
+      ::operator delete(mem);
   }
   [[nodiscard]] backend kind() const override { return backend::uring; }
 
@@ -842,26 +843,17 @@ private:
     bool maybe_readable = true;
   };
 
-  /// An operation, from the spares when there is one: a request's receive and send
-  /// allocate nothing once the loop has had as many at once.
+  /// An operation, made in a spare's memory when there is one: a request's receive and
+  /// send allocate nothing once the loop has had as many at once.
   op* new_op(op::kind what, int fd, void* buf, std::size_t len, io_done done) {
-    op* o = nullptr;
+    void* mem = nullptr;
     if (spare_.empty()) {
-      o = new op{what, fd, static_cast<char*>(buf), len, 0, std::move(done)};
+      mem = ::operator new(sizeof(op));
     } else {
-      o = spare_.back();
+      mem = spare_.back();
       spare_.pop_back();
-      o->what = what;
-      o->fd = fd;
-      o->buf = static_cast<char*>(buf);
-      o->len = len;
-      o->done_bytes = 0;
-      o->done = std::move(done);
-      o->cancelled = false;
-      o->poll_first = false;
-      o->addr_len = 0;
     }
-    o->prev = nullptr;
+    auto* o = new (mem) op{what, fd, static_cast<char*>(buf), len, 0, std::move(done)};
     o->next = live_;
     if (live_ != nullptr)
       live_->prev = o;
@@ -968,15 +960,17 @@ private:
     }
     complete_later(std::move(o->done), result);
     unlink(o);
-    if (spare_.size() < max_spare_ops)
-      spare_.push_back(o);
-    else
+    if (spare_.size() < max_spare_ops) {
+      o->~op();
+      spare_.push_back(o); // its memory, for new_op
+    } else {
       delete o;
+    }
   }
 
   std::unordered_map<int, fd_ops> fds_;
   op* live_ = nullptr;        // operations the kernel may still complete, linked
-  std::vector<op*> spare_;    // finished ones, for new_op
+  std::vector<void*> spare_;  // finished ones' memory, for new_op
   bool poll_first_ok_ = true; // IORING_RECVSEND_POLL_FIRST is known here (5.19)
 };
 

@@ -10,7 +10,9 @@
 // thread submitted the loop's queued requests, whose completions then interrupted that
 // thread: docs/bench-proxy.md, "io_uring, second try"). Make, run and destroy a loop on one
 // thread: an io_uring ring keeps a node for the thread that made it, and its close sends
-// that thread task work, which fails a blocking call with a timeout there with EINTR.
+// that thread task work, which fails a blocking call with a timeout there with EINTR. The
+// ring is also set up for that one thread (IORING_SETUP_SINGLE_ISSUER): the kernel refuses
+// a submission from any other.
 //
 // No CAF and no Asio here: the data plane is to leave Asio.
 #pragma once
