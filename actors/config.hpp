@@ -126,9 +126,9 @@ struct agent_config {
   /// HTTP requests to peers go over HTTP/2 when the peer chooses it by ALPN ([proxy]
   /// http2_between_nodes; decision 0022).
   bool proxy_http2 = true;
-  /// The data plane's I/O back end ([proxy] io): "epoll" or "io_uring" (which falls back to
-  /// epoll, with a warning, where the agent may not use it).
-  std::string proxy_io = "epoll";
+  /// The data plane's I/O back end ([proxy] io): "io_uring" (which falls back to epoll,
+  /// with a warning, where the agent may not use it) or "epoll".
+  std::string proxy_io = "io_uring";
   /// Allows a non-loopback `dns` address ([dns] dns_allow_remote): the server then answers
   /// whoever reaches it with the mesh's service addresses.
   bool dns_allow_remote = false;

@@ -44,8 +44,9 @@
 # `perf report -i DIR/mallocs-starling-a.data` (and -b).
 # --splice runs both proxies' one-hop TCP path with splice(2) (Starling `[proxy] splice =
 # true`; HAProxy `option splice-auto`); by default neither splices (both proxies' default).
-# --io B runs Starling's data plane on back end B (`[proxy] io`, docs/operations.md): epoll
-# (the default) or io_uring. The header says which ran (the agents' log line).
+# --io B runs Starling's data plane on back end B (`[proxy] io`, docs/operations.md):
+# io_uring (the default, as the agent's) or epoll. The header says which ran (the agents'
+# log line); where io_uring is denied the agents fall back to epoll and the run stops.
 # --haproxy-hop h2 makes HAProxy speak HTTP/2 between its two hops (ALPN h2 on A's server
 # line and B's bind; `http-reuse always` then multiplexes every client's requests over one
 # connection). The default, h1, is HTTP/1.1 between the
@@ -73,7 +74,7 @@ syscalls=0
 mallocs=0
 malloc_event=""
 splice=0
-io=epoll
+io=io_uring
 starling_hop=h2
 haproxy_hop=h1
 nice_level=""
@@ -387,7 +388,7 @@ log "Starling: web at $st_web, bulk at $st_bulk (node A's outbound listeners); n
 log "checking that each 2-hop path is TLS 1.3 with client certificates"
 for n in na nb; do
   grep -q "data plane: inbound .*(mutual TLS), 1 I/O thread(s) on $io" "$st/$n.log" ||
-    die "agent $n's data plane is not mutual TLS with 1 thread on $io (see $st/$n.log)"
+    die "agent $n's data plane is not mutual TLS with 1 thread on $io (see $st/$n.log; --io epoll where io_uring is denied)"
 done
 log "Starling's data plane runs on $io (--io)"
 refused0=$(proxy_stat "$nb_admin" inbound_refused_tls)

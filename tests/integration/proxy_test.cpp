@@ -2,10 +2,12 @@
 // certificates; an HTTP app in two versions behind node c; traffic sent to node a's outbound
 // listener crosses the mesh over pooled mutual TLS to c's inbound proxy; a split written on
 // the issuer is followed per request; an authorization rule refuses a caller with 403 while
-// another caller passes; the counters show in `stats` and `/metrics`. These agents' data
-// plane runs on io_uring (`[proxy] io`; decision 0021: the other integration tests run the
-// default, epoll), or on epoll where this process may not use io_uring, which `stats`
-// then says. Every wait polls with a deadline; every load loop is bounded in count.
+// another caller passes; the counters show in `stats` and `/metrics`; a drained node takes
+// no new work and no request fails. The data plane runs on the default back end, io_uring
+// (`[proxy] io`, decision 0021), or on epoll where this process may not use io_uring, which
+// `stats` then says; the drain test runs its agents on epoll, so that the other back end
+// meets real agents too. Every wait polls with a deadline; every load loop is bounded in
+// count.
 #include <atomic>
 #include <cmath>
 #include <fstream>
@@ -32,11 +34,6 @@ class proxy_test : public st::mesh_test {
 protected:
   proxy_test() : mesh_test("starling-it-proxy") {}
 
-  void SetUp() override {
-    mesh_test::SetUp();
-    std::ofstream{config_, std::ios::app} << "\n[proxy]\nio = \"io_uring\"\n";
-  }
-
   /// Whether this process may use io_uring: a ring can be made (the agents fall back to
   /// epoll where it cannot). Made and closed by a thread of its own: a ring's maker gets a
   /// task-work signal when it closes, which would fail this thread's next blocking recv
@@ -51,8 +48,11 @@ protected:
     return ok;
   }
 
-  /// Starts issuer "a" and members b, c (certificates by token), all alive.
-  void start_mesh() {
+  /// Starts issuer "a" and members b, c (certificates by token), all alive; their data plane
+  /// on back end `io` ("epoll" or "io_uring"), or on the default without one.
+  void start_mesh(const char* io = nullptr) {
+    if (io != nullptr)
+      std::ofstream{config_, std::ios::app} << "\n[proxy]\nio = \"" << io << "\"\n";
     const auto ca = make_root("it.mesh", "ca");
     auto& a = start("a", {}, {"--issuer", make_issuer(ca, "a").string(), "--gossip-key", key_});
     ASSERT_FALSE(HasFailure());
@@ -86,6 +86,14 @@ protected:
           for (const auto& i : s.at("instances"))
             count += i.at("healthy").get<bool>() ? 1 : 0;
     return count;
+  }
+
+  /// The back end `n`'s data plane runs on (`proxy_io` in its stats; "" while unavailable).
+  static std::string io_of(const node& n) {
+    auto stats = st::cli_json({"stats", "--json", "--admin", n.info.admin});
+    return stats && stats->contains("proxy_io") && stats->at("proxy_io").is_string()
+               ? stats->at("proxy_io").get<std::string>()
+               : "";
   }
 
   /// The `proxy` group of `n`'s stats (null while unavailable).
@@ -130,10 +138,8 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
     return !outbound.empty() && routable_on(a, "api") == 2;
   })) << "a has no outbound listener for api, or not both instances";
   EXPECT_EQ(outbound.rfind("127.0.0.1:", 0), 0u) << outbound;
-  // The config asked for io_uring: the agent runs on it, or says it fell back.
-  auto stats = st::cli_json({"stats", "--json", "--admin", a.info.admin});
-  ASSERT_TRUE(stats && stats->contains("proxy_io"));
-  EXPECT_EQ(stats->at("proxy_io"), uring_here() ? "io_uring" : "epoll");
+  // The default back end, io_uring: the agent runs on it, or says it fell back.
+  EXPECT_EQ(io_of(a), uring_here() ? "io_uring" : "epoll");
 
   // Plain traffic: every request answered through c's inbound proxy (peak-EWMA may send
   // sequential requests to one version only: it prefers the faster instance).
@@ -235,10 +241,12 @@ TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_anot
 }
 
 TEST_F(proxy_test, a_drained_node_stops_taking_work_and_no_request_fails) {
-  start_mesh();
+  start_mesh("epoll");
   ASSERT_FALSE(HasFailure());
   const auto& a = nodes_.at("a");
   const auto& c = nodes_.at("c");
+  for (const auto& [name, n] : nodes_)
+    EXPECT_EQ(io_of(n), "epoll") << name;
   st::http_app on_b{"b"}, on_c{"c"};
   register_app("b", on_b, "v1");
   register_app("c", on_c, "v2");

@@ -951,8 +951,8 @@ TEST(config, proxy_table_and_inbound_flag) {
   EXPECT_EQ(load("name = \"a\"\n[proxy]\naccess_log_sample = 0\n").access_log_sample, 0.0);
   EXPECT_FALSE(cfg.proxy_splice);
   EXPECT_TRUE(load("name = \"a\"\n[proxy]\nsplice = true\n").proxy_splice);
-  EXPECT_EQ(cfg.proxy_io, "epoll");
-  EXPECT_EQ(load("name = \"a\"\n[proxy]\nio = \"io_uring\"\n").proxy_io, "io_uring");
+  EXPECT_EQ(cfg.proxy_io, "io_uring");
+  EXPECT_EQ(load("name = \"a\"\n[proxy]\nio = \"epoll\"\n").proxy_io, "epoll");
   EXPECT_FALSE(load("name = \"a\"\n[proxy]\ninbound = \"off\"\n").inbound);
   sa::agent_flags flags;
   flags.name = "a";
