@@ -287,7 +287,8 @@ TEST_F(proxy_test, a_drained_node_stops_taking_work_and_no_request_fails) {
   };
   if (!st::poll_until(10s, [&] { return on_c.requests() > 50 && on_b.requests() > 50; })) {
     stop_load();
-    FAIL() << "no traffic to both instances: b " << on_b.requests() << ", c " << on_c.requests();
+    GTEST_FAIL() << "no traffic to both instances: b " << on_b.requests() << ", c "
+                 << on_c.requests();
   }
 
   auto drain = st::run_cli({"drain", "--admin", c.info.admin});

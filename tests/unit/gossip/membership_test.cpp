@@ -709,7 +709,7 @@ TEST(membership, buddy_system_puts_the_suspicion_first_in_the_ping) {
     EXPECT_EQ(m.find("b")->state, member_state::alive);
     return;
   }
-  FAIL() << "b never probed";
+  GTEST_FAIL() << "b never probed";
 }
 
 // -- acks and malformed input ----------------------------------------------------------------

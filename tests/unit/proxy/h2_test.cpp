@@ -1054,7 +1054,7 @@ TEST(H2Dechunker, ChunkedRequestThroughParserDechunkerAndSession) {
           complete = true;
           break;
         } else {
-          FAIL() << "parse status " << static_cast<int>(r.status);
+          GTEST_FAIL() << "parse status " << static_cast<int>(r.status);
         }
         pending.erase(0, r.consumed);
       }
