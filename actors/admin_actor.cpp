@@ -25,7 +25,6 @@ namespace starling::actors {
 namespace {
 
 /// A usage error for the admin client (exit code 2).
-caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
 
 /// Refuses arguments after a command that takes none.
 caf::error no_arguments(const std::vector<std::string>& args) {

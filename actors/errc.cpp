@@ -46,6 +46,8 @@ caf::error make_error(errc x, std::string context) {
                     caf::make_message(std::move(context))};
 }
 
+caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
+
 std::string message_of(const caf::error& err) {
   static_cast<void>(registered);
   // The agent's own refusals are worded for the operator already: the text alone.

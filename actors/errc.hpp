@@ -29,6 +29,9 @@ const char* to_string(errc x) noexcept;
 /// Makes a caf::error of category "actors" carrying `context`.
 caf::error make_error(errc x, std::string context = {});
 
+/// An admin request with bad arguments: make_error(errc::bad_request, why).
+caf::error usage(std::string why);
+
 /// The context string of `err` if it carries one, else a rendering of category and code.
 /// Used to print one clear message to the user.
 std::string message_of(const caf::error& err);

@@ -110,8 +110,6 @@ std::uint64_t wall_ms() {
 
 std::string key_of(const service_spec& s) { return s.reg.service + "/" + s.reg.id; }
 
-caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
-
 /// The data plane's outbound listeners by service (none without a data plane).
 std::map<std::string, std::string> outbound(const routing_state& st) {
   return st.params.outbound ? st.params.outbound() : std::map<std::string, std::string>{};

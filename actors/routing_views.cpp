@@ -95,8 +95,6 @@ std::string routes_json(const gossip::routing_snapshot& snap,
 
 namespace {
 
-caf::error usage(std::string why) { return make_error(errc::bad_request, std::move(why)); }
-
 /// A whole number in [0, max]; nothing otherwise.
 std::optional<std::uint32_t> number(std::string_view s, std::uint32_t max) {
   std::uint32_t v = 0;

@@ -33,10 +33,6 @@ constexpr std::string_view issuer_bundle_file = "bundle.crt";
 /// rather than forget spends.
 constexpr std::size_t max_tokens_file_bytes = std::size_t{64} << 20;
 
-caf::error bad_request(std::string reason) {
-  return make_error(errc::bad_request, std::move(reason));
-}
-
 /// Reads `file` and parses its text with `parse`. Errors: io_failure (read_file's), or
 /// invalid_argument naming the file when `parse` refuses the text. The text is wiped
 /// afterwards (it may be a private key).

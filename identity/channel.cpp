@@ -23,10 +23,6 @@ namespace {
 /// Version written in and required of every envelope.
 constexpr std::uint32_t channel_version = 1;
 
-caf::error bad_request(std::string reason) {
-  return make_error(errc::bad_request, std::move(reason));
-}
-
 std::span<const std::uint8_t> bytes_of(const std::string& s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }

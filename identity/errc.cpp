@@ -99,6 +99,10 @@ caf::error make_error(errc x, std::string context) {
                     caf::make_message(std::move(context))};
 }
 
+caf::error bad_request(std::string reason) {
+  return make_error(errc::bad_request, std::move(reason));
+}
+
 caf::error make_openssl_error(errc x, std::string context) {
   char buf[256];
   while (auto code = ERR_get_error()) {

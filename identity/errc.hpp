@@ -65,6 +65,9 @@ const char* to_string(errc x) noexcept;
 /// Makes a caf::error of category "identity" carrying `context` (what, and which input).
 caf::error make_error(errc x, std::string context = {});
 
+/// A malformed request from a peer: make_error(errc::bad_request, reason).
+caf::error bad_request(std::string reason);
+
 /// Like make_error(x, context), appending OpenSSL's error queue (drained) to the context.
 caf::error make_openssl_error(errc x, std::string context);
 

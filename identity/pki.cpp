@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include "identity/errc.hpp"
+#include "identity/token.hpp" // sha256_of
 
 namespace starling::identity {
 
@@ -86,15 +87,6 @@ caf::expected<Ptr> read_der(std::span<const std::uint8_t> der, D2i d2i, errc on_
   if (p != der.data() + der.size())
     return make_error(on_error, std::string{"trailing bytes after a DER "} + what);
   return obj;
-}
-
-caf::expected<sha256_digest> sha256_of(std::span<const std::uint8_t> bytes) {
-  sha256_digest out{};
-  unsigned len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 ||
-      len != out.size())
-    return make_openssl_error(errc::crypto_failure, "SHA-256");
-  return out;
 }
 
 caf::expected<x509_name_ptr> make_name(std::string_view common_name) {

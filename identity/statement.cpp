@@ -17,10 +17,6 @@ namespace starling::identity {
 
 namespace {
 
-caf::error bad_request(std::string reason) {
-  return make_error(errc::bad_request, std::move(reason));
-}
-
 /// True if `sig` is `cert`'s key's signature over `bytes`.
 bool signature_verifies(const certificate& cert, const std::vector<std::uint8_t>& bytes,
                         std::span<const std::uint8_t> sig) {

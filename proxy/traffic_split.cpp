@@ -2,20 +2,9 @@
 
 #include <algorithm>
 
+#include "proxy/http_text.hpp"
+
 namespace starling::proxy {
-
-namespace {
-
-constexpr char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-} // namespace
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
-                                            [](char x, char y) { return lower(x) == lower(y); });
-}
 
 std::string_view to_string(traffic_policy_error e) noexcept {
   switch (e) {
@@ -65,7 +54,7 @@ version_choice choose_version(const traffic_policy& policy, std::span<const head
     if (route.name.empty())
       continue;
     for (const auto& h : headers)
-      if (h.value == route.value && iequals(h.name, route.name))
+      if (h.value == route.value && text::equal_ignoring_case(h.name, route.name))
         return {version_source::header_route, route.version};
   }
   std::uint64_t total = 0;

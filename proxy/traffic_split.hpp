@@ -93,7 +93,4 @@ struct version_choice {
                                             std::span<const header_field> headers,
                                             random_source& rng) noexcept;
 
-/// ASCII case-insensitive equality (HTTP field names).
-[[nodiscard]] bool iequals(std::string_view a, std::string_view b) noexcept;
-
 } // namespace starling::proxy

@@ -168,12 +168,12 @@ bool push(ldns_rr* rr, rdf_ptr field) {
   return true;
 }
 
-/// The reply under construction. Records are kept outside any packet so that render() can
+/// The reply under construction. Records are kept outside any packet so that render_reply() can
 /// try the reply with fewer of them until it fits.
 struct draft {
   std::uint16_t id = 0;
   /// The query's opcode, 0 to 15, echoed. Kept as a number: ldns_pkt_opcode cannot hold the
-  /// unassigned ones (a C++ enum with enumerators 0 to 5), so render() sets it on the bytes.
+  /// unassigned ones (a C++ enum with enumerators 0 to 5), so render_reply() sets it on the bytes.
   std::uint8_t opcode = LDNS_PACKET_QUERY;
   bool rd = false;
   /// Authoritative: set for every answer about a name in our domain.
@@ -191,8 +191,8 @@ struct draft {
 
 /// Wire bytes of `d` with the first `n_answer`, `n_authority` and `n_additional` records of
 /// each section; empty if ldns fails (out of memory).
-std::vector<std::uint8_t> render(const draft& d, std::size_t n_answer, std::size_t n_authority,
-                                 std::size_t n_additional, bool tc) {
+std::vector<std::uint8_t> render_reply(const draft& d, std::size_t n_answer,
+                                       std::size_t n_authority, std::size_t n_additional, bool tc) {
   pkt_ptr pkt{ldns_pkt_new()};
   if (!pkt)
     return {};
@@ -261,25 +261,25 @@ dns_reply finish(const draft& d, std::size_t limit, dns_outcome outcome) {
   };
   dns_reply out;
   out.outcome = outcome;
-  out.bytes = render(d, n_an, n_ns, n_ar, false);
+  out.bytes = render_reply(d, n_an, n_ns, n_ar, false);
   if (out.bytes.empty() || out.bytes.size() <= limit)
     return out;
   out.truncated = true;
-  if (n_ar > 0 && fits(render(d, n_an, n_ns, 0, false))) {
+  if (n_ar > 0 && fits(render_reply(d, n_an, n_ns, 0, false))) {
     const auto m = largest_fitting(
-        0, n_ar - 1, [&](std::size_t k) { return fits(render(d, n_an, n_ns, k, false)); });
-    out.bytes = render(d, n_an, n_ns, m, false);
+        0, n_ar - 1, [&](std::size_t k) { return fits(render_reply(d, n_an, n_ns, k, false)); });
+    out.bytes = render_reply(d, n_an, n_ns, m, false);
     return out;
   }
   // The answer itself does not fit. A client that sees TC retries over TCP, which we do not
   // serve (UDP only): it keeps what fitted, or fails, as with any UDP-only server.
-  if (fits(render(d, 0, n_ns, 0, true))) {
-    const auto k =
-        largest_fitting(0, n_an, [&](std::size_t n) { return fits(render(d, n, n_ns, 0, true)); });
-    out.bytes = render(d, k, n_ns, 0, true);
+  if (fits(render_reply(d, 0, n_ns, 0, true))) {
+    const auto k = largest_fitting(
+        0, n_an, [&](std::size_t n) { return fits(render_reply(d, n, n_ns, 0, true)); });
+    out.bytes = render_reply(d, k, n_ns, 0, true);
     return out;
   }
-  out.bytes = render(d, 0, 0, 0, true); // header, question and OPT: always under 512
+  out.bytes = render_reply(d, 0, 0, 0, true); // header, question and OPT: always under 512
   return out;
 }
 
