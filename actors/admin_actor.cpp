@@ -24,8 +24,6 @@ namespace starling::actors {
 
 namespace {
 
-/// A usage error for the admin client (exit code 2).
-
 /// Refuses arguments after a command that takes none.
 caf::error no_arguments(const std::vector<std::string>& args) {
   if (args.size() > 1)

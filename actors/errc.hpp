@@ -29,7 +29,8 @@ const char* to_string(errc x) noexcept;
 /// Makes a caf::error of category "actors" carrying `context`.
 caf::error make_error(errc x, std::string context = {});
 
-/// An admin request with bad arguments: make_error(errc::bad_request, why).
+/// An admin request with bad arguments: make_error(errc::bad_request, why); the admin client
+/// exits with code 2.
 caf::error usage(std::string why);
 
 /// The context string of `err` if it carries one, else a rendering of category and code.

@@ -1,7 +1,5 @@
 #include "proxy/traffic_split.hpp"
 
-#include <algorithm>
-
 #include "proxy/http_text.hpp"
 
 namespace starling::proxy {
