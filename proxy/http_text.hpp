@@ -11,18 +11,8 @@ constexpr char lower(char c) noexcept {
   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
 }
 
-/// ASCII case-insensitive equality; `b` must be lower case.
+/// ASCII case-insensitive equality (HTTP field names, tokens).
 constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size())
-    return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != b[i])
-      return false;
-  return true;
-}
-
-/// ASCII case-insensitive equality of two strings of any case.
-constexpr bool equal_ignoring_case(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size())
     return false;
   for (std::size_t i = 0; i < a.size(); ++i)

@@ -52,7 +52,7 @@ version_choice choose_version(const traffic_policy& policy, std::span<const head
     if (route.name.empty())
       continue;
     for (const auto& h : headers)
-      if (h.value == route.value && text::equal_ignoring_case(h.name, route.name))
+      if (h.value == route.value && text::iequals(h.name, route.name))
         return {version_source::header_route, route.version};
   }
   std::uint64_t total = 0;
