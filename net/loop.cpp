@@ -269,6 +269,10 @@ public:
       --count_;
     }
   }
+  void clear() {
+    items_.clear();
+    count_ = 0;
+  }
   template <class F> void for_each(F f) {
     for (std::size_t i = 0; i < items_.size() && count_ > 0; ++i)
       if (items_[i].used)
@@ -711,8 +715,8 @@ public:
                  std::move(done)));
   }
   void close(int fd) override {
-    if (auto it = fds_.find(fd); it != fds_.end()) {
-      for (op* o : {it->second.in, it->second.out})
+    if (auto* ops = fds_.find(fd)) {
+      for (op* o : {ops->in, ops->out})
         if (o != nullptr) {
           o->cancelled = true;
           if (io_uring_sqe* sqe = next_sqe()) {
@@ -720,7 +724,7 @@ public:
             io_uring_sqe_set_data(sqe, nullptr); // its own completion is ignored
           }
         }
-      fds_.erase(it);
+      fds_.erase(fd);
     }
     // Entries still queued name descriptors by number, and this one's number is about to
     // be given out again: they go to the kernel first, which then holds the socket itself.
@@ -897,8 +901,8 @@ private:
     case op::receive:
       io_uring_prep_recv(sqe, o->fd, o->buf, o->len, 0);
       if (poll_first_ok_) {
-        auto it = fds_.find(o->fd);
-        o->poll_first = it != fds_.end() && !it->second.maybe_readable;
+        const auto* ops = fds_.find(o->fd);
+        o->poll_first = ops != nullptr && !ops->maybe_readable;
         if (o->poll_first)
           sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
       }
@@ -941,8 +945,8 @@ private:
         return;
     }
     if (o->what == op::receive && res >= 0)
-      if (auto it = fds_.find(o->fd); it != fds_.end())
-        it->second.maybe_readable = res == 0 || static_cast<std::size_t>(res) == o->len;
+      if (auto* ops = fds_.find(o->fd))
+        ops->maybe_readable = res == 0 || static_cast<std::size_t>(res) == o->len;
     if ((res == -EAGAIN || res == -EINTR) && queue(o))
       return; // not ready after all: again (the kernel waits for readiness)
     if ((o->what == op::poll_in || o->what == op::poll_out) && res > 0)
@@ -952,11 +956,11 @@ private:
   /// Frees the descriptor's slot (unless close() freed it and the number is in use again)
   /// and queues the handler.
   void finish(op* o, int result) {
-    if (auto it = fds_.find(o->fd); it != fds_.end()) {
-      if (it->second.in == o)
-        it->second.in = nullptr;
-      if (it->second.out == o)
-        it->second.out = nullptr;
+    if (auto* ops = fds_.find(o->fd)) {
+      if (ops->in == o)
+        ops->in = nullptr;
+      if (ops->out == o)
+        ops->out = nullptr;
     }
     complete_later(std::move(o->done), result);
     unlink(o);
@@ -968,7 +972,7 @@ private:
     }
   }
 
-  std::unordered_map<int, fd_ops> fds_;
+  fd_table<fd_ops> fds_;
   op* live_ = nullptr;        // operations the kernel may still complete, linked
   std::vector<void*> spare_;  // finished ones' memory, for new_op
   bool poll_first_ok_ = true; // IORING_RECVSEND_POLL_FIRST is known here (5.19)
