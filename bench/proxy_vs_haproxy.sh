@@ -170,6 +170,8 @@ hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 # CPU time (user + system, clock ticks) a process used so far; cpu_per <ticks> <count> <unit>
 # -> microseconds of CPU per `count`/`unit` (e.g. per request, per MB).
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The kernel's part of it (system time, clock ticks).
+sys_ticks() { awk '{ print $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 clk_tck=$(getconf CLK_TCK)
 # Context switches of every thread of a process so far: "voluntary involuntary" (a thread
 # that blocks, e.g. in epoll, switches voluntarily; one preempted, e.g. by the task its
@@ -456,21 +458,25 @@ target_tcp() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "
 target_tcp1() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp1" ;; starling) echo "$st_bulk1" ;; esac; }
 hop_pids() { case $1 in direct) echo "" ;; haproxy) echo "$hp_a_pid $hp_b_pid" ;; starling) echo "$na_pid $nb_pid" ;; esac; }
 # measure_cpu <file> <system> <command...>: runs the command and writes the CPU ticks its
-# system's two proxies (hop A, hop B) used meanwhile to <file> as "ticks_a ticks_b".
+# system's two proxies (hop A, hop B) used meanwhile to <file> as "ticks_a ticks_b", and
+# the kernel's part of them to <file>.sys the same way.
 measure_cpu() {
   local f=$1 sys=$2; shift 2
-  local hops a0=0 b0=0 a1=0 b1=0 rc=0 x0=(0 0 0 0) x1=(0 0 0 0)
+  local hops a0=0 b0=0 a1=0 b1=0 sa0=0 sb0=0 sa1=0 sb1=0 rc=0 x0=(0 0 0 0) x1=(0 0 0 0)
   read -r -a hops <<<"$(hop_pids "$sys")"
   if ((${#hops[@]} == 2)); then
     a0=$(cpu_ticks "${hops[0]}"); b0=$(cpu_ticks "${hops[1]}")
+    sa0=$(sys_ticks "${hops[0]}"); sb0=$(sys_ticks "${hops[1]}")
     read -r -a x0 <<<"$(ctx_switches "${hops[0]}") $(ctx_switches "${hops[1]}")"
   fi
   "$@" || rc=$?
   if ((${#hops[@]} == 2)); then
     a1=$(cpu_ticks "${hops[0]}"); b1=$(cpu_ticks "${hops[1]}")
+    sa1=$(sys_ticks "${hops[0]}"); sb1=$(sys_ticks "${hops[1]}")
     read -r -a x1 <<<"$(ctx_switches "${hops[0]}") $(ctx_switches "${hops[1]}")"
   fi
   echo "$((a1 - a0)) $((b1 - b0))" >"$f"
+  echo "$((sa1 - sa0)) $((sb1 - sb0))" >"$f.sys"
   # Context switches meanwhile, "voluntary_a involuntary_a voluntary_b involuntary_b".
   echo "$((x1[0] - x0[0])) $((x1[1] - x0[1])) $((x1[2] - x0[2])) $((x1[3] - x0[3]))" >"$f.ctx"
   return $rc
@@ -548,6 +554,26 @@ for sys in haproxy starling; do
     done | median)")
   done
   printf '| %s | %s, %s | %s, %s |\n' "$sys" "${cols[0]}" "${cols[1]}" "${cols[2]}" "${cols[3]}"
+done
+echo
+# The CPU per request split into user space and the kernel (utime and stime of
+# /proc/PID/stat, clock ticks; medians of the rounds): what a proxy's own code costs, and
+# what its system calls and the TCP stack cost for it.
+echo "CPU µs/request split, user space + kernel (medians of the rounds):"
+echo
+printf '| system | hop A | hop B |\n|---|---|---|\n'
+for sys in haproxy starling; do
+  cols=()
+  for hop in 1 2; do
+    u=$(for ((r = 1; r <= rounds; r++)); do
+      cpu_us_per "$(($(cut -d' ' -f"$hop" "$work/cpu-wrk-$sys-$r") - $(cut -d' ' -f"$hop" "$work/cpu-wrk-$sys-$r.sys")))" "$(wrk_requests "$work/wrk-$sys-$r.txt")"
+    done | median)
+    k=$(for ((r = 1; r <= rounds; r++)); do
+      cpu_us_per "$(cut -d' ' -f"$hop" "$work/cpu-wrk-$sys-$r.sys")" "$(wrk_requests "$work/wrk-$sys-$r.txt")"
+    done | median)
+    cols+=("$u + $k")
+  done
+  printf '| %s | %s | %s |\n' "$sys" "${cols[0]}" "${cols[1]}"
 done
 echo
 
