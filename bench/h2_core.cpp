@@ -11,8 +11,14 @@
 //           response and submits it with its body; A receives it and writes the HTTP/1.1
 //           response for the client. Output is taken once per batch of `--batch` streams
 //           (one write per loop turn).
+//  h2-tree  as h2, plus what the data plane still does (decision 0022): B's stream writes
+//           the request head as HTTP/1.1 and B's session parses it again, and A's stream
+//           and session do the same with the response head.
+//  h2-trust h2-tree with those two parsers trusting the heads (http1_parser::trust_heads:
+//           the fields split without llhttp), as the data plane's streams do them.
 //  h2-adapt as h2, plus what decision 0022's plan adds: each side also writes and parses
-//           the HTTP/1.1 head once more (the session code talks HTTP/1.1 to the stream).
+//           the HTTP/1.1 head once more (the session code talks HTTP/1.1 to the stream),
+//           in both directions (write_head has since removed two of the four).
 //
 // Prints nanoseconds per exchange (both nodes together; median, p90 and max of the rounds)
 // and the bytes crossing the hop per exchange. No clock in the measured code's hot path
@@ -116,7 +122,9 @@ struct h2_hop {
     }
   };
 
-  bool adapt = false;
+  /// Both heads written and parsed once more each way (h2-adapt), or only B's request
+  /// and A's response (h2-tree, h2-trust).
+  bool adapt = false, again_in = false;
   node a_node, b_node;
   h2::session a{h2::role::client, {}, a_node};
   h2::session b{h2::role::server, {}, b_node};
@@ -127,7 +135,11 @@ struct h2_hop {
   std::string wire, out, scratch;
   std::size_t hop_bytes = 0, completed = 0;
 
-  explicit h2_hop(bool adapt_) : adapt(adapt_) {
+  explicit h2_hop(std::string_view mode) : adapt(mode == "h2-adapt"), again_in(mode != "h2") {
+    if (mode == "h2-trust") {
+      b_again.trust_heads();
+      a_resp_again.trust_heads();
+    }
     a_node.hop = this;
     b_node.hop = this;
     b_node.server = true;
@@ -168,7 +180,7 @@ struct h2_hop {
         std::fprintf(stderr, "h2-bench: to_h1_request failed\n");
         std::exit(1);
       }
-      if (adapt) {
+      if (again_in) {
         parse_message(b_again, out);
         out.clear();
         write_forward_head(b_again.head(), fo, out);
@@ -198,7 +210,7 @@ struct h2_hop {
       std::fprintf(stderr, "h2-bench: to_h1_response failed\n");
       std::exit(1);
     }
-    if (adapt) {
+    if (again_in) {
       a_resp_again.expect_response_to("GET");
       std::string_view head_bytes = out;
       scratch.assign(head_bytes);
@@ -258,7 +270,7 @@ int main(int argc, char** argv) {
   long exchanges = 100000;
   int rounds = 7;
   int batch = 8;
-  std::string_view only; // "": all three
+  std::string_view only; // "": every one
   if (argc % 2 == 0) {   // options come in pairs
     std::fprintf(stderr, "starling-h2-bench: %s needs a value\n", argv[argc - 1]);
     return 2;
@@ -276,7 +288,7 @@ int main(int argc, char** argv) {
       batch = static_cast<int>(std::clamp(v, 1L, 100L));
     else {
       std::fprintf(stderr, "usage: starling-h2-bench [--exchanges N] [--rounds R] [--batch B] "
-                           "[--only h1|h2|h2-adapt]\n");
+                           "[--only h1|h2|h2-tree|h2-trust|h2-adapt]\n");
       return 2;
     }
   }
@@ -299,13 +311,13 @@ int main(int argc, char** argv) {
   if (!h1r.ns.empty())
     report("h1", h1r);
 
-  for (bool adapt : {false, true}) {
-    if (!only.empty() && only != (adapt ? "h2-adapt" : "h2"))
+  for (const std::string_view mode : {"h2", "h2-tree", "h2-trust", "h2-adapt"}) {
+    if (!only.empty() && only != mode)
       continue;
     result r2;
     for (int r = 0; r < rounds; ++r) {
       // A fresh connection per round; stream ids last 2^30 requests, far more than this.
-      h2_hop hop(adapt);
+      h2_hop hop(mode);
       const auto t0 = clock_type::now();
       long done = 0;
       while (done < exchanges) {
@@ -326,7 +338,7 @@ int main(int argc, char** argv) {
                       static_cast<double>(exchanges));
       r2.bytes = static_cast<double>(hop.hop_bytes) / static_cast<double>(exchanges);
     }
-    report(adapt ? "h2-adapt" : "h2", r2);
+    report(std::string(mode).c_str(), r2);
   }
   return 0;
 }

@@ -843,7 +843,9 @@ upstream_conn::upstream_conn(net::loop& io, int fd, std::string k, std::string n
 
 upstream_conn::upstream_conn(std::shared_ptr<h2_stream> stream, std::string n,
                              const http1_limits& limits)
-    : s{nullptr, std::move(stream)}, node(std::move(n)), parser(direction::response, limits) {}
+    : s{nullptr, std::move(stream)}, node(std::move(n)), parser(direction::response, limits) {
+  parser.trust_heads(); // the stream writes the response heads (h2::to_h1_response)
+}
 
 upstream_conn::~upstream_conn() {
   s->close();
@@ -1690,7 +1692,10 @@ public:
   }
 
   /// Starts serving an HTTP/2 stream (the constructor for streams): its head is there.
-  void start_stream() { begin_service(); }
+  void start_stream() {
+    parser_.trust_heads(); // the stream wrote the request head (h2::to_h1_request)
+    begin_service();
+  }
 
   /// ban_peer: the connection comes from `node` or is forwarding to it.
   [[nodiscard]] bool involves(const std::string& node) const {

@@ -543,9 +543,66 @@ http_error http1_parser::decide_body() noexcept {
   return {};
 }
 
+bool http1_parser::split_trusted() noexcept {
+  headers_.clear();
+  head_flags_ = 0;
+  head_content_length_ = 0;
+  head_method_ = 0;
+  if (dir_ == direction::request) {
+    // The methods and target forms llhttp is known to take as they are: any other (an
+    // extension method, an absolute-form target, CONNECT) goes to llhttp.
+    const std::string_view raw(head_buf_);
+    const auto method = raw.substr(start_a_.first, start_a_.second);
+    const auto target = raw.substr(start_b_.first, start_b_.second);
+    static constexpr std::array<std::string_view, 8> plain{"GET",    "HEAD",    "POST",  "PUT",
+                                                           "DELETE", "OPTIONS", "PATCH", "TRACE"};
+    if (std::find(plain.begin(), plain.end(), method) == plain.end() ||
+        (target.front() != '/' && target != "*"))
+      return false;
+  }
+  // scan_head checked the lines: each ends in CRLF, has no other CR, and a header line has
+  // a colon that is not its first byte. The start line and the final CRLF are skipped.
+  std::string_view rest(head_buf_);
+  rest.remove_prefix(rest.find('\n') + 1);
+  while (rest.size() > 2) {
+    const auto eol = rest.find('\n');
+    const auto line = rest.substr(0, eol - 1);
+    rest.remove_prefix(eol + 1);
+    const auto colon = line.find(':');
+    const auto name = line.substr(0, colon);
+    const auto value = trim(line.substr(colon + 1));
+    headers_.push_back({name, value});
+    if (iequals(name, "content-length")) {
+      std::uint64_t n = 0;
+      const auto* end = value.data() + value.size();
+      const auto [stop, ec] = std::from_chars(value.data(), end, n);
+      if ((head_flags_ & F_CONTENT_LENGTH) != 0 || value.empty() || value.front() < '0' ||
+          value.front() > '9' || ec != std::errc{} || stop != end)
+        return false; // llhttp's errors (a sign, an overflow, a list), then
+      head_flags_ |= F_CONTENT_LENGTH;
+      head_content_length_ = n;
+    } else if (iequals(name, "transfer-encoding")) {
+      if ((head_flags_ & F_CHUNKED) != 0 || !iequals(value, "chunked"))
+        return false;
+      head_flags_ |= F_CHUNKED;
+    } else if (iequals(name, "connection")) {
+      if (iequals(value, "close"))
+        head_flags_ |= F_CONNECTION_CLOSE;
+      else if (iequals(value, "keep-alive"))
+        head_flags_ |= F_CONNECTION_KEEP_ALIVE;
+      else
+        return false;
+    } else if (iequals(name, "upgrade") || iequals(name, "proxy-connection")) {
+      return false;
+    }
+  }
+  return headers_.size() == header_lines_;
+}
+
 parse_result http1_parser::finish_head(std::size_t consumed) noexcept {
-  if (const auto e = run_llhttp(); e != http_error{})
-    return fail(e, consumed);
+  if (!trusted_ || !split_trusted())
+    if (const auto e = run_llhttp(); e != http_error{})
+      return fail(e, consumed);
   if (const auto e = decide_body(); e != http_error{})
     return fail(e, consumed);
   switch (head_.body) {

@@ -183,6 +183,18 @@ public:
   /// request with 200): parse HTTP again from the next byte.
   void resume_after_upgrade() noexcept;
 
+  /// From now on the heads this parser reads are the proxy's own: written by
+  /// h2::to_h1_request or h2::to_h1_response from the fields of an HTTP/2 stream, which
+  /// were validated when they were decoded and again when written (lower-case token names,
+  /// values without CR, LF or NUL, a visible target). Their lines are checked as any head's
+  /// (CRLF only, no obs-fold, a colon, the limits), but their fields are split here rather
+  /// than by llhttp: the second parse of a head on each hop (docs/proxy.md). A head with
+  /// anything those writers never write (Upgrade, CONNECT, a Connection other than close
+  /// or keep-alive, a Transfer-Encoding other than chunked, a second or non-decimal
+  /// Content-Length) still goes through llhttp. Bodies and trailers are framed as always.
+  /// Never for bytes from a socket.
+  void trust_heads() noexcept { trusted_ = true; }
+
   /// The current head; valid after a `head` step until the next message starts.
   [[nodiscard]] const message_head& head() const noexcept { return head_; }
 
@@ -212,6 +224,9 @@ private:
   parse_result finish_head(std::size_t consumed) noexcept;
   http_error check_start_line(std::string_view line) noexcept;
   http_error run_llhttp() noexcept;
+  /// trust_heads(): fills headers_ and llhttp's flags from head_buf_ without llhttp;
+  /// false when the head needs llhttp after all.
+  bool split_trusted() noexcept;
   http_error decide_body() noexcept;
   parse_result scan_chunked(std::span<const char> in) noexcept;
   void start_message() noexcept;
@@ -258,6 +273,7 @@ private:
   bool trailer_line_empty_ = true; ///< The current trailer line has no bytes yet.
   bool trailer_cr_ = false;        ///< The current trailer line ended with CR (LF next).
   bool trailer_colon_ = false;     ///< The current trailer line has its colon.
+  bool trusted_ = false;
   bool response_to_head_ = false;
   bool response_to_connect_ = false;
   std::uint64_t messages_ = 0;

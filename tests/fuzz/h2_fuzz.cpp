@@ -5,7 +5,8 @@
 // (to_h1_request / to_h1_response), answers requests, sends and consumes data, resets
 // some streams. Checks: receive never reports success after a failure, no HTTP/1.1 head
 // or trailer written from received fields holds CR, LF or NUL except as CRLF line ends,
-// nothing is written when a conversion fails, and the dechunker stays inside its input.
+// nothing is written when a conversion fails, the dechunker stays inside its input, and
+// each head written parses the same with http1_parser::trust_heads as without.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -13,6 +14,8 @@
 #include <string_view>
 
 #include "proxy/h2.hpp"
+#include "proxy/http1.hpp"
+#include "tests/fuzz/head_text.hpp"
 
 namespace {
 
@@ -31,6 +34,20 @@ void check_h1(std::string_view out) {
   }
 }
 
+/// A head written from received fields parses the same with trust_heads as without: the
+/// same head (fields, framing, flags) or the same refusal.
+void check_trusted(direction dir, std::string_view h1) {
+  http1_parser plain(dir), trusting(dir);
+  trusting.trust_heads();
+  const auto a = plain.parse(h1);
+  const auto b = trusting.parse(h1);
+  if (a.status != b.status || a.consumed != b.consumed ||
+      (a.status == parse_status::error && a.error != b.error) ||
+      (a.status == parse_status::head &&
+       fuzz::describe(plain.head()) != fuzz::describe(trusting.head())))
+    __builtin_trap();
+}
+
 struct fuzz_listener : h2::listener {
   h2::session* s = nullptr;
   h2::role role = h2::role::server;
@@ -41,9 +58,10 @@ struct fuzz_listener : h2::listener {
     h1.clear();
     const auto w = role == h2::role::server ? h2::to_h1_request(h, {}, h1)
                                             : h2::to_h1_response(h, false, {}, h1);
-    if (w.error == h2::errc::ok)
+    if (w.error == h2::errc::ok) {
       check_h1(h1);
-    else if (!h1.empty())
+      check_trusted(role == h2::role::server ? direction::request : direction::response, h1);
+    } else if (!h1.empty())
       __builtin_trap(); // nothing written on error
     if (role == h2::role::server && (++events % 3) != 0) {
       static const h2::field fields[] = {{":status", "200"}, {"x-test", "1"}};

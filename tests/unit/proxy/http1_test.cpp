@@ -1071,6 +1071,97 @@ TEST(http1_forward, an_http_1_0_response_goes_out_as_1_1_chunked_or_kept_alive) 
             "HTTP/1.1 200 OK\r\nvia: 1.0 starling\r\nconnection: close\r\n\r\n");
 }
 
+// --- trust_heads ------------------------------------------------------------------------
+
+/// The events of a parser that trusts its heads (fed whole, then to its end).
+trace trusted(direction dir, std::string_view data, std::vector<std::string> methods = {}) {
+  http1_parser p(dir);
+  p.trust_heads();
+  return drive(p, data, {}, true, std::move(methods));
+}
+
+// A trusting parser splits the fields itself: on the heads h2::to_h1_request and
+// to_h1_response write, and on any other head it accepts, its events (fields, framing,
+// keep-alive, expect, upgrade, refusals) are llhttp's; what those writers never write goes
+// through llhttp and is refused or accepted as without trust.
+TEST(http1_trusted, requests_give_the_same_events_as_llhttp) {
+  const std::vector<std::string_view> streams{
+      "GET / HTTP/1.1\r\nhost: svc\r\nvia: 2.0 starling\r\nx-forwarded-proto: http\r\n\r\n",
+      "POST /p?q HTTP/1.1\r\nhost: svc\r\ncookie: a=1; b=2\r\ncontent-length: 5\r\n\r\nhello"
+      "GET /2 HTTP/1.1\r\nhost: svc\r\nconnection: close\r\n\r\n",
+      "PUT / HTTP/1.1\r\nhost: svc\r\ntransfer-encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
+      "POST / HTTP/1.1\r\nhost: svc\r\nexpect: 100-continue\r\ncontent-length: 1\r\n\r\nx",
+      "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\nX-Empty:\r\nX-Pad:   v  \r\n\r\n",
+      "GET / HTTP/1.1\r\nhost: svc\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n",
+      // Never written by to_h1_request: llhttp decides.
+      "GET /ws HTTP/1.1\r\nhost: svc\r\nconnection: upgrade\r\nupgrade: ws\r\n\r\nopaque",
+      "GET / HTTP/1.1\r\nconnection: close, foo\r\nfoo: 1\r\n\r\n",
+      "GET / HTTP/1.1\r\nproxy-connection: keep-alive\r\n\r\n",
+      "CONNECT svc:443 HTTP/1.1\r\nhost: svc:443\r\n\r\n",
+      "POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\ntransfer-encoding: gzip\r\n\r\n",
+      "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+      "POST / HTTP/1.1\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+      "POST / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello",
+      "POST / HTTP/1.1\r\ncontent-length: +5\r\n\r\nhello",
+      "POST / HTTP/1.1\r\ncontent-length: 99999999999999999999999\r\n\r\n",
+      "POST / HTTP/1.1\r\ncontent-length:\r\n\r\n",
+      "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+  };
+  for (const auto s : streams)
+    EXPECT_EQ(trusted(direction::request, s), whole(direction::request, s, true)) << s;
+}
+
+TEST(http1_trusted, responses_give_the_same_events_as_llhttp) {
+  const std::vector<std::pair<std::string_view, std::vector<std::string>>> streams{
+      {"HTTP/1.1 200 OK\r\nserver: nginx\r\nvia: 2.0 starling\r\ncontent-length: 2\r\n\r\nok",
+       {"GET"}},
+      {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nvia: 2.0 starling\r\n\r\n",
+       {"POST"}},
+      {"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n", {"HEAD"}},
+      {"HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n", {"GET"}},
+      {"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", {"GET"}},
+      {"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nuntil close",
+       {"GET"}},
+      {"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n", {"GET"}},
+      {"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ws\r\n\r\nraw",
+       {"GET"}},
+      {"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\n\r\nzz", {"GET"}},
+      {"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok", {"GET"}},
+  };
+  for (const auto& [s, methods] : streams)
+    EXPECT_EQ(trusted(direction::response, s, methods),
+              whole(direction::response, s, true, methods))
+        << s;
+}
+
+TEST(http1_trusted, line_discipline_is_still_checked) {
+  // The line checks come before the fields are split, with or without trust.
+  for (const std::string_view s :
+       {"GET / HTTP/1.1\r\nhost: svc\nx: 1\r\n\r\n", "GET / HTTP/1.1\r\nx: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\r\nx: a\r\n b\r\n\r\n", "GET / HTTP/1.1\r\nx : a\r\n\r\n",
+        "GET / HTTP/1.1\r\nnocolon\r\n\r\n", "GET / HTTP/1.1\r\n: a\r\n\r\n"}) {
+    const auto t = trusted(direction::request, s);
+    EXPECT_TRUE(t.error.has_value()) << s;
+    EXPECT_EQ(t.error, whole(direction::request, s, true).error) << s;
+  }
+}
+
+TEST(http1_trusted, field_bytes_are_not_checked_again) {
+  // What llhttp alone refuses (a control byte in a value, a name that is not a token) a
+  // trusting parser takes: it reads only what h2::to_h1_* wrote from fields checked when
+  // they were decoded, never a socket's bytes (the data plane's h2 streams).
+  for (const std::string_view s : {std::string_view("GET / HTTP/1.1\r\nx: a\x01b\r\n\r\n"),
+                                   std::string_view("GET / HTTP/1.1\r\nx(y): 1\r\n\r\n")}) {
+    EXPECT_TRUE(whole(direction::request, s).error.has_value()) << s;
+    const auto t = trusted(direction::request, s);
+    EXPECT_FALSE(t.error.has_value()) << s;
+    ASSERT_FALSE(t.events.empty());
+    EXPECT_TRUE(t.events.front().starts_with("head GET / 1.1 [")) << t.events.front();
+  }
+}
+
 TEST(http1_forward, append_chunk_frames_in_hex_and_skips_empty_data) {
   std::string out;
   append_chunk(out, std::span<const char>{"hello", 5});
