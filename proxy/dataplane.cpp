@@ -57,6 +57,7 @@
 #include "proxy/circuit_breaker.hpp"
 #include "proxy/h2_link.hpp"
 #include "proxy/outlier.hpp"
+#include "proxy/recycling_allocator.hpp"
 #include "proxy/retry_budget.hpp"
 #include "proxy/thread_cache.hpp"
 #include "proxy/traffic_split.hpp"
@@ -1643,15 +1644,23 @@ public:
   }
   /// A request stream of an HTTP/2 connection from the peer `peer` (h2_server), for
   /// `service`; `instance`: the one the sender picked (empty: pick here).
-  client_session(worker& w, std::shared_ptr<h2_stream> stream, std::string service,
-                 std::string instance, std::shared_ptr<const peer_identity> peer)
-      : w_(w), client_{nullptr, std::move(stream)}, service_name_(std::move(service)),
-        inbound_(true), peer_(std::move(peer)), preamble_http_(true),
-        preamble_instance_(std::move(instance)), cbuf_(io_buffer_bytes),
+  client_session(worker& w, std::shared_ptr<h2_stream> stream, std::string_view service,
+                 std::string_view instance, std::shared_ptr<const peer_identity> peer)
+      : w_(w), client_{nullptr, std::move(stream)}, inbound_(true), peer_(std::move(peer)),
+        preamble_http_(true), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
         try_timer_(w.io()), pending_timer_(w.io()) {
     link_client();
     take_buffers();
+    // The names' strings come from the cache too (an instance id such as
+    // "node/127.0.0.1:8080" does not fit a string's inline bytes).
+    auto set = [](std::string& text, std::string_view from) {
+      if (from.size() > text.capacity())
+        text = text_cache::take();
+      text.assign(from);
+    };
+    set(service_name_, service);
+    set(preamble_instance_, instance);
   }
   ~client_session() {
     unlink_client();
@@ -1738,8 +1747,8 @@ private:
     }
   }
   void give_buffers() {
-    for (auto* text : {&out_, &up_out_, &req_.forwarded_head})
-      if (text->capacity() <= max_cached_text_bytes)
+    for (auto* text : {&out_, &up_out_, &req_.forwarded_head, &service_name_, &preamble_instance_})
+      if (text->capacity() > std::string{}.capacity() && text->capacity() <= max_cached_text_bytes)
         text_cache::give(std::move(*text));
   }
   /// A new request's state, keeping the capacity of its text buffers (one session serves
@@ -1849,9 +1858,9 @@ private:
     auto peer = peer_;
     auto server = h2_server::make(
         std::exchange(client_.conn, nullptr), o, &is_service_name,
-        [w, peer](std::shared_ptr<h2_stream> stream, std::string service, std::string instance) {
-          auto s = std::make_shared<client_session>(*w, std::move(stream), std::move(service),
-                                                    std::move(instance), peer);
+        [w, peer](std::shared_ptr<h2_stream> stream, std::string_view service,
+                  std::string_view instance) {
+          auto s = make_recycled<client_session>(*w, std::move(stream), service, instance, peer);
           s->start_stream();
         });
     w_.adopt_h2(server, peer_ ? peer_->node : std::string{});
@@ -2418,8 +2427,8 @@ private:
             self->on_try_failed(attempt_failure::connect_failure, false);
             return;
           }
-          self->up_ = std::make_shared<upstream_conn>(std::move(stream), self->target_->node,
-                                                      self->w_.options().limits);
+          self->up_ = make_recycled<upstream_conn>(std::move(stream), self->target_->node,
+                                                   self->w_.options().limits);
           self->up_pooled_ = false;
           self->send_request();
         });

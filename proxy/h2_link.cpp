@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "proxy/recycling_allocator.hpp"
 #include "proxy/thread_cache.hpp"
 
 namespace starling::proxy {
@@ -25,6 +26,14 @@ constexpr std::size_t cached_streams = 64;
 constexpr std::size_t max_cached_input_bytes = 16 * 1024;
 constexpr std::size_t max_cached_credits = 64;
 using input_cache = thread_cache<std::string, cached_streams>;
+/// A client stream's service and instance names, when longer than a string holds inline
+/// (an instance id such as "node/127.0.0.1:8080"): their capacity is kept too.
+using name_cache = thread_cache<std::string, cached_streams>;
+constexpr std::size_t max_cached_name_bytes = 1024;
+void give_name(std::string& s) {
+  if (s.capacity() > std::string{}.capacity() && s.capacity() <= max_cached_name_bytes)
+    name_cache::give(std::move(s));
+}
 using credits_cache =
     thread_cache<std::vector<std::pair<std::uint64_t, std::size_t>>, cached_streams>;
 
@@ -227,7 +236,7 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
     (void)session_.reset(id, h2::protocol_error);
     return;
   }
-  auto s = std::make_shared<h2_stream>(shared_from_this(), id, opts_.http);
+  auto s = make_recycled<h2_stream>(shared_from_this(), id, opts_.http);
   h2::head request = h;
   request.fields = kept_;
   forward_options fo;
@@ -242,7 +251,7 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
   s->chunked_in_ = written.body == body_kind::chunked;
   s->server_head_request_ = h.method == "HEAD";
   streams_[id] = s.get();
-  on_stream_(std::move(s), std::string{service}, std::string{instance});
+  on_stream_(std::move(s), service, instance);
 }
 
 // ---------------------------------------------------------------------------- h2_client
@@ -259,13 +268,13 @@ bool h2_client::usable() const {
          session_.active_streams() + unsubmitted_ < opts_.limits.max_concurrent_streams;
 }
 
-std::shared_ptr<h2_stream> h2_client::open_stream(std::string service, std::string instance) {
+std::shared_ptr<h2_stream> h2_client::open_stream(std::string_view service,
+                                                  std::string_view instance) {
   if (!usable())
     return nullptr;
   ++unsubmitted_;
   ++opened_;
-  return std::make_shared<h2_stream>(shared_from_this(), 0, opts_.http, std::move(service),
-                                     std::move(instance));
+  return make_recycled<h2_stream>(shared_from_this(), 0, opts_.http, service, instance);
 }
 
 void h2_client::on_head(std::int32_t id, const h2::head& h) {
@@ -276,12 +285,17 @@ void h2_client::on_head(std::int32_t id, const h2::head& h) {
 // ---------------------------------------------------------------------------- h2_stream
 
 h2_stream::h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limits limits,
-                     std::string service, std::string instance)
-    : link_(std::move(link)), id_(id), client_(id == 0), service_(std::move(service)),
-      instance_(std::move(instance)), in_(input_cache::take()), credits_(credits_cache::take()),
-      limits_(limits) {
+                     std::string_view service, std::string_view instance)
+    : link_(std::move(link)), id_(id), client_(id == 0), in_(input_cache::take()),
+      credits_(credits_cache::take()), limits_(limits) {
   in_.clear();
   credits_.clear();
+  if (service.size() > service_.capacity())
+    service_ = name_cache::take();
+  service_.assign(service);
+  if (instance.size() > instance_.capacity())
+    instance_ = name_cache::take();
+  instance_.assign(instance);
 }
 
 h2_stream::~h2_stream() {
@@ -290,6 +304,8 @@ h2_stream::~h2_stream() {
     input_cache::give(std::move(in_));
   if (credits_.capacity() <= max_cached_credits)
     credits_cache::give(std::move(credits_));
+  give_name(service_);
+  give_name(instance_);
   if (client_ && id_ == 0)
     --static_cast<h2_client&>(*link_).unsubmitted_;
   auto it = link_->streams_.find(id_);

@@ -59,7 +59,7 @@ public:
   /// A stream of `link`: on a server, the peer's stream `id`; on a client (id 0), one
   /// opened by the first request head written, carrying `service` and `instance`.
   h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limits limits,
-            std::string service = {}, std::string instance = {});
+            std::string_view service = {}, std::string_view instance = {});
   ~h2_stream();
   h2_stream(const h2_stream&) = delete;
   h2_stream& operator=(const h2_stream&) = delete;
@@ -251,8 +251,8 @@ class h2_server final : public h2_link {
 public:
   /// A new request stream for `service` (its x-starling-service field, validated and
   /// removed, as `x-starling-instance`, which names `instance` or is empty).
-  using stream_fn = std::function<void(std::shared_ptr<h2_stream> stream, std::string service,
-                                       std::string instance)>;
+  using stream_fn = std::function<void(std::shared_ptr<h2_stream> stream,
+                                       std::string_view service, std::string_view instance)>;
   /// Says whether `name` is a valid service name.
   using name_check = bool (*)(std::string_view name);
 
@@ -281,7 +281,7 @@ public:
   [[nodiscard]] bool usable() const;
   /// A new stream for a request to `service` (`instance`: the one the balancer picked);
   /// null when not usable().
-  std::shared_ptr<h2_stream> open_stream(std::string service, std::string instance);
+  std::shared_ptr<h2_stream> open_stream(std::string_view service, std::string_view instance);
 
 private:
   friend class h2_stream;
