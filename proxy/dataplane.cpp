@@ -2201,7 +2201,7 @@ private:
   void on_request_head() {
     head_started_ = false;
     const auto& h = parser_.head();
-    reset_request();
+    // req_ was reset when this request's head was awaited (next_request, the only way here).
     req_.started = clock::now();
     req_.method.assign(h.method);
     req_.path.assign(h.target);

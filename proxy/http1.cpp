@@ -164,20 +164,30 @@ const header* message_head::find(std::string_view lower_name) const noexcept {
 
 // --- parser ---------------------------------------------------------------------------
 
+const llhttp_settings_t* http1_parser::settings() noexcept {
+  // The same callbacks for every parser (each finds itself through llhttp_t::data): made
+  // once, not per parser (one is made per HTTP/2 stream).
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t v;
+    llhttp_settings_init(&v);
+    v.on_header_field = &http1_parser::on_header_field;
+    v.on_header_value = &http1_parser::on_header_value;
+    v.on_headers_complete = &http1_parser::on_headers_complete;
+    v.on_header_field_complete = [](llhttp_t* p) {
+      static_cast<http1_parser*>(p->data)->field_open_ = false;
+      return 0;
+    };
+    v.on_header_value_complete = [](llhttp_t* p) {
+      static_cast<http1_parser*>(p->data)->value_open_ = false;
+      return 0;
+    };
+    return v;
+  }();
+  return &s;
+}
+
 http1_parser::http1_parser(direction dir, http1_limits limits) : dir_(dir), limits_(limits) {
-  llhttp_settings_init(&settings_);
-  settings_.on_header_field = &http1_parser::on_header_field;
-  settings_.on_header_value = &http1_parser::on_header_value;
-  settings_.on_headers_complete = &http1_parser::on_headers_complete;
-  settings_.on_header_field_complete = [](llhttp_t* p) {
-    static_cast<http1_parser*>(p->data)->field_open_ = false;
-    return 0;
-  };
-  settings_.on_header_value_complete = [](llhttp_t* p) {
-    static_cast<http1_parser*>(p->data)->value_open_ = false;
-    return 0;
-  };
-  llhttp_init(&llhttp_, dir == direction::request ? HTTP_REQUEST : HTTP_RESPONSE, &settings_);
+  llhttp_init(&llhttp_, dir == direction::request ? HTTP_REQUEST : HTTP_RESPONSE, settings());
   llhttp_.data = this;
   // A parser is made per HTTP/2 stream: its two buffers come from the thread's cache with
   // the capacity an earlier parser grew, else with room for a common head.

@@ -231,6 +231,7 @@ private:
   parse_result scan_chunked(std::span<const char> in) noexcept;
   void start_message() noexcept;
 
+  static const llhttp_settings_t* settings() noexcept;
   static int on_header_field(llhttp_t* p, const char* at, std::size_t n);
   static int on_header_value(llhttp_t* p, const char* at, std::size_t n);
   static int on_headers_complete(llhttp_t* p);
@@ -239,7 +240,6 @@ private:
   http1_limits limits_;
   state state_ = state::start_line;
   http_error error_ = http_error::malformed; ///< Valid in state::failed.
-  llhttp_settings_t settings_{};
   llhttp_t llhttp_{};
   /// The current head (start line through final CRLF); never larger than max_head_bytes.
   std::string head_buf_;
