@@ -288,6 +288,8 @@ parse_result http1_parser::parse(std::span<const char> in) noexcept {
       response_to_head_ = false;
       response_to_connect_ = false;
     }
+    if (!head_.is_interim())
+      trusted_ = false; // trust covers one exchange: what a stream carries
     if (head_.upgrade) {
       state_ = state::tunnel;
     } else {

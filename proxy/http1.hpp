@@ -192,7 +192,8 @@ public:
   /// anything those writers never write (Upgrade, CONNECT, a Connection other than close
   /// or keep-alive, a Transfer-Encoding other than chunked, a second or non-decimal
   /// Content-Length) still goes through llhttp. Bodies and trailers are framed as always.
-  /// Never for bytes from a socket.
+  /// Trust ends with the first message that is not a 1xx: a stream carries one exchange,
+  /// and anything after it is parsed as a stranger's bytes. Never for bytes from a socket.
   void trust_heads() noexcept { trusted_ = true; }
 
   /// The current head; valid after a `head` step until the next message starts.
