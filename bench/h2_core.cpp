@@ -125,6 +125,9 @@ struct h2_hop {
   /// Both heads written and parsed once more each way (h2-adapt), or only B's request
   /// and A's response (h2-tree, h2-trust).
   bool adapt = false, again_in = false;
+  /// The parsers of B's request and A's response trust the head (h2-trust): renewed per
+  /// exchange, as the data plane makes a parser per stream (trust covers one exchange).
+  bool trust = false;
   node a_node, b_node;
   h2::session a{h2::role::client, {}, a_node};
   h2::session b{h2::role::server, {}, b_node};
@@ -135,11 +138,8 @@ struct h2_hop {
   std::string wire, out, scratch;
   std::size_t hop_bytes = 0, completed = 0;
 
-  explicit h2_hop(std::string_view mode) : adapt(mode == "h2-adapt"), again_in(mode != "h2") {
-    if (mode == "h2-trust") {
-      b_again.trust_heads();
-      a_resp_again.trust_heads();
-    }
+  explicit h2_hop(std::string_view mode)
+      : adapt(mode == "h2-adapt"), again_in(mode != "h2"), trust(mode == "h2-trust") {
     a_node.hop = this;
     b_node.hop = this;
     b_node.server = true;
@@ -181,6 +181,8 @@ struct h2_hop {
         std::exit(1);
       }
       if (again_in) {
+        if (trust)
+          b_again.trust_heads();
         parse_message(b_again, out);
         out.clear();
         write_forward_head(b_again.head(), fo, out);
@@ -211,6 +213,8 @@ struct h2_hop {
       std::exit(1);
     }
     if (again_in) {
+      if (trust)
+        a_resp_again.trust_heads();
       a_resp_again.expect_response_to("GET");
       std::string_view head_bytes = out;
       scratch.assign(head_bytes);

@@ -1856,13 +1856,13 @@ private:
     o.idle_timeout = 2 * w_.options().idle_timeout;
     auto* w = &w_;
     auto peer = peer_;
-    auto server = h2_server::make(
-        std::exchange(client_.conn, nullptr), o, &is_service_name,
-        [w, peer](std::shared_ptr<h2_stream> stream, std::string_view service,
-                  std::string_view instance) {
-          auto s = make_recycled<client_session>(*w, std::move(stream), service, instance, peer);
-          s->start_stream();
-        });
+    auto server = h2_server::make(std::exchange(client_.conn, nullptr), o, &is_service_name,
+                                  [w, peer](std::shared_ptr<h2_stream> stream,
+                                            std::string_view service, std::string_view instance) {
+                                    auto s = make_recycled<client_session>(*w, std::move(stream),
+                                                                           service, instance, peer);
+                                    s->start_stream();
+                                  });
     w_.adopt_h2(server, peer_ ? peer_->node : std::string{});
     server->start({cbuf_.data(), cend_});
     cancel_timers();

@@ -1143,12 +1143,11 @@ TEST(http1_trusted, trust_ends_with_the_first_final_message) {
                          "GET /1 HTTP/1.1\r\nx: 1\r\n\r\nGET /2 HTTP/1.1\r\nx: a\x01b\r\n\r\n");
   ASSERT_EQ(t.events.size(), 3u);
   EXPECT_EQ(t.error, http_error::bad_header);
-  const auto r =
-      trusted(direction::response,
-              "HTTP/1.1 100 Continue\r\nx: a\x01b\r\n\r\n"
-              "HTTP/1.1 200 OK\r\nx: a\x01b\r\ncontent-length: 0\r\n\r\n"
-              "HTTP/1.1 200 OK\r\nx: a\x01b\r\ncontent-length: 0\r\n\r\n",
-              {"GET", "GET"});
+  const auto r = trusted(direction::response,
+                         "HTTP/1.1 100 Continue\r\nx: a\x01b\r\n\r\n"
+                         "HTTP/1.1 200 OK\r\nx: a\x01b\r\ncontent-length: 0\r\n\r\n"
+                         "HTTP/1.1 200 OK\r\nx: a\x01b\r\ncontent-length: 0\r\n\r\n",
+                         {"GET", "GET"});
   ASSERT_EQ(r.events.size(), 5u);
   EXPECT_EQ(r.error, http_error::bad_header);
 }

@@ -1,11 +1,11 @@
-#include "proxy/recycling_allocator.hpp"
-
 #include <array>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "proxy/recycling_allocator.hpp"
 
 namespace starling::proxy {
 namespace {
