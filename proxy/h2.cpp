@@ -294,17 +294,7 @@ private:
   static constexpr std::uint8_t classes = 10;     // 32 .. 16384
   static constexpr std::uint8_t large = 0xff;
   static constexpr std::size_t max_kept_bytes = 64 * 1024;
-#if defined(__SANITIZE_ADDRESS__)
-  static constexpr bool keep = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  static constexpr bool keep = false;
-#else
-  static constexpr bool keep = true;
-#endif
-#else
-  static constexpr bool keep = true;
-#endif
+  static constexpr bool keep = reuse_freed_blocks;
 
   static constexpr std::size_t capacity(std::size_t k) { return std::size_t{32} << k; }
   static std::uint8_t class_of(std::size_t size) noexcept {

@@ -250,7 +250,8 @@ protected:
 class h2_server final : public h2_link {
 public:
   /// A new request stream for `service` (its x-starling-service field, validated and
-  /// removed, as `x-starling-instance`, which names `instance` or is empty).
+  /// removed, as `x-starling-instance`, which names `instance` or is empty). The two views
+  /// are valid during the call only.
   using stream_fn = std::function<void(std::shared_ptr<h2_stream> stream, std::string_view service,
                                        std::string_view instance)>;
   /// Says whether `name` is a valid service name.

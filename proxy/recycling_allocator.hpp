@@ -21,18 +21,6 @@ namespace starling::proxy {
 
 namespace detail {
 
-#if defined(__SANITIZE_ADDRESS__)
-inline constexpr bool recycle_blocks = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-inline constexpr bool recycle_blocks = false;
-#else
-inline constexpr bool recycle_blocks = true;
-#endif
-#else
-inline constexpr bool recycle_blocks = true;
-#endif
-
 /// A free block of `size` bytes (from operator new), owned: freed unless taken back.
 template <std::size_t size> class free_block {
 public:
@@ -68,7 +56,7 @@ public:
 
   T* allocate(std::size_t n) {
     static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
-    if (n == 1 && detail::recycle_blocks)
+    if (n == 1 && reuse_freed_blocks)
       if (void* p = cache::take().release())
         return static_cast<T*>(p);
     if (n > static_cast<std::size_t>(-1) / sizeof(T))
@@ -77,7 +65,7 @@ public:
   }
 
   void deallocate(T* p, std::size_t n) noexcept {
-    if (n == 1 && detail::recycle_blocks)
+    if (n == 1 && reuse_freed_blocks)
       cache::give(block{p}); // freed by `block` when the cache is full or gone
     else
       ::operator delete(p);

@@ -16,6 +16,21 @@
 
 namespace starling::proxy {
 
+/// Whether the data plane's own pools keep freed memory for reuse (thread_cache of blocks,
+/// nghttp2's block pool): not under AddressSanitizer, so that every free goes to the
+/// allocator that checks use after free.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool reuse_freed_blocks = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool reuse_freed_blocks = false;
+#else
+inline constexpr bool reuse_freed_blocks = true;
+#endif
+#else
+inline constexpr bool reuse_freed_blocks = true;
+#endif
+
 template <class T, std::size_t max> class thread_cache {
 public:
   /// A cached object (as it was given back: the caller clears what it must), or T{}.

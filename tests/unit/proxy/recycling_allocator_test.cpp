@@ -41,7 +41,7 @@ TEST(recycling_allocator, a_freed_block_serves_the_next_object_of_its_size) {
   }
   auto b = make_recycled<counted>(2);
   EXPECT_EQ(b->value, 2);
-  if (detail::recycle_blocks)
+  if (reuse_freed_blocks)
     EXPECT_EQ(b.get(), first);
   else // AddressSanitizer: every block goes back to the allocator that checks its use
     SUCCEED();
