@@ -1652,11 +1652,11 @@ public:
         try_timer_(w.io()), pending_timer_(w.io()) {
     link_client();
     take_buffers();
-    // The names' strings come from the cache too (an instance id such as
+    // The names' strings come from a cache of their own (an instance id such as
     // "node/127.0.0.1:8080" does not fit a string's inline bytes).
     auto set = [](std::string& text, std::string_view from) {
       if (from.size() > text.capacity())
-        text = text_cache::take();
+        text = name_cache::take();
       text.assign(from);
     };
     set(service_name_, service);
@@ -1739,6 +1739,9 @@ private:
   /// HTTP/2 stream) and go back to it unless a body grew them past a common head's size:
   /// what a peer's large bodies grow is freed, so the cache holds at most 128 x 8 KiB.
   using text_cache = thread_cache<std::string, 128>;
+  /// A stream session's service and instance names (short: kept apart from the buffers).
+  struct name_tag;
+  using name_cache = thread_cache<std::string, 128, name_tag>;
   static constexpr std::size_t max_cached_text_bytes = 8 * 1024;
   void take_buffers() {
     for (auto* text : {&out_, &up_out_, &req_.forwarded_head}) {
@@ -1747,9 +1750,12 @@ private:
     }
   }
   void give_buffers() {
-    for (auto* text : {&out_, &up_out_, &req_.forwarded_head, &service_name_, &preamble_instance_})
-      if (text->capacity() > std::string{}.capacity() && text->capacity() <= max_cached_text_bytes)
+    for (auto* text : {&out_, &up_out_, &req_.forwarded_head})
+      if (text->capacity() <= max_cached_text_bytes)
         text_cache::give(std::move(*text));
+    for (auto* name : {&service_name_, &preamble_instance_})
+      if (name->capacity() > std::string{}.capacity() && name->capacity() <= max_cached_text_bytes)
+        name_cache::give(std::move(*name));
   }
   /// A new request's state, keeping the capacity of its text buffers (one session serves
   /// every request of a keep-alive connection), at most max_cached_text_bytes of body: an

@@ -28,7 +28,8 @@ constexpr std::size_t max_cached_credits = 64;
 using input_cache = thread_cache<std::string, cached_streams>;
 /// A client stream's service and instance names, when longer than a string holds inline
 /// (an instance id such as "node/127.0.0.1:8080"): their capacity is kept too.
-using name_cache = thread_cache<std::string, cached_streams>;
+struct name_tag;
+using name_cache = thread_cache<std::string, cached_streams, name_tag>;
 constexpr std::size_t max_cached_name_bytes = 1024;
 void give_name(std::string& s) {
   if (s.capacity() > std::string{}.capacity() && s.capacity() <= max_cached_name_bytes)

@@ -186,10 +186,10 @@ public:
   /// From now on the heads this parser reads are the proxy's own: written by
   /// h2::to_h1_request or h2::to_h1_response from the fields of an HTTP/2 stream, which
   /// were validated when they were decoded and again when written (lower-case token names,
-  /// values without CR, LF or NUL, a visible target). Their lines are checked as any head's
-  /// (CRLF only, no obs-fold, a colon, the limits), but their fields are split here rather
-  /// than by llhttp: the second parse of a head on each hop (docs/proxy.md). A head with
-  /// anything those writers never write (Upgrade, CONNECT, a Connection other than close
+  /// values of HTAB, SP, VCHAR and obs-text only, a token method, a visible target). Their lines
+  /// are checked as any head's (CRLF only, no obs-fold, a colon, the limits), but their fields are
+  /// split here rather than by llhttp: the second parse of a head on each hop (docs/proxy.md). A
+  /// head with anything those writers never write (Upgrade, CONNECT, a Connection other than close
   /// or keep-alive, a Transfer-Encoding other than chunked, a second or non-decimal
   /// Content-Length) still goes through llhttp. Bodies and trailers are framed as always.
   /// Trust ends with the first message that is not a 1xx: a stream carries one exchange,

@@ -31,7 +31,10 @@ inline constexpr bool reuse_freed_blocks = true;
 inline constexpr bool reuse_freed_blocks = true;
 #endif
 
-template <class T, std::size_t max> class thread_cache {
+/// One cache per <T, max, Tag>: caches of the same type whose objects differ in what they
+/// hold (a head's buffer, a short name) take a Tag each, so that a take() for one never
+/// gets the other's object.
+template <class T, std::size_t max, class Tag = void> class thread_cache {
 public:
   /// A cached object (as it was given back: the caller clears what it must), or T{}.
   static T take() {
