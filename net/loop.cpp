@@ -30,16 +30,12 @@ void loop::run() {
   constexpr int max_turns_without_wait = 4;
   int turns_without_wait = 0;
   for (;;) {
+    now_ = clock::now();
     run_posted();
     run_completions();
     run_due_timers();
-    {
-      std::lock_guard lock(mutex_);
-      if (stop_) {
-        stop_ = false; // a later run() runs again
-        return;
-      }
-    }
+    if (stop_.exchange(false, std::memory_order_acquire))
+      return; // a later run() runs again
     std::optional<clock::time_point> deadline;
     if (!completed_.empty() || !deferred_.empty()) {
       if (++turns_without_wait < max_turns_without_wait)
@@ -55,10 +51,7 @@ void loop::run() {
 }
 
 void loop::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
+  stop_.store(true, std::memory_order_release);
   wake();
 }
 
@@ -66,15 +59,21 @@ void loop::post(task t) {
   {
     std::lock_guard lock(mutex_);
     posted_.push_back(std::move(t));
+    has_posted_.store(true, std::memory_order_relaxed);
   }
   wake();
 }
 
 void loop::run_posted() {
+  // Most turns find nothing posted: they look at the flag, not the lock. A post() that
+  // comes after this look also wakes the loop, whose next turn sees it.
+  if (!has_posted_.load(std::memory_order_acquire))
+    return;
   std::vector<task> ready;
   {
     std::lock_guard lock(mutex_);
     ready.swap(posted_);
+    has_posted_.store(false, std::memory_order_relaxed);
   }
   for (auto& t : ready)
     t();
@@ -157,6 +156,7 @@ void loop::shutdown() {
     {
       std::lock_guard lock(mutex_);
       posted.swap(posted_);
+      has_posted_.store(false, std::memory_order_relaxed);
     }
     auto completed = std::move(completed_);
     completed_.clear();
@@ -181,8 +181,9 @@ void loop::shutdown() {
 }
 
 void loop::run_due_timers() {
-  const auto now = clock::now();
-  while (!heap_.empty() && heap_.front().due <= now) {
+  // The turn's time (now()): a timer's task that compares a deadline with now() finds it
+  // passed.
+  while (!heap_.empty() && heap_.front().due <= now_) {
     std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
     const timer_id id = heap_.back().id;
     heap_.pop_back();

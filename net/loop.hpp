@@ -17,6 +17,7 @@
 // No CAF and no Asio here: the data plane is to leave Asio.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -79,6 +80,13 @@ public:
   /// no lock and no wake-up (the loop's thread is awake): what a completion that happened
   /// inside the call that started it uses to run later.
   void defer(task t) { deferred_.push_back(std::move(t)); }
+
+  /// Loop thread: the time this turn of the loop began, read once per turn (as HAProxy's and
+  /// nginx's loops do) for what reads the time per request (latencies, deadlines, the
+  /// balancer's clock) instead of the clock each time. Earlier than the clock by at most
+  /// the turn's work so far; due timers run when it has reached their time. Before the
+  /// first run(), the time the loop was made.
+  [[nodiscard]] clock::time_point now() const { return now_; }
 
   /// Loop thread: runs `t` once `delay` has passed. Timers due at the same time run in the
   /// order they were set.
@@ -182,9 +190,11 @@ private:
   void run_completions();
   void run_due_timers();
 
-  std::mutex mutex_; // guards posted_ and stop_
+  std::mutex mutex_; // guards posted_
   std::vector<task> posted_;
-  bool stop_ = false;
+  std::atomic<bool> has_posted_{false}; // posted_ may not be empty (set under mutex_)
+  std::atomic<bool> stop_{false};
+  clock::time_point now_ = clock::now(); // the turn's time (now())
   std::vector<timer> heap_;               // a min-heap on (due, id); cancelled entries are skipped
   std::size_t cancelled_in_heap_ = 0;     // heap_ compacts when they are more than half
   std::vector<timer_slot> slots_;         // the timers' tasks

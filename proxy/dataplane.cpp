@@ -1544,7 +1544,7 @@ void worker::arm_sweep() {
 }
 
 void worker::sweep() {
-  auto now = clock::now();
+  auto now = io().now();
   auto limit = options().idle_timeout;
   for (auto it = pool_.begin(); it != pool_.end();) {
     auto& q = it->second;
@@ -1593,7 +1593,7 @@ upstream_ptr worker::take_idle(const std::string& key, bool retried_on_reset) {
     return nullptr;
   if (retried_on_reset && always_checked_.contains(key))
     retried_on_reset = false;
-  auto now = clock::now();
+  auto now = io().now();
   auto& q = it->second;
   upstream_ptr out;
   while (!q.empty() && !out) {
@@ -1617,7 +1617,7 @@ void worker::give_back(upstream_ptr c) {
     return;
   if (options().max_idle_per_upstream == 0)
     return;
-  c->idle_since = clock::now();
+  c->idle_since = io().now();
   auto& q = pool_[c->key];
   if (q.size() >= options().max_idle_per_upstream) {
     q.pop_front();
@@ -1916,7 +1916,7 @@ private:
   /// inbound side) and says how to reach it.
   target_ptr pick(std::optional<std::string_view> version) {
     auto& s = *svc_;
-    auto now = clock::now();
+    auto now = w_.io().now();
     auto ejected = s.outlier.ejection_mask(now);
     s.mask.assign(s.endpoints.size(), 0);
     for (std::size_t i = 0; i < s.endpoints.size(); ++i) {
@@ -1988,7 +1988,7 @@ private:
       w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
     }
     bump(sc().requests);
-    started_ = clock::now();
+    started_ = w_.io().now();
     svc_->budget.on_request(started_);
     tcp_attempt();
   }
@@ -2012,7 +2012,7 @@ private:
 
   void on_tcp_connected(bool ok) {
     auto& s = *svc_;
-    auto now = clock::now();
+    auto now = w_.io().now();
     auto idx = s.lb.index_of(target_->endpoint_id);
     if (!ok) {
       bump(w_.counters().upstream_connect_failures);
@@ -2052,7 +2052,7 @@ private:
   void on_tunnel_done() {
     release_connection();
     if (svc_ && svc_->protocol == gossip::service_protocol::tcp) {
-      auto d = clock::now() - started_;
+      auto d = w_.io().now() - started_;
       record_latency(d);
       if (!inbound_) {
         count_attempt(svc_->lb.index_of(target_->endpoint_id), {0, try_end::failure::none}, d);
@@ -2208,7 +2208,7 @@ private:
     head_started_ = false;
     const auto& h = parser_.head();
     // req_ was reset when this request's head was awaited (next_request, the only way here).
-    req_.started = clock::now();
+    req_.started = w_.io().now();
     req_.method.assign(h.method);
     req_.path.assign(h.target);
     req_.client_keep_alive = h.keep_alive;
@@ -2346,7 +2346,7 @@ private:
     if (auto idx = svc_->lb.index_of(target_->endpoint_id))
       svc_->lb.on_start(*idx);
     lb_started_ = true;
-    try_started_ = clock::now();
+    try_started_ = w_.io().now();
     if (svc_->resilience && svc_->resilience->per_try_timeout_ms > 0) {
       auto self = shared_from_this();
       auto id = attempt_;
@@ -2812,7 +2812,7 @@ private:
     try_timer_.cancel();
     if (!svc_)
       return;
-    auto now = clock::now();
+    auto now = w_.io().now();
     auto idx = svc_->lb.index_of(target_->endpoint_id);
     if (lb_started_ && idx)
       svc_->lb.on_finish(*idx, now - try_started_, now);
@@ -2869,7 +2869,7 @@ private:
     if (!req_.retries)
       req_.retries.emplace(retry_policy_of());
     auto d = req_.retries->on_failure(req_.method, attempt_failure::http_5xx, svc_->budget,
-                                      w_.rng(), clock::now());
+                                      w_.rng(), w_.io().now());
     if (d.verdict == retry_verdict::budget_exhausted)
       bump(sc().retries_refused);
     req_.last_delay = d.delay;
@@ -2897,7 +2897,7 @@ private:
     if (can) {
       if (!req_.retries)
         req_.retries.emplace(retry_policy_of());
-      auto d = req_.retries->on_failure(req_.method, failure, svc_->budget, w_.rng(), clock::now());
+      auto d = req_.retries->on_failure(req_.method, failure, svc_->budget, w_.rng(), w_.io().now());
       if (d.verdict == retry_verdict::retry) {
         bump(sc().retries);
         later(d.delay, [](client_session& s) { s.attempt(); });
@@ -2990,7 +2990,7 @@ private:
       return;
     auto st = req_.status;
     count_status(sc(), st);
-    auto d = clock::now() - req_.started;
+    auto d = w_.io().now() - req_.started;
     record_latency(d);
     if (!inbound_ && w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
       write_access_log(&req_, st, d);
@@ -3077,12 +3077,12 @@ private:
   // docs/bench-proxy.md, Run F). The fields are the truth; a stale firing finds nothing due
   // and waits again.
   void set_client_deadline(std::chrono::milliseconds d) {
-    client_deadline_ = clock::now() + d;
+    client_deadline_ = w_.io().now() + d;
     arm_deadline();
   }
   void clear_client_deadline() { client_deadline_ = time_point::max(); }
   void set_request_deadline(std::chrono::milliseconds d) {
-    request_deadline_ = clock::now() + d;
+    request_deadline_ = w_.io().now() + d;
     arm_deadline();
   }
   void clear_request_deadline() { request_deadline_ = time_point::max(); }
@@ -3099,7 +3099,7 @@ private:
   }
   void on_deadline() {
     deadline_armed_ = false;
-    auto now = clock::now();
+    auto now = w_.io().now();
     if (client_deadline_ <= now) {
       client_deadline_ = time_point::max();
       close_client();

@@ -152,6 +152,36 @@ TEST_P(net_loop, a_timer_set_by_a_timer_runs_and_one_that_ran_cannot_be_cancelle
   EXPECT_FALSE(loop_->cancel(12345)) << "an id never given out";
 }
 
+TEST_P(net_loop, the_turns_time_is_one_reading_per_turn_and_a_due_timer_sees_its_time_passed) {
+  // Two tasks posted together run in one turn: they see the same now(), which was read
+  // before either ran (never later than the clock).
+  loop::clock::time_point first{};
+  loop::clock::time_point second{};
+  loop::clock::time_point armed_after{};
+  loop::clock::time_point in_timer{};
+  bool not_ahead = true;
+  loop_->post([&] {
+    first = loop_->now();
+    not_ahead = first <= loop::clock::now();
+  });
+  loop_->post([&] {
+    second = loop_->now();
+    // A timer's task compares a deadline with now(): when it runs, now() has reached the
+    // time it was set for (at least the clock before after() plus the delay).
+    const auto before = loop::clock::now();
+    loop_->after(2ms, [&, before] {
+      in_timer = loop_->now();
+      armed_after = before + 2ms;
+      loop_->stop();
+    });
+  });
+  loop_->run();
+  EXPECT_TRUE(not_ahead);
+  EXPECT_EQ(first, second) << "one reading per turn";
+  EXPECT_GE(in_timer, armed_after);
+  EXPECT_GT(in_timer, second) << "a later turn reads the clock again";
+}
+
 TEST_P(net_loop, stop_from_another_thread_ends_a_loop_with_nothing_to_do) {
   std::promise<void> started;
   std::thread runner([&] { loop_->run(); });
