@@ -641,11 +641,15 @@ public:
   const dataplane_options& options() const;
 
   /// The current config, refreshing the per-service states when it changed.
-  std::shared_ptr<const dataplane_config> config();
+  /// A reference to the worker's own pointer (valid until the next call): a session that
+  /// already holds this config copies nothing (no reference count moves).
+  const std::shared_ptr<const dataplane_config>& config();
   /// The state of `name` under the config last returned by config(); null when unknown.
-  service_ptr service(const std::string& name) {
+  /// A reference, as config()'s.
+  const service_ptr& service(const std::string& name) {
+    static const service_ptr none;
     auto it = services_.find(name);
-    return it == services_.end() ? nullptr : it->second;
+    return it == services_.end() ? none : it->second;
   }
 
   /// Visits the service counters (any thread): f(name, inbound, counters).
@@ -1393,7 +1397,7 @@ private:
 
 const dataplane_options& worker::options() const { return dp_.options(); }
 
-std::shared_ptr<const dataplane_config> worker::config() {
+const std::shared_ptr<const dataplane_config>& worker::config() {
   // Each new request asks: the common case (no apply since) is one atomic load.
   const auto version = dp_.config_version();
   if (config_ && version == config_version_)
@@ -1401,10 +1405,10 @@ std::shared_ptr<const dataplane_config> worker::config() {
   auto cfg = dp_.current();
   config_version_ = version;
   if (cfg != config_) {
-    config_ = cfg;
-    rebuild(*cfg);
+    config_ = std::move(cfg);
+    rebuild(*config_);
   }
-  return cfg;
+  return config_;
 }
 
 void worker::add_targets(service_state& st, const endpoint& ep, const dataplane_config& cfg) {
