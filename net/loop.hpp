@@ -194,7 +194,7 @@ private:
   std::vector<task> posted_;
   std::atomic<bool> has_posted_{false}; // posted_ may not be empty (set under mutex_)
   std::atomic<bool> stop_{false};
-  clock::time_point now_ = clock::now(); // the turn's time (now())
+  clock::time_point now_ = clock::now();  // the turn's time (now())
   std::vector<timer> heap_;               // a min-heap on (due, id); cancelled entries are skipped
   std::size_t cancelled_in_heap_ = 0;     // heap_ compacts when they are more than half
   std::vector<timer_slot> slots_;         // the timers' tasks

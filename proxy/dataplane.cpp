@@ -2901,7 +2901,8 @@ private:
     if (can) {
       if (!req_.retries)
         req_.retries.emplace(retry_policy_of());
-      auto d = req_.retries->on_failure(req_.method, failure, svc_->budget, w_.rng(), w_.io().now());
+      auto d =
+          req_.retries->on_failure(req_.method, failure, svc_->budget, w_.rng(), w_.io().now());
       if (d.verdict == retry_verdict::retry) {
         bump(sc().retries);
         later(d.delay, [](client_session& s) { s.attempt(); });
