@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -362,11 +363,29 @@ inline std::string preamble(const std::string& service, bool http = false) {
   return starling::wire::framed(msg.SerializeAsString());
 }
 
-/// A port on 127.0.0.1 where nothing listens (bound, then released).
+/// A port on 127.0.0.1 where nothing listens: a connect to it is refused. The port stays
+/// bound (never listening, no SO_REUSEADDR) until the process exits, so that no other
+/// socket gets it meanwhile: neither another test's server binding port 0 (one released at
+/// once was once taken by a server of a test running beside it, which then answered 200),
+/// nor a connect's own ephemeral port.
 inline std::uint16_t dead_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
+  static std::mutex mu;
+  static std::vector<int> held; // closed when the process exits
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+    ADD_FAILURE() << "dead_port: " << std::strerror(errno);
+    if (fd >= 0)
+      ::close(fd);
+    return 1; // tcpmux: not served on loopback here either
+  }
+  std::lock_guard lock{mu};
+  held.push_back(fd);
+  return ntohs(sa.sin_port);
 }
 
 // ------------------------------------------------------------------ clients
