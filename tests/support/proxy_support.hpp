@@ -34,6 +34,7 @@
 #include "proto/wire/framing.hpp"
 #include "proxy.pb.h"
 #include "proxy/dataplane.hpp"
+#include "tests/support/loopback_socket.hpp"
 
 namespace starling::testing::proxy_support {
 
@@ -371,21 +372,15 @@ inline std::string preamble(const std::string& service, bool http = false) {
 inline std::uint16_t dead_port() {
   static std::mutex mu;
   static std::vector<int> held; // closed when the process exits
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0) {
+  std::uint16_t port = 0;
+  const int fd = starling::test::bound_loopback_socket(port);
+  if (fd < 0) {
     ADD_FAILURE() << "dead_port: " << std::strerror(errno);
-    if (fd >= 0)
-      ::close(fd);
     return 1; // tcpmux: not served on loopback here either
   }
   std::lock_guard lock{mu};
   held.push_back(fd);
-  return ntohs(sa.sin_port);
+  return port;
 }
 
 // ------------------------------------------------------------------ clients

@@ -28,6 +28,7 @@
 
 #include "net/connection.hpp"
 #include "net/loop.hpp"
+#include "tests/support/loopback_socket.hpp"
 
 namespace {
 
@@ -216,15 +217,11 @@ TEST_P(net_loop, a_stop_before_run_returns_once_the_ready_tasks_ran_and_the_loop
 
 /// A listening socket on 127.0.0.1, port 0; its port in `port`.
 int listener(std::uint16_t& port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof sa;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
-      ::listen(fd, 16) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len) != 0)
+  const int fd = starling::test::bound_loopback_socket(port);
+  if (fd >= 0 && ::listen(fd, 16) != 0) {
+    ::close(fd);
     return -1;
-  port = ntohs(sa.sin_port);
+  }
   return fd;
 }
 
