@@ -1656,15 +1656,8 @@ public:
         try_timer_(w.io()), pending_timer_(w.io()) {
     link_client();
     take_buffers();
-    // The names' strings come from a cache of their own (an instance id such as
-    // "node/127.0.0.1:8080" does not fit a string's inline bytes).
-    auto set = [](std::string& text, std::string_view from) {
-      if (from.size() > text.capacity())
-        text = name_cache::take();
-      text.assign(from);
-    };
-    set(service_name_, service);
-    set(preamble_instance_, instance);
+    name_strings::assign(service_name_, service);
+    name_strings::assign(preamble_instance_, instance);
   }
   ~client_session() {
     unlink_client();
@@ -1743,9 +1736,6 @@ private:
   /// HTTP/2 stream) and go back to it unless a body grew them past a common head's size:
   /// what a peer's large bodies grow is freed, so the cache holds at most 128 x 8 KiB.
   using text_cache = thread_cache<std::string, 128>;
-  /// A stream session's service and instance names (short: kept apart from the buffers).
-  struct name_tag;
-  using name_cache = thread_cache<std::string, 128, name_tag>;
   static constexpr std::size_t max_cached_text_bytes = 8 * 1024;
   void take_buffers() {
     for (auto* text : {&out_, &up_out_, &req_.forwarded_head}) {
@@ -1757,9 +1747,8 @@ private:
     for (auto* text : {&out_, &up_out_, &req_.forwarded_head})
       if (text->capacity() <= max_cached_text_bytes)
         text_cache::give(std::move(*text));
-    for (auto* name : {&service_name_, &preamble_instance_})
-      if (name->capacity() > std::string{}.capacity() && name->capacity() <= max_cached_text_bytes)
-        name_cache::give(std::move(*name));
+    name_strings::give(service_name_);
+    name_strings::give(preamble_instance_);
   }
   /// A new request's state, keeping the capacity of its text buffers (one session serves
   /// every request of a keep-alive connection), at most max_cached_text_bytes of body: an

@@ -26,15 +26,6 @@ constexpr std::size_t cached_streams = 64;
 constexpr std::size_t max_cached_input_bytes = 16 * 1024;
 constexpr std::size_t max_cached_credits = 64;
 using input_cache = thread_cache<std::string, cached_streams>;
-/// A client stream's service and instance names, when longer than a string holds inline
-/// (an instance id such as "node/127.0.0.1:8080"): their capacity is kept too.
-struct name_tag;
-using name_cache = thread_cache<std::string, cached_streams, name_tag>;
-constexpr std::size_t max_cached_name_bytes = 1024;
-void give_name(std::string& s) {
-  if (s.capacity() > std::string{}.capacity() && s.capacity() <= max_cached_name_bytes)
-    name_cache::give(std::move(s));
-}
 using credits_cache =
     thread_cache<std::vector<std::pair<std::uint64_t, std::size_t>>, cached_streams>;
 
@@ -291,12 +282,8 @@ h2_stream::h2_stream(std::shared_ptr<h2_link> link, std::int32_t id, http1_limit
       credits_(credits_cache::take()), limits_(limits) {
   in_.clear();
   credits_.clear();
-  if (service.size() > service_.capacity())
-    service_ = name_cache::take();
-  service_.assign(service);
-  if (instance.size() > instance_.capacity())
-    instance_ = name_cache::take();
-  instance_.assign(instance);
+  name_strings::assign(service_, service);
+  name_strings::assign(instance_, instance);
 }
 
 h2_stream::~h2_stream() {
@@ -305,8 +292,8 @@ h2_stream::~h2_stream() {
     input_cache::give(std::move(in_));
   if (credits_.capacity() <= max_cached_credits)
     credits_cache::give(std::move(credits_));
-  give_name(service_);
-  give_name(instance_);
+  name_strings::give(service_);
+  name_strings::give(instance_);
   if (client_ && id_ == 0)
     --static_cast<h2_client&>(*link_).unsubmitted_;
   auto it = link_->streams_.find(id_);

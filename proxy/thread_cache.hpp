@@ -11,6 +11,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -67,6 +69,31 @@ private:
     thread_local holder h;
     return &h.items;
   }
+};
+
+/// The strings of the short names the data plane copies per request (a service name, an
+/// instance id such as "node/127.0.0.1:8080", longer than a string's inline bytes): one
+/// cache per thread, apart from the buffers' caches, so that a name never takes a buffer's
+/// capacity nor a buffer a name's. Used by the HTTP/2 streams and the serving node's stream
+/// sessions.
+class name_strings {
+public:
+  /// `to` = `from`, in a cached string when `to` has too little room.
+  static void assign(std::string& to, std::string_view from) {
+    if (from.size() > to.capacity())
+      to = cache::take();
+    to.assign(from);
+  }
+  /// Keeps `s`'s capacity for a later assign() on this thread (when on the heap and small).
+  static void give(std::string& s) {
+    if (s.capacity() > std::string{}.capacity() && s.capacity() <= max_bytes)
+      cache::give(std::move(s));
+  }
+
+private:
+  struct tag;
+  static constexpr std::size_t max_bytes = 1024;
+  using cache = thread_cache<std::string, 128, tag>;
 };
 
 } // namespace starling::proxy

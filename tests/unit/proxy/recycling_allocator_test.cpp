@@ -1,11 +1,14 @@
 #include <array>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "proxy/recycling_allocator.hpp"
+#include "proxy/thread_cache.hpp"
 
 namespace starling::proxy {
 namespace {
@@ -78,6 +81,29 @@ TEST(recycling_allocator, arrays_bypass_the_cache) {
   EXPECT_EQ(p[15], 15);
   alloc.deallocate(p, 16);
   EXPECT_THROW((void)alloc.allocate(static_cast<std::size_t>(-1) / 2), std::bad_array_new_length);
+}
+
+TEST(name_strings, a_given_name_string_serves_the_next_long_name_and_a_buffer_never_does) {
+  const std::string_view id = "node-b/127.0.0.1:38561"; // longer than a string holds inline
+  std::string first;
+  name_strings::assign(first, id);
+  EXPECT_EQ(first, id);
+  const auto* storage = first.data();
+  name_strings::give(first);
+  // A buffer's cache of the same type is another cache: a name never gets its capacity.
+  thread_cache<std::string, 128>::give(std::string(4096, 'x'));
+  std::string second;
+  name_strings::assign(second, id);
+  EXPECT_EQ(second, id);
+  EXPECT_EQ(second.data(), storage) << "the given string's buffer, not a new one";
+  EXPECT_LT(second.capacity(), 4096U);
+  // A string too large for a name is not kept.
+  std::string big(4096, 'y');
+  name_strings::give(big);
+  std::string third;
+  name_strings::assign(third, id);
+  EXPECT_LT(third.capacity(), 4096U);
+  (void)thread_cache<std::string, 128>::take();
 }
 
 } // namespace
