@@ -88,6 +88,16 @@ void connection::close() {
   loop_.close(fd);
 }
 
+void connection::reset() {
+  if (fd_ < 0)
+    return;
+  const int fd = fd_;
+  fd_ = -1;
+  const linger abort_now{1, 0};
+  (void)::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_now, sizeof abort_now);
+  loop_.close(fd); // the socket's last reference goes with the loop's: then the reset
+}
+
 void connection::shutdown_send() {
   if (fd_ >= 0) {
     loop_.flush(); // sends queued for the kernel go before the FIN

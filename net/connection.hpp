@@ -114,6 +114,9 @@ public:
   /// Closes the TCP connection at once (no close_notify is sent or awaited); pending
   /// operations complete with ECANCELED, later ones with EBADF.
   void close();
+  /// As close(), with a TCP reset (SO_LINGER 0): what the socket still holds to send is
+  /// dropped, not kept by the kernel for a peer that reads nothing.
+  void reset();
 
 private:
   [[nodiscard]] int descriptor() const override { return fd_; }

@@ -5,6 +5,9 @@
 // receiving into `pending_` at once, because that is the only public way to learn that
 // nghttp2 decided on a connection error (it queues a GOAWAY with an error code and keeps
 // returning success); `take_output` then gives pending_ plus everything queued since.
+// pending_ stops at limits::max_pending_output_bytes: a caller that cannot write (the peer
+// reads nothing) leaves the rest in nghttp2's queue, whose flood limit then ends the
+// connection.
 // nghttp2 validates received fields (RFC 9113 8.2.1: no upper case names, no CR/LF/NUL,
 // no connection-specific fields, pseudo-header rules, content-length against DATA); we
 // keep that on and reset a stream for every field it would only ignore.
@@ -670,6 +673,7 @@ session::session(role r, limits lim, listener& l)
   nghttp2_option_set_stream_reset_rate_limit(opt, limits_.max_resets_burst,
                                              limits_.max_resets_per_second);
   nghttp2_option_set_max_continuations(opt, limits_.max_continuations);
+  nghttp2_option_set_max_outbound_ack(opt, limits_.max_queued_answers);
   const int rv = r == role::client
                      ? nghttp2_session_client_new3(&ng_, cbs, this, opt, block_pool::mem())
                      : nghttp2_session_server_new3(&ng_, cbs, this, opt, block_pool::mem());
@@ -782,11 +786,11 @@ errc session::receive(std::span<const char> bytes) {
     // failure), so say goodbye ourselves.
     const bool local = rv == NGHTTP2_ERR_CALLBACK_FAILURE || rv == NGHTTP2_ERR_NOMEM;
     nghttp2_session_terminate_session(ng_, local ? NGHTTP2_INTERNAL_ERROR : NGHTTP2_PROTOCOL_ERROR);
-    drain(pending_);
+    drain(pending_, limits_.max_pending_output_bytes);
     failed_ = true;
     return local ? errc::internal : errc::protocol;
   }
-  drain(pending_);
+  drain(pending_, limits_.max_pending_output_bytes);
   if (failed_)
     return errc::internal;
   if (error_goaway_sent_ && !terminated_by_caller_)
@@ -794,10 +798,10 @@ errc session::receive(std::span<const char> bytes) {
   return errc::ok;
 }
 
-void session::drain(std::string& out) {
+void session::drain(std::string& out, std::size_t limit) {
   if (failed_)
     return;
-  for (;;) {
+  while (out.size() < limit) {
     const std::uint8_t* data = nullptr;
     const auto n = nghttp2_session_mem_send(ng_, &data);
     if (n < 0) {

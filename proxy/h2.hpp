@@ -83,6 +83,14 @@ struct limits {
   /// CONTINUATION frames that may follow one HEADERS frame; more ends the connection
   /// (CVE-2024-28182: an endless header block).
   std::uint32_t max_continuations = 8;
+  /// Output `receive` serializes (the answers to what it read, and DATA) that the caller
+  /// has not taken yet: beyond this, frames wait inside nghttp2 until `take_output`. A peer
+  /// that sends frames which ask for an answer (PING, SETTINGS, or ones answered with
+  /// RST_STREAM) and reads none of the answers then fills nghttp2's queue, and past
+  /// `max_queued_answers` answers the connection ends (CVE-2019-9512, -9515): the answers
+  /// never pile up without a bound behind a socket the peer does not read.
+  std::size_t max_pending_output_bytes = 64 * 1024;
+  std::size_t max_queued_answers = 1000;
 };
 
 /// A received request or response head. Every view (and `fields`) is valid only during the
@@ -163,8 +171,10 @@ public:
   ~session();
 
   /// Feeds bytes read from the peer; events go to the listener. `errc::protocol` or
-  /// `errc::internal`: the connection is broken, the output holds the GOAWAY: flush it and
-  /// close. `errc::closed`: the session ended earlier (input ignored).
+  /// `errc::internal`: the connection is broken, the output holds the GOAWAY (unless the
+  /// caller left max_pending_output_bytes untaken: a peer that does not read gets closed
+  /// without one): flush it and close. `errc::closed`: the session ended earlier (input
+  /// ignored).
   [[nodiscard]] errc receive(std::span<const char> bytes);
 
   /// True when `take_output` has bytes to give.
@@ -228,7 +238,8 @@ private:
   stream_state* find(std::int32_t id) const noexcept;
   stream_state& open_state(std::int32_t id);
   void release(std::int32_t id);
-  void drain(std::string& out);
+  /// Appends nghttp2's queued frames to `out` while `out` holds less than `limit` bytes.
+  void drain(std::string& out, std::size_t limit = static_cast<std::size_t>(-1));
   void deliver_head(std::int32_t id, stream_state& s, bool end_stream);
 
   role role_;

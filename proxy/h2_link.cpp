@@ -81,9 +81,15 @@ h2_stream* h2_link::stream_of(std::int32_t id) const {
 void h2_link::feed(std::span<const char> bytes) {
   const auto e = session_.receive(bytes);
   if (e == h2::errc::protocol || e == h2::errc::internal || e == h2::errc::closed) {
-    // The output holds a GOAWAY: send it, then close.
     failed_ = true;
-    flush();
+    if (writing_) {
+      // Our earlier output is still on its way (the peer is not reading it, as a flood's
+      // sender does not): a GOAWAY would only wait behind it. Reset now.
+      conn_->reset();
+      close();
+      return;
+    }
+    flush(); // the output holds a GOAWAY: send it, then close
     return;
   }
   schedule_flush();
@@ -128,6 +134,7 @@ void h2_link::flush() {
     return;
   }
   writing_ = true;
+  ++writes_;
   auto self = shared_from_this();
   conn_->write(out_.data(), out_.size(), [self](const std::error_code& ec, std::size_t) {
     self->writing_ = false;
@@ -152,17 +159,28 @@ void h2_link::arm_idle() {
   std::weak_ptr<h2_link> weak = shared_from_this();
   idle_timer_.start(opts_.idle_timeout, [weak] {
     auto self = weak.lock();
-    if (!self || self->failed_)
+    if (!self || self->closed_)
       return;
-    if (self->session_.active_streams() == 0 && self->opened_ == self->opened_seen_) {
-      // Idle for a whole period: say goodbye, then close.
+    if (self->writing_ && self->writes_ == self->stuck_write_) {
+      // The write pending at the last tick still is: the peer took none of our bytes for
+      // a whole period (it stopped reading, or its window stays shut). Streams waiting on
+      // this connection would wait for ever. Reset: the bytes would never be read either.
+      self->conn_->reset();
+      self->close();
+      return;
+    }
+    self->stuck_write_ = self->writing_ ? self->writes_ : 0;
+    if (!self->failed_ && self->session_.active_streams() == 0 &&
+        self->opened_ == self->opened_seen_) {
+      // Idle for a whole period: say goodbye, then close (once the GOAWAY is written; the
+      // timer goes on watching that write).
       self->session_.goaway(h2::no_error);
       self->failed_ = true;
       self->flush();
-      return;
     }
     self->opened_seen_ = self->opened_;
-    self->arm_idle();
+    if (!self->closed_)
+      self->arm_idle();
   });
 }
 

@@ -178,7 +178,8 @@ public:
   struct options {
     h2::limits limits;
     http1_limits http;
-    /// A connection without streams for this long is closed (GOAWAY first).
+    /// A connection without streams for this long is closed (GOAWAY first); one whose
+    /// peer takes none of our output for between one and two of these is closed at once.
     std::chrono::milliseconds idle_timeout{60'000};
   };
 
@@ -244,6 +245,9 @@ protected:
   net::timer idle_timer_;
   /// Streams opened since the idle timer last fired.
   std::uint64_t opened_ = 0, opened_seen_ = 0;
+  /// Writes started (the first is 1), and the one pending when the idle timer last fired
+  /// (0: none): still pending at the next tick, the connection is closed.
+  std::uint64_t writes_ = 0, stuck_write_ = 0;
 };
 
 /// Node B: the server end of an HTTP/2 connection from a peer.

@@ -117,6 +117,8 @@ public:
 
   /// The TCP connection was made.
   [[nodiscard]] bool connected() const noexcept { return connected_; }
+  /// The socket, for a test that watches it without reading.
+  [[nodiscard]] int fd() const noexcept { return fd_; }
   /// The peer closed the connection (EOF, or a reset or write error).
   [[nodiscard]] bool peer_closed() const noexcept { return peer_closed_; }
   /// A GOAWAY arrived: (last stream id, error code).

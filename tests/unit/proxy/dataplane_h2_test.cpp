@@ -336,6 +336,8 @@ private:
 /// Node "b" alone: the inbound listener the tests speak HTTP/2 to (no TLS), serving
 /// services whose instances run on b (the tests' apps).
 struct node_b {
+  node_b() = default;
+  explicit node_b(sp::dataplane_options o) : dp(start(std::move(o))) {}
   std::unique_ptr<sp::dataplane> dp = start(options("b"));
   /// Serves `services` and waits until the I/O threads use them.
   void apply(std::vector<sg::service_view> services, std::uint64_t generation = 1) {
@@ -849,6 +851,108 @@ TEST(dataplane_h2, opening_and_cancelling_streams_in_a_loop_costs_the_peer_its_c
   const auto s = fresh.exchange(request_fields("GET", "/after", "web"));
   EXPECT_EQ(fresh.result(s).status, 200);
   EXPECT_EQ(fresh.result(s).body, "web-1 GET /after 0");
+}
+
+// A peer that sends PINGs (or SETTINGS, or anything else that asks for an answer) and
+// never reads the answers (CVE-2019-9512 and -9515's shape), as a member holding a valid
+// certificate could: the answers pile up behind a full socket. B must not queue them
+// without a bound: once its output is stuck and the peer's unanswered frames pass
+// nghttp2's limit, the connection ends. Bounded: at most 64 MiB of PINGs (4M frames),
+// pushed without blocking, until the connection ends or nothing moves for 5 s.
+TEST(dataplane_h2, pings_from_a_peer_that_never_reads_cost_it_its_connection) {
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  const auto address = n.address();
+  const auto colon = address.rfind(':');
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+  ASSERT_EQ(::inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr), 1);
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(fd, 0);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    ASSERT_EQ(errno, EINPROGRESS);
+  }
+  pollfd connected{fd, POLLOUT, 0};
+  ASSERT_EQ(::poll(&connected, 1, 5000), 1);
+
+  // The preface and an empty SETTINGS frame, then PING frames (8 bytes of payload each),
+  // a thousand to a send.
+  std::string start = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  start.append("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+  std::string pings;
+  for (int i = 0; i < 1000; ++i)
+    pings.append("\x00\x00\x08\x06\x00\x00\x00\x00\x00"
+                 "pingpong",
+                 17);
+  constexpr std::size_t most = 64U << 20;
+  std::size_t pushed = 0;
+  bool ended = false;
+  std::string_view left = start;
+  auto last_progress = std::chrono::steady_clock::now();
+  while (pushed < most && !ended &&
+         std::chrono::steady_clock::now() - last_progress < std::chrono::seconds{5}) {
+    if (left.empty())
+      left = pings;
+    const auto sent = ::send(fd, left.data(), left.size(), MSG_NOSIGNAL);
+    if (sent > 0) {
+      left.remove_prefix(static_cast<std::size_t>(sent));
+      pushed += static_cast<std::size_t>(sent);
+      last_progress = std::chrono::steady_clock::now();
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      pollfd p{fd, POLLOUT, 0};
+      (void)::poll(&p, 1, 100); // room, an error, or 100 ms: the loop's deadline decides
+      if ((p.revents & (POLLERR | POLLHUP)) != 0)
+        ended = true;
+      continue;
+    }
+    ended = true; // EPIPE, ECONNRESET: B closed the connection
+  }
+  ::close(fd);
+  std::printf("B ended the connection after %zu bytes of PINGs\n", pushed);
+  EXPECT_TRUE(ended) << "B took " << pushed << " bytes of PINGs from a peer that read none of "
+                     << "its answers, and the connection is still open";
+  // Another connection is served as before.
+  h2_client fresh(n.address());
+  const auto s = fresh.exchange(request_fields("GET", "/after", "web"));
+  EXPECT_EQ(fresh.result(s).status, 200);
+}
+
+// A peer that asks for a large answer and then reads nothing (its TCP window stays shut):
+// B's write to it never completes. B closes such a connection once a write has been
+// pending for a whole idle period (here 2 x 200 ms, the inbound's HTTP/2 idle timeout),
+// instead of holding the stream and its upstream connection for ever.
+TEST(dataplane_h2, a_peer_that_stops_reading_is_closed_after_an_idle_period) {
+  app_backend web("web-1");
+  auto o = options("b");
+  o.idle_timeout = 200ms;
+  node_b n(std::move(o));
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  // Windows as large as HTTP/2 allows: flow control does not stop B, the socket does.
+  h2::limits open_windows;
+  open_windows.initial_stream_window = 0x7fffffff;
+  open_windows.connection_window = 0x7fffffff;
+  h2_client c(n.address(), 10s, open_windows);
+  ASSERT_TRUE(c.connected());
+  // 32 MiB: more than every socket buffer between B and this client can hold.
+  const auto s = c.submit(request_fields("GET", "/big/33554432", "web"));
+  ASSERT_NE(s, 0);
+  ASSERT_TRUE(c.flush());
+  ASSERT_TRUE(eventually([&] { return web.count() == 1; }));
+  // Nothing is read from here on: B's connection ends (a reset or a close shows as an error
+  // or a hang-up on this socket without reading it) and its stream with it.
+  EXPECT_TRUE(eventually([&] {
+    pollfd p{c.fd(), 0, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+  })) << "B still holds a connection whose peer read nothing";
+  EXPECT_TRUE(eventually([&] { return n.dp->in_flight() == 0; }));
+  // Another connection is served as before.
+  h2_client fresh(n.address());
+  const auto after = fresh.exchange(request_fields("GET", "/after", "web"));
+  EXPECT_EQ(fresh.result(after).status, 200);
 }
 
 TEST(dataplane_h2, x_starling_instance_pins_the_local_instance) {

@@ -601,6 +601,42 @@ TEST(H2Session, TheDefaultBucketLetsOrdinaryCancellationsThrough) {
   EXPECT_EQ(c.r.heads[201].size(), 1U);
 }
 
+// PINGs whose answers nobody takes (the caller cannot write: the peer reads nothing). The
+// session serializes at most max_pending_output_bytes of answers itself; past that they
+// wait in nghttp2, and past max_queued_answers of those the connection ends (CVE-2019-9512).
+// A peer whose answers are taken may ping as much as it likes.
+TEST(H2Session, PingsWhoseAnswersNobodyTakesEndTheConnection) {
+  constexpr std::uint8_t t_ping = 6;
+  const std::string ping = frame_bytes(t_ping, 0, 0, "pingpong");
+  h2::limits lim;
+  lim.max_pending_output_bytes = 1024;
+  lim.max_queued_answers = 50;
+  {
+    raw_client c(lim);
+    std::size_t sent = 0;
+    errc rc = errc::ok;
+    while (rc == errc::ok && sent < 10'000) {
+      rc = c.server.receive(ping);
+      ++sent;
+    }
+    EXPECT_EQ(rc, errc::protocol);
+    // 1024 bytes of answers (17 each: 61 of them) serialized, then 50 queued in nghttp2.
+    EXPECT_LE(sent, 1024 / 17 + 1 + 50 + 1);
+    EXPECT_GE(sent, 50U);
+  }
+  {
+    raw_client c(lim);
+    for (int i = 0; i < 10'000; ++i) {
+      ASSERT_EQ(c.server.receive(ping), errc::ok) << i;
+      if (i % 10 == 9) {
+        c.out.clear();
+        c.server.take_output(c.out);
+        ASSERT_EQ(frames_of(c.out).size(), 10U);
+      }
+    }
+  }
+}
+
 TEST(H2Session, AHeaderBlockOfTooManyContinuationsEndsTheConnection) {
   constexpr std::uint8_t t_continuation = 9;
   auto block_in_pieces = [](std::int32_t id, int continuations) {
