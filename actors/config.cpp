@@ -693,6 +693,24 @@ caf::error read_proxy_table(const toml::node& node, agent_config& cfg) {
     } else if (name == "http2_between_nodes") {
       if (auto err = read_bool(v, key, cfg.proxy_http2))
         return err;
+    } else if (name == "tunnel_idle_timeout") {
+      gossip::duration d{};
+      if (auto err = read_duration(v, key, d, true))
+        return err;
+      if (d % std::chrono::milliseconds{1} != gossip::duration::zero() ||
+          d > std::chrono::hours{720})
+        return bad(key, "expected whole milliseconds up to 720h (30 days), got " +
+                            quote_text(format_duration(d)));
+      cfg.proxy_tunnel_idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(d);
+    } else if (name == "keepalive") {
+      gossip::duration d{};
+      if (auto err = read_duration(v, key, d, true))
+        return err;
+      if (d % std::chrono::seconds{1} != gossip::duration::zero() ||
+          d > std::chrono::seconds{32767})
+        return bad(key,
+                   "expected whole seconds up to 32767s, got " + quote_text(format_duration(d)));
+      cfg.proxy_keepalive = std::chrono::duration_cast<std::chrono::seconds>(d);
     } else if (name == "io") {
       auto s = get_string(v, key, "\"epoll\" or \"io_uring\"");
       if (!s)
@@ -1018,6 +1036,8 @@ std::vector<config_value> plain_values(const agent_config& cfg) {
       {"proxy", "access_log_sample", fraction(cfg.access_log_sample)},
       {"proxy", "splice", flag(cfg.proxy_splice)},
       {"proxy", "http2_between_nodes", flag(cfg.proxy_http2)},
+      {"proxy", "tunnel_idle_timeout", dur(cfg.proxy_tunnel_idle_timeout)},
+      {"proxy", "keepalive", dur(cfg.proxy_keepalive)},
       {"proxy", "io", quoted(cfg.proxy_io)},
   };
 }

@@ -126,6 +126,12 @@ struct agent_config {
   /// HTTP requests to peers go over HTTP/2 when the peer chooses it by ALPN ([proxy]
   /// http2_between_nodes; decision 0022).
   bool proxy_http2 = true;
+  /// A TCP tunnel that moves no byte either way for this long closes ([proxy]
+  /// tunnel_idle_timeout); zero: never.
+  std::chrono::milliseconds proxy_tunnel_idle_timeout{std::chrono::hours{1}};
+  /// TCP keepalive of the data plane's connections: first probe after this long without
+  /// traffic ([proxy] keepalive, whole seconds up to 32767); zero: off.
+  std::chrono::seconds proxy_keepalive{10};
   /// The data plane's I/O back end ([proxy] io): "io_uring" (which falls back to epoll,
   /// with a warning, where the agent may not use it) or "epoll".
   std::string proxy_io = "io_uring";

@@ -439,6 +439,8 @@ bool start_proxy(supervisor_t* self) {
   }
   opts.splice = cfg.proxy_splice;
   opts.h2_to_peers = cfg.proxy_http2;
+  opts.tunnel_idle_timeout = cfg.proxy_tunnel_idle_timeout;
+  opts.keepalive = cfg.proxy_keepalive;
   opts.io = cfg.proxy_io == "io_uring" ? net::backend::uring : net::backend::epoll;
   std::string error;
   auto plane = proxy::dataplane::start(std::move(opts), error);

@@ -388,6 +388,23 @@ struct worker_counters {
   std::atomic<std::int64_t> in_flight{0};
 };
 
+/// TCP_NODELAY on a data-plane socket, and keepalive probes after `keepalive` without
+/// traffic (dataplane_options::keepalive; zero: none): every third of it after that, the
+/// third unanswered one ending the connection.
+void tune_socket(int fd, std::chrono::seconds keepalive) {
+  const int on = 1;
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  if (keepalive.count() <= 0)
+    return;
+  const int idle = static_cast<int>(std::min<std::int64_t>(keepalive.count(), 32767));
+  const int interval = std::max(1, idle / 3);
+  const int probes = 3;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  (void)::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+}
+
 void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
   c.fetch_add(n, std::memory_order_relaxed);
 }
@@ -724,10 +741,11 @@ public:
   /// another stream (`k` called now), else a new one (`k` called once it is ready; the
   /// requests that ask meanwhile wait for the same one).
   void h2_to(const target& t, h2_ready k);
-  /// Connects `conn` (a new socket) to `t` and sets TCP_NODELAY; to a peer's inbound with
-  /// TLS configured, then handshakes as a client expecting `t.node`'s certificate (offering
-  /// only `h2` by ALPN when `offer_h2`). `done(ok)` once; the connect and the handshake
-  /// together within connect_timeout (closing the connection fails whichever is pending).
+  /// Connects `conn` (a new socket) to `t` and sets TCP_NODELAY and keepalive (tune_socket);
+  /// to a peer's inbound with TLS configured, then handshakes as a client expecting
+  /// `t.node`'s certificate (offering only `h2` by ALPN when `offer_h2`). `done(ok)` once;
+  /// the connect and the handshake together within connect_timeout (closing the connection
+  /// fails whichever is pending).
   void dial(const std::shared_ptr<connection>& conn, const target& t, bool offer_h2,
             std::function<void(bool)> done);
   void unban(const std::string& node) { banned_.erase(node); }
@@ -861,7 +879,9 @@ upstream_conn::~upstream_conn() {
 }
 
 /// Copies bytes both ways between two streams with half-close: EOF from one side shuts
-/// the other's sending side; when both directions ended (or one failed) both close.
+/// the other's sending side; when both directions ended (or one failed) both close. A
+/// tunnel that moves no byte either way for `idle` (when not zero) closes both too
+/// (dataplane_options::tunnel_idle_timeout).
 ///
 /// Between two plain streams (a local instance: TLS on neither side) the bytes can move
 /// through a pipe with splice(2) instead, never copied into the process (`splice`); the
@@ -876,9 +896,11 @@ public:
   };
   /// `slots`: splice when both streams are plain and a slot is free; null: always copy.
   tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done,
-         std::shared_ptr<splice_slots> slots = nullptr)
+         std::shared_ptr<splice_slots> slots = nullptr,
+         std::chrono::milliseconds idle = std::chrono::milliseconds{0})
       : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)),
-        slots_(std::move(slots)), splice_(slots_ && !a_->is_tls() && !b_->is_tls()) {}
+        slots_(std::move(slots)), splice_(slots_ && !a_->is_tls() && !b_->is_tls()),
+        idle_(std::min(idle, max_tunnel_idle)), idle_timer_(a_->io()) {}
   ~tunnel() {
     for (auto& d : dirs_)
       for (int fd : {d.pipe_r, d.pipe_w})
@@ -892,6 +914,10 @@ public:
 
   /// Starts with `to_b` already read from a (sent to b first) and `to_a` from b.
   void start(std::string_view to_b, std::string_view to_a) {
+    if (idle_.count() > 0) {
+      last_active_ = a_->io().now();
+      watch_idle(last_active_ + idle_);
+    }
     if (splice_)
       splice_ = open_pipes();
     // A spliced direction needs a buffer only for the bytes it starts with.
@@ -948,6 +974,8 @@ private:
     return true;
   }
 
+  /// The longest idle timeout honoured (a longer one would overflow the clock's sums).
+  static constexpr std::chrono::milliseconds max_tunnel_idle{std::chrono::hours{24 * 365}};
   /// Bytes one splice call moves at most: a pipe's default capacity.
   static constexpr std::size_t splice_chunk = 64 * 1024;
   /// Chunks one direction moves before it lets the thread's other work run (posts itself).
@@ -964,6 +992,7 @@ private:
                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         dir.held = static_cast<std::size_t>(n);
+        last_active_ = from(d).io().now();
         if (counters_)
           bump(d == 0 ? counters_->bytes_in : counters_->bytes_out, dir.held);
         continue;
@@ -1035,6 +1064,7 @@ private:
                             self->fail();
                           return;
                         }
+                        self->last_active_ = self->from(d).io().now();
                         self->write(d, n);
                       });
   }
@@ -1061,10 +1091,29 @@ private:
       finish();
   }
   void fail() { finish(); }
+  /// The idle timer, moved lazily: bytes only stamp last_active_; the timer, when it fires
+  /// before the tunnel has been idle for idle_, waits again for the rest.
+  void watch_idle(net::loop::clock::time_point when) {
+    std::weak_ptr<tunnel> weak = shared_from_this();
+    idle_timer_.start_at(when, [weak] {
+      auto self = weak.lock();
+      if (!self || self->finished_)
+        return;
+      const auto due = self->last_active_ + self->idle_;
+      if (self->a_->io().now() < due) {
+        self->watch_idle(due);
+        return;
+      }
+      if (self->counters_)
+        bump(self->counters_->timeouts);
+      self->finish();
+    });
+  }
   void finish() {
     if (finished_)
       return;
     finished_ = true;
+    idle_timer_.cancel();
     a_->close();
     b_->close();
     if (done_)
@@ -1080,6 +1129,10 @@ private:
   /// Holds one of slots_.
   bool holds_pipes_ = false;
   bool finished_ = false;
+  std::chrono::milliseconds idle_;
+  net::timer idle_timer_;
+  /// The loop's time when bytes last arrived from either side.
+  net::loop::clock::time_point last_active_{};
 };
 
 /// How a chosen upstream is reached.
@@ -2038,7 +2091,8 @@ private:
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_.conn, up_->s.conn, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots());
+        client_.conn, up_->s.conn, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots(),
+        w_.options().tunnel_idle_timeout);
     tunnel_->start(first, {});
   }
 
@@ -2782,7 +2836,8 @@ private:
     clear_request_deadline();
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_.conn, c.s.conn, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots());
+        client_.conn, c.s.conn, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots(),
+        w_.options().tunnel_idle_timeout);
     counted_in_flight_ = true;
     w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);
     tunnel_->start(to_up, to_client);
@@ -3328,8 +3383,7 @@ void worker::accept(int fd, const std::string& service) {
     if (r == -ECANCELED || r == -EBUSY || !listens(fd, service))
       return; // the listener closed (or is another's, whose accept is pending)
     if (r >= 0) {
-      const int on = 1;
-      ::setsockopt(r, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+      tune_socket(r, options().keepalive);
       auto s = std::make_shared<client_session>(*this, r, service);
       s->start();
     } else if (r != -ECONNABORTED && r != -EINTR && r != -EAGAIN) {
@@ -3454,8 +3508,7 @@ void worker::dial(const std::shared_ptr<connection>& conn, const target& t, bool
                   };
                   if (ec)
                     return end(false);
-                  const int on = 1;
-                  ::setsockopt(conn->fd(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+                  tune_socket(conn->fd(), options().keepalive);
                   auto& tls = options().tls;
                   if (!via || !tls)
                     return end(true);

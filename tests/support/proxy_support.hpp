@@ -408,6 +408,7 @@ public:
   client& operator=(const client&) = delete;
 
   [[nodiscard]] bool connected() const { return connected_; }
+  [[nodiscard]] int fd() const { return fd_; }
 
   bool send(std::string_view data) {
     while (!data.empty()) {

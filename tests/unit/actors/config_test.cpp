@@ -953,6 +953,17 @@ TEST(config, proxy_table_and_inbound_flag) {
   EXPECT_TRUE(load("name = \"a\"\n[proxy]\nsplice = true\n").proxy_splice);
   EXPECT_EQ(cfg.proxy_io, "io_uring");
   EXPECT_EQ(load("name = \"a\"\n[proxy]\nio = \"epoll\"\n").proxy_io, "epoll");
+  EXPECT_EQ(cfg.proxy_tunnel_idle_timeout, std::chrono::hours{1});
+  EXPECT_EQ(
+      load("name = \"a\"\n[proxy]\ntunnel_idle_timeout = \"90s\"\n").proxy_tunnel_idle_timeout,
+      std::chrono::seconds{90});
+  EXPECT_EQ(load("name = \"a\"\n[proxy]\ntunnel_idle_timeout = \"0s\"\n").proxy_tunnel_idle_timeout,
+            std::chrono::milliseconds{0});
+  EXPECT_EQ(cfg.proxy_keepalive, std::chrono::seconds{10});
+  EXPECT_EQ(load("name = \"a\"\n[proxy]\nkeepalive = \"2m\"\n").proxy_keepalive,
+            std::chrono::seconds{120});
+  EXPECT_EQ(load("name = \"a\"\n[proxy]\nkeepalive = \"0s\"\n").proxy_keepalive,
+            std::chrono::seconds{0});
   EXPECT_FALSE(load("name = \"a\"\n[proxy]\ninbound = \"off\"\n").inbound);
   sa::agent_flags flags;
   flags.name = "a";
@@ -975,6 +986,13 @@ TEST(config, proxy_table_and_inbound_flag) {
       {"[proxy]\nsplice = \"yes\"", "proxy.splice:"},
       {"[proxy]\nio = \"kqueue\"", "proxy.io:"},
       {"[proxy]\nio = 1", "proxy.io:"},
+      {"[proxy]\ntunnel_idle_timeout = 60", "proxy.tunnel_idle_timeout: expected a duration"},
+      {"[proxy]\ntunnel_idle_timeout = \"1.5ms\"", "proxy.tunnel_idle_timeout:"},
+      {"[proxy]\ntunnel_idle_timeout = \"-1s\"", "proxy.tunnel_idle_timeout:"},
+      {"[proxy]\ntunnel_idle_timeout = \"721h\"", "proxy.tunnel_idle_timeout: expected whole"},
+      {"[proxy]\nkeepalive = \"1500ms\"", "proxy.keepalive: expected whole seconds"},
+      {"[proxy]\nkeepalive = \"10h\"", "proxy.keepalive: expected whole seconds"},
+      {"[proxy]\nkeepalive = true", "proxy.keepalive: expected a duration"},
       {"[proxy]\nport = 1", "proxy.port: unknown key"},
   };
   for (const auto& [toml, key] : cases) {

@@ -10,7 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "proxy/dataplane.hpp"
 #include "tests/support/proxy_support.hpp"
@@ -252,6 +256,82 @@ TEST(dataplane, tcp_echo_one_hop_large_transfer_spliced_or_copied) {
     EXPECT_TRUE(eventually([&] { return open_pipes() == pipes_before; }))
         << "the tunnel's pipes outlived it";
   }
+}
+
+// A TCP tunnel that moves no byte either way for tunnel_idle_timeout is closed (both sides)
+// and counted as a timeout of its service; one that keeps moving bytes is not, however
+// long it lives. Bounded: the busy tunnel sends 30 bytes, one every 100 ms.
+TEST(dataplane, a_tunnel_idle_for_its_timeout_closes_and_a_busy_one_stays) {
+  echo_backend echo;
+  auto o = options("a");
+  o.tunnel_idle_timeout = 2s;
+  auto dp = start(o);
+  dp->apply(config(
+      {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
+  client idle(outbound(*dp, "db"));
+  client busy(outbound(*dp, "db"));
+  for (auto* c : {&idle, &busy}) {
+    ASSERT_TRUE(c->send("ping"));
+    ASSERT_TRUE(c->read_until([](const std::string& in) { return in.size() >= 4; }));
+  }
+  // 3 s of traffic on one (more than the timeout), none on the other.
+  for (std::size_t i = 1; i <= 30; ++i) {
+    ASSERT_TRUE(busy.send("x")) << i;
+    ASSERT_TRUE(busy.read_until([&](const std::string& in) { return in.size() >= 4 + i; })) << i;
+    std::this_thread::sleep_for(100ms); // paces the traffic; nothing waits on it
+  }
+  EXPECT_TRUE(idle.closed()) << "the idle tunnel is still open";
+  EXPECT_TRUE(eventually([&] {
+    auto* s = find_service(dp->stats(), "db");
+    return s != nullptr && s->timeouts == 1;
+  }));
+  // The busy one still echoes, and ends as the client ends it.
+  ASSERT_TRUE(busy.send("!"));
+  busy.shutdown_send();
+  EXPECT_EQ(busy.read_all(), "ping" + std::string(30, 'x') + "!");
+  EXPECT_EQ(find_service(dp->stats(), "db")->timeouts, 1u);
+}
+
+// Every data-plane connection has TCP keepalive (dataplane_options::keepalive): probes after
+// 10 s without traffic, every 3 s after, 3 of them, so that a peer gone without a reset
+// frees its connections. Checked on the proxy's own sockets, found in this process by their
+// ports: the one that accepted the client and the one to the app.
+TEST(dataplane, data_plane_connections_have_tcp_keepalive) {
+  echo_backend echo;
+  auto dp = start(options("a"));
+  dp->apply(config(
+      {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
+  client c(outbound(*dp, "db"));
+  ASSERT_TRUE(c.send("ping"));
+  ASSERT_TRUE(c.read_until([](const std::string& in) { return in.size() >= 4; }));
+  sockaddr_in mine{};
+  socklen_t len = sizeof mine;
+  ASSERT_EQ(::getsockname(c.fd(), reinterpret_cast<sockaddr*>(&mine), &len), 0);
+  int accepted = 0, to_app = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    sockaddr_in peer{};
+    len = sizeof peer;
+    if (fd == c.fd() || ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0 ||
+        peer.sin_family != AF_INET)
+      continue;
+    const bool from_client = peer.sin_port == mine.sin_port;
+    const bool app = ntohs(peer.sin_port) == echo.port();
+    if (!from_client && !app)
+      continue;
+    (from_client ? accepted : to_app) += 1;
+    int on = 0, idle = 0, interval = 0, probes = 0;
+    socklen_t n = sizeof(int);
+    ::getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &n);
+    ::getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &n);
+    ::getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, &n);
+    ::getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, &n);
+    EXPECT_EQ(on, 1) << (from_client ? "accepted" : "to the app");
+    EXPECT_EQ(idle, 10);
+    EXPECT_EQ(interval, 3);
+    EXPECT_EQ(probes, 3);
+  }
+  EXPECT_EQ(accepted, 1);
+  EXPECT_EQ(to_app, 1);
 }
 
 TEST(dataplane, split_80_20_over_1000_requests) {
