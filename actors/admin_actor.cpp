@@ -158,6 +158,8 @@ counter_list proxy_counters(const proxy::dataplane& plane, const proxy::dataplan
           {"upstream_connect_failures", s.upstream_connect_failures},
           {"upstream_idle", s.upstream_idle},
           {"closed_by_ban", s.closed_by_ban},
+          {"connections_refused_fds", s.connections_refused_fds},
+          {"inbound_refused_source", s.inbound_refused_source},
           {"requests", requests},
           {"responses_2xx", r2},
           {"responses_3xx", r3},

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include "actors/atoms.hpp"
 #include "actors/errc.hpp"
@@ -76,10 +77,29 @@ private:
   std::thread thread_;
 };
 
+/// Raises the soft RLIMIT_NOFILE to the hard one, as Go's runtime and nginx's
+/// worker_rlimit_nofile do: a service starts with a soft limit of 1,024, which a few
+/// hundred proxied connections use up. The data plane keeps an eighth of whatever the
+/// limit is for the rest of the agent (dataplane_options::max_descriptor).
+void raise_descriptor_limit() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0)
+    return;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit want = lim;
+    want.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &want) == 0)
+      lim = want;
+  }
+  spdlog::info("up to {} open descriptors (RLIMIT_NOFILE)",
+               static_cast<std::uint64_t>(lim.rlim_cur));
+}
+
 } // namespace
 
 int run_agent(const agent_config& cfg) {
   setup_logging(cfg.level, cfg.format);
+  raise_descriptor_limit();
   for (const auto& warning : cfg.warnings)
     spdlog::warn("config: {}", warning);
   auto lock = data_dir_lock::acquire(cfg.data_dir);

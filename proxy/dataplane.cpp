@@ -48,6 +48,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -383,10 +384,24 @@ struct try_end {
 struct worker_counters {
   std::atomic<std::uint64_t> outbound_connections{0}, inbound_connections{0},
       inbound_refused_tls{0}, inbound_refused_authz{0}, upstream_connects{0}, upstream_reused{0},
-      upstream_connect_failures{0}, idle_pooled{0}, closed_by_ban{0};
+      upstream_connect_failures{0}, idle_pooled{0}, closed_by_ban{0}, connections_refused_fds{0},
+      inbound_refused_source{0};
   std::array<std::atomic<std::uint64_t>, generated_slots> generated{};
   std::atomic<std::int64_t> in_flight{0};
 };
+
+/// dataplane_options::max_descriptor when left 0: the soft RLIMIT_NOFILE less an eighth
+/// of it (at least 128, at most 1,024 kept back for the control plane), or half of a limit
+/// under 256.
+std::size_t default_descriptor_ceiling() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY)
+    return 1U << 20U; // no limit to protect
+  const auto soft = static_cast<std::size_t>(lim.rlim_cur);
+  if (soft < 256)
+    return soft / 2;
+  return soft - std::clamp<std::size_t>(soft / 8, 128, 1024);
+}
 
 /// TCP_NODELAY on a data-plane socket, and keepalive probes after `keepalive` without
 /// traffic (dataplane_options::keepalive; zero: none): every third of it after that, the
@@ -654,6 +669,42 @@ public:
   [[nodiscard]] std::size_t index() const { return index_; }
   worker_counters& counters() { return counters_; }
   random_source& rng() { return rng_; }
+  /// True when `fd` is below the descriptor ceiling (dataplane_options::max_descriptor);
+  /// else counts the refusal: the caller closes it.
+  bool below_ceiling(int fd) {
+    if (static_cast<std::size_t>(fd) < options().max_descriptor)
+      return true;
+    bump(counters_.connections_refused_fds);
+    return false;
+  }
+  /// A new TCP socket for `family` below the ceiling; -errno otherwise (EMFILE above it).
+  int new_socket(int family) {
+    const int fd = connection::new_socket(family);
+    if (fd < 0 || below_ceiling(fd))
+      return fd;
+    ::close(fd);
+    return -EMFILE;
+  }
+  /// Takes one of `source`'s slots for connections not yet authenticated; false (counted)
+  /// when it has max_unauthenticated_per_source already.
+  bool admit_unauthenticated(const std::string& source) {
+    const auto cap = options().max_unauthenticated_per_source;
+    if (cap == 0)
+      return true;
+    auto [it, added] = unauthenticated_.try_emplace(source, 0);
+    if (it->second >= cap) {
+      bump(counters_.inbound_refused_source);
+      return false;
+    }
+    ++it->second;
+    return true;
+  }
+  /// Gives back a slot admit_unauthenticated took.
+  void authenticated(const std::string& source) {
+    auto it = unauthenticated_.find(source);
+    if (it != unauthenticated_.end() && --it->second == 0)
+      unauthenticated_.erase(it);
+  }
   dataplane_impl& dp() { return dp_; }
   const dataplane_options& options() const;
 
@@ -815,6 +866,8 @@ private:
   std::size_t index_;
   random_source rng_;
   worker_counters counters_;
+  /// Inbound connections not yet authenticated, by source address (entries go at zero).
+  std::unordered_map<std::string, std::size_t> unauthenticated_;
   std::mutex counters_mu_;
   /// Counters per service name; entries are never removed (counters are monotonic).
   std::map<std::string, std::unique_ptr<service_counters>> service_counters_;
@@ -893,6 +946,8 @@ public:
   struct splice_slots {
     std::atomic<int> used{0};
     int max = 0;
+    /// The data plane's descriptor ceiling (dataplane_options::max_descriptor).
+    std::size_t max_fd = 0;
   };
   /// `slots`: splice when both streams are plain and a slot is free; null: always copy.
   tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done,
@@ -901,14 +956,7 @@ public:
       : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)),
         slots_(std::move(slots)), splice_(slots_ && !a_->is_tls() && !b_->is_tls()),
         idle_(std::min(idle, max_tunnel_idle)), idle_timer_(a_->io()) {}
-  ~tunnel() {
-    for (auto& d : dirs_)
-      for (int fd : {d.pipe_r, d.pipe_w})
-        if (fd >= 0)
-          ::close(fd);
-    if (holds_pipes_)
-      slots_->used.fetch_sub(1, std::memory_order_relaxed);
-  }
+  ~tunnel() { drop_pipes(); }
   tunnel(const tunnel&) = delete;
   tunnel& operator=(const tunnel&) = delete;
 
@@ -966,12 +1014,30 @@ private:
     holds_pipes_ = true;
     for (auto& d : dirs_) {
       int fds[2];
-      if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+      if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
+        drop_pipes();
         return false;
+      }
       d.pipe_r = fds[0];
       d.pipe_w = fds[1];
+      if (static_cast<std::size_t>(std::max(fds[0], fds[1])) >= slots_->max_fd) {
+        drop_pipes(); // at the descriptor ceiling: copy
+        return false;
+      }
     }
     return true;
+  }
+  /// Closes the pipes and gives the slot back.
+  void drop_pipes() {
+    for (auto& d : dirs_)
+      for (int* fd : {&d.pipe_r, &d.pipe_w})
+        if (*fd >= 0) {
+          ::close(*fd);
+          *fd = -1;
+        }
+    if (holds_pipes_)
+      slots_->used.fetch_sub(1, std::memory_order_relaxed);
+    holds_pipes_ = false;
   }
 
   /// The longest idle timeout honoured (a longer one would overflow the clock's sums).
@@ -1165,6 +1231,9 @@ public:
       options_.threads = 1;
     splice_slots_->max =
         static_cast<int>(std::min<std::size_t>(options_.splice_max_tunnels, 1U << 20U));
+    if (options_.max_descriptor == 0)
+      options_.max_descriptor = default_descriptor_ceiling();
+    splice_slots_->max_fd = options_.max_descriptor;
   }
 
   ~dataplane_impl() override { stop(); }
@@ -1336,6 +1405,8 @@ public:
       out.upstream_connect_failures += load(c.upstream_connect_failures);
       out.upstream_idle += load(c.idle_pooled);
       out.closed_by_ban += load(c.closed_by_ban);
+      out.connections_refused_fds += load(c.connections_refused_fds);
+      out.inbound_refused_source += load(c.inbound_refused_source);
       for (std::size_t i = 0; i < generated_slots; ++i)
         if (auto n = load(c.generated[i]))
           out.generated[std::string{name(static_cast<http_error>(i))}] += n;
@@ -1713,6 +1784,7 @@ public:
     name_strings::assign(preamble_instance_, instance);
   }
   ~client_session() {
+    authenticated();
     unlink_client();
     give_buffers();
     if (counted_in_flight_)
@@ -1729,6 +1801,11 @@ public:
         client_->close();
         return;
       }
+      if (!w_.admit_unauthenticated(client_addr_text_)) {
+        client_->close(); // this address holds enough connections without a certificate
+        return;
+      }
+      unauthenticated_ = true;
       set_client_deadline(w_.options().head_timeout);
       if (auto& tls = w_.options().tls) {
         std::string err;
@@ -1833,6 +1910,15 @@ private:
   service_counters& sc() const { return inbound_ ? *svc_->inbound_counters : *svc_->counters; }
 
   // ---------------------------------------------------------------- inbound preamble
+  /// The caller showed its certificate (without TLS: its preamble): its address's slot for
+  /// connections not yet authenticated is free again.
+  void authenticated() {
+    if (unauthenticated_) {
+      unauthenticated_ = false;
+      w_.authenticated(client_addr_text_);
+    }
+  }
+
   void on_server_handshake(const std::error_code& ec) {
     if (ec) {
       bump(w_.counters().inbound_refused_tls);
@@ -1846,6 +1932,7 @@ private:
       return;
     }
     peer_ = std::make_shared<const peer_identity>(std::move(*id));
+    authenticated();
     if (chose_h2(client_.conn->session())) {
       start_h2(); // chosen by ALPN: the client preface comes next
       return;
@@ -1877,6 +1964,7 @@ private:
         preamble_instance_ = std::move(service->instance);
         cpos_ = total;
         clear_client_deadline();
+        authenticated(); // without TLS, the preamble is all a caller shows
         begin_service();
         return;
       }
@@ -1902,6 +1990,7 @@ private:
   /// streams each get a session of their own; this one ends here.
   void start_h2() {
     clear_client_deadline();
+    authenticated();
     h2_link::options o;
     o.http = w_.options().limits;
     // As an HTTP/1.1 connection from a peer: idle longer than the peer's pool keeps it.
@@ -2001,7 +2090,7 @@ private:
   /// the caller took a unit of the service's connection cap, which the connection now
   /// holds for its whole life (HTTP; a TCP tunnel's session holds its own).
   void connect(const target& t, std::function<void(bool)> k, bool counted = false) {
-    const int fd = connection::new_socket(t.address.family());
+    const int fd = w_.new_socket(t.address.family());
     if (fd < 0) { // out of descriptors: a connect failure, reported on the next turn
       w_.io().defer([k = std::move(k)] { k(false); });
       return;
@@ -3270,6 +3359,9 @@ private:
   bool holds_connection_ = false;
   bool lb_started_ = false;
   bool counted_in_flight_ = false;
+  /// Holds one of its source address's slots for connections not yet authenticated
+  /// (worker::admit_unauthenticated), given back by authenticated().
+  bool unauthenticated_ = false;
   time_point try_started_{};
   time_point started_{};
   std::optional<request_retries> retries_;
@@ -3382,7 +3474,9 @@ void worker::accept(int fd, const std::string& service) {
   loop_->accept(fd, [this, fd, service](int r) {
     if (r == -ECANCELED || r == -EBUSY || !listens(fd, service))
       return; // the listener closed (or is another's, whose accept is pending)
-    if (r >= 0) {
+    if (r >= 0 && !below_ceiling(r)) {
+      ::close(r); // at the ceiling: the control plane keeps its descriptors
+    } else if (r >= 0) {
       tune_socket(r, options().keepalive);
       auto s = std::make_shared<client_session>(*this, r, service);
       s->start();
@@ -3453,7 +3547,7 @@ void worker::h2_to(const target& t, h2_ready k) {
   waiting.push_back(std::move(k));
   if (waiting.size() > 1)
     return; // a connection is being made
-  const int fd = connection::new_socket(t.address.family());
+  const int fd = new_socket(t.address.family());
   auto conn = fd >= 0 ? std::make_shared<connection>(*loop_, fd) : nullptr;
   // Ends the wait: the connection (null on failure) to every request that asked.
   auto finish = [this, key](h2_result r, std::shared_ptr<h2_client> link) {

@@ -152,6 +152,20 @@ struct dataplane_options {
   /// Tunnels that splice at once, at most (each holds two pipes: four descriptors); more
   /// copy through their buffers.
   std::size_t splice_max_tunnels = 512;
+  /// The data plane takes no descriptor numbered at or above this. The kernel gives out the
+  /// lowest free number, so the data plane then holds fewer descriptors than this, and the
+  /// rest of the process's RLIMIT_NOFILE stays for the control plane (gossip, admin, DNS,
+  /// state files): a flood of connections cannot starve the agent. A connection accepted
+  /// above it is closed at once, a connect above it fails, a tunnel above it copies
+  /// instead of splicing (`connections_refused_fds`). 0: the soft RLIMIT_NOFILE at start,
+  /// less an eighth of it kept back (at least 128, at most 1,024; half of a limit under
+  /// 256).
+  std::size_t max_descriptor = 0;
+  /// Inbound connections from one source address that have not finished their TLS
+  /// handshake (without TLS: sent their preamble), per I/O thread; another one is closed
+  /// at accept (`inbound_refused_source`). Bounds what one address can hold, for up to
+  /// head_timeout each, without a certificate. 0: no bound.
+  std::size_t max_unauthenticated_per_source = 64;
   /// Seeds the balancers' and the splits' random sources (one per thread).
   std::uint64_t seed = 1;
 };
@@ -223,6 +237,12 @@ struct dataplane_stats {
   std::uint64_t upstream_idle = 0; ///< pooled idle upstream connections now (a gauge)
   /// Connections to or from a banned (revoked) node that ban_peer closed, pooled or in use.
   std::uint64_t closed_by_ban = 0;
+  /// Connections closed at accept, or not opened, at the descriptor ceiling
+  /// (dataplane_options::max_descriptor).
+  std::uint64_t connections_refused_fds = 0;
+  /// Inbound connections closed at accept: their source address had
+  /// max_unauthenticated_per_source connections still in their handshake.
+  std::uint64_t inbound_refused_source = 0;
   /// Responses the proxy made itself, by reason code (http_error names).
   std::map<std::string, std::uint64_t> generated;
   /// Outbound, by service name (what this node's apps called).

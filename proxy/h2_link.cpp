@@ -82,9 +82,11 @@ void h2_link::feed(std::span<const char> bytes) {
   const auto e = session_.receive(bytes);
   if (e == h2::errc::protocol || e == h2::errc::internal || e == h2::errc::closed) {
     failed_ = true;
-    if (writing_) {
-      // Our earlier output is still on its way (the peer is not reading it, as a flood's
-      // sender does not): a GOAWAY would only wait behind it. Reset now.
+    if (writing_ && e != h2::errc::closed) {
+      // A broken connection whose earlier output is still on its way (the peer is not
+      // reading it, as a flood's sender does not): a GOAWAY would only wait behind it.
+      // Reset now. (`closed`, a session that ended well, may have the last answers in
+      // that write: the write's completion closes the connection.)
       conn_->reset();
       close();
       return;
@@ -162,9 +164,10 @@ void h2_link::arm_idle() {
     if (!self || self->closed_)
       return;
     if (self->writing_ && self->writes_ == self->stuck_write_) {
-      // The write pending at the last tick still is: the peer took none of our bytes for
-      // a whole period (it stopped reading, or its window stays shut). Streams waiting on
-      // this connection would wait for ever. Reset: the bytes would never be read either.
+      // The write pending at the last tick still is: in a whole period the peer did not
+      // take one write's bytes (from a Starling node, at most its 1 MiB connection window):
+      // it stopped reading, or reads too slowly to serve anyone. Streams waiting on this
+      // connection would wait for ever. Reset: the bytes would never be read either.
       self->conn_->reset();
       self->close();
       return;

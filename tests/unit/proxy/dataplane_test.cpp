@@ -2,8 +2,10 @@
 // server answering with its own name, a TCP echo server), blocking test clients with receive
 // timeouts, and one or two dataplanes ("a" and "b") in this process. Conditions are polled
 // with a deadline; nothing sleeps to wait.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -282,14 +285,17 @@ TEST(dataplane, a_tunnel_idle_for_its_timeout_closes_and_a_busy_one_stays) {
   }
   EXPECT_TRUE(idle.closed()) << "the idle tunnel is still open";
   EXPECT_TRUE(eventually([&] {
-    auto* s = find_service(dp->stats(), "db");
+    const auto st = dp->stats();
+    const auto* s = find_service(st, "db");
     return s != nullptr && s->timeouts == 1;
   }));
   // The busy one still echoes, and ends as the client ends it.
   ASSERT_TRUE(busy.send("!"));
   busy.shutdown_send();
   EXPECT_EQ(busy.read_all(), "ping" + std::string(30, 'x') + "!");
-  EXPECT_EQ(find_service(dp->stats(), "db")->timeouts, 1u);
+  const auto st = dp->stats();
+  ASSERT_NE(find_service(st, "db"), nullptr);
+  EXPECT_EQ(find_service(st, "db")->timeouts, 1u);
 }
 
 // Every data-plane connection has TCP keepalive (dataplane_options::keepalive): probes after
@@ -332,6 +338,107 @@ TEST(dataplane, data_plane_connections_have_tcp_keepalive) {
   }
   EXPECT_EQ(accepted, 1);
   EXPECT_EQ(to_app, 1);
+}
+
+/// True when the other side closed `fd` (EOF waiting), without blocking.
+bool peer_hung_up(int fd) {
+  char byte = 0;
+  return ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+/// Descriptors of /dev/null that fill every free number below the highest open one (a
+/// process may inherit, say, descriptor 251 and little below it), so that the next ones
+/// the kernel gives out follow each other. Closed by the destructor.
+struct hole_filler {
+  std::vector<int> fds;
+  hole_filler() {
+    int highest = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+      highest = std::max(highest, std::atoi(entry.path().filename().c_str()));
+    for (int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC); fd >= 0 && fd < highest;
+         fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC))
+      fds.push_back(fd);
+  }
+  ~hole_filler() {
+    for (int fd : fds)
+      ::close(fd);
+  }
+  hole_filler(const hole_filler&) = delete;
+  hole_filler& operator=(const hole_filler&) = delete;
+};
+
+// The data plane takes no descriptor at or above max_descriptor: connections accepted
+// above it are closed at once and counted, so that a flood of connections leaves the
+// rest of the agent (gossip, admin, files) its descriptors; once the flood ends the data
+// plane serves as before. Bounded: 60 silent connections.
+TEST(dataplane, connections_beyond_the_descriptor_ceiling_are_closed_at_accept) {
+  http_backend web("web-b");
+  auto o = options("b");
+  // 60 numbers above the next free one: the data plane's own (threads, loops, listeners)
+  // take a few, the flood's 120 (its clients' and the accepted ones) go past it.
+  const hole_filler filled;
+  const int next_free = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ::close(next_free);
+  o.max_descriptor = static_cast<std::size_t>(next_free) + 60;
+  o.max_unauthenticated_per_source = 0; // this test is about the ceiling alone
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("b", "web", "1", web.port())})},
+                   {{"b", dp->inbound_address()}}));
+  // One at a time, each accepted (or refused) before the next connects, so that the
+  // clients' descriptors and the accepted ones alternate.
+  std::vector<std::unique_ptr<client>> flood;
+  for (std::uint64_t i = 1; i <= 60; ++i) {
+    flood.push_back(std::make_unique<client>(dp->inbound_address()));
+    ASSERT_TRUE(eventually([&] {
+      const auto st = dp->stats();
+      return st.inbound_connections + st.connections_refused_fds == i;
+    })) << i;
+  }
+  EXPECT_GE(dp->stats().connections_refused_fds, 1u);
+  std::size_t closed = 0;
+  EXPECT_TRUE(eventually([&] {
+    closed = 0;
+    for (auto& c : flood)
+      closed += peer_hung_up(c->fd()) ? 1 : 0;
+    return closed == dp->stats().connections_refused_fds;
+  })) << closed
+      << " closed, " << dp->stats().connections_refused_fds << " refused";
+  EXPECT_GE(closed, 1u);
+  EXPECT_LT(closed, flood.size()) << "the connections below the ceiling stay";
+  flood.clear();
+  // The flood is gone: served as before.
+  EXPECT_TRUE(eventually([&] {
+    client c(outbound(*dp, "web"));
+    return c.get().status == 200;
+  }));
+}
+
+// Inbound connections from one address that have not authenticated (here, without TLS:
+// not sent their preamble) are bounded per I/O thread: one more is closed at accept and
+// counted; a connection that authenticates gives its slot back.
+TEST(dataplane, one_source_holds_at_most_its_share_of_unauthenticated_connections) {
+  http_backend web("web-b");
+  auto o = options("b");
+  o.max_unauthenticated_per_source = 3;
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("b", "web", "1", web.port())})},
+                   {{"b", dp->inbound_address()}}));
+  std::vector<std::unique_ptr<client>> silent;
+  for (int i = 0; i < 5; ++i)
+    silent.push_back(std::make_unique<client>(dp->inbound_address()));
+  EXPECT_TRUE(eventually([&] { return dp->stats().inbound_refused_source == 2; }));
+  EXPECT_TRUE(
+      eventually([&] { return peer_hung_up(silent[3]->fd()) && peer_hung_up(silent[4]->fd()); }));
+  for (int i = 0; i < 3; ++i)
+    EXPECT_FALSE(peer_hung_up(silent[i]->fd())) << i;
+  // The first shows its preamble: served, and its slot is free for another address's...
+  // or the same one's next connection.
+  ASSERT_TRUE(silent[0]->send(preamble("web", true) + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_EQ(silent[0]->read_response().body, "web-b");
+  client next(dp->inbound_address());
+  ASSERT_TRUE(next.send(preamble("web", true) + "GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_EQ(next.read_response().body, "web-b");
+  EXPECT_EQ(dp->stats().inbound_refused_source, 2u);
 }
 
 TEST(dataplane, split_80_20_over_1000_requests) {
