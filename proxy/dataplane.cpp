@@ -691,7 +691,7 @@ public:
     const auto cap = options().max_unauthenticated_per_source;
     if (cap == 0)
       return true;
-    auto [it, added] = unauthenticated_.try_emplace(source, 0);
+    auto it = unauthenticated_.try_emplace(source, 0).first;
     if (it->second >= cap) {
       bump(counters_.inbound_refused_source);
       return false;
