@@ -357,6 +357,20 @@ caf::error read_duration(const toml::node& n, std::string_view key, gossip::dura
   return {};
 }
 
+/// Reads a duration of whole `Unit`s, 0 to `max`, into `out` ("0s": off, for the caller).
+template <class Unit>
+caf::error read_whole_duration(const toml::node& n, std::string_view key, Unit& out, Unit max,
+                               std::string_view units) {
+  gossip::duration d{};
+  if (auto err = read_duration(n, key, d, true))
+    return err;
+  if (d % Unit{1} != gossip::duration::zero() || d > max)
+    return bad(key, "expected whole " + std::string{units} + " up to " + format_duration(max) +
+                        ", got " + quote_text(format_duration(d)));
+  out = std::chrono::duration_cast<Unit>(d);
+  return {};
+}
+
 template <class Int>
 caf::error read_int(const toml::node& n, std::string_view key, Int& out, std::int64_t lo,
                     std::int64_t hi) {
@@ -694,23 +708,14 @@ caf::error read_proxy_table(const toml::node& node, agent_config& cfg) {
       if (auto err = read_bool(v, key, cfg.proxy_http2))
         return err;
     } else if (name == "tunnel_idle_timeout") {
-      gossip::duration d{};
-      if (auto err = read_duration(v, key, d, true))
+      if (auto err = read_whole_duration(v, key, cfg.proxy_tunnel_idle_timeout,
+                                         std::chrono::milliseconds{std::chrono::hours{720}},
+                                         "milliseconds"))
         return err;
-      if (d % std::chrono::milliseconds{1} != gossip::duration::zero() ||
-          d > std::chrono::hours{720})
-        return bad(key, "expected whole milliseconds up to 720h (30 days), got " +
-                            quote_text(format_duration(d)));
-      cfg.proxy_tunnel_idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(d);
     } else if (name == "keepalive") {
-      gossip::duration d{};
-      if (auto err = read_duration(v, key, d, true))
+      if (auto err = read_whole_duration(v, key, cfg.proxy_keepalive, std::chrono::seconds{32767},
+                                         "seconds"))
         return err;
-      if (d % std::chrono::seconds{1} != gossip::duration::zero() ||
-          d > std::chrono::seconds{32767})
-        return bad(key,
-                   "expected whole seconds up to 32767s, got " + quote_text(format_duration(d)));
-      cfg.proxy_keepalive = std::chrono::duration_cast<std::chrono::seconds>(d);
     } else if (name == "io") {
       auto s = get_string(v, key, "\"epoll\" or \"io_uring\"");
       if (!s)
