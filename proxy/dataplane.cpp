@@ -385,7 +385,7 @@ struct worker_counters {
   std::atomic<std::uint64_t> outbound_connections{0}, inbound_connections{0},
       inbound_refused_tls{0}, inbound_refused_authz{0}, upstream_connects{0}, upstream_reused{0},
       upstream_connect_failures{0}, idle_pooled{0}, closed_by_ban{0}, connections_refused_fds{0},
-      inbound_refused_source{0};
+      inbound_refused_source{0}, inbound_refused_peer{0};
   std::array<std::atomic<std::uint64_t>, generated_slots> generated{};
   std::atomic<std::int64_t> in_flight{0};
 };
@@ -700,11 +700,20 @@ public:
     return true;
   }
   /// Gives back a slot admit_unauthenticated took.
-  void authenticated(const std::string& source) {
-    auto it = unauthenticated_.find(source);
-    if (it != unauthenticated_.end() && --it->second == 0)
-      unauthenticated_.erase(it);
+  void authenticated(const std::string& source) { release_slot(unauthenticated_, source); }
+  /// Takes one of peer `node`'s inbound connection slots; false (counted) when it holds
+  /// max_connections_per_peer already.
+  bool admit_peer(const std::string& node) {
+    auto it = peer_connections_.try_emplace(node, 0).first;
+    if (it->second >= options().max_connections_per_peer) {
+      bump(counters_.inbound_refused_peer);
+      return false;
+    }
+    ++it->second;
+    return true;
   }
+  /// Gives back a slot admit_peer took.
+  void peer_gone(const std::string& node) { release_slot(peer_connections_, node); }
   dataplane_impl& dp() { return dp_; }
   const dataplane_options& options() const;
 
@@ -866,8 +875,15 @@ private:
   std::size_t index_;
   random_source rng_;
   worker_counters counters_;
-  /// Inbound connections not yet authenticated, by source address (entries go at zero).
-  std::unordered_map<std::string, std::size_t> unauthenticated_;
+  /// Inbound connections not yet authenticated, by source address, and those of each peer
+  /// node (entries go at zero).
+  std::unordered_map<std::string, std::size_t> unauthenticated_, peer_connections_;
+  static void release_slot(std::unordered_map<std::string, std::size_t>& slots,
+                           const std::string& key) {
+    auto it = slots.find(key);
+    if (it != slots.end() && --it->second == 0)
+      slots.erase(it);
+  }
   std::mutex counters_mu_;
   /// Counters per service name; entries are never removed (counters are monotonic).
   std::map<std::string, std::unique_ptr<service_counters>> service_counters_;
@@ -1233,6 +1249,9 @@ public:
         static_cast<int>(std::min<std::size_t>(options_.splice_max_tunnels, 1U << 20U));
     if (options_.max_descriptor == 0)
       options_.max_descriptor = default_descriptor_ceiling();
+    if (options_.max_connections_per_peer == 0)
+      options_.max_connections_per_peer =
+          std::max<std::size_t>(64, options_.max_descriptor / 4 / options_.threads);
     splice_slots_->max_fd = options_.max_descriptor;
   }
 
@@ -1407,6 +1426,7 @@ public:
       out.closed_by_ban += load(c.closed_by_ban);
       out.connections_refused_fds += load(c.connections_refused_fds);
       out.inbound_refused_source += load(c.inbound_refused_source);
+      out.inbound_refused_peer += load(c.inbound_refused_peer);
       for (std::size_t i = 0; i < generated_slots; ++i)
         if (auto n = load(c.generated[i]))
           out.generated[std::string{name(static_cast<http_error>(i))}] += n;
@@ -1785,6 +1805,8 @@ public:
   }
   ~client_session() {
     authenticated();
+    if (counted_peer_)
+      w_.peer_gone(peer_->node);
     unlink_client();
     give_buffers();
     if (counted_in_flight_)
@@ -1933,6 +1955,11 @@ private:
     }
     peer_ = std::make_shared<const peer_identity>(std::move(*id));
     authenticated();
+    if (!w_.admit_peer(peer_->node)) {
+      close_client(); // this node holds its share of the inbound connections
+      return;
+    }
+    counted_peer_ = true;
     if (chose_h2(client_.conn->session())) {
       start_h2(); // chosen by ALPN: the client preface comes next
       return;
@@ -3362,6 +3389,8 @@ private:
   /// Holds one of its source address's slots for connections not yet authenticated
   /// (worker::admit_unauthenticated), given back by authenticated().
   bool unauthenticated_ = false;
+  /// Holds one of peer_'s inbound connection slots (worker::admit_peer).
+  bool counted_peer_ = false;
   time_point try_started_{};
   time_point started_{};
   std::optional<request_retries> retries_;

@@ -166,6 +166,11 @@ struct dataplane_options {
   /// at accept (`inbound_refused_source`). Bounds what one address can hold, for up to
   /// head_timeout each, without a certificate. 0: no bound.
   std::size_t max_unauthenticated_per_source = 64;
+  /// Inbound connections from one peer node (by its certificate), per I/O thread; another
+  /// one is closed after its handshake (`inbound_refused_peer`), so that one member cannot
+  /// take the whole descriptor share from the others. 0: a quarter of max_descriptor,
+  /// divided among the I/O threads (at least 64). Without TLS (no identity): no bound.
+  std::size_t max_connections_per_peer = 0;
   /// Seeds the balancers' and the splits' random sources (one per thread).
   std::uint64_t seed = 1;
 };
@@ -243,6 +248,9 @@ struct dataplane_stats {
   /// Inbound connections closed at accept: their source address had
   /// max_unauthenticated_per_source connections still in their handshake.
   std::uint64_t inbound_refused_source = 0;
+  /// Inbound connections closed after their handshake: their node had
+  /// max_connections_per_peer connections already.
+  std::uint64_t inbound_refused_peer = 0;
   /// Responses the proxy made itself, by reason code (http_error names).
   std::map<std::string, std::uint64_t> generated;
   /// Outbound, by service name (what this node's apps called).

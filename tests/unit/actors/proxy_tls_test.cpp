@@ -85,6 +85,39 @@ TEST(proxy_tls, tcp_echo_with_half_close_over_mtls) {
   EXPECT_EQ(c.read_all(), "over tls");
 }
 
+// One peer node holds at most max_connections_per_peer inbound connections (per I/O
+// thread): the next is closed after its handshake and counted, so that one member cannot
+// take every descriptor of the data plane from the others; a closed one frees its slot.
+// Each TCP connection through a's outbound listener is one TLS connection to b.
+TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
+  echo_backend echo;
+  tls_nodes n;
+  auto o = options("b");
+  o.tls = tls_of(mesh(), "b");
+  o.max_connections_per_peer = 2;
+  n.b = start(std::move(o));
+  n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
+  auto first = std::make_unique<client>(outbound(*n.a, "db"));
+  client second(outbound(*n.a, "db"));
+  for (auto* c : {first.get(), &second}) {
+    ASSERT_TRUE(c->send("ping"));
+    ASSERT_TRUE(c->read_until([](const std::string& in) { return in.size() >= 4; }));
+  }
+  client third(outbound(*n.a, "db"));
+  (void)third.send("ping");
+  EXPECT_TRUE(third.closed());
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_peer == 1; }));
+  // The first ends: its slot is free for the next.
+  first->shutdown_send();
+  EXPECT_EQ(first->read_all(), "ping");
+  first.reset();
+  ASSERT_TRUE(eventually([&] { return n.b->in_flight() == 1; })); // the second's alone
+  client next(outbound(*n.a, "db"));
+  ASSERT_TRUE(next.send("pong"));
+  EXPECT_TRUE(next.read_until([](const std::string& in) { return in.size() >= 4; }));
+  EXPECT_EQ(n.b->stats().inbound_refused_peer, 1u);
+}
+
 TEST(proxy_tls, authorization_rules_match_the_callers_spiffe_id) {
   http_backend web("web-b");
   tls_nodes n;
