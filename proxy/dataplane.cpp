@@ -1775,6 +1775,20 @@ void worker::give_back(upstream_ptr c) {
   counters_.idle_pooled.fetch_add(1, std::memory_order_relaxed);
 }
 
+/// A peer's inbound connection slot (worker::admit_peer) that an HTTP/2 connection holds
+/// for its whole life, given back when the connection (its last holder) goes.
+class peer_slot {
+public:
+  peer_slot(worker& w, std::string node) : w_(w), node_(std::move(node)) {}
+  ~peer_slot() { w_.peer_gone(node_); }
+  peer_slot(const peer_slot&) = delete;
+  peer_slot& operator=(const peer_slot&) = delete;
+
+private:
+  worker& w_;
+  std::string node_;
+};
+
 class client_session : public std::enable_shared_from_this<client_session> {
 public:
   /// On the accepted socket `fd`, which the session owns from now on.
@@ -2024,13 +2038,20 @@ private:
     o.idle_timeout = 2 * w_.options().idle_timeout;
     auto* w = &w_;
     auto peer = peer_;
-    auto server = h2_server::make(std::exchange(client_.conn, nullptr), o, &is_service_name,
-                                  [w, peer](std::shared_ptr<h2_stream> stream,
-                                            std::string_view service, std::string_view instance) {
-                                    auto s = make_recycled<client_session>(*w, std::move(stream),
-                                                                           service, instance, peer);
-                                    s->start_stream();
-                                  });
+    // The connection, not this session (which ends here), holds the peer's slot from now on.
+    std::shared_ptr<peer_slot> slot;
+    if (counted_peer_) {
+      counted_peer_ = false;
+      slot = std::make_shared<peer_slot>(w_, peer_->node);
+    }
+    auto server = h2_server::make(
+        std::exchange(client_.conn, nullptr), o, &is_service_name,
+        [w, peer, slot](std::shared_ptr<h2_stream> stream, std::string_view service,
+                        std::string_view instance) {
+          (void)slot; // kept for the connection's life
+          auto s = make_recycled<client_session>(*w, std::move(stream), service, instance, peer);
+          s->start_stream();
+        });
     w_.adopt_h2(server, peer_ ? peer_->node : std::string{});
     server->start({cbuf_.data(), cend_});
     cancel_timers();

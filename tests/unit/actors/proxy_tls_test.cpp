@@ -4,11 +4,18 @@
 // authorization rules match the caller's SPIFFE id, and callers without a valid certificate
 // or banned are refused. Real sockets on 127.0.0.1 with port 0; waits are polled with a
 // deadline.
+#include <csignal>
 #include <memory>
 #include <string>
 #include <string_view>
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "actors/proxy_tls.hpp"
 #include "identity/tls.hpp"
@@ -116,6 +123,74 @@ TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
   ASSERT_TRUE(next.send("pong"));
   EXPECT_TRUE(next.read_until([](const std::string& in) { return in.size() >= 4; }));
   EXPECT_EQ(n.b->stats().inbound_refused_peer, 1u);
+}
+
+/// A blocking TLS connection to `address` as the node whose proxy TLS is `tls` (its
+/// certificate), with the HTTP/2 client preface and an empty SETTINGS frame sent; what
+/// a peer's own HTTP/2 connection starts with.
+struct raw_h2_peer {
+  int fd = -1;
+  SSL* ssl = nullptr;
+  raw_h2_peer(proxy::peer_tls& tls, const std::string& address) {
+    // OpenSSL's socket BIO writes with write(): a write to a connection b closed would
+    // raise SIGPIPE and end the test process.
+    ::signal(SIGPIPE, SIG_IGN);
+    const auto colon = address.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string error;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        (ssl = tls.new_session(false, "b", error)) == nullptr || SSL_set_fd(ssl, fd) != 1 ||
+        SSL_connect(ssl) != 1)
+      return;
+    const std::string start = std::string{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"} +
+                              std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+    (void)SSL_write(ssl, start.data(), static_cast<int>(start.size()));
+  }
+  ~raw_h2_peer() {
+    if (ssl != nullptr)
+      SSL_free(ssl);
+    if (fd >= 0)
+      ::close(fd);
+  }
+  raw_h2_peer(const raw_h2_peer&) = delete;
+  raw_h2_peer& operator=(const raw_h2_peer&) = delete;
+  /// The server answered (its SETTINGS): the connection was taken, not closed.
+  bool answered() {
+    char buf[256];
+    return ssl != nullptr && SSL_read(ssl, buf, sizeof buf) > 0;
+  }
+};
+
+// The same share holds for HTTP/2 connections, which a node's own streams share: the
+// connection keeps its slot for its life (the session that took it hands it over).
+TEST(proxy_tls, a_peers_http2_connections_count_in_its_share) {
+  tls_nodes n;
+  auto o = options("b");
+  o.tls = tls_of(mesh(), "b");
+  o.max_connections_per_peer = 2;
+  n.b = start(std::move(o));
+  n.apply({});
+  auto as_a = tls_of(mesh(), "a");
+  auto first = std::make_unique<raw_h2_peer>(*as_a, n.b->inbound_address());
+  raw_h2_peer second(*as_a, n.b->inbound_address());
+  EXPECT_TRUE(first->answered());
+  EXPECT_TRUE(second.answered());
+  raw_h2_peer third(*as_a, n.b->inbound_address());
+  EXPECT_FALSE(third.answered());
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_peer == 1; }));
+  first.reset();
+  // b sees the close, drops that connection and its slot: the next one is taken.
+  EXPECT_TRUE(eventually([&] {
+    raw_h2_peer next(*as_a, n.b->inbound_address());
+    return next.answered();
+  }));
 }
 
 TEST(proxy_tls, authorization_rules_match_the_callers_spiffe_id) {
