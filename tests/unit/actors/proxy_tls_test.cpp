@@ -9,13 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <openssl/ssl.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include "actors/proxy_tls.hpp"
 #include "identity/tls.hpp"
@@ -129,25 +124,15 @@ TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
 /// certificate), with the HTTP/2 client preface and an empty SETTINGS frame sent; what
 /// a peer's own HTTP/2 connection starts with.
 struct raw_h2_peer {
-  int fd = -1;
+  client tcp;
   SSL* ssl = nullptr;
-  raw_h2_peer(proxy::peer_tls& tls, const std::string& address) {
+  raw_h2_peer(proxy::peer_tls& tls, const std::string& address) : tcp(address) {
     // OpenSSL's socket BIO writes with write(): a write to a connection b closed would
     // raise SIGPIPE and end the test process.
     ::signal(SIGPIPE, SIG_IGN);
-    const auto colon = address.rfind(':');
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
-    ::inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     std::string error;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
-        (ssl = tls.new_session(false, "b", error)) == nullptr || SSL_set_fd(ssl, fd) != 1 ||
-        SSL_connect(ssl) != 1)
+    if (!tcp.connected() || (ssl = tls.new_session(false, "b", error)) == nullptr ||
+        SSL_set_fd(ssl, tcp.fd()) != 1 || SSL_connect(ssl) != 1)
       return;
     const std::string start = std::string{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"} +
                               std::string("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
@@ -155,9 +140,7 @@ struct raw_h2_peer {
   }
   ~raw_h2_peer() {
     if (ssl != nullptr)
-      SSL_free(ssl);
-    if (fd >= 0)
-      ::close(fd);
+      SSL_free(ssl); // then tcp closes the socket
   }
   raw_h2_peer(const raw_h2_peer&) = delete;
   raw_h2_peer& operator=(const raw_h2_peer&) = delete;
