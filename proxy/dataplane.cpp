@@ -688,29 +688,16 @@ public:
   /// Takes one of `source`'s slots for connections not yet authenticated; false (counted)
   /// when it has max_unauthenticated_per_source already.
   bool admit_unauthenticated(const std::string& source) {
-    const auto cap = options().max_unauthenticated_per_source;
-    if (cap == 0)
-      return true;
-    auto it = unauthenticated_.try_emplace(source, 0).first;
-    if (it->second >= cap) {
-      bump(counters_.inbound_refused_source);
-      return false;
-    }
-    ++it->second;
-    return true;
+    return take_slot(unauthenticated_, source, options().max_unauthenticated_per_source,
+                     counters_.inbound_refused_source);
   }
   /// Gives back a slot admit_unauthenticated took.
   void authenticated(const std::string& source) { release_slot(unauthenticated_, source); }
   /// Takes one of peer `node`'s inbound connection slots; false (counted) when it holds
   /// max_connections_per_peer already.
   bool admit_peer(const std::string& node) {
-    auto it = peer_connections_.try_emplace(node, 0).first;
-    if (it->second >= options().max_connections_per_peer) {
-      bump(counters_.inbound_refused_peer);
-      return false;
-    }
-    ++it->second;
-    return true;
+    return take_slot(peer_connections_, node, options().max_connections_per_peer,
+                     counters_.inbound_refused_peer);
   }
   /// Gives back a slot admit_peer took.
   void peer_gone(const std::string& node) { release_slot(peer_connections_, node); }
@@ -878,6 +865,20 @@ private:
   /// Inbound connections not yet authenticated, by source address, and those of each peer
   /// node (entries go at zero).
   std::unordered_map<std::string, std::size_t> unauthenticated_, peer_connections_;
+  /// Takes one of `key`'s at most `cap` slots (0: no bound); false, counted in `refused`,
+  /// when it holds them all.
+  static bool take_slot(std::unordered_map<std::string, std::size_t>& slots, const std::string& key,
+                        std::size_t cap, std::atomic<std::uint64_t>& refused) {
+    if (cap == 0)
+      return true;
+    auto it = slots.try_emplace(key, 0).first;
+    if (it->second >= cap) {
+      bump(refused);
+      return false;
+    }
+    ++it->second;
+    return true;
+  }
   static void release_slot(std::unordered_map<std::string, std::size_t>& slots,
                            const std::string& key) {
     auto it = slots.find(key);

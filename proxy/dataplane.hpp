@@ -116,13 +116,13 @@ struct dataplane_options {
   /// Idle keep-alive connections (client side and pooled upstream ones) close after this.
   std::chrono::milliseconds idle_timeout{60000};
   /// A TCP tunnel (a TCP service's connection, an HTTP Upgrade) that moves no byte either
-  /// way for this long is closed, both sides (Envoy's tcp_proxy idle_timeout, also 1 h by
-  /// default); counted as a timeout of a TCP service. Zero: never.
+  /// way for this long is closed, both sides; counted as a timeout of a TCP service.
+  /// Zero: never.
   std::chrono::milliseconds tunnel_idle_timeout{std::chrono::hours{1}};
   /// TCP keepalive on every data-plane connection: probes after this long without
   /// traffic, then every third of it, three unanswered ones ending the connection, so that
   /// a peer that vanished (powered off, cut off without a reset) frees its connections,
-  /// tunnels among them, in about twice this (Linkerd probes after 10 s too). Zero: off.
+  /// tunnels among them, in about twice this. Zero: off.
   std::chrono::seconds keepalive{10};
   /// Pooled idle connections kept per upstream (peer inbound or local instance).
   /// As many as the breaker lets be busy at once by default: with a lower cap, a load of more

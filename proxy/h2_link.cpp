@@ -166,8 +166,9 @@ void h2_link::arm_idle() {
     if (self->writing_ && self->writes_ == self->stuck_write_) {
       // The write pending at the last tick still is: in a whole period the peer did not
       // take one write's bytes (from a Starling node, at most its 1 MiB connection window):
-      // it stopped reading, or reads too slowly to serve anyone. Streams waiting on this
-      // connection would wait for ever. Reset: the bytes would never be read either.
+      // it stopped reading, or reads too slowly to serve anyone. Its streams end at their
+      // request timeout, but the connection and its queued output would stay for ever.
+      // Reset: the bytes would never be read either.
       self->conn_->reset();
       self->close();
       return;
