@@ -737,6 +737,7 @@ public:
 protected:
   void release_kernel() override {
     if (ring_open_) {
+      close_unreaped_accepts();
       io_uring_queue_exit(&ring_); // cancels what is pending before the buffers go
       ring_open_ = false;
     }
@@ -927,9 +928,33 @@ private:
     io_uring_sqe_set_data(sqe, o);
     return true;
   }
+  /// Before the ring closes: the completions the loop has not reaped (those the kernel has
+  /// ready, after the queued cancels went in) are dropped, and an accept among them made a
+  /// descriptor that nobody would take, its client left waiting: closed. (What completes
+  /// while the ring closes is cancelled by the kernel.) Every completion with an operation
+  /// names a live one: an operation ends at its completion, or in take_pending() after this.
+  void close_unreaped_accepts() {
+    (void)io_uring_submit(&ring_);
+    (void)io_uring_get_events(&ring_); // runs the task work that posts completions
+    unsigned head = 0;
+    unsigned seen = 0;
+    io_uring_cqe* cqe = nullptr;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      void* data = io_uring_cqe_get_data(cqe);
+      if (data != nullptr && data != &wake_value_ && static_cast<op*>(data)->what == op::accept &&
+          cqe->res >= 0)
+        ::close(cqe->res);
+    }
+    io_uring_cq_advance(&ring_, seen);
+  }
   /// An operation's completion from the ring.
   void on_completion(op* o, int res) {
     if (o->cancelled) {
+      // An accept that completed before its cancel reached it made a descriptor that
+      // nobody takes now (its client would wait for ever): closed.
+      if (o->what == op::accept && res >= 0)
+        ::close(res);
       finish(o, -ECANCELED);
       return;
     }

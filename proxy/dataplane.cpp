@@ -638,13 +638,23 @@ public:
       promise->set_value({true, loop_->kind(), why});
       arm_sweep();
       loop_->run();
-      // What the closes of close_all() cancelled, and everything else still pending, is
-      // dropped here, on this thread (see above).
+      // The turn whose posted task ran close_all() went on with its completions and due
+      // timers, which may have made connections since (a dial that completed then put its
+      // HTTP/2 connection in h2_peers_): closed again, now that nothing runs.
+      close_all();
+      // What the closes cancelled, and everything else still pending, is dropped here, on
+      // this thread (see above); then the registries are emptied while the loop exists:
+      // nothing that holds a connection or a timer may outlive it (loop_ is destroyed
+      // before them). Dropping them may queue more: the second shutdown drops that too.
       sweep_.reset();
       loop_->shutdown();
       release_cycles();
       pool_.clear();
+      h2_peers_.clear();
+      h2_links_.clear();
+      h2_connecting_.clear();
       close_listeners();
+      loop_->shutdown();
     });
     auto result = ready.get();
     got = result.kind;
@@ -3523,8 +3533,15 @@ constexpr auto accept_retry_delay = std::chrono::milliseconds{100};
 
 void worker::accept(int fd, const std::string& service) {
   loop_->accept(fd, [this, fd, service](int r) {
-    if (r == -ECANCELED || r == -EBUSY || !listens(fd, service))
+    if (r == -ECANCELED || r == -EBUSY)
       return; // the listener closed (or is another's, whose accept is pending)
+    if (!listens(fd, service)) {
+      // Closed after this accept completed, in the same turn (a removed service, the
+      // stop): the connection it took goes too, or its client would wait for ever.
+      if (r >= 0)
+        ::close(r);
+      return;
+    }
     if (r >= 0 && !below_ceiling(r)) {
       ::close(r); // at the ceiling: the control plane keeps its descriptors
     } else if (r >= 0) {
@@ -3699,6 +3716,9 @@ void worker::close_all() {
       all.push_back(std::move(sp));
   for (auto& c : all)
     c->abort();
+  // The requests waiting for a peer connection being made: the dial's completion will
+  // never run now, and they must not outlive the loop (worker::loop_ goes first).
+  h2_connecting_.clear();
 }
 
 } // namespace
