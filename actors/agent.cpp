@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 
 #include "actors/atoms.hpp"
+#include "actors/crash_report.hpp"
 #include "actors/errc.hpp"
 #include "actors/keyring_sealer.hpp"
 #include "actors/logging.hpp"
@@ -98,6 +99,7 @@ void raise_descriptor_limit() {
 } // namespace
 
 int run_agent(const agent_config& cfg) {
+  install_crash_report();
   setup_logging(cfg.level, cfg.format);
   raise_descriptor_limit();
   for (const auto& warning : cfg.warnings)
