@@ -194,8 +194,10 @@ void forward_admin_request(caf::actor_system& sys, const directory& dir,
         message_of(make_error(errc::unreachable, "the admin actor is restarting; try again"))));
     return;
   }
-  sys.spawn([admin, args = std::move(args),
-             reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
+  // What the actor needs goes as spawn arguments, not captures: CAF 0.17 spawns a function
+  // without arguments through a null tuple pointer (UBSan stops the agent there).
+  auto forward = [](caf::event_based_actor* tmp, caf::actor admin, std::vector<std::string> args,
+                    admin_responder reply) {
     tmp->request(admin, admin_request_timeout, admin_atom::value, std::move(args))
         .then([reply](std::string& body) { reply(admin_reply::ok(std::move(body))); },
               [reply](caf::error& err) {
@@ -205,7 +207,8 @@ void forward_admin_request(caf::actor_system& sys, const directory& dir,
                 else
                   reply(admin_reply::failed(message_of(err)));
               });
-  });
+  };
+  sys.spawn(forward, admin, std::move(args), std::move(reply));
 }
 
 /// Starts listening on the admin address; false (after shutting down) if binding failed.
@@ -486,7 +489,9 @@ void gather_metrics(caf::actor_system& sys, const directory& dir,
     return render_metrics(nlohmann::json::parse(stats, nullptr, false), certs, STARLING_VERSION,
                           p ? &*p : nullptr);
   };
-  sys.spawn([admin, render, reply = std::move(reply)](caf::event_based_actor* tmp) mutable {
+  // Arguments, not captures: see forward_admin_request.
+  auto ask = [render](caf::event_based_actor* tmp, caf::actor admin,
+                      std::function<void(std::string)> reply) {
     tmp->request(admin, metrics_request_timeout, admin_atom::value,
                  std::vector<std::string>{"stats"})
         .then(
@@ -503,7 +508,8 @@ void gather_metrics(caf::actor_system& sys, const directory& dir,
                       });
             },
             [reply](caf::error&) { reply({}); });
-  });
+  };
+  sys.spawn(ask, admin, std::move(reply));
 }
 
 /// Binds the metrics/status server of cfg.metrics; false (logged) when it cannot.
