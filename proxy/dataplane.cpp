@@ -385,7 +385,7 @@ struct worker_counters {
   std::atomic<std::uint64_t> outbound_connections{0}, inbound_connections{0},
       inbound_refused_tls{0}, inbound_refused_authz{0}, upstream_connects{0}, upstream_reused{0},
       upstream_connect_failures{0}, idle_pooled{0}, closed_by_ban{0}, connections_refused_fds{0},
-      inbound_refused_source{0}, inbound_refused_peer{0};
+      inbound_refused_source{0}, inbound_refused_peer{0}, inbound_refused_failing{0};
   std::array<std::atomic<std::uint64_t>, generated_slots> generated{};
   std::atomic<std::int64_t> in_flight{0};
 };
@@ -703,14 +703,61 @@ public:
   }
   /// Gives back a slot admit_unauthenticated took.
   void authenticated(const std::string& source) { release_slot(unauthenticated_, source); }
-  /// Takes one of peer `node`'s inbound connection slots; false (counted) when it holds
-  /// max_connections_per_peer already.
-  bool admit_peer(const std::string& node) {
-    return take_slot(peer_connections_, node, options().max_connections_per_peer,
-                     counters_.inbound_refused_peer);
+  /// Whether a connection from `source` may try to authenticate: false (counted) when its
+  /// recent connections ended without authenticating more often than
+  /// max_failed_handshakes_per_source allows. A rate limit per address in the manner of
+  /// GCRA: each failure moves the address's theoretical arrival time one
+  /// failed_handshake_interval later (from now at the latest); a connection is let in while
+  /// one more failure would still keep that time within the burst of the limit.
+  /// An address from which a member holds a connection now is not limited: the failures
+  /// of another caller behind the same address (a NAT) must not lock the member out.
+  bool may_authenticate(const std::string& source) {
+    const auto cap = options().max_failed_handshakes_per_source;
+    if (cap == 0 || failing_.empty() || members_at_.contains(source))
+      return true;
+    const auto it = failing_.find(source);
+    if (it == failing_.end())
+      return true;
+    const auto interval = options().failed_handshake_interval;
+    const auto ahead = it->second - loop_->now();
+    if (ahead <= interval * static_cast<std::int64_t>(cap - 1))
+      return true;
+    bump(counters_.inbound_refused_failing);
+    return false;
   }
-  /// Gives back a slot admit_peer took.
-  void peer_gone(const std::string& node) { release_slot(peer_connections_, node); }
+  /// A connection from `source` ended without authenticating (see may_authenticate).
+  void failed_to_authenticate(const std::string& source) {
+    const auto cap = options().max_failed_handshakes_per_source;
+    if (cap == 0 || members_at_.contains(source))
+      return;
+    const auto now = loop_->now();
+    auto it = failing_.find(source);
+    if (it == failing_.end()) {
+      if (failing_.size() >= max_failing_sources)
+        std::erase_if(failing_, [&](const auto& kv) { return kv.second <= now; });
+      if (failing_.size() >= max_failing_sources)
+        return; // as many failing addresses as tracked: this one goes unlimited
+      it = failing_.emplace(source, now).first;
+    }
+    // At most `cap` plus the connections in their handshake ahead of now: admitted ones
+    // only, so the time stays within a few minutes of now.
+    it->second = std::max(it->second, now) + options().failed_handshake_interval;
+  }
+  /// Takes one of peer `node`'s inbound connection slots; false (counted) when it holds
+  /// max_connections_per_peer already. `source`: the connection's address, a member's
+  /// while the connection lasts (may_authenticate).
+  bool admit_peer(const std::string& node, const std::string& source) {
+    if (!take_slot(peer_connections_, node, options().max_connections_per_peer,
+                   counters_.inbound_refused_peer))
+      return false;
+    ++members_at_[source];
+    return true;
+  }
+  /// Gives back what admit_peer took.
+  void peer_gone(const std::string& node, const std::string& source) {
+    release_slot(peer_connections_, node);
+    release_slot(members_at_, source);
+  }
   dataplane_impl& dp() { return dp_; }
   const dataplane_options& options() const;
 
@@ -875,6 +922,13 @@ private:
   /// Inbound connections not yet authenticated, by source address, and those of each peer
   /// node (entries go at zero).
   std::unordered_map<std::string, std::size_t> unauthenticated_, peer_connections_;
+  /// Source addresses of the peer connections admit_peer let in, with their count.
+  std::unordered_map<std::string, std::size_t> members_at_;
+  /// Source addresses whose connections failed to authenticate, with their theoretical
+  /// arrival time (may_authenticate); dropped by sweep() once it has passed. At most
+  /// max_failing_sources (about 100 bytes each).
+  std::unordered_map<std::string, clock::time_point> failing_;
+  static constexpr std::size_t max_failing_sources = 4096;
   /// Takes one of `key`'s at most `cap` slots (0: no bound); false, counted in `refused`,
   /// when it holds them all.
   static bool take_slot(std::unordered_map<std::string, std::size_t>& slots, const std::string& key,
@@ -1438,6 +1492,7 @@ public:
       out.connections_refused_fds += load(c.connections_refused_fds);
       out.inbound_refused_source += load(c.inbound_refused_source);
       out.inbound_refused_peer += load(c.inbound_refused_peer);
+      out.inbound_refused_failing += load(c.inbound_refused_failing);
       for (std::size_t i = 0; i < generated_slots; ++i)
         if (auto n = load(c.generated[i]))
           out.generated[std::string{name(static_cast<http_error>(i))}] += n;
@@ -1704,6 +1759,7 @@ void worker::arm_sweep() {
 
 void worker::sweep() {
   auto now = io().now();
+  std::erase_if(failing_, [&](const auto& kv) { return kv.second <= now; });
   auto limit = options().idle_timeout;
   for (auto it = pool_.begin(); it != pool_.end();) {
     auto& q = it->second;
@@ -1790,14 +1846,16 @@ void worker::give_back(upstream_ptr c) {
 /// for its whole life, given back when the connection (its last holder) goes.
 class peer_slot {
 public:
-  peer_slot(worker& w, std::string node) : w_(w), node_(std::move(node)) {}
-  ~peer_slot() { w_.peer_gone(node_); }
+  peer_slot(worker& w, std::string node, std::string source)
+      : w_(w), node_(std::move(node)), source_(std::move(source)) {}
+  ~peer_slot() { w_.peer_gone(node_, source_); }
   peer_slot(const peer_slot&) = delete;
   peer_slot& operator=(const peer_slot&) = delete;
 
 private:
   worker& w_;
   std::string node_;
+  std::string source_;
 };
 
 class client_session : public std::enable_shared_from_this<client_session> {
@@ -1829,9 +1887,11 @@ public:
     name_strings::assign(preamble_instance_, instance);
   }
   ~client_session() {
+    if (unauthenticated_)
+      w_.failed_to_authenticate(client_addr_text_);
     authenticated();
     if (counted_peer_)
-      w_.peer_gone(peer_->node);
+      w_.peer_gone(peer_->node, client_addr_text_);
     unlink_client();
     give_buffers();
     if (counted_in_flight_)
@@ -1846,6 +1906,10 @@ public:
       bump(w_.counters().inbound_connections);
       if (dp().is_draining()) {
         client_->close();
+        return;
+      }
+      if (!w_.may_authenticate(client_addr_text_)) {
+        client_->close(); // this address failed too many handshakes lately: none spent on it
         return;
       }
       if (!w_.admit_unauthenticated(client_addr_text_)) {
@@ -1980,7 +2044,7 @@ private:
     }
     peer_ = std::make_shared<const peer_identity>(std::move(*id));
     authenticated();
-    if (!w_.admit_peer(peer_->node)) {
+    if (!w_.admit_peer(peer_->node, client_addr_text_)) {
       close_client(); // this node holds its share of the inbound connections
       return;
     }
@@ -2053,7 +2117,7 @@ private:
     std::shared_ptr<peer_slot> slot;
     if (counted_peer_) {
       counted_peer_ = false;
-      slot = std::make_shared<peer_slot>(w_, peer_->node);
+      slot = std::make_shared<peer_slot>(w_, peer_->node, client_addr_text_);
     }
     auto server = h2_server::make(
         std::exchange(client_.conn, nullptr), o, &is_service_name,
@@ -3730,6 +3794,14 @@ std::unique_ptr<dataplane> dataplane::start(dataplane_options options, std::stri
   }
   if (options.access_log_sample < 0 || options.access_log_sample > 1) {
     error = "dataplane: access_log_sample must be within 0 and 1";
+    return nullptr;
+  }
+  // Bounded so that the limit's times (interval x burst) stay far from overflowing.
+  if (options.max_failed_handshakes_per_source > 100'000 ||
+      options.failed_handshake_interval < std::chrono::milliseconds::zero() ||
+      options.failed_handshake_interval > std::chrono::hours{1}) {
+    error = "dataplane: max_failed_handshakes_per_source must be at most 100,000 and "
+            "failed_handshake_interval within 0 and 1h";
     return nullptr;
   }
   auto dp = std::make_unique<dataplane_impl>(std::move(options));

@@ -166,6 +166,16 @@ struct dataplane_options {
   /// at accept (`inbound_refused_source`). Bounds what one address can hold, for up to
   /// head_timeout each, without a certificate. 0: no bound.
   std::size_t max_unauthenticated_per_source = 64;
+  /// Inbound connections from one source address that may end without authenticating (a
+  /// failed or refused TLS handshake, a wrong preamble, a client that left or timed out
+  /// before either) in a burst, per I/O thread; after that one more per
+  /// `failed_handshake_interval`, and other connections from the address are closed at
+  /// accept (`inbound_refused_failing`) before the node spends a handshake on them (its
+  /// key exchange and signature come before the caller shows any certificate). A peer
+  /// whose handshakes succeed never uses any, nor does an address from which a member
+  /// holds a connection. 0: no bound; at most 100,000, the interval at most 1 h.
+  std::size_t max_failed_handshakes_per_source = 32;
+  std::chrono::milliseconds failed_handshake_interval{1000};
   /// Inbound connections from one peer node (by its certificate), per I/O thread; another
   /// one is closed after its handshake (`inbound_refused_peer`), so that one member cannot
   /// take the whole descriptor share from the others. 0: a quarter of max_descriptor,
@@ -248,6 +258,9 @@ struct dataplane_stats {
   /// Inbound connections closed at accept: their source address had
   /// max_unauthenticated_per_source connections still in their handshake.
   std::uint64_t inbound_refused_source = 0;
+  /// Inbound connections closed at accept: their source address's recent connections ended
+  /// without authenticating more often than max_failed_handshakes_per_source allows.
+  std::uint64_t inbound_refused_failing = 0;
   /// Inbound connections closed after their handshake: their node had
   /// max_connections_per_peer connections already.
   std::uint64_t inbound_refused_peer = 0;

@@ -231,6 +231,46 @@ TEST(proxy_tls, callers_without_a_valid_certificate_are_refused) {
   EXPECT_EQ(good.get().status, 200);
 }
 
+// Callers whose TLS handshakes fail (here, plain TCP to the TLS port) are limited per
+// source address: past max_failed_handshakes_per_source, the next connection is closed at
+// accept, before the node spends a handshake (its key exchange and signature) on it. While
+// a member holds a connection from the same address (here, as behind a NAT: everything is
+// 127.0.0.1), nothing from that address is limited, so that a stranger's failures there
+// cannot lock the member out.
+TEST(proxy_tls, failing_handshakes_are_limited_per_address_unless_a_member_is_there) {
+  tls_nodes n;
+  auto o = options("b");
+  o.tls = tls_of(mesh(), "b");
+  o.max_failed_handshakes_per_source = 3;
+  o.failed_handshake_interval = std::chrono::hours{1}; // no allowance comes back in the test
+  n.b = start(std::move(o));
+  n.apply({});
+  const auto stranger = [&] {
+    client plain(n.b->inbound_address());
+    (void)plain.send("not a TLS client hello\r\n\r\n");
+    return plain.closed();
+  };
+  auto as_a = tls_of(mesh(), "a");
+  auto member = std::make_unique<raw_h2_peer>(*as_a, n.b->inbound_address());
+  ASSERT_TRUE(member->answered());
+  for (int i = 0; i < 6; ++i)
+    EXPECT_TRUE(stranger()) << i;
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_tls == 6; }));
+  EXPECT_EQ(n.b->stats().inbound_refused_failing, 0u) << "limited while a member is there";
+  // The member leaves: three more failures, then refusals at accept.
+  member.reset();
+  EXPECT_TRUE(eventually([&] {
+    (void)stranger();
+    return n.b->stats().inbound_refused_failing >= 1;
+  }));
+  const auto handshakes = n.b->stats().inbound_refused_tls;
+  EXPECT_GE(handshakes, 9u);
+  for (int i = 0; i < 3; ++i)
+    EXPECT_TRUE(stranger()) << i;
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_failing >= 4; }));
+  EXPECT_EQ(n.b->stats().inbound_refused_tls, handshakes) << "a refused caller got a handshake";
+}
+
 TEST(proxy_tls, a_banned_peer_is_cut_off_and_refused) {
   http_backend web("web-b");
   tls_nodes n;

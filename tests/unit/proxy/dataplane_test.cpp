@@ -441,6 +441,60 @@ TEST(dataplane, one_source_holds_at_most_its_share_of_unauthenticated_connection
   EXPECT_EQ(dp->stats().inbound_refused_source, 2u);
 }
 
+// Connections from one address that end without authenticating (here, without TLS: a
+// wrong preamble; with TLS, a failed handshake) are limited: after
+// max_failed_handshakes_per_source of them, more are closed at accept, before the node
+// reads (or, with TLS, spends a handshake on) anything, until the interval allows one more.
+// Connections that authenticate never count.
+TEST(dataplane, an_address_whose_connections_fail_to_authenticate_is_refused_at_accept) {
+  http_backend web("web-b");
+  auto o = options("b");
+  o.max_failed_handshakes_per_source = 3;
+  o.failed_handshake_interval = std::chrono::hours{1}; // no allowance comes back in the test
+  auto dp = start(o);
+  dp->apply(config({service("web", {instance("b", "web", "1", web.port())})},
+                   {{"b", dp->inbound_address()}}));
+  const auto served = [&] {
+    client c(dp->inbound_address());
+    return c.send(preamble("web", true) + "GET / HTTP/1.1\r\nhost: x\r\n\r\n") &&
+           c.read_response().body == "web-b";
+  };
+  for (int i = 0; i < 5; ++i)
+    ASSERT_TRUE(served()) << i;
+  for (int i = 0; i < 3; ++i) {
+    client bad(dp->inbound_address());
+    ASSERT_TRUE(bad.send(std::string{"\0\0\0\0", 4})); // an empty preamble
+    EXPECT_TRUE(eventually([&] { return peer_hung_up(bad.fd()); })) << i;
+  }
+  EXPECT_EQ(dp->stats().inbound_refused_failing, 0u);
+  // The fourth failure never comes: the next connection is closed unread, and so is a good
+  // one from the same address now.
+  client refused(dp->inbound_address());
+  EXPECT_TRUE(eventually([&] { return dp->stats().inbound_refused_failing == 1; }));
+  EXPECT_TRUE(eventually([&] { return peer_hung_up(refused.fd()); }));
+  EXPECT_FALSE(served());
+  EXPECT_EQ(dp->stats().inbound_refused_failing, 2u);
+  // Outbound connections (the node's own apps) are another matter.
+  client app(outbound(*dp, "web"));
+  EXPECT_EQ(app.get().body, "web-b");
+}
+
+// The limit's bounds: a start with a value past them fails with a message.
+TEST(dataplane, failed_handshake_limits_past_their_bounds_are_refused_at_start) {
+  for (int which = 0; which < 3; ++which) {
+    auto o = options("b");
+    if (which == 0)
+      o.max_failed_handshakes_per_source = 100'001;
+    else if (which == 1)
+      o.failed_handshake_interval = std::chrono::milliseconds{-1};
+    else
+      o.failed_handshake_interval = std::chrono::hours{1} + std::chrono::milliseconds{1};
+    std::string error;
+    EXPECT_EQ(sp::dataplane::start(std::move(o), error), nullptr) << which;
+    EXPECT_NE(error.find("failed_handshake"), std::string::npos) << error;
+  }
+}
+
 TEST(dataplane, split_80_20_over_1000_requests) {
   http_backend v1("v1"), v2("v2");
   auto dp = start(options("a"));
