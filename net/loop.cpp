@@ -778,21 +778,15 @@ protected:
     (void)io_uring_submit_and_wait_timeout(&ring_, &first, 1, timeout, nullptr);
     std::uint64_t woken = 0;
     bool rearm = false;
-    unsigned head = 0;
-    unsigned seen = 0;
-    io_uring_cqe* cqe = nullptr;
-    io_uring_for_each_cqe(&ring_, head, cqe) {
-      ++seen;
-      void* data = io_uring_cqe_get_data(cqe);
+    consume_completions([&](void* data, int res) {
       if (data == &wake_value_) {
-        if (cqe->res == static_cast<int>(sizeof wake_value_))
+        if (res == static_cast<int>(sizeof wake_value_))
           woken += wake_value_;
         rearm = true;
       } else if (data != nullptr) {
-        on_completion(static_cast<op*>(data), cqe->res);
+        on_completion(static_cast<op*>(data), res);
       }
-    }
-    io_uring_cq_advance(&ring_, seen);
+    });
     if (rearm)
       wake_armed_ = arm_wake_read();
     return woken;
@@ -936,15 +930,20 @@ private:
   void close_unreaped_accepts() {
     (void)io_uring_submit(&ring_);
     (void)io_uring_get_events(&ring_); // runs the task work that posts completions
+    consume_completions([&](void* data, int res) {
+      if (data != nullptr && data != &wake_value_ && static_cast<op*>(data)->what == op::accept &&
+          res >= 0)
+        ::close(res);
+    });
+  }
+  /// Calls f(user data, result) for each completion the ring holds now, then consumes them.
+  template <class F> void consume_completions(F&& f) {
     unsigned head = 0;
     unsigned seen = 0;
     io_uring_cqe* cqe = nullptr;
     io_uring_for_each_cqe(&ring_, head, cqe) {
       ++seen;
-      void* data = io_uring_cqe_get_data(cqe);
-      if (data != nullptr && data != &wake_value_ && static_cast<op*>(data)->what == op::accept &&
-          cqe->res >= 0)
-        ::close(cqe->res);
+      f(io_uring_cqe_get_data(cqe), cqe->res);
     }
     io_uring_cq_advance(&ring_, seen);
   }
