@@ -63,7 +63,9 @@ public:
   /// Runs tasks and timers until stop(). A stop() before run() makes run() return as soon
   /// as it has run what was ready. Tasks still queued when run() returns stay queued.
   void run();
-  /// Any thread: ends run() after the task or timer running now.
+  /// Any thread: ends run() at the end of the turn running now, whose tasks, completions
+  /// and due timers still run after the stop() (a completion there may start new work: an
+  /// owner that stops the loop to tear down clears what that work made, after run()).
   void stop();
   /// The loop's thread, or any once run() returned and no other thread uses the loop: drops
   /// everything it holds, as a destroyed loop must. The kernel lets go of every buffer an
