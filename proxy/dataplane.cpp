@@ -640,19 +640,16 @@ public:
       loop_->run();
       // The turn whose posted task ran close_all() went on with its completions and due
       // timers, which may have made connections since (a dial that completed then put its
-      // HTTP/2 connection in h2_peers_): closed again, now that nothing runs.
+      // HTTP/2 connection in h2_peers_): closed again, now that nothing runs, which leaves
+      // every registry empty while the loop exists (nothing that holds a connection or a
+      // timer may outlive it: loop_ is destroyed before them). What the closes cancelled,
+      // and everything else still pending, is dropped here, on this thread (see above);
+      // dropping it may queue more, which the second shutdown drops.
       close_all();
-      // What the closes cancelled, and everything else still pending, is dropped here, on
-      // this thread (see above); then the registries are emptied while the loop exists:
-      // nothing that holds a connection or a timer may outlive it (loop_ is destroyed
-      // before them). Dropping them may queue more: the second shutdown drops that too.
       sweep_.reset();
       loop_->shutdown();
       release_cycles();
       pool_.clear();
-      h2_peers_.clear();
-      h2_links_.clear();
-      h2_connecting_.clear();
       close_listeners();
       loop_->shutdown();
     });
@@ -739,8 +736,8 @@ public:
         return; // as many failing addresses as tracked: this one goes unlimited
       it = failing_.emplace(source, now).first;
     }
-    // At most `cap` plus the connections in their handshake ahead of now: admitted ones
-    // only, so the time stays within a few minutes of now.
+    // Only admitted connections fail, so the time runs at most `cap` intervals, plus one
+    // per connection already in its handshake, ahead of now (both bounded at start).
     it->second = std::max(it->second, now) + options().failed_handshake_interval;
   }
   /// Takes one of peer `node`'s inbound connection slots; false (counted) when it holds
