@@ -1867,8 +1867,11 @@ public:
     take_buffers();
     sockaddr_storage peer{};
     socklen_t size = sizeof peer;
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) == 0)
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) == 0) {
       client_addr_text_ = host_text(peer);
+      if (inbound_)
+        source_ = limit_source(peer);
+    }
   }
   /// A request stream of an HTTP/2 connection from the peer `peer` (h2_server), for
   /// `service`; `instance`: the one the sender picked (empty: pick here).
@@ -1885,10 +1888,10 @@ public:
   }
   ~client_session() {
     if (unauthenticated_)
-      w_.failed_to_authenticate(client_addr_text_);
+      w_.failed_to_authenticate(source_);
     authenticated();
     if (counted_peer_)
-      w_.peer_gone(peer_->node, client_addr_text_);
+      w_.peer_gone(peer_->node, source_);
     unlink_client();
     give_buffers();
     if (counted_in_flight_)
@@ -1905,11 +1908,11 @@ public:
         client_->close();
         return;
       }
-      if (!w_.may_authenticate(client_addr_text_)) {
+      if (!w_.may_authenticate(source_)) {
         client_->close(); // this address failed too many handshakes lately: none spent on it
         return;
       }
-      if (!w_.admit_unauthenticated(client_addr_text_)) {
+      if (!w_.admit_unauthenticated(source_)) {
         client_->close(); // this address holds enough connections without a certificate
         return;
       }
@@ -2023,7 +2026,7 @@ private:
   void authenticated() {
     if (unauthenticated_) {
       unauthenticated_ = false;
-      w_.authenticated(client_addr_text_);
+      w_.authenticated(source_);
     }
   }
 
@@ -2041,7 +2044,7 @@ private:
     }
     peer_ = std::make_shared<const peer_identity>(std::move(*id));
     authenticated();
-    if (!w_.admit_peer(peer_->node, client_addr_text_)) {
+    if (!w_.admit_peer(peer_->node, source_)) {
       close_client(); // this node holds its share of the inbound connections
       return;
     }
@@ -2114,7 +2117,7 @@ private:
     std::shared_ptr<peer_slot> slot;
     if (counted_peer_) {
       counted_peer_ = false;
-      slot = std::make_shared<peer_slot>(w_, peer_->node, client_addr_text_);
+      slot = std::make_shared<peer_slot>(w_, peer_->node, source_);
     }
     auto server = h2_server::make(
         std::exchange(client_.conn, nullptr), o, &is_service_name,
@@ -3440,6 +3443,8 @@ private:
   /// Accepted on the inbound listener (from a peer proxy); else on an outbound one.
   bool inbound_;
   std::string client_addr_text_;
+  /// What an inbound connection counts under for the limits per source (limit_source).
+  std::string source_;
   /// Inbound with TLS: the peer's identity (shared by the streams of its HTTP/2 connection).
   std::shared_ptr<const peer_identity> peer_;
   /// Inbound: the preamble said the service speaks HTTP.
@@ -3783,6 +3788,19 @@ void worker::close_all() {
 }
 
 } // namespace
+
+std::string limit_source(const sockaddr_storage& address) {
+  if (address.ss_family != AF_INET6)
+    return host_text(address);
+  const auto& a6 = reinterpret_cast<const sockaddr_in6*>(&address)->sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a6) || IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_LINKLOCAL(&a6))
+    return host_text(address);
+  in6_addr prefix{};
+  std::memcpy(prefix.s6_addr, a6.s6_addr, 8);
+  char text[INET6_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET6, &prefix, text, sizeof text);
+  return std::string{text} + "/64";
+}
 
 std::unique_ptr<dataplane> dataplane::start(dataplane_options options, std::string& error) {
   if (options.self.empty()) {

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include "gossip/routing_snapshot.hpp"
 #include "net/loop.hpp"
@@ -64,6 +65,15 @@ public:
   /// After a completed handshake: who the peer is, or nothing if its chain did not verify.
   [[nodiscard]] virtual std::optional<peer_identity> peer_of(const SSL* ssl) = 0;
 };
+
+/// The source an inbound connection counts under for the limits per source address
+/// (dataplane_options::max_unauthenticated_per_source, max_failed_handshakes_per_source,
+/// and the exemption of an address a member connects from): an IPv4 address (an
+/// IPv4-mapped IPv6 one too) as itself; any other IPv6 address as its /64
+/// ("2001:db8:1:2::/64"), since a host commonly holds a whole /64 and would otherwise get a
+/// burst from each of its addresses; except loopback and link-local IPv6 addresses, as
+/// themselves (every link's link-local addresses share fe80::/64). Empty for another family.
+[[nodiscard]] std::string limit_source(const sockaddr_storage& address);
 
 /// Where a node's inbound proxy listens, by node name.
 using inbound_map = std::map<std::string, std::string, std::less<>>;
@@ -161,7 +171,8 @@ struct dataplane_options {
   /// less an eighth of it kept back (at least 128, at most 1,024; half of a limit under
   /// 256).
   std::size_t max_descriptor = 0;
-  /// Inbound connections from one source address that have not finished their TLS
+  /// Inbound connections from one source address (limit_source: an IPv6 address counts
+  /// by its /64, here and below) that have not finished their TLS
   /// handshake (without TLS: sent their preamble), per I/O thread; another one is closed
   /// at accept (`inbound_refused_source`). Bounds what one address can hold, for up to
   /// head_timeout each, without a certificate. 0: no bound.

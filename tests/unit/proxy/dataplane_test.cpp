@@ -441,6 +441,34 @@ TEST(dataplane, one_source_holds_at_most_its_share_of_unauthenticated_connection
   EXPECT_EQ(dp->stats().inbound_refused_source, 2u);
 }
 
+// The limits per source address count an IPv6 host by its /64 (a host commonly holds the
+// whole prefix), IPv4 by its address; loopback and link-local IPv6 by their address.
+TEST(dataplane, limits_count_an_ipv6_host_by_its_slash_64) {
+  const auto source = [](const char* text) {
+    sockaddr_storage ss{};
+    if (std::string_view{text}.find(':') == std::string_view::npos) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      EXPECT_EQ(::inet_pton(AF_INET, text, &a->sin_addr), 1) << text;
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      EXPECT_EQ(::inet_pton(AF_INET6, text, &a->sin6_addr), 1) << text;
+    }
+    return sp::limit_source(ss);
+  };
+  EXPECT_EQ(source("192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(source("::ffff:192.0.2.7"), "192.0.2.7");
+  EXPECT_EQ(source("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(source("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+  EXPECT_EQ(source("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+  EXPECT_EQ(source("fd00:1:2:3:4::5"), "fd00:1:2:3::/64");
+  EXPECT_EQ(source("::1"), "::1");
+  EXPECT_EQ(source("fe80::1"), "fe80::1");
+  EXPECT_NE(source("fe80::1"), source("fe80::2"));
+  EXPECT_EQ(sp::limit_source(sockaddr_storage{}), "");
+}
+
 // Connections from one address that end without authenticating (here, without TLS: a
 // wrong preamble; with TLS, a failed handshake) are limited: after
 // max_failed_handshakes_per_source of them, more are closed at accept, before the node
