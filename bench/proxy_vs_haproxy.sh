@@ -180,6 +180,16 @@ ctx_switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null |
     awk '/^voluntary_ctxt_switches:/ { v += $2 } /^nonvoluntary_ctxt_switches:/ { n += $2 } END { print v + 0, n + 0 }'
 }
+# The whole machine's CPU time so far, clock ticks: "busy idle" (/proc/stat's first line;
+# busy: user, nice, system, irq, softirq, steal; idle: idle, iowait).
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat; }
+# children_ticks <file>: the CPU ticks (user + system) of this shell's waited-for children
+# that `times >file`, run in this shell (not in a subshell, whose children are others),
+# wrote.
+children_ticks() {
+  awk -v hz="$clk_tck" 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
+    printf "%.0f\n", t * hz }' "$1"
+}
 cpu_us_per() { awk -v t="$1" -v n="$2" -v hz="$clk_tck" 'BEGIN { if (n > 0) printf "%.2f\n", t / hz * 1e6 / n; else print 0 }'; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
@@ -250,6 +260,9 @@ nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" \
   >"$work/nginx/stdout.log" 2>&1 &
 pids+=($!)
 wait_port $deadline_s "$nginx_port" || die "nginx did not listen on $nginx_port (see $work/nginx)"
+nginx_worker_pid() { pgrep -P "$(cat "$work/nginx/nginx.pid" 2>/dev/null || echo 0)" | head -1; }
+wait_for $deadline_s nginx_worker_pid >/dev/null || die "nginx started no worker (see $work/nginx)"
+nginx_worker=$(nginx_worker_pid)
 
 "$bin/starling-bulk" sink --listen 127.0.0.1:0 >"$work/sink.out" 2>&1 &
 pids+=($!)
@@ -469,7 +482,13 @@ measure_cpu() {
     sa0=$(sys_ticks "${hops[0]}"); sb0=$(sys_ticks "${hops[1]}")
     read -r -a x0 <<<"$(ctx_switches "${hops[0]}") $(ctx_switches "${hops[1]}")"
   fi
+  local m0 m1 n0 n1
+  read -r -a m0 <<<"$(machine_ticks)"; n0=$(cpu_ticks "$nginx_worker"); times >"$f.times0"
   "$@" || rc=$?
+  times >"$f.times1"; read -r -a m1 <<<"$(machine_ticks)"; n1=$(cpu_ticks "$nginx_worker")
+  # Where the machine's CPU went meanwhile: "busy idle nginx client" (the client: the
+  # command itself, e.g. wrk).
+  echo "$((m1[0] - m0[0])) $((m1[1] - m0[1])) $((n1 - n0)) $(($(children_ticks "$f.times1") - $(children_ticks "$f.times0")))" >"$f.machine"
   if ((${#hops[@]} == 2)); then
     a1=$(cpu_ticks "${hops[0]}"); b1=$(cpu_ticks "${hops[1]}")
     sa1=$(sys_ticks "${hops[0]}"); sb1=$(sys_ticks "${hops[1]}")
@@ -574,6 +593,31 @@ for sys in haproxy starling; do
     cols+=("$u + $k")
   done
   printf '| %s | %s | %s |\n' "$sys" "${cols[0]}" "${cols[1]}"
+done
+echo
+
+# Where the machine's CPU went per request during the rounds: the client (wrk), nginx's
+# worker, the two hops, the rest of the busy time (the kernel's work charged to none of them,
+# e.g. softirqs in interrupts, and every other process), and the idle time. With four busy
+# processes on the machine's CPUs, requests/s follows the sum of the busy columns; the rest
+# is what neither proxy controls directly.
+echo "Where the machine's CPU went, µs per request (/proc/stat and each process; medians of the rounds):"
+echo
+printf '| system | wrk | nginx | hop A | hop B | rest of busy | idle | busy total |\n|---|---|---|---|---|---|---|---|\n'
+for sys in "${systems[@]}"; do
+  cols=()
+  for col in client nginx a b rest idle total; do
+    cols+=("$(for ((r = 1; r <= rounds; r++)); do
+      read -r busy idle ng cl <"$work/cpu-wrk-$sys-$r.machine"
+      read -r ta tb <"$work/cpu-wrk-$sys-$r"
+      case $col in
+        client) t=$cl ;; nginx) t=$ng ;; a) t=$ta ;; b) t=$tb ;;
+        rest) t=$((busy - cl - ng - ta - tb)) ;; idle) t=$idle ;; total) t=$busy ;;
+      esac
+      cpu_us_per "$t" "$(wrk_requests "$work/wrk-$sys-$r.txt")"
+    done | median)")
+  done
+  printf '| %s | %s |\n' "$sys" "$(IFS='|'; echo "${cols[*]}" | sed 's/|/ | /g')"
 done
 echo
 
