@@ -180,9 +180,11 @@ ctx_switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null |
     awk '/^voluntary_ctxt_switches:/ { v += $2 } /^nonvoluntary_ctxt_switches:/ { n += $2 } END { print v + 0, n + 0 }'
 }
-# The whole machine's CPU time so far, clock ticks: "busy idle" (/proc/stat's first line;
-# busy: user, nice, system, irq, softirq, steal; idle: idle, iowait).
-machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat; }
+# The whole machine's CPU time so far, clock ticks: "busy idle softirq" (/proc/stat's first
+# line; busy: user, nice, system, irq, softirq, steal; idle: idle, iowait; softirq: the
+# part of busy in software interrupts, which the kernel charges to no process: on loopback,
+# most of TCP's receive side).
+machine_ticks() { awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6, $8; exit }' /proc/stat; }
 # children_ticks <file>: the CPU ticks (user + system) of this shell's waited-for children
 # that `times >file`, run in this shell (not in a subshell, whose children are others),
 # wrote.
@@ -486,9 +488,9 @@ measure_cpu() {
   read -r -a m0 <<<"$(machine_ticks)"; n0=$(cpu_ticks "$nginx_worker"); times >"$f.times0"
   "$@" || rc=$?
   times >"$f.times1"; read -r -a m1 <<<"$(machine_ticks)"; n1=$(cpu_ticks "$nginx_worker")
-  # Where the machine's CPU went meanwhile: "busy idle nginx client" (the client: the
-  # command itself, e.g. wrk).
-  echo "$((m1[0] - m0[0])) $((m1[1] - m0[1])) $((n1 - n0)) $(($(children_ticks "$f.times1") - $(children_ticks "$f.times0")))" >"$f.machine"
+  # Where the machine's CPU went meanwhile: "busy idle nginx client softirq" (the client:
+  # the command itself, e.g. wrk).
+  echo "$((m1[0] - m0[0])) $((m1[1] - m0[1])) $((n1 - n0)) $(($(children_ticks "$f.times1") - $(children_ticks "$f.times0"))) $((m1[2] - m0[2]))" >"$f.machine"
   if ((${#hops[@]} == 2)); then
     a1=$(cpu_ticks "${hops[0]}"); b1=$(cpu_ticks "${hops[1]}")
     sa1=$(sys_ticks "${hops[0]}"); sb1=$(sys_ticks "${hops[1]}")
@@ -603,16 +605,16 @@ echo
 # is what neither proxy controls directly.
 echo "Where the machine's CPU went, µs per request (/proc/stat and each process; medians of the rounds):"
 echo
-printf '| system | wrk | nginx | hop A | hop B | rest of busy | idle | busy total |\n|---|---|---|---|---|---|---|---|\n'
+printf '| system | wrk | nginx | hop A | hop B | rest of busy | of it softirq | idle | busy total |\n|---|---|---|---|---|---|---|---|---|\n'
 for sys in "${systems[@]}"; do
   cols=()
-  for col in client nginx a b rest idle total; do
+  for col in client nginx a b rest softirq idle total; do
     cols+=("$(for ((r = 1; r <= rounds; r++)); do
-      read -r busy idle ng cl <"$work/cpu-wrk-$sys-$r.machine"
+      read -r busy idle ng cl si <"$work/cpu-wrk-$sys-$r.machine"
       read -r ta tb <"$work/cpu-wrk-$sys-$r"
       case $col in
         client) t=$cl ;; nginx) t=$ng ;; a) t=$ta ;; b) t=$tb ;;
-        rest) t=$((busy - cl - ng - ta - tb)) ;; idle) t=$idle ;; total) t=$busy ;;
+        rest) t=$((busy - cl - ng - ta - tb)) ;; softirq) t=$si ;; idle) t=$idle ;; total) t=$busy ;;
       esac
       cpu_us_per "$t" "$(wrk_requests "$work/wrk-$sys-$r.txt")"
     done | median)")
