@@ -1,9 +1,13 @@
 #include "identity/tls.hpp"
 
 #include <algorithm>
+#include <array>
+#include <vector>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "identity/endorsement.hpp"
 #include "identity/errc.hpp"
@@ -11,6 +15,34 @@
 namespace starling::identity {
 
 // -- trust_state ------------------------------------------------------------------------------
+
+namespace {
+
+/// SHA-256 over the SHA-256 of each certificate's DER, in order (verify_peer_of's key).
+/// Nothing for an empty chain or one with an empty certificate (verify_peer refuses them).
+std::optional<sha256_digest> chain_digest(const chain& presented) {
+  if (presented.empty())
+    return std::nullopt;
+  std::vector<std::uint8_t> digests;
+  digests.reserve(presented.size() * SHA256_DIGEST_LENGTH);
+  for (const auto& cert : presented) {
+    if (!cert)
+      return std::nullopt;
+    std::array<std::uint8_t, EVP_MAX_MD_SIZE> one{};
+    unsigned int size = 0;
+    if (X509_digest(cert.native(), EVP_sha256(), one.data(), &size) != 1 ||
+        size != SHA256_DIGEST_LENGTH) {
+      ERR_clear_error();
+      return std::nullopt;
+    }
+    digests.insert(digests.end(), one.begin(), one.begin() + size);
+  }
+  sha256_digest out{};
+  SHA256(digests.data(), digests.size(), out.data());
+  return out;
+}
+
+} // namespace
 
 trust_state::trust_state(trust_bundle bundle, revocation_set revoked, std::size_t quorum)
     : current_(std::make_shared<const snapshot>(
@@ -51,10 +83,7 @@ caf::error trust_state::check_quorum_of(const std::shared_ptr<const snapshot>& s
   SHA256(der->data(), der->size(), digest.data());
   {
     std::lock_guard guard{cache_mutex_};
-    if (cache_of_.lock() != snap) { // revocations or the bundle changed: forget everything
-      cache_.clear();
-      cache_of_ = snap;
-    }
+    forget_unless_current(snap);
     if (auto it = cache_.find(digest); it != cache_.end() && now < it->second)
       return {};
   }
@@ -75,6 +104,59 @@ caf::error trust_state::check_quorum_of(const std::shared_ptr<const snapshot>& s
     cache_[digest] = until;
   }
   return {};
+}
+
+void trust_state::forget_unless_current(const std::shared_ptr<const snapshot>& snap) const {
+  if (cache_of_.lock() != snap) { // revocations or the bundle changed: forget everything
+    cache_.clear();
+    chains_.clear();
+    cache_of_ = snap;
+  }
+}
+
+caf::expected<peer_identity>
+trust_state::verify_peer_of(const std::shared_ptr<const snapshot>& snap, const chain& presented,
+                            time_point now, std::optional<std::string_view> expected_node) const {
+  auto digest = chain_digest(presented);
+  if (!digest) // nothing to remember: verify_peer says what is wrong with it
+    return verify_peer(presented, snap->bundle, snap->revoked, now, expected_node);
+  {
+    std::lock_guard guard{cache_mutex_};
+    forget_unless_current(snap);
+    if (auto it = chains_.find(*digest);
+        it != chains_.end() && it->second.from <= now && now < it->second.until) {
+      if (auto err = check_expected_node(it->second.id, expected_node))
+        return err;
+      return it->second.id;
+    }
+  }
+  chains_verified_.fetch_add(1, std::memory_order_relaxed);
+  auto id = verify_peer(presented, snap->bundle, snap->revoked, now, std::nullopt);
+  if (!id)
+    return id;
+  // Counts until the earliest notAfter of the chain and of the roots it may end at; a
+  // time that does not read (a certificate outside the verified path may carry anything)
+  // leaves the chain unremembered.
+  std::optional<time_point> until = time_point::max();
+  const auto earliest = [&](const certificate& cert) {
+    auto end = not_after(cert);
+    until = end && until ? std::optional{std::min(*until, *end)} : std::nullopt;
+  };
+  for (const auto& cert : presented)
+    earliest(cert);
+  for (const auto& root : snap->bundle.roots())
+    earliest(root);
+  if (until) {
+    std::lock_guard guard{cache_mutex_};
+    if (cache_of_.lock() == snap) {
+      if (chains_.size() >= max_chain_cache)
+        chains_.clear();
+      chains_[*digest] = verified_chain{*id, now, *until};
+    }
+  }
+  if (auto err = check_expected_node(*id, expected_node))
+    return err;
+  return id;
 }
 
 void trust_state::count_refusal(const caf::error& why) noexcept {
@@ -185,7 +267,8 @@ int tls_context::verify_callback(X509_STORE_CTX* store, void* arg) {
     id = verify_peer(*store, *bundle, revocation_set{}, now, expected);
   } else {
     auto snap = self->opts_.trust->current();
-    id = verify_peer(*store, snap->bundle, snap->revoked, now, expected);
+    id = self->opts_.trust->verify_peer_of(snap, presented_chain(*store), now, expected);
+    record_outcome(*store, id);
     if (id && snap->quorum > 1) {
       // The admission quorum: a leaf one issuer signed alone is refused like a bad chain.
       certificate leaf{share(X509_STORE_CTX_get0_cert(store))};

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
@@ -72,6 +73,27 @@ public:
   /// Bound on the leaves check_quorum_of remembers (the cache is emptied when full).
   static constexpr std::size_t max_quorum_cache = 4096;
 
+  /// verify_peer of the chain a peer presented at a handshake, against `snap`'s bundle and
+  /// revocations at `now`, remembered per chain (by a SHA-256 over the SHA-256 of each
+  /// certificate's DER, in order) while `snap` is current: a peer met again costs those
+  /// hashes instead of the path validation and its signature checks (bench/
+  /// tls_vs_openssl.sh). A remembered chain counts only from the time it was verified until
+  /// the earliest notAfter of its certificates and of the bundle's roots: every certificate
+  /// was valid at the first time, so all still are in between (a clock set back before it
+  /// verifies again). `expected_node` is checked every time. Only successes are
+  /// remembered; at most max_chain_cache chains. Refusals: verify_peer's.
+  [[nodiscard]] caf::expected<peer_identity>
+  verify_peer_of(const std::shared_ptr<const snapshot>& snap, const chain& presented,
+                 time_point now, std::optional<std::string_view> expected_node) const;
+
+  /// Bound on the chains verify_peer_of remembers (the memory is emptied when full).
+  static constexpr std::size_t max_chain_cache = 1024;
+
+  /// Path validations verify_peer_of ran so far (the chains it did not remember).
+  [[nodiscard]] std::uint64_t chains_verified() const noexcept {
+    return chains_verified_.load(std::memory_order_relaxed);
+  }
+
   /// Counts a peer refused at a handshake, by the reason's identity::errc ("other" for an
   /// error of another module). Thread-safe; called by every tls_context over this state.
   void count_refusal(const caf::error& why) noexcept;
@@ -81,12 +103,24 @@ public:
   [[nodiscard]] std::map<std::string, std::uint64_t> refusals() const;
 
 private:
+  /// Empties both memories when `snap` is not the one they are for. Under cache_mutex_.
+  void forget_unless_current(const std::shared_ptr<const snapshot>& snap) const;
+
   mutable std::mutex mutex_;
   std::shared_ptr<const snapshot> current_;
   /// check_quorum_of's memory: for which snapshot, and leaf digest -> valid until.
   mutable std::mutex cache_mutex_;
   mutable std::weak_ptr<const snapshot> cache_of_;
   mutable std::map<sha256_digest, time_point> cache_;
+  /// verify_peer_of's memory (under cache_mutex_, for cache_of_ too): chain digest ->
+  /// who, and the span in which it counts.
+  struct verified_chain {
+    peer_identity id;
+    time_point from;
+    time_point until;
+  };
+  mutable std::map<sha256_digest, verified_chain> chains_;
+  mutable std::atomic<std::uint64_t> chains_verified_{0};
   /// count_refusal's counters: by identity::errc code, the last slot for anything else.
   std::array<std::atomic<std::uint64_t>, 64> refusals_{};
 };

@@ -260,9 +260,8 @@ caf::expected<peer_identity> verify_peer(const chain& presented, const trust_bun
       return key.error();
     id.issuer_keys.push_back(*key);
   }
-  if (expected_node && *expected_node != id.node)
-    return make_error(errc::name_mismatch, "the peer's certificate names node " + id.node +
-                                               ", not " + std::string{*expected_node});
+  if (auto err = check_expected_node(id, expected_node))
+    return err;
   auto spki = spki_sha256(path.front());
   auto root_pin = spki_sha256(path.back());
   auto end = not_after(path.front());
@@ -298,8 +297,20 @@ caf::expected<peer_identity> verify_peer(X509_STORE_CTX& ctx, const trust_bundle
                                          const revocation_set& revoked, time_point now,
                                          std::optional<std::string_view> expected_node) {
   auto result = verify_peer(presented_chain(ctx), bundle, revoked, now, expected_node);
-  X509_STORE_CTX_set_error(&ctx, result ? X509_V_OK : verify_error_of(result.error()));
+  record_outcome(ctx, result);
   return result;
+}
+
+void record_outcome(X509_STORE_CTX& ctx, const caf::expected<peer_identity>& outcome) {
+  X509_STORE_CTX_set_error(&ctx, outcome ? X509_V_OK : verify_error_of(outcome.error()));
+}
+
+caf::error check_expected_node(const peer_identity& id,
+                               std::optional<std::string_view> expected_node) {
+  if (expected_node && *expected_node != id.node)
+    return make_error(errc::name_mismatch, "the peer's certificate names node " + id.node +
+                                               ", not " + std::string{*expected_node});
+  return {};
 }
 
 } // namespace starling::identity

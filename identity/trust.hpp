@@ -165,4 +165,13 @@ verify_peer(const chain& presented, const trust_bundle& bundle, const revocation
 verify_peer(X509_STORE_CTX& ctx, const trust_bundle& bundle, const revocation_set& revoked,
             time_point now, std::optional<std::string_view> expected_node = std::nullopt);
 
+/// Records a verification's outcome in `ctx` the way the overload above does
+/// (X509_STORE_CTX_set_error: X509_V_OK, or the X509_V_ERR_* that fits the refusal).
+void record_outcome(X509_STORE_CTX& ctx, const caf::expected<peer_identity>& outcome);
+
+/// verify_peer's last check alone: name_mismatch when `expected_node` is given and `id`
+/// names another node; no error otherwise.
+[[nodiscard]] caf::error check_expected_node(const peer_identity& id,
+                                             std::optional<std::string_view> expected_node);
+
 } // namespace starling::identity

@@ -231,6 +231,57 @@ TEST_F(tls_test, revocation_applies_to_the_next_handshake) {
   EXPECT_EQ(trust_->refusals().size(), 1u);
 }
 
+// A chain verified once is remembered while the trust inputs stay the same: a peer met
+// again costs no path validation (both contexts here share one trust_state, so the
+// client's check of node-b's chain and the server's of node-a's count together).
+TEST_F(tls_test, a_peer_met_again_costs_no_path_validation_until_the_trust_changes) {
+  auto ca = context_for(a_);
+  auto cb = context_for(b_);
+  const auto meet = [&] {
+    auto c = session(ca, tls_role::client, "node-b");
+    auto s = session(cb, tls_role::server);
+    auto r = handshake(c.get(), s.get());
+    return r.client_ok && r.server_ok;
+  };
+  ASSERT_TRUE(meet());
+  EXPECT_EQ(trust_->chains_verified(), 2u);
+  ASSERT_TRUE(meet());
+  ASSERT_TRUE(meet());
+  EXPECT_EQ(trust_->chains_verified(), 2u) << "remembered";
+  trust_->set_bundle(pki().bundle()); // a new snapshot, even with the same roots
+  ASSERT_TRUE(meet());
+  EXPECT_EQ(trust_->chains_verified(), 4u);
+}
+
+// A remembered chain counts only from the time it was verified until its certificates
+// expire: later the handshake is refused as expired, and a clock set back before the first
+// check verifies again.
+TEST_F(tls_test, a_remembered_chain_counts_only_while_its_certificates_are_valid) {
+  auto ca = context_for(a_);
+  auto cb = context_for(b_);
+  const auto meet = [&](std::optional<std::string> expected) {
+    auto c = session(ca, tls_role::client, std::move(expected));
+    auto s = session(cb, tls_role::server);
+    auto r = handshake(c.get(), s.get());
+    return std::make_pair(r.client_ok && r.server_ok, tls_context::refusal_of(c.get()));
+  };
+  const auto start = clock_.now;
+  ASSERT_TRUE(meet("node-b").first);
+  ASSERT_EQ(trust_->chains_verified(), 2u);
+  // The expected name is checked against the remembered identity too.
+  auto wrong = meet("node-c");
+  EXPECT_FALSE(wrong.first);
+  EXPECT_TRUE(is(wrong.second, errc::name_mismatch)) << render(wrong.second);
+  EXPECT_EQ(trust_->chains_verified(), 2u);
+  clock_.now = start - 30s; // still after notBefore (issued with a minute of allowance)
+  ASSERT_TRUE(meet("node-b").first);
+  EXPECT_EQ(trust_->chains_verified(), 4u) << "before the first check: verified again";
+  clock_.now = start + 25h; // node certificates live 24 h
+  auto late = meet("node-b");
+  EXPECT_FALSE(late.first);
+  EXPECT_TRUE(is(late.second, errc::expired)) << render(late.second);
+}
+
 TEST(tls_trust_state, counts_refusals_by_reason) {
   trust_state trust{test_pki{}.bundle()};
   EXPECT_TRUE(trust.refusals().empty());
