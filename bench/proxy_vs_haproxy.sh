@@ -18,7 +18,9 @@
 #    then one hop to a local instance (plain TCP on both sides, the path splice(2) serves);
 # 4. each agent's RSS idle (mesh up, services registered) and under the wrk load (sampled
 #    VmRSS peak and VmHWM), HAProxy's beside it;
-# 5. kTLS: what this kernel and OpenSSL support (starling-ktls-probe).
+# 5. kTLS: what this kernel and OpenSSL support (starling-ktls-probe);
+# 6. L4 connections: wrk with `Connection: close` through each system's TCP path to nginx
+#    (a new connection, and between the hops a new TLS session, per request).
 # Before measuring, it checks that Starling's hop is TLS 1.3 with client certificates (the
 # agents' data plane says "mutual TLS"; B's inbound speaks TLS 1.3 and refuses a handshake
 # without a certificate and plain text, counted in inbound_refused_tls; a request shows two
@@ -26,13 +28,14 @@
 # The machine is shared: the load average is printed at start and at end.
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
-#          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--profile] [--syscalls]
+#          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--conn-seconds 5]
+#          [--profile] [--syscalls]
 #          [--mallocs] [--splice] [--io epoll|io_uring] [--haproxy-hop h1|h2] [--starling-hop h1|h2]
 #          [--nice N] [--out DIR]
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
-# graphs) during one more wrk run and one more bulk run through Starling, and prints the
-# hottest symbols (perf.data files kept with --out).
+# graphs) during one more wrk run, one more bulk run and one more run of new connections
+# (L4) through Starling, and prints the hottest symbols (perf.data files kept with --out).
 # --syscalls adds `strace -c -f` of each proxy (HAProxy A and B, Starling A and B) during one
 # more wrk run and one more paced run through each system, and prints system calls per
 # request by name (strace slows the traced process; the counts stay exact, the rates do not
@@ -69,6 +72,7 @@ connections=32
 rate=1000
 paced_seconds=10
 bulk_seconds=5
+conn_seconds=5
 profile=0
 syscalls=0
 mallocs=0
@@ -93,6 +97,7 @@ while (($#)); do
     --rate) rate=$2; shift 2 ;;
     --paced-seconds) paced_seconds=$2; shift 2 ;;
     --bulk-seconds) bulk_seconds=$2; shift 2 ;;
+    --conn-seconds) conn_seconds=$2; shift 2 ;;
     --profile) profile=1; shift ;;
     --syscalls) syscalls=1; shift ;;
     --mallocs) mallocs=1; shift ;;
@@ -290,6 +295,7 @@ mkdir -p "$hp"
   done
 ) >"$hp/openssl.log" 2>&1 || die "openssl failed (see $hp/openssl.log)"
 free_port hp_a_http; free_port hp_b_http; free_port hp_a_tcp; free_port hp_b_tcp; free_port hp_a_tcp1
+free_port hp_a_tcpweb; free_port hp_b_tcpweb
 hp_splice=$( ((splice)) && echo "option splice-auto" || echo "# no splice (without --splice)")
 hp_common="global
   nbthread 1
@@ -325,6 +331,10 @@ listen tcp_local
   $hp_splice
   bind 127.0.0.1:$hp_a_tcp1
   server sink 127.0.0.1:$sink_port
+listen tcpweb_in
+  mode tcp
+  bind 127.0.0.1:$hp_a_tcpweb
+  server b 127.0.0.1:$hp_b_tcpweb $to_b
 EOF
 cat >"$hp/b.cfg" <<EOF
 $hp_common
@@ -340,6 +350,10 @@ listen tcp_in
   mode tcp
   bind 127.0.0.1:$hp_b_tcp $from_a
   server sink 127.0.0.1:$sink_port
+listen tcpweb_in
+  mode tcp
+  bind 127.0.0.1:$hp_b_tcpweb $from_a
+  server nginx 127.0.0.1:$nginx_port
 EOF
 for n in b a; do
   haproxy -c -f "$hp/$n.cfg" >"$hp/$n.check" 2>&1 || die "haproxy $n: bad config (see $hp/$n.check)"
@@ -388,7 +402,9 @@ nb_inbound=$(sed -n 's/.*inbound \([0-9.:]*\).*/\1/p' "$st/nb.out")
   "$starling" register --name bulk --port "$sink_port" --protocol tcp --check tcp \
     --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >>"$st/register.log" 2>&1 &&
   "$starling" register --name bulk1 --port "$sink_port" --protocol tcp --check tcp \
-    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$na_admin" >>"$st/register.log" 2>&1 ||
+    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$na_admin" >>"$st/register.log" 2>&1 &&
+  "$starling" register --name webtcp --port "$nginx_port" --protocol tcp --check tcp \
+    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >>"$st/register.log" 2>&1 ||
   die "starling register failed (see $st/register.log)"
 web_ready() { [[ -n $(healthy_on "$na_admin" web nb) && -n $(outbound_of "$na_admin" web) ]] && echo yes || true; }
 bulk_ready() { [[ -n $(healthy_on "$na_admin" bulk nb) && -n $(outbound_of "$na_admin" bulk) ]] && echo yes || true; }
@@ -399,6 +415,9 @@ wait_for $deadline_s bulk1_ready >/dev/null || die "node A never saw its own bul
 st_web=$(outbound_of "$na_admin" web)
 st_bulk=$(outbound_of "$na_admin" bulk)
 st_bulk1=$(outbound_of "$na_admin" bulk1)
+webtcp_ready() { [[ -n $(healthy_on "$na_admin" webtcp nb) && -n $(outbound_of "$na_admin" webtcp) ]] && echo yes || true; }
+wait_for $deadline_s webtcp_ready >/dev/null || die "node A never saw webtcp healthy on nb with an outbound listener"
+st_webtcp=$(outbound_of "$na_admin" webtcp)
 log "Starling: web at $st_web, bulk at $st_bulk (node A's outbound listeners); nb inbound $nb_inbound"
 
 # ------------------------------------------------------------------ is every hop what it claims?
@@ -470,6 +489,7 @@ peak_of() { awk -v p="$2" '$1 == p { print $2 }' "$1" 2>/dev/null; }
 
 target_http() { case $1 in direct) echo "127.0.0.1:$nginx_port" ;; haproxy) echo "127.0.0.1:$hp_a_http" ;; starling) echo "$st_web" ;; esac; }
 target_tcp() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp" ;; starling) echo "$st_bulk" ;; esac; }
+target_tcpweb() { case $1 in direct) echo "127.0.0.1:$nginx_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcpweb" ;; starling) echo "$st_webtcp" ;; esac; }
 target_tcp1() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp1" ;; starling) echo "$st_bulk1" ;; esac; }
 hop_pids() { case $1 in direct) echo "" ;; haproxy) echo "$hp_a_pid $hp_b_pid" ;; starling) echo "$na_pid $nb_pid" ;; esac; }
 # measure_cpu <file> <system> <command...>: runs the command and writes the CPU ticks its
@@ -715,6 +735,41 @@ bulk_table bulk1 target_tcp1 1 "L4 bulk, one hop to a local instance, plain TCP 
 printf '| **starling / haproxy** | **%sx** | | |\n' "$(ratio "${bulk_mbps[starling]}" "${bulk_mbps[haproxy]}")"
 echo
 
+# ------------------------------------------------------------------ 3c. L4 connections
+# A new TCP connection per request through each system's TCP path to nginx (wrk sends
+# `Connection: close`, so nginx closes after each answer and wrk connects again): each
+# connection crosses the hops as a TCP tunnel, between them a TLS session of its own.
+# HAProxy's server line keeps its last TLS session to B and resumes it (its default; no
+# `no-ssl-reuse`); Starling does a full handshake with certificates for every tunnel.
+for ((r = 1; r <= rounds; r++)); do
+  for sys in $(order "$r"); do
+    log "L4 connections round $r: $sys"
+    measure_cpu "$work/cpu-conn-$sys-$r" "$sys" wrk -t1 -c"$connections" -d"${conn_seconds}s" --latency -H "Connection: close" \
+      "http://$(target_tcpweb "$sys")/" >"$work/conn-$sys-$r.txt" 2>&1
+    [[ -n $(wrk_field "$work/conn-$sys-$r.txt" rps) ]] || die "wrk with new connections against $sys failed (see $work/conn-$sys-$r.txt)"
+  done
+done
+echo "## L4 connections: wrk -t1 -c$connections, ${conn_seconds}s, \`Connection: close\` through the TCP path (a new connection per request), medians of $rounds rounds"
+echo
+printf '| system | connections/s | p50 ms | p99 ms | errors | CPU µs/connection hop A, hop B | each round |\n|---|---|---|---|---|---|---|\n'
+declare -A crps
+for sys in "${systems[@]}"; do
+  crps[$sys]=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/conn-$sys-$r.txt" rps; done | median)
+  c50=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/conn-$sys-$r.txt" p50; done | median)
+  c99=$(for ((r = 1; r <= rounds; r++)); do wrk_field "$work/conn-$sys-$r.txt" p99; done | median)
+  e=0; for ((r = 1; r <= rounds; r++)); do e=$((e + $(wrk_field "$work/conn-$sys-$r.txt" errors))); done
+  cc="–"
+  if [[ $sys != direct ]]; then
+    ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-conn-$sys-$r"; cpu_us_per "$ta" "$(wrk_requests "$work/conn-$sys-$r.txt")"; done | median)
+    cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-conn-$sys-$r"; cpu_us_per "$tb" "$(wrk_requests "$work/conn-$sys-$r.txt")"; done | median)
+    cc="$ca, $cb"
+  fi
+  printf '| %s | %.0f | %.3f | %.3f | %d | %s | %s|\n' "$sys" "${crps[$sys]}" "$c50" "$c99" "$e" "$cc" \
+    "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(wrk_field "$work/conn-$sys-$r.txt" rps)"; done)"
+done
+printf '| **starling / haproxy** | **%sx** | | | | | |\n' "$(ratio "${crps[starling]}" "${crps[haproxy]}")"
+echo
+
 # ------------------------------------------------------------------ 4. RSS
 echo "## Resident memory (MiB): idle = mesh up, services registered, before any load; load = peak VmRSS sampled every 100 ms during the wrk rounds; VmHWM = the kernel's peak over the whole run; anon / file = RssAnon / RssFile (file: pages of the binary and shared libraries)"
 echo
@@ -782,6 +837,7 @@ if ((profile)); then
     echo
     perf_during http wrk -t1 -c"$connections" -d"${duration}s" "http://$st_web/"
     perf_during bulk "$bin/starling-bulk" source --connect "$st_bulk" --seconds "$bulk_seconds"
+    perf_during conn wrk -t1 -c"$connections" -d"${conn_seconds}s" -H "Connection: close" "http://$st_webtcp/"
   else
     echo "(--profile: perf is not installed)"
   fi
