@@ -19,9 +19,10 @@ namespace starling::identity {
 namespace {
 
 /// SHA-256 over the SHA-256 of each certificate's DER, in order (verify_peer_of's key).
-/// Nothing for an empty chain or one with an empty certificate (verify_peer refuses them).
+/// Nothing for a chain verify_peer refuses by its shape (empty, longer than
+/// max_pem_certificates, an empty certificate): no hashing of what a stranger sent first.
 std::optional<sha256_digest> chain_digest(const chain& presented) {
-  if (presented.empty())
+  if (presented.empty() || presented.size() > max_pem_certificates)
     return std::nullopt;
   std::vector<std::uint8_t> digests;
   digests.reserve(presented.size() * SHA256_DIGEST_LENGTH);

@@ -189,6 +189,21 @@ std::string host_text(const sockaddr_storage& ss) {
   return text;
 }
 
+/// limit_source's IPv6 case: the /64 of an IPv6 address that counts by its prefix;
+/// nothing for one that counts as itself (IPv4, IPv4-mapped, loopback, link-local).
+std::optional<std::string> slash_64(const sockaddr_storage& ss) {
+  if (ss.ss_family != AF_INET6)
+    return std::nullopt;
+  const auto& a6 = reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr;
+  if (IN6_IS_ADDR_V4MAPPED(&a6) || IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_LINKLOCAL(&a6))
+    return std::nullopt;
+  in6_addr prefix{};
+  std::memcpy(prefix.s6_addr, a6.s6_addr, 8);
+  char text[INET6_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET6, &prefix, text, sizeof text);
+  return std::string{text} + "/64";
+}
+
 std::uint16_t port_of(const sockaddr_storage& ss) {
   return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&ss)->sin_port
                                        : reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
@@ -1869,8 +1884,10 @@ public:
     socklen_t size = sizeof peer;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &size) == 0) {
       client_addr_text_ = host_text(peer);
-      if (inbound_)
-        source_ = limit_source(peer);
+      if (inbound_) { // limit_source, without formatting the address twice
+        auto prefix = slash_64(peer);
+        source_ = prefix ? std::move(*prefix) : client_addr_text_;
+      }
     }
   }
   /// A request stream of an HTTP/2 connection from the peer `peer` (h2_server), for
@@ -3790,16 +3807,8 @@ void worker::close_all() {
 } // namespace
 
 std::string limit_source(const sockaddr_storage& address) {
-  if (address.ss_family != AF_INET6)
-    return host_text(address);
-  const auto& a6 = reinterpret_cast<const sockaddr_in6*>(&address)->sin6_addr;
-  if (IN6_IS_ADDR_V4MAPPED(&a6) || IN6_IS_ADDR_LOOPBACK(&a6) || IN6_IS_ADDR_LINKLOCAL(&a6))
-    return host_text(address);
-  in6_addr prefix{};
-  std::memcpy(prefix.s6_addr, a6.s6_addr, 8);
-  char text[INET6_ADDRSTRLEN] = {};
-  ::inet_ntop(AF_INET6, &prefix, text, sizeof text);
-  return std::string{text} + "/64";
+  auto prefix = slash_64(address);
+  return prefix ? std::move(*prefix) : host_text(address);
 }
 
 std::unique_ptr<dataplane> dataplane::start(dataplane_options options, std::string& error) {
