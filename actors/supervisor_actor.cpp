@@ -31,6 +31,7 @@
 #include "actors/node_identity.hpp"
 #include "actors/proxy_controller.hpp"
 #include "actors/proxy_tls.hpp"
+#include "actors/resident_pages.hpp"
 #include "actors/routing_actor.hpp"
 #include "actors/routing_relay.hpp"
 #include "actors/service_notify.hpp"
@@ -182,6 +183,15 @@ void announce_ready(supervisor_t* self) {
   // A systemd unit with Type=notify starts its dependents now (service_notify.hpp).
   tell_service_manager("READY=1\nSTATUS=ready: gossip " + st.gossip_address + ", admin " +
                        info.admin + "\nMAINPID=" + std::to_string(::getpid()));
+  // Start-up is over: its pages of code and read-only data go back to the kernel, which maps
+  // again whatever the agent runs from now on (resident_pages.hpp).
+  const auto released = release_clean_file_pages();
+  if (!released.error.empty())
+    spdlog::warn("start-up pages: {} ({} KiB in {} mappings handed back)", released.error,
+                 released.kib, released.mappings);
+  else
+    spdlog::debug("start-up pages: {} KiB in {} mappings of files handed back to the kernel",
+                  released.kib, released.mappings);
 }
 
 /// Hands one admin request to the current admin actor through a short-lived actor, and
