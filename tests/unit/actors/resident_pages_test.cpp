@@ -1,5 +1,3 @@
-#include "actors/resident_pages.hpp"
-
 #include <fstream>
 #include <memory>
 #include <sstream>
@@ -7,6 +5,8 @@
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
+
+#include "actors/resident_pages.hpp"
 
 using starling::actors::clean_file_mapping;
 using starling::actors::clean_file_mappings;
@@ -91,8 +91,8 @@ TEST(resident_pages, a_mapping_whose_lines_do_not_parse_is_left_out) {
       "Rss:                2644 kB\nLocked:                0 kB\n";
   EXPECT_TRUE(clean_file_mappings(no_anonymous).empty());
   // Addresses that are not hex, reversed, or missing; a count that is not a number.
-  EXPECT_TRUE(clean_file_mappings(mapping("55cb53fb9000-55cb5427fzzz r-xp 0 fe:00 1 /a", 4, 0))
-                  .empty());
+  EXPECT_TRUE(
+      clean_file_mappings(mapping("55cb53fb9000-55cb5427fzzz r-xp 0 fe:00 1 /a", 4, 0)).empty());
   EXPECT_TRUE(
       clean_file_mappings(mapping("55cb5427f000-55cb53fb9000 r-xp 0 fe:00 1 /a", 4, 0)).empty());
   EXPECT_TRUE(clean_file_mappings(mapping("55cb53fb9000 r-xp 0 fe:00 1 /a", 4, 0)).empty());
