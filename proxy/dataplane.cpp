@@ -758,15 +758,28 @@ public:
   /// Takes one of peer `node`'s inbound connection slots; false (counted) when it holds
   /// max_connections_per_peer already. `source`: the connection's address, a member's
   /// while the connection lasts (may_authenticate).
+  /// Once the members' inbound connections on this thread reach twice that share (half of
+  /// the data plane's descriptors by default), a peer that holds an equal part of that line
+  /// or more (the line divided among the peers holding connections here, this one counted;
+  /// never below a quarter of the share or 16, whichever is smaller) gets no more either: a
+  /// few members that turned hostile, each within its share, cannot take the rest from the
+  /// others together.
   bool admit_peer(const std::string& node, const std::string& source) {
+    if (!within_equal_part(node)) {
+      bump(counters_.inbound_refused_peer);
+      return false;
+    }
     if (!take_slot(peer_connections_, node, options().max_connections_per_peer,
                    counters_.inbound_refused_peer))
       return false;
+    ++peer_connections_total_;
     ++members_at_[source];
     return true;
   }
   /// Gives back what admit_peer took.
   void peer_gone(const std::string& node, const std::string& source) {
+    if (peer_connections_.contains(node))
+      --peer_connections_total_;
     release_slot(peer_connections_, node);
     release_slot(members_at_, source);
   }
@@ -934,6 +947,8 @@ private:
   /// Inbound connections not yet authenticated, by source address, and those of each peer
   /// node (entries go at zero).
   std::unordered_map<std::string, std::size_t> unauthenticated_, peer_connections_;
+  /// The sum of peer_connections_.
+  std::size_t peer_connections_total_ = 0;
   /// Source addresses of the peer connections admit_peer let in, with their count.
   std::unordered_map<std::string, std::size_t> members_at_;
   /// Source addresses whose connections failed to authenticate, with their theoretical
@@ -943,6 +958,18 @@ private:
   static constexpr std::size_t max_failing_sources = 4096;
   /// Takes one of `key`'s at most `cap` slots (0: no bound); false, counted in `refused`,
   /// when it holds them all.
+  /// admit_peer's rule under pressure: whether `node` holds less than its equal part.
+  [[nodiscard]] bool within_equal_part(const std::string& node) const {
+    const auto share = options().max_connections_per_peer;
+    const auto line = share > SIZE_MAX / 2 ? SIZE_MAX : 2 * share;
+    if (share == 0 || peer_connections_total_ < line)
+      return true;
+    const auto it = peer_connections_.find(node);
+    const std::size_t held = it == peer_connections_.end() ? 0 : it->second;
+    const std::size_t peers = peer_connections_.size() + (it == peer_connections_.end() ? 1 : 0);
+    const std::size_t floor = std::clamp<std::size_t>(share / 4, 1, 16);
+    return held < std::max(floor, line / peers);
+  }
   static bool take_slot(std::unordered_map<std::string, std::size_t>& slots, const std::string& key,
                         std::size_t cap, std::atomic<std::uint64_t>& refused) {
     if (cap == 0)

@@ -176,6 +176,42 @@ TEST(proxy_tls, a_peers_http2_connections_count_in_its_share) {
   }));
 }
 
+// Under pressure (the members' connections on a thread at twice the share), a peer gets no
+// more than an equal part of that line, even below its share. With a share of 4 (a line
+// of 8): a holds 4, c 3, d 1. Then c, below its share, is refused (3 is above 8 / 3);
+// d gets a second (its part is 2) and no third; e, a newcomer, gets one. Once a's
+// connections end (the line's use back to 6), c's fourth is taken.
+TEST(proxy_tls, under_pressure_a_peer_gets_no_more_than_an_equal_part) {
+  tls_nodes n;
+  auto o = options("b");
+  o.tls = tls_of(mesh(), "b");
+  o.max_connections_per_peer = 4;
+  n.b = start(std::move(o));
+  n.apply({});
+  auto as_a = tls_of(mesh(), "a"), as_c = tls_of(mesh(), "c"), as_d = tls_of(mesh(), "d"),
+       as_e = tls_of(mesh(), "e");
+  std::vector<std::unique_ptr<raw_h2_peer>> held;
+  auto open = [&](proxy::peer_tls& tls) {
+    held.push_back(std::make_unique<raw_h2_peer>(tls, n.b->inbound_address()));
+    return held.back()->answered();
+  };
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(open(*as_a)) << i;
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(open(*as_c)) << i;
+  ASSERT_TRUE(open(*as_d));
+  EXPECT_EQ(n.b->stats().inbound_refused_peer, 0u);
+  EXPECT_FALSE(open(*as_c));
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_peer == 1; }));
+  EXPECT_TRUE(open(*as_d));
+  EXPECT_FALSE(open(*as_d));
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_peer == 2; }));
+  EXPECT_TRUE(open(*as_e));
+  for (std::size_t i = 0; i < 4; ++i)
+    held[i].reset();
+  EXPECT_TRUE(eventually([&] { return open(*as_c); }));
+}
+
 TEST(proxy_tls, authorization_rules_match_the_callers_spiffe_id) {
   http_backend web("web-b");
   tls_nodes n;
