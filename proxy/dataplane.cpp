@@ -762,8 +762,8 @@ public:
   /// the data plane's descriptors by default), a peer that holds an equal part of that line
   /// or more (the line divided among the peers holding connections here, this one counted;
   /// never below a quarter of the share or 16, whichever is smaller) gets no more either: a
-  /// few members that turned hostile, each within its share, cannot take the rest from the
-  /// others together.
+  /// few members that turned hostile, each within its share, cannot take every descriptor
+  /// together (docs/proxy.md, "Floods of connections").
   bool admit_peer(const std::string& node, const std::string& source) {
     if (!within_equal_part(node)) {
       bump(counters_.inbound_refused_peer);
@@ -772,7 +772,8 @@ public:
     if (!take_slot(peer_connections_, node, options().max_connections_per_peer,
                    counters_.inbound_refused_peer))
       return false;
-    ++peer_connections_total_;
+    if (peer_connections_.contains(node)) // (no entry when there is no bound)
+      ++peer_connections_total_;
     ++members_at_[source];
     return true;
   }
@@ -956,8 +957,6 @@ private:
   /// max_failing_sources (about 100 bytes each).
   std::unordered_map<std::string, clock::time_point> failing_;
   static constexpr std::size_t max_failing_sources = 4096;
-  /// Takes one of `key`'s at most `cap` slots (0: no bound); false, counted in `refused`,
-  /// when it holds them all.
   /// admit_peer's rule under pressure: whether `node` holds less than its equal part.
   [[nodiscard]] bool within_equal_part(const std::string& node) const {
     const auto share = options().max_connections_per_peer;
@@ -970,6 +969,8 @@ private:
     const std::size_t floor = std::clamp<std::size_t>(share / 4, 1, 16);
     return held < std::max(floor, line / peers);
   }
+  /// Takes one of `key`'s at most `cap` slots (0: no bound); false, counted in `refused`,
+  /// when it holds them all.
   static bool take_slot(std::unordered_map<std::string, std::size_t>& slots, const std::string& key,
                         std::size_t cap, std::atomic<std::uint64_t>& refused) {
     if (cap == 0)
