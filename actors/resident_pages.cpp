@@ -3,10 +3,12 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <optional>
 
 #include <sys/mman.h>
+
+#include "identity/errc.hpp"
+#include "identity/files.hpp"
 
 namespace starling::actors {
 
@@ -133,21 +135,12 @@ std::vector<clean_file_mapping> clean_file_mappings(std::string_view smaps) {
 
 released_pages release_clean_file_pages() {
   released_pages result;
-  std::ifstream in("/proc/self/smaps", std::ios::binary);
-  if (!in) {
-    result.error = "cannot read /proc/self/smaps";
+  auto text = identity::read_file("/proc/self/smaps", max_smaps_bytes);
+  if (!text) {
+    result.error = identity::render(text.error());
     return result;
   }
-  std::string text;
-  char chunk[16384];
-  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
-    if (text.size() + static_cast<std::size_t>(in.gcount()) > max_smaps_bytes) {
-      result.error = "/proc/self/smaps is larger than 16 MiB";
-      return result;
-    }
-    text.append(chunk, static_cast<std::size_t>(in.gcount()));
-  }
-  for (const auto& m : clean_file_mappings(text)) {
+  for (const auto& m : clean_file_mappings(*text)) {
     // Clean file pages only: the kernel would drop them itself under memory pressure.
     if (::madvise(reinterpret_cast<void*>(m.begin), m.end - m.begin, MADV_DONTNEED) != 0) {
       if (result.error.empty())

@@ -45,6 +45,13 @@ struct tls_nodes {
     o.head_timeout = 5s;
     return start(std::move(o));
   }
+  /// Starts b again, allowing each peer node `share` inbound connections.
+  void limit_peers_on_b(std::size_t share) {
+    auto o = options("b");
+    o.tls = tls_of(mesh(), "b");
+    o.max_connections_per_peer = share;
+    b = start(std::move(o));
+  }
   void apply(std::vector<sg::service_view> services, std::uint64_t generation = 1) {
     sp::inbound_map inbound{{"a", a->inbound_address()}, {"b", b->inbound_address()}};
     a->apply(config(services, inbound, generation));
@@ -94,10 +101,7 @@ TEST(proxy_tls, tcp_echo_with_half_close_over_mtls) {
 TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
   echo_backend echo;
   tls_nodes n;
-  auto o = options("b");
-  o.tls = tls_of(mesh(), "b");
-  o.max_connections_per_peer = 2;
-  n.b = start(std::move(o));
+  n.limit_peers_on_b(2);
   n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
   auto first = std::make_unique<client>(outbound(*n.a, "db"));
   client second(outbound(*n.a, "db"));
@@ -155,10 +159,7 @@ struct raw_h2_peer {
 // connection keeps its slot for its life (the session that took it hands it over).
 TEST(proxy_tls, a_peers_http2_connections_count_in_its_share) {
   tls_nodes n;
-  auto o = options("b");
-  o.tls = tls_of(mesh(), "b");
-  o.max_connections_per_peer = 2;
-  n.b = start(std::move(o));
+  n.limit_peers_on_b(2);
   n.apply({});
   auto as_a = tls_of(mesh(), "a");
   auto first = std::make_unique<raw_h2_peer>(*as_a, n.b->inbound_address());
@@ -183,10 +184,7 @@ TEST(proxy_tls, a_peers_http2_connections_count_in_its_share) {
 // connections end (the line's use back to 6), c's fourth is taken.
 TEST(proxy_tls, under_pressure_a_peer_gets_no_more_than_an_equal_part) {
   tls_nodes n;
-  auto o = options("b");
-  o.tls = tls_of(mesh(), "b");
-  o.max_connections_per_peer = 4;
-  n.b = start(std::move(o));
+  n.limit_peers_on_b(4);
   n.apply({});
   auto as_a = tls_of(mesh(), "a"), as_c = tls_of(mesh(), "c"), as_d = tls_of(mesh(), "d"),
        as_e = tls_of(mesh(), "e");

@@ -1,4 +1,3 @@
-#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -7,6 +6,7 @@
 #include <openssl/evp.h>
 
 #include "actors/resident_pages.hpp"
+#include "identity/files.hpp"
 
 using starling::actors::clean_file_mapping;
 using starling::actors::clean_file_mappings;
@@ -31,10 +31,8 @@ std::string mapping(std::string_view header, std::size_t rss, std::size_t anonym
 }
 
 std::string read_smaps() {
-  std::ifstream in("/proc/self/smaps");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  auto text = starling::identity::read_file("/proc/self/smaps", 16u << 20);
+  return text ? *text : std::string{};
 }
 
 struct base {
