@@ -1,11 +1,14 @@
 #include "actors/resident_pages.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <optional>
 
+#include <sys/auxv.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "identity/errc.hpp"
 #include "identity/files.hpp"
@@ -133,23 +136,165 @@ std::vector<clean_file_mapping> clean_file_mappings(std::string_view smaps) {
   return out;
 }
 
+namespace {
+
+// Ranges less the pages of `cut` (both as page ranges), sorted.
+std::vector<page_range> without(std::vector<page_range> ranges,
+                                const std::vector<page_range>& cut) {
+  for (const auto& c : cut) {
+    std::vector<page_range> kept;
+    for (const auto& r : ranges) {
+      if (c.end <= r.begin || r.end <= c.begin) {
+        kept.push_back(r);
+        continue;
+      }
+      if (r.begin < c.begin)
+        kept.push_back({r.begin, c.begin});
+      if (c.end < r.end)
+        kept.push_back({c.end, r.end});
+    }
+    ranges = std::move(kept);
+  }
+  std::sort(ranges.begin(), ranges.end(),
+            [](const page_range& a, const page_range& b) { return a.begin < b.begin; });
+  return ranges;
+}
+
+// True when the object's dynamic section asks for text relocations (DT_TEXTREL, or
+// DF_TEXTREL in DT_FLAGS). Reads the loaded object's memory.
+bool has_text_relocations(const dl_phdr_info& info) {
+  for (std::size_t i = 0; i < info.dlpi_phnum; ++i) {
+    const auto& ph = info.dlpi_phdr[i];
+    if (ph.p_type != PT_DYNAMIC)
+      continue;
+    const auto* dyn = reinterpret_cast<const ElfW(Dyn)*>(info.dlpi_addr + ph.p_vaddr);
+    const std::size_t entries = ph.p_memsz / sizeof(ElfW(Dyn));
+    for (std::size_t k = 0; k < entries && dyn[k].d_tag != DT_NULL; ++k) {
+      if (dyn[k].d_tag == DT_TEXTREL)
+        return true;
+      if (dyn[k].d_tag == DT_FLAGS && (dyn[k].d_un.d_val & DF_TEXTREL) != 0)
+        return true;
+    }
+  }
+  return false;
+}
+
+// The object whose first segment starts at the vDSO's ELF header: the kernel's, no file.
+bool is_vdso(const dl_phdr_info& info) {
+  const auto vdso = ::getauxval(AT_SYSINFO_EHDR);
+  if (vdso == 0)
+    return false;
+  for (std::size_t i = 0; i < info.dlpi_phnum; ++i) {
+    const auto& ph = info.dlpi_phdr[i];
+    if (ph.p_type == PT_LOAD && ph.p_offset == 0 && info.dlpi_addr + ph.p_vaddr == vdso)
+      return true;
+  }
+  return false;
+}
+
+// Resident KiB of files and shared memory: statm's third field, in pages.
+std::optional<std::size_t> file_resident_kib(std::size_t page) {
+  auto text = identity::read_file("/proc/self/statm", 4096);
+  if (!text)
+    return std::nullopt;
+  std::string_view rest = *text;
+  next_field(rest); // size
+  next_field(rest); // resident
+  auto shared = next_field(rest);
+  std::size_t pages = 0;
+  const auto* end = shared.data() + shared.size();
+  auto [ptr, ec] = std::from_chars(shared.data(), end, pages);
+  if (ec != std::errc{} || ptr != end || shared.empty())
+    return std::nullopt;
+  return pages * (page / 1024);
+}
+
+struct release_walk {
+  std::vector<clean_file_mapping> clean;
+  std::size_t page = 4096;
+  released_pages* result = nullptr;
+};
+
+int release_object(dl_phdr_info* info, std::size_t, void* data) {
+  auto& walk = *static_cast<release_walk*>(data);
+  if (is_vdso(*info))
+    return 0;
+  const auto ranges = inside(never_written_pages(info->dlpi_addr, info->dlpi_phdr, info->dlpi_phnum,
+                                                 has_text_relocations(*info), walk.page),
+                             walk.clean);
+  for (const auto& r : ranges) {
+    // Clean file pages only: the kernel would drop them itself under memory pressure.
+    if (::madvise(reinterpret_cast<void*>(r.begin), r.end - r.begin, MADV_DONTNEED) != 0) {
+      if (walk.result->error.empty())
+        walk.result->error = std::string("madvise: ") + std::strerror(errno);
+      continue;
+    }
+    ++walk.result->ranges;
+  }
+  return 0;
+}
+
+} // namespace
+
+std::vector<page_range> never_written_pages(std::uintptr_t base, const ElfW(Phdr) * phdrs,
+                                            std::size_t count, bool text_relocations,
+                                            std::size_t page) {
+  if (text_relocations || page == 0 || (page & (page - 1)) != 0)
+    return {};
+  const auto floor = [page](std::uintptr_t a) { return a & ~(page - 1); };
+  const auto ceil = [page](std::uintptr_t a) { return (a + page - 1) & ~(page - 1); };
+  std::vector<page_range> read_only, written;
+  for (std::size_t i = 0; i < count; ++i) {
+    const auto& ph = phdrs[i];
+    const auto start = base + ph.p_vaddr;
+    if (ph.p_type == PT_GNU_RELRO || (ph.p_type == PT_LOAD && (ph.p_flags & PF_W) != 0)) {
+      written.push_back({floor(start), ceil(start + ph.p_memsz)});
+      continue;
+    }
+    if (ph.p_type != PT_LOAD || (ph.p_flags & PF_R) == 0 || ph.p_filesz == 0)
+      continue;
+    // The loader zero-fills past the file's bytes, writing the last page of the file part.
+    const auto end =
+        ph.p_memsz > ph.p_filesz ? floor(start + ph.p_filesz) : ceil(start + ph.p_filesz);
+    if (floor(start) < end)
+      read_only.push_back({floor(start), end});
+  }
+  return without(std::move(read_only), written);
+}
+
+std::vector<page_range> inside(const std::vector<page_range>& ranges,
+                               const std::vector<clean_file_mapping>& clean) {
+  std::vector<page_range> out;
+  for (const auto& r : ranges) {
+    for (const auto& m : clean) {
+      const auto begin = std::max(r.begin, m.begin);
+      const auto end = std::min(r.end, m.end);
+      if (begin < end)
+        out.push_back({begin, end});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const page_range& a, const page_range& b) { return a.begin < b.begin; });
+  return out;
+}
+
 released_pages release_clean_file_pages() {
   released_pages result;
+  release_walk walk;
+  walk.result = &result;
+  const auto page = ::sysconf(_SC_PAGESIZE);
+  walk.page = page > 0 ? static_cast<std::size_t>(page) : 4096;
   auto text = identity::read_file("/proc/self/smaps", max_smaps_bytes);
   if (!text) {
     result.error = identity::render(text.error());
     return result;
   }
-  for (const auto& m : clean_file_mappings(*text)) {
-    // Clean file pages only: the kernel would drop them itself under memory pressure.
-    if (::madvise(reinterpret_cast<void*>(m.begin), m.end - m.begin, MADV_DONTNEED) != 0) {
-      if (result.error.empty())
-        result.error = std::string("madvise: ") + std::strerror(errno);
-      continue;
-    }
-    ++result.mappings;
-    result.kib += m.resident_kib;
-  }
+  walk.clean = clean_file_mappings(*text);
+  result.file_kib_before = file_resident_kib(walk.page).value_or(0);
+  // The loader's lock is held while the callback runs: no object is mapped or unmapped
+  // meanwhile, and every range handed back is a segment of a loaded object.
+  ::dl_iterate_phdr(release_object, &walk);
+  result.file_kib_after = file_resident_kib(walk.page).value_or(0);
   return result;
 }
 

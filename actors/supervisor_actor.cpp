@@ -187,11 +187,14 @@ void announce_ready(supervisor_t* self) {
   // again whatever the agent runs from now on (resident_pages.hpp).
   const auto released = release_clean_file_pages();
   if (!released.error.empty())
-    spdlog::warn("start-up pages: {} ({} KiB in {} mappings handed back)", released.error,
-                 released.kib, released.mappings);
+    spdlog::warn("start-up pages: {} ({} ranges handed back; resident file pages {} KiB, "
+                 "{} KiB before)",
+                 released.error, released.ranges, released.file_kib_after,
+                 released.file_kib_before);
   else
-    spdlog::debug("start-up pages: {} KiB in {} mappings of files handed back to the kernel",
-                  released.kib, released.mappings);
+    spdlog::debug("start-up pages: {} ranges of the program's and libraries' files handed back "
+                  "to the kernel (resident file pages {} KiB, {} KiB before)",
+                  released.ranges, released.file_kib_after, released.file_kib_before);
 }
 
 /// Hands one admin request to the current admin actor through a short-lived actor, and

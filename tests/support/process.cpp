@@ -164,7 +164,27 @@ std::string child_process::stderr_text() const { return read_text(err_file_); }
 
 process_group::~process_group() {
   if (::testing::Test::HasFailure()) {
+    // First, in a few lines, which children had already died and how: the tails below
+    // can be cut short by whoever shows the log.
+    std::cerr << "----- children at the failure -----\n";
+    std::vector<const child_process*> in_order, alive; // the dead first
     for (const auto& c : children_) {
+      std::cerr << c->label() << " (pid " << c->pid() << "): ";
+      if (c->running()) {
+        std::cerr << "running\n";
+        alive.push_back(c.get());
+        continue;
+      }
+      in_order.push_back(c.get());
+      if (const auto code = c->wait(test_clock::duration::zero()); code && *code > 128)
+        std::cerr << "killed by signal " << *code - 128 << " (" << ::strsignal(*code - 128)
+                  << ")\n";
+      else
+        std::cerr << "exited with code " << code.value_or(-1) << '\n';
+    }
+    // The dead first: a crash report is the tail of their stderr.
+    in_order.insert(in_order.end(), alive.begin(), alive.end());
+    for (const auto* c : in_order) {
       auto err = c->stderr_text();
       if (err.size() > 4000)
         err = "...\n" + err.substr(err.size() - 4000);
