@@ -353,6 +353,7 @@ struct byte_stream {
       conn->close();
   }
   [[nodiscard]] bool is_open() const { return h2 ? h2->is_open() : conn && conn->is_open(); }
+  [[nodiscard]] net::loop& io() { return h2 ? h2->io() : conn->io(); }
 };
 
 /// Counters of one service on one worker. Written by the worker (relaxed), read by stats().
@@ -1059,7 +1060,8 @@ upstream_conn::~upstream_conn() {
 ///
 /// Between two plain streams (a local instance: TLS on neither side) the bytes can move
 /// through a pipe with splice(2) instead, never copied into the process (`splice`); the
-/// bytes it starts with still go through a buffer.
+/// bytes it starts with still go through a buffer. Either end may be a tunnel stream of an
+/// HTTP/2 connection between nodes (h2_stream::is_tunnel), which is copied.
 class tunnel : public std::enable_shared_from_this<tunnel> {
 public:
   using done_fn = std::function<void()>;
@@ -1071,12 +1073,13 @@ public:
     std::size_t max_fd = 0;
   };
   /// `slots`: splice when both streams are plain and a slot is free; null: always copy.
-  tunnel(stream_ptr a, stream_ptr b, service_counters* counters, done_fn done,
+  tunnel(byte_stream a, byte_stream b, service_counters* counters, done_fn done,
          std::shared_ptr<splice_slots> slots = nullptr,
          std::chrono::milliseconds idle = std::chrono::milliseconds{0})
       : a_(std::move(a)), b_(std::move(b)), counters_(counters), done_(std::move(done)),
-        slots_(std::move(slots)), splice_(slots_ && !a_->is_tls() && !b_->is_tls()),
-        idle_(std::min(idle, max_tunnel_idle)), idle_timer_(a_->io()) {}
+        slots_(std::move(slots)),
+        splice_(slots_ && !a_.h2 && !b_.h2 && !a_.conn->is_tls() && !b_.conn->is_tls()),
+        idle_(std::min(idle, max_tunnel_idle)), idle_timer_(a_.io()) {}
   ~tunnel() { drop_pipes(); }
   tunnel(const tunnel&) = delete;
   tunnel& operator=(const tunnel&) = delete;
@@ -1120,8 +1123,8 @@ private:
     std::size_t held = 0;
   };
   // Direction 0: a -> b (client to upstream); 1: b -> a.
-  connection& from(int d) { return d == 0 ? *a_ : *b_; }
-  connection& to(int d) { return d == 0 ? *b_ : *a_; }
+  byte_stream& from(int d) { return d == 0 ? a_ : b_; }
+  byte_stream& to(int d) { return d == 0 ? b_ : a_; }
 
   /// The pipes of both directions (the sockets are non-blocking from the start); false
   /// when every slot is taken (each spliced tunnel holds four more descriptors; past the
@@ -1175,7 +1178,7 @@ private:
     for (int turn = 0; turn < splice_turns; ++turn) {
       if (dir.held > 0 && !splice_out(d))
         return;
-      const auto n = ::splice(from(d).fd(), nullptr, dir.pipe_w, nullptr, splice_chunk,
+      const auto n = ::splice(from(d).conn->fd(), nullptr, dir.pipe_w, nullptr, splice_chunk,
                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         dir.held = static_cast<std::size_t>(n);
@@ -1192,7 +1195,7 @@ private:
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         auto self = shared_from_this();
-        from(d).wait(net::loop::ready::readable, [self, d](const std::error_code& ec) {
+        from(d).conn->wait(net::loop::ready::readable, [self, d](const std::error_code& ec) {
           if (ec)
             self->fail();
           else
@@ -1212,7 +1215,7 @@ private:
   bool splice_out(int d) {
     auto& dir = dirs_[d];
     while (dir.held > 0) {
-      const auto n = ::splice(dir.pipe_r, nullptr, to(d).fd(), nullptr, dir.held,
+      const auto n = ::splice(dir.pipe_r, nullptr, to(d).conn->fd(), nullptr, dir.held,
                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         dir.held -= static_cast<std::size_t>(n);
@@ -1222,7 +1225,7 @@ private:
         continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         auto self = shared_from_this();
-        to(d).wait(net::loop::ready::writable, [self, d](const std::error_code& ec) {
+        to(d).conn->wait(net::loop::ready::writable, [self, d](const std::error_code& ec) {
           if (ec)
             self->fail();
           else if (self->splice_out(d))
@@ -1307,7 +1310,7 @@ private:
       done_();
   }
 
-  stream_ptr a_, b_;
+  byte_stream a_, b_;
   service_counters* counters_;
   done_fn done_;
   std::array<dir, 2> dirs_;
@@ -1923,7 +1926,7 @@ public:
   client_session(worker& w, std::shared_ptr<h2_stream> stream, std::string_view service,
                  std::string_view instance, std::shared_ptr<const peer_identity> peer)
       : w_(w), client_{nullptr, std::move(stream)}, inbound_(true), peer_(std::move(peer)),
-        preamble_http_(true), cbuf_(io_buffer_bytes),
+        preamble_http_(!client_.h2->is_tunnel()), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
         try_timer_(w.io()), pending_timer_(w.io()) {
     link_client();
@@ -2198,20 +2201,25 @@ private:
           write_error_response(http_error::forbidden, out_, true, *why);
           write_then_close();
         } else {
+          if (client_.h2) // a tunnel: 403, so that the caller neither retries nor ejects
+            client_.h2->refuse_tunnel(403);
           close_client();
         }
         return;
       }
     }
-    if (svc_->protocol == gossip::service_protocol::tcp) {
-      if (client_.h2) { // a stream carries HTTP only: the sender uses a preamble for TCP
-        close_client();
-        return;
-      }
-      start_tcp();
-    } else {
-      next_request();
+    // A stream from a peer carries a request of an HTTP service, or a tunnel to a TCP
+    // service (CONNECT); the other way round it is refused (a reset: the sender's attempt
+    // fails and goes elsewhere).
+    const bool tcp = svc_->protocol == gossip::service_protocol::tcp;
+    if (client_.h2 && client_.h2->is_tunnel() != tcp) {
+      close_client();
+      return;
     }
+    if (tcp)
+      start_tcp();
+    else
+      next_request();
   }
 
   // ---------------------------------------------------------------- picking and connecting
@@ -2309,8 +2317,57 @@ private:
       return;
     }
     holds_connection_ = true;
+    if (t->via_peer && w_.h2_for(t->address_text)) {
+      tcp_h2_attempt();
+      return;
+    }
     auto self = shared_from_this();
     connect(*t, [self](bool ok) { self->on_tcp_connected(ok); });
+  }
+
+  /// A tunnel on the worker's HTTP/2 connection to the peer (decision 0024): no handshake
+  /// per TCP connection. Connected once the peer answers 200, after connecting to its
+  /// instance; any other end before that (a refusal, a reset, connect_timeout) is a connect
+  /// failure, and no byte reached any app. A peer that speaks HTTP/1.1 only gets its own
+  /// connection with a preamble, as before.
+  void tcp_h2_attempt() {
+    auto self = shared_from_this();
+    auto id = attempt_;
+    w_.h2_to(*target_, [self, id](worker::h2_result r, const std::shared_ptr<h2_client>& link) {
+      if (id != self->attempt_)
+        return;
+      if (r == worker::h2_result::http1) {
+        self->connect(*self->target_, [self](bool ok) { self->on_tcp_connected(ok); });
+        return;
+      }
+      auto stream = r == worker::h2_result::ok
+                        ? link->open_stream(self->service_name_, self->target_->endpoint_id, true)
+                        : nullptr;
+      if (!stream) {
+        self->on_tcp_connected(false);
+        return;
+      }
+      self->up_ =
+          make_recycled<upstream_conn>(stream, self->target_->node, self->w_.options().limits);
+      self->up_pooled_ = false;
+      // The peer connects to its instance within its own connect_timeout and answers; a
+      // peer that never answers is given up after ours (the close fails open_tunnel).
+      std::weak_ptr<h2_stream> weak = stream;
+      self->pending_timer_.start(self->w_.options().connect_timeout, [weak] {
+        if (auto s = weak.lock())
+          s->close();
+      });
+      stream->open_tunnel([self, id](const std::error_code& ec, std::size_t) {
+        if (id != self->attempt_)
+          return;
+        self->pending_timer_.cancel();
+        if (ec == std::errc::permission_denied) { // the peer's rules refuse this caller
+          self->close_client();
+          return;
+        }
+        self->on_tcp_connected(!ec);
+      });
+    });
   }
 
   void on_tcp_connected(bool ok) {
@@ -2340,6 +2397,10 @@ private:
     }
     if (idx)
       (void)s.outlier.on_result(*idx, attempt_result::success, now);
+    if (client_.h2 && client_.h2->accept_tunnel()) { // a peer's tunnel, gone meanwhile
+      close_client();
+      return;
+    }
     std::string first = std::move(up_->preamble);
     first.append(cbuf_.data() + cpos_, cend_ - cpos_);
     // The client's bytes read before the tunnel (with the preamble on the inbound side):
@@ -2348,7 +2409,7 @@ private:
     cpos_ = cend_ = 0;
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_.conn, up_->s.conn, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots(),
+        client_, up_->s, &sc(), [self] { self->on_tunnel_done(); }, dp().splice_slots(),
         w_.options().tunnel_idle_timeout);
     tunnel_->start(first, {});
   }
@@ -3093,7 +3154,7 @@ private:
     clear_request_deadline();
     auto self = shared_from_this();
     tunnel_ = std::make_shared<tunnel>(
-        client_.conn, c.s.conn, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots(),
+        client_, c.s, nullptr, [self] { self->on_tunnel_done(); }, dp().splice_slots(),
         w_.options().tunnel_idle_timeout);
     counted_in_flight_ = true;
     w_.counters().in_flight.fetch_add(1, std::memory_order_relaxed);

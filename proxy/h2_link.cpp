@@ -251,6 +251,12 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
     return;
   }
   auto s = make_recycled<h2_stream>(shared_from_this(), id, opts_.http);
+  if (h.method == "CONNECT") { // a tunnel: nghttp2 checked it has no :scheme nor :path
+    s->tunnel_ = true;
+    streams_[id] = s.get();
+    on_stream_(std::move(s), service, instance);
+    return;
+  }
   h2::head request = h;
   request.fields = kept_;
   forward_options fo;
@@ -283,12 +289,14 @@ bool h2_client::usable() const {
 }
 
 std::shared_ptr<h2_stream> h2_client::open_stream(std::string_view service,
-                                                  std::string_view instance) {
+                                                  std::string_view instance, bool tunnel) {
   if (!usable())
     return nullptr;
   ++unsubmitted_;
   ++opened_;
-  return make_recycled<h2_stream>(shared_from_this(), 0, opts_.http, service, instance);
+  auto s = make_recycled<h2_stream>(shared_from_this(), 0, opts_.http, service, instance);
+  s->tunnel_ = tunnel;
+  return s;
 }
 
 void h2_client::on_head(std::int32_t id, const h2::head& h) {
@@ -322,6 +330,8 @@ h2_stream::~h2_stream() {
   if (id_ != 0 && it != link_->streams_.end() && it->second == this)
     link_->streams_.erase(it);
 }
+
+net::loop& h2_stream::io() { return link_->conn_->io(); }
 
 void h2_stream::complete(io_handler h, std::error_code ec, std::size_t n) {
   link_->conn_->io().defer([h = std::move(h), ec, n] { h(ec, n); });
@@ -391,6 +401,22 @@ void h2_stream::deliver() {
 }
 
 void h2_stream::on_response_head(const h2::head& h) {
+  if (tunnel_) {
+    if (h.is_interim() || established_ || !tunnel_handler_)
+      return;
+    established_ = h.status >= 200 && h.status < 300;
+    if (!established_) { // refused, or the peer could not reach the service: nothing moved
+      (void)link_->session_.reset(id_, h2::cancel);
+      link_->schedule_flush();
+      reset_ = refused_ = true;
+    }
+    complete(std::exchange(tunnel_handler_, nullptr),
+             established_      ? std::error_code{}
+             : h.status == 403 ? sys(EACCES)
+                               : refused_stream_error(),
+             0);
+    return;
+  }
   forward_options fo;
   fo.add_via = false; // the session adds this hop's via when it forwards the response
   // An HTTP/1.0 client cannot read chunks: a body without a length runs until the end of
@@ -446,6 +472,8 @@ void h2_stream::on_reset(bool refused) {
   reset_ = true;
   refused_ = refused;
   attached_ = false;
+  if (tunnel_handler_) // before the peer's answer: no byte reached any app
+    complete(std::exchange(tunnel_handler_, nullptr), refused_stream_error(), 0);
   fill_read();
   if (write_handler_)
     fail_write(refused ? refused_stream_error() : sys(ECONNRESET));
@@ -482,6 +510,14 @@ void h2_stream::pump_write(bool may_inline) {
       return;
     }
     std::span<const char> in{write_buf_ + write_done_, slice};
+    if (tunnel_) {
+      if (!established_ || sent_all_ || session.send_data(id_, in) != h2::errc::ok) {
+        fail_write(sys(EPROTO));
+        return;
+      }
+      write_done_ += slice;
+      continue;
+    }
     if (direct_) {
       if (!send_direct_body(in)) {
         fail_write(refused_ ? refused_stream_error() : sys(EPROTO));
@@ -702,7 +738,63 @@ void h2_stream::fail_write(std::error_code ec) {
     complete(std::exchange(write_handler_, nullptr), ec, 0);
 }
 
+void h2_stream::open_tunnel(io_handler handler) {
+  if (!tunnel_ || !client_ || id_ != 0 || tunnel_handler_ || !open_ || reset_) {
+    complete(std::move(handler), reset_ ? refused_stream_error() : sys(EINVAL), 0);
+    return;
+  }
+  auto& session = link_->session_;
+  auto& client = static_cast<h2_client&>(*link_);
+  const h2::field fields[] = {{":method", "CONNECT"},
+                              {":authority", service_},
+                              {service_field, service_},
+                              {instance_field, instance_}};
+  const auto sub = session.submit_request({fields, instance_.empty() ? 3u : 4u}, false);
+  if (sub.error != h2::errc::ok) {
+    // The connection takes no more streams: nothing was sent.
+    refused_ = reset_ = true;
+    attached_ = false;
+    complete(std::move(handler), refused_stream_error(), 0);
+    return;
+  }
+  --client.unsubmitted_;
+  id_ = sub.stream;
+  link_->streams_[id_] = this;
+  tunnel_handler_ = std::move(handler);
+  link_->schedule_flush();
+}
+
+std::error_code h2_stream::accept_tunnel() {
+  if (!tunnel_ || client_ || established_ || !open_ || reset_ || !attached_)
+    return reset_ ? sys(ECONNRESET) : sys(EINVAL);
+  const h2::field fields[] = {{":status", "200"}};
+  if (link_->session_.submit_response(id_, fields, false) != h2::errc::ok)
+    return sys(EPROTO);
+  established_ = true;
+  link_->schedule_flush();
+  return {};
+}
+
+void h2_stream::refuse_tunnel(std::uint16_t status) {
+  if (!tunnel_ || client_ || established_ || sent_all_ || !attached_ || reset_ || !open_)
+    return;
+  const auto text = std::to_string(status);
+  const h2::field fields[] = {{":status", text}};
+  if (link_->session_.submit_response(id_, fields, true) == h2::errc::ok)
+    sent_all_ = true;
+  link_->schedule_flush();
+}
+
 void h2_stream::shutdown_send() {
+  if (tunnel_) { // a FIN: END_STREAM after the bytes written so far
+    if (attached_ && established_ && !sent_all_ && id_ != 0) {
+      sent_all_ = true;
+      if (link_->session_.end_stream(id_) != h2::errc::ok)
+        (void)link_->session_.reset(id_, h2::cancel);
+      link_->schedule_flush();
+    }
+    return;
+  }
   if (attached_ && !sent_all_ && id_ != 0) {
     (void)link_->session_.reset(id_, h2::cancel);
     link_->schedule_flush();
@@ -724,6 +816,8 @@ void h2_stream::close() {
     complete(std::exchange(read_handler_, nullptr), sys(ECANCELED), 0);
   if (write_handler_)
     complete(std::exchange(write_handler_, nullptr), sys(ECANCELED), 0);
+  if (tunnel_handler_)
+    complete(std::exchange(tunnel_handler_, nullptr), sys(ECANCELED), 0);
 }
 
 void h2_stream::close_connection() {

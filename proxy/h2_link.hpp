@@ -85,7 +85,30 @@ public:
   /// complete with ECANCELED, later ones with EBADF.
   void close();
   /// Until closed, reset, or (client) the response ended: a stream carries one exchange.
-  [[nodiscard]] bool is_open() const { return open_ && !reset_ && !(client_ && peer_ended_); }
+  /// A tunnel: until closed or reset (its ends close one at a time).
+  [[nodiscard]] bool is_open() const {
+    return open_ && !reset_ && !(client_ && !tunnel_ && peer_ended_);
+  }
+
+  /// A tunnel (decision 0024): the stream carries a TCP connection's bytes as they are
+  /// (RFC 9113 8.5, CONNECT), not HTTP/1.1. Reads give the peer's DATA; writes send DATA;
+  /// shutdown_send ends our side (END_STREAM, a FIN); a reset or a lost connection is a
+  /// reset (ECONNRESET). No byte moves before the tunnel is established.
+  [[nodiscard]] bool is_tunnel() const { return tunnel_; }
+  /// A client tunnel: sends CONNECT for the stream's service and instance. `handler`
+  /// completes (never inside the call) once the peer answered: success on a 2xx, from then
+  /// on bytes move; EACCES on a 403 (the peer's authorization rules refuse the caller);
+  /// refused_stream_error() on another status, a reset before the answer or a refused
+  /// stream (no byte reached any app: the caller may try elsewhere).
+  void open_tunnel(io_handler handler);
+  /// A server tunnel: the local connection is up; answers 200, and bytes move. An error
+  /// when the stream is gone (reset, closed) or the answer cannot be sent.
+  [[nodiscard]] std::error_code accept_tunnel();
+  /// A server tunnel refused with `status` (403: the caller is not allowed), which ends
+  /// the stream; close() follows.
+  void refuse_tunnel(std::uint16_t status);
+  /// The loop the stream's connection runs on.
+  [[nodiscard]] net::loop& io();
   /// Closes the whole connection (a banned peer, the data plane stopping).
   void close_connection();
 
@@ -136,6 +159,11 @@ private:
   bool head_request_ = false;
   /// Client: the request is HTTP/1.0 (its response cannot be chunked).
   bool http10_request_ = false;
+  /// A tunnel (is_tunnel), and whether it is established (bytes may move).
+  bool tunnel_ = false;
+  bool established_ = false;
+  /// Client tunnel: open_tunnel's handler, until the peer answers.
+  io_handler tunnel_handler_;
 
   /// The peer's message (head, then body) not yet read: in_[in_pos_, end).
   std::string in_;
@@ -254,8 +282,9 @@ protected:
 class h2_server final : public h2_link {
 public:
   /// A new request stream for `service` (its x-starling-service field, validated and
-  /// removed, as `x-starling-instance`, which names `instance` or is empty). The two views
-  /// are valid during the call only.
+  /// removed, as `x-starling-instance`, which names `instance` or is empty), or a tunnel
+  /// (a CONNECT: h2_stream::is_tunnel; answer it with accept_tunnel, refuse it with
+  /// close). The two views are valid during the call only.
   using stream_fn = std::function<void(std::shared_ptr<h2_stream> stream, std::string_view service,
                                        std::string_view instance)>;
   /// Says whether `name` is a valid service name.
@@ -284,9 +313,11 @@ public:
   /// Whether a new stream may be opened now (open, no GOAWAY either way, below the peer's
   /// stream limit counting streams opened and not yet submitted).
   [[nodiscard]] bool usable() const;
-  /// A new stream for a request to `service` (`instance`: the one the balancer picked);
-  /// null when not usable().
-  std::shared_ptr<h2_stream> open_stream(std::string_view service, std::string_view instance);
+  /// A new stream for a request to `service` (`instance`: the one the balancer picked),
+  /// or with `tunnel` a tunnel to it (open it with h2_stream::open_tunnel); null when not
+  /// usable().
+  std::shared_ptr<h2_stream> open_stream(std::string_view service, std::string_view instance,
+                                         bool tunnel = false);
 
 private:
   friend class h2_stream;

@@ -57,6 +57,17 @@ inline std::vector<owned_field> request_fields(std::string method, std::string p
   return out;
 }
 
+/// The fields of a tunnel through a node's inbound listener (RFC 9113 8.5): ":method"
+/// CONNECT, ":authority" `service`, `x-starling-service: <service>`, then `extra`.
+inline std::vector<owned_field> tunnel_fields(std::string service,
+                                              std::vector<owned_field> extra = {}) {
+  std::vector<owned_field> out{
+      {":method", "CONNECT"}, {":authority", service}, {"x-starling-service", service}};
+  for (auto& f : extra)
+    out.push_back(std::move(f));
+  return out;
+}
+
 /// What one stream of an h2_client received.
 struct stream_result {
   /// The final response's ":status"; 0 until it arrives (1xx interim heads are not kept).
@@ -204,6 +215,9 @@ public:
     });
   }
   bool wait(std::int32_t stream) { return wait(std::vector<std::int32_t>{stream}); }
+
+  /// Pumps until `pred` holds; false at the deadline or when the connection ended first.
+  bool wait_for(const std::function<bool()>& pred) { return pump_until(pred); }
 
   /// Reads (and feeds the session) without writing anything until the peer closes the
   /// connection. False when it is still open at the deadline.

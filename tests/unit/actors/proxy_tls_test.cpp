@@ -52,6 +52,14 @@ struct tls_nodes {
     o.max_connections_per_peer = share;
     b = start(std::move(o));
   }
+  /// Starts a again without HTTP/2 toward peers: each TCP connection through it is a TLS
+  /// connection of its own to b (as from a node without HTTP/2).
+  void http1_from_a() {
+    auto o = options("a");
+    o.tls = tls_of(mesh(), "a");
+    o.h2_to_peers = false;
+    a = start(std::move(o));
+  }
   void apply(std::vector<sg::service_view> services, std::uint64_t generation = 1) {
     sp::inbound_map inbound{{"a", a->inbound_address()}, {"b", b->inbound_address()}};
     a->apply(config(services, inbound, generation));
@@ -92,16 +100,29 @@ TEST(proxy_tls, tcp_echo_with_half_close_over_mtls) {
   ASSERT_TRUE(c.send("over tls"));
   c.shutdown_send();
   EXPECT_EQ(c.read_all(), "over tls");
+  // Over HTTP/2 (decision 0024) every TCP connection to b is a tunnel on one TLS
+  // connection: no handshake per TCP connection. Over HTTP/1.1, one TLS connection each.
+  for (int i = 0; i < 3; ++i) {
+    client more(outbound(*n.a, "db"));
+    ASSERT_TRUE(more.send("again " + std::to_string(i)));
+    more.shutdown_send();
+    EXPECT_EQ(more.read_all(), "again " + std::to_string(i));
+  }
+  EXPECT_TRUE(eventually([&] {
+    return n.b->stats().inbound_connections == (test_h2_hop() ? 1u : 4u);
+  })) << n.b->stats().inbound_connections;
 }
 
 // One peer node holds at most max_connections_per_peer inbound connections (per I/O
 // thread): the next is closed after its handshake and counted, so that one member cannot
 // take every descriptor of the data plane from the others; a closed one frees its slot.
-// Each TCP connection through a's outbound listener is one TLS connection to b.
+// Each TCP connection through a's outbound listener is one TLS connection to b when a
+// speaks no HTTP/2 (else they are tunnels on one connection: decision 0024).
 TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
   echo_backend echo;
   tls_nodes n;
   n.limit_peers_on_b(2);
+  n.http1_from_a();
   n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
   auto first = std::make_unique<client>(outbound(*n.a, "db"));
   client second(outbound(*n.a, "db"));

@@ -569,6 +569,73 @@ TEST(dataplane_h2, a_get_reaches_the_app_and_its_answer_comes_back_on_the_stream
   EXPECT_GT(find_inbound(st, "web")->bytes_out, 0u);
 }
 
+TEST(dataplane_h2, a_connect_stream_tunnels_to_a_tcp_service_and_carries_the_half_close) {
+  echo_backend echo;
+  node_b n;
+  n.apply(
+      {service("echo", {instance("b", "echo", "e1", echo.port(), "", sg::service_protocol::tcp)})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto s = c.submit(tunnel_fields("echo"), false);
+  ASSERT_NE(s, 0);
+  // 200 once b reached the instance; no byte before.
+  ASSERT_TRUE(c.wait_for([&] { return c.result(s).status != 0 || c.result(s).is_done(); }));
+  EXPECT_EQ(c.result(s).status, 200) << describe(c.result(s));
+  EXPECT_FALSE(c.result(s).is_done()) << describe(c.result(s));
+  // Bytes both ways as they are, in pieces.
+  ASSERT_TRUE(c.send_data(s, "hello", false));
+  ASSERT_TRUE(c.wait_for([&] { return c.result(s).body.size() >= 5 || c.result(s).is_done(); }));
+  EXPECT_EQ(c.result(s).body, "hello");
+  // More than a stream's window, then our FIN (END_STREAM): the echo's answer arrives
+  // whole and its FIN ends the stream.
+  const auto big = pattern(300 * 1024);
+  ASSERT_TRUE(c.send_data(s, big, true));
+  ASSERT_TRUE(c.wait(s)) << describe(c.result(s));
+  EXPECT_TRUE(is_whole(c.result(s))) << describe(c.result(s));
+  EXPECT_EQ(c.result(s).body.size(), 5 + big.size());
+  EXPECT_TRUE(c.result(s).body == "hello" + big);
+  EXPECT_TRUE(eventually([&] {
+    const auto* in = find_inbound(n.dp->stats(), "echo");
+    return in != nullptr && in->requests == 1 && in->bytes_in == 5 + big.size() &&
+           in->bytes_out == 5 + big.size();
+  }));
+}
+
+TEST(dataplane_h2, a_tunnel_nobody_can_serve_is_reset_before_any_byte_and_the_connection_goes_on) {
+  echo_backend echo;
+  app_backend web("web-1");
+  std::uint16_t dead_port = 0;
+  ::close(listen_loopback(dead_port)); // nothing listens there any more
+  node_b n;
+  n.apply(
+      {service("echo", {instance("b", "echo", "e1", echo.port(), "", sg::service_protocol::tcp)}),
+       service("dead", {instance("b", "dead", "d1", dead_port, "", sg::service_protocol::tcp)}),
+       service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  // A service nobody serves; an HTTP service; an instance that refuses the connection;
+  // and an HTTP request to a TCP service.
+  const auto nobody = c.submit(tunnel_fields("nosuch"), false);
+  const auto http = c.submit(tunnel_fields("web"), false);
+  const auto refused = c.submit(tunnel_fields("dead"), false);
+  const auto get = c.submit(request_fields("GET", "/", "echo"));
+  for (const auto s : {nobody, http, refused, get}) {
+    ASSERT_NE(s, 0);
+    ASSERT_TRUE(c.wait(s)) << describe(c.result(s));
+    EXPECT_TRUE(c.result(s).reset.has_value()) << describe(c.result(s));
+    EXPECT_EQ(c.result(s).status, 0) << describe(c.result(s));
+  }
+  EXPECT_EQ(web.count(), 0u);
+  // The connection serves on.
+  const auto ok = c.submit(tunnel_fields("echo"), false);
+  ASSERT_TRUE(c.send_data(ok, "ping", true));
+  ASSERT_TRUE(c.wait(ok));
+  EXPECT_EQ(c.result(ok).status, 200);
+  EXPECT_EQ(c.result(ok).body, "ping");
+  EXPECT_TRUE(is_whole(c.result(ok))) << describe(c.result(ok));
+  EXPECT_FALSE(c.goaway().has_value());
+}
+
 TEST(dataplane_h2, sixteen_concurrent_streams_on_one_connection_all_get_their_answer) {
   app_backend web("web-1");
   node_b n;
@@ -720,6 +787,25 @@ TEST(dataplane_h2, authz_rules_without_tls_are_403_forbidden_on_each_stream) {
   EXPECT_EQ(web.count(), 0u);
   EXPECT_TRUE(eventually([&] { return n.dp->stats().inbound_refused_authz == 2; }))
       << n.dp->stats().inbound_refused_authz;
+}
+
+TEST(dataplane_h2, authz_rules_without_tls_refuse_a_tunnel_with_403) {
+  echo_backend echo;
+  node_b n;
+  auto svc =
+      service("echo", {instance("b", "echo", "e1", echo.port(), "", sg::service_protocol::tcp)});
+  svc.policies.authz.push_back({"allow-all", {"*"}, true});
+  n.apply({svc});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const auto s = c.submit(tunnel_fields("echo"), false);
+  ASSERT_NE(s, 0);
+  ASSERT_TRUE(c.wait(s)) << describe(c.result(s));
+  // 403 ends the stream (no byte moved): the caller neither retries nor ejects.
+  EXPECT_EQ(c.result(s).status, 403) << describe(c.result(s));
+  EXPECT_TRUE(c.result(s).ended) << describe(c.result(s));
+  EXPECT_TRUE(c.result(s).body.empty());
+  EXPECT_TRUE(eventually([&] { return n.dp->stats().inbound_refused_authz == 1; }));
 }
 
 TEST(dataplane_h2, a_stream_without_a_valid_service_is_refused_and_the_connection_goes_on) {
