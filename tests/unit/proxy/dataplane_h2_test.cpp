@@ -595,7 +595,8 @@ TEST(dataplane_h2, a_connect_stream_tunnels_to_a_tcp_service_and_carries_the_hal
   EXPECT_EQ(c.result(s).body.size(), 5 + big.size());
   EXPECT_TRUE(c.result(s).body == "hello" + big);
   EXPECT_TRUE(eventually([&] {
-    const auto* in = find_inbound(n.dp->stats(), "echo");
+    const auto st = n.dp->stats();
+    const auto* in = find_inbound(st, "echo");
     return in != nullptr && in->requests == 1 && in->bytes_in == 5 + big.size() &&
            in->bytes_out == 5 + big.size();
   }));
