@@ -1924,7 +1924,8 @@ public:
   /// A request stream of an HTTP/2 connection from the peer `peer` (h2_server), for
   /// `service`; `instance`: the one the sender picked (empty: pick here).
   client_session(worker& w, std::shared_ptr<h2_stream> stream, std::string_view service,
-                 std::string_view instance, std::shared_ptr<const peer_identity> peer)
+                 std::string_view instance, std::shared_ptr<const peer_identity> peer,
+                 std::string_view source)
       : w_(w), client_{nullptr, std::move(stream)}, inbound_(true), peer_(std::move(peer)),
         preamble_http_(!client_.h2->is_tunnel()), cbuf_(io_buffer_bytes),
         parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
@@ -1933,6 +1934,8 @@ public:
     take_buffers();
     name_strings::assign(service_name_, service);
     name_strings::assign(preamble_instance_, instance);
+    if (client_.h2->is_tunnel())
+      source_ = source; // the connection's: a tunnel takes a slot of its peer (begin_service)
   }
   ~client_session() {
     if (unauthenticated_)
@@ -2169,10 +2172,11 @@ private:
     }
     auto server = h2_server::make(
         std::exchange(client_.conn, nullptr), o, &is_service_name,
-        [w, peer, slot](std::shared_ptr<h2_stream> stream, std::string_view service,
-                        std::string_view instance) {
+        [w, peer, slot, source = source_](std::shared_ptr<h2_stream> stream,
+                                          std::string_view service, std::string_view instance) {
           (void)slot; // kept for the connection's life
-          auto s = make_recycled<client_session>(*w, std::move(stream), service, instance, peer);
+          auto s =
+              make_recycled<client_session>(*w, std::move(stream), service, instance, peer, source);
           s->start_stream();
         });
     w_.adopt_h2(server, peer_ ? peer_->node : std::string{});
@@ -2215,6 +2219,16 @@ private:
     if (client_.h2 && client_.h2->is_tunnel() != tcp) {
       close_client();
       return;
+    }
+    if (client_.h2 && tcp && peer_) {
+      // A tunnel holds a descriptor here for its life, as a connection of its own did: it
+      // takes one of its peer's inbound slots (decision 0024), so that a member's tunnels
+      // stay within its share as its connections do.
+      if (!w_.admit_peer(peer_->node, source_)) {
+        close_client();
+        return;
+      }
+      counted_peer_ = true;
     }
     if (tcp)
       start_tcp();

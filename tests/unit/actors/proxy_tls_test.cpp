@@ -198,6 +198,36 @@ TEST(proxy_tls, a_peers_http2_connections_count_in_its_share) {
   }));
 }
 
+// A TCP tunnel on a's HTTP/2 connection (decision 0024) holds a descriptor on b as a
+// connection of its own did: it takes one of a's slots there, next to the connection's.
+TEST(proxy_tls, a_peers_tunnels_count_in_its_share) {
+  if (!test_h2_hop())
+    GTEST_SKIP() << "tunnels travel on HTTP/2 only";
+  echo_backend echo;
+  tls_nodes n;
+  n.limit_peers_on_b(3); // the connection and two tunnels
+  n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
+  auto first = std::make_unique<client>(outbound(*n.a, "db"));
+  client second(outbound(*n.a, "db"));
+  for (auto* c : {first.get(), &second}) {
+    ASSERT_TRUE(c->send("ping"));
+    ASSERT_TRUE(c->read_until([](const std::string& in) { return in.size() >= 4; }));
+  }
+  EXPECT_EQ(n.b->stats().inbound_connections, 1u);
+  client third(outbound(*n.a, "db"));
+  (void)third.send("ping");
+  EXPECT_TRUE(third.closed()); // refused before any byte, on every try
+  EXPECT_GE(n.b->stats().inbound_refused_peer, 1u);
+  // The first ends: its slot is free for the next.
+  first->shutdown_send();
+  EXPECT_EQ(first->read_all(), "ping");
+  first.reset();
+  ASSERT_TRUE(eventually([&] { return n.b->in_flight() == 1; })); // the second's alone
+  client next(outbound(*n.a, "db"));
+  ASSERT_TRUE(next.send("pong"));
+  EXPECT_TRUE(next.read_until([](const std::string& in) { return in.size() >= 4; }));
+}
+
 // Under pressure (the members' connections on a thread at twice the share), a peer gets no
 // more than an equal part of that line, even below its share. With a share of 4 (a line
 // of 8): a holds 4, c 3, d 1. Then c, below its share, is refused (3 is above 8 / 3);
