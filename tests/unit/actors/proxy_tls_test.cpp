@@ -118,12 +118,10 @@ TEST(proxy_tls, tcp_echo_with_half_close_over_mtls) {
 // take every descriptor of the data plane from the others; a closed one frees its slot.
 // Each TCP connection through a's outbound listener is one TLS connection to b when a
 // speaks no HTTP/2 (else they are tunnels on one connection: decision 0024).
-TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
-  echo_backend echo;
-  tls_nodes n;
-  n.limit_peers_on_b(2);
-  n.http1_from_a();
-  n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
+/// With b serving the TCP service "db" (an echo) and a's share on b full after two TCP
+/// connections through a: a third is refused (closed before it echoes anything, counted);
+/// once the first ends, its slot serves the next one.
+void two_fill_the_share_and_a_freed_slot_serves_the_next(tls_nodes& n) {
   auto first = std::make_unique<client>(outbound(*n.a, "db"));
   client second(outbound(*n.a, "db"));
   for (auto* c : {first.get(), &second}) {
@@ -133,8 +131,7 @@ TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
   client third(outbound(*n.a, "db"));
   (void)third.send("ping");
   EXPECT_TRUE(third.closed());
-  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_peer == 1; }));
-  // The first ends: its slot is free for the next.
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_peer >= 1; }));
   first->shutdown_send();
   EXPECT_EQ(first->read_all(), "ping");
   first.reset();
@@ -142,7 +139,16 @@ TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
   client next(outbound(*n.a, "db"));
   ASSERT_TRUE(next.send("pong"));
   EXPECT_TRUE(next.read_until([](const std::string& in) { return in.size() >= 4; }));
-  EXPECT_EQ(n.b->stats().inbound_refused_peer, 1u);
+}
+
+TEST(proxy_tls, a_peer_holds_at_most_its_share_of_inbound_connections) {
+  echo_backend echo;
+  tls_nodes n;
+  n.limit_peers_on_b(2);
+  n.http1_from_a();
+  n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
+  two_fill_the_share_and_a_freed_slot_serves_the_next(n);
+  EXPECT_EQ(n.b->stats().inbound_refused_peer, 1u); // the third's connection, once
 }
 
 /// A blocking TLS connection to `address` as the node whose proxy TLS is `tls` (its
@@ -207,25 +213,9 @@ TEST(proxy_tls, a_peers_tunnels_count_in_its_share) {
   tls_nodes n;
   n.limit_peers_on_b(3); // the connection and two tunnels
   n.apply({service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)})});
-  auto first = std::make_unique<client>(outbound(*n.a, "db"));
-  client second(outbound(*n.a, "db"));
-  for (auto* c : {first.get(), &second}) {
-    ASSERT_TRUE(c->send("ping"));
-    ASSERT_TRUE(c->read_until([](const std::string& in) { return in.size() >= 4; }));
-  }
+  // The third tunnel is refused before any byte, on every try.
+  two_fill_the_share_and_a_freed_slot_serves_the_next(n);
   EXPECT_EQ(n.b->stats().inbound_connections, 1u);
-  client third(outbound(*n.a, "db"));
-  (void)third.send("ping");
-  EXPECT_TRUE(third.closed()); // refused before any byte, on every try
-  EXPECT_GE(n.b->stats().inbound_refused_peer, 1u);
-  // The first ends: its slot is free for the next.
-  first->shutdown_send();
-  EXPECT_EQ(first->read_all(), "ping");
-  first.reset();
-  ASSERT_TRUE(eventually([&] { return n.b->in_flight() == 1; })); // the second's alone
-  client next(outbound(*n.a, "db"));
-  ASSERT_TRUE(next.send("pong"));
-  EXPECT_TRUE(next.read_until([](const std::string& in) { return in.size() >= 4; }));
 }
 
 // Under pressure (the members' connections on a thread at twice the share), a peer gets no
