@@ -162,6 +162,7 @@ counter_list proxy_counters(const proxy::dataplane& plane, const proxy::dataplan
           {"inbound_refused_source", s.inbound_refused_source},
           {"inbound_refused_peer", s.inbound_refused_peer},
           {"inbound_refused_failing", s.inbound_refused_failing},
+          {"inbound_refused_share", s.inbound_refused_share},
           {"requests", requests},
           {"responses_2xx", r2},
           {"responses_3xx", r3},

@@ -1,5 +1,6 @@
 #include "proxy/circuit_breaker.hpp"
 
+#include <algorithm>
 #include <limits>
 
 namespace starling::proxy {
@@ -69,6 +70,40 @@ std::uint64_t circuit_breaker::refusals(breaker_resource r) const noexcept {
 
 std::uint64_t circuit_breaker::limit(breaker_resource r) const noexcept {
   return limits_[index(r)];
+}
+
+bool within_equal_part(std::uint64_t total, std::uint64_t line, std::uint64_t held,
+                       std::uint64_t holders, std::uint64_t floor) noexcept {
+  if (total < line)
+    return true;
+  return held < std::max(floor, line / std::max<std::uint64_t>(holders, 1));
+}
+
+bool caller_shares::try_take(const std::string& caller, std::uint64_t cap, std::uint64_t total) {
+  const auto it = held_.find(caller);
+  const std::uint64_t held = it == held_.end() ? 0 : it->second;
+  const std::uint64_t half = cap / 2 + cap % 2;
+  if (held >= half)
+    return false;
+  const std::uint64_t holders = held_.size() + (it == held_.end() ? 1 : 0);
+  if (!within_equal_part(total, cap - cap / 4, held, holders, 1))
+    return false;
+  if (it == held_.end())
+    held_.emplace(caller, 1);
+  else
+    ++it->second; // below half of a 64-bit cap: cannot wrap
+  return true;
+}
+
+void caller_shares::give_back(const std::string& caller) noexcept {
+  const auto it = held_.find(caller);
+  if (it != held_.end() && --it->second == 0)
+    held_.erase(it);
+}
+
+std::uint64_t caller_shares::held(const std::string& caller) const {
+  const auto it = held_.find(caller);
+  return it == held_.end() ? 0 : it->second;
 }
 
 } // namespace starling::proxy

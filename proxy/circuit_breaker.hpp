@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 
 namespace starling::proxy {
 
@@ -84,6 +86,41 @@ private:
   std::array<std::uint64_t, breaker_resource_count> refusals_{};
   /// Releases with nothing held; saturating.
   std::uint64_t unmatched_ = 0;
+};
+
+/// The equal-part rule for sharing a capped resource among holders that may not trust one
+/// another: while fewer than `line` units are held in all (`total`), anyone gets one more;
+/// from there on, a holder of `held` units gets one more only while `held` is below an
+/// equal part of the line among `holders` (every holder of a unit, this one counted even
+/// when it holds none yet), never below `floor`. The few that take all they can then keep
+/// what they hold but get no more, and one that holds less than its part still gets room.
+[[nodiscard]] bool within_equal_part(std::uint64_t total, std::uint64_t line, std::uint64_t held,
+                                     std::uint64_t holders, std::uint64_t floor) noexcept;
+
+/// What each caller (a peer node, by its certificate) holds of one resource of a breaker
+/// on the inbound side, where the callers are other members, so that no caller takes the
+/// whole cap from the others: one caller holds at most half of the cap (rounded up); once
+/// three quarters of the cap are held, a caller gets more only below an equal part of those
+/// three quarters (within_equal_part, floor one unit). A member that turned hostile leaves
+/// at least half of a service's cap to the others; its requests end (answered or timed out)
+/// and it gets back no more than its part while others wait. Owned by one I/O thread.
+class caller_shares {
+public:
+  /// Takes a unit for `caller` when its share allows, `total` units of a cap of `cap`
+  /// being held by everyone now (the breaker's count, callers without identity included);
+  /// false, changing nothing, when it does not. Every successful call must be matched by
+  /// exactly one give_back(caller).
+  [[nodiscard]] bool try_take(const std::string& caller, std::uint64_t cap, std::uint64_t total);
+  /// Gives back a unit try_take gave `caller`; nothing when it holds none.
+  void give_back(const std::string& caller) noexcept;
+  /// Units `caller` holds.
+  [[nodiscard]] std::uint64_t held(const std::string& caller) const;
+  /// Callers holding a unit.
+  [[nodiscard]] std::size_t callers() const noexcept { return held_.size(); }
+
+private:
+  /// Units by caller; entries go at zero.
+  std::unordered_map<std::string, std::uint64_t> held_;
 };
 
 } // namespace starling::proxy

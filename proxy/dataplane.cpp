@@ -401,7 +401,8 @@ struct worker_counters {
   std::atomic<std::uint64_t> outbound_connections{0}, inbound_connections{0},
       inbound_refused_tls{0}, inbound_refused_authz{0}, upstream_connects{0}, upstream_reused{0},
       upstream_connect_failures{0}, idle_pooled{0}, closed_by_ban{0}, connections_refused_fds{0},
-      inbound_refused_source{0}, inbound_refused_peer{0}, inbound_refused_failing{0};
+      inbound_refused_source{0}, inbound_refused_peer{0}, inbound_refused_failing{0},
+      inbound_refused_share{0};
   std::array<std::atomic<std::uint64_t>, generated_slots> generated{};
   std::atomic<std::int64_t> in_flight{0};
 };
@@ -484,6 +485,9 @@ struct service_state {
   balancer lb;
   outlier_detector outlier;
   circuit_breaker breaker;
+  /// What each calling peer holds of the breaker's cap on the inbound side: of
+  /// active_requests (HTTP) or connections (TCP).
+  caller_shares callers;
   retry_budget budget;
   std::optional<gossip::resilience_policy> resilience;
   traffic_policy policy;
@@ -961,14 +965,14 @@ private:
   /// admit_peer's rule under pressure: whether `node` holds less than its equal part.
   [[nodiscard]] bool within_equal_part(const std::string& node) const {
     const auto share = options().max_connections_per_peer;
-    const auto line = share > SIZE_MAX / 2 ? SIZE_MAX : 2 * share;
-    if (share == 0 || peer_connections_total_ < line)
+    if (share == 0)
       return true;
+    const auto line = share > SIZE_MAX / 2 ? SIZE_MAX : 2 * share;
     const auto it = peer_connections_.find(node);
     const std::size_t held = it == peer_connections_.end() ? 0 : it->second;
     const std::size_t peers = peer_connections_.size() + (it == peer_connections_.end() ? 1 : 0);
-    const std::size_t floor = std::clamp<std::size_t>(share / 4, 1, 16);
-    return held < std::max(floor, line / peers);
+    return proxy::within_equal_part(peer_connections_total_, line, held, peers,
+                                    std::clamp<std::size_t>(share / 4, 1, 16));
   }
   /// Takes one of `key`'s at most `cap` slots (0: no bound); false, counted in `refused`,
   /// when it holds them all.
@@ -1536,6 +1540,7 @@ public:
       out.inbound_refused_source += load(c.inbound_refused_source);
       out.inbound_refused_peer += load(c.inbound_refused_peer);
       out.inbound_refused_failing += load(c.inbound_refused_failing);
+      out.inbound_refused_share += load(c.inbound_refused_share);
       for (std::size_t i = 0; i < generated_slots; ++i)
         if (auto n = load(c.generated[i]))
           out.generated[std::string{name(static_cast<http_error>(i))}] += n;
@@ -2325,8 +2330,7 @@ private:
       return;
     }
     target_ = t;
-    if (!svc_->breaker.try_acquire(breaker_resource::connections)) {
-      bump(sc().breaker_refused);
+    if (!acquire(breaker_resource::connections)) {
       close_client();
       return;
     }
@@ -2452,7 +2456,38 @@ private:
   void release_connection() {
     if (holds_connection_) {
       holds_connection_ = false;
-      svc_->breaker.release(breaker_resource::connections);
+      release(breaker_resource::connections);
+    }
+  }
+
+  /// Takes a unit of `r` from svc_'s breaker (a request's `active_requests`, a TCP
+  /// connection's `connections`); false when refused, counted in the service's
+  /// breaker_refused. From a peer, within that peer's share of the cap (caller_shares):
+  /// a member that turned hostile cannot take a local service's whole cap from the other
+  /// members (`inbound_refused_share`).
+  bool acquire(breaker_resource r) {
+    auto& b = svc_->breaker;
+    const bool shared = inbound_ && peer_;
+    if (shared && !svc_->callers.try_take(peer_->node, b.limit(r), b.in_use(r))) {
+      bump(sc().breaker_refused);
+      bump(w_.counters().inbound_refused_share);
+      return false;
+    }
+    if (!b.try_acquire(r)) {
+      if (shared)
+        svc_->callers.give_back(peer_->node);
+      bump(sc().breaker_refused);
+      return false;
+    }
+    holds_share_ = shared;
+    return true;
+  }
+  /// Gives back what acquire(r) took.
+  void release(breaker_resource r) {
+    svc_->breaker.release(r);
+    if (holds_share_) {
+      holds_share_ = false;
+      svc_->callers.give_back(peer_->node);
     }
   }
 
@@ -2716,8 +2751,7 @@ private:
       return;
     }
     target_ = t;
-    if (!svc_->breaker.try_acquire(breaker_resource::active_requests)) {
-      bump(sc().breaker_refused);
+    if (!acquire(breaker_resource::active_requests)) {
       finish_with(http_error::overloaded);
       return;
     }
@@ -3201,7 +3235,7 @@ private:
     lb_started_ = false;
     if (holds_active_) {
       holds_active_ = false;
-      svc_->breaker.release(breaker_resource::active_requests);
+      release(breaker_resource::active_requests);
     }
     if (result && idx && svc_->outlier.on_result(*idx, *result, now))
       bump(sc().ejections);
@@ -3547,7 +3581,7 @@ private:
     release_connection();
     if (holds_active_) {
       holds_active_ = false;
-      svc_->breaker.release(breaker_resource::active_requests);
+      release(breaker_resource::active_requests);
     }
     if (up_) {
       up_->s->close();
@@ -3602,6 +3636,9 @@ private:
   bool rechunk_ = false;
   bool holds_active_ = false;
   bool holds_connection_ = false;
+  /// The unit holds_active_ or holds_connection_ stands for counts in peer_'s share of
+  /// svc_'s cap (acquire).
+  bool holds_share_ = false;
   bool lb_started_ = false;
   bool counted_in_flight_ = false;
   /// Holds one of its source address's slots for connections not yet authenticated

@@ -275,6 +275,11 @@ struct dataplane_stats {
   /// Inbound connections closed after their handshake: their node had
   /// max_connections_per_peer connections already.
   std::uint64_t inbound_refused_peer = 0;
+  /// Requests (503) and TCP connections (closed; a tunnel reset) from peers refused because
+  /// their node held its share of the service's breaker cap on this node already: half of
+  /// it, or an equal part of three quarters of it once that much is held
+  /// (caller_shares, docs/proxy.md).
+  std::uint64_t inbound_refused_share = 0;
   /// Responses the proxy made itself, by reason code (http_error names).
   std::map<std::string, std::uint64_t> generated;
   /// Outbound, by service name (what this node's apps called).

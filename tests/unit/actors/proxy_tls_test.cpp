@@ -251,6 +251,45 @@ TEST(proxy_tls, under_pressure_a_peer_gets_no_more_than_an_equal_part) {
   EXPECT_TRUE(eventually([&] { return open(*as_c); }));
 }
 
+// A local service's breaker cap on b is shared among the members calling it
+// (caller_shares): one caller holds at most half of it, so that a member that turned
+// hostile cannot take the whole cap from the others. With max_requests 4 on web (a's own
+// cap too): a's third concurrent request is refused by b with 503, while c's first is
+// served; once a's requests are answered, a is served again.
+TEST(proxy_tls, a_caller_holds_at_most_half_of_a_local_services_request_cap) {
+  http_backend held("held", backend_mode::hold);
+  tls_nodes n;
+  auto c_node = tls_nodes::start_with(tls_of(mesh(), "c"), "c");
+  auto web = service("web", {instance("b", "web", "1", held.port())});
+  web.policies.resilience = sg::resilience_policy{};
+  web.policies.resilience->max_requests = 4;
+  n.apply({web});
+  c_node->apply(config({web}, {{"b", n.b->inbound_address()}}));
+  client a1(outbound(*n.a, "web")), a2(outbound(*n.a, "web"));
+  ASSERT_TRUE(a1.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(a2.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return held.requests() == 2; }));
+  client a3(outbound(*n.a, "web"));
+  ASSERT_TRUE(a3.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  auto refused = a3.read_response();
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.headers["x-starling-error"], "overloaded");
+  EXPECT_EQ(n.b->stats().inbound_refused_share, 1u);
+  client c1(outbound(*c_node, "web"));
+  ASSERT_TRUE(c1.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  ASSERT_TRUE(eventually([&] { return held.requests() == 3; }));
+  held.release();
+  for (auto* c : {&a1, &a2, &c1})
+    EXPECT_EQ(c->read_response().status, 200);
+  ASSERT_TRUE(a3.send("GET / HTTP/1.1\r\nhost: x\r\n\r\n"));
+  EXPECT_EQ(a3.read_response().status, 200);
+  EXPECT_EQ(n.b->stats().inbound_refused_share, 1u);
+  const auto stats = n.b->stats(); // outlives the lookup
+  const auto* inbound = find_inbound(stats, "web");
+  ASSERT_NE(inbound, nullptr);
+  EXPECT_EQ(inbound->breaker_refused, 1u);
+}
+
 TEST(proxy_tls, authorization_rules_match_the_callers_spiffe_id) {
   http_backend web("web-b");
   tls_nodes n;
