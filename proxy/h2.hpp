@@ -255,6 +255,9 @@ private:
   std::vector<std::unique_ptr<stream_state>> spare_;
   /// Output serialized by `receive` (so that its errors are known) and not yet taken.
   std::string pending_;
+  /// The output drain() fills, and its limit, while it runs (null otherwise).
+  std::string* drain_out_ = nullptr;
+  std::size_t drain_limit_ = 0;
   /// nghttp2_nv scratch for submits (nghttp2_nv is an anonymous struct: not declarable
   /// here); reused.
   struct nv_scratch;

@@ -16,6 +16,9 @@
 // converts it, so that a hop does not write it as HTTP/1.1 and parse it again. write()
 // then carries the body alone. A message written whole as HTTP/1.1 (the responses the
 // session makes itself) is still parsed here.
+// A stream may instead be a tunnel (decision 0024): a CONNECT stream carrying a TCP
+// connection's bytes as they are, both ways (open_tunnel on A, accept_tunnel or
+// refuse_tunnel on B; shutdown_send ends our side with END_STREAM).
 //
 // Limits: the peer's data is bounded by HTTP/2 flow control (a stream's window reopens only
 // as the session reads its bytes), the header list by h2::limits, the streams by
@@ -175,6 +178,9 @@ private:
   char* read_buf_ = nullptr;
   std::size_t read_len_ = 0;
   io_handler read_handler_;
+  /// Payload on_data copied straight into read_buf_ while the read waited with in_ empty:
+  /// the read's first bytes, ahead of anything in in_.
+  std::size_t read_filled_ = 0;
   /// deliver() is queued for the next turn.
   bool delivery_due_ = false;
 

@@ -637,6 +637,45 @@ TEST(H2Session, PingsWhoseAnswersNobodyTakesEndTheConnection) {
   }
 }
 
+// DATA frames go from the stream's buffer straight to the output (no copy through
+// nghttp2's frame buffer). While receive() serializes (up to max_pending_output_bytes) the
+// rest waits in nghttp2, and take_output then gives every frame whole and in order.
+TEST(H2Session, DataPastThePendingLimitArrivesWholeAndInOrderWithTakeOutput) {
+  constexpr std::uint8_t t_ping = 6;
+  h2::limits lim;
+  lim.max_pending_output_bytes = 1024;
+  raw_client c(lim);
+  (void)c.send_headers(1, request_block());
+  std::string body(60'000, '\0');
+  for (std::size_t i = 0; i < body.size(); ++i)
+    body[i] = static_cast<char>('a' + i % 23);
+  const std::vector<field> fields{{":status", "200"}};
+  ASSERT_EQ(c.server.submit_response(1, fields, false), errc::ok);
+  ASSERT_EQ(c.server.send_data(1, body, true), errc::ok);
+  for (int i = 0; i < 3; ++i) // nobody takes the output meanwhile
+    ASSERT_EQ(c.server.receive(frame_bytes(t_ping, 0, 0, "pingpong")), errc::ok);
+  c.out.clear();
+  c.server.take_output(c.out);
+  const auto fs = frames_of(c.out);
+  std::string got;
+  bool ended = false, head_first = false;
+  for (const auto& f : fs) {
+    if (f.type == t_headers && f.stream == 1)
+      head_first = got.empty();
+    if (f.type == t_data && f.stream == 1) {
+      EXPECT_FALSE(ended);
+      got += f.payload;
+      ended = (f.flags & f_end_stream) != 0;
+    }
+  }
+  EXPECT_TRUE(head_first);
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(got.size(), body.size());
+  EXPECT_TRUE(got == body);
+  EXPECT_EQ(count(fs, t_ping), 3U);
+  EXPECT_FALSE(c.server.wants_write());
+}
+
 TEST(H2Session, AHeaderBlockOfTooManyContinuationsEndsTheConnection) {
   constexpr std::uint8_t t_continuation = 9;
   auto block_in_pieces = [](std::int32_t id, int continuations) {
