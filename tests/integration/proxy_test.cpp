@@ -2,12 +2,15 @@
 // certificates; an HTTP app in two versions behind node c; traffic sent to node a's outbound
 // listener crosses the mesh over pooled mutual TLS to c's inbound proxy; a split written on
 // the issuer is followed per request; an authorization rule refuses a caller with 403 while
-// another caller passes; the counters show in `stats` and `/metrics`; a drained node takes
-// no new work and no request fails. The data plane runs on the default back end, io_uring
+// another caller passes; a member flooding a slow service holds no more than half of its
+// request cap while another is served; the counters show in `stats` and `/metrics`; a drained node
+// takes no new work and no request fails. The data plane runs on the default back end, io_uring
 // (`[proxy] io`, decision 0021), or on epoll where this process may not use io_uring, which
 // `stats` then says; the drain test runs its agents on epoll, so that the other back end
 // meets real agents too. Every wait polls with a deadline; every load loop is bounded in
 // count.
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <fstream>
@@ -238,6 +241,73 @@ TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_anot
   EXPECT_EQ(passed.status, 200) << passed.error;
   EXPECT_EQ(passed.app, "v1");
   EXPECT_GE(proxy_stats(nodes_.at("c")).at("inbound_refused_authz").get<std::uint64_t>(), 1u);
+}
+
+// A member that turned hostile (here c, through its own proxy) floods a service on b with
+// requests b's instance is slow to answer. b shares the service's request cap among the
+// calling members (docs/proxy.md, "Circuit breaking"): with a cap of 4, c holds at most 2,
+// its third gets 503 `overloaded` from b, and a is still served meanwhile.
+TEST_F(proxy_test, a_member_flooding_a_slow_service_gets_no_more_than_half_its_request_cap) {
+  start_mesh();
+  ASSERT_FALSE(HasFailure());
+  const auto& a = nodes_.at("a");
+  const auto& b = nodes_.at("b");
+  const auto& c = nodes_.at("c");
+  st::http_app slow{"v1"};
+  register_app("b", slow, "v1");
+  ASSERT_FALSE(HasFailure());
+  auto policy = st::run_cli({"resilience", "api", "--max-requests", "4", "--admin", a.info.admin});
+  ASSERT_EQ(policy.exit_code, 0) << policy.err;
+  const auto cap_on = [](const node& n) {
+    auto view = st::cli_json({"routes", "--json", "--admin", n.info.admin});
+    if (view && view->contains("routes"))
+      for (const auto& r : view->at("routes"))
+        if (r.at("service") == "api" && r.at("resilience").is_object() &&
+            r.at("resilience").at("max_requests").is_number())
+          return r.at("resilience").at("max_requests").get<int>();
+    return 0;
+  };
+  std::string from_a, from_c;
+  ASSERT_TRUE(st::poll_until(30s, [&] {
+    from_a = outbound_of(a, "api");
+    from_c = outbound_of(c, "api");
+    return !from_a.empty() && !from_c.empty() && routable_on(a, "api") == 1 &&
+           routable_on(c, "api") == 1 && cap_on(b) == 4 && cap_on(c) == 4;
+  })) << "api with its cap of 4 did not reach b and c";
+
+  // c sends three held requests at once, again until b's data plane has the cap (it follows
+  // the routing table a moment later): two held by the app, the third refused by b. While
+  // c holds its two, a is served.
+  std::string last;
+  int a_status = 0;
+  const bool shared = st::poll_until(30s, [&] {
+    std::array<st::http_result, 3> got{};
+    std::vector<std::thread> senders;
+    for (auto& r : got)
+      senders.emplace_back([&r, &from_c] { r = st::http_client{from_c}.get("/hold"); });
+    // got is read only once the senders are joined.
+    const auto refused = [&] {
+      return std::count_if(got.begin(), got.end(), [](const st::http_result& r) {
+        return r.status == 503 && r.error == "overloaded";
+      });
+    };
+    const bool settled = st::poll_until(5s, [&] { return slow.held() >= 2; });
+    bool ok = false;
+    if (settled && slow.held() == 2) {
+      a_status = st::http_client{from_a}.get("/hello").status;
+      ok = true;
+    }
+    slow.release_held();
+    for (auto& t : senders)
+      t.join();
+    ok = ok && refused() == 1 && a_status == 200;
+    last = "held " + std::to_string(slow.held()) + ", statuses " + std::to_string(got[0].status) +
+           " " + std::to_string(got[1].status) + " " + std::to_string(got[2].status) + ", a " +
+           std::to_string(a_status);
+    return ok;
+  });
+  EXPECT_TRUE(shared) << last;
+  EXPECT_GE(proxy_stats(b).at("inbound_refused_share").get<std::uint64_t>(), 1u);
 }
 
 TEST_F(proxy_test, a_drained_node_stops_taking_work_and_no_request_fails) {

@@ -99,6 +99,7 @@ void http_app::close() {
     for (int fd : conns_)
       ::shutdown(fd, SHUT_RDWR);
   }
+  released_.notify_all(); // stopping_ was set before the lock: a held request sees it or this
   if (acceptor_.joinable())
     acceptor_.join();
   for (auto& t : threads_)
@@ -141,6 +142,15 @@ void http_app::serve(int fd) {
             fd, buf, [&] { return buf.size() >= end + body; }, 60000))
       break;
     buf.erase(0, end + body);
+    if (head.rfind("GET /hold", 0) == 0) {
+      std::unique_lock lock{mutex_};
+      ++held_;
+      const auto release = releases_;
+      released_.wait(lock, [&] { return stopping_ || releases_ != release; });
+      --held_;
+      if (stopping_)
+        break;
+    }
     ++requests_;
     const auto text = name_ + "\n";
     const bool close_after = lower(header_of(head, "connection")) == "close";
@@ -154,6 +164,19 @@ void http_app::serve(int fd) {
   std::lock_guard guard{mutex_};
   conns_.erase(std::remove(conns_.begin(), conns_.end(), fd), conns_.end());
   ::close(fd);
+}
+
+std::size_t http_app::held() {
+  std::lock_guard guard{mutex_};
+  return held_;
+}
+
+void http_app::release_held() {
+  {
+    std::lock_guard guard{mutex_};
+    ++releases_;
+  }
+  released_.notify_all();
 }
 
 http_client::http_client(std::string address) : address_(std::move(address)) {}

@@ -1,11 +1,14 @@
 // A small HTTP/1.1 app for integration tests of the data plane: listens on 127.0.0.1 port 0,
 // keeps connections alive, answers every request with 200, a `x-app: <name>` header and the
 // body "<name>\n" (request bodies by Content-Length are read and dropped). Counts requests.
+// A request whose path starts with "/hold" is answered only at the next release_held() (an
+// app slow to answer), or not at all if the app closes first.
 // A thread per connection, at most max_connections at once; everything stops and joins on
 // destruction or close().
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -29,6 +32,10 @@ public:
   [[nodiscard]] std::uint64_t requests() const noexcept { return requests_.load(); }
   /// Stops listening and closes every connection (the app is gone, as if killed).
   void close();
+  /// "/hold" requests waiting now for release_held().
+  [[nodiscard]] std::size_t held();
+  /// Answers every "/hold" request waiting now (later ones wait for the next call).
+  void release_held();
 
 private:
   void accept_loop();
@@ -40,6 +47,10 @@ private:
   std::atomic<bool> stopping_{false};
   std::atomic<std::uint64_t> requests_{0};
   std::mutex mutex_;
+  /// Under mutex_: "/hold" requests waiting, and release_held() calls so far.
+  std::size_t held_ = 0;
+  std::uint64_t releases_ = 0;
+  std::condition_variable released_;
   std::vector<int> conns_;
   std::vector<std::thread> threads_;
   std::thread acceptor_;
