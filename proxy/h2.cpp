@@ -828,8 +828,9 @@ void session::drain(std::string& out, std::size_t limit) {
   if (failed_)
     return;
   // DATA frames reach `out` inside mem_send (callbacks::send_data_frame), in their turn.
-  drain_out_ = &out;
-  drain_limit_ = limit;
+  // (Saved and restored: a listener called meanwhile may drain again.)
+  auto* const outer_out = std::exchange(drain_out_, &out);
+  const auto outer_limit = std::exchange(drain_limit_, limit);
   while (out.size() < limit) {
     const std::uint8_t* data = nullptr;
     const auto n = nghttp2_session_mem_send(ng_, &data);
@@ -841,7 +842,8 @@ void session::drain(std::string& out, std::size_t limit) {
       break;
     out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
   }
-  drain_out_ = nullptr;
+  drain_out_ = outer_out;
+  drain_limit_ = outer_limit;
 }
 
 bool session::wants_write() const noexcept {

@@ -290,6 +290,31 @@ TEST(proxy_tls, a_caller_holds_at_most_half_of_a_local_services_request_cap) {
   EXPECT_EQ(inbound->breaker_refused, 1u);
 }
 
+// The same for a TCP service's connection cap: with max_connections 2 on db, a's second
+// connection (a tunnel, or a TLS connection of its own toward b) is closed by b before it
+// echoes anything, while c's first is served.
+TEST(proxy_tls, a_caller_holds_at_most_half_of_a_local_tcp_services_connection_cap) {
+  echo_backend echo;
+  tls_nodes n;
+  auto c_node = tls_nodes::start_with(tls_of(mesh(), "c"), "c");
+  auto db = service("db", {instance("b", "db", "1", echo.port(), "", sg::service_protocol::tcp)});
+  db.policies.resilience = sg::resilience_policy{};
+  db.policies.resilience->max_connections = 2;
+  n.apply({db});
+  c_node->apply(config({db}, {{"b", n.b->inbound_address()}}));
+  const auto echoed = [](const std::string& in) { return in.size() >= 4; };
+  client first(outbound(*n.a, "db"));
+  ASSERT_TRUE(first.send("ping"));
+  ASSERT_TRUE(first.read_until(echoed));
+  client second(outbound(*n.a, "db"));
+  (void)second.send("ping");
+  EXPECT_TRUE(second.closed());
+  EXPECT_TRUE(eventually([&] { return n.b->stats().inbound_refused_share >= 1; }));
+  client from_c(outbound(*c_node, "db"));
+  ASSERT_TRUE(from_c.send("pong"));
+  EXPECT_TRUE(from_c.read_until(echoed));
+}
+
 TEST(proxy_tls, authorization_rules_match_the_callers_spiffe_id) {
   http_backend web("web-b");
   tls_nodes n;
