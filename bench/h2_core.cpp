@@ -16,6 +16,9 @@
 //           and session do the same with the response head.
 //  h2-trust h2-tree with those two parsers trusting the heads (http1_parser::trust_heads:
 //           the fields split without llhttp), as the data plane's streams do them.
+//  h2-given h2-trust, but B's session is given the request head split as the stream wrote
+//           it (to_h1_request's spans, http1_parser::adopt_head), as the data plane's
+//           server streams do now: not parsed again.
 //  h2-adapt as h2, plus what decision 0022's plan adds: each side also writes and parses
 //           the HTTP/1.1 head once more (the session code talks HTTP/1.1 to the stream),
 //           in both directions (write_head has since removed two of the four).
@@ -128,6 +131,9 @@ struct h2_hop {
   /// The parsers of B's request and A's response trust the head (h2-trust): renewed per
   /// exchange, as the data plane makes a parser per stream (trust covers one exchange).
   bool trust = false;
+  /// B's request head is adopted split, not parsed (h2-given).
+  bool given = false;
+  std::vector<header_span> spans;
   node a_node, b_node;
   h2::session a{h2::role::client, {}, a_node};
   h2::session b{h2::role::server, {}, b_node};
@@ -139,7 +145,8 @@ struct h2_hop {
   std::size_t hop_bytes = 0, completed = 0;
 
   explicit h2_hop(std::string_view mode)
-      : adapt(mode == "h2-adapt"), again_in(mode != "h2"), trust(mode == "h2-trust") {
+      : adapt(mode == "h2-adapt"), again_in(mode != "h2"),
+        trust(mode == "h2-trust" || mode == "h2-given"), given(mode == "h2-given") {
     a_node.hop = this;
     b_node.hop = this;
     b_node.server = true;
@@ -176,14 +183,22 @@ struct h2_hop {
     forward_options fo;
     if (server) { // B: toward the app, then the app's response back
       out.clear();
-      if (h2::to_h1_request(h, fo, out).error != h2::errc::ok) {
+      if (h2::to_h1_request(h, fo, out, given ? &spans : nullptr).error != h2::errc::ok) {
         std::fprintf(stderr, "h2-bench: to_h1_request failed\n");
         std::exit(1);
       }
       if (again_in) {
         if (trust)
           b_again.trust_heads();
-        parse_message(b_again, out);
+        if (given) {
+          if (b_again.adopt_head(out, spans).status != parse_status::head ||
+              b_again.parse({}).status != parse_status::complete) {
+            std::fprintf(stderr, "h2-bench: adopt_head failed\n");
+            std::exit(1);
+          }
+        } else {
+          parse_message(b_again, out);
+        }
         out.clear();
         write_forward_head(b_again.head(), fo, out);
       }
@@ -292,7 +307,7 @@ int main(int argc, char** argv) {
       batch = static_cast<int>(std::clamp(v, 1L, 100L));
     else {
       std::fprintf(stderr, "usage: starling-h2-bench [--exchanges N] [--rounds R] [--batch B] "
-                           "[--only h1|h2|h2-tree|h2-trust|h2-adapt]\n");
+                           "[--only h1|h2|h2-tree|h2-trust|h2-given|h2-adapt]\n");
       return 2;
     }
   }
@@ -315,7 +330,7 @@ int main(int argc, char** argv) {
   if (!h1r.ns.empty())
     report("h1", h1r);
 
-  for (const std::string_view mode : {"h2", "h2-tree", "h2-trust", "h2-adapt"}) {
+  for (const std::string_view mode : {"h2", "h2-tree", "h2-trust", "h2-given", "h2-adapt"}) {
     if (!only.empty() && only != mode)
       continue;
     result r2;

@@ -2523,7 +2523,14 @@ private:
 
   void parse_head() {
     while (true) {
-      auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
+      parse_result r;
+      if (cpos_ == cend_ && client_.h2 && client_.h2->take_head(parser_, r)) {
+        // A peer's request head, split as the stream wrote it: not read nor split again.
+        if (svc_ && r.status == parse_status::head)
+          bump(sc().bytes_in, parser_.head().raw.size());
+      } else {
+        r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
+      }
       cpos_ += r.consumed;
       if (r.status == parse_status::head) {
         clear_client_deadline();

@@ -56,15 +56,11 @@ constexpr std::size_t field_overhead = 32;
 constexpr std::size_t max_spare_states = 64;
 constexpr std::size_t max_spare_capacity = 64 * 1024;
 
-bool is_token(std::string_view s) noexcept {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
-}
+using text::is_token;
 
 /// A field value HTTP/1.1 can carry: HT, SP, VCHAR, obs-text; never CR, LF, NUL or other
 /// controls, whatever an HTTP/2 peer sent.
-bool is_h1_value(std::string_view s) noexcept {
-  return std::all_of(s.begin(), s.end(), is_field_byte);
-}
+bool is_h1_value(std::string_view s) noexcept { return text::all_field_bytes(s); }
 
 /// Bytes of a request-target or authority: 0x21..0x7e.
 bool is_visible(std::string_view s) noexcept {
@@ -135,6 +131,26 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
   out.append("\r\n");
 }
 
+/// With `spans`: where the field line that ends `out` (from `line`, its name `name_len`
+/// bytes long) lies, as offsets from `start`, the head's first byte.
+void mark_field(std::vector<header_span>* spans, const std::string& out, std::size_t start,
+                std::size_t line, std::size_t name_len) {
+  if (spans == nullptr)
+    return;
+  const auto at = line - start;
+  spans->push_back({static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(name_len),
+                    static_cast<std::uint32_t>(at + name_len + 2),
+                    static_cast<std::uint32_t>(out.size() - 2 - line - name_len - 2)});
+}
+
+/// append_field, marked in `spans` (mark_field).
+void append_marked(std::vector<header_span>* spans, std::string& out, std::size_t start,
+                   std::string_view name, std::string_view value) {
+  const auto line = out.size();
+  append_field(out, name, value);
+  mark_field(spans, out, start, line, name.size());
+}
+
 void append_number(std::string& out, std::uint64_t v) {
   std::array<char, 24> buf{};
   const auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v);
@@ -157,7 +173,14 @@ std::size_t h1_size_hint(const head& h, const forward_options& opts) noexcept {
 /// Fields written by to_h1_*: the ones of `h` minus framing and connection-specific ones,
 /// cookies joined; x-forwarded-* handled as write_forward_head does for requests.
 /// Returns false (after writing some) on a field HTTP/1.1 cannot carry.
-bool write_h1_fields(const head& h, const forward_options& opts, bool request, std::string& out) {
+bool write_h1_fields(const head& h, const forward_options& opts, bool request, std::string& out,
+                     std::size_t start, std::vector<header_span>* spans) {
+  auto mark = [&](std::size_t line, std::size_t name_len) {
+    mark_field(spans, out, start, line, name_len);
+  };
+  auto field = [&](std::string_view name, std::string_view value) {
+    append_marked(spans, out, start, name, value);
+  };
   const bool set_proto = request && !opts.proto.empty();
   const bool add_xff = request && !opts.client_address.empty();
   std::size_t last_xff = h.fields.size();
@@ -181,6 +204,7 @@ bool write_h1_fields(const head& h, const forward_options& opts, bool request, s
       if (cookies_written)
         continue;
       cookies_written = true;
+      const auto line = out.size();
       out.append("cookie: ");
       bool first = true;
       for (std::size_t j = i; j < h.fields.size(); ++j) {
@@ -194,9 +218,11 @@ bool write_h1_fields(const head& h, const forward_options& opts, bool request, s
         first = false;
       }
       out.append("\r\n");
+      mark(line, 6);
       continue;
     }
     if (i == last_xff) {
+      const auto line = out.size();
       out.append("x-forwarded-for: ");
       if (!f.value.empty()) {
         out.append(f.value);
@@ -204,18 +230,19 @@ bool write_h1_fields(const head& h, const forward_options& opts, bool request, s
       }
       out.append(opts.client_address);
       out.append("\r\n");
+      mark(line, 15);
       continue;
     }
-    append_field(out, f.name, f.value);
+    field(f.name, f.value);
   }
   if (opts.add_via)
-    out.append("via: 2.0 starling\r\n");
+    field("via", "2.0 starling");
   if (add_xff && last_xff == h.fields.size())
-    append_field(out, "x-forwarded-for", opts.client_address);
+    field("x-forwarded-for", opts.client_address);
   if (set_proto)
-    append_field(out, "x-forwarded-proto", opts.proto);
+    field("x-forwarded-proto", opts.proto);
   for (const auto& f : opts.extra)
-    append_field(out, f.name, f.value);
+    field(f.name, f.value);
   return true;
 }
 
@@ -1224,8 +1251,11 @@ errc to_h2_trailers(std::string_view section, field_list& out, std::size_t max_l
   return errc::ok;
 }
 
-h1_written to_h1_request(const head& h, const forward_options& opts, std::string& out) {
+h1_written to_h1_request(const head& h, const forward_options& opts, std::string& out,
+                         std::vector<header_span>* spans) {
   const auto start = out.size();
+  if (spans != nullptr)
+    spans->clear();
   if (h.method == "CONNECT")
     return {errc::not_convertible, body_kind::none};
   if (!is_token(h.method) || h.path.empty() || !is_visible(h.path) || !is_visible(h.authority))
@@ -1234,25 +1264,32 @@ h1_written to_h1_request(const head& h, const forward_options& opts, std::string
   out.append(h.method);
   out.push_back(' ');
   out.append(h.path);
-  out.append(" HTTP/1.1\r\nhost: ");
-  out.append(h.authority);
-  out.append("\r\n");
-  if (!write_h1_fields(h, opts, true, out)) {
+  out.append(" HTTP/1.1\r\n");
+  // Each line below is one field: where it lies goes into spans (when asked).
+  auto field = [&](std::string_view name, std::string_view value) {
+    append_marked(spans, out, start, name, value);
+  };
+  field("host", h.authority);
+  if (!write_h1_fields(h, opts, true, out, start, spans)) {
     out.resize(start);
+    if (spans != nullptr)
+      spans->clear();
     return {errc::bad_field, body_kind::none};
   }
   body_kind body = body_kind::none;
   if (h.content_length >= 0) {
+    const auto line = out.size();
     out.append("content-length: ");
     append_number(out, static_cast<std::uint64_t>(h.content_length));
     out.append("\r\n");
+    mark_field(spans, out, start, line, 14);
     body = h.content_length > 0 ? body_kind::content_length : body_kind::none;
   } else if (!h.end_stream) {
-    out.append("transfer-encoding: chunked\r\n");
+    field("transfer-encoding", "chunked");
     body = body_kind::chunked;
   }
   if (opts.close)
-    out.append("connection: close\r\n");
+    field("connection", "close");
   out.append("\r\n");
   return {errc::ok, body};
 }
@@ -1268,7 +1305,7 @@ h1_written to_h1_response(const head& h, bool head_request, const forward_option
   out.push_back(' ');
   out.append(reason_phrase(h.status));
   out.append("\r\n");
-  if (!write_h1_fields(h, opts, false, out)) {
+  if (!write_h1_fields(h, opts, false, out, start, nullptr)) {
     out.resize(start);
     return {errc::bad_field, body_kind::none};
   }

@@ -332,8 +332,10 @@ struct h1_written {
 /// write_forward_head does them, `connection: close` with opts.close, and the final CRLF.
 /// Errors: `not_convertible` (CONNECT), `bad_field` (a method that is not a token, a path
 /// byte outside 0x21..0x7e, a name or value byte not allowed in HTTP/1.1: never written).
-[[nodiscard]] h1_written to_h1_request(const head& h, const forward_options& opts,
-                                       std::string& out);
+/// With `spans`, it also says where each header line's name and value lie (offsets from
+/// where the head starts in `out`), for http1_parser::adopt_head.
+[[nodiscard]] h1_written to_h1_request(const head& h, const forward_options& opts, std::string& out,
+                                       std::vector<header_span>* spans = nullptr);
 
 /// Node A: an HTTP/2 response head as HTTP/1.1 response bytes toward the client:
 /// "HTTP/1.1 <status> <reason>", the fields, then the framing: no body for a response to

@@ -28,6 +28,8 @@ constexpr std::size_t max_cached_credits = 64;
 using input_cache = thread_cache<std::string, cached_streams>;
 using credits_cache =
     thread_cache<std::vector<std::pair<std::uint64_t, std::size_t>>, cached_streams>;
+constexpr std::size_t max_cached_spans = 128;
+using spans_cache = thread_cache<std::vector<header_span>, cached_streams>;
 
 } // namespace
 
@@ -262,12 +264,14 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
   forward_options fo;
   fo.proto = {};      // the caller's node set x-forwarded-proto
   fo.add_via = false; // the session adds this hop's via when it forwards the request
-  const auto written = h2::to_h1_request(request, fo, s->in_);
+  s->spans_ = spans_cache::take();
+  const auto written = h2::to_h1_request(request, fo, s->in_, &s->spans_);
   if (written.error != h2::errc::ok) {
     (void)session_.reset(id, h2::protocol_error);
     return;
   }
   s->in_total_ = s->in_.size();
+  s->head_bytes_ = s->in_.size();
   s->chunked_in_ = written.body == body_kind::chunked;
   s->server_head_request_ = h.method == "HEAD";
   streams_[id] = s.get();
@@ -322,6 +326,8 @@ h2_stream::~h2_stream() {
     input_cache::give(std::move(in_));
   if (credits_.capacity() <= max_cached_credits)
     credits_cache::give(std::move(credits_));
+  if (spans_.capacity() != 0 && spans_.capacity() <= max_cached_spans)
+    spans_cache::give(std::move(spans_));
   name_strings::give(service_);
   name_strings::give(instance_);
   if (client_ && id_ == 0)
@@ -332,6 +338,19 @@ h2_stream::~h2_stream() {
 }
 
 net::loop& h2_stream::io() { return link_->conn_->io(); }
+
+bool h2_stream::take_head(http1_parser& p, parse_result& r) {
+  if (head_bytes_ == 0 || in_taken_ != 0 || in_pos_ != 0 || read_filled_ != 0 ||
+      in_.size() < head_bytes_)
+    return false;
+  r = p.adopt_head({in_.data(), head_bytes_}, spans_);
+  in_pos_ = in_taken_ = std::exchange(head_bytes_, 0);
+  if (in_pos_ == in_.size()) {
+    in_.clear();
+    in_pos_ = 0;
+  }
+  return true;
+}
 
 void h2_stream::complete(io_handler h, std::error_code ec, std::size_t n) {
   link_->conn_->io().defer([h = std::move(h), ec, n] { h(ec, n); });

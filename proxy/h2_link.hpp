@@ -110,6 +110,11 @@ public:
   /// A server tunnel refused with `status` (403: the caller is not allowed), which ends
   /// the stream; close() follows.
   void refuse_tunnel(std::uint16_t status);
+  /// A server stream's request head, when nothing of the stream was read yet: given to `p`
+  /// split as it was written (http1_parser::adopt_head) and taken from the stream, so that
+  /// the session neither reads it as bytes nor splits it again; `r` is what adopt_head
+  /// returned. False, with nothing done, when no such head waits: read the stream as bytes.
+  bool take_head(http1_parser& p, parse_result& r);
   /// The loop the stream's connection runs on.
   [[nodiscard]] net::loop& io();
   /// Closes the whole connection (a banned peer, the data plane stopping).
@@ -196,6 +201,10 @@ private:
   http1_limits limits_;
   /// Server: the request is a HEAD (for the parser of a response written whole).
   bool server_head_request_ = false;
+  /// Server: the request head's bytes at the start of in_ (0 once taken or read) and where
+  /// its fields lie in them (take_head).
+  std::size_t head_bytes_ = 0;
+  std::vector<header_span> spans_;
   h2::dechunker dechunker_;
   bool chunked_out_ = false;
   /// The trailer section of our chunked body so far (bounded by the header list limit).

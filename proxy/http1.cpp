@@ -419,7 +419,7 @@ http_error http1_parser::check_start_line(std::string_view line) noexcept {
     const auto method = line.substr(0, sp1);
     const auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
     const auto version = line.substr(sp2 + 1);
-    if (!std::all_of(method.begin(), method.end(), is_tchar))
+    if (!text::is_token(method))
       return http_error::bad_method;
     if (version != "HTTP/1.1" && version != "HTTP/1.0")
       return http_error::bad_version;
@@ -448,7 +448,7 @@ http_error http1_parser::check_start_line(std::string_view line) noexcept {
   if (line.size() > 12 && line[12] != ' ')
     return http_error::malformed;
   const auto reason = line.size() > 13 ? line.substr(13) : std::string_view{};
-  if (!std::all_of(reason.begin(), reason.end(), is_field_byte))
+  if (!text::all_field_bytes(reason))
     return http_error::malformed;
   head_.status = status;
   start_b_ = {line.size() > 13 ? 13 : line.size(), reason.size()};
@@ -555,23 +555,54 @@ http_error http1_parser::decide_body() noexcept {
   return {};
 }
 
+bool http1_parser::plain_request_line() const noexcept {
+  if (dir_ != direction::request)
+    return true;
+  // The methods and target forms llhttp is known to take as they are: any other (an
+  // extension method, an absolute-form target, CONNECT) goes to llhttp.
+  const std::string_view raw(head_buf_);
+  const auto method = raw.substr(start_a_.first, start_a_.second);
+  const auto target = raw.substr(start_b_.first, start_b_.second);
+  static constexpr std::array<std::string_view, 8> plain{"GET",    "HEAD",    "POST",  "PUT",
+                                                         "DELETE", "OPTIONS", "PATCH", "TRACE"};
+  return std::find(plain.begin(), plain.end(), method) != plain.end() &&
+         (target.front() == '/' || target == "*");
+}
+
+bool http1_parser::note_trusted_field(std::string_view name, std::string_view value) noexcept {
+  if (iequals(name, "content-length")) {
+    std::uint64_t n = 0;
+    const auto* end = value.data() + value.size();
+    const auto [stop, ec] = std::from_chars(value.data(), end, n);
+    if ((head_flags_ & F_CONTENT_LENGTH) != 0 || value.empty() || value.front() < '0' ||
+        value.front() > '9' || ec != std::errc{} || stop != end)
+      return false; // llhttp's errors (a sign, an overflow, a list), then
+    head_flags_ |= F_CONTENT_LENGTH;
+    head_content_length_ = n;
+  } else if (iequals(name, "transfer-encoding")) {
+    if ((head_flags_ & F_CHUNKED) != 0 || !iequals(value, "chunked"))
+      return false;
+    head_flags_ |= F_CHUNKED;
+  } else if (iequals(name, "connection")) {
+    if (iequals(value, "close"))
+      head_flags_ |= F_CONNECTION_CLOSE;
+    else if (iequals(value, "keep-alive"))
+      head_flags_ |= F_CONNECTION_KEEP_ALIVE;
+    else
+      return false;
+  } else if (iequals(name, "upgrade") || iequals(name, "proxy-connection")) {
+    return false;
+  }
+  return true;
+}
+
 bool http1_parser::split_trusted() noexcept {
   headers_.clear();
   head_flags_ = 0;
   head_content_length_ = 0;
   head_method_ = 0;
-  if (dir_ == direction::request) {
-    // The methods and target forms llhttp is known to take as they are: any other (an
-    // extension method, an absolute-form target, CONNECT) goes to llhttp.
-    const std::string_view raw(head_buf_);
-    const auto method = raw.substr(start_a_.first, start_a_.second);
-    const auto target = raw.substr(start_b_.first, start_b_.second);
-    static constexpr std::array<std::string_view, 8> plain{"GET",    "HEAD",    "POST",  "PUT",
-                                                           "DELETE", "OPTIONS", "PATCH", "TRACE"};
-    if (std::find(plain.begin(), plain.end(), method) == plain.end() ||
-        (target.front() != '/' && target != "*"))
-      return false;
-  }
+  if (!plain_request_line())
+    return false;
   // scan_head checked the lines: each ends in CRLF, has no other CR, and a header line has
   // a colon that is not its first byte. The start line and the final CRLF are skipped.
   std::string_view rest(head_buf_);
@@ -584,37 +615,72 @@ bool http1_parser::split_trusted() noexcept {
     const auto name = line.substr(0, colon);
     const auto value = trim(line.substr(colon + 1));
     headers_.push_back({name, value});
-    if (iequals(name, "content-length")) {
-      std::uint64_t n = 0;
-      const auto* end = value.data() + value.size();
-      const auto [stop, ec] = std::from_chars(value.data(), end, n);
-      if ((head_flags_ & F_CONTENT_LENGTH) != 0 || value.empty() || value.front() < '0' ||
-          value.front() > '9' || ec != std::errc{} || stop != end)
-        return false; // llhttp's errors (a sign, an overflow, a list), then
-      head_flags_ |= F_CONTENT_LENGTH;
-      head_content_length_ = n;
-    } else if (iequals(name, "transfer-encoding")) {
-      if ((head_flags_ & F_CHUNKED) != 0 || !iequals(value, "chunked"))
-        return false;
-      head_flags_ |= F_CHUNKED;
-    } else if (iequals(name, "connection")) {
-      if (iequals(value, "close"))
-        head_flags_ |= F_CONNECTION_CLOSE;
-      else if (iequals(value, "keep-alive"))
-        head_flags_ |= F_CONNECTION_KEEP_ALIVE;
-      else
-        return false;
-    } else if (iequals(name, "upgrade") || iequals(name, "proxy-connection")) {
+    if (!note_trusted_field(name, value))
       return false;
-    }
   }
   return headers_.size() == header_lines_;
+}
+
+parse_result http1_parser::adopt_head(std::string_view text,
+                                      std::span<const header_span> spans) noexcept {
+  if (state_ == state::failed)
+    return {parse_status::error, 0, {}, error_};
+  if (pending_reset_)
+    start_message();
+  if (state_ != state::start_line || !head_buf_.empty() || lead_bytes_ != 0)
+    return fail(http_error::malformed, 0); // inside a message: never what a stream gives
+  const auto eol = text.find("\r\n");
+  if (eol == std::string_view::npos || !text.ends_with("\r\n\r\n"))
+    return fail(http_error::malformed, 0);
+  // The limits hold as for a head read from a socket, checked in the order scan_head
+  // meets them (the start line, then line by line), before anything is copied.
+  if (eol + 2 > limits_.max_head_bytes)
+    return fail(http_error::header_too_large, 0);
+  if (const auto e = check_start_line(text.substr(0, eol)); e != http_error{})
+    return fail(e, 0);
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    const auto& s = spans[i];
+    // Each field lies in a header line: after the start line, before the final CRLF.
+    if (s.name_at <= eol || s.name_len == 0 || s.value_at < std::uint64_t{s.name_at} + s.name_len ||
+        std::uint64_t{s.value_at} + s.value_len > text.size() - 2)
+      return fail(http_error::malformed, 0);
+    const std::size_t line_end = std::uint64_t{s.value_at} + s.value_len + 2;
+    if (line_end > limits_.max_head_bytes)
+      return fail(http_error::header_too_large, 0);
+    if (i + 1 > limits_.max_headers)
+      return fail(http_error::too_many_headers, 0);
+  }
+  if (text.size() > limits_.max_head_bytes)
+    return fail(http_error::header_too_large, 0);
+  head_buf_.assign(text);
+  state_ = state::headers;
+  header_lines_ = spans.size();
+  headers_.clear();
+  head_flags_ = 0;
+  head_content_length_ = 0;
+  head_method_ = 0;
+  bool trusted = plain_request_line();
+  const std::string_view raw(head_buf_);
+  for (const auto& s : spans) {
+    const auto name = raw.substr(s.name_at, s.name_len);
+    const auto value = raw.substr(s.value_at, s.value_len);
+    headers_.push_back({name, value});
+    trusted = trusted && note_trusted_field(name, value);
+  }
+  if (!trusted) // what its writer never writes (an extension method, say): llhttp decides
+    if (const auto e = run_llhttp(); e != http_error{})
+      return fail(e, 0);
+  return framed_head(0);
 }
 
 parse_result http1_parser::finish_head(std::size_t consumed) noexcept {
   if (!trusted_ || !split_trusted())
     if (const auto e = run_llhttp(); e != http_error{})
       return fail(e, consumed);
+  return framed_head(consumed);
+}
+
+parse_result http1_parser::framed_head(std::size_t consumed) noexcept {
   if (const auto e = decide_body(); e != http_error{})
     return fail(e, consumed);
   switch (head_.body) {

@@ -91,6 +91,14 @@ struct header {
   std::string_view value;
 };
 
+/// Where a header line's name and value lie in a head's text (byte offsets from its start):
+/// what a writer of HTTP/1.1 heads records so that the head need not be split again
+/// (h2::to_h1_request, http1_parser::adopt_head).
+struct header_span {
+  std::uint32_t name_at = 0, name_len = 0;
+  std::uint32_t value_at = 0, value_len = 0;
+};
+
 /// A parsed request or response head. Every view points into the parser that produced it
 /// and stays valid until that parser starts the next message: the first `parse` call with
 /// non-empty input after `complete` (or its destruction).
@@ -196,6 +204,18 @@ public:
   /// and anything after it is parsed as a stranger's bytes. Never for bytes from a socket.
   void trust_heads() noexcept { trusted_ = true; }
 
+  /// Starts the next message with a head the proxy wrote itself, already split: `text`,
+  /// written by h2::to_h1_request from an HTTP/2 stream's fields (validated when decoded
+  /// and when written, as for trust_heads), and `spans`, where its header lines' names and
+  /// values are. Returns what `parse` would have returned for those bytes: `head` (the
+  /// head copied, its views into this parser) or `error` (the limits hold as for any head:
+  /// 431, 414); a head with anything the trusted split does not take (an extension method,
+  /// a Connection other than close or keep-alive) goes through llhttp, as with
+  /// trust_heads. The body that follows is parsed from bytes as usual. Only between
+  /// messages, with no byte of the next one given yet (else `error`, malformed).
+  [[nodiscard]] parse_result adopt_head(std::string_view text,
+                                        std::span<const header_span> spans) noexcept;
+
   /// The current head; valid after a `head` step until the next message starts.
   [[nodiscard]] const message_head& head() const noexcept { return head_; }
 
@@ -228,6 +248,14 @@ private:
   /// trust_heads(): fills headers_ and llhttp's flags from head_buf_ without llhttp;
   /// false when the head needs llhttp after all.
   bool split_trusted() noexcept;
+  /// A request line llhttp takes as it is (a common method, origin or asterisk form); true
+  /// for responses.
+  [[nodiscard]] bool plain_request_line() const noexcept;
+  /// A trusted head's field into llhttp's flags (content-length, transfer-encoding,
+  /// connection); false for one that needs llhttp.
+  bool note_trusted_field(std::string_view name, std::string_view value) noexcept;
+  /// After the head is split: decides the body's framing and the next state.
+  parse_result framed_head(std::size_t consumed) noexcept;
   http_error decide_body() noexcept;
   parse_result scan_chunked(std::span<const char> in) noexcept;
   void start_message() noexcept;

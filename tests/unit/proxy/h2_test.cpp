@@ -887,6 +887,65 @@ TEST(H2Convert, RequestToH1) {
   EXPECT_EQ(h2::to_h1_request(h, {}, out).error, errc::not_convertible);
 }
 
+TEST(H2Convert, RequestSpansSplitTheHeadAsAParserWould) {
+  // Where to_h1_request says each field lies, http1_parser::adopt_head takes the head from:
+  // the head it gives must be the one parsing the written bytes gives, whatever the head
+  // holds (joined cookies, an x-forwarded-for appended to, extra fields, framing).
+  const std::vector<field> fields{
+      {"cookie", "a=1"}, {"accept", "*/*"}, {"x-forwarded-for", "10.0.0.1"},
+      {"cookie", "b=2"}, {"x-empty", ""},   {"expect", "100-continue"}};
+  const std::vector<header> extra{{"x-starling-service", "web"}};
+  for (int variant = 0; variant < 4; ++variant) {
+    h2::head h;
+    h.method = variant == 3 ? "DELETE" : "POST";
+    h.path = "/p?q";
+    h.authority = variant == 2 ? "" : "svc:8080";
+    h.fields = fields;
+    h.content_length = variant == 0 ? 5 : -1;
+    h.end_stream = variant == 3;
+    forward_options fo;
+    if (variant == 1) {
+      fo.client_address = "127.0.0.1";
+      fo.extra = extra;
+      fo.close = true;
+    }
+    std::string out = "junk"; // the head starts where out ends
+    std::vector<header_span> spans;
+    ASSERT_EQ(h2::to_h1_request(h, fo, out, &spans).error, errc::ok);
+    const std::string_view text = std::string_view(out).substr(4);
+    http1_parser given(direction::request), parsed(direction::request);
+    const auto a = given.adopt_head(text, spans);
+    const auto b = parsed.parse(text);
+    ASSERT_EQ(a.status, parse_status::head) << text;
+    ASSERT_EQ(b.status, parse_status::head) << text;
+    const auto& x = given.head();
+    const auto& y = parsed.head();
+    EXPECT_EQ(x.method, y.method);
+    EXPECT_EQ(x.target, y.target);
+    EXPECT_EQ(x.body, y.body) << text;
+    EXPECT_EQ(x.content_length, y.content_length);
+    EXPECT_EQ(x.keep_alive, y.keep_alive);
+    EXPECT_EQ(x.expect_continue, y.expect_continue);
+    EXPECT_EQ(x.raw, y.raw);
+    ASSERT_EQ(x.headers.size(), y.headers.size()) << text;
+    for (std::size_t i = 0; i < x.headers.size(); ++i) {
+      EXPECT_EQ(x.headers[i].name, y.headers[i].name) << text;
+      EXPECT_EQ(x.headers[i].value, y.headers[i].value) << text;
+    }
+  }
+  // A refused head writes no span.
+  h2::head bad;
+  bad.method = "GET";
+  bad.path = "/";
+  const std::vector<field> nul{{"x", std::string_view("a\0b", 3)}};
+  bad.fields = nul;
+  std::string out;
+  std::vector<header_span> spans{{1, 2, 3, 4}};
+  EXPECT_EQ(h2::to_h1_request(bad, {}, out, &spans).error, errc::bad_field);
+  EXPECT_TRUE(spans.empty());
+  EXPECT_TRUE(out.empty());
+}
+
 TEST(H2Convert, NeverWritesCrLfOrNulIntoHttp1) {
   for (const std::string_view bad : {std::string_view("a\r\nx: y"), std::string_view("a\nb"),
                                      std::string_view("a\0b", 3), std::string_view("a\rb")}) {

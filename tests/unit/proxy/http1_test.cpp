@@ -1178,6 +1178,146 @@ TEST(http1_trusted, field_bytes_are_not_checked_again) {
   }
 }
 
+// --- adopt_head ---------------------------------------------------------------------------
+
+/// Where the header lines of a head's text lie, found by splitting its lines (what
+/// h2::to_h1_request records while it writes them).
+std::vector<header_span> spans_of(std::string_view text) {
+  std::vector<header_span> spans;
+  auto at = text.find("\r\n") + 2;
+  while (at + 2 < text.size()) {
+    const auto eol = text.find("\r\n", at);
+    const auto colon = text.find(':', at);
+    auto value = colon + 1;
+    while (value < eol && text[value] == ' ')
+      ++value;
+    spans.push_back({static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(colon - at),
+                     static_cast<std::uint32_t>(value), static_cast<std::uint32_t>(eol - value)});
+    at = eol + 2;
+  }
+  return spans;
+}
+
+/// The events of a parser given the first head of `data` (adopt_head), then the rest of
+/// `data` as bytes.
+trace adopted(direction dir, std::string_view data, http1_limits limits = {}) {
+  http1_parser p(dir, limits);
+  const auto text = data.substr(0, data.find("\r\n\r\n") + 4);
+  const auto r = p.adopt_head(text, spans_of(text));
+  EXPECT_EQ(r.consumed, 0u);
+  if (r.status == parse_status::error) {
+    trace t;
+    t.events.push_back("error " + std::string(name(r.error)));
+    t.error = r.error;
+    return t;
+  }
+  EXPECT_EQ(r.status, parse_status::head);
+  EXPECT_EQ(p.head().raw, text);
+  auto t = drive(p, data.substr(text.size()), {}, true);
+  t.events.insert(t.events.begin(), describe(p.head()));
+  return t;
+}
+
+// A head given split (a peer's HTTP/2 request on node B) gives the events parsing its
+// bytes gives: the same fields, framing, flags and body; what to_h1_request never writes
+// goes through llhttp, refused or taken as without adoption.
+TEST(http1_adopt, a_given_head_gives_the_events_of_its_bytes) {
+  const std::vector<std::string_view> streams{
+      "GET / HTTP/1.1\r\nhost: svc\r\nvia: 2.0 starling\r\nx-forwarded-proto: http\r\n\r\n",
+      "POST /p?q HTTP/1.1\r\nhost: svc\r\ncookie: a=1; b=2\r\ncontent-length: 5\r\n\r\nhello",
+      "GET /2 HTTP/1.1\r\nhost: \r\nconnection: close\r\n\r\n",
+      "PUT / HTTP/1.1\r\nhost: svc\r\ntransfer-encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
+      "POST / HTTP/1.1\r\nhost: svc\r\nexpect: 100-continue\r\ncontent-length: 1\r\n\r\nx",
+      "OPTIONS * HTTP/1.1\r\nhost: svc\r\n\r\n",
+      // Never written by to_h1_request: llhttp decides.
+      "PROPFIND /d HTTP/1.1\r\nhost: svc\r\n\r\n",
+      "FOO / HTTP/1.1\r\nhost: svc\r\n\r\n",
+      "GET http://svc/ HTTP/1.1\r\nhost: svc\r\n\r\n",
+      "GET / HTTP/1.1\r\nconnection: close, foo\r\nfoo: 1\r\n\r\n",
+      "POST / HTTP/1.1\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n",
+      "POST / HTTP/1.1\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello",
+      "POST / HTTP/1.1\r\ncontent-length: +5\r\n\r\nhello",
+  };
+  for (const auto s : streams)
+    EXPECT_EQ(adopted(direction::request, s), whole(direction::request, s, true)) << s;
+  // Responses too (nothing gives them split yet; the parser takes either direction).
+  const std::string_view response =
+      "HTTP/1.1 200 OK\r\nserver: nginx\r\ncontent-length: 2\r\n\r\nok";
+  EXPECT_EQ(adopted(direction::response, response), whole(direction::response, response, true));
+}
+
+TEST(http1_adopt, the_limits_hold_for_a_given_head) {
+  std::string many = "GET / HTTP/1.1\r\n";
+  for (int i = 0; i < 5; ++i)
+    many += "x-" + std::to_string(i) + ": v\r\n";
+  many += "\r\n";
+  http1_limits four;
+  four.max_headers = 4;
+  EXPECT_EQ(adopted(direction::request, many, four).error, http_error::too_many_headers);
+  EXPECT_EQ(whole(direction::request, many, true, {}, four).error, http_error::too_many_headers);
+  http1_limits small;
+  small.max_head_bytes = many.size() - 1;
+  EXPECT_EQ(adopted(direction::request, many, small).error, http_error::header_too_large);
+  const std::string long_target = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n";
+  http1_limits short_targets;
+  short_targets.max_target_bytes = 50;
+  EXPECT_EQ(adopted(direction::request, long_target, short_targets).error,
+            http_error::target_too_long);
+  http1_limits body;
+  body.max_body_bytes = 4;
+  EXPECT_EQ(
+      adopted(direction::request, "POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello", body).error,
+      http_error::body_too_large);
+}
+
+TEST(http1_adopt, spans_outside_the_head_or_a_message_under_way_are_refused) {
+  const std::string_view text = "GET / HTTP/1.1\r\nhost: svc\r\n\r\n";
+  const std::vector<std::vector<header_span>> bad{
+      {{0, 3, 5, 1}},            // inside the start line
+      {{16, 4, 22, 100}},        // a value past the end
+      {{16, 0, 22, 3}},          // an empty name
+      {{16, 4, 18, 3}},          // a value overlapping its name
+      {{16, 4, 0xffffffffu, 2}}, // offsets that would wrap
+  };
+  for (const auto& spans : bad) {
+    http1_parser p(direction::request);
+    const auto r = p.adopt_head(text, spans);
+    EXPECT_EQ(r.status, parse_status::error);
+    EXPECT_EQ(r.error, http_error::malformed);
+    EXPECT_EQ(p.parse({}).status, parse_status::error); // sticky, as any refusal
+  }
+  for (const std::string_view t :
+       {std::string_view("GET / HTTP/1.1\r\nhost: svc\r\n"), std::string_view("GET / HTTP/1.1")}) {
+    http1_parser p(direction::request);
+    EXPECT_EQ(p.adopt_head(t, {}).error, http_error::malformed) << t;
+  }
+  // Inside a message (its head half read, or its body under way): refused.
+  http1_parser half(direction::request);
+  EXPECT_EQ(half.parse(std::string_view("GET / HT")).status, parse_status::need_more);
+  EXPECT_EQ(half.adopt_head(text, spans_of(text)).status, parse_status::error);
+  http1_parser body(direction::request);
+  const std::string_view post = "POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\n";
+  ASSERT_EQ(body.adopt_head(post, spans_of(post)).status, parse_status::head);
+  EXPECT_EQ(body.adopt_head(text, spans_of(text)).status, parse_status::error);
+}
+
+TEST(http1_adopt, the_next_message_after_a_given_one_is_parsed_or_given_again) {
+  http1_parser p(direction::request);
+  const std::string_view text = "GET /a HTTP/1.1\r\nhost: svc\r\n\r\n";
+  ASSERT_EQ(p.adopt_head(text, spans_of(text)).status, parse_status::head);
+  EXPECT_EQ(p.parse({}).status, parse_status::complete);
+  const std::string_view next = "GET /b HTTP/1.1\r\nhost: svc\r\n\r\n";
+  ASSERT_EQ(p.adopt_head(next, spans_of(next)).status, parse_status::head);
+  EXPECT_EQ(p.head().target, "/b");
+  EXPECT_EQ(p.head().headers.size(), 1u);
+  EXPECT_EQ(p.parse({}).status, parse_status::complete);
+  const auto r = p.parse(std::string_view("GET /c HTTP/1.1\r\nx: 1\r\n\r\n"));
+  ASSERT_EQ(r.status, parse_status::head);
+  EXPECT_EQ(p.head().target, "/c");
+  EXPECT_EQ(p.messages(), 2u);
+}
+
 TEST(http1_forward, append_chunk_frames_in_hex_and_skips_empty_data) {
   std::string out;
   append_chunk(out, std::span<const char>{"hello", 5});
