@@ -865,6 +865,32 @@ TEST(dataplane_h2, garbage_after_the_preface_ends_the_connection) {
   EXPECT_EQ(fresh.result(s).status, 200);
 }
 
+TEST(dataplane_h2, a_peers_head_past_the_http1_limits_gets_431_or_414_and_the_next_is_served) {
+  // Within HTTP/2's header list limit, past the node's HTTP/1.1 limits: the head the
+  // session is given split (http1_parser::adopt_head) is held to them as a head read
+  // from a socket is, before the app sees anything.
+  app_backend web("web-1");
+  node_b n;
+  n.apply({service("web", {instance("b", "web", "w1", web.port())})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  std::vector<owned_field> many;
+  for (int i = 0; i < 150; ++i) // 100 header lines at most (http1_limits::max_headers)
+    many.emplace_back("x-f" + std::to_string(i), "v");
+  const auto crowded = c.exchange(request_fields("GET", "/crowded", "web", std::move(many)));
+  EXPECT_EQ(c.result(crowded).status, 431) << describe(c.result(crowded));
+  const auto far = c.exchange(request_fields("GET", "/" + std::string(9000, 'a'), "web"));
+  EXPECT_EQ(c.result(far).status, 414) << describe(c.result(far)); // target over 8 KiB
+  EXPECT_TRUE(eventually([&] {
+    const auto st = n.dp->stats();
+    return generated(st, "too_many_headers") == 1 && generated(st, "target_too_long") == 1;
+  }));
+  const auto next = c.exchange(request_fields("GET", "/next", "web"));
+  EXPECT_EQ(c.result(next).status, 200);
+  ASSERT_EQ(web.count(), 1u);
+  EXPECT_EQ(web.requests().front().target, "/next");
+}
+
 TEST(dataplane_h2, an_oversized_header_list_resets_its_stream_and_the_next_is_served) {
   app_backend web("web-1");
   node_b n;
