@@ -19,6 +19,8 @@
 //  h2-given h2-trust, but B's session is given the request head split as the stream wrote
 //           it (to_h1_request's spans, http1_parser::adopt_head), as the data plane's
 //           server streams do now: not parsed again.
+//  heads    not an exchange: one browser request head (15 fields) forwarded as HTTP/1.1
+//           and converted to HTTP/2 fields, ns per call.
 //  h2-adapt as h2, plus what decision 0022's plan adds: each side also writes and parses
 //           the HTTP/1.1 head once more (the session code talks HTTP/1.1 to the stream),
 //           in both directions (write_head has since removed two of the four).
@@ -48,6 +50,17 @@ constexpr std::string_view client_request = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8
 constexpr std::string_view app_response =
     "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 05 Dec 2026 05:00:00 GMT\r\n"
     "Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+
+/// A browser's request: what most heads through a mesh look like more than wrk's.
+constexpr std::string_view browser_request =
+    "GET /index.html?q=1 HTTP/1.1\r\nHost: www.example.com\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0\r\n"
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    "Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate, br\r\n"
+    "Connection: keep-alive\r\nCookie: session=abc123; theme=dark\r\n"
+    "Upgrade-Insecure-Requests: 1\r\nSec-Fetch-Dest: document\r\nSec-Fetch-Mode: navigate\r\n"
+    "Sec-Fetch-Site: none\r\nSec-Fetch-User: ?1\r\nPragma: no-cache\r\n"
+    "Cache-Control: no-cache\r\n\r\n";
 
 /// Parses one whole message from `in` with `p`; returns the body bytes seen (the head is
 /// p.head(), valid until the next message). Aborts on anything but a clean message.
@@ -307,7 +320,7 @@ int main(int argc, char** argv) {
       batch = static_cast<int>(std::clamp(v, 1L, 100L));
     else {
       std::fprintf(stderr, "usage: starling-h2-bench [--exchanges N] [--rounds R] [--batch B] "
-                           "[--only h1|h2|h2-tree|h2-trust|h2-given|h2-adapt]\n");
+                           "[--only h1|h2|h2-tree|h2-trust|h2-given|h2-adapt|heads]\n");
       return 2;
     }
   }
@@ -358,6 +371,47 @@ int main(int argc, char** argv) {
       r2.bytes = static_cast<double>(hop.hop_bytes) / static_cast<double>(exchanges);
     }
     report(std::string(mode).c_str(), r2);
+  }
+
+  // One head converted at a time (the rows above use wrk's one-field request): a browser's
+  // request (15 fields, one Connection) forwarded as HTTP/1.1 (write_forward_head) and
+  // turned into HTTP/2 fields (h2::to_h2_request), as nodes A and B do per request.
+  if (only.empty() || only == "heads") {
+    http1_parser p(direction::request);
+    if (p.parse(browser_request).status != parse_status::head) {
+      std::fprintf(stderr, "h2-bench: the browser request does not parse\n");
+      return 1;
+    }
+    forward_options fo;
+    fo.client_address = "127.0.0.1";
+    std::string out;
+    h2::field_list fields;
+    result fw, th;
+    for (int r = 0; r < rounds; ++r) {
+      auto t0 = clock_type::now();
+      for (long i = 0; i < exchanges; ++i) {
+        out.clear();
+        write_forward_head(p.head(), fo, out);
+      }
+      auto t1 = clock_type::now();
+      fw.ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() /
+                      static_cast<double>(exchanges));
+      t0 = clock_type::now();
+      for (long i = 0; i < exchanges; ++i)
+        if (h2::to_h2_request(p.head(), fo, fields) != h2::errc::ok) {
+          std::fprintf(stderr, "h2-bench: to_h2_request failed\n");
+          return 1;
+        }
+      t1 = clock_type::now();
+      th.ns.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count() /
+                      static_cast<double>(exchanges));
+    }
+    fw.bytes = static_cast<double>(out.size());
+    th.bytes = static_cast<double>(browser_request.size());
+    std::printf("\n| one browser request head | ns per call median | p90 | max | bytes |\n");
+    std::printf("|---|---|---|---|---|\n");
+    report("write_forward_head", fw);
+    report("h2::to_h2_request", th);
   }
   return 0;
 }

@@ -74,19 +74,6 @@ bool has_upper(std::string_view s) noexcept {
   return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
-/// True if a Connection header of `h` names `name` (ASCII case-insensitive).
-bool named_by_connection(const message_head& h, std::string_view name) noexcept {
-  bool named = false;
-  for (const auto& c : h.headers)
-    if (iequals(c.name, "connection"))
-      for_each_token(c.value, [&](std::string_view token) {
-        named = named || (token.size() == name.size() &&
-                          std::equal(token.begin(), token.end(), name.begin(),
-                                     [](char a, char b) { return lower(a) == lower(b); }));
-      });
-  return named;
-}
-
 /// The fields HTTP/2 has no place for whatever the message says: connection-specific ones
 /// (RFC 9113 8.2.2), Host (a pseudo-header instead) and Trailer.
 bool is_h1_framing(std::string_view name) noexcept {
@@ -98,12 +85,12 @@ bool is_h1_framing(std::string_view name) noexcept {
 /// True for an HTTP/1.1 header that HTTP/2 must not carry (RFC 9113 8.2.2) or that is
 /// replaced by a pseudo-header (Host), or that the proxy drops as hop-by-hop (Trailer, as
 /// write_forward_head does). TE is decided by the caller (kept only as "trailers").
-bool is_h1_only(const message_head& h, std::string_view name) noexcept {
+bool is_h1_only(std::string_view name, const connection_options& named) noexcept {
   if (is_h1_framing(name))
     return true;
   if (iequals(name, "content-length"))
     return false; // framing: kept whatever Connection says (nghttp2 checks it against DATA)
-  return named_by_connection(h, name);
+  return named.names(name);
 }
 
 /// Appends `name` lower-cased to `arena` if needed; returns the lower-case view. The arena
@@ -132,15 +119,17 @@ void append_field(std::string& out, std::string_view name, std::string_view valu
 }
 
 /// With `spans`: where the field line that ends `out` (from `line`, its name `name_len`
-/// bytes long) lies, as offsets from `start`, the head's first byte.
+/// bytes long) lies, as offsets from `start`, the head's first byte. The value without
+/// surrounding whitespace, as a parser reads it (joined cookies may end in a space).
 void mark_field(std::vector<header_span>* spans, const std::string& out, std::size_t start,
                 std::size_t line, std::size_t name_len) {
   if (spans == nullptr)
     return;
-  const auto at = line - start;
-  spans->push_back({static_cast<std::uint32_t>(at), static_cast<std::uint32_t>(name_len),
-                    static_cast<std::uint32_t>(at + name_len + 2),
-                    static_cast<std::uint32_t>(out.size() - 2 - line - name_len - 2)});
+  const auto value_at = line + name_len + 2;
+  const auto value = text::trim(std::string_view(out).substr(value_at, out.size() - 2 - value_at));
+  spans->push_back({static_cast<std::uint32_t>(line - start), static_cast<std::uint32_t>(name_len),
+                    static_cast<std::uint32_t>(value.data() - out.data() - start),
+                    static_cast<std::uint32_t>(value.size())});
 }
 
 /// append_field, marked in `spans` (mark_field).
@@ -1149,9 +1138,10 @@ errc to_h2_request(const message_head& h, const forward_options& opts, field_lis
     path = std::string_view(out.arena).substr(at, path.size() + 1);
   }
   out.fields.push_back({":path", path});
+  const connection_options named(h);
   for (std::size_t i = 0; i < h.headers.size(); ++i) {
     const auto& f = h.headers[i];
-    if (is_h1_only(h, f.name))
+    if (is_h1_only(f.name, named))
       continue;
     if (iequals(f.name, "te")) {
       if (!iequals(f.value, "trailers"))
@@ -1202,8 +1192,9 @@ errc to_h2_response(const message_head& h, const forward_options& opts, field_li
   out.fields.reserve(h.headers.size() + 2); // :status, via
   append_number(out.arena, h.status);
   out.fields.push_back({":status", std::string_view(out.arena).substr(0, 3)});
+  const connection_options named(h);
   for (const auto& f : h.headers) {
-    if (is_h1_only(h, f.name) || iequals(f.name, "te"))
+    if (is_h1_only(f.name, named) || iequals(f.name, "te"))
       continue;
     out.fields.push_back({lower_name(out.arena, f.name), f.value});
   }

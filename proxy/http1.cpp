@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 
 #include "proto/wire/hex.hpp"
@@ -834,27 +835,44 @@ parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
 
 namespace {
 
-/// True if a `Connection` header of `h` names `field` (as a hop-by-hop header to drop).
-bool named_by_connection(const message_head& h, std::string_view field) {
+/// Whether a comma-separated `value` lists `field` (ASCII case-insensitive).
+bool lists(std::string_view value, std::string_view field) noexcept {
   bool named = false;
+  for_each_token(value, [&](std::string_view token) { named = named || iequals(token, field); });
+  return named;
+}
+
+} // namespace
+
+connection_options::connection_options(const message_head& h) noexcept {
   for (const auto& c : h.headers) {
     if (!iequals(c.name, "connection"))
       continue;
     for_each_token(c.value, [&](std::string_view token) {
-      if (token.size() == field.size()) {
-        bool same = true;
-        for (std::size_t i = 0; i < token.size() && same; ++i)
-          same = lower(token[i]) == lower(field[i]);
-        named = named || same;
-      }
+      if (count_ < max_kept)
+        tokens_[count_++] = token;
+      else
+        all_ = &h;
     });
-    if (named)
-      return true;
   }
+}
+
+bool connection_options::names(std::string_view field) const noexcept {
+  if (all_ != nullptr) {
+    for (const auto& c : all_->headers)
+      if (iequals(c.name, "connection") && lists(c.value, field))
+        return true;
+    return false;
+  }
+  for (std::size_t i = 0; i < count_; ++i)
+    if (iequals(tokens_[i], field))
+      return true;
   return false;
 }
 
-bool is_hop_by_hop(const message_head& h, std::string_view name) {
+namespace {
+
+bool is_hop_by_hop(const message_head& h, std::string_view name, const connection_options& named) {
   if (iequals(name, "connection") || iequals(name, "keep-alive") ||
       iequals(name, "proxy-connection") || iequals(name, "te") || iequals(name, "trailer"))
     return true;
@@ -865,7 +883,7 @@ bool is_hop_by_hop(const message_head& h, std::string_view name) {
   if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
       iequals(name, "host"))
     return false;
-  return named_by_connection(h, name);
+  return named.names(name);
 }
 
 void append_header(std::string& out, std::string_view name, std::string_view value) {
@@ -874,6 +892,57 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out.append(value);
   out.append("\r\n");
 }
+
+/// Appends the fields of a head as append_header writes them, but a field whose line in
+/// `raw` already reads exactly `name: value` CRLF goes out as that line, and consecutive
+/// such lines in one append (most heads: all their lines, the ones the proxy wrote itself
+/// always). The bytes are the same either way. flush() before anything else is appended.
+class field_writer {
+public:
+  field_writer(std::string& out, std::string_view raw) : out_(out), raw_(raw) {}
+  field_writer(const field_writer&) = delete;
+  field_writer& operator=(const field_writer&) = delete;
+  ~field_writer() = default;
+
+  void add(const header& f) {
+    const auto line = offset(f.name.data());
+    const auto value = offset(f.value.data());
+    const auto name_end = line + f.name.size();
+    const auto end = value + f.value.size() + 2; // past the line's CRLF
+    const bool as_read = line < raw_.size() && end <= raw_.size() && value == name_end + 2 &&
+                         raw_[name_end] == ':' && raw_[name_end + 1] == ' ' &&
+                         raw_[end - 2] == '\r' && raw_[end - 1] == '\n';
+    if (!as_read) {
+      flush();
+      append_header(out_, f.name, f.value);
+      return;
+    }
+    if (run_end_ != line) {
+      flush();
+      run_start_ = line;
+    }
+    run_end_ = end;
+  }
+  /// Writes the lines gathered so far (before a field written otherwise).
+  void flush() {
+    if (run_end_ > run_start_)
+      out_.append(raw_.substr(run_start_, run_end_ - run_start_));
+    run_start_ = run_end_ = no_run;
+  }
+
+private:
+  static constexpr std::size_t no_run = static_cast<std::size_t>(-1);
+  /// Where `p` is in raw_, or no_run when it is not in it (a head made of other views).
+  std::size_t offset(const char* p) const {
+    const auto at = reinterpret_cast<std::uintptr_t>(p);
+    const auto base = reinterpret_cast<std::uintptr_t>(raw_.data());
+    return at >= base && at - base <= raw_.size() ? at - base : no_run;
+  }
+
+  std::string& out_;
+  std::string_view raw_;
+  std::size_t run_start_ = no_run, run_end_ = no_run;
+};
 
 } // namespace
 
@@ -900,13 +969,16 @@ void write_forward_head(const message_head& h, const forward_options& opts, std:
     for (std::size_t i = 0; i < h.headers.size(); ++i)
       if (iequals(h.headers[i].name, "x-forwarded-for"))
         last_xff = i;
+  const connection_options named(h);
+  field_writer fields(out, h.raw);
   for (std::size_t i = 0; i < h.headers.size(); ++i) {
     const auto& f = h.headers[i];
-    if (is_hop_by_hop(h, f.name))
+    if (is_hop_by_hop(h, f.name, named))
       continue;
     if (set_proto && iequals(f.name, "x-forwarded-proto"))
       continue;
     if (i == last_xff) {
+      fields.flush();
       out.append(f.name);
       out.append(": ");
       if (!f.value.empty()) {
@@ -917,8 +989,9 @@ void write_forward_head(const message_head& h, const forward_options& opts, std:
       out.append("\r\n");
       continue;
     }
-    append_header(out, f.name, f.value);
+    fields.add(f);
   }
+  fields.flush();
   if (opts.add_via)
     out.append(h.version_minor == 1 ? "via: 1.1 starling\r\n" : "via: 1.0 starling\r\n");
   if (add_xff && last_xff == h.headers.size())

@@ -3,6 +3,7 @@
 // generates itself. Pure: no I/O, no clock, no threads, no exceptions on the data path.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -306,6 +307,24 @@ private:
   bool response_to_head_ = false;
   bool response_to_connect_ = false;
   std::uint64_t messages_ = 0;
+};
+
+/// The field names a head's Connection headers list (RFC 9110 7.6.1: hop-by-hop fields,
+/// dropped when the head is forwarded), gathered once per head so that each field is
+/// checked against a few tokens rather than by scanning the head again.
+class connection_options {
+public:
+  /// Views into `h`, which must outlive this.
+  explicit connection_options(const message_head& h) noexcept;
+  /// Whether a Connection header of the head names `field` (ASCII case-insensitive).
+  [[nodiscard]] bool names(std::string_view field) const noexcept;
+
+private:
+  static constexpr std::size_t max_kept = 8;
+  std::array<std::string_view, max_kept> tokens_{};
+  std::size_t count_ = 0;
+  /// More tokens than kept (a hostile or odd head): names() scans the head's headers.
+  const message_head* all_ = nullptr;
 };
 
 /// Options for forwarding a head (`write_forward_head`).

@@ -935,6 +935,52 @@ TEST(http1_forward, appends_to_the_last_x_forwarded_for) {
                  "x-forwarded-proto: http\r\n\r\n");
 }
 
+TEST(http1_forward, lines_go_out_as_read_only_when_they_read_name_colon_space_value) {
+  // Lines already written as `name: value` CRLF go out as they came, several at once; the
+  // others as append_header writes them (one space, no trailing whitespace); a dropped
+  // field or the last x-forwarded-for between them changes nothing in the bytes.
+  forward_options opts;
+  opts.client_address = "10.0.0.7";
+  const std::string out =
+      forward(direction::request,
+              "GET / HTTP/1.1\r\nHost: svc\r\nA: 1\r\nB:2\r\nC:   3  \r\nD: 4\r\n"
+              "Keep-Alive: 5\r\nE: 5\r\nX-Forwarded-For: 9.9.9.9\r\nF: \r\nG:\r\n"
+              "H: 8\t\r\nI: 9\r\n\r\n",
+              opts);
+  EXPECT_EQ(out, "GET / HTTP/1.1\r\nHost: svc\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n"
+                 "X-Forwarded-For: 9.9.9.9, 10.0.0.7\r\nF: \r\nG: \r\nH: 8\r\nI: 9\r\n"
+                 "via: 1.1 starling\r\nx-forwarded-proto: http\r\n\r\n");
+  // A head whose fields are views into other memory than its raw bytes (made by hand).
+  const std::string name = "X-Made", value = "by hand";
+  const std::vector<header> fields{{name, value}, {"Y", "z"}};
+  message_head h;
+  h.raw = "GET /m HTTP/1.1\r\nX-Made: by hand\r\nY: z\r\n\r\n";
+  h.headers = fields;
+  std::string made;
+  write_forward_head(h, {}, made);
+  EXPECT_EQ(made, "GET /m HTTP/1.1\r\nX-Made: by hand\r\nY: z\r\nvia: 1.1 starling\r\n"
+                  "x-forwarded-proto: http\r\n\r\n");
+}
+
+TEST(http1_forward, a_connection_header_with_many_tokens_still_drops_every_field_it_names) {
+  // Past the eight tokens gathered at once, the head's Connection headers are scanned.
+  std::string in = "GET / HTTP/1.1\r\nHost: svc\r\nConnection: t1, t2, t3, t4, t5\r\n"
+                   "Connection: t6, t7, t8, t9, t10\r\n";
+  for (int i = 1; i <= 11; ++i)
+    in += "T" + std::to_string(i) + ": v\r\n";
+  in += "\r\n";
+  const auto out = forward(direction::request, in);
+  EXPECT_EQ(out, "GET / HTTP/1.1\r\nHost: svc\r\nT11: v\r\nvia: 1.1 starling\r\n"
+                 "x-forwarded-proto: http\r\n\r\n");
+  http1_parser p(direction::request);
+  ASSERT_EQ(p.parse(in).status, parse_status::head);
+  const connection_options named(p.head());
+  EXPECT_TRUE(named.names("T1"));
+  EXPECT_TRUE(named.names("t10"));
+  EXPECT_FALSE(named.names("t11"));
+  EXPECT_FALSE(named.names("t"));
+}
+
 TEST(http1_forward, connection_cannot_drop_framing_or_host) {
   const std::string out =
       forward(direction::request, "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
