@@ -46,7 +46,9 @@ namespace {
 using namespace starling::proxy;
 using clock_type = std::chrono::steady_clock;
 
-constexpr std::string_view client_request = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+constexpr std::string_view wrk_request = "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+/// The client's request of every exchange: wrk's, or with `--request browser` a browser's.
+std::string_view client_request = wrk_request;
 constexpr std::string_view app_response =
     "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 05 Dec 2026 05:00:00 GMT\r\n"
     "Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
@@ -312,6 +314,9 @@ int main(int argc, char** argv) {
     const long v = std::strtol(argv[i + 1], nullptr, 10);
     if (k == "--only")
       only = argv[i + 1];
+    else if (k == "--request" &&
+             (std::string_view(argv[i + 1]) == "wrk" || std::string_view(argv[i + 1]) == "browser"))
+      client_request = std::string_view(argv[i + 1]) == "wrk" ? wrk_request : browser_request;
     else if (k == "--exchanges")
       exchanges = std::clamp(v, 1000L, 10000000L);
     else if (k == "--rounds")
@@ -320,12 +325,13 @@ int main(int argc, char** argv) {
       batch = static_cast<int>(std::clamp(v, 1L, 100L));
     else {
       std::fprintf(stderr, "usage: starling-h2-bench [--exchanges N] [--rounds R] [--batch B] "
+                           "[--request wrk|browser] "
                            "[--only h1|h2|h2-tree|h2-trust|h2-given|h2-adapt|heads]\n");
       return 2;
     }
   }
-  std::printf("# %ld exchanges per round, %d rounds, HTTP/2 streams per flush: %d\n\n", exchanges,
-              rounds, batch);
+  std::printf("# %ld exchanges per round, %d rounds, HTTP/2 streams per flush: %d, %s request\n\n",
+              exchanges, rounds, batch, client_request == wrk_request ? "wrk's" : "a browser's");
   std::printf("| hop | ns/exchange median | p90 | max | bytes across the hop per exchange |\n");
   std::printf("|---|---|---|---|---|\n");
 

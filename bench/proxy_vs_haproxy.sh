@@ -29,9 +29,13 @@
 #
 # Usage: bench/proxy_vs_haproxy.sh [--rounds 3] [--duration 8] [--connections 32]
 #          [--rate 1000] [--paced-seconds 10] [--bulk-seconds 5] [--conn-seconds 5]
-#          [--profile] [--syscalls]
+#          [--profile] [--syscalls] [--browser-headers]
 #          [--mallocs] [--splice] [--io epoll|io_uring] [--haproxy-hop h1|h2] [--starling-hop h1|h2]
 #          [--nice N] [--out DIR]
+# --browser-headers makes wrk's keep-alive requests (the closed loop, its warm-up, and the
+# profile, system call and malloc runs) carry a browser's header fields (14 besides Host:
+# User-Agent, Accept, Cookie, Connection: keep-alive, ...) instead of Host alone: per-field
+# costs then weigh as they do on most real traffic. The header says which ran.
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
 # graphs) during one more wrk run, one more bulk run and one more run of new connections
@@ -74,6 +78,7 @@ paced_seconds=10
 bulk_seconds=5
 conn_seconds=5
 profile=0
+browser_headers=0
 syscalls=0
 mallocs=0
 malloc_event=""
@@ -99,6 +104,7 @@ while (($#)); do
     --bulk-seconds) bulk_seconds=$2; shift 2 ;;
     --conn-seconds) conn_seconds=$2; shift 2 ;;
     --profile) profile=1; shift ;;
+    --browser-headers) browser_headers=1; shift ;;
     --syscalls) syscalls=1; shift ;;
     --mallocs) mallocs=1; shift ;;
     --splice) splice=1; shift ;;
@@ -121,6 +127,20 @@ done
 for b in starling starling-paced-client starling-bulk starling-ktls-probe; do
   [[ -x $bin/$b ]] || { echo "$bin/$b not found: cmake --build build --target starling $b" >&2; exit 2; }
 done
+
+# wrk's extra header fields for the keep-alive HTTP runs (--browser-headers).
+wrk_headers=()
+if ((browser_headers)); then
+  for h in "User-Agent: Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/120.0" \
+    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" \
+    "Accept-Language: en-US,en;q=0.5" "Accept-Encoding: gzip, deflate, br" \
+    "Connection: keep-alive" "Cookie: session=abc123; theme=dark" \
+    "Upgrade-Insecure-Requests: 1" "Sec-Fetch-Dest: document" "Sec-Fetch-Mode: navigate" \
+    "Sec-Fetch-Site: none" "Sec-Fetch-User: ?1" "Pragma: no-cache" "Cache-Control: no-cache" \
+    "Referer: http://www.example.com/start"; do
+    wrk_headers+=(-H "$h")
+  done
+fi
 
 if [[ -n $nice_level ]]; then
   renice -n "$nice_level" -p $$ >/dev/null || { echo "renice -n $nice_level failed (negative values need root)" >&2; exit 2; }
@@ -242,7 +262,7 @@ echo "openssl: $(openssl version); kernel $(uname -r)"
 echo "starling: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "load average at start: $(loadavg); nice $(ps -o ni= -p $$ | tr -d ' ')"
 echo "HAProxy between its hops: $([[ $haproxy_hop == h2 ]] && echo "HTTP/2 (ALPN h2, --haproxy-hop h2)" || echo "HTTP/1.1 (--haproxy-hop h1)"); Starling between its hops: $([[ $starling_hop == h2 ]] && echo "HTTP/2 (ALPN h2)" || echo "HTTP/1.1 (--starling-hop h1)")"
-echo "rounds: $rounds; wrk -t1 -c$connections -d${duration}s --latency; paced: $rate req/s for ${paced_seconds}s; bulk: ${bulk_seconds}s; work dir: $work"
+echo "rounds: $rounds; wrk -t1 -c$connections -d${duration}s --latency$( ((browser_headers)) && echo ", a browser's header fields (--browser-headers: $((${#wrk_headers[@]} / 2)) besides Host)"); paced: $rate req/s for ${paced_seconds}s; bulk: ${bulk_seconds}s; work dir: $work"
 echo
 
 # ------------------------------------------------------------------ nginx and the bulk sink
@@ -529,7 +549,7 @@ order() { local r=$1 i; for ((i = 0; i < 3; i++)); do echo "${systems[$(((r + i)
 # ------------------------------------------------------------------ 1. wrk, closed loop
 log "warm-up: 2 s of wrk per system (discarded)"
 for sys in "${systems[@]}"; do
-  wrk -t1 -c"$connections" -d2s "http://$(target_http "$sys")/" >"$work/warmup-$sys.wrk" 2>&1
+  wrk -t1 -c"$connections" -d2s "${wrk_headers[@]}" "http://$(target_http "$sys")/" >"$work/warmup-$sys.wrk" 2>&1
 done
 peak_na=0; peak_nb=0; peak_ha=0; peak_hb=0
 for ((r = 1; r <= rounds; r++)); do
@@ -537,7 +557,7 @@ for ((r = 1; r <= rounds; r++)); do
     log "wrk round $r: $sys"
     sample_rss "$work/rss-$sys-$r" "$na_pid" "$nb_pid" "$hp_a_pid" "$hp_b_pid"
     measure_cpu "$work/cpu-wrk-$sys-$r" "$sys" wrk -t1 -c"$connections" -d"${duration}s" --latency \
-      "http://$(target_http "$sys")/" >"$work/wrk-$sys-$r.txt" 2>&1
+      "${wrk_headers[@]}" "http://$(target_http "$sys")/" >"$work/wrk-$sys-$r.txt" 2>&1
     stop_sampler
     if [[ $sys == starling ]]; then
       peak_na=$(maximum <<<"$peak_na"$'\n'"$(peak_of "$work/rss-$sys-$r" "$na_pid")")
@@ -835,7 +855,7 @@ if ((profile)); then
     log "profile: perf record of both agents during wrk and bulk through Starling"
     echo "## Profile of both agents (perf, cpu-clock, self time, both agents together)"
     echo
-    perf_during http wrk -t1 -c"$connections" -d"${duration}s" "http://$st_web/"
+    perf_during http wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$st_web/"
     perf_during bulk "$bin/starling-bulk" source --connect "$st_bulk" --seconds "$bulk_seconds"
     perf_during conn wrk -t1 -c"$connections" -d"${conn_seconds}s" -H "Connection: close" "http://$st_webtcp/"
   else
@@ -863,7 +883,7 @@ strace_during() {
   wait_for 10 traced >/dev/null || die "strace did not attach to $sys (see $work/strace-$load-$sys-*.txt)"
   local n
   if [[ $load == wrk ]]; then
-    wrk -t1 -c"$connections" -d"${duration}s" "http://$(target_http "$sys")/" >"$work/strace-$sys.wrk" 2>&1 || true
+    wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$(target_http "$sys")/" >"$work/strace-$sys.wrk" 2>&1 || true
   else
     "$bin/starling-paced-client" --target "$(target_http "$sys")" --rate "$rate" --seconds "$paced_seconds" \
       --warmup-seconds 1 --connections 16 >"$work/strace-$sys.paced" 2>&1 || true
@@ -919,7 +939,7 @@ mallocs_during() {
     done
   fi
   sleep 1 # perf stat gives no sign once attached: a second of head start before the load
-  wrk -t1 -c"$connections" -d"${duration}s" "http://$(target_http "$sys")/" >"$work/mallocs-$sys.wrk" 2>&1 || true
+  wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$(target_http "$sys")/" >"$work/mallocs-$sys.wrk" 2>&1 || true
   for pid in "${counters[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   for pid in "${counters[@]}"; do wait "$pid" 2>/dev/null || true; done
   n=$(wrk_requests "$work/mallocs-$sys.wrk")

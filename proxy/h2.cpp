@@ -71,7 +71,10 @@ bool is_visible(std::string_view s) noexcept {
 }
 
 bool has_upper(std::string_view s) noexcept {
-  return std::any_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+  std::uint8_t any = 0;
+  for (const char c : s)
+    any |= text::char_class(c);
+  return (any & text::upper_bit) != 0;
 }
 
 /// The fields HTTP/2 has no place for whatever the message says: connection-specific ones
@@ -99,8 +102,8 @@ std::string_view lower_name(std::string& arena, std::string_view name) {
   if (!has_upper(name))
     return name;
   const auto at = arena.size();
-  for (const char c : name)
-    arena.push_back(lower(c));
+  arena.resize(at + name.size());
+  std::transform(name.begin(), name.end(), arena.begin() + static_cast<std::ptrdiff_t>(at), lower);
   return std::string_view(arena).substr(at, name.size());
 }
 
@@ -147,7 +150,7 @@ void append_number(std::string& out, std::uint64_t v) {
 }
 
 /// Lower-case tchar names only: what an HTTP/2 field name may be and HTTP/1.1 can carry.
-bool is_h2_name(std::string_view s) noexcept { return is_token(s) && !has_upper(s); }
+bool is_h2_name(std::string_view s) noexcept { return text::is_lower_token(s); }
 
 /// About what an HTTP/1.1 head written from `h` takes (a little more, never less than the
 /// fields' own bytes), so that it is written in one allocation rather than a growing few.

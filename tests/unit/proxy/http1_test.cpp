@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "proxy/http1.hpp"
+#include "proxy/http_text.hpp"
 
 // Counts heap allocations while `counting_allocations` is set, to show the steady state
 // allocates nothing. Not under ASan, which owns operator new.
@@ -1222,6 +1223,32 @@ TEST(http1_trusted, field_bytes_are_not_checked_again) {
     ASSERT_FALSE(t.events.empty());
     EXPECT_TRUE(t.events.front().starts_with("head GET / 1.1 [")) << t.events.front();
   }
+}
+
+// --- character classes -----------------------------------------------------------------
+
+TEST(http_text, the_byte_table_is_rfc_9110s_tchar_and_field_bytes) {
+  const std::string_view specials = "!#$%&'*+-.^_`|~";
+  for (int i = 0; i < 256; ++i) {
+    const auto c = static_cast<char>(i);
+    const bool alpha = (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z');
+    const bool tchar =
+        alpha || (i >= '0' && i <= '9') || specials.find(c) != std::string_view::npos;
+    EXPECT_EQ(text::is_tchar(c), tchar) << i;
+    EXPECT_EQ(text::is_token(std::string_view(&c, 1)), tchar) << i;
+    EXPECT_EQ(text::is_lower_token(std::string_view(&c, 1)), tchar && !(i >= 'A' && i <= 'Z')) << i;
+    EXPECT_EQ(text::all_field_bytes(std::string_view(&c, 1)), i == '\t' || (i >= 0x20 && i != 0x7f))
+        << i;
+  }
+  EXPECT_FALSE(text::is_token(""));
+  EXPECT_FALSE(text::is_lower_token(""));
+  EXPECT_TRUE(text::all_field_bytes(""));
+  EXPECT_TRUE(text::is_token("X-Custom_1"));
+  EXPECT_FALSE(text::is_lower_token("X-Custom_1"));
+  EXPECT_TRUE(text::is_lower_token("x-custom_1"));
+  EXPECT_FALSE(text::is_token("x custom"));
+  EXPECT_FALSE(text::all_field_bytes(std::string_view("a\0b", 3)));
+  EXPECT_TRUE(text::all_field_bytes("caf\xc3\xa9 \t v")); // obs-text, SP and HT
 }
 
 // --- adopt_head ---------------------------------------------------------------------------
