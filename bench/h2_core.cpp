@@ -19,7 +19,7 @@
 //  h2-given h2-trust, but B's session is given the request head split as the stream wrote
 //           it (to_h1_request's spans, http1_parser::adopt_head), as the data plane's
 //           server streams do now: not parsed again.
-//  heads    not an exchange: one browser request head (15 fields) forwarded as HTTP/1.1
+//  heads    not an exchange: one browser request head (14 fields) forwarded as HTTP/1.1
 //           and converted to HTTP/2 fields, ns per call.
 //  h2-adapt as h2, plus what decision 0022's plan adds: each side also writes and parses
 //           the HTTP/1.1 head once more (the session code talks HTTP/1.1 to the stream),
@@ -380,7 +380,7 @@ int main(int argc, char** argv) {
   }
 
   // One head converted at a time (the rows above use wrk's one-field request): a browser's
-  // request (15 fields, one Connection) forwarded as HTTP/1.1 (write_forward_head) and
+  // request (14 fields, one Connection) forwarded as HTTP/1.1 (write_forward_head) and
   // turned into HTTP/2 fields (h2::to_h2_request), as nodes A and B do per request.
   if (only.empty() || only == "heads") {
     http1_parser p(direction::request);
