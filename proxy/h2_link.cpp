@@ -340,8 +340,7 @@ h2_stream::~h2_stream() {
 net::loop& h2_stream::io() { return link_->conn_->io(); }
 
 bool h2_stream::take_head(http1_parser& p, parse_result& r) {
-  if (head_bytes_ == 0 || in_taken_ != 0 || in_pos_ != 0 || read_filled_ != 0 ||
-      in_.size() < head_bytes_)
+  if (head_bytes_ == 0 || in_taken_ != 0) // no head, or the session read bytes already
     return false;
   r = p.adopt_head({in_.data(), head_bytes_}, spans_);
   in_pos_ = in_taken_ = std::exchange(head_bytes_, 0);

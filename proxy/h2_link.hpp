@@ -201,8 +201,8 @@ private:
   http1_limits limits_;
   /// Server: the request is a HEAD (for the parser of a response written whole).
   bool server_head_request_ = false;
-  /// Server: the request head's bytes at the start of in_ (0 once taken or read) and where
-  /// its fields lie in them (take_head).
+  /// Server: the request head's bytes at the start of in_ and where its fields lie in them
+  /// (take_head; 0 once taken, ignored once the session read bytes of the stream).
   std::size_t head_bytes_ = 0;
   std::vector<header_span> spans_;
   h2::dechunker dechunker_;

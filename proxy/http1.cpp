@@ -833,37 +833,42 @@ parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
 
 // --- forwarding -----------------------------------------------------------------------
 
-namespace {
-
-/// Whether a comma-separated `value` lists `field` (ASCII case-insensitive).
-bool lists(std::string_view value, std::string_view field) noexcept {
-  bool named = false;
-  for_each_token(value, [&](std::string_view token) { named = named || iequals(token, field); });
-  return named;
+std::size_t connection_options::lower_hash::operator()(std::string_view s) const noexcept {
+  std::size_t h = 14695981039346656037ULL; // FNV-1a over the lower-cased bytes
+  for (const char c : s)
+    h = (h ^ static_cast<unsigned char>(lower(c))) * 1099511628211ULL;
+  return h;
 }
 
-} // namespace
+bool connection_options::lower_equal::operator()(std::string_view a,
+                                                 std::string_view b) const noexcept {
+  return iequals(a, b);
+}
 
 connection_options::connection_options(const message_head& h) noexcept {
   for (const auto& c : h.headers) {
     if (!iequals(c.name, "connection"))
       continue;
     for_each_token(c.value, [&](std::string_view token) {
-      if (count_ < max_kept)
+      if (count_ < max_kept) {
         tokens_[count_++] = token;
-      else
-        all_ = &h;
+        return;
+      }
+      try {
+        if (many_.empty())
+          many_.insert(tokens_.begin(), tokens_.end());
+        many_.insert(token);
+      } catch (...) {
+        // Out of memory: a name missing from the set is not dropped from the forwarded
+        // head (a hop-by-hop field passes on); nothing else is affected.
+      }
     });
   }
 }
 
 bool connection_options::names(std::string_view field) const noexcept {
-  if (all_ != nullptr) {
-    for (const auto& c : all_->headers)
-      if (iequals(c.name, "connection") && lists(c.value, field))
-        return true;
-    return false;
-  }
+  if (!many_.empty())
+    return many_.contains(field);
   for (std::size_t i = 0; i < count_; ++i)
     if (iequals(tokens_[i], field))
       return true;

@@ -964,7 +964,7 @@ TEST(http1_forward, lines_go_out_as_read_only_when_they_read_name_colon_space_va
 }
 
 TEST(http1_forward, a_connection_header_with_many_tokens_still_drops_every_field_it_names) {
-  // Past the eight tokens gathered at once, the head's Connection headers are scanned.
+  // Past the eight tokens kept in place, every token goes into a set (case-insensitive).
   std::string in = "GET / HTTP/1.1\r\nHost: svc\r\nConnection: t1, t2, t3, t4, t5\r\n"
                    "Connection: t6, t7, t8, t9, t10\r\n";
   for (int i = 1; i <= 11; ++i)
