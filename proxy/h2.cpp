@@ -403,6 +403,10 @@ struct session::stream_state {
   /// Outgoing DATA; bytes [out_off, size) not yet framed. size - out_off <= max_buffered.
   std::string out;
   std::size_t out_off = 0;
+  /// Outgoing DATA lent by the caller (lend_data), framed before anything else: `lent_len`
+  /// bytes at `lent`. Never together with bytes in `out`.
+  const char* lent = nullptr;
+  std::size_t lent_len = 0;
   /// Trailers to send after the data (name, value, name, value...), until framed.
   std::vector<std::string> trailers;
   void* user = nullptr;         ///< The caller's pointer (set_user).
@@ -422,6 +426,8 @@ struct session::stream_state {
       std::string().swap(out);
     out.clear();
     out_off = 0;
+    lent = nullptr;
+    lent_len = 0;
     trailers.clear();
     user = nullptr;
     unconsumed = 0;
@@ -628,7 +634,7 @@ struct session::callbacks {
       auto* st = s.find(id);
       if (st == nullptr)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-      const std::size_t avail = st->out.size() - st->out_off;
+      const std::size_t avail = st->lent_len != 0 ? st->lent_len : st->out.size() - st->out_off;
       const std::size_t n = std::min(length, avail);
       // The payload goes from the stream's buffer straight to the output (send_data_frame),
       // not through nghttp2's frame buffer: one copy less per byte.
@@ -661,7 +667,8 @@ struct session::callbacks {
     return guarded([&]() -> int {
       auto& s = self(user);
       auto* st = s.find(frame->hd.stream_id);
-      if (st == nullptr || length > st->out.size() - st->out_off)
+      if (st == nullptr ||
+          length > (st->lent_len != 0 ? st->lent_len : st->out.size() - st->out_off))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       if (s.drain_out_ == nullptr || s.drain_out_->size() >= s.drain_limit_)
         return NGHTTP2_ERR_WOULDBLOCK;
@@ -670,14 +677,22 @@ struct session::callbacks {
       const std::size_t pad = frame->data.padlen;
       if (pad > 0)
         out.push_back(static_cast<char>(pad - 1));
-      out.append(st->out, st->out_off, length);
+      if (st->lent_len != 0) { // from the caller's memory (lend_data)
+        out.append(st->lent, length);
+        st->lent += length;
+        st->lent_len -= length;
+        if (st->lent_len == 0)
+          st->lent = nullptr;
+      } else {
+        out.append(st->out, st->out_off, length);
+        st->out_off += length;
+        if (st->out_off == st->out.size()) {
+          st->out.clear();
+          st->out_off = 0;
+        }
+      }
       if (pad > 1)
         out.append(pad - 1, '\0');
-      st->out_off += length;
-      if (st->out_off == st->out.size()) {
-        st->out.clear();
-        st->out_off = 0;
-      }
       return 0;
     });
   }
@@ -944,7 +959,7 @@ errc session::submit_response(std::int32_t stream, std::span<const field> fields
     nghttp2_data_provider prd{};
     prd.read_callback = &callbacks::read_data;
     // Data given before the response (send_data) still goes out after it.
-    const bool body = !end_stream || st->out.size() != st->out_off;
+    const bool body = !end_stream || st->out.size() != st->out_off || st->lent_len != 0;
     rv = nghttp2_submit_response(ng_, stream, nv, fields.size(), body ? &prd : nullptr);
     if (rv == 0) {
       st->has_provider = body;
@@ -979,6 +994,37 @@ errc session::send_data(std::int32_t stream, std::span<const char> bytes, bool e
   return errc::ok;
 }
 
+errc session::lend_data(std::int32_t stream, std::span<const char> bytes) {
+  if (failed_)
+    return errc::closed;
+  auto* st = find(stream);
+  if (st == nullptr)
+    return errc::no_stream;
+  if (st->local_ended)
+    return errc::stream_ended;
+  if (st->lent_len != 0 || st->out.size() != st->out_off)
+    return errc::buffer_full;
+  if (bytes.empty())
+    return errc::ok;
+  st->lent = bytes.data();
+  st->lent_len = bytes.size();
+  if (st->has_provider)
+    nghttp2_session_resume_data(ng_, stream); // fails harmlessly when not deferred
+  return errc::ok;
+}
+
+std::size_t session::lent(std::int32_t stream) const noexcept {
+  const auto* st = find(stream);
+  return st == nullptr ? 0 : st->lent_len;
+}
+
+void session::unlend(std::int32_t stream) noexcept {
+  if (auto* st = find(stream)) {
+    st->lent = nullptr;
+    st->lent_len = 0;
+  }
+}
+
 errc session::end_stream(std::int32_t stream, std::span<const field> trailers) {
   if (failed_)
     return errc::closed;
@@ -1004,12 +1050,12 @@ errc session::end_stream(std::int32_t stream, std::span<const field> trailers) {
 
 std::size_t session::buffered(std::int32_t stream) const noexcept {
   const auto* st = find(stream);
-  return st == nullptr ? 0 : st->out.size() - st->out_off;
+  return st == nullptr ? 0 : st->out.size() - st->out_off + st->lent_len;
 }
 
 std::size_t session::room(std::int32_t stream) const noexcept {
   const auto* st = find(stream);
-  if (st == nullptr || st->local_ended)
+  if (st == nullptr || st->local_ended || st->lent_len != 0)
     return 0;
   const auto used = st->out.size() - st->out_off;
   return used >= limits_.max_buffered_bytes ? 0 : limits_.max_buffered_bytes - used;
@@ -1026,6 +1072,8 @@ errc session::reset(std::int32_t stream, std::uint32_t code) {
   st->local_ended = true;
   st->out.clear();
   st->out_off = 0;
+  st->lent = nullptr;
+  st->lent_len = 0;
   st->trailers.clear();
   return nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, stream, code) == 0 ? errc::ok
                                                                               : errc::internal;

@@ -203,12 +203,26 @@ public:
   /// nothing: `buffer_full` when `bytes.size() > room(stream)`.
   [[nodiscard]] errc send_data(std::int32_t stream, std::span<const char> bytes,
                                bool end_stream = false);
+  /// Lends `bytes` to `stream` as its next outgoing DATA: later `take_output` calls frame
+  /// them straight from the caller's memory (one copy less than send_data), as flow
+  /// control allows. The caller keeps them alive and unchanged until `lent(stream)` is 0,
+  /// or until it calls `unlend` (a reset or a released stream drops them too). Only one
+  /// loan at a time, on a stream whose buffer is empty (`buffer_full` otherwise; send_data
+  /// refuses while a loan is out). A TCP tunnel's bytes (h2_stream), which wait in the
+  /// tunnel's buffer meanwhile.
+  [[nodiscard]] errc lend_data(std::int32_t stream, std::span<const char> bytes);
+  /// Lent bytes of `stream` not yet framed (0 for an unknown stream).
+  [[nodiscard]] std::size_t lent(std::int32_t stream) const noexcept;
+  /// Forgets what is lent to `stream` and not yet framed (the caller's memory is free).
+  void unlend(std::int32_t stream) noexcept;
   /// Ends the local side of `stream` after its buffered data, with `trailers` (lower-case
   /// regular fields, at most max_header_list_bytes) as a last HEADERS if not empty.
   [[nodiscard]] errc end_stream(std::int32_t stream, std::span<const field> trailers = {});
-  /// Outgoing bytes of `stream` not yet framed (0 for an unknown stream).
+  /// Outgoing bytes of `stream` not yet framed, lent ones included (0 for an unknown
+  /// stream).
   [[nodiscard]] std::size_t buffered(std::int32_t stream) const noexcept;
-  /// Bytes `send_data` accepts now for `stream` (0 for an unknown or ended stream).
+  /// Bytes `send_data` accepts now for `stream` (0 for an unknown or ended stream, or one
+  /// with a loan out).
   [[nodiscard]] std::size_t room(std::int32_t stream) const noexcept;
   /// Resets `stream` with `code` (RST_STREAM); on_reset and on_close follow.
   errc reset(std::int32_t stream, std::uint32_t code = cancel);

@@ -157,6 +157,15 @@ void h2_link::flush() {
     else if (self->session_.is_done())
       self->close();
   });
+  // Lent bytes now in out_ have left the lenders' buffers: their writes complete (a new
+  // loan only schedules a flush, which waits for this write).
+  if (!lenders_.empty()) {
+    auto lenders = std::move(lenders_);
+    lenders_.clear();
+    for (auto& w : lenders)
+      if (auto st = w.lock(); st && !st->on_framed())
+        lenders_.push_back(std::move(w));
+  }
 }
 
 void h2_link::arm_idle() {
@@ -544,12 +553,18 @@ void h2_stream::pump_write(bool may_inline) {
     }
     std::span<const char> in{write_buf_ + write_done_, slice};
     if (tunnel_) {
-      if (!established_ || sent_all_ || session.send_data(id_, in) != h2::errc::ok) {
+      // Lent, not copied: framed from the writer's buffer, the write completing then.
+      if (!established_ || sent_all_ || lending_ ||
+          session.lend_data(id_, {write_buf_ + write_done_, write_len_ - write_done_}) !=
+              h2::errc::ok) {
         fail_write(sys(EPROTO));
         return;
       }
-      write_done_ += slice;
-      continue;
+      write_done_ = write_len_;
+      lending_ = true;
+      link_->lenders_.push_back(weak_from_this());
+      link_->schedule_flush();
+      return;
     }
     if (direct_) {
       if (!send_direct_body(in)) {
@@ -763,7 +778,26 @@ void h2_stream::on_room() {
     pump_write(false);
 }
 
+bool h2_stream::on_framed() {
+  if (!lending_)
+    return true;
+  if (attached_ && id_ != 0 && link_->session_.lent(id_) != 0)
+    return false;
+  lending_ = false;
+  if (write_handler_) { // on a later turn than the write: may complete here
+    auto h = std::exchange(write_handler_, nullptr);
+    if (attached_)
+      h({}, write_len_);
+    else // closed under the loan (a reset fails the write first: not expected)
+      h(sys(ECONNRESET), 0);
+  }
+  return true;
+}
+
 void h2_stream::fail_write(std::error_code ec) {
+  if (lending_ && id_ != 0)
+    link_->session_.unlend(id_); // the writer's buffer may go with its handler
+  lending_ = false;
   if (attached_ && !reset_ && id_ != 0)
     (void)link_->session_.reset(id_, h2::internal_error);
   link_->schedule_flush();
@@ -846,6 +880,9 @@ void h2_stream::close() {
     link_->schedule_flush();
   }
   read_filled_ = 0;
+  if (lending_ && id_ != 0)
+    link_->session_.unlend(id_); // (reset above dropped the loan too, when it ran)
+  lending_ = false;
   if (read_handler_)
     complete(std::exchange(read_handler_, nullptr), sys(ECANCELED), 0);
   if (write_handler_)

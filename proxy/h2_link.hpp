@@ -18,12 +18,15 @@
 // session makes itself) is still parsed here.
 // A stream may instead be a tunnel (decision 0024): a CONNECT stream carrying a TCP
 // connection's bytes as they are, both ways (open_tunnel on A, accept_tunnel or
-// refuse_tunnel on B; shutdown_send ends our side with END_STREAM).
+// refuse_tunnel on B; shutdown_send ends our side with END_STREAM). A tunnel's write is
+// lent to the session, not copied (h2::session::lend_data): framed from the writer's
+// buffer, it completes once its last byte is framed.
 //
 // Limits: the peer's data is bounded by HTTP/2 flow control (a stream's window reopens only
 // as the session reads its bytes), the header list by h2::limits, the streams by
 // SETTINGS_MAX_CONCURRENT_STREAMS; a write waits for room in its stream's outgoing buffer,
-// and that buffer empties only as fast as the connection writes.
+// and that buffer empties only as fast as the connection writes (a tunnel's write, lent,
+// waits as long in the writer's buffer).
 //
 // Loop thread only. Handlers complete as net::connection's do: never inside the call that
 // starts the operation (a write with completion::inline_when_done aside).
@@ -212,6 +215,12 @@ private:
   const char* write_buf_ = nullptr;
   std::size_t write_len_ = 0, write_done_ = 0;
   io_handler write_handler_;
+  /// A tunnel's write lent to the session (h2::session::lend_data): it completes once the
+  /// session framed the last lent byte (h2_link::flush), the bytes staying in the writer's
+  /// buffer until then.
+  bool lending_ = false;
+  /// Completes a lending write whose bytes are all framed; false when some are not yet.
+  bool on_framed();
 };
 
 /// What h2_server and h2_client share: the connection, the session, reading, flushing,
@@ -282,6 +291,8 @@ protected:
   std::vector<std::int32_t> finishing_;
   /// Streams whose write waits for room in its outgoing buffer.
   std::vector<std::weak_ptr<h2_stream>> room_waiters_;
+  /// Streams with bytes lent to the session (h2_stream::lending_), told once framed.
+  std::vector<std::weak_ptr<h2_stream>> lenders_;
   /// Where a stream's head becomes HTTP/2 fields before the session copies them: one for
   /// the link, so that its capacity serves every stream (h2_stream::send_head).
   h2::field_list fields_;

@@ -126,6 +126,10 @@ public:
   h2_client(const h2_client&) = delete;
   h2_client& operator=(const h2_client&) = delete;
 
+  /// Whether what arrives is passed on at once, reopening the peer's windows (the
+  /// default); false: held, so that the peer's stream stalls once it sent a window's worth.
+  bool consume = true;
+
   /// The TCP connection was made.
   [[nodiscard]] bool connected() const noexcept { return connected_; }
   /// The socket, for a test that watches it without reading.
@@ -292,7 +296,8 @@ private:
   }
   void on_data(std::int32_t stream, std::span<const char> bytes) override {
     streams_[stream].body.append(bytes.data(), bytes.size());
-    session_.consumed(stream, bytes.size()); // the test "passed them on": reopen the window
+    if (consume)
+      session_.consumed(stream, bytes.size()); // the test "passed them on": reopen the window
   }
   void on_trailers(std::int32_t stream, std::span<const h2::field> fields) override {
     for (const auto& f : fields)

@@ -602,6 +602,69 @@ TEST(dataplane_h2, a_connect_stream_tunnels_to_a_tcp_service_and_carries_the_hal
   }));
 }
 
+TEST(dataplane_h2, a_tunnel_whose_caller_stops_reading_stalls_at_its_window_and_a_reset_ends_it) {
+  echo_backend echo;
+  node_b n;
+  n.apply(
+      {service("echo", {instance("b", "echo", "e1", echo.port(), "", sg::service_protocol::tcp)})});
+  h2_client c(n.address());
+  ASSERT_TRUE(c.connected());
+  const std::size_t window = h2::limits{}.initial_stream_window;
+  const auto big = pattern(600 * 1024);
+  // A tunnel whose answer we hold (what arrives is not passed on: the stream's window
+  // closes), `big` sent to the echo: b frames what the window lets through and the rest
+  // waits in its tunnel's buffer (lent to the session, h2::session::lend_data) and in the
+  // sockets.
+  auto stalled = [&] {
+    c.consume = false;
+    const auto s = c.submit(tunnel_fields("echo"), false);
+    EXPECT_NE(s, 0);
+    EXPECT_TRUE(c.wait_for([&] { return c.result(s).status != 0 || c.result(s).is_done(); }));
+    EXPECT_EQ(c.result(s).status, 200) << describe(c.result(s));
+    EXPECT_TRUE(c.send_data(s, big, false));
+    EXPECT_TRUE(c.wait_for([&] { return c.result(s).body.size() >= window; }))
+        << describe(c.result(s));
+    EXPECT_EQ(c.result(s).body.size(), window); // more would break flow control
+    EXPECT_TRUE(c.result(s).body == big.substr(0, window));
+    EXPECT_FALSE(c.result(s).is_done()) << describe(c.result(s));
+    c.consume = true;
+    return s;
+  };
+  // Passed on at last: the rest arrives whole and in order. (A tunnel that read on before
+  // its lent bytes were framed would overwrite them, or find its stream still holding a
+  // loan and fail it.)
+  const auto s = stalled();
+  ASSERT_FALSE(HasFailure());
+  c.session().consumed(s, window);
+  ASSERT_TRUE(c.send_data(s, {}, true)); // our FIN: the echo's follows its last byte
+  ASSERT_TRUE(c.wait(s)) << describe(c.result(s));
+  EXPECT_TRUE(is_whole(c.result(s))) << describe(c.result(s));
+  EXPECT_EQ(c.result(s).body.size(), big.size());
+  EXPECT_TRUE(c.result(s).body == big);
+  // Given up on: b drops what it had lent and closes the tunnel; the connection serves on.
+  const auto dropped = stalled();
+  ASSERT_FALSE(HasFailure());
+  ASSERT_EQ(c.session().reset(dropped, h2::cancel), h2::errc::ok);
+  ASSERT_TRUE(c.flush());
+  const auto ok = c.submit(tunnel_fields("echo"), false);
+  ASSERT_NE(ok, 0);
+  ASSERT_TRUE(c.send_data(ok, "ping", true));
+  ASSERT_TRUE(c.wait(ok)) << describe(c.result(ok));
+  EXPECT_EQ(c.result(ok).status, 200);
+  EXPECT_EQ(c.result(ok).body, "ping");
+  EXPECT_TRUE(is_whole(c.result(ok))) << describe(c.result(ok));
+  EXPECT_FALSE(c.goaway().has_value());
+  // All three counted; out: the whole first answer, at least the window's worth of the
+  // second (what b had read from the echo counts, sent or not) and the pong; in: at most
+  // what we sent (the rest of the second never left the sockets before the reset).
+  EXPECT_TRUE(eventually([&] {
+    const auto st = n.dp->stats();
+    const auto* in = find_inbound(st, "echo");
+    return in != nullptr && in->requests == 3 && in->bytes_out >= big.size() + window + 4 &&
+           in->bytes_in >= big.size() + window + 4 && in->bytes_in <= 2 * big.size() + 4;
+  }));
+}
+
 TEST(dataplane_h2, a_tunnel_nobody_can_serve_is_reset_before_any_byte_and_the_connection_goes_on) {
   echo_backend echo;
   app_backend web("web-1");

@@ -351,6 +351,95 @@ TEST(H2Session, LargeBodyCompletesOnlyBecauseTheReceiverConsumes) {
   EXPECT_EQ(p.sv.data[id], body);
 }
 
+TEST(H2Session, LentBytesAreFramedFromTheCallersMemoryThenTheBufferServesAgain) {
+  constexpr std::size_t total = 300 * 1024; // more than a stream's window (256 KiB)
+  std::string lent(total, 'x');
+  for (std::size_t i = 0; i < total; ++i)
+    lent[i] = static_cast<char>('a' + i % 26);
+  const std::string expected = lent;
+  pair_fixture p;
+  p.sv.auto_consume = false;
+  const std::vector<field> post{
+      {":method", "POST"}, {":scheme", "http"}, {":authority", "svc"}, {":path", "/up"}};
+  const auto made = p.client.submit_request(post, false);
+  ASSERT_EQ(made.error, errc::ok);
+  const auto id = made.stream;
+
+  ASSERT_EQ(p.client.lend_data(id, lent), errc::ok);
+  EXPECT_EQ(p.client.lent(id), total);
+  EXPECT_EQ(p.client.buffered(id), total);
+  // One loan at a time, and nothing copied behind it meanwhile.
+  EXPECT_EQ(p.client.room(id), 0U);
+  EXPECT_EQ(p.client.send_data(id, std::string_view("y")), errc::buffer_full);
+  EXPECT_EQ(p.client.lend_data(id, std::string_view("y")), errc::buffer_full);
+  EXPECT_EQ(p.client.lend_data(id + 2, std::string_view("y")), errc::no_stream);
+
+  // The window takes 256 KiB of it; the rest stays lent (framed later, from the same
+  // memory), and the peer got the loan's first bytes.
+  p.pump();
+  const auto first = p.sv.data[id].size();
+  EXPECT_EQ(first, h2::limits{}.initial_stream_window);
+  EXPECT_EQ(p.client.lent(id), total - first);
+  EXPECT_EQ(p.sv.data[id], expected.substr(0, first));
+  // Framed bytes are the peer's: the lender's memory may change behind them.
+  std::fill_n(lent.begin(), first, '#');
+
+  p.server.consumed(id, first);
+  p.pump();
+  EXPECT_EQ(p.client.lent(id), 0U);
+  EXPECT_EQ(p.client.buffered(id), 0U);
+  EXPECT_EQ(p.sv.data[id], expected);
+
+  // Repaid: the buffer serves again, after the loan in order, and the stream ends.
+  EXPECT_GT(p.client.room(id), 0U);
+  ASSERT_EQ(p.client.send_data(id, std::string_view("tail"), true), errc::ok);
+  p.server.consumed(id, total);
+  p.pump();
+  EXPECT_EQ(p.sv.data[id], expected + "tail");
+  EXPECT_TRUE(p.sv.ended.count(id));
+  EXPECT_EQ(p.client.lend_data(id, std::string_view("late")), errc::stream_ended);
+}
+
+TEST(H2Session, AResetOrUnlendDropsTheLoanAndNothingOfItIsFramedAfter) {
+  pair_fixture p;
+  p.sv.auto_consume = false;
+  const std::vector<field> post{
+      {":method", "POST"}, {":scheme", "http"}, {":authority", "svc"}, {":path", "/up"}};
+  const auto a = p.client.submit_request(post, false).stream;
+  const auto b = p.client.submit_request(post, false).stream;
+  ASSERT_NE(a, 0);
+  ASSERT_NE(b, 0);
+  p.pump();
+  // An empty loan lends nothing; a loan behind buffered bytes is refused.
+  EXPECT_EQ(p.client.lend_data(a, std::string_view{}), errc::ok);
+  EXPECT_EQ(p.client.lent(a), 0U);
+  ASSERT_EQ(p.client.send_data(b, std::string_view("queued")), errc::ok);
+  EXPECT_EQ(p.client.lend_data(b, std::string_view("lent")), errc::buffer_full);
+  p.pump();
+  EXPECT_EQ(p.sv.data[b], "queued");
+
+  std::string la(1000, 'a'), lb(1000, 'b');
+  ASSERT_EQ(p.client.lend_data(a, la), errc::ok);
+  ASSERT_EQ(p.client.lend_data(b, lb), errc::ok);
+  // Dropped before any take_output: a by reset, b by unlend (its buffer serves again).
+  ASSERT_EQ(p.client.reset(a, h2::cancel), errc::ok);
+  EXPECT_EQ(p.client.lent(a), 0U);
+  p.client.unlend(b);
+  EXPECT_EQ(p.client.lent(b), 0U);
+  EXPECT_EQ(p.client.buffered(b), 0U);
+  la.assign(la.size(), '#'); // the memory is the lender's again
+  lb.assign(lb.size(), '#');
+  ASSERT_EQ(p.client.send_data(b, std::string_view("after"), true), errc::ok);
+  p.pump();
+  EXPECT_TRUE(p.sv.data[a].empty()) << p.sv.data[a].size();
+  EXPECT_TRUE(std::any_of(p.sv.resets.begin(), p.sv.resets.end(),
+                          [&](const auto& r) { return r.first == a; }));
+  EXPECT_EQ(p.sv.data[b], "queuedafter");
+  EXPECT_TRUE(p.sv.ended.count(b));
+  p.client.unlend(a); // a gone or not: harmless
+  p.client.unlend(99);
+}
+
 TEST(H2Session, HundredStreamsCoalesceIntoOneOutput) {
   pair_fixture p;
   std::vector<std::string> paths;
