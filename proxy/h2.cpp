@@ -973,14 +973,21 @@ errc session::submit_response(std::int32_t stream, std::span<const field> fields
                                            : errc::bad_field;
 }
 
-errc session::send_data(std::int32_t stream, std::span<const char> bytes, bool end_stream) {
+std::pair<session::stream_state*, errc> session::sendable(std::int32_t stream) const noexcept {
   if (failed_)
-    return errc::closed;
+    return {nullptr, errc::closed};
   auto* st = find(stream);
   if (st == nullptr)
-    return errc::no_stream;
+    return {nullptr, errc::no_stream};
   if (st->local_ended)
-    return errc::stream_ended;
+    return {nullptr, errc::stream_ended};
+  return {st, errc::ok};
+}
+
+errc session::send_data(std::int32_t stream, std::span<const char> bytes, bool end_stream) {
+  const auto [st, e] = sendable(stream);
+  if (st == nullptr)
+    return e;
   if (bytes.size() > room(stream))
     return errc::buffer_full;
   if (st->out_off != 0) { // keep the buffer within max_buffered_bytes
@@ -995,13 +1002,9 @@ errc session::send_data(std::int32_t stream, std::span<const char> bytes, bool e
 }
 
 errc session::lend_data(std::int32_t stream, std::span<const char> bytes) {
-  if (failed_)
-    return errc::closed;
-  auto* st = find(stream);
+  const auto [st, e] = sendable(stream);
   if (st == nullptr)
-    return errc::no_stream;
-  if (st->local_ended)
-    return errc::stream_ended;
+    return e;
   if (st->lent_len != 0 || st->out.size() != st->out_off)
     return errc::buffer_full;
   if (bytes.empty())
@@ -1026,13 +1029,9 @@ void session::unlend(std::int32_t stream) noexcept {
 }
 
 errc session::end_stream(std::int32_t stream, std::span<const field> trailers) {
-  if (failed_)
-    return errc::closed;
-  auto* st = find(stream);
+  const auto [st, e] = sendable(stream);
   if (st == nullptr)
-    return errc::no_stream;
-  if (st->local_ended)
-    return errc::stream_ended;
+    return e;
   if (list_bytes(trailers) > limits_.max_header_list_bytes)
     return errc::too_large;
   for (const auto& f : trailers)

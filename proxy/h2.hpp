@@ -11,6 +11,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "proxy/http1.hpp"
@@ -250,6 +251,9 @@ private:
   struct callbacks; // nghttp2's C callbacks, friends of the session
 
   stream_state* find(std::int32_t id) const noexcept;
+  /// `stream`'s state when our side may still send on it; else null and why
+  /// (`closed`, `no_stream`, `stream_ended`).
+  std::pair<stream_state*, errc> sendable(std::int32_t stream) const noexcept;
   stream_state& open_state(std::int32_t id);
   void release(std::int32_t id);
   /// Appends nghttp2's queued frames to `out` while `out` holds less than `limit` bytes.
