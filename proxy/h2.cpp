@@ -407,6 +407,14 @@ struct session::stream_state {
   /// bytes at `lent`. Never together with bytes in `out`.
   const char* lent = nullptr;
   std::size_t lent_len = 0;
+  /// Outgoing bytes not yet framed: the loan's, or else the buffer's.
+  [[nodiscard]] std::size_t pending() const noexcept {
+    return lent_len != 0 ? lent_len : out.size() - out_off;
+  }
+  void drop_loan() noexcept {
+    lent = nullptr;
+    lent_len = 0;
+  }
   /// Trailers to send after the data (name, value, name, value...), until framed.
   std::vector<std::string> trailers;
   void* user = nullptr;         ///< The caller's pointer (set_user).
@@ -426,8 +434,7 @@ struct session::stream_state {
       std::string().swap(out);
     out.clear();
     out_off = 0;
-    lent = nullptr;
-    lent_len = 0;
+    drop_loan();
     trailers.clear();
     user = nullptr;
     unconsumed = 0;
@@ -634,7 +641,7 @@ struct session::callbacks {
       auto* st = s.find(id);
       if (st == nullptr)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-      const std::size_t avail = st->lent_len != 0 ? st->lent_len : st->out.size() - st->out_off;
+      const std::size_t avail = st->pending();
       const std::size_t n = std::min(length, avail);
       // The payload goes from the stream's buffer straight to the output (send_data_frame),
       // not through nghttp2's frame buffer: one copy less per byte.
@@ -667,8 +674,7 @@ struct session::callbacks {
     return guarded([&]() -> int {
       auto& s = self(user);
       auto* st = s.find(frame->hd.stream_id);
-      if (st == nullptr ||
-          length > (st->lent_len != 0 ? st->lent_len : st->out.size() - st->out_off))
+      if (st == nullptr || length > st->pending())
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
       if (s.drain_out_ == nullptr || s.drain_out_->size() >= s.drain_limit_)
         return NGHTTP2_ERR_WOULDBLOCK;
@@ -681,8 +687,6 @@ struct session::callbacks {
         out.append(st->lent, length);
         st->lent += length;
         st->lent_len -= length;
-        if (st->lent_len == 0)
-          st->lent = nullptr;
       } else {
         out.append(st->out, st->out_off, length);
         st->out_off += length;
@@ -959,7 +963,7 @@ errc session::submit_response(std::int32_t stream, std::span<const field> fields
     nghttp2_data_provider prd{};
     prd.read_callback = &callbacks::read_data;
     // Data given before the response (send_data) still goes out after it.
-    const bool body = !end_stream || st->out.size() != st->out_off || st->lent_len != 0;
+    const bool body = !end_stream || st->pending() != 0;
     rv = nghttp2_submit_response(ng_, stream, nv, fields.size(), body ? &prd : nullptr);
     if (rv == 0) {
       st->has_provider = body;
@@ -1005,7 +1009,7 @@ errc session::lend_data(std::int32_t stream, std::span<const char> bytes) {
   const auto [st, e] = sendable(stream);
   if (st == nullptr)
     return e;
-  if (st->lent_len != 0 || st->out.size() != st->out_off)
+  if (st->pending() != 0)
     return errc::buffer_full;
   if (bytes.empty())
     return errc::ok;
@@ -1022,10 +1026,8 @@ std::size_t session::lent(std::int32_t stream) const noexcept {
 }
 
 void session::unlend(std::int32_t stream) noexcept {
-  if (auto* st = find(stream)) {
-    st->lent = nullptr;
-    st->lent_len = 0;
-  }
+  if (auto* st = find(stream))
+    st->drop_loan();
 }
 
 errc session::end_stream(std::int32_t stream, std::span<const field> trailers) {
@@ -1049,7 +1051,7 @@ errc session::end_stream(std::int32_t stream, std::span<const field> trailers) {
 
 std::size_t session::buffered(std::int32_t stream) const noexcept {
   const auto* st = find(stream);
-  return st == nullptr ? 0 : st->out.size() - st->out_off + st->lent_len;
+  return st == nullptr ? 0 : st->pending();
 }
 
 std::size_t session::room(std::int32_t stream) const noexcept {
@@ -1071,8 +1073,7 @@ errc session::reset(std::int32_t stream, std::uint32_t code) {
   st->local_ended = true;
   st->out.clear();
   st->out_off = 0;
-  st->lent = nullptr;
-  st->lent_len = 0;
+  st->drop_loan();
   st->trailers.clear();
   return nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, stream, code) == 0 ? errc::ok
                                                                               : errc::internal;

@@ -536,6 +536,24 @@ void h2_stream::write(const void* buf, std::size_t len, io_handler handler, comp
 
 void h2_stream::pump_write(bool may_inline) {
   auto& session = link_->session_;
+  if (tunnel_ && write_done_ < write_len_) {
+    // Lent, not copied: framed from the writer's buffer, the write completing then
+    // (on_framed). A tunnel's write is pending exactly while its bytes are lent.
+    if (reset_ || !attached_) {
+      fail_write(refused_ ? refused_stream_error() : sys(ECONNRESET));
+      return;
+    }
+    if (!established_ || sent_all_ ||
+        session.lend_data(id_, {write_buf_ + write_done_, write_len_ - write_done_}) !=
+            h2::errc::ok) {
+      fail_write(sys(EPROTO));
+      return;
+    }
+    write_done_ = write_len_;
+    link_->lenders_.push_back(weak_from_this());
+    link_->schedule_flush();
+    return;
+  }
   const std::size_t cap = session.config().max_buffered_bytes;
   while (write_done_ < write_len_) {
     if (reset_ || !attached_) {
@@ -552,20 +570,6 @@ void h2_stream::pump_write(bool may_inline) {
       return;
     }
     std::span<const char> in{write_buf_ + write_done_, slice};
-    if (tunnel_) {
-      // Lent, not copied: framed from the writer's buffer, the write completing then.
-      if (!established_ || sent_all_ || lending_ ||
-          session.lend_data(id_, {write_buf_ + write_done_, write_len_ - write_done_}) !=
-              h2::errc::ok) {
-        fail_write(sys(EPROTO));
-        return;
-      }
-      write_done_ = write_len_;
-      lending_ = true;
-      link_->lenders_.push_back(weak_from_this());
-      link_->schedule_flush();
-      return;
-    }
     if (direct_) {
       if (!send_direct_body(in)) {
         fail_write(refused_ ? refused_stream_error() : sys(EPROTO));
@@ -774,30 +778,27 @@ bool h2_stream::send_body(std::span<const char> bytes) {
 }
 
 void h2_stream::on_room() {
-  if (write_handler_)
+  if (write_handler_ && !tunnel_) // a tunnel's write waits for on_framed, not for room
     pump_write(false);
 }
 
 bool h2_stream::on_framed() {
-  if (!lending_)
-    return true;
-  if (attached_ && id_ != 0 && link_->session_.lent(id_) != 0)
+  if (!tunnel_ || !write_handler_)
+    return true; // completed or failed meanwhile
+  if (attached_ && link_->session_.lent(id_) != 0)
     return false;
-  lending_ = false;
-  if (write_handler_) { // on a later turn than the write: may complete here
-    auto h = std::exchange(write_handler_, nullptr);
-    if (attached_)
-      h({}, write_len_);
-    else // closed under the loan (a reset fails the write first: not expected)
-      h(sys(ECONNRESET), 0);
-  }
+  // On a later turn than the write: may complete here.
+  auto h = std::exchange(write_handler_, nullptr);
+  if (attached_)
+    h({}, write_len_);
+  else // closed under the loan (a reset fails the write first: not expected)
+    h(sys(ECONNRESET), 0);
   return true;
 }
 
 void h2_stream::fail_write(std::error_code ec) {
-  if (lending_ && id_ != 0)
+  if (tunnel_ && id_ != 0)
     link_->session_.unlend(id_); // the writer's buffer may go with its handler
-  lending_ = false;
   if (attached_ && !reset_ && id_ != 0)
     (void)link_->session_.reset(id_, h2::internal_error);
   link_->schedule_flush();
@@ -880,9 +881,8 @@ void h2_stream::close() {
     link_->schedule_flush();
   }
   read_filled_ = 0;
-  if (lending_ && id_ != 0)
+  if (tunnel_ && id_ != 0)
     link_->session_.unlend(id_); // (reset above dropped the loan too, when it ran)
-  lending_ = false;
   if (read_handler_)
     complete(std::exchange(read_handler_, nullptr), sys(ECANCELED), 0);
   if (write_handler_)

@@ -215,11 +215,9 @@ private:
   const char* write_buf_ = nullptr;
   std::size_t write_len_ = 0, write_done_ = 0;
   io_handler write_handler_;
-  /// A tunnel's write lent to the session (h2::session::lend_data): it completes once the
-  /// session framed the last lent byte (h2_link::flush), the bytes staying in the writer's
-  /// buffer until then.
-  bool lending_ = false;
-  /// Completes a lending write whose bytes are all framed; false when some are not yet.
+  /// A tunnel's pending write, whose bytes are lent to the session (h2::session::lend_data):
+  /// completes it once the session framed the last lent byte (called by h2_link::flush);
+  /// false while some are not yet.
   bool on_framed();
 };
 
@@ -291,7 +289,7 @@ protected:
   std::vector<std::int32_t> finishing_;
   /// Streams whose write waits for room in its outgoing buffer.
   std::vector<std::weak_ptr<h2_stream>> room_waiters_;
-  /// Streams with bytes lent to the session (h2_stream::lending_), told once framed.
+  /// Tunnel streams with bytes lent to the session, told once framed (on_framed).
   std::vector<std::weak_ptr<h2_stream>> lenders_;
   /// Where a stream's head becomes HTTP/2 fields before the session copies them: one for
   /// the link, so that its capacity serves every stream (h2_stream::send_head).
