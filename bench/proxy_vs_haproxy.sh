@@ -37,9 +37,10 @@
 # User-Agent, Accept, Cookie, Connection: keep-alive, ...) instead of Host alone: per-field
 # costs then weigh as they do on most real traffic. The header says which ran.
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
-# --profile adds, after the measurements, a `perf record` of both agents (cpu-clock, call
-# graphs) during one more wrk run, one more bulk run and one more run of new connections
-# (L4) through Starling, and prints the hottest symbols (perf.data files kept with --out).
+# --profile adds, after the measurements, a `perf record` of each system's two hops
+# (Starling's agents, HAProxy's processes; cpu-clock, call graphs) during one more wrk run,
+# one more bulk run and one more run of new connections (L4) through it, and prints each
+# hop's libraries and hottest symbols (perf.data files kept with --out).
 # --syscalls adds `strace -c -f` of each proxy (HAProxy A and B, Starling A and B) during one
 # more wrk run and one more paced run through each system, and prints system calls per
 # request by name (strace slows the traced process; the counts stay exact, the rates do not
@@ -825,39 +826,55 @@ echo "pool: node A opened $conn_a upstream (mTLS) connections for $req_a request
 echo
 
 # ------------------------------------------------------------------ profile (optional)
-# perf_during <name> <command...>: records both agents while the command runs, prints the
-# hottest symbols (self time, all threads of both agents together).
+# perf_during <name> <system> <command...>: records both hops of the system (Starling's
+# agents or HAProxy's two processes), one recording per hop, while the command runs;
+# prints each hop's samples, its libraries and its hottest symbols (self time, all threads
+# of the hop).
 perf_during() {
-  local name=$1; shift
-  perf record -q -e cpu-clock -F 999 -g -p "$na_pid,$nb_pid" -o "$work/perf-$name.data" \
-    >"$work/perf-$name.log" 2>&1 &
-  local perf_pid=$!
-  pids+=("$perf_pid")
-  perf_started() { [[ -s $work/perf-$name.data ]] && echo yes || true; } # perf wrote its header
-  wait_for 10 perf_started >/dev/null || die "perf record did not start (see $work/perf-$name.log)"
+  local name=$1 sys=$2; shift 2
+  local -a hops perfs=()
+  read -r -a hops <<<"$(hop_pids "$sys")"
+  local hop
+  for hop in 0 1; do
+    perf record -q -e cpu-clock -F 999 -g -p "${hops[$hop]}" -o "$work/perf-$name-$hop.data" \
+      >"$work/perf-$name-$hop.log" 2>&1 &
+    perfs+=("$!")
+    pids+=("$!")
+  done
+  perf_started() { [[ -s $work/perf-$name-0.data && -s $work/perf-$name-1.data ]] && echo yes || true; } # headers written
+  wait_for 10 perf_started >/dev/null || die "perf record did not start (see $work/perf-$name-*.log)"
   "$@" >"$work/perf-$name.run" 2>&1 || true
-  kill -INT "$perf_pid" 2>/dev/null || true
-  wait "$perf_pid" 2>/dev/null || true
-  echo "### $name: $(grep -hE 'Requests/sec|mb_per_s' "$work/perf-$name.run" | tr -s ' ')"
+  local p
+  for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+  for p in "${perfs[@]}"; do wait "$p" 2>/dev/null || true; done
+  echo "### $name ($sys): $(grep -hE 'Requests/sec|mb_per_s' "$work/perf-$name.run" | tr -s ' ')"
   echo
   echo '```'
-  echo "by library:"
-  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort dso \
-    --percent-limit 0.5 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,8p
-  echo "hottest symbols (kernel and user):"
-  perf report -i "$work/perf-$name.data" --stdio --no-children -g none --sort dso,sym \
-    --percent-limit 0.8 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,25p
+  local label
+  for hop in 0 1; do
+    label=$([[ $hop == 0 ]] && echo A || echo B)
+    echo "hop $label: $(perf report -i "$work/perf-$name-$hop.data" --stdio --no-children -g none -n --sort dso 2>/dev/null |
+      awk '!/^#/ && NF >= 3 { n += $2 } END { printf "%d samples (about 1 ms of CPU each)", n }')"
+    echo "hop $label, by library:"
+    perf report -i "$work/perf-$name-$hop.data" --stdio --no-children -g none --sort dso \
+      --percent-limit 0.5 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,8p
+    echo "hop $label, hottest symbols (kernel and user):"
+    perf report -i "$work/perf-$name-$hop.data" --stdio --no-children -g none --sort dso,sym \
+      --percent-limit 0.8 2>/dev/null | grep -vE '^(#|$)' | sed -n 1,25p
+  done
   echo '```'
   echo
 }
 if ((profile)); then
   if command -v perf >/dev/null; then
-    log "profile: perf record of both agents during wrk and bulk through Starling"
-    echo "## Profile of both agents (perf, cpu-clock, self time, both agents together)"
+    log "profile: perf record of each system's hops during wrk, bulk and new connections"
+    echo "## Profile of each hop (perf, cpu-clock, self time)"
     echo
-    perf_during http wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$st_web/"
-    perf_during bulk "$bin/starling-bulk" source --connect "$st_bulk" --seconds "$bulk_seconds"
-    perf_during conn wrk -t1 -c"$connections" -d"${conn_seconds}s" -H "Connection: close" "http://$st_webtcp/"
+    for sys in starling haproxy; do
+      perf_during "http-$sys" "$sys" wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$(target_http "$sys")/"
+      perf_during "bulk-$sys" "$sys" "$bin/starling-bulk" source --connect "$(target_tcp "$sys")" --seconds "$bulk_seconds"
+      perf_during "conn-$sys" "$sys" wrk -t1 -c"$connections" -d"${conn_seconds}s" -H "Connection: close" "http://$(target_tcpweb "$sys")/"
+    done
   else
     echo "(--profile: perf is not installed)"
   fi
