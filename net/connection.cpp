@@ -280,7 +280,10 @@ void connection::write_step(const char* buf, std::size_t len, std::size_t done, 
       complete(std::move(handler), now, system_error(EBADF), done);
       return;
     }
+    // Partial writes: one record per call. Every record but the last goes with MSG_MORE.
+    more_ = len - done > max_record_plain;
     const int r = SSL_write_ex(session(), buf + done, len - done, &n);
+    more_ = false;
     if (r == 1) {
       done += n;
       continue;

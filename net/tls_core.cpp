@@ -26,7 +26,8 @@ int tls_core::bio_write(BIO* b, const char* data, std::size_t len, std::size_t* 
   // MSG_NOSIGNAL: a peer that reset the connection gives EPIPE, not a SIGPIPE that would
   // stop the agent (OpenSSL's own socket BIO calls write()). MSG_DONTWAIT: the descriptor
   // may not be non-blocking yet.
-  const auto n = ::send(self->descriptor(), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  const auto n = ::send(self->descriptor(), data, len,
+                        MSG_NOSIGNAL | MSG_DONTWAIT | (self->more_ ? MSG_MORE : 0));
   if (n >= 0) {
     *written = static_cast<std::size_t>(n);
     return 1;

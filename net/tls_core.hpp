@@ -2,7 +2,8 @@
 // net::connection (on net::loop: the data plane). No Asio, no loop: the owner does the
 // waiting, this holds the OpenSSL session and the BIO it runs on.
 //
-// The BIO writes to the socket's descriptor itself (send with MSG_NOSIGNAL) and reads from
+// The BIO writes to the socket's descriptor itself (send with MSG_NOSIGNAL, and MSG_MORE
+// while the owner's write holds more records than the one being sent) and reads from
 // an input buffer that the owner's own reads fill (read-ahead on: OpenSSL takes all that
 // arrived at once, several records if there are). While a stream is in full flow (the last
 // read filled the buffer), the BIO reads the socket straight into OpenSSL's buffer, one copy
@@ -101,6 +102,15 @@ protected:
 
   /// A read into the input buffer is pending (the owner's flag).
   bool filling_ = false;
+
+  /// Plain bytes of the largest TLS record (RFC 8446 5.1); OpenSSL's default fragment.
+  static constexpr std::size_t max_record_plain = 16 * 1024;
+  /// The next OpenSSL call writes from a buffer that holds more than one record: its sends
+  /// carry MSG_MORE, so that the kernel sends the records in one segment when the last,
+  /// sent without it, arrives (one transmit and one wake-up of the peer instead of one per
+  /// record; HAProxy does the same). The owner sets it around each SSL_write_ex and clears
+  /// it after; the kernel also pushes on its own when the socket's buffer is full.
+  bool more_ = false;
 
 private:
   static int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* written);

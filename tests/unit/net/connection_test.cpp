@@ -27,6 +27,7 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <linux/tcp.h> // tcp_info with tcpi_data_segs_out (glibc's is older)
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <poll.h>
@@ -161,10 +162,31 @@ std::size_t available(int fd) {
   return static_cast<std::size_t>(n);
 }
 
+/// TCP_NODELAY on `fd`.
+void set_nodelay(int fd) {
+  const int on = 1;
+  ASSERT_EQ(::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on), 0) << std::strerror(errno);
+}
+
 /// Sets the socket option `option` (SO_SNDBUF, SO_RCVBUF) of `fd` to `bytes`; a set size
 /// also turns the kernel's autotuning off for that buffer.
 void set_buffer(int fd, int option, int bytes) {
   ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, option, &bytes, sizeof bytes), 0) << std::strerror(errno);
+}
+
+/// What TCP_INFO says of `fd`'s sending side: data segments sent (a segment larger than
+/// the MSS counts as several) and the MSS (which Linux bounds by half the largest window
+/// the peer advertised).
+struct send_info {
+  long data_segments = -1;
+  long mss = -1;
+};
+send_info send_info_of(int fd) {
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0)
+    return {};
+  return {static_cast<long>(info.tcpi_data_segs_out), static_cast<long>(info.tcpi_snd_mss)};
 }
 
 sockaddr_in loopback(std::uint16_t port) {
@@ -368,6 +390,46 @@ TEST_P(net_connection, tls_pipelined_records_all_arrive) {
   if (first_read < all.size()) { // the other records came in the same receive
     EXPECT_EQ(pending_after_first, 1) << "read-ahead is off";
   }
+}
+
+TEST_P(net_connection, tls_a_write_of_several_records_leaves_in_one_segment_and_none_waits_corked) {
+  ASSERT_NO_FATAL_FAILURE(connect_tls());
+  const int client_fd = client_->fd();
+  const int server_fd = server_->fd();
+  ASSERT_NO_FATAL_FAILURE(set_nodelay(client_fd)); // as the data plane's sockets are
+  // Three full records: the first two are sent with MSG_MORE, the last without, so the
+  // kernel sends them in one segment and nothing stays corked. One segment holds them
+  // once the receiver's window has grown (the MSS is at most half of it): a few megabytes
+  // first, each read before the next.
+  const std::string three = pattern(3 * 16 * 1024);
+  const auto on_wire = static_cast<long>(three.size() + 3 * (5 + 1 + 16));
+  const std::string warm = pattern(1024 * 1024);
+  const long room = on_wire + 512; // and TCP options the segment may carry
+  for (int i = 0; i < 16 && send_info_of(client_fd).mss < room; ++i) {
+    ASSERT_FALSE(write_all(*client_, warm).error);
+    ASSERT_EQ(read_n(*server_, warm.size())->data.size(), warm.size());
+  }
+  const auto before = send_info_of(client_fd);
+  ASSERT_GE(before.mss, room) << "the window did not grow: no segment holds three records";
+
+  auto w = write_all(*client_, three);
+  ASSERT_FALSE(w.error) << w.error.message();
+  EXPECT_EQ(w.bytes, three.size());
+  ASSERT_TRUE(run_until(*loop_, [&] { return available(server_fd) >= std::size_t(on_wire); }))
+      << "the last record did not arrive: " << available(server_fd) << " of " << on_wire
+      << " bytes";
+  EXPECT_EQ(send_info_of(client_fd).data_segments - before.data_segments, 1)
+      << "three records, three segments: the first two were not sent with MSG_MORE";
+
+  // Then a small write alone: no MSG_MORE is left over to hold it back.
+  const std::string small = "after the three";
+  ASSERT_FALSE(write_all(*client_, small).error);
+  ASSERT_TRUE(run_until(*loop_, [&] {
+    return available(server_fd) >= std::size_t(on_wire) + small.size() + 5 + 1 + 16;
+  })) << "the small record waits corked";
+  auto got = read_n(*server_, three.size() + small.size());
+  ASSERT_FALSE(got->error) << got->error.message();
+  EXPECT_TRUE(got->data == three + small);
 }
 
 TEST_P(net_connection, tls_large_write_waits_for_the_reader_and_arrives_intact) {
