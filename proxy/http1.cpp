@@ -44,7 +44,7 @@ using text::is_tchar;
 using text::lower;
 using text::trim;
 
-constexpr std::array<std::string_view, 29> error_names{
+constexpr std::array<std::string_view, 30> error_names{
     "unknown",
     "malformed",
     "bad_method",
@@ -74,6 +74,7 @@ constexpr std::array<std::string_view, 29> error_names{
     "overloaded",
     "upstream_timeout",
     "draining",
+    "http2_preface",
 };
 
 http_error map_llhttp(const llhttp_t& p, llhttp_errno_t err, bool in_start_line,
@@ -147,8 +148,9 @@ std::uint16_t status_of(http_error e) noexcept {
 
 bool is_framing_error(http_error e) noexcept {
   const auto v = static_cast<std::uint8_t>(e);
-  return v >= static_cast<std::uint8_t>(http_error::malformed) &&
-         v <= static_cast<std::uint8_t>(http_error::body_too_large);
+  return (v >= static_cast<std::uint8_t>(http_error::malformed) &&
+          v <= static_cast<std::uint8_t>(http_error::body_too_large)) ||
+         e == http_error::http2_preface;
 }
 
 const header* message_head::find(std::string_view lower_name) const noexcept {
@@ -411,6 +413,8 @@ parse_result http1_parser::scan_head(std::span<const char> in) noexcept {
 
 http_error http1_parser::check_start_line(std::string_view line) noexcept {
   if (dir_ == direction::request) {
+    if (line == "PRI * HTTP/2.0") // RFC 9113 3.4: the client preface's first line
+      return http_error::http2_preface;
     const auto sp1 = line.find(' ');
     const auto sp2 = line.rfind(' ');
     if (sp1 == std::string_view::npos || sp1 == 0)
@@ -420,7 +424,9 @@ http_error http1_parser::check_start_line(std::string_view line) noexcept {
     const auto method = line.substr(0, sp1);
     const auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
     const auto version = line.substr(sp2 + 1);
-    if (!text::is_token(method))
+    // PRI exists only for HTTP/2's preface, which HTTP/1.x must not take for a request (RFC
+    // 9113 3.4); llhttp half-knows it (a bare head passes, one with fields does not).
+    if (!text::is_token(method) || method == "PRI")
       return http_error::bad_method;
     if (version != "HTTP/1.1" && version != "HTTP/1.0")
       return http_error::bad_version;
@@ -1031,6 +1037,16 @@ void append_chunk(std::string& out, std::span<const char> data) {
 
 void write_error_response(http_error reason, std::string& out, bool close,
                           std::string_view detail) {
+  if (reason == http_error::http2_preface) {
+    // RFC 9113 3.4 and 6.8: the server's preface (an empty SETTINGS frame), then GOAWAY
+    // with last stream 0 and HTTP_1_1_REQUIRED (0xd); the connection closes after it.
+    static constexpr char frames[] = {
+        0, 0, 0, 0x4, 0, 0, 0, 0, 0,                           // SETTINGS, empty
+        0, 0, 8, 0x7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd, // GOAWAY
+    };
+    out.append(frames, sizeof frames);
+    return;
+  }
   const auto status = status_of(reason);
   std::string_view phrase;
   switch (status) {

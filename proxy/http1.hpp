@@ -50,6 +50,10 @@ enum class http_error : std::uint8_t {
   overloaded,               ///< 503: a circuit breaker or pending-request limit refused it.
   upstream_timeout,         ///< 504: the upstream did not answer in time.
   draining,                 ///< 503: the node is draining (dataplane::set_draining).
+  /// An HTTP/2 client preface ("PRI * HTTP/2.0", prior knowledge, as gRPC clients send) on
+  /// an HTTP/1.1 listener. Counted as a 400; answered in HTTP/2 (write_error_response: a
+  /// SETTINGS frame and GOAWAY with HTTP_1_1_REQUIRED), which such a client can read.
+  http2_preface,
 };
 
 /// The stable snake_case name of `e` ("unknown" for a value outside the enum).
@@ -381,7 +385,8 @@ void write_forward_head(const message_head& h, const forward_options& opts, std:
 /// `content-type: text/plain`, `content-length`, `x-starling-error: <name(reason)>`,
 /// `connection: close` when `close` or `is_framing_error(reason)`, and a one-line body.
 /// `detail` (e.g. the authorization rule of a 403) is added to the body, control bytes
-/// dropped.
+/// dropped. For `http2_preface` it appends HTTP/2 frames instead (SETTINGS, then GOAWAY with
+/// HTTP_1_1_REQUIRED); the caller closes after them.
 void write_error_response(http_error reason, std::string& out, bool close = false,
                           std::string_view detail = {});
 

@@ -158,6 +158,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (whole.failed) {
       std::string out;
       write_error_response(whole.error, out, false, "detail");
+      if (whole.error == http_error::http2_preface) {
+        // HTTP/2 frames, not a response: SETTINGS first, then GOAWAY (HTTP_1_1_REQUIRED).
+        if (dir != direction::request || out.size() != 26 || out[3] != 0x4 || out[12] != 0x7 ||
+            out[25] != 0xd)
+          __builtin_trap();
+        continue;
+      }
       http1_parser p(direction::response);
       const auto r = p.parse(out);
       if (r.status != parse_status::head || p.head().status != status_of(whole.error))

@@ -206,7 +206,8 @@ TEST(http1_error, names_are_the_contract) {
   EXPECT_EQ(name(static_cast<http_error>(200)), "unknown");
   // Every code has a distinct, snake_case name.
   std::vector<std::string_view> seen;
-  for (int i = 1; i <= static_cast<int>(http_error::draining); ++i) {
+  EXPECT_EQ(name(http_error::http2_preface), "http2_preface");
+  for (int i = 1; i <= static_cast<int>(http_error::http2_preface); ++i) {
     const auto n = name(static_cast<http_error>(i));
     EXPECT_NE(n, "unknown") << i;
     for (const char c : n)
@@ -235,6 +236,8 @@ TEST(http1_error, statuses) {
   EXPECT_TRUE(is_framing_error(http_error::body_too_large));
   EXPECT_FALSE(is_framing_error(http_error::forbidden));
   EXPECT_FALSE(is_framing_error(http_error::upstream_timeout));
+  EXPECT_EQ(status_of(http_error::http2_preface), 400);
+  EXPECT_TRUE(is_framing_error(http_error::http2_preface));
 }
 
 // --- requests ---------------------------------------------------------------------------
@@ -436,6 +439,21 @@ TEST(http1_smuggling, content_length_and_transfer_encoding) {
             http_error::smuggling_cl_te);
 }
 
+TEST(http1_request, an_http2_client_preface_is_named_as_such) {
+  // What a gRPC client (HTTP/2 with prior knowledge) sends first.
+  EXPECT_EQ(refusal(std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                    std::string("\0\0\0\x04\0\0\0\0\0", 9)),
+            http_error::http2_preface);
+  // Its first line is enough; another method or version with HTTP/2.0 stays bad_version.
+  EXPECT_EQ(refusal("PRI * HTTP/2.0\r\n"), http_error::http2_preface);
+  EXPECT_EQ(refusal("GET / HTTP/2.0\r\n\r\n"), http_error::bad_version);
+  // PRI is HTTP/2's alone: in an HTTP/1.x request it is refused, with fields or without
+  // (llhttp took a bare "PRI * HTTP/1.0" head and refused one with fields; the fuzzer's
+  // forward check found it).
+  EXPECT_EQ(refusal("PRI * HTTP/1.0\r\n\r\n"), http_error::bad_method);
+  EXPECT_EQ(refusal("PRI * HTTP/1.1\r\nHost: a\r\n\r\n"), http_error::bad_method);
+}
+
 TEST(http1_smuggling, content_length_twice_differing) {
   EXPECT_EQ(refusal("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
             http_error::duplicate_content_length);
@@ -607,7 +625,6 @@ TEST(http1_smuggling, invalid_version) {
   EXPECT_EQ(refusal("GET / HTTP/0.9\r\n\r\n"), http_error::bad_version);
   EXPECT_EQ(refusal("GET / http/1.1\r\n\r\n"), http_error::bad_version);
   EXPECT_EQ(refusal("GET /\r\n\r\n"), http_error::bad_version);
-  EXPECT_EQ(refusal("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), http_error::bad_version);
   EXPECT_EQ(response_refusal("HTTP/1.2 200 OK\r\n\r\n"), http_error::bad_version);
   EXPECT_EQ(response_refusal("HTTP/2 200 OK\r\n\r\n"), http_error::bad_version);
 }
@@ -1096,6 +1113,17 @@ TEST(http1_generated, exact_bytes_close_and_detail) {
   EXPECT_EQ(out, "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 41\r\n"
                  "x-starling-error: forbidden\r\nconnection: close\r\n\r\n"
                  "Forbidden: forbidden (rule deny-allX: y)\n");
+}
+
+TEST(http1_generated, an_http2_client_gets_settings_and_goaway_http_1_1_required) {
+  std::string out;
+  write_error_response(http_error::http2_preface, out, true, "ignored");
+  // SETTINGS (type 4, empty, stream 0), then GOAWAY (type 7, 8 bytes, stream 0): last
+  // stream 0, error HTTP_1_1_REQUIRED (0xd). RFC 9113 3.4, 6.5, 6.8, 7.
+  EXPECT_EQ(out, std::string("\0\0\0\x04\0\0\0\0\0"
+                             "\0\0\x08\x07\0\0\0\0\0"
+                             "\0\0\0\0\0\0\0\x0d",
+                             26));
 }
 
 TEST(http1_forward, an_http_1_0_response_goes_out_as_1_1_chunked_or_kept_alive) {
