@@ -415,6 +415,13 @@ struct session::stream_state {
     lent = nullptr;
     lent_len = 0;
   }
+  /// Forgets everything still to send: buffered and lent bytes, trailers.
+  void drop_outgoing() noexcept {
+    out.clear();
+    out_off = 0;
+    drop_loan();
+    trailers.clear();
+  }
   /// Trailers to send after the data (name, value, name, value...), until framed.
   std::vector<std::string> trailers;
   void* user = nullptr;         ///< The caller's pointer (set_user).
@@ -432,10 +439,7 @@ struct session::stream_state {
   void clear() noexcept {
     if (out.capacity() > max_spare_capacity)
       std::string().swap(out);
-    out.clear();
-    out_off = 0;
-    drop_loan();
-    trailers.clear();
+    drop_outgoing();
     user = nullptr;
     unconsumed = 0;
     reset_code = 0;
@@ -1071,10 +1075,7 @@ errc session::reset(std::int32_t stream, std::uint32_t code) {
   st->rst = true;
   st->reset_code = code;
   st->local_ended = true;
-  st->out.clear();
-  st->out_off = 0;
-  st->drop_loan();
-  st->trailers.clear();
+  st->drop_outgoing();
   return nghttp2_submit_rst_stream(ng_, NGHTTP2_FLAG_NONE, stream, code) == 0 ? errc::ok
                                                                               : errc::internal;
 }

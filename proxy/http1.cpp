@@ -61,6 +61,7 @@ constexpr std::array<std::string_view, 30> error_names{
     "bad_transfer_encoding",
     "bad_chunk",
     "truncated",
+    "http2_preface",
     "header_too_large",
     "too_many_headers",
     "target_too_long",
@@ -74,7 +75,6 @@ constexpr std::array<std::string_view, 30> error_names{
     "overloaded",
     "upstream_timeout",
     "draining",
-    "http2_preface",
 };
 
 http_error map_llhttp(const llhttp_t& p, llhttp_errno_t err, bool in_start_line,
@@ -148,9 +148,8 @@ std::uint16_t status_of(http_error e) noexcept {
 
 bool is_framing_error(http_error e) noexcept {
   const auto v = static_cast<std::uint8_t>(e);
-  return (v >= static_cast<std::uint8_t>(http_error::malformed) &&
-          v <= static_cast<std::uint8_t>(http_error::body_too_large)) ||
-         e == http_error::http2_preface;
+  return v >= static_cast<std::uint8_t>(http_error::malformed) &&
+         v <= static_cast<std::uint8_t>(http_error::body_too_large);
 }
 
 const header* message_head::find(std::string_view lower_name) const noexcept {

@@ -37,23 +37,23 @@ enum class http_error : std::uint8_t {
                             ///<      empty, or Transfer-Encoding in an HTTP/1.0 message.
   bad_chunk,                ///< 400: bad chunk size/extension/terminator or trailer.
   truncated,                ///< 400: the stream ended inside a message.
-  header_too_large,         ///< 431: the head exceeds `http1_limits::max_head_bytes`.
-  too_many_headers,         ///< 431: more than `http1_limits::max_headers` header lines.
-  target_too_long,          ///< 414: request-target over `http1_limits::max_target_bytes`.
-  body_too_large,           ///< 413: body over `http1_limits::max_body_bytes`.
-  forbidden,                ///< 403: refused by an authorization rule.
-  no_route,                 ///< 404: no service matches the request.
-  upstream_connect,         ///< 502: connecting to the upstream failed.
-  upstream_reset,           ///< 502: the upstream closed or reset before a full response.
-  upstream_malformed,       ///< 502: the upstream's response could not be parsed.
-  no_upstream,              ///< 503: no healthy endpoint for the service.
-  overloaded,               ///< 503: a circuit breaker or pending-request limit refused it.
-  upstream_timeout,         ///< 504: the upstream did not answer in time.
-  draining,                 ///< 503: the node is draining (dataplane::set_draining).
-  /// An HTTP/2 client preface ("PRI * HTTP/2.0", prior knowledge, as gRPC clients send) on
-  /// an HTTP/1.1 listener. Counted as a 400; answered in HTTP/2 (write_error_response: a
-  /// SETTINGS frame and GOAWAY with HTTP_1_1_REQUIRED), which such a client can read.
+  /// 400: an HTTP/2 client preface ("PRI * HTTP/2.0", prior knowledge, as gRPC clients
+  /// send) on an HTTP/1.1 listener; answered in HTTP/2 (write_error_response: a SETTINGS
+  /// frame and GOAWAY with HTTP_1_1_REQUIRED), which such a client can read.
   http2_preface,
+  header_too_large,   ///< 431: the head exceeds `http1_limits::max_head_bytes`.
+  too_many_headers,   ///< 431: more than `http1_limits::max_headers` header lines.
+  target_too_long,    ///< 414: request-target over `http1_limits::max_target_bytes`.
+  body_too_large,     ///< 413: body over `http1_limits::max_body_bytes`.
+  forbidden,          ///< 403: refused by an authorization rule.
+  no_route,           ///< 404: no service matches the request.
+  upstream_connect,   ///< 502: connecting to the upstream failed.
+  upstream_reset,     ///< 502: the upstream closed or reset before a full response.
+  upstream_malformed, ///< 502: the upstream's response could not be parsed.
+  no_upstream,        ///< 503: no healthy endpoint for the service.
+  overloaded,         ///< 503: a circuit breaker or pending-request limit refused it.
+  upstream_timeout,   ///< 504: the upstream did not answer in time.
+  draining,           ///< 503: the node is draining (dataplane::set_draining).
 };
 
 /// The stable snake_case name of `e` ("unknown" for a value outside the enum).

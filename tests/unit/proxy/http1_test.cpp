@@ -207,7 +207,7 @@ TEST(http1_error, names_are_the_contract) {
   // Every code has a distinct, snake_case name.
   std::vector<std::string_view> seen;
   EXPECT_EQ(name(http_error::http2_preface), "http2_preface");
-  for (int i = 1; i <= static_cast<int>(http_error::http2_preface); ++i) {
+  for (int i = 1; i <= static_cast<int>(http_error::draining); ++i) {
     const auto n = name(static_cast<http_error>(i));
     EXPECT_NE(n, "unknown") << i;
     for (const char c : n)
