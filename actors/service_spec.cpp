@@ -223,8 +223,8 @@ caf::error complete(service_spec& spec, const reporter& r) {
   if (!passes([&](reg_t& p) { p.port = reg.port; }))
     return r.fail(field::port, shown(std::to_string(reg.port)) + " is not 1 to 65535");
   if (!passes([&](reg_t& p) { p.protocol = reg.protocol; }))
-    return r.fail(field::protocol,
-                  std::to_string(static_cast<unsigned>(reg.protocol)) + " is not tcp or http");
+    return r.fail(field::protocol, std::to_string(static_cast<unsigned>(reg.protocol)) +
+                                       " is not tcp, http or http2");
   if (reg.tags.size() > gossip::max_tags)
     return r.fail(field::tags, std::to_string(reg.tags.size()) + " tags, more than " +
                                    std::to_string(gossip::max_tags));
@@ -390,12 +390,10 @@ caf::expected<service_spec> from_json(const json& j, const reporter& r) {
     auto s = json_string(*it, field::protocol, r);
     if (!s)
       return s.error();
-    if (*s == "tcp")
-      reg.protocol = service_protocol::tcp;
-    else if (*s == "http")
-      reg.protocol = service_protocol::http;
-    else
-      return r.fail(field::protocol, shown(*s) + " is not tcp or http");
+    auto named = gossip::service_protocol_named(*s);
+    if (!named)
+      return r.fail(field::protocol, shown(*s) + " is not tcp, http, http2 or grpc");
+    reg.protocol = *named;
   }
   if (auto it = j.find("tags"); it != j.end()) {
     if (!it->is_array())
@@ -507,12 +505,10 @@ caf::expected<service_spec> parse_service_args(const std::vector<std::string>& k
     reg.weight = static_cast<std::uint32_t>(*w);
   }
   if (const auto& p = value(field::protocol)) {
-    if (*p == "tcp")
-      reg.protocol = service_protocol::tcp;
-    else if (*p == "http")
-      reg.protocol = service_protocol::http;
-    else
-      return r.fail(field::protocol, shown(*p) + " is not tcp or http");
+    auto named = gossip::service_protocol_named(*p);
+    if (!named)
+      return r.fail(field::protocol, shown(*p) + " is not tcp, http, http2 or grpc");
+    reg.protocol = *named;
   }
   if (const auto& t = value(field::tags); t && !t->empty()) {
     std::string_view rest = *t;

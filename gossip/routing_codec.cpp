@@ -106,7 +106,7 @@ caf::expected<owner_record> from_proto(const starling::v1::OwnerRecord& m) {
     if (i.port() > std::numeric_limits<std::uint16_t>::max())
       return out_of_range("instance port");
     s.port = static_cast<std::uint16_t>(i.port());
-    if (i.protocol() != 1 && i.protocol() != 2)
+    if (i.protocol() < 1 || i.protocol() > 3)
       return out_of_range("instance protocol");
     s.protocol = static_cast<service_protocol>(i.protocol());
     s.tags.assign(i.tags().begin(), i.tags().end());

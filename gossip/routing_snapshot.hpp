@@ -17,9 +17,16 @@
 
 namespace starling::gossip {
 
-/// How an instance speaks: plain TCP (the proxy forwards bytes) or HTTP/1.1 (the proxy
-/// reads requests: header routes, retries, per-request metrics).
-enum class service_protocol : std::uint8_t { tcp = 1, http = 2 };
+/// How an instance speaks: plain TCP (the proxy forwards bytes), HTTP/1.1 or HTTP/2 (the
+/// proxy reads requests: header routes, retries, per-request metrics). HTTP/2 (gRPC
+/// services): the instance's node speaks HTTP/2 to it with prior knowledge, one connection
+/// carrying many requests (decision 0025); callers see no difference from http.
+enum class service_protocol : std::uint8_t { tcp = 1, http = 2, http2 = 3 };
+
+/// The proxy reads the instance's traffic request by request (http or http2).
+[[nodiscard]] constexpr bool is_http(service_protocol p) noexcept {
+  return p == service_protocol::http || p == service_protocol::http2;
+}
 
 /// An instance's health as its owner's checks last found it.
 enum class health_status : std::uint8_t {
@@ -28,9 +35,28 @@ enum class health_status : std::uint8_t {
   failing = 2, ///< not yet passed `rise` times (a new check starts here), or failed `fall` times
 };
 
-/// "tcp" / "http".
+/// "tcp" / "http" / "http2".
 [[nodiscard]] constexpr std::string_view to_string(service_protocol p) noexcept {
-  return p == service_protocol::http ? "http" : "tcp";
+  switch (p) {
+  case service_protocol::http:
+    return "http";
+  case service_protocol::http2:
+    return "http2";
+  default:
+    return "tcp";
+  }
+}
+
+/// The protocol named `text` ("tcp", "http", "http2"; "grpc" is http2), or nothing.
+[[nodiscard]] constexpr std::optional<service_protocol>
+service_protocol_named(std::string_view text) noexcept {
+  if (text == "tcp")
+    return service_protocol::tcp;
+  if (text == "http")
+    return service_protocol::http;
+  if (text == "http2" || text == "grpc")
+    return service_protocol::http2;
+  return std::nullopt;
 }
 
 /// "none" / "passing" / "failing".

@@ -142,8 +142,8 @@ caf::error check_registration(const service_registration& r) {
     return invalid("address of " + r.service + " must be an IP literal (or empty for the node's)");
   if (r.port == 0)
     return invalid("port of " + r.service + " must be 1 to 65535");
-  if (r.protocol != service_protocol::tcp && r.protocol != service_protocol::http)
-    return invalid("protocol of " + r.service + " must be tcp or http");
+  if (r.protocol != service_protocol::tcp && !is_http(r.protocol))
+    return invalid("protocol of " + r.service + " must be tcp, http or http2");
   if (r.tags.size() > max_tags)
     return invalid(r.service + " has more than " + std::to_string(max_tags) + " tags");
   for (const auto& t : r.tags)

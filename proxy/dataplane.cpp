@@ -872,9 +872,10 @@ public:
     auto it = h1_peers_.find(address);
     return it == h1_peers_.end() || clock::now() >= it->second;
   }
-  /// The HTTP/2 connection to the peer inbound `t` (t.via_peer): the one open if it takes
-  /// another stream (`k` called now), else a new one (`k` called once it is ready; the
-  /// requests that ask meanwhile wait for the same one).
+  /// The HTTP/2 connection to the peer inbound `t` (t.via_peer), or to the instance `t`
+  /// (t.h2_app, in plain text with prior knowledge): the one open if it takes another
+  /// stream (`k` called now), else a new one (`k` called once it is ready; the requests
+  /// that ask meanwhile wait for the same one).
   void h2_to(const target& t, h2_ready k);
   /// Connects `conn` (a new socket) to `t` and sets TCP_NODELAY and keepalive (tune_socket);
   /// to a peer's inbound with TLS configured, then handshakes as a client expecting
@@ -920,8 +921,9 @@ private:
   void sweep();
   void close_all();
   void rebuild(const dataplane_config& cfg);
-  /// Appends the targets of `ep` (the next endpoint of `st`) to st.direct and st.outbound.
-  void add_targets(service_state& st, const endpoint& ep, const dataplane_config& cfg);
+  /// Appends the targets of `ep` (the next endpoint of `st`) to st.direct and st.outbound;
+  /// `http2`: the instance speaks HTTP/2 (target::h2_app when reached directly).
+  void add_targets(service_state& st, const endpoint& ep, const dataplane_config& cfg, bool http2);
   /// The counters of service `name` on this worker, one direction (created on first use).
   /// With counters_mu_ held.
   service_counters* counters_locked(const std::string& name, bool inbound) {
@@ -1007,8 +1009,8 @@ private:
   /// per HTTP/2 stream).
   client_session* clients_ = nullptr;
   std::vector<std::pair<std::weak_ptr<h2_link>, std::string>> h2_links_;
-  /// HTTP/2 connections to peers' inbounds by address, and the requests waiting for one
-  /// being made.
+  /// HTTP/2 connections to peers' inbounds by address (to local HTTP/2 instances by
+  /// target::pool_key), and the requests waiting for one being made.
   std::unordered_map<std::string, std::shared_ptr<h2_client>> h2_peers_;
   std::unordered_map<std::string, std::vector<h2_ready>> h2_connecting_;
   /// Peers' inbounds that chose no `h2` by ALPN, with when to ask them again: HTTP/1.1
@@ -1344,6 +1346,9 @@ struct target {
   /// a peer's inbound proxy (whose preamble names the instance, so that a connection serves
   /// that instance only).
   std::string pool_key;
+  /// Reached directly (not via_peer), the instance speaks HTTP/2 (protocol http2, decision
+  /// 0025): its requests go as streams of one connection (worker::h2_to), not HTTP/1.1.
+  bool h2_app = false;
 };
 /// A session's target before its first pick: an empty one.
 const target_ptr& no_target() {
@@ -1669,7 +1674,8 @@ const std::shared_ptr<const dataplane_config>& worker::config() {
   return config_;
 }
 
-void worker::add_targets(service_state& st, const endpoint& ep, const dataplane_config& cfg) {
+void worker::add_targets(service_state& st, const endpoint& ep, const dataplane_config& cfg,
+                         bool http2) {
   auto make = [&](std::string address_text, bool via_peer) -> target_ptr {
     auto addr = parse_endpoint(address_text);
     if (!addr)
@@ -1682,6 +1688,7 @@ void worker::add_targets(service_state& st, const endpoint& ep, const dataplane_
     t->address = *addr;
     t->address_text = std::move(address_text);
     t->pool_key = t->address_text + "|" + st.name + (via_peer ? "|" + ep.id : "");
+    t->h2_app = http2 && !via_peer;
     return t;
   };
   auto direct = make(ep.address + ":" + std::to_string(ep.port), false);
@@ -1740,7 +1747,7 @@ void worker::rebuild(const dataplane_config& cfg) {
       ep.version = inst.version;
       ep.weight = std::max<std::uint32_t>(inst.weight, 1);
       ep.healthy = true;
-      add_targets(*st, ep, cfg);
+      add_targets(*st, ep, cfg, inst.protocol == gossip::service_protocol::http2);
       st->endpoints.push_back(std::move(ep));
       st->non_local.push_back(inst.node == self ? 0 : 1);
       st->unreachable.push_back(
@@ -1942,6 +1949,20 @@ public:
     if (client_.h2->is_tunnel())
       source_ = source; // the connection's: a tunnel takes a slot of its peer (begin_service)
   }
+  /// Tags the constructor for a request stream of an app's HTTP/2 connection.
+  struct from_app_t {};
+  /// A request stream of an app's HTTP/2 connection to the outbound listener of `service`
+  /// (h2_server::make_for_app, decision 0025); `client_address`: the app's.
+  client_session(worker& w, from_app_t, std::shared_ptr<h2_stream> stream, std::string_view service,
+                 std::string_view client_address)
+      : w_(w), client_{nullptr, std::move(stream)}, inbound_(false), cbuf_(io_buffer_bytes),
+        parser_(direction::request, w.options().limits), deadline_timer_(w.io()),
+        try_timer_(w.io()), pending_timer_(w.io()) {
+    link_client();
+    take_buffers();
+    name_strings::assign(service_name_, service);
+    client_addr_text_ = client_address;
+  }
   ~client_session() {
     if (unauthenticated_)
       w_.failed_to_authenticate(source_);
@@ -2015,9 +2036,9 @@ public:
       tunnel_->abort();
     if (up_)
       up_->s->close();
-    if (client_.h2)
+    if (client_.h2 && inbound_)
       client_.h2->close_connection(); // a banned peer, or the data plane stopping
-    client_->close();
+    client_->close();                 // an app's stream: its other streams may go elsewhere
     cancel_timers();
   }
 
@@ -2189,6 +2210,29 @@ private:
     cancel_timers();
   }
 
+  /// An app speaks HTTP/2 with prior knowledge (a gRPC client; decision 0025): the
+  /// connection goes to an h2_server for this listener's service, whose streams each get a
+  /// session of their own, as requests; this one ends here. (Only as a connection's first
+  /// bytes: a preface after a request is answered as before, GOAWAY HTTP_1_1_REQUIRED.)
+  void start_app_h2() {
+    clear_client_deadline();
+    h2_link::options o;
+    o.http = w_.options().limits;
+    o.idle_timeout = w_.options().idle_timeout; // as an HTTP/1.1 client's keep-alive
+    auto* w = &w_;
+    auto server = h2_server::make_for_app(
+        std::exchange(client_.conn, nullptr), o, service_name_,
+        [w, address = client_addr_text_](std::shared_ptr<h2_stream> stream,
+                                         std::string_view service, std::string_view) {
+          auto s =
+              make_recycled<client_session>(*w, from_app_t{}, std::move(stream), service, address);
+          s->start_stream();
+        });
+    w_.adopt_h2(server, {});
+    server->start({cbuf_.data(), cend_});
+    cancel_timers();
+  }
+
   // ---------------------------------------------------------------- service dispatch
   void begin_service() {
     cfg_ = w_.config();
@@ -2203,7 +2247,7 @@ private:
     if (inbound_) {
       if (auto why = authz_refusal(svc_->authz, peer_.get())) {
         bump(w_.counters().inbound_refused_authz);
-        if (svc_->protocol == gossip::service_protocol::http) {
+        if (gossip::is_http(svc_->protocol)) {
           w_.count_generated(http_error::forbidden);
           bump(sc().r4);
           out_.clear();
@@ -2297,8 +2341,7 @@ private:
       c->owner = &w_;
     }
     if (t.via_peer)
-      c->preamble = make_preamble(service_name_, svc_->protocol == gossip::service_protocol::http,
-                                  t.endpoint_id);
+      c->preamble = make_preamble(service_name_, gossip::is_http(svc_->protocol), t.endpoint_id);
     bump(w_.counters().upstream_connects);
     auto id = attempt_;
     auto self = shared_from_this();
@@ -2538,6 +2581,11 @@ private:
         return;
       }
       if (r.status == parse_status::error) {
+        if (r.error == http_error::http2_preface && !inbound_ && client_.conn &&
+            parser_.messages() == 0) {
+          start_app_h2();
+          return;
+        }
         client_error(r.error);
         return;
       }
@@ -2785,8 +2833,8 @@ private:
   /// free unit to a newer one, so it waits first in line again. To a peer that may speak
   /// HTTP/2, a stream instead, unless `h1` (the peer has just chosen HTTP/1.1).
   void acquire_upstream(bool front, bool h1 = false) {
-    if (!h1 && target_->via_peer && !req_.upgrade && req_.method != "CONNECT" &&
-        w_.h2_for(target_->address_text)) {
+    if (!h1 && !req_.upgrade && req_.method != "CONNECT" &&
+        (target_->via_peer ? w_.h2_for(target_->address_text) : target_->h2_app)) {
       acquire_h2_stream(front);
       return;
     }
@@ -3832,7 +3880,8 @@ void worker::ban(const std::string& node) {
 }
 
 void worker::h2_to(const target& t, h2_ready k) {
-  const auto& key = t.address_text;
+  // A peer's inbound carries every service; an app's connection its service's requests.
+  const auto& key = t.via_peer ? t.address_text : t.pool_key;
   if (auto it = h2_peers_.find(key); it != h2_peers_.end()) {
     if (it->second->usable()) {
       bump(counters_.upstream_reused);
@@ -3867,11 +3916,11 @@ void worker::h2_to(const target& t, h2_ready k) {
     return;
   }
   // The link, once made: started, known to ban() and close_all().
-  auto made = [this, conn, node = t.node, finish] {
+  auto made = [this, conn, node = t.node, to_app = !t.via_peer, finish] {
     h2_link::options o;
     o.http = options().limits;
     o.idle_timeout = options().idle_timeout; // as the pool's idle connections
-    auto link = h2_client::make(conn, o);
+    auto link = h2_client::make(conn, o, to_app);
     adopt_h2(link, node);
     link->start();
     finish(h2_result::ok, link);

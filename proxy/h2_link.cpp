@@ -234,13 +234,20 @@ void h2_link::on_close(std::int32_t id) {
 std::shared_ptr<h2_server> h2_server::make(std::shared_ptr<net::connection> conn, options opts,
                                            name_check check, stream_fn on_stream) {
   return std::shared_ptr<h2_server>{
-      new h2_server(std::move(conn), opts, check, std::move(on_stream))};
+      new h2_server(std::move(conn), opts, check, std::move(on_stream), {})};
+}
+
+std::shared_ptr<h2_server> h2_server::make_for_app(std::shared_ptr<net::connection> conn,
+                                                   options opts, std::string service,
+                                                   stream_fn on_stream) {
+  return std::shared_ptr<h2_server>{
+      new h2_server(std::move(conn), opts, nullptr, std::move(on_stream), std::move(service))};
 }
 
 h2_server::h2_server(std::shared_ptr<net::connection> conn, options opts, name_check check,
-                     stream_fn on_stream)
+                     stream_fn on_stream, std::string app_service)
     : h2_link(std::move(conn), h2::role::server, opts), check_(check),
-      on_stream_(std::move(on_stream)) {}
+      on_stream_(std::move(on_stream)), app_service_(std::move(app_service)) {}
 
 void h2_server::on_head(std::int32_t id, const h2::head& h) {
   ++opened_;
@@ -257,7 +264,11 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
       kept_.push_back(f);
     }
   }
-  if (services != 1 || !check_(service) || instance.size() > max_instance_bytes) {
+  if (!app_service_.empty()) {
+    // An app names neither: its listener's service, and the balancer picks the instance.
+    service = app_service_;
+    instance = {};
+  } else if (services != 1 || !check_(service) || instance.size() > max_instance_bytes) {
     (void)session_.reset(id, h2::protocol_error);
     return;
   }
@@ -289,12 +300,13 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
 
 // ---------------------------------------------------------------------------- h2_client
 
-std::shared_ptr<h2_client> h2_client::make(std::shared_ptr<net::connection> conn, options opts) {
-  return std::shared_ptr<h2_client>{new h2_client(std::move(conn), opts)};
+std::shared_ptr<h2_client> h2_client::make(std::shared_ptr<net::connection> conn, options opts,
+                                           bool to_app) {
+  return std::shared_ptr<h2_client>{new h2_client(std::move(conn), opts, to_app)};
 }
 
-h2_client::h2_client(std::shared_ptr<net::connection> conn, options opts)
-    : h2_link(std::move(conn), h2::role::client, opts) {}
+h2_client::h2_client(std::shared_ptr<net::connection> conn, options opts, bool to_app)
+    : h2_link(std::move(conn), h2::role::client, opts), names_streams_(!to_app) {}
 
 bool h2_client::usable() const {
   return is_open() && !failed_ && session_.can_submit() &&
@@ -708,23 +720,32 @@ bool h2_stream::send_head(const message_head& h, forward_options fo) {
     }
     return true;
   }
-  // A client: the request opens the stream, naming the service (and instance) B serves.
+  // A client: the request opens the stream, naming the service (and instance) B serves;
+  // to an app, neither.
   if (id_ != 0)
     return false; // one request per stream
-  const header extra[] = {{service_field, service_}, {instance_field, instance_}};
-  fo.extra = std::span<const header>{extra, instance_.empty() ? 1u : 2u};
+  auto& client = static_cast<h2_client&>(*link_);
+  const header to_peer[] = {{service_field, service_}, {instance_field, instance_}};
+  // TE is hop-by-hop, and this hop (the node) takes trailers and passes them on, whatever
+  // the hops before said (an HTTP/1.1 hop drops TE): gRPC servers refuse a request without
+  // `te: trailers`.
+  static constexpr header to_app[] = {{"te", "trailers"}};
+  const bool app = !client.names_streams_;
+  fo.extra = app ? std::span<const header>{to_app}
+                 : std::span<const header>{to_peer, instance_.empty() ? 1u : 2u};
   if (h2::to_h2_request(h, fo, fields, max) != h2::errc::ok)
     return false;
   // Between nodes these two names are ours: fields of the app's that bear them would
   // contradict the ones above (B refuses a stream naming two services) or pin an instance
   // the caller's balancer did not pick. They are dropped, as Envoy drops x-envoy-* fields
-  // from callers it does not trust.
+  // from callers it does not trust; to an app, so is a TE before the one above.
   {
     auto& fl = fields.fields;
     const auto ours = fl.end() - static_cast<std::ptrdiff_t>(fo.extra.size());
     fl.erase(std::remove_if(fl.begin(), ours,
-                            [](const h2::field& f) {
-                              return f.name == service_field || f.name == instance_field;
+                            [app](const h2::field& f) {
+                              return f.name == service_field || f.name == instance_field ||
+                                     (app && f.name == "te");
                             }),
              ours);
   }
@@ -737,7 +758,6 @@ bool h2_stream::send_head(const message_head& h, forward_options fo) {
   const bool no_body = h.body == body_kind::none;
   head_request_ = h.method == "HEAD";
   http10_request_ = h.version_minor == 0;
-  auto& client = static_cast<h2_client&>(*link_);
   const auto sub = session.submit_request(fields.fields, no_body);
   if (sub.error != h2::errc::ok) {
     // The connection takes no more streams (a GOAWAY, the peer's stream limit): nothing

@@ -302,7 +302,8 @@ protected:
   std::uint64_t writes_ = 0, stuck_write_ = 0;
 };
 
-/// Node B: the server end of an HTTP/2 connection from a peer.
+/// Node B: the server end of an HTTP/2 connection from a peer; or, on the caller's node, of
+/// an app's HTTP/2 connection to an outbound listener (make_for_app).
 class h2_server final : public h2_link {
 public:
   /// A new request stream for `service` (its x-starling-service field, validated and
@@ -316,23 +317,35 @@ public:
 
   static std::shared_ptr<h2_server> make(std::shared_ptr<net::connection> conn, options opts,
                                          name_check check, stream_fn on_stream);
+  /// The server end of an app's HTTP/2 connection to the outbound listener of `service`
+  /// (decision 0025): every stream is a request to that service (`on_stream` gets its name
+  /// and no instance); x-starling-service and -instance fields the app sent are dropped.
+  static std::shared_ptr<h2_server> make_for_app(std::shared_ptr<net::connection> conn,
+                                                 options opts, std::string service,
+                                                 stream_fn on_stream);
 
 private:
   h2_server(std::shared_ptr<net::connection> conn, options opts, name_check check,
-            stream_fn on_stream);
+            stream_fn on_stream, std::string app_service);
   void on_head(std::int32_t stream, const h2::head& h) override;
 
   name_check check_;
   stream_fn on_stream_;
+  /// An app's connection: the service of its outbound listener (else empty).
+  std::string app_service_;
   /// Scratch: a head's fields minus the two x-starling ones.
   std::vector<h2::field> kept_;
 };
 
 /// Node A: the client end of an HTTP/2 connection to a peer's inbound proxy, shared by the
-/// worker's requests to that peer.
+/// worker's requests to that peer; or, on the instance's node, the connection to a local
+/// instance that speaks HTTP/2 (make's `to_app`), shared the same way.
 class h2_client final : public h2_link {
 public:
-  static std::shared_ptr<h2_client> make(std::shared_ptr<net::connection> conn, options opts);
+  /// `to_app`: a connection to a local instance that speaks HTTP/2 (decision 0025), whose
+  /// streams carry no x-starling-service or -instance field.
+  static std::shared_ptr<h2_client> make(std::shared_ptr<net::connection> conn, options opts,
+                                         bool to_app = false);
 
   /// Whether a new stream may be opened now (open, no GOAWAY either way, below the peer's
   /// stream limit counting streams opened and not yet submitted).
@@ -345,8 +358,10 @@ public:
 
 private:
   friend class h2_stream;
-  h2_client(std::shared_ptr<net::connection> conn, options opts);
+  h2_client(std::shared_ptr<net::connection> conn, options opts, bool to_app);
   void on_head(std::int32_t stream, const h2::head& h) override;
+  /// Streams name their service and instance (a peer's inbound), or not (an app).
+  const bool names_streams_;
   /// Streams opened and not yet submitted (their head is not written yet).
   std::size_t unsubmitted_ = 0;
 };

@@ -72,7 +72,8 @@ int with_command_line(const client_options& base, bool in_console,
   register_cmd->add_option("--port", register_svc.port, "where the instance listens")
       ->required()
       ->type_name("PORT");
-  register_cmd->add_option("--protocol", register_svc.protocol, "tcp or http (default tcp)")
+  register_cmd
+      ->add_option("--protocol", register_svc.protocol, "tcp, http or http2 (gRPC; default tcp)")
       ->type_name("");
   register_cmd->add_option("--tags", register_svc.tags, "comma-separated tags")->type_name("a,b");
   register_cmd->add_option("--version", register_svc.version, "the instance's version (splits)")

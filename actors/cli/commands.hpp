@@ -94,7 +94,7 @@ int run_routes(const client_options& opts);
 struct register_options {
   std::string name;           ///< --name: the service (required)
   std::string port;           ///< --port: where the instance listens (required)
-  std::string protocol;       ///< --protocol tcp|http
+  std::string protocol;       ///< --protocol tcp|http|http2 (grpc: http2)
   std::string tags;           ///< --tags a,b
   std::string version;        ///< --version v1
   std::string weight;         ///< --weight 100

@@ -357,12 +357,15 @@ bool refused_by_proxy(const stream_result& r) {
 
 /// An HTTP/2 server on 127.0.0.1:0 made of h2::session (role::server, default limits), one
 /// connection at a time, on one thread: answers each request, once its stream ended, with
-/// 200 and "ok <path> <request body bytes>", or for a path "/big/<n>" pattern(n); a
-/// protocol error gets the session's GOAWAY, then the connection closes. Checks the test
-/// client against the project's own HTTP/2 core, without a data plane.
+/// 200, `x-server: <name>` and "ok <path> <request body bytes>", or for a path "/big/<n>"
+/// pattern(n), or for a path "/grpc/..." as a gRPC server does: `content-type:
+/// application/grpc`, no length, the request's body as the response's, then trailers
+/// `grpc-status: 0`, `grpc-message: echoed`; a protocol error gets the session's GOAWAY,
+/// then the connection closes. Checks the test client against the project's own HTTP/2
+/// core, without a data plane; serves as an app that speaks HTTP/2 (decision 0025) too.
 class h2_session_server : private starling::proxy::h2::listener {
 public:
-  h2_session_server() {
+  explicit h2_session_server(std::string name = "h2") : name_(std::move(name)) {
     listen_fd_ = listen_loopback(port_);
     EXPECT_GE(listen_fd_, 0);
     thread_ = std::thread([this] { run(); });
@@ -377,14 +380,26 @@ public:
   h2_session_server& operator=(const h2_session_server&) = delete;
 
   [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+  /// Connections accepted so far.
+  [[nodiscard]] std::size_t connections() const { return connections_.load(); }
+  /// The regular fields of each request head received so far (lower-case names; repeats
+  /// joined with ", "), in order of arrival.
+  [[nodiscard]] std::vector<std::map<std::string, std::string>> requests() const {
+    std::lock_guard lock{mu_};
+    return requests_;
+  }
 
 private:
   struct stream {
     std::string path;
     std::size_t received = 0;
+    std::string body;     ///< what arrived, for a /grpc/ path
     std::string out;      ///< the response body
     std::size_t sent = 0; ///< bytes of `out` handed to the session
     bool answered = false;
+    bool grpc = false;
+    bool ended = false; ///< END_STREAM (with trailers for gRPC) submitted
   };
 
   void run() {
@@ -392,6 +407,7 @@ private:
       const int fd = accept_within(listen_fd_, 100ms, 20ms);
       if (fd < 0)
         continue;
+      ++connections_;
       h2::session s(h2::role::server, {}, *this);
       session_ = &s;
       serve(fd, s);
@@ -412,9 +428,16 @@ private:
         if (piece.empty())
           continue;
         const bool last = st.sent + piece.size() == st.out.size();
-        if (s.send_data(id, std::span<const char>(piece.data(), piece.size()), last) ==
+        if (s.send_data(id, std::span<const char>(piece.data(), piece.size()), last && !st.grpc) ==
             h2::errc::ok)
           st.sent += piece.size();
+      }
+      for (auto& [id, st] : streams_) {
+        if (!st.grpc || !st.answered || st.ended || st.sent != st.out.size())
+          continue;
+        const std::vector<h2::field> trailers{{"grpc-status", "0"}, {"grpc-message", "echoed"}};
+        EXPECT_EQ(s.end_stream(id, trailers), h2::errc::ok);
+        st.ended = true;
       }
       out.clear();
       s.take_output(out);
@@ -435,27 +458,52 @@ private:
   }
 
   void on_head(std::int32_t id, const h2::head& h) override {
-    streams_[id].path = std::string(h.path);
+    auto& st = streams_[id];
+    st.path = std::string(h.path);
+    st.grpc = st.path.starts_with("/grpc/");
+    std::map<std::string, std::string> fields;
+    for (const auto& f : h.fields) {
+      auto& v = fields[std::string(f.name)];
+      v += (v.empty() ? "" : ", ") + std::string(f.value);
+    }
+    std::lock_guard lock{mu_};
+    requests_.push_back(std::move(fields));
   }
   void on_data(std::int32_t id, std::span<const char> bytes) override {
-    streams_[id].received += bytes.size();
+    auto& st = streams_[id];
+    st.received += bytes.size();
+    if (st.grpc)
+      st.body.append(bytes.data(), bytes.size());
     session_->consumed(id, bytes.size());
   }
   void on_end(std::int32_t id) override {
     auto& st = streams_[id];
+    if (st.grpc) {
+      st.out = st.body;
+      const std::vector<h2::field> fields{
+          {":status", "200"}, {"content-type", "application/grpc"}, {"x-server", name_}};
+      EXPECT_EQ(session_->submit_response(id, fields, false), h2::errc::ok);
+      st.answered = true;
+      return;
+    }
     st.out = st.path.starts_with("/big/")
                  ? pattern(number(std::string_view{st.path}.substr(5)).value_or(0))
                  : "ok " + st.path + " " + std::to_string(st.received);
     const std::string length = std::to_string(st.out.size());
-    const std::vector<h2::field> fields{{":status", "200"}, {"content-length", length}};
+    const std::vector<h2::field> fields{
+        {":status", "200"}, {"content-length", length}, {"x-server", name_}};
     EXPECT_EQ(session_->submit_response(id, fields, st.out.empty()), h2::errc::ok);
     st.answered = true;
   }
   void on_reset(std::int32_t id, std::uint32_t /*code*/) override { streams_.erase(id); }
   void on_close(std::int32_t id) override { streams_.erase(id); }
 
+  const std::string name_;
   std::uint16_t port_ = 0;
   int listen_fd_ = -1;
+  std::atomic<std::size_t> connections_{0};
+  mutable std::mutex mu_;
+  std::vector<std::map<std::string, std::string>> requests_; ///< guarded by mu_
   std::atomic<bool> stop_{false};
   h2::session* session_ = nullptr;                   ///< the connection being served; server thread
   std::unordered_map<std::int32_t, stream> streams_; ///< server thread only
@@ -1228,6 +1276,183 @@ TEST(dataplane_h2, a_request_waiting_for_a_peer_connection_ends_with_the_stop) {
 // the churn; the crash, when the bug is back, ends this test binary. After each round no
 // descriptor of the data plane is left open: an accept that completed in the kernel just as
 // its listener closed made one that nobody took, and its client waited until its timeout.
+// ------------------------------------------------------------------ apps that speak HTTP/2
+
+// Decision 0025: an app's HTTP/2 connection (prior knowledge, as gRPC clients make it) to an
+// outbound listener is served stream by stream, each a request balanced on its own; an
+// instance registered as http2 gets its requests as streams of one connection.
+
+/// Node a's and node b's data planes, both serving `services`; a reaches b's inbound.
+struct two_nodes {
+  explicit two_nodes(sp::dataplane_options ao = options("a")) : a(start(std::move(ao))) {}
+  std::unique_ptr<sp::dataplane> a;
+  node_b b;
+  void apply(const std::vector<sg::service_view>& services) {
+    b.apply(services);
+    a->apply(config(services, {{"a", a->inbound_address()}, {"b", b.address()}}));
+    ASSERT_TRUE(eventually([&] { return a->stats().config_generation == 1; }));
+  }
+};
+
+/// A gRPC-like call's fields to an outbound listener (no x-starling-service: the listener
+/// names the service).
+std::vector<owned_field> grpc_fields(std::vector<owned_field> extra = {}) {
+  extra.emplace_back("content-type", "application/grpc");
+  extra.emplace_back("te", "trailers");
+  return request_fields("POST", "/grpc/echo.Echo/Say", "", std::move(extra));
+}
+
+TEST(dataplane_h2_apps, an_apps_calls_reach_an_http2_instance_on_a_peer_with_their_trailers) {
+  h2_session_server app("grpc-1");
+  two_nodes n;
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  h2_client c(outbound(*n.a, "echo"));
+  ASSERT_TRUE(c.connected());
+  std::vector<std::int32_t> ids;
+  for (int i = 0; i < 8; ++i) {
+    // The app's own names for the hop's fields are dropped: it cannot pick the service
+    // or instance through them.
+    const auto id = c.submit(
+        grpc_fields({{"x-starling-service", "other"}, {"x-starling-instance", "b/9/127.0.0.1:1"}}),
+        false);
+    ASSERT_NE(id, 0);
+    ASSERT_TRUE(c.send_data(id, "message-" + std::to_string(i), true));
+    ids.push_back(id);
+  }
+  ASSERT_TRUE(c.wait(ids));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto& r = c.result(ids[i]);
+    ASSERT_TRUE(is_whole(r)) << describe(r);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, "message-" + std::to_string(i));
+    EXPECT_EQ(field_of(r, "content-type"), "application/grpc");
+    EXPECT_EQ(field_of(r, "x-server"), "grpc-1");
+    ASSERT_TRUE(r.trailers.contains("grpc-status")) << "the trailers were lost on the way";
+    EXPECT_EQ(r.trailers.at("grpc-status"), "0");
+    EXPECT_EQ(r.trailers.at("grpc-message"), "echoed");
+  }
+  // Node b carried every call to the app on one HTTP/2 connection.
+  EXPECT_EQ(app.connections(), 1u);
+  const auto seen = app.requests();
+  ASSERT_EQ(seen.size(), 8u);
+  for (const auto& f : seen) {
+    EXPECT_EQ(f.count("te") ? f.at("te") : "", "trailers"); // gRPC servers require it
+    EXPECT_FALSE(f.contains("x-starling-service"));
+    EXPECT_FALSE(f.contains("x-starling-instance"));
+    EXPECT_EQ(f.count("x-forwarded-for") ? f.at("x-forwarded-for") : "", "127.0.0.1");
+    EXPECT_EQ(f.count("content-type") ? f.at("content-type") : "", "application/grpc");
+  }
+  const auto st = n.a->stats();
+  const auto* out = find_service(st, "echo");
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->responses_2xx, 8u);
+  EXPECT_EQ(st.outbound_connections, 1u); // one app connection, eight requests
+  const auto bst = n.b.dp->stats();
+  const auto* in = find_inbound(bst, "echo");
+  ASSERT_NE(in, nullptr);
+  EXPECT_EQ(in->responses_2xx, 8u);
+}
+
+TEST(dataplane_h2_apps, each_call_on_one_app_connection_is_balanced_on_its_own) {
+  h2_session_server one("grpc-1"), two("grpc-2");
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  two_nodes n(std::move(o));
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", one.port(), "", sg::service_protocol::http2),
+                        instance("b", "echo", "2", two.port(), "", sg::service_protocol::http2)})});
+  h2_client c(outbound(*n.a, "echo"));
+  ASSERT_TRUE(c.connected());
+  std::map<std::string, int> served;
+  for (int i = 0; i < 20; ++i) {
+    const auto id = c.exchange(grpc_fields());
+    ASSERT_NE(id, 0);
+    const auto& r = c.result(id);
+    ASSERT_TRUE(is_whole(r)) << describe(r);
+    ++served[field_of(r, "x-server")];
+  }
+  // Per connection (a tcp service), all twenty would have gone to one instance.
+  EXPECT_EQ(served["grpc-1"], 10);
+  EXPECT_EQ(served["grpc-2"], 10);
+  EXPECT_EQ(one.connections(), 1u);
+  EXPECT_EQ(two.connections(), 1u);
+}
+
+TEST(dataplane_h2_apps, an_apps_http2_connection_to_an_http1_service_is_served_request_by_request) {
+  app_backend web("web-1");
+  two_nodes n;
+  n.apply({service("web", {instance("b", "web", "1", web.port())})});
+  h2_client c(outbound(*n.a, "web"));
+  ASSERT_TRUE(c.connected());
+  const auto get = c.exchange(request_fields("GET", "/hello", ""));
+  ASSERT_NE(get, 0);
+  const auto& r = c.result(get);
+  ASSERT_TRUE(is_whole(r)) << describe(r);
+  EXPECT_EQ(r.status, 200);
+  const auto post = c.submit(request_fields("POST", "/up", ""), false);
+  ASSERT_TRUE(c.send_data(post, "hello body", true));
+  ASSERT_TRUE(c.wait(post));
+  EXPECT_EQ(c.result(post).status, 200);
+  const auto got = web.requests();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].target, "/hello");
+  EXPECT_EQ(got[1].body, "hello body");
+}
+
+TEST(dataplane_h2_apps, a_call_nobody_serves_gets_503_on_its_stream_and_the_connection_goes_on) {
+  h2_session_server app("grpc-1");
+  two_nodes n;
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2,
+                                 sg::health_status::failing)}),
+       service("live", {instance("b", "live", "1", app.port(), "", sg::service_protocol::http2)})});
+  h2_client c(outbound(*n.a, "echo"));
+  ASSERT_TRUE(c.connected());
+  const auto first = c.exchange(grpc_fields());
+  ASSERT_NE(first, 0);
+  EXPECT_EQ(c.result(first).status, 503);
+  EXPECT_EQ(field_of(c.result(first), "x-starling-error"), "no_upstream");
+  const auto second = c.exchange(grpc_fields());
+  ASSERT_NE(second, 0);
+  EXPECT_EQ(c.result(second).status, 503);
+  EXPECT_FALSE(c.peer_closed());
+  EXPECT_FALSE(c.goaway().has_value());
+  // A CONNECT on an HTTP service's listener is refused on its stream alone.
+  h2_client l(outbound(*n.a, "live"));
+  ASSERT_TRUE(l.connected());
+  const auto tunnel = l.exchange(tunnel_fields("live"));
+  ASSERT_NE(tunnel, 0);
+  EXPECT_TRUE(l.result(tunnel).reset.has_value()) << describe(l.result(tunnel));
+  const auto call = l.exchange(grpc_fields());
+  ASSERT_NE(call, 0);
+  EXPECT_TRUE(is_whole(l.result(call))) << describe(l.result(call));
+  EXPECT_EQ(l.result(call).status, 200);
+}
+
+TEST(dataplane_h2_apps,
+     a_local_http2_instance_that_is_down_is_a_connect_failure_retried_elsewhere) {
+  h2_session_server app("grpc-2");
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto a = start(std::move(o));
+  a->apply(config({service(
+      "echo", {instance("a", "echo", "1", dead_port(), "", sg::service_protocol::http2),
+               instance("a", "echo", "2", app.port(), "", sg::service_protocol::http2)})}));
+  h2_client c(outbound(*a, "echo"));
+  ASSERT_TRUE(c.connected());
+  for (int i = 0; i < 6; ++i) {
+    const auto id = c.exchange(request_fields("GET", "/ping", ""));
+    ASSERT_NE(id, 0);
+    const auto& r = c.result(id);
+    ASSERT_TRUE(is_whole(r)) << describe(r);
+    EXPECT_EQ(r.status, 200) << "call " << i;
+    EXPECT_EQ(field_of(r, "x-server"), "grpc-2");
+  }
+  EXPECT_GE(a->stats().upstream_connect_failures, 1u); // instance 1 was tried, and skipped
+  EXPECT_EQ(app.connections(), 1u);
+}
+
 TEST(dataplane_h2, stopping_while_peer_connections_churn_leaves_nothing_behind) {
   const auto open_descriptors = [] {
     std::size_t n = 0;
