@@ -9,7 +9,7 @@ packages=(
   libcaf-dev libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libasio-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libssl-dev libldns-dev liburing-dev libnghttp2-dev libedit2 node-llhttp prometheus curl dnsutils procps iproute2 nftables clang-format
-  nginx
+  nginx python3-grpcio
   clang libclang-rt-14-dev lld
 )
 if [[ "${1:-}" == "--bench" ]]; then

@@ -13,11 +13,14 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -202,6 +205,147 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
   const auto on_c = st::http_get(c.info.metrics, "/metrics");
   EXPECT_NE(on_c.find("starling_proxy_inbound_service_requests_total{service=\"api\"}"),
             std::string::npos);
+}
+
+/// A gRPC app (python3-grpcio, Debian's; scripts/install-deps.sh installs it): `serve NAME`
+/// serves echo.Echo (Say, a unary call answered "NAME:<request>" with the trailer
+/// `x-server: NAME`; Count, a server stream; Fail, NOT_FOUND) on 127.0.0.1:0 and prints
+/// the port; `call ADDRESS N` makes N concurrent Say calls, one Count and one Fail through
+/// ADDRESS and prints what came back as one JSON object.
+constexpr std::string_view grpc_app_py = R"py(# A gRPC app for Starling's integration test (python3-grpcio, generic handlers: the
+# messages are raw bytes, no generated code).
+#   serve NAME           serves echo.Echo on 127.0.0.1:0, prints the port, runs until killed
+#   call ADDRESS N       N concurrent Say calls, a Count stream and a Fail call through
+#                        ADDRESS; prints one JSON object with what came back
+import json
+import sys
+from concurrent import futures
+
+import grpc
+
+
+def serve(name):
+    def say(request, context):
+        context.set_trailing_metadata((("x-server", name),))
+        return name.encode() + b":" + request
+
+    def count(request, context):
+        for i in range(int(request)):
+            yield str(i).encode()
+
+    def fail(request, context):
+        context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+    handlers = {
+        "Say": grpc.unary_unary_rpc_method_handler(say),
+        "Count": grpc.unary_stream_rpc_method_handler(count),
+        "Fail": grpc.unary_unary_rpc_method_handler(fail),
+    }
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    server.wait_for_termination()
+
+
+def call(address, n):
+    out = {"ok": 0, "errors": [], "by_server": {}, "stream": [], "fail": None}
+    with grpc.insecure_channel(address) as channel:
+        say = channel.unary_unary("/echo.Echo/Say")
+        pending = [say.future(b"m%d" % i, timeout=10) for i in range(n)]
+        for i, f in enumerate(pending):
+            try:
+                body = f.result()
+                server, _, rest = body.decode().partition(":")
+                trailers = dict(f.trailing_metadata() or ())
+                if rest != "m%d" % i or trailers.get("x-server") != server:
+                    out["errors"].append("call %d: %r, trailers %r" % (i, body, trailers))
+                    continue
+                out["ok"] += 1
+                out["by_server"][server] = out["by_server"].get(server, 0) + 1
+            except grpc.RpcError as e:
+                out["errors"].append("call %d: %s %s" % (i, e.code().name, e.details()))
+        try:
+            stream = channel.unary_stream("/echo.Echo/Count")
+            out["stream"] = [m.decode() for m in stream(b"5", timeout=10)]
+        except grpc.RpcError as e:
+            out["errors"].append("stream: %s %s" % (e.code().name, e.details()))
+        try:
+            channel.unary_unary("/echo.Echo/Fail")(b"x", timeout=10)
+            out["errors"].append("fail: it succeeded")
+        except grpc.RpcError as e:
+            out["fail"] = {"code": e.code().name, "details": e.details()}
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(sys.argv[2])
+    else:
+        call(sys.argv[2], int(sys.argv[3]))
+)py";
+
+TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their_trailers) {
+  // Debian's Python, which has Debian's grpc module (another python3 on PATH may not).
+  const std::string python = "/usr/bin/python3";
+  if (!std::filesystem::exists(python) ||
+      procs_.spawn({python, "-c", "import grpc"}, "grpc-probe").wait(30s) != std::optional<int>{0})
+    GTEST_SKIP() << "no python3-grpcio (scripts/install-deps.sh installs it)";
+  const auto script = tmp_.path() / "grpc_app.py";
+  st::write_text(script, std::string{grpc_app_py});
+  start_mesh();
+  ASSERT_FALSE(HasFailure());
+  const auto& a = nodes_.at("a");
+  const auto& c = nodes_.at("c");
+  // Two gRPC servers behind c, registered as grpc (http2): c speaks HTTP/2 to them.
+  std::map<std::string, std::string> ports;
+  for (const std::string name : {"g1", "g2"}) {
+    auto& server = procs_.spawn({python, script.string(), "serve", name}, "grpc-" + name);
+    ASSERT_TRUE(st::poll_until(20s, [&] {
+      const auto out = server.stdout_text();
+      if (out.find('\n') == std::string::npos)
+        return false;
+      ports[name] = out.substr(0, out.find('\n'));
+      return true;
+    })) << "gRPC server " << name << " printed no port: " << server.stderr_text();
+    auto reg = st::run_cli({"register", "--name", "echo", "--id", name, "--port", ports[name],
+                            "--protocol", "grpc", "--admin", c.info.admin});
+    ASSERT_EQ(reg.exit_code, 0) << reg.err;
+  }
+  std::string outbound;
+  ASSERT_TRUE(st::poll_until(20s, [&] {
+    outbound = outbound_of(a, "echo");
+    return !outbound.empty() && routable_on(a, "echo") == 2;
+  })) << "a has no outbound listener for echo, or not both instances";
+  const auto services = st::cli_json({"services", "--json", "--admin", a.info.admin});
+  ASSERT_TRUE(services.has_value());
+  EXPECT_NE(services->dump().find("\"protocol\":\"http2\""), std::string::npos) << services->dump();
+
+  // 64 concurrent calls on the client's one HTTP/2 connection to a: each is balanced on
+  // its own, so both servers answer some (a connection-level balancer would send all 64 to
+  // one); every answer comes with its trailers (gRPC's status is one).
+  auto& client = procs_.spawn({python, script.string(), "call", outbound, "64"}, "grpc-call");
+  const auto code = client.wait(60s);
+  ASSERT_EQ(code, std::optional<int>{0}) << client.stderr_text();
+  const auto out = nlohmann::json::parse(client.stdout_text(), nullptr, false);
+  ASSERT_FALSE(out.is_discarded()) << client.stdout_text();
+  std::cout << "the gRPC client saw: " << out.dump() << "\n";
+  EXPECT_EQ(out.at("ok"), 64) << out.dump();
+  EXPECT_TRUE(out.at("errors").empty()) << out.dump();
+  const auto& by = out.at("by_server");
+  EXPECT_GT(by.value("g1", 0), 0) << out.dump();
+  EXPECT_GT(by.value("g2", 0), 0) << out.dump();
+  // A server stream arrives whole; a failed call's status (trailers only) reaches the caller.
+  EXPECT_EQ(out.at("stream"), nlohmann::json::parse(R"(["0","1","2","3","4"])")) << out.dump();
+  ASSERT_TRUE(out.at("fail").is_object()) << out.dump();
+  EXPECT_EQ(out.at("fail").at("code"), "NOT_FOUND") << out.dump();
+  EXPECT_EQ(out.at("fail").at("details"), "no such thing") << out.dump();
+  // The calls crossed the mesh: c's inbound served them.
+  EXPECT_TRUE(st::poll_until(10s, [&] {
+    const auto p = proxy_stats(c);
+    return p.is_object() && p.at("inbound_responses_2xx").get<std::uint64_t>() >= 66u;
+  })) << proxy_stats(c);
 }
 
 TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_another_pass) {
