@@ -890,10 +890,11 @@ public:
   // Registries (this thread only).
   /// The sessions of this worker: the first, then each one's next_client().
   client_session*& clients() { return clients_; }
-  /// Draining: each HTTP/2 connection from a peer says GOAWAY (h2_link::go_away).
+  /// Draining: each HTTP/2 connection from a peer says GOAWAY (h2_link::go_away); the
+  /// apps' own connections to outbound listeners go on.
   void go_away_inbound() {
     for (auto& [weak, from] : h2_links_)
-      if (auto s = weak.lock(); s && s->is_server() && s->is_open())
+      if (auto s = weak.lock(); s && s->is_server() && !s->is_app() && s->is_open())
         s->go_away();
   }
   /// An HTTP/2 connection from the peer `node` (empty without TLS): ban() and close_all()
@@ -3921,7 +3922,7 @@ void worker::h2_to(const target& t, h2_ready k) {
     o.http = options().limits;
     o.idle_timeout = options().idle_timeout; // as the pool's idle connections
     auto link = h2_client::make(conn, o, to_app);
-    adopt_h2(link, node);
+    adopt_h2(link, to_app ? std::string{} : node); // ban(node) closes a peer's, not an app's
     link->start();
     finish(h2_result::ok, link);
   };

@@ -247,7 +247,9 @@ std::shared_ptr<h2_server> h2_server::make_for_app(std::shared_ptr<net::connecti
 h2_server::h2_server(std::shared_ptr<net::connection> conn, options opts, name_check check,
                      stream_fn on_stream, std::string app_service)
     : h2_link(std::move(conn), h2::role::server, opts), check_(check),
-      on_stream_(std::move(on_stream)), app_service_(std::move(app_service)) {}
+      on_stream_(std::move(on_stream)), app_service_(std::move(app_service)) {
+  app_ = !app_service_.empty();
+}
 
 void h2_server::on_head(std::int32_t id, const h2::head& h) {
   ++opened_;
@@ -306,7 +308,9 @@ std::shared_ptr<h2_client> h2_client::make(std::shared_ptr<net::connection> conn
 }
 
 h2_client::h2_client(std::shared_ptr<net::connection> conn, options opts, bool to_app)
-    : h2_link(std::move(conn), h2::role::client, opts), names_streams_(!to_app) {}
+    : h2_link(std::move(conn), h2::role::client, opts), names_streams_(!to_app) {
+  app_ = to_app;
+}
 
 bool h2_client::usable() const {
   return is_open() && !failed_ && session_.can_submit() &&

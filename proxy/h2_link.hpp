@@ -250,6 +250,9 @@ public:
   /// the connection closes once the open streams have ended. A draining node's inbound.
   void go_away();
   [[nodiscard]] bool is_server() const { return server_; }
+  /// An app's connection (h2_server::make_for_app) or one to an app (h2_client's to_app),
+  /// not one between nodes.
+  [[nodiscard]] bool is_app() const { return app_; }
 
 protected:
   friend class h2_stream;
@@ -271,6 +274,8 @@ protected:
 
   std::shared_ptr<net::connection> conn_;
   const bool server_;
+  /// is_app(): set by the makers.
+  bool app_ = false;
   options opts_;
   h2::session session_;
   std::vector<char> rbuf_;

@@ -212,7 +212,8 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
 /// `x-server: NAME`; Count, a server stream; Fail, NOT_FOUND) on 127.0.0.1:0 and prints
 /// the port; `call ADDRESS N` makes N concurrent Say calls, one Count and one Fail through
 /// ADDRESS and prints what came back as one JSON object.
-constexpr std::string_view grpc_app_py = R"py(# A gRPC app for Starling's integration test (python3-grpcio, generic handlers: the
+constexpr std::string_view grpc_app_py =
+    R"py(# A gRPC app for Starling's integration test (python3-grpcio, generic handlers: the
 # messages are raw bytes, no generated code).
 #   serve NAME           serves echo.Echo on 127.0.0.1:0, prints the port, runs until killed
 #   call ADDRESS N       N concurrent Say calls, a Count stream and a Fail call through
@@ -302,13 +303,15 @@ TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their
   std::map<std::string, std::string> ports;
   for (const std::string name : {"g1", "g2"}) {
     auto& server = procs_.spawn({python, script.string(), "serve", name}, "grpc-" + name);
-    ASSERT_TRUE(st::poll_until(20s, [&] {
-      const auto out = server.stdout_text();
-      if (out.find('\n') == std::string::npos)
-        return false;
-      ports[name] = out.substr(0, out.find('\n'));
-      return true;
-    })) << "gRPC server " << name << " printed no port: " << server.stderr_text();
+    ASSERT_TRUE(st::poll_until(20s,
+                               [&] {
+                                 const auto out = server.stdout_text();
+                                 if (out.find('\n') == std::string::npos)
+                                   return false;
+                                 ports[name] = out.substr(0, out.find('\n'));
+                                 return true;
+                               }))
+        << "gRPC server " << name << " printed no port: " << server.stderr_text();
     auto reg = st::run_cli({"register", "--name", "echo", "--id", name, "--port", ports[name],
                             "--protocol", "grpc", "--admin", c.info.admin});
     ASSERT_EQ(reg.exit_code, 0) << reg.err;

@@ -1430,6 +1430,29 @@ TEST(dataplane_h2_apps, a_call_nobody_serves_gets_503_on_its_stream_and_the_conn
   EXPECT_EQ(l.result(call).status, 200);
 }
 
+TEST(dataplane_h2_apps, a_draining_node_keeps_serving_its_apps_http2_connections) {
+  h2_session_server app("grpc-1");
+  two_nodes n;
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  h2_client c(outbound(*n.a, "echo"));
+  ASSERT_TRUE(c.connected());
+  const auto before = c.exchange(grpc_fields());
+  ASSERT_NE(before, 0);
+  EXPECT_EQ(c.result(before).status, 200);
+  // Draining says GOAWAY to the peers' connections into a node, not to its own apps.
+  n.a->set_draining(true);
+  ASSERT_TRUE(n.a->draining());
+  for (int i = 0; i < 4; ++i) {
+    const auto id = c.exchange(grpc_fields());
+    ASSERT_NE(id, 0);
+    EXPECT_TRUE(is_whole(c.result(id))) << describe(c.result(id));
+    EXPECT_EQ(c.result(id).status, 200);
+  }
+  EXPECT_FALSE(c.goaway().has_value());
+  EXPECT_FALSE(c.peer_closed());
+}
+
 TEST(dataplane_h2_apps,
      a_local_http2_instance_that_is_down_is_a_connect_failure_retried_elsewhere) {
   h2_session_server app("grpc-2");
