@@ -2663,6 +2663,8 @@ private:
     bool counted = false;
     bool complete = false;     ///< The request parser returned its `complete` step.
     bool reading_body = false; ///< Buffering the body (the client read is pending).
+    /// Full duplex: the body is still being streamed while the response is read.
+    bool streaming_body = false;
     std::uint16_t status = 0;
     std::optional<http_error> generated;
     std::string version;
@@ -3006,12 +3008,30 @@ private:
   }
 
   /// The request's head and buffered body are with the upstream: the rest of its body
-  /// next, or its response.
+  /// next, or its response; both at once on an HTTP/2 stream (full_duplex).
   void request_sent() {
-    if (req_.buffered)
+    if (req_.buffered) {
       read_response();
-    else
+      return;
+    }
+    if (!full_duplex()) {
       stream_body();
+      return;
+    }
+    req_.streaming_body = true;
+    const auto id = attempt_;
+    stream_body();
+    if (id == attempt_ && up_)
+      read_response();
+  }
+
+  /// Whether a streamed request body and its response move at once: on a stream of an
+  /// HTTP/2 connection (an app's, or a peer's) and on a peer's HTTP/1.1 connection, as
+  /// gRPC's bidirectional calls need (the server answers each message as it comes). On an
+  /// app's HTTP/1.1 connection the response is read once the body has gone, as before (an
+  /// early answer there would close a connection the client is still sending on).
+  [[nodiscard]] bool full_duplex() const {
+    return (client_.h2 != nullptr || inbound_) && !req_.upgrade;
   }
 
   /// Streams the rest of a large or chunked request body to the upstream.
@@ -3020,13 +3040,29 @@ private:
       auto r = parser_.parse(std::span<const char>{cbuf_.data() + cpos_, cend_ - cpos_});
       if (r.status == parse_status::body) {
         cpos_ += r.consumed;
-        up_->s->write(r.body.data(), r.body.size(),
-                      after_upstream_write([](client_session& s) { s.stream_body(); }));
+        up_->s->write(
+            r.body.data(), r.body.size(),
+            [self = shared_from_this(), id = attempt_](const std::error_code& ec, std::size_t) {
+              if (id != self->attempt_)
+                return;
+              if (!ec) {
+                self->stream_body();
+              } else if (self->req_.streaming_body) {
+                // Full duplex: the upstream took no more (it answered early and
+                // closed, or reset the stream). No more body goes; its answer or
+                // its end, read meanwhile, decides how the request ends (the
+                // connection, its body cut, is not pooled: streaming_body stays).
+              } else {
+                self->on_try_failed(self->failure_of(ec), false);
+              }
+            });
         return;
       }
       cpos_ += r.consumed;
       if (r.status == parse_status::complete || r.status == parse_status::upgrade) {
         req_.complete = req_.complete || r.status == parse_status::complete;
+        if (std::exchange(req_.streaming_body, false))
+          return; // full duplex: the response is being read already
         read_response();
         return;
       }
@@ -3270,8 +3306,9 @@ private:
     end_attempt(req_.status >= 500 ? attempt_result::http_5xx : attempt_result::success,
                 {req_.status});
     auto c = std::move(up_);
+    // Not with a request body half sent (full duplex: the answer came first).
     if (c && c->parser.head().keep_alive && !c->parser.head().upgrade && c->s->is_open() &&
-        c->pos == c->end)
+        c->pos == c->end && !req_.streaming_body)
       w_.give_back(std::move(c));
     finish_request(req_.client_keep_alive && !(inbound_ && dp().is_draining()));
   }

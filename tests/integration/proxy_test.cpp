@@ -209,16 +209,20 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
 
 /// A gRPC app (python3-grpcio, Debian's; scripts/install-deps.sh installs it): `serve NAME`
 /// serves echo.Echo (Say, a unary call answered "NAME:<request>" with the trailer
-/// `x-server: NAME`; Count, a server stream; Fail, NOT_FOUND) on 127.0.0.1:0 and prints
-/// the port; `call ADDRESS N` makes N concurrent Say calls, one Count and one Fail through
-/// ADDRESS and prints what came back as one JSON object.
+/// `x-server: NAME`; Count, a server stream; Chat, a bidirectional stream answering each
+/// message as it comes; Fail, NOT_FOUND) on 127.0.0.1:0 and prints the port; `call ADDRESS
+/// N` makes N concurrent Say calls, one Count, one Chat (ping-pong: each message sent once
+/// the last one's answer came) and one Fail through ADDRESS and prints what came back as
+/// one JSON object.
 constexpr std::string_view grpc_app_py =
     R"py(# A gRPC app for Starling's integration test (python3-grpcio, generic handlers: the
 # messages are raw bytes, no generated code).
 #   serve NAME           serves echo.Echo on 127.0.0.1:0, prints the port, runs until killed
-#   call ADDRESS N       N concurrent Say calls, a Count stream and a Fail call through
-#                        ADDRESS; prints one JSON object with what came back
+#   call ADDRESS N       N concurrent Say calls, a Count stream, a Chat (each message
+#                        sent once the answer to the one before came back) and a Fail call
+#                        through ADDRESS; prints one JSON object with what came back
 import json
+import queue
 import sys
 from concurrent import futures
 
@@ -234,12 +238,17 @@ def serve(name):
         for i in range(int(request)):
             yield str(i).encode()
 
+    def chat(requests, context):
+        for message in requests:
+            yield name.encode() + b":" + message
+
     def fail(request, context):
         context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
 
     handlers = {
         "Say": grpc.unary_unary_rpc_method_handler(say),
         "Count": grpc.unary_stream_rpc_method_handler(count),
+        "Chat": grpc.stream_stream_rpc_method_handler(chat),
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -251,7 +260,7 @@ def serve(name):
 
 
 def call(address, n):
-    out = {"ok": 0, "errors": [], "by_server": {}, "stream": [], "fail": None}
+    out = {"ok": 0, "errors": [], "by_server": {}, "stream": [], "chat": [], "fail": None}
     with grpc.insecure_channel(address) as channel:
         say = channel.unary_unary("/echo.Echo/Say")
         pending = [say.future(b"m%d" % i, timeout=10) for i in range(n)]
@@ -272,6 +281,23 @@ def call(address, n):
             out["stream"] = [m.decode() for m in stream(b"5", timeout=10)]
         except grpc.RpcError as e:
             out["errors"].append("stream: %s %s" % (e.code().name, e.details()))
+        try:
+            # Ping-pong: the next message goes only once the answer to the last one came,
+            # so the call needs both directions open at once.
+            outgoing = queue.Queue()
+
+            def messages():
+                while (m := outgoing.get()) is not None:
+                    yield m
+
+            answers = channel.stream_stream("/echo.Echo/Chat")(messages(), timeout=10)
+            for i in range(3):
+                outgoing.put(b"ping%d" % i)
+                out["chat"].append(next(answers).decode())
+            outgoing.put(None)
+            out["chat"] += [m.decode() for m in answers]
+        except grpc.RpcError as e:
+            out["errors"].append("chat: %s %s" % (e.code().name, e.details()))
         try:
             channel.unary_unary("/echo.Echo/Fail")(b"x", timeout=10)
             out["errors"].append("fail: it succeeded")
@@ -341,13 +367,20 @@ TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their
   EXPECT_GT(by.value("g2", 0), 0) << out.dump();
   // A server stream arrives whole; a failed call's status (trailers only) reaches the caller.
   EXPECT_EQ(out.at("stream"), nlohmann::json::parse(R"(["0","1","2","3","4"])")) << out.dump();
+  // A bidirectional call in ping-pong: both directions open at once across both hops.
+  ASSERT_EQ(out.at("chat").size(), 3u) << out.dump();
+  for (int i = 0; i < 3; ++i) {
+    const auto answer = out.at("chat").at(static_cast<std::size_t>(i)).get<std::string>();
+    EXPECT_TRUE(answer == "g1:ping" + std::to_string(i) || answer == "g2:ping" + std::to_string(i))
+        << out.dump();
+  }
   ASSERT_TRUE(out.at("fail").is_object()) << out.dump();
   EXPECT_EQ(out.at("fail").at("code"), "NOT_FOUND") << out.dump();
   EXPECT_EQ(out.at("fail").at("details"), "no such thing") << out.dump();
   // The calls crossed the mesh: c's inbound served them.
   EXPECT_TRUE(st::poll_until(10s, [&] {
     const auto p = proxy_stats(c);
-    return p.is_object() && p.at("inbound_responses_2xx").get<std::uint64_t>() >= 66u;
+    return p.is_object() && p.at("inbound_responses_2xx").get<std::uint64_t>() >= 67u;
   })) << proxy_stats(c);
 }
 

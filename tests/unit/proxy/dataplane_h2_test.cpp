@@ -358,9 +358,10 @@ bool refused_by_proxy(const stream_result& r) {
 /// An HTTP/2 server on 127.0.0.1:0 made of h2::session (role::server, default limits), one
 /// connection at a time, on one thread: answers each request, once its stream ended, with
 /// 200, `x-server: <name>` and "ok <path> <request body bytes>", or for a path "/big/<n>"
-/// pattern(n), or for a path "/grpc/..." as a gRPC server does: `content-type:
-/// application/grpc`, no length, the request's body as the response's, then trailers
-/// `grpc-status: 0`, `grpc-message: echoed`; a protocol error gets the session's GOAWAY,
+/// pattern(n), or for a path "/grpc/..." as a gRPC server does: at once `content-type:
+/// application/grpc` and no length, then each DATA of the request echoed as it arrives (a
+/// bidirectional call), and once the request ended, trailers `grpc-status: 0`,
+/// `grpc-message: echoed`; a protocol error gets the session's GOAWAY,
 /// then the connection closes. Checks the test client against the project's own HTTP/2
 /// core, without a data plane; serves as an app that speaks HTTP/2 (decision 0025) too.
 class h2_session_server : private starling::proxy::h2::listener {
@@ -394,12 +395,12 @@ private:
   struct stream {
     std::string path;
     std::size_t received = 0;
-    std::string body;     ///< what arrived, for a /grpc/ path
     std::string out;      ///< the response body
     std::size_t sent = 0; ///< bytes of `out` handed to the session
     bool answered = false;
     bool grpc = false;
-    bool ended = false; ///< END_STREAM (with trailers for gRPC) submitted
+    bool peer_ended = false; ///< gRPC: the request ended
+    bool ended = false;      ///< gRPC: END_STREAM (with trailers) submitted
   };
 
   void run() {
@@ -433,7 +434,7 @@ private:
           st.sent += piece.size();
       }
       for (auto& [id, st] : streams_) {
-        if (!st.grpc || !st.answered || st.ended || st.sent != st.out.size())
+        if (!st.grpc || !st.peer_ended || st.ended || st.sent != st.out.size())
           continue;
         const std::vector<h2::field> trailers{{"grpc-status", "0"}, {"grpc-message", "echoed"}};
         EXPECT_EQ(s.end_stream(id, trailers), h2::errc::ok);
@@ -466,24 +467,28 @@ private:
       auto& v = fields[std::string(f.name)];
       v += (v.empty() ? "" : ", ") + std::string(f.value);
     }
-    std::lock_guard lock{mu_};
-    requests_.push_back(std::move(fields));
+    {
+      std::lock_guard lock{mu_};
+      requests_.push_back(std::move(fields));
+    }
+    if (st.grpc) {
+      const std::vector<h2::field> response{
+          {":status", "200"}, {"content-type", "application/grpc"}, {"x-server", name_}};
+      EXPECT_EQ(session_->submit_response(id, response, false), h2::errc::ok);
+      st.answered = true;
+    }
   }
   void on_data(std::int32_t id, std::span<const char> bytes) override {
     auto& st = streams_[id];
     st.received += bytes.size();
     if (st.grpc)
-      st.body.append(bytes.data(), bytes.size());
+      st.out.append(bytes.data(), bytes.size());
     session_->consumed(id, bytes.size());
   }
   void on_end(std::int32_t id) override {
     auto& st = streams_[id];
     if (st.grpc) {
-      st.out = st.body;
-      const std::vector<h2::field> fields{
-          {":status", "200"}, {"content-type", "application/grpc"}, {"x-server", name_}};
-      EXPECT_EQ(session_->submit_response(id, fields, false), h2::errc::ok);
-      st.answered = true;
+      st.peer_ended = true;
       return;
     }
     st.out = st.path.starts_with("/big/")
@@ -1352,6 +1357,40 @@ TEST(dataplane_h2_apps, an_apps_calls_reach_an_http2_instance_on_a_peer_with_the
   const auto* in = find_inbound(bst, "echo");
   ASSERT_NE(in, nullptr);
   EXPECT_EQ(in->responses_2xx, 8u);
+}
+
+TEST(dataplane_h2_apps, a_bidirectional_call_gets_each_answer_before_it_sends_the_next_message) {
+  h2_session_server app("grpc-1");
+  two_nodes n;
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  // Each wait below is bounded by 3 s: with a request body streamed before the response is
+  // read (half duplex), the first answer never comes while the call is open.
+  h2_client c(outbound(*n.a, "echo"), 3s);
+  ASSERT_TRUE(c.connected());
+  const auto id = c.submit(grpc_fields(), false);
+  ASSERT_NE(id, 0);
+  std::string sent;
+  for (int i = 0; i < 4; ++i) {
+    const auto message = "ping-" + std::to_string(i) + ";";
+    ASSERT_TRUE(c.send_data(id, message, false));
+    sent += message;
+    ASSERT_TRUE(c.wait_for([&] { return c.result(id).body == sent; }))
+        << "message " << i << " got no answer while the call is open: " << describe(c.result(id));
+    EXPECT_EQ(c.result(id).status, 200);
+    EXPECT_FALSE(c.result(id).ended);
+  }
+  ASSERT_TRUE(c.send_data(id, "", true)); // the client's half-close
+  ASSERT_TRUE(c.wait(id));
+  const auto& r = c.result(id);
+  ASSERT_TRUE(is_whole(r)) << describe(r);
+  EXPECT_EQ(r.body, sent);
+  ASSERT_TRUE(r.trailers.contains("grpc-status"));
+  EXPECT_EQ(r.trailers.at("grpc-status"), "0");
+  // A second call on the same connection after it.
+  const auto next = c.exchange(grpc_fields());
+  ASSERT_NE(next, 0);
+  EXPECT_TRUE(is_whole(c.result(next))) << describe(c.result(next));
 }
 
 TEST(dataplane_h2_apps, each_call_on_one_app_connection_is_balanced_on_its_own) {
