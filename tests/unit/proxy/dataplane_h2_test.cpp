@@ -1299,6 +1299,17 @@ struct two_nodes {
   }
 };
 
+/// One gRPC-like app ("grpc-1") behind node b, the only instance of the http2 service
+/// "echo" that both nodes serve.
+struct echo_behind_b {
+  echo_behind_b() {
+    n.apply({service("echo",
+                     {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  }
+  h2_session_server app{"grpc-1"};
+  two_nodes n;
+};
+
 /// A gRPC-like call's fields to an outbound listener (no x-starling-service: the listener
 /// names the service).
 std::vector<owned_field> grpc_fields(std::vector<owned_field> extra = {}) {
@@ -1308,10 +1319,9 @@ std::vector<owned_field> grpc_fields(std::vector<owned_field> extra = {}) {
 }
 
 TEST(dataplane_h2_apps, an_apps_calls_reach_an_http2_instance_on_a_peer_with_their_trailers) {
-  h2_session_server app("grpc-1");
-  two_nodes n;
-  n.apply(
-      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  echo_behind_b e;
+  auto& n = e.n;
+  auto& app = e.app;
   h2_client c(outbound(*n.a, "echo"));
   ASSERT_TRUE(c.connected());
   std::vector<std::int32_t> ids;
@@ -1360,10 +1370,8 @@ TEST(dataplane_h2_apps, an_apps_calls_reach_an_http2_instance_on_a_peer_with_the
 }
 
 TEST(dataplane_h2_apps, a_bidirectional_call_gets_each_answer_before_it_sends_the_next_message) {
-  h2_session_server app("grpc-1");
-  two_nodes n;
-  n.apply(
-      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  echo_behind_b e;
+  auto& n = e.n;
   // Each wait below is bounded by 3 s: with a request body streamed before the response is
   // read (half duplex), the first answer never comes while the call is open.
   h2_client c(outbound(*n.a, "echo"), 3s);
@@ -1470,10 +1478,8 @@ TEST(dataplane_h2_apps, a_call_nobody_serves_gets_503_on_its_stream_and_the_conn
 }
 
 TEST(dataplane_h2_apps, a_draining_node_keeps_serving_its_apps_http2_connections) {
-  h2_session_server app("grpc-1");
-  two_nodes n;
-  n.apply(
-      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  echo_behind_b e;
+  auto& n = e.n;
   h2_client c(outbound(*n.a, "echo"));
   ASSERT_TRUE(c.connected());
   const auto before = c.exchange(grpc_fields());
