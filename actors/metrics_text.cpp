@@ -215,6 +215,10 @@ void add_proxy(families& out, const proxy::dataplane_stats& p) {
             s.requests);
     classes("starling_proxy_service_responses_total",
             "HTTP responses to this node's clients, by service and status class.", svc, s);
+    counter("starling_proxy_service_grpc_failures_total",
+            "gRPC calls of this node's clients answered with a status other than OK (HTTP 200s "
+            "among the responses), by service.",
+            svc, s.grpc_failures);
     counter("starling_proxy_service_retries_total", "Retries made, by service.", svc, s.retries);
     counter("starling_proxy_service_retries_refused_total",
             "Retries the retry budget refused, by service.", svc, s.retries_refused);
@@ -243,6 +247,10 @@ void add_proxy(families& out, const proxy::dataplane_stats& p) {
             "HTTP responses of this node's inbound proxy to its callers, by service and status "
             "class.",
             svc, s);
+    counter("starling_proxy_inbound_service_grpc_failures_total",
+            "gRPC calls this node's inbound proxy served with a status other than OK, by "
+            "service.",
+            svc, s.grpc_failures);
     counter("starling_proxy_inbound_service_received_bytes_total",
             "Bytes from callers through this node's inbound proxy, by service.", svc, s.bytes_in);
     counter("starling_proxy_inbound_service_sent_bytes_total",
@@ -261,6 +269,10 @@ void add_proxy(families& out, const proxy::dataplane_stats& p) {
             who, i.requests);
     classes("starling_proxy_instance_responses_total",
             "Responses of an instance to this node's outbound proxy, by status class.", who, i);
+    counter("starling_proxy_instance_grpc_failures_total",
+            "gRPC calls an instance answered this node's outbound proxy with a status other "
+            "than OK.",
+            who, i.grpc_failures);
     const std::string failures = "starling_proxy_instance_failures_total";
     const std::string help = "Attempts to an instance that got no response, by reason "
                              "(connect_failure, reset, timeout).";

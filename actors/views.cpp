@@ -111,9 +111,13 @@ std::string proxy_services_json(const proxy::dataplane_stats& st) {
             {"responses_2xx", s.responses_2xx},
             {"responses_3xx", s.responses_3xx},
             {"responses_4xx", s.responses_4xx},
-            {"responses_5xx", s.responses_5xx}};
+            {"responses_5xx", s.responses_5xx},
+            {"grpc_failures", s.grpc_failures}};
     const auto answered = s.responses_2xx + s.responses_3xx + s.responses_4xx + s.responses_5xx;
-    o["success_rate"] = rate(answered - s.responses_5xx, answered);
+    // A failed gRPC call is an HTTP 200 with a status other than OK: a failure (as Linkerd
+    // counts it).
+    const auto failed = s.responses_5xx + std::min(s.grpc_failures, s.responses_2xx);
+    o["success_rate"] = rate(answered - failed, answered);
     latency(o, s);
     if (outbound) {
       o["retries"] = s.retries;
@@ -141,10 +145,13 @@ std::string proxy_services_json(const proxy::dataplane_stats& st) {
             {"responses_3xx", i.responses_3xx},
             {"responses_4xx", i.responses_4xx},
             {"responses_5xx", i.responses_5xx},
+            {"grpc_failures", i.grpc_failures},
             {"connect_failures", i.connect_failures},
             {"resets", i.resets},
             {"timeouts", i.timeouts}};
-    o["success_rate"] = rate(i.responses_2xx + i.responses_3xx + i.responses_4xx, i.requests);
+    o["success_rate"] = rate(i.responses_2xx - std::min(i.grpc_failures, i.responses_2xx) +
+                                 i.responses_3xx + i.responses_4xx,
+                             i.requests);
     latency(o, i);
     out["instances"].push_back(std::move(o));
   }

@@ -33,6 +33,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -57,6 +58,7 @@
 #include "proxy.pb.h"
 #include "proxy/circuit_breaker.hpp"
 #include "proxy/h2_link.hpp"
+#include "proxy/http_text.hpp"
 #include "proxy/outlier.hpp"
 #include "proxy/recycling_allocator.hpp"
 #include "proxy/retry_budget.hpp"
@@ -358,7 +360,7 @@ struct byte_stream {
 
 /// Counters of one service on one worker. Written by the worker (relaxed), read by stats().
 struct service_counters {
-  std::atomic<std::uint64_t> requests{0}, r2{0}, r3{0}, r4{0}, r5{0}, retries{0},
+  std::atomic<std::uint64_t> requests{0}, r2{0}, r3{0}, r4{0}, r5{0}, grpc_failures{0}, retries{0},
       retries_refused{0}, timeouts{0}, breaker_refused{0}, ejections{0}, bytes_in{0}, bytes_out{0},
       latency_sum_ns{0};
   std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1> latency{};
@@ -368,8 +370,8 @@ struct service_counters {
 /// Written by the worker (relaxed), read by stats(); the names are fixed at creation.
 struct instance_counters {
   std::string service, instance, node;
-  std::atomic<std::uint64_t> requests{0}, r2{0}, r3{0}, r4{0}, r5{0}, connect_failures{0},
-      resets{0}, timeouts{0}, latency_sum_ns{0};
+  std::atomic<std::uint64_t> requests{0}, r2{0}, r3{0}, r4{0}, r5{0}, grpc_failures{0},
+      connect_failures{0}, resets{0}, timeouts{0}, latency_sum_ns{0};
   std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1> latency{};
   /// worker::rebuild's count when an endpoint of the config last named it.
   std::uint64_t seen = 0;
@@ -389,11 +391,13 @@ void observe(std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1>& 
 }
 
 /// How an attempt to an instance ended, for its counters: the upstream's response status,
-/// or 0 and why no response came (`none`: a TCP connection that ended normally).
+/// or 0 and why no response came (`none`: a TCP connection that ended normally); and
+/// whether it was a gRPC call whose status was not OK (grpc_failed).
 struct try_end {
   enum class failure : std::uint8_t { none, connect, reset, timeout };
   std::uint16_t status = 0;
   failure why = failure::reset;
+  bool grpc_failure = false;
 };
 
 /// Counters of one worker (relaxed atomics; summed by stats()).
@@ -1558,6 +1562,7 @@ public:
         s.responses_3xx += load(sc.r3);
         s.responses_4xx += load(sc.r4);
         s.responses_5xx += load(sc.r5);
+        s.grpc_failures += load(sc.grpc_failures);
         s.retries += load(sc.retries);
         s.retries_refused += load(sc.retries_refused);
         s.timeouts += load(sc.timeouts);
@@ -1578,6 +1583,7 @@ public:
         s.responses_3xx += load(ic.r3);
         s.responses_4xx += load(ic.r4);
         s.responses_5xx += load(ic.r5);
+        s.grpc_failures += load(ic.grpc_failures);
         s.connect_failures += load(ic.connect_failures);
         s.resets += load(ic.resets);
         s.timeouts += load(ic.timeouts);
@@ -2037,9 +2043,11 @@ public:
       tunnel_->abort();
     if (up_)
       up_->s->close();
+    // A peer's connection goes whole (a banned peer, the data plane stopping); of an app's
+    // HTTP/2 connection, this stream alone (its calls to other nodes go on).
     if (client_.h2 && inbound_)
-      client_.h2->close_connection(); // a banned peer, or the data plane stopping
-    client_->close();                 // an app's stream: its other streams may go elsewhere
+      client_.h2->close_connection();
+    client_->close();
     cancel_timers();
   }
 
@@ -2666,6 +2674,9 @@ private:
     /// Full duplex: the body is still being streamed while the response is read.
     bool streaming_body = false;
     std::uint16_t status = 0;
+    /// A gRPC answer's status (grpc_status_of), when the response was one and it could be
+    /// seen.
+    std::optional<std::uint16_t> grpc_status;
     std::optional<http_error> generated;
     std::string version;
     /// Endpoints a failed try of this request went to: a retry picks another if it can.
@@ -3303,14 +3314,43 @@ private:
 
   void on_response_complete() {
     ++attempt_;
+    if (up_)
+      req_.grpc_status = grpc_status_of(*up_);
+    const bool grpc_failure = req_.grpc_status && *req_.grpc_status != 0;
     end_attempt(req_.status >= 500 ? attempt_result::http_5xx : attempt_result::success,
-                {req_.status});
+                {req_.status, try_end::failure::none, grpc_failure});
     auto c = std::move(up_);
     // Not with a request body half sent (full duplex: the answer came first).
     if (c && c->parser.head().keep_alive && !c->parser.head().upgrade && c->s->is_open() &&
         c->pos == c->end && !req_.streaming_body)
       w_.give_back(std::move(c));
     finish_request(req_.client_keep_alive && !(inbound_ && dp().is_draining()));
+  }
+
+  /// The status of the gRPC call `c` answered (decision 0025): when the response is one
+  /// (content-type application/grpc, or application/grpc+proto and the like), its
+  /// grpc-status from a trailers-only head, else from the trailers an HTTP/2 stream saw; a
+  /// gRPC answer that ended without any is INTERNAL (13), as gRPC clients read it. Nothing
+  /// for another response, or where the trailers passed unseen (in a chunked body over an
+  /// HTTP/1.1 hop).
+  static std::optional<std::uint16_t> grpc_status_of(const upstream_conn& c) {
+    const auto& h = c.parser.head();
+    const auto* type = h.find("content-type");
+    static constexpr std::string_view grpc = "application/grpc";
+    if (type == nullptr || !text::iequals(type->value.substr(0, grpc.size()), grpc) ||
+        (type->value.size() > grpc.size() && type->value[grpc.size()] != '+' &&
+         type->value[grpc.size()] != ';'))
+      return std::nullopt;
+    if (const auto* f = h.find("grpc-status")) {
+      unsigned v = 0;
+      const auto* end = f->value.data() + f->value.size();
+      const auto r = std::from_chars(f->value.data(), end, v);
+      return r.ec == std::errc{} && r.ptr == end && v <= 999 ? static_cast<std::uint16_t>(v)
+                                                             : std::uint16_t{2};
+    }
+    if (!c.s.h2)
+      return std::nullopt;
+    return c.s.h2->grpc_status().value_or(13);
   }
 
   /// Ends the current attempt's bookkeeping (balancer, breaker, outlier, the instance's
@@ -3343,6 +3383,8 @@ private:
     bump(c.requests);
     if (how.status != 0)
       count_status(c, how.status);
+    if (how.grpc_failure)
+      bump(c.grpc_failures);
     else if (how.why == try_end::failure::connect)
       bump(c.connect_failures);
     else if (how.why == try_end::failure::timeout)
@@ -3498,6 +3540,8 @@ private:
       return;
     auto st = req_.status;
     count_status(sc(), st);
+    if (req_.grpc_status && *req_.grpc_status != 0)
+      bump(sc().grpc_failures);
     auto d = w_.io().now() - req_.started;
     record_latency(d);
     if (!inbound_ && w_.options().access_log && w_.rng().unit() < w_.options().access_log_sample)
@@ -3530,6 +3574,10 @@ private:
       json_escape(req->path, line);
       line += "\",\"status\":";
       line += std::to_string(status);
+      if (req->grpc_status) {
+        line += ",\"grpc_status\":";
+        line += std::to_string(*req->grpc_status);
+      }
     } else {
       line += "\",\"protocol\":\"tcp\"";
     }

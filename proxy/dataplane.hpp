@@ -208,6 +208,11 @@ struct service_stats {
   std::uint64_t responses_3xx = 0;
   std::uint64_t responses_4xx = 0;
   std::uint64_t responses_5xx = 0;
+  /// gRPC calls (among the 2xx, as gRPC answers in HTTP 200) whose status was not OK: a
+  /// grpc-status other than 0 in the trailers or a trailers-only head, or none at all
+  /// (decision 0025). Counted where the trailers are seen: on HTTP/2 (not through an
+  /// HTTP/1.1 hop between nodes).
+  std::uint64_t grpc_failures = 0;
   std::uint64_t retries = 0;
   std::uint64_t retries_refused = 0; ///< the budget said no
   std::uint64_t timeouts = 0;
@@ -234,6 +239,8 @@ struct instance_stats {
   std::uint64_t responses_3xx = 0;
   std::uint64_t responses_4xx = 0;
   std::uint64_t responses_5xx = 0;
+  /// Attempts answered with a gRPC status other than OK (as service_stats::grpc_failures).
+  std::uint64_t grpc_failures = 0;
   /// Attempts that got no response: no connection (refused, connect timeout, failed
   /// handshake; also a peer proxy's 503 for a request no app saw), ...
   std::uint64_t connect_failures = 0;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 
 #include "proxy/recycling_allocator.hpp"
@@ -507,6 +508,16 @@ void h2_stream::on_data(std::span<const char> bytes) {
 }
 
 void h2_stream::on_trailers(std::span<const h2::field> fields) {
+  if (client_)
+    for (const auto& f : fields)
+      if (f.name == "grpc-status") {
+        unsigned v = 0;
+        const auto* end = f.value.data() + f.value.size();
+        const auto r = std::from_chars(f.value.data(), end, v);
+        grpc_status_ = r.ec == std::errc{} && r.ptr == end && v <= 999
+                           ? static_cast<std::uint16_t>(v)
+                           : std::uint16_t{2}; // UNKNOWN
+      }
   if (!chunked_in_)
     return; // a body with a length has nowhere to carry trailers in HTTP/1.1
   const auto before = in_.size();

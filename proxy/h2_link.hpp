@@ -118,6 +118,10 @@ public:
   /// the session neither reads it as bytes nor splits it again; `r` is what adopt_head
   /// returned. False, with nothing done, when no such head waits: read the stream as bytes.
   bool take_head(http1_parser& p, parse_result& r);
+  /// Client: the grpc-status field of the response's trailers, once they came (a gRPC
+  /// call's status, decision 0025; a trailers-only answer has it in its head instead):
+  /// 0 is OK, a value that is not a number from 0 to 999 reads as 2 (UNKNOWN).
+  [[nodiscard]] std::optional<std::uint16_t> grpc_status() const { return grpc_status_; }
   /// The loop the stream's connection runs on.
   [[nodiscard]] net::loop& io();
   /// Closes the whole connection (a banned peer, the data plane stopping).
@@ -175,6 +179,8 @@ private:
   bool established_ = false;
   /// Client tunnel: open_tunnel's handler, until the peer answers.
   io_handler tunnel_handler_;
+  /// Client: grpc_status().
+  std::optional<std::uint16_t> grpc_status_;
 
   /// The peer's message (head, then body) not yet read: in_[in_pos_, end).
   std::string in_;

@@ -382,6 +382,21 @@ TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their
     const auto p = proxy_stats(c);
     return p.is_object() && p.at("inbound_responses_2xx").get<std::uint64_t>() >= 67u;
   })) << proxy_stats(c);
+  // The failed call is an HTTP 200 whose gRPC status is NOT_FOUND: counted as a failure,
+  // in `stats --json` and /metrics.
+  const auto detail = st::cli_json({"stats", "--json", "--admin", a.info.admin});
+  ASSERT_TRUE(detail && detail->contains("proxy_services")) << (detail ? detail->dump() : "");
+  nlohmann::json echo;
+  for (const auto& s : detail->at("proxy_services").at("outbound"))
+    if (s.at("service") == "echo")
+      echo = s;
+  ASSERT_TRUE(echo.is_object()) << detail->dump();
+  EXPECT_EQ(echo.at("responses_2xx"), 67) << echo;
+  EXPECT_EQ(echo.at("grpc_failures"), 1) << echo;
+  EXPECT_LT(echo.at("success_rate").get<double>(), 1.0) << echo;
+  const auto metrics = st::http_get(a.info.metrics, "/metrics");
+  EXPECT_NE(metrics.find("starling_proxy_service_grpc_failures_total{service=\"echo\"} 1\n"),
+            std::string::npos);
 }
 
 TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_another_pass) {

@@ -361,7 +361,9 @@ bool refused_by_proxy(const stream_result& r) {
 /// pattern(n), or for a path "/grpc/..." as a gRPC server does: at once `content-type:
 /// application/grpc` and no length, then each DATA of the request echoed as it arrives (a
 /// bidirectional call), and once the request ended, trailers `grpc-status: 0`,
-/// `grpc-message: echoed`; a protocol error gets the session's GOAWAY,
+/// `grpc-message: echoed` (`grpc-status: 5` for a path ending in "/Fail"; a path ending in
+/// "/Unavailable" gets a trailers-only answer at once, `grpc-status: 14`); a protocol error
+/// gets the session's GOAWAY,
 /// then the connection closes. Checks the test client against the project's own HTTP/2
 /// core, without a data plane; serves as an app that speaks HTTP/2 (decision 0025) too.
 class h2_session_server : private starling::proxy::h2::listener {
@@ -399,6 +401,7 @@ private:
     std::size_t sent = 0; ///< bytes of `out` handed to the session
     bool answered = false;
     bool grpc = false;
+    bool fail = false;       ///< gRPC: answer NOT_FOUND
     bool peer_ended = false; ///< gRPC: the request ended
     bool ended = false;      ///< gRPC: END_STREAM (with trailers) submitted
   };
@@ -436,7 +439,9 @@ private:
       for (auto& [id, st] : streams_) {
         if (!st.grpc || !st.peer_ended || st.ended || st.sent != st.out.size())
           continue;
-        const std::vector<h2::field> trailers{{"grpc-status", "0"}, {"grpc-message", "echoed"}};
+        const std::vector<h2::field> trailers{
+            {"grpc-status", st.fail ? "5" : "0"},
+            {"grpc-message", st.fail ? "no such thing" : "echoed"}};
         EXPECT_EQ(s.end_stream(id, trailers), h2::errc::ok);
         st.ended = true;
       }
@@ -471,7 +476,15 @@ private:
       std::lock_guard lock{mu_};
       requests_.push_back(std::move(fields));
     }
-    if (st.grpc) {
+    if (st.grpc && st.path.ends_with("/Unavailable")) {
+      const std::vector<h2::field> only{{":status", "200"},
+                                        {"content-type", "application/grpc"},
+                                        {"grpc-status", "14"},
+                                        {"grpc-message", "try later"}};
+      EXPECT_EQ(session_->submit_response(id, only, true), h2::errc::ok);
+      st.answered = st.ended = true;
+    } else if (st.grpc) {
+      st.fail = st.path.ends_with("/Fail");
       const std::vector<h2::field> response{
           {":status", "200"}, {"content-type", "application/grpc"}, {"x-server", name_}};
       EXPECT_EQ(session_->submit_response(id, response, false), h2::errc::ok);
@@ -1312,10 +1325,11 @@ struct echo_behind_b {
 
 /// A gRPC-like call's fields to an outbound listener (no x-starling-service: the listener
 /// names the service).
-std::vector<owned_field> grpc_fields(std::vector<owned_field> extra = {}) {
+std::vector<owned_field> grpc_fields(std::vector<owned_field> extra = {},
+                                     const std::string& method = "Say") {
   extra.emplace_back("content-type", "application/grpc");
   extra.emplace_back("te", "trailers");
-  return request_fields("POST", "/grpc/echo.Echo/Say", "", std::move(extra));
+  return request_fields("POST", "/grpc/echo.Echo/" + method, "", std::move(extra));
 }
 
 TEST(dataplane_h2_apps, an_apps_calls_reach_an_http2_instance_on_a_peer_with_their_trailers) {
@@ -1363,10 +1377,11 @@ TEST(dataplane_h2_apps, an_apps_calls_reach_an_http2_instance_on_a_peer_with_the
   ASSERT_NE(out, nullptr);
   EXPECT_EQ(out->responses_2xx, 8u);
   EXPECT_EQ(st.outbound_connections, 1u); // one app connection, eight requests
-  const auto bst = n.b.dp->stats();
-  const auto* in = find_inbound(bst, "echo");
-  ASSERT_NE(in, nullptr);
-  EXPECT_EQ(in->responses_2xx, 8u);
+  EXPECT_TRUE(eventually([&] {            // counted once the answer's last byte left node b
+    const auto bst = n.b.dp->stats();
+    const auto* in = find_inbound(bst, "echo");
+    return in != nullptr && in->responses_2xx == 8u;
+  }));
 }
 
 TEST(dataplane_h2_apps, a_bidirectional_call_gets_each_answer_before_it_sends_the_next_message) {
@@ -1399,6 +1414,61 @@ TEST(dataplane_h2_apps, a_bidirectional_call_gets_each_answer_before_it_sends_th
   const auto next = c.exchange(grpc_fields());
   ASSERT_NE(next, 0);
   EXPECT_TRUE(is_whole(c.result(next))) << describe(c.result(next));
+}
+
+TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_http_200) {
+  std::mutex mu;
+  std::vector<std::string> log;
+  auto o = options("a");
+  o.access_log = [&](std::string_view line) {
+    std::lock_guard lock{mu};
+    log.emplace_back(line);
+  };
+  h2_session_server app("grpc-1");
+  two_nodes n(std::move(o));
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  h2_client c(outbound(*n.a, "echo"));
+  ASSERT_TRUE(c.connected());
+  const auto ok = c.exchange(grpc_fields());
+  const auto failed = c.exchange(grpc_fields({}, "Fail"));
+  const auto unavailable = c.exchange(grpc_fields({}, "Unavailable"));
+  ASSERT_TRUE(ok != 0 && failed != 0 && unavailable != 0);
+  EXPECT_EQ(c.result(ok).trailers.at("grpc-status"), "0");
+  EXPECT_EQ(c.result(failed).status, 200);
+  EXPECT_EQ(c.result(failed).trailers.at("grpc-status"), "5");
+  // A trailers-only answer: its status in the head, the stream ended with it.
+  EXPECT_TRUE(is_whole(c.result(unavailable))) << describe(c.result(unavailable));
+  EXPECT_EQ(c.result(unavailable).status, 200);
+  EXPECT_EQ(field_of(c.result(unavailable), "grpc-status"), "14");
+  // Three HTTP 200s, two of them failed calls: on the caller's node (service and
+  // instance) and on the instance's. Over an HTTP/1.1 hop between the nodes the caller
+  // sees the trailers-only answer's status alone (the other's trailers pass in the chunked
+  // body unread).
+  const std::uint64_t seen_by_a = test_h2_hop() ? 2 : 1;
+  const auto st = n.a->stats();
+  const auto* out = find_service(st, "echo");
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->responses_2xx, 3u);
+  EXPECT_EQ(out->grpc_failures, seen_by_a);
+  ASSERT_EQ(st.instances.size(), 1u);
+  EXPECT_EQ(st.instances[0].responses_2xx, 3u);
+  EXPECT_EQ(st.instances[0].grpc_failures, seen_by_a);
+  // The instance's node counts a call once it wrote the answer's last byte, which the
+  // client may read first.
+  EXPECT_TRUE(eventually([&] {
+    const auto bst = n.b.dp->stats();
+    const auto* in = find_inbound(bst, "echo");
+    return in != nullptr && in->grpc_failures == 2u;
+  }));
+  // The access log names each call's gRPC status.
+  std::lock_guard lock{mu};
+  ASSERT_EQ(log.size(), 3u);
+  if (test_h2_hop()) { // (over HTTP/1.1 between the nodes, the trailers-only answer's alone)
+    EXPECT_NE(log[0].find("\"status\":200,\"grpc_status\":0,"), std::string::npos) << log[0];
+    EXPECT_NE(log[1].find("\"grpc_status\":5,"), std::string::npos) << log[1];
+  }
+  EXPECT_NE(log[2].find("\"grpc_status\":14,"), std::string::npos) << log[2];
 }
 
 TEST(dataplane_h2_apps, each_call_on_one_app_connection_is_balanced_on_its_own) {
