@@ -20,7 +20,13 @@
 #    VmRSS peak and VmHWM), HAProxy's beside it;
 # 5. kTLS: what this kernel and OpenSSL support (starling-ktls-probe);
 # 6. L4 connections: wrk with `Connection: close` through each system's TCP path to nginx
-#    (a new connection, and between the hops a new TLS session, per request).
+#    (a new connection, and between the hops a new TLS session, per request);
+# 7. HTTP/2 clients, gRPC's shape (decision 0025): h2load -c4 -m32 (4 connections of 32
+#    streams each, prior knowledge) through each system to nginx speaking HTTP/2 (h2c):
+#    Starling's outbound listener of a `--protocol http2` service, HAProxy's `proto h2`
+#    bind and server lines with HTTP/2 between its hops; requests/s, p50 and p99 (from
+#    h2load's per-request log), CPU per request and hop. Skipped without h2load
+#    (nghttp2-client).
 # Before measuring, it checks that Starling's hop is TLS 1.3 with client certificates (the
 # agents' data plane says "mutual TLS"; B's inbound speaks TLS 1.3 and refuses a handshake
 # without a certificate and plain text, counted in inbound_refused_tls; a request shows two
@@ -268,6 +274,7 @@ echo
 
 # ------------------------------------------------------------------ nginx and the bulk sink
 free_port nginx_port
+free_port nginx_h2_port # HTTP/2 with prior knowledge (h2c), for the HTTP/2 clients (7.)
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes 1;
@@ -278,6 +285,10 @@ http {
   keepalive_timeout 120s;
   server {
     listen 127.0.0.1:$nginx_port;
+    location / { return 200 "ok"; }
+  }
+  server {
+    listen 127.0.0.1:$nginx_h2_port http2;
     location / { return 200 "ok"; }
   }
 }
@@ -317,6 +328,7 @@ mkdir -p "$hp"
 ) >"$hp/openssl.log" 2>&1 || die "openssl failed (see $hp/openssl.log)"
 free_port hp_a_http; free_port hp_b_http; free_port hp_a_tcp; free_port hp_b_tcp; free_port hp_a_tcp1
 free_port hp_a_tcpweb; free_port hp_b_tcpweb
+free_port hp_a_h2; free_port hp_b_h2
 hp_splice=$( ((splice)) && echo "option splice-auto" || echo "# no splice (without --splice)")
 hp_common="global
   nbthread 1
@@ -356,6 +368,14 @@ listen tcpweb_in
   mode tcp
   bind 127.0.0.1:$hp_a_tcpweb
   server b 127.0.0.1:$hp_b_tcpweb $to_b
+frontend h2_in
+  mode http
+  bind 127.0.0.1:$hp_a_h2 proto h2
+  default_backend to_b_h2
+backend to_b_h2
+  mode http
+  http-reuse always
+  server b 127.0.0.1:$hp_b_h2 $to_b alpn h2
 EOF
 cat >"$hp/b.cfg" <<EOF
 $hp_common
@@ -375,6 +395,14 @@ listen tcpweb_in
   mode tcp
   bind 127.0.0.1:$hp_b_tcpweb $from_a
   server nginx 127.0.0.1:$nginx_port
+frontend h2_in
+  mode http
+  bind 127.0.0.1:$hp_b_h2 $from_a alpn h2
+  default_backend app_h2
+backend app_h2
+  mode http
+  http-reuse always
+  server nginx 127.0.0.1:$nginx_h2_port proto h2
 EOF
 for n in b a; do
   haproxy -c -f "$hp/$n.cfg" >"$hp/$n.check" 2>&1 || die "haproxy $n: bad config (see $hp/$n.check)"
@@ -425,6 +453,8 @@ nb_inbound=$(sed -n 's/.*inbound \([0-9.:]*\).*/\1/p' "$st/nb.out")
   "$starling" register --name bulk1 --port "$sink_port" --protocol tcp --check tcp \
     --check-interval 1s --check-timeout 500ms --rise 1 --admin "$na_admin" >>"$st/register.log" 2>&1 &&
   "$starling" register --name webtcp --port "$nginx_port" --protocol tcp --check tcp \
+    --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >>"$st/register.log" 2>&1 &&
+  "$starling" register --name webh2 --port "$nginx_h2_port" --protocol http2 --check tcp \
     --check-interval 1s --check-timeout 500ms --rise 1 --admin "$nb_admin" >>"$st/register.log" 2>&1 ||
   die "starling register failed (see $st/register.log)"
 web_ready() { [[ -n $(healthy_on "$na_admin" web nb) && -n $(outbound_of "$na_admin" web) ]] && echo yes || true; }
@@ -439,6 +469,9 @@ st_bulk1=$(outbound_of "$na_admin" bulk1)
 webtcp_ready() { [[ -n $(healthy_on "$na_admin" webtcp nb) && -n $(outbound_of "$na_admin" webtcp) ]] && echo yes || true; }
 wait_for $deadline_s webtcp_ready >/dev/null || die "node A never saw webtcp healthy on nb with an outbound listener"
 st_webtcp=$(outbound_of "$na_admin" webtcp)
+webh2_ready() { [[ -n $(healthy_on "$na_admin" webh2 nb) && -n $(outbound_of "$na_admin" webh2) ]] && echo yes || true; }
+wait_for $deadline_s webh2_ready >/dev/null || die "node A never saw webh2 healthy on nb with an outbound listener"
+st_webh2=$(outbound_of "$na_admin" webh2)
 log "Starling: web at $st_web, bulk at $st_bulk (node A's outbound listeners); nb inbound $nb_inbound"
 
 # ------------------------------------------------------------------ is every hop what it claims?
@@ -511,6 +544,7 @@ peak_of() { awk -v p="$2" '$1 == p { print $2 }' "$1" 2>/dev/null; }
 target_http() { case $1 in direct) echo "127.0.0.1:$nginx_port" ;; haproxy) echo "127.0.0.1:$hp_a_http" ;; starling) echo "$st_web" ;; esac; }
 target_tcp() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp" ;; starling) echo "$st_bulk" ;; esac; }
 target_tcpweb() { case $1 in direct) echo "127.0.0.1:$nginx_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcpweb" ;; starling) echo "$st_webtcp" ;; esac; }
+target_h2() { case $1 in direct) echo "127.0.0.1:$nginx_h2_port" ;; haproxy) echo "127.0.0.1:$hp_a_h2" ;; starling) echo "$st_webh2" ;; esac; }
 target_tcp1() { case $1 in direct) echo "127.0.0.1:$sink_port" ;; haproxy) echo "127.0.0.1:$hp_a_tcp1" ;; starling) echo "$st_bulk1" ;; esac; }
 hop_pids() { case $1 in direct) echo "" ;; haproxy) echo "$hp_a_pid $hp_b_pid" ;; starling) echo "$na_pid $nb_pid" ;; esac; }
 # measure_cpu <file> <system> <command...>: runs the command and writes the CPU ticks its
@@ -790,6 +824,62 @@ for sys in "${systems[@]}"; do
 done
 printf '| **starling / haproxy** | **%sx** | | | | | |\n' "$(ratio "${crps[starling]}" "${crps[haproxy]}")"
 echo
+
+# ------------------------------------------------------------------ 3d. HTTP/2 clients
+# gRPC's shape (decision 0025): few connections, many streams each, prior knowledge; every
+# stream a request balanced on its own. HAProxy takes h2c on its bind (`proto h2`), speaks
+# HTTP/2 to B whatever --haproxy-hop says (its best configuration for HTTP/2 clients) and
+# h2c to nginx; Starling's service is `--protocol http2`, so B speaks HTTP/2 to nginx too.
+if command -v h2load >/dev/null; then
+  # h2_field <file> rps|requests|failed: from h2load's summary.
+  h2_field() {
+    case $2 in
+      rps) sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$1" ;;
+      requests) sed -n 's/^requests: [0-9]* total, [0-9]* started, \([0-9]*\) done.*/\1/p' "$1" ;;
+      failed) awk '/^requests:/ { n += $10 + $12 + $14 } /^status codes:/ { n += $7 + $9 } END { print n + 0 }' "$1" ;;
+    esac
+  }
+  # h2_pct <log> <q>: the q-quantile of the per-request times (µs, the log's third column), ms.
+  h2_pct() { cut -f3 "$1" | sort -n | awk -v q="$2" '{ v[NR] = $1 } END { i = int(q * NR); if (i < 1) i = 1; printf "%.3f\n", v[i] / 1000 }'; }
+  for sys in "${systems[@]}"; do # warm-up, discarded
+    h2load -D 2 -c 4 -m 32 -t 1 "http://$(target_h2 "$sys")/" >"$work/warmup-h2-$sys.txt" 2>&1 || true
+  done
+  for ((r = 1; r <= rounds; r++)); do
+    for sys in $(order "$r"); do
+      log "HTTP/2 clients round $r: $sys"
+      measure_cpu "$work/cpu-h2-$sys-$r" "$sys" h2load -D "$duration" -c 4 -m 32 -t 1 \
+        --log-file="$work/h2-$sys-$r.log" "http://$(target_h2 "$sys")/" >"$work/h2-$sys-$r.txt" 2>&1 ||
+        die "h2load against $sys failed (see $work/h2-$sys-$r.txt)"
+      [[ -n $(h2_field "$work/h2-$sys-$r.txt" rps) ]] || die "h2load against $sys printed no rate (see $work/h2-$sys-$r.txt)"
+    done
+  done
+  echo "## HTTP/2 clients: h2load -c4 -m32 (prior knowledge), ${duration}s, to nginx over h2c, medians of $rounds rounds"
+  echo
+  printf '| system | requests/s | p50 ms | p99 ms | failed | CPU µs/request hop A, hop B | requests/s each round |
+|---|---|---|---|---|---|---|
+'
+  declare -A hrps hp99
+  for sys in "${systems[@]}"; do
+    hrps[$sys]=$(for ((r = 1; r <= rounds; r++)); do h2_field "$work/h2-$sys-$r.txt" rps; done | median)
+    h50=$(for ((r = 1; r <= rounds; r++)); do h2_pct "$work/h2-$sys-$r.log" 0.5; done | median)
+    hp99[$sys]=$(for ((r = 1; r <= rounds; r++)); do h2_pct "$work/h2-$sys-$r.log" 0.99; done | median)
+    e=0; for ((r = 1; r <= rounds; r++)); do e=$((e + $(h2_field "$work/h2-$sys-$r.txt" failed))); done
+    hc="–"
+    if [[ $sys != direct ]]; then
+      ca=$(for ((r = 1; r <= rounds; r++)); do read -r ta _ <"$work/cpu-h2-$sys-$r"; cpu_us_per "$ta" "$(h2_field "$work/h2-$sys-$r.txt" requests)"; done | median)
+      cb=$(for ((r = 1; r <= rounds; r++)); do read -r _ tb <"$work/cpu-h2-$sys-$r"; cpu_us_per "$tb" "$(h2_field "$work/h2-$sys-$r.txt" requests)"; done | median)
+      hc="$ca, $cb"
+    fi
+    printf '| %s | %.0f | %.3f | %.3f | %d | %s | %s|\n' "$sys" "${hrps[$sys]}" "$h50" "${hp99[$sys]}" "$e" "$hc" \
+      "$(for ((r = 1; r <= rounds; r++)); do printf '%s ' "$(h2_field "$work/h2-$sys-$r.txt" rps)"; done)"
+  done
+  printf '| **starling / haproxy** | **%sx** | | %sx | | | |\n' "$(ratio "${hrps[starling]}" "${hrps[haproxy]}")" \
+    "$(ratio "${hp99[starling]}" "${hp99[haproxy]}")"
+  echo
+else
+  echo "## HTTP/2 clients: skipped (no h2load; scripts/install-deps.sh --bench installs nghttp2-client)"
+  echo
+fi
 
 # ------------------------------------------------------------------ 4. RSS
 echo "## Resident memory (MiB): idle = mesh up, services registered, before any load; load = peak VmRSS sampled every 100 ms during the wrk rounds; VmHWM = the kernel's peak over the whole run; anon / file = RssAnon / RssFile (file: pages of the binary and shared libraries)"

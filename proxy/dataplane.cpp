@@ -2744,6 +2744,13 @@ private:
     }
     req_.buffered = h.body == body_kind::none ||
                     (h.body == body_kind::content_length && h.content_length <= max_buffered_body);
+    // A request that came whole on an app's HTTP/2 stream (a unary gRPC call: its HEADERS
+    // and DATA with END_STREAM in one read) is buffered too, chunked as the stream gives
+    // it, so that a refused stream or a peer's refusal can send it again elsewhere. One
+    // still coming (a streaming call) is streamed: waiting for its end could wait for ever.
+    if (!req_.buffered && client_.h2 && h.body == body_kind::chunked)
+      if (const auto n = client_.h2->whole_request_bytes(); n && *n <= max_buffered_body)
+        req_.buffered = true;
     auto timeout = w_.options().request_timeout;
     if (svc_->resilience && svc_->resilience->timeout_ms > 0)
       timeout = std::chrono::milliseconds{svc_->resilience->timeout_ms};

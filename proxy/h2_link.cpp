@@ -83,6 +83,7 @@ h2_stream* h2_link::stream_of(std::int32_t id) const {
 
 void h2_link::feed(std::span<const char> bytes) {
   const auto e = session_.receive(bytes);
+  after_receive();
   if (e == h2::errc::protocol || e == h2::errc::internal || e == h2::errc::closed) {
     failed_ = true;
     if (writing_ && e != h2::errc::closed) {
@@ -279,7 +280,10 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
   if (h.method == "CONNECT") { // a tunnel: nghttp2 checked it has no :scheme nor :path
     s->tunnel_ = true;
     streams_[id] = s.get();
-    on_stream_(std::move(s), service, instance);
+    if (app_)
+      starting_.push_back(std::move(s));
+    else
+      on_stream_(std::move(s), service, instance);
     return;
   }
   h2::head request = h;
@@ -298,7 +302,19 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
   s->chunked_in_ = written.body == body_kind::chunked;
   s->server_head_request_ = h.method == "HEAD";
   streams_[id] = s.get();
-  on_stream_(std::move(s), service, instance);
+  if (app_)
+    starting_.push_back(std::move(s));
+  else
+    on_stream_(std::move(s), service, instance);
+}
+
+void h2_server::after_receive() {
+  if (starting_.empty())
+    return;
+  auto now = std::move(starting_);
+  starting_.clear();
+  for (auto& s : now)
+    on_stream_(std::move(s), app_service_, {});
 }
 
 // ---------------------------------------------------------------------------- h2_client

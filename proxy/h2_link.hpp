@@ -118,6 +118,13 @@ public:
   /// the session neither reads it as bytes nor splits it again; `r` is what adopt_head
   /// returned. False, with nothing done, when no such head waits: read the stream as bytes.
   bool take_head(http1_parser& p, parse_result& r);
+  /// Server: the bytes of the request not yet read (the rest of its body, chunked as the
+  /// session reads it), when the whole request has arrived (END_STREAM); else nothing.
+  [[nodiscard]] std::optional<std::size_t> whole_request_bytes() const {
+    if (client_ || !peer_ended_)
+      return std::nullopt;
+    return in_.size() - in_pos_;
+  }
   /// Client: the grpc-status field of the response's trailers, once they came (a gRPC
   /// call's status, decision 0025; a trailers-only answer has it in its head instead):
   /// 0 is OK, a value that is not a number from 0 to 999 reads as 2 (UNKNOWN).
@@ -270,6 +277,8 @@ protected:
   void on_end(std::int32_t stream) override;
   void on_reset(std::int32_t stream, std::uint32_t code) override;
   void on_close(std::int32_t stream) override;
+  /// After each batch of received bytes went through the session (all its events).
+  virtual void after_receive() {}
 
   [[nodiscard]] h2_stream* stream_of(std::int32_t id) const;
   void feed(std::span<const char> bytes);
@@ -339,11 +348,17 @@ private:
   h2_server(std::shared_ptr<net::connection> conn, options opts, name_check check,
             stream_fn on_stream, std::string app_service);
   void on_head(std::int32_t stream, const h2::head& h) override;
+  /// An app's new streams start here, once the bytes read with their head have all gone
+  /// through the session: a request that came whole in one read (a unary gRPC call) is
+  /// then whole in hand when its session starts (h2_stream::whole_request_bytes).
+  void after_receive() override;
 
   name_check check_;
   stream_fn on_stream_;
   /// An app's connection: the service of its outbound listener (else empty).
   std::string app_service_;
+  /// An app's streams opened by the bytes being received, to start after them.
+  std::vector<std::shared_ptr<h2_stream>> starting_;
   /// Scratch: a head's fields minus the two x-starling ones.
   std::vector<h2::field> kept_;
 };

@@ -13,7 +13,7 @@ packages=(
   clang libclang-rt-14-dev lld
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(serf haproxy wrk testssl.sh nftables iputils-ping)
+  packages+=(serf haproxy wrk testssl.sh nftables iputils-ping nghttp2-client)
 fi
 
 missing=()

@@ -1471,6 +1471,52 @@ TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_
   EXPECT_NE(log[2].find("\"grpc_status\":14,"), std::string::npos) << log[2];
 }
 
+TEST(dataplane_h2_apps, a_unary_call_a_peer_refused_goes_to_another_node) {
+  // Node b's table lags: it no longer serves echo, which a still routes to it. b answers
+  // 503 no_upstream without handing the call to any app; a unary call came whole (HEADERS
+  // and DATA with END_STREAM in one read), so a sends it again to c instead of failing it.
+  h2_session_server on_b("grpc-b"), on_c("grpc-c");
+  auto o = options("a");
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto a = start(std::move(o));
+  auto b = start(options("b"));
+  auto c = start(options("c"));
+  const auto echo = [&](bool with_b) {
+    std::vector<sg::instance_view> in;
+    if (with_b)
+      in.push_back(instance("b", "echo", "1", on_b.port(), "", sg::service_protocol::http2));
+    in.push_back(instance("c", "echo", "1", on_c.port(), "", sg::service_protocol::http2));
+    return std::vector<sg::service_view>{service("echo", std::move(in))};
+  };
+  const sp::inbound_map inbound{
+      {"a", a->inbound_address()}, {"b", b->inbound_address()}, {"c", c->inbound_address()}};
+  a->apply(config(echo(true), inbound));
+  b->apply(config(echo(false), inbound));
+  c->apply(config(echo(true), inbound));
+  ASSERT_TRUE(eventually([&] {
+    return a->stats().config_generation == 1 && b->stats().config_generation == 1 &&
+           c->stats().config_generation == 1;
+  }));
+  h2_client cl(outbound(*a, "echo"));
+  ASSERT_TRUE(cl.connected());
+  for (int i = 0; i < 6; ++i) {
+    const auto id = cl.submit(grpc_fields(), false);
+    ASSERT_NE(id, 0);
+    ASSERT_TRUE(cl.send_data(id, "call-" + std::to_string(i), true));
+    ASSERT_TRUE(cl.wait(id));
+    const auto& r = cl.result(id);
+    ASSERT_TRUE(is_whole(r)) << describe(r);
+    EXPECT_EQ(r.status, 200) << "call " << i << ": " << field_of(r, "x-starling-error");
+    EXPECT_EQ(field_of(r, "x-server"), "grpc-c");
+    EXPECT_EQ(r.body, "call-" + std::to_string(i));
+  }
+  const auto st = a->stats();
+  const auto* out = find_service(st, "echo");
+  ASSERT_NE(out, nullptr);
+  EXPECT_GE(out->retries, 3u); // every other call went to b first
+  EXPECT_EQ(on_b.connections(), 0u);
+}
+
 TEST(dataplane_h2_apps, each_call_on_one_app_connection_is_balanced_on_its_own) {
   h2_session_server one("grpc-1"), two("grpc-2");
   auto o = options("a");
