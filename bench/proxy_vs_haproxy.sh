@@ -45,7 +45,8 @@
 # --out keeps every raw output (wrk, paced client, bulk, agents' logs, configs) in DIR.
 # --profile adds, after the measurements, a `perf record` of each system's two hops
 # (Starling's agents, HAProxy's processes; cpu-clock, call graphs) during one more wrk run,
-# one more bulk run and one more run of new connections (L4) through it, and prints each
+# one more bulk run, one more run of new connections (L4) and one more h2load run through
+# it, and prints each
 # hop's libraries and hottest symbols (perf.data files kept with --out).
 # --syscalls adds `strace -c -f` of each proxy (HAProxy A and B, Starling A and B) during one
 # more wrk run and one more paced run through each system, and prints system calls per
@@ -937,7 +938,7 @@ perf_during() {
   local p
   for p in "${perfs[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${perfs[@]}"; do wait "$p" 2>/dev/null || true; done
-  echo "### $name ($sys): $(grep -hE 'Requests/sec|mb_per_s' "$work/perf-$name.run" | tr -s ' ')"
+  echo "### $name ($sys): $(grep -hE 'Requests/sec|mb_per_s|^finished in' "$work/perf-$name.run" | tr -s ' ')"
   echo
   echo '```'
   local label
@@ -957,13 +958,16 @@ perf_during() {
 }
 if ((profile)); then
   if command -v perf >/dev/null; then
-    log "profile: perf record of each system's hops during wrk, bulk and new connections"
+    log "profile: perf record of each system's hops during wrk, bulk, new connections and HTTP/2 clients"
     echo "## Profile of each hop (perf, cpu-clock, self time)"
     echo
     for sys in starling haproxy; do
       perf_during "http-$sys" "$sys" wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$(target_http "$sys")/"
       perf_during "bulk-$sys" "$sys" "$bin/starling-bulk" source --connect "$(target_tcp "$sys")" --seconds "$bulk_seconds"
       perf_during "conn-$sys" "$sys" wrk -t1 -c"$connections" -d"${conn_seconds}s" -H "Connection: close" "http://$(target_tcpweb "$sys")/"
+      if command -v h2load >/dev/null; then
+        perf_during "h2-$sys" "$sys" h2load -D "$duration" -c 4 -m 32 -t 1 "http://$(target_h2 "$sys")/"
+      fi
     done
   else
     echo "(--profile: perf is not installed)"
