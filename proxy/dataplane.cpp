@@ -3324,7 +3324,10 @@ private:
     if (up_)
       req_.grpc_status = grpc_status_of(*up_);
     const bool grpc_failure = req_.grpc_status && *req_.grpc_status != 0;
-    end_attempt(req_.status >= 500 ? attempt_result::http_5xx : attempt_result::success,
+    // A gRPC status that says the server failed counts as a 5xx for outlier ejection.
+    const bool server_failure =
+        req_.status >= 500 || (req_.grpc_status && is_grpc_server_failure(*req_.grpc_status));
+    end_attempt(server_failure ? attempt_result::http_5xx : attempt_result::success,
                 {req_.status, try_end::failure::none, grpc_failure});
     auto c = std::move(up_);
     // Not with a request body half sent (full duplex: the answer came first).
@@ -3358,6 +3361,14 @@ private:
     if (!c.s.h2)
       return std::nullopt;
     return c.s.h2->grpc_status().value_or(13);
+  }
+
+  /// gRPC statuses that say the server failed, not the call: UNKNOWN (2),
+  /// DEADLINE_EXCEEDED (4), UNIMPLEMENTED (12), INTERNAL (13), UNAVAILABLE (14), DATA_LOSS
+  /// (15), the ones Envoy maps to a 5xx for outlier detection. NOT_FOUND,
+  /// INVALID_ARGUMENT and the like are the caller's business.
+  static bool is_grpc_server_failure(std::uint16_t status) {
+    return status == 2 || status == 4 || (status >= 12 && status <= 15);
   }
 
   /// Ends the current attempt's bookkeeping (balancer, breaker, outlier, the instance's

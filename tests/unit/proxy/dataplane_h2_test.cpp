@@ -362,8 +362,8 @@ bool refused_by_proxy(const stream_result& r) {
 /// application/grpc` and no length, then each DATA of the request echoed as it arrives (a
 /// bidirectional call), and once the request ended, trailers `grpc-status: 0`,
 /// `grpc-message: echoed` (`grpc-status: 5` for a path ending in "/Fail"; a path ending in
-/// "/Unavailable" gets a trailers-only answer at once, `grpc-status: 14`); a protocol error
-/// gets the session's GOAWAY,
+/// "/Unavailable", or any gRPC path once `unavailable` is set, gets a trailers-only answer
+/// at once, `grpc-status: 14`); a protocol error gets the session's GOAWAY,
 /// then the connection closes. Checks the test client against the project's own HTTP/2
 /// core, without a data plane; serves as an app that speaks HTTP/2 (decision 0025) too.
 class h2_session_server : private starling::proxy::h2::listener {
@@ -386,6 +386,13 @@ public:
   [[nodiscard]] std::uint16_t port() const { return port_; }
   /// Connections accepted so far.
   [[nodiscard]] std::size_t connections() const { return connections_.load(); }
+  /// gRPC requests of every path are answered UNAVAILABLE (a server that is going down).
+  std::atomic<bool> unavailable{false};
+  /// Request heads received so far.
+  [[nodiscard]] std::size_t heads() const {
+    std::lock_guard lock{mu_};
+    return requests_.size();
+  }
   /// The regular fields of each request head received so far (lower-case names; repeats
   /// joined with ", "), in order of arrival.
   [[nodiscard]] std::vector<std::map<std::string, std::string>> requests() const {
@@ -476,7 +483,7 @@ private:
       std::lock_guard lock{mu_};
       requests_.push_back(std::move(fields));
     }
-    if (st.grpc && st.path.ends_with("/Unavailable")) {
+    if (st.grpc && (unavailable || st.path.ends_with("/Unavailable"))) {
       const std::vector<h2::field> only{{":status", "200"},
                                         {"content-type", "application/grpc"},
                                         {"grpc-status", "14"},
@@ -1515,6 +1522,38 @@ TEST(dataplane_h2_apps, a_unary_call_a_peer_refused_goes_to_another_node) {
   ASSERT_NE(out, nullptr);
   EXPECT_GE(out->retries, 3u); // every other call went to b first
   EXPECT_EQ(on_b.connections(), 0u);
+}
+
+TEST(dataplane_h2_apps, an_instance_answering_unavailable_is_ejected_though_its_answers_are_200s) {
+  h2_session_server good("grpc-good"), bad("grpc-bad");
+  bad.unavailable = true;
+  auto o = options("a");
+  o.outlier.consecutive_5xx = 3;
+  o.balancer.kind = sp::balancer_kind::round_robin;
+  auto a = start(std::move(o));
+  a->apply(config({service(
+      "echo", {instance("a", "echo", "1", good.port(), "", sg::service_protocol::http2),
+               instance("a", "echo", "2", bad.port(), "", sg::service_protocol::http2)})}));
+  h2_client c(outbound(*a, "echo"));
+  ASSERT_TRUE(c.connected());
+  int unavailable = 0;
+  for (int i = 0; i < 20; ++i) {
+    const auto id = c.exchange(grpc_fields());
+    ASSERT_NE(id, 0);
+    const auto& r = c.result(id);
+    ASSERT_TRUE(is_whole(r)) << describe(r);
+    EXPECT_EQ(r.status, 200);
+    unavailable += field_of(r, "grpc-status") == "14" ? 1 : 0;
+  }
+  // Three UNAVAILABLE answers in a row from instance 2 eject it; the rest go to 1.
+  EXPECT_EQ(unavailable, 3);
+  EXPECT_EQ(bad.heads(), 3u);
+  const auto st = a->stats();
+  const auto* out = find_service(st, "echo");
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->ejections, 1u);
+  EXPECT_EQ(out->responses_5xx, 0u);
+  EXPECT_EQ(out->grpc_failures, 3u);
 }
 
 TEST(dataplane_h2_apps, each_call_on_one_app_connection_is_balanced_on_its_own) {
