@@ -213,7 +213,8 @@ TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split)
 /// message as it comes; Fail, NOT_FOUND) on 127.0.0.1:0 and prints the port; `call ADDRESS
 /// N` makes N concurrent Say calls, one Count, one Chat (ping-pong: each message sent once
 /// the last one's answer came) and one Fail through ADDRESS and prints what came back as
-/// one JSON object.
+/// one JSON object; `load ADDRESS STOP S` makes Say calls, eight at a time, until the file
+/// STOP exists (or S seconds, or 200,000 calls) and prints the calls answered and failed.
 constexpr std::string_view grpc_app_py =
     R"py(# A gRPC app for Starling's integration test (python3-grpcio, generic handlers: the
 # messages are raw bytes, no generated code).
@@ -221,9 +222,14 @@ constexpr std::string_view grpc_app_py =
 #   call ADDRESS N       N concurrent Say calls, a Count stream, a Chat (each message
 #                        sent once the answer to the one before came back) and a Fail call
 #                        through ADDRESS; prints one JSON object with what came back
+#   load ADDRESS STOP S  Say calls through ADDRESS, eight at a time, until the file STOP
+#                        exists, S seconds passed or 200,000 calls were made; prints one
+#                        JSON object: calls answered, failures (the first ten), by server
 import json
+import os
 import queue
 import sys
+import time
 from concurrent import futures
 
 import grpc
@@ -306,9 +312,32 @@ def call(address, n):
     print(json.dumps(out), flush=True)
 
 
+def load(address, stop_file, seconds):
+    out = {"ok": 0, "failed": 0, "errors": [], "by_server": {}}
+    deadline = time.monotonic() + seconds
+    with grpc.insecure_channel(address) as channel:
+        say = channel.unary_unary("/echo.Echo/Say")
+        made = 0
+        while made < 200000 and time.monotonic() < deadline and not os.path.exists(stop_file):
+            batch = [say.future(b"m%d" % (made + k), timeout=10) for k in range(8)]
+            made += len(batch)
+            for f in batch:
+                try:
+                    server = f.result().decode().partition(":")[0]
+                    out["ok"] += 1
+                    out["by_server"][server] = out["by_server"].get(server, 0) + 1
+                except grpc.RpcError as e:
+                    out["failed"] += 1
+                    if len(out["errors"]) < 10:
+                        out["errors"].append("%s %s" % (e.code().name, e.details()))
+    print(json.dumps(out), flush=True)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
         serve(sys.argv[2])
+    elif sys.argv[1] == "load":
+        load(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:
         call(sys.argv[2], int(sys.argv[3]))
 )py";
@@ -397,6 +426,85 @@ TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their
   const auto metrics = st::http_get(a.info.metrics, "/metrics");
   EXPECT_NE(metrics.find("starling_proxy_service_grpc_failures_total{service=\"echo\"} 1\n"),
             std::string::npos);
+}
+
+TEST_F(proxy_test, a_drained_node_loses_no_grpc_call) {
+  const std::string python = "/usr/bin/python3";
+  if (!std::filesystem::exists(python) ||
+      procs_.spawn({python, "-c", "import grpc"}, "grpc-probe").wait(30s) != std::optional<int>{0})
+    GTEST_SKIP() << "no python3-grpcio (scripts/install-deps.sh installs it)";
+  const auto script = tmp_.path() / "grpc_app.py";
+  st::write_text(script, std::string{grpc_app_py});
+  start_mesh();
+  ASSERT_FALSE(HasFailure());
+  const auto& a = nodes_.at("a");
+  const auto& b = nodes_.at("b");
+  const auto& c = nodes_.at("c");
+  // One gRPC server behind b, one behind c.
+  for (const auto* owner : {&b, &c}) {
+    const std::string name = owner == &b ? "gb" : "gc";
+    auto& server = procs_.spawn({python, script.string(), "serve", name}, "grpc-" + name);
+    std::string port;
+    ASSERT_TRUE(st::poll_until(20s,
+                               [&] {
+                                 const auto out = server.stdout_text();
+                                 if (out.find('\n') == std::string::npos)
+                                   return false;
+                                 port = out.substr(0, out.find('\n'));
+                                 return true;
+                               }))
+        << "gRPC server " << name << " printed no port: " << server.stderr_text();
+    auto reg = st::run_cli({"register", "--name", "echo", "--id", name, "--port", port,
+                            "--protocol", "grpc", "--check", "tcp", "--check-interval", "1s",
+                            "--check-timeout", "500ms", "--admin", owner->info.admin});
+    ASSERT_EQ(reg.exit_code, 0) << reg.err;
+  }
+  std::string outbound;
+  ASSERT_TRUE(st::poll_until(20s, [&] {
+    outbound = outbound_of(a, "echo");
+    return !outbound.empty() && routable_on(a, "echo") == 2;
+  }));
+  const auto served_by = [](const nlohmann::json& p) {
+    return p.is_object() ? p.at("inbound_responses_2xx").get<std::uint64_t>() : 0;
+  };
+  // Calls from one client on a, eight at a time, until the stop file appears (60 s at most).
+  const auto stop_file = tmp_.path() / "stop-grpc-load";
+  auto& client = procs_.spawn({python, script.string(), "load", outbound, stop_file.string(), "60"},
+                              "grpc-load");
+  const auto stop_load = [&] {
+    st::write_text(stop_file, "stop");
+    return client.wait(30s);
+  };
+  if (!st::poll_until(
+          20s, [&] { return served_by(proxy_stats(b)) > 50 && served_by(proxy_stats(c)) > 50; })) {
+    (void)stop_load();
+    GTEST_FAIL() << "no calls reached both servers: " << client.stdout_text()
+                 << client.stderr_text();
+  }
+  auto drain = st::run_cli({"drain", "--admin", c.info.admin});
+  EXPECT_EQ(drain.exit_code, 0) << drain.err;
+  const bool withdrawn = st::poll_until(10s, [&] { return routable_on(a, "echo") == 1; });
+  const bool refusing = st::poll_until(10s, [&] {
+    auto p = proxy_stats(c);
+    return p.is_object() && p.at("draining").get<std::uint64_t>() == 1 &&
+           p.at("in_flight").get<std::uint64_t>() == 0;
+  });
+  const auto c_after = served_by(proxy_stats(c));
+  const auto b_after = served_by(proxy_stats(b));
+  std::this_thread::sleep_for(1s); // a window of load: c must serve none of it
+  const auto c_later = served_by(proxy_stats(c));
+  const auto b_later = served_by(proxy_stats(b));
+  const auto code = stop_load();
+  ASSERT_EQ(code, std::optional<int>{0}) << client.stderr_text();
+  const auto out = nlohmann::json::parse(client.stdout_text(), nullptr, false);
+  ASSERT_FALSE(out.is_discarded()) << client.stdout_text();
+  std::cout << "the gRPC load saw: " << out.dump() << "\n";
+  EXPECT_TRUE(withdrawn) << "a still routes to c";
+  EXPECT_TRUE(refusing);
+  EXPECT_EQ(out.at("failed"), 0) << out.dump();
+  EXPECT_GT(out.at("ok").get<int>(), 100) << out.dump();
+  EXPECT_EQ(c_later, c_after) << "c still served calls after the drain";
+  EXPECT_GT(b_later, b_after) << "b served no calls after the drain";
 }
 
 TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_another_pass) {
