@@ -88,7 +88,9 @@ service_spec random_spec(std::uint64_t seed) {
     reg.address = "fe80::" + std::to_string(in(1, 9999));
   }
   reg.port = static_cast<std::uint16_t>(in(1, 65535));
-  reg.protocol = coin() ? service_protocol::http : service_protocol::tcp;
+  const service_protocol protocols[] = {service_protocol::tcp, service_protocol::http,
+                                        service_protocol::http2};
+  reg.protocol = protocols[in(0, 2)];
   for (auto n = in(0, 6); n > 0; --n)
     reg.tags.push_back(random_word(rng, printable, 1, 20));
   std::sort(reg.tags.begin(), reg.tags.end());
@@ -343,6 +345,21 @@ TEST(service_spec, the_messages_say_what_is_expected) {
             "register: check_path: needs check=tcp or check=http");
   EXPECT_EQ(message(parse_service_args({"name=web", "port=80", "port=81"})),
             "register: port: given twice");
+}
+
+TEST(service_spec, grpc_is_http2_by_another_name) {
+  for (const std::string name : {"http2", "grpc"}) {
+    auto spec = parse_service_args({"name=api", "port=50051", "protocol=" + name});
+    ASSERT_TRUE(spec) << message(spec);
+    EXPECT_EQ(spec->reg.protocol, service_protocol::http2) << name;
+    EXPECT_EQ(service_json(*spec)["protocol"], "http2") << name;
+    auto from_json = service_from_json(
+        json::parse(R"({"name":"api","port":50051,"protocol":")" + name + R"("})"));
+    ASSERT_TRUE(from_json) << message(from_json);
+    EXPECT_EQ(from_json->reg.protocol, service_protocol::http2) << name;
+  }
+  EXPECT_EQ(message(parse_service_args({"name=api", "port=80", "protocol=h2"})),
+            "register: protocol: 'h2' is not tcp, http, http2 or grpc");
 }
 
 // -- the JSON form ---------------------------------------------------------------------------

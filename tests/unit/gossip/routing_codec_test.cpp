@@ -81,6 +81,28 @@ TEST(routing_codec, payload_round_trips) {
   EXPECT_FALSE(check_owner_record(p.owners.front()));
 }
 
+TEST(routing_codec, every_protocol_round_trips_and_others_are_refused) {
+  for (const auto protocol :
+       {service_protocol::tcp, service_protocol::http, service_protocol::http2}) {
+    auto owner = sample_owner();
+    owner.instances.front().protocol = protocol;
+    routing_payload p{{owner}, {}, routing_note{1, 2}};
+    auto back = decode_routing_payload(encode_routing(p));
+    ASSERT_TRUE(back) << to_string(back.error());
+    EXPECT_EQ(back->owners.front().instances.front().protocol, protocol);
+    EXPECT_FALSE(check_owner_record(owner));
+  }
+  for (const std::uint32_t wrong : {0u, 4u, 255u}) {
+    starling::v1::RoutingPayload m;
+    auto* i = m.add_owners()->add_instances();
+    i->set_port(80);
+    i->set_protocol(wrong);
+    auto res = decode_routing_payload(m.SerializeAsString());
+    ASSERT_FALSE(res) << wrong;
+    EXPECT_TRUE(is(res.error(), routing_errc::invalid_record)) << wrong;
+  }
+}
+
 TEST(routing_codec, section_round_trips) {
   routing_section s;
   for (std::size_t k = 0; k < digest_ranges; ++k) {
