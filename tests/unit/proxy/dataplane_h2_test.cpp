@@ -1556,6 +1556,41 @@ TEST(dataplane_h2_apps, an_instance_answering_unavailable_is_ejected_though_its_
   EXPECT_EQ(out->grpc_failures, 3u);
 }
 
+TEST(dataplane_h2_apps, an_apps_broken_http2_gets_goaway_and_the_listener_serves_on) {
+  echo_behind_b e;
+  auto& n = e.n;
+  const auto address = outbound(*n.a, "echo");
+  {
+    // Garbage right after the preface, where SETTINGS must come.
+    h2_client c(address);
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.send_bytes(std::string(client_preface) + std::string(2000, 'x')));
+    EXPECT_TRUE(c.wait_closed());
+    EXPECT_TRUE(c.goaway().has_value());
+  }
+  {
+    // A header list over the limit: its stream is refused, the connection goes on.
+    h2_client c(address);
+    ASSERT_TRUE(c.connected());
+    const auto big = c.exchange(oversized_fields(""));
+    ASSERT_NE(big, 0);
+    EXPECT_TRUE(c.result(big).reset.has_value()) << describe(c.result(big));
+    const auto next = c.exchange(grpc_fields());
+    ASSERT_NE(next, 0);
+    EXPECT_TRUE(is_whole(c.result(next))) << describe(c.result(next));
+    // Then garbage where the next frame should be.
+    ASSERT_TRUE(c.send_bytes(std::string(2000, 'x')));
+    EXPECT_TRUE(c.wait_closed());
+    EXPECT_TRUE(c.goaway().has_value());
+  }
+  // The listener still serves new connections.
+  h2_client fresh(address);
+  const auto s = fresh.exchange(grpc_fields());
+  ASSERT_NE(s, 0);
+  EXPECT_TRUE(is_whole(fresh.result(s))) << describe(fresh.result(s));
+  EXPECT_EQ(e.app.heads(), 2u); // the two calls; nothing of the broken ones
+}
+
 TEST(dataplane_h2_apps, each_call_on_one_app_connection_is_balanced_on_its_own) {
   h2_session_server one("grpc-1"), two("grpc-2");
   auto o = options("a");
