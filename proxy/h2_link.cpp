@@ -311,10 +311,10 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
 void h2_server::after_receive() {
   if (starting_.empty())
     return;
-  auto now = std::move(starting_);
-  starting_.clear();
-  for (auto& s : now)
+  starting_now_.swap(starting_); // both keep their capacity: no allocation per read
+  for (auto& s : starting_now_)
     on_stream_(std::move(s), app_service_, {});
+  starting_now_.clear();
 }
 
 // ---------------------------------------------------------------------------- h2_client

@@ -357,8 +357,9 @@ private:
   stream_fn on_stream_;
   /// An app's connection: the service of its outbound listener (else empty).
   std::string app_service_;
-  /// An app's streams opened by the bytes being received, to start after them.
-  std::vector<std::shared_ptr<h2_stream>> starting_;
+  /// An app's streams opened by the bytes being received, to start after them (and the
+  /// ones being started: after_receive swaps the two).
+  std::vector<std::shared_ptr<h2_stream>> starting_, starting_now_;
   /// Scratch: a head's fields minus the two x-starling ones.
   std::vector<h2::field> kept_;
 };
