@@ -33,7 +33,6 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <ctime>
 #include <deque>
@@ -3351,13 +3350,8 @@ private:
         (type->value.size() > grpc.size() && type->value[grpc.size()] != '+' &&
          type->value[grpc.size()] != ';'))
       return std::nullopt;
-    if (const auto* f = h.find("grpc-status")) {
-      unsigned v = 0;
-      const auto* end = f->value.data() + f->value.size();
-      const auto r = std::from_chars(f->value.data(), end, v);
-      return r.ec == std::errc{} && r.ptr == end && v <= 999 ? static_cast<std::uint16_t>(v)
-                                                             : std::uint16_t{2};
-    }
+    if (const auto* f = h.find("grpc-status"))
+      return h2::grpc_status_value(f->value);
     if (!c.s.h2)
       return std::nullopt;
     return c.s.h2->grpc_status().value_or(13);

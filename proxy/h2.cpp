@@ -1384,6 +1384,14 @@ h1_written to_h1_response(const head& h, bool head_request, const forward_option
   return {errc::ok, body};
 }
 
+std::uint16_t grpc_status_value(std::string_view value) noexcept {
+  unsigned v = 0;
+  const auto* end = value.data() + value.size();
+  const auto r = std::from_chars(value.data(), end, v);
+  return r.ec == std::errc{} && r.ptr == end && v <= 999 ? static_cast<std::uint16_t>(v)
+                                                         : std::uint16_t{2};
+}
+
 errc write_last_chunk(std::span<const field> trailers, std::string& out) {
   for (const auto& f : trailers)
     if (!is_h2_name(f.name) || !is_h1_value(f.value))

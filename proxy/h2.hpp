@@ -369,6 +369,10 @@ struct h1_written {
 /// `bad_field` (nothing appended) for a name or value HTTP/1.1 cannot carry.
 [[nodiscard]] errc write_last_chunk(std::span<const field> trailers, std::string& out);
 
+/// A gRPC call's status from its `grpc-status` field's value (decision 0025): the number,
+/// 0 (OK) to 999; anything else reads as 2 (UNKNOWN), as gRPC clients read it.
+[[nodiscard]] std::uint16_t grpc_status_value(std::string_view value) noexcept;
+
 /// The HTTP/1.1 reason phrase of `status` ("" for an unknown one).
 [[nodiscard]] std::string_view reason_phrase(std::uint16_t status) noexcept;
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 
 #include "proxy/recycling_allocator.hpp"
@@ -268,7 +267,7 @@ void h2_server::on_head(std::int32_t id, const h2::head& h) {
       kept_.push_back(f);
     }
   }
-  if (!app_service_.empty()) {
+  if (app_) {
     // An app names neither: its listener's service, and the balancer picks the instance.
     service = app_service_;
     instance = {};
@@ -325,7 +324,7 @@ std::shared_ptr<h2_client> h2_client::make(std::shared_ptr<net::connection> conn
 }
 
 h2_client::h2_client(std::shared_ptr<net::connection> conn, options opts, bool to_app)
-    : h2_link(std::move(conn), h2::role::client, opts), names_streams_(!to_app) {
+    : h2_link(std::move(conn), h2::role::client, opts) {
   app_ = to_app;
 }
 
@@ -526,14 +525,8 @@ void h2_stream::on_data(std::span<const char> bytes) {
 void h2_stream::on_trailers(std::span<const h2::field> fields) {
   if (client_)
     for (const auto& f : fields)
-      if (f.name == "grpc-status") {
-        unsigned v = 0;
-        const auto* end = f.value.data() + f.value.size();
-        const auto r = std::from_chars(f.value.data(), end, v);
-        grpc_status_ = r.ec == std::errc{} && r.ptr == end && v <= 999
-                           ? static_cast<std::uint16_t>(v)
-                           : std::uint16_t{2}; // UNKNOWN
-      }
+      if (f.name == "grpc-status")
+        grpc_status_ = h2::grpc_status_value(f.value);
   if (!chunked_in_)
     return; // a body with a length has nowhere to carry trailers in HTTP/1.1
   const auto before = in_.size();
@@ -756,12 +749,12 @@ bool h2_stream::send_head(const message_head& h, forward_options fo) {
   if (id_ != 0)
     return false; // one request per stream
   auto& client = static_cast<h2_client&>(*link_);
+  const bool app = client.is_app();
   const header to_peer[] = {{service_field, service_}, {instance_field, instance_}};
   // TE is hop-by-hop, and this hop (the node) takes trailers and passes them on, whatever
   // the hops before said (an HTTP/1.1 hop drops TE): gRPC servers refuse a request without
   // `te: trailers`.
   static constexpr header to_app[] = {{"te", "trailers"}};
-  const bool app = !client.names_streams_;
   fo.extra = app ? std::span<const header>{to_app}
                  : std::span<const header>{to_peer, instance_.empty() ? 1u : 2u};
   if (h2::to_h2_request(h, fo, fields, max) != h2::errc::ok)

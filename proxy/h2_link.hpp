@@ -1,6 +1,9 @@
 // HTTP/2 connections between nodes (decision 0022): node B's inbound end (h2_server) and
-// node A's end toward a peer (h2_client). Adapters on net::loop: each reads and writes its
-// connection, runs an h2::session and flushes its output once per loop turn.
+// node A's end toward a peer (h2_client); and with apps (decision 0025): an app's
+// connection to an outbound listener (h2_server::make_for_app) and a node's connection to
+// a local instance that speaks HTTP/2 (h2_client's to_app), which carry no x-starling
+// fields. Adapters on net::loop: each reads and writes its connection, runs an
+// h2::session and flushes its output once per loop turn.
 //
 // Each stream is an h2_stream, a byte stream with the calls of net::connection the data
 // plane's sessions use (read_some, write, shutdown_send, close, is_open), so that the
@@ -387,8 +390,6 @@ private:
   friend class h2_stream;
   h2_client(std::shared_ptr<net::connection> conn, options opts, bool to_app);
   void on_head(std::int32_t stream, const h2::head& h) override;
-  /// Streams name their service and instance (a peer's inbound), or not (an app).
-  const bool names_streams_;
   /// Streams opened and not yet submitted (their head is not written yet).
   std::size_t unsubmitted_ = 0;
 };

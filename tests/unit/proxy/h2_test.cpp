@@ -1300,4 +1300,12 @@ TEST(H2Errc, NamesAreStable) {
   EXPECT_EQ(h2::name(static_cast<errc>(200)), "unknown");
 }
 
+TEST(H2Grpc, StatusValueIsItsNumberAndAnythingElseUnknown) {
+  EXPECT_EQ(h2::grpc_status_value("0"), 0);
+  EXPECT_EQ(h2::grpc_status_value("14"), 14);
+  EXPECT_EQ(h2::grpc_status_value("999"), 999);
+  for (const std::string_view odd : {"", "1000", "-1", " 1", "1 ", "x", "0x1", "4294967297"})
+    EXPECT_EQ(h2::grpc_status_value(odd), 2) << '"' << odd << '"';
+}
+
 } // namespace
