@@ -391,7 +391,7 @@ void observe(std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1>& 
 
 /// How an attempt to an instance ended, for its counters: the upstream's response status,
 /// or 0 and why no response came (`none`: a TCP connection that ended normally); and
-/// whether it was a gRPC call whose status was not OK (grpc_failed).
+/// whether it was a gRPC call answered with a status other than OK (grpc_status_of).
 struct try_end {
   enum class failure : std::uint8_t { none, connect, reset, timeout };
   std::uint16_t status = 0;
