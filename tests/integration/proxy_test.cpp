@@ -36,177 +36,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class proxy_test : public st::mesh_test {
-protected:
-  proxy_test() : mesh_test("starling-it-proxy") {}
-
-  /// Whether this process may use io_uring: a ring can be made (the agents fall back to
-  /// epoll where it cannot). Made and closed by a thread of its own: a ring's maker gets a
-  /// task-work signal when it closes, which would fail this thread's next blocking recv
-  /// with a timeout with EINTR (decision 0021).
-  static bool uring_here() {
-    bool ok = false;
-    std::thread{[&ok] {
-      std::string why;
-      auto l = starling::net::loop::make(starling::net::backend::uring, why);
-      ok = l && why.empty();
-    }}.join();
-    return ok;
-  }
-
-  /// Starts issuer "a" and members b, c (certificates by token), all alive; their data plane
-  /// on back end `io` ("epoll" or "io_uring"), or on the default without one.
-  void start_mesh(const char* io = nullptr) {
-    if (io != nullptr)
-      std::ofstream{config_, std::ios::app} << "\n[proxy]\nio = \"" << io << "\"\n";
-    const auto ca = make_root("it.mesh", "ca");
-    auto& a = start("a", {}, {"--issuer", make_issuer(ca, "a").string(), "--gossip-key", key_});
-    ASSERT_FALSE(HasFailure());
-    const auto token = token_of(a, "2");
-    for (const auto* name : {"b", "c"})
-      start(name, {a.info.gossip}, {"--token", token});
-    ASSERT_FALSE(HasFailure());
-    ASSERT_TRUE(st::poll_until(30s, [&] { return all_alive(3); })) << "3 nodes did not converge";
-  }
-
-  /// Registers `app` on `owner` as an instance of "api" with version `version`.
-  void register_app(const std::string& owner, const st::http_app& app, const std::string& version) {
-    auto reg = st::run_cli({"register", "--name", "api", "--id", "api-" + version, "--port",
-                            std::to_string(app.port()), "--protocol", "http", "--version", version,
-                            "--admin", nodes_.at(owner).info.admin});
-    ASSERT_EQ(reg.exit_code, 0) << reg.err;
-  }
-
-  /// `n`'s outbound listener of `service` ("" while it has none).
-  static std::string outbound_of(const node& n, const std::string& service) {
-    return st::outbound_of(n.info.admin, service);
-  }
-
-  /// Routable instances of `service` in `n`'s view.
-  static std::size_t routable_on(const node& n, const std::string& service) {
-    auto view = st::cli_json({"services", "--json", "--admin", n.info.admin});
-    std::size_t count = 0;
-    if (view && view->contains("services"))
-      for (const auto& s : view->at("services"))
-        if (s.at("name") == service)
-          for (const auto& i : s.at("instances"))
-            count += i.at("healthy").get<bool>() ? 1 : 0;
-    return count;
-  }
-
-  /// The back end `n`'s data plane runs on (`proxy_io` in its stats; "" while unavailable).
-  static std::string io_of(const node& n) {
-    auto stats = st::cli_json({"stats", "--json", "--admin", n.info.admin});
-    return stats && stats->contains("proxy_io") && stats->at("proxy_io").is_string()
-               ? stats->at("proxy_io").get<std::string>()
-               : "";
-  }
-
-  /// The `proxy` group of `n`'s stats (null while unavailable).
-  static nlohmann::json proxy_stats(const node& n) {
-    auto view = st::cli_json({"stats", "--json", "--admin", n.info.admin});
-    return view && view->contains("proxy") ? view->at("proxy") : nlohmann::json{};
-  }
-
-  /// True when every response of `n` requests to `address` is 200; counts them by app.
-  static bool all_ok(const std::string& address, int n, std::map<std::string, int>& by_app,
-                     std::string& first_failure) {
-    st::http_client client{address};
-    for (int i = 0; i < n; ++i) {
-      auto r = client.get("/hello");
-      if (r.status != 200) {
-        first_failure =
-            "request " + std::to_string(i) + ": status " + std::to_string(r.status) + " " + r.error;
-        return false;
-      }
-      ++by_app[r.app];
-    }
-    return true;
-  }
-};
-
-TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split) {
-  start_mesh();
-  ASSERT_FALSE(HasFailure());
-  const auto& a = nodes_.at("a");
-  const auto& c = nodes_.at("c");
-  st::http_app v1{"v1"}, v2{"v2"};
-  ASSERT_NE(v1.port(), 0);
-  ASSERT_NE(v2.port(), 0);
-  register_app("c", v1, "v1");
-  register_app("c", v2, "v2");
-  ASSERT_FALSE(HasFailure());
-
-  // a learns both instances and opens an outbound listener for the service.
-  std::string outbound;
-  ASSERT_TRUE(st::poll_until(20s, [&] {
-    outbound = outbound_of(a, "api");
-    return !outbound.empty() && routable_on(a, "api") == 2;
-  })) << "a has no outbound listener for api, or not both instances";
-  EXPECT_EQ(outbound.rfind("127.0.0.1:", 0), 0u) << outbound;
-  // The default back end, io_uring: the agent runs on it, or says it fell back.
-  EXPECT_EQ(io_of(a), uring_here() ? "io_uring" : "epoll");
-
-  // Plain traffic: every request answered through c's inbound proxy (peak-EWMA may send
-  // sequential requests to one version only: it prefers the faster instance).
-  std::map<std::string, int> by_app;
-  std::string failure;
-  ASSERT_TRUE(all_ok(outbound, 200, by_app, failure)) << failure;
-  EXPECT_EQ(by_app["v1"] + by_app["v2"], 200);
-  EXPECT_EQ(v1.requests() + v2.requests(), 200u);
-  const auto pa = proxy_stats(a);
-  const auto pc = proxy_stats(c);
-  ASSERT_TRUE(pa.is_object() && pc.is_object()) << pa << pc;
-  EXPECT_GE(pa.at("requests").get<std::uint64_t>(), 200u) << pa;
-  EXPECT_GE(pa.at("responses_2xx").get<std::uint64_t>(), 200u) << pa;
-  // Connections between the nodes are pooled: far fewer than one per request.
-  EXPECT_GT(pa.at("upstream_reused").get<std::uint64_t>(), 150u) << pa;
-  EXPECT_GE(pc.at("inbound_connections").get<std::uint64_t>(), 1u) << pc;
-  EXPECT_LT(pc.at("inbound_connections").get<std::uint64_t>(), 50u) << pc;
-  EXPECT_EQ(pc.at("inbound_refused_tls").get<std::uint64_t>(), 0u) << pc;
-  // The instances' node counts what its inbound listener served; the caller counts per
-  // instance (both run on c).
-  EXPECT_TRUE(st::poll_until(10s, [&] {
-    const auto p = proxy_stats(c);
-    return p.is_object() && p.at("inbound_responses_2xx").get<std::uint64_t>() >= 200u;
-  })) << proxy_stats(c);
-  const auto detail = st::cli_json({"stats", "--json", "--admin", a.info.admin});
-  ASSERT_TRUE(detail && detail->contains("proxy_services")) << (detail ? detail->dump() : "");
-  std::uint64_t per_instance = 0;
-  for (const auto& i : detail->at("proxy_services").at("instances"))
-    if (i.at("service") == "api") {
-      EXPECT_EQ(i.at("node"), "c") << i;
-      per_instance += i.at("responses_2xx").get<std::uint64_t>();
-    }
-  EXPECT_EQ(per_instance, 200u) << detail->dump();
-
-  // A split written on the issuer: the observed share follows it within 2 points over
-  // 6,000 requests (binomial sigma 0.6 points at 30%).
-  auto split = st::run_cli({"split", "api", "v1=70", "v2=30", "--admin", a.info.admin});
-  ASSERT_EQ(split.exit_code, 0) << split.err;
-  ASSERT_TRUE(st::poll_until(10s, [&] {
-    auto view = st::cli_json({"routes", "--json", "--admin", a.info.admin});
-    return view && view->dump().find("\"weight\":30") != std::string::npos;
-  })) << "the split did not reach a";
-  by_app.clear();
-  constexpr int requests = 6000;
-  ASSERT_TRUE(all_ok(outbound, requests, by_app, failure)) << failure;
-  const double v2_share = static_cast<double>(by_app["v2"]) / requests;
-  EXPECT_NEAR(v2_share, 0.30, 0.02) << "v1 " << by_app["v1"] << ", v2 " << by_app["v2"];
-
-  // /metrics shows the service's requests and latency histogram, and promtool-valid names.
-  const auto metrics = st::http_get(a.info.metrics, "/metrics");
-  EXPECT_NE(metrics.find("starling_proxy_service_requests_total{service=\"api\"}"),
-            std::string::npos);
-  EXPECT_NE(metrics.find("starling_proxy_request_duration_seconds_bucket{service=\"api\",le="),
-            std::string::npos);
-  EXPECT_NE(metrics.find("starling_proxy_instance_requests_total{service=\"api\",instance="),
-            std::string::npos);
-  const auto on_c = st::http_get(c.info.metrics, "/metrics");
-  EXPECT_NE(on_c.find("starling_proxy_inbound_service_requests_total{service=\"api\"}"),
-            std::string::npos);
-}
-
 /// A gRPC app (python3-grpcio, Debian's; scripts/install-deps.sh installs it): `serve NAME`
 /// serves echo.Echo (Say, a unary call answered "NAME:<request>" with the trailer
 /// `x-server: NAME`; Count, a server stream; Chat, a bidirectional stream answering each
@@ -342,35 +171,227 @@ if __name__ == "__main__":
         call(sys.argv[2], int(sys.argv[3]))
 )py";
 
-TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their_trailers) {
-  // Debian's Python, which has Debian's grpc module (another python3 on PATH may not).
-  const std::string python = "/usr/bin/python3";
-  if (!std::filesystem::exists(python) ||
-      procs_.spawn({python, "-c", "import grpc"}, "grpc-probe").wait(30s) != std::optional<int>{0})
-    GTEST_SKIP() << "no python3-grpcio (scripts/install-deps.sh installs it)";
-  const auto script = tmp_.path() / "grpc_app.py";
-  st::write_text(script, std::string{grpc_app_py});
-  start_mesh();
-  ASSERT_FALSE(HasFailure());
-  const auto& a = nodes_.at("a");
-  const auto& c = nodes_.at("c");
-  // Two gRPC servers behind c, registered as grpc (http2): c speaks HTTP/2 to them.
-  std::map<std::string, std::string> ports;
-  for (const std::string name : {"g1", "g2"}) {
-    auto& server = procs_.spawn({python, script.string(), "serve", name}, "grpc-" + name);
+class proxy_test : public st::mesh_test {
+protected:
+  proxy_test() : mesh_test("starling-it-proxy") {}
+
+  /// Whether this process may use io_uring: a ring can be made (the agents fall back to
+  /// epoll where it cannot). Made and closed by a thread of its own: a ring's maker gets a
+  /// task-work signal when it closes, which would fail this thread's next blocking recv
+  /// with a timeout with EINTR (decision 0021).
+  static bool uring_here() {
+    bool ok = false;
+    std::thread{[&ok] {
+      std::string why;
+      auto l = starling::net::loop::make(starling::net::backend::uring, why);
+      ok = l && why.empty();
+    }}.join();
+    return ok;
+  }
+
+  /// Starts issuer "a" and members b, c (certificates by token), all alive; their data plane
+  /// on back end `io` ("epoll" or "io_uring"), or on the default without one.
+  void start_mesh(const char* io = nullptr) {
+    if (io != nullptr)
+      std::ofstream{config_, std::ios::app} << "\n[proxy]\nio = \"" << io << "\"\n";
+    const auto ca = make_root("it.mesh", "ca");
+    auto& a = start("a", {}, {"--issuer", make_issuer(ca, "a").string(), "--gossip-key", key_});
+    ASSERT_FALSE(HasFailure());
+    const auto token = token_of(a, "2");
+    for (const auto* name : {"b", "c"})
+      start(name, {a.info.gossip}, {"--token", token});
+    ASSERT_FALSE(HasFailure());
+    ASSERT_TRUE(st::poll_until(30s, [&] { return all_alive(3); })) << "3 nodes did not converge";
+  }
+
+  /// Registers `app` on `owner` as an instance of "api" with version `version`.
+  void register_app(const std::string& owner, const st::http_app& app, const std::string& version) {
+    auto reg = st::run_cli({"register", "--name", "api", "--id", "api-" + version, "--port",
+                            std::to_string(app.port()), "--protocol", "http", "--version", version,
+                            "--admin", nodes_.at(owner).info.admin});
+    ASSERT_EQ(reg.exit_code, 0) << reg.err;
+  }
+
+  /// `n`'s outbound listener of `service` ("" while it has none).
+  static std::string outbound_of(const node& n, const std::string& service) {
+    return st::outbound_of(n.info.admin, service);
+  }
+
+  /// Routable instances of `service` in `n`'s view.
+  static std::size_t routable_on(const node& n, const std::string& service) {
+    auto view = st::cli_json({"services", "--json", "--admin", n.info.admin});
+    std::size_t count = 0;
+    if (view && view->contains("services"))
+      for (const auto& s : view->at("services"))
+        if (s.at("name") == service)
+          for (const auto& i : s.at("instances"))
+            count += i.at("healthy").get<bool>() ? 1 : 0;
+    return count;
+  }
+
+  /// The back end `n`'s data plane runs on (`proxy_io` in its stats; "" while unavailable).
+  static std::string io_of(const node& n) {
+    auto stats = st::cli_json({"stats", "--json", "--admin", n.info.admin});
+    return stats && stats->contains("proxy_io") && stats->at("proxy_io").is_string()
+               ? stats->at("proxy_io").get<std::string>()
+               : "";
+  }
+
+  /// The `proxy` group of `n`'s stats (null while unavailable).
+  static nlohmann::json proxy_stats(const node& n) {
+    auto view = st::cli_json({"stats", "--json", "--admin", n.info.admin});
+    return view && view->contains("proxy") ? view->at("proxy") : nlohmann::json{};
+  }
+
+  /// Debian's Python with Debian's grpc module (another python3 on PATH may not have it),
+  /// and the gRPC app's script written out (grpc_app_py): false when python3-grpcio is
+  /// missing (scripts/install-deps.sh installs it; the test then skips).
+  bool grpc_ready() {
+    if (!std::filesystem::exists(python_) ||
+        procs_.spawn({python_, "-c", "import grpc"}, "grpc-probe").wait(30s) !=
+            std::optional<int>{0})
+      return false;
+    grpc_script_ = (tmp_.path() / "grpc_app.py").string();
+    st::write_text(grpc_script_, std::string{grpc_app_py});
+    return true;
+  }
+
+  /// Starts the gRPC app `name` (echo.Echo) and registers it on `owner` as an instance
+  /// `name` of the grpc service "echo", with `check` (flags); a test failure when either
+  /// fails.
+  void serve_grpc(const node& owner, const std::string& name, std::vector<std::string> check = {}) {
+    auto& server = procs_.spawn({python_, grpc_script_, "serve", name}, "grpc-" + name);
+    std::string port;
     ASSERT_TRUE(st::poll_until(20s,
                                [&] {
                                  const auto out = server.stdout_text();
                                  if (out.find('\n') == std::string::npos)
                                    return false;
-                                 ports[name] = out.substr(0, out.find('\n'));
+                                 port = out.substr(0, out.find('\n'));
                                  return true;
                                }))
         << "gRPC server " << name << " printed no port: " << server.stderr_text();
-    auto reg = st::run_cli({"register", "--name", "echo", "--id", name, "--port", ports[name],
-                            "--protocol", "grpc", "--admin", c.info.admin});
+    std::vector<std::string> args{"register",      "--name", "echo",       "--id", name,
+                                  "--port",        port,     "--protocol", "grpc", "--admin",
+                                  owner.info.admin};
+    args.insert(args.end(), check.begin(), check.end());
+    auto reg = st::run_cli(args);
     ASSERT_EQ(reg.exit_code, 0) << reg.err;
   }
+
+  const std::string python_ = "/usr/bin/python3";
+  std::string grpc_script_;
+
+  /// True when every response of `n` requests to `address` is 200; counts them by app.
+  static bool all_ok(const std::string& address, int n, std::map<std::string, int>& by_app,
+                     std::string& first_failure) {
+    st::http_client client{address};
+    for (int i = 0; i < n; ++i) {
+      auto r = client.get("/hello");
+      if (r.status != 200) {
+        first_failure =
+            "request " + std::to_string(i) + ": status " + std::to_string(r.status) + " " + r.error;
+        return false;
+      }
+      ++by_app[r.app];
+    }
+    return true;
+  }
+};
+
+TEST_F(proxy_test, traffic_crosses_the_mesh_over_mutual_tls_and_follows_a_split) {
+  start_mesh();
+  ASSERT_FALSE(HasFailure());
+  const auto& a = nodes_.at("a");
+  const auto& c = nodes_.at("c");
+  st::http_app v1{"v1"}, v2{"v2"};
+  ASSERT_NE(v1.port(), 0);
+  ASSERT_NE(v2.port(), 0);
+  register_app("c", v1, "v1");
+  register_app("c", v2, "v2");
+  ASSERT_FALSE(HasFailure());
+
+  // a learns both instances and opens an outbound listener for the service.
+  std::string outbound;
+  ASSERT_TRUE(st::poll_until(20s, [&] {
+    outbound = outbound_of(a, "api");
+    return !outbound.empty() && routable_on(a, "api") == 2;
+  })) << "a has no outbound listener for api, or not both instances";
+  EXPECT_EQ(outbound.rfind("127.0.0.1:", 0), 0u) << outbound;
+  // The default back end, io_uring: the agent runs on it, or says it fell back.
+  EXPECT_EQ(io_of(a), uring_here() ? "io_uring" : "epoll");
+
+  // Plain traffic: every request answered through c's inbound proxy (peak-EWMA may send
+  // sequential requests to one version only: it prefers the faster instance).
+  std::map<std::string, int> by_app;
+  std::string failure;
+  ASSERT_TRUE(all_ok(outbound, 200, by_app, failure)) << failure;
+  EXPECT_EQ(by_app["v1"] + by_app["v2"], 200);
+  EXPECT_EQ(v1.requests() + v2.requests(), 200u);
+  const auto pa = proxy_stats(a);
+  const auto pc = proxy_stats(c);
+  ASSERT_TRUE(pa.is_object() && pc.is_object()) << pa << pc;
+  EXPECT_GE(pa.at("requests").get<std::uint64_t>(), 200u) << pa;
+  EXPECT_GE(pa.at("responses_2xx").get<std::uint64_t>(), 200u) << pa;
+  // Connections between the nodes are pooled: far fewer than one per request.
+  EXPECT_GT(pa.at("upstream_reused").get<std::uint64_t>(), 150u) << pa;
+  EXPECT_GE(pc.at("inbound_connections").get<std::uint64_t>(), 1u) << pc;
+  EXPECT_LT(pc.at("inbound_connections").get<std::uint64_t>(), 50u) << pc;
+  EXPECT_EQ(pc.at("inbound_refused_tls").get<std::uint64_t>(), 0u) << pc;
+  // The instances' node counts what its inbound listener served; the caller counts per
+  // instance (both run on c).
+  EXPECT_TRUE(st::poll_until(10s, [&] {
+    const auto p = proxy_stats(c);
+    return p.is_object() && p.at("inbound_responses_2xx").get<std::uint64_t>() >= 200u;
+  })) << proxy_stats(c);
+  const auto detail = st::cli_json({"stats", "--json", "--admin", a.info.admin});
+  ASSERT_TRUE(detail && detail->contains("proxy_services")) << (detail ? detail->dump() : "");
+  std::uint64_t per_instance = 0;
+  for (const auto& i : detail->at("proxy_services").at("instances"))
+    if (i.at("service") == "api") {
+      EXPECT_EQ(i.at("node"), "c") << i;
+      per_instance += i.at("responses_2xx").get<std::uint64_t>();
+    }
+  EXPECT_EQ(per_instance, 200u) << detail->dump();
+
+  // A split written on the issuer: the observed share follows it within 2 points over
+  // 6,000 requests (binomial sigma 0.6 points at 30%).
+  auto split = st::run_cli({"split", "api", "v1=70", "v2=30", "--admin", a.info.admin});
+  ASSERT_EQ(split.exit_code, 0) << split.err;
+  ASSERT_TRUE(st::poll_until(10s, [&] {
+    auto view = st::cli_json({"routes", "--json", "--admin", a.info.admin});
+    return view && view->dump().find("\"weight\":30") != std::string::npos;
+  })) << "the split did not reach a";
+  by_app.clear();
+  constexpr int requests = 6000;
+  ASSERT_TRUE(all_ok(outbound, requests, by_app, failure)) << failure;
+  const double v2_share = static_cast<double>(by_app["v2"]) / requests;
+  EXPECT_NEAR(v2_share, 0.30, 0.02) << "v1 " << by_app["v1"] << ", v2 " << by_app["v2"];
+
+  // /metrics shows the service's requests and latency histogram, and promtool-valid names.
+  const auto metrics = st::http_get(a.info.metrics, "/metrics");
+  EXPECT_NE(metrics.find("starling_proxy_service_requests_total{service=\"api\"}"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("starling_proxy_request_duration_seconds_bucket{service=\"api\",le="),
+            std::string::npos);
+  EXPECT_NE(metrics.find("starling_proxy_instance_requests_total{service=\"api\",instance="),
+            std::string::npos);
+  const auto on_c = st::http_get(c.info.metrics, "/metrics");
+  EXPECT_NE(on_c.find("starling_proxy_inbound_service_requests_total{service=\"api\"}"),
+            std::string::npos);
+}
+
+TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their_trailers) {
+  if (!grpc_ready())
+    GTEST_SKIP() << "no python3-grpcio (scripts/install-deps.sh installs it)";
+  start_mesh();
+  ASSERT_FALSE(HasFailure());
+  const auto& a = nodes_.at("a");
+  const auto& c = nodes_.at("c");
+  // Two gRPC servers behind c, registered as grpc (http2): c speaks HTTP/2 to them.
+  for (const std::string name : {"g1", "g2"})
+    serve_grpc(c, name);
+  ASSERT_FALSE(HasFailure());
   std::string outbound;
   ASSERT_TRUE(st::poll_until(20s, [&] {
     outbound = outbound_of(a, "echo");
@@ -383,7 +404,7 @@ TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their
   // 64 concurrent calls on the client's one HTTP/2 connection to a: each is balanced on
   // its own, so both servers answer some (a connection-level balancer would send all 64 to
   // one); every answer comes with its trailers (gRPC's status is one).
-  auto& client = procs_.spawn({python, script.string(), "call", outbound, "64"}, "grpc-call");
+  auto& client = procs_.spawn({python_, grpc_script_, "call", outbound, "64"}, "grpc-call");
   const auto code = client.wait(60s);
   ASSERT_EQ(code, std::optional<int>{0}) << client.stderr_text();
   const auto out = nlohmann::json::parse(client.stdout_text(), nullptr, false);
@@ -429,36 +450,19 @@ TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their
 }
 
 TEST_F(proxy_test, a_drained_node_loses_no_grpc_call) {
-  const std::string python = "/usr/bin/python3";
-  if (!std::filesystem::exists(python) ||
-      procs_.spawn({python, "-c", "import grpc"}, "grpc-probe").wait(30s) != std::optional<int>{0})
+  if (!grpc_ready())
     GTEST_SKIP() << "no python3-grpcio (scripts/install-deps.sh installs it)";
-  const auto script = tmp_.path() / "grpc_app.py";
-  st::write_text(script, std::string{grpc_app_py});
   start_mesh();
   ASSERT_FALSE(HasFailure());
   const auto& a = nodes_.at("a");
   const auto& b = nodes_.at("b");
   const auto& c = nodes_.at("c");
   // One gRPC server behind b, one behind c.
-  for (const auto* owner : {&b, &c}) {
-    const std::string name = owner == &b ? "gb" : "gc";
-    auto& server = procs_.spawn({python, script.string(), "serve", name}, "grpc-" + name);
-    std::string port;
-    ASSERT_TRUE(st::poll_until(20s,
-                               [&] {
-                                 const auto out = server.stdout_text();
-                                 if (out.find('\n') == std::string::npos)
-                                   return false;
-                                 port = out.substr(0, out.find('\n'));
-                                 return true;
-                               }))
-        << "gRPC server " << name << " printed no port: " << server.stderr_text();
-    auto reg = st::run_cli({"register", "--name", "echo", "--id", name, "--port", port,
-                            "--protocol", "grpc", "--check", "tcp", "--check-interval", "1s",
-                            "--check-timeout", "500ms", "--admin", owner->info.admin});
-    ASSERT_EQ(reg.exit_code, 0) << reg.err;
-  }
+  const std::vector<std::string> check{"--check",         "tcp",  "--check-interval", "1s",
+                                       "--check-timeout", "500ms"};
+  serve_grpc(b, "gb", check);
+  serve_grpc(c, "gc", check);
+  ASSERT_FALSE(HasFailure());
   std::string outbound;
   ASSERT_TRUE(st::poll_until(20s, [&] {
     outbound = outbound_of(a, "echo");
@@ -469,7 +473,7 @@ TEST_F(proxy_test, a_drained_node_loses_no_grpc_call) {
   };
   // Calls from one client on a, eight at a time, until the stop file appears (60 s at most).
   const auto stop_file = tmp_.path() / "stop-grpc-load";
-  auto& client = procs_.spawn({python, script.string(), "load", outbound, stop_file.string(), "60"},
+  auto& client = procs_.spawn({python_, grpc_script_, "load", outbound, stop_file.string(), "60"},
                               "grpc-load");
   const auto stop_load = [&] {
     st::write_text(stop_file, "stop");
