@@ -3339,7 +3339,7 @@ private:
   /// The status of the gRPC call `c` answered (decision 0025): when the response is one
   /// (content-type application/grpc, or application/grpc+proto and the like), its
   /// grpc-status from a trailers-only head, else from the trailers an HTTP/2 stream saw; a
-  /// gRPC answer that ended without any is INTERNAL (13), as gRPC clients read it. Nothing
+  /// gRPC answer that ended without any counts as INTERNAL (13), a failed call. Nothing
   /// for another response, or where the trailers passed unseen (in a chunked body over an
   /// HTTP/1.1 hop).
   static std::optional<std::uint16_t> grpc_status_of(const upstream_conn& c) {
@@ -3359,10 +3359,10 @@ private:
 
   /// gRPC statuses that say the server failed, not the call: UNKNOWN (2),
   /// DEADLINE_EXCEEDED (4), UNIMPLEMENTED (12), INTERNAL (13), UNAVAILABLE (14), DATA_LOSS
-  /// (15), the ones Envoy maps to a 5xx for outlier detection. NOT_FOUND,
-  /// INVALID_ARGUMENT and the like are the caller's business.
+  /// (15), and codes gRPC does not define (above 16): the ones Envoy's grpcToHttpStatus
+  /// maps to a 5xx. NOT_FOUND, INVALID_ARGUMENT and the like are the caller's business.
   static bool is_grpc_server_failure(std::uint16_t status) {
-    return status == 2 || status == 4 || (status >= 12 && status <= 15);
+    return status == 2 || status == 4 || (status >= 12 && status <= 15) || status > 16;
   }
 
   /// Ends the current attempt's bookkeeping (balancer, breaker, outlier, the instance's

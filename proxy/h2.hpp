@@ -370,7 +370,7 @@ struct h1_written {
 [[nodiscard]] errc write_last_chunk(std::span<const field> trailers, std::string& out);
 
 /// A gRPC call's status from its `grpc-status` field's value (decision 0025): the number,
-/// 0 (OK) to 999; anything else reads as 2 (UNKNOWN), as gRPC clients read it.
+/// 0 (OK) to 999; anything else reads as 2 (UNKNOWN), a failed call.
 [[nodiscard]] std::uint16_t grpc_status_value(std::string_view value) noexcept;
 
 /// The HTTP/1.1 reason phrase of `status` ("" for an unknown one).
