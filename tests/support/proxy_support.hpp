@@ -610,6 +610,19 @@ inline std::unique_ptr<sp::dataplane> start(sp::dataplane_options o) {
   return dp;
 }
 
+/// Keeps every line of a data plane's access log (dataplane_options::access_log = sink()).
+/// The data plane's threads write; lock `mu` to read `lines`.
+struct access_log_lines {
+  std::mutex mu;
+  std::vector<std::string> lines;
+  std::function<void(std::string_view)> sink() {
+    return [this](std::string_view line) {
+      std::lock_guard lock{mu};
+      lines.emplace_back(line);
+    };
+  }
+};
+
 inline std::string outbound(const sp::dataplane& dp, const std::string& svc) {
   std::string out;
   eventually([&] {

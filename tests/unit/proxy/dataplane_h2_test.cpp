@@ -1424,13 +1424,9 @@ TEST(dataplane_h2_apps, a_bidirectional_call_gets_each_answer_before_it_sends_th
 }
 
 TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_http_200) {
-  std::mutex mu;
-  std::vector<std::string> log;
+  access_log_lines log;
   auto o = options("a");
-  o.access_log = [&](std::string_view line) {
-    std::lock_guard lock{mu};
-    log.emplace_back(line);
-  };
+  o.access_log = log.sink();
   h2_session_server app("grpc-1");
   two_nodes n(std::move(o));
   n.apply(
@@ -1469,13 +1465,14 @@ TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_
     return in != nullptr && in->grpc_failures == 2u;
   }));
   // The access log names each call's gRPC status.
-  std::lock_guard lock{mu};
-  ASSERT_EQ(log.size(), 3u);
+  std::lock_guard lock{log.mu};
+  ASSERT_EQ(log.lines.size(), 3u);
   if (test_h2_hop()) { // (over HTTP/1.1 between the nodes, the trailers-only answer's alone)
-    EXPECT_NE(log[0].find("\"status\":200,\"grpc_status\":0,"), std::string::npos) << log[0];
-    EXPECT_NE(log[1].find("\"grpc_status\":5,"), std::string::npos) << log[1];
+    EXPECT_NE(log.lines[0].find("\"status\":200,\"grpc_status\":0,"), std::string::npos)
+        << log.lines[0];
+    EXPECT_NE(log.lines[1].find("\"grpc_status\":5,"), std::string::npos) << log.lines[1];
   }
-  EXPECT_NE(log[2].find("\"grpc_status\":14,"), std::string::npos) << log[2];
+  EXPECT_NE(log.lines[2].find("\"grpc_status\":14,"), std::string::npos) << log.lines[2];
 }
 
 TEST(dataplane_h2_apps, a_unary_call_a_peer_refused_goes_to_another_node) {

@@ -834,13 +834,9 @@ TEST(dataplane, authz_rules_without_tls_refuse_with_403_naming_why) {
 
 TEST(dataplane, access_log_writes_one_json_line_per_request) {
   http_backend web("web-1");
-  std::mutex mu;
-  std::vector<std::string> lines;
+  access_log_lines log;
   auto o = options("a");
-  o.access_log = [&](std::string_view line) {
-    std::lock_guard lock{mu};
-    lines.emplace_back(line);
-  };
+  o.access_log = log.sink();
   auto dp = start(o);
   dp->apply(config({service("web", {instance("a", "web", "1", web.port())}),
                     service("none", {instance("a", "none", "1", 1, "", sg::service_protocol::http,
@@ -850,15 +846,15 @@ TEST(dataplane, access_log_writes_one_json_line_per_request) {
   client d(outbound(*dp, "none"));
   EXPECT_EQ(d.get().status, 503);
   ASSERT_TRUE(eventually([&] {
-    std::lock_guard lock{mu};
-    return lines.size() == 2;
+    std::lock_guard lock{log.mu};
+    return log.lines.size() == 2;
   }));
-  std::lock_guard lock{mu};
-  EXPECT_NE(lines[0].find("\"service\":\"web\""), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find("\"path\":\"/p?q=\\\"1\\\"\""), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find("\"status\":200"), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find("\"upstream_node\":\"a\""), std::string::npos) << lines[0];
-  EXPECT_NE(lines[1].find("\"error\":\"no_upstream\""), std::string::npos) << lines[1];
+  std::lock_guard lock{log.mu};
+  EXPECT_NE(log.lines[0].find("\"service\":\"web\""), std::string::npos) << log.lines[0];
+  EXPECT_NE(log.lines[0].find("\"path\":\"/p?q=\\\"1\\\"\""), std::string::npos) << log.lines[0];
+  EXPECT_NE(log.lines[0].find("\"status\":200"), std::string::npos) << log.lines[0];
+  EXPECT_NE(log.lines[0].find("\"upstream_node\":\"a\""), std::string::npos) << log.lines[0];
+  EXPECT_NE(log.lines[1].find("\"error\":\"no_upstream\""), std::string::npos) << log.lines[1];
 }
 
 TEST(dataplane, several_threads_serve_many_clients) {
@@ -990,13 +986,9 @@ TEST(dataplane, per_try_timeout_retries_on_another_instance) {
 
 TEST(dataplane, tcp_connections_are_access_logged) {
   echo_backend echo;
-  std::mutex mu;
-  std::vector<std::string> lines;
+  access_log_lines log;
   auto o = options("a");
-  o.access_log = [&](std::string_view line) {
-    std::lock_guard lock{mu};
-    lines.emplace_back(line);
-  };
+  o.access_log = log.sink();
   auto dp = start(o);
   dp->apply(config(
       {service("db", {instance("a", "db", "1", echo.port(), "", sg::service_protocol::tcp)})}));
@@ -1007,12 +999,12 @@ TEST(dataplane, tcp_connections_are_access_logged) {
     EXPECT_EQ(c.read_all(), "x");
   }
   ASSERT_TRUE(eventually([&] {
-    std::lock_guard lock{mu};
-    return lines.size() == 1;
+    std::lock_guard lock{log.mu};
+    return log.lines.size() == 1;
   }));
-  std::lock_guard lock{mu};
-  EXPECT_NE(lines[0].find("\"protocol\":\"tcp\""), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find("\"service\":\"db\""), std::string::npos) << lines[0];
+  std::lock_guard lock{log.mu};
+  EXPECT_NE(log.lines[0].find("\"protocol\":\"tcp\""), std::string::npos) << log.lines[0];
+  EXPECT_NE(log.lines[0].find("\"service\":\"db\""), std::string::npos) << log.lines[0];
 }
 
 } // namespace
