@@ -29,7 +29,7 @@ using gossip::health_check_kind;
 using gossip::service_protocol;
 using json = nlohmann::json;
 
-/// Bounds of a `register` request: above the 15 keys a registration has, and above any
+/// Bounds of a `register` request: above the 16 keys a registration has, and above any
 /// value but a long list of long tags (16 tags of 64 bytes join to 1,039): such a list goes
 /// in the config file.
 constexpr std::size_t max_args = 32;
@@ -56,21 +56,24 @@ enum class field : std::uint8_t {
   check_timeout,
   check_rise,
   check_fall,
+  check_grpc_service,
 };
-constexpr std::size_t field_count = 15;
+constexpr std::size_t field_count = 16;
 
 /// How a source spells keys: `register`'s arguments ("check_path"), or the fields of the
 /// JSON form and of the config's [[service]] tables ("check.path").
 enum class spelling : std::uint8_t { args, fields };
 
 constexpr std::array<std::string_view, field_count> arg_keys{
-    "name",          "id",         "address",   "port",       "protocol",     "tags",
-    "version",       "weight",     "check",     "check_path", "check_expect", "check_interval",
-    "check_timeout", "check_rise", "check_fall"};
+    "name",          "id",         "address",      "port",
+    "protocol",      "tags",       "version",      "weight",
+    "check",         "check_path", "check_expect", "check_interval",
+    "check_timeout", "check_rise", "check_fall",   "check_grpc_service"};
 constexpr std::array<std::string_view, field_count> field_keys{
-    "name",          "id",         "address",    "port",       "protocol",     "tags",
-    "version",       "weight",     "check.type", "check.path", "check.expect", "check.interval",
-    "check.timeout", "check.rise", "check.fall"};
+    "name",          "id",         "address",      "port",
+    "protocol",      "tags",       "version",      "weight",
+    "check.type",    "check.path", "check.expect", "check.interval",
+    "check.timeout", "check.rise", "check.fall",   "check.grpc_service"};
 
 std::string_view key_name(field f, spelling s) {
   const auto i = static_cast<std::size_t>(f);
@@ -174,8 +177,9 @@ std::pair<std::optional<field>, std::string> health_refusal(const caf::error& er
   if (err.context().match_elements<std::string>())
     text = err.context().get_as<std::string>(0);
   constexpr std::string_view lead = "health check ";
-  static constexpr std::array<std::pair<std::string_view, field>, 7> names{{
+  static constexpr std::array<std::pair<std::string_view, field>, 8> names{{
       {"kind", field::check},
+      {"grpc_service", field::check_grpc_service},
       {"path", field::check_path},
       {"expected_status", field::check_expect},
       {"interval", field::check_interval},
@@ -244,8 +248,8 @@ caf::error complete(service_spec& spec, const reporter& r) {
   if (!spec.check)
     return {};
   const auto& check = *spec.check;
-  if (check.kind == health_check_kind::tcp) {
-    // Ignored by a tcp check: refused rather than silently dropped.
+  if (check.kind != health_check_kind::http) {
+    // Ignored by a tcp or grpc check: refused rather than silently dropped.
     if (check.path != gossip::health_check_spec{}.path)
       return r.fail(field::check_path, "only for an http check");
     if (check.expected_status != 0)
@@ -288,28 +292,34 @@ caf::expected<gossip::duration> json_duration(const json& v, field f, const repo
 caf::expected<gossip::health_check_spec> json_check(const json& j, const reporter& r) {
   if (!j.is_object())
     return r.fail("check", "expected an object or null, got " + rendered(j));
-  static constexpr std::array<std::string_view, 7> known{"type",    "path", "expect", "interval",
-                                                         "timeout", "rise", "fall"};
+  static constexpr std::array<std::string_view, 8> known{
+      "type", "path", "expect", "interval", "timeout", "rise", "fall", "grpc_service"};
   for (const auto& [k, v] : j.items())
     if (std::find(known.begin(), known.end(), k) == known.end())
-      return r.fail("check." + printable(k),
-                    "unknown key (type, path, expect, interval, timeout, rise, fall)");
+      return r.fail("check." + printable(k), "unknown key (type, path, expect, interval, "
+                                             "timeout, rise, fall, grpc_service)");
   gossip::health_check_spec spec;
   auto type = j.find("type");
   if (type == j.end())
-    return r.fail(field::check, "missing (tcp or http)");
+    return r.fail(field::check, "missing (tcp, http or grpc)");
   auto kind_text = json_string(*type, field::check, r);
   if (!kind_text)
     return kind_text.error();
   auto kind = gossip::parse_health_check_kind(*kind_text);
   if (!kind)
-    return r.fail(field::check, shown(*kind_text) + " is not tcp or http");
+    return r.fail(field::check, shown(*kind_text) + " is not tcp, http or grpc");
   spec.kind = *kind;
   if (auto it = j.find("path"); it != j.end()) {
     auto s = json_string(*it, field::check_path, r);
     if (!s)
       return s.error();
     spec.path = std::move(*s);
+  }
+  if (auto it = j.find("grpc_service"); it != j.end()) {
+    auto s = json_string(*it, field::check_grpc_service, r);
+    if (!s)
+      return s.error();
+    spec.grpc_service = std::move(*s);
   }
   struct uint_key {
     const char* name;
@@ -465,7 +475,8 @@ caf::expected<service_spec> parse_service_args(const std::vector<std::string>& k
     if (at == arg_keys.end())
       return r.fail(printable(key), "unknown key (name, port, protocol, tags, version, weight, "
                                     "address, id, check, check_path, check_expect, "
-                                    "check_interval, check_timeout, check_rise, check_fall)");
+                                    "check_interval, check_timeout, check_rise, check_fall, "
+                                    "check_grpc_service)");
     auto& slot = given[static_cast<std::size_t>(at - arg_keys.begin())];
     if (slot)
       return r.fail(key, "given twice");
@@ -521,18 +532,21 @@ caf::expected<service_spec> parse_service_args(const std::vector<std::string>& k
     }
   }
   if (!value(field::check)) {
-    for (auto f : {field::check_path, field::check_expect, field::check_interval,
-                   field::check_timeout, field::check_rise, field::check_fall})
+    for (auto f :
+         {field::check_path, field::check_expect, field::check_interval, field::check_timeout,
+          field::check_rise, field::check_fall, field::check_grpc_service})
       if (value(f))
-        return r.fail(f, "needs check=tcp or check=http");
+        return r.fail(f, "needs check=tcp, check=http or check=grpc");
   } else {
     gossip::health_check_spec check;
     auto kind = gossip::parse_health_check_kind(*value(field::check));
     if (!kind)
-      return r.fail(field::check, shown(*value(field::check)) + " is not tcp or http");
+      return r.fail(field::check, shown(*value(field::check)) + " is not tcp, http or grpc");
     check.kind = *kind;
     if (value(field::check_path))
       check.path = *value(field::check_path);
+    if (value(field::check_grpc_service))
+      check.grpc_service = *value(field::check_grpc_service);
     for (auto f : {field::check_expect, field::check_rise, field::check_fall}) {
       if (!value(f))
         continue;
@@ -583,6 +597,8 @@ std::vector<std::string> service_args(const service_spec& spec) {
       out.push_back("check_path=" + c.path);
       out.push_back("check_expect=" + std::to_string(c.expected_status));
     }
+    if (c.kind == health_check_kind::grpc && !c.grpc_service.empty())
+      out.push_back("check_grpc_service=" + c.grpc_service);
     out.push_back("check_interval=" + format_duration(c.interval));
     out.push_back("check_timeout=" + format_duration(c.timeout));
     out.push_back("check_rise=" + std::to_string(c.rise));
@@ -613,6 +629,8 @@ nlohmann::json service_json(const service_spec& spec) {
       check["path"] = c.path;
       check["expect"] = c.expected_status;
     }
+    if (c.kind == health_check_kind::grpc)
+      check["grpc_service"] = c.grpc_service;
     j["check"] = std::move(check);
   }
   return j;

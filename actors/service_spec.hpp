@@ -8,10 +8,11 @@
 // - admin request: {"register", "name=web", "port=8080", "protocol=http", "tags=a,b",
 //   "version=v1", "weight=100", "address=10.0.0.5", "id=web-1", "check=http",
 //   "check_path=/healthz", "check_expect=200", "check_interval=10s", "check_timeout=2s",
-//   "check_rise=2", "check_fall=3"}: every key but name and port optional, each at most once;
+//   "check_rise=2", "check_fall=3", "check_grpc_service=echo.Echo" (check=grpc only)}: every
+//   key but name and port optional, each at most once;
 // - JSON (services.json entries, the answer to `register`): {"name","id","address","port",
 //   "protocol","tags":[...],"version","weight","check":null|{"type","path","expect",
-//   "interval","timeout","rise","fall"}} with durations as "10s" / "500ms".
+//   "interval","timeout","rise","fall","grpc_service"}} with durations as "10s" / "500ms".
 #pragma once
 
 #include <cstdint>

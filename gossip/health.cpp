@@ -35,6 +35,8 @@ std::string_view to_string(health_check_kind k) noexcept {
     return "tcp";
   case health_check_kind::http:
     return "http";
+  case health_check_kind::grpc:
+    return "grpc";
   }
   return "unknown";
 }
@@ -44,13 +46,30 @@ std::optional<health_check_kind> parse_health_check_kind(std::string_view name) 
     return health_check_kind::tcp;
   if (name == "http")
     return health_check_kind::http;
+  if (name == "grpc")
+    return health_check_kind::grpc;
   return std::nullopt;
 }
 
 caf::error check_health_spec(const health_check_spec& spec) {
-  if (spec.kind != health_check_kind::tcp && spec.kind != health_check_kind::http)
-    return refuse("kind",
-                  std::to_string(static_cast<unsigned>(spec.kind)) + " is not tcp (1) or http (2)");
+  if (spec.kind != health_check_kind::tcp && spec.kind != health_check_kind::http &&
+      spec.kind != health_check_kind::grpc)
+    return refuse("kind", std::to_string(static_cast<unsigned>(spec.kind)) +
+                              " is not tcp (1), http (2) or grpc (3)");
+  if (spec.kind == health_check_kind::grpc) {
+    if (spec.grpc_service.size() > health_max_grpc_service_bytes)
+      return refuse("grpc_service", std::to_string(spec.grpc_service.size()) +
+                                        " bytes, more than " +
+                                        std::to_string(health_max_grpc_service_bytes));
+    for (std::size_t i = 0; i < spec.grpc_service.size(); ++i) {
+      auto c = static_cast<unsigned char>(spec.grpc_service[i]);
+      if (c <= 0x20 || c >= 0x7f)
+        return refuse("grpc_service", "byte " + std::to_string(i) +
+                                          " is a space, a control character or not ASCII");
+    }
+  } else if (!spec.grpc_service.empty()) {
+    return refuse("grpc_service", "only for a grpc check");
+  }
   if (spec.kind == health_check_kind::http) {
     if (spec.path.empty() || spec.path.front() != '/')
       return refuse("path", "must start with '/'");

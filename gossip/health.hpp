@@ -29,13 +29,16 @@ namespace starling::gossip {
 enum class health_check_kind : std::uint8_t {
   tcp = 1,  ///< connect to the instance's address; passes when the connection opens
   http = 2, ///< HTTP/1.1 GET of `path`; passes on the expected status
+  /// gRPC's health checking protocol (grpc.health.v1.Health/Check about `grpc_service`)
+  /// over plain-text HTTP/2; passes when the instance answers SERVING
+  grpc = 3,
 };
 
-/// "tcp" / "http" ("unknown" for a value outside the enum).
+/// "tcp" / "http" / "grpc" ("unknown" for a value outside the enum).
 [[nodiscard]] std::string_view to_string(health_check_kind k) noexcept;
 
-/// The kind named "tcp" or "http" (as config and the command line spell it); nullopt for
-/// anything else.
+/// The kind named "tcp", "http" or "grpc" (as config and the command line spell it);
+/// nullopt for anything else.
 [[nodiscard]] std::optional<health_check_kind> parse_health_check_kind(std::string_view name);
 
 /// Smallest interval between two runs of one check.
@@ -48,6 +51,8 @@ inline constexpr duration health_min_timeout = std::chrono::milliseconds{100};
 inline constexpr std::uint32_t health_max_threshold = 10;
 /// Longest HTTP check path, in bytes.
 inline constexpr std::size_t health_max_path_bytes = 256;
+/// Longest service name a gRPC check asks about, in bytes.
+inline constexpr std::size_t health_max_grpc_service_bytes = 256;
 /// Longest result text a tracker keeps, in bytes (longer ones are cut at a UTF-8 boundary).
 inline constexpr std::size_t health_max_result_bytes = 200;
 /// Most checks one scheduler holds (one per instance a node owns).
@@ -62,9 +67,13 @@ struct health_check_spec {
   /// HTTP only (ignored for tcp): 0 accepts any 2xx; otherwise the exact status expected
   /// (100 to 599).
   std::uint16_t expected_status = 0;
+  /// gRPC only (must be empty otherwise): the service the Health/Check call asks about
+  /// (HealthCheckRequest.service), e.g. "echo.Echo"; empty asks about the whole server. At
+  /// most health_max_grpc_service_bytes of printable ASCII without spaces.
+  std::string grpc_service;
   /// Time between the starts of two runs: health_min_interval to health_max_interval.
   duration interval = std::chrono::seconds{10};
-  /// Bound of one run (connect, and for HTTP also write and read): at least
+  /// Bound of one run (connect, and for HTTP and gRPC also write and read): at least
   /// health_min_timeout, at most `interval`.
   duration timeout = std::chrono::seconds{2};
   /// Consecutive passes that turn a failing check passing (1 to health_max_threshold).

@@ -299,7 +299,8 @@ caf::expected<std::vector<std::string>> register_args(const register_options& sv
   if (svc.port.empty())
     return usage_error("register: --port is required (where the instance listens)");
   if (!svc.check.empty() && !gossip::parse_health_check_kind(svc.check))
-    return usage_error("register: --check: expected tcp or http, got " + in_quotes(svc.check));
+    return usage_error("register: --check: expected tcp, http or grpc, got " +
+                       in_quotes(svc.check));
   const std::pair<const char*, const std::string*> keys[] = {
       {"name", &svc.name},
       {"port", &svc.port},
@@ -316,6 +317,7 @@ caf::expected<std::vector<std::string>> register_args(const register_options& sv
       {"check_timeout", &svc.check_timeout},
       {"check_rise", &svc.rise},
       {"check_fall", &svc.fall},
+      {"check_grpc_service", &svc.check_grpc_service},
   };
   const std::pair<const char*, const std::string*> check_flags[] = {
       {"--check-path", &svc.check_path},
@@ -324,12 +326,13 @@ caf::expected<std::vector<std::string>> register_args(const register_options& sv
       {"--check-timeout", &svc.check_timeout},
       {"--rise", &svc.rise},
       {"--fall", &svc.fall},
+      {"--check-grpc-service", &svc.check_grpc_service},
   };
   if (svc.check.empty())
     for (const auto& [flag, value] : check_flags)
       if (!value->empty())
         return usage_error(std::string{"register: "} + flag +
-                           " configures a health check: add --check tcp|http");
+                           " configures a health check: add --check tcp|http|grpc");
   std::vector<std::string> args{"register"};
   for (const auto& [key, value] : keys)
     if (!value->empty())

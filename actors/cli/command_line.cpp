@@ -86,12 +86,16 @@ int with_command_line(const client_options& base, bool in_console,
       ->type_name("ADDR");
   register_cmd->add_option("--id", register_svc.id, "instance id (default: the name)")
       ->type_name("ID");
-  register_cmd->add_option("--check", register_svc.check, "health check: tcp or http")
+  register_cmd->add_option("--check", register_svc.check, "health check: tcp, http or grpc")
       ->type_name("KIND");
   register_cmd->add_option("--check-path", register_svc.check_path, "HTTP check path")
       ->type_name("PATH");
   register_cmd->add_option("--check-expect", register_svc.check_expect, "HTTP status expected")
       ->type_name("CODE");
+  register_cmd
+      ->add_option("--check-grpc-service", register_svc.check_grpc_service,
+                   "the service a grpc check asks about (default: the whole server)")
+      ->type_name("NAME");
   register_cmd->add_option("--check-interval", register_svc.check_interval, "e.g. 10s")
       ->type_name("D");
   register_cmd->add_option("--check-timeout", register_svc.check_timeout, "e.g. 2s")

@@ -92,27 +92,28 @@ int run_routes(const client_options& opts);
 /// The flags of `starling register`, as given: an empty string is a flag not given (the
 /// agent's default). The agent checks every value (actors/service_spec.hpp).
 struct register_options {
-  std::string name;           ///< --name: the service (required)
-  std::string port;           ///< --port: where the instance listens (required)
-  std::string protocol;       ///< --protocol tcp|http|http2 (grpc: http2)
-  std::string tags;           ///< --tags a,b
-  std::string version;        ///< --version v1
-  std::string weight;         ///< --weight 100
-  std::string address;        ///< --address: the instance's address (default: the node's)
-  std::string id;             ///< --id: instance id (default: the name)
-  std::string check;          ///< --check tcp|http
-  std::string check_path;     ///< --check-path /healthz (http)
-  std::string check_expect;   ///< --check-expect 200 (http)
-  std::string check_interval; ///< --check-interval 10s
-  std::string check_timeout;  ///< --check-timeout 2s
-  std::string rise;           ///< --rise: passes in a row to become passing
-  std::string fall;           ///< --fall: failures in a row to become failing
+  std::string name;               ///< --name: the service (required)
+  std::string port;               ///< --port: where the instance listens (required)
+  std::string protocol;           ///< --protocol tcp|http|http2 (grpc: http2)
+  std::string tags;               ///< --tags a,b
+  std::string version;            ///< --version v1
+  std::string weight;             ///< --weight 100
+  std::string address;            ///< --address: the instance's address (default: the node's)
+  std::string id;                 ///< --id: instance id (default: the name)
+  std::string check;              ///< --check tcp|http|grpc
+  std::string check_path;         ///< --check-path /healthz (http)
+  std::string check_expect;       ///< --check-expect 200 (http)
+  std::string check_interval;     ///< --check-interval 10s
+  std::string check_timeout;      ///< --check-timeout 2s
+  std::string rise;               ///< --rise: passes in a row to become passing
+  std::string fall;               ///< --fall: failures in a row to become failing
+  std::string check_grpc_service; ///< --check-grpc-service echo.Echo (grpc)
 };
 
 /// The admin request of `starling register`: {"register", "name=web", "port=8080", ...}, one
 /// key=value per flag given, in register_options' order (check_rise/check_fall for --rise and
 /// --fall). Errors (invalid_config, the message names the flag): no --name or --port,
-/// --check other than tcp|http, check flags without --check.
+/// --check other than tcp|http|grpc, check flags without --check.
 [[nodiscard]] caf::expected<std::vector<std::string>> register_args(const register_options& svc);
 
 /// `starling register ...`: registers a service instance on the agent (kept across restarts,

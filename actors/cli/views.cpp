@@ -553,6 +553,11 @@ caf::expected<std::string> registered_text(std::string_view json) {
       out << " GET " << text_at(*check, "path", "/");
     else if (type == "tcp")
       out << " connect";
+    else if (type == "grpc") {
+      const auto asked = text_at(*check, "grpc_service", "");
+      out << " grpc.health.v1 Check of "
+          << (asked.empty() ? std::string{"the whole server"} : "'" + asked + "'");
+    }
     if (auto every = string_at(*check, "interval"))
       out << " every " << *every;
     out << '\n';

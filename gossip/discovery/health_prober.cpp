@@ -1,6 +1,7 @@
 // The health prober's Asio side. One io_context runs on one thread; every probe (probe_op)
 // lives on it: its socket, its timer and its `finished_` flag are touched only there, so a
-// probe ends exactly once whichever of connect, read, timeout or stop comes first. Other
+// probe ends exactly once whichever of connect, read, timeout or stop comes first. A gRPC
+// check's HTTP/2 exchange is proxy::grpc_health_call (pure); this side moves its bytes. Other
 // threads share only `core::mutex` (running flag, the set of probes in flight) and the
 // atomic counters.
 //
@@ -12,8 +13,10 @@
 
 #include <atomic>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -32,6 +35,7 @@
 
 #include "gossip/errc.hpp"
 #include "proto/wire/address.hpp"
+#include "proxy/grpc_health.hpp"
 
 namespace starling::gossip::discovery {
 
@@ -90,7 +94,7 @@ std::string error_text(std::string_view what, const asio::error_code& ec) {
   return std::string{what} + " failed: " + ec.message();
 }
 
-/// One TCP or HTTP check of one instance. Lives on the I/O thread; owned by the handlers
+/// One TCP, HTTP or gRPC check of one instance. Lives on the I/O thread; owned by the handlers
 /// waiting for it and, until it finishes, by core::ops.
 class probe_op : public std::enable_shared_from_this<probe_op> {
 public:
@@ -168,6 +172,16 @@ private:
       finish(true, "connected");
       return;
     }
+    if (spec_.kind == health_check_kind::grpc) {
+      grpc_ = std::make_unique<proxy::grpc_health_call>(
+          wire::join_host_port(host_, port_), spec_.grpc_service,
+          std::chrono::duration_cast<std::chrono::milliseconds>(spec_.timeout));
+      response_.resize(read_chunk_bytes);
+      grpc_step();
+      if (!finished_)
+        grpc_read();
+      return;
+    }
     request_ = "GET " + spec_.path + " HTTP/1.1\r\nHost: " + wire::join_host_port(host_, port_) +
                "\r\nUser-Agent: starling-health/1\r\nConnection: close\r\n\r\n";
     asio::async_write(socket_, asio::buffer(request_),
@@ -218,6 +232,56 @@ private:
     read_some();
   }
 
+  /// gRPC: ends the probe on the call's verdict, else writes what the call has to send
+  /// (one write at a time; what comes meanwhile goes out after it).
+  void grpc_step() {
+    if (finished_)
+      return;
+    if (const auto& v = grpc_->verdict()) {
+      finish(v->ok, v->text);
+      return;
+    }
+    if (writing_ || !grpc_->wants_write())
+      return;
+    request_.clear();
+    grpc_->take_output(request_);
+    writing_ = true;
+    asio::async_write(socket_, asio::buffer(request_),
+                      [self = shared_from_this()](const asio::error_code& ec, std::size_t) {
+                        self->writing_ = false;
+                        if (self->finished_)
+                          return;
+                        if (ec) {
+                          self->finish(false, error_text("write", ec));
+                          return;
+                        }
+                        self->grpc_step();
+                      });
+  }
+
+  /// gRPC: reads what the instance sends into `response_` and feeds it to the call.
+  void grpc_read() {
+    socket_.async_read_some(
+        asio::buffer(response_),
+        [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
+          if (self->finished_)
+            return;
+          if (n > 0)
+            self->grpc_->receive(std::span<const char>{self->response_.data(), n});
+          if (ec == asio::error::eof)
+            self->grpc_->on_connection_closed();
+          else if (ec && !self->grpc_->verdict())
+            self->finish(false, error_text("read", ec));
+          self->grpc_step();
+          if (!self->finished_)
+            self->grpc_read();
+        });
+  }
+
+  /// Bytes a gRPC check reads at once (its session's windows bound what the instance may
+  /// send).
+  static constexpr std::size_t read_chunk_bytes = 16 * 1024;
+
   core& core_;
   std::string host_;
   std::uint16_t port_;
@@ -227,9 +291,14 @@ private:
   tcp::socket socket_;
   asio::steady_timer timer_;
   clock_type::time_point started_;
-  /// The HTTP request; alive until its write completes.
+  /// The HTTP request, or the gRPC call's output being written; alive until its write
+  /// completes.
   std::string request_;
-  /// The response read so far: max_response_bytes of room, `filled_` of them used.
+  /// gRPC: the call (null for the other kinds), and whether a write is in flight.
+  std::unique_ptr<proxy::grpc_health_call> grpc_;
+  bool writing_ = false;
+  /// The response read so far: max_response_bytes of room, `filled_` of them used (gRPC:
+  /// the read buffer).
   std::string response_;
   std::size_t filled_ = 0;
   /// Set by finish(): later completions do nothing.

@@ -1,7 +1,7 @@
-// The health prober: runs the TCP connect and HTTP GET checks of gossip/health.hpp against
-// service instances, on one Asio io_context on its own thread. It decides nothing: each probe
-// reports pass or fail with a text, and the owner (the routing actor) feeds that to its
-// health_scheduler. No CAF actors here.
+// The health prober: runs the TCP connect, HTTP GET and gRPC Health/Check checks of
+// gossip/health.hpp against service instances, on one Asio io_context on its own thread. It
+// decides nothing: each probe reports pass or fail with a text, and the owner (the routing
+// actor) feeds that to its health_scheduler. No CAF actors here.
 #pragma once
 
 #include <atomic>
@@ -21,7 +21,8 @@ struct probe_result {
   /// The check passed.
   bool ok = false;
   /// What was found, at most health_max_result_bytes: "connected", "HTTP 200",
-  /// "HTTP 503 (expected 2xx)", "connection refused", "timed out after 2s",
+  /// "HTTP 503 (expected 2xx)", "SERVING", "NOT_SERVING", "gRPC status 12 UNIMPLEMENTED",
+  /// "connection refused", "timed out after 2s",
   /// "malformed response", "too many checks in flight", "prober stopped", ...
   std::string text;
   /// From the call of probe() to the result (0 when refused at once).

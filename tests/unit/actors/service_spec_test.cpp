@@ -100,11 +100,13 @@ service_spec random_spec(std::uint64_t seed) {
   reg.weight = static_cast<std::uint32_t>(in(1, 1000));
   if (in(0, 2) > 0) {
     gossip::health_check_spec c;
-    c.kind = coin() ? health_check_kind::http : health_check_kind::tcp;
+    c.kind = static_cast<health_check_kind>(in(1, 3));
     if (c.kind == health_check_kind::http) {
       c.path = "/" + random_word(rng, token, 0, 40);
       c.expected_status = coin() ? 0 : static_cast<std::uint16_t>(in(100, 599));
     }
+    if (c.kind == health_check_kind::grpc && coin())
+      c.grpc_service = random_word(rng, token, 1, 40);
     c.interval = coin() ? gossip::duration{std::chrono::seconds{in(1, 3600)}}
                         : gossip::duration{std::chrono::milliseconds{in(1000, 90'000)}};
     const auto interval_ms = std::chrono::duration_cast<std::chrono::milliseconds>(c.interval);
@@ -216,6 +218,22 @@ TEST(service_spec, renders_the_documented_json_form) {
             (std::vector<std::string>{"name=web", "port=8080", "protocol=tcp", "weight=100",
                                       "check=tcp", "check_interval=10s", "check_timeout=2s",
                                       "check_rise=2", "check_fall=3"}));
+  // A grpc check shows the service it asks about ("": the whole server), in both forms.
+  auto grpc = parse_service_args(
+      {"name=echo", "port=50051", "protocol=grpc", "check=grpc", "check_grpc_service=echo.Echo"});
+  ASSERT_TRUE(grpc) << message(grpc);
+  EXPECT_EQ(grpc->check->kind, health_check_kind::grpc);
+  EXPECT_EQ(grpc->check->grpc_service, "echo.Echo");
+  EXPECT_EQ(service_json(*grpc).at("check"),
+            json::parse(R"({"type":"grpc","grpc_service":"echo.Echo","interval":"10s",
+                            "timeout":"2s","rise":2,"fall":3})"));
+  EXPECT_EQ(
+      service_args(*grpc),
+      (std::vector<std::string>{"name=echo", "port=50051", "protocol=http2", "weight=100",
+                                "check=grpc", "check_grpc_service=echo.Echo", "check_interval=10s",
+                                "check_timeout=2s", "check_rise=2", "check_fall=3"}));
+  grpc->check->grpc_service.clear();
+  EXPECT_EQ(service_json(*grpc).at("check").at("grpc_service"), "");
 }
 
 TEST(service_spec, the_documented_message) {
@@ -272,6 +290,14 @@ TEST(service_spec, every_refusal_of_register_names_its_key) {
       {{"name=web", "port=80", "check_fall=1"}, "check_fall"},
       {{"name=web", "port=80", "check=tcp", "check_path=/x"}, "check_path"},
       {{"name=web", "port=80", "check=tcp", "check_expect=200"}, "check_expect"},
+      {{"name=web", "port=80", "check=grpc", "check_path=/x"}, "check_path"},
+      {{"name=web", "port=80", "check=grpc", "check_expect=200"}, "check_expect"},
+      {{"name=web", "port=80", "check=tcp", "check_grpc_service=a"}, "check_grpc_service"},
+      {{"name=web", "port=80", "check=http", "check_grpc_service=a"}, "check_grpc_service"},
+      {{"name=web", "port=80", "check_grpc_service=a"}, "check_grpc_service"},
+      {{"name=web", "port=80", "check=grpc", "check_grpc_service=a b"}, "check_grpc_service"},
+      {{"name=web", "port=80", "check=grpc", "check_grpc_service=" + std::string(257, 'a')},
+       "check_grpc_service"},
       {{"name=web", "port=80", "check=http", "check_path=healthz"}, "check_path"},
       {{"name=web", "port=80", "check=http", "check_path=/a b"}, "check_path"},
       {{"name=web", "port=80", "check=http", "check_expect=600"}, "check_expect"},
@@ -334,7 +360,7 @@ TEST(service_spec, the_messages_say_what_is_expected) {
   EXPECT_EQ(message(parse_service_args({"name=web", "port=80", "colour=blue"})),
             "register: colour: unknown key (name, port, protocol, tags, version, weight, "
             "address, id, check, check_path, check_expect, check_interval, check_timeout, "
-            "check_rise, check_fall)");
+            "check_rise, check_fall, check_grpc_service)");
   EXPECT_EQ(message(parse_service_args(
                 {"name=web", "port=80", "check=tcp", "check_interval=5s", "check_timeout=6s"})),
             "register: check_timeout: 6s is longer than the interval 5s");
@@ -342,7 +368,7 @@ TEST(service_spec, the_messages_say_what_is_expected) {
       message(parse_service_args({"name=web", "port=80", "check=tcp", "check_interval=fast"})),
       "register: check_interval: expected a duration like \"500ms\", got \"fast\"");
   EXPECT_EQ(message(parse_service_args({"name=web", "port=80", "check_path=/x"})),
-            "register: check_path: needs check=tcp or check=http");
+            "register: check_path: needs check=tcp, check=http or check=grpc");
   EXPECT_EQ(message(parse_service_args({"name=web", "port=80", "port=81"})),
             "register: port: given twice");
 }
@@ -404,6 +430,11 @@ TEST(service_spec, every_refusal_of_json_names_its_field) {
       {R"({"name":"web","port":80,"check":{}})", "check.type"},
       {R"({"name":"web","port":80,"check":{"type":"udp"}})", "check.type"},
       {R"({"name":"web","port":80,"check":{"type":"tcp","path":"/x"}})", "check.path"},
+      {R"({"name":"web","port":80,"check":{"type":"grpc","path":"/x"}})", "check.path"},
+      {R"({"name":"web","port":80,"check":{"type":"grpc","grpc_service":3}})",
+       "check.grpc_service"},
+      {R"({"name":"web","port":80,"check":{"type":"http","grpc_service":"a"}})",
+       "check.grpc_service"},
       {R"({"name":"web","port":80,"check":{"type":"http","path":3}})", "check.path"},
       {R"({"name":"web","port":80,"check":{"type":"http","expect":600}})", "check.expect"},
       {R"({"name":"web","port":80,"check":{"type":"tcp","interval":10}})", "check.interval"},

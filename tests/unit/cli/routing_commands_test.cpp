@@ -66,10 +66,10 @@ TEST(register_request, refuses_a_missing_name_or_port_and_a_check_flag_without_a
   svc.port = "8080";
   svc.fall = "3";
   EXPECT_EQ(refusal(sc::register_args(svc)),
-            "register: --fall configures a health check: add --check tcp|http");
+            "register: --fall configures a health check: add --check tcp|http|grpc");
   svc.check = "icmp";
   EXPECT_EQ(refusal(sc::register_args(svc)),
-            "register: --check: expected tcp or http, got \"icmp\"");
+            "register: --check: expected tcp, http or grpc, got \"icmp\"");
   svc.check = "tcp";
   EXPECT_EQ(sc::register_args(svc),
             (args_t{"register", "name=web", "port=8080", "check=tcp", "check_fall=3"}));

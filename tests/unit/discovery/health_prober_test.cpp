@@ -2,10 +2,12 @@
 // servers the test runs itself (Asio, on a thread of their own, port 0). Results are awaited
 // with a condition variable and a generous deadline; no assertion depends on how long a
 // probe took.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -21,6 +23,8 @@
 #include <gtest/gtest.h>
 
 #include "gossip/discovery/health_prober.hpp"
+#include "grpc_health.pb.h"
+#include "proxy/h2.hpp"
 
 namespace starling::gossip::discovery {
 namespace {
@@ -165,6 +169,125 @@ private:
   std::thread thread_;
 };
 
+/// A gRPC server on 127.0.0.1 and a free port, run by its own thread: each connection is an
+/// HTTP/2 server session (proxy::h2) answering grpc.health.v1.Health/Check with the serving
+/// status of the service asked about (`statuses`; an unknown service gets NOT_FOUND, as
+/// gRPC's health servers answer), or never answering with `answer` false.
+class grpc_test_server {
+public:
+  explicit grpc_test_server(std::map<std::string, int> statuses, bool answer = true)
+      : statuses_(std::move(statuses)), answer_(answer), work_(asio::make_work_guard(io_)),
+        acceptor_(io_, tcp::endpoint{asio::ip::make_address("127.0.0.1"), 0}) {
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    thread_ = std::thread{[this] { io_.run(); }};
+  }
+
+  ~grpc_test_server() {
+    io_.stop();
+    thread_.join();
+  }
+
+  grpc_test_server(const grpc_test_server&) = delete;
+  grpc_test_server& operator=(const grpc_test_server&) = delete;
+
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+  /// The paths of the calls that reached the server.
+  [[nodiscard]] std::vector<std::string> paths() const {
+    std::lock_guard guard{mutex_};
+    return paths_;
+  }
+
+private:
+  struct connection final : proxy::h2::listener {
+    connection(grpc_test_server& server, asio::io_context& io) : owner(server), socket(io) {}
+
+    void on_head(std::int32_t, const proxy::h2::head& h) override {
+      std::lock_guard guard{owner.mutex_};
+      owner.paths_.emplace_back(h.path);
+    }
+    void on_data(std::int32_t stream, std::span<const char> bytes) override {
+      body.append(bytes.data(), bytes.size());
+      session.consumed(stream, bytes.size());
+    }
+    void on_end(std::int32_t stream) override {
+      if (!owner.answer_)
+        return;
+      grpc::health::v1::HealthCheckRequest request;
+      (void)request.ParseFromString(body.size() >= 5 ? body.substr(5) : std::string{});
+      const auto it = owner.statuses_.find(request.service());
+      if (it == owner.statuses_.end()) {
+        const std::vector<proxy::h2::field> head{{":status", "200"},
+                                                 {"content-type", "application/grpc"},
+                                                 {"grpc-status", "5"},
+                                                 {"grpc-message", "unknown service"}};
+        (void)session.submit_response(stream, head, true);
+        return;
+      }
+      grpc::health::v1::HealthCheckResponse response;
+      response.set_status(
+          static_cast<grpc::health::v1::HealthCheckResponse_ServingStatus>(it->second));
+      const auto message = response.SerializeAsString();
+      std::string data{'\0', '\0', '\0', '\0', static_cast<char>(message.size())};
+      data += message;
+      const std::vector<proxy::h2::field> head{{":status", "200"},
+                                               {"content-type", "application/grpc"}};
+      const std::vector<proxy::h2::field> trailers{{"grpc-status", "0"}};
+      (void)session.submit_response(stream, head, false);
+      (void)session.send_data(stream, data);
+      (void)session.end_stream(stream, trailers);
+    }
+    void on_reset(std::int32_t, std::uint32_t) override {}
+
+    grpc_test_server& owner;
+    tcp::socket socket;
+    proxy::h2::session session{proxy::h2::role::server, proxy::h2::limits{}, *this};
+    std::array<char, 16 * 1024> in{};
+    std::string body;
+  };
+  using connection_ptr = std::shared_ptr<connection>;
+
+  void accept() {
+    auto c = std::make_shared<connection>(*this, io_);
+    acceptor_.async_accept(c->socket, [this, c](const asio::error_code& ec) {
+      if (ec)
+        return;
+      held_.push_back(c);
+      read(c);
+      accept();
+    });
+  }
+
+  void read(const connection_ptr& c) {
+    c->socket.async_read_some(
+        asio::buffer(c->in), [this, c](const asio::error_code& ec, std::size_t n) {
+          if (ec)
+            return;
+          if (c->session.receive(std::span<const char>{c->in.data(), n}) != proxy::h2::errc::ok)
+            return;
+          std::string out;
+          c->session.take_output(out);
+          asio::error_code write_ec;
+          asio::write(c->socket, asio::buffer(out), write_ec);
+          if (!write_ec)
+            read(c);
+        });
+  }
+
+  std::map<std::string, int> statuses_;
+  bool answer_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  /// Server thread only.
+  std::vector<connection_ptr> held_;
+  mutable std::mutex mutex_;
+  std::vector<std::string> paths_;
+  std::thread thread_;
+};
+
 /// A port on 127.0.0.1 that nobody listens on (bound, then closed).
 std::uint16_t closed_port() {
   asio::io_context io;
@@ -230,6 +353,14 @@ health_check_spec http_spec(std::string path = "/healthz", std::uint16_t expecte
   s.kind = health_check_kind::http;
   s.path = std::move(path);
   s.expected_status = expected;
+  s.timeout = timeout;
+  return s;
+}
+
+health_check_spec grpc_spec(std::string service = {}, std::chrono::milliseconds timeout = 2s) {
+  health_check_spec s;
+  s.kind = health_check_kind::grpc;
+  s.grpc_service = std::move(service);
   s.timeout = timeout;
   return s;
 }
@@ -381,6 +512,51 @@ TEST(health_prober, peer_resets_and_closes_fail_cleanly) {
     auto got = probe_once("127.0.0.1", server.port(), http_spec());
     EXPECT_FALSE(got.ok);
     EXPECT_EQ(got.text, "connection closed before the status line");
+  }
+}
+
+TEST(health_prober, grpc_passes_on_serving_and_fails_on_anything_else) {
+  grpc_test_server server{{{"", 1}, {"echo.Echo", 2}}};
+  auto got = probe_once("127.0.0.1", server.port(), grpc_spec());
+  EXPECT_TRUE(got.ok) << got.text;
+  EXPECT_EQ(got.text, "SERVING");
+  got = probe_once("127.0.0.1", server.port(), grpc_spec("echo.Echo"));
+  EXPECT_FALSE(got.ok);
+  EXPECT_EQ(got.text, "NOT_SERVING");
+  EXPECT_FALSE(got.inconclusive) << "the instance's answer";
+  got = probe_once("127.0.0.1", server.port(), grpc_spec("other.Service"));
+  EXPECT_FALSE(got.ok);
+  EXPECT_EQ(got.text, "gRPC status 5 NOT_FOUND: unknown service");
+  const std::vector<std::string> three(3, "/grpc.health.v1.Health/Check");
+  EXPECT_EQ(server.paths(), three);
+}
+
+TEST(health_prober, grpc_against_an_http1_server_or_a_silent_one_fails_clearly) {
+  {
+    test_server server{behaviour::answer, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"};
+    auto got = probe_once("127.0.0.1", server.port(), grpc_spec());
+    EXPECT_FALSE(got.ok);
+    EXPECT_EQ(got.text, "an HTTP/1.1 answer: the instance does not speak HTTP/2");
+  }
+  {
+    // Speaks HTTP/2 (its SETTINGS come back), never answers the call.
+    grpc_test_server server{{{"", 1}}, false};
+    auto got = probe_once("127.0.0.1", server.port(), grpc_spec({}, 300ms));
+    EXPECT_FALSE(got.ok);
+    EXPECT_EQ(got.text, "timed out after 300ms");
+    EXPECT_EQ(server.paths().size(), 1u);
+  }
+  {
+    test_server server{behaviour::half_close};
+    auto got = probe_once("127.0.0.1", server.port(), grpc_spec());
+    EXPECT_FALSE(got.ok);
+    EXPECT_EQ(got.text, "connection closed before the response");
+  }
+  {
+    test_server server{behaviour::reset};
+    auto got = probe_once("127.0.0.1", server.port(), grpc_spec());
+    EXPECT_FALSE(got.ok);
+    EXPECT_FALSE(got.text.empty());
   }
 }
 
