@@ -91,6 +91,11 @@ struct routing_state {
   std::uint64_t drain_epoch = 0;
   /// The next health deadline a timer is set for.
   std::optional<gossip::time_point> check_at;
+  /// The check texts of this node's record as last written, by "service/id".
+  std::map<std::string, std::string, std::less<>> published_checks;
+  /// When a failing check's new text was last written alone (no status change); see
+  /// failing_text_refresh.
+  std::optional<gossip::time_point> text_written_at;
   std::vector<caf::actor> watchers;
   /// The watchers that apply snapshots to traffic (the proxy controller), among `watchers`.
   std::vector<caf::actor> appliers;
@@ -269,16 +274,40 @@ routable_endpoints(const gossip::owner_record* rec) {
   return out;
 }
 
+/// A failing check's texts, when the status stays failing, are written at most this often:
+/// each write is a signed record spread to the mesh, and a check runs up to once a second.
+constexpr gossip::duration failing_text_refresh = std::chrono::seconds{30};
+
+/// Whether the failing result just recorded for `key` (its status unchanged) should be
+/// written although no status changed: the view would otherwise keep a text that no longer
+/// says why the instance fails ("not checked yet" until it first passes; NOT_SERVING after
+/// the app died). The check's first result at once; a later new text once
+/// failing_text_refresh has passed since the last such write (the next failing result
+/// after that writes it).
+bool failing_text_is_due(const routing_state& st, const std::string& key, bool first,
+                         gossip::time_point now) {
+  if (st.checks->status(key) != gossip::health_status::failing)
+    return false; // passing, with failures below `fall`: the status is what counts
+  const auto* t = st.checks->tracker(key);
+  const auto published = st.published_checks.find(key);
+  if (t == nullptr ||
+      (published != st.published_checks.end() && published->second == t->last_result()))
+    return false;
+  return first || !st.text_written_at || now - *st.text_written_at >= failing_text_refresh;
+}
+
 /// Writes this node's record from its services and their health; spreads it.
 caf::error write_own(routing_actor_t* self) {
   auto& st = self->state;
   std::vector<gossip::service_registration> regs;
+  st.published_checks.clear();
   for (const auto& [key, spec] : st.services) {
     auto r = spec.reg;
     if (spec.check) {
       r.health = st.checks->status(key);
       if (const auto* t = st.checks->tracker(key))
         r.last_check = t->last_result();
+      st.published_checks[key] = r.last_check;
     }
     if (st.draining) {
       // Peers stop routing here before the inbound proxy stops taking requests.
@@ -668,11 +697,19 @@ caf::behavior routing_actor(routing_actor_t* self, caf::actor parent, routing_pa
         auto& st = self->state;
         if (msg.inconclusive) {
           static_cast<void>(st.checks->on_skipped(msg.key));
-        } else if (st.checks->on_result(msg.key, msg.ok, msg.text, self->clock().now())) {
-          ++st.counters.health_changes;
-          spdlog::info("service {} is now {} ({})", msg.key,
-                       gossip::to_string(st.checks->status(msg.key)), msg.text);
-          static_cast<void>(write_own(self));
+        } else {
+          const auto now = self->clock().now();
+          const auto* before = st.checks->tracker(msg.key);
+          const bool first = before != nullptr && !before->last_checked();
+          if (st.checks->on_result(msg.key, msg.ok, msg.text, now)) {
+            ++st.counters.health_changes;
+            spdlog::info("service {} is now {} ({})", msg.key,
+                         gossip::to_string(st.checks->status(msg.key)), msg.text);
+            static_cast<void>(write_own(self));
+          } else if (!msg.ok && failing_text_is_due(st, msg.key, first, now)) {
+            st.text_written_at = now;
+            static_cast<void>(write_own(self));
+          }
         }
         schedule_checks(self);
       },

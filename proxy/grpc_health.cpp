@@ -94,12 +94,23 @@ std::string timeout_value(std::chrono::milliseconds deadline) {
 } // namespace
 
 std::string_view grpc_status_name(std::uint16_t code) noexcept {
-  static constexpr std::array<std::string_view, 17> names{
-      "OK",           "CANCELLED",           "UNKNOWN",          "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",      "ALREADY_EXISTS",   "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",    "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",           "UNAVAILABLE",      "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr std::array<std::string_view, 17> names{"OK",
+                                                          "CANCELLED",
+                                                          "UNKNOWN",
+                                                          "INVALID_ARGUMENT",
+                                                          "DEADLINE_EXCEEDED",
+                                                          "NOT_FOUND",
+                                                          "ALREADY_EXISTS",
+                                                          "PERMISSION_DENIED",
+                                                          "RESOURCE_EXHAUSTED",
+                                                          "FAILED_PRECONDITION",
+                                                          "ABORTED",
+                                                          "OUT_OF_RANGE",
+                                                          "UNIMPLEMENTED",
+                                                          "INTERNAL",
+                                                          "UNAVAILABLE",
+                                                          "DATA_LOSS",
+                                                          "UNAUTHENTICATED"};
   return code < names.size() ? names[code] : std::string_view{};
 }
 
@@ -108,8 +119,8 @@ grpc_health_call::grpc_health_call(std::string_view authority, std::string_view 
     : session_(std::make_unique<h2::session>(h2::role::client, check_limits(),
                                              static_cast<h2::listener&>(*this))) {
   if (service.size() > max_service_bytes) {
-    decide(false, "gRPC service name of " + std::to_string(service.size()) +
-                      " bytes, more than " + std::to_string(max_service_bytes));
+    decide(false, "gRPC service name of " + std::to_string(service.size()) + " bytes, more than " +
+                      std::to_string(max_service_bytes));
     return;
   }
   grpc::health::v1::HealthCheckRequest request;
@@ -255,8 +266,8 @@ void grpc_health_call::on_end(std::int32_t stream) {
 
 void grpc_health_call::on_reset(std::int32_t stream, std::uint32_t code) {
   if (stream == stream_)
-    decide(false, "stream reset by the instance (" + std::string{nghttp2_http2_strerror(code)} +
-                      ")");
+    decide(false,
+           "stream reset by the instance (" + std::string{nghttp2_http2_strerror(code)} + ")");
 }
 
 void grpc_health_call::on_goaway(std::int32_t /*last_stream*/, std::uint32_t code) {

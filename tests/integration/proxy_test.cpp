@@ -13,6 +13,8 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <csignal>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -36,10 +38,12 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// A gRPC app (python3-grpcio, Debian's; scripts/install-deps.sh installs it): `serve NAME`
-/// serves echo.Echo (Say, a unary call answered "NAME:<request>" with the trailer
+/// A gRPC app (python3-grpcio, Debian's; scripts/install-deps.sh installs it): `serve NAME
+/// DOWN` serves echo.Echo (Say, a unary call answered "NAME:<request>" with the trailer
 /// `x-server: NAME`; Count, a server stream; Chat, a bidirectional stream answering each
-/// message as it comes; Fail, NOT_FOUND) on 127.0.0.1:0 and prints the port; `call ADDRESS
+/// message as it comes; Fail, NOT_FOUND) and gRPC's grpc.health.v1.Health/Check (SERVING
+/// for "" and "echo.Echo", NOT_SERVING while the file DOWN exists, NOT_FOUND for another
+/// service) on 127.0.0.1:0 and prints the port; `call ADDRESS
 /// N` makes N concurrent Say calls, one Count, one Chat (ping-pong: each message sent once
 /// the last one's answer came) and one Fail through ADDRESS and prints what came back as
 /// one JSON object; `load ADDRESS STOP S` makes Say calls, eight at a time, until the file
@@ -47,7 +51,8 @@ namespace {
 constexpr std::string_view grpc_app_py =
     R"py(# A gRPC app for Starling's integration test (python3-grpcio, generic handlers: the
 # messages are raw bytes, no generated code).
-#   serve NAME           serves echo.Echo on 127.0.0.1:0, prints the port, runs until killed
+#   serve NAME DOWN      serves echo.Echo and grpc.health.v1.Health (NOT_SERVING while the
+#                        file DOWN exists) on 127.0.0.1:0, prints the port, runs until killed
 #   call ADDRESS N       N concurrent Say calls, a Count stream, a Chat (each message
 #                        sent once the answer to the one before came back) and a Fail call
 #                        through ADDRESS; prints one JSON object with what came back
@@ -64,7 +69,16 @@ from concurrent import futures
 import grpc
 
 
-def serve(name):
+def serve(name, down_file):
+    def check(request, context):
+        # HealthCheckRequest: field 1 (service), a string, is the only field; an empty
+        # service is not on the wire.
+        service = request[2:].decode() if request[:1] == b"\x0a" else ""
+        if service not in ("", "echo.Echo"):
+            context.abort(grpc.StatusCode.NOT_FOUND, "unknown service " + service)
+        # HealthCheckResponse: field 1 (status), a varint: SERVING 1, NOT_SERVING 2.
+        return b"\x08\x02" if os.path.exists(down_file) else b"\x08\x01"
+
     def say(request, context):
         context.set_trailing_metadata((("x-server", name),))
         return name.encode() + b":" + request
@@ -87,7 +101,10 @@ def serve(name):
         "Fail": grpc.unary_unary_rpc_method_handler(fail),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),))
+    health = {"Check": grpc.unary_unary_rpc_method_handler(check)}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("echo.Echo", handlers),
+                                     grpc.method_handlers_generic_handler("grpc.health.v1.Health",
+                                                                          health)))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
@@ -164,7 +181,7 @@ def load(address, stop_file, seconds):
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
-        serve(sys.argv[2])
+        serve(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "load":
         load(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:
@@ -256,11 +273,19 @@ protected:
     return true;
   }
 
+  /// Where the gRPC app `name` looks for its down file (grpc_app_py: NOT_SERVING while it
+  /// exists).
+  std::filesystem::path down_file(const std::string& name) const {
+    return tmp_.path() / (name + ".down");
+  }
+
   /// Starts the gRPC app `name` (echo.Echo) and registers it on `owner` as an instance
   /// `name` of the grpc service "echo", with `check` (flags); a test failure when either
   /// fails.
   void serve_grpc(const node& owner, const std::string& name, std::vector<std::string> check = {}) {
-    auto& server = procs_.spawn({python_, grpc_script_, "serve", name}, "grpc-" + name);
+    auto& server = procs_.spawn({python_, grpc_script_, "serve", name, down_file(name).string()},
+                                "grpc-" + name);
+    grpc_apps_[name] = &server;
     std::string port;
     ASSERT_TRUE(st::poll_until(20s,
                                [&] {
@@ -281,6 +306,8 @@ protected:
 
   const std::string python_ = "/usr/bin/python3";
   std::string grpc_script_;
+  /// The gRPC apps serve_grpc started, by name (owned by procs_).
+  std::map<std::string, st::child_process*> grpc_apps_;
 
   /// True when every response of `n` requests to `address` is 200; counts them by app.
   static bool all_ok(const std::string& address, int n, std::map<std::string, int>& by_app,
@@ -509,6 +536,60 @@ TEST_F(proxy_test, a_drained_node_loses_no_grpc_call) {
   EXPECT_GT(out.at("ok").get<int>(), 100) << out.dump();
   EXPECT_EQ(c_later, c_after) << "c still served calls after the drain";
   EXPECT_GT(b_later, b_after) << "b served no calls after the drain";
+}
+
+TEST_F(proxy_test, a_grpc_health_check_follows_the_apps_serving_status) {
+  if (!grpc_ready())
+    GTEST_SKIP() << "no python3-grpcio (scripts/install-deps.sh installs it)";
+  start_mesh();
+  ASSERT_FALSE(HasFailure());
+  const auto& a = nodes_.at("a");
+  const auto& b = nodes_.at("b");
+  const auto& c = nodes_.at("c");
+  const std::vector<std::string> fast{"--check-interval", "1s", "--check-timeout", "500ms",
+                                      "--rise",           "1",  "--fall",          "1"};
+  const auto with = [&fast](std::vector<std::string> flags) {
+    flags.insert(flags.end(), fast.begin(), fast.end());
+    return flags;
+  };
+  // gb is asked about echo.Echo, gc about a service its app does not know.
+  serve_grpc(b, "gb", with({"--check", "grpc", "--check-grpc-service", "echo.Echo"}));
+  serve_grpc(c, "gc", with({"--check", "grpc", "--check-grpc-service", "nope.Nope"}));
+  ASSERT_FALSE(HasFailure());
+  // The last check's text, as the owner reports it, of instance `id`.
+  const auto last_check = [](const node& owner, const std::string& id) {
+    auto view = st::cli_json({"services", "--json", "--admin", owner.info.admin});
+    if (view && view->contains("services"))
+      for (const auto& s : view->at("services"))
+        for (const auto& i : s.at("instances"))
+          if (i.at("id") == id)
+            return i.value("last_check", std::string{});
+    return std::string{};
+  };
+  EXPECT_TRUE(st::poll_until(20s, [&] { return routable_on(a, "echo") == 1; }))
+      << last_check(b, "gb") << " / " << last_check(c, "gc");
+  EXPECT_EQ(last_check(b, "gb"), "SERVING");
+  EXPECT_TRUE(st::poll_until(10s, [&] {
+    return last_check(c, "gc").starts_with("gRPC status 5 NOT_FOUND");
+  })) << last_check(c, "gc");
+  // The app says NOT_SERVING: its instance leaves a's routable set; then back.
+  st::write_text(down_file("gb"), "down");
+  EXPECT_TRUE(st::poll_until(20s, [&] { return routable_on(a, "echo") == 0; }))
+      << last_check(b, "gb");
+  EXPECT_EQ(last_check(b, "gb"), "NOT_SERVING");
+  std::filesystem::remove(down_file("gb"));
+  EXPECT_TRUE(st::poll_until(20s, [&] { return routable_on(a, "echo") == 1; }))
+      << last_check(b, "gb");
+  EXPECT_EQ(last_check(b, "gb"), "SERVING");
+  // NOT_SERVING again, then the app dies: the instance stays failing, and the views say
+  // why now (a failing check's new text is written without a change of status).
+  st::write_text(down_file("gb"), "down");
+  EXPECT_TRUE(st::poll_until(20s, [&] { return last_check(b, "gb") == "NOT_SERVING"; }))
+      << last_check(b, "gb");
+  grpc_apps_.at("gb")->kill(SIGKILL);
+  EXPECT_TRUE(st::poll_until(20s, [&] { return last_check(a, "gb") == "connection refused"; }))
+      << last_check(a, "gb");
+  EXPECT_EQ(routable_on(a, "echo"), 0u);
 }
 
 TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_another_pass) {

@@ -22,7 +22,8 @@ using namespace std::chrono_literals;
 using h2::field;
 
 /// A gRPC message: the 5-byte prefix (flag, big-endian length) and `payload`.
-std::string framed(std::string_view payload, char flag = 0, std::optional<std::uint32_t> length = {}) {
+std::string framed(std::string_view payload, char flag = 0,
+                   std::optional<std::uint32_t> length = {}) {
   const auto n = length.value_or(static_cast<std::uint32_t>(payload.size()));
   std::string out{flag};
   for (int shift : {24, 16, 8, 0})
@@ -90,7 +91,8 @@ void pump(grpc_health_call& call, fake_server& server, std::size_t piece = 1 << 
     if (server.session.wants_write())
       server.session.take_output(to_call);
     for (std::size_t at = 0; at < to_call.size(); at += piece)
-      call.receive(std::span<const char>{to_call.data() + at, std::min(piece, to_call.size() - at)});
+      call.receive(
+          std::span<const char>{to_call.data() + at, std::min(piece, to_call.size() - at)});
     if (to_server.empty() && to_call.empty())
       return;
   }
@@ -100,7 +102,7 @@ void pump(grpc_health_call& call, fake_server& server, std::size_t piece = 1 << 
 /// Answers 200 application/grpc, then `data` (may be empty), then trailers `trailers`.
 responder answer(std::string data, std::vector<field> trailers) {
   return [data = std::move(data), trailers = std::move(trailers)](h2::session& s,
-                                                                   std::int32_t stream) {
+                                                                  std::int32_t stream) {
     const std::vector<field> head{{":status", "200"}, {"content-type", "application/grpc"}};
     ASSERT_EQ(s.submit_response(stream, head, false), h2::errc::ok);
     if (!data.empty()) {
@@ -139,7 +141,8 @@ TEST(grpc_health, a_serving_server_passes_and_the_call_is_grpcs_health_check) {
   EXPECT_EQ(server.field_value("grpc-timeout"), "2500m");
   // The body is one uncompressed message: a HealthCheckRequest naming the service.
   ASSERT_GE(server.body.size(), 5U);
-  EXPECT_EQ(server.body.substr(0, 5), framed("", 0, static_cast<std::uint32_t>(server.body.size() - 5)));
+  EXPECT_EQ(server.body.substr(0, 5),
+            framed("", 0, static_cast<std::uint32_t>(server.body.size() - 5)));
   grpc::health::v1::HealthCheckRequest request;
   ASSERT_TRUE(request.ParseFromString(server.body.substr(5)));
   EXPECT_EQ(request.service(), "echo.Echo");
@@ -227,8 +230,7 @@ TEST(grpc_health, a_cut_missing_or_malformed_message_fails) {
   EXPECT_EQ(verdict_of(answer(framed("ab", 0, 10), ok_trailers)).text,
             "the response message was cut short");
   EXPECT_EQ(verdict_of(answer("", ok_trailers)).text, "grpc-status 0 without a response message");
-  EXPECT_EQ(verdict_of(answer(framed("\xff\xff"), ok_trailers)).text,
-            "malformed response message");
+  EXPECT_EQ(verdict_of(answer(framed("\xff\xff"), ok_trailers)).text, "malformed response message");
   EXPECT_EQ(verdict_of(answer(response_message(1), {})).text,
             "the call ended without a grpc-status");
 }
