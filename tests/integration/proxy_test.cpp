@@ -14,7 +14,6 @@
 #include <atomic>
 #include <cmath>
 #include <csignal>
-#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
