@@ -79,6 +79,9 @@ constexpr std::size_t tunnel_buffer_bytes = 64 * 1024;
 constexpr std::size_t max_preamble = 1024;
 /// Request bodies up to this size are buffered so that the request can be retried.
 constexpr std::uint64_t max_buffered_body = 64 * 1024;
+/// Longest deadline a gRPC call's grpc-timeout sets when its service's policy sets no
+/// timeout (the longest a policy may set).
+constexpr std::chrono::milliseconds max_grpc_deadline = std::chrono::hours{1};
 /// Upper bounds (seconds) of the latency histogram; a last +Inf bucket follows.
 constexpr std::array<double, 14> latency_bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                 0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
@@ -2751,8 +2754,14 @@ private:
       if (const auto n = client_.h2->whole_request_bytes(); n && *n <= max_buffered_body)
         req_.buffered = true;
     auto timeout = w_.options().request_timeout;
-    if (svc_->resilience && svc_->resilience->timeout_ms > 0)
+    const bool policy_timeout = svc_->resilience && svc_->resilience->timeout_ms > 0;
+    if (policy_timeout)
       timeout = std::chrono::milliseconds{svc_->resilience->timeout_ms};
+    // A gRPC call's own deadline (grpc-timeout; gRPC needs HTTP/2, so only on HTTP/2
+    // streams): it replaces the default, up to an hour, or shortens the policy's timeout.
+    if (client_.h2)
+      if (const auto d = grpc_deadline(h))
+        timeout = policy_timeout ? std::min(timeout, *d) : std::min(*d, max_grpc_deadline);
     set_request_deadline(timeout);
     if (h.expect_continue && h.body != body_kind::none) {
       // The client waits for a 100 before sending its body, and the proxy reads the body
@@ -3345,16 +3354,25 @@ private:
   static std::optional<std::uint16_t> grpc_status_of(const upstream_conn& c) {
     const auto& h = c.parser.head();
     const auto* type = h.find("content-type");
-    static constexpr std::string_view grpc = "application/grpc";
-    if (type == nullptr || !text::iequals(type->value.substr(0, grpc.size()), grpc) ||
-        (type->value.size() > grpc.size() && type->value[grpc.size()] != '+' &&
-         type->value[grpc.size()] != ';'))
+    if (type == nullptr || !h2::is_grpc_content_type(type->value))
       return std::nullopt;
     if (const auto* f = h.find("grpc-status"))
       return h2::grpc_status_value(f->value);
     if (!c.s.h2)
       return std::nullopt;
     return c.s.h2->grpc_status().value_or(13);
+  }
+
+  /// The deadline a gRPC request carries (`grpc-timeout`, with a gRPC content-type);
+  /// nullopt for another request or an unreadable value.
+  static std::optional<std::chrono::milliseconds> grpc_deadline(const message_head& h) {
+    const auto* t = h.find("grpc-timeout");
+    if (t == nullptr)
+      return std::nullopt;
+    const auto* type = h.find("content-type");
+    if (type == nullptr || !h2::is_grpc_content_type(type->value))
+      return std::nullopt;
+    return h2::grpc_timeout_value(t->value);
   }
 
   /// gRPC statuses that say the server failed, not the call: UNKNOWN (2),

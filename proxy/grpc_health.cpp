@@ -43,15 +43,6 @@ std::optional<std::string_view> field_value(std::span<const h2::field> fields,
   return std::nullopt;
 }
 
-/// Whether `type` is gRPC's content type: "application/grpc", alone or followed by "+..."
-/// or ";...".
-bool is_grpc_content_type(std::string_view type) {
-  constexpr std::string_view base = "application/grpc";
-  if (!type.starts_with(base))
-    return false;
-  return type.size() == base.size() || type[base.size()] == '+' || type[base.size()] == ';';
-}
-
 int hex_digit(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -199,7 +190,7 @@ void grpc_health_call::on_head(std::int32_t stream, const h2::head& h) {
     return;
   }
   const auto type = field_value(h.fields, "content-type");
-  if (type ? !is_grpc_content_type(*type) : !h.end_stream) {
+  if (type ? !h2::is_grpc_content_type(*type) : !h.end_stream) {
     decide(false, type ? "content-type '" + status_message_text(*type) + "' is not gRPC's"
                        : std::string{"no content-type: not a gRPC response"});
     return;

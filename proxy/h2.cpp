@@ -1392,6 +1392,48 @@ std::uint16_t grpc_status_value(std::string_view value) noexcept {
                                                          : std::uint16_t{2};
 }
 
+bool is_grpc_content_type(std::string_view value) noexcept {
+  static constexpr std::string_view base = "application/grpc";
+  if (value.size() < base.size() || !iequals(value.substr(0, base.size()), base))
+    return false;
+  return value.size() == base.size() || value[base.size()] == '+' || value[base.size()] == ';';
+}
+
+std::optional<std::chrono::milliseconds> grpc_timeout_value(std::string_view value) noexcept {
+  if (value.size() < 2 || value.size() > 9)
+    return std::nullopt;
+  std::uint64_t n = 0;
+  const auto digits = value.substr(0, value.size() - 1);
+  const auto r = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (r.ec != std::errc{} || r.ptr != digits.data() + digits.size())
+    return std::nullopt;
+  // At most 99,999,999 of the unit: in milliseconds below 2^49 even for hours.
+  std::uint64_t ms = 0;
+  switch (value.back()) {
+  case 'H':
+    ms = n * 3'600'000;
+    break;
+  case 'M':
+    ms = n * 60'000;
+    break;
+  case 'S':
+    ms = n * 1'000;
+    break;
+  case 'm':
+    ms = n;
+    break;
+  case 'u':
+    ms = (n + 999) / 1'000;
+    break;
+  case 'n':
+    ms = (n + 999'999) / 1'000'000;
+    break;
+  default:
+    return std::nullopt;
+  }
+  return std::chrono::milliseconds{std::max<std::uint64_t>(ms, 1)};
+}
+
 errc write_last_chunk(std::span<const field> trailers, std::string& out) {
   for (const auto& f : trailers)
     if (!is_h2_name(f.name) || !is_h1_value(f.value))

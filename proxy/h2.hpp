@@ -5,9 +5,11 @@
 // threads, no exceptions on the data path (std::bad_alloc aside, as everywhere).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -372,6 +374,16 @@ struct h1_written {
 /// A gRPC call's status from its `grpc-status` field's value (decision 0025): the number,
 /// 0 (OK) to 999; anything else reads as 2 (UNKNOWN), a failed call.
 [[nodiscard]] std::uint16_t grpc_status_value(std::string_view value) noexcept;
+
+/// Whether a content-type value is gRPC's: "application/grpc" (any case), alone or followed
+/// by "+..." ("application/grpc+proto") or ";...".
+[[nodiscard]] bool is_grpc_content_type(std::string_view value) noexcept;
+
+/// A gRPC call's deadline from its `grpc-timeout` field's value ("gRPC over HTTP2": 1 to 8
+/// digits and a unit, H M S m u n), rounded up to whole milliseconds, at least 1 ms;
+/// nullopt for a value that is not one.
+[[nodiscard]] std::optional<std::chrono::milliseconds>
+grpc_timeout_value(std::string_view value) noexcept;
 
 /// The HTTP/1.1 reason phrase of `status` ("" for an unknown one).
 [[nodiscard]] std::string_view reason_phrase(std::uint16_t status) noexcept;

@@ -1423,6 +1423,66 @@ TEST(dataplane_h2_apps, a_bidirectional_call_gets_each_answer_before_it_sends_th
   EXPECT_TRUE(is_whole(c.result(next))) << describe(c.result(next));
 }
 
+TEST(dataplane_h2_apps, a_calls_grpc_timeout_replaces_the_default_request_timeout) {
+  // Node a's default request timeout is 600 ms here. A call whose grpc-timeout is 5 s is
+  // still open after it: each message of a bidirectional call, sent every 150 ms for
+  // 1.2 s, gets its answer, and the call ends whole. (Each wait is bounded by 3 s.)
+  auto o = options("a");
+  o.request_timeout = 600ms;
+  h2_session_server app{"grpc-1"};
+  two_nodes n(std::move(o));
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  h2_client c(outbound(*n.a, "echo"), 3s);
+  ASSERT_TRUE(c.connected());
+  const auto id = c.submit(grpc_fields({{"grpc-timeout", "5S"}}), false);
+  ASSERT_NE(id, 0);
+  std::string sent;
+  for (int i = 0; i < 8; ++i) {
+    const auto message = "m" + std::to_string(i) + ";";
+    ASSERT_TRUE(c.send_data(id, message, false));
+    sent += message;
+    ASSERT_TRUE(c.wait_for([&] { return c.result(id).body == sent || c.result(id).is_done(); }));
+    ASSERT_EQ(c.result(id).body, sent) << "message " << i << ": " << describe(c.result(id));
+    std::this_thread::sleep_for(150ms); // the call's age passes the default timeout
+  }
+  ASSERT_TRUE(c.send_data(id, "", true));
+  ASSERT_TRUE(c.wait(id));
+  EXPECT_TRUE(is_whole(c.result(id))) << describe(c.result(id));
+  // A call without grpc-timeout keeps the default: it ends (reset, its answer begun) at
+  // 600 ms, well before the client's 3 s wait.
+  const auto plain = c.submit(grpc_fields(), false);
+  ASSERT_NE(plain, 0);
+  ASSERT_TRUE(c.send_data(plain, "x", false));
+  ASSERT_TRUE(c.wait(plain));
+  EXPECT_FALSE(is_whole(c.result(plain))) << describe(c.result(plain));
+}
+
+TEST(dataplane_h2_apps, a_short_grpc_timeout_ends_the_call_before_the_default) {
+  // The default request timeout is 10 s (options); a call with grpc-timeout 300 ms that the
+  // app keeps open ends long before it: the client's wait is bounded by 3 s.
+  echo_behind_b e;
+  h2_client c(outbound(*e.n.a, "echo"), 3s);
+  ASSERT_TRUE(c.connected());
+  const auto id = c.submit(grpc_fields({{"grpc-timeout", "300m"}}), false);
+  ASSERT_NE(id, 0);
+  ASSERT_TRUE(c.send_data(id, "ping;", false));
+  ASSERT_TRUE(c.wait(id)) << "the call outlived its grpc-timeout: " << describe(c.result(id));
+  EXPECT_FALSE(is_whole(c.result(id))) << describe(c.result(id));
+  const auto st = e.n.a->stats();
+  const auto* out = find_service(st, "echo");
+  ASSERT_NE(out, nullptr);
+  EXPECT_EQ(out->timeouts, 1u);
+  // A grpc-timeout on a request that is not gRPC's changes nothing; nor does an unreadable
+  // one (the default applies: both answered whole at once).
+  for (const auto& fields : {request_fields("GET", "/plain", "", {{"grpc-timeout", "1n"}}),
+                             grpc_fields({{"grpc-timeout", "soon"}})}) {
+    const auto r = c.exchange(fields);
+    ASSERT_NE(r, 0);
+    EXPECT_TRUE(is_whole(c.result(r))) << describe(c.result(r));
+  }
+}
+
 TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_http_200) {
   access_log_lines log;
   auto o = options("a");

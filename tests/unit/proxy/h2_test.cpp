@@ -1300,6 +1300,29 @@ TEST(H2Errc, NamesAreStable) {
   EXPECT_EQ(h2::name(static_cast<errc>(200)), "unknown");
 }
 
+TEST(H2Grpc, TimeoutValueIsGrpcsUnitsRoundedUpToMilliseconds) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(h2::grpc_timeout_value("300m"), milliseconds{300});
+  EXPECT_EQ(h2::grpc_timeout_value("5S"), milliseconds{5000});
+  EXPECT_EQ(h2::grpc_timeout_value("2M"), milliseconds{120'000});
+  EXPECT_EQ(h2::grpc_timeout_value("1H"), milliseconds{3'600'000});
+  EXPECT_EQ(h2::grpc_timeout_value("1500u"), milliseconds{2});
+  EXPECT_EQ(h2::grpc_timeout_value("1n"), milliseconds{1});
+  EXPECT_EQ(h2::grpc_timeout_value("0m"), milliseconds{1});
+  EXPECT_EQ(h2::grpc_timeout_value("99999999H"), milliseconds{99'999'999LL * 3'600'000});
+  for (const char* bad : {"", "m", "5", "5s", "5 S", "-5S", "+5S", "123456789m", "5SS", "0x5m"})
+    EXPECT_EQ(h2::grpc_timeout_value(bad), std::nullopt) << bad;
+}
+
+TEST(H2Grpc, ContentTypeIsGrpcsWithItsSuffixes) {
+  for (const char* yes : {"application/grpc", "application/grpc+proto", "Application/GRPC",
+                          "application/grpc;charset=utf-8"})
+    EXPECT_TRUE(h2::is_grpc_content_type(yes)) << yes;
+  for (const char* no :
+       {"", "application/grpc-web", "application/grp", "text/grpc", "application/json"})
+    EXPECT_FALSE(h2::is_grpc_content_type(no)) << no;
+}
+
 TEST(H2Grpc, StatusValueIsItsNumberAndAnythingElseUnknown) {
   EXPECT_EQ(h2::grpc_status_value("0"), 0);
   EXPECT_EQ(h2::grpc_status_value("14"), 14);
