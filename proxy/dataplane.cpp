@@ -2679,6 +2679,12 @@ private:
     /// A gRPC answer's status (grpc_status_of), when the response was one and it could be
     /// seen.
     std::optional<std::uint16_t> grpc_status;
+    /// An app's gRPC call (on its HTTP/2 stream to this outbound listener): the proxy's own
+    /// answers go as gRPC statuses (write_grpc_error_response).
+    bool grpc_call = false;
+    /// The request timeout is the call's own deadline (grpc-timeout): its expiry is
+    /// DEADLINE_EXCEEDED.
+    bool grpc_own_deadline = false;
     std::optional<http_error> generated;
     std::string version;
     /// Endpoints a failed try of this request went to: a retry picks another if it can.
@@ -2699,6 +2705,7 @@ private:
     req_.client_keep_alive = h.keep_alive;
     req_.version_minor = h.version_minor;
     req_.upgrade = h.upgrade;
+    req_.grpc_call = !inbound_ && client_.h2 && is_grpc_request(h);
     req_.counted = true;
     upgrading_ = false;
     counted_in_flight_ = true;
@@ -2760,8 +2767,10 @@ private:
     // A gRPC call's own deadline (grpc-timeout; gRPC needs HTTP/2, so only on HTTP/2
     // streams): it replaces the default, up to an hour, or shortens the policy's timeout.
     if (client_.h2)
-      if (const auto d = grpc_deadline(h))
+      if (const auto d = grpc_deadline(h)) {
         timeout = policy_timeout ? std::min(timeout, *d) : std::min(*d, max_grpc_deadline);
+        req_.grpc_own_deadline = timeout == *d;
+      }
     set_request_deadline(timeout);
     if (h.expect_continue && h.body != body_kind::none) {
       // The client waits for a 100 before sending its body, and the proxy reads the body
@@ -3367,12 +3376,15 @@ private:
   /// nullopt for another request or an unreadable value.
   static std::optional<std::chrono::milliseconds> grpc_deadline(const message_head& h) {
     const auto* t = h.find("grpc-timeout");
-    if (t == nullptr)
-      return std::nullopt;
-    const auto* type = h.find("content-type");
-    if (type == nullptr || !h2::is_grpc_content_type(type->value))
+    if (t == nullptr || !is_grpc_request(h))
       return std::nullopt;
     return h2::grpc_timeout_value(t->value);
+  }
+
+  /// Whether `h` has a gRPC content-type.
+  static bool is_grpc_request(const message_head& h) {
+    const auto* type = h.find("content-type");
+    return type != nullptr && h2::is_grpc_content_type(type->value);
   }
 
   /// gRPC statuses that say the server failed, not the call: UNKNOWN (2),
@@ -3524,7 +3536,15 @@ private:
     // The request body may still be unread (a streamed body): the connection cannot go on.
     if (!req_.buffered)
       keep = false;
-    write_error_response(e, out_, !keep, detail);
+    if (req_.grpc_call && !is_framing_error(e)) {
+      // Counted and logged as the HTTP status it stands for, with its gRPC status.
+      req_.grpc_status = e == http_error::upstream_timeout && req_.grpc_own_deadline
+                             ? std::uint16_t{4} // DEADLINE_EXCEEDED: the call's own deadline
+                             : grpc_status_for_http(req_.status);
+      write_grpc_error_response(e, *req_.grpc_status, out_, detail);
+    } else {
+      write_error_response(e, out_, !keep, detail);
+    }
     req_.sent_to_client = true;
     auto self = shared_from_this();
     auto id = attempt_;
@@ -3570,7 +3590,9 @@ private:
       return;
     auto st = req_.status;
     count_status(sc(), st);
-    if (req_.grpc_status && *req_.grpc_status != 0)
+    // gRPC failures are the HTTP 2xx answers whose gRPC status is not OK (the proxy's own
+    // answers count as the HTTP status they stand for).
+    if (req_.grpc_status && *req_.grpc_status != 0 && st >= 200 && st < 300)
       bump(sc().grpc_failures);
     auto d = w_.io().now() - req_.started;
     record_latency(d);

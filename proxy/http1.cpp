@@ -1118,4 +1118,53 @@ void write_error_response(http_error reason, std::string& out, bool close,
   out.append("\n");
 }
 
+std::uint16_t grpc_status_for_http(std::uint16_t http_status) noexcept {
+  switch (http_status) {
+  case 400:
+    return 13; // INTERNAL
+  case 401:
+    return 16; // UNAUTHENTICATED
+  case 403:
+    return 7; // PERMISSION_DENIED
+  case 404:
+    return 12; // UNIMPLEMENTED
+  case 429:
+  case 502:
+  case 503:
+  case 504:
+    return 14; // UNAVAILABLE
+  default:
+    return 2; // UNKNOWN
+  }
+}
+
+void write_grpc_error_response(http_error reason, std::uint16_t grpc_status, std::string& out,
+                               std::string_view detail) {
+  std::array<char, 8> status_text{};
+  const auto st =
+      std::to_chars(status_text.data(), status_text.data() + status_text.size(), grpc_status);
+  out.append("HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ");
+  out.append(status_text.data(), st.ptr);
+  out.append("\r\ngrpc-message: ");
+  // Percent-encoded: printable ASCII but '%' as is, the rest dropped (control bytes) or
+  // encoded ('%').
+  const auto append_encoded = [&out](std::string_view text) {
+    for (const char c : text) {
+      if (c == '%')
+        out.append("%25");
+      else if (c >= 0x20 && c < 0x7f)
+        out.push_back(c);
+    }
+  };
+  append_encoded(name(reason));
+  if (!detail.empty()) {
+    out.append(" (");
+    append_encoded(detail);
+    out.append(")");
+  }
+  out.append("\r\nx-starling-error: ");
+  out.append(name(reason));
+  out.append("\r\ncontent-length: 0\r\n\r\n");
+}
+
 } // namespace starling::proxy

@@ -390,4 +390,18 @@ void write_forward_head(const message_head& h, const forward_options& opts, std:
 void write_error_response(http_error reason, std::string& out, bool close = false,
                           std::string_view detail = {});
 
+/// The gRPC status a gRPC client gets for an answer the proxy generates with HTTP status
+/// `http_status` ("gRPC over HTTP2"'s mapping of HTTP statuses: 400 INTERNAL, 401
+/// UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 429, 502, 503 and 504
+/// UNAVAILABLE, any other UNKNOWN).
+[[nodiscard]] std::uint16_t grpc_status_for_http(std::uint16_t http_status) noexcept;
+
+/// Appends the answer the proxy generates for an app's gRPC call, as gRPC clients read it:
+/// a trailers-only response, HTTP 200 with `content-type: application/grpc`,
+/// `grpc-status: <grpc_status>`, `grpc-message: <name(reason)>[ (<detail>)]`
+/// (percent-encoded as gRPC says, control bytes dropped), `x-starling-error`, and
+/// `content-length: 0` (an HTTP/2 stream carries it as one HEADERS frame that ends it).
+void write_grpc_error_response(http_error reason, std::uint16_t grpc_status, std::string& out,
+                               std::string_view detail = {});
+
 } // namespace starling::proxy

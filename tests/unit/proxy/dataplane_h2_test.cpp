@@ -1483,6 +1483,78 @@ TEST(dataplane_h2_apps, a_short_grpc_timeout_ends_the_call_before_the_default) {
   }
 }
 
+TEST(dataplane_h2_apps, the_proxys_own_answers_to_a_grpc_call_are_grpc_statuses) {
+  // Node a's default request timeout is 600 ms here. The app answers "/hold" only at the
+  // end of the request, which these calls never send; "far" is an instance on a node
+  // nobody can reach (its address unknown); "gone" is an instance nobody listens on, behind
+  // node b.
+  auto o = options("a");
+  o.request_timeout = 600ms;
+  h2_session_server app{"grpc-1"};
+  two_nodes n(std::move(o));
+  n.apply(
+      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)}),
+       service("far", {instance("z", "far", "1", 1, "", sg::service_protocol::http2)}),
+       service("gone",
+               {instance("b", "gone", "1", dead_port(), "", sg::service_protocol::http2)})});
+  // A trailers-only answer that ends the stream; the proxy may then reset the request's
+  // side with NO_ERROR (RFC 9113 8.1: the request was not whole).
+  const auto trailers_only = [](const stream_result& r) {
+    return r.ended && r.body.empty() && (!r.reset || *r.reset == 0);
+  };
+  const auto held = [](std::vector<owned_field> extra) {
+    extra.emplace_back("content-type", "application/grpc");
+    return request_fields("POST", "/hold", "", std::move(extra));
+  };
+  h2_client c(outbound(*n.a, "echo"), 3s);
+  ASSERT_TRUE(c.connected());
+  // The call's own deadline passed: DEADLINE_EXCEEDED, in a trailers-only answer.
+  const auto own = c.submit(held({{"grpc-timeout", "200m"}}), false);
+  // The proxy's timeout passed: UNAVAILABLE (HTTP 504's gRPC status).
+  const auto proxy = c.submit(held({}), false);
+  // Not a gRPC call: the HTTP answer as before.
+  const auto plain = c.submit(request_fields("POST", "/hold", ""), false);
+  ASSERT_TRUE(own != 0 && proxy != 0 && plain != 0);
+  ASSERT_TRUE(c.wait({own, proxy, plain}));
+  for (const auto id : {own, proxy}) {
+    const auto& r = c.result(id);
+    EXPECT_TRUE(trailers_only(r)) << describe(r);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(field_of(r, "content-type"), "application/grpc");
+    EXPECT_EQ(field_of(r, "grpc-message"), "upstream_timeout");
+    EXPECT_EQ(field_of(r, "x-starling-error"), "upstream_timeout");
+  }
+  EXPECT_EQ(field_of(c.result(own), "grpc-status"), "4");
+  EXPECT_EQ(field_of(c.result(proxy), "grpc-status"), "14");
+  EXPECT_EQ(c.result(plain).status, 504) << describe(c.result(plain));
+  EXPECT_EQ(field_of(c.result(plain), "grpc-status"), "");
+  // No instance node a can reach: UNAVAILABLE, the reason in grpc-message.
+  h2_client none(outbound(*n.a, "far"), 3s);
+  ASSERT_TRUE(none.connected());
+  const auto nobody = none.exchange(held({}));
+  ASSERT_NE(nobody, 0);
+  const auto& r = none.result(nobody);
+  EXPECT_TRUE(trailers_only(r)) << describe(r);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(field_of(r, "grpc-status"), "14");
+  EXPECT_EQ(field_of(r, "grpc-message"), "upstream_connect");
+  // What node b answered itself (its instance refuses connections) passes as node b's HTTP
+  // status, which gRPC clients read as UNAVAILABLE too.
+  h2_client g(outbound(*n.a, "gone"), 3s);
+  ASSERT_TRUE(g.connected());
+  const auto refused = g.exchange(held({}));
+  ASSERT_NE(refused, 0);
+  EXPECT_EQ(g.result(refused).status, 502) << describe(g.result(refused));
+  EXPECT_EQ(field_of(g.result(refused), "x-starling-error"), "upstream_connect");
+  // Counted as the HTTP statuses they stand for, not as failed calls answered 200.
+  const auto st = n.a->stats();
+  const auto* echo = find_service(st, "echo");
+  ASSERT_NE(echo, nullptr);
+  EXPECT_EQ(echo->responses_5xx, 3u);
+  EXPECT_EQ(echo->grpc_failures, 0u);
+  EXPECT_EQ(echo->timeouts, 3u);
+}
+
 TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_http_200) {
   access_log_lines log;
   auto o = options("a");
@@ -1694,7 +1766,8 @@ TEST(dataplane_h2_apps, an_apps_http2_connection_to_an_http1_service_is_served_r
   EXPECT_EQ(got[1].body, "hello body");
 }
 
-TEST(dataplane_h2_apps, a_call_nobody_serves_gets_503_on_its_stream_and_the_connection_goes_on) {
+TEST(dataplane_h2_apps,
+     a_call_nobody_serves_gets_unavailable_on_its_stream_and_the_connection_goes_on) {
   h2_session_server app("grpc-1");
   two_nodes n;
   n.apply(
@@ -1703,11 +1776,14 @@ TEST(dataplane_h2_apps, a_call_nobody_serves_gets_503_on_its_stream_and_the_conn
        service("live", {instance("b", "live", "1", app.port(), "", sg::service_protocol::http2)})});
   h2_client c(outbound(*n.a, "echo"));
   ASSERT_TRUE(c.connected());
+  // A gRPC call gets UNAVAILABLE (HTTP 503's gRPC status) as gRPC clients read it; another
+  // request the 503 itself.
   const auto first = c.exchange(grpc_fields());
   ASSERT_NE(first, 0);
-  EXPECT_EQ(c.result(first).status, 503);
+  EXPECT_EQ(c.result(first).status, 200);
+  EXPECT_EQ(field_of(c.result(first), "grpc-status"), "14");
   EXPECT_EQ(field_of(c.result(first), "x-starling-error"), "no_upstream");
-  const auto second = c.exchange(grpc_fields());
+  const auto second = c.exchange(request_fields("GET", "/x", ""));
   ASSERT_NE(second, 0);
   EXPECT_EQ(c.result(second).status, 503);
   EXPECT_FALSE(c.peer_closed());
