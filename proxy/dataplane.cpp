@@ -82,6 +82,9 @@ constexpr std::uint64_t max_buffered_body = 64 * 1024;
 /// Longest deadline a gRPC call's grpc-timeout sets when its service's policy sets no
 /// timeout (the longest a policy may set).
 constexpr std::chrono::milliseconds max_grpc_deadline = std::chrono::hours{1};
+/// How much longer than a gRPC call's deadline the instance's node holds it: the calling
+/// node's timer fires first.
+constexpr std::chrono::milliseconds inbound_grpc_grace = std::chrono::seconds{1};
 /// Upper bounds (seconds) of the latency histogram; a last +Inf bucket follows.
 constexpr std::array<double, 14> latency_bounds{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                 0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
@@ -2766,8 +2769,12 @@ private:
       timeout = std::chrono::milliseconds{svc_->resilience->timeout_ms};
     // A gRPC call's own deadline (grpc-timeout; gRPC needs HTTP/2, so only on HTTP/2
     // streams): it replaces the default, up to an hour, or shortens the policy's timeout.
+    // The instance's node holds the call a little longer than the calling node, which
+    // answers the app when the deadline passes (DEADLINE_EXCEEDED).
     if (client_.h2)
-      if (const auto d = grpc_deadline(h)) {
+      if (auto d = grpc_deadline(h)) {
+        if (inbound_)
+          *d += inbound_grpc_grace;
         timeout = policy_timeout ? std::min(timeout, *d) : std::min(*d, max_grpc_deadline);
         req_.grpc_own_deadline = timeout == *d;
       }

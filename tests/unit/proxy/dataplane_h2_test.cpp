@@ -1469,6 +1469,7 @@ TEST(dataplane_h2_apps, a_short_grpc_timeout_ends_the_call_before_the_default) {
   ASSERT_TRUE(c.send_data(id, "ping;", false));
   ASSERT_TRUE(c.wait(id)) << "the call outlived its grpc-timeout: " << describe(c.result(id));
   EXPECT_FALSE(is_whole(c.result(id))) << describe(c.result(id));
+  // Node a ends it (node b holds the call a second longer).
   const auto st = e.n.a->stats();
   const auto* out = find_service(st, "echo");
   ASSERT_NE(out, nullptr);
