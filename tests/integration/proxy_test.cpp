@@ -589,6 +589,15 @@ TEST_F(proxy_test, a_grpc_health_check_follows_the_apps_serving_status) {
   EXPECT_TRUE(st::poll_until(20s, [&] { return last_check(a, "gb") == "connection refused"; }))
       << last_check(a, "gb");
   EXPECT_EQ(routable_on(a, "echo"), 0u);
+  // A call now: node a answers it itself, as a gRPC status grpcio reads (UNAVAILABLE, the
+  // reason as its details), not an HTTP 503.
+  auto& client =
+      procs_.spawn({python_, grpc_script_, "call", outbound_of(a, "echo"), "1"}, "grpc-call");
+  ASSERT_EQ(client.wait(60s), std::optional<int>{0}) << client.stderr_text();
+  const auto out = nlohmann::json::parse(client.stdout_text(), nullptr, false);
+  ASSERT_FALSE(out.is_discarded()) << client.stdout_text();
+  ASSERT_FALSE(out.at("errors").empty()) << out.dump();
+  EXPECT_EQ(out.at("errors").at(0), "call 0: UNAVAILABLE no_upstream") << out.dump();
 }
 
 TEST_F(proxy_test, an_authorization_rule_refuses_a_caller_with_403_and_lets_another_pass) {
