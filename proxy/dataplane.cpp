@@ -3161,6 +3161,23 @@ private:
           later(req_.last_delay, [](client_session& s) { s.attempt(); });
           return;
         }
+        if (last && req_.grpc_call && h.status >= 400 && target_->via_peer &&
+            !req_.sent_to_client) {
+          if (const auto reason = peer_error(h)) {
+            // The instance's node answered the call itself (it could not reach the app, it
+            // refused the caller, ...): the app gets that as a gRPC status too. (`h` lives in
+            // the connection's parser: read it before the connection goes.)
+            const auto status = h.status;
+            const std::string why{*reason};
+            ++attempt_;
+            up_->s->close();
+            up_.reset();
+            end_attempt(status >= 500 ? attempt_result::http_5xx : attempt_result::success,
+                        {status});
+            finish_with_peer_error(status, why);
+            return;
+          }
+        }
         // HTTP/1.1 downstream: the status line says 1.1 and an until-close body (an
         // HTTP/1.0 app's usual answer) is sent chunked, so the client's connection, a
         // pooled one between proxies, stays open. HTTP/1.0 downstream: keep-alive only
@@ -3444,6 +3461,14 @@ private:
       observe(c.latency, c.latency_sum_ns, *d);
   }
 
+  /// The reason a peer proxy gave for an answer it made itself (its x-starling-error), if
+  /// `h` is one.
+  static std::optional<std::string_view> peer_error(const message_head& h) {
+    if (const auto* f = h.find("x-starling-error"))
+      return f->value;
+    return std::nullopt;
+  }
+
   /// True when `h` is a peer proxy's own 503 for a request no app saw
   /// (x-starling-error: draining or no_upstream).
   static bool refused_by_peer(const message_head& h) {
@@ -3548,10 +3573,28 @@ private:
       req_.grpc_status = e == http_error::upstream_timeout && req_.grpc_own_deadline
                              ? std::uint16_t{4} // DEADLINE_EXCEEDED: the call's own deadline
                              : grpc_status_for_http(req_.status);
-      write_grpc_error_response(e, *req_.grpc_status, out_, detail);
+      write_grpc_error_response(name(e), *req_.grpc_status, out_, detail);
     } else {
       write_error_response(e, out_, !keep, detail);
     }
+    send_answer(keep);
+  }
+
+  /// Answers an app's gRPC call with what the instance's node answered itself (HTTP
+  /// `status`, x-starling-error `reason`), as a gRPC status (decision 0026). Counted and
+  /// logged as that HTTP status, as the answer passed on would have been.
+  void finish_with_peer_error(std::uint16_t status, std::string_view reason) {
+    ++attempt_;
+    req_.status = status;
+    req_.grpc_status = grpc_status_for_http(status);
+    out_.clear();
+    write_grpc_error_response(reason, *req_.grpc_status, out_);
+    send_answer(req_.client_keep_alive && req_.buffered);
+  }
+
+  /// Writes out_, the proxy's own answer to the current request; then the next request
+  /// (`keep`) or the connection's graceful end.
+  void send_answer(bool keep) {
     req_.sent_to_client = true;
     auto self = shared_from_this();
     auto id = attempt_;

@@ -1138,8 +1138,13 @@ std::uint16_t grpc_status_for_http(std::uint16_t http_status) noexcept {
   }
 }
 
-void write_grpc_error_response(http_error reason, std::uint16_t grpc_status, std::string& out,
+void write_grpc_error_response(std::string_view reason, std::uint16_t grpc_status, std::string& out,
                                std::string_view detail) {
+  const bool named = !reason.empty() && reason.size() <= 32 &&
+                     std::all_of(reason.begin(), reason.end(),
+                                 [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
+  if (!named)
+    reason = "error";
   std::array<char, 8> status_text{};
   const auto st =
       std::to_chars(status_text.data(), status_text.data() + status_text.size(), grpc_status);
@@ -1156,14 +1161,14 @@ void write_grpc_error_response(http_error reason, std::uint16_t grpc_status, std
         out.push_back(c);
     }
   };
-  append_encoded(name(reason));
+  out.append(reason);
   if (!detail.empty()) {
     out.append(" (");
     append_encoded(detail);
     out.append(")");
   }
   out.append("\r\nx-starling-error: ");
-  out.append(name(reason));
+  out.append(reason);
   out.append("\r\ncontent-length: 0\r\n\r\n");
 }
 

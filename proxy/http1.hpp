@@ -398,10 +398,12 @@ void write_error_response(http_error reason, std::string& out, bool close = fals
 
 /// Appends the answer the proxy generates for an app's gRPC call, as gRPC clients read it:
 /// a trailers-only response, HTTP 200 with `content-type: application/grpc`,
-/// `grpc-status: <grpc_status>`, `grpc-message: <name(reason)>[ (<detail>)]`
-/// (percent-encoded as gRPC says, control bytes dropped), `x-starling-error`, and
-/// `content-length: 0` (an HTTP/2 stream carries it as one HEADERS frame that ends it).
-void write_grpc_error_response(http_error reason, std::uint16_t grpc_status, std::string& out,
+/// `grpc-status: <grpc_status>`, `grpc-message: <reason>[ (<detail>)]` (percent-encoded as
+/// gRPC says, control bytes dropped), `x-starling-error: <reason>`, and `content-length: 0`
+/// (an HTTP/2 stream carries it as one HEADERS frame that ends it). `reason` is an
+/// http_error's name (a peer's, for an answer the instance's node made): lower-case letters
+/// and '_' only, else it is written as "error".
+void write_grpc_error_response(std::string_view reason, std::uint16_t grpc_status, std::string& out,
                                std::string_view detail = {});
 
 } // namespace starling::proxy

@@ -1539,14 +1539,27 @@ TEST(dataplane_h2_apps, the_proxys_own_answers_to_a_grpc_call_are_grpc_statuses)
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(field_of(r, "grpc-status"), "14");
   EXPECT_EQ(field_of(r, "grpc-message"), "upstream_connect");
-  // What node b answered itself (its instance refuses connections) passes as node b's HTTP
-  // status, which gRPC clients read as UNAVAILABLE too.
+  // What node b answered itself (its instance refuses connections: 502) reaches the app
+  // as a gRPC status too; counted on node a as the 502 it was.
   h2_client g(outbound(*n.a, "gone"), 3s);
   ASSERT_TRUE(g.connected());
   const auto refused = g.exchange(held({}));
   ASSERT_NE(refused, 0);
-  EXPECT_EQ(g.result(refused).status, 502) << describe(g.result(refused));
-  EXPECT_EQ(field_of(g.result(refused), "x-starling-error"), "upstream_connect");
+  const auto& rb = g.result(refused);
+  EXPECT_TRUE(trailers_only(rb)) << describe(rb);
+  EXPECT_EQ(rb.status, 200);
+  EXPECT_EQ(field_of(rb, "grpc-status"), "14");
+  EXPECT_EQ(field_of(rb, "grpc-message"), "upstream_connect");
+  // Not a gRPC request: node b's 502 passes as it is.
+  const auto plain_refused = g.exchange(request_fields("POST", "/hold", ""));
+  ASSERT_NE(plain_refused, 0);
+  EXPECT_EQ(g.result(plain_refused).status, 502) << describe(g.result(plain_refused));
+  EXPECT_EQ(field_of(g.result(plain_refused), "x-starling-error"), "upstream_connect");
+  const auto ast = n.a->stats();
+  const auto* gone = find_service(ast, "gone");
+  ASSERT_NE(gone, nullptr);
+  EXPECT_EQ(gone->responses_5xx, 2u);
+  EXPECT_EQ(gone->grpc_failures, 0u);
   // Counted as the HTTP statuses they stand for, not as failed calls answered 200.
   const auto st = n.a->stats();
   const auto* echo = find_service(st, "echo");

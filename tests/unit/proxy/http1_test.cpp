@@ -1115,6 +1115,36 @@ TEST(http1_generated, exact_bytes_close_and_detail) {
                  "Forbidden: forbidden (rule deny-allX: y)\n");
 }
 
+TEST(http1_generated, a_grpc_calls_answer_is_trailers_only_with_its_status) {
+  std::string out;
+  write_grpc_error_response("forbidden", 7, out,
+                            "rule 100% \x01"
+                            "deny");
+  EXPECT_EQ(out, "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: 7\r\n"
+                 "grpc-message: forbidden (rule 100%25 deny)\r\nx-starling-error: forbidden\r\n"
+                 "content-length: 0\r\n\r\n");
+  // It parses as a response whose head ends the message.
+  http1_parser p(direction::response);
+  const auto r = p.parse(out);
+  ASSERT_EQ(r.status, parse_status::head);
+  EXPECT_EQ(p.head().status, 200);
+  EXPECT_EQ(p.head().body, body_kind::none);
+  // A peer's reason that is not a name is not repeated.
+  out.clear();
+  write_grpc_error_response("Bad\r\nname", 14, out);
+  EXPECT_NE(out.find("grpc-message: error\r\nx-starling-error: error\r\n"), std::string::npos)
+      << out;
+  // gRPC's mapping of HTTP statuses.
+  EXPECT_EQ(grpc_status_for_http(400), 13);
+  EXPECT_EQ(grpc_status_for_http(401), 16);
+  EXPECT_EQ(grpc_status_for_http(403), 7);
+  EXPECT_EQ(grpc_status_for_http(404), 12);
+  for (std::uint16_t s : {429, 502, 503, 504})
+    EXPECT_EQ(grpc_status_for_http(s), 14) << s;
+  for (std::uint16_t s : {413, 431, 500, 418})
+    EXPECT_EQ(grpc_status_for_http(s), 2) << s;
+}
+
 TEST(http1_generated, an_http2_client_gets_settings_and_goaway_http_1_1_required) {
   std::string out;
   write_error_response(http_error::http2_preface, out, true, "ignored");
