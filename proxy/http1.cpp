@@ -1151,8 +1151,8 @@ void write_grpc_error_response(std::string_view reason, std::uint16_t grpc_statu
   out.append("HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ngrpc-status: ");
   out.append(status_text.data(), st.ptr);
   out.append("\r\ngrpc-message: ");
-  // Percent-encoded: printable ASCII but '%' as is, the rest dropped (control bytes) or
-  // encoded ('%').
+  // Percent-encoded as gRPC asks: printable ASCII as it is but '%' (%25); control bytes
+  // dropped.
   const auto append_encoded = [&out](std::string_view text) {
     for (const char c : text) {
       if (c == '%')
