@@ -10,6 +10,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc_health.pb.h"
+#include "proto/wire/hex.hpp"
 
 namespace starling::proxy {
 
@@ -43,16 +44,6 @@ std::optional<std::string_view> field_value(std::span<const h2::field> fields,
   return std::nullopt;
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /// A grpc-message value (percent-encoded, gRPC over HTTP2) decoded, cut to
 /// max_status_message_bytes, bytes outside printable ASCII as '?' (it ends up in JSON views
 /// and on terminals).
@@ -61,8 +52,8 @@ std::string status_message_text(std::string_view value) {
   for (std::size_t i = 0; i < value.size() && out.size() < max_status_message_bytes; ++i) {
     char c = value[i];
     if (c == '%' && i + 2 < value.size()) {
-      const int hi = hex_digit(value[i + 1]);
-      const int lo = hex_digit(value[i + 2]);
+      const int hi = wire::hex_value(value[i + 1]);
+      const int lo = wire::hex_value(value[i + 2]);
       if (hi >= 0 && lo >= 0) {
         c = static_cast<char>(hi * 16 + lo);
         i += 2;

@@ -1,6 +1,7 @@
-// One hexadecimal digit's value, either case: shared by proxy/http1 (chunk sizes) and
-// identity/keyring (key ids). identity/revocation keeps its own, lower case only on purpose
-// (one spelling per file). Header only.
+// One hexadecimal digit's value, either case: shared by proxy/http1 (chunk sizes),
+// proxy/grpc_health (grpc-message's percent-encoding) and identity/keyring (key ids).
+// identity/revocation keeps its own, lower case only on purpose (one spelling per file).
+// Header only.
 #pragma once
 
 namespace starling::wire {
