@@ -2685,6 +2685,8 @@ private:
     /// An app's gRPC call (on its HTTP/2 stream to this outbound listener): the proxy's own
     /// answers go as gRPC statuses (write_grpc_error_response).
     bool grpc_call = false;
+    /// A gRPC request's deadline (grpc-timeout), on an HTTP/2 stream (grpc_info).
+    std::optional<std::chrono::milliseconds> grpc_timeout;
     /// The request timeout is the call's own deadline (grpc-timeout): its expiry is
     /// DEADLINE_EXCEEDED.
     bool grpc_own_deadline = false;
@@ -2708,7 +2710,11 @@ private:
     req_.client_keep_alive = h.keep_alive;
     req_.version_minor = h.version_minor;
     req_.upgrade = h.upgrade;
-    req_.grpc_call = !inbound_ && client_.h2 && is_grpc_request(h);
+    if (client_.h2) { // gRPC needs HTTP/2
+      const auto g = grpc_info(h);
+      req_.grpc_call = !inbound_ && g.grpc;
+      req_.grpc_timeout = g.timeout;
+    }
     req_.counted = true;
     upgrading_ = false;
     counted_in_flight_ = true;
@@ -2767,17 +2773,16 @@ private:
     const bool policy_timeout = svc_->resilience && svc_->resilience->timeout_ms > 0;
     if (policy_timeout)
       timeout = std::chrono::milliseconds{svc_->resilience->timeout_ms};
-    // A gRPC call's own deadline (grpc-timeout; gRPC needs HTTP/2, so only on HTTP/2
-    // streams): it replaces the default, up to an hour, or shortens the policy's timeout.
-    // The instance's node holds the call a little longer than the calling node, which
-    // answers the app when the deadline passes (DEADLINE_EXCEEDED).
-    if (client_.h2)
-      if (auto d = grpc_deadline(h)) {
-        if (inbound_)
-          *d += inbound_grpc_grace;
-        timeout = policy_timeout ? std::min(timeout, *d) : std::min(*d, max_grpc_deadline);
-        req_.grpc_own_deadline = timeout == *d;
-      }
+    // A gRPC call's own deadline (grpc-timeout): it replaces the default, up to an hour,
+    // or shortens the policy's timeout. The instance's node holds the call a little longer
+    // than the calling node, which answers the app when the deadline passes
+    // (DEADLINE_EXCEEDED).
+    if (req_.grpc_timeout) {
+      const std::chrono::milliseconds d =
+          *req_.grpc_timeout + (inbound_ ? inbound_grpc_grace : std::chrono::milliseconds{0});
+      timeout = policy_timeout ? std::min(timeout, d) : std::min(d, max_grpc_deadline);
+      req_.grpc_own_deadline = timeout == d;
+    }
     set_request_deadline(timeout);
     if (h.expect_continue && h.body != body_kind::none) {
       // The client waits for a 100 before sending its body, and the proxy reads the body
@@ -3396,19 +3401,29 @@ private:
     return c.s.h2->grpc_status().value_or(13);
   }
 
-  /// The deadline a gRPC request carries (`grpc-timeout`, with a gRPC content-type);
-  /// nullopt for another request or an unreadable value.
-  static std::optional<std::chrono::milliseconds> grpc_deadline(const message_head& h) {
-    const auto* t = h.find("grpc-timeout");
-    if (t == nullptr || !is_grpc_request(h))
-      return std::nullopt;
-    return h2::grpc_timeout_value(t->value);
-  }
-
-  /// Whether `h` has a gRPC content-type.
-  static bool is_grpc_request(const message_head& h) {
-    const auto* type = h.find("content-type");
-    return type != nullptr && h2::is_grpc_content_type(type->value);
+  /// What a request says of gRPC: whether its content-type is gRPC's, and then the
+  /// deadline it carries (`grpc-timeout`; nullopt when absent or unreadable). One pass over
+  /// the fields (both names have 12 bytes).
+  struct grpc_request_info {
+    bool grpc = false;
+    std::optional<std::chrono::milliseconds> timeout;
+  };
+  static grpc_request_info grpc_info(const message_head& h) {
+    const header* type = nullptr;
+    const header* deadline = nullptr;
+    for (const auto& f : h.headers) {
+      if (f.name.size() != 12)
+        continue;
+      if (text::iequals(f.name, "content-type"))
+        type = type != nullptr ? type : &f;
+      else if (text::iequals(f.name, "grpc-timeout"))
+        deadline = deadline != nullptr ? deadline : &f;
+    }
+    grpc_request_info out;
+    out.grpc = type != nullptr && h2::is_grpc_content_type(type->value);
+    if (out.grpc && deadline != nullptr)
+      out.timeout = h2::grpc_timeout_value(deadline->value);
+    return out;
   }
 
   /// gRPC statuses that say the server failed, not the call: UNKNOWN (2),
