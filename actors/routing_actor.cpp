@@ -91,8 +91,6 @@ struct routing_state {
   std::uint64_t drain_epoch = 0;
   /// The next health deadline a timer is set for.
   std::optional<gossip::time_point> check_at;
-  /// The check texts of this node's record as last written, by "service/id".
-  std::map<std::string, std::string, std::less<>> published_checks;
   /// When a failing check's new text was last written alone (no status change); see
   /// failing_text_refresh.
   std::optional<gossip::time_point> text_written_at;
@@ -283,16 +281,21 @@ constexpr gossip::duration failing_text_refresh = std::chrono::seconds{30};
 /// says why the instance fails ("not checked yet" until it first passes; NOT_SERVING after
 /// the app died). The check's first result at once; a later new text once
 /// failing_text_refresh has passed since the last such write (the next failing result
-/// after that writes it).
+/// after that writes it). Never while draining: every instance then says "draining".
 bool failing_text_is_due(const routing_state& st, const std::string& key, bool first,
                          gossip::time_point now) {
-  if (st.checks->status(key) != gossip::health_status::failing)
+  if (st.draining || st.checks->status(key) != gossip::health_status::failing)
     return false; // passing, with failures below `fall`: the status is what counts
   const auto* t = st.checks->tracker(key);
-  const auto published = st.published_checks.find(key);
-  if (t == nullptr ||
-      (published != st.published_checks.end() && published->second == t->last_result()))
+  const auto spec = st.services.find(key);
+  if (t == nullptr || spec == st.services.end())
     return false;
+  // The text this node's record carries now (the last one written).
+  if (const auto* rec = st.table->owner(st.params.name))
+    for (const auto& i : rec->instances)
+      if (i.service == spec->second.reg.service && i.id == spec->second.reg.id &&
+          i.last_check == t->last_result())
+        return false;
   return first || !st.text_written_at || now - *st.text_written_at >= failing_text_refresh;
 }
 
@@ -300,14 +303,12 @@ bool failing_text_is_due(const routing_state& st, const std::string& key, bool f
 caf::error write_own(routing_actor_t* self) {
   auto& st = self->state;
   std::vector<gossip::service_registration> regs;
-  st.published_checks.clear();
   for (const auto& [key, spec] : st.services) {
     auto r = spec.reg;
     if (spec.check) {
       r.health = st.checks->status(key);
       if (const auto* t = st.checks->tracker(key))
         r.last_check = t->last_result();
-      st.published_checks[key] = r.last_check;
     }
     if (st.draining) {
       // Peers stop routing here before the inbound proxy stops taking requests.

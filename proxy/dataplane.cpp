@@ -2685,8 +2685,6 @@ private:
     /// An app's gRPC call (on its HTTP/2 stream to this outbound listener): the proxy's own
     /// answers go as gRPC statuses (write_grpc_error_response).
     bool grpc_call = false;
-    /// A gRPC request's deadline (grpc-timeout), on an HTTP/2 stream (grpc_info).
-    std::optional<std::chrono::milliseconds> grpc_timeout;
     /// The request timeout is the call's own deadline (grpc-timeout): its expiry is
     /// DEADLINE_EXCEEDED.
     bool grpc_own_deadline = false;
@@ -2710,11 +2708,9 @@ private:
     req_.client_keep_alive = h.keep_alive;
     req_.version_minor = h.version_minor;
     req_.upgrade = h.upgrade;
-    if (client_.h2) { // gRPC needs HTTP/2
-      const auto g = grpc_info(h);
-      req_.grpc_call = !inbound_ && g.grpc;
-      req_.grpc_timeout = g.timeout;
-    }
+    // gRPC needs HTTP/2: only an HTTP/2 stream's request is looked at.
+    const auto grpc = client_.h2 ? grpc_info(h) : grpc_request_info{};
+    req_.grpc_call = !inbound_ && grpc.grpc;
     req_.counted = true;
     upgrading_ = false;
     counted_in_flight_ = true;
@@ -2777,9 +2773,9 @@ private:
     // or shortens the policy's timeout. The instance's node holds the call a little longer
     // than the calling node, which answers the app when the deadline passes
     // (DEADLINE_EXCEEDED).
-    if (req_.grpc_timeout) {
+    if (grpc.timeout) {
       const std::chrono::milliseconds d =
-          *req_.grpc_timeout + (inbound_ ? inbound_grpc_grace : std::chrono::milliseconds{0});
+          *grpc.timeout + (inbound_ ? inbound_grpc_grace : std::chrono::milliseconds{0});
       timeout = policy_timeout ? std::min(timeout, d) : std::min(d, max_grpc_deadline);
       req_.grpc_own_deadline = timeout == d;
     }
@@ -3367,7 +3363,8 @@ private:
 
   void on_response_complete() {
     ++attempt_;
-    if (up_)
+    // An HTTP/1.1 app makes no gRPC call: its answers are not looked at for one.
+    if (up_ && (inbound_ || client_.h2))
       req_.grpc_status = grpc_status_of(*up_);
     const bool grpc_failure = req_.grpc_status && *req_.grpc_status != 0;
     // A gRPC status that says the server failed counts as a 5xx for outlier ejection.

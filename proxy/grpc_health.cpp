@@ -98,8 +98,7 @@ std::string_view grpc_status_name(std::uint16_t code) noexcept {
 
 grpc_health_call::grpc_health_call(std::string_view authority, std::string_view service,
                                    std::chrono::milliseconds deadline)
-    : session_(std::make_unique<h2::session>(h2::role::client, check_limits(),
-                                             static_cast<h2::listener&>(*this))) {
+    : session_(h2::role::client, check_limits(), static_cast<h2::listener&>(*this)) {
   if (service.size() > max_service_bytes) {
     decide(false, "gRPC service name of " + std::to_string(service.size()) + " bytes, more than " +
                       std::to_string(max_service_bytes));
@@ -128,21 +127,21 @@ grpc_health_call::grpc_health_call(std::string_view authority, std::string_view 
       {"grpc-timeout", timeout},
       {"user-agent", "starling-health/1"},
   }};
-  const auto sub = session_->submit_request(fields, false);
+  const auto sub = session_.submit_request(fields, false);
   if (sub.error != h2::errc::ok) {
     decide(false, "cannot start the call: " + std::string{h2::name(sub.error)});
     return;
   }
   stream_ = sub.stream;
-  if (auto e = session_->send_data(stream_, body, true); e != h2::errc::ok)
+  if (auto e = session_.send_data(stream_, body, true); e != h2::errc::ok)
     decide(false, "cannot send the call: " + std::string{h2::name(e)});
 }
 
 grpc_health_call::~grpc_health_call() = default;
 
-bool grpc_health_call::wants_write() const noexcept { return session_->wants_write(); }
+bool grpc_health_call::wants_write() const noexcept { return session_.wants_write(); }
 
-void grpc_health_call::take_output(std::string& out) { session_->take_output(out); }
+void grpc_health_call::take_output(std::string& out) { session_.take_output(out); }
 
 void grpc_health_call::receive(std::span<const char> bytes) {
   if (verdict_ || bytes.empty())
@@ -153,7 +152,7 @@ void grpc_health_call::receive(std::span<const char> bytes) {
     decide(false, "an HTTP/1.1 answer: the instance does not speak HTTP/2");
     return;
   }
-  const auto e = session_->receive(bytes);
+  const auto e = session_.receive(bytes);
   if (e == h2::errc::ok)
     return;
   // The connection failed: the stream's reset, if the session reported one while failing,
@@ -192,7 +191,7 @@ void grpc_health_call::on_head(std::int32_t stream, const h2::head& h) {
 }
 
 void grpc_health_call::on_data(std::int32_t stream, std::span<const char> bytes) {
-  session_->consumed(stream, bytes.size());
+  session_.consumed(stream, bytes.size());
   if (stream != stream_ || verdict_)
     return;
   std::string_view in{bytes.data(), bytes.size()};

@@ -16,7 +16,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -94,7 +93,7 @@ private:
   /// The response message's length from its prefix (0 before the prefix is whole).
   [[nodiscard]] std::size_t message_length() const noexcept;
 
-  std::unique_ptr<h2::session> session_;
+  h2::session session_;
   std::int32_t stream_ = 0;
   /// The response's head came (status 200, a gRPC content type).
   bool head_seen_ = false;

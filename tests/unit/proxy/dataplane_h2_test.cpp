@@ -1320,11 +1320,14 @@ struct two_nodes {
 };
 
 /// One gRPC-like app ("grpc-1") behind node b, the only instance of the http2 service
-/// "echo" that both nodes serve.
+/// "echo" that both nodes serve (beside `more`); node a made with `ao`.
 struct echo_behind_b {
-  echo_behind_b() {
-    n.apply({service("echo",
-                     {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
+  explicit echo_behind_b(sp::dataplane_options ao = options("a"),
+                         std::vector<sg::service_view> more = {})
+      : n(std::move(ao)) {
+    more.push_back(
+        service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)}));
+    n.apply(more);
   }
   h2_session_server app{"grpc-1"};
   two_nodes n;
@@ -1429,11 +1432,8 @@ TEST(dataplane_h2_apps, a_calls_grpc_timeout_replaces_the_default_request_timeou
   // 1.2 s, gets its answer, and the call ends whole. (Each wait is bounded by 3 s.)
   auto o = options("a");
   o.request_timeout = 600ms;
-  h2_session_server app{"grpc-1"};
-  two_nodes n(std::move(o));
-  n.apply(
-      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)})});
-  h2_client c(outbound(*n.a, "echo"), 3s);
+  echo_behind_b e{std::move(o)};
+  h2_client c(outbound(*e.n.a, "echo"), 3s);
   ASSERT_TRUE(c.connected());
   const auto id = c.submit(grpc_fields({{"grpc-timeout", "5S"}}), false);
   ASSERT_NE(id, 0);
@@ -1491,13 +1491,11 @@ TEST(dataplane_h2_apps, the_proxys_own_answers_to_a_grpc_call_are_grpc_statuses)
   // node b.
   auto o = options("a");
   o.request_timeout = 600ms;
-  h2_session_server app{"grpc-1"};
-  two_nodes n(std::move(o));
-  n.apply(
-      {service("echo", {instance("b", "echo", "1", app.port(), "", sg::service_protocol::http2)}),
-       service("far", {instance("z", "far", "1", 1, "", sg::service_protocol::http2)}),
-       service("gone",
-               {instance("b", "gone", "1", dead_port(), "", sg::service_protocol::http2)})});
+  echo_behind_b e{std::move(o),
+                  {service("far", {instance("z", "far", "1", 1, "", sg::service_protocol::http2)}),
+                   service("gone", {instance("b", "gone", "1", dead_port(), "",
+                                             sg::service_protocol::http2)})}};
+  auto& n = e.n;
   // A trailers-only answer that ends the stream; the proxy may then reset the request's
   // side with NO_ERROR (RFC 9113 8.1: the request was not whole).
   const auto trailers_only = [](const stream_result& r) {
