@@ -53,10 +53,11 @@
 # request by name (strace slows the traced process; the counts stay exact, the rates do not
 # matter here).
 # --mallocs adds libc malloc calls per request of each proxy (HAProxy A and B, Starling A
-# and B) during one more wrk run through each system: a uprobe on the libc the proxies load
-# (`perf probe`, root; removed at exit), counted per process with `perf stat`. With --out,
-# one call in 8 of each Starling node is also recorded with its call stack (DWARF) for
-# `perf report -i DIR/mallocs-starling-a.data` (and -b).
+# and B) during one more wrk run and one more h2load run (with h2load) through each system:
+# a uprobe on the libc the proxies load (`perf probe`, root; removed at exit), counted per
+# process with `perf stat`. With --out, one call in 8 of each Starling node is also
+# recorded with its call stack (DWARF) for `perf report -i DIR/mallocs-wrk-starling-a.data`
+# (and -b; `mallocs-h2-...` for the h2load run).
 # --splice runs both proxies' one-hop TCP path with splice(2) (Starling `[proxy] splice =
 # true`; HAProxy `option splice-auto`); by default neither splices (both proxies' default).
 # --io B runs Starling's data plane on back end B (`[proxy] io`, docs/operations.md):
@@ -1029,12 +1030,13 @@ if ((syscalls)); then
 fi
 
 # ------------------------------------------------------------------ allocations (optional)
-# mallocs_during <system>: malloc calls per request of both hops during one wrk run.
+# mallocs_during <system> <wrk|h2>: malloc calls per request of both hops during one wrk
+# run (HTTP/1.1 clients) or one h2load run (HTTP/2 clients, as in 7.) through the system.
 mallocs_during() {
-  local sys=$1 hop=0 pid n label
+  local sys=$1 load=$2 hop=0 pid n label
   local -a counters=()
   for pid in $(hop_pids "$sys"); do
-    perf stat -x, -e "$malloc_event" -p "$pid" -o "$work/mallocs-$sys-$hop.csv" >/dev/null 2>&1 &
+    perf stat -x, -e "$malloc_event" -p "$pid" -o "$work/mallocs-$load-$sys-$hop.csv" >/dev/null 2>&1 &
     counters+=("$!")
     pids+=("$!")
     hop=$((hop + 1))
@@ -1044,21 +1046,25 @@ mallocs_during() {
     for hop in a b; do
       pid=$([[ $hop == a ]] && echo "$na_pid" || echo "$nb_pid")
       perf record -q -e "$malloc_event" -c 8 --call-graph dwarf,16384 -p "$pid" \
-        -o "$work/mallocs-starling-$hop.data" >"$work/mallocs-record-$hop.log" 2>&1 &
+        -o "$work/mallocs-$load-starling-$hop.data" >"$work/mallocs-record-$load-$hop.log" 2>&1 &
       counters+=("$!")
       pids+=("$!")
     done
   fi
   sleep 1 # perf stat gives no sign once attached: a second of head start before the load
-  wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$(target_http "$sys")/" >"$work/mallocs-$sys.wrk" 2>&1 || true
+  if [[ $load == wrk ]]; then
+    wrk -t1 -c"$connections" -d"${duration}s" "${wrk_headers[@]}" "http://$(target_http "$sys")/" >"$work/mallocs-$load-$sys.out" 2>&1 || true
+  else
+    h2load -D "$duration" -c 4 -m 32 -t 1 "http://$(target_h2 "$sys")/" >"$work/mallocs-$load-$sys.out" 2>&1 || true
+  fi
   for pid in "${counters[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   for pid in "${counters[@]}"; do wait "$pid" 2>/dev/null || true; done
-  n=$(wrk_requests "$work/mallocs-$sys.wrk")
+  if [[ $load == wrk ]]; then n=$(wrk_requests "$work/mallocs-$load-$sys.out"); else n=$(h2_field "$work/mallocs-$load-$sys.out" requests); fi
   for hop in 0 1; do
     label=$([[ $hop == 0 ]] && echo A || echo B)
-    awk -F, -v n="$n" -v s="$sys" -v h="$label" '$3 ~ /malloc/ && n > 0 {
-        printf "%s hop %s: %.2f malloc calls per request (%s in %s requests)\n", s, h, $1 / n, $1, n }' \
-      "$work/mallocs-$sys-$hop.csv"
+    awk -F, -v n="${n:-0}" -v s="$sys" -v h="$label" -v l="$load" '$3 ~ /malloc/ && n > 0 {
+        printf "%s hop %s (%s): %.2f malloc calls per request (%s in %s requests)\n", s, h, l, $1 / n, $1, n }' \
+      "$work/mallocs-$load-$sys-$hop.csv"
   done
 }
 if ((mallocs)); then
@@ -1069,12 +1075,16 @@ if ((mallocs)); then
     echo "(--mallocs: no uprobe on malloc in '$libc': $(tail -1 "$work/probe.log" 2>/dev/null))"
   else
     malloc_event=probe_libc:starling_malloc
-    log "mallocs: malloc calls of each proxy during one more wrk run per system"
-    echo "## Allocations per request (uprobe on $libc malloc, perf stat; one wrk run per system)"
+    log "mallocs: malloc calls of each proxy during one more wrk run (and h2load run) per system"
+    echo "## Allocations per request (uprobe on $libc malloc, perf stat; one wrk run and one h2load run per system)"
     echo
     echo '```'
-    mallocs_during haproxy
-    mallocs_during starling
+    mallocs_during haproxy wrk
+    mallocs_during starling wrk
+    if command -v h2load >/dev/null; then
+      mallocs_during haproxy h2
+      mallocs_during starling h2
+    fi
     echo '```'
     echo
   fi

@@ -52,9 +52,12 @@ constexpr std::uint32_t absent = 0xffffffffU;
 /// RFC 9113 6.5.2: the size of a field in a header list.
 constexpr std::size_t field_overhead = 32;
 
-/// Closed streams' states kept for reuse, and the buffer capacity one may keep.
-constexpr std::size_t max_spare_states = 64;
+/// Closed streams' states kept for reuse (as many as a peer may open at once by default, so
+/// that 128 streams in flight do not allocate a state each), the buffer capacity one may
+/// keep, and the capacity all of a session's spares may keep together (64 full buffers).
+constexpr std::size_t max_spare_states = 256;
 constexpr std::size_t max_spare_capacity = 64 * 1024;
+constexpr std::size_t max_spare_bytes = 64 * max_spare_capacity;
 
 using text::is_token;
 
@@ -254,7 +257,8 @@ template <class F> auto guarded(F&& f) noexcept -> decltype(f()) {
 /// fields, outbound items): they were about 5 of a node's 9.6 `malloc` calls per request
 /// (docs/bench-proxy.md, Runs V and W). Each block starts with a header holding its
 /// capacity and class; larger blocks come from malloc and go back to it. A class keeps at
-/// most 64 KiB of free blocks, so a thread holds at most 640 KiB. Under AddressSanitizer
+/// most 128 KiB of free blocks (a 512-byte class then covers 256 streams' header copies
+/// submitted in one turn), so a thread holds at most 1.25 MiB. Under AddressSanitizer
 /// nothing is kept (every free goes to the allocator that checks use after free).
 class block_pool {
 public:
@@ -315,7 +319,7 @@ private:
   static constexpr std::size_t header_bytes = 16; // keeps the blocks 16-byte aligned
   static constexpr std::uint8_t classes = 10;     // 32 .. 16384
   static constexpr std::uint8_t large = 0xff;
-  static constexpr std::size_t max_kept_bytes = 64 * 1024;
+  static constexpr std::size_t max_kept_bytes = 128 * 1024;
   static constexpr bool keep = reuse_freed_blocks;
 
   static constexpr std::size_t capacity(std::size_t k) { return std::size_t{32} << k; }
@@ -787,6 +791,7 @@ session::stream_state& session::open_state(std::int32_t id) {
   if (!spare_.empty()) {
     st = std::move(spare_.back());
     spare_.pop_back();
+    spare_bytes_ -= st->out.capacity();
   } else {
     st = std::make_unique<stream_state>();
   }
@@ -807,6 +812,9 @@ void session::release(std::int32_t id) {
     last_ = nullptr;
   if (spare_.size() < max_spare_states) {
     st->clear();
+    if (spare_bytes_ + st->out.capacity() > max_spare_bytes)
+      std::string().swap(st->out);
+    spare_bytes_ += st->out.capacity();
     spare_.push_back(std::move(st));
   }
 }

@@ -271,8 +271,10 @@ private:
   /// find()'s last hit: a stream in streams_, or null (reset when that stream is released).
   mutable std::int32_t last_id_ = 0;
   mutable stream_state* last_ = nullptr;
-  /// Closed streams' states kept for reuse (buffers keep a bounded capacity); at most 64.
+  /// Closed streams' states kept for reuse (buffers keep a bounded capacity); at most 256,
+  /// their buffers' capacities summing to spare_bytes_ (at most 4 MiB).
   std::vector<std::unique_ptr<stream_state>> spare_;
+  std::size_t spare_bytes_ = 0;
   /// Output serialized by `receive` (so that its errors are known) and not yet taken.
   std::string pending_;
   /// The output drain() fills, and its limit, while it runs (null otherwise).

@@ -20,9 +20,9 @@ constexpr std::string_view instance_field = "x-starling-instance";
 std::error_code sys(int e) { return {e, std::system_category()}; }
 
 /// A stream's buffers come from the thread's cache (a stream is made per request) and go
-/// back to it unless the body grew them past these (the cache keeps at most 64 x 16 KiB of
+/// back to it unless the body grew them past these (the cache keeps at most 256 x 16 KiB of
 /// input, whatever the peers send).
-constexpr std::size_t cached_streams = 64;
+constexpr std::size_t cached_streams = cached_streams_per_thread;
 constexpr std::size_t max_cached_input_bytes = 16 * 1024;
 constexpr std::size_t max_cached_credits = 64;
 using input_cache = thread_cache<std::string, cached_streams>;

@@ -32,7 +32,7 @@ constexpr std::size_t initial_headers = 32;
 constexpr std::size_t max_cached_head_bytes = 8 * 1024;
 constexpr std::size_t max_cached_headers = 128;
 /// Per thread: two parsers' buffers for each stream open at once, up to this many.
-constexpr std::size_t cached_parsers = 64;
+constexpr std::size_t cached_parsers = 2 * cached_streams_per_thread;
 using head_cache = thread_cache<std::string, cached_parsers>;
 using headers_cache = thread_cache<std::vector<header>, cached_parsers>;
 

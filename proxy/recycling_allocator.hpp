@@ -49,7 +49,7 @@ private:
 template <class T> class recycling_allocator {
 public:
   using value_type = T;
-  static constexpr std::size_t cached_blocks = 64;
+  static constexpr std::size_t cached_blocks = cached_streams_per_thread;
 
   recycling_allocator() noexcept = default;
   template <class U> recycling_allocator(const recycling_allocator<U>& /*other*/) noexcept {}

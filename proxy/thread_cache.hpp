@@ -33,6 +33,13 @@ inline constexpr bool reuse_freed_blocks = true;
 inline constexpr bool reuse_freed_blocks = true;
 #endif
 
+/// How many streams' per-stream objects a thread's caches keep between requests: what
+/// h2load's 4 connections of 32 streams each (128 in flight, gRPC's shape) or one HTTP/2
+/// connection's 256 streams (h2::limits::max_concurrent_streams) leave when they end.
+/// With 64, a node called malloc 11 to 13 times per request at 128 streams in flight
+/// (docs/bench-proxy.md, Run NB); a cache never holds more than the thread's peak used.
+inline constexpr std::size_t cached_streams_per_thread = 256;
+
 /// One cache per <T, max, Tag>: caches of the same type whose objects differ in what they
 /// hold (a head's buffer, a short name) take a Tag each, so that a take() for one never
 /// gets the other's object.
@@ -93,7 +100,7 @@ public:
 private:
   struct tag;
   static constexpr std::size_t max_bytes = 1024;
-  using cache = thread_cache<std::string, 128, tag>;
+  using cache = thread_cache<std::string, 2 * cached_streams_per_thread, tag>;
 };
 
 } // namespace starling::proxy
