@@ -58,9 +58,10 @@ void h2_link::close() {
   idle_timer_.cancel();
   conn_->close();
   std::vector<std::shared_ptr<h2_stream>> live;
-  for (auto& [id, s] : streams_)
+  streams_.for_each([&](std::int32_t, h2_stream* s) {
     if (auto sp = s->weak_from_this().lock())
       live.push_back(std::move(sp));
+  });
   for (auto& s : live)
     s->on_reset(false);
 }
