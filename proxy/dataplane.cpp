@@ -2073,10 +2073,10 @@ private:
   }
   /// The buffers of forwarded heads come from the thread's cache (a session is made per
   /// HTTP/2 stream) and go back to it unless a body grew them past a common head's size:
-  /// what a peer's large bodies grow is freed, so the cache holds at most 768 x 8 KiB
+  /// what a peer's large bodies grow is freed, so the cache holds at most 768 x 4 KiB
   /// (three per stream session: cached_streams_per_thread sessions' worth).
   using text_cache = thread_cache<std::string, 3 * cached_streams_per_thread>;
-  static constexpr std::size_t max_cached_text_bytes = 8 * 1024;
+  static constexpr std::size_t max_cached_text_bytes = 4 * 1024;
   void take_buffers() {
     for (auto* text : {&out_, &up_out_, &req_.forwarded_head}) {
       *text = text_cache::take();

@@ -29,7 +29,7 @@ namespace {
 constexpr std::size_t initial_head_bytes = 1000;
 constexpr std::size_t initial_headers = 32;
 /// Buffers larger than this are not kept for the next parser.
-constexpr std::size_t max_cached_head_bytes = 8 * 1024;
+constexpr std::size_t max_cached_head_bytes = 4 * 1024;
 constexpr std::size_t max_cached_headers = 128;
 /// Per thread: two parsers' buffers for each stream open at once, up to this many.
 constexpr std::size_t cached_parsers = 2 * cached_streams_per_thread;
