@@ -3178,12 +3178,13 @@ private:
             // the connection's parser: read it before the connection goes.)
             const auto status = h.status;
             const std::string why{*reason};
+            const std::string detail{error_detail_of(h)};
             ++attempt_;
             up_->s->close();
             up_.reset();
             end_attempt(status >= 500 ? attempt_result::http_5xx : attempt_result::success,
                         {status});
-            finish_with_peer_error(status, why);
+            finish_with_peer_error(status, why, detail);
             return;
           }
         }
@@ -3601,14 +3602,16 @@ private:
   }
 
   /// Answers an app's gRPC call with what the instance's node answered itself (HTTP
-  /// `status`, x-starling-error `reason`), as a gRPC status (decision 0026). Counted and
-  /// logged as that HTTP status, as the answer passed on would have been.
-  void finish_with_peer_error(std::uint16_t status, std::string_view reason) {
+  /// `status`, x-starling-error `reason`, x-starling-error-detail `detail`), as a gRPC
+  /// status (decision 0026). Counted and logged as that HTTP status, as the answer passed on
+  /// would have been.
+  void finish_with_peer_error(std::uint16_t status, std::string_view reason,
+                              std::string_view detail) {
     ++attempt_;
     req_.status = status;
     req_.grpc_status = grpc_status_for_http(status);
     out_.clear();
-    write_grpc_error_response(reason, *req_.grpc_status, out_);
+    write_grpc_error_response(reason, *req_.grpc_status, out_, detail);
     send_answer(req_.client_keep_alive && req_.buffered);
   }
 

@@ -1110,6 +1110,16 @@ void write_error_response(http_error reason, std::string& out, bool close,
   out.append("\r\nx-starling-error: ");
   out.append(code);
   out.append("\r\n");
+  if (detail_len != 0) {
+    // The detail in a field too, so that a calling node that turns this answer into a gRPC
+    // status for its app (decision 0026) passes it on without reading the body.
+    out.append("x-starling-error-detail: ");
+    std::size_t n = 0;
+    for (const char c : detail)
+      if (c >= 0x20 && c < 0x7f && n++ < max_error_detail_bytes)
+        out.push_back(c);
+    out.append("\r\n");
+  }
   if (close || is_framing_error(reason))
     out.append("connection: close\r\n");
   out.append("\r\n");
@@ -1124,6 +1134,14 @@ void write_error_response(http_error reason, std::string& out, bool close,
     out.append(")");
   }
   out.append("\n");
+}
+
+std::string_view error_detail_of(const message_head& h) noexcept {
+  const auto* f = h.find("x-starling-error-detail");
+  if (f == nullptr || f->value.size() > max_error_detail_bytes ||
+      !std::all_of(f->value.begin(), f->value.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
+    return {};
+  return f->value;
 }
 
 std::uint16_t grpc_status_for_http(std::uint16_t http_status) noexcept {

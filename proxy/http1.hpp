@@ -381,14 +381,25 @@ inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 /// keep-alive` when asked, and the final CRLF.
 void write_forward_head(const message_head& h, const forward_options& opts, std::string& out);
 
+/// The most bytes of a generated answer's detail that its `x-starling-error-detail` field
+/// carries (and that a calling node takes from a peer's).
+inline constexpr std::size_t max_error_detail_bytes = 256;
+
 /// Appends a complete response the proxy generates: status line for `status_of(reason)`,
 /// `content-type: text/plain`, `content-length`, `x-starling-error: <name(reason)>`,
-/// `connection: close` when `close` or `is_framing_error(reason)`, and a one-line body.
-/// `detail` (e.g. the authorization rule of a 403) is added to the body, control bytes
-/// dropped. For `http2_preface` it appends HTTP/2 frames instead (SETTINGS, then GOAWAY with
-/// HTTP_1_1_REQUIRED); the caller closes after them.
+/// `x-starling-error-detail: <detail>` when there is one (its first max_error_detail_bytes
+/// printable bytes), `connection: close` when `close` or `is_framing_error(reason)`, and a
+/// one-line body. `detail` (e.g. the authorization rule of a 403) is added to the body too,
+/// control bytes dropped. For `http2_preface` it appends HTTP/2 frames instead (SETTINGS,
+/// then GOAWAY with HTTP_1_1_REQUIRED); the caller closes after them.
 void write_error_response(http_error reason, std::string& out, bool close = false,
                           std::string_view detail = {});
+
+/// The detail of an answer a proxy made itself (its x-starling-error-detail, as
+/// write_error_response writes it): empty when there is none, or when it is longer than
+/// max_error_detail_bytes or not printable ASCII (what a peer that turned hostile sends in
+/// it goes no further).
+[[nodiscard]] std::string_view error_detail_of(const message_head& h) noexcept;
 
 /// The gRPC status a gRPC client gets for an answer the proxy generates with HTTP status
 /// `http_status` ("gRPC over HTTP2"'s mapping of HTTP statuses: 400 INTERNAL, 401

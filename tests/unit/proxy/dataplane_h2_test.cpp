@@ -1493,13 +1493,18 @@ TEST(dataplane_h2_apps, the_proxys_own_answers_to_a_grpc_call_are_grpc_statuses)
   // Node a's default request timeout is 600 ms here. The app answers "/hold" only at the
   // end of the request, which these calls never send; "far" is an instance on a node
   // nobody can reach (its address unknown); "gone" is an instance nobody listens on, behind
-  // node b.
+  // node b; "guarded" one whose authorization rules node b cannot apply without TLS between
+  // the nodes (it refuses every caller, saying why).
   auto o = options("a");
   o.request_timeout = 600ms;
-  echo_behind_b e{std::move(o),
-                  {service("far", {instance("z", "far", "1", 1, "", sg::service_protocol::http2)}),
-                   service("gone", {instance("b", "gone", "1", dead_port(), "",
-                                             sg::service_protocol::http2)})}};
+  auto guarded = service(
+      "guarded", {instance("b", "guarded", "1", dead_port(), "", sg::service_protocol::http2)});
+  guarded.policies.authz.push_back({"allow-all", {"*"}, true});
+  echo_behind_b e{
+      std::move(o),
+      {service("far", {instance("z", "far", "1", 1, "", sg::service_protocol::http2)}),
+       service("gone", {instance("b", "gone", "1", dead_port(), "", sg::service_protocol::http2)}),
+       guarded}};
   auto& n = e.n;
   // A trailers-only answer that ends the stream; the proxy may then reset the request's
   // side with NO_ERROR (RFC 9113 8.1: the request was not whole).
@@ -1558,6 +1563,22 @@ TEST(dataplane_h2_apps, the_proxys_own_answers_to_a_grpc_call_are_grpc_statuses)
   ASSERT_NE(plain_refused, 0);
   EXPECT_EQ(g.result(plain_refused).status, 502) << describe(g.result(plain_refused));
   EXPECT_EQ(field_of(g.result(plain_refused), "x-starling-error"), "upstream_connect");
+  // Node b refused the caller: PERMISSION_DENIED, with b's reason and its detail (the
+  // field b's answer carries it in), as an HTTP client reads them in b's 403.
+  h2_client d(outbound(*n.a, "guarded"), 3s);
+  ASSERT_TRUE(d.connected());
+  const auto denied = d.exchange(held({}));
+  ASSERT_NE(denied, 0);
+  const auto& rd = d.result(denied);
+  EXPECT_TRUE(trailers_only(rd)) << describe(rd);
+  EXPECT_EQ(field_of(rd, "grpc-status"), "7");
+  EXPECT_EQ(field_of(rd, "grpc-message"),
+            "forbidden (no caller identity (authorization rules need mTLS))");
+  const auto plain_denied = d.exchange(request_fields("POST", "/hold", ""));
+  ASSERT_NE(plain_denied, 0);
+  EXPECT_EQ(d.result(plain_denied).status, 403);
+  EXPECT_EQ(field_of(d.result(plain_denied), "x-starling-error-detail"),
+            "no caller identity (authorization rules need mTLS)");
   const auto ast = n.a->stats();
   const auto* gone = find_service(ast, "gone");
   ASSERT_NE(gone, nullptr);

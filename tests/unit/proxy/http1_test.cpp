@@ -1111,8 +1111,44 @@ TEST(http1_generated, exact_bytes_close_and_detail) {
   out.clear();
   write_error_response(http_error::forbidden, out, true, "rule deny-all\r\nX: y");
   EXPECT_EQ(out, "HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 41\r\n"
-                 "x-starling-error: forbidden\r\nconnection: close\r\n\r\n"
+                 "x-starling-error: forbidden\r\n"
+                 "x-starling-error-detail: rule deny-allX: y\r\nconnection: close\r\n\r\n"
                  "Forbidden: forbidden (rule deny-allX: y)\n");
+  // The field carries at most max_error_detail_bytes of it; the body all.
+  out.clear();
+  const std::string long_detail(max_error_detail_bytes + 10, 'd');
+  write_error_response(http_error::forbidden, out, true, long_detail);
+  EXPECT_NE(
+      out.find("x-starling-error-detail: " + std::string(max_error_detail_bytes, 'd') + "\r\n"),
+      std::string::npos);
+  EXPECT_NE(out.find("(" + long_detail + ")"), std::string::npos);
+}
+
+// What a calling node takes from a peer's own answer: the detail as written, nothing from
+// a field longer than a proxy writes or with a byte that is not printable (a hostile peer's).
+TEST(http1_generated, a_peers_error_detail_is_taken_only_as_a_proxy_writes_it) {
+  const auto detail_of = [](const std::string& head) {
+    http1_parser p(direction::response);
+    const auto r = p.parse(head);
+    EXPECT_EQ(r.status, parse_status::head) << head;
+    return std::string{error_detail_of(p.head())};
+  };
+  std::string out;
+  write_error_response(http_error::forbidden, out, false, "denied by rule deny-web");
+  EXPECT_EQ(detail_of(out), "denied by rule deny-web");
+  out.clear();
+  write_error_response(http_error::forbidden, out);
+  EXPECT_EQ(detail_of(out), "");
+  const std::string at_limit(max_error_detail_bytes, 'x');
+  const auto head = [](const std::string& value) {
+    return "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nx-starling-error: forbidden\r\n"
+           "x-starling-error-detail: " +
+           value + "\r\n\r\n";
+  };
+  EXPECT_EQ(detail_of(head(at_limit)), at_limit);
+  EXPECT_EQ(detail_of(head(at_limit + "x")), "");
+  EXPECT_EQ(detail_of(head("tab\there")), "");
+  EXPECT_EQ(detail_of(head("caf\xc3\xa9")), "");
 }
 
 TEST(http1_generated, a_grpc_calls_answer_is_trailers_only_with_its_status) {
