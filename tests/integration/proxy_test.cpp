@@ -473,6 +473,27 @@ TEST_F(proxy_test, grpc_calls_cross_the_mesh_each_balanced_on_its_own_with_their
   const auto metrics = st::http_get(a.info.metrics, "/metrics");
   EXPECT_NE(metrics.find("starling_proxy_service_grpc_failures_total{service=\"echo\"} 1\n"),
             std::string::npos);
+
+  // An authorization rule that names node b alone: c's inbound proxy refuses a's calls, and
+  // grpcio reads PERMISSION_DENIED with c's reason and why (decision 0026, amended).
+  auto rule = st::run_cli(
+      {"authz", "echo", "only-b", "--allow", "spiffe://it.mesh/node/b", "--admin", a.info.admin});
+  ASSERT_EQ(rule.exit_code, 0) << rule.err;
+  std::string seen;
+  int attempt = 0;
+  EXPECT_TRUE(st::poll_until(20s, [&] {
+    auto& call = procs_.spawn({python_, grpc_script_, "call", outbound, "1"},
+                              "grpc-denied-" + std::to_string(++attempt));
+    if (call.wait(60s) != std::optional<int>{0})
+      return false;
+    const auto o = nlohmann::json::parse(call.stdout_text(), nullptr, false);
+    if (o.is_discarded() || o.at("errors").empty())
+      return false;
+    seen = o.at("errors").at(0).get<std::string>();
+    return seen.starts_with("call 0: PERMISSION_DENIED");
+  })) << seen;
+  EXPECT_EQ(seen,
+            "call 0: PERMISSION_DENIED forbidden (no allow rule names spiffe://it.mesh/node/a)");
 }
 
 TEST_F(proxy_test, a_drained_node_loses_no_grpc_call) {
