@@ -3391,10 +3391,10 @@ private:
 
   /// The status of the gRPC call `c` answered (decision 0025): when the response is one
   /// (content-type application/grpc, or application/grpc+proto and the like), its
-  /// grpc-status from a trailers-only head, else from the trailers an HTTP/2 stream saw; a
+  /// grpc-status from a trailers-only head, else from the trailers an HTTP/2 stream saw or,
+  /// over an HTTP/1.1 hop between nodes, from the trailer section of the chunked body; a
   /// gRPC answer that ended without any counts as INTERNAL (13), a failed call. Nothing
-  /// for another response, or where the trailers passed unseen (in a chunked body over an
-  /// HTTP/1.1 hop).
+  /// for another response, or for one whose body could carry no trailers (not chunked).
   static std::optional<std::uint16_t> grpc_status_of(const upstream_conn& c) {
     const auto& h = c.parser.head();
     const auto* type = h.find("content-type");
@@ -3402,9 +3402,11 @@ private:
       return std::nullopt;
     if (const auto* f = h.find("grpc-status"))
       return h2::grpc_status_value(f->value);
-    if (!c.s.h2)
+    if (c.s.h2)
+      return c.s.h2->grpc_status().value_or(13);
+    if (h.body != body_kind::chunked)
       return std::nullopt;
-    return c.s.h2->grpc_status().value_or(13);
+    return c.parser.trailer_grpc_status().value_or(13);
   }
 
   /// What a request says of gRPC: whether its content-type is gRPC's, and then the

@@ -258,6 +258,26 @@ void http1_parser::start_message() noexcept {
   head_ = message_head{};
   head_.dir = dir_;
   pending_reset_ = false;
+  trailer_grpc_status_.reset();
+}
+
+void http1_parser::note_trailer_line() noexcept {
+  static constexpr std::string_view name = "grpc-status";
+  const std::string_view line(trailer_line_.data(),
+                              std::min(trailer_line_len_, trailer_line_.size()));
+  if (line.size() <= name.size() || line[name.size()] != ':' ||
+      !iequals(line.substr(0, name.size()), name))
+    return;
+  if (trailer_line_len_ > trailer_line_.size()) { // a value too long to be a status
+    trailer_grpc_status_ = 2;
+    return;
+  }
+  const auto value = trim(line.substr(name.size() + 1));
+  unsigned v = 0;
+  const auto r = std::from_chars(value.data(), value.data() + value.size(), v);
+  trailer_grpc_status_ = r.ec == std::errc{} && r.ptr == value.data() + value.size() && v <= 999
+                             ? static_cast<std::uint16_t>(v)
+                             : std::uint16_t{2};
 }
 
 parse_result http1_parser::fail(http_error e, std::size_t consumed) noexcept {
@@ -765,6 +785,7 @@ parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
         trailer_line_empty_ = true;
         trailer_cr_ = false;
         trailer_colon_ = false;
+        trailer_line_len_ = 0;
       } else {
         body_bytes_ += remaining_;
         if (limits_.max_body_bytes != 0 && body_bytes_ > limits_.max_body_bytes)
@@ -810,9 +831,11 @@ parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
           return fail(http_error::bad_header, i);
         if (++header_lines_ > limits_.max_headers)
           return fail(http_error::too_many_headers, i);
+        note_trailer_line();
         trailer_line_empty_ = true;
         trailer_cr_ = false;
         trailer_colon_ = false;
+        trailer_line_len_ = 0;
         break;
       }
       if (c == '\r') {
@@ -831,8 +854,12 @@ parse_result http1_parser::scan_chunked(std::span<const char> in) noexcept {
       } else if (!is_tchar(c)) {
         return fail(http_error::bad_header, i);
       }
-      if (c != '\r')
+      if (c != '\r') {
         trailer_line_empty_ = false;
+        if (trailer_line_len_ < trailer_line_.size())
+          trailer_line_[trailer_line_len_] = c;
+        ++trailer_line_len_; // bounded by trailer_bytes_
+      }
       ++i;
       break;
     default:

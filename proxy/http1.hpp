@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -228,6 +229,15 @@ public:
   /// Messages completed on this connection.
   [[nodiscard]] std::uint64_t messages() const noexcept { return messages_; }
 
+  /// The grpc-status field of the current message's trailer section (a chunked body's),
+  /// once its line was read: a gRPC call's status when it crossed an HTTP/1.1 hop between
+  /// nodes (decision 0025). A value that is not a number from 0 to 999 reads as 2
+  /// (UNKNOWN), as h2::grpc_status_value reads it. Nothing before, or without one; reset
+  /// when the next message starts.
+  [[nodiscard]] std::optional<std::uint16_t> trailer_grpc_status() const noexcept {
+    return trailer_grpc_status_;
+  }
+
 private:
   enum class state : std::uint8_t {
     start_line,    ///< Accumulating the head into head_buf_.
@@ -308,6 +318,13 @@ private:
   bool trailer_line_empty_ = true; ///< The current trailer line has no bytes yet.
   bool trailer_cr_ = false;        ///< The current trailer line ended with CR (LF next).
   bool trailer_colon_ = false;     ///< The current trailer line has its colon.
+  /// The current trailer line's first bytes (enough for "grpc-status: 999"), and how many
+  /// of its bytes there were (more than the array holds: the line is not one we read).
+  std::array<char, 24> trailer_line_{};
+  std::size_t trailer_line_len_ = 0;
+  std::optional<std::uint16_t> trailer_grpc_status_;
+  /// Reads the trailer line just ended (trailer_line_) for grpc-status.
+  void note_trailer_line() noexcept;
   bool trusted_ = false;
   bool response_to_head_ = false;
   bool response_to_connect_ = false;

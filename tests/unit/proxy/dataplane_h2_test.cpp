@@ -1615,18 +1615,16 @@ TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_
   EXPECT_EQ(c.result(unavailable).status, 200);
   EXPECT_EQ(field_of(c.result(unavailable), "grpc-status"), "14");
   // Three HTTP 200s, two of them failed calls: on the caller's node (service and
-  // instance) and on the instance's. Over an HTTP/1.1 hop between the nodes the caller
-  // sees the trailers-only answer's status alone (the other's trailers pass in the chunked
-  // body unread).
-  const std::uint64_t seen_by_a = test_h2_hop() ? 2 : 1;
+  // instance) and on the instance's. (Over an HTTP/1.1 hop between the nodes, the caller
+  // reads the trailers at the end of the chunked body.)
   const auto st = n.a->stats();
   const auto* out = find_service(st, "echo");
   ASSERT_NE(out, nullptr);
   EXPECT_EQ(out->responses_2xx, 3u);
-  EXPECT_EQ(out->grpc_failures, seen_by_a);
+  EXPECT_EQ(out->grpc_failures, 2u);
   ASSERT_EQ(st.instances.size(), 1u);
   EXPECT_EQ(st.instances[0].responses_2xx, 3u);
-  EXPECT_EQ(st.instances[0].grpc_failures, seen_by_a);
+  EXPECT_EQ(st.instances[0].grpc_failures, 2u);
   // The instance's node counts a call once it wrote the answer's last byte, which the
   // client may read first.
   EXPECT_TRUE(eventually([&] {
@@ -1637,11 +1635,9 @@ TEST(dataplane_h2_apps, failed_grpc_calls_are_counted_by_their_status_not_their_
   // The access log names each call's gRPC status.
   std::lock_guard lock{log.mu};
   ASSERT_EQ(log.lines.size(), 3u);
-  if (test_h2_hop()) { // (over HTTP/1.1 between the nodes, the trailers-only answer's alone)
-    EXPECT_NE(log.lines[0].find("\"status\":200,\"grpc_status\":0,"), std::string::npos)
-        << log.lines[0];
-    EXPECT_NE(log.lines[1].find("\"grpc_status\":5,"), std::string::npos) << log.lines[1];
-  }
+  EXPECT_NE(log.lines[0].find("\"status\":200,\"grpc_status\":0,"), std::string::npos)
+      << log.lines[0];
+  EXPECT_NE(log.lines[1].find("\"grpc_status\":5,"), std::string::npos) << log.lines[1];
   EXPECT_NE(log.lines[2].find("\"grpc_status\":14,"), std::string::npos) << log.lines[2];
 }
 

@@ -303,6 +303,54 @@ TEST(http1_request, chunked_body_is_raw_wire_bytes) {
   EXPECT_EQ(t.events[2], "complete");
 }
 
+// A gRPC answer crossing an HTTP/1.1 hop between nodes carries its status in the chunked
+// body's trailer section: the parser reads it there, whole or a byte at a time.
+TEST(http1_response, a_chunked_bodys_trailers_give_the_grpc_status) {
+  const auto status_of = [](const std::string& trailers, bool bytewise_feed) {
+    const std::string in = "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\n"
+                           "transfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" +
+                           trailers + "\r\n";
+    http1_parser p(direction::response);
+    std::size_t at = 0;
+    parse_result r;
+    for (std::size_t turns = 0; turns <= 2 * in.size(); ++turns) { // bounded
+      const auto n = bytewise_feed ? std::min<std::size_t>(1, in.size() - at) : in.size() - at;
+      r = p.parse(std::span<const char>(in.data() + at, n));
+      at += r.consumed;
+      if (r.status == parse_status::complete || r.status == parse_status::error)
+        break;
+    }
+    EXPECT_EQ(r.status, parse_status::complete) << trailers;
+    return p.trailer_grpc_status();
+  };
+  for (const bool bytewise_feed : {false, true}) {
+    EXPECT_EQ(status_of("grpc-status: 5\r\ngrpc-message: nope\r\n", bytewise_feed), 5);
+    EXPECT_EQ(status_of("grpc-message: x\r\nGrpc-Status:0\r\n", bytewise_feed), 0);
+    EXPECT_EQ(status_of("grpc-status: 14  \r\n", bytewise_feed), 14);
+    EXPECT_EQ(status_of("grpc-status: soon\r\n", bytewise_feed), 2); // not a number
+    EXPECT_EQ(status_of("grpc-status: 1000\r\n", bytewise_feed), 2); // above 999
+    EXPECT_EQ(status_of("grpc-status: " + std::string(40, '1') + "\r\n", bytewise_feed), 2);
+    EXPECT_EQ(status_of("grpc-statuses: 5\r\n", bytewise_feed), std::nullopt);
+    EXPECT_EQ(status_of("x-grpc-status: 5\r\n", bytewise_feed), std::nullopt);
+    EXPECT_EQ(status_of("", bytewise_feed), std::nullopt);
+  }
+  // The next message starts without it.
+  http1_parser p(direction::response);
+  const std::string first = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                            "0\r\ngrpc-status: 7\r\n\r\n";
+  const std::string second = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+  std::size_t at = 0;
+  parse_result r;
+  for (int turns = 0; turns < 8 && r.status != parse_status::complete; ++turns) {
+    r = p.parse(std::span<const char>(first).subspan(at));
+    at += r.consumed;
+  }
+  ASSERT_EQ(r.status, parse_status::complete);
+  ASSERT_EQ(p.trailer_grpc_status(), 7);
+  ASSERT_EQ(p.parse(second).status, parse_status::head);
+  EXPECT_EQ(p.trailer_grpc_status(), std::nullopt);
+}
+
 TEST(http1_request, pipelined_requests_one_at_a_time) {
   const std::string a = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
   const std::string b = "POST /2 HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
