@@ -1393,11 +1393,7 @@ h1_written to_h1_response(const head& h, bool head_request, const forward_option
 }
 
 std::uint16_t grpc_status_value(std::string_view value) noexcept {
-  unsigned v = 0;
-  const auto* end = value.data() + value.size();
-  const auto r = std::from_chars(value.data(), end, v);
-  return r.ec == std::errc{} && r.ptr == end && v <= 999 ? static_cast<std::uint16_t>(v)
-                                                         : std::uint16_t{2};
+  return text::grpc_status_number(value);
 }
 
 bool is_grpc_content_type(std::string_view value) noexcept {

@@ -272,12 +272,7 @@ void http1_parser::note_trailer_line() noexcept {
     trailer_grpc_status_ = 2;
     return;
   }
-  const auto value = trim(line.substr(name.size() + 1));
-  unsigned v = 0;
-  const auto r = std::from_chars(value.data(), value.data() + value.size(), v);
-  trailer_grpc_status_ = r.ec == std::errc{} && r.ptr == value.data() + value.size() && v <= 999
-                             ? static_cast<std::uint16_t>(v)
-                             : std::uint16_t{2};
+  trailer_grpc_status_ = text::grpc_status_number(trim(line.substr(name.size() + 1)));
 }
 
 parse_result http1_parser::fail(http_error e, std::size_t consumed) noexcept {

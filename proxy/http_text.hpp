@@ -3,9 +3,11 @@
 #pragma once
 
 #include <array>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <system_error>
 
 namespace starling::proxy::text {
 
@@ -103,6 +105,16 @@ template <class F> constexpr void for_each_token(std::string_view value, F&& f) 
       break;
     value.remove_prefix(comma + 1);
   }
+}
+
+/// A grpc-status field's value as gRPC reads it (in HTTP/2 trailers or a head, or in an
+/// HTTP/1.1 trailer section): a number from 0 to 999; anything else reads as 2 (UNKNOWN).
+inline std::uint16_t grpc_status_number(std::string_view value) noexcept {
+  unsigned v = 0;
+  const auto* end = value.data() + value.size();
+  const auto r = std::from_chars(value.data(), end, v);
+  return r.ec == std::errc{} && r.ptr == end && v <= 999 ? static_cast<std::uint16_t>(v)
+                                                         : std::uint16_t{2};
 }
 
 } // namespace starling::proxy::text
