@@ -1537,27 +1537,27 @@ TEST(dataplane_h2_apps, the_proxys_own_answers_to_a_grpc_call_are_grpc_statuses)
   EXPECT_EQ(field_of(c.result(proxy), "grpc-status"), "14");
   EXPECT_EQ(c.result(plain).status, 504) << describe(c.result(plain));
   EXPECT_EQ(field_of(c.result(plain), "grpc-status"), "");
+  // A held call on `client` that a proxy answers itself: trailers-only, HTTP 200, with
+  // grpc-status `status` and grpc-message `message`.
+  const auto expect_answer = [&](h2_client& client, std::string_view status,
+                                 std::string_view message) {
+    const auto id = client.exchange(held({}));
+    ASSERT_NE(id, 0);
+    const auto& r = client.result(id);
+    EXPECT_TRUE(trailers_only(r)) << describe(r);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(field_of(r, "grpc-status"), status);
+    EXPECT_EQ(field_of(r, "grpc-message"), message);
+  };
   // No instance node a can reach: UNAVAILABLE, the reason in grpc-message.
   h2_client none(outbound(*n.a, "far"), 3s);
   ASSERT_TRUE(none.connected());
-  const auto nobody = none.exchange(held({}));
-  ASSERT_NE(nobody, 0);
-  const auto& r = none.result(nobody);
-  EXPECT_TRUE(trailers_only(r)) << describe(r);
-  EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(field_of(r, "grpc-status"), "14");
-  EXPECT_EQ(field_of(r, "grpc-message"), "upstream_connect");
+  expect_answer(none, "14", "upstream_connect");
   // What node b answered itself (its instance refuses connections: 502) reaches the app
   // as a gRPC status too; counted on node a as the 502 it was.
   h2_client g(outbound(*n.a, "gone"), 3s);
   ASSERT_TRUE(g.connected());
-  const auto refused = g.exchange(held({}));
-  ASSERT_NE(refused, 0);
-  const auto& rb = g.result(refused);
-  EXPECT_TRUE(trailers_only(rb)) << describe(rb);
-  EXPECT_EQ(rb.status, 200);
-  EXPECT_EQ(field_of(rb, "grpc-status"), "14");
-  EXPECT_EQ(field_of(rb, "grpc-message"), "upstream_connect");
+  expect_answer(g, "14", "upstream_connect");
   // Not a gRPC request: node b's 502 passes as it is.
   const auto plain_refused = g.exchange(request_fields("POST", "/hold", ""));
   ASSERT_NE(plain_refused, 0);
@@ -1567,13 +1567,7 @@ TEST(dataplane_h2_apps, the_proxys_own_answers_to_a_grpc_call_are_grpc_statuses)
   // field b's answer carries it in), as an HTTP client reads them in b's 403.
   h2_client d(outbound(*n.a, "guarded"), 3s);
   ASSERT_TRUE(d.connected());
-  const auto denied = d.exchange(held({}));
-  ASSERT_NE(denied, 0);
-  const auto& rd = d.result(denied);
-  EXPECT_TRUE(trailers_only(rd)) << describe(rd);
-  EXPECT_EQ(field_of(rd, "grpc-status"), "7");
-  EXPECT_EQ(field_of(rd, "grpc-message"),
-            "forbidden (no caller identity (authorization rules need mTLS))");
+  expect_answer(d, "7", "forbidden (no caller identity (authorization rules need mTLS))");
   const auto plain_denied = d.exchange(request_fields("POST", "/hold", ""));
   ASSERT_NE(plain_denied, 0);
   EXPECT_EQ(d.result(plain_denied).status, 403);
