@@ -294,10 +294,13 @@ void add_proxy(families& out, const proxy::dataplane_stats& p) {
 } // namespace
 
 std::string render_metrics(const nlohmann::json& stats, const nlohmann::json& certs,
-                           std::string_view version, const proxy::dataplane_stats* proxy) {
+                           const build_labels& build, const proxy::dataplane_stats* proxy) {
   families out;
-  add(out, "starling_build_info", "gauge", "The running binary's version (always 1).",
-      "version=\"" + escape_label(version) + "\"", "1");
+  add(out, "starling_build_info", "gauge",
+      "The running binary's version and source revision (always 1).",
+      "version=\"" + escape_label(build.version) + "\",revision=\"" + escape_label(build.revision) +
+          "\"",
+      "1");
   add_stats(out, stats);
   add_identity(out, certs);
   if (proxy)

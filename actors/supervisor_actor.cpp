@@ -21,6 +21,7 @@
 #include "actors/admission_msgs.hpp"
 #include "actors/agent.hpp"
 #include "actors/atoms.hpp"
+#include "actors/build_info.hpp"
 #include "actors/directory.hpp"
 #include "actors/errc.hpp"
 #include "actors/identity_actor.hpp"
@@ -499,8 +500,8 @@ void gather_metrics(caf::actor_system& sys, const directory& dir,
     std::optional<proxy::dataplane_stats> p;
     if (plane)
       p = plane->stats();
-    return render_metrics(nlohmann::json::parse(stats, nullptr, false), certs, STARLING_VERSION,
-                          p ? &*p : nullptr);
+    return render_metrics(nlohmann::json::parse(stats, nullptr, false), certs,
+                          build_labels{build_version(), build_revision()}, p ? &*p : nullptr);
   };
   // Arguments, not captures: see forward_admin_request.
   auto ask = [render](caf::event_based_actor* tmp, caf::actor admin,

@@ -268,7 +268,9 @@ haproxy -v 2>&1 | sed -n 1p
 nginx -v 2>&1
 wrk -v 2>&1 | sed -n 1p || true # wrk -v exits 1
 echo "openssl: $(openssl version); kernel $(uname -r)"
-echo "starling: $(git -C "$top" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# The binaries run (their build's revision), not this script's checkout: an A/B run of two
+# trees names each.
+echo "starling: $("$bin/starling" --version 2>/dev/null || echo "unknown ($bin/starling)"), from $bin"
 echo "load average at start: $(loadavg); nice $(ps -o ni= -p $$ | tr -d ' ')"
 echo "HAProxy between its hops: $([[ $haproxy_hop == h2 ]] && echo "HTTP/2 (ALPN h2, --haproxy-hop h2)" || echo "HTTP/1.1 (--haproxy-hop h1)"); Starling between its hops: $([[ $starling_hop == h2 ]] && echo "HTTP/2 (ALPN h2)" || echo "HTTP/1.1 (--starling-hop h1)")"
 echo "rounds: $rounds; wrk -t1 -c$connections -d${duration}s --latency$( ((browser_headers)) && echo ", a browser's header fields (--browser-headers: $((${#wrk_headers[@]} / 2)) besides Host)"); paced: $rate req/s for ${paced_seconds}s; bulk: ${bulk_seconds}s; work dir: $work"

@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "actors/build_info.hpp"
 #include "actors/config.hpp"
 #include "actors/errc.hpp"
 #include "actors/logging.hpp"
@@ -37,6 +38,10 @@ int with_command_line(const client_options& base, bool in_console,
   CLI::App app{"starling: a service mesh with no central control plane", "starling"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "help for every command");
+  app.set_version_flag("--version",
+                       "starling " + std::string{build_version()} + " (" +
+                           std::string{build_revision()} + ")",
+                       "print the version and the source revision this binary was built from");
 
   sa::agent_flags agent_flags;
   auto* agent = app.add_subcommand("agent", "run a node (docs/operations.md)");
@@ -313,6 +318,8 @@ int with_command_line(const client_options& base, bool in_console,
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "starling: " << e.what()

@@ -65,6 +65,15 @@ TEST_F(metrics_test, metrics_pass_promtool_and_show_every_layer) {
         "starling_identity_certificate_expiration_timestamp_seconds{kind=\"root\"",
         "# TYPE starling_identity_handshake_refusals_total counter"})
     EXPECT_NE(text.find(name), std::string::npos) << name << " missing:\n" << text;
+  // The agent names the build `starling --version` names: "starling 0.1.0 (REVISION)".
+  const auto version = st::run_cli({"--version"}).out;
+  const auto open = version.find(" (");
+  ASSERT_NE(open, std::string::npos) << version;
+  EXPECT_NE(text.find("starling_build_info{version=\"" + version.substr(9, open - 9) +
+                      "\",revision=\"" + version.substr(open + 2, version.find(')') - open - 2) +
+                      "\"} 1\n"),
+            std::string::npos)
+      << version << text;
 
   auto stats = st::cli_json({"stats", "--json", "--admin", b.info.admin});
   ASSERT_TRUE(stats);

@@ -34,8 +34,10 @@ TEST(metrics_text, stats_groups_become_counters_and_gauges) {
     "routing": {"owners": 2, "records_refused": 4, "refused_bad_signature": 3,
                 "refused_not_owner": 1, "dns_queries": 9, "pulls_in": 18446744073709551615}
   })");
-  const auto text = sa::render_metrics(stats, nullptr, "1.2.3");
-  EXPECT_NE(text.find("starling_build_info{version=\"1.2.3\"} 1\n"), std::string::npos) << text;
+  const auto text = sa::render_metrics(stats, nullptr, {"1.2.3", "0123abcd-dirty"});
+  EXPECT_NE(text.find("starling_build_info{version=\"1.2.3\",revision=\"0123abcd-dirty\"} 1\n"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("# TYPE starling_transport_bytes_in_total counter\n"
                       "starling_transport_bytes_in_total 10\n"),
             std::string::npos)
@@ -64,7 +66,7 @@ TEST(metrics_text, certificates_expiry_and_handshake_refusals) {
     "roots": [{"not_after_unix": 2000000000, "spki_sha256": "bbbbbbbbbbbbbbbbbbbb"}],
     "sync": {"exchanges": 4}
   })");
-  const auto text = sa::render_metrics(nlohmann::json::object(), certs, "1");
+  const auto text = sa::render_metrics(nlohmann::json::object(), certs, {"1", "r"});
   const std::string expiry = "starling_identity_certificate_expiration_timestamp_seconds";
   EXPECT_NE(text.find(expiry + "{kind=\"node\",spki=\"0123456789abcdef\"} 1800000000\n"),
             std::string::npos)
@@ -78,7 +80,7 @@ TEST(metrics_text, certificates_expiry_and_handshake_refusals) {
   EXPECT_NE(text.find("starling_identity_sync_exchanges_total 4\n"), std::string::npos);
   // Without an identity: none of it.
   const auto plain =
-      sa::render_metrics(nlohmann::json::object(), nlohmann::json{{"identity", false}}, "1");
+      sa::render_metrics(nlohmann::json::object(), nlohmann::json{{"identity", false}}, {"1", "r"});
   EXPECT_EQ(plain.find("identity"), std::string::npos) << plain;
 }
 
@@ -86,10 +88,10 @@ TEST(metrics_text, odd_names_and_label_values_are_made_safe) {
   const auto stats = nlohmann::json::parse(R"({"we-ird": {"a.b c": 1}})");
   const auto text = sa::render_metrics(
       stats, nlohmann::json::parse(R"({"identity":true,"handshake_refusals":{"a\"b\\c":1}})"),
-      "v\"1");
+      {"v\"1", "r\\2"});
   EXPECT_NE(text.find("starling_we_ird_a_b_c_total 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("reason=\"a\\\"b\\\\c\""), std::string::npos) << text;
-  EXPECT_NE(text.find("version=\"v\\\"1\""), std::string::npos) << text;
+  EXPECT_NE(text.find("version=\"v\\\"1\",revision=\"r\\\\2\""), std::string::npos) << text;
 }
 
 /// A histogram of the data plane's shape: 3 buckets and +Inf, `counts` in them.
@@ -156,7 +158,7 @@ std::pair<int, std::string> promtool(const std::string& text) {
 
 TEST(metrics_text, proxy_instance_and_inbound_families) {
   const auto p = proxy_stats();
-  const auto text = sa::render_metrics(nlohmann::json::object(), nullptr, "1", &p);
+  const auto text = sa::render_metrics(nlohmann::json::object(), nullptr, {"1", "r"}, &p);
   // Outbound families keep their names and labels.
   EXPECT_NE(text.find("starling_proxy_service_requests_total{service=\"web\"} 10\n"),
             std::string::npos)
@@ -218,7 +220,7 @@ TEST(metrics_text, the_stats_group_and_proxy_detail_together_pass_promtool) {
       {{"proxy", sa::counter_list{{"requests", 10}, {"services", 1}, {"inbound_requests", 7}}}}, {},
       sa::proxy_services_json(p)));
   ASSERT_TRUE(stats.contains("proxy_services")) << stats.dump();
-  const auto text = sa::render_metrics(stats, nullptr, "1", &p);
+  const auto text = sa::render_metrics(stats, nullptr, {"1", "r"}, &p);
   EXPECT_NE(text.find("starling_proxy_inbound_requests_total 7\n"), std::string::npos) << text;
   EXPECT_EQ(text.find("starling_proxy_services_"), std::string::npos) << text;
   const auto [status, out] = promtool(text);

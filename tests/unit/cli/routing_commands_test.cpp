@@ -7,12 +7,14 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "actors/admin_server.hpp"
+#include "actors/build_info.hpp"
 #include "actors/cli/commands.hpp"
 #include "actors/errc.hpp"
 #include "tests/support/process.hpp"
@@ -565,6 +567,20 @@ TEST(routing_command_line, usage_errors_exit_2_before_sending) {
     EXPECT_EQ(r.err.rfind("starling: ", 0), 0u) << r.err;
   }
   EXPECT_EQ(agent.log.count(), 0u);
+}
+
+TEST(command_line, version_names_the_release_and_the_source_revision) {
+  const auto r = starling::testing::run_cli({"--version"});
+  EXPECT_EQ(r.exit_code, sa::exit_ok) << r.err;
+  EXPECT_EQ(r.out, "starling " + std::string{starling::build_version()} + " (" +
+                       std::string{starling::build_revision()} + ")\n");
+  // A commit (12 hex digits, "-dirty" if tracked files differed) or "unknown" outside git.
+  EXPECT_TRUE(std::regex_match(std::string{starling::build_revision()},
+                               std::regex{"[0-9a-f]{12}(-dirty)?|unknown"}))
+      << starling::build_revision();
+  EXPECT_TRUE(std::regex_match(std::string{starling::build_version()},
+                               std::regex{"[0-9]+\\.[0-9]+\\.[0-9]+"}))
+      << starling::build_version();
 }
 
 } // namespace
