@@ -3401,7 +3401,7 @@ private:
     if (type == nullptr || !h2::is_grpc_content_type(type->value))
       return std::nullopt;
     if (const auto* f = h.find("grpc-status"))
-      return h2::grpc_status_value(f->value);
+      return text::grpc_status_number(f->value);
     if (c.s.h2)
       return c.s.h2->grpc_status().value_or(13);
     if (h.body != body_kind::chunked)

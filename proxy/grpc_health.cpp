@@ -11,6 +11,7 @@
 
 #include "grpc_health.pb.h"
 #include "proto/wire/hex.hpp"
+#include "proxy/http_text.hpp"
 
 namespace starling::proxy {
 
@@ -258,7 +259,7 @@ void grpc_health_call::on_goaway(std::int32_t /*last_stream*/, std::uint32_t cod
 
 void grpc_health_call::read_status(std::span<const h2::field> fields) {
   if (auto v = field_value(fields, "grpc-status"))
-    status_ = h2::grpc_status_value(*v);
+    status_ = text::grpc_status_number(*v);
   if (auto m = field_value(fields, "grpc-message"))
     status_message_ = status_message_text(*m);
 }

@@ -1392,10 +1392,6 @@ h1_written to_h1_response(const head& h, bool head_request, const forward_option
   return {errc::ok, body};
 }
 
-std::uint16_t grpc_status_value(std::string_view value) noexcept {
-  return text::grpc_status_number(value);
-}
-
 bool is_grpc_content_type(std::string_view value) noexcept {
   static constexpr std::string_view base = "application/grpc";
   if (value.size() < base.size() || !iequals(value.substr(0, base.size()), base))

@@ -373,10 +373,6 @@ struct h1_written {
 /// `bad_field` (nothing appended) for a name or value HTTP/1.1 cannot carry.
 [[nodiscard]] errc write_last_chunk(std::span<const field> trailers, std::string& out);
 
-/// A gRPC call's status from its `grpc-status` field's value (decision 0025): the number,
-/// 0 (OK) to 999; anything else reads as 2 (UNKNOWN), a failed call.
-[[nodiscard]] std::uint16_t grpc_status_value(std::string_view value) noexcept;
-
 /// Whether a content-type value is gRPC's: "application/grpc" (any case), alone or followed
 /// by "+..." ("application/grpc+proto") or ";...".
 [[nodiscard]] bool is_grpc_content_type(std::string_view value) noexcept;

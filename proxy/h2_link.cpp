@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "proxy/http_text.hpp"
 #include "proxy/recycling_allocator.hpp"
 #include "proxy/thread_cache.hpp"
 
@@ -527,7 +528,7 @@ void h2_stream::on_trailers(std::span<const h2::field> fields) {
   if (client_)
     for (const auto& f : fields)
       if (f.name == "grpc-status")
-        grpc_status_ = h2::grpc_status_value(f.value);
+        grpc_status_ = text::grpc_status_number(f.value);
   if (!chunked_in_)
     return; // a body with a length has nowhere to carry trailers in HTTP/1.1
   const auto before = in_.size();

@@ -38,6 +38,23 @@ using headers_cache = thread_cache<std::vector<header>, cached_parsers>;
 
 using text::for_each_token;
 using text::iequals;
+
+/// What a generated answer's detail keeps of its text, in its body and its fields: printable
+/// ASCII (a control byte could end a field line; a byte above 0x7e is not text gRPC passes).
+constexpr bool is_printable(char c) noexcept { return c >= 0x20 && c < 0x7f; }
+
+/// Appends the printable bytes of `text`, at most `max` of them.
+void append_printable(std::string& out, std::string_view text,
+                      std::size_t max = std::string_view::npos) {
+  for (const char c : text) {
+    if (max == 0)
+      return;
+    if (is_printable(c)) {
+      out.push_back(c);
+      --max;
+    }
+  }
+}
 using text::is_field_byte;
 using text::is_ows;
 using text::is_tchar;
@@ -1111,9 +1128,8 @@ void write_error_response(http_error reason, std::string& out, bool close,
     break;
   }
   const auto code = name(reason);
-  std::size_t detail_len = 0;
-  for (const char c : detail)
-    detail_len += (c >= 0x20 && c < 0x7f) ? 1 : 0;
+  const auto detail_len =
+      static_cast<std::size_t>(std::count_if(detail.begin(), detail.end(), is_printable));
   // Body: "<phrase>: <code>[ (<detail>)]\n"
   const std::size_t body_len =
       phrase.size() + 2 + code.size() + (detail_len != 0 ? detail_len + 3 : 0) + 1;
@@ -1136,10 +1152,7 @@ void write_error_response(http_error reason, std::string& out, bool close,
     // The detail in a field too, so that a calling node that turns this answer into a gRPC
     // status for its app (decision 0026) passes it on without reading the body.
     out.append("x-starling-error-detail: ");
-    std::size_t n = 0;
-    for (const char c : detail)
-      if (c >= 0x20 && c < 0x7f && n++ < max_error_detail_bytes)
-        out.push_back(c);
+    append_printable(out, detail, max_error_detail_bytes);
     out.append("\r\n");
   }
   if (close || is_framing_error(reason))
@@ -1150,9 +1163,7 @@ void write_error_response(http_error reason, std::string& out, bool close,
   out.append(code);
   if (detail_len != 0) {
     out.append(" (");
-    for (const char c : detail)
-      if (c >= 0x20 && c < 0x7f)
-        out.push_back(c);
+    append_printable(out, detail);
     out.append(")");
   }
   out.append("\n");
@@ -1161,7 +1172,7 @@ void write_error_response(http_error reason, std::string& out, bool close,
 std::string_view error_detail_of(const message_head& h) noexcept {
   const auto* f = h.find("x-starling-error-detail");
   if (f == nullptr || f->value.size() > max_error_detail_bytes ||
-      !std::all_of(f->value.begin(), f->value.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
+      !std::all_of(f->value.begin(), f->value.end(), is_printable))
     return {};
   return f->value;
 }
@@ -1205,7 +1216,7 @@ void write_grpc_error_response(std::string_view reason, std::uint16_t grpc_statu
     for (const char c : text) {
       if (c == '%')
         out.append("%25");
-      else if (c >= 0x20 && c < 0x7f)
+      else if (is_printable(c))
         out.push_back(c);
     }
   };

@@ -232,7 +232,7 @@ public:
   /// The grpc-status field of the current message's trailer section (a chunked body's),
   /// once its line was read: a gRPC call's status when it crossed an HTTP/1.1 hop between
   /// nodes (decision 0025). A value that is not a number from 0 to 999 reads as 2
-  /// (UNKNOWN), as h2::grpc_status_value reads it. Nothing before, or without one; reset
+  /// (UNKNOWN), as text::grpc_status_number reads it. Nothing before, or without one; reset
   /// when the next message starts.
   [[nodiscard]] std::optional<std::uint16_t> trailer_grpc_status() const noexcept {
     return trailer_grpc_status_;

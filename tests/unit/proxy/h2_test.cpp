@@ -15,6 +15,7 @@
 
 #include "proxy/h2.hpp"
 #include "proxy/http1.hpp"
+#include "proxy/http_text.hpp"
 
 namespace {
 
@@ -1324,11 +1325,11 @@ TEST(H2Grpc, ContentTypeIsGrpcsWithItsSuffixes) {
 }
 
 TEST(H2Grpc, StatusValueIsItsNumberAndAnythingElseUnknown) {
-  EXPECT_EQ(h2::grpc_status_value("0"), 0);
-  EXPECT_EQ(h2::grpc_status_value("14"), 14);
-  EXPECT_EQ(h2::grpc_status_value("999"), 999);
+  EXPECT_EQ(text::grpc_status_number("0"), 0);
+  EXPECT_EQ(text::grpc_status_number("14"), 14);
+  EXPECT_EQ(text::grpc_status_number("999"), 999);
   for (const std::string_view odd : {"", "1000", "-1", " 1", "1 ", "x", "0x1", "4294967297"})
-    EXPECT_EQ(h2::grpc_status_value(odd), 2) << '"' << odd << '"';
+    EXPECT_EQ(text::grpc_status_number(odd), 2) << '"' << odd << '"';
 }
 
 } // namespace
